@@ -1,0 +1,106 @@
+/*
+ * hie/proto.h - the member protocol's wire format: frames, envelopes, commands, and the one
+ * table that maps HIE_E* codes to wire Error codes (style.md 3.1).
+ *
+ * Frame: a 4-byte big-endian body length, then one protobuf Envelope (proto/envelope.proto).
+ * Only this module calls protobuf_c unpack. Every decode runs in a caller-provided arena with a
+ * hard byte cap; decoded messages live until that arena is destroyed.
+ *
+ * Threads: all functions are reentrant; an arena has one owner at a time.
+ * This module never logs or exits: it returns a code and fills a hie_errinfo_t (static reason
+ * and field name, never field values).
+ */
+#ifndef HIE_PROTO_H
+#define HIE_PROTO_H
+
+#include "hie/base.h"
+#include "hie/limits.h"
+
+#include "admin.pb-c.h"
+#include "command.pb-c.h"
+#include "envelope.pb-c.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef Hie__V1__Envelope hie_envelope_t;
+typedef Hie__V1__Command hie_command_t;
+typedef Hie__V1__CommandResult hie_command_result_t;
+typedef Hie__V1__Organization hie_org_t;
+
+#define HIE_PROTO_FRAME_HEADER_BYTES 4u
+/* Largest Ping payload echoed back. */
+#define HIE_PROTO_PING_PAYLOAD_BYTES_MAX 1024u
+
+/* Reads the length prefix at the start of in.
+ * Returns 0 and sets *body_bytes when 4 bytes are present and the length is within
+ * frame_bytes_max; HIE_EAGAIN when fewer than 4 bytes are present; HIE_ELIMIT when the length is
+ * larger than frame_bytes_max; HIE_EPROTO when it is 0 (an empty envelope is never valid). */
+HIE_MUST_CHECK int hie_proto_frame_header(hie_span_t in, uint32_t frame_bytes_max,
+    uint32_t *body_bytes);
+
+/* Decodes one frame from the start of in: length check first (nothing is looked at past the
+ * prefix if it is too long), then unpack in arena, then hie_proto_envelope_validate().
+ * [out] *out: the envelope, owned by arena; NULL on failure. [out] *consumed_bytes: bytes of in
+ * the frame used (prefix included); 0 on failure.
+ * Returns 0, HIE_EAGAIN (frame incomplete), HIE_ELIMIT (too large, or the arena cap was hit),
+ * HIE_EPROTO (not a valid protobuf), HIE_EINVAL (semantic check failed; info names the field). */
+HIE_MUST_CHECK int hie_proto_frame_decode(hie_span_t in, uint32_t frame_bytes_max,
+    hie_arena_t *arena, hie_envelope_t **out, size_t *consumed_bytes, hie_errinfo_t *info);
+
+/* Unpacks body (no prefix) as an Envelope in arena and validates it. Same returns as above. */
+HIE_MUST_CHECK int hie_proto_envelope_decode(hie_span_t body, hie_arena_t *arena,
+    hie_envelope_t **out, hie_errinfo_t *info);
+
+/* Semantic checks on a decoded request envelope: id present, 1..HIE_PROTO_ID_BYTES_MAX chars of
+ * [A-Za-z0-9._:-]; correlation_id empty or the same shape; purpose a known value; a body set
+ * and a request kind (not a reply kind); Ping payload within HIE_PROTO_PING_PAYLOAD_BYTES_MAX.
+ * Returns 0 or HIE_EINVAL with info naming the field. */
+HIE_MUST_CHECK int hie_proto_envelope_validate(const hie_envelope_t *env, hie_errinfo_t *info);
+
+/* True when s (len bytes) is a valid envelope id. */
+bool hie_proto_id_valid(const char *s, size_t len);
+/* True when s is a valid organization or node id: [a-z0-9][a-z0-9._-]{0,62}. */
+bool hie_proto_org_id_valid(const char *s, size_t len);
+
+/* Packs env as a frame (prefix + body) into a new buffer from hie_mem_alloc.
+ * [out] *out_buf owned by the caller, freed with hie_mem_free(*out_buf, *out_len).
+ * Returns 0, HIE_ENOMEM, or HIE_ELIMIT when the body would exceed frame_bytes_max. */
+HIE_MUST_CHECK int hie_proto_frame_encode(const hie_envelope_t *env, uint32_t frame_bytes_max,
+    uint8_t **out_buf, size_t *out_len);
+
+/* Packs any message into a new hie_mem buffer (no prefix). Same ownership as above.
+ * Returns 0, HIE_ENOMEM or HIE_ELIMIT (larger than bytes_max). */
+HIE_MUST_CHECK int hie_proto_pack(const ProtobufCMessage *msg, size_t bytes_max,
+    uint8_t **out_buf, size_t *out_len);
+
+/* Unpacks in as a message of type desc in arena (no semantic checks).
+ * [out] *out owned by arena. Returns 0, HIE_EPROTO or HIE_ELIMIT (arena cap). */
+HIE_MUST_CHECK int hie_proto_unpack(const ProtobufCMessageDescriptor *desc, hie_span_t in,
+    hie_arena_t *arena, ProtobufCMessage **out);
+
+/* A ProtobufCAllocator that allocates from arena and frees nothing. */
+ProtobufCAllocator hie_proto_arena_allocator(hie_arena_t *arena);
+
+/* Commands: unpack + validate (ids, org ids, roles, one body set). Same returns as decode. */
+HIE_MUST_CHECK int hie_proto_command_decode(hie_span_t in, hie_arena_t *arena,
+    hie_command_t **out, hie_errinfo_t *info);
+HIE_MUST_CHECK int hie_proto_command_validate(const hie_command_t *cmd, hie_errinfo_t *info);
+
+/* The one mapping from HIE_E* (and -errno) to wire Error codes. */
+Hie__V1__ErrorCode hie_proto_error_code(int rc);
+/* Stable text name of a wire code ("BAD_REQUEST", ...). Never NULL. */
+const char *hie_proto_error_code_name(Hie__V1__ErrorCode code);
+/* Stable names for enums used in logs and CLIs. Never NULL. */
+const char *hie_proto_role_name(Hie__V1__Role role);
+/* Parses "hospital", "clinic", ... Returns 0 or HIE_EINVAL. */
+HIE_MUST_CHECK int hie_proto_role_parse(const char *s, Hie__V1__Role *out);
+const char *hie_proto_purpose_name(Hie__V1__PurposeOfUse p);
+/* Name of the body kind of an envelope ("ping", "whoami", ...), "none" if unset. */
+const char *hie_proto_body_name(const hie_envelope_t *env);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,173 @@
+/*
+ * codec.c - protobuf-c glue: the arena allocator, pack/unpack, and command validation.
+ *
+ * protobuf-c reports a failed unpack only as NULL; we tell "out of arena" (HIE_ELIMIT, the
+ * peer sent something that expands past the cap) from "malformed" (HIE_EPROTO) by asking the
+ * arena whether its cap was hit.
+ */
+#include "proto_int.h"
+
+#include <string.h>
+
+static void *
+arena_pbc_alloc(void *ctx, size_t size)
+{
+    return hie_arena_alloc(ctx, size);
+}
+
+static void
+arena_pbc_free(void *ctx, void *ptr)
+{
+    (void)ctx;
+    (void)ptr; /* the arena frees everything at once */
+}
+
+ProtobufCAllocator
+hie_proto_arena_allocator(hie_arena_t *arena)
+{
+    HIE_ASSERT(arena != NULL);
+    ProtobufCAllocator a = {arena_pbc_alloc, arena_pbc_free, arena};
+    return a;
+}
+
+int
+hie_proto_unpack(const ProtobufCMessageDescriptor *desc, hie_span_t in, hie_arena_t *arena,
+    ProtobufCMessage **out)
+{
+    HIE_ASSERT(desc != NULL);
+    HIE_ASSERT(out != NULL);
+    *out = NULL;
+    ProtobufCAllocator alloc = hie_proto_arena_allocator(arena);
+    ProtobufCMessage *msg = protobuf_c_message_unpack(desc, &alloc, in.len, in.ptr);
+    if (msg == NULL) {
+        return hie_arena_cap_hit(arena) ? HIE_ELIMIT : HIE_EPROTO;
+    }
+    *out = msg;
+    return 0;
+}
+
+int
+hie_proto_pack(const ProtobufCMessage *msg, size_t bytes_max, uint8_t **out_buf, size_t *out_len)
+{
+    HIE_ASSERT(msg != NULL);
+    HIE_ASSERT(out_buf != NULL);
+    HIE_ASSERT(out_len != NULL);
+    *out_buf = NULL;
+    *out_len = 0;
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    if (n > bytes_max) {
+        return HIE_ELIMIT;
+    }
+    uint8_t *buf = hie_mem_alloc(n);
+    if (buf == NULL) {
+        return HIE_ENOMEM;
+    }
+    size_t packed = protobuf_c_message_pack(msg, buf);
+    HIE_ASSERT(packed == n);
+    *out_buf = buf;
+    *out_len = n;
+    return 0;
+}
+
+static bool
+roles_valid(size_t n, const Hie__V1__Role *roles)
+{
+    if (n > HIE_ORG_ROLES_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (roles[i] <= HIE__V1__ROLE__ROLE_UNSPECIFIED || roles[i] > HIE__V1__ROLE__ROLE_NODE) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
+org_id_ok(const char *s)
+{
+    return s != NULL && hie_proto_org_id_valid(s, strlen(s));
+}
+
+static int
+command_validate_body(const hie_command_t *cmd, hie_errinfo_t *info)
+{
+    switch (cmd->body_case) {
+    case HIE__V1__COMMAND__BODY_ORG_REGISTER: {
+        const Hie__V1__OrgRegister *b = cmd->org_register;
+        if (!org_id_ok(b->org_id)) {
+            return hie_errinfo_set(info, HIE_EINVAL, "org_id",
+                "must match [a-z0-9][a-z0-9._-]{0,62}");
+        }
+        if (b->display_name == NULL || strlen(b->display_name) > HIE_ORG_NAME_BYTES_MAX) {
+            return hie_errinfo_set(info, HIE_EINVAL, "display_name", "at most 200 bytes");
+        }
+        if (b->n_roles == 0 || !roles_valid(b->n_roles, b->roles)) {
+            return hie_errinfo_set(info, HIE_EINVAL, "roles", "1 to 8 known roles");
+        }
+        return 0;
+    }
+    case HIE__V1__COMMAND__BODY_ORG_SET_ROLES:
+        if (!org_id_ok(cmd->org_set_roles->org_id)) {
+            return hie_errinfo_set(info, HIE_EINVAL, "org_id", "invalid");
+        }
+        if (cmd->org_set_roles->n_roles == 0 ||
+            !roles_valid(cmd->org_set_roles->n_roles, cmd->org_set_roles->roles)) {
+            return hie_errinfo_set(info, HIE_EINVAL, "roles", "1 to 8 known roles");
+        }
+        return 0;
+    case HIE__V1__COMMAND__BODY_ORG_SUSPEND:
+        if (!org_id_ok(cmd->org_suspend->org_id)) {
+            return hie_errinfo_set(info, HIE_EINVAL, "org_id", "invalid");
+        }
+        if (cmd->org_suspend->reason != NULL && strlen(cmd->org_suspend->reason) > 200) {
+            return hie_errinfo_set(info, HIE_EINVAL, "reason", "at most 200 bytes");
+        }
+        return 0;
+    case HIE__V1__COMMAND__BODY_ORG_REINSTATE:
+        if (!org_id_ok(cmd->org_reinstate->org_id)) {
+            return hie_errinfo_set(info, HIE_EINVAL, "org_id", "invalid");
+        }
+        return 0;
+    default:
+        return hie_errinfo_set(info, HIE_EINVAL, "command.body", "unknown command");
+    }
+}
+
+int
+hie_proto_command_validate(const hie_command_t *cmd, hie_errinfo_t *info)
+{
+    HIE_ASSERT(cmd != NULL);
+    size_t rlen = cmd->requester != NULL ? strlen(cmd->requester) : 0;
+    bool operator = cmd->requester != NULL && strcmp(cmd->requester, "@operator") == 0;
+    if (!operator && !hie_proto_org_id_valid(cmd->requester, rlen)) {
+        return hie_errinfo_set(info, HIE_EINVAL, "command.requester", "invalid");
+    }
+    size_t idlen = cmd->request_id != NULL ? strlen(cmd->request_id) : 0;
+    if (!hie_proto_id_valid(cmd->request_id, idlen)) {
+        return hie_errinfo_set(info, HIE_EINVAL, "command.request_id", "invalid");
+    }
+    if (cmd->time_ms <= 0) {
+        return hie_errinfo_set(info, HIE_EINVAL, "command.time_ms", "missing");
+    }
+    return command_validate_body(cmd, info);
+}
+
+int
+hie_proto_command_decode(hie_span_t in, hie_arena_t *arena, hie_command_t **out,
+    hie_errinfo_t *info)
+{
+    HIE_ASSERT(out != NULL);
+    *out = NULL;
+    ProtobufCMessage *msg = NULL;
+    int rc = hie_proto_unpack(&hie__v1__command__descriptor, in, arena, &msg);
+    if (rc != 0) {
+        return hie_errinfo_set(info, rc, "command", "not a valid command");
+    }
+    rc = hie_proto_command_validate((hie_command_t *)msg, info);
+    if (rc != 0) {
+        return rc;
+    }
+    *out = (hie_command_t *)msg;
+    return 0;
+}

@@ -1,0 +1,837 @@
+/*
+ * hie_cli.c - the `hie` command line: global options, then one subcommand from cli_cmds[].
+ *
+ * A subcommand is a row in cli_cmds[] and a run function that parses its own options, builds
+ * request envelopes with cli_request_init(), sends them with cli_call() and prints the reply as
+ * key=value text or, with --json, one JSON object per line. Later subcommands (feed, pix, pdq,
+ * push, query, subscribe, audit, ...) are new rows.
+ *
+ * Output rules: results go to stdout; failures are one lowercase line on stderr
+ * ("hie: <what> failed: <why>"). Exit codes: 0 ok, 1 the node answered with an Error, 2 usage
+ * error, 3 connection, TLS, protocol failure or timeout. Never print patient data: replies that
+ * carry it must be printed only where the user asked for them, never in error lines.
+ */
+#include "hie/client.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/ssl.h>
+
+#ifndef HIE_VERSION
+#define HIE_VERSION "unknown"
+#endif
+
+enum cli_exit { CLI_EXIT_OK = 0, CLI_EXIT_REPLY = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_CONN = 3 };
+/* Returned by option parsing when the program should go on rather than exit. */
+#define CLI_CONTINUE (-1)
+
+#define CLI_ADDR_DEFAULT "127.0.0.1:7443"
+#define CLI_TIMEOUT_MS_DEFAULT 5000u
+/* A DNS name is at most 253 bytes; an IPv6 literal far less. */
+#define CLI_HOST_BYTES_MAX 256u
+#define CLI_PING_COUNT_MAX 100000u
+/* Text from the node (Error.message) is cut at this length on the terminal. */
+#define CLI_NODE_TEXT_BYTES_MAX 512u
+
+struct cli {
+    const char *addr;           /* as given, for messages */
+    char host[CLI_HOST_BYTES_MAX];
+    hie_client_config_t cfg;
+    uint32_t timeout_ms;
+    bool json;
+    bool tls12;
+    int tls_max_version;        /* 0: library default */
+    Hie__V1__PurposeOfUse purpose;
+    const char *id;             /* explicit envelope id, or NULL: random */
+    hie_client_t *client;       /* created on first use */
+};
+
+struct cli_cmd {
+    const char *name;
+    const char *args;           /* usage after the name */
+    const char *summary;
+    int (*run)(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+};
+
+static int cmd_whoami(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+static int cmd_ping(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+
+static const struct cli_cmd cli_cmds[] = {
+    {"whoami", "", "show the organization, roles and node this certificate reaches", cmd_whoami},
+    {"ping", "[--count N] [PAYLOAD]", "send pings and print round-trip times", cmd_ping},
+    /* NEEDSWORK: feed, pix, pdq, push, query, subscribe, audit join here as the node grows them. */
+};
+
+/* ---- output helpers ---------------------------------------------------------------------- */
+
+static int cli_usage_error(const char *fmt, ...) HIE_PRINTF(1, 2);
+
+static int
+cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("hie: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs(" (see hie --help)\n", stderr);
+    return CLI_EXIT_USAGE;
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 when it is not one. p is NUL-terminated
+ * and continuation bytes are never NUL, so this never reads past the terminator. */
+static size_t
+utf8_seq_len(const unsigned char *p)
+{
+    size_t n;
+    uint32_t cp;
+    uint32_t min;
+    if (p[0] < 0x80) {
+        return 1;
+    } else if ((p[0] & 0xe0) == 0xc0) {
+        n = 2, cp = p[0] & 0x1fu, min = 0x80;
+    } else if ((p[0] & 0xf0) == 0xe0) {
+        n = 3, cp = p[0] & 0x0fu, min = 0x800;
+    } else if ((p[0] & 0xf8) == 0xf0) {
+        n = 4, cp = p[0] & 0x07u, min = 0x10000;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        cp = (cp << 6) | (p[i] & 0x3fu);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+    return n;
+}
+
+/* Writes s as a JSON string: quotes, backslashes and control characters escaped, invalid UTF-8
+ * replaced by U+FFFD, so any bytes from the node still make valid JSON. */
+static void
+json_str(FILE *f, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    fputc('"', f);
+    while (*p != '\0') {
+        unsigned char ch = *p;
+        size_t n = 1;
+        if (ch == '"' || ch == '\\') {
+            fputc('\\', f);
+            fputc(ch, f);
+        } else if (ch == '\n') {
+            fputs("\\n", f);
+        } else if (ch == '\t') {
+            fputs("\\t", f);
+        } else if (ch == '\r') {
+            fputs("\\r", f);
+        } else if (ch < 0x20 || ch == 0x7f) {
+            fprintf(f, "\\u%04x", (unsigned)ch);
+        } else if ((n = utf8_seq_len(p)) == 0) {
+            fputs("\\ufffd", f);
+            n = 1;
+        } else {
+            fwrite(p, 1, n, f);
+        }
+        p += n;
+    }
+    fputc('"', f);
+}
+
+/* key=value text: bare when the value is a plain token, else quoted and escaped as JSON. */
+static void
+kv_value(FILE *f, const char *s)
+{
+    bool bare = s[0] != '\0';
+    for (const char *p = s; bare && *p != '\0'; p++) {
+        unsigned char ch = (unsigned char)*p;
+        bare = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+               strchr("._:@/,+-", ch) != NULL;
+    }
+    if (bare) {
+        fputs(s, f);
+    } else {
+        json_str(f, s);
+    }
+}
+
+/* Text from the node on the terminal: control characters become '?', cut at a limit. */
+static void
+cli_fputs_safe(FILE *f, const char *s)
+{
+    for (size_t i = 0; s[i] != '\0' && i < CLI_NODE_TEXT_BYTES_MAX; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        fputc(ch < 0x20 || ch == 0x7f ? '?' : ch, f);
+    }
+}
+
+/* ---- option parsing ---------------------------------------------------------------------- */
+
+static int
+parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    if (s[0] < '0' || s[0] > '9') {
+        return HIE_EINVAL; /* strtoul would accept "-1" and " 1" */
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max) {
+        return HIE_EINVAL;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* HOST:PORT, or [V6]:PORT. */
+static int
+cli_addr_parse(struct cli *cli, const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    uint32_t port = 0;
+    if (colon == NULL || parse_u32(colon + 1, 1, 65535, &port) != 0) {
+        return HIE_EINVAL;
+    }
+    const char *host = addr;
+    size_t host_len = (size_t)(colon - addr);
+    if (host_len >= 2 && host[0] == '[' && host[host_len - 1] == ']') {
+        host++;
+        host_len -= 2;
+    } else if (memchr(host, ':', host_len) != NULL || memchr(host, '[', host_len) != NULL) {
+        return HIE_EINVAL; /* an IPv6 literal needs brackets */
+    }
+    if (host_len == 0 || host_len >= sizeof(cli->host)) {
+        return HIE_EINVAL;
+    }
+    memcpy(cli->host, host, host_len);
+    cli->host[host_len] = '\0';
+    cli->addr = addr;
+    cli->cfg.host = cli->host;
+    cli->cfg.port = (uint16_t)port;
+    return 0;
+}
+
+static int
+cli_purpose_parse(const char *s, Hie__V1__PurposeOfUse *out)
+{
+    for (int p = HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED;
+         p <= HIE__V1__PURPOSE_OF_USE__PURPOSE_PATIENT_REQUEST; p++) {
+        if (strcmp(s, hie_proto_purpose_name((Hie__V1__PurposeOfUse)p)) == 0) {
+            *out = (Hie__V1__PurposeOfUse)p;
+            return 0;
+        }
+    }
+    return HIE_EINVAL;
+}
+
+static int
+cli_tls_version_parse(const char *s, int *out)
+{
+    static const struct {
+        const char *name;
+        int version;
+    } versions[] = {{"1.1", TLS1_1_VERSION}, {"1.2", TLS1_2_VERSION}, {"1.3", TLS1_3_VERSION}};
+    for (size_t i = 0; i < HIE_ARRAY_LEN(versions); i++) {
+        if (strcmp(s, versions[i].name) == 0) {
+            *out = versions[i].version;
+            return 0;
+        }
+    }
+    return HIE_EINVAL;
+}
+
+static const char *
+env_or_null(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+static void
+cli_help(FILE *f)
+{
+    fputs("usage: hie [OPTIONS] COMMAND [ARGS]\n\n"
+          "talk to a hie-node over mutual TLS as a member organization.\n\n"
+          "options (before the command):\n"
+          "  --addr HOST:PORT     node address (env HIE_ADDR, default " CLI_ADDR_DEFAULT ")\n"
+          "  --ca FILE            CA certificate the node must chain to (env HIE_CA)\n"
+          "  --cert FILE          member certificate (env HIE_CERT)\n"
+          "  --key FILE           member private key (env HIE_KEY)\n"
+          "  --server-name NAME   node name expected in its certificate (env HIE_SERVER_NAME)\n"
+          "  --timeout MS         connect and per-request timeout (default 5000)\n"
+          "  --json               one JSON object per output line\n"
+          "  --tls12              allow TLS 1.2 (default: TLS 1.3 only)\n"
+          "  --tls-max 1.1|1.2|1.3  highest version to offer (tests that the node refuses)\n"
+          "  --purpose NAME       purpose of use: unspecified, treatment, emergency, payment,\n"
+          "                       operations, public-health, research, patient-request\n"
+          "  --id ID              explicit envelope id (default: random)\n"
+          "  -h, --help           this help\n"
+          "  --version            print the version\n\ncommands:\n",
+        f);
+    for (size_t i = 0; i < HIE_ARRAY_LEN(cli_cmds); i++) {
+        fprintf(f, "  %-8s %-22s %s\n", cli_cmds[i].name, cli_cmds[i].args, cli_cmds[i].summary);
+    }
+    fputs("\nexit status: 0 ok, 1 the node answered with an error, 2 usage error,\n"
+          "3 connection, tls or protocol failure or timeout.\n",
+        f);
+}
+
+enum cli_opt {
+    OPT_ADDR = 256, OPT_CA, OPT_CERT, OPT_KEY, OPT_SERVER_NAME, OPT_TIMEOUT, OPT_JSON,
+    OPT_TLS12, OPT_TLS_MAX, OPT_PURPOSE, OPT_ID, OPT_VERSION,
+};
+
+static const struct option cli_global_options[] = {
+    {"addr", required_argument, NULL, OPT_ADDR},
+    {"ca", required_argument, NULL, OPT_CA},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"server-name", required_argument, NULL, OPT_SERVER_NAME},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"tls12", no_argument, NULL, OPT_TLS12},
+    {"tls-max", required_argument, NULL, OPT_TLS_MAX},
+    {"purpose", required_argument, NULL, OPT_PURPOSE},
+    {"id", required_argument, NULL, OPT_ID},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+static const char *
+cli_opt_name(int opt)
+{
+    for (size_t i = 0; cli_global_options[i].name != NULL; i++) {
+        if (cli_global_options[i].val == opt) {
+            return cli_global_options[i].name;
+        }
+    }
+    return "?";
+}
+
+/* getopt_long's '?' and ':' as our usage line; argv[optind - 1] is the offending word. */
+static int
+cli_getopt_error(int opt, char **argv)
+{
+    const char *word = optind > 0 ? argv[optind - 1] : "?";
+    if (opt == ':') {
+        return cli_usage_error("option '%s' needs a value", word);
+    }
+    return cli_usage_error("unknown option '%s'", word);
+}
+
+/* Applies one global option with a value. Returns CLI_CONTINUE or an exit code. */
+static int
+cli_global_value(struct cli *cli, int opt, const char *val)
+{
+    bool ok = true;
+    switch (opt) {
+    case OPT_ADDR:
+        ok = cli_addr_parse(cli, val) == 0;
+        break;
+    case OPT_CA:
+        cli->cfg.ca_file = val;
+        break;
+    case OPT_CERT:
+        cli->cfg.cert_file = val;
+        break;
+    case OPT_KEY:
+        cli->cfg.key_file = val;
+        break;
+    case OPT_SERVER_NAME:
+        cli->cfg.server_name = val;
+        break;
+    case OPT_TIMEOUT:
+        ok = parse_u32(val, 1, HIE_EDGE_TIMEOUT_MS_MAX, &cli->timeout_ms) == 0;
+        break;
+    case OPT_TLS_MAX:
+        ok = cli_tls_version_parse(val, &cli->tls_max_version) == 0;
+        break;
+    case OPT_PURPOSE:
+        ok = cli_purpose_parse(val, &cli->purpose) == 0;
+        break;
+    case OPT_ID:
+        ok = hie_proto_id_valid(val, strlen(val));
+        cli->id = val;
+        break;
+    default:
+        HIE_ASSERT(false); /* every option with a value has a case */
+    }
+    if (!ok) {
+        return cli_usage_error("invalid value for --%s", cli_opt_name(opt));
+    }
+    return CLI_CONTINUE;
+}
+
+/* Parses the options before the command. Returns CLI_CONTINUE (optind is the command) or an
+ * exit code (help, version, usage error). */
+static int
+cli_parse_global(struct cli *cli, int argc, char **argv)
+{
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "+:h", cli_global_options, NULL)) != -1) {
+        int ex = CLI_CONTINUE;
+        if (opt == 'h') {
+            cli_help(stdout);
+            return CLI_EXIT_OK;
+        } else if (opt == OPT_VERSION) {
+            printf("hie %s\n", HIE_VERSION);
+            return CLI_EXIT_OK;
+        } else if (opt == OPT_JSON) {
+            cli->json = true;
+        } else if (opt == OPT_TLS12) {
+            cli->tls12 = true;
+        } else if (opt == '?' || opt == ':') {
+            return cli_getopt_error(opt, argv);
+        } else {
+            ex = cli_global_value(cli, opt, optarg);
+        }
+        if (ex != CLI_CONTINUE) {
+            return ex;
+        }
+    }
+    if (optind >= argc) {
+        return cli_usage_error("no command given");
+    }
+    return CLI_CONTINUE;
+}
+
+static void
+cli_init(struct cli *cli)
+{
+    memset(cli, 0, sizeof(*cli));
+    cli->timeout_ms = CLI_TIMEOUT_MS_DEFAULT;
+    cli->purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED;
+    cli->cfg.ca_file = env_or_null("HIE_CA");
+    cli->cfg.cert_file = env_or_null("HIE_CERT");
+    cli->cfg.key_file = env_or_null("HIE_KEY");
+    cli->cfg.server_name = env_or_null("HIE_SERVER_NAME");
+}
+
+/* Checks what the options left for the client config. Returns CLI_CONTINUE or an exit code. */
+static int
+cli_config_finish(struct cli *cli)
+{
+    if (cli->addr == NULL) {
+        const char *addr = env_or_null("HIE_ADDR");
+        if (cli_addr_parse(cli, addr != NULL ? addr : CLI_ADDR_DEFAULT) != 0) {
+            return cli_usage_error("invalid HIE_ADDR, expected HOST:PORT");
+        }
+    }
+    if (cli->cfg.ca_file == NULL) {
+        return cli_usage_error("no ca file: use --ca or HIE_CA");
+    }
+    if ((cli->cfg.cert_file == NULL) != (cli->cfg.key_file == NULL)) {
+        return cli_usage_error("--cert and --key go together");
+    }
+    /* Offering only versions above --tls-max would test nothing: lower the minimum to it. */
+    int min = cli->tls12 ? TLS1_2_VERSION : TLS1_3_VERSION;
+    if (cli->tls_max_version != 0 && cli->tls_max_version < min) {
+        min = cli->tls_max_version;
+    }
+    cli->cfg.tls_min_version = min;
+    cli->cfg.tls_max_version = cli->tls_max_version;
+    cli->cfg.connect_timeout_ms = cli->timeout_ms;
+    return CLI_CONTINUE;
+}
+
+/* Parses a subcommand's options when it has none but -h. Returns CLI_CONTINUE or exit code. */
+static int
+cli_sub_no_options(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int opt;
+    optind = 0; /* glibc: start over on the subcommand's argv */
+    while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (opt == 'h') {
+            printf("usage: hie %s %s\n%s\n", cmd->name, cmd->args, cmd->summary);
+            return CLI_EXIT_OK;
+        }
+        return cli_getopt_error(opt, argv);
+    }
+    if (optind < argc) {
+        return cli_usage_error("%s takes no arguments", cmd->name);
+    }
+    return CLI_CONTINUE;
+}
+
+/* ---- requests ---------------------------------------------------------------------------- */
+
+/* Fills env's header: id (--id, with "-SEQ" when seq > 0, or random), purpose and clock.
+ * id_buf must outlive env. Returns CLI_CONTINUE or CLI_EXIT_USAGE. */
+static int
+cli_request_init(const struct cli *cli, hie_envelope_t *env, uint32_t seq, char *id_buf,
+    size_t id_buf_bytes)
+{
+    HIE_ASSERT(id_buf_bytes >= HIE_CLIENT_ID_BUF_BYTES);
+    HIE_ASSERT(id_buf_bytes > HIE_PROTO_ID_BYTES_MAX);
+    hie__v1__envelope__init(env);
+    if (cli->id == NULL) {
+        hie_client_new_id(id_buf, id_buf_bytes);
+    } else if (seq == 0) {
+        snprintf(id_buf, id_buf_bytes, "%s", cli->id);
+    } else {
+        int n = snprintf(id_buf, id_buf_bytes, "%s-%" PRIu32, cli->id, seq);
+        if (n < 0 || !hie_proto_id_valid(id_buf, (size_t)n)) {
+            return cli_usage_error("--id is too long to number repeated requests");
+        }
+    }
+    env->id = id_buf;
+    env->purpose = cli->purpose;
+    env->created_ms = hie_time_wall_ms();
+    return CLI_CONTINUE;
+}
+
+/* Creates the client on first use and connects, reporting a failure. Returns an exit code. */
+static int
+cli_connect(struct cli *cli)
+{
+    if (cli->client == NULL) {
+        char err[512];
+        int rc = hie_client_create_err(&cli->client, &cli->cfg, err, sizeof(err));
+        if (rc != 0) {
+            fprintf(stderr, "hie: tls setup failed: %s\n", err);
+            return rc == HIE_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_CONN;
+        }
+    }
+    int rc = hie_client_connect(cli->client);
+    if (rc != 0) {
+        fprintf(stderr, "hie: connect %s failed: %s%s\n", cli->addr,
+            rc == HIE_ETLS ? "tls handshake refused: " : "", hie_client_last_error(cli->client));
+        return CLI_EXIT_CONN;
+    }
+    return CLI_EXIT_OK;
+}
+
+static int
+cli_error_reply(const char *what, const Hie__V1__Error *err)
+{
+    fprintf(stderr, "hie: %s failed: %s: ", what, hie_proto_error_code_name(err->code));
+    cli_fputs_safe(stderr, err->message[0] != '\0' ? err->message : "no message");
+    if (err->field[0] != '\0') {
+        fputs(" (field ", stderr);
+        cli_fputs_safe(stderr, err->field);
+        fputc(')', stderr);
+    }
+    fputc('\n', stderr);
+    return CLI_EXIT_REPLY;
+}
+
+/* Sends req and waits for its reply; reports failures and Error replies. Returns an exit code;
+ * on CLI_EXIT_OK *reply is set (owned by arena) and carries the expected body kind. */
+static int
+cli_call(struct cli *cli, const char *what, const hie_envelope_t *req,
+    Hie__V1__Envelope__BodyCase expect, hie_arena_t *arena, hie_envelope_t **reply)
+{
+    int ex = cli_connect(cli);
+    if (ex != CLI_EXIT_OK) {
+        return ex;
+    }
+    int rc = hie_client_call(cli->client, req, cli->timeout_ms, arena, reply);
+    if (rc != 0) {
+        const char *prefix = rc == HIE_ETLS ? "tls: " : "";
+        fprintf(stderr, "hie: %s failed: %s%s", what, prefix, hie_client_last_error(cli->client));
+        if (rc == HIE_ETIMEDOUT) {
+            fprintf(stderr, " (timeout %" PRIu32 " ms)", cli->timeout_ms);
+        }
+        fputc('\n', stderr);
+        return rc == HIE_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_CONN;
+    }
+    HIE_ASSERT(*reply != NULL);
+    if ((*reply)->body_case == HIE__V1__ENVELOPE__BODY_ERROR) {
+        return cli_error_reply(what, (*reply)->error);
+    }
+    if ((*reply)->body_case != expect) {
+        fprintf(stderr, "hie: %s failed: unexpected reply kind %s\n", what,
+            hie_proto_body_name(*reply));
+        return CLI_EXIT_CONN;
+    }
+    return CLI_EXIT_OK;
+}
+
+static int
+cli_arena_create(const struct cli *cli, hie_arena_t **arena)
+{
+    uint32_t frame = cli->cfg.frame_bytes_max != 0 ? cli->cfg.frame_bytes_max
+                                                   : HIE_PROTO_FRAME_BYTES_DEFAULT;
+    if (hie_arena_create(arena, 3u * (size_t)frame) != 0) {
+        fputs("hie: out of memory\n", stderr);
+        return CLI_EXIT_CONN;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* ---- whoami ------------------------------------------------------------------------------ */
+
+static void
+whoami_print(const struct cli *cli, const Hie__V1__WhoAmIReply *r)
+{
+    const char *tls = r->tls_version[0] != '\0' ? r->tls_version
+                                                : hie_client_tls_version(cli->client);
+    const char *cipher = r->cipher[0] != '\0' ? r->cipher : hie_client_tls_cipher(cli->client);
+    if (cli->json) {
+        fputs("{\"org_id\":", stdout);
+        json_str(stdout, r->org_id);
+        fputs(",\"display_name\":", stdout);
+        json_str(stdout, r->display_name);
+        fputs(",\"roles\":[", stdout);
+        for (size_t i = 0; i < r->n_roles; i++) {
+            fputs(i > 0 ? "," : "", stdout);
+            json_str(stdout, hie_proto_role_name(r->roles[i]));
+        }
+        fputs("],\"node_id\":", stdout);
+        json_str(stdout, r->node_id);
+        fputs(",\"tls_version\":", stdout);
+        json_str(stdout, tls);
+        fputs(",\"cipher\":", stdout);
+        json_str(stdout, cipher);
+        fputs("}\n", stdout);
+        return;
+    }
+    fputs("org=", stdout);
+    kv_value(stdout, r->org_id);
+    fputs(" name=", stdout);
+    json_str(stdout, r->display_name);
+    fputs(" roles=", stdout);
+    for (size_t i = 0; i < r->n_roles; i++) {
+        fprintf(stdout, "%s%s", i > 0 ? "," : "", hie_proto_role_name(r->roles[i]));
+    }
+    fputs(r->n_roles == 0 ? "\"\" node=" : " node=", stdout);
+    kv_value(stdout, r->node_id);
+    fputs(" tls=", stdout);
+    kv_value(stdout, tls);
+    fputs(" cipher=", stdout);
+    kv_value(stdout, cipher);
+    fputc('\n', stdout);
+}
+
+static int
+cmd_whoami(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
+{
+    hie_arena_t *arena = NULL;
+    hie_envelope_t *reply = NULL;
+    Hie__V1__WhoAmIRequest body;
+    hie_envelope_t req;
+    char id[HIE_PROTO_ID_BYTES_MAX + 1];
+    int ex = cli_sub_no_options(cmd, argc, argv);
+    if (ex != CLI_CONTINUE) {
+        return ex;
+    }
+    ex = cli_request_init(cli, &req, 0, id, sizeof(id));
+    if (ex != CLI_CONTINUE) {
+        return ex;
+    }
+    hie__v1__who_am_irequest__init(&body);
+    req.body_case = HIE__V1__ENVELOPE__BODY_WHOAMI;
+    req.whoami = &body;
+    ex = cli_arena_create(cli, &arena);
+    if (ex != CLI_EXIT_OK) {
+        goto out;
+    }
+    ex = cli_call(cli, "whoami", &req, HIE__V1__ENVELOPE__BODY_WHOAMI_REPLY, arena, &reply);
+    if (ex == CLI_EXIT_OK) {
+        whoami_print(cli, reply->whoami_reply);
+    }
+out:
+    hie_arena_destroy(&arena);
+    return ex;
+}
+
+/* ---- ping -------------------------------------------------------------------------------- */
+
+struct ping_stats {
+    uint32_t sent;
+    uint32_t ok;
+    uint64_t rtt_us_min;
+    uint64_t rtt_us_max;
+    uint64_t rtt_us_sum;
+};
+
+static int
+ping_parse(const struct cli_cmd *cmd, int argc, char **argv, uint32_t *count,
+    const char **payload)
+{
+    static const struct option opts[] = {
+        {"count", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int opt;
+    optind = 0; /* glibc: start over on the subcommand's argv */
+    while ((opt = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
+        if (opt == 'h') {
+            printf("usage: hie %s %s\n%s\n", cmd->name, cmd->args, cmd->summary);
+            return CLI_EXIT_OK;
+        } else if (opt == 'c') {
+            if (parse_u32(optarg, 1, CLI_PING_COUNT_MAX, count) != 0) {
+                return cli_usage_error("--count must be 1..%u", CLI_PING_COUNT_MAX);
+            }
+        } else {
+            return cli_getopt_error(opt, argv);
+        }
+    }
+    if (argc - optind > 1) {
+        return cli_usage_error("ping takes at most one payload");
+    }
+    *payload = optind < argc ? argv[optind] : "";
+    if (strlen(*payload) > HIE_PROTO_PING_PAYLOAD_BYTES_MAX) {
+        return cli_usage_error("the payload is longer than %u bytes",
+            HIE_PROTO_PING_PAYLOAD_BYTES_MAX);
+    }
+    return CLI_CONTINUE;
+}
+
+static void
+ping_print(const struct cli *cli, uint32_t seq, const Hie__V1__Pong *pong, uint64_t rtt_us)
+{
+    if (cli->json) {
+        printf("{\"seq\":%" PRIu32 ",\"node_id\":", seq);
+        json_str(stdout, pong->node_id);
+        printf(",\"rtt_us\":%" PRIu64 "}\n", rtt_us);
+        return;
+    }
+    fputs("pong node=", stdout);
+    kv_value(stdout, pong->node_id);
+    printf(" rtt_us=%" PRIu64 "\n", rtt_us);
+}
+
+/* One ping: connect outside the timing, call, check the echo. id_seq numbers an explicit --id
+ * (0: use it as given). Returns an exit code. */
+static int
+ping_once(struct cli *cli, uint32_t seq, uint32_t id_seq, const char *payload,
+    struct ping_stats *st)
+{
+    hie_arena_t *arena = NULL;
+    hie_envelope_t *reply = NULL;
+    Hie__V1__Ping body;
+    hie_envelope_t req;
+    char id[HIE_PROTO_ID_BYTES_MAX + 1];
+    int ex = cli_request_init(cli, &req, id_seq, id, sizeof(id));
+    if (ex != CLI_CONTINUE) {
+        return ex;
+    }
+    hie__v1__ping__init(&body);
+    body.payload.data = (uint8_t *)(uintptr_t)payload; /* protobuf-c's field is not const */
+    body.payload.len = strlen(payload);
+    req.body_case = HIE__V1__ENVELOPE__BODY_PING;
+    req.ping = &body;
+    ex = cli_arena_create(cli, &arena);
+    if (ex == CLI_EXIT_OK) {
+        ex = cli_connect(cli);
+    }
+    if (ex != CLI_EXIT_OK) {
+        goto out;
+    }
+    uint64_t start_ns = hie_time_mono_ns();
+    st->sent++;
+    ex = cli_call(cli, "ping", &req, HIE__V1__ENVELOPE__BODY_PONG, arena, &reply);
+    uint64_t rtt_us = (hie_time_mono_ns() - start_ns) / 1000u;
+    if (ex != CLI_EXIT_OK) {
+        goto out;
+    }
+    const Hie__V1__Pong *pong = reply->pong;
+    if (pong->payload.len != body.payload.len ||
+        (body.payload.len > 0 && memcmp(pong->payload.data, payload, body.payload.len) != 0)) {
+        fputs("hie: ping failed: the pong does not echo the payload\n", stderr);
+        ex = CLI_EXIT_CONN;
+        goto out;
+    }
+    st->ok++;
+    st->rtt_us_min = st->ok == 1 || rtt_us < st->rtt_us_min ? rtt_us : st->rtt_us_min;
+    st->rtt_us_max = rtt_us > st->rtt_us_max ? rtt_us : st->rtt_us_max;
+    st->rtt_us_sum += rtt_us;
+    ping_print(cli, seq, pong, rtt_us);
+out:
+    hie_arena_destroy(&arena);
+    return ex;
+}
+
+static void
+ping_summary(const struct cli *cli, const struct ping_stats *st)
+{
+    HIE_ASSERT(st->ok > 0);
+    HIE_ASSERT(st->ok <= st->sent);
+    uint64_t avg = st->rtt_us_sum / st->ok;
+    if (cli->json) {
+        printf("{\"pings\":%" PRIu32 ",\"ok\":%" PRIu32 ",\"rtt_us_min\":%" PRIu64
+               ",\"rtt_us_avg\":%" PRIu64 ",\"rtt_us_max\":%" PRIu64 "}\n",
+            st->sent, st->ok, st->rtt_us_min, avg, st->rtt_us_max);
+    } else {
+        printf("pings=%" PRIu32 " ok=%" PRIu32 " rtt_us_min=%" PRIu64 " rtt_us_avg=%" PRIu64
+               " rtt_us_max=%" PRIu64 "\n",
+            st->sent, st->ok, st->rtt_us_min, avg, st->rtt_us_max);
+    }
+}
+
+static int
+cmd_ping(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct ping_stats st = {0, 0, 0, 0, 0};
+    uint32_t count = 1;
+    const char *payload = NULL;
+    int ex = ping_parse(cmd, argc, argv, &count, &payload);
+    if (ex != CLI_CONTINUE) {
+        return ex;
+    }
+    HIE_ASSERT(count >= 1 && count <= CLI_PING_COUNT_MAX);
+    for (uint32_t seq = 1; seq <= count; seq++) {
+        ex = ping_once(cli, seq, count > 1 ? seq : 0, payload, &st);
+        if (ex != CLI_EXIT_OK) {
+            return ex; /* the error line says why; no summary for a broken run */
+        }
+    }
+    ping_summary(cli, &st);
+    return CLI_EXIT_OK;
+}
+
+/* ---- main -------------------------------------------------------------------------------- */
+
+static const struct cli_cmd *
+cli_cmd_find(const char *name)
+{
+    for (size_t i = 0; i < HIE_ARRAY_LEN(cli_cmds); i++) {
+        if (strcmp(cli_cmds[i].name, name) == 0) {
+            return &cli_cmds[i];
+        }
+    }
+    return NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct cli cli;
+    cli_init(&cli);
+    /* A node that closes first must give an error, not kill us (see client.h caveats). */
+    signal(SIGPIPE, SIG_IGN);
+    int ex = cli_parse_global(&cli, argc, argv);
+    if (ex != CLI_CONTINUE) {
+        return ex;
+    }
+    const struct cli_cmd *cmd = cli_cmd_find(argv[optind]);
+    if (cmd == NULL) {
+        return cli_usage_error("unknown command '%s'", argv[optind]);
+    }
+    ex = cli_config_finish(&cli);
+    if (ex != CLI_CONTINUE) {
+        return ex;
+    }
+    int cmd_index = optind;
+    ex = cmd->run(&cli, cmd, argc - cmd_index, argv + cmd_index);
+    hie_client_destroy(&cli.client);
+    if (ex == CLI_CONTINUE) {
+        ex = CLI_EXIT_OK;
+    }
+    if (fflush(stdout) != 0 && ex == CLI_EXIT_OK) {
+        ex = CLI_EXIT_CONN; /* output lost (closed pipe, full disk): do not claim success */
+    }
+    return ex;
+}

@@ -1,0 +1,104 @@
+/*
+ * hie/cluster.h - the replicated command log (design.md "Replicated state").
+ *
+ * Purpose: every change of state is a command appended to the log and then applied, in log
+ * order, by the state machine (an hie_cluster_fsm_t the node supplies). A submitter is answered
+ * only after its command is durable and applied. This module holds the log behind one boundary
+ * so that the Raft log (libraft, a later issue) can replace the local log without changing the
+ * state machine or the submitters.
+ *
+ * Local log (this version): a single-node cluster. Commands are appended to an LMDB environment
+ * in <dir>, one synced write transaction per batch (group commit: one fsync covers up to
+ * HIE_LOG_BATCH_COMMANDS_MAX commands), then applied as one batch.
+ *
+ * Threads: the log runs one thread, which is also the thread that calls fsm.apply (the only
+ * writer of the node's state). Submitters talk to it over ZeroMQ inproc: a DEALER socket
+ * connected to cfg.endpoint, with hie_cluster_submit_send() / hie_cluster_submit_recv(). Any
+ * number of submitter threads, each with its own DEALER.
+ *
+ * Wire (inproc, internal, asserted): request = [token: 8 bytes][command bytes];
+ * reply = [token][rc: 4 bytes BE signed][index: 8 bytes BE][result bytes].
+ *
+ * Limits: a command is at most HIE_LOG_COMMAND_BYTES_MAX bytes (bigger: HIE_ELIMIT reply).
+ */
+#ifndef HIE_CLUSTER_H
+#define HIE_CLUSTER_H
+
+#include "hie/base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hie_cluster_log hie_cluster_log_t;
+
+typedef struct hie_cluster_entry {
+    uint64_t index; /* 1-based, gapless */
+    hie_span_t cmd; /* borrowed for the duration of apply */
+} hie_cluster_entry_t;
+
+typedef struct hie_cluster_result {
+    uint8_t *buf;   /* hie_mem allocation, ownership moves to the log; may be NULL */
+    size_t len;
+} hie_cluster_result_t;
+
+/* The state machine, as the log sees it. */
+typedef struct hie_cluster_fsm {
+    void *ctx;
+    /* Applies entries[0..n) in order, atomically (one storage transaction), and fills
+     * results[i]. Deterministic: uses nothing but the entries and the state. A command the
+     * state machine rejects is a result, not an error. Returns 0, or an error after which the
+     * node must stop (its state would diverge). Called only from the log thread (or from
+     * hie_cluster_log_open's caller during replay). */
+    int (*apply)(void *ctx, const hie_cluster_entry_t *entries, size_t n,
+        hie_cluster_result_t *results);
+    /* The last index applied to the state (0 for a fresh state). */
+    int (*applied_index)(void *ctx, uint64_t *out);
+    /* Called once on an unrecoverable failure of the log or apply; must not return. */
+    void (*fatal)(void *ctx, int rc, const char *what);
+} hie_cluster_fsm_t;
+
+typedef struct hie_cluster_log_config {
+    const char *dir;        /* directory of the log environment (created if missing, 0700) */
+    void *zctx;             /* the process's ZeroMQ context */
+    const char *endpoint;   /* inproc endpoint the log binds (e.g. "inproc://hie-log") */
+    uint64_t map_bytes;     /* LMDB map size */
+} hie_cluster_log_config_t;
+
+/* Opens the log in cfg->dir and replays every entry after fsm->applied_index() through
+ * fsm->apply on the calling thread, so the state is current before anything is served.
+ * [out] *out owned by the caller (hie_cluster_log_destroy). The fsm table is copied.
+ * Returns 0, HIE_ESTORAGE (LMDB failure; logged by the caller), HIE_ECORRUPT (an entry or the
+ * applied index is inconsistent with the log), HIE_ENOMEM, or an fsm->apply error. */
+HIE_MUST_CHECK int hie_cluster_log_open(hie_cluster_log_t **out,
+    const hie_cluster_log_config_t *cfg, const hie_cluster_fsm_t *fsm);
+
+/* Starts the log thread, which binds cfg->endpoint before this returns.
+ * Returns 0, HIE_ESTATE (already started), or -errno. */
+HIE_MUST_CHECK int hie_cluster_log_start(hie_cluster_log_t *log);
+
+/* Stops the thread (finishing the batch in hand; commands still queued are answered
+ * HIE_EUNAVAIL), closes the environment and frees; sets *log to NULL; NULL-safe. */
+void hie_cluster_log_destroy(hie_cluster_log_t **log);
+
+/* Index of the last appended entry (any thread). */
+uint64_t hie_cluster_log_last_index(const hie_cluster_log_t *log);
+
+/* Submitter side. dealer is a ZMQ_DEALER connected to the log's endpoint, owned by the
+ * calling thread. send: returns 0, HIE_ELIMIT (too large) or HIE_EBUSY (queue full, the
+ * submitter should answer OVERLOADED). recv: reads one reply (call when dealer is readable);
+ * [out] *result is a hie_mem buffer owned by the caller (may be NULL when result_len is 0).
+ * Returns 0, HIE_EAGAIN (nothing to read) or -errno. */
+HIE_MUST_CHECK int hie_cluster_submit_send(void *dealer, uint64_t token, hie_span_t cmd);
+HIE_MUST_CHECK int hie_cluster_submit_recv(void *dealer, uint64_t *token, int *rc,
+    uint64_t *index, uint8_t **result, size_t *result_len);
+
+/* Reads entries (first..first+n) of a closed log directory, for tools; fn returns non-zero to
+ * stop. Returns 0 or an error. */
+HIE_MUST_CHECK int hie_cluster_log_read(const char *dir, uint64_t first,
+    int (*fn)(void *ctx, uint64_t index, hie_span_t cmd), void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,572 @@
+/*
+ * log.c - the local command log: group commit into LMDB, then apply through the fsm.
+ *
+ * Invariants: entries are gapless from 1; an entry is applied only after its log transaction
+ * committed (synced); the applied index never runs ahead of the last index; a submitter gets
+ * exactly one reply per accepted submission. One thread does append + apply, so a batch's
+ * durability (log fsync) and application (state commit) cost two syncs however many commands
+ * the batch holds.
+ *
+ * Callers: the node (open/start/destroy), workers and the admin thread (submit_*).
+ */
+#include "hie/cluster.h"
+#include "hie/limits.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zmq.h>
+
+#define LOG_MAGIC 0x4c4f4721u /* "LOG!" */
+#define LOG_CTL_SUFFIX "-ctl"
+#define LOG_REPLY_HEAD_BYTES 12u
+
+struct pending {
+    zmq_msg_t identity;
+    uint64_t token;
+    zmq_msg_t cmd;
+};
+
+struct hie_cluster_log {
+    uint32_t magic;
+    hie_cluster_fsm_t fsm;
+    MDB_env *env;
+    MDB_dbi dbi;
+    void *zctx;
+    char endpoint[256];
+    char ctl_endpoint[272];
+    _Atomic uint64_t last_index;
+    pthread_t thread;
+    bool started;
+    int bind_rc;
+    pthread_mutex_t start_mu;
+    pthread_cond_t start_cv;
+    bool start_done;
+    struct pending *batch;         /* HIE_LOG_BATCH_COMMANDS_MAX slots, log thread only */
+    hie_cluster_entry_t *entries;
+    hie_cluster_result_t *results;
+};
+
+static int
+mdb_rc(int rc)
+{
+    return rc == 0 ? 0 : HIE_ESTORAGE;
+}
+
+static int
+log_env_open(hie_cluster_log_t *log, const char *dir, uint64_t map_bytes)
+{
+    MDB_txn *txn = NULL;
+    int rc;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        return -errno;
+    }
+    rc = mdb_rc(mdb_env_create(&log->env));
+    if (rc != 0) {
+        return rc;
+    }
+    rc = mdb_rc(mdb_env_set_mapsize(log->env, map_bytes));
+    if (rc == 0) {
+        rc = mdb_rc(mdb_env_set_maxdbs(log->env, 4));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_env_open(log->env, dir, MDB_NOTLS, 0600));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_txn_begin(log->env, NULL, 0, &txn));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_dbi_open(txn, "log", MDB_CREATE, &log->dbi));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_txn_commit(txn));
+        txn = NULL;
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    return rc;
+}
+
+static int
+log_read_last(hie_cluster_log_t *log, uint64_t *last)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    *last = 0;
+    int rc = mdb_rc(mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn));
+    if (rc == 0) {
+        rc = mdb_rc(mdb_cursor_open(txn, log->dbi, &cur));
+    }
+    if (rc == 0) {
+        int mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        if (mrc == 0) {
+            rc = k.mv_size == 8 ? 0 : HIE_ECORRUPT;
+            if (rc == 0) {
+                *last = hie_load_be64(k.mv_data);
+            }
+        } else if (mrc != MDB_NOTFOUND) {
+            rc = HIE_ESTORAGE;
+        }
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    return rc;
+}
+
+/* Applies up to HIE_LOG_BATCH_COMMANDS_MAX entries starting at first, from the log itself. */
+static int
+log_replay_batch(hie_cluster_log_t *log, uint64_t first, uint64_t last, uint64_t *next)
+{
+    MDB_txn *txn = NULL;
+    size_t n = 0;
+    int rc = mdb_rc(mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn));
+    for (uint64_t i = first; rc == 0 && i <= last && n < HIE_LOG_BATCH_COMMANDS_MAX; i++) {
+        uint8_t key[8];
+        MDB_val k = {8, key}, v;
+        hie_store_be64(key, i);
+        int mrc = mdb_get(txn, log->dbi, &k, &v);
+        if (mrc == MDB_NOTFOUND) {
+            rc = HIE_ECORRUPT; /* a gap in the log */
+            break;
+        }
+        rc = mdb_rc(mrc);
+        if (rc == 0) {
+            log->entries[n].index = i;
+            log->entries[n].cmd = hie_span(v.mv_data, v.mv_size);
+            log->results[n].buf = NULL;
+            log->results[n].len = 0;
+            n++;
+        }
+    }
+    if (rc == 0 && n > 0) {
+        rc = log->fsm.apply(log->fsm.ctx, log->entries, n, log->results);
+    }
+    for (size_t i = 0; i < n; i++) {
+        hie_mem_free(log->results[i].buf, log->results[i].len);
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    *next = first + n;
+    return rc;
+}
+
+static int
+log_replay(hie_cluster_log_t *log)
+{
+    uint64_t applied = 0, last = 0;
+    int rc = log->fsm.applied_index(log->fsm.ctx, &applied);
+    if (rc == 0) {
+        rc = log_read_last(log, &last);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    if (applied > last) {
+        return HIE_ECORRUPT; /* the state claims entries the log does not have */
+    }
+    atomic_store(&log->last_index, last);
+    uint64_t next = applied + 1;
+    while (rc == 0 && next <= last) {
+        rc = log_replay_batch(log, next, last, &next);
+    }
+    return rc;
+}
+
+int
+hie_cluster_log_open(hie_cluster_log_t **out, const hie_cluster_log_config_t *cfg,
+    const hie_cluster_fsm_t *fsm)
+{
+    HIE_ASSERT(out != NULL);
+    HIE_ASSERT(cfg != NULL && cfg->dir != NULL && cfg->endpoint != NULL);
+    HIE_ASSERT(fsm != NULL && fsm->apply != NULL && fsm->applied_index != NULL);
+    *out = NULL;
+    int rc = HIE_ENOMEM;
+    hie_cluster_log_t *log = hie_mem_calloc(1, sizeof(*log));
+    if (log == NULL) {
+        return HIE_ENOMEM;
+    }
+    log->magic = LOG_MAGIC;
+    log->fsm = *fsm;
+    log->zctx = cfg->zctx;
+    snprintf(log->endpoint, sizeof(log->endpoint), "%s", cfg->endpoint);
+    snprintf(log->ctl_endpoint, sizeof(log->ctl_endpoint), "%s%s", cfg->endpoint,
+        LOG_CTL_SUFFIX);
+    pthread_mutex_init(&log->start_mu, NULL);
+    pthread_cond_init(&log->start_cv, NULL);
+    log->batch = hie_mem_calloc(HIE_LOG_BATCH_COMMANDS_MAX, sizeof(*log->batch));
+    log->entries = hie_mem_calloc(HIE_LOG_BATCH_COMMANDS_MAX, sizeof(*log->entries));
+    log->results = hie_mem_calloc(HIE_LOG_BATCH_COMMANDS_MAX, sizeof(*log->results));
+    if (log->batch == NULL || log->entries == NULL || log->results == NULL) {
+        goto out;
+    }
+    rc = log_env_open(log, cfg->dir, cfg->map_bytes);
+    if (rc == 0) {
+        rc = log_replay(log);
+    }
+out:
+    if (rc != 0) {
+        hie_cluster_log_destroy(&log);
+    }
+    *out = log;
+    return rc;
+}
+
+uint64_t
+hie_cluster_log_last_index(const hie_cluster_log_t *log)
+{
+    HIE_ASSERT(log != NULL && log->magic == LOG_MAGIC);
+    return atomic_load(&log->last_index);
+}
+
+/* ---- the log thread --------------------------------------------------------------------- */
+
+static void
+reply_send(void *router, zmq_msg_t *identity, uint64_t token, int rc, uint64_t index,
+    uint8_t *result, size_t result_len)
+{
+    uint8_t tok[8], head[LOG_REPLY_HEAD_BYTES];
+    hie_store_be64(tok, token);
+    hie_store_be32(head, (uint32_t)rc);
+    hie_store_be64(head + 4, index);
+    /* A ROUTER drops messages for peers that went away; that is fine: nobody waits. */
+    if (zmq_msg_send(identity, router, ZMQ_SNDMORE) < 0) {
+        zmq_msg_close(identity);
+        return;
+    }
+    if (zmq_send(router, tok, sizeof(tok), ZMQ_SNDMORE) < 0 ||
+        zmq_send(router, head, sizeof(head), ZMQ_SNDMORE) < 0) {
+        return;
+    }
+    (void)zmq_send(router, result != NULL ? result : (uint8_t *)"", result_len, 0);
+}
+
+/* Reads one submission (identity, token, cmd) without blocking. Returns 0, HIE_EAGAIN, or
+ * HIE_ELIMIT for an oversize command (already answered). */
+static int
+batch_read_one(hie_cluster_log_t *log, void *router, struct pending *p)
+{
+    zmq_msg_t tok;
+    zmq_msg_init(&p->identity);
+    if (zmq_msg_recv(&p->identity, router, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&p->identity);
+        return HIE_EAGAIN;
+    }
+    HIE_ASSERT(zmq_msg_more(&p->identity));
+    zmq_msg_init(&tok);
+    int r = zmq_msg_recv(&tok, router, 0);
+    HIE_ASSERT(r == 8);
+    HIE_ASSERT(zmq_msg_more(&tok));
+    p->token = hie_load_be64(zmq_msg_data(&tok));
+    zmq_msg_close(&tok);
+    zmq_msg_init(&p->cmd);
+    r = zmq_msg_recv(&p->cmd, router, 0);
+    HIE_ASSERT(r >= 0);
+    HIE_ASSERT(!zmq_msg_more(&p->cmd));
+    if (zmq_msg_size(&p->cmd) > HIE_LOG_COMMAND_BYTES_MAX || zmq_msg_size(&p->cmd) == 0) {
+        reply_send(router, &p->identity, p->token, HIE_ELIMIT, 0, NULL, 0);
+        zmq_msg_close(&p->cmd);
+        return HIE_ELIMIT;
+    }
+    return 0;
+}
+
+static int
+batch_append(hie_cluster_log_t *log, size_t n, uint64_t first)
+{
+    MDB_txn *txn = NULL;
+    int rc = mdb_rc(mdb_txn_begin(log->env, NULL, 0, &txn));
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        uint8_t key[8];
+        hie_store_be64(key, first + i);
+        MDB_val k = {8, key};
+        MDB_val v = {zmq_msg_size(&log->batch[i].cmd), zmq_msg_data(&log->batch[i].cmd)};
+        rc = mdb_rc(mdb_put(txn, log->dbi, &k, &v, MDB_APPEND));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_txn_commit(txn)); /* synced: the group commit */
+        txn = NULL;
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    return rc;
+}
+
+static void
+batch_process(hie_cluster_log_t *log, void *router, size_t n)
+{
+    uint64_t first = atomic_load(&log->last_index) + 1;
+    int rc = batch_append(log, n, first);
+    if (rc != 0) {
+        log->fsm.fatal(log->fsm.ctx, rc, "log append failed");
+        return; /* fatal does not return; keeps the compiler honest */
+    }
+    atomic_store(&log->last_index, first + n - 1);
+    for (size_t i = 0; i < n; i++) {
+        log->entries[i].index = first + i;
+        log->entries[i].cmd = hie_span(zmq_msg_data(&log->batch[i].cmd),
+            zmq_msg_size(&log->batch[i].cmd));
+        log->results[i].buf = NULL;
+        log->results[i].len = 0;
+    }
+    rc = log->fsm.apply(log->fsm.ctx, log->entries, n, log->results);
+    if (rc != 0) {
+        log->fsm.fatal(log->fsm.ctx, rc, "state machine apply failed");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct pending *p = &log->batch[i];
+        reply_send(router, &p->identity, p->token, 0, first + i, log->results[i].buf,
+            log->results[i].len);
+        hie_mem_free(log->results[i].buf, log->results[i].len);
+        zmq_msg_close(&p->cmd);
+    }
+}
+
+/* Returns false when the thread must stop. */
+static bool
+log_loop_once(hie_cluster_log_t *log, void *router, void *ctl)
+{
+    zmq_pollitem_t items[2] = {{router, 0, ZMQ_POLLIN, 0}, {ctl, 0, ZMQ_POLLIN, 0}};
+    if (zmq_poll(items, 2, -1) < 0) {
+        return errno == EINTR;
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+        return false;
+    }
+    size_t n = 0;
+    while (n < HIE_LOG_BATCH_COMMANDS_MAX) {
+        int rc = batch_read_one(log, router, &log->batch[n]);
+        if (rc == HIE_EAGAIN) {
+            break;
+        }
+        if (rc == 0) {
+            n++;
+        }
+    }
+    if (n > 0) {
+        batch_process(log, router, n);
+    }
+    return true;
+}
+
+static void
+log_started(hie_cluster_log_t *log, int rc)
+{
+    pthread_mutex_lock(&log->start_mu);
+    log->bind_rc = rc;
+    log->start_done = true;
+    pthread_cond_signal(&log->start_cv);
+    pthread_mutex_unlock(&log->start_mu);
+}
+
+static void *
+log_thread(void *arg)
+{
+    hie_cluster_log_t *log = arg;
+    void *router = zmq_socket(log->zctx, ZMQ_ROUTER);
+    void *ctl = zmq_socket(log->zctx, ZMQ_PULL);
+    int rc = 0;
+    if (router == NULL || ctl == NULL) {
+        rc = -errno;
+    } else {
+        int hwm = (int)HIE_LOG_PENDING_MAX, linger = 0;
+        zmq_setsockopt(router, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+        zmq_setsockopt(router, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+        zmq_setsockopt(router, ZMQ_LINGER, &linger, sizeof(linger));
+        zmq_setsockopt(ctl, ZMQ_LINGER, &linger, sizeof(linger));
+        if (zmq_bind(router, log->endpoint) != 0 || zmq_bind(ctl, log->ctl_endpoint) != 0) {
+            rc = -errno;
+        }
+    }
+    log_started(log, rc);
+    while (rc == 0 && log_loop_once(log, router, ctl)) {
+    }
+    if (router != NULL) {
+        zmq_close(router);
+    }
+    if (ctl != NULL) {
+        zmq_close(ctl);
+    }
+    return NULL;
+}
+
+int
+hie_cluster_log_start(hie_cluster_log_t *log)
+{
+    HIE_ASSERT(log != NULL && log->magic == LOG_MAGIC);
+    HIE_ASSERT(log->zctx != NULL);
+    if (log->started) {
+        return HIE_ESTATE;
+    }
+    int rc = pthread_create(&log->thread, NULL, log_thread, log);
+    if (rc != 0) {
+        return -rc;
+    }
+    log->started = true;
+    pthread_mutex_lock(&log->start_mu);
+    while (!log->start_done) {
+        pthread_cond_wait(&log->start_cv, &log->start_mu);
+    }
+    rc = log->bind_rc;
+    pthread_mutex_unlock(&log->start_mu);
+    return rc;
+}
+
+static void
+log_stop_thread(hie_cluster_log_t *log)
+{
+    void *push = zmq_socket(log->zctx, ZMQ_PUSH);
+    if (push != NULL) {
+        int linger = 1000;
+        zmq_setsockopt(push, ZMQ_LINGER, &linger, sizeof(linger));
+        if (zmq_connect(push, log->ctl_endpoint) == 0) {
+            (void)zmq_send(push, "stop", 4, 0);
+        }
+        zmq_close(push);
+    }
+    /* If the context was shut down instead, zmq_poll fails with ETERM and the thread exits. */
+    pthread_join(log->thread, NULL);
+    log->started = false;
+}
+
+void
+hie_cluster_log_destroy(hie_cluster_log_t **logp)
+{
+    HIE_ASSERT(logp != NULL);
+    hie_cluster_log_t *log = *logp;
+    if (log == NULL) {
+        return;
+    }
+    HIE_ASSERT(log->magic == LOG_MAGIC);
+    if (log->started) {
+        log_stop_thread(log);
+    }
+    if (log->env != NULL) {
+        mdb_env_close(log->env);
+    }
+    pthread_mutex_destroy(&log->start_mu);
+    pthread_cond_destroy(&log->start_cv);
+    hie_mem_free(log->batch, HIE_LOG_BATCH_COMMANDS_MAX * sizeof(*log->batch));
+    hie_mem_free(log->entries, HIE_LOG_BATCH_COMMANDS_MAX * sizeof(*log->entries));
+    hie_mem_free(log->results, HIE_LOG_BATCH_COMMANDS_MAX * sizeof(*log->results));
+    log->magic = 0;
+    hie_mem_free(log, sizeof(*log));
+    *logp = NULL;
+}
+
+/* ---- submitter side --------------------------------------------------------------------- */
+
+int
+hie_cluster_submit_send(void *dealer, uint64_t token, hie_span_t cmd)
+{
+    HIE_ASSERT(dealer != NULL);
+    if (cmd.len == 0 || cmd.len > HIE_LOG_COMMAND_BYTES_MAX) {
+        return HIE_ELIMIT;
+    }
+    uint8_t tok[8];
+    hie_store_be64(tok, token);
+    if (zmq_send(dealer, tok, sizeof(tok), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        return errno == EAGAIN ? HIE_EBUSY : -errno;
+    }
+    if (zmq_send(dealer, cmd.ptr, cmd.len, ZMQ_DONTWAIT) < 0) {
+        return HIE_EBUSY; /* cannot happen for the second part of an atomic multipart */
+    }
+    return 0;
+}
+
+int
+hie_cluster_submit_recv(void *dealer, uint64_t *token, int *rc, uint64_t *index,
+    uint8_t **result, size_t *result_len)
+{
+    HIE_ASSERT(dealer != NULL);
+    *result = NULL;
+    *result_len = 0;
+    uint8_t tok[8], head[LOG_REPLY_HEAD_BYTES];
+    int n = zmq_recv(dealer, tok, sizeof(tok), ZMQ_DONTWAIT);
+    if (n < 0) {
+        return errno == EAGAIN ? HIE_EAGAIN : -errno;
+    }
+    HIE_ASSERT(n == 8);
+    n = zmq_recv(dealer, head, sizeof(head), 0);
+    HIE_ASSERT(n == (int)LOG_REPLY_HEAD_BYTES);
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    n = zmq_msg_recv(&msg, dealer, 0);
+    HIE_ASSERT(n >= 0);
+    *token = hie_load_be64(tok);
+    *rc = (int)hie_load_be32(head);
+    *index = hie_load_be64(head + 4);
+    size_t len = zmq_msg_size(&msg);
+    if (len > 0) {
+        *result = hie_mem_alloc(len);
+        if (*result == NULL) {
+            zmq_msg_close(&msg);
+            return HIE_ENOMEM;
+        }
+        memcpy(*result, zmq_msg_data(&msg), len);
+        *result_len = len;
+    }
+    zmq_msg_close(&msg);
+    return 0;
+}
+
+int
+hie_cluster_log_read(const char *dir, uint64_t first,
+    int (*fn)(void *ctx, uint64_t index, hie_span_t cmd), void *ctx)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_dbi dbi;
+    MDB_val k, v;
+    uint8_t key[8];
+    int rc = mdb_rc(mdb_env_create(&env));
+    if (rc == 0) {
+        mdb_env_set_maxdbs(env, 4);
+        rc = mdb_rc(mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_dbi_open(txn, "log", 0, &dbi));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_cursor_open(txn, dbi, &cur));
+    }
+    hie_store_be64(key, first);
+    k.mv_size = 8;
+    k.mv_data = key;
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : MDB_NOTFOUND;
+    while (rc == 0 && mrc == 0) {
+        if (k.mv_size != 8) {
+            rc = HIE_ECORRUPT;
+            break;
+        }
+        if (fn(ctx, hie_load_be64(k.mv_data), hie_span(v.mv_data, v.mv_size)) != 0) {
+            break;
+        }
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (env != NULL) {
+        mdb_env_close(env);
+    }
+    return rc;
+}

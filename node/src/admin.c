@@ -1,0 +1,391 @@
+/*
+ * admin.c - the operator's local admin channel (hiectl <-> hie-node).
+ *
+ * A ZeroMQ REP socket on ipc://<admin_socket>, created with mode 0600 inside the data
+ * directory (mode 0700): only the node's own user can talk to it, which is the whole of its
+ * authentication. Requests are protobuf AdminRequest messages (proto/admin.proto), at most
+ * HIE_ADMIN_MSG_BYTES_MAX bytes (ZMQ_MAXMSGSIZE drops larger ones before they are buffered).
+ * Commands go through the same log and state machine as everything else, as requester
+ * "@operator", with the request id as idempotency key.
+ *
+ * Thread: its own. Blocking in zmq_poll; exits when the ZeroMQ context is shut down.
+ */
+#include "node_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define ADMIN_COMMAND_TIMEOUT_MS 10000
+#define ADMIN_ARENA_BYTES (4u * 1024u * 1024u)
+
+struct node_admin {
+    node_ctx_t *ctx;
+    pthread_t thread;
+    void *rep;
+    void *dealer;
+    uint64_t token;
+    bool started;
+};
+
+static void
+admin_send_reply(struct node_admin *a, Hie__V1__AdminReply *reply)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (hie_proto_pack(&reply->base, SIZE_MAX / 2, &buf, &len) != 0) {
+        Hie__V1__AdminReply fail = HIE__V1__ADMIN_REPLY__INIT;
+        Hie__V1__Error err = HIE__V1__ERROR__INIT;
+        err.code = HIE__V1__ERROR_CODE__ERROR_INTERNAL;
+        err.message = (char *)(uintptr_t)"reply too large or out of memory";
+        fail.error = &err;
+        if (hie_proto_pack(&fail.base, 4096, &buf, &len) != 0) {
+            buf = NULL; /* out of memory: an empty reply tells hiectl something broke */
+            len = 0;
+        }
+    }
+    (void)zmq_send(a->rep, buf != NULL ? buf : (uint8_t *)"", len, 0);
+    hie_mem_free(buf, len);
+}
+
+static void
+admin_error(struct node_admin *a, Hie__V1__ErrorCode code, const char *message,
+    const char *field)
+{
+    Hie__V1__AdminReply reply = HIE__V1__ADMIN_REPLY__INIT;
+    Hie__V1__Error err = HIE__V1__ERROR__INIT;
+    err.code = code;
+    err.message = (char *)(uintptr_t)message;
+    err.field = (char *)(uintptr_t)(field != NULL ? field : "");
+    reply.error = &err;
+    admin_send_reply(a, &reply);
+}
+
+static void
+admin_status(struct node_admin *a)
+{
+    node_ctx_t *ctx = a->ctx;
+    Hie__V1__AdminReply reply = HIE__V1__ADMIN_REPLY__INIT;
+    Hie__V1__AdminStatusReply st = HIE__V1__ADMIN_STATUS_REPLY__INIT;
+    char listen[96];
+    uint64_t applied = 0;
+    if (hie_node__state_applied_index(ctx->state, &applied) != 0) {
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_INTERNAL, "cannot read state", NULL);
+        return;
+    }
+    snprintf(listen, sizeof(listen), "%s:%u", ctx->cfg.listen_address, ctx->cfg.listen_port);
+    st.node_id = ctx->cfg.node_id;
+    st.version = (char *)(uintptr_t)HIE_NODE_VERSION;
+    st.applied_index = applied;
+    st.log_index = hie_cluster_log_last_index(ctx->log);
+    st.uptime_ms = (hie_time_mono_ns() - ctx->metrics.start_ns) / 1000000u;
+    st.connections = atomic_load(&ctx->metrics.connections_open);
+    st.listen = listen;
+    reply.body_case = HIE__V1__ADMIN_REPLY__BODY_STATUS;
+    reply.status = &st;
+    admin_send_reply(a, &reply);
+}
+
+/* Waits for the log's answer to token, dropping stale answers to earlier timed-out ones. */
+static int
+admin_wait_result(struct node_admin *a, uint64_t token, hie_arena_t *arena,
+    hie_command_result_t **out)
+{
+    uint64_t deadline = hie_time_mono_ns() + ADMIN_COMMAND_TIMEOUT_MS * 1000000ull;
+    for (;;) {
+        uint64_t now = hie_time_mono_ns();
+        if (now >= deadline) {
+            return HIE_ETIMEDOUT;
+        }
+        zmq_pollitem_t item = {a->dealer, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, (long)((deadline - now) / 1000000u) + 1) < 0) {
+            return -errno;
+        }
+        uint64_t tok = 0, index = 0;
+        int rc = 0;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int r = hie_cluster_submit_recv(a->dealer, &tok, &rc, &index, &buf, &len);
+        if (r == HIE_EAGAIN) {
+            continue;
+        }
+        if (r == 0 && tok == token && rc == 0) {
+            ProtobufCMessage *m = NULL;
+            r = hie_proto_unpack(&hie__v1__command_result__descriptor, hie_span(buf, len),
+                arena, &m);
+            *out = (hie_command_result_t *)m;
+        }
+        hie_mem_free(buf, len);
+        if (r != 0 || tok == token) {
+            return r != 0 ? r : rc;
+        }
+    }
+}
+
+static void
+admin_reply_result(struct node_admin *a, hie_command_result_t *res)
+{
+    Hie__V1__AdminReply reply = HIE__V1__ADMIN_REPLY__INIT;
+    reply.body_case = HIE__V1__ADMIN_REPLY__BODY_RESULT;
+    reply.result = res;
+    admin_send_reply(a, &reply);
+}
+
+static void
+admin_command(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *arena)
+{
+    hie_command_t *cmd = req->command;
+    hie_errinfo_t info = {0};
+    hie_command_result_t *res = NULL;
+    cmd->requester = (char *)(uintptr_t)NODE_OPERATOR_ID;
+    cmd->request_id = req->id;
+    cmd->time_ms = hie_time_wall_ms();
+    cmd->node_id = a->ctx->cfg.node_id;
+    if (hie_proto_command_validate(cmd, &info) != 0) {
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, info.reason, info.field);
+        return;
+    }
+    int rc = hie_node__state_dedup_get(a->ctx->state, NODE_OPERATOR_ID, req->id, arena, &res);
+    if (rc == 0) {
+        admin_reply_result(a, res); /* a repeat: the original result, nothing applied */
+        return;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    rc = hie_proto_pack(&cmd->base, HIE_LOG_COMMAND_BYTES_MAX, &buf, &len);
+    uint64_t token = ++a->token;
+    if (rc == 0) {
+        rc = hie_cluster_submit_send(a->dealer, token, hie_span(buf, len));
+    }
+    hie_mem_free(buf, len);
+    if (rc == 0) {
+        rc = admin_wait_result(a, token, arena, &res);
+    }
+    if (rc != 0) {
+        hie_log_error("admin", "command failed", " id=%s rc=%s", req->id, hie_strerror_name(rc));
+        admin_error(a, hie_proto_error_code(rc), hie_strerror(rc), NULL);
+        return;
+    }
+    hie_log_info("admin", "command applied", " id=%s index=%lu outcome=%s", req->id,
+        res->index, res->code ? hie_proto_error_code_name(res->code) : "OK");
+    admin_reply_result(a, res);
+}
+
+struct org_list {
+    hie_org_t **orgs;
+    size_t count, cap;
+    hie_arena_t *arena;
+};
+
+static int
+org_list_add(void *vctx, hie_org_t *org)
+{
+    struct org_list *l = vctx;
+    if (l->count == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 64;
+        hie_org_t **n = hie_arena_alloc(l->arena, ncap * sizeof(*n));
+        if (n == NULL) {
+            return 1; /* list what fits */
+        }
+        if (l->count > 0) {
+            memcpy(n, l->orgs, l->count * sizeof(*n));
+        }
+        l->orgs = n;
+        l->cap = ncap;
+    }
+    l->orgs[l->count++] = org;
+    return 0;
+}
+
+static void
+admin_org_list(struct node_admin *a, hie_arena_t *arena)
+{
+    struct org_list l = {NULL, 0, 0, arena};
+    int rc = hie_node__state_org_each(a->ctx->state, arena, org_list_add, &l);
+    if (rc != 0) {
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_INTERNAL, hie_strerror(rc), NULL);
+        return;
+    }
+    Hie__V1__AdminReply reply = HIE__V1__ADMIN_REPLY__INIT;
+    Hie__V1__AdminOrgListReply list = HIE__V1__ADMIN_ORG_LIST_REPLY__INIT;
+    list.n_orgs = l.count;
+    list.orgs = l.orgs;
+    reply.body_case = HIE__V1__ADMIN_REPLY__BODY_ORG_LIST;
+    reply.org_list = &list;
+    admin_send_reply(a, &reply);
+}
+
+static void
+admin_org_get(struct node_admin *a, const char *org_id, hie_arena_t *arena)
+{
+    hie_org_t *org = NULL;
+    int rc = hie_node__state_org_get(a->ctx->state, org_id != NULL ? org_id : "", arena, &org);
+    if (rc != 0) {
+        admin_error(a, hie_proto_error_code(rc), rc == HIE_ENOTFOUND ?
+            "organization not registered" : hie_strerror(rc), "org_id");
+        return;
+    }
+    Hie__V1__AdminReply reply = HIE__V1__ADMIN_REPLY__INIT;
+    reply.body_case = HIE__V1__ADMIN_REPLY__BODY_ORG;
+    reply.org = org;
+    admin_send_reply(a, &reply);
+}
+
+static void
+admin_reload(struct node_admin *a)
+{
+    char err[512] = "";
+    int rc = hie_node__tls_reload(a->ctx, err, sizeof(err));
+    if (rc != 0) {
+        hie_log_error("admin", "tls reload failed", " reason=\"%s\"", err);
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, err, NULL);
+        return;
+    }
+    hie_log_info("admin", "tls reloaded", " source=admin");
+    Hie__V1__AdminReply reply = HIE__V1__ADMIN_REPLY__INIT;
+    Hie__V1__AdminReloadReply rr = HIE__V1__ADMIN_RELOAD_REPLY__INIT;
+    reply.body_case = HIE__V1__ADMIN_REPLY__BODY_RELOAD;
+    reply.reload = &rr;
+    admin_send_reply(a, &reply);
+}
+
+static void
+admin_dispatch(struct node_admin *a, hie_span_t in, hie_arena_t *arena)
+{
+    ProtobufCMessage *m = NULL;
+    if (hie_proto_unpack(&hie__v1__admin_request__descriptor, in, arena, &m) != 0) {
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "malformed admin request", NULL);
+        return;
+    }
+    Hie__V1__AdminRequest *req = (Hie__V1__AdminRequest *)m;
+    switch (req->body_case) {
+    case HIE__V1__ADMIN_REQUEST__BODY_STATUS:
+        admin_status(a);
+        break;
+    case HIE__V1__ADMIN_REQUEST__BODY_COMMAND:
+        if (req->id == NULL || !hie_proto_id_valid(req->id, strlen(req->id))) {
+            admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "invalid request id", "id");
+        } else {
+            admin_command(a, req, arena);
+        }
+        break;
+    case HIE__V1__ADMIN_REQUEST__BODY_ORG_LIST:
+        admin_org_list(a, arena);
+        break;
+    case HIE__V1__ADMIN_REQUEST__BODY_ORG_GET:
+        admin_org_get(a, req->org_get->org_id, arena);
+        break;
+    case HIE__V1__ADMIN_REQUEST__BODY_RELOAD:
+        admin_reload(a);
+        break;
+    default:
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "unknown admin request", NULL);
+    }
+}
+
+static bool
+admin_once(struct node_admin *a)
+{
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    if (zmq_msg_recv(&msg, a->rep, 0) < 0) {
+        zmq_msg_close(&msg);
+        return errno == EINTR;
+    }
+    hie_arena_t *arena = NULL;
+    if (hie_arena_create(&arena, ADMIN_ARENA_BYTES) != 0) {
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "out of memory", NULL);
+    } else {
+        admin_dispatch(a, hie_span(zmq_msg_data(&msg), zmq_msg_size(&msg)), arena);
+    }
+    hie_arena_destroy(&arena);
+    zmq_msg_close(&msg);
+    return true;
+}
+
+static void *
+admin_thread(void *arg)
+{
+    struct node_admin *a = arg;
+    while (admin_once(a)) {
+    }
+    zmq_close(a->rep);
+    zmq_close(a->dealer);
+    a->rep = a->dealer = NULL;
+    return NULL;
+}
+
+static int
+admin_bind(struct node_admin *a)
+{
+    const char *path = a->ctx->cfg.admin_socket;
+    char ep[NODE_PATH_MAX + 8];
+    int64_t maxmsg = HIE_ADMIN_MSG_BYTES_MAX;
+    int hwm = HIE_ADMIN_HWM, linger = 0;
+    zmq_setsockopt(a->rep, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+    zmq_setsockopt(a->rep, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    zmq_setsockopt(a->rep, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    zmq_setsockopt(a->rep, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(a->dealer, ZMQ_LINGER, &linger, sizeof(linger));
+    snprintf(ep, sizeof(ep), "ipc://%s", path);
+    (void)unlink(path); /* a stale socket from a killed node; the data dir lock protects us */
+    mode_t old = umask(0177);
+    int rc = zmq_bind(a->rep, ep) == 0 ? 0 : -errno;
+    umask(old);
+    if (rc == 0 && chmod(path, 0600) != 0) {
+        rc = -errno;
+    }
+    if (rc == 0 && zmq_connect(a->dealer, NODE_EP_LOG) != 0) {
+        rc = -errno;
+    }
+    return rc;
+}
+
+int
+hie_node__admin_start(node_admin_t **out, node_ctx_t *ctx)
+{
+    HIE_ASSERT(out != NULL && ctx != NULL);
+    *out = NULL;
+    struct node_admin *a = hie_mem_calloc(1, sizeof(*a));
+    if (a == NULL) {
+        return HIE_ENOMEM;
+    }
+    a->ctx = ctx;
+    *out = a;
+    a->rep = zmq_socket(ctx->zctx, ZMQ_REP);
+    a->dealer = zmq_socket(ctx->zctx, ZMQ_DEALER);
+    if (a->rep == NULL || a->dealer == NULL) {
+        return -errno;
+    }
+    int rc = admin_bind(a);
+    if (rc == 0) {
+        rc = -pthread_create(&a->thread, NULL, admin_thread, a);
+        a->started = rc == 0;
+    }
+    return rc;
+}
+
+void
+hie_node__admin_join(node_admin_t **ap)
+{
+    HIE_ASSERT(ap != NULL);
+    struct node_admin *a = *ap;
+    if (a == NULL) {
+        return;
+    }
+    if (a->started) {
+        pthread_join(a->thread, NULL);
+    }
+    if (a->rep != NULL) {
+        zmq_close(a->rep);
+    }
+    if (a->dealer != NULL) {
+        zmq_close(a->dealer);
+    }
+    (void)unlink(a->ctx->cfg.admin_socket);
+    hie_mem_free(a, sizeof(*a));
+    *ap = NULL;
+}

@@ -1,0 +1,304 @@
+/*
+ * config.c - the node's YAML configuration, read with libcyaml and then validated.
+ *
+ * libcyaml enforces the shape (known keys only, types, string lengths) and reports the path
+ * of the offending key; we then check values (ranges, ids, files) and fill defaults. Every
+ * failure produces one line that names the key. Relative paths are taken relative to the
+ * directory of the config file. Callers: main.c, hiectl (for the admin socket path).
+ */
+#include "node_int.h"
+
+#include <cyaml/cyaml.h>
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct y_node { char *id; char *data_dir; };
+struct y_listen { char *address; uint32_t port; };
+struct y_tls { char *ca_file, *cert_file, *key_file, *crl_file, *min_version; };
+struct y_limits {
+    uint32_t frame_bytes_max, connections_max, inflight_per_connection_max;
+    uint32_t handshake_timeout_ms, frame_timeout_ms, idle_timeout_ms;
+};
+struct y_operator { char *http_address; uint32_t http_port; char *admin_socket; };
+struct y_log { char *level, *format; };
+struct y_storage { uint64_t map_bytes; };
+struct y_config {
+    struct y_node node;
+    struct y_listen listen;
+    struct y_tls tls;
+    struct y_limits limits;
+    struct y_operator op;
+    struct y_log log;
+    struct y_storage storage;
+    uint32_t workers;
+};
+
+#define OPT CYAML_FLAG_OPTIONAL
+static const cyaml_schema_field_t node_fields[] = {
+    CYAML_FIELD_STRING_PTR("id", CYAML_FLAG_DEFAULT, struct y_node, id, 1, 63),
+    CYAML_FIELD_STRING_PTR("data_dir", CYAML_FLAG_DEFAULT, struct y_node, data_dir, 1, 3000),
+    CYAML_FIELD_END};
+static const cyaml_schema_field_t listen_fields[] = {
+    CYAML_FIELD_STRING_PTR("address", OPT, struct y_listen, address, 1, 63),
+    CYAML_FIELD_UINT("port", CYAML_FLAG_DEFAULT, struct y_listen, port), CYAML_FIELD_END};
+static const cyaml_schema_field_t tls_fields[] = {
+    CYAML_FIELD_STRING_PTR("ca_file", CYAML_FLAG_DEFAULT, struct y_tls, ca_file, 1, 3000),
+    CYAML_FIELD_STRING_PTR("cert_file", CYAML_FLAG_DEFAULT, struct y_tls, cert_file, 1, 3000),
+    CYAML_FIELD_STRING_PTR("key_file", CYAML_FLAG_DEFAULT, struct y_tls, key_file, 1, 3000),
+    CYAML_FIELD_STRING_PTR("crl_file", OPT, struct y_tls, crl_file, 1, 3000),
+    CYAML_FIELD_STRING_PTR("min_version", OPT, struct y_tls, min_version, 1, 8),
+    CYAML_FIELD_END};
+static const cyaml_schema_field_t limits_fields[] = {
+    CYAML_FIELD_UINT("frame_bytes_max", OPT, struct y_limits, frame_bytes_max),
+    CYAML_FIELD_UINT("connections_max", OPT, struct y_limits, connections_max),
+    CYAML_FIELD_UINT("inflight_per_connection_max", OPT, struct y_limits,
+        inflight_per_connection_max),
+    CYAML_FIELD_UINT("handshake_timeout_ms", OPT, struct y_limits, handshake_timeout_ms),
+    CYAML_FIELD_UINT("frame_timeout_ms", OPT, struct y_limits, frame_timeout_ms),
+    CYAML_FIELD_UINT("idle_timeout_ms", OPT, struct y_limits, idle_timeout_ms),
+    CYAML_FIELD_END};
+static const cyaml_schema_field_t operator_fields[] = {
+    CYAML_FIELD_STRING_PTR("http_address", OPT, struct y_operator, http_address, 1, 63),
+    CYAML_FIELD_UINT("http_port", OPT, struct y_operator, http_port),
+    CYAML_FIELD_STRING_PTR("admin_socket", OPT, struct y_operator, admin_socket, 1, 100),
+    CYAML_FIELD_END};
+static const cyaml_schema_field_t log_fields[] = {
+    CYAML_FIELD_STRING_PTR("level", OPT, struct y_log, level, 1, 8),
+    CYAML_FIELD_STRING_PTR("format", OPT, struct y_log, format, 1, 8), CYAML_FIELD_END};
+static const cyaml_schema_field_t storage_fields[] = {
+    CYAML_FIELD_UINT("map_bytes", OPT, struct y_storage, map_bytes), CYAML_FIELD_END};
+static const cyaml_schema_field_t top_fields[] = {
+    CYAML_FIELD_MAPPING("node", CYAML_FLAG_DEFAULT, struct y_config, node, node_fields),
+    CYAML_FIELD_MAPPING("listen", CYAML_FLAG_DEFAULT, struct y_config, listen, listen_fields),
+    CYAML_FIELD_MAPPING("tls", CYAML_FLAG_DEFAULT, struct y_config, tls, tls_fields),
+    CYAML_FIELD_MAPPING("limits", OPT, struct y_config, limits, limits_fields),
+    CYAML_FIELD_MAPPING("operator", OPT, struct y_config, op, operator_fields),
+    CYAML_FIELD_MAPPING("log", OPT, struct y_config, log, log_fields),
+    CYAML_FIELD_MAPPING("storage", OPT, struct y_config, storage, storage_fields),
+    CYAML_FIELD_UINT("workers", OPT, struct y_config, workers), CYAML_FIELD_END};
+static const cyaml_schema_value_t top_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct y_config, top_fields)};
+
+struct cfg_err {
+    char *buf;
+    size_t cap;
+    size_t len;
+};
+
+/* Collects libcyaml's error lines (they name the key path) into one message. */
+static void
+cfg_log(cyaml_log_t level, void *ctx, const char *fmt, va_list args)
+{
+    struct cfg_err *e = ctx;
+    if (level < CYAML_LOG_ERROR || e->len + 4 >= e->cap) {
+        return;
+    }
+    if (e->len > 0) {
+        e->len += (size_t)snprintf(e->buf + e->len, e->cap - e->len, "; ");
+    }
+    int n = vsnprintf(e->buf + e->len, e->cap - e->len, fmt, args);
+    if (n > 0) {
+        e->len += (size_t)n < e->cap - e->len ? (size_t)n : e->cap - e->len - 1;
+    }
+    while (e->len > 0 && (e->buf[e->len - 1] == '\n' || e->buf[e->len - 1] == ' ')) {
+        e->buf[--e->len] = '\0';
+    }
+}
+
+static int
+set_path(char *dst, size_t cap, const char *base_dir, const char *p, const char *key,
+    char *err, size_t err_bytes)
+{
+    int n = p[0] == '/' ? snprintf(dst, cap, "%s", p) : snprintf(dst, cap, "%s/%s", base_dir, p);
+    if (n < 0 || (size_t)n >= cap) {
+        snprintf(err, err_bytes, "config key %s: path too long", key);
+        return HIE_ECONFIG;
+    }
+    return 0;
+}
+
+static int
+check_file(const char *path, const char *key, char *err, size_t err_bytes)
+{
+    if (access(path, R_OK) != 0) {
+        snprintf(err, err_bytes, "config key %s: cannot read %s: %s", key, path, strerror(errno));
+        return HIE_ECONFIG;
+    }
+    return 0;
+}
+
+static int
+limit_u32(uint32_t *dst, uint32_t v, uint32_t dflt, uint32_t lo, uint32_t hi, const char *key,
+    char *err, size_t err_bytes)
+{
+    if (v == 0) {
+        *dst = dflt;
+        return 0;
+    }
+    if (v < lo || v > hi) {
+        snprintf(err, err_bytes, "config key %s: %u is outside %u..%u", key, v, lo, hi);
+        return HIE_ECONFIG;
+    }
+    *dst = v;
+    return 0;
+}
+
+static int
+fill_tls(node_config_t *c, const struct y_config *y, const char *dir, char *err, size_t eb)
+{
+    int rc = set_path(c->ca_file, sizeof(c->ca_file), dir, y->tls.ca_file, "tls.ca_file", err,
+        eb);
+    rc = rc ? rc : set_path(c->cert_file, sizeof(c->cert_file), dir, y->tls.cert_file,
+        "tls.cert_file", err, eb);
+    rc = rc ? rc : set_path(c->key_file, sizeof(c->key_file), dir, y->tls.key_file,
+        "tls.key_file", err, eb);
+    if (rc == 0 && y->tls.crl_file != NULL) {
+        rc = set_path(c->crl_file, sizeof(c->crl_file), dir, y->tls.crl_file, "tls.crl_file",
+            err, eb);
+        rc = rc ? rc : check_file(c->crl_file, "tls.crl_file", err, eb);
+    }
+    rc = rc ? rc : check_file(c->ca_file, "tls.ca_file", err, eb);
+    rc = rc ? rc : check_file(c->cert_file, "tls.cert_file", err, eb);
+    rc = rc ? rc : check_file(c->key_file, "tls.key_file", err, eb);
+    if (rc != 0) {
+        return rc;
+    }
+    const char *mv = y->tls.min_version != NULL ? y->tls.min_version : "1.3";
+    if (strcmp(mv, "1.3") == 0) {
+        c->tls_min_version = TLS1_3_VERSION;
+    } else if (strcmp(mv, "1.2") == 0) {
+        c->tls_min_version = TLS1_2_VERSION;
+    } else {
+        snprintf(err, eb, "config key tls.min_version: must be \"1.3\" or \"1.2\"");
+        return HIE_ECONFIG;
+    }
+    return 0;
+}
+
+static int
+fill_limits(node_config_t *c, const struct y_config *y, char *err, size_t eb)
+{
+    const struct y_limits *l = &y->limits;
+    int rc = limit_u32(&c->frame_bytes_max, l->frame_bytes_max, HIE_PROTO_FRAME_BYTES_DEFAULT,
+        HIE_PROTO_FRAME_BYTES_MIN, HIE_PROTO_FRAME_BYTES_MAX, "limits.frame_bytes_max", err, eb);
+    rc = rc ? rc : limit_u32(&c->connections_max, l->connections_max,
+        HIE_EDGE_CONNECTIONS_DEFAULT, 1, HIE_EDGE_CONNECTIONS_MAX, "limits.connections_max",
+        err, eb);
+    rc = rc ? rc : limit_u32(&c->inflight_max, l->inflight_per_connection_max,
+        HIE_EDGE_INFLIGHT_DEFAULT, 1, HIE_EDGE_INFLIGHT_MAX,
+        "limits.inflight_per_connection_max", err, eb);
+    rc = rc ? rc : limit_u32(&c->handshake_timeout_ms, l->handshake_timeout_ms,
+        HIE_EDGE_HANDSHAKE_TIMEOUT_MS_DEFAULT, 100, HIE_EDGE_TIMEOUT_MS_MAX,
+        "limits.handshake_timeout_ms", err, eb);
+    rc = rc ? rc : limit_u32(&c->frame_timeout_ms, l->frame_timeout_ms,
+        HIE_EDGE_FRAME_TIMEOUT_MS_DEFAULT, 100, HIE_EDGE_TIMEOUT_MS_MAX,
+        "limits.frame_timeout_ms", err, eb);
+    rc = rc ? rc : limit_u32(&c->idle_timeout_ms, l->idle_timeout_ms,
+        HIE_EDGE_IDLE_TIMEOUT_MS_DEFAULT, 100, HIE_EDGE_TIMEOUT_MS_MAX,
+        "limits.idle_timeout_ms", err, eb);
+    rc = rc ? rc : limit_u32(&c->workers, y->workers, 2, 1, HIE_NODE_WORKERS_MAX, "workers",
+        err, eb);
+    return rc;
+}
+
+static int
+fill_node(node_config_t *c, const struct y_config *y, const char *dir, char *err, size_t eb)
+{
+    if (!hie_proto_org_id_valid(y->node.id, strlen(y->node.id))) {
+        snprintf(err, eb, "config key node.id: must match [a-z0-9][a-z0-9._-]{0,62}");
+        return HIE_ECONFIG;
+    }
+    snprintf(c->node_id, sizeof(c->node_id), "%s", y->node.id);
+    int rc = set_path(c->data_dir, sizeof(c->data_dir), dir, y->node.data_dir, "node.data_dir",
+        err, eb);
+    if (rc != 0) {
+        return rc;
+    }
+    snprintf(c->listen_address, sizeof(c->listen_address), "%s",
+        y->listen.address != NULL ? y->listen.address : "127.0.0.1");
+    if (y->listen.port == 0 || y->listen.port > 65535) {
+        snprintf(err, eb, "config key listen.port: must be 1..65535");
+        return HIE_ECONFIG;
+    }
+    c->listen_port = (uint16_t)y->listen.port;
+    return 0;
+}
+
+static int
+fill_operator(node_config_t *c, const struct y_config *y, char *err, size_t eb)
+{
+    snprintf(c->http_address, sizeof(c->http_address), "%s",
+        y->op.http_address != NULL ? y->op.http_address : "127.0.0.1");
+    if (y->op.http_port > 65535) {
+        snprintf(err, eb, "config key operator.http_port: must be 0..65535 (0 disables)");
+        return HIE_ECONFIG;
+    }
+    c->http_port = (uint16_t)y->op.http_port;
+    const char *sock = y->op.admin_socket != NULL ? y->op.admin_socket : "admin.sock";
+    int rc = sock[0] == '/' ? 0 : set_path(c->admin_socket, sizeof(c->admin_socket),
+        c->data_dir, sock, "operator.admin_socket", err, eb);
+    if (sock[0] == '/') {
+        snprintf(c->admin_socket, sizeof(c->admin_socket), "%s", sock);
+    }
+    if (rc == 0 && strlen(c->admin_socket) > 100) { /* sun_path limit, with ipc:// prefix */
+        snprintf(err, eb, "config key operator.admin_socket: path longer than 100 bytes");
+        return HIE_ECONFIG;
+    }
+    if (rc == 0 && y->log.level != NULL && hie_log_level_parse(y->log.level, &c->log_level)) {
+        snprintf(err, eb, "config key log.level: must be error, warn, info or debug");
+        return HIE_ECONFIG;
+    }
+    if (rc == 0 && y->log.format != NULL &&
+        hie_log_format_parse(y->log.format, &c->log_format)) {
+        snprintf(err, eb, "config key log.format: must be kv or json");
+        return HIE_ECONFIG;
+    }
+    c->map_bytes = y->storage.map_bytes ? y->storage.map_bytes : HIE_LMDB_MAP_BYTES_DEFAULT;
+    if (rc == 0 && (c->map_bytes < (1u << 20) || c->map_bytes > HIE_LMDB_MAP_BYTES_MAX)) {
+        snprintf(err, eb, "config key storage.map_bytes: must be 1 MiB..1 TiB");
+        return HIE_ECONFIG;
+    }
+    return rc;
+}
+
+int
+hie_node__config_load(node_config_t *cfg, const char *path, char *err, size_t err_bytes)
+{
+    HIE_ASSERT(cfg != NULL && path != NULL && err != NULL);
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->log_level = HIE_LOG_INFO;
+    cfg->log_format = HIE_LOG_KV;
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        snprintf(err, err_bytes, "cannot read config %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > HIE_CONFIG_FILE_BYTES_MAX) {
+        snprintf(err, err_bytes, "config %s: not a regular file of at most 256 KiB", path);
+        return HIE_ECONFIG;
+    }
+    char errbuf[1024] = "";
+    struct cfg_err e = {errbuf, sizeof(errbuf), 0};
+    cyaml_config_t ycfg = {.log_fn = cfg_log, .log_ctx = &e, .mem_fn = cyaml_mem,
+        .log_level = CYAML_LOG_ERROR, .flags = CYAML_CFG_NO_ALIAS};
+    struct y_config *y = NULL;
+    cyaml_err_t yerr = cyaml_load_file(path, &ycfg, &top_schema, (cyaml_data_t **)&y, NULL);
+    if (yerr != CYAML_OK) {
+        snprintf(err, err_bytes, "config %s: %s%s%s", path, cyaml_strerror(yerr),
+            e.len ? ": " : "", errbuf);
+        return HIE_ECONFIG;
+    }
+    char pathcopy[NODE_PATH_MAX];
+    snprintf(pathcopy, sizeof(pathcopy), "%s", path);
+    const char *dir = dirname(pathcopy);
+    int rc = fill_node(cfg, y, dir, err, err_bytes);
+    rc = rc ? rc : fill_tls(cfg, y, dir, err, err_bytes);
+    rc = rc ? rc : fill_limits(cfg, y, err, err_bytes);
+    rc = rc ? rc : fill_operator(cfg, y, err, err_bytes);
+    cyaml_free(&ycfg, &top_schema, y, 0);
+    return rc;
+}

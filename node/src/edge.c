@@ -1,0 +1,1140 @@
+/*
+ * edge.c - the member edge: TCP accept, TLS handshake, framing, backpressure, timeouts.
+ *
+ * One thread, one epoll set, non-blocking sockets and OpenSSL in non-blocking mode. It never
+ * touches LMDB: decoded envelopes go to workers over inproc:// (a pointer to a node_req_t; the
+ * worker owns it until it sends it back), replies come back the same way.
+ *
+ * Order of checks on untrusted bytes (style.md 3.7): mutual TLS completes before any
+ * application byte is read; then the 4-byte length is checked against the frame limit before
+ * the body is buffered; the body is decoded in a capped arena. A malformed frame gets one Error
+ * and the connection is closed; nothing is re-synchronized.
+ *
+ * Backpressure: a connection with inflight_max requests in flight, or with more than
+ * HIE_EDGE_WRITE_BUFFER_BYTES_MAX of unsent replies, is not read until that drains. Each
+ * wakeup reads at most EDGE_FRAMES_PER_WAKEUP frames from one connection, so one busy or slow
+ * client never stalls the others.
+ *
+ * Connection states: HANDSHAKE -> AUTH (a worker checks the registry) -> OPEN -> closed.
+ */
+#include "node_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define EDGE_FRAMES_PER_WAKEUP 16u
+#define EDGE_TICK_MS 100
+#define EDGE_EVENTS_MAX 256
+#define EDGE_SLOT_BITS 20u
+#define EDGE_RBUF_KEEP_BYTES (64u * 1024u)
+#define EDGE_ACCEPTS_PER_WAKEUP 64u
+
+_Static_assert(HIE_EDGE_CONNECTIONS_MAX < (1u << EDGE_SLOT_BITS), "slot bits too few");
+
+enum conn_state { C_HANDSHAKE, C_AUTH, C_OPEN };
+
+struct wbuf {
+    struct wbuf *next;
+    uint8_t *buf;
+    size_t len, off;
+};
+
+struct conn {
+    uint64_t id;
+    int fd;
+    SSL *ssl;
+    enum conn_state state;
+    char peer[64];
+    char org_id[HIE_ORG_ID_BYTES_MAX + 1];
+    uint8_t *rbuf;
+    size_t rlen, rcap;
+    uint32_t frame_body_bytes;   /* 0 until the 4-byte prefix is read */
+    uint64_t frame_start_ns;     /* first byte of the current frame; 0 between frames */
+    uint64_t last_active_ns;
+    uint64_t hs_deadline_ns;
+    struct wbuf *wq_head, *wq_tail;
+    size_t wq_bytes;
+    uint32_t inflight;
+    bool close_after_flush;
+    bool read_wants_write;       /* SSL_read asked for writability */
+    bool write_wants_read;
+    uint32_t events;             /* registered epoll events */
+};
+
+struct node_edge {
+    node_ctx_t *ctx;
+    pthread_t thread;
+    int epfd;
+    int listen_fd;
+    SSL_CTX *ssl_ctx;
+    void *replies;               /* PULL, bound NODE_EP_EDGE_REPLIES */
+    void *ctl;                   /* ROUTER, bound NODE_EP_EDGE_CTL */
+    void **to_worker;            /* PUSH per worker */
+    struct conn **slots;
+    uint32_t slots_count;
+    uint32_t open_count;
+    uint64_t generation;
+    bool draining;
+    uint64_t drain_deadline_ns;
+    zmq_msg_t drain_identity;
+    bool drain_waiting;
+    bool stop;
+    int start_rc;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool started;
+};
+
+/* epoll tags for the non-connection fds */
+static int tag_listen, tag_replies, tag_ctl;
+
+/* ---- connection bookkeeping ------------------------------------------------------------- */
+
+static struct conn *
+conn_lookup(node_edge_t *e, uint64_t id)
+{
+    uint32_t slot = (uint32_t)(id & ((1u << EDGE_SLOT_BITS) - 1));
+    if (slot >= e->slots_count) {
+        return NULL;
+    }
+    struct conn *c = e->slots[slot];
+    return (c != NULL && c->id == id) ? c : NULL;
+}
+
+static void
+conn_set_events(node_edge_t *e, struct conn *c, uint32_t events)
+{
+    if (events == c->events) {
+        return;
+    }
+    struct epoll_event ev = {.events = events, .data.ptr = c};
+    int rc = epoll_ctl(e->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    HIE_ASSERT(rc == 0);
+    c->events = events;
+}
+
+static bool
+conn_read_paused(const node_edge_t *e, const struct conn *c)
+{
+    return c->state == C_AUTH || c->close_after_flush || e->draining ||
+           c->inflight >= e->ctx->cfg.inflight_max ||
+           c->wq_bytes >= HIE_EDGE_WRITE_BUFFER_BYTES_MAX;
+}
+
+/* Recomputes which readiness events the connection waits for. */
+static void
+conn_update_events(node_edge_t *e, struct conn *c)
+{
+    uint32_t ev = 0;
+    if (c->state == C_HANDSHAKE) {
+        ev = EPOLLIN | (SSL_want_write(c->ssl) ? EPOLLOUT : 0);
+    } else {
+        if (!conn_read_paused(e, c) || c->write_wants_read) {
+            ev |= EPOLLIN;
+        }
+        if (c->wq_head != NULL || c->read_wants_write) {
+            ev |= EPOLLOUT;
+        }
+    }
+    conn_set_events(e, c, ev | EPOLLRDHUP);
+}
+
+static void
+conn_close(node_edge_t *e, struct conn *c, const char *why)
+{
+    hie_log_debug("edge", "connection closed", " conn=%lu peer=%s org=%s why=%s", c->id,
+        c->peer, c->org_id[0] ? c->org_id : "-", why);
+    uint32_t slot = (uint32_t)(c->id & ((1u << EDGE_SLOT_BITS) - 1));
+    HIE_ASSERT(e->slots[slot] == c);
+    e->slots[slot] = NULL;
+    epoll_ctl(e->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->ssl != NULL) {
+        if (c->state != C_HANDSHAKE && !c->read_wants_write) {
+            (void)SSL_shutdown(c->ssl); /* best effort close_notify; never wait for it */
+        }
+        SSL_free(c->ssl);
+    }
+    close(c->fd);
+    for (struct wbuf *w = c->wq_head; w != NULL;) {
+        struct wbuf *next = w->next;
+        hie_mem_free(w->buf, w->len);
+        hie_mem_free(w, sizeof(*w));
+        w = next;
+    }
+    hie_mem_free(c->rbuf, c->rcap);
+    hie_mem_free(c, sizeof(*c));
+    e->open_count--;
+    atomic_fetch_sub(&e->ctx->metrics.connections_open, 1);
+    ERR_clear_error();
+}
+
+/* Queues a whole frame for writing; takes ownership of buf. */
+static void
+conn_queue(node_edge_t *e, struct conn *c, uint8_t *buf, size_t len)
+{
+    struct wbuf *w = hie_mem_alloc(sizeof(*w));
+    if (w == NULL) {
+        hie_mem_free(buf, len);
+        c->close_after_flush = true; /* cannot queue the reply: the client will retry */
+        return;
+    }
+    w->next = NULL;
+    w->buf = buf;
+    w->len = len;
+    w->off = 0;
+    if (c->wq_tail != NULL) {
+        c->wq_tail->next = w;
+    } else {
+        c->wq_head = w;
+    }
+    c->wq_tail = w;
+    c->wq_bytes += len;
+}
+
+/* Sends an Error envelope built by the edge itself (decode failures, overload), then
+ * optionally closes. The message is a constant: never echo input bytes. */
+static void
+conn_error(node_edge_t *e, struct conn *c, Hie__V1__ErrorCode code, const char *message,
+    const char *field, const char *corr_id, bool close_after)
+{
+    hie_envelope_t env = HIE__V1__ENVELOPE__INIT;
+    Hie__V1__Error err = HIE__V1__ERROR__INIT;
+    char id[48];
+    snprintf(id, sizeof(id), "n.edge.%lx", ++e->generation);
+    err.code = code;
+    err.message = (char *)(uintptr_t)message;
+    err.field = (char *)(uintptr_t)(field != NULL ? field : "");
+    env.id = id;
+    env.correlation_id = (char *)(uintptr_t)(corr_id != NULL ? corr_id : "");
+    env.handled_ms = hie_time_wall_ms();
+    env.body_case = HIE__V1__ENVELOPE__BODY_ERROR;
+    env.error = &err;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (hie_proto_frame_encode(&env, HIE_PROTO_FRAME_BYTES_MAX, &buf, &len) == 0) {
+        conn_queue(e, c, buf, len);
+    }
+    if (close_after) {
+        c->close_after_flush = true;
+    }
+}
+
+/* ---- handing requests to workers --------------------------------------------------------- */
+
+static uint64_t
+route_hash(const char *a, const char *b)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = a; *p; p++) {
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    }
+    for (const char *p = b; p != NULL && *p; p++) {
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    }
+    return h;
+}
+
+/* Posts req to its worker. On success the worker owns req and *reqp is NULL. */
+static int
+edge_post(node_edge_t *e, node_req_t **reqp)
+{
+    node_req_t *req = *reqp;
+    HIE_ASSERT(req != NULL && req->magic == NODE_REQ_MAGIC);
+    const char *id = req->env != NULL ? req->env->id : NULL;
+    unsigned w = (unsigned)(route_hash(req->org_id, id) % e->ctx->cfg.workers);
+    if (zmq_send(e->to_worker[w], &req, sizeof(req), ZMQ_DONTWAIT) != sizeof(req)) {
+        return HIE_EBUSY; /* the worker's queue is full: answer OVERLOADED */
+    }
+    *reqp = NULL;
+    return 0;
+}
+
+static node_req_t *
+req_new(node_edge_t *e, struct conn *c, enum node_req_type type)
+{
+    node_req_t *req = hie_mem_calloc(1, sizeof(*req));
+    if (req == NULL) {
+        return NULL;
+    }
+    req->magic = NODE_REQ_MAGIC;
+    req->type = type;
+    req->conn_id = c->id;
+    req->recv_ns = hie_time_mono_ns();
+    snprintf(req->org_id, sizeof(req->org_id), "%s", c->org_id);
+    snprintf(req->tls_version, sizeof(req->tls_version), "%s", SSL_get_version(c->ssl));
+    snprintf(req->cipher, sizeof(req->cipher), "%s", SSL_get_cipher_name(c->ssl));
+    return req;
+}
+
+/* ---- reading frames ---------------------------------------------------------------------- */
+
+static void
+frame_done(node_edge_t *e, struct conn *c)
+{
+    hie_arena_t *arena = NULL;
+    hie_envelope_t *env = NULL;
+    hie_errinfo_t info = {0};
+    node_req_t *req = NULL;
+    size_t consumed = 0;
+    uint32_t max = e->ctx->cfg.frame_bytes_max;
+    int rc = hie_arena_create(&arena, (size_t)max * 3u);
+    if (rc == 0) {
+        rc = hie_proto_frame_decode(hie_span(c->rbuf, c->rlen), max, arena, &env, &consumed,
+            &info);
+    }
+    c->rlen = 0;
+    c->frame_body_bytes = 0;
+    c->frame_start_ns = 0;
+    if (c->rcap > EDGE_RBUF_KEEP_BYTES) {
+        hie_mem_free(c->rbuf, c->rcap);
+        c->rbuf = NULL;
+        c->rcap = 0;
+    }
+    if (rc != 0) {
+        atomic_fetch_add(&e->ctx->metrics.frames_rejected, 1);
+        hie_log_warn("edge", "frame rejected", " conn=%lu org=%s rc=%s field=%s reason=\"%s\"",
+            c->id, c->org_id, hie_strerror_name(rc), info.field ? info.field : "-",
+            info.reason ? info.reason : "-");
+        conn_error(e, c, rc == HIE_ENOMEM ? HIE__V1__ERROR_CODE__ERROR_OVERLOADED
+            : HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, info.reason ? info.reason :
+            "malformed envelope", info.field, NULL, true);
+        hie_arena_destroy(&arena);
+        return;
+    }
+    HIE_ASSERT(consumed > 0);
+    req = req_new(e, c, NODE_REQ_ENVELOPE);
+    if (req != NULL) {
+        req->arena = arena;
+        req->env = env;
+        arena = NULL;
+        rc = edge_post(e, &req);
+    }
+    if (req != NULL || rc != 0) {
+        conn_error(e, c, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "node overloaded, retry later",
+            NULL, env->id, false);
+        hie_node__req_destroy(&req); /* frees env with its arena */
+        hie_arena_destroy(&arena);
+        return;
+    }
+    c->inflight++;
+}
+
+/* Grows rbuf to hold want bytes. The caller checked want against the frame limit. */
+static int
+rbuf_reserve(struct conn *c, size_t want)
+{
+    if (c->rcap >= want) {
+        return 0;
+    }
+    size_t cap = want < 4096 ? 4096 : want;
+    uint8_t *nb = hie_mem_realloc(c->rbuf, c->rcap, cap);
+    if (nb == NULL) {
+        return HIE_ENOMEM;
+    }
+    c->rbuf = nb;
+    c->rcap = cap;
+    return 0;
+}
+
+/* Returns the byte count the current frame still needs in rbuf, after checking the prefix. */
+static int
+frame_need(node_edge_t *e, struct conn *c, size_t *need)
+{
+    if (c->frame_body_bytes == 0 && c->rlen >= HIE_PROTO_FRAME_HEADER_BYTES) {
+        uint32_t body = 0;
+        int rc = hie_proto_frame_header(hie_span(c->rbuf, c->rlen), e->ctx->cfg.frame_bytes_max,
+            &body);
+        if (rc != 0) {
+            return rc;
+        }
+        c->frame_body_bytes = body;
+    }
+    size_t total = c->frame_body_bytes == 0 ? HIE_PROTO_FRAME_HEADER_BYTES
+        : HIE_PROTO_FRAME_HEADER_BYTES + (size_t)c->frame_body_bytes;
+    *need = total - c->rlen;
+    return rbuf_reserve(c, total);
+}
+
+static void
+frame_reject_header(node_edge_t *e, struct conn *c, int rc)
+{
+    atomic_fetch_add(&e->ctx->metrics.frames_rejected, 1);
+    hie_log_warn("edge", "frame rejected", " conn=%lu org=%s rc=%s reason=\"%s\"", c->id,
+        c->org_id, hie_strerror_name(rc), rc == HIE_ELIMIT ? "length over the maximum"
+        : rc == HIE_ENOMEM ? "out of memory" : "empty frame");
+    conn_error(e, c, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, rc == HIE_ELIMIT ?
+        "frame larger than the maximum" : "malformed frame", "frame", NULL, true);
+    c->rlen = 0;
+}
+
+/* Reads what the connection has, up to EDGE_FRAMES_PER_WAKEUP frames. Returns false if the
+ * connection was closed. */
+static bool
+conn_read(node_edge_t *e, struct conn *c)
+{
+    c->write_wants_read = false;
+    unsigned frames = 0;
+    while (!conn_read_paused(e, c) && frames < EDGE_FRAMES_PER_WAKEUP) {
+        size_t need = 0;
+        int rc = frame_need(e, c, &need);
+        if (rc != 0) {
+            frame_reject_header(e, c, rc);
+            break;
+        }
+        HIE_ASSERT(need > 0 && c->rlen + need <= c->rcap);
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, c->rbuf + c->rlen, need > INT32_MAX ? INT32_MAX : (int)need);
+        if (n <= 0) {
+            int err = SSL_get_error(c->ssl, n);
+            if (err == SSL_ERROR_WANT_READ) {
+                break;
+            }
+            if (err == SSL_ERROR_WANT_WRITE) {
+                c->read_wants_write = true;
+                break;
+            }
+            conn_close(e, c, err == SSL_ERROR_ZERO_RETURN ? "peer closed" : "read failed");
+            return false;
+        }
+        c->read_wants_write = false;
+        c->last_active_ns = hie_time_mono_ns();
+        if (c->rlen == 0) {
+            c->frame_start_ns = c->last_active_ns;
+        }
+        c->rlen += (size_t)n;
+        if (c->frame_body_bytes != 0 &&
+            c->rlen == HIE_PROTO_FRAME_HEADER_BYTES + (size_t)c->frame_body_bytes) {
+            frame_done(e, c);
+            frames++;
+        }
+    }
+    return true;
+}
+
+/* ---- writing ----------------------------------------------------------------------------- */
+
+/* Writes queued frames. Returns false if the connection was closed. */
+static bool
+conn_write(node_edge_t *e, struct conn *c)
+{
+    c->read_wants_write = false;
+    while (c->wq_head != NULL) {
+        struct wbuf *w = c->wq_head;
+        size_t left = w->len - w->off;
+        ERR_clear_error();
+        int n = SSL_write(c->ssl, w->buf + w->off, left > INT32_MAX ? INT32_MAX : (int)left);
+        if (n <= 0) {
+            int err = SSL_get_error(c->ssl, n);
+            if (err == SSL_ERROR_WANT_WRITE) {
+                return true;
+            }
+            if (err == SSL_ERROR_WANT_READ) {
+                c->write_wants_read = true;
+                return true;
+            }
+            conn_close(e, c, "write failed");
+            return false;
+        }
+        w->off += (size_t)n;
+        c->wq_bytes -= (size_t)n;
+        c->last_active_ns = hie_time_mono_ns();
+        if (w->off == w->len) {
+            c->wq_head = w->next;
+            if (c->wq_head == NULL) {
+                c->wq_tail = NULL;
+            }
+            hie_mem_free(w->buf, w->len);
+            hie_mem_free(w, sizeof(*w));
+        }
+    }
+    if (c->close_after_flush && c->inflight == 0) {
+        conn_close(e, c, "closed after reply");
+        return false;
+    }
+    return true;
+}
+
+/* ---- handshake --------------------------------------------------------------------------- */
+
+static void
+handshake_failed(node_edge_t *e, struct conn *c, enum node_hs_reason reason)
+{
+    char detail[200] = "";
+    unsigned long err = ERR_peek_last_error();
+    long vr = SSL_get_verify_result(c->ssl);
+    if (vr != X509_V_OK) {
+        snprintf(detail, sizeof(detail), "%s", X509_verify_cert_error_string(vr));
+    } else if (err != 0) {
+        ERR_error_string_n(err, detail, sizeof(detail));
+    }
+    atomic_fetch_add(&e->ctx->metrics.handshakes_failed[reason], 1);
+    /* NEEDSWORK: also emit an ATNA security-alert audit event once the audit log exists. */
+    hie_log_warn("edge", "tls handshake failed", " conn=%lu peer=%s reason=%s detail=\"%s\"",
+        c->id, c->peer, hie_node__hs_reason_names[reason], detail);
+    conn_close(e, c, "handshake failed");
+}
+
+static void
+handshake_done(node_edge_t *e, struct conn *c)
+{
+    int rc = hie_node__tls_peer_id(c->ssl, c->org_id, sizeof(c->org_id));
+    if (rc != 0) {
+        c->org_id[0] = '\0';
+        atomic_fetch_add(&e->ctx->metrics.handshakes_failed[HS_OTHER], 1);
+        hie_log_warn("edge", "member refused", " conn=%lu peer=%s reason=bad_subject_cn",
+            c->id, c->peer);
+        conn_close(e, c, "certificate subject is not an organization id");
+        return;
+    }
+    atomic_fetch_add(&e->ctx->metrics.handshakes_ok, 1);
+    c->state = C_AUTH;
+    c->last_active_ns = hie_time_mono_ns();
+    node_req_t *req = req_new(e, c, NODE_REQ_AUTH);
+    if (req == NULL || edge_post(e, &req) != 0) {
+        hie_node__req_destroy(&req);
+        c->state = C_OPEN;
+        conn_error(e, c, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "node overloaded, retry later",
+            NULL, NULL, true);
+        return;
+    }
+    c->inflight++;
+}
+
+static bool
+conn_handshake(node_edge_t *e, struct conn *c)
+{
+    ERR_clear_error();
+    int n = SSL_accept(c->ssl);
+    if (n == 1) {
+        handshake_done(e, c);
+        return conn_lookup(e, c->id) == c;
+    }
+    int err = SSL_get_error(c->ssl, n);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        return true;
+    }
+    handshake_failed(e, c, hie_node__tls_reason(SSL_get_verify_result(c->ssl),
+        ERR_peek_error()));
+    return false;
+}
+
+/* ---- accept ------------------------------------------------------------------------------ */
+
+static uint32_t
+slot_find_free(node_edge_t *e)
+{
+    for (uint32_t i = 0; i < e->slots_count; i++) {
+        uint32_t s = (uint32_t)((e->generation + i) % e->slots_count);
+        if (e->slots[s] == NULL) {
+            return s;
+        }
+    }
+    return UINT32_MAX;
+}
+
+static void
+conn_peer_name(struct conn *c, const struct sockaddr_storage *sa)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    uint16_t port = 0;
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+        port = ntohs(s4->sin_port);
+    } else if (sa->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+        port = ntohs(s6->sin6_port);
+    }
+    snprintf(c->peer, sizeof(c->peer), "%s:%u", host, port);
+}
+
+static void
+conn_accept_one(node_edge_t *e, int fd, const struct sockaddr_storage *sa)
+{
+    uint32_t slot = e->open_count < e->ctx->cfg.connections_max ? slot_find_free(e) : UINT32_MAX;
+    struct conn *c = slot == UINT32_MAX ? NULL : hie_mem_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        atomic_fetch_add(&e->ctx->metrics.connections_refused_limit, 1);
+        hie_log_warn("edge", "connection refused", " reason=connection_limit open=%u",
+            e->open_count);
+        close(fd);
+        return;
+    }
+    c->fd = fd;
+    c->id = (++e->generation << EDGE_SLOT_BITS) | slot;
+    c->ssl = SSL_new(e->ssl_ctx); /* takes a reference: a later reload does not affect it */
+    c->last_active_ns = hie_time_mono_ns();
+    c->hs_deadline_ns = c->last_active_ns +
+        (uint64_t)e->ctx->cfg.handshake_timeout_ms * 1000000ull;
+    conn_peer_name(c, sa);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1 ||
+        epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        SSL_free(c->ssl);
+        close(fd);
+        hie_mem_free(c, sizeof(*c));
+        return;
+    }
+    c->events = ev.events;
+    e->slots[slot] = c;
+    e->open_count++;
+    atomic_fetch_add(&e->ctx->metrics.connections_open, 1);
+    atomic_fetch_add(&e->ctx->metrics.connections_total, 1);
+}
+
+static void
+edge_accept(node_edge_t *e)
+{
+    for (unsigned i = 0; i < EDGE_ACCEPTS_PER_WAKEUP && !e->draining; i++) {
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof(sa);
+        int fd = accept4(e->listen_fd, (struct sockaddr *)&sa, &salen,
+            SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+                hie_log_warn("edge", "accept failed", " errno=%s", strerrorname_np(errno));
+            }
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        conn_accept_one(e, fd, &sa);
+    }
+}
+
+/* ---- replies from workers ---------------------------------------------------------------- */
+
+static void
+reply_auth(node_edge_t *e, struct conn *c, node_req_t *req)
+{
+    HIE_ASSERT(c->state == C_AUTH);
+    c->state = C_OPEN;
+    if (!req->auth_ok) {
+        if (req->reply_buf != NULL) {
+            conn_queue(e, c, req->reply_buf, req->reply_len);
+            req->reply_buf = NULL;
+            req->reply_len = 0;
+        }
+        c->close_after_flush = true;
+    }
+}
+
+static void
+edge_reply(node_edge_t *e, node_req_t *req)
+{
+    struct conn *c = conn_lookup(e, req->conn_id);
+    if (c == NULL) {
+        hie_node__req_destroy(&req); /* the connection went away meanwhile */
+        return;
+    }
+    HIE_ASSERT(c->inflight > 0);
+    c->inflight--;
+    if (req->type == NODE_REQ_AUTH) {
+        reply_auth(e, c, req);
+    } else if (req->reply_buf != NULL) {
+        conn_queue(e, c, req->reply_buf, req->reply_len);
+        req->reply_buf = NULL;
+        req->reply_len = 0;
+    }
+    if (req->close_after) {
+        c->close_after_flush = true;
+    }
+    hie_node__req_destroy(&req);
+    if (conn_write(e, c)) {
+        conn_update_events(e, c);
+        if (!conn_read_paused(e, c) && c->state == C_OPEN) {
+            if (conn_read(e, c)) {
+                conn_update_events(e, c);
+            }
+        }
+    }
+}
+
+static void
+edge_drain_replies(node_edge_t *e)
+{
+    for (;;) {
+        node_req_t *req = NULL;
+        int n = zmq_recv(e->replies, &req, sizeof(req), ZMQ_DONTWAIT);
+        if (n < 0) {
+            return;
+        }
+        HIE_ASSERT(n == (int)sizeof(req));
+        HIE_ASSERT(req != NULL && req->magic == NODE_REQ_MAGIC);
+        edge_reply(e, req);
+    }
+}
+
+/* ---- control: reload, drain ------------------------------------------------------------- */
+
+static void
+ctl_reply(node_edge_t *e, zmq_msg_t *identity, int rc)
+{
+    uint8_t buf[4];
+    hie_store_be32(buf, (uint32_t)rc);
+    if (zmq_msg_send(identity, e->ctl, ZMQ_SNDMORE) < 0) {
+        zmq_msg_close(identity);
+        return;
+    }
+    (void)zmq_send(e->ctl, "", 0, ZMQ_SNDMORE);
+    (void)zmq_send(e->ctl, buf, sizeof(buf), 0);
+}
+
+static void
+edge_ctl_one(node_edge_t *e)
+{
+    zmq_msg_t identity;
+    char verb[16] = "";
+    SSL_CTX *new_ctx = NULL;
+    zmq_msg_init(&identity);
+    if (zmq_msg_recv(&identity, e->ctl, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&identity);
+        return;
+    }
+    char empty[1];
+    int n = zmq_recv(e->ctl, empty, sizeof(empty), 0); /* REQ delimiter */
+    HIE_ASSERT(n == 0);
+    n = zmq_recv(e->ctl, verb, sizeof(verb) - 1, 0);
+    HIE_ASSERT(n > 0 && n < (int)sizeof(verb));
+    int more = 0;
+    size_t more_len = sizeof(more);
+    zmq_getsockopt(e->ctl, ZMQ_RCVMORE, &more, &more_len);
+    if (more) {
+        n = zmq_recv(e->ctl, &new_ctx, sizeof(new_ctx), 0);
+        HIE_ASSERT(n == (int)sizeof(new_ctx));
+    }
+    if (strcmp(verb, "reload") == 0) {
+        HIE_ASSERT(new_ctx != NULL);
+        SSL_CTX_free(e->ssl_ctx); /* live connections hold their own references */
+        e->ssl_ctx = new_ctx;
+        ctl_reply(e, &identity, 0);
+    } else if (strcmp(verb, "drain") == 0) {
+        HIE_ASSERT(!e->drain_waiting);
+        e->draining = true;
+        e->drain_deadline_ns = hie_time_mono_ns() + HIE_NODE_DRAIN_TIMEOUT_MS * 1000000ull;
+        e->drain_identity = identity; /* answered when drained */
+        e->drain_waiting = true;
+        epoll_ctl(e->epfd, EPOLL_CTL_DEL, e->listen_fd, NULL);
+        close(e->listen_fd);
+        e->listen_fd = -1;
+        hie_log_info("edge", "draining", " open=%u", e->open_count);
+    } else {
+        HIE_ASSERT(!"unknown edge control verb");
+    }
+}
+
+static void
+edge_ctl_drain(node_edge_t *e)
+{
+    for (int i = 0; i < 16; i++) {
+        uint32_t events = 0;
+        size_t len = sizeof(events);
+        if (zmq_getsockopt(e->ctl, ZMQ_EVENTS, &events, &len) != 0 || !(events & ZMQ_POLLIN)) {
+            return;
+        }
+        edge_ctl_one(e);
+    }
+}
+
+/* ---- timers ------------------------------------------------------------------------------ */
+
+static void
+conn_check_timers(node_edge_t *e, struct conn *c, uint64_t now)
+{
+    const node_config_t *cfg = &e->ctx->cfg;
+    if (c->state == C_HANDSHAKE) {
+        if (now > c->hs_deadline_ns) {
+            handshake_failed(e, c, HS_TIMEOUT);
+        }
+        return;
+    }
+    if (c->frame_start_ns != 0 &&
+        now - c->frame_start_ns > (uint64_t)cfg->frame_timeout_ms * 1000000ull) {
+        hie_log_warn("edge", "frame timeout", " conn=%lu org=%s received=%zu", c->id, c->org_id,
+            c->rlen);
+        c->frame_start_ns = 0;
+        conn_error(e, c, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "frame not completed in time",
+            "frame", NULL, true);
+        if (conn_write(e, c)) {
+            conn_update_events(e, c);
+        }
+        return;
+    }
+    if (now - c->last_active_ns > (uint64_t)cfg->idle_timeout_ms * 1000000ull &&
+        (c->inflight == 0 || c->close_after_flush)) {
+        conn_close(e, c, "idle timeout");
+    }
+}
+
+static void
+edge_tick(node_edge_t *e)
+{
+    uint64_t now = hie_time_mono_ns();
+    for (uint32_t i = 0; i < e->slots_count; i++) {
+        if (e->slots[i] != NULL) {
+            conn_check_timers(e, e->slots[i], now);
+        }
+    }
+    if (!e->draining) {
+        return;
+    }
+    bool busy = false;
+    for (uint32_t i = 0; i < e->slots_count && !busy; i++) {
+        struct conn *c = e->slots[i];
+        busy = c != NULL && (c->inflight > 0 || c->wq_head != NULL);
+    }
+    if (busy && now < e->drain_deadline_ns) {
+        return;
+    }
+    for (uint32_t i = 0; i < e->slots_count; i++) {
+        if (e->slots[i] != NULL) {
+            conn_close(e, e->slots[i], "node shutting down");
+        }
+    }
+    hie_log_info("edge", "drained", " forced=%d", busy);
+    ctl_reply(e, &e->drain_identity, busy ? HIE_ETIMEDOUT : 0);
+    e->drain_waiting = false;
+    e->stop = true;
+}
+
+/* ---- the loop ---------------------------------------------------------------------------- */
+
+static void
+conn_event(node_edge_t *e, struct conn *c, uint32_t events)
+{
+    if (c->state == C_HANDSHAKE) {
+        if (conn_handshake(e, c) && c->state == C_HANDSHAKE) {
+            conn_update_events(e, c);
+        } else if (conn_lookup(e, c->id) == c) {
+            conn_update_events(e, c);
+        }
+        return;
+    }
+    if ((events & (EPOLLOUT | EPOLLIN)) && (c->wq_head != NULL || c->read_wants_write)) {
+        if (!conn_write(e, c)) {
+            return;
+        }
+    }
+    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) || c->write_wants_read) {
+        if ((events & (EPOLLHUP | EPOLLERR)) && conn_read_paused(e, c)) {
+            conn_close(e, c, "peer hung up");
+            return;
+        }
+        if (!conn_read(e, c)) {
+            return;
+        }
+        if (c->wq_head != NULL && !conn_write(e, c)) {
+            return;
+        }
+    }
+    conn_update_events(e, c);
+}
+
+/* Connections whose TLS layer already holds decrypted bytes get no epoll event for them. */
+static bool
+edge_service_pending(node_edge_t *e)
+{
+    bool more = false;
+    for (uint32_t i = 0; i < e->slots_count; i++) {
+        struct conn *c = e->slots[i];
+        if (c != NULL && c->state == C_OPEN && !conn_read_paused(e, c) &&
+            SSL_has_pending(c->ssl)) {
+            conn_event(e, c, EPOLLIN);
+            c = e->slots[i];
+            more = more || (c != NULL && SSL_has_pending(c->ssl) && !conn_read_paused(e, c));
+        }
+    }
+    return more;
+}
+
+static void
+edge_loop(node_edge_t *e)
+{
+    struct epoll_event events[EDGE_EVENTS_MAX];
+    uint64_t next_tick = hie_time_mono_ns();
+    bool pending = false;
+    while (!e->stop) {
+        int n = epoll_wait(e->epfd, events, EDGE_EVENTS_MAX, pending ? 0 : EDGE_TICK_MS);
+        if (n < 0 && errno != EINTR) {
+            hie_log_error("edge", "epoll failed", " errno=%s", strerrorname_np(errno));
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            void *p = events[i].data.ptr;
+            if (p == &tag_listen) {
+                edge_accept(e);
+            } else if (p != &tag_replies && p != &tag_ctl) {
+                conn_event(e, p, events[i].events);
+            }
+        }
+        /* ZMQ_FD is edge-triggered: drain both sockets on every wakeup */
+        edge_drain_replies(e);
+        edge_ctl_drain(e);
+        pending = edge_service_pending(e);
+        uint64_t now = hie_time_mono_ns();
+        if (now >= next_tick) {
+            edge_tick(e);
+            next_tick = now + EDGE_TICK_MS * 1000000ull;
+        }
+    }
+}
+
+/* ---- setup and teardown ------------------------------------------------------------------ */
+
+static int
+edge_listen(node_edge_t *e)
+{
+    const node_config_t *cfg = &e->ctx->cfg;
+    struct sockaddr_in6 a6 = {0};
+    struct sockaddr_in a4 = {0};
+    bool v6 = strchr(cfg->listen_address, ':') != NULL;
+    if (v6 ? inet_pton(AF_INET6, cfg->listen_address, &a6.sin6_addr) != 1
+           : inet_pton(AF_INET, cfg->listen_address, &a4.sin_addr) != 1) {
+        return HIE_ECONFIG;
+    }
+    a6.sin6_family = AF_INET6;
+    a6.sin6_port = htons(cfg->listen_port);
+    a4.sin_family = AF_INET;
+    a4.sin_port = htons(cfg->listen_port);
+    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int rc = v6 ? bind(fd, (struct sockaddr *)&a6, sizeof(a6))
+                : bind(fd, (struct sockaddr *)&a4, sizeof(a4));
+    if (rc != 0 || listen(fd, 1024) != 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    e->listen_fd = fd;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &tag_listen};
+    return epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
+}
+
+static int
+edge_zmq_add(node_edge_t *e, void *sock, void *tag)
+{
+    int fd = -1;
+    size_t len = sizeof(fd);
+    if (zmq_getsockopt(sock, ZMQ_FD, &fd, &len) != 0) {
+        return -errno;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
+    return epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
+}
+
+static int
+edge_sockets(node_edge_t *e)
+{
+    node_ctx_t *ctx = e->ctx;
+    int linger = 0, hwm = (int)HIE_NODE_WORKER_QUEUE_MAX, unlimited = 0;
+    e->replies = zmq_socket(ctx->zctx, ZMQ_PULL);
+    e->ctl = zmq_socket(ctx->zctx, ZMQ_ROUTER);
+    if (e->replies == NULL || e->ctl == NULL) {
+        return -errno;
+    }
+    zmq_setsockopt(e->replies, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(e->replies, ZMQ_RCVHWM, &unlimited, sizeof(unlimited));
+    zmq_setsockopt(e->ctl, ZMQ_LINGER, &linger, sizeof(linger));
+    if (zmq_bind(e->replies, NODE_EP_EDGE_REPLIES) != 0 || zmq_bind(e->ctl, NODE_EP_EDGE_CTL)) {
+        return -errno;
+    }
+    for (unsigned i = 0; i < ctx->cfg.workers; i++) {
+        char ep[64];
+        snprintf(ep, sizeof(ep), NODE_EP_WORKER_FMT, i);
+        e->to_worker[i] = zmq_socket(ctx->zctx, ZMQ_PUSH);
+        if (e->to_worker[i] == NULL) {
+            return -errno;
+        }
+        zmq_setsockopt(e->to_worker[i], ZMQ_LINGER, &linger, sizeof(linger));
+        zmq_setsockopt(e->to_worker[i], ZMQ_SNDHWM, &hwm, sizeof(hwm));
+        if (zmq_connect(e->to_worker[i], ep) != 0) {
+            return -errno;
+        }
+    }
+    int rc = edge_zmq_add(e, e->replies, &tag_replies);
+    return rc != 0 ? rc : edge_zmq_add(e, e->ctl, &tag_ctl);
+}
+
+static void
+edge_close_sockets(node_edge_t *e)
+{
+    if (e->replies != NULL) {
+        /* requests still with workers come back here; free what already arrived */
+        node_req_t *req = NULL;
+        while (zmq_recv(e->replies, &req, sizeof(req), ZMQ_DONTWAIT) == sizeof(req)) {
+            hie_node__req_destroy(&req);
+        }
+        zmq_close(e->replies);
+        e->replies = NULL;
+    }
+    if (e->ctl != NULL) {
+        zmq_close(e->ctl);
+        e->ctl = NULL;
+    }
+    for (unsigned i = 0; i < e->ctx->cfg.workers; i++) {
+        if (e->to_worker[i] != NULL) {
+            zmq_close(e->to_worker[i]);
+            e->to_worker[i] = NULL;
+        }
+    }
+}
+
+static void
+edge_signal_started(node_edge_t *e, int rc)
+{
+    pthread_mutex_lock(&e->mu);
+    e->start_rc = rc;
+    e->started = true;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void *
+edge_thread(void *arg)
+{
+    node_edge_t *e = arg;
+    int rc = edge_sockets(e);
+    if (rc == 0) {
+        rc = edge_listen(e);
+    }
+    edge_signal_started(e, rc);
+    if (rc == 0) {
+        hie_log_info("edge", "listening", " address=%s port=%u tls_min=%s",
+            e->ctx->cfg.listen_address, e->ctx->cfg.listen_port,
+            e->ctx->cfg.tls_min_version == TLS1_3_VERSION ? "1.3" : "1.2");
+        edge_loop(e);
+    }
+    for (uint32_t i = 0; i < e->slots_count; i++) {
+        if (e->slots[i] != NULL) {
+            conn_close(e, e->slots[i], "node stopping");
+        }
+    }
+    edge_close_sockets(e);
+    return NULL;
+}
+
+int
+hie_node__edge_start(node_edge_t **out, node_ctx_t *ctx)
+{
+    HIE_ASSERT(out != NULL && ctx != NULL && ctx->ssl_ctx_initial != NULL);
+    *out = NULL;
+    node_edge_t *e = hie_mem_calloc(1, sizeof(*e));
+    if (e == NULL) {
+        return HIE_ENOMEM;
+    }
+    e->ctx = ctx;
+    e->listen_fd = -1;
+    e->slots_count = ctx->cfg.connections_max;
+    e->slots = hie_mem_calloc(e->slots_count, sizeof(*e->slots));
+    e->to_worker = hie_mem_calloc(ctx->cfg.workers, sizeof(*e->to_worker));
+    e->epfd = epoll_create1(EPOLL_CLOEXEC);
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    *out = e;
+    if (e->slots == NULL || e->to_worker == NULL || e->epfd < 0) {
+        return e->epfd < 0 ? -errno : HIE_ENOMEM;
+    }
+    e->ssl_ctx = ctx->ssl_ctx_initial; /* ownership moves to the edge */
+    ctx->ssl_ctx_initial = NULL;
+    int rc = pthread_create(&e->thread, NULL, edge_thread, e);
+    if (rc != 0) {
+        return -rc;
+    }
+    pthread_mutex_lock(&e->mu);
+    while (!e->started) {
+        pthread_cond_wait(&e->cv, &e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    e->started = e->start_rc == 0 || true; /* the thread exists either way: join it */
+    return e->start_rc;
+}
+
+void
+hie_node__edge_join(node_edge_t **ep)
+{
+    HIE_ASSERT(ep != NULL);
+    node_edge_t *e = *ep;
+    if (e == NULL) {
+        return;
+    }
+    if (e->started) {
+        pthread_join(e->thread, NULL);
+    }
+    if (e->listen_fd >= 0) {
+        close(e->listen_fd);
+    }
+    if (e->epfd >= 0) {
+        close(e->epfd);
+    }
+    SSL_CTX_free(e->ssl_ctx);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    hie_mem_free(e->slots, e->slots_count * sizeof(*e->slots));
+    hie_mem_free(e->to_worker, e->ctx->cfg.workers * sizeof(*e->to_worker));
+    hie_mem_free(e, sizeof(*e));
+    *ep = NULL;
+}
+
+/* ---- control client (main thread, admin thread) ------------------------------------------ */
+
+int
+hie_node__edge_ctl(void *zctx, const char *verb, SSL_CTX *new_ctx, uint32_t timeout_ms)
+{
+    HIE_ASSERT(zctx != NULL && verb != NULL);
+    void *req = zmq_socket(zctx, ZMQ_REQ);
+    if (req == NULL) {
+        return -errno;
+    }
+    int linger = 0, tmo = (int)timeout_ms;
+    zmq_setsockopt(req, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(req, ZMQ_RCVTIMEO, &tmo, sizeof(tmo));
+    int rc = zmq_connect(req, NODE_EP_EDGE_CTL) == 0 ? 0 : -errno;
+    if (rc == 0 && zmq_send(req, verb, strlen(verb), new_ctx ? ZMQ_SNDMORE : 0) < 0) {
+        rc = -errno;
+    }
+    if (rc == 0 && new_ctx != NULL && zmq_send(req, &new_ctx, sizeof(new_ctx), 0) < 0) {
+        rc = -errno;
+    }
+    uint8_t buf[4];
+    if (rc == 0) {
+        int n = zmq_recv(req, buf, sizeof(buf), 0);
+        rc = n == 4 ? (int)hie_load_be32(buf) : HIE_ETIMEDOUT;
+    }
+    zmq_close(req);
+    return rc;
+}
+
+int
+hie_node__tls_reload(node_ctx_t *ctx, char *err, size_t err_bytes)
+{
+    SSL_CTX *nctx = NULL;
+    int rc = hie_node__tls_ctx_build(&ctx->cfg, &nctx, err, err_bytes);
+    if (rc == 0) {
+        rc = hie_node__edge_ctl(ctx->zctx, "reload", nctx, 5000);
+        if (rc != 0) {
+            /* NEEDSWORK: a timed-out reload may still be applied later, after this free */
+            snprintf(err, err_bytes, "edge did not take the new context: %s",
+                hie_strerror(rc));
+            if (rc != HIE_ETIMEDOUT) {
+                SSL_CTX_free(nctx);
+            }
+        }
+    }
+    atomic_fetch_add(rc == 0 ? &ctx->metrics.tls_reloads_ok : &ctx->metrics.tls_reloads_failed,
+        1);
+    return rc;
+}

@@ -1,0 +1,119 @@
+/*
+ * http.c - the operator HTTP endpoint: GET /healthz and GET /metrics (Prometheus text).
+ *
+ * libmicrohttpd serves it on its own thread, bound to the configured address (127.0.0.1 by
+ * default; no TLS, no PHI: only counters). Anything else gets 404; methods other than GET and
+ * HEAD get 405. Connection count and timeouts are capped so a scraper cannot tie the node up.
+ */
+#include "node_int.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <string.h>
+
+#define HTTP_CONNECTIONS_MAX 32u
+#define HTTP_TIMEOUT_S 5u
+
+struct node_http {
+    node_ctx_t *ctx;
+    struct MHD_Daemon *daemon;
+};
+
+static enum MHD_Result
+http_respond(struct MHD_Connection *conn, unsigned status, const char *type, char *body,
+    size_t len, enum MHD_ResponseMemoryMode mode)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
+    if (r == NULL) {
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", type);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result
+http_handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+    const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    struct node_http *h = cls;
+    (void)version;
+    (void)upload_data;
+    (void)con_cls;
+    if (*upload_data_size != 0) {
+        *upload_data_size = 0; /* we accept no bodies */
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        return http_respond(conn, 405, "text/plain", (char *)(uintptr_t)"method not allowed\n",
+            19, MHD_RESPMEM_PERSISTENT);
+    }
+    if (strcmp(url, "/healthz") == 0) {
+        bool ready = atomic_load(&h->ctx->metrics.ready) != 0;
+        return ready ? http_respond(conn, 200, "text/plain", (char *)(uintptr_t)"ok\n", 3,
+                           MHD_RESPMEM_PERSISTENT)
+                     : http_respond(conn, 503, "text/plain",
+                           (char *)(uintptr_t)"not ready\n", 10, MHD_RESPMEM_PERSISTENT);
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        char *body = NULL;
+        size_t len = 0;
+        if (hie_node__metrics_render(&h->ctx->metrics, h->ctx->cfg.node_id, &body, &len) != 0) {
+            return http_respond(conn, 500, "text/plain", (char *)(uintptr_t)"error\n", 6,
+                MHD_RESPMEM_PERSISTENT);
+        }
+        enum MHD_Result r = http_respond(conn, 200, "text/plain; version=0.0.4", body, len,
+            MHD_RESPMEM_MUST_COPY);
+        hie_mem_free(body, len + 1);
+        return r;
+    }
+    return http_respond(conn, 404, "text/plain", (char *)(uintptr_t)"not found\n", 10,
+        MHD_RESPMEM_PERSISTENT);
+}
+
+int
+hie_node__http_start(node_http_t **out, node_ctx_t *ctx)
+{
+    HIE_ASSERT(out != NULL && ctx != NULL);
+    *out = NULL;
+    if (ctx->cfg.http_port == 0) {
+        return 0; /* disabled */
+    }
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(ctx->cfg.http_port);
+    if (inet_pton(AF_INET, ctx->cfg.http_address, &sa.sin_addr) != 1) {
+        return HIE_ECONFIG;
+    }
+    struct node_http *h = hie_mem_calloc(1, sizeof(*h));
+    if (h == NULL) {
+        return HIE_ENOMEM;
+    }
+    h->ctx = ctx;
+    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL,
+        0, NULL, NULL, http_handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTIONS_MAX,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S, MHD_OPTION_END);
+    if (h->daemon == NULL) {
+        hie_mem_free(h, sizeof(*h));
+        return HIE_EUNAVAIL;
+    }
+    hie_log_info("http", "operator endpoint listening", " address=%s port=%u",
+        ctx->cfg.http_address, ctx->cfg.http_port);
+    *out = h;
+    return 0;
+}
+
+void
+hie_node__http_stop(node_http_t **hp)
+{
+    HIE_ASSERT(hp != NULL);
+    struct node_http *h = *hp;
+    if (h == NULL) {
+        return;
+    }
+    MHD_stop_daemon(h->daemon);
+    hie_mem_free(h, sizeof(*h));
+    *hp = NULL;
+}

@@ -1,0 +1,284 @@
+/*
+ * main.c - hie-node: configuration, startup, signals and orderly shutdown.
+ *
+ * Startup order: config -> data directory (locked) -> state (LMDB) -> TLS context -> command
+ * log (replays anything not yet applied) -> log thread -> workers -> edge -> admin -> HTTP.
+ * Signals are blocked in every thread and read here with signalfd: SIGHUP reloads the
+ * certificates and CRL; SIGTERM/SIGINT drain (stop accepting, finish in-flight requests,
+ * flush replies) and exit 0. A failed state apply exits 70 from the log thread (sm.c).
+ */
+#include "node_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <openssl/err.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+struct node_threads {
+    node_workers_t *workers;
+    node_edge_t *edge;
+    node_admin_t *admin;
+    node_http_t *http;
+};
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: hie-node --config FILE [--check-config]\n"
+        "       hie-node --version\n\n"
+        "Runs one hiebroker node: the member edge (mutual TLS), workers, the command log and\n"
+        "state machine, the admin socket for hiectl and the operator HTTP endpoint.\n"
+        "Signals: SIGHUP reloads certificates and CRL; SIGTERM drains and exits 0.\n");
+}
+
+static int
+datadir_lock(const char *dir, int *lock_fd)
+{
+    char path[NODE_PATH_MAX + 16];
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "hie-node: cannot create data directory %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) || (sb.st_mode & 0077) != 0) {
+        fprintf(stderr, "hie-node: data directory %s must be a directory with mode 0700\n", dir);
+        return 1;
+    }
+    snprintf(path, sizeof(path), "%s/LOCK", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "hie-node: data directory %s is in use by another node\n", dir);
+        if (fd >= 0) {
+            close(fd);
+        }
+        return 1;
+    }
+    *lock_fd = fd;
+    return 0;
+}
+
+static int
+node_open_storage(node_ctx_t *ctx)
+{
+    char logdir[NODE_PATH_MAX + 8];
+    char err[512] = "";
+    int rc = hie_node__state_open(&ctx->state, ctx->cfg.data_dir, ctx->cfg.map_bytes,
+        ctx->cfg.node_id, &ctx->metrics);
+    if (rc != 0) {
+        hie_log_error("node", "cannot open state", " dir=%s rc=%s", ctx->cfg.data_dir,
+            hie_strerror_name(rc));
+        return rc;
+    }
+    rc = hie_node__tls_ctx_build(&ctx->cfg, &ctx->ssl_ctx_initial, err, sizeof(err));
+    if (rc != 0) {
+        hie_log_error("node", "cannot set up tls", " reason=\"%s\"", err);
+        return rc;
+    }
+    snprintf(logdir, sizeof(logdir), "%s/log", ctx->cfg.data_dir);
+    hie_cluster_log_config_t lcfg = {logdir, ctx->zctx, NODE_EP_LOG, ctx->cfg.map_bytes};
+    hie_cluster_fsm_t fsm = hie_node__state_fsm(ctx->state);
+    uint64_t t0 = hie_time_mono_ns();
+    rc = hie_cluster_log_open(&ctx->log, &lcfg, &fsm);
+    if (rc != 0) {
+        hie_log_error("node", "cannot open command log", " dir=%s rc=%s", logdir,
+            hie_strerror_name(rc));
+        return rc;
+    }
+    uint64_t applied = 0;
+    rc = hie_node__state_applied_index(ctx->state, &applied);
+    atomic_store(&ctx->metrics.applied_index, applied);
+    hie_log_info("node", "state ready", " applied_index=%lu log_index=%lu replay_ms=%lu",
+        applied, hie_cluster_log_last_index(ctx->log), (hie_time_mono_ns() - t0) / 1000000u);
+    return rc;
+}
+
+static int
+node_start_threads(node_ctx_t *ctx, struct node_threads *t)
+{
+    int rc = hie_cluster_log_start(ctx->log);
+    const char *what = "log";
+    if (rc == 0) {
+        what = "workers";
+        rc = hie_node__workers_start(&t->workers, ctx);
+    }
+    if (rc == 0) {
+        what = "edge";
+        rc = hie_node__edge_start(&t->edge, ctx);
+    }
+    if (rc == 0) {
+        what = "admin";
+        rc = hie_node__admin_start(&t->admin, ctx);
+    }
+    if (rc == 0) {
+        what = "http";
+        rc = hie_node__http_start(&t->http, ctx);
+    }
+    if (rc != 0) {
+        hie_log_error("node", "cannot start", " part=%s rc=%s detail=\"%s\"", what,
+            hie_strerror_name(rc), hie_strerror(rc));
+    }
+    return rc;
+}
+
+static void
+node_stop_threads(node_ctx_t *ctx, struct node_threads *t, bool drain)
+{
+    atomic_store(&ctx->metrics.ready, 0);
+    if (t->edge != NULL && drain) {
+        int rc = hie_node__edge_ctl(ctx->zctx, "drain", NULL, HIE_NODE_DRAIN_TIMEOUT_MS + 2000);
+        if (rc != 0) {
+            hie_log_warn("node", "drain incomplete", " rc=%s", hie_strerror_name(rc));
+        }
+    }
+    hie_node__http_stop(&t->http);
+    zmq_ctx_shutdown(ctx->zctx); /* every blocking zmq call now fails with ETERM */
+    hie_node__edge_join(&t->edge);
+    hie_node__workers_join(&t->workers);
+    hie_node__admin_join(&t->admin);
+    hie_cluster_log_destroy(&ctx->log);
+}
+
+static void
+node_signal_loop(node_ctx_t *ctx, int sfd)
+{
+    for (;;) {
+        struct signalfd_siginfo si;
+        ssize_t n = read(sfd, &si, sizeof(si));
+        if (n != (ssize_t)sizeof(si)) {
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            return;
+        }
+        if (si.ssi_signo == SIGHUP) {
+            char err[512] = "";
+            int rc = hie_node__tls_reload(ctx, err, sizeof(err));
+            if (rc == 0) {
+                hie_log_info("node", "tls reloaded", " source=sighup");
+            } else {
+                hie_log_error("node", "tls reload failed", " reason=\"%s\"", err);
+            }
+            continue;
+        }
+        hie_log_info("node", "stopping", " signal=%s", sigabbrev_np((int)si.ssi_signo));
+        return;
+    }
+}
+
+static int
+node_run(node_ctx_t *ctx, int sfd)
+{
+    struct node_threads t = {0};
+    int rc = node_open_storage(ctx);
+    if (rc == 0) {
+        rc = node_start_threads(ctx, &t);
+    }
+    if (rc == 0) {
+        atomic_store(&ctx->metrics.ready, 1);
+        hie_log_info("node", "node started", " node=%s version=%s workers=%u",
+            ctx->cfg.node_id, HIE_NODE_VERSION, ctx->cfg.workers);
+        node_signal_loop(ctx, sfd);
+    }
+    node_stop_threads(ctx, &t, rc == 0);
+    SSL_CTX_free(ctx->ssl_ctx_initial);
+    ctx->ssl_ctx_initial = NULL;
+    hie_node__state_close(&ctx->state);
+    zmq_ctx_term(ctx->zctx);
+    if (rc == 0) {
+        hie_log_info("node", "node stopped", " node=%s", ctx->cfg.node_id);
+    }
+    return rc == 0 ? 0 : 1;
+}
+
+static int
+parse_args(int argc, char **argv, const char **config, bool *check_only)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, 'C'}, {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            *config = optarg;
+            break;
+        case 'C':
+            *check_only = true;
+            break;
+        case 'V':
+            printf("hie-node %s\n", HIE_NODE_VERSION);
+            exit(0);
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (*config == NULL || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *config = NULL;
+    bool check_only = false;
+    int rc = parse_args(argc, argv, &config, &check_only);
+    if (rc != 0) {
+        return rc;
+    }
+    static node_ctx_t ctx;
+    char err[1024] = "";
+    if (hie_node__config_load(&ctx.cfg, config, err, sizeof(err)) != 0) {
+        fprintf(stderr, "hie-node: %s\n", err);
+        return 1;
+    }
+    if (check_only) {
+        printf("config ok: node=%s listen=%s:%u data_dir=%s\n", ctx.cfg.node_id,
+            ctx.cfg.listen_address, ctx.cfg.listen_port, ctx.cfg.data_dir);
+        return 0;
+    }
+    hie_log_configure(ctx.cfg.log_level, ctx.cfg.log_format);
+    if (sodium_init() < 0 || OPENSSL_init_ssl(0, NULL) != 1) {
+        fprintf(stderr, "hie-node: crypto library initialization failed\n");
+        return 1;
+    }
+    int lock_fd = -1;
+    if (datadir_lock(ctx.cfg.data_dir, &lock_fd) != 0) {
+        return 1;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread starts: all inherit it */
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+    ctx.zctx = zmq_ctx_new();
+    ctx.metrics.start_ns = hie_time_mono_ns();
+    if (sfd < 0 || ctx.zctx == NULL) {
+        fprintf(stderr, "hie-node: cannot set up signals or zeromq: %s\n", strerror(errno));
+        return 1;
+    }
+    rc = node_run(&ctx, sfd);
+    close(sfd);
+    close(lock_fd);
+    OPENSSL_cleanup();
+    return rc;
+}

@@ -1,0 +1,595 @@
+/*
+ * sm.c - the node's LMDB state and the state machine that changes it.
+ *
+ * The state machine is the only writer (design.md): it applies committed commands in log
+ * order, one write transaction per batch, and stores the applied index in the same
+ * transaction, so a crash at any point leaves a state that replays to the same contents.
+ * Apply is deterministic: no clock, no PRNG, no hash-order iteration; time comes from the
+ * command. A command it rejects (bad body, unknown organization, ...) is a recorded result,
+ * not an error; a storage failure is an error and stops the node.
+ *
+ * Databases in <data_dir>/state: meta (applied_index), orgs (id -> Organization),
+ * dedup ("requester\0request_id" -> 8-byte time + CommandResult), dedup_time (time ‖ index ->
+ * dedup key, for bounded pruning).
+ *
+ * Callers: the log thread (apply), workers and admin (readers, own read txns).
+ */
+#include "node_int.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STATE_MAGIC 0x53544154u /* "STAT" */
+#define DEDUP_KEY_BYTES_MAX (HIE_ORG_ID_BYTES_MAX + 1 + HIE_PROTO_ID_BYTES_MAX + 1)
+#define APPLY_ARENA_BYTES (HIE_ARENA_BYTES_MAX)
+
+struct node_state {
+    uint32_t magic;
+    MDB_env *env;
+    MDB_dbi meta, orgs, dedup, dedup_time;
+    char node_id[HIE_ORG_ID_BYTES_MAX + 1];
+    node_metrics_t *metrics;
+};
+
+static int
+mdb_rc(int rc)
+{
+    return rc == 0 ? 0 : (rc == MDB_NOTFOUND ? HIE_ENOTFOUND : HIE_ESTORAGE);
+}
+
+static int
+state_dbis_open(node_state_t *st)
+{
+    MDB_txn *txn = NULL;
+    int rc = mdb_rc(mdb_txn_begin(st->env, NULL, 0, &txn));
+    if (rc == 0) {
+        rc = mdb_rc(mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_dbi_open(txn, "orgs", MDB_CREATE, &st->orgs));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_dbi_open(txn, "dedup", MDB_CREATE, &st->dedup));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_dbi_open(txn, "dedup_time", MDB_CREATE, &st->dedup_time));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_txn_commit(txn));
+        txn = NULL;
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    return rc;
+}
+
+int
+hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_bytes,
+    const char *node_id, node_metrics_t *metrics)
+{
+    HIE_ASSERT(out != NULL);
+    HIE_ASSERT(data_dir != NULL && node_id != NULL);
+    *out = NULL;
+    char dir[NODE_PATH_MAX + 16];
+    snprintf(dir, sizeof(dir), "%s/state", data_dir);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        return -errno;
+    }
+    node_state_t *st = hie_mem_calloc(1, sizeof(*st));
+    if (st == NULL) {
+        return HIE_ENOMEM;
+    }
+    st->magic = STATE_MAGIC;
+    st->metrics = metrics;
+    snprintf(st->node_id, sizeof(st->node_id), "%s", node_id);
+    int rc = mdb_rc(mdb_env_create(&st->env));
+    if (rc == 0) {
+        rc = mdb_rc(mdb_env_set_mapsize(st->env, map_bytes));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_env_set_maxdbs(st->env, 16));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_env_set_maxreaders(st->env, 256));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_env_open(st->env, dir, MDB_NOTLS, 0600));
+    }
+    if (rc == 0) {
+        rc = state_dbis_open(st);
+    }
+    if (rc != 0) {
+        hie_node__state_close(&st);
+        return rc;
+    }
+    *out = st;
+    return 0;
+}
+
+void
+hie_node__state_close(node_state_t **stp)
+{
+    HIE_ASSERT(stp != NULL);
+    node_state_t *st = *stp;
+    if (st == NULL) {
+        return;
+    }
+    HIE_ASSERT(st->magic == STATE_MAGIC);
+    if (st->env != NULL) {
+        mdb_env_close(st->env);
+    }
+    st->magic = 0;
+    hie_mem_free(st, sizeof(*st));
+    *stp = NULL;
+}
+
+MDB_env *
+hie_node__state_env(node_state_t *st)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    return st->env;
+}
+
+/* ---- readers ---------------------------------------------------------------------------- */
+
+static int
+state_get_msg(node_state_t *st, MDB_dbi dbi, MDB_val *key, size_t skip,
+    const ProtobufCMessageDescriptor *desc, hie_arena_t *arena, ProtobufCMessage **out)
+{
+    MDB_txn *txn = NULL;
+    MDB_val v;
+    *out = NULL;
+    int rc = mdb_rc(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
+    if (rc == 0) {
+        rc = mdb_rc(mdb_get(txn, dbi, key, &v));
+    }
+    if (rc == 0 && v.mv_size < skip) {
+        rc = HIE_ECORRUPT;
+    }
+    if (rc == 0) {
+        /* unpack copies every field into the arena: nothing borrows from the txn after */
+        rc = hie_proto_unpack(desc, hie_span((uint8_t *)v.mv_data + skip, v.mv_size - skip),
+            arena, out);
+        if (rc == HIE_EPROTO) {
+            rc = HIE_ECORRUPT;
+        }
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    return rc;
+}
+
+int
+hie_node__state_org_get(node_state_t *st, const char *org_id, hie_arena_t *arena,
+    hie_org_t **org)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    HIE_ASSERT(org_id != NULL && org != NULL);
+    *org = NULL;
+    MDB_val k = {strlen(org_id), (void *)(uintptr_t)org_id};
+    if (k.mv_size == 0 || k.mv_size > HIE_ORG_ID_BYTES_MAX) {
+        return HIE_ENOTFOUND;
+    }
+    ProtobufCMessage *m = NULL;
+    int rc = state_get_msg(st, st->orgs, &k, 0, &hie__v1__organization__descriptor, arena, &m);
+    if (rc == 0) {
+        hie_org_t *o = (hie_org_t *)m;
+        if (o->id == NULL || strcmp(o->id, org_id) != 0) {
+            return HIE_ECORRUPT; /* read-back validation (style.md 3.6 pair checks) */
+        }
+        *org = o;
+    }
+    return rc;
+}
+
+static size_t
+dedup_key(uint8_t *buf, const char *requester, const char *request_id)
+{
+    size_t a = strlen(requester), b = strlen(request_id);
+    HIE_ASSERT(a + b + 2 <= DEDUP_KEY_BYTES_MAX);
+    memcpy(buf, requester, a);
+    buf[a] = 0;
+    memcpy(buf + a + 1, request_id, b);
+    return a + 1 + b;
+}
+
+int
+hie_node__state_dedup_get(node_state_t *st, const char *requester, const char *request_id,
+    hie_arena_t *arena, hie_command_result_t **result)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    *result = NULL;
+    if (strlen(requester) > HIE_ORG_ID_BYTES_MAX || strlen(request_id) > HIE_PROTO_ID_BYTES_MAX) {
+        return HIE_ENOTFOUND;
+    }
+    uint8_t key[DEDUP_KEY_BYTES_MAX];
+    MDB_val k = {dedup_key(key, requester, request_id), key};
+    ProtobufCMessage *m = NULL;
+    int rc = state_get_msg(st, st->dedup, &k, 8, &hie__v1__command_result__descriptor, arena,
+        &m);
+    if (rc == 0) {
+        *result = (hie_command_result_t *)m;
+    }
+    return rc;
+}
+
+int
+hie_node__state_applied_index(node_state_t *st, uint64_t *out)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    MDB_txn *txn = NULL;
+    MDB_val k = {13, (void *)(uintptr_t)"applied_index"}, v;
+    *out = 0;
+    int rc = mdb_rc(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
+    if (rc == 0) {
+        int mrc = mdb_get(txn, st->meta, &k, &v);
+        if (mrc == 0) {
+            rc = v.mv_size == 8 ? 0 : HIE_ECORRUPT;
+            if (rc == 0) {
+                *out = hie_load_be64(v.mv_data);
+            }
+        } else if (mrc != MDB_NOTFOUND) {
+            rc = HIE_ESTORAGE;
+        }
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    return rc;
+}
+
+int
+hie_node__state_org_each(node_state_t *st, hie_arena_t *arena,
+    int (*fn)(void *ctx, hie_org_t *org), void *ctx)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc = mdb_rc(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
+    if (rc == 0) {
+        rc = mdb_rc(mdb_cursor_open(txn, st->orgs, &cur));
+    }
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
+    for (uint32_t n = 0; rc == 0 && mrc == 0 && n < HIE_ORGS_MAX; n++) {
+        ProtobufCMessage *m = NULL;
+        rc = hie_proto_unpack(&hie__v1__organization__descriptor,
+            hie_span(v.mv_data, v.mv_size), arena, &m);
+        if (rc != 0) {
+            rc = rc == HIE_EPROTO ? HIE_ECORRUPT : rc;
+            break;
+        }
+        if (fn(ctx, (hie_org_t *)m) != 0) {
+            break;
+        }
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    return rc;
+}
+
+/* ---- apply ------------------------------------------------------------------------------ */
+
+struct apply_ctx {
+    node_state_t *st;
+    MDB_txn *txn;
+    hie_arena_t *arena;
+    const hie_command_t *cmd;
+    uint64_t index;
+    hie_command_result_t *res;
+};
+
+static int
+put_msg(struct apply_ctx *a, MDB_dbi dbi, MDB_val *k, const ProtobufCMessage *msg,
+    const uint8_t *prefix, size_t prefix_len)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    MDB_val v = {prefix_len + n, NULL};
+    int rc = mdb_rc(mdb_put(a->txn, dbi, k, &v, MDB_RESERVE));
+    if (rc != 0) {
+        return rc;
+    }
+    if (prefix_len > 0) {
+        memcpy(v.mv_data, prefix, prefix_len);
+    }
+    size_t packed = protobuf_c_message_pack(msg, (uint8_t *)v.mv_data + prefix_len);
+    HIE_ASSERT(packed == n);
+    return 0;
+}
+
+static void
+reject(struct apply_ctx *a, Hie__V1__ErrorCode code, const char *field, const char *message)
+{
+    a->res->code = code;
+    a->res->field = (char *)(uintptr_t)(field != NULL ? field : "");
+    a->res->message = (char *)(uintptr_t)message;
+}
+
+static int
+org_load(struct apply_ctx *a, const char *org_id, hie_org_t **out)
+{
+    MDB_val k = {strlen(org_id), (void *)(uintptr_t)org_id}, v;
+    *out = NULL;
+    int rc = mdb_rc(mdb_get(a->txn, a->st->orgs, &k, &v));
+    if (rc != 0) {
+        return rc;
+    }
+    ProtobufCMessage *m = NULL;
+    rc = hie_proto_unpack(&hie__v1__organization__descriptor, hie_span(v.mv_data, v.mv_size),
+        a->arena, &m);
+    if (rc != 0) {
+        return HIE_ECORRUPT;
+    }
+    *out = (hie_org_t *)m;
+    return 0;
+}
+
+static int
+org_store(struct apply_ctx *a, hie_org_t *org)
+{
+    HIE_ASSERT(org->id != NULL);
+    HIE_ASSERT(hie_proto_org_id_valid(org->id, strlen(org->id)));
+    HIE_ASSERT(org->status == HIE__V1__ORG_STATUS__ORG_ACTIVE ||
+               org->status == HIE__V1__ORG_STATUS__ORG_SUSPENDED);
+    MDB_val k = {strlen(org->id), org->id};
+    a->res->org = org;
+    return put_msg(a, a->st->orgs, &k, &org->base, NULL, 0);
+}
+
+static int
+apply_org_register(struct apply_ctx *a)
+{
+    const Hie__V1__OrgRegister *b = a->cmd->org_register;
+    hie_org_t *existing = NULL;
+    int rc = org_load(a, b->org_id, &existing);
+    if (rc == 0) {
+        reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "org_id",
+            "organization is already registered");
+        return 0;
+    }
+    if (rc != HIE_ENOTFOUND) {
+        return rc;
+    }
+    hie_org_t *org = hie_arena_alloc(a->arena, sizeof(*org));
+    if (org == NULL) {
+        return HIE_ENOMEM;
+    }
+    hie__v1__organization__init(org);
+    org->id = b->org_id;
+    org->display_name = b->display_name;
+    org->n_roles = b->n_roles;
+    org->roles = b->roles;
+    org->status = HIE__V1__ORG_STATUS__ORG_ACTIVE;
+    org->created_ms = a->cmd->time_ms;
+    org->updated_ms = a->cmd->time_ms;
+    org->version = 1;
+    org->created_index = a->index;
+    return org_store(a, org);
+}
+
+static int
+apply_org_change(struct apply_ctx *a, const char *org_id)
+{
+    hie_org_t *org = NULL;
+    int rc = org_load(a, org_id, &org);
+    if (rc == HIE_ENOTFOUND) {
+        reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "org_id", "organization not registered");
+        return 0;
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    switch (a->cmd->body_case) {
+    case HIE__V1__COMMAND__BODY_ORG_SET_ROLES:
+        org->n_roles = a->cmd->org_set_roles->n_roles;
+        org->roles = a->cmd->org_set_roles->roles;
+        break;
+    case HIE__V1__COMMAND__BODY_ORG_SUSPEND:
+        org->status = HIE__V1__ORG_STATUS__ORG_SUSPENDED;
+        break;
+    case HIE__V1__COMMAND__BODY_ORG_REINSTATE:
+        org->status = HIE__V1__ORG_STATUS__ORG_ACTIVE;
+        break;
+    default:
+        HIE_ASSERT(!"not an org change");
+    }
+    org->updated_ms = a->cmd->time_ms;
+    org->version++;
+    return org_store(a, org);
+}
+
+static int
+apply_body(struct apply_ctx *a)
+{
+    switch (a->cmd->body_case) {
+    case HIE__V1__COMMAND__BODY_ORG_REGISTER:
+        return apply_org_register(a);
+    case HIE__V1__COMMAND__BODY_ORG_SET_ROLES:
+        return apply_org_change(a, a->cmd->org_set_roles->org_id);
+    case HIE__V1__COMMAND__BODY_ORG_SUSPEND:
+        return apply_org_change(a, a->cmd->org_suspend->org_id);
+    case HIE__V1__COMMAND__BODY_ORG_REINSTATE:
+        return apply_org_change(a, a->cmd->org_reinstate->org_id);
+    default:
+        HIE_ASSERT(!"validated command has an unknown body");
+        return HIE_EINVAL;
+    }
+}
+
+/* Deletes up to HIE_DEDUP_PRUNE_PER_APPLY dedup entries older than the retention, measured on
+ * the command's own clock, so pruning is deterministic and bounded per apply. */
+static int
+dedup_prune(struct apply_ctx *a)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int64_t horizon = a->cmd->time_ms - (int64_t)HIE_DEDUP_RETENTION_MS;
+    int rc = mdb_rc(mdb_cursor_open(a->txn, a->st->dedup_time, &cur));
+    for (unsigned i = 0; rc == 0 && i < HIE_DEDUP_PRUNE_PER_APPLY; i++) {
+        int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        if (mrc == MDB_NOTFOUND) {
+            break;
+        }
+        rc = mdb_rc(mrc);
+        if (rc != 0 || k.mv_size != 16) {
+            rc = rc != 0 ? rc : HIE_ECORRUPT;
+            break;
+        }
+        if ((int64_t)hie_load_be64(k.mv_data) >= horizon) {
+            break;
+        }
+        MDB_val dk = v;
+        int drc = mdb_del(a->txn, a->st->dedup, &dk, NULL);
+        rc = drc == 0 || drc == MDB_NOTFOUND ? mdb_rc(mdb_cursor_del(cur, 0)) : HIE_ESTORAGE;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc;
+}
+
+static int
+dedup_store(struct apply_ctx *a)
+{
+    uint8_t key[DEDUP_KEY_BYTES_MAX], tkey[16], ts[8];
+    MDB_val k = {dedup_key(key, a->cmd->requester, a->cmd->request_id), key};
+    hie_store_be64(ts, (uint64_t)a->cmd->time_ms);
+    int rc = put_msg(a, a->st->dedup, &k, &a->res->base, ts, sizeof(ts));
+    if (rc != 0) {
+        return rc;
+    }
+    hie_store_be64(tkey, (uint64_t)a->cmd->time_ms);
+    hie_store_be64(tkey + 8, a->index);
+    MDB_val tk = {sizeof(tkey), tkey};
+    rc = mdb_rc(mdb_put(a->txn, a->st->dedup_time, &tk, &k, 0));
+    return rc == 0 ? dedup_prune(a) : rc;
+}
+
+/* Looks the request up in the dedup table of this txn; on a hit copies the stored result
+ * bytes to *out and returns 0; HIE_ENOTFOUND otherwise. */
+static int
+dedup_lookup(struct apply_ctx *a, hie_cluster_result_t *out)
+{
+    uint8_t key[DEDUP_KEY_BYTES_MAX];
+    MDB_val k = {dedup_key(key, a->cmd->requester, a->cmd->request_id), key}, v;
+    int rc = mdb_rc(mdb_get(a->txn, a->st->dedup, &k, &v));
+    if (rc != 0) {
+        return rc;
+    }
+    if (v.mv_size < 8) {
+        return HIE_ECORRUPT;
+    }
+    out->len = v.mv_size - 8;
+    out->buf = hie_mem_alloc(out->len);
+    if (out->buf == NULL) {
+        return HIE_ENOMEM;
+    }
+    memcpy(out->buf, (uint8_t *)v.mv_data + 8, out->len);
+    return 0;
+}
+
+static int
+apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
+    hie_cluster_result_t *out)
+{
+    hie_arena_t *arena = NULL;
+    hie_command_result_t res;
+    hie__v1__command_result__init(&res);
+    res.index = e->index;
+    int rc = hie_arena_create(&arena, APPLY_ARENA_BYTES);
+    if (rc != 0) {
+        return rc;
+    }
+    struct apply_ctx a = {st, txn, arena, NULL, e->index, &res};
+    hie_command_t *cmd = NULL;
+    hie_errinfo_t info = {0};
+    if (hie_proto_command_decode(e->cmd, arena, &cmd, &info) != 0) {
+        /* every node rejects the same bytes the same way: a recorded result, no change */
+        reject(&a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, info.field, "invalid command");
+    } else {
+        a.cmd = cmd;
+        rc = dedup_lookup(&a, out);
+        if (rc == HIE_ENOTFOUND) {
+            rc = apply_body(&a);
+            if (rc == 0) {
+                rc = dedup_store(&a);
+            }
+        } else if (rc == 0) {
+            goto out; /* a repeat: the original result, nothing applied */
+        }
+    }
+    if (rc == 0) {
+        rc = hie_proto_pack(&res.base, HIE_LOG_COMMAND_BYTES_MAX, &out->buf, &out->len);
+    }
+out:
+    hie_arena_destroy(&arena);
+    return rc;
+}
+
+static int
+fsm_apply(void *ctx, const hie_cluster_entry_t *entries, size_t n,
+    hie_cluster_result_t *results)
+{
+    node_state_t *st = ctx;
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    HIE_ASSERT(n > 0 && n <= HIE_LOG_BATCH_COMMANDS_MAX);
+    MDB_txn *txn = NULL;
+    int rc = mdb_rc(mdb_txn_begin(st->env, NULL, 0, &txn));
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (i > 0) {
+            HIE_ASSERT(entries[i].index == entries[i - 1].index + 1);
+        }
+        rc = apply_one(st, txn, &entries[i], &results[i]);
+    }
+    if (rc == 0) {
+        uint8_t idx[8];
+        hie_store_be64(idx, entries[n - 1].index);
+        MDB_val k = {13, (void *)(uintptr_t)"applied_index"}, v = {8, idx};
+        rc = mdb_rc(mdb_put(txn, st->meta, &k, &v, 0));
+    }
+    if (rc == 0) {
+        rc = mdb_rc(mdb_txn_commit(txn));
+        txn = NULL;
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (rc == 0 && st->metrics != NULL) {
+        atomic_fetch_add(&st->metrics->commands_applied, n);
+        atomic_fetch_add(&st->metrics->log_batches, 1);
+        atomic_store(&st->metrics->applied_index, entries[n - 1].index);
+    }
+    return rc;
+}
+
+static int
+fsm_applied_index(void *ctx, uint64_t *out)
+{
+    return hie_node__state_applied_index(ctx, out);
+}
+
+static void
+fsm_fatal(void *ctx, int rc, const char *what)
+{
+    node_state_t *st = ctx;
+    hie_log_error("sm", "stopping node: state would diverge", " what=\"%s\" rc=%s node=%s",
+        what, hie_strerror_name(rc), st->node_id);
+    _exit(70); /* EX_SOFTWARE; systemd restarts us, and replay resumes from the log */
+}
+
+hie_cluster_fsm_t
+hie_node__state_fsm(node_state_t *st)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    hie_cluster_fsm_t fsm = {st, fsm_apply, fsm_applied_index, fsm_fatal};
+    return fsm;
+}

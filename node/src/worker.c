@@ -1,0 +1,397 @@
+/*
+ * worker.c - worker threads: authorize the organization and run one exchange per request.
+ *
+ * A worker receives node_req_t pointers from the edge (inproc PUSH/PULL, ownership moves with
+ * the message), reads the organization registry in an LMDB read transaction, builds the reply
+ * frame and sends the request back to the edge. The edge routes a request to the worker chosen
+ * by hash(org, envelope id), so each worker's reply cache sees every repeat of the ids it owns:
+ * a repeated id from the same organization gets the original reply (design.md).
+ *
+ * Invariants: every request received is sent back exactly once (or freed at shutdown); the
+ * reply never echoes request bytes except the Ping payload, which is the point of Ping.
+ */
+#include "node_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <zmq.h>
+
+#define WORKER_CACHE_REPLY_BYTES_MAX (64u * 1024u)
+
+struct cache_entry {
+    char org_id[HIE_ORG_ID_BYTES_MAX + 1];
+    char id[HIE_PROTO_ID_BYTES_MAX + 1];
+    uint8_t *frame;
+    size_t len;
+};
+
+struct worker {
+    node_ctx_t *ctx;
+    unsigned index;
+    pthread_t thread;
+    void *pull;
+    void *push;
+    uint64_t counter;
+    struct cache_entry *cache; /* direct-mapped, HIE_NODE_REPLY_CACHE_ENTRIES */
+    int bind_rc;
+};
+
+struct node_workers {
+    unsigned count;     /* threads started */
+    unsigned allocated; /* slots in w */
+    struct worker *w;
+};
+
+void
+hie_node__req_destroy(node_req_t **reqp)
+{
+    HIE_ASSERT(reqp != NULL);
+    node_req_t *req = *reqp;
+    if (req == NULL) {
+        return;
+    }
+    HIE_ASSERT(req->magic == NODE_REQ_MAGIC);
+    hie_arena_destroy(&req->arena);
+    hie_mem_free(req->reply_buf, req->reply_len);
+    req->magic = 0;
+    hie_mem_free(req, sizeof(*req));
+    *reqp = NULL;
+}
+
+static uint64_t
+fnv1a(const char *a, const char *b)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = a; *p; p++) {
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    }
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (const char *p = b; *p; p++) {
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    }
+    return h;
+}
+
+static struct cache_entry *
+cache_slot(struct worker *w, const char *org, const char *id)
+{
+    return &w->cache[fnv1a(org, id) % HIE_NODE_REPLY_CACHE_ENTRIES];
+}
+
+static bool
+cache_get(struct worker *w, node_req_t *req)
+{
+    struct cache_entry *e = cache_slot(w, req->org_id, req->env->id);
+    if (e->frame == NULL || strcmp(e->org_id, req->org_id) != 0 ||
+        strcmp(e->id, req->env->id) != 0) {
+        return false;
+    }
+    req->reply_buf = hie_mem_alloc(e->len);
+    if (req->reply_buf == NULL) {
+        return false;
+    }
+    memcpy(req->reply_buf, e->frame, e->len);
+    req->reply_len = e->len;
+    return true;
+}
+
+static void
+cache_put(struct worker *w, const node_req_t *req)
+{
+    if (req->reply_len > WORKER_CACHE_REPLY_BYTES_MAX) {
+        return;
+    }
+    struct cache_entry *e = cache_slot(w, req->org_id, req->env->id);
+    uint8_t *copy = hie_mem_alloc(req->reply_len);
+    if (copy == NULL) {
+        return; /* the cache is an optimization of idempotency for reads only */
+    }
+    memcpy(copy, req->reply_buf, req->reply_len);
+    hie_mem_free(e->frame, e->len);
+    snprintf(e->org_id, sizeof(e->org_id), "%s", req->org_id);
+    snprintf(e->id, sizeof(e->id), "%s", req->env->id);
+    e->frame = copy;
+    e->len = req->reply_len;
+}
+
+static void
+reply_id(struct worker *w, char *buf, size_t cap)
+{
+    w->counter++;
+    snprintf(buf, cap, "n.%s.%u.%lx", w->ctx->cfg.node_id, w->index, w->counter);
+    if (strlen(buf) > HIE_PROTO_ID_BYTES_MAX) {
+        snprintf(buf, cap, "n.%u.%lx", w->index, w->counter);
+    }
+}
+
+/* Packs reply into req->reply_buf. Returns 0 or HIE_ENOMEM / HIE_ELIMIT. */
+static int
+reply_pack(struct worker *w, node_req_t *req, hie_envelope_t *reply)
+{
+    char rid[HIE_PROTO_ID_BYTES_MAX + 64];
+    reply_id(w, rid, sizeof(rid));
+    reply->id = rid;
+    reply->correlation_id = (req->env != NULL) ? req->env->id : (char *)(uintptr_t)"";
+    reply->purpose = req->env != NULL ? req->env->purpose : 0;
+    reply->handled_ms = hie_time_wall_ms();
+    return hie_proto_frame_encode(reply, w->ctx->cfg.frame_bytes_max, &req->reply_buf,
+        &req->reply_len);
+}
+
+static Hie__V1__ErrorCode
+reply_error(struct worker *w, node_req_t *req, Hie__V1__ErrorCode code, const char *message)
+{
+    hie_envelope_t reply = HIE__V1__ENVELOPE__INIT;
+    Hie__V1__Error err = HIE__V1__ERROR__INIT;
+    err.code = code;
+    err.message = (char *)(uintptr_t)message;
+    reply.body_case = HIE__V1__ENVELOPE__BODY_ERROR;
+    reply.error = &err;
+    if (reply_pack(w, req, &reply) != 0) {
+        req->close_after = true; /* cannot even say why: drop the connection */
+    }
+    return code;
+}
+
+/* Checks the organization named by the certificate against the registry. */
+static Hie__V1__ErrorCode
+authorize_org(struct worker *w, node_req_t *req, hie_org_t **org_out)
+{
+    hie_arena_t *arena = req->arena;
+    hie_org_t *org = NULL;
+    int rc = hie_node__state_org_get(w->ctx->state, req->org_id, arena, &org);
+    node_metrics_t *m = &w->ctx->metrics;
+    if (rc == HIE_ENOTFOUND) {
+        atomic_fetch_add(&m->auth_refused_unregistered, 1);
+        req->close_after = true;
+        return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_UNAUTHENTICATED,
+            "organization is not registered with this HIE");
+    }
+    if (rc != 0) {
+        hie_log_error("worker", "registry read failed", " org=%s rc=%s", req->org_id,
+            hie_strerror_name(rc));
+        return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_INTERNAL, "internal error");
+    }
+    if (org->status != HIE__V1__ORG_STATUS__ORG_ACTIVE) {
+        atomic_fetch_add(&m->auth_refused_suspended, 1);
+        req->close_after = true;
+        return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_UNAUTHENTICATED,
+            "organization is suspended");
+    }
+    *org_out = org;
+    return HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
+}
+
+static Hie__V1__ErrorCode
+handle_ping(struct worker *w, node_req_t *req)
+{
+    hie_envelope_t reply = HIE__V1__ENVELOPE__INIT;
+    Hie__V1__Pong pong = HIE__V1__PONG__INIT;
+    pong.payload = req->env->ping->payload;
+    pong.node_id = w->ctx->cfg.node_id;
+    reply.body_case = HIE__V1__ENVELOPE__BODY_PONG;
+    reply.pong = &pong;
+    if (reply_pack(w, req, &reply) != 0) {
+        return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_INTERNAL, "internal error");
+    }
+    return HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
+}
+
+static Hie__V1__ErrorCode
+handle_whoami(struct worker *w, node_req_t *req, hie_org_t *org)
+{
+    hie_envelope_t reply = HIE__V1__ENVELOPE__INIT;
+    Hie__V1__WhoAmIReply who = HIE__V1__WHO_AM_IREPLY__INIT;
+    who.org_id = org->id;
+    who.display_name = org->display_name;
+    who.n_roles = org->n_roles;
+    who.roles = org->roles;
+    who.node_id = w->ctx->cfg.node_id;
+    who.tls_version = req->tls_version;
+    who.cipher = req->cipher;
+    reply.body_case = HIE__V1__ENVELOPE__BODY_WHOAMI_REPLY;
+    reply.whoami_reply = &who;
+    if (reply_pack(w, req, &reply) != 0) {
+        return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_INTERNAL, "internal error");
+    }
+    return HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
+}
+
+static enum node_req_kind
+req_kind(const hie_envelope_t *env)
+{
+    switch (env->body_case) {
+    case HIE__V1__ENVELOPE__BODY_PING:
+        return REQ_KIND_PING;
+    case HIE__V1__ENVELOPE__BODY_WHOAMI:
+        return REQ_KIND_WHOAMI;
+    default:
+        return REQ_KIND_OTHER;
+    }
+}
+
+static void
+handle_envelope(struct worker *w, node_req_t *req)
+{
+    HIE_ASSERT(req->env != NULL);
+    HIE_ASSERT(req->arena != NULL);
+    hie_org_t *org = NULL;
+    bool cached = false;
+    Hie__V1__ErrorCode code = authorize_org(w, req, &org);
+    if (code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
+        cached = cache_get(w, req);
+        if (!cached && req->env->body_case == HIE__V1__ENVELOPE__BODY_PING) {
+            code = handle_ping(w, req);
+        } else if (!cached && req->env->body_case == HIE__V1__ENVELOPE__BODY_WHOAMI) {
+            code = handle_whoami(w, req, org);
+        } else if (!cached) {
+            code = reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                "exchange not supported");
+        }
+        if (!cached && code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
+            cache_put(w, req);
+        }
+    }
+    uint64_t latency_us = (hie_time_mono_ns() - req->recv_ns) / 1000u;
+    hie_node__metrics_observe(&w->ctx->metrics, req_kind(req->env),
+        hie_node__outcome_from_code(code), latency_us);
+    hie_log_info("worker", "request done", " org=%s id=%s type=%s outcome=%s repeat=%d "
+        "latency_us=%lu", req->org_id, req->env->id, hie_proto_body_name(req->env),
+        code ? hie_proto_error_code_name(code) : "OK", cached, latency_us);
+}
+
+static void
+handle_auth(struct worker *w, node_req_t *req)
+{
+    hie_org_t *org = NULL;
+    Hie__V1__ErrorCode code = authorize_org(w, req, &org);
+    req->auth_ok = (code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED);
+    if (req->auth_ok) {
+        hie_log_info("worker", "member authenticated", " org=%s conn=%lu tls=%s", req->org_id,
+            req->conn_id, req->tls_version);
+    } else {
+        hie_log_warn("worker", "member refused", " org=%s conn=%lu reason=%s", req->org_id,
+            req->conn_id, code == HIE__V1__ERROR_CODE__ERROR_UNAUTHENTICATED
+                ? (org == NULL ? "unregistered_or_suspended" : "suspended") : "internal");
+    }
+}
+
+static bool
+worker_once(struct worker *w)
+{
+    node_req_t *req = NULL;
+    int n = zmq_recv(w->pull, &req, sizeof(req), 0);
+    if (n < 0) {
+        return errno == EINTR; /* ETERM: shutting down */
+    }
+    HIE_ASSERT(n == (int)sizeof(req));
+    HIE_ASSERT(req != NULL && req->magic == NODE_REQ_MAGIC);
+    if (req->type == NODE_REQ_AUTH) {
+        handle_auth(w, req);
+    } else {
+        HIE_ASSERT(req->type == NODE_REQ_ENVELOPE);
+        handle_envelope(w, req);
+    }
+    /* The edge never drops inproc messages (its PULL has no HWM limit on our side). */
+    if (zmq_send(w->push, &req, sizeof(req), 0) != sizeof(req)) {
+        hie_node__req_destroy(&req);
+        return errno == EINTR;
+    }
+    return true;
+}
+
+static void *
+worker_thread(void *arg)
+{
+    struct worker *w = arg;
+    while (worker_once(w)) {
+    }
+    zmq_close(w->pull);
+    zmq_close(w->push);
+    w->pull = w->push = NULL;
+    return NULL;
+}
+
+static int
+worker_sockets(struct worker *w)
+{
+    char ep[64];
+    int linger = 0, hwm = (int)HIE_NODE_WORKER_QUEUE_MAX;
+    w->pull = zmq_socket(w->ctx->zctx, ZMQ_PULL);
+    w->push = zmq_socket(w->ctx->zctx, ZMQ_PUSH);
+    if (w->pull == NULL || w->push == NULL) {
+        return -errno;
+    }
+    zmq_setsockopt(w->pull, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(w->push, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(w->pull, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    snprintf(ep, sizeof(ep), NODE_EP_WORKER_FMT, w->index);
+    if (zmq_bind(w->pull, ep) != 0 || zmq_connect(w->push, NODE_EP_EDGE_REPLIES) != 0) {
+        return -errno;
+    }
+    return 0;
+}
+
+int
+hie_node__workers_start(node_workers_t **out, node_ctx_t *ctx)
+{
+    HIE_ASSERT(out != NULL && ctx != NULL);
+    HIE_ASSERT(ctx->cfg.workers >= 1 && ctx->cfg.workers <= HIE_NODE_WORKERS_MAX);
+    *out = NULL;
+    node_workers_t *ws = hie_mem_calloc(1, sizeof(*ws));
+    if (ws == NULL) {
+        return HIE_ENOMEM;
+    }
+    ws->w = hie_mem_calloc(ctx->cfg.workers, sizeof(*ws->w));
+    if (ws->w == NULL) {
+        hie_mem_free(ws, sizeof(*ws));
+        return HIE_ENOMEM;
+    }
+    ws->allocated = ctx->cfg.workers;
+    int rc = 0;
+    for (unsigned i = 0; i < ctx->cfg.workers && rc == 0; i++) {
+        struct worker *w = &ws->w[i];
+        w->ctx = ctx;
+        w->index = i;
+        w->cache = hie_mem_calloc(HIE_NODE_REPLY_CACHE_ENTRIES, sizeof(*w->cache));
+        rc = w->cache == NULL ? HIE_ENOMEM : worker_sockets(w);
+        if (rc == 0) {
+            rc = -pthread_create(&w->thread, NULL, worker_thread, w);
+        }
+        if (rc == 0) {
+            ws->count++;
+        }
+    }
+    *out = ws; /* even on failure: join cleans up what started */
+    return rc;
+}
+
+void
+hie_node__workers_join(node_workers_t **wsp)
+{
+    HIE_ASSERT(wsp != NULL);
+    node_workers_t *ws = *wsp;
+    if (ws == NULL) {
+        return;
+    }
+    for (unsigned i = 0; i < ws->count; i++) {
+        pthread_join(ws->w[i].thread, NULL); /* the caller shut the zmq context down */
+    }
+    for (unsigned i = 0; i < ws->allocated; i++) {
+        struct worker *w = &ws->w[i];
+        if (w->pull != NULL) {
+            zmq_close(w->pull);
+        }
+        if (w->push != NULL) {
+            zmq_close(w->push);
+        }
+        for (unsigned c = 0; w->cache != NULL && c < HIE_NODE_REPLY_CACHE_ENTRIES; c++) {
+            hie_mem_free(w->cache[c].frame, w->cache[c].len);
+        }
+        hie_mem_free(w->cache, HIE_NODE_REPLY_CACHE_ENTRIES * sizeof(*w->cache));
+    }
+    hie_mem_free(ws->w, ws->allocated * sizeof(*ws->w));
+    hie_mem_free(ws, sizeof(*ws));
+    *wsp = NULL;
+}

@@ -18,6 +18,7 @@
 #include <zmq.h>
 
 #define WORKER_CACHE_REPLY_BYTES_MAX (64u * 1024u)
+#define WORKER_AUTH_ARENA_BYTES (64u * 1024u)
 
 struct cache_entry {
     char org_id[HIE_ORG_ID_BYTES_MAX + 1];
@@ -158,10 +159,15 @@ reply_error(struct worker *w, node_req_t *req, Hie__V1__ErrorCode code, const ch
 static Hie__V1__ErrorCode
 authorize_org(struct worker *w, node_req_t *req, hie_org_t **org_out)
 {
-    hie_arena_t *arena = req->arena;
     hie_org_t *org = NULL;
-    int rc = hie_node__state_org_get(w->ctx->state, req->org_id, arena, &org);
     node_metrics_t *m = &w->ctx->metrics;
+    int rc = 0;
+    if (req->arena == NULL) { /* NODE_REQ_AUTH carries no envelope, hence no arena yet */
+        rc = hie_arena_create(&req->arena, WORKER_AUTH_ARENA_BYTES);
+    }
+    if (rc == 0) {
+        rc = hie_node__state_org_get(w->ctx->state, req->org_id, req->arena, &org);
+    }
     if (rc == HIE_ENOTFOUND) {
         atomic_fetch_add(&m->auth_refused_unregistered, 1);
         req->close_after = true;
@@ -173,13 +179,13 @@ authorize_org(struct worker *w, node_req_t *req, hie_org_t **org_out)
             hie_strerror_name(rc));
         return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_INTERNAL, "internal error");
     }
+    *org_out = org; /* also on refusal, so the caller can log why */
     if (org->status != HIE__V1__ORG_STATUS__ORG_ACTIVE) {
         atomic_fetch_add(&m->auth_refused_suspended, 1);
         req->close_after = true;
         return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_UNAUTHENTICATED,
             "organization is suspended");
     }
-    *org_out = org;
     return HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
 }
 
@@ -273,7 +279,7 @@ handle_auth(struct worker *w, node_req_t *req)
     } else {
         hie_log_warn("worker", "member refused", " org=%s conn=%lu reason=%s", req->org_id,
             req->conn_id, code == HIE__V1__ERROR_CODE__ERROR_UNAUTHENTICATED
-                ? (org == NULL ? "unregistered_or_suspended" : "suspended") : "internal");
+                ? (org == NULL ? "unregistered" : "suspended") : "internal");
     }
 }
 

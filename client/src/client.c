@@ -432,13 +432,13 @@ tcp_try(hie_client_t *c, const struct addrinfo *ai, uint64_t deadline_ns)
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
         rc = -errno;
-        client_error_errno(c, "set tcp_nodelay", errno);
+        client_error_errno(c, "set tcp_nodelay", -rc);
         goto out;
     }
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
         if (errno != EINPROGRESS) {
             rc = -errno;
-            client_error_errno(c, "", errno);
+            client_error_errno(c, "", -rc);
             goto out;
         }
         rc = conn_wait(fd, POLLOUT, deadline_ns);
@@ -471,7 +471,7 @@ static int
 tcp_connect(hie_client_t *c, uint64_t deadline_ns)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-        .ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG};
+        .ai_flags = AI_NUMERICSERV}; /* no AI_ADDRCONFIG: it hides loopback-only hosts */
     struct addrinfo *res = NULL;
     char port[8];
     snprintf(port, sizeof(port), "%u", (unsigned)c->port);
@@ -541,6 +541,17 @@ ssl_step(hie_client_t *c, int ret, int err_no, enum client_phase phase, uint64_t
     return rc;
 }
 
+/* The node certificate must name server_name: an IP SAN for an IP literal, else a DNS name
+ * (SSL_set1_host in OpenSSL 3.0 compares DNS names only). Returns OpenSSL's 1 on success. */
+static int
+ssl_expect_name(SSL *ssl, const char *server_name)
+{
+    if (host_is_ip_literal(server_name)) {
+        return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name);
+    }
+    return SSL_set1_host(ssl, server_name);
+}
+
 static int
 tls_handshake(hie_client_t *c, uint64_t deadline_ns)
 {
@@ -557,7 +568,7 @@ tls_handshake(hie_client_t *c, uint64_t deadline_ns)
         client_error_tls(c, "set server name indication");
         return HIE_ETLS;
     }
-    if (c->server_name != NULL && SSL_set1_host(c->ssl, c->server_name) != 1) {
+    if (c->server_name != NULL && ssl_expect_name(c->ssl, c->server_name) != 1) {
         client_error_tls(c, "set expected server name");
         return HIE_ETLS;
     }
@@ -617,6 +628,29 @@ hie_client_connected(const hie_client_t *c)
 
 /* ---- frames out -------------------------------------------------------------------------- */
 
+/* After a failed write: the node may have refused us with an alert and closed (with TLS 1.3 a
+ * refused client certificate arrives only now), and its reset then failed our write. One
+ * non-blocking read picks up an alert already received, so last_error names the real cause
+ * ("tlsv13 alert certificate required") instead of "connection reset by peer". Returns
+ * HIE_ETLS when an alert was found, else write_rc with last_error unchanged. */
+static int
+conn_write_failed(hie_client_t *c, int write_rc)
+{
+    uint8_t byte;
+    size_t got = 0;
+    ERR_clear_error();
+    int ret = SSL_read_ex(c->ssl, &byte, 1, &got);
+    unsigned long e = ERR_peek_error();
+    int reason = ERR_GET_REASON(e);
+    if (ret != 1 && SSL_get_error(c->ssl, ret) == SSL_ERROR_SSL &&
+        ERR_GET_LIB(e) == ERR_LIB_SSL && reason >= SSL_AD_REASON_OFFSET) {
+        client_error_tls(c, "");
+        return HIE_ETLS;
+    }
+    ERR_clear_error();
+    return write_rc;
+}
+
 static int
 conn_write_all(hie_client_t *c, const uint8_t *buf, size_t len, uint64_t deadline_ns)
 {
@@ -633,7 +667,7 @@ conn_write_all(hie_client_t *c, const uint8_t *buf, size_t len, uint64_t deadlin
         }
         int rc = ssl_step(c, ret, errno, PHASE_WRITE, deadline_ns);
         if (rc != 0) {
-            return rc;
+            return rc == HIE_ETIMEDOUT ? rc : conn_write_failed(c, rc);
         }
     }
 }

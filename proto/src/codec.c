@@ -38,9 +38,11 @@ hie_proto_unpack(const ProtobufCMessageDescriptor *desc, hie_span_t in, hie_aren
     HIE_ASSERT(out != NULL);
     *out = NULL;
     ProtobufCAllocator alloc = hie_proto_arena_allocator(arena);
+    bool cap_hit_before = hie_arena_cap_hit(arena);
     ProtobufCMessage *msg = protobuf_c_message_unpack(desc, &alloc, in.len, in.ptr);
     if (msg == NULL) {
-        return hie_arena_cap_hit(arena) ? HIE_ELIMIT : HIE_EPROTO;
+        /* only a cap hit during this unpack makes it a limit error */
+        return !cap_hit_before && hie_arena_cap_hit(arena) ? HIE_ELIMIT : HIE_EPROTO;
     }
     *out = msg;
     return 0;

@@ -1,0 +1,90 @@
+/*
+ * harness.h - integration test harness: real hie-node processes, real TLS, LMDB in temp dirs.
+ *
+ * Each Criterion test runs in its own process; a test starts its own node(s) on a free
+ * loopback port, talks to them with the client library, the `hie` and `hiectl` binaries, or
+ * raw OpenSSL connections for hostile bytes, and removes its temp dir at the end.
+ * The PKI (tests/integration/make-pki.sh) is built once and shared read-only.
+ */
+#ifndef HIE_ITEST_HARNESS_H
+#define HIE_ITEST_HARNESS_H
+
+#include "hie/client.h"
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define ITEST_PATH 512
+
+typedef struct itest_opts {
+    uint32_t frame_timeout_ms;     /* 0: node default */
+    uint32_t idle_timeout_ms;
+    uint32_t handshake_timeout_ms;
+    uint32_t frame_bytes_max;
+    uint32_t inflight_max;
+    uint32_t connections_max;
+    bool tls12;                    /* allow TLS 1.2 */
+    bool no_crl;
+} itest_opts_t;
+
+typedef struct itest_node {
+    char root[ITEST_PATH];
+    char data_dir[ITEST_PATH];
+    char cfg[ITEST_PATH];
+    char log[ITEST_PATH];
+    char pki[ITEST_PATH];          /* ca/, certs/, other/ */
+    uint16_t port;
+    uint16_t http_port;
+    pid_t pid;
+    itest_opts_t opts;
+} itest_node_t;
+
+/* Creates the temp dir and config; pki is the shared PKI unless the test copies it. */
+void itest_node_init(itest_node_t *n, const itest_opts_t *opts);
+/* Makes the test's own copy of the PKI (for tests that revoke), and points the config at it. */
+void itest_node_own_pki(itest_node_t *n);
+/* Writes the config file from n->opts and paths. */
+void itest_node_write_config(itest_node_t *n);
+/* Starts hie-node and waits until it accepts connections (fails the test after 15 s). */
+void itest_node_start(itest_node_t *n);
+/* Sends sig, waits up to 20 s; returns the exit code, or 128+signal if killed. */
+int itest_node_stop(itest_node_t *n, int sig);
+bool itest_node_alive(itest_node_t *n);
+/* Stops the node if running (SIGKILL) and removes the temp dir. */
+void itest_node_cleanup(itest_node_t *n);
+
+/* Runs a shell command line (formatted), captures stdout+stderr into out. Returns the exit
+ * status (0..255), or -1 if it could not run. */
+int itest_sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* hiectl against the node's admin socket: `hiectl --config <cfg> ARGS`. */
+int itest_ctl(itest_node_t *n, char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* hie CLI as member org (cert from the node's PKI); org NULL: no client certificate. */
+int itest_hie(itest_node_t *n, const char *org, char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Registers org with roles via hiectl; fails the test on error. */
+void itest_register(itest_node_t *n, const char *org, const char *roles);
+
+bool itest_log_contains(itest_node_t *n, const char *needle);
+bool itest_log_wait(itest_node_t *n, const char *needle, int timeout_ms);
+/* Counts occurrences of needle in the node log. */
+int itest_log_count(itest_node_t *n, const char *needle);
+
+/* A client-library connection as org (certificate from pki_dir/certs/<org>). */
+hie_client_t *itest_client(itest_node_t *n, const char *org);
+/* Ping with id (NULL: fresh id) and wait 5 s; returns 0 on a Pong, else the rc or -1000-code. */
+int itest_ping(hie_client_t *c, const char *id);
+
+/* A raw mutual-TLS connection (blocking) for sending hostile bytes; NULL on handshake
+ * failure. Free with itest_raw_close. */
+SSL *itest_raw_connect(itest_node_t *n, const char *org);
+void itest_raw_close(SSL *ssl);
+/* Reads one frame with a timeout; returns body length, 0 on clean close, -1 on error/timeout.
+ * If env is non-NULL, decodes it into arena. */
+int itest_raw_read_frame(SSL *ssl, int timeout_ms, hie_arena_t *arena, hie_envelope_t **env);
+
+/* Reads the whole node metrics page (GET /metrics) into out; returns HTTP status or -1. */
+int itest_http_get(itest_node_t *n, const char *path, char *out, size_t cap);
+
+#endif

@@ -478,8 +478,11 @@ handshake_failed(node_edge_t *e, struct conn *c, enum node_hs_reason reason)
     }
     atomic_fetch_add(&e->ctx->metrics.handshakes_failed[reason], 1);
     /* NEEDSWORK: also emit an ATNA security-alert audit event once the audit log exists. */
-    hie_log_warn("edge", "tls handshake failed", " conn=%lu peer=%s reason=%s detail=\"%s\"",
-        c->id, c->peer, hie_node__hs_reason_names[reason], detail);
+    /* A TCP probe (load balancer, port check) closes before saying anything: not a warning. */
+    bool probe = reason == HS_OTHER && SSL_get_state(c->ssl) == TLS_ST_BEFORE;
+    hie_log_write(probe ? HIE_LOG_DEBUG : HIE_LOG_WARN, "edge", "tls handshake failed",
+        " conn=%lu peer=%s reason=%s detail=\"%s\"", c->id, c->peer,
+        hie_node__hs_reason_names[reason], detail);
     conn_close(e, c, "handshake failed");
 }
 
@@ -667,6 +670,9 @@ edge_drain_replies(node_edge_t *e)
         node_req_t *req = NULL;
         int n = zmq_recv(e->replies, &req, sizeof(req), ZMQ_DONTWAIT);
         if (n < 0) {
+            if (errno == ETERM) {
+                e->stop = true; /* the context was shut down without a drain */
+            }
             return;
         }
         HIE_ASSERT(n == (int)sizeof(req));
@@ -813,9 +819,8 @@ static void
 conn_event(node_edge_t *e, struct conn *c, uint32_t events)
 {
     if (c->state == C_HANDSHAKE) {
-        if (conn_handshake(e, c) && c->state == C_HANDSHAKE) {
-            conn_update_events(e, c);
-        } else if (conn_lookup(e, c->id) == c) {
+        uint64_t id = c->id;
+        if (conn_handshake(e, c) && conn_lookup(e, id) == c) {
             conn_update_events(e, c);
         }
         return;
@@ -1059,8 +1064,7 @@ hie_node__edge_start(node_edge_t **out, node_ctx_t *ctx)
         pthread_cond_wait(&e->cv, &e->mu);
     }
     pthread_mutex_unlock(&e->mu);
-    e->started = e->start_rc == 0 || true; /* the thread exists either way: join it */
-    return e->start_rc;
+    return e->start_rc; /* on failure the thread has exited; join reaps it */
 }
 
 void

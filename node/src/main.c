@@ -29,6 +29,7 @@ struct node_threads {
     node_edge_t *edge;
     node_admin_t *admin;
     node_http_t *http;
+    bool edge_running;   /* the edge thread is in its loop and answers "drain" */
 };
 
 static void
@@ -114,6 +115,7 @@ node_start_threads(node_ctx_t *ctx, struct node_threads *t)
     if (rc == 0) {
         what = "edge";
         rc = hie_node__edge_start(&t->edge, ctx);
+        t->edge_running = rc == 0;
     }
     if (rc == 0) {
         what = "admin";
@@ -134,7 +136,7 @@ static void
 node_stop_threads(node_ctx_t *ctx, struct node_threads *t, bool drain)
 {
     atomic_store(&ctx->metrics.ready, 0);
-    if (t->edge != NULL && drain) {
+    if (drain) {
         int rc = hie_node__edge_ctl(ctx->zctx, "drain", NULL, HIE_NODE_DRAIN_TIMEOUT_MS + 2000);
         if (rc != 0) {
             hie_log_warn("node", "drain incomplete", " rc=%s", hie_strerror_name(rc));
@@ -189,7 +191,7 @@ node_run(node_ctx_t *ctx, int sfd)
             ctx->cfg.node_id, HIE_NODE_VERSION, ctx->cfg.workers);
         node_signal_loop(ctx, sfd);
     }
-    node_stop_threads(ctx, &t, rc == 0);
+    node_stop_threads(ctx, &t, t.edge_running);
     SSL_CTX_free(ctx->ssl_ctx_initial);
     ctx->ssl_ctx_initial = NULL;
     hie_node__state_close(&ctx->state);

@@ -29,7 +29,7 @@ typedef struct itest_opts {
 } itest_opts_t;
 
 typedef struct itest_node {
-    char root[ITEST_PATH];
+    char root[ITEST_PATH / 2];
     char data_dir[ITEST_PATH];
     char cfg[ITEST_PATH];
     char log[ITEST_PATH];

@@ -1,0 +1,483 @@
+/*
+ * harness.c - see harness.h. Test-only code: failures end the test with cr_assert.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#define ITEST_SHARED_PKI "/tmp/hie-itest-pki"
+
+static void
+shared_pki(char *out, size_t cap)
+{
+    /* one PKI per source tree, shared by every test process */
+    unsigned long h = 5381;
+    for (const char *p = HIE_SOURCE_DIR; *p; p++) {
+        h = h * 33 + (unsigned char)*p;
+    }
+    snprintf(out, cap, "%s-%lx", ITEST_SHARED_PKI, h);
+    char log[1024];
+    int rc = itest_sh(log, sizeof(log), "bash %s/tests/integration/make-pki.sh %s %s",
+        HIE_SOURCE_DIR, HIE_SOURCE_DIR, out);
+    cr_assert_eq(rc, 0, "make-pki failed: %s", log);
+}
+
+static uint16_t
+free_port(void)
+{
+    /* the kernel picks an unused ephemeral port; the node binds it right after */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sa);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+void
+itest_node_write_config(itest_node_t *n)
+{
+    const itest_opts_t *o = &n->opts;
+    FILE *f = fopen(n->cfg, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "node: {id: node-1, data_dir: \"%s\"}\n", n->data_dir);
+    fprintf(f, "listen: {address: 127.0.0.1, port: %u}\n", n->port);
+    fprintf(f, "tls:\n  ca_file: \"%s/ca/ca.crt\"\n  cert_file: \"%s/certs/node-1.crt\"\n"
+        "  key_file: \"%s/certs/node-1.key\"\n", n->pki, n->pki, n->pki);
+    if (!o->no_crl) {
+        fprintf(f, "  crl_file: \"%s/ca/crl.pem\"\n", n->pki);
+    }
+    fprintf(f, "  min_version: \"%s\"\n", o->tls12 ? "1.2" : "1.3");
+    fprintf(f, "limits: {handshake_timeout_ms: %u", o->handshake_timeout_ms ?
+        o->handshake_timeout_ms : 10000u);
+    if (o->frame_timeout_ms) fprintf(f, ", frame_timeout_ms: %u", o->frame_timeout_ms);
+    if (o->idle_timeout_ms) fprintf(f, ", idle_timeout_ms: %u", o->idle_timeout_ms);
+    if (o->frame_bytes_max) fprintf(f, ", frame_bytes_max: %u", o->frame_bytes_max);
+    if (o->inflight_max) fprintf(f, ", inflight_per_connection_max: %u", o->inflight_max);
+    if (o->connections_max) fprintf(f, ", connections_max: %u", o->connections_max);
+    fprintf(f, "}\n");
+    fprintf(f, "workers: 2\noperator: {http_address: 127.0.0.1, http_port: %u}\n"
+        "log: {level: debug}\n", n->http_port);
+    fclose(f);
+}
+
+void
+itest_node_init(itest_node_t *n, const itest_opts_t *opts)
+{
+    memset(n, 0, sizeof(*n));
+    if (opts != NULL) {
+        n->opts = *opts;
+    }
+    snprintf(n->root, sizeof(n->root), "/tmp/hie-itest-XXXXXX");
+    cr_assert_not_null(mkdtemp(n->root));
+    snprintf(n->data_dir, sizeof(n->data_dir), "%s/data", n->root);
+    snprintf(n->cfg, sizeof(n->cfg), "%s/node.yaml", n->root);
+    snprintf(n->log, sizeof(n->log), "%s/node.log", n->root);
+    shared_pki(n->pki, sizeof(n->pki));
+    n->port = free_port();
+    n->http_port = free_port();
+    itest_node_write_config(n);
+}
+
+void
+itest_node_own_pki(itest_node_t *n)
+{
+    char out[1024], own[ITEST_PATH / 2 + 8];
+    snprintf(own, sizeof(own), "%s/pki", n->root);
+    int rc = itest_sh(out, sizeof(out), "cp -a '%s' '%s'", n->pki, own);
+    cr_assert_eq(rc, 0, "%s", out);
+    snprintf(n->pki, sizeof(n->pki), "%s", own);
+    itest_node_write_config(n);
+}
+
+static bool
+port_open(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return ok;
+}
+
+void
+itest_node_start(itest_node_t *n)
+{
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int fd = open(n->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        dup2(fd, STDERR_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        execl(HIE_NODE_BIN, "hie-node", "--config", n->cfg, (char *)NULL);
+        _exit(127);
+    }
+    n->pid = pid;
+    for (int i = 0; i < 1500; i++) {
+        if (itest_log_contains(n, "msg=\"node started\"") && port_open(n->port)) {
+            return;
+        }
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            n->pid = 0;
+            char out[4096];
+            itest_sh(out, sizeof(out), "tail -20 '%s'", n->log);
+            cr_assert_fail("hie-node exited at start (status %d): %s", status, out);
+        }
+        usleep(10000);
+    }
+    cr_assert_fail("hie-node did not start within 15 s");
+}
+
+bool
+itest_node_alive(itest_node_t *n)
+{
+    if (n->pid <= 0) {
+        return false;
+    }
+    int status;
+    if (waitpid(n->pid, &status, WNOHANG) == n->pid) {
+        n->pid = 0;
+        return false;
+    }
+    return true;
+}
+
+int
+itest_node_stop(itest_node_t *n, int sig)
+{
+    if (n->pid <= 0) {
+        return -1;
+    }
+    kill(n->pid, sig);
+    for (int i = 0; i < 2000; i++) {
+        int status;
+        pid_t r = waitpid(n->pid, &status, WNOHANG);
+        if (r == n->pid) {
+            n->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        usleep(10000);
+    }
+    kill(n->pid, SIGKILL);
+    waitpid(n->pid, NULL, 0);
+    n->pid = 0;
+    return -2;
+}
+
+void
+itest_node_cleanup(itest_node_t *n)
+{
+    if (n->pid > 0) {
+        kill(n->pid, SIGKILL);
+        waitpid(n->pid, NULL, 0);
+        n->pid = 0;
+    }
+    if (n->root[0] != '\0' && getenv("HIE_ITEST_KEEP") == NULL) {
+        char out[256];
+        itest_sh(out, sizeof(out), "rm -rf '%s'", n->root);
+    }
+}
+
+static int
+sh_v(char *out, size_t cap, const char *fmt, va_list ap)
+{
+    char cmd[8192];
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    char full[8300];
+    snprintf(full, sizeof(full), "(%s) 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (p == NULL) {
+        return -1;
+    }
+    size_t len = 0;
+    if (cap > 0) {
+        out[0] = '\0';
+    }
+    char buf[4096];
+    size_t r;
+    while ((r = fread(buf, 1, sizeof(buf), p)) > 0) {
+        size_t take = cap > len + 1 ? (r < cap - len - 1 ? r : cap - len - 1) : 0;
+        memcpy(out + len, buf, take);
+        len += take;
+    }
+    if (cap > 0) {
+        out[len] = '\0';
+    }
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int
+itest_sh(char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = sh_v(out, cap, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int
+itest_ctl(itest_node_t *n, char *out, size_t cap, const char *fmt, ...)
+{
+    char args[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    return itest_sh(out, cap, "'%s' --config '%s' %s", HIE_CTL_BIN, n->cfg, args);
+}
+
+int
+itest_hie(itest_node_t *n, const char *org, char *out, size_t cap, const char *fmt, ...)
+{
+    char args[4096], cert[1200] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    if (org != NULL) {
+        snprintf(cert, sizeof(cert), "--cert '%s/certs/%s.crt' --key '%s/certs/%s.key'", n->pki,
+            org, n->pki, org);
+    }
+    return itest_sh(out, cap, "'%s' --addr 127.0.0.1:%u --ca '%s/ca/ca.crt' %s %s", HIE_CLI_BIN,
+        n->port, n->pki, cert, args);
+}
+
+void
+itest_register(itest_node_t *n, const char *org, const char *roles)
+{
+    char out[2048];
+    int rc = itest_ctl(n, out, sizeof(out), "org register %s --name '%s Org' --roles %s", org,
+        org, roles);
+    cr_assert_eq(rc, 0, "register %s failed: %s", org, out);
+}
+
+static char *
+read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n < 4096) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+int
+itest_log_count(itest_node_t *n, const char *needle)
+{
+    size_t len = 0;
+    char *buf = read_file(n->log, &len);
+    if (buf == NULL) {
+        return 0;
+    }
+    int count = 0;
+    for (char *p = buf; (p = strstr(p, needle)) != NULL; p += strlen(needle)) {
+        count++;
+    }
+    free(buf);
+    return count;
+}
+
+bool
+itest_log_contains(itest_node_t *n, const char *needle)
+{
+    return itest_log_count(n, needle) > 0;
+}
+
+bool
+itest_log_wait(itest_node_t *n, const char *needle, int timeout_ms)
+{
+    for (int t = 0; t <= timeout_ms; t += 20) {
+        if (itest_log_contains(n, needle)) {
+            return true;
+        }
+        usleep(20000);
+    }
+    return false;
+}
+
+hie_client_t *
+itest_client(itest_node_t *n, const char *org)
+{
+    char ca[ITEST_PATH + 16], cert[ITEST_PATH + 64], key[ITEST_PATH + 64];
+    snprintf(ca, sizeof(ca), "%s/ca/ca.crt", n->pki);
+    snprintf(cert, sizeof(cert), "%s/certs/%s.crt", n->pki, org);
+    snprintf(key, sizeof(key), "%s/certs/%s.key", n->pki, org);
+    hie_client_config_t cfg = {.host = "127.0.0.1", .port = n->port, .ca_file = ca,
+        .cert_file = cert, .key_file = key, .server_name = "node-1",
+        .connect_timeout_ms = 5000};
+    hie_client_t *c = NULL;
+    int rc = hie_client_create(&c, &cfg);
+    cr_assert_eq(rc, 0, "client create: %s", hie_strerror(rc));
+    return c;
+}
+
+int
+itest_ping(hie_client_t *c, const char *id)
+{
+    char idbuf[64];
+    if (id == NULL) {
+        hie_client_new_id(idbuf, sizeof(idbuf));
+        id = idbuf;
+    }
+    hie_envelope_t req;
+    Hie__V1__Ping ping;
+    hie__v1__envelope__init(&req);
+    hie__v1__ping__init(&ping);
+    req.id = (char *)(uintptr_t)id;
+    req.body_case = HIE__V1__ENVELOPE__BODY_PING;
+    req.ping = &ping;
+    hie_arena_t *arena = NULL;
+    if (hie_arena_create(&arena, 1 << 20) != 0) {
+        return HIE_ENOMEM;
+    }
+    hie_envelope_t *reply = NULL;
+    int rc = hie_client_call(c, &req, 5000, arena, &reply);
+    if (rc == 0 && reply->body_case != HIE__V1__ENVELOPE__BODY_PONG) {
+        rc = reply->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? -1000 - (int)reply->error->code
+                                                                : -999;
+    }
+    hie_arena_destroy(&arena);
+    return rc;
+}
+
+SSL *
+itest_raw_connect(itest_node_t *n, const char *org)
+{
+    char ca[ITEST_PATH + 16], cert[ITEST_PATH + 64], key[ITEST_PATH + 64];
+    snprintf(ca, sizeof(ca), "%s/ca/ca.crt", n->pki);
+    snprintf(cert, sizeof(cert), "%s/certs/%s.crt", n->pki, org);
+    snprintf(key, sizeof(key), "%s/certs/%s.key", n->pki, org);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_load_verify_locations(ctx, ca, NULL);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    cr_assert_eq(SSL_CTX_use_certificate_chain_file(ctx, cert), 1);
+    cr_assert_eq(SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM), 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(n->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    SSL *ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx); /* the SSL keeps its reference */
+    SSL_set_fd(ssl, fd);
+    if (SSL_connect(ssl) != 1) {
+        itest_raw_close(ssl);
+        return NULL;
+    }
+    return ssl;
+}
+
+void
+itest_raw_close(SSL *ssl)
+{
+    if (ssl == NULL) {
+        return;
+    }
+    int fd = SSL_get_fd(ssl);
+    SSL_free(ssl);
+    close(fd);
+    ERR_clear_error();
+}
+
+static int
+raw_read_exact(SSL *ssl, uint8_t *buf, size_t len, int timeout_ms)
+{
+    size_t got = 0;
+    int fd = SSL_get_fd(ssl);
+    while (got < len) {
+        if (SSL_pending(ssl) == 0) {
+            struct pollfd p = {fd, POLLIN, 0};
+            if (poll(&p, 1, timeout_ms) <= 0) {
+                return -1;
+            }
+        }
+        int r = SSL_read(ssl, buf + got, (int)(len - got));
+        if (r <= 0) {
+            int e = SSL_get_error(ssl, r);
+            if (e == SSL_ERROR_WANT_READ) {
+                continue;
+            }
+            return e == SSL_ERROR_ZERO_RETURN && got == 0 ? 0 : -1;
+        }
+        got += (size_t)r;
+    }
+    return 1;
+}
+
+int
+itest_raw_read_frame(SSL *ssl, int timeout_ms, hie_arena_t *arena, hie_envelope_t **env)
+{
+    uint8_t hdr[4];
+    int r = raw_read_exact(ssl, hdr, 4, timeout_ms);
+    if (r <= 0) {
+        return r;
+    }
+    uint32_t len = hie_load_be32(hdr);
+    if (len == 0 || len > (16u << 20)) {
+        return -1;
+    }
+    uint8_t *body = malloc(len);
+    r = raw_read_exact(ssl, body, len, timeout_ms);
+    if (r > 0 && env != NULL) {
+        ProtobufCMessage *m = NULL;
+        r = hie_proto_unpack(&hie__v1__envelope__descriptor, hie_span(body, len), arena, &m) == 0
+            ? 1 : -1;
+        *env = (hie_envelope_t *)m;
+    }
+    free(body);
+    return r > 0 ? (int)len : -1;
+}
+
+int
+itest_http_get(itest_node_t *n, const char *path, char *out, size_t cap)
+{
+    char status[64];
+    int rc = itest_sh(out, cap, "curl -s --max-time 5 http://127.0.0.1:%u%s", n->http_port,
+        path);
+    if (rc != 0) {
+        return -1;
+    }
+    rc = itest_sh(status, sizeof(status),
+        "curl -s -o /dev/null -w '%%{http_code}' --max-time 5 http://127.0.0.1:%u%s",
+        n->http_port, path);
+    return rc == 0 ? atoi(status) : -1;
+}

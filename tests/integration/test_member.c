@@ -1,0 +1,193 @@
+/*
+ * test_member.c - the member edge over mutual TLS: who may connect, and what they see.
+ * Real hie-node, real certificates (tests/integration/make-pki.sh), real hie CLI.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+static itest_node_t node;
+
+static void
+start_default(void)
+{
+    itest_node_init(&node, NULL);
+    itest_node_start(&node);
+    itest_register(&node, "general-hospital", "hospital");
+    itest_register(&node, "riverside-clinic", "clinic,lab");
+    itest_register(&node, "suspended-clinic", "clinic");
+    itest_register(&node, "revoked-clinic", "clinic");
+    itest_register(&node, "expired-clinic", "clinic");
+    itest_register(&node, "future-clinic", "clinic");
+    itest_register(&node, "wrongeku-clinic", "clinic");
+    char out[1024];
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "org suspend suspended-clinic"), 0, "%s",
+        out);
+}
+
+static void
+stop_default(void)
+{
+    itest_node_cleanup(&node);
+}
+
+TestSuite(member, .init = start_default, .fini = stop_default, .timeout = 60);
+
+Test(member, whoami_returns_org_and_roles)
+{
+    char out[2048];
+    int rc = itest_hie(&node, "riverside-clinic", out, sizeof(out), "whoami");
+    cr_assert_eq(rc, 0, "hie whoami failed: %s", out);
+    cr_assert(strstr(out, "org=riverside-clinic") != NULL, "%s", out);
+    cr_assert(strstr(out, "roles=clinic,lab") != NULL, "%s", out);
+    cr_assert(strstr(out, "node=node-1") != NULL, "%s", out);
+    cr_assert(strstr(out, "TLSv1.3") != NULL, "%s", out);
+    rc = itest_hie(&node, "general-hospital", out, sizeof(out), "--json whoami");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "\"org_id\":\"general-hospital\"") != NULL, "%s", out);
+    cr_assert(strstr(out, "\"hospital\"") != NULL, "%s", out);
+}
+
+Test(member, ping_answers)
+{
+    char out[2048];
+    int rc = itest_hie(&node, "general-hospital", out, sizeof(out), "ping --count 3 hello");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "node=node-1") != NULL, "%s", out);
+}
+
+/* Each refused case: the CLI fails, and the node logs why. */
+static void
+expect_refused(const char *org, const char *extra, const char *log_needle)
+{
+    char out[2048];
+    int rc = itest_hie(&node, org, out, sizeof(out), "%s whoami", extra);
+    cr_assert_neq(rc, 0, "%s was not refused: %s", org ? org : "(no cert)", out);
+    cr_assert(itest_log_wait(&node, log_needle, 3000), "node did not log '%s' for %s",
+        log_needle, org ? org : "(no cert)");
+}
+
+Test(member, refused_without_client_certificate)
+{
+    expect_refused(NULL, "", "reason=no_certificate");
+}
+
+Test(member, refused_certificate_from_another_ca)
+{
+    char out[2048];
+    int rc = itest_sh(out, sizeof(out), "'%s' --addr 127.0.0.1:%u --ca '%s/ca/ca.crt' "
+        "--cert '%s/other/certs/general-hospital.crt' --key '%s/other/certs/general-hospital.key'"
+        " whoami", HIE_CLI_BIN, node.port, node.pki, node.pki, node.pki);
+    cr_assert_neq(rc, 0, "rogue CA accepted: %s", out);
+    cr_assert(itest_log_wait(&node, "reason=unknown_ca", 3000));
+}
+
+Test(member, refused_expired_certificate)
+{
+    expect_refused("expired-clinic", "", "reason=expired");
+}
+
+Test(member, refused_not_yet_valid_certificate)
+{
+    expect_refused("future-clinic", "", "reason=not_yet_valid");
+}
+
+Test(member, refused_revoked_certificate)
+{
+    expect_refused("revoked-clinic", "", "reason=revoked");
+}
+
+Test(member, refused_certificate_without_client_purpose)
+{
+    expect_refused("wrongeku-clinic", "", "reason=bad_purpose");
+}
+
+Test(member, refused_unregistered_organization)
+{
+    char out[2048];
+    int rc = itest_hie(&node, "unregistered-lab", out, sizeof(out), "whoami");
+    cr_assert_eq(rc, 1, "expected an UNAUTHENTICATED error (exit 1): rc=%d %s", rc, out);
+    cr_assert(strstr(out, "UNAUTHENTICATED") != NULL, "%s", out);
+    cr_assert(itest_log_wait(&node, "org=unregistered-lab", 3000));
+    cr_assert(itest_log_contains(&node, "reason=unregistered"));
+}
+
+Test(member, refused_suspended_organization_then_reinstated)
+{
+    char out[2048];
+    int rc = itest_hie(&node, "suspended-clinic", out, sizeof(out), "whoami");
+    cr_assert_eq(rc, 1, "rc=%d %s", rc, out);
+    cr_assert(strstr(out, "UNAUTHENTICATED") != NULL, "%s", out);
+    cr_assert(strstr(out, "suspended") != NULL, "%s", out);
+    cr_assert(itest_log_wait(&node, "reason=suspended", 3000));
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "org reinstate suspended-clinic"), 0);
+    rc = itest_hie(&node, "suspended-clinic", out, sizeof(out), "whoami");
+    cr_assert_eq(rc, 0, "%s", out);
+}
+
+Test(member, suspension_cuts_an_open_session)
+{
+    hie_client_t *c = itest_client(&node, "general-hospital");
+    cr_assert_eq(itest_ping(c, NULL), 0);
+    char out[1024];
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "org suspend general-hospital"), 0);
+    int rc = itest_ping(c, NULL);
+    cr_assert_eq(rc, -1000 - (int)HIE__V1__ERROR_CODE__ERROR_UNAUTHENTICATED, "rc=%d", rc);
+    hie_client_destroy(&c);
+}
+
+Test(member, refused_tls_1_1)
+{
+    expect_refused("general-hospital", "--tls-max 1.1", "reason=protocol_version");
+}
+
+Test(member, refused_tls_1_2_unless_enabled)
+{
+    expect_refused("general-hospital", "--tls-max 1.2", "reason=protocol_version");
+}
+
+Test(member, openssl_s_client_handshake_with_and_without_certificate)
+{
+    char out[8192];
+    int rc = itest_sh(out, sizeof(out), "echo | timeout 10 openssl s_client -connect "
+        "127.0.0.1:%u -CAfile '%s/ca/ca.crt' -cert '%s/certs/general-hospital.crt' -key "
+        "'%s/certs/general-hospital.key' -verify_return_error -brief", node.port, node.pki,
+        node.pki, node.pki);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "CONNECTION ESTABLISHED") != NULL, "%s", out);
+    cr_assert(strstr(out, "TLSv1.3") != NULL, "%s", out);
+    rc = itest_sh(out, sizeof(out), "echo | timeout 10 openssl s_client -connect 127.0.0.1:%u "
+        "-CAfile '%s/ca/ca.crt' -brief", node.port, node.pki);
+    cr_assert(strstr(out, "certificate required") != NULL || rc != 0, "%s", out);
+    cr_assert(itest_log_wait(&node, "reason=no_certificate", 3000));
+}
+
+Test(member, metrics_and_health_endpoint)
+{
+    char out[65536];
+    expect_refused("revoked-clinic", "", "reason=revoked");
+    cr_assert_eq(itest_hie(&node, "general-hospital", out, sizeof(out), "ping"), 0);
+    cr_assert_eq(itest_http_get(&node, "/healthz", out, sizeof(out)), 200);
+    cr_assert_eq(itest_http_get(&node, "/metrics", out, sizeof(out)), 200);
+    cr_assert(strstr(out, "hie_tls_handshakes_total{node=\"node-1\",result=\"failed\","
+        "reason=\"revoked\"} 1") != NULL, "%s", out);
+    cr_assert(strstr(out, "hie_requests_total{node=\"node-1\",type=\"ping\",outcome=\"ok\"} 1")
+        != NULL, "%s", out);
+    cr_assert(strstr(out, "hie_request_duration_seconds_bucket{node=\"node-1\",type=\"ping\","
+        "le=\"+Inf\"} 1") != NULL, "%s", out);
+    cr_assert_eq(itest_http_get(&node, "/nope", out, sizeof(out)), 404);
+}
+
+Test(member, log_lines_carry_org_id_outcome_and_latency_but_no_payload)
+{
+    char out[2048];
+    cr_assert_eq(itest_hie(&node, "general-hospital", out, sizeof(out),
+        "--id trace-me-1 ping SECRET-PAYLOAD-123"), 0, "%s", out);
+    cr_assert(itest_log_wait(&node, "id=trace-me-1", 3000));
+    cr_assert(itest_log_contains(&node, "org=general-hospital id=trace-me-1 type=ping "
+        "outcome=OK"));
+    cr_assert(itest_log_contains(&node, "latency_us="));
+    cr_assert_not(itest_log_contains(&node, "SECRET-PAYLOAD-123"));
+}

@@ -1,0 +1,682 @@
+/*
+ * test_log.c - unit tests for cluster/src/log.c with a real ZeroMQ context and a real LMDB
+ * directory (under /tmp, removed by the suite's .fini).
+ *
+ * The state machine is a small test fsm: it records every applied index and command, answers
+ * each command with its bytes reversed, and keeps its applied index in memory (so a "restart"
+ * is a new fsm with a chosen applied index). It runs on the log thread, where Criterion
+ * assertions must not be used: it records problems in a flag the test checks after the join.
+ */
+#include "hie/cluster.h"
+#include "hie/limits.h"
+
+#include "../test_util.h"
+
+#include <criterion/criterion.h>
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <zmq.h>
+
+#define ENDPOINT "inproc://test-log"
+#define MAP_BYTES (64ull * 1024ull * 1024ull)
+#define CMDS_MAX 600u
+#define CMD_BYTES_MAX 64u
+
+static char tmp_dir[128];
+static char log_dir[192];
+static void *zctx;
+
+static void
+setup(void)
+{
+    test_tmpdir_make(tmp_dir, sizeof(tmp_dir), "cluster");
+    snprintf(log_dir, sizeof(log_dir), "%s/log", tmp_dir);
+    zctx = zmq_ctx_new();
+    cr_assert_not_null(zctx);
+}
+
+static void
+teardown(void)
+{
+    if (zctx != NULL) {
+        zmq_ctx_term(zctx);
+        zctx = NULL;
+    }
+    test_tmpdir_remove(tmp_dir);
+}
+
+TestSuite(cluster_log, .init = setup, .fini = teardown, .timeout = 60);
+
+/* ---- the test fsm ------------------------------------------------------------------------ */
+
+struct test_fsm {
+    uint64_t applied;                       /* "persisted" applied index */
+    uint64_t first_seen;                    /* first index applied by this fsm (0: none) */
+    uint64_t seen_count;                    /* entries applied by this fsm */
+    size_t batches;
+    int apply_rc;                           /* returned by apply (to test failures) */
+    bool error;                             /* an invariant broke on the log thread */
+    char error_what[160];
+    size_t cmd_len[CMDS_MAX + 1];           /* by index */
+    uint8_t cmd[CMDS_MAX + 1][CMD_BYTES_MAX];
+};
+
+static void
+fsm_error(struct test_fsm *f, const char *what)
+{
+    if (!f->error) {
+        f->error = true;
+        snprintf(f->error_what, sizeof(f->error_what), "%s", what);
+    }
+}
+
+static int
+fsm_apply(void *ctx, const hie_cluster_entry_t *entries, size_t n, hie_cluster_result_t *results)
+{
+    struct test_fsm *f = ctx;
+    if (f->apply_rc != 0) {
+        return f->apply_rc;
+    }
+    if (n == 0 || n > HIE_LOG_BATCH_COMMANDS_MAX) {
+        fsm_error(f, "batch size out of range");
+    }
+    f->batches++;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t index = entries[i].index;
+        if (index != f->applied + 1) {
+            fsm_error(f, "index out of order or with a gap");
+        }
+        f->applied = index;
+        if (f->first_seen == 0) {
+            f->first_seen = index;
+        }
+        f->seen_count++;
+        hie_span_t c = entries[i].cmd;
+        if (index <= CMDS_MAX && c.len <= CMD_BYTES_MAX) {
+            memcpy(f->cmd[index], c.ptr, c.len);
+            f->cmd_len[index] = c.len;
+        } else {
+            fsm_error(f, "index or command larger than the test expects");
+        }
+        if (results[i].buf != NULL || results[i].len != 0) {
+            fsm_error(f, "result slot not cleared by the log");
+        }
+        uint8_t *r = hie_mem_alloc(c.len);
+        if (r == NULL) {
+            return HIE_ENOMEM;
+        }
+        for (size_t k = 0; k < c.len; k++) {
+            r[k] = c.ptr[c.len - 1 - k];
+        }
+        results[i].buf = r;
+        results[i].len = c.len;
+    }
+    return 0;
+}
+
+static int
+fsm_applied_index(void *ctx, uint64_t *out)
+{
+    struct test_fsm *f = ctx;
+    *out = f->applied;
+    return 0;
+}
+
+/* A failure of the log or of apply: exit with a code the test can expect. */
+static void
+fsm_fatal(void *ctx, int rc, const char *what)
+{
+    (void)ctx;
+    _exit(rc == HIE_ESTORAGE && strstr(what, "apply") != NULL ? 42 : 43);
+}
+
+static struct test_fsm *
+fsm_new(uint64_t applied)
+{
+    struct test_fsm *f = calloc(1, sizeof(*f));
+    cr_assert_not_null(f);
+    f->applied = applied;
+    return f;
+}
+
+static hie_cluster_fsm_t
+fsm_table(struct test_fsm *f)
+{
+    hie_cluster_fsm_t t = {f, fsm_apply, fsm_applied_index, fsm_fatal};
+    return t;
+}
+
+static hie_cluster_log_config_t
+log_config(void)
+{
+    hie_cluster_log_config_t cfg = {log_dir, zctx, ENDPOINT, MAP_BYTES};
+    return cfg;
+}
+
+static hie_cluster_log_t *
+log_open(struct test_fsm *f)
+{
+    hie_cluster_log_config_t cfg = log_config();
+    hie_cluster_fsm_t t = fsm_table(f);
+    hie_cluster_log_t *log = NULL;
+    int rc = hie_cluster_log_open(&log, &cfg, &t);
+    cr_assert_eq(rc, 0, "hie_cluster_log_open: %s", hie_strerror_name(rc));
+    cr_assert_not_null(log);
+    return log;
+}
+
+static void *
+dealer_new(void)
+{
+    void *d = zmq_socket(zctx, ZMQ_DEALER);
+    cr_assert_not_null(d);
+    int linger = 0;
+    cr_assert_eq(zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof(linger)), 0);
+    cr_assert_eq(zmq_connect(d, ENDPOINT), 0);
+    return d;
+}
+
+/* Waits up to timeout_ms for one reply on dealer. Returns 0 or HIE_ETIMEDOUT. */
+static int
+recv_one(void *dealer, int timeout_ms, uint64_t *token, int *rc, uint64_t *index,
+    uint8_t **result, size_t *result_len)
+{
+    zmq_pollitem_t item = {dealer, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&item, 1, timeout_ms) <= 0) {
+        return HIE_ETIMEDOUT;
+    }
+    return hie_cluster_submit_recv(dealer, token, rc, index, result, result_len);
+}
+
+/* The command a submitter sends for (thread, i): distinct, varying lengths. */
+static size_t
+cmd_bytes(uint8_t *out, unsigned thread, unsigned i)
+{
+    int n = snprintf((char *)out, CMD_BYTES_MAX, "t%u-cmd-%u-%.*s", thread, i, (int)(i % 23u),
+        "abcdefghijklmnopqrstuvwxyz");
+    return (size_t)n;
+}
+
+/* ---- the submitters ----------------------------------------------------------------------- */
+
+#define SUBMITTERS 2u
+#define PER_SUBMITTER 250u
+#define TOTAL (SUBMITTERS * PER_SUBMITTER)
+
+struct submitter {
+    unsigned no;
+    unsigned replies[PER_SUBMITTER];        /* replies seen per token */
+    uint64_t index[PER_SUBMITTER];
+    bool error;
+    char error_what[160];
+};
+
+static void
+sub_error(struct submitter *s, const char *what, unsigned i)
+{
+    if (!s->error) {
+        s->error = true;
+        snprintf(s->error_what, sizeof(s->error_what), "submitter %u token %u: %s", s->no, i,
+            what);
+    }
+}
+
+static void
+sub_check_reply(struct submitter *s, uint64_t token, int rc, uint64_t index, uint8_t *res,
+    size_t res_len)
+{
+    unsigned i = (unsigned)(token & 0xffffffffu);
+    if ((token >> 32) != s->no || i >= PER_SUBMITTER) {
+        sub_error(s, "reply with a token this submitter never sent", i);
+        return;
+    }
+    s->replies[i]++;
+    s->index[i] = index;
+    uint8_t expect[CMD_BYTES_MAX];
+    size_t n = cmd_bytes(expect, s->no, i);
+    if (rc != 0) {
+        sub_error(s, "rc != 0", i);
+    } else if (index == 0 || index > TOTAL) {
+        sub_error(s, "index out of range", i);
+    } else if (res_len != n || res == NULL) {
+        sub_error(s, "result length differs from the command's", i);
+    } else {
+        for (size_t k = 0; k < n; k++) {
+            if (res[k] != expect[n - 1 - k]) {
+                sub_error(s, "result is not the reversed command", i);
+                break;
+            }
+        }
+    }
+}
+
+static void *
+submitter_main(void *arg)
+{
+    struct submitter *s = arg;
+    void *d = zmq_socket(zctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof(linger));
+    if (d == NULL || zmq_connect(d, ENDPOINT) != 0) {
+        sub_error(s, "dealer setup failed", 0);
+        return NULL;
+    }
+    unsigned sent = 0, got = 0;
+    for (int rounds = 0; got < PER_SUBMITTER && rounds < 100000; rounds++) {
+        /* send in small bursts, reading replies in between: the two threads interleave */
+        for (unsigned burst = 0; burst < 7 && sent < PER_SUBMITTER; burst++) {
+            uint8_t c[CMD_BYTES_MAX];
+            size_t n = cmd_bytes(c, s->no, sent);
+            int rc = hie_cluster_submit_send(d, ((uint64_t)s->no << 32) | sent, hie_span(c, n));
+            if (rc == HIE_EBUSY) {
+                break;
+            }
+            if (rc != 0) {
+                sub_error(s, "submit_send failed", sent);
+                goto out;
+            }
+            sent++;
+        }
+        uint64_t token = 0, index = 0;
+        uint8_t *res = NULL;
+        size_t res_len = 0;
+        int rrc = 0;
+        int rc = recv_one(d, sent == PER_SUBMITTER ? 10000 : 1, &token, &rrc, &index, &res,
+            &res_len);
+        if (rc == 0) {
+            sub_check_reply(s, token, rrc, index, res, res_len);
+            hie_mem_free(res, res_len);
+            got++;
+        } else if (sent == PER_SUBMITTER) {
+            sub_error(s, "timed out waiting for replies", got);
+            goto out;
+        }
+    }
+    /* nothing more may arrive: exactly one reply per submission */
+    uint64_t token, index;
+    uint8_t *res = NULL;
+    size_t res_len = 0;
+    int rrc;
+    if (recv_one(d, 50, &token, &rrc, &index, &res, &res_len) == 0) {
+        hie_mem_free(res, res_len);
+        sub_error(s, "an extra reply arrived", (unsigned)token);
+    }
+out:
+    zmq_close(d);
+    return NULL;
+}
+
+/* Runs the two submitters against a started log; checks replies, tokens and indexes. */
+static void
+submit_all(struct test_fsm *f)
+{
+    static struct submitter subs[SUBMITTERS];
+    pthread_t th[SUBMITTERS];
+    memset(subs, 0, sizeof(subs));
+    for (unsigned t = 0; t < SUBMITTERS; t++) {
+        subs[t].no = t + 1;
+        cr_assert_eq(pthread_create(&th[t], NULL, submitter_main, &subs[t]), 0);
+    }
+    for (unsigned t = 0; t < SUBMITTERS; t++) {
+        pthread_join(th[t], NULL);
+    }
+    static bool index_used[TOTAL + 1];
+    memset(index_used, 0, sizeof(index_used));
+    for (unsigned t = 0; t < SUBMITTERS; t++) {
+        cr_assert(!subs[t].error, "%s", subs[t].error_what);
+        for (unsigned i = 0; i < PER_SUBMITTER; i++) {
+            cr_assert_eq(subs[t].replies[i], 1, "submitter %u token %u: %u replies", t + 1, i,
+                subs[t].replies[i]);
+            uint64_t index = subs[t].index[i];
+            cr_assert(!index_used[index], "index %lu answered twice", (unsigned long)index);
+            index_used[index] = true;
+            /* the fsm saw this submitter's command at the index the reply names */
+            uint8_t expect[CMD_BYTES_MAX];
+            size_t n = cmd_bytes(expect, t + 1, i);
+            cr_assert_eq(f->cmd_len[index], n);
+            cr_assert_eq(memcmp(f->cmd[index], expect, n), 0, "index %lu holds another command",
+                (unsigned long)index);
+        }
+    }
+}
+
+Test(cluster_log, concurrent_submitters_get_one_reply_each_with_gapless_indexes)
+{
+    struct test_fsm *f = fsm_new(0);
+    hie_cluster_log_t *log = log_open(f);
+    cr_assert_eq(hie_cluster_log_last_index(log), 0);
+    cr_assert_eq(hie_cluster_log_start(log), 0);
+    cr_assert_eq(hie_cluster_log_start(log), HIE_ESTATE, "a second start is refused");
+
+    submit_all(f);
+    cr_assert_eq(hie_cluster_log_last_index(log), TOTAL);
+    hie_cluster_log_destroy(&log);
+    cr_assert_null(log);
+
+    cr_assert(!f->error, "fsm: %s", f->error_what);
+    cr_assert_eq(f->first_seen, 1);
+    cr_assert_eq(f->seen_count, TOTAL, "every index 1..N applied once, in order");
+    cr_assert_eq(f->applied, TOTAL);
+    cr_assert_leq(f->batches, TOTAL);
+    cr_log_info("%u commands in %zu batches", TOTAL, f->batches);
+    free(f);
+    cr_assert_eq(hie_mem_live_bytes(), 0, "the log freed every result it was given");
+}
+
+/* Fills a fresh log with TOTAL commands through the submitters; returns the fsm (which holds
+ * every command by index). */
+static struct test_fsm *
+fill_log(void)
+{
+    struct test_fsm *f = fsm_new(0);
+    hie_cluster_log_t *log = log_open(f);
+    cr_assert_eq(hie_cluster_log_start(log), 0);
+    submit_all(f);
+    hie_cluster_log_destroy(&log);
+    cr_assert(!f->error, "fsm: %s", f->error_what);
+    cr_assert_eq(f->applied, TOTAL);
+    return f;
+}
+
+struct read_ctx {
+    const struct test_fsm *expect;
+    uint64_t next;
+    uint64_t count;
+    uint64_t stop_after;
+    bool mismatch;
+};
+
+static int
+read_fn(void *ctx, uint64_t index, hie_span_t cmd)
+{
+    struct read_ctx *r = ctx;
+    if (index != r->next || index > CMDS_MAX || cmd.len != r->expect->cmd_len[index] ||
+        memcmp(cmd.ptr, r->expect->cmd[index], cmd.len) != 0) {
+        r->mismatch = true;
+    }
+    r->next = index + 1;
+    r->count++;
+    return r->stop_after != 0 && r->count >= r->stop_after;
+}
+
+Test(cluster_log, reopen_replays_entries_after_the_applied_index_in_order)
+{
+    struct test_fsm *orig = fill_log();
+
+    struct test_fsm *f = fsm_new(200);
+    hie_cluster_log_t *log = log_open(f); /* replay happens inside open, on this thread */
+    cr_assert(!f->error, "fsm: %s", f->error_what);
+    cr_assert_eq(f->first_seen, 201);
+    cr_assert_eq(f->seen_count, TOTAL - 200);
+    cr_assert_eq(f->applied, TOTAL);
+    for (uint64_t i = 201; i <= TOTAL; i++) {
+        cr_assert_eq(f->cmd_len[i], orig->cmd_len[i], "index %lu", (unsigned long)i);
+        cr_assert_eq(memcmp(f->cmd[i], orig->cmd[i], f->cmd_len[i]), 0, "index %lu",
+            (unsigned long)i);
+    }
+    cr_assert_eq(hie_cluster_log_last_index(log), TOTAL);
+    hie_cluster_log_destroy(&log);
+    cr_assert_eq(hie_mem_live_bytes(), 0, "replay frees the results");
+
+    /* a state that is current replays nothing */
+    struct test_fsm *current = fsm_new(TOTAL);
+    log = log_open(current);
+    cr_assert_eq(current->seen_count, 0);
+    hie_cluster_log_destroy(&log);
+
+    /* and the closed log reads back */
+    struct read_ctx r = {orig, 201, 0, 0, false};
+    cr_assert_eq(hie_cluster_log_read(log_dir, 201, read_fn, &r), 0);
+    cr_assert(!r.mismatch);
+    cr_assert_eq(r.count, TOTAL - 200);
+    struct read_ctx all = {orig, 1, 0, 0, false};
+    cr_assert_eq(hie_cluster_log_read(log_dir, 1, read_fn, &all), 0);
+    cr_assert(!all.mismatch);
+    cr_assert_eq(all.count, TOTAL);
+    struct read_ctx some = {orig, 10, 0, 5, false};
+    cr_assert_eq(hie_cluster_log_read(log_dir, 10, read_fn, &some), 0);
+    cr_assert_eq(some.count, 5, "fn returning non-zero stops the read");
+    cr_assert(!some.mismatch);
+    struct read_ctx none = {orig, TOTAL + 1, 0, 0, false};
+    cr_assert_eq(hie_cluster_log_read(log_dir, TOTAL + 1, read_fn, &none), 0);
+    cr_assert_eq(none.count, 0);
+
+    free(orig);
+    free(f);
+    free(current);
+}
+
+Test(cluster_log, reopened_log_continues_numbering_after_the_last_entry)
+{
+    struct test_fsm *orig = fill_log();
+    free(orig);
+    struct test_fsm *f = fsm_new(TOTAL);
+    hie_cluster_log_t *log = log_open(f);
+    cr_assert_eq(hie_cluster_log_start(log), 0);
+    void *d = dealer_new();
+    cr_assert_eq(hie_cluster_submit_send(d, 7, hie_span("next", 4)), 0);
+    uint64_t token = 0, index = 0;
+    int rc = -1;
+    uint8_t *res = NULL;
+    size_t res_len = 0;
+    cr_assert_eq(recv_one(d, 10000, &token, &rc, &index, &res, &res_len), 0);
+    cr_assert_eq(token, 7);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(index, TOTAL + 1);
+    cr_assert_eq(res_len, 4);
+    cr_assert_eq(memcmp(res, "txen", 4), 0);
+    hie_mem_free(res, res_len);
+    zmq_close(d);
+    hie_cluster_log_destroy(&log);
+    free(f);
+}
+
+Test(cluster_log, applied_index_beyond_the_log_is_ecorrupt)
+{
+    struct test_fsm *orig = fill_log();
+    free(orig);
+    struct test_fsm *f = fsm_new(TOTAL + 1);
+    hie_cluster_log_config_t cfg = log_config();
+    hie_cluster_fsm_t t = fsm_table(f);
+    hie_cluster_log_t *log = (hie_cluster_log_t *)(uintptr_t)1;
+    cr_assert_eq(hie_cluster_log_open(&log, &cfg, &t), HIE_ECORRUPT);
+    cr_assert_null(log);
+    cr_assert_eq(f->seen_count, 0, "nothing applied");
+    cr_assert_eq(hie_mem_live_bytes(), 0, "a failed open frees everything");
+    free(f);
+}
+
+Test(cluster_log, applied_index_on_an_empty_log_is_ecorrupt)
+{
+    struct test_fsm *f = fsm_new(1);
+    hie_cluster_log_config_t cfg = log_config();
+    hie_cluster_fsm_t t = fsm_table(f);
+    hie_cluster_log_t *log = NULL;
+    cr_assert_eq(hie_cluster_log_open(&log, &cfg, &t), HIE_ECORRUPT);
+    cr_assert_null(log);
+    free(f);
+}
+
+Test(cluster_log, a_gap_in_the_log_is_ecorrupt_on_replay)
+{
+    struct test_fsm *orig = fill_log();
+    free(orig);
+    /* remove entry 300 behind the log's back */
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(env, 4), 0);
+    cr_assert_eq(mdb_env_set_mapsize(env, MAP_BYTES), 0);
+    cr_assert_eq(mdb_env_open(env, log_dir, MDB_NOTLS, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "log", 0, &dbi), 0);
+    uint8_t key[8];
+    hie_store_be64(key, 300);
+    MDB_val k = {8, key};
+    cr_assert_eq(mdb_del(txn, dbi, &k, NULL), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    struct test_fsm *f = fsm_new(200);
+    hie_cluster_log_config_t cfg = log_config();
+    hie_cluster_fsm_t t = fsm_table(f);
+    hie_cluster_log_t *log = NULL;
+    cr_assert_eq(hie_cluster_log_open(&log, &cfg, &t), HIE_ECORRUPT);
+    cr_assert_null(log);
+    cr_assert_eq(f->seen_count, 0, "a batch with a gap is not applied at all");
+    free(f);
+}
+
+Test(cluster_log, replay_apply_failure_fails_open)
+{
+    struct test_fsm *orig = fill_log();
+    free(orig);
+    struct test_fsm *f = fsm_new(100);
+    f->apply_rc = HIE_ESTORAGE;
+    hie_cluster_log_config_t cfg = log_config();
+    hie_cluster_fsm_t t = fsm_table(f);
+    hie_cluster_log_t *log = NULL;
+    cr_assert_eq(hie_cluster_log_open(&log, &cfg, &t), HIE_ESTORAGE);
+    cr_assert_null(log);
+    cr_assert_eq(hie_mem_live_bytes(), 0);
+    free(f);
+}
+
+Test(cluster_log, apply_failure_on_the_log_thread_is_fatal, .exit_code = 42)
+{
+    struct test_fsm *f = fsm_new(0);
+    hie_cluster_log_t *log = log_open(f);
+    cr_assert_eq(hie_cluster_log_start(log), 0);
+    f->apply_rc = HIE_ESTORAGE; /* set before anything is submitted; the thread is idle */
+    void *d = dealer_new();
+    cr_assert_eq(hie_cluster_submit_send(d, 1, hie_span("x", 1)), 0);
+    uint64_t token, index;
+    int rc;
+    uint8_t *res;
+    size_t res_len;
+    (void)recv_one(d, 10000, &token, &rc, &index, &res, &res_len);
+    cr_assert_fail("fatal() was not called: the process should have exited");
+}
+
+Test(cluster_log, oversize_and_empty_commands_are_refused_by_submit_send)
+{
+    struct test_fsm *f = fsm_new(0);
+    hie_cluster_log_t *log = log_open(f);
+    cr_assert_eq(hie_cluster_log_start(log), 0);
+    void *d = dealer_new();
+    size_t big_len = HIE_LOG_COMMAND_BYTES_MAX + 1u;
+    uint8_t *big = calloc(1, big_len);
+    cr_assert_not_null(big);
+    cr_assert_eq(hie_cluster_submit_send(d, 1, hie_span(big, big_len)), HIE_ELIMIT);
+    cr_assert_eq(hie_cluster_submit_send(d, 2, hie_span(big, 0)), HIE_ELIMIT);
+    free(big);
+    /* nothing was sent: the next command is entry 1 */
+    cr_assert_eq(hie_cluster_submit_send(d, 3, hie_span("abc", 3)), 0);
+    uint64_t token = 0, index = 0;
+    int rc = -1;
+    uint8_t *res = NULL;
+    size_t res_len = 0;
+    cr_assert_eq(recv_one(d, 10000, &token, &rc, &index, &res, &res_len), 0);
+    cr_assert_eq(token, 3);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(index, 1);
+    cr_assert_eq(res_len, 3);
+    cr_assert_eq(memcmp(res, "cba", 3), 0);
+    hie_mem_free(res, res_len);
+    cr_assert_eq(recv_one(d, 50, &token, &rc, &index, &res, &res_len), HIE_ETIMEDOUT,
+        "no reply for the refused sends");
+    zmq_close(d);
+    hie_cluster_log_destroy(&log);
+    cr_assert_eq(f->seen_count, 1);
+    free(f);
+}
+
+Test(cluster_log, the_log_thread_itself_refuses_empty_and_oversize_commands)
+{
+    struct test_fsm *f = fsm_new(0);
+    hie_cluster_log_t *log = log_open(f);
+    cr_assert_eq(hie_cluster_log_start(log), 0);
+    void *d = dealer_new();
+    /* bypass submit_send: [token][cmd] written by hand */
+    uint8_t tok[8];
+    hie_store_be64(tok, 11);
+    cr_assert_eq(zmq_send(d, tok, 8, ZMQ_SNDMORE), 8);
+    cr_assert_eq(zmq_send(d, "", 0, 0), 0);
+    size_t big_len = HIE_LOG_COMMAND_BYTES_MAX + 1u;
+    uint8_t *big = calloc(1, big_len);
+    cr_assert_not_null(big);
+    hie_store_be64(tok, 12);
+    cr_assert_eq(zmq_send(d, tok, 8, ZMQ_SNDMORE), 8);
+    cr_assert_eq(zmq_send(d, big, big_len, 0), (int)big_len);
+    free(big);
+    cr_assert_eq(hie_cluster_submit_send(d, 13, hie_span("ok", 2)), 0);
+    for (uint64_t want = 11; want <= 13; want++) {
+        uint64_t token = 0, index = 99;
+        int rc = -1;
+        uint8_t *res = NULL;
+        size_t res_len = 0;
+        cr_assert_eq(recv_one(d, 10000, &token, &rc, &index, &res, &res_len), 0);
+        cr_assert_eq(token, want, "replies come back in order");
+        if (want < 13) {
+            cr_assert_eq(rc, HIE_ELIMIT, "token %lu: rc=%s", (unsigned long)want,
+                hie_strerror_name(rc));
+            cr_assert_eq(index, 0);
+            cr_assert_eq(res_len, 0);
+            cr_assert_null(res);
+        } else {
+            cr_assert_eq(rc, 0);
+            cr_assert_eq(index, 1, "refused commands take no index");
+            hie_mem_free(res, res_len);
+        }
+    }
+    zmq_close(d);
+    hie_cluster_log_destroy(&log);
+    cr_assert_eq(f->seen_count, 1);
+    free(f);
+}
+
+Test(cluster_log, recv_with_nothing_queued_is_eagain)
+{
+    void *d = zmq_socket(zctx, ZMQ_DEALER);
+    cr_assert_not_null(d);
+    uint64_t token;
+    int rc;
+    uint64_t index;
+    uint8_t *res = (uint8_t *)(uintptr_t)1;
+    size_t res_len = 9;
+    cr_assert_eq(hie_cluster_submit_recv(d, &token, &rc, &index, &res, &res_len), HIE_EAGAIN);
+    cr_assert_null(res);
+    cr_assert_eq(res_len, 0);
+    zmq_close(d);
+}
+
+Test(cluster_log, destroy_of_an_unstarted_log_and_of_null)
+{
+    struct test_fsm *f = fsm_new(0);
+    hie_cluster_log_t *log = log_open(f);
+    hie_cluster_log_destroy(&log);
+    cr_assert_null(log);
+    hie_cluster_log_destroy(&log);
+    cr_assert_eq(hie_mem_live_bytes(), 0);
+    free(f);
+}
+
+Test(cluster_log, open_with_null_fsm_apply_aborts, .signal = SIGABRT)
+{
+    hie_cluster_log_config_t cfg = log_config();
+    hie_cluster_fsm_t t = {NULL, NULL, fsm_applied_index, fsm_fatal};
+    hie_cluster_log_t *log = NULL;
+    int rc = hie_cluster_log_open(&log, &cfg, &t);
+    (void)rc;
+}
+
+Test(cluster_log, submit_send_on_null_dealer_aborts, .signal = SIGABRT)
+{
+    int rc = hie_cluster_submit_send(NULL, 1, hie_span("x", 1));
+    (void)rc;
+}

@@ -85,6 +85,7 @@ void
 itest_node_init(itest_node_t *n, const itest_opts_t *opts)
 {
     memset(n, 0, sizeof(*n));
+    signal(SIGPIPE, SIG_IGN); /* a node closing on us must fail a write, not kill the test */
     if (opts != NULL) {
         n->opts = *opts;
     }

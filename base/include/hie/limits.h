@@ -40,9 +40,10 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
  * At the limit the edge stops reading that socket until replies drain (backpressure). */
 #define HIE_EDGE_INFLIGHT_MAX 1024u
 #define HIE_EDGE_INFLIGHT_DEFAULT 64u
-/* Reply bytes queued for one connection before the edge stops reading from it. A client that
- * does not read its replies cannot make the node buffer without bound. */
-#define HIE_EDGE_WRITE_BUFFER_BYTES_MAX (2u * HIE_PROTO_FRAME_BYTES_MAX)
+/* Reply bytes queued for one connection above which the edge stops reading from it. A reply
+ * is always queued whole, so one connection holds at most this plus inflight_max replies; a
+ * client that does not read its replies cannot make the node buffer without bound. */
+#define HIE_EDGE_WRITE_BUFFER_BYTES_MAX (256u * 1024u)
 /* Time limits (config: limits.*_timeout_ms). A handshake that has not finished, a frame that
  * has started and not finished, or a connection idle for longer is closed. */
 #define HIE_EDGE_HANDSHAKE_TIMEOUT_MS_DEFAULT 10000u

@@ -1,0 +1,265 @@
+/*
+ * test_hostile.c - hostile and broken clients: the node answers with an Error or closes, never
+ * crashes, and a concurrent well-behaved client keeps getting answers the whole time.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static itest_node_t node;
+
+/* A well-behaved client pinging in a loop while the test misbehaves on other connections. */
+struct pinger {
+    pthread_t thread;
+    atomic_bool stop;
+    atomic_int ok;
+    atomic_int failed;
+    uint64_t max_gap_ms;
+};
+
+static void *
+pinger_main(void *arg)
+{
+    struct pinger *p = arg;
+    hie_client_t *c = itest_client(&node, "general-hospital");
+    uint64_t last = hie_time_mono_ns();
+    for (int i = 0; i < 100000 && !atomic_load(&p->stop); i++) {
+        int rc = itest_ping(c, NULL);
+        uint64_t now = hie_time_mono_ns();
+        if (rc == 0) {
+            atomic_fetch_add(&p->ok, 1);
+            uint64_t gap = (now - last) / 1000000u;
+            p->max_gap_ms = gap > p->max_gap_ms ? gap : p->max_gap_ms;
+            last = now;
+        } else {
+            atomic_fetch_add(&p->failed, 1);
+        }
+        usleep(20000);
+    }
+    hie_client_destroy(&c);
+    return NULL;
+}
+
+static void
+pinger_start(struct pinger *p)
+{
+    memset(p, 0, sizeof(*p));
+    pthread_create(&p->thread, NULL, pinger_main, p);
+}
+
+static void
+pinger_check(struct pinger *p)
+{
+    atomic_store(&p->stop, true);
+    pthread_join(p->thread, NULL);
+    cr_assert_gt(atomic_load(&p->ok), 5, "the valid client got only %d answers",
+        atomic_load(&p->ok));
+    cr_assert_eq(atomic_load(&p->failed), 0, "the valid client saw %d failures",
+        atomic_load(&p->failed));
+    cr_assert_lt(p->max_gap_ms, 1000, "the valid client waited %lu ms for an answer",
+        p->max_gap_ms);
+    cr_assert(itest_node_alive(&node), "node died");
+}
+
+static void
+setup(void)
+{
+    itest_opts_t o = {.frame_timeout_ms = 1500, .frame_bytes_max = 65536,
+        .inflight_max = 8};
+    itest_node_init(&node, &o);
+    itest_node_start(&node);
+    itest_register(&node, "general-hospital", "hospital");
+    itest_register(&node, "riverside-clinic", "clinic");
+}
+
+static void
+teardown(void)
+{
+    itest_node_cleanup(&node);
+}
+
+TestSuite(hostile, .init = setup, .fini = teardown, .timeout = 90);
+
+static void
+raw_write(SSL *ssl, const void *buf, size_t len)
+{
+    cr_assert_eq(SSL_write(ssl, buf, (int)len), (int)len);
+}
+
+/* Expects one Error envelope with code, then the connection closed by the node. */
+static void
+expect_error_then_close(SSL *ssl, Hie__V1__ErrorCode code)
+{
+    hie_arena_t *arena = NULL;
+    cr_assert_eq(hie_arena_create(&arena, 1 << 20), 0);
+    hie_envelope_t *env = NULL;
+    int n = itest_raw_read_frame(ssl, 5000, arena, &env);
+    cr_assert_gt(n, 0, "expected an Error frame, got %d", n);
+    cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_ERROR);
+    cr_assert_eq(env->error->code, code, "code %d", env->error->code);
+    cr_assert_eq(itest_raw_read_frame(ssl, 5000, NULL, NULL), 0, "node did not close");
+    hie_arena_destroy(&arena);
+}
+
+Test(hostile, oversize_length_prefix_gets_bad_request_and_close)
+{
+    struct pinger p;
+    pinger_start(&p);
+    SSL *ssl = itest_raw_connect(&node, "riverside-clinic");
+    cr_assert_not_null(ssl);
+    uint8_t hdr[4];
+    hie_store_be32(hdr, 0x7fffffffu); /* 2 GiB: refused before any body byte is buffered */
+    raw_write(ssl, hdr, sizeof(hdr));
+    expect_error_then_close(ssl, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST);
+    itest_raw_close(ssl);
+    cr_assert(itest_log_wait(&node, "frame rejected", 2000));
+    usleep(200000);
+    pinger_check(&p);
+}
+
+Test(hostile, random_bytes_after_handshake)
+{
+    struct pinger p;
+    pinger_start(&p);
+    srand(42); /* seed printed: the sequence is reproducible */
+    cr_log_info("seed=42");
+    for (int round = 0; round < 20; round++) {
+        SSL *ssl = itest_raw_connect(&node, "riverside-clinic");
+        cr_assert_not_null(ssl);
+        uint8_t junk[512];
+        size_t len = 8 + (size_t)(rand() % 500);
+        for (size_t i = 0; i < len; i++) {
+            junk[i] = (uint8_t)rand();
+        }
+        if (round % 2 == 0) {
+            hie_store_be32(junk, (uint32_t)(len - 4)); /* a plausible length, garbage body */
+        }
+        raw_write(ssl, junk, len);
+        /* an Error then close, or just a close: never a hang or a crash */
+        int n = itest_raw_read_frame(ssl, 3000, NULL, NULL);
+        cr_assert(n != -1 || round % 2 == 1, "round %d: no answer and no close", round);
+        itest_raw_close(ssl);
+    }
+    pinger_check(&p);
+}
+
+Test(hostile, truncated_frame_times_out_with_error)
+{
+    struct pinger p;
+    pinger_start(&p);
+    SSL *ssl = itest_raw_connect(&node, "riverside-clinic");
+    cr_assert_not_null(ssl);
+    uint8_t partial[10] = {0, 0, 0, 100, 0x0a, 0x02, 'i', 'd'}; /* says 100, sends 6 */
+    raw_write(ssl, partial, 10);
+    expect_error_then_close(ssl, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST);
+    itest_raw_close(ssl);
+    cr_assert(itest_log_contains(&node, "frame timeout"));
+    pinger_check(&p);
+}
+
+Test(hostile, one_byte_per_second_client_is_cut_off)
+{
+    struct pinger p;
+    pinger_start(&p);
+    SSL *ssl = itest_raw_connect(&node, "riverside-clinic");
+    cr_assert_not_null(ssl);
+    uint8_t frame[64] = {0, 0, 0, 40};
+    bool closed = false;
+    for (int i = 0; i < 10 && !closed; i++) {
+        if (SSL_write(ssl, frame + i, 1) != 1) {
+            closed = true;
+            break;
+        }
+        struct pollfd pfd = {SSL_get_fd(ssl), POLLIN, 0};
+        if (poll(&pfd, 1, 1000) > 0) {
+            hie_arena_t *arena = NULL;
+            cr_assert_eq(hie_arena_create(&arena, 1 << 20), 0);
+            hie_envelope_t *env = NULL;
+            int n = itest_raw_read_frame(ssl, 2000, arena, &env);
+            if (n > 0) {
+                cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_ERROR);
+            }
+            hie_arena_destroy(&arena);
+            closed = true;
+        }
+    }
+    cr_assert(closed, "a 1 byte/s client kept its connection for 10 s (frame timeout 1.5 s)");
+    itest_raw_close(ssl);
+    pinger_check(&p);
+}
+
+Test(hostile, client_that_never_reads_replies_does_not_stall_others)
+{
+    struct pinger p;
+    pinger_start(&p);
+    SSL *ssl = itest_raw_connect(&node, "riverside-clinic");
+    cr_assert_not_null(ssl);
+    /* 20000 pings (20 MB), never reading: the node stops reading this socket at 8 in flight */
+    hie_envelope_t env;
+    Hie__V1__Ping ping;
+    uint8_t payload[1000];
+    memset(payload, 'x', sizeof(payload));
+    int sent = 0;
+    int fd = SSL_get_fd(ssl);
+    for (int i = 0; i < 20000; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "flood-%d", i);
+        hie__v1__envelope__init(&env);
+        hie__v1__ping__init(&ping);
+        ping.payload.data = payload;
+        ping.payload.len = sizeof(payload);
+        env.id = id;
+        env.body_case = HIE__V1__ENVELOPE__BODY_PING;
+        env.ping = &ping;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        cr_assert_eq(hie_proto_frame_encode(&env, 1 << 20, &buf, &len), 0);
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        if (poll(&pfd, 1, 200) <= 0) {
+            hie_mem_free(buf, len);
+            break; /* our send buffer is full: the node has stopped reading us */
+        }
+        int w = SSL_write(ssl, buf, (int)len);
+        hie_mem_free(buf, len);
+        if (w <= 0) {
+            break;
+        }
+        sent++;
+    }
+    cr_log_info("flood sent %d pings before the node pushed back", sent);
+    cr_assert_lt(sent, 20000, "the node never pushed back");
+    sleep(1);
+    pinger_check(&p);
+    itest_raw_close(ssl);
+}
+
+Test(hostile, connection_limit_refuses_extra_connections)
+{
+    itest_node_cleanup(&node);
+    itest_opts_t o = {.connections_max = 3};
+    itest_node_init(&node, &o);
+    itest_node_start(&node);
+    itest_register(&node, "riverside-clinic", "clinic");
+    SSL *held[3];
+    for (int i = 0; i < 3; i++) {
+        held[i] = itest_raw_connect(&node, "riverside-clinic");
+        cr_assert_not_null(held[i]);
+    }
+    SSL *extra = itest_raw_connect(&node, "riverside-clinic");
+    cr_assert_null(extra, "a fourth connection was accepted with connections_max 3");
+    cr_assert(itest_log_wait(&node, "reason=connection_limit", 2000));
+    itest_raw_close(held[0]);
+    usleep(300000);
+    SSL *again = itest_raw_connect(&node, "riverside-clinic");
+    cr_assert_not_null(again, "a slot freed by a close was not reused");
+    itest_raw_close(again);
+    for (int i = 1; i < 3; i++) {
+        itest_raw_close(held[i]);
+    }
+}

@@ -18,7 +18,8 @@
  * frame and writes the same bytes back (a frame of the same size). Replies are checked: a Pong
  * correlated to the Ping's id from the node, the Ping itself from the echo server.
  *
- * Usage: bench_edge_ping [--smoke] [--ops N] [--seconds S] [--log-level L] [--keep]
+ * Usage: bench_edge_ping [--smoke] [--ops N] [--seconds S] [--conns A,B,C] [--log-level L]
+ *        [--keep]
  */
 #include "harness.h"
 
@@ -45,6 +46,7 @@
 #define DRAIN_TIMEOUT_S 5u
 #define RUNS_MAX 8u
 #define SERVER_CONNS_MAX 4096u
+#define SLOW_RTT_US 50000u
 
 /* ---- client ------------------------------------------------------------------------------ */
 
@@ -629,6 +631,7 @@ struct opts {
     uint64_t ops;                /* 0: the per-connection-count default */
     unsigned seconds;
     const char *log_level;
+    uint32_t conns[3];           /* connection counts to measure; 0 = skip */
 };
 
 struct run {
@@ -637,7 +640,8 @@ struct run {
     uint32_t conns;
     uint64_t ops;
     uint64_t errors;
-    double secs, p50_us, p99_us, ratio, node_cpu, node_thread, client_cpu;
+    double secs, p50_us, p99_us, max_us, ratio, node_cpu, node_thread, client_cpu;
+    uint64_t slow;               /* round trips over SLOW_RTT_US: stalls, not queueing */
 };
 
 static int
@@ -737,6 +741,10 @@ client_measure(struct client *cl, struct run *r, uint64_t target, unsigned secon
     bench_cpu_delta(&s0, &s1, &r->client_cpu, &unused, &tid);
     r->ops = cl->done_measured;
     bench_percentiles(cl->lat_ns, cl->done_measured, &r->p50_us, &r->p99_us);
+    r->max_us = r->ops > 0 ? (double)cl->lat_ns[r->ops - 1] / 1000.0 : 0.0;
+    for (uint64_t i = 0; i < r->ops; i++) {
+        r->slow += cl->lat_ns[i] > SLOW_RTT_US * 1000ull;
+    }
     return rc;
 }
 
@@ -770,9 +778,9 @@ run_one(struct run *r, SSL_CTX *ctx, uint16_t port, unsigned tag, const struct o
 static void
 run_print(const struct run *r)
 {
-    printf("%-5s %6u %8lu %6.2f %9.0f %8.1f %8.1f %5lu", r->mode, r->conns,
+    printf("%-5s %6u %8lu %6.2f %9.0f %8.1f %8.1f %8.1f %6lu %5lu", r->mode, r->conns,
         (unsigned long)r->ops, r->secs, r->secs > 0 ? (double)r->ops / r->secs : 0.0,
-        r->p50_us, r->p99_us, (unsigned long)r->errors);
+        r->p50_us, r->p99_us, r->max_us / 1000.0, (unsigned long)r->slow, (unsigned long)r->errors);
     if (r->bare) {
         printf(" %8s %8s %8.0f%% %6.2f\n", "-", "-", r->client_cpu, r->ratio);
     } else {
@@ -795,7 +803,7 @@ run_line(const struct run *r)
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: bench_edge_ping [--smoke] [--ops N] [--seconds S] "
+    fprintf(f, "usage: bench_edge_ping [--smoke] [--ops N] [--seconds S] [--conns A,B,C] "
         "[--log-level error|warn|info|debug] [--keep]\n");
 }
 
@@ -805,14 +813,22 @@ parse(int argc, char **argv, struct opts *o)
     static const struct option lo[] = {{"smoke", no_argument, NULL, 's'},
         {"ops", required_argument, NULL, 'n'}, {"seconds", required_argument, NULL, 't'},
         {"log-level", required_argument, NULL, 'l'}, {"keep", no_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    *o = (struct opts){false, false, 0, 20, "info"};
+        {"conns", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    *o = (struct opts){false, false, 0, 20, "info", {1, 100, 1000}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
         case 's':
             o->smoke = true;
             o->seconds = 5;
+            o->conns[0] = 1;
+            o->conns[1] = 10;
+            o->conns[2] = 50;
+            break;
+        case 'c':
+            memset(o->conns, 0, sizeof(o->conns));
+            (void)sscanf(optarg, "%u,%u,%u", &o->conns[0], &o->conns[1], &o->conns[2]);
             break;
         case 'n':
             o->ops = strtoull(optarg, NULL, 10);
@@ -830,6 +846,11 @@ parse(int argc, char **argv, struct opts *o)
             usage(stdout);
             exit(0);
         default:
+            return 2;
+        }
+    }
+    for (unsigned i = 0; i < 3; i++) {
+        if (o->conns[i] > SERVER_CONNS_MAX - 16) {
             return 2;
         }
     }
@@ -879,18 +900,16 @@ env_teardown(struct env *e)
 static unsigned
 run_all(struct env *e, const struct opts *o, struct run *runs)
 {
-    static const uint32_t full[] = {1, 100, 1000}, smoke[] = {1, 10, 50};
-    const uint32_t *conns = o->smoke ? smoke : full;
     unsigned n = 0;
     long log_off = 0;
-    printf("mode   conns      ops   secs     rtt/s   p50_us   p99_us  fail node_cpu "
-        "max_thr client_cpu ratio\n");
+    printf("mode   conns      ops   secs     rtt/s   p50_us   p99_us   max_ms  >50ms  fail "
+        "node_cpu max_thr client_cpu ratio\n");
     for (unsigned c = 0; c < 3; c++) {
-        for (unsigned m = 0; m < 2 && n < RUNS_MAX; m++, n++) {
+        for (unsigned m = 0; m < 2 && n < RUNS_MAX && o->conns[c] > 0; m++, n++) {
             struct run *r = &runs[n];
             r->bare = m == 0;
             r->mode = r->bare ? "bare" : "node";
-            r->conns = conns[c];
+            r->conns = o->conns[c];
             (void)run_one(r, e->cli, r->bare ? e->echo.port : e->node.port, n, o,
                 r->bare ? getpid() : e->node.pid);
             r->ratio = 1.0;

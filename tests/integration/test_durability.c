@@ -1,0 +1,210 @@
+/*
+ * test_durability.c - idempotency, kill -9, log replay, graceful stop, reloads, operator errors.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static itest_node_t node;
+
+static void
+setup(void)
+{
+    itest_node_init(&node, NULL);
+    itest_node_start(&node);
+}
+
+static void
+teardown(void)
+{
+    itest_node_cleanup(&node);
+}
+
+TestSuite(durability, .init = setup, .fini = teardown, .timeout = 120);
+
+static unsigned long
+status_field(const char *field)
+{
+    char out[2048], key[64];
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "status"), 0, "%s", out);
+    snprintf(key, sizeof(key), "%s=", field);
+    char *p = strstr(out, key);
+    cr_assert_not_null(p, "%s", out);
+    return strtoul(p + strlen(key), NULL, 10);
+}
+
+Test(durability, same_command_id_twice_same_result_applied_once)
+{
+    char a[2048], b[2048];
+    int rc = itest_ctl(&node, a, sizeof(a),
+        "--id reg-once org register general-hospital --name 'General' --roles hospital");
+    cr_assert_eq(rc, 0, "%s", a);
+    unsigned long applied = status_field("applied_index");
+    rc = itest_ctl(&node, b, sizeof(b),
+        "--id reg-once org register general-hospital --name 'General' --roles hospital");
+    cr_assert_eq(rc, 0, "the repeat must return the original success: %s", b);
+    cr_assert_str_eq(a, b, "repeat answered differently");
+    cr_assert_eq(status_field("applied_index"), applied, "the repeat was applied again");
+    /* a new id for the same registration is a new command, and the registry refuses it */
+    rc = itest_ctl(&node, b, sizeof(b),
+        "--id reg-twice org register general-hospital --name 'General' --roles hospital");
+    cr_assert_eq(rc, 1, "%s", b);
+    cr_assert(strstr(b, "already registered") != NULL, "%s", b);
+    cr_assert(strstr(a, "version=1") != NULL, "%s", a);
+}
+
+Test(durability, same_envelope_id_twice_same_reply)
+{
+    itest_register(&node, "general-hospital", "hospital");
+    char a[2048], b[2048];
+    int rc = itest_hie(&node, "general-hospital", a, sizeof(a), "--json --id same-1 ping one");
+    cr_assert_eq(rc, 0, "%s", a);
+    rc = itest_hie(&node, "general-hospital", b, sizeof(b), "--json --id same-1 ping one");
+    cr_assert_eq(rc, 0, "%s", b);
+    cr_assert(itest_log_wait(&node, "id=same-1 type=ping outcome=OK repeat=1", 2000),
+        "the second ping was not served as a repeat");
+    /* another organization may use the same id: it is its own key space */
+    itest_register(&node, "riverside-clinic", "clinic");
+    rc = itest_hie(&node, "riverside-clinic", b, sizeof(b), "--id same-1 ping");
+    cr_assert_eq(rc, 0, "%s", b);
+    cr_assert(itest_log_wait(&node, "org=riverside-clinic id=same-1 type=ping outcome=OK "
+        "repeat=0", 2000));
+}
+
+Test(durability, kill_9_right_after_ack_loses_nothing)
+{
+    for (int round = 0; round < 10; round++) {
+        char org[64], out[2048];
+        snprintf(org, sizeof(org), "member-%02d", round);
+        int rc = itest_ctl(&node, out, sizeof(out), "org register %s --roles clinic", org);
+        cr_assert_eq(rc, 0, "%s", out);
+        /* acknowledged: kill -9 at once, before the node can do anything else */
+        cr_assert_eq(itest_node_stop(&node, SIGKILL), 128 + SIGKILL);
+        itest_node_start(&node);
+        for (int k = 0; k <= round; k++) {
+            snprintf(org, sizeof(org), "member-%02d", k);
+            rc = itest_ctl(&node, out, sizeof(out), "org show %s", org);
+            cr_assert_eq(rc, 0, "round %d: %s lost after kill -9: %s", round, org, out);
+        }
+    }
+    cr_assert_eq(status_field("applied_index"), 10);
+}
+
+Test(durability, log_replay_on_fresh_directory_gives_same_contents)
+{
+    char out[65536];
+    for (int i = 0; i < 25; i++) {
+        int rc = itest_ctl(&node, out, sizeof(out), "org register org-%02d --roles %s", i,
+            i % 3 ? "clinic" : "hospital,lab");
+        cr_assert_eq(rc, 0, "%s", out);
+    }
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "org suspend org-03"), 0);
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "org roles org-04 --roles payer"), 0);
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "--id dup org reinstate org-03"), 0);
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "--id dup org reinstate org-03"), 0);
+    cr_assert_eq(itest_node_stop(&node, SIGTERM), 0);
+    /* a second data directory with only the log: the node replays it at start */
+    char first_state[ITEST_PATH + 16];
+    snprintf(first_state, sizeof(first_state), "%s/state", node.data_dir);
+    char fresh[ITEST_PATH];
+    snprintf(fresh, sizeof(fresh), "%s/fresh", node.root);
+    int rc = itest_sh(out, sizeof(out), "mkdir -m 700 '%s' && cp -a '%s/log' '%s/log'", fresh,
+        node.data_dir, fresh);
+    cr_assert_eq(rc, 0, "%s", out);
+    snprintf(node.data_dir, sizeof(node.data_dir), "%s", fresh);
+    itest_node_write_config(&node);
+    itest_node_start(&node);
+    cr_assert(itest_log_contains(&node, "replay_ms="), "no replay line");
+    /* 25 registrations + suspend + roles + one reinstate (its repeat was answered from the
+     * dedup table without a new log entry) */
+    cr_assert(itest_log_contains(&node, "applied_index=28 log_index=28"), "replay did not reach 28");
+    cr_assert_eq(itest_node_stop(&node, SIGTERM), 0);
+    rc = itest_sh(out, sizeof(out), "cd '%s' && mdb_dump -a '%s' > a.dump && "
+        "mdb_dump -a '%s/state' > b.dump && cmp a.dump b.dump && wc -l < a.dump", node.root,
+        first_state, fresh);
+    cr_assert_eq(rc, 0, "state rebuilt from the log differs:\n%s", out);
+    cr_assert_gt(atoi(out), 50, "dump suspiciously small: %s", out);
+}
+
+Test(durability, sigterm_exits_cleanly_and_in_flight_requests_finish)
+{
+    itest_register(&node, "general-hospital", "hospital");
+    hie_client_t *c = itest_client(&node, "general-hospital");
+    cr_assert_eq(itest_ping(c, NULL), 0);
+    int rc = itest_node_stop(&node, SIGTERM);
+    cr_assert_eq(rc, 0, "hie-node exited %d on SIGTERM", rc);
+    cr_assert(itest_log_contains(&node, "msg=\"drained\""));
+    cr_assert(itest_log_contains(&node, "msg=\"node stopped\""));
+    cr_assert_not(itest_log_contains(&node, "LeakSanitizer"), "leaks reported at exit");
+    cr_assert_not(itest_log_contains(&node, "AddressSanitizer"), "ASan error at exit");
+    hie_client_destroy(&c);
+}
+
+Test(durability, crl_reload_on_sighup_and_admin_command)
+{
+    itest_node_stop(&node, SIGTERM);
+    itest_node_own_pki(&node);
+    itest_node_start(&node);
+    itest_register(&node, "riverside-clinic", "clinic");
+    itest_register(&node, "st-mary-hospital", "hospital");
+    char out[4096];
+    cr_assert_eq(itest_hie(&node, "riverside-clinic", out, sizeof(out), "whoami"), 0, "%s", out);
+    /* revoke, publish the CRL, SIGHUP: the next connection is refused, no restart */
+    int rc = itest_sh(out, sizeof(out), "bash %s/deploy/pki.sh revoke '%s' riverside-clinic",
+        HIE_SOURCE_DIR, node.pki);
+    cr_assert_eq(rc, 0, "%s", out);
+    kill(node.pid, SIGHUP);
+    cr_assert(itest_log_wait(&node, "source=sighup", 3000));
+    cr_assert_neq(itest_hie(&node, "riverside-clinic", out, sizeof(out), "whoami"), 0,
+        "revoked certificate still accepted after SIGHUP: %s", out);
+    cr_assert(itest_log_wait(&node, "reason=revoked", 3000));
+    /* same through hiectl reload */
+    rc = itest_sh(out, sizeof(out), "bash %s/deploy/pki.sh revoke '%s' st-mary-hospital",
+        HIE_SOURCE_DIR, node.pki);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "reload"), 0, "%s", out);
+    cr_assert_neq(itest_hie(&node, "st-mary-hospital", out, sizeof(out), "whoami"), 0);
+    cr_assert(itest_node_alive(&node));
+    /* a broken CRL is refused and the node keeps the last good one */
+    rc = itest_sh(out, sizeof(out), "echo garbage > '%s/ca/crl.pem'", node.pki);
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "reload"), 1, "%s", out);
+    cr_assert(strstr(out, "crl") != NULL, "%s", out);
+    itest_register(&node, "general-hospital", "hospital");
+    cr_assert_eq(itest_hie(&node, "general-hospital", out, sizeof(out), "whoami"), 0, "%s", out);
+}
+
+Test(durability, bad_config_names_the_key_and_exits_1)
+{
+    char out[4096];
+    int rc = itest_sh(out, sizeof(out), "printf 'node: {id: n1, data_dir: /tmp}\\n"
+        "listen: {port: 70000}\\ntls: {ca_file: a, cert_file: b, key_file: c}\\n' > "
+        "'%s/bad.yaml' && '%s' --config '%s/bad.yaml'", node.root, HIE_NODE_BIN, node.root);
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert(strstr(out, "listen.port") != NULL, "%s", out);
+    rc = itest_sh(out, sizeof(out), "printf 'node: {id: n1, data_dir: /tmp}\\nbogus: 1\\n' > "
+        "'%s/bad2.yaml' && '%s' --config '%s/bad2.yaml'", node.root, HIE_NODE_BIN, node.root);
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert(strstr(out, "bogus") != NULL, "%s", out);
+}
+
+Test(durability, second_node_on_same_data_dir_is_refused)
+{
+    char out[4096];
+    int rc = itest_sh(out, sizeof(out), "timeout 10 '%s' --config '%s'", HIE_NODE_BIN, node.cfg);
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert(strstr(out, "in use by another node") != NULL, "%s", out);
+    cr_assert(itest_node_alive(&node));
+}
+
+Test(durability, admin_socket_is_private)
+{
+    char out[1024];
+    int rc = itest_sh(out, sizeof(out), "stat -c '%%a' '%s/admin.sock' '%s'", node.data_dir,
+        node.data_dir);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_str_eq(out, "600\n700\n");
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Runs a local hiebroker node with a demo exchange and narrates what happens.
+# usage: deploy/demo.sh [BUILD_DIR] [--serve]
+#   BUILD_DIR  where hie-node, hiectl and hie were built (default: build)
+#   --serve    keep the node running after the demo until Ctrl-C
+# Everything lives in ./demo (recreated each run): PKI, config, data directory, node log.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-build}
+serve=0
+[ "${2:-}" = "--serve" ] || [ "${1:-}" = "--serve" ] && serve=1
+[ "${1:-}" = "--serve" ] && build=build
+case $build in /*) ;; *) build="$here/$build" ;; esac
+node_bin="$build/node/hie-node"; ctl_bin="$build/node/hiectl"; hie_bin="$build/client/hie"
+for b in "$node_bin" "$ctl_bin" "$hie_bin"; do
+  [ -x "$b" ] || { echo "demo: $b not built (run cmake --build first)" >&2; exit 1; }
+done
+demo=${HIE_DEMO_DIR:-$here/demo}
+port=${HIE_DEMO_PORT:-7443}
+http=${HIE_DEMO_HTTP_PORT:-9443}
+rm -rf "$demo"; mkdir -p "$demo"
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*" | sed "s|$build/||g; s|$demo/||g"; "$@"; }
+node_pid=""
+cleanup() { [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null; true; }
+trap cleanup EXIT
+
+step "create a development PKI (HIE CA, node and member certificates, CRL)"
+bash "$here/deploy/dev-pki.sh" "$demo/pki" 2>&1 | tail -1
+cat > "$demo/node.yaml" <<YAML
+node: {id: node-1, data_dir: data}
+listen: {address: 127.0.0.1, port: $port}
+tls: {ca_file: pki/ca/ca.crt, cert_file: pki/certs/node-1.crt, key_file: pki/certs/node-1.key,
+      crl_file: pki/ca/crl.pem}
+operator: {http_address: 127.0.0.1, http_port: $http}
+workers: 2
+YAML
+run "$ctl_bin" init --data-dir "$demo/data"
+
+step "start hie-node (log: demo/node.log)"
+"$node_bin" --config "$demo/node.yaml" 2> "$demo/node.log" &
+node_pid=$!
+for _ in $(seq 1 100); do grep -q 'msg="node started"' "$demo/node.log" 2>/dev/null && break; sleep 0.1; done
+grep -q 'msg="node started"' "$demo/node.log" || { cat "$demo/node.log"; exit 1; }
+ctl() { run "$ctl_bin" --config "$demo/node.yaml" "$@"; }
+member() { local org=$1; shift; run "$hie_bin" --addr "127.0.0.1:$port" --ca "$demo/pki/ca/ca.crt" \
+  --cert "$demo/pki/certs/$org.crt" --key "$demo/pki/certs/$org.key" --server-name node-1 "$@"; }
+ctl status
+
+step "the operator registers member organizations (commands through the log, fsync'd)"
+ctl org register general-hospital --name "General Hospital" --roles hospital
+ctl org register riverside-clinic --name "Riverside Family Clinic" --roles clinic
+ctl org register state-auditor --name "State HIE Auditor" --roles auditor
+ctl org list
+
+step "members connect over mutual TLS 1.3 and ask who they are"
+member general-hospital whoami
+member riverside-clinic --json whoami
+member riverside-clinic ping --count 3 hello
+
+step "an organization the HIE never registered is refused"
+member county-lab whoami || echo "(refused as expected, exit $?)"
+
+step "the operator suspends the clinic: its next connection is refused; reinstated, it works"
+ctl org suspend riverside-clinic --reason "demo"
+member riverside-clinic whoami || echo "(refused as expected, exit $?)"
+ctl org reinstate riverside-clinic
+member riverside-clinic whoami
+
+step "a retried request with the same id gets the original answer"
+ctl --id demo-reg-1 org register county-lab --name "County Lab" --roles lab
+ctl --id demo-reg-1 org register county-lab --name "County Lab" --roles lab
+
+step "the operator revokes the lab's certificate and reloads the CRL without a restart"
+bash "$here/deploy/pki.sh" revoke "$demo/pki" county-lab
+ctl reload
+member county-lab whoami || echo "(refused as expected, exit $?)"
+
+step "operator endpoint: health and a few metrics"
+run curl -s "http://127.0.0.1:$http/healthz"
+curl -s "http://127.0.0.1:$http/metrics" | grep -E '^hie_(connections_total|tls_handshakes_total.*(ok|revoked|no_cert)|auth_refused_total|requests_total.*outcome="ok"|commands_applied_total|applied_index)' | grep -v ' 0$' || true
+ctl status
+
+step "what the node logged (one line per event, no patient data)"
+grep -E 'member (authenticated|refused)|request done|command applied|tls handshake failed' "$demo/node.log" | tail -12
+
+if [ "$serve" = 1 ]; then
+  step "node keeps serving on 127.0.0.1:$port (Ctrl-C stops it)"
+  wait "$node_pid"
+  exit 0
+fi
+step "stop the node gracefully (SIGTERM: drain, then exit 0)"
+kill -TERM "$node_pid"; wait "$node_pid"; rc=$?; node_pid=""
+tail -2 "$demo/node.log"
+echo "demo finished: node exited $rc"

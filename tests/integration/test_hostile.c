@@ -58,11 +58,14 @@ pinger_check(struct pinger *p)
 {
     atomic_store(&p->stop, true);
     pthread_join(p->thread, NULL);
+    cr_log_info("valid client: ok=%d failed=%d max_gap_ms=%lu", atomic_load(&p->ok),
+        atomic_load(&p->failed), p->max_gap_ms);
     cr_assert_gt(atomic_load(&p->ok), 5, "the valid client got only %d answers",
         atomic_load(&p->ok));
     cr_assert_eq(atomic_load(&p->failed), 0, "the valid client saw %d failures",
         atomic_load(&p->failed));
-    cr_assert_lt(p->max_gap_ms, 1000, "the valid client waited %lu ms for an answer",
+    /* generous: ASan build on 2 shared cores; a real stall is the frame or idle timeout */
+    cr_assert_lt(p->max_gap_ms, 2000, "the valid client waited %lu ms for an answer",
         p->max_gap_ms);
     cr_assert(itest_node_alive(&node), "node died");
 }

@@ -64,6 +64,8 @@ struct run {
     /* results */
     uint64_t ops;
     double secs, p50_us, p99_us, ratio, cpu_pct, thread_pct;
+    double proc_pct;         /* this process: the clients (and the bare server, when bare) */
+    double cpu_us_op;        /* CPU of both processes per operation: robust to a busy host */
 };
 
 struct client_arg {
@@ -269,7 +271,8 @@ static void *
 bare_thread(void *arg)
 {
     struct bare *b = arg;
-    for (uint64_t i = 0; i < UINT64_MAX && !atomic_load(&b->stop); i++) {
+    uint64_t end_ns = hie_time_mono_ns() + BENCH_SERVER_LIFETIME_NS;
+    while (!atomic_load(&b->stop) && hie_time_mono_ns() < end_ns) {
         int fd = accept4(b->listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) {
@@ -328,9 +331,10 @@ run_print(const struct run *r, uint64_t failures)
         (unsigned long)r->ops, r->secs, r->secs > 0 ? (double)r->ops / r->secs : 0.0,
         r->p50_us, r->p99_us, (unsigned long)failures);
     if (r->bare) {
-        printf(" %9s %9s %6s\n", "-", "-", "1.00");
+        printf(" %9s %9s %8.0f%% %8.0f %6s\n", "-", "-", r->proc_pct, r->cpu_us_op, "1.00");
     } else {
-        printf(" %8.0f%% %8.0f%% %6.2f\n", r->cpu_pct, r->thread_pct, r->ratio);
+        printf(" %8.0f%% %8.0f%% %8.0f%% %8.0f %6.2f\n", r->cpu_pct, r->thread_pct,
+            r->proc_pct, r->cpu_us_op, r->ratio);
     }
     fflush(stdout);
 }
@@ -340,12 +344,13 @@ run_line(const struct run *r, uint64_t failures)
 {
     double rate = r->secs > 0 ? (double)r->ops / r->secs : 0.0;
     printf("bench=edge_handshake mode=%s clients=%u ops=%lu ns_op=%.0f ops_s=%.1f p50_us=%.1f "
-        "p99_us=%.1f errors=%lu ratio_vs_bare=%.2f\n", r->mode, r->clients,
+        "p99_us=%.1f cpu_us_op=%.0f errors=%lu ratio_vs_bare=%.2f\n", r->mode, r->clients,
         (unsigned long)r->ops, rate > 0 ? 1e9 / rate : 0.0, rate, r->p50_us, r->p99_us,
-        (unsigned long)failures, r->ratio);
+        r->cpu_us_op, (unsigned long)failures, r->ratio);
 }
 
-/* Measures one (mode, clients) pair: warm-up, then the timed run. */
+/* Measures one (mode, clients) pair: warm-up, then the timed run. CPU is sampled for the node
+ * and for this process, so cpu_us_op covers servers and clients in both modes. */
 static uint64_t
 measure(struct run *r, const struct opts *o, pid_t node_pid)
 {
@@ -354,14 +359,19 @@ measure(struct run *r, const struct opts *o, pid_t node_pid)
     (void)run_clients(r, 5);
     uint64_t warm_failures = atomic_load(&r->failures);
     r->ops_target = target;
-    bench_cpu_t c0, c1;
-    bench_cpu_sample(node_pid, &c0);
+    bench_cpu_t n0, n1, s0, s1;
+    bench_cpu_sample(node_pid, &n0);
+    bench_cpu_sample(getpid(), &s0);
     int rc = run_clients(r, o->seconds);
-    bench_cpu_sample(node_pid, &c1);
+    bench_cpu_sample(node_pid, &n1);
+    bench_cpu_sample(getpid(), &s1);
     pid_t tid = 0;
-    bench_cpu_delta(&c0, &c1, &r->cpu_pct, &r->thread_pct, &tid);
-    uint64_t failures = atomic_load(&r->failures) + warm_failures + (rc != 0);
-    return failures;
+    double unused = 0;
+    bench_cpu_delta(&n0, &n1, &r->cpu_pct, &r->thread_pct, &tid);
+    bench_cpu_delta(&s0, &s1, &r->proc_pct, &unused, &tid);
+    r->cpu_us_op = r->ops > 0 ? (r->cpu_pct + r->proc_pct) / 100.0 * r->secs * 1e6 /
+        (double)r->ops : 0.0;
+    return atomic_load(&r->failures) + warm_failures + (rc != 0);
 }
 
 static void
@@ -457,7 +467,7 @@ run_all(struct env *e, const struct opts *o, struct run *runs, uint64_t *fails, 
     long log_off = 0;
     uint64_t rs = BENCH_SEED;
     printf("mode  clients     ops    secs      hs/s    p50_us    p99_us   fail "
-        "node_cpu max_thread  ratio\n");
+        "node_cpu max_thread bench_cpu cpu_us/op  ratio\n");
     for (unsigned c = 0; c < HIE_ARRAY_LEN(clients); c++) {
         for (unsigned m = 0; m < 2 && *n < RUNS_MAX; m++) {
             struct run *r = &runs[*n];
@@ -473,7 +483,7 @@ run_all(struct env *e, const struct opts *o, struct run *runs, uint64_t *fails, 
             for (unsigned i = 0; i < PAYLOAD_BYTES; i++) {
                 r->payload[i] = (uint8_t)bench_rand(&rs);
             }
-            fails[*n] = measure(r, o, r->bare ? getpid() : e->node.pid);
+            fails[*n] = measure(r, o, e->node.pid);
             if (!r->bare) {
                 const struct run *b = &runs[*n - 1];
                 double br = b->secs > 0 ? (double)b->ops / b->secs : 0.0;

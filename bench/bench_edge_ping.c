@@ -573,7 +573,8 @@ echo_thread(void *arg)
 {
     struct echo *s = arg;
     struct epoll_event ev[EVENTS_MAX];
-    while (!atomic_load(&s->stop)) {
+    uint64_t end_ns = hie_time_mono_ns() + BENCH_SERVER_LIFETIME_NS;
+    while (!atomic_load(&s->stop) && hie_time_mono_ns() < end_ns) {
         int n = epoll_wait(s->epfd, ev, EVENTS_MAX, 50);
         for (int i = 0; i < n; i++) {
             if (ev[i].data.ptr == s) {
@@ -641,6 +642,7 @@ struct run {
     uint64_t ops;
     uint64_t errors;
     double secs, p50_us, p99_us, max_us, ratio, node_cpu, node_thread, client_cpu;
+    double cpu_us_op;            /* CPU of the node and this process per round trip */
     uint64_t slow;               /* round trips over SLOW_RTT_US: stalls, not queueing */
 };
 
@@ -740,6 +742,8 @@ client_measure(struct client *cl, struct run *r, uint64_t target, unsigned secon
     bench_cpu_delta(&n0, &n1, &r->node_cpu, &r->node_thread, &tid);
     bench_cpu_delta(&s0, &s1, &r->client_cpu, &unused, &tid);
     r->ops = cl->done_measured;
+    r->cpu_us_op = r->ops > 0 ? (r->node_cpu + r->client_cpu) / 100.0 * r->secs * 1e6 /
+        (double)r->ops : 0.0;
     bench_percentiles(cl->lat_ns, cl->done_measured, &r->p50_us, &r->p99_us);
     r->max_us = r->ops > 0 ? (double)cl->lat_ns[r->ops - 1] / 1000.0 : 0.0;
     for (uint64_t i = 0; i < r->ops; i++) {
@@ -782,10 +786,11 @@ run_print(const struct run *r)
         (unsigned long)r->ops, r->secs, r->secs > 0 ? (double)r->ops / r->secs : 0.0,
         r->p50_us, r->p99_us, r->max_us / 1000.0, (unsigned long)r->slow, (unsigned long)r->errors);
     if (r->bare) {
-        printf(" %8s %8s %8.0f%% %6.2f\n", "-", "-", r->client_cpu, r->ratio);
-    } else {
-        printf(" %7.0f%% %7.0f%% %8.0f%% %6.2f\n", r->node_cpu, r->node_thread, r->client_cpu,
+        printf(" %8s %7s %8.0f%% %7.1f %6.2f\n", "-", "-", r->client_cpu, r->cpu_us_op,
             r->ratio);
+    } else {
+        printf(" %7.0f%% %6.0f%% %8.0f%% %7.1f %6.2f\n", r->node_cpu, r->node_thread,
+            r->client_cpu, r->cpu_us_op, r->ratio);
     }
     fflush(stdout);
 }
@@ -795,9 +800,9 @@ run_line(const struct run *r)
 {
     double rate = r->secs > 0 ? (double)r->ops / r->secs : 0.0;
     printf("bench=edge_ping mode=%s conns=%u ops=%lu ns_op=%.0f ops_s=%.0f p50_us=%.1f "
-        "p99_us=%.1f errors=%lu ratio_vs_bare=%.2f\n", r->mode, r->conns,
+        "p99_us=%.1f cpu_us_op=%.1f errors=%lu ratio_vs_bare=%.2f\n", r->mode, r->conns,
         (unsigned long)r->ops, rate > 0 ? 1e9 / rate : 0.0, rate, r->p50_us, r->p99_us,
-        (unsigned long)r->errors, r->ratio);
+        r->cpu_us_op, (unsigned long)r->errors, r->ratio);
 }
 
 static void
@@ -903,15 +908,14 @@ run_all(struct env *e, const struct opts *o, struct run *runs)
     unsigned n = 0;
     long log_off = 0;
     printf("mode   conns      ops   secs     rtt/s   p50_us   p99_us   max_ms  >50ms  fail "
-        "node_cpu max_thr client_cpu ratio\n");
+        "node_cpu max_thr bench_cpu cpu_us/op ratio\n");
     for (unsigned c = 0; c < 3; c++) {
         for (unsigned m = 0; m < 2 && n < RUNS_MAX && o->conns[c] > 0; m++, n++) {
             struct run *r = &runs[n];
             r->bare = m == 0;
             r->mode = r->bare ? "bare" : "node";
             r->conns = o->conns[c];
-            (void)run_one(r, e->cli, r->bare ? e->echo.port : e->node.port, n, o,
-                r->bare ? getpid() : e->node.pid);
+            (void)run_one(r, e->cli, r->bare ? e->echo.port : e->node.port, n, o, e->node.pid);
             r->ratio = 1.0;
             if (!r->bare && runs[n - 1].ops > 0 && runs[n - 1].secs > 0 && r->secs > 0) {
                 r->ratio = ((double)r->ops / r->secs) / ((double)runs[n - 1].ops /

@@ -38,6 +38,8 @@
 #define BENCH_NODE_ID "node-1"
 /* Fixed seed of every workload (payload bytes, ids): runs are reproducible. */
 #define BENCH_SEED 0x6869656265ull
+/* Hard cap on the life of an in-process baseline server thread (normally stopped long before). */
+#define BENCH_SERVER_LIFETIME_NS (1800ull * 1000000000ull)
 
 /* Raises RLIMIT_NOFILE to its hard limit; returns the new soft limit. */
 uint64_t bench_rlimit_raise(void);
@@ -70,7 +72,8 @@ typedef struct bench_node {
 } bench_node_t;
 
 /* Writes <root>/node.yaml (workers, log level, port picked here), starts HIE_NODE_BIN and waits
- * (at most timeout_ms) for `msg="node started"` in its log and a TCP connect to succeed.
+ * (at most timeout_ms) for `msg="node started"` in its log, or (log levels above info) for its
+ * admin socket, which the node binds after the edge listens.
  * Retries with another port if the node exits early. Returns 0 or an error (logged). */
 HIE_MUST_CHECK int bench_node_start(bench_node_t *n, const char *root, unsigned workers,
     const char *log_level, int timeout_ms);
@@ -93,7 +96,7 @@ typedef struct bench_cpu {
     unsigned count;
     pid_t tid[BENCH_THREADS_MAX];
     uint64_t ticks[BENCH_THREADS_MAX];
-    uint64_t total_ticks;
+    uint64_t total_ticks;        /* the whole process, threads that exited included */
     uint64_t when_ns;
 } bench_cpu_t;
 void bench_cpu_sample(pid_t pid, bench_cpu_t *out);

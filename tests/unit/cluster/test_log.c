@@ -21,7 +21,10 @@
 #include <string.h>
 #include <zmq.h>
 
-#define ENDPOINT "inproc://test-log"
+/* zmq_close() tears a socket down asynchronously, so binding the same inproc endpoint right
+ * after a log was destroyed can fail with EADDRINUSE: every open gets a fresh endpoint. */
+static char endpoint[64] = "inproc://test-log-0";
+static unsigned endpoint_seq;
 #define MAP_BYTES (64ull * 1024ull * 1024ull)
 #define CMDS_MAX 600u
 #define CMD_BYTES_MAX 64u
@@ -193,7 +196,8 @@ fsm_table(struct test_fsm *f)
 static hie_cluster_log_config_t
 log_config(void)
 {
-    hie_cluster_log_config_t cfg = {log_dir_get(), zctx, ENDPOINT, MAP_BYTES};
+    snprintf(endpoint, sizeof(endpoint), "inproc://test-log-%u", ++endpoint_seq);
+    hie_cluster_log_config_t cfg = {log_dir_get(), zctx, endpoint, MAP_BYTES};
     return cfg;
 }
 
@@ -208,6 +212,13 @@ log_open(struct test_fsm *f)
     cr_assert_eq(rc, 0, "hie_cluster_log_open: %s", hie_strerror_name(rc));
     cr_assert_not_null(open_log);
     return open_log;
+}
+
+static void
+log_start(hie_cluster_log_t *log)
+{
+    int rc = hie_cluster_log_start(log);
+    cr_assert_eq(rc, 0, "hie_cluster_log_start: %s", hie_strerror_name(rc));
 }
 
 static void
@@ -226,7 +237,7 @@ dealer_new(void)
     cr_assert_not_null(d);
     int linger = 0;
     cr_assert_eq(zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof(linger)), 0);
-    cr_assert_eq(zmq_connect(d, ENDPOINT), 0);
+    cr_assert_eq(zmq_connect(d, endpoint), 0);
     for (size_t i = 0; i < HIE_ARRAY_LEN(open_dealers); i++) {
         if (open_dealers[i] == NULL) {
             open_dealers[i] = d;
@@ -333,7 +344,7 @@ submitter_main(void *arg)
     }
     int linger = 0;
     zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof(linger));
-    if (zmq_connect(d, ENDPOINT) != 0) {
+    if (zmq_connect(d, endpoint) != 0) {
         sub_error(s, "zmq_connect failed", 0);
         zmq_close(d);
         return NULL;
@@ -422,7 +433,7 @@ Test(cluster_log, concurrent_submitters_get_one_reply_each_with_gapless_indexes)
     struct test_fsm *f = fsm_new(0);
     hie_cluster_log_t *log = log_open(f);
     cr_assert_eq(hie_cluster_log_last_index(log), 0);
-    cr_assert_eq(hie_cluster_log_start(log), 0);
+    log_start(log);
     cr_assert_eq(hie_cluster_log_start(log), HIE_ESTATE, "a second start is refused");
 
     submit_all(f);
@@ -446,7 +457,7 @@ fill_log(void)
 {
     struct test_fsm *f = fsm_new(0);
     hie_cluster_log_t *log = log_open(f);
-    cr_assert_eq(hie_cluster_log_start(log), 0);
+    log_start(log);
     submit_all(f);
     log_close(&log);
     cr_assert(!f->error, "fsm: %s", f->error_what);
@@ -524,7 +535,7 @@ Test(cluster_log, reopened_log_continues_numbering_after_the_last_entry)
     (void)fill_log();
     struct test_fsm *f = fsm_new(TOTAL);
     hie_cluster_log_t *log = log_open(f);
-    cr_assert_eq(hie_cluster_log_start(log), 0);
+    log_start(log);
     void *d = dealer_new();
     cr_assert_eq(hie_cluster_submit_send(d, 7, hie_span("next", 4)), 0);
     uint64_t token = 0, index = 0;
@@ -612,7 +623,7 @@ Test(cluster_log, apply_failure_on_the_log_thread_is_fatal, .exit_code = 42)
     struct test_fsm *f = fsm_new(0);
     f->apply_rc = HIE_ESTORAGE; /* the empty log replays nothing, so open still succeeds */
     hie_cluster_log_t *log = log_open(f);
-    cr_assert_eq(hie_cluster_log_start(log), 0);
+    log_start(log);
     void *d = dealer_new();
     cr_assert_eq(hie_cluster_submit_send(d, 1, hie_span("x", 1)), 0);
     uint64_t token, index;
@@ -627,7 +638,7 @@ Test(cluster_log, oversize_and_empty_commands_are_refused_by_submit_send)
 {
     struct test_fsm *f = fsm_new(0);
     hie_cluster_log_t *log = log_open(f);
-    cr_assert_eq(hie_cluster_log_start(log), 0);
+    log_start(log);
     void *d = dealer_new();
     size_t big_len = HIE_LOG_COMMAND_BYTES_MAX + 1u;
     uint8_t *big = calloc(1, big_len);
@@ -659,7 +670,7 @@ Test(cluster_log, the_log_thread_itself_refuses_empty_and_oversize_commands)
 {
     struct test_fsm *f = fsm_new(0);
     hie_cluster_log_t *log = log_open(f);
-    cr_assert_eq(hie_cluster_log_start(log), 0);
+    log_start(log);
     void *d = dealer_new();
     /* bypass submit_send: [token][cmd] written by hand */
     uint8_t tok[8];
@@ -725,7 +736,7 @@ Test(cluster_log, destroy_of_an_unstarted_log_and_of_null)
 
 Test(cluster_log, open_with_null_fsm_apply_aborts, .signal = SIGABRT)
 {
-    hie_cluster_log_config_t cfg = {"/nonexistent/hie-log", zctx, ENDPOINT, MAP_BYTES};
+    hie_cluster_log_config_t cfg = {"/nonexistent/hie-log", zctx, endpoint, MAP_BYTES};
     hie_cluster_fsm_t t = {NULL, NULL, fsm_applied_index, fsm_fatal};
     hie_cluster_log_t *log = NULL;
     int rc = hie_cluster_log_open(&log, &cfg, &t);
@@ -749,7 +760,7 @@ Test(cluster_log, destroy_answers_queued_commands_with_eunavail, .disabled = tru
     struct test_fsm *f = fsm_new(0);
     f->first_apply_delay_ms = 300;
     hie_cluster_log_t *log = log_open(f);
-    cr_assert_eq(hie_cluster_log_start(log), 0);
+    log_start(log);
     void *d = dealer_new();
     cr_assert_eq(hie_cluster_submit_send(d, 0, hie_span("first", 5)), 0);
     for (int i = 0; i < 2000 && !atomic_load(&f->in_first_apply); i++) {

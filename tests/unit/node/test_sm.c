@@ -1,0 +1,849 @@
+/*
+ * test_sm.c - unit tests for node/src/sm.c, the LMDB state and the state machine.
+ *
+ * The fsm table's apply is driven directly (no log thread) with packed commands, as the log
+ * would: consecutive indexes, one call per batch. Covers: register/get, rejections recorded
+ * as results, version bumps, dedup of (requester, request_id), invalid bytes, the stored
+ * applied index, determinism across batch sizes (two LMDB environments compared database by
+ * database with cursors), and bounded dedup pruning by the commands' own clock.
+ */
+#include "node_int.h"
+
+#include "../test_util.h"
+
+#include <criterion/criterion.h>
+
+#include <signal.h>
+#include <string.h>
+
+#define MAP_BYTES (64ull * 1024ull * 1024ull)
+#define T0 1700000000000ll
+#define WIRE(x) HIE__V1__ERROR_CODE__ERROR_##x
+
+static char tmp_dir[128];
+static node_state_t *states[2];
+static node_metrics_t metrics;
+static hie_arena_t *arena;
+
+static void
+setup(void)
+{
+    tmp_dir[0] = '\0';
+    memset(&metrics, 0, sizeof(metrics));
+    cr_assert_eq(hie_arena_create(&arena, HIE_ARENA_BYTES_MAX), 0);
+}
+
+static void
+teardown(void)
+{
+    for (size_t i = 0; i < HIE_ARRAY_LEN(states); i++) {
+        hie_node__state_close(&states[i]);
+    }
+    hie_arena_destroy(&arena);
+    test_tmpdir_remove(tmp_dir);
+}
+
+TestSuite(node_sm, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Opens state number i in <tmp>/<i> (the directory is made on first use). */
+static node_state_t *
+state_open(size_t i)
+{
+    if (tmp_dir[0] == '\0') {
+        test_tmpdir_make(tmp_dir, sizeof(tmp_dir), "sm");
+    }
+    char data_dir[192];
+    snprintf(data_dir, sizeof(data_dir), "%s/%zu", tmp_dir, i);
+    (void)mkdir(data_dir, 0700);
+    cr_assert_null(states[i]);
+    int rc = hie_node__state_open(&states[i], data_dir, MAP_BYTES, "node-1",
+        i == 0 ? &metrics : NULL);
+    cr_assert_eq(rc, 0, "hie_node__state_open: %s", hie_strerror_name(rc));
+    cr_assert_not_null(states[i]);
+    return states[i];
+}
+
+/* ---- building commands -------------------------------------------------------------------- */
+
+struct cmd_spec {
+    Hie__V1__Command__BodyCase kind;
+    const char *org_id;
+    const char *request_id;
+    int64_t time_ms;
+    const char *requester;          /* NULL: "@operator" */
+    const char *display_name;       /* register; NULL: a default */
+    size_t n_roles;                 /* register / set_roles; 0: one role (hospital) */
+    Hie__V1__Role roles[HIE_ORG_ROLES_MAX];
+};
+
+/* Packs spec into a new hie_mem buffer; the caller frees with hie_mem_free(buf, *len). */
+static uint8_t *
+cmd_pack(const struct cmd_spec *s, size_t *len)
+{
+    hie_command_t cmd;
+    Hie__V1__OrgRegister reg;
+    Hie__V1__OrgSetRoles set_roles;
+    Hie__V1__OrgSuspend suspend;
+    Hie__V1__OrgReinstate reinstate;
+    Hie__V1__Role one_role = HIE__V1__ROLE__ROLE_HOSPITAL;
+    Hie__V1__Role *roles = s->n_roles > 0 ? (Hie__V1__Role *)(uintptr_t)s->roles : &one_role;
+    size_t n_roles = s->n_roles > 0 ? s->n_roles : 1;
+    char *org = (char *)(uintptr_t)s->org_id;
+    hie__v1__command__init(&cmd);
+    cmd.requester = (char *)(uintptr_t)(s->requester != NULL ? s->requester : "@operator");
+    cmd.request_id = (char *)(uintptr_t)s->request_id;
+    cmd.time_ms = s->time_ms;
+    cmd.node_id = "node-1";
+    cmd.body_case = s->kind;
+    switch (s->kind) {
+    case HIE__V1__COMMAND__BODY_ORG_REGISTER:
+        hie__v1__org_register__init(&reg);
+        reg.org_id = org;
+        reg.display_name = (char *)(uintptr_t)(s->display_name != NULL ? s->display_name
+                                                                        : "Test Organization");
+        reg.n_roles = n_roles;
+        reg.roles = roles;
+        cmd.org_register = &reg;
+        break;
+    case HIE__V1__COMMAND__BODY_ORG_SET_ROLES:
+        hie__v1__org_set_roles__init(&set_roles);
+        set_roles.org_id = org;
+        set_roles.n_roles = n_roles;
+        set_roles.roles = roles;
+        cmd.org_set_roles = &set_roles;
+        break;
+    case HIE__V1__COMMAND__BODY_ORG_SUSPEND:
+        hie__v1__org_suspend__init(&suspend);
+        suspend.org_id = org;
+        suspend.reason = "audit";
+        cmd.org_suspend = &suspend;
+        break;
+    case HIE__V1__COMMAND__BODY_ORG_REINSTATE:
+        hie__v1__org_reinstate__init(&reinstate);
+        reinstate.org_id = org;
+        cmd.org_reinstate = &reinstate;
+        break;
+    default:
+        break;
+    }
+    uint8_t *buf = NULL;
+    int rc = hie_proto_pack(&cmd.base, HIE_LOG_COMMAND_BYTES_MAX, &buf, len);
+    cr_assert_eq(rc, 0);
+    return buf;
+}
+
+/* A result of one applied entry, kept as bytes and decoded into the suite's arena. */
+struct result {
+    uint8_t *buf;
+    size_t len;
+    hie_command_result_t *msg;
+};
+
+static void
+result_free(struct result *r)
+{
+    hie_mem_free(r->buf, r->len);
+    r->buf = NULL;
+    r->len = 0;
+}
+
+/* Applies n raw commands as one batch starting at index first; decodes each result. */
+static void
+apply_raw(node_state_t *st, uint64_t first, uint8_t *const *cmds, const size_t *lens, size_t n,
+    struct result *out)
+{
+    hie_cluster_entry_t entries[HIE_LOG_BATCH_COMMANDS_MAX];
+    hie_cluster_result_t results[HIE_LOG_BATCH_COMMANDS_MAX];
+    cr_assert_leq(n, HIE_LOG_BATCH_COMMANDS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        entries[i].index = first + i;
+        entries[i].cmd = hie_span(cmds[i], lens[i]);
+        results[i].buf = NULL;
+        results[i].len = 0;
+    }
+    hie_cluster_fsm_t fsm = hie_node__state_fsm(st);
+    int rc = fsm.apply(fsm.ctx, entries, n, results);
+    cr_assert_eq(rc, 0, "apply: %s", hie_strerror_name(rc));
+    for (size_t i = 0; i < n; i++) {
+        out[i].buf = results[i].buf;
+        out[i].len = results[i].len;
+        ProtobufCMessage *m = NULL;
+        cr_assert_eq(hie_proto_unpack(&hie__v1__command_result__descriptor,
+            hie_span(results[i].buf, results[i].len), arena, &m), 0, "result %zu", i);
+        out[i].msg = (hie_command_result_t *)m;
+    }
+}
+
+/* Packs and applies one command as a batch of one at index; returns its decoded result and
+ * frees the bytes unless keep is given. */
+static hie_command_result_t *
+apply_one(node_state_t *st, uint64_t index, const struct cmd_spec *s, struct result *keep)
+{
+    size_t len = 0;
+    uint8_t *buf = cmd_pack(s, &len);
+    struct result r;
+    apply_raw(st, index, &buf, &len, 1, &r);
+    hie_mem_free(buf, len);
+    if (keep != NULL) {
+        *keep = r;
+    } else {
+        result_free(&r);
+    }
+    return r.msg;
+}
+
+static hie_org_t *
+org_get(node_state_t *st, const char *id)
+{
+    hie_org_t *org = NULL;
+    int rc = hie_node__state_org_get(st, id, arena, &org);
+    cr_assert_eq(rc, 0, "org_get %s: %s", id, hie_strerror_name(rc));
+    return org;
+}
+
+static uint64_t
+applied_index(node_state_t *st)
+{
+    uint64_t v = 99999;
+    cr_assert_eq(hie_node__state_applied_index(st, &v), 0);
+    uint64_t w = 88888;
+    hie_cluster_fsm_t fsm = hie_node__state_fsm(st);
+    cr_assert_eq(fsm.applied_index(fsm.ctx, &w), 0);
+    cr_assert_eq(v, w, "the fsm table reports the same applied index");
+    return v;
+}
+
+static int
+count_fn(void *ctx, hie_org_t *org)
+{
+    (void)org;
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
+static size_t
+org_count(node_state_t *st)
+{
+    size_t n = 0;
+    cr_assert_eq(hie_node__state_org_each(st, arena, count_fn, &n), 0);
+    return n;
+}
+
+/* Entries in the named database name of st. */
+static size_t
+db_entries(node_state_t *st, const char *name)
+{
+    MDB_env *env = hie_node__state_env(st);
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    MDB_stat stat;
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, name, 0, &dbi), 0, "no database %s", name);
+    cr_assert_eq(mdb_stat(txn, dbi, &stat), 0);
+    mdb_txn_abort(txn);
+    return stat.ms_entries;
+}
+
+static struct cmd_spec
+reg_spec(const char *org_id, const char *request_id, int64_t time_ms)
+{
+    struct cmd_spec s = {HIE__V1__COMMAND__BODY_ORG_REGISTER, org_id, request_id, time_ms,
+        NULL, NULL, 0, {0}};
+    return s;
+}
+
+static struct cmd_spec
+change_spec(Hie__V1__Command__BodyCase kind, const char *org_id, const char *request_id,
+    int64_t time_ms)
+{
+    struct cmd_spec s = {kind, org_id, request_id, time_ms, NULL, NULL, 0, {0}};
+    return s;
+}
+
+/* ---- behaviour ---------------------------------------------------------------------------- */
+
+Test(node_sm, fresh_state_is_empty)
+{
+    node_state_t *st = state_open(0);
+    cr_assert_eq(applied_index(st), 0);
+    cr_assert_eq(org_count(st), 0);
+    hie_org_t *org = (hie_org_t *)(uintptr_t)1;
+    cr_assert_eq(hie_node__state_org_get(st, "acme", arena, &org), HIE_ENOTFOUND);
+    cr_assert_null(org);
+    cr_assert_eq(hie_node__state_org_get(st, "", arena, &org), HIE_ENOTFOUND);
+    hie_command_result_t *res = (hie_command_result_t *)(uintptr_t)1;
+    cr_assert_eq(hie_node__state_dedup_get(st, "@operator", "r1", arena, &res), HIE_ENOTFOUND);
+    cr_assert_null(res);
+}
+
+Test(node_sm, register_then_get)
+{
+    node_state_t *st = state_open(0);
+    struct cmd_spec s = reg_spec("acme", "r1", T0);
+    s.display_name = "Acme General";
+    s.n_roles = 2;
+    s.roles[0] = HIE__V1__ROLE__ROLE_HOSPITAL;
+    s.roles[1] = HIE__V1__ROLE__ROLE_LAB;
+    hie_command_result_t *res = apply_one(st, 1, &s, NULL);
+    cr_assert_eq(res->code, WIRE(UNSPECIFIED), "rejected: %s", res->message);
+    cr_assert_eq(res->index, 1);
+    cr_assert_not_null(res->org);
+    cr_assert_str_eq(res->org->id, "acme");
+
+    hie_org_t *org = org_get(st, "acme");
+    cr_assert_str_eq(org->id, "acme");
+    cr_assert_str_eq(org->display_name, "Acme General");
+    cr_assert_eq(org->n_roles, 2);
+    cr_assert_eq(org->roles[0], HIE__V1__ROLE__ROLE_HOSPITAL);
+    cr_assert_eq(org->roles[1], HIE__V1__ROLE__ROLE_LAB);
+    cr_assert_eq(org->status, HIE__V1__ORG_STATUS__ORG_ACTIVE);
+    cr_assert_eq(org->version, 1);
+    cr_assert_eq(org->created_ms, T0);
+    cr_assert_eq(org->updated_ms, T0);
+    cr_assert_eq(org->created_index, 1);
+    cr_assert_eq(applied_index(st), 1);
+    cr_assert_eq(org_count(st), 1);
+    cr_assert_eq(atomic_load(&metrics.commands_applied), 1);
+    cr_assert_eq(atomic_load(&metrics.log_batches), 1);
+    cr_assert_eq(atomic_load(&metrics.applied_index), 1);
+
+    hie_command_result_t *stored = NULL;
+    cr_assert_eq(hie_node__state_dedup_get(st, "@operator", "r1", arena, &stored), 0);
+    cr_assert_eq(stored->index, 1);
+    cr_assert_str_eq(stored->org->id, "acme");
+}
+
+Test(node_sm, register_twice_is_bad_request_and_changes_nothing)
+{
+    node_state_t *st = state_open(0);
+    struct cmd_spec s = reg_spec("acme", "r1", T0);
+    s.display_name = "First";
+    apply_one(st, 1, &s, NULL);
+    struct cmd_spec again = reg_spec("acme", "r2", T0 + 10);
+    again.display_name = "Second";
+    hie_command_result_t *res = apply_one(st, 2, &again, NULL);
+    cr_assert_eq(res->code, WIRE(BAD_REQUEST));
+    cr_assert_str_eq(res->field, "org_id");
+    cr_assert_eq(res->index, 2);
+    cr_assert_null(res->org, "no record in a rejection");
+    hie_org_t *org = org_get(st, "acme");
+    cr_assert_str_eq(org->display_name, "First");
+    cr_assert_eq(org->version, 1);
+    cr_assert_eq(org->updated_ms, T0);
+    cr_assert_eq(applied_index(st), 2, "a rejected command is still applied (recorded)");
+    hie_command_result_t *stored = NULL;
+    cr_assert_eq(hie_node__state_dedup_get(st, "@operator", "r2", arena, &stored), 0,
+        "the rejection is remembered for repeats");
+    cr_assert_eq(stored->code, WIRE(BAD_REQUEST));
+}
+
+Test(node_sm, suspend_reinstate_and_roles_bump_the_version)
+{
+    node_state_t *st = state_open(0);
+    apply_one(st, 1, &(struct cmd_spec){HIE__V1__COMMAND__BODY_ORG_REGISTER, "acme", "r1", T0,
+        NULL, NULL, 0, {0}}, NULL);
+
+    hie_command_result_t *res = apply_one(st, 2,
+        &(struct cmd_spec){HIE__V1__COMMAND__BODY_ORG_SUSPEND, "acme", "r2", T0 + 100, NULL,
+            NULL, 0, {0}}, NULL);
+    cr_assert_eq(res->code, WIRE(UNSPECIFIED));
+    cr_assert_eq(res->org->version, 2);
+    hie_org_t *org = org_get(st, "acme");
+    cr_assert_eq(org->status, HIE__V1__ORG_STATUS__ORG_SUSPENDED);
+    cr_assert_eq(org->version, 2);
+    cr_assert_eq(org->updated_ms, T0 + 100);
+    cr_assert_eq(org->created_ms, T0, "created_ms never changes");
+
+    res = apply_one(st, 3, &(struct cmd_spec){HIE__V1__COMMAND__BODY_ORG_REINSTATE, "acme", "r3",
+        T0 + 200, NULL, NULL, 0, {0}}, NULL);
+    cr_assert_eq(res->code, WIRE(UNSPECIFIED));
+    org = org_get(st, "acme");
+    cr_assert_eq(org->status, HIE__V1__ORG_STATUS__ORG_ACTIVE);
+    cr_assert_eq(org->version, 3);
+
+    struct cmd_spec roles = change_spec(HIE__V1__COMMAND__BODY_ORG_SET_ROLES, "acme", "r4",
+        T0 + 300);
+    roles.n_roles = 3;
+    roles.roles[0] = HIE__V1__ROLE__ROLE_PAYER;
+    roles.roles[1] = HIE__V1__ROLE__ROLE_AUDITOR;
+    roles.roles[2] = HIE__V1__ROLE__ROLE_CLINIC;
+    res = apply_one(st, 4, &roles, NULL);
+    cr_assert_eq(res->code, WIRE(UNSPECIFIED));
+    org = org_get(st, "acme");
+    cr_assert_eq(org->version, 4);
+    cr_assert_eq(org->n_roles, 3);
+    cr_assert_eq(org->roles[0], HIE__V1__ROLE__ROLE_PAYER);
+    cr_assert_eq(org->roles[2], HIE__V1__ROLE__ROLE_CLINIC);
+    cr_assert_eq(org->updated_ms, T0 + 300);
+    cr_assert_eq(org->created_index, 1);
+
+    /* suspending a suspended org is still a change: the version moves on */
+    apply_one(st, 5, &(struct cmd_spec){HIE__V1__COMMAND__BODY_ORG_SUSPEND, "acme", "r5",
+        T0 + 400, NULL, NULL, 0, {0}}, NULL);
+    apply_one(st, 6, &(struct cmd_spec){HIE__V1__COMMAND__BODY_ORG_SUSPEND, "acme", "r6",
+        T0 + 500, NULL, NULL, 0, {0}}, NULL);
+    cr_assert_eq(org_get(st, "acme")->version, 6);
+}
+
+Test(node_sm, change_of_an_unknown_org_is_not_found)
+{
+    node_state_t *st = state_open(0);
+    static const Hie__V1__Command__BodyCase kinds[] = {HIE__V1__COMMAND__BODY_ORG_SET_ROLES,
+        HIE__V1__COMMAND__BODY_ORG_SUSPEND, HIE__V1__COMMAND__BODY_ORG_REINSTATE};
+    static const char *const rids[] = {"r1", "r2", "r3"};
+    for (size_t i = 0; i < HIE_ARRAY_LEN(kinds); i++) {
+        struct cmd_spec s = change_spec(kinds[i], "ghost", rids[i], T0 + (int64_t)i);
+        hie_command_result_t *res = apply_one(st, 1 + i, &s, NULL);
+        cr_assert_eq(res->code, WIRE(NOT_FOUND), "kind %d", (int)kinds[i]);
+        cr_assert_str_eq(res->field, "org_id");
+        cr_assert_null(res->org);
+    }
+    cr_assert_eq(org_count(st), 0, "nothing was created");
+    cr_assert_eq(applied_index(st), 3);
+}
+
+Test(node_sm, repeated_request_gets_identical_bytes_and_is_applied_once)
+{
+    node_state_t *st = state_open(0);
+    apply_one(st, 1, &(struct cmd_spec){HIE__V1__COMMAND__BODY_ORG_REGISTER, "acme", "r1", T0,
+        NULL, NULL, 0, {0}}, NULL);
+    struct cmd_spec s = change_spec(HIE__V1__COMMAND__BODY_ORG_SET_ROLES, "acme", "r2", T0 + 5);
+    s.n_roles = 1;
+    s.roles[0] = HIE__V1__ROLE__ROLE_LAB;
+    struct result first, repeat;
+    apply_one(st, 2, &s, &first);
+    cr_assert_eq(first.msg->code, WIRE(UNSPECIFIED));
+    cr_assert_eq(org_get(st, "acme")->version, 2);
+
+    /* the same (requester, request_id) later, even with another body and time */
+    s.roles[0] = HIE__V1__ROLE__ROLE_PAYER;
+    s.time_ms = T0 + 999;
+    apply_one(st, 3, &s, &repeat);
+    cr_assert_eq(repeat.len, first.len);
+    cr_assert_eq(memcmp(repeat.buf, first.buf, first.len), 0, "identical result bytes");
+    cr_assert_eq(repeat.msg->index, 2, "the original index");
+    hie_org_t *org = org_get(st, "acme");
+    cr_assert_eq(org->version, 2, "applied once");
+    cr_assert_eq(org->roles[0], HIE__V1__ROLE__ROLE_LAB);
+    cr_assert_eq(org->updated_ms, T0 + 5);
+    cr_assert_eq(applied_index(st), 3);
+    result_free(&first);
+    result_free(&repeat);
+
+    /* the same request id from another requester is another request */
+    s.requester = "acme";
+    hie_command_result_t *res = apply_one(st, 4, &s, NULL);
+    cr_assert_eq(res->index, 4);
+    cr_assert_eq(org_get(st, "acme")->version, 3);
+}
+
+Test(node_sm, repeat_within_one_batch_is_applied_once)
+{
+    node_state_t *st = state_open(0);
+    struct cmd_spec s = reg_spec("acme", "same", T0);
+    uint8_t *cmds[3];
+    size_t lens[3];
+    cmds[0] = cmd_pack(&s, &lens[0]);
+    s.time_ms = T0 + 1;
+    cmds[1] = cmd_pack(&s, &lens[1]);
+    struct cmd_spec susp = change_spec(HIE__V1__COMMAND__BODY_ORG_SUSPEND, "acme", "same",
+        T0 + 2);
+    cmds[2] = cmd_pack(&susp, &lens[2]);
+    struct result r[3];
+    apply_raw(st, 1, cmds, lens, 3, r);
+    for (size_t i = 0; i < 3; i++) {
+        hie_mem_free(cmds[i], lens[i]);
+    }
+    cr_assert_eq(r[0].msg->code, WIRE(UNSPECIFIED));
+    for (size_t i = 1; i < 3; i++) {
+        cr_assert_eq(r[i].len, r[0].len, "entry %zu", i);
+        cr_assert_eq(memcmp(r[i].buf, r[0].buf, r[0].len), 0, "entry %zu", i);
+    }
+    hie_org_t *org = org_get(st, "acme");
+    cr_assert_eq(org->version, 1);
+    cr_assert_eq(org->status, HIE__V1__ORG_STATUS__ORG_ACTIVE, "the suspend was a repeat");
+    cr_assert_eq(applied_index(st), 3);
+    cr_assert_eq(atomic_load(&metrics.commands_applied), 3);
+    cr_assert_eq(atomic_load(&metrics.log_batches), 1);
+    for (size_t i = 0; i < 3; i++) {
+        result_free(&r[i]);
+    }
+}
+
+Test(node_sm, invalid_command_bytes_are_a_bad_request_result_and_change_nothing)
+{
+    node_state_t *st = state_open(0);
+    apply_one(st, 1, &(struct cmd_spec){HIE__V1__COMMAND__BODY_ORG_REGISTER, "acme", "r1", T0,
+        NULL, NULL, 0, {0}}, NULL);
+    size_t dedup_before = db_entries(st, "dedup");
+
+    /* not a protobuf */
+    static const uint8_t garbage[] = {0x0a, 0x40, 'x', 'y'};
+    uint8_t *cmds[1] = {(uint8_t *)(uintptr_t)garbage};
+    size_t lens[1] = {sizeof(garbage)};
+    struct result r;
+    apply_raw(st, 2, cmds, lens, 1, &r);
+    cr_assert_eq(r.msg->code, WIRE(BAD_REQUEST));
+    cr_assert_str_eq(r.msg->field, "command");
+    cr_assert_eq(r.msg->index, 2);
+    cr_assert_null(r.msg->org);
+    result_free(&r);
+
+    /* a protobuf that fails validation */
+    struct cmd_spec bad = reg_spec("Upper", "r3", T0 + 1);
+    hie_command_result_t *res = apply_one(st, 3, &bad, NULL);
+    cr_assert_eq(res->code, WIRE(BAD_REQUEST));
+    cr_assert_str_eq(res->field, "org_id");
+    struct cmd_spec notime = change_spec(HIE__V1__COMMAND__BODY_ORG_SUSPEND, "acme", "r4", 0);
+    res = apply_one(st, 4, &notime, NULL);
+    cr_assert_eq(res->code, WIRE(BAD_REQUEST));
+    cr_assert_str_eq(res->field, "command.time_ms");
+
+    cr_assert_eq(org_count(st), 1);
+    hie_org_t *org = org_get(st, "acme");
+    cr_assert_eq(org->version, 1);
+    cr_assert_eq(org->status, HIE__V1__ORG_STATUS__ORG_ACTIVE);
+    cr_assert_eq(db_entries(st, "dedup"), dedup_before, "invalid commands are not remembered");
+    hie_command_result_t *stored = NULL;
+    cr_assert_eq(hie_node__state_dedup_get(st, "@operator", "r3", arena, &stored),
+        HIE_ENOTFOUND);
+    cr_assert_eq(applied_index(st), 4, "the index still advances");
+}
+
+Test(node_sm, applied_index_is_stored_and_survives_a_reopen)
+{
+    node_state_t *st = state_open(0);
+    uint8_t *cmds[5];
+    size_t lens[5];
+    static const char *const ids[] = {"a", "b", "c", "d", "e"};
+    for (size_t i = 0; i < 5; i++) {
+        struct cmd_spec s = reg_spec(ids[i], ids[i], T0 + (int64_t)i);
+        cmds[i] = cmd_pack(&s, &lens[i]);
+    }
+    struct result r[5];
+    apply_raw(st, 41, cmds, lens, 5, r); /* a log may start the state anywhere */
+    for (size_t i = 0; i < 5; i++) {
+        hie_mem_free(cmds[i], lens[i]);
+        cr_assert_eq(r[i].msg->index, 41 + i);
+        result_free(&r[i]);
+    }
+    cr_assert_eq(applied_index(st), 45);
+    cr_assert_eq(atomic_load(&metrics.applied_index), 45);
+    hie_node__state_close(&states[0]);
+    cr_assert_null(states[0]);
+    st = state_open(0);
+    cr_assert_eq(applied_index(st), 45);
+    cr_assert_eq(org_count(st), 5);
+    cr_assert_eq(org_get(st, "c")->created_index, 43);
+}
+
+struct order {
+    char seen[8][16];
+    size_t n;
+    size_t stop_after;
+};
+
+static int
+order_fn(void *ctx, hie_org_t *org)
+{
+    struct order *o = ctx;
+    cr_assert_lt(o->n, 8);
+    snprintf(o->seen[o->n], sizeof(o->seen[o->n]), "%s", org->id);
+    o->n++;
+    return o->stop_after != 0 && o->n >= o->stop_after;
+}
+
+Test(node_sm, org_each_visits_orgs_in_id_order)
+{
+    node_state_t *st = state_open(0);
+    static const char *const ids[] = {"zeta", "alpha", "mid", "0first"};
+    for (size_t i = 0; i < HIE_ARRAY_LEN(ids); i++) {
+        apply_one(st, 1 + i, &(struct cmd_spec){HIE__V1__COMMAND__BODY_ORG_REGISTER, ids[i],
+            ids[i], T0, NULL, NULL, 0, {0}}, NULL);
+    }
+    struct order o = {{{0}}, 0, 0};
+    cr_assert_eq(hie_node__state_org_each(st, arena, order_fn, &o), 0);
+    cr_assert_eq(o.n, 4);
+    static const char *const sorted[] = {"0first", "alpha", "mid", "zeta"};
+    for (size_t i = 0; i < 4; i++) {
+        cr_assert_str_eq(o.seen[i], sorted[i]);
+    }
+    struct order some = {{{0}}, 0, 2};
+    cr_assert_eq(hie_node__state_org_each(st, arena, order_fn, &some), 0);
+    cr_assert_eq(some.n, 2, "fn returning non-zero stops the walk");
+}
+
+/* ---- determinism -------------------------------------------------------------------------- */
+
+#define DET_COMMANDS 300u
+#define DET_ORGS 12u
+
+/* The fixed mixed sequence: registers, role changes, suspends, reinstates, invalid bytes,
+ * repeats of earlier requests, from the operator and from orgs, with clock jumps past the
+ * dedup retention so pruning runs. Buffers are hie_mem (freed by the caller). */
+static void
+det_commands(uint64_t seed, uint8_t **cmds, size_t *lens)
+{
+    test_rng_t r;
+    test_rng_init(&r, seed);
+    int64_t now = T0;
+    char org_ids[DET_ORGS][16];
+    for (unsigned i = 0; i < DET_ORGS; i++) {
+        snprintf(org_ids[i], sizeof(org_ids[i]), "org-%02u", i);
+    }
+    for (unsigned i = 0; i < DET_COMMANDS; i++) {
+        now += test_rng_below(&r, 2000);
+        if (test_rng_below(&r, 100) < 3) {
+            now += (int64_t)HIE_DEDUP_RETENTION_MS + 1000;
+        }
+        uint32_t pick = test_rng_below(&r, 100);
+        if (pick < 5) { /* invalid bytes */
+            lens[i] = 1 + test_rng_below(&r, 12);
+            cmds[i] = hie_mem_alloc(lens[i]);
+            cr_assert_not_null(cmds[i]);
+            for (size_t k = 0; k < lens[i]; k++) {
+                cmds[i][k] = (uint8_t)test_rng_next(&r);
+            }
+            continue;
+        }
+        if (pick < 15 && i > 0) { /* an exact repeat of an earlier command */
+            unsigned j = test_rng_below(&r, i);
+            lens[i] = lens[j];
+            cmds[i] = hie_mem_alloc(lens[j]);
+            cr_assert_not_null(cmds[i]);
+            memcpy(cmds[i], cmds[j], lens[j]);
+            continue;
+        }
+        static const Hie__V1__Command__BodyCase kinds[] = {
+            HIE__V1__COMMAND__BODY_ORG_REGISTER, HIE__V1__COMMAND__BODY_ORG_REGISTER,
+            HIE__V1__COMMAND__BODY_ORG_SET_ROLES, HIE__V1__COMMAND__BODY_ORG_SUSPEND,
+            HIE__V1__COMMAND__BODY_ORG_REINSTATE};
+        char rid[32];
+        snprintf(rid, sizeof(rid), "req-%u", i);
+        struct cmd_spec s = {kinds[test_rng_below(&r, HIE_ARRAY_LEN(kinds))],
+            org_ids[test_rng_below(&r, DET_ORGS)], rid, now, NULL, NULL, 0, {0}};
+        if (test_rng_below(&r, 3) == 0) {
+            s.requester = org_ids[test_rng_below(&r, DET_ORGS)];
+        }
+        s.n_roles = 1 + test_rng_below(&r, 3);
+        for (size_t k = 0; k < s.n_roles; k++) {
+            s.roles[k] = (Hie__V1__Role)(1 + test_rng_below(&r, 7));
+        }
+        cmds[i] = cmd_pack(&s, &lens[i]);
+    }
+}
+
+/* Applies the whole sequence to st in batches of batch; keeps the result bytes. */
+static void
+det_apply(node_state_t *st, uint8_t **cmds, size_t *lens, size_t batch, struct result *out)
+{
+    for (size_t first = 0; first < DET_COMMANDS; first += batch) {
+        size_t n = DET_COMMANDS - first < batch ? DET_COMMANDS - first : batch;
+        apply_raw(st, 1 + first, cmds + first, lens + first, n, out + first);
+    }
+}
+
+/* Compares database name of two environments entry by entry; returns its entry count. */
+static size_t
+db_compare(MDB_env *a, MDB_env *b, const char *name)
+{
+    MDB_txn *ta = NULL, *tb = NULL;
+    MDB_dbi da, db;
+    MDB_cursor *ca = NULL, *cb = NULL;
+    cr_assert_eq(mdb_txn_begin(a, NULL, MDB_RDONLY, &ta), 0);
+    cr_assert_eq(mdb_txn_begin(b, NULL, MDB_RDONLY, &tb), 0);
+    cr_assert_eq(mdb_dbi_open(ta, name, 0, &da), 0, "%s missing in A", name);
+    cr_assert_eq(mdb_dbi_open(tb, name, 0, &db), 0, "%s missing in B", name);
+    cr_assert_eq(mdb_cursor_open(ta, da, &ca), 0);
+    cr_assert_eq(mdb_cursor_open(tb, db, &cb), 0);
+    size_t n = 0;
+    MDB_val ka, va, kb, vb;
+    int ra = mdb_cursor_get(ca, &ka, &va, MDB_FIRST);
+    int rb = mdb_cursor_get(cb, &kb, &vb, MDB_FIRST);
+    while (ra == 0 && rb == 0) {
+        cr_assert_eq(ka.mv_size, kb.mv_size, "%s entry %zu: key sizes differ", name, n);
+        cr_assert_eq(memcmp(ka.mv_data, kb.mv_data, ka.mv_size), 0, "%s entry %zu: keys", name,
+            n);
+        cr_assert_eq(va.mv_size, vb.mv_size, "%s entry %zu: value sizes differ", name, n);
+        cr_assert_eq(memcmp(va.mv_data, vb.mv_data, va.mv_size), 0, "%s entry %zu: values",
+            name, n);
+        n++;
+        ra = mdb_cursor_get(ca, &ka, &va, MDB_NEXT);
+        rb = mdb_cursor_get(cb, &kb, &vb, MDB_NEXT);
+    }
+    cr_assert_eq(ra, MDB_NOTFOUND, "%s: A has more entries after %zu", name, n);
+    cr_assert_eq(rb, MDB_NOTFOUND, "%s: B has more entries after %zu", name, n);
+    mdb_cursor_close(ca);
+    mdb_cursor_close(cb);
+    mdb_txn_abort(ta);
+    mdb_txn_abort(tb);
+    return n;
+}
+
+/* The names of the named databases (the main database's keys). */
+static void
+db_names(MDB_env *env, char names[8][32], size_t *count)
+{
+    MDB_txn *txn = NULL;
+    MDB_dbi main_dbi;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    *count = 0;
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, NULL, 0, &main_dbi), 0);
+    cr_assert_eq(mdb_cursor_open(txn, main_dbi, &cur), 0);
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        cr_assert_lt(*count, 8);
+        cr_assert_lt(k.mv_size, 32);
+        memcpy(names[*count], k.mv_data, k.mv_size);
+        names[*count][k.mv_size] = '\0';
+        (*count)++;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+}
+
+Test(node_sm, same_commands_in_different_batches_give_identical_databases)
+{
+    uint64_t seed = test_seed(0x534d444554303031ull); /* "SMDET001" */
+    static uint8_t *cmds[DET_COMMANDS];
+    static size_t lens[DET_COMMANDS];
+    static struct result one[DET_COMMANDS], many[DET_COMMANDS];
+    det_commands(seed, cmds, lens);
+    node_state_t *a = state_open(0);
+    node_state_t *b = state_open(1);
+    det_apply(a, cmds, lens, 1, one);
+    det_apply(b, cmds, lens, 64, many);
+    for (size_t i = 0; i < DET_COMMANDS; i++) {
+        cr_assert_eq(one[i].len, many[i].len, "result of index %zu differs", i + 1);
+        cr_assert_eq(memcmp(one[i].buf, many[i].buf, one[i].len), 0, "result %zu", i + 1);
+        result_free(&one[i]);
+        result_free(&many[i]);
+        hie_mem_free(cmds[i], lens[i]);
+    }
+    cr_assert_eq(applied_index(a), DET_COMMANDS);
+    cr_assert_eq(applied_index(b), DET_COMMANDS);
+
+    MDB_env *ea = hie_node__state_env(a), *eb = hie_node__state_env(b);
+    char names_a[8][32], names_b[8][32];
+    size_t na = 0, nb = 0;
+    db_names(ea, names_a, &na);
+    db_names(eb, names_b, &nb);
+    cr_assert_eq(na, nb);
+    cr_assert_eq(na, 4, "meta, orgs, dedup, dedup_time");
+    for (size_t i = 0; i < na; i++) {
+        cr_assert_str_eq(names_a[i], names_b[i]);
+    }
+    static const char *const dbs[] = {"meta", "orgs", "dedup", "dedup_time"};
+    size_t entries[4];
+    for (size_t i = 0; i < HIE_ARRAY_LEN(dbs); i++) {
+        entries[i] = db_compare(ea, eb, dbs[i]);
+        cr_assert_gt(entries[i], 0, "%s is empty: the sequence exercises too little", dbs[i]);
+    }
+    cr_assert_eq(entries[2], entries[3], "one time-index entry per dedup entry");
+    cr_assert_lt(entries[2], DET_COMMANDS, "pruning ran");
+    cr_log_info("orgs=%zu dedup=%zu", entries[1], entries[2]);
+}
+
+/* ---- dedup pruning ------------------------------------------------------------------------ */
+
+static bool
+dedup_has(node_state_t *st, const char *rid)
+{
+    hie_command_result_t *res = NULL;
+    int rc = hie_node__state_dedup_get(st, "@operator", rid, arena, &res);
+    cr_assert(rc == 0 || rc == HIE_ENOTFOUND, "dedup_get: %s", hie_strerror_name(rc));
+    return rc == 0;
+}
+
+Test(node_sm, old_dedup_entries_are_pruned_a_few_per_apply)
+{
+    node_state_t *st = state_open(0);
+    uint8_t *cmds[10];
+    size_t lens[10];
+    char ids[10][8];
+    for (unsigned i = 0; i < 10; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "o%u", i);
+        struct cmd_spec s = reg_spec(ids[i], ids[i], T0 + i); /* request id = org id */
+        cmds[i] = cmd_pack(&s, &lens[i]);
+    }
+    struct result r[10];
+    apply_raw(st, 1, cmds, lens, 10, r);
+    for (unsigned i = 0; i < 10; i++) {
+        hie_mem_free(cmds[i], lens[i]);
+        result_free(&r[i]);
+    }
+    cr_assert_eq(db_entries(st, "dedup"), 10);
+    cr_assert_eq(db_entries(st, "dedup_time"), 10);
+
+    /* exactly the retention later: nothing is older than the horizon yet */
+    int64_t late = T0 + (int64_t)HIE_DEDUP_RETENTION_MS;
+    apply_one(st, 11, &(struct cmd_spec){HIE__V1__COMMAND__BODY_ORG_REGISTER, "late-0",
+        "late-0", late, NULL, NULL, 0, {0}}, NULL);
+    cr_assert(dedup_has(st, "o0"), "an entry exactly at the horizon is kept");
+    cr_assert_eq(db_entries(st, "dedup"), 11);
+
+    /* 5 ms later, o0..o4 are older than the horizon; one apply prunes at most 4 */
+    apply_one(st, 12, &(struct cmd_spec){HIE__V1__COMMAND__BODY_ORG_REGISTER, "late-1",
+        "late-1", late + 5, NULL, NULL, 0, {0}}, NULL);
+    for (unsigned i = 0; i < 10; i++) {
+        cr_assert_eq(dedup_has(st, ids[i]), i >= HIE_DEDUP_PRUNE_PER_APPLY, "o%u", i);
+    }
+    cr_assert_eq(db_entries(st, "dedup"), 12 - HIE_DEDUP_PRUNE_PER_APPLY);
+    cr_assert_eq(db_entries(st, "dedup_time"), 12 - HIE_DEDUP_PRUNE_PER_APPLY);
+
+    /* the next apply takes the one left behind (o4), and not o5 (time T0+5 = horizon) */
+    apply_one(st, 13, &(struct cmd_spec){HIE__V1__COMMAND__BODY_ORG_REGISTER, "late-2",
+        "late-2", late + 5, NULL, NULL, 0, {0}}, NULL);
+    cr_assert(!dedup_has(st, "o4"));
+    cr_assert(dedup_has(st, "o5"));
+    cr_assert(dedup_has(st, "late-0"));
+    cr_assert(dedup_has(st, "late-2"), "the new entry is never pruned by its own apply");
+
+    /* a repeat does not prune (nothing is stored) */
+    size_t before = db_entries(st, "dedup");
+    apply_one(st, 14, &(struct cmd_spec){HIE__V1__COMMAND__BODY_ORG_REGISTER, "late-2",
+        "late-2", late + 100000, NULL, NULL, 0, {0}}, NULL);
+    cr_assert_eq(db_entries(st, "dedup"), before);
+    cr_assert(dedup_has(st, "o5"));
+
+    /* a pruned request id is forgotten: the same request is applied again */
+    hie_command_result_t *res = apply_one(st, 15, &(struct cmd_spec){
+        HIE__V1__COMMAND__BODY_ORG_REGISTER, "o0", "o0", late + 200, NULL, NULL, 0, {0}}, NULL);
+    cr_assert_eq(res->index, 15, "not the original result any more");
+    cr_assert_eq(res->code, WIRE(BAD_REQUEST), "o0 is registered already");
+    cr_assert_eq(db_entries(st, "orgs"), 13);
+}
+
+Test(node_sm, pruning_uses_only_the_command_clock)
+{
+    /* a command whose clock runs behind prunes nothing, however late it is applied */
+    node_state_t *st = state_open(0);
+    apply_one(st, 1, &(struct cmd_spec){HIE__V1__COMMAND__BODY_ORG_REGISTER, "a", "a",
+        T0 + 1000, NULL, NULL, 0, {0}}, NULL);
+    apply_one(st, 2, &(struct cmd_spec){HIE__V1__COMMAND__BODY_ORG_REGISTER, "b", "b", T0,
+        NULL, NULL, 0, {0}}, NULL);
+    cr_assert(dedup_has(st, "a"));
+    cr_assert(dedup_has(st, "b"));
+    cr_assert_eq(db_entries(st, "dedup_time"), 2);
+}
+
+/* ---- misuse ------------------------------------------------------------------------------- */
+
+Test(node_sm, fsm_of_a_null_state_aborts, .signal = SIGABRT)
+{
+    hie_cluster_fsm_t fsm = hie_node__state_fsm(NULL);
+    (void)fsm;
+}
+
+Test(node_sm, apply_of_an_empty_batch_aborts, .signal = SIGABRT)
+{
+    node_state_t *st = state_open(0);
+    hie_cluster_fsm_t fsm = hie_node__state_fsm(st);
+    test_tmpdir_remove(tmp_dir); /* .fini will not run after the abort */
+    hie_cluster_entry_t e = {1, {NULL, 0}};
+    hie_cluster_result_t r = {NULL, 0};
+    int rc = fsm.apply(fsm.ctx, &e, 0, &r);
+    (void)rc;
+}

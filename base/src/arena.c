@@ -69,6 +69,9 @@ arena_grow(hie_arena_t *a, size_t bytes)
 {
     size_t size = a->next_block_bytes;
     while (size < bytes) {
+        if (size > (SIZE_MAX - sizeof(struct arena_block)) / 2) {
+            return NULL; /* no block that large can exist */
+        }
         size *= 2;
     }
     struct arena_block *b = hie_mem_alloc(sizeof(*b) + size);

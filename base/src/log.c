@@ -138,7 +138,7 @@ hie_log_write(enum hie_log_level level, const char *mod, const char *msg, const 
     }
     char ts[40];
     char kv[HIE_LOG_LINE_BYTES_MAX];
-    char line[HIE_LOG_LINE_BYTES_MAX * 2];
+    char line[HIE_LOG_LINE_BYTES_MAX];
     log_timestamp(ts, sizeof(ts));
     va_list ap;
     va_start(ap, fmt);
@@ -151,7 +151,7 @@ hie_log_write(enum hie_log_level level, const char *mod, const char *msg, const 
     if (log_format == HIE_LOG_JSON) {
         n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"mod\":\"%s\","
             "\"msg\":\"%s\"", ts, level_names[level], mod, msg);
-        if (n > 0 && (size_t)n < sizeof(line)) {
+        if (n > 0 && (size_t)n + 8 < sizeof(line)) {
             n += (int)log_kv_to_json(line + n, sizeof(line) - (size_t)n - 3, kv);
             line[n++] = '}';
         }
@@ -162,7 +162,13 @@ hie_log_write(enum hie_log_level level, const char *mod, const char *msg, const 
     if (n < 0) {
         return;
     }
-    size_t len = (size_t)n < sizeof(line) - 1 ? (size_t)n : sizeof(line) - 2;
+    size_t len = (size_t)n;
+    if (len > sizeof(line) - 1) {
+        /* cut: the line ends with "..." so an operator can tell (limits.h) */
+        len = sizeof(line) - 4;
+        memcpy(line + len, "...", 3);
+        len += 3;
+    }
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;

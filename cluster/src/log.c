@@ -360,6 +360,23 @@ log_loop_once(hie_cluster_log_t *log, void *router, void *ctl)
     return true;
 }
 
+/* At stop: every submission still queued gets HIE_EUNAVAIL (bounded by the queue's HWM). */
+static void
+log_refuse_queued(hie_cluster_log_t *log, void *router)
+{
+    for (uint32_t i = 0; i < HIE_LOG_PENDING_MAX; i++) {
+        struct pending p;
+        int rc = batch_read_one(log, router, &p);
+        if (rc == HIE_EAGAIN) {
+            return;
+        }
+        if (rc == 0) {
+            reply_send(router, &p.identity, p.token, HIE_EUNAVAIL, 0, NULL, 0);
+            zmq_msg_close(&p.cmd);
+        }
+    }
+}
+
 static void
 log_started(hie_cluster_log_t *log, int rc)
 {
@@ -391,6 +408,9 @@ log_thread(void *arg)
     }
     log_started(log, rc);
     while (rc == 0 && log_loop_once(log, router, ctl)) {
+    }
+    if (rc == 0) {
+        log_refuse_queued(log, router);
     }
     if (router != NULL) {
         zmq_close(router);

@@ -256,8 +256,10 @@ static void
 admin_dispatch(struct node_admin *a, hie_span_t in, hie_arena_t *arena)
 {
     ProtobufCMessage *m = NULL;
-    if (hie_proto_unpack(&hie__v1__admin_request__descriptor, in, arena, &m) != 0) {
-        admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "malformed admin request", NULL);
+    hie_errinfo_t info = {0};
+    if (hie_proto_unpack_checked(&hie__v1__admin_request__descriptor, in, arena, &m, &info,
+            "admin_request") != 0) {
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, info.reason, info.field);
         return;
     }
     Hie__V1__AdminRequest *req = (Hie__V1__AdminRequest *)m;

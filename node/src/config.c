@@ -292,6 +292,10 @@ hie_node__config_load(node_config_t *cfg, const char *path, char *err, size_t er
             e.len ? ": " : "", errbuf);
         return HIE_ECONFIG;
     }
+    if (y == NULL) {
+        snprintf(err, err_bytes, "config %s: empty (no node, listen and tls keys)", path);
+        return HIE_ECONFIG;
+    }
     char pathcopy[NODE_PATH_MAX];
     snprintf(pathcopy, sizeof(pathcopy), "%s", path);
     const char *dir = dirname(pathcopy);

@@ -30,6 +30,182 @@ hie_proto_arena_allocator(hie_arena_t *arena)
     return a;
 }
 
+/* ---- wire check: string fields are C strings to us, so they must be valid UTF-8 without NUL
+ * bytes (protobuf-c would hand us "ab" for "ab\0cd", and two wire ids would collide). ------ */
+
+#define WIRE_DEPTH_MAX 16
+
+static int
+wire_varint(hie_span_t *in, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (in->len == 0) {
+            return HIE_EPROTO;
+        }
+        uint8_t b = *in->ptr++;
+        in->len--;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            return 0;
+        }
+    }
+    return HIE_EPROTO;
+}
+
+/* RFC 3629 UTF-8: no overlongs, no surrogates, nothing above U+10FFFF; and no NUL. */
+static bool
+wire_utf8_ok(const uint8_t *p, size_t len)
+{
+    static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = p[i];
+        size_t n;
+        if (c == 0) {
+            return false;
+        }
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if ((c & 0xe0) == 0xc0) {
+            n = 1;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3;
+        } else {
+            return false;
+        }
+        if (len - i - 1 < n) {
+            return false;
+        }
+        uint32_t cp = c & (0x3fu >> n);
+        for (size_t k = 1; k <= n; k++) {
+            if ((p[i + k] & 0xc0) != 0x80) {
+                return false;
+            }
+            cp = (cp << 6) | (p[i + k] & 0x3fu);
+        }
+        if (cp < min_cp[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+            return false;
+        }
+        i += n + 1;
+    }
+    return true;
+}
+
+static int wire_check(const ProtobufCMessageDescriptor *desc, hie_span_t in, unsigned depth,
+    hie_errinfo_t *info);
+
+/* Field names as the semantic checks spell them ("envelope.id"), for top-level fields. */
+static const char *
+wire_field_name(const ProtobufCMessageDescriptor *desc, const ProtobufCFieldDescriptor *f)
+{
+    static const struct {
+        const ProtobufCMessageDescriptor *desc;
+        const char *name, *qualified;
+    } names[] = {
+        {&hie__v1__envelope__descriptor, "id", "envelope.id"},
+        {&hie__v1__envelope__descriptor, "correlation_id", "envelope.correlation_id"},
+        {&hie__v1__command__descriptor, "requester", "command.requester"},
+        {&hie__v1__command__descriptor, "request_id", "command.request_id"},
+    };
+    for (size_t i = 0; i < HIE_ARRAY_LEN(names); i++) {
+        if (names[i].desc == desc && strcmp(names[i].name, f->name) == 0) {
+            return names[i].qualified;
+        }
+    }
+    return f->name;
+}
+
+static int
+wire_check_field(const ProtobufCMessageDescriptor *desc, const ProtobufCFieldDescriptor *f,
+    hie_span_t value, unsigned depth, hie_errinfo_t *info)
+{
+    if (f == NULL) {
+        return 0; /* unknown field: protobuf-c keeps it opaque, we never read it */
+    }
+    if (f->type == PROTOBUF_C_TYPE_STRING && !wire_utf8_ok(value.ptr, value.len)) {
+        return hie_errinfo_set(info, HIE_EINVAL, wire_field_name(desc, f),
+            "not valid UTF-8 text (or contains a NUL byte)");
+    }
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+        return wire_check(f->descriptor, value, depth + 1, info);
+    }
+    return 0;
+}
+
+static int
+wire_check(const ProtobufCMessageDescriptor *desc, hie_span_t in, unsigned depth,
+    hie_errinfo_t *info)
+{
+    if (depth > WIRE_DEPTH_MAX) {
+        return hie_errinfo_set(info, HIE_ELIMIT, desc->name, "nested too deeply");
+    }
+    while (in.len > 0) {
+        uint64_t key = 0, len = 0;
+        if (wire_varint(&in, &key) != 0) {
+            return HIE_EPROTO;
+        }
+        switch (key & 7) {
+        case 0:
+            if (wire_varint(&in, &len) != 0) {
+                return HIE_EPROTO;
+            }
+            continue;
+        case 1:
+        case 5:
+            len = (key & 7) == 1 ? 8 : 4;
+            break;
+        case 2:
+            if (wire_varint(&in, &len) != 0) {
+                return HIE_EPROTO;
+            }
+            break;
+        default:
+            return HIE_EPROTO; /* groups are not proto3 */
+        }
+        if (len > in.len) {
+            return HIE_EPROTO;
+        }
+        if ((key & 7) == 2 && key >> 3 <= UINT32_MAX) {
+            const ProtobufCFieldDescriptor *f =
+                protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3));
+            int rc = wire_check_field(desc, f, hie_span(in.ptr, (size_t)len), depth, info);
+            if (rc != 0) {
+                return rc;
+            }
+        }
+        in.ptr += len;
+        in.len -= (size_t)len;
+    }
+    return 0;
+}
+
+int
+hie_proto_unpack_checked(const ProtobufCMessageDescriptor *desc, hie_span_t in,
+    hie_arena_t *arena, ProtobufCMessage **out, hie_errinfo_t *info, const char *what)
+{
+    HIE_ASSERT(desc != NULL);
+    HIE_ASSERT(out != NULL);
+    *out = NULL;
+    int rc = wire_check(desc, in, 0, info);
+    if (rc == HIE_EINVAL || rc == HIE_ELIMIT) {
+        return rc;
+    }
+    if (rc != 0) {
+        return hie_errinfo_set(info, rc, what, "malformed protobuf");
+    }
+    rc = hie_proto_unpack(desc, in, arena, out);
+    if (rc != 0) {
+        return hie_errinfo_set(info, rc, what, rc == HIE_ELIMIT ? "too large to decode"
+            : "malformed protobuf");
+    }
+    return 0;
+}
+
 int
 hie_proto_unpack(const ProtobufCMessageDescriptor *desc, hie_span_t in, hie_arena_t *arena,
     ProtobufCMessage **out)
@@ -162,9 +338,10 @@ hie_proto_command_decode(hie_span_t in, hie_arena_t *arena, hie_command_t **out,
     HIE_ASSERT(out != NULL);
     *out = NULL;
     ProtobufCMessage *msg = NULL;
-    int rc = hie_proto_unpack(&hie__v1__command__descriptor, in, arena, &msg);
+    int rc = hie_proto_unpack_checked(&hie__v1__command__descriptor, in, arena, &msg, info,
+        "command");
     if (rc != 0) {
-        return hie_errinfo_set(info, rc, "command", "not a valid command");
+        return rc;
     }
     rc = hie_proto_command_validate((hie_command_t *)msg, info);
     if (rc != 0) {

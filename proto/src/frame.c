@@ -66,10 +66,10 @@ hie_proto_envelope_decode(hie_span_t body, hie_arena_t *arena, hie_envelope_t **
     HIE_ASSERT(out != NULL);
     *out = NULL;
     ProtobufCMessage *msg = NULL;
-    int rc = hie_proto_unpack(&hie__v1__envelope__descriptor, body, arena, &msg);
+    int rc = hie_proto_unpack_checked(&hie__v1__envelope__descriptor, body, arena, &msg, info,
+        "envelope");
     if (rc != 0) {
-        return hie_errinfo_set(info, rc, "envelope",
-            rc == HIE_ELIMIT ? "envelope too large to decode" : "not a valid envelope");
+        return rc;
     }
     hie_envelope_t *env = (hie_envelope_t *)msg;
     rc = hie_proto_envelope_validate(env, info);

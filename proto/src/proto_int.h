@@ -2,4 +2,6 @@
 #ifndef HIE_PROTO_INT_H
 #define HIE_PROTO_INT_H
 #include "hie/proto.h"
+
+
 #endif

@@ -80,6 +80,15 @@ HIE_MUST_CHECK int hie_proto_pack(const ProtobufCMessage *msg, size_t bytes_max,
 HIE_MUST_CHECK int hie_proto_unpack(const ProtobufCMessageDescriptor *desc, hie_span_t in,
     hie_arena_t *arena, ProtobufCMessage **out);
 
+/* Unpacks in as desc like hie_proto_unpack, after a wire-level check that every string field
+ * (at any depth) is valid UTF-8 without NUL bytes, since we read them as C strings.
+ * what names the message in info for message-level failures ("envelope").
+ * Returns 0, HIE_EINVAL (info->field names the string field), HIE_EPROTO, or HIE_ELIMIT (arena
+ * cap, or nesting deeper than 16). [out] *out owned by arena. */
+HIE_MUST_CHECK int hie_proto_unpack_checked(const ProtobufCMessageDescriptor *desc,
+    hie_span_t in, hie_arena_t *arena, ProtobufCMessage **out, hie_errinfo_t *info,
+    const char *what);
+
 /* A ProtobufCAllocator that allocates from arena and frees nothing. */
 ProtobufCAllocator hie_proto_arena_allocator(hie_arena_t *arena);
 

@@ -67,6 +67,7 @@ struct conn {
     bool close_after_flush;
     bool read_wants_write;       /* SSL_read asked for writability */
     bool write_wants_read;
+    bool in_pending;             /* listed in edge->pending */
     uint32_t events;             /* registered epoll events */
 };
 
@@ -81,6 +82,8 @@ struct node_edge {
     void **to_worker;            /* PUSH per worker */
     struct conn **slots;
     uint32_t slots_count;
+    uint64_t *pending;           /* ids of connections whose TLS layer holds unread bytes */
+    uint32_t pending_count;
     uint32_t open_count;
     uint64_t generation;
     bool draining;
@@ -122,10 +125,12 @@ conn_set_events(node_edge_t *e, struct conn *c, uint32_t events)
     c->events = events;
 }
 
+/* While the registry check of a new connection (C_AUTH) is under way, requests are read
+ * already: each request is authorized by its worker anyway, so this saves a round trip. */
 static bool
 conn_read_paused(const node_edge_t *e, const struct conn *c)
 {
-    return c->state == C_AUTH || c->close_after_flush || e->draining ||
+    return c->close_after_flush || e->draining ||
            c->inflight >= e->ctx->cfg.inflight_max ||
            c->wq_bytes >= HIE_EDGE_WRITE_BUFFER_BYTES_MAX;
 }
@@ -417,6 +422,12 @@ conn_read(node_edge_t *e, struct conn *c)
             frames++;
         }
     }
+    /* bytes already decrypted by OpenSSL raise no epoll event: remember to come back */
+    if (!c->in_pending && !conn_read_paused(e, c) && SSL_has_pending(c->ssl)) {
+        HIE_ASSERT(e->pending_count < e->slots_count);
+        e->pending[e->pending_count++] = c->id;
+        c->in_pending = true;
+    }
     return true;
 }
 
@@ -518,8 +529,9 @@ conn_handshake(node_edge_t *e, struct conn *c)
     ERR_clear_error();
     int n = SSL_accept(c->ssl);
     if (n == 1) {
+        uint64_t id = c->id;
         handshake_done(e, c);
-        return conn_lookup(e, c->id) == c;
+        return conn_lookup(e, id) == c && conn_read(e, c) && conn_lookup(e, id) == c;
     }
     int err = SSL_get_error(c->ssl, n);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
@@ -655,7 +667,7 @@ edge_reply(node_edge_t *e, node_req_t *req)
     hie_node__req_destroy(&req);
     if (conn_write(e, c)) {
         conn_update_events(e, c);
-        if (!conn_read_paused(e, c) && c->state == C_OPEN) {
+        if (!conn_read_paused(e, c) && c->state != C_HANDSHAKE) {
             if (conn_read(e, c)) {
                 conn_update_events(e, c);
             }
@@ -845,21 +857,24 @@ conn_event(node_edge_t *e, struct conn *c, uint32_t events)
     conn_update_events(e, c);
 }
 
-/* Connections whose TLS layer already holds decrypted bytes get no epoll event for them. */
+/* Serves the connections listed as holding decrypted bytes (they get no epoll event for
+ * them). Those that still hold some afterwards list themselves again. Returns true if any
+ * remain, so the loop polls without sleeping. */
 static bool
 edge_service_pending(node_edge_t *e)
 {
-    bool more = false;
-    for (uint32_t i = 0; i < e->slots_count; i++) {
-        struct conn *c = e->slots[i];
-        if (c != NULL && c->state == C_OPEN && !conn_read_paused(e, c) &&
-            SSL_has_pending(c->ssl)) {
+    uint32_t n = e->pending_count;
+    for (uint32_t i = 0; i < n; i++) {
+        struct conn *c = conn_lookup(e, e->pending[i]);
+        if (c != NULL) {
+            c->in_pending = false;
             conn_event(e, c, EPOLLIN);
-            c = e->slots[i];
-            more = more || (c != NULL && SSL_has_pending(c->ssl) && !conn_read_paused(e, c));
         }
     }
-    return more;
+    HIE_ASSERT(e->pending_count >= n);
+    memmove(e->pending, e->pending + n, (e->pending_count - n) * sizeof(*e->pending));
+    e->pending_count -= n;
+    return e->pending_count > 0;
 }
 
 static void
@@ -1045,12 +1060,13 @@ hie_node__edge_start(node_edge_t **out, node_ctx_t *ctx)
     e->listen_fd = -1;
     e->slots_count = ctx->cfg.connections_max;
     e->slots = hie_mem_calloc(e->slots_count, sizeof(*e->slots));
+    e->pending = hie_mem_calloc(e->slots_count, sizeof(*e->pending));
     e->to_worker = hie_mem_calloc(ctx->cfg.workers, sizeof(*e->to_worker));
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     *out = e;
-    if (e->slots == NULL || e->to_worker == NULL || e->epfd < 0) {
+    if (e->slots == NULL || e->pending == NULL || e->to_worker == NULL || e->epfd < 0) {
         return e->epfd < 0 ? -errno : HIE_ENOMEM;
     }
     e->ssl_ctx = ctx->ssl_ctx_initial; /* ownership moves to the edge */
@@ -1088,6 +1104,7 @@ hie_node__edge_join(node_edge_t **ep)
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     hie_mem_free(e->slots, e->slots_count * sizeof(*e->slots));
+    hie_mem_free(e->pending, e->slots_count * sizeof(*e->pending));
     hie_mem_free(e->to_worker, e->ctx->cfg.workers * sizeof(*e->to_worker));
     hie_mem_free(e, sizeof(*e));
     *ep = NULL;

@@ -35,6 +35,7 @@ struct y_config {
     struct y_log log;
     struct y_storage storage;
     uint32_t workers;
+    uint32_t edge_threads;
 };
 
 #define OPT CYAML_FLAG_OPTIONAL
@@ -79,7 +80,8 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("operator", OPT, struct y_config, op, operator_fields),
     CYAML_FIELD_MAPPING("log", OPT, struct y_config, log, log_fields),
     CYAML_FIELD_MAPPING("storage", OPT, struct y_config, storage, storage_fields),
-    CYAML_FIELD_UINT("workers", OPT, struct y_config, workers), CYAML_FIELD_END};
+    CYAML_FIELD_UINT("workers", OPT, struct y_config, workers),
+    CYAML_FIELD_UINT("edge_threads", OPT, struct y_config, edge_threads), CYAML_FIELD_END};
 static const cyaml_schema_value_t top_schema = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct y_config, top_fields)};
 
@@ -202,6 +204,8 @@ fill_limits(node_config_t *c, const struct y_config *y, char *err, size_t eb)
         "limits.idle_timeout_ms", err, eb);
     rc = rc ? rc : limit_u32(&c->workers, y->workers, 2, 1, HIE_NODE_WORKERS_MAX, "workers",
         err, eb);
+    rc = rc ? rc : limit_u32(&c->edge_threads, y->edge_threads, 2, 1, NODE_EDGES_MAX,
+        "edge_threads", err, eb);
     return rc;
 }
 

@@ -73,15 +73,16 @@ struct conn {
 
 struct node_edge {
     node_ctx_t *ctx;
+    unsigned index;
     pthread_t thread;
     int epfd;
-    int listen_fd;
+    bool listening;
     SSL_CTX *ssl_ctx;
-    void *replies;               /* PULL, bound NODE_EP_EDGE_REPLIES */
-    void *ctl;                   /* ROUTER, bound NODE_EP_EDGE_CTL */
+    void *replies;               /* PULL, bound NODE_EP_EDGE_REPLIES_FMT */
+    void *ctl;                   /* ROUTER, bound NODE_EP_EDGE_CTL_FMT */
     void **to_worker;            /* PUSH per worker */
     struct conn **slots;
-    uint32_t slots_count;
+    uint32_t slots_count;        /* connections_max: the limit itself is node-wide */
     uint64_t *pending;           /* ids of connections whose TLS layer holds unread bytes */
     uint32_t pending_count;
     uint32_t open_count;
@@ -273,6 +274,7 @@ req_new(node_edge_t *e, struct conn *c, enum node_req_type type)
     req->magic = NODE_REQ_MAGIC;
     req->type = type;
     req->conn_id = c->id;
+    req->edge_index = e->index;
     req->recv_ns = hie_time_mono_ns();
     snprintf(req->org_id, sizeof(req->org_id), "%s", c->org_id);
     snprintf(req->tls_version, sizeof(req->tls_version), "%s", SSL_get_version(c->ssl));
@@ -576,12 +578,15 @@ conn_peer_name(struct conn *c, const struct sockaddr_storage *sa)
 static void
 conn_accept_one(node_edge_t *e, int fd, const struct sockaddr_storage *sa)
 {
-    uint32_t slot = e->open_count < e->ctx->cfg.connections_max ? slot_find_free(e) : UINT32_MAX;
+    /* the limit is node-wide: reserve a place first, across all edge threads */
+    node_metrics_t *m = &e->ctx->metrics;
+    uint64_t open = atomic_fetch_add(&m->connections_open, 1);
+    uint32_t slot = open < e->ctx->cfg.connections_max ? slot_find_free(e) : UINT32_MAX;
     struct conn *c = slot == UINT32_MAX ? NULL : hie_mem_calloc(1, sizeof(*c));
     if (c == NULL) {
-        atomic_fetch_add(&e->ctx->metrics.connections_refused_limit, 1);
-        hie_log_warn("edge", "connection refused", " reason=connection_limit open=%u",
-            e->open_count);
+        atomic_fetch_sub(&m->connections_open, 1);
+        atomic_fetch_add(&m->connections_refused_limit, 1);
+        hie_log_warn("edge", "connection refused", " reason=connection_limit open=%lu", open);
         close(fd);
         return;
     }
@@ -598,13 +603,13 @@ conn_accept_one(node_edge_t *e, int fd, const struct sockaddr_storage *sa)
         SSL_free(c->ssl);
         close(fd);
         hie_mem_free(c, sizeof(*c));
+        atomic_fetch_sub(&m->connections_open, 1);
         return;
     }
     c->events = ev.events;
     e->slots[slot] = c;
     e->open_count++;
-    atomic_fetch_add(&e->ctx->metrics.connections_open, 1);
-    atomic_fetch_add(&e->ctx->metrics.connections_total, 1);
+    atomic_fetch_add(&m->connections_total, 1);
 }
 
 static void
@@ -613,7 +618,7 @@ edge_accept(node_edge_t *e)
     for (unsigned i = 0; i < EDGE_ACCEPTS_PER_WAKEUP && !e->draining; i++) {
         struct sockaddr_storage sa;
         socklen_t salen = sizeof(sa);
-        int fd = accept4(e->listen_fd, (struct sockaddr *)&sa, &salen,
+        int fd = accept4(e->ctx->listen_fd, (struct sockaddr *)&sa, &salen,
             SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
@@ -742,10 +747,9 @@ edge_ctl_one(node_edge_t *e)
         e->drain_deadline_ns = hie_time_mono_ns() + HIE_NODE_DRAIN_TIMEOUT_MS * 1000000ull;
         e->drain_identity = identity; /* answered when drained */
         e->drain_waiting = true;
-        epoll_ctl(e->epfd, EPOLL_CTL_DEL, e->listen_fd, NULL);
-        close(e->listen_fd);
-        e->listen_fd = -1;
-        hie_log_info("edge", "draining", " open=%u", e->open_count);
+        epoll_ctl(e->epfd, EPOLL_CTL_DEL, e->ctx->listen_fd, NULL);
+        e->listening = false;
+        hie_log_info("edge", "draining", " edge=%u open=%u", e->index, e->open_count);
     } else {
         HIE_ASSERT(!"unknown edge control verb");
     }
@@ -819,7 +823,7 @@ edge_tick(node_edge_t *e)
             conn_close(e, e->slots[i], "node shutting down");
         }
     }
-    hie_log_info("edge", "drained", " forced=%d", busy);
+    hie_log_info("edge", "drained", " edge=%u forced=%d", e->index, busy);
     ctl_reply(e, &e->drain_identity, busy ? HIE_ETIMEDOUT : 0);
     e->drain_waiting = false;
     e->stop = true;
@@ -911,10 +915,10 @@ edge_loop(node_edge_t *e)
 
 /* ---- setup and teardown ------------------------------------------------------------------ */
 
-static int
-edge_listen(node_edge_t *e)
+int
+hie_node__listen(node_ctx_t *ctx)
 {
-    const node_config_t *cfg = &e->ctx->cfg;
+    const node_config_t *cfg = &ctx->cfg;
     struct sockaddr_in6 a6 = {0};
     struct sockaddr_in a4 = {0};
     bool v6 = strchr(cfg->listen_address, ':') != NULL;
@@ -930,6 +934,7 @@ edge_listen(node_edge_t *e)
     if (fd < 0) {
         return -errno;
     }
+    /* SO_REUSEADDR only: no SO_REUSEPORT, so a second node on the same port fails loudly */
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     int rc = v6 ? bind(fd, (struct sockaddr *)&a6, sizeof(a6))
@@ -939,9 +944,20 @@ edge_listen(node_edge_t *e)
         close(fd);
         return rc;
     }
-    e->listen_fd = fd;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &tag_listen};
-    return epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
+    ctx->listen_fd = fd;
+    return 0;
+}
+
+/* Every edge thread waits on the one listening socket; EPOLLEXCLUSIVE wakes one of them. */
+static int
+edge_listen(node_edge_t *e)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &tag_listen};
+    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->ctx->listen_fd, &ev) != 0) {
+        return -errno;
+    }
+    e->listening = true;
+    return 0;
 }
 
 static int
@@ -961,6 +977,9 @@ edge_sockets(node_edge_t *e)
 {
     node_ctx_t *ctx = e->ctx;
     int linger = 0, hwm = (int)HIE_NODE_WORKER_QUEUE_MAX, unlimited = 0;
+    char rep_ep[64], ctl_ep[64];
+    snprintf(rep_ep, sizeof(rep_ep), NODE_EP_EDGE_REPLIES_FMT, e->index);
+    snprintf(ctl_ep, sizeof(ctl_ep), NODE_EP_EDGE_CTL_FMT, e->index);
     e->replies = zmq_socket(ctx->zctx, ZMQ_PULL);
     e->ctl = zmq_socket(ctx->zctx, ZMQ_ROUTER);
     if (e->replies == NULL || e->ctl == NULL) {
@@ -969,7 +988,7 @@ edge_sockets(node_edge_t *e)
     zmq_setsockopt(e->replies, ZMQ_LINGER, &linger, sizeof(linger));
     zmq_setsockopt(e->replies, ZMQ_RCVHWM, &unlimited, sizeof(unlimited));
     zmq_setsockopt(e->ctl, ZMQ_LINGER, &linger, sizeof(linger));
-    if (zmq_bind(e->replies, NODE_EP_EDGE_REPLIES) != 0 || zmq_bind(e->ctl, NODE_EP_EDGE_CTL)) {
+    if (zmq_bind(e->replies, rep_ep) != 0 || zmq_bind(e->ctl, ctl_ep) != 0) {
         return -errno;
     }
     for (unsigned i = 0; i < ctx->cfg.workers; i++) {
@@ -1033,9 +1052,12 @@ edge_thread(void *arg)
     }
     edge_signal_started(e, rc);
     if (rc == 0) {
-        hie_log_info("edge", "listening", " address=%s port=%u tls_min=%s",
-            e->ctx->cfg.listen_address, e->ctx->cfg.listen_port,
-            e->ctx->cfg.tls_min_version == TLS1_3_VERSION ? "1.3" : "1.2");
+        if (e->index == 0) {
+            hie_log_info("edge", "listening", " address=%s port=%u tls_min=%s edges=%u",
+                e->ctx->cfg.listen_address, e->ctx->cfg.listen_port,
+                e->ctx->cfg.tls_min_version == TLS1_3_VERSION ? "1.3" : "1.2",
+                e->ctx->cfg.edge_threads);
+        }
         edge_loop(e);
     }
     for (uint32_t i = 0; i < e->slots_count; i++) {
@@ -1048,16 +1070,18 @@ edge_thread(void *arg)
 }
 
 int
-hie_node__edge_start(node_edge_t **out, node_ctx_t *ctx)
+hie_node__edge_start(node_edge_t **out, node_ctx_t *ctx, unsigned index)
 {
     HIE_ASSERT(out != NULL && ctx != NULL && ctx->ssl_ctx_initial != NULL);
+    HIE_ASSERT(index < ctx->cfg.edge_threads);
+    HIE_ASSERT(ctx->listen_fd >= 0);
     *out = NULL;
     node_edge_t *e = hie_mem_calloc(1, sizeof(*e));
     if (e == NULL) {
         return HIE_ENOMEM;
     }
     e->ctx = ctx;
-    e->listen_fd = -1;
+    e->index = index;
     e->slots_count = ctx->cfg.connections_max;
     e->slots = hie_mem_calloc(e->slots_count, sizeof(*e->slots));
     e->pending = hie_mem_calloc(e->slots_count, sizeof(*e->pending));
@@ -1069,8 +1093,8 @@ hie_node__edge_start(node_edge_t **out, node_ctx_t *ctx)
     if (e->slots == NULL || e->pending == NULL || e->to_worker == NULL || e->epfd < 0) {
         return e->epfd < 0 ? -errno : HIE_ENOMEM;
     }
-    e->ssl_ctx = ctx->ssl_ctx_initial; /* ownership moves to the edge */
-    ctx->ssl_ctx_initial = NULL;
+    SSL_CTX_up_ref(ctx->ssl_ctx_initial); /* the edge's own reference */
+    e->ssl_ctx = ctx->ssl_ctx_initial;
     int rc = pthread_create(&e->thread, NULL, edge_thread, e);
     if (rc != 0) {
         return -rc;
@@ -1094,9 +1118,6 @@ hie_node__edge_join(node_edge_t **ep)
     if (e->started) {
         pthread_join(e->thread, NULL);
     }
-    if (e->listen_fd >= 0) {
-        close(e->listen_fd);
-    }
     if (e->epfd >= 0) {
         close(e->epfd);
     }
@@ -1112,31 +1133,63 @@ hie_node__edge_join(node_edge_t **ep)
 
 /* ---- control client (main thread, admin thread) ------------------------------------------ */
 
-int
-hie_node__edge_ctl(void *zctx, const char *verb, SSL_CTX *new_ctx, uint32_t timeout_ms)
+/* Sends verb (and a new reference to new_ctx) to edge index; returns the socket to read the
+ * answer from, or NULL with *rc set. */
+static void *
+edge_ctl_send(node_ctx_t *ctx, unsigned index, const char *verb, SSL_CTX *new_ctx,
+    uint32_t timeout_ms, int *rc)
 {
-    HIE_ASSERT(zctx != NULL && verb != NULL);
-    void *req = zmq_socket(zctx, ZMQ_REQ);
+    char ep[64];
+    snprintf(ep, sizeof(ep), NODE_EP_EDGE_CTL_FMT, index);
+    void *req = zmq_socket(ctx->zctx, ZMQ_REQ);
     if (req == NULL) {
-        return -errno;
+        *rc = -errno;
+        return NULL;
     }
     int linger = 0, tmo = (int)timeout_ms;
     zmq_setsockopt(req, ZMQ_LINGER, &linger, sizeof(linger));
     zmq_setsockopt(req, ZMQ_RCVTIMEO, &tmo, sizeof(tmo));
-    int rc = zmq_connect(req, NODE_EP_EDGE_CTL) == 0 ? 0 : -errno;
-    if (rc == 0 && zmq_send(req, verb, strlen(verb), new_ctx ? ZMQ_SNDMORE : 0) < 0) {
-        rc = -errno;
+    *rc = zmq_connect(req, ep) == 0 ? 0 : -errno;
+    if (*rc == 0 && zmq_send(req, verb, strlen(verb), new_ctx ? ZMQ_SNDMORE : 0) < 0) {
+        *rc = -errno;
     }
-    if (rc == 0 && new_ctx != NULL && zmq_send(req, &new_ctx, sizeof(new_ctx), 0) < 0) {
-        rc = -errno;
+    if (*rc == 0 && new_ctx != NULL) {
+        SSL_CTX_up_ref(new_ctx); /* travels with the message; the edge keeps it */
+        if (zmq_send(req, &new_ctx, sizeof(new_ctx), 0) < 0) {
+            SSL_CTX_free(new_ctx);
+            *rc = -errno;
+        }
     }
-    uint8_t buf[4];
-    if (rc == 0) {
-        int n = zmq_recv(req, buf, sizeof(buf), 0);
-        rc = n == 4 ? (int)hie_load_be32(buf) : HIE_ETIMEDOUT;
+    if (*rc != 0) {
+        zmq_close(req);
+        return NULL;
     }
-    zmq_close(req);
-    return rc;
+    return req;
+}
+
+int
+hie_node__edge_ctl(node_ctx_t *ctx, const char *verb, SSL_CTX *new_ctx, uint32_t timeout_ms)
+{
+    HIE_ASSERT(ctx != NULL && verb != NULL);
+    HIE_ASSERT(ctx->cfg.edge_threads <= NODE_EDGES_MAX);
+    void *socks[NODE_EDGES_MAX] = {0};
+    int first = 0;
+    for (unsigned i = 0; i < ctx->cfg.edge_threads; i++) {
+        int rc = 0;
+        socks[i] = edge_ctl_send(ctx, i, verb, new_ctx, timeout_ms, &rc);
+        first = first != 0 ? first : rc;
+    }
+    for (unsigned i = 0; i < ctx->cfg.edge_threads; i++) {
+        if (socks[i] == NULL) {
+            continue;
+        }
+        uint8_t buf[4];
+        int n = zmq_recv(socks[i], buf, sizeof(buf), 0);
+        int rc = n == 4 ? (int)hie_load_be32(buf) : HIE_ETIMEDOUT;
+        first = first != 0 ? first : rc;
+        zmq_close(socks[i]);
+    }
+    return first;
 }
 
 int
@@ -1145,15 +1198,12 @@ hie_node__tls_reload(node_ctx_t *ctx, char *err, size_t err_bytes)
     SSL_CTX *nctx = NULL;
     int rc = hie_node__tls_ctx_build(&ctx->cfg, &nctx, err, err_bytes);
     if (rc == 0) {
-        rc = hie_node__edge_ctl(ctx->zctx, "reload", nctx, 5000);
+        rc = hie_node__edge_ctl(ctx, "reload", nctx, 5000);
         if (rc != 0) {
-            /* NEEDSWORK: a timed-out reload may still be applied later, after this free */
             snprintf(err, err_bytes, "edge did not take the new context: %s",
                 hie_strerror(rc));
-            if (rc != HIE_ETIMEDOUT) {
-                SSL_CTX_free(nctx);
-            }
         }
+        SSL_CTX_free(nctx); /* each edge that took it holds its own reference */
     }
     atomic_fetch_add(rc == 0 ? &ctx->metrics.tls_reloads_ok : &ctx->metrics.tls_reloads_failed,
         1);

@@ -26,7 +26,7 @@
 
 struct node_threads {
     node_workers_t *workers;
-    node_edge_t *edge;
+    node_edge_t *edges[NODE_EDGES_MAX];
     node_admin_t *admin;
     node_http_t *http;
     bool edge_running;   /* the edge thread is in its loop and answers "drain" */
@@ -113,8 +113,12 @@ node_start_threads(node_ctx_t *ctx, struct node_threads *t)
         rc = hie_node__workers_start(&t->workers, ctx);
     }
     if (rc == 0) {
+        what = "listen";
+        rc = hie_node__listen(ctx);
+    }
+    for (unsigned i = 0; rc == 0 && i < ctx->cfg.edge_threads; i++) {
         what = "edge";
-        rc = hie_node__edge_start(&t->edge, ctx);
+        rc = hie_node__edge_start(&t->edges[i], ctx, i);
         t->edge_running = rc == 0;
     }
     if (rc == 0) {
@@ -137,14 +141,16 @@ node_stop_threads(node_ctx_t *ctx, struct node_threads *t, bool drain)
 {
     atomic_store(&ctx->metrics.ready, 0);
     if (drain) {
-        int rc = hie_node__edge_ctl(ctx->zctx, "drain", NULL, HIE_NODE_DRAIN_TIMEOUT_MS + 2000);
+        int rc = hie_node__edge_ctl(ctx, "drain", NULL, HIE_NODE_DRAIN_TIMEOUT_MS + 2000);
         if (rc != 0) {
             hie_log_warn("node", "drain incomplete", " rc=%s", hie_strerror_name(rc));
         }
     }
     hie_node__http_stop(&t->http);
     zmq_ctx_shutdown(ctx->zctx); /* every blocking zmq call now fails with ETERM */
-    hie_node__edge_join(&t->edge);
+    for (unsigned i = 0; i < NODE_EDGES_MAX; i++) {
+        hie_node__edge_join(&t->edges[i]);
+    }
     hie_node__workers_join(&t->workers);
     hie_node__admin_join(&t->admin);
     hie_cluster_log_destroy(&ctx->log);
@@ -194,6 +200,10 @@ node_run(node_ctx_t *ctx, int sfd)
     node_stop_threads(ctx, &t, t.edge_running);
     SSL_CTX_free(ctx->ssl_ctx_initial);
     ctx->ssl_ctx_initial = NULL;
+    if (ctx->listen_fd >= 0) {
+        close(ctx->listen_fd);
+        ctx->listen_fd = -1;
+    }
     hie_node__state_close(&ctx->state);
     zmq_ctx_term(ctx->zctx);
     if (rc == 0) {
@@ -245,6 +255,7 @@ main(int argc, char **argv)
         return rc;
     }
     static node_ctx_t ctx;
+    ctx.listen_fd = -1;
     char err[1024] = "";
     if (hie_node__config_load(&ctx.cfg, config, err, sizeof(err)) != 0) {
         fprintf(stderr, "hie-node: %s\n", err);

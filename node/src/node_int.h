@@ -31,8 +31,11 @@
 
 /* inproc endpoints */
 #define NODE_EP_WORKER_FMT "inproc://hie-worker-%u"
-#define NODE_EP_EDGE_REPLIES "inproc://hie-edge-replies"
-#define NODE_EP_EDGE_CTL "inproc://hie-edge-ctl"
+#define NODE_EP_EDGE_REPLIES_FMT "inproc://hie-edge-replies-%u"
+#define NODE_EP_EDGE_CTL_FMT "inproc://hie-edge-ctl-%u"
+/* Edge threads: TLS handshakes cost ~2 ms of CPU each, so one thread per core keeps a burst
+ * of reconnecting members from queueing behind a single thread. */
+#define NODE_EDGES_MAX 16u
 #define NODE_EP_LOG "inproc://hie-log"
 
 /* ---- config (config.c) ------------------------------------------------------------------- */
@@ -53,6 +56,7 @@ typedef struct node_config {
     uint32_t frame_timeout_ms;
     uint32_t idle_timeout_ms;
     uint32_t workers;
+    uint32_t edge_threads;
     char http_address[64];
     uint16_t http_port;           /* 0: operator HTTP endpoint disabled */
     char admin_socket[NODE_PATH_MAX];
@@ -152,6 +156,7 @@ typedef struct node_req {
     uint32_t magic;
     enum node_req_type type;
     uint64_t conn_id;
+    uint32_t edge_index;                      /* which edge thread gets the reply */
     uint64_t recv_ns;
     char org_id[HIE_ORG_ID_BYTES_MAX + 1];   /* from the certificate */
     char tls_version[16];
@@ -174,11 +179,15 @@ typedef struct node_ctx {
     void *zctx;
     node_state_t *state;
     hie_cluster_log_t *log;
-    SSL_CTX *ssl_ctx_initial;   /* handed to the edge at start; the edge owns it afterwards */
+    SSL_CTX *ssl_ctx_initial;   /* owned by main; each edge thread takes its own reference */
+    int listen_fd;              /* owned by main; every edge thread accepts from it */
 } node_ctx_t;
 
 typedef struct node_edge node_edge_t;
-HIE_MUST_CHECK int hie_node__edge_start(node_edge_t **out, node_ctx_t *ctx);
+/* Opens the member listening socket (ctx->listen_fd). Returns 0 or -errno / HIE_ECONFIG. */
+HIE_MUST_CHECK int hie_node__listen(node_ctx_t *ctx);
+/* Starts edge thread number index (0..edge_threads-1). */
+HIE_MUST_CHECK int hie_node__edge_start(node_edge_t **out, node_ctx_t *ctx, unsigned index);
 void hie_node__edge_join(node_edge_t **edge);
 
 typedef struct node_workers node_workers_t;
@@ -193,9 +202,10 @@ typedef struct node_http node_http_t;
 HIE_MUST_CHECK int hie_node__http_start(node_http_t **out, node_ctx_t *ctx);
 void hie_node__http_stop(node_http_t **h);
 
-/* Edge control messages (REQ to NODE_EP_EDGE_CTL): "reload" + SSL_CTX* (ownership moves to
- * the edge on success), "drain", answered with a 4-byte rc. */
-HIE_MUST_CHECK int hie_node__edge_ctl(void *zctx, const char *verb, SSL_CTX *new_ctx,
+/* Sends a control verb to every edge thread and waits for all answers: "reload" with an
+ * SSL_CTX (each edge gets its own reference; the caller keeps its own), or "drain". Returns 0
+ * or the first failure. */
+HIE_MUST_CHECK int hie_node__edge_ctl(node_ctx_t *ctx, const char *verb, SSL_CTX *new_ctx,
     uint32_t timeout_ms);
 /* Builds a new SSL_CTX from ctx->cfg and hands it to the edge. Returns 0 or an error. */
 HIE_MUST_CHECK int hie_node__tls_reload(node_ctx_t *ctx, char *err, size_t err_bytes);

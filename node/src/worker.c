@@ -32,7 +32,7 @@ struct worker {
     unsigned index;
     pthread_t thread;
     void *pull;
-    void *push;
+    void *push[NODE_EDGES_MAX]; /* one per edge thread: replies go back to the request's edge */
     uint64_t counter;
     struct cache_entry *cache; /* direct-mapped, HIE_NODE_REPLY_CACHE_ENTRIES */
     int bind_rc;
@@ -300,11 +300,27 @@ worker_once(struct worker *w)
         handle_envelope(w, req);
     }
     /* The edge never drops inproc messages (its PULL has no HWM limit on our side). */
-    if (zmq_send(w->push, &req, sizeof(req), 0) != sizeof(req)) {
+    HIE_ASSERT(req->edge_index < w->ctx->cfg.edge_threads);
+    if (zmq_send(w->push[req->edge_index], &req, sizeof(req), 0) != sizeof(req)) {
         hie_node__req_destroy(&req);
         return errno == EINTR;
     }
     return true;
+}
+
+static void
+worker_close_sockets(struct worker *w)
+{
+    if (w->pull != NULL) {
+        zmq_close(w->pull);
+        w->pull = NULL;
+    }
+    for (unsigned i = 0; i < NODE_EDGES_MAX; i++) {
+        if (w->push[i] != NULL) {
+            zmq_close(w->push[i]);
+            w->push[i] = NULL;
+        }
+    }
 }
 
 static void *
@@ -313,9 +329,7 @@ worker_thread(void *arg)
     struct worker *w = arg;
     while (worker_once(w)) {
     }
-    zmq_close(w->pull);
-    zmq_close(w->push);
-    w->pull = w->push = NULL;
+    worker_close_sockets(w);
     return NULL;
 }
 
@@ -325,16 +339,25 @@ worker_sockets(struct worker *w)
     char ep[64];
     int linger = 0, hwm = (int)HIE_NODE_WORKER_QUEUE_MAX;
     w->pull = zmq_socket(w->ctx->zctx, ZMQ_PULL);
-    w->push = zmq_socket(w->ctx->zctx, ZMQ_PUSH);
-    if (w->pull == NULL || w->push == NULL) {
+    if (w->pull == NULL) {
         return -errno;
     }
     zmq_setsockopt(w->pull, ZMQ_LINGER, &linger, sizeof(linger));
-    zmq_setsockopt(w->push, ZMQ_LINGER, &linger, sizeof(linger));
     zmq_setsockopt(w->pull, ZMQ_RCVHWM, &hwm, sizeof(hwm));
     snprintf(ep, sizeof(ep), NODE_EP_WORKER_FMT, w->index);
-    if (zmq_bind(w->pull, ep) != 0 || zmq_connect(w->push, NODE_EP_EDGE_REPLIES) != 0) {
+    if (zmq_bind(w->pull, ep) != 0) {
         return -errno;
+    }
+    for (unsigned i = 0; i < w->ctx->cfg.edge_threads; i++) {
+        w->push[i] = zmq_socket(w->ctx->zctx, ZMQ_PUSH);
+        if (w->push[i] == NULL) {
+            return -errno;
+        }
+        zmq_setsockopt(w->push[i], ZMQ_LINGER, &linger, sizeof(linger));
+        snprintf(ep, sizeof(ep), NODE_EP_EDGE_REPLIES_FMT, i);
+        if (zmq_connect(w->push[i], ep) != 0) { /* inproc connect before bind is fine */
+            return -errno;
+        }
     }
     return 0;
 }
@@ -386,12 +409,7 @@ hie_node__workers_join(node_workers_t **wsp)
     }
     for (unsigned i = 0; i < ws->allocated; i++) {
         struct worker *w = &ws->w[i];
-        if (w->pull != NULL) {
-            zmq_close(w->pull);
-        }
-        if (w->push != NULL) {
-            zmq_close(w->push);
-        }
+        worker_close_sockets(w);
         for (unsigned c = 0; w->cache != NULL && c < HIE_NODE_REPLY_CACHE_ENTRIES; c++) {
             hie_mem_free(w->cache[c].frame, w->cache[c].len);
         }

@@ -36,7 +36,9 @@
 #define EDGE_EVENTS_MAX 256
 #define EDGE_SLOT_BITS 20u
 #define EDGE_RBUF_KEEP_BYTES (64u * 1024u)
-#define EDGE_ACCEPTS_PER_WAKEUP 64u
+/* One accept per wakeup: with EPOLLEXCLUSIVE the next pending connection then wakes an idle
+ * edge thread instead of queueing its handshake behind this one. */
+#define EDGE_ACCEPTS_PER_WAKEUP 1u
 
 _Static_assert(HIE_EDGE_CONNECTIONS_MAX < (1u << EDGE_SLOT_BITS), "slot bits too few");
 
@@ -514,6 +516,14 @@ handshake_done(node_edge_t *e, struct conn *c)
     atomic_fetch_add(&e->ctx->metrics.handshakes_ok, 1);
     c->state = C_AUTH;
     c->last_active_ns = hie_time_mono_ns();
+}
+
+/* Asks a worker to check the organization in the registry, so that a member that is not
+ * registered (or suspended) is told so and disconnected even if it never sends a request. */
+static void
+auth_post(node_edge_t *e, struct conn *c)
+{
+    HIE_ASSERT(c->state == C_AUTH);
     node_req_t *req = req_new(e, c, NODE_REQ_AUTH);
     if (req == NULL || edge_post(e, &req) != 0) {
         hie_node__req_destroy(&req);
@@ -533,7 +543,17 @@ conn_handshake(node_edge_t *e, struct conn *c)
     if (n == 1) {
         uint64_t id = c->id;
         handshake_done(e, c);
-        return conn_lookup(e, id) == c && conn_read(e, c) && conn_lookup(e, id) == c;
+        if (conn_lookup(e, id) != c || !conn_read(e, c)) {
+            return false;
+        }
+        /* A request that came with the handshake is authorized by its worker like every
+         * request: no separate registry check needed, which saves a thread hop per connect. */
+        if (c->inflight == 0) {
+            auth_post(e, c);
+        } else {
+            c->state = C_OPEN;
+        }
+        return conn_lookup(e, id) == c;
     }
     int err = SSL_get_error(c->ssl, n);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {

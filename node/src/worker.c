@@ -170,6 +170,8 @@ authorize_org(struct worker *w, node_req_t *req, hie_org_t **org_out)
     }
     if (rc == HIE_ENOTFOUND) {
         atomic_fetch_add(&m->auth_refused_unregistered, 1);
+        hie_log_warn("worker", "member refused", " org=%s conn=%lu reason=unregistered",
+            req->org_id, req->conn_id);
         req->close_after = true;
         return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_UNAUTHENTICATED,
             "organization is not registered with this HIE");
@@ -182,6 +184,8 @@ authorize_org(struct worker *w, node_req_t *req, hie_org_t **org_out)
     *org_out = org; /* also on refusal, so the caller can log why */
     if (org->status != HIE__V1__ORG_STATUS__ORG_ACTIVE) {
         atomic_fetch_add(&m->auth_refused_suspended, 1);
+        hie_log_warn("worker", "member refused", " org=%s conn=%lu reason=suspended",
+            req->org_id, req->conn_id);
         req->close_after = true;
         return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_UNAUTHENTICATED,
             "organization is suspended");
@@ -276,11 +280,7 @@ handle_auth(struct worker *w, node_req_t *req)
     if (req->auth_ok) {
         hie_log_info("worker", "member authenticated", " org=%s conn=%lu tls=%s", req->org_id,
             req->conn_id, req->tls_version);
-    } else {
-        hie_log_warn("worker", "member refused", " org=%s conn=%lu reason=%s", req->org_id,
-            req->conn_id, code == HIE__V1__ERROR_CODE__ERROR_UNAUTHENTICATED
-                ? (org == NULL ? "unregistered" : "suspended") : "internal");
-    }
+    } /* a refusal was logged by authorize_org */
 }
 
 static bool

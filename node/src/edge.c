@@ -24,6 +24,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -720,6 +721,55 @@ edge_drain_replies(node_edge_t *e)
 
 /* ---- control: reload, drain ------------------------------------------------------------- */
 
+/* Verifies an open session's client certificate again, against the new context's CA and CRL.
+ * Returns X509_V_OK or the verification error. */
+static long
+conn_reverify(SSL_CTX *ctx, struct conn *c)
+{
+    X509 *cert = SSL_get0_peer_certificate(c->ssl);
+    if (cert == NULL) {
+        return X509_V_ERR_UNSPECIFIED;
+    }
+    X509_STORE_CTX *sctx = X509_STORE_CTX_new();
+    if (sctx == NULL) {
+        return X509_V_OK; /* out of memory: keep the session; the next handshake checks */
+    }
+    long err = X509_V_OK;
+    if (X509_STORE_CTX_init(sctx, SSL_CTX_get_cert_store(ctx), cert,
+            SSL_get_peer_cert_chain(c->ssl)) == 1) {
+        X509_STORE_CTX_set_purpose(sctx, X509_PURPOSE_SSL_CLIENT);
+        if (X509_verify_cert(sctx) != 1) {
+            err = X509_STORE_CTX_get_error(sctx);
+        }
+    }
+    X509_STORE_CTX_free(sctx);
+    ERR_clear_error();
+    return err;
+}
+
+/* After a reload, sessions whose certificate is now revoked (or expired, or from a CA no
+ * longer trusted) are cut at once: TLS 1.3 cannot re-handshake, so this is how a revocation
+ * reaches a member that stays connected (reference.md S3). */
+static void
+edge_reverify_all(node_edge_t *e)
+{
+    for (uint32_t i = 0; i < e->slots_count; i++) {
+        struct conn *c = e->slots[i];
+        if (c == NULL || c->state == C_HANDSHAKE) {
+            continue;
+        }
+        long err = conn_reverify(e->ssl_ctx, c);
+        if (err != X509_V_OK) {
+            atomic_fetch_add(&e->ctx->metrics.sessions_cut, 1);
+            hie_log_warn("edge", "session cut after reload", " conn=%lu org=%s reason=%s "
+                "detail=\"%s\"", c->id, c->org_id,
+                hie_node__hs_reason_names[hie_node__tls_reason(err, 0)],
+                X509_verify_cert_error_string(err));
+            conn_close(e, c, "certificate no longer valid");
+        }
+    }
+}
+
 static void
 ctl_reply(node_edge_t *e, zmq_msg_t *identity, int rc)
 {
@@ -760,6 +810,7 @@ edge_ctl_one(node_edge_t *e)
         HIE_ASSERT(new_ctx != NULL);
         SSL_CTX_free(e->ssl_ctx); /* live connections hold their own references */
         e->ssl_ctx = new_ctx;
+        edge_reverify_all(e);
         ctl_reply(e, &identity, 0);
     } else if (strcmp(verb, "drain") == 0) {
         HIE_ASSERT(!e->drain_waiting);

@@ -91,6 +91,7 @@ typedef struct node_metrics {
     _Atomic uint64_t auth_refused_unregistered;
     _Atomic uint64_t auth_refused_suspended;
     _Atomic uint64_t frames_rejected;
+    _Atomic uint64_t sessions_cut;          /* open sessions closed by a reload (revoked...) */
     _Atomic uint64_t requests[REQ_KIND_COUNT][OUT_COUNT];
     _Atomic uint64_t latency_bucket[REQ_KIND_COUNT][NODE_LATENCY_BUCKETS + 1];
     _Atomic uint64_t latency_sum_us[REQ_KIND_COUNT];

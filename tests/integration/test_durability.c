@@ -153,6 +153,8 @@ Test(durability, crl_reload_on_sighup_and_admin_command)
     itest_register(&node, "st-mary-hospital", "hospital");
     char out[4096];
     cr_assert_eq(itest_hie(&node, "riverside-clinic", out, sizeof(out), "whoami"), 0, "%s", out);
+    hie_client_t *open_session = itest_client(&node, "riverside-clinic");
+    cr_assert_eq(itest_ping(open_session, NULL), 0);
     /* revoke, publish the CRL, SIGHUP: the next connection is refused, no restart */
     int rc = itest_sh(out, sizeof(out), "bash %s/deploy/pki.sh revoke '%s' riverside-clinic",
         HIE_SOURCE_DIR, node.pki);
@@ -162,6 +164,10 @@ Test(durability, crl_reload_on_sighup_and_admin_command)
     cr_assert_neq(itest_hie(&node, "riverside-clinic", out, sizeof(out), "whoami"), 0,
         "revoked certificate still accepted after SIGHUP: %s", out);
     cr_assert(itest_log_wait(&node, "reason=revoked", 3000));
+    /* and the session that stayed open across the reload was cut */
+    cr_assert(itest_log_contains(&node, "session cut after reload"));
+    cr_assert_neq(itest_ping(open_session, NULL), 0, "revoked member's open session still served");
+    hie_client_destroy(&open_session);
     /* same through hiectl reload */
     rc = itest_sh(out, sizeof(out), "bash %s/deploy/pki.sh revoke '%s' st-mary-hospital",
         HIE_SOURCE_DIR, node.pki);
@@ -207,4 +213,22 @@ Test(durability, admin_socket_is_private)
         node.data_dir);
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert_str_eq(out, "600\n700\n");
+}
+
+Test(durability, hiectl_init_prepares_a_private_data_directory)
+{
+    char out[4096], dir[ITEST_PATH];
+    snprintf(dir, sizeof(dir), "%s/initdir", node.root);
+    int rc = itest_sh(out, sizeof(out), "'%s' init --data-dir '%s' && stat -c '%%a' '%s' && "
+        "ls '%s'", HIE_CTL_BIN, dir, dir, dir);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "applied_index=0") != NULL, "%s", out);
+    cr_assert(strstr(out, "700\n") != NULL, "%s", out);
+    cr_assert(strstr(out, "log") != NULL && strstr(out, "state") != NULL, "%s", out);
+    /* a node starts on it */
+    cr_assert_eq(itest_node_stop(&node, SIGTERM), 0);
+    snprintf(node.data_dir, sizeof(node.data_dir), "%s", dir);
+    itest_node_write_config(&node);
+    itest_node_start(&node);
+    itest_register(&node, "general-hospital", "hospital");
 }

@@ -83,6 +83,8 @@ struct node_edge {
     SSL_CTX *ssl_ctx;
     void *replies;               /* PULL, bound NODE_EP_EDGE_REPLIES_FMT */
     void *ctl;                   /* ROUTER, bound NODE_EP_EDGE_CTL_FMT */
+    void *adopt;                 /* PULL, bound NODE_EP_EDGE_ADOPT_FMT: accepted fds handed in */
+    void *hand[NODE_EDGES_MAX];  /* PUSH to every edge's adopt socket (own index unused) */
     void **to_worker;            /* PUSH per worker */
     struct conn **slots;
     uint32_t slots_count;        /* connections_max: the limit itself is node-wide */
@@ -102,7 +104,7 @@ struct node_edge {
 };
 
 /* epoll tags for the non-connection fds */
-static int tag_listen, tag_replies, tag_ctl;
+static int tag_listen, tag_replies, tag_ctl, tag_adopt;
 
 /* ---- connection bookkeeping ------------------------------------------------------------- */
 
@@ -182,6 +184,7 @@ conn_close(node_edge_t *e, struct conn *c, const char *why)
     hie_mem_free(c->rbuf, c->rcap);
     hie_mem_free(c, sizeof(*c));
     e->open_count--;
+    atomic_fetch_sub(&e->ctx->edge_load[e->index], 1);
     atomic_fetch_sub(&e->ctx->metrics.connections_open, 1);
     ERR_clear_error();
 }
@@ -630,7 +633,55 @@ conn_accept_one(node_edge_t *e, int fd, const struct sockaddr_storage *sa)
     c->events = ev.events;
     e->slots[slot] = c;
     e->open_count++;
+    atomic_fetch_add(&e->ctx->edge_load[e->index], 1);
     atomic_fetch_add(&m->connections_total, 1);
+}
+
+/* Connections stay on the edge thread that holds them, so a new one goes to the least loaded
+ * edge: otherwise two busy members can land on one thread and wait for each other's
+ * handshakes while another core idles. Returns true if another edge took fd. */
+static bool
+edge_hand_over(node_edge_t *e, int fd, const struct sockaddr_storage *sa)
+{
+    unsigned best = e->index;
+    uint32_t best_load = atomic_load(&e->ctx->edge_load[e->index]);
+    for (unsigned i = 0; i < e->ctx->cfg.edge_threads; i++) {
+        uint32_t load = atomic_load(&e->ctx->edge_load[i]);
+        if (load < best_load) {
+            best = i;
+            best_load = load;
+        }
+    }
+    if (best == e->index) {
+        return false;
+    }
+    struct { int fd; struct sockaddr_storage sa; } msg = {fd, *sa};
+    /* counted at once, so a burst of accepts does not pick the same edge every time */
+    atomic_fetch_add(&e->ctx->edge_load[best], 1);
+    if (zmq_send(e->hand[best], &msg, sizeof(msg), ZMQ_DONTWAIT) != (int)sizeof(msg)) {
+        atomic_fetch_sub(&e->ctx->edge_load[best], 1);
+        return false;
+    }
+    return true;
+}
+
+static void
+edge_drain_adopt(node_edge_t *e)
+{
+    for (unsigned i = 0; i < EDGE_EVENTS_MAX; i++) {
+        struct { int fd; struct sockaddr_storage sa; } msg;
+        int n = zmq_recv(e->adopt, &msg, sizeof(msg), ZMQ_DONTWAIT);
+        if (n < 0) {
+            return;
+        }
+        HIE_ASSERT(n == (int)sizeof(msg));
+        atomic_fetch_sub(&e->ctx->edge_load[e->index], 1); /* conn_accept_one counts it */
+        if (e->draining) {
+            close(msg.fd);
+            continue;
+        }
+        conn_accept_one(e, msg.fd, &msg.sa);
+    }
 }
 
 static void
@@ -649,7 +700,9 @@ edge_accept(node_edge_t *e)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        conn_accept_one(e, fd, &sa);
+        if (!edge_hand_over(e, fd, &sa)) {
+            conn_accept_one(e, fd, &sa);
+        }
     }
 }
 
@@ -968,13 +1021,14 @@ edge_loop(node_edge_t *e)
             void *p = events[i].data.ptr;
             if (p == &tag_listen) {
                 edge_accept(e);
-            } else if (p != &tag_replies && p != &tag_ctl) {
+            } else if (p != &tag_replies && p != &tag_ctl && p != &tag_adopt) {
                 conn_event(e, p, events[i].events);
             }
         }
         /* ZMQ_FD is edge-triggered: drain both sockets on every wakeup */
         edge_drain_replies(e);
         edge_ctl_drain(e);
+        edge_drain_adopt(e);
         pending = edge_service_pending(e);
         uint64_t now = hie_time_mono_ns();
         if (now >= next_tick) {
@@ -1044,6 +1098,37 @@ edge_zmq_add(node_edge_t *e, void *sock, void *tag)
 }
 
 static int
+edge_adopt_sockets(node_edge_t *e)
+{
+    char ep[64];
+    int linger = 0;
+    e->adopt = zmq_socket(e->ctx->zctx, ZMQ_PULL);
+    if (e->adopt == NULL) {
+        return -errno;
+    }
+    zmq_setsockopt(e->adopt, ZMQ_LINGER, &linger, sizeof(linger));
+    snprintf(ep, sizeof(ep), NODE_EP_EDGE_ADOPT_FMT, e->index);
+    if (zmq_bind(e->adopt, ep) != 0) {
+        return -errno;
+    }
+    for (unsigned i = 0; i < e->ctx->cfg.edge_threads; i++) {
+        if (i == e->index) {
+            continue;
+        }
+        e->hand[i] = zmq_socket(e->ctx->zctx, ZMQ_PUSH);
+        if (e->hand[i] == NULL) {
+            return -errno;
+        }
+        zmq_setsockopt(e->hand[i], ZMQ_LINGER, &linger, sizeof(linger));
+        snprintf(ep, sizeof(ep), NODE_EP_EDGE_ADOPT_FMT, i);
+        if (zmq_connect(e->hand[i], ep) != 0) { /* inproc: connect before bind is fine */
+            return -errno;
+        }
+    }
+    return 0;
+}
+
+static int
 edge_sockets(node_edge_t *e)
 {
     node_ctx_t *ctx = e->ctx;
@@ -1062,6 +1147,10 @@ edge_sockets(node_edge_t *e)
     if (zmq_bind(e->replies, rep_ep) != 0 || zmq_bind(e->ctl, ctl_ep) != 0) {
         return -errno;
     }
+    int rc = edge_adopt_sockets(e);
+    if (rc != 0) {
+        return rc;
+    }
     for (unsigned i = 0; i < ctx->cfg.workers; i++) {
         char ep[64];
         snprintf(ep, sizeof(ep), NODE_EP_WORKER_FMT, i);
@@ -1075,8 +1164,9 @@ edge_sockets(node_edge_t *e)
             return -errno;
         }
     }
-    int rc = edge_zmq_add(e, e->replies, &tag_replies);
-    return rc != 0 ? rc : edge_zmq_add(e, e->ctl, &tag_ctl);
+    rc = edge_zmq_add(e, e->replies, &tag_replies);
+    rc = rc != 0 ? rc : edge_zmq_add(e, e->ctl, &tag_ctl);
+    return rc != 0 ? rc : edge_zmq_add(e, e->adopt, &tag_adopt);
 }
 
 static void
@@ -1094,6 +1184,21 @@ edge_close_sockets(node_edge_t *e)
     if (e->ctl != NULL) {
         zmq_close(e->ctl);
         e->ctl = NULL;
+    }
+    if (e->adopt != NULL) {
+        /* fds handed to us and not adopted yet: close them */
+        struct { int fd; struct sockaddr_storage sa; } msg;
+        while (zmq_recv(e->adopt, &msg, sizeof(msg), ZMQ_DONTWAIT) == (int)sizeof(msg)) {
+            close(msg.fd);
+        }
+        zmq_close(e->adopt);
+        e->adopt = NULL;
+    }
+    for (unsigned i = 0; i < NODE_EDGES_MAX; i++) {
+        if (e->hand[i] != NULL) {
+            zmq_close(e->hand[i]);
+            e->hand[i] = NULL;
+        }
     }
     for (unsigned i = 0; i < e->ctx->cfg.workers; i++) {
         if (e->to_worker[i] != NULL) {

@@ -33,6 +33,7 @@
 #define NODE_EP_WORKER_FMT "inproc://hie-worker-%u"
 #define NODE_EP_EDGE_REPLIES_FMT "inproc://hie-edge-replies-%u"
 #define NODE_EP_EDGE_CTL_FMT "inproc://hie-edge-ctl-%u"
+#define NODE_EP_EDGE_ADOPT_FMT "inproc://hie-edge-adopt-%u"
 /* Edge threads: TLS handshakes cost ~2 ms of CPU each, so one thread per core keeps a burst
  * of reconnecting members from queueing behind a single thread. */
 #define NODE_EDGES_MAX 16u
@@ -182,6 +183,7 @@ typedef struct node_ctx {
     hie_cluster_log_t *log;
     SSL_CTX *ssl_ctx_initial;   /* owned by main; each edge thread takes its own reference */
     int listen_fd;              /* owned by main; every edge thread accepts from it */
+    _Atomic uint32_t edge_load[NODE_EDGES_MAX]; /* open connections per edge thread */
 } node_ctx_t;
 
 typedef struct node_edge node_edge_t;

@@ -1,0 +1,33 @@
+/*
+ * mpi_int.h - declarations shared between the files of mpi/ and reached by its unit tests
+ * (style.md 3.3: hie_mpi__ names). Not installed, not visible to other modules: mpi/src is a
+ * PRIVATE include directory of hie_mpi.
+ */
+#ifndef HIE_MPI_INT_H
+#define HIE_MPI_INT_H
+
+#include "hie/mpi.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One nickname and the given name it stands for, both normalized (lowercase ASCII). */
+struct hie_mpi__nickname {
+    const char *nickname;
+    const char *canonical;
+};
+
+/* The built-in table, sorted by nickname in strcmp() order, nicknames unique, and no
+ * canonical name is itself a nickname (so canonicalization is idempotent). */
+extern const struct hie_mpi__nickname hie_mpi__nicknames[];
+extern const size_t hie_mpi__nicknames_count;
+
+/* Binary search of the table for word (word_len bytes, not NUL-terminated).
+ * Returns the canonical name (static), or NULL when word is not a nickname. */
+const char *hie_mpi__nickname_find(const char *word, size_t word_len);
+
+/* True when yyyymmdd is a date hie_mpi_date_parse() can return (year in range, real day). */
+bool hie_mpi__date_valid(uint32_t yyyymmdd);
+
+#endif

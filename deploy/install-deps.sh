@@ -6,7 +6,7 @@ PKGS=(
   build-essential cmake pkg-config git
   libzmq3-dev liblmdb-dev lmdb-utils libprotobuf-c-dev protobuf-c-compiler
   libssl-dev openssl libsodium-dev libcyaml-dev libmicrohttpd-dev libjansson-dev
-  libcriterion-dev libutf8proc-dev curl procps iproute2
+  libcriterion-dev libutf8proc-dev libcsv-dev curl procps iproute2
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -121,7 +121,7 @@ _Static_assert(HIE_MPI_NAME_BYTES_MAX <= HIE_MPI_NORM_BYTES_MAX,
  *     iii iv md phd ("Dr. John Smith Jr." -> "john smith"). When every word is one of them
  *     the name is kept as it is, so a person actually named "Miss" keeps a name.
  * The result is lowercase NFC UTF-8 and may be empty (input "", "  " or "--"): callers treat
- * an empty result as a missing value.
+ * an empty result as a missing value. Normalizing a result again returns it unchanged.
  *
  * NEEDSWORK: step 3 also drops spacing vowel signs of Indic scripts and the niqqud/harakat of
  * Hebrew and Arabic; names in those scripts therefore compare more loosely than Latin ones.
@@ -193,9 +193,11 @@ HIE_MUST_CHECK int hie_mpi_postcode_normalize(hie_span_t in, char *out, size_t o
  * most HIE_MPI_COMPARE_CHARS_MAX code points. Any thread; never block; reentrant. */
 
 /* Jaro-Winkler similarity in [0, 1] (Winkler 1990): Jaro similarity with matching window
- * max(|a|, |b|) / 2 - 1, raised by 0.1 per common leading code point (at most 4) times
- * (1 - jaro) when the Jaro similarity is above the boost threshold 0.7. Two empty strings
- * give 1.0; one empty string gives 0.0. Symmetric. */
+ * max(|a|, |b|) / 2 - 1 and half the out-of-order matches rounded down (as in Winkler's
+ * strcmp95), raised by 0.1 per common leading code point (at most 4) times (1 - jaro) when
+ * the Jaro similarity is above the boost threshold 0.7. No length condition on the boost and
+ * no long-string adjustment. Two empty strings give 1.0; one empty string gives 0.0.
+ * Symmetric (the greedy matching runs with the arguments in a fixed order). */
 double hie_mpi_jaro_winkler(const char *a, const char *b);
 
 /* Optimal string alignment distance (Damerau-Levenshtein restricted to edits of substrings
@@ -254,4 +256,7 @@ enum hie_mpi_str_level hie_mpi_string_compare(const char *a, const char *b);
 #ifdef __cplusplus
 }
 #endif
+/* The Fellegi-Sunter model: comparison vectors, weights, EM, blocking (hie/mpi_match.h). */
+#include "hie/mpi_match.h"
+
 #endif

@@ -1,0 +1,137 @@
+/*
+ * hie/mpi_match.h - Fellegi-Sunter record matching: comparison vectors, match weights with
+ * their explanation, term-frequency adjustment, EM estimation of m probabilities, u
+ * probabilities from random pairs, blocking keys. Included by hie/mpi.h; not used alone.
+ *
+ * The model is a plain struct so it can be stored as replicated, versioned state. Scoring is
+ * pure: the same model and records give the same weight on every node. Training is
+ * deterministic for a given seed.
+ *
+ * Threads: every function is reentrant; a model and a term-frequency table are read-only
+ * while scoring and may be shared by threads.
+ */
+#ifndef HIE_MPI_MATCH_H
+#define HIE_MPI_MATCH_H
+
+#include "hie/base.h"
+
+#include <stdint.h>
+
+/* A normalized person record, as the matcher sees it. Empty strings and dob 0 mean missing. */
+#define HIE_MPI_FIELD_BYTES 128u
+typedef struct hie_mpi_person {
+    char given[HIE_MPI_FIELD_BYTES];     /* first given name, normalized */
+    char given_canon[HIE_MPI_FIELD_BYTES]; /* its nickname-canonical form (william for bill) */
+    char family[HIE_MPI_FIELD_BYTES];
+    uint32_t dob;                        /* YYYYMMDD */
+    char street[HIE_MPI_FIELD_BYTES];    /* house number and street, normalized */
+    char city[HIE_MPI_FIELD_BYTES];
+    char postcode[16];
+    char phone[16];
+    char email[HIE_MPI_FIELD_BYTES];
+    char national_id[32];
+} hie_mpi_person_t;
+
+enum hie_mpi_field {
+    HIE_MPI_F_GIVEN = 0,
+    HIE_MPI_F_FAMILY,
+    HIE_MPI_F_DOB,
+    HIE_MPI_F_STREET,
+    HIE_MPI_F_CITY,
+    HIE_MPI_F_POSTCODE,
+    HIE_MPI_F_PHONE,
+    HIE_MPI_F_EMAIL,
+    HIE_MPI_F_NATIONAL_ID,
+    HIE_MPI_FIELD_COUNT
+};
+/* Comparison levels per field; level 0 is always "missing" and weighs 0 (neutral). */
+#define HIE_MPI_LEVELS_MAX 8u
+
+typedef struct hie_mpi_vector {
+    uint8_t level[HIE_MPI_FIELD_COUNT];
+} hie_mpi_vector_t;
+
+typedef struct hie_mpi_model {
+    uint64_t version;                   /* bumped by every training */
+    double lambda;                      /* prior P(match) of two random records */
+    double lambda_candidates;           /* P(match) among candidate pairs, as EM found it */
+    double m[HIE_MPI_FIELD_COUNT][HIE_MPI_LEVELS_MAX];
+    double u[HIE_MPI_FIELD_COUNT][HIE_MPI_LEVELS_MAX];
+    bool enabled[HIE_MPI_FIELD_COUNT];  /* a disabled field never contributes */
+    double link_probability;            /* auto-link at or above (default 0.95) */
+    double review_probability;          /* review at or above (default 0.50) */
+    double margin_weight;               /* review when the runner-up is this close (bits) */
+} hie_mpi_model_t;
+
+/* Number of comparison levels of field f (missing included). */
+unsigned hie_mpi_field_levels(enum hie_mpi_field f);
+const char *hie_mpi_field_name(enum hie_mpi_field f);
+/* Name of level l of field f ("exact", "jw>=0.94", ...). Never NULL. */
+const char *hie_mpi_level_name(enum hie_mpi_field f, unsigned level);
+
+/* Compares two records field by field. Pure, any thread. */
+void hie_mpi_compare(const hie_mpi_person_t *a, const hie_mpi_person_t *b,
+    hie_mpi_vector_t *out);
+
+/* Fills model with untrained defaults: m concentrated on agreement, u from typical
+ * frequencies, lambda 1e-3, thresholds 0.95/0.50, margin 2 bits, every field enabled. */
+void hie_mpi_model_default(hie_mpi_model_t *model);
+
+/* Term frequencies of exact values for names (the TF adjustment: agreeing on "smith" is
+ * weaker evidence than agreeing on "zygmunt"). Opaque; built once, then read-only. */
+typedef struct hie_mpi_tf hie_mpi_tf_t;
+/* Creates an empty table for up to capacity distinct values. [out] *out caller-owned
+ * (hie_mpi_tf_destroy). Returns 0 or HIE_ENOMEM. */
+HIE_MUST_CHECK int hie_mpi_tf_create(hie_mpi_tf_t **out, size_t capacity);
+void hie_mpi_tf_destroy(hie_mpi_tf_t **tf);
+/* Counts person's given and family names. Returns 0 or HIE_ELIMIT (table full). */
+HIE_MUST_CHECK int hie_mpi_tf_add(hie_mpi_tf_t *tf, const hie_mpi_person_t *person);
+/* Relative frequency of value in field (given or family), or 0 if unknown. */
+double hie_mpi_tf_frequency(const hie_mpi_tf_t *tf, enum hie_mpi_field f, const char *value);
+
+/* One field's contribution to a match weight, for the explanation of an outcome. */
+typedef struct hie_mpi_contribution {
+    uint8_t level;
+    double weight;   /* log2(m/u), after TF adjustment; 0 when missing or disabled */
+} hie_mpi_contribution_t;
+
+/* Match weight (bits) of vector v between a and b: sum of log2(m/u) over fields, exact name
+ * agreement adjusted by term frequency when tf is not NULL. [out] explain (may be NULL)
+ * receives per-field contributions. */
+double hie_mpi_weight(const hie_mpi_model_t *model, const hie_mpi_tf_t *tf,
+    const hie_mpi_person_t *a, const hie_mpi_vector_t *v, hie_mpi_contribution_t *explain);
+/* P(match) for weight under the model's prior. */
+double hie_mpi_probability(const hie_mpi_model_t *model, double weight);
+
+/* Estimates u from random record pairs: samples pairs (i, j), i != j, with a fixed seed.
+ * Returns 0 or HIE_EINVAL (fewer than 2 persons). */
+HIE_MUST_CHECK int hie_mpi_u_estimate(hie_mpi_model_t *model, const hie_mpi_person_t *persons,
+    size_t count, size_t samples, uint64_t seed);
+/* Estimates m by expectation-maximisation over candidate-pair vectors, u fixed, with the
+ * share of matches among candidates as EM's own prior. At most iterations rounds, stopping
+ * when no parameter moves more than 1e-6. candidate_fraction is the share of all record pairs
+ * that are candidates: model->lambda becomes the prior that two random records match
+ * (matches among candidates x candidate_fraction), the prior every decision uses.
+ * [out] rounds_out (may be NULL). Returns 0 or HIE_EINVAL (no vectors, or a fraction outside
+ * (0, 1]). */
+HIE_MUST_CHECK int hie_mpi_em_train(hie_mpi_model_t *model, const hie_mpi_vector_t *vectors,
+    size_t count, double candidate_fraction, unsigned iterations, unsigned *rounds_out);
+
+/* Blocking keys: records that share a key are compared. Keys are 64-bit hashes of
+ * normalized values (keyed by key_secret when the index is persisted), 0 for "no key". */
+#define HIE_MPI_BLOCK_KEYS 13u
+/* Fills keys[HIE_MPI_BLOCK_KEYS] (0 where the fields are missing): NYSIIS(family)+birth year,
+ * given initial+dob, postcode+dob, the two names' NYSIIS codes in either order, national id,
+ * dob, NYSIIS(given)+birth year, email or else phone, NYSIIS(family)+postcode,
+ * NYSIIS(family)+given initial, city+NYSIIS(given), street, birth year and month+family
+ * initial. Many keys, so errors in two or three fields still leave the pair in some block. */
+void hie_mpi_block_keys(const hie_mpi_person_t *p, const uint8_t key_secret[16],
+    uint64_t keys[HIE_MPI_BLOCK_KEYS]);
+/* The virtual shard of a block key (design.md: shards assigned to nodes). */
+static inline unsigned
+hie_mpi_key_shard(uint64_t key, unsigned shards)
+{
+    return (unsigned)(key % shards);
+}
+
+#endif

@@ -1,0 +1,419 @@
+/*
+ * compare.c - field comparators of the Fellegi-Sunter matcher: Jaro-Winkler similarity,
+ * optimal string alignment distance, NYSIIS codes, and the ordered comparison levels of
+ * strings and birth dates (hie/mpi.h).
+ *
+ * Inputs are normalized values our own code produced, so their shape is asserted, not
+ * checked (style.md 3.6). Strings are compared as code points, decoded into stack arrays of
+ * HIE_MPI_COMPARE_CHARS_MAX entries: the quadratic algorithms have a fixed worst case
+ * (256 x 256 cells) and nothing allocates. Pure functions: no state, no clock, no randomness,
+ * so a replayed command scores exactly as it did the first time.
+ *
+ * Callers: the matcher and PDQ ranking (later), the unit tests.
+ */
+#include "mpi_int.h"
+
+#include <string.h>
+#include <utf8proc.h>
+
+/* Winkler (1990): the prefix scale p, the longest prefix counted, and the boost threshold,
+ * the Jaro similarity a pair must exceed before its common prefix raises the score. */
+#define JW_PREFIX_SCALE 0.1
+#define JW_PREFIX_MAX 4u
+#define JW_BOOST_THRESHOLD 0.7
+
+/* Decodes the NUL-terminated s into cps (HIE_MPI_COMPARE_CHARS_MAX entries) and returns the
+ * count. Invalid UTF-8 or a longer string is our bug (hie/mpi.h preconditions): asserted. */
+static size_t
+compare_decode(const char *s, uint32_t *cps)
+{
+    HIE_ASSERT(s != NULL);
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
+    size_t len = strlen(s);
+    size_t count = 0;
+    size_t off = 0;
+    while (off < len) { /* bounded: each turn consumes at least one byte */
+        utf8proc_int32_t cp = -1;
+        utf8proc_ssize_t n = utf8proc_iterate(p + off, (utf8proc_ssize_t)(len - off), &cp);
+        HIE_ASSERT(n > 0);
+        HIE_ASSERT(count < HIE_MPI_COMPARE_CHARS_MAX);
+        cps[count++] = (uint32_t)cp;
+        off += (size_t)n;
+    }
+    return count;
+}
+
+/* ---- Jaro-Winkler ------------------------------------------------------------------------ */
+
+/* Jaro similarity of two non-empty code point strings. Characters match when equal and at
+ * most window = max(la, lb) / 2 - 1 positions apart, each used once, taken greedily in order
+ * of a. t is half the number of matched characters out of order, rounded down as in
+ * Winkler's strcmp95 reference code (and Apache Commons Text, Lucene). */
+static double
+jaro(const uint32_t *a, size_t la, const uint32_t *b, size_t lb)
+{
+    bool a_matched[HIE_MPI_COMPARE_CHARS_MAX] = {false};
+    bool b_matched[HIE_MPI_COMPARE_CHARS_MAX] = {false};
+    size_t longer = la > lb ? la : lb;
+    size_t window = longer / 2 > 0 ? longer / 2 - 1 : 0;
+    size_t matches = 0;
+
+    HIE_ASSERT(la > 0);
+    HIE_ASSERT(lb > 0);
+    HIE_ASSERT(la <= HIE_MPI_COMPARE_CHARS_MAX);
+    HIE_ASSERT(lb <= HIE_MPI_COMPARE_CHARS_MAX);
+    for (size_t i = 0; i < la; i++) {
+        size_t lo = i > window ? i - window : 0;
+        size_t hi = i + window + 1 < lb ? i + window + 1 : lb;
+        for (size_t j = lo; j < hi; j++) {
+            if (!b_matched[j] && a[i] == b[j]) {
+                a_matched[i] = true;
+                b_matched[j] = true;
+                matches++;
+                break;
+            }
+        }
+    }
+    if (matches == 0) {
+        return 0.0;
+    }
+    size_t out_of_order = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < la; i++) {
+        if (!a_matched[i]) {
+            continue;
+        }
+        while (!b_matched[k]) { /* bounded: b has as many matched positions as a */
+            k++;
+        }
+        out_of_order += a[i] != b[k] ? 1u : 0u;
+        k++;
+    }
+    double m = (double)matches;
+    double t = (double)(out_of_order / 2);
+    return (m / (double)la + m / (double)lb + (m - t) / m) / 3.0;
+}
+
+double
+hie_mpi_jaro_winkler(const char *a, const char *b)
+{
+    uint32_t ca[HIE_MPI_COMPARE_CHARS_MAX];
+    uint32_t cb[HIE_MPI_COMPARE_CHARS_MAX];
+    size_t la = compare_decode(a, ca);
+    size_t lb = compare_decode(b, cb);
+
+    if (la == 0 || lb == 0) {
+        return la == lb ? 1.0 : 0.0;
+    }
+    /* Greedy matching can depend on which string leads; a fixed order (shorter first, then
+     * the smaller code point sequence) makes the result symmetric. */
+    bool swap = la > lb || (la == lb && memcmp(ca, cb, la * sizeof(ca[0])) > 0);
+    double sim = swap ? jaro(cb, lb, ca, la) : jaro(ca, la, cb, lb);
+    HIE_ASSERT(sim >= 0.0);
+    HIE_ASSERT(sim <= 1.0);
+    if (sim <= JW_BOOST_THRESHOLD) {
+        return sim;
+    }
+    size_t prefix = 0;
+    while (prefix < JW_PREFIX_MAX && prefix < la && prefix < lb && ca[prefix] == cb[prefix]) {
+        prefix++;
+    }
+    /* At most 4 * 0.1 of the remaining distance is added: the result stays within [0, 1]. */
+    double boosted = sim + (double)prefix * JW_PREFIX_SCALE * (1.0 - sim);
+    HIE_ASSERT(boosted <= 1.0);
+    return boosted;
+}
+
+/* ---- optimal string alignment ------------------------------------------------------------ */
+
+static unsigned
+osa_min(unsigned x, unsigned y)
+{
+    return x < y ? x : y;
+}
+
+/* Optimal string alignment distance of a and b, or limit + 1 as soon as it must exceed limit.
+ * Keeps three rows of the dynamic programming matrix. Every cell of a later row is built
+ * from the two rows before it plus non-negative costs (column 0 holds the row number, which
+ * is at least any earlier row's minimum), so once both of the last two rows lie above limit
+ * the distance does too. */
+static unsigned
+osa_distance(const uint32_t *a, size_t la, const uint32_t *b, size_t lb, unsigned limit)
+{
+    unsigned rows[3][HIE_MPI_COMPARE_CHARS_MAX + 1];
+    unsigned *before = rows[0];
+    unsigned *prev = rows[1];
+    unsigned *cur = rows[2];
+    unsigned prev_min = 0;
+
+    HIE_ASSERT(la <= HIE_MPI_COMPARE_CHARS_MAX);
+    HIE_ASSERT(lb <= HIE_MPI_COMPARE_CHARS_MAX);
+    for (size_t j = 0; j <= lb; j++) {
+        prev[j] = (unsigned)j;
+    }
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = (unsigned)i;
+        unsigned row_min = cur[0];
+        for (size_t j = 1; j <= lb; j++) {
+            unsigned cost = a[i - 1] == b[j - 1] ? 0u : 1u;
+            unsigned d = osa_min(osa_min(prev[j] + 1, cur[j - 1] + 1), prev[j - 1] + cost);
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+                d = osa_min(d, before[j - 2] + 1); /* adjacent transposition */
+            }
+            cur[j] = d;
+            row_min = osa_min(row_min, d);
+        }
+        if (row_min > limit && prev_min > limit) {
+            return limit + 1;
+        }
+        unsigned *spare = before;
+        before = prev;
+        prev = cur;
+        cur = spare;
+        prev_min = row_min;
+    }
+    return prev[lb] > limit ? limit + 1 : prev[lb];
+}
+
+unsigned
+hie_mpi_damerau_levenshtein(const char *a, const char *b, unsigned cap)
+{
+    uint32_t ca[HIE_MPI_COMPARE_CHARS_MAX];
+    uint32_t cb[HIE_MPI_COMPARE_CHARS_MAX];
+    size_t la = compare_decode(a, ca);
+    size_t lb = compare_decode(b, cb);
+    size_t longer = la > lb ? la : lb;
+    size_t gap = la > lb ? la - lb : lb - la;
+
+    /* The distance never exceeds the longer length: a cap at or above it cannot be hit,
+     * and limit + 1 below cannot overflow. */
+    unsigned limit = (size_t)cap < longer ? cap : (unsigned)longer;
+    if (gap > limit) { /* each inserted or deleted code point costs 1 */
+        return limit + 1;
+    }
+    unsigned d = osa_distance(ca, la, cb, lb, limit);
+    HIE_ASSERT(d <= limit + 1);
+    if (d > limit) {
+        HIE_ASSERT(limit == cap);
+    }
+    return d;
+}
+
+/* ---- NYSIIS ------------------------------------------------------------------------------ */
+
+static bool
+nysiis_is_vowel(char c)
+{
+    return c == 'A' || c == 'E' || c == 'I' || c == 'O' || c == 'U';
+}
+
+static bool
+nysiis_starts(const char *s, size_t n, const char *prefix)
+{
+    size_t len = strlen(prefix);
+    return n >= len && memcmp(s, prefix, len) == 0;
+}
+
+static bool
+nysiis_ends(const char *s, size_t n, const char *suffix)
+{
+    return n >= 2 && s[n - 2] == suffix[0] && s[n - 1] == suffix[1];
+}
+
+/* Rules 1 and 2: transcode the first and the last characters of the name.
+ * Returns the new length (a suffix rule shortens the name by one). */
+static size_t
+nysiis_ends_transcode(char *s, size_t n)
+{
+    if (nysiis_starts(s, n, "MAC")) {
+        memcpy(s, "MCC", 3);
+    } else if (nysiis_starts(s, n, "KN")) {
+        memcpy(s, "NN", 2);
+    } else if (nysiis_starts(s, n, "K")) {
+        s[0] = 'C';
+    } else if (nysiis_starts(s, n, "PH") || nysiis_starts(s, n, "PF")) {
+        memcpy(s, "FF", 2);
+    } else if (nysiis_starts(s, n, "SCH")) {
+        memcpy(s, "SSS", 3);
+    }
+    if (nysiis_ends(s, n, "EE") || nysiis_ends(s, n, "IE")) {
+        s[n - 2] = 'Y';
+        return n - 1;
+    }
+    static const char *const d_suffixes[] = {"DT", "RT", "RD", "NT", "ND"};
+    for (size_t i = 0; i < HIE_ARRAY_LEN(d_suffixes); i++) {
+        if (nysiis_ends(s, n, d_suffixes[i])) {
+            s[n - 2] = 'D';
+            return n - 1;
+        }
+    }
+    return n;
+}
+
+/* Rule 4 at position i (i >= 1): rewrites s[i] and, for the multi-letter rules, the letters
+ * after it, in place, as the original algorithm does; the next turn sees the rewritten name.
+ * Every multi-letter rule is guarded by the letters it rewrites, so it stays inside s. */
+static void
+nysiis_transcode_at(char *s, size_t n, size_t i)
+{
+    char prev = s[i - 1];
+    char cur = s[i];
+    char next = i + 1 < n ? s[i + 1] : ' ';
+    char after = i + 2 < n ? s[i + 2] : ' ';
+
+    if (cur == 'E' && next == 'V') {
+        memcpy(s + i, "AF", 2);
+    } else if (nysiis_is_vowel(cur)) {
+        s[i] = 'A';
+    } else if (cur == 'Q') {
+        s[i] = 'G';
+    } else if (cur == 'Z') {
+        s[i] = 'S';
+    } else if (cur == 'M') {
+        s[i] = 'N';
+    } else if (cur == 'K') {
+        s[i] = next == 'N' ? 'N' : 'C';
+    } else if (cur == 'S' && next == 'C' && after == 'H') {
+        memcpy(s + i, "SSS", 3);
+    } else if (cur == 'P' && next == 'H') {
+        memcpy(s + i, "FF", 2);
+    } else if (cur == 'H' && (!nysiis_is_vowel(prev) || !nysiis_is_vowel(next))) {
+        s[i] = prev;
+    } else if (cur == 'W' && nysiis_is_vowel(prev)) {
+        s[i] = prev;
+    }
+}
+
+/* Rules 5 to 7 on the key, then the original 6-character truncation. Returns the length. */
+static size_t
+nysiis_key_finish(char *key, size_t k)
+{
+    if (k > 1) {
+        char last = key[k - 1];
+        if (last == 'S') { /* rule 5: drop a final S */
+            k--;
+            last = key[k - 1];
+        }
+        if (k > 2 && key[k - 2] == 'A' && last == 'Y') { /* rule 6: final AY -> Y */
+            key[k - 2] = 'Y';
+            k--;
+        }
+        if (last == 'A') { /* rule 7: drop a final A */
+            k--;
+        }
+    }
+    return k < HIE_MPI_NYSIIS_CODE_CHARS ? k : HIE_MPI_NYSIIS_CODE_CHARS;
+}
+
+/* Rule order, the in-place rewriting and the edge cases (rules 6 and 7 on short keys) follow
+ * Apache Commons Codec's Nysiis (strict mode), whose test suite is the reference we test
+ * against (tests/unit/mpi/test_compare.c). */
+void
+hie_mpi_nysiis(const char *name, char *out, size_t out_bytes)
+{
+    uint32_t cps[HIE_MPI_COMPARE_CHARS_MAX];
+    char s[HIE_MPI_COMPARE_CHARS_MAX + 1];
+    char key[HIE_MPI_COMPARE_CHARS_MAX + 1];
+    size_t n = 0;
+
+    HIE_ASSERT(out != NULL);
+    HIE_ASSERT(out_bytes >= HIE_MPI_NYSIIS_BUF_BYTES);
+    size_t count = compare_decode(name, cps);
+    for (size_t i = 0; i < count; i++) {
+        uint32_t c = cps[i];
+        if (c >= 'a' && c <= 'z') {
+            s[n++] = (char)(c - ('a' - 'A'));
+        } else if (c >= 'A' && c <= 'Z') {
+            s[n++] = (char)c;
+        }
+    }
+    out[0] = '\0';
+    if (n == 0) {
+        return;
+    }
+    n = nysiis_ends_transcode(s, n);
+    size_t k = 0;
+    key[k++] = s[0];
+    for (size_t i = 1; i < n; i++) {
+        nysiis_transcode_at(s, n, i);
+        if (s[i] != s[i - 1]) { /* rule 4j: no letter twice in a row in the key */
+            key[k++] = s[i];
+        }
+    }
+    k = nysiis_key_finish(key, k);
+    HIE_ASSERT(k < out_bytes);
+    memcpy(out, key, k);
+    out[k] = '\0';
+}
+
+/* ---- comparison levels ------------------------------------------------------------------- */
+
+/* How many of the 8 decimal digits of two YYYYMMDD values differ. */
+static unsigned
+date_digits_differing(uint32_t a, uint32_t b)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < 8; i++) {
+        n += a % 10u != b % 10u ? 1u : 0u;
+        a /= 10u;
+        b /= 10u;
+    }
+    return n;
+}
+
+enum hie_mpi_date_level
+hie_mpi_date_compare(uint32_t a, uint32_t b)
+{
+    if (a != 0) {
+        HIE_ASSERT(hie_mpi__date_valid(a));
+    }
+    if (b != 0) {
+        HIE_ASSERT(hie_mpi__date_valid(b));
+    }
+    if (a == 0 || b == 0) {
+        return HIE_MPI_DATE_MISSING;
+    }
+    if (a == b) {
+        return HIE_MPI_DATE_EXACT;
+    }
+    uint32_t year_a = a / 10000u;
+    uint32_t year_b = b / 10000u;
+    uint32_t month_a = a / 100u % 100u;
+    uint32_t month_b = b / 100u % 100u;
+    if (year_a == year_b && month_a == b % 100u && a % 100u == month_b) {
+        return HIE_MPI_DATE_DAY_MONTH_TRANSPOSED;
+    }
+    if (date_digits_differing(a, b) == 1) {
+        return HIE_MPI_DATE_ONE_DIGIT_OFF;
+    }
+    return year_a == year_b ? HIE_MPI_DATE_SAME_YEAR : HIE_MPI_DATE_DIFFERENT;
+}
+
+enum hie_mpi_str_level
+hie_mpi_string_compare(const char *a, const char *b)
+{
+    char code_a[HIE_MPI_NYSIIS_BUF_BYTES];
+    char code_b[HIE_MPI_NYSIIS_BUF_BYTES];
+
+    HIE_ASSERT(a != NULL);
+    HIE_ASSERT(b != NULL);
+    if (a[0] == '\0' || b[0] == '\0') {
+        return HIE_MPI_STR_MISSING;
+    }
+    if (strcmp(a, b) == 0) {
+        return HIE_MPI_STR_EXACT;
+    }
+    double jw = hie_mpi_jaro_winkler(a, b);
+    if (jw >= HIE_MPI_JW_HIGH) {
+        return HIE_MPI_STR_JW_HIGH;
+    }
+    hie_mpi_nysiis(a, code_a, sizeof(code_a));
+    hie_mpi_nysiis(b, code_b, sizeof(code_b));
+    if (code_a[0] != '\0' && strcmp(code_a, code_b) == 0) {
+        return HIE_MPI_STR_PHONETIC;
+    }
+    if (hie_mpi_damerau_levenshtein(a, b, 1) <= 1) {
+        return HIE_MPI_STR_DL1;
+    }
+    return jw >= HIE_MPI_JW_MID ? HIE_MPI_STR_JW_MID : HIE_MPI_STR_DIFFERENT;
+}

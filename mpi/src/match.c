@@ -1,0 +1,559 @@
+/*
+ * match.c - the Fellegi-Sunter model: comparison vectors, weights with explanation, term
+ * frequencies, u from random pairs, m by EM, blocking keys.
+ *
+ * Invariants: level 0 of every field is "missing" and contributes 0; m and u of the other
+ * levels of an enabled field are each a distribution (sum 1, every entry > 0), so every
+ * weight is finite. Scoring reads nothing but its arguments (deterministic on every node).
+ * Callers: the MPI index (feed, PDQ), hiectl mpi train, bench/bench_mpi_accuracy.
+ */
+#include "hie/mpi.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <string.h>
+
+#define PROB_FLOOR 1e-6
+#define TF_FLOOR 1e-5
+
+/* ---- fields and levels ------------------------------------------------------------------ */
+
+/* Strings with few levels (addresses, email): missing, exact, similar, different. */
+enum { COARSE_MISSING, COARSE_EXACT, COARSE_SIMILAR, COARSE_DIFFERENT, COARSE_COUNT };
+
+static const char *const field_names[HIE_MPI_FIELD_COUNT] = {
+    "given", "family", "dob", "street", "city", "postcode", "phone", "email", "national_id",
+};
+static const char *const str_level_names[] = {
+    "missing", "exact", "jw>=0.94", "phonetic", "dl1", "jw>=0.88", "different",
+};
+static const char *const date_level_names[] = {
+    "missing", "exact", "day-month-swapped", "one-digit-off", "same-year", "different",
+};
+static const char *const coarse_level_names[] = {"missing", "exact", "similar", "different"};
+
+_Static_assert(HIE_MPI_STR_LEVEL_COUNT == HIE_ARRAY_LEN(str_level_names), "str levels");
+_Static_assert(HIE_MPI_DATE_LEVEL_COUNT == HIE_ARRAY_LEN(date_level_names), "date levels");
+_Static_assert(HIE_MPI_STR_LEVEL_COUNT <= HIE_MPI_LEVELS_MAX, "too many levels");
+
+static bool
+field_is_name(enum hie_mpi_field f)
+{
+    return f == HIE_MPI_F_GIVEN || f == HIE_MPI_F_FAMILY;
+}
+
+unsigned
+hie_mpi_field_levels(enum hie_mpi_field f)
+{
+    HIE_ASSERT(f < HIE_MPI_FIELD_COUNT);
+    if (field_is_name(f)) {
+        return HIE_MPI_STR_LEVEL_COUNT;
+    }
+    return f == HIE_MPI_F_DOB ? HIE_MPI_DATE_LEVEL_COUNT : COARSE_COUNT;
+}
+
+const char *
+hie_mpi_field_name(enum hie_mpi_field f)
+{
+    HIE_ASSERT(f < HIE_MPI_FIELD_COUNT);
+    return field_names[f];
+}
+
+const char *
+hie_mpi_level_name(enum hie_mpi_field f, unsigned level)
+{
+    HIE_ASSERT(f < HIE_MPI_FIELD_COUNT);
+    if (level >= hie_mpi_field_levels(f)) {
+        return "invalid";
+    }
+    if (field_is_name(f)) {
+        return str_level_names[level];
+    }
+    return f == HIE_MPI_F_DOB ? date_level_names[level] : coarse_level_names[level];
+}
+
+static uint8_t
+compare_coarse(const char *a, const char *b)
+{
+    if (a[0] == '\0' || b[0] == '\0') {
+        return COARSE_MISSING;
+    }
+    if (strcmp(a, b) == 0) {
+        return COARSE_EXACT;
+    }
+    return hie_mpi_jaro_winkler(a, b) >= HIE_MPI_JW_MID ? COARSE_SIMILAR : COARSE_DIFFERENT;
+}
+
+/* Identifiers and codes: a typo (one edit) is "similar", nothing fuzzier. */
+static uint8_t
+compare_code(const char *a, const char *b)
+{
+    if (a[0] == '\0' || b[0] == '\0') {
+        return COARSE_MISSING;
+    }
+    if (strcmp(a, b) == 0) {
+        return COARSE_EXACT;
+    }
+    return hie_mpi_damerau_levenshtein(a, b, 1) <= 1 ? COARSE_SIMILAR : COARSE_DIFFERENT;
+}
+
+static uint8_t
+compare_given(const hie_mpi_person_t *a, const hie_mpi_person_t *b)
+{
+    enum hie_mpi_str_level l = hie_mpi_string_compare(a->given, b->given);
+    /* a nickname of the same name (bill / william) agrees as strongly as a near-exact name */
+    if (l > HIE_MPI_STR_JW_HIGH && a->given_canon[0] != '\0' &&
+        strcmp(a->given_canon, b->given_canon) == 0) {
+        l = HIE_MPI_STR_JW_HIGH;
+    }
+    return (uint8_t)l;
+}
+
+/* Given and family name swapped between the records (a clerical error common enough to
+ * deserve its own check): both cross comparisons must be at least near-exact. */
+static bool
+names_swapped(const hie_mpi_person_t *a, const hie_mpi_person_t *b)
+{
+    return a->given[0] != '\0' && a->family[0] != '\0' &&
+           hie_mpi_string_compare(a->given, b->family) <= HIE_MPI_STR_JW_HIGH &&
+           hie_mpi_string_compare(a->family, b->given) <= HIE_MPI_STR_JW_HIGH &&
+           hie_mpi_string_compare(a->given, b->given) > HIE_MPI_STR_JW_HIGH;
+}
+
+void
+hie_mpi_compare(const hie_mpi_person_t *a, const hie_mpi_person_t *b, hie_mpi_vector_t *out)
+{
+    HIE_ASSERT(a != NULL && b != NULL && out != NULL);
+    if (names_swapped(a, b)) {
+        out->level[HIE_MPI_F_GIVEN] = HIE_MPI_STR_JW_HIGH;
+        out->level[HIE_MPI_F_FAMILY] = HIE_MPI_STR_JW_HIGH;
+    } else {
+        out->level[HIE_MPI_F_GIVEN] = compare_given(a, b);
+        out->level[HIE_MPI_F_FAMILY] = (uint8_t)hie_mpi_string_compare(a->family, b->family);
+    }
+    out->level[HIE_MPI_F_DOB] = (uint8_t)hie_mpi_date_compare(a->dob, b->dob);
+    out->level[HIE_MPI_F_STREET] = compare_coarse(a->street, b->street);
+    out->level[HIE_MPI_F_CITY] = compare_coarse(a->city, b->city);
+    out->level[HIE_MPI_F_POSTCODE] = compare_code(a->postcode, b->postcode);
+    out->level[HIE_MPI_F_PHONE] = compare_code(a->phone, b->phone);
+    out->level[HIE_MPI_F_EMAIL] = compare_coarse(a->email, b->email);
+    out->level[HIE_MPI_F_NATIONAL_ID] = compare_code(a->national_id, b->national_id);
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+        HIE_ASSERT(out->level[f] < hie_mpi_field_levels((enum hie_mpi_field)f));
+    }
+}
+
+/* ---- the model -------------------------------------------------------------------------- */
+
+/* Spreads mass geometrically over the agreement levels 1..n-1: most on level 1 (exact). */
+static void
+model_spread(double *dist, unsigned levels, double first, double ratio)
+{
+    double p = first, total = 0;
+    for (unsigned l = 1; l < levels; l++) {
+        dist[l] = p;
+        total += p;
+        p *= ratio;
+    }
+    for (unsigned l = 1; l < levels; l++) {
+        dist[l] /= total;
+    }
+    dist[0] = 0;
+}
+
+void
+hie_mpi_model_default(hie_mpi_model_t *model)
+{
+    HIE_ASSERT(model != NULL);
+    memset(model, 0, sizeof(*model));
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+        unsigned n = hie_mpi_field_levels((enum hie_mpi_field)f);
+        model_spread(model->m[f], n, 0.9, 0.3);
+        /* u: random pairs almost always land on the last level ("different") */
+        for (unsigned l = 1; l < n; l++) {
+            model->u[f][l] = l == n - 1 ? 0.95 : 0.05 / (double)(n - 2);
+        }
+        model->enabled[f] = true;
+    }
+    model->lambda = 1e-4;
+    model->lambda_candidates = 0.5;
+    model->link_probability = 0.95;
+    model->review_probability = 0.50;
+    model->margin_weight = 2.0;
+}
+
+double
+hie_mpi_probability(const hie_mpi_model_t *model, double weight)
+{
+    HIE_ASSERT(model != NULL);
+    double prior = log2(model->lambda / (1.0 - model->lambda));
+    double w = weight + prior;
+    if (w > 60) {
+        return 1.0;
+    }
+    if (w < -60) {
+        return 0.0;
+    }
+    double odds = exp2(w);
+    return odds / (1.0 + odds);
+}
+
+double
+hie_mpi_weight(const hie_mpi_model_t *model, const hie_mpi_tf_t *tf, const hie_mpi_person_t *a,
+    const hie_mpi_vector_t *v, hie_mpi_contribution_t *explain)
+{
+    HIE_ASSERT(model != NULL && a != NULL && v != NULL);
+    double total = 0;
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+        unsigned l = v->level[f];
+        HIE_ASSERT(l < hie_mpi_field_levels((enum hie_mpi_field)f));
+        double w = 0;
+        if (l != 0 && model->enabled[f]) {
+            double u = model->u[f][l];
+            if (tf != NULL && l == HIE_MPI_STR_EXACT && field_is_name((enum hie_mpi_field)f)) {
+                const char *value = f == HIE_MPI_F_GIVEN ? a->given : a->family;
+                double freq = hie_mpi_tf_frequency(tf, (enum hie_mpi_field)f, value);
+                u = freq > 0 ? fmax(freq, TF_FLOOR) : u;
+            }
+            w = log2(model->m[f][l] / u);
+        }
+        if (explain != NULL) {
+            explain[f].level = (uint8_t)l;
+            explain[f].weight = w;
+        }
+        total += w;
+    }
+    return total;
+}
+
+/* ---- u from random pairs ---------------------------------------------------------------- */
+
+static uint64_t
+rng_next(uint64_t *state)
+{
+    /* splitmix64: small, fast, and deterministic for a seed */
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+int
+hie_mpi_u_estimate(hie_mpi_model_t *model, const hie_mpi_person_t *persons, size_t count,
+    size_t samples, uint64_t seed)
+{
+    HIE_ASSERT(model != NULL && persons != NULL);
+    if (count < 2 || samples == 0) {
+        return HIE_EINVAL;
+    }
+    double n[HIE_MPI_FIELD_COUNT][HIE_MPI_LEVELS_MAX] = {{0}};
+    uint64_t state = seed;
+    for (size_t s = 0; s < samples; s++) {
+        size_t i = (size_t)(rng_next(&state) % count);
+        size_t j = (size_t)(rng_next(&state) % (count - 1));
+        j += j >= i; /* j != i */
+        hie_mpi_vector_t v;
+        hie_mpi_compare(&persons[i], &persons[j], &v);
+        for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+            n[f][v.level[f]] += 1;
+        }
+    }
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+        unsigned levels = hie_mpi_field_levels((enum hie_mpi_field)f);
+        double total = 0;
+        for (unsigned l = 1; l < levels; l++) {
+            total += n[f][l] + 0.5; /* add-half smoothing: no level is impossible */
+        }
+        for (unsigned l = 1; l < levels; l++) {
+            model->u[f][l] = (n[f][l] + 0.5) / total;
+        }
+    }
+    return 0;
+}
+
+/* ---- m by EM ---------------------------------------------------------------------------- */
+
+static double
+em_posterior(const hie_mpi_model_t *model, const hie_mpi_vector_t *v)
+{
+    double lm = log(model->lambda_candidates), lu = log(1.0 - model->lambda_candidates);
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+        unsigned l = v->level[f];
+        if (l != 0 && model->enabled[f]) {
+            lm += log(model->m[f][l]);
+            lu += log(model->u[f][l]);
+        }
+    }
+    double d = lu - lm;
+    return d > 700 ? 0.0 : 1.0 / (1.0 + exp(d));
+}
+
+/* One EM round over model->lambda_candidates; returns the largest parameter change. */
+static double
+em_round(hie_mpi_model_t *model, const hie_mpi_vector_t *vectors, size_t count)
+{
+    double acc[HIE_MPI_FIELD_COUNT][HIE_MPI_LEVELS_MAX] = {{0}};
+    double post_sum = 0;
+    for (size_t i = 0; i < count; i++) {
+        double p = em_posterior(model, &vectors[i]);
+        post_sum += p;
+        for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+            acc[f][vectors[i].level[f]] += p;
+        }
+    }
+    double lc = fmin(fmax(post_sum / (double)count, PROB_FLOOR), 1.0 - PROB_FLOOR);
+    double delta = fabs(model->lambda_candidates - lc);
+    model->lambda_candidates = lc;
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+        unsigned levels = hie_mpi_field_levels((enum hie_mpi_field)f);
+        double total = 0;
+        for (unsigned l = 1; l < levels; l++) {
+            total += acc[f][l] + PROB_FLOOR;
+        }
+        for (unsigned l = 1; l < levels && total > 0; l++) {
+            double m = (acc[f][l] + PROB_FLOOR) / total;
+            delta = fmax(delta, fabs(m - model->m[f][l]));
+            model->m[f][l] = m;
+        }
+    }
+    return delta;
+}
+
+int
+hie_mpi_em_train(hie_mpi_model_t *model, const hie_mpi_vector_t *vectors, size_t count,
+    double candidate_fraction, unsigned iterations, unsigned *rounds_out)
+{
+    HIE_ASSERT(model != NULL);
+    if (rounds_out != NULL) {
+        *rounds_out = 0;
+    }
+    if (vectors == NULL || count == 0 || !(candidate_fraction > 0 && candidate_fraction <= 1)) {
+        return HIE_EINVAL;
+    }
+    model->lambda_candidates = 0.5; /* EM's start: no opinion */
+    unsigned r = 0;
+    while (r < iterations) {
+        r++;
+        if (em_round(model, vectors, count) < 1e-6) {
+            break;
+        }
+    }
+    model->lambda = fmin(fmax(model->lambda_candidates * candidate_fraction, PROB_FLOOR * 1e-3),
+        0.5);
+    model->version++;
+    if (rounds_out != NULL) {
+        *rounds_out = r;
+    }
+    return 0;
+}
+
+/* ---- term frequencies ------------------------------------------------------------------- */
+
+struct tf_slot {
+    uint64_t hash; /* 0: empty */
+    uint32_t count;
+};
+
+struct hie_mpi_tf {
+    struct tf_slot *slots;
+    size_t cap;      /* power of two */
+    size_t used;
+    uint64_t total[2];
+};
+
+int
+hie_mpi_tf_create(hie_mpi_tf_t **out, size_t capacity)
+{
+    HIE_ASSERT(out != NULL);
+    *out = NULL;
+    size_t cap = 1024;
+    while (cap < capacity * 2 && cap < ((size_t)1 << 40)) {
+        cap *= 2;
+    }
+    hie_mpi_tf_t *tf = hie_mem_calloc(1, sizeof(*tf));
+    if (tf == NULL) {
+        return HIE_ENOMEM;
+    }
+    tf->slots = hie_mem_calloc(cap, sizeof(*tf->slots));
+    if (tf->slots == NULL) {
+        hie_mem_free(tf, sizeof(*tf));
+        return HIE_ENOMEM;
+    }
+    tf->cap = cap;
+    *out = tf;
+    return 0;
+}
+
+void
+hie_mpi_tf_destroy(hie_mpi_tf_t **tfp)
+{
+    HIE_ASSERT(tfp != NULL);
+    if (*tfp == NULL) {
+        return;
+    }
+    hie_mem_free((*tfp)->slots, (*tfp)->cap * sizeof(*(*tfp)->slots));
+    hie_mem_free(*tfp, sizeof(**tfp));
+    *tfp = NULL;
+}
+
+static uint64_t
+tf_hash(enum hie_mpi_field f, const char *value)
+{
+    static const uint8_t key[crypto_shorthash_KEYBYTES] = "hie-mpi-tf-v1...";
+    uint8_t buf[HIE_MPI_FIELD_BYTES + 1];
+    size_t len = strnlen(value, HIE_MPI_FIELD_BYTES - 1);
+    buf[0] = (uint8_t)f;
+    memcpy(buf + 1, value, len);
+    uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, buf, len + 1, key);
+    uint64_t v;
+    memcpy(&v, h, sizeof(v));
+    return v == 0 ? 1 : v;
+}
+
+static struct tf_slot *
+tf_find(const hie_mpi_tf_t *tf, uint64_t hash)
+{
+    size_t mask = tf->cap - 1;
+    for (size_t i = hash & mask, probes = 0; probes < tf->cap; i = (i + 1) & mask, probes++) {
+        if (tf->slots[i].hash == hash || tf->slots[i].hash == 0) {
+            return &tf->slots[i];
+        }
+    }
+    return NULL;
+}
+
+static int
+tf_add_one(hie_mpi_tf_t *tf, enum hie_mpi_field f, const char *value)
+{
+    if (value[0] == '\0') {
+        return 0;
+    }
+    uint64_t h = tf_hash(f, value);
+    struct tf_slot *s = tf_find(tf, h);
+    if (s == NULL || (s->hash == 0 && tf->used * 2 >= tf->cap)) {
+        return HIE_ELIMIT;
+    }
+    if (s->hash == 0) {
+        s->hash = h;
+        tf->used++;
+    }
+    s->count++;
+    tf->total[f == HIE_MPI_F_FAMILY]++;
+    return 0;
+}
+
+int
+hie_mpi_tf_add(hie_mpi_tf_t *tf, const hie_mpi_person_t *person)
+{
+    HIE_ASSERT(tf != NULL && person != NULL);
+    int rc = tf_add_one(tf, HIE_MPI_F_GIVEN, person->given);
+    return rc != 0 ? rc : tf_add_one(tf, HIE_MPI_F_FAMILY, person->family);
+}
+
+double
+hie_mpi_tf_frequency(const hie_mpi_tf_t *tf, enum hie_mpi_field f, const char *value)
+{
+    HIE_ASSERT(tf != NULL && field_is_name(f));
+    uint64_t total = tf->total[f == HIE_MPI_F_FAMILY];
+    if (value[0] == '\0' || total == 0) {
+        return 0;
+    }
+    const struct tf_slot *s = tf_find(tf, tf_hash(f, value));
+    return s != NULL && s->hash != 0 ? (double)s->count / (double)total : 0;
+}
+
+/* ---- blocking keys ---------------------------------------------------------------------- */
+
+static uint64_t
+block_hash(const uint8_t secret[16], const char *text)
+{
+    uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, (const uint8_t *)text, strlen(text), secret);
+    uint64_t v;
+    memcpy(&v, h, sizeof(v));
+    return v == 0 ? 1 : v;
+}
+
+static void
+block_keys_loose(const hie_mpi_person_t *p, const uint8_t key_secret[16], const char *fam,
+    const char *giv, uint64_t keys[HIE_MPI_BLOCK_KEYS])
+{
+    char text[2 * HIE_MPI_FIELD_BYTES];
+    if (fam[0] != '\0' && p->given[0] != '\0') {
+        snprintf(text, sizeof(text), "10|%s|%c", fam, p->given[0]);
+        keys[9] = block_hash(key_secret, text);
+    }
+    if (p->city[0] != '\0' && giv[0] != '\0') {
+        snprintf(text, sizeof(text), "11|%s|%s", p->city, giv);
+        keys[10] = block_hash(key_secret, text);
+    }
+    if (p->street[0] != '\0') {
+        snprintf(text, sizeof(text), "12|%s", p->street);
+        keys[11] = block_hash(key_secret, text);
+    }
+    if (p->dob != 0 && p->family[0] != '\0') {
+        snprintf(text, sizeof(text), "13|%u|%c", p->dob / 100u, p->family[0]);
+        keys[12] = block_hash(key_secret, text);
+    }
+}
+
+static void
+block_keys_more(const hie_mpi_person_t *p, const uint8_t key_secret[16], const char *fam,
+    const char *giv, uint64_t keys[HIE_MPI_BLOCK_KEYS])
+{
+    char text[2 * HIE_MPI_FIELD_BYTES];
+    if (p->dob != 0) {
+        snprintf(text, sizeof(text), "6|%u", p->dob);
+        keys[5] = block_hash(key_secret, text);
+    }
+    if (giv[0] != '\0' && p->dob != 0) {
+        snprintf(text, sizeof(text), "7|%s|%u", giv, p->dob / 10000u);
+        keys[6] = block_hash(key_secret, text);
+    }
+    const char *contact = p->email[0] != '\0' ? p->email : p->phone;
+    if (contact[0] != '\0') {
+        snprintf(text, sizeof(text), "8|%s", contact);
+        keys[7] = block_hash(key_secret, text);
+    }
+    if (fam[0] != '\0' && p->postcode[0] != '\0') {
+        snprintf(text, sizeof(text), "9|%s|%s", fam, p->postcode);
+        keys[8] = block_hash(key_secret, text);
+    }
+    block_keys_loose(p, key_secret, fam, giv, keys);
+}
+
+void
+hie_mpi_block_keys(const hie_mpi_person_t *p, const uint8_t key_secret[16],
+    uint64_t keys[HIE_MPI_BLOCK_KEYS])
+{
+    HIE_ASSERT(p != NULL && key_secret != NULL && keys != NULL);
+    char fam[HIE_MPI_NYSIIS_BUF_BYTES] = "", giv[HIE_MPI_NYSIIS_BUF_BYTES] = "";
+    char text[2 * HIE_MPI_FIELD_BYTES];
+    hie_mpi_nysiis(p->family, fam, sizeof(fam));
+    hie_mpi_nysiis(p->given_canon[0] ? p->given_canon : p->given, giv, sizeof(giv));
+    memset(keys, 0, HIE_MPI_BLOCK_KEYS * sizeof(*keys));
+    if (fam[0] != '\0' && p->dob != 0) {
+        snprintf(text, sizeof(text), "1|%s|%u", fam, p->dob / 10000u);
+        keys[0] = block_hash(key_secret, text);
+    }
+    if (p->given[0] != '\0' && p->dob != 0) {
+        snprintf(text, sizeof(text), "2|%c|%u", p->given[0], p->dob);
+        keys[1] = block_hash(key_secret, text);
+    }
+    if (p->postcode[0] != '\0' && p->dob != 0) {
+        snprintf(text, sizeof(text), "3|%s|%u", p->postcode, p->dob);
+        keys[2] = block_hash(key_secret, text);
+    }
+    if (fam[0] != '\0' && giv[0] != '\0') {
+        /* order-free, so a record with given and family swapped still meets its twin */
+        bool swap = strcmp(giv, fam) > 0;
+        snprintf(text, sizeof(text), "4|%s|%s", swap ? fam : giv, swap ? giv : fam);
+        keys[3] = block_hash(key_secret, text);
+    }
+    if (p->national_id[0] != '\0') {
+        snprintf(text, sizeof(text), "5|%s", p->national_id);
+        keys[4] = block_hash(key_secret, text);
+    }
+    block_keys_more(p, key_secret, fam, giv, keys);
+}

@@ -1,0 +1,233 @@
+/*
+ * test_match.c - the Fellegi-Sunter model (mpi/src/match.c): comparison vectors, weights and
+ * their explanation, term frequencies, u from random pairs, EM on a constructed data set with
+ * known parameters, blocking keys.
+ */
+#include "hie/mpi.h"
+
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <math.h>
+#include <sodium.h>
+#include <string.h>
+
+static hie_mpi_person_t
+person(const char *given, const char *family, uint32_t dob, const char *postcode)
+{
+    hie_mpi_person_t p;
+    memset(&p, 0, sizeof(p));
+    snprintf(p.given, sizeof(p.given), "%s", given);
+    snprintf(p.family, sizeof(p.family), "%s", family);
+    if (given[0] != '\0') {
+        cr_assert_eq(hie_mpi_given_canonical(p.given, p.given_canon, sizeof(p.given_canon)), 0);
+    }
+    p.dob = dob;
+    snprintf(p.postcode, sizeof(p.postcode), "%s", postcode);
+    return p;
+}
+
+static void
+init(void)
+{
+    cr_assert_geq(sodium_init(), 0);
+}
+
+TestSuite(mpi_match, .init = init);
+
+Test(mpi_match, identical_records_agree_exactly_and_missing_is_level_zero)
+{
+    hie_mpi_person_t a = person("william", "smith", 19700101, "4000");
+    hie_mpi_vector_t v;
+    hie_mpi_compare(&a, &a, &v);
+    cr_assert_eq(v.level[HIE_MPI_F_GIVEN], HIE_MPI_STR_EXACT);
+    cr_assert_eq(v.level[HIE_MPI_F_FAMILY], HIE_MPI_STR_EXACT);
+    cr_assert_eq(v.level[HIE_MPI_F_DOB], HIE_MPI_DATE_EXACT);
+    cr_assert_eq(v.level[HIE_MPI_F_POSTCODE], 1);
+    cr_assert_eq(v.level[HIE_MPI_F_STREET], 0, "empty street is missing");
+    cr_assert_eq(v.level[HIE_MPI_F_NATIONAL_ID], 0);
+    cr_assert_str_eq(hie_mpi_level_name(HIE_MPI_F_DOB, HIE_MPI_DATE_EXACT), "exact");
+    cr_assert_str_eq(hie_mpi_field_name(HIE_MPI_F_NATIONAL_ID), "national_id");
+}
+
+Test(mpi_match, nickname_and_swapped_names_are_strong_agreement)
+{
+    hie_mpi_person_t a = person("william", "smith", 19700101, "");
+    hie_mpi_person_t b = person("bill", "smith", 19700101, "");
+    hie_mpi_vector_t v;
+    hie_mpi_compare(&a, &b, &v);
+    cr_assert_eq(v.level[HIE_MPI_F_GIVEN], HIE_MPI_STR_JW_HIGH, "bill is william");
+    hie_mpi_person_t c = person("isla", "hall", 19850207, "");
+    hie_mpi_person_t d = person("hall", "isla", 19850207, "");
+    hie_mpi_compare(&c, &d, &v);
+    cr_assert_eq(v.level[HIE_MPI_F_GIVEN], HIE_MPI_STR_JW_HIGH);
+    cr_assert_eq(v.level[HIE_MPI_F_FAMILY], HIE_MPI_STR_JW_HIGH);
+}
+
+Test(mpi_match, weight_is_the_sum_of_its_explanation_and_orders_agreement)
+{
+    hie_mpi_model_t m;
+    hie_mpi_model_default(&m);
+    hie_mpi_person_t a = person("maria", "garcia", 19800512, "2000");
+    hie_mpi_person_t same = a;
+    hie_mpi_person_t typo = person("maria", "garsia", 19800521, "2000");
+    hie_mpi_person_t other = person("john", "brown", 19551103, "7000");
+    hie_mpi_vector_t v1, v2, v3;
+    hie_mpi_compare(&a, &same, &v1);
+    hie_mpi_compare(&a, &typo, &v2);
+    hie_mpi_compare(&a, &other, &v3);
+    hie_mpi_contribution_t ex[HIE_MPI_FIELD_COUNT];
+    double w1 = hie_mpi_weight(&m, NULL, &a, &v1, ex);
+    double sum = 0;
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+        sum += ex[f].weight;
+        if (ex[f].level == 0) {
+            cr_assert_eq(ex[f].weight, 0.0, "missing field %u weighs", f);
+        }
+    }
+    cr_assert_float_eq(w1, sum, 1e-9);
+    double w2 = hie_mpi_weight(&m, NULL, &a, &v2, NULL);
+    double w3 = hie_mpi_weight(&m, NULL, &a, &v3, NULL);
+    cr_assert_gt(w1, w2);
+    cr_assert_gt(w2, w3);
+    cr_assert_lt(w3, 0);
+    cr_assert_gt(hie_mpi_probability(&m, w1), hie_mpi_probability(&m, w3));
+    cr_assert_leq(hie_mpi_probability(&m, 1e9), 1.0);
+    cr_assert_geq(hie_mpi_probability(&m, -1e9), 0.0);
+    m.enabled[HIE_MPI_F_DOB] = false;
+    hie_mpi_weight(&m, NULL, &a, &v1, ex);
+    cr_assert_eq(ex[HIE_MPI_F_DOB].weight, 0.0, "a disabled field never contributes");
+}
+
+Test(mpi_match, term_frequency_makes_common_names_weaker_evidence)
+{
+    hie_mpi_model_t m;
+    hie_mpi_model_default(&m);
+    hie_mpi_tf_t *tf = NULL;
+    cr_assert_eq(hie_mpi_tf_create(&tf, 100), 0);
+    for (int i = 0; i < 50; i++) {
+        hie_mpi_person_t p = person("anna", "smith", 0, "");
+        cr_assert_eq(hie_mpi_tf_add(tf, &p), 0);
+    }
+    hie_mpi_person_t rare = person("anna", "zygmunt", 0, "");
+    cr_assert_eq(hie_mpi_tf_add(tf, &rare), 0);
+    cr_assert_gt(hie_mpi_tf_frequency(tf, HIE_MPI_F_FAMILY, "smith"),
+        hie_mpi_tf_frequency(tf, HIE_MPI_F_FAMILY, "zygmunt"));
+    cr_assert_eq(hie_mpi_tf_frequency(tf, HIE_MPI_F_FAMILY, "nobody"), 0.0);
+    hie_mpi_person_t smith = person("anna", "smith", 0, "");
+    hie_mpi_vector_t vs, vz;
+    hie_mpi_compare(&smith, &smith, &vs);
+    hie_mpi_compare(&rare, &rare, &vz);
+    hie_mpi_contribution_t es[HIE_MPI_FIELD_COUNT], ez[HIE_MPI_FIELD_COUNT];
+    hie_mpi_weight(&m, tf, &smith, &vs, es);
+    hie_mpi_weight(&m, tf, &rare, &vz, ez);
+    cr_assert_lt(es[HIE_MPI_F_FAMILY].weight, ez[HIE_MPI_F_FAMILY].weight);
+    hie_mpi_tf_destroy(&tf);
+    cr_assert_null(tf);
+}
+
+/* splitmix64, as in match.c, so the constructed data set is reproducible */
+static uint64_t
+rng(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double
+uniform(uint64_t *s)
+{
+    return (double)(rng(s) >> 11) / 9007199254740992.0;
+}
+
+/* Known answer: three binary-like fields (exact vs different), m = 0.9/0.1, u = 0.05/0.95 for
+ * every field, 30% matches among candidates. EM with u fixed must find m and the share. */
+Test(mpi_match, em_recovers_known_parameters_on_a_constructed_set)
+{
+    static const unsigned fields[3] = {HIE_MPI_F_GIVEN, HIE_MPI_F_FAMILY, HIE_MPI_F_POSTCODE};
+    const size_t n = 20000;
+    uint64_t seed = 12345;
+    cr_log_info("seed=%lu", (unsigned long)seed);
+    hie_mpi_vector_t *v = calloc(n, sizeof(*v));
+    size_t matches = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool match = uniform(&seed) < 0.3;
+        matches += match;
+        for (unsigned k = 0; k < 3; k++) {
+            unsigned f = fields[k];
+            unsigned diff = hie_mpi_field_levels((enum hie_mpi_field)f) - 1;
+            bool agree = uniform(&seed) < (match ? 0.9 : 0.05);
+            v[i].level[f] = (uint8_t)(agree ? 1 : diff);
+        }
+    }
+    hie_mpi_model_t m;
+    hie_mpi_model_default(&m);
+    for (unsigned k = 0; k < 3; k++) {
+        unsigned f = fields[k];
+        unsigned levels = hie_mpi_field_levels((enum hie_mpi_field)f);
+        for (unsigned l = 1; l < levels; l++) {
+            m.u[f][l] = l == 1 ? 0.05 : (l == levels - 1 ? 0.95 - 1e-6 * (levels - 3) : 1e-6);
+        }
+    }
+    unsigned rounds = 0;
+    cr_assert_eq(hie_mpi_em_train(&m, v, n, 0.01, 200, &rounds), 0);
+    cr_log_info("em rounds=%u lambda_c=%.4f m_exact=%.4f %.4f %.4f", rounds,
+        m.lambda_candidates, m.m[fields[0]][1], m.m[fields[1]][1], m.m[fields[2]][1]);
+    cr_assert_float_eq(m.lambda_candidates, (double)matches / (double)n, 0.02);
+    for (unsigned k = 0; k < 3; k++) {
+        cr_assert_float_eq(m.m[fields[k]][1], 0.9, 0.02, "field %u m(exact)", fields[k]);
+    }
+    cr_assert_float_eq(m.lambda, m.lambda_candidates * 0.01, 1e-9);
+    cr_assert_eq(m.version, 1);
+    cr_assert_eq(hie_mpi_em_train(&m, v, 0, 0.01, 10, NULL), HIE_EINVAL);
+    cr_assert_eq(hie_mpi_em_train(&m, v, n, 0.0, 10, NULL), HIE_EINVAL);
+    free(v);
+}
+
+Test(mpi_match, u_from_random_pairs_of_distinct_people_is_mostly_different)
+{
+    static const char *const names[] = {"anna", "ben", "carl", "dora", "emil", "fred", "gina"};
+    hie_mpi_person_t p[70];
+    for (unsigned i = 0; i < 70; i++) {
+        uint32_t dob = (1930 + i) * 10000 + (1 + (i * 5) % 12) * 100 + 1 + (i * 7) % 28;
+        p[i] = person(names[i % 7], names[(i / 7) % 7], dob, "");
+    }
+    hie_mpi_model_t m;
+    hie_mpi_model_default(&m);
+    cr_assert_eq(hie_mpi_u_estimate(&m, p, 70, 5000, 7), 0);
+    unsigned last = hie_mpi_field_levels(HIE_MPI_F_DOB) - 1;
+    cr_assert_gt(m.u[HIE_MPI_F_DOB][last], 0.8);
+    cr_assert_gt(m.u[HIE_MPI_F_DOB][HIE_MPI_DATE_EXACT], 0.0, "smoothed, never zero");
+    cr_assert_eq(hie_mpi_u_estimate(&m, p, 1, 10, 7), HIE_EINVAL);
+}
+
+Test(mpi_match, block_keys_are_deterministic_and_tolerate_one_error)
+{
+    static const uint8_t secret[16] = "test-block-key..";
+    hie_mpi_person_t a = person("catherine", "mcdonald", 19640229, "2600");
+    hie_mpi_person_t b = person("katherine", "mcdonald", 19640229, "2600"); /* given typo */
+    hie_mpi_person_t c = person("mcdonald", "catherine", 19640229, "");     /* swapped */
+    uint64_t ka[HIE_MPI_BLOCK_KEYS], kb[HIE_MPI_BLOCK_KEYS], kc[HIE_MPI_BLOCK_KEYS];
+    uint64_t again[HIE_MPI_BLOCK_KEYS];
+    hie_mpi_block_keys(&a, secret, ka);
+    hie_mpi_block_keys(&a, secret, again);
+    cr_assert_arr_eq(ka, again, sizeof(ka));
+    hie_mpi_block_keys(&b, secret, kb);
+    hie_mpi_block_keys(&c, secret, kc);
+    bool ab = false;
+    for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
+        ab = ab || (ka[i] != 0 && ka[i] == kb[i]);
+    }
+    cr_assert(ab, "a typo in the given name lost the pair");
+    cr_assert_neq(ka[3], 0);
+    cr_assert_eq(ka[3], kc[3], "swapped names must share the name-pair key");
+    cr_assert_eq(ka[4], 0, "no national id: no key");
+    for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
+        cr_assert_lt(hie_mpi_key_shard(ka[i], 64), 64);
+    }
+    static const uint8_t other[16] = "another-secret..";
+    uint64_t ko[HIE_MPI_BLOCK_KEYS];
+    hie_mpi_block_keys(&a, other, ko);
+    cr_assert_neq(ka[0], ko[0], "keys depend on the secret");
+}

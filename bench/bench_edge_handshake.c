@@ -430,16 +430,8 @@ struct env {
 static int
 env_setup(struct env *e, const struct opts *o)
 {
-    printf("# rlimit nofile %lu\n", (unsigned long)bench_rlimit_raise());
-    int rc = bench_setup(e->root, sizeof(e->root), o->keep);
-    rc = rc ? rc : bench_pki_create(e->root);
-    if (rc == 0) {
-        e->cli = bench_tls_client_ctx(e->root, BENCH_MEMBER);
-        e->srv = bench_tls_server_ctx(e->root);
-        rc = e->cli != NULL && e->srv != NULL ? 0 : HIE_ETLS;
-    }
-    rc = rc ? rc : bench_node_start(&e->node, e->root, 2, o->log_level, 20000);
-    rc = rc ? rc : bench_node_register(&e->node, BENCH_MEMBER, "General Hospital", "hospital");
+    int rc = bench_edge_env(e->root, sizeof(e->root), o->keep, o->log_level, &e->node, &e->cli,
+        &e->srv);
     rc = rc ? rc : bare_start(&e->bare, e->srv);
     if (rc == 0) {
         printf("# dir %s node pid %d port %u, bare port %u (%u threads), log level %s\n",

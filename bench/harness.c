@@ -798,3 +798,19 @@ bench_reply_check(const uint8_t *body, size_t len, const char *id, bool echo)
     hie_arena_destroy(&arena);
     return rc;
 }
+
+int
+bench_edge_env(char *root, size_t root_bytes, bool keep, const char *log_level,
+    bench_node_t *node, SSL_CTX **cli, SSL_CTX **srv)
+{
+    printf("# rlimit nofile %lu\n", (unsigned long)bench_rlimit_raise());
+    int rc = bench_setup(root, root_bytes, keep);
+    rc = rc ? rc : bench_pki_create(root);
+    if (rc == 0) {
+        *cli = bench_tls_client_ctx(root, BENCH_MEMBER);
+        *srv = bench_tls_server_ctx(root);
+        rc = *cli != NULL && *srv != NULL ? 0 : HIE_ETLS;
+    }
+    rc = rc ? rc : bench_node_start(node, root, 2, log_level, 20000);
+    return rc ? rc : bench_node_register(node, BENCH_MEMBER, "General Hospital", "hospital");
+}

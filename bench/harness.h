@@ -120,6 +120,11 @@ SSL_CTX *bench_tls_client_ctx(const char *root, const char *member);
  * (CRL_CHECK | CRL_CHECK_ALL), clientAuth purpose, no tickets, no session cache. */
 SSL_CTX *bench_tls_server_ctx(const char *root);
 
+/* The common start of the edge benchmarks: temp dir, PKI, client and server TLS contexts, a
+ * node with 2 workers and BENCH_MEMBER registered. Returns 0 or an error (printed). */
+HIE_MUST_CHECK int bench_edge_env(char *root, size_t root_bytes, bool keep,
+    const char *log_level, bench_node_t *node, SSL_CTX **cli, SSL_CTX **srv);
+
 /* Blocking TCP connect to 127.0.0.1:port with TCP_NODELAY and 5 s send/receive timeouts.
  * Returns the fd or -errno. */
 int bench_tcp_connect(uint16_t port);

@@ -496,6 +496,15 @@ block_keys_loose(const hie_mpi_person_t *p, const uint8_t key_secret[16], const 
         snprintf(text, sizeof(text), "13|%u|%c", p->dob / 100u, p->family[0]);
         keys[12] = block_hash(key_secret, text);
     }
+    if (p->city[0] != '\0' && p->dob != 0) {
+        snprintf(text, sizeof(text), "14|%s|%u", p->city, p->dob / 10000u);
+        keys[13] = block_hash(key_secret, text);
+    }
+    const char *at = strchr(p->email, '@');
+    if (at != NULL && at[1] != '\0') {
+        snprintf(text, sizeof(text), "15|%s", at + 1); /* the e-mail domain */
+        keys[14] = block_hash(key_secret, text);
+    }
 }
 
 static void

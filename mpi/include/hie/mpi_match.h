@@ -119,12 +119,13 @@ HIE_MUST_CHECK int hie_mpi_em_train(hie_mpi_model_t *model, const hie_mpi_vector
 
 /* Blocking keys: records that share a key are compared. Keys are 64-bit hashes of
  * normalized values (keyed by key_secret when the index is persisted), 0 for "no key". */
-#define HIE_MPI_BLOCK_KEYS 13u
+#define HIE_MPI_BLOCK_KEYS 15u
 /* Fills keys[HIE_MPI_BLOCK_KEYS] (0 where the fields are missing): NYSIIS(family)+birth year,
  * given initial+dob, postcode+dob, the two names' NYSIIS codes in either order, national id,
  * dob, NYSIIS(given)+birth year, email or else phone, NYSIIS(family)+postcode,
  * NYSIIS(family)+given initial, city+NYSIIS(given), street, birth year and month+family
- * initial. Many keys, so errors in two or three fields still leave the pair in some block. */
+ * initial, city+birth year, e-mail domain. Many keys, so errors in two or three fields still
+ * leave the pair in some block; each block is capped by the caller. */
 void hie_mpi_block_keys(const hie_mpi_person_t *p, const uint8_t key_secret[16],
     uint64_t keys[HIE_MPI_BLOCK_KEYS]);
 /* The virtual shard of a block key (design.md: shards assigned to nodes). */

@@ -242,19 +242,6 @@ conn_error(node_edge_t *e, struct conn *c, Hie__V1__ErrorCode code, const char *
 
 /* ---- handing requests to workers --------------------------------------------------------- */
 
-static uint64_t
-route_hash(const char *a, const char *b)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (const char *p = a; *p; p++) {
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
-    }
-    for (const char *p = b; p != NULL && *p; p++) {
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
-    }
-    return h;
-}
-
 /* Posts req to its worker. On success the worker owns req and *reqp is NULL. */
 static int
 edge_post(node_edge_t *e, node_req_t **reqp)
@@ -262,7 +249,7 @@ edge_post(node_edge_t *e, node_req_t **reqp)
     node_req_t *req = *reqp;
     HIE_ASSERT(req != NULL && req->magic == NODE_REQ_MAGIC);
     const char *id = req->env != NULL ? req->env->id : NULL;
-    unsigned w = (unsigned)(route_hash(req->org_id, id) % e->ctx->cfg.workers);
+    unsigned w = (unsigned)(hie_hash_pair(req->org_id, id) % e->ctx->cfg.workers);
     if (zmq_send(e->to_worker[w], &req, sizeof(req), ZMQ_DONTWAIT) != sizeof(req)) {
         return HIE_EBUSY; /* the worker's queue is full: answer OVERLOADED */
     }

@@ -60,24 +60,10 @@ hie_node__req_destroy(node_req_t **reqp)
     *reqp = NULL;
 }
 
-static uint64_t
-fnv1a(const char *a, const char *b)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (const char *p = a; *p; p++) {
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
-    }
-    h = (h ^ 0xff) * 1099511628211ull;
-    for (const char *p = b; *p; p++) {
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
-    }
-    return h;
-}
-
 static struct cache_entry *
 cache_slot(struct worker *w, const char *org, const char *id)
 {
-    return &w->cache[fnv1a(org, id) % HIE_NODE_REPLY_CACHE_ENTRIES];
+    return &w->cache[hie_hash_pair(org, id) % HIE_NODE_REPLY_CACHE_ENTRIES];
 }
 
 static bool

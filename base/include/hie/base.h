@@ -161,6 +161,12 @@ void *hie_arena_alloc(hie_arena_t *arena, size_t bytes);
 bool hie_arena_cap_hit(const hie_arena_t *arena);
 size_t hie_arena_used_bytes(const hie_arena_t *arena);
 
+/* ---- hashing --------------------------------------------------------------------------- */
+/* FNV-1a over the NUL-terminated strings a and b (b may be NULL), with a separator between
+ * them so ("ab","c") and ("a","bc") differ. For in-process routing and caches only: not keyed,
+ * never for anything a peer can use to collide on purpose at scale. */
+uint64_t hie_hash_pair(const char *a, const char *b);
+
 /* ---- time -------------------------------------------------------------------------------- */
 uint64_t hie_time_mono_ns(void);   /* CLOCK_MONOTONIC */
 int64_t hie_time_wall_ms(void);    /* CLOCK_REALTIME in ms since the epoch */

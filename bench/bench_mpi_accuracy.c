@@ -225,9 +225,10 @@ cmp_pair(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* All candidate pairs (i < j, packed i << 32 | j), deduplicated. */
+/* Candidate pairs (i < j, packed i << 32 | j), deduplicated: of every blocking key, or of key
+ * number only_key alone (only_key >= 0). */
 static uint64_t *
-candidate_pairs(const struct dataset *ds, size_t *count, size_t *capped_blocks)
+candidate_pairs(const struct dataset *ds, int only_key, size_t *count, size_t *capped_blocks)
 {
     static const uint8_t secret[16] = "bench-block-key";
     struct keyed *k = calloc(ds->n * HIE_MPI_BLOCK_KEYS, sizeof(*k));
@@ -236,7 +237,7 @@ candidate_pairs(const struct dataset *ds, size_t *count, size_t *capped_blocks)
         uint64_t keys[HIE_MPI_BLOCK_KEYS];
         hie_mpi_block_keys(&ds->p[i], secret, keys);
         for (unsigned b = 0; b < HIE_MPI_BLOCK_KEYS; b++) {
-            if (keys[b] != 0) {
+            if (keys[b] != 0 && (only_key < 0 || (unsigned)only_key == b)) {
                 k[nk].key = keys[b];
                 k[nk].idx = (uint32_t)i;
                 nk++;
@@ -277,6 +278,51 @@ candidate_pairs(const struct dataset *ds, size_t *count, size_t *capped_blocks)
     }
     *count = u;
     return pairs;
+}
+
+static hie_mpi_vector_t *
+vectors_of(const struct dataset *ds, const uint64_t *pairs, size_t npairs)
+{
+    hie_mpi_vector_t *vec = malloc((npairs ? npairs : 1) * sizeof(*vec));
+    for (size_t k = 0; k < npairs; k++) {
+        hie_mpi_compare(&ds->p[pairs[k] >> 32], &ds->p[(uint32_t)pairs[k]], &vec[k]);
+    }
+    return vec;
+}
+
+/* Trains m as Splink does: one EM session per blocking key, each field's m taken from a
+ * session that did not block on it. Session A: pairs with the same birth date (DOB left out);
+ * session B: pairs with the same name codes (given and family left out). */
+static int
+train(const struct dataset *ds, hie_mpi_model_t *m, unsigned *rounds)
+{
+    static const struct {
+        int key;
+        uint32_t exclude;
+    } sessions[2] = {{5, 1u << HIE_MPI_F_DOB},
+        {3, (1u << HIE_MPI_F_GIVEN) | (1u << HIE_MPI_F_FAMILY)}};
+    hie_mpi_model_t trained[2];
+    int rc = 0;
+    *rounds = 0;
+    for (unsigned s = 0; s < 2 && rc == 0; s++) {
+        size_t n = 0, capped = 0;
+        uint64_t *pairs = candidate_pairs(ds, sessions[s].key, &n, &capped);
+        hie_mpi_vector_t *vec = vectors_of(ds, pairs, n);
+        trained[s] = *m;
+        unsigned r = 0;
+        rc = n > 0 ? hie_mpi_em_train(&trained[s], vec, n, sessions[s].exclude, EM_ROUNDS_MAX,
+            &r) : 0;
+        *rounds += r;
+        free(vec);
+        free(pairs);
+    }
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT && rc == 0; f++) {
+        const hie_mpi_model_t *src = (sessions[0].exclude & (1u << f)) ? &trained[1]
+                                                                        : &trained[0];
+        memcpy(m->m[f], src->m[f], sizeof(m->m[f]));
+    }
+    m->version++;
+    return rc;
 }
 
 /* ---- linking and scoring ---------------------------------------------------------------- */
@@ -444,19 +490,16 @@ run_one(const char *name, struct dataset *ds, bool with_id, bool smoke)
         }
     }
     size_t npairs = 0, capped = 0;
-    uint64_t *pairs = candidate_pairs(ds, &npairs, &capped);
-    hie_mpi_vector_t *vec = malloc((npairs ? npairs : 1) * sizeof(*vec));
-    for (size_t k = 0; k < npairs; k++) {
-        hie_mpi_compare(&ds->p[pairs[k] >> 32], &ds->p[(uint32_t)pairs[k]], &vec[k]);
-    }
+    uint64_t *pairs = candidate_pairs(ds, -1, &npairs, &capped);
+    hie_mpi_vector_t *vec = vectors_of(ds, pairs, npairs);
     size_t cand_true = 0;
     for (size_t k = 0; k < npairs; k++) {
         cand_true += ds->truth[pairs[k] >> 32] == ds->truth[(uint32_t)pairs[k]];
     }
     unsigned rounds = 0;
+    double fraction = (double)npairs / ((double)ds->n * (double)(ds->n - 1) / 2.0);
     if (hie_mpi_u_estimate(&m, ds->p, ds->n, smoke ? 2000 : U_SAMPLES, SEED) != 0 ||
-        hie_mpi_em_train(&m, vec, npairs, (double)npairs / ((double)ds->n * (double)(ds->n - 1)
-            / 2.0), EM_ROUNDS_MAX, &rounds) != 0) {
+        train(ds, &m, &rounds) != 0 || hie_mpi_em_prior(&m, vec, npairs, fraction, 200) != 0) {
         fprintf(stderr, "training failed\n");
         exit(1);
     }

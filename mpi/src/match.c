@@ -274,12 +274,12 @@ hie_mpi_u_estimate(hie_mpi_model_t *model, const hie_mpi_person_t *persons, size
 /* ---- m by EM ---------------------------------------------------------------------------- */
 
 static double
-em_posterior(const hie_mpi_model_t *model, const hie_mpi_vector_t *v)
+em_posterior(const hie_mpi_model_t *model, const hie_mpi_vector_t *v, uint32_t exclude)
 {
     double lm = log(model->lambda_candidates), lu = log(1.0 - model->lambda_candidates);
     for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
         unsigned l = v->level[f];
-        if (l != 0 && model->enabled[f]) {
+        if (l != 0 && model->enabled[f] && !(exclude & (1u << f))) {
             lm += log(model->m[f][l]);
             lu += log(model->u[f][l]);
         }
@@ -288,14 +288,16 @@ em_posterior(const hie_mpi_model_t *model, const hie_mpi_vector_t *v)
     return d > 700 ? 0.0 : 1.0 / (1.0 + exp(d));
 }
 
-/* One EM round over model->lambda_candidates; returns the largest parameter change. */
+/* One EM round over model->lambda_candidates; fields in exclude are neither used nor
+ * updated (they decided which pairs are candidates). Returns the largest parameter change. */
 static double
-em_round(hie_mpi_model_t *model, const hie_mpi_vector_t *vectors, size_t count)
+em_round(hie_mpi_model_t *model, const hie_mpi_vector_t *vectors, size_t count,
+    uint32_t exclude)
 {
     double acc[HIE_MPI_FIELD_COUNT][HIE_MPI_LEVELS_MAX] = {{0}};
     double post_sum = 0;
     for (size_t i = 0; i < count; i++) {
-        double p = em_posterior(model, &vectors[i]);
+        double p = em_posterior(model, &vectors[i], exclude);
         post_sum += p;
         for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
             acc[f][vectors[i].level[f]] += p;
@@ -307,6 +309,9 @@ em_round(hie_mpi_model_t *model, const hie_mpi_vector_t *vectors, size_t count)
     for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
         unsigned levels = hie_mpi_field_levels((enum hie_mpi_field)f);
         double total = 0;
+        if (exclude & (1u << f)) {
+            continue;
+        }
         for (unsigned l = 1; l < levels; l++) {
             total += acc[f][l] + PROB_FLOOR;
         }
@@ -321,29 +326,52 @@ em_round(hie_mpi_model_t *model, const hie_mpi_vector_t *vectors, size_t count)
 
 int
 hie_mpi_em_train(hie_mpi_model_t *model, const hie_mpi_vector_t *vectors, size_t count,
-    double candidate_fraction, unsigned iterations, unsigned *rounds_out)
+    uint32_t exclude, unsigned iterations, unsigned *rounds_out)
 {
     HIE_ASSERT(model != NULL);
     if (rounds_out != NULL) {
         *rounds_out = 0;
     }
-    if (vectors == NULL || count == 0 || !(candidate_fraction > 0 && candidate_fraction <= 1)) {
+    if (vectors == NULL || count == 0) {
         return HIE_EINVAL;
     }
     model->lambda_candidates = 0.5; /* EM's start: no opinion */
     unsigned r = 0;
     while (r < iterations) {
         r++;
-        if (em_round(model, vectors, count) < 1e-6) {
+        if (em_round(model, vectors, count, exclude) < 1e-6) {
             break;
         }
     }
-    model->lambda = fmin(fmax(model->lambda_candidates * candidate_fraction, PROB_FLOOR * 1e-3),
-        0.5);
     model->version++;
     if (rounds_out != NULL) {
         *rounds_out = r;
     }
+    return 0;
+}
+
+int
+hie_mpi_em_prior(hie_mpi_model_t *model, const hie_mpi_vector_t *vectors, size_t count,
+    double candidate_fraction, unsigned iterations)
+{
+    HIE_ASSERT(model != NULL);
+    if (vectors == NULL || count == 0 || !(candidate_fraction > 0 && candidate_fraction <= 1)) {
+        return HIE_EINVAL;
+    }
+    model->lambda_candidates = 0.5;
+    for (unsigned r = 0; r < iterations; r++) {
+        double sum = 0;
+        for (size_t i = 0; i < count; i++) {
+            sum += em_posterior(model, &vectors[i], 0);
+        }
+        double lc = fmin(fmax(sum / (double)count, PROB_FLOOR), 1.0 - PROB_FLOOR);
+        bool done = fabs(lc - model->lambda_candidates) < 1e-7;
+        model->lambda_candidates = lc;
+        if (done) {
+            break;
+        }
+    }
+    model->lambda = fmin(fmax(model->lambda_candidates * candidate_fraction, 1e-12), 0.5);
     return 0;
 }
 

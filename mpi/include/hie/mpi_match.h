@@ -107,15 +107,23 @@ double hie_mpi_probability(const hie_mpi_model_t *model, double weight);
  * Returns 0 or HIE_EINVAL (fewer than 2 persons). */
 HIE_MUST_CHECK int hie_mpi_u_estimate(hie_mpi_model_t *model, const hie_mpi_person_t *persons,
     size_t count, size_t samples, uint64_t seed);
-/* Estimates m by expectation-maximisation over candidate-pair vectors, u fixed, with the
- * share of matches among candidates as EM's own prior. At most iterations rounds, stopping
- * when no parameter moves more than 1e-6. candidate_fraction is the share of all record pairs
- * that are candidates: model->lambda becomes the prior that two random records match
- * (matches among candidates x candidate_fraction), the prior every decision uses.
- * [out] rounds_out (may be NULL). Returns 0 or HIE_EINVAL (no vectors, or a fraction outside
- * (0, 1]). */
+/* Estimates m by expectation-maximisation over candidate-pair vectors, u fixed (from random
+ * pairs), starting from EM's own share of matches among these pairs (0.5). Fields in exclude
+ * (bit 1 << field) are neither used nor updated: pass the fields of the blocking key that
+ * chose the pairs, since every pair agrees on them by construction and they would drag the
+ * estimate towards "everything matches" (the Splink recipe: train once per blocking key and
+ * take each field's m from a session that did not block on it). At most iterations rounds,
+ * stopping when no parameter moves more than 1e-6. [out] rounds_out (may be NULL).
+ * Returns 0 or HIE_EINVAL (no vectors). */
 HIE_MUST_CHECK int hie_mpi_em_train(hie_mpi_model_t *model, const hie_mpi_vector_t *vectors,
-    size_t count, double candidate_fraction, unsigned iterations, unsigned *rounds_out);
+    size_t count, uint32_t exclude, unsigned iterations, unsigned *rounds_out);
+
+/* With m and u fixed, estimates the share of matches among all candidate pairs (EM on that
+ * one parameter), then sets model->lambda, the prior that two random records match, to it
+ * times candidate_fraction (the share of all record pairs that are candidates).
+ * Returns 0 or HIE_EINVAL (no vectors, or a fraction outside (0, 1]). */
+HIE_MUST_CHECK int hie_mpi_em_prior(hie_mpi_model_t *model, const hie_mpi_vector_t *vectors,
+    size_t count, double candidate_fraction, unsigned iterations);
 
 /* Blocking keys: records that share a key are compared. Keys are 64-bit hashes of
  * normalized values (keyed by key_secret when the index is persisted), 0 for "no key". */

@@ -171,17 +171,25 @@ Test(mpi_match, em_recovers_known_parameters_on_a_constructed_set)
         }
     }
     unsigned rounds = 0;
-    cr_assert_eq(hie_mpi_em_train(&m, v, n, 0.01, 200, &rounds), 0);
+    cr_assert_eq(hie_mpi_em_train(&m, v, n, 0, 200, &rounds), 0);
     cr_log_info("em rounds=%u lambda_c=%.4f m_exact=%.4f %.4f %.4f", rounds,
         m.lambda_candidates, m.m[fields[0]][1], m.m[fields[1]][1], m.m[fields[2]][1]);
     cr_assert_float_eq(m.lambda_candidates, (double)matches / (double)n, 0.02);
     for (unsigned k = 0; k < 3; k++) {
         cr_assert_float_eq(m.m[fields[k]][1], 0.9, 0.02, "field %u m(exact)", fields[k]);
     }
-    cr_assert_float_eq(m.lambda, m.lambda_candidates * 0.01, 1e-9);
     cr_assert_eq(m.version, 1);
-    cr_assert_eq(hie_mpi_em_train(&m, v, 0, 0.01, 10, NULL), HIE_EINVAL);
-    cr_assert_eq(hie_mpi_em_train(&m, v, n, 0.0, 10, NULL), HIE_EINVAL);
+    cr_assert_eq(hie_mpi_em_train(&m, v, 0, 0, 10, NULL), HIE_EINVAL);
+    /* the prior alone, m and u fixed: the same share, scaled to random pairs */
+    cr_assert_eq(hie_mpi_em_prior(&m, v, n, 0.01, 200), 0);
+    cr_assert_float_eq(m.lambda_candidates, (double)matches / (double)n, 0.02);
+    cr_assert_float_eq(m.lambda, m.lambda_candidates * 0.01, 1e-9);
+    cr_assert_eq(hie_mpi_em_prior(&m, v, n, 0.0, 10), HIE_EINVAL);
+    /* an excluded field is neither used nor updated */
+    double before = m.m[fields[2]][1];
+    cr_assert_eq(hie_mpi_em_train(&m, v, n, 1u << fields[2], 200, NULL), 0);
+    cr_assert_eq(m.m[fields[2]][1], before);
+    cr_assert_float_eq(m.m[fields[0]][1], 0.9, 0.03);
     free(v);
 }
 

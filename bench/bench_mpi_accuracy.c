@@ -556,6 +556,7 @@ main(int argc, char **argv)
     printf("%-10s %-3s %6s %8s %5s %6s  %6s %6s %6s %6s   %6s %6s %6s\n", "data", "id",
         "recs", "cands", "capd", "emrnds", "prec", "recall", "f1", "review", "b.prec",
         "b.rec", "b.f1");
+    unsigned loaded = 0;
     for (size_t s = 0; s < HIE_ARRAY_LEN(sets); s++) {
         char path[4096];
         struct dataset ds;
@@ -567,10 +568,15 @@ main(int argc, char **argv)
         if (smoke && ds.n > 300) {
             ds.n = 300;
         }
+        loaded++;
         run_one(sets[s].name, &ds, true, smoke);
         run_one(sets[s].name, &ds, false, smoke);
         free(ds.p);
         free(ds.truth);
+    }
+    if (loaded == 0) {
+        fprintf(stderr, "bench_mpi_accuracy: no data set found under %s\n", data);
+        return 1;
     }
     return 0;
 }

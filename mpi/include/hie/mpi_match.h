@@ -143,4 +143,38 @@ hie_mpi_key_shard(uint64_t key, unsigned shards)
     return (unsigned)(key % shards);
 }
 
+/* ---- PHI at rest (seal.c) --------------------------------------------------------------- */
+/* The MPI's data key: 32 random bytes in a file the operator controls (mode 0600 or stricter,
+ * a regular file, not a symlink). Loaded into guarded memory; two subkeys are derived from it,
+ * one to seal records (XChaCha20-Poly1305) and one for keyed index hashes. */
+#define HIE_MPI_KEY_BYTES 32u
+#define HIE_MPI_SEAL_NONCE_BYTES 24u
+#define HIE_MPI_SEAL_OVERHEAD_BYTES 16u
+/* Largest sealed demographic record: a person's fields, well under a frame. */
+#define HIE_MPI_SEAL_PLAIN_BYTES_MAX (64u * 1024u)
+typedef struct hie_mpi_key hie_mpi_key_t;
+
+/* Loads the key file at path. [out] *out caller-owned (hie_mpi_key_destroy). Returns 0,
+ * HIE_EDENIED (group or other can access the file, or not a regular file), HIE_EINVAL (not
+ * exactly 32 bytes), HIE_ENOMEM, or -errno (-ENOENT, -ELOOP for a symlink...). */
+HIE_MUST_CHECK int hie_mpi_key_load(hie_mpi_key_t **out, const char *path);
+/* Wipes and frees; sets *key to NULL; NULL-safe. */
+void hie_mpi_key_destroy(hie_mpi_key_t **key);
+/* Creates a new random key file at path with mode 0600 (never overwrites). Returns 0 or
+ * -errno (-EEXIST...). */
+HIE_MUST_CHECK int hie_mpi_key_generate(const char *path);
+/* Seals plain, bound to ad (the record's key), with the caller's nonce (random, carried in the
+ * command so every node stores the same bytes). out receives plain.len + 16 bytes.
+ * Returns 0 or HIE_ELIMIT (plain too large, or out_bytes too small). */
+HIE_MUST_CHECK int hie_mpi_seal(const hie_mpi_key_t *key, hie_span_t plain, hie_span_t ad,
+    const uint8_t nonce[HIE_MPI_SEAL_NONCE_BYTES], uint8_t *out, size_t out_bytes);
+/* Opens what hie_mpi_seal produced. [out] *out_len plaintext bytes. Returns 0, HIE_ECORRUPT
+ * (altered, another slot's ad, another key, or a truncated record) or HIE_ELIMIT (out too
+ * small). The caller wipes out (sodium_memzero) once done with it: it is PHI. */
+HIE_MUST_CHECK int hie_mpi_open(const hie_mpi_key_t *key, hie_span_t sealed, hie_span_t ad,
+    const uint8_t nonce[HIE_MPI_SEAL_NONCE_BYTES], uint8_t *out, size_t out_bytes,
+    size_t *out_len);
+/* The 16-byte secret for blocking and index keys (hie_mpi_block_keys). */
+void hie_mpi_key_index_secret(const hie_mpi_key_t *key, uint8_t out[16]);
+
 #endif

@@ -1,0 +1,195 @@
+/*
+ * seal.c - PHI at rest: the MPI's data key, authenticated encryption of demographics, and the
+ * secret for keyed index hashes (design.md: "PHI at rest is encrypted (libsodium AEAD, key
+ * from a file the operator controls); index keys are keyed hashes of normalized values").
+ *
+ * One owner per secret (style.md 3.5): the key lives in sodium_malloc memory, read-only once
+ * loaded, reachable only through this API, and wiped on destroy. Two subkeys are derived with
+ * crypto_kdf: one for XChaCha20-Poly1305 (records), one for SipHash index keys, so neither use
+ * can leak the other. A sealed record is bound to its slot by its associated data (the record
+ * key, e.g. "org\0mrn"), so a ciphertext moved to another slot fails to open.
+ *
+ * Nonces come from the caller: the node's proposer draws a random nonce and puts it in the
+ * command, so the state machine stays deterministic (every node stores the same bytes).
+ */
+#include "hie/mpi.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KEY_MAGIC 0x4b455931u /* "KEY1" */
+#define KDF_CONTEXT "hiempi01"
+_Static_assert(sizeof(KDF_CONTEXT) - 1 == crypto_kdf_CONTEXTBYTES, "kdf context size");
+_Static_assert(HIE_MPI_KEY_BYTES == crypto_kdf_KEYBYTES, "key size");
+_Static_assert(HIE_MPI_SEAL_NONCE_BYTES == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+    "nonce size");
+_Static_assert(HIE_MPI_SEAL_OVERHEAD_BYTES == crypto_aead_xchacha20poly1305_ietf_ABYTES,
+    "tag size");
+
+struct secrets {
+    uint8_t aead[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+    uint8_t index[crypto_shorthash_KEYBYTES];
+};
+
+struct hie_mpi_key {
+    uint32_t magic;
+    struct secrets *s; /* sodium_malloc, read-only after load */
+};
+
+/* Reads exactly HIE_MPI_KEY_BYTES raw bytes from an fd, refusing anything else. */
+static int
+key_read(int fd, uint8_t *out)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        return -errno;
+    }
+    if (!S_ISREG(sb.st_mode) || (sb.st_mode & 0077) != 0) {
+        return HIE_EDENIED; /* group or other may read or write it: refuse to use it */
+    }
+    if (sb.st_size != (off_t)HIE_MPI_KEY_BYTES) {
+        return HIE_EINVAL;
+    }
+    size_t got = 0;
+    for (unsigned i = 0; got < HIE_MPI_KEY_BYTES && i < 16; i++) {
+        ssize_t n = read(fd, out + got, HIE_MPI_KEY_BYTES - got);
+        if (n <= 0) {
+            return n < 0 ? -errno : HIE_EINVAL;
+        }
+        got += (size_t)n;
+    }
+    return got == HIE_MPI_KEY_BYTES ? 0 : HIE_EINVAL;
+}
+
+static int
+key_derive(hie_mpi_key_t *k, const uint8_t master[HIE_MPI_KEY_BYTES])
+{
+    k->s = sodium_malloc(sizeof(*k->s));
+    if (k->s == NULL) {
+        return HIE_ENOMEM;
+    }
+    crypto_kdf_derive_from_key(k->s->aead, sizeof(k->s->aead), 1, KDF_CONTEXT, master);
+    crypto_kdf_derive_from_key(k->s->index, sizeof(k->s->index), 2, KDF_CONTEXT, master);
+    sodium_mprotect_readonly(k->s);
+    return 0;
+}
+
+int
+hie_mpi_key_load(hie_mpi_key_t **out, const char *path)
+{
+    HIE_ASSERT(out != NULL && path != NULL);
+    *out = NULL;
+    uint8_t master[HIE_MPI_KEY_BYTES];
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rc = key_read(fd, master);
+    close(fd);
+    hie_mpi_key_t *k = NULL;
+    if (rc == 0) {
+        k = hie_mem_calloc(1, sizeof(*k));
+        rc = k == NULL ? HIE_ENOMEM : key_derive(k, master);
+    }
+    sodium_memzero(master, sizeof(master));
+    if (rc != 0) {
+        hie_mpi_key_destroy(&k);
+        return rc;
+    }
+    k->magic = KEY_MAGIC;
+    *out = k;
+    return 0;
+}
+
+void
+hie_mpi_key_destroy(hie_mpi_key_t **kp)
+{
+    HIE_ASSERT(kp != NULL);
+    hie_mpi_key_t *k = *kp;
+    if (k == NULL) {
+        return;
+    }
+    if (k->s != NULL) {
+        sodium_free(k->s); /* wipes before freeing */
+    }
+    k->magic = 0;
+    hie_mem_free(k, sizeof(*k));
+    *kp = NULL;
+}
+
+int
+hie_mpi_key_generate(const char *path)
+{
+    HIE_ASSERT(path != NULL);
+    uint8_t master[HIE_MPI_KEY_BYTES];
+    crypto_kdf_keygen(master);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int rc = fd < 0 ? -errno : 0;
+    if (rc == 0) {
+        ssize_t n = write(fd, master, sizeof(master));
+        rc = n == (ssize_t)sizeof(master) ? 0 : (n < 0 ? -errno : -EIO);
+        if (rc == 0 && fsync(fd) != 0) {
+            rc = -errno;
+        }
+        close(fd);
+        if (rc != 0) {
+            unlink(path);
+        }
+    }
+    sodium_memzero(master, sizeof(master));
+    return rc;
+}
+
+int
+hie_mpi_seal(const hie_mpi_key_t *k, hie_span_t plain, hie_span_t ad,
+    const uint8_t nonce[HIE_MPI_SEAL_NONCE_BYTES], uint8_t *out, size_t out_bytes)
+{
+    HIE_ASSERT(k != NULL && k->magic == KEY_MAGIC);
+    HIE_ASSERT(out != NULL && nonce != NULL);
+    if (plain.len > HIE_MPI_SEAL_PLAIN_BYTES_MAX ||
+        out_bytes < plain.len + HIE_MPI_SEAL_OVERHEAD_BYTES) {
+        return HIE_ELIMIT;
+    }
+    unsigned long long clen = 0;
+    int rc = crypto_aead_xchacha20poly1305_ietf_encrypt(out, &clen, plain.ptr, plain.len,
+        ad.ptr, ad.len, NULL, nonce, k->s->aead);
+    HIE_ASSERT(rc == 0);
+    HIE_ASSERT(clen == plain.len + HIE_MPI_SEAL_OVERHEAD_BYTES);
+    return 0;
+}
+
+int
+hie_mpi_open(const hie_mpi_key_t *k, hie_span_t sealed, hie_span_t ad,
+    const uint8_t nonce[HIE_MPI_SEAL_NONCE_BYTES], uint8_t *out, size_t out_bytes,
+    size_t *out_len)
+{
+    HIE_ASSERT(k != NULL && k->magic == KEY_MAGIC);
+    HIE_ASSERT(out != NULL && nonce != NULL && out_len != NULL);
+    *out_len = 0;
+    if (sealed.len < HIE_MPI_SEAL_OVERHEAD_BYTES ||
+        sealed.len - HIE_MPI_SEAL_OVERHEAD_BYTES > HIE_MPI_SEAL_PLAIN_BYTES_MAX) {
+        return HIE_ECORRUPT;
+    }
+    if (out_bytes < sealed.len - HIE_MPI_SEAL_OVERHEAD_BYTES) {
+        return HIE_ELIMIT;
+    }
+    unsigned long long mlen = 0;
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, &mlen, NULL, sealed.ptr, sealed.len,
+            ad.ptr, ad.len, nonce, k->s->aead) != 0) {
+        return HIE_ECORRUPT; /* altered, moved to another slot, or another key */
+    }
+    *out_len = (size_t)mlen;
+    return 0;
+}
+
+void
+hie_mpi_key_index_secret(const hie_mpi_key_t *k, uint8_t out[16])
+{
+    HIE_ASSERT(k != NULL && k->magic == KEY_MAGIC);
+    HIE_ASSERT(out != NULL);
+    memcpy(out, k->s->index, 16);
+}

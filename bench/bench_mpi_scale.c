@@ -1,0 +1,1124 @@
+/*
+ * bench_mpi_scale.c - the Fellegi-Sunter matcher at scale, in memory (issue 3, "Speed at
+ * scale"): N synthetic persons from gen_persons (default 1,000,000 persons, about 1.65 M
+ * records) are normalized, blocked, trained on and linked exactly as bench_mpi_accuracy does,
+ * with the wall time and records/s of each stage, the peak RSS, and pairwise precision, recall
+ * and F1 against the generator's truth.
+ *
+ * Stages, each timed alone:
+ *  1. parse + normalize: libcsv over the generated file, every record normalized as the
+ *     identity feed does (one thread);
+ *  2. blocking: the 15 blocking keys of every record (threads), a stable radix sort of the
+ *     (key, record) entries, blocks of more than BLOCK_SIZE_MAX records dropped and counted as
+ *     capped, then the deduplicated candidate pairs (i < j) of every record i (one thread);
+ *  3. training: term frequencies, u from U_SAMPLES random pairs, m by EM in two sessions (the
+ *     pairs of the birth-date key leaving the date out, the pairs of the name-code key leaving
+ *     the names out), then the prior by EM over the vectors of all candidate pairs. Production
+ *     does this once (`hiectl mpi train`), not per record;
+ *  4. linking: every candidate pair compared and weighed (threads), then each record decided in
+ *     file order against its best earlier candidate (link, review, or a new enterprise id, with
+ *     the margin rule; one thread): the matching part of an ingest.
+ * Totals: records/s of stages 1+2+4 ("ingest": a trained model given) and of 1-4 ("total", end
+ * to end). Same pairs, same order, same arithmetic as bench_mpi_accuracy, so on the same file
+ * both give the same precision, recall and F1.
+ *
+ * Not measured: LMDB writes, sealing PHI, the command log and the member protocol, which the real
+ * ingest adds; candidate search here is one batch sort, not per-record index lookups.
+ *
+ * Output: a table and one machine-readable `bench=mpi_scale ...` line. A matcher has no raw
+ * baseline to run in the same process: ratio_vs_target is the end-to-end records/s over the
+ * issue's target of 20,000 records/s.
+ *
+ * Limits: --count at most COUNT_MAX persons; the run stops (exit 1, reason on stderr) rather
+ * than swap when candidate pairs exceed PAIRS_MAX. Every loop is bounded by the record or pair
+ * count, EM by EM_ROUNDS_MAX, the generator by GEN_TIMEOUT_MS.
+ *
+ * usage: bench_mpi_scale [--count N] [--threads T] [--smoke]
+ */
+#include "harness.h"
+#include "hie/mpi.h"
+
+#include <csv.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define SEED 42u
+#define COUNT_DEFAULT 1000000u
+#define COUNT_SMOKE 2000u
+/* ~1.65 records per person, ~0.9 KB per normalized record: 4 M persons is ~6 GB of records. */
+#define COUNT_MAX 4000000u
+/* Record numbers share a uint32_t with the blocking key's number (4 bits). */
+#define RECORDS_MAX (1u << 28)
+#define REC_MASK (RECORDS_MAX - 1u)
+#define KEY_SHIFT 28u
+#define FIELDS_MAX 16u
+#define BLOCK_SIZE_MAX 500u
+#define U_SAMPLES 200000u
+#define U_SAMPLES_SMOKE 2000u
+#define EM_ROUNDS_MAX 100u
+#define PRIOR_ROUNDS_MAX 200u
+/* Memory bound on candidate pairs: a pair costs 4 bytes (CSR) + 9 (its vector for the prior) =
+ * PAIR_BYTES; at most PAIRS_MAX (11.7 GB, sized for the 24 GiB reference machine), and never
+ * more than half the physical memory. The run stops there rather than swap. */
+#define PAIRS_MAX 900000000u
+#define PAIR_BYTES 13u
+/* Pairs weighed per parallel step of linking (8 MB of weights). */
+#define LINK_CHUNK (1u << 20)
+#define THREADS_DEFAULT 2u
+#define THREADS_MAX 8u
+#define GEN_TIMEOUT_MS (10 * 60 * 1000)
+#define TARGET_RPS 20000.0
+#define NONE UINT32_MAX
+
+_Static_assert(HIE_MPI_BLOCK_KEYS <= (1u << (32u - KEY_SHIFT)), "key number fits in 4 bits");
+_Static_assert(COUNT_MAX * 4ull < RECORDS_MAX, "records of COUNT_MAX persons fit");
+
+static unsigned g_threads = THREADS_DEFAULT;
+static size_t g_pairs_max = PAIRS_MAX;
+
+struct dataset {
+    hie_mpi_person_t *p;
+    uint32_t *truth; /* true cluster per record */
+    size_t n, cap;
+    size_t bad_rows;
+    bool full;       /* RECORDS_MAX reached or out of memory */
+};
+
+static double
+secs_since(uint64_t t0)
+{
+    return (double)(hie_time_mono_ns() - t0) / 1e9;
+}
+
+/* ---- parallel ranges --------------------------------------------------------------------- */
+
+typedef void range_fn(void *ctx, size_t lo, size_t hi);
+
+struct range_job {
+    range_fn *fn;
+    void *ctx;
+    size_t lo, hi;
+};
+
+static void *
+range_thread(void *arg)
+{
+    struct range_job *j = arg;
+    j->fn(j->ctx, j->lo, j->hi);
+    return NULL;
+}
+
+/* Calls fn on g_threads contiguous slices of [0, count), one per thread (the caller runs the
+ * first); a thread that cannot start has its slice run by the caller. */
+static void
+parallel_for(size_t count, range_fn *fn, void *ctx)
+{
+    pthread_t tid[THREADS_MAX];
+    bool started[THREADS_MAX] = {false};
+    struct range_job job[THREADS_MAX];
+    unsigned t = count < 1024 ? 1 : g_threads;
+    for (unsigned k = 0; k < t; k++) {
+        job[k] = (struct range_job){fn, ctx, count * k / t, count * (k + 1) / t};
+    }
+    for (unsigned k = 1; k < t; k++) {
+        started[k] = pthread_create(&tid[k], NULL, range_thread, &job[k]) == 0;
+    }
+    fn(ctx, job[0].lo, job[0].hi);
+    for (unsigned k = 1; k < t; k++) {
+        if (started[k]) {
+            pthread_join(tid[k], NULL);
+        } else {
+            fn(ctx, job[k].lo, job[k].hi);
+        }
+    }
+}
+
+/* ---- stage 1: parse and normalize (as bench_mpi_accuracy) -------------------------------- */
+
+struct row {
+    char field[FIELDS_MAX][160];
+    unsigned nfields;
+    bool header_done;
+    struct dataset *ds;
+};
+
+static void
+norm_name(const char *in, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (hie_mpi_name_normalize(hie_span(in, strlen(in)), out, cap, NULL) != 0) {
+        out[0] = '\0';
+    }
+}
+
+static void
+person_finish(hie_mpi_person_t *p)
+{
+    char first[HIE_MPI_FIELD_BYTES];
+    snprintf(first, sizeof(first), "%s", p->given);
+    char *sp = strchr(first, ' ');
+    if (sp != NULL) {
+        *sp = '\0'; /* the first given name is the one compared */
+        snprintf(p->given, sizeof(p->given), "%s", first);
+    }
+    if (p->given[0] != '\0' &&
+        hie_mpi_given_canonical(p->given, p->given_canon, sizeof(p->given_canon)) != 0) {
+        p->given_canon[0] = '\0';
+    }
+}
+
+static uint32_t
+parse_date(const char *s)
+{
+    uint32_t d = 0;
+    if (s[0] == '\0' || hie_mpi_date_parse(hie_span(s, strlen(s)), &d) != 0) {
+        return 0;
+    }
+    return d;
+}
+
+static uint32_t
+febrl_truth(const char *rec_id)
+{
+    /* rec-<N>-org / rec-<N>-dup-<k> */
+    const char *p = strchr(rec_id, '-');
+    return p != NULL ? (uint32_t)strtoul(p + 1, NULL, 10) : UINT32_MAX;
+}
+
+static void
+row_febrl(const struct row *r, hie_mpi_person_t *p, uint32_t *truth)
+{
+    char street[2 * 160];
+    norm_name(r->field[1], p->given, sizeof(p->given));
+    norm_name(r->field[2], p->family, sizeof(p->family));
+    snprintf(street, sizeof(street), "%s %s", r->field[3], r->field[4]);
+    norm_name(street, p->street, sizeof(p->street)); /* addresses: the names' folding */
+    norm_name(r->field[6], p->city, sizeof(p->city));
+    if (hie_mpi_postcode_normalize(hie_span(r->field[7], strlen(r->field[7])), p->postcode,
+            sizeof(p->postcode)) != 0) {
+        p->postcode[0] = '\0';
+    }
+    p->dob = parse_date(r->field[9]);
+    snprintf(p->national_id, sizeof(p->national_id), "%.31s", r->field[10]);
+    *truth = febrl_truth(r->field[0]);
+}
+
+static void
+on_field(void *s, size_t len, void *data)
+{
+    struct row *r = data;
+    if (r->nfields < FIELDS_MAX) {
+        size_t n = len < 159 ? len : 159;
+        memcpy(r->field[r->nfields], s != NULL ? s : "", s != NULL ? n : 0);
+        r->field[r->nfields][s != NULL ? n : 0] = '\0';
+    }
+    r->nfields++;
+}
+
+/* Room for one more record: the arrays double (no fixed record cap below RECORDS_MAX). */
+static bool
+dataset_grow(struct dataset *ds)
+{
+    if (ds->n < ds->cap) {
+        return true;
+    }
+    size_t cap = ds->cap ? ds->cap * 2 : 65536;
+    cap = cap > RECORDS_MAX ? RECORDS_MAX : cap;
+    if (ds->n >= cap) {
+        return false;
+    }
+    hie_mpi_person_t *p = realloc(ds->p, cap * sizeof(*p));
+    if (p == NULL) {
+        return false;
+    }
+    ds->p = p;
+    uint32_t *t = realloc(ds->truth, cap * sizeof(*t));
+    if (t == NULL) {
+        return false;
+    }
+    ds->truth = t;
+    ds->cap = cap;
+    return true;
+}
+
+static void
+on_row(int c, void *data)
+{
+    (void)c;
+    struct row *r = data;
+    struct dataset *ds = r->ds;
+    if (!r->header_done) {
+        r->header_done = true;
+    } else if (r->nfields != 11u) {
+        ds->bad_rows++;
+    } else if (!dataset_grow(ds)) {
+        ds->full = true;
+    } else {
+        hie_mpi_person_t *p = &ds->p[ds->n];
+        memset(p, 0, sizeof(*p));
+        row_febrl(r, p, &ds->truth[ds->n]);
+        person_finish(p);
+        ds->n++;
+    }
+    r->nfields = 0;
+}
+
+static int
+is_space(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Streams path through libcsv into ds. Returns 0, or -1 with the reason printed. */
+static int
+load(const char *path, struct dataset *ds)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "bench_mpi_scale: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    struct csv_parser parser;
+    static struct row r;
+    memset(&r, 0, sizeof(r));
+    r.ds = ds;
+    if (csv_init(&parser, CSV_APPEND_NULL) != 0) {
+        fclose(f);
+        return -1;
+    }
+    csv_set_space_func(&parser, is_space); /* FEBRL separates with ", " */
+    static char buf[1 << 16];
+    size_t n;
+    int rc = 0;
+    while (rc == 0 && !ds->full && (n = fread(buf, 1, sizeof(buf), f)) > 0) {
+        if (csv_parse(&parser, buf, n, on_field, on_row, &r) != n) {
+            fprintf(stderr, "bench_mpi_scale: CSV error: %s\n",
+                csv_strerror(csv_error(&parser)));
+            rc = -1;
+        }
+    }
+    csv_fini(&parser, on_field, on_row, &r);
+    csv_free(&parser);
+    fclose(f);
+    if (ds->full) {
+        fprintf(stderr, "bench_mpi_scale: out of memory or over %u records at record %zu\n",
+            RECORDS_MAX, ds->n);
+        rc = -1;
+    }
+    return rc;
+}
+
+/* ---- stage 2: blocking keys and candidate pairs ------------------------------------------ */
+
+/* One blocking key of one record. rec: the record number, and the key's number in the top
+ * 4 bits. end: one past the last entry of the block, 0 when the block is capped. */
+struct bentry {
+    uint64_t key;
+    uint32_t rec;
+    uint32_t end;
+};
+
+struct blocking {
+    struct bentry *e; /* sorted by key, then record */
+    size_t ne;
+    uint32_t *pos;    /* [record * HIE_MPI_BLOCK_KEYS + key number]: its entry, or NONE */
+    size_t blocks, capped_blocks;
+    size_t key_pairs[HIE_MPI_BLOCK_KEYS];  /* pairs of the key's uncapped blocks (before dedup) */
+    size_t key_capped[HIE_MPI_BLOCK_KEYS]; /* its capped blocks */
+};
+
+/* Short names of the keys of hie_mpi_block_keys(), in its order. */
+static const char *const key_names[HIE_MPI_BLOCK_KEYS] = {"nysiis(family)+year",
+    "given[0]+dob", "postcode+dob", "name codes", "national id", "dob", "nysiis(given)+year",
+    "email|phone", "nysiis(family)+postcode", "nysiis(family)+given[0]", "city+nysiis(given)",
+    "street", "year-month+family[0]", "city+year", "email domain"};
+
+/* Candidate pairs (i, j), i < j, as CSR: the j of record i are nbr[off[i] .. off[i + 1]),
+ * ascending, so the pairs run in the order of bench_mpi_accuracy's sorted packed pairs. */
+struct csr {
+    uint64_t *off;
+    uint32_t *nbr;
+    size_t n, pairs;
+};
+
+struct keys_job {
+    const struct dataset *ds;
+    uint64_t *keys;
+};
+
+static void
+keys_range(void *ctx, size_t lo, size_t hi)
+{
+    static const uint8_t secret[16] = "bench-block-key";
+    struct keys_job *j = ctx;
+    for (size_t i = lo; i < hi; i++) {
+        hie_mpi_block_keys(&j->ds->p[i], secret, &j->keys[i * HIE_MPI_BLOCK_KEYS]);
+    }
+}
+
+/* Stable LSD radix sort by key, 16 bits a pass (entries arrive in record order, so each block
+ * ends up in record order, as bench_mpi_accuracy's qsort by (key, record) leaves it). */
+static int
+entries_sort(struct bentry *e, size_t n)
+{
+    struct bentry *tmp = malloc((n ? n : 1) * sizeof(*tmp));
+    size_t *count = malloc(65536 * sizeof(*count));
+    if (tmp == NULL || count == NULL) {
+        free(tmp);
+        free(count);
+        return -1;
+    }
+    struct bentry *src = e, *dst = tmp;
+    for (unsigned shift = 0; shift < 64; shift += 16) {
+        memset(count, 0, 65536 * sizeof(*count));
+        for (size_t q = 0; q < n; q++) {
+            count[(src[q].key >> shift) & 0xffffu]++;
+        }
+        size_t sum = 0;
+        for (size_t d = 0; d < 65536; d++) {
+            size_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (size_t q = 0; q < n; q++) {
+            dst[count[(src[q].key >> shift) & 0xffffu]++] = src[q];
+        }
+        struct bentry *x = src;
+        src = dst;
+        dst = x;
+    }
+    /* four passes: the result is back in e */
+    free(tmp);
+    free(count);
+    return 0;
+}
+
+static int
+blocking_build(const struct dataset *ds, struct blocking *bl)
+{
+    memset(bl, 0, sizeof(*bl));
+    size_t slots = ds->n * HIE_MPI_BLOCK_KEYS;
+    uint64_t *keys = malloc((slots ? slots : 1) * sizeof(*keys));
+    bl->e = malloc((slots ? slots : 1) * sizeof(*bl->e));
+    bl->pos = malloc((slots ? slots : 1) * sizeof(*bl->pos));
+    if (keys == NULL || bl->e == NULL || bl->pos == NULL) {
+        free(keys);
+        return -1;
+    }
+    struct keys_job kj = {ds, keys};
+    parallel_for(ds->n, keys_range, &kj);
+    for (size_t s = 0; s < slots; s++) {
+        if (keys[s] != 0) {
+            bl->e[bl->ne++] = (struct bentry){keys[s],
+                (uint32_t)(s / HIE_MPI_BLOCK_KEYS) |
+                    (uint32_t)(s % HIE_MPI_BLOCK_KEYS) << KEY_SHIFT, 0};
+        }
+    }
+    free(keys);
+    if (entries_sort(bl->e, bl->ne) != 0) {
+        return -1;
+    }
+    memset(bl->pos, 0xff, slots * sizeof(*bl->pos));
+    for (size_t s = 0; s < bl->ne;) {
+        size_t e = s;
+        while (e < bl->ne && bl->e[e].key == bl->e[s].key) {
+            e++;
+        }
+        bool capped = e - s > BLOCK_SIZE_MAX;
+        unsigned b = bl->e[s].rec >> KEY_SHIFT; /* every entry of a block has the same key */
+        bl->blocks++;
+        bl->capped_blocks += capped;
+        bl->key_capped[b] += capped;
+        bl->key_pairs[b] += capped ? 0 : (e - s) * (e - s - 1) / 2;
+        for (size_t q = s; q < e; q++) {
+            uint32_t rec = bl->e[q].rec;
+            bl->e[q].end = capped ? 0 : (uint32_t)e;
+            bl->pos[(size_t)(rec & REC_MASK) * HIE_MPI_BLOCK_KEYS + (rec >> KEY_SHIFT)] =
+                (uint32_t)q;
+        }
+        s = e;
+    }
+    return 0;
+}
+
+static void
+blocking_free(struct blocking *bl)
+{
+    free(bl->e);
+    free(bl->pos);
+    memset(bl, 0, sizeof(*bl));
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void
+csr_free(struct csr *c)
+{
+    free(c->off);
+    free(c->nbr);
+    memset(c, 0, sizeof(*c));
+}
+
+/* The candidate pairs of every blocking key (only_key < 0) or of key number only_key alone.
+ * Returns 0, or -1 with the reason printed (out of memory, or more than PAIRS_MAX pairs). */
+static int
+csr_build(const struct blocking *bl, size_t n, int only_key, struct csr *c)
+{
+    static uint32_t tmp[HIE_MPI_BLOCK_KEYS * BLOCK_SIZE_MAX];
+    size_t cap = (size_t)1 << 20;
+    memset(c, 0, sizeof(*c));
+    c->n = n;
+    c->off = malloc((n + 1) * sizeof(*c->off));
+    c->nbr = malloc(cap * sizeof(*c->nbr));
+    if (c->off == NULL || c->nbr == NULL) {
+        csr_free(c);
+        return -1;
+    }
+    c->off[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t nt = 0;
+        for (unsigned b = 0; b < HIE_MPI_BLOCK_KEYS; b++) {
+            if (only_key >= 0 && (unsigned)only_key != b) {
+                continue;
+            }
+            uint32_t q = bl->pos[i * HIE_MPI_BLOCK_KEYS + b];
+            if (q == NONE || bl->e[q].end == 0) {
+                continue;
+            }
+            for (uint32_t r = q + 1; r < bl->e[q].end; r++) {
+                HIE_ASSERT(nt < HIE_ARRAY_LEN(tmp));
+                tmp[nt++] = bl->e[r].rec & REC_MASK;
+            }
+        }
+        if (only_key < 0 && nt > 1) {
+            qsort(tmp, nt, sizeof(*tmp), cmp_u32);
+            size_t u = 1;
+            for (size_t k = 1; k < nt; k++) {
+                if (tmp[k] != tmp[u - 1]) {
+                    tmp[u++] = tmp[k];
+                }
+            }
+            nt = u;
+        }
+        if (c->pairs + nt > g_pairs_max) {
+            fprintf(stderr, "bench_mpi_scale: more than %zu candidate pairs by record %zu of %zu "
+                "(memory bound, %.1f GB at %u bytes a pair): stopped rather than swap\n",
+                g_pairs_max, i, n, (double)g_pairs_max * PAIR_BYTES / 1e9, PAIR_BYTES);
+            csr_free(c);
+            return -1;
+        }
+        while (c->pairs + nt > cap) {
+            cap *= 2;
+            uint32_t *x = realloc(c->nbr, cap * sizeof(*x));
+            if (x == NULL) {
+                csr_free(c);
+                return -1;
+            }
+            c->nbr = x;
+        }
+        memcpy(&c->nbr[c->pairs], tmp, nt * sizeof(*tmp));
+        c->pairs += nt;
+        c->off[i + 1] = c->pairs;
+    }
+    return 0;
+}
+
+/* ---- comparing pairs in parallel --------------------------------------------------------- */
+
+/* Pairs base + lo .. base + hi of a CSR: either their training vectors compare(i, j) into
+ * vec[k - base], or their link weights weight(compare(j, i)) into w[k - base], exactly as
+ * bench_mpi_accuracy's vectors_of() and link_records() compute them. */
+struct pair_job {
+    const struct dataset *ds;
+    const struct csr *c;
+    size_t base;
+    hie_mpi_vector_t *vec;
+    double *w;
+    const hie_mpi_model_t *m;
+    const hie_mpi_tf_t *tf;
+};
+
+/* The record i whose pairs include pair k: off[i] <= k < off[i + 1]. */
+static size_t
+csr_owner(const struct csr *c, size_t k)
+{
+    size_t lo = 0, hi = c->n; /* off[lo] <= k < off[hi] */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->off[mid] <= k) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+static void
+pair_range(void *ctx, size_t lo, size_t hi)
+{
+    const struct pair_job *pj = ctx;
+    const struct csr *c = pj->c;
+    const hie_mpi_person_t *p = pj->ds->p;
+    if (lo >= hi) {
+        return;
+    }
+    size_t i = csr_owner(c, pj->base + lo);
+    for (size_t k = pj->base + lo; k < pj->base + hi; k++) {
+        while (c->off[i + 1] <= k) {
+            i++;
+        }
+        uint32_t j = c->nbr[k];
+        if (pj->vec != NULL) {
+            hie_mpi_compare(&p[i], &p[j], &pj->vec[k - pj->base]);
+        } else {
+            hie_mpi_vector_t v;
+            hie_mpi_compare(&p[j], &p[i], &v);
+            pj->w[k - pj->base] = hie_mpi_weight(pj->m, pj->tf, &p[j], &v, NULL);
+        }
+    }
+}
+
+static hie_mpi_vector_t *
+vectors_of(const struct dataset *ds, const struct csr *c)
+{
+    hie_mpi_vector_t *vec = malloc((c->pairs ? c->pairs : 1) * sizeof(*vec));
+    if (vec != NULL) {
+        struct pair_job pj = {ds, c, 0, vec, NULL, NULL, NULL};
+        parallel_for(c->pairs, pair_range, &pj);
+    }
+    return vec;
+}
+
+/* ---- stage 3: training (as bench_mpi_accuracy) ------------------------------------------- */
+
+struct train_stats {
+    double tf_s, u_s, em_s, prior_vec_s, prior_em_s;
+    unsigned rounds;
+    size_t session_pairs[2];
+};
+
+/* Trains m as Splink does: one EM session per blocking key, each field's m taken from a
+ * session that did not block on it. Session A: pairs with the same birth date (key 5, DOB left
+ * out); session B: pairs with the same name codes (key 3, given and family left out). */
+static int
+train_m(const struct dataset *ds, const struct blocking *bl, hie_mpi_model_t *m,
+    struct train_stats *st)
+{
+    static const struct {
+        int key;
+        uint32_t exclude;
+    } sessions[2] = {{5, 1u << HIE_MPI_F_DOB},
+        {3, (1u << HIE_MPI_F_GIVEN) | (1u << HIE_MPI_F_FAMILY)}};
+    hie_mpi_model_t trained[2];
+    int rc = 0;
+    st->rounds = 0;
+    for (unsigned s = 0; s < 2 && rc == 0; s++) {
+        struct csr c;
+        if (csr_build(bl, ds->n, sessions[s].key, &c) != 0) {
+            return -1;
+        }
+        st->session_pairs[s] = c.pairs;
+        hie_mpi_vector_t *vec = vectors_of(ds, &c);
+        trained[s] = *m;
+        unsigned r = 0;
+        if (vec == NULL) {
+            rc = -1;
+        } else if (c.pairs > 0) {
+            rc = hie_mpi_em_train(&trained[s], vec, c.pairs, sessions[s].exclude,
+                EM_ROUNDS_MAX, &r);
+        }
+        st->rounds += r;
+        free(vec);
+        csr_free(&c);
+    }
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT && rc == 0; f++) {
+        const hie_mpi_model_t *src = (sessions[0].exclude & (1u << f)) ? &trained[1]
+                                                                        : &trained[0];
+        memcpy(m->m[f], src->m[f], sizeof(m->m[f]));
+    }
+    m->version++;
+    return rc;
+}
+
+/* Term frequencies, u, m, prior: bench_mpi_accuracy's run_one() with the national id. */
+static int
+train(const struct dataset *ds, const struct blocking *bl, const struct csr *cand,
+    bool smoke, hie_mpi_model_t *m, hie_mpi_tf_t **tf, struct train_stats *st)
+{
+    uint64_t t0 = hie_time_mono_ns();
+    hie_mpi_model_default(m);
+    m->enabled[HIE_MPI_F_NATIONAL_ID] = true;
+    if (hie_mpi_tf_create(tf, ds->n * 2) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < ds->n; i++) {
+        if (hie_mpi_tf_add(*tf, &ds->p[i]) != 0) {
+            return -1; /* sized for twice the records: cannot fill */
+        }
+    }
+    st->tf_s = secs_since(t0);
+    t0 = hie_time_mono_ns();
+    if (hie_mpi_u_estimate(m, ds->p, ds->n, smoke ? U_SAMPLES_SMOKE : U_SAMPLES, SEED) != 0) {
+        return -1;
+    }
+    st->u_s = secs_since(t0);
+    t0 = hie_time_mono_ns();
+    if (train_m(ds, bl, m, st) != 0) {
+        return -1;
+    }
+    st->em_s = secs_since(t0);
+    fprintf(stderr, "# 3 u %.2f s, EM sessions %.2f s\n", st->u_s, st->em_s);
+    t0 = hie_time_mono_ns();
+    hie_mpi_vector_t *vec = vectors_of(ds, cand);
+    st->prior_vec_s = secs_since(t0);
+    fprintf(stderr, "# 3 vectors of the candidate pairs %.2f s\n", st->prior_vec_s);
+    t0 = hie_time_mono_ns();
+    double fraction = (double)cand->pairs / ((double)ds->n * (double)(ds->n - 1) / 2.0);
+    int rc = vec == NULL ? -1 : hie_mpi_em_prior(m, vec, cand->pairs, fraction,
+        PRIOR_ROUNDS_MAX);
+    free(vec);
+    st->prior_em_s = secs_since(t0);
+    return rc;
+}
+
+/* ---- stage 4: linking (as bench_mpi_accuracy) -------------------------------------------- */
+
+struct link_stats {
+    double weigh_s, decide_s;
+    size_t review, linked;
+};
+
+static uint32_t
+find(uint32_t *parent, uint32_t x)
+{
+    while (parent[x] != x) {
+        parent[x] = parent[parent[x]];
+        x = parent[x];
+    }
+    return x;
+}
+
+/* Links records in order: each joins its best earlier candidate's cluster. [out] cluster[n].
+ * Returns 0 or -1 (out of memory). */
+static int
+link_records(const struct dataset *ds, const hie_mpi_model_t *m, const hie_mpi_tf_t *tf,
+    const struct csr *c, uint32_t *cluster, struct link_stats *st)
+{
+    size_t n = ds->n;
+    uint32_t *parent = malloc(n * sizeof(*parent));
+    double *best = malloc(n * sizeof(*best)), *second = malloc(n * sizeof(*second));
+    uint32_t *best_j = malloc(n * sizeof(*best_j)), *second_j = malloc(n * sizeof(*second_j));
+    double *w = malloc(LINK_CHUNK * sizeof(*w));
+    int rc = 0;
+    if (parent == NULL || best == NULL || second == NULL || best_j == NULL ||
+        second_j == NULL || w == NULL) {
+        rc = -1;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        parent[i] = (uint32_t)i;
+        best[i] = second[i] = -INFINITY;
+        best_j[i] = second_j[i] = UINT32_MAX;
+    }
+    /* pairs run by i: for record j (the later one), its earlier candidates. Weights of a chunk
+     * are computed by the threads, then applied in pair order, so ties break as in
+     * bench_mpi_accuracy (the first best candidate wins). */
+    st->weigh_s = st->decide_s = 0;
+    size_t i = 0;
+    for (size_t base = 0; base < c->pairs; base += LINK_CHUNK) {
+        size_t len = c->pairs - base < LINK_CHUNK ? c->pairs - base : LINK_CHUNK;
+        uint64_t t0 = hie_time_mono_ns();
+        struct pair_job pj = {ds, c, base, NULL, w, m, tf};
+        parallel_for(len, pair_range, &pj);
+        st->weigh_s += secs_since(t0);
+        t0 = hie_time_mono_ns();
+        for (size_t k = base; k < base + len; k++) {
+            while (c->off[i + 1] <= k) {
+                i++;
+            }
+            uint32_t j = c->nbr[k];
+            double wk = w[k - base];
+            if (wk > best[j]) {
+                second[j] = best[j];
+                second_j[j] = best_j[j];
+                best[j] = wk;
+                best_j[j] = (uint32_t)i;
+            } else if (wk > second[j]) {
+                second[j] = wk;
+                second_j[j] = (uint32_t)i;
+            }
+        }
+        st->decide_s += secs_since(t0);
+    }
+    uint64_t t0 = hie_time_mono_ns();
+    st->review = st->linked = 0;
+    for (size_t j = 0; j < n; j++) {
+        if (best_j[j] == UINT32_MAX) {
+            continue;
+        }
+        double p = hie_mpi_probability(m, best[j]);
+        /* margin rule: a strong runner-up in another enterprise id sends j to review */
+        bool close_second = second_j[j] != UINT32_MAX &&
+            best[j] - second[j] < m->margin_weight &&
+            hie_mpi_probability(m, second[j]) >= m->link_probability &&
+            find(parent, best_j[j]) != find(parent, second_j[j]);
+        if (p >= m->link_probability && !close_second) {
+            parent[find(parent, (uint32_t)j)] = find(parent, best_j[j]);
+            st->linked++;
+        } else if (p >= m->review_probability) {
+            st->review++;
+        }
+    }
+    for (size_t k = 0; k < n; k++) {
+        cluster[k] = find(parent, (uint32_t)k);
+    }
+    st->decide_s += secs_since(t0);
+out:
+    free(parent);
+    free(best);
+    free(second);
+    free(best_j);
+    free(second_j);
+    free(w);
+    return rc;
+}
+
+/* ---- evaluation (not timed into the rates) ----------------------------------------------- */
+
+struct result {
+    double precision, recall, f1, blocking_recall;
+    size_t pred_pairs, true_pairs, tp;
+};
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Pairwise precision/recall of a clustering against the truth. Returns 0 or -1 (memory). */
+static int
+score(const struct dataset *ds, const uint32_t *cluster, struct result *r)
+{
+    uint64_t *key = malloc((ds->n ? ds->n : 1) * sizeof(*key));
+    if (key == NULL) {
+        return -1;
+    }
+    size_t tp = 0, pp = 0, tt = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        for (size_t i = 0; i < ds->n; i++) {
+            uint64_t a = cluster[i], b = ds->truth[i];
+            key[i] = pass == 0 ? (a << 32 | b) : pass == 1 ? a : b;
+        }
+        qsort(key, ds->n, sizeof(*key), cmp_u64);
+        size_t sum = 0;
+        for (size_t s = 0; s < ds->n;) {
+            size_t e = s;
+            while (e < ds->n && key[e] == key[s]) {
+                e++;
+            }
+            sum += (e - s) * (e - s - 1) / 2;
+            s = e;
+        }
+        *(pass == 0 ? &tp : pass == 1 ? &pp : &tt) = sum;
+    }
+    free(key);
+    r->tp = tp;
+    r->pred_pairs = pp;
+    r->true_pairs = tt;
+    r->precision = pp ? (double)tp / (double)pp : 1.0;
+    r->recall = tt ? (double)tp / (double)tt : 1.0;
+    r->f1 = r->precision + r->recall > 0 ? 2 * r->precision * r->recall /
+        (r->precision + r->recall) : 0;
+    return 0;
+}
+
+/* ---- driver ------------------------------------------------------------------------------ */
+
+/* The generator next to this binary (argv[0]'s directory, else /proc/self/exe's). */
+static int
+gen_path(const char *argv0, char *out, size_t out_bytes)
+{
+    char self[BENCH_PATH_BYTES];
+    const char *dir = argv0;
+    if (strchr(argv0, '/') == NULL) {
+        ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (len <= 0) {
+            return -1;
+        }
+        self[len] = '\0';
+        dir = self;
+    }
+    const char *slash = strrchr(dir, '/');
+    int len = snprintf(out, out_bytes, "%.*s/gen_persons", (int)(slash - dir), dir);
+    if (len < 0 || (size_t)len >= out_bytes) {
+        return -1;
+    }
+    return access(out, X_OK) == 0 ? 0 : -1;
+}
+
+/* The records= figure of the generator's summary in its log, or 0. */
+static size_t
+gen_records(const char *log)
+{
+    FILE *f = fopen(log, "r");
+    char line[1024];
+    size_t records = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        const char *r = strstr(line, " records=");
+        if (r != NULL) {
+            records = (size_t)strtoull(r + 9, NULL, 10);
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return records;
+}
+
+static void
+print_log(const char *log)
+{
+    FILE *f = fopen(log, "r");
+    char line[1024];
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        fprintf(stderr, "  %s", line);
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+}
+
+static double
+peak_rss_mb(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0;
+}
+
+static double
+rps(size_t n, double s)
+{
+    return s > 0 ? (double)n / s : 0;
+}
+
+static int
+fail(const char *what)
+{
+    fprintf(stderr, "bench_mpi_scale: %s failed\n", what);
+    return 1;
+}
+
+int
+main(int argc, char **argv)
+{
+    unsigned long count = COUNT_DEFAULT;
+    bool smoke = false, count_set = false;
+    static const struct option opts[] = {{"count", required_argument, NULL, 'n'},
+        {"threads", required_argument, NULL, 't'}, {"smoke", no_argument, NULL, 's'},
+        {NULL, 0, NULL, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "n:t:s", opts, NULL)) != -1) {
+        char *end = NULL;
+        if (ch == 'n') {
+            count = strtoul(optarg, &end, 10);
+            count_set = true;
+            if (*end != '\0' || count < 2 || count > COUNT_MAX) {
+                fprintf(stderr, "bench_mpi_scale: --count takes 2..%u\n", COUNT_MAX);
+                return 2;
+            }
+        } else if (ch == 't') {
+            unsigned long t = strtoul(optarg, &end, 10);
+            if (*end != '\0' || t < 1 || t > THREADS_MAX) {
+                fprintf(stderr, "bench_mpi_scale: --threads takes 1..%u\n", THREADS_MAX);
+                return 2;
+            }
+            g_threads = (unsigned)t;
+        } else if (ch == 's') {
+            smoke = true;
+        } else {
+            fprintf(stderr, "usage: bench_mpi_scale [--count N] [--threads T] [--smoke]\n");
+            return 2;
+        }
+    }
+    if (smoke && !count_set) {
+        count = COUNT_SMOKE;
+    }
+    if (sodium_init() < 0) {
+        return fail("sodium_init");
+    }
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 &&
+        (double)pages * (double)page / 2 / PAIR_BYTES < (double)g_pairs_max) {
+        g_pairs_max = (size_t)((double)pages * (double)page / 2 / PAIR_BYTES);
+    }
+    char gen[BENCH_PATH_BYTES], root[BENCH_ROOT_BYTES], csv_path[BENCH_PATH_BYTES],
+        log[BENCH_PATH_BYTES], count_arg[32];
+    if (gen_path(argv[0], gen, sizeof(gen)) != 0) {
+        fprintf(stderr, "bench_mpi_scale: the generator %s is missing or not executable "
+            "(build it: make gen_persons)\n", gen);
+        return 1;
+    }
+    if (bench_setup(root, sizeof(root), false) != 0) {
+        return fail("creating the temporary directory");
+    }
+    snprintf(csv_path, sizeof(csv_path), "%s/persons.csv", root);
+    snprintf(log, sizeof(log), "%s/gen_persons.log", root);
+    snprintf(count_arg, sizeof(count_arg), "%lu", count);
+
+    /* generate (not part of the rates) */
+    const char *gen_argv[] = {gen, "--count", count_arg, "--seed", "42", "--out", csv_path,
+        NULL};
+    uint64_t t0 = hie_time_mono_ns();
+    int rc = bench_run(gen_argv, log, GEN_TIMEOUT_MS);
+    double gen_s = secs_since(t0);
+    if (rc != 0) {
+        fprintf(stderr, "bench_mpi_scale: %s exited with %d:\n", gen, rc);
+        print_log(log);
+        return 1;
+    }
+    size_t expected = gen_records(log);
+    fprintf(stderr, "# generated %lu persons, %zu records in %.2f s\n", count, expected, gen_s);
+
+    /* 1. parse + normalize */
+    struct dataset ds = {0};
+    t0 = hie_time_mono_ns();
+    if (load(csv_path, &ds) != 0) {
+        return fail("loading");
+    }
+    double norm_s = secs_since(t0);
+    (void)unlink(csv_path);
+    if (ds.n < 2 || ds.n != expected || ds.bad_rows != 0) {
+        fprintf(stderr, "bench_mpi_scale: loaded %zu records (%zu bad rows), the generator "
+            "wrote %zu\n", ds.n, ds.bad_rows, expected);
+        return 1;
+    }
+    fprintf(stderr, "# 1 normalized %zu records in %.2f s\n", ds.n, norm_s);
+
+    /* 2. blocking keys + candidate pairs */
+    struct blocking bl;
+    struct csr cand;
+    t0 = hie_time_mono_ns();
+    if (blocking_build(&ds, &bl) != 0) {
+        return fail("blocking (out of memory)");
+    }
+    double keys_s = secs_since(t0);
+    if (csr_build(&bl, ds.n, -1, &cand) != 0) {
+        return fail("candidate pairs");
+    }
+    double block_s = secs_since(t0);
+    size_t block_bytes = bl.ne * sizeof(*bl.e) + ds.n * HIE_MPI_BLOCK_KEYS * sizeof(*bl.pos);
+    size_t cand_bytes = (ds.n + 1) * sizeof(*cand.off) + cand.pairs * sizeof(*cand.nbr);
+    fprintf(stderr, "# 2 %zu candidate pairs in %.2f s\n", cand.pairs, block_s);
+    if (cand.pairs == 0) {
+        fprintf(stderr, "bench_mpi_scale: no candidate pairs\n");
+        return 1;
+    }
+
+    /* 3. training */
+    hie_mpi_model_t m;
+    hie_mpi_tf_t *tf = NULL;
+    struct train_stats ts = {0};
+    t0 = hie_time_mono_ns();
+    if (train(&ds, &bl, &cand, smoke, &m, &tf, &ts) != 0) {
+        return fail("training");
+    }
+    double train_s = secs_since(t0);
+    size_t blocks = bl.blocks, capped_blocks = bl.capped_blocks;
+    char per_key[HIE_MPI_BLOCK_KEYS * 64];
+    size_t used = 0;
+    for (unsigned b = 0; b < HIE_MPI_BLOCK_KEYS; b++) {
+        int w = snprintf(per_key + used, sizeof(per_key) - used, " %s=%zu(%zu)", key_names[b],
+            bl.key_pairs[b], bl.key_capped[b]);
+        used += w > 0 && (size_t)w < sizeof(per_key) - used ? (size_t)w : 0;
+    }
+    blocking_free(&bl); /* a real index keeps its blocks; the bench no longer needs them */
+    fprintf(stderr, "# 3 trained in %.2f s\n", train_s);
+
+    /* 4. linking */
+    uint32_t *cluster = malloc(ds.n * sizeof(*cluster));
+    struct link_stats ls = {0};
+    t0 = hie_time_mono_ns();
+    if (cluster == NULL || link_records(&ds, &m, tf, &cand, cluster, &ls) != 0) {
+        return fail("linking (out of memory)");
+    }
+    double link_s = secs_since(t0);
+    fprintf(stderr, "# 4 linked in %.2f s\n", link_s);
+
+    /* evaluation */
+    struct result r = {0};
+    t0 = hie_time_mono_ns();
+    if (score(&ds, cluster, &r) != 0) {
+        return fail("scoring (out of memory)");
+    }
+    size_t cand_true = 0;
+    for (size_t i = 0; i < ds.n; i++) {
+        for (size_t k = cand.off[i]; k < cand.off[i + 1]; k++) {
+            cand_true += ds.truth[i] == ds.truth[cand.nbr[k]];
+        }
+    }
+    r.blocking_recall = r.true_pairs ? (double)cand_true / (double)r.true_pairs : 1.0;
+    double eval_s = secs_since(t0);
+
+    double ingest_s = norm_s + block_s + link_s, total_s = ingest_s + train_s;
+    double rss = peak_rss_mb();
+    printf("# bench_mpi_scale: %lu persons (gen_persons seed %u), %zu records, %u thread%s "
+        "(stages 2 and 4), in memory: no LMDB, no sealing\n", count, SEED, ds.n, g_threads,
+        g_threads == 1 ? "" : "s");
+    printf("%-22s %9s %11s  %s\n", "stage", "secs", "records/s", "detail");
+    printf("%-22s %9.2f %11.0f  %s\n", "generate (not counted)", gen_s, rps(ds.n, gen_s),
+        "gen_persons child process");
+    printf("%-22s %9.2f %11.0f  %zu records, %zu bad rows\n", "1 parse+normalize", norm_s,
+        rps(ds.n, norm_s), ds.n, ds.bad_rows);
+    printf("%-22s %9.2f %11.0f  keys+sort %.2f s, %zu blocks, %zu capped (>%u), %zu candidate "
+        "pairs (%.1f/record), %.0f MB\n", "2 blocking+candidates", block_s, rps(ds.n, block_s),
+        keys_s, blocks, capped_blocks, BLOCK_SIZE_MAX, cand.pairs,
+        (double)cand.pairs / (double)ds.n, (double)(block_bytes + cand_bytes) / 1e6);
+    printf("%-22s %9.2f %11.0f  tf %.2f s, u %.2f s, EM %.2f s (%zu+%zu pairs, %u rounds), "
+        "prior: vectors %.2f s + EM %.2f s\n", "3 training", train_s, rps(ds.n, train_s),
+        ts.tf_s, ts.u_s, ts.em_s, ts.session_pairs[0], ts.session_pairs[1], ts.rounds,
+        ts.prior_vec_s, ts.prior_em_s);
+    printf("%-22s %9.2f %11.0f  compare+weight %.2f s (%.0f ns/pair), decide %.2f s; "
+        "%zu linked, %zu review\n", "4 linking", link_s, rps(ds.n, link_s), ls.weigh_s,
+        ls.weigh_s * 1e9 / (double)cand.pairs, ls.decide_s, ls.linked, ls.review);
+    printf("%-22s %9.2f %11.0f  stages 1+2+4 (model given)\n", "ingest", ingest_s,
+        rps(ds.n, ingest_s));
+    printf("%-22s %9.2f %11.0f  stages 1-4; target %.0f records/s: ratio %.2f\n", "total",
+        total_s, rps(ds.n, total_s), TARGET_RPS, rps(ds.n, total_s) / TARGET_RPS);
+    printf("%-22s %9.2f %11s  precision %.4f recall %.4f f1 %.4f, blocking recall %.4f, "
+        "%zu true pairs; peak RSS %.0f MB\n", "evaluation", eval_s, "-", r.precision,
+        r.recall, r.f1, r.blocking_recall, r.true_pairs, rss);
+    printf("# pairs per blocking key, before dedup (capped blocks):%s\n", per_key);
+    printf("bench=mpi_scale persons=%lu records=%zu threads=%u normalize_s=%.2f "
+        "normalize_rps=%.0f block_s=%.2f block_rps=%.0f candidates=%zu capped_blocks=%zu "
+        "candidate_mb=%.0f train_s=%.2f em_rounds=%u lambda=%.2e link_s=%.2f link_rps=%.0f "
+        "ns_pair=%.0f ingest_rps=%.0f total_s=%.2f total_rps=%.0f ns_record=%.0f "
+        "peak_rss_mb=%.0f precision=%.4f recall=%.4f f1=%.4f blocking_recall=%.4f review=%zu "
+        "target_rps=%.0f ratio_vs_target=%.3f\n", count, ds.n, g_threads, norm_s,
+        rps(ds.n, norm_s), block_s, rps(ds.n, block_s), cand.pairs, capped_blocks,
+        (double)(block_bytes + cand_bytes) / 1e6, train_s, ts.rounds, m.lambda, link_s,
+        rps(ds.n, link_s), link_s * 1e9 / (double)cand.pairs, rps(ds.n, ingest_s), total_s,
+        rps(ds.n, total_s), total_s * 1e9 / (double)ds.n, rss, r.precision, r.recall, r.f1,
+        r.blocking_recall, ls.review, TARGET_RPS, rps(ds.n, total_s) / TARGET_RPS);
+    free(cluster);
+    csr_free(&cand);
+    hie_mpi_tf_destroy(&tf);
+    free(ds.p);
+    free(ds.truth);
+    return 0;
+}

@@ -199,6 +199,24 @@ hie_mpi_probability(const hie_mpi_model_t *model, double weight)
 }
 
 double
+hie_mpi_weight_exact_name(const hie_mpi_model_t *model, enum hie_mpi_field f, double freq)
+{
+    HIE_ASSERT(model != NULL && field_is_name(f));
+    if (!model->enabled[f]) {
+        return 0;
+    }
+    double u = freq > 0 ? fmax(freq, TF_FLOOR) : model->u[f][HIE_MPI_STR_EXACT];
+    return log2(model->m[f][HIE_MPI_STR_EXACT] / u);
+}
+
+void
+hie_mpi_person_prepare(hie_mpi_person_t *p)
+{
+    HIE_ASSERT(p != NULL);
+    /* nothing precomputed yet */
+}
+
+double
 hie_mpi_weight(const hie_mpi_model_t *model, const hie_mpi_tf_t *tf, const hie_mpi_person_t *a,
     const hie_mpi_vector_t *v, hie_mpi_contribution_t *explain)
 {

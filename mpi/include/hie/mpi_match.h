@@ -100,6 +100,14 @@ typedef struct hie_mpi_contribution {
  * receives per-field contributions. */
 double hie_mpi_weight(const hie_mpi_model_t *model, const hie_mpi_tf_t *tf,
     const hie_mpi_person_t *a, const hie_mpi_vector_t *v, hie_mpi_contribution_t *explain);
+/* The weight of exact agreement on name field f (given or family) whose value has relative
+ * frequency freq among the index's records (0: unknown, use the model's u): the TF adjustment
+ * hie_mpi_weight applies, for callers that keep term frequencies elsewhere (the LMDB store). */
+double hie_mpi_weight_exact_name(const hie_mpi_model_t *model, enum hie_mpi_field f,
+    double freq);
+/* Fills whatever a person record caches for comparison and blocking (derived from its
+ * fields). Call after setting the fields and before hie_mpi_compare / hie_mpi_block_keys. */
+void hie_mpi_person_prepare(hie_mpi_person_t *p);
 /* P(match) for weight under the model's prior. */
 double hie_mpi_probability(const hie_mpi_model_t *model, double weight);
 

@@ -78,6 +78,7 @@ person_finish(hie_mpi_person_t *p)
         hie_mpi_given_canonical(p->given, p->given_canon, sizeof(p->given_canon)) != 0) {
         p->given_canon[0] = '\0';
     }
+    hie_mpi_person_prepare(p);
 }
 
 static uint32_t
@@ -201,128 +202,45 @@ load(const char *path, int kind, struct dataset *ds)
     return 0;
 }
 
-/* ---- blocking and candidate pairs ------------------------------------------------------- */
+/* ---- candidate pairs ------------------------------------------------------------------- */
 
-struct keyed {
-    uint64_t key;
-    uint32_t idx;
-};
+static const uint8_t block_secret[16] = "bench-block-key";
 
-static int
-cmp_keyed(const void *a, const void *b)
-{
-    const struct keyed *x = a, *y = b;
-    if (x->key != y->key) {
-        return x->key < y->key ? -1 : 1;
-    }
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-static int
-cmp_pair(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Candidate pairs (i < j, packed i << 32 | j), deduplicated: of every blocking key, or of key
- * number only_key alone (only_key >= 0). */
+/* Every candidate pair of the library's block index (i < j, packed i << 32 | j), in (i, j)
+ * order: the pairs hie_mpi_train() trains the prior on. [out] capped_blocks. */
 static uint64_t *
-candidate_pairs(const struct dataset *ds, int only_key, size_t *count, size_t *capped_blocks)
+candidate_pairs(const struct dataset *ds, size_t *count, size_t *capped_blocks)
 {
-    static const uint8_t secret[16] = "bench-block-key";
-    struct keyed *k = calloc(ds->n * HIE_MPI_BLOCK_KEYS, sizeof(*k));
-    size_t nk = 0;
-    for (size_t i = 0; i < ds->n; i++) {
-        uint64_t keys[HIE_MPI_BLOCK_KEYS];
-        hie_mpi_block_keys(&ds->p[i], secret, keys);
-        for (unsigned b = 0; b < HIE_MPI_BLOCK_KEYS; b++) {
-            if (keys[b] != 0 && (only_key < 0 || (unsigned)only_key == b)) {
-                k[nk].key = keys[b];
-                k[nk].idx = (uint32_t)i;
-                nk++;
-            }
-        }
+    hie_mpi_blocks_t *bl = NULL;
+    if (hie_mpi_blocks_create(&bl, ds->p, ds->n, block_secret, BLOCK_SIZE_MAX) != 0) {
+        fprintf(stderr, "bench_mpi_accuracy: blocking failed\n");
+        exit(1);
     }
-    qsort(k, nk, sizeof(*k), cmp_keyed);
-    size_t cap = 1 << 20, np = 0;
+    size_t tmp_cap = HIE_MPI_BLOCK_KEYS * BLOCK_SIZE_MAX, cap = 1 << 16, np = 0;
+    uint32_t *tmp = malloc(tmp_cap * sizeof(*tmp));
     uint64_t *pairs = malloc(cap * sizeof(*pairs));
-    *capped_blocks = 0;
-    for (size_t s = 0; s < nk;) {
-        size_t e = s;
-        while (e < nk && k[e].key == k[s].key) {
-            e++;
+    for (size_t i = 0; i < ds->n && tmp != NULL && pairs != NULL; i++) {
+        size_t n = 0;
+        hie_mpi_blocks_pairs(bl, i, UINT32_MAX, tmp, tmp_cap, &n);
+        while (np + n > cap) {
+            cap *= 2;
+            pairs = realloc(pairs, cap * sizeof(*pairs));
         }
-        if (e - s > BLOCK_SIZE_MAX) {
-            (*capped_blocks)++;
-        } else {
-            for (size_t a = s; a < e; a++) {
-                for (size_t b = a + 1; b < e; b++) {
-                    if (np == cap) {
-                        cap *= 2;
-                        pairs = realloc(pairs, cap * sizeof(*pairs));
-                    }
-                    pairs[np++] = ((uint64_t)k[a].idx << 32) | k[b].idx;
-                }
-            }
-        }
-        s = e;
-    }
-    free(k);
-    qsort(pairs, np, sizeof(*pairs), cmp_pair);
-    size_t u = 0;
-    for (size_t i = 0; i < np; i++) {
-        if (u == 0 || pairs[u - 1] != pairs[i]) {
-            pairs[u++] = pairs[i];
+        for (size_t k = 0; k < n && pairs != NULL; k++) {
+            pairs[np++] = (uint64_t)i << 32 | tmp[k];
         }
     }
-    *count = u;
+    if (tmp == NULL || pairs == NULL) {
+        fprintf(stderr, "bench_mpi_accuracy: out of memory\n");
+        exit(1);
+    }
+    hie_mpi_blocks_stats_t st;
+    hie_mpi_blocks_stats(bl, &st);
+    *capped_blocks = st.capped_blocks;
+    *count = np;
+    free(tmp);
+    hie_mpi_blocks_destroy(&bl);
     return pairs;
-}
-
-static hie_mpi_vector_t *
-vectors_of(const struct dataset *ds, const uint64_t *pairs, size_t npairs)
-{
-    hie_mpi_vector_t *vec = malloc((npairs ? npairs : 1) * sizeof(*vec));
-    for (size_t k = 0; k < npairs; k++) {
-        hie_mpi_compare(&ds->p[pairs[k] >> 32], &ds->p[(uint32_t)pairs[k]], &vec[k]);
-    }
-    return vec;
-}
-
-/* Trains m as Splink does: one EM session per blocking key, each field's m taken from a
- * session that did not block on it. Session A: pairs with the same birth date (DOB left out);
- * session B: pairs with the same name codes (given and family left out). */
-static int
-train(const struct dataset *ds, hie_mpi_model_t *m, unsigned *rounds)
-{
-    static const struct {
-        int key;
-        uint32_t exclude;
-    } sessions[2] = {{5, 1u << HIE_MPI_F_DOB},
-        {3, (1u << HIE_MPI_F_GIVEN) | (1u << HIE_MPI_F_FAMILY)}};
-    hie_mpi_model_t trained[2];
-    int rc = 0;
-    *rounds = 0;
-    for (unsigned s = 0; s < 2 && rc == 0; s++) {
-        size_t n = 0, capped = 0;
-        uint64_t *pairs = candidate_pairs(ds, sessions[s].key, &n, &capped);
-        hie_mpi_vector_t *vec = vectors_of(ds, pairs, n);
-        trained[s] = *m;
-        unsigned r = 0;
-        rc = n > 0 ? hie_mpi_em_train(&trained[s], vec, n, sessions[s].exclude, EM_ROUNDS_MAX,
-            &r) : 0;
-        *rounds += r;
-        free(vec);
-        free(pairs);
-    }
-    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT && rc == 0; f++) {
-        const hie_mpi_model_t *src = (sessions[0].exclude & (1u << f)) ? &trained[1]
-                                                                        : &trained[0];
-        memcpy(m->m[f], src->m[f], sizeof(m->m[f]));
-    }
-    m->version++;
-    return rc;
 }
 
 /* ---- linking and scoring ---------------------------------------------------------------- */
@@ -475,6 +393,7 @@ run_one(const char *name, struct dataset *ds, bool with_id, bool smoke)
         memcpy(saved, ds->p, ds->n * sizeof(*saved));
         for (size_t i = 0; i < ds->n; i++) {
             ds->p[i].national_id[0] = '\0';
+            hie_mpi_person_prepare(&ds->p[i]);
         }
     }
     hie_mpi_model_t m;
@@ -490,19 +409,24 @@ run_one(const char *name, struct dataset *ds, bool with_id, bool smoke)
         }
     }
     size_t npairs = 0, capped = 0;
-    uint64_t *pairs = candidate_pairs(ds, -1, &npairs, &capped);
-    hie_mpi_vector_t *vec = vectors_of(ds, pairs, npairs);
+    uint64_t *pairs = candidate_pairs(ds, &npairs, &capped);
     size_t cand_true = 0;
     for (size_t k = 0; k < npairs; k++) {
         cand_true += ds->truth[pairs[k] >> 32] == ds->truth[(uint32_t)pairs[k]];
     }
-    unsigned rounds = 0;
-    double fraction = (double)npairs / ((double)ds->n * (double)(ds->n - 1) / 2.0);
-    if (hie_mpi_u_estimate(&m, ds->p, ds->n, smoke ? 2000 : U_SAMPLES, SEED) != 0 ||
-        train(ds, &m, &rounds) != 0 || hie_mpi_em_prior(&m, vec, npairs, fraction, 200) != 0) {
+    hie_mpi_train_opts_t opts;
+    hie_mpi_train_stats_t ts;
+    hie_mpi_train_opts_default(&opts);
+    opts.u_samples = smoke ? 2000 : U_SAMPLES;
+    opts.block_size_max = BLOCK_SIZE_MAX;
+    opts.em_rounds_max = EM_ROUNDS_MAX;
+    opts.seed = SEED;
+    if (hie_mpi_train(&m, ds->p, ds->n, block_secret, &opts, &ts) != 0 ||
+        ts.candidate_pairs != npairs) {
         fprintf(stderr, "training failed\n");
         exit(1);
     }
+    unsigned rounds = ts.em_rounds;
     struct result fs = {0}, base = {0};
     link_records(ds, &m, tf, pairs, npairs, &fs);
     baseline(ds, &base);
@@ -517,7 +441,6 @@ run_one(const char *name, struct dataset *ds, bool with_id, bool smoke)
         fs.true_pairs, npairs, fs.true_pairs ? (double)cand_true / (double)fs.true_pairs : 1.0,
         capped, rounds, m.lambda, fs.precision, fs.recall, fs.f1,
         fs.review, base.precision, base.recall, base.f1, base.f1 > 0 ? fs.f1 / base.f1 : 0);
-    free(vec);
     free(pairs);
     hie_mpi_tf_destroy(&tf);
     if (saved != NULL) {

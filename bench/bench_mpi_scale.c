@@ -8,13 +8,14 @@
  * Stages, each timed alone:
  *  1. parse + normalize: libcsv over the generated file, every record normalized as the
  *     identity feed does (one thread);
- *  2. blocking: the 15 blocking keys of every record (threads), a stable radix sort of the
- *     (key, record) entries, blocks of more than BLOCK_SIZE_MAX records dropped and counted as
- *     capped, then the deduplicated candidate pairs (i < j) of every record i (one thread);
- *  3. training: term frequencies, u from U_SAMPLES random pairs, m by EM in two sessions (the
- *     pairs of the birth-date key leaving the date out, the pairs of the name-code key leaving
- *     the names out), then the prior by EM over the vectors of all candidate pairs. Production
- *     does this once (`hiectl mpi train`), not per record;
+ *  2. blocking: hie_mpi_blocks_create() (the 15 blocking keys of every record, a stable radix
+ *     sort of the (key, record) entries, blocks of more than BLOCK_SIZE_MAX records capped),
+ *     then the deduplicated candidate pairs (i < j) of every record i from
+ *     hie_mpi_blocks_pairs() (one thread);
+ *  3. training: term frequencies, then hie_mpi_train() (one thread): u from U_SAMPLES random
+ *     pairs, m by EM in two sessions (the pairs of the birth-date key leaving the date out, the
+ *     pairs of the name-code key leaving the names out), then the prior by EM over the vectors
+ *     of all candidate pairs. Production does this once (`hiectl mpi train`), not per record;
  *  4. linking: every candidate pair compared and weighed (threads), then each record decided in
  *     file order against its best earlier candidate (link, review, or a new enterprise id, with
  *     the margin rule; one thread): the matching part of an ingest.
@@ -173,6 +174,7 @@ person_finish(hie_mpi_person_t *p)
         hie_mpi_given_canonical(p->given, p->given_canon, sizeof(p->given_canon)) != 0) {
         p->given_canon[0] = '\0';
     }
+    hie_mpi_person_prepare(p);
 }
 
 static uint32_t
@@ -318,28 +320,13 @@ load(const char *path, struct dataset *ds)
 
 /* ---- stage 2: blocking keys and candidate pairs ------------------------------------------ */
 
-/* One blocking key of one record. rec: the record number, and the key's number in the top
- * 4 bits. end: one past the last entry of the block, 0 when the block is capped. */
-struct bentry {
-    uint64_t key;
-    uint32_t rec;
-    uint32_t end;
-};
-
-struct blocking {
-    struct bentry *e; /* sorted by key, then record */
-    size_t ne;
-    uint32_t *pos;    /* [record * HIE_MPI_BLOCK_KEYS + key number]: its entry, or NONE */
-    size_t blocks, capped_blocks;
-    size_t key_pairs[HIE_MPI_BLOCK_KEYS];  /* pairs of the key's uncapped blocks (before dedup) */
-    size_t key_capped[HIE_MPI_BLOCK_KEYS]; /* its capped blocks */
-};
+static const uint8_t block_secret[16] = "bench-block-key";
 
 /* Short names of the keys of hie_mpi_block_keys(), in its order. */
 static const char *const key_names[HIE_MPI_BLOCK_KEYS] = {"nysiis(family)+year",
     "given[0]+dob", "postcode+dob", "name codes", "national id", "dob", "nysiis(given)+year",
-    "email|phone", "nysiis(family)+postcode", "nysiis(family)+given[0]", "city+nysiis(given)",
-    "street", "year-month+family[0]", "city+year", "email domain"};
+    "email|phone", "nysiis(family)+postcode", "nysiis(family)+given[0:2]", "city+nysiis(given)",
+    "street", "year-month+family[0]", "city+year", "email local part"};
 
 /* Candidate pairs (i, j), i < j, as CSR: the j of record i are nbr[off[i] .. off[i + 1]),
  * ascending, so the pairs run in the order of bench_mpi_accuracy's sorted packed pairs. */
@@ -349,121 +336,6 @@ struct csr {
     size_t n, pairs;
 };
 
-struct keys_job {
-    const struct dataset *ds;
-    uint64_t *keys;
-};
-
-static void
-keys_range(void *ctx, size_t lo, size_t hi)
-{
-    static const uint8_t secret[16] = "bench-block-key";
-    struct keys_job *j = ctx;
-    for (size_t i = lo; i < hi; i++) {
-        hie_mpi_block_keys(&j->ds->p[i], secret, &j->keys[i * HIE_MPI_BLOCK_KEYS]);
-    }
-}
-
-/* Stable LSD radix sort by key, 16 bits a pass (entries arrive in record order, so each block
- * ends up in record order, as bench_mpi_accuracy's qsort by (key, record) leaves it). */
-static int
-entries_sort(struct bentry *e, size_t n)
-{
-    struct bentry *tmp = malloc((n ? n : 1) * sizeof(*tmp));
-    size_t *count = malloc(65536 * sizeof(*count));
-    if (tmp == NULL || count == NULL) {
-        free(tmp);
-        free(count);
-        return -1;
-    }
-    struct bentry *src = e, *dst = tmp;
-    for (unsigned shift = 0; shift < 64; shift += 16) {
-        memset(count, 0, 65536 * sizeof(*count));
-        for (size_t q = 0; q < n; q++) {
-            count[(src[q].key >> shift) & 0xffffu]++;
-        }
-        size_t sum = 0;
-        for (size_t d = 0; d < 65536; d++) {
-            size_t c = count[d];
-            count[d] = sum;
-            sum += c;
-        }
-        for (size_t q = 0; q < n; q++) {
-            dst[count[(src[q].key >> shift) & 0xffffu]++] = src[q];
-        }
-        struct bentry *x = src;
-        src = dst;
-        dst = x;
-    }
-    /* four passes: the result is back in e */
-    free(tmp);
-    free(count);
-    return 0;
-}
-
-static int
-blocking_build(const struct dataset *ds, struct blocking *bl)
-{
-    memset(bl, 0, sizeof(*bl));
-    size_t slots = ds->n * HIE_MPI_BLOCK_KEYS;
-    uint64_t *keys = malloc((slots ? slots : 1) * sizeof(*keys));
-    bl->e = malloc((slots ? slots : 1) * sizeof(*bl->e));
-    bl->pos = malloc((slots ? slots : 1) * sizeof(*bl->pos));
-    if (keys == NULL || bl->e == NULL || bl->pos == NULL) {
-        free(keys);
-        return -1;
-    }
-    struct keys_job kj = {ds, keys};
-    parallel_for(ds->n, keys_range, &kj);
-    for (size_t s = 0; s < slots; s++) {
-        if (keys[s] != 0) {
-            bl->e[bl->ne++] = (struct bentry){keys[s],
-                (uint32_t)(s / HIE_MPI_BLOCK_KEYS) |
-                    (uint32_t)(s % HIE_MPI_BLOCK_KEYS) << KEY_SHIFT, 0};
-        }
-    }
-    free(keys);
-    if (entries_sort(bl->e, bl->ne) != 0) {
-        return -1;
-    }
-    memset(bl->pos, 0xff, slots * sizeof(*bl->pos));
-    for (size_t s = 0; s < bl->ne;) {
-        size_t e = s;
-        while (e < bl->ne && bl->e[e].key == bl->e[s].key) {
-            e++;
-        }
-        bool capped = e - s > BLOCK_SIZE_MAX;
-        unsigned b = bl->e[s].rec >> KEY_SHIFT; /* every entry of a block has the same key */
-        bl->blocks++;
-        bl->capped_blocks += capped;
-        bl->key_capped[b] += capped;
-        bl->key_pairs[b] += capped ? 0 : (e - s) * (e - s - 1) / 2;
-        for (size_t q = s; q < e; q++) {
-            uint32_t rec = bl->e[q].rec;
-            bl->e[q].end = capped ? 0 : (uint32_t)e;
-            bl->pos[(size_t)(rec & REC_MASK) * HIE_MPI_BLOCK_KEYS + (rec >> KEY_SHIFT)] =
-                (uint32_t)q;
-        }
-        s = e;
-    }
-    return 0;
-}
-
-static void
-blocking_free(struct blocking *bl)
-{
-    free(bl->e);
-    free(bl->pos);
-    memset(bl, 0, sizeof(*bl));
-}
-
-static int
-cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void
 csr_free(struct csr *c)
 {
@@ -472,10 +344,35 @@ csr_free(struct csr *c)
     memset(c, 0, sizeof(*c));
 }
 
-/* The candidate pairs of every blocking key (only_key < 0) or of key number only_key alone.
- * Returns 0, or -1 with the reason printed (out of memory, or more than PAIRS_MAX pairs). */
+/* Appends the nt candidates in tmp as record i's. Returns 0, or -1 with the reason printed
+ * (out of memory, or more than g_pairs_max pairs). */
 static int
-csr_build(const struct blocking *bl, size_t n, int only_key, struct csr *c)
+csr_append(struct csr *c, size_t *cap, size_t i, const uint32_t *tmp, size_t nt)
+{
+    if (c->pairs + nt > g_pairs_max) {
+        fprintf(stderr, "bench_mpi_scale: more than %zu candidate pairs by record %zu of %zu "
+            "(memory bound, %.1f GB at %u bytes a pair): stopped rather than swap\n",
+            g_pairs_max, i, c->n, (double)g_pairs_max * PAIR_BYTES / 1e9, PAIR_BYTES);
+        return -1;
+    }
+    while (c->pairs + nt > *cap) {
+        *cap *= 2;
+        uint32_t *x = realloc(c->nbr, *cap * sizeof(*x));
+        if (x == NULL) {
+            return -1;
+        }
+        c->nbr = x;
+    }
+    memcpy(&c->nbr[c->pairs], tmp, nt * sizeof(*tmp));
+    c->pairs += nt;
+    c->off[i + 1] = c->pairs;
+    return 0;
+}
+
+/* The candidate pairs of every blocking key, from the library's block index.
+ * Returns 0, or -1 with the reason printed. */
+static int
+csr_build(const hie_mpi_blocks_t *bl, size_t n, struct csr *c)
 {
     static uint32_t tmp[HIE_MPI_BLOCK_KEYS * BLOCK_SIZE_MAX];
     size_t cap = (size_t)1 << 20;
@@ -490,62 +387,23 @@ csr_build(const struct blocking *bl, size_t n, int only_key, struct csr *c)
     c->off[0] = 0;
     for (size_t i = 0; i < n; i++) {
         size_t nt = 0;
-        for (unsigned b = 0; b < HIE_MPI_BLOCK_KEYS; b++) {
-            if (only_key >= 0 && (unsigned)only_key != b) {
-                continue;
-            }
-            uint32_t q = bl->pos[i * HIE_MPI_BLOCK_KEYS + b];
-            if (q == NONE || bl->e[q].end == 0) {
-                continue;
-            }
-            for (uint32_t r = q + 1; r < bl->e[q].end; r++) {
-                HIE_ASSERT(nt < HIE_ARRAY_LEN(tmp));
-                tmp[nt++] = bl->e[r].rec & REC_MASK;
-            }
-        }
-        if (only_key < 0 && nt > 1) {
-            qsort(tmp, nt, sizeof(*tmp), cmp_u32);
-            size_t u = 1;
-            for (size_t k = 1; k < nt; k++) {
-                if (tmp[k] != tmp[u - 1]) {
-                    tmp[u++] = tmp[k];
-                }
-            }
-            nt = u;
-        }
-        if (c->pairs + nt > g_pairs_max) {
-            fprintf(stderr, "bench_mpi_scale: more than %zu candidate pairs by record %zu of %zu "
-                "(memory bound, %.1f GB at %u bytes a pair): stopped rather than swap\n",
-                g_pairs_max, i, n, (double)g_pairs_max * PAIR_BYTES / 1e9, PAIR_BYTES);
+        hie_mpi_blocks_pairs(bl, i, UINT32_MAX, tmp, HIE_ARRAY_LEN(tmp), &nt);
+        if (csr_append(c, &cap, i, tmp, nt) != 0) {
             csr_free(c);
             return -1;
         }
-        while (c->pairs + nt > cap) {
-            cap *= 2;
-            uint32_t *x = realloc(c->nbr, cap * sizeof(*x));
-            if (x == NULL) {
-                csr_free(c);
-                return -1;
-            }
-            c->nbr = x;
-        }
-        memcpy(&c->nbr[c->pairs], tmp, nt * sizeof(*tmp));
-        c->pairs += nt;
-        c->off[i + 1] = c->pairs;
     }
     return 0;
 }
 
 /* ---- comparing pairs in parallel --------------------------------------------------------- */
 
-/* Pairs base + lo .. base + hi of a CSR: either their training vectors compare(i, j) into
- * vec[k - base], or their link weights weight(compare(j, i)) into w[k - base], exactly as
- * bench_mpi_accuracy's vectors_of() and link_records() compute them. */
+/* Pairs base + lo .. base + hi of a CSR: their link weights weight(compare(j, i)) into
+ * w[k - base], exactly as bench_mpi_accuracy's link_records() computes them. */
 struct pair_job {
     const struct dataset *ds;
     const struct csr *c;
     size_t base;
-    hie_mpi_vector_t *vec;
     double *w;
     const hie_mpi_model_t *m;
     const hie_mpi_tf_t *tf;
@@ -582,82 +440,24 @@ pair_range(void *ctx, size_t lo, size_t hi)
             i++;
         }
         uint32_t j = c->nbr[k];
-        if (pj->vec != NULL) {
-            hie_mpi_compare(&p[i], &p[j], &pj->vec[k - pj->base]);
-        } else {
-            hie_mpi_vector_t v;
-            hie_mpi_compare(&p[j], &p[i], &v);
-            pj->w[k - pj->base] = hie_mpi_weight(pj->m, pj->tf, &p[j], &v, NULL);
-        }
+        hie_mpi_vector_t v;
+        hie_mpi_compare(&p[j], &p[i], &v);
+        pj->w[k - pj->base] = hie_mpi_weight(pj->m, pj->tf, &p[j], &v, NULL);
     }
-}
-
-static hie_mpi_vector_t *
-vectors_of(const struct dataset *ds, const struct csr *c)
-{
-    hie_mpi_vector_t *vec = malloc((c->pairs ? c->pairs : 1) * sizeof(*vec));
-    if (vec != NULL) {
-        struct pair_job pj = {ds, c, 0, vec, NULL, NULL, NULL};
-        parallel_for(c->pairs, pair_range, &pj);
-    }
-    return vec;
 }
 
 /* ---- stage 3: training (as bench_mpi_accuracy) ------------------------------------------- */
 
 struct train_stats {
-    double tf_s, u_s, em_s, prior_vec_s, prior_em_s;
-    unsigned rounds;
-    size_t session_pairs[2];
+    double tf_s;
+    hie_mpi_train_stats_t lib;
 };
 
-/* Trains m as Splink does: one EM session per blocking key, each field's m taken from a
- * session that did not block on it. Session A: pairs with the same birth date (key 5, DOB left
- * out); session B: pairs with the same name codes (key 3, given and family left out). */
+/* Term frequencies, then hie_mpi_train() (u, the two m sessions, the prior), with the
+ * national id: bench_mpi_accuracy's run_one(). */
 static int
-train_m(const struct dataset *ds, const struct blocking *bl, hie_mpi_model_t *m,
+train(const struct dataset *ds, bool smoke, hie_mpi_model_t *m, hie_mpi_tf_t **tf,
     struct train_stats *st)
-{
-    static const struct {
-        int key;
-        uint32_t exclude;
-    } sessions[2] = {{5, 1u << HIE_MPI_F_DOB},
-        {3, (1u << HIE_MPI_F_GIVEN) | (1u << HIE_MPI_F_FAMILY)}};
-    hie_mpi_model_t trained[2];
-    int rc = 0;
-    st->rounds = 0;
-    for (unsigned s = 0; s < 2 && rc == 0; s++) {
-        struct csr c;
-        if (csr_build(bl, ds->n, sessions[s].key, &c) != 0) {
-            return -1;
-        }
-        st->session_pairs[s] = c.pairs;
-        hie_mpi_vector_t *vec = vectors_of(ds, &c);
-        trained[s] = *m;
-        unsigned r = 0;
-        if (vec == NULL) {
-            rc = -1;
-        } else if (c.pairs > 0) {
-            rc = hie_mpi_em_train(&trained[s], vec, c.pairs, sessions[s].exclude,
-                EM_ROUNDS_MAX, &r);
-        }
-        st->rounds += r;
-        free(vec);
-        csr_free(&c);
-    }
-    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT && rc == 0; f++) {
-        const hie_mpi_model_t *src = (sessions[0].exclude & (1u << f)) ? &trained[1]
-                                                                        : &trained[0];
-        memcpy(m->m[f], src->m[f], sizeof(m->m[f]));
-    }
-    m->version++;
-    return rc;
-}
-
-/* Term frequencies, u, m, prior: bench_mpi_accuracy's run_one() with the national id. */
-static int
-train(const struct dataset *ds, const struct blocking *bl, const struct csr *cand,
-    bool smoke, hie_mpi_model_t *m, hie_mpi_tf_t **tf, struct train_stats *st)
 {
     uint64_t t0 = hie_time_mono_ns();
     hie_mpi_model_default(m);
@@ -671,28 +471,14 @@ train(const struct dataset *ds, const struct blocking *bl, const struct csr *can
         }
     }
     st->tf_s = secs_since(t0);
-    t0 = hie_time_mono_ns();
-    if (hie_mpi_u_estimate(m, ds->p, ds->n, smoke ? U_SAMPLES_SMOKE : U_SAMPLES, SEED) != 0) {
-        return -1;
-    }
-    st->u_s = secs_since(t0);
-    t0 = hie_time_mono_ns();
-    if (train_m(ds, bl, m, st) != 0) {
-        return -1;
-    }
-    st->em_s = secs_since(t0);
-    fprintf(stderr, "# 3 u %.2f s, EM sessions %.2f s\n", st->u_s, st->em_s);
-    t0 = hie_time_mono_ns();
-    hie_mpi_vector_t *vec = vectors_of(ds, cand);
-    st->prior_vec_s = secs_since(t0);
-    fprintf(stderr, "# 3 vectors of the candidate pairs %.2f s\n", st->prior_vec_s);
-    t0 = hie_time_mono_ns();
-    double fraction = (double)cand->pairs / ((double)ds->n * (double)(ds->n - 1) / 2.0);
-    int rc = vec == NULL ? -1 : hie_mpi_em_prior(m, vec, cand->pairs, fraction,
-        PRIOR_ROUNDS_MAX);
-    free(vec);
-    st->prior_em_s = secs_since(t0);
-    return rc;
+    hie_mpi_train_opts_t opts;
+    hie_mpi_train_opts_default(&opts);
+    opts.u_samples = smoke ? U_SAMPLES_SMOKE : U_SAMPLES;
+    opts.block_size_max = BLOCK_SIZE_MAX;
+    opts.em_rounds_max = EM_ROUNDS_MAX;
+    opts.prior_rounds_max = PRIOR_ROUNDS_MAX;
+    opts.seed = SEED;
+    return hie_mpi_train(m, ds->p, ds->n, block_secret, &opts, &st->lib) == 0 ? 0 : -1;
 }
 
 /* ---- stage 4: linking (as bench_mpi_accuracy) -------------------------------------------- */
@@ -742,7 +528,7 @@ link_records(const struct dataset *ds, const hie_mpi_model_t *m, const hie_mpi_t
     for (size_t base = 0; base < c->pairs; base += LINK_CHUNK) {
         size_t len = c->pairs - base < LINK_CHUNK ? c->pairs - base : LINK_CHUNK;
         uint64_t t0 = hie_time_mono_ns();
-        struct pair_job pj = {ds, c, base, NULL, w, m, tf};
+        struct pair_job pj = {ds, c, base, w, m, tf};
         parallel_for(len, pair_range, &pj);
         st->weigh_s += secs_since(t0);
         t0 = hie_time_mono_ns();
@@ -1011,18 +797,22 @@ main(int argc, char **argv)
     fprintf(stderr, "# 1 normalized %zu records in %.2f s\n", ds.n, norm_s);
 
     /* 2. blocking keys + candidate pairs */
-    struct blocking bl;
+    hie_mpi_blocks_t *bl = NULL;
     struct csr cand;
     t0 = hie_time_mono_ns();
-    if (blocking_build(&ds, &bl) != 0) {
+    if (hie_mpi_blocks_create(&bl, ds.p, ds.n, block_secret, BLOCK_SIZE_MAX) != 0) {
         return fail("blocking (out of memory)");
     }
     double keys_s = secs_since(t0);
-    if (csr_build(&bl, ds.n, -1, &cand) != 0) {
+    if (csr_build(bl, ds.n, &cand) != 0) {
         return fail("candidate pairs");
     }
     double block_s = secs_since(t0);
-    size_t block_bytes = bl.ne * sizeof(*bl.e) + ds.n * HIE_MPI_BLOCK_KEYS * sizeof(*bl.pos);
+    hie_mpi_blocks_stats_t bst;
+    hie_mpi_blocks_stats(bl, &bst);
+    hie_mpi_blocks_destroy(&bl); /* a real index keeps its blocks; the bench no longer needs them */
+    /* the index holds a 16-byte entry and a 4-byte position per record and key */
+    size_t block_bytes = ds.n * HIE_MPI_BLOCK_KEYS * 20u;
     size_t cand_bytes = (ds.n + 1) * sizeof(*cand.off) + cand.pairs * sizeof(*cand.nbr);
     fprintf(stderr, "# 2 %zu candidate pairs in %.2f s\n", cand.pairs, block_s);
     if (cand.pairs == 0) {
@@ -1035,19 +825,18 @@ main(int argc, char **argv)
     hie_mpi_tf_t *tf = NULL;
     struct train_stats ts = {0};
     t0 = hie_time_mono_ns();
-    if (train(&ds, &bl, &cand, smoke, &m, &tf, &ts) != 0) {
+    if (train(&ds, smoke, &m, &tf, &ts) != 0) {
         return fail("training");
     }
     double train_s = secs_since(t0);
-    size_t blocks = bl.blocks, capped_blocks = bl.capped_blocks;
+    size_t blocks = bst.blocks, capped_blocks = bst.capped_blocks;
     char per_key[HIE_MPI_BLOCK_KEYS * 64];
     size_t used = 0;
     for (unsigned b = 0; b < HIE_MPI_BLOCK_KEYS; b++) {
         int w = snprintf(per_key + used, sizeof(per_key) - used, " %s=%zu(%zu)", key_names[b],
-            bl.key_pairs[b], bl.key_capped[b]);
+            bst.key_pairs[b], bst.key_capped[b]);
         used += w > 0 && (size_t)w < sizeof(per_key) - used ? (size_t)w : 0;
     }
-    blocking_free(&bl); /* a real index keeps its blocks; the bench no longer needs them */
     fprintf(stderr, "# 3 trained in %.2f s\n", train_s);
 
     /* 4. linking */
@@ -1089,10 +878,10 @@ main(int argc, char **argv)
         "pairs (%.1f/record), %.0f MB\n", "2 blocking+candidates", block_s, rps(ds.n, block_s),
         keys_s, blocks, capped_blocks, BLOCK_SIZE_MAX, cand.pairs,
         (double)cand.pairs / (double)ds.n, (double)(block_bytes + cand_bytes) / 1e6);
-    printf("%-22s %9.2f %11.0f  tf %.2f s, u %.2f s, EM %.2f s (%zu+%zu pairs, %u rounds), "
-        "prior: vectors %.2f s + EM %.2f s\n", "3 training", train_s, rps(ds.n, train_s),
-        ts.tf_s, ts.u_s, ts.em_s, ts.session_pairs[0], ts.session_pairs[1], ts.rounds,
-        ts.prior_vec_s, ts.prior_em_s);
+    printf("%-22s %9.2f %11.0f  tf %.2f s, hie_mpi_train %.2f s (EM %zu+%zu pairs, %u rounds; "
+        "prior on %zu of %zu pairs; one thread)\n", "3 training", train_s, rps(ds.n, train_s),
+        ts.tf_s, train_s - ts.tf_s, ts.lib.session_pairs[0], ts.lib.session_pairs[1],
+        ts.lib.em_rounds, ts.lib.prior_pairs, ts.lib.candidate_pairs);
     printf("%-22s %9.2f %11.0f  compare+weight %.2f s (%.0f ns/pair), decide %.2f s; "
         "%zu linked, %zu review\n", "4 linking", link_s, rps(ds.n, link_s), ls.weigh_s,
         ls.weigh_s * 1e9 / (double)cand.pairs, ls.decide_s, ls.linked, ls.review);
@@ -1111,7 +900,7 @@ main(int argc, char **argv)
         "peak_rss_mb=%.0f precision=%.4f recall=%.4f f1=%.4f blocking_recall=%.4f review=%zu "
         "target_rps=%.0f ratio_vs_target=%.3f\n", count, ds.n, g_threads, norm_s,
         rps(ds.n, norm_s), block_s, rps(ds.n, block_s), cand.pairs, capped_blocks,
-        (double)(block_bytes + cand_bytes) / 1e6, train_s, ts.rounds, m.lambda, link_s,
+        (double)(block_bytes + cand_bytes) / 1e6, train_s, ts.lib.em_rounds, m.lambda, link_s,
         rps(ds.n, link_s), link_s * 1e9 / (double)cand.pairs, rps(ds.n, ingest_s), total_s,
         rps(ds.n, total_s), total_s * 1e9 / (double)ds.n, rss, r.precision, r.recall, r.f1,
         r.blocking_recall, ls.review, TARGET_RPS, rps(ds.n, total_s) / TARGET_RPS);

@@ -4,6 +4,7 @@
  * scale").
  *
  * usage: gen_persons --count N [--seed S] [--dup-rate R] [--max-dups K] [--out FILE]
+ *                    [--queries FILE [--query-count K]]
  *
  * Output: the FEBRL header, then one row per record (", " separator, no quoting, empty values
  * as empty fields; ../shared/data/README.md). Person i (0..N-1) gets the record rec-<i>-org; a
@@ -31,7 +32,18 @@
  * of one person spread over ~SHUFFLE_ROWS rows (a duplicate may precede its original, as in
  * the FEBRL files).
  *
- * Callers: run by hand or by the speed benchmark; it depends on libc only.
+ * PDQ cases (--queries): K demographic queries as a clinic would type them, each derived from
+ * the original of a person drawn uniformly from 0..N-1: a shape says which fields are queried
+ * (given + family + birth date 55%, family + birth date + postcode 20%, given + family +
+ * postcode 15%, given + birth date + postcode 10%), then 0 (40%), 1 (45%) or 2 (15%)
+ * corruptions of the queried fields (typos, nicknames, OCR, date changes, postcode digit).
+ * CSV with a header: case_id,person_id,shape,given_name,surname,date_of_birth,postcode,
+ * corruptions; person_id is the <i> of rec-<i>-*, so any record of that person is a hit. Case k
+ * draws from stream 2^32 + k, so the cases depend on (seed, N, k) only and the person records
+ * are the same with or without --queries. Empty values are empty fields (a person whose
+ * queried field is missing is redrawn, up to DRAW_TRIES_MAX times).
+ *
+ * Callers: run by hand or by the speed benchmarks; it depends on libc only.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -74,6 +86,12 @@
 /* Years a corrupted birth date may take (a digit typo must not give 1085 or 2985). */
 #define DATE_YEAR_MIN 1900u
 #define DATE_YEAR_MAX 2029u
+/* Largest --query-count: a PDQ benchmark runs a few thousand; the file stays under ~60 MB. */
+#define QUERY_COUNT_MAX 1000000u
+#define QUERY_COUNT_DEFAULT 1000u
+/* Case k draws from stream QUERY_STREAM_FIRST + k, above every person stream. */
+#define QUERY_STREAM_FIRST (1ull << 32)
+#define QUERY_CORRUPTIONS_MAX 3u /* 0, 1 or 2 corruptions */
 
 /* Missing values in originals, in per-mille. */
 #define GIVEN_MISSING_PERMILLE 50u
@@ -101,6 +119,7 @@ _Static_assert(ROW_BYTES >= F_COUNT * (FIELD_BYTES - 1) + (F_COUNT - 1) * 2 + 1,
 _Static_assert(ROW_BYTES <= UINT16_MAX, "row lengths are stored as uint16_t");
 _Static_assert(COUNT_MAX <= ID_SPAN, "every person needs a distinct national id");
 _Static_assert(ID_SPAN <= (1u << 24), "national ids are a permutation of 24-bit values");
+_Static_assert(COUNT_MAX < QUERY_STREAM_FIRST, "query streams must not meet person streams");
 
 static const char *const field_names[F_COUNT] = {
     "rec_id", "given_name", "surname", "street_number", "address_1", "address_2", "suburb",
@@ -155,6 +174,37 @@ static const struct kind_info {
 /* Number of corruptions per duplicate, in per-mille: 1, 2 or 3. */
 static const unsigned corruptions_permille[CORRUPTIONS_MAX] = {500, 300, 200};
 
+/* Which fields a PDQ case queries. */
+enum shape {
+    S_NAME_DOB,
+    S_FAMILY_DOB_POSTCODE,
+    S_NAME_POSTCODE,
+    S_GIVEN_DOB_POSTCODE, /* family name left out: changed by marriage, or not known */
+    SHAPE_COUNT
+};
+
+static const struct shape_info {
+    const char *name;
+    unsigned weight; /* per-mille */
+    bool given, family, dob, postcode;
+} shape_infos[SHAPE_COUNT] = {
+    [S_NAME_DOB] = {"name_dob", 550, true, true, true, false},
+    [S_FAMILY_DOB_POSTCODE] = {"family_dob_postcode", 200, false, true, true, true},
+    [S_NAME_POSTCODE] = {"name_postcode", 150, true, true, false, true},
+    [S_GIVEN_DOB_POSTCODE] = {"given_dob_postcode", 100, true, false, true, true},
+};
+
+/* Corruptions of a PDQ case, per-mille; the others (address, id...) are not queried. A kind
+ * that does not apply to the queried fields is drawn again. */
+static const unsigned query_kind_permille[KIND_COUNT] = {
+    [K_NAME_TYPO] = 220, [K_NAME_INSERT] = 100, [K_NAME_DELETE] = 100,
+    [K_NAME_TRANSPOSE] = 100, [K_NICKNAME] = 130, [K_OCR] = 50, [K_DATE_SWAP] = 80,
+    [K_DATE_DIGIT] = 100, [K_DATE_YEAR] = 70, [K_POSTCODE_TYPO] = 50,
+};
+
+/* Number of corruptions per PDQ case, per-mille: 0, 1 or 2. */
+static const unsigned query_corruptions_permille[QUERY_CORRUPTIONS_MAX] = {400, 450, 150};
+
 struct rng {
     uint64_t s[4];
 };
@@ -175,6 +225,9 @@ struct tables {
     double kind_cum[KIND_COUNT];
     double dups_cum[DUPS_MAX];
     double corruptions_cum[CORRUPTIONS_MAX];
+    double shape_cum[SHAPE_COUNT];
+    double query_kind_cum[KIND_COUNT];
+    double query_corruptions_cum[QUERY_CORRUPTIONS_MAX];
     char city_postcode[ARRAY_LEN(gen_cities)][5];
     struct nick_range male_nick[ARRAY_LEN(gen_male_names)];
     struct nick_range female_nick[ARRAY_LEN(gen_female_names)];
@@ -186,6 +239,8 @@ struct config {
     double dup_rate;
     unsigned max_dups;
     const char *out_path;
+    const char *queries_path; /* NULL: no PDQ cases */
+    uint64_t query_count;
 };
 
 struct person {
@@ -211,6 +266,10 @@ struct stats {
     uint64_t persons_with_dups;
     uint64_t kinds[KIND_COUNT];
     uint64_t kinds_skipped;    /* duplicates that got fewer corruptions than drawn */
+    uint64_t queries;
+    uint64_t query_shapes[SHAPE_COUNT];
+    uint64_t query_kinds[KIND_COUNT];
+    uint64_t queries_incomplete; /* no person with every queried field found: some left empty */
 };
 
 struct gen {
@@ -374,6 +433,31 @@ nick_ranges_build(const char *const *names, size_t count, struct nick_range *ran
     }
 }
 
+/* Cumulative weights of the PDQ shapes, corruption kinds and corruption counts. */
+static void
+query_tables_init(struct tables *t)
+{
+    double sum = 0.0;
+
+    for (size_t i = 0; i < SHAPE_COUNT; i++) {
+        sum += shape_infos[i].weight;
+        t->shape_cum[i] = sum;
+    }
+    GEN_ASSERT(sum == 1000.0);
+    sum = 0.0;
+    for (size_t i = 0; i < KIND_COUNT; i++) {
+        sum += query_kind_permille[i];
+        t->query_kind_cum[i] = sum;
+    }
+    GEN_ASSERT(sum == 1000.0);
+    sum = 0.0;
+    for (size_t i = 0; i < QUERY_CORRUPTIONS_MAX; i++) {
+        sum += query_corruptions_permille[i];
+        t->query_corruptions_cum[i] = sum;
+    }
+    GEN_ASSERT(sum == 1000.0);
+}
+
 static void
 tables_init(struct tables *t, unsigned max_dups)
 {
@@ -403,6 +487,7 @@ tables_init(struct tables *t, unsigned max_dups)
         t->corruptions_cum[i] = sum;
     }
     GEN_ASSERT(sum == 1000.0);
+    query_tables_init(t);
     for (size_t i = 0; i < ARRAY_LEN(gen_cities); i++) {
         const struct gen_postcode_range *range = &gen_state_postcodes[gen_cities[i].state];
         unsigned code = range->first + fnv1a(gen_cities[i].name) % range->count;
@@ -1111,6 +1196,158 @@ person_emit(struct gen *g, uint32_t index)
     }
 }
 
+/* ---- PDQ cases ------------------------------------------------------------------------------- */
+
+/* Room for the names of QUERY_CORRUPTIONS_MAX - 1 kinds joined by '+'. */
+#define QUERY_DESC_BYTES 96u
+
+/* True when p has every field that shape s queries. */
+static bool
+shape_fits(const struct person *p, enum shape s)
+{
+    const struct shape_info *si = &shape_infos[s];
+
+    GEN_ASSERT(s < SHAPE_COUNT);
+    return (!si->given || p->field[F_GIVEN][0] != '\0') &&
+        (!si->family || p->field[F_SURNAME][0] != '\0') &&
+        (!si->dob || p->field[F_DOB][0] != '\0') &&
+        (!si->postcode || p->field[F_POSTCODE][0] != '\0');
+}
+
+/* Blanks every field that shape s does not query. */
+static void
+shape_apply(struct person *p, enum shape s)
+{
+    const struct shape_info *si = &shape_infos[s];
+    bool keep[F_COUNT] = {false};
+
+    GEN_ASSERT(s < SHAPE_COUNT);
+    keep[F_GIVEN] = si->given;
+    keep[F_SURNAME] = si->family;
+    keep[F_DOB] = si->dob;
+    keep[F_POSTCODE] = si->postcode;
+    for (size_t f = 0; f < F_COUNT; f++) {
+        if (!keep[f]) {
+            p->field[f][0] = '\0';
+        }
+    }
+}
+
+/* Draws the person and shape of a case: a person with every queried field if one turns up
+ * within DRAW_TRIES_MAX draws (*complete), else the last one drawn. [out] *p is its original,
+ * exactly as person_emit() draws it. Returns the person's index. */
+static uint32_t
+query_person_draw(const struct gen *g, struct rng *qr, struct person *p, enum shape *shape,
+    bool *complete)
+{
+    uint32_t index = 0;
+
+    GEN_ASSERT(g->cfg.count >= 1 && g->cfg.count <= COUNT_MAX);
+    *complete = false;
+    for (size_t tries = 0; tries < DRAW_TRIES_MAX; tries++) {
+        struct rng pr;
+        index = rng_below(qr, (uint32_t)g->cfg.count);
+        *shape = (enum shape)cum_pick(g->tab.shape_cum, SHAPE_COUNT, qr);
+        rng_seed(&pr, g->cfg.seed, index);
+        person_draw(g, &pr, index, p);
+        if (shape_fits(p, *shape)) {
+            *complete = true;
+            break;
+        }
+    }
+    GEN_ASSERT(index < g->cfg.count);
+    return index;
+}
+
+/* Applies 0-2 different corruption kinds to the queried fields of p (the others are blank, so
+ * kinds that touch them do not apply and are drawn again); their names, joined by '+', or
+ * "none", go to desc[QUERY_DESC_BYTES]. */
+static void
+query_corrupt(struct gen *g, struct person *p, struct rng *qr, char *desc)
+{
+    size_t wanted = cum_pick(g->tab.query_corruptions_cum, QUERY_CORRUPTIONS_MAX, qr);
+    uint32_t mask = 0;
+    size_t applied = 0;
+    const char *end = desc + QUERY_DESC_BYTES;
+    char *out = desc;
+
+    for (size_t tries = 0; applied < wanted && tries < DRAW_TRIES_MAX; tries++) {
+        enum kind k = (enum kind)cum_pick(g->tab.query_kind_cum, KIND_COUNT, qr);
+        if ((mask & (1u << k)) != 0 || !corrupt_apply(&g->tab, p, qr, k)) {
+            continue;
+        }
+        mask |= 1u << k;
+        applied++;
+        g->st.query_kinds[k]++;
+    }
+    GEN_ASSERT(applied < QUERY_CORRUPTIONS_MAX);
+    for (size_t k = 0; k < KIND_COUNT; k++) {
+        if ((mask & (1u << k)) != 0) {
+            out = text_append(out, end, out == desc ? "" : "+");
+            out = text_append(out, end, kind_infos[k].name);
+        }
+    }
+    out = text_append(out, end, out == desc ? "none" : "");
+    *out = '\0';
+}
+
+/* Case k: draws, shapes and corrupts it, and writes its CSV row to f. */
+static void
+query_emit(struct gen *g, FILE *f, uint64_t k)
+{
+    struct rng qr;
+    struct person p;
+    enum shape shape = S_NAME_DOB;
+    bool complete = false;
+    char desc[QUERY_DESC_BYTES];
+
+    rng_seed(&qr, g->cfg.seed, QUERY_STREAM_FIRST + k);
+    uint32_t index = query_person_draw(g, &qr, &p, &shape, &complete);
+    shape_apply(&p, shape);
+    query_corrupt(g, &p, &qr, desc);
+    for (size_t i = 0; i < F_COUNT; i++) {
+        GEN_ASSERT(strchr(p.field[i], ',') == NULL); /* the CSV has no quoting */
+    }
+    fprintf(f, "%llu,%u,%s,%s,%s,%s,%s,%s\n", (unsigned long long)k, index,
+        shape_infos[shape].name, p.field[F_GIVEN], p.field[F_SURNAME], p.field[F_DOB],
+        p.field[F_POSTCODE], desc);
+    g->st.queries++;
+    g->st.query_shapes[shape]++;
+    g->st.queries_incomplete += complete ? 0 : 1;
+}
+
+/* Writes the header and the --query-count cases to --queries; false (after a message) on
+ * failure. */
+static bool
+queries_write(struct gen *g)
+{
+    FILE *f = fopen(g->cfg.queries_path, "wb");
+    int rc = 0;
+
+    GEN_ASSERT(g->cfg.query_count <= QUERY_COUNT_MAX);
+    if (f == NULL) {
+        fprintf(stderr, "gen_persons: cannot open queries: %s: %s\n", g->cfg.queries_path,
+            strerror(errno));
+        return false;
+    }
+    fprintf(f, "case_id,person_id,shape,given_name,surname,date_of_birth,postcode,"
+        "corruptions\n");
+    for (uint64_t k = 0; k < g->cfg.query_count; k++) { /* query_count <= QUERY_COUNT_MAX */
+        query_emit(g, f, k);
+    }
+    rc = ferror(f) ? EIO : 0;
+    errno = 0;
+    if (fclose(f) != 0 && rc == 0) {
+        rc = errno != 0 ? errno : EIO;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "gen_persons: write failed: %s: %s\n", g->cfg.queries_path,
+            strerror(rc));
+        return false;
+    }
+    return true;
+}
+
 /* ---- command line ---------------------------------------------------------------------------- */
 
 static void
@@ -1118,13 +1355,18 @@ usage(FILE *f)
 {
     fprintf(f, "usage: gen_persons --count N [--seed S] [--dup-rate R] [--max-dups K] "
         "[--out FILE]\n"
+        "                   [--queries FILE [--query-count K]]\n"
         "  --count N     original persons, 1..%u\n"
         "  --seed S      seed of every random draw (default %u)\n"
         "  --dup-rate R  fraction of persons with duplicates, 0..1 (default %.1f)\n"
         "  --max-dups K  duplicates per such person, 1..K with P(k) ~ 1/k, K <= %u "
         "(default %u)\n"
-        "  --out FILE    output file (default standard output)\n",
-        COUNT_MAX, SEED_DEFAULT, DUP_RATE_DEFAULT, DUPS_MAX, MAX_DUPS_DEFAULT);
+        "  --out FILE    output file (default standard output)\n"
+        "  --queries FILE      also write PDQ cases (partial, corrupted demographic queries\n"
+        "                      with the true person id) to FILE, as CSV with a header\n"
+        "  --query-count K     PDQ cases, 1..%u (default %u)\n",
+        COUNT_MAX, SEED_DEFAULT, DUP_RATE_DEFAULT, DUPS_MAX, MAX_DUPS_DEFAULT,
+        QUERY_COUNT_MAX, QUERY_COUNT_DEFAULT);
 }
 
 /* Parses a decimal integer in min..max; false on anything else. */
@@ -1178,6 +1420,11 @@ option_parse(struct config *cfg, const char *name, const char *value)
     } else if (strcmp(name, "--out") == 0) {
         cfg->out_path = value;
         ok = value[0] != '\0';
+    } else if (strcmp(name, "--queries") == 0) {
+        cfg->queries_path = value;
+        ok = value[0] != '\0';
+    } else if (strcmp(name, "--query-count") == 0) {
+        ok = parse_u64(value, 1, QUERY_COUNT_MAX, &cfg->query_count);
     } else {
         fprintf(stderr, "gen_persons: unknown option: %s\n", name);
         return false;
@@ -1197,6 +1444,8 @@ args_parse(int argc, char **argv, struct config *cfg)
     cfg->dup_rate = DUP_RATE_DEFAULT;
     cfg->max_dups = MAX_DUPS_DEFAULT;
     cfg->out_path = NULL;
+    cfg->queries_path = NULL;
+    cfg->query_count = QUERY_COUNT_DEFAULT;
     for (int i = 1; i < argc; i += 2) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -1247,6 +1496,22 @@ stats_report(const struct gen *g, double secs)
         fprintf(stderr, " %s=%llu", kind_infos[k].name, (unsigned long long)g->st.kinds[k]);
     }
     fprintf(stderr, " short=%llu\n", (unsigned long long)g->st.kinds_skipped);
+    if (g->cfg.queries_path == NULL) {
+        return;
+    }
+    fprintf(stderr, "gen_persons: queries=%llu incomplete=%llu",
+        (unsigned long long)g->st.queries, (unsigned long long)g->st.queries_incomplete);
+    for (size_t s = 0; s < SHAPE_COUNT; s++) {
+        fprintf(stderr, " %s=%llu", shape_infos[s].name,
+            (unsigned long long)g->st.query_shapes[s]);
+    }
+    for (size_t k = 0; k < KIND_COUNT; k++) {
+        if (query_kind_permille[k] > 0) {
+            fprintf(stderr, " %s=%llu", kind_infos[k].name,
+                (unsigned long long)g->st.query_kinds[k]);
+        }
+    }
+    fprintf(stderr, "\n");
 }
 
 /* Opens the output and the shuffle buffer; false (after a message) on failure. */
@@ -1331,6 +1596,9 @@ main(int argc, char **argv)
     }
     double start = now_s();
     rc = output_open(&g) && output_write(&g) ? 0 : 1;
+    if (rc == 0 && g.cfg.queries_path != NULL) {
+        rc = queries_write(&g) ? 0 : 1;
+    }
     if (rc == 0) {
         stats_report(&g, now_s() - start);
     }

@@ -2,7 +2,7 @@
  * hie_cli.c - the `hie` command line: global options, then one subcommand from cli_cmds[].
  *
  * A subcommand is a row in cli_cmds[] and a run function that parses its own options, builds
- * request envelopes with cli_request_init(), sends them with cli_call() and prints the reply as
+ * request envelopes with hie_cli__request_init(), sends them with hie_cli__call() and prints the reply as
  * key=value text or, with --json, one JSON object per line. Later subcommands (feed, pix, pdq,
  * push, query, subscribe, audit, ...) are new rows.
  *
@@ -11,7 +11,7 @@
  * error, 3 connection, TLS, protocol failure or timeout. Never print patient data: replies that
  * carry it must be printed only where the user asked for them, never in error lines.
  */
-#include "hie/client.h"
+#include "cli_int.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -27,53 +27,28 @@
 #define HIE_VERSION "unknown"
 #endif
 
-enum cli_exit { CLI_EXIT_OK = 0, CLI_EXIT_REPLY = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_CONN = 3 };
-/* Returned by option parsing when the program should go on rather than exit. */
-#define CLI_CONTINUE (-1)
-
-#define CLI_ADDR_DEFAULT "127.0.0.1:7443"
-#define CLI_TIMEOUT_MS_DEFAULT 5000u
-/* A DNS name is at most 253 bytes; an IPv6 literal far less. */
-#define CLI_HOST_BYTES_MAX 256u
-#define CLI_PING_COUNT_MAX 100000u
-/* Text from the node (Error.message) is cut at this length on the terminal. */
-#define CLI_NODE_TEXT_BYTES_MAX 512u
-
-struct cli {
-    const char *addr;           /* as given, for messages */
-    char host[CLI_HOST_BYTES_MAX];
-    hie_client_config_t cfg;
-    uint32_t timeout_ms;
-    bool json;
-    bool tls12;
-    int tls_max_version;        /* 0: library default */
-    Hie__V1__PurposeOfUse purpose;
-    const char *id;             /* explicit envelope id, or NULL: random */
-    hie_client_t *client;       /* created on first use */
-};
-
-struct cli_cmd {
-    const char *name;
-    const char *args;           /* usage after the name */
-    const char *summary;
-    int (*run)(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
-};
-
 static int cmd_whoami(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
 static int cmd_ping(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
 
 static const struct cli_cmd cli_cmds[] = {
     {"whoami", "", "show the organization, roles and node this certificate reaches", cmd_whoami},
     {"ping", "[--count N] [PAYLOAD]", "send pings and print round-trip times", cmd_ping},
-    /* NEEDSWORK: feed, pix, pdq, push, query, subscribe, audit join here as the node grows them. */
+    {"feed", "create|update|merge|unlink [DEMOGRAPHICS]",
+        "send a patient identity feed; prints the EUID, outcome and match explanation",
+        hie_cli__cmd_feed},
+    {"pix", "--mrn MRN [--org ORG] [--target-org ORG]...",
+        "cross-reference: the EUID and the other organizations' identifiers", hie_cli__cmd_pix},
+    {"pdq", "[DEMOGRAPHICS] [--limit N] [--min-probability P]",
+        "demographics query: ranked candidates with match probability", hie_cli__cmd_pdq},
+    {"review", "list [--after ID] [--limit N] [--all] | link ID | apart ID",
+        "possible matches waiting for a decision (operator role)", hie_cli__cmd_review},
+    /* NEEDSWORK: push, query, subscribe, audit join here as the node grows them. */
 };
 
 /* ---- output helpers ---------------------------------------------------------------------- */
 
-static int cli_usage_error(const char *fmt, ...) HIE_PRINTF(1, 2);
-
-static int
-cli_usage_error(const char *fmt, ...)
+int
+hie_cli__usage_error(const char *fmt, ...)
 {
     va_list ap;
     fputs("hie: ", stderr);
@@ -165,8 +140,8 @@ kv_value(FILE *f, const char *s)
 }
 
 /* Text from the node on the terminal: control characters become '?', cut at a limit. */
-static void
-cli_fputs_safe(FILE *f, const char *s)
+void
+hie_cli__fputs_safe(FILE *f, const char *s)
 {
     for (size_t i = 0; s[i] != '\0' && i < CLI_NODE_TEXT_BYTES_MAX; i++) {
         unsigned char ch = (unsigned char)s[i];
@@ -176,8 +151,8 @@ cli_fputs_safe(FILE *f, const char *s)
 
 /* ---- option parsing ---------------------------------------------------------------------- */
 
-static int
-parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+int
+hie_cli__parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 {
     if (s[0] < '0' || s[0] > '9') {
         return HIE_EINVAL; /* strtoul would accept "-1" and " 1" */
@@ -198,7 +173,7 @@ cli_addr_parse(struct cli *cli, const char *addr)
 {
     const char *colon = strrchr(addr, ':');
     uint32_t port = 0;
-    if (colon == NULL || parse_u32(colon + 1, 1, 65535, &port) != 0) {
+    if (colon == NULL || hie_cli__parse_u32(colon + 1, 1, 65535, &port) != 0) {
         return HIE_EINVAL;
     }
     const char *host = addr;
@@ -220,8 +195,8 @@ cli_addr_parse(struct cli *cli, const char *addr)
     return 0;
 }
 
-static int
-cli_purpose_parse(const char *s, Hie__V1__PurposeOfUse *out)
+int
+hie_cli__purpose_parse(const char *s, Hie__V1__PurposeOfUse *out)
 {
     for (int p = HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED;
          p <= HIE__V1__PURPOSE_OF_USE__PURPOSE_PATIENT_REQUEST; p++) {
@@ -278,10 +253,19 @@ cli_help(FILE *f)
           "  --version            print the version\n\ncommands:\n",
         f);
     for (size_t i = 0; i < HIE_ARRAY_LEN(cli_cmds); i++) {
-        fprintf(f, "  %-8s %-22s %s\n", cli_cmds[i].name, cli_cmds[i].args, cli_cmds[i].summary);
+        fprintf(f, "  %s %s\n      %s\n", cli_cmds[i].name, cli_cmds[i].args,
+            cli_cmds[i].summary);
     }
-    fputs("\nexit status: 0 ok, 1 the node answered with an error, 2 usage error,\n"
-          "3 connection, tls or protocol failure or timeout.\n",
+    fputs("\nDEMOGRAPHICS (feed, pdq; given, family and address repeat):\n"
+          "  --mrn MRN --org ORG (default: this certificate's organization)\n"
+          "  --given NAME --family NAME --dob YYYY-MM-DD --sex female|male|other|unknown\n"
+          "  --address LINE --city CITY --postcode CODE --phone PHONE --email EMAIL\n"
+          "  --national-id ID --prior-mrn MRN (merge: the MRN that folds into --mrn)\n"
+          "feed and review send purpose 'operations' unless --purpose says otherwise; pix and\n"
+          "pdq disclose identities and need an explicit --purpose (or env HIE_PURPOSE).\n"
+          "--json may also follow these commands.\n"
+          "\nexit status: 0 ok, 1 the node answered with an error (code, field and message\n"
+          "on stderr), 2 usage error, 3 connection, tls or protocol failure or timeout.\n",
         f);
 }
 
@@ -319,14 +303,14 @@ cli_opt_name(int opt)
 }
 
 /* getopt_long's '?' and ':' as our usage line; argv[optind - 1] is the offending word. */
-static int
-cli_getopt_error(int opt, char **argv)
+int
+hie_cli__getopt_error(int opt, char **argv)
 {
     const char *word = optind > 0 ? argv[optind - 1] : "?";
     if (opt == ':') {
-        return cli_usage_error("option '%s' needs a value", word);
+        return hie_cli__usage_error("option '%s' needs a value", word);
     }
-    return cli_usage_error("unknown option '%s'", word);
+    return hie_cli__usage_error("unknown option '%s'", word);
 }
 
 /* Applies one global option with a value. Returns CLI_CONTINUE or an exit code. */
@@ -351,13 +335,14 @@ cli_global_value(struct cli *cli, int opt, const char *val)
         cli->cfg.server_name = val;
         break;
     case OPT_TIMEOUT:
-        ok = parse_u32(val, 1, HIE_EDGE_TIMEOUT_MS_MAX, &cli->timeout_ms) == 0;
+        ok = hie_cli__parse_u32(val, 1, HIE_EDGE_TIMEOUT_MS_MAX, &cli->timeout_ms) == 0;
         break;
     case OPT_TLS_MAX:
         ok = cli_tls_version_parse(val, &cli->tls_max_version) == 0;
         break;
     case OPT_PURPOSE:
-        ok = cli_purpose_parse(val, &cli->purpose) == 0;
+        ok = hie_cli__purpose_parse(val, &cli->purpose) == 0;
+        cli->purpose_set = true;
         break;
     case OPT_ID:
         ok = hie_proto_id_valid(val, strlen(val));
@@ -367,7 +352,7 @@ cli_global_value(struct cli *cli, int opt, const char *val)
         HIE_ASSERT(false); /* every option with a value has a case */
     }
     if (!ok) {
-        return cli_usage_error("invalid value for --%s", cli_opt_name(opt));
+        return hie_cli__usage_error("invalid value for --%s", cli_opt_name(opt));
     }
     return CLI_CONTINUE;
 }
@@ -392,7 +377,7 @@ cli_parse_global(struct cli *cli, int argc, char **argv)
         } else if (opt == OPT_TLS12) {
             cli->tls12 = true;
         } else if (opt == '?' || opt == ':') {
-            return cli_getopt_error(opt, argv);
+            return hie_cli__getopt_error(opt, argv);
         } else {
             ex = cli_global_value(cli, opt, optarg);
         }
@@ -401,7 +386,7 @@ cli_parse_global(struct cli *cli, int argc, char **argv)
         }
     }
     if (optind >= argc) {
-        return cli_usage_error("no command given");
+        return hie_cli__usage_error("no command given");
     }
     return CLI_CONTINUE;
 }
@@ -425,14 +410,21 @@ cli_config_finish(struct cli *cli)
     if (cli->addr == NULL) {
         const char *addr = env_or_null("HIE_ADDR");
         if (cli_addr_parse(cli, addr != NULL ? addr : CLI_ADDR_DEFAULT) != 0) {
-            return cli_usage_error("invalid HIE_ADDR, expected HOST:PORT");
+            return hie_cli__usage_error("invalid HIE_ADDR, expected HOST:PORT");
         }
     }
+    const char *purpose = env_or_null("HIE_PURPOSE");
+    if (!cli->purpose_set && purpose != NULL) {
+        if (hie_cli__purpose_parse(purpose, &cli->purpose) != 0) {
+            return hie_cli__usage_error("invalid HIE_PURPOSE");
+        }
+        cli->purpose_set = true;
+    }
     if (cli->cfg.ca_file == NULL) {
-        return cli_usage_error("no ca file: use --ca or HIE_CA");
+        return hie_cli__usage_error("no ca file: use --ca or HIE_CA");
     }
     if ((cli->cfg.cert_file == NULL) != (cli->cfg.key_file == NULL)) {
-        return cli_usage_error("--cert and --key go together");
+        return hie_cli__usage_error("--cert and --key go together");
     }
     /* Offering only versions above --tls-max would test nothing: lower the minimum to it. */
     int min = cli->tls12 ? TLS1_2_VERSION : TLS1_3_VERSION;
@@ -457,10 +449,10 @@ cli_sub_no_options(const struct cli_cmd *cmd, int argc, char **argv)
             printf("usage: hie %s %s\n%s\n", cmd->name, cmd->args, cmd->summary);
             return CLI_EXIT_OK;
         }
-        return cli_getopt_error(opt, argv);
+        return hie_cli__getopt_error(opt, argv);
     }
     if (optind < argc) {
-        return cli_usage_error("%s takes no arguments", cmd->name);
+        return hie_cli__usage_error("%s takes no arguments", cmd->name);
     }
     return CLI_CONTINUE;
 }
@@ -469,8 +461,8 @@ cli_sub_no_options(const struct cli_cmd *cmd, int argc, char **argv)
 
 /* Fills env's header: id (--id, with "-SEQ" when seq > 0, or random), purpose and clock.
  * id_buf must outlive env. Returns CLI_CONTINUE or CLI_EXIT_USAGE. */
-static int
-cli_request_init(const struct cli *cli, hie_envelope_t *env, uint32_t seq, char *id_buf,
+int
+hie_cli__request_init(const struct cli *cli, hie_envelope_t *env, uint32_t seq, char *id_buf,
     size_t id_buf_bytes)
 {
     HIE_ASSERT(id_buf_bytes >= HIE_CLIENT_ID_BUF_BYTES);
@@ -483,7 +475,7 @@ cli_request_init(const struct cli *cli, hie_envelope_t *env, uint32_t seq, char 
     } else {
         int n = snprintf(id_buf, id_buf_bytes, "%s-%" PRIu32, cli->id, seq);
         if (n < 0 || !hie_proto_id_valid(id_buf, (size_t)n)) {
-            return cli_usage_error("--id is too long to number repeated requests");
+            return hie_cli__usage_error("--id is too long to number repeated requests");
         }
     }
     env->id = id_buf;
@@ -513,14 +505,14 @@ cli_connect(struct cli *cli)
     return CLI_EXIT_OK;
 }
 
-static int
-cli_error_reply(const char *what, const Hie__V1__Error *err)
+int
+hie_cli__error_reply(const char *what, const Hie__V1__Error *err)
 {
     fprintf(stderr, "hie: %s failed: %s: ", what, hie_proto_error_code_name(err->code));
-    cli_fputs_safe(stderr, err->message[0] != '\0' ? err->message : "no message");
+    hie_cli__fputs_safe(stderr, err->message[0] != '\0' ? err->message : "no message");
     if (err->field[0] != '\0') {
         fputs(" (field ", stderr);
-        cli_fputs_safe(stderr, err->field);
+        hie_cli__fputs_safe(stderr, err->field);
         fputc(')', stderr);
     }
     fputc('\n', stderr);
@@ -529,8 +521,8 @@ cli_error_reply(const char *what, const Hie__V1__Error *err)
 
 /* Sends req and waits for its reply; reports failures and Error replies. Returns an exit code;
  * on CLI_EXIT_OK *reply is set (owned by arena) and carries the expected body kind. */
-static int
-cli_call(struct cli *cli, const char *what, const hie_envelope_t *req,
+int
+hie_cli__call(struct cli *cli, const char *what, const hie_envelope_t *req,
     Hie__V1__Envelope__BodyCase expect, hie_arena_t *arena, hie_envelope_t **reply)
 {
     int ex = cli_connect(cli);
@@ -549,7 +541,7 @@ cli_call(struct cli *cli, const char *what, const hie_envelope_t *req,
     }
     HIE_ASSERT(*reply != NULL);
     if ((*reply)->body_case == HIE__V1__ENVELOPE__BODY_ERROR) {
-        return cli_error_reply(what, (*reply)->error);
+        return hie_cli__error_reply(what, (*reply)->error);
     }
     if ((*reply)->body_case != expect) {
         fprintf(stderr, "hie: %s failed: unexpected reply kind %s\n", what,
@@ -559,8 +551,8 @@ cli_call(struct cli *cli, const char *what, const hie_envelope_t *req,
     return CLI_EXIT_OK;
 }
 
-static int
-cli_arena_create(const struct cli *cli, hie_arena_t **arena)
+int
+hie_cli__arena_create(const struct cli *cli, hie_arena_t **arena)
 {
     uint32_t frame = cli->cfg.frame_bytes_max != 0 ? cli->cfg.frame_bytes_max
                                                    : HIE_PROTO_FRAME_BYTES_DEFAULT;
@@ -627,18 +619,18 @@ cmd_whoami(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     if (ex != CLI_CONTINUE) {
         return ex;
     }
-    ex = cli_request_init(cli, &req, 0, id, sizeof(id));
+    ex = hie_cli__request_init(cli, &req, 0, id, sizeof(id));
     if (ex != CLI_CONTINUE) {
         return ex;
     }
     hie__v1__who_am_irequest__init(&body);
     req.body_case = HIE__V1__ENVELOPE__BODY_WHOAMI;
     req.whoami = &body;
-    ex = cli_arena_create(cli, &arena);
+    ex = hie_cli__arena_create(cli, &arena);
     if (ex != CLI_EXIT_OK) {
         goto out;
     }
-    ex = cli_call(cli, "whoami", &req, HIE__V1__ENVELOPE__BODY_WHOAMI_REPLY, arena, &reply);
+    ex = hie_cli__call(cli, "whoami", &req, HIE__V1__ENVELOPE__BODY_WHOAMI_REPLY, arena, &reply);
     if (ex == CLI_EXIT_OK) {
         whoami_print(cli, reply->whoami_reply);
     }
@@ -671,19 +663,19 @@ ping_parse(const struct cli_cmd *cmd, int argc, char **argv, uint32_t *count,
             printf("usage: hie %s %s\n%s\n", cmd->name, cmd->args, cmd->summary);
             return CLI_EXIT_OK;
         } else if (opt == 'c') {
-            if (parse_u32(optarg, 1, CLI_PING_COUNT_MAX, count) != 0) {
-                return cli_usage_error("--count must be 1..%u", CLI_PING_COUNT_MAX);
+            if (hie_cli__parse_u32(optarg, 1, CLI_PING_COUNT_MAX, count) != 0) {
+                return hie_cli__usage_error("--count must be 1..%u", CLI_PING_COUNT_MAX);
             }
         } else {
-            return cli_getopt_error(opt, argv);
+            return hie_cli__getopt_error(opt, argv);
         }
     }
     if (argc - optind > 1) {
-        return cli_usage_error("ping takes at most one payload");
+        return hie_cli__usage_error("ping takes at most one payload");
     }
     *payload = optind < argc ? argv[optind] : "";
     if (strlen(*payload) > HIE_PROTO_PING_PAYLOAD_BYTES_MAX) {
-        return cli_usage_error("the payload is longer than %u bytes",
+        return hie_cli__usage_error("the payload is longer than %u bytes",
             HIE_PROTO_PING_PAYLOAD_BYTES_MAX);
     }
     return CLI_CONTINUE;
@@ -714,7 +706,7 @@ ping_once(struct cli *cli, uint32_t seq, uint32_t id_seq, const char *payload,
     Hie__V1__Ping body;
     hie_envelope_t req;
     char id[HIE_PROTO_ID_BYTES_MAX + 1];
-    int ex = cli_request_init(cli, &req, id_seq, id, sizeof(id));
+    int ex = hie_cli__request_init(cli, &req, id_seq, id, sizeof(id));
     if (ex != CLI_CONTINUE) {
         return ex;
     }
@@ -723,7 +715,7 @@ ping_once(struct cli *cli, uint32_t seq, uint32_t id_seq, const char *payload,
     body.payload.len = strlen(payload);
     req.body_case = HIE__V1__ENVELOPE__BODY_PING;
     req.ping = &body;
-    ex = cli_arena_create(cli, &arena);
+    ex = hie_cli__arena_create(cli, &arena);
     if (ex == CLI_EXIT_OK) {
         ex = cli_connect(cli);
     }
@@ -732,7 +724,7 @@ ping_once(struct cli *cli, uint32_t seq, uint32_t id_seq, const char *payload,
     }
     uint64_t start_ns = hie_time_mono_ns();
     st->sent++;
-    ex = cli_call(cli, "ping", &req, HIE__V1__ENVELOPE__BODY_PONG, arena, &reply);
+    ex = hie_cli__call(cli, "ping", &req, HIE__V1__ENVELOPE__BODY_PONG, arena, &reply);
     uint64_t rtt_us = (hie_time_mono_ns() - start_ns) / 1000u;
     if (ex != CLI_EXIT_OK) {
         goto out;
@@ -818,7 +810,7 @@ main(int argc, char **argv)
     }
     const struct cli_cmd *cmd = cli_cmd_find(argv[optind]);
     if (cmd == NULL) {
-        return cli_usage_error("unknown command '%s'", argv[optind]);
+        return hie_cli__usage_error("unknown command '%s'", argv[optind]);
     }
     ex = cli_config_finish(&cli);
     if (ex != CLI_CONTINUE) {

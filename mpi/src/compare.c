@@ -23,15 +23,24 @@
 #define JW_BOOST_THRESHOLD 0.7
 
 /* Decodes the NUL-terminated s into cps (HIE_MPI_COMPARE_CHARS_MAX entries) and returns the
- * count. Invalid UTF-8 or a longer string is our bug (hie/mpi.h preconditions): asserted. */
+ * count. Invalid UTF-8 or a longer string is our bug (hie/mpi.h preconditions): asserted.
+ * ASCII bytes, nearly every byte of a normalized name, are taken as they are without a call
+ * into utf8proc (the comparators run tens of millions of times per ingest). */
 static size_t
 compare_decode(const char *s, uint32_t *cps)
 {
     HIE_ASSERT(s != NULL);
     const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
-    size_t len = strlen(s);
     size_t count = 0;
     size_t off = 0;
+    while (p[off] != 0 && p[off] < 0x80) { /* bounded by the NUL */
+        HIE_ASSERT(count < HIE_MPI_COMPARE_CHARS_MAX);
+        cps[count++] = p[off++];
+    }
+    if (p[off] == 0) {
+        return count;
+    }
+    size_t len = off + strlen(s + off);
     while (off < len) { /* bounded: each turn consumes at least one byte */
         utf8proc_int32_t cp = -1;
         utf8proc_ssize_t n = utf8proc_iterate(p + off, (utf8proc_ssize_t)(len - off), &cp);
@@ -52,8 +61,8 @@ compare_decode(const char *s, uint32_t *cps)
 static double
 jaro(const uint32_t *a, size_t la, const uint32_t *b, size_t lb)
 {
-    bool a_matched[HIE_MPI_COMPARE_CHARS_MAX] = {false};
-    bool b_matched[HIE_MPI_COMPARE_CHARS_MAX] = {false};
+    bool a_matched[HIE_MPI_COMPARE_CHARS_MAX];
+    bool b_matched[HIE_MPI_COMPARE_CHARS_MAX];
     size_t longer = la > lb ? la : lb;
     size_t window = longer / 2 > 0 ? longer / 2 - 1 : 0;
     size_t matches = 0;
@@ -62,6 +71,8 @@ jaro(const uint32_t *a, size_t la, const uint32_t *b, size_t lb)
     HIE_ASSERT(lb > 0);
     HIE_ASSERT(la <= HIE_MPI_COMPARE_CHARS_MAX);
     HIE_ASSERT(lb <= HIE_MPI_COMPARE_CHARS_MAX);
+    memset(a_matched, 0, la * sizeof(a_matched[0])); /* only the used flags: names are short */
+    memset(b_matched, 0, lb * sizeof(b_matched[0]));
     for (size_t i = 0; i < la; i++) {
         size_t lo = i > window ? i - window : 0;
         size_t hi = i + window + 1 < lb ? i + window + 1 : lb;
@@ -94,14 +105,10 @@ jaro(const uint32_t *a, size_t la, const uint32_t *b, size_t lb)
     return (m / (double)la + m / (double)lb + (m - t) / m) / 3.0;
 }
 
-double
-hie_mpi_jaro_winkler(const char *a, const char *b)
+/* Jaro-Winkler of two decoded strings (hie_mpi_jaro_winkler() without the decoding). */
+static double
+jw_cps(const uint32_t *ca, size_t la, const uint32_t *cb, size_t lb)
 {
-    uint32_t ca[HIE_MPI_COMPARE_CHARS_MAX];
-    uint32_t cb[HIE_MPI_COMPARE_CHARS_MAX];
-    size_t la = compare_decode(a, ca);
-    size_t lb = compare_decode(b, cb);
-
     if (la == 0 || lb == 0) {
         return la == lb ? 1.0 : 0.0;
     }
@@ -122,6 +129,85 @@ hie_mpi_jaro_winkler(const char *a, const char *b)
     double boosted = sim + (double)prefix * JW_PREFIX_SCALE * (1.0 - sim);
     HIE_ASSERT(boosted <= 1.0);
     return boosted;
+}
+
+/* An upper bound of jw_cps(ca, la, cb, lb), far cheaper than the matching: Jaro matches
+ * equal characters, so there are at most as many matches m as characters the two strings have
+ * in common (as multisets, whatever the window), the transposition term is at most 1, and the
+ * Winkler boost only grows with the Jaro similarity. Returns 1.0 (no bound) when a string has
+ * a code point outside ASCII. */
+static double
+jw_bound(const uint32_t *ca, size_t la, const uint32_t *cb, size_t lb)
+{
+    uint8_t count[128];
+    size_t common = 0;
+
+    if (la == 0 || lb == 0) {
+        return 1.0;
+    }
+    memset(count, 0, sizeof(count));
+    for (size_t i = 0; i < la; i++) {
+        if (ca[i] >= 128 || count[ca[i]] == UINT8_MAX) {
+            return 1.0;
+        }
+        count[ca[i]]++;
+    }
+    for (size_t j = 0; j < lb; j++) {
+        if (cb[j] >= 128) {
+            return 1.0;
+        }
+        if (count[cb[j]] > 0) {
+            count[cb[j]]--;
+            common++;
+        }
+    }
+    HIE_ASSERT(common <= la);
+    HIE_ASSERT(common <= lb);
+    double m = (double)common;
+    double sim = (m / (double)la + m / (double)lb + 1.0) / 3.0;
+    size_t prefix = 0;
+    while (prefix < JW_PREFIX_MAX && prefix < la && prefix < lb && ca[prefix] == cb[prefix]) {
+        prefix++;
+    }
+    return sim + (double)prefix * JW_PREFIX_SCALE * (1.0 - sim);
+}
+
+/* jw_cps(ca, la, cb, lb) >= threshold, deciding from jw_bound() when the bound is clearly
+ * below (the margin covers rounding, so no pair is ever decided differently). */
+static bool
+jw_reaches(const uint32_t *ca, size_t la, const uint32_t *cb, size_t lb, double threshold,
+    double *jw)
+{
+    if (jw_bound(ca, la, cb, lb) < threshold - 1e-9) {
+        HIE_DEBUG_ASSERT(jw_cps(ca, la, cb, lb) < threshold);
+        *jw = -1.0; /* unknown, but below threshold */
+        return false;
+    }
+    *jw = jw_cps(ca, la, cb, lb);
+    return *jw >= threshold;
+}
+
+double
+hie_mpi_jaro_winkler(const char *a, const char *b)
+{
+    uint32_t ca[HIE_MPI_COMPARE_CHARS_MAX];
+    uint32_t cb[HIE_MPI_COMPARE_CHARS_MAX];
+    size_t la = compare_decode(a, ca);
+    size_t lb = compare_decode(b, cb);
+
+    return jw_cps(ca, la, cb, lb);
+}
+
+bool
+hie_mpi_jaro_winkler_reaches(const char *a, const char *b, double threshold)
+{
+    uint32_t ca[HIE_MPI_COMPARE_CHARS_MAX];
+    uint32_t cb[HIE_MPI_COMPARE_CHARS_MAX];
+    size_t la = compare_decode(a, ca);
+    size_t lb = compare_decode(b, cb);
+    double jw;
+
+    return jw_reaches(ca, la, cb, lb, threshold, &jw);
 }
 
 /* ---- optimal string alignment ------------------------------------------------------------ */
@@ -175,13 +261,48 @@ osa_distance(const uint32_t *a, size_t la, const uint32_t *b, size_t lb, unsigne
     return prev[lb] > limit ? limit + 1 : prev[lb];
 }
 
-unsigned
-hie_mpi_damerau_levenshtein(const char *a, const char *b, unsigned cap)
+/* The optimal string alignment distance capped at 1: 0 when equal, 1 when one insertion,
+ * deletion, substitution or transposition of two adjacent code points turns a into b, else 2.
+ * Linear: skip the common prefix and suffix and look at what is left. Gives what
+ * osa_distance(a, la, b, lb, 1) gives, without the quadratic table. */
+static unsigned
+osa_within_one(const uint32_t *a, size_t la, const uint32_t *b, size_t lb)
 {
-    uint32_t ca[HIE_MPI_COMPARE_CHARS_MAX];
-    uint32_t cb[HIE_MPI_COMPARE_CHARS_MAX];
-    size_t la = compare_decode(a, ca);
-    size_t lb = compare_decode(b, cb);
+    if (la > lb) { /* symmetric: make a the shorter */
+        const uint32_t *t = a;
+        a = b;
+        b = t;
+        size_t lt = la;
+        la = lb;
+        lb = lt;
+    }
+    if (lb - la > 1) {
+        return 2;
+    }
+    size_t head = 0;
+    while (head < la && a[head] == b[head]) {
+        head++;
+    }
+    if (head == la && la == lb) {
+        return 0;
+    }
+    size_t tail = 0; /* common suffix, not overlapping the prefix */
+    while (tail < la - head && a[la - 1 - tail] == b[lb - 1 - tail]) {
+        tail++;
+    }
+    size_t rest_a = la - head - tail;
+    size_t rest_b = lb - head - tail;
+    if (rest_a + rest_b <= 2 && rest_b <= 1 + rest_a && rest_a <= 1) {
+        return 1; /* one substitution (1 + 1) or one insertion (0 + 1) */
+    }
+    bool swapped = la == lb && rest_a == 2 && a[head] == b[head + 1] && a[head + 1] == b[head];
+    return swapped ? 1u : 2u;
+}
+
+/* hie_mpi_damerau_levenshtein() of two decoded strings. */
+static unsigned
+dl_cps(const uint32_t *ca, size_t la, const uint32_t *cb, size_t lb, unsigned cap)
+{
     size_t longer = la > lb ? la : lb;
     size_t gap = la > lb ? la - lb : lb - la;
 
@@ -191,12 +312,25 @@ hie_mpi_damerau_levenshtein(const char *a, const char *b, unsigned cap)
     if (gap > limit) { /* each inserted or deleted code point costs 1 */
         return limit + 1;
     }
-    unsigned d = osa_distance(ca, la, cb, lb, limit);
+    unsigned d = limit == 1 ? osa_within_one(ca, la, cb, lb)
+                            : osa_distance(ca, la, cb, lb, limit);
+    HIE_DEBUG_ASSERT(d == osa_distance(ca, la, cb, lb, limit));
     HIE_ASSERT(d <= limit + 1);
     if (d > limit) {
         HIE_ASSERT(limit == cap);
     }
     return d;
+}
+
+unsigned
+hie_mpi_damerau_levenshtein(const char *a, const char *b, unsigned cap)
+{
+    uint32_t ca[HIE_MPI_COMPARE_CHARS_MAX];
+    uint32_t cb[HIE_MPI_COMPARE_CHARS_MAX];
+    size_t la = compare_decode(a, ca);
+    size_t lb = compare_decode(b, cb);
+
+    return dl_cps(ca, la, cb, lb, cap);
 }
 
 /* ---- NYSIIS ------------------------------------------------------------------------------ */
@@ -389,11 +523,16 @@ hie_mpi_date_compare(uint32_t a, uint32_t b)
     return year_a == year_b ? HIE_MPI_DATE_SAME_YEAR : HIE_MPI_DATE_DIFFERENT;
 }
 
-enum hie_mpi_str_level
-hie_mpi_string_compare(const char *a, const char *b)
+/* The levels of hie_mpi_string_compare(); code_a and code_b are the NYSIIS codes of a and b,
+ * or NULL to compute them when the level needs them. Each string is decoded once for both
+ * Jaro-Winkler and the edit distance. */
+static enum hie_mpi_str_level
+string_level(const char *a, const char *code_a, const char *b, const char *code_b)
 {
-    char code_a[HIE_MPI_NYSIIS_BUF_BYTES];
-    char code_b[HIE_MPI_NYSIIS_BUF_BYTES];
+    uint32_t ca[HIE_MPI_COMPARE_CHARS_MAX];
+    uint32_t cb[HIE_MPI_COMPARE_CHARS_MAX];
+    char buf_a[HIE_MPI_NYSIIS_BUF_BYTES];
+    char buf_b[HIE_MPI_NYSIIS_BUF_BYTES];
 
     HIE_ASSERT(a != NULL);
     HIE_ASSERT(b != NULL);
@@ -403,17 +542,41 @@ hie_mpi_string_compare(const char *a, const char *b)
     if (strcmp(a, b) == 0) {
         return HIE_MPI_STR_EXACT;
     }
-    double jw = hie_mpi_jaro_winkler(a, b);
-    if (jw >= HIE_MPI_JW_HIGH) {
+    size_t la = compare_decode(a, ca);
+    size_t lb = compare_decode(b, cb);
+    double jw; /* exact when it reaches HIE_MPI_JW_MID, else only known to be below it */
+    if (jw_reaches(ca, la, cb, lb, HIE_MPI_JW_MID, &jw) && jw >= HIE_MPI_JW_HIGH) {
         return HIE_MPI_STR_JW_HIGH;
     }
-    hie_mpi_nysiis(a, code_a, sizeof(code_a));
-    hie_mpi_nysiis(b, code_b, sizeof(code_b));
+    if (code_a == NULL) {
+        hie_mpi_nysiis(a, buf_a, sizeof(buf_a));
+        code_a = buf_a;
+    }
+    if (code_b == NULL) {
+        hie_mpi_nysiis(b, buf_b, sizeof(buf_b));
+        code_b = buf_b;
+    }
     if (code_a[0] != '\0' && strcmp(code_a, code_b) == 0) {
         return HIE_MPI_STR_PHONETIC;
     }
-    if (hie_mpi_damerau_levenshtein(a, b, 1) <= 1) {
+    if (dl_cps(ca, la, cb, lb, 1) <= 1) {
         return HIE_MPI_STR_DL1;
     }
     return jw >= HIE_MPI_JW_MID ? HIE_MPI_STR_JW_MID : HIE_MPI_STR_DIFFERENT;
+}
+
+enum hie_mpi_str_level
+hie_mpi_string_compare(const char *a, const char *b)
+{
+    return string_level(a, NULL, b, NULL);
+}
+
+enum hie_mpi_str_level
+hie_mpi_string_compare_coded(const char *a, const char *code_a, const char *b,
+    const char *code_b)
+{
+    HIE_ASSERT(code_a != NULL);
+    HIE_ASSERT(code_b != NULL);
+    HIE_DEBUG_ASSERT(string_level(a, NULL, b, NULL) == string_level(a, code_a, b, code_b));
+    return string_level(a, code_a, b, code_b);
 }

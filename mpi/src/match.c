@@ -32,6 +32,24 @@ static const char *const date_level_names[] = {
 };
 static const char *const coarse_level_names[] = {"missing", "exact", "similar", "different"};
 
+/* E-mail: the coarse levels with one more, the same local part at another domain (a typo in
+ * the domain, or the same user moved provider), between exact and similar. */
+enum {
+    EMAIL_MISSING,
+    EMAIL_EXACT,
+    EMAIL_SAME_LOCAL,
+    EMAIL_SIMILAR,
+    EMAIL_DIFFERENT,
+    EMAIL_COUNT
+};
+static const char *const email_level_names[] = {
+    "missing", "exact", "same-local-part", "similar", "different",
+};
+_Static_assert(EMAIL_COUNT == HIE_ARRAY_LEN(email_level_names), "email levels");
+_Static_assert((int)EMAIL_MISSING == (int)COARSE_MISSING, "compare_email passes these on");
+_Static_assert((int)EMAIL_EXACT == (int)COARSE_EXACT, "compare_email passes these on");
+_Static_assert(EMAIL_COUNT <= HIE_MPI_LEVELS_MAX, "too many levels");
+
 _Static_assert(HIE_MPI_STR_LEVEL_COUNT == HIE_ARRAY_LEN(str_level_names), "str levels");
 _Static_assert(HIE_MPI_DATE_LEVEL_COUNT == HIE_ARRAY_LEN(date_level_names), "date levels");
 _Static_assert(HIE_MPI_STR_LEVEL_COUNT <= HIE_MPI_LEVELS_MAX, "too many levels");
@@ -48,6 +66,9 @@ hie_mpi_field_levels(enum hie_mpi_field f)
     HIE_ASSERT(f < HIE_MPI_FIELD_COUNT);
     if (field_is_name(f)) {
         return HIE_MPI_STR_LEVEL_COUNT;
+    }
+    if (f == HIE_MPI_F_EMAIL) {
+        return EMAIL_COUNT;
     }
     return f == HIE_MPI_F_DOB ? HIE_MPI_DATE_LEVEL_COUNT : COARSE_COUNT;
 }
@@ -69,6 +90,9 @@ hie_mpi_level_name(enum hie_mpi_field f, unsigned level)
     if (field_is_name(f)) {
         return str_level_names[level];
     }
+    if (f == HIE_MPI_F_EMAIL) {
+        return email_level_names[level];
+    }
     return f == HIE_MPI_F_DOB ? date_level_names[level] : coarse_level_names[level];
 }
 
@@ -81,7 +105,23 @@ compare_coarse(const char *a, const char *b)
     if (strcmp(a, b) == 0) {
         return COARSE_EXACT;
     }
-    return hie_mpi_jaro_winkler(a, b) >= HIE_MPI_JW_MID ? COARSE_SIMILAR : COARSE_DIFFERENT;
+    return hie_mpi_jaro_winkler_reaches(a, b, HIE_MPI_JW_MID) ? COARSE_SIMILAR
+                                                              : COARSE_DIFFERENT;
+}
+
+static uint8_t
+compare_email(const char *a, const char *b)
+{
+    uint8_t coarse = compare_coarse(a, b);
+    if (coarse != COARSE_SIMILAR && coarse != COARSE_DIFFERENT) {
+        return coarse; /* missing and exact have the same numbers in both enums */
+    }
+    const char *at_a = strchr(a, '@'), *at_b = strchr(b, '@');
+    if (at_a != NULL && at_b != NULL && at_a - a == at_b - b && at_a > a &&
+        memcmp(a, b, (size_t)(at_a - a)) == 0) {
+        return EMAIL_SAME_LOCAL;
+    }
+    return coarse == COARSE_SIMILAR ? EMAIL_SIMILAR : EMAIL_DIFFERENT;
 }
 
 /* Identifiers and codes: a typo (one edit) is "similar", nothing fuzzier. */
@@ -100,7 +140,8 @@ compare_code(const char *a, const char *b)
 static uint8_t
 compare_given(const hie_mpi_person_t *a, const hie_mpi_person_t *b)
 {
-    enum hie_mpi_str_level l = hie_mpi_string_compare(a->given, b->given);
+    enum hie_mpi_str_level l =
+        hie_mpi_string_compare_coded(a->given, a->given_code, b->given, b->given_code);
     /* a nickname of the same name (bill / william) agrees as strongly as a near-exact name */
     if (l > HIE_MPI_STR_JW_HIGH && a->given_canon[0] != '\0' &&
         strcmp(a->given_canon, b->given_canon) == 0) {
@@ -115,28 +156,52 @@ static bool
 names_swapped(const hie_mpi_person_t *a, const hie_mpi_person_t *b)
 {
     return a->given[0] != '\0' && a->family[0] != '\0' &&
-           hie_mpi_string_compare(a->given, b->family) <= HIE_MPI_STR_JW_HIGH &&
-           hie_mpi_string_compare(a->family, b->given) <= HIE_MPI_STR_JW_HIGH &&
-           hie_mpi_string_compare(a->given, b->given) > HIE_MPI_STR_JW_HIGH;
+           hie_mpi_string_compare_coded(a->given, a->given_code, b->family, b->family_code) <=
+               HIE_MPI_STR_JW_HIGH &&
+           hie_mpi_string_compare_coded(a->family, a->family_code, b->given, b->given_code) <=
+               HIE_MPI_STR_JW_HIGH &&
+           hie_mpi_string_compare_coded(a->given, a->given_code, b->given, b->given_code) >
+               HIE_MPI_STR_JW_HIGH;
 }
+
+#if defined(HIE_DEBUG_ASSERTS) && HIE_DEBUG_ASSERTS
+/* The NYSIIS codes prepare cached still match the names (debug builds: a stale cache would
+ * silently change comparison levels and blocks). */
+static bool
+person_codes_fresh(const hie_mpi_person_t *p)
+{
+    char code[HIE_MPI_NYSIIS_BUF_BYTES];
+    hie_mpi_nysiis(p->given, code, sizeof(code));
+    bool fresh = strcmp(code, p->given_code) == 0;
+    hie_mpi_nysiis(p->family, code, sizeof(code));
+    fresh = fresh && strcmp(code, p->family_code) == 0;
+    hie_mpi_nysiis(p->given_canon[0] != '\0' ? p->given_canon : p->given, code, sizeof(code));
+    return fresh && strcmp(code, p->canon_code) == 0;
+}
+#endif
 
 void
 hie_mpi_compare(const hie_mpi_person_t *a, const hie_mpi_person_t *b, hie_mpi_vector_t *out)
 {
     HIE_ASSERT(a != NULL && b != NULL && out != NULL);
+    HIE_ASSERT(a->prepared == HIE_MPI_PERSON_PREPARED);
+    HIE_ASSERT(b->prepared == HIE_MPI_PERSON_PREPARED);
+    HIE_DEBUG_ASSERT(person_codes_fresh(a));
+    HIE_DEBUG_ASSERT(person_codes_fresh(b));
     if (names_swapped(a, b)) {
         out->level[HIE_MPI_F_GIVEN] = HIE_MPI_STR_JW_HIGH;
         out->level[HIE_MPI_F_FAMILY] = HIE_MPI_STR_JW_HIGH;
     } else {
         out->level[HIE_MPI_F_GIVEN] = compare_given(a, b);
-        out->level[HIE_MPI_F_FAMILY] = (uint8_t)hie_mpi_string_compare(a->family, b->family);
+        out->level[HIE_MPI_F_FAMILY] = (uint8_t)hie_mpi_string_compare_coded(a->family,
+            a->family_code, b->family, b->family_code);
     }
     out->level[HIE_MPI_F_DOB] = (uint8_t)hie_mpi_date_compare(a->dob, b->dob);
     out->level[HIE_MPI_F_STREET] = compare_coarse(a->street, b->street);
     out->level[HIE_MPI_F_CITY] = compare_coarse(a->city, b->city);
     out->level[HIE_MPI_F_POSTCODE] = compare_code(a->postcode, b->postcode);
     out->level[HIE_MPI_F_PHONE] = compare_code(a->phone, b->phone);
-    out->level[HIE_MPI_F_EMAIL] = compare_coarse(a->email, b->email);
+    out->level[HIE_MPI_F_EMAIL] = compare_email(a->email, b->email);
     out->level[HIE_MPI_F_NATIONAL_ID] = compare_code(a->national_id, b->national_id);
     for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
         HIE_ASSERT(out->level[f] < hie_mpi_field_levels((enum hie_mpi_field)f));
@@ -209,11 +274,25 @@ hie_mpi_weight_exact_name(const hie_mpi_model_t *model, enum hie_mpi_field f, do
     return log2(model->m[f][HIE_MPI_STR_EXACT] / u);
 }
 
+/* True when s has a NUL within its cap bytes (a field of a person record). */
+static bool
+field_terminated(const char *s, size_t cap)
+{
+    return memchr(s, '\0', cap) != NULL;
+}
+
 void
 hie_mpi_person_prepare(hie_mpi_person_t *p)
 {
     HIE_ASSERT(p != NULL);
-    /* nothing precomputed yet */
+    HIE_ASSERT(field_terminated(p->given, sizeof(p->given)));
+    HIE_ASSERT(field_terminated(p->given_canon, sizeof(p->given_canon)));
+    HIE_ASSERT(field_terminated(p->family, sizeof(p->family)));
+    hie_mpi_nysiis(p->given, p->given_code, sizeof(p->given_code));
+    hie_mpi_nysiis(p->family, p->family_code, sizeof(p->family_code));
+    hie_mpi_nysiis(p->given_canon[0] != '\0' ? p->given_canon : p->given, p->canon_code,
+        sizeof(p->canon_code));
+    p->prepared = HIE_MPI_PERSON_PREPARED;
 }
 
 double
@@ -291,15 +370,42 @@ hie_mpi_u_estimate(hie_mpi_model_t *model, const hie_mpi_person_t *persons, size
 
 /* ---- m by EM ---------------------------------------------------------------------------- */
 
-static double
-em_posterior(const hie_mpi_model_t *model, const hie_mpi_vector_t *v, uint32_t exclude)
+/* The logarithms em_posterior() sums, taken once per EM round rather than once per vector and
+ * field (the same log() calls on the same values, so the sums are bit-for-bit those of the
+ * direct computation). A field that does not count has 0 in both tables. */
+struct em_logs {
+    double lambda_m, lambda_u;
+    double lm[HIE_MPI_FIELD_COUNT][HIE_MPI_LEVELS_MAX];
+    double lu[HIE_MPI_FIELD_COUNT][HIE_MPI_LEVELS_MAX];
+    bool used[HIE_MPI_FIELD_COUNT];
+};
+
+static void
+em_logs_fill(const hie_mpi_model_t *model, uint32_t exclude, struct em_logs *t)
 {
-    double lm = log(model->lambda_candidates), lu = log(1.0 - model->lambda_candidates);
+    HIE_ASSERT(model->lambda_candidates > 0 && model->lambda_candidates < 1);
+    memset(t, 0, sizeof(*t));
+    t->lambda_m = log(model->lambda_candidates);
+    t->lambda_u = log(1.0 - model->lambda_candidates);
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+        t->used[f] = model->enabled[f] && !(exclude & (1u << f));
+        unsigned levels = hie_mpi_field_levels((enum hie_mpi_field)f);
+        for (unsigned l = 1; l < levels && t->used[f]; l++) {
+            t->lm[f][l] = log(model->m[f][l]);
+            t->lu[f][l] = log(model->u[f][l]);
+        }
+    }
+}
+
+static double
+em_posterior(const struct em_logs *t, const hie_mpi_vector_t *v)
+{
+    double lm = t->lambda_m, lu = t->lambda_u;
     for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
         unsigned l = v->level[f];
-        if (l != 0 && model->enabled[f] && !(exclude & (1u << f))) {
-            lm += log(model->m[f][l]);
-            lu += log(model->u[f][l]);
+        if (l != 0 && t->used[f]) {
+            lm += t->lm[f][l];
+            lu += t->lu[f][l];
         }
     }
     double d = lu - lm;
@@ -314,8 +420,10 @@ em_round(hie_mpi_model_t *model, const hie_mpi_vector_t *vectors, size_t count,
 {
     double acc[HIE_MPI_FIELD_COUNT][HIE_MPI_LEVELS_MAX] = {{0}};
     double post_sum = 0;
+    struct em_logs logs;
+    em_logs_fill(model, exclude, &logs);
     for (size_t i = 0; i < count; i++) {
-        double p = em_posterior(model, &vectors[i], exclude);
+        double p = em_posterior(&logs, &vectors[i]);
         post_sum += p;
         for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
             acc[f][vectors[i].level[f]] += p;
@@ -379,8 +487,10 @@ hie_mpi_em_prior(hie_mpi_model_t *model, const hie_mpi_vector_t *vectors, size_t
     model->lambda_candidates = 0.5;
     for (unsigned r = 0; r < iterations; r++) {
         double sum = 0;
+        struct em_logs logs;
+        em_logs_fill(model, 0, &logs);
         for (size_t i = 0; i < count; i++) {
-            sum += em_posterior(model, &vectors[i], 0);
+            sum += em_posterior(&logs, &vectors[i]);
         }
         double lc = fmin(fmax(sum / (double)count, PROB_FLOOR), 1.0 - PROB_FLOOR);
         bool done = fabs(lc - model->lambda_candidates) < 1e-7;
@@ -527,7 +637,9 @@ block_keys_loose(const hie_mpi_person_t *p, const uint8_t key_secret[16], const 
 {
     char text[2 * HIE_MPI_FIELD_BYTES];
     if (fam[0] != '\0' && p->given[0] != '\0') {
-        snprintf(text, sizeof(text), "10|%s|%c", fam, p->given[0]);
+        /* two letters, not one: with the initial alone this key made half of all candidate
+         * pairs at 165k records and found almost no pair the other keys missed */
+        snprintf(text, sizeof(text), "10|%s|%.2s", fam, p->given);
         keys[9] = block_hash(key_secret, text);
     }
     if (p->city[0] != '\0' && giv[0] != '\0') {
@@ -547,8 +659,8 @@ block_keys_loose(const hie_mpi_person_t *p, const uint8_t key_secret[16], const 
         keys[13] = block_hash(key_secret, text);
     }
     const char *at = strchr(p->email, '@');
-    if (at != NULL && at[1] != '\0') {
-        snprintf(text, sizeof(text), "15|%s", at + 1); /* the e-mail domain */
+    if (at != NULL && at - p->email >= 3) {
+        snprintf(text, sizeof(text), "15|%.*s", (int)(at - p->email), p->email); /* local part */
         keys[14] = block_hash(key_secret, text);
     }
 }
@@ -583,10 +695,10 @@ hie_mpi_block_keys(const hie_mpi_person_t *p, const uint8_t key_secret[16],
     uint64_t keys[HIE_MPI_BLOCK_KEYS])
 {
     HIE_ASSERT(p != NULL && key_secret != NULL && keys != NULL);
-    char fam[HIE_MPI_NYSIIS_BUF_BYTES] = "", giv[HIE_MPI_NYSIIS_BUF_BYTES] = "";
+    HIE_ASSERT(p->prepared == HIE_MPI_PERSON_PREPARED);
+    HIE_DEBUG_ASSERT(person_codes_fresh(p));
+    const char *fam = p->family_code, *giv = p->canon_code;
     char text[2 * HIE_MPI_FIELD_BYTES];
-    hie_mpi_nysiis(p->family, fam, sizeof(fam));
-    hie_mpi_nysiis(p->given_canon[0] ? p->given_canon : p->given, giv, sizeof(giv));
     memset(keys, 0, HIE_MPI_BLOCK_KEYS * sizeof(*keys));
     if (fam[0] != '\0' && p->dob != 0) {
         snprintf(text, sizeof(text), "1|%s|%u", fam, p->dob / 10000u);

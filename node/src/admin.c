@@ -20,14 +20,13 @@
 #include <zmq.h>
 
 #define ADMIN_COMMAND_TIMEOUT_MS 10000
-#define ADMIN_ARENA_BYTES (4u * 1024u * 1024u)
+#define ADMIN_ARENA_BYTES (256u * 1024u * 1024u)
 
 struct node_admin {
     node_ctx_t *ctx;
     pthread_t thread;
     void *rep;
-    void *dealer;
-    uint64_t token;
+    node_submitter_t sub;
     bool started;
 };
 
@@ -89,42 +88,6 @@ admin_status(struct node_admin *a)
     admin_send_reply(a, &reply);
 }
 
-/* Waits for the log's answer to token, dropping stale answers to earlier timed-out ones. */
-static int
-admin_wait_result(struct node_admin *a, uint64_t token, hie_arena_t *arena,
-    hie_command_result_t **out)
-{
-    uint64_t deadline = hie_time_mono_ns() + ADMIN_COMMAND_TIMEOUT_MS * 1000000ull;
-    for (;;) {
-        uint64_t now = hie_time_mono_ns();
-        if (now >= deadline) {
-            return HIE_ETIMEDOUT;
-        }
-        zmq_pollitem_t item = {a->dealer, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&item, 1, (long)((deadline - now) / 1000000u) + 1) < 0) {
-            return -errno;
-        }
-        uint64_t tok = 0, index = 0;
-        int rc = 0;
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        int r = hie_cluster_submit_recv(a->dealer, &tok, &rc, &index, &buf, &len);
-        if (r == HIE_EAGAIN) {
-            continue;
-        }
-        if (r == 0 && tok == token && rc == 0) {
-            ProtobufCMessage *m = NULL;
-            r = hie_proto_unpack(&hie__v1__command_result__descriptor, hie_span(buf, len),
-                arena, &m);
-            *out = (hie_command_result_t *)m;
-        }
-        hie_mem_free(buf, len);
-        if (r != 0 || tok == token) {
-            return r != 0 ? r : rc;
-        }
-    }
-}
-
 static void
 admin_reply_result(struct node_admin *a, hie_command_result_t *res)
 {
@@ -153,17 +116,7 @@ admin_command(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *are
         admin_reply_result(a, res); /* a repeat: the original result, nothing applied */
         return;
     }
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    rc = hie_proto_pack(&cmd->base, HIE_LOG_COMMAND_BYTES_MAX, &buf, &len);
-    uint64_t token = ++a->token;
-    if (rc == 0) {
-        rc = hie_cluster_submit_send(a->dealer, token, hie_span(buf, len));
-    }
-    hie_mem_free(buf, len);
-    if (rc == 0) {
-        rc = admin_wait_result(a, token, arena, &res);
-    }
+    rc = hie_node__submit_wait(&a->sub, cmd, ADMIN_COMMAND_TIMEOUT_MS, arena, &res);
     if (rc != 0) {
         hie_log_error("admin", "command failed", " id=%s rc=%s", req->id, hie_strerror_name(rc));
         admin_error(a, hie_proto_error_code(rc), hie_strerror(rc), NULL);
@@ -253,6 +206,18 @@ admin_reload(struct node_admin *a)
 }
 
 static void
+admin_mpi(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *arena)
+{
+    Hie__V1__AdminReply reply = HIE__V1__ADMIN_REPLY__INIT;
+    node_mpi_err_t e = {0};
+    if (hie_node__admin_mpi(a->ctx, &a->sub, req, arena, &reply, &e) != 0) {
+        admin_error(a, e.code, e.message, e.field);
+        return;
+    }
+    admin_send_reply(a, &reply);
+}
+
+static void
 admin_dispatch(struct node_admin *a, hie_span_t in, hie_arena_t *arena)
 {
     ProtobufCMessage *m = NULL;
@@ -282,6 +247,13 @@ admin_dispatch(struct node_admin *a, hie_span_t in, hie_arena_t *arena)
         break;
     case HIE__V1__ADMIN_REQUEST__BODY_RELOAD:
         admin_reload(a);
+        break;
+    case HIE__V1__ADMIN_REQUEST__BODY_MPI_FEED_BATCH:
+    case HIE__V1__ADMIN_REQUEST__BODY_MPI_TRAIN:
+    case HIE__V1__ADMIN_REQUEST__BODY_MPI_STATS:
+    case HIE__V1__ADMIN_REQUEST__BODY_REVIEW_LIST:
+    case HIE__V1__ADMIN_REQUEST__BODY_REVIEW_DECIDE:
+        admin_mpi(a, req, arena);
         break;
     default:
         admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "unknown admin request", NULL);
@@ -315,8 +287,8 @@ admin_thread(void *arg)
     while (admin_once(a)) {
     }
     zmq_close(a->rep);
-    zmq_close(a->dealer);
-    a->rep = a->dealer = NULL;
+    a->rep = NULL;
+    hie_node__submitter_close(&a->sub);
     return NULL;
 }
 
@@ -331,7 +303,6 @@ admin_bind(struct node_admin *a)
     zmq_setsockopt(a->rep, ZMQ_RCVHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(a->rep, ZMQ_SNDHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(a->rep, ZMQ_LINGER, &linger, sizeof(linger));
-    zmq_setsockopt(a->dealer, ZMQ_LINGER, &linger, sizeof(linger));
     snprintf(ep, sizeof(ep), "ipc://%s", path);
     (void)unlink(path); /* a stale socket from a killed node; the data dir lock protects us */
     mode_t old = umask(0177);
@@ -340,10 +311,7 @@ admin_bind(struct node_admin *a)
     if (rc == 0 && chmod(path, 0600) != 0) {
         rc = -errno;
     }
-    if (rc == 0 && zmq_connect(a->dealer, NODE_EP_LOG) != 0) {
-        rc = -errno;
-    }
-    return rc;
+    return rc == 0 ? hie_node__submitter_open(&a->sub, a->ctx->zctx) : rc;
 }
 
 int
@@ -358,8 +326,7 @@ hie_node__admin_start(node_admin_t **out, node_ctx_t *ctx)
     a->ctx = ctx;
     *out = a;
     a->rep = zmq_socket(ctx->zctx, ZMQ_REP);
-    a->dealer = zmq_socket(ctx->zctx, ZMQ_DEALER);
-    if (a->rep == NULL || a->dealer == NULL) {
+    if (a->rep == NULL) {
         return -errno;
     }
     int rc = admin_bind(a);
@@ -384,9 +351,7 @@ hie_node__admin_join(node_admin_t **ap)
     if (a->rep != NULL) {
         zmq_close(a->rep);
     }
-    if (a->dealer != NULL) {
-        zmq_close(a->dealer);
-    }
+    hie_node__submitter_close(&a->sub);
     (void)unlink(a->ctx->cfg.admin_socket);
     hie_mem_free(a, sizeof(*a));
     *ap = NULL;

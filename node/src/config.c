@@ -26,6 +26,7 @@ struct y_limits {
 struct y_operator { char *http_address; uint32_t http_port; char *admin_socket; };
 struct y_log { char *level, *format; };
 struct y_storage { uint64_t map_bytes; };
+struct y_mpi { char *key_file; };
 struct y_config {
     struct y_node node;
     struct y_listen listen;
@@ -34,6 +35,7 @@ struct y_config {
     struct y_operator op;
     struct y_log log;
     struct y_storage storage;
+    struct y_mpi mpi;
     uint32_t workers;
     uint32_t edge_threads;
 };
@@ -72,6 +74,8 @@ static const cyaml_schema_field_t log_fields[] = {
     CYAML_FIELD_STRING_PTR("format", OPT, struct y_log, format, 1, 8), CYAML_FIELD_END};
 static const cyaml_schema_field_t storage_fields[] = {
     CYAML_FIELD_UINT("map_bytes", OPT, struct y_storage, map_bytes), CYAML_FIELD_END};
+static const cyaml_schema_field_t mpi_fields[] = {
+    CYAML_FIELD_STRING_PTR("key_file", OPT, struct y_mpi, key_file, 1, 3000), CYAML_FIELD_END};
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("node", CYAML_FLAG_DEFAULT, struct y_config, node, node_fields),
     CYAML_FIELD_MAPPING("listen", CYAML_FLAG_DEFAULT, struct y_config, listen, listen_fields),
@@ -80,6 +84,7 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("operator", OPT, struct y_config, op, operator_fields),
     CYAML_FIELD_MAPPING("log", OPT, struct y_config, log, log_fields),
     CYAML_FIELD_MAPPING("storage", OPT, struct y_config, storage, storage_fields),
+    CYAML_FIELD_MAPPING("mpi", OPT, struct y_config, mpi, mpi_fields),
     CYAML_FIELD_UINT("workers", OPT, struct y_config, workers),
     CYAML_FIELD_UINT("edge_threads", OPT, struct y_config, edge_threads), CYAML_FIELD_END};
 static const cyaml_schema_value_t top_schema = {
@@ -158,6 +163,10 @@ fill_tls(node_config_t *c, const struct y_config *y, const char *dir, char *err,
         "tls.cert_file", err, eb);
     rc = rc ? rc : set_path(c->key_file, sizeof(c->key_file), dir, y->tls.key_file,
         "tls.key_file", err, eb);
+    if (rc == 0 && y->mpi.key_file != NULL) { /* mode and size are checked when loaded */
+        rc = set_path(c->mpi_key_file, sizeof(c->mpi_key_file), dir, y->mpi.key_file,
+            "mpi.key_file", err, eb);
+    }
     if (rc == 0 && y->tls.crl_file != NULL) {
         rc = set_path(c->crl_file, sizeof(c->crl_file), dir, y->tls.crl_file, "tls.crl_file",
             err, eb);

@@ -7,8 +7,15 @@
  * /var/lib/hiebroker/admin.sock.
  *
  * Exit codes: 0 ok, 1 the node refused (error printed), 2 usage, 3 cannot reach the node.
+ * `mpi import` differs (its callers script it): 0 every row imported, 1 some rows rejected,
+ * 2 usage, file, state or connection failures (progress saved: rerun to resume).
  */
+#include "import.h"
 #include "node_int.h"
+
+#include <csv.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -32,6 +39,17 @@ struct ctl {
     const char *data_dir;
     const char *node_id;
     int timeout_ms;
+    bool timeout_set;
+    const char *format;     /* mpi import */
+    uint32_t batch;
+    const char *state;
+    bool restart;
+    const char *rejects;
+    uint64_t after;         /* mpi review list */
+    uint32_t limit;
+    bool all;
+    uint64_t sample_pairs;  /* mpi train */
+    bool bad_number;
 };
 
 static void
@@ -48,9 +66,26 @@ usage(FILE *f)
         "  org reinstate ORG                allow it again\n"
         "  org list                         every organization\n"
         "  org show ORG                     one organization\n"
-        "  reload                           re-read certificates, key and CRL\n\n"
+        "  reload                           re-read certificates, key and CRL\n"
+        "  mpi import FILE [--format csv|ndjson] [--batch N] [--state PATH] [--restart]\n"
+        "                 [--rejects PATH]  bulk identity feed, resumable (see below)\n"
+        "  mpi train [--sample-pairs N]     re-estimate the match model from the index\n"
+        "  mpi stats                        records, EUIDs, open reviews, model version\n"
+        "  mpi review list [--after ID] [--limit N] [--all]   possible matches to decide\n"
+        "  mpi review link ID | apart ID    decide a review item\n\n"
         "roles: hospital clinic lab payer auditor operator node\n"
-        "--id makes a command idempotent: repeating it returns the first result.\n");
+        "--id makes a command idempotent: repeating it returns the first result.\n\n"
+        "mpi import: CSV with a header (org_id, mrn, given, family, birth_date, sex, address,\n"
+        "city, postcode, phone, email, national_id, optional action create|update; several\n"
+        "given, family or address values separated by '|') or NDJSON with the same keys\n"
+        "(given, family, address: a string or an array). The format follows the extension\n"
+        "(.ndjson, .jsonl) unless --format says. Rows go in batches of --batch (default 256,\n"
+        "fewer when a batch would exceed the admin message limit). Progress is saved after each\n"
+        "acknowledged batch in --state (default FILE.hieimport); running the same command\n"
+        "again resumes there, and re-sent rows are not applied twice. --restart ignores the\n"
+        "state. Rejected rows are listed on stderr and in --rejects (CSV).\n"
+        "Exit codes: 0 ok, 1 the node refused (import: some rows rejected), 2 usage (import:\n"
+        "also file, state or connection failures), 3 cannot reach the node.\n");
 }
 
 static const char *
@@ -73,48 +108,127 @@ ctl_socket_path(const struct ctl *c, char *buf, size_t cap)
     return env != NULL ? env : "/var/lib/hiebroker/admin.sock";
 }
 
-/* Sends req and returns the decoded reply in arena, or exits 3 when the node is unreachable. */
-static Hie__V1__AdminReply *
-ctl_call(const struct ctl *c, Hie__V1__AdminRequest *req, hie_arena_t *arena)
+/* A REQ socket on the node's admin channel, kept open across requests (import sends many). */
+struct ctl_conn {
+    void *zctx;
+    void *sock;
+    char path[NODE_PATH_MAX];
+    int timeout_ms;
+};
+
+static void
+ctl_conn_close(struct ctl_conn *conn)
 {
-    char pathbuf[NODE_PATH_MAX], ep[NODE_PATH_MAX + 8];
-    const char *path = ctl_socket_path(c, pathbuf, sizeof(pathbuf));
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        fprintf(stderr, "hiectl: cannot reach node: %s: %s\n", path, strerror(errno));
-        exit(3);
+    if (conn->sock != NULL) {
+        zmq_close(conn->sock);
+        conn->sock = NULL;
     }
-    snprintf(ep, sizeof(ep), "ipc://%s", path);
-    void *zctx = zmq_ctx_new();
-    void *s = zmq_socket(zctx, ZMQ_REQ);
+    if (conn->zctx != NULL) {
+        zmq_ctx_term(conn->zctx);
+        conn->zctx = NULL;
+    }
+}
+
+/* Opens (or, after a timeout, reopens: a REQ socket cannot send twice) the socket. Returns 0,
+ * or -1 with a lowercase reason in err. */
+static int
+ctl_conn_open(struct ctl_conn *conn, char *err, size_t err_bytes)
+{
+    char ep[NODE_PATH_MAX + 8];
+    struct stat sb;
     int linger = 0;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
-    zmq_setsockopt(s, ZMQ_RCVTIMEO, &c->timeout_ms, sizeof(c->timeout_ms));
+    ctl_conn_close(conn);
+    if (stat(conn->path, &sb) != 0) {
+        snprintf(err, err_bytes, "cannot reach node: %s: %s", conn->path, strerror(errno));
+        return -1;
+    }
+    snprintf(ep, sizeof(ep), "ipc://%s", conn->path);
+    conn->zctx = zmq_ctx_new();
+    conn->sock = conn->zctx != NULL ? zmq_socket(conn->zctx, ZMQ_REQ) : NULL;
+    if (conn->sock == NULL ||
+        zmq_setsockopt(conn->sock, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
+        zmq_setsockopt(conn->sock, ZMQ_RCVTIMEO, &conn->timeout_ms, sizeof(int)) != 0 ||
+        zmq_setsockopt(conn->sock, ZMQ_SNDTIMEO, &conn->timeout_ms, sizeof(int)) != 0 ||
+        zmq_connect(conn->sock, ep) != 0) {
+        snprintf(err, err_bytes, "cannot open %s: %s", ep, zmq_strerror(errno));
+        ctl_conn_close(conn);
+        return -1;
+    }
+    return 0;
+}
+
+/* Sends req and decodes the reply into arena. Returns 0 (the reply may carry an Error),
+ * HIE_ETIMEDOUT (the socket is reopened for the next call; the node may have acted),
+ * HIE_EPROTO (malformed reply) or -1 (cannot send or reopen); err says why. */
+static int
+ctl_conn_call(struct ctl_conn *conn, Hie__V1__AdminRequest *req, hie_arena_t *arena,
+    Hie__V1__AdminReply **reply, char *err, size_t err_bytes)
+{
     uint8_t *buf = NULL;
     size_t len = 0;
-    if (hie_proto_pack(&req->base, HIE_ADMIN_MSG_BYTES_MAX, &buf, &len) != 0 ||
-        zmq_connect(s, ep) != 0 || zmq_send(s, buf, len, 0) < 0) {
-        fprintf(stderr, "hiectl: cannot send to node at %s: %s\n", path, zmq_strerror(errno));
-        exit(3);
+    *reply = NULL;
+    if (conn->sock == NULL && ctl_conn_open(conn, err, err_bytes) != 0) {
+        return -1;
     }
+    if (hie_proto_pack(&req->base, HIE_ADMIN_MSG_BYTES_MAX, &buf, &len) != 0) {
+        snprintf(err, err_bytes, "request larger than %u bytes", HIE_ADMIN_MSG_BYTES_MAX);
+        return -1;
+    }
+    int sent = zmq_send(conn->sock, buf, len, 0);
     hie_mem_free(buf, len);
+    if (sent < 0) {
+        snprintf(err, err_bytes, "cannot send to node at %s: %s", conn->path,
+            zmq_strerror(errno));
+        return -1;
+    }
     zmq_msg_t msg;
     zmq_msg_init(&msg);
-    if (zmq_msg_recv(&msg, s, 0) < 0) {
-        fprintf(stderr, "hiectl: no answer from node at %s within %d ms\n", path, c->timeout_ms);
-        exit(3);
+    if (zmq_msg_recv(&msg, conn->sock, 0) < 0) {
+        int e = errno;
+        zmq_msg_close(&msg);
+        snprintf(err, err_bytes, "no answer from node at %s within %d ms%s", conn->path,
+            conn->timeout_ms, e == EAGAIN ? "" : " (interrupted)");
+        ctl_conn_close(conn); /* the next call reopens */
+        return e == EAGAIN ? HIE_ETIMEDOUT : -1;
     }
     ProtobufCMessage *m = NULL;
     int rc = hie_proto_unpack(&hie__v1__admin_reply__descriptor,
         hie_span(zmq_msg_data(&msg), zmq_msg_size(&msg)), arena, &m);
     zmq_msg_close(&msg);
-    zmq_close(s);
-    zmq_ctx_term(zctx);
     if (rc != 0) {
-        fprintf(stderr, "hiectl: malformed answer from node\n");
+        snprintf(err, err_bytes, "malformed answer from node");
+        return HIE_EPROTO;
+    }
+    *reply = (Hie__V1__AdminReply *)m;
+    return 0;
+}
+
+static void
+ctl_conn_init(const struct ctl *c, struct ctl_conn *conn, int timeout_ms)
+{
+    memset(conn, 0, sizeof(*conn));
+    const char *path = ctl_socket_path(c, conn->path, sizeof(conn->path));
+    if (path != conn->path) {
+        snprintf(conn->path, sizeof(conn->path), "%s", path);
+    }
+    conn->timeout_ms = timeout_ms;
+}
+
+/* Sends req and returns the decoded reply in arena, or exits 3 when the node is unreachable
+ * and 1 when it answers with an error. */
+static Hie__V1__AdminReply *
+ctl_call(const struct ctl *c, Hie__V1__AdminRequest *req, hie_arena_t *arena)
+{
+    struct ctl_conn conn;
+    Hie__V1__AdminReply *reply = NULL;
+    char err[NODE_PATH_MAX + 128];
+    ctl_conn_init(c, &conn, c->timeout_ms);
+    int rc = ctl_conn_call(&conn, req, arena, &reply, err, sizeof(err));
+    ctl_conn_close(&conn);
+    if (rc != 0) {
+        fprintf(stderr, "hiectl: %s\n", err);
         exit(3);
     }
-    Hie__V1__AdminReply *reply = (Hie__V1__AdminReply *)m;
     if (reply->error != NULL) {
         fprintf(stderr, "hiectl: %s: %s%s%s\n", hie_proto_error_code_name(reply->error->code),
             reply->error->message, reply->error->field[0] ? " field=" : "",
@@ -335,6 +449,759 @@ ctl_init(const struct ctl *c)
     return 0;
 }
 
+/* ---- mpi import ---------------------------------------------------------------------------
+ *
+ * Reads FILE with the row reader (import.c), sends valid rows as AdminRequest.mpi_feed_batch
+ * and, after each batch the node answered in full, saves the state file (fingerprint, offset,
+ * line, counts). Each item's id is derived from the file's fingerprint and the row's line, so a
+ * batch re-sent after a crash or timeout is deduplicated by the node. Rows rejected here or by
+ * the node are reported (line, reason, field) and the import goes on.
+ */
+
+/* A batch request stays this far below the admin channel's message limit, so that the next
+ * row always fits: a row whose item is larger than CTL_IMPORT_ITEM_BYTES_MAX is rejected. */
+#define CTL_IMPORT_ITEM_BYTES_MAX (16u * 1024u)
+#define CTL_IMPORT_BATCH_BYTES_MAX (HIE_ADMIN_MSG_BYTES_MAX - CTL_IMPORT_ITEM_BYTES_MAX - 1024u)
+_Static_assert(HIE_ADMIN_MSG_BYTES_MAX > 2u * CTL_IMPORT_ITEM_BYTES_MAX, "admin limit too low");
+#define CTL_IMPORT_BATCH_DEFAULT 256u
+#ifdef HIE_ADMIN_FEED_BATCH_MAX
+#define CTL_IMPORT_BATCH_MAX HIE_ADMIN_FEED_BATCH_MAX /* what the node takes in one batch */
+#else
+#define CTL_IMPORT_BATCH_MAX 1024u
+#endif
+/* The batch arena: rows (also rejected ones) until the batch is sent. */
+#define CTL_IMPORT_ARENA_BYTES (8u * 1024u * 1024u)
+_Static_assert(CTL_IMPORT_ARENA_BYTES > 4u * NODE_IMPORT_ROW_ARENA_BYTES_MAX, "arena too small");
+/* Overloaded, unavailable or silent node: tries per batch, backoff doubling from 500 ms. */
+#define CTL_IMPORT_TRIES_MAX 6u
+#define CTL_IMPORT_BACKOFF_MS_MAX 8000u
+#define CTL_IMPORT_TTY_UPDATE_NS (250ull * 1000000ull)
+#define CTL_IMPORT_LOG_UPDATE_NS (10ull * 1000000000ull)
+
+enum ctl_exit { CTL_EXIT_OK = 0, CTL_EXIT_REJECTED = 1, CTL_EXIT_FAIL = 2 };
+
+struct ctl_import {
+    const struct ctl *c;
+    const char *file;
+    char state_path[NODE_PATH_MAX];
+    node_import_reader_t *reader;
+    node_import_state_t st;         /* as of the last acknowledged batch */
+    node_import_counts_t pending;   /* rows read since then (rows, rejected locally) */
+    FILE *rejects;
+    struct ctl_conn conn;
+    hie_arena_t *arena;             /* rows of the current batch */
+    Hie__V1__MpiFeedRequest *items[CTL_IMPORT_BATCH_MAX];
+    char *ids[CTL_IMPORT_BATCH_MAX];
+    uint64_t lines[CTL_IMPORT_BATCH_MAX];
+    size_t items_count;
+    size_t batch_bytes;
+    uint64_t end_offset;            /* just past the last row read */
+    uint64_t end_line;
+    bool tty;
+    uint64_t start_ns;
+    uint64_t progress_ns;
+    uint64_t start_offset;
+    uint64_t start_rows;
+};
+
+static volatile sig_atomic_t ctl_interrupted;
+
+static void
+ctl_on_signal(int sig)
+{
+    (void)sig;
+    ctl_interrupted = 1;
+}
+
+/* Copies text from the node or the reader for the terminal: control characters become '?'. */
+static void
+text_safe(char *out, size_t out_bytes, const char *s)
+{
+    size_t n = 0;
+    HIE_ASSERT(out_bytes > 0);
+    for (; s[n] != '\0' && n + 1 < out_bytes; n++) {
+        unsigned char ch = (unsigned char)s[n];
+        out[n] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+    }
+    out[n] = '\0';
+}
+
+static void
+rejects_cell(FILE *f, const char *s, char sep)
+{
+    (void)csv_fwrite(f, s, strlen(s));
+    fputc(sep, f);
+}
+
+/* Reports a rejected row on stderr and in the rejects file. Reasons and fields are static
+ * text, column names or the node's messages (which never echo row data). */
+static void
+import_reject(struct ctl_import *im, uint64_t line, const char *code, const char *reason,
+    const char *field)
+{
+    char safe[256];
+    char safe_field[80];
+    text_safe(safe, sizeof(safe), reason);
+    text_safe(safe_field, sizeof(safe_field), field != NULL ? field : "");
+    if (im->tty) {
+        fputs("\r\033[K", stderr);
+    }
+    fprintf(stderr, "hiectl: line %llu rejected: %s%s%s%s%s\n", (unsigned long long)line,
+        code != NULL ? code : "", code != NULL ? ": " : "", safe,
+        safe_field[0] != '\0' ? " field=" : "", safe_field);
+    if (im->rejects != NULL) {
+        fprintf(im->rejects, "%llu,", (unsigned long long)line);
+        rejects_cell(im->rejects, code != NULL ? code : "LOCAL", ',');
+        rejects_cell(im->rejects, safe_field, ',');
+        rejects_cell(im->rejects, safe, '\n');
+    }
+}
+
+static void
+import_count_outcome(node_import_counts_t *n, Hie__V1__FeedOutcome outcome)
+{
+    n->imported++;
+    switch (outcome) {
+    case HIE__V1__FEED_OUTCOME__OUTCOME_NEW: n->created++; break;
+    case HIE__V1__FEED_OUTCOME__OUTCOME_LINKED: n->linked++; break;
+    case HIE__V1__FEED_OUTCOME__OUTCOME_REVIEW: n->review++; break;
+    default: n->updated++; break;
+    }
+}
+
+static void
+counts_add(node_import_counts_t *to, const node_import_counts_t *from)
+{
+    to->rows += from->rows;
+    to->imported += from->imported;
+    to->rejected += from->rejected;
+    to->created += from->created;
+    to->linked += from->linked;
+    to->review += from->review;
+    to->updated += from->updated;
+}
+
+/* The results of items [from, from + count): counts and rejections into im->pending. */
+static int
+import_results(struct ctl_import *im, size_t from, size_t count,
+    const Hie__V1__AdminMpiFeedBatchReply *r)
+{
+    if (r == NULL || r->n_results != count) {
+        fprintf(stderr, "hiectl: import failed: the node answered %zu results for %zu rows\n",
+            r != NULL ? r->n_results : 0, count);
+        return CTL_EXIT_FAIL;
+    }
+    for (size_t i = 0; i < count; i++) {
+        const Hie__V1__AdminMpiFeedItemResult *res = r->results[i];
+        if (res->error != NULL) {
+            im->pending.rejected++;
+            import_reject(im, im->lines[from + i], hie_proto_error_code_name(res->error->code),
+                res->error->message, res->error->field);
+        } else if (res->reply != NULL) {
+            import_count_outcome(&im->pending, res->reply->outcome);
+        } else {
+            im->pending.rejected++;
+            import_reject(im, im->lines[from + i], NULL, "the node sent an empty result", NULL);
+        }
+    }
+    return CTL_EXIT_OK;
+}
+
+/* Sends items [from, from + count) as one request, retrying a silent, overloaded or
+ * unavailable node. Returns 0 with *reply (in arena) answered in full or with a whole-batch
+ * error the caller handles, or CTL_EXIT_FAIL after printing why. */
+static int
+import_send(struct ctl_import *im, size_t from, size_t count, hie_arena_t *arena,
+    Hie__V1__AdminReply **reply)
+{
+    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
+    Hie__V1__AdminMpiFeedBatch batch = HIE__V1__ADMIN_MPI_FEED_BATCH__INIT;
+    char id[HIE_PROTO_ID_BYTES_MAX + 1];
+    char err[NODE_PATH_MAX + 128];
+    HIE_ASSERT(count > 0 && from + count <= im->items_count);
+    snprintf(id, sizeof(id), "impb-%.16s-%llu-%zu", hie_node__import_fingerprint(im->reader),
+        (unsigned long long)im->lines[from], count);
+    batch.n_items = count;
+    batch.items = &im->items[from];
+    batch.n_ids = count;
+    batch.ids = &im->ids[from];
+    req.id = id;
+    req.body_case = HIE__V1__ADMIN_REQUEST__BODY_MPI_FEED_BATCH;
+    req.mpi_feed_batch = &batch;
+    uint32_t backoff_ms = 500;
+    for (unsigned attempt = 1; attempt <= CTL_IMPORT_TRIES_MAX && !ctl_interrupted; attempt++) {
+        int rc = ctl_conn_call(&im->conn, &req, arena, reply, err, sizeof(err));
+        Hie__V1__ErrorCode code = rc == 0 && (*reply)->error != NULL ? (*reply)->error->code
+                                                                       : 0;
+        bool transient = rc == HIE_ETIMEDOUT || code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED ||
+                         code == HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+        if (!transient) {
+            if (rc == 0) {
+                return 0;
+            }
+            break;
+        }
+        if (rc == 0) {
+            snprintf(err, sizeof(err), "node answered %s", hie_proto_error_code_name(code));
+        }
+        fprintf(stderr, "%shiectl: %s; retrying in %u ms (try %u of %u)\n",
+            im->tty ? "\r\033[K" : "", err, backoff_ms, attempt, CTL_IMPORT_TRIES_MAX);
+        usleep(backoff_ms * 1000u);
+        backoff_ms = backoff_ms * 2 > CTL_IMPORT_BACKOFF_MS_MAX ? CTL_IMPORT_BACKOFF_MS_MAX
+                                                                : backoff_ms * 2;
+    }
+    fprintf(stderr, "%shiectl: import stopped: %s\n", im->tty ? "\r\033[K" : "",
+        ctl_interrupted ? "interrupted" : err);
+    return CTL_EXIT_FAIL;
+}
+
+/* Sends items [from, from + count). A whole-batch BAD_REQUEST (one item the node cannot even
+ * decode) is retried item by item, so that only that row is rejected. */
+static int
+import_send_items(struct ctl_import *im, size_t from, size_t count)
+{
+    hie_arena_t *arena = NULL;
+    Hie__V1__AdminReply *reply = NULL;
+    if (hie_arena_create(&arena, CTL_REPLY_ARENA_BYTES) != 0) {
+        fprintf(stderr, "hiectl: out of memory\n");
+        return CTL_EXIT_FAIL;
+    }
+    int ex = import_send(im, from, count, arena, &reply);
+    if (ex == CTL_EXIT_OK && reply->error == NULL) {
+        ex = import_results(im, from, count, reply->mpi_feed_batch);
+    } else if (ex == CTL_EXIT_OK &&
+               reply->error->code == HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST && count == 1) {
+        im->pending.rejected++;
+        import_reject(im, im->lines[from], hie_proto_error_code_name(reply->error->code),
+            reply->error->message, reply->error->field);
+    } else if (ex == CTL_EXIT_OK &&
+               reply->error->code == HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST) {
+        for (size_t i = 0; i < count && ex == CTL_EXIT_OK; i++) {
+            ex = import_send_items(im, from + i, 1); /* depth 1: count is 1 below */
+        }
+    } else if (ex == CTL_EXIT_OK) {
+        fprintf(stderr, "%shiectl: import stopped: the node refused the batch: %s: %s%s%s\n",
+            im->tty ? "\r\033[K" : "", hie_proto_error_code_name(reply->error->code),
+            reply->error->message, reply->error->field[0] != '\0' ? " field=" : "",
+            reply->error->field);
+        ex = CTL_EXIT_FAIL;
+    }
+    hie_arena_destroy(&arena);
+    return ex;
+}
+
+/* Sends the batch (if any), then records the progress made in the state file. */
+static int
+import_flush(struct ctl_import *im)
+{
+    int ex = CTL_EXIT_OK;
+    if (im->items_count > 0) {
+        ex = import_send_items(im, 0, im->items_count);
+    }
+    if (ex != CTL_EXIT_OK) {
+        return ex;
+    }
+    im->st.offset = im->end_offset;
+    im->st.line = im->end_line;
+    counts_add(&im->st.counts, &im->pending);
+    memset(&im->pending, 0, sizeof(im->pending));
+    int rc = hie_node__import_state_save(im->state_path, &im->st);
+    if (rc != 0) {
+        fprintf(stderr, "hiectl: write state file %s failed: %s\n", im->state_path,
+            hie_strerror(rc));
+        return CTL_EXIT_FAIL;
+    }
+    if (im->rejects != NULL) {
+        (void)fflush(im->rejects);
+    }
+    im->items_count = 0;
+    im->batch_bytes = 0;
+    hie_arena_destroy(&im->arena);
+    if (hie_arena_create(&im->arena, CTL_IMPORT_ARENA_BYTES) != 0) {
+        fprintf(stderr, "hiectl: out of memory\n");
+        return CTL_EXIT_FAIL;
+    }
+    return CTL_EXIT_OK;
+}
+
+/* Adds a valid row to the batch, or rejects it when its item alone is too large. */
+static void
+import_add(struct ctl_import *im, const node_import_row_t *row)
+{
+    char id[HIE_PROTO_ID_BYTES_MAX + 1];
+    hie_node__import_item_id(hie_node__import_fingerprint(im->reader), row->line, id,
+        sizeof(id));
+    /* Item and id, each with a tag and a length of at most 5 bytes. */
+    size_t bytes = hie__v1__mpi_feed_request__get_packed_size(row->req) + strlen(id) + 12u;
+    char *id_copy = hie_arena_alloc(im->arena, strlen(id) + 1);
+    if (bytes > CTL_IMPORT_ITEM_BYTES_MAX || id_copy == NULL) {
+        im->pending.rejected++;
+        import_reject(im, row->line, NULL,
+            id_copy == NULL ? "out of memory" : "row too large for one request", NULL);
+        return;
+    }
+    HIE_ASSERT(im->items_count < CTL_IMPORT_BATCH_MAX);
+    memcpy(id_copy, id, strlen(id) + 1);
+    im->items[im->items_count] = row->req;
+    im->ids[im->items_count] = id_copy;
+    im->lines[im->items_count] = row->line;
+    im->items_count++;
+    im->batch_bytes += bytes;
+}
+
+static void
+eta_format(double secs, char *buf, size_t buf_bytes)
+{
+    unsigned long s = secs > 0 && secs < 1e7 ? (unsigned long)secs : 0;
+    snprintf(buf, buf_bytes, "%lu:%02lu:%02lu", s / 3600, (s / 60) % 60, s % 60);
+}
+
+/* A progress line: at most every 250 ms on a terminal, every 10 s into a log. */
+static void
+import_progress(struct ctl_import *im)
+{
+    uint64_t now = hie_time_mono_ns();
+    if (now - im->progress_ns < (im->tty ? CTL_IMPORT_TTY_UPDATE_NS : CTL_IMPORT_LOG_UPDATE_NS)) {
+        return;
+    }
+    im->progress_ns = now;
+    double secs = (double)(now - im->start_ns) / 1e9;
+    uint64_t size = hie_node__import_size(im->reader);
+    uint64_t rows = im->st.counts.rows + im->pending.rows;
+    double rate = secs > 0 ? (double)(rows - im->start_rows) / secs : 0;
+    double byte_rate = secs > 0 ? (double)(im->end_offset - im->start_offset) / secs : 0;
+    double pct = size > 0 ? 100.0 * (double)im->end_offset / (double)size : 100.0;
+    char eta[32];
+    eta_format(byte_rate > 0 ? (double)(size - im->end_offset) / byte_rate : 0, eta, sizeof(eta));
+    if (im->tty) {
+        fprintf(stderr, "\r\033[K%5.1f%%  %llu rows  %.0f rows/s  eta %s", pct,
+            (unsigned long long)rows, rate, eta);
+    } else {
+        fprintf(stderr, "hiectl: import progress: line=%llu rows=%llu %.1f%% rate=%.0f/s eta=%s\n",
+            (unsigned long long)im->end_line, (unsigned long long)rows, pct, rate, eta);
+    }
+    (void)fflush(stderr);
+}
+
+static bool
+import_batch_full(const struct ctl_import *im, uint32_t batch_max)
+{
+    return im->items_count >= batch_max || im->batch_bytes > CTL_IMPORT_BATCH_BYTES_MAX ||
+           hie_arena_used_bytes(im->arena) + NODE_IMPORT_ROW_ARENA_BYTES_MAX >
+               CTL_IMPORT_ARENA_BYTES;
+}
+
+/* Reads rows to the end of the file, sending full batches. Returns an exit code. */
+static int
+import_loop(struct ctl_import *im, uint32_t batch_max)
+{
+    for (;;) { /* bounded by the file: every pass consumes a record or ends */
+        node_import_row_t row;
+        if (ctl_interrupted) {
+            fprintf(stderr, "%shiectl: import interrupted\n", im->tty ? "\r\033[K" : "");
+            return CTL_EXIT_FAIL;
+        }
+        int rc = hie_node__import_next(im->reader, im->arena, &row);
+        if (rc == HIE_ENOTFOUND) {
+            return import_flush(im);
+        }
+        if (rc != 0 && rc != HIE_EINVAL) {
+            fprintf(stderr, "%shiectl: read %s failed near line %llu: %s\n",
+                im->tty ? "\r\033[K" : "", im->file, (unsigned long long)row.line,
+                hie_strerror(rc));
+            return CTL_EXIT_FAIL;
+        }
+        im->pending.rows++;
+        im->end_offset = row.end_offset;
+        im->end_line = row.end_line;
+        if (rc == HIE_EINVAL) {
+            im->pending.rejected++;
+            import_reject(im, row.line, NULL, row.reason, row.field);
+        } else {
+            import_add(im, &row);
+        }
+        if (import_batch_full(im, batch_max) && import_flush(im) != CTL_EXIT_OK) {
+            return CTL_EXIT_FAIL;
+        }
+        import_progress(im);
+    }
+}
+
+/* Applies the state file: continue where it stopped when it is for this very file. */
+static int
+import_state_apply(struct ctl_import *im, bool restart)
+{
+    node_import_state_t saved;
+    const char *fp = hie_node__import_fingerprint(im->reader);
+    int rc = restart ? HIE_ENOTFOUND : hie_node__import_state_load(im->state_path, &saved);
+    if (rc == HIE_ENOTFOUND) {
+        return CTL_EXIT_OK;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "hiectl: state file %s unreadable (%s): remove it or use --restart\n",
+            im->state_path, hie_strerror(rc));
+        return CTL_EXIT_FAIL;
+    }
+    if (strcmp(saved.fingerprint, fp) != 0) {
+        fprintf(stderr, "hiectl: state file %s is for another file or version: starting over\n",
+            im->state_path);
+        return CTL_EXIT_OK;
+    }
+    rc = saved.complete ? 0 : hie_node__import_seek(im->reader, saved.offset, saved.line);
+    if (rc != 0) {
+        fprintf(stderr, "hiectl: state file %s does not fit %s (%s): use --restart\n",
+            im->state_path, im->file, hie_strerror(rc));
+        return CTL_EXIT_FAIL;
+    }
+    im->st = saved;
+    if (!saved.complete) {
+        fprintf(stderr, "hiectl: resuming %s at line %llu (byte %llu of %llu, %llu rows done) "
+            "from %s\n", im->file, (unsigned long long)saved.line,
+            (unsigned long long)saved.offset, (unsigned long long)hie_node__import_size(im->reader),
+            (unsigned long long)saved.counts.rows, im->state_path);
+    }
+    return CTL_EXIT_OK;
+}
+
+static void
+import_summary(const struct ctl_import *im)
+{
+    const node_import_counts_t *n = &im->st.counts;
+    double secs = (double)(hie_time_mono_ns() - im->start_ns) / 1e9;
+    uint64_t rows_run = n->rows - im->start_rows;
+    if (im->tty) {
+        fputs("\r\033[K", stderr);
+    }
+    printf("import %s: %s rows=%llu imported=%llu new=%llu linked=%llu review=%llu "
+        "updated=%llu rejected=%llu elapsed_s=%.1f rate=%.0f/s\n", im->file,
+        im->st.complete ? "complete" : "stopped", (unsigned long long)n->rows,
+        (unsigned long long)n->imported, (unsigned long long)n->created,
+        (unsigned long long)n->linked, (unsigned long long)n->review,
+        (unsigned long long)n->updated, (unsigned long long)n->rejected, secs,
+        secs > 0 ? (double)rows_run / secs : 0.0);
+}
+
+static int
+import_rejects_open(struct ctl_import *im, const char *path)
+{
+    bool resumed = im->st.counts.rows > 0;
+    im->rejects = fopen(path, resumed ? "a" : "w");
+    if (im->rejects == NULL) {
+        fprintf(stderr, "hiectl: cannot open %s: %s\n", path, strerror(errno));
+        return CTL_EXIT_FAIL;
+    }
+    if (ftello(im->rejects) == 0) {
+        fputs("line,code,field,reason\n", im->rejects);
+    }
+    return CTL_EXIT_OK;
+}
+
+static int
+import_prepare(struct ctl_import *im, const struct ctl *c)
+{
+    char err[512];
+    enum node_import_format fmt = NODE_IMPORT_CSV;
+    const char *dot = strrchr(im->file, '.');
+    if (c->format != NULL) {
+        fmt = strcmp(c->format, "ndjson") == 0 ? NODE_IMPORT_NDJSON : NODE_IMPORT_CSV;
+    } else if (dot != NULL && (strcmp(dot, ".ndjson") == 0 || strcmp(dot, ".jsonl") == 0)) {
+        fmt = NODE_IMPORT_NDJSON;
+    }
+    int n = snprintf(im->state_path, sizeof(im->state_path), "%s",
+        c->state != NULL ? c->state : im->file);
+    if (c->state == NULL && n > 0 && (size_t)n + 12 < sizeof(im->state_path)) {
+        strcat(im->state_path, ".hieimport");
+    }
+    int rc = hie_node__import_open(&im->reader, im->file, fmt, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "hiectl: import %s failed: %s\n", im->file, err);
+        return CTL_EXIT_FAIL;
+    }
+    memcpy(im->st.fingerprint, hie_node__import_fingerprint(im->reader),
+        sizeof(im->st.fingerprint));
+    im->st.line = 1;
+    int ex = import_state_apply(im, c->restart);
+    if (ex == CTL_EXIT_OK && c->rejects != NULL) {
+        ex = import_rejects_open(im, c->rejects);
+    }
+    if (ex == CTL_EXIT_OK && hie_arena_create(&im->arena, CTL_IMPORT_ARENA_BYTES) != 0) {
+        ex = CTL_EXIT_FAIL;
+    }
+    return ex;
+}
+
+static int
+import_finish(struct ctl_import *im, int ex)
+{
+    if (ex == CTL_EXIT_OK && !im->st.complete) {
+        im->st.complete = true;
+        int rc = hie_node__import_state_save(im->state_path, &im->st);
+        if (rc != 0) {
+            fprintf(stderr, "hiectl: write state file %s failed: %s\n", im->state_path,
+                hie_strerror(rc));
+            ex = CTL_EXIT_FAIL;
+        }
+    }
+    if (im->reader != NULL) {
+        import_summary(im);
+    }
+    if (ex != CTL_EXIT_OK && im->reader != NULL) {
+        fprintf(stderr, "hiectl: progress is saved in %s: run the same command to resume\n",
+            im->state_path);
+    }
+    if (im->rejects != NULL && fclose(im->rejects) != 0 && ex == CTL_EXIT_OK) {
+        fprintf(stderr, "hiectl: write rejects file failed: %s\n", strerror(errno));
+        ex = CTL_EXIT_FAIL;
+    }
+    ctl_conn_close(&im->conn);
+    hie_arena_destroy(&im->arena);
+    hie_node__import_destroy(&im->reader);
+    if (ex == CTL_EXIT_OK && im->st.counts.rejected > 0) {
+        ex = CTL_EXIT_REJECTED;
+    }
+    return ex;
+}
+
+static int
+ctl_mpi_import(const struct ctl *c, const char *file)
+{
+    static struct ctl_import im; /* large (batch arrays); hiectl runs one import */
+    memset(&im, 0, sizeof(im));
+    if (c->format != NULL && strcmp(c->format, "csv") != 0 && strcmp(c->format, "ndjson") != 0) {
+        fprintf(stderr, "hiectl: --format must be csv or ndjson\n");
+        return CTL_EXIT_FAIL;
+    }
+    if (c->batch < 1 || c->batch > CTL_IMPORT_BATCH_MAX) {
+        fprintf(stderr, "hiectl: --batch must be 1..%u\n", CTL_IMPORT_BATCH_MAX);
+        return CTL_EXIT_FAIL;
+    }
+    im.c = c;
+    im.file = file;
+    im.start_ns = hie_time_mono_ns();
+    im.tty = isatty(STDERR_FILENO) == 1;
+    ctl_conn_init(c, &im.conn, c->timeout_ms);
+    int ex = import_prepare(&im, c);
+    if (ex == CTL_EXIT_OK && im.st.complete) {
+        fprintf(stderr, "hiectl: %s was already imported (state file %s); use --restart to "
+            "send it again\n", file, im.state_path);
+    } else if (ex == CTL_EXIT_OK) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = ctl_on_signal;
+        (void)sigaction(SIGINT, &sa, NULL);
+        (void)sigaction(SIGTERM, &sa, NULL);
+        im.start_ns = hie_time_mono_ns();
+        im.progress_ns = im.start_ns; /* the first progress line after one interval */
+        im.start_offset = im.st.offset;
+        im.start_rows = im.st.counts.rows;
+        im.end_offset = im.st.offset;
+        im.end_line = im.st.line;
+        ex = import_loop(&im, c->batch);
+    }
+    return import_finish(&im, ex);
+}
+
+/* ---- mpi train, stats, review ------------------------------------------------------------ */
+
+/* Training reads the whole index: unless --timeout is given, wait up to ten minutes. */
+#define CTL_TRAIN_TIMEOUT_MS 600000
+
+static int
+ctl_mpi_train(const struct ctl *c, hie_arena_t *arena)
+{
+    struct ctl tc = *c;
+    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
+    Hie__V1__AdminMpiTrain train = HIE__V1__ADMIN_MPI_TRAIN__INIT;
+    char id[40];
+    snprintf(id, sizeof(id), "ctl-%08x%08x", randombytes_random(), randombytes_random());
+    train.sample_pairs = c->sample_pairs;
+    req.id = c->id != NULL ? (char *)(uintptr_t)c->id : id;
+    req.body_case = HIE__V1__ADMIN_REQUEST__BODY_MPI_TRAIN;
+    req.mpi_train = &train;
+    if (!c->timeout_set) {
+        tc.timeout_ms = CTL_TRAIN_TIMEOUT_MS;
+    }
+    Hie__V1__AdminReply *reply = ctl_call(&tc, &req, arena);
+    const Hie__V1__AdminMpiTrainReply *r = reply->mpi_train;
+    if (r == NULL || r->model == NULL) {
+        fprintf(stderr, "hiectl: unexpected answer\n");
+        return 3;
+    }
+    const Hie__V1__MpiModel *m = r->model;
+    printf("model_version=%llu records=%llu candidate_pairs=%llu em_rounds=%u prior=%.6g "
+        "link_probability=%.4f review_probability=%.4f margin_weight=%.3f\n",
+        (unsigned long long)m->version, (unsigned long long)r->records,
+        (unsigned long long)r->candidate_pairs, r->em_rounds, m->lambda, m->link_probability,
+        m->review_probability, m->margin_weight);
+    return 0;
+}
+
+static int
+ctl_mpi_stats(const struct ctl *c, hie_arena_t *arena)
+{
+    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
+    Hie__V1__AdminMpiStats st = HIE__V1__ADMIN_MPI_STATS__INIT;
+    req.body_case = HIE__V1__ADMIN_REQUEST__BODY_MPI_STATS;
+    req.mpi_stats = &st;
+    Hie__V1__AdminReply *reply = ctl_call(c, &req, arena);
+    const Hie__V1__AdminMpiStatsReply *r = reply->mpi_stats;
+    if (r == NULL) {
+        fprintf(stderr, "hiectl: unexpected answer\n");
+        return 3;
+    }
+    printf("records=%llu euids=%llu review_open=%llu model_version=%llu capped_blocks=%llu\n",
+        (unsigned long long)r->records, (unsigned long long)r->euids,
+        (unsigned long long)r->review_open, (unsigned long long)r->model_version,
+        (unsigned long long)r->capped_blocks);
+    return 0;
+}
+
+static const char *
+review_status_name(Hie__V1__ReviewStatus st)
+{
+    switch (st) {
+    case HIE__V1__REVIEW_STATUS__REVIEW_OPEN: return "open";
+    case HIE__V1__REVIEW_STATUS__REVIEW_LINKED: return "linked";
+    case HIE__V1__REVIEW_STATUS__REVIEW_KEPT_APART: return "kept-apart";
+    default: return "unspecified";
+    }
+}
+
+static void
+print_review_item(const Hie__V1__ReviewItem *it)
+{
+    const Hie__V1__MatchExplanation *x = it->explanation;
+    printf("review=%llu status=%s org=%s mrn=%s record_euid=%s candidate_euid=%s",
+        (unsigned long long)it->id, review_status_name(it->status),
+        it->record != NULL ? it->record->org_id : "", it->record != NULL ? it->record->mrn : "",
+        it->record_euid, it->candidate_euid);
+    if (x != NULL) {
+        printf(" probability=%.4f weight=%.2f rule=\"%s\"", x->probability, x->weight, x->rule);
+    }
+    if (it->decided_by[0] != '\0') {
+        printf(" decided_by=%s", it->decided_by);
+    }
+    putchar('\n');
+    for (size_t i = 0; x != NULL && i < x->n_fields; i++) {
+        printf("    %-12s %-14s %+7.2f\n", x->fields[i]->field, x->fields[i]->level,
+            x->fields[i]->weight);
+    }
+}
+
+static int
+ctl_mpi_review_list(const struct ctl *c, hie_arena_t *arena)
+{
+    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
+    Hie__V1__ReviewListRequest list = HIE__V1__REVIEW_LIST_REQUEST__INIT;
+    list.after_id = c->after;
+    list.limit = c->limit;
+    list.include_closed = c->all;
+    req.body_case = HIE__V1__ADMIN_REQUEST__BODY_REVIEW_LIST;
+    req.review_list = &list;
+    Hie__V1__AdminReply *reply = ctl_call(c, &req, arena);
+    const Hie__V1__ReviewListReply *r = reply->review_list;
+    if (r == NULL) {
+        fprintf(stderr, "hiectl: unexpected answer\n");
+        return 3;
+    }
+    for (size_t i = 0; i < r->n_items; i++) {
+        print_review_item(r->items[i]);
+    }
+    if (r->n_items == 0) {
+        printf("no review items\n");
+    }
+    return 0;
+}
+
+static int
+ctl_mpi_review_decide(const struct ctl *c, const char *verb, const char *id_text,
+    hie_arena_t *arena)
+{
+    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
+    Hie__V1__ReviewDecideRequest dec = HIE__V1__REVIEW_DECIDE_REQUEST__INIT;
+    char id[40], *end = NULL;
+    errno = 0;
+    unsigned long long item = strtoull(id_text, &end, 10);
+    if (id_text[0] < '0' || id_text[0] > '9' || *end != '\0' || errno != 0 || item == 0) {
+        fprintf(stderr, "hiectl: review %s needs a review id (a positive number)\n", verb);
+        return 2;
+    }
+    snprintf(id, sizeof(id), "ctl-%08x%08x", randombytes_random(), randombytes_random());
+    dec.id = item;
+    dec.link = strcmp(verb, "link") == 0;
+    req.id = c->id != NULL ? (char *)(uintptr_t)c->id : id;
+    req.body_case = HIE__V1__ADMIN_REQUEST__BODY_REVIEW_DECIDE;
+    req.review_decide = &dec;
+    Hie__V1__AdminReply *reply = ctl_call(c, &req, arena);
+    const Hie__V1__ReviewDecideReply *r = reply->review_decide;
+    if (r == NULL) {
+        fprintf(stderr, "hiectl: unexpected answer\n");
+        return 3;
+    }
+    if (r->item != NULL) {
+        print_review_item(r->item);
+    }
+    printf("euid=%s\n", r->euid);
+    return 0;
+}
+
+static int
+ctl_mpi(const struct ctl *c, int argc, char **argv, hie_arena_t *arena)
+{
+    if (argc == 2 && strcmp(argv[0], "import") == 0) {
+        return ctl_mpi_import(c, argv[1]);
+    } else if (argc == 1 && strcmp(argv[0], "train") == 0) {
+        return ctl_mpi_train(c, arena);
+    } else if (argc == 1 && strcmp(argv[0], "stats") == 0) {
+        return ctl_mpi_stats(c, arena);
+    } else if (argc == 2 && strcmp(argv[0], "review") == 0 && strcmp(argv[1], "list") == 0) {
+        return ctl_mpi_review_list(c, arena);
+    } else if (argc == 3 && strcmp(argv[0], "review") == 0 &&
+               (strcmp(argv[1], "link") == 0 || strcmp(argv[1], "apart") == 0)) {
+        return ctl_mpi_review_decide(c, argv[1], argv[2], arena);
+    }
+    usage(stderr);
+    return 2;
+}
+
+static bool
+parse_number(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v > max) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* The options of the mpi commands (long options only). */
+static void
+parse_mpi_opt(struct ctl *c, int ch, const char *arg)
+{
+    uint64_t v = 0;
+    switch (ch) {
+    case 'F': c->format = arg; break;
+    case 'B':
+        c->bad_number |= !parse_number(arg, CTL_IMPORT_BATCH_MAX, &v);
+        c->batch = (uint32_t)v;
+        break;
+    case 'S': c->state = arg; break;
+    case 'X': c->restart = true; break;
+    case 'J': c->rejects = arg; break;
+    case 'A': c->bad_number |= !parse_number(arg, UINT64_MAX, &c->after); break;
+    case 'L':
+        c->bad_number |= !parse_number(arg, UINT32_MAX, &v);
+        c->limit = (uint32_t)v;
+        break;
+    case 'a': c->all = true; break;
+    case 'P': c->bad_number |= !parse_number(arg, UINT64_MAX, &c->sample_pairs); break;
+    default: HIE_ASSERT(false); /* every mpi option has a case */
+    }
+}
+
 static int
 parse_opts(struct ctl *c, int argc, char **argv)
 {
@@ -343,7 +1210,11 @@ parse_opts(struct ctl *c, int argc, char **argv)
         {"name", required_argument, NULL, 'n'}, {"roles", required_argument, NULL, 'r'},
         {"reason", required_argument, NULL, 'R'}, {"data-dir", required_argument, NULL, 'd'},
         {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"format", required_argument, NULL, 'F'}, {"batch", required_argument, NULL, 'B'},
+        {"state", required_argument, NULL, 'S'}, {"restart", no_argument, NULL, 'X'},
+        {"rejects", required_argument, NULL, 'J'}, {"after", required_argument, NULL, 'A'},
+        {"limit", required_argument, NULL, 'L'}, {"all", no_argument, NULL, 'a'},
+        {"sample-pairs", required_argument, NULL, 'P'}, {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "+s:c:i:n:r:R:d:t:h", opts, NULL)) != -1) {
         switch (ch) {
@@ -354,18 +1225,21 @@ parse_opts(struct ctl *c, int argc, char **argv)
         case 'r': c->roles = optarg; break;
         case 'R': c->reason = optarg; break;
         case 'd': c->data_dir = optarg; break;
-        case 't': c->timeout_ms = atoi(optarg); break;
+        case 't': c->timeout_ms = atoi(optarg); c->timeout_set = true; break;
         case 'h': usage(stdout); exit(0);
+        case 'F': case 'B': case 'S': case 'X': case 'J': case 'A': case 'L': case 'a': case 'P':
+            parse_mpi_opt(c, ch, optarg);
+            break;
         default: return 2;
         }
     }
-    return 0;
+    return c->bad_number ? 2 : 0;
 }
 
 int
 main(int argc, char **argv)
 {
-    struct ctl c = {.timeout_ms = CTL_TIMEOUT_MS};
+    struct ctl c = {.timeout_ms = CTL_TIMEOUT_MS, .batch = CTL_IMPORT_BATCH_DEFAULT};
     /* options may come before or after the command words: collect both passes */
     if (parse_opts(&c, argc, argv) != 0 || optind >= argc) {
         usage(stderr);
@@ -399,6 +1273,8 @@ main(int argc, char **argv)
         rc = ctl_org(&c, n_words - 1, words + 1, arena);
     } else if (strcmp(words[0], "reload") == 0) {
         rc = ctl_reload(&c, arena);
+    } else if (strcmp(words[0], "mpi") == 0) {
+        rc = ctl_mpi(&c, n_words - 1, words + 1, arena);
     } else {
         usage(stderr);
     }

@@ -80,6 +80,18 @@ node_open_storage(node_ctx_t *ctx)
             hie_strerror_name(rc));
         return rc;
     }
+    if (ctx->cfg.mpi_key_file[0] != '\0') {
+        rc = hie_node__state_mpi_key_load(ctx->state, ctx->cfg.mpi_key_file);
+        if (rc != 0) {
+            hie_log_error("node", "cannot load the MPI data key", " file=%s rc=%s hint=\"%s\"",
+                ctx->cfg.mpi_key_file, hie_strerror_name(rc),
+                "32 random bytes, a regular file with mode 0600 owned by the node's user");
+            return rc;
+        }
+    } else {
+        hie_log_warn("node", "no MPI data key configured (mpi.key_file): identity feed, PIX "
+            "and PDQ answer UNAVAILABLE", "%s", "");
+    }
     rc = hie_node__tls_ctx_build(&ctx->cfg, &ctx->ssl_ctx_initial, err, sizeof(err));
     if (rc != 0) {
         hie_log_error("node", "cannot set up tls", " reason=\"%s\"", err);

@@ -64,6 +64,7 @@ typedef struct node_config {
     enum hie_log_level log_level;
     enum hie_log_format log_format;
     uint64_t map_bytes;
+    char mpi_key_file[NODE_PATH_MAX]; /* "" when the MPI has no data key (MPI unavailable) */
 } node_config_t;
 
 /* Loads and validates path. On failure writes one line naming the bad key into err.
@@ -136,6 +137,16 @@ void hie_node__state_close(node_state_t **st);
 /* The FSM table the command log drives (apply runs on the log thread only). */
 hie_cluster_fsm_t hie_node__state_fsm(node_state_t *st);
 MDB_env *hie_node__state_env(node_state_t *st);
+/* Loads the MPI data key (hie_mpi_key_load checks: regular file, mode 0600 or stricter, 32
+ * bytes) and reopens the MPI store with it. Call once, before the log replays.
+ * Returns 0 or the load error. */
+HIE_MUST_CHECK int hie_node__state_mpi_key_load(node_state_t *st, const char *path);
+struct hie_mpi_store;
+struct hie_mpi_key;
+/* The MPI store (never NULL; without a key its operations answer unavailable) and its key
+ * (NULL when none is configured). */
+struct hie_mpi_store *hie_node__state_mpi(node_state_t *st);
+const struct hie_mpi_key *hie_node__state_mpi_key(node_state_t *st);
 /* Readers (any thread, own read txn): an organization by id. [out] *org owned by arena.
  * Returns 0, HIE_ENOTFOUND, HIE_ECORRUPT, HIE_ESTORAGE. */
 HIE_MUST_CHECK int hie_node__state_org_get(node_state_t *st, const char *org_id,
@@ -213,8 +224,55 @@ HIE_MUST_CHECK int hie_node__edge_ctl(node_ctx_t *ctx, const char *verb, SSL_CTX
 /* Builds a new SSL_CTX from ctx->cfg and hands it to the edge. Returns 0 or an error. */
 HIE_MUST_CHECK int hie_node__tls_reload(node_ctx_t *ctx, char *err, size_t err_bytes);
 
-/* Command submission helper for workers and admin: sends cmd to the log over dealer (a DEALER
- * connected to NODE_EP_LOG) with token, and is answered later on the same socket. */
-HIE_MUST_CHECK int hie_node__submit(void *dealer, uint64_t token, const hie_command_t *cmd);
+/* ---- command submission (submit.c): workers and admin, one submitter per thread ---------- */
+typedef struct node_submitter {
+    void *dealer;     /* DEALER connected to NODE_EP_LOG */
+    uint64_t token;   /* last token sent */
+} node_submitter_t;
+HIE_MUST_CHECK int hie_node__submitter_open(node_submitter_t *s, void *zctx);
+void hie_node__submitter_close(node_submitter_t *s);
+/* Sends cmd (requester, request_id, time and node set by the caller). [out] *token.
+ * Returns 0, HIE_ELIMIT (too large) or a send error. */
+HIE_MUST_CHECK int hie_node__submit_send(node_submitter_t *s, const hie_command_t *cmd,
+    uint64_t *token);
+/* Waits up to timeout_ms for the answers to tokens first..first+n-1: results[i] (arena) and
+ * rcs[i] (0, HIE_ETIMEDOUT, or the log's error for that command). Returns 0 or a socket
+ * error. */
+HIE_MUST_CHECK int hie_node__submit_collect(node_submitter_t *s, uint64_t first, size_t n,
+    uint32_t timeout_ms, hie_arena_t *arena, hie_command_result_t **results, int *rcs);
+/* Send and wait for one command. Returns 0 with *out, or an error. */
+HIE_MUST_CHECK int hie_node__submit_wait(node_submitter_t *s, const hie_command_t *cmd,
+    uint32_t timeout_ms, hie_arena_t *arena, hie_command_result_t **out);
+
+/* ---- MPI exchanges (mpi_exchange.c): workers and admin ------------------------------------ */
+/* An exchange's refusal: code, the offending field (or NULL) and a static message. */
+typedef struct node_mpi_err {
+    Hie__V1__ErrorCode code;
+    const char *field;
+    const char *message;
+} node_mpi_err_t;
+/* Each returns 0 with *reply (arena), or the error code with *e filled. */
+/* Validates and seals a feed from org_id into cmd (not submitted). */
+HIE_MUST_CHECK int hie_node__mpi_feed_prepare(node_ctx_t *ctx, const char *org_id,
+    const char *requester, const char *id, const Hie__V1__MpiFeedRequest *req,
+    hie_arena_t *arena, hie_command_t *cmd, node_mpi_err_t *e);
+/* A member's feed: a repeated id answers the original result. */
+HIE_MUST_CHECK int hie_node__mpi_feed(node_ctx_t *ctx, node_submitter_t *sub,
+    const char *org_id, const char *id, const Hie__V1__MpiFeedRequest *req, hie_arena_t *arena,
+    Hie__V1__MpiFeedReply **reply, node_mpi_err_t *e);
+HIE_MUST_CHECK int hie_node__mpi_review_decide(node_ctx_t *ctx, node_submitter_t *sub,
+    const char *requester, const char *id, const Hie__V1__ReviewDecideRequest *req,
+    hie_arena_t *arena, Hie__V1__ReviewDecideReply **reply, node_mpi_err_t *e);
+HIE_MUST_CHECK int hie_node__mpi_pix(node_ctx_t *ctx, const Hie__V1__PixQuery *q,
+    hie_arena_t *arena, Hie__V1__PixReply **reply, node_mpi_err_t *e);
+HIE_MUST_CHECK int hie_node__mpi_pdq(node_ctx_t *ctx, const Hie__V1__PdqQuery *q,
+    hie_arena_t *arena, Hie__V1__PdqReply **reply, node_mpi_err_t *e);
+HIE_MUST_CHECK int hie_node__mpi_review_list(node_ctx_t *ctx,
+    const Hie__V1__ReviewListRequest *q, hie_arena_t *arena, Hie__V1__ReviewListReply **reply,
+    node_mpi_err_t *e);
+/* The admin channel's MPI requests (admin_mpi.c): fills reply (arena) or e. Admin thread. */
+HIE_MUST_CHECK int hie_node__admin_mpi(node_ctx_t *ctx, node_submitter_t *sub,
+    const Hie__V1__AdminRequest *req, hie_arena_t *arena, Hie__V1__AdminReply *reply,
+    node_mpi_err_t *e);
 
 #endif

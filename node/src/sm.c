@@ -16,6 +16,8 @@
  */
 #include "node_int.h"
 
+#include "hie/mpi_store.h"
+
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -31,6 +33,8 @@ struct node_state {
     MDB_dbi meta, orgs, dedup, dedup_time;
     char node_id[HIE_ORG_ID_BYTES_MAX + 1];
     node_metrics_t *metrics;
+    hie_mpi_store_t *mpi;      /* the MPI's databases in the same environment */
+    hie_mpi_key_t *mpi_key;    /* NULL: no data key configured, MPI exchanges unavailable */
 };
 
 static int
@@ -90,7 +94,7 @@ hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_byte
         rc = mdb_rc(mdb_env_set_mapsize(st->env, map_bytes));
     }
     if (rc == 0) {
-        rc = mdb_rc(mdb_env_set_maxdbs(st->env, 16));
+        rc = mdb_rc(mdb_env_set_maxdbs(st->env, 32));
     }
     if (rc == 0) {
         rc = mdb_rc(mdb_env_set_maxreaders(st->env, 256));
@@ -100,6 +104,9 @@ hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_byte
     }
     if (rc == 0) {
         rc = state_dbis_open(st);
+    }
+    if (rc == 0) {
+        rc = hie_mpi_store_open(&st->mpi, st->env, NULL);
     }
     if (rc != 0) {
         hie_node__state_close(&st);
@@ -118,12 +125,41 @@ hie_node__state_close(node_state_t **stp)
         return;
     }
     HIE_ASSERT(st->magic == STATE_MAGIC);
+    hie_mpi_store_close(&st->mpi);
+    hie_mpi_key_destroy(&st->mpi_key);
     if (st->env != NULL) {
         mdb_env_close(st->env);
     }
     st->magic = 0;
     hie_mem_free(st, sizeof(*st));
     *stp = NULL;
+}
+
+int
+hie_node__state_mpi_key_load(node_state_t *st, const char *path)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC && path != NULL);
+    HIE_ASSERT(st->mpi_key == NULL);
+    int rc = hie_mpi_key_load(&st->mpi_key, path);
+    if (rc != 0) {
+        return rc;
+    }
+    hie_mpi_store_close(&st->mpi);
+    return hie_mpi_store_open(&st->mpi, st->env, st->mpi_key);
+}
+
+hie_mpi_store_t *
+hie_node__state_mpi(node_state_t *st)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    return st->mpi;
+}
+
+const hie_mpi_key_t *
+hie_node__state_mpi_key(node_state_t *st)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    return st->mpi_key;
 }
 
 MDB_env *
@@ -408,9 +444,43 @@ apply_org_change(struct apply_ctx *a, const char *org_id)
 }
 
 static int
+apply_mpi(struct apply_ctx *a)
+{
+    hie_mpi_apply_ctx_t m = {a->txn, a->arena, a->cmd->requester, a->cmd->time_ms, a->index,
+        {0}, 0};
+    int rc = 0;
+    switch (a->cmd->body_case) {
+    case HIE__V1__COMMAND__BODY_MPI_FEED:
+        rc = hie_mpi_store_apply_feed(a->st->mpi, &m, a->cmd->mpi_feed, &a->res->mpi_feed);
+        break;
+    case HIE__V1__COMMAND__BODY_MPI_REVIEW:
+        rc = hie_mpi_store_apply_review(a->st->mpi, &m, a->cmd->mpi_review,
+            &a->res->mpi_review);
+        break;
+    case HIE__V1__COMMAND__BODY_MPI_MODEL:
+        rc = hie_mpi_store_apply_model(a->st->mpi, &m, a->cmd->mpi_model,
+            &a->res->model_version);
+        break;
+    default:
+        HIE_ASSERT(!"not an MPI command");
+    }
+    if (rc == 0 && m.reject.code != 0) {
+        /* refused: nothing was written (the store checks before it writes) */
+        a->res->mpi_feed = NULL;
+        a->res->mpi_review = NULL;
+        reject(a, m.reject.code, m.reject.field, m.reject.message);
+    }
+    return rc;
+}
+
+static int
 apply_body(struct apply_ctx *a)
 {
     switch (a->cmd->body_case) {
+    case HIE__V1__COMMAND__BODY_MPI_FEED:
+    case HIE__V1__COMMAND__BODY_MPI_REVIEW:
+    case HIE__V1__COMMAND__BODY_MPI_MODEL:
+        return apply_mpi(a);
     case HIE__V1__COMMAND__BODY_ORG_REGISTER:
         return apply_org_register(a);
     case HIE__V1__COMMAND__BODY_ORG_SET_ROLES:

@@ -35,6 +35,7 @@ struct worker {
     void *push[NODE_EDGES_MAX]; /* one per edge thread: replies go back to the request's edge */
     uint64_t counter;
     struct cache_entry *cache; /* direct-mapped, HIE_NODE_REPLY_CACHE_ENTRIES */
+    node_submitter_t sub;      /* commands to the log (feeds, review decisions) */
     int bind_rc;
 };
 
@@ -127,18 +128,26 @@ reply_pack(struct worker *w, node_req_t *req, hie_envelope_t *reply)
 }
 
 static Hie__V1__ErrorCode
-reply_error(struct worker *w, node_req_t *req, Hie__V1__ErrorCode code, const char *message)
+reply_error_field(struct worker *w, node_req_t *req, Hie__V1__ErrorCode code,
+    const char *message, const char *field)
 {
     hie_envelope_t reply = HIE__V1__ENVELOPE__INIT;
     Hie__V1__Error err = HIE__V1__ERROR__INIT;
     err.code = code;
     err.message = (char *)(uintptr_t)message;
+    err.field = (char *)(uintptr_t)(field != NULL ? field : "");
     reply.body_case = HIE__V1__ENVELOPE__BODY_ERROR;
     reply.error = &err;
     if (reply_pack(w, req, &reply) != 0) {
         req->close_after = true; /* cannot even say why: drop the connection */
     }
     return code;
+}
+
+static Hie__V1__ErrorCode
+reply_error(struct worker *w, node_req_t *req, Hie__V1__ErrorCode code, const char *message)
+{
+    return reply_error_field(w, req, code, message, NULL);
 }
 
 /* Checks the organization named by the certificate against the registry. */
@@ -214,6 +223,100 @@ handle_whoami(struct worker *w, node_req_t *req, hie_org_t *org)
     return HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
 }
 
+/* ---- MPI exchanges ---------------------------------------------------------------------- */
+
+#define ROLE_BIT(r) (1u << (unsigned)(HIE__V1__ROLE__##r))
+/* Who may run which exchange (roles come from the registry, never from the client). */
+#define ROLES_FEED (ROLE_BIT(ROLE_HOSPITAL) | ROLE_BIT(ROLE_CLINIC) | ROLE_BIT(ROLE_LAB))
+#define ROLES_QUERY (ROLES_FEED | ROLE_BIT(ROLE_PAYER))
+#define ROLES_REVIEW ROLE_BIT(ROLE_OPERATOR)
+#define MPI_ARENA_BYTES (32u * 1024u * 1024u)
+
+static bool
+org_has_role(const hie_org_t *org, unsigned mask)
+{
+    for (size_t i = 0; i < org->n_roles; i++) {
+        if ((unsigned)org->roles[i] < 32u && (mask & (1u << (unsigned)org->roles[i])) != 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static unsigned
+mpi_roles(Hie__V1__Envelope__BodyCase body)
+{
+    switch (body) {
+    case HIE__V1__ENVELOPE__BODY_MPI_FEED:
+        return ROLES_FEED;
+    case HIE__V1__ENVELOPE__BODY_PIX_QUERY:
+    case HIE__V1__ENVELOPE__BODY_PDQ_QUERY:
+        return ROLES_QUERY;
+    case HIE__V1__ENVELOPE__BODY_REVIEW_LIST:
+    case HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE:
+        return ROLES_REVIEW;
+    default:
+        return 0;
+    }
+}
+
+/* Runs the exchange; fills reply's body (pointing into arena) or e. */
+static int
+mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
+    hie_envelope_t *reply, node_mpi_err_t *e)
+{
+    node_ctx_t *ctx = w->ctx;
+    hie_envelope_t *env = req->env;
+    /* every reply body number follows its request's (envelope.proto) */
+    reply->body_case = (Hie__V1__Envelope__BodyCase)((int)env->body_case + 1);
+    switch (env->body_case) {
+    case HIE__V1__ENVELOPE__BODY_MPI_FEED:
+        return hie_node__mpi_feed(ctx, &w->sub, org->id, env->id, env->mpi_feed, arena,
+            &reply->mpi_feed_reply, e);
+    case HIE__V1__ENVELOPE__BODY_PIX_QUERY:
+        return hie_node__mpi_pix(ctx, env->pix_query, arena, &reply->pix_reply, e);
+    case HIE__V1__ENVELOPE__BODY_PDQ_QUERY:
+        return hie_node__mpi_pdq(ctx, env->pdq_query, arena, &reply->pdq_reply, e);
+    case HIE__V1__ENVELOPE__BODY_REVIEW_LIST:
+        return hie_node__mpi_review_list(ctx, env->review_list, arena,
+            &reply->review_list_reply, e);
+    case HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE:
+        return hie_node__mpi_review_decide(ctx, &w->sub, org->id, env->id, env->review_decide,
+            arena, &reply->review_decide_reply, e);
+    default:
+        HIE_ASSERT(!"not an MPI exchange");
+        return -1;
+    }
+}
+
+static Hie__V1__ErrorCode
+handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org)
+{
+    unsigned roles = mpi_roles(req->env->body_case);
+    if (roles == 0) {
+        return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+            "exchange not supported");
+    }
+    if (!org_has_role(org, roles)) {
+        return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_FORBIDDEN,
+            "the organization's roles do not allow this exchange");
+    }
+    hie_arena_t *arena = NULL;
+    if (hie_arena_create(&arena, MPI_ARENA_BYTES) != 0) {
+        return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "out of memory");
+    }
+    hie_envelope_t reply = HIE__V1__ENVELOPE__INIT;
+    node_mpi_err_t e = {0};
+    Hie__V1__ErrorCode code = HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
+    if (mpi_run(w, req, org, arena, &reply, &e) != 0) {
+        code = reply_error_field(w, req, e.code, e.message, e.field);
+    } else if (reply_pack(w, req, &reply) != 0) {
+        code = reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_INTERNAL, "reply too large");
+    }
+    hie_arena_destroy(&arena);
+    return code;
+}
+
 static enum node_req_kind
 req_kind(const hie_envelope_t *env)
 {
@@ -242,8 +345,7 @@ handle_envelope(struct worker *w, node_req_t *req)
         } else if (!cached && req->env->body_case == HIE__V1__ENVELOPE__BODY_WHOAMI) {
             code = handle_whoami(w, req, org);
         } else if (!cached) {
-            code = reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
-                "exchange not supported");
+            code = handle_mpi(w, req, org);
         }
         if (!cached && code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
             cache_put(w, req);
@@ -297,6 +399,9 @@ worker_once(struct worker *w)
 static void
 worker_close_sockets(struct worker *w)
 {
+    if (w->sub.dealer != NULL) {
+        hie_node__submitter_close(&w->sub);
+    }
     if (w->pull != NULL) {
         zmq_close(w->pull);
         w->pull = NULL;
@@ -371,6 +476,7 @@ hie_node__workers_start(node_workers_t **out, node_ctx_t *ctx)
         w->index = i;
         w->cache = hie_mem_calloc(HIE_NODE_REPLY_CACHE_ENTRIES, sizeof(*w->cache));
         rc = w->cache == NULL ? HIE_ENOMEM : worker_sockets(w);
+        rc = rc == 0 ? hie_node__submitter_open(&w->sub, ctx->zctx) : rc;
         if (rc == 0) {
             rc = -pthread_create(&w->thread, NULL, worker_thread, w);
         }

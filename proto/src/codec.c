@@ -267,6 +267,34 @@ org_id_ok(const char *s)
     return s != NULL && hie_proto_org_id_valid(s, strlen(s));
 }
 
+/* Shapes only; the MPI store checks the content (seal, hashes) when it applies. */
+static int
+mpi_feed_validate(const Hie__V1__MpiFeedCommand *f, hie_errinfo_t *info)
+{
+    if (f->action < HIE__V1__FEED_ACTION__FEED_CREATE ||
+        f->action > HIE__V1__FEED_ACTION__FEED_UNLINK) {
+        return hie_errinfo_set(info, HIE_EINVAL, "action", "unknown");
+    }
+    if (!org_id_ok(f->org_id)) {
+        return hie_errinfo_set(info, HIE_EINVAL, "org_id", "invalid");
+    }
+    if (f->rec_hash.len != 16) {
+        return hie_errinfo_set(info, HIE_EINVAL, "rec_hash", "must be 16 bytes");
+    }
+    bool merge = f->action == HIE__V1__FEED_ACTION__FEED_MERGE;
+    if (f->prior_hash.len != (merge ? 16u : 0u)) {
+        return hie_errinfo_set(info, HIE_EINVAL, "prior_hash", "16 bytes for merge only");
+    }
+    bool demo = f->action == HIE__V1__FEED_ACTION__FEED_CREATE ||
+        f->action == HIE__V1__FEED_ACTION__FEED_UPDATE;
+    if (f->nonce.len != (demo ? 24u : 0u) || (demo && f->sealed.len < 16u) ||
+        (!demo && f->sealed.len != 0)) {
+        return hie_errinfo_set(info, HIE_EINVAL, "sealed", "sealed demographics for create "
+            "and update only");
+    }
+    return 0;
+}
+
 static int
 command_validate_body(const hie_command_t *cmd, hie_errinfo_t *info)
 {
@@ -307,6 +335,13 @@ command_validate_body(const hie_command_t *cmd, hie_errinfo_t *info)
             return hie_errinfo_set(info, HIE_EINVAL, "org_id", "invalid");
         }
         return 0;
+    case HIE__V1__COMMAND__BODY_MPI_FEED:
+        return mpi_feed_validate(cmd->mpi_feed, info);
+    case HIE__V1__COMMAND__BODY_MPI_REVIEW:
+        return cmd->mpi_review->id != 0 ? 0 : hie_errinfo_set(info, HIE_EINVAL, "id", "missing");
+    case HIE__V1__COMMAND__BODY_MPI_MODEL:
+        return cmd->mpi_model->model != NULL ? 0 : hie_errinfo_set(info, HIE_EINVAL, "model",
+            "missing");
     default:
         return hie_errinfo_set(info, HIE_EINVAL, "command.body", "unknown command");
     }

@@ -102,6 +102,26 @@ hie_proto_body_name(const hie_envelope_t *env)
         return "whoami_reply";
     case HIE__V1__ENVELOPE__BODY_ERROR:
         return "error";
+    case HIE__V1__ENVELOPE__BODY_MPI_FEED:
+        return "mpi_feed";
+    case HIE__V1__ENVELOPE__BODY_MPI_FEED_REPLY:
+        return "mpi_feed_reply";
+    case HIE__V1__ENVELOPE__BODY_PIX_QUERY:
+        return "pix_query";
+    case HIE__V1__ENVELOPE__BODY_PIX_REPLY:
+        return "pix_reply";
+    case HIE__V1__ENVELOPE__BODY_PDQ_QUERY:
+        return "pdq_query";
+    case HIE__V1__ENVELOPE__BODY_PDQ_REPLY:
+        return "pdq_reply";
+    case HIE__V1__ENVELOPE__BODY_REVIEW_LIST:
+        return "review_list";
+    case HIE__V1__ENVELOPE__BODY_REVIEW_LIST_REPLY:
+        return "review_list_reply";
+    case HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE:
+        return "review_decide";
+    case HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE_REPLY:
+        return "review_decide_reply";
     default:
         return "none";
     }

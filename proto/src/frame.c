@@ -135,6 +135,17 @@ validate_body(const hie_envelope_t *env, hie_errinfo_t *info)
         return 0;
     case HIE__V1__ENVELOPE__BODY_WHOAMI:
         return 0;
+    case HIE__V1__ENVELOPE__BODY_MPI_FEED:
+    case HIE__V1__ENVELOPE__BODY_PIX_QUERY:
+    case HIE__V1__ENVELOPE__BODY_PDQ_QUERY:
+    case HIE__V1__ENVELOPE__BODY_REVIEW_LIST:
+    case HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE:
+        /* exchanges that touch patients say why (consent decisions take it as input) */
+        if (env->purpose == HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED) {
+            return hie_errinfo_set(info, HIE_EINVAL, "envelope.purpose",
+                "required for this exchange");
+        }
+        return 0;
     case HIE__V1__ENVELOPE__BODY__NOT_SET:
         return hie_errinfo_set(info, HIE_EINVAL, "envelope.body", "no request body");
     default:

@@ -78,6 +78,9 @@ itest_node_write_config(itest_node_t *n)
     fprintf(f, "}\n");
     fprintf(f, "workers: 2\noperator: {http_address: 127.0.0.1, http_port: %u}\n"
         "log: {level: debug}\n", n->http_port);
+    if (!o->no_mpi_key) {
+        fprintf(f, "mpi: {key_file: \"%s\"}\n", n->mpi_key);
+    }
     fclose(f);
 }
 
@@ -95,6 +98,11 @@ itest_node_init(itest_node_t *n, const itest_opts_t *opts)
     snprintf(n->cfg, sizeof(n->cfg), "%s/node.yaml", n->root);
     snprintf(n->log, sizeof(n->log), "%s/node.log", n->root);
     shared_pki(n->pki, sizeof(n->pki));
+    snprintf(n->mpi_key, sizeof(n->mpi_key), "%s/mpi.key", n->root);
+    char out[512];
+    int krc = itest_sh(out, sizeof(out), "umask 077; head -c 32 /dev/urandom > '%s'",
+        n->mpi_key);
+    cr_assert_eq(krc, 0, "mpi key: %s", out);
     n->port = free_port();
     n->http_port = free_port();
     itest_node_write_config(n);

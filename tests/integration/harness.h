@@ -26,6 +26,7 @@ typedef struct itest_opts {
     uint32_t connections_max;
     bool tls12;                    /* allow TLS 1.2 */
     bool no_crl;
+    bool no_mpi_key;               /* leave mpi.key_file out (MPI unavailable) */
 } itest_opts_t;
 
 typedef struct itest_node {
@@ -34,6 +35,7 @@ typedef struct itest_node {
     char cfg[ITEST_PATH];
     char log[ITEST_PATH];
     char pki[ITEST_PATH];          /* ca/, certs/, other/ */
+    char mpi_key[ITEST_PATH];      /* the MPI data key file (mode 0600) */
     uint16_t port;
     uint16_t http_port;
     pid_t pid;

@@ -78,7 +78,12 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 #define HIE_LMDB_MAP_BYTES_MAX (1024ull * 1024ull * 1024ull * 1024ull)
 
 /* The ipc:// admin channel: largest request and queued messages. */
-#define HIE_ADMIN_MSG_BYTES_MAX (64u * 1024u)
+#define HIE_ADMIN_MSG_BYTES_MAX (8u * 1024u * 1024u)
+/* Items in one hiectl mpi import batch (AdminMpiFeedBatch): one group commit covers them. */
+#define HIE_ADMIN_FEED_BATCH_MAX 1024u
+/* Records hiectl mpi train reads; the index is keyed-hash ordered, so the first N are a
+ * uniform sample. About 1 KB each in memory. */
+#define HIE_MPI_TRAIN_RECORDS_MAX 200000u
 #define HIE_ADMIN_HWM 64
 
 /* Graceful shutdown: how long SIGTERM waits for in-flight requests. */

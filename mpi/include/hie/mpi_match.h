@@ -17,8 +17,14 @@
 
 #include <stdint.h>
 
-/* A normalized person record, as the matcher sees it. Empty strings and dob 0 mean missing. */
+/* A normalized person record, as the matcher sees it. Empty strings and dob 0 mean missing.
+ * A plain value: copy it freely. The fields after national_id are derived forms that
+ * hie_mpi_person_prepare() fills from the others; hie_mpi_compare() and hie_mpi_block_keys()
+ * read them instead of recomputing them per pair, and assert that prepare ran (prepared). A
+ * caller that changes a field after prepare calls it again. */
 #define HIE_MPI_FIELD_BYTES 128u
+/* The value of hie_mpi_person_t.prepared once hie_mpi_person_prepare() has run ("PREP"). */
+#define HIE_MPI_PERSON_PREPARED 0x50524550u
 typedef struct hie_mpi_person {
     char given[HIE_MPI_FIELD_BYTES];     /* first given name, normalized */
     char given_canon[HIE_MPI_FIELD_BYTES]; /* its nickname-canonical form (william for bill) */
@@ -30,6 +36,11 @@ typedef struct hie_mpi_person {
     char phone[16];
     char email[HIE_MPI_FIELD_BYTES];
     char national_id[32];
+    /* ---- derived by hie_mpi_person_prepare(), never set by hand ---- */
+    char given_code[HIE_MPI_NYSIIS_BUF_BYTES];  /* NYSIIS(given) */
+    char family_code[HIE_MPI_NYSIIS_BUF_BYTES]; /* NYSIIS(family) */
+    char canon_code[HIE_MPI_NYSIIS_BUF_BYTES];  /* NYSIIS(given_canon, else given): blocking */
+    uint32_t prepared;                          /* HIE_MPI_PERSON_PREPARED, else 0 */
 } hie_mpi_person_t;
 
 enum hie_mpi_field {
@@ -69,7 +80,8 @@ const char *hie_mpi_field_name(enum hie_mpi_field f);
 /* Name of level l of field f ("exact", "jw>=0.94", ...). Never NULL. */
 const char *hie_mpi_level_name(enum hie_mpi_field f, unsigned level);
 
-/* Compares two records field by field. Pure, any thread. */
+/* Compares two records field by field. Both must be prepared (hie_mpi_person_prepare(),
+ * asserted). Pure, any thread. */
 void hie_mpi_compare(const hie_mpi_person_t *a, const hie_mpi_person_t *b,
     hie_mpi_vector_t *out);
 
@@ -105,9 +117,22 @@ double hie_mpi_weight(const hie_mpi_model_t *model, const hie_mpi_tf_t *tf,
  * hie_mpi_weight applies, for callers that keep term frequencies elsewhere (the LMDB store). */
 double hie_mpi_weight_exact_name(const hie_mpi_model_t *model, enum hie_mpi_field f,
     double freq);
-/* Fills whatever a person record caches for comparison and blocking (derived from its
- * fields). Call after setting the fields and before hie_mpi_compare / hie_mpi_block_keys. */
+/* Fills the derived fields of p (the NYSIIS codes of its names) and marks it prepared. Call
+ * after setting the fields and before hie_mpi_compare / hie_mpi_block_keys / training, and
+ * again after changing a name. Idempotent. [in,out] p: every string NUL-terminated within its
+ * array (asserted). Any thread; never blocks. */
 void hie_mpi_person_prepare(hie_mpi_person_t *p);
+
+/* hie_mpi_string_compare(a, b), given the NYSIIS codes of a and b (hie_mpi_nysiis(), or the
+ * codes hie_mpi_person_prepare() cached): the same level, without recomputing the codes.
+ * Same preconditions as hie_mpi_string_compare(); codes non-NULL (asserted). Debug builds
+ * check the result against hie_mpi_string_compare(). */
+enum hie_mpi_str_level hie_mpi_string_compare_coded(const char *a, const char *code_a,
+    const char *b, const char *code_b);
+/* hie_mpi_jaro_winkler(a, b) >= threshold, usually without the matching: an upper bound from
+ * the characters a and b share decides most pairs of different values. Same preconditions as
+ * hie_mpi_jaro_winkler(). Any thread; reentrant. */
+bool hie_mpi_jaro_winkler_reaches(const char *a, const char *b, double threshold);
 /* P(match) for weight under the model's prior. */
 double hie_mpi_probability(const hie_mpi_model_t *model, double weight);
 
@@ -139,9 +164,10 @@ HIE_MUST_CHECK int hie_mpi_em_prior(hie_mpi_model_t *model, const hie_mpi_vector
 /* Fills keys[HIE_MPI_BLOCK_KEYS] (0 where the fields are missing): NYSIIS(family)+birth year,
  * given initial+dob, postcode+dob, the two names' NYSIIS codes in either order, national id,
  * dob, NYSIIS(given)+birth year, email or else phone, NYSIIS(family)+postcode,
- * NYSIIS(family)+given initial, city+NYSIIS(given), street, birth year and month+family
- * initial, city+birth year, e-mail domain. Many keys, so errors in two or three fields still
- * leave the pair in some block; each block is capped by the caller. */
+ * NYSIIS(family)+first two bytes of given, city+NYSIIS(given), street, birth year and
+ * month+family initial, city+birth year, e-mail local part (3 bytes or more). Many keys, so
+ * errors in two or three fields still leave the pair in some block; each block is capped by
+ * the caller. Asserts that p is prepared. */
 void hie_mpi_block_keys(const hie_mpi_person_t *p, const uint8_t key_secret[16],
     uint64_t keys[HIE_MPI_BLOCK_KEYS]);
 /* The virtual shard of a block key (design.md: shards assigned to nodes). */
@@ -150,6 +176,101 @@ hie_mpi_key_shard(uint64_t key, unsigned shards)
 {
     return (unsigned)(key % shards);
 }
+
+/* ---- candidate pairs and training (train.c) --------------------------------------------- */
+/* Largest block size cap a caller may choose: a record has at most HIE_MPI_BLOCK_KEYS times
+ * the cap candidates per call of hie_mpi_blocks_pairs(), which bounds the caller's buffer
+ * (15 x 5,000 x 4 bytes = 300 KB at this maximum). */
+#define HIE_MPI_BLOCK_SIZE_MAX 5000u
+/* Most records a block index or a training run takes: a record number and its key's number
+ * (4 bits) share a uint32_t. About 300 bytes of index per record: 268 M records is 80 GB, so
+ * memory runs out first; more records are refused with HIE_ELIMIT. */
+#define HIE_MPI_BLOCK_RECORDS_MAX (1u << 28)
+_Static_assert(HIE_MPI_BLOCK_KEYS <= 16u, "a key number fits in the 4 bits above a record");
+
+/* Every record's blocking keys, sorted: the candidate pairs of an in-memory batch (training,
+ * benchmarks, a bulk load). Opaque; built once, then read-only (threads may share it). */
+typedef struct hie_mpi_blocks hie_mpi_blocks_t;
+
+typedef struct hie_mpi_blocks_stats {
+    size_t records;
+    size_t blocks;                         /* distinct keys */
+    size_t capped_blocks;                  /* blocks over the cap: they give no pairs */
+    size_t key_pairs[HIE_MPI_BLOCK_KEYS];  /* pairs of each key's uncapped blocks, before dedup */
+    size_t key_capped[HIE_MPI_BLOCK_KEYS]; /* each key's capped blocks */
+} hie_mpi_blocks_stats_t;
+
+/* Computes the blocking keys of persons[0 .. count) and sorts them (a stable radix sort, so
+ * every block lists its records in ascending order). A block with more than block_size_max
+ * records is capped: its records are not paired through it (a key shared by hundreds of
+ * records, such as a common birth date, says little and would cost quadratic work).
+ * [out] out: set on success, else NULL; caller-owned (hie_mpi_blocks_destroy()).
+ * [in]  persons: prepared (asserted), borrowed for the call only (nothing is kept).
+ * [in]  key_secret: as for hie_mpi_block_keys().
+ * Returns 0; HIE_EINVAL (block_size_max 0 or over HIE_MPI_BLOCK_SIZE_MAX); HIE_ELIMIT (count
+ * over HIE_MPI_BLOCK_RECORDS_MAX); HIE_ENOMEM (about 300 bytes per record).
+ * Any thread; CPU-bound for O(count) (plus the keys' hashing); never blocks on I/O. */
+HIE_MUST_CHECK int hie_mpi_blocks_create(hie_mpi_blocks_t **out,
+    const hie_mpi_person_t *persons, size_t count, const uint8_t key_secret[16],
+    size_t block_size_max);
+/* Frees blocks; sets *blocks to NULL; NULL-safe. */
+void hie_mpi_blocks_destroy(hie_mpi_blocks_t **blocks);
+/* Copies the statistics of blocks to *out. */
+void hie_mpi_blocks_stats(const hie_mpi_blocks_t *blocks, hie_mpi_blocks_stats_t *out);
+/* The candidates of record: the records j > record that share an uncapped block with it
+ * through one of the keys in key_mask (bit 1 << key number; UINT32_MAX: every key), each once,
+ * ascending. Iterating record = 0 .. count - 1 gives every candidate pair once, in (i, j)
+ * order. [out] out: out_cap >= HIE_MPI_BLOCK_KEYS * block_size_max entries (asserted);
+ * [out] *out_count. Read-only on blocks: any thread. */
+void hie_mpi_blocks_pairs(const hie_mpi_blocks_t *blocks, size_t record, uint32_t key_mask,
+    uint32_t *out, size_t out_cap, size_t *out_count);
+
+/* Options of hie_mpi_train(); hie_mpi_train_opts_default() gives the values in brackets. */
+typedef struct hie_mpi_train_opts {
+    size_t u_samples;          /* random pairs for u [200,000] */
+    size_t block_size_max;     /* block cap, 1..HIE_MPI_BLOCK_SIZE_MAX [500] */
+    unsigned em_rounds_max;    /* rounds of each m session [100] */
+    unsigned prior_rounds_max; /* rounds of the prior [200] */
+    uint64_t seed;             /* of the random pairs for u [42] */
+    /* Memory bound: at most this many comparison vectors (9 bytes each) are kept per EM
+     * session; when a session has more pairs, an evenly spaced subset of them (every k-th in
+     * (i, j) order, deterministic) is used. [32 M: 288 MB] */
+    size_t pairs_max;
+} hie_mpi_train_opts_t;
+
+typedef struct hie_mpi_train_stats {
+    size_t records;
+    size_t candidate_pairs;   /* pairs of every key, deduplicated (all counted, even if sampled) */
+    size_t prior_pairs;       /* of them, the vectors the prior was estimated on */
+    size_t session_pairs[2];  /* pairs of the birth-date and the name-code sessions */
+    size_t capped_blocks;
+    unsigned em_rounds;       /* rounds of both m sessions */
+} hie_mpi_train_stats_t;
+
+/* Fills opts with the defaults above. */
+void hie_mpi_train_opts_default(hie_mpi_train_opts_t *opts);
+
+/* Trains model on persons as Splink does, deterministically for opts->seed:
+ *  1. u from opts->u_samples random pairs (hie_mpi_u_estimate());
+ *  2. m by EM in two sessions, each on the candidate pairs of one blocking key and leaving that
+ *     key's fields out (hie_mpi_em_train() exclude): the pairs with the same birth date train
+ *     every field but the date, the pairs with the same name codes train the date and the
+ *     rest; each field's m comes from the session that did not block on it;
+ *  3. the prior by EM over the candidate pairs of every key (hie_mpi_em_prior()), scaled by
+ *     the share of all record pairs that are candidates.
+ * Keeps the caller's enabled flags, thresholds and margin; replaces u, m, lambda and
+ * lambda_candidates, and bumps version.
+ * [in,out] model: a starting model (hie_mpi_model_default() and the caller's enabled flags);
+ *          written only on success.
+ * [in] persons: prepared (asserted), borrowed for the call. [in] key_secret: for the blocks.
+ * [in] opts: NULL for the defaults. [out] stats: may be NULL; zeroed on entry.
+ * Returns 0; HIE_EINVAL (count < 2, an option out of range, or no candidate pairs at all);
+ * HIE_ELIMIT (count over HIE_MPI_BLOCK_RECORDS_MAX); HIE_ENOMEM. Memory: the blocks (about
+ * 300 bytes a record) plus at most opts->pairs_max vectors. CPU-bound (it compares every
+ * candidate pair once or twice); call it off the event loop. Any thread. */
+HIE_MUST_CHECK int hie_mpi_train(hie_mpi_model_t *model, const hie_mpi_person_t *persons,
+    size_t count, const uint8_t key_secret[16], const hie_mpi_train_opts_t *opts,
+    hie_mpi_train_stats_t *stats);
 
 /* ---- PHI at rest (seal.c) --------------------------------------------------------------- */
 /* The MPI's data key: 32 random bytes in a file the operator controls (mode 0600 or stricter,

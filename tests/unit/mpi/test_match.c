@@ -23,6 +23,7 @@ person(const char *given, const char *family, uint32_t dob, const char *postcode
     }
     p.dob = dob;
     snprintf(p.postcode, sizeof(p.postcode), "%s", postcode);
+    hie_mpi_person_prepare(&p);
     return p;
 }
 

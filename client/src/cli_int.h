@@ -1,0 +1,79 @@
+/*
+ * cli_int.h - declarations shared by the files of the `hie` command line (hie_cli.c: options,
+ * connection, whoami, ping; cli_mpi.c: feed, pix, pdq, review). Not part of libhie_client.
+ *
+ * Output rules (hie --help): results on stdout, as key=value text or, with --json, JSON;
+ * failures are one lowercase line on stderr. Patient data is printed only as the result the
+ * user asked for, never in error lines.
+ */
+#ifndef HIE_CLI_INT_H
+#define HIE_CLI_INT_H
+
+#include "hie/client.h"
+
+#include <stdio.h>
+
+enum cli_exit { CLI_EXIT_OK = 0, CLI_EXIT_REPLY = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_CONN = 3 };
+/* Returned by option parsing when the program should go on rather than exit. */
+#define CLI_CONTINUE (-1)
+
+#define CLI_ADDR_DEFAULT "127.0.0.1:7443"
+#define CLI_TIMEOUT_MS_DEFAULT 5000u
+/* A DNS name is at most 253 bytes; an IPv6 literal far less. */
+#define CLI_HOST_BYTES_MAX 256u
+#define CLI_PING_COUNT_MAX 100000u
+/* Text from the node (Error.message) is cut at this length on the terminal. */
+#define CLI_NODE_TEXT_BYTES_MAX 512u
+
+struct cli {
+    const char *addr;           /* as given, for messages */
+    char host[CLI_HOST_BYTES_MAX];
+    hie_client_config_t cfg;
+    uint32_t timeout_ms;
+    bool json;
+    bool tls12;
+    int tls_max_version;        /* 0: library default */
+    Hie__V1__PurposeOfUse purpose;
+    bool purpose_set;           /* --purpose or HIE_PURPOSE was given */
+    const char *id;             /* explicit envelope id, or NULL: random */
+    hie_client_t *client;       /* created on first use */
+};
+
+struct cli_cmd {
+    const char *name;
+    const char *args;           /* usage after the name */
+    const char *summary;
+    int (*run)(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+};
+
+/* Prints "hie: <text> (see hie --help)" to stderr. Returns CLI_EXIT_USAGE. */
+int hie_cli__usage_error(const char *fmt, ...) HIE_PRINTF(1, 2);
+/* getopt_long's '?' and ':' as a usage line. Returns CLI_EXIT_USAGE. */
+int hie_cli__getopt_error(int opt, char **argv);
+/* Decimal s in [min, max] into *out. Returns 0 or HIE_EINVAL. */
+int hie_cli__parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
+/* A purpose-of-use name ("treatment", ...) into *out. Returns 0 or HIE_EINVAL. */
+int hie_cli__purpose_parse(const char *s, Hie__V1__PurposeOfUse *out);
+/* Text from the node on the terminal: control characters become '?', cut at a limit. */
+void hie_cli__fputs_safe(FILE *f, const char *s);
+/* Fills env's header: id (--id, with "-SEQ" when seq > 0, or random), purpose and clock.
+ * id_buf (at least HIE_PROTO_ID_BYTES_MAX + 1 bytes) must outlive env. Returns CLI_CONTINUE
+ * or CLI_EXIT_USAGE. */
+int hie_cli__request_init(const struct cli *cli, hie_envelope_t *env, uint32_t seq,
+    char *id_buf, size_t id_buf_bytes);
+/* Creates the reply arena. [out] *arena owned by the caller. Returns an exit code. */
+int hie_cli__arena_create(const struct cli *cli, hie_arena_t **arena);
+/* Prints an Error reply (code, message, field) on stderr. Returns CLI_EXIT_REPLY. */
+int hie_cli__error_reply(const char *what, const Hie__V1__Error *err);
+/* Sends req and waits for its reply; reports failures and Error replies on stderr. Returns an
+ * exit code; on CLI_EXIT_OK *reply is set (owned by arena) and has the body kind expect. */
+int hie_cli__call(struct cli *cli, const char *what, const hie_envelope_t *req,
+    Hie__V1__Envelope__BodyCase expect, hie_arena_t *arena, hie_envelope_t **reply);
+
+/* Subcommands in cli_mpi.c (see the table in hie_cli.c). */
+int hie_cli__cmd_feed(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+int hie_cli__cmd_pix(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+int hie_cli__cmd_pdq(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+int hie_cli__cmd_review(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * hie/mpi_store.h - the master patient index in LMDB: source records, enterprise ids (EUIDs),
+ * links, merges, unlinks, the review queue and the history of every link decision
+ * (design.md "Master patient index", issue 3 points 1, 2, 5 and 6).
+ *
+ * Two halves:
+ *  - the proposer side (feed.c), run by a worker before a command is submitted: validate a
+ *    member's demographics into the matcher's normalized form, naming the bad field, and seal
+ *    them (XChaCha20-Poly1305 under the operator's data key, fresh random nonce) so the
+ *    command log never holds PHI in plain text;
+ *  - the state side (store.c), run inside the state machine's write transaction (apply,
+ *    deterministic: everything comes from the command and the state) and by readers in their
+ *    own read transactions (PIX, PDQ, review list, training).
+ *
+ * Databases (in the node's state environment, so one transaction covers the command, its
+ * dedup entry and the MPI change): mpi_rec (rec_hash -> MpiRecord), mpi_euid (dupsort: EUID ->
+ * rec_hash), mpi_block (dupsort: shard(2) block key(8) -> rec_hash), mpi_nolink (rec_hash pair
+ * -> ""), mpi_tf (field(1) keyed hash(8) -> count), mpi_review (id(8) -> ReviewItem), mpi_hist
+ * (index(8) seq(4) -> LinkEvent), mpi_meta (counters and the model).
+ *
+ * PHI: names, dates, addresses, phone, e-mail, national id and MRN are only ever stored sealed;
+ * index keys are keyed hashes (hie_mpi_key_index_secret). Nothing here logs.
+ *
+ * Threads: a store handle is shared; apply runs on the log thread only; readers on any thread
+ * with their own read transaction.
+ */
+#ifndef HIE_MPI_STORE_H
+#define HIE_MPI_STORE_H
+
+#include "hie/mpi.h"
+#include "hie/proto.h"
+
+#include <lmdb.h>
+#include <stdatomic.h>
+
+/* ---- limits ------------------------------------------------------------------------------ */
+#define HIE_MPI_GIVEN_MAX 8u          /* given names per record */
+#define HIE_MPI_FAMILY_MAX 4u         /* family names per record */
+#define HIE_MPI_ADDRESS_LINES_MAX 4u
+#define HIE_MPI_MRN_BYTES_MAX 64u     /* printable ASCII, no spaces */
+#define HIE_MPI_EMAIL_BYTES_MAX 127u
+#define HIE_MPI_NATIONAL_ID_BYTES_MAX 31u
+#define HIE_MPI_TARGET_ORGS_MAX 64u   /* PIX target organizations */
+#define HIE_MPI_PDQ_LIMIT_MAX 50u
+#define HIE_MPI_PDQ_LIMIT_DEFAULT 10u
+#define HIE_MPI_REVIEW_PAGE_MAX 500u
+#define HIE_MPI_REVIEW_PAGE_DEFAULT 100u
+/* Records read from one block; a larger block is cut (and counted): a block that big is a
+ * common value ("smith" + 1970) that says little, and the other keys still find true pairs. */
+#define HIE_MPI_BLOCK_CAP 64u
+/* Distinct candidate records scored per match. */
+#define HIE_MPI_CANDIDATES_MAX (HIE_MPI_BLOCK_KEYS * HIE_MPI_BLOCK_CAP)
+/* Source records per EUID read by PIX and merge (a person has a handful; 1,000 is an error). */
+#define HIE_MPI_EUID_MEMBERS_MAX 1000u
+#define HIE_MPI_SHARDS_DEFAULT 64u
+/* Term-frequency adjustment starts once the index holds this many values of a name field. */
+#define HIE_MPI_TF_TOTAL_MIN 1000u
+#define HIE_MPI_REC_HASH_BYTES 16u
+#define HIE_MPI_EUID_BYTES 16u        /* "E" + 12 digits + NUL fits */
+
+/* ---- proposer side (feed.c) -------------------------------------------------------------- */
+/* Validates demographics and fills the matcher's normalized person. partial = false for a
+ * feed (a name or birth date is required as for PDQ; every value is checked), true for PDQ.
+ * On failure info names the field ("demographics.given", ...) with a static reason, and the
+ * result is zeroed. Returns 0, HIE_EINVAL or HIE_ELIMIT. Any thread; reentrant. */
+HIE_MUST_CHECK int hie_mpi_person_from_demographics(const Hie__V1__Demographics *d,
+    hie_mpi_person_t *out, hie_errinfo_t *info);
+/* True when mrn is 1..HIE_MPI_MRN_BYTES_MAX printable ASCII bytes without spaces. */
+bool hie_mpi_mrn_valid(const char *mrn);
+/* The record's identity: keyed hash (index secret) of org_id NUL mrn. */
+void hie_mpi_rec_hash(const hie_mpi_key_t *key, const char *org_id, const char *mrn,
+    uint8_t out[HIE_MPI_REC_HASH_BYTES]);
+
+/* Turns a member's feed request from org_id into the command to submit: validates it (info
+ * names the field), computes the record hashes and, for create and update, seals the MRN and
+ * demographics with a fresh random nonce. Everything is allocated in arena.
+ * Returns 0, HIE_EINVAL, HIE_ELIMIT, HIE_EDENIED (patient.org_id is not org_id) or
+ * HIE_ENOMEM. Any thread. */
+HIE_MUST_CHECK int hie_mpi_feed_command(const hie_mpi_key_t *key, const char *org_id,
+    const Hie__V1__MpiFeedRequest *req, hie_arena_t *arena, Hie__V1__MpiFeedCommand **out,
+    hie_errinfo_t *info);
+
+/* ---- state side (store.c) ---------------------------------------------------------------- */
+typedef struct hie_mpi_store hie_mpi_store_t;
+
+typedef struct hie_mpi_store_stats {
+    _Atomic uint64_t capped_blocks;   /* blocks cut at HIE_MPI_BLOCK_CAP */
+    _Atomic uint64_t candidates;      /* candidate records scored */
+    _Atomic uint64_t matches;         /* match runs (feeds and PDQ) */
+} hie_mpi_store_stats_t;
+
+/* Opens (creating) the MPI databases in env. key is borrowed and must outlive the store; it
+ * may be NULL, in which case every operation returns HIE_EUNAVAIL (no data key configured).
+ * Returns 0, HIE_ESTORAGE or HIE_ENOMEM. */
+HIE_MUST_CHECK int hie_mpi_store_open(hie_mpi_store_t **out, MDB_env *env,
+    const hie_mpi_key_t *key);
+void hie_mpi_store_close(hie_mpi_store_t **store);
+hie_mpi_store_stats_t *hie_mpi_store_stats(hie_mpi_store_t *store);
+bool hie_mpi_store_ready(const hie_mpi_store_t *store);
+
+/* A rejection: the command is recorded as refused, nothing is changed. */
+typedef struct hie_mpi_reject {
+    Hie__V1__ErrorCode code;          /* 0: not rejected */
+    const char *field;
+    const char *message;
+} hie_mpi_reject_t;
+
+/* What apply knows about the command besides its body. */
+typedef struct hie_mpi_apply_ctx {
+    MDB_txn *txn;                     /* the state machine's write transaction */
+    hie_arena_t *arena;               /* results live here */
+    const char *requester;
+    int64_t time_ms;
+    uint64_t index;                   /* log index */
+    hie_mpi_reject_t reject;          /* out */
+    uint32_t hist_seq;                /* internal: zero it */
+} hie_mpi_apply_ctx_t;
+
+/* Applies a feed command. [out] *reply (arena) on success. Returns 0 (applied, or rejected:
+ * see ctx->reject) or a storage error (HIE_ESTORAGE, HIE_ECORRUPT, HIE_ENOMEM) after which
+ * the caller aborts the transaction and stops. Log thread only. */
+HIE_MUST_CHECK int hie_mpi_store_apply_feed(hie_mpi_store_t *store, hie_mpi_apply_ctx_t *ctx,
+    const Hie__V1__MpiFeedCommand *cmd, Hie__V1__MpiFeedReply **reply);
+/* Applies an operator's review decision. Same contract. */
+HIE_MUST_CHECK int hie_mpi_store_apply_review(hie_mpi_store_t *store, hie_mpi_apply_ctx_t *ctx,
+    const Hie__V1__MpiReviewCommand *cmd, Hie__V1__ReviewDecideReply **reply);
+/* Installs a model (its version must be above the current one). Same contract. */
+HIE_MUST_CHECK int hie_mpi_store_apply_model(hie_mpi_store_t *store, hie_mpi_apply_ctx_t *ctx,
+    const Hie__V1__MpiModelCommand *cmd, uint64_t *version);
+
+/* Readers: txn is a read (or write) transaction of the caller; results live in arena.
+ * Rejections (NOT_FOUND naming the field, BAD_REQUEST) go to *reject. Return 0 or a storage
+ * error. Any thread. */
+HIE_MUST_CHECK int hie_mpi_store_pix(hie_mpi_store_t *store, MDB_txn *txn,
+    const Hie__V1__PixQuery *q, hie_arena_t *arena, Hie__V1__PixReply **reply,
+    hie_mpi_reject_t *reject);
+HIE_MUST_CHECK int hie_mpi_store_pdq(hie_mpi_store_t *store, MDB_txn *txn,
+    const Hie__V1__PdqQuery *q, hie_arena_t *arena, Hie__V1__PdqReply **reply,
+    hie_mpi_reject_t *reject);
+HIE_MUST_CHECK int hie_mpi_store_review_list(hie_mpi_store_t *store, MDB_txn *txn,
+    const Hie__V1__ReviewListRequest *q, hie_arena_t *arena, Hie__V1__ReviewListReply **reply);
+/* The current model (the default one before any training). */
+HIE_MUST_CHECK int hie_mpi_store_model(hie_mpi_store_t *store, MDB_txn *txn,
+    hie_mpi_model_t *model);
+/* Counts for hiectl mpi stats. */
+HIE_MUST_CHECK int hie_mpi_store_counts(hie_mpi_store_t *store, MDB_txn *txn,
+    uint64_t *records, uint64_t *euids, uint64_t *review_open);
+/* Calls fn with the normalized person of every active record, in rec_hash order, at most
+ * max records. fn returns non-zero to stop. For training. */
+HIE_MUST_CHECK int hie_mpi_store_each_person(hie_mpi_store_t *store, MDB_txn *txn, size_t max,
+    int (*fn)(void *fctx, const hie_mpi_person_t *p), void *fctx);
+
+/* Model <-> its stored form. */
+void hie_mpi_model_to_proto(const hie_mpi_model_t *m, Hie__V1__MpiModel *out, double *mbuf,
+    double *ubuf, protobuf_c_boolean *ebuf);
+HIE_MUST_CHECK int hie_mpi_model_from_proto(const Hie__V1__MpiModel *in, hie_mpi_model_t *out);
+
+#endif

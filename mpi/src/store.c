@@ -1,0 +1,596 @@
+/*
+ * store.c - the master patient index's LMDB databases, records and readers (PIX, PDQ, review
+ * list, training input). The commands that change them are in store_apply.c.
+ *
+ * Every value read back is validated before use (sizes, seals, string lengths): a record that
+ * fails is HIE_ECORRUPT, never a crash. Keys are keyed hashes; values holding PHI are sealed.
+ */
+#include "store_int.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+int
+store__rc(int rc)
+{
+    return rc == 0 ? 0 : (rc == MDB_NOTFOUND ? HIE_ENOTFOUND : HIE_ESTORAGE);
+}
+
+static int
+dbis_open(hie_mpi_store_t *s)
+{
+    static const struct {
+        const char *name;
+        unsigned flags;
+        size_t off;
+    } dbs[] = {
+        {"mpi_rec", 0, offsetof(hie_mpi_store_t, rec)},
+        {"mpi_euid", MDB_DUPSORT, offsetof(hie_mpi_store_t, euid)},
+        {"mpi_block", MDB_DUPSORT, offsetof(hie_mpi_store_t, block)},
+        {"mpi_nolink", 0, offsetof(hie_mpi_store_t, nolink)},
+        {"mpi_tf", 0, offsetof(hie_mpi_store_t, tf)},
+        {"mpi_review", 0, offsetof(hie_mpi_store_t, review)},
+        {"mpi_hist", 0, offsetof(hie_mpi_store_t, hist)},
+        {"mpi_meta", 0, offsetof(hie_mpi_store_t, meta)},
+    };
+    MDB_txn *txn = NULL;
+    int rc = store__rc(mdb_txn_begin(s->env, NULL, 0, &txn));
+    for (size_t i = 0; rc == 0 && i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+        MDB_dbi *dbi = (MDB_dbi *)(void *)((char *)s + dbs[i].off);
+        rc = store__rc(mdb_dbi_open(txn, dbs[i].name, MDB_CREATE | dbs[i].flags, dbi));
+    }
+    if (rc == 0) {
+        rc = store__rc(mdb_txn_commit(txn));
+        txn = NULL;
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    return rc;
+}
+
+int
+hie_mpi_store_open(hie_mpi_store_t **out, MDB_env *env, const hie_mpi_key_t *key)
+{
+    HIE_ASSERT(out != NULL && env != NULL);
+    *out = NULL;
+    hie_mpi_store_t *s = hie_mem_calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return HIE_ENOMEM;
+    }
+    s->magic = STORE_MAGIC;
+    s->env = env;
+    s->key = key;
+    if (key != NULL) {
+        hie_mpi_key_index_secret(key, s->secret);
+    }
+    int rc = dbis_open(s);
+    if (rc != 0) {
+        hie_mpi_store_close(&s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void
+hie_mpi_store_close(hie_mpi_store_t **sp)
+{
+    HIE_ASSERT(sp != NULL);
+    hie_mpi_store_t *s = *sp;
+    if (s == NULL) {
+        return;
+    }
+    HIE_ASSERT(s->magic == STORE_MAGIC);
+    sodium_memzero(s->secret, sizeof(s->secret));
+    s->magic = 0;
+    hie_mem_free(s, sizeof(*s)); /* the dbis close with the environment */
+    *sp = NULL;
+}
+
+hie_mpi_store_stats_t *
+hie_mpi_store_stats(hie_mpi_store_t *s)
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC);
+    return &s->stats;
+}
+
+bool
+hie_mpi_store_ready(const hie_mpi_store_t *s)
+{
+    return s != NULL && s->key != NULL;
+}
+
+/* ---- meta counters ---------------------------------------------------------------------- */
+
+int
+store__meta_u64(hie_mpi_store_t *s, MDB_txn *txn, const char *name, uint64_t *out)
+{
+    MDB_val k = {strlen(name), (void *)(uintptr_t)name}, v;
+    *out = 0;
+    int rc = mdb_get(txn, s->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+    if (rc != 0) {
+        return HIE_ESTORAGE;
+    }
+    if (v.mv_size != 8) {
+        return HIE_ECORRUPT;
+    }
+    *out = hie_load_be64(v.mv_data);
+    return 0;
+}
+
+int
+store__meta_put_u64(hie_mpi_store_t *s, MDB_txn *txn, const char *name, uint64_t val)
+{
+    uint8_t b[8];
+    hie_store_be64(b, val);
+    MDB_val k = {strlen(name), (void *)(uintptr_t)name}, v = {8, b};
+    return store__rc(mdb_put(txn, s->meta, &k, &v, 0));
+}
+
+int
+store__meta_add(hie_mpi_store_t *s, MDB_txn *txn, const char *name, int64_t delta)
+{
+    uint64_t cur = 0;
+    int rc = store__meta_u64(s, txn, name, &cur);
+    if (rc != 0) {
+        return rc;
+    }
+    if (delta < 0 && cur < (uint64_t)(-delta)) {
+        return HIE_ECORRUPT; /* a counter would go below zero: the state is inconsistent */
+    }
+    return store__meta_put_u64(s, txn, name, cur + (uint64_t)delta);
+}
+
+int
+store__put_msg(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, const ProtobufCMessage *msg)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    MDB_val v = {n, NULL};
+    int rc = store__rc(mdb_put(txn, dbi, k, &v, MDB_RESERVE));
+    if (rc == 0) {
+        size_t packed = protobuf_c_message_pack(msg, v.mv_data);
+        HIE_ASSERT(packed == n);
+    }
+    return rc;
+}
+
+/* ---- records ---------------------------------------------------------------------------- */
+
+static int
+get_msg(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, const ProtobufCMessageDescriptor *desc,
+    hie_arena_t *arena, ProtobufCMessage **out)
+{
+    MDB_val v;
+    *out = NULL;
+    int rc = store__rc(mdb_get(txn, dbi, k, &v));
+    if (rc != 0) {
+        return rc;
+    }
+    rc = hie_proto_unpack(desc, hie_span(v.mv_data, v.mv_size), arena, out);
+    return rc == HIE_EPROTO ? HIE_ECORRUPT : rc;
+}
+
+int
+store__rec_get(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *hash, hie_arena_t *arena,
+    Hie__V1__MpiRecord **out)
+{
+    MDB_val k = {HIE_MPI_REC_HASH_BYTES, (void *)(uintptr_t)hash};
+    ProtobufCMessage *m = NULL;
+    int rc = get_msg(txn, s->rec, &k, &hie__v1__mpi_record__descriptor, arena, &m);
+    if (rc != 0) {
+        return rc;
+    }
+    Hie__V1__MpiRecord *r = (Hie__V1__MpiRecord *)m;
+    if (r->rec_hash.len != HIE_MPI_REC_HASH_BYTES ||
+        memcmp(r->rec_hash.data, hash, HIE_MPI_REC_HASH_BYTES) != 0 ||
+        r->nonce.len != HIE_MPI_SEAL_NONCE_BYTES || r->euid == NULL ||
+        strlen(r->euid) >= HIE_MPI_EUID_BYTES || r->org_id == NULL) {
+        return HIE_ECORRUPT; /* read-back validation: the key and the value must agree */
+    }
+    *out = r;
+    return 0;
+}
+
+int
+store__rec_put(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__MpiRecord *rec)
+{
+    HIE_ASSERT(rec->rec_hash.len == HIE_MPI_REC_HASH_BYTES);
+    HIE_ASSERT(rec->euid != NULL && strlen(rec->euid) < HIE_MPI_EUID_BYTES);
+    MDB_val k = {HIE_MPI_REC_HASH_BYTES, rec->rec_hash.data};
+    return store__put_msg(txn, s->rec, &k, &rec->base);
+}
+
+int
+store__rec_open(hie_mpi_store_t *s, const Hie__V1__MpiRecord *rec, hie_arena_t *arena,
+    Hie__V1__SealedPerson **out)
+{
+    *out = NULL;
+    if (rec->sealed.len < HIE_MPI_SEAL_OVERHEAD_BYTES) {
+        return HIE_ECORRUPT;
+    }
+    size_t cap = rec->sealed.len - HIE_MPI_SEAL_OVERHEAD_BYTES + 1, len = 0;
+    uint8_t *plain = hie_arena_alloc(arena, cap);
+    if (plain == NULL) {
+        return HIE_ENOMEM;
+    }
+    int rc = hie_mpi_open(s->key, hie_span(rec->sealed.data, rec->sealed.len),
+        hie_span(rec->rec_hash.data, rec->rec_hash.len), rec->nonce.data, plain, cap, &len);
+    ProtobufCMessage *m = NULL;
+    if (rc == 0) {
+        rc = hie_proto_unpack(&hie__v1__sealed_person__descriptor, hie_span(plain, len), arena,
+            &m);
+    }
+    sodium_memzero(plain, cap);
+    if (rc != 0) {
+        return rc == HIE_ENOMEM ? rc : HIE_ECORRUPT;
+    }
+    *out = (Hie__V1__SealedPerson *)m;
+    return (*out)->mrn != NULL ? 0 : HIE_ECORRUPT;
+}
+
+static bool
+copy_field(char *dst, size_t cap, const char *src)
+{
+    size_t len = src != NULL ? strlen(src) : 0;
+    if (len >= cap) {
+        return false;
+    }
+    memcpy(dst, src != NULL ? src : "", len + 1);
+    return true;
+}
+
+int
+store__norm_to_person(const Hie__V1__NormPerson *n, hie_mpi_person_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    if (n == NULL) {
+        return HIE_ECORRUPT;
+    }
+    bool ok = copy_field(p->given, sizeof(p->given), n->given) &&
+        copy_field(p->given_canon, sizeof(p->given_canon), n->given_canon) &&
+        copy_field(p->family, sizeof(p->family), n->family) &&
+        copy_field(p->street, sizeof(p->street), n->street) &&
+        copy_field(p->city, sizeof(p->city), n->city) &&
+        copy_field(p->postcode, sizeof(p->postcode), n->postcode) &&
+        copy_field(p->phone, sizeof(p->phone), n->phone) &&
+        copy_field(p->email, sizeof(p->email), n->email) &&
+        copy_field(p->national_id, sizeof(p->national_id), n->national_id);
+    if (!ok || (n->dob != 0 && hie_mpi_date_compare(n->dob, n->dob) != HIE_MPI_DATE_EXACT)) {
+        return HIE_ECORRUPT;
+    }
+    p->dob = n->dob;
+    hie_mpi_person_prepare(p);
+    return 0;
+}
+
+int
+store__members(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t *arena,
+    uint8_t **hashes, size_t *n)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k = {strlen(euid), (void *)(uintptr_t)euid}, v;
+    *hashes = NULL;
+    *n = 0;
+    uint8_t *out = hie_arena_alloc(arena, HIE_MPI_EUID_MEMBERS_MAX * HIE_MPI_REC_HASH_BYTES);
+    if (out == NULL) {
+        return HIE_ENOMEM;
+    }
+    int rc = store__rc(mdb_cursor_open(txn, s->euid, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_KEY) : 0;
+    while (rc == 0 && mrc == 0 && *n < HIE_MPI_EUID_MEMBERS_MAX) {
+        if (v.mv_size != HIE_MPI_REC_HASH_BYTES) {
+            rc = HIE_ECORRUPT;
+            break;
+        }
+        memcpy(out + *n * HIE_MPI_REC_HASH_BYTES, v.mv_data, HIE_MPI_REC_HASH_BYTES);
+        (*n)++;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP);
+    }
+    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND) {
+        rc = HIE_ESTORAGE;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    *hashes = out;
+    return rc;
+}
+
+/* ---- term frequencies and no-link pairs -------------------------------------------------- */
+
+void
+store__tf_key(const hie_mpi_store_t *s, enum hie_mpi_field f, const char *value, uint8_t out[9])
+{
+    HIE_ASSERT(crypto_shorthash_KEYBYTES == sizeof(s->secret));
+    out[0] = (uint8_t)f;
+    crypto_shorthash(out + 1, (const uint8_t *)value, strlen(value), s->secret);
+}
+
+int
+store__tf_freq(hie_mpi_store_t *s, MDB_txn *txn, enum hie_mpi_field f, const char *value,
+    double *freq)
+{
+    *freq = 0;
+    if (value[0] == '\0') {
+        return 0;
+    }
+    uint8_t kb[9], tk[9] = {(uint8_t)f, 'T', 'O', 'T', 'A', 'L', 0, 0, 0};
+    store__tf_key(s, f, value, kb);
+    MDB_val k = {sizeof(kb), kb}, t = {sizeof(tk), tk}, v, tv;
+    int rc = mdb_get(txn, s->tf, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+    if (rc != 0 || mdb_get(txn, s->tf, &t, &tv) != 0) {
+        return HIE_ESTORAGE;
+    }
+    if (v.mv_size != 8 || tv.mv_size != 8) {
+        return HIE_ECORRUPT;
+    }
+    uint64_t c = hie_load_be64(v.mv_data), total = hie_load_be64(tv.mv_data);
+    /* a frequency from a handful of names is noise ("john" is 1 in 2 of a 2-record index):
+     * below the minimum the model's u stands */
+    *freq = total >= HIE_MPI_TF_TOTAL_MIN ? (double)c / (double)total : 0;
+    return 0;
+}
+
+bool
+store__nolink(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, const uint8_t *b)
+{
+    uint8_t kb[2 * HIE_MPI_REC_HASH_BYTES];
+    bool a_first = memcmp(a, b, HIE_MPI_REC_HASH_BYTES) < 0;
+    memcpy(kb, a_first ? a : b, HIE_MPI_REC_HASH_BYTES);
+    memcpy(kb + HIE_MPI_REC_HASH_BYTES, a_first ? b : a, HIE_MPI_REC_HASH_BYTES);
+    MDB_val k = {sizeof(kb), kb}, v;
+    return mdb_get(txn, s->nolink, &k, &v) == 0;
+}
+
+/* ---- candidates and scoring -------------------------------------------------------------- */
+
+static int
+cmp_hash(const void *a, const void *b)
+{
+    return memcmp(a, b, HIE_MPI_REC_HASH_BYTES);
+}
+
+static int
+block_scan(hie_mpi_store_t *s, MDB_cursor *cur, uint64_t key, const uint8_t *self,
+    uint8_t *out, size_t *n)
+{
+    uint8_t kb[10];
+    uint16_t shard = (uint16_t)hie_mpi_key_shard(key, HIE_MPI_SHARDS_DEFAULT);
+    kb[0] = (uint8_t)(shard >> 8);
+    kb[1] = (uint8_t)shard;
+    hie_store_be64(kb + 2, key);
+    MDB_val k = {sizeof(kb), kb}, v;
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+    unsigned taken = 0;
+    while (mrc == 0 && taken < HIE_MPI_BLOCK_CAP) {
+        if (v.mv_size != HIE_MPI_REC_HASH_BYTES) {
+            return HIE_ECORRUPT;
+        }
+        if (self == NULL || memcmp(v.mv_data, self, HIE_MPI_REC_HASH_BYTES) != 0) {
+            memcpy(out + *n * HIE_MPI_REC_HASH_BYTES, v.mv_data, HIE_MPI_REC_HASH_BYTES);
+            (*n)++;
+        }
+        taken++;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP);
+    }
+    if (mrc == 0) {
+        atomic_fetch_add(&s->stats.capped_blocks, 1);
+        return 0;
+    }
+    return mrc == MDB_NOTFOUND ? 0 : HIE_ESTORAGE;
+}
+
+/* The distinct records sharing a block key with p, sorted, self excluded. */
+static int
+candidates(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_person_t *p, const uint8_t *self,
+    hie_arena_t *arena, uint8_t **out, size_t *n)
+{
+    uint64_t keys[HIE_MPI_BLOCK_KEYS];
+    hie_mpi_block_keys(p, s->secret, keys);
+    *n = 0;
+    *out = hie_arena_alloc(arena, HIE_MPI_CANDIDATES_MAX * HIE_MPI_REC_HASH_BYTES);
+    if (*out == NULL) {
+        return HIE_ENOMEM;
+    }
+    MDB_cursor *cur = NULL;
+    int rc = store__rc(mdb_cursor_open(txn, s->block, &cur));
+    for (unsigned i = 0; rc == 0 && i < HIE_MPI_BLOCK_KEYS; i++) {
+        if (keys[i] != 0) {
+            rc = block_scan(s, cur, keys[i], self, *out, n);
+        }
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    if (rc == 0 && *n > 1) {
+        qsort(*out, *n, HIE_MPI_REC_HASH_BYTES, cmp_hash);
+        size_t u = 1;
+        for (size_t i = 1; i < *n; i++) {
+            uint8_t *prev = *out + (u - 1) * HIE_MPI_REC_HASH_BYTES;
+            if (memcmp(prev, *out + i * HIE_MPI_REC_HASH_BYTES, HIE_MPI_REC_HASH_BYTES) != 0) {
+                memmove(prev + HIE_MPI_REC_HASH_BYTES, *out + i * HIE_MPI_REC_HASH_BYTES,
+                    HIE_MPI_REC_HASH_BYTES);
+                u++;
+            }
+        }
+        *n = u;
+    }
+    return rc;
+}
+
+static int
+score_one(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
+    const hie_mpi_person_t *p, const hie_mpi_person_t *c, store_cand_t *out)
+{
+    hie_mpi_vector_t v;
+    hie_mpi_compare(p, c, &v);
+    double w = hie_mpi_weight(model, NULL, p, &v, out->explain);
+    static const enum hie_mpi_field names[2] = {HIE_MPI_F_GIVEN, HIE_MPI_F_FAMILY};
+    for (unsigned i = 0; i < 2; i++) {
+        enum hie_mpi_field f = names[i];
+        if (v.level[f] != HIE_MPI_STR_EXACT || !model->enabled[f]) {
+            continue;
+        }
+        double freq = 0;
+        int rc = store__tf_freq(s, txn, f, f == HIE_MPI_F_GIVEN ? p->given : p->family, &freq);
+        if (rc != 0) {
+            return rc;
+        }
+        double adj = hie_mpi_weight_exact_name(model, f, freq);
+        w += adj - out->explain[f].weight;
+        out->explain[f].weight = adj;
+    }
+    out->weight = w;
+    return 0;
+}
+
+static store_cand_t *
+cand_slot(store_match_t *m, const char *euid)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        if (strcmp(m->cand[i].euid, euid) == 0) {
+            return &m->cand[i];
+        }
+    }
+    return NULL;
+}
+
+static int
+cmp_cand(const void *a, const void *b)
+{
+    const store_cand_t *x = a, *y = b;
+    if (x->weight != y->weight) {
+        return x->weight > y->weight ? -1 : 1;
+    }
+    return strcmp(x->euid, y->euid); /* deterministic order on ties */
+}
+
+/* Scores one candidate record into the per-EUID table; excluded EUIDs get weight -inf. */
+static int
+match_record(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
+    const hie_mpi_person_t *p, const uint8_t *self, const uint8_t *h, hie_arena_t *arena,
+    store_match_t *m)
+{
+    Hie__V1__MpiRecord *rec = NULL;
+    Hie__V1__SealedPerson *sp = NULL;
+    hie_mpi_person_t cp;
+    int rc = store__rec_get(s, txn, h, arena, &rec);
+    if (rc != 0 || rec->merged) {
+        return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc; /* a block points at no record */
+    }
+    store_cand_t *slot = cand_slot(m, rec->euid);
+    bool excluded = self != NULL && store__nolink(s, txn, self, h);
+    if (slot != NULL && isinf(slot->weight) && slot->weight < 0) {
+        return 0;
+    }
+    store_cand_t c;
+    memset(&c, 0, sizeof(c));
+    snprintf(c.euid, sizeof(c.euid), "%s", rec->euid);
+    memcpy(c.rec_hash, h, HIE_MPI_REC_HASH_BYTES);
+    c.weight = -INFINITY;
+    if (!excluded) {
+        rc = store__rec_open(s, rec, arena, &sp);
+        rc = rc == 0 ? store__norm_to_person(sp->norm, &cp) : rc;
+        rc = rc == 0 ? score_one(s, txn, model, p, &cp, &c) : rc;
+        sodium_memzero(&cp, sizeof(cp));
+        atomic_fetch_add(&s->stats.candidates, 1);
+    }
+    if (rc == 0 && slot == NULL) {
+        m->cand[m->n++] = c;
+    } else if (rc == 0 && (excluded || c.weight > slot->weight)) {
+        *slot = c;
+    }
+    return rc;
+}
+
+int
+store__match(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
+    const hie_mpi_person_t *p, const uint8_t *self, hie_arena_t *arena, store_match_t *out)
+{
+    uint8_t *hashes = NULL;
+    size_t n = 0;
+    out->n = 0;
+    int rc = candidates(s, txn, p, self, arena, &hashes, &n);
+    out->cand = rc == 0 ? hie_arena_alloc(arena, (n + 1) * sizeof(*out->cand)) : NULL;
+    if (rc == 0 && out->cand == NULL) {
+        rc = HIE_ENOMEM;
+    }
+    atomic_fetch_add(&s->stats.matches, 1);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = match_record(s, txn, model, p, self, hashes + i * HIE_MPI_REC_HASH_BYTES, arena,
+            out);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    size_t kept = 0; /* drop the EUIDs p must not join (manual no-link) */
+    for (size_t i = 0; i < out->n; i++) {
+        if (!isinf(out->cand[i].weight)) {
+            out->cand[kept++] = out->cand[i];
+        }
+    }
+    out->n = kept;
+    qsort(out->cand, out->n, sizeof(*out->cand), cmp_cand);
+    return 0;
+}
+
+int
+store__explain(const hie_mpi_model_t *model, const store_cand_t *c, const char *rule,
+    hie_arena_t *arena, Hie__V1__MatchExplanation **out)
+{
+    Hie__V1__MatchExplanation *e = hie_arena_alloc(arena, sizeof(*e));
+    Hie__V1__FieldScore *fs = hie_arena_alloc(arena, HIE_MPI_FIELD_COUNT * sizeof(*fs));
+    Hie__V1__FieldScore **fp = hie_arena_alloc(arena, HIE_MPI_FIELD_COUNT * sizeof(*fp));
+    char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
+    if (e == NULL || fs == NULL || fp == NULL || euid == NULL) {
+        return HIE_ENOMEM;
+    }
+    hie__v1__match_explanation__init(e);
+    snprintf(euid, HIE_MPI_EUID_BYTES, "%s", c->euid);
+    e->candidate_euid = euid;
+    e->weight = c->weight;
+    e->probability = hie_mpi_probability(model, c->weight);
+    e->model_version = model->version;
+    e->rule = (char *)(uintptr_t)rule;
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+        hie__v1__field_score__init(&fs[f]);
+        fs[f].field = (char *)(uintptr_t)hie_mpi_field_name((enum hie_mpi_field)f);
+        fs[f].level = (char *)(uintptr_t)hie_mpi_level_name((enum hie_mpi_field)f,
+            c->explain[f].level);
+        fs[f].weight = c->explain[f].weight;
+        fp[f] = &fs[f];
+    }
+    e->n_fields = HIE_MPI_FIELD_COUNT;
+    e->fields = fp;
+    *out = e;
+    return 0;
+}
+
+int
+store__patient_id(hie_mpi_store_t *s, const Hie__V1__MpiRecord *rec, hie_arena_t *arena,
+    Hie__V1__PatientId **out)
+{
+    Hie__V1__SealedPerson *sp = NULL;
+    Hie__V1__PatientId *id = hie_arena_alloc(arena, sizeof(*id));
+    if (id == NULL) {
+        return HIE_ENOMEM;
+    }
+    int rc = store__rec_open(s, rec, arena, &sp);
+    if (rc != 0) {
+        return rc;
+    }
+    hie__v1__patient_id__init(id);
+    id->org_id = rec->org_id;
+    id->mrn = sp->mrn;
+    *out = id;
+    return 0;
+}

@@ -1,0 +1,774 @@
+/*
+ * store_apply.c - the MPI commands as the state machine applies them: feed (create, update,
+ * merge, unlink), review decisions and model installs.
+ *
+ * Deterministic: everything comes from the command, its context (requester, time, index) and
+ * the state; the only "randomness", the sealing nonce, travels in the command, and the nonce
+ * of the stored seal is derived from it. Matching runs here, inside the write transaction, so
+ * two feeds of the same person can never both miss each other.
+ *
+ * A refused command changes nothing: every check that can refuse runs before the first
+ * write. Storage errors abort the whole batch (the caller's transaction).
+ */
+#include "store_int.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#define BAD HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST
+#define NOT_FOUND HIE__V1__ERROR_CODE__ERROR_NOT_FOUND
+
+static int
+refuse(hie_mpi_apply_ctx_t *ctx, Hie__V1__ErrorCode code, const char *field, const char *msg)
+{
+    ctx->reject.code = code;
+    ctx->reject.field = field;
+    ctx->reject.message = msg;
+    return 0;
+}
+
+/* One prepared feed: the decoded person and the decision about it. */
+struct feed {
+    Hie__V1__SealedPerson *sp;
+    hie_mpi_person_t p;
+    hie_mpi_model_t model;
+    store_match_t match;
+    Hie__V1__FeedOutcome outcome;
+    const store_cand_t *cand;       /* best candidate considered, or NULL */
+    const char *rule;
+};
+
+/* ---- small writers ----------------------------------------------------------------------- */
+
+static int
+euid_new(hie_mpi_store_t *s, MDB_txn *txn, hie_arena_t *arena, char **out)
+{
+    uint64_t next = 0;
+    int rc = store__meta_u64(s, txn, "euid_next", &next);
+    *out = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
+    if (rc == 0 && *out == NULL) {
+        rc = HIE_ENOMEM;
+    }
+    if (rc == 0) {
+        next++;
+        snprintf(*out, HIE_MPI_EUID_BYTES, "E%012llu", (unsigned long long)next);
+        rc = store__meta_put_u64(s, txn, "euid_next", next);
+    }
+    return rc == 0 ? store__meta_add(s, txn, "euids", 1) : rc;
+}
+
+static int
+member_add(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, const uint8_t *h)
+{
+    MDB_val k = {strlen(euid), (void *)(uintptr_t)euid};
+    MDB_val v = {HIE_MPI_REC_HASH_BYTES, (void *)(uintptr_t)h};
+    return store__rc(mdb_put(txn, s->euid, &k, &v, 0));
+}
+
+/* Removes h from euid; an EUID left empty no longer counts. */
+static int
+member_del(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, const uint8_t *h)
+{
+    MDB_val k = {strlen(euid), (void *)(uintptr_t)euid};
+    MDB_val v = {HIE_MPI_REC_HASH_BYTES, (void *)(uintptr_t)h}, any;
+    int rc = mdb_del(txn, s->euid, &k, &v);
+    if (rc != 0) {
+        return rc == MDB_NOTFOUND ? HIE_ECORRUPT : HIE_ESTORAGE;
+    }
+    rc = mdb_get(txn, s->euid, &k, &any);
+    if (rc == MDB_NOTFOUND) {
+        return store__meta_add(s, txn, "euids", -1);
+    }
+    return store__rc(rc);
+}
+
+static int
+blocks_change(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__MpiRecord *rec, bool add)
+{
+    for (size_t i = 0; i < rec->n_block_keys; i++) {
+        uint8_t kb[10];
+        uint64_t key = rec->block_keys[i];
+        uint16_t shard = (uint16_t)hie_mpi_key_shard(key, HIE_MPI_SHARDS_DEFAULT);
+        kb[0] = (uint8_t)(shard >> 8);
+        kb[1] = (uint8_t)shard;
+        hie_store_be64(kb + 2, key);
+        MDB_val k = {sizeof(kb), kb}, v = {HIE_MPI_REC_HASH_BYTES, rec->rec_hash.data};
+        int rc = add ? mdb_put(txn, s->block, &k, &v, MDB_NODUPDATA) : mdb_del(txn, s->block,
+            &k, &v);
+        if (rc != 0 && rc != MDB_KEYEXIST && !(rc == MDB_NOTFOUND && !add)) {
+            return HIE_ESTORAGE;
+        }
+    }
+    return 0;
+}
+
+static int
+tf_count(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t kb[9], int delta)
+{
+    uint8_t tk[9] = {kb[0], 'T', 'O', 'T', 'A', 'L', 0, 0, 0};
+    const uint8_t *keys[2] = {kb, tk};
+    for (unsigned i = 0; i < 2; i++) {
+        MDB_val k = {9, (void *)(uintptr_t)keys[i]}, v;
+        uint64_t c = 0;
+        int rc = mdb_get(txn, s->tf, &k, &v);
+        if (rc == 0 && v.mv_size == 8) {
+            c = hie_load_be64(v.mv_data);
+        } else if (rc != MDB_NOTFOUND) {
+            return rc == 0 ? HIE_ECORRUPT : HIE_ESTORAGE;
+        }
+        if (delta < 0 && c == 0) {
+            return HIE_ECORRUPT;
+        }
+        c = delta < 0 ? c - 1 : c + 1;
+        uint8_t b[8];
+        hie_store_be64(b, c);
+        MDB_val nv = {8, b};
+        rc = c == 0 && i == 0 ? mdb_del(txn, s->tf, &k, NULL) : mdb_put(txn, s->tf, &k, &nv, 0);
+        if (rc != 0) {
+            return HIE_ESTORAGE;
+        }
+    }
+    return 0;
+}
+
+/* Counts (delta +1) or uncounts (-1) the record's names for term frequencies. */
+static int
+tf_change(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__MpiRecord *rec, int delta)
+{
+    const uint64_t hashes[2] = {rec->tf_given, rec->tf_family};
+    const enum hie_mpi_field fields[2] = {HIE_MPI_F_GIVEN, HIE_MPI_F_FAMILY};
+    for (unsigned i = 0; i < 2; i++) {
+        if (hashes[i] == 0) {
+            continue;
+        }
+        uint8_t kb[9];
+        kb[0] = (uint8_t)fields[i];
+        memcpy(kb + 1, &hashes[i], 8);
+        int rc = tf_count(s, txn, kb, delta);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int
+nolink_put(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, const uint8_t *b, bool del)
+{
+    uint8_t kb[2 * HIE_MPI_REC_HASH_BYTES];
+    bool a_first = memcmp(a, b, HIE_MPI_REC_HASH_BYTES) < 0;
+    memcpy(kb, a_first ? a : b, HIE_MPI_REC_HASH_BYTES);
+    memcpy(kb + HIE_MPI_REC_HASH_BYTES, a_first ? b : a, HIE_MPI_REC_HASH_BYTES);
+    MDB_val k = {sizeof(kb), kb}, v = {0, (void *)""};
+    int rc = del ? mdb_del(txn, s->nolink, &k, NULL) : mdb_put(txn, s->nolink, &k, &v, 0);
+    return rc == 0 || (del && rc == MDB_NOTFOUND) ? 0 : HIE_ESTORAGE;
+}
+
+static int
+hist_add(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiRecord *rec,
+    const char *prior_euid, Hie__V1__FeedAction action, Hie__V1__FeedOutcome outcome,
+    Hie__V1__MatchExplanation *why)
+{
+    Hie__V1__LinkEvent ev = HIE__V1__LINK_EVENT__INIT;
+    ev.org_id = rec->org_id;
+    ev.rec_hash = rec->rec_hash;
+    ev.euid = rec->euid;
+    ev.prior_euid = (char *)(uintptr_t)(prior_euid != NULL ? prior_euid : "");
+    ev.action = action;
+    ev.outcome = outcome;
+    ev.origin = rec->origin;
+    ev.explanation = why;
+    ev.requester = (char *)(uintptr_t)ctx->requester;
+    ev.time_ms = ctx->time_ms;
+    uint8_t kb[12];
+    hie_store_be64(kb, ctx->index);
+    hie_store_be32(kb + 8, ctx->hist_seq++);
+    MDB_val k = {sizeof(kb), kb};
+    return store__put_msg(ctx->txn, s->hist, &k, &ev.base);
+}
+
+/* ---- the stored record ------------------------------------------------------------------ */
+
+static void
+norm_from_person(const hie_mpi_person_t *p, Hie__V1__NormPerson *n)
+{
+    hie__v1__norm_person__init(n);
+    n->given = (char *)(uintptr_t)p->given;
+    n->given_canon = (char *)(uintptr_t)p->given_canon;
+    n->family = (char *)(uintptr_t)p->family;
+    n->dob = p->dob;
+    n->street = (char *)(uintptr_t)p->street;
+    n->city = (char *)(uintptr_t)p->city;
+    n->postcode = (char *)(uintptr_t)p->postcode;
+    n->phone = (char *)(uintptr_t)p->phone;
+    n->email = (char *)(uintptr_t)p->email;
+    n->national_id = (char *)(uintptr_t)p->national_id;
+}
+
+/* Seals the person (MRN, demographics, normalized form) into rec under a nonce derived from
+ * the command's, and fills the record's index keys. */
+static int
+rec_seal(hie_mpi_store_t *s, hie_arena_t *arena, const Hie__V1__MpiFeedCommand *cmd,
+    struct feed *fd, Hie__V1__MpiRecord *rec)
+{
+    Hie__V1__NormPerson norm;
+    norm_from_person(&fd->p, &norm);
+    fd->sp->norm = &norm;
+    size_t n = protobuf_c_message_get_packed_size(&fd->sp->base);
+    uint8_t *plain = hie_arena_alloc(arena, n + 1);
+    uint8_t *sealed = hie_arena_alloc(arena, n + HIE_MPI_SEAL_OVERHEAD_BYTES);
+    uint8_t *nonce = hie_arena_alloc(arena, HIE_MPI_SEAL_NONCE_BYTES);
+    uint64_t *keys = hie_arena_alloc(arena, HIE_MPI_BLOCK_KEYS * sizeof(*keys));
+    if (plain == NULL || sealed == NULL || nonce == NULL || keys == NULL) {
+        return HIE_ENOMEM;
+    }
+    HIE_ASSERT(protobuf_c_message_pack(&fd->sp->base, plain) == n);
+    fd->sp->norm = NULL;
+    crypto_generichash(nonce, HIE_MPI_SEAL_NONCE_BYTES, cmd->nonce.data, cmd->nonce.len,
+        (const uint8_t *)"hie-mpi-stored-v1", 17);
+    int rc = hie_mpi_seal(s->key, hie_span(plain, n), hie_span(rec->rec_hash.data,
+        rec->rec_hash.len), nonce, sealed, n + HIE_MPI_SEAL_OVERHEAD_BYTES);
+    sodium_memzero(plain, n);
+    if (rc != 0) {
+        return rc;
+    }
+    rec->nonce.data = nonce;
+    rec->nonce.len = HIE_MPI_SEAL_NONCE_BYTES;
+    rec->sealed.data = sealed;
+    rec->sealed.len = n + HIE_MPI_SEAL_OVERHEAD_BYTES;
+    uint64_t all[HIE_MPI_BLOCK_KEYS];
+    hie_mpi_block_keys(&fd->p, s->secret, all);
+    rec->n_block_keys = 0;
+    for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
+        if (all[i] != 0) {
+            keys[rec->n_block_keys++] = all[i];
+        }
+    }
+    rec->block_keys = keys;
+    uint8_t tk[9];
+    rec->tf_given = rec->tf_family = 0;
+    if (fd->p.given[0] != '\0') {
+        store__tf_key(s, HIE_MPI_F_GIVEN, fd->p.given, tk);
+        memcpy(&rec->tf_given, tk + 1, 8);
+    }
+    if (fd->p.family[0] != '\0') {
+        store__tf_key(s, HIE_MPI_F_FAMILY, fd->p.family, tk);
+        memcpy(&rec->tf_family, tk + 1, 8);
+    }
+    return 0;
+}
+
+/* Opens the command's sealed person and validates it into fd. Refuses (ctx->reject) when the
+ * bytes do not open, do not belong to the record, or do not validate. */
+static int
+feed_open(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCommand *cmd,
+    struct feed *fd)
+{
+    if (cmd->nonce.len != HIE_MPI_SEAL_NONCE_BYTES ||
+        cmd->sealed.len < HIE_MPI_SEAL_OVERHEAD_BYTES ||
+        cmd->sealed.len > HIE_MPI_SEAL_PLAIN_BYTES_MAX + HIE_MPI_SEAL_OVERHEAD_BYTES) {
+        return refuse(ctx, BAD, "sealed", "missing or oversized sealed demographics");
+    }
+    Hie__V1__MpiRecord probe = HIE__V1__MPI_RECORD__INIT;
+    probe.rec_hash = cmd->rec_hash;
+    probe.nonce = cmd->nonce;
+    probe.sealed = cmd->sealed;
+    int rc = store__rec_open(s, &probe, ctx->arena, &fd->sp);
+    if (rc == HIE_ENOMEM) {
+        return rc;
+    }
+    if (rc != 0) {
+        return refuse(ctx, BAD, "sealed", "does not open with this node's data key");
+    }
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    hie_mpi_rec_hash(s->key, cmd->org_id, fd->sp->mrn, h);
+    if (sodium_memcmp(h, cmd->rec_hash.data, sizeof(h)) != 0) {
+        return refuse(ctx, BAD, "rec_hash", "does not match the sealed MRN");
+    }
+    hie_errinfo_t info = {0};
+    if (hie_mpi_person_from_demographics(fd->sp->demographics, &fd->p, &info) != 0) {
+        return refuse(ctx, BAD, info.field, info.reason);
+    }
+    fd->sp->norm = NULL;
+    return hie_mpi_store_model(s, ctx->txn, &fd->model);
+}
+
+/* Scores p against the index and decides: link, review or new. */
+static int
+feed_decide(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const uint8_t *self, struct feed *fd)
+{
+    int rc = store__match(s, ctx->txn, &fd->model, &fd->p, self, ctx->arena, &fd->match);
+    if (rc != 0) {
+        return rc;
+    }
+    const hie_mpi_model_t *m = &fd->model;
+    fd->cand = NULL;
+    fd->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_NEW;
+    fd->rule = "new: no candidate";
+    if (fd->match.n == 0) {
+        return 0;
+    }
+    const store_cand_t *c1 = &fd->match.cand[0];
+    double p1 = hie_mpi_probability(m, c1->weight);
+    bool close = fd->match.n > 1 && c1->weight - fd->match.cand[1].weight < m->margin_weight &&
+        hie_mpi_probability(m, fd->match.cand[1].weight) >= m->link_probability;
+    fd->cand = c1;
+    if (p1 >= m->link_probability && !close) {
+        fd->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_LINKED;
+        fd->rule = "auto-link: probability at or above the link threshold";
+    } else if (p1 >= m->review_probability) {
+        fd->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_REVIEW;
+        fd->rule = close ? "review: runner-up within the margin"
+                         : "review: between the review and link thresholds";
+    } else {
+        fd->rule = "new: best candidate below the review threshold";
+    }
+    return 0;
+}
+
+static int
+review_add(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiRecord *rec,
+    Hie__V1__MatchExplanation *why, uint64_t *id)
+{
+    int rc = store__meta_u64(s, ctx->txn, "review_next", id);
+    if (rc != 0) {
+        return rc;
+    }
+    (*id)++;
+    Hie__V1__ReviewItem it = HIE__V1__REVIEW_ITEM__INIT;
+    it.id = *id;
+    it.rec_hash = rec->rec_hash;
+    it.candidate_euid = why->candidate_euid;
+    it.explanation = why;
+    it.status = HIE__V1__REVIEW_STATUS__REVIEW_OPEN;
+    it.created_ms = ctx->time_ms;
+    uint8_t kb[8];
+    hie_store_be64(kb, *id);
+    MDB_val k = {8, kb};
+    rc = store__put_msg(ctx->txn, s->review, &k, &it.base);
+    rc = rc == 0 ? store__meta_put_u64(s, ctx->txn, "review_next", *id) : rc;
+    return rc == 0 ? store__meta_add(s, ctx->txn, "review_open", 1) : rc;
+}
+
+/* Writes the reply, the review item and the history event of a create or update. */
+static int
+feed_finish(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCommand *cmd,
+    struct feed *fd, Hie__V1__MpiRecord *rec, const char *prior, Hie__V1__MpiFeedReply **reply)
+{
+    Hie__V1__MpiFeedReply *r = hie_arena_alloc(ctx->arena, sizeof(*r));
+    if (r == NULL) {
+        return HIE_ENOMEM;
+    }
+    hie__v1__mpi_feed_reply__init(r);
+    int rc = fd->cand != NULL ? store__explain(&fd->model, fd->cand, fd->rule, ctx->arena,
+        &r->explanation) : 0;
+    if (rc == 0 && fd->outcome == HIE__V1__FEED_OUTCOME__OUTCOME_REVIEW) {
+        rc = review_add(s, ctx, rec, r->explanation, &r->review_id);
+    }
+    rc = rc == 0 ? hist_add(s, ctx, rec, prior, cmd->action, fd->outcome, r->explanation) : rc;
+    r->euid = rec->euid;
+    r->outcome = fd->outcome;
+    *reply = rc == 0 ? r : NULL;
+    return rc;
+}
+
+/* ---- feed actions ----------------------------------------------------------------------- */
+
+static int
+feed_create(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCommand *cmd,
+    struct feed *fd, Hie__V1__MpiFeedReply **reply)
+{
+    Hie__V1__MpiRecord *old = NULL;
+    int rc = store__rec_get(s, ctx->txn, cmd->rec_hash.data, ctx->arena, &old);
+    if (rc == 0) {
+        return refuse(ctx, BAD, "patient.mrn", "this MRN is already in the index; use update");
+    }
+    rc = rc == HIE_ENOTFOUND ? feed_open(s, ctx, cmd, fd) : rc;
+    if (rc != 0 || ctx->reject.code != 0) {
+        return rc;
+    }
+    rc = feed_decide(s, ctx, cmd->rec_hash.data, fd);
+    Hie__V1__MpiRecord *rec = hie_arena_alloc(ctx->arena, sizeof(*rec));
+    if (rc == 0 && rec == NULL) {
+        rc = HIE_ENOMEM;
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    hie__v1__mpi_record__init(rec);
+    rec->org_id = cmd->org_id;
+    rec->rec_hash = cmd->rec_hash;
+    rec->version = 1;
+    rec->created_ms = rec->updated_ms = ctx->time_ms;
+    bool linked = fd->outcome == HIE__V1__FEED_OUTCOME__OUTCOME_LINKED;
+    rec->origin = linked ? HIE__V1__LINK_ORIGIN__LINK_AUTO : HIE__V1__LINK_ORIGIN__LINK_NEW;
+    if (linked) {
+        rec->euid = (char *)(uintptr_t)fd->cand->euid;
+    } else {
+        rc = euid_new(s, ctx->txn, ctx->arena, &rec->euid);
+    }
+    rc = rc == 0 ? rec_seal(s, ctx->arena, cmd, fd, rec) : rc;
+    rc = rc == 0 ? store__rec_put(s, ctx->txn, rec) : rc;
+    rc = rc == 0 ? blocks_change(s, ctx->txn, rec, true) : rc;
+    rc = rc == 0 ? tf_change(s, ctx->txn, rec, 1) : rc;
+    rc = rc == 0 ? member_add(s, ctx->txn, rec->euid, rec->rec_hash.data) : rc;
+    rc = rc == 0 ? store__meta_add(s, ctx->txn, "records", 1) : rc;
+    return rc == 0 ? feed_finish(s, ctx, cmd, fd, rec, NULL, reply) : rc;
+}
+
+/* An updated record alone in its EUID is matched again (it may now be someone we know);
+ * one that shares its EUID keeps it: re-deciding links is the review queue's job. */
+static int
+feed_rematch(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, struct feed *fd,
+    Hie__V1__MpiRecord *rec, char **prior)
+{
+    uint8_t *hashes = NULL;
+    size_t n = 0;
+    *prior = rec->euid;
+    fd->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED;
+    int rc = store__members(s, ctx->txn, rec->euid, ctx->arena, &hashes, &n);
+    if (rc != 0 || n != 1) {
+        return rc;
+    }
+    rc = feed_decide(s, ctx, rec->rec_hash.data, fd);
+    if (rc != 0) {
+        return rc;
+    }
+    if (fd->outcome == HIE__V1__FEED_OUTCOME__OUTCOME_LINKED) {
+        rc = member_del(s, ctx->txn, rec->euid, rec->rec_hash.data);
+        rec->euid = (char *)(uintptr_t)fd->cand->euid;
+        rec->origin = HIE__V1__LINK_ORIGIN__LINK_AUTO;
+        rc = rc == 0 ? member_add(s, ctx->txn, rec->euid, rec->rec_hash.data) : rc;
+    } else if (fd->outcome == HIE__V1__FEED_OUTCOME__OUTCOME_NEW) {
+        fd->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED;
+    }
+    return rc;
+}
+
+static int
+feed_update(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCommand *cmd,
+    struct feed *fd, Hie__V1__MpiFeedReply **reply)
+{
+    Hie__V1__MpiRecord *rec = NULL;
+    int rc = store__rec_get(s, ctx->txn, cmd->rec_hash.data, ctx->arena, &rec);
+    if (rc == HIE_ENOTFOUND || (rc == 0 && rec->merged)) {
+        return refuse(ctx, NOT_FOUND, "patient.mrn", "no record of this MRN at this organization");
+    }
+    rc = rc == 0 ? feed_open(s, ctx, cmd, fd) : rc;
+    if (rc != 0 || ctx->reject.code != 0) {
+        return rc;
+    }
+    char *prior = NULL;
+    rc = blocks_change(s, ctx->txn, rec, false);
+    rc = rc == 0 ? tf_change(s, ctx->txn, rec, -1) : rc;
+    rc = rc == 0 ? feed_rematch(s, ctx, fd, rec, &prior) : rc;
+    rc = rc == 0 ? rec_seal(s, ctx->arena, cmd, fd, rec) : rc;
+    rec->version++;
+    rec->updated_ms = ctx->time_ms;
+    rc = rc == 0 ? store__rec_put(s, ctx->txn, rec) : rc;
+    rc = rc == 0 ? blocks_change(s, ctx->txn, rec, true) : rc;
+    rc = rc == 0 ? tf_change(s, ctx->txn, rec, 1) : rc;
+    return rc == 0 ? feed_finish(s, ctx, cmd, fd, rec, prior, reply) : rc;
+}
+
+/* Moves every member of from (except skip) into to. */
+static int
+euid_fold(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const char *from, const char *to,
+    Hie__V1__FeedAction action)
+{
+    uint8_t *hashes = NULL;
+    size_t n = 0;
+    int rc = store__members(s, ctx->txn, from, ctx->arena, &hashes, &n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        Hie__V1__MpiRecord *m = NULL;
+        rc = store__rec_get(s, ctx->txn, hashes + i * HIE_MPI_REC_HASH_BYTES, ctx->arena, &m);
+        rc = rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
+        rc = rc == 0 ? member_del(s, ctx->txn, from, m->rec_hash.data) : rc;
+        if (rc == 0) {
+            m->euid = (char *)(uintptr_t)to;
+            m->version++;
+            m->updated_ms = ctx->time_ms;
+            rc = member_add(s, ctx->txn, to, m->rec_hash.data);
+        }
+        rc = rc == 0 ? store__rec_put(s, ctx->txn, m) : rc;
+        rc = rc == 0 ? hist_add(s, ctx, m, from, action,
+            HIE__V1__FEED_OUTCOME__OUTCOME_MERGED, NULL) : rc;
+    }
+    return rc;
+}
+
+static int
+feed_merge(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCommand *cmd,
+    Hie__V1__MpiFeedReply **reply)
+{
+    Hie__V1__MpiRecord *sv = NULL, *pr = NULL;
+    int rc = store__rec_get(s, ctx->txn, cmd->rec_hash.data, ctx->arena, &sv);
+    if (rc == HIE_ENOTFOUND || (rc == 0 && sv->merged)) {
+        return refuse(ctx, NOT_FOUND, "patient.mrn", "no record of this MRN at this organization");
+    }
+    rc = rc == 0 ? store__rec_get(s, ctx->txn, cmd->prior_hash.data, ctx->arena, &pr) : rc;
+    if (rc == HIE_ENOTFOUND) {
+        return refuse(ctx, NOT_FOUND, "prior_mrn", "no record of this MRN at this organization");
+    }
+    if (rc == 0 && pr->merged) {
+        return refuse(ctx, BAD, "prior_mrn", "already merged");
+    }
+    char *prior_euid = rc == 0 ? pr->euid : NULL;
+    rc = rc == 0 ? blocks_change(s, ctx->txn, pr, false) : rc;
+    rc = rc == 0 ? tf_change(s, ctx->txn, pr, -1) : rc;
+    rc = rc == 0 ? member_del(s, ctx->txn, pr->euid, pr->rec_hash.data) : rc;
+    if (rc == 0 && strcmp(prior_euid, sv->euid) != 0) {
+        rc = euid_fold(s, ctx, prior_euid, sv->euid, cmd->action);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    pr->merged = true;
+    pr->merged_into = sv->rec_hash;
+    pr->euid = sv->euid;
+    pr->n_block_keys = 0;
+    pr->tf_given = pr->tf_family = 0;
+    pr->origin = HIE__V1__LINK_ORIGIN__LINK_MANUAL;
+    pr->version++;
+    pr->updated_ms = ctx->time_ms;
+    rc = store__rec_put(s, ctx->txn, pr);
+    rc = rc == 0 ? store__meta_add(s, ctx->txn, "records", -1) : rc;
+    rc = rc == 0 ? hist_add(s, ctx, pr, prior_euid, cmd->action,
+        HIE__V1__FEED_OUTCOME__OUTCOME_MERGED, NULL) : rc;
+    Hie__V1__MpiFeedReply *r = rc == 0 ? hie_arena_alloc(ctx->arena, sizeof(*r)) : NULL;
+    if (rc == 0 && r == NULL) {
+        rc = HIE_ENOMEM;
+    }
+    if (rc == 0) {
+        hie__v1__mpi_feed_reply__init(r);
+        r->euid = sv->euid;
+        r->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_MERGED;
+        *reply = r;
+    }
+    return rc;
+}
+
+/* Takes rec out of its EUID into a new one and records a manual no-link with every record it
+ * leaves, so automatic matching never puts it back. */
+static int
+detach(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, Hie__V1__MpiRecord *rec,
+    const uint8_t *others, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const uint8_t *o = others + i * HIE_MPI_REC_HASH_BYTES;
+        if (memcmp(o, rec->rec_hash.data, HIE_MPI_REC_HASH_BYTES) != 0) {
+            rc = nolink_put(s, ctx->txn, rec->rec_hash.data, o, false);
+        }
+    }
+    rc = rc == 0 ? member_del(s, ctx->txn, rec->euid, rec->rec_hash.data) : rc;
+    rc = rc == 0 ? euid_new(s, ctx->txn, ctx->arena, &rec->euid) : rc;
+    rc = rc == 0 ? member_add(s, ctx->txn, rec->euid, rec->rec_hash.data) : rc;
+    rec->origin = HIE__V1__LINK_ORIGIN__LINK_MANUAL_NEW;
+    rec->version++;
+    rec->updated_ms = ctx->time_ms;
+    return rc == 0 ? store__rec_put(s, ctx->txn, rec) : rc;
+}
+
+static int
+feed_unlink(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCommand *cmd,
+    Hie__V1__MpiFeedReply **reply)
+{
+    Hie__V1__MpiRecord *rec = NULL;
+    uint8_t *hashes = NULL;
+    size_t n = 0;
+    int rc = store__rec_get(s, ctx->txn, cmd->rec_hash.data, ctx->arena, &rec);
+    if (rc == HIE_ENOTFOUND || (rc == 0 && rec->merged)) {
+        return refuse(ctx, NOT_FOUND, "patient.mrn", "no record of this MRN at this organization");
+    }
+    rc = rc == 0 ? store__members(s, ctx->txn, rec->euid, ctx->arena, &hashes, &n) : rc;
+    if (rc == 0 && n <= 1) {
+        return refuse(ctx, BAD, "patient.mrn", "not linked to any other record");
+    }
+    char *prior = rc == 0 ? rec->euid : NULL;
+    rc = rc == 0 ? detach(s, ctx, rec, hashes, n) : rc;
+    rc = rc == 0 ? hist_add(s, ctx, rec, prior, cmd->action,
+        HIE__V1__FEED_OUTCOME__OUTCOME_UNLINKED, NULL) : rc;
+    Hie__V1__MpiFeedReply *r = rc == 0 ? hie_arena_alloc(ctx->arena, sizeof(*r)) : NULL;
+    if (rc == 0 && r == NULL) {
+        rc = HIE_ENOMEM;
+    }
+    if (rc == 0) {
+        hie__v1__mpi_feed_reply__init(r);
+        r->euid = rec->euid;
+        r->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_UNLINKED;
+        *reply = r;
+    }
+    return rc;
+}
+
+int
+hie_mpi_store_apply_feed(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx,
+    const Hie__V1__MpiFeedCommand *cmd, Hie__V1__MpiFeedReply **reply)
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && ctx != NULL && cmd != NULL);
+    *reply = NULL;
+    if (!hie_mpi_store_ready(s)) {
+        return refuse(ctx, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "the node has no MPI data key configured");
+    }
+    if (cmd->rec_hash.len != HIE_MPI_REC_HASH_BYTES || cmd->org_id == NULL) {
+        return refuse(ctx, BAD, "rec_hash", "invalid");
+    }
+    struct feed fd;
+    memset(&fd, 0, sizeof(fd));
+    int rc;
+    switch (cmd->action) {
+    case HIE__V1__FEED_ACTION__FEED_CREATE:
+        rc = feed_create(s, ctx, cmd, &fd, reply);
+        break;
+    case HIE__V1__FEED_ACTION__FEED_UPDATE:
+        rc = feed_update(s, ctx, cmd, &fd, reply);
+        break;
+    case HIE__V1__FEED_ACTION__FEED_MERGE:
+        rc = cmd->prior_hash.len == HIE_MPI_REC_HASH_BYTES ? feed_merge(s, ctx, cmd, reply)
+                                                           : refuse(ctx, BAD, "prior_hash",
+                                                                 "invalid");
+        break;
+    case HIE__V1__FEED_ACTION__FEED_UNLINK:
+        rc = feed_unlink(s, ctx, cmd, reply);
+        break;
+    default:
+        rc = refuse(ctx, BAD, "action", "unknown action");
+    }
+    sodium_memzero(&fd.p, sizeof(fd.p));
+    return rc;
+}
+
+/* ---- review decisions and models --------------------------------------------------------- */
+
+static int
+review_load(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, uint64_t id, Hie__V1__ReviewItem **it,
+    Hie__V1__MpiRecord **rec)
+{
+    uint8_t kb[8];
+    hie_store_be64(kb, id);
+    MDB_val k = {8, kb}, v;
+    int rc = mdb_get(ctx->txn, s->review, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        return refuse(ctx, NOT_FOUND, "id", "no such review item");
+    }
+    ProtobufCMessage *m = NULL;
+    rc = rc == 0 ? hie_proto_unpack(&hie__v1__review_item__descriptor,
+        hie_span(v.mv_data, v.mv_size), ctx->arena, &m) : HIE_ESTORAGE;
+    if (rc != 0) {
+        return rc == HIE_EPROTO ? HIE_ECORRUPT : rc;
+    }
+    *it = (Hie__V1__ReviewItem *)m;
+    if ((*it)->status != HIE__V1__REVIEW_STATUS__REVIEW_OPEN) {
+        return refuse(ctx, BAD, "id", "already decided");
+    }
+    if ((*it)->rec_hash.len != HIE_MPI_REC_HASH_BYTES || (*it)->candidate_euid == NULL) {
+        return HIE_ECORRUPT;
+    }
+    rc = store__rec_get(s, ctx->txn, (*it)->rec_hash.data, ctx->arena, rec);
+    if (rc == 0 && (*rec)->merged) {
+        return refuse(ctx, BAD, "id", "the record was merged since");
+    }
+    return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
+}
+
+static int
+review_link(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, Hie__V1__MpiRecord *rec,
+    const char *to, const uint8_t *members, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) { /* the operator overrides earlier no-links */
+        rc = nolink_put(s, ctx->txn, rec->rec_hash.data, members + i * HIE_MPI_REC_HASH_BYTES,
+            true);
+    }
+    if (rc == 0 && strcmp(rec->euid, to) != 0) {
+        rc = member_del(s, ctx->txn, rec->euid, rec->rec_hash.data);
+        rec->euid = (char *)(uintptr_t)to;
+        rc = rc == 0 ? member_add(s, ctx->txn, to, rec->rec_hash.data) : rc;
+    }
+    rec->origin = HIE__V1__LINK_ORIGIN__LINK_MANUAL;
+    rec->version++;
+    rec->updated_ms = ctx->time_ms;
+    return rc == 0 ? store__rec_put(s, ctx->txn, rec) : rc;
+}
+
+int
+hie_mpi_store_apply_review(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx,
+    const Hie__V1__MpiReviewCommand *cmd, Hie__V1__ReviewDecideReply **reply)
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && ctx != NULL && cmd != NULL);
+    *reply = NULL;
+    if (!hie_mpi_store_ready(s)) {
+        return refuse(ctx, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "the node has no MPI data key configured");
+    }
+    Hie__V1__ReviewItem *it = NULL;
+    Hie__V1__MpiRecord *rec = NULL;
+    uint8_t *members = NULL;
+    size_t n = 0;
+    int rc = review_load(s, ctx, cmd->id, &it, &rec);
+    if (rc != 0 || ctx->reject.code != 0) {
+        return rc;
+    }
+    rc = store__members(s, ctx->txn, it->candidate_euid, ctx->arena, &members, &n);
+    if (rc == 0 && n == 0) {
+        return refuse(ctx, BAD, "id", "the candidate enterprise id no longer exists");
+    }
+    char *prior = rec->euid;
+    for (size_t i = 0; rc == 0 && !cmd->link && i < n; i++) {
+        rc = nolink_put(s, ctx->txn, rec->rec_hash.data, members + i * HIE_MPI_REC_HASH_BYTES,
+            false);
+    }
+    rc = rc == 0 && cmd->link ? review_link(s, ctx, rec, it->candidate_euid, members, n) : rc;
+    it->status = cmd->link ? HIE__V1__REVIEW_STATUS__REVIEW_LINKED
+                           : HIE__V1__REVIEW_STATUS__REVIEW_KEPT_APART;
+    it->decided_ms = ctx->time_ms;
+    it->decided_by = (char *)(uintptr_t)ctx->requester;
+    uint8_t kb[8];
+    hie_store_be64(kb, it->id);
+    MDB_val k = {8, kb};
+    rc = rc == 0 ? store__put_msg(ctx->txn, s->review, &k, &it->base) : rc;
+    rc = rc == 0 ? store__meta_add(s, ctx->txn, "review_open", -1) : rc;
+    rc = rc == 0 ? hist_add(s, ctx, rec, prior, HIE__V1__FEED_ACTION__FEED_UNSPECIFIED,
+        cmd->link ? HIE__V1__FEED_OUTCOME__OUTCOME_LINKED : HIE__V1__FEED_OUTCOME__OUTCOME_NEW,
+        it->explanation) : rc;
+    Hie__V1__ReviewDecideReply *r = rc == 0 ? hie_arena_alloc(ctx->arena, sizeof(*r)) : NULL;
+    rc = rc == 0 && r == NULL ? HIE_ENOMEM : rc;
+    rc = rc == 0 ? store__patient_id(s, rec, ctx->arena, &it->record) : rc;
+    if (rc == 0) {
+        hie__v1__review_decide_reply__init(r);
+        it->record_euid = rec->euid;
+        it->rec_hash.len = 0;
+        r->item = it;
+        r->euid = rec->euid;
+        *reply = r;
+    }
+    return rc;
+}
+
+int
+hie_mpi_store_apply_model(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx,
+    const Hie__V1__MpiModelCommand *cmd, uint64_t *version)
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && ctx != NULL && cmd != NULL);
+    hie_mpi_model_t cur, next;
+    *version = 0;
+    if (cmd->model == NULL || hie_mpi_model_from_proto(cmd->model, &next) != 0) {
+        return refuse(ctx, BAD, "model", "probabilities out of range or wrong shape");
+    }
+    int rc = hie_mpi_store_model(s, ctx->txn, &cur);
+    if (rc != 0) {
+        return rc;
+    }
+    if (next.version <= cur.version) {
+        return refuse(ctx, BAD, "model.version", "not newer than the current model");
+    }
+    Hie__V1__MpiModel stored = *cmd->model;
+    stored.trained_ms = ctx->time_ms;
+    MDB_val k = {5, (void *)(uintptr_t)"model"};
+    rc = store__put_msg(ctx->txn, s->meta, &k, &stored.base);
+    *version = rc == 0 ? next.version : 0;
+    return rc;
+}

@@ -1,0 +1,68 @@
+/*
+ * store_int.h - internals shared by store.c (databases, records, readers) and
+ * store_apply.c (matching and the commands). Not visible outside mpi/.
+ */
+#ifndef HIE_MPI_STORE_INT_H
+#define HIE_MPI_STORE_INT_H
+
+#include "hie/mpi_store.h"
+
+#define STORE_MAGIC 0x4d504953u /* "MPIS" */
+
+struct hie_mpi_store {
+    uint32_t magic;
+    MDB_env *env;
+    MDB_dbi rec, euid, block, nolink, tf, review, hist, meta;
+    const hie_mpi_key_t *key;
+    uint8_t secret[16];
+    hie_mpi_store_stats_t stats;
+};
+
+/* One candidate enterprise id while matching: its best-scoring record. */
+typedef struct store_cand {
+    char euid[HIE_MPI_EUID_BYTES];
+    double weight;
+    uint8_t rec_hash[HIE_MPI_REC_HASH_BYTES];
+    hie_mpi_contribution_t explain[HIE_MPI_FIELD_COUNT];
+} store_cand_t;
+
+typedef struct store_match {
+    store_cand_t *cand;     /* arena, best first after store__match() */
+    size_t n;
+} store_match_t;
+
+int store__rc(int mdb_rc);
+int store__meta_u64(hie_mpi_store_t *s, MDB_txn *txn, const char *name, uint64_t *out);
+int store__meta_put_u64(hie_mpi_store_t *s, MDB_txn *txn, const char *name, uint64_t v);
+int store__meta_add(hie_mpi_store_t *s, MDB_txn *txn, const char *name, int64_t delta);
+int store__put_msg(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, const ProtobufCMessage *msg);
+/* Record by hash; HIE_ENOTFOUND when absent. */
+int store__rec_get(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *hash, hie_arena_t *arena,
+    Hie__V1__MpiRecord **out);
+int store__rec_put(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__MpiRecord *rec);
+/* Opens a stored record's sealed person. HIE_ECORRUPT if it does not open. */
+int store__rec_open(hie_mpi_store_t *s, const Hie__V1__MpiRecord *rec, hie_arena_t *arena,
+    Hie__V1__SealedPerson **out);
+int store__norm_to_person(const Hie__V1__NormPerson *n, hie_mpi_person_t *p);
+/* Members of an EUID (at most HIE_MPI_EUID_MEMBERS_MAX), 16 bytes each, into arena. */
+int store__members(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t *arena,
+    uint8_t **hashes, size_t *n);
+/* The mpi_tf key of a name value: field byte, keyed hash (never the name). */
+void store__tf_key(const hie_mpi_store_t *s, enum hie_mpi_field f, const char *value,
+    uint8_t out[9]);
+/* Term frequency of a normalized name value (0 when unknown). */
+int store__tf_freq(hie_mpi_store_t *s, MDB_txn *txn, enum hie_mpi_field f, const char *value,
+    double *freq);
+bool store__nolink(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, const uint8_t *b);
+/* Scores every candidate of p (skipping self, merged records and records p must not be
+ * linked to) and aggregates per EUID, best first. */
+int store__match(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
+    const hie_mpi_person_t *p, const uint8_t *self, hie_arena_t *arena, store_match_t *out);
+/* Fills an explanation message (arena) from a candidate. */
+int store__explain(const hie_mpi_model_t *model, const store_cand_t *c, const char *rule,
+    hie_arena_t *arena, Hie__V1__MatchExplanation **out);
+/* The PatientId of a record (opens it for the MRN). */
+int store__patient_id(hie_mpi_store_t *s, const Hie__V1__MpiRecord *rec, hie_arena_t *arena,
+    Hie__V1__PatientId **out);
+
+#endif

@@ -1,0 +1,425 @@
+/*
+ * store_read.c - the MPI's readers: PIX, PDQ, the review queue, the model, counts and the
+ * training input. Each runs in the caller's transaction and allocates results in its arena.
+ */
+#include "store_int.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <string.h>
+
+#define MERGE_CHAIN_MAX 16u
+#define REVIEW_SCAN_MAX 10000u
+
+static void
+reject(hie_mpi_reject_t *r, Hie__V1__ErrorCode code, const char *field, const char *message)
+{
+    r->code = code;
+    r->field = field;
+    r->message = message;
+}
+
+/* Follows A40 merges from rec to the surviving record. */
+static int
+surviving(hie_mpi_store_t *s, MDB_txn *txn, hie_arena_t *arena, Hie__V1__MpiRecord **rec)
+{
+    for (unsigned i = 0; (*rec)->merged; i++) {
+        if (i == MERGE_CHAIN_MAX || (*rec)->merged_into.len != HIE_MPI_REC_HASH_BYTES) {
+            return HIE_ECORRUPT;
+        }
+        int rc = store__rec_get(s, txn, (*rec)->merged_into.data, arena, rec);
+        if (rc != 0) {
+            return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
+        }
+    }
+    return 0;
+}
+
+static bool
+org_wanted(const Hie__V1__PixQuery *q, const char *org)
+{
+    if (q->n_target_orgs == 0) {
+        return true;
+    }
+    for (size_t i = 0; i < q->n_target_orgs; i++) {
+        if (q->target_orgs[i] != NULL && strcmp(q->target_orgs[i], org) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* PatientIds of the members of euid except skip, filtered by q (NULL: all). */
+static int
+member_ids(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, const uint8_t *skip,
+    const Hie__V1__PixQuery *q, hie_arena_t *arena, Hie__V1__PatientId ***ids, size_t *n)
+{
+    uint8_t *hashes = NULL;
+    size_t count = 0;
+    *n = 0;
+    int rc = store__members(s, txn, euid, arena, &hashes, &count);
+    *ids = rc == 0 ? hie_arena_alloc(arena, (count + 1) * sizeof(**ids)) : NULL;
+    if (rc == 0 && *ids == NULL) {
+        rc = HIE_ENOMEM;
+    }
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        const uint8_t *h = hashes + i * HIE_MPI_REC_HASH_BYTES;
+        Hie__V1__MpiRecord *rec = NULL;
+        if (skip != NULL && memcmp(h, skip, HIE_MPI_REC_HASH_BYTES) == 0) {
+            continue;
+        }
+        rc = store__rec_get(s, txn, h, arena, &rec);
+        rc = rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
+        if (rc == 0 && (q == NULL || org_wanted(q, rec->org_id))) {
+            rc = store__patient_id(s, rec, arena, &(*ids)[*n]);
+            *n += rc == 0;
+        }
+    }
+    return rc;
+}
+
+static bool
+pix_query_valid(const Hie__V1__PixQuery *q, hie_mpi_reject_t *r)
+{
+    const Hie__V1__ErrorCode bad = HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST;
+    if (q->patient == NULL || !hie_mpi_mrn_valid(q->patient->mrn)) {
+        reject(r, bad, "patient.mrn", "1 to 64 printable ASCII characters, no spaces");
+        return false;
+    }
+    if (q->n_target_orgs > HIE_MPI_TARGET_ORGS_MAX) {
+        reject(r, bad, "target_orgs", "at most 64 organizations");
+        return false;
+    }
+    for (size_t i = 0; i < q->n_target_orgs; i++) {
+        const char *o = q->target_orgs[i];
+        if (o == NULL || !hie_proto_org_id_valid(o, strlen(o))) {
+            reject(r, bad, "target_orgs", "not an organization id");
+            return false;
+        }
+    }
+    return true;
+}
+
+int
+hie_mpi_store_pix(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__PixQuery *q,
+    hie_arena_t *arena, Hie__V1__PixReply **reply, hie_mpi_reject_t *r)
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && q != NULL && reply != NULL);
+    *reply = NULL;
+    if (!hie_mpi_store_ready(s)) {
+        return HIE_EUNAVAIL;
+    }
+    if (!pix_query_valid(q, r)) {
+        return 0;
+    }
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    hie_mpi_rec_hash(s->key, q->patient->org_id, q->patient->mrn, h);
+    Hie__V1__MpiRecord *rec = NULL;
+    int rc = store__rec_get(s, txn, h, arena, &rec);
+    if (rc == HIE_ENOTFOUND) {
+        reject(r, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn",
+            "no record of this MRN at this organization");
+        return 0;
+    }
+    rc = rc == 0 ? surviving(s, txn, arena, &rec) : rc;
+    Hie__V1__PixReply *out = rc == 0 ? hie_arena_alloc(arena, sizeof(*out)) : NULL;
+    if (rc == 0 && out == NULL) {
+        rc = HIE_ENOMEM;
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    hie__v1__pix_reply__init(out);
+    out->euid = rec->euid;
+    rc = member_ids(s, txn, rec->euid, h, q, arena, &out->ids, &out->n_ids);
+    *reply = rc == 0 ? out : NULL;
+    return rc;
+}
+
+/* ---- PDQ -------------------------------------------------------------------------------- */
+
+static bool
+pdq_query_valid(const Hie__V1__PdqQuery *q, hie_mpi_person_t *p, hie_mpi_reject_t *r)
+{
+    const Hie__V1__ErrorCode bad = HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST;
+    if (q->limit > HIE_MPI_PDQ_LIMIT_MAX) {
+        reject(r, bad, "limit", "at most 50");
+        return false;
+    }
+    if (!(q->min_probability >= 0.0 && q->min_probability <= 1.0)) {
+        reject(r, bad, "min_probability", "between 0 and 1");
+        return false;
+    }
+    hie_errinfo_t info = {0};
+    if (hie_mpi_person_from_demographics(q->demographics, p, &info) != 0) {
+        reject(r, bad, info.field, info.reason);
+        return false;
+    }
+    return true;
+}
+
+static int
+pdq_candidate(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
+    const store_cand_t *c, hie_arena_t *arena, Hie__V1__PdqCandidate **out)
+{
+    Hie__V1__PdqCandidate *pc = hie_arena_alloc(arena, sizeof(*pc));
+    Hie__V1__MpiRecord *rec = NULL;
+    Hie__V1__SealedPerson *sp = NULL;
+    if (pc == NULL) {
+        return HIE_ENOMEM;
+    }
+    hie__v1__pdq_candidate__init(pc);
+    int rc = store__explain(model, c, "pdq", arena, &pc->explanation);
+    rc = rc == 0 ? store__rec_get(s, txn, c->rec_hash, arena, &rec) : rc;
+    rc = rc == 0 ? store__rec_open(s, rec, arena, &sp) : rc;
+    rc = rc == 0 ? member_ids(s, txn, rec->euid, NULL, NULL, arena, &pc->ids, &pc->n_ids) : rc;
+    if (rc != 0) {
+        return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
+    }
+    pc->euid = pc->explanation->candidate_euid;
+    pc->weight = c->weight;
+    pc->probability = pc->explanation->probability;
+    pc->demographics = sp->demographics;
+    *out = pc;
+    return 0;
+}
+
+int
+hie_mpi_store_pdq(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__PdqQuery *q,
+    hie_arena_t *arena, Hie__V1__PdqReply **reply, hie_mpi_reject_t *r)
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && q != NULL && reply != NULL);
+    *reply = NULL;
+    if (!hie_mpi_store_ready(s)) {
+        return HIE_EUNAVAIL;
+    }
+    hie_mpi_person_t p;
+    hie_mpi_model_t model;
+    store_match_t m = {0};
+    if (!pdq_query_valid(q, &p, r)) {
+        return 0;
+    }
+    int rc = hie_mpi_store_model(s, txn, &model);
+    rc = rc == 0 ? store__match(s, txn, &model, &p, NULL, arena, &m) : rc;
+    sodium_memzero(&p, sizeof(p));
+    unsigned limit = q->limit != 0 ? q->limit : HIE_MPI_PDQ_LIMIT_DEFAULT;
+    double floor = q->min_probability > 0 ? q->min_probability : model.review_probability;
+    Hie__V1__PdqReply *out = rc == 0 ? hie_arena_alloc(arena, sizeof(*out)) : NULL;
+    Hie__V1__PdqCandidate **list = rc == 0 ? hie_arena_alloc(arena,
+        limit * sizeof(*list)) : NULL;
+    if (rc == 0 && (out == NULL || list == NULL)) {
+        rc = HIE_ENOMEM;
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    hie__v1__pdq_reply__init(out);
+    out->candidates = list;
+    for (size_t i = 0; rc == 0 && i < m.n && out->n_candidates < limit; i++) {
+        if (hie_mpi_probability(&model, m.cand[i].weight) < floor) {
+            break; /* best first: the rest are weaker */
+        }
+        rc = pdq_candidate(s, txn, &model, &m.cand[i], arena, &list[out->n_candidates]);
+        out->n_candidates += rc == 0;
+    }
+    out->no_match = out->n_candidates == 0;
+    *reply = rc == 0 ? out : NULL;
+    return rc;
+}
+
+/* ---- review queue ----------------------------------------------------------------------- */
+
+static int
+review_fill(hie_mpi_store_t *s, MDB_txn *txn, Hie__V1__ReviewItem *item, hie_arena_t *arena)
+{
+    Hie__V1__MpiRecord *rec = NULL;
+    if (item->rec_hash.len != HIE_MPI_REC_HASH_BYTES) {
+        return HIE_ECORRUPT;
+    }
+    int rc = store__rec_get(s, txn, item->rec_hash.data, arena, &rec);
+    rc = rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
+    rc = rc == 0 ? store__patient_id(s, rec, arena, &item->record) : rc;
+    if (rc == 0) {
+        item->record_euid = rec->euid;
+        item->rec_hash.len = 0; /* internal: not shown */
+    }
+    return rc;
+}
+
+int
+hie_mpi_store_review_list(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__ReviewListRequest *q,
+    hie_arena_t *arena, Hie__V1__ReviewListReply **reply)
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && q != NULL && reply != NULL);
+    if (!hie_mpi_store_ready(s)) {
+        return HIE_EUNAVAIL;
+    }
+    unsigned limit = q->limit == 0 ? HIE_MPI_REVIEW_PAGE_DEFAULT
+        : (q->limit > HIE_MPI_REVIEW_PAGE_MAX ? HIE_MPI_REVIEW_PAGE_MAX : q->limit);
+    Hie__V1__ReviewListReply *out = hie_arena_alloc(arena, sizeof(*out));
+    Hie__V1__ReviewItem **items = hie_arena_alloc(arena, limit * sizeof(*items));
+    if (out == NULL || items == NULL) {
+        return HIE_ENOMEM;
+    }
+    hie__v1__review_list_reply__init(out);
+    out->items = items;
+    uint8_t kb[8];
+    hie_store_be64(kb, q->after_id == UINT64_MAX ? UINT64_MAX : q->after_id + 1);
+    MDB_val k = {8, kb}, v;
+    MDB_cursor *cur = NULL;
+    int rc = store__rc(mdb_cursor_open(txn, s->review, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : 0;
+    for (unsigned scanned = 0; rc == 0 && mrc == 0 && out->n_items < limit &&
+         scanned < REVIEW_SCAN_MAX; scanned++) {
+        ProtobufCMessage *m = NULL;
+        rc = hie_proto_unpack(&hie__v1__review_item__descriptor,
+            hie_span(v.mv_data, v.mv_size), arena, &m);
+        rc = rc == HIE_EPROTO ? HIE_ECORRUPT : rc;
+        Hie__V1__ReviewItem *it = (Hie__V1__ReviewItem *)m;
+        if (rc == 0 && (q->include_closed || it->status == HIE__V1__REVIEW_STATUS__REVIEW_OPEN)) {
+            rc = review_fill(s, txn, it, arena);
+            items[out->n_items] = it;
+            out->n_items += rc == 0;
+        }
+        mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_NEXT) : mrc;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    rc = rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+    *reply = rc == 0 ? out : NULL;
+    return rc;
+}
+
+/* ---- model, counts, training input ------------------------------------------------------- */
+
+int
+hie_mpi_store_model(hie_mpi_store_t *s, MDB_txn *txn, hie_mpi_model_t *model)
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && model != NULL);
+    MDB_val k = {5, (void *)(uintptr_t)"model"}, v;
+    hie_mpi_model_default(model);
+    int rc = mdb_get(txn, s->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+    if (rc != 0) {
+        return HIE_ESTORAGE;
+    }
+    Hie__V1__MpiModel *pm = hie__v1__mpi_model__unpack(NULL, v.mv_size, v.mv_data);
+    if (pm == NULL) {
+        return HIE_ECORRUPT;
+    }
+    rc = hie_mpi_model_from_proto(pm, model);
+    hie__v1__mpi_model__free_unpacked(pm, NULL);
+    return rc == 0 ? 0 : HIE_ECORRUPT;
+}
+
+int
+hie_mpi_store_counts(hie_mpi_store_t *s, MDB_txn *txn, uint64_t *records, uint64_t *euids,
+    uint64_t *review_open)
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC);
+    int rc = store__meta_u64(s, txn, "records", records);
+    rc = rc == 0 ? store__meta_u64(s, txn, "euids", euids) : rc;
+    return rc == 0 ? store__meta_u64(s, txn, "review_open", review_open) : rc;
+}
+
+int
+hie_mpi_store_each_person(hie_mpi_store_t *s, MDB_txn *txn, size_t max,
+    int (*fn)(void *fctx, const hie_mpi_person_t *p), void *fctx)
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && fn != NULL);
+    if (!hie_mpi_store_ready(s)) {
+        return HIE_EUNAVAIL;
+    }
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc = store__rc(mdb_cursor_open(txn, s->rec, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : 0;
+    for (size_t n = 0; rc == 0 && mrc == 0 && n < max; n++) {
+        hie_arena_t *arena = NULL;
+        Hie__V1__MpiRecord *rec = NULL;
+        Hie__V1__SealedPerson *sp = NULL;
+        hie_mpi_person_t p;
+        rc = k.mv_size == HIE_MPI_REC_HASH_BYTES ? hie_arena_create(&arena, 1u << 20)
+                                                 : HIE_ECORRUPT;
+        rc = rc == 0 ? store__rec_get(s, txn, k.mv_data, arena, &rec) : rc;
+        bool live = rc == 0 && !rec->merged;
+        rc = live ? store__rec_open(s, rec, arena, &sp) : rc;
+        rc = live && rc == 0 ? store__norm_to_person(sp->norm, &p) : rc;
+        bool stop = live && rc == 0 && fn(fctx, &p) != 0;
+        sodium_memzero(&p, sizeof(p));
+        hie_arena_destroy(&arena);
+        if (stop) {
+            break;
+        }
+        mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_NEXT) : mrc;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+}
+
+/* ---- model <-> proto -------------------------------------------------------------------- */
+
+void
+hie_mpi_model_to_proto(const hie_mpi_model_t *m, Hie__V1__MpiModel *out, double *mbuf,
+    double *ubuf, protobuf_c_boolean *ebuf)
+{
+    hie__v1__mpi_model__init(out);
+    out->version = m->version;
+    out->lambda = m->lambda;
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+        memcpy(mbuf + f * HIE_MPI_LEVELS_MAX, m->m[f], sizeof(m->m[f]));
+        memcpy(ubuf + f * HIE_MPI_LEVELS_MAX, m->u[f], sizeof(m->u[f]));
+        ebuf[f] = m->enabled[f];
+    }
+    out->n_m = out->n_u = HIE_MPI_FIELD_COUNT * HIE_MPI_LEVELS_MAX;
+    out->m = mbuf;
+    out->u = ubuf;
+    out->n_enabled = HIE_MPI_FIELD_COUNT;
+    out->enabled = ebuf;
+    out->link_probability = m->link_probability;
+    out->review_probability = m->review_probability;
+    out->margin_weight = m->margin_weight;
+}
+
+static bool
+prob_ok(double p)
+{
+    return p > 0.0 && p <= 1.0;
+}
+
+int
+hie_mpi_model_from_proto(const Hie__V1__MpiModel *in, hie_mpi_model_t *out)
+{
+    const size_t cells = HIE_MPI_FIELD_COUNT * HIE_MPI_LEVELS_MAX;
+    if (in->n_m != cells || in->n_u != cells || in->n_enabled != HIE_MPI_FIELD_COUNT ||
+        !prob_ok(in->lambda) || !(in->review_probability > 0.0) ||
+        !(in->review_probability <= in->link_probability) || !(in->link_probability < 1.0) ||
+        !(in->margin_weight >= 0.0 && in->margin_weight < 64.0)) {
+        return HIE_EINVAL;
+    }
+    hie_mpi_model_t m;
+    hie_mpi_model_default(&m);
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+        for (unsigned l = 1; l < hie_mpi_field_levels((enum hie_mpi_field)f); l++) {
+            double mv = in->m[f * HIE_MPI_LEVELS_MAX + l], uv = in->u[f * HIE_MPI_LEVELS_MAX + l];
+            if (!prob_ok(mv) || !prob_ok(uv)) {
+                return HIE_EINVAL;
+            }
+            m.m[f][l] = mv;
+            m.u[f][l] = uv;
+        }
+        m.enabled[f] = in->enabled[f];
+    }
+    m.version = in->version;
+    m.lambda = in->lambda;
+    m.link_probability = in->link_probability;
+    m.review_probability = in->review_probability;
+    m.margin_weight = in->margin_weight;
+    *out = m;
+    return 0;
+}

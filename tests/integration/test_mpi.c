@@ -1,0 +1,386 @@
+/*
+ * test_mpi.c - the master patient index over mutual TLS against a real hie-node: identity
+ * feed, PIX and PDQ; merge and unlink; a manual no-link that survives re-matching; an
+ * organization feeding another's MRNs; hostile input refused with the field named and nothing
+ * written; no PHI in plain text in the LMDB files.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <string.h>
+
+#define TIMEOUT_MS 10000u
+/* protobuf-c structs take char *; the tests never write through them */
+#define MUT(s) ((char *)(uintptr_t)(s))
+
+struct person {
+    const char *given, *family, *dob, *postcode, *phone, *city, *street;
+};
+
+static const struct person JOHN = {"John", "Smithson", "1970-03-02", "SW1A 1AA",
+    "+44 20 7946 0018", "London", "10 Downing Street"};
+static const struct person JON = {"Jon", "Smithson", "1970-03-02", "sw1a 1aa",
+    "+44 (20) 7946-0018", "LONDON", "10 Downing Street"};
+static const struct person MARIA = {"Maria", "Okonkwo-Delacroix", "1988-11-23", "M1 4BT",
+    "0161 496 0321", "Manchester", "3 Canal Street"};
+
+static hie_envelope_t *
+call(hie_client_t *c, hie_envelope_t *req, hie_arena_t *arena)
+{
+    hie_envelope_t *reply = NULL;
+    int rc = hie_client_call(c, req, TIMEOUT_MS, arena, &reply);
+    cr_assert_eq(rc, 0, "call: %s", hie_strerror(rc));
+    return reply;
+}
+
+static void
+req_init(hie_envelope_t *req, const char *id)
+{
+    hie__v1__envelope__init(req);
+    req->id = MUT(id);
+    req->purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT;
+    req->created_ms = 1;
+}
+
+/* Feeds (org, mrn) with p; returns the reply envelope (reply or error). */
+static hie_envelope_t *
+feed(hie_client_t *c, const char *id, Hie__V1__FeedAction action, const char *org,
+    const char *mrn, const struct person *p, const char *prior, hie_arena_t *arena)
+{
+    hie_envelope_t req;
+    Hie__V1__MpiFeedRequest f = HIE__V1__MPI_FEED_REQUEST__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    Hie__V1__Demographics d = HIE__V1__DEMOGRAPHICS__INIT;
+    char *given[1], *family[1], *addr[1];
+    req_init(&req, id);
+    pid.org_id = MUT(org);
+    pid.mrn = MUT(mrn);
+    f.action = action;
+    f.patient = &pid;
+    f.prior_mrn = MUT((prior != NULL ? prior : ""));
+    if (p != NULL) {
+        given[0] = MUT(p->given);
+        family[0] = MUT(p->family);
+        addr[0] = MUT(p->street);
+        d.n_given = d.n_family = d.n_address_lines = 1;
+        d.given = given;
+        d.family = family;
+        d.address_lines = addr;
+        d.birth_date = MUT(p->dob);
+        d.postcode = MUT(p->postcode);
+        d.phone = MUT(p->phone);
+        d.city = MUT(p->city);
+        d.sex = HIE__V1__SEX__SEX_MALE;
+        f.demographics = &d;
+    }
+    req.body_case = HIE__V1__ENVELOPE__BODY_MPI_FEED;
+    req.mpi_feed = &f;
+    return call(c, &req, arena);
+}
+
+static Hie__V1__MpiFeedReply *
+feed_ok(hie_client_t *c, const char *id, Hie__V1__FeedAction action, const char *org,
+    const char *mrn, const struct person *p, const char *prior, hie_arena_t *arena)
+{
+    hie_envelope_t *r = feed(c, id, action, org, mrn, p, prior, arena);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_MPI_FEED_REPLY, "feed %s: %s (%s)", id,
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?",
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->field : "");
+    return r->mpi_feed_reply;
+}
+
+static hie_envelope_t *
+pix(hie_client_t *c, const char *id, const char *org, const char *mrn, hie_arena_t *arena)
+{
+    hie_envelope_t req;
+    Hie__V1__PixQuery q = HIE__V1__PIX_QUERY__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    req_init(&req, id);
+    pid.org_id = MUT(org);
+    pid.mrn = MUT(mrn);
+    q.patient = &pid;
+    req.body_case = HIE__V1__ENVELOPE__BODY_PIX_QUERY;
+    req.pix_query = &q;
+    return call(c, &req, arena);
+}
+
+static hie_envelope_t *
+pdq(hie_client_t *c, const char *id, const char *given, const char *family, const char *dob,
+    hie_arena_t *arena)
+{
+    hie_envelope_t req;
+    Hie__V1__PdqQuery q = HIE__V1__PDQ_QUERY__INIT;
+    Hie__V1__Demographics d = HIE__V1__DEMOGRAPHICS__INIT;
+    char *g[1] = {MUT(given)}, *f[1] = {MUT(family)};
+    req_init(&req, id);
+    d.n_given = given != NULL;
+    d.given = g;
+    d.n_family = family != NULL;
+    d.family = f;
+    d.birth_date = MUT((dob != NULL ? dob : ""));
+    q.demographics = &d;
+    req.body_case = HIE__V1__ENVELOPE__BODY_PDQ_QUERY;
+    req.pdq_query = &q;
+    return call(c, &req, arena);
+}
+
+static void
+expect_error(hie_envelope_t *r, Hie__V1__ErrorCode code, const char *field)
+{
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_ERROR, "expected an error reply");
+    cr_assert_eq(r->error->code, code, "code %d, want %d (%s)", r->error->code, code,
+        r->error->message);
+    if (field != NULL) {
+        cr_assert_str_eq(r->error->field, field, "field %s, want %s (%s)", r->error->field,
+            field, r->error->message);
+    }
+}
+
+/* Entries in the MPI's record database, read from the running node's LMDB file. */
+static size_t
+mpi_records(itest_node_t *n)
+{
+    char dir[ITEST_PATH + 16];
+    snprintf(dir, sizeof(dir), "%s/state", n->data_dir);
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    MDB_stat st;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 32);
+    cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_rec", 0, &dbi), 0);
+    cr_assert_eq(mdb_stat(txn, dbi, &st), 0);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return st.ms_entries;
+}
+
+static hie_arena_t *
+arena_new(void)
+{
+    hie_arena_t *a = NULL;
+    cr_assert_eq(hie_arena_create(&a, 64u << 20), 0);
+    return a;
+}
+
+static void
+setup(itest_node_t *n)
+{
+    itest_node_init(n, NULL);
+    itest_node_start(n);
+    itest_register(n, "general-hospital", "hospital");
+    itest_register(n, "riverside-clinic", "clinic");
+    itest_register(n, "state-auditor", "auditor");
+}
+
+Test(mpi, feed_pix_pdq, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, "general-hospital");
+    hie_client_t *c = itest_client(&n, "riverside-clinic");
+    const Hie__V1__FeedAction create = HIE__V1__FEED_ACTION__FEED_CREATE;
+    Hie__V1__MpiFeedReply *r1 = feed_ok(h, "f1", create, "general-hospital", "H-001", &JOHN,
+        NULL, a);
+    cr_assert_eq(r1->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    cr_assert(strlen(r1->euid) > 1);
+    Hie__V1__MpiFeedReply *r2 = feed_ok(c, "f2", create, "riverside-clinic", "C-9", &JON, NULL,
+        a);
+    cr_assert_eq(r2->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_LINKED, "outcome %d rule %s p=%f",
+        r2->outcome, r2->explanation ? r2->explanation->rule : "-",
+        r2->explanation ? r2->explanation->probability : -1.0);
+    cr_assert_str_eq(r2->euid, r1->euid);
+    cr_assert_not_null(r2->explanation);
+    cr_assert_eq(r2->explanation->n_fields, 9u, "every field explained");
+    Hie__V1__MpiFeedReply *r3 = feed_ok(h, "f3", create, "general-hospital", "H-002", &MARIA,
+        NULL, a);
+    cr_assert_eq(r3->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    cr_assert_str_neq(r3->euid, r1->euid);
+    /* a repeated envelope id answers the original result and feeds nothing */
+    Hie__V1__MpiFeedReply *again = feed_ok(c, "f2", create, "riverside-clinic", "C-9", &JON,
+        NULL, a);
+    cr_assert_str_eq(again->euid, r2->euid);
+    cr_assert_eq(mpi_records(&n), 3u);
+    /* PIX from the hospital's MRN finds the clinic's */
+    hie_envelope_t *p = pix(h, "q1", "general-hospital", "H-001", a);
+    cr_assert_eq(p->body_case, HIE__V1__ENVELOPE__BODY_PIX_REPLY);
+    cr_assert_str_eq(p->pix_reply->euid, r1->euid);
+    cr_assert_eq(p->pix_reply->n_ids, 1u);
+    cr_assert_str_eq(p->pix_reply->ids[0]->org_id, "riverside-clinic");
+    cr_assert_str_eq(p->pix_reply->ids[0]->mrn, "C-9");
+    expect_error(pix(h, "q2", "no-such-org", "H-001", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+        "patient.org_id");
+    expect_error(pix(h, "q3", "general-hospital", "H-404", a),
+        HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn");
+    /* PDQ: partial demographics, ranked, and an explicit no match */
+    hie_envelope_t *q = pdq(c, "q4", "John", "Smithson", "1970-03-02", a);
+    cr_assert_eq(q->body_case, HIE__V1__ENVELOPE__BODY_PDQ_REPLY);
+    cr_assert_eq(q->pdq_reply->no_match, false);
+    cr_assert_str_eq(q->pdq_reply->candidates[0]->euid, r1->euid);
+    cr_assert_eq(q->pdq_reply->candidates[0]->n_ids, 2u);
+    cr_assert(q->pdq_reply->candidates[0]->probability >= 0.5);
+    hie_envelope_t *none = pdq(c, "q5", "Zebedee", "Quartermaine", "1901-01-01", a);
+    cr_assert_eq(none->body_case, HIE__V1__ENVELOPE__BODY_PDQ_REPLY);
+    cr_assert_eq(none->pdq_reply->no_match, true);
+    cr_assert_eq(none->pdq_reply->n_candidates, 0u);
+    /* roles: an auditor cannot feed or query the index */
+    hie_client_t *au = itest_client(&n, "state-auditor");
+    expect_error(pix(au, "q6", "general-hospital", "H-001", a),
+        HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, NULL);
+    hie_client_destroy(&au);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+Test(mpi, merge_unlink_and_no_link_survives, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, "general-hospital");
+    hie_client_t *c = itest_client(&n, "riverside-clinic");
+    const Hie__V1__FeedAction create = HIE__V1__FEED_ACTION__FEED_CREATE;
+    Hie__V1__MpiFeedReply *j = feed_ok(h, "m1", create, "general-hospital", "H-1", &JOHN, NULL,
+        a);
+    Hie__V1__MpiFeedReply *m = feed_ok(h, "m2", create, "general-hospital", "H-2", &MARIA,
+        NULL, a);
+    feed_ok(c, "m3", create, "riverside-clinic", "C-1", &JON, NULL, a);
+    /* A40: H-2 folds into H-1; PIX of the old MRN now answers the survivor's EUID */
+    Hie__V1__MpiFeedReply *mg = feed_ok(h, "m4", HIE__V1__FEED_ACTION__FEED_MERGE,
+        "general-hospital", "H-1", NULL, "H-2", a);
+    cr_assert_eq(mg->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_MERGED);
+    cr_assert_str_eq(mg->euid, j->euid);
+    hie_envelope_t *p = pix(h, "m5", "general-hospital", "H-2", a);
+    cr_assert_eq(p->body_case, HIE__V1__ENVELOPE__BODY_PIX_REPLY);
+    cr_assert_str_eq(p->pix_reply->euid, j->euid);
+    cr_assert_str_neq(p->pix_reply->euid, m->euid);
+    hie_envelope_t *again = feed(h, "m6", HIE__V1__FEED_ACTION__FEED_MERGE, "general-hospital",
+        "H-1", NULL, "H-2", a);
+    expect_error(again, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "prior_mrn");
+    /* unlink the clinic's record: it gets its own EUID and is never auto-linked back */
+    Hie__V1__MpiFeedReply *u = feed_ok(c, "m7", HIE__V1__FEED_ACTION__FEED_UNLINK,
+        "riverside-clinic", "C-1", NULL, NULL, a);
+    cr_assert_eq(u->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_UNLINKED);
+    cr_assert_str_neq(u->euid, j->euid);
+    p = pix(h, "m8", "general-hospital", "H-1", a);
+    for (size_t i = 0; i < p->pix_reply->n_ids; i++) {
+        cr_assert_str_neq(p->pix_reply->ids[i]->org_id, "riverside-clinic");
+    }
+    Hie__V1__MpiFeedReply *up = feed_ok(c, "m9", HIE__V1__FEED_ACTION__FEED_UPDATE,
+        "riverside-clinic", "C-1", &JON, NULL, a);
+    cr_assert_str_eq(up->euid, u->euid, "the manual no-link must survive re-matching");
+    cr_assert_eq(up->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED);
+    /* a different clinic record of the same person still links to the hospital's EUID */
+    Hie__V1__MpiFeedReply *c2 = feed_ok(c, "m10", create, "riverside-clinic", "C-2", &JOHN,
+        NULL, a);
+    cr_assert_str_eq(c2->euid, j->euid);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+Test(mpi, bad_input_named_and_nothing_written, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, "general-hospital");
+    const Hie__V1__FeedAction create = HIE__V1__FEED_ACTION__FEED_CREATE;
+    const Hie__V1__ErrorCode bad = HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST;
+    feed_ok(h, "b0", create, "general-hospital", "H-0", &JOHN, NULL, a);
+    size_t before = mpi_records(&n);
+    /* another organization's MRN */
+    expect_error(feed(h, "b1", create, "riverside-clinic", "C-1", &JOHN, NULL, a),
+        HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, "patient.org_id");
+    expect_error(feed(h, "b2", create, "general-hospital", "", &JOHN, NULL, a), bad,
+        "patient.mrn");
+    struct person p = MARIA;
+    static char big[10 * 1024 + 1];
+    memset(big, 'a', sizeof(big) - 1);
+    p.given = big;
+    expect_error(feed(h, "b3", create, "general-hospital", "H-3", &p, NULL, a), bad,
+        "demographics.given");
+    p = MARIA;
+    p.dob = "1988-02-30";
+    expect_error(feed(h, "b4", create, "general-hospital", "H-4", &p, NULL, a), bad,
+        "demographics.birth_date");
+    p = MARIA;
+    p.family = "Okonkwo\xc3\x28";
+    hie_envelope_t *r = feed(h, "b5", create, "general-hospital", "H-5", &p, NULL, a);
+    expect_error(r, bad, NULL);
+    cr_assert(strstr(r->error->field, "family") != NULL, "field %s", r->error->field);
+    hie_client_destroy(&h); /* the edge closes a connection that sent an undecodable frame */
+    h = itest_client(&n, "general-hospital");
+    /* 10,000 given names */
+    hie_envelope_t req;
+    Hie__V1__MpiFeedRequest f = HIE__V1__MPI_FEED_REQUEST__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    Hie__V1__Demographics d = HIE__V1__DEMOGRAPHICS__INIT;
+    static char *many[10000];
+    for (size_t i = 0; i < 10000; i++) {
+        many[i] = MUT("ann");
+    }
+    req_init(&req, "b6");
+    pid.org_id = MUT("general-hospital");
+    pid.mrn = MUT("H-6");
+    d.n_given = 10000;
+    d.given = many;
+    f.action = create;
+    f.patient = &pid;
+    f.demographics = &d;
+    req.body_case = HIE__V1__ENVELOPE__BODY_MPI_FEED;
+    req.mpi_feed = &f;
+    expect_error(call(h, &req, a), bad, "demographics.given");
+    cr_assert_eq(mpi_records(&n), before, "a refused feed wrote a record");
+    expect_error(pix(h, "b7", "general-hospital", "H-6", a),
+        HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn");
+    /* the node kept serving */
+    cr_assert_eq(itest_ping(h, NULL), 0);
+    hie_client_destroy(&h);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+static bool
+file_contains(const char *path, const char *needle)
+{
+    char out[256];
+    int rc = itest_sh(out, sizeof(out), "grep -a -i -c -F -- '%s' '%s'", needle, path);
+    return rc == 0;
+}
+
+Test(mpi, no_plaintext_phi_in_lmdb, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, "general-hospital");
+    feed_ok(h, "p1", HIE__V1__FEED_ACTION__FEED_CREATE, "general-hospital", "H-1", &MARIA, NULL,
+        a);
+    feed_ok(h, "p2", HIE__V1__FEED_ACTION__FEED_UPDATE, "general-hospital", "H-1", &MARIA, NULL,
+        a);
+    hie_client_destroy(&h);
+    cr_assert_eq(itest_node_stop(&n, SIGTERM), 0);
+    static const char *const phi[] = {"Maria", "Okonkwo", "okonkwo", "1988-11-23", "19881123",
+        "M1 4BT", "M14BT", "0161 496 0321", "01614960321", "Canal Street", "Manchester"};
+    static const char *const files[] = {"state/data.mdb", "log/data.mdb"};
+    for (size_t f = 0; f < 2; f++) {
+        char path[ITEST_PATH + 32];
+        snprintf(path, sizeof(path), "%s/%s", n.data_dir, files[f]);
+        cr_assert(file_contains(path, "general-hospital"), "%s: the check can find text", path);
+        for (size_t i = 0; i < sizeof(phi) / sizeof(phi[0]); i++) {
+            cr_assert(!file_contains(path, phi[i]), "%s holds \"%s\" in plain text", path,
+                phi[i]);
+        }
+    }
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}

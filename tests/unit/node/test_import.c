@@ -1,0 +1,337 @@
+/*
+ * test_import.c - unit tests for node/src/import.c, the row reader of `hiectl mpi import`:
+ * CSV and NDJSON rows, quoted CSV fields, header refusals, an oversized line, invalid UTF-8,
+ * resuming at a saved offset, and the state file round trip. No network: files in a temp dir.
+ */
+#include "import.h"
+
+#include "../test_util.h"
+
+#include <criterion/criterion.h>
+
+#include <signal.h>
+#include <string.h>
+
+static char dir[128];
+static char path[256];
+static char err[512];
+static hie_arena_t *arena;
+static node_import_reader_t *reader;
+
+static void
+setup(void)
+{
+    test_tmpdir_make(dir, sizeof(dir), "import");
+    cr_assert_eq(hie_arena_create(&arena, 16u * 1024u * 1024u), 0);
+}
+
+static void
+teardown(void)
+{
+    hie_node__import_destroy(&reader);
+    hie_arena_destroy(&arena);
+    test_tmpdir_remove(dir);
+}
+
+TestSuite(node_import, .init = setup, .fini = teardown);
+
+static void
+file_write(const char *name, const char *text, size_t len)
+{
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    test_write_file(NULL, path, text, len);
+}
+
+static int
+open_text(const char *name, const char *text, enum node_import_format fmt)
+{
+    file_write(name, text, strlen(text));
+    return hie_node__import_open(&reader, path, fmt, err, sizeof(err));
+}
+
+static void
+next_ok(node_import_row_t *row)
+{
+    int rc = hie_node__import_next(reader, arena, row);
+    cr_assert_eq(rc, 0, "line %llu: rc=%d reason=%s field=%s", (unsigned long long)row->line,
+        rc, row->reason != NULL ? row->reason : "-", row->field != NULL ? row->field : "-");
+    cr_assert_not_null(row->req);
+}
+
+Test(node_import, csv_reads_good_rows)
+{
+    node_import_row_t row;
+    cr_assert_eq(open_text("a.csv",
+                     "org_id,mrn,given,family,birth_date,sex,address,city,postcode,phone,"
+                     "email,national_id\n"
+                     "h1,M1,Mary|Ann,Smith,1980-02-03,F,1 Main St|Flat 2,Springfield,12345,"
+                     "555-0100,m@x.org,123-45-6789\n"
+                     "\n"
+                     "h1,M2,John,Doe,,m,,,,,,\n",
+                     NODE_IMPORT_CSV),
+        0, "%s", err);
+    next_ok(&row);
+    const Hie__V1__MpiFeedRequest *r = row.req;
+    cr_assert_eq(row.line, 2);
+    cr_assert_eq(r->action, HIE__V1__FEED_ACTION__FEED_CREATE);
+    cr_assert_str_eq(r->patient->org_id, "h1");
+    cr_assert_str_eq(r->patient->mrn, "M1");
+    cr_assert_eq(r->demographics->n_given, 2);
+    cr_assert_str_eq(r->demographics->given[1], "Ann");
+    cr_assert_eq(r->demographics->n_address_lines, 2);
+    cr_assert_str_eq(r->demographics->address_lines[1], "Flat 2");
+    cr_assert_eq(r->demographics->sex, HIE__V1__SEX__SEX_FEMALE);
+    cr_assert_str_eq(r->demographics->national_id, "123-45-6789");
+    next_ok(&row);
+    cr_assert_eq(row.line, 4, "the blank line 3 is skipped");
+    cr_assert_eq(row.req->demographics->sex, HIE__V1__SEX__SEX_MALE);
+    cr_assert_str_eq(row.req->demographics->birth_date, "");
+    cr_assert_eq(hie_node__import_next(reader, arena, &row), HIE_ENOTFOUND);
+}
+
+Test(node_import, csv_quoted_fields_and_action_column)
+{
+    node_import_row_t row;
+    cr_assert_eq(open_text("q.csv",
+                     "\xef\xbb\xbfMRN,Org_Id,family,address,action\r\n"
+                     "\"M,1\",h1,\"O\"\"Brien\",\"12 High St\nApt 3\",update\r\n"
+                     "M2,h1,Lee,,create\r\n",
+                     NODE_IMPORT_CSV),
+        0, "%s", err);
+    next_ok(&row);
+    cr_assert_str_eq(row.req->patient->mrn, "M,1");
+    cr_assert_str_eq(row.req->demographics->family[0], "O\"Brien");
+    cr_assert_str_eq(row.req->demographics->address_lines[0], "12 High St\nApt 3");
+    cr_assert_eq(row.req->action, HIE__V1__FEED_ACTION__FEED_UPDATE);
+    cr_assert_eq(row.line, 2);
+    cr_assert_eq(row.end_line, 4, "the quoted newline spans lines 2-3");
+    next_ok(&row);
+    cr_assert_eq(row.line, 4, "line numbers count physical lines");
+    cr_assert_str_eq(row.req->patient->mrn, "M2");
+}
+
+Test(node_import, csv_header_refusals)
+{
+    cr_assert_eq(open_text("m.csv", "org_id,given,family\nh1,A,B\n", NODE_IMPORT_CSV),
+        HIE_EINVAL);
+    cr_assert_null(reader);
+    cr_assert(strstr(err, "missing required column 'mrn'") != NULL, "%s", err);
+    cr_assert_eq(open_text("u.csv", "org_id,mrn,shoe_size\n", NODE_IMPORT_CSV), HIE_EINVAL);
+    cr_assert(strstr(err, "unknown column 'shoe_size'") != NULL, "%s", err);
+    cr_assert_eq(open_text("d.csv", "org_id,mrn,mrn\n", NODE_IMPORT_CSV), HIE_EINVAL);
+    cr_assert(strstr(err, "duplicate column 'mrn'") != NULL, "%s", err);
+    cr_assert_eq(open_text("e.csv", "\n\n", NODE_IMPORT_CSV), HIE_EINVAL);
+    cr_assert(strstr(err, "empty file") != NULL, "%s", err);
+}
+
+Test(node_import, csv_bad_rows_are_rejected_and_reading_goes_on)
+{
+    node_import_row_t row;
+    cr_assert_eq(open_text("b.csv",
+                     "org_id,mrn,sex,family\n"
+                     "h1,M1,X,A\n"           /* bad sex */
+                     "h1,,F,A\n"             /* missing mrn */
+                     "H 1,M3,F,A\n"          /* bad org id */
+                     "h1,M4,F\n"             /* field count */
+                     "h1,M5,\"F\"x,A\n"      /* junk after a quoted field */
+                     "h1,M6,F,A|B|C|D|E|F|G|H|I\n" /* too many values */
+                     "h1,M7,F,A\n",
+                     NODE_IMPORT_CSV),
+        0, "%s", err);
+    static const char *const fields[] = {"sex", "mrn", "org_id", NULL, NULL, "family"};
+    for (size_t i = 0; i < HIE_ARRAY_LEN(fields); i++) {
+        cr_assert_eq(hie_node__import_next(reader, arena, &row), HIE_EINVAL, "row %zu", i);
+        cr_assert_eq(row.line, i + 2);
+        cr_assert_null(row.req);
+        cr_assert_not_null(row.reason);
+        if (fields[i] != NULL) {
+            cr_assert_str_eq(row.field, fields[i], "row %zu", i);
+        }
+    }
+    next_ok(&row);
+    cr_assert_str_eq(row.req->patient->mrn, "M7");
+}
+
+Test(node_import, ndjson_reads_strings_and_arrays)
+{
+    node_import_row_t row;
+    cr_assert_eq(open_text("a.ndjson",
+                     "{\"org_id\":\"h1\",\"mrn\":\"M1\",\"given\":[\"Mary\",\"Ann\"],"
+                     "\"family\":\"Smith\",\"address\":[\"1 Main\"],\"sex\":\"female\","
+                     "\"birth_date\":\"19800203\",\"email\":null}\n"
+                     "\n"
+                     "{\"org_id\":\"h1\",\"mrn\":\"M2\",\"action\":\"update\"}",
+                     NODE_IMPORT_NDJSON),
+        0, "%s", err);
+    next_ok(&row);
+    cr_assert_eq(row.req->demographics->n_given, 2);
+    cr_assert_str_eq(row.req->demographics->given[0], "Mary");
+    cr_assert_str_eq(row.req->demographics->family[0], "Smith");
+    cr_assert_str_eq(row.req->demographics->email, "");
+    next_ok(&row);
+    cr_assert_eq(row.line, 3);
+    cr_assert_eq(row.req->action, HIE__V1__FEED_ACTION__FEED_UPDATE);
+    cr_assert_eq(row.end_offset, hie_node__import_size(reader), "last line without newline");
+    cr_assert_eq(hie_node__import_next(reader, arena, &row), HIE_ENOTFOUND);
+}
+
+Test(node_import, ndjson_bad_rows)
+{
+    node_import_row_t row;
+    cr_assert_eq(open_text("b.ndjson",
+                     "{\"org_id\":\"h1\",\"mrn\":\"M1\",\"shoe\":\"42\"}\n"
+                     "[1,2]\n"
+                     "{\"org_id\":\"h1\",\"mrn\":7}\n"
+                     "{\"org_id\":\"h1\",\"mrn\":\"M4\",\"city\":[\"A\"]}\n"
+                     "{not json\n"
+                     "{\"org_id\":\"h1\",\"mrn\":\"M6\"}\n",
+                     NODE_IMPORT_NDJSON),
+        0, "%s", err);
+    static const char *const fields[] = {"shoe", NULL, "mrn", "city", NULL};
+    for (size_t i = 0; i < HIE_ARRAY_LEN(fields); i++) {
+        cr_assert_eq(hie_node__import_next(reader, arena, &row), HIE_EINVAL, "row %zu", i);
+        cr_assert_eq(row.line, i + 1);
+        if (fields[i] != NULL) {
+            cr_assert_str_eq(row.field, fields[i], "row %zu", i);
+        }
+    }
+    next_ok(&row);
+    cr_assert_str_eq(row.req->patient->mrn, "M6");
+}
+
+/* A 100 KiB line is one rejected row; the next line is read normally. */
+static void
+long_line_case(enum node_import_format fmt)
+{
+    size_t big = 100u * 1024u;
+    const char *head = fmt == NODE_IMPORT_CSV ? "org_id,mrn,family\n" : "";
+    const char *tail = fmt == NODE_IMPORT_CSV ? "\nh1,M2,Z\n"
+                                              : "\n{\"org_id\":\"h1\",\"mrn\":\"M2\"}\n";
+    size_t len = strlen(head) + big + strlen(tail);
+    char *text = malloc(len + 1);
+    cr_assert_not_null(text);
+    strcpy(text, head);
+    memset(text + strlen(head), 'a', big);
+    if (fmt == NODE_IMPORT_CSV) {
+        text[strlen(head) + 5] = '"'; /* an unbalanced quote must not swallow the file */
+    }
+    strcpy(text + strlen(head) + big, tail);
+    file_write(fmt == NODE_IMPORT_CSV ? "l.csv" : "l.ndjson", text, len);
+    free(text);
+    cr_assert_eq(hie_node__import_open(&reader, path, fmt, err, sizeof(err)), 0, "%s", err);
+    node_import_row_t row;
+    cr_assert_eq(hie_node__import_next(reader, arena, &row), HIE_EINVAL);
+    cr_assert(strstr(row.reason, "longer") != NULL, "%s", row.reason);
+    next_ok(&row);
+    cr_assert_str_eq(row.req->patient->mrn, "M2");
+    cr_assert_eq(hie_node__import_next(reader, arena, &row), HIE_ENOTFOUND);
+}
+
+Test(node_import, long_line_is_a_rejected_row_csv)
+{
+    long_line_case(NODE_IMPORT_CSV);
+}
+
+Test(node_import, long_line_is_a_rejected_row_ndjson)
+{
+    long_line_case(NODE_IMPORT_NDJSON);
+}
+
+Test(node_import, invalid_utf8_is_passed_through_in_csv)
+{
+    node_import_row_t row;
+    cr_assert_eq(open_text("x.csv", "org_id,mrn,family\nh1,M1,Sm\xff\xc3ith\n", NODE_IMPORT_CSV),
+        0, "%s", err);
+    next_ok(&row);
+    cr_assert_str_eq(row.req->demographics->family[0], "Sm\xff\xc3ith", "the node decides");
+}
+
+Test(node_import, invalid_utf8_in_ndjson_is_a_rejected_row)
+{
+    node_import_row_t row;
+    cr_assert_eq(open_text("x.ndjson",
+                     "{\"org_id\":\"h1\",\"mrn\":\"M\xff\"}\n{\"org_id\":\"h1\",\"mrn\":\"M2\"}\n",
+                     NODE_IMPORT_NDJSON),
+        0, "%s", err);
+    cr_assert_eq(hie_node__import_next(reader, arena, &row), HIE_EINVAL);
+    next_ok(&row);
+    cr_assert_eq(row.line, 2);
+}
+
+Test(node_import, csv_nul_byte_is_a_rejected_row)
+{
+    node_import_row_t row;
+    static const char text[] = "org_id,mrn\nh1,M\0X\nh1,M2\n";
+    file_write("n.csv", text, sizeof(text) - 1);
+    cr_assert_eq(hie_node__import_open(&reader, path, NODE_IMPORT_CSV, err, sizeof(err)), 0);
+    cr_assert_eq(hie_node__import_next(reader, arena, &row), HIE_EINVAL);
+    next_ok(&row);
+    cr_assert_str_eq(row.req->patient->mrn, "M2");
+}
+
+Test(node_import, resume_at_saved_offset)
+{
+    static const char text[] = "org_id,mrn\nh1,M1\nh1,\"M\n2\"\nh1,M3\nh1,M4\n";
+    node_import_row_t row;
+    cr_assert_eq(open_text("r.csv", text, NODE_IMPORT_CSV), 0, "%s", err);
+    next_ok(&row);
+    next_ok(&row);
+    cr_assert_str_eq(row.req->patient->mrn, "M\n2");
+    node_import_state_t st = {.offset = row.end_offset, .line = row.end_line};
+    snprintf(st.fingerprint, sizeof(st.fingerprint), "%s", hie_node__import_fingerprint(reader));
+    hie_node__import_destroy(&reader);
+
+    cr_assert_eq(hie_node__import_open(&reader, path, NODE_IMPORT_CSV, err, sizeof(err)), 0);
+    cr_assert_str_eq(hie_node__import_fingerprint(reader), st.fingerprint, "same file");
+    cr_assert_eq(hie_node__import_seek(reader, st.offset, st.line), 0);
+    next_ok(&row);
+    cr_assert_str_eq(row.req->patient->mrn, "M3");
+    cr_assert_eq(row.line, 5);
+    cr_assert_eq(hie_node__import_seek(reader, 3, 1), HIE_EINVAL, "inside the header");
+    cr_assert_eq(hie_node__import_seek(reader, sizeof(text), 9), HIE_EINVAL, "past the end");
+}
+
+Test(node_import, fingerprint_changes_with_content)
+{
+    char first[NODE_IMPORT_FINGERPRINT_HEX_BYTES];
+    cr_assert_eq(open_text("f.csv", "org_id,mrn\nh1,M1\n", NODE_IMPORT_CSV), 0);
+    snprintf(first, sizeof(first), "%s", hie_node__import_fingerprint(reader));
+    hie_node__import_destroy(&reader);
+    cr_assert_eq(open_text("f.csv", "org_id,mrn\nh1,M2\n", NODE_IMPORT_CSV), 0);
+    cr_assert_str_neq(hie_node__import_fingerprint(reader), first);
+    cr_assert_eq(strlen(first), 64);
+}
+
+Test(node_import, state_file_round_trip)
+{
+    node_import_state_t st = {.offset = 123456789012ull, .line = 42, .complete = true,
+        .counts = {10, 7, 3, 4, 2, 1, 0}};
+    memset(st.fingerprint, 'a', 64);
+    char state_path[256];
+    snprintf(state_path, sizeof(state_path), "%s/x.hieimport", dir);
+    node_import_state_t back;
+    cr_assert_eq(hie_node__import_state_load(state_path, &back), HIE_ENOTFOUND);
+    cr_assert_eq(hie_node__import_state_save(state_path, &st), 0);
+    cr_assert_eq(hie_node__import_state_load(state_path, &back), 0);
+    cr_assert_eq(memcmp(&back, &st, sizeof(st)), 0);
+    test_write_text(dir, "x.hieimport", "{\"version\":1}");
+    cr_assert_eq(hie_node__import_state_load(state_path, &back), HIE_ECORRUPT);
+}
+
+Test(node_import, item_ids_are_valid_and_distinct)
+{
+    char a[HIE_PROTO_ID_BYTES_MAX + 1];
+    char b[HIE_PROTO_ID_BYTES_MAX + 1];
+    const char *fp = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    hie_node__import_item_id(fp, 18446744073709551615ull, a, sizeof(a));
+    cr_assert(hie_proto_id_valid(a, strlen(a)), "%s", a);
+    hie_node__import_item_id(fp, 2, b, sizeof(b));
+    cr_assert_str_eq(b, "imp-0123456789abcdef-2");
+}
+
+Test(node_import, null_reader_aborts, .signal = SIGABRT)
+{
+    node_import_row_t row;
+    int rc = hie_node__import_next(NULL, arena, &row);
+    cr_assert_fail("returned %d", rc);
+}

@@ -9,6 +9,8 @@
  */
 #include "node_int.h"
 
+#include "hie/mpi_store.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -92,6 +94,7 @@ node_open_storage(node_ctx_t *ctx)
         hie_log_warn("node", "no MPI data key configured (mpi.key_file): identity feed, PIX "
             "and PDQ answer UNAVAILABLE", "%s", "");
     }
+    ctx->metrics.mpi = hie_mpi_store_stats(hie_node__state_mpi(ctx->state));
     rc = hie_node__tls_ctx_build(&ctx->cfg, &ctx->ssl_ctx_initial, err, sizeof(err));
     if (rc != 0) {
         hie_log_error("node", "cannot set up tls", " reason=\"%s\"", err);

@@ -7,6 +7,8 @@
  */
 #include "node_int.h"
 
+#include "hie/mpi_store.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -184,6 +186,17 @@ render_state(struct out *o, const node_metrics_t *m, const char *node)
         LOAD(m->tls_reloads_ok), node, LOAD(m->tls_reloads_failed));
     out_printf(o, "# HELP hie_up 1 when the node is serving.\n# TYPE hie_up gauge\n"
         "hie_up{node=\"%s\"} %lu\n", node, LOAD(m->ready));
+    if (m->mpi != NULL) {
+        out_printf(o, "# HELP hie_mpi_matches_total Match runs (feeds and PDQ queries).\n"
+            "# TYPE hie_mpi_matches_total counter\nhie_mpi_matches_total{node=\"%s\"} %lu\n"
+            "# HELP hie_mpi_candidates_total Candidate records scored.\n"
+            "# TYPE hie_mpi_candidates_total counter\n"
+            "hie_mpi_candidates_total{node=\"%s\"} %lu\n"
+            "# HELP hie_mpi_capped_blocks_total Blocks cut at the block size cap.\n"
+            "# TYPE hie_mpi_capped_blocks_total counter\n"
+            "hie_mpi_capped_blocks_total{node=\"%s\"} %lu\n", node, LOAD(m->mpi->matches),
+            node, LOAD(m->mpi->candidates), node, LOAD(m->mpi->capped_blocks));
+    }
 }
 
 int

@@ -228,6 +228,11 @@ Test(mpi, feed_pix_pdq, .timeout = 120)
     cr_assert_eq(none->body_case, HIE__V1__ENVELOPE__BODY_PDQ_REPLY);
     cr_assert_eq(none->pdq_reply->no_match, true);
     cr_assert_eq(none->pdq_reply->n_candidates, 0u);
+    static char page[65536];
+    cr_assert_eq(itest_http_get(&n, "/metrics", page, sizeof(page)), 200);
+    cr_assert(strstr(page, "hie_mpi_capped_blocks_total{node=\"node-1\"}") != NULL);
+    cr_assert(strstr(page, "hie_mpi_matches_total{node=\"node-1\"} 4") != NULL, "%s",
+        strstr(page, "hie_mpi_matches_total") ? strstr(page, "hie_mpi_matches_total") : "-");
     /* roles: an auditor cannot feed or query the index */
     hie_client_t *au = itest_client(&n, "state-auditor");
     expect_error(pix(au, "q6", "general-hospital", "H-001", a),
@@ -381,6 +386,87 @@ Test(mpi, no_plaintext_phi_in_lmdb, .timeout = 120)
                 phi[i]);
         }
     }
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+static hie_envelope_t *
+review_call(hie_client_t *c, const char *id, bool list, uint64_t item, bool link,
+    hie_arena_t *arena)
+{
+    hie_envelope_t req;
+    Hie__V1__ReviewListRequest l = HIE__V1__REVIEW_LIST_REQUEST__INIT;
+    Hie__V1__ReviewDecideRequest d = HIE__V1__REVIEW_DECIDE_REQUEST__INIT;
+    req_init(&req, id);
+    req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_OPERATIONS;
+    if (list) {
+        req.body_case = HIE__V1__ENVELOPE__BODY_REVIEW_LIST;
+        req.review_list = &l;
+    } else {
+        d.id = item;
+        d.link = link;
+        req.body_case = HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE;
+        req.review_decide = &d;
+    }
+    return call(c, &req, arena);
+}
+
+/* Same person, written differently: the untrained model sends it to review. */
+static const struct person JON_LOOSE = {"Jon", "Smithsen", "1970-03-02", "SW1A 1AA", "", "Londn",
+    "4 Park Row"};
+
+Test(mpi, review_queue_link_and_keep_apart, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    itest_register(&n, "st-mary-hospital", "operator");
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, "general-hospital");
+    hie_client_t *c = itest_client(&n, "riverside-clinic");
+    hie_client_t *op = itest_client(&n, "st-mary-hospital");
+    const Hie__V1__FeedAction create = HIE__V1__FEED_ACTION__FEED_CREATE;
+    Hie__V1__MpiFeedReply *j = feed_ok(h, "r1", create, "general-hospital", "H-1", &JOHN, NULL,
+        a);
+    Hie__V1__MpiFeedReply *r = feed_ok(c, "r2", create, "riverside-clinic", "C-1", &JON_LOOSE,
+        NULL, a);
+    cr_assert_eq(r->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_REVIEW, "outcome %d p=%f w=%f",
+        r->outcome, r->explanation ? r->explanation->probability : -1.0,
+        r->explanation ? r->explanation->weight : 0.0);
+    cr_assert_neq(r->review_id, 0u);
+    cr_assert_str_eq(r->explanation->candidate_euid, j->euid);
+    Hie__V1__MpiFeedReply *r2 = feed_ok(c, "r3", create, "riverside-clinic", "C-2", &JON_LOOSE,
+        NULL, a);
+    /* only the operator role sees the queue */
+    expect_error(review_call(h, "r4", true, 0, false, a), HIE__V1__ERROR_CODE__ERROR_FORBIDDEN,
+        NULL);
+    hie_envelope_t *l = review_call(op, "r5", true, 0, false, a);
+    cr_assert_eq(l->body_case, HIE__V1__ENVELOPE__BODY_REVIEW_LIST_REPLY);
+    cr_assert_geq(l->review_list_reply->n_items, 1u);
+    Hie__V1__ReviewItem *it = l->review_list_reply->items[0];
+    cr_assert_str_eq(it->record->mrn, "C-1");
+    cr_assert_eq(it->status, HIE__V1__REVIEW_STATUS__REVIEW_OPEN);
+    /* link: C-1 joins the hospital's EUID */
+    hie_envelope_t *d = review_call(op, "r6", false, r->review_id, true, a);
+    cr_assert_eq(d->body_case, HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE_REPLY, "%s",
+        d->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? d->error->message : "");
+    cr_assert_str_eq(d->review_decide_reply->euid, j->euid);
+    expect_error(review_call(op, "r7", false, r->review_id, true, a),
+        HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "id");
+    hie_envelope_t *p = pix(h, "r8", "general-hospital", "H-1", a);
+    cr_assert_eq(p->pix_reply->n_ids, 1u);
+    cr_assert_str_eq(p->pix_reply->ids[0]->mrn, "C-1");
+    /* keep apart: C-2 stays in its own EUID, and an update does not link it back */
+    if (r2->outcome == HIE__V1__FEED_OUTCOME__OUTCOME_REVIEW) {
+        hie_envelope_t *k = review_call(op, "r9", false, r2->review_id, false, a);
+        cr_assert_eq(k->body_case, HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE_REPLY);
+        cr_assert_str_eq(k->review_decide_reply->euid, r2->euid);
+        Hie__V1__MpiFeedReply *u = feed_ok(c, "r10", HIE__V1__FEED_ACTION__FEED_UPDATE,
+            "riverside-clinic", "C-2", &JOHN, NULL, a);
+        cr_assert_str_eq(u->euid, r2->euid, "kept apart, even with identical demographics");
+    }
+    hie_client_destroy(&op);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
 }

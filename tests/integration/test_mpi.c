@@ -231,7 +231,7 @@ Test(mpi, feed_pix_pdq, .timeout = 120)
     static char page[65536];
     cr_assert_eq(itest_http_get(&n, "/metrics", page, sizeof(page)), 200);
     cr_assert(strstr(page, "hie_mpi_capped_blocks_total{node=\"node-1\"}") != NULL);
-    cr_assert(strstr(page, "hie_mpi_matches_total{node=\"node-1\"} 4") != NULL, "%s",
+    cr_assert(strstr(page, "hie_mpi_matches_total{node=\"node-1\"} 5") != NULL, "%s",
         strstr(page, "hie_mpi_matches_total") ? strstr(page, "hie_mpi_matches_total") : "-");
     /* roles: an auditor cannot feed or query the index */
     hie_client_t *au = itest_client(&n, "state-auditor");

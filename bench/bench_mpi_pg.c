@@ -252,11 +252,16 @@ pg_ensure_installed(const char *bin, const char *root)
     printf("# PostgreSQL 15 not found in %s: running %s\n", bin, script);
     const char *argv[] = {"/bin/bash", script, NULL};
     int rc = bench_run(argv, log, INSTALL_TIMEOUT_MS);
-    if (rc != 0 || !pg_present(bin)) {
+    if (rc != 0) {
         fprintf(stderr, "bench_mpi_pg: PostgreSQL 15 with pg_trgm and fuzzystrmatch is not "
             "installed and %s could not install it (status %d; it needs root and apt):\n",
             script, rc);
         log_print(log);
+        return 1;
+    }
+    if (!pg_present(bin)) {
+        fprintf(stderr, "bench_mpi_pg: %s ran, but initdb, pg_ctl or postgres is still missing "
+            "in %s (or an extension in %s): check --pg-bin\n", script, bin, PG_EXT_DIR);
         return 1;
     }
     return 0;

@@ -2,9 +2,10 @@
  * hie_cli.c - the `hie` command line: global options, then one subcommand from cli_cmds[].
  *
  * A subcommand is a row in cli_cmds[] and a run function that parses its own options, builds
- * request envelopes with hie_cli__request_init(), sends them with hie_cli__call() and prints the reply as
- * key=value text or, with --json, one JSON object per line. Later subcommands (feed, pix, pdq,
- * push, query, subscribe, audit, ...) are new rows.
+ * request envelopes with hie_cli__request_init(), sends them with hie_cli__call() and prints
+ * the reply as key=value text or, with --json, one JSON object per line. The master patient
+ * index commands (feed, pix, pdq, review) live in cli_mpi.c; helpers they share are declared
+ * in cli_int.h. Later subcommands (push, query, subscribe, audit, ...) are new rows.
  *
  * Output rules: results go to stdout; failures are one lowercase line on stderr
  * ("hie: <what> failed: <why>"). Exit codes: 0 ok, 1 the node answered with an Error, 2 usage

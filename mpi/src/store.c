@@ -427,9 +427,21 @@ candidates(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_person_t *p, const ui
     return rc;
 }
 
+/* The query person's term frequencies: the same for every candidate of one match. */
+typedef struct match_tf {
+    double freq[2]; /* given, family */
+} match_tf_t;
+
 static int
-score_one(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
-    const hie_mpi_person_t *p, const hie_mpi_person_t *c, store_cand_t *out)
+match_tf_load(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_person_t *p, match_tf_t *tf)
+{
+    int rc = store__tf_freq(s, txn, HIE_MPI_F_GIVEN, p->given, &tf->freq[0]);
+    return rc == 0 ? store__tf_freq(s, txn, HIE_MPI_F_FAMILY, p->family, &tf->freq[1]) : rc;
+}
+
+static void
+score_one(const hie_mpi_model_t *model, const match_tf_t *tf, const hie_mpi_person_t *p,
+    const hie_mpi_person_t *c, store_cand_t *out)
 {
     hie_mpi_vector_t v;
     hie_mpi_compare(p, c, &v);
@@ -440,28 +452,34 @@ score_one(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
         if (v.level[f] != HIE_MPI_STR_EXACT || !model->enabled[f]) {
             continue;
         }
-        double freq = 0;
-        int rc = store__tf_freq(s, txn, f, f == HIE_MPI_F_GIVEN ? p->given : p->family, &freq);
-        if (rc != 0) {
-            return rc;
-        }
-        double adj = hie_mpi_weight_exact_name(model, f, freq);
+        double adj = hie_mpi_weight_exact_name(model, f, tf->freq[i]);
         w += adj - out->explain[f].weight;
         out->explain[f].weight = adj;
     }
     out->weight = w;
-    return 0;
 }
 
+/* The per-EUID table is probed through an open-addressing index of EUID hashes (the table
+ * holds at most HIE_MPI_CANDIDATES_MAX entries). */
+#define SLOT_INDEX_BYTES 4096u
+_Static_assert(SLOT_INDEX_BYTES >= 2 * HIE_MPI_CANDIDATES_MAX, "index at most half full");
+
 static store_cand_t *
-cand_slot(store_match_t *m, const char *euid)
+cand_slot(store_match_t *m, uint16_t *index, const char *euid, bool *fresh)
 {
-    for (size_t i = 0; i < m->n; i++) {
-        if (strcmp(m->cand[i].euid, euid) == 0) {
-            return &m->cand[i];
+    uint64_t h = hie_hash_pair(euid, NULL);
+    for (size_t i = h % SLOT_INDEX_BYTES;; i = (i + 1) % SLOT_INDEX_BYTES) {
+        if (index[i] == 0) {
+            *fresh = true;
+            index[i] = (uint16_t)(m->n + 1);
+            return &m->cand[m->n++];
+        }
+        store_cand_t *c = &m->cand[index[i] - 1];
+        if (strcmp(c->euid, euid) == 0) {
+            *fresh = false;
+            return c;
         }
     }
-    return NULL;
 }
 
 static int
@@ -477,8 +495,8 @@ cmp_cand(const void *a, const void *b)
 /* Scores one candidate record into the per-EUID table; excluded EUIDs get weight -inf. */
 static int
 match_record(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
-    const hie_mpi_person_t *p, const uint8_t *self, const uint8_t *h, hie_arena_t *arena,
-    store_match_t *m)
+    const match_tf_t *tf, const hie_mpi_person_t *p, const uint8_t *self, const uint8_t *h,
+    hie_arena_t *arena, store_match_t *m, uint16_t *index)
 {
     Hie__V1__MpiRecord *rec = NULL;
     Hie__V1__SealedPerson *sp = NULL;
@@ -487,26 +505,27 @@ match_record(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
     if (rc != 0 || rec->merged) {
         return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc; /* a block points at no record */
     }
-    store_cand_t *slot = cand_slot(m, rec->euid);
-    bool excluded = self != NULL && store__nolink(s, txn, self, h);
-    if (slot != NULL && isinf(slot->weight) && slot->weight < 0) {
-        return 0;
+    bool fresh = false;
+    store_cand_t *slot = cand_slot(m, index, rec->euid, &fresh);
+    if (!fresh && isinf(slot->weight) && slot->weight < 0) {
+        return 0; /* the EUID is excluded already */
     }
     store_cand_t c;
     memset(&c, 0, sizeof(c));
     snprintf(c.euid, sizeof(c.euid), "%s", rec->euid);
     memcpy(c.rec_hash, h, HIE_MPI_REC_HASH_BYTES);
     c.weight = -INFINITY;
+    bool excluded = self != NULL && store__nolink(s, txn, self, h);
     if (!excluded) {
         rc = store__rec_open(s, rec, arena, &sp);
         rc = rc == 0 ? store__norm_to_person(sp->norm, &cp) : rc;
-        rc = rc == 0 ? score_one(s, txn, model, p, &cp, &c) : rc;
+        if (rc == 0) {
+            score_one(model, tf, p, &cp, &c);
+        }
         sodium_memzero(&cp, sizeof(cp));
         atomic_fetch_add(&s->stats.candidates, 1);
     }
-    if (rc == 0 && slot == NULL) {
-        m->cand[m->n++] = c;
-    } else if (rc == 0 && (excluded || c.weight > slot->weight)) {
+    if (rc == 0 && (fresh || excluded || c.weight > slot->weight)) {
         *slot = c;
     }
     return rc;
@@ -525,9 +544,16 @@ store__match(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
         rc = HIE_ENOMEM;
     }
     atomic_fetch_add(&s->stats.matches, 1);
+    match_tf_t tf = {{0, 0}};
+    uint16_t *index = rc == 0 ? hie_arena_alloc(arena, SLOT_INDEX_BYTES * sizeof(*index)) : NULL;
+    rc = rc == 0 && index == NULL ? HIE_ENOMEM : rc;
+    if (rc == 0) {
+        memset(index, 0, SLOT_INDEX_BYTES * sizeof(*index));
+        rc = match_tf_load(s, txn, p, &tf);
+    }
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = match_record(s, txn, model, p, self, hashes + i * HIE_MPI_REC_HASH_BYTES, arena,
-            out);
+        rc = match_record(s, txn, model, &tf, p, self, hashes + i * HIE_MPI_REC_HASH_BYTES,
+            arena, out, index);
     }
     if (rc != 0) {
         return rc;

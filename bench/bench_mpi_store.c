@@ -535,6 +535,10 @@ ingest(struct bench *b, const struct opts *o, double *rate)
         s, *rate, b->fresh, b->linked, b->review, b->rejected,
         (double)b->prep_ns / 1e3 / (double)total, (double)b->apply_ns / 1e3 / (double)total,
         (double)b->commit_ns / 1e3 / (double)total);
+    hie_mpi_store_stats_t *st = hie_mpi_store_stats(b->store);
+    printf("matching: %.1f candidate records scored per feed, %lu capped blocks\n",
+        (double)atomic_load(&st->candidates) / (double)(total ? total : 1),
+        (unsigned long)atomic_load(&st->capped_blocks));
     return rc < 0 ? rc : 0;
 }
 

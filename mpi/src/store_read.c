@@ -203,7 +203,11 @@ hie_mpi_store_pdq(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__PdqQuery *q,
     rc = rc == 0 ? store__match(s, txn, &model, &p, NULL, arena, &m) : rc;
     sodium_memzero(&p, sizeof(p));
     unsigned limit = q->limit != 0 ? q->limit : HIE_MPI_PDQ_LIMIT_DEFAULT;
-    double floor = q->min_probability > 0 ? q->min_probability : model.review_probability;
+    /* Default floor: the query's evidence favours the candidate (weight >= 0, likelihood
+     * ratio >= 1). The linkage prior says how rare a match is between two random records;
+     * a clerk's query with three fields is not a random record, so a probability floor
+     * would answer "no match" to "Smith, 1970-03-02" when Smiths born that day exist. */
+    bool by_probability = q->min_probability > 0;
     Hie__V1__PdqReply *out = rc == 0 ? hie_arena_alloc(arena, sizeof(*out)) : NULL;
     Hie__V1__PdqCandidate **list = rc == 0 ? hie_arena_alloc(arena,
         limit * sizeof(*list)) : NULL;
@@ -216,7 +220,8 @@ hie_mpi_store_pdq(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__PdqQuery *q,
     hie__v1__pdq_reply__init(out);
     out->candidates = list;
     for (size_t i = 0; rc == 0 && i < m.n && out->n_candidates < limit; i++) {
-        if (hie_mpi_probability(&model, m.cand[i].weight) < floor) {
+        if (by_probability ? hie_mpi_probability(&model, m.cand[i].weight) <
+                q->min_probability : m.cand[i].weight < 0) {
             break; /* best first: the rest are weaker */
         }
         rc = pdq_candidate(s, txn, &model, &m.cand[i], arena, &list[out->n_candidates]);

@@ -34,7 +34,10 @@ tls: {ca_file: pki/ca/ca.crt, cert_file: pki/certs/node-1.crt, key_file: pki/cer
       crl_file: pki/ca/crl.pem}
 operator: {http_address: 127.0.0.1, http_port: $http}
 workers: 2
+mpi: {key_file: mpi.key}
 YAML
+# the MPI's data key: 32 random bytes only the node's user can read (PHI is sealed with it)
+(umask 077; head -c 32 /dev/urandom > "$demo/mpi.key")
 run "$ctl_bin" init --data-dir "$demo/data"
 
 step "start hie-node (log: demo/node.log)"
@@ -52,6 +55,36 @@ ctl org register general-hospital --name "General Hospital" --roles hospital
 ctl org register riverside-clinic --name "Riverside Family Clinic" --roles clinic
 ctl org register state-auditor --name "State HIE Auditor" --roles auditor
 ctl org list
+
+step "the identity feed: each member sends its own patients; the MPI links them"
+member general-hospital feed create --mrn GH-1001 --given Maria --family Garcia \
+  --dob 1984-07-12 --sex female --address "12 Mission St" --city "San Francisco" \
+  --postcode 94110 --phone "(415) 555-0101"
+member riverside-clinic feed create --mrn RC-77 --given "María" --family "García" \
+  --dob 1984-07-12 --sex female --address "12 Mission Street" --city "San Francisco" \
+  --postcode 94110-1234 --phone "+1 415 555 0101"
+member general-hospital feed create --mrn GH-1002 --given Robert --family Chen \
+  --dob 1951-02-28 --sex male --postcode 94103
+echo "(the clinic cannot feed the hospital's MRNs)"
+member riverside-clinic feed create --org general-hospital --mrn GH-9 --given A --family B \
+  || echo "(refused as expected, exit $?)"
+
+step "PIX: which identifiers do other members use for the clinic's patient?"
+member riverside-clinic --purpose treatment pix --mrn RC-77
+step "PDQ: the hospital searches by demographics (typo in the name, nickname)"
+member general-hospital --purpose treatment pdq --given Bob --family Chenn --dob 1951-02-28
+member general-hospital --purpose treatment pdq --family Nobody --dob 1900-01-01
+
+step "bulk import: the operator loads a CSV extract (bad rows are reported, not fatal)"
+cat > "$demo/extract.csv" <<CSV
+org_id,mrn,given,family,birth_date,sex,address,city,postcode,phone,email,national_id
+general-hospital,GH-2001,Ana,Silva,1990-05-01,female,1 Oak Ave,Oakland,94607,,ana@example.org,
+general-hospital,GH-2002,Li,Wei,1975-11-30,male,,Oakland,94607,,,
+general-hospital,GH-2003,Bad,Date,1990-02-31,female,,,,,,
+riverside-clinic,RC-300,Anna,Silva,1990-05-01,female,1 Oak Avenue,Oakland,94607,,ana@example.org,
+CSV
+ctl mpi import "$demo/extract.csv" --rejects "$demo/rejects.txt" || echo "(some rows rejected, exit $?)"
+ctl mpi stats
 
 step "members connect over mutual TLS 1.3 and ask who they are"
 member general-hospital whoami

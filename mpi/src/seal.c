@@ -83,6 +83,9 @@ hie_mpi_key_load(hie_mpi_key_t **out, const char *path)
 {
     HIE_ASSERT(out != NULL && path != NULL);
     *out = NULL;
+    if (sodium_init() < 0) { /* idempotent; guarded memory needs it */
+        return HIE_ENOMEM;
+    }
     uint8_t master[HIE_MPI_KEY_BYTES];
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
@@ -125,6 +128,9 @@ int
 hie_mpi_key_generate(const char *path)
 {
     HIE_ASSERT(path != NULL);
+    if (sodium_init() < 0) {
+        return HIE_ENOMEM;
+    }
     uint8_t master[HIE_MPI_KEY_BYTES];
     crypto_kdf_keygen(master);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);

@@ -9,6 +9,8 @@
  */
 #include "node_int.h"
 
+#include "hie/mpi_store.h"
+
 #include "../test_util.h"
 
 #include <criterion/criterion.h>
@@ -846,4 +848,122 @@ Test(node_sm, apply_of_an_empty_batch_aborts, .signal = SIGABRT)
     hie_cluster_result_t r = {NULL, 0};
     int rc = fsm.apply(fsm.ctx, &e, 0, &r);
     (void)rc;
+}
+
+/* ---- the MPI's commands: the same log gives the same index on every node ------------------ */
+
+#define MPI_CMDS 300u
+#define MPI_PEOPLE 40u
+
+static const char *const mpi_given[] = {"William", "Bill", "Margaret", "Peggy", "Ana", "Anna",
+    "José", "Jose", "Siobhán", "Li"};
+static const char *const mpi_family[] = {"Smith", "Smyth", "Garcia", "García", "O'Brien",
+    "Obrien", "Nguyen", "Ng", "Kowalski", "Kowalsky"};
+
+/* A feed of person p (a few spellings per person, so some link and some go to review). */
+static void
+mpi_demo(test_rng_t *r, unsigned p, Hie__V1__Demographics *d, char **g, char **f, char *dob,
+    char *pc)
+{
+    hie__v1__demographics__init(d);
+    g[0] = (char *)(uintptr_t)mpi_given[(p % 5) * 2 + test_rng_below(r, 2)];
+    f[0] = (char *)(uintptr_t)mpi_family[((p / 5) % 5) * 2 + test_rng_below(r, 2)];
+    snprintf(dob, 11, "19%02u-%02u-%02u", 40 + p, 1 + p % 12, 1 + (p * 7) % 28);
+    snprintf(pc, 8, "%05u", 10000 + p * 37 + test_rng_below(r, 2));
+    d->n_given = d->n_family = 1;
+    d->given = g;
+    d->family = f;
+    d->birth_date = dob;
+    d->postcode = pc;
+}
+
+static uint8_t *
+mpi_cmd(test_rng_t *r, const hie_mpi_key_t *key, unsigned i, unsigned *fed, size_t *len)
+{
+    static const char *const orgs[2] = {"org-a", "org-b"};
+    char mrn[16], prior[16], rid[24], dob[11], pc[8], *g[1], *f[1];
+    Hie__V1__Demographics d;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    Hie__V1__MpiFeedRequest req = HIE__V1__MPI_FEED_REQUEST__INIT;
+    uint32_t pick = test_rng_below(r, 100);
+    unsigned target = *fed > 0 ? test_rng_below(r, *fed) : 0;
+    req.action = pick < 70 || *fed < 4 ? HIE__V1__FEED_ACTION__FEED_CREATE
+        : pick < 85 ? HIE__V1__FEED_ACTION__FEED_UPDATE
+        : pick < 93 ? HIE__V1__FEED_ACTION__FEED_MERGE : HIE__V1__FEED_ACTION__FEED_UNLINK;
+    unsigned m = req.action == HIE__V1__FEED_ACTION__FEED_CREATE ? (*fed)++ : target;
+    snprintf(mrn, sizeof(mrn), "M%u", m);
+    snprintf(prior, sizeof(prior), "M%u", m ^ 2u);
+    pid.org_id = (char *)(uintptr_t)orgs[m % 2];
+    pid.mrn = mrn;
+    req.patient = &pid;
+    req.prior_mrn = req.action == HIE__V1__FEED_ACTION__FEED_MERGE ? prior : (char *)"";
+    if (req.action <= HIE__V1__FEED_ACTION__FEED_UPDATE) {
+        mpi_demo(r, test_rng_below(r, MPI_PEOPLE), &d, g, f, dob, pc);
+        req.demographics = &d;
+    }
+    Hie__V1__MpiFeedCommand *fc = NULL;
+    hie_errinfo_t info = {0};
+    cr_assert_eq(hie_mpi_feed_command(key, orgs[m % 2], &req, arena, &fc, &info), 0, "%s %s",
+        info.field, info.reason);
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    snprintf(rid, sizeof(rid), "mpi-%u", i);
+    cmd.requester = (char *)(uintptr_t)orgs[m % 2];
+    cmd.request_id = rid;
+    cmd.time_ms = T0 + i;
+    cmd.node_id = (char *)"node-1";
+    cmd.body_case = HIE__V1__COMMAND__BODY_MPI_FEED;
+    cmd.mpi_feed = fc;
+    uint8_t *buf = NULL;
+    cr_assert_eq(hie_proto_pack(&cmd.base, HIE_LOG_COMMAND_BYTES_MAX, &buf, len), 0);
+    return buf;
+}
+
+Test(node_sm, mpi_feeds_in_different_batches_give_identical_indexes)
+{
+    uint64_t seed = test_seed(0x4d50494445543031ull); /* "MPIDET01" */
+    test_rng_t r;
+    test_rng_init(&r, seed);
+    node_state_t *a = state_open(0);
+    node_state_t *b = state_open(1);
+    char key_path[192];
+    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
+    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(b, key_path), 0);
+    static uint8_t *cmds[MPI_CMDS];
+    static size_t lens[MPI_CMDS];
+    static struct result one[MPI_CMDS], many[MPI_CMDS];
+    unsigned fed = 0, linked = 0, merged = 0, unlinked = 0, refused = 0;
+    for (unsigned i = 0; i < MPI_CMDS; i++) {
+        cmds[i] = mpi_cmd(&r, hie_node__state_mpi_key(a), i, &fed, &lens[i]);
+    }
+    for (size_t first = 0; first < MPI_CMDS; first++) {
+        apply_raw(a, 1 + first, cmds + first, lens + first, 1, one + first);
+    }
+    for (size_t first = 0; first < MPI_CMDS; first += 37) {
+        size_t n = MPI_CMDS - first < 37 ? MPI_CMDS - first : 37;
+        apply_raw(b, 1 + first, cmds + first, lens + first, n, many + first);
+    }
+    for (size_t i = 0; i < MPI_CMDS; i++) {
+        cr_assert_eq(one[i].len, many[i].len, "result %zu differs", i + 1);
+        cr_assert_eq(memcmp(one[i].buf, many[i].buf, one[i].len), 0, "result %zu", i + 1);
+        const Hie__V1__MpiFeedReply *fr = one[i].msg->mpi_feed;
+        refused += one[i].msg->code != 0;
+        linked += fr != NULL && fr->outcome == HIE__V1__FEED_OUTCOME__OUTCOME_LINKED;
+        merged += fr != NULL && fr->outcome == HIE__V1__FEED_OUTCOME__OUTCOME_MERGED;
+        unlinked += fr != NULL && fr->outcome == HIE__V1__FEED_OUTCOME__OUTCOME_UNLINKED;
+        result_free(&one[i]);
+        result_free(&many[i]);
+        hie_mem_free(cmds[i], lens[i]);
+    }
+    cr_log_info("seed %#lx: %u linked, %u merged, %u unlinked, %u refused", seed, linked,
+        merged, unlinked, refused);
+    cr_assert(linked > 0 && merged > 0 && unlinked > 0, "the workload exercises every path");
+    static const char *const dbs[] = {"mpi_rec", "mpi_euid", "mpi_block", "mpi_nolink",
+        "mpi_tf", "mpi_review", "mpi_hist", "mpi_meta", "dedup"};
+    MDB_env *ea = hie_node__state_env(a), *eb = hie_node__state_env(b);
+    for (size_t i = 0; i < HIE_ARRAY_LEN(dbs); i++) {
+        size_t n = db_compare(ea, eb, dbs[i]);
+        cr_assert(strcmp(dbs[i], "mpi_nolink") == 0 || n > 0, "%s is empty", dbs[i]);
+    }
 }

@@ -470,3 +470,64 @@ Test(mpi, review_queue_link_and_keep_apart, .timeout = 120)
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
 }
+
+/* Writes rows persons (each twice, the copy with a typo in the family name) plus one bad row
+ * (an impossible date) at line 2 + 2 * persons. */
+static void
+write_extract(const char *path, unsigned persons)
+{
+    static const char *const given[] = {"Ana", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace",
+        "Hiro"};
+    static const char *const family[] = {"Silva", "Okafor", "Novak", "Patel", "Larsen",
+        "Haddad", "Murphy", "Tanaka"};
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "org_id,mrn,given,family,birth_date,sex,address,city,postcode,phone,email,"
+        "national_id\n");
+    for (unsigned i = 0; i < persons; i++) {
+        const char *g = given[i % 8], *fam = family[(i / 8) % 8];
+        unsigned y = 1930 + i % 70, m = 1 + i % 12, d = 1 + (i * 7) % 28;
+        fprintf(f, "general-hospital,G-%u,%s,%s,%u-%02u-%02u,female,%u High St,Leeds,"
+            "LS%u 1AA,,,\n", i, g, fam, y, m, d, i, 1 + i % 9);
+        fprintf(f, "riverside-clinic,R-%u,%s,%sx,%u-%02u-%02u,female,%u High Street,Leeds,"
+            "LS%u 1AA,,,\n", i, g, fam, y, m, d, i, 1 + i % 9);
+    }
+    fprintf(f, "general-hospital,G-bad,Zed,Bad,1990-02-30,male,,,,,,\n");
+    fclose(f);
+}
+
+Test(mpi, bulk_import_resumes_and_training_installs_a_model, .timeout = 300)
+{
+    itest_node_t n;
+    setup(&n);
+    char csv[ITEST_PATH + 32], out[16384];
+    snprintf(csv, sizeof(csv), "%s/extract.csv", n.root);
+    write_extract(csv, 150);
+    int rc = itest_ctl(&n, out, sizeof(out), "mpi import %s --batch 64", csv);
+    cr_assert_eq(rc, 1, "one bad row: exit 1, got %d: %s", rc, out);
+    cr_assert(strstr(out, "line 302") != NULL, "the bad row is named by line: %s", out);
+    cr_assert(strstr(out, "demographics.birth_date") != NULL, "%s", out);
+    cr_assert_eq(mpi_records(&n), 300u);
+    /* running it again applies nothing twice */
+    rc = itest_ctl(&n, out, sizeof(out), "mpi import %s --batch 64", csv);
+    cr_assert_eq(mpi_records(&n), 300u, "re-import: %s", out);
+    rc = itest_ctl(&n, out, sizeof(out), "mpi import %s --batch 64 --restart", csv);
+    cr_assert_eq(mpi_records(&n), 300u, "restarted import: %s", out);
+    /* the pairs linked: PIX from the hospital's record finds the clinic's */
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, "general-hospital");
+    hie_envelope_t *p = pix(h, "i1", "general-hospital", "G-7", a);
+    cr_assert_eq(p->body_case, HIE__V1__ENVELOPE__BODY_PIX_REPLY);
+    cr_assert_eq(p->pix_reply->n_ids, 1u);
+    cr_assert_str_eq(p->pix_reply->ids[0]->mrn, "R-7");
+    /* training from the index's own records commits model version 1 */
+    rc = itest_ctl(&n, out, sizeof(out), "mpi train");
+    cr_assert_eq(rc, 0, "train: %s", out);
+    rc = itest_ctl(&n, out, sizeof(out), "mpi stats");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "model_version=1") != NULL, "%s", out);
+    cr_assert(strstr(out, "records=300") != NULL, "%s", out);
+    hie_client_destroy(&h);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}

@@ -34,6 +34,7 @@ dbis_open(hie_mpi_store_t *s)
         {"mpi_review", 0, offsetof(hie_mpi_store_t, review)},
         {"mpi_hist", 0, offsetof(hie_mpi_store_t, hist)},
         {"mpi_meta", 0, offsetof(hie_mpi_store_t, meta)},
+        {"mpi_cand", 0, offsetof(hie_mpi_store_t, cand)},
     };
     MDB_txn *txn = NULL;
     int rc = store__rc(mdb_txn_begin(s->env, NULL, 0, &txn));
@@ -197,13 +198,123 @@ store__rec_get(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *hash, hie_arena_
     return 0;
 }
 
+static int
+cand_put(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__MpiRecord *rec)
+{
+    size_t el = strlen(rec->euid);
+    if (rec->norm_nonce.len != HIE_MPI_SEAL_NONCE_BYTES || rec->norm_sealed.len == 0) {
+        return HIE_ECORRUPT; /* a stored record without its sealed normalized form */
+    }
+    MDB_val k = {HIE_MPI_REC_HASH_BYTES, rec->rec_hash.data};
+    MDB_val v = {3 + el + HIE_MPI_SEAL_NONCE_BYTES + rec->norm_sealed.len, NULL};
+    int rc = store__rc(mdb_put(txn, s->cand, &k, &v, MDB_RESERVE));
+    if (rc == 0) {
+        uint8_t *p = v.mv_data;
+        p[0] = 1;
+        p[1] = rec->merged ? 1 : 0;
+        p[2] = (uint8_t)el;
+        memcpy(p + 3, rec->euid, el);
+        memcpy(p + 3 + el, rec->norm_nonce.data, HIE_MPI_SEAL_NONCE_BYTES);
+        memcpy(p + 3 + el + HIE_MPI_SEAL_NONCE_BYTES, rec->norm_sealed.data,
+            rec->norm_sealed.len);
+    }
+    return rc;
+}
+
 int
 store__rec_put(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__MpiRecord *rec)
 {
     HIE_ASSERT(rec->rec_hash.len == HIE_MPI_REC_HASH_BYTES);
     HIE_ASSERT(rec->euid != NULL && strlen(rec->euid) < HIE_MPI_EUID_BYTES);
     MDB_val k = {HIE_MPI_REC_HASH_BYTES, rec->rec_hash.data};
-    return store__put_msg(txn, s->rec, &k, &rec->base);
+    int rc = store__put_msg(txn, s->rec, &k, &rec->base);
+    return rc == 0 ? cand_put(s, txn, rec) : rc;
+}
+
+int
+store__cand_get(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *hash, store_cand_val_t *out)
+{
+    MDB_val k = {HIE_MPI_REC_HASH_BYTES, (void *)(uintptr_t)hash};
+    int rc = store__rc(mdb_get(txn, s->cand, &k, &out->v));
+    if (rc != 0) {
+        return rc;
+    }
+    const uint8_t *p = out->v.mv_data;
+    size_t n = out->v.mv_size;
+    if (n < 3 || p[0] != 1 || p[1] > 1 || p[2] == 0 || p[2] >= HIE_MPI_EUID_BYTES ||
+        n < 3u + p[2] + HIE_MPI_SEAL_NONCE_BYTES + HIE_MPI_SEAL_OVERHEAD_BYTES) {
+        return HIE_ECORRUPT;
+    }
+    out->merged = p[1] == 1;
+    memcpy(out->euid, p + 3, p[2]);
+    out->euid[p[2]] = '\0';
+    out->body = 3u + p[2];
+    return 0;
+}
+
+size_t
+store__norm_pack(const hie_mpi_person_t *p, uint8_t *out)
+{
+    const char *f[9] = {p->given, p->given_canon, p->family, p->street, p->city, p->postcode,
+        p->phone, p->email, p->national_id};
+    hie_store_be32(out, p->dob);
+    size_t n = 4;
+    for (unsigned i = 0; i < 9; i++) {
+        size_t len = strlen(f[i]);
+        HIE_ASSERT(len < 256);
+        out[n++] = (uint8_t)len;
+        memcpy(out + n, f[i], len);
+        n += len;
+    }
+    HIE_ASSERT(n <= STORE_NORM_BYTES_MAX);
+    return n;
+}
+
+static int
+norm_unpack(const uint8_t *in, size_t len, hie_mpi_person_t *p)
+{
+    char *f[9] = {p->given, p->given_canon, p->family, p->street, p->city, p->postcode,
+        p->phone, p->email, p->national_id};
+    const size_t cap[9] = {sizeof(p->given), sizeof(p->given_canon), sizeof(p->family),
+        sizeof(p->street), sizeof(p->city), sizeof(p->postcode), sizeof(p->phone),
+        sizeof(p->email), sizeof(p->national_id)};
+    memset(p, 0, sizeof(*p));
+    if (len < 4) {
+        return HIE_ECORRUPT;
+    }
+    p->dob = hie_load_be32(in);
+    size_t n = 4;
+    for (unsigned i = 0; i < 9; i++) {
+        if (n >= len || in[n] >= cap[i] || n + 1 + in[n] > len) {
+            return HIE_ECORRUPT;
+        }
+        memcpy(f[i], in + n + 1, in[n]);
+        f[i][in[n]] = '\0';
+        n += 1u + in[n];
+    }
+    bool dob_ok = p->dob == 0 || hie_mpi_date_compare(p->dob, p->dob) == HIE_MPI_DATE_EXACT;
+    return n == len && dob_ok ? 0 : HIE_ECORRUPT;
+}
+
+int
+store__cand_person(hie_mpi_store_t *s, const uint8_t *hash, const store_cand_val_t *c,
+    hie_mpi_person_t *p)
+{
+    const uint8_t *v = c->v.mv_data;
+    const uint8_t *nonce = v + c->body;
+    const uint8_t *sealed = nonce + HIE_MPI_SEAL_NONCE_BYTES;
+    size_t slen = c->v.mv_size - c->body - HIE_MPI_SEAL_NONCE_BYTES, len = 0;
+    uint8_t ad[HIE_MPI_REC_HASH_BYTES + 1], plain[STORE_NORM_BYTES_MAX];
+    memcpy(ad, hash, HIE_MPI_REC_HASH_BYTES);
+    ad[HIE_MPI_REC_HASH_BYTES] = 'N';
+    int rc = hie_mpi_open(s->key, hie_span(sealed, slen), hie_span(ad, sizeof(ad)), nonce,
+        plain, sizeof(plain), &len);
+    rc = rc == 0 ? norm_unpack(plain, len, p) : HIE_ECORRUPT;
+    sodium_memzero(plain, sizeof(plain));
+    if (rc == 0) {
+        hie_mpi_person_prepare(p);
+    }
+    return rc;
 }
 
 int
@@ -232,41 +343,6 @@ store__rec_open(hie_mpi_store_t *s, const Hie__V1__MpiRecord *rec, hie_arena_t *
     }
     *out = (Hie__V1__SealedPerson *)m;
     return (*out)->mrn != NULL ? 0 : HIE_ECORRUPT;
-}
-
-static bool
-copy_field(char *dst, size_t cap, const char *src)
-{
-    size_t len = src != NULL ? strlen(src) : 0;
-    if (len >= cap) {
-        return false;
-    }
-    memcpy(dst, src != NULL ? src : "", len + 1);
-    return true;
-}
-
-int
-store__norm_to_person(const Hie__V1__NormPerson *n, hie_mpi_person_t *p)
-{
-    memset(p, 0, sizeof(*p));
-    if (n == NULL) {
-        return HIE_ECORRUPT;
-    }
-    bool ok = copy_field(p->given, sizeof(p->given), n->given) &&
-        copy_field(p->given_canon, sizeof(p->given_canon), n->given_canon) &&
-        copy_field(p->family, sizeof(p->family), n->family) &&
-        copy_field(p->street, sizeof(p->street), n->street) &&
-        copy_field(p->city, sizeof(p->city), n->city) &&
-        copy_field(p->postcode, sizeof(p->postcode), n->postcode) &&
-        copy_field(p->phone, sizeof(p->phone), n->phone) &&
-        copy_field(p->email, sizeof(p->email), n->email) &&
-        copy_field(p->national_id, sizeof(p->national_id), n->national_id);
-    if (!ok || (n->dob != 0 && hie_mpi_date_compare(n->dob, n->dob) != HIE_MPI_DATE_EXACT)) {
-        return HIE_ECORRUPT;
-    }
-    p->dob = n->dob;
-    hie_mpi_person_prepare(p);
-    return 0;
 }
 
 int
@@ -496,29 +572,27 @@ cmp_cand(const void *a, const void *b)
 static int
 match_record(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
     const match_tf_t *tf, const hie_mpi_person_t *p, const uint8_t *self, const uint8_t *h,
-    hie_arena_t *arena, store_match_t *m, uint16_t *index)
+    store_match_t *m, uint16_t *index)
 {
-    Hie__V1__MpiRecord *rec = NULL;
-    Hie__V1__SealedPerson *sp = NULL;
+    store_cand_val_t cv;
     hie_mpi_person_t cp;
-    int rc = store__rec_get(s, txn, h, arena, &rec);
-    if (rc != 0 || rec->merged) {
+    int rc = store__cand_get(s, txn, h, &cv);
+    if (rc != 0 || cv.merged) {
         return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc; /* a block points at no record */
     }
     bool fresh = false;
-    store_cand_t *slot = cand_slot(m, index, rec->euid, &fresh);
+    store_cand_t *slot = cand_slot(m, index, cv.euid, &fresh);
     if (!fresh && isinf(slot->weight) && slot->weight < 0) {
         return 0; /* the EUID is excluded already */
     }
     store_cand_t c;
     memset(&c, 0, sizeof(c));
-    snprintf(c.euid, sizeof(c.euid), "%s", rec->euid);
+    memcpy(c.euid, cv.euid, sizeof(c.euid));
     memcpy(c.rec_hash, h, HIE_MPI_REC_HASH_BYTES);
     c.weight = -INFINITY;
     bool excluded = self != NULL && store__nolink(s, txn, self, h);
     if (!excluded) {
-        rc = store__rec_open(s, rec, arena, &sp);
-        rc = rc == 0 ? store__norm_to_person(sp->norm, &cp) : rc;
+        rc = store__cand_person(s, h, &cv, &cp);
         if (rc == 0) {
             score_one(model, tf, p, &cp, &c);
         }
@@ -553,7 +627,7 @@ store__match(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
     }
     for (size_t i = 0; rc == 0 && i < n; i++) {
         rc = match_record(s, txn, model, &tf, p, self, hashes + i * HIE_MPI_REC_HASH_BYTES,
-            arena, out, index);
+            out, index);
     }
     if (rc != 0) {
         return rc;

@@ -190,31 +190,39 @@ hist_add(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiRecord 
 
 /* ---- the stored record ------------------------------------------------------------------ */
 
-static void
-norm_from_person(const hie_mpi_person_t *p, Hie__V1__NormPerson *n)
+/* Seals the normalized person alone (what candidate scoring reads, store_int.h mpi_cand)
+ * under its own derived nonce, bound to rec_hash || 'N'. */
+static int
+norm_seal(hie_mpi_store_t *s, hie_arena_t *arena, const Hie__V1__MpiFeedCommand *cmd,
+    const struct feed *fd, Hie__V1__MpiRecord *rec)
 {
-    hie__v1__norm_person__init(n);
-    n->given = (char *)(uintptr_t)p->given;
-    n->given_canon = (char *)(uintptr_t)p->given_canon;
-    n->family = (char *)(uintptr_t)p->family;
-    n->dob = p->dob;
-    n->street = (char *)(uintptr_t)p->street;
-    n->city = (char *)(uintptr_t)p->city;
-    n->postcode = (char *)(uintptr_t)p->postcode;
-    n->phone = (char *)(uintptr_t)p->phone;
-    n->email = (char *)(uintptr_t)p->email;
-    n->national_id = (char *)(uintptr_t)p->national_id;
+    uint8_t plain[STORE_NORM_BYTES_MAX], ad[HIE_MPI_REC_HASH_BYTES + 1];
+    size_t n = store__norm_pack(&fd->p, plain);
+    uint8_t *nonce = hie_arena_alloc(arena, HIE_MPI_SEAL_NONCE_BYTES);
+    uint8_t *sealed = hie_arena_alloc(arena, n + HIE_MPI_SEAL_OVERHEAD_BYTES);
+    if (nonce == NULL || sealed == NULL) {
+        return HIE_ENOMEM;
+    }
+    crypto_generichash(nonce, HIE_MPI_SEAL_NONCE_BYTES, cmd->nonce.data, cmd->nonce.len,
+        (const uint8_t *)"hie-mpi-norm-v1.", 16);
+    memcpy(ad, rec->rec_hash.data, HIE_MPI_REC_HASH_BYTES);
+    ad[HIE_MPI_REC_HASH_BYTES] = 'N';
+    int rc = hie_mpi_seal(s->key, hie_span(plain, n), hie_span(ad, sizeof(ad)), nonce, sealed,
+        n + HIE_MPI_SEAL_OVERHEAD_BYTES);
+    sodium_memzero(plain, sizeof(plain));
+    rec->norm_nonce.data = nonce;
+    rec->norm_nonce.len = HIE_MPI_SEAL_NONCE_BYTES;
+    rec->norm_sealed.data = sealed;
+    rec->norm_sealed.len = n + HIE_MPI_SEAL_OVERHEAD_BYTES;
+    return rc;
 }
 
-/* Seals the person (MRN, demographics, normalized form) into rec under a nonce derived from
- * the command's, and fills the record's index keys. */
+/* Seals the person (MRN and demographics as sent) into rec under a nonce derived from the
+ * command's, seals the normalized form apart, and fills the record's index keys. */
 static int
 rec_seal(hie_mpi_store_t *s, hie_arena_t *arena, const Hie__V1__MpiFeedCommand *cmd,
     struct feed *fd, Hie__V1__MpiRecord *rec)
 {
-    Hie__V1__NormPerson norm;
-    norm_from_person(&fd->p, &norm);
-    fd->sp->norm = &norm;
     size_t n = protobuf_c_message_get_packed_size(&fd->sp->base);
     uint8_t *plain = hie_arena_alloc(arena, n + 1);
     uint8_t *sealed = hie_arena_alloc(arena, n + HIE_MPI_SEAL_OVERHEAD_BYTES);
@@ -224,7 +232,6 @@ rec_seal(hie_mpi_store_t *s, hie_arena_t *arena, const Hie__V1__MpiFeedCommand *
         return HIE_ENOMEM;
     }
     HIE_ASSERT(protobuf_c_message_pack(&fd->sp->base, plain) == n);
-    fd->sp->norm = NULL;
     crypto_generichash(nonce, HIE_MPI_SEAL_NONCE_BYTES, cmd->nonce.data, cmd->nonce.len,
         (const uint8_t *)"hie-mpi-stored-v1", 17);
     int rc = hie_mpi_seal(s->key, hie_span(plain, n), hie_span(rec->rec_hash.data,
@@ -237,6 +244,10 @@ rec_seal(hie_mpi_store_t *s, hie_arena_t *arena, const Hie__V1__MpiFeedCommand *
     rec->nonce.len = HIE_MPI_SEAL_NONCE_BYTES;
     rec->sealed.data = sealed;
     rec->sealed.len = n + HIE_MPI_SEAL_OVERHEAD_BYTES;
+    rc = norm_seal(s, arena, cmd, fd, rec);
+    if (rc != 0) {
+        return rc;
+    }
     uint64_t all[HIE_MPI_BLOCK_KEYS];
     hie_mpi_block_keys(&fd->p, s->secret, all);
     rec->n_block_keys = 0;
@@ -290,7 +301,6 @@ feed_open(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCo
     if (hie_mpi_person_from_demographics(fd->sp->demographics, &fd->p, &info) != 0) {
         return refuse(ctx, BAD, info.field, info.reason);
     }
-    fd->sp->norm = NULL;
     return hie_mpi_store_model(s, ctx->txn, &fd->model);
 }
 

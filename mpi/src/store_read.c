@@ -343,19 +343,16 @@ hie_mpi_store_each_person(hie_mpi_store_t *s, MDB_txn *txn, size_t max,
     int rc = store__rc(mdb_cursor_open(txn, s->rec, &cur));
     int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : 0;
     for (size_t n = 0; rc == 0 && mrc == 0 && n < max; n++) {
-        hie_arena_t *arena = NULL;
-        Hie__V1__MpiRecord *rec = NULL;
-        Hie__V1__SealedPerson *sp = NULL;
+        store_cand_val_t cv;
         hie_mpi_person_t p;
-        rc = k.mv_size == HIE_MPI_REC_HASH_BYTES ? hie_arena_create(&arena, 1u << 20)
+        memset(&p, 0, sizeof(p));
+        rc = k.mv_size == HIE_MPI_REC_HASH_BYTES ? store__cand_get(s, txn, k.mv_data, &cv)
                                                  : HIE_ECORRUPT;
-        rc = rc == 0 ? store__rec_get(s, txn, k.mv_data, arena, &rec) : rc;
-        bool live = rc == 0 && !rec->merged;
-        rc = live ? store__rec_open(s, rec, arena, &sp) : rc;
-        rc = live && rc == 0 ? store__norm_to_person(sp->norm, &p) : rc;
+        rc = rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
+        bool live = rc == 0 && !cv.merged;
+        rc = live ? store__cand_person(s, k.mv_data, &cv, &p) : rc;
         bool stop = live && rc == 0 && fn(fctx, &p) != 0;
         sodium_memzero(&p, sizeof(p));
-        hie_arena_destroy(&arena);
         if (stop) {
             break;
         }

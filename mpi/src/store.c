@@ -28,7 +28,6 @@ dbis_open(hie_mpi_store_t *s)
     } dbs[] = {
         {"mpi_rec", 0, offsetof(hie_mpi_store_t, rec)},
         {"mpi_euid", MDB_DUPSORT, offsetof(hie_mpi_store_t, euid)},
-        {"mpi_block", MDB_DUPSORT, offsetof(hie_mpi_store_t, block)},
         {"mpi_nolink", 0, offsetof(hie_mpi_store_t, nolink)},
         {"mpi_tf", 0, offsetof(hie_mpi_store_t, tf)},
         {"mpi_review", 0, offsetof(hie_mpi_store_t, review)},
@@ -52,6 +51,40 @@ dbis_open(hie_mpi_store_t *s)
     return rc;
 }
 
+/* Rebuilds the blocking index from every record's stored block keys (merged records have
+ * none). About 2 us a record. */
+static int
+blocks_rebuild(hie_mpi_store_t *s)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc = store__rc(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+    rc = rc == 0 ? store__rc(mdb_cursor_open(txn, s->rec, &cur)) : rc;
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
+    while (rc == 0 && mrc == 0) {
+        Hie__V1__MpiRecord *r = hie__v1__mpi_record__unpack(NULL, v.mv_size, v.mv_data);
+        if (r == NULL || k.mv_size != HIE_MPI_REC_HASH_BYTES || r->n_block_keys >
+                HIE_MPI_BLOCK_KEYS) {
+            rc = HIE_ECORRUPT;
+        } else {
+            rc = store__blocks_change(s->blocks, r->block_keys, r->n_block_keys, k.mv_data,
+                true);
+        }
+        if (r != NULL) {
+            hie__v1__mpi_record__free_unpacked(r, NULL);
+        }
+        mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_NEXT) : mrc;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    return rc == 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+}
+
 int
 hie_mpi_store_open(hie_mpi_store_t **out, MDB_env *env, const hie_mpi_key_t *key)
 {
@@ -68,6 +101,8 @@ hie_mpi_store_open(hie_mpi_store_t **out, MDB_env *env, const hie_mpi_key_t *key
         hie_mpi_key_index_secret(key, s->secret);
     }
     int rc = dbis_open(s);
+    rc = rc == 0 ? store__blocks_create(&s->blocks) : rc;
+    rc = rc == 0 && key != NULL ? blocks_rebuild(s) : rc; /* keyless: nothing reads it */
     if (rc != 0) {
         hie_mpi_store_close(&s);
         return rc;
@@ -85,6 +120,7 @@ hie_mpi_store_close(hie_mpi_store_t **sp)
         return;
     }
     HIE_ASSERT(s->magic == STORE_MAGIC);
+    store__blocks_destroy(&s->blocks);
     sodium_memzero(s->secret, sizeof(s->secret));
     s->magic = 0;
     hie_mem_free(s, sizeof(*s)); /* the dbis close with the environment */
@@ -435,39 +471,9 @@ cmp_hash(const void *a, const void *b)
     return memcmp(a, b, HIE_MPI_REC_HASH_BYTES);
 }
 
-static int
-block_scan(hie_mpi_store_t *s, MDB_cursor *cur, uint64_t key, const uint8_t *self,
-    uint8_t *out, size_t *n)
-{
-    uint8_t kb[10];
-    uint16_t shard = (uint16_t)hie_mpi_key_shard(key, HIE_MPI_SHARDS_DEFAULT);
-    kb[0] = (uint8_t)(shard >> 8);
-    kb[1] = (uint8_t)shard;
-    hie_store_be64(kb + 2, key);
-    MDB_val k = {sizeof(kb), kb}, v;
-    int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
-    unsigned taken = 0;
-    while (mrc == 0 && taken < HIE_MPI_BLOCK_CAP) {
-        if (v.mv_size != HIE_MPI_REC_HASH_BYTES) {
-            return HIE_ECORRUPT;
-        }
-        if (self == NULL || memcmp(v.mv_data, self, HIE_MPI_REC_HASH_BYTES) != 0) {
-            memcpy(out + *n * HIE_MPI_REC_HASH_BYTES, v.mv_data, HIE_MPI_REC_HASH_BYTES);
-            (*n)++;
-        }
-        taken++;
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP);
-    }
-    if (mrc == 0) {
-        atomic_fetch_add(&s->stats.capped_blocks, 1);
-        return 0;
-    }
-    return mrc == MDB_NOTFOUND ? 0 : HIE_ESTORAGE;
-}
-
 /* The distinct records sharing a block key with p, sorted, self excluded. */
 static int
-candidates(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_person_t *p, const uint8_t *self,
+candidates(hie_mpi_store_t *s, const hie_mpi_person_t *p, const uint8_t *self,
     hie_arena_t *arena, uint8_t **out, size_t *n)
 {
     uint64_t keys[HIE_MPI_BLOCK_KEYS];
@@ -477,17 +483,16 @@ candidates(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_person_t *p, const ui
     if (*out == NULL) {
         return HIE_ENOMEM;
     }
-    MDB_cursor *cur = NULL;
-    int rc = store__rc(mdb_cursor_open(txn, s->block, &cur));
-    for (unsigned i = 0; rc == 0 && i < HIE_MPI_BLOCK_KEYS; i++) {
-        if (keys[i] != 0) {
-            rc = block_scan(s, cur, keys[i], self, *out, n);
+    int rc = 0;
+    for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
+        bool capped = false;
+        *n += store__blocks_get(s->blocks, keys[i], self, *out + *n * HIE_MPI_REC_HASH_BYTES,
+            HIE_MPI_BLOCK_CAP, &capped);
+        if (capped) {
+            atomic_fetch_add(&s->stats.capped_blocks, 1);
         }
     }
-    if (cur != NULL) {
-        mdb_cursor_close(cur);
-    }
-    if (rc == 0 && *n > 1) {
+    if (*n > 1) {
         qsort(*out, *n, HIE_MPI_REC_HASH_BYTES, cmp_hash);
         size_t u = 1;
         for (size_t i = 1; i < *n; i++) {
@@ -577,6 +582,9 @@ match_record(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
     store_cand_val_t cv;
     hie_mpi_person_t cp;
     int rc = store__cand_get(s, txn, h, &cv);
+    if (rc == HIE_ENOTFOUND && self == NULL) {
+        return 0; /* a reader's snapshot is older than the index: not yet visible to it */
+    }
     if (rc != 0 || cv.merged) {
         return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc; /* a block points at no record */
     }
@@ -612,7 +620,7 @@ store__match(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
     uint8_t *hashes = NULL;
     size_t n = 0;
     out->n = 0;
-    int rc = candidates(s, txn, p, self, arena, &hashes, &n);
+    int rc = candidates(s, p, self, arena, &hashes, &n);
     out->cand = rc == 0 ? hie_arena_alloc(arena, (n + 1) * sizeof(*out->cand)) : NULL;
     if (rc == 0 && out->cand == NULL) {
         rc = HIE_ENOMEM;

@@ -86,21 +86,9 @@ member_del(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, const uint8_t *h)
 static int
 blocks_change(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__MpiRecord *rec, bool add)
 {
-    for (size_t i = 0; i < rec->n_block_keys; i++) {
-        uint8_t kb[10];
-        uint64_t key = rec->block_keys[i];
-        uint16_t shard = (uint16_t)hie_mpi_key_shard(key, HIE_MPI_SHARDS_DEFAULT);
-        kb[0] = (uint8_t)(shard >> 8);
-        kb[1] = (uint8_t)shard;
-        hie_store_be64(kb + 2, key);
-        MDB_val k = {sizeof(kb), kb}, v = {HIE_MPI_REC_HASH_BYTES, rec->rec_hash.data};
-        int rc = add ? mdb_put(txn, s->block, &k, &v, MDB_NODUPDATA) : mdb_del(txn, s->block,
-            &k, &v);
-        if (rc != 0 && rc != MDB_KEYEXIST && !(rc == MDB_NOTFOUND && !add)) {
-            return HIE_ESTORAGE;
-        }
-    }
-    return 0;
+    (void)txn; /* derived state in memory: see blocks.c */
+    return store__blocks_change(s->blocks, rec->block_keys, rec->n_block_keys,
+        rec->rec_hash.data, add);
 }
 
 static int

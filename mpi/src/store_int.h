@@ -9,10 +9,24 @@
 
 #define STORE_MAGIC 0x4d504953u /* "MPIS" */
 
+/* The blocking index in memory (blocks.c). */
+typedef struct store_blocks store_blocks_t;
+int store__blocks_create(store_blocks_t **out);
+void store__blocks_destroy(store_blocks_t **b);
+/* Adds (add) or removes hash under each non-zero key. Log thread only. Returns 0 or
+ * HIE_ENOMEM (the caller stops: the index would no longer match the records). */
+int store__blocks_change(store_blocks_t *b, const uint64_t *keys, size_t n,
+    const uint8_t *hash, bool add);
+/* Copies the first cap records of block key (by hash order) except self into out (16 bytes
+ * each); *capped when the block holds more than cap. Any thread. */
+size_t store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, uint8_t *out,
+    size_t cap, bool *capped);
+
 struct hie_mpi_store {
     uint32_t magic;
     MDB_env *env;
-    MDB_dbi rec, euid, block, nolink, tf, review, hist, meta;
+    MDB_dbi rec, euid, nolink, tf, review, hist, meta;
+    store_blocks_t *blocks;   /* derived from the records' block keys; rebuilt at open */
     /* mpi_cand: rec_hash -> what scoring a candidate needs, in a flat form read without
      * protobuf: [1: version][1: merged][1: euid length][euid][24: nonce][sealed norm], the
      * norm being the record's normalized person in store__norm_pack's form, sealed with

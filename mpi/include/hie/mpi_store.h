@@ -14,13 +14,16 @@
  *
  * Databases (in the node's state environment, so one transaction covers the command, its
  * dedup entry and the MPI change): mpi_rec (rec_hash -> MpiRecord), mpi_euid (dupsort: EUID ->
- * rec_hash), mpi_block (dupsort: shard(2) block key(8) -> rec_hash), mpi_nolink (rec_hash pair
+ * rec_hash), mpi_nolink (rec_hash pair
  * -> ""), mpi_tf (field(1) keyed hash(8) -> count), mpi_review (id(8) -> ReviewItem), mpi_hist
  * (index(8) seq(4) -> LinkEvent), mpi_meta (counters and the model), mpi_cand (rec_hash -> the
  * EUID and the sealed normalized form, what scoring a candidate reads).
  *
  * PHI: names, dates, addresses, phone, e-mail, national id and MRN are only ever stored sealed;
  * index keys are keyed hashes (hie_mpi_key_index_secret). Nothing here logs.
+ *
+ * The blocking index (block key -> records) is derived state kept in memory (blocks.c) and
+ * rebuilt from the records when the store opens.
  *
  * Threads: a store handle is shared; apply runs on the log thread only; readers on any thread
  * with their own read transaction.

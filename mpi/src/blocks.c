@@ -1,0 +1,202 @@
+/*
+ * blocks.c - the MPI's blocking index in memory: block key -> the records in that block,
+ * sorted by record hash (so the first HIE_MPI_BLOCK_CAP of a block are the same on every node
+ * and after every restart, whatever order the records arrived in).
+ *
+ * Why memory and not LMDB: each record sits in up to 15 blocks; as LMDB duplicates those 15
+ * inserts dirtied 15 random B-tree pages per record and a group commit rewrote most of the
+ * block tree (copy-on-write), which was most of the commit cost at scale. The index is
+ * derived state: the store rebuilds it from the records' block keys when it opens, and apply
+ * updates it as it writes the records, so it always matches the LMDB state the log thread
+ * sees. Readers (PDQ on workers) may run on an older LMDB snapshot than the index: a record
+ * the index names but the snapshot lacks is skipped by the reader.
+ *
+ * Threads: one writer (the log thread), any number of readers; a rwlock guards the table.
+ * Memory: 16 bytes per (record, key) plus the table, about 250 bytes per record.
+ */
+#include "store_int.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#define BLOCKS_INITIAL 4096u
+
+struct block {
+    uint64_t key;            /* 0: empty slot */
+    uint32_t n, cap;
+    uint8_t (*hashes)[HIE_MPI_REC_HASH_BYTES];
+};
+
+struct store_blocks {
+    pthread_rwlock_t lock;
+    struct block *slots;
+    size_t cap, used;        /* cap: a power of two */
+};
+
+int
+store__blocks_create(store_blocks_t **out)
+{
+    store_blocks_t *b = hie_mem_calloc(1, sizeof(*b));
+    if (b == NULL) {
+        return HIE_ENOMEM;
+    }
+    b->slots = hie_mem_calloc(BLOCKS_INITIAL, sizeof(*b->slots));
+    if (b->slots == NULL || pthread_rwlock_init(&b->lock, NULL) != 0) {
+        hie_mem_free(b->slots, BLOCKS_INITIAL * sizeof(*b->slots));
+        hie_mem_free(b, sizeof(*b));
+        return HIE_ENOMEM;
+    }
+    b->cap = BLOCKS_INITIAL;
+    *out = b;
+    return 0;
+}
+
+void
+store__blocks_destroy(store_blocks_t **bp)
+{
+    store_blocks_t *b = *bp;
+    if (b == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < b->cap; i++) {
+        hie_mem_free(b->slots[i].hashes, (size_t)b->slots[i].cap * HIE_MPI_REC_HASH_BYTES);
+    }
+    hie_mem_free(b->slots, b->cap * sizeof(*b->slots));
+    pthread_rwlock_destroy(&b->lock);
+    hie_mem_free(b, sizeof(*b));
+    *bp = NULL;
+}
+
+static struct block *
+slot_find(struct block *slots, size_t cap, uint64_t key)
+{
+    HIE_ASSERT(key != 0);
+    size_t mask = cap - 1;
+    for (size_t i = (size_t)(key * 0x9e3779b97f4a7c15ull) & mask;; i = (i + 1) & mask) {
+        if (slots[i].key == key || slots[i].key == 0) {
+            return &slots[i];
+        }
+    }
+}
+
+static int
+table_grow(store_blocks_t *b)
+{
+    size_t ncap = b->cap * 2;
+    struct block *n = hie_mem_calloc(ncap, sizeof(*n));
+    if (n == NULL) {
+        return HIE_ENOMEM;
+    }
+    for (size_t i = 0; i < b->cap; i++) {
+        if (b->slots[i].key != 0) {
+            *slot_find(n, ncap, b->slots[i].key) = b->slots[i];
+        }
+    }
+    hie_mem_free(b->slots, b->cap * sizeof(*b->slots));
+    b->slots = n;
+    b->cap = ncap;
+    return 0;
+}
+
+/* Position of hash in the sorted block (where it is, or where it would go). */
+static uint32_t
+block_pos(const struct block *bl, const uint8_t *hash, bool *found)
+{
+    uint32_t lo = 0, hi = bl->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = memcmp(bl->hashes[mid], hash, HIE_MPI_REC_HASH_BYTES);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    *found = false;
+    return lo;
+}
+
+static int
+block_insert(struct block *bl, const uint8_t *hash)
+{
+    bool found = false;
+    uint32_t at = block_pos(bl, hash, &found);
+    if (found) {
+        return 0; /* two keys of one record can hash alike: one entry */
+    }
+    if (bl->n == bl->cap) {
+        uint32_t ncap = bl->cap == 0 ? 4 : bl->cap * 2;
+        void *n = hie_mem_realloc(bl->hashes, (size_t)bl->cap * HIE_MPI_REC_HASH_BYTES,
+            (size_t)ncap * HIE_MPI_REC_HASH_BYTES);
+        if (n == NULL) {
+            return HIE_ENOMEM;
+        }
+        bl->hashes = n;
+        bl->cap = ncap;
+    }
+    memmove(bl->hashes[at + 1], bl->hashes[at], (size_t)(bl->n - at) * HIE_MPI_REC_HASH_BYTES);
+    memcpy(bl->hashes[at], hash, HIE_MPI_REC_HASH_BYTES);
+    bl->n++;
+    return 0;
+}
+
+int
+store__blocks_change(store_blocks_t *b, const uint64_t *keys, size_t n, const uint8_t *hash,
+    bool add)
+{
+    int rc = 0;
+    pthread_rwlock_wrlock(&b->lock);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (keys[i] == 0) {
+            continue;
+        }
+        if (add && (b->used + 1) * 2 > b->cap) {
+            rc = table_grow(b);
+        }
+        struct block *bl = rc == 0 ? slot_find(b->slots, b->cap, keys[i]) : NULL;
+        if (bl != NULL && add) {
+            b->used += bl->key == 0;
+            bl->key = keys[i];
+            rc = block_insert(bl, hash);
+        } else if (bl != NULL && bl->key != 0) {
+            bool found = false;
+            uint32_t at = block_pos(bl, hash, &found);
+            if (found) { /* an emptied block keeps its slot: keys stay findable */
+                memmove(bl->hashes[at], bl->hashes[at + 1],
+                    (size_t)(bl->n - at - 1) * HIE_MPI_REC_HASH_BYTES);
+                bl->n--;
+            }
+        }
+    }
+    pthread_rwlock_unlock(&b->lock);
+    return rc;
+}
+
+size_t
+store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, uint8_t *out,
+    size_t cap, bool *capped)
+{
+    size_t n = 0;
+    *capped = false;
+    if (key == 0) {
+        return 0;
+    }
+    pthread_rwlock_rdlock(&b->lock);
+    const struct block *bl = slot_find(b->slots, b->cap, key);
+    if (bl->key != 0) {
+        uint32_t take = bl->n < cap ? bl->n : (uint32_t)cap;
+        *capped = bl->n > cap;
+        for (uint32_t i = 0; i < take; i++) {
+            if (self == NULL || memcmp(bl->hashes[i], self, HIE_MPI_REC_HASH_BYTES) != 0) {
+                memcpy(out + n * HIE_MPI_REC_HASH_BYTES, bl->hashes[i], HIE_MPI_REC_HASH_BYTES);
+                n++;
+            }
+        }
+    }
+    pthread_rwlock_unlock(&b->lock);
+    return n;
+}

@@ -296,6 +296,53 @@ hie_mpi_store_review_list(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__Revie
     return rc;
 }
 
+/* ---- link history ---------------------------------------------------------------------- */
+
+int
+hie_mpi_store_history(hie_mpi_store_t *s, MDB_txn *txn, const char *org_id, const char *mrn,
+    hie_arena_t *arena, Hie__V1__LinkEvent ***events, size_t *n, hie_mpi_reject_t *r)
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && events != NULL && n != NULL);
+    *events = NULL;
+    *n = 0;
+    if (!hie_mpi_store_ready(s)) {
+        return HIE_EUNAVAIL;
+    }
+    if (org_id == NULL || !hie_proto_org_id_valid(org_id, strlen(org_id)) ||
+        !hie_mpi_mrn_valid(mrn)) {
+        reject(r, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "patient", "invalid id");
+        return 0;
+    }
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    hie_mpi_rec_hash(s->key, org_id, mrn, h);
+    Hie__V1__LinkEvent **out = hie_arena_alloc(arena, HIE_MPI_HISTORY_MAX * sizeof(*out));
+    MDB_cursor *cur = NULL;
+    MDB_val k = {sizeof(h), h}, v;
+    int rc = out == NULL ? HIE_ENOMEM : store__rc(mdb_cursor_open(txn, s->hist, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : MDB_NOTFOUND;
+    while (rc == 0 && mrc == 0 && *n < HIE_MPI_HISTORY_MAX && k.mv_size > sizeof(h) &&
+           memcmp(k.mv_data, h, sizeof(h)) == 0) {
+        ProtobufCMessage *m = NULL;
+        rc = hie_proto_unpack(&hie__v1__link_event__descriptor, hie_span(v.mv_data, v.mv_size),
+            arena, &m);
+        rc = rc == HIE_EPROTO ? HIE_ECORRUPT : rc;
+        if (rc == 0) {
+            out[(*n)++] = (Hie__V1__LinkEvent *)m;
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    rc = rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+    if (rc == 0 && *n == 0) {
+        reject(r, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn",
+            "no record of this MRN at this organization");
+    }
+    *events = rc == 0 ? out : NULL;
+    return rc;
+}
+
 /* ---- model, counts, training input ------------------------------------------------------- */
 
 int

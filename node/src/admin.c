@@ -253,6 +253,7 @@ admin_dispatch(struct node_admin *a, hie_span_t in, hie_arena_t *arena)
     case HIE__V1__ADMIN_REQUEST__BODY_MPI_STATS:
     case HIE__V1__ADMIN_REQUEST__BODY_REVIEW_LIST:
     case HIE__V1__ADMIN_REQUEST__BODY_REVIEW_DECIDE:
+    case HIE__V1__ADMIN_REQUEST__BODY_MPI_HISTORY:
         admin_mpi(a, req, arena);
         break;
     default:

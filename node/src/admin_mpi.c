@@ -285,6 +285,41 @@ admin_stats(node_ctx_t *ctx, hie_arena_t *arena, Hie__V1__AdminReply *reply, nod
     return 0;
 }
 
+static int
+admin_history(node_ctx_t *ctx, const Hie__V1__AdminMpiHistory *q, hie_arena_t *arena,
+    Hie__V1__AdminReply *reply, node_mpi_err_t *e)
+{
+    hie_mpi_store_t *store = hie_node__state_mpi(ctx->state);
+    Hie__V1__AdminMpiHistoryReply *hr = hie_arena_alloc(arena, sizeof(*hr));
+    hie_mpi_reject_t rej = {0};
+    MDB_txn *txn = NULL;
+    if (hr == NULL) {
+        return fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+    }
+    hie__v1__admin_mpi_history_reply__init(hr);
+    if (q->patient == NULL) {
+        return fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "patient", "missing");
+    }
+    int rc = mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn);
+    rc = rc == 0 ? hie_mpi_store_history(store, txn, q->patient->org_id, q->patient->mrn,
+        arena, &hr->events, &hr->n_events, &rej) : HIE_ESTORAGE;
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (rc == HIE_EUNAVAIL) {
+        return fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL, "no MPI data key");
+    }
+    if (rc != 0) {
+        return fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "cannot read the index");
+    }
+    if (rej.code != 0) {
+        return fail(e, rej.code, rej.field, rej.message);
+    }
+    reply->body_case = HIE__V1__ADMIN_REPLY__BODY_MPI_HISTORY;
+    reply->mpi_history = hr;
+    return 0;
+}
+
 int
 hie_node__admin_mpi(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__AdminRequest *req,
     hie_arena_t *arena, Hie__V1__AdminReply *reply, node_mpi_err_t *e)
@@ -298,6 +333,8 @@ hie_node__admin_mpi(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__Admin
                      : fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "id", "invalid");
     case HIE__V1__ADMIN_REQUEST__BODY_MPI_STATS:
         return admin_stats(ctx, arena, reply, e);
+    case HIE__V1__ADMIN_REQUEST__BODY_MPI_HISTORY:
+        return admin_history(ctx, req->mpi_history, arena, reply, e);
     case HIE__V1__ADMIN_REQUEST__BODY_REVIEW_LIST:
         reply->body_case = HIE__V1__ADMIN_REPLY__BODY_REVIEW_LIST;
         return hie_node__mpi_review_list(ctx, req->review_list, arena, &reply->review_list, e);

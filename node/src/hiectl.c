@@ -71,6 +71,7 @@ usage(FILE *f)
         "                 [--rejects PATH]  bulk identity feed, resumable (see below)\n"
         "  mpi train [--sample-pairs N]     re-estimate the match model from the index\n"
         "  mpi stats                        records, EUIDs, open reviews, model version\n"
+        "  mpi history ORG MRN              every link decision about one record, with its score\n"
         "  mpi review list [--after ID] [--limit N] [--all]   possible matches to decide\n"
         "  mpi review link ID | apart ID    decide a review item\n\n"
         "roles: hospital clinic lab payer auditor operator node\n"
@@ -1057,6 +1058,48 @@ ctl_mpi_stats(const struct ctl *c, hie_arena_t *arena)
 }
 
 static const char *
+enum_name(const ProtobufCEnumDescriptor *d, int v)
+{
+    const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
+    return ev != NULL ? ev->name : "?";
+}
+
+static int
+ctl_mpi_history(const struct ctl *c, const char *org, const char *mrn, hie_arena_t *arena)
+{
+    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
+    Hie__V1__AdminMpiHistory h = HIE__V1__ADMIN_MPI_HISTORY__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    pid.org_id = (char *)(uintptr_t)org;
+    pid.mrn = (char *)(uintptr_t)mrn;
+    h.patient = &pid;
+    req.body_case = HIE__V1__ADMIN_REQUEST__BODY_MPI_HISTORY;
+    req.mpi_history = &h;
+    Hie__V1__AdminReply *reply = ctl_call(c, &req, arena);
+    const Hie__V1__AdminMpiHistoryReply *r = reply->mpi_history;
+    if (r == NULL) {
+        fprintf(stderr, "hiectl: unexpected answer\n");
+        return 3;
+    }
+    for (size_t i = 0; i < r->n_events; i++) {
+        const Hie__V1__LinkEvent *ev = r->events[i];
+        const Hie__V1__MatchExplanation *x = ev->explanation;
+        printf("time_ms=%lld action=%s outcome=%s origin=%s euid=%s prior_euid=%s by=%s",
+            (long long)ev->time_ms, enum_name(&hie__v1__feed_action__descriptor, ev->action),
+            enum_name(&hie__v1__feed_outcome__descriptor, ev->outcome),
+            enum_name(&hie__v1__link_origin__descriptor, ev->origin), ev->euid,
+            ev->prior_euid[0] ? ev->prior_euid : "-", ev->requester);
+        if (x != NULL) {
+            printf(" candidate=%s weight=%.2f probability=%.4f model=%llu rule=\"%s\"",
+                x->candidate_euid, x->weight, x->probability,
+                (unsigned long long)x->model_version, x->rule);
+        }
+        printf("\n");
+    }
+    return 0;
+}
+
+static const char *
 review_status_name(Hie__V1__ReviewStatus st)
 {
     switch (st) {
@@ -1154,6 +1197,8 @@ ctl_mpi(const struct ctl *c, int argc, char **argv, hie_arena_t *arena)
         return ctl_mpi_train(c, arena);
     } else if (argc == 1 && strcmp(argv[0], "stats") == 0) {
         return ctl_mpi_stats(c, arena);
+    } else if (argc == 3 && strcmp(argv[0], "history") == 0) {
+        return ctl_mpi_history(c, argv[1], argv[2], arena);
     } else if (argc == 2 && strcmp(argv[0], "review") == 0 && strcmp(argv[1], "list") == 0) {
         return ctl_mpi_review_list(c, arena);
     } else if (argc == 3 && strcmp(argv[0], "review") == 0 &&

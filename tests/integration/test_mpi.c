@@ -282,6 +282,17 @@ Test(mpi, merge_unlink_and_no_link_survives, .timeout = 120)
         "riverside-clinic", "C-1", &JON, NULL, a);
     cr_assert_str_eq(up->euid, u->euid, "the manual no-link must survive re-matching");
     cr_assert_eq(up->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED);
+    /* the operator reads every decision about the clinic's record, with its score */
+    static char hist[8192];
+    int hrc = itest_ctl(&n, hist, sizeof(hist), "mpi history riverside-clinic C-1");
+    cr_assert_eq(hrc, 0, "%s", hist);
+    cr_assert(strstr(hist, "action=FEED_CREATE outcome=OUTCOME_LINKED origin=LINK_AUTO") != NULL,
+        "%s", hist);
+    cr_assert(strstr(hist, "probability=") != NULL, "%s", hist);
+    cr_assert(strstr(hist, "action=FEED_UNLINK outcome=OUTCOME_UNLINKED origin=LINK_MANUAL_NEW")
+        != NULL, "%s", hist);
+    cr_assert(strstr(hist, "by=riverside-clinic") != NULL, "%s", hist);
+    cr_assert_neq(itest_ctl(&n, hist, sizeof(hist), "mpi history riverside-clinic C-404"), 0);
     /* a different clinic record of the same person still links to the hospital's EUID */
     Hie__V1__MpiFeedReply *c2 = feed_ok(c, "m10", create, "riverside-clinic", "C-2", &JOHN,
         NULL, a);

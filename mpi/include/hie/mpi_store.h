@@ -16,7 +16,7 @@
  * dedup entry and the MPI change): mpi_rec (rec_hash -> MpiRecord), mpi_euid (dupsort: EUID ->
  * rec_hash), mpi_nolink (rec_hash pair
  * -> ""), mpi_tf (field(1) keyed hash(8) -> count), mpi_review (id(8) -> ReviewItem), mpi_hist
- * (index(8) seq(4) -> LinkEvent), mpi_meta (counters and the model), mpi_cand (rec_hash -> the
+ * (rec_hash(16) index(8) seq(4) -> LinkEvent), mpi_meta (counters and the model), mpi_cand (rec_hash -> the
  * EUID and the sealed normalized form, what scoring a candidate reads).
  *
  * PHI: names, dates, addresses, phone, e-mail, national id and MRN are only ever stored sealed;
@@ -143,6 +143,12 @@ HIE_MUST_CHECK int hie_mpi_store_pdq(hie_mpi_store_t *store, MDB_txn *txn,
     hie_mpi_reject_t *reject);
 HIE_MUST_CHECK int hie_mpi_store_review_list(hie_mpi_store_t *store, MDB_txn *txn,
     const Hie__V1__ReviewListRequest *q, hie_arena_t *arena, Hie__V1__ReviewListReply **reply);
+/* The link history of (org_id, mrn), oldest first, at most HIE_MPI_HISTORY_MAX events.
+ * Rejects NOT_FOUND (patient.mrn) for a record the index never had. */
+#define HIE_MPI_HISTORY_MAX 1000u
+HIE_MUST_CHECK int hie_mpi_store_history(hie_mpi_store_t *store, MDB_txn *txn,
+    const char *org_id, const char *mrn, hie_arena_t *arena, Hie__V1__LinkEvent ***events,
+    size_t *n, hie_mpi_reject_t *reject);
 /* The current model (the default one before any training). */
 HIE_MUST_CHECK int hie_mpi_store_model(hie_mpi_store_t *store, MDB_txn *txn,
     hie_mpi_model_t *model);

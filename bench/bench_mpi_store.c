@@ -279,6 +279,7 @@ train_install(struct bench *b, const char *persons)
     protobuf_c_boolean eb[HIE_MPI_FIELD_COUNT];
     Hie__V1__MpiModel pm;
     hie_mpi_model_to_proto(&model, &pm, mb, ub, eb);
+    pm.trained_records = st.records;
     Hie__V1__MpiModelCommand mc = HIE__V1__MPI_MODEL_COMMAND__INIT;
     mc.model = &pm;
     uint64_t version = 0;

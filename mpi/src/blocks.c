@@ -1,7 +1,9 @@
 /*
  * blocks.c - the MPI's blocking index in memory: block key -> the records in that block,
- * sorted by record hash (so the first HIE_MPI_BLOCK_CAP of a block are the same on every node
- * and after every restart, whatever order the records arrived in).
+ * sorted by record hash (a canonical order: the same on every node and after every restart,
+ * whatever order the records arrived in). A block larger than the cap is skipped whole, as
+ * training skips it (hie_mpi_blocks_pairs): a common value ("smith" born 1970) says too
+ * little, and a slice of it would be arbitrary candidates; the other keys still find pairs.
  *
  * Why memory and not LMDB: each record sits in up to 15 blocks; as LMDB duplicates those 15
  * inserts dirtied 15 random B-tree pages per record and a group commit rewrote most of the
@@ -187,10 +189,9 @@ store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, uint8_t 
     }
     pthread_rwlock_rdlock(&b->lock);
     const struct block *bl = slot_find(b->slots, b->cap, key);
-    if (bl->key != 0) {
-        uint32_t take = bl->n < cap ? bl->n : (uint32_t)cap;
-        *capped = bl->n > cap;
-        for (uint32_t i = 0; i < take; i++) {
+    *capped = bl->key != 0 && bl->n > cap;
+    if (bl->key != 0 && !*capped) { /* a block over the cap says too little: skip it whole */
+        for (uint32_t i = 0; i < bl->n; i++) {
             if (self == NULL || memcmp(bl->hashes[i], self, HIE_MPI_REC_HASH_BYTES) != 0) {
                 memcpy(out + n * HIE_MPI_REC_HASH_BYTES, bl->hashes[i], HIE_MPI_REC_HASH_BYTES);
                 n++;

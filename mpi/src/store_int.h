@@ -17,8 +17,8 @@ void store__blocks_destroy(store_blocks_t **b);
  * HIE_ENOMEM (the caller stops: the index would no longer match the records). */
 int store__blocks_change(store_blocks_t *b, const uint64_t *keys, size_t n,
     const uint8_t *hash, bool add);
-/* Copies the first cap records of block key (by hash order) except self into out (16 bytes
- * each); *capped when the block holds more than cap. Any thread. */
+/* Copies the records of block key (in hash order) except self into out (16 bytes each), or
+ * nothing and *capped when the block holds more than cap. Any thread. */
 size_t store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, uint8_t *out,
     size_t cap, bool *capped);
 

@@ -363,8 +363,15 @@ hie_mpi_store_model(hie_mpi_store_t *s, MDB_txn *txn, hie_mpi_model_t *model)
         return HIE_ECORRUPT;
     }
     rc = hie_mpi_model_from_proto(pm, model);
+    uint64_t trained = pm->trained_records, records = 0;
     hie__v1__mpi_model__free_unpacked(pm, NULL);
-    return rc == 0 ? 0 : HIE_ECORRUPT;
+    rc = rc == 0 ? store__meta_u64(s, txn, "records", &records) : HIE_ECORRUPT;
+    if (rc == 0 && trained > 0 && records > trained) {
+        /* The prior that a given indexed record is a new record's match falls as 1/N: a model
+         * trained on a 100k sample must ask for more evidence in a 1M index. */
+        model->lambda *= (double)trained / (double)records;
+    }
+    return rc;
 }
 
 int

@@ -49,8 +49,9 @@
 #define HIE_MPI_PDQ_LIMIT_DEFAULT 10u
 #define HIE_MPI_REVIEW_PAGE_MAX 500u
 #define HIE_MPI_REVIEW_PAGE_DEFAULT 100u
-/* Records read from one block; a larger block is cut (and counted): a block that big is a
- * common value ("smith" + 1970) that says little, and the other keys still find true pairs. */
+/* Largest block matched against; a larger block is skipped (and counted): a block that big is
+ * a common value ("smith" + 1970) that says little, and the other keys still find true
+ * pairs. Training skips the same blocks. */
 #define HIE_MPI_BLOCK_CAP 64u
 /* Distinct candidate records scored per match. */
 #define HIE_MPI_CANDIDATES_MAX (HIE_MPI_BLOCK_KEYS * HIE_MPI_BLOCK_CAP)

@@ -17,14 +17,6 @@
 #define BATCH_TIMEOUT_MS 60000u
 #define TRAIN_TIMEOUT_MS 10000u
 
-static int
-fail(node_mpi_err_t *e, Hie__V1__ErrorCode code, const char *field, const char *message)
-{
-    e->code = code;
-    e->field = field;
-    e->message = message;
-    return (int)code;
-}
 
 static Hie__V1__Error *
 item_error(hie_arena_t *arena, Hie__V1__ErrorCode code, const char *field, const char *msg)
@@ -92,7 +84,7 @@ admin_feed_batch(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__AdminMpi
 {
     size_t n = b->n_items;
     if (n == 0 || n > HIE_ADMIN_FEED_BATCH_MAX || b->n_ids != n) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "items",
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "items",
             "1 to 1024 items, each with an id");
     }
     Hie__V1__AdminMpiFeedBatchReply *br = hie_arena_alloc(arena, sizeof(*br));
@@ -102,7 +94,7 @@ admin_feed_batch(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__AdminMpi
     int *rcs = hie_arena_alloc(arena, n * sizeof(*rcs));
     uint64_t *tokens = hie_arena_alloc(arena, n * sizeof(*tokens));
     if (br == NULL || rs == NULL || rp == NULL || res == NULL || rcs == NULL || tokens == NULL) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
     }
     hie__v1__admin_mpi_feed_batch_reply__init(br);
     for (size_t i = 0; i < n; i++) {
@@ -192,12 +184,12 @@ admin_train(node_ctx_t *ctx, node_submitter_t *sub, const char *id, hie_arena_t 
     Hie__V1__AdminReply *reply, node_mpi_err_t *e)
 {
     if (hie_node__state_mpi_key(ctx->state) == NULL) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL, "no MPI data key");
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL, "no MPI data key");
     }
     struct train_input in = {NULL, 0, HIE_MPI_TRAIN_RECORDS_MAX};
     in.persons = hie_mem_alloc(in.cap * sizeof(*in.persons));
     if (in.persons == NULL) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
     }
     hie_mpi_model_t model;
     hie_mpi_train_stats_t stats;
@@ -207,12 +199,12 @@ admin_train(node_ctx_t *ctx, node_submitter_t *sub, const char *id, hie_arena_t 
     sodium_memzero(in.persons, in.n * sizeof(*in.persons));
     hie_mem_free(in.persons, in.cap * sizeof(*in.persons));
     if (rc == HIE_EINVAL) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, NULL,
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, NULL,
             "not enough records (or no candidate pairs) to train on");
     }
     if (rc != 0) {
         hie_log_error("admin", "mpi training failed", " rc=%s", hie_strerror_name(rc));
-        return fail(e, hie_proto_error_code(rc), NULL, "training failed");
+        return mpi_fail(e, hie_proto_error_code(rc), NULL, "training failed");
     }
     hie_log_info("admin", "mpi model trained", " records=%zu pairs=%zu em_rounds=%u ms=%lu",
         stats.records, stats.candidate_pairs, stats.em_rounds,
@@ -222,7 +214,7 @@ admin_train(node_ctx_t *ctx, node_submitter_t *sub, const char *id, hie_arena_t 
         sizeof(double));
     protobuf_c_boolean *eb = hie_arena_alloc(arena, HIE_MPI_FIELD_COUNT * sizeof(*eb));
     if (pm == NULL || mb == NULL || eb == NULL) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
     }
     hie_mpi_model_to_proto(&model, pm, mb, mb + HIE_MPI_FIELD_COUNT * HIE_MPI_LEVELS_MAX, eb);
     pm->trained_records = stats.records;
@@ -238,12 +230,12 @@ admin_train(node_ctx_t *ctx, node_submitter_t *sub, const char *id, hie_arena_t 
     cmd.mpi_model = &mc;
     rc = hie_node__submit_wait(sub, &cmd, TRAIN_TIMEOUT_MS, arena, &res);
     if (rc != 0 || res->code != 0) {
-        return rc != 0 ? fail(e, hie_proto_error_code(rc), NULL, "model not committed")
-                       : fail(e, res->code, res->field, res->message);
+        return rc != 0 ? mpi_fail(e, hie_proto_error_code(rc), NULL, "model not committed")
+                       : mpi_fail(e, res->code, res->field, res->message);
     }
     Hie__V1__AdminMpiTrainReply *tr = hie_arena_alloc(arena, sizeof(*tr));
     if (tr == NULL) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
     }
     hie__v1__admin_mpi_train_reply__init(tr);
     tr->model = pm;
@@ -265,7 +257,7 @@ admin_stats(node_ctx_t *ctx, hie_arena_t *arena, Hie__V1__AdminReply *reply, nod
     MDB_txn *txn = NULL;
     hie_mpi_model_t model;
     if (sr == NULL) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
     }
     hie__v1__admin_mpi_stats_reply__init(sr);
     int rc = mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn);
@@ -276,7 +268,7 @@ admin_stats(node_ctx_t *ctx, hie_arena_t *arena, Hie__V1__AdminReply *reply, nod
         mdb_txn_abort(txn);
     }
     if (rc != 0) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "cannot read the index");
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "cannot read the index");
     }
     sr->model_version = model.version;
     sr->capped_blocks = atomic_load(&hie_mpi_store_stats(store)->capped_blocks);
@@ -294,11 +286,11 @@ admin_history(node_ctx_t *ctx, const Hie__V1__AdminMpiHistory *q, hie_arena_t *a
     hie_mpi_reject_t rej = {0};
     MDB_txn *txn = NULL;
     if (hr == NULL) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
     }
     hie__v1__admin_mpi_history_reply__init(hr);
     if (q->patient == NULL) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "patient", "missing");
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "patient", "missing");
     }
     int rc = mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn);
     rc = rc == 0 ? hie_mpi_store_history(store, txn, q->patient->org_id, q->patient->mrn,
@@ -307,13 +299,13 @@ admin_history(node_ctx_t *ctx, const Hie__V1__AdminMpiHistory *q, hie_arena_t *a
         mdb_txn_abort(txn);
     }
     if (rc == HIE_EUNAVAIL) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL, "no MPI data key");
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL, "no MPI data key");
     }
     if (rc != 0) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "cannot read the index");
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "cannot read the index");
     }
     if (rej.code != 0) {
-        return fail(e, rej.code, rej.field, rej.message);
+        return mpi_fail(e, rej.code, rej.field, rej.message);
     }
     reply->body_case = HIE__V1__ADMIN_REPLY__BODY_MPI_HISTORY;
     reply->mpi_history = hr;
@@ -330,7 +322,7 @@ hie_node__admin_mpi(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__Admin
         return admin_feed_batch(ctx, sub, req->mpi_feed_batch, arena, reply, e);
     case HIE__V1__ADMIN_REQUEST__BODY_MPI_TRAIN:
         return id_ok ? admin_train(ctx, sub, req->id, arena, reply, e)
-                     : fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "id", "invalid");
+                     : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "id", "invalid");
     case HIE__V1__ADMIN_REQUEST__BODY_MPI_STATS:
         return admin_stats(ctx, arena, reply, e);
     case HIE__V1__ADMIN_REQUEST__BODY_MPI_HISTORY:
@@ -340,7 +332,7 @@ hie_node__admin_mpi(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__Admin
         return hie_node__mpi_review_list(ctx, req->review_list, arena, &reply->review_list, e);
     case HIE__V1__ADMIN_REQUEST__BODY_REVIEW_DECIDE:
         if (!id_ok) {
-            return fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "id", "invalid");
+            return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "id", "invalid");
         }
         reply->body_case = HIE__V1__ADMIN_REPLY__BODY_REVIEW_DECIDE;
         return hie_node__mpi_review_decide(ctx, sub, NODE_OPERATOR_ID, req->id,

@@ -16,28 +16,20 @@
 
 #define MPI_COMMAND_TIMEOUT_MS 10000u
 
-static int
-fail(node_mpi_err_t *e, Hie__V1__ErrorCode code, const char *field, const char *message)
-{
-    e->code = code;
-    e->field = field;
-    e->message = message;
-    return (int)code;
-}
 
 static int
 fail_rc(node_mpi_err_t *e, int rc, const char *what)
 {
     if (rc == HIE_EUNAVAIL) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
             "the master patient index is not available on this node (no data key)");
     }
     if (rc == HIE_ETIMEDOUT) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
             "the command was not committed in time; retry with the same id");
     }
     hie_log_error("mpi", "exchange failed", " what=%s rc=%s", what, hie_strerror_name(rc));
-    return fail(e, hie_proto_error_code(rc), NULL, "internal error");
+    return mpi_fail(e, hie_proto_error_code(rc), NULL, "internal error");
 }
 
 static void
@@ -63,10 +55,10 @@ hie_node__mpi_feed_prepare(node_ctx_t *ctx, const char *org_id, const char *requ
     hie_errinfo_t info = {0};
     int rc = hie_mpi_feed_command(key, org_id, req, arena, &fc, &info);
     if (rc == HIE_EDENIED) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, info.field, info.reason);
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, info.field, info.reason);
     }
     if (rc == HIE_EINVAL || rc == HIE_ELIMIT) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, info.field, info.reason);
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, info.field, info.reason);
     }
     if (rc != 0) {
         return fail_rc(e, rc, "feed");
@@ -82,7 +74,7 @@ static int
 result_check(const hie_command_result_t *res, node_mpi_err_t *e)
 {
     if (res->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
-        return fail(e, res->code, res->field != NULL && res->field[0] ? res->field : NULL,
+        return mpi_fail(e, res->code, res->field != NULL && res->field[0] ? res->field : NULL,
             res->message != NULL ? res->message : "refused");
     }
     return 0;
@@ -125,7 +117,7 @@ hie_node__mpi_review_decide(node_ctx_t *ctx, node_submitter_t *sub, const char *
     hie_command_result_t *res = NULL;
     *reply = NULL;
     if (req->id == 0) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "id", "missing");
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "id", "missing");
     }
     int rc = hie_node__state_dedup_get(ctx->state, requester, id, arena, &res);
     if (rc != 0) {
@@ -183,7 +175,7 @@ mpi_read(node_ctx_t *ctx, enum mpi_read what, const void *q, hie_arena_t *arena,
         *reply = NULL;
         return fail_rc(e, rc, what == READ_PIX ? "pix" : what == READ_PDQ ? "pdq" : "review");
     }
-    return rej.code != 0 ? fail(e, rej.code, rej.field, rej.message) : 0;
+    return rej.code != 0 ? mpi_fail(e, rej.code, rej.field, rej.message) : 0;
 }
 
 int
@@ -194,12 +186,12 @@ hie_node__mpi_pix(node_ctx_t *ctx, const Hie__V1__PixQuery *q, hie_arena_t *aren
     *reply = NULL;
     if (q->patient == NULL || q->patient->org_id == NULL ||
         !hie_proto_org_id_valid(q->patient->org_id, strlen(q->patient->org_id))) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "patient.org_id",
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "patient.org_id",
             "not an organization id");
     }
     int rc = hie_node__state_org_get(ctx->state, q->patient->org_id, arena, &org);
     if (rc == HIE_ENOTFOUND) {
-        return fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.org_id",
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.org_id",
             "organization not registered with this HIE");
     }
     if (rc != 0) {

@@ -252,6 +252,15 @@ typedef struct node_mpi_err {
     const char *field;
     const char *message;
 } node_mpi_err_t;
+/* Fills e and returns code (non-zero), for the exchanges' error paths. */
+static inline int
+mpi_fail(node_mpi_err_t *e, Hie__V1__ErrorCode code, const char *field, const char *message)
+{
+    e->code = code;
+    e->field = field;
+    e->message = message;
+    return (int)code;
+}
 /* Each returns 0 with *reply (arena), or the error code with *e filled. */
 /* Validates and seals a feed from org_id into cmd (not submitted). */
 HIE_MUST_CHECK int hie_node__mpi_feed_prepare(node_ctx_t *ctx, const char *org_id,

@@ -631,31 +631,35 @@ block_hash(const uint8_t secret[16], const char *text)
     return v == 0 ? 1 : v;
 }
 
+/* Keys 9-14. The keys whose blocks grow with the index (birth date alone, city + birth year,
+ * birth month + family initial, a name code + birth year) are narrowed by a name initial, or
+ * swapped for day and month + a name code: at 1M generated persons their blocks held 20-64
+ * records, most of the 118 candidates per feed, for few pairs no other key found. The old
+ * NYSIIS(family) + two given bytes key is key 0 with the birth decade. */
 static void
 block_keys_loose(const hie_mpi_person_t *p, const uint8_t key_secret[16], const char *fam,
     const char *giv, uint64_t keys[HIE_MPI_BLOCK_KEYS])
 {
     char text[2 * HIE_MPI_FIELD_BYTES];
-    if (fam[0] != '\0' && p->given[0] != '\0') {
-        /* two letters, not one: with the initial alone this key made half of all candidate
-         * pairs at 165k records and found almost no pair the other keys missed */
-        snprintf(text, sizeof(text), "10|%s|%.2s", fam, p->given);
-        keys[9] = block_hash(key_secret, text);
-    }
+    uint32_t month = p->dob / 100u, year = p->dob / 10000u;
     if (p->city[0] != '\0' && giv[0] != '\0') {
         snprintf(text, sizeof(text), "11|%s|%s", p->city, giv);
+        keys[9] = block_hash(key_secret, text);
+    }
+    if (p->dob != 0 && fam[0] != '\0') { /* a year typo: day and month + family code */
+        snprintf(text, sizeof(text), "16|%04u|%s", p->dob % 10000u, fam);
         keys[10] = block_hash(key_secret, text);
     }
     if (p->street[0] != '\0') {
         snprintf(text, sizeof(text), "12|%s", p->street);
         keys[11] = block_hash(key_secret, text);
     }
-    if (p->dob != 0 && p->family[0] != '\0') {
-        snprintf(text, sizeof(text), "13|%u|%c", p->dob / 100u, p->family[0]);
+    if (p->dob != 0 && p->family[0] != '\0' && p->given[0] != '\0') {
+        snprintf(text, sizeof(text), "13|%u|%c|%c", month, p->family[0], p->given[0]);
         keys[12] = block_hash(key_secret, text);
     }
-    if (p->city[0] != '\0' && p->dob != 0) {
-        snprintf(text, sizeof(text), "14|%s|%u", p->city, p->dob / 10000u);
+    if (p->city[0] != '\0' && p->dob != 0 && p->given[0] != '\0') {
+        snprintf(text, sizeof(text), "14|%s|%u|%c", p->city, year, p->given[0]);
         keys[13] = block_hash(key_secret, text);
     }
     const char *at = strchr(p->email, '@');
@@ -665,17 +669,19 @@ block_keys_loose(const hie_mpi_person_t *p, const uint8_t key_secret[16], const 
     }
 }
 
+/* Keys 5-8. Key 5 stays a birth-date key: training's first EM session blocks on it
+ * (train.c, SESSION_KEY_DOB). */
 static void
 block_keys_more(const hie_mpi_person_t *p, const uint8_t key_secret[16], const char *fam,
     const char *giv, uint64_t keys[HIE_MPI_BLOCK_KEYS])
 {
     char text[2 * HIE_MPI_FIELD_BYTES];
-    if (p->dob != 0) {
-        snprintf(text, sizeof(text), "6|%u", p->dob);
+    if (p->dob != 0 && p->family[0] != '\0') {
+        snprintf(text, sizeof(text), "6|%u|%c", p->dob, p->family[0]);
         keys[5] = block_hash(key_secret, text);
     }
-    if (giv[0] != '\0' && p->dob != 0) {
-        snprintf(text, sizeof(text), "7|%s|%u", giv, p->dob / 10000u);
+    if (giv[0] != '\0' && p->dob != 0) { /* a year typo: day and month + given code */
+        snprintf(text, sizeof(text), "7|%04u|%s", p->dob % 10000u, giv);
         keys[6] = block_hash(key_secret, text);
     }
     const char *contact = p->email[0] != '\0' ? p->email : p->phone;
@@ -700,8 +706,10 @@ hie_mpi_block_keys(const hie_mpi_person_t *p, const uint8_t key_secret[16],
     const char *fam = p->family_code, *giv = p->canon_code;
     char text[2 * HIE_MPI_FIELD_BYTES];
     memset(keys, 0, HIE_MPI_BLOCK_KEYS * sizeof(*keys));
-    if (fam[0] != '\0' && p->dob != 0) {
-        snprintf(text, sizeof(text), "1|%s|%u", fam, p->dob / 10000u);
+    if (fam[0] != '\0' && p->given[0] != '\0' && p->dob != 0) {
+        /* the decade, not the year: a year typo stays in the block; the given name's first
+         * two bytes split a common family name's decade */
+        snprintf(text, sizeof(text), "1|%s|%.2s|%u", fam, p->given, p->dob / 100000u);
         keys[0] = block_hash(key_secret, text);
     }
     if (p->given[0] != '\0' && p->dob != 0) {

@@ -161,13 +161,16 @@ HIE_MUST_CHECK int hie_mpi_em_prior(hie_mpi_model_t *model, const hie_mpi_vector
 /* Blocking keys: records that share a key are compared. Keys are 64-bit hashes of
  * normalized values (keyed by key_secret when the index is persisted), 0 for "no key". */
 #define HIE_MPI_BLOCK_KEYS 15u
-/* Fills keys[HIE_MPI_BLOCK_KEYS] (0 where the fields are missing): NYSIIS(family)+birth year,
- * given initial+dob, postcode+dob, the two names' NYSIIS codes in either order, national id,
- * dob, NYSIIS(given)+birth year, email or else phone, NYSIIS(family)+postcode,
- * NYSIIS(family)+first two bytes of given, city+NYSIIS(given), street, birth year and
- * month+family initial, city+birth year, e-mail local part (3 bytes or more). Many keys, so
- * errors in two or three fields still leave the pair in some block; each block is capped by
- * the caller. Asserts that p is prepared. */
+/* Fills keys[HIE_MPI_BLOCK_KEYS] (0 where the fields are missing): 0 NYSIIS(family) + first
+ * two bytes of given + birth decade, 1 given initial + dob, 2 postcode + dob, 3 the two names'
+ * NYSIIS codes in either order, 4 national id, 5 dob + family initial (training's birth-date
+ * session blocks on this key), 6 birth month and day + NYSIIS(given), 7 email or else phone,
+ * 8 NYSIIS(family) + postcode, 9 city + NYSIIS(given), 10 birth month and day +
+ * NYSIIS(family), 11 street, 12 birth year and month + family initial + given initial, 13 city
+ * + birth year + given initial, 14 e-mail local part (3 bytes or more). Many keys, so errors in
+ * two or three fields still leave the pair in some block; no key is a bare date or a date +
+ * city, whose blocks grow with the index (at 1M persons they filled 20-64-record blocks and
+ * most candidates). Each block is capped by the caller. Asserts that p is prepared. */
 void hie_mpi_block_keys(const hie_mpi_person_t *p, const uint8_t key_secret[16],
     uint64_t keys[HIE_MPI_BLOCK_KEYS]);
 /* The virtual shard of a block key (design.md: shards assigned to nodes). */

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -282,6 +283,11 @@ main(int argc, char **argv)
         return 0;
     }
     hie_log_configure(ctx.cfg.log_level, ctx.cfg.log_format);
+    /* decrypted PHI passes through this process's memory: never into a core file */
+    struct rlimit no_core = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &no_core) != 0) {
+        hie_log_warn("node", "cannot disable core dumps", " errno=%d", errno);
+    }
     if (sodium_init() < 0 || OPENSSL_init_ssl(0, NULL) != 1) {
         fprintf(stderr, "hie-node: crypto library initialization failed\n");
         return 1;

@@ -542,3 +542,69 @@ Test(mpi, bulk_import_resumes_and_training_installs_a_model, .timeout = 300)
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
 }
+
+Test(mpi, pix_pdq_review_bad_input, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    itest_register(&n, "st-mary-hospital", "operator");
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, "general-hospital");
+    hie_client_t *op = itest_client(&n, "st-mary-hospital");
+    const Hie__V1__ErrorCode bad = HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST;
+    feed_ok(h, "x0", HIE__V1__FEED_ACTION__FEED_CREATE, "general-hospital", "H-1", &JOHN, NULL,
+        a);
+    expect_error(pix(h, "x1", "Not An Org!", "H-1", a), bad, "patient.org_id");
+    expect_error(pix(h, "x2", "general-hospital", "has space", a), bad, "patient.mrn");
+    /* 65 target organizations */
+    hie_envelope_t req;
+    Hie__V1__PixQuery q = HIE__V1__PIX_QUERY__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    static char *targets[65];
+    for (size_t i = 0; i < 65; i++) {
+        targets[i] = MUT("riverside-clinic");
+    }
+    req_init(&req, "x3");
+    pid.org_id = MUT("general-hospital");
+    pid.mrn = MUT("H-1");
+    q.patient = &pid;
+    q.n_target_orgs = 65;
+    q.target_orgs = targets;
+    req.body_case = HIE__V1__ENVELOPE__BODY_PIX_QUERY;
+    req.pix_query = &q;
+    expect_error(call(h, &req, a), bad, "target_orgs");
+    /* PDQ: limit, probability floor, and a query with nothing to match on */
+    Hie__V1__PdqQuery pq = HIE__V1__PDQ_QUERY__INIT;
+    Hie__V1__Demographics d = HIE__V1__DEMOGRAPHICS__INIT;
+    char *fam[1] = {MUT("Smithson")};
+    d.n_family = 1;
+    d.family = fam;
+    pq.demographics = &d;
+    pq.limit = 51;
+    req_init(&req, "x4");
+    req.body_case = HIE__V1__ENVELOPE__BODY_PDQ_QUERY;
+    req.pdq_query = &pq;
+    expect_error(call(h, &req, a), bad, "limit");
+    pq.limit = 5;
+    pq.min_probability = 2.0;
+    req_init(&req, "x5");
+    req.body_case = HIE__V1__ENVELOPE__BODY_PDQ_QUERY;
+    req.pdq_query = &pq;
+    expect_error(call(h, &req, a), bad, "min_probability");
+    pq.min_probability = 0;
+    d.n_family = 0;
+    req_init(&req, "x6");
+    req.body_case = HIE__V1__ENVELOPE__BODY_PDQ_QUERY;
+    req.pdq_query = &pq;
+    expect_error(call(h, &req, a), bad, "demographics");
+    /* review decisions on items that do not exist */
+    expect_error(review_call(op, "x7", false, 0, true, a), bad, "id");
+    expect_error(review_call(op, "x8", false, 999, true, a),
+        HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "id");
+    cr_assert_eq(itest_ping(h, NULL), 0, "the node kept serving");
+    cr_assert_eq(mpi_records(&n), 1u);
+    hie_client_destroy(&op);
+    hie_client_destroy(&h);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}

@@ -1,0 +1,119 @@
+/*
+ * test_blocks.c - the MPI's in-memory blocking index (mpi/src/blocks.c): records of a block
+ * come back in record-hash order whatever order they were added in (so every node, and a node
+ * after a restart, takes the same candidates), a record is listed once per block, removal,
+ * self-exclusion, and a block over the cap returns nothing and says so.
+ */
+#include "../../../mpi/src/store_int.h"
+
+#include "../test_util.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+static void
+hash_of(unsigned i, uint8_t h[HIE_MPI_REC_HASH_BYTES])
+{
+    memset(h, 0, HIE_MPI_REC_HASH_BYTES);
+    h[0] = (uint8_t)(i * 37u);      /* not in insertion order */
+    h[1] = (uint8_t)i;
+    h[15] = (uint8_t)(i >> 8);
+}
+
+static size_t
+get(store_blocks_t *b, uint64_t key, const uint8_t *self, uint8_t *out, bool *capped)
+{
+    return store__blocks_get(b, key, self, out, 64, capped);
+}
+
+Test(mpi_blocks, sorted_whatever_the_insertion_order)
+{
+    uint64_t seed = test_seed(0x424c4f434b530001ull);
+    test_rng_t r;
+    test_rng_init(&r, seed);
+    store_blocks_t *a = NULL, *b = NULL;
+    cr_assert_eq(store__blocks_create(&a), 0);
+    cr_assert_eq(store__blocks_create(&b), 0);
+    unsigned order[50];
+    for (unsigned i = 0; i < 50; i++) {
+        order[i] = i;
+    }
+    for (unsigned i = 49; i > 0; i--) { /* B gets the same records shuffled */
+        unsigned j = test_rng_below(&r, i + 1), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    uint64_t keys[2] = {7, 7}; /* one record with two keys that hash alike: listed once */
+    for (unsigned i = 0; i < 50; i++) {
+        uint8_t h[HIE_MPI_REC_HASH_BYTES];
+        hash_of(i, h);
+        cr_assert_eq(store__blocks_change(a, keys, 2, h, true), 0);
+        hash_of(order[i], h);
+        cr_assert_eq(store__blocks_change(b, keys, 2, h, true), 0);
+    }
+    static uint8_t oa[64 * HIE_MPI_REC_HASH_BYTES], ob[64 * HIE_MPI_REC_HASH_BYTES];
+    bool capped = true;
+    size_t na = get(a, 7, NULL, oa, &capped);
+    cr_assert_eq(na, 50u);
+    cr_assert_not(capped);
+    cr_assert_eq(get(b, 7, NULL, ob, &capped), 50u);
+    cr_assert_eq(memcmp(oa, ob, na * HIE_MPI_REC_HASH_BYTES), 0, "seed %#lx", seed);
+    for (size_t i = 1; i < na; i++) {
+        cr_assert_lt(memcmp(oa + (i - 1) * HIE_MPI_REC_HASH_BYTES,
+            oa + i * HIE_MPI_REC_HASH_BYTES, HIE_MPI_REC_HASH_BYTES), 0);
+    }
+    store__blocks_destroy(&a);
+    store__blocks_destroy(&b);
+    cr_assert_null(a);
+}
+
+Test(mpi_blocks, remove_self_cap_and_unknown_keys)
+{
+    store_blocks_t *b = NULL;
+    cr_assert_eq(store__blocks_create(&b), 0);
+    static uint8_t out[64 * HIE_MPI_REC_HASH_BYTES];
+    uint8_t h[HIE_MPI_REC_HASH_BYTES], self[HIE_MPI_REC_HASH_BYTES];
+    bool capped = false;
+    for (unsigned i = 0; i < 65; i++) { /* key 1: one record over the cap */
+        uint64_t k[3] = {1, 0, i < 3 ? 2u : 0u};
+        hash_of(i, h);
+        cr_assert_eq(store__blocks_change(b, k, 3, h, true), 0);
+    }
+    cr_assert_eq(get(b, 1, NULL, out, &capped), 0u, "a block over the cap is skipped");
+    cr_assert(capped);
+    cr_assert_eq(get(b, 2, NULL, out, &capped), 3u);
+    cr_assert_not(capped);
+    hash_of(1, self);
+    cr_assert_eq(get(b, 2, self, out, &capped), 2u, "self is not its own candidate");
+    uint64_t k2 = 2;
+    cr_assert_eq(store__blocks_change(b, &k2, 1, self, false), 0);
+    cr_assert_eq(get(b, 2, NULL, out, &capped), 2u);
+    cr_assert_eq(store__blocks_change(b, &k2, 1, self, false), 0, "removing twice is harmless");
+    uint64_t k1 = 1;
+    hash_of(0, h);
+    cr_assert_eq(store__blocks_change(b, &k1, 1, h, false), 0);
+    cr_assert_eq(get(b, 1, NULL, out, &capped), 64u, "back under the cap");
+    cr_assert_eq(get(b, 99, NULL, out, &capped), 0u);
+    cr_assert_eq(get(b, 0, NULL, out, &capped), 0u, "key 0 means no key");
+    store__blocks_destroy(&b);
+}
+
+Test(mpi_blocks, grows_past_its_initial_table)
+{
+    store_blocks_t *b = NULL;
+    cr_assert_eq(store__blocks_create(&b), 0);
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    for (unsigned i = 0; i < 20000; i++) {
+        uint64_t k = 1000u + i;
+        hash_of(i, h);
+        cr_assert_eq(store__blocks_change(b, &k, 1, h, true), 0);
+    }
+    static uint8_t out[64 * HIE_MPI_REC_HASH_BYTES];
+    bool capped = false;
+    for (unsigned i = 0; i < 20000; i += 997) {
+        cr_assert_eq(get(b, 1000u + i, NULL, out, &capped), 1u, "key %u", 1000u + i);
+        hash_of(i, h);
+        cr_assert_eq(memcmp(out, h, sizeof(h)), 0);
+    }
+    store__blocks_destroy(&b);
+}

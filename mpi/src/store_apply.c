@@ -198,6 +198,7 @@ norm_seal(hie_mpi_store_t *s, hie_arena_t *arena, const Hie__V1__MpiFeedCommand 
     ad[HIE_MPI_REC_HASH_BYTES] = 'N';
     int rc = hie_mpi_seal(s->key, hie_span(plain, n), hie_span(ad, sizeof(ad)), nonce, sealed,
         n + HIE_MPI_SEAL_OVERHEAD_BYTES);
+    rc = rc == 0 ? store__people_put_norm(s->people, rec->rec_hash.data, plain, n) : rc;
     sodium_memzero(plain, sizeof(plain));
     rec->norm_nonce.data = nonce;
     rec->norm_nonce.len = HIE_MPI_SEAL_NONCE_BYTES;

@@ -27,6 +27,7 @@ struct hie_mpi_store {
     MDB_env *env;
     MDB_dbi rec, euid, nolink, tf, review, hist, meta;
     store_blocks_t *blocks;   /* derived from the records' block keys; rebuilt at open */
+    struct store_people *people; /* derived: each record's EUID and normalized form */
     /* mpi_cand: rec_hash -> what scoring a candidate needs, in a flat form read without
      * protobuf: [1: version][1: merged][1: euid length][euid][24: nonce][sealed norm], the
      * norm being the record's normalized person in store__norm_pack's form, sealed with
@@ -76,6 +77,26 @@ typedef struct store_cand_val {
 } store_cand_val_t;
 int store__cand_get(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *hash,
     store_cand_val_t *out);
+/* Opens the candidate's sealed normalized form into plain (STORE_NORM_BYTES_MAX bytes);
+ * [out] *len. HIE_ECORRUPT if it does not open. The caller wipes plain. */
+int store__cand_plain(hie_mpi_store_t *s, const uint8_t *hash, const store_cand_val_t *c,
+    uint8_t *plain, size_t *len);
+/* The flat form back into a person (not prepared). HIE_ECORRUPT when malformed. */
+int store__norm_unpack(const uint8_t *in, size_t len, hie_mpi_person_t *p);
+
+/* The candidate cache in memory (people.c): record hash -> EUID, merged, normalized form.
+ * Writers: the log thread only. */
+typedef struct store_people store_people_t;
+int store__people_create(store_people_t **out);
+void store__people_destroy(store_people_t **p);
+int store__people_put_norm(store_people_t *p, const uint8_t *hash, const uint8_t *norm,
+    size_t len);
+int store__people_put_link(store_people_t *p, const uint8_t *hash, const char *euid,
+    bool merged);
+/* [out] euid, merged and (unless merged) the person, unpacked but not prepared.
+ * HIE_ENOTFOUND when the cache does not hold the record. Any thread. */
+int store__people_get(store_people_t *p, const uint8_t *hash, char euid[HIE_MPI_EUID_BYTES],
+    bool *merged, hie_mpi_person_t *person);
 /* Opens the candidate's sealed normalized person (prepared). HIE_ECORRUPT if it fails. */
 int store__cand_person(hie_mpi_store_t *s, const uint8_t *hash, const store_cand_val_t *c,
     hie_mpi_person_t *p);

@@ -174,7 +174,7 @@ pdq_candidate(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
     rc = rc == 0 ? store__rec_open(s, rec, arena, &sp) : rc;
     rc = rc == 0 ? member_ids(s, txn, rec->euid, NULL, NULL, arena, &pc->ids, &pc->n_ids) : rc;
     if (rc != 0) {
-        return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
+        return rc; /* HIE_ENOTFOUND: newer than the reader's snapshot; the caller skips it */
     }
     pc->euid = pc->explanation->candidate_euid;
     pc->weight = c->weight;
@@ -226,6 +226,7 @@ hie_mpi_store_pdq(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__PdqQuery *q,
         }
         rc = pdq_candidate(s, txn, &model, &m.cand[i], arena, &list[out->n_candidates]);
         out->n_candidates += rc == 0;
+        rc = rc == HIE_ENOTFOUND ? 0 : rc;
     }
     out->no_match = out->n_candidates == 0;
     *reply = rc == 0 ? out : NULL;

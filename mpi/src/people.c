@@ -1,0 +1,191 @@
+/*
+ * people.c - the MPI's candidate cache in memory: record hash -> its EUID, whether it was
+ * merged away, and its normalized person (the flat form of store__norm_pack), so that scoring
+ * a candidate touches neither LMDB nor the cipher.
+ *
+ * Derived state, like the blocking index (blocks.c): rebuilt from the records when the store
+ * opens and updated by apply as it writes them, so it always matches the LMDB state the log
+ * thread sees; readers on an older snapshot may see records their snapshot lacks and skip
+ * them. PHI: the normalized forms are held decrypted for the life of the process (the node
+ * runs without core files; the data at rest stays sealed). Memory: about 200 bytes a record.
+ *
+ * Threads: one writer (the log thread), readers on any thread; a rwlock guards the table.
+ */
+#include "store_int.h"
+
+#include <pthread.h>
+#include <sodium.h>
+#include <string.h>
+
+#define PEOPLE_INITIAL 4096u
+
+struct person_entry {
+    uint8_t hash[HIE_MPI_REC_HASH_BYTES];
+    char euid[HIE_MPI_EUID_BYTES];
+    bool used, merged;
+    uint16_t len;
+    uint8_t *norm;           /* hie_mem, len bytes */
+};
+
+struct store_people {
+    pthread_rwlock_t lock;
+    struct person_entry *slots;
+    size_t cap, used;
+};
+
+int
+store__people_create(store_people_t **out)
+{
+    store_people_t *p = hie_mem_calloc(1, sizeof(*p));
+    if (p == NULL) {
+        return HIE_ENOMEM;
+    }
+    p->slots = hie_mem_calloc(PEOPLE_INITIAL, sizeof(*p->slots));
+    if (p->slots == NULL || pthread_rwlock_init(&p->lock, NULL) != 0) {
+        hie_mem_free(p->slots, PEOPLE_INITIAL * sizeof(*p->slots));
+        hie_mem_free(p, sizeof(*p));
+        return HIE_ENOMEM;
+    }
+    p->cap = PEOPLE_INITIAL;
+    *out = p;
+    return 0;
+}
+
+void
+store__people_destroy(store_people_t **pp)
+{
+    store_people_t *p = *pp;
+    if (p == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < p->cap; i++) {
+        if (p->slots[i].norm != NULL) {
+            sodium_memzero(p->slots[i].norm, p->slots[i].len);
+            hie_mem_free(p->slots[i].norm, p->slots[i].len);
+        }
+    }
+    sodium_memzero(p->slots, p->cap * sizeof(*p->slots));
+    hie_mem_free(p->slots, p->cap * sizeof(*p->slots));
+    pthread_rwlock_destroy(&p->lock);
+    hie_mem_free(p, sizeof(*p));
+    *pp = NULL;
+}
+
+static struct person_entry *
+slot_find(struct person_entry *slots, size_t cap, const uint8_t *hash)
+{
+    uint64_t h;
+    memcpy(&h, hash, sizeof(h)); /* a keyed hash already: its bytes are uniform */
+    size_t mask = cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        if (!slots[i].used || memcmp(slots[i].hash, hash, HIE_MPI_REC_HASH_BYTES) == 0) {
+            return &slots[i];
+        }
+    }
+}
+
+static int
+table_grow(store_people_t *p)
+{
+    size_t ncap = p->cap * 2;
+    struct person_entry *n = hie_mem_calloc(ncap, sizeof(*n));
+    if (n == NULL) {
+        return HIE_ENOMEM;
+    }
+    for (size_t i = 0; i < p->cap; i++) {
+        if (p->slots[i].used) {
+            *slot_find(n, ncap, p->slots[i].hash) = p->slots[i];
+        }
+    }
+    hie_mem_free(p->slots, p->cap * sizeof(*p->slots));
+    p->slots = n;
+    p->cap = ncap;
+    return 0;
+}
+
+/* The entry of hash, created when absent. Write lock held. */
+static int
+entry_of(store_people_t *p, const uint8_t *hash, struct person_entry **out)
+{
+    if ((p->used + 1) * 2 > p->cap) {
+        int rc = table_grow(p);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    struct person_entry *e = slot_find(p->slots, p->cap, hash);
+    if (!e->used) {
+        memset(e, 0, sizeof(*e));
+        memcpy(e->hash, hash, HIE_MPI_REC_HASH_BYTES);
+        e->used = true;
+        p->used++;
+    }
+    *out = e;
+    return 0;
+}
+
+int
+store__people_put_norm(store_people_t *p, const uint8_t *hash, const uint8_t *norm, size_t len)
+{
+    HIE_ASSERT(len > 0 && len <= STORE_NORM_BYTES_MAX);
+    uint8_t *copy = hie_mem_alloc(len);
+    if (copy == NULL) {
+        return HIE_ENOMEM;
+    }
+    memcpy(copy, norm, len);
+    pthread_rwlock_wrlock(&p->lock);
+    struct person_entry *e = NULL;
+    int rc = entry_of(p, hash, &e);
+    if (rc == 0) {
+        if (e->norm != NULL) {
+            sodium_memzero(e->norm, e->len);
+            hie_mem_free(e->norm, e->len);
+        }
+        e->norm = copy;
+        e->len = (uint16_t)len;
+        copy = NULL;
+    }
+    pthread_rwlock_unlock(&p->lock);
+    hie_mem_free(copy, copy != NULL ? len : 0);
+    return rc;
+}
+
+int
+store__people_put_link(store_people_t *p, const uint8_t *hash, const char *euid, bool merged)
+{
+    size_t el = strlen(euid);
+    HIE_ASSERT(el < HIE_MPI_EUID_BYTES);
+    pthread_rwlock_wrlock(&p->lock);
+    struct person_entry *e = NULL;
+    int rc = entry_of(p, hash, &e);
+    if (rc == 0) {
+        memcpy(e->euid, euid, el + 1);
+        e->merged = merged;
+    }
+    pthread_rwlock_unlock(&p->lock);
+    return rc;
+}
+
+int
+store__people_get(store_people_t *p, const uint8_t *hash, char euid[HIE_MPI_EUID_BYTES],
+    bool *merged, hie_mpi_person_t *person)
+{
+    uint8_t norm[STORE_NORM_BYTES_MAX];
+    size_t len = 0;
+    pthread_rwlock_rdlock(&p->lock);
+    const struct person_entry *e = slot_find(p->slots, p->cap, hash);
+    bool found = e->used && e->norm != NULL && e->euid[0] != '\0';
+    if (found) {
+        memcpy(euid, e->euid, HIE_MPI_EUID_BYTES);
+        *merged = e->merged;
+        len = e->len;
+        memcpy(norm, e->norm, len);
+    }
+    pthread_rwlock_unlock(&p->lock);
+    if (!found) {
+        return HIE_ENOTFOUND;
+    }
+    int rc = *merged ? 0 : store__norm_unpack(norm, len, person);
+    sodium_memzero(norm, len);
+    return rc;
+}

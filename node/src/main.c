@@ -84,7 +84,12 @@ node_open_storage(node_ctx_t *ctx)
         return rc;
     }
     if (ctx->cfg.mpi_key_file[0] != '\0') {
+        uint64_t k0 = hie_time_mono_ns();
         rc = hie_node__state_mpi_key_load(ctx->state, ctx->cfg.mpi_key_file);
+        if (rc == 0) { /* the key opens the store: its in-memory indexes are rebuilt here */
+            hie_log_info("node", "mpi index loaded", " ms=%lu",
+                (hie_time_mono_ns() - k0) / 1000000u);
+        }
         if (rc != 0) {
             hie_log_error("node", "cannot load the MPI data key", " file=%s rc=%s hint=\"%s\"",
                 ctx->cfg.mpi_key_file, hie_strerror_name(rc),

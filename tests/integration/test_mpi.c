@@ -543,6 +543,16 @@ Test(mpi, bulk_import_resumes_and_training_installs_a_model, .timeout = 300)
     itest_node_cleanup(&n);
 }
 
+static hie_envelope_t *
+pdq_raw(hie_client_t *c, const char *id, Hie__V1__PdqQuery *q, hie_arena_t *arena)
+{
+    hie_envelope_t req;
+    req_init(&req, id);
+    req.body_case = HIE__V1__ENVELOPE__BODY_PDQ_QUERY;
+    req.pdq_query = q;
+    return call(c, &req, arena);
+}
+
 Test(mpi, pix_pdq_review_bad_input, .timeout = 120)
 {
     itest_node_t n;
@@ -581,22 +591,13 @@ Test(mpi, pix_pdq_review_bad_input, .timeout = 120)
     d.family = fam;
     pq.demographics = &d;
     pq.limit = 51;
-    req_init(&req, "x4");
-    req.body_case = HIE__V1__ENVELOPE__BODY_PDQ_QUERY;
-    req.pdq_query = &pq;
-    expect_error(call(h, &req, a), bad, "limit");
+    expect_error(pdq_raw(h, "x4", &pq, a), bad, "limit");
     pq.limit = 5;
     pq.min_probability = 2.0;
-    req_init(&req, "x5");
-    req.body_case = HIE__V1__ENVELOPE__BODY_PDQ_QUERY;
-    req.pdq_query = &pq;
-    expect_error(call(h, &req, a), bad, "min_probability");
+    expect_error(pdq_raw(h, "x5", &pq, a), bad, "min_probability");
     pq.min_probability = 0;
     d.n_family = 0;
-    req_init(&req, "x6");
-    req.body_case = HIE__V1__ENVELOPE__BODY_PDQ_QUERY;
-    req.pdq_query = &pq;
-    expect_error(call(h, &req, a), bad, "demographics");
+    expect_error(pdq_raw(h, "x6", &pq, a), bad, "demographics");
     /* review decisions on items that do not exist */
     expect_error(review_call(op, "x7", false, 0, true, a), bad, "id");
     expect_error(review_call(op, "x8", false, 999, true, a),

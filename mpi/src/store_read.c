@@ -136,6 +136,43 @@ hie_mpi_store_pix(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__PixQuery *q,
     return rc;
 }
 
+int
+hie_mpi_store_euid_of(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t rec_hash[HIE_MPI_REC_HASH_BYTES],
+    hie_arena_t *arena, char euid[HIE_MPI_EUID_BYTES])
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && rec_hash != NULL && euid != NULL);
+    euid[0] = '\0';
+    if (!hie_mpi_store_ready(s)) {
+        return HIE_EUNAVAIL;
+    }
+    Hie__V1__MpiRecord *rec = NULL;
+    int rc = store__rec_get(s, txn, rec_hash, arena, &rec);
+    rc = rc == 0 ? surviving(s, txn, arena, &rec) : rc;
+    if (rc == 0 && (rec->euid == NULL || strlen(rec->euid) >= HIE_MPI_EUID_BYTES)) {
+        rc = HIE_ECORRUPT;
+    }
+    if (rc == 0) {
+        memcpy(euid, rec->euid, strlen(rec->euid) + 1);
+    }
+    return rc;
+}
+
+int
+hie_mpi_store_euid_members(hie_mpi_store_t *s, MDB_txn *txn, const char *euid,
+    hie_arena_t *arena, const uint8_t **hashes, size_t *n)
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && euid != NULL && hashes != NULL);
+    *hashes = NULL;
+    *n = 0;
+    if (!hie_mpi_store_ready(s)) {
+        return HIE_EUNAVAIL;
+    }
+    uint8_t *out = NULL;
+    int rc = store__members(s, txn, euid, arena, &out, n);
+    *hashes = out;
+    return rc;
+}
+
 /* ---- PDQ -------------------------------------------------------------------------------- */
 
 static bool

@@ -27,6 +27,8 @@ struct y_operator { char *http_address; uint32_t http_port; char *admin_socket; 
 struct y_log { char *level, *format; };
 struct y_storage { uint64_t map_bytes; };
 struct y_mpi { char *key_file; };
+struct y_consent { char *regime; char *break_glass; char *part2_named_recipient; char *enforce; };
+struct y_audit { char *origin; uint32_t checkpoint_interval_ms; };
 struct y_config {
     struct y_node node;
     struct y_listen listen;
@@ -36,6 +38,8 @@ struct y_config {
     struct y_log log;
     struct y_storage storage;
     struct y_mpi mpi;
+    struct y_consent consent;
+    struct y_audit audit;
     uint32_t workers;
     uint32_t edge_threads;
 };
@@ -76,6 +80,18 @@ static const cyaml_schema_field_t storage_fields[] = {
     CYAML_FIELD_UINT("map_bytes", OPT, struct y_storage, map_bytes), CYAML_FIELD_END};
 static const cyaml_schema_field_t mpi_fields[] = {
     CYAML_FIELD_STRING_PTR("key_file", OPT, struct y_mpi, key_file, 1, 3000), CYAML_FIELD_END};
+/* Booleans are strings "true"/"false" checked by fill_consent, so a typo names the key. */
+static const cyaml_schema_field_t consent_fields[] = {
+    CYAML_FIELD_STRING_PTR("regime", OPT, struct y_consent, regime, 1, 16),
+    CYAML_FIELD_STRING_PTR("break_glass", OPT, struct y_consent, break_glass, 1, 8),
+    CYAML_FIELD_STRING_PTR("part2_named_recipient", OPT, struct y_consent,
+        part2_named_recipient, 1, 8),
+    CYAML_FIELD_STRING_PTR("enforce", OPT, struct y_consent, enforce, 1, 40),
+    CYAML_FIELD_END};
+static const cyaml_schema_field_t audit_fields[] = {
+    CYAML_FIELD_STRING_PTR("origin", OPT, struct y_audit, origin, 1, 200),
+    CYAML_FIELD_UINT("checkpoint_interval_ms", OPT, struct y_audit, checkpoint_interval_ms),
+    CYAML_FIELD_END};
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("node", CYAML_FLAG_DEFAULT, struct y_config, node, node_fields),
     CYAML_FIELD_MAPPING("listen", CYAML_FLAG_DEFAULT, struct y_config, listen, listen_fields),
@@ -85,6 +101,8 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("log", OPT, struct y_config, log, log_fields),
     CYAML_FIELD_MAPPING("storage", OPT, struct y_config, storage, storage_fields),
     CYAML_FIELD_MAPPING("mpi", OPT, struct y_config, mpi, mpi_fields),
+    CYAML_FIELD_MAPPING("consent", OPT, struct y_config, consent, consent_fields),
+    CYAML_FIELD_MAPPING("audit", OPT, struct y_config, audit, audit_fields),
     CYAML_FIELD_UINT("workers", OPT, struct y_config, workers),
     CYAML_FIELD_UINT("edge_threads", OPT, struct y_config, edge_threads), CYAML_FIELD_END};
 static const cyaml_schema_value_t top_schema = {
@@ -242,6 +260,58 @@ fill_node(node_config_t *c, const struct y_config *y, const char *dir, char *err
 }
 
 static int
+bool_key(bool *dst, const char *v, bool dflt, const char *key, char *err, size_t eb)
+{
+    if (v == NULL) {
+        *dst = dflt;
+    } else if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0) {
+        *dst = v[0] == 't';
+    } else {
+        snprintf(err, eb, "config key %s: must be true or false", key);
+        return HIE_ECONFIG;
+    }
+    return 0;
+}
+
+/* consent: the HIE's implicit policy (reference.md §3). Enforcement can be turned off only
+ * with a value that says what it is for; main logs a warning at every start. */
+static int
+fill_consent(node_config_t *c, const struct y_config *y, char *err, size_t eb)
+{
+    const char *r = y->consent.regime != NULL ? y->consent.regime : "opt-in";
+    if (strcmp(r, "opt-in") != 0 && strcmp(r, "opt-out") != 0) {
+        snprintf(err, eb, "config key consent.regime: must be \"opt-in\" or \"opt-out\"");
+        return HIE_ECONFIG;
+    }
+    c->consent_opt_out = strcmp(r, "opt-out") == 0;
+    int rc = bool_key(&c->consent_break_glass, y->consent.break_glass, true,
+        "consent.break_glass", err, eb);
+    rc = rc ? rc : bool_key(&c->consent_part2_named, y->consent.part2_named_recipient, true,
+        "consent.part2_named_recipient", err, eb);
+    const char *en = y->consent.enforce;
+    c->consent_off = en != NULL && strcmp(en, "off-for-benchmarks-only") == 0;
+    if (rc == 0 && en != NULL && !c->consent_off && strcmp(en, "on") != 0) {
+        snprintf(err, eb, "config key consent.enforce: must be \"on\" (or "
+            "\"off-for-benchmarks-only\")");
+        rc = HIE_ECONFIG;
+    }
+    snprintf(c->audit_origin, sizeof(c->audit_origin), "%s", y->audit.origin != NULL
+        ? y->audit.origin : "");
+    for (const char *p = c->audit_origin; rc == 0 && *p != '\0'; p++) {
+        if (*p < 0x21 || *p > 0x7e) {
+            snprintf(err, eb, "config key audit.origin: printable ASCII without spaces");
+            rc = HIE_ECONFIG;
+        }
+    }
+    if (rc == 0 && c->audit_origin[0] == '\0') {
+        snprintf(c->audit_origin, sizeof(c->audit_origin), "hiebroker/%s", c->node_id);
+    }
+    return rc ? rc : limit_u32(&c->audit_checkpoint_interval_ms,
+        y->audit.checkpoint_interval_ms, HIE_AUDIT_CHECKPOINT_INTERVAL_MS_DEFAULT, 100,
+        HIE_AUDIT_CHECKPOINT_INTERVAL_MS_MAX, "audit.checkpoint_interval_ms", err, eb);
+}
+
+static int
 fill_operator(node_config_t *c, const struct y_config *y, char *err, size_t eb)
 {
     snprintf(c->http_address, sizeof(c->http_address), "%s",
@@ -316,6 +386,7 @@ hie_node__config_load(node_config_t *cfg, const char *path, char *err, size_t er
     rc = rc ? rc : fill_tls(cfg, y, dir, err, err_bytes);
     rc = rc ? rc : fill_limits(cfg, y, err, err_bytes);
     rc = rc ? rc : fill_operator(cfg, y, err, err_bytes);
+    rc = rc ? rc : fill_consent(cfg, y, err, err_bytes);
     cyaml_free(&ycfg, &top_schema, y, 0);
     return rc;
 }

@@ -49,6 +49,8 @@ struct ctl {
     uint32_t limit;
     bool all;
     uint64_t sample_pairs;  /* mpi train */
+    const char *vkey;       /* audit verify */
+    const char *checkpoint;
     bool bad_number;
 };
 
@@ -73,7 +75,11 @@ usage(FILE *f)
         "  mpi stats                        records, EUIDs, open reviews, model version\n"
         "  mpi history ORG MRN              every link decision about one record, with its score\n"
         "  mpi review list [--after ID] [--limit N] [--all]   possible matches to decide\n"
-        "  mpi review link ID | apart ID    decide a review item\n\n"
+        "  mpi review link ID | apart ID    decide a review item\n"
+        "  audit verify [--vkey VKEY] [--checkpoint FILE]   check the audit log on the node's\n"
+        "                                   files (node stopped): every record, hash and\n"
+        "                                   checkpoint; exit 1 if tampered (needs --config)\n"
+        "  audit vkey                       the node's checkpoint verifier key (needs --config)\n\n"
         "roles: hospital clinic lab payer auditor operator node\n"
         "--id makes a command idempotent: repeating it returns the first result.\n\n"
         "mpi import: CSV with a header (org_id, mrn, given, family, birth_date, sex, address,\n"
@@ -1259,7 +1265,8 @@ parse_opts(struct ctl *c, int argc, char **argv)
         {"state", required_argument, NULL, 'S'}, {"restart", no_argument, NULL, 'X'},
         {"rejects", required_argument, NULL, 'J'}, {"after", required_argument, NULL, 'A'},
         {"limit", required_argument, NULL, 'L'}, {"all", no_argument, NULL, 'a'},
-        {"sample-pairs", required_argument, NULL, 'P'}, {NULL, 0, NULL, 0}};
+        {"sample-pairs", required_argument, NULL, 'P'}, {"vkey", required_argument, NULL, 'V'},
+        {"checkpoint", required_argument, NULL, 'K'}, {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "+s:c:i:n:r:R:d:t:h", opts, NULL)) != -1) {
         switch (ch) {
@@ -1270,6 +1277,8 @@ parse_opts(struct ctl *c, int argc, char **argv)
         case 'r': c->roles = optarg; break;
         case 'R': c->reason = optarg; break;
         case 'd': c->data_dir = optarg; break;
+        case 'V': c->vkey = optarg; break;
+        case 'K': c->checkpoint = optarg; break;
         case 't': c->timeout_ms = atoi(optarg); c->timeout_set = true; break;
         case 'h': usage(stdout); exit(0);
         case 'F': case 'B': case 'S': case 'X': case 'J': case 'A': case 'L': case 'a': case 'P':
@@ -1279,6 +1288,30 @@ parse_opts(struct ctl *c, int argc, char **argv)
         }
     }
     return c->bad_number ? 2 : 0;
+}
+
+/* audit verify / vkey read the node's files: the config says where they are. */
+static int
+ctl_audit(const struct ctl *c, int argc, char **argv)
+{
+    static node_config_t cfg;
+    char err[1024];
+    if (argc != 1 || (strcmp(argv[0], "verify") != 0 && strcmp(argv[0], "vkey") != 0)) {
+        usage(stderr);
+        return 2;
+    }
+    if (c->config == NULL) {
+        fprintf(stderr, "hiectl: audit %s needs --config (the node's config file)\n", argv[0]);
+        return 2;
+    }
+    if (hie_node__config_load(&cfg, c->config, err, sizeof(err)) != 0) {
+        fprintf(stderr, "hiectl: %s\n", err);
+        return 2;
+    }
+    if (strcmp(argv[0], "vkey") == 0) {
+        return hie_node__ctl_audit_vkey(&cfg);
+    }
+    return hie_node__ctl_audit_verify(&cfg, c->vkey, c->checkpoint);
 }
 
 int
@@ -1320,6 +1353,8 @@ main(int argc, char **argv)
         rc = ctl_reload(&c, arena);
     } else if (strcmp(words[0], "mpi") == 0) {
         rc = ctl_mpi(&c, n_words - 1, words + 1, arena);
+    } else if (strcmp(words[0], "audit") == 0) {
+        rc = ctl_audit(&c, n_words - 1, words + 1);
     } else {
         usage(stderr);
     }

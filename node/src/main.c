@@ -32,6 +32,7 @@ struct node_threads {
     node_edge_t *edges[NODE_EDGES_MAX];
     node_admin_t *admin;
     node_http_t *http;
+    node_checkpointer_t *ckpt;
     bool edge_running;   /* the edge thread is in its loop and answers "drain" */
 };
 
@@ -71,6 +72,53 @@ datadir_lock(const char *dir, int *lock_fd)
     return 0;
 }
 
+/* The node's audit signing key, <data_dir>/audit.key, created at the first start (keys
+ * owned by the node); its verifier key is logged so operators can hand it to auditors. */
+static int
+node_audit_key(node_ctx_t *ctx)
+{
+    char path[NODE_PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/audit.key", ctx->cfg.data_dir);
+    int rc = hie_audit_signer_generate(path);
+    if (rc == 0) {
+        hie_log_info("audit", "audit signing key created", " file=%s", path);
+    } else if (rc != -EEXIST) {
+        hie_log_error("audit", "cannot create the audit signing key", " file=%s rc=%s", path,
+            hie_strerror_name(rc));
+        return rc;
+    }
+    rc = hie_audit_signer_load(&ctx->audit_signer, path, ctx->cfg.audit_origin);
+    if (rc != 0) {
+        hie_log_error("audit", "cannot load the audit signing key", " file=%s rc=%s hint=\"%s\"",
+            path, hie_strerror_name(rc), "32 bytes, a regular file with mode 0600");
+        return rc;
+    }
+    hie_audit_vkey_t vk;
+    hie_audit_signer_vkey(ctx->audit_signer, &vk);
+    rc = hie_audit_vkey_format(&vk, ctx->audit_vkey, sizeof(ctx->audit_vkey));
+    HIE_ASSERT(rc == 0);
+    hie_log_info("audit", "audit log ready", " origin=%s vkey=%s", ctx->cfg.audit_origin,
+        ctx->audit_vkey);
+    return 0;
+}
+
+static void
+node_consent_policy(node_ctx_t *ctx)
+{
+    hie_consent_policy_init(&ctx->consent_policy);
+    ctx->consent_policy.regime = ctx->cfg.consent_opt_out ? HIE_CONSENT_OPT_OUT
+                                                          : HIE_CONSENT_OPT_IN;
+    ctx->consent_policy.break_glass_allowed = ctx->cfg.consent_break_glass;
+    ctx->consent_policy.part2_named_recipient = ctx->cfg.consent_part2_named;
+    hie_log_info("consent", "implicit policy", " regime=%s break_glass=%d part2_named=%d",
+        ctx->cfg.consent_opt_out ? "opt-out" : "opt-in", ctx->cfg.consent_break_glass,
+        ctx->cfg.consent_part2_named);
+    if (ctx->cfg.consent_off) {
+        hie_log_warn("consent", "CONSENT AND AUDIT ARE OFF (consent.enforce: "
+            "off-for-benchmarks-only): never run a member-facing node like this", "%s", "");
+    }
+}
+
 static int
 node_open_storage(node_ctx_t *ctx)
 {
@@ -101,6 +149,13 @@ node_open_storage(node_ctx_t *ctx)
             "and PDQ answer UNAVAILABLE", "%s", "");
     }
     ctx->metrics.mpi = hie_mpi_store_stats(hie_node__state_mpi(ctx->state));
+    node_consent_policy(ctx);
+    if (ctx->cfg.mpi_key_file[0] != '\0') {
+        rc = node_audit_key(ctx);
+        if (rc != 0) {
+            return rc;
+        }
+    }
     rc = hie_node__tls_ctx_build(&ctx->cfg, &ctx->ssl_ctx_initial, err, sizeof(err));
     if (rc != 0) {
         hie_log_error("node", "cannot set up tls", " reason=\"%s\"", err);
@@ -150,6 +205,10 @@ node_start_threads(node_ctx_t *ctx, struct node_threads *t)
         what = "http";
         rc = hie_node__http_start(&t->http, ctx);
     }
+    if (rc == 0) {
+        what = "checkpointer";
+        rc = hie_node__checkpointer_start(&t->ckpt, ctx);
+    }
     if (rc != 0) {
         hie_log_error("node", "cannot start", " part=%s rc=%s detail=\"%s\"", what,
             hie_strerror_name(rc), hie_strerror(rc));
@@ -174,6 +233,7 @@ node_stop_threads(node_ctx_t *ctx, struct node_threads *t, bool drain)
     }
     hie_node__workers_join(&t->workers);
     hie_node__admin_join(&t->admin);
+    hie_node__checkpointer_join(&t->ckpt);
     hie_cluster_log_destroy(&ctx->log);
 }
 
@@ -226,6 +286,7 @@ node_run(node_ctx_t *ctx, int sfd)
         ctx->listen_fd = -1;
     }
     hie_node__state_close(&ctx->state);
+    hie_audit_signer_destroy(&ctx->audit_signer);
     zmq_ctx_term(ctx->zctx);
     if (rc == 0) {
         hie_log_info("node", "node stopped", " node=%s", ctx->cfg.node_id);

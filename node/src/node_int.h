@@ -15,8 +15,10 @@
 #ifndef HIE_NODE_INT_H
 #define HIE_NODE_INT_H
 
+#include "hie/audit.h"
 #include "hie/base.h"
 #include "hie/cluster.h"
+#include "hie/consent.h"
 #include "hie/limits.h"
 #include "hie/proto.h"
 
@@ -65,6 +67,12 @@ typedef struct node_config {
     enum hie_log_format log_format;
     uint64_t map_bytes;
     char mpi_key_file[NODE_PATH_MAX]; /* "" when the MPI has no data key (MPI unavailable) */
+    bool consent_opt_out;         /* consent.regime: false = opt-in (deny when none on file) */
+    bool consent_break_glass;     /* emergency treatment may override a deny */
+    bool consent_part2_named;     /* 42 CFR Part 2 data needs a consent naming the recipient */
+    bool consent_off;             /* consent.enforce: off-for-benchmarks-only (no consent, no audit) */
+    char audit_origin[201];       /* checkpoint origin line; default hiebroker/<node id> */
+    uint32_t audit_checkpoint_interval_ms;
 } node_config_t;
 
 /* Loads and validates path. On failure writes one line naming the bad key into err.
@@ -147,6 +155,8 @@ struct hie_mpi_key;
 /* The MPI store (never NULL; without a key its operations answer unavailable) and its key
  * (NULL when none is configured). */
 struct hie_mpi_store *hie_node__state_mpi(node_state_t *st);
+struct node_consent *hie_node__state_consent(node_state_t *st);
+struct node_audit *hie_node__state_audit(node_state_t *st);
 const struct hie_mpi_key *hie_node__state_mpi_key(node_state_t *st);
 /* Readers (any thread, own read txn): an organization by id. [out] *org owned by arena.
  * Returns 0, HIE_ENOTFOUND, HIE_ECORRUPT, HIE_ESTORAGE. */
@@ -161,6 +171,85 @@ HIE_MUST_CHECK int hie_node__state_dedup_get(node_state_t *st, const char *reque
 HIE_MUST_CHECK int hie_node__state_org_each(node_state_t *st, hie_arena_t *arena,
     int (*fn)(void *ctx, hie_org_t *org), void *ctx);
 HIE_MUST_CHECK int hie_node__state_applied_index(node_state_t *st, uint64_t *out);
+
+/* ---- consent and audit state (consent_state.c, audit_state.c) ------------------------------
+ * Both keep their databases in the state environment. Apply runs on the log thread inside the
+ * state machine's write transaction; readers take the caller's read transaction. */
+typedef struct node_apply {
+    MDB_txn *txn;                     /* the state machine's write transaction */
+    hie_arena_t *arena;               /* results live here */
+    const hie_command_t *cmd;
+    uint64_t index;                   /* log index */
+    hie_command_result_t *res;        /* out: the result (a rejection sets code/field/message) */
+    struct hie_mpi_store *mpi;
+    const struct hie_mpi_key *key;    /* NULL: no data key (consent and audit unavailable) */
+} node_apply_t;
+/* Records a rejection: nothing was written (callers check before they write). */
+static inline int
+node_apply_reject(node_apply_t *a, Hie__V1__ErrorCode code, const char *field,
+    const char *message)
+{
+    a->res->code = code;
+    a->res->field = (char *)(uintptr_t)(field != NULL ? field : "");
+    a->res->message = (char *)(uintptr_t)message;
+    return 0;
+}
+
+typedef struct node_consent node_consent_t;
+/* Opens (creating) consent_dir, consent_rule and consent_pat in env. Returns 0 or an error. */
+HIE_MUST_CHECK int hie_node__consent_open(node_consent_t **out, MDB_env *env);
+void hie_node__consent_close(node_consent_t **c);
+/* Applies consent_submit or consent_revoke. Returns 0 (applied or rejected) or a storage
+ * error (the caller stops the node). Log thread only. */
+HIE_MUST_CHECK int hie_node__consent_apply(node_consent_t *c, node_apply_t *a);
+/* The directives on file for the record identity rec_hash, oldest first (active ones only
+ * unless include_inactive). [out] *out, *n in arena. Returns 0 or a storage error. */
+HIE_MUST_CHECK int hie_node__consent_list(node_consent_t *c, MDB_txn *txn,
+    const uint8_t *rec_hash, bool include_inactive, hie_arena_t *arena,
+    Hie__V1__ConsentDirective ***out, size_t *n);
+/* One directive by id. Returns 0, HIE_ENOTFOUND or a storage error. */
+HIE_MUST_CHECK int hie_node__consent_get(node_consent_t *c, MDB_txn *txn, const char *id,
+    hie_arena_t *arena, Hie__V1__ConsentDirective **out);
+/* The compiled directives of every source record of euid (spans valid until txn ends), at
+ * most cap. Returns 0, HIE_ELIMIT (more than cap: the caller fails closed) or a storage
+ * error. */
+HIE_MUST_CHECK int hie_node__consent_rules(node_consent_t *c, struct hie_mpi_store *mpi,
+    MDB_txn *txn, const char *euid, hie_arena_t *arena, hie_span_t *rules, size_t cap,
+    size_t *n);
+
+typedef struct node_audit node_audit_t;
+struct hie_audit_tree;
+/* Opens the audit databases and the Merkle tree in env (read_only: for hiectl audit verify on
+ * a stopped node's files; nothing is created). Returns 0 or an error. */
+HIE_MUST_CHECK int hie_node__audit_open(node_audit_t **out, MDB_env *env, bool read_only);
+void hie_node__audit_close(node_audit_t **au);
+/* Applies audit_append or audit_checkpoint. Log thread only; same contract as consent. */
+HIE_MUST_CHECK int hie_node__audit_apply(node_audit_t *au, node_apply_t *a);
+/* The tree's size and root (32 bytes). */
+HIE_MUST_CHECK int hie_node__audit_head(node_audit_t *au, MDB_txn *txn, uint64_t *size,
+    uint8_t *root);
+/* The stored leaf entry (txn memory) and a stored sealed subject. HIE_ENOTFOUND if absent. */
+HIE_MUST_CHECK int hie_node__audit_record(node_audit_t *au, MDB_txn *txn, uint64_t leaf,
+    hie_span_t *out);
+HIE_MUST_CHECK int hie_node__audit_subject(node_audit_t *au, MDB_txn *txn, uint64_t leaf,
+    uint32_t pos, hie_span_t *sealed);
+/* Inclusion proof of leaf in the tree of size, and consistency proof size1 -> size2, as
+ * protobuf bytes in arena. */
+HIE_MUST_CHECK int hie_node__audit_proof(node_audit_t *au, MDB_txn *txn, uint64_t leaf,
+    uint64_t size, hie_arena_t *arena, ProtobufCBinaryData **out, size_t *n);
+HIE_MUST_CHECK int hie_node__audit_consistency(node_audit_t *au, MDB_txn *txn, uint64_t size1,
+    uint64_t size2, hie_arena_t *arena, ProtobufCBinaryData **out, size_t *n);
+enum node_audit_index { AUDIT_INDEX_PATIENT, AUDIT_INDEX_ORG, AUDIT_INDEX_BREAK_GLASS };
+/* Walks an index in (time, leaf) order from start (a stored value, or empty for the first),
+ * calling fn with each value (patient: time8 leaf8 pos2; org and break-glass: time8 leaf8)
+ * until fn returns non-zero or max values were seen. */
+HIE_MUST_CHECK int hie_node__audit_scan(node_audit_t *au, MDB_txn *txn,
+    enum node_audit_index which, hie_span_t key, hie_span_t start, size_t max,
+    int (*fn)(void *ctx, const uint8_t *val, size_t len), void *ctx);
+/* Calls fn with each stored checkpoint in size order (at most max). */
+HIE_MUST_CHECK int hie_node__audit_checkpoints(node_audit_t *au, MDB_txn *txn, size_t max,
+    int (*fn)(void *ctx, uint64_t size, hie_span_t note), void *ctx);
+struct hie_audit_tree *hie_node__audit_tree(node_audit_t *au);
 
 /* ---- requests between edge and workers (edge.c, worker.c) --------------------------------- */
 enum node_req_type { NODE_REQ_AUTH = 1, NODE_REQ_ENVELOPE = 2 };
@@ -196,6 +285,9 @@ typedef struct node_ctx {
     SSL_CTX *ssl_ctx_initial;   /* owned by main; each edge thread takes its own reference */
     int listen_fd;              /* owned by main; every edge thread accepts from it */
     _Atomic uint32_t edge_load[NODE_EDGES_MAX]; /* open connections per edge thread */
+    hie_consent_policy_t consent_policy;  /* the implicit policy, from cfg.consent_* */
+    hie_audit_signer_t *audit_signer;     /* signs checkpoints; <data_dir>/audit.key */
+    char audit_vkey[HIE_AUDIT_VKEY_TEXT_BYTES_MAX]; /* its verifier key, for reports */
 } node_ctx_t;
 
 typedef struct node_edge node_edge_t;
@@ -212,6 +304,11 @@ void hie_node__workers_join(node_workers_t **w);
 typedef struct node_admin node_admin_t;
 HIE_MUST_CHECK int hie_node__admin_start(node_admin_t **out, node_ctx_t *ctx);
 void hie_node__admin_join(node_admin_t **a);
+
+/* The audit checkpoint thread (checkpointer.c); not started without a data key. */
+typedef struct node_checkpointer node_checkpointer_t;
+HIE_MUST_CHECK int hie_node__checkpointer_start(node_checkpointer_t **out, node_ctx_t *ctx);
+void hie_node__checkpointer_join(node_checkpointer_t **c);
 
 typedef struct node_http node_http_t;
 HIE_MUST_CHECK int hie_node__http_start(node_http_t **out, node_ctx_t *ctx);
@@ -280,6 +377,66 @@ HIE_MUST_CHECK int hie_node__mpi_pdq(node_ctx_t *ctx, const Hie__V1__PdqQuery *q
 HIE_MUST_CHECK int hie_node__mpi_review_list(node_ctx_t *ctx,
     const Hie__V1__ReviewListRequest *q, hie_arena_t *arena, Hie__V1__ReviewListReply **reply,
     node_mpi_err_t *e);
+/* ---- disclosures: consent decisions and the audit before the reply (disclose.c) ---------- */
+/* Who asks, from the certificate, the registry and the envelope. */
+typedef struct node_who {
+    const char *org_id;
+    const hie_org_t *org;            /* registry record (roles) */
+    Hie__V1__PurposeOfUse purpose;
+    const char *request_id;          /* the envelope id: the audit record's dedup key */
+} node_who_t;
+/* PIX and PDQ with the consent decision per patient and one audit record committed before
+ * the reply: a patient consent hides is answered as if absent. Each returns 0 with *reply
+ * (arena), or the error code with *e filled. Worker threads. */
+HIE_MUST_CHECK int hie_node__pix_disclose(node_ctx_t *ctx, node_submitter_t *sub,
+    const node_who_t *who, const Hie__V1__PixQuery *q, hie_arena_t *arena,
+    Hie__V1__PixReply **reply, node_mpi_err_t *e);
+HIE_MUST_CHECK int hie_node__pdq_disclose(node_ctx_t *ctx, node_submitter_t *sub,
+    const node_who_t *who, const Hie__V1__PdqQuery *q, hie_arena_t *arena,
+    Hie__V1__PdqReply **reply, node_mpi_err_t *e);
+/* Consent exchanges (consent_exchange.c): submit, revoke and list for a member's own patient.
+ * requester is the org id (or "@operator"). */
+HIE_MUST_CHECK int hie_node__consent_submit_xchg(node_ctx_t *ctx, node_submitter_t *sub,
+    const char *requester, const char *id, const Hie__V1__ConsentSubmitRequest *req,
+    hie_arena_t *arena, Hie__V1__ConsentSubmitReply **reply, node_mpi_err_t *e);
+HIE_MUST_CHECK int hie_node__consent_revoke_xchg(node_ctx_t *ctx, node_submitter_t *sub,
+    const char *requester, const char *id, const Hie__V1__ConsentRevokeRequest *req,
+    hie_arena_t *arena, Hie__V1__ConsentRevokeReply **reply, node_mpi_err_t *e);
+HIE_MUST_CHECK int hie_node__consent_list_xchg(node_ctx_t *ctx, const char *requester,
+    const Hie__V1__ConsentListRequest *req, hie_arena_t *arena,
+    Hie__V1__ConsentListReply **reply, node_mpi_err_t *e);
+/* Disclosure reports for auditors (audit_report.c); the report is itself audited. */
+HIE_MUST_CHECK int hie_node__audit_report_xchg(node_ctx_t *ctx, node_submitter_t *sub,
+    const node_who_t *who, const Hie__V1__AuditReportRequest *q, hie_arena_t *arena,
+    Hie__V1__AuditReportReply **reply, node_mpi_err_t *e);
+/* One patient an exchange touched, and what the consent decision let out about them. */
+typedef struct node_subject {
+    const char *euid;
+    hie_consent_decision_t decision;
+    Hie__V1__PatientId **disclosed;  /* identifiers that leave the node (none when denied) */
+    size_t n_disclosed;
+} node_subject_t;
+/* Commits the audit record of one exchange (action, outcome, subjects) through the log and
+ * waits for it: the caller replies only after 0. Returns 0 or the error code with *e filled
+ * (UNAVAILABLE: nothing may be disclosed). */
+HIE_MUST_CHECK int hie_node__audit_commit(node_ctx_t *ctx, node_submitter_t *sub,
+    const node_who_t *who, Hie__V1__AuditAction action, Hie__V1__ErrorCode outcome,
+    const node_subject_t *subjects, size_t n, hie_arena_t *arena, node_mpi_err_t *e);
+/* The consent decision for one patient (EUID) in txn; fails closed (a DENY with reason
+ * "evaluation-error", logged) on any error. */
+void hie_node__consent_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
+    const node_who_t *who, const char *euid, Hie__V1__ConsentAction action, uint32_t labels,
+    hie_consent_decision_t *out);
+/* The audit index key of an EUID: a keyed hash under the data key's index secret. */
+void hie_node__audit_subject_key(const struct hie_mpi_key *key, const char *euid,
+    uint8_t out[HIE_PROTO_REC_HASH_BYTES]);
+
+/* hiectl audit verify / vkey on a node's files (ctl_audit.c). vkey_text and anchor_file may
+ * be NULL (the node's own key; the stored checkpoints). Return hiectl exit codes. */
+int hie_node__ctl_audit_verify(const node_config_t *cfg, const char *vkey_text,
+    const char *anchor_file);
+int hie_node__ctl_audit_vkey(const node_config_t *cfg);
+
 /* The admin channel's MPI requests (admin_mpi.c): fills reply (arena) or e. Admin thread. */
 HIE_MUST_CHECK int hie_node__admin_mpi(node_ctx_t *ctx, node_submitter_t *sub,
     const Hie__V1__AdminRequest *req, hie_arena_t *arena, Hie__V1__AdminReply *reply,

@@ -35,6 +35,8 @@ struct node_state {
     node_metrics_t *metrics;
     hie_mpi_store_t *mpi;      /* the MPI's databases in the same environment */
     hie_mpi_key_t *mpi_key;    /* NULL: no data key configured, MPI exchanges unavailable */
+    node_consent_t *consent;   /* consent directives (consent_state.c) */
+    node_audit_t *audit;       /* the disclosure audit log (audit_state.c) */
 };
 
 static int
@@ -108,6 +110,12 @@ hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_byte
     if (rc == 0) {
         rc = hie_mpi_store_open(&st->mpi, st->env, NULL);
     }
+    if (rc == 0) {
+        rc = hie_node__consent_open(&st->consent, st->env);
+    }
+    if (rc == 0) {
+        rc = hie_node__audit_open(&st->audit, st->env, false);
+    }
     if (rc != 0) {
         hie_node__state_close(&st);
         return rc;
@@ -126,6 +134,8 @@ hie_node__state_close(node_state_t **stp)
     }
     HIE_ASSERT(st->magic == STATE_MAGIC);
     hie_mpi_store_close(&st->mpi);
+    hie_node__consent_close(&st->consent);
+    hie_node__audit_close(&st->audit);
     hie_mpi_key_destroy(&st->mpi_key);
     if (st->env != NULL) {
         mdb_env_close(st->env);
@@ -146,6 +156,20 @@ hie_node__state_mpi_key_load(node_state_t *st, const char *path)
     }
     hie_mpi_store_close(&st->mpi);
     return hie_mpi_store_open(&st->mpi, st->env, st->mpi_key);
+}
+
+node_consent_t *
+hie_node__state_consent(node_state_t *st)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    return st->consent;
+}
+
+node_audit_t *
+hie_node__state_audit(node_state_t *st)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    return st->audit;
 }
 
 hie_mpi_store_t *
@@ -473,10 +497,33 @@ apply_mpi(struct apply_ctx *a)
     return rc;
 }
 
+/* Consent and audit commands: their modules check before they write. */
+static int
+apply_disclosure(struct apply_ctx *a)
+{
+    node_apply_t na = {a->txn, a->arena, a->cmd, a->index, a->res, a->st->mpi, a->st->mpi_key};
+    if (a->st->mpi_key == NULL) {
+        return node_apply_reject(&na, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "no data key on this node");
+    }
+    switch (a->cmd->body_case) {
+    case HIE__V1__COMMAND__BODY_CONSENT_SUBMIT:
+    case HIE__V1__COMMAND__BODY_CONSENT_REVOKE:
+        return hie_node__consent_apply(a->st->consent, &na);
+    default:
+        return hie_node__audit_apply(a->st->audit, &na);
+    }
+}
+
 static int
 apply_body(struct apply_ctx *a)
 {
     switch (a->cmd->body_case) {
+    case HIE__V1__COMMAND__BODY_CONSENT_SUBMIT:
+    case HIE__V1__COMMAND__BODY_CONSENT_REVOKE:
+    case HIE__V1__COMMAND__BODY_AUDIT_APPEND:
+    case HIE__V1__COMMAND__BODY_AUDIT_CHECKPOINT:
+        return apply_disclosure(a);
     case HIE__V1__COMMAND__BODY_MPI_FEED:
     case HIE__V1__COMMAND__BODY_MPI_REVIEW:
     case HIE__V1__COMMAND__BODY_MPI_MODEL:

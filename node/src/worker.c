@@ -230,6 +230,9 @@ handle_whoami(struct worker *w, node_req_t *req, hie_org_t *org)
 #define ROLES_FEED (ROLE_BIT(ROLE_HOSPITAL) | ROLE_BIT(ROLE_CLINIC) | ROLE_BIT(ROLE_LAB))
 #define ROLES_QUERY (ROLES_FEED | ROLE_BIT(ROLE_PAYER))
 #define ROLES_REVIEW ROLE_BIT(ROLE_OPERATOR)
+/* consent directives come from the patient's care providers, on the patient's behalf */
+#define ROLES_CONSENT (ROLE_BIT(ROLE_HOSPITAL) | ROLE_BIT(ROLE_CLINIC))
+#define ROLES_AUDIT ROLE_BIT(ROLE_AUDITOR)
 #define MPI_ARENA_BYTES (32u * 1024u * 1024u)
 
 static bool
@@ -255,6 +258,12 @@ mpi_roles(Hie__V1__Envelope__BodyCase body)
     case HIE__V1__ENVELOPE__BODY_REVIEW_LIST:
     case HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE:
         return ROLES_REVIEW;
+    case HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT:
+    case HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE:
+    case HIE__V1__ENVELOPE__BODY_CONSENT_LIST:
+        return ROLES_CONSENT;
+    case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT:
+        return ROLES_AUDIT;
     default:
         return 0;
     }
@@ -267,6 +276,7 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
 {
     node_ctx_t *ctx = w->ctx;
     hie_envelope_t *env = req->env;
+    node_who_t who = {org->id, org, env->purpose, env->id};
     /* every reply body number follows its request's (envelope.proto) */
     reply->body_case = (Hie__V1__Envelope__BodyCase)((int)env->body_case + 1);
     switch (env->body_case) {
@@ -274,9 +284,23 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
         return hie_node__mpi_feed(ctx, &w->sub, org->id, env->id, env->mpi_feed, arena,
             &reply->mpi_feed_reply, e);
     case HIE__V1__ENVELOPE__BODY_PIX_QUERY:
-        return hie_node__mpi_pix(ctx, env->pix_query, arena, &reply->pix_reply, e);
+        return hie_node__pix_disclose(ctx, &w->sub, &who, env->pix_query, arena,
+            &reply->pix_reply, e);
     case HIE__V1__ENVELOPE__BODY_PDQ_QUERY:
-        return hie_node__mpi_pdq(ctx, env->pdq_query, arena, &reply->pdq_reply, e);
+        return hie_node__pdq_disclose(ctx, &w->sub, &who, env->pdq_query, arena,
+            &reply->pdq_reply, e);
+    case HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT:
+        return hie_node__consent_submit_xchg(ctx, &w->sub, org->id, env->id,
+            env->consent_submit, arena, &reply->consent_submit_reply, e);
+    case HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE:
+        return hie_node__consent_revoke_xchg(ctx, &w->sub, org->id, env->id,
+            env->consent_revoke, arena, &reply->consent_revoke_reply, e);
+    case HIE__V1__ENVELOPE__BODY_CONSENT_LIST:
+        return hie_node__consent_list_xchg(ctx, org->id, env->consent_list, arena,
+            &reply->consent_list_reply, e);
+    case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT:
+        return hie_node__audit_report_xchg(ctx, &w->sub, &who, env->audit_report, arena,
+            &reply->audit_report_reply, e);
     case HIE__V1__ENVELOPE__BODY_REVIEW_LIST:
         return hie_node__mpi_review_list(ctx, env->review_list, arena,
             &reply->review_list_reply, e);

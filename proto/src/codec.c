@@ -295,6 +295,26 @@ mpi_feed_validate(const Hie__V1__MpiFeedCommand *f, hie_errinfo_t *info)
     return 0;
 }
 
+/* Internal commands from our own proposers; still checked, because the log is read back. */
+static int
+audit_append_validate(const Hie__V1__AuditAppendCommand *a, hie_errinfo_t *info)
+{
+    if (a->record == NULL) {
+        return hie_errinfo_set(info, HIE_EINVAL, "audit_append.record", "missing");
+    }
+    size_t n = a->record->n_subject_commitments;
+    if (n > HIE_AUDIT_SUBJECTS_MAX || a->n_subjects_sealed != n || a->n_subject_keys != n) {
+        return hie_errinfo_set(info, HIE_EINVAL, "audit_append.subjects", "counts differ");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (a->record->subject_commitments[i].len != 32u ||
+            a->subject_keys[i].len != HIE_PROTO_REC_HASH_BYTES) {
+            return hie_errinfo_set(info, HIE_EINVAL, "audit_append.subjects", "bad hash");
+        }
+    }
+    return 0;
+}
+
 static int
 command_validate_body(const hie_command_t *cmd, hie_errinfo_t *info)
 {
@@ -342,6 +362,21 @@ command_validate_body(const hie_command_t *cmd, hie_errinfo_t *info)
     case HIE__V1__COMMAND__BODY_MPI_MODEL:
         return cmd->mpi_model->model != NULL ? 0 : hie_errinfo_set(info, HIE_EINVAL, "model",
             "missing");
+    case HIE__V1__COMMAND__BODY_CONSENT_SUBMIT:
+        return cmd->consent_submit->directive != NULL &&
+                       cmd->consent_submit->rec_hash.len == HIE_PROTO_REC_HASH_BYTES
+                   ? 0
+                   : hie_errinfo_set(info, HIE_EINVAL, "consent_submit", "incomplete");
+    case HIE__V1__COMMAND__BODY_CONSENT_REVOKE:
+        return cmd->consent_revoke->id != NULL && cmd->consent_revoke->id[0] != '\0'
+                   ? 0
+                   : hie_errinfo_set(info, HIE_EINVAL, "consent_revoke.id", "missing");
+    case HIE__V1__COMMAND__BODY_AUDIT_APPEND:
+        return audit_append_validate(cmd->audit_append, info);
+    case HIE__V1__COMMAND__BODY_AUDIT_CHECKPOINT:
+        return cmd->audit_checkpoint->root.len == 32u && cmd->audit_checkpoint->note != NULL
+                   ? 0
+                   : hie_errinfo_set(info, HIE_EINVAL, "audit_checkpoint", "incomplete");
     default:
         return hie_errinfo_set(info, HIE_EINVAL, "command.body", "unknown command");
     }

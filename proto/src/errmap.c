@@ -122,6 +122,22 @@ hie_proto_body_name(const hie_envelope_t *env)
         return "review_decide";
     case HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE_REPLY:
         return "review_decide_reply";
+    case HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT:
+        return "consent_submit";
+    case HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT_REPLY:
+        return "consent_submit_reply";
+    case HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE:
+        return "consent_revoke";
+    case HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE_REPLY:
+        return "consent_revoke_reply";
+    case HIE__V1__ENVELOPE__BODY_CONSENT_LIST:
+        return "consent_list";
+    case HIE__V1__ENVELOPE__BODY_CONSENT_LIST_REPLY:
+        return "consent_list_reply";
+    case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT:
+        return "audit_report";
+    case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY:
+        return "audit_report_reply";
     default:
         return "none";
     }

@@ -140,6 +140,10 @@ validate_body(const hie_envelope_t *env, hie_errinfo_t *info)
     case HIE__V1__ENVELOPE__BODY_PDQ_QUERY:
     case HIE__V1__ENVELOPE__BODY_REVIEW_LIST:
     case HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE:
+    case HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT:
+    case HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE:
+    case HIE__V1__ENVELOPE__BODY_CONSENT_LIST:
+    case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT:
         /* exchanges that touch patients say why (consent decisions take it as input) */
         if (env->purpose == HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED) {
             return hie_errinfo_set(info, HIE_EINVAL, "envelope.purpose",

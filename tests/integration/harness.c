@@ -82,6 +82,11 @@ itest_node_write_config(itest_node_t *n)
     if (!o->no_mpi_key) {
         fprintf(f, "mpi: {key_file: \"%s\"}\n", n->mpi_key);
     }
+    fprintf(f, "consent: {regime: %s, break_glass: %s%s}\n", o->opt_in ? "opt-in" : "opt-out",
+        o->no_break_glass ? "false" : "true",
+        o->consent_off ? ", enforce: off-for-benchmarks-only" : "");
+    fprintf(f, "audit: {checkpoint_interval_ms: %u}\n",
+        o->checkpoint_interval_ms ? o->checkpoint_interval_ms : 500u);
     fclose(f);
 }
 

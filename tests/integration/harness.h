@@ -27,6 +27,11 @@ typedef struct itest_opts {
     bool tls12;                    /* allow TLS 1.2 */
     bool no_crl;
     bool no_mpi_key;               /* leave mpi.key_file out (MPI unavailable) */
+    bool opt_in;                   /* consent.regime opt-in (default here: opt-out, so the MPI
+                                      tests see treatment disclosures permitted) */
+    bool no_break_glass;           /* consent.break_glass false */
+    bool consent_off;              /* consent.enforce off-for-benchmarks-only */
+    uint32_t checkpoint_interval_ms; /* 0: 500 ms, so tests see checkpoints quickly */
 } itest_opts_t;
 
 typedef struct itest_node {

@@ -11,132 +11,7 @@
 #include <signal.h>
 #include <string.h>
 
-#define TIMEOUT_MS 10000u
-/* protobuf-c structs take char *; the tests never write through them */
-#define MUT(s) ((char *)(uintptr_t)(s))
-
-struct person {
-    const char *given, *family, *dob, *postcode, *phone, *city, *street;
-};
-
-static const struct person JOHN = {"John", "Smithson", "1970-03-02", "SW1A 1AA",
-    "+44 20 7946 0018", "London", "10 Downing Street"};
-static const struct person JON = {"Jon", "Smithson", "1970-03-02", "sw1a 1aa",
-    "+44 (20) 7946-0018", "LONDON", "10 Downing Street"};
-static const struct person MARIA = {"Maria", "Okonkwo-Delacroix", "1988-11-23", "M1 4BT",
-    "0161 496 0321", "Manchester", "3 Canal Street"};
-
-static hie_envelope_t *
-call(hie_client_t *c, hie_envelope_t *req, hie_arena_t *arena)
-{
-    hie_envelope_t *reply = NULL;
-    int rc = hie_client_call(c, req, TIMEOUT_MS, arena, &reply);
-    cr_assert_eq(rc, 0, "call: %s", hie_strerror(rc));
-    return reply;
-}
-
-static void
-req_init(hie_envelope_t *req, const char *id)
-{
-    hie__v1__envelope__init(req);
-    req->id = MUT(id);
-    req->purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT;
-    req->created_ms = 1;
-}
-
-/* Feeds (org, mrn) with p; returns the reply envelope (reply or error). */
-static hie_envelope_t *
-feed(hie_client_t *c, const char *id, Hie__V1__FeedAction action, const char *org,
-    const char *mrn, const struct person *p, const char *prior, hie_arena_t *arena)
-{
-    hie_envelope_t req;
-    Hie__V1__MpiFeedRequest f = HIE__V1__MPI_FEED_REQUEST__INIT;
-    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
-    Hie__V1__Demographics d = HIE__V1__DEMOGRAPHICS__INIT;
-    char *given[1], *family[1], *addr[1];
-    req_init(&req, id);
-    pid.org_id = MUT(org);
-    pid.mrn = MUT(mrn);
-    f.action = action;
-    f.patient = &pid;
-    f.prior_mrn = MUT((prior != NULL ? prior : ""));
-    if (p != NULL) {
-        given[0] = MUT(p->given);
-        family[0] = MUT(p->family);
-        addr[0] = MUT(p->street);
-        d.n_given = d.n_family = d.n_address_lines = 1;
-        d.given = given;
-        d.family = family;
-        d.address_lines = addr;
-        d.birth_date = MUT(p->dob);
-        d.postcode = MUT(p->postcode);
-        d.phone = MUT(p->phone);
-        d.city = MUT(p->city);
-        d.sex = HIE__V1__SEX__SEX_MALE;
-        f.demographics = &d;
-    }
-    req.body_case = HIE__V1__ENVELOPE__BODY_MPI_FEED;
-    req.mpi_feed = &f;
-    return call(c, &req, arena);
-}
-
-static Hie__V1__MpiFeedReply *
-feed_ok(hie_client_t *c, const char *id, Hie__V1__FeedAction action, const char *org,
-    const char *mrn, const struct person *p, const char *prior, hie_arena_t *arena)
-{
-    hie_envelope_t *r = feed(c, id, action, org, mrn, p, prior, arena);
-    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_MPI_FEED_REPLY, "feed %s: %s (%s)", id,
-        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?",
-        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->field : "");
-    return r->mpi_feed_reply;
-}
-
-static hie_envelope_t *
-pix(hie_client_t *c, const char *id, const char *org, const char *mrn, hie_arena_t *arena)
-{
-    hie_envelope_t req;
-    Hie__V1__PixQuery q = HIE__V1__PIX_QUERY__INIT;
-    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
-    req_init(&req, id);
-    pid.org_id = MUT(org);
-    pid.mrn = MUT(mrn);
-    q.patient = &pid;
-    req.body_case = HIE__V1__ENVELOPE__BODY_PIX_QUERY;
-    req.pix_query = &q;
-    return call(c, &req, arena);
-}
-
-static hie_envelope_t *
-pdq(hie_client_t *c, const char *id, const char *given, const char *family, const char *dob,
-    hie_arena_t *arena)
-{
-    hie_envelope_t req;
-    Hie__V1__PdqQuery q = HIE__V1__PDQ_QUERY__INIT;
-    Hie__V1__Demographics d = HIE__V1__DEMOGRAPHICS__INIT;
-    char *g[1] = {MUT(given)}, *f[1] = {MUT(family)};
-    req_init(&req, id);
-    d.n_given = given != NULL;
-    d.given = g;
-    d.n_family = family != NULL;
-    d.family = f;
-    d.birth_date = MUT((dob != NULL ? dob : ""));
-    q.demographics = &d;
-    req.body_case = HIE__V1__ENVELOPE__BODY_PDQ_QUERY;
-    req.pdq_query = &q;
-    return call(c, &req, arena);
-}
-
-static void
-expect_error(hie_envelope_t *r, Hie__V1__ErrorCode code, const char *field)
-{
-    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_ERROR, "expected an error reply");
-    cr_assert_eq(r->error->code, code, "code %d, want %d (%s)", r->error->code, code,
-        r->error->message);
-    if (field != NULL) {
-        cr_assert_str_eq(r->error->field, field, "field %s, want %s (%s)", r->error->field,
-            field, r->error->message);
-    }
-}
+#include "exchange.h"
 
 /* Entries in the MPI's record database, read from the running node's LMDB file. */
 static size_t
@@ -157,14 +32,6 @@ mpi_records(itest_node_t *n)
     mdb_txn_abort(txn);
     mdb_env_close(env);
     return st.ms_entries;
-}
-
-static hie_arena_t *
-arena_new(void)
-{
-    hie_arena_t *a = NULL;
-    cr_assert_eq(hie_arena_create(&a, 64u << 20), 0);
-    return a;
 }
 
 static void

@@ -86,6 +86,20 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 #define HIE_MPI_TRAIN_RECORDS_MAX 200000u
 #define HIE_ADMIN_HWM 64
 
+/* ---- Disclosure audit (node side of issue 4) ---- */
+/* Keyed record identity of (org, MRN) in the MPI, and of an EUID in the audit index. */
+#define HIE_PROTO_REC_HASH_BYTES 16u
+/* Patients one audit record can name: a PDQ answer is at most 50 candidates. */
+#define HIE_AUDIT_SUBJECTS_MAX 64u
+/* Entries per disclosure report page (default 100); pages are walked with a token. */
+#define HIE_AUDIT_REPORT_PAGE_MAX 1000u
+#define HIE_AUDIT_REPORT_PAGE_DEFAULT 100u
+/* How often a node signs a checkpoint of the audit tree when it has grown (audit.*). */
+#define HIE_AUDIT_CHECKPOINT_INTERVAL_MS_DEFAULT 10000u
+#define HIE_AUDIT_CHECKPOINT_INTERVAL_MS_MAX 3600000u
+/* Consent directives on file per patient (per record identity); a submit beyond is refused. */
+#define HIE_CONSENT_PER_PATIENT_MAX 32u
+
 /* Graceful shutdown: how long SIGTERM waits for in-flight requests. */
 #define HIE_NODE_DRAIN_TIMEOUT_MS 10000u
 
@@ -94,5 +108,75 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 
 /* Config file size: a node config is a page of YAML. */
 #define HIE_CONFIG_FILE_BYTES_MAX (256u * 1024u)
+
+/* ---- consent decision engine (broker/include/hie/consent.h) ------------------------------- */
+/* Each limit below is checked by hie_consent_directive_validate() when a member submits a
+ * directive (over the limit: HIE_ELIMIT, BAD_REQUEST naming the field, nothing stored) and
+ * again, on the compiled form, by hie_consent_compiled_check() when it is read back. */
+
+/* Provisions in one directive, the root included, at every depth. IHE PCF's advanced examples
+ * use fewer than ten; 64 leaves room for a list of per-organization exceptions while bounding
+ * the compiled table and the work of one decision (each provision is matched once per label). */
+#define HIE_CONSENT_PROVISIONS_MAX 64u
+/* Nesting depth of the provision tree, the root being depth 1. Each level reverses its parent
+ * (permit, deny, permit, ...); real directives rarely pass 3. Checked before a level is
+ * visited, so a directive nested 1,000 deep is refused after looking at 8 levels. */
+#define HIE_CONSENT_DEPTH_MAX 8u
+/* Items in one list of one provision (actors, purposes, security labels, classes, actions).
+ * Every vocabulary is smaller than this except organizations, where 32 named recipients per
+ * provision is a generous "share with these practices" list. */
+#define HIE_CONSENT_LIST_ITEMS_MAX 32u
+/* Bytes of one code string (a security label or a document class) before the vocabulary
+ * lookup; every code in the vocabularies is shorter. Longer is HIE_ELIMIT. */
+#define HIE_CONSENT_CODE_BYTES_MAX 32u
+/* policy_uri (BPPC-style policy acknowledged): a URL or an OID, printable ASCII. */
+#define HIE_CONSENT_POLICY_URI_BYTES_MAX 256u
+/* Directive id ("cns-<log index>"): the shape of an envelope id. */
+#define HIE_CONSENT_ID_BYTES_MAX HIE_PROTO_ID_BYTES_MAX
+/* The patient's MRN or EUID in a directive: printable ASCII, no spaces; the MPI's MRN bound. */
+#define HIE_CONSENT_PATIENT_ID_BYTES_MAX 64u
+/* Directives one decision may look at: one patient's directives in force or on file. A
+ * decision over more fails closed (DENY, HIE_ELIMIT); the store keeps fewer per patient. */
+#define HIE_CONSENT_DIRECTIVES_MAX 64u
+/* Largest compiled directive: a 64-byte header, the id, and per provision 56 fixed bytes plus
+ * a length byte and an org id per actor. About 132 KiB at the worst; a typical directive
+ * compiles to a few hundred bytes. hie_consent_compile() never writes more. */
+#define HIE_CONSENT_COMPILED_BYTES_MAX                                                         \
+    (64u + HIE_CONSENT_ID_BYTES_MAX +                                                          \
+        HIE_CONSENT_PROVISIONS_MAX *                                                           \
+            (56u + HIE_CONSENT_LIST_ITEMS_MAX * (1u + HIE_ORG_ID_BYTES_MAX)))
+_Static_assert(HIE_CONSENT_PROVISIONS_MAX < 255u, "provision index and parent fit in a byte");
+_Static_assert(HIE_CONSENT_DEPTH_MAX <= HIE_CONSENT_PROVISIONS_MAX, "depth needs provisions");
+_Static_assert(HIE_CONSENT_LIST_ITEMS_MAX <= 255u && HIE_CONSENT_ID_BYTES_MAX <= 255u,
+    "counts and the id length fit in a byte of the compiled form");
+
+/* ---- tamper-evident audit log core (broker/include/hie/audit.h) --------------------------- */
+/* Leaves in one audit tree. The tree's keys carry a 1-byte level and an 8-byte index, and a
+ * proof for a tree of at most 2^63 leaves has at most 63 (inclusion) or 64 (consistency)
+ * hashes. A million disclosures a day reach it in 2.5e10 years; appending past it is
+ * HIE_ELIMIT, and a proof or checkpoint naming a larger size is refused. */
+#define HIE_AUDIT_TREE_SIZE_MAX (1ull << 63)
+/* Hashes in one inclusion or consistency proof (RFC 9162 proofs are about log2(n) hashes).
+ * A verifier refuses a longer proof (HIE_EINVAL) before hashing anything, so a peer cannot
+ * make it loop; the node decoding a proof off the wire checks the count against it first. */
+#define HIE_AUDIT_PROOF_HASHES_MAX 64u
+/* Checkpoint origin line: printable ASCII (C2SP tlog-checkpoint suggests a schema-less URL
+ * such as "hie.example/audit"; sum.golang.org uses "go.sum database tree"). Longer is refused
+ * (HIE_ELIMIT). */
+#define HIE_AUDIT_ORIGIN_BYTES_MAX 256u
+/* Key name of a signature line or verifier key (C2SP signed-note: no spaces, no '+'). */
+#define HIE_AUDIT_KEY_NAME_BYTES_MAX 256u
+/* Whole signed note: the 3-line body (at most 323 bytes) plus its signature lines. An
+ * Ed25519 line is 98 bytes plus its key name, so 16 lines with names of up to 130 bytes fit
+ * (C2SP asks verifiers to bound the note, "or, equivalently", the signature count). A longer
+ * note is refused before any parsing (HIE_ELIMIT). */
+#define HIE_AUDIT_NOTE_BYTES_MAX 4096u
+/* Signature lines in one note: C2SP signed-note says a verifier MUST accept at least 16
+ * (the log's key, a rotated key and witness cosignatures). A 17th is HIE_ELIMIT. */
+#define HIE_AUDIT_NOTE_SIGNATURES_MAX 16u
+_Static_assert(HIE_AUDIT_PROOF_HASHES_MAX >= 64u, "a proof for 2^63 leaves has up to 64 hashes");
+/* body (origin, 20 digits, 44 base64, 3 newlines) + blank line + one Ed25519 line */
+_Static_assert(HIE_AUDIT_ORIGIN_BYTES_MAX + 67u + 1u + 98u + HIE_AUDIT_KEY_NAME_BYTES_MAX <=
+    HIE_AUDIT_NOTE_BYTES_MAX, "the longest checkpoint with one signature fits in a note");
 
 #endif

@@ -150,6 +150,16 @@ HIE_MUST_CHECK int hie_mpi_store_review_list(hie_mpi_store_t *store, MDB_txn *tx
 HIE_MUST_CHECK int hie_mpi_store_history(hie_mpi_store_t *store, MDB_txn *txn,
     const char *org_id, const char *mrn, hie_arena_t *arena, Hie__V1__LinkEvent ***events,
     size_t *n, hie_mpi_reject_t *reject);
+/* The EUID of the record with identity rec_hash, after following A40 merges, copied into
+ * euid. Consent and audit use it to find a patient's directives and disclosures.
+ * Returns 0, HIE_ENOTFOUND (the index never had the record), HIE_EUNAVAIL or a storage error. */
+HIE_MUST_CHECK int hie_mpi_store_euid_of(hie_mpi_store_t *store, MDB_txn *txn,
+    const uint8_t rec_hash[HIE_MPI_REC_HASH_BYTES], hie_arena_t *arena,
+    char euid[HIE_MPI_EUID_BYTES]);
+/* The record identities of euid's members (at most HIE_MPI_EUID_MEMBERS_MAX, n * 16 bytes in
+ * arena; none for an unknown EUID). Returns 0, HIE_EUNAVAIL or a storage error. */
+HIE_MUST_CHECK int hie_mpi_store_euid_members(hie_mpi_store_t *store, MDB_txn *txn,
+    const char *euid, hie_arena_t *arena, const uint8_t **hashes, size_t *n);
 /* The current model (the default one before any training). */
 HIE_MUST_CHECK int hie_mpi_store_model(hie_mpi_store_t *store, MDB_txn *txn,
     hie_mpi_model_t *model);

@@ -1,0 +1,353 @@
+/*
+ * audit_report.c - disclosure reports for auditors (issue 4): the accounting of one patient's
+ * disclosures (HIPAA §164.528 content), the accesses of one organization, and every
+ * break-glass disclosure; paged, each entry with its leaf and inclusion proof, the page with a
+ * checkpoint the node signs for the tree head it read, and on request a consistency proof
+ * from the auditor's previous checkpoint. The report itself is audited (action REPORT).
+ *
+ * Paging: entries come in (time, leaf) order; the page token is the hex of the last index
+ * value returned, so the next page starts strictly after it even while the log grows. Every
+ * page proves its entries against its own tree head. A scan looks at no more than
+ * REPORT_SCAN_MAX index values per page (TPO-excluded entries are skipped in an accounting),
+ * then returns what it has and a token.
+ */
+#include "node_int.h"
+
+#include "hie/mpi_store.h"
+
+#include <sodium.h>
+#include <string.h>
+
+#define REPORT_SCAN_MAX 20000u
+#define REPORT_VAL_MAX 18u
+#define NOTE_MAX HIE_AUDIT_NOTE_SIGNED_BYTES_MAX
+
+struct report {
+    node_ctx_t *ctx;
+    MDB_txn *txn;
+    hie_arena_t *arena;
+    const Hie__V1__AuditReportRequest *q;
+    Hie__V1__AuditReportReply *out;
+    uint64_t size;                    /* tree head the page proves against */
+    int64_t to_ms;
+    uint32_t page;
+    uint8_t last[REPORT_VAL_MAX];     /* the last index value taken */
+    size_t last_len;
+    uint32_t seen;                    /* index values looked at */
+    bool more;                        /* stopped with a full page */
+    int rc;
+};
+
+static int
+bad(node_mpi_err_t *e, const char *field, const char *message)
+{
+    return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, field, message);
+}
+
+static int
+request_check(const Hie__V1__AuditReportRequest *q, node_mpi_err_t *e)
+{
+    if (q->kind < HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING ||
+        q->kind > HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_BREAK_GLASS) {
+        return bad(e, "kind", "accounting, org_access or break_glass");
+    }
+    if (q->from_ms < 0 || q->to_ms < 0 || (q->to_ms != 0 && q->from_ms >= q->to_ms)) {
+        return bad(e, "to_ms", "the period must have from_ms < to_ms");
+    }
+    if (q->page_size > HIE_AUDIT_REPORT_PAGE_MAX) {
+        return bad(e, "page_size", "at most 1000");
+    }
+    size_t tl = q->page_token != NULL ? strlen(q->page_token) : 0;
+    if (tl != 0 && tl != 32 && tl != 36) {
+        return bad(e, "page_token", "not a token from a previous page");
+    }
+    if (q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ORG_ACCESS &&
+        (q->org_id == NULL || !hie_proto_org_id_valid(q->org_id, strlen(q->org_id)))) {
+        return bad(e, "org_id", "not an organization id");
+    }
+    return 0;
+}
+
+/* The EUID an accounting is for: by (org, MRN) through the MPI, or given. */
+static int
+report_euid(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
+    const Hie__V1__AuditReportRequest *q, char *euid, node_mpi_err_t *e)
+{
+    if (q->euid != NULL && q->euid[0] != '\0') {
+        if (strlen(q->euid) >= HIE_MPI_EUID_BYTES) {
+            return bad(e, "euid", "not an EUID");
+        }
+        memcpy(euid, q->euid, strlen(q->euid) + 1);
+        return 0;
+    }
+    const Hie__V1__PatientId *p = q->patient;
+    if (p == NULL || p->org_id == NULL || !hie_mpi_mrn_valid(p->mrn)) {
+        return bad(e, "patient", "the patient by organization and MRN, or euid");
+    }
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    hie_mpi_rec_hash(hie_node__state_mpi_key(ctx->state), p->org_id, p->mrn, h);
+    int rc = hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state), txn, h, arena, euid);
+    if (rc == HIE_ENOTFOUND) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn",
+            "no record of this MRN at this organization");
+    }
+    return rc == 0 ? 0 : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+}
+
+/* Opens subject pos of the record (bytes in arena); [out] *excluded from its flag. */
+static int
+subject_open(struct report *r, uint64_t leaf, uint32_t pos, const Hie__V1__AuditRecord *rec,
+    ProtobufCBinaryData *out, bool *excluded)
+{
+    hie_span_t sealed;
+    node_audit_t *au = hie_node__state_audit(r->ctx->state);
+    int rc = hie_node__audit_subject(au, r->txn, leaf, pos, &sealed);
+    if (rc != 0 || pos >= rec->n_subject_commitments ||
+        sealed.len < HIE_MPI_SEAL_NONCE_BYTES + HIE_MPI_SEAL_OVERHEAD_BYTES) {
+        return HIE_ECORRUPT;
+    }
+    size_t cap = sealed.len - HIE_MPI_SEAL_NONCE_BYTES, len = 0;
+    uint8_t *plain = hie_arena_alloc(r->arena, cap);
+    if (plain == NULL) {
+        return HIE_ENOMEM;
+    }
+    const ProtobufCBinaryData *c = &rec->subject_commitments[pos];
+    rc = hie_mpi_open(hie_node__state_mpi_key(r->ctx->state),
+        hie_span(sealed.ptr + HIE_MPI_SEAL_NONCE_BYTES, cap), hie_span(c->data, c->len),
+        sealed.ptr, plain, cap, &len);
+    ProtobufCMessage *m = NULL;
+    rc = rc ? rc : hie_proto_unpack(&hie__v1__audit_subject__descriptor, hie_span(plain, len),
+        r->arena, &m);
+    if (rc != 0) {
+        return HIE_ECORRUPT;
+    }
+    *excluded = ((Hie__V1__AuditSubject *)m)->accounting_excluded;
+    *out = (ProtobufCBinaryData){len, plain};
+    return 0;
+}
+
+/* Adds the entry of leaf, with the subjects wanted (-1: none; -2: all), unless excluded. */
+static int
+entry_add(struct report *r, uint64_t leaf, int subject)
+{
+    hie_span_t bytes;
+    node_audit_t *au = hie_node__state_audit(r->ctx->state);
+    int rc = hie_node__audit_record(au, r->txn, leaf, &bytes);
+    ProtobufCMessage *m = NULL;
+    rc = rc ? rc : hie_proto_unpack(&hie__v1__audit_record__descriptor, bytes, r->arena, &m);
+    Hie__V1__AuditReportEntry *en = rc == 0 ? hie_arena_alloc(r->arena, sizeof(*en)) : NULL;
+    if (rc != 0 || en == NULL) {
+        return rc != 0 ? HIE_ECORRUPT : HIE_ENOMEM;
+    }
+    const Hie__V1__AuditRecord *rec = (const Hie__V1__AuditRecord *)m;
+    hie__v1__audit_report_entry__init(en);
+    size_t first = subject >= 0 ? (size_t)subject : 0;
+    size_t last = subject >= 0 ? first + 1 : subject == -2 ? rec->n_subject_commitments : 0;
+    en->subjects = hie_arena_alloc(r->arena, (last - first + 1) * sizeof(*en->subjects));
+    en->subject_positions = hie_arena_alloc(r->arena, (last - first + 1) * sizeof(uint32_t));
+    if (en->subjects == NULL || en->subject_positions == NULL) {
+        return HIE_ENOMEM;
+    }
+    for (size_t i = first; i < last; i++) {
+        bool excluded = false;
+        rc = subject_open(r, leaf, (uint32_t)i, rec, &en->subjects[en->n_subjects], &excluded);
+        if (rc != 0) {
+            return rc;
+        }
+        if (subject >= 0 && excluded && !r->q->include_excluded) {
+            return 0; /* §164.528 exclusion (TPO): not part of this accounting */
+        }
+        en->subject_positions[en->n_subject_positions++] = (uint32_t)i;
+        en->n_subjects++;
+    }
+    en->leaf_index = leaf;
+    uint8_t *copy = hie_arena_alloc(r->arena, bytes.len + 1); /* txn memory ends with the txn */
+    if (copy == NULL) {
+        return HIE_ENOMEM;
+    }
+    memcpy(copy, bytes.ptr, bytes.len);
+    en->record = (ProtobufCBinaryData){bytes.len, copy};
+    rc = hie_node__audit_proof(au, r->txn, leaf, r->size, r->arena, &en->inclusion_proof,
+        &en->n_inclusion_proof);
+    if (rc == 0) {
+        r->out->entries[r->out->n_entries++] = en;
+    }
+    return rc;
+}
+
+static int
+scan_one(void *ctx, const uint8_t *val, size_t len)
+{
+    struct report *r = ctx;
+    r->seen++;
+    if (len != 16 && len != 18) {
+        r->rc = HIE_ECORRUPT;
+        return 1;
+    }
+    if (r->out->n_entries == r->page) {
+        r->more = true;
+        return 1;
+    }
+    if (len == r->last_len && memcmp(val, r->last, len) == 0) {
+        return 0; /* the previous page's last value: strictly after it */
+    }
+    int64_t t = (int64_t)hie_load_be64(val);
+    uint64_t leaf = hie_load_be64(val + 8);
+    if ((r->to_ms != 0 && t >= r->to_ms) || leaf >= r->size) {
+        return 1; /* the end of the period */
+    }
+    int subject = len == 18 ? (int)((val[16] << 8) | val[17]) : -1;
+    if (r->q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_BREAK_GLASS) {
+        subject = -2;
+    }
+    r->rc = entry_add(r, leaf, subject);
+    memcpy(r->last, val, len);
+    r->last_len = len;
+    return r->rc != 0;
+}
+
+/* Runs the scan of the index the kind names; sets next_page_token. */
+static int
+report_scan(struct report *r, const char *euid)
+{
+    const Hie__V1__AuditReportRequest *q = r->q;
+    enum node_audit_index which = AUDIT_INDEX_BREAK_GLASS;
+    uint8_t key[HIE_PROTO_REC_HASH_BYTES], start[REPORT_VAL_MAX] = {0};
+    hie_span_t k = hie_span(NULL, 0), s = hie_span(NULL, 0);
+    if (q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING) {
+        which = AUDIT_INDEX_PATIENT;
+        hie_node__audit_subject_key(hie_node__state_mpi_key(r->ctx->state), euid, key);
+        k = hie_span(key, sizeof(key));
+    } else if (q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ORG_ACCESS) {
+        which = AUDIT_INDEX_ORG;
+        k = hie_span((const uint8_t *)q->org_id, strlen(q->org_id));
+    }
+    size_t tl = q->page_token != NULL ? strlen(q->page_token) : 0, bin = 0;
+    if (tl > 0) {
+        if (sodium_hex2bin(start, sizeof(start), q->page_token, tl, NULL, &bin, NULL) != 0) {
+            return HIE_EINVAL;
+        }
+        memcpy(r->last, start, bin);
+        r->last_len = bin;
+    } else {
+        hie_store_be64(start, (uint64_t)q->from_ms);
+        bin = which == AUDIT_INDEX_PATIENT ? 18 : 16;
+    }
+    s = hie_span(start, bin);
+    node_audit_t *au = hie_node__state_audit(r->ctx->state);
+    int rc = hie_node__audit_scan(au, r->txn, which, k, s, REPORT_SCAN_MAX, scan_one, r);
+    rc = rc ? rc : r->rc;
+    if (rc == 0 && r->last_len > 0 && (r->more || r->seen >= REPORT_SCAN_MAX)) {
+        char *tok = hie_arena_alloc(r->arena, 2 * r->last_len + 1);
+        if (tok == NULL) {
+            return HIE_ENOMEM;
+        }
+        sodium_bin2hex(tok, 2 * r->last_len + 1, r->last, r->last_len);
+        r->out->next_page_token = tok;
+    }
+    return rc;
+}
+
+/* Signs the head the page proves against, and the consistency proof asked for. */
+static int
+report_head(struct report *r)
+{
+    node_audit_t *au = hie_node__state_audit(r->ctx->state);
+    hie_audit_tree_head_t head = {r->size, {{0}}};
+    int rc = hie_node__audit_head(au, r->txn, &head.size, head.root.bytes);
+    HIE_ASSERT(rc != 0 || head.size == r->size);
+    char *note = hie_arena_alloc(r->arena, NOTE_MAX);
+    uint8_t *root = hie_arena_alloc(r->arena, HIE_AUDIT_HASH_BYTES);
+    size_t len = 0;
+    if (rc == 0 && (note == NULL || root == NULL)) {
+        rc = HIE_ENOMEM;
+    }
+    rc = rc ? rc : hie_audit_checkpoint_sign(r->ctx->audit_signer, r->ctx->cfg.audit_origin,
+        &head, note, NOTE_MAX, &len);
+    if (rc != 0) {
+        return rc;
+    }
+    memcpy(root, head.root.bytes, HIE_AUDIT_HASH_BYTES);
+    r->out->tree_size = head.size;
+    r->out->root = (ProtobufCBinaryData){HIE_AUDIT_HASH_BYTES, root};
+    r->out->checkpoint = note;
+    r->out->verifier_key = r->ctx->audit_vkey;
+    uint64_t prev = r->q->prev_tree_size;
+    if (prev > 0 && prev <= head.size) {
+        rc = hie_node__audit_consistency(au, r->txn, prev, head.size, r->arena,
+            &r->out->consistency_proof, &r->out->n_consistency_proof);
+    }
+    return rc;
+}
+
+static int
+report_build(struct report *r, char *euid, node_mpi_err_t *e)
+{
+    const Hie__V1__AuditReportRequest *q = r->q;
+    node_audit_t *au = hie_node__state_audit(r->ctx->state);
+    int rc = 0;
+    if (q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING) {
+        rc = report_euid(r->ctx, r->txn, r->arena, q, euid, e);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    hie_audit_tree_t *tree = hie_node__audit_tree(au);
+    rc = hie_audit_tree_size(tree, r->txn, &r->size);
+    r->out->entries = rc == 0 ? hie_arena_alloc(r->arena, (r->page + 1) *
+        sizeof(*r->out->entries)) : NULL;
+    if (rc == 0 && r->out->entries == NULL) {
+        rc = HIE_ENOMEM;
+    }
+    rc = rc ? rc : report_scan(r, euid);
+    if (rc == HIE_EINVAL) {
+        return bad(e, "page_token", "not a token from a previous page");
+    }
+    rc = rc ? rc : report_head(r);
+    if (rc != 0) {
+        hie_log_error("audit", "report failed", " rc=%s", hie_strerror_name(rc));
+        return mpi_fail(e, hie_proto_error_code(rc), NULL, "internal error");
+    }
+    return 0;
+}
+
+int
+hie_node__audit_report_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
+    const Hie__V1__AuditReportRequest *q, hie_arena_t *arena, Hie__V1__AuditReportReply **reply,
+    node_mpi_err_t *e)
+{
+    *reply = NULL;
+    int rc = request_check(q, e);
+    if (rc != 0) {
+        return rc;
+    }
+    if (hie_node__state_mpi_key(ctx->state) == NULL || ctx->audit_signer == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "the audit log is not available on this node (no data key)");
+    }
+    Hie__V1__AuditReportReply *out = hie_arena_alloc(arena, sizeof(*out));
+    char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
+    if (out == NULL || euid == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+    }
+    hie__v1__audit_report_reply__init(out);
+    euid[0] = '\0';
+    struct report r = {ctx, NULL, arena, q, out, 0, q->to_ms, q->page_size ? q->page_size
+        : HIE_AUDIT_REPORT_PAGE_DEFAULT, {0}, 0, 0, false, 0};
+    if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &r.txn) != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    rc = report_build(&r, euid, e);
+    mdb_txn_abort(r.txn);
+    if (rc != 0) {
+        return rc;
+    }
+    /* the report discloses too: audit it (the patient it is about, if any) before replying */
+    node_subject_t s = {euid, {0}, NULL, 0};
+    s.decision.decision = HIE_CONSENT_PERMIT;
+    s.decision.reason = "auditor-report";
+    rc = hie_node__audit_commit(ctx, sub, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_REPORT,
+        HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, &s, euid[0] != '\0' ? 1 : 0, arena, e);
+    *reply = rc == 0 ? out : NULL;
+    return rc;
+}

@@ -1,0 +1,414 @@
+/*
+ * consent_state.c - consent directives in the replicated state (issue 4): apply of submit and
+ * revoke on the log thread, and the readers the decision point and the list exchange use.
+ *
+ * Databases (state environment):
+ *   consent_dir   id -> rec_hash(16) || ConsentDirective (MRN cleared: no plaintext MRN)
+ *   consent_rule  id -> the directive compiled by hie_consent_compile (what decisions read)
+ *   consent_pat   dupsort: rec_hash(16) -> id  (the patient's directives, by source record)
+ * Directives are keyed by the MPI record identity of (organization, MRN), so they follow the
+ * record through links and unlinks: a decision about an EUID reads the directives of every
+ * source record of that EUID. A revoke writes a new version in place (status INACTIVE,
+ * revoked_*); the compiled rule carries the version, so every decision cites the exact
+ * version that applied. Apply checks everything before its first write.
+ */
+#include "node_int.h"
+
+#include "hie/consent.h"
+#include "hie/mpi_store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#define CONSENT_MAGIC 0x434e5354u /* "CNST" */
+#define CONSENT_ID_BYTES 32u
+#define CONSENT_RULE_BYTES_MAX HIE_CONSENT_COMPILED_BYTES_MAX
+
+struct node_consent {
+    uint32_t magic;
+    MDB_dbi dir, rule, pat;
+};
+
+static int
+mdb_rc(int rc)
+{
+    return rc == 0 ? 0 : (rc == MDB_NOTFOUND ? HIE_ENOTFOUND : HIE_ESTORAGE);
+}
+
+int
+hie_node__consent_open(node_consent_t **out, MDB_env *env)
+{
+    HIE_ASSERT(out != NULL && env != NULL);
+    *out = NULL;
+    node_consent_t *c = hie_mem_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return HIE_ENOMEM;
+    }
+    c->magic = CONSENT_MAGIC;
+    MDB_txn *txn = NULL;
+    int rc = mdb_rc(mdb_txn_begin(env, NULL, 0, &txn));
+    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "consent_dir", MDB_CREATE, &c->dir));
+    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "consent_rule", MDB_CREATE, &c->rule));
+    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "consent_pat", MDB_CREATE | MDB_DUPSORT, &c->pat));
+    if (rc == 0) {
+        rc = mdb_rc(mdb_txn_commit(txn));
+        txn = NULL;
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (rc != 0) {
+        hie_node__consent_close(&c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void
+hie_node__consent_close(node_consent_t **cp)
+{
+    HIE_ASSERT(cp != NULL);
+    if (*cp == NULL) {
+        return;
+    }
+    HIE_ASSERT((*cp)->magic == CONSENT_MAGIC);
+    (*cp)->magic = 0;
+    hie_mem_free(*cp, sizeof(**cp));
+    *cp = NULL;
+}
+
+/* ---- reading -------------------------------------------------------------------------------- */
+
+/* The stored directive under id; [out] *rec_hash points into txn memory. */
+static int
+dir_get(node_consent_t *c, MDB_txn *txn, const char *id, hie_arena_t *arena,
+    Hie__V1__ConsentDirective **out, const uint8_t **rec_hash)
+{
+    MDB_val k = {strlen(id), (void *)(uintptr_t)id}, v;
+    *out = NULL;
+    int rc = mdb_rc(mdb_get(txn, c->dir, &k, &v));
+    if (rc != 0) {
+        return rc;
+    }
+    if (v.mv_size <= HIE_PROTO_REC_HASH_BYTES) {
+        return HIE_ECORRUPT;
+    }
+    ProtobufCMessage *m = NULL;
+    rc = hie_proto_unpack(&hie__v1__consent_directive__descriptor,
+        hie_span((const uint8_t *)v.mv_data + HIE_PROTO_REC_HASH_BYTES,
+            v.mv_size - HIE_PROTO_REC_HASH_BYTES), arena, &m);
+    if (rc != 0) {
+        return HIE_ECORRUPT;
+    }
+    *out = (Hie__V1__ConsentDirective *)m;
+    if (rec_hash != NULL) {
+        *rec_hash = v.mv_data;
+    }
+    return (*out)->id != NULL ? 0 : HIE_ECORRUPT;
+}
+
+int
+hie_node__consent_get(node_consent_t *c, MDB_txn *txn, const char *id, hie_arena_t *arena,
+    Hie__V1__ConsentDirective **out)
+{
+    HIE_ASSERT(c != NULL && c->magic == CONSENT_MAGIC);
+    HIE_ASSERT(id != NULL && out != NULL);
+    if (strlen(id) >= CONSENT_ID_BYTES) {
+        *out = NULL;
+        return HIE_ENOTFOUND;
+    }
+    return dir_get(c, txn, id, arena, out, NULL);
+}
+
+/* Calls fn for each directive id of rec_hash (at most HIE_CONSENT_PER_PATIENT_MAX). */
+static int
+pat_each(node_consent_t *c, MDB_txn *txn, const uint8_t *rec_hash,
+    int (*fn)(void *ctx, const char *id, size_t len), void *ctx)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k = {HIE_PROTO_REC_HASH_BYTES, (void *)(uintptr_t)rec_hash}, v;
+    int rc = mdb_rc(mdb_cursor_open(txn, c->pat, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_KEY) : 0;
+    for (unsigned i = 0; rc == 0 && mrc == 0; i++) {
+        if (i == HIE_CONSENT_PER_PATIENT_MAX || v.mv_size == 0 ||
+            v.mv_size >= CONSENT_ID_BYTES) {
+            rc = HIE_ECORRUPT;
+            break;
+        }
+        rc = fn(ctx, v.mv_data, v.mv_size);
+        mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP) : 0;
+    }
+    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND) {
+        rc = HIE_ESTORAGE;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc;
+}
+
+struct list_ctx {
+    node_consent_t *c;
+    MDB_txn *txn;
+    hie_arena_t *arena;
+    bool include_inactive;
+    Hie__V1__ConsentDirective **out;
+    size_t n;
+};
+
+static int
+list_one(void *vctx, const char *idp, size_t len)
+{
+    struct list_ctx *l = vctx;
+    char id[CONSENT_ID_BYTES];
+    memcpy(id, idp, len);
+    id[len] = '\0';
+    Hie__V1__ConsentDirective *d = NULL;
+    int rc = dir_get(l->c, l->txn, id, l->arena, &d, NULL);
+    if (rc != 0) {
+        return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
+    }
+    if (l->include_inactive || d->status == HIE__V1__CONSENT_STATUS__CONSENT_ACTIVE) {
+        HIE_ASSERT(l->n < HIE_CONSENT_PER_PATIENT_MAX);
+        l->out[l->n++] = d;
+    }
+    return 0;
+}
+
+static int
+cmp_submitted(const void *a, const void *b)
+{
+    const Hie__V1__ConsentDirective *x = *(Hie__V1__ConsentDirective *const *)a;
+    const Hie__V1__ConsentDirective *y = *(Hie__V1__ConsentDirective *const *)b;
+    return x->submitted_index < y->submitted_index ? -1 : x->submitted_index > y->submitted_index;
+}
+
+int
+hie_node__consent_list(node_consent_t *c, MDB_txn *txn, const uint8_t *rec_hash,
+    bool include_inactive, hie_arena_t *arena, Hie__V1__ConsentDirective ***out, size_t *n)
+{
+    HIE_ASSERT(c != NULL && c->magic == CONSENT_MAGIC);
+    HIE_ASSERT(rec_hash != NULL && out != NULL && n != NULL);
+    *out = NULL;
+    *n = 0;
+    struct list_ctx l = {c, txn, arena, include_inactive,
+        hie_arena_alloc(arena, HIE_CONSENT_PER_PATIENT_MAX * sizeof(*l.out)), 0};
+    if (l.out == NULL) {
+        return HIE_ENOMEM;
+    }
+    int rc = pat_each(c, txn, rec_hash, list_one, &l);
+    if (rc == 0) {
+        qsort(l.out, l.n, sizeof(*l.out), cmp_submitted);
+        *out = l.out;
+        *n = l.n;
+    }
+    return rc;
+}
+
+struct rules_ctx {
+    node_consent_t *c;
+    MDB_txn *txn;
+    hie_span_t *rules;
+    size_t cap, n;
+};
+
+static int
+rules_one(void *vctx, const char *id, size_t len)
+{
+    struct rules_ctx *r = vctx;
+    if (r->n == r->cap) {
+        return HIE_ELIMIT;
+    }
+    MDB_val k = {len, (void *)(uintptr_t)id}, v;
+    int rc = mdb_rc(mdb_get(r->txn, r->c->rule, &k, &v));
+    if (rc != 0) {
+        return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
+    }
+    r->rules[r->n++] = hie_span(v.mv_data, v.mv_size);
+    return 0;
+}
+
+int
+hie_node__consent_rules(node_consent_t *c, struct hie_mpi_store *mpi, MDB_txn *txn,
+    const char *euid, hie_arena_t *arena, hie_span_t *rules, size_t cap, size_t *n)
+{
+    HIE_ASSERT(c != NULL && c->magic == CONSENT_MAGIC);
+    HIE_ASSERT(euid != NULL && rules != NULL && n != NULL);
+    *n = 0;
+    const uint8_t *members = NULL;
+    size_t count = 0;
+    int rc = hie_mpi_store_euid_members(mpi, txn, euid, arena, &members, &count);
+    struct rules_ctx r = {c, txn, rules, cap, 0};
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        rc = pat_each(c, txn, members + i * HIE_MPI_REC_HASH_BYTES, rules_one, &r);
+    }
+    *n = rc == 0 ? r.n : 0;
+    return rc;
+}
+
+/* ---- apply ---------------------------------------------------------------------------------- */
+
+/* Writes d (rec_hash prefix) and its compiled rule under d->id. */
+static int
+dir_put(node_consent_t *c, node_apply_t *a, Hie__V1__ConsentDirective *d,
+    const uint8_t *rec_hash)
+{
+    uint8_t *blob = hie_arena_alloc(a->arena, CONSENT_RULE_BYTES_MAX);
+    size_t blob_len = 0;
+    if (blob == NULL) {
+        return HIE_ENOMEM;
+    }
+    /* validated by the proposer and again in apply: compiling cannot fail but for a bug */
+    int rc = hie_consent_compile(d, blob, CONSENT_RULE_BYTES_MAX, &blob_len, NULL);
+    HIE_ASSERT(rc == 0);
+    MDB_val k = {strlen(d->id), d->id};
+    MDB_val rv = {blob_len, blob};
+    rc = mdb_rc(mdb_put(a->txn, c->rule, &k, &rv, 0));
+    size_t n = protobuf_c_message_get_packed_size(&d->base);
+    MDB_val dv = {HIE_PROTO_REC_HASH_BYTES + n, NULL};
+    rc = rc ? rc : mdb_rc(mdb_put(a->txn, c->dir, &k, &dv, MDB_RESERVE));
+    if (rc == 0) {
+        memcpy(dv.mv_data, rec_hash, HIE_PROTO_REC_HASH_BYTES);
+        size_t packed = protobuf_c_message_pack(&d->base,
+            (uint8_t *)dv.mv_data + HIE_PROTO_REC_HASH_BYTES);
+        HIE_ASSERT(packed == n);
+    }
+    return rc;
+}
+
+static int
+count_one(void *ctx, const char *id, size_t len)
+{
+    (void)id;
+    (void)len;
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
+static int
+apply_submit(node_consent_t *c, node_apply_t *a)
+{
+    const Hie__V1__ConsentSubmitCommand *sc = a->cmd->consent_submit;
+    Hie__V1__ConsentDirective *d = sc->directive;
+    hie_errinfo_t info = {0};
+    if (hie_consent_directive_validate(d, &info) != 0 || d->patient == NULL ||
+        d->patient->org_id == NULL || d->patient->org_id[0] == '\0') {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+            info.field != NULL ? info.field : "directive.patient", "invalid directive");
+    }
+    char *euid = hie_arena_alloc(a->arena, HIE_MPI_EUID_BYTES);
+    if (euid == NULL) {
+        return HIE_ENOMEM;
+    }
+    int rc = hie_mpi_store_euid_of(a->mpi, a->txn, sc->rec_hash.data, a->arena, euid);
+    if (rc == HIE_ENOTFOUND || rc == HIE_EUNAVAIL) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+            "directive.patient.mrn", "no record of this MRN at this organization");
+    }
+    size_t on_file = 0;
+    rc = rc ? rc : pat_each(c, a->txn, sc->rec_hash.data, count_one, &on_file);
+    if (rc != 0) {
+        return rc;
+    }
+    if (on_file >= HIE_CONSENT_PER_PATIENT_MAX) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "directive",
+            "the patient has the most directives on file (32); revoke one first");
+    }
+    char *id = hie_arena_alloc(a->arena, CONSENT_ID_BYTES);
+    if (id == NULL) {
+        return HIE_ENOMEM;
+    }
+    snprintf(id, CONSENT_ID_BYTES, "cns-%" PRIu64, a->index);
+    d->id = id;
+    d->version = 1;
+    /* the proposer replaced the MRN with "#" + hex(rec_hash) (hie_node__consent_mrn_mask):
+     * no plaintext MRN in the log or the state */
+    if (d->patient->mrn == NULL || d->patient->mrn[0] != '#') {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+            "directive.patient.mrn", "not masked");
+    }
+    d->submitted_by = a->cmd->requester;
+    d->submitted_ms = a->cmd->time_ms;
+    d->submitted_index = a->index;
+    d->revoked_ms = 0;
+    d->revoked_by = (char *)(uintptr_t)"";
+    rc = dir_put(c, a, d, sc->rec_hash.data);
+    MDB_val k = {HIE_PROTO_REC_HASH_BYTES, sc->rec_hash.data}, v = {strlen(id), id};
+    rc = rc ? rc : mdb_rc(mdb_put(a->txn, c->pat, &k, &v, 0));
+    Hie__V1__ConsentSubmitReply *r = hie_arena_alloc(a->arena, sizeof(*r));
+    if (rc == 0 && r == NULL) {
+        rc = HIE_ENOMEM;
+    }
+    if (rc == 0) {
+        hie__v1__consent_submit_reply__init(r);
+        r->id = id;
+        r->version = 1;
+        r->euid = euid;
+        a->res->consent_submit = r;
+    }
+    return rc;
+}
+
+static int
+apply_revoke(node_consent_t *c, node_apply_t *a)
+{
+    const char *id = a->cmd->consent_revoke->id;
+    Hie__V1__ConsentDirective *d = NULL;
+    const uint8_t *hash_in_txn = NULL;
+    int rc = strlen(id) < CONSENT_ID_BYTES ? dir_get(c, a->txn, id, a->arena, &d, &hash_in_txn)
+                                           : HIE_ENOTFOUND;
+    if (rc == HIE_ENOTFOUND) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "id",
+            "no consent directive with this id");
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    const char *who = a->cmd->requester;
+    bool allowed = strcmp(who, "@operator") == 0 || strcmp(who, d->submitted_by) == 0 ||
+                   (d->patient != NULL && strcmp(who, d->patient->org_id) == 0);
+    if (!allowed) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, "id",
+            "only the submitting organization or the patient's organization may revoke");
+    }
+    if (d->revoked_ms != 0) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "id",
+            "the directive is already revoked");
+    }
+    uint8_t rec_hash[HIE_PROTO_REC_HASH_BYTES];
+    memcpy(rec_hash, hash_in_txn, sizeof(rec_hash)); /* txn memory moves on put */
+    d->status = HIE__V1__CONSENT_STATUS__CONSENT_INACTIVE;
+    d->version++;
+    d->revoked_ms = a->cmd->time_ms > 0 ? a->cmd->time_ms : 1;
+    d->revoked_by = (char *)(uintptr_t)who;
+    rc = dir_put(c, a, d, rec_hash);
+    Hie__V1__ConsentRevokeReply *r = hie_arena_alloc(a->arena, sizeof(*r));
+    if (rc == 0 && r == NULL) {
+        rc = HIE_ENOMEM;
+    }
+    if (rc == 0) {
+        hie__v1__consent_revoke_reply__init(r);
+        r->id = d->id;
+        r->version = d->version;
+        a->res->consent_revoke = r;
+    }
+    return rc;
+}
+
+int
+hie_node__consent_apply(node_consent_t *c, node_apply_t *a)
+{
+    HIE_ASSERT(c != NULL && c->magic == CONSENT_MAGIC);
+    HIE_ASSERT(a != NULL && a->cmd != NULL);
+    switch (a->cmd->body_case) {
+    case HIE__V1__COMMAND__BODY_CONSENT_SUBMIT:
+        return apply_submit(c, a);
+    case HIE__V1__COMMAND__BODY_CONSENT_REVOKE:
+        return apply_revoke(c, a);
+    default:
+        HIE_ASSERT(!"not a consent command");
+        return HIE_EINVAL;
+    }
+}

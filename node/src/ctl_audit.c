@@ -1,0 +1,291 @@
+/*
+ * ctl_audit.c - `hiectl audit verify` and `hiectl audit vkey`: offline checks of a node's audit
+ * log, run on the node's own files (the node stopped, or a copy of its data directory).
+ *
+ * verify recomputes every leaf hash from the stored audit records and every stored subtree
+ * hash (hie_audit_tree_verify), then checks every stored checkpoint: its signature by the
+ * node's key, and that the tree's root at the checkpoint's size is the signed root. The last
+ * checkpoint (or one the operator or an auditor supplies with --checkpoint, e.g. from a
+ * witness) anchors the tree: a record edited, deleted, reordered or truncated, a stored hash
+ * edited, or a fork (a checkpoint the tree does not extend) is reported with where it starts.
+ * With the data key, every sealed subject must open under its commitment from the leaf.
+ * Exit codes: 0 verified, 1 tampering found, 2 usage or files.
+ */
+#include "node_int.h"
+
+#include "hie/mpi_store.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CTL_CKPT_MAX 100000u
+#define CTL_NOTE_FILE_BYTES_MAX (HIE_AUDIT_NOTE_BYTES_MAX + 1u)
+
+struct verify {
+    node_audit_t *au;
+    hie_audit_signer_t *signer;
+    hie_audit_vkey_t vkey;
+    const char *origin;
+    MDB_txn *txn;
+    hie_audit_tree_head_t last;       /* the largest verified checkpoint */
+    uint64_t checkpoints;
+    uint64_t bad_checkpoints;
+};
+
+static const char *
+fault_name(enum hie_audit_fault f)
+{
+    static const char *const names[] = {"none", "record missing", "leaf hash missing",
+        "record does not match its leaf hash", "subtree hash missing",
+        "subtree hash does not match", "malformed stored value", "data beyond the tree size",
+        "tree smaller than the checkpoint (truncated)",
+        "root differs from the checkpoint (rewritten or forked)"};
+    return (unsigned)f < sizeof(names) / sizeof(names[0]) ? names[f] : "?";
+}
+
+static int
+leaf_fn(void *ctx, MDB_txn *txn, uint64_t index, hie_span_t *entry)
+{
+    struct verify *v = ctx;
+    return hie_node__audit_record(v->au, txn, index, entry);
+}
+
+/* One checkpoint note: signed by our key, and the tree's root at its size is its root. */
+static int
+check_one(struct verify *v, hie_span_t note, const char *where)
+{
+    hie_audit_checkpoint_t cp;
+    hie_audit_hash_t root;
+    hie_errinfo_t info = {0};
+    int rc = hie_audit_checkpoint_parse(note, &cp, &info);
+    rc = rc ? rc : hie_audit_checkpoint_verify(&cp, &v->vkey, v->origin);
+    if (rc != 0) {
+        printf("checkpoint %s: bad signature or format (%s)\n", where, hie_strerror_name(rc));
+        return HIE_ECORRUPT;
+    }
+    uint64_t size = 0;
+    rc = hie_audit_tree_size(hie_node__audit_tree(v->au), v->txn, &size);
+    if (rc == 0 && cp.head.size > size) {
+        printf("checkpoint %s: size %" PRIu64 " but the tree has %" PRIu64 " records: "
+            "truncated\n", where, cp.head.size, size);
+        return HIE_ECORRUPT;
+    }
+    rc = rc ? rc : hie_audit_tree_root(hie_node__audit_tree(v->au), v->txn, cp.head.size, &root);
+    if (rc == 0 && memcmp(root.bytes, cp.head.root.bytes, HIE_AUDIT_HASH_BYTES) != 0) {
+        printf("checkpoint %s: size %" PRIu64 ": the tree's root differs: records before it "
+            "were rewritten, or the log forked\n", where, cp.head.size);
+        return HIE_ECORRUPT;
+    }
+    if (rc == 0 && cp.head.size >= v->last.size) {
+        v->last = cp.head;
+    }
+    return rc;
+}
+
+static int
+ckpt_fn(void *ctx, uint64_t size, hie_span_t note)
+{
+    struct verify *v = ctx;
+    char where[32];
+    snprintf(where, sizeof(where), "#%" PRIu64, size);
+    v->checkpoints++;
+    if (check_one(v, note, where) != 0) {
+        v->bad_checkpoints++;
+    }
+    return 0;
+}
+
+/* The sealed subjects of record i open under the commitments it carries. */
+static int
+record_subjects(struct verify *v, const hie_mpi_key_t *key, uint64_t i, hie_arena_t *arena,
+    uint64_t *checked)
+{
+    hie_span_t bytes;
+    ProtobufCMessage *m = NULL;
+    int rc = hie_node__audit_record(v->au, v->txn, i, &bytes);
+    rc = rc ? rc : hie_proto_unpack(&hie__v1__audit_record__descriptor, bytes, arena, &m);
+    const Hie__V1__AuditRecord *r = (const Hie__V1__AuditRecord *)m;
+    for (size_t p = 0; rc == 0 && p < r->n_subject_commitments; p++) {
+        hie_span_t sealed;
+        size_t len = 0;
+        rc = hie_node__audit_subject(v->au, v->txn, i, (uint32_t)p, &sealed);
+        rc = rc ? rc : sealed.len < HIE_MPI_SEAL_NONCE_BYTES ? HIE_ECORRUPT : 0;
+        uint8_t *plain = rc == 0 ? hie_arena_alloc(arena, sealed.len) : NULL;
+        rc = rc ? rc : plain == NULL ? HIE_ENOMEM : 0;
+        rc = rc ? rc : hie_mpi_open(key, hie_span(sealed.ptr + HIE_MPI_SEAL_NONCE_BYTES,
+            sealed.len - HIE_MPI_SEAL_NONCE_BYTES), hie_span(r->subject_commitments[p].data,
+            r->subject_commitments[p].len), sealed.ptr, plain, sealed.len, &len);
+        if (plain != NULL) {
+            sodium_memzero(plain, sealed.len);
+        }
+        *checked += rc == 0;
+    }
+    return rc;
+}
+
+static int
+subjects_check(struct verify *v, const hie_mpi_key_t *key, uint64_t size, uint64_t *checked)
+{
+    for (uint64_t i = 0; i < size; i++) {
+        hie_arena_t *arena = NULL;
+        int rc = hie_arena_create(&arena, 4u * 1024u * 1024u);
+        rc = rc ? rc : record_subjects(v, key, i, arena, checked);
+        hie_arena_destroy(&arena);
+        if (rc != 0) {
+            printf("record %" PRIu64 ": a patient entry is missing or does not match its "
+                "commitment (%s)\n", i, hie_strerror_name(rc));
+            return HIE_ECORRUPT;
+        }
+    }
+    return 0;
+}
+
+static int
+env_open(const node_config_t *cfg, MDB_env **env)
+{
+    char dir[NODE_PATH_MAX + 16];
+    snprintf(dir, sizeof(dir), "%s/state", cfg->data_dir);
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        fprintf(stderr, "hiectl: no node state in %s\n", dir);
+        return HIE_ENOTFOUND;
+    }
+    int rc = mdb_env_create(env);
+    rc = rc ? rc : mdb_env_set_mapsize(*env, cfg->map_bytes);
+    rc = rc ? rc : mdb_env_set_maxdbs(*env, 32);
+    rc = rc ? rc : mdb_env_open(*env, dir, MDB_NOTLS, 0600);
+    if (rc != 0) {
+        fprintf(stderr, "hiectl: cannot open %s: %s\n", dir, mdb_strerror(rc));
+        return HIE_ESTORAGE;
+    }
+    return 0;
+}
+
+/* The verifier key: --vkey text, else the node's own key file. */
+static int
+vkey_get(const node_config_t *cfg, const char *vkey_text, hie_audit_vkey_t *out)
+{
+    if (vkey_text != NULL) {
+        int rc = hie_audit_vkey_parse(hie_span((const uint8_t *)vkey_text, strlen(vkey_text)),
+            out);
+        if (rc != 0) {
+            fprintf(stderr, "hiectl: --vkey: not a verifier key (name+keyid+key)\n");
+        }
+        return rc;
+    }
+    char path[NODE_PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/audit.key", cfg->data_dir);
+    hie_audit_signer_t *s = NULL;
+    int rc = hie_audit_signer_load(&s, path, cfg->audit_origin);
+    if (rc != 0) {
+        fprintf(stderr, "hiectl: cannot load %s: %s\n", path, hie_strerror(rc));
+        return rc;
+    }
+    hie_audit_signer_vkey(s, out);
+    hie_audit_signer_destroy(&s);
+    return 0;
+}
+
+static int
+read_note(const char *path, char *buf, size_t cap, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "hiectl: %s: %s\n", path, strerror(errno));
+        return -errno;
+    }
+    *len = fread(buf, 1, cap, f);
+    fclose(f);
+    if (*len == cap) {
+        fprintf(stderr, "hiectl: %s: too large for a checkpoint\n", path);
+        return HIE_ELIMIT;
+    }
+    return 0;
+}
+
+/* The scan itself, in one read transaction; returns 0 (verified) or HIE_ECORRUPT. */
+static int
+verify_run(struct verify *v, const hie_mpi_key_t *key, const char *anchor_file)
+{
+    hie_audit_verify_report_t rep;
+    int rc = hie_node__audit_checkpoints(v->au, v->txn, CTL_CKPT_MAX, ckpt_fn, v);
+    bool bad = rc != 0 || v->bad_checkpoints > 0;
+    if (anchor_file != NULL) {
+        char note[CTL_NOTE_FILE_BYTES_MAX];
+        size_t len = 0;
+        rc = read_note(anchor_file, note, sizeof(note), &len);
+        if (rc != 0) {
+            return rc;
+        }
+        bad = check_one(v, hie_span((const uint8_t *)note, len), anchor_file) != 0 || bad;
+    }
+    rc = hie_audit_tree_verify(hie_node__audit_tree(v->au), v->txn,
+        v->last.size > 0 ? &v->last : NULL, &rep, leaf_fn, v);
+    if (rc == HIE_ECORRUPT) {
+        printf("tree: %s at level %u index %" PRIu64 "\n", fault_name(rep.fault),
+            (unsigned)rep.level, rep.index);
+        bad = true;
+    } else if (rc != 0) {
+        fprintf(stderr, "hiectl: verify failed: %s\n", hie_strerror(rc));
+        return rc;
+    }
+    uint64_t subjects = 0;
+    if (!bad && key != NULL && subjects_check(v, key, rep.size, &subjects) != 0) {
+        bad = true;
+    }
+    if (bad) {
+        printf("audit log: TAMPERING DETECTED\n");
+        return HIE_ECORRUPT;
+    }
+    printf("audit log verified: records=%" PRIu64 " subtree_hashes=%" PRIu64 " checkpoints=%"
+        PRIu64 " anchored_at=%" PRIu64 " patient_entries=%" PRIu64 "%s\n", rep.leaves_checked,
+        rep.nodes_checked, v->checkpoints, v->last.size, subjects,
+        key == NULL ? " (no data key: patient entries not checked)" : "");
+    return 0;
+}
+
+int
+hie_node__ctl_audit_verify(const node_config_t *cfg, const char *vkey_text,
+    const char *anchor_file)
+{
+    struct verify v = {0};
+    v.origin = cfg->audit_origin;
+    MDB_env *env = NULL;
+    hie_mpi_key_t *key = NULL;
+    int rc = vkey_get(cfg, vkey_text, &v.vkey);
+    if (vkey_text != NULL && rc == 0) {
+        v.origin = v.vkey.name; /* C2SP: the key is named after the log's origin */
+    }
+    rc = rc ? rc : env_open(cfg, &env);
+    rc = rc ? rc : hie_node__audit_open(&v.au, env, true);
+    if (rc == 0 && cfg->mpi_key_file[0] != '\0' && hie_mpi_key_load(&key, cfg->mpi_key_file)) {
+        fprintf(stderr, "hiectl: cannot load the data key; patient entries not checked\n");
+    }
+    rc = rc ? rc : (mdb_txn_begin(env, NULL, MDB_RDONLY, &v.txn) ? HIE_ESTORAGE : 0);
+    if (rc == 0) {
+        rc = verify_run(&v, key, anchor_file);
+        mdb_txn_abort(v.txn);
+    }
+    hie_mpi_key_destroy(&key);
+    hie_node__audit_close(&v.au);
+    if (env != NULL) {
+        mdb_env_close(env);
+    }
+    return rc == 0 ? 0 : rc == HIE_ECORRUPT ? 1 : 2;
+}
+
+int
+hie_node__ctl_audit_vkey(const node_config_t *cfg)
+{
+    hie_audit_vkey_t vk;
+    char text[HIE_AUDIT_VKEY_TEXT_BYTES_MAX];
+    if (vkey_get(cfg, NULL, &vk) != 0 || hie_audit_vkey_format(&vk, text, sizeof(text)) != 0) {
+        return 2;
+    }
+    printf("%s\n", text);
+    return 0;
+}

@@ -1,0 +1,308 @@
+/*
+ * disclose.c - every exchange that could disclose something goes through here (issue 4):
+ * the consent decision per patient, then one audit record committed through the command log,
+ * and only then the reply.
+ *
+ * Order, for PIX and PDQ: read the MPI's answer; decide consent for each patient it names in
+ * a read transaction (inputs: requester org and roles from the certificate and the registry,
+ * the envelope's purpose, the action, the time; never the payload); drop what is denied so
+ * the requester sees exactly what it would see if the data did not exist; commit the audit
+ * record (permitted and denied patients, with the deciding directive and reason); reply. If the
+ * audit record cannot be committed, nothing is disclosed (UNAVAILABLE).
+ *
+ * The audit record holds no personal data: each patient is an AuditSubject (EUID, decision,
+ * identifiers disclosed) serialized with a random salt, committed by SHA-256 in the leaf, and
+ * sealed with the data key (AD = the commitment) beside the tree; its index key is a keyed
+ * hash of the EUID. Workers only; consent.enforce off-for-benchmarks-only skips all of it.
+ */
+#include "node_int.h"
+
+#include "hie/mpi_store.h"
+
+#include <sodium.h>
+#include <string.h>
+
+#define AUDIT_COMMIT_TIMEOUT_MS 10000u
+#define SUBJECT_SALT_BYTES 16u
+
+/* ---- consent decisions --------------------------------------------------------------------- */
+
+static uint32_t
+roles_mask(const hie_org_t *org)
+{
+    uint32_t m = 0;
+    for (size_t i = 0; org != NULL && i < org->n_roles; i++) {
+        if (org->roles[i] > 0 && (unsigned)org->roles[i] < 32u) {
+            m |= HIE_CONSENT_ROLE_BIT(org->roles[i]);
+        }
+    }
+    return m & HIE_CONSENT_ROLES_KNOWN;
+}
+
+void
+hie_node__consent_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
+    const node_who_t *who, const char *euid, Hie__V1__ConsentAction action, uint32_t labels,
+    hie_consent_decision_t *out)
+{
+    HIE_ASSERT(ctx != NULL && who != NULL && euid != NULL && out != NULL);
+    hie_span_t rules[HIE_CONSENT_DIRECTIVES_MAX];
+    size_t n = 0;
+    int rc = hie_node__consent_rules(hie_node__state_consent(ctx->state),
+        hie_node__state_mpi(ctx->state), txn, euid, arena, rules, HIE_CONSENT_DIRECTIVES_MAX,
+        &n);
+    hie_consent_request_t req = {who->org_id, roles_mask(who->org), who->purpose, action,
+        labels, HIE_CONSENT_CLASS_NONE, 0, hie_time_wall_ms()};
+    if (rc == 0) {
+        rc = hie_consent_decide(&ctx->consent_policy, rules, n, &req, out);
+    } else {
+        /* fail closed: a zeroed decision is a DENY; give it the engine's reason */
+        memset(out, 0, sizeof(*out));
+        out->decision = HIE_CONSENT_DENY;
+        out->reason = "evaluation-error";
+    }
+    if (rc != 0) {
+        hie_log_error("consent", "decision failed closed", " org=%s id=%s euid=%s rc=%s",
+            who->org_id, who->request_id, euid, hie_strerror_name(rc));
+    }
+    HIE_ASSERT(out->reason != NULL);
+    if (!hie_consent_permitted(out)) {
+        HIE_ASSERT(!out->break_glass);
+    }
+}
+
+/* ---- the audit record ------------------------------------------------------------------------ */
+
+void
+hie_node__audit_subject_key(const struct hie_mpi_key *key, const char *euid,
+    uint8_t out[HIE_PROTO_REC_HASH_BYTES])
+{
+    uint8_t secret[16];
+    hie_mpi_key_index_secret(key, secret);
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, secret, sizeof(secret), HIE_PROTO_REC_HASH_BYTES);
+    crypto_generichash_update(&st, (const uint8_t *)"hie-audit-euid", 15);
+    crypto_generichash_update(&st, (const uint8_t *)euid, strlen(euid));
+    crypto_generichash_final(&st, out, HIE_PROTO_REC_HASH_BYTES);
+    sodium_memzero(secret, sizeof(secret));
+}
+
+/* The subject's bytes, commitment, sealed form (nonce || AEAD) and index key, into arena. */
+static int
+subject_seal(node_ctx_t *ctx, const node_subject_t *s, hie_arena_t *arena,
+    ProtobufCBinaryData *commit, ProtobufCBinaryData *sealed, ProtobufCBinaryData *key)
+{
+    const struct hie_mpi_key *mk = hie_node__state_mpi_key(ctx->state);
+    uint8_t salt[SUBJECT_SALT_BYTES];
+    randombytes_buf(salt, sizeof(salt));
+    Hie__V1__AuditSubject as = HIE__V1__AUDIT_SUBJECT__INIT;
+    as.salt = (ProtobufCBinaryData){sizeof(salt), salt};
+    as.euid = (char *)(uintptr_t)s->euid;
+    as.permitted = hie_consent_permitted(&s->decision);
+    as.reason = (char *)(uintptr_t)s->decision.reason;
+    as.directive_id = (char *)(uintptr_t)s->decision.directive_id;
+    as.directive_version = s->decision.directive_version;
+    as.break_glass = s->decision.break_glass;
+    as.accounting_excluded = s->decision.accounting_excluded;
+    as.disclosed_count = (uint32_t)s->n_disclosed;
+    as.n_disclosed = s->n_disclosed;
+    as.disclosed = s->disclosed;
+    as.redacted_labels = s->decision.obligations & HIE_CONSENT_OBL_REDACT_MASK;
+    size_t n = protobuf_c_message_get_packed_size(&as.base);
+    uint8_t *plain = hie_arena_alloc(arena, n);
+    uint8_t *c = hie_arena_alloc(arena, crypto_hash_sha256_BYTES);
+    uint8_t *box = hie_arena_alloc(arena, HIE_MPI_SEAL_NONCE_BYTES + n +
+        HIE_MPI_SEAL_OVERHEAD_BYTES);
+    uint8_t *k = hie_arena_alloc(arena, HIE_PROTO_REC_HASH_BYTES);
+    if (plain == NULL || c == NULL || box == NULL || k == NULL) {
+        return HIE_ENOMEM;
+    }
+    HIE_ASSERT(protobuf_c_message_pack(&as.base, plain) == n);
+    crypto_hash_sha256(c, plain, n);
+    randombytes_buf(box, HIE_MPI_SEAL_NONCE_BYTES);
+    int rc = hie_mpi_seal(mk, hie_span(plain, n), hie_span(c, crypto_hash_sha256_BYTES), box,
+        box + HIE_MPI_SEAL_NONCE_BYTES, n + HIE_MPI_SEAL_OVERHEAD_BYTES);
+    sodium_memzero(plain, n);
+    hie_node__audit_subject_key(mk, s->euid, k);
+    *commit = (ProtobufCBinaryData){crypto_hash_sha256_BYTES, c};
+    *sealed = (ProtobufCBinaryData){HIE_MPI_SEAL_NONCE_BYTES + n + HIE_MPI_SEAL_OVERHEAD_BYTES,
+        box};
+    *key = (ProtobufCBinaryData){HIE_PROTO_REC_HASH_BYTES, k};
+    return rc;
+}
+
+/* The record (no personal data) and the command around it. */
+static int
+audit_command(node_ctx_t *ctx, const node_who_t *who, Hie__V1__AuditAction action,
+    Hie__V1__ErrorCode outcome, const node_subject_t *subjects, size_t n, hie_arena_t *arena,
+    hie_command_t *cmd)
+{
+    HIE_ASSERT(n <= HIE_AUDIT_SUBJECTS_MAX);
+    Hie__V1__AuditRecord *r = hie_arena_alloc(arena, sizeof(*r));
+    Hie__V1__AuditAppendCommand *ac = hie_arena_alloc(arena, sizeof(*ac));
+    ProtobufCBinaryData *bins = hie_arena_alloc(arena, 3 * (n + 1) * sizeof(*bins));
+    if (r == NULL || ac == NULL || bins == NULL) {
+        return HIE_ENOMEM;
+    }
+    hie__v1__audit_record__init(r);
+    hie__v1__audit_append_command__init(ac);
+    r->time_ms = hie_time_wall_ms();
+    r->node_id = ctx->cfg.node_id;
+    r->requester_org = (char *)(uintptr_t)who->org_id;
+    r->n_requester_roles = who->org != NULL ? who->org->n_roles : 0;
+    r->requester_roles = who->org != NULL ? who->org->roles : NULL;
+    r->purpose = who->purpose;
+    r->action = action;
+    r->request_id = (char *)(uintptr_t)who->request_id;
+    r->outcome = outcome;
+    r->patients_count = (uint32_t)n;
+    r->subject_commitments = bins;
+    ac->subjects_sealed = bins + (n + 1);
+    ac->subject_keys = bins + 2 * (n + 1);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = subject_seal(ctx, &subjects[i], arena, &bins[i], &ac->subjects_sealed[i],
+            &ac->subject_keys[i]);
+        r->disclosed_count += (uint32_t)subjects[i].n_disclosed;
+        r->break_glass = r->break_glass || subjects[i].decision.break_glass;
+        r->any_denied = r->any_denied || !hie_consent_permitted(&subjects[i].decision);
+    }
+    r->n_subject_commitments = ac->n_subjects_sealed = ac->n_subject_keys = n;
+    ac->record = r;
+    hie__v1__command__init(cmd);
+    cmd->requester = (char *)(uintptr_t)who->org_id;
+    cmd->request_id = (char *)(uintptr_t)who->request_id;
+    cmd->time_ms = r->time_ms;
+    cmd->node_id = ctx->cfg.node_id;
+    cmd->body_case = HIE__V1__COMMAND__BODY_AUDIT_APPEND;
+    cmd->audit_append = ac;
+    return rc;
+}
+
+int
+hie_node__audit_commit(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
+    Hie__V1__AuditAction action, Hie__V1__ErrorCode outcome, const node_subject_t *subjects,
+    size_t n, hie_arena_t *arena, node_mpi_err_t *e)
+{
+    HIE_ASSERT(ctx != NULL && sub != NULL && who != NULL);
+    hie_command_t cmd;
+    hie_command_result_t *res = NULL;
+    int rc = hie_node__state_mpi_key(ctx->state) == NULL ? HIE_EUNAVAIL : 0;
+    rc = rc ? rc : audit_command(ctx, who, action, outcome, subjects, n, arena, &cmd);
+    rc = rc ? rc : hie_node__submit_wait(sub, &cmd, AUDIT_COMMIT_TIMEOUT_MS, arena, &res);
+    const char *why = "";
+    if (rc == 0 && res->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
+        rc = HIE_ESTATE;
+        why = res->message != NULL ? res->message : "";
+    }
+    if (rc != 0) {
+        hie_log_error("audit", "audit record not committed: nothing disclosed",
+            " org=%s id=%s rc=%s refused=\"%s\"", who->org_id, who->request_id,
+            hie_strerror_name(rc), why);
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "the audit record could not be committed; retry with the same id");
+    }
+    return 0;
+}
+
+/* ---- PIX and PDQ ----------------------------------------------------------------------------- */
+
+static int
+read_begin(node_ctx_t *ctx, MDB_txn **txn, node_mpi_err_t *e)
+{
+    if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, txn) != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    return 0;
+}
+
+int
+hie_node__pix_disclose(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
+    const Hie__V1__PixQuery *q, hie_arena_t *arena, Hie__V1__PixReply **reply,
+    node_mpi_err_t *e)
+{
+    *reply = NULL;
+    Hie__V1__PixReply *r = NULL;
+    int rc = hie_node__mpi_pix(ctx, q, arena, &r, e);
+    if (ctx->cfg.consent_off || (rc != 0 && e->code != HIE__V1__ERROR_CODE__ERROR_NOT_FOUND)) {
+        *reply = rc == 0 ? r : NULL;
+        return rc; /* refused before anything was looked up: nothing to audit */
+    }
+    if (rc != 0) { /* an unknown patient: the query is audited, nothing is disclosed */
+        node_mpi_err_t keep = *e;
+        rc = hie_node__audit_commit(ctx, sub, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PIX,
+            keep.code, NULL, 0, arena, e);
+        return rc != 0 ? rc : mpi_fail(e, keep.code, keep.field, keep.message);
+    }
+    MDB_txn *txn = NULL;
+    node_subject_t s = {r->euid, {0}, r->ids, r->n_ids};
+    rc = read_begin(ctx, &txn, e);
+    if (rc != 0) {
+        return rc;
+    }
+    hie_node__consent_decide(ctx, txn, arena, who, r->euid,
+        HIE__V1__CONSENT_ACTION__CONSENT_ACTION_IDENTITY, 0, &s.decision);
+    mdb_txn_abort(txn);
+    bool own = strcmp(q->patient->org_id, who->org_id) == 0;
+    Hie__V1__ErrorCode outcome = HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
+    if (!hie_consent_permitted(&s.decision)) {
+        /* as if the other identifiers did not exist: a member's own record has none; another
+         * organization's MRN is unknown, in the same words as a genuinely unknown one */
+        s.disclosed = NULL;
+        s.n_disclosed = 0;
+        r->ids = NULL;
+        r->n_ids = 0;
+        outcome = own ? outcome : HIE__V1__ERROR_CODE__ERROR_NOT_FOUND;
+    }
+    rc = hie_node__audit_commit(ctx, sub, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PIX, outcome,
+        &s, 1, arena, e);
+    if (rc == 0 && outcome != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
+        return mpi_fail(e, outcome, "patient.mrn", "no record of this MRN at this organization");
+    }
+    *reply = rc == 0 ? r : NULL;
+    return rc;
+}
+
+int
+hie_node__pdq_disclose(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
+    const Hie__V1__PdqQuery *q, hie_arena_t *arena, Hie__V1__PdqReply **reply,
+    node_mpi_err_t *e)
+{
+    *reply = NULL;
+    Hie__V1__PdqReply *r = NULL;
+    int rc = hie_node__mpi_pdq(ctx, q, arena, &r, e);
+    if (ctx->cfg.consent_off || rc != 0) {
+        *reply = rc == 0 ? r : NULL;
+        return rc;
+    }
+    HIE_ASSERT(r->n_candidates <= HIE_AUDIT_SUBJECTS_MAX);
+    node_subject_t *subs = hie_arena_alloc(arena, (r->n_candidates + 1) * sizeof(*subs));
+    MDB_txn *txn = NULL;
+    if (subs == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+    }
+    rc = read_begin(ctx, &txn, e);
+    if (rc != 0) {
+        return rc;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < r->n_candidates; i++) {
+        Hie__V1__PdqCandidate *c = r->candidates[i];
+        subs[i] = (node_subject_t){c->euid, {0}, c->ids, c->n_ids};
+        hie_node__consent_decide(ctx, txn, arena, who, c->euid,
+            HIE__V1__CONSENT_ACTION__CONSENT_ACTION_IDENTITY, 0, &subs[i].decision);
+        if (hie_consent_permitted(&subs[i].decision)) {
+            r->candidates[kept++] = c; /* ranks stay in order; denied ones leave no gap */
+        } else {
+            subs[i].disclosed = NULL;
+            subs[i].n_disclosed = 0;
+        }
+    }
+    mdb_txn_abort(txn);
+    size_t n = r->n_candidates;
+    r->n_candidates = kept;
+    r->no_match = kept == 0;
+    rc = hie_node__audit_commit(ctx, sub, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PDQ,
+        HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, subs, n, arena, e);
+    *reply = rc == 0 ? r : NULL;
+    return rc;
+}

@@ -8,6 +8,7 @@
  * one audit record committed before the reply (checked with kill -9), and tamper tests on the
  * LMDB file that `hiectl audit verify` must catch.
  */
+#include "../unit/test_util.h"
 #include "exchange.h"
 #include "hie/audit.h"
 #include "hie/consent.h"
@@ -389,6 +390,539 @@ Test(consent, accounting_is_proven_paged_and_only_for_auditors, .timeout = 120)
     hie_client_destroy(&h2);
     hie_client_destroy(&c);
     hie_client_destroy(&au);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+static size_t
+btg_entries(hie_client_t *au, const char *id, hie_arena_t *a)
+{
+    hie_envelope_t *r = report(au, id, HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_BREAK_GLASS,
+        NULL, NULL, 100, NULL, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY);
+    report_verify(r->audit_report_reply);
+    for (size_t i = 0; i < r->audit_report_reply->n_entries; i++) {
+        Hie__V1__AuditSubject *s = entry_subject(r->audit_report_reply->entries[i]);
+        cr_assert(s->break_glass && s->permitted, "break-glass entries are flagged");
+        cr_assert_str_eq(s->reason, "break-glass");
+        hie__v1__audit_subject__free_unpacked(s, NULL);
+    }
+    return r->audit_report_reply->n_entries;
+}
+
+Test(consent, opt_in_denies_without_consent_break_glass_overrides_and_is_reported,
+    .timeout = 120)
+{
+    itest_node_t n;
+    itest_opts_t o = {.opt_in = true};
+    setup(&n, &o);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    hie_client_t *au = itest_client(&n, AUDITOR);
+    two_records(h, c, a);
+    const Hie__V1__PurposeOfUse treat = HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT;
+    const Hie__V1__PurposeOfUse emerg = HIE__V1__PURPOSE_OF_USE__PURPOSE_EMERGENCY;
+    /* no consent on file under opt-in: nothing about the patient is disclosed */
+    expect_error(pix_for(h, "p1", CLINIC, "C-9", treat, a),
+        HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn");
+    cr_assert_eq(pix(h, "p2", HOSP, "H-1", a)->pix_reply->n_ids, 0u);
+    cr_assert_eq(btg_entries(au, "r1", a), 0u);
+    /* emergency treatment breaks the glass: disclosed, flagged, in the break-glass report */
+    hie_envelope_t *bg = pix_for(h, "p3", CLINIC, "C-9", emerg, a);
+    cr_assert_eq(bg->body_case, HIE__V1__ENVELOPE__BODY_PIX_REPLY);
+    cr_assert_eq(bg->pix_reply->n_ids, 1u);
+    cr_assert_eq(btg_entries(au, "r2", a), 1u);
+    /* a consent permitting treatment by the hospital opens it without breaking the glass */
+    struct dir x;
+    dir_init(&x, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_DENY);
+    dir_except(&x, HOSP, treat);
+    consent_submit_ok(c, "c1", &x, a);
+    cr_assert_eq(pix_for(h, "p4", CLINIC, "C-9", treat, a)->body_case,
+        HIE__V1__ENVELOPE__BODY_PIX_REPLY);
+    cr_assert_eq(btg_entries(au, "r3", a), 1u, "no new break-glass");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_client_destroy(&au);
+    itest_node_cleanup(&n);
+    /* where the regime forbids break-glass, emergency purpose changes nothing */
+    itest_opts_t o2 = {.opt_in = true, .no_break_glass = true};
+    setup(&n, &o2);
+    h = itest_client(&n, HOSP);
+    c = itest_client(&n, CLINIC);
+    two_records(h, c, a);
+    expect_error(pix_for(h, "p5", CLINIC, "C-9", emerg, a),
+        HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+/* A directive whose root has count nested children (flat), or nested depth levels deep. */
+static Hie__V1__ConsentProvision *
+provisions_make(size_t count, size_t depth)
+{
+    Hie__V1__ConsentProvision *ps = calloc(count + depth + 1, sizeof(*ps));
+    Hie__V1__ConsentProvision **kids = calloc(count + depth + 1, sizeof(*kids));
+    cr_assert(ps != NULL && kids != NULL);
+    for (size_t i = 0; i <= count + depth; i++) {
+        hie__v1__consent_provision__init(&ps[i]);
+        ps[i].type = HIE__V1__PROVISION_TYPE__PROVISION_DENY;
+    }
+    ps[0].type = HIE__V1__PROVISION_TYPE__PROVISION_PERMIT;
+    for (size_t i = 0; i < count; i++) {
+        kids[i] = &ps[1 + i];
+    }
+    ps[0].n_provisions = count;
+    ps[0].provisions = count > 0 ? kids : NULL;
+    for (size_t i = 0; i < depth; i++) { /* a chain: ps[i] -> ps[i + 1], types alternating */
+        ps[i].n_provisions = 1;
+        kids[i] = &ps[i + 1];
+        ps[i].provisions = &kids[i];
+        ps[i + 1].type = ps[i].type == HIE__V1__PROVISION_TYPE__PROVISION_PERMIT
+                             ? HIE__V1__PROVISION_TYPE__PROVISION_DENY
+                             : HIE__V1__PROVISION_TYPE__PROVISION_PERMIT;
+    }
+    return ps;
+}
+
+static void
+refused(hie_client_t *c, const char *id, struct dir *x, Hie__V1__ErrorCode code, hie_arena_t *a)
+{
+    hie_envelope_t *r = consent_submit(c, id, x, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_ERROR, "%s: refused", id);
+    cr_assert_eq(r->error->code, code, "%s: code %d (%s %s)", id, r->error->code,
+        r->error->message, r->error->field);
+    if (code == HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST) {
+        cr_assert_str_neq(r->error->field, "", "%s: the field is named", id);
+    }
+}
+
+/* Sent over a raw connection: a message nested this deep is refused by the frame decoder
+ * (one Error, then the connection is closed), before any consent code sees it. */
+static void
+refused_raw(itest_node_t *n, struct dir *x, hie_arena_t *a)
+{
+    hie_envelope_t env;
+    Hie__V1__ConsentSubmitRequest s = HIE__V1__CONSENT_SUBMIT_REQUEST__INIT;
+    req_init(&env, "b5");
+    s.directive = &x->d;
+    env.body_case = HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT;
+    env.consent_submit = &s;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    cr_assert_eq(hie_proto_frame_encode(&env, 1u << 20, &buf, &len), 0);
+    SSL *ssl = itest_raw_connect(n, CLINIC);
+    cr_assert_not_null(ssl);
+    cr_assert_eq(SSL_write(ssl, buf, (int)len), (int)len);
+    hie_mem_free(buf, len);
+    hie_envelope_t *r = NULL;
+    cr_assert_gt(itest_raw_read_frame(ssl, 5000, a, &r), 0);
+    expect_error(r, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, NULL);
+    cr_assert_str_neq(r->error->field, "", "the field is named");
+    itest_raw_close(ssl);
+}
+
+Test(consent, malformed_directives_are_refused_and_nothing_is_stored, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n, NULL);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    two_records(h, c, a);
+    const Hie__V1__ErrorCode bad = HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST;
+    struct dir x;
+    char *labels[1] = {MUT("XYZ")};
+    dir_init(&x, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    x.root.n_security_labels = 1;
+    x.root.security_labels = labels;
+    refused(c, "b1", &x, bad, a);                       /* unknown code */
+    dir_init(&x, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    Hie__V1__ConsentPeriod inv = HIE__V1__CONSENT_PERIOD__INIT;
+    inv.start_ms = 1800000000000;
+    inv.end_ms = 1700000000000;
+    x.d.period = &inv;
+    refused(c, "b2", &x, bad, a);                       /* inverted period */
+    dir_init(&x, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    x.purposes[0] = (Hie__V1__PurposeOfUse)99;
+    x.root.n_purposes = 1;
+    x.root.purposes = x.purposes;
+    refused(c, "b3", &x, bad, a);                       /* unknown purpose */
+    Hie__V1__ConsentProvision *flat = provisions_make(10000, 0);
+    dir_init(&x, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    x.d.provision = flat;
+    refused(c, "b4", &x, bad, a);                       /* 10,000 provisions */
+    Hie__V1__ConsentProvision *deep = provisions_make(0, 1000);
+    x.d.provision = deep;
+    refused_raw(&n, &x, a);                             /* nested 1,000 deep */
+    dir_init(&x, CLINIC, "C-404", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    refused(c, "b6", &x, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, a); /* unknown patient */
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    refused(c, "b7", &x, HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, a); /* another org's patient */
+    cr_assert_eq(db_entries(&n, "consent_dir"), 0u, "nothing stored");
+    cr_assert_eq(db_entries(&n, "consent_pat"), 0u);
+    cr_assert_eq(consent_list(c, "l1", CLINIC, "C-9", true, a)->n_directives, 0u);
+    free(flat[0].provisions);
+    free(flat);
+    free(deep[0].provisions);
+    free(deep);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+/* ---- property run ------------------------------------------------------------------------- */
+
+#define PROP_PATIENTS 3
+#define PROP_STEPS 45
+#define PROP_DIRS_MAX 24
+
+struct model {
+    struct dir dirs[PROP_DIRS_MAX];
+    char ids[PROP_DIRS_MAX][48];
+    int patient[PROP_DIRS_MAX];
+    size_t n;
+    size_t audit;                  /* audit records expected */
+};
+
+static const char *const PROP_ORGS[] = {HOSP, HOSP2, PAYER};
+static const Hie__V1__Role PROP_ROLES[] = {HIE__V1__ROLE__ROLE_HOSPITAL,
+    HIE__V1__ROLE__ROLE_HOSPITAL, HIE__V1__ROLE__ROLE_PAYER};
+static const Hie__V1__PurposeOfUse PROP_PURPOSES[] = {HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT,
+    HIE__V1__PURPOSE_OF_USE__PURPOSE_PAYMENT, HIE__V1__PURPOSE_OF_USE__PURPOSE_EMERGENCY};
+static const char *const PROP_MRN[PROP_PATIENTS] = {"C-1", "C-2", "C-3"};
+
+static void
+prop_feed(hie_client_t *h, hie_client_t *c, hie_arena_t *a)
+{
+    static const struct person aisha = {"Aisha", "Rahman", "1992-05-17", "LS1 4AP",
+        "0113 496 0999", "Leeds", "7 Park Row"};
+    static const struct person *const people[PROP_PATIENTS] = {&JOHN, &MARIA, &aisha};
+    const Hie__V1__FeedAction create = HIE__V1__FEED_ACTION__FEED_CREATE;
+    for (int i = 0; i < PROP_PATIENTS; i++) {
+        char id[16], mrn[16];
+        struct person p = *people[i];
+        snprintf(id, sizeof(id), "fh%d", i);
+        snprintf(mrn, sizeof(mrn), "H-%d", i + 1);
+        feed_ok(h, id, create, HOSP, mrn, &p, NULL, a);
+        snprintf(id, sizeof(id), "fc%d", i);
+        feed_ok(c, id, create, CLINIC, PROP_MRN[i], &p, NULL, a);
+    }
+}
+
+static void
+prop_submit(struct model *m, hie_client_t *c, test_rng_t *rng, int step, hie_arena_t *a)
+{
+    if (m->n == PROP_DIRS_MAX) {
+        return;
+    }
+    struct dir *x = &m->dirs[m->n];
+    int pat = (int)test_rng_below(rng, PROP_PATIENTS);
+    dir_init(x, CLINIC, PROP_MRN[pat], test_rng_below(rng, 2)
+        ? HIE__V1__PROVISION_TYPE__PROVISION_PERMIT : HIE__V1__PROVISION_TYPE__PROVISION_DENY);
+    x->d.date_ms = 1700000000000 + (int64_t)test_rng_below(rng, 1000) * 1000;
+    uint32_t o = test_rng_below(rng, 4), pu = test_rng_below(rng, 3);
+    dir_except(x, o < 3 ? PROP_ORGS[o] : NULL, pu < 2 ? PROP_PURPOSES[pu] : 0);
+    char id[16];
+    snprintf(id, sizeof(id), "s%d", step);
+    Hie__V1__ConsentSubmitReply *r = consent_submit_ok(c, id, x, a);
+    snprintf(m->ids[m->n], sizeof(m->ids[m->n]), "%s", r->id);
+    x->d.id = m->ids[m->n];
+    x->d.version = r->version;
+    x->d.submitted_index = (uint64_t)step + 1; /* order only matters on equal dates */
+    m->patient[m->n++] = pat;
+}
+
+static void
+prop_revoke(struct model *m, hie_client_t *c, test_rng_t *rng, int step, hie_arena_t *a)
+{
+    if (m->n == 0) {
+        return;
+    }
+    struct dir *x = &m->dirs[test_rng_below(rng, (uint32_t)m->n)];
+    char id[16];
+    snprintf(id, sizeof(id), "v%d", step);
+    hie_envelope_t *r = consent_revoke(c, id, x->d.id, a);
+    if (x->d.status == HIE__V1__CONSENT_STATUS__CONSENT_ACTIVE) {
+        cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE_REPLY);
+        x->d.status = HIE__V1__CONSENT_STATUS__CONSENT_INACTIVE;
+        x->d.revoked_ms = 1;
+        x->d.version++;
+    }
+}
+
+/* What the reference evaluator says about (requester o, purpose p) and patient pat. */
+static bool
+prop_expected(struct model *m, int pat, uint32_t o, Hie__V1__PurposeOfUse p)
+{
+    const Hie__V1__ConsentDirective *ds[PROP_DIRS_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->patient[i] == pat) {
+            ds[n++] = &m->dirs[i].d;
+        }
+    }
+    hie_consent_policy_t pol;
+    hie_consent_policy_init(&pol);
+    pol.regime = HIE_CONSENT_OPT_OUT;
+    pol.break_glass_allowed = true;
+    hie_consent_request_t req = {PROP_ORGS[o], HIE_CONSENT_ROLE_BIT(PROP_ROLES[o]), p,
+        HIE__V1__CONSENT_ACTION__CONSENT_ACTION_IDENTITY, 0, HIE_CONSENT_CLASS_NONE, 0,
+        1750000000000};
+    hie_consent_decision_t d;
+    cr_assert_eq(hie_consent_decide_tree(&pol, ds, n, &req, &d), 0);
+    return hie_consent_permitted(&d);
+}
+
+struct prop_clients {
+    hie_client_t *org[3];
+    hie_client_t *clinic;
+};
+
+static void
+prop_connect(itest_node_t *n, struct prop_clients *pc)
+{
+    for (int i = 0; i < 3; i++) {
+        pc->org[i] = itest_client(n, PROP_ORGS[i]);
+    }
+    pc->clinic = itest_client(n, CLINIC);
+}
+
+static void
+prop_disconnect(struct prop_clients *pc)
+{
+    for (int i = 0; i < 3; i++) {
+        hie_client_destroy(&pc->org[i]);
+    }
+    hie_client_destroy(&pc->clinic);
+}
+
+/* One PIX by a random requester: the reply matches the reference decision, and exactly one
+ * more audit record exists. */
+static void
+prop_query(itest_node_t *n, struct model *m, struct prop_clients *pc, test_rng_t *rng,
+    int step, hie_arena_t *a)
+{
+    int pat = (int)test_rng_below(rng, PROP_PATIENTS);
+    uint32_t o = test_rng_below(rng, 3);
+    Hie__V1__PurposeOfUse p = PROP_PURPOSES[test_rng_below(rng, 3)];
+    char id[16];
+    snprintf(id, sizeof(id), "q%d", step);
+    bool want = prop_expected(m, pat, o, p);
+    hie_envelope_t *r = pix_for(pc->org[o], id, CLINIC, PROP_MRN[pat], p, a);
+    if (want) {
+        cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PIX_REPLY, "step %d: permitted", step);
+        cr_assert_eq(r->pix_reply->n_ids, 1u, "step %d: the hospital record", step);
+    } else {
+        expect_error(r, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn");
+    }
+    m->audit++;
+    cr_assert_eq(db_entries(n, "audit_rec"), m->audit, "step %d: one audit record", step);
+}
+
+Test(consent, property_denied_discloses_nothing_and_every_query_is_audited_before_reply,
+    .timeout = 300)
+{
+    uint64_t seed = test_seed(0x5eed0c0115e27ull);
+    test_rng_t rng;
+    test_rng_init(&rng, seed);
+    itest_node_t n;
+    setup(&n, NULL);
+    hie_arena_t *a = arena_new();
+    struct prop_clients pc;
+    prop_connect(&n, &pc);
+    prop_feed(pc.org[0], pc.clinic, a);
+    static struct model m; /* static: 24 directives are too big for a test stack */
+    memset(&m, 0, sizeof(m));
+    int kills = 0, next_kill = 14;
+    for (int step = 0; step < PROP_STEPS; step++) {
+        uint32_t what = test_rng_below(&rng, 20);
+        if (what < 5) {
+            prop_submit(&m, pc.clinic, &rng, step, a);
+        } else if (what < 7) {
+            prop_revoke(&m, pc.clinic, &rng, step, a);
+        } else {
+            prop_query(&n, &m, &pc, &rng, step, a);
+            if (step >= next_kill) { /* kill -9 right after the reply: the record survives */
+                next_kill += 15;
+                prop_disconnect(&pc);
+                cr_assert_eq(itest_node_stop(&n, SIGKILL), 128 + SIGKILL);
+                cr_assert_eq(db_entries(&n, "audit_rec"), m.audit, "after kill -9");
+                itest_node_start(&n);
+                prop_connect(&n, &pc);
+                kills++;
+            }
+        }
+    }
+    cr_log_info("property run: %d steps, %zu directives, %zu audited queries, %d kills, "
+        "seed 0x%" PRIx64, PROP_STEPS, m.n, m.audit, kills, seed);
+    cr_assert_geq(kills, 1);
+    prop_disconnect(&pc);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+/* ---- tamper detection ---------------------------------------------------------------------- */
+
+enum tamper { EDIT, DELETE, REORDER, TRUNCATE };
+
+static void
+key_be(uint8_t *k, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        k[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+/* Changes the stopped node's audit log directly in its LMDB file. */
+static void
+tamper(itest_node_t *n, enum tamper how, uint64_t leaf)
+{
+    char dir[ITEST_PATH + 16];
+    snprintf(dir, sizeof(dir), "%s/state", n->data_dir);
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi rec, tree;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 32);
+    mdb_env_set_mapsize(env, 1ull << 30);
+    cr_assert_eq(mdb_env_open(env, dir, MDB_NOTLS, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "audit_rec", 0, &rec), 0);
+    cr_assert_eq(mdb_dbi_open(txn, HIE_AUDIT_TREE_DB_NAME, 0, &tree), 0);
+    uint8_t k[8], k2[8], buf[4096], buf2[4096];
+    key_be(k, leaf);
+    key_be(k2, leaf + 1);
+    MDB_val key = {8, k}, key2 = {8, k2}, v, v2;
+    cr_assert_eq(mdb_get(txn, rec, &key, &v), 0);
+    cr_assert_lt(v.mv_size, sizeof(buf));
+    memcpy(buf, v.mv_data, v.mv_size);
+    MDB_val copy = {v.mv_size, buf};
+    if (how == EDIT) {
+        buf[v.mv_size / 2] ^= 0x01;
+        cr_assert_eq(mdb_put(txn, rec, &key, &copy, 0), 0);
+    } else if (how == DELETE) {
+        cr_assert_eq(mdb_del(txn, rec, &key, NULL), 0);
+    } else if (how == REORDER) {
+        cr_assert_eq(mdb_get(txn, rec, &key2, &v2), 0);
+        memcpy(buf2, v2.mv_data, v2.mv_size);
+        MDB_val copy2 = {v2.mv_size, buf2};
+        cr_assert_eq(mdb_put(txn, rec, &key, &copy2, 0), 0);
+        cr_assert_eq(mdb_put(txn, rec, &key2, &copy, 0), 0);
+    } else { /* cut the log back to leaf entries: records, leaf hashes and the size */
+        uint8_t tk[9] = {0}, sz[9] = {0xff}, szv[8];
+        for (uint64_t i = leaf; mdb_get(txn, rec, &key, &v) == 0; key_be(k, ++i)) {
+            cr_assert_eq(mdb_del(txn, rec, &key, NULL), 0);
+            key_be(tk + 1, i);
+            MDB_val tkey = {9, tk};
+            (void)mdb_del(txn, tree, &tkey, NULL);
+        }
+        key_be(szv, leaf);
+        MDB_val skey = {9, sz}, sval = {8, szv};
+        cr_assert_eq(mdb_put(txn, tree, &skey, &sval, 0), 0);
+    }
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static int
+verify(itest_node_t *n, const char *extra, char *out, size_t cap)
+{
+    return itest_ctl(n, out, cap, "audit verify %s", extra != NULL ? extra : "");
+}
+
+/* PIX queries from the hospital: count audit records, then wait for their checkpoint. */
+static void
+queries(itest_node_t *n, const char *tag, int count, hie_arena_t *a)
+{
+    hie_client_t *h = itest_client(n, HOSP);
+    for (int i = 0; i < count; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "%s%d", tag, i);
+        cr_assert_eq(pix(h, id, HOSP, "H-1", a)->body_case, HIE__V1__ENVELOPE__BODY_PIX_REPLY);
+    }
+    hie_client_destroy(&h);
+    char needle[64];
+    snprintf(needle, sizeof(needle), "checkpoint signed\" size=%zu ",
+        db_entries(n, "audit_rec"));
+    cr_assert(itest_log_wait(n, needle, 15000), "checkpoint %s", needle);
+}
+
+/* Writes the newest checkpoint of the other branch (<data_dir>.b) to path. */
+static void
+fork_note(itest_node_t *n, const char *path)
+{
+    char dir[ITEST_PATH + 16];
+    snprintf(dir, sizeof(dir), "%s.b/state", n->data_dir);
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_dbi dbi;
+    MDB_val k, v;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 32);
+    cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "audit_ckpt", 0, &dbi), 0);
+    cr_assert_eq(mdb_cursor_open(txn, dbi, &cur), 0);
+    cr_assert_eq(mdb_cursor_get(cur, &k, &v, MDB_LAST), 0);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(v.mv_data, 1, v.mv_size, f), v.mv_size);
+    fclose(f);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+}
+
+Test(consent, audit_verify_detects_edit_delete_reorder_truncate_and_fork, .timeout = 300)
+{
+    itest_node_t n;
+    setup(&n, NULL);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    two_records(h, c, a);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    queries(&n, "a", 6, a);
+    cr_assert_eq(itest_node_stop(&n, SIGTERM), 0);
+    char out[8192], cmd[3 * ITEST_PATH];
+    cr_assert_eq(verify(&n, NULL, out, sizeof(out)), 0, "untouched log verifies: %s", out);
+    cr_assert(strstr(out, "audit log verified: records=6") != NULL, "%s", out);
+    /* each mutation on a fresh copy of the files */
+    snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s.orig'", n.data_dir, n.data_dir);
+    cr_assert_eq(itest_sh(out, sizeof(out), "%s", cmd), 0);
+    static const enum tamper hows[] = {EDIT, DELETE, REORDER, TRUNCATE};
+    static const char *const names[] = {"edit", "delete", "reorder", "truncate"};
+    for (size_t i = 0; i < sizeof(hows) / sizeof(hows[0]); i++) {
+        tamper(&n, hows[i], hows[i] == TRUNCATE ? 4 : 2);
+        cr_assert_eq(verify(&n, NULL, out, sizeof(out)), 1, "%s detected: %s", names[i], out);
+        cr_assert(strstr(out, "TAMPERING DETECTED") != NULL, "%s: %s", names[i], out);
+        cr_log_info("%s: %s", names[i], out);
+        cr_assert_eq(itest_sh(out, sizeof(out), "rm -rf '%s' && cp -a '%s.orig' '%s'",
+            n.data_dir, n.data_dir, n.data_dir), 0);
+    }
+    cr_assert_eq(verify(&n, NULL, out, sizeof(out)), 0, "restored: %s", out);
+    /* a fork: the same node key signs a different history from the same prefix */
+    itest_node_start(&n);
+    queries(&n, "b", 3, a);
+    cr_assert_eq(itest_node_stop(&n, SIGTERM), 0);
+    cr_assert_eq(itest_sh(out, sizeof(out), "mv '%s' '%s.b' && cp -a '%s.orig' '%s'",
+        n.data_dir, n.data_dir, n.data_dir, n.data_dir), 0);
+    itest_node_start(&n);
+    queries(&n, "c", 3, a);
+    cr_assert_eq(itest_node_stop(&n, SIGTERM), 0);
+    /* the other branch's last checkpoint, as an auditor would hold it */
+    char note[ITEST_PATH + 16];
+    snprintf(note, sizeof(note), "%s/fork.note", n.root);
+    fork_note(&n, note);
+    snprintf(cmd, sizeof(cmd), "--checkpoint '%s'", note);
+    cr_assert_eq(verify(&n, cmd, out, sizeof(out)), 1, "fork detected: %s", out);
+    cr_assert(strstr(out, "forked") != NULL, "%s", out);
+    cr_log_info("fork: %s", out);
+    cr_assert_eq(verify(&n, NULL, out, sizeof(out)), 0, "its own history verifies: %s", out);
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
 }

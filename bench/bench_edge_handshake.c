@@ -85,53 +85,6 @@ struct bare {
     size_t reply_len;
 };
 
-/* ---- blocking TLS I/O, shared by clients and the bare server ----------------------------- */
-
-static int
-ssl_write_all(SSL *ssl, const uint8_t *buf, size_t len)
-{
-    size_t off = 0;
-    for (unsigned i = 0; off < len && i < 1024; i++) {
-        int n = SSL_write(ssl, buf + off, (int)(len - off));
-        if (n <= 0) {
-            return HIE_ETLS;
-        }
-        off += (size_t)n;
-    }
-    return off == len ? 0 : HIE_ETLS;
-}
-
-static int
-ssl_read_exact(SSL *ssl, uint8_t *buf, size_t len)
-{
-    size_t off = 0;
-    for (unsigned i = 0; off < len && i < 1024; i++) {
-        int n = SSL_read(ssl, buf + off, (int)(len - off));
-        if (n <= 0) {
-            return HIE_ETLS;
-        }
-        off += (size_t)n;
-    }
-    return off == len ? 0 : HIE_ETLS;
-}
-
-/* Reads one frame into buf (cap bytes); [out] *body_len. */
-static int
-ssl_read_frame(SSL *ssl, uint8_t *buf, size_t cap, size_t *body_len)
-{
-    uint8_t head[HIE_PROTO_FRAME_HEADER_BYTES];
-    uint32_t body = 0;
-    int rc = ssl_read_exact(ssl, head, sizeof(head));
-    if (rc == 0) {
-        rc = hie_proto_frame_header(hie_span(head, sizeof(head)), (uint32_t)cap, &body);
-    }
-    if (rc == 0) {
-        rc = ssl_read_exact(ssl, buf, body);
-    }
-    *body_len = rc == 0 ? body : 0;
-    return rc;
-}
-
 /* ---- the client -------------------------------------------------------------------------- */
 
 static int
@@ -143,11 +96,11 @@ client_exchange(struct run *r, SSL *ssl, unsigned thread, uint64_t seq, uint8_t 
     snprintf(id, sizeof(id), "h%u-%u-%lu", r->tag, thread, (unsigned long)seq);
     int rc = bench_ping_frame(id, r->payload, sizeof(r->payload), &frame, &frame_len);
     if (rc == 0) {
-        rc = ssl_write_all(ssl, frame, frame_len);
+        rc = bench_ssl_write_all(ssl, frame, frame_len);
     }
     hie_mem_free(frame, frame_len);
     if (rc == 0) {
-        rc = ssl_read_frame(ssl, rbuf, REPLY_BYTES_MAX, &body_len);
+        rc = bench_ssl_read_frame(ssl, rbuf, REPLY_BYTES_MAX, &body_len);
     }
     if (rc == 0) {
         rc = bench_reply_check(rbuf, body_len, r->bare ? NULL : id, false);
@@ -251,9 +204,9 @@ bare_serve(struct bare *b, int fd)
     SSL *ssl = SSL_new(b->ctx);
     int rc = HIE_ETLS;
     if (ssl != NULL && SSL_set_fd(ssl, fd) == 1 && SSL_accept(ssl) == 1) {
-        rc = ssl_read_frame(ssl, buf, sizeof(buf), &body_len);
+        rc = bench_ssl_read_frame(ssl, buf, sizeof(buf), &body_len);
         if (rc == 0) {
-            rc = ssl_write_all(ssl, b->reply, b->reply_len);
+            rc = bench_ssl_write_all(ssl, b->reply, b->reply_len);
         }
         if (rc == 0) {
             (void)SSL_shutdown(ssl);

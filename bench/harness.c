@@ -305,7 +305,8 @@ bench_port_pick(void)
 /* ---- the node ---------------------------------------------------------------------------- */
 
 static int
-node_config_write(const bench_node_t *n, unsigned workers, const char *log_level)
+node_config_write(const bench_node_t *n, unsigned workers, const char *log_level,
+    const char *extra_yaml)
 {
     FILE *f = fopen(n->cfg, "w");
     if (f == NULL) {
@@ -325,6 +326,9 @@ node_config_write(const bench_node_t *n, unsigned workers, const char *log_level
         "storage:\n  map_bytes: 1073741824\n",
         BENCH_NODE_ID, n->root, n->port, n->root, n->root, BENCH_NODE_ID, n->root,
         BENCH_NODE_ID, n->root, workers, log_level);
+    if (extra_yaml != NULL) {
+        fputs(extra_yaml, f);
+    }
     return fclose(f) == 0 ? 0 : -errno;
 }
 
@@ -373,6 +377,13 @@ int
 bench_node_start(bench_node_t *n, const char *root, unsigned workers, const char *log_level,
     int timeout_ms)
 {
+    return bench_node_start_with(n, root, workers, log_level, NULL, timeout_ms);
+}
+
+int
+bench_node_start_with(bench_node_t *n, const char *root, unsigned workers,
+    const char *log_level, const char *extra_yaml, int timeout_ms)
+{
     HIE_ASSERT(n != NULL && root != NULL && workers > 0);
     memset(n, 0, sizeof(*n));
     snprintf(n->root, sizeof(n->root), "%s", root);
@@ -386,7 +397,7 @@ bench_node_start(bench_node_t *n, const char *root, unsigned workers, const char
                 BENCH_PORT_LAST);
             return HIE_ELIMIT;
         }
-        rc = node_config_write(n, workers, log_level);
+        rc = node_config_write(n, workers, log_level, extra_yaml);
         if (rc != 0) {
             return rc;
         }
@@ -813,4 +824,51 @@ bench_edge_env(char *root, size_t root_bytes, bool keep, const char *log_level,
     }
     rc = rc ? rc : bench_node_start(node, root, 2, log_level, 20000);
     return rc ? rc : bench_node_register(node, BENCH_MEMBER, "General Hospital", "hospital");
+}
+
+/* ---- blocking TLS I/O ----------------------------------------------------------------- */
+
+int
+bench_ssl_write_all(SSL *ssl, const uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+    for (unsigned i = 0; off < len && i < 1024; i++) {
+        int n = SSL_write(ssl, buf + off, (int)(len - off));
+        if (n <= 0) {
+            return HIE_ETLS;
+        }
+        off += (size_t)n;
+    }
+    return off == len ? 0 : HIE_ETLS;
+}
+
+int
+bench_ssl_read_exact(SSL *ssl, uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+    for (unsigned i = 0; off < len && i < 1024; i++) {
+        int n = SSL_read(ssl, buf + off, (int)(len - off));
+        if (n <= 0) {
+            return HIE_ETLS;
+        }
+        off += (size_t)n;
+    }
+    return off == len ? 0 : HIE_ETLS;
+}
+
+/* Reads one frame into buf (cap bytes); [out] *body_len. */
+int
+bench_ssl_read_frame(SSL *ssl, uint8_t *buf, size_t cap, size_t *body_len)
+{
+    uint8_t head[HIE_PROTO_FRAME_HEADER_BYTES];
+    uint32_t body = 0;
+    int rc = bench_ssl_read_exact(ssl, head, sizeof(head));
+    if (rc == 0) {
+        rc = hie_proto_frame_header(hie_span(head, sizeof(head)), (uint32_t)cap, &body);
+    }
+    if (rc == 0) {
+        rc = bench_ssl_read_exact(ssl, buf, body);
+    }
+    *body_len = rc == 0 ? body : 0;
+    return rc;
 }

@@ -78,6 +78,11 @@ typedef struct bench_node {
 HIE_MUST_CHECK int bench_node_start(bench_node_t *n, const char *root, unsigned workers,
     const char *log_level, int timeout_ms);
 
+/* The same, with extra_yaml (top-level keys, e.g. "mpi: {key_file: ...}\n") appended to the
+ * config; NULL for none. */
+HIE_MUST_CHECK int bench_node_start_with(bench_node_t *n, const char *root, unsigned workers,
+    const char *log_level, const char *extra_yaml, int timeout_ms);
+
 /* Registers org with the running node through HIE_CTL_BIN. Returns 0 or hiectl's status. */
 HIE_MUST_CHECK int bench_node_register(const bench_node_t *n, const char *org,
     const char *name, const char *roles);
@@ -130,6 +135,15 @@ HIE_MUST_CHECK int bench_edge_env(char *root, size_t root_bytes, bool keep,
 int bench_tcp_connect(uint16_t port);
 /* Listening socket on 127.0.0.1:port (SO_REUSEADDR). Returns the fd or -errno. */
 int bench_tcp_listen(uint16_t port, int backlog, bool nonblocking);
+
+/* ---- blocking TLS I/O ----------------------------------------------------------------------- */
+/* Writes all of buf (bounded retries). Returns 0 or HIE_ETLS. */
+HIE_MUST_CHECK int bench_ssl_write_all(SSL *ssl, const uint8_t *buf, size_t len);
+/* Reads exactly len bytes. Returns 0 or HIE_ETLS. */
+HIE_MUST_CHECK int bench_ssl_read_exact(SSL *ssl, uint8_t *buf, size_t len);
+/* Reads one frame's body into buf (cap bytes); [out] *body_len. Returns 0, HIE_ETLS or the
+ * frame header's error. */
+HIE_MUST_CHECK int bench_ssl_read_frame(SSL *ssl, uint8_t *buf, size_t cap, size_t *body_len);
 
 /* ---- frames ------------------------------------------------------------------------------ */
 /* Encodes a Ping request with id and payload into a new hie_mem frame (prefix included).

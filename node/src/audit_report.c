@@ -312,11 +312,12 @@ report_build(struct report *r, char *euid, node_mpi_err_t *e)
 }
 
 int
-hie_node__audit_report_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
+hie_node__audit_report_prepare(node_ctx_t *ctx, const node_who_t *who,
     const Hie__V1__AuditReportRequest *q, hie_arena_t *arena, Hie__V1__AuditReportReply **reply,
-    node_mpi_err_t *e)
+    node_audit_cmd_t *audit, node_mpi_err_t *e)
 {
     *reply = NULL;
+    audit->needed = false;
     int rc = request_check(q, e);
     if (rc != 0) {
         return rc;
@@ -346,8 +347,8 @@ hie_node__audit_report_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_w
     node_subject_t s = {euid, {0}, NULL, 0};
     s.decision.decision = HIE_CONSENT_PERMIT;
     s.decision.reason = "auditor-report";
-    rc = hie_node__audit_commit(ctx, sub, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_REPORT,
-        HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, &s, euid[0] != '\0' ? 1 : 0, arena, e);
-    *reply = rc == 0 ? out : NULL;
-    return rc;
+    hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_REPORT,
+        HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, &s, euid[0] != '\0' ? 1 : 0, arena, audit);
+    *reply = out;
+    return 0;
 }

@@ -14,6 +14,10 @@
  * identifiers disclosed) serialized with a random salt, committed by SHA-256 in the leaf, and
  * sealed with the data key (AD = the commitment) beside the tree; its index key is a keyed
  * hash of the EUID. Workers only; consent.enforce off-for-benchmarks-only skips all of it.
+ *
+ * The prepare functions build the reply (or the error) and the audit command; the worker
+ * commits the command asynchronously (worker.c) and sends the reply only once the log has
+ * applied it, so concurrent queries share one group commit.
  */
 #include "node_int.h"
 
@@ -22,7 +26,6 @@
 #include <sodium.h>
 #include <string.h>
 
-#define AUDIT_COMMIT_TIMEOUT_MS 10000u
 #define SUBJECT_SALT_BYTES 16u
 
 /* ---- consent decisions --------------------------------------------------------------------- */
@@ -178,30 +181,16 @@ audit_command(node_ctx_t *ctx, const node_who_t *who, Hie__V1__AuditAction actio
     return rc;
 }
 
-int
-hie_node__audit_commit(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
-    Hie__V1__AuditAction action, Hie__V1__ErrorCode outcome, const node_subject_t *subjects,
-    size_t n, hie_arena_t *arena, node_mpi_err_t *e)
+void
+hie_node__audit_build(node_ctx_t *ctx, const node_who_t *who, Hie__V1__AuditAction action,
+    Hie__V1__ErrorCode outcome, const node_subject_t *subjects, size_t n, hie_arena_t *arena,
+    node_audit_cmd_t *out)
 {
-    HIE_ASSERT(ctx != NULL && sub != NULL && who != NULL);
-    hie_command_t cmd;
-    hie_command_result_t *res = NULL;
+    HIE_ASSERT(ctx != NULL && who != NULL && out != NULL);
+    out->needed = true; /* even when building fails: the caller must not disclose */
     int rc = hie_node__state_mpi_key(ctx->state) == NULL ? HIE_EUNAVAIL : 0;
-    rc = rc ? rc : audit_command(ctx, who, action, outcome, subjects, n, arena, &cmd);
-    rc = rc ? rc : hie_node__submit_wait(sub, &cmd, AUDIT_COMMIT_TIMEOUT_MS, arena, &res);
-    const char *why = "";
-    if (rc == 0 && res->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
-        rc = HIE_ESTATE;
-        why = res->message != NULL ? res->message : "";
-    }
-    if (rc != 0) {
-        hie_log_error("audit", "audit record not committed: nothing disclosed",
-            " org=%s id=%s rc=%s refused=\"%s\"", who->org_id, who->request_id,
-            hie_strerror_name(rc), why);
-        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
-            "the audit record could not be committed; retry with the same id");
-    }
-    return 0;
+    rc = rc ? rc : audit_command(ctx, who, action, outcome, subjects, n, arena, &out->cmd);
+    out->build_rc = rc;
 }
 
 /* ---- PIX and PDQ ----------------------------------------------------------------------------- */
@@ -216,11 +205,11 @@ read_begin(node_ctx_t *ctx, MDB_txn **txn, node_mpi_err_t *e)
 }
 
 int
-hie_node__pix_disclose(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
-    const Hie__V1__PixQuery *q, hie_arena_t *arena, Hie__V1__PixReply **reply,
-    node_mpi_err_t *e)
+hie_node__pix_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PixQuery *q,
+    hie_arena_t *arena, Hie__V1__PixReply **reply, node_audit_cmd_t *audit, node_mpi_err_t *e)
 {
     *reply = NULL;
+    audit->needed = false;
     Hie__V1__PixReply *r = NULL;
     int rc = hie_node__mpi_pix(ctx, q, arena, &r, e);
     if (ctx->cfg.consent_off || (rc != 0 && e->code != HIE__V1__ERROR_CODE__ERROR_NOT_FOUND)) {
@@ -228,10 +217,9 @@ hie_node__pix_disclose(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t 
         return rc; /* refused before anything was looked up: nothing to audit */
     }
     if (rc != 0) { /* an unknown patient: the query is audited, nothing is disclosed */
-        node_mpi_err_t keep = *e;
-        rc = hie_node__audit_commit(ctx, sub, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PIX,
-            keep.code, NULL, 0, arena, e);
-        return rc != 0 ? rc : mpi_fail(e, keep.code, keep.field, keep.message);
+        hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PIX, e->code,
+            NULL, 0, arena, audit);
+        return rc;
     }
     MDB_txn *txn = NULL;
     node_subject_t s = {r->euid, {0}, r->ids, r->n_ids};
@@ -253,21 +241,21 @@ hie_node__pix_disclose(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t 
         r->n_ids = 0;
         outcome = own ? outcome : HIE__V1__ERROR_CODE__ERROR_NOT_FOUND;
     }
-    rc = hie_node__audit_commit(ctx, sub, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PIX, outcome,
-        &s, 1, arena, e);
-    if (rc == 0 && outcome != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
+    hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PIX, outcome, &s,
+        1, arena, audit);
+    if (outcome != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
         return mpi_fail(e, outcome, "patient.mrn", "no record of this MRN at this organization");
     }
-    *reply = rc == 0 ? r : NULL;
-    return rc;
+    *reply = r;
+    return 0;
 }
 
 int
-hie_node__pdq_disclose(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
-    const Hie__V1__PdqQuery *q, hie_arena_t *arena, Hie__V1__PdqReply **reply,
-    node_mpi_err_t *e)
+hie_node__pdq_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PdqQuery *q,
+    hie_arena_t *arena, Hie__V1__PdqReply **reply, node_audit_cmd_t *audit, node_mpi_err_t *e)
 {
     *reply = NULL;
+    audit->needed = false;
     Hie__V1__PdqReply *r = NULL;
     int rc = hie_node__mpi_pdq(ctx, q, arena, &r, e);
     if (ctx->cfg.consent_off || rc != 0) {
@@ -301,8 +289,8 @@ hie_node__pdq_disclose(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t 
     size_t n = r->n_candidates;
     r->n_candidates = kept;
     r->no_match = kept == 0;
-    rc = hie_node__audit_commit(ctx, sub, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PDQ,
-        HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, subs, n, arena, e);
-    *reply = rc == 0 ? r : NULL;
-    return rc;
+    hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PDQ,
+        HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, subs, n, arena, audit);
+    *reply = r;
+    return 0;
 }

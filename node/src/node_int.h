@@ -385,15 +385,23 @@ typedef struct node_who {
     Hie__V1__PurposeOfUse purpose;
     const char *request_id;          /* the envelope id: the audit record's dedup key */
 } node_who_t;
-/* PIX and PDQ with the consent decision per patient and one audit record committed before
- * the reply: a patient consent hides is answered as if absent. Each returns 0 with *reply
- * (arena), or the error code with *e filled. Worker threads. */
-HIE_MUST_CHECK int hie_node__pix_disclose(node_ctx_t *ctx, node_submitter_t *sub,
-    const node_who_t *who, const Hie__V1__PixQuery *q, hie_arena_t *arena,
-    Hie__V1__PixReply **reply, node_mpi_err_t *e);
-HIE_MUST_CHECK int hie_node__pdq_disclose(node_ctx_t *ctx, node_submitter_t *sub,
-    const node_who_t *who, const Hie__V1__PdqQuery *q, hie_arena_t *arena,
-    Hie__V1__PdqReply **reply, node_mpi_err_t *e);
+/* The audit command of one exchange. needed: the reply (or error) may leave only after the
+ * command is committed; build_rc != 0: it could not be built, so nothing may leave (the
+ * worker answers UNAVAILABLE). */
+typedef struct node_audit_cmd {
+    bool needed;
+    int build_rc;
+    hie_command_t cmd;
+} node_audit_cmd_t;
+/* PIX and PDQ with the consent decision per patient: a patient consent hides is answered as
+ * if absent. Each returns 0 with *reply (arena), or the error code with *e filled; either way
+ * *audit says what must be committed first. Worker threads. */
+HIE_MUST_CHECK int hie_node__pix_prepare(node_ctx_t *ctx, const node_who_t *who,
+    const Hie__V1__PixQuery *q, hie_arena_t *arena, Hie__V1__PixReply **reply,
+    node_audit_cmd_t *audit, node_mpi_err_t *e);
+HIE_MUST_CHECK int hie_node__pdq_prepare(node_ctx_t *ctx, const node_who_t *who,
+    const Hie__V1__PdqQuery *q, hie_arena_t *arena, Hie__V1__PdqReply **reply,
+    node_audit_cmd_t *audit, node_mpi_err_t *e);
 /* Consent exchanges (consent_exchange.c): submit, revoke and list for a member's own patient.
  * requester is the org id (or "@operator"). */
 HIE_MUST_CHECK int hie_node__consent_submit_xchg(node_ctx_t *ctx, node_submitter_t *sub,
@@ -405,10 +413,11 @@ HIE_MUST_CHECK int hie_node__consent_revoke_xchg(node_ctx_t *ctx, node_submitter
 HIE_MUST_CHECK int hie_node__consent_list_xchg(node_ctx_t *ctx, const char *requester,
     const Hie__V1__ConsentListRequest *req, hie_arena_t *arena,
     Hie__V1__ConsentListReply **reply, node_mpi_err_t *e);
-/* Disclosure reports for auditors (audit_report.c); the report is itself audited. */
-HIE_MUST_CHECK int hie_node__audit_report_xchg(node_ctx_t *ctx, node_submitter_t *sub,
-    const node_who_t *who, const Hie__V1__AuditReportRequest *q, hie_arena_t *arena,
-    Hie__V1__AuditReportReply **reply, node_mpi_err_t *e);
+/* Disclosure reports for auditors (audit_report.c); the report is itself audited: same
+ * contract as the prepare functions above. */
+HIE_MUST_CHECK int hie_node__audit_report_prepare(node_ctx_t *ctx, const node_who_t *who,
+    const Hie__V1__AuditReportRequest *q, hie_arena_t *arena, Hie__V1__AuditReportReply **reply,
+    node_audit_cmd_t *audit, node_mpi_err_t *e);
 /* One patient an exchange touched, and what the consent decision let out about them. */
 typedef struct node_subject {
     const char *euid;
@@ -416,12 +425,11 @@ typedef struct node_subject {
     Hie__V1__PatientId **disclosed;  /* identifiers that leave the node (none when denied) */
     size_t n_disclosed;
 } node_subject_t;
-/* Commits the audit record of one exchange (action, outcome, subjects) through the log and
- * waits for it: the caller replies only after 0. Returns 0 or the error code with *e filled
- * (UNAVAILABLE: nothing may be disclosed). */
-HIE_MUST_CHECK int hie_node__audit_commit(node_ctx_t *ctx, node_submitter_t *sub,
-    const node_who_t *who, Hie__V1__AuditAction action, Hie__V1__ErrorCode outcome,
-    const node_subject_t *subjects, size_t n, hie_arena_t *arena, node_mpi_err_t *e);
+/* Builds the audit command of one exchange (action, outcome, subjects) into *out (arena);
+ * out->build_rc says whether it could be built. */
+void hie_node__audit_build(node_ctx_t *ctx, const node_who_t *who,
+    Hie__V1__AuditAction action, Hie__V1__ErrorCode outcome, const node_subject_t *subjects,
+    size_t n, hie_arena_t *arena, node_audit_cmd_t *out);
 /* The consent decision for one patient (EUID) in txn; fails closed (a DENY with reason
  * "evaluation-error", logged) on any error. */
 void hie_node__consent_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,

@@ -7,6 +7,13 @@
  * by hash(org, envelope id), so each worker's reply cache sees every repeat of the ids it owns:
  * a repeated id from the same organization gets the original reply (design.md).
  *
+ * Exchanges that could disclose something (PIX, PDQ, audit reports) are answered only after
+ * their audit record is committed: the worker sends the audit command on its own DEALER
+ * (audit_sub), parks the request with its packed reply in a FIFO, and goes on with the next
+ * request; when the log answers, the parked reply goes to the edge (or, if the record was not
+ * committed in time, an UNAVAILABLE error: nothing is disclosed unaudited). So concurrent
+ * queries share one group commit instead of each waiting for its own.
+ *
  * Invariants: every request received is sent back exactly once (or freed at shutdown); the
  * reply never echoes request bytes except the Ping payload, which is the point of Ping.
  */
@@ -19,6 +26,15 @@
 
 #define WORKER_CACHE_REPLY_BYTES_MAX (64u * 1024u)
 #define WORKER_AUTH_ARENA_BYTES (64u * 1024u)
+#define AUDIT_COMMIT_TIMEOUT_MS 10000u
+
+/* A request whose reply waits for its audit record. */
+struct parked {
+    node_req_t *req;          /* NULL once answered (out of order) */
+    uint64_t token;
+    uint64_t deadline_ns;
+    Hie__V1__ErrorCode code;  /* of the packed reply */
+};
 
 struct cache_entry {
     char org_id[HIE_ORG_ID_BYTES_MAX + 1];
@@ -36,6 +52,9 @@ struct worker {
     uint64_t counter;
     struct cache_entry *cache; /* direct-mapped, HIE_NODE_REPLY_CACHE_ENTRIES */
     node_submitter_t sub;      /* commands to the log (feeds, review decisions) */
+    node_submitter_t audit_sub; /* audit records, committed asynchronously */
+    struct parked *parked;     /* FIFO ring of HIE_NODE_AUDIT_PARKED_MAX */
+    size_t parked_head, parked_count;
     int bind_rc;
 };
 
@@ -272,7 +291,7 @@ mpi_roles(Hie__V1__Envelope__BodyCase body)
 /* Runs the exchange; fills reply's body (pointing into arena) or e. */
 static int
 mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
-    hie_envelope_t *reply, node_mpi_err_t *e)
+    hie_envelope_t *reply, node_audit_cmd_t *audit, node_mpi_err_t *e)
 {
     node_ctx_t *ctx = w->ctx;
     hie_envelope_t *env = req->env;
@@ -284,11 +303,11 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
         return hie_node__mpi_feed(ctx, &w->sub, org->id, env->id, env->mpi_feed, arena,
             &reply->mpi_feed_reply, e);
     case HIE__V1__ENVELOPE__BODY_PIX_QUERY:
-        return hie_node__pix_disclose(ctx, &w->sub, &who, env->pix_query, arena,
-            &reply->pix_reply, e);
+        return hie_node__pix_prepare(ctx, &who, env->pix_query, arena, &reply->pix_reply,
+            audit, e);
     case HIE__V1__ENVELOPE__BODY_PDQ_QUERY:
-        return hie_node__pdq_disclose(ctx, &w->sub, &who, env->pdq_query, arena,
-            &reply->pdq_reply, e);
+        return hie_node__pdq_prepare(ctx, &who, env->pdq_query, arena, &reply->pdq_reply,
+            audit, e);
     case HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT:
         return hie_node__consent_submit_xchg(ctx, &w->sub, org->id, env->id,
             env->consent_submit, arena, &reply->consent_submit_reply, e);
@@ -299,8 +318,8 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
         return hie_node__consent_list_xchg(ctx, org->id, env->consent_list, arena,
             &reply->consent_list_reply, e);
     case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT:
-        return hie_node__audit_report_xchg(ctx, &w->sub, &who, env->audit_report, arena,
-            &reply->audit_report_reply, e);
+        return hie_node__audit_report_prepare(ctx, &who, env->audit_report, arena,
+            &reply->audit_report_reply, audit, e);
     case HIE__V1__ENVELOPE__BODY_REVIEW_LIST:
         return hie_node__mpi_review_list(ctx, env->review_list, arena,
             &reply->review_list_reply, e);
@@ -313,8 +332,41 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
     }
 }
 
+/* Sends the audit command and parks req until the log answers. Returns false (and replaces
+ * the reply with UNAVAILABLE) when it cannot be sent: nothing is disclosed unaudited. */
+static bool
+audit_park(struct worker *w, node_req_t *req, node_audit_cmd_t *audit, Hie__V1__ErrorCode code)
+{
+    uint64_t token = 0;
+    int rc = audit->build_rc;
+    if (rc == 0 && w->parked_count == HIE_NODE_AUDIT_PARKED_MAX) {
+        rc = HIE_EBUSY;
+    }
+    rc = rc ? rc : hie_node__submit_send(&w->audit_sub, &audit->cmd, &token);
+    if (rc != 0) {
+        hie_log_error("audit", "audit record not sent: nothing disclosed", " org=%s id=%s "
+            "rc=%s", req->org_id, req->env->id, hie_strerror_name(rc));
+        return false;
+    }
+    struct parked *p = &w->parked[(w->parked_head + w->parked_count) %
+        HIE_NODE_AUDIT_PARKED_MAX];
+    *p = (struct parked){req, token, hie_time_mono_ns() +
+        (uint64_t)AUDIT_COMMIT_TIMEOUT_MS * 1000000ull, code};
+    w->parked_count++;
+    return true;
+}
+
+static void
+reply_drop(node_req_t *req)
+{
+    hie_mem_free(req->reply_buf, req->reply_len);
+    req->reply_buf = NULL;
+    req->reply_len = 0;
+}
+
+/* Runs the exchange and packs its reply; *parked when the reply waits for its audit record. */
 static Hie__V1__ErrorCode
-handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org)
+handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org, bool *parked)
 {
     unsigned roles = mpi_roles(req->env->body_case);
     if (roles == 0) {
@@ -331,13 +383,22 @@ handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org)
     }
     hie_envelope_t reply = HIE__V1__ENVELOPE__INIT;
     node_mpi_err_t e = {0};
+    node_audit_cmd_t audit = {0};
     Hie__V1__ErrorCode code = HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
-    if (mpi_run(w, req, org, arena, &reply, &e) != 0) {
+    if (mpi_run(w, req, org, arena, &reply, &audit, &e) != 0) {
         code = reply_error_field(w, req, e.code, e.message, e.field);
     } else if (reply_pack(w, req, &reply) != 0) {
         code = reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_INTERNAL, "reply too large");
     }
-    hie_arena_destroy(&arena);
+    if (audit.needed) {
+        *parked = audit_park(w, req, &audit, code);
+        if (!*parked) {
+            reply_drop(req);
+            code = reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE,
+                "the audit record could not be committed; retry with the same id");
+        }
+    }
+    hie_arena_destroy(&arena); /* the audit command was packed by submit_send */
     return code;
 }
 
@@ -354,13 +415,26 @@ req_kind(const hie_envelope_t *env)
     }
 }
 
+/* Metrics and the request's log line, once its reply is final. */
 static void
+request_done(struct worker *w, node_req_t *req, Hie__V1__ErrorCode code, bool cached)
+{
+    uint64_t latency_us = (hie_time_mono_ns() - req->recv_ns) / 1000u;
+    hie_node__metrics_observe(&w->ctx->metrics, req_kind(req->env),
+        hie_node__outcome_from_code(code), latency_us);
+    hie_log_info("worker", "request done", " org=%s id=%s type=%s outcome=%s repeat=%d "
+        "latency_us=%lu", req->org_id, req->env->id, hie_proto_body_name(req->env),
+        code ? hie_proto_error_code_name(code) : "OK", cached, latency_us);
+}
+
+/* Returns false when the request is parked (its reply waits for the audit record). */
+static bool
 handle_envelope(struct worker *w, node_req_t *req)
 {
     HIE_ASSERT(req->env != NULL);
     HIE_ASSERT(req->arena != NULL);
     hie_org_t *org = NULL;
-    bool cached = false;
+    bool cached = false, parked = false;
     Hie__V1__ErrorCode code = authorize_org(w, req, &org);
     if (code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
         cached = cache_get(w, req);
@@ -369,18 +443,17 @@ handle_envelope(struct worker *w, node_req_t *req)
         } else if (!cached && req->env->body_case == HIE__V1__ENVELOPE__BODY_WHOAMI) {
             code = handle_whoami(w, req, org);
         } else if (!cached) {
-            code = handle_mpi(w, req, org);
+            code = handle_mpi(w, req, org, &parked);
+        }
+        if (parked) {
+            return false;
         }
         if (!cached && code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
             cache_put(w, req);
         }
     }
-    uint64_t latency_us = (hie_time_mono_ns() - req->recv_ns) / 1000u;
-    hie_node__metrics_observe(&w->ctx->metrics, req_kind(req->env),
-        hie_node__outcome_from_code(code), latency_us);
-    hie_log_info("worker", "request done", " org=%s id=%s type=%s outcome=%s repeat=%d "
-        "latency_us=%lu", req->org_id, req->env->id, hie_proto_body_name(req->env),
-        code ? hie_proto_error_code_name(code) : "OK", cached, latency_us);
+    request_done(w, req, code, cached);
+    return true;
 }
 
 static void
@@ -395,22 +468,10 @@ handle_auth(struct worker *w, node_req_t *req)
     } /* a refusal was logged by authorize_org */
 }
 
+/* Hands req back to its edge thread. Returns false when the context is shutting down. */
 static bool
-worker_once(struct worker *w)
+send_back(struct worker *w, node_req_t *req)
 {
-    node_req_t *req = NULL;
-    int n = zmq_recv(w->pull, &req, sizeof(req), 0);
-    if (n < 0) {
-        return errno == EINTR; /* ETERM: shutting down */
-    }
-    HIE_ASSERT(n == (int)sizeof(req));
-    HIE_ASSERT(req != NULL && req->magic == NODE_REQ_MAGIC);
-    if (req->type == NODE_REQ_AUTH) {
-        handle_auth(w, req);
-    } else {
-        HIE_ASSERT(req->type == NODE_REQ_ENVELOPE);
-        handle_envelope(w, req);
-    }
     /* The edge never drops inproc messages (its PULL has no HWM limit on our side). */
     HIE_ASSERT(req->edge_index < w->ctx->cfg.edge_threads);
     if (zmq_send(w->push[req->edge_index], &req, sizeof(req), 0) != sizeof(req)) {
@@ -420,11 +481,149 @@ worker_once(struct worker *w)
     return true;
 }
 
+/* The parked reply is final: committed (ok) or not (UNAVAILABLE instead). */
+static bool
+parked_finish(struct worker *w, struct parked *p, bool ok)
+{
+    node_req_t *req = p->req;
+    Hie__V1__ErrorCode code = p->code;
+    p->req = NULL;
+    if (!ok) {
+        hie_log_error("audit", "audit record not committed: nothing disclosed", " org=%s id=%s",
+            req->org_id, req->env->id);
+        reply_drop(req);
+        code = reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE,
+            "the audit record could not be committed; retry with the same id");
+    } else if (code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
+        cache_put(w, req);
+    }
+    request_done(w, req, code, false);
+    while (w->parked_count > 0 && w->parked[w->parked_head].req == NULL) {
+        w->parked_head = (w->parked_head + 1) % HIE_NODE_AUDIT_PARKED_MAX;
+        w->parked_count--;
+    }
+    return send_back(w, req);
+}
+
+/* Reads every audit answer available and finishes the requests they belong to. */
+static bool
+parked_answers(struct worker *w)
+{
+    for (unsigned i = 0; i < HIE_NODE_AUDIT_PARKED_MAX; i++) {
+        uint64_t tok = 0, index = 0;
+        int rc = 0;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int r = hie_cluster_submit_recv(w->audit_sub.dealer, &tok, &rc, &index, &buf, &len);
+        if (r != 0) {
+            return r == HIE_EAGAIN;
+        }
+        Hie__V1__CommandResult *res = rc == 0 ? hie__v1__command_result__unpack(NULL, len, buf)
+                                              : NULL;
+        bool ok = res != NULL && res->code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
+        if (res != NULL) {
+            hie__v1__command_result__free_unpacked(res, NULL);
+        }
+        hie_mem_free(buf, len);
+        for (size_t k = 0; k < w->parked_count; k++) {
+            struct parked *p = &w->parked[(w->parked_head + k) % HIE_NODE_AUDIT_PARKED_MAX];
+            if (p->req != NULL && p->token == tok) {
+                if (!parked_finish(w, p, ok)) {
+                    return false;
+                }
+                break;
+            }
+        }
+    }
+    return true;
+}
+
+/* Fails the parked requests whose audit record is overdue (FIFO: the head is the oldest). */
+static bool
+parked_expire(struct worker *w, uint64_t now)
+{
+    while (w->parked_count > 0) {
+        struct parked *p = &w->parked[w->parked_head];
+        if (p->req != NULL && p->deadline_ns > now) {
+            return true;
+        }
+        if (p->req != NULL && !parked_finish(w, p, false)) {
+            return false;
+        }
+        if (p->req == NULL && w->parked_count > 0 && &w->parked[w->parked_head] == p) {
+            w->parked_head = (w->parked_head + 1) % HIE_NODE_AUDIT_PARKED_MAX;
+            w->parked_count--;
+        }
+    }
+    return true;
+}
+
+static long
+poll_timeout_ms(const struct worker *w, uint64_t now)
+{
+    if (w->parked_count == 0) {
+        return -1;
+    }
+    uint64_t d = w->parked[w->parked_head].deadline_ns;
+    return d <= now ? 0 : (long)((d - now) / 1000000u) + 1;
+}
+
+static bool
+worker_request(struct worker *w)
+{
+    node_req_t *req = NULL;
+    int n = zmq_recv(w->pull, &req, sizeof(req), ZMQ_DONTWAIT);
+    if (n < 0) {
+        return errno == EINTR || errno == EAGAIN; /* ETERM: shutting down */
+    }
+    HIE_ASSERT(n == (int)sizeof(req));
+    HIE_ASSERT(req != NULL && req->magic == NODE_REQ_MAGIC);
+    if (req->type == NODE_REQ_AUTH) {
+        handle_auth(w, req);
+    } else {
+        HIE_ASSERT(req->type == NODE_REQ_ENVELOPE);
+        if (!handle_envelope(w, req)) {
+            return true; /* parked: sent back when its audit record is committed */
+        }
+    }
+    return send_back(w, req);
+}
+
+static bool
+worker_once(struct worker *w)
+{
+    zmq_pollitem_t items[2] = {{w->audit_sub.dealer, 0, ZMQ_POLLIN, 0},
+        {w->pull, 0, ZMQ_POLLIN, 0}};
+    /* a full park ring stops intake: the edge's queue and the member's in-flight limit push
+     * back */
+    int count = w->parked_count < HIE_NODE_AUDIT_PARKED_MAX ? 2 : 1;
+    if (zmq_poll(items, count, poll_timeout_ms(w, hie_time_mono_ns())) < 0) {
+        return errno == EINTR;
+    }
+    if ((items[0].revents & ZMQ_POLLIN) != 0 && !parked_answers(w)) {
+        return false;
+    }
+    if (!parked_expire(w, hie_time_mono_ns())) {
+        return false;
+    }
+    if (count == 2 && (items[1].revents & ZMQ_POLLIN) != 0) {
+        return worker_request(w);
+    }
+    return true;
+}
+
 static void
 worker_close_sockets(struct worker *w)
 {
     if (w->sub.dealer != NULL) {
         hie_node__submitter_close(&w->sub);
+    }
+    if (w->audit_sub.dealer != NULL) {
+        hie_node__submitter_close(&w->audit_sub);
+    }
+    for (; w->parked != NULL && w->parked_count > 0; w->parked_count--) { /* shutting down */
+        hie_node__req_destroy(&w->parked[w->parked_head].req);
+        w->parked_head = (w->parked_head + 1) % HIE_NODE_AUDIT_PARKED_MAX;
     }
     if (w->pull != NULL) {
         zmq_close(w->pull);
@@ -501,6 +700,10 @@ hie_node__workers_start(node_workers_t **out, node_ctx_t *ctx)
         w->cache = hie_mem_calloc(HIE_NODE_REPLY_CACHE_ENTRIES, sizeof(*w->cache));
         rc = w->cache == NULL ? HIE_ENOMEM : worker_sockets(w);
         rc = rc == 0 ? hie_node__submitter_open(&w->sub, ctx->zctx) : rc;
+        rc = rc == 0 ? hie_node__submitter_open(&w->audit_sub, ctx->zctx) : rc;
+        w->parked = rc == 0 ? hie_mem_calloc(HIE_NODE_AUDIT_PARKED_MAX, sizeof(*w->parked))
+                            : NULL;
+        rc = rc == 0 && w->parked == NULL ? HIE_ENOMEM : rc;
         if (rc == 0) {
             rc = -pthread_create(&w->thread, NULL, worker_thread, w);
         }
@@ -530,6 +733,7 @@ hie_node__workers_join(node_workers_t **wsp)
             hie_mem_free(w->cache[c].frame, w->cache[c].len);
         }
         hie_mem_free(w->cache, HIE_NODE_REPLY_CACHE_ENTRIES * sizeof(*w->cache));
+        hie_mem_free(w->parked, HIE_NODE_AUDIT_PARKED_MAX * sizeof(*w->parked));
     }
     hie_mem_free(ws->w, ws->allocated * sizeof(*ws->w));
     hie_mem_free(ws, sizeof(*ws));

@@ -97,6 +97,9 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 /* How often a node signs a checkpoint of the audit tree when it has grown (audit.*). */
 #define HIE_AUDIT_CHECKPOINT_INTERVAL_MS_DEFAULT 10000u
 #define HIE_AUDIT_CHECKPOINT_INTERVAL_MS_MAX 3600000u
+/* Replies a worker holds while their audit records are being committed (one group commit
+ * covers them); when full, the worker stops taking requests until the log answers. */
+#define HIE_NODE_AUDIT_PARKED_MAX 1024u
 /* Consent directives on file per patient (per record identity); a submit beyond is refused. */
 #define HIE_CONSENT_PER_PATIENT_MAX 32u
 

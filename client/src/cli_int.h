@@ -1,6 +1,8 @@
 /*
  * cli_int.h - declarations shared by the files of the `hie` command line (hie_cli.c: options,
- * connection, whoami, ping; cli_mpi.c: feed, pix, pdq, review). Not part of libhie_client.
+ * connection, whoami, ping; cli_mpi.c: feed, pix, pdq, review; cli_consent.c: consent
+ * directives and the helpers consent and audit share; cli_audit.c: disclosure reports and
+ * their offline verification). Not part of libhie_client.
  *
  * Output rules (hie --help): results on stdout, as key=value text or, with --json, JSON;
  * failures are one lowercase line on stderr. Patient data is printed only as the result the
@@ -75,5 +77,49 @@ int hie_cli__cmd_feed(struct cli *cli, const struct cli_cmd *cmd, int argc, char
 int hie_cli__cmd_pix(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
 int hie_cli__cmd_pdq(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
 int hie_cli__cmd_review(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+
+/* ---- consent and audit (cli_consent.c, cli_audit.c) ------------------------------------- */
+
+/* "YYYY-MM-DD" (midnight UTC) or "YYYY-MM-DDThh:mm:ss[.fraction](Z|+00:00)", years 1970..9999,
+ * into ms since the epoch. Only UTC is accepted: a local offset would be a silent guess.
+ * Returns 0 or HIE_EINVAL. */
+int hie_cli__time_parse(const char *s, int64_t *ms);
+/* Room for any time hie_cli__time_format() writes (a nine-digit year fits). */
+#define CLI_TIME_TEXT_BYTES 32u
+/* ms since the epoch as "YYYY-MM-DDThh:mm:ss[.mmm]Z" into buf (at least
+ * CLI_TIME_TEXT_BYTES); "-" for 0 or a negative time. Returns buf. */
+const char *hie_cli__time_format(int64_t ms, char *buf, size_t buf_bytes);
+/* JSON files (a directive, a saved report) nest far less than this; checked on the raw text
+ * before jansson, whose parser recurses, sees it. */
+#define CLI_JSON_DEPTH_MAX 32u
+struct json_t; /* jansson's; only cli_consent.c and cli_audit.c include jansson.h */
+/* Reads path ("-": stdin) whole, at most max_bytes. [out] *buf: malloc'd, NUL-terminated, the
+ * caller frees it; *len. Returns 0, HIE_ELIMIT (larger), HIE_ENOMEM or -errno. */
+int hie_cli__file_read(const char *path, size_t max_bytes, char **buf, size_t *len);
+/* Reads and parses a JSON file (duplicate keys refused, nesting bounded). Failures are
+ * printed as "hie: <what>: ..." on stderr. [out] *out owned by the caller (json_decref).
+ * Returns an exit code. */
+int hie_cli__json_load(const char *path, size_t max_bytes, const char *what,
+    struct json_t **out);
+/* A JSON string of s (NULL: ""); bytes that are not valid UTF-8 become '?'. Never NULL. */
+struct json_t *hie_cli__jstr(const char *s);
+/* Prints obj as one compact line on stdout and releases it. Returns an exit code. */
+int hie_cli__json_emit(struct json_t *obj);
+/* Sends the request in *req (body_case and body set by the caller) after filling its header
+ * (envelope id numbered by seq for an explicit --id, cli->purpose, clock), in a new arena.
+ * An Error reply is printed on stderr and, with --json, as {"error":{...}} on stdout.
+ * [out] *arena: owned by the caller (hie_arena_destroy), also on failure; [out] *reply in it.
+ * Returns an exit code (CLI_EXIT_OK: *reply has the body kind expect). */
+int hie_cli__exchange(struct cli *cli, const char *what, hie_envelope_t *req, uint32_t seq,
+    Hie__V1__Envelope__BodyCase expect, hie_arena_t **arena, hie_envelope_t **reply);
+/* The purpose to send: --purpose / HIE_PURPOSE when given, else fallback. */
+void hie_cli__purpose_default(struct cli *cli, Hie__V1__PurposeOfUse fallback);
+/* This certificate's organization (WhoAmI) into org (at least HIE_ORG_ID_BYTES_MAX + 1
+ * bytes). Returns an exit code. */
+int hie_cli__whoami_org(struct cli *cli, char *org, size_t org_bytes);
+
+/* Subcommands in cli_consent.c and cli_audit.c (see the table in hie_cli.c). */
+int hie_cli__cmd_consent(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+int hie_cli__cmd_audit(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
 
 #endif

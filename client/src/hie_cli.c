@@ -43,7 +43,13 @@ static const struct cli_cmd cli_cmds[] = {
         "demographics query: ranked candidates with match probability", hie_cli__cmd_pdq},
     {"review", "list [--after ID] [--limit N] [--all] | link ID | apart ID",
         "possible matches waiting for a decision (operator role)", hie_cli__cmd_review},
-    /* NEEDSWORK: push, query, subscribe, audit join here as the node grows them. */
+    {"consent", "submit --mrn MRN [--org ORG] --file FILE|- | revoke ID | list --mrn MRN [--all]",
+        "a patient's consent directives (hospital and clinic roles, own patients only)",
+        hie_cli__cmd_consent},
+    {"audit", "report KIND [OPTIONS] | verify FILE --vkey VKEY [--previous FILE] | "
+              "checkpoint --out FILE",
+        "disclosure reports (auditor role) and their offline verification", hie_cli__cmd_audit},
+    /* NEEDSWORK: push, query, subscribe join here as the node grows them. */
 };
 
 /* ---- output helpers ---------------------------------------------------------------------- */
@@ -232,6 +238,48 @@ env_or_null(const char *name)
     return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
+/* The consent directive format and the audit report options (cli_consent.c, cli_audit.c). */
+static void
+cli_help_consent_audit(FILE *f)
+{
+    fputs("\nCONSENT (consent submit; purpose 'operations' unless --purpose says otherwise):\n"
+          "  the directive file is JSON; unknown keys are refused with their JSON path:\n"
+          "  {\"status\": \"active\"|\"inactive\",        (required)\n"
+          "   \"period\": {\"start\": T, \"end\": T},     (optional; either side may be open)\n"
+          "   \"date\": T,                            (optional: when the patient gave it)\n"
+          "   \"policy_uri\": \"...\",                  (optional)\n"
+          "   \"provision\": P}                       (required)\n"
+          "  P = {\"type\": \"permit\"|\"deny\",  (required at the root; nested: the reverse)\n"
+          "       \"actors\": [{\"org\": ORG} | {\"role\": hospital|clinic|lab|payer|...}],\n"
+          "       \"purposes\": [treatment, emergency, payment, operations, public-health,\n"
+          "                    research, patient-request],\n"
+          "       \"security_labels\": [U L M N R V ETH ETHUD OPIOIDUD SUD PSY HIV STD SDV SEX],\n"
+          "       \"classes\": [summary, discharge-summary, lab-report, imaging-report,\n"
+          "                   progress-note, medication-list, immunization, referral,\n"
+          "                   adt-event, other],\n"
+          "       \"actions\": [identity, query, push, notify],\n"
+          "       \"period\": {...}, \"data_period\": {...}, \"provisions\": [P, ...]}\n"
+          "  an absent list means no condition; at most 64 provisions, 8 levels, 32 items a list.\n"
+          "  T is UTC: YYYY-MM-DD or YYYY-MM-DDThh:mm:ss[.sss]Z. FILE - reads stdin.\n"
+          "\nAUDIT REPORT OPTIONS (auditor role; purpose 'operations' unless --purpose):\n"
+          "  accounting --mrn MRN --org ORG | --euid EUID   one patient's disclosures\n"
+          "  org-access --org-id ORG                        one organization's accesses\n"
+          "  break-glass                                    every break-glass disclosure\n"
+          "  --from T --to T (to: exclusive, default now)  --include-excluded (TPO too)\n"
+          "  --page-size N (1..1000)  --page-token TOKEN  --all (follow every page)\n"
+          "  --format csv|json|fhir (default csv; json with --json): csv is one row per\n"
+          "    disclosure; json the whole report (decoded entries, raw bytes, proofs,\n"
+          "    checkpoints); fhir a Bundle of IHE BALP PrivacyDisclosure AuditEvents\n"
+          "  --out FILE   also save the json report (mode 0600) for audit verify\n"
+          "  --previous CHECKPOINT_FILE   prove the log extends an earlier checkpoint (a file\n"
+          "    from audit checkpoint --out, or a saved report)\n"
+          "audit verify needs no connection: it checks every checkpoint's signature with VKEY\n"
+          "(the verifier key text NAME+ID+KEY, or a file with it), each entry's inclusion\n"
+          "proof, each subject's commitment and the consistency proofs; exit 1 on any failure\n"
+          "(--ca or HIE_CA is still asked for with every command; verify never uses it).\n",
+        f);
+}
+
 static void
 cli_help(FILE *f)
 {
@@ -264,8 +312,10 @@ cli_help(FILE *f)
           "  --national-id ID --prior-mrn MRN (merge: the MRN that folds into --mrn)\n"
           "feed and review send purpose 'operations' unless --purpose says otherwise; pix and\n"
           "pdq disclose identities and need an explicit --purpose (or env HIE_PURPOSE).\n"
-          "--json may also follow these commands.\n"
-          "\nexit status: 0 ok, 1 the node answered with an error (code, field and message\n"
+          "--json may also follow these commands.\n",
+        f);
+    cli_help_consent_audit(f);
+    fputs("\nexit status: 0 ok, 1 the node answered with an error (code, field and message\n"
           "on stderr), 2 usage error, 3 connection, tls or protocol failure or timeout.\n",
         f);
 }

@@ -1,0 +1,1379 @@
+/*
+ * cli_audit.c - `hie audit report|checkpoint|verify`: disclosure reports for auditors (issue 4)
+ * and their offline verification against the node's tamper-evident audit log.
+ *
+ * report asks the node for one kind of report (accounting of one patient's disclosures, one
+ * organization's accesses, every break-glass disclosure), page by page (--all follows
+ * next_page_token, at most AUDIT_PAGES_MAX pages). Every page proves its entries against its
+ * own signed checkpoint, and the tree grows between pages (the report itself is audited), so
+ * each page after the first asks a consistency proof from the page before it, and the first
+ * from --previous when given: the pages form one chain of checkpoints, each proven to extend
+ * the one before. Everything is kept in one JSON document (format AUDIT_REPORT_FORMAT): the
+ * decoded entries, the raw record and subject bytes (base64), the proofs, every page's
+ * checkpoint and the verifier key. That document is the json format and what --out saves;
+ * csv and fhir are renderings of it.
+ *
+ * verify needs no connection: it checks every checkpoint's signature with the auditor's
+ * trusted verifier key (hie/audit.h), each entry's leaf hash and inclusion proof against its
+ * page's root, each subject against its commitment in the record, the decoded fields against
+ * the raw bytes, and the chain of consistency proofs. What it cannot prove offline: that the
+ * node left nothing out of a report (NEEDSWORK: completeness needs the node's index to be
+ * committed to as well, e.g. a per-patient Merkle map).
+ *
+ * Patient data: reports carry EUIDs and disclosed identifiers; they are printed or saved
+ * (mode 0600) only as the result asked for, never in error lines. Callers: hie_cli.c's table.
+ */
+#include "cli_int.h"
+
+#include "hie/audit.h"
+#include "hie/consent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* --all stops here: 10,000 pages of up to 1,000 entries is far more than any real accounting. */
+#define AUDIT_PAGES_MAX 10000u
+/* A saved report of AUDIT_PAGES_MAX full pages would not fit in memory anyway. */
+#define AUDIT_REPORT_FILE_BYTES_MAX (1024u * 1024u * 1024u)
+#define AUDIT_VKEY_FILE_BYTES_MAX 1024u
+/* The node's page tokens are 32 or 36 hex digits. */
+#define AUDIT_TOKEN_BYTES_MAX 64u
+/* Decoding one page's records and subjects (grows as needed, up to this). */
+#define AUDIT_DECODE_ARENA_BYTES (64u * 1024u * 1024u)
+/* verify prints at most this many problems, then only counts them. */
+#define AUDIT_FAILURES_PRINTED_MAX 50u
+#define AUDIT_REPORT_FORMAT "hie-audit-report/1"
+#define AUDIT_FHIR_EXT_URL "https://hiebroker.example/fhir/StructureDefinition/audit-log-entry"
+
+enum audit_format { FORMAT_CSV = 1, FORMAT_JSON, FORMAT_FHIR };
+
+struct audit_args {
+    Hie__V1__AuditReportKind kind;
+    const char *mrn;
+    const char *org;
+    const char *euid;
+    const char *org_id;
+    int64_t from_ms;
+    int64_t to_ms;
+    bool include_excluded;
+    bool all;
+    uint32_t page_size;
+    const char *page_token;
+    enum audit_format format;
+    const char *out;
+    const char *previous;
+    const char *vkey;
+    char given[24];             /* short letters of the options given */
+    const char *const *words;   /* after "audit": the action and its arguments */
+    int words_count;
+};
+
+/* ---- small JSON and base64 helpers ------------------------------------------------------- */
+
+static json_t *
+b64_json(const uint8_t *data, size_t len)
+{
+    size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+    char *s = malloc(cap);
+    if (s == NULL) {
+        return json_null();
+    }
+    sodium_bin2base64(s, cap, data, len, sodium_base64_VARIANT_ORIGINAL);
+    json_t *j = json_string(s);
+    free(s);
+    return j != NULL ? j : json_null();
+}
+
+static json_t *
+b64_array(const ProtobufCBinaryData *items, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < n; i++) {
+        json_array_append_new(arr, b64_json(items[i].data, items[i].len));
+    }
+    return arr;
+}
+
+/* j, a base64 string: [out] *buf (malloc'd, the caller frees it) and *len. 0 or HIE_EINVAL. */
+static int
+b64_get(const json_t *j, uint8_t **buf, size_t *len)
+{
+    const char *s = json_string_value(j);
+    *buf = NULL;
+    *len = 0;
+    if (s == NULL) {
+        return HIE_EINVAL;
+    }
+    size_t slen = strlen(s), cap = slen / 4u * 3u + 3u;
+    uint8_t *b = malloc(cap);
+    if (b == NULL || sodium_base642bin(b, cap, s, slen, NULL, len, NULL,
+                         sodium_base64_VARIANT_ORIGINAL) != 0) {
+        free(b);
+        return HIE_EINVAL;
+    }
+    *buf = b;
+    return 0;
+}
+
+static int
+hash_get(const json_t *j, hie_audit_hash_t *out)
+{
+    uint8_t *b = NULL;
+    size_t len = 0;
+    int rc = b64_get(j, &b, &len);
+    rc = rc == 0 && len != HIE_AUDIT_HASH_BYTES ? HIE_EINVAL : rc;
+    if (rc == 0) {
+        memcpy(out->bytes, b, HIE_AUDIT_HASH_BYTES);
+    }
+    free(b);
+    return rc;
+}
+
+static int
+proof_get(const json_t *arr, hie_audit_proof_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!json_is_array(arr) || json_array_size(arr) > HIE_AUDIT_PROOF_HASHES_MAX) {
+        return HIE_EINVAL;
+    }
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        if (hash_get(json_array_get(arr, i), &out->hashes[i]) != 0) {
+            return HIE_EINVAL;
+        }
+    }
+    out->count = json_array_size(arr);
+    return 0;
+}
+
+static const char *
+jget_s(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s != NULL ? s : "";
+}
+
+static uint64_t
+jget_u(const json_t *o, const char *key)
+{
+    json_int_t v = json_integer_value(json_object_get(o, key));
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+static json_t *
+time_json(int64_t ms)
+{
+    char t[CLI_TIME_TEXT_BYTES];
+    return json_string(hie_cli__time_format(ms, t, sizeof(t)));
+}
+
+/* Creates path for writing (mode 0600: reports carry patient data). NULL on failure, said. */
+static FILE *
+out_create(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (f == NULL) {
+        fprintf(stderr, "hie: cannot write %s: %s\n", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
+    return f;
+}
+
+static int
+out_close(FILE *f, const char *path)
+{
+    bool bad = ferror(f) != 0;
+    if (fclose(f) != 0 || bad) {
+        fprintf(stderr, "hie: writing %s failed\n", path);
+        return CLI_EXIT_CONN;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* ---- decoding records and subjects ------------------------------------------------------- */
+
+static const char *const audit_action_names[] = {"unspecified", "pix", "pdq", "record-query",
+    "push", "notify", "report"};
+
+static const char *
+audit_action_name(Hie__V1__AuditAction a)
+{
+    return (unsigned)a < HIE_ARRAY_LEN(audit_action_names) ? audit_action_names[a] : "unknown";
+}
+
+static json_t *
+hex_json(const ProtobufCBinaryData *b)
+{
+    char hex[2u * HIE_AUDIT_HASH_BYTES + 1u];
+    if (b->len != HIE_AUDIT_HASH_BYTES) {
+        return json_null();
+    }
+    sodium_bin2hex(hex, sizeof(hex), b->data, b->len);
+    return json_string(hex);
+}
+
+/* The record bytes as JSON fields; NULL when they do not decode. */
+static json_t *
+record_decode(hie_span_t bytes, hie_arena_t *arena)
+{
+    ProtobufCMessage *m = NULL;
+    hie_errinfo_t info = {NULL, NULL};
+    if (hie_proto_unpack_checked(&hie__v1__audit_record__descriptor, bytes, arena, &m, &info,
+            "record") != 0) {
+        return NULL;
+    }
+    const Hie__V1__AuditRecord *r = (const Hie__V1__AuditRecord *)m;
+    json_t *roles = json_array(), *commits = json_array();
+    for (size_t i = 0; i < r->n_requester_roles; i++) {
+        json_array_append_new(roles, json_string(hie_proto_role_name(r->requester_roles[i])));
+    }
+    for (size_t i = 0; i < r->n_subject_commitments; i++) {
+        json_array_append_new(commits, hex_json(&r->subject_commitments[i]));
+    }
+    json_t *o = json_pack("{s:I, s:I, s:o, s:I, s:o, s:o, s:o}", "leaf_index",
+        (json_int_t)r->leaf_index, "log_index", (json_int_t)r->log_index, "time",
+        time_json(r->time_ms), "time_ms", (json_int_t)r->time_ms, "node_id",
+        hie_cli__jstr(r->node_id), "requester_org", hie_cli__jstr(r->requester_org),
+        "requester_roles", roles);
+    json_t *o2 = json_pack("{s:s, s:s, s:o, s:s, s:I, s:I, s:b, s:b, s:o}", "purpose",
+        hie_proto_purpose_name(r->purpose), "action", audit_action_name(r->action),
+        "request_id", hie_cli__jstr(r->request_id), "outcome",
+        r->outcome == 0 ? "success" : hie_proto_error_code_name(r->outcome), "patients_count",
+        (json_int_t)r->patients_count, "disclosed_count", (json_int_t)r->disclosed_count,
+        "break_glass", r->break_glass, "any_denied", r->any_denied, "subject_commitments",
+        commits);
+    if (o == NULL || o2 == NULL || json_object_update(o, o2) != 0) {
+        json_decref(o);
+        json_decref(o2);
+        return NULL;
+    }
+    json_decref(o2);
+    return o;
+}
+
+/* One subject's bytes as JSON fields (position: its commitment's index); NULL if undecodable. */
+static json_t *
+subject_decode(hie_span_t bytes, uint32_t position, hie_arena_t *arena)
+{
+    ProtobufCMessage *m = NULL;
+    hie_errinfo_t info = {NULL, NULL};
+    if (hie_proto_unpack_checked(&hie__v1__audit_subject__descriptor, bytes, arena, &m, &info,
+            "subject") != 0) {
+        return NULL;
+    }
+    const Hie__V1__AuditSubject *s = (const Hie__V1__AuditSubject *)m;
+    json_t *ids = json_array(), *labels = json_array();
+    for (size_t i = 0; i < s->n_disclosed; i++) {
+        json_array_append_new(ids, json_pack("{s:o, s:o}", "org_id",
+            hie_cli__jstr(s->disclosed[i]->org_id), "mrn", hie_cli__jstr(s->disclosed[i]->mrn)));
+    }
+    for (unsigned l = 0; l < HIE_CONSENT_LABELS_COUNT; l++) {
+        if ((s->redacted_labels & HIE_CONSENT_LABEL_BIT(l)) != 0) {
+            json_array_append_new(labels, json_string(hie_consent_label_name(l)));
+        }
+    }
+    return json_pack("{s:I, s:o, s:b, s:o, s:o, s:I, s:b, s:b, s:I, s:o, s:o}", "position",
+        (json_int_t)position, "euid", hie_cli__jstr(s->euid), "permitted", s->permitted,
+        "reason", hie_cli__jstr(s->reason), "directive_id", hie_cli__jstr(s->directive_id),
+        "directive_version", (json_int_t)s->directive_version, "break_glass", s->break_glass,
+        "accounting_excluded", s->accounting_excluded, "disclosed_count",
+        (json_int_t)s->disclosed_count, "disclosed", ids, "redacted_labels", labels);
+}
+
+/* ---- fetching a report ------------------------------------------------------------------- */
+
+static json_t *
+u32_array(const uint32_t *v, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < n; i++) {
+        json_array_append_new(arr, json_integer((json_int_t)v[i]));
+    }
+    return arr;
+}
+
+/* One entry of a page: decoded fields and the raw bytes and proof. NULL: it does not decode. */
+static json_t *
+entry_json(const Hie__V1__AuditReportEntry *en, uint32_t page, hie_arena_t *arena)
+{
+    json_t *rec = record_decode(hie_span(en->record.data, en->record.len), arena);
+    json_t *subs = json_array();
+    bool ok = rec != NULL && subs != NULL && en->n_subjects == en->n_subject_positions;
+    for (size_t i = 0; ok && i < en->n_subjects; i++) {
+        json_t *s = subject_decode(hie_span(en->subjects[i].data, en->subjects[i].len),
+            en->subject_positions[i], arena);
+        ok = s != NULL && json_array_append_new(subs, s) == 0;
+    }
+    if (!ok) {
+        json_decref(rec);
+        json_decref(subs);
+        return NULL;
+    }
+    json_t *raw = json_pack("{s:o, s:o, s:o, s:o}", "record",
+        b64_json(en->record.data, en->record.len), "subjects",
+        b64_array(en->subjects, en->n_subjects), "subject_positions",
+        u32_array(en->subject_positions, en->n_subject_positions), "inclusion_proof",
+        b64_array(en->inclusion_proof, en->n_inclusion_proof));
+    return json_pack("{s:I, s:I, s:o, s:o, s:o}", "page", (json_int_t)page, "leaf_index",
+        (json_int_t)en->leaf_index, "record", rec, "subjects", subs, "raw", raw);
+}
+
+/* Adds one reply page to the report: its head and proofs to "pages", its entries to
+ * "entries", and the newest head at the top level. Returns an exit code. */
+static int
+page_add(json_t *report, uint32_t page, const Hie__V1__AuditReportReply *r, uint64_t prev_size)
+{
+    hie_arena_t *arena = NULL;
+    json_t *entries = json_object_get(report, "entries");
+    json_t *pj = json_pack("{s:I, s:o, s:o, s:I, s:o, s:I}", "tree_size",
+        (json_int_t)r->tree_size, "root", b64_json(r->root.data, r->root.len), "checkpoint",
+        hie_cli__jstr(r->checkpoint), "prev_tree_size", (json_int_t)prev_size,
+        "consistency_proof", b64_array(r->consistency_proof, r->n_consistency_proof),
+        "entries_count", (json_int_t)r->n_entries);
+    int ex = pj == NULL || hie_arena_create(&arena, AUDIT_DECODE_ARENA_BYTES) != 0
+        ? CLI_EXIT_CONN : CLI_EXIT_OK;
+    for (size_t i = 0; ex == CLI_EXIT_OK && i < r->n_entries; i++) {
+        json_t *e = entry_json(r->entries[i], page, arena);
+        if (e == NULL) {
+            fprintf(stderr, "hie: audit report failed: entry %zu of page %" PRIu32
+                " does not decode\n", i, page);
+            ex = CLI_EXIT_CONN;
+        } else {
+            json_array_append_new(entries, e);
+        }
+    }
+    hie_arena_destroy(&arena);
+    if (ex != CLI_EXIT_OK) {
+        json_decref(pj);
+        return ex;
+    }
+    json_array_append_new(json_object_get(report, "pages"), pj);
+    json_object_set_new(report, "tree_size", json_integer((json_int_t)r->tree_size));
+    json_object_set_new(report, "root", b64_json(r->root.data, r->root.len));
+    json_object_set_new(report, "checkpoint", hie_cli__jstr(r->checkpoint));
+    json_object_set_new(report, "verifier_key", hie_cli__jstr(r->verifier_key));
+    return CLI_EXIT_OK;
+}
+
+static void
+report_request(const struct audit_args *a, Hie__V1__AuditReportRequest *q,
+    Hie__V1__PatientId *pid, const char *token, uint64_t prev_size)
+{
+    hie__v1__audit_report_request__init(q);
+    hie__v1__patient_id__init(pid);
+    q->kind = a->kind;
+    if (a->mrn != NULL) {
+        pid->org_id = (char *)(uintptr_t)a->org;
+        pid->mrn = (char *)(uintptr_t)a->mrn;
+        q->patient = pid;
+    }
+    q->euid = (char *)(uintptr_t)(a->euid != NULL ? a->euid : "");
+    q->org_id = (char *)(uintptr_t)(a->org_id != NULL ? a->org_id : "");
+    q->from_ms = a->from_ms;
+    q->to_ms = a->to_ms;
+    q->page_size = a->page_size;
+    q->page_token = (char *)(uintptr_t)token;
+    q->include_excluded = a->include_excluded;
+    q->prev_tree_size = prev_size;
+}
+
+/* Fetches the pages into report. prev_size: the --previous checkpoint's size, or 0.
+ * Returns an exit code. */
+static int
+report_fetch(struct cli *cli, const struct audit_args *a, uint64_t prev_size, json_t *report)
+{
+    char token[AUDIT_TOKEN_BYTES_MAX + 1];
+    snprintf(token, sizeof(token), "%s", a->page_token != NULL ? a->page_token : "");
+    for (uint32_t page = 0; page < AUDIT_PAGES_MAX; page++) {
+        hie_arena_t *arena = NULL;
+        hie_envelope_t *reply = NULL;
+        Hie__V1__AuditReportRequest q;
+        Hie__V1__PatientId pid;
+        hie_envelope_t req = HIE__V1__ENVELOPE__INIT;
+        report_request(a, &q, &pid, token, prev_size);
+        req.body_case = HIE__V1__ENVELOPE__BODY_AUDIT_REPORT;
+        req.audit_report = &q;
+        int ex = hie_cli__exchange(cli, "audit report", &req, page,
+            HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY, &arena, &reply);
+        const Hie__V1__AuditReportReply *r = ex == CLI_EXIT_OK ? reply->audit_report_reply : NULL;
+        if (r != NULL && strlen(r->next_page_token) > AUDIT_TOKEN_BYTES_MAX) {
+            fputs("hie: audit report failed: the node sent an oversize page token\n", stderr);
+            ex = CLI_EXIT_CONN;
+        }
+        ex = ex != CLI_EXIT_OK ? ex : page_add(report, page, r, prev_size);
+        if (ex == CLI_EXIT_OK) {
+            snprintf(token, sizeof(token), "%s", r->next_page_token);
+            prev_size = r->tree_size; /* the next page proves it extends this one */
+        }
+        hie_arena_destroy(&arena);
+        if (ex != CLI_EXIT_OK || token[0] == '\0') {
+            return ex;
+        }
+        if (!a->all) {
+            json_object_set_new(report, "next_page_token", json_string(token));
+            fprintf(stderr, "hie: audit report: more entries: use --all, or --page-token %s\n",
+                token);
+            return CLI_EXIT_OK;
+        }
+    }
+    fprintf(stderr, "hie: audit report failed: stopped after %u pages\n", AUDIT_PAGES_MAX);
+    return CLI_EXIT_CONN;
+}
+
+/* ---- checkpoints and verifier keys ------------------------------------------------------ */
+
+/* A verifier key given as its text or as a file holding it. Returns 0 or an exit code. */
+static int
+vkey_load(const char *arg, hie_audit_vkey_t *vkey)
+{
+    if (hie_audit_vkey_parse(hie_span(arg, strlen(arg)), vkey) == 0) {
+        return 0;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (hie_cli__file_read(arg, AUDIT_VKEY_FILE_BYTES_MAX, &text, &len) == 0) {
+        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' ||
+                              text[len - 1] == ' ')) {
+            len--;
+        }
+        int rc = hie_audit_vkey_parse(hie_span(text, len), vkey);
+        free(text);
+        if (rc == 0) {
+            return 0;
+        }
+    }
+    return hie_cli__usage_error("--vkey: not a verifier key (NAME+HEX8+BASE64) or a file with one");
+}
+
+/* A checkpoint file: the signed note itself, or a saved report (its newest checkpoint).
+ * [out] *note: malloc'd text the caller frees. Returns an exit code. */
+static int
+note_load(const char *path, char **note)
+{
+    char *text = NULL;
+    size_t len = 0;
+    *note = NULL;
+    int rc = hie_cli__file_read(path, AUDIT_REPORT_FILE_BYTES_MAX, &text, &len);
+    if (rc != 0) {
+        fprintf(stderr, "hie: cannot read %s: %s\n", path, hie_strerror(rc));
+        return CLI_EXIT_USAGE;
+    }
+    if (len == 0 || text[0] != '{') {
+        *note = text;
+        return CLI_EXIT_OK;
+    }
+    free(text);
+    json_t *j = NULL;
+    int ex = hie_cli__json_load(path, AUDIT_REPORT_FILE_BYTES_MAX, "checkpoint", &j);
+    const char *cp = ex == CLI_EXIT_OK ? jget_s(j, "checkpoint") : "";
+    if (ex == CLI_EXIT_OK && cp[0] == '\0') {
+        fprintf(stderr, "hie: %s: a report without a checkpoint\n", path);
+        ex = CLI_EXIT_USAGE;
+    }
+    *note = ex == CLI_EXIT_OK ? strdup(cp) : NULL;
+    json_decref(j);
+    return ex != CLI_EXIT_OK ? ex : *note != NULL ? CLI_EXIT_OK : CLI_EXIT_CONN;
+}
+
+/* Parses note and checks its signature by vkey, for the log vkey names (C2SP: the key name is
+ * the origin). [out] *head. Returns 0, or a static reason. */
+static const char *
+note_verify(const char *note, const hie_audit_vkey_t *vkey, hie_audit_tree_head_t *head)
+{
+    hie_audit_checkpoint_t cp;
+    hie_errinfo_t info = {NULL, NULL};
+    if (hie_audit_checkpoint_parse(hie_span(note, strlen(note)), &cp, &info) != 0) {
+        return "the checkpoint is malformed";
+    }
+    int rc = hie_audit_checkpoint_verify(&cp, vkey, vkey->name);
+    if (rc == HIE_ENOTFOUND) {
+        return "the checkpoint has no signature by this verifier key";
+    }
+    if (rc != 0) {
+        return strcmp(cp.origin, vkey->name) != 0 ? "the checkpoint is for another log (origin)"
+                                                    : "the checkpoint's signature does not verify";
+    }
+    *head = cp.head;
+    return NULL;
+}
+
+/* ---- report command ---------------------------------------------------------------------- */
+
+static const char *
+kind_name(Hie__V1__AuditReportKind k)
+{
+    return k == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING  ? "accounting"
+        : k == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ORG_ACCESS ? "org-access"
+                                                                   : "break-glass";
+}
+
+static json_t *
+report_new(const struct audit_args *a)
+{
+    json_t *query = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:b}", "kind",
+        kind_name(a->kind), "patient", a->mrn != NULL ? json_pack("{s:o, s:o}", "org_id",
+        hie_cli__jstr(a->org), "mrn", hie_cli__jstr(a->mrn)) : json_null(), "euid",
+        a->euid != NULL ? hie_cli__jstr(a->euid) : json_null(), "org_id",
+        a->org_id != NULL ? hie_cli__jstr(a->org_id) : json_null(), "from",
+        a->from_ms > 0 ? time_json(a->from_ms) : json_null(), "to",
+        a->to_ms > 0 ? time_json(a->to_ms) : json_null(), "include_excluded",
+        a->include_excluded);
+    return json_pack("{s:s, s:o, s:o, s:o, s:o}", "format", AUDIT_REPORT_FORMAT, "query", query,
+        "fetched", time_json(hie_time_wall_ms()), "pages", json_array(), "entries",
+        json_array());
+}
+
+/* --previous: the checkpoint's size to ask a consistency proof from, kept in the report. */
+static int
+report_previous(const struct audit_args *a, json_t *report, uint64_t *prev_size)
+{
+    char *note = NULL;
+    *prev_size = 0;
+    if (a->previous == NULL) {
+        return CLI_EXIT_OK;
+    }
+    int ex = note_load(a->previous, &note);
+    hie_audit_checkpoint_t cp;
+    hie_errinfo_t info = {NULL, NULL};
+    if (ex == CLI_EXIT_OK &&
+        hie_audit_checkpoint_parse(hie_span(note, strlen(note)), &cp, &info) != 0) {
+        fprintf(stderr, "hie: --previous %s: not a checkpoint (%s)\n", a->previous,
+            info.reason != NULL ? info.reason : "malformed");
+        ex = CLI_EXIT_USAGE;
+    }
+    if (ex == CLI_EXIT_OK) {
+        *prev_size = cp.head.size;
+        json_object_set_new(report, "previous", json_pack("{s:I, s:o, s:s}", "tree_size",
+            (json_int_t)cp.head.size, "root", b64_json(cp.head.root.bytes, HIE_AUDIT_HASH_BYTES),
+            "checkpoint", note));
+    }
+    free(note);
+    return ex;
+}
+
+static int csv_write(FILE *f, const json_t *report);
+static json_t *fhir_bundle(const json_t *report);
+
+static int
+report_output(const struct cli *cli, const struct audit_args *a, json_t *report)
+{
+    int ex = CLI_EXIT_OK;
+    if (a->out != NULL) {
+        FILE *f = out_create(a->out);
+        ex = f == NULL ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+        bool dumped = f != NULL && json_dumpf(report, f, JSON_INDENT(1)) == 0;
+        ex = f != NULL ? out_close(f, a->out) : ex;
+        if (f != NULL && !dumped && ex == CLI_EXIT_OK) {
+            fprintf(stderr, "hie: writing %s failed\n", a->out);
+            ex = CLI_EXIT_CONN;
+        }
+    }
+    enum audit_format format = a->format != 0 ? a->format : cli->json ? FORMAT_JSON : FORMAT_CSV;
+    if (ex != CLI_EXIT_OK) {
+        return ex;
+    } else if (format == FORMAT_JSON) {
+        return hie_cli__json_emit(json_incref(report));
+    } else if (format == FORMAT_FHIR) {
+        return hie_cli__json_emit(fhir_bundle(report));
+    }
+    return csv_write(stdout, report);
+}
+
+static int
+audit_report(struct cli *cli, const struct audit_args *args)
+{
+    uint64_t prev_size = 0;
+    struct audit_args q = *args;
+    const struct audit_args *a = &q;
+    /* Every page is audited too, and an accounting shows its patient's reports: without an
+     * end, --all would chase the records its own pages add. The report is as of now. */
+    q.to_ms = q.to_ms != 0 ? q.to_ms : hie_time_wall_ms();
+    if (q.from_ms >= q.to_ms) {
+        return hie_cli__usage_error("--from must be before --to (default: now)");
+    }
+    json_t *report = report_new(a);
+    if (report == NULL) {
+        fputs("hie: out of memory\n", stderr);
+        return CLI_EXIT_CONN;
+    }
+    int ex = report_previous(a, report, &prev_size);
+    ex = ex != CLI_EXIT_OK ? ex : report_fetch(cli, a, prev_size, report);
+    ex = ex != CLI_EXIT_OK ? ex : report_output(cli, a, report);
+    json_decref(report);
+    return ex;
+}
+
+/* ---- csv --------------------------------------------------------------------------------- */
+
+/* One field (RFC 4180): quoted when it holds a comma, quote, CR or LF; a leading = + - @ gets
+ * a ' first so that a spreadsheet never runs it as a formula (OWASP CSV injection). */
+static void
+csv_field(FILE *f, const char *s, bool last)
+{
+    bool quote = strpbrk(s, ",\"\r\n") != NULL;
+    bool formula = strchr("=+-@\t\r", s[0]) != NULL && s[0] != '\0';
+    if (quote) {
+        fputc('"', f);
+    }
+    if (formula) {
+        fputc('\'', f);
+    }
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p == '"') {
+            fputc('"', f);
+        }
+        fputc(*p, f);
+    }
+    if (quote) {
+        fputc('"', f);
+    }
+    fputs(last ? "\r\n" : ",", f);
+}
+
+/* "identifiers (3) for PIX", or what a denial or a report is. */
+static void
+csv_description(const json_t *rec, const json_t *sub, char *out, size_t cap)
+{
+    static const struct {
+        const char *action, *what, *label;
+    } words[] = {{"pix", "identifiers", "PIX"}, {"pdq", "demographics and identifiers", "PDQ"},
+        {"record-query", "documents", "record query"}, {"push", "documents", "push"},
+        {"notify", "notifications", "notification"}};
+    const char *action = jget_s(rec, "action"), *what = "data", *label = action;
+    for (size_t i = 0; i < HIE_ARRAY_LEN(words); i++) {
+        if (strcmp(action, words[i].action) == 0) {
+            what = words[i].what;
+            label = words[i].label;
+        }
+    }
+    if (strcmp(action, "report") == 0) {
+        snprintf(out, cap, "disclosure report for an auditor");
+    } else if (sub != NULL && !json_is_true(json_object_get(sub, "permitted"))) {
+        snprintf(out, cap, "nothing disclosed (denied) for %s", label);
+    } else if (sub != NULL) {
+        snprintf(out, cap, "%s (%" PRIu64 ") for %s", what, jget_u(sub, "disclosed_count"),
+            label);
+    } else {
+        uint64_t patients = jget_u(rec, "patients_count");
+        snprintf(out, cap, "%s (%" PRIu64 ") about %" PRIu64 " patient%s for %s", what,
+            jget_u(rec, "disclosed_count"), patients, patients == 1 ? "" : "s", label);
+    }
+}
+
+static void
+csv_row(FILE *f, const json_t *e, const json_t *rec, const json_t *sub)
+{
+    char desc[128], version[24], leaf[24];
+    const char *outcome = jget_s(rec, "outcome");
+    bool ok = strcmp(outcome, "success") == 0;
+    const char *decision = sub != NULL
+        ? (json_is_true(json_object_get(sub, "permitted")) ? "permitted" : "denied")
+        : !ok ? "refused" : json_is_true(json_object_get(rec, "any_denied")) ? "partly denied"
+        : "permitted";
+    bool bg = json_is_true(json_object_get(sub != NULL ? sub : rec, "break_glass"));
+    csv_description(rec, sub, desc, sizeof(desc));
+    snprintf(version, sizeof(version), "%" PRIu64, sub != NULL ? jget_u(sub, "directive_version")
+                                                               : 0u);
+    snprintf(leaf, sizeof(leaf), "%" PRIu64, jget_u(e, "leaf_index"));
+    csv_field(f, jget_s(rec, "time"), false);
+    csv_field(f, jget_s(rec, "requester_org"), false);
+    csv_field(f, jget_s(rec, "purpose"), false);
+    csv_field(f, jget_s(rec, "action"), false);
+    csv_field(f, desc, false);
+    csv_field(f, decision, false);
+    csv_field(f, sub != NULL ? jget_s(sub, "reason") : ok ? "" : outcome, false);
+    csv_field(f, sub != NULL ? jget_s(sub, "directive_id") : "", false);
+    csv_field(f, sub != NULL && jget_u(sub, "directive_version") > 0 ? version : "", false);
+    csv_field(f, bg ? "yes" : "no", false);
+    csv_field(f, sub != NULL ? jget_s(sub, "euid") : "", false);
+    csv_field(f, leaf, true);
+}
+
+static int
+csv_write(FILE *f, const json_t *report)
+{
+    size_t i, k;
+    json_t *e, *s;
+    fputs("date,recipient_org,purpose,action,description,decision,reason,directive_id,"
+          "directive_version,break_glass,patient_euid,leaf_index\r\n",
+        f);
+    json_array_foreach(json_object_get(report, "entries"), i, e) {
+        const json_t *rec = json_object_get(e, "record");
+        const json_t *subs = json_object_get(e, "subjects");
+        if (json_array_size(subs) == 0) {
+            csv_row(f, e, rec, NULL);
+        }
+        json_array_foreach(subs, k, s) {
+            csv_row(f, e, rec, s);
+        }
+    }
+    return ferror(f) ? CLI_EXIT_CONN : CLI_EXIT_OK;
+}
+
+/* ---- fhir: a Bundle of IHE BALP PrivacyDisclosure AuditEvents ---------------------------- */
+
+#define DCM "http://dicom.nema.org/resources/ontology/DCM"
+
+static json_t *
+coding(const char *system, const char *code, const char *display)
+{
+    return json_pack("{s:s, s:s, s:s}", "system", system, "code", code, "display", display);
+}
+
+static const char *
+purpose_code(const char *purpose)
+{
+    static const char *const map[][2] = {{"treatment", "TREAT"}, {"emergency", "ETREAT"},
+        {"payment", "HPAYMT"}, {"operations", "HOPERAT"}, {"public-health", "PUBHLTH"},
+        {"research", "HRESCH"}, {"patient-request", "PATRQT"}};
+    for (size_t i = 0; i < HIE_ARRAY_LEN(map); i++) {
+        if (strcmp(purpose, map[i][0]) == 0) {
+            return map[i][1];
+        }
+    }
+    return "UNKNOWN";
+}
+
+/* The node (source, the audit source too) and the requesting organization (recipient). */
+static json_t *
+fhir_agents(const json_t *rec)
+{
+    const char *node = jget_s(rec, "node_id");
+    json_t *pou = json_pack("[{s:[o]}]", "coding", coding(
+        "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+        purpose_code(jget_s(rec, "purpose")), jget_s(rec, "purpose")));
+    json_t *source = json_pack("{s:{s:[o]}, s:{s:{s:s}}, s:b, s:{s:s, s:s}}", "type", "coding",
+        coding(DCM, "110153", "Source Role ID"), "who", "identifier", "value", node,
+        "requestor", 0, "network", "address", node, "type", "1");
+    json_t *recipient = json_pack("{s:{s:[o]}, s:{s:{s:s, s:s}}, s:b, s:o}", "type", "coding",
+        coding(DCM, "110152", "Destination Role ID"), "who", "identifier", "system",
+        "urn:hie:org", "value", jget_s(rec, "requester_org"), "requestor", 1, "purposeOfUse",
+        pou);
+    return json_pack("[o, o]", source, recipient);
+}
+
+/* The patient (EUID, with the leaf index) and the identifiers disclosed about them. */
+static json_t *
+fhir_entities(const json_t *sub, uint64_t leaf)
+{
+    char leaf_text[24];
+    json_t *arr = json_array();
+    size_t i;
+    json_t *id;
+    if (sub == NULL) {
+        return arr;
+    }
+    snprintf(leaf_text, sizeof(leaf_text), "%" PRIu64, leaf);
+    json_array_append_new(arr, json_pack("{s:{s:{s:s, s:s}}, s:o, s:o, s:[{s:s, s:s}]}",
+        "what", "identifier", "system", "urn:hie:euid", "value", jget_s(sub, "euid"), "type",
+        coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "1", "Person"),
+        "role", coding("http://terminology.hl7.org/CodeSystem/object-role", "1", "Patient"),
+        "detail", "type", "leafIndex", "valueString", leaf_text));
+    json_array_foreach(json_object_get(sub, "disclosed"), i, id) {
+        char system[HIE_ORG_ID_BYTES_MAX + 16];
+        snprintf(system, sizeof(system), "urn:hie:org:%s", jget_s(id, "org_id"));
+        json_array_append_new(arr, json_pack("{s:{s:{s:s, s:s}}, s:o, s:o, s:s}", "what",
+            "identifier", "system", system, "value", jget_s(id, "mrn"), "type",
+            coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "2",
+                "System Object"),
+            "role", coding("http://terminology.hl7.org/CodeSystem/object-role", "4",
+                "Domain Resource"),
+            "description", "patient identifier disclosed"));
+    }
+    return arr;
+}
+
+/* Where the event sits in the log: leaf index, and the page's signed checkpoint. */
+static json_t *
+fhir_log_extension(const json_t *report, const json_t *e)
+{
+    char leaf[24], size[24];
+    const json_t *page = json_array_get(json_object_get(report, "pages"),
+        (size_t)jget_u(e, "page"));
+    snprintf(leaf, sizeof(leaf), "%" PRIu64, jget_u(e, "leaf_index"));
+    snprintf(size, sizeof(size), "%" PRIu64, jget_u(page, "tree_size"));
+    return json_pack("[{s:s, s:[{s:s, s:s}, {s:s, s:s}, {s:s, s:s}]}]", "url",
+        AUDIT_FHIR_EXT_URL, "extension", "url", "leafIndex", "valueString", leaf, "url",
+        "treeSize", "valueString", size, "url", "checkpoint", "valueString",
+        jget_s(page, "checkpoint"));
+}
+
+static json_t *
+fhir_event(const json_t *report, const json_t *e, const json_t *sub, size_t n)
+{
+    const json_t *rec = json_object_get(e, "record");
+    const char *action = jget_s(rec, "action");
+    bool denied = sub != NULL ? !json_is_true(json_object_get(sub, "permitted"))
+                              : strcmp(jget_s(rec, "outcome"), "success") != 0;
+    char id[64];
+    snprintf(id, sizeof(id), "hie-leaf-%" PRIu64 "-%zu", jget_u(e, "leaf_index"), n);
+    json_t *subtype = json_pack("[o]", coding(
+        "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle", "disclose",
+        "Disclose Record Lifecycle Event"));
+    if (strcmp(action, "pix") == 0 || strcmp(action, "pdq") == 0) {
+        json_array_append_new(subtype, coding("urn:ihe:event-type-code",
+            action[1] == 'i' ? "ITI-9" : "ITI-21",
+            action[1] == 'i' ? "PIX Query" : "Patient Demographics Query"));
+    }
+    return json_pack("{s:s, s:s, s:{s:[s]}, s:o, s:o, s:o, s:s, s:o, s:s, s:o, s:o,"
+                     " s:{s:{s:{s:s}}, s:[o]}, s:o}",
+        "resourceType", "AuditEvent", "id", id, "meta", "profile",
+        "https://profiles.ihe.net/ITI/BALP/StructureDefinition/"
+        "IHE.BasicAudit.PrivacyDisclosure.Source",
+        "extension", fhir_log_extension(report, e), "type",
+        coding(DCM, "110106", "Export"), "subtype", subtype, "action", "E", "recorded",
+        json_incref(json_object_get(rec, "time")), "outcome", denied ? "4" : "0",
+        "outcomeDesc", hie_cli__jstr(sub != NULL ? jget_s(sub, "reason")
+                                                 : jget_s(rec, "outcome")),
+        "agent", fhir_agents(rec), "source", "observer", "identifier", "value",
+        jget_s(rec, "node_id"),
+        "type", coding("http://terminology.hl7.org/CodeSystem/security-source-type", "4",
+            "Application Server"),
+        "entity", fhir_entities(sub, jget_u(e, "leaf_index")));
+}
+
+static json_t *
+fhir_bundle(const json_t *report)
+{
+    json_t *entries = json_array();
+    size_t i, k;
+    json_t *e, *s;
+    json_array_foreach(json_object_get(report, "entries"), i, e) {
+        const json_t *subs = json_object_get(e, "subjects");
+        if (json_array_size(subs) == 0) {
+            json_array_append_new(entries, json_pack("{s:o}", "resource",
+                fhir_event(report, e, NULL, 0)));
+        }
+        json_array_foreach(subs, k, s) {
+            json_array_append_new(entries, json_pack("{s:o}", "resource",
+                fhir_event(report, e, s, k)));
+        }
+    }
+    return json_pack("{s:s, s:s, s:O, s:o}", "resourceType", "Bundle", "type", "collection",
+        "timestamp", json_object_get(report, "fetched"), "entry", entries);
+}
+
+/* ---- verify ------------------------------------------------------------------------------ */
+
+struct verify {
+    hie_audit_vkey_t vkey;
+    const json_t *report;
+    const json_t *pages;
+    hie_audit_tree_head_t *heads;   /* per page, once its checkpoint verified */
+    bool *head_ok;
+    hie_audit_tree_head_t previous;
+    bool have_previous;
+    bool previous_given;            /* --previous on the command line */
+    uint64_t failures;
+    uint64_t entries_ok;
+};
+
+static void HIE_PRINTF(2, 3)
+vfail(struct verify *v, const char *fmt, ...)
+{
+    va_list ap;
+    if (v->failures++ >= AUDIT_FAILURES_PRINTED_MAX) {
+        return;
+    }
+    fputs("hie: audit verify: FAIL: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* The previous head: --previous, or the one the report was fetched against (either must be
+ * signed by the verifier key). Returns an exit code. */
+static int
+verify_previous(struct verify *v, const char *path)
+{
+    char *note = NULL;
+    const char *stored = jget_s(json_object_get(v->report, "previous"), "checkpoint");
+    if (path != NULL) {
+        int ex = note_load(path, &note);
+        if (ex != CLI_EXIT_OK) {
+            return ex;
+        }
+    }
+    const char *text = note != NULL ? note : stored;
+    if (text[0] != '\0') {
+        const char *why = note_verify(text, &v->vkey, &v->previous);
+        if (why != NULL) {
+            vfail(v, "previous checkpoint: %s", why);
+        }
+        v->have_previous = why == NULL;
+    }
+    v->previous_given = path != NULL;
+    free(note);
+    return CLI_EXIT_OK;
+}
+
+/* The consistency proof of page p: from prev_tree_size (the previous checkpoint, or the page
+ * before) to this page's head. */
+static void
+verify_consistency(struct verify *v, size_t p, const json_t *page)
+{
+    uint64_t prev = jget_u(page, "prev_tree_size");
+    const hie_audit_tree_head_t *from = p == 0 ? (v->have_previous ? &v->previous : NULL)
+                                              : v->head_ok[p - 1] ? &v->heads[p - 1] : NULL;
+    hie_audit_proof_t proof;
+    if (p == 0 && v->previous_given && prev != v->previous.size) {
+        vfail(v, "page 0: the report was not fetched against the previous checkpoint "
+                 "(it asked for size %" PRIu64 ", the checkpoint has %" PRIu64 ")",
+            prev, v->previous.size);
+        return;
+    }
+    if (prev == 0) {
+        return; /* the first page of a report fetched without --previous */
+    }
+    if (from == NULL || from->size != prev) {
+        vfail(v, "page %zu: no verified checkpoint of size %" PRIu64 " to prove consistency from",
+            p, prev);
+    } else if (proof_get(json_object_get(page, "consistency_proof"), &proof) != 0) {
+        vfail(v, "page %zu: the consistency proof is malformed", p);
+    } else if (hie_audit_consistency_verify(prev, v->heads[p].size, &from->root,
+                   &v->heads[p].root, &proof) != 0) {
+        vfail(v, "page %zu: the consistency proof from size %" PRIu64 " to %" PRIu64
+                 " does not verify (the log was rewritten or forked)",
+            p, prev, v->heads[p].size);
+    }
+}
+
+static void
+verify_page(struct verify *v, size_t p)
+{
+    const json_t *page = json_array_get(v->pages, p);
+    hie_audit_hash_t root;
+    const char *why = note_verify(jget_s(page, "checkpoint"), &v->vkey, &v->heads[p]);
+    if (why != NULL) {
+        vfail(v, "page %zu: %s", p, why);
+        return;
+    }
+    if (jget_u(page, "tree_size") != v->heads[p].size) {
+        vfail(v, "page %zu: tree_size differs from the checkpoint's", p);
+        return;
+    }
+    if (hash_get(json_object_get(page, "root"), &root) != 0 ||
+        memcmp(root.bytes, v->heads[p].root.bytes, HIE_AUDIT_HASH_BYTES) != 0) {
+        vfail(v, "page %zu: root differs from the checkpoint's", p);
+        return;
+    }
+    v->head_ok[p] = true;
+    verify_consistency(v, p, page);
+}
+
+/* The report's top-level head is the last page's. */
+static void
+verify_top(struct verify *v, size_t pages_count)
+{
+    const json_t *last = json_array_get(v->pages, pages_count - 1);
+    hie_audit_hash_t root;
+    if (jget_u(v->report, "tree_size") != jget_u(last, "tree_size") ||
+        strcmp(jget_s(v->report, "checkpoint"), jget_s(last, "checkpoint")) != 0) {
+        vfail(v, "the report's tree_size or checkpoint differs from its last page's");
+    } else if (!v->head_ok[pages_count - 1]) {
+        return; /* said at the page */
+    } else if (hash_get(json_object_get(v->report, "root"), &root) != 0 ||
+               memcmp(root.bytes, v->heads[pages_count - 1].root.bytes,
+                   HIE_AUDIT_HASH_BYTES) != 0) {
+        vfail(v, "the report's root differs from its checkpoint's");
+    }
+}
+
+/* Each subject of an entry hashes to its commitment in the record, and decodes to the fields
+ * shown. Returns true if every one does. */
+static bool
+verify_subjects(struct verify *v, size_t i, const json_t *e, const Hie__V1__AuditRecord *rec,
+    hie_arena_t *arena)
+{
+    const json_t *raw = json_object_get(e, "raw");
+    const json_t *subs = json_object_get(raw, "subjects");
+    const json_t *pos = json_object_get(raw, "subject_positions");
+    const json_t *shown = json_object_get(e, "subjects");
+    size_t n = json_array_size(subs);
+    if (n != json_array_size(pos) || n != json_array_size(shown)) {
+        vfail(v, "entry %zu: subjects, positions and decoded subjects differ in number", i);
+        return false;
+    }
+    bool ok = true;
+    for (size_t k = 0; k < n; k++) {
+        uint8_t *b = NULL, digest[HIE_AUDIT_HASH_BYTES];
+        size_t len = 0;
+        json_int_t p = json_integer_value(json_array_get(pos, k));
+        const ProtobufCBinaryData *c = p >= 0 && (size_t)p < rec->n_subject_commitments
+            ? &rec->subject_commitments[p] : NULL;
+        bool good = b64_get(json_array_get(subs, k), &b, &len) == 0 && c != NULL &&
+                    c->len == HIE_AUDIT_HASH_BYTES;
+        if (good) {
+            crypto_hash_sha256(digest, b, len);
+            good = sodium_memcmp(digest, c->data, HIE_AUDIT_HASH_BYTES) == 0;
+        }
+        if (!good) {
+            vfail(v, "entry %zu subject %zu: does not match its commitment in the record", i, k);
+        } else {
+            json_t *dec = subject_decode(hie_span(b, len), (uint32_t)p, arena);
+            good = dec != NULL && json_equal(dec, json_array_get(shown, k));
+            json_decref(dec);
+            if (!good) {
+                vfail(v, "entry %zu subject %zu: the decoded fields differ from its bytes", i, k);
+            }
+        }
+        ok = ok && good;
+        free(b);
+    }
+    return ok;
+}
+
+/* One entry: inclusion of its leaf under its page's root, its record's own leaf index, the
+ * decoded fields, its subjects. Returns true if it verified. */
+static bool
+verify_record(struct verify *v, size_t i, const json_t *e, hie_span_t bytes, hie_arena_t *arena)
+{
+    uint64_t leaf = jget_u(e, "leaf_index"), page = jget_u(e, "page");
+    hie_audit_hash_t h;
+    hie_audit_proof_t proof;
+    ProtobufCMessage *m = NULL;
+    hie_errinfo_t info = {NULL, NULL};
+    if (page >= json_array_size(v->pages) || !v->head_ok[page]) {
+        vfail(v, "entry %zu: its page's checkpoint did not verify", i);
+        return false;
+    }
+    hie_audit_leaf_hash(bytes, &h);
+    if (proof_get(json_object_get(json_object_get(e, "raw"), "inclusion_proof"), &proof) != 0 ||
+        hie_audit_inclusion_verify(leaf, v->heads[page].size, &h, &proof,
+            &v->heads[page].root) != 0) {
+        vfail(v, "entry %zu (leaf %" PRIu64 "): not included under the checkpoint's root "
+                 "(record or inclusion proof altered)", i, leaf);
+        return false;
+    }
+    if (hie_proto_unpack_checked(&hie__v1__audit_record__descriptor, bytes, arena, &m, &info,
+            "record") != 0 ||
+        ((const Hie__V1__AuditRecord *)m)->leaf_index != leaf) {
+        vfail(v, "entry %zu (leaf %" PRIu64 "): the record's leaf_index differs", i, leaf);
+        return false;
+    }
+    json_t *dec = record_decode(bytes, arena);
+    bool same = dec != NULL && json_equal(dec, json_object_get(e, "record"));
+    json_decref(dec);
+    if (!same) {
+        vfail(v, "entry %zu (leaf %" PRIu64 "): the decoded record differs from its bytes", i,
+            leaf);
+        return false;
+    }
+    return verify_subjects(v, i, e, (const Hie__V1__AuditRecord *)m, arena);
+}
+
+static void
+verify_entries(struct verify *v)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(v->report, "entries"), i, e) {
+        hie_arena_t *arena = NULL;
+        uint8_t *bytes = NULL;
+        size_t len = 0;
+        if (b64_get(json_object_get(json_object_get(e, "raw"), "record"), &bytes, &len) != 0) {
+            vfail(v, "entry %zu: the record is not base64", i);
+        } else if (hie_arena_create(&arena, AUDIT_DECODE_ARENA_BYTES) != 0) {
+            vfail(v, "entry %zu: out of memory", i);
+        } else if (verify_record(v, i, e, hie_span(bytes, len), arena)) {
+            v->entries_ok++;
+        }
+        hie_arena_destroy(&arena);
+        free(bytes);
+    }
+}
+
+static int
+verify_summary(const struct verify *v, size_t pages_count)
+{
+    const hie_audit_tree_head_t *last = &v->heads[pages_count - 1];
+    if (v->failures > 0) {
+        fprintf(stderr, "hie: audit verify: FAILED: %" PRIu64 " problem%s found (%" PRIu64
+                        " of %zu entries verified)\n",
+            v->failures, v->failures == 1 ? "" : "s", v->entries_ok,
+            json_array_size(json_object_get(v->report, "entries")));
+        return CLI_EXIT_REPLY;
+    }
+    printf("verified %" PRIu64 " entries against checkpoint size %" PRIu64 " (%zu page%s, log ",
+        v->entries_ok, last->size, pages_count, pages_count == 1 ? "" : "s");
+    hie_cli__fputs_safe(stdout, v->vkey.name);
+    if (v->have_previous) {
+        printf("; extends the previous checkpoint of size %" PRIu64, v->previous.size);
+    }
+    fputs(")\n", stdout);
+    return CLI_EXIT_OK;
+}
+
+static int
+audit_verify(const struct audit_args *a)
+{
+    struct verify v;
+    json_t *report = NULL;
+    memset(&v, 0, sizeof(v));
+    if (a->words_count != 2 || a->vkey == NULL) {
+        return hie_cli__usage_error("audit verify takes REPORT_FILE --vkey VKEY "
+                                    "[--previous CHECKPOINT_FILE]");
+    }
+    int ex = vkey_load(a->vkey, &v.vkey) != 0 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    ex = ex != CLI_EXIT_OK ? ex : hie_cli__json_load(a->words[1], AUDIT_REPORT_FILE_BYTES_MAX,
+        "audit verify", &report);
+    v.report = report;
+    v.pages = json_object_get(report, "pages");
+    size_t n = json_array_size(v.pages);
+    if (ex == CLI_EXIT_OK && (strcmp(jget_s(report, "format"), AUDIT_REPORT_FORMAT) != 0 ||
+                                 n == 0 || n > AUDIT_PAGES_MAX)) {
+        fprintf(stderr, "hie: audit verify: %s is not a saved report (%s)\n", a->words[1],
+            AUDIT_REPORT_FORMAT);
+        ex = CLI_EXIT_USAGE;
+    }
+    v.heads = ex == CLI_EXIT_OK ? calloc(n, sizeof(*v.heads)) : NULL;
+    v.head_ok = ex == CLI_EXIT_OK ? calloc(n, sizeof(*v.head_ok)) : NULL;
+    if (ex == CLI_EXIT_OK && (v.heads == NULL || v.head_ok == NULL)) {
+        fputs("hie: out of memory\n", stderr);
+        ex = CLI_EXIT_CONN;
+    }
+    ex = ex != CLI_EXIT_OK ? ex : verify_previous(&v, a->previous);
+    for (size_t p = 0; ex == CLI_EXIT_OK && p < n; p++) {
+        verify_page(&v, p);
+    }
+    if (ex == CLI_EXIT_OK) {
+        verify_top(&v, n);
+        verify_entries(&v);
+        ex = verify_summary(&v, n);
+    }
+    free(v.heads);
+    free(v.head_ok);
+    json_decref(report);
+    return ex;
+}
+
+/* ---- checkpoint command ------------------------------------------------------------------ */
+
+/* Fetches the node's current signed checkpoint: a break-glass report over the first
+ * millisecond of 1970 has no entries, only the page's head. */
+static int
+audit_checkpoint(struct cli *cli, const struct audit_args *a)
+{
+    hie_arena_t *arena = NULL;
+    hie_envelope_t *reply = NULL;
+    struct audit_args q = {.kind = HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_BREAK_GLASS,
+        .to_ms = 1, .page_size = 1};
+    Hie__V1__AuditReportRequest body;
+    Hie__V1__PatientId pid;
+    hie_envelope_t req = HIE__V1__ENVELOPE__INIT;
+    hie_audit_vkey_t vkey;
+    hie_audit_tree_head_t head = {0, {{0}}};
+    memset(&vkey, 0, sizeof(vkey));
+    if (a->words_count != 1 || a->out == NULL) {
+        return hie_cli__usage_error("audit checkpoint takes --out FILE [--vkey VKEY]");
+    }
+    if (a->vkey != NULL && vkey_load(a->vkey, &vkey) != 0) {
+        return CLI_EXIT_USAGE;
+    }
+    report_request(&q, &body, &pid, "", 0);
+    req.body_case = HIE__V1__ENVELOPE__BODY_AUDIT_REPORT;
+    req.audit_report = &body;
+    int ex = hie_cli__exchange(cli, "audit checkpoint", &req, 0,
+        HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY, &arena, &reply);
+    const Hie__V1__AuditReportReply *r = ex == CLI_EXIT_OK ? reply->audit_report_reply : NULL;
+    if (r != NULL && a->vkey == NULL &&
+        hie_audit_vkey_parse(hie_span(r->verifier_key, strlen(r->verifier_key)), &vkey) != 0) {
+        fputs("hie: audit checkpoint failed: the node sent no valid verifier key\n", stderr);
+        ex = CLI_EXIT_CONN;
+    }
+    const char *why = ex == CLI_EXIT_OK ? note_verify(r->checkpoint, &vkey, &head) : NULL;
+    if (why != NULL) {
+        fprintf(stderr, "hie: audit checkpoint failed: %s\n", why);
+        ex = CLI_EXIT_REPLY;
+    }
+    FILE *f = ex == CLI_EXIT_OK ? out_create(a->out) : NULL;
+    ex = ex == CLI_EXIT_OK && f == NULL ? CLI_EXIT_USAGE : ex;
+    if (f != NULL) {
+        fputs(r->checkpoint, f);
+        ex = out_close(f, a->out);
+    }
+    if (ex == CLI_EXIT_OK) {
+        printf("checkpoint size=%" PRIu64 " saved=%s signed_by=", head.size, a->out);
+        hie_cli__fputs_safe(stdout, a->vkey != NULL ? vkey.name : r->verifier_key);
+        fputs(a->vkey != NULL ? " (verified with --vkey)\n" : " (the node's key: compare it "
+                                                             "with one you trust)\n", stdout);
+    }
+    hie_arena_destroy(&arena);
+    return ex;
+}
+
+/* ---- options ----------------------------------------------------------------------------- */
+
+static const struct option audit_options[] = {{"mrn", required_argument, NULL, 'm'},
+    {"org", required_argument, NULL, 'o'}, {"euid", required_argument, NULL, 'e'},
+    {"org-id", required_argument, NULL, 'O'}, {"from", required_argument, NULL, 'F'},
+    {"to", required_argument, NULL, 'T'}, {"include-excluded", no_argument, NULL, 'x'},
+    {"page-size", required_argument, NULL, 'p'}, {"page-token", required_argument, NULL, 't'},
+    {"all", no_argument, NULL, 'a'}, {"format", required_argument, NULL, 'f'},
+    {"out", required_argument, NULL, 'w'}, {"previous", required_argument, NULL, 'P'},
+    {"vkey", required_argument, NULL, 'k'}, {"json", no_argument, NULL, 'j'},
+    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+
+static const char *
+audit_option_name(int opt)
+{
+    for (size_t i = 0; audit_options[i].name != NULL; i++) {
+        if (audit_options[i].val == opt) {
+            return audit_options[i].name;
+        }
+    }
+    return "?";
+}
+
+static int
+audit_format_parse(const char *s, enum audit_format *out)
+{
+    *out = strcmp(s, "csv") == 0 ? FORMAT_CSV : strcmp(s, "json") == 0 ? FORMAT_JSON
+        : strcmp(s, "fhir") == 0 ? FORMAT_FHIR : 0;
+    return *out != 0 ? 0 : HIE_EINVAL;
+}
+
+/* Applies one option with a value. Returns CLI_CONTINUE or an exit code. */
+static int
+audit_option(struct audit_args *a, int opt, const char *val)
+{
+    bool ok = true;
+    switch (opt) {
+    case 'm': a->mrn = val; break;
+    case 'o': a->org = val; break;
+    case 'e': a->euid = val; break;
+    case 'O': a->org_id = val; break;
+    case 'F': ok = hie_cli__time_parse(val, &a->from_ms) == 0; break;
+    case 'T': ok = hie_cli__time_parse(val, &a->to_ms) == 0; break;
+    case 'x': a->include_excluded = true; break;
+    case 'p': ok = hie_cli__parse_u32(val, 1, HIE_AUDIT_REPORT_PAGE_MAX, &a->page_size) == 0;
+        break;
+    case 't': ok = val[0] != '\0' && strlen(val) <= AUDIT_TOKEN_BYTES_MAX; a->page_token = val;
+        break;
+    case 'a': a->all = true; break;
+    case 'f': ok = audit_format_parse(val, &a->format) == 0; break;
+    case 'w': a->out = val; break;
+    case 'P': a->previous = val; break;
+    case 'k': a->vkey = val; break;
+    default: HIE_ASSERT(false); /* every option of audit_options has a case */
+    }
+    if (!ok) {
+        return hie_cli__usage_error("invalid value for --%s", audit_option_name(opt));
+    }
+    return CLI_CONTINUE;
+}
+
+static int
+audit_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
+    struct audit_args *a)
+{
+    int opt;
+    size_t given = 0;
+    memset(a, 0, sizeof(*a));
+    optind = 0; /* glibc: start over on the subcommand's argv */
+    while ((opt = getopt_long(argc, argv, ":h", audit_options, NULL)) != -1) {
+        int ex = CLI_CONTINUE;
+        if (opt == 'h') {
+            printf("usage: hie %s %s\n%s\n(see hie --help for the options and formats)\n",
+                cmd->name, cmd->args, cmd->summary);
+            return CLI_EXIT_OK;
+        } else if (opt == '?' || opt == ':') {
+            return hie_cli__getopt_error(opt, argv);
+        } else if (opt == 'j') {
+            cli->json = true;
+        } else {
+            if (given + 1 < sizeof(a->given) && strchr(a->given, opt) == NULL) {
+                a->given[given++] = (char)opt;
+            }
+            ex = audit_option(a, opt, optarg);
+        }
+        if (ex != CLI_CONTINUE) {
+            return ex;
+        }
+    }
+    a->words = (const char *const *)(argv + optind);
+    a->words_count = argc - optind;
+    if (a->words_count < 1) {
+        return hie_cli__usage_error("audit needs report, verify or checkpoint");
+    }
+    return CLI_CONTINUE;
+}
+
+/* Refuses options that do not apply to the action (allowed: short letters). */
+static int
+audit_options_check(const struct audit_args *a, const char *action, const char *allowed)
+{
+    for (const char *p = a->given; *p != '\0'; p++) {
+        if (strchr(allowed, *p) == NULL) {
+            return hie_cli__usage_error("--%s does not apply to audit %s",
+                audit_option_name(*p), action);
+        }
+    }
+    return CLI_CONTINUE;
+}
+
+/* audit report KIND: the kind and the options it needs. */
+static int
+report_kind(struct audit_args *a)
+{
+    const char *k = a->words_count == 2 ? a->words[1] : "";
+    if (strcmp(k, "accounting") == 0) {
+        a->kind = HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING;
+        if ((a->euid != NULL) == (a->mrn != NULL) || (a->mrn != NULL) != (a->org != NULL)) {
+            return hie_cli__usage_error("accounting takes --mrn MRN --org ORG, or --euid EUID");
+        }
+    } else if (strcmp(k, "org-access") == 0) {
+        a->kind = HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ORG_ACCESS;
+        if (a->org_id == NULL || a->mrn != NULL || a->org != NULL || a->euid != NULL) {
+            return hie_cli__usage_error("org-access takes --org-id ORG");
+        }
+    } else if (strcmp(k, "break-glass") == 0) {
+        a->kind = HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_BREAK_GLASS;
+        if (a->org_id != NULL || a->mrn != NULL || a->org != NULL || a->euid != NULL) {
+            return hie_cli__usage_error("break-glass takes no patient or organization");
+        }
+    } else {
+        return hie_cli__usage_error("audit report needs accounting, org-access or break-glass");
+    }
+    if (a->from_ms != 0 && a->to_ms != 0 && a->from_ms >= a->to_ms) {
+        return hie_cli__usage_error("--from must be before --to");
+    }
+    return CLI_CONTINUE;
+}
+
+int
+hie_cli__cmd_audit(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct audit_args a;
+    int ex = audit_parse(cli, cmd, argc, argv, &a);
+    if (ex != CLI_CONTINUE) {
+        return ex;
+    }
+    /* an auditor's review of the log is health care operations (HOPERAT) */
+    hie_cli__purpose_default(cli, HIE__V1__PURPOSE_OF_USE__PURPOSE_OPERATIONS);
+    const char *action = a.words[0];
+    if (strcmp(action, "report") == 0) {
+        ex = audit_options_check(&a, action, "moeOFTxptafwP");
+        ex = ex != CLI_CONTINUE ? ex : report_kind(&a);
+        return ex != CLI_CONTINUE ? ex : audit_report(cli, &a);
+    } else if (strcmp(action, "verify") == 0) {
+        ex = audit_options_check(&a, action, "kP");
+        return ex != CLI_CONTINUE ? ex : audit_verify(&a);
+    } else if (strcmp(action, "checkpoint") == 0) {
+        ex = audit_options_check(&a, action, "wk");
+        return ex != CLI_CONTINUE ? ex : audit_checkpoint(cli, &a);
+    }
+    return hie_cli__usage_error("unknown audit action '%s' (report, verify, checkpoint)",
+        action);
+}

@@ -814,7 +814,8 @@ reply_check(hie_client_t *c, const hie_envelope_t *env)
         client_error_set(c, "malformed reply: invalid correlation_id");
         return HIE_EPROTO;
     }
-    if (corr_len == 0 && env->body_case != HIE__V1__ENVELOPE__BODY_ERROR) {
+    if (corr_len == 0 && env->body_case != HIE__V1__ENVELOPE__BODY_ERROR &&
+        env->body_case != HIE__V1__ENVELOPE__BODY_DELIVERY) { /* deliveries are unsolicited */
         client_error_set(c, "malformed reply: missing correlation_id");
         return HIE_EPROTO;
     }

@@ -137,10 +137,11 @@ index_put(node_audit_t *au, node_apply_t *a, const Hie__V1__AuditAppendCommand *
     return rc;
 }
 
-static int
-apply_append(node_audit_t *au, node_apply_t *a)
+int
+hie_node__audit_append(node_audit_t *au, node_apply_t *a, const Hie__V1__AuditAppendCommand *ac)
 {
-    const Hie__V1__AuditAppendCommand *ac = a->cmd->audit_append;
+    HIE_ASSERT(au != NULL && au->magic == AUDIT_MAGIC);
+    HIE_ASSERT(ac != NULL && ac->record != NULL);
     Hie__V1__AuditRecord *r = ac->record;
     uint64_t leaf = 0;
     int rc = hie_audit_tree_size(au->tree, a->txn, &leaf);
@@ -204,7 +205,7 @@ hie_node__audit_apply(node_audit_t *au, node_apply_t *a)
     HIE_ASSERT(a != NULL && a->cmd != NULL);
     switch (a->cmd->body_case) {
     case HIE__V1__COMMAND__BODY_AUDIT_APPEND:
-        return apply_append(au, a);
+        return hie_node__audit_append(au, a, a->cmd->audit_append);
     case HIE__V1__COMMAND__BODY_AUDIT_CHECKPOINT:
         return apply_checkpoint(au, a);
     default:

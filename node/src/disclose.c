@@ -47,6 +47,15 @@ hie_node__consent_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
     const node_who_t *who, const char *euid, Hie__V1__ConsentAction action, uint32_t labels,
     hie_consent_decision_t *out)
 {
+    hie_node__consent_decide_doc(ctx, txn, arena, who, euid, action, labels,
+        HIE_CONSENT_CLASS_NONE, 0, out);
+}
+
+void
+hie_node__consent_decide_doc(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
+    const node_who_t *who, const char *euid, Hie__V1__ConsentAction action, uint32_t labels,
+    int doc_class, int64_t data_time_ms, hie_consent_decision_t *out)
+{
     HIE_ASSERT(ctx != NULL && who != NULL && euid != NULL && out != NULL);
     hie_span_t rules[HIE_CONSENT_DIRECTIVES_MAX];
     size_t n = 0;
@@ -54,7 +63,7 @@ hie_node__consent_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
         hie_node__state_mpi(ctx->state), txn, euid, arena, rules, HIE_CONSENT_DIRECTIVES_MAX,
         &n);
     hie_consent_request_t req = {who->org_id, roles_mask(who->org), who->purpose, action,
-        labels, HIE_CONSENT_CLASS_NONE, 0, hie_time_wall_ms()};
+        labels, (enum hie_consent_class)doc_class, data_time_ms, hie_time_wall_ms()};
     if (rc == 0) {
         rc = hie_consent_decide(&ctx->consent_policy, rules, n, &req, out);
     } else {
@@ -133,13 +142,14 @@ subject_seal(node_ctx_t *ctx, const node_subject_t *s, hie_arena_t *arena,
     return rc;
 }
 
-/* The record (no personal data) and the command around it. */
-static int
-audit_command(node_ctx_t *ctx, const node_who_t *who, Hie__V1__AuditAction action,
+/* The audit_append body: the record (no personal data) and the sealed subjects. */
+int
+hie_node__audit_body(node_ctx_t *ctx, const node_who_t *who, Hie__V1__AuditAction action,
     Hie__V1__ErrorCode outcome, const node_subject_t *subjects, size_t n, hie_arena_t *arena,
-    hie_command_t *cmd)
+    Hie__V1__AuditAppendCommand **out)
 {
     HIE_ASSERT(n <= HIE_AUDIT_SUBJECTS_MAX);
+    *out = NULL;
     Hie__V1__AuditRecord *r = hie_arena_alloc(arena, sizeof(*r));
     Hie__V1__AuditAppendCommand *ac = hie_arena_alloc(arena, sizeof(*ac));
     ProtobufCBinaryData *bins = hie_arena_alloc(arena, 3 * (n + 1) * sizeof(*bins));
@@ -171,14 +181,29 @@ audit_command(node_ctx_t *ctx, const node_who_t *who, Hie__V1__AuditAction actio
     }
     r->n_subject_commitments = ac->n_subjects_sealed = ac->n_subject_keys = n;
     ac->record = r;
+    *out = rc == 0 ? ac : NULL;
+    return rc;
+}
+
+/* The audit_append command around the body. */
+static int
+audit_command(node_ctx_t *ctx, const node_who_t *who, Hie__V1__AuditAction action,
+    Hie__V1__ErrorCode outcome, const node_subject_t *subjects, size_t n, hie_arena_t *arena,
+    hie_command_t *cmd)
+{
+    Hie__V1__AuditAppendCommand *ac = NULL;
+    int rc = hie_node__audit_body(ctx, who, action, outcome, subjects, n, arena, &ac);
+    if (rc != 0) {
+        return rc;
+    }
     hie__v1__command__init(cmd);
     cmd->requester = (char *)(uintptr_t)who->org_id;
     cmd->request_id = (char *)(uintptr_t)who->request_id;
-    cmd->time_ms = r->time_ms;
+    cmd->time_ms = ac->record->time_ms;
     cmd->node_id = ctx->cfg.node_id;
     cmd->body_case = HIE__V1__COMMAND__BODY_AUDIT_APPEND;
     cmd->audit_append = ac;
-    return rc;
+    return 0;
 }
 
 void

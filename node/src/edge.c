@@ -714,8 +714,18 @@ static void
 edge_reply(node_edge_t *e, node_req_t *req)
 {
     struct conn *c = conn_lookup(e, req->conn_id);
-    if (c == NULL) {
+    if (c == NULL || (req->type == NODE_REQ_DELIVERY && c->state != C_OPEN)) {
         hie_node__req_destroy(&req); /* the connection went away meanwhile */
+        return;
+    }
+    if (req->type == NODE_REQ_DELIVERY) { /* unsolicited: no request, no in-flight slot */
+        conn_queue(e, c, req->reply_buf, req->reply_len);
+        req->reply_buf = NULL;
+        req->reply_len = 0;
+        hie_node__req_destroy(&req);
+        if (conn_write(e, c)) {
+            conn_update_events(e, c);
+        }
         return;
     }
     HIE_ASSERT(c->inflight > 0);

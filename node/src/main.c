@@ -33,6 +33,7 @@ struct node_threads {
     node_admin_t *admin;
     node_http_t *http;
     node_checkpointer_t *ckpt;
+    node_delivery_t *delivery;
     bool edge_running;   /* the edge thread is in its loop and answers "drain" */
 };
 
@@ -185,6 +186,10 @@ node_start_threads(node_ctx_t *ctx, struct node_threads *t)
     int rc = hie_cluster_log_start(ctx->log);
     const char *what = "log";
     if (rc == 0) {
+        what = "delivery";
+        rc = hie_node__delivery_start(&t->delivery, ctx);
+    }
+    if (rc == 0) {
         what = "workers";
         rc = hie_node__workers_start(&t->workers, ctx);
     }
@@ -234,6 +239,7 @@ node_stop_threads(node_ctx_t *ctx, struct node_threads *t, bool drain)
     hie_node__workers_join(&t->workers);
     hie_node__admin_join(&t->admin);
     hie_node__checkpointer_join(&t->ckpt);
+    hie_node__delivery_join(&t->delivery);
     hie_cluster_log_destroy(&ctx->log);
 }
 

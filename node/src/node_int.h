@@ -40,6 +40,7 @@
  * of reconnecting members from queueing behind a single thread. */
 #define NODE_EDGES_MAX 16u
 #define NODE_EP_LOG "inproc://hie-log"
+#define NODE_EP_DELIVERY "inproc://hie-delivery"
 
 /* ---- config (config.c) ------------------------------------------------------------------- */
 typedef struct node_config {
@@ -157,6 +158,7 @@ struct hie_mpi_key;
 struct hie_mpi_store *hie_node__state_mpi(node_state_t *st);
 struct node_consent *hie_node__state_consent(node_state_t *st);
 struct node_audit *hie_node__state_audit(node_state_t *st);
+struct node_queue *hie_node__state_queue(node_state_t *st);
 const struct hie_mpi_key *hie_node__state_mpi_key(node_state_t *st);
 /* Readers (any thread, own read txn): an organization by id. [out] *org owned by arena.
  * Returns 0, HIE_ENOTFOUND, HIE_ECORRUPT, HIE_ESTORAGE. */
@@ -225,6 +227,10 @@ HIE_MUST_CHECK int hie_node__audit_open(node_audit_t **out, MDB_env *env, bool r
 void hie_node__audit_close(node_audit_t **au);
 /* Applies audit_append or audit_checkpoint. Log thread only; same contract as consent. */
 HIE_MUST_CHECK int hie_node__audit_apply(node_audit_t *au, node_apply_t *a);
+/* Appends one audit record (the body of audit_append, or the audit part of a push) in a's
+ * transaction. Returns 0 or a storage error. Log thread only. */
+HIE_MUST_CHECK int hie_node__audit_append(node_audit_t *au, node_apply_t *a,
+    const Hie__V1__AuditAppendCommand *ac);
 /* The tree's size and root (32 bytes). */
 HIE_MUST_CHECK int hie_node__audit_head(node_audit_t *au, MDB_txn *txn, uint64_t *size,
     uint8_t *root);
@@ -251,8 +257,25 @@ HIE_MUST_CHECK int hie_node__audit_checkpoints(node_audit_t *au, MDB_txn *txn, s
     int (*fn)(void *ctx, uint64_t size, hie_span_t note), void *ctx);
 struct hie_audit_tree *hie_node__audit_tree(node_audit_t *au);
 
+typedef struct node_queue node_queue_t;
+/* Delivery queues (queue_state.c): q_msg and q_meta in the state environment. */
+HIE_MUST_CHECK int hie_node__queue_open(node_queue_t **out, MDB_env *env);
+void hie_node__queue_close(node_queue_t **q);
+/* Applies push (enqueue + audit record) or delivery_ack. Log thread only. */
+HIE_MUST_CHECK int hie_node__queue_apply(node_queue_t *q, node_audit_t *au, node_apply_t *a);
+/* Messages queued for org. */
+HIE_MUST_CHECK int hie_node__queue_depth(node_queue_t *q, MDB_txn *txn, const char *org,
+    uint64_t *count);
+/* Calls fn with org's queued messages from from_seq on, in order, at most max; fn returns
+ * non-zero to stop (a positive value is not an error). msg is txn memory. */
+HIE_MUST_CHECK int hie_node__queue_scan(node_queue_t *q, MDB_txn *txn, const char *org,
+    uint64_t from_seq, size_t max, int (*fn)(void *ctx, uint64_t seq, hie_span_t msg),
+    void *ctx);
+
 /* ---- requests between edge and workers (edge.c, worker.c) --------------------------------- */
-enum node_req_type { NODE_REQ_AUTH = 1, NODE_REQ_ENVELOPE = 2 };
+/* NODE_REQ_DELIVERY: a frame the delivery thread sends on conn_id (no request, no in-flight
+ * slot); the edge drops it when the connection is gone. */
+enum node_req_type { NODE_REQ_AUTH = 1, NODE_REQ_ENVELOPE = 2, NODE_REQ_DELIVERY = 3 };
 #define NODE_REQ_MAGIC 0x52455131u /* "REQ1" */
 
 typedef struct node_req {
@@ -304,6 +327,24 @@ void hie_node__workers_join(node_workers_t **w);
 typedef struct node_admin node_admin_t;
 HIE_MUST_CHECK int hie_node__admin_start(node_admin_t **out, node_ctx_t *ctx);
 void hie_node__admin_join(node_admin_t **a);
+
+/* The delivery thread (delivery.c) and what workers tell it (node_dmsg_t over inproc PUSH to
+ * NODE_EP_DELIVERY; each worker owns one PUSH socket). */
+enum node_dmsg_type { DMSG_RECEIVE = 1, DMSG_KICK = 2, DMSG_ACKED = 3 };
+typedef struct node_dmsg {
+    uint32_t type;
+    uint32_t window;
+    uint64_t conn_id;
+    uint32_t edge_index;
+    uint32_t acked;
+    char org[HIE_ORG_ID_BYTES_MAX + 1];
+} node_dmsg_t;
+typedef struct node_delivery node_delivery_t;
+HIE_MUST_CHECK int hie_node__delivery_start(node_delivery_t **out, node_ctx_t *ctx);
+void hie_node__delivery_join(node_delivery_t **d);
+/* Sends one notification on sock (never blocks; a full or closed queue drops it, logged). */
+void hie_node__delivery_notify(void *sock, enum node_dmsg_type type, const char *org,
+    uint64_t conn_id, uint32_t edge_index, uint32_t n);
 
 /* The audit checkpoint thread (checkpointer.c); not started without a data key. */
 typedef struct node_checkpointer node_checkpointer_t;
@@ -392,6 +433,7 @@ typedef struct node_audit_cmd {
     bool needed;
     int build_rc;
     hie_command_t cmd;
+    const char *kick_org;            /* push: the recipient whose queue grew (delivery.c) */
 } node_audit_cmd_t;
 /* PIX and PDQ with the consent decision per patient: a patient consent hides is answered as
  * if absent. Each returns 0 with *reply (arena), or the error code with *e filled; either way
@@ -425,6 +467,11 @@ typedef struct node_subject {
     Hie__V1__PatientId **disclosed;  /* identifiers that leave the node (none when denied) */
     size_t n_disclosed;
 } node_subject_t;
+/* The audit_append body of one exchange (record and sealed subjects) into *out (arena), for
+ * commands that carry their audit record (push). Returns 0 or an error. */
+HIE_MUST_CHECK int hie_node__audit_body(node_ctx_t *ctx, const node_who_t *who,
+    Hie__V1__AuditAction action, Hie__V1__ErrorCode outcome, const node_subject_t *subjects,
+    size_t n, hie_arena_t *arena, Hie__V1__AuditAppendCommand **out);
 /* Builds the audit command of one exchange (action, outcome, subjects) into *out (arena);
  * out->build_rc says whether it could be built. */
 void hie_node__audit_build(node_ctx_t *ctx, const node_who_t *who,
@@ -435,6 +482,15 @@ void hie_node__audit_build(node_ctx_t *ctx, const node_who_t *who,
 void hie_node__consent_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
     const node_who_t *who, const char *euid, Hie__V1__ConsentAction action, uint32_t labels,
     hie_consent_decision_t *out);
+/* The same for a document: its labels, class (enum hie_consent_class) and own date. */
+void hie_node__consent_decide_doc(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
+    const node_who_t *who, const char *euid, Hie__V1__ConsentAction action, uint32_t labels,
+    int doc_class, int64_t data_time_ms, hie_consent_decision_t *out);
+/* Push (push.c): same contract as the prepare functions; on success *audit holds the push
+ * command (queue + audit record) and kick_org. */
+HIE_MUST_CHECK int hie_node__push_prepare(node_ctx_t *ctx, const node_who_t *who,
+    const Hie__V1__PushRequest *req, hie_arena_t *arena, Hie__V1__PushReply **reply,
+    node_audit_cmd_t *audit, node_mpi_err_t *e);
 /* The audit index key of an EUID: a keyed hash under the data key's index secret. */
 void hie_node__audit_subject_key(const struct hie_mpi_key *key, const char *euid,
     uint8_t out[HIE_PROTO_REC_HASH_BYTES]);

@@ -37,6 +37,7 @@ struct node_state {
     hie_mpi_key_t *mpi_key;    /* NULL: no data key configured, MPI exchanges unavailable */
     node_consent_t *consent;   /* consent directives (consent_state.c) */
     node_audit_t *audit;       /* the disclosure audit log (audit_state.c) */
+    node_queue_t *queue;       /* delivery queues (queue_state.c) */
 };
 
 static int
@@ -119,6 +120,9 @@ hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_byte
     if (rc == 0) {
         rc = hie_node__audit_open(&st->audit, st->env, false);
     }
+    if (rc == 0) {
+        rc = hie_node__queue_open(&st->queue, st->env);
+    }
     if (rc != 0) {
         hie_node__state_close(&st);
         return rc;
@@ -139,6 +143,7 @@ hie_node__state_close(node_state_t **stp)
     hie_mpi_store_close(&st->mpi);
     hie_node__consent_close(&st->consent);
     hie_node__audit_close(&st->audit);
+    hie_node__queue_close(&st->queue);
     hie_mpi_key_destroy(&st->mpi_key);
     if (st->env != NULL) {
         mdb_env_close(st->env);
@@ -173,6 +178,13 @@ hie_node__state_audit(node_state_t *st)
 {
     HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
     return st->audit;
+}
+
+node_queue_t *
+hie_node__state_queue(node_state_t *st)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    return st->queue;
 }
 
 hie_mpi_store_t *
@@ -513,6 +525,9 @@ apply_disclosure(struct apply_ctx *a)
     case HIE__V1__COMMAND__BODY_CONSENT_SUBMIT:
     case HIE__V1__COMMAND__BODY_CONSENT_REVOKE:
         return hie_node__consent_apply(a->st->consent, &na);
+    case HIE__V1__COMMAND__BODY_PUSH:
+    case HIE__V1__COMMAND__BODY_DELIVERY_ACK:
+        return hie_node__queue_apply(a->st->queue, a->st->audit, &na);
     default:
         return hie_node__audit_apply(a->st->audit, &na);
     }
@@ -526,6 +541,8 @@ apply_body(struct apply_ctx *a)
     case HIE__V1__COMMAND__BODY_CONSENT_REVOKE:
     case HIE__V1__COMMAND__BODY_AUDIT_APPEND:
     case HIE__V1__COMMAND__BODY_AUDIT_CHECKPOINT:
+    case HIE__V1__COMMAND__BODY_PUSH:
+    case HIE__V1__COMMAND__BODY_DELIVERY_ACK:
         return apply_disclosure(a);
     case HIE__V1__COMMAND__BODY_MPI_FEED:
     case HIE__V1__COMMAND__BODY_MPI_REVIEW:

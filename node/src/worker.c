@@ -34,6 +34,7 @@ struct parked {
     uint64_t token;
     uint64_t deadline_ns;
     Hie__V1__ErrorCode code;  /* of the packed reply */
+    char kick_org[HIE_ORG_ID_BYTES_MAX + 1]; /* push: tell the delivery thread once applied */
 };
 
 struct cache_entry {
@@ -53,6 +54,7 @@ struct worker {
     struct cache_entry *cache; /* direct-mapped, HIE_NODE_REPLY_CACHE_ENTRIES */
     node_submitter_t sub;      /* commands to the log (feeds, review decisions) */
     node_submitter_t audit_sub; /* audit records, committed asynchronously */
+    void *dpush;               /* notifications to the delivery thread */
     struct parked *parked;     /* FIFO ring of HIE_NODE_AUDIT_PARKED_MAX */
     size_t parked_head, parked_count;
     int bind_rc;
@@ -252,6 +254,9 @@ handle_whoami(struct worker *w, node_req_t *req, hie_org_t *org)
 /* consent directives come from the patient's care providers, on the patient's behalf */
 #define ROLES_CONSENT (ROLE_BIT(ROLE_HOSPITAL) | ROLE_BIT(ROLE_CLINIC))
 #define ROLES_AUDIT ROLE_BIT(ROLE_AUDITOR)
+#define ROLES_PUSH ROLES_FEED
+/* any member may receive what is pushed to it */
+#define ROLES_RECEIVE (ROLES_QUERY | ROLE_BIT(ROLE_AUDITOR) | ROLE_BIT(ROLE_OPERATOR))
 #define MPI_ARENA_BYTES (32u * 1024u * 1024u)
 
 static bool
@@ -283,9 +288,72 @@ mpi_roles(Hie__V1__Envelope__BodyCase body)
         return ROLES_CONSENT;
     case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT:
         return ROLES_AUDIT;
+    case HIE__V1__ENVELOPE__BODY_PUSH:
+        return ROLES_PUSH;
+    case HIE__V1__ENVELOPE__BODY_RECEIVE:
+    case HIE__V1__ENVELOPE__BODY_DELIVERY_ACK:
+        return ROLES_RECEIVE;
     default:
         return 0;
     }
+}
+
+/* A member asks for its deliveries on this connection. */
+static int
+receive_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
+    Hie__V1__ReceiveReply **reply, node_mpi_err_t *e)
+{
+    Hie__V1__ReceiveReply *r = hie_arena_alloc(arena, sizeof(*r));
+    MDB_txn *txn = NULL;
+    if (r == NULL || mdb_txn_begin(hie_node__state_env(w->ctx->state), NULL, MDB_RDONLY, &txn)) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "busy");
+    }
+    hie__v1__receive_reply__init(r);
+    int rc = hie_node__queue_depth(hie_node__state_queue(w->ctx->state), txn, org->id,
+        &r->queued);
+    mdb_txn_abort(txn);
+    if (rc != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    uint32_t window = req->env->receive->window;
+    hie_node__delivery_notify(w->dpush, DMSG_RECEIVE, org->id, req->conn_id, req->edge_index,
+        window != 0 ? window : HIE_DELIVERY_WINDOW_DEFAULT);
+    *reply = r;
+    return 0;
+}
+
+/* The recipient acknowledges deliveries: they leave its queue (a command), then the delivery
+ * thread may send more. */
+static int
+ack_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
+    Hie__V1__DeliveryAckReply **reply, node_mpi_err_t *e)
+{
+    Hie__V1__DeliveryAckCommand ac = HIE__V1__DELIVERY_ACK_COMMAND__INIT;
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    hie_command_result_t *res = NULL;
+    Hie__V1__DeliveryAckReply *r = hie_arena_alloc(arena, sizeof(*r));
+    if (r == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "busy");
+    }
+    ac.recipient_org = org->id;
+    ac.n_seqs = req->env->delivery_ack->n_seqs;
+    ac.seqs = req->env->delivery_ack->seqs;
+    cmd.requester = org->id;
+    cmd.request_id = req->env->id;
+    cmd.time_ms = hie_time_wall_ms();
+    cmd.node_id = w->ctx->cfg.node_id;
+    cmd.body_case = HIE__V1__COMMAND__BODY_DELIVERY_ACK;
+    cmd.delivery_ack = &ac;
+    int rc = hie_node__submit_wait(&w->sub, &cmd, AUDIT_COMMIT_TIMEOUT_MS, arena, &res);
+    if (rc != 0 || res->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "the acknowledgement was not committed; send it again");
+    }
+    hie__v1__delivery_ack_reply__init(r);
+    r->acknowledged = res->acknowledged;
+    hie_node__delivery_notify(w->dpush, DMSG_ACKED, org->id, 0, 0, res->acknowledged);
+    *reply = r;
+    return 0;
 }
 
 /* Runs the exchange; fills reply's body (pointing into arena) or e. */
@@ -320,6 +388,13 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
     case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT:
         return hie_node__audit_report_prepare(ctx, &who, env->audit_report, arena,
             &reply->audit_report_reply, audit, e);
+    case HIE__V1__ENVELOPE__BODY_PUSH:
+        return hie_node__push_prepare(ctx, &who, env->push, arena, &reply->push_reply, audit,
+            e);
+    case HIE__V1__ENVELOPE__BODY_RECEIVE:
+        return receive_run(w, req, org, arena, &reply->receive_reply, e);
+    case HIE__V1__ENVELOPE__BODY_DELIVERY_ACK:
+        return ack_run(w, req, org, arena, &reply->delivery_ack_reply, e);
     case HIE__V1__ENVELOPE__BODY_REVIEW_LIST:
         return hie_node__mpi_review_list(ctx, env->review_list, arena,
             &reply->review_list_reply, e);
@@ -351,7 +426,10 @@ audit_park(struct worker *w, node_req_t *req, node_audit_cmd_t *audit, Hie__V1__
     struct parked *p = &w->parked[(w->parked_head + w->parked_count) %
         HIE_NODE_AUDIT_PARKED_MAX];
     *p = (struct parked){req, token, hie_time_mono_ns() +
-        (uint64_t)AUDIT_COMMIT_TIMEOUT_MS * 1000000ull, code};
+        (uint64_t)AUDIT_COMMIT_TIMEOUT_MS * 1000000ull, code, ""};
+    if (audit->kick_org != NULL) {
+        snprintf(p->kick_org, sizeof(p->kick_org), "%s", audit->kick_org);
+    }
     w->parked_count++;
     return true;
 }
@@ -496,6 +574,9 @@ parked_finish(struct worker *w, struct parked *p, bool ok)
             "the audit record could not be committed; retry with the same id");
     } else if (code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
         cache_put(w, req);
+        if (p->kick_org[0] != '\0') {
+            hie_node__delivery_notify(w->dpush, DMSG_KICK, p->kick_org, 0, 0, 0);
+        }
     }
     request_done(w, req, code, false);
     while (w->parked_count > 0 && w->parked[w->parked_head].req == NULL) {
@@ -621,6 +702,10 @@ worker_close_sockets(struct worker *w)
     if (w->audit_sub.dealer != NULL) {
         hie_node__submitter_close(&w->audit_sub);
     }
+    if (w->dpush != NULL) {
+        zmq_close(w->dpush);
+        w->dpush = NULL;
+    }
     for (; w->parked != NULL && w->parked_count > 0; w->parked_count--) { /* shutting down */
         hie_node__req_destroy(&w->parked[w->parked_head].req);
         w->parked_head = (w->parked_head + 1) % HIE_NODE_AUDIT_PARKED_MAX;
@@ -652,6 +737,15 @@ worker_sockets(struct worker *w)
 {
     char ep[64];
     int linger = 0, hwm = (int)HIE_NODE_WORKER_QUEUE_MAX;
+    w->dpush = zmq_socket(w->ctx->zctx, ZMQ_PUSH);
+    if (w->dpush == NULL) {
+        return -errno;
+    }
+    zmq_setsockopt(w->dpush, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(w->dpush, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    if (zmq_connect(w->dpush, NODE_EP_DELIVERY) != 0) {
+        return -errno;
+    }
     w->pull = zmq_socket(w->ctx->zctx, ZMQ_PULL);
     if (w->pull == NULL) {
         return -errno;

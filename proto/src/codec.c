@@ -316,6 +316,56 @@ audit_append_validate(const Hie__V1__AuditAppendCommand *a, hie_errinfo_t *info)
 }
 
 static int
+push_validate(const Hie__V1__PushCommand *p, hie_errinfo_t *info)
+{
+    const Hie__V1__QueuedMessage *m = p->message;
+    if (m == NULL || m->message_id == NULL || m->message_id[0] == '\0' ||
+        m->sender_org == NULL || m->recipient_org == NULL ||
+        !hie_proto_org_id_valid(m->recipient_org, strlen(m->recipient_org)) ||
+        m->sealed_document.len < 40u) {
+        return hie_errinfo_set(info, HIE_EINVAL, "push.message", "incomplete");
+    }
+    if (p->audit == NULL) {
+        return hie_errinfo_set(info, HIE_EINVAL, "push.audit", "missing");
+    }
+    return audit_append_validate(p->audit, info);
+}
+
+/* The consent, audit and delivery commands. */
+static int
+command_validate_exchange(const hie_command_t *cmd, hie_errinfo_t *info)
+{
+    switch (cmd->body_case) {
+    case HIE__V1__COMMAND__BODY_CONSENT_SUBMIT:
+        return cmd->consent_submit->directive != NULL &&
+                       cmd->consent_submit->rec_hash.len == HIE_PROTO_REC_HASH_BYTES
+                   ? 0
+                   : hie_errinfo_set(info, HIE_EINVAL, "consent_submit", "incomplete");
+    case HIE__V1__COMMAND__BODY_CONSENT_REVOKE:
+        return cmd->consent_revoke->id != NULL && cmd->consent_revoke->id[0] != '\0'
+                   ? 0
+                   : hie_errinfo_set(info, HIE_EINVAL, "consent_revoke.id", "missing");
+    case HIE__V1__COMMAND__BODY_AUDIT_APPEND:
+        return audit_append_validate(cmd->audit_append, info);
+    case HIE__V1__COMMAND__BODY_PUSH:
+        return push_validate(cmd->push, info);
+    case HIE__V1__COMMAND__BODY_DELIVERY_ACK:
+        return cmd->delivery_ack->recipient_org != NULL &&
+                       hie_proto_org_id_valid(cmd->delivery_ack->recipient_org,
+                           strlen(cmd->delivery_ack->recipient_org)) &&
+                       cmd->delivery_ack->n_seqs <= HIE_DELIVERY_ACK_SEQS_MAX
+                   ? 0
+                   : hie_errinfo_set(info, HIE_EINVAL, "delivery_ack", "invalid");
+    case HIE__V1__COMMAND__BODY_AUDIT_CHECKPOINT:
+        return cmd->audit_checkpoint->root.len == 32u && cmd->audit_checkpoint->note != NULL
+                   ? 0
+                   : hie_errinfo_set(info, HIE_EINVAL, "audit_checkpoint", "incomplete");
+    default:
+        return hie_errinfo_set(info, HIE_EINVAL, "command.body", "unknown command");
+    }
+}
+
+static int
 command_validate_body(const hie_command_t *cmd, hie_errinfo_t *info)
 {
     switch (cmd->body_case) {
@@ -362,23 +412,8 @@ command_validate_body(const hie_command_t *cmd, hie_errinfo_t *info)
     case HIE__V1__COMMAND__BODY_MPI_MODEL:
         return cmd->mpi_model->model != NULL ? 0 : hie_errinfo_set(info, HIE_EINVAL, "model",
             "missing");
-    case HIE__V1__COMMAND__BODY_CONSENT_SUBMIT:
-        return cmd->consent_submit->directive != NULL &&
-                       cmd->consent_submit->rec_hash.len == HIE_PROTO_REC_HASH_BYTES
-                   ? 0
-                   : hie_errinfo_set(info, HIE_EINVAL, "consent_submit", "incomplete");
-    case HIE__V1__COMMAND__BODY_CONSENT_REVOKE:
-        return cmd->consent_revoke->id != NULL && cmd->consent_revoke->id[0] != '\0'
-                   ? 0
-                   : hie_errinfo_set(info, HIE_EINVAL, "consent_revoke.id", "missing");
-    case HIE__V1__COMMAND__BODY_AUDIT_APPEND:
-        return audit_append_validate(cmd->audit_append, info);
-    case HIE__V1__COMMAND__BODY_AUDIT_CHECKPOINT:
-        return cmd->audit_checkpoint->root.len == 32u && cmd->audit_checkpoint->note != NULL
-                   ? 0
-                   : hie_errinfo_set(info, HIE_EINVAL, "audit_checkpoint", "incomplete");
     default:
-        return hie_errinfo_set(info, HIE_EINVAL, "command.body", "unknown command");
+        return command_validate_exchange(cmd, info);
     }
 }
 

@@ -138,6 +138,20 @@ hie_proto_body_name(const hie_envelope_t *env)
         return "audit_report";
     case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY:
         return "audit_report_reply";
+    case HIE__V1__ENVELOPE__BODY_PUSH:
+        return "push";
+    case HIE__V1__ENVELOPE__BODY_PUSH_REPLY:
+        return "push_reply";
+    case HIE__V1__ENVELOPE__BODY_RECEIVE:
+        return "receive";
+    case HIE__V1__ENVELOPE__BODY_RECEIVE_REPLY:
+        return "receive_reply";
+    case HIE__V1__ENVELOPE__BODY_DELIVERY:
+        return "delivery";
+    case HIE__V1__ENVELOPE__BODY_DELIVERY_ACK:
+        return "delivery_ack";
+    case HIE__V1__ENVELOPE__BODY_DELIVERY_ACK_REPLY:
+        return "delivery_ack_reply";
     default:
         return "none";
     }

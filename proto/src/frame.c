@@ -144,12 +144,21 @@ validate_body(const hie_envelope_t *env, hie_errinfo_t *info)
     case HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE:
     case HIE__V1__ENVELOPE__BODY_CONSENT_LIST:
     case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT:
+    case HIE__V1__ENVELOPE__BODY_PUSH:
         /* exchanges that touch patients say why (consent decisions take it as input) */
         if (env->purpose == HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED) {
             return hie_errinfo_set(info, HIE_EINVAL, "envelope.purpose",
                 "required for this exchange");
         }
         return 0;
+    case HIE__V1__ENVELOPE__BODY_RECEIVE:
+        return env->receive->window <= HIE_DELIVERY_WINDOW_MAX ? 0
+            : hie_errinfo_set(info, HIE_EINVAL, "receive.window", "at most 256");
+    case HIE__V1__ENVELOPE__BODY_DELIVERY_ACK:
+        return env->delivery_ack->n_seqs > 0 &&
+                       env->delivery_ack->n_seqs <= HIE_DELIVERY_ACK_SEQS_MAX
+                   ? 0
+                   : hie_errinfo_set(info, HIE_EINVAL, "delivery_ack.seqs", "1 to 1024 numbers");
     case HIE__V1__ENVELOPE__BODY__NOT_SET:
         return hie_errinfo_set(info, HIE_EINVAL, "envelope.body", "no request body");
     default:

@@ -156,4 +156,80 @@ arena_new(void)
     return a;
 }
 
+/* ---- directives ---------------------------------------------------------------------------- */
+
+/* A directive: root permit (or deny) with at most one nested provision of the reverse type. */
+struct dir {
+    Hie__V1__ConsentDirective d;
+    Hie__V1__PatientId pid;
+    Hie__V1__ConsentProvision root, kid;
+    Hie__V1__ConsentProvision *kids[1];
+    Hie__V1__ConsentActor actor;
+    Hie__V1__ConsentActor *actors[1];
+    Hie__V1__PurposeOfUse purposes[1];
+};
+
+static inline void
+dir_init(struct dir *x, const char *org, const char *mrn, Hie__V1__ProvisionType root)
+{
+    memset(x, 0, sizeof(*x));
+    hie__v1__consent_directive__init(&x->d);
+    hie__v1__patient_id__init(&x->pid);
+    hie__v1__consent_provision__init(&x->root);
+    hie__v1__consent_provision__init(&x->kid);
+    hie__v1__consent_actor__init(&x->actor);
+    x->pid.org_id = MUT(org);
+    x->pid.mrn = MUT(mrn);
+    x->d.patient = &x->pid;
+    x->d.status = HIE__V1__CONSENT_STATUS__CONSENT_ACTIVE;
+    x->d.date_ms = 1700000000000;
+    x->root.type = root;
+    x->d.provision = &x->root;
+    x->kids[0] = &x->kid;
+    x->actors[0] = &x->actor;
+}
+
+/* Adds the nested provision: the reverse of the root, for one org (or any) and a purpose. */
+static inline void
+dir_except(struct dir *x, const char *org, Hie__V1__PurposeOfUse purpose)
+{
+    x->kid.type = x->root.type == HIE__V1__PROVISION_TYPE__PROVISION_PERMIT
+                      ? HIE__V1__PROVISION_TYPE__PROVISION_DENY
+                      : HIE__V1__PROVISION_TYPE__PROVISION_PERMIT;
+    if (org != NULL) {
+        x->actor.org_id = MUT(org);
+        x->kid.n_actors = 1;
+        x->kid.actors = x->actors;
+    }
+    if (purpose != 0) {
+        x->purposes[0] = purpose;
+        x->kid.n_purposes = 1;
+        x->kid.purposes = x->purposes;
+    }
+    x->root.n_provisions = 1;
+    x->root.provisions = x->kids;
+}
+
+static inline hie_envelope_t *
+consent_submit(hie_client_t *c, const char *id, struct dir *x, hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__ConsentSubmitRequest s = HIE__V1__CONSENT_SUBMIT_REQUEST__INIT;
+    req_init(&req, id);
+    s.directive = &x->d;
+    req.body_case = HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT;
+    req.consent_submit = &s;
+    return call(c, &req, a);
+}
+
+static inline Hie__V1__ConsentSubmitReply *
+consent_submit_ok(hie_client_t *c, const char *id, struct dir *x, hie_arena_t *a)
+{
+    hie_envelope_t *r = consent_submit(c, id, x, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT_REPLY, "submit %s: %s %s",
+        id, r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?",
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->field : "");
+    return r->consent_submit_reply;
+}
+
 #endif

@@ -103,6 +103,18 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 /* Consent directives on file per patient (per record identity); a submit beyond is refused. */
 #define HIE_CONSENT_PER_PATIENT_MAX 32u
 
+/* ---- Push and delivery (issue 5) ---- */
+/* A pushed document's content: a discharge summary with images stays well under; bigger
+ * payloads belong in a repository reference. The frame limit (16 MiB) bounds it anyway. */
+#define HIE_PUSH_CONTENT_BYTES_MAX (1024u * 1024u)
+/* Deliveries a recipient may hold unacknowledged on its connection (ReceiveRequest.window). */
+#define HIE_DELIVERY_WINDOW_DEFAULT 32u
+#define HIE_DELIVERY_WINDOW_MAX 256u
+/* Sequence numbers in one DeliveryAck. */
+#define HIE_DELIVERY_ACK_SEQS_MAX 1024u
+/* Messages waiting in one recipient's queue; a push beyond is refused (OVERLOADED). */
+#define HIE_DELIVERY_QUEUE_MAX 1000000u
+
 /* Graceful shutdown: how long SIGTERM waits for in-flight requests. */
 #define HIE_NODE_DRAIN_TIMEOUT_MS 10000u
 

@@ -1,0 +1,268 @@
+/*
+ * push.c - the push exchange as a worker runs it (issue 5): validate the document, resolve
+ * the patient in the MPI, decide consent for the RECIPIENT (its organization and roles from
+ * the registry, the envelope's purpose, action PUSH, the document's labels, class and date),
+ * then build one command that enqueues the sealed document for the recipient and appends its
+ * audit record. The worker parks the reply until the command is applied, so the sender is
+ * acknowledged only once the message is durable; then the delivery thread is told.
+ *
+ * A denied push is refused (CONSENT_DENIED) and still audited. A document carrying a label
+ * the consent would redact is refused as a whole: the broker cannot cut inside opaque content.
+ */
+#include "node_int.h"
+
+#include "hie/mpi_store.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#define PUSH_LABELS_MAX 16u
+#define PUSH_TEXT_BYTES_MAX 512u
+
+static int
+bad(node_mpi_err_t *e, const char *field, const char *message)
+{
+    return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, field, message);
+}
+
+static bool
+text_ok(const char *s, size_t max, bool required)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    return n <= max && (!required || n > 0);
+}
+
+/* Labels and class into the consent vocabulary. */
+static int
+doc_codes(const Hie__V1__Document *d, uint32_t *labels, enum hie_consent_class *cls,
+    node_mpi_err_t *e)
+{
+    *labels = 0;
+    *cls = HIE_CONSENT_CLASS_NONE;
+    if (d->n_security_labels > PUSH_LABELS_MAX) {
+        return bad(e, "document.security_labels", "at most 16 labels");
+    }
+    for (size_t i = 0; i < d->n_security_labels; i++) {
+        enum hie_consent_label l;
+        const char *s = d->security_labels[i];
+        if (hie_consent_label_parse(s, strlen(s), &l) != 0) {
+            return bad(e, "document.security_labels", "unknown security label");
+        }
+        *labels |= HIE_CONSENT_LABEL_BIT(l);
+    }
+    if (d->class_code != NULL && d->class_code[0] != '\0' &&
+        hie_consent_class_parse(d->class_code, strlen(d->class_code), cls) != 0) {
+        return bad(e, "document.class_code", "unknown document class");
+    }
+    return 0;
+}
+
+static int
+push_check(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PushRequest *req,
+    hie_arena_t *arena, hie_org_t **recipient, node_mpi_err_t *e)
+{
+    const Hie__V1__Document *d = req->document;
+    const char *to = req->recipient_org;
+    if (to == NULL || !hie_proto_org_id_valid(to, strlen(to))) {
+        return bad(e, "recipient_org", "not an organization id");
+    }
+    int rc = hie_node__state_org_get(ctx->state, to, arena, recipient);
+    if (rc == HIE_ENOTFOUND || (rc == 0 && (*recipient)->status !=
+        HIE__V1__ORG_STATUS__ORG_ACTIVE)) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "recipient_org",
+            "no active member organization with this id");
+    }
+    if (rc != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    if (d == NULL || d->patient == NULL || d->patient->org_id == NULL) {
+        return bad(e, "document.patient", "missing");
+    }
+    if (strcmp(d->patient->org_id, who->org_id) != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, "document.patient.org_id",
+            "a member pushes documents about its own patients (its own MRNs)");
+    }
+    if (!hie_mpi_mrn_valid(d->patient->mrn)) {
+        return bad(e, "document.patient.mrn", "1 to 64 printable ASCII characters, no spaces");
+    }
+    if (d->content.len == 0 || d->content.len > HIE_PUSH_CONTENT_BYTES_MAX) {
+        return bad(e, "document.content", "1 byte to 1 MiB");
+    }
+    if (!text_ok(d->content_type, 128, true)) {
+        return bad(e, "document.content_type", "1 to 128 bytes");
+    }
+    if (!text_ok(d->title, PUSH_TEXT_BYTES_MAX, false) || !text_ok(d->type_code, 64, false)) {
+        return bad(e, d->title != NULL && strlen(d->title) > PUSH_TEXT_BYTES_MAX
+            ? "document.title" : "document.type_code", "too long");
+    }
+    return d->date_ms < 0 ? bad(e, "document.date_ms", "negative") : 0;
+}
+
+/* The EUID of the sender's patient; NOT_FOUND when the MPI does not know the MRN. */
+static int
+push_euid(node_ctx_t *ctx, const Hie__V1__PatientId *p, hie_arena_t *arena, char *euid,
+    node_mpi_err_t *e)
+{
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    MDB_txn *txn = NULL;
+    hie_mpi_rec_hash(hie_node__state_mpi_key(ctx->state), p->org_id, p->mrn, h);
+    if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    int rc = hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state), txn, h, arena, euid);
+    mdb_txn_abort(txn);
+    if (rc == HIE_ENOTFOUND) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document.patient.mrn",
+            "feed the patient to the MPI before pushing documents about them");
+    }
+    return rc == 0 ? 0 : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL,
+        "internal error");
+}
+
+/* Consent for the recipient; a permit that would redact a label the document carries is a
+ * refusal (the content is opaque). */
+static void
+push_decide(node_ctx_t *ctx, const node_who_t *who, const hie_org_t *recipient,
+    const Hie__V1__Document *d, const char *euid, uint32_t labels, enum hie_consent_class cls,
+    hie_arena_t *arena, hie_consent_decision_t *out)
+{
+    node_who_t to = {recipient->id, recipient, who->purpose, who->request_id};
+    MDB_txn *txn = NULL;
+    if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0) {
+        memset(out, 0, sizeof(*out));
+        out->reason = "evaluation-error";
+        return;
+    }
+    hie_node__consent_decide_doc(ctx, txn, arena, &to, euid,
+        HIE__V1__CONSENT_ACTION__CONSENT_ACTION_PUSH, labels, cls, d->date_ms, out);
+    mdb_txn_abort(txn);
+    if (hie_consent_permitted(out) && (out->obligations & labels & HIE_CONSENT_OBL_REDACT_MASK)) {
+        out->decision = HIE_CONSENT_DENY;
+        out->reason = "consent-redact";
+        out->break_glass = false;
+    }
+}
+
+/* nonce(24) || AEAD(Document), AD = the message id. */
+static int
+doc_seal(node_ctx_t *ctx, const Hie__V1__Document *d, const char *message_id,
+    hie_arena_t *arena, ProtobufCBinaryData *out)
+{
+    size_t n = protobuf_c_message_get_packed_size(&d->base);
+    uint8_t *plain = hie_arena_alloc(arena, n + 1);
+    uint8_t *box = hie_arena_alloc(arena, HIE_MPI_SEAL_NONCE_BYTES + n +
+        HIE_MPI_SEAL_OVERHEAD_BYTES);
+    if (plain == NULL || box == NULL) {
+        return HIE_ENOMEM;
+    }
+    HIE_ASSERT(protobuf_c_message_pack(&d->base, plain) == n);
+    randombytes_buf(box, HIE_MPI_SEAL_NONCE_BYTES);
+    int rc = hie_mpi_seal(hie_node__state_mpi_key(ctx->state), hie_span(plain, n),
+        hie_span((const uint8_t *)message_id, strlen(message_id)), box,
+        box + HIE_MPI_SEAL_NONCE_BYTES, n + HIE_MPI_SEAL_OVERHEAD_BYTES);
+    sodium_memzero(plain, n);
+    *out = (ProtobufCBinaryData){HIE_MPI_SEAL_NONCE_BYTES + n + HIE_MPI_SEAL_OVERHEAD_BYTES,
+        box};
+    return rc;
+}
+
+static void
+command_frame(node_ctx_t *ctx, const node_who_t *who, hie_command_t *cmd)
+{
+    hie__v1__command__init(cmd);
+    cmd->requester = (char *)(uintptr_t)who->org_id;
+    cmd->request_id = (char *)(uintptr_t)who->request_id;
+    cmd->time_ms = hie_time_wall_ms();
+    cmd->node_id = ctx->cfg.node_id;
+}
+
+/* The push command: the queued message and its audit record, or (denied) the record alone. */
+static int
+push_command(node_ctx_t *ctx, const node_who_t *who, const char *to, Hie__V1__Document *d,
+    node_subject_t *s, hie_arena_t *arena, node_audit_cmd_t *out)
+{
+    bool permit = hie_consent_permitted(&s->decision);
+    Hie__V1__AuditAppendCommand *ac = NULL;
+    int rc = hie_node__audit_body(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PUSH, permit
+        ? HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED : HIE__V1__ERROR_CODE__ERROR_CONSENT_DENIED,
+        s, 1, arena, &ac);
+    out->needed = true;
+    command_frame(ctx, who, &out->cmd);
+    if (rc == 0) {
+        ac->record->recipient_org = (char *)(uintptr_t)to;
+    }
+    if (rc != 0 || !permit) {
+        out->cmd.body_case = HIE__V1__COMMAND__BODY_AUDIT_APPEND;
+        out->cmd.audit_append = ac;
+        return out->build_rc = rc;
+    }
+    Hie__V1__PushCommand *pc = hie_arena_alloc(arena, sizeof(*pc));
+    Hie__V1__QueuedMessage *m = hie_arena_alloc(arena, sizeof(*m));
+    char *mid = hie_arena_alloc(arena, HIE_ORG_ID_BYTES_MAX + HIE_PROTO_ID_BYTES_MAX + 2);
+    if (pc == NULL || m == NULL || mid == NULL) {
+        return out->build_rc = HIE_ENOMEM;
+    }
+    hie__v1__push_command__init(pc);
+    hie__v1__queued_message__init(m);
+    snprintf(mid, HIE_ORG_ID_BYTES_MAX + HIE_PROTO_ID_BYTES_MAX + 2, "%s:%s", who->org_id,
+        who->request_id);
+    m->message_id = mid;
+    m->sender_org = (char *)(uintptr_t)who->org_id;
+    m->recipient_org = (char *)(uintptr_t)to;
+    m->euid = (char *)(uintptr_t)s->euid;
+    d->author_org = (char *)(uintptr_t)who->org_id;
+    rc = doc_seal(ctx, d, mid, arena, &m->sealed_document);
+    pc->message = m;
+    pc->audit = ac;
+    out->cmd.body_case = HIE__V1__COMMAND__BODY_PUSH;
+    out->cmd.push = pc;
+    out->kick_org = to;
+    return out->build_rc = rc;
+}
+
+int
+hie_node__push_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PushRequest *req,
+    hie_arena_t *arena, Hie__V1__PushReply **reply, node_audit_cmd_t *audit, node_mpi_err_t *e)
+{
+    *reply = NULL;
+    audit->needed = false;
+    hie_org_t *recipient = NULL;
+    uint32_t labels = 0;
+    enum hie_consent_class cls = HIE_CONSENT_CLASS_NONE;
+    char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
+    Hie__V1__PushReply *r = hie_arena_alloc(arena, sizeof(*r));
+    if (euid == NULL || r == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+    }
+    if (hie_node__state_mpi_key(ctx->state) == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "push is not available on this node (no data key)");
+    }
+    int rc = push_check(ctx, who, req, arena, &recipient, e);
+    rc = rc ? rc : doc_codes(req->document, &labels, &cls, e);
+    rc = rc ? rc : push_euid(ctx, req->document->patient, arena, euid, e);
+    if (rc != 0) {
+        return rc;
+    }
+    Hie__V1__PatientId *ids[1] = {req->document->patient};
+    node_subject_t s = {euid, {0}, hie_arena_alloc(arena, sizeof(ids)), 1};
+    if (s.disclosed == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+    }
+    s.disclosed[0] = ids[0];
+    push_decide(ctx, who, recipient, req->document, euid, labels, cls, arena, &s.decision);
+    if (!hie_consent_permitted(&s.decision)) {
+        s.n_disclosed = 0;
+    }
+    rc = push_command(ctx, who, recipient->id, req->document, &s, arena, audit);
+    if (!hie_consent_permitted(&s.decision)) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_CONSENT_DENIED, NULL,
+            "the patient's consent does not permit this disclosure to the recipient");
+    }
+    hie__v1__push_reply__init(r);
+    r->message_id = audit->cmd.push != NULL ? audit->cmd.push->message->message_id : NULL;
+    *reply = rc == 0 ? r : NULL;
+    return rc == 0 ? 0 : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL,
+        "internal error");
+}

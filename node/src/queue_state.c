@@ -1,0 +1,226 @@
+/*
+ * queue_state.c - durable per-recipient delivery queues in the replicated state (issue 5):
+ * apply of push (enqueue + its audit record, one transaction) and delivery_ack (dequeue) on
+ * the log thread, and the readers the delivery thread uses.
+ *
+ * Databases (state environment):
+ *   q_msg   recipient org || 0x00 || seq(8 BE) -> QueuedMessage (document sealed)
+ *   q_meta  recipient org -> next seq(8 BE) || queued count(8 BE)
+ * Sequence numbers start at 1 per recipient and never repeat; an acknowledged message is
+ * deleted, so the queue's first entry is the oldest unacknowledged one. Apply checks before it
+ * writes: a full queue or an unknown recipient is a recorded rejection, nothing changes.
+ */
+#include "node_int.h"
+
+#include <string.h>
+
+#define QUEUE_MAGIC 0x51554555u /* "QUEU" */
+#define QKEY_BYTES_MAX (HIE_ORG_ID_BYTES_MAX + 1u + 8u)
+
+struct node_queue {
+    uint32_t magic;
+    MDB_dbi msg, meta;
+};
+
+static int
+mdb_rc(int rc)
+{
+    return rc == 0 ? 0 : (rc == MDB_NOTFOUND ? HIE_ENOTFOUND : HIE_ESTORAGE);
+}
+
+int
+hie_node__queue_open(node_queue_t **out, MDB_env *env)
+{
+    HIE_ASSERT(out != NULL && env != NULL);
+    *out = NULL;
+    node_queue_t *q = hie_mem_calloc(1, sizeof(*q));
+    if (q == NULL) {
+        return HIE_ENOMEM;
+    }
+    q->magic = QUEUE_MAGIC;
+    MDB_txn *txn = NULL;
+    int rc = mdb_rc(mdb_txn_begin(env, NULL, 0, &txn));
+    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "q_msg", MDB_CREATE, &q->msg));
+    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "q_meta", MDB_CREATE, &q->meta));
+    if (rc == 0) {
+        rc = mdb_rc(mdb_txn_commit(txn));
+        txn = NULL;
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (rc != 0) {
+        hie_node__queue_close(&q);
+        return rc;
+    }
+    *out = q;
+    return 0;
+}
+
+void
+hie_node__queue_close(node_queue_t **qp)
+{
+    HIE_ASSERT(qp != NULL);
+    if (*qp == NULL) {
+        return;
+    }
+    HIE_ASSERT((*qp)->magic == QUEUE_MAGIC);
+    (*qp)->magic = 0;
+    hie_mem_free(*qp, sizeof(**qp));
+    *qp = NULL;
+}
+
+static size_t
+qkey(uint8_t *k, const char *org, uint64_t seq)
+{
+    size_t n = strlen(org);
+    HIE_ASSERT(n > 0 && n <= HIE_ORG_ID_BYTES_MAX);
+    memcpy(k, org, n);
+    k[n] = 0;
+    hie_store_be64(k + n + 1, seq);
+    return n + 9;
+}
+
+/* The recipient's next seq and queued count (1 and 0 for a new recipient). */
+static int
+meta_get(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t *next, uint64_t *count)
+{
+    MDB_val k = {strlen(org), (void *)(uintptr_t)org}, v;
+    int rc = mdb_rc(mdb_get(txn, q->meta, &k, &v));
+    *next = 1;
+    *count = 0;
+    if (rc == HIE_ENOTFOUND) {
+        return 0;
+    }
+    if (rc == 0 && v.mv_size != 16) {
+        return HIE_ECORRUPT;
+    }
+    if (rc == 0) {
+        *next = hie_load_be64(v.mv_data);
+        *count = hie_load_be64((const uint8_t *)v.mv_data + 8);
+    }
+    return rc;
+}
+
+static int
+meta_put(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t next, uint64_t count)
+{
+    uint8_t b[16];
+    hie_store_be64(b, next);
+    hie_store_be64(b + 8, count);
+    MDB_val k = {strlen(org), (void *)(uintptr_t)org}, v = {sizeof(b), b};
+    return mdb_rc(mdb_put(txn, q->meta, &k, &v, 0));
+}
+
+int
+hie_node__queue_depth(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t *count)
+{
+    HIE_ASSERT(q != NULL && q->magic == QUEUE_MAGIC);
+    uint64_t next = 0;
+    return meta_get(q, txn, org, &next, count);
+}
+
+/* ---- apply ---------------------------------------------------------------------------------- */
+
+static int
+apply_push(node_queue_t *q, node_audit_t *au, node_apply_t *a)
+{
+    const Hie__V1__PushCommand *pc = a->cmd->push;
+    Hie__V1__QueuedMessage *m = pc->message;
+    uint64_t next = 0, count = 0;
+    int rc = meta_get(q, a->txn, m->recipient_org, &next, &count);
+    if (rc != 0) {
+        return rc;
+    }
+    if (count >= HIE_DELIVERY_QUEUE_MAX) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "recipient_org",
+            "the recipient's queue is full; retry later");
+    }
+    m->accepted_ms = a->cmd->time_ms;
+    m->attempts = 0;
+    uint8_t k[QKEY_BYTES_MAX];
+    MDB_val key = {qkey(k, m->recipient_org, next), k};
+    size_t n = protobuf_c_message_get_packed_size(&m->base);
+    MDB_val v = {n, NULL};
+    rc = mdb_rc(mdb_put(a->txn, q->msg, &key, &v, MDB_RESERVE));
+    if (rc == 0) {
+        size_t packed = protobuf_c_message_pack(&m->base, v.mv_data);
+        HIE_ASSERT(packed == n);
+        rc = meta_put(q, a->txn, m->recipient_org, next + 1, count + 1);
+    }
+    rc = rc ? rc : hie_node__audit_append(au, a, pc->audit);
+    a->res->push_seq = next;
+    return rc;
+}
+
+static int
+apply_ack(node_queue_t *q, node_apply_t *a)
+{
+    const Hie__V1__DeliveryAckCommand *ac = a->cmd->delivery_ack;
+    uint64_t next = 0, count = 0;
+    int rc = meta_get(q, a->txn, ac->recipient_org, &next, &count);
+    uint32_t removed = 0;
+    for (size_t i = 0; rc == 0 && i < ac->n_seqs; i++) {
+        uint8_t k[QKEY_BYTES_MAX];
+        MDB_val key = {qkey(k, ac->recipient_org, ac->seqs[i]), k};
+        int drc = mdb_del(a->txn, q->msg, &key, NULL);
+        if (drc == 0) {
+            removed++;
+        } else if (drc != MDB_NOTFOUND) { /* acknowledged before, or never issued: no-op */
+            rc = HIE_ESTORAGE;
+        }
+    }
+    if (rc == 0 && removed > 0) {
+        HIE_ASSERT(count >= removed);
+        rc = meta_put(q, a->txn, ac->recipient_org, next, count - removed);
+    }
+    a->res->acknowledged = removed;
+    return rc;
+}
+
+int
+hie_node__queue_apply(node_queue_t *q, node_audit_t *au, node_apply_t *a)
+{
+    HIE_ASSERT(q != NULL && q->magic == QUEUE_MAGIC);
+    HIE_ASSERT(a != NULL && a->cmd != NULL);
+    switch (a->cmd->body_case) {
+    case HIE__V1__COMMAND__BODY_PUSH:
+        return apply_push(q, au, a);
+    case HIE__V1__COMMAND__BODY_DELIVERY_ACK:
+        return apply_ack(q, a);
+    default:
+        HIE_ASSERT(!"not a queue command");
+        return HIE_EINVAL;
+    }
+}
+
+/* ---- reading ------------------------------------------------------------------------------- */
+
+int
+hie_node__queue_scan(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t from_seq,
+    size_t max, int (*fn)(void *ctx, uint64_t seq, hie_span_t msg), void *ctx)
+{
+    HIE_ASSERT(q != NULL && q->magic == QUEUE_MAGIC);
+    HIE_ASSERT(org != NULL && fn != NULL);
+    uint8_t k[QKEY_BYTES_MAX];
+    size_t plen = strlen(org) + 1;
+    MDB_val key = {qkey(k, org, from_seq), k}, v;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_rc(mdb_cursor_open(txn, q->msg, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE) : 0;
+    for (size_t i = 0; rc == 0 && mrc == 0 && i < max; i++) {
+        if (key.mv_size != plen + 8 || memcmp(key.mv_data, k, plen) != 0) {
+            break; /* the next recipient's queue */
+        }
+        rc = fn(ctx, hie_load_be64((const uint8_t *)key.mv_data + plen),
+            hie_span(v.mv_data, v.mv_size));
+        mrc = rc == 0 ? mdb_cursor_get(cur, &key, &v, MDB_NEXT) : 0;
+    }
+    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND) {
+        rc = HIE_ESTORAGE;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc > 0 ? 0 : rc; /* fn's positive return stops the scan */
+}

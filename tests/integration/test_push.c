@@ -1,0 +1,298 @@
+/*
+ * test_push.c - push and durable delivery against real hie-node processes over mutual TLS
+ * (issue 5): a pushed document reaches the recipient on its receiving connection and leaves
+ * the queue when acknowledged; the same push id twice is delivered once; unacknowledged
+ * messages come again (same message id, flagged redelivery) after a reconnect; a push
+ * acknowledged right before kill -9 is delivered after the restart; a push the patient's
+ * consent denies is refused, queues nothing and is audited; bad input names its field.
+ */
+#include "exchange.h"
+
+#include <criterion/criterion.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <string.h>
+
+#define HOSP "general-hospital"
+#define CLINIC "riverside-clinic"
+
+static void
+setup(itest_node_t *n)
+{
+    itest_node_init(n, NULL);
+    itest_node_start(n);
+    itest_register(n, HOSP, "hospital");
+    itest_register(n, CLINIC, "clinic");
+}
+
+static size_t
+db_entries(itest_node_t *n, const char *db)
+{
+    char dir[ITEST_PATH + 16];
+    snprintf(dir, sizeof(dir), "%s/state", n->data_dir);
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    MDB_stat st = {0};
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 32);
+    cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    if (mdb_dbi_open(txn, db, 0, &dbi) == 0) {
+        cr_assert_eq(mdb_stat(txn, dbi, &st), 0);
+    }
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return st.ms_entries;
+}
+
+static hie_envelope_t *
+push(hie_client_t *c, const char *id, const char *to, const char *mrn, const char *content,
+    size_t len, const char *label, hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__PushRequest p = HIE__V1__PUSH_REQUEST__INIT;
+    Hie__V1__Document d = HIE__V1__DOCUMENT__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    char *labels[1] = {MUT(label)};
+    req_init(&req, id);
+    pid.org_id = MUT(HOSP);
+    pid.mrn = MUT(mrn);
+    d.patient = &pid;
+    d.content_type = MUT("text/plain");
+    d.content = (ProtobufCBinaryData){len, (uint8_t *)(uintptr_t)content};
+    d.title = MUT("Discharge summary");
+    d.class_code = MUT("discharge-summary");
+    d.n_security_labels = label != NULL;
+    d.security_labels = labels;
+    p.recipient_org = MUT(to);
+    p.document = &d;
+    req.body_case = HIE__V1__ENVELOPE__BODY_PUSH;
+    req.push = &p;
+    return call(c, &req, a);
+}
+
+static const char *
+push_ok(hie_client_t *c, const char *id, const char *content, hie_arena_t *a)
+{
+    hie_envelope_t *r = push(c, id, CLINIC, "H-1", content, strlen(content), NULL, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PUSH_REPLY, "push %s: %s %s", id,
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?",
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->field : "");
+    return r->push_reply->message_id;
+}
+
+/* Deliveries read while waiting for something else (they may overtake a reply). */
+struct inbox {
+    Hie__V1__Delivery *d[64];
+    size_t head, n;
+};
+
+/* Asks for deliveries on c's connection; returns the queued count. */
+static uint64_t
+receive_start(hie_client_t *c, const char *id, struct inbox *in, hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__ReceiveRequest r = HIE__V1__RECEIVE_REQUEST__INIT;
+    req_init(&req, id);
+    req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED;
+    r.window = 8;
+    req.body_case = HIE__V1__ENVELOPE__BODY_RECEIVE;
+    req.receive = &r;
+    memset(in, 0, sizeof(*in));
+    cr_assert_eq(hie_client_send(c, &req), 0);
+    for (int i = 0; i < 64; i++) {
+        hie_envelope_t *env = NULL;
+        cr_assert_eq(hie_client_recv(c, 5000, a, &env), 0, "receive reply");
+        if (env->body_case == HIE__V1__ENVELOPE__BODY_RECEIVE_REPLY) {
+            return env->receive_reply->queued;
+        }
+        cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_DELIVERY);
+        in->d[in->n++] = env->delivery;
+    }
+    cr_assert(false, "no receive reply");
+    return 0;
+}
+
+/* The next delivery within timeout_ms, or NULL (a timeout closes the connection). */
+static Hie__V1__Delivery *
+next_delivery(hie_client_t *c, struct inbox *in, uint32_t timeout_ms, hie_arena_t *a)
+{
+    if (in->head < in->n) {
+        return in->d[in->head++];
+    }
+    hie_envelope_t *env = NULL;
+    int rc = hie_client_recv(c, timeout_ms, a, &env);
+    if (rc == HIE_ETIMEDOUT) {
+        return NULL;
+    }
+    cr_assert_eq(rc, 0, "recv: %s", hie_strerror(rc));
+    cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_DELIVERY, "got %d", env->body_case);
+    return env->delivery;
+}
+
+static uint32_t
+ack(hie_client_t *c, const char *id, uint64_t *seqs, size_t n, hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__DeliveryAck d = HIE__V1__DELIVERY_ACK__INIT;
+    req_init(&req, id);
+    req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED;
+    d.n_seqs = n;
+    d.seqs = seqs;
+    req.body_case = HIE__V1__ENVELOPE__BODY_DELIVERY_ACK;
+    req.delivery_ack = &d;
+    hie_envelope_t *r = call(c, &req, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_DELIVERY_ACK_REPLY);
+    return r->delivery_ack_reply->acknowledged;
+}
+
+static void
+feed_patient(hie_client_t *h, hie_arena_t *a)
+{
+    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+}
+
+Test(push, delivered_acknowledged_and_idempotent, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_patient(h, a);
+    const char *mid = push_ok(h, "p1", "discharge: stable, follow up in 7 days", a);
+    cr_assert_str_eq(mid, HOSP ":p1");
+    cr_assert_eq(db_entries(&n, "q_msg"), 1u, "queued before the sender's acknowledgement");
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(d, "delivered");
+    cr_assert_str_eq(d->message_id, HOSP ":p1");
+    cr_assert_str_eq(d->sender_org, HOSP);
+    cr_assert(!d->redelivery);
+    cr_assert_eq(d->document->content.len, strlen("discharge: stable, follow up in 7 days"));
+    cr_assert_eq(memcmp(d->document->content.data, "discharge: stable", 17), 0);
+    cr_assert_str_eq(d->document->author_org, HOSP);
+    cr_assert(strlen(d->euid) > 1);
+    uint64_t seq = d->seq;
+    cr_assert_eq(ack(c, "a1", &seq, 1, a), 1u);
+    cr_assert_eq(db_entries(&n, "q_msg"), 0u, "acknowledged: out of the queue");
+    cr_assert_eq(ack(c, "a2", &seq, 1, a), 0u, "a second acknowledgement changes nothing");
+    /* the same push id again: the original answer, nothing queued or delivered */
+    cr_assert_str_eq(push_ok(h, "p1", "discharge: stable, follow up in 7 days", a), mid);
+    cr_assert_eq(db_entries(&n, "q_msg"), 0u);
+    cr_assert_null(next_delivery(c, &in, 1000, a), "delivered once");
+    cr_assert_eq(db_entries(&n, "audit_rec"), 1u, "one audit record for the disclosure");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+Test(push, unacknowledged_messages_come_again_after_reconnect, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_patient(h, a);
+    static const char *const ids[] = {"m1", "m2", "m3"};
+    for (size_t i = 0; i < 3; i++) {
+        push_ok(h, ids[i], "lab result", a);
+    }
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 3u);
+    for (size_t i = 0; i < 3; i++) { /* in queue order, not acknowledged */
+        Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+        cr_assert_not_null(d);
+        cr_assert_eq(d->seq, i + 1);
+        cr_assert(!d->redelivery);
+    }
+    hie_client_close(c); /* gone without acknowledging */
+    cr_assert_eq(receive_start(c, "r2", &in, a), 3u);
+    uint64_t seqs[3];
+    for (size_t i = 0; i < 3; i++) {
+        Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+        cr_assert_not_null(d, "redelivered %zu", i);
+        char want[64];
+        snprintf(want, sizeof(want), HOSP ":%s", ids[i]);
+        cr_assert_str_eq(d->message_id, want, "same message id");
+        cr_assert(d->redelivery, "flagged");
+        seqs[i] = d->seq;
+    }
+    cr_assert_eq(ack(c, "a1", seqs, 3, a), 3u);
+    hie_client_close(c);
+    cr_assert_eq(receive_start(c, "r3", &in, a), 0u, "nothing left");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+Test(push, acknowledged_push_survives_kill_9, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP);
+    feed_patient(h, a);
+    push_ok(h, "k1", "admission note", a);
+    cr_assert_eq(itest_node_stop(&n, SIGKILL), 128 + SIGKILL); /* right after the ack */
+    hie_client_destroy(&h);
+    itest_node_start(&n);
+    hie_client_t *c = itest_client(&n, CLINIC);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(d, "delivered after the restart");
+    cr_assert_str_eq(d->message_id, HOSP ":k1");
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+Test(push, consent_denied_push_queues_nothing_and_is_audited, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP);
+    feed_patient(h, a);
+    struct dir x; /* the hospital files its patient's directive: everyone but the clinic */
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, CLINIC, 0);
+    consent_submit_ok(h, "c1", &x, a);
+    hie_envelope_t *r = push(h, "p1", CLINIC, "H-1", "note", 4, NULL, a);
+    expect_error(r, HIE__V1__ERROR_CODE__ERROR_CONSENT_DENIED, NULL);
+    cr_assert_eq(db_entries(&n, "q_msg"), 0u, "nothing queued");
+    cr_assert_eq(db_entries(&n, "audit_rec"), 1u, "the refusal is audited");
+    hie_client_destroy(&h);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+Test(push, bad_input_names_the_field_and_queues_nothing, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP);
+    feed_patient(h, a);
+    const Hie__V1__ErrorCode bad = HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST;
+    size_t big = HIE_PUSH_CONTENT_BYTES_MAX + 1;
+    char *huge = calloc(1, big);
+    cr_assert_not_null(huge);
+    expect_error(push(h, "b1", CLINIC, "H-1", huge, big, NULL, a), bad, "document.content");
+    free(huge);
+    expect_error(push(h, "b2", "nobody-here", "H-1", "x", 1, NULL, a),
+        HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "recipient_org");
+    expect_error(push(h, "b3", CLINIC, "H-1", "x", 1, "XYZ", a), bad,
+        "document.security_labels");
+    expect_error(push(h, "b4", CLINIC, "H-404", "x", 1, NULL, a),
+        HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document.patient.mrn");
+    expect_error(push(h, "b5", CLINIC, "H 1", "x", 1, NULL, a), bad, "document.patient.mrn");
+    cr_assert_eq(db_entries(&n, "q_msg"), 0u, "nothing queued");
+    hie_client_destroy(&h);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}

@@ -29,6 +29,7 @@ struct y_storage { uint64_t map_bytes; };
 struct y_mpi { char *key_file; };
 struct y_consent { char *regime; char *break_glass; char *part2_named_recipient; char *enforce; };
 struct y_audit { char *origin; uint32_t checkpoint_interval_ms; };
+struct y_delivery { uint32_t ack_timeout_ms, max_attempts; uint64_t max_age_ms; };
 struct y_config {
     struct y_node node;
     struct y_listen listen;
@@ -40,6 +41,7 @@ struct y_config {
     struct y_mpi mpi;
     struct y_consent consent;
     struct y_audit audit;
+    struct y_delivery delivery;
     uint32_t workers;
     uint32_t edge_threads;
 };
@@ -92,6 +94,10 @@ static const cyaml_schema_field_t audit_fields[] = {
     CYAML_FIELD_STRING_PTR("origin", OPT, struct y_audit, origin, 1, 200),
     CYAML_FIELD_UINT("checkpoint_interval_ms", OPT, struct y_audit, checkpoint_interval_ms),
     CYAML_FIELD_END};
+static const cyaml_schema_field_t delivery_fields[] = {
+    CYAML_FIELD_UINT("ack_timeout_ms", OPT, struct y_delivery, ack_timeout_ms),
+    CYAML_FIELD_UINT("max_attempts", OPT, struct y_delivery, max_attempts),
+    CYAML_FIELD_UINT("max_age_ms", OPT, struct y_delivery, max_age_ms), CYAML_FIELD_END};
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("node", CYAML_FLAG_DEFAULT, struct y_config, node, node_fields),
     CYAML_FIELD_MAPPING("listen", CYAML_FLAG_DEFAULT, struct y_config, listen, listen_fields),
@@ -103,6 +109,7 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("mpi", OPT, struct y_config, mpi, mpi_fields),
     CYAML_FIELD_MAPPING("consent", OPT, struct y_config, consent, consent_fields),
     CYAML_FIELD_MAPPING("audit", OPT, struct y_config, audit, audit_fields),
+    CYAML_FIELD_MAPPING("delivery", OPT, struct y_config, delivery, delivery_fields),
     CYAML_FIELD_UINT("workers", OPT, struct y_config, workers),
     CYAML_FIELD_UINT("edge_threads", OPT, struct y_config, edge_threads), CYAML_FIELD_END};
 static const cyaml_schema_value_t top_schema = {
@@ -306,9 +313,17 @@ fill_consent(node_config_t *c, const struct y_config *y, char *err, size_t eb)
     if (rc == 0 && c->audit_origin[0] == '\0') {
         snprintf(c->audit_origin, sizeof(c->audit_origin), "hiebroker/%s", c->node_id);
     }
-    return rc ? rc : limit_u32(&c->audit_checkpoint_interval_ms,
+    rc = rc ? rc : limit_u32(&c->audit_checkpoint_interval_ms,
         y->audit.checkpoint_interval_ms, HIE_AUDIT_CHECKPOINT_INTERVAL_MS_DEFAULT, 100,
         HIE_AUDIT_CHECKPOINT_INTERVAL_MS_MAX, "audit.checkpoint_interval_ms", err, eb);
+    rc = rc ? rc : limit_u32(&c->delivery_ack_timeout_ms, y->delivery.ack_timeout_ms,
+        HIE_DELIVERY_ACK_TIMEOUT_MS_DEFAULT, 50, HIE_DELIVERY_BACKOFF_MS_MAX,
+        "delivery.ack_timeout_ms", err, eb);
+    rc = rc ? rc : limit_u32(&c->delivery_max_attempts, y->delivery.max_attempts,
+        HIE_DELIVERY_MAX_ATTEMPTS_DEFAULT, 1, 1000, "delivery.max_attempts", err, eb);
+    c->delivery_max_age_ms = y->delivery.max_age_ms != 0 ? y->delivery.max_age_ms
+                                                         : HIE_DELIVERY_MAX_AGE_MS_DEFAULT;
+    return rc;
 }
 
 static int

@@ -14,10 +14,15 @@
  * The queue itself is the replicated state (queue_state.c): this thread only reads it, so a
  * crash loses nothing but the cursor, which RECEIVE rebuilds.
  *
- * NEEDSWORK: redelivery on the same connection after an acknowledgement timeout, with
- * exponential backoff and jitter, a dead-letter state after a maximum age or attempt count,
- * and per-patient ordering with no head-of-line blocking across patients (today: queue order,
- * a window of unacknowledged messages) are the next steps of issue 5.
+ * Redelivery: each message sent and not yet acknowledged is a "flight" with a due time,
+ * delivery.ack_timeout_ms doubling per attempt (capped, +-20% jitter so many recipients do not
+ * retry in step). When it falls due it is sent again on the current connection; after
+ * delivery.max_attempts attempts, or once it has waited delivery.max_age_ms, the thread commits
+ * a dead_letter command that moves it to the recipient's dead letters (hiectl redrives them).
+ * Attempts live in this thread's memory: a node restart starts counting again.
+ *
+ * NEEDSWORK: per-patient ordering with no head-of-line blocking across patients (today: queue
+ * order within a window of unacknowledged messages).
  */
 #include "node_int.h"
 
@@ -31,17 +36,27 @@
 #include <string.h>
 #include <zmq.h>
 
-#define RECEIVERS_MAX 4096u /* distinct recipients with a receiving connection */
+#define RECEIVERS_MAX 1024u /* distinct recipients with a receiving connection */
 #define DELIVERY_ARENA_BYTES (4u * 1024u * 1024u)
+#define DELIVERY_TICK_MS 100
+#define DEAD_COMMAND_TIMEOUT_MS 10000u
+
+/* A message sent and not acknowledged yet. */
+struct flight {
+    uint64_t seq;
+    uint64_t due_ns;      /* 0: sent on an earlier connection, not yet sent again */
+    uint32_t attempts;
+};
 
 struct receiver {
     char org[HIE_ORG_ID_BYTES_MAX + 1]; /* "" = free slot */
     uint64_t conn_id;
     uint32_t edge_index;
     uint32_t window;
-    uint32_t inflight;
     uint64_t next_seq;    /* the next queue position to send from */
     uint64_t sent_hw;     /* highest seq ever sent: a seq at or below it is a redelivery */
+    struct flight *fl;    /* HIE_DELIVERY_WINDOW_MAX, allocated at the first RECEIVE */
+    uint32_t nfl;
 };
 
 struct node_delivery {
@@ -51,8 +66,51 @@ struct node_delivery {
     void *pull;
     void *edge[NODE_EDGES_MAX];
     struct receiver *rx;  /* RECEIVERS_MAX, open addressing by org */
-    uint64_t sent, dropped;
+    node_submitter_t sub; /* dead_letter commands */
+    uint64_t sent, dropped, dead, rng;
 };
+
+/* Flights due now (sent on this connection). */
+static uint32_t
+inflight(const struct receiver *r)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < r->nfl; i++) {
+        n += r->fl[i].due_ns != 0;
+    }
+    return n;
+}
+
+static struct flight *
+flight_find(struct receiver *r, uint64_t seq)
+{
+    for (uint32_t i = 0; i < r->nfl; i++) {
+        if (r->fl[i].seq == seq) {
+            return &r->fl[i];
+        }
+    }
+    return NULL;
+}
+
+static void
+flight_drop(struct receiver *r, struct flight *f)
+{
+    *f = r->fl[--r->nfl];
+}
+
+/* The wait before attempt+1: ack_timeout * 2^(attempts-1), capped, +-20% jitter. */
+static uint64_t
+backoff_ns(struct node_delivery *d, uint32_t attempts)
+{
+    uint64_t ms = d->ctx->cfg.delivery_ack_timeout_ms;
+    for (uint32_t i = 1; i < attempts && ms < HIE_DELIVERY_BACKOFF_MS_MAX; i++) {
+        ms *= 2;
+    }
+    ms = ms < HIE_DELIVERY_BACKOFF_MS_MAX ? ms : HIE_DELIVERY_BACKOFF_MS_MAX;
+    d->rng = d->rng * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t jitter = (d->rng >> 33) % 401u; /* 0..400 per mille: 80% .. 120% */
+    return ms * (800u + jitter) * 1000ull;
+}
 
 static struct receiver *
 rx_find(struct node_delivery *d, const char *org, bool create)
@@ -109,6 +167,11 @@ frame_build(struct node_delivery *d, const struct receiver *r, uint64_t seq, hie
     dl.euid = q->euid;
     dl.accepted_ms = q->accepted_ms;
     dl.redelivery = seq <= r->sent_hw;
+    const struct flight *f = NULL;
+    for (uint32_t i = 0; i < r->nfl && f == NULL; i++) {
+        f = r->fl[i].seq == seq ? &r->fl[i] : NULL;
+    }
+    dl.attempt = f != NULL ? f->attempts + 1 : 1;
     env.id = id;
     env.handled_ms = hie_time_wall_ms();
     env.body_case = HIE__V1__ENVELOPE__BODY_DELIVERY;
@@ -125,59 +188,205 @@ struct pump {
     int rc;
 };
 
+/* Sends seq (stored: its queue entry) to r's connection; records the flight. */
 static int
-pump_one(void *ctx, uint64_t seq, hie_span_t stored)
+send_one(struct node_delivery *d, struct receiver *r, uint64_t seq, hie_span_t stored,
+    hie_arena_t *arena)
 {
-    struct pump *p = ctx;
-    struct receiver *r = p->r;
-    if (r->inflight >= r->window) {
-        return 1;
-    }
     node_req_t *req = hie_mem_calloc(1, sizeof(*req));
     if (req == NULL) {
-        p->rc = HIE_ENOMEM;
-        return 1;
+        return HIE_ENOMEM;
     }
     req->magic = NODE_REQ_MAGIC;
     req->type = NODE_REQ_DELIVERY;
     req->conn_id = r->conn_id;
     req->edge_index = r->edge_index;
-    p->rc = frame_build(p->d, r, seq, stored, p->arena, &req->reply_buf, &req->reply_len);
-    if (p->rc != 0 || zmq_send(p->d->edge[r->edge_index], &req, sizeof(req), 0) !=
-        (int)sizeof(req)) {
+    int rc = frame_build(d, r, seq, stored, arena, &req->reply_buf, &req->reply_len);
+    if (rc != 0 || zmq_send(d->edge[r->edge_index], &req, sizeof(req), 0) != (int)sizeof(req)) {
         hie_node__req_destroy(&req);
-        p->rc = p->rc != 0 ? p->rc : -errno;
-        return 1;
+        return rc != 0 ? rc : -errno;
     }
-    r->next_seq = seq + 1;
+    struct flight *f = flight_find(r, seq);
+    if (f == NULL) {
+        HIE_ASSERT(r->nfl < HIE_DELIVERY_WINDOW_MAX);
+        f = &r->fl[r->nfl++];
+        *f = (struct flight){seq, 0, 0};
+    }
+    f->attempts++;
+    f->due_ns = hie_time_mono_ns() + backoff_ns(d, f->attempts);
     r->sent_hw = seq > r->sent_hw ? seq : r->sent_hw;
-    r->inflight++;
-    p->d->sent++;
+    d->sent++;
     return 0;
 }
 
-/* Sends what the window allows. */
-static void
-pump(struct node_delivery *d, struct receiver *r)
+static int
+pump_one(void *ctx, uint64_t seq, hie_span_t stored)
 {
-    if (r->conn_id == 0 || r->inflight >= r->window) {
-        return;
+    struct pump *p = ctx;
+    struct receiver *r = p->r;
+    if (inflight(r) >= r->window || (flight_find(r, seq) == NULL &&
+        r->nfl == HIE_DELIVERY_WINDOW_MAX)) {
+        return 1;
     }
+    p->rc = send_one(p->d, r, seq, stored, p->arena);
+    r->next_seq = seq + 1;
+    return p->rc != 0;
+}
+
+/* Runs fn over r's queue from seq (at most max entries) in a read transaction. */
+static int
+queue_visit(struct node_delivery *d, struct receiver *r, uint64_t seq, size_t max,
+    int (*fn)(void *ctx, uint64_t seq, hie_span_t msg), struct pump *p)
+{
     MDB_txn *txn = NULL;
-    struct pump p = {d, r, NULL, 0};
-    int rc = hie_arena_create(&p.arena, DELIVERY_ARENA_BYTES);
+    int rc = hie_arena_create(&p->arena, DELIVERY_ARENA_BYTES);
     rc = rc ? rc : (mdb_txn_begin(hie_node__state_env(d->ctx->state), NULL, MDB_RDONLY, &txn)
         ? HIE_ESTORAGE : 0);
-    rc = rc ? rc : hie_node__queue_scan(hie_node__state_queue(d->ctx->state), txn, r->org,
-        r->next_seq, r->window - r->inflight, pump_one, &p);
+    rc = rc ? rc : hie_node__queue_scan(hie_node__state_queue(d->ctx->state), txn, r->org, seq,
+        max, fn, p);
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }
-    hie_arena_destroy(&p.arena);
-    rc = rc ? rc : p.rc;
+    hie_arena_destroy(&p->arena);
+    rc = rc ? rc : p->rc;
     if (rc != 0) {
         hie_log_error("delivery", "delivery stalled", " org=%s seq=%" PRIu64 " rc=%s", r->org,
-            r->next_seq, hie_strerror_name(rc));
+            seq, hie_strerror_name(rc));
+    }
+    return rc;
+}
+
+/* Sends what the window allows, oldest first (flights from an earlier connection again). */
+static void
+pump(struct node_delivery *d, struct receiver *r)
+{
+    if (r->conn_id == 0 || inflight(r) >= r->window) {
+        return;
+    }
+    struct pump p = {d, r, NULL, 0};
+    (void)queue_visit(d, r, r->next_seq, r->window - inflight(r), pump_one, &p);
+}
+
+/* Drops the flights whose message left the queue (acknowledged or dead-lettered). */
+static void
+flights_prune(struct node_delivery *d, struct receiver *r)
+{
+    MDB_txn *txn = NULL;
+    if (mdb_txn_begin(hie_node__state_env(d->ctx->state), NULL, MDB_RDONLY, &txn) != 0) {
+        return;
+    }
+    for (uint32_t i = 0; i < r->nfl;) {
+        if (!hie_node__queue_has(hie_node__state_queue(d->ctx->state), txn, r->org,
+            r->fl[i].seq)) {
+            flight_drop(r, &r->fl[i]);
+        } else {
+            i++;
+        }
+    }
+    mdb_txn_abort(txn);
+}
+
+/* Gives up on seq: commits its move to the dead letters. */
+static void
+dead_letter(struct node_delivery *d, struct receiver *r, uint64_t seq, uint32_t attempts,
+    const char *reason)
+{
+    char id[HIE_PROTO_ID_BYTES_MAX + 1];
+    snprintf(id, sizeof(id), "dead.%" PRIu64 ".%u", seq, attempts);
+    Hie__V1__DeadLetterCommand dc = HIE__V1__DEAD_LETTER_COMMAND__INIT;
+    dc.recipient_org = r->org;
+    dc.seq = seq;
+    dc.attempts = attempts;
+    dc.reason = (char *)(uintptr_t)reason;
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    cmd.requester = d->ctx->cfg.node_id;
+    cmd.request_id = id;
+    cmd.time_ms = hie_time_wall_ms();
+    cmd.node_id = d->ctx->cfg.node_id;
+    cmd.body_case = HIE__V1__COMMAND__BODY_DEAD_LETTER;
+    cmd.dead_letter = &dc;
+    hie_arena_t *arena = NULL;
+    hie_command_result_t *res = NULL;
+    int rc = hie_arena_create(&arena, 64u * 1024u);
+    rc = rc ? rc : hie_node__submit_wait(&d->sub, &cmd, DEAD_COMMAND_TIMEOUT_MS, arena, &res);
+    hie_arena_destroy(&arena);
+    if (rc == 0) {
+        d->dead++;
+        hie_log_warn("delivery", "message dead-lettered", " org=%s seq=%" PRIu64 " attempts=%u "
+            "reason=%s", r->org, seq, attempts, reason);
+    } else {
+        hie_log_error("delivery", "dead letter not committed", " org=%s seq=%" PRIu64 " rc=%s",
+            r->org, seq, hie_strerror_name(rc));
+    }
+}
+
+struct resend {
+    struct pump p;
+    uint64_t seq;
+    bool found;
+    bool give_up;         /* dead-letter it (outside the read transaction) */
+};
+
+static int
+resend_one(void *ctx, uint64_t seq, hie_span_t stored)
+{
+    struct resend *rs = ctx;
+    struct node_delivery *d = rs->p.d;
+    if (seq != rs->seq) {
+        return 1; /* it left the queue meanwhile */
+    }
+    rs->found = true;
+    struct flight *f = flight_find(rs->p.r, seq);
+    ProtobufCMessage *m = NULL;
+    bool old = false;
+    if (hie_proto_unpack(&hie__v1__queued_message__descriptor, stored, rs->p.arena, &m) == 0) {
+        int64_t age = hie_time_wall_ms() - ((Hie__V1__QueuedMessage *)m)->accepted_ms;
+        old = age > 0 && (uint64_t)age > d->ctx->cfg.delivery_max_age_ms;
+    }
+    if (f->attempts >= d->ctx->cfg.delivery_max_attempts || old) {
+        rs->give_up = true;
+        return 1;
+    }
+    rs->p.rc = send_one(d, rs->p.r, seq, stored, rs->p.arena);
+    return 1;
+}
+
+/* The flights that fell due: sent again, or dead-lettered. */
+static void
+tick_receiver(struct node_delivery *d, struct receiver *r, uint64_t now)
+{
+    for (uint32_t j = 0; j < r->nfl;) {
+        struct flight *f = &r->fl[j];
+        if (f->due_ns == 0 || f->due_ns > now) {
+            j++;
+            continue;
+        }
+        struct resend rs = {{d, r, NULL, 0}, f->seq, false, false};
+        uint64_t seq = f->seq;
+        uint32_t attempts = f->attempts;
+        (void)queue_visit(d, r, seq, 1, resend_one, &rs.p);
+        if (!rs.found || rs.give_up) {
+            if (rs.give_up) {
+                dead_letter(d, r, seq, attempts, attempts >= d->ctx->cfg.delivery_max_attempts
+                    ? "max-attempts" : "max-age");
+            }
+            flight_drop(r, f);
+            continue;
+        }
+        j++;
+    }
+    pump(d, r);
+}
+
+static void
+tick(struct node_delivery *d)
+{
+    uint64_t now = hie_time_mono_ns();
+    for (unsigned i = 0; i < RECEIVERS_MAX; i++) {
+        struct receiver *r = &d->rx[i];
+        if (r->org[0] != '\0' && r->conn_id != 0 && r->nfl > 0) {
+            tick_receiver(d, r, now);
+        }
     }
 }
 
@@ -193,14 +402,23 @@ on_message(struct node_delivery *d, const node_dmsg_t *m)
     }
     switch (m->type) {
     case DMSG_RECEIVE: /* from the oldest unacknowledged message, on the new connection */
+        if (r->fl == NULL) {
+            r->fl = hie_mem_calloc(HIE_DELIVERY_WINDOW_MAX, sizeof(*r->fl));
+            if (r->fl == NULL) {
+                r->org[0] = '\0';
+                return;
+            }
+        }
         r->conn_id = m->conn_id;
         r->edge_index = m->edge_index;
         r->window = m->window;
-        r->inflight = 0;
         r->next_seq = 0;
+        for (uint32_t i = 0; i < r->nfl; i++) {
+            r->fl[i].due_ns = 0; /* to be sent again, attempts kept */
+        }
         break;
     case DMSG_ACKED:
-        r->inflight = m->acked < r->inflight ? r->inflight - m->acked : 0;
+        flights_prune(d, r);
         break;
     default:
         break; /* KICK: a new message; pump below */
@@ -212,14 +430,23 @@ static void *
 delivery_thread(void *arg)
 {
     struct node_delivery *d = arg;
+    uint64_t next_tick = hie_time_mono_ns();
     for (;;) {
         node_dmsg_t m;
-        int n = zmq_recv(d->pull, &m, sizeof(m), 0);
+        zmq_pollitem_t it = {d->pull, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, DELIVERY_TICK_MS) < 0 && errno == ETERM) {
+            break; /* the node is stopping */
+        }
+        if (hie_time_mono_ns() >= next_tick) {
+            tick(d);
+            next_tick = hie_time_mono_ns() + DELIVERY_TICK_MS * 1000000ull;
+        }
+        int n = zmq_recv(d->pull, &m, sizeof(m), ZMQ_DONTWAIT);
         if (n < 0) {
-            if (errno == EINTR) {
+            if (errno == EINTR || errno == EAGAIN) {
                 continue;
             }
-            break; /* ETERM: the node is stopping */
+            break; /* ETERM */
         }
         HIE_ASSERT(n == (int)sizeof(m)); /* our own threads send these */
         HIE_ASSERT(m.type >= DMSG_RECEIVE && m.type <= DMSG_ACKED);
@@ -264,7 +491,9 @@ hie_node__delivery_start(node_delivery_t **out, node_ctx_t *ctx)
     d->ctx = ctx;
     *out = d;
     d->rx = hie_mem_calloc(RECEIVERS_MAX, sizeof(*d->rx));
+    d->rng = hie_time_mono_ns() | 1u;
     int rc = d->rx == NULL ? HIE_ENOMEM : delivery_sockets(d);
+    rc = rc ? rc : hie_node__submitter_open(&d->sub, ctx->zctx);
     if (rc == 0) {
         rc = -pthread_create(&d->thread, NULL, delivery_thread, d);
         d->started = rc == 0;
@@ -291,7 +520,13 @@ hie_node__delivery_join(node_delivery_t **dp)
             zmq_close(d->edge[i]);
         }
     }
+    for (unsigned i = 0; d->rx != NULL && i < RECEIVERS_MAX; i++) {
+        hie_mem_free(d->rx[i].fl, HIE_DELIVERY_WINDOW_MAX * sizeof(*d->rx[i].fl));
+    }
     hie_mem_free(d->rx, RECEIVERS_MAX * sizeof(*d->rx));
+    if (d->sub.dealer != NULL) {
+        hie_node__submitter_close(&d->sub);
+    }
     hie_mem_free(d, sizeof(*d));
     *dp = NULL;
 }

@@ -74,6 +74,9 @@ typedef struct node_config {
     bool consent_off;             /* consent.enforce: off-for-benchmarks-only (no consent, no audit) */
     char audit_origin[201];       /* checkpoint origin line; default hiebroker/<node id> */
     uint32_t audit_checkpoint_interval_ms;
+    uint32_t delivery_ack_timeout_ms; /* first redelivery wait; doubles per attempt */
+    uint32_t delivery_max_attempts;   /* then the message is dead-lettered */
+    uint64_t delivery_max_age_ms;     /* or when it has waited this long */
 } node_config_t;
 
 /* Loads and validates path. On failure writes one line naming the bad key into err.
@@ -271,6 +274,12 @@ HIE_MUST_CHECK int hie_node__queue_depth(node_queue_t *q, MDB_txn *txn, const ch
 HIE_MUST_CHECK int hie_node__queue_scan(node_queue_t *q, MDB_txn *txn, const char *org,
     uint64_t from_seq, size_t max, int (*fn)(void *ctx, uint64_t seq, hie_span_t msg),
     void *ctx);
+
+/* True when org's queue still holds seq (not acknowledged, not dead-lettered). */
+bool hie_node__queue_has(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t seq);
+/* Calls fn with each dead letter (of org, or of everyone when org is NULL), at most max. */
+HIE_MUST_CHECK int hie_node__queue_dead_scan(node_queue_t *q, MDB_txn *txn, const char *org,
+    size_t max, int (*fn)(void *ctx, hie_span_t msg, uint64_t seq), void *ctx);
 
 /* ---- requests between edge and workers (edge.c, worker.c) --------------------------------- */
 /* NODE_REQ_DELIVERY: a frame the delivery thread sends on conn_id (no request, no in-flight

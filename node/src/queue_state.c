@@ -6,6 +6,8 @@
  * Databases (state environment):
  *   q_msg   recipient org || 0x00 || seq(8 BE) -> QueuedMessage (document sealed)
  *   q_meta  recipient org -> next seq(8 BE) || queued count(8 BE)
+ *   q_dead  recipient org || 0x00 || seq(8 BE) -> QueuedMessage with dead_ms and dead_reason
+ *           (dead letters: kept with their content until an operator redrives them)
  * Sequence numbers start at 1 per recipient and never repeat; an acknowledged message is
  * deleted, so the queue's first entry is the oldest unacknowledged one. Apply checks before it
  * writes: a full queue or an unknown recipient is a recorded rejection, nothing changes.
@@ -19,7 +21,7 @@
 
 struct node_queue {
     uint32_t magic;
-    MDB_dbi msg, meta;
+    MDB_dbi msg, meta, dead;
 };
 
 static int
@@ -42,6 +44,7 @@ hie_node__queue_open(node_queue_t **out, MDB_env *env)
     int rc = mdb_rc(mdb_txn_begin(env, NULL, 0, &txn));
     rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "q_msg", MDB_CREATE, &q->msg));
     rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "q_meta", MDB_CREATE, &q->meta));
+    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "q_dead", MDB_CREATE, &q->dead));
     if (rc == 0) {
         rc = mdb_rc(mdb_txn_commit(txn));
         txn = NULL;
@@ -178,6 +181,124 @@ apply_ack(node_queue_t *q, node_apply_t *a)
     return rc;
 }
 
+/* Takes the message under from_key out of from (unpacked into the apply arena). */
+static int
+take_msg(node_apply_t *a, MDB_dbi from, MDB_val *from_key, Hie__V1__QueuedMessage **out)
+{
+    MDB_val v;
+    ProtobufCMessage *m = NULL;
+    int rc = mdb_rc(mdb_get(a->txn, from, from_key, &v));
+    rc = rc ? rc : (hie_proto_unpack(&hie__v1__queued_message__descriptor,
+        hie_span(v.mv_data, v.mv_size), a->arena, &m) ? HIE_ECORRUPT : 0);
+    rc = rc ? rc : mdb_rc(mdb_del(a->txn, from, from_key, NULL));
+    if (rc != 0) {
+        return rc;
+    }
+    *out = (Hie__V1__QueuedMessage *)m;
+    return 0;
+}
+
+static int
+put_msg(node_apply_t *a, MDB_dbi dbi, MDB_val *key, const Hie__V1__QueuedMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(&m->base);
+    MDB_val v = {n, NULL};
+    int rc = mdb_rc(mdb_put(a->txn, dbi, key, &v, MDB_RESERVE));
+    if (rc == 0) {
+        HIE_ASSERT(protobuf_c_message_pack(&m->base, v.mv_data) == n);
+    }
+    return rc;
+}
+
+static int
+apply_dead(node_queue_t *q, node_apply_t *a)
+{
+    const Hie__V1__DeadLetterCommand *dc = a->cmd->dead_letter;
+    uint8_t k[QKEY_BYTES_MAX];
+    MDB_val key = {qkey(k, dc->recipient_org, dc->seq), k};
+    Hie__V1__QueuedMessage *m = NULL;
+    uint64_t next = 0, count = 0;
+    int rc = meta_get(q, a->txn, dc->recipient_org, &next, &count);
+    rc = rc ? rc : take_msg(a, q->msg, &key, &m);
+    if (rc == HIE_ENOTFOUND) { /* acknowledged meanwhile: nothing to do */
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "seq",
+            "not in the queue");
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    m->attempts = dc->attempts;
+    m->dead_ms = a->cmd->time_ms;
+    m->dead_reason = dc->reason;
+    rc = put_msg(a, q->dead, &key, m);
+    HIE_ASSERT(count > 0);
+    return rc ? rc : meta_put(q, a->txn, dc->recipient_org, next, count - 1);
+}
+
+struct redrive {
+    uint64_t seqs[HIE_DELIVERY_REDRIVE_MAX];
+    size_t n;
+};
+
+static int
+redrive_collect(node_queue_t *q, node_apply_t *a, const char *org, struct redrive *r)
+{
+    uint8_t k[QKEY_BYTES_MAX];
+    size_t plen = strlen(org) + 1;
+    MDB_val key = {qkey(k, org, 0), k}, v;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_rc(mdb_cursor_open(a->txn, q->dead, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE) : 0;
+    while (rc == 0 && mrc == 0 && r->n < HIE_DELIVERY_REDRIVE_MAX &&
+           key.mv_size == plen + 8 && memcmp(key.mv_data, k, plen) == 0) {
+        r->seqs[r->n++] = hie_load_be64((const uint8_t *)key.mv_data + plen);
+        mrc = mdb_cursor_get(cur, &key, &v, MDB_NEXT);
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc != 0 ? rc : (mrc != 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : 0);
+}
+
+static int
+apply_redrive(node_queue_t *q, node_apply_t *a)
+{
+    const Hie__V1__RedriveCommand *rc_ = a->cmd->redrive;
+    static struct redrive r; /* log thread only */
+    r.n = 0;
+    int rc = rc_->seq != 0 ? 0 : redrive_collect(q, a, rc_->recipient_org, &r);
+    if (rc_->seq != 0) {
+        r.seqs[r.n++] = rc_->seq;
+    }
+    uint64_t next = 0, count = 0;
+    rc = rc ? rc : meta_get(q, a->txn, rc_->recipient_org, &next, &count);
+    uint32_t moved = 0;
+    for (size_t i = 0; rc == 0 && i < r.n; i++) {
+        uint8_t k[QKEY_BYTES_MAX], k2[QKEY_BYTES_MAX];
+        MDB_val from = {qkey(k, rc_->recipient_org, r.seqs[i]), k};
+        MDB_val to = {qkey(k2, rc_->recipient_org, next), k2};
+        Hie__V1__QueuedMessage *m = NULL;
+        rc = take_msg(a, q->dead, &from, &m);
+        if (rc == HIE_ENOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        m->attempts = 0;
+        m->dead_ms = 0;
+        m->dead_reason = (char *)(uintptr_t)"";
+        rc = rc ? rc : put_msg(a, q->msg, &to, m);
+        next++;
+        moved++;
+    }
+    if (rc == 0 && moved == 0) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "seq",
+            "no such dead letter");
+    }
+    rc = rc ? rc : meta_put(q, a->txn, rc_->recipient_org, next, count + moved);
+    a->res->acknowledged = moved;
+    return rc;
+}
+
 int
 hie_node__queue_apply(node_queue_t *q, node_audit_t *au, node_apply_t *a)
 {
@@ -188,6 +309,10 @@ hie_node__queue_apply(node_queue_t *q, node_audit_t *au, node_apply_t *a)
         return apply_push(q, au, a);
     case HIE__V1__COMMAND__BODY_DELIVERY_ACK:
         return apply_ack(q, a);
+    case HIE__V1__COMMAND__BODY_DEAD_LETTER:
+        return apply_dead(q, a);
+    case HIE__V1__COMMAND__BODY_REDRIVE:
+        return apply_redrive(q, a);
     default:
         HIE_ASSERT(!"not a queue command");
         return HIE_EINVAL;
@@ -223,4 +348,43 @@ hie_node__queue_scan(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t fr
         mdb_cursor_close(cur);
     }
     return rc > 0 ? 0 : rc; /* fn's positive return stops the scan */
+}
+
+bool
+hie_node__queue_has(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t seq)
+{
+    HIE_ASSERT(q != NULL && q->magic == QUEUE_MAGIC);
+    uint8_t k[QKEY_BYTES_MAX];
+    MDB_val key = {qkey(k, org, seq), k}, v;
+    return mdb_get(txn, q->msg, &key, &v) == 0;
+}
+
+int
+hie_node__queue_dead_scan(node_queue_t *q, MDB_txn *txn, const char *org, size_t max,
+    int (*fn)(void *ctx, hie_span_t msg, uint64_t seq), void *ctx)
+{
+    HIE_ASSERT(q != NULL && q->magic == QUEUE_MAGIC);
+    uint8_t k[QKEY_BYTES_MAX];
+    size_t plen = org != NULL ? strlen(org) + 1 : 0;
+    MDB_val key = {org != NULL ? qkey(k, org, 0) : 0, k}, v;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_rc(mdb_cursor_open(txn, q->dead, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &key, &v, org != NULL ? MDB_SET_RANGE : MDB_FIRST)
+                      : 0;
+    for (size_t i = 0; rc == 0 && mrc == 0 && i < max; i++) {
+        if (org != NULL && (key.mv_size != plen + 8 || memcmp(key.mv_data, k, plen) != 0)) {
+            break;
+        }
+        if (key.mv_size < 9) {
+            rc = HIE_ECORRUPT;
+            break;
+        }
+        rc = fn(ctx, hie_span(v.mv_data, v.mv_size),
+            hie_load_be64((const uint8_t *)key.mv_data + key.mv_size - 8));
+        mrc = rc == 0 ? mdb_cursor_get(cur, &key, &v, MDB_NEXT) : 0;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc > 0 ? 0 : rc;
 }

@@ -527,6 +527,8 @@ apply_disclosure(struct apply_ctx *a)
         return hie_node__consent_apply(a->st->consent, &na);
     case HIE__V1__COMMAND__BODY_PUSH:
     case HIE__V1__COMMAND__BODY_DELIVERY_ACK:
+    case HIE__V1__COMMAND__BODY_DEAD_LETTER:
+    case HIE__V1__COMMAND__BODY_REDRIVE:
         return hie_node__queue_apply(a->st->queue, a->st->audit, &na);
     default:
         return hie_node__audit_apply(a->st->audit, &na);
@@ -543,6 +545,8 @@ apply_body(struct apply_ctx *a)
     case HIE__V1__COMMAND__BODY_AUDIT_CHECKPOINT:
     case HIE__V1__COMMAND__BODY_PUSH:
     case HIE__V1__COMMAND__BODY_DELIVERY_ACK:
+    case HIE__V1__COMMAND__BODY_DEAD_LETTER:
+    case HIE__V1__COMMAND__BODY_REDRIVE:
         return apply_disclosure(a);
     case HIE__V1__COMMAND__BODY_MPI_FEED:
     case HIE__V1__COMMAND__BODY_MPI_REVIEW:

@@ -331,6 +331,12 @@ push_validate(const Hie__V1__PushCommand *p, hie_errinfo_t *info)
     return audit_append_validate(p->audit, info);
 }
 
+static bool
+recipient_ok(const char *org)
+{
+    return org != NULL && hie_proto_org_id_valid(org, strlen(org));
+}
+
 /* The consent, audit and delivery commands. */
 static int
 command_validate_exchange(const hie_command_t *cmd, hie_errinfo_t *info)
@@ -356,6 +362,12 @@ command_validate_exchange(const hie_command_t *cmd, hie_errinfo_t *info)
                        cmd->delivery_ack->n_seqs <= HIE_DELIVERY_ACK_SEQS_MAX
                    ? 0
                    : hie_errinfo_set(info, HIE_EINVAL, "delivery_ack", "invalid");
+    case HIE__V1__COMMAND__BODY_DEAD_LETTER:
+        return recipient_ok(cmd->dead_letter->recipient_org) && cmd->dead_letter->seq > 0 ? 0
+            : hie_errinfo_set(info, HIE_EINVAL, "dead_letter", "invalid");
+    case HIE__V1__COMMAND__BODY_REDRIVE:
+        return recipient_ok(cmd->redrive->recipient_org) ? 0
+            : hie_errinfo_set(info, HIE_EINVAL, "redrive.recipient_org", "invalid");
     case HIE__V1__COMMAND__BODY_AUDIT_CHECKPOINT:
         return cmd->audit_checkpoint->root.len == 32u && cmd->audit_checkpoint->note != NULL
                    ? 0

@@ -17,6 +17,15 @@
 #define CLINIC "riverside-clinic"
 
 static void
+setup_with(itest_node_t *n, const itest_opts_t *o)
+{
+    itest_node_init(n, o);
+    itest_node_start(n);
+    itest_register(n, HOSP, "hospital");
+    itest_register(n, CLINIC, "clinic");
+}
+
+static void
 setup(itest_node_t *n)
 {
     itest_node_init(n, NULL);
@@ -293,6 +302,41 @@ Test(push, bad_input_names_the_field_and_queues_nothing, .timeout = 120)
     expect_error(push(h, "b5", CLINIC, "H 1", "x", 1, NULL, a), bad, "document.patient.mrn");
     cr_assert_eq(db_entries(&n, "q_msg"), 0u, "nothing queued");
     hie_client_destroy(&h);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
+{
+    itest_node_t n;
+    itest_opts_t o = {.ack_timeout_ms = 300, .max_attempts = 3};
+    setup_with(&n, &o);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_patient(h, a);
+    push_ok(h, "p1", "result", a);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    uint64_t at[3];
+    for (unsigned i = 0; i < 3; i++) { /* never acknowledged: sent again, later each time */
+        Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+        cr_assert_not_null(d, "attempt %u", i + 1);
+        cr_assert_str_eq(d->message_id, HOSP ":p1");
+        cr_assert_eq(d->attempt, i + 1);
+        cr_assert_eq(d->redelivery, i > 0);
+        at[i] = hie_time_mono_ns() / 1000000u;
+    }
+    uint64_t gap1 = at[1] - at[0], gap2 = at[2] - at[1];
+    cr_assert(gap1 >= 200 && gap1 <= 600, "first wait %lu ms (300 +-20%%, tick 100)", gap1);
+    cr_assert(gap2 >= 420 && gap2 <= 900, "second wait %lu ms (600 +-20%%): backs off", gap2);
+    cr_log_info("retry waits: %lu ms, %lu ms", gap1, gap2);
+    /* the third wait ends in the dead letters, not a fourth attempt */
+    cr_assert(itest_log_wait(&n, "message dead-lettered", 5000), "dead-lettered");
+    cr_assert_eq(db_entries(&n, "q_msg"), 0u);
+    cr_assert_eq(db_entries(&n, "q_dead"), 1u);
+    cr_assert_null(next_delivery(c, &in, 1500, a), "no fourth attempt");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
 }

@@ -114,6 +114,14 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 #define HIE_DELIVERY_ACK_SEQS_MAX 1024u
 /* Messages waiting in one recipient's queue; a push beyond is refused (OVERLOADED). */
 #define HIE_DELIVERY_QUEUE_MAX 1000000u
+/* Dead letters one redrive-all command moves back (run it again for more). */
+#define HIE_DELIVERY_REDRIVE_MAX 10000u
+/* Redelivery: no acknowledgement within ack_timeout_ms (doubling per attempt, +-20% jitter,
+ * capped) sends again; after max_attempts or max_age_ms the message is dead-lettered. */
+#define HIE_DELIVERY_ACK_TIMEOUT_MS_DEFAULT 30000u
+#define HIE_DELIVERY_BACKOFF_MS_MAX (3600u * 1000u)
+#define HIE_DELIVERY_MAX_ATTEMPTS_DEFAULT 8u
+#define HIE_DELIVERY_MAX_AGE_MS_DEFAULT (7ull * 24u * 3600u * 1000u)
 
 /* Graceful shutdown: how long SIGTERM waits for in-flight requests. */
 #define HIE_NODE_DRAIN_TIMEOUT_MS 10000u

@@ -173,6 +173,19 @@ hie_mpi_store_euid_members(hie_mpi_store_t *s, MDB_txn *txn, const char *euid,
     return rc;
 }
 
+int
+hie_mpi_store_euid_ids(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t *arena,
+    Hie__V1__PatientId ***ids, size_t *n)
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && euid != NULL && ids != NULL);
+    *ids = NULL;
+    *n = 0;
+    if (!hie_mpi_store_ready(s)) {
+        return HIE_EUNAVAIL;
+    }
+    return member_ids(s, txn, euid, NULL, NULL, arena, ids, n);
+}
+
 /* ---- PDQ -------------------------------------------------------------------------------- */
 
 static bool

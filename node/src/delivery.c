@@ -167,6 +167,8 @@ frame_build(struct node_delivery *d, const struct receiver *r, uint64_t seq, hie
     dl.euid = q->euid;
     dl.accepted_ms = q->accepted_ms;
     dl.redelivery = seq <= r->sent_hw;
+    dl.subscription_id = q->subscription_id;
+    dl.event_number = q->event_number;
     const struct flight *f = NULL;
     for (uint32_t i = 0; i < r->nfl && f == NULL; i++) {
         f = r->fl[i].seq == seq ? &r->fl[i] : NULL;
@@ -393,6 +395,14 @@ tick(struct node_delivery *d)
 static void
 on_message(struct node_delivery *d, const node_dmsg_t *m)
 {
+    if (m->type == DMSG_KICK && strcmp(m->org, "*") == 0) { /* several recipients' queues grew */
+        for (unsigned i = 0; i < RECEIVERS_MAX; i++) {
+            if (d->rx[i].org[0] != '\0') {
+                pump(d, &d->rx[i]);
+            }
+        }
+        return;
+    }
     struct receiver *r = rx_find(d, m->org, m->type == DMSG_RECEIVE);
     if (r == NULL) {
         if (m->type == DMSG_RECEIVE) {

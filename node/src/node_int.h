@@ -162,6 +162,7 @@ struct hie_mpi_store *hie_node__state_mpi(node_state_t *st);
 struct node_consent *hie_node__state_consent(node_state_t *st);
 struct node_audit *hie_node__state_audit(node_state_t *st);
 struct node_queue *hie_node__state_queue(node_state_t *st);
+struct node_subs *hie_node__state_subs(node_state_t *st);
 const struct hie_mpi_key *hie_node__state_mpi_key(node_state_t *st);
 /* Readers (any thread, own read txn): an organization by id. [out] *org owned by arena.
  * Returns 0, HIE_ENOTFOUND, HIE_ECORRUPT, HIE_ESTORAGE. */
@@ -275,11 +276,36 @@ HIE_MUST_CHECK int hie_node__queue_scan(node_queue_t *q, MDB_txn *txn, const cha
     uint64_t from_seq, size_t max, int (*fn)(void *ctx, uint64_t seq, hie_span_t msg),
     void *ctx);
 
+/* Appends m to m->recipient_org's queue in a's transaction (accepted_ms and attempts are the
+ * caller's). [out] *seq. Returns 0, HIE_ELIMIT (queue full; nothing written) or an error. */
+HIE_MUST_CHECK int hie_node__queue_enqueue(node_queue_t *q, node_apply_t *a,
+    Hie__V1__QueuedMessage *m, uint64_t *seq);
 /* True when org's queue still holds seq (not acknowledged, not dead-lettered). */
 bool hie_node__queue_has(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t seq);
 /* Calls fn with each dead letter (of org, or of everyone when org is NULL), at most max. */
 HIE_MUST_CHECK int hie_node__queue_dead_scan(node_queue_t *q, MDB_txn *txn, const char *org,
     size_t max, int (*fn)(void *ctx, hie_span_t msg, uint64_t seq), void *ctx);
+
+typedef struct node_subs node_subs_t;
+/* Subscriptions and ADT fan-out (subs_state.c): subs, sub_org, sub_all, sub_rec, sub_roster,
+ * adt_visit in the state environment. */
+HIE_MUST_CHECK int hie_node__subs_open(node_subs_t **out, MDB_env *env);
+void hie_node__subs_close(node_subs_t **s);
+/* Applies subscribe, roster, unsubscribe or adt (notices queued with hie_node__queue_enqueue,
+ * audited with hie_node__audit_append). Log thread only. */
+HIE_MUST_CHECK int hie_node__subs_apply(node_subs_t *s, node_queue_t *q, node_audit_t *au,
+    node_apply_t *a);
+HIE_MUST_CHECK int hie_node__subs_get(node_subs_t *s, MDB_txn *txn, const char *id,
+    hie_arena_t *arena, Hie__V1__Subscription **out);
+/* Calls fn with the id of each subscription whose roster holds rec_hash / of org's
+ * ALL_MY_PATIENTS subscriptions. */
+HIE_MUST_CHECK int hie_node__subs_for_record(node_subs_t *s, MDB_txn *txn,
+    const uint8_t *rec_hash, int (*fn)(void *ctx, hie_span_t id), void *ctx);
+HIE_MUST_CHECK int hie_node__subs_all_of(node_subs_t *s, MDB_txn *txn, const char *org,
+    int (*fn)(void *ctx, hie_span_t id), void *ctx);
+/* The subscription ids (0-separated, txn memory) that got sender's visit's event; ENOTFOUND. */
+HIE_MUST_CHECK int hie_node__subs_visit(node_subs_t *s, MDB_txn *txn, const char *sender,
+    const char *visit, int event, hie_span_t *ids);
 
 /* ---- requests between edge and workers (edge.c, worker.c) --------------------------------- */
 /* NODE_REQ_DELIVERY: a frame the delivery thread sends on conn_id (no request, no in-flight
@@ -500,6 +526,23 @@ void hie_node__consent_decide_doc(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *ar
 HIE_MUST_CHECK int hie_node__push_prepare(node_ctx_t *ctx, const node_who_t *who,
     const Hie__V1__PushRequest *req, hie_arena_t *arena, Hie__V1__PushReply **reply,
     node_audit_cmd_t *audit, node_mpi_err_t *e);
+/* Seals a document for a queue: nonce(24) || AEAD(d), AD = message_id, into arena. */
+HIE_MUST_CHECK int hie_node__doc_seal(node_ctx_t *ctx, const Hie__V1__Document *d,
+    const char *message_id, hie_arena_t *arena, ProtobufCBinaryData *out);
+/* ADT events and subscriptions (adt.c): same contract as the prepare functions (the adt
+ * command is parked on); subscribe, roster and unsubscribe commit and wait. */
+HIE_MUST_CHECK int hie_node__adt_prepare(node_ctx_t *ctx, node_submitter_t *sub,
+    const node_who_t *who, const Hie__V1__AdtRequest *req, hie_arena_t *arena,
+    Hie__V1__AdtReply **reply, node_audit_cmd_t *audit, node_mpi_err_t *e);
+HIE_MUST_CHECK int hie_node__subscribe_xchg(node_ctx_t *ctx, node_submitter_t *sub,
+    const node_who_t *who, const Hie__V1__SubscribeRequest *req, hie_arena_t *arena,
+    Hie__V1__SubscribeReply **reply, node_mpi_err_t *e);
+HIE_MUST_CHECK int hie_node__roster_xchg(node_ctx_t *ctx, node_submitter_t *sub,
+    const node_who_t *who, const Hie__V1__RosterUpdate *req, hie_arena_t *arena,
+    Hie__V1__RosterUpdateReply **reply, node_mpi_err_t *e);
+HIE_MUST_CHECK int hie_node__unsubscribe_xchg(node_ctx_t *ctx, node_submitter_t *sub,
+    const node_who_t *who, const Hie__V1__Unsubscribe *req, hie_arena_t *arena,
+    Hie__V1__UnsubscribeReply **reply, node_mpi_err_t *e);
 /* The audit index key of an EUID: a keyed hash under the data key's index secret. */
 void hie_node__audit_subject_key(const struct hie_mpi_key *key, const char *euid,
     uint8_t out[HIE_PROTO_REC_HASH_BYTES]);

@@ -145,8 +145,8 @@ push_decide(node_ctx_t *ctx, const node_who_t *who, const hie_org_t *recipient,
 }
 
 /* nonce(24) || AEAD(Document), AD = the message id. */
-static int
-doc_seal(node_ctx_t *ctx, const Hie__V1__Document *d, const char *message_id,
+int
+hie_node__doc_seal(node_ctx_t *ctx, const Hie__V1__Document *d, const char *message_id,
     hie_arena_t *arena, ProtobufCBinaryData *out)
 {
     size_t n = protobuf_c_message_get_packed_size(&d->base);
@@ -212,7 +212,7 @@ push_command(node_ctx_t *ctx, const node_who_t *who, const char *to, Hie__V1__Do
     m->recipient_org = (char *)(uintptr_t)to;
     m->euid = (char *)(uintptr_t)s->euid;
     d->author_org = (char *)(uintptr_t)who->org_id;
-    rc = doc_seal(ctx, d, mid, arena, &m->sealed_document);
+    rc = hie_node__doc_seal(ctx, d, mid, arena, &m->sealed_document);
     pc->message = m;
     pc->audit = ac;
     out->cmd.body_case = HIE__V1__COMMAND__BODY_PUSH;

@@ -125,19 +125,19 @@ hie_node__queue_depth(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t *
 
 /* ---- apply ---------------------------------------------------------------------------------- */
 
-static int
-apply_push(node_queue_t *q, node_audit_t *au, node_apply_t *a)
+int
+hie_node__queue_enqueue(node_queue_t *q, node_apply_t *a, Hie__V1__QueuedMessage *m,
+    uint64_t *seq)
 {
-    const Hie__V1__PushCommand *pc = a->cmd->push;
-    Hie__V1__QueuedMessage *m = pc->message;
+    HIE_ASSERT(q != NULL && q->magic == QUEUE_MAGIC);
     uint64_t next = 0, count = 0;
+    *seq = 0;
     int rc = meta_get(q, a->txn, m->recipient_org, &next, &count);
     if (rc != 0) {
         return rc;
     }
     if (count >= HIE_DELIVERY_QUEUE_MAX) {
-        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "recipient_org",
-            "the recipient's queue is full; retry later");
+        return HIE_ELIMIT;
     }
     m->accepted_ms = a->cmd->time_ms;
     m->attempts = 0;
@@ -151,8 +151,22 @@ apply_push(node_queue_t *q, node_audit_t *au, node_apply_t *a)
         HIE_ASSERT(packed == n);
         rc = meta_put(q, a->txn, m->recipient_org, next + 1, count + 1);
     }
+    *seq = rc == 0 ? next : 0;
+    return rc;
+}
+
+static int
+apply_push(node_queue_t *q, node_audit_t *au, node_apply_t *a)
+{
+    const Hie__V1__PushCommand *pc = a->cmd->push;
+    uint64_t seq = 0;
+    int rc = hie_node__queue_enqueue(q, a, pc->message, &seq);
+    if (rc == HIE_ELIMIT) { /* checked before any write */
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "recipient_org",
+            "the recipient's queue is full; retry later");
+    }
     rc = rc ? rc : hie_node__audit_append(au, a, pc->audit);
-    a->res->push_seq = next;
+    a->res->push_seq = seq;
     return rc;
 }
 

@@ -38,6 +38,7 @@ struct node_state {
     node_consent_t *consent;   /* consent directives (consent_state.c) */
     node_audit_t *audit;       /* the disclosure audit log (audit_state.c) */
     node_queue_t *queue;       /* delivery queues (queue_state.c) */
+    node_subs_t *subs;         /* subscriptions (subs_state.c) */
 };
 
 static int
@@ -97,7 +98,7 @@ hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_byte
         rc = mdb_rc(mdb_env_set_mapsize(st->env, map_bytes));
     }
     if (rc == 0) {
-        rc = mdb_rc(mdb_env_set_maxdbs(st->env, 32));
+        rc = mdb_rc(mdb_env_set_maxdbs(st->env, 64));
     }
     if (rc == 0) {
         rc = mdb_rc(mdb_env_set_maxreaders(st->env, 256));
@@ -123,6 +124,9 @@ hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_byte
     if (rc == 0) {
         rc = hie_node__queue_open(&st->queue, st->env);
     }
+    if (rc == 0) {
+        rc = hie_node__subs_open(&st->subs, st->env);
+    }
     if (rc != 0) {
         hie_node__state_close(&st);
         return rc;
@@ -144,6 +148,7 @@ hie_node__state_close(node_state_t **stp)
     hie_node__consent_close(&st->consent);
     hie_node__audit_close(&st->audit);
     hie_node__queue_close(&st->queue);
+    hie_node__subs_close(&st->subs);
     hie_mpi_key_destroy(&st->mpi_key);
     if (st->env != NULL) {
         mdb_env_close(st->env);
@@ -185,6 +190,13 @@ hie_node__state_queue(node_state_t *st)
 {
     HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
     return st->queue;
+}
+
+node_subs_t *
+hie_node__state_subs(node_state_t *st)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    return st->subs;
 }
 
 hie_mpi_store_t *
@@ -530,6 +542,11 @@ apply_disclosure(struct apply_ctx *a)
     case HIE__V1__COMMAND__BODY_DEAD_LETTER:
     case HIE__V1__COMMAND__BODY_REDRIVE:
         return hie_node__queue_apply(a->st->queue, a->st->audit, &na);
+    case HIE__V1__COMMAND__BODY_ADT:
+    case HIE__V1__COMMAND__BODY_SUBSCRIBE:
+    case HIE__V1__COMMAND__BODY_ROSTER:
+    case HIE__V1__COMMAND__BODY_UNSUBSCRIBE:
+        return hie_node__subs_apply(a->st->subs, a->st->queue, a->st->audit, &na);
     default:
         return hie_node__audit_apply(a->st->audit, &na);
     }
@@ -547,6 +564,10 @@ apply_body(struct apply_ctx *a)
     case HIE__V1__COMMAND__BODY_DELIVERY_ACK:
     case HIE__V1__COMMAND__BODY_DEAD_LETTER:
     case HIE__V1__COMMAND__BODY_REDRIVE:
+    case HIE__V1__COMMAND__BODY_ADT:
+    case HIE__V1__COMMAND__BODY_SUBSCRIBE:
+    case HIE__V1__COMMAND__BODY_ROSTER:
+    case HIE__V1__COMMAND__BODY_UNSUBSCRIBE:
         return apply_disclosure(a);
     case HIE__V1__COMMAND__BODY_MPI_FEED:
     case HIE__V1__COMMAND__BODY_MPI_REVIEW:

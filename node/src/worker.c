@@ -292,7 +292,12 @@ mpi_roles(Hie__V1__Envelope__BodyCase body)
         return ROLES_PUSH;
     case HIE__V1__ENVELOPE__BODY_RECEIVE:
     case HIE__V1__ENVELOPE__BODY_DELIVERY_ACK:
+    case HIE__V1__ENVELOPE__BODY_SUBSCRIBE:
+    case HIE__V1__ENVELOPE__BODY_ROSTER_UPDATE:
+    case HIE__V1__ENVELOPE__BODY_UNSUBSCRIBE:
         return ROLES_RECEIVE;
+    case HIE__V1__ENVELOPE__BODY_ADT:
+        return ROLE_BIT(ROLE_HOSPITAL) | ROLE_BIT(ROLE_CLINIC);
     default:
         return 0;
     }
@@ -395,6 +400,18 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
         return receive_run(w, req, org, arena, &reply->receive_reply, e);
     case HIE__V1__ENVELOPE__BODY_DELIVERY_ACK:
         return ack_run(w, req, org, arena, &reply->delivery_ack_reply, e);
+    case HIE__V1__ENVELOPE__BODY_ADT:
+        return hie_node__adt_prepare(ctx, &w->sub, &who, env->adt, arena, &reply->adt_reply,
+            audit, e);
+    case HIE__V1__ENVELOPE__BODY_SUBSCRIBE:
+        return hie_node__subscribe_xchg(ctx, &w->sub, &who, env->subscribe, arena,
+            &reply->subscribe_reply, e);
+    case HIE__V1__ENVELOPE__BODY_ROSTER_UPDATE:
+        return hie_node__roster_xchg(ctx, &w->sub, &who, env->roster_update, arena,
+            &reply->roster_update_reply, e);
+    case HIE__V1__ENVELOPE__BODY_UNSUBSCRIBE:
+        return hie_node__unsubscribe_xchg(ctx, &w->sub, &who, env->unsubscribe, arena,
+            &reply->unsubscribe_reply, e);
     case HIE__V1__ENVELOPE__BODY_REVIEW_LIST:
         return hie_node__mpi_review_list(ctx, env->review_list, arena,
             &reply->review_list_reply, e);

@@ -337,6 +337,65 @@ recipient_ok(const char *org)
     return org != NULL && hie_proto_org_id_valid(org, strlen(org));
 }
 
+static bool
+hashes_ok(const ProtobufCBinaryData *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].len != HIE_PROTO_REC_HASH_BYTES) {
+            return false;
+        }
+    }
+    return n <= HIE_SUBSCRIPTION_ROSTER_BATCH_MAX;
+}
+
+static int
+adt_validate(const Hie__V1__AdtCommand *c, hie_errinfo_t *info)
+{
+    if (c->sender_org == NULL || !recipient_ok(c->sender_org) ||
+        c->n_notices > HIE_ADT_NOTICES_MAX) {
+        return hie_errinfo_set(info, HIE_EINVAL, "adt", "invalid");
+    }
+    for (size_t i = 0; i < c->n_notices; i++) {
+        const Hie__V1__Notice *n = c->notices[i];
+        if (n->subscription_id == NULL || n->audit == NULL) {
+            return hie_errinfo_set(info, HIE_EINVAL, "adt.notices", "incomplete");
+        }
+        int rc = audit_append_validate(n->audit, info);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Subscriptions and ADT fan-out. */
+static int
+command_validate_adt(const hie_command_t *cmd, hie_errinfo_t *info)
+{
+    switch (cmd->body_case) {
+    case HIE__V1__COMMAND__BODY_ADT:
+        return adt_validate(cmd->adt, info);
+    case HIE__V1__COMMAND__BODY_SUBSCRIBE:
+        return cmd->subscribe->subscription != NULL &&
+                       recipient_ok(cmd->subscribe->subscription->org_id) &&
+                       hashes_ok(cmd->subscribe->roster_rec_hashes,
+                           cmd->subscribe->n_roster_rec_hashes)
+                   ? 0
+                   : hie_errinfo_set(info, HIE_EINVAL, "subscribe", "invalid");
+    case HIE__V1__COMMAND__BODY_ROSTER:
+        return cmd->roster->subscription_id != NULL &&
+                       hashes_ok(cmd->roster->add, cmd->roster->n_add) &&
+                       hashes_ok(cmd->roster->remove, cmd->roster->n_remove)
+                   ? 0
+                   : hie_errinfo_set(info, HIE_EINVAL, "roster", "invalid");
+    case HIE__V1__COMMAND__BODY_UNSUBSCRIBE:
+        return cmd->unsubscribe->subscription_id != NULL ? 0
+            : hie_errinfo_set(info, HIE_EINVAL, "unsubscribe", "invalid");
+    default:
+        return hie_errinfo_set(info, HIE_EINVAL, "command.body", "unknown command");
+    }
+}
+
 /* The consent, audit and delivery commands. */
 static int
 command_validate_exchange(const hie_command_t *cmd, hie_errinfo_t *info)
@@ -373,7 +432,7 @@ command_validate_exchange(const hie_command_t *cmd, hie_errinfo_t *info)
                    ? 0
                    : hie_errinfo_set(info, HIE_EINVAL, "audit_checkpoint", "incomplete");
     default:
-        return hie_errinfo_set(info, HIE_EINVAL, "command.body", "unknown command");
+        return command_validate_adt(cmd, info);
     }
 }
 

@@ -87,72 +87,58 @@ hie_proto_purpose_name(Hie__V1__PurposeOfUse p)
     return "unknown";
 }
 
+static const struct {
+    Hie__V1__Envelope__BodyCase body;
+    const char *name;
+} BODY_NAMES[] = {
+    {HIE__V1__ENVELOPE__BODY_PING, "ping"},
+    {HIE__V1__ENVELOPE__BODY_PONG, "pong"},
+    {HIE__V1__ENVELOPE__BODY_WHOAMI, "whoami"},
+    {HIE__V1__ENVELOPE__BODY_WHOAMI_REPLY, "whoami_reply"},
+    {HIE__V1__ENVELOPE__BODY_ERROR, "error"},
+    {HIE__V1__ENVELOPE__BODY_MPI_FEED, "mpi_feed"},
+    {HIE__V1__ENVELOPE__BODY_MPI_FEED_REPLY, "mpi_feed_reply"},
+    {HIE__V1__ENVELOPE__BODY_PIX_QUERY, "pix_query"},
+    {HIE__V1__ENVELOPE__BODY_PIX_REPLY, "pix_reply"},
+    {HIE__V1__ENVELOPE__BODY_PDQ_QUERY, "pdq_query"},
+    {HIE__V1__ENVELOPE__BODY_PDQ_REPLY, "pdq_reply"},
+    {HIE__V1__ENVELOPE__BODY_REVIEW_LIST, "review_list"},
+    {HIE__V1__ENVELOPE__BODY_REVIEW_LIST_REPLY, "review_list_reply"},
+    {HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE, "review_decide"},
+    {HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE_REPLY, "review_decide_reply"},
+    {HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT, "consent_submit"},
+    {HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT_REPLY, "consent_submit_reply"},
+    {HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE, "consent_revoke"},
+    {HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE_REPLY, "consent_revoke_reply"},
+    {HIE__V1__ENVELOPE__BODY_CONSENT_LIST, "consent_list"},
+    {HIE__V1__ENVELOPE__BODY_CONSENT_LIST_REPLY, "consent_list_reply"},
+    {HIE__V1__ENVELOPE__BODY_AUDIT_REPORT, "audit_report"},
+    {HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY, "audit_report_reply"},
+    {HIE__V1__ENVELOPE__BODY_PUSH, "push"},
+    {HIE__V1__ENVELOPE__BODY_PUSH_REPLY, "push_reply"},
+    {HIE__V1__ENVELOPE__BODY_RECEIVE, "receive"},
+    {HIE__V1__ENVELOPE__BODY_RECEIVE_REPLY, "receive_reply"},
+    {HIE__V1__ENVELOPE__BODY_DELIVERY, "delivery"},
+    {HIE__V1__ENVELOPE__BODY_DELIVERY_ACK, "delivery_ack"},
+    {HIE__V1__ENVELOPE__BODY_DELIVERY_ACK_REPLY, "delivery_ack_reply"},
+    {HIE__V1__ENVELOPE__BODY_ADT, "adt"},
+    {HIE__V1__ENVELOPE__BODY_ADT_REPLY, "adt_reply"},
+    {HIE__V1__ENVELOPE__BODY_SUBSCRIBE, "subscribe"},
+    {HIE__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY, "subscribe_reply"},
+    {HIE__V1__ENVELOPE__BODY_ROSTER_UPDATE, "roster_update"},
+    {HIE__V1__ENVELOPE__BODY_ROSTER_UPDATE_REPLY, "roster_update_reply"},
+    {HIE__V1__ENVELOPE__BODY_UNSUBSCRIBE, "unsubscribe"},
+    {HIE__V1__ENVELOPE__BODY_UNSUBSCRIBE_REPLY, "unsubscribe_reply"},
+};
+
 const char *
 hie_proto_body_name(const hie_envelope_t *env)
 {
     HIE_ASSERT(env != NULL);
-    switch (env->body_case) {
-    case HIE__V1__ENVELOPE__BODY_PING:
-        return "ping";
-    case HIE__V1__ENVELOPE__BODY_PONG:
-        return "pong";
-    case HIE__V1__ENVELOPE__BODY_WHOAMI:
-        return "whoami";
-    case HIE__V1__ENVELOPE__BODY_WHOAMI_REPLY:
-        return "whoami_reply";
-    case HIE__V1__ENVELOPE__BODY_ERROR:
-        return "error";
-    case HIE__V1__ENVELOPE__BODY_MPI_FEED:
-        return "mpi_feed";
-    case HIE__V1__ENVELOPE__BODY_MPI_FEED_REPLY:
-        return "mpi_feed_reply";
-    case HIE__V1__ENVELOPE__BODY_PIX_QUERY:
-        return "pix_query";
-    case HIE__V1__ENVELOPE__BODY_PIX_REPLY:
-        return "pix_reply";
-    case HIE__V1__ENVELOPE__BODY_PDQ_QUERY:
-        return "pdq_query";
-    case HIE__V1__ENVELOPE__BODY_PDQ_REPLY:
-        return "pdq_reply";
-    case HIE__V1__ENVELOPE__BODY_REVIEW_LIST:
-        return "review_list";
-    case HIE__V1__ENVELOPE__BODY_REVIEW_LIST_REPLY:
-        return "review_list_reply";
-    case HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE:
-        return "review_decide";
-    case HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE_REPLY:
-        return "review_decide_reply";
-    case HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT:
-        return "consent_submit";
-    case HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT_REPLY:
-        return "consent_submit_reply";
-    case HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE:
-        return "consent_revoke";
-    case HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE_REPLY:
-        return "consent_revoke_reply";
-    case HIE__V1__ENVELOPE__BODY_CONSENT_LIST:
-        return "consent_list";
-    case HIE__V1__ENVELOPE__BODY_CONSENT_LIST_REPLY:
-        return "consent_list_reply";
-    case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT:
-        return "audit_report";
-    case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY:
-        return "audit_report_reply";
-    case HIE__V1__ENVELOPE__BODY_PUSH:
-        return "push";
-    case HIE__V1__ENVELOPE__BODY_PUSH_REPLY:
-        return "push_reply";
-    case HIE__V1__ENVELOPE__BODY_RECEIVE:
-        return "receive";
-    case HIE__V1__ENVELOPE__BODY_RECEIVE_REPLY:
-        return "receive_reply";
-    case HIE__V1__ENVELOPE__BODY_DELIVERY:
-        return "delivery";
-    case HIE__V1__ENVELOPE__BODY_DELIVERY_ACK:
-        return "delivery_ack";
-    case HIE__V1__ENVELOPE__BODY_DELIVERY_ACK_REPLY:
-        return "delivery_ack_reply";
-    default:
-        return "none";
+    for (size_t i = 0; i < sizeof(BODY_NAMES) / sizeof(BODY_NAMES[0]); i++) {
+        if (BODY_NAMES[i].body == env->body_case) {
+            return BODY_NAMES[i].name;
+        }
     }
+    return "none";
 }

@@ -145,6 +145,7 @@ validate_body(const hie_envelope_t *env, hie_errinfo_t *info)
     case HIE__V1__ENVELOPE__BODY_CONSENT_LIST:
     case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT:
     case HIE__V1__ENVELOPE__BODY_PUSH:
+    case HIE__V1__ENVELOPE__BODY_ADT:
         /* exchanges that touch patients say why (consent decisions take it as input) */
         if (env->purpose == HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED) {
             return hie_errinfo_set(info, HIE_EINVAL, "envelope.purpose",
@@ -159,6 +160,10 @@ validate_body(const hie_envelope_t *env, hie_errinfo_t *info)
                        env->delivery_ack->n_seqs <= HIE_DELIVERY_ACK_SEQS_MAX
                    ? 0
                    : hie_errinfo_set(info, HIE_EINVAL, "delivery_ack.seqs", "1 to 1024 numbers");
+    case HIE__V1__ENVELOPE__BODY_SUBSCRIBE:
+    case HIE__V1__ENVELOPE__BODY_ROSTER_UPDATE:
+    case HIE__V1__ENVELOPE__BODY_UNSUBSCRIBE:
+        return 0; /* checked by the exchange (node/src/adt.c) */
     case HIE__V1__ENVELOPE__BODY__NOT_SET:
         return hie_errinfo_set(info, HIE_EINVAL, "envelope.body", "no request body");
     default:

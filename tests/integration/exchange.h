@@ -232,4 +232,86 @@ consent_submit_ok(hie_client_t *c, const char *id, struct dir *x, hie_arena_t *a
     return r->consent_submit_reply;
 }
 
+/* Deliveries read while waiting for something else (they may overtake a reply). */
+struct inbox {
+    Hie__V1__Delivery *d[64];
+    size_t head, n;
+};
+
+/* Asks for deliveries on c's connection; returns the queued count. */
+static inline uint64_t
+receive_start(hie_client_t *c, const char *id, struct inbox *in, hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__ReceiveRequest r = HIE__V1__RECEIVE_REQUEST__INIT;
+    req_init(&req, id);
+    req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED;
+    r.window = 8;
+    req.body_case = HIE__V1__ENVELOPE__BODY_RECEIVE;
+    req.receive = &r;
+    memset(in, 0, sizeof(*in));
+    cr_assert_eq(hie_client_send(c, &req), 0);
+    for (int i = 0; i < 64; i++) {
+        hie_envelope_t *env = NULL;
+        cr_assert_eq(hie_client_recv(c, 5000, a, &env), 0, "receive reply");
+        if (env->body_case == HIE__V1__ENVELOPE__BODY_RECEIVE_REPLY) {
+            return env->receive_reply->queued;
+        }
+        cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_DELIVERY);
+        in->d[in->n++] = env->delivery;
+    }
+    cr_assert(false, "no receive reply");
+    return 0;
+}
+
+/* The next delivery within timeout_ms, or NULL (a timeout closes the connection). */
+static inline Hie__V1__Delivery *
+next_delivery(hie_client_t *c, struct inbox *in, uint32_t timeout_ms, hie_arena_t *a)
+{
+    if (in->head < in->n) {
+        return in->d[in->head++];
+    }
+    hie_envelope_t *env = NULL;
+    int rc = hie_client_recv(c, timeout_ms, a, &env);
+    if (rc == HIE_ETIMEDOUT) {
+        return NULL;
+    }
+    cr_assert_eq(rc, 0, "recv: %s", hie_strerror(rc));
+    cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_DELIVERY, "got %d", env->body_case);
+    return env->delivery;
+}
+
+/* Acknowledges seqs; deliveries that arrive meanwhile go to in (a plain call would drop them:
+ * they are not its reply). */
+static inline uint32_t
+ack(hie_client_t *c, const char *id, uint64_t *seqs, size_t n, struct inbox *in,
+    hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__DeliveryAck d = HIE__V1__DELIVERY_ACK__INIT;
+    req_init(&req, id);
+    req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED;
+    d.n_seqs = n;
+    d.seqs = seqs;
+    req.body_case = HIE__V1__ENVELOPE__BODY_DELIVERY_ACK;
+    req.delivery_ack = &d;
+    cr_assert_eq(hie_client_send(c, &req), 0);
+    if (in->head == in->n) {
+        in->head = in->n = 0;
+    }
+    for (int i = 0; i < 300; i++) {
+        hie_envelope_t *env = NULL;
+        cr_assert_eq(hie_client_recv(c, 5000, a, &env), 0, "ack reply");
+        if (env->body_case == HIE__V1__ENVELOPE__BODY_DELIVERY) {
+            cr_assert_lt(in->n, 64u, "inbox full");
+            in->d[in->n++] = env->delivery;
+            continue;
+        }
+        cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_DELIVERY_ACK_REPLY);
+        return env->delivery_ack_reply->acknowledged;
+    }
+    cr_assert(false, "no ack reply");
+    return 0;
+}
+
 #endif

@@ -91,71 +91,6 @@ push_ok(hie_client_t *c, const char *id, const char *content, hie_arena_t *a)
     return r->push_reply->message_id;
 }
 
-/* Deliveries read while waiting for something else (they may overtake a reply). */
-struct inbox {
-    Hie__V1__Delivery *d[64];
-    size_t head, n;
-};
-
-/* Asks for deliveries on c's connection; returns the queued count. */
-static uint64_t
-receive_start(hie_client_t *c, const char *id, struct inbox *in, hie_arena_t *a)
-{
-    hie_envelope_t req;
-    Hie__V1__ReceiveRequest r = HIE__V1__RECEIVE_REQUEST__INIT;
-    req_init(&req, id);
-    req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED;
-    r.window = 8;
-    req.body_case = HIE__V1__ENVELOPE__BODY_RECEIVE;
-    req.receive = &r;
-    memset(in, 0, sizeof(*in));
-    cr_assert_eq(hie_client_send(c, &req), 0);
-    for (int i = 0; i < 64; i++) {
-        hie_envelope_t *env = NULL;
-        cr_assert_eq(hie_client_recv(c, 5000, a, &env), 0, "receive reply");
-        if (env->body_case == HIE__V1__ENVELOPE__BODY_RECEIVE_REPLY) {
-            return env->receive_reply->queued;
-        }
-        cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_DELIVERY);
-        in->d[in->n++] = env->delivery;
-    }
-    cr_assert(false, "no receive reply");
-    return 0;
-}
-
-/* The next delivery within timeout_ms, or NULL (a timeout closes the connection). */
-static Hie__V1__Delivery *
-next_delivery(hie_client_t *c, struct inbox *in, uint32_t timeout_ms, hie_arena_t *a)
-{
-    if (in->head < in->n) {
-        return in->d[in->head++];
-    }
-    hie_envelope_t *env = NULL;
-    int rc = hie_client_recv(c, timeout_ms, a, &env);
-    if (rc == HIE_ETIMEDOUT) {
-        return NULL;
-    }
-    cr_assert_eq(rc, 0, "recv: %s", hie_strerror(rc));
-    cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_DELIVERY, "got %d", env->body_case);
-    return env->delivery;
-}
-
-static uint32_t
-ack(hie_client_t *c, const char *id, uint64_t *seqs, size_t n, hie_arena_t *a)
-{
-    hie_envelope_t req;
-    Hie__V1__DeliveryAck d = HIE__V1__DELIVERY_ACK__INIT;
-    req_init(&req, id);
-    req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED;
-    d.n_seqs = n;
-    d.seqs = seqs;
-    req.body_case = HIE__V1__ENVELOPE__BODY_DELIVERY_ACK;
-    req.delivery_ack = &d;
-    hie_envelope_t *r = call(c, &req, a);
-    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_DELIVERY_ACK_REPLY);
-    return r->delivery_ack_reply->acknowledged;
-}
-
 static void
 feed_patient(hie_client_t *h, hie_arena_t *a)
 {
@@ -184,9 +119,9 @@ Test(push, delivered_acknowledged_and_idempotent, .timeout = 120)
     cr_assert_str_eq(d->document->author_org, HOSP);
     cr_assert(strlen(d->euid) > 1);
     uint64_t seq = d->seq;
-    cr_assert_eq(ack(c, "a1", &seq, 1, a), 1u);
+    cr_assert_eq(ack(c, "a1", &seq, 1, &in, a), 1u);
     cr_assert_eq(db_entries(&n, "q_msg"), 0u, "acknowledged: out of the queue");
-    cr_assert_eq(ack(c, "a2", &seq, 1, a), 0u, "a second acknowledgement changes nothing");
+    cr_assert_eq(ack(c, "a2", &seq, 1, &in, a), 0u, "a second ack changes nothing");
     /* the same push id again: the original answer, nothing queued or delivered */
     cr_assert_str_eq(push_ok(h, "p1", "discharge: stable, follow up in 7 days", a), mid);
     cr_assert_eq(db_entries(&n, "q_msg"), 0u);
@@ -229,7 +164,7 @@ Test(push, unacknowledged_messages_come_again_after_reconnect, .timeout = 120)
         cr_assert(d->redelivery, "flagged");
         seqs[i] = d->seq;
     }
-    cr_assert_eq(ack(c, "a1", seqs, 3, a), 3u);
+    cr_assert_eq(ack(c, "a1", seqs, 3, &in, a), 3u);
     hie_client_close(c);
     cr_assert_eq(receive_start(c, "r3", &in, a), 0u, "nothing left");
     hie_client_destroy(&h);

@@ -114,6 +114,12 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 #define HIE_DELIVERY_ACK_SEQS_MAX 1024u
 /* Messages waiting in one recipient's queue; a push beyond is refused (OVERLOADED). */
 #define HIE_DELIVERY_QUEUE_MAX 1000000u
+/* Subscriptions: roster MRNs per request, per subscription; subscriptions per organization;
+ * notifications one ADT event fans out to (one command). */
+#define HIE_SUBSCRIPTION_ROSTER_BATCH_MAX 1000u
+#define HIE_SUBSCRIPTION_ROSTER_MAX 100000u
+#define HIE_SUBSCRIPTIONS_PER_ORG_MAX 64u
+#define HIE_ADT_NOTICES_MAX 1024u
 /* Dead letters one redrive-all command moves back (run it again for more). */
 #define HIE_DELIVERY_REDRIVE_MAX 10000u
 /* Redelivery: no acknowledgement within ack_timeout_ms (doubling per attempt, +-20% jitter,

@@ -160,6 +160,10 @@ HIE_MUST_CHECK int hie_mpi_store_euid_of(hie_mpi_store_t *store, MDB_txn *txn,
  * arena; none for an unknown EUID). Returns 0, HIE_EUNAVAIL or a storage error. */
 HIE_MUST_CHECK int hie_mpi_store_euid_members(hie_mpi_store_t *store, MDB_txn *txn,
     const char *euid, hie_arena_t *arena, const uint8_t **hashes, size_t *n);
+/* Every identifier (organization, MRN: unsealed) of euid's members, in arena (at most
+ * HIE_MPI_EUID_MEMBERS_MAX). Returns 0, HIE_EUNAVAIL or a storage error. */
+HIE_MUST_CHECK int hie_mpi_store_euid_ids(hie_mpi_store_t *store, MDB_txn *txn,
+    const char *euid, hie_arena_t *arena, Hie__V1__PatientId ***ids, size_t *n);
 /* The current model (the default one before any training). */
 HIE_MUST_CHECK int hie_mpi_store_model(hie_mpi_store_t *store, MDB_txn *txn,
     hie_mpi_model_t *model);

@@ -1,0 +1,634 @@
+/*
+ * adt.c - ADT events and subscriptions as a worker runs them (issue 5).
+ *
+ * Subscribe, roster update and unsubscribe are validated here and committed as commands.
+ *
+ * An ADT event from a hospital about its own patient:
+ *  1. the MPI change first, when the event carries one (A08 update; A01/A04 with demographics:
+ *     create or update; A40 merge), through the same path as the identity feed, committed and
+ *     waited for;
+ *  2. the fan-out, in a read transaction: the subscriptions whose roster holds any of the
+ *     patient's source records, and the ALL_MY_PATIENTS subscriptions of every organization
+ *     that has a record of the patient, filtered by event and patient class; a cancel (A11,
+ *     A13) goes instead to exactly the subscriptions that got the visit's A01/A04 or A03;
+ *  3. for each: the consent decision for the subscriber (action NOTIFY, class adt-event, the
+ *     event's time); a permitted notification is sealed and queued with its audit record, a
+ *     withheld one is audited only; all of it in one adt command, which the worker parks the
+ *     reply on. The delivery thread then sends each subscriber its notifications.
+ * The MPI change and the fan-out are two commands (the fan-out needs the EUID the change
+ * decided); a retried event (same envelope id) repeats neither: each has its own dedup key.
+ */
+#include "node_int.h"
+
+#include "hie/mpi_store.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#define ADT_TEXT_BYTES_MAX 128u
+#define ADT_FILTER_MAX 16u
+#define ADT_COMMAND_TIMEOUT_MS 10000u
+#define NOTIFY_CONTENT_TYPE "application/vnd.hiebroker.notification+protobuf"
+
+static int
+bad(node_mpi_err_t *e, const char *field, const char *message)
+{
+    return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, field, message);
+}
+
+static bool
+event_known(int ev)
+{
+    switch (ev) {
+    case HIE__V1__ADT_EVENT__ADT_A01:
+    case HIE__V1__ADT_EVENT__ADT_A02:
+    case HIE__V1__ADT_EVENT__ADT_A03:
+    case HIE__V1__ADT_EVENT__ADT_A04:
+    case HIE__V1__ADT_EVENT__ADT_A08:
+    case HIE__V1__ADT_EVENT__ADT_A11:
+    case HIE__V1__ADT_EVENT__ADT_A13:
+    case HIE__V1__ADT_EVENT__ADT_A40:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool
+class_known(int c)
+{
+    return c >= HIE__V1__PATIENT_CLASS__PATIENT_CLASS_UNSPECIFIED &&
+           c <= HIE__V1__PATIENT_CLASS__PATIENT_CLASS_OBSERVATION;
+}
+
+static bool
+text_ok(const char *s, size_t max)
+{
+    if (s == NULL) {
+        return true;
+    }
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] < 0x20) {
+            return false;
+        }
+    }
+    return n <= max;
+}
+
+static bool
+visit_needed(int ev)
+{
+    return ev != HIE__V1__ADT_EVENT__ADT_A08 && ev != HIE__V1__ADT_EVENT__ADT_A40;
+}
+
+static int
+adt_check(const node_who_t *who, const Hie__V1__AdtRequest *r, node_mpi_err_t *e)
+{
+    if (!event_known(r->event)) {
+        return bad(e, "event", "not a supported ADT event (A01 A02 A03 A04 A08 A11 A13 A40)");
+    }
+    if (r->patient == NULL || r->patient->org_id == NULL ||
+        strcmp(r->patient->org_id, who->org_id) != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, "patient.org_id",
+            "a hospital sends events about its own patients (its own MRNs)");
+    }
+    if (!hie_mpi_mrn_valid(r->patient->mrn)) {
+        return bad(e, "patient.mrn", "1 to 64 printable ASCII characters, no spaces");
+    }
+    const Hie__V1__Encounter *en = r->encounter;
+    if (visit_needed(r->event) && (en == NULL || en->visit_id == NULL ||
+        !hie_proto_id_valid(en->visit_id, strlen(en->visit_id)))) {
+        return bad(e, "encounter.visit_id", "required: 1-64 characters of A-Z a-z 0-9 . _ : -");
+    }
+    if (en != NULL && (!class_known(en->patient_class) || !text_ok(en->facility,
+        ADT_TEXT_BYTES_MAX) || !text_ok(en->location, ADT_TEXT_BYTES_MAX) ||
+        !text_ok(en->attending, ADT_TEXT_BYTES_MAX))) {
+        return bad(e, "encounter", "unknown patient class, or a text over 128 bytes");
+    }
+    if (r->event == HIE__V1__ADT_EVENT__ADT_A08 && r->demographics == NULL) {
+        return bad(e, "demographics", "required for A08");
+    }
+    if (r->event == HIE__V1__ADT_EVENT__ADT_A40 && !hie_mpi_mrn_valid(r->prior_mrn)) {
+        return bad(e, "prior_mrn", "required for A40");
+    }
+    return r->event_ms < 0 ? bad(e, "event_ms", "negative") : 0;
+}
+
+/* ---- step 1: the MPI change ---------------------------------------------------------------- */
+
+static int
+patient_euid(node_ctx_t *ctx, const char *org, const char *mrn, hie_arena_t *arena, char *euid)
+{
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    MDB_txn *txn = NULL;
+    hie_mpi_rec_hash(hie_node__state_mpi_key(ctx->state), org, mrn, h);
+    if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0) {
+        return HIE_ESTORAGE;
+    }
+    int rc = hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state), txn, h, arena, euid);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* A08 update, A40 merge, A01/A04 with demographics: create or update. */
+static int
+adt_mpi(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
+    const Hie__V1__AdtRequest *r, hie_arena_t *arena, char *euid, node_mpi_err_t *e)
+{
+    Hie__V1__MpiFeedRequest f = HIE__V1__MPI_FEED_REQUEST__INIT;
+    int rc = patient_euid(ctx, who->org_id, r->patient->mrn, arena, euid);
+    if (rc != 0 && rc != HIE_ENOTFOUND) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    f.patient = r->patient;
+    f.demographics = r->demographics;
+    if (r->event == HIE__V1__ADT_EVENT__ADT_A40) {
+        f.action = HIE__V1__FEED_ACTION__FEED_MERGE;
+        f.prior_mrn = r->prior_mrn;
+    } else if (r->demographics != NULL) {
+        f.action = rc == 0 ? HIE__V1__FEED_ACTION__FEED_UPDATE
+                           : HIE__V1__FEED_ACTION__FEED_CREATE;
+    } else if (rc == HIE_ENOTFOUND) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn",
+            "no record of this MRN: send demographics with the event, or feed it first");
+    } else {
+        return 0; /* no MPI change */
+    }
+    Hie__V1__MpiFeedReply *fr = NULL;
+    rc = hie_node__mpi_feed(ctx, sub, who->org_id, who->request_id, &f, arena, &fr, e);
+    if (rc == 0) {
+        snprintf(euid, HIE_MPI_EUID_BYTES, "%s", fr->euid);
+    }
+    return rc;
+}
+
+/* ---- step 2: who to notify ------------------------------------------------------------------ */
+
+struct fan {
+    node_ctx_t *ctx;
+    MDB_txn *txn;
+    hie_arena_t *arena;
+    const Hie__V1__AdtRequest *r;
+    const node_who_t *who;
+    const char *euid;
+    Hie__V1__PatientId **ids;    /* every identifier of the patient */
+    size_t n_ids;
+    char (*cand)[32];            /* candidate subscription ids, deduplicated */
+    size_t n_cand;
+    Hie__V1__Notice **notices;
+    size_t n_notices;
+    uint32_t notified, withheld;
+};
+
+static int
+cand_add(void *vctx, hie_span_t id)
+{
+    struct fan *f = vctx;
+    if (id.len == 0 || id.len >= 32) {
+        return HIE_ECORRUPT;
+    }
+    for (size_t i = 0; i < f->n_cand; i++) {
+        if (strlen(f->cand[i]) == id.len && memcmp(f->cand[i], id.ptr, id.len) == 0) {
+            return 0;
+        }
+    }
+    if (f->n_cand == HIE_ADT_NOTICES_MAX) {
+        return 0; /* NEEDSWORK: more than 1,024 subscriptions on one patient */
+    }
+    memcpy(f->cand[f->n_cand], id.ptr, id.len);
+    f->cand[f->n_cand++][id.len] = '\0';
+    return 0;
+}
+
+/* The original event a cancel refers to. */
+static int
+cancelled_event(int ev, int attempt)
+{
+    if (ev == HIE__V1__ADT_EVENT__ADT_A13) {
+        return attempt == 0 ? HIE__V1__ADT_EVENT__ADT_A03 : 0;
+    }
+    return attempt == 0 ? HIE__V1__ADT_EVENT__ADT_A01
+         : attempt == 1 ? HIE__V1__ADT_EVENT__ADT_A04 : 0;
+}
+
+static int
+fan_candidates(struct fan *f)
+{
+    node_subs_t *subs = hie_node__state_subs(f->ctx->state);
+    const Hie__V1__AdtRequest *r = f->r;
+    if (r->event == HIE__V1__ADT_EVENT__ADT_A11 || r->event == HIE__V1__ADT_EVENT__ADT_A13) {
+        for (int k = 0; cancelled_event(r->event, k) != 0; k++) {
+            hie_span_t got;
+            int rc = hie_node__subs_visit(subs, f->txn, f->who->org_id,
+                r->encounter->visit_id, cancelled_event(r->event, k), &got);
+            for (size_t o = 0; rc == 0 && o < got.len;) {
+                size_t l = strnlen((const char *)got.ptr + o, got.len - o);
+                rc = cand_add(f, hie_span(got.ptr + o, l));
+                o += l + 1;
+            }
+            if (rc != 0 && rc != HIE_ENOTFOUND) {
+                return rc;
+            }
+        }
+        return 0;
+    }
+    const hie_mpi_key_t *key = hie_node__state_mpi_key(f->ctx->state);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < f->n_ids; i++) {
+        uint8_t h[HIE_MPI_REC_HASH_BYTES];
+        hie_mpi_rec_hash(key, f->ids[i]->org_id, f->ids[i]->mrn, h);
+        rc = hie_node__subs_for_record(subs, f->txn, h, cand_add, f);
+        rc = rc ? rc : hie_node__subs_all_of(subs, f->txn, f->ids[i]->org_id, cand_add, f);
+    }
+    return rc;
+}
+
+static bool
+filter_ok(const Hie__V1__Subscription *s, const Hie__V1__AdtRequest *r, bool cancel)
+{
+    if (cancel) {
+        return true; /* a cancel reaches whoever got the original */
+    }
+    bool ev = s->n_events == 0, cls = s->n_classes == 0;
+    for (size_t i = 0; i < s->n_events; i++) {
+        ev = ev || s->events[i] == r->event;
+    }
+    int pc = r->encounter != NULL ? (int)r->encounter->patient_class : 0;
+    for (size_t i = 0; i < s->n_classes; i++) {
+        cls = cls || (int)s->classes[i] == pc;
+    }
+    return ev && cls;
+}
+
+/* ---- step 3: one notice per subscription ----------------------------------------------------- */
+
+static const char *
+event_name(int ev)
+{
+    static char names[][8] = {"ADT A00", "ADT A01", "ADT A02", "ADT A03", "ADT A04"};
+    return ev >= 1 && ev <= 4 ? names[ev] : ev == HIE__V1__ADT_EVENT__ADT_A08 ? "ADT A08"
+         : ev == HIE__V1__ADT_EVENT__ADT_A11 ? "ADT A11" : ev == HIE__V1__ADT_EVENT__ADT_A13
+         ? "ADT A13" : "ADT A40";
+}
+
+/* The subscriber's own identifiers of the patient (into arena). */
+static size_t
+own_ids(struct fan *f, const char *org, Hie__V1__PatientId **out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < f->n_ids; i++) {
+        if (strcmp(f->ids[i]->org_id, org) == 0) {
+            out[n++] = f->ids[i];
+        }
+    }
+    return n;
+}
+
+/* The queued message: the notification, sealed as a document. */
+static int
+notice_message(struct fan *f, const Hie__V1__Subscription *s, Hie__V1__PatientId **own,
+    size_t n_own, bool cancel, Hie__V1__QueuedMessage **out)
+{
+    const Hie__V1__AdtRequest *r = f->r;
+    Hie__V1__Notification n = HIE__V1__NOTIFICATION__INIT;
+    Hie__V1__Document d = HIE__V1__DOCUMENT__INIT;
+    n.subscription_id = s->id;
+    n.event = r->event;
+    n.sender_org = (char *)(uintptr_t)f->who->org_id;
+    n.euid = (char *)(uintptr_t)f->euid;
+    n.n_patient_ids = n_own;
+    n.patient_ids = own;
+    n.encounter = r->encounter;
+    n.event_ms = r->event_ms;
+    n.cancel = cancel;
+    size_t len = protobuf_c_message_get_packed_size(&n.base);
+    uint8_t *buf = hie_arena_alloc(f->arena, len + 1);
+    Hie__V1__QueuedMessage *m = hie_arena_alloc(f->arena, sizeof(*m));
+    size_t mid_bytes = 2 * HIE_PROTO_ID_BYTES_MAX + 40;
+    char *mid = hie_arena_alloc(f->arena, mid_bytes);
+    if (buf == NULL || m == NULL || mid == NULL) {
+        return HIE_ENOMEM;
+    }
+    HIE_ASSERT(protobuf_c_message_pack(&n.base, buf) == len);
+    d.patient = n_own > 0 ? own[0] : NULL;
+    d.content_type = (char *)(uintptr_t)NOTIFY_CONTENT_TYPE;
+    d.content = (ProtobufCBinaryData){len, buf};
+    d.title = (char *)(uintptr_t)event_name(r->event);
+    d.class_code = (char *)(uintptr_t)"adt-event";
+    d.author_org = n.sender_org;
+    d.date_ms = r->event_ms;
+    snprintf(mid, mid_bytes, "%s:%s:%s", f->who->org_id, f->who->request_id, s->id);
+    hie__v1__queued_message__init(m);
+    m->message_id = mid;
+    m->sender_org = n.sender_org;
+    m->recipient_org = s->org_id;
+    m->euid = n.euid;
+    *out = m;
+    return hie_node__doc_seal(f->ctx, &d, mid, f->arena, &m->sealed_document);
+}
+
+static int
+notice_build(struct fan *f, const Hie__V1__Subscription *s, bool cancel)
+{
+    hie_org_t *org = NULL;
+    if (hie_node__state_org_get(f->ctx->state, s->org_id, f->arena, &org) != 0 ||
+        org->status != HIE__V1__ORG_STATUS__ORG_ACTIVE) {
+        return 0; /* the subscriber left the HIE or is suspended */
+    }
+    Hie__V1__PatientId **own = hie_arena_alloc(f->arena, (f->n_ids + 1) * sizeof(*own));
+    Hie__V1__Notice *nt = hie_arena_alloc(f->arena, sizeof(*nt));
+    if (own == NULL || nt == NULL) {
+        return HIE_ENOMEM;
+    }
+    node_who_t to = {s->org_id, org, f->who->purpose, f->who->request_id};
+    node_subject_t subj = {f->euid, {0}, own, own_ids(f, s->org_id, own)};
+    hie_node__consent_decide_doc(f->ctx, f->txn, f->arena, &to, f->euid,
+        HIE__V1__CONSENT_ACTION__CONSENT_ACTION_NOTIFY, 0, HIE_CONSENT_CLASS_ADT_EVENT,
+        f->r->event_ms, &subj.decision);
+    bool permit = hie_consent_permitted(&subj.decision);
+    hie__v1__notice__init(nt);
+    nt->subscription_id = s->id;
+    int rc = permit ? notice_message(f, s, own, subj.n_disclosed, cancel, &nt->message) : 0;
+    subj.n_disclosed = permit ? subj.n_disclosed : 0;
+    rc = rc ? rc : hie_node__audit_body(f->ctx, f->who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_NOTIFY,
+        permit ? HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED
+               : HIE__V1__ERROR_CODE__ERROR_CONSENT_DENIED, &subj, 1, f->arena, &nt->audit);
+    if (rc == 0) {
+        nt->audit->record->recipient_org = s->org_id;
+        f->notices[f->n_notices++] = nt;
+        f->notified += permit;
+        f->withheld += !permit;
+    }
+    return rc;
+}
+
+static int
+fan_out(struct fan *f)
+{
+    int rc = hie_mpi_store_euid_ids(hie_node__state_mpi(f->ctx->state), f->txn, f->euid,
+        f->arena, &f->ids, &f->n_ids);
+    f->cand = hie_arena_alloc(f->arena, HIE_ADT_NOTICES_MAX * sizeof(*f->cand));
+    f->notices = hie_arena_alloc(f->arena, (HIE_ADT_NOTICES_MAX + 1) * sizeof(*f->notices));
+    rc = rc ? rc : (f->cand == NULL || f->notices == NULL ? HIE_ENOMEM : 0);
+    rc = rc ? rc : fan_candidates(f);
+    bool cancel = f->r->event == HIE__V1__ADT_EVENT__ADT_A11 ||
+                  f->r->event == HIE__V1__ADT_EVENT__ADT_A13;
+    for (size_t i = 0; rc == 0 && i < f->n_cand; i++) {
+        Hie__V1__Subscription *s = NULL;
+        rc = hie_node__subs_get(hie_node__state_subs(f->ctx->state), f->txn, f->cand[i],
+            f->arena, &s);
+        if (rc == HIE_ENOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        rc = rc == 0 && filter_ok(s, f->r, cancel) ? notice_build(f, s, cancel) : rc;
+    }
+    return rc;
+}
+
+/* The fan-out command's own dedup key, derived from the envelope id (the MPI change, if any,
+ * used the envelope id itself). */
+static void
+fan_request_id(const char *env_id, char out[HIE_PROTO_ID_BYTES_MAX + 1])
+{
+    uint8_t h[16];
+    crypto_generichash(h, sizeof(h), (const uint8_t *)env_id, strlen(env_id), NULL, 0);
+    memcpy(out, "adt.", 4);
+    sodium_bin2hex(out + 4, HIE_PROTO_ID_BYTES_MAX + 1 - 4, h, sizeof(h));
+}
+
+static int
+adt_command(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__AdtRequest *r,
+    struct fan *f, hie_arena_t *arena, node_audit_cmd_t *audit)
+{
+    Hie__V1__AdtCommand *c = hie_arena_alloc(arena, sizeof(*c));
+    char *rid = hie_arena_alloc(arena, HIE_PROTO_ID_BYTES_MAX + 1);
+    if (c == NULL || rid == NULL) {
+        return HIE_ENOMEM;
+    }
+    hie__v1__adt_command__init(c);
+    c->event = r->event;
+    c->sender_org = (char *)(uintptr_t)who->org_id;
+    c->visit_id = r->encounter != NULL ? r->encounter->visit_id : (char *)(uintptr_t)"";
+    c->n_notices = f->n_notices;
+    c->notices = f->notices;
+    fan_request_id(who->request_id, rid);
+    hie__v1__command__init(&audit->cmd);
+    audit->cmd.requester = (char *)(uintptr_t)who->org_id;
+    audit->cmd.request_id = rid;
+    audit->cmd.time_ms = hie_time_wall_ms();
+    audit->cmd.node_id = ctx->cfg.node_id;
+    audit->cmd.body_case = HIE__V1__COMMAND__BODY_ADT;
+    audit->cmd.adt = c;
+    audit->needed = true;
+    audit->kick_org = "*"; /* several subscribers: the delivery thread looks at every one */
+    return 0;
+}
+
+int
+hie_node__adt_prepare(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
+    const Hie__V1__AdtRequest *req, hie_arena_t *arena, Hie__V1__AdtReply **reply,
+    node_audit_cmd_t *audit, node_mpi_err_t *e)
+{
+    *reply = NULL;
+    audit->needed = false;
+    if (hie_node__state_mpi_key(ctx->state) == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "ADT is not available on this node (no data key)");
+    }
+    char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
+    Hie__V1__AdtReply *out = hie_arena_alloc(arena, sizeof(*out));
+    if (euid == NULL || out == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+    }
+    int rc = adt_check(who, req, e);
+    rc = rc ? rc : adt_mpi(ctx, sub, who, req, arena, euid, e);
+    if (rc != 0) {
+        return rc;
+    }
+    struct fan f = {ctx, NULL, arena, req, who, euid, NULL, 0, NULL, 0, NULL, 0, 0, 0};
+    if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &f.txn) != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    rc = fan_out(&f);
+    mdb_txn_abort(f.txn);
+    rc = rc ? rc : adt_command(ctx, who, req, &f, arena, audit);
+    if (rc != 0) {
+        hie_log_error("adt", "fan-out failed", " org=%s id=%s rc=%s", who->org_id,
+            who->request_id, hie_strerror_name(rc));
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    hie__v1__adt_reply__init(out);
+    out->euid = euid;
+    out->notified = f.notified;
+    out->withheld = f.withheld;
+    *reply = out;
+    return 0;
+}
+
+/* ---- subscriptions ---------------------------------------------------------------------------- */
+
+static int
+command_run(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who, hie_command_t *cmd,
+    hie_arena_t *arena, hie_command_result_t **res, node_mpi_err_t *e)
+{
+    cmd->requester = (char *)(uintptr_t)who->org_id;
+    cmd->request_id = (char *)(uintptr_t)who->request_id;
+    cmd->time_ms = hie_time_wall_ms();
+    cmd->node_id = ctx->cfg.node_id;
+    int rc = hie_node__submit_wait(sub, cmd, ADT_COMMAND_TIMEOUT_MS, arena, res);
+    if (rc != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "the command was not committed in time; retry with the same id");
+    }
+    if ((*res)->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
+        return mpi_fail(e, (*res)->code, (*res)->field[0] ? (*res)->field : NULL,
+            (*res)->message);
+    }
+    return 0;
+}
+
+/* The keyed identities of the subscriber's MRNs (at most HIE_SUBSCRIPTION_ROSTER_BATCH_MAX). */
+static int
+roster_hashes(node_ctx_t *ctx, const char *org, char **mrns, size_t n, const char *field,
+    hie_arena_t *arena, ProtobufCBinaryData **out, node_mpi_err_t *e)
+{
+    if (n > HIE_SUBSCRIPTION_ROSTER_BATCH_MAX) {
+        return bad(e, field, "at most 1,000 MRNs per request (send the roster in parts)");
+    }
+    ProtobufCBinaryData *h = hie_arena_alloc(arena, (n + 1) * sizeof(*h));
+    uint8_t *bytes = hie_arena_alloc(arena, (n + 1) * HIE_MPI_REC_HASH_BYTES);
+    if (h == NULL || bytes == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!hie_mpi_mrn_valid(mrns[i])) {
+            return bad(e, field, "1 to 64 printable ASCII characters, no spaces");
+        }
+        hie_mpi_rec_hash(hie_node__state_mpi_key(ctx->state), org, mrns[i],
+            bytes + i * HIE_MPI_REC_HASH_BYTES);
+        h[i] = (ProtobufCBinaryData){HIE_MPI_REC_HASH_BYTES, bytes + i * HIE_MPI_REC_HASH_BYTES};
+    }
+    *out = h;
+    return 0;
+}
+
+static int
+filters_check(const Hie__V1__SubscribeRequest *r, node_mpi_err_t *e)
+{
+    if (r->scope != HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS &&
+        r->scope != HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_ALL_MY_PATIENTS) {
+        return bad(e, "scope", "patients or all_my_patients");
+    }
+    if (r->n_events > ADT_FILTER_MAX || r->n_classes > ADT_FILTER_MAX) {
+        return bad(e, r->n_events > ADT_FILTER_MAX ? "events" : "classes", "at most 16");
+    }
+    for (size_t i = 0; i < r->n_events; i++) {
+        if (!event_known(r->events[i])) {
+            return bad(e, "events", "not a supported ADT event");
+        }
+    }
+    for (size_t i = 0; i < r->n_classes; i++) {
+        if (!class_known(r->classes[i]) || r->classes[i] == 0) {
+            return bad(e, "classes", "not a patient class");
+        }
+    }
+    return 0;
+}
+
+int
+hie_node__subscribe_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
+    const Hie__V1__SubscribeRequest *req, hie_arena_t *arena, Hie__V1__SubscribeReply **reply,
+    node_mpi_err_t *e)
+{
+    *reply = NULL;
+    Hie__V1__Subscription s = HIE__V1__SUBSCRIPTION__INIT;
+    Hie__V1__SubscribeCommand sc = HIE__V1__SUBSCRIBE_COMMAND__INIT;
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    hie_command_result_t *res = NULL;
+    Hie__V1__SubscribeReply *out = hie_arena_alloc(arena, sizeof(*out));
+    int rc = out == NULL ? mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "busy") : 0;
+    rc = rc ? rc : filters_check(req, e);
+    rc = rc ? rc : roster_hashes(ctx, who->org_id, req->mrns, req->n_mrns, "mrns", arena,
+        &sc.roster_rec_hashes, e);
+    if (rc != 0) {
+        return rc;
+    }
+    s.org_id = (char *)(uintptr_t)who->org_id;
+    s.scope = req->scope;
+    s.n_events = req->n_events;
+    s.events = req->events;
+    s.n_classes = req->n_classes;
+    s.classes = req->classes;
+    sc.subscription = &s;
+    sc.n_roster_rec_hashes = req->n_mrns;
+    cmd.body_case = HIE__V1__COMMAND__BODY_SUBSCRIBE;
+    cmd.subscribe = &sc;
+    rc = command_run(ctx, sub, who, &cmd, arena, &res, e);
+    if (rc == 0) {
+        hie__v1__subscribe_reply__init(out);
+        out->subscription_id = res->subscription_id;
+        *reply = out;
+    }
+    return rc;
+}
+
+int
+hie_node__roster_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
+    const Hie__V1__RosterUpdate *req, hie_arena_t *arena, Hie__V1__RosterUpdateReply **reply,
+    node_mpi_err_t *e)
+{
+    *reply = NULL;
+    Hie__V1__RosterCommand rc_ = HIE__V1__ROSTER_COMMAND__INIT;
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    hie_command_result_t *res = NULL;
+    Hie__V1__RosterUpdateReply *out = hie_arena_alloc(arena, sizeof(*out));
+    if (out == NULL || req->subscription_id == NULL || req->subscription_id[0] == '\0') {
+        return bad(e, "subscription_id", "missing");
+    }
+    int rc = roster_hashes(ctx, who->org_id, req->add_mrns, req->n_add_mrns, "add_mrns", arena,
+        &rc_.add, e);
+    rc = rc ? rc : roster_hashes(ctx, who->org_id, req->remove_mrns, req->n_remove_mrns,
+        "remove_mrns", arena, &rc_.remove, e);
+    if (rc != 0) {
+        return rc;
+    }
+    rc_.subscription_id = req->subscription_id;
+    rc_.n_add = req->n_add_mrns;
+    rc_.n_remove = req->n_remove_mrns;
+    cmd.body_case = HIE__V1__COMMAND__BODY_ROSTER;
+    cmd.roster = &rc_;
+    rc = command_run(ctx, sub, who, &cmd, arena, &res, e);
+    if (rc == 0) {
+        hie__v1__roster_update_reply__init(out);
+        out->size = res->acknowledged;
+        *reply = out;
+    }
+    return rc;
+}
+
+int
+hie_node__unsubscribe_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
+    const Hie__V1__Unsubscribe *req, hie_arena_t *arena, Hie__V1__UnsubscribeReply **reply,
+    node_mpi_err_t *e)
+{
+    *reply = NULL;
+    Hie__V1__UnsubscribeCommand uc = HIE__V1__UNSUBSCRIBE_COMMAND__INIT;
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    hie_command_result_t *res = NULL;
+    Hie__V1__UnsubscribeReply *out = hie_arena_alloc(arena, sizeof(*out));
+    if (out == NULL || req->subscription_id == NULL || req->subscription_id[0] == '\0') {
+        return bad(e, "subscription_id", "missing");
+    }
+    uc.subscription_id = req->subscription_id;
+    cmd.body_case = HIE__V1__COMMAND__BODY_UNSUBSCRIBE;
+    cmd.unsubscribe = &uc;
+    int rc = command_run(ctx, sub, who, &cmd, arena, &res, e);
+    if (rc == 0) {
+        hie__v1__unsubscribe_reply__init(out);
+        *reply = out;
+    }
+    return rc;
+}

@@ -1,0 +1,397 @@
+/*
+ * subs_state.c - subscriptions and ADT fan-out in the replicated state (issue 5): apply of
+ * subscribe, roster, unsubscribe and adt on the log thread, and the readers the ADT exchange
+ * uses to find who to notify.
+ *
+ * Databases (state environment):
+ *   subs        subscription id -> Subscription (its event_number is the last one issued)
+ *   sub_org     dupsort: org -> subscription id          (an organization's subscriptions)
+ *   sub_all     dupsort: org -> subscription id          (scope ALL_MY_PATIENTS)
+ *   sub_rec     dupsort: record identity -> subscription id   (roster: the subscriber's MRNs)
+ *   sub_roster  dupsort: subscription id -> record identity   (to undo sub_rec)
+ *   adt_visit   sender || 0 || visit id || 0 || event -> subscription ids notified, 0-separated
+ * Rosters hold keyed record identities of the subscriber's own MRNs (no plaintext MRN): a
+ * patient not in the MPI yet matches once fed. Apply checks before it writes.
+ */
+#include "node_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SUBS_MAGIC 0x53554253u /* "SUBS" */
+#define SUB_ID_BYTES 32u
+#define VISIT_KEY_BYTES (2u * HIE_ORG_ID_BYTES_MAX + 8u)
+#define VISIT_VAL_BYTES_MAX (HIE_ADT_NOTICES_MAX * SUB_ID_BYTES)
+
+struct node_subs {
+    uint32_t magic;
+    MDB_dbi subs, by_org, all, rec, roster, visit;
+};
+
+static int
+mdb_rc(int rc)
+{
+    return rc == 0 ? 0 : (rc == MDB_NOTFOUND ? HIE_ENOTFOUND : HIE_ESTORAGE);
+}
+
+int
+hie_node__subs_open(node_subs_t **out, MDB_env *env)
+{
+    HIE_ASSERT(out != NULL && env != NULL);
+    *out = NULL;
+    node_subs_t *s = hie_mem_calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return HIE_ENOMEM;
+    }
+    s->magic = SUBS_MAGIC;
+    MDB_txn *txn = NULL;
+    const unsigned dup = MDB_CREATE | MDB_DUPSORT;
+    int rc = mdb_rc(mdb_txn_begin(env, NULL, 0, &txn));
+    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "subs", MDB_CREATE, &s->subs));
+    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "sub_org", dup, &s->by_org));
+    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "sub_all", dup, &s->all));
+    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "sub_rec", dup, &s->rec));
+    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "sub_roster", dup, &s->roster));
+    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "adt_visit", MDB_CREATE, &s->visit));
+    if (rc == 0) {
+        rc = mdb_rc(mdb_txn_commit(txn));
+        txn = NULL;
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (rc != 0) {
+        hie_node__subs_close(&s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void
+hie_node__subs_close(node_subs_t **sp)
+{
+    HIE_ASSERT(sp != NULL);
+    if (*sp == NULL) {
+        return;
+    }
+    HIE_ASSERT((*sp)->magic == SUBS_MAGIC);
+    (*sp)->magic = 0;
+    hie_mem_free(*sp, sizeof(**sp));
+    *sp = NULL;
+}
+
+/* ---- reading -------------------------------------------------------------------------------- */
+
+int
+hie_node__subs_get(node_subs_t *s, MDB_txn *txn, const char *id, hie_arena_t *arena,
+    Hie__V1__Subscription **out)
+{
+    HIE_ASSERT(s != NULL && s->magic == SUBS_MAGIC);
+    MDB_val k = {strlen(id), (void *)(uintptr_t)id}, v;
+    ProtobufCMessage *m = NULL;
+    *out = NULL;
+    int rc = strlen(id) < SUB_ID_BYTES ? mdb_rc(mdb_get(txn, s->subs, &k, &v)) : HIE_ENOTFOUND;
+    rc = rc ? rc : (hie_proto_unpack(&hie__v1__subscription__descriptor,
+        hie_span(v.mv_data, v.mv_size), arena, &m) ? HIE_ECORRUPT : 0);
+    *out = rc == 0 ? (Hie__V1__Subscription *)m : NULL;
+    return rc;
+}
+
+/* Calls fn with each dup value of key in dbi (at most max). */
+static int
+dups_each(MDB_txn *txn, MDB_dbi dbi, hie_span_t key, size_t max,
+    int (*fn)(void *ctx, hie_span_t val), void *ctx)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k = {key.len, (void *)(uintptr_t)key.ptr}, v;
+    int rc = mdb_rc(mdb_cursor_open(txn, dbi, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_KEY) : 0;
+    for (size_t i = 0; rc == 0 && mrc == 0 && i < max; i++) {
+        rc = fn(ctx, hie_span(v.mv_data, v.mv_size));
+        mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP) : 0;
+    }
+    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND) {
+        rc = HIE_ESTORAGE;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc;
+}
+
+int
+hie_node__subs_for_record(node_subs_t *s, MDB_txn *txn, const uint8_t *rec_hash,
+    int (*fn)(void *ctx, hie_span_t id), void *ctx)
+{
+    HIE_ASSERT(s != NULL && s->magic == SUBS_MAGIC);
+    return dups_each(txn, s->rec, hie_span(rec_hash, HIE_PROTO_REC_HASH_BYTES),
+        HIE_SUBSCRIPTIONS_PER_ORG_MAX * 16u, fn, ctx);
+}
+
+int
+hie_node__subs_all_of(node_subs_t *s, MDB_txn *txn, const char *org,
+    int (*fn)(void *ctx, hie_span_t id), void *ctx)
+{
+    HIE_ASSERT(s != NULL && s->magic == SUBS_MAGIC);
+    return dups_each(txn, s->all, hie_span((const uint8_t *)org, strlen(org)),
+        HIE_SUBSCRIPTIONS_PER_ORG_MAX, fn, ctx);
+}
+
+static size_t
+visit_key(uint8_t *k, const char *sender, const char *visit, int event)
+{
+    size_t a = strlen(sender), b = strlen(visit);
+    HIE_ASSERT(a + b + 3 <= VISIT_KEY_BYTES);
+    memcpy(k, sender, a);
+    k[a] = 0;
+    memcpy(k + a + 1, visit, b);
+    k[a + 1 + b] = 0;
+    k[a + 2 + b] = (uint8_t)event;
+    return a + b + 3;
+}
+
+int
+hie_node__subs_visit(node_subs_t *s, MDB_txn *txn, const char *sender, const char *visit,
+    int event, hie_span_t *ids)
+{
+    HIE_ASSERT(s != NULL && s->magic == SUBS_MAGIC);
+    uint8_t k[VISIT_KEY_BYTES];
+    MDB_val key = {visit_key(k, sender, visit, event), k}, v;
+    int rc = mdb_rc(mdb_get(txn, s->visit, &key, &v));
+    *ids = rc == 0 ? hie_span(v.mv_data, v.mv_size) : hie_span(NULL, 0);
+    return rc;
+}
+
+/* ---- apply ---------------------------------------------------------------------------------- */
+
+static int
+sub_put(node_subs_t *s, node_apply_t *a, const Hie__V1__Subscription *sub)
+{
+    MDB_val k = {strlen(sub->id), sub->id};
+    size_t n = protobuf_c_message_get_packed_size(&sub->base);
+    MDB_val v = {n, NULL};
+    int rc = mdb_rc(mdb_put(a->txn, s->subs, &k, &v, MDB_RESERVE));
+    if (rc == 0) {
+        HIE_ASSERT(protobuf_c_message_pack(&sub->base, v.mv_data) == n);
+    }
+    return rc;
+}
+
+static int
+dup_put(MDB_txn *txn, MDB_dbi dbi, hie_span_t key, hie_span_t val)
+{
+    MDB_val k = {key.len, (void *)(uintptr_t)key.ptr}, v = {val.len, (void *)(uintptr_t)val.ptr};
+    int rc = mdb_put(txn, dbi, &k, &v, MDB_NODUPDATA);
+    return rc == MDB_KEYEXIST ? HIE_EAGAIN : mdb_rc(rc); /* EAGAIN: already there */
+}
+
+static int
+dup_del(MDB_txn *txn, MDB_dbi dbi, hie_span_t key, hie_span_t val)
+{
+    MDB_val k = {key.len, (void *)(uintptr_t)key.ptr}, v = {val.len, (void *)(uintptr_t)val.ptr};
+    int rc = mdb_del(txn, dbi, &k, &v);
+    return rc == MDB_NOTFOUND ? HIE_ENOTFOUND : mdb_rc(rc);
+}
+
+static int
+count_one(void *ctx, hie_span_t val)
+{
+    (void)val;
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
+/* Adds (or removes) roster identities; size tracks the roster. */
+static int
+roster_change(node_subs_t *s, node_apply_t *a, Hie__V1__Subscription *sub,
+    const ProtobufCBinaryData *h, size_t n, bool add)
+{
+    hie_span_t id = hie_span((const uint8_t *)sub->id, strlen(sub->id));
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        hie_span_t hash = hie_span(h[i].data, h[i].len);
+        rc = add ? dup_put(a->txn, s->roster, id, hash) : dup_del(a->txn, s->roster, id, hash);
+        if (rc == HIE_EAGAIN || rc == HIE_ENOTFOUND) {
+            rc = 0; /* already in (or not in) the roster */
+            continue;
+        }
+        rc = rc ? rc : (add ? dup_put(a->txn, s->rec, hash, id) : dup_del(a->txn, s->rec, hash,
+            id));
+        rc = rc == HIE_EAGAIN || rc == HIE_ENOTFOUND ? 0 : rc;
+        sub->roster_size = add ? sub->roster_size + 1 : sub->roster_size - 1;
+    }
+    return rc;
+}
+
+static int
+apply_subscribe(node_subs_t *s, node_apply_t *a)
+{
+    const Hie__V1__SubscribeCommand *sc = a->cmd->subscribe;
+    Hie__V1__Subscription *sub = sc->subscription;
+    size_t have = 0;
+    hie_span_t org = hie_span((const uint8_t *)sub->org_id, strlen(sub->org_id));
+    int rc = dups_each(a->txn, s->by_org, org, HIE_SUBSCRIPTIONS_PER_ORG_MAX + 1, count_one,
+        &have);
+    if (rc != 0) {
+        return rc;
+    }
+    if (have >= HIE_SUBSCRIPTIONS_PER_ORG_MAX) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "subscription",
+            "the organization has the most subscriptions (64); remove one first");
+    }
+    char *id = hie_arena_alloc(a->arena, SUB_ID_BYTES);
+    if (id == NULL) {
+        return HIE_ENOMEM;
+    }
+    snprintf(id, SUB_ID_BYTES, "sub-%" PRIu64, a->index);
+    sub->id = id;
+    sub->event_number = 0;
+    sub->created_ms = a->cmd->time_ms;
+    sub->roster_size = 0;
+    hie_span_t sid = hie_span((const uint8_t *)id, strlen(id));
+    rc = dup_put(a->txn, s->by_org, org, sid);
+    if (rc == 0 && sub->scope == HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_ALL_MY_PATIENTS) {
+        rc = dup_put(a->txn, s->all, org, sid);
+    }
+    rc = rc ? rc : roster_change(s, a, sub, sc->roster_rec_hashes, sc->n_roster_rec_hashes,
+        true);
+    rc = rc ? rc : sub_put(s, a, sub);
+    a->res->subscription_id = id;
+    return rc;
+}
+
+static int
+apply_roster(node_subs_t *s, node_apply_t *a)
+{
+    const Hie__V1__RosterCommand *rc_ = a->cmd->roster;
+    Hie__V1__Subscription *sub = NULL;
+    int rc = hie_node__subs_get(s, a->txn, rc_->subscription_id, a->arena, &sub);
+    if (rc == HIE_ENOTFOUND || (rc == 0 && strcmp(sub->org_id, a->cmd->requester) != 0)) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "subscription_id",
+            "no such subscription of this organization");
+    }
+    if (rc == 0 && sub->roster_size + rc_->n_add > HIE_SUBSCRIPTION_ROSTER_MAX) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "add_mrns",
+            "a roster holds at most 100,000 patients");
+    }
+    rc = rc ? rc : roster_change(s, a, sub, rc_->add, rc_->n_add, true);
+    rc = rc ? rc : roster_change(s, a, sub, rc_->remove, rc_->n_remove, false);
+    rc = rc ? rc : sub_put(s, a, sub);
+    a->res->acknowledged = sub != NULL ? sub->roster_size : 0;
+    return rc;
+}
+
+static int
+apply_unsubscribe(node_subs_t *s, node_apply_t *a)
+{
+    const char *id = a->cmd->unsubscribe->subscription_id;
+    Hie__V1__Subscription *sub = NULL;
+    int rc = hie_node__subs_get(s, a->txn, id, a->arena, &sub);
+    if (rc == HIE_ENOTFOUND || (rc == 0 && strcmp(sub->org_id, a->cmd->requester) != 0)) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "subscription_id",
+            "no such subscription of this organization");
+    }
+    hie_span_t sid = hie_span((const uint8_t *)sub->id, strlen(sub->id));
+    hie_span_t org = hie_span((const uint8_t *)sub->org_id, strlen(sub->org_id));
+    MDB_cursor *cur = NULL;
+    MDB_val k = {sid.len, (void *)(uintptr_t)sid.ptr}, v;
+    rc = rc ? rc : mdb_rc(mdb_cursor_open(a->txn, s->roster, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_KEY) : MDB_NOTFOUND;
+    for (unsigned i = 0; rc == 0 && mrc == 0 && i <= HIE_SUBSCRIPTION_ROSTER_MAX; i++) {
+        rc = dup_del(a->txn, s->rec, hie_span(v.mv_data, v.mv_size), sid);
+        rc = rc == HIE_ENOTFOUND ? 0 : rc;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP);
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    MDB_val key = {sid.len, (void *)(uintptr_t)sid.ptr};
+    int d1 = mdb_del(a->txn, s->roster, &key, NULL), d2 = mdb_del(a->txn, s->subs, &key, NULL);
+    rc = rc ? rc : (d1 != 0 && d1 != MDB_NOTFOUND) || d2 != 0 ? HIE_ESTORAGE : 0;
+    int d3 = rc == 0 ? dup_del(a->txn, s->by_org, org, sid) : 0;
+    int d4 = rc == 0 ? dup_del(a->txn, s->all, org, sid) : 0;
+    return rc ? rc : (d3 != 0 && d3 != HIE_ENOTFOUND) || (d4 != 0 && d4 != HIE_ENOTFOUND)
+        ? HIE_ESTORAGE : 0;
+}
+
+/* One notice: numbered in its subscription, queued, audited. Returns 1 when queued. */
+static int
+notice_apply(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a,
+    Hie__V1__Notice *n)
+{
+    Hie__V1__Subscription *sub = NULL;
+    int rc = hie_node__subs_get(s, a->txn, n->subscription_id, a->arena, &sub);
+    if (rc == HIE_ENOTFOUND) {
+        return 0; /* unsubscribed meanwhile: nothing queued, nothing disclosed */
+    }
+    if (rc != 0 || n->message == NULL) {
+        return rc != 0 ? rc : hie_node__audit_append(au, a, n->audit); /* withheld */
+    }
+    uint64_t seq = 0;
+    Hie__V1__QueuedMessage *m = n->message;
+    m->subscription_id = sub->id;
+    m->event_number = sub->event_number + 1;
+    m->accepted_ms = a->cmd->time_ms;
+    rc = hie_node__queue_enqueue(q, a, m, &seq);
+    if (rc == HIE_ELIMIT) {
+        return 0; /* the subscriber's queue is full: this one is dropped, the others go on */
+    }
+    sub->event_number++;
+    rc = rc ? rc : sub_put(s, a, sub);
+    rc = rc ? rc : hie_node__audit_append(au, a, n->audit);
+    return rc != 0 ? rc : 1;
+}
+
+static int
+apply_adt(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a)
+{
+    const Hie__V1__AdtCommand *c = a->cmd->adt;
+    static char ids[VISIT_VAL_BYTES_MAX]; /* log thread only */
+    size_t ids_len = 0;
+    uint32_t queued = 0;
+    int rc = 0;
+    for (size_t i = 0; rc >= 0 && i < c->n_notices; i++) {
+        rc = notice_apply(s, q, au, a, c->notices[i]);
+        if (rc == 1) {
+            size_t l = strlen(c->notices[i]->subscription_id);
+            HIE_ASSERT(ids_len + l + 1 <= sizeof(ids));
+            memcpy(ids + ids_len, c->notices[i]->subscription_id, l + 1);
+            ids_len += l + 1;
+            queued++;
+            rc = 0;
+        }
+    }
+    bool original = c->event == HIE__V1__ADT_EVENT__ADT_A01 ||
+                    c->event == HIE__V1__ADT_EVENT__ADT_A04 ||
+                    c->event == HIE__V1__ADT_EVENT__ADT_A03;
+    if (rc == 0 && original && c->visit_id != NULL && c->visit_id[0] != '\0') {
+        uint8_t k[VISIT_KEY_BYTES];
+        MDB_val key = {visit_key(k, c->sender_org, c->visit_id, c->event), k};
+        MDB_val v = {ids_len, ids};
+        rc = mdb_rc(mdb_put(a->txn, s->visit, &key, &v, 0)); /* who got it, for the cancel */
+    }
+    a->res->acknowledged = queued;
+    return rc;
+}
+
+int
+hie_node__subs_apply(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a)
+{
+    HIE_ASSERT(s != NULL && s->magic == SUBS_MAGIC);
+    HIE_ASSERT(a != NULL && a->cmd != NULL);
+    switch (a->cmd->body_case) {
+    case HIE__V1__COMMAND__BODY_SUBSCRIBE:
+        return apply_subscribe(s, a);
+    case HIE__V1__COMMAND__BODY_ROSTER:
+        return apply_roster(s, a);
+    case HIE__V1__COMMAND__BODY_UNSUBSCRIBE:
+        return apply_unsubscribe(s, a);
+    case HIE__V1__COMMAND__BODY_ADT:
+        return apply_adt(s, q, au, a);
+    default:
+        HIE_ASSERT(!"not a subscription command");
+        return HIE_EINVAL;
+    }
+}

@@ -1,0 +1,259 @@
+/*
+ * test_adt.c - ADT events and subscriptions against real hie-node processes (issue 5): a
+ * clinic subscribed to its patient is notified of the hospital's admission and its cancel,
+ * numbered per subscription; filters keep other subscribers out of both; a subscriber the
+ * patient's consent excludes gets nothing and the withholding is audited; a subscriber
+ * offline during 1,000 events gets every one after reconnecting, in order, once; bad input
+ * names its field.
+ */
+#include "exchange.h"
+
+#include <criterion/criterion.h>
+#include <lmdb.h>
+#include <string.h>
+
+#define HOSP "general-hospital"
+#define HOSP2 "st-mary-hospital"
+#define CLINIC "riverside-clinic"
+
+static void
+setup(itest_node_t *n)
+{
+    itest_node_init(n, NULL);
+    itest_node_start(n);
+    itest_register(n, HOSP, "hospital");
+    itest_register(n, HOSP2, "hospital");
+    itest_register(n, CLINIC, "clinic");
+}
+
+static hie_envelope_t *
+subscribe(hie_client_t *c, const char *id, Hie__V1__SubscriptionScope scope, const char *mrn,
+    Hie__V1__AdtEvent only, size_t n_mrns, hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__SubscribeRequest s = HIE__V1__SUBSCRIBE_REQUEST__INIT;
+    Hie__V1__AdtEvent ev[1] = {only};
+    char **mrns = calloc(n_mrns + 1, sizeof(*mrns));
+    cr_assert_not_null(mrns);
+    for (size_t i = 0; i < n_mrns; i++) {
+        mrns[i] = MUT(mrn);
+    }
+    req_init(&req, id);
+    req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED;
+    s.scope = scope;
+    s.n_mrns = n_mrns;
+    s.mrns = mrns;
+    s.n_events = only != 0;
+    s.events = ev;
+    req.body_case = HIE__V1__ENVELOPE__BODY_SUBSCRIBE;
+    req.subscribe = &s;
+    hie_envelope_t *r = call(c, &req, a);
+    free(mrns);
+    return r;
+}
+
+static const char *
+subscribe_ok(hie_client_t *c, const char *id, Hie__V1__SubscriptionScope scope,
+    const char *mrn, Hie__V1__AdtEvent only, hie_arena_t *a)
+{
+    hie_envelope_t *r = subscribe(c, id, scope, mrn, only, mrn != NULL, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY, "subscribe: %s",
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?");
+    return r->subscribe_reply->subscription_id;
+}
+
+static hie_envelope_t *
+adt(hie_client_t *h, const char *id, Hie__V1__AdtEvent ev, const char *mrn, const char *visit,
+    hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__AdtRequest r = HIE__V1__ADT_REQUEST__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    Hie__V1__Encounter en = HIE__V1__ENCOUNTER__INIT;
+    req_init(&req, id);
+    pid.org_id = MUT(HOSP);
+    pid.mrn = MUT(mrn);
+    en.visit_id = MUT(visit);
+    en.facility = MUT("General Hospital, Main Campus");
+    en.patient_class = HIE__V1__PATIENT_CLASS__PATIENT_CLASS_INPATIENT;
+    en.location = MUT("4W-12");
+    r.event = ev;
+    r.patient = &pid;
+    r.encounter = &en;
+    r.event_ms = 1764000000000;
+    req.body_case = HIE__V1__ENVELOPE__BODY_ADT;
+    req.adt = &r;
+    return call(h, &req, a);
+}
+
+static Hie__V1__AdtReply *
+adt_ok(hie_client_t *h, const char *id, Hie__V1__AdtEvent ev, const char *visit,
+    hie_arena_t *a)
+{
+    hie_envelope_t *r = adt(h, id, ev, "H-1", visit, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_ADT_REPLY, "adt %s: %s %s", id,
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?",
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->field : "");
+    return r->adt_reply;
+}
+
+static Hie__V1__Notification *
+notification(const Hie__V1__Delivery *d)
+{
+    cr_assert_str_eq(d->document->content_type,
+        "application/vnd.hiebroker.notification+protobuf");
+    Hie__V1__Notification *n = hie__v1__notification__unpack(NULL, d->document->content.len,
+        d->document->content.data);
+    cr_assert_not_null(n);
+    return n;
+}
+
+Test(adt, admission_and_its_cancel_reach_exactly_the_subscriber, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    hie_client_t *h2 = itest_client(&n, HOSP2);
+    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    feed_ok(h2, "f3", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP2, "S-5", &JOHN, NULL, a);
+    const char *sub = subscribe_ok(c, "s1", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0,
+        a);
+    char sid[64];
+    snprintf(sid, sizeof(sid), "%s", sub);
+    /* st-mary follows all its patients, but only discharges */
+    subscribe_ok(h2, "s2", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_ALL_MY_PATIENTS, NULL,
+        HIE__V1__ADT_EVENT__ADT_A03, a);
+    Hie__V1__AdtReply *r1 = adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V100", a);
+    cr_assert_eq(r1->notified, 1u, "only the clinic");
+    Hie__V1__AdtReply *r2 = adt_ok(h, "e2", HIE__V1__ADT_EVENT__ADT_A11, "V100", a);
+    cr_assert_eq(r2->notified, 1u, "the cancel reaches exactly who got the admission");
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 2u);
+    Hie__V1__Delivery *d1 = next_delivery(c, &in, 5000, a);
+    Hie__V1__Delivery *d2 = next_delivery(c, &in, 5000, a);
+    cr_assert(d1 != NULL && d2 != NULL);
+    cr_assert_str_eq(d1->subscription_id, sid);
+    cr_assert_eq(d1->event_number, 1u);
+    cr_assert_eq(d2->event_number, 2u);
+    Hie__V1__Notification *n1 = notification(d1), *n2 = notification(d2);
+    cr_assert_eq(n1->event, HIE__V1__ADT_EVENT__ADT_A01);
+    cr_assert_eq(n2->event, HIE__V1__ADT_EVENT__ADT_A11);
+    cr_assert(n2->cancel);
+    cr_assert_eq(n1->n_patient_ids, 1u);
+    cr_assert_str_eq(n1->patient_ids[0]->mrn, "C-9", "the clinic's own MRN");
+    cr_assert_str_eq(n1->encounter->visit_id, "V100");
+    hie__v1__notification__free_unpacked(n1, NULL);
+    hie__v1__notification__free_unpacked(n2, NULL);
+    uint64_t seqs[2] = {d1->seq, d2->seq};
+    cr_assert_eq(ack(c, "a1", seqs, 2, &in, a), 2u);
+    /* a discharge now reaches st-mary (filter) and the clinic (no filter) */
+    Hie__V1__AdtReply *r3 = adt_ok(h, "e3", HIE__V1__ADT_EVENT__ADT_A03, "V100", a);
+    cr_assert_eq(r3->notified, 2u);
+    hie_client_destroy(&h);
+    hie_client_destroy(&h2);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+Test(adt, offline_subscriber_gets_1000_events_in_order_once, .timeout = 300)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    subscribe_ok(c, "s1", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_ALL_MY_PATIENTS, NULL, 0, a);
+    hie_client_destroy(&c); /* offline */
+    enum { EVENTS = 1000 };
+    for (int i = 0; i < EVENTS; i++) {
+        char id[32], visit[32];
+        snprintf(id, sizeof(id), "e%d", i);
+        snprintf(visit, sizeof(visit), "V%d", i / 3);
+        hie_arena_t *ea = arena_new();
+        cr_assert_eq(adt_ok(h, id, i % 3 == 0 ? HIE__V1__ADT_EVENT__ADT_A01
+            : i % 3 == 1 ? HIE__V1__ADT_EVENT__ADT_A02 : HIE__V1__ADT_EVENT__ADT_A03, visit,
+            ea)->notified, 1u);
+        hie_arena_destroy(&ea);
+    }
+    c = itest_client(&n, CLINIC);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), (uint64_t)EVENTS);
+    uint64_t expect = 1, pending[64];
+    size_t np = 0;
+    for (int i = 0; i < EVENTS; i++) {
+        Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+        cr_assert_not_null(d, "event %d", i + 1);
+        cr_assert_eq(d->event_number, expect, "in order, once: got %lu want %lu",
+            (unsigned long)d->event_number, (unsigned long)expect);
+        cr_assert(!d->redelivery);
+        expect++;
+        pending[np++] = d->seq;
+        if (np == 8 || i == EVENTS - 1) { /* acknowledge each window, as a client would */
+            char id[32];
+            snprintf(id, sizeof(id), "a%d", i);
+            cr_assert_eq(ack(c, id, pending, np, &in, a), (uint32_t)np);
+            np = 0;
+        }
+    }
+    cr_assert_null(next_delivery(c, &in, 1000, a), "nothing more");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+Test(adt, consent_withholds_the_notification_and_audits_it, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    subscribe_ok(c, "s1", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a);
+    struct dir x; /* the hospital's patient: share with everyone but the clinic */
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, CLINIC, 0);
+    consent_submit_ok(h, "c1", &x, a);
+    size_t before = 0;
+    Hie__V1__AdtReply *r = adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V1", a);
+    cr_assert_eq(r->notified, 0u);
+    cr_assert_eq(r->withheld, 1u);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 0u, "nothing for the clinic");
+    (void)before;
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+Test(adt, bad_input_names_the_field, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    const Hie__V1__ErrorCode bad = HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST;
+    expect_error(adt(h, "b1", (Hie__V1__AdtEvent)99, "H-1", "V1", a), bad, "event");
+    expect_error(adt(h, "b2", HIE__V1__ADT_EVENT__ADT_A01, "H-1", "", a), bad,
+        "encounter.visit_id");
+    expect_error(adt(h, "b3", HIE__V1__ADT_EVENT__ADT_A01, "H-404", "V1", a),
+        HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn");
+    expect_error(adt(c, "b4", HIE__V1__ADT_EVENT__ADT_A01, "H-1", "V1", a),
+        HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, "patient.org_id");
+    /* a roster of a million patients arrives in parts of at most 1,000, never at once */
+    expect_error(subscribe(c, "b5", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-1", 0, 1001,
+        a), bad, "mrns");
+    expect_error(subscribe(c, "b6", (Hie__V1__SubscriptionScope)7, NULL, 0, 0, a), bad,
+        "scope");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}

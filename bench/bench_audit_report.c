@@ -73,7 +73,7 @@ build_one(struct bench *b, uint64_t i, uint8_t **buf, size_t *len)
     bool treat = i % 10 < 7;
     node_who_t who = {orgs[i % 4], NULL, treat ? HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT
         : HIE__V1__PURPOSE_OF_USE__PURPOSE_PUBLIC_HEALTH, id};
-    node_subject_t s = {EUID, {0}, NULL, 0};
+    node_subject_t s = {EUID, {0}, NULL, 0, NULL, 0};
     s.decision.decision = HIE_CONSENT_PERMIT;
     s.decision.reason = "consent-permit";
     s.decision.accounting_excluded = treat;

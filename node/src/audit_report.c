@@ -344,7 +344,7 @@ hie_node__audit_report_prepare(node_ctx_t *ctx, const node_who_t *who,
         return rc;
     }
     /* the report discloses too: audit it (the patient it is about, if any) before replying */
-    node_subject_t s = {euid, {0}, NULL, 0};
+    node_subject_t s = {euid, {0}, NULL, 0, NULL, 0};
     s.decision.decision = HIE_CONSENT_PERMIT;
     s.decision.reason = "auditor-report";
     hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_REPORT,

@@ -119,6 +119,8 @@ subject_seal(node_ctx_t *ctx, const node_subject_t *s, hie_arena_t *arena,
     as.n_disclosed = s->n_disclosed;
     as.disclosed = s->disclosed;
     as.redacted_labels = s->decision.obligations & HIE_CONSENT_OBL_REDACT_MASK;
+    as.n_document_ids = s->n_document_ids;
+    as.document_ids = s->document_ids;
     size_t n = protobuf_c_message_get_packed_size(&as.base);
     uint8_t *plain = hie_arena_alloc(arena, n);
     uint8_t *c = hie_arena_alloc(arena, crypto_hash_sha256_BYTES);
@@ -247,7 +249,7 @@ hie_node__pix_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pix
         return rc;
     }
     MDB_txn *txn = NULL;
-    node_subject_t s = {r->euid, {0}, r->ids, r->n_ids};
+    node_subject_t s = {r->euid, {0}, r->ids, r->n_ids, NULL, 0};
     rc = read_begin(ctx, &txn, e);
     if (rc != 0) {
         return rc;
@@ -300,7 +302,7 @@ hie_node__pdq_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pdq
     size_t kept = 0;
     for (size_t i = 0; i < r->n_candidates; i++) {
         Hie__V1__PdqCandidate *c = r->candidates[i];
-        subs[i] = (node_subject_t){c->euid, {0}, c->ids, c->n_ids};
+        subs[i] = (node_subject_t){c->euid, {0}, c->ids, c->n_ids, NULL, 0};
         hie_node__consent_decide(ctx, txn, arena, who, c->euid,
             HIE__V1__CONSENT_ACTION__CONSENT_ACTION_IDENTITY, 0, &subs[i].decision);
         if (hie_consent_permitted(&subs[i].decision)) {

@@ -163,6 +163,7 @@ struct node_consent *hie_node__state_consent(node_state_t *st);
 struct node_audit *hie_node__state_audit(node_state_t *st);
 struct node_queue *hie_node__state_queue(node_state_t *st);
 struct node_subs *hie_node__state_subs(node_state_t *st);
+struct node_repo *hie_node__state_repo(node_state_t *st);
 const struct hie_mpi_key *hie_node__state_mpi_key(node_state_t *st);
 /* Readers (any thread, own read txn): an organization by id. [out] *org owned by arena.
  * Returns 0, HIE_ENOTFOUND, HIE_ECORRUPT, HIE_ESTORAGE. */
@@ -265,8 +266,11 @@ typedef struct node_queue node_queue_t;
 /* Delivery queues (queue_state.c): q_msg and q_meta in the state environment. */
 HIE_MUST_CHECK int hie_node__queue_open(node_queue_t **out, MDB_env *env);
 void hie_node__queue_close(node_queue_t **q);
-/* Applies push (enqueue + audit record) or delivery_ack. Log thread only. */
-HIE_MUST_CHECK int hie_node__queue_apply(node_queue_t *q, node_audit_t *au, node_apply_t *a);
+/* Applies push (enqueue, or store in the repository, + audit record), delivery_ack,
+ * dead_letter or redrive. Log thread only. */
+struct node_repo;
+HIE_MUST_CHECK int hie_node__queue_apply(node_queue_t *q, node_audit_t *au,
+    struct node_repo *repo, node_apply_t *a);
 /* Messages queued for org. */
 HIE_MUST_CHECK int hie_node__queue_depth(node_queue_t *q, MDB_txn *txn, const char *org,
     uint64_t *count);
@@ -285,6 +289,20 @@ bool hie_node__queue_has(node_queue_t *q, MDB_txn *txn, const char *org, uint64_
 /* Calls fn with each dead letter (of org, or of everyone when org is NULL), at most max. */
 HIE_MUST_CHECK int hie_node__queue_dead_scan(node_queue_t *q, MDB_txn *txn, const char *org,
     size_t max, int (*fn)(void *ctx, hie_span_t msg, uint64_t seq), void *ctx);
+
+typedef struct node_repo node_repo_t;
+/* The document repository (repo_state.c): repo_doc and repo_rec in the state environment. */
+HIE_MUST_CHECK int hie_node__repo_open(node_repo_t **out, MDB_env *env);
+void hie_node__repo_close(node_repo_t **r);
+/* Stores m (recipient "" pushes) under its message id, indexed by rec_hash. Log thread. */
+HIE_MUST_CHECK int hie_node__repo_store(node_repo_t *r, node_apply_t *a,
+    const Hie__V1__QueuedMessage *m, hie_span_t rec_hash);
+/* One stored document (txn memory); HIE_ENOTFOUND. */
+HIE_MUST_CHECK int hie_node__repo_get(node_repo_t *r, MDB_txn *txn, const char *id,
+    hie_span_t *stored);
+/* Calls fn with each document of rec_hash (at most max); fn returns non-zero to stop. */
+HIE_MUST_CHECK int hie_node__repo_each(node_repo_t *r, MDB_txn *txn, const uint8_t *rec_hash,
+    size_t max, int (*fn)(void *ctx, hie_span_t id, hie_span_t stored), void *ctx);
 
 typedef struct node_subs node_subs_t;
 /* Subscriptions and ADT fan-out (subs_state.c): subs, sub_org, sub_all, sub_rec, sub_roster,
@@ -501,6 +519,8 @@ typedef struct node_subject {
     hie_consent_decision_t decision;
     Hie__V1__PatientId **disclosed;  /* identifiers that leave the node (none when denied) */
     size_t n_disclosed;
+    char **document_ids;             /* documents that leave the node (record query) */
+    size_t n_document_ids;
 } node_subject_t;
 /* The audit_append body of one exchange (record and sealed subjects) into *out (arena), for
  * commands that carry their audit record (push). Returns 0 or an error. */
@@ -543,6 +563,13 @@ HIE_MUST_CHECK int hie_node__roster_xchg(node_ctx_t *ctx, node_submitter_t *sub,
 HIE_MUST_CHECK int hie_node__unsubscribe_xchg(node_ctx_t *ctx, node_submitter_t *sub,
     const node_who_t *who, const Hie__V1__Unsubscribe *req, hie_arena_t *arena,
     Hie__V1__UnsubscribeReply **reply, node_mpi_err_t *e);
+/* Record query and retrieval (query.c): same contract as the prepare functions. */
+HIE_MUST_CHECK int hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who,
+    const Hie__V1__RecordQuery *q, hie_arena_t *arena, Hie__V1__RecordQueryReply **reply,
+    node_audit_cmd_t *audit, node_mpi_err_t *e);
+HIE_MUST_CHECK int hie_node__retrieve_prepare(node_ctx_t *ctx, const node_who_t *who,
+    const Hie__V1__RetrieveRequest *q, hie_arena_t *arena, Hie__V1__RetrieveReply **reply,
+    node_audit_cmd_t *audit, node_mpi_err_t *e);
 /* The audit index key of an EUID: a keyed hash under the data key's index secret. */
 void hie_node__audit_subject_key(const struct hie_mpi_key *key, const char *euid,
     uint8_t out[HIE_PROTO_REC_HASH_BYTES]);

@@ -64,10 +64,15 @@ push_check(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PushRequest *r
 {
     const Hie__V1__Document *d = req->document;
     const char *to = req->recipient_org;
-    if (to == NULL || !hie_proto_org_id_valid(to, strlen(to))) {
+    *recipient = NULL;
+    int rc = 0;
+    if (to == NULL || to[0] == '\0') {
+        goto document; /* to the HIE's repository */
+    }
+    if (!hie_proto_org_id_valid(to, strlen(to))) {
         return bad(e, "recipient_org", "not an organization id");
     }
-    int rc = hie_node__state_org_get(ctx->state, to, arena, recipient);
+    rc = hie_node__state_org_get(ctx->state, to, arena, recipient);
     if (rc == HIE_ENOTFOUND || (rc == 0 && (*recipient)->status !=
         HIE__V1__ORG_STATUS__ORG_ACTIVE)) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "recipient_org",
@@ -76,6 +81,7 @@ push_check(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PushRequest *r
     if (rc != 0) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
     }
+document:
     if (d == NULL || d->patient == NULL || d->patient->org_id == NULL) {
         return bad(e, "document.patient", "missing");
     }
@@ -127,6 +133,13 @@ push_decide(node_ctx_t *ctx, const node_who_t *who, const hie_org_t *recipient,
     const Hie__V1__Document *d, const char *euid, uint32_t labels, enum hie_consent_class cls,
     hie_arena_t *arena, hie_consent_decision_t *out)
 {
+    if (recipient == NULL) { /* the repository: storing is not a disclosure (queries are) */
+        memset(out, 0, sizeof(*out));
+        out->decision = HIE_CONSENT_PERMIT;
+        out->reason = "repository";
+        out->accounting_excluded = true;
+        return;
+    }
     node_who_t to = {recipient->id, recipient, who->purpose, who->request_id};
     MDB_txn *txn = NULL;
     if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0) {
@@ -190,7 +203,7 @@ push_command(node_ctx_t *ctx, const node_who_t *who, const char *to, Hie__V1__Do
     out->needed = true;
     command_frame(ctx, who, &out->cmd);
     if (rc == 0) {
-        ac->record->recipient_org = (char *)(uintptr_t)to;
+        ac->record->recipient_org = (char *)(uintptr_t)(to[0] != '\0' ? to : "repository");
     }
     if (rc != 0 || !permit) {
         out->cmd.body_case = HIE__V1__COMMAND__BODY_AUDIT_APPEND;
@@ -215,9 +228,18 @@ push_command(node_ctx_t *ctx, const node_who_t *who, const char *to, Hie__V1__Do
     rc = hie_node__doc_seal(ctx, d, mid, arena, &m->sealed_document);
     pc->message = m;
     pc->audit = ac;
+    if (to[0] == '\0') {
+        uint8_t *h = hie_arena_alloc(arena, HIE_MPI_REC_HASH_BYTES);
+        if (h == NULL) {
+            return out->build_rc = HIE_ENOMEM;
+        }
+        hie_mpi_rec_hash(hie_node__state_mpi_key(ctx->state), d->patient->org_id,
+            d->patient->mrn, h);
+        pc->patient_rec_hash = (ProtobufCBinaryData){HIE_MPI_REC_HASH_BYTES, h};
+    }
     out->cmd.body_case = HIE__V1__COMMAND__BODY_PUSH;
     out->cmd.push = pc;
-    out->kick_org = to;
+    out->kick_org = to[0] != '\0' ? to : NULL;
     return out->build_rc = rc;
 }
 
@@ -246,7 +268,7 @@ hie_node__push_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pu
         return rc;
     }
     Hie__V1__PatientId *ids[1] = {req->document->patient};
-    node_subject_t s = {euid, {0}, hie_arena_alloc(arena, sizeof(ids)), 1};
+    node_subject_t s = {euid, {0}, hie_arena_alloc(arena, sizeof(ids)), 1, NULL, 0};
     if (s.disclosed == NULL) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
     }
@@ -255,7 +277,8 @@ hie_node__push_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pu
     if (!hie_consent_permitted(&s.decision)) {
         s.n_disclosed = 0;
     }
-    rc = push_command(ctx, who, recipient->id, req->document, &s, arena, audit);
+    rc = push_command(ctx, who, recipient != NULL ? recipient->id : "", req->document, &s, arena,
+        audit);
     if (!hie_consent_permitted(&s.decision)) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_CONSENT_DENIED, NULL,
             "the patient's consent does not permit this disclosure to the recipient");

@@ -156,10 +156,16 @@ hie_node__queue_enqueue(node_queue_t *q, node_apply_t *a, Hie__V1__QueuedMessage
 }
 
 static int
-apply_push(node_queue_t *q, node_audit_t *au, node_apply_t *a)
+apply_push(node_queue_t *q, node_audit_t *au, node_repo_t *repo, node_apply_t *a)
 {
     const Hie__V1__PushCommand *pc = a->cmd->push;
     uint64_t seq = 0;
+    if (pc->message->recipient_org[0] == '\0') { /* to the repository */
+        pc->message->accepted_ms = a->cmd->time_ms;
+        int rc = hie_node__repo_store(repo, a, pc->message,
+            hie_span(pc->patient_rec_hash.data, pc->patient_rec_hash.len));
+        return rc ? rc : hie_node__audit_append(au, a, pc->audit);
+    }
     int rc = hie_node__queue_enqueue(q, a, pc->message, &seq);
     if (rc == HIE_ELIMIT) { /* checked before any write */
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "recipient_org",
@@ -314,13 +320,13 @@ apply_redrive(node_queue_t *q, node_apply_t *a)
 }
 
 int
-hie_node__queue_apply(node_queue_t *q, node_audit_t *au, node_apply_t *a)
+hie_node__queue_apply(node_queue_t *q, node_audit_t *au, node_repo_t *repo, node_apply_t *a)
 {
     HIE_ASSERT(q != NULL && q->magic == QUEUE_MAGIC);
     HIE_ASSERT(a != NULL && a->cmd != NULL);
     switch (a->cmd->body_case) {
     case HIE__V1__COMMAND__BODY_PUSH:
-        return apply_push(q, au, a);
+        return apply_push(q, au, repo, a);
     case HIE__V1__COMMAND__BODY_DELIVERY_ACK:
         return apply_ack(q, a);
     case HIE__V1__COMMAND__BODY_DEAD_LETTER:

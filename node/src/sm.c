@@ -39,6 +39,7 @@ struct node_state {
     node_audit_t *audit;       /* the disclosure audit log (audit_state.c) */
     node_queue_t *queue;       /* delivery queues (queue_state.c) */
     node_subs_t *subs;         /* subscriptions (subs_state.c) */
+    node_repo_t *repo;         /* document repository (repo_state.c) */
 };
 
 static int
@@ -127,6 +128,9 @@ hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_byte
     if (rc == 0) {
         rc = hie_node__subs_open(&st->subs, st->env);
     }
+    if (rc == 0) {
+        rc = hie_node__repo_open(&st->repo, st->env);
+    }
     if (rc != 0) {
         hie_node__state_close(&st);
         return rc;
@@ -149,6 +153,7 @@ hie_node__state_close(node_state_t **stp)
     hie_node__audit_close(&st->audit);
     hie_node__queue_close(&st->queue);
     hie_node__subs_close(&st->subs);
+    hie_node__repo_close(&st->repo);
     hie_mpi_key_destroy(&st->mpi_key);
     if (st->env != NULL) {
         mdb_env_close(st->env);
@@ -190,6 +195,13 @@ hie_node__state_queue(node_state_t *st)
 {
     HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
     return st->queue;
+}
+
+node_repo_t *
+hie_node__state_repo(node_state_t *st)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    return st->repo;
 }
 
 node_subs_t *
@@ -541,7 +553,7 @@ apply_disclosure(struct apply_ctx *a)
     case HIE__V1__COMMAND__BODY_DELIVERY_ACK:
     case HIE__V1__COMMAND__BODY_DEAD_LETTER:
     case HIE__V1__COMMAND__BODY_REDRIVE:
-        return hie_node__queue_apply(a->st->queue, a->st->audit, &na);
+        return hie_node__queue_apply(a->st->queue, a->st->audit, a->st->repo, &na);
     case HIE__V1__COMMAND__BODY_ADT:
     case HIE__V1__COMMAND__BODY_SUBSCRIBE:
     case HIE__V1__COMMAND__BODY_ROSTER:

@@ -298,6 +298,9 @@ mpi_roles(Hie__V1__Envelope__BodyCase body)
         return ROLES_RECEIVE;
     case HIE__V1__ENVELOPE__BODY_ADT:
         return ROLE_BIT(ROLE_HOSPITAL) | ROLE_BIT(ROLE_CLINIC);
+    case HIE__V1__ENVELOPE__BODY_RECORD_QUERY:
+    case HIE__V1__ENVELOPE__BODY_RETRIEVE:
+        return ROLES_QUERY;
     default:
         return 0;
     }
@@ -400,6 +403,12 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
         return receive_run(w, req, org, arena, &reply->receive_reply, e);
     case HIE__V1__ENVELOPE__BODY_DELIVERY_ACK:
         return ack_run(w, req, org, arena, &reply->delivery_ack_reply, e);
+    case HIE__V1__ENVELOPE__BODY_RECORD_QUERY:
+        return hie_node__query_prepare(ctx, &who, env->record_query, arena,
+            &reply->record_query_reply, audit, e);
+    case HIE__V1__ENVELOPE__BODY_RETRIEVE:
+        return hie_node__retrieve_prepare(ctx, &who, env->retrieve, arena,
+            &reply->retrieve_reply, audit, e);
     case HIE__V1__ENVELOPE__BODY_ADT:
         return hie_node__adt_prepare(ctx, &w->sub, &who, env->adt, arena, &reply->adt_reply,
             audit, e);

@@ -319,9 +319,11 @@ static int
 push_validate(const Hie__V1__PushCommand *p, hie_errinfo_t *info)
 {
     const Hie__V1__QueuedMessage *m = p->message;
+    bool repository = m != NULL && m->recipient_org != NULL && m->recipient_org[0] == '\0';
     if (m == NULL || m->message_id == NULL || m->message_id[0] == '\0' ||
         m->sender_org == NULL || m->recipient_org == NULL ||
-        !hie_proto_org_id_valid(m->recipient_org, strlen(m->recipient_org)) ||
+        (!repository && !hie_proto_org_id_valid(m->recipient_org, strlen(m->recipient_org))) ||
+        (repository && p->patient_rec_hash.len != HIE_PROTO_REC_HASH_BYTES) ||
         m->sealed_document.len < 40u) {
         return hie_errinfo_set(info, HIE_EINVAL, "push.message", "incomplete");
     }

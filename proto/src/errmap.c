@@ -91,6 +91,10 @@ static const struct {
     Hie__V1__Envelope__BodyCase body;
     const char *name;
 } BODY_NAMES[] = {
+    {HIE__V1__ENVELOPE__BODY_RECORD_QUERY, "record_query"},
+    {HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY, "record_query_reply"},
+    {HIE__V1__ENVELOPE__BODY_RETRIEVE, "retrieve"},
+    {HIE__V1__ENVELOPE__BODY_RETRIEVE_REPLY, "retrieve_reply"},
     {HIE__V1__ENVELOPE__BODY_PING, "ping"},
     {HIE__V1__ENVELOPE__BODY_PONG, "pong"},
     {HIE__V1__ENVELOPE__BODY_WHOAMI, "whoami"},

@@ -146,6 +146,8 @@ validate_body(const hie_envelope_t *env, hie_errinfo_t *info)
     case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT:
     case HIE__V1__ENVELOPE__BODY_PUSH:
     case HIE__V1__ENVELOPE__BODY_ADT:
+    case HIE__V1__ENVELOPE__BODY_RECORD_QUERY:
+    case HIE__V1__ENVELOPE__BODY_RETRIEVE:
         /* exchanges that touch patients say why (consent decisions take it as input) */
         if (env->purpose == HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED) {
             return hie_errinfo_set(info, HIE_EINVAL, "envelope.purpose",

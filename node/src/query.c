@@ -1,0 +1,354 @@
+/*
+ * query.c - record query and document retrieval as a worker runs them (issue 5).
+ *
+ * A record query names a patient (organization + MRN, or EUID) and optional classes, type
+ * codes and a date range. The broker reads the repository's documents of every source record
+ * of the patient's EUID, opens each (sealed with the data key), filters it, and decides consent
+ * for the requester per document (action QUERY, the document's labels, class and date): a
+ * document that is denied, or that carries a label the decision would redact, is left out as
+ * if it did not exist. Every source asked is listed with its own status, so a partial answer
+ * is explicit. One audit record per query names the documents disclosed; it is committed
+ * before the reply (the worker parks it). Retrieval of one document by id works the same way.
+ *
+ * NEEDSWORK: forwarding the query to members registered as responders for the patient and
+ * waiting for them up to a deadline (each listed with ok / timeout / error); today the
+ * repository is the only source.
+ */
+#include "node_int.h"
+
+#include "hie/mpi_store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define QUERY_LIMIT_DEFAULT 100u
+#define QUERY_LIMIT_MAX 1000u
+#define QUERY_SCAN_MAX 10000u /* documents looked at per query */
+#define QUERY_FILTER_MAX 16u
+
+struct query {
+    node_ctx_t *ctx;
+    MDB_txn *txn;
+    hie_arena_t *arena;
+    const node_who_t *who;
+    const Hie__V1__RecordQuery *q;
+    const char *euid;
+    Hie__V1__DocumentEntry **docs;
+    size_t n, cap;
+    char **ids;                 /* disclosed document ids, for the audit record */
+    uint32_t withheld;
+    hie_consent_decision_t last_deny;
+};
+
+static int
+bad(node_mpi_err_t *e, const char *field, const char *message)
+{
+    return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, field, message);
+}
+
+/* The stored message and its document, opened. */
+static int
+doc_open(node_ctx_t *ctx, hie_span_t stored, hie_arena_t *arena, Hie__V1__QueuedMessage **qm,
+    Hie__V1__Document **doc)
+{
+    ProtobufCMessage *m = NULL, *dm = NULL;
+    int rc = hie_proto_unpack(&hie__v1__queued_message__descriptor, stored, arena, &m);
+    Hie__V1__QueuedMessage *q = (Hie__V1__QueuedMessage *)m;
+    if (rc != 0 || q->sealed_document.len < HIE_MPI_SEAL_NONCE_BYTES) {
+        return HIE_ECORRUPT;
+    }
+    size_t cap = q->sealed_document.len, len = 0;
+    uint8_t *plain = hie_arena_alloc(arena, cap);
+    rc = plain == NULL ? HIE_ENOMEM : hie_mpi_open(hie_node__state_mpi_key(ctx->state),
+        hie_span(q->sealed_document.data + HIE_MPI_SEAL_NONCE_BYTES,
+            cap - HIE_MPI_SEAL_NONCE_BYTES),
+        hie_span((const uint8_t *)q->message_id, strlen(q->message_id)),
+        q->sealed_document.data, plain, cap, &len);
+    rc = rc ? rc : hie_proto_unpack(&hie__v1__document__descriptor, hie_span(plain, len),
+        arena, &dm);
+    *qm = q;
+    *doc = (Hie__V1__Document *)dm;
+    return rc != 0 ? HIE_ECORRUPT : 0;
+}
+
+static uint32_t
+doc_labels(const Hie__V1__Document *d, enum hie_consent_class *cls)
+{
+    uint32_t labels = 0;
+    for (size_t i = 0; i < d->n_security_labels; i++) {
+        enum hie_consent_label l;
+        if (hie_consent_label_parse(d->security_labels[i], strlen(d->security_labels[i]),
+            &l) == 0) {
+            labels |= HIE_CONSENT_LABEL_BIT(l);
+        }
+    }
+    *cls = HIE_CONSENT_CLASS_NONE;
+    if (d->class_code != NULL && d->class_code[0] != '\0' &&
+        hie_consent_class_parse(d->class_code, strlen(d->class_code), cls) != 0) {
+        *cls = HIE_CONSENT_CLASS_OTHER;
+    }
+    return labels;
+}
+
+/* Consent for the requester on one document; a redaction of a label it carries is a deny
+ * (the content is opaque). */
+static void
+doc_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const node_who_t *who,
+    const char *euid, const Hie__V1__Document *d, Hie__V1__ConsentAction action,
+    hie_consent_decision_t *out)
+{
+    enum hie_consent_class cls;
+    uint32_t labels = doc_labels(d, &cls);
+    hie_node__consent_decide_doc(ctx, txn, arena, who, euid, action, labels, cls, d->date_ms,
+        out);
+    if (hie_consent_permitted(out) && (out->obligations & labels & HIE_CONSENT_OBL_REDACT_MASK)) {
+        out->decision = HIE_CONSENT_DENY;
+        out->reason = "consent-redact";
+        out->break_glass = false;
+    }
+}
+
+static bool
+in_list(char **list, size_t n, const char *v)
+{
+    if (n == 0) {
+        return true;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (v != NULL && strcmp(list[i], v) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool
+doc_wanted(const Hie__V1__RecordQuery *q, const Hie__V1__Document *d)
+{
+    return in_list(q->class_codes, q->n_class_codes, d->class_code) &&
+           in_list(q->type_codes, q->n_type_codes, d->type_code) &&
+           (q->from_ms == 0 || d->date_ms >= q->from_ms) &&
+           (q->to_ms == 0 || d->date_ms < q->to_ms);
+}
+
+static Hie__V1__DocumentEntry *
+entry_make(hie_arena_t *arena, const Hie__V1__QueuedMessage *m, const Hie__V1__Document *d)
+{
+    Hie__V1__DocumentEntry *en = hie_arena_alloc(arena, sizeof(*en));
+    if (en != NULL) {
+        hie__v1__document_entry__init(en);
+        en->document_id = m->message_id;
+        en->source = (char *)(uintptr_t)"repository";
+        en->title = d->title;
+        en->class_code = d->class_code;
+        en->type_code = d->type_code;
+        en->author_org = d->author_org;
+        en->date_ms = d->date_ms;
+        en->content_type = d->content_type;
+        en->size = d->content.len;
+        en->n_security_labels = d->n_security_labels;
+        en->security_labels = d->security_labels;
+    }
+    return en;
+}
+
+static int
+query_one(void *vctx, hie_span_t id, hie_span_t stored)
+{
+    struct query *x = vctx;
+    (void)id;
+    Hie__V1__QueuedMessage *m = NULL;
+    Hie__V1__Document *d = NULL;
+    int rc = doc_open(x->ctx, stored, x->arena, &m, &d);
+    if (rc != 0) {
+        return rc;
+    }
+    if (!doc_wanted(x->q, d)) {
+        return 0;
+    }
+    hie_consent_decision_t dec;
+    doc_decide(x->ctx, x->txn, x->arena, x->who, x->euid, d,
+        HIE__V1__CONSENT_ACTION__CONSENT_ACTION_QUERY, &dec);
+    if (!hie_consent_permitted(&dec)) {
+        x->withheld++;
+        x->last_deny = dec;
+        return 0;
+    }
+    if (x->n == x->cap) {
+        return 1; /* the limit: stop */
+    }
+    x->docs[x->n] = entry_make(x->arena, m, d);
+    x->ids[x->n] = m->message_id;
+    return x->docs[x->n++] == NULL ? HIE_ENOMEM : 0;
+}
+
+static int
+cmp_date(const void *a, const void *b)
+{
+    const Hie__V1__DocumentEntry *x = *(Hie__V1__DocumentEntry *const *)a;
+    const Hie__V1__DocumentEntry *y = *(Hie__V1__DocumentEntry *const *)b;
+    return x->date_ms > y->date_ms ? -1 : x->date_ms < y->date_ms;
+}
+
+/* The patient's EUID: by (org, MRN) or given. */
+static int
+query_euid(node_ctx_t *ctx, MDB_txn *txn, const Hie__V1__RecordQuery *q, hie_arena_t *arena,
+    char *euid, node_mpi_err_t *e)
+{
+    if (q->euid != NULL && q->euid[0] != '\0') {
+        if (strlen(q->euid) >= HIE_MPI_EUID_BYTES) {
+            return bad(e, "euid", "not an EUID");
+        }
+        memcpy(euid, q->euid, strlen(q->euid) + 1);
+        return 0;
+    }
+    if (q->patient == NULL || q->patient->org_id == NULL || !hie_mpi_mrn_valid(q->patient->mrn)) {
+        return bad(e, "patient", "the patient by organization and MRN, or euid");
+    }
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    hie_mpi_rec_hash(hie_node__state_mpi_key(ctx->state), q->patient->org_id, q->patient->mrn,
+        h);
+    int rc = hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state), txn, h, arena, euid);
+    if (rc == HIE_ENOTFOUND) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn",
+            "no record of this MRN at this organization");
+    }
+    return rc == 0 ? 0 : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL,
+        "internal error");
+}
+
+static int
+query_check(const Hie__V1__RecordQuery *q, node_mpi_err_t *e)
+{
+    if (q->limit > QUERY_LIMIT_MAX) {
+        return bad(e, "limit", "at most 1000");
+    }
+    if (q->n_class_codes > QUERY_FILTER_MAX || q->n_type_codes > QUERY_FILTER_MAX) {
+        return bad(e, q->n_class_codes > QUERY_FILTER_MAX ? "class_codes" : "type_codes",
+            "at most 16");
+    }
+    if (q->from_ms < 0 || q->to_ms < 0 || (q->to_ms != 0 && q->from_ms >= q->to_ms)) {
+        return bad(e, "to_ms", "the period must have from_ms < to_ms");
+    }
+    return 0;
+}
+
+/* Every document of every source record of the EUID. */
+static int
+query_scan(struct query *x)
+{
+    const uint8_t *members = NULL;
+    size_t count = 0;
+    int rc = hie_mpi_store_euid_members(hie_node__state_mpi(x->ctx->state), x->txn, x->euid,
+        x->arena, &members, &count);
+    for (size_t i = 0; rc == 0 && i < count && x->n < x->cap; i++) {
+        rc = hie_node__repo_each(hie_node__state_repo(x->ctx->state), x->txn,
+            members + i * HIE_MPI_REC_HASH_BYTES, QUERY_SCAN_MAX, query_one, x);
+    }
+    qsort(x->docs, x->n, sizeof(*x->docs), cmp_date);
+    return rc;
+}
+
+int
+hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__RecordQuery *q,
+    hie_arena_t *arena, Hie__V1__RecordQueryReply **reply, node_audit_cmd_t *audit,
+    node_mpi_err_t *e)
+{
+    *reply = NULL;
+    audit->needed = false;
+    char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
+    Hie__V1__RecordQueryReply *out = hie_arena_alloc(arena, sizeof(*out));
+    Hie__V1__SourceResult *src = hie_arena_alloc(arena, sizeof(*src));
+    Hie__V1__SourceResult **srcs = hie_arena_alloc(arena, sizeof(*srcs));
+    struct query x = {ctx, NULL, arena, who, q, euid, NULL, 0,
+        q->limit ? q->limit : QUERY_LIMIT_DEFAULT, NULL, 0, {0}};
+    x.docs = hie_arena_alloc(arena, (x.cap + 1) * sizeof(*x.docs));
+    x.ids = hie_arena_alloc(arena, (x.cap + 1) * sizeof(*x.ids));
+    if (euid == NULL || out == NULL || src == NULL || srcs == NULL || x.docs == NULL ||
+        x.ids == NULL || hie_node__state_mpi_key(ctx->state) == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL, "not available");
+    }
+    int rc = query_check(q, e);
+    if (rc != 0 || mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &x.txn)) {
+        return rc != 0 ? rc : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal");
+    }
+    rc = query_euid(ctx, x.txn, q, arena, euid, e);
+    int src_rc = rc == 0 ? query_scan(&x) : 0;
+    mdb_txn_abort(x.txn);
+    if (rc != 0) {
+        return rc;
+    }
+    hie__v1__source_result__init(src);
+    src->source = (char *)(uintptr_t)"repository";
+    src->status = src_rc == 0 ? HIE__V1__SOURCE_STATUS__SOURCE_OK
+                              : HIE__V1__SOURCE_STATUS__SOURCE_ERROR;
+    src->detail = (char *)(uintptr_t)(src_rc == 0 ? "" : "the repository could not be read");
+    srcs[0] = src;
+    hie__v1__record_query_reply__init(out);
+    out->euid = euid;
+    out->n_documents = x.n;
+    out->documents = x.docs;
+    out->n_sources = 1;
+    out->sources = srcs;
+    node_subject_t s = {euid, {0}, NULL, 0, x.ids, x.n};
+    if (x.n > 0 || x.withheld == 0) {
+        s.decision.decision = HIE_CONSENT_PERMIT;
+        s.decision.reason = x.withheld > 0 ? "consent-partial" : "consent-permit";
+    } else {
+        s.decision = x.last_deny; /* everything was withheld: the deciding denial */
+    }
+    hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_RECORD_QUERY,
+        HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, &s, 1, arena, audit);
+    *reply = out;
+    return 0;
+}
+
+int
+hie_node__retrieve_prepare(node_ctx_t *ctx, const node_who_t *who,
+    const Hie__V1__RetrieveRequest *q, hie_arena_t *arena, Hie__V1__RetrieveReply **reply,
+    node_audit_cmd_t *audit, node_mpi_err_t *e)
+{
+    *reply = NULL;
+    audit->needed = false;
+    Hie__V1__RetrieveReply *out = hie_arena_alloc(arena, sizeof(*out));
+    MDB_txn *txn = NULL;
+    if (out == NULL || hie_node__state_mpi_key(ctx->state) == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL, "not available");
+    }
+    if (q->document_id == NULL || q->document_id[0] == '\0' || strlen(q->document_id) > 200) {
+        return bad(e, "document_id", "missing or too long");
+    }
+    if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    hie_span_t stored;
+    Hie__V1__QueuedMessage *m = NULL;
+    Hie__V1__Document *d = NULL;
+    node_subject_t s = {"", {0}, NULL, 0, NULL, 0};
+    int rc = hie_node__repo_get(hie_node__state_repo(ctx->state), txn, q->document_id, &stored);
+    rc = rc ? rc : doc_open(ctx, stored, arena, &m, &d);
+    if (rc == 0) {
+        s.euid = m->euid;
+        doc_decide(ctx, txn, arena, who, m->euid, d, HIE__V1__CONSENT_ACTION__CONSENT_ACTION_QUERY,
+            &s.decision);
+    }
+    mdb_txn_abort(txn);
+    if (rc != 0 && rc != HIE_ENOTFOUND) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    bool ok = rc == 0 && hie_consent_permitted(&s.decision);
+    s.document_ids = ok ? &m->message_id : NULL;
+    s.n_document_ids = ok;
+    hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_RETRIEVE, ok
+        ? HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED : HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, &s,
+        rc == 0 ? 1 : 0, arena, audit);
+    if (!ok) { /* unknown, or withheld by consent: the same answer */
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document_id",
+            "no such document");
+    }
+    hie__v1__retrieve_reply__init(out);
+    out->document_id = m->message_id;
+    out->document = d;
+    *reply = out;
+    return 0;
+}

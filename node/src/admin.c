@@ -6,7 +6,9 @@
  * authentication. Requests are protobuf AdminRequest messages (proto/admin.proto), at most
  * HIE_ADMIN_MSG_BYTES_MAX bytes (ZMQ_MAXMSGSIZE drops larger ones before they are buffered).
  * Commands go through the same log and state machine as everything else, as requester
- * "@operator", with the request id as idempotency key.
+ * "@operator", with the request id as idempotency key. Consent directives (hiectl consent) go
+ * through the members' own exchanges (consent_exchange.c) with that requester, which may act
+ * for any organization's patient.
  *
  * Thread: its own. Blocking in zmq_poll; exits when the ZeroMQ context is shut down.
  */
@@ -14,6 +16,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -217,6 +220,60 @@ admin_mpi(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *arena)
     admin_send_reply(a, &reply);
 }
 
+_Static_assert((int)HIE__V1__ADMIN_REPLY__BODY_CONSENT_SUBMIT ==
+    (int)HIE__V1__ADMIN_REQUEST__BODY_CONSENT_SUBMIT, "reply numbers follow requests");
+_Static_assert((int)HIE__V1__ADMIN_REPLY__BODY_CONSENT_REVOKE ==
+    (int)HIE__V1__ADMIN_REQUEST__BODY_CONSENT_REVOKE, "reply numbers follow requests");
+_Static_assert((int)HIE__V1__ADMIN_REPLY__BODY_CONSENT_LIST ==
+    (int)HIE__V1__ADMIN_REQUEST__BODY_CONSENT_LIST, "reply numbers follow requests");
+
+/* The operator's consent exchanges: the members' own (consent_exchange.c) as "@operator".
+ * Submit and revoke are commands: AdminRequest.id is their idempotency key, or a fresh one when
+ * hiectl sent none (nothing to deduplicate then). */
+static void
+admin_consent(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *arena)
+{
+    Hie__V1__AdminReply reply = HIE__V1__ADMIN_REPLY__INIT;
+    node_mpi_err_t e = {0};
+    char fresh[24];
+    const char *id = req->id != NULL ? req->id : "";
+    if (id[0] == '\0') {
+        uint8_t r[8];
+        randombytes_buf(r, sizeof(r));
+        memcpy(fresh, "adm-", 4);
+        sodium_bin2hex(fresh + 4, sizeof(fresh) - 4, r, sizeof(r));
+        id = fresh;
+    } else if (!hie_proto_id_valid(id, strlen(id))) {
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "invalid request id", "id");
+        return;
+    }
+    HIE_ASSERT(hie_proto_id_valid(id, strlen(id)));
+    int rc;
+    reply.body_case = (Hie__V1__AdminReply__BodyCase)req->body_case; /* same numbers */
+    switch (req->body_case) {
+    case HIE__V1__ADMIN_REQUEST__BODY_CONSENT_SUBMIT:
+        rc = hie_node__consent_submit_xchg(a->ctx, &a->sub, NODE_OPERATOR_ID, id,
+            req->consent_submit, arena, &reply.consent_submit, &e);
+        break;
+    case HIE__V1__ADMIN_REQUEST__BODY_CONSENT_REVOKE:
+        rc = hie_node__consent_revoke_xchg(a->ctx, &a->sub, NODE_OPERATOR_ID, id,
+            req->consent_revoke, arena, &reply.consent_revoke, &e);
+        break;
+    default:
+        HIE_ASSERT(req->body_case == HIE__V1__ADMIN_REQUEST__BODY_CONSENT_LIST);
+        rc = hie_node__consent_list_xchg(a->ctx, NODE_OPERATOR_ID, req->consent_list, arena,
+            &reply.consent_list, &e);
+    }
+    if (rc != 0) {
+        hie_log_info("admin", "consent request refused", " id=%s code=%s", id,
+            hie_proto_error_code_name(e.code));
+        admin_error(a, e.code, e.message, e.field);
+        return;
+    }
+    hie_log_info("admin", "consent request done", " id=%s body=%d", id, (int)req->body_case);
+    admin_send_reply(a, &reply);
+}
+
 static void
 admin_dispatch(struct node_admin *a, hie_span_t in, hie_arena_t *arena)
 {
@@ -255,6 +312,11 @@ admin_dispatch(struct node_admin *a, hie_span_t in, hie_arena_t *arena)
     case HIE__V1__ADMIN_REQUEST__BODY_REVIEW_DECIDE:
     case HIE__V1__ADMIN_REQUEST__BODY_MPI_HISTORY:
         admin_mpi(a, req, arena);
+        break;
+    case HIE__V1__ADMIN_REQUEST__BODY_CONSENT_SUBMIT:
+    case HIE__V1__ADMIN_REQUEST__BODY_CONSENT_REVOKE:
+    case HIE__V1__ADMIN_REQUEST__BODY_CONSENT_LIST:
+        admin_consent(a, req, arena);
         break;
     default:
         admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "unknown admin request", NULL);

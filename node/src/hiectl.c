@@ -6,10 +6,14 @@
  * the node's config (--config), from HIE_ADMIN_SOCKET, or defaults to
  * /var/lib/hiebroker/admin.sock.
  *
+ * `consent` reads directive files with the member command line's parser (client/src/
+ * consent_json.c), so `hie consent submit` and `hiectl consent submit` take the same files.
+ *
  * Exit codes: 0 ok, 1 the node refused (error printed), 2 usage, 3 cannot reach the node.
  * `mpi import` differs (its callers script it): 0 every row imported, 1 some rows rejected,
  * 2 usage, file, state or connection failures (progress saved: rerun to resume).
  */
+#include "consent_json.h"
 #include "import.h"
 #include "node_int.h"
 
@@ -51,6 +55,10 @@ struct ctl {
     uint64_t sample_pairs;  /* mpi train */
     const char *vkey;       /* audit verify */
     const char *checkpoint;
+    const char *org;        /* consent */
+    const char *mrn;
+    const char *file;
+    bool json;
     bool bad_number;
 };
 
@@ -79,7 +87,13 @@ usage(FILE *f)
         "  audit verify [--vkey VKEY] [--checkpoint FILE]   check the audit log on the node's\n"
         "                                   files (node stopped): every record, hash and\n"
         "                                   checkpoint; exit 1 if tampered (needs --config)\n"
-        "  audit vkey                       the node's checkpoint verifier key (needs --config)\n\n"
+        "  audit vkey                       the node's checkpoint verifier key (needs --config)\n"
+        "  consent submit --org ORG --mrn MRN --file FILE|-   file a directive for any\n"
+        "                                   organization's patient (the JSON of hie consent\n"
+        "                                   submit, see hie --help; exit 2 names the bad path)\n"
+        "  consent revoke ID                revoke any directive\n"
+        "  consent list --org ORG --mrn MRN [--all]   a patient's directives (--all: with\n"
+        "                                   inactive and revoked ones); --json: JSON output\n\n"
         "roles: hospital clinic lab payer auditor operator node\n"
         "--id makes a command idempotent: repeating it returns the first result.\n\n"
         "mpi import: CSV with a header (org_id, mrn, given, family, birth_date, sex, address,\n"
@@ -1215,6 +1229,178 @@ ctl_mpi(const struct ctl *c, int argc, char **argv, hie_arena_t *arena)
     return 2;
 }
 
+/* ---- consent ------------------------------------------------------------------------------
+ *
+ * The operator files, revokes and lists any organization's patients' directives; the node runs
+ * the members' consent exchanges as requester "@operator" (admin.c). Submit and revoke are
+ * commands: --id makes them idempotent, as for org commands.
+ */
+
+static int
+ctl_json_emit(json_t *obj)
+{
+    if (obj == NULL || json_dumpf(obj, stdout, JSON_COMPACT) != 0) {
+        fprintf(stderr, "hiectl: %s\n", obj == NULL ? "out of memory" : "writing failed");
+        json_decref(obj);
+        return 3;
+    }
+    json_decref(obj);
+    fputc('\n', stdout);
+    return 0;
+}
+
+/* reply when it has the body kind asked for; else a reply whose consent bodies are NULL. */
+static const Hie__V1__AdminReply *
+consent_reply(const Hie__V1__AdminReply *reply, Hie__V1__AdminReply__BodyCase expect)
+{
+    static const Hie__V1__AdminReply none = HIE__V1__ADMIN_REPLY__INIT;
+    return reply->body_case == expect ? reply : &none;
+}
+
+/* The directive in c->file for (c->org, c->mrn), parsed into d. Returns 0 or an exit code. */
+static int
+consent_directive_read(const struct ctl *c, json_t **top, hie_arena_t *build,
+    Hie__V1__ConsentDirective *d, Hie__V1__PatientId *pid)
+{
+    char err[HIE_CONSENT_JSON_ERR_BYTES];
+    hie_consent_json_err_t e;
+    if (hie_consent_json_load(c->file, HIE_CONSENT_JSON_FILE_BYTES_MAX, top, err,
+            sizeof(err)) != 0) {
+        fprintf(stderr, "hiectl: consent submit: %s\n", err);
+        return 2;
+    }
+    if (hie_consent_json_directive(*top, c->org, c->mrn, build, d, pid, &e) != 0) {
+        char path[HIE_CONSENT_JSON_PATH_BYTES];
+        text_safe(path, sizeof(path), e.path);
+        fprintf(stderr, "hiectl: consent submit: %s%s: %s: %s\n", e.invalid ? "" : c->file,
+            e.invalid ? "the directive is invalid" : "", path, e.why);
+        return 2;
+    }
+    return 0;
+}
+
+static int
+ctl_consent_submit(const struct ctl *c, hie_arena_t *arena)
+{
+    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
+    Hie__V1__ConsentSubmitRequest sub = HIE__V1__CONSENT_SUBMIT_REQUEST__INIT;
+    Hie__V1__ConsentDirective d;
+    Hie__V1__PatientId pid;
+    json_t *top = NULL;
+    hie_arena_t *build = NULL;
+    char id[40], safe[HIE_PROTO_ID_BYTES_MAX + 1], euid[HIE_PROTO_ID_BYTES_MAX + 1];
+    if (c->org == NULL || c->mrn == NULL || c->file == NULL) {
+        fprintf(stderr, "hiectl: consent submit needs --org ORG --mrn MRN --file FILE\n");
+        return 2;
+    }
+    if (hie_arena_create(&build, HIE_CONSENT_JSON_ARENA_BYTES) != 0) {
+        fprintf(stderr, "hiectl: out of memory\n");
+        return 3;
+    }
+    int ex = consent_directive_read(c, &top, build, &d, &pid);
+    if (ex == 0) {
+        snprintf(id, sizeof(id), "ctl-%08x%08x", randombytes_random(), randombytes_random());
+        sub.directive = &d;
+        req.id = c->id != NULL ? (char *)(uintptr_t)c->id : id;
+        req.body_case = HIE__V1__ADMIN_REQUEST__BODY_CONSENT_SUBMIT;
+        req.consent_submit = &sub;
+        const Hie__V1__ConsentSubmitReply *r = consent_reply(ctl_call(c, &req, arena),
+        HIE__V1__ADMIN_REPLY__BODY_CONSENT_SUBMIT)->consent_submit;
+        if (r == NULL) {
+            fprintf(stderr, "hiectl: unexpected answer\n");
+            ex = 3;
+        } else if (c->json) {
+            ex = ctl_json_emit(json_pack("{s:o, s:I, s:o}", "id", hie_consent_json_str(r->id),
+                "version", (json_int_t)r->version, "euid", hie_consent_json_str(r->euid)));
+        } else {
+            text_safe(safe, sizeof(safe), r->id);
+            text_safe(euid, sizeof(euid), r->euid);
+            printf("id=%s version=%llu euid=%s\n", safe, (unsigned long long)r->version, euid);
+        }
+    }
+    json_decref(top);
+    hie_arena_destroy(&build);
+    return ex;
+}
+
+static int
+ctl_consent_revoke(const struct ctl *c, const char *directive_id, hie_arena_t *arena)
+{
+    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
+    Hie__V1__ConsentRevokeRequest rev = HIE__V1__CONSENT_REVOKE_REQUEST__INIT;
+    char id[40], safe[HIE_PROTO_ID_BYTES_MAX + 1];
+    if (!hie_proto_id_valid(directive_id, strlen(directive_id)) || c->file != NULL) {
+        fprintf(stderr, "hiectl: consent revoke takes a directive id (e.g. cns-12)\n");
+        return 2;
+    }
+    snprintf(id, sizeof(id), "ctl-%08x%08x", randombytes_random(), randombytes_random());
+    rev.id = (char *)(uintptr_t)directive_id;
+    req.id = c->id != NULL ? (char *)(uintptr_t)c->id : id;
+    req.body_case = HIE__V1__ADMIN_REQUEST__BODY_CONSENT_REVOKE;
+    req.consent_revoke = &rev;
+    const Hie__V1__ConsentRevokeReply *r = consent_reply(ctl_call(c, &req, arena),
+        HIE__V1__ADMIN_REPLY__BODY_CONSENT_REVOKE)->consent_revoke;
+    if (r == NULL) {
+        fprintf(stderr, "hiectl: unexpected answer\n");
+        return 3;
+    }
+    if (c->json) {
+        return ctl_json_emit(json_pack("{s:o, s:I}", "id", hie_consent_json_str(r->id),
+            "version", (json_int_t)r->version));
+    }
+    text_safe(safe, sizeof(safe), r->id);
+    printf("id=%s version=%llu status=inactive\n", safe, (unsigned long long)r->version);
+    return 0;
+}
+
+static int
+ctl_consent_list(const struct ctl *c, hie_arena_t *arena)
+{
+    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
+    Hie__V1__ConsentListRequest list = HIE__V1__CONSENT_LIST_REQUEST__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    if (c->org == NULL || c->mrn == NULL || c->file != NULL) {
+        fprintf(stderr, "hiectl: consent list needs --org ORG --mrn MRN [--all]\n");
+        return 2;
+    }
+    pid.org_id = (char *)(uintptr_t)c->org;
+    pid.mrn = (char *)(uintptr_t)c->mrn;
+    list.patient = &pid;
+    list.include_inactive = c->all;
+    req.body_case = HIE__V1__ADMIN_REQUEST__BODY_CONSENT_LIST;
+    req.consent_list = &list;
+    const Hie__V1__ConsentListReply *r = consent_reply(ctl_call(c, &req, arena),
+        HIE__V1__ADMIN_REPLY__BODY_CONSENT_LIST)->consent_list;
+    if (r == NULL) {
+        fprintf(stderr, "hiectl: unexpected answer\n");
+        return 3;
+    }
+    if (!c->json) {
+        hie_consent_json_table(stdout, r->directives, r->n_directives);
+        return 0;
+    }
+    json_t *j = hie_consent_json_list(r->directives, r->n_directives);
+    if (j == NULL) {
+        fprintf(stderr, "hiectl: consent list: a directive is over the limits\n");
+        return 3;
+    }
+    return ctl_json_emit(j);
+}
+
+static int
+ctl_consent(const struct ctl *c, int argc, char **argv, hie_arena_t *arena)
+{
+    if (argc == 1 && strcmp(argv[0], "submit") == 0) {
+        return ctl_consent_submit(c, arena);
+    } else if (argc == 2 && strcmp(argv[0], "revoke") == 0) {
+        return ctl_consent_revoke(c, argv[1], arena);
+    } else if (argc == 1 && strcmp(argv[0], "list") == 0) {
+        return ctl_consent_list(c, arena);
+    }
+    usage(stderr);
+    return 2;
+}
+
 static bool
 parse_number(const char *s, uint64_t max, uint64_t *out)
 {
@@ -1266,7 +1452,9 @@ parse_opts(struct ctl *c, int argc, char **argv)
         {"rejects", required_argument, NULL, 'J'}, {"after", required_argument, NULL, 'A'},
         {"limit", required_argument, NULL, 'L'}, {"all", no_argument, NULL, 'a'},
         {"sample-pairs", required_argument, NULL, 'P'}, {"vkey", required_argument, NULL, 'V'},
-        {"checkpoint", required_argument, NULL, 'K'}, {NULL, 0, NULL, 0}};
+        {"checkpoint", required_argument, NULL, 'K'}, {"org", required_argument, NULL, 'O'},
+        {"mrn", required_argument, NULL, 'M'}, {"file", required_argument, NULL, 'I'},
+        {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "+s:c:i:n:r:R:d:t:h", opts, NULL)) != -1) {
         switch (ch) {
@@ -1279,6 +1467,10 @@ parse_opts(struct ctl *c, int argc, char **argv)
         case 'd': c->data_dir = optarg; break;
         case 'V': c->vkey = optarg; break;
         case 'K': c->checkpoint = optarg; break;
+        case 'O': c->org = optarg; break;
+        case 'M': c->mrn = optarg; break;
+        case 'I': c->file = optarg; break;
+        case 'j': c->json = true; break;
         case 't': c->timeout_ms = atoi(optarg); c->timeout_set = true; break;
         case 'h': usage(stdout); exit(0);
         case 'F': case 'B': case 'S': case 'X': case 'J': case 'A': case 'L': case 'a': case 'P':
@@ -1355,6 +1547,8 @@ main(int argc, char **argv)
         rc = ctl_mpi(&c, n_words - 1, words + 1, arena);
     } else if (strcmp(words[0], "audit") == 0) {
         rc = ctl_audit(&c, n_words - 1, words + 1);
+    } else if (strcmp(words[0], "consent") == 0) {
+        rc = ctl_consent(&c, n_words - 1, words + 1, arena);
     } else {
         usage(stderr);
     }

@@ -815,7 +815,8 @@ reply_check(hie_client_t *c, const hie_envelope_t *env)
         return HIE_EPROTO;
     }
     if (corr_len == 0 && env->body_case != HIE__V1__ENVELOPE__BODY_ERROR &&
-        env->body_case != HIE__V1__ENVELOPE__BODY_DELIVERY) { /* deliveries are unsolicited */
+        env->body_case != HIE__V1__ENVELOPE__BODY_DELIVERY &&
+        env->body_case != HIE__V1__ENVELOPE__BODY_HEARTBEAT) { /* unsolicited */
         client_error_set(c, "malformed reply: missing correlation_id");
         return HIE_EPROTO;
     }

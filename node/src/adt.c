@@ -632,3 +632,33 @@ hie_node__unsubscribe_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_wh
     }
     return rc;
 }
+
+int
+hie_node__replay_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
+    const Hie__V1__ReplayRequest *req, hie_arena_t *arena, Hie__V1__ReplayReply **reply,
+    node_mpi_err_t *e)
+{
+    *reply = NULL;
+    Hie__V1__ReplayCommand rc_ = HIE__V1__REPLAY_COMMAND__INIT;
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    hie_command_result_t *res = NULL;
+    Hie__V1__ReplayReply *out = hie_arena_alloc(arena, sizeof(*out));
+    if (out == NULL || req->subscription_id == NULL || req->subscription_id[0] == '\0') {
+        return bad(e, "subscription_id", "missing");
+    }
+    if (req->from_event_number == 0 && req->from_ms <= 0) {
+        return bad(e, "from_event_number", "give an event number (1..) or a time");
+    }
+    rc_.subscription_id = req->subscription_id;
+    rc_.from_event_number = req->from_event_number;
+    rc_.from_ms = req->from_ms;
+    cmd.body_case = HIE__V1__COMMAND__BODY_REPLAY;
+    cmd.replay = &rc_;
+    int rc = command_run(ctx, sub, who, &cmd, arena, &res, e);
+    if (rc == 0) {
+        hie__v1__replay_reply__init(out);
+        out->queued = res->acknowledged;
+        *reply = out;
+    }
+    return rc;
+}

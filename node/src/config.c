@@ -29,7 +29,7 @@ struct y_storage { uint64_t map_bytes; };
 struct y_mpi { char *key_file; };
 struct y_consent { char *regime; char *break_glass; char *part2_named_recipient; char *enforce; };
 struct y_audit { char *origin; uint32_t checkpoint_interval_ms; };
-struct y_delivery { uint32_t ack_timeout_ms, max_attempts; uint64_t max_age_ms; };
+struct y_delivery { uint32_t ack_timeout_ms, max_attempts, heartbeat_ms; uint64_t max_age_ms; };
 struct y_config {
     struct y_node node;
     struct y_listen listen;
@@ -97,7 +97,8 @@ static const cyaml_schema_field_t audit_fields[] = {
 static const cyaml_schema_field_t delivery_fields[] = {
     CYAML_FIELD_UINT("ack_timeout_ms", OPT, struct y_delivery, ack_timeout_ms),
     CYAML_FIELD_UINT("max_attempts", OPT, struct y_delivery, max_attempts),
-    CYAML_FIELD_UINT("max_age_ms", OPT, struct y_delivery, max_age_ms), CYAML_FIELD_END};
+    CYAML_FIELD_UINT("max_age_ms", OPT, struct y_delivery, max_age_ms),
+    CYAML_FIELD_UINT("heartbeat_ms", OPT, struct y_delivery, heartbeat_ms), CYAML_FIELD_END};
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("node", CYAML_FLAG_DEFAULT, struct y_config, node, node_fields),
     CYAML_FIELD_MAPPING("listen", CYAML_FLAG_DEFAULT, struct y_config, listen, listen_fields),
@@ -323,6 +324,9 @@ fill_consent(node_config_t *c, const struct y_config *y, char *err, size_t eb)
         HIE_DELIVERY_MAX_ATTEMPTS_DEFAULT, 1, 1000, "delivery.max_attempts", err, eb);
     c->delivery_max_age_ms = y->delivery.max_age_ms != 0 ? y->delivery.max_age_ms
                                                          : HIE_DELIVERY_MAX_AGE_MS_DEFAULT;
+    rc = rc ? rc : limit_u32(&c->delivery_heartbeat_ms, y->delivery.heartbeat_ms,
+        HIE_DELIVERY_HEARTBEAT_MS_DEFAULT, 100, HIE_DELIVERY_BACKOFF_MS_MAX,
+        "delivery.heartbeat_ms", err, eb);
     return rc;
 }
 

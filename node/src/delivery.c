@@ -57,6 +57,7 @@ struct receiver {
     uint64_t sent_hw;     /* highest seq ever sent: a seq at or below it is a redelivery */
     struct flight *fl;    /* HIE_DELIVERY_WINDOW_MAX, allocated at the first RECEIVE */
     uint32_t nfl;
+    uint64_t last_sent_ns; /* for heartbeats on an idle connection */
 };
 
 struct node_delivery {
@@ -216,6 +217,7 @@ send_one(struct node_delivery *d, struct receiver *r, uint64_t seq, hie_span_t s
     }
     f->attempts++;
     f->due_ns = hie_time_mono_ns() + backoff_ns(d, f->attempts);
+    r->last_sent_ns = hie_time_mono_ns();
     r->sent_hw = seq > r->sent_hw ? seq : r->sent_hw;
     d->sent++;
     return 0;
@@ -380,14 +382,59 @@ tick_receiver(struct node_delivery *d, struct receiver *r, uint64_t now)
     pump(d, r);
 }
 
+/* A heartbeat on an idle receiving connection: the link and the node are alive. */
+static void
+heartbeat(struct node_delivery *d, struct receiver *r)
+{
+    hie_envelope_t env = HIE__V1__ENVELOPE__INIT;
+    Hie__V1__Heartbeat hb = HIE__V1__HEARTBEAT__INIT;
+    MDB_txn *txn = NULL;
+    char id[HIE_PROTO_ID_BYTES_MAX + 1];
+    if (mdb_txn_begin(hie_node__state_env(d->ctx->state), NULL, MDB_RDONLY, &txn) == 0) {
+        if (hie_node__queue_depth(hie_node__state_queue(d->ctx->state), txn, r->org,
+            &hb.queued) != 0) {
+            hb.queued = 0; /* the count is informative; the heartbeat still goes */
+        }
+        mdb_txn_abort(txn);
+    }
+    hb.node_id = d->ctx->cfg.node_id;
+    hb.time_ms = hie_time_wall_ms();
+    snprintf(id, sizeof(id), "hb.%" PRIu64, r->conn_id & 0xffffffffu);
+    env.id = id;
+    env.body_case = HIE__V1__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    node_req_t *req = hie_mem_calloc(1, sizeof(*req));
+    if (req == NULL) {
+        return;
+    }
+    req->magic = NODE_REQ_MAGIC;
+    req->type = NODE_REQ_DELIVERY;
+    req->conn_id = r->conn_id;
+    req->edge_index = r->edge_index;
+    if (hie_proto_frame_encode(&env, d->ctx->cfg.frame_bytes_max, &req->reply_buf,
+        &req->reply_len) != 0 || zmq_send(d->edge[r->edge_index], &req, sizeof(req), 0) !=
+        (int)sizeof(req)) {
+        hie_node__req_destroy(&req);
+        return;
+    }
+    r->last_sent_ns = hie_time_mono_ns();
+}
+
 static void
 tick(struct node_delivery *d)
 {
     uint64_t now = hie_time_mono_ns();
+    uint64_t hb_ns = (uint64_t)d->ctx->cfg.delivery_heartbeat_ms * 1000000ull;
     for (unsigned i = 0; i < RECEIVERS_MAX; i++) {
         struct receiver *r = &d->rx[i];
-        if (r->org[0] != '\0' && r->conn_id != 0 && r->nfl > 0) {
+        if (r->org[0] == '\0' || r->conn_id == 0) {
+            continue;
+        }
+        if (r->nfl > 0) {
             tick_receiver(d, r, now);
+        }
+        if (now - r->last_sent_ns >= hb_ns) {
+            heartbeat(d, r);
         }
     }
 }
@@ -423,6 +470,7 @@ on_message(struct node_delivery *d, const node_dmsg_t *m)
         r->edge_index = m->edge_index;
         r->window = m->window;
         r->next_seq = 0;
+        r->last_sent_ns = hie_time_mono_ns();
         for (uint32_t i = 0; i < r->nfl; i++) {
             r->fl[i].due_ns = 0; /* to be sent again, attempts kept */
         }

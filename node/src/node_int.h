@@ -77,6 +77,7 @@ typedef struct node_config {
     uint32_t delivery_ack_timeout_ms; /* first redelivery wait; doubles per attempt */
     uint32_t delivery_max_attempts;   /* then the message is dead-lettered */
     uint64_t delivery_max_age_ms;     /* or when it has waited this long */
+    uint32_t delivery_heartbeat_ms;   /* idle receiving connections get a heartbeat */
 } node_config_t;
 
 /* Loads and validates path. On failure writes one line naming the bad key into err.
@@ -563,6 +564,9 @@ HIE_MUST_CHECK int hie_node__roster_xchg(node_ctx_t *ctx, node_submitter_t *sub,
 HIE_MUST_CHECK int hie_node__unsubscribe_xchg(node_ctx_t *ctx, node_submitter_t *sub,
     const node_who_t *who, const Hie__V1__Unsubscribe *req, hie_arena_t *arena,
     Hie__V1__UnsubscribeReply **reply, node_mpi_err_t *e);
+HIE_MUST_CHECK int hie_node__replay_xchg(node_ctx_t *ctx, node_submitter_t *sub,
+    const node_who_t *who, const Hie__V1__ReplayRequest *req, hie_arena_t *arena,
+    Hie__V1__ReplayReply **reply, node_mpi_err_t *e);
 /* Record query and retrieval (query.c): same contract as the prepare functions. */
 HIE_MUST_CHECK int hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who,
     const Hie__V1__RecordQuery *q, hie_arena_t *arena, Hie__V1__RecordQueryReply **reply,

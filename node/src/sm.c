@@ -558,6 +558,7 @@ apply_disclosure(struct apply_ctx *a)
     case HIE__V1__COMMAND__BODY_SUBSCRIBE:
     case HIE__V1__COMMAND__BODY_ROSTER:
     case HIE__V1__COMMAND__BODY_UNSUBSCRIBE:
+    case HIE__V1__COMMAND__BODY_REPLAY:
         return hie_node__subs_apply(a->st->subs, a->st->queue, a->st->audit, &na);
     default:
         return hie_node__audit_apply(a->st->audit, &na);
@@ -580,6 +581,7 @@ apply_body(struct apply_ctx *a)
     case HIE__V1__COMMAND__BODY_SUBSCRIBE:
     case HIE__V1__COMMAND__BODY_ROSTER:
     case HIE__V1__COMMAND__BODY_UNSUBSCRIBE:
+    case HIE__V1__COMMAND__BODY_REPLAY:
         return apply_disclosure(a);
     case HIE__V1__COMMAND__BODY_MPI_FEED:
     case HIE__V1__COMMAND__BODY_MPI_REVIEW:

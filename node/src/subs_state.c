@@ -10,6 +10,8 @@
  *   sub_rec     dupsort: record identity -> subscription id   (roster: the subscriber's MRNs)
  *   sub_roster  dupsort: subscription id -> record identity   (to undo sub_rec)
  *   adt_visit   sender || 0 || visit id || 0 || event -> subscription ids notified, 0-separated
+ *   sub_log     subscription id || 0 || event number(8 BE) -> the notification as queued
+ *               (retained for replays: the last HIE_SUBSCRIPTION_RETAIN_MAX per subscription)
  * Rosters hold keyed record identities of the subscriber's own MRNs (no plaintext MRN): a
  * patient not in the MPI yet matches once fed. Apply checks before it writes.
  */
@@ -26,7 +28,7 @@
 
 struct node_subs {
     uint32_t magic;
-    MDB_dbi subs, by_org, all, rec, roster, visit;
+    MDB_dbi subs, by_org, all, rec, roster, visit, log;
 };
 
 static int
@@ -54,6 +56,7 @@ hie_node__subs_open(node_subs_t **out, MDB_env *env)
     rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "sub_rec", dup, &s->rec));
     rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "sub_roster", dup, &s->roster));
     rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "adt_visit", MDB_CREATE, &s->visit));
+    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "sub_log", MDB_CREATE, &s->log));
     if (rc == 0) {
         rc = mdb_rc(mdb_txn_commit(txn));
         txn = NULL;
@@ -316,6 +319,38 @@ apply_unsubscribe(node_subs_t *s, node_apply_t *a)
         ? HIE_ESTORAGE : 0;
 }
 
+static size_t
+log_key(uint8_t *k, const char *sub_id, uint64_t event)
+{
+    size_t n = strlen(sub_id);
+    HIE_ASSERT(n < SUB_ID_BYTES);
+    memcpy(k, sub_id, n);
+    k[n] = 0;
+    hie_store_be64(k + n + 1, event);
+    return n + 9;
+}
+
+/* Keeps the notification for replays, and forgets the one that falls out of the window. */
+static int
+log_retain(node_subs_t *s, node_apply_t *a, const Hie__V1__QueuedMessage *m)
+{
+    uint8_t k[SUB_ID_BYTES + 9];
+    MDB_val key = {log_key(k, m->subscription_id, m->event_number), k};
+    size_t n = protobuf_c_message_get_packed_size(&m->base);
+    MDB_val v = {n, NULL};
+    int rc = mdb_rc(mdb_put(a->txn, s->log, &key, &v, MDB_RESERVE));
+    if (rc == 0) {
+        HIE_ASSERT(protobuf_c_message_pack(&m->base, v.mv_data) == n);
+    }
+    if (rc == 0 && m->event_number > HIE_SUBSCRIPTION_RETAIN_MAX) {
+        MDB_val old = {log_key(k, m->subscription_id,
+            m->event_number - HIE_SUBSCRIPTION_RETAIN_MAX), k};
+        int drc = mdb_del(a->txn, s->log, &old, NULL);
+        rc = drc == 0 || drc == MDB_NOTFOUND ? 0 : HIE_ESTORAGE;
+    }
+    return rc;
+}
+
 /* One notice: numbered in its subscription, queued, audited. Returns 1 when queued. */
 static int
 notice_apply(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a,
@@ -340,6 +375,7 @@ notice_apply(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a,
     }
     sub->event_number++;
     rc = rc ? rc : sub_put(s, a, sub);
+    rc = rc ? rc : log_retain(s, a, m);
     rc = rc ? rc : hie_node__audit_append(au, a, n->audit);
     return rc != 0 ? rc : 1;
 }
@@ -376,6 +412,70 @@ apply_adt(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a)
     return rc;
 }
 
+/* Which retained event a replay starts at: by number (must have been issued and still be
+ * retained) or by time (the first retained one at or after it). */
+static int
+replay_start(node_subs_t *s, node_apply_t *a, const Hie__V1__Subscription *sub,
+    uint64_t *first)
+{
+    const Hie__V1__ReplayCommand *rp = a->cmd->replay;
+    uint64_t oldest = sub->event_number > HIE_SUBSCRIPTION_RETAIN_MAX
+        ? sub->event_number - HIE_SUBSCRIPTION_RETAIN_MAX + 1 : 1;
+    if (rp->from_event_number != 0) {
+        if (rp->from_event_number > sub->event_number) {
+            return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                "from_event_number", "this subscription never issued that event number");
+        }
+        if (rp->from_event_number < oldest) {
+            return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+                "from_event_number", "no longer retained");
+        }
+        *first = rp->from_event_number;
+        return 0;
+    }
+    *first = oldest;
+    return 0;
+}
+
+static int
+apply_replay(node_subs_t *s, node_queue_t *q, node_apply_t *a)
+{
+    const Hie__V1__ReplayCommand *rp = a->cmd->replay;
+    Hie__V1__Subscription *sub = NULL;
+    int rc = hie_node__subs_get(s, a->txn, rp->subscription_id, a->arena, &sub);
+    if (rc == HIE_ENOTFOUND || (rc == 0 && strcmp(sub->org_id, a->cmd->requester) != 0)) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "subscription_id",
+            "no such subscription of this organization");
+    }
+    uint64_t first = 0;
+    rc = rc ? rc : replay_start(s, a, sub, &first);
+    if (rc != 0 || a->res->code != 0) {
+        return rc;
+    }
+    uint32_t queued = 0;
+    for (uint64_t ev = first; rc == 0 && ev <= sub->event_number &&
+         queued < HIE_DELIVERY_REDRIVE_MAX; ev++) {
+        uint8_t k[SUB_ID_BYTES + 9];
+        MDB_val key = {log_key(k, sub->id, ev), k}, v;
+        ProtobufCMessage *m = NULL;
+        int grc = mdb_get(a->txn, s->log, &key, &v);
+        if (grc == MDB_NOTFOUND) {
+            continue;
+        }
+        rc = grc != 0 ? HIE_ESTORAGE : (hie_proto_unpack(&hie__v1__queued_message__descriptor,
+            hie_span(v.mv_data, v.mv_size), a->arena, &m) ? HIE_ECORRUPT : 0);
+        Hie__V1__QueuedMessage *qm = (Hie__V1__QueuedMessage *)m;
+        if (rc == 0 && (rp->from_ms == 0 || qm->accepted_ms >= rp->from_ms)) {
+            uint64_t seq = 0;
+            rc = hie_node__queue_enqueue(q, a, qm, &seq);
+            rc = rc == HIE_ELIMIT ? 0 : rc; /* a full queue stops the replay there */
+            queued += seq != 0;
+        }
+    }
+    a->res->acknowledged = queued;
+    return rc;
+}
+
 int
 hie_node__subs_apply(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a)
 {
@@ -390,6 +490,8 @@ hie_node__subs_apply(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_app
         return apply_unsubscribe(s, a);
     case HIE__V1__COMMAND__BODY_ADT:
         return apply_adt(s, q, au, a);
+    case HIE__V1__COMMAND__BODY_REPLAY:
+        return apply_replay(s, q, a);
     default:
         HIE_ASSERT(!"not a subscription command");
         return HIE_EINVAL;

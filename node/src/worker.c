@@ -295,6 +295,7 @@ mpi_roles(Hie__V1__Envelope__BodyCase body)
     case HIE__V1__ENVELOPE__BODY_SUBSCRIBE:
     case HIE__V1__ENVELOPE__BODY_ROSTER_UPDATE:
     case HIE__V1__ENVELOPE__BODY_UNSUBSCRIBE:
+    case HIE__V1__ENVELOPE__BODY_REPLAY:
         return ROLES_RECEIVE;
     case HIE__V1__ENVELOPE__BODY_ADT:
         return ROLE_BIT(ROLE_HOSPITAL) | ROLE_BIT(ROLE_CLINIC);
@@ -421,6 +422,14 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
     case HIE__V1__ENVELOPE__BODY_UNSUBSCRIBE:
         return hie_node__unsubscribe_xchg(ctx, &w->sub, &who, env->unsubscribe, arena,
             &reply->unsubscribe_reply, e);
+    case HIE__V1__ENVELOPE__BODY_REPLAY: {
+        int rc = hie_node__replay_xchg(ctx, &w->sub, &who, env->replay, arena,
+            &reply->replay_reply, e);
+        if (rc == 0 && reply->replay_reply->queued > 0) {
+            hie_node__delivery_notify(w->dpush, DMSG_KICK, org->id, 0, 0, 0);
+        }
+        return rc;
+    }
     case HIE__V1__ENVELOPE__BODY_REVIEW_LIST:
         return hie_node__mpi_review_list(ctx, env->review_list, arena,
             &reply->review_list_reply, e);

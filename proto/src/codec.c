@@ -393,6 +393,9 @@ command_validate_adt(const hie_command_t *cmd, hie_errinfo_t *info)
     case HIE__V1__COMMAND__BODY_UNSUBSCRIBE:
         return cmd->unsubscribe->subscription_id != NULL ? 0
             : hie_errinfo_set(info, HIE_EINVAL, "unsubscribe", "invalid");
+    case HIE__V1__COMMAND__BODY_REPLAY:
+        return cmd->replay->subscription_id != NULL ? 0
+            : hie_errinfo_set(info, HIE_EINVAL, "replay", "invalid");
     default:
         return hie_errinfo_set(info, HIE_EINVAL, "command.body", "unknown command");
     }

@@ -91,6 +91,9 @@ static const struct {
     Hie__V1__Envelope__BodyCase body;
     const char *name;
 } BODY_NAMES[] = {
+    {HIE__V1__ENVELOPE__BODY_REPLAY, "replay"},
+    {HIE__V1__ENVELOPE__BODY_REPLAY_REPLY, "replay_reply"},
+    {HIE__V1__ENVELOPE__BODY_HEARTBEAT, "heartbeat"},
     {HIE__V1__ENVELOPE__BODY_RECORD_QUERY, "record_query"},
     {HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY, "record_query_reply"},
     {HIE__V1__ENVELOPE__BODY_RETRIEVE, "retrieve"},

@@ -236,6 +236,7 @@ consent_submit_ok(hie_client_t *c, const char *id, struct dir *x, hie_arena_t *a
 struct inbox {
     Hie__V1__Delivery *d[64];
     size_t head, n;
+    unsigned heartbeats;
 };
 
 /* Asks for deliveries on c's connection; returns the queued count. */
@@ -257,6 +258,9 @@ receive_start(hie_client_t *c, const char *id, struct inbox *in, hie_arena_t *a)
         if (env->body_case == HIE__V1__ENVELOPE__BODY_RECEIVE_REPLY) {
             return env->receive_reply->queued;
         }
+        if (env->body_case == HIE__V1__ENVELOPE__BODY_HEARTBEAT) {
+            continue;
+        }
         cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_DELIVERY);
         in->d[in->n++] = env->delivery;
     }
@@ -264,21 +268,32 @@ receive_start(hie_client_t *c, const char *id, struct inbox *in, hie_arena_t *a)
     return 0;
 }
 
-/* The next delivery within timeout_ms, or NULL (a timeout closes the connection). */
+/* The next delivery within timeout_ms, or NULL (a timeout closes the connection). Heartbeats
+ * are counted in in->heartbeats and skipped. */
 static inline Hie__V1__Delivery *
 next_delivery(hie_client_t *c, struct inbox *in, uint32_t timeout_ms, hie_arena_t *a)
 {
     if (in->head < in->n) {
         return in->d[in->head++];
     }
-    hie_envelope_t *env = NULL;
-    int rc = hie_client_recv(c, timeout_ms, a, &env);
-    if (rc == HIE_ETIMEDOUT) {
-        return NULL;
+    uint64_t deadline = hie_time_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    for (int i = 0; i < 1000; i++) {
+        hie_envelope_t *env = NULL;
+        uint64_t now = hie_time_mono_ns();
+        uint32_t left = now < deadline ? (uint32_t)((deadline - now) / 1000000u) + 1 : 1;
+        int rc = hie_client_recv(c, left, a, &env);
+        if (rc == HIE_ETIMEDOUT) {
+            return NULL;
+        }
+        cr_assert_eq(rc, 0, "recv: %s", hie_strerror(rc));
+        if (env->body_case == HIE__V1__ENVELOPE__BODY_HEARTBEAT) {
+            in->heartbeats++;
+            continue;
+        }
+        cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_DELIVERY, "got %d", env->body_case);
+        return env->delivery;
     }
-    cr_assert_eq(rc, 0, "recv: %s", hie_strerror(rc));
-    cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_DELIVERY, "got %d", env->body_case);
-    return env->delivery;
+    return NULL;
 }
 
 /* Acknowledges seqs; deliveries that arrive meanwhile go to in (a plain call would drop them:
@@ -302,6 +317,9 @@ ack(hie_client_t *c, const char *id, uint64_t *seqs, size_t n, struct inbox *in,
     for (int i = 0; i < 300; i++) {
         hie_envelope_t *env = NULL;
         cr_assert_eq(hie_client_recv(c, 5000, a, &env), 0, "ack reply");
+        if (env->body_case == HIE__V1__ENVELOPE__BODY_HEARTBEAT) {
+            continue;
+        }
         if (env->body_case == HIE__V1__ENVELOPE__BODY_DELIVERY) {
             cr_assert_lt(in->n, 64u, "inbox full");
             in->d[in->n++] = env->delivery;

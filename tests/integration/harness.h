@@ -34,6 +34,7 @@ typedef struct itest_opts {
     uint32_t checkpoint_interval_ms; /* 0: 500 ms, so tests see checkpoints quickly */
     uint32_t ack_timeout_ms;       /* delivery.ack_timeout_ms; 0: node default */
     uint32_t max_attempts;         /* delivery.max_attempts; 0: node default */
+    uint32_t heartbeat_ms;         /* delivery.heartbeat_ms; 0: node default */
 } itest_opts_t;
 
 typedef struct itest_node {

@@ -257,3 +257,73 @@ Test(adt, bad_input_names_the_field, .timeout = 120)
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
 }
+
+static hie_envelope_t *
+replay(hie_client_t *c, const char *id, const char *sub, uint64_t from, hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__ReplayRequest r = HIE__V1__REPLAY_REQUEST__INIT;
+    req_init(&req, id);
+    req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED;
+    r.subscription_id = MUT(sub);
+    r.from_event_number = from;
+    req.body_case = HIE__V1__ENVELOPE__BODY_REPLAY;
+    req.replay = &r;
+    return call(c, &req, a);
+}
+
+Test(adt, replay_from_an_event_number_and_heartbeats, .timeout = 120)
+{
+    itest_node_t n;
+    itest_opts_t o = {.heartbeat_ms = 300};
+    itest_node_init(&n, &o);
+    itest_node_start(&n);
+    itest_register(&n, HOSP, "hospital");
+    itest_register(&n, CLINIC, "clinic");
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    char sid[64];
+    snprintf(sid, sizeof(sid), "%s", subscribe_ok(c, "s1",
+        HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_ALL_MY_PATIENTS, NULL, 0, a));
+    static const Hie__V1__AdtEvent evs[] = {HIE__V1__ADT_EVENT__ADT_A01,
+        HIE__V1__ADT_EVENT__ADT_A02, HIE__V1__ADT_EVENT__ADT_A03};
+    for (int i = 0; i < 3; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "e%d", i);
+        adt_ok(h, id, evs[i], "V1", a);
+    }
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 3u);
+    char mids[3][160];
+    for (int i = 0; i < 3; i++) {
+        Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+        cr_assert_not_null(d);
+        snprintf(mids[i], sizeof(mids[i]), "%s", d->message_id);
+        cr_assert_eq(ack(c, mids[i], &d->seq, 1, &in, a), 1u);
+    }
+    /* a replay from event 2 queues events 2 and 3 again, same ids and numbers */
+    hie_envelope_t *r = replay(c, "p1", sid, 2, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_REPLAY_REPLY);
+    cr_assert_eq(r->replay_reply->queued, 2u);
+    for (uint64_t ev = 2; ev <= 3; ev++) {
+        Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+        cr_assert_not_null(d, "replayed %lu", (unsigned long)ev);
+        cr_assert_eq(d->event_number, ev);
+        cr_assert_str_eq(d->message_id, mids[ev - 1]);
+        char aid[16];
+        snprintf(aid, sizeof(aid), "pa%lu", (unsigned long)ev);
+        cr_assert_eq(ack(c, aid, &d->seq, 1, &in, a), 1u);
+    }
+    /* an event number never issued: a clear error, nothing queued */
+    expect_error(replay(c, "p2", sid, 99, a), HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+        "from_event_number");
+    /* idle now: heartbeats keep coming */
+    cr_assert_null(next_delivery(c, &in, 1200, a));
+    cr_assert_geq(in.heartbeats, 2u, "heartbeats every 300 ms: %u", in.heartbeats);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}

@@ -365,38 +365,15 @@ ack_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
     return 0;
 }
 
-/* Runs the exchange; fills reply's body (pointing into arena) or e. */
+/* The delivery exchanges: push, receive, acknowledge, query, retrieve, ADT, subscriptions. */
 static int
-mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
+delivery_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
     hie_envelope_t *reply, node_audit_cmd_t *audit, node_mpi_err_t *e)
 {
     node_ctx_t *ctx = w->ctx;
     hie_envelope_t *env = req->env;
     node_who_t who = {org->id, org, env->purpose, env->id};
-    /* every reply body number follows its request's (envelope.proto) */
-    reply->body_case = (Hie__V1__Envelope__BodyCase)((int)env->body_case + 1);
     switch (env->body_case) {
-    case HIE__V1__ENVELOPE__BODY_MPI_FEED:
-        return hie_node__mpi_feed(ctx, &w->sub, org->id, env->id, env->mpi_feed, arena,
-            &reply->mpi_feed_reply, e);
-    case HIE__V1__ENVELOPE__BODY_PIX_QUERY:
-        return hie_node__pix_prepare(ctx, &who, env->pix_query, arena, &reply->pix_reply,
-            audit, e);
-    case HIE__V1__ENVELOPE__BODY_PDQ_QUERY:
-        return hie_node__pdq_prepare(ctx, &who, env->pdq_query, arena, &reply->pdq_reply,
-            audit, e);
-    case HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT:
-        return hie_node__consent_submit_xchg(ctx, &w->sub, org->id, env->id,
-            env->consent_submit, arena, &reply->consent_submit_reply, e);
-    case HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE:
-        return hie_node__consent_revoke_xchg(ctx, &w->sub, org->id, env->id,
-            env->consent_revoke, arena, &reply->consent_revoke_reply, e);
-    case HIE__V1__ENVELOPE__BODY_CONSENT_LIST:
-        return hie_node__consent_list_xchg(ctx, org->id, env->consent_list, arena,
-            &reply->consent_list_reply, e);
-    case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT:
-        return hie_node__audit_report_prepare(ctx, &who, env->audit_report, arena,
-            &reply->audit_report_reply, audit, e);
     case HIE__V1__ENVELOPE__BODY_PUSH:
         return hie_node__push_prepare(ctx, &who, env->push, arena, &reply->push_reply, audit,
             e);
@@ -430,6 +407,44 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
         }
         return rc;
     }
+    default:
+        HIE_ASSERT(!"not an exchange of this node");
+        return -1;
+    }
+}
+
+/* Runs the exchange; fills reply's body (pointing into arena) or e. */
+static int
+mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
+    hie_envelope_t *reply, node_audit_cmd_t *audit, node_mpi_err_t *e)
+{
+    node_ctx_t *ctx = w->ctx;
+    hie_envelope_t *env = req->env;
+    node_who_t who = {org->id, org, env->purpose, env->id};
+    /* every reply body number follows its request's (envelope.proto) */
+    reply->body_case = (Hie__V1__Envelope__BodyCase)((int)env->body_case + 1);
+    switch (env->body_case) {
+    case HIE__V1__ENVELOPE__BODY_MPI_FEED:
+        return hie_node__mpi_feed(ctx, &w->sub, org->id, env->id, env->mpi_feed, arena,
+            &reply->mpi_feed_reply, e);
+    case HIE__V1__ENVELOPE__BODY_PIX_QUERY:
+        return hie_node__pix_prepare(ctx, &who, env->pix_query, arena, &reply->pix_reply,
+            audit, e);
+    case HIE__V1__ENVELOPE__BODY_PDQ_QUERY:
+        return hie_node__pdq_prepare(ctx, &who, env->pdq_query, arena, &reply->pdq_reply,
+            audit, e);
+    case HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT:
+        return hie_node__consent_submit_xchg(ctx, &w->sub, org->id, env->id,
+            env->consent_submit, arena, &reply->consent_submit_reply, e);
+    case HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE:
+        return hie_node__consent_revoke_xchg(ctx, &w->sub, org->id, env->id,
+            env->consent_revoke, arena, &reply->consent_revoke_reply, e);
+    case HIE__V1__ENVELOPE__BODY_CONSENT_LIST:
+        return hie_node__consent_list_xchg(ctx, org->id, env->consent_list, arena,
+            &reply->consent_list_reply, e);
+    case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT:
+        return hie_node__audit_report_prepare(ctx, &who, env->audit_report, arena,
+            &reply->audit_report_reply, audit, e);
     case HIE__V1__ENVELOPE__BODY_REVIEW_LIST:
         return hie_node__mpi_review_list(ctx, env->review_list, arena,
             &reply->review_list_reply, e);
@@ -437,8 +452,7 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
         return hie_node__mpi_review_decide(ctx, &w->sub, org->id, env->id, env->review_decide,
             arena, &reply->review_decide_reply, e);
     default:
-        HIE_ASSERT(!"not an MPI exchange");
-        return -1;
+        return delivery_run(w, req, org, arena, reply, audit, e);
     }
 }
 

@@ -327,3 +327,41 @@ Test(adt, replay_from_an_event_number_and_heartbeats, .timeout = 120)
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
 }
+
+Test(adt, a_subscriber_that_never_acknowledges_does_not_slow_another, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    hie_client_t *h2 = itest_client(&n, HOSP2);
+    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    feed_ok(h2, "f3", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP2, "S-5", &JOHN, NULL, a);
+    subscribe_ok(c, "s1", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_ALL_MY_PATIENTS, NULL, 0, a);
+    subscribe_ok(h2, "s2", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_ALL_MY_PATIENTS, NULL, 0, a);
+    struct inbox stuck, in;
+    receive_start(h2, "r0", &stuck, a); /* st-mary receives and never acknowledges */
+    receive_start(c, "r1", &in, a);
+    enum { EVENTS = 200 };
+    uint64_t worst_ms = 0;
+    for (int i = 0; i < EVENTS; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "e%d", i);
+        uint64_t t0 = hie_time_mono_ns();
+        cr_assert_eq(adt_ok(h, id, HIE__V1__ADT_EVENT__ADT_A02, "V1", a)->notified, 2u);
+        Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+        cr_assert_not_null(d, "event %d reaches the clinic", i + 1);
+        uint64_t ms = (hie_time_mono_ns() - t0) / 1000000u;
+        worst_ms = ms > worst_ms ? ms : worst_ms;
+        cr_assert_eq(ack(c, id, &d->seq, 1, &in, a), 1u);
+    }
+    cr_log_info("clinic: %d events, worst event-to-delivery %lu ms, while st-mary holds %d "
+        "unacknowledged (its window)", EVENTS, (unsigned long)worst_ms, 8);
+    cr_assert_lt(worst_ms, 1000u, "no waiting on the stuck subscriber");
+    hie_client_destroy(&h);
+    hie_client_destroy(&h2);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}

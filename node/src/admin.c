@@ -274,6 +274,67 @@ admin_consent(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *are
     admin_send_reply(a, &reply);
 }
 
+struct dead_list {
+    hie_arena_t *arena;
+    Hie__V1__AdminDeadListReply *out;
+    int rc;
+};
+
+static int
+dead_one(void *ctx, hie_span_t stored, uint64_t seq)
+{
+    struct dead_list *dl = ctx;
+    ProtobufCMessage *m = NULL;
+    Hie__V1__DeadLetter *d = hie_arena_alloc(dl->arena, sizeof(*d));
+    if (d == NULL || hie_proto_unpack(&hie__v1__queued_message__descriptor, stored, dl->arena,
+        &m) != 0) {
+        dl->rc = d == NULL ? HIE_ENOMEM : HIE_ECORRUPT;
+        return 1;
+    }
+    const Hie__V1__QueuedMessage *q = (const Hie__V1__QueuedMessage *)m;
+    hie__v1__dead_letter__init(d);
+    d->recipient_org = q->recipient_org;
+    d->seq = seq;
+    d->message_id = q->message_id;
+    d->sender_org = q->sender_org;
+    d->accepted_ms = q->accepted_ms;
+    d->dead_ms = q->dead_ms;
+    d->attempts = q->attempts;
+    d->reason = q->dead_reason;
+    d->content_bytes = q->sealed_document.len; /* sealed size: the content is not opened */
+    dl->out->letters[dl->out->n_letters++] = d;
+    return 0;
+}
+
+/* hiectl delivery dead: metadata of the dead letters, never their content. */
+static void
+admin_dead_list(struct node_admin *a, const Hie__V1__AdminDeadList *q, hie_arena_t *arena)
+{
+    Hie__V1__AdminReply reply = HIE__V1__ADMIN_REPLY__INIT;
+    Hie__V1__AdminDeadListReply *out = hie_arena_alloc(arena, sizeof(*out));
+    MDB_txn *txn = NULL;
+    const char *org = q->org_id != NULL && q->org_id[0] != '\0' ? q->org_id : NULL;
+    if (out == NULL || mdb_txn_begin(hie_node__state_env(a->ctx->state), NULL, MDB_RDONLY,
+        &txn) != 0) {
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "busy", NULL);
+        return;
+    }
+    hie__v1__admin_dead_list_reply__init(out);
+    out->letters = hie_arena_alloc(arena, 1001 * sizeof(*out->letters));
+    struct dead_list dl = {arena, out, out->letters == NULL ? HIE_ENOMEM : 0};
+    int rc = dl.rc ? dl.rc : hie_node__queue_dead_scan(hie_node__state_queue(a->ctx->state),
+        txn, org, 1000, dead_one, &dl);
+    mdb_txn_abort(txn);
+    rc = rc ? rc : dl.rc;
+    if (rc != 0) {
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_INTERNAL, "cannot read the dead letters", NULL);
+        return;
+    }
+    reply.body_case = HIE__V1__ADMIN_REPLY__BODY_DEAD_LIST;
+    reply.dead_list = out;
+    admin_send_reply(a, &reply);
+}
+
 static void
 admin_dispatch(struct node_admin *a, hie_span_t in, hie_arena_t *arena)
 {
@@ -317,6 +378,9 @@ admin_dispatch(struct node_admin *a, hie_span_t in, hie_arena_t *arena)
     case HIE__V1__ADMIN_REQUEST__BODY_CONSENT_REVOKE:
     case HIE__V1__ADMIN_REQUEST__BODY_CONSENT_LIST:
         admin_consent(a, req, arena);
+        break;
+    case HIE__V1__ADMIN_REQUEST__BODY_DEAD_LIST:
+        admin_dead_list(a, req->dead_list, arena);
         break;
     default:
         admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "unknown admin request", NULL);

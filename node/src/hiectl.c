@@ -88,6 +88,9 @@ usage(FILE *f)
         "                                   files (node stopped): every record, hash and\n"
         "                                   checkpoint; exit 1 if tampered (needs --config)\n"
         "  audit vkey                       the node's checkpoint verifier key (needs --config)\n"
+        "  delivery dead [ORG]              dead letters: recipient, seq, message id, sender,\n"
+        "                                   attempts, reason (never their content)\n"
+        "  delivery redrive ORG [SEQ]       send dead letters (all, or SEQ) back to the queue\n"
         "  consent submit --org ORG --mrn MRN --file FILE|-   file a directive for any\n"
         "                                   organization's patient (the JSON of hie consent\n"
         "                                   submit, see hie --help; exit 2 names the bad path)\n"
@@ -1482,6 +1485,56 @@ parse_opts(struct ctl *c, int argc, char **argv)
     return c->bad_number ? 2 : 0;
 }
 
+/* ---- delivery: dead letters ------------------------------------------------------------ */
+
+static int
+ctl_dead_list(const struct ctl *c, const char *org, hie_arena_t *arena)
+{
+    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
+    Hie__V1__AdminDeadList q = HIE__V1__ADMIN_DEAD_LIST__INIT;
+    q.org_id = (char *)(uintptr_t)(org != NULL ? org : "");
+    req.body_case = HIE__V1__ADMIN_REQUEST__BODY_DEAD_LIST;
+    req.dead_list = &q;
+    Hie__V1__AdminReply *reply = ctl_call(c, &req, arena);
+    if (reply->body_case != HIE__V1__ADMIN_REPLY__BODY_DEAD_LIST) {
+        fprintf(stderr, "hiectl: unexpected answer\n");
+        return 3;
+    }
+    for (size_t i = 0; i < reply->dead_list->n_letters; i++) {
+        const Hie__V1__DeadLetter *d = reply->dead_list->letters[i];
+        printf("recipient=%s seq=%lu message_id=%s sender=%s attempts=%u reason=%s "
+            "accepted_ms=%ld dead_ms=%ld bytes=%lu\n", d->recipient_org,
+            (unsigned long)d->seq, d->message_id, d->sender_org, d->attempts, d->reason,
+            (long)d->accepted_ms, (long)d->dead_ms, (unsigned long)d->content_bytes);
+    }
+    printf("dead_letters=%zu\n", reply->dead_list->n_letters);
+    return 0;
+}
+
+static int
+ctl_delivery(const struct ctl *c, int argc, char **argv, hie_arena_t *arena)
+{
+    if (argc >= 1 && argc <= 2 && strcmp(argv[0], "dead") == 0) {
+        return ctl_dead_list(c, argc == 2 ? argv[1] : NULL, arena);
+    }
+    if (argc < 2 || argc > 3 || strcmp(argv[0], "redrive") != 0) {
+        usage(stderr);
+        return 2;
+    }
+    uint64_t seq = 0;
+    if (argc == 3 && !parse_number(argv[2], UINT64_MAX, &seq)) {
+        fprintf(stderr, "hiectl: delivery redrive: SEQ must be a number\n");
+        return 2;
+    }
+    Hie__V1__RedriveCommand rd = HIE__V1__REDRIVE_COMMAND__INIT;
+    rd.recipient_org = argv[1];
+    rd.seq = seq;
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    cmd.body_case = HIE__V1__COMMAND__BODY_REDRIVE;
+    cmd.redrive = &rd;
+    return ctl_command(c, &cmd, arena);
+}
+
 /* audit verify / vkey read the node's files: the config says where they are. */
 static int
 ctl_audit(const struct ctl *c, int argc, char **argv)
@@ -1545,6 +1598,8 @@ main(int argc, char **argv)
         rc = ctl_reload(&c, arena);
     } else if (strcmp(words[0], "mpi") == 0) {
         rc = ctl_mpi(&c, n_words - 1, words + 1, arena);
+    } else if (strcmp(words[0], "delivery") == 0) {
+        rc = ctl_delivery(&c, n_words - 1, words + 1, arena);
     } else if (strcmp(words[0], "audit") == 0) {
         rc = ctl_audit(&c, n_words - 1, words + 1);
     } else if (strcmp(words[0], "consent") == 0) {

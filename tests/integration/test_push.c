@@ -270,6 +270,19 @@ Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
     cr_assert_eq(db_entries(&n, "q_msg"), 0u);
     cr_assert_eq(db_entries(&n, "q_dead"), 1u);
     cr_assert_null(next_delivery(c, &in, 1500, a), "no fourth attempt");
+    /* the operator sees it (no content) and sends it back */
+    char out[4096];
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "delivery dead %s", CLINIC), 0, "%s", out);
+    cr_assert(strstr(out, "message_id=" HOSP ":p1") != NULL, "%s", out);
+    cr_assert(strstr(out, "attempts=3 reason=max-attempts") != NULL, "%s", out);
+    cr_assert(strstr(out, "result") == NULL, "no content in the listing");
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "delivery redrive %s", CLINIC), 0, "%s", out);
+    cr_assert_eq(db_entries(&n, "q_dead"), 0u);
+    cr_assert_eq(receive_start(c, "r2", &in, a), 1u, "back in the queue");
+    Hie__V1__Delivery *again = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(again, "redriven");
+    cr_assert_str_eq(again->message_id, HOSP ":p1", "same message id");
+    cr_assert_eq(ack(c, "a9", &again->seq, 1, &in, a), 1u);
     hie_client_destroy(&h);
     hie_client_destroy(&c);
     hie_arena_destroy(&a);

@@ -2,7 +2,8 @@
  * cli_int.h - declarations shared by the files of the `hie` command line (hie_cli.c: options,
  * connection, whoami, ping; cli_mpi.c: feed, pix, pdq, review; cli_consent.c: consent
  * directives and the helpers consent and audit share; cli_audit.c: disclosure reports and
- * their offline verification). Not part of libhie_client.
+ * their offline verification; cli_push.c: push and receive). Not part of libhie_client.
+ * consent_json.h (the directive file format, shared with hiectl) is separate.
  *
  * Output rules (hie --help): results on stdout, as key=value text or, with --json, JSON;
  * failures are one lowercase line on stderr. Patient data is printed only as the result the
@@ -63,6 +64,9 @@ void hie_cli__fputs_safe(FILE *f, const char *s);
  * or CLI_EXIT_USAGE. */
 int hie_cli__request_init(const struct cli *cli, hie_envelope_t *env, uint32_t seq,
     char *id_buf, size_t id_buf_bytes);
+/* Creates cli->client on first use and connects it; failures are reported on stderr. Returns an
+ * exit code. */
+int hie_cli__connect(struct cli *cli);
 /* Creates the reply arena. [out] *arena owned by the caller. Returns an exit code. */
 int hie_cli__arena_create(const struct cli *cli, hie_arena_t **arena);
 /* Prints an Error reply (code, message, field) on stderr. Returns CLI_EXIT_REPLY. */
@@ -121,5 +125,13 @@ int hie_cli__whoami_org(struct cli *cli, char *org, size_t org_bytes);
 /* Subcommands in cli_consent.c and cli_audit.c (see the table in hie_cli.c). */
 int hie_cli__cmd_consent(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
 int hie_cli__cmd_audit(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+
+/* ---- push and delivery (cli_push.c) ------------------------------------------------------- */
+
+/* `hie push`: one document to another member; prints the broker's message id. */
+int hie_cli__cmd_push(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+/* `hie receive`: this organization's deliveries, written, printed, then acknowledged. Installs
+ * handlers for SIGINT and SIGTERM (see cli_push.c). */
+int hie_cli__cmd_receive(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
 
 #endif

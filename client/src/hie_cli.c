@@ -49,7 +49,14 @@ static const struct cli_cmd cli_cmds[] = {
     {"audit", "report KIND [OPTIONS] | verify FILE --vkey VKEY [--previous FILE] | "
               "checkpoint --out FILE",
         "disclosure reports (auditor role) and their offline verification", hie_cli__cmd_audit},
-    /* NEEDSWORK: push, query, subscribe join here as the node grows them. */
+    {"push", "--to ORG --mrn MRN --file FILE|- [--content-type T] [--title T] [--class C] "
+             "[--type-code C] [--label L]... [--date DATE]",
+        "send one document about one of our patients to another member; prints its message id",
+        hie_cli__cmd_push},
+    {"receive", "[--window N] [--count N] [--follow] [--out-dir DIR] [--no-ack]",
+        "take this organization's deliveries: one line each, acknowledged once printed",
+        hie_cli__cmd_receive},
+    /* NEEDSWORK: query and subscribe join here as the node grows them. */
 };
 
 /* ---- output helpers ---------------------------------------------------------------------- */
@@ -276,7 +283,29 @@ cli_help_consent_audit(FILE *f)
           "audit verify needs no connection: it checks every checkpoint's signature with VKEY\n"
           "(the verifier key text NAME+ID+KEY, or a file with it), each entry's inclusion\n"
           "proof, each subject's commitment and the consistency proofs; exit 1 on any failure\n"
-          "(--ca or HIE_CA is still asked for with every command; verify never uses it).\n",
+          "(it needs no --ca, --cert or --key).\n",
+        f);
+}
+
+/* push and receive (cli_push.c). */
+static void
+cli_help_push(FILE *f)
+{
+    fputs("\nPUSH (purpose 'treatment' unless --purpose says otherwise; --id: idempotent):\n"
+          "  the patient is --mrn at this certificate's organization; the content is the file\n"
+          "  (at most 1 MiB, - reads stdin); --content-type defaults from the extension: .json\n"
+          "  application/fhir+json, .xml application/xml, .hl7 x-application/hl7-v2+er7, else\n"
+          "  application/octet-stream; --class and --label take the consent vocabularies\n"
+          "  above; --date (the document's own) is a UTC date as T above.\n"
+          "\nRECEIVE: one line per delivery (seq, message_id, sender, patient_org, mrn, euid,\n"
+          "  title, class, bytes, redelivery, file), or JSON lines with --json. --out-dir DIR\n"
+          "  writes each document to DIR/<seq>-<message id>.<ext> (mode 0600) before printing;\n"
+          "  a delivery is acknowledged only after it was written and printed (at least once:\n"
+          "  a message may be shown again, flagged redelivery=yes; one already shown in this\n"
+          "  run is acknowledged silently). Stops after --count deliveries or, without\n"
+          "  --follow, when nothing arrives for 2 s; --follow runs until SIGINT or SIGTERM.\n"
+          "  --window N: unacknowledged deliveries in flight (default 32); --no-ack: show\n"
+          "  without acknowledging (they come again next time).\n",
         f);
 }
 
@@ -315,6 +344,7 @@ cli_help(FILE *f)
           "--json may also follow these commands.\n",
         f);
     cli_help_consent_audit(f);
+    cli_help_push(f);
     fputs("\nexit status: 0 ok, 1 the node answered with an error (code, field and message\n"
           "on stderr), 2 usage error, 3 connection, tls or protocol failure or timeout.\n",
         f);
@@ -454,9 +484,10 @@ cli_init(struct cli *cli)
     cli->cfg.server_name = env_or_null("HIE_SERVER_NAME");
 }
 
-/* Checks what the options left for the client config. Returns CLI_CONTINUE or an exit code. */
+/* Checks what the options left for the client config; an offline command needs no CA nor
+ * certificate. Returns CLI_CONTINUE or an exit code. */
 static int
-cli_config_finish(struct cli *cli)
+cli_config_finish(struct cli *cli, bool offline)
 {
     if (cli->addr == NULL) {
         const char *addr = env_or_null("HIE_ADDR");
@@ -471,10 +502,10 @@ cli_config_finish(struct cli *cli)
         }
         cli->purpose_set = true;
     }
-    if (cli->cfg.ca_file == NULL) {
+    if (cli->cfg.ca_file == NULL && !offline) {
         return hie_cli__usage_error("no ca file: use --ca or HIE_CA");
     }
-    if ((cli->cfg.cert_file == NULL) != (cli->cfg.key_file == NULL)) {
+    if ((cli->cfg.cert_file == NULL) != (cli->cfg.key_file == NULL) && !offline) {
         return hie_cli__usage_error("--cert and --key go together");
     }
     /* Offering only versions above --tls-max would test nothing: lower the minimum to it. */
@@ -536,8 +567,8 @@ hie_cli__request_init(const struct cli *cli, hie_envelope_t *env, uint32_t seq, 
 }
 
 /* Creates the client on first use and connects, reporting a failure. Returns an exit code. */
-static int
-cli_connect(struct cli *cli)
+int
+hie_cli__connect(struct cli *cli)
 {
     if (cli->client == NULL) {
         char err[512];
@@ -576,7 +607,7 @@ int
 hie_cli__call(struct cli *cli, const char *what, const hie_envelope_t *req,
     Hie__V1__Envelope__BodyCase expect, hie_arena_t *arena, hie_envelope_t **reply)
 {
-    int ex = cli_connect(cli);
+    int ex = hie_cli__connect(cli);
     if (ex != CLI_EXIT_OK) {
         return ex;
     }
@@ -768,7 +799,7 @@ ping_once(struct cli *cli, uint32_t seq, uint32_t id_seq, const char *payload,
     req.ping = &body;
     ex = hie_cli__arena_create(cli, &arena);
     if (ex == CLI_EXIT_OK) {
-        ex = cli_connect(cli);
+        ex = hie_cli__connect(cli);
     }
     if (ex != CLI_EXIT_OK) {
         goto out;
@@ -848,6 +879,21 @@ cli_cmd_find(const char *name)
     return NULL;
 }
 
+/* True for a command that never connects: `audit verify` (checks a saved report with the
+ * verifier key alone) and any command's --help. argv starts at the command name. */
+static bool
+cli_cmd_offline(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    const char *action = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            return true;
+        }
+        action = action == NULL && argv[i][0] != '-' ? argv[i] : action;
+    }
+    return strcmp(cmd->name, "audit") == 0 && action != NULL && strcmp(action, "verify") == 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -863,11 +909,11 @@ main(int argc, char **argv)
     if (cmd == NULL) {
         return hie_cli__usage_error("unknown command '%s'", argv[optind]);
     }
-    ex = cli_config_finish(&cli);
+    int cmd_index = optind;
+    ex = cli_config_finish(&cli, cli_cmd_offline(cmd, argc - cmd_index, argv + cmd_index));
     if (ex != CLI_CONTINUE) {
         return ex;
     }
-    int cmd_index = optind;
     ex = cmd->run(&cli, cmd, argc - cmd_index, argv + cmd_index);
     hie_client_destroy(&cli.client);
     if (ex == CLI_CONTINUE) {

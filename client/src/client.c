@@ -816,7 +816,8 @@ reply_check(hie_client_t *c, const hie_envelope_t *env)
     }
     if (corr_len == 0 && env->body_case != HIE__V1__ENVELOPE__BODY_ERROR &&
         env->body_case != HIE__V1__ENVELOPE__BODY_DELIVERY &&
-        env->body_case != HIE__V1__ENVELOPE__BODY_HEARTBEAT) { /* unsolicited */
+        env->body_case != HIE__V1__ENVELOPE__BODY_HEARTBEAT &&
+        env->body_case != HIE__V1__ENVELOPE__BODY_QUERY_FORWARD) { /* unsolicited */
         client_error_set(c, "malformed reply: missing correlation_id");
         return HIE_EPROTO;
     }

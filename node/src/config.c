@@ -30,6 +30,7 @@ struct y_mpi { char *key_file; };
 struct y_consent { char *regime; char *break_glass; char *part2_named_recipient; char *enforce; };
 struct y_audit { char *origin; uint32_t checkpoint_interval_ms; };
 struct y_delivery { uint32_t ack_timeout_ms, max_attempts, heartbeat_ms; uint64_t max_age_ms; };
+struct y_query { uint32_t responder_timeout_ms; };
 struct y_config {
     struct y_node node;
     struct y_listen listen;
@@ -42,6 +43,7 @@ struct y_config {
     struct y_consent consent;
     struct y_audit audit;
     struct y_delivery delivery;
+    struct y_query query;
     uint32_t workers;
     uint32_t edge_threads;
 };
@@ -99,6 +101,9 @@ static const cyaml_schema_field_t delivery_fields[] = {
     CYAML_FIELD_UINT("max_attempts", OPT, struct y_delivery, max_attempts),
     CYAML_FIELD_UINT("max_age_ms", OPT, struct y_delivery, max_age_ms),
     CYAML_FIELD_UINT("heartbeat_ms", OPT, struct y_delivery, heartbeat_ms), CYAML_FIELD_END};
+static const cyaml_schema_field_t query_fields[] = {
+    CYAML_FIELD_UINT("responder_timeout_ms", OPT, struct y_query, responder_timeout_ms),
+    CYAML_FIELD_END};
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("node", CYAML_FLAG_DEFAULT, struct y_config, node, node_fields),
     CYAML_FIELD_MAPPING("listen", CYAML_FLAG_DEFAULT, struct y_config, listen, listen_fields),
@@ -111,6 +116,7 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("consent", OPT, struct y_config, consent, consent_fields),
     CYAML_FIELD_MAPPING("audit", OPT, struct y_config, audit, audit_fields),
     CYAML_FIELD_MAPPING("delivery", OPT, struct y_config, delivery, delivery_fields),
+    CYAML_FIELD_MAPPING("query", OPT, struct y_config, query, query_fields),
     CYAML_FIELD_UINT("workers", OPT, struct y_config, workers),
     CYAML_FIELD_UINT("edge_threads", OPT, struct y_config, edge_threads), CYAML_FIELD_END};
 static const cyaml_schema_value_t top_schema = {
@@ -327,6 +333,8 @@ fill_consent(node_config_t *c, const struct y_config *y, char *err, size_t eb)
     rc = rc ? rc : limit_u32(&c->delivery_heartbeat_ms, y->delivery.heartbeat_ms,
         HIE_DELIVERY_HEARTBEAT_MS_DEFAULT, 100, HIE_DELIVERY_BACKOFF_MS_MAX,
         "delivery.heartbeat_ms", err, eb);
+    rc = rc ? rc : limit_u32(&c->query_responder_timeout_ms, y->query.responder_timeout_ms,
+        3000, 100, 60000, "query.responder_timeout_ms", err, eb);
     return rc;
 }
 

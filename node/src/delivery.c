@@ -439,9 +439,34 @@ tick(struct node_delivery *d)
     }
 }
 
+/* A forwarded query for org's receiving connection (none: dropped, the query times out). */
+static void
+on_forward(struct node_delivery *d, const node_dmsg_t *m)
+{
+    struct receiver *r = rx_find(d, m->org, false);
+    node_req_t *req = r != NULL && r->conn_id != 0 ? hie_mem_calloc(1, sizeof(*req)) : NULL;
+    if (req == NULL) {
+        hie_mem_free(m->frame, m->frame_len);
+        return;
+    }
+    req->magic = NODE_REQ_MAGIC;
+    req->type = NODE_REQ_DELIVERY;
+    req->conn_id = r->conn_id;
+    req->edge_index = r->edge_index;
+    req->reply_buf = m->frame;
+    req->reply_len = m->frame_len;
+    if (zmq_send(d->edge[r->edge_index], &req, sizeof(req), 0) != (int)sizeof(req)) {
+        hie_node__req_destroy(&req);
+    }
+}
+
 static void
 on_message(struct node_delivery *d, const node_dmsg_t *m)
 {
+    if (m->type == DMSG_FORWARD) {
+        on_forward(d, m);
+        return;
+    }
     if (m->type == DMSG_KICK && strcmp(m->org, "*") == 0) { /* several recipients' queues grew */
         for (unsigned i = 0; i < RECEIVERS_MAX; i++) {
             if (d->rx[i].org[0] != '\0') {
@@ -507,7 +532,7 @@ delivery_thread(void *arg)
             break; /* ETERM */
         }
         HIE_ASSERT(n == (int)sizeof(m)); /* our own threads send these */
-        HIE_ASSERT(m.type >= DMSG_RECEIVE && m.type <= DMSG_ACKED);
+        HIE_ASSERT(m.type >= DMSG_RECEIVE && m.type <= DMSG_FORWARD);
         m.org[sizeof(m.org) - 1] = '\0';
         on_message(d, &m);
     }
@@ -605,5 +630,19 @@ hie_node__delivery_notify(void *sock, enum node_dmsg_type type, const char *org,
         /* the delivery thread is gone (stopping) or far behind: the queue is durable, and the
          * recipient's next RECEIVE or KICK resumes it */
         hie_log_warn("delivery", "notification dropped", " org=%s type=%d", org, (int)type);
+    }
+}
+
+void
+hie_node__delivery_forward(void *sock, const char *org, uint8_t *frame, size_t len)
+{
+    node_dmsg_t m;
+    memset(&m, 0, sizeof(m));
+    m.type = DMSG_FORWARD;
+    snprintf(m.org, sizeof(m.org), "%s", org);
+    m.frame = frame;
+    m.frame_len = len;
+    if (zmq_send(sock, &m, sizeof(m), ZMQ_DONTWAIT) != (int)sizeof(m)) {
+        hie_mem_free(frame, len); /* the query will time out for this responder */
     }
 }

@@ -26,6 +26,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -250,6 +251,14 @@ edge_post(node_edge_t *e, node_req_t **reqp)
     HIE_ASSERT(req != NULL && req->magic == NODE_REQ_MAGIC);
     const char *id = req->env != NULL ? req->env->id : NULL;
     unsigned w = (unsigned)(hie_hash_pair(req->org_id, id) % e->ctx->cfg.workers);
+    if (req->env != NULL && req->env->body_case == HIE__V1__ENVELOPE__BODY_QUERY_ANSWER) {
+        /* a responder's answer goes to the worker holding the query: "qf.<worker>.<n>" */
+        unsigned owner = 0;
+        const char *q = req->env->query_answer->query_id;
+        if (q != NULL && sscanf(q, "qf.%u.", &owner) == 1 && owner < e->ctx->cfg.workers) {
+            w = owner;
+        }
+    }
     if (zmq_send(e->to_worker[w], &req, sizeof(req), ZMQ_DONTWAIT) != sizeof(req)) {
         return HIE_EBUSY; /* the worker's queue is full: answer OVERLOADED */
     }

@@ -78,6 +78,7 @@ typedef struct node_config {
     uint32_t delivery_max_attempts;   /* then the message is dead-lettered */
     uint64_t delivery_max_age_ms;     /* or when it has waited this long */
     uint32_t delivery_heartbeat_ms;   /* idle receiving connections get a heartbeat */
+    uint32_t query_responder_timeout_ms; /* how long a record query waits for responders */
 } node_config_t;
 
 /* Loads and validates path. On failure writes one line naming the bad key into err.
@@ -305,6 +306,10 @@ HIE_MUST_CHECK int hie_node__repo_get(node_repo_t *r, MDB_txn *txn, const char *
 HIE_MUST_CHECK int hie_node__repo_each(node_repo_t *r, MDB_txn *txn, const uint8_t *rec_hash,
     size_t max, int (*fn)(void *ctx, hie_span_t id, hie_span_t stored), void *ctx);
 
+/* Responder registration (a responder command) and lookup. */
+HIE_MUST_CHECK int hie_node__repo_responder_apply(node_repo_t *r, node_apply_t *a);
+bool hie_node__repo_is_responder(node_repo_t *r, MDB_txn *txn, const char *org);
+
 typedef struct node_subs node_subs_t;
 /* Subscriptions and ADT fan-out (subs_state.c): subs, sub_org, sub_all, sub_rec, sub_roster,
  * adt_visit in the state environment. */
@@ -384,7 +389,7 @@ void hie_node__admin_join(node_admin_t **a);
 
 /* The delivery thread (delivery.c) and what workers tell it (node_dmsg_t over inproc PUSH to
  * NODE_EP_DELIVERY; each worker owns one PUSH socket). */
-enum node_dmsg_type { DMSG_RECEIVE = 1, DMSG_KICK = 2, DMSG_ACKED = 3 };
+enum node_dmsg_type { DMSG_RECEIVE = 1, DMSG_KICK = 2, DMSG_ACKED = 3, DMSG_FORWARD = 4 };
 typedef struct node_dmsg {
     uint32_t type;
     uint32_t window;
@@ -392,10 +397,14 @@ typedef struct node_dmsg {
     uint32_t edge_index;
     uint32_t acked;
     char org[HIE_ORG_ID_BYTES_MAX + 1];
+    uint8_t *frame;           /* DMSG_FORWARD: a whole frame (hie_mem) the thread now owns */
+    size_t frame_len;
 } node_dmsg_t;
 typedef struct node_delivery node_delivery_t;
 HIE_MUST_CHECK int hie_node__delivery_start(node_delivery_t **out, node_ctx_t *ctx);
 void hie_node__delivery_join(node_delivery_t **d);
+/* Hands a frame to org's receiving connection (dropped when it has none). Owns frame. */
+void hie_node__delivery_forward(void *sock, const char *org, uint8_t *frame, size_t len);
 /* Sends one notification on sock (never blocks; a full or closed queue drops it, logged). */
 void hie_node__delivery_notify(void *sock, enum node_dmsg_type type, const char *org,
     uint64_t conn_id, uint32_t edge_index, uint32_t n);
@@ -488,6 +497,7 @@ typedef struct node_audit_cmd {
     int build_rc;
     hie_command_t cmd;
     const char *kick_org;            /* push: the recipient whose queue grew (delivery.c) */
+    bool forwarded;                  /* record query: waiting for responders (worker.c) */
 } node_audit_cmd_t;
 /* PIX and PDQ with the consent decision per patient: a patient consent hides is answered as
  * if absent. Each returns 0 with *reply (arena), or the error code with *e filled; either way
@@ -567,10 +577,30 @@ HIE_MUST_CHECK int hie_node__unsubscribe_xchg(node_ctx_t *ctx, node_submitter_t 
 HIE_MUST_CHECK int hie_node__replay_xchg(node_ctx_t *ctx, node_submitter_t *sub,
     const node_who_t *who, const Hie__V1__ReplayRequest *req, hie_arena_t *arena,
     Hie__V1__ReplayReply **reply, node_mpi_err_t *e);
-/* Record query and retrieval (query.c): same contract as the prepare functions. */
+/* Record query and retrieval (query.c): same contract as the prepare functions. A query
+ * about a patient that registered responders have records of also fills *fwd (in arena):
+ * the worker forwards the query to them and completes it with hie_node__query_complete()
+ * once they answered or the deadline passed; *audit is then left empty. */
+#define NODE_QUERY_RESPONDERS_MAX 8u
+typedef struct node_query_fwd {
+    size_t n;
+    const char *orgs[NODE_QUERY_RESPONDERS_MAX];
+    Hie__V1__PatientId **ids[NODE_QUERY_RESPONDERS_MAX]; /* each responder's own ids */
+    size_t n_ids[NODE_QUERY_RESPONDERS_MAX];
+    const char *euid;
+} node_query_fwd_t;
 HIE_MUST_CHECK int hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who,
     const Hie__V1__RecordQuery *q, hie_arena_t *arena, Hie__V1__RecordQueryReply **reply,
-    node_audit_cmd_t *audit, node_mpi_err_t *e);
+    node_audit_cmd_t *audit, node_query_fwd_t *fwd, node_mpi_err_t *e);
+/* The frame forwarding q to one responder (arena holds nothing the frame needs). */
+HIE_MUST_CHECK int hie_node__query_forward_frame(node_ctx_t *ctx, const char *query_id,
+    const node_who_t *who, const Hie__V1__RecordQuery *q, Hie__V1__PatientId **ids,
+    size_t n_ids, int64_t deadline_ms, uint8_t **buf, size_t *len);
+/* Adds the responders' documents (consent per document for the requester) and their source
+ * statuses to reply, and builds the query's audit record. status[i] is a SourceStatus. */
+HIE_MUST_CHECK int hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,
+    Hie__V1__RecordQueryReply *reply, const node_query_fwd_t *fwd, const int *status,
+    Hie__V1__QueryAnswer *const *answers, hie_arena_t *arena, node_audit_cmd_t *audit);
 HIE_MUST_CHECK int hie_node__retrieve_prepare(node_ctx_t *ctx, const node_who_t *who,
     const Hie__V1__RetrieveRequest *q, hie_arena_t *arena, Hie__V1__RetrieveReply **reply,
     node_audit_cmd_t *audit, node_mpi_err_t *e);

@@ -10,9 +10,10 @@
  * is explicit. One audit record per query names the documents disclosed; it is committed
  * before the reply (the worker parks it). Retrieval of one document by id works the same way.
  *
- * NEEDSWORK: forwarding the query to members registered as responders for the patient and
- * waiting for them up to a deadline (each listed with ok / timeout / error); today the
- * repository is the only source.
+ * Responders: members registered as responders that have a record of the patient (other
+ * than the requester) get the query forwarded on their receiving connection; the worker waits
+ * for their answers up to query.responder_timeout_ms (worker.c), then hie_node__query_complete
+ * decides consent on their documents too and lists each responder with ok, error or timeout.
  */
 #include "node_int.h"
 
@@ -249,13 +250,46 @@ query_scan(struct query *x)
     return rc;
 }
 
+/* The responders to forward to: registered, with a record of the patient, not the requester. */
+static int
+query_responders(struct query *x, node_query_fwd_t *fwd)
+{
+    Hie__V1__PatientId **ids = NULL;
+    size_t n = 0;
+    int rc = hie_mpi_store_euid_ids(hie_node__state_mpi(x->ctx->state), x->txn, x->euid,
+        x->arena, &ids, &n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *org = ids[i]->org_id;
+        size_t k = 0;
+        while (k < fwd->n && strcmp(fwd->orgs[k], org) != 0) {
+            k++;
+        }
+        if (k == fwd->n && (strcmp(org, x->who->org_id) == 0 || k == NODE_QUERY_RESPONDERS_MAX
+            || !hie_node__repo_is_responder(hie_node__state_repo(x->ctx->state), x->txn, org))) {
+            continue;
+        }
+        if (k == fwd->n) {
+            fwd->orgs[fwd->n] = org;
+            fwd->ids[fwd->n] = hie_arena_alloc(x->arena, (n + 1) * sizeof(*ids));
+            if (fwd->ids[fwd->n] == NULL) {
+                return HIE_ENOMEM;
+            }
+            fwd->n_ids[fwd->n++] = 0;
+        }
+        fwd->ids[k][fwd->n_ids[k]++] = ids[i];
+    }
+    fwd->euid = x->euid;
+    return rc;
+}
+
 int
 hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__RecordQuery *q,
     hie_arena_t *arena, Hie__V1__RecordQueryReply **reply, node_audit_cmd_t *audit,
-    node_mpi_err_t *e)
+    node_query_fwd_t *fwd, node_mpi_err_t *e)
 {
     *reply = NULL;
     audit->needed = false;
+    fwd->n = 0;
     char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
     Hie__V1__RecordQueryReply *out = hie_arena_alloc(arena, sizeof(*out));
     Hie__V1__SourceResult *src = hie_arena_alloc(arena, sizeof(*src));
@@ -274,6 +308,9 @@ hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__R
     }
     rc = query_euid(ctx, x.txn, q, arena, euid, e);
     int src_rc = rc == 0 ? query_scan(&x) : 0;
+    if (rc == 0 && src_rc == 0) {
+        src_rc = query_responders(&x, fwd);
+    }
     mdb_txn_abort(x.txn);
     if (rc != 0) {
         return rc;
@@ -290,6 +327,10 @@ hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__R
     out->documents = x.docs;
     out->n_sources = 1;
     out->sources = srcs;
+    if (fwd->n > 0) {
+        *reply = out; /* the worker forwards, then completes with the answers */
+        return 0;
+    }
     node_subject_t s = {euid, {0}, NULL, 0, x.ids, x.n};
     if (x.n > 0 || x.withheld == 0) {
         s.decision.decision = HIE_CONSENT_PERMIT;
@@ -351,4 +392,137 @@ hie_node__retrieve_prepare(node_ctx_t *ctx, const node_who_t *who,
     out->document = d;
     *reply = out;
     return 0;
+}
+
+/* ---- responders ------------------------------------------------------------------------------ */
+
+int
+hie_node__query_forward_frame(node_ctx_t *ctx, const char *query_id, const node_who_t *who,
+    const Hie__V1__RecordQuery *q, Hie__V1__PatientId **ids, size_t n_ids, int64_t deadline_ms,
+    uint8_t **buf, size_t *len)
+{
+    hie_envelope_t env = HIE__V1__ENVELOPE__INIT;
+    Hie__V1__QueryForward f = HIE__V1__QUERY_FORWARD__INIT;
+    f.query_id = (char *)(uintptr_t)query_id;
+    f.requester_org = (char *)(uintptr_t)who->org_id;
+    f.n_patient_ids = n_ids;
+    f.patient_ids = ids;
+    f.n_class_codes = q->n_class_codes;
+    f.class_codes = q->class_codes;
+    f.n_type_codes = q->n_type_codes;
+    f.type_codes = q->type_codes;
+    f.from_ms = q->from_ms;
+    f.to_ms = q->to_ms;
+    f.deadline_ms = deadline_ms;
+    f.purpose = who->purpose;
+    env.id = (char *)(uintptr_t)query_id;
+    env.purpose = who->purpose;
+    env.handled_ms = hie_time_wall_ms();
+    env.body_case = HIE__V1__ENVELOPE__BODY_QUERY_FORWARD;
+    env.query_forward = &f;
+    return hie_proto_frame_encode(&env, ctx->cfg.frame_bytes_max, buf, len);
+}
+
+/* Consent for one responder document, from its listed labels, class and date. */
+static bool
+entry_permitted(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const node_who_t *who,
+    const char *euid, const Hie__V1__DocumentEntry *en)
+{
+    Hie__V1__Document d = HIE__V1__DOCUMENT__INIT;
+    d.class_code = en->class_code;
+    d.date_ms = en->date_ms;
+    d.n_security_labels = en->n_security_labels;
+    d.security_labels = en->security_labels;
+    hie_consent_decision_t dec;
+    doc_decide(ctx, txn, arena, who, euid, &d, HIE__V1__CONSENT_ACTION__CONSENT_ACTION_QUERY,
+        &dec);
+    return hie_consent_permitted(&dec);
+}
+
+/* Appends the permitted documents of one answer; [out] counts. */
+static int
+answer_add(node_ctx_t *ctx, MDB_txn *txn, const node_who_t *who, const char *source,
+    const Hie__V1__QueryAnswer *ans, Hie__V1__RecordQueryReply *r, size_t cap,
+    hie_arena_t *arena)
+{
+    for (size_t i = 0; i < ans->n_documents && i < QUERY_LIMIT_MAX; i++) {
+        Hie__V1__DocumentEntry *en = ans->documents[i];
+        if (en->document_id == NULL || en->document_id[0] == '\0' || r->n_documents == cap) {
+            continue;
+        }
+        if (!entry_permitted(ctx, txn, arena, who, r->euid, en)) {
+            continue; /* left out, as if the responder had not listed it */
+        }
+        en->source = (char *)(uintptr_t)source;
+        r->documents[r->n_documents++] = en;
+    }
+    return 0;
+}
+
+static int
+sources_add(Hie__V1__RecordQueryReply *r, const node_query_fwd_t *fwd, const int *status,
+    Hie__V1__QueryAnswer *const *answers, hie_arena_t *arena)
+{
+    Hie__V1__SourceResult **srcs = hie_arena_alloc(arena, (r->n_sources + fwd->n + 1) *
+        sizeof(*srcs));
+    if (srcs == NULL) {
+        return HIE_ENOMEM;
+    }
+    memcpy(srcs, r->sources, r->n_sources * sizeof(*srcs));
+    for (size_t i = 0; i < fwd->n; i++) {
+        Hie__V1__SourceResult *s = hie_arena_alloc(arena, sizeof(*s));
+        if (s == NULL) {
+            return HIE_ENOMEM;
+        }
+        hie__v1__source_result__init(s);
+        s->source = (char *)(uintptr_t)fwd->orgs[i];
+        s->status = (Hie__V1__SourceStatus)status[i];
+        s->detail = (char *)(uintptr_t)(status[i] == HIE__V1__SOURCE_STATUS__SOURCE_TIMEOUT
+            ? "no answer before the deadline" : status[i] == HIE__V1__SOURCE_STATUS__SOURCE_ERROR
+            ? (answers[i] != NULL && answers[i]->error != NULL ? answers[i]->error : "error")
+            : "");
+        srcs[r->n_sources++] = s;
+    }
+    r->sources = srcs;
+    return 0;
+}
+
+int
+hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,
+    Hie__V1__RecordQueryReply *reply, const node_query_fwd_t *fwd, const int *status,
+    Hie__V1__QueryAnswer *const *answers, hie_arena_t *arena, node_audit_cmd_t *audit)
+{
+    size_t total = reply->n_documents;
+    for (size_t i = 0; i < fwd->n; i++) {
+        total += answers[i] != NULL ? answers[i]->n_documents : 0;
+    }
+    Hie__V1__DocumentEntry **docs = hie_arena_alloc(arena, (total + 1) * sizeof(*docs));
+    MDB_txn *txn = NULL;
+    if (docs == NULL || mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn)) {
+        return HIE_ENOMEM;
+    }
+    memcpy(docs, reply->documents, reply->n_documents * sizeof(*docs));
+    reply->documents = docs;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < fwd->n; i++) {
+        if (answers[i] != NULL && status[i] == HIE__V1__SOURCE_STATUS__SOURCE_OK) {
+            rc = answer_add(ctx, txn, who, fwd->orgs[i], answers[i], reply, total, arena);
+        }
+    }
+    mdb_txn_abort(txn);
+    qsort(reply->documents, reply->n_documents, sizeof(*reply->documents), cmp_date);
+    rc = rc ? rc : sources_add(reply, fwd, status, answers, arena);
+    char **ids = hie_arena_alloc(arena, (reply->n_documents + 1) * sizeof(*ids));
+    if (rc != 0 || ids == NULL) {
+        return rc != 0 ? rc : HIE_ENOMEM;
+    }
+    for (size_t i = 0; i < reply->n_documents; i++) {
+        ids[i] = reply->documents[i]->document_id;
+    }
+    node_subject_t s = {reply->euid, {0}, NULL, 0, ids, reply->n_documents};
+    s.decision.decision = HIE_CONSENT_PERMIT;
+    s.decision.reason = "consent-permit";
+    hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_RECORD_QUERY,
+        HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, &s, 1, arena, audit);
+    return audit->build_rc;
 }

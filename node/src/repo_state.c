@@ -6,6 +6,7 @@
  * Databases (state environment):
  *   repo_doc  document id -> QueuedMessage (the document sealed with the data key, AD = id)
  *   repo_rec  dupsort: record identity of the author's patient -> document id
+ *   repo_resp responder organizations: org -> "" (record queries are forwarded to them)
  * Documents are indexed by the author's source record, so they follow the record through
  * links and unlinks: a query about an EUID reads the documents of every source record of it.
  */
@@ -17,7 +18,7 @@
 
 struct node_repo {
     uint32_t magic;
-    MDB_dbi doc, rec;
+    MDB_dbi doc, rec, resp;
 };
 
 static int
@@ -40,6 +41,7 @@ hie_node__repo_open(node_repo_t **out, MDB_env *env)
     int rc = mdb_rc(mdb_txn_begin(env, NULL, 0, &txn));
     rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "repo_doc", MDB_CREATE, &r->doc));
     rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "repo_rec", MDB_CREATE | MDB_DUPSORT, &r->rec));
+    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "repo_resp", MDB_CREATE, &r->resp));
     if (rc == 0) {
         rc = mdb_rc(mdb_txn_commit(txn));
         txn = NULL;
@@ -118,4 +120,26 @@ hie_node__repo_each(node_repo_t *r, MDB_txn *txn, const uint8_t *rec_hash, size_
         mdb_cursor_close(cur);
     }
     return rc > 0 ? 0 : rc;
+}
+
+int
+hie_node__repo_responder_apply(node_repo_t *r, node_apply_t *a)
+{
+    HIE_ASSERT(r != NULL && r->magic == REPO_MAGIC);
+    const Hie__V1__ResponderCommand *c = a->cmd->responder;
+    if (strcmp(c->org_id, a->cmd->requester) != 0 && strcmp(a->cmd->requester, "@operator")) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, "org_id",
+            "an organization registers itself");
+    }
+    MDB_val k = {strlen(c->org_id), c->org_id}, v = {0, (void *)(uintptr_t)""};
+    int rc = c->enabled ? mdb_put(a->txn, r->resp, &k, &v, 0) : mdb_del(a->txn, r->resp, &k, NULL);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : HIE_ESTORAGE;
+}
+
+bool
+hie_node__repo_is_responder(node_repo_t *r, MDB_txn *txn, const char *org)
+{
+    HIE_ASSERT(r != NULL && r->magic == REPO_MAGIC);
+    MDB_val k = {strlen(org), (void *)(uintptr_t)org}, v;
+    return mdb_get(txn, r->resp, &k, &v) == 0;
 }

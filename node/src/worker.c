@@ -44,6 +44,18 @@ struct cache_entry {
     size_t len;
 };
 
+/* A record query forwarded to responders, waiting for their answers. */
+struct fwdq {
+    node_req_t *req;                 /* NULL: free slot */
+    char id[32];                     /* "qf.<worker>.<n>" */
+    uint64_t deadline_ns;
+    Hie__V1__RecordQueryReply *reply; /* the repository's part (req->arena) */
+    node_query_fwd_t fwd;
+    int status[NODE_QUERY_RESPONDERS_MAX];
+    Hie__V1__QueryAnswer *answers[NODE_QUERY_RESPONDERS_MAX];
+};
+#define FWD_MAX 64u
+
 struct worker {
     node_ctx_t *ctx;
     unsigned index;
@@ -56,6 +68,8 @@ struct worker {
     node_submitter_t audit_sub; /* audit records, committed asynchronously */
     void *dpush;               /* notifications to the delivery thread */
     struct parked *parked;     /* FIFO ring of HIE_NODE_AUDIT_PARKED_MAX */
+    struct fwdq fwd[FWD_MAX];  /* record queries waiting for responders */
+    uint64_t fwd_counter;
     size_t parked_head, parked_count;
     int bind_rc;
 };
@@ -302,6 +316,9 @@ mpi_roles(Hie__V1__Envelope__BodyCase body)
     case HIE__V1__ENVELOPE__BODY_RECORD_QUERY:
     case HIE__V1__ENVELOPE__BODY_RETRIEVE:
         return ROLES_QUERY;
+    case HIE__V1__ENVELOPE__BODY_QUERY_ANSWER:
+    case HIE__V1__ENVELOPE__BODY_RESPONDER_REGISTER:
+        return ROLES_FEED; /* members that hold records */
     default:
         return 0;
     }
@@ -365,6 +382,184 @@ ack_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
     return 0;
 }
 
+/* ---- record queries forwarded to responders -------------------------------------------- */
+
+static bool audit_park(struct worker *w, node_req_t *req, node_audit_cmd_t *audit,
+    Hie__V1__ErrorCode code);
+static bool send_back(struct worker *w, node_req_t *req);
+static void request_done(struct worker *w, node_req_t *req, Hie__V1__ErrorCode code,
+    bool cached);
+static void reply_drop(node_req_t *req);
+
+/* All responders answered, or the deadline passed: the reply with every source's status,
+ * then its audit record, then (parked) the member. */
+static void
+fwd_finish(struct worker *w, struct fwdq *fq)
+{
+    node_req_t *req = fq->req;
+    hie_org_t *org = NULL;
+    node_audit_cmd_t audit = {0};
+    Hie__V1__ErrorCode code = HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
+    fq->req = NULL;
+    int rc = hie_node__state_org_get(w->ctx->state, req->org_id, req->arena, &org);
+    node_who_t who = {req->org_id, org, req->env->purpose, req->env->id};
+    rc = rc ? rc : hie_node__query_complete(w->ctx, &who, fq->reply, &fq->fwd, fq->status,
+        fq->answers, req->arena, &audit);
+    hie_envelope_t reply = HIE__V1__ENVELOPE__INIT;
+    reply.body_case = HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY;
+    reply.record_query_reply = fq->reply;
+    if (rc == 0 && reply_pack(w, req, &reply) == 0 && audit_park(w, req, &audit, code)) {
+        return; /* sent once its audit record is committed */
+    }
+    reply_drop(req);
+    code = reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE,
+        "the query could not be completed; retry with the same id");
+    request_done(w, req, code, false);
+    (void)send_back(w, req);
+}
+
+static int
+query_run(struct worker *w, node_req_t *req, const node_who_t *who,
+    Hie__V1__RecordQueryReply **reply, node_audit_cmd_t *audit, node_mpi_err_t *e)
+{
+    struct fwdq *fq = NULL;
+    for (unsigned i = 0; i < FWD_MAX && fq == NULL; i++) {
+        fq = w->fwd[i].req == NULL ? &w->fwd[i] : NULL;
+    }
+    if (fq == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL,
+            "too many queries waiting for responders; retry later");
+    }
+    const Hie__V1__RecordQuery *q = req->env->record_query;
+    int rc = hie_node__query_prepare(w->ctx, who, q, req->arena, reply, audit, &fq->fwd, e);
+    if (rc != 0 || fq->fwd.n == 0) {
+        return rc;
+    }
+    fq->req = req;
+    fq->reply = *reply;
+    snprintf(fq->id, sizeof(fq->id), "qf.%u.%lu", w->index, (unsigned long)++w->fwd_counter);
+    uint64_t wait_ms = w->ctx->cfg.query_responder_timeout_ms;
+    fq->deadline_ns = hie_time_mono_ns() + wait_ms * 1000000ull;
+    for (size_t i = 0; i < fq->fwd.n; i++) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        fq->status[i] = 0;
+        fq->answers[i] = NULL;
+        if (hie_node__query_forward_frame(w->ctx, fq->id, who, q, fq->fwd.ids[i],
+            fq->fwd.n_ids[i], hie_time_wall_ms() + (int64_t)wait_ms, &buf, &len) == 0) {
+            hie_node__delivery_forward(w->dpush, fq->fwd.orgs[i], buf, len);
+        }
+    }
+    audit->forwarded = true;
+    return 0;
+}
+
+static struct fwdq *
+fwd_find(struct worker *w, const char *id)
+{
+    for (unsigned i = 0; id != NULL && i < FWD_MAX; i++) {
+        if (w->fwd[i].req != NULL && strcmp(w->fwd[i].id, id) == 0) {
+            return &w->fwd[i];
+        }
+    }
+    return NULL;
+}
+
+/* Keeps a copy of the answer in the query's arena (the answer's own goes with its reply). */
+static Hie__V1__QueryAnswer *
+answer_copy(const Hie__V1__QueryAnswer *a, hie_arena_t *arena)
+{
+    size_t n = protobuf_c_message_get_packed_size(&a->base);
+    uint8_t *buf = hie_arena_alloc(arena, n + 1);
+    ProtobufCMessage *m = NULL;
+    if (buf == NULL) {
+        return NULL;
+    }
+    HIE_ASSERT(protobuf_c_message_pack(&a->base, buf) == n);
+    return hie_proto_unpack(&hie__v1__query_answer__descriptor, hie_span(buf, n), arena, &m) ==
+        0 ? (Hie__V1__QueryAnswer *)m : NULL;
+}
+
+/* A responder's answer: kept if the query still waits for it; the last one completes it. */
+static int
+answer_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
+    Hie__V1__QueryAnswerReply **reply, node_mpi_err_t *e)
+{
+    const Hie__V1__QueryAnswer *a = req->env->query_answer;
+    Hie__V1__QueryAnswerReply *r = hie_arena_alloc(arena, sizeof(*r));
+    if (r == NULL || a->n_documents > 1000u) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "documents", "at most 1000");
+    }
+    hie__v1__query_answer_reply__init(r);
+    *reply = r;
+    struct fwdq *fq = fwd_find(w, a->query_id);
+    size_t i = 0, pending = 0;
+    while (fq != NULL && i < fq->fwd.n && strcmp(fq->fwd.orgs[i], org->id) != 0) {
+        i++;
+    }
+    if (fq == NULL || i == fq->fwd.n || fq->status[i] != 0) {
+        return 0; /* too late, already answered, or not asked: accepted = false */
+    }
+    fq->answers[i] = answer_copy(a, fq->req->arena);
+    fq->status[i] = fq->answers[i] == NULL || (a->error != NULL && a->error[0] != '\0')
+        ? HIE__V1__SOURCE_STATUS__SOURCE_ERROR : HIE__V1__SOURCE_STATUS__SOURCE_OK;
+    r->accepted = true;
+    for (size_t k = 0; k < fq->fwd.n; k++) {
+        pending += fq->status[k] == 0;
+    }
+    if (pending == 0) {
+        fwd_finish(w, fq);
+    }
+    return 0;
+}
+
+/* The queries whose deadline passed: their silent responders are marked timeout. */
+static void
+fwd_expire(struct worker *w, uint64_t now)
+{
+    for (unsigned i = 0; i < FWD_MAX; i++) {
+        struct fwdq *fq = &w->fwd[i];
+        if (fq->req == NULL || fq->deadline_ns > now) {
+            continue;
+        }
+        for (size_t k = 0; k < fq->fwd.n; k++) {
+            fq->status[k] = fq->status[k] != 0 ? fq->status[k]
+                                               : HIE__V1__SOURCE_STATUS__SOURCE_TIMEOUT;
+        }
+        fwd_finish(w, fq);
+    }
+}
+
+static int
+responder_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
+    Hie__V1__ResponderRegisterReply **reply, node_mpi_err_t *e)
+{
+    Hie__V1__ResponderCommand rc_ = HIE__V1__RESPONDER_COMMAND__INIT;
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    hie_command_result_t *res = NULL;
+    Hie__V1__ResponderRegisterReply *r = hie_arena_alloc(arena, sizeof(*r));
+    if (r == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "busy");
+    }
+    rc_.org_id = org->id;
+    rc_.enabled = req->env->responder_register->enabled;
+    cmd.requester = org->id;
+    cmd.request_id = req->env->id;
+    cmd.time_ms = hie_time_wall_ms();
+    cmd.node_id = w->ctx->cfg.node_id;
+    cmd.body_case = HIE__V1__COMMAND__BODY_RESPONDER;
+    cmd.responder = &rc_;
+    int rc = hie_node__submit_wait(&w->sub, &cmd, AUDIT_COMMIT_TIMEOUT_MS, arena, &res);
+    if (rc != 0 || res->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "not committed; send it again");
+    }
+    hie__v1__responder_register_reply__init(r);
+    r->enabled = rc_.enabled;
+    *reply = r;
+    return 0;
+}
+
 /* The delivery exchanges: push, receive, acknowledge, query, retrieve, ADT, subscriptions. */
 static int
 delivery_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
@@ -382,8 +577,11 @@ delivery_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *are
     case HIE__V1__ENVELOPE__BODY_DELIVERY_ACK:
         return ack_run(w, req, org, arena, &reply->delivery_ack_reply, e);
     case HIE__V1__ENVELOPE__BODY_RECORD_QUERY:
-        return hie_node__query_prepare(ctx, &who, env->record_query, arena,
-            &reply->record_query_reply, audit, e);
+        return query_run(w, req, &who, &reply->record_query_reply, audit, e);
+    case HIE__V1__ENVELOPE__BODY_QUERY_ANSWER:
+        return answer_run(w, req, org, arena, &reply->query_answer_reply, e);
+    case HIE__V1__ENVELOPE__BODY_RESPONDER_REGISTER:
+        return responder_run(w, req, org, arena, &reply->responder_register_reply, e);
     case HIE__V1__ENVELOPE__BODY_RETRIEVE:
         return hie_node__retrieve_prepare(ctx, &who, env->retrieve, arena,
             &reply->retrieve_reply, audit, e);
@@ -514,10 +712,12 @@ handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org, bool *parked)
     Hie__V1__ErrorCode code = HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
     if (mpi_run(w, req, org, arena, &reply, &audit, &e) != 0) {
         code = reply_error_field(w, req, e.code, e.message, e.field);
-    } else if (reply_pack(w, req, &reply) != 0) {
+    } else if (!audit.forwarded && reply_pack(w, req, &reply) != 0) {
         code = reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_INTERNAL, "reply too large");
     }
-    if (audit.needed) {
+    if (audit.forwarded) {
+        *parked = true; /* waiting for responders: finished by fwd_finish */
+    } else if (audit.needed) {
         *parked = audit_park(w, req, &audit, code);
         if (!*parked) {
             reply_drop(req);
@@ -691,10 +891,15 @@ parked_expire(struct worker *w, uint64_t now)
 static long
 poll_timeout_ms(const struct worker *w, uint64_t now)
 {
-    if (w->parked_count == 0) {
+    uint64_t d = w->parked_count > 0 ? w->parked[w->parked_head].deadline_ns : UINT64_MAX;
+    for (unsigned i = 0; i < FWD_MAX; i++) {
+        if (w->fwd[i].req != NULL && w->fwd[i].deadline_ns < d) {
+            d = w->fwd[i].deadline_ns;
+        }
+    }
+    if (d == UINT64_MAX) {
         return -1;
     }
-    uint64_t d = w->parked[w->parked_head].deadline_ns;
     return d <= now ? 0 : (long)((d - now) / 1000000u) + 1;
 }
 
@@ -736,6 +941,7 @@ worker_once(struct worker *w)
     if (!parked_expire(w, hie_time_mono_ns())) {
         return false;
     }
+    fwd_expire(w, hie_time_mono_ns());
     if (count == 2 && (items[1].revents & ZMQ_POLLIN) != 0) {
         return worker_request(w);
     }
@@ -754,6 +960,9 @@ worker_close_sockets(struct worker *w)
     if (w->dpush != NULL) {
         zmq_close(w->dpush);
         w->dpush = NULL;
+    }
+    for (unsigned i = 0; i < FWD_MAX; i++) {
+        hie_node__req_destroy(&w->fwd[i].req);
     }
     for (; w->parked != NULL && w->parked_count > 0; w->parked_count--) { /* shutting down */
         hie_node__req_destroy(&w->parked[w->parked_head].req);

@@ -396,6 +396,9 @@ command_validate_adt(const hie_command_t *cmd, hie_errinfo_t *info)
     case HIE__V1__COMMAND__BODY_REPLAY:
         return cmd->replay->subscription_id != NULL ? 0
             : hie_errinfo_set(info, HIE_EINVAL, "replay", "invalid");
+    case HIE__V1__COMMAND__BODY_RESPONDER:
+        return recipient_ok(cmd->responder->org_id) ? 0
+            : hie_errinfo_set(info, HIE_EINVAL, "responder.org_id", "invalid");
     default:
         return hie_errinfo_set(info, HIE_EINVAL, "command.body", "unknown command");
     }

@@ -91,6 +91,11 @@ static const struct {
     Hie__V1__Envelope__BodyCase body;
     const char *name;
 } BODY_NAMES[] = {
+    {HIE__V1__ENVELOPE__BODY_QUERY_FORWARD, "query_forward"},
+    {HIE__V1__ENVELOPE__BODY_QUERY_ANSWER, "query_answer"},
+    {HIE__V1__ENVELOPE__BODY_QUERY_ANSWER_REPLY, "query_answer_reply"},
+    {HIE__V1__ENVELOPE__BODY_RESPONDER_REGISTER, "responder_register"},
+    {HIE__V1__ENVELOPE__BODY_RESPONDER_REGISTER_REPLY, "responder_register_reply"},
     {HIE__V1__ENVELOPE__BODY_REPLAY, "replay"},
     {HIE__V1__ENVELOPE__BODY_REPLAY_REPLY, "replay_reply"},
     {HIE__V1__ENVELOPE__BODY_HEARTBEAT, "heartbeat"},

@@ -166,7 +166,9 @@ validate_body(const hie_envelope_t *env, hie_errinfo_t *info)
     case HIE__V1__ENVELOPE__BODY_ROSTER_UPDATE:
     case HIE__V1__ENVELOPE__BODY_UNSUBSCRIBE:
     case HIE__V1__ENVELOPE__BODY_REPLAY:
-        return 0; /* checked by the exchange (node/src/adt.c) */
+    case HIE__V1__ENVELOPE__BODY_QUERY_ANSWER:
+    case HIE__V1__ENVELOPE__BODY_RESPONDER_REGISTER:
+        return 0; /* checked by the exchange */
     case HIE__V1__ENVELOPE__BODY__NOT_SET:
         return hie_errinfo_set(info, HIE_EINVAL, "envelope.body", "no request body");
     default:

@@ -87,6 +87,9 @@ itest_node_write_config(itest_node_t *n)
         o->consent_off ? ", enforce: off-for-benchmarks-only" : "");
     fprintf(f, "audit: {checkpoint_interval_ms: %u}\n",
         o->checkpoint_interval_ms ? o->checkpoint_interval_ms : 500u);
+    if (o->responder_timeout_ms) {
+        fprintf(f, "query: {responder_timeout_ms: %u}\n", o->responder_timeout_ms);
+    }
     if (o->ack_timeout_ms || o->max_attempts || o->heartbeat_ms) {
         fprintf(f, "delivery: {ack_timeout_ms: %u, max_attempts: %u, heartbeat_ms: %u}\n",
             o->ack_timeout_ms ? o->ack_timeout_ms : 30000u, o->max_attempts ? o->max_attempts

@@ -157,3 +157,147 @@ Test(query, repository_documents_listed_filtered_and_consent_applied, .timeout =
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
 }
+
+#define HOSP2 "st-mary-hospital"
+
+/* st-mary: a responder that receives on its connection. */
+static void
+responder_on(hie_client_t *r, struct inbox *in, hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__ResponderRegister rr = HIE__V1__RESPONDER_REGISTER__INIT;
+    req_init(&req, "rr1");
+    rr.enabled = true;
+    req.body_case = HIE__V1__ENVELOPE__BODY_RESPONDER_REGISTER;
+    req.responder_register = &rr;
+    cr_assert_eq(call(r, &req, a)->body_case,
+        HIE__V1__ENVELOPE__BODY_RESPONDER_REGISTER_REPLY);
+    receive_start(r, "rr2", in, a);
+}
+
+static Hie__V1__QueryForward *
+forward_wait(hie_client_t *r, hie_arena_t *a)
+{
+    for (int i = 0; i < 20; i++) {
+        hie_envelope_t *env = NULL;
+        cr_assert_eq(hie_client_recv(r, 5000, a, &env), 0, "forwarded query");
+        if (env->body_case == HIE__V1__ENVELOPE__BODY_QUERY_FORWARD) {
+            return env->query_forward;
+        }
+    }
+    cr_assert(false, "no forwarded query");
+    return NULL;
+}
+
+static void
+answer(hie_client_t *r, const char *query_id, hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__QueryAnswer qa = HIE__V1__QUERY_ANSWER__INIT;
+    Hie__V1__DocumentEntry en = HIE__V1__DOCUMENT_ENTRY__INIT;
+    Hie__V1__DocumentEntry *docs[1] = {&en};
+    req_init(&req, "ans1");
+    en.document_id = MUT("st-mary:lab-77");
+    en.title = MUT("CBC");
+    en.class_code = MUT("lab-report");
+    en.date_ms = D2026_02 + 1000;
+    qa.query_id = MUT(query_id);
+    qa.n_documents = 1;
+    qa.documents = docs;
+    req.body_case = HIE__V1__ENVELOPE__BODY_QUERY_ANSWER;
+    req.query_answer = &qa;
+    hie_envelope_t *rep = call(r, &req, a);
+    cr_assert_eq(rep->body_case, HIE__V1__ENVELOPE__BODY_QUERY_ANSWER_REPLY);
+    cr_assert(rep->query_answer_reply->accepted);
+}
+
+static void
+setup3(itest_node_t *n, hie_client_t **h, hie_client_t **c, hie_client_t **s, hie_arena_t *a)
+{
+    itest_opts_t o = {.responder_timeout_ms = 700};
+    itest_node_init(n, &o);
+    itest_node_start(n);
+    itest_register(n, HOSP, "hospital");
+    itest_register(n, HOSP2, "hospital");
+    itest_register(n, CLINIC, "clinic");
+    *h = itest_client(n, HOSP);
+    *c = itest_client(n, CLINIC);
+    *s = itest_client(n, HOSP2);
+    feed_ok(*h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    feed_ok(*c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    feed_ok(*s, "f3", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP2, "S-5", &JOHN, NULL, a);
+    store(*h, "dA", "discharge-summary", NULL, D2026_01, "discharge A", a);
+}
+
+static void
+query_send(hie_client_t *c, const char *id)
+{
+    hie_envelope_t req;
+    Hie__V1__RecordQuery q = HIE__V1__RECORD_QUERY__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    req_init(&req, id);
+    pid.org_id = MUT(CLINIC);
+    pid.mrn = MUT("C-9");
+    q.patient = &pid;
+    req.body_case = HIE__V1__ENVELOPE__BODY_RECORD_QUERY;
+    req.record_query = &q;
+    cr_assert_eq(hie_client_send(c, &req), 0);
+}
+
+Test(query, a_responder_answers_and_both_sources_are_listed, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    setup3(&n, &h, &c, &s, a);
+    struct inbox in;
+    responder_on(s, &in, a);
+    query_send(c, "q1");
+    Hie__V1__QueryForward *f = forward_wait(s, a);
+    cr_assert_str_eq(f->requester_org, CLINIC);
+    cr_assert_eq(f->n_patient_ids, 1u);
+    cr_assert_str_eq(f->patient_ids[0]->mrn, "S-5", "st-mary's own MRN");
+    answer(s, f->query_id, a);
+    hie_envelope_t *r = NULL;
+    cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    Hie__V1__RecordQueryReply *qr = r->record_query_reply;
+    cr_assert_eq(qr->n_documents, 2u, "the repository's and st-mary's");
+    cr_assert_str_eq(qr->documents[0]->document_id, "st-mary:lab-77");
+    cr_assert_str_eq(qr->documents[0]->source, HOSP2);
+    cr_assert_eq(qr->n_sources, 2u);
+    cr_assert_eq(qr->sources[1]->status, HIE__V1__SOURCE_STATUS__SOURCE_OK);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_client_destroy(&s);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+Test(query, a_silent_responder_is_marked_timeout_at_the_deadline, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    setup3(&n, &h, &c, &s, a);
+    struct inbox in;
+    responder_on(s, &in, a); /* registered and receiving, never answers */
+    uint64_t t0 = hie_time_mono_ns();
+    query_send(c, "q1");
+    hie_envelope_t *r = NULL;
+    cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0);
+    uint64_t ms = (hie_time_mono_ns() - t0) / 1000000u;
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    Hie__V1__RecordQueryReply *qr = r->record_query_reply;
+    cr_assert_eq(qr->n_documents, 1u, "the repository's document only");
+    cr_assert_eq(qr->n_sources, 2u);
+    cr_assert_eq(qr->sources[0]->status, HIE__V1__SOURCE_STATUS__SOURCE_OK);
+    cr_assert_str_eq(qr->sources[1]->source, HOSP2);
+    cr_assert_eq(qr->sources[1]->status, HIE__V1__SOURCE_STATUS__SOURCE_TIMEOUT);
+    cr_assert(ms >= 650 && ms < 3000, "answered at the 700 ms deadline: %lu ms", ms);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_client_destroy(&s);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}

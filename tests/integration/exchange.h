@@ -296,8 +296,33 @@ next_delivery(hie_client_t *c, struct inbox *in, uint32_t timeout_ms, hie_arena_
     return NULL;
 }
 
-/* Acknowledges seqs; deliveries that arrive meanwhile go to in (a plain call would drop them:
- * they are not its reply). */
+/* Sends req and returns its reply; deliveries that arrive meanwhile go to in (a plain call
+ * would drop them: they are not its reply), heartbeats are skipped. */
+static inline hie_envelope_t *
+call_keep(hie_client_t *c, hie_envelope_t *req, struct inbox *in, hie_arena_t *a)
+{
+    cr_assert_eq(hie_client_send(c, req), 0);
+    if (in->head == in->n) {
+        in->head = in->n = 0;
+    }
+    for (int i = 0; i < 300; i++) {
+        hie_envelope_t *env = NULL;
+        cr_assert_eq(hie_client_recv(c, 5000, a, &env), 0, "reply");
+        if (env->body_case == HIE__V1__ENVELOPE__BODY_HEARTBEAT) {
+            continue;
+        }
+        if (env->body_case == HIE__V1__ENVELOPE__BODY_DELIVERY) {
+            cr_assert_lt(in->n, 64u, "inbox full");
+            in->d[in->n++] = env->delivery;
+            continue;
+        }
+        return env;
+    }
+    cr_assert(false, "no reply");
+    return NULL;
+}
+
+/* Acknowledges seqs (deliveries arriving meanwhile are kept in in). */
 static inline uint32_t
 ack(hie_client_t *c, const char *id, uint64_t *seqs, size_t n, struct inbox *in,
     hie_arena_t *a)
@@ -310,26 +335,9 @@ ack(hie_client_t *c, const char *id, uint64_t *seqs, size_t n, struct inbox *in,
     d.seqs = seqs;
     req.body_case = HIE__V1__ENVELOPE__BODY_DELIVERY_ACK;
     req.delivery_ack = &d;
-    cr_assert_eq(hie_client_send(c, &req), 0);
-    if (in->head == in->n) {
-        in->head = in->n = 0;
-    }
-    for (int i = 0; i < 300; i++) {
-        hie_envelope_t *env = NULL;
-        cr_assert_eq(hie_client_recv(c, 5000, a, &env), 0, "ack reply");
-        if (env->body_case == HIE__V1__ENVELOPE__BODY_HEARTBEAT) {
-            continue;
-        }
-        if (env->body_case == HIE__V1__ENVELOPE__BODY_DELIVERY) {
-            cr_assert_lt(in->n, 64u, "inbox full");
-            in->d[in->n++] = env->delivery;
-            continue;
-        }
-        cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_DELIVERY_ACK_REPLY);
-        return env->delivery_ack_reply->acknowledged;
-    }
-    cr_assert(false, "no ack reply");
-    return 0;
+    hie_envelope_t *env = call_keep(c, &req, in, a);
+    cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_DELIVERY_ACK_REPLY);
+    return env->delivery_ack_reply->acknowledged;
 }
 
 #endif

@@ -302,8 +302,10 @@ static inline hie_envelope_t *
 call_keep(hie_client_t *c, hie_envelope_t *req, struct inbox *in, hie_arena_t *a)
 {
     cr_assert_eq(hie_client_send(c, req), 0);
-    if (in->head == in->n) {
-        in->head = in->n = 0;
+    if (in->head > 0) { /* compact: what was read already goes */
+        memmove(in->d, in->d + in->head, (in->n - in->head) * sizeof(in->d[0]));
+        in->n -= in->head;
+        in->head = 0;
     }
     for (int i = 0; i < 300; i++) {
         hie_envelope_t *env = NULL;

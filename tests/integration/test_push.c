@@ -288,3 +288,82 @@ Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
 }
+
+/* Pushes for patient p's document k from connection c, pipelined (no wait for the reply). */
+static void
+push_send(hie_client_t *c, int p, int k)
+{
+    char id[32], mrn[16], body[32];
+    snprintf(id, sizeof(id), "o-%d-%d", p, k);
+    snprintf(mrn, sizeof(mrn), "P-%d", p);
+    snprintf(body, sizeof(body), "%d:%d", p, k);
+    hie_envelope_t req;
+    Hie__V1__PushRequest pr = HIE__V1__PUSH_REQUEST__INIT;
+    Hie__V1__Document d = HIE__V1__DOCUMENT__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    req_init(&req, id);
+    pid.org_id = MUT(HOSP);
+    pid.mrn = mrn;
+    d.patient = &pid;
+    d.content_type = MUT("text/plain");
+    d.content = (ProtobufCBinaryData){strlen(body), (uint8_t *)body};
+    pr.recipient_org = MUT(CLINIC);
+    pr.document = &d;
+    req.body_case = HIE__V1__ENVELOPE__BODY_PUSH;
+    req.push = &pr;
+    cr_assert_eq(hie_client_send(c, &req), 0);
+}
+
+Test(push, per_patient_order_holds_with_concurrent_pushes, .timeout = 180)
+{
+    enum { PATIENTS = 12, DOCS = 8, CONNS = 3 };
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *conn[CONNS], *c = itest_client(&n, CLINIC);
+    for (int i = 0; i < CONNS; i++) {
+        conn[i] = itest_client(&n, HOSP);
+    }
+    struct person p = JOHN;
+    for (int i = 0; i < PATIENTS; i++) {
+        char id[16], mrn[16], dob[16];
+        snprintf(id, sizeof(id), "f%d", i);
+        snprintf(mrn, sizeof(mrn), "P-%d", i);
+        snprintf(dob, sizeof(dob), "19%02d-0%d-1%d", 40 + i, 1 + i % 9, i % 9);
+        p.dob = dob;
+        feed_ok(conn[0], id, HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, mrn, &p, NULL, a);
+    }
+    /* each patient's documents go, in order, through one connection; patients interleave
+     * across connections, and each connection keeps several pushes in flight */
+    for (int k = 0; k < DOCS; k++) {
+        for (int i = 0; i < PATIENTS; i++) {
+            push_send(conn[i % CONNS], i, k);
+        }
+        for (int i = 0; i < PATIENTS; i++) { /* the replies of this round */
+            hie_envelope_t *r = NULL;
+            cr_assert_eq(hie_client_recv(conn[i % CONNS], 5000, a, &r), 0);
+            cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PUSH_REPLY);
+        }
+    }
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), (uint64_t)(PATIENTS * DOCS));
+    int next[PATIENTS] = {0};
+    for (int j = 0; j < PATIENTS * DOCS; j++) {
+        Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+        cr_assert_not_null(d, "delivery %d", j);
+        int pi = -1, k = -1;
+        char body[32] = "";
+        memcpy(body, d->document->content.data, d->document->content.len < 31
+            ? d->document->content.len : 31);
+        cr_assert_eq(sscanf(body, "%d:%d", &pi, &k), 2);
+        cr_assert_eq(k, next[pi], "patient %d: document %d before %d", pi, k, next[pi]);
+        next[pi]++;
+        cr_assert_eq(ack(c, d->message_id, &d->seq, 1, &in, a), 1u);
+    }
+    for (int i = 0; i < CONNS; i++) {
+        hie_client_destroy(&conn[i]);
+    }
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}

@@ -16,6 +16,7 @@
 #include <criterion/criterion.h>
 
 #include <signal.h>
+#include <sodium.h>
 #include <string.h>
 
 #define MAP_BYTES (64ull * 1024ull * 1024ull)
@@ -972,5 +973,317 @@ Test(node_sm, mpi_feeds_in_different_batches_give_identical_indexes)
     for (size_t i = 0; i < HIE_ARRAY_LEN(dbs); i++) {
         size_t n = db_compare(ea, eb, dbs[i]);
         cr_assert(strcmp(dbs[i], "mpi_nolink") == 0 || n > 0, "%s is empty", dbs[i]);
+    }
+}
+
+/* ---- consent, audit, push, subscriptions, ADT: the same log gives the same state ---------- */
+
+#define EX_MAX 400u
+#define EX_PATIENTS 8u
+
+/* Commands are built by the node's own code against state A (as a worker would, reading the
+ * state the log has reached), applied to A one by one and kept; B applies the same bytes in
+ * batches of 7 and restarts halfway. */
+struct ex {
+    node_ctx_t ctx;
+    test_rng_t rng;
+    uint8_t *cmds[EX_MAX];
+    size_t lens[EX_MAX];
+    size_t n;
+    unsigned pushes, denied, notices, acks;
+};
+
+static void
+ex_keep(struct ex *x, const hie_command_t *cmd)
+{
+    cr_assert_lt(x->n, EX_MAX);
+    cr_assert_eq(hie_proto_pack(&cmd->base, HIE_LOG_COMMAND_BYTES_MAX, &x->cmds[x->n],
+        &x->lens[x->n]), 0);
+    struct result r;
+    apply_raw(x->ctx.state, 1 + x->n, &x->cmds[x->n], &x->lens[x->n], 1, &r);
+    x->acks += r.msg->code == 0 && r.msg->acknowledged > 0;
+    result_free(&r);
+    x->n++;
+}
+
+static void
+ex_org(struct ex *x, const char *org, Hie__V1__Role role)
+{
+    struct cmd_spec s = {HIE__V1__COMMAND__BODY_ORG_REGISTER, org, org, T0, NULL, NULL, 1,
+        {role}};
+    x->cmds[x->n] = cmd_pack(&s, &x->lens[x->n]);
+    struct result r;
+    apply_raw(x->ctx.state, 1 + x->n, &x->cmds[x->n], &x->lens[x->n], 1, &r);
+    result_free(&r);
+    x->n++;
+}
+
+static const node_who_t *
+ex_who(struct ex *x, const char *org, const char *id)
+{
+    static node_who_t who;
+    static char idbuf[32];
+    hie_org_t *o = NULL;
+    cr_assert_eq(hie_node__state_org_get(x->ctx.state, org, arena, &o), 0);
+    snprintf(idbuf, sizeof(idbuf), "%s", id);
+    who = (node_who_t){o->id, o, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, idbuf};
+    return &who;
+}
+
+static void
+ex_feed(struct ex *x, const char *org, unsigned p)
+{
+    char mrn[16], rid[24], dob[11], pc[8], *g[1], *f[1];
+    Hie__V1__Demographics d;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    Hie__V1__MpiFeedRequest req = HIE__V1__MPI_FEED_REQUEST__INIT;
+    test_rng_t fixed;
+    test_rng_init(&fixed, p + 1); /* the same spelling at both organizations: they link */
+    snprintf(mrn, sizeof(mrn), "%c-%u", org[4], p);
+    pid.org_id = (char *)(uintptr_t)org;
+    pid.mrn = mrn;
+    req.action = HIE__V1__FEED_ACTION__FEED_CREATE;
+    req.patient = &pid;
+    mpi_demo(&fixed, p, &d, g, f, dob, pc);
+    req.demographics = &d;
+    Hie__V1__MpiFeedCommand *fc = NULL;
+    hie_errinfo_t info = {0};
+    cr_assert_eq(hie_mpi_feed_command(hie_node__state_mpi_key(x->ctx.state), org, &req, arena,
+        &fc, &info), 0);
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    snprintf(rid, sizeof(rid), "feed-%s-%u", org, p);
+    cmd.requester = (char *)(uintptr_t)org;
+    cmd.request_id = rid;
+    cmd.time_ms = T0 + x->n;
+    cmd.node_id = "node-1";
+    cmd.body_case = HIE__V1__COMMAND__BODY_MPI_FEED;
+    cmd.mpi_feed = fc;
+    ex_keep(x, &cmd);
+}
+
+static void
+ex_subscribe(struct ex *x, const char *org)
+{
+    Hie__V1__Subscription s = HIE__V1__SUBSCRIPTION__INIT;
+    Hie__V1__SubscribeCommand sc = HIE__V1__SUBSCRIBE_COMMAND__INIT;
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    char rid[24];
+    snprintf(rid, sizeof(rid), "sub-%s", org);
+    s.org_id = (char *)(uintptr_t)org;
+    s.scope = HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_ALL_MY_PATIENTS;
+    sc.subscription = &s;
+    cmd.requester = s.org_id;
+    cmd.request_id = rid;
+    cmd.time_ms = T0 + x->n;
+    cmd.node_id = "node-1";
+    cmd.body_case = HIE__V1__COMMAND__BODY_SUBSCRIBE;
+    cmd.subscribe = &sc;
+    ex_keep(x, &cmd);
+}
+
+/* The hospital files patient p's directive: everyone but the clinic (or revokes it). */
+static void
+ex_consent(struct ex *x, unsigned p, unsigned step)
+{
+    static char ids[EX_PATIENTS][32];
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    char rid[24], mrn[16], masked[40];
+    snprintf(rid, sizeof(rid), "c-%u", step);
+    cmd.requester = "org-h";
+    cmd.request_id = rid;
+    cmd.time_ms = T0 + x->n;
+    cmd.node_id = "node-1";
+    Hie__V1__ConsentRevokeCommand rv = HIE__V1__CONSENT_REVOKE_COMMAND__INIT;
+    if (ids[p][0] != '\0') {
+        rv.id = ids[p];
+        cmd.body_case = HIE__V1__COMMAND__BODY_CONSENT_REVOKE;
+        cmd.consent_revoke = &rv;
+        ex_keep(x, &cmd);
+        ids[p][0] = '\0';
+        return;
+    }
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    snprintf(mrn, sizeof(mrn), "h-%u", p);
+    hie_mpi_rec_hash(hie_node__state_mpi_key(x->ctx.state), "org-h", mrn, h);
+    masked[0] = '#';
+    sodium_bin2hex(masked + 1, sizeof(masked) - 1, h, sizeof(h));
+    Hie__V1__ConsentDirective d = HIE__V1__CONSENT_DIRECTIVE__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    Hie__V1__ConsentProvision root = HIE__V1__CONSENT_PROVISION__INIT;
+    Hie__V1__ConsentProvision kid = HIE__V1__CONSENT_PROVISION__INIT, *kids[1] = {&kid};
+    Hie__V1__ConsentActor actor = HIE__V1__CONSENT_ACTOR__INIT, *actors[1] = {&actor};
+    pid.org_id = "org-h";
+    pid.mrn = masked;
+    actor.org_id = "org-c";
+    kid.type = HIE__V1__PROVISION_TYPE__PROVISION_DENY;
+    kid.n_actors = 1;
+    kid.actors = actors;
+    root.type = HIE__V1__PROVISION_TYPE__PROVISION_PERMIT;
+    root.n_provisions = 1;
+    root.provisions = kids;
+    d.patient = &pid;
+    d.status = HIE__V1__CONSENT_STATUS__CONSENT_ACTIVE;
+    d.date_ms = T0;
+    d.provision = &root;
+    Hie__V1__ConsentSubmitCommand sc = HIE__V1__CONSENT_SUBMIT_COMMAND__INIT;
+    sc.directive = &d;
+    sc.rec_hash = (ProtobufCBinaryData){sizeof(h), h};
+    cmd.body_case = HIE__V1__COMMAND__BODY_CONSENT_SUBMIT;
+    cmd.consent_submit = &sc;
+    ex_keep(x, &cmd);
+    snprintf(ids[p], sizeof(ids[p]), "cns-%zu", x->n); /* the index it was applied at */
+}
+
+static void
+ex_push(struct ex *x, unsigned p, unsigned step)
+{
+    char rid[24], mrn[16];
+    snprintf(rid, sizeof(rid), "p-%u", step);
+    snprintf(mrn, sizeof(mrn), "h-%u", p);
+    Hie__V1__PushRequest req = HIE__V1__PUSH_REQUEST__INIT;
+    Hie__V1__Document d = HIE__V1__DOCUMENT__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    pid.org_id = "org-h";
+    pid.mrn = mrn;
+    d.patient = &pid;
+    d.content_type = "text/plain";
+    d.content = (ProtobufCBinaryData){4, (uint8_t *)"note"};
+    req.recipient_org = test_rng_below(&x->rng, 4) == 0 ? "" : "org-c"; /* or the repository */
+    req.document = &d;
+    Hie__V1__PushReply *reply = NULL;
+    node_audit_cmd_t audit = {0};
+    node_mpi_err_t e = {0};
+    int rc = hie_node__push_prepare(&x->ctx, ex_who(x, "org-h", rid), &req, arena, &reply,
+        &audit, &e);
+    cr_assert(rc == 0 || e.code == WIRE(CONSENT_DENIED), "push: %s", e.message);
+    x->denied += rc != 0;
+    x->pushes += rc == 0;
+    cr_assert(audit.needed);
+    ex_keep(x, &audit.cmd);
+}
+
+static void
+ex_adt(struct ex *x, unsigned p, unsigned step)
+{
+    static const Hie__V1__AdtEvent evs[] = {HIE__V1__ADT_EVENT__ADT_A01,
+        HIE__V1__ADT_EVENT__ADT_A02, HIE__V1__ADT_EVENT__ADT_A03, HIE__V1__ADT_EVENT__ADT_A11};
+    char rid[24], mrn[16], visit[16];
+    snprintf(rid, sizeof(rid), "a-%u", step);
+    snprintf(mrn, sizeof(mrn), "h-%u", p);
+    snprintf(visit, sizeof(visit), "V%u", p);
+    Hie__V1__AdtRequest req = HIE__V1__ADT_REQUEST__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    Hie__V1__Encounter en = HIE__V1__ENCOUNTER__INIT;
+    pid.org_id = "org-h";
+    pid.mrn = mrn;
+    en.visit_id = visit;
+    en.patient_class = HIE__V1__PATIENT_CLASS__PATIENT_CLASS_INPATIENT;
+    req.event = evs[test_rng_below(&x->rng, 4)];
+    req.patient = &pid;
+    req.encounter = &en;
+    req.event_ms = T0;
+    Hie__V1__AdtReply *reply = NULL;
+    node_audit_cmd_t audit = {0};
+    node_mpi_err_t e = {0};
+    cr_assert_eq(hie_node__adt_prepare(&x->ctx, NULL, ex_who(x, "org-h", rid), &req, arena,
+        &reply, &audit, &e), 0, "adt: %s", e.message);
+    x->notices += reply->notified;
+    ex_keep(x, &audit.cmd);
+}
+
+/* The clinic acknowledges a random queued message (or one that is gone: a no-op). */
+static void
+ex_ack(struct ex *x, unsigned step)
+{
+    char rid[24];
+    snprintf(rid, sizeof(rid), "k-%u", step);
+    uint64_t seq = 1 + test_rng_below(&x->rng, 40);
+    Hie__V1__DeliveryAckCommand ac = HIE__V1__DELIVERY_ACK_COMMAND__INIT;
+    ac.recipient_org = "org-c";
+    ac.n_seqs = 1;
+    ac.seqs = &seq;
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    cmd.requester = "org-c";
+    cmd.request_id = rid;
+    cmd.time_ms = T0 + x->n;
+    cmd.node_id = "node-1";
+    cmd.body_case = test_rng_below(&x->rng, 5) == 0 ? HIE__V1__COMMAND__BODY_DEAD_LETTER
+                                                     : HIE__V1__COMMAND__BODY_DELIVERY_ACK;
+    Hie__V1__DeadLetterCommand dc = HIE__V1__DEAD_LETTER_COMMAND__INIT;
+    dc.recipient_org = "org-c";
+    dc.seq = seq;
+    dc.attempts = 8;
+    dc.reason = "max-attempts";
+    cmd.delivery_ack = &ac;
+    if (cmd.body_case == HIE__V1__COMMAND__BODY_DEAD_LETTER) {
+        cmd.dead_letter = &dc;
+    }
+    ex_keep(x, &cmd);
+}
+
+Test(node_sm, exchanges_in_different_batches_give_identical_state)
+{
+    static struct ex x;
+    memset(&x, 0, sizeof(x));
+    uint64_t seed = test_seed(0x4558434844455431ull); /* "EXCHDET1" */
+    test_rng_init(&x.rng, seed);
+    node_state_t *a = state_open(0);
+    char key_path[192];
+    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
+    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path), 0);
+    x.ctx.state = a;
+    snprintf(x.ctx.cfg.node_id, sizeof(x.ctx.cfg.node_id), "node-1");
+    hie_consent_policy_init(&x.ctx.consent_policy);
+    x.ctx.consent_policy.regime = HIE_CONSENT_OPT_OUT;
+    ex_org(&x, "org-h", HIE__V1__ROLE__ROLE_HOSPITAL);
+    ex_org(&x, "org-c", HIE__V1__ROLE__ROLE_CLINIC);
+    for (unsigned p = 0; p < EX_PATIENTS; p++) {
+        ex_feed(&x, "org-h", p);
+        ex_feed(&x, "org-c", p);
+    }
+    ex_subscribe(&x, "org-c");
+    for (unsigned step = 0; x.n < EX_MAX - 2; step++) {
+        unsigned p = test_rng_below(&x.rng, EX_PATIENTS), what = test_rng_below(&x.rng, 10);
+        if (what < 2) {
+            ex_consent(&x, p, step);
+        } else if (what < 5) {
+            ex_push(&x, p, step);
+        } else if (what < 8) {
+            ex_adt(&x, p, step);
+        } else {
+            ex_ack(&x, step);
+        }
+        hie_arena_destroy(&arena);
+        cr_assert_eq(hie_arena_create(&arena, HIE_ARENA_BYTES_MAX), 0);
+    }
+    cr_log_info("seed %#lx: %zu commands, %u pushes, %u refused by consent, %u notices, "
+        "%u acks or dead letters", seed, x.n, x.pushes, x.denied, x.notices, x.acks);
+    cr_assert(x.pushes > 0 && x.denied > 0 && x.notices > 0 && x.acks > 0, "every path");
+    node_state_t *b = state_open(1);
+    cr_assert_eq(hie_node__state_mpi_key_load(b, key_path), 0);
+    for (size_t first = 0; first < x.n; first += 7) {
+        size_t n = x.n - first < 7 ? x.n - first : 7;
+        static struct result r[7];
+        apply_raw(b, 1 + first, x.cmds + first, x.lens + first, n, r);
+        for (size_t i = 0; i < n; i++) {
+            result_free(&r[i]);
+        }
+        if (first == 196) { /* B restarts halfway */
+            hie_node__state_close(&states[1]);
+            b = state_open(1);
+            cr_assert_eq(hie_node__state_mpi_key_load(b, key_path), 0);
+        }
+    }
+    static const char *const dbs[] = {"consent_dir", "consent_rule", "consent_pat",
+        HIE_AUDIT_TREE_DB_NAME, "audit_rec", "audit_subj", "audit_pat", "audit_org", "q_msg",
+        "q_meta", "q_dead", "subs", "sub_org", "sub_all", "adt_visit", "sub_log", "repo_doc",
+        "repo_rec", "dedup", "mpi_rec"};
+    for (size_t i = 0; i < HIE_ARRAY_LEN(dbs); i++) {
+        size_t n = db_compare(hie_node__state_env(a), hie_node__state_env(b), dbs[i]);
+        cr_assert(n > 0 || strcmp(dbs[i], "q_dead") == 0, "%s is empty", dbs[i]);
+    }
+    for (size_t i = 0; i < x.n; i++) {
+        hie_mem_free(x.cmds[i], x.lens[i]);
     }
 }

@@ -14,6 +14,7 @@
  * 2 usage, file, state or connection failures (progress saved: rerun to resume).
  */
 #include "consent_json.h"
+#include "hiectl_int.h"
 #include "import.h"
 #include "node_int.h"
 
@@ -33,37 +34,9 @@
 #define CTL_TIMEOUT_MS 15000
 #define CTL_REPLY_ARENA_BYTES (64u * 1024u * 1024u)
 
-struct ctl {
-    const char *socket;
-    const char *config;
-    const char *id;
-    const char *name;
-    const char *roles;
-    const char *reason;
-    const char *data_dir;
-    const char *node_id;
-    int timeout_ms;
-    bool timeout_set;
-    const char *format;     /* mpi import */
-    uint32_t batch;
-    const char *state;
-    bool restart;
-    const char *rejects;
-    uint64_t after;         /* mpi review list */
-    uint32_t limit;
-    bool all;
-    uint64_t sample_pairs;  /* mpi train */
-    const char *vkey;       /* audit verify */
-    const char *checkpoint;
-    const char *org;        /* consent */
-    const char *mrn;
-    const char *file;
-    bool json;
-    bool bad_number;
-};
 
-static void
-usage(FILE *f)
+void
+hie_ctl__usage(FILE *f)
 {
     fprintf(f,
         "usage: hiectl [--socket PATH | --config FILE] [--id REQUEST_ID] COMMAND ...\n\n"
@@ -240,8 +213,8 @@ ctl_conn_init(const struct ctl *c, struct ctl_conn *conn, int timeout_ms)
 
 /* Sends req and returns the decoded reply in arena, or exits 3 when the node is unreachable
  * and 1 when it answers with an error. */
-static Hie__V1__AdminReply *
-ctl_call(const struct ctl *c, Hie__V1__AdminRequest *req, hie_arena_t *arena)
+Hie__V1__AdminReply *
+hie_ctl__call(const struct ctl *c, Hie__V1__AdminRequest *req, hie_arena_t *arena)
 {
     struct ctl_conn conn;
     Hie__V1__AdminReply *reply = NULL;
@@ -292,8 +265,8 @@ parse_roles(const char *s, Hie__V1__Role *roles, size_t *n)
     return *n > 0 ? 0 : HIE_EINVAL;
 }
 
-static int
-ctl_command(const struct ctl *c, hie_command_t *cmd, hie_arena_t *arena)
+int
+hie_ctl__command(const struct ctl *c, hie_command_t *cmd, hie_arena_t *arena)
 {
     char id[40];
     Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
@@ -305,7 +278,7 @@ ctl_command(const struct ctl *c, hie_command_t *cmd, hie_arena_t *arena)
     }
     req.body_case = HIE__V1__ADMIN_REQUEST__BODY_COMMAND;
     req.command = cmd;
-    Hie__V1__AdminReply *reply = ctl_call(c, &req, arena);
+    Hie__V1__AdminReply *reply = hie_ctl__call(c, &req, arena);
     if (reply->body_case != HIE__V1__ADMIN_REPLY__BODY_RESULT) {
         fprintf(stderr, "hiectl: unexpected answer\n");
         return 3;
@@ -362,17 +335,17 @@ ctl_org_change(const struct ctl *c, const char *verb, const char *org, hie_arena
         cmd.body_case = HIE__V1__COMMAND__BODY_ORG_REINSTATE;
         cmd.org_reinstate = &rein;
     } else {
-        usage(stderr);
+        hie_ctl__usage(stderr);
         return 2;
     }
-    return ctl_command(c, &cmd, arena);
+    return hie_ctl__command(c, &cmd, arena);
 }
 
 static int
 ctl_org(const struct ctl *c, int argc, char **argv, hie_arena_t *arena)
 {
     if (argc < 1) {
-        usage(stderr);
+        hie_ctl__usage(stderr);
         return 2;
     }
     Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
@@ -380,14 +353,14 @@ ctl_org(const struct ctl *c, int argc, char **argv, hie_arena_t *arena)
         Hie__V1__AdminOrgList list = HIE__V1__ADMIN_ORG_LIST__INIT;
         req.body_case = HIE__V1__ADMIN_REQUEST__BODY_ORG_LIST;
         req.org_list = &list;
-        Hie__V1__AdminReply *reply = ctl_call(c, &req, arena);
+        Hie__V1__AdminReply *reply = hie_ctl__call(c, &req, arena);
         for (size_t i = 0; reply->org_list != NULL && i < reply->org_list->n_orgs; i++) {
             print_org(reply->org_list->orgs[i]);
         }
         return 0;
     }
     if (argc != 2) {
-        usage(stderr);
+        hie_ctl__usage(stderr);
         return 2;
     }
     if (strcmp(argv[0], "show") == 0) {
@@ -395,7 +368,7 @@ ctl_org(const struct ctl *c, int argc, char **argv, hie_arena_t *arena)
         get.org_id = argv[1];
         req.body_case = HIE__V1__ADMIN_REQUEST__BODY_ORG_GET;
         req.org_get = &get;
-        Hie__V1__AdminReply *reply = ctl_call(c, &req, arena);
+        Hie__V1__AdminReply *reply = hie_ctl__call(c, &req, arena);
         if (reply->org != NULL) {
             print_org(reply->org);
         }
@@ -411,7 +384,7 @@ ctl_status(const struct ctl *c, hie_arena_t *arena)
     Hie__V1__AdminStatusRequest st = HIE__V1__ADMIN_STATUS_REQUEST__INIT;
     req.body_case = HIE__V1__ADMIN_REQUEST__BODY_STATUS;
     req.status = &st;
-    Hie__V1__AdminReply *reply = ctl_call(c, &req, arena);
+    Hie__V1__AdminReply *reply = hie_ctl__call(c, &req, arena);
     Hie__V1__AdminStatusReply *s = reply->status;
     if (s == NULL) {
         return 3;
@@ -429,7 +402,7 @@ ctl_reload(const struct ctl *c, hie_arena_t *arena)
     Hie__V1__AdminReload r = HIE__V1__ADMIN_RELOAD__INIT;
     req.body_case = HIE__V1__ADMIN_REQUEST__BODY_RELOAD;
     req.reload = &r;
-    (void)ctl_call(c, &req, arena);
+    (void)hie_ctl__call(c, &req, arena);
     printf("reloaded certificates, key and crl\n");
     return 0;
 }
@@ -538,8 +511,8 @@ ctl_on_signal(int sig)
 }
 
 /* Copies text from the node or the reader for the terminal: control characters become '?'. */
-static void
-text_safe(char *out, size_t out_bytes, const char *s)
+void
+hie_ctl__text_safe(char *out, size_t out_bytes, const char *s)
 {
     size_t n = 0;
     HIE_ASSERT(out_bytes > 0);
@@ -565,8 +538,8 @@ import_reject(struct ctl_import *im, uint64_t line, const char *code, const char
 {
     char safe[256];
     char safe_field[80];
-    text_safe(safe, sizeof(safe), reason);
-    text_safe(safe_field, sizeof(safe_field), field != NULL ? field : "");
+    hie_ctl__text_safe(safe, sizeof(safe), reason);
+    hie_ctl__text_safe(safe_field, sizeof(safe_field), field != NULL ? field : "");
     if (im->tty) {
         fputs("\r\033[K", stderr);
     }
@@ -1045,7 +1018,7 @@ ctl_mpi_train(const struct ctl *c, hie_arena_t *arena)
     if (!c->timeout_set) {
         tc.timeout_ms = CTL_TRAIN_TIMEOUT_MS;
     }
-    Hie__V1__AdminReply *reply = ctl_call(&tc, &req, arena);
+    Hie__V1__AdminReply *reply = hie_ctl__call(&tc, &req, arena);
     const Hie__V1__AdminMpiTrainReply *r = reply->mpi_train;
     if (r == NULL || r->model == NULL) {
         fprintf(stderr, "hiectl: unexpected answer\n");
@@ -1067,7 +1040,7 @@ ctl_mpi_stats(const struct ctl *c, hie_arena_t *arena)
     Hie__V1__AdminMpiStats st = HIE__V1__ADMIN_MPI_STATS__INIT;
     req.body_case = HIE__V1__ADMIN_REQUEST__BODY_MPI_STATS;
     req.mpi_stats = &st;
-    Hie__V1__AdminReply *reply = ctl_call(c, &req, arena);
+    Hie__V1__AdminReply *reply = hie_ctl__call(c, &req, arena);
     const Hie__V1__AdminMpiStatsReply *r = reply->mpi_stats;
     if (r == NULL) {
         fprintf(stderr, "hiectl: unexpected answer\n");
@@ -1098,7 +1071,7 @@ ctl_mpi_history(const struct ctl *c, const char *org, const char *mrn, hie_arena
     h.patient = &pid;
     req.body_case = HIE__V1__ADMIN_REQUEST__BODY_MPI_HISTORY;
     req.mpi_history = &h;
-    Hie__V1__AdminReply *reply = ctl_call(c, &req, arena);
+    Hie__V1__AdminReply *reply = hie_ctl__call(c, &req, arena);
     const Hie__V1__AdminMpiHistoryReply *r = reply->mpi_history;
     if (r == NULL) {
         fprintf(stderr, "hiectl: unexpected answer\n");
@@ -1164,7 +1137,7 @@ ctl_mpi_review_list(const struct ctl *c, hie_arena_t *arena)
     list.include_closed = c->all;
     req.body_case = HIE__V1__ADMIN_REQUEST__BODY_REVIEW_LIST;
     req.review_list = &list;
-    Hie__V1__AdminReply *reply = ctl_call(c, &req, arena);
+    Hie__V1__AdminReply *reply = hie_ctl__call(c, &req, arena);
     const Hie__V1__ReviewListReply *r = reply->review_list;
     if (r == NULL) {
         fprintf(stderr, "hiectl: unexpected answer\n");
@@ -1198,7 +1171,7 @@ ctl_mpi_review_decide(const struct ctl *c, const char *verb, const char *id_text
     req.id = c->id != NULL ? (char *)(uintptr_t)c->id : id;
     req.body_case = HIE__V1__ADMIN_REQUEST__BODY_REVIEW_DECIDE;
     req.review_decide = &dec;
-    Hie__V1__AdminReply *reply = ctl_call(c, &req, arena);
+    Hie__V1__AdminReply *reply = hie_ctl__call(c, &req, arena);
     const Hie__V1__ReviewDecideReply *r = reply->review_decide;
     if (r == NULL) {
         fprintf(stderr, "hiectl: unexpected answer\n");
@@ -1228,184 +1201,12 @@ ctl_mpi(const struct ctl *c, int argc, char **argv, hie_arena_t *arena)
                (strcmp(argv[1], "link") == 0 || strcmp(argv[1], "apart") == 0)) {
         return ctl_mpi_review_decide(c, argv[1], argv[2], arena);
     }
-    usage(stderr);
+    hie_ctl__usage(stderr);
     return 2;
 }
 
-/* ---- consent ------------------------------------------------------------------------------
- *
- * The operator files, revokes and lists any organization's patients' directives; the node runs
- * the members' consent exchanges as requester "@operator" (admin.c). Submit and revoke are
- * commands: --id makes them idempotent, as for org commands.
- */
-
-static int
-ctl_json_emit(json_t *obj)
-{
-    if (obj == NULL || json_dumpf(obj, stdout, JSON_COMPACT) != 0) {
-        fprintf(stderr, "hiectl: %s\n", obj == NULL ? "out of memory" : "writing failed");
-        json_decref(obj);
-        return 3;
-    }
-    json_decref(obj);
-    fputc('\n', stdout);
-    return 0;
-}
-
-/* reply when it has the body kind asked for; else a reply whose consent bodies are NULL. */
-static const Hie__V1__AdminReply *
-consent_reply(const Hie__V1__AdminReply *reply, Hie__V1__AdminReply__BodyCase expect)
-{
-    static const Hie__V1__AdminReply none = HIE__V1__ADMIN_REPLY__INIT;
-    return reply->body_case == expect ? reply : &none;
-}
-
-/* The directive in c->file for (c->org, c->mrn), parsed into d. Returns 0 or an exit code. */
-static int
-consent_directive_read(const struct ctl *c, json_t **top, hie_arena_t *build,
-    Hie__V1__ConsentDirective *d, Hie__V1__PatientId *pid)
-{
-    char err[HIE_CONSENT_JSON_ERR_BYTES];
-    hie_consent_json_err_t e;
-    if (hie_consent_json_load(c->file, HIE_CONSENT_JSON_FILE_BYTES_MAX, top, err,
-            sizeof(err)) != 0) {
-        fprintf(stderr, "hiectl: consent submit: %s\n", err);
-        return 2;
-    }
-    if (hie_consent_json_directive(*top, c->org, c->mrn, build, d, pid, &e) != 0) {
-        char path[HIE_CONSENT_JSON_PATH_BYTES];
-        text_safe(path, sizeof(path), e.path);
-        fprintf(stderr, "hiectl: consent submit: %s%s: %s: %s\n", e.invalid ? "" : c->file,
-            e.invalid ? "the directive is invalid" : "", path, e.why);
-        return 2;
-    }
-    return 0;
-}
-
-static int
-ctl_consent_submit(const struct ctl *c, hie_arena_t *arena)
-{
-    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
-    Hie__V1__ConsentSubmitRequest sub = HIE__V1__CONSENT_SUBMIT_REQUEST__INIT;
-    Hie__V1__ConsentDirective d;
-    Hie__V1__PatientId pid;
-    json_t *top = NULL;
-    hie_arena_t *build = NULL;
-    char id[40], safe[HIE_PROTO_ID_BYTES_MAX + 1], euid[HIE_PROTO_ID_BYTES_MAX + 1];
-    if (c->org == NULL || c->mrn == NULL || c->file == NULL) {
-        fprintf(stderr, "hiectl: consent submit needs --org ORG --mrn MRN --file FILE\n");
-        return 2;
-    }
-    if (hie_arena_create(&build, HIE_CONSENT_JSON_ARENA_BYTES) != 0) {
-        fprintf(stderr, "hiectl: out of memory\n");
-        return 3;
-    }
-    int ex = consent_directive_read(c, &top, build, &d, &pid);
-    if (ex == 0) {
-        snprintf(id, sizeof(id), "ctl-%08x%08x", randombytes_random(), randombytes_random());
-        sub.directive = &d;
-        req.id = c->id != NULL ? (char *)(uintptr_t)c->id : id;
-        req.body_case = HIE__V1__ADMIN_REQUEST__BODY_CONSENT_SUBMIT;
-        req.consent_submit = &sub;
-        const Hie__V1__ConsentSubmitReply *r = consent_reply(ctl_call(c, &req, arena),
-        HIE__V1__ADMIN_REPLY__BODY_CONSENT_SUBMIT)->consent_submit;
-        if (r == NULL) {
-            fprintf(stderr, "hiectl: unexpected answer\n");
-            ex = 3;
-        } else if (c->json) {
-            ex = ctl_json_emit(json_pack("{s:o, s:I, s:o}", "id", hie_consent_json_str(r->id),
-                "version", (json_int_t)r->version, "euid", hie_consent_json_str(r->euid)));
-        } else {
-            text_safe(safe, sizeof(safe), r->id);
-            text_safe(euid, sizeof(euid), r->euid);
-            printf("id=%s version=%llu euid=%s\n", safe, (unsigned long long)r->version, euid);
-        }
-    }
-    json_decref(top);
-    hie_arena_destroy(&build);
-    return ex;
-}
-
-static int
-ctl_consent_revoke(const struct ctl *c, const char *directive_id, hie_arena_t *arena)
-{
-    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
-    Hie__V1__ConsentRevokeRequest rev = HIE__V1__CONSENT_REVOKE_REQUEST__INIT;
-    char id[40], safe[HIE_PROTO_ID_BYTES_MAX + 1];
-    if (!hie_proto_id_valid(directive_id, strlen(directive_id)) || c->file != NULL) {
-        fprintf(stderr, "hiectl: consent revoke takes a directive id (e.g. cns-12)\n");
-        return 2;
-    }
-    snprintf(id, sizeof(id), "ctl-%08x%08x", randombytes_random(), randombytes_random());
-    rev.id = (char *)(uintptr_t)directive_id;
-    req.id = c->id != NULL ? (char *)(uintptr_t)c->id : id;
-    req.body_case = HIE__V1__ADMIN_REQUEST__BODY_CONSENT_REVOKE;
-    req.consent_revoke = &rev;
-    const Hie__V1__ConsentRevokeReply *r = consent_reply(ctl_call(c, &req, arena),
-        HIE__V1__ADMIN_REPLY__BODY_CONSENT_REVOKE)->consent_revoke;
-    if (r == NULL) {
-        fprintf(stderr, "hiectl: unexpected answer\n");
-        return 3;
-    }
-    if (c->json) {
-        return ctl_json_emit(json_pack("{s:o, s:I}", "id", hie_consent_json_str(r->id),
-            "version", (json_int_t)r->version));
-    }
-    text_safe(safe, sizeof(safe), r->id);
-    printf("id=%s version=%llu status=inactive\n", safe, (unsigned long long)r->version);
-    return 0;
-}
-
-static int
-ctl_consent_list(const struct ctl *c, hie_arena_t *arena)
-{
-    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
-    Hie__V1__ConsentListRequest list = HIE__V1__CONSENT_LIST_REQUEST__INIT;
-    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
-    if (c->org == NULL || c->mrn == NULL || c->file != NULL) {
-        fprintf(stderr, "hiectl: consent list needs --org ORG --mrn MRN [--all]\n");
-        return 2;
-    }
-    pid.org_id = (char *)(uintptr_t)c->org;
-    pid.mrn = (char *)(uintptr_t)c->mrn;
-    list.patient = &pid;
-    list.include_inactive = c->all;
-    req.body_case = HIE__V1__ADMIN_REQUEST__BODY_CONSENT_LIST;
-    req.consent_list = &list;
-    const Hie__V1__ConsentListReply *r = consent_reply(ctl_call(c, &req, arena),
-        HIE__V1__ADMIN_REPLY__BODY_CONSENT_LIST)->consent_list;
-    if (r == NULL) {
-        fprintf(stderr, "hiectl: unexpected answer\n");
-        return 3;
-    }
-    if (!c->json) {
-        hie_consent_json_table(stdout, r->directives, r->n_directives);
-        return 0;
-    }
-    json_t *j = hie_consent_json_list(r->directives, r->n_directives);
-    if (j == NULL) {
-        fprintf(stderr, "hiectl: consent list: a directive is over the limits\n");
-        return 3;
-    }
-    return ctl_json_emit(j);
-}
-
-static int
-ctl_consent(const struct ctl *c, int argc, char **argv, hie_arena_t *arena)
-{
-    if (argc == 1 && strcmp(argv[0], "submit") == 0) {
-        return ctl_consent_submit(c, arena);
-    } else if (argc == 2 && strcmp(argv[0], "revoke") == 0) {
-        return ctl_consent_revoke(c, argv[1], arena);
-    } else if (argc == 1 && strcmp(argv[0], "list") == 0) {
-        return ctl_consent_list(c, arena);
-    }
-    usage(stderr);
-    return 2;
-}
-
-static bool
-parse_number(const char *s, uint64_t max, uint64_t *out)
+bool
+hie_ctl__parse_number(const char *s, uint64_t max, uint64_t *out)
 {
     char *end = NULL;
     errno = 0;
@@ -1425,19 +1226,19 @@ parse_mpi_opt(struct ctl *c, int ch, const char *arg)
     switch (ch) {
     case 'F': c->format = arg; break;
     case 'B':
-        c->bad_number |= !parse_number(arg, CTL_IMPORT_BATCH_MAX, &v);
+        c->bad_number |= !hie_ctl__parse_number(arg, CTL_IMPORT_BATCH_MAX, &v);
         c->batch = (uint32_t)v;
         break;
     case 'S': c->state = arg; break;
     case 'X': c->restart = true; break;
     case 'J': c->rejects = arg; break;
-    case 'A': c->bad_number |= !parse_number(arg, UINT64_MAX, &c->after); break;
+    case 'A': c->bad_number |= !hie_ctl__parse_number(arg, UINT64_MAX, &c->after); break;
     case 'L':
-        c->bad_number |= !parse_number(arg, UINT32_MAX, &v);
+        c->bad_number |= !hie_ctl__parse_number(arg, UINT32_MAX, &v);
         c->limit = (uint32_t)v;
         break;
     case 'a': c->all = true; break;
-    case 'P': c->bad_number |= !parse_number(arg, UINT64_MAX, &c->sample_pairs); break;
+    case 'P': c->bad_number |= !hie_ctl__parse_number(arg, UINT64_MAX, &c->sample_pairs); break;
     default: HIE_ASSERT(false); /* every mpi option has a case */
     }
 }
@@ -1475,7 +1276,7 @@ parse_opts(struct ctl *c, int argc, char **argv)
         case 'I': c->file = optarg; break;
         case 'j': c->json = true; break;
         case 't': c->timeout_ms = atoi(optarg); c->timeout_set = true; break;
-        case 'h': usage(stdout); exit(0);
+        case 'h': hie_ctl__usage(stdout); exit(0);
         case 'F': case 'B': case 'S': case 'X': case 'J': case 'A': case 'L': case 'a': case 'P':
             parse_mpi_opt(c, ch, optarg);
             break;
@@ -1485,56 +1286,6 @@ parse_opts(struct ctl *c, int argc, char **argv)
     return c->bad_number ? 2 : 0;
 }
 
-/* ---- delivery: dead letters ------------------------------------------------------------ */
-
-static int
-ctl_dead_list(const struct ctl *c, const char *org, hie_arena_t *arena)
-{
-    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
-    Hie__V1__AdminDeadList q = HIE__V1__ADMIN_DEAD_LIST__INIT;
-    q.org_id = (char *)(uintptr_t)(org != NULL ? org : "");
-    req.body_case = HIE__V1__ADMIN_REQUEST__BODY_DEAD_LIST;
-    req.dead_list = &q;
-    Hie__V1__AdminReply *reply = ctl_call(c, &req, arena);
-    if (reply->body_case != HIE__V1__ADMIN_REPLY__BODY_DEAD_LIST) {
-        fprintf(stderr, "hiectl: unexpected answer\n");
-        return 3;
-    }
-    for (size_t i = 0; i < reply->dead_list->n_letters; i++) {
-        const Hie__V1__DeadLetter *d = reply->dead_list->letters[i];
-        printf("recipient=%s seq=%lu message_id=%s sender=%s attempts=%u reason=%s "
-            "accepted_ms=%ld dead_ms=%ld bytes=%lu\n", d->recipient_org,
-            (unsigned long)d->seq, d->message_id, d->sender_org, d->attempts, d->reason,
-            (long)d->accepted_ms, (long)d->dead_ms, (unsigned long)d->content_bytes);
-    }
-    printf("dead_letters=%zu\n", reply->dead_list->n_letters);
-    return 0;
-}
-
-static int
-ctl_delivery(const struct ctl *c, int argc, char **argv, hie_arena_t *arena)
-{
-    if (argc >= 1 && argc <= 2 && strcmp(argv[0], "dead") == 0) {
-        return ctl_dead_list(c, argc == 2 ? argv[1] : NULL, arena);
-    }
-    if (argc < 2 || argc > 3 || strcmp(argv[0], "redrive") != 0) {
-        usage(stderr);
-        return 2;
-    }
-    uint64_t seq = 0;
-    if (argc == 3 && !parse_number(argv[2], UINT64_MAX, &seq)) {
-        fprintf(stderr, "hiectl: delivery redrive: SEQ must be a number\n");
-        return 2;
-    }
-    Hie__V1__RedriveCommand rd = HIE__V1__REDRIVE_COMMAND__INIT;
-    rd.recipient_org = argv[1];
-    rd.seq = seq;
-    hie_command_t cmd = HIE__V1__COMMAND__INIT;
-    cmd.body_case = HIE__V1__COMMAND__BODY_REDRIVE;
-    cmd.redrive = &rd;
-    return ctl_command(c, &cmd, arena);
-}
-
 /* audit verify / vkey read the node's files: the config says where they are. */
 static int
 ctl_audit(const struct ctl *c, int argc, char **argv)
@@ -1542,7 +1293,7 @@ ctl_audit(const struct ctl *c, int argc, char **argv)
     static node_config_t cfg;
     char err[1024];
     if (argc != 1 || (strcmp(argv[0], "verify") != 0 && strcmp(argv[0], "vkey") != 0)) {
-        usage(stderr);
+        hie_ctl__usage(stderr);
         return 2;
     }
     if (c->config == NULL) {
@@ -1565,7 +1316,7 @@ main(int argc, char **argv)
     struct ctl c = {.timeout_ms = CTL_TIMEOUT_MS, .batch = CTL_IMPORT_BATCH_DEFAULT};
     /* options may come before or after the command words: collect both passes */
     if (parse_opts(&c, argc, argv) != 0 || optind >= argc) {
-        usage(stderr);
+        hie_ctl__usage(stderr);
         return 2;
     }
     int cmd_idx = optind;
@@ -1575,7 +1326,7 @@ main(int argc, char **argv)
         words[n_words++] = argv[i];
         optind = i + 1;
         if (parse_opts(&c, argc, argv) != 0) {
-            usage(stderr);
+            hie_ctl__usage(stderr);
             return 2;
         }
         i = optind;
@@ -1599,13 +1350,13 @@ main(int argc, char **argv)
     } else if (strcmp(words[0], "mpi") == 0) {
         rc = ctl_mpi(&c, n_words - 1, words + 1, arena);
     } else if (strcmp(words[0], "delivery") == 0) {
-        rc = ctl_delivery(&c, n_words - 1, words + 1, arena);
+        rc = hie_ctl__delivery(&c, n_words - 1, words + 1, arena);
     } else if (strcmp(words[0], "audit") == 0) {
         rc = ctl_audit(&c, n_words - 1, words + 1);
     } else if (strcmp(words[0], "consent") == 0) {
-        rc = ctl_consent(&c, n_words - 1, words + 1, arena);
+        rc = hie_ctl__consent(&c, n_words - 1, words + 1, arena);
     } else {
-        usage(stderr);
+        hie_ctl__usage(stderr);
     }
     hie_arena_destroy(&arena);
     return rc;

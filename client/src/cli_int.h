@@ -2,7 +2,9 @@
  * cli_int.h - declarations shared by the files of the `hie` command line (hie_cli.c: options,
  * connection, whoami, ping; cli_mpi.c: feed, pix, pdq, review; cli_consent.c: consent
  * directives and the helpers consent and audit share; cli_audit.c: disclosure reports and
- * their offline verification; cli_push.c: push and receive). Not part of libhie_client.
+ * their offline verification; cli_push.c: push and receive; cli_adt.c: ADT events,
+ * subscriptions and notifications; cli_query.c: record query, retrieval, responder). Not part
+ * of libhie_client.
  * consent_json.h (the directive file format, shared with hiectl) is separate.
  *
  * Output rules (hie --help): results on stdout, as key=value text or, with --json, JSON;
@@ -130,8 +132,33 @@ int hie_cli__cmd_audit(struct cli *cli, const struct cli_cmd *cmd, int argc, cha
 
 /* `hie push`: one document to another member; prints the broker's message id. */
 int hie_cli__cmd_push(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
-/* `hie receive`: this organization's deliveries, written, printed, then acknowledged. Installs
- * handlers for SIGINT and SIGTERM (see cli_push.c). */
+/* `hie receive` (and its alias `hie notifications`): this organization's deliveries, written,
+ * printed (notifications decoded), then acknowledged. Installs handlers for SIGINT and SIGTERM
+ * (see cli_push.c). */
 int hie_cli__cmd_receive(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+
+/* ---- ADT, subscriptions, record queries (cli_adt.c, cli_query.c) ------------------------- */
+
+/* A delivery with this document content type carries a Notification (adt.proto). */
+#define CLI_NOTIFICATION_CONTENT_TYPE "application/vnd.hiebroker.notification+protobuf"
+/* A value of key=value text on f: bare when a plain token ([A-Za-z0-9._:@/,+-]+), else a
+ * quoted JSON string (control characters escaped, invalid UTF-8 replaced). (hie_cli.c) */
+void hie_cli__kv_value(FILE *f, const char *s);
+/* Prints the notification d carries (its document is not NULL) as one line on stdout, or one
+ * JSON object with --json; path: where --out-dir wrote it, or NULL. Not flushed. Returns an
+ * exit code, or CLI_CONTINUE when the content does not decode as a Notification (reported on
+ * stderr; the caller prints it as a document). */
+int hie_cli__notification_print(const struct cli *cli, const Hie__V1__Delivery *d,
+    const char *path);
+/* Subcommands in cli_adt.c (see the table in hie_cli.c). */
+int hie_cli__cmd_adt(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+int hie_cli__cmd_subscribe(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+int hie_cli__cmd_roster(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+int hie_cli__cmd_unsubscribe(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+int hie_cli__cmd_replay(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+/* Subcommands in cli_query.c. */
+int hie_cli__cmd_query(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+int hie_cli__cmd_get(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+int hie_cli__cmd_responder(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
 
 #endif

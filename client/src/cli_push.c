@@ -4,8 +4,9 @@
  *
  * push: reads the file (at most HIE_PUSH_CONTENT_BYTES_MAX, checked before anything is sent),
  * names the patient by this certificate's organization and --mrn, and prints the broker's
- * message id once the message is durable in the recipient's queue. The envelope id (--id)
- * makes a repeated push a no-op at the broker.
+ * message id once the message is durable in the recipient's queue (--to), or in the HIE's
+ * repository (--repository: an empty recipient). The envelope id (--id) makes a repeated push
+ * a no-op at the broker.
  *
  * receive: one connection asks for deliveries (ReceiveRequest); the node then sends Delivery
  * envelopes on it, unsolicited, at most `window` unacknowledged at a time, possibly ahead of
@@ -17,6 +18,8 @@
  * times out, so pending acknowledgements are flushed before any wait that is not for a
  * delivery known to be on its way (ReceiveReply.queued not yet reached, window not full).
  * A redelivered message id already printed in this run is acknowledged without printing.
+ * A delivery whose content type is CLI_NOTIFICATION_CONTENT_TYPE (an ADT notification of a
+ * subscription) is decoded and printed by cli_adt.c; `hie notifications` is this same command.
  *
  * Signals (--follow runs until SIGINT or SIGTERM): the handler only sets a flag, except during
  * an idle wait, when everything printed has been acknowledged and stdout flushed: it then ends
@@ -69,6 +72,7 @@ _Static_assert(RX_ACK_BATCH_MAX <= HIE_DELIVERY_ACK_SEQS_MAX, "an ack batch fits
 /* ---- push -------------------------------------------------------------------------------- */
 
 struct push_args {
+    bool repository;            /* --repository: no recipient */
     const char *to, *mrn, *file, *content_type, *title, *class_code, *type_code, *date;
     char *labels[PUSH_LABELS_MAX];
     size_t labels_count;
@@ -80,7 +84,8 @@ push_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
     struct push_args *a)
 {
     static const struct option opts[] = {{"to", required_argument, NULL, 't'},
-        {"mrn", required_argument, NULL, 'm'}, {"file", required_argument, NULL, 'f'},
+        {"repository", no_argument, NULL, 'R'}, {"mrn", required_argument, NULL, 'm'},
+        {"file", required_argument, NULL, 'f'},
         {"content-type", required_argument, NULL, 'c'}, {"title", required_argument, NULL, 'T'},
         {"class", required_argument, NULL, 'C'}, {"type-code", required_argument, NULL, 'y'},
         {"label", required_argument, NULL, 'l'}, {"date", required_argument, NULL, 'd'},
@@ -91,6 +96,7 @@ push_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
     while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (opt) {
         case 't': a->to = optarg; break;
+        case 'R': a->repository = true; break;
         case 'm': a->mrn = optarg; break;
         case 'f': a->file = optarg; break;
         case 'c': a->content_type = optarg; break;
@@ -114,8 +120,9 @@ push_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
     if (optind < argc) {
         return hie_cli__usage_error("push takes no arguments (the document is --file FILE)");
     }
-    if (a->to == NULL || a->mrn == NULL || a->file == NULL) {
-        return hie_cli__usage_error("push needs --to ORG --mrn MRN --file FILE");
+    if ((a->to == NULL) == !a->repository || a->mrn == NULL || a->file == NULL) {
+        return hie_cli__usage_error("push needs --to ORG (or --repository) --mrn MRN "
+                                    "--file FILE");
     }
     return CLI_CONTINUE;
 }
@@ -124,7 +131,7 @@ push_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
 static int
 push_check(struct push_args *a)
 {
-    if (!hie_proto_org_id_valid(a->to, strlen(a->to))) {
+    if (!a->repository && !hie_proto_org_id_valid(a->to, strlen(a->to))) {
         return hie_cli__usage_error("--to is not an organization id");
     }
     for (size_t i = 0; i < a->labels_count; i++) {
@@ -189,7 +196,7 @@ push_send(struct cli *cli, const struct push_args *a, const char *org, const cha
     d.date_ms = a->date_ms;
     d.n_security_labels = a->labels_count;
     d.security_labels = (char **)(uintptr_t)a->labels;
-    body.recipient_org = (char *)(uintptr_t)a->to;
+    body.recipient_org = (char *)(uintptr_t)(a->repository ? "" : a->to); /* "": repository */
     body.document = &d;
     req.body_case = HIE__V1__ENVELOPE__BODY_PUSH;
     req.push = &body;
@@ -616,8 +623,14 @@ rx_print(const struct rx *rx, const Hie__V1__Delivery *d, const char *path)
 {
     const Hie__V1__Document *doc = d->document;
     char seq[24];
-    if (rx->cli->json) {
-        int ex = hie_cli__json_emit(rx_json(d, path));
+    int ex = CLI_CONTINUE;
+    if (strcmp(doc->content_type, CLI_NOTIFICATION_CONTENT_TYPE) == 0) {
+        ex = hie_cli__notification_print(rx->cli, d, path); /* CLI_CONTINUE: as a document */
+    }
+    if (ex == CLI_CONTINUE && rx->cli->json) {
+        ex = hie_cli__json_emit(rx_json(d, path));
+    }
+    if (ex != CLI_CONTINUE) {
         return ex == CLI_EXIT_OK && fflush(stdout) != 0 ? CLI_EXIT_CONN : ex;
     }
     snprintf(seq, sizeof(seq), "%" PRIu64, d->seq);
@@ -909,7 +922,7 @@ rx_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv, stru
         }
     }
     if (optind < argc) {
-        return hie_cli__usage_error("receive takes no arguments");
+        return hie_cli__usage_error("%s takes no arguments", cmd->name);
     }
     return CLI_CONTINUE;
 }

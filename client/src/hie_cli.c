@@ -5,7 +5,9 @@
  * request envelopes with hie_cli__request_init(), sends them with hie_cli__call() and prints
  * the reply as key=value text or, with --json, one JSON object per line. The master patient
  * index commands (feed, pix, pdq, review) live in cli_mpi.c; helpers they share are declared
- * in cli_int.h. Later subcommands (push, query, subscribe, audit, ...) are new rows.
+ * in cli_int.h. consent and audit live in cli_consent.c and cli_audit.c, push and receive in
+ * cli_push.c, adt and the subscription commands in cli_adt.c, query, get and responder in
+ * cli_query.c.
  *
  * Output rules: results go to stdout; failures are one lowercase line on stderr
  * ("hie: <what> failed: <why>"). Exit codes: 0 ok, 1 the node answered with an Error, 2 usage
@@ -49,14 +51,42 @@ static const struct cli_cmd cli_cmds[] = {
     {"audit", "report KIND [OPTIONS] | verify FILE --vkey VKEY [--previous FILE] | "
               "checkpoint --out FILE",
         "disclosure reports (auditor role) and their offline verification", hie_cli__cmd_audit},
-    {"push", "--to ORG --mrn MRN --file FILE|- [--content-type T] [--title T] [--class C] "
-             "[--type-code C] [--label L]... [--date DATE]",
-        "send one document about one of our patients to another member; prints its message id",
+    {"push", "--to ORG|--repository --mrn MRN --file FILE|- [--content-type T] [--title T] "
+             "[--class C] [--type-code C] [--label L]... [--date DATE]",
+        "send one document about one of our patients to another member (or store it in the "
+        "HIE's repository); prints its message id",
         hie_cli__cmd_push},
     {"receive", "[--window N] [--count N] [--follow] [--out-dir DIR] [--no-ack]",
-        "take this organization's deliveries: one line each, acknowledged once printed",
+        "take this organization's deliveries: one line each (notifications decoded), "
+        "acknowledged once printed",
         hie_cli__cmd_receive},
-    /* NEEDSWORK: query and subscribe join here as the node grows them. */
+    {"notifications", "[--window N] [--count N] [--follow] [--out-dir DIR] [--no-ack]",
+        "the same as receive (one queue holds documents and ADT notifications)",
+        hie_cli__cmd_receive},
+    {"adt", "a01|a02|a03|a04|a08|a11|a13|a40 --mrn MRN [--visit V] [--class C] [--facility F] "
+            "[--location L] [--attending A] [--admit DATE] [--discharge DATE] [--time DATE] "
+            "[DEMOGRAPHICS] [--prior-mrn MRN]",
+        "send an ADT event about one of our patients; prints the EUID and the subscriptions "
+        "notified and withheld", hie_cli__cmd_adt},
+    {"subscribe", "[--mrn MRN]... [--all-my-patients] [--event E]... [--class C]...",
+        "follow ADT events about our patients; prints the subscription id",
+        hie_cli__cmd_subscribe},
+    {"roster", "SUB_ID [--add MRN]... [--remove MRN]... [--add-file FILE]",
+        "change a subscription's patients (sent in parts of 1,000); prints the roster size",
+        hie_cli__cmd_roster},
+    {"unsubscribe", "SUB_ID", "end a subscription", hie_cli__cmd_unsubscribe},
+    {"replay", "SUB_ID (--from N | --since DATE)",
+        "queue a subscription's retained notifications again; prints how many",
+        hie_cli__cmd_replay},
+    {"query", "(--mrn MRN [--org ORG] | --euid EUID) [--class C]... [--type T]... "
+              "[--from DATE] [--to DATE] [--limit N]",
+        "a patient's documents (those consent permits) and each source's status",
+        hie_cli__cmd_query},
+    {"get", "DOCUMENT_ID [--out FILE|-]",
+        "retrieve one document: its content to FILE (mode 0600), its metadata and size",
+        hie_cli__cmd_get},
+    {"responder", "on|off", "register (or not) to answer record queries about our patients",
+        hie_cli__cmd_responder},
 };
 
 /* ---- output helpers ---------------------------------------------------------------------- */
@@ -151,6 +181,12 @@ kv_value(FILE *f, const char *s)
     } else {
         json_str(f, s);
     }
+}
+
+void
+hie_cli__kv_value(FILE *f, const char *s)
+{
+    kv_value(f, s);
 }
 
 /* Text from the node on the terminal: control characters become '?', cut at a limit. */
@@ -305,7 +341,56 @@ cli_help_push(FILE *f)
           "  run is acknowledged silently). Stops after --count deliveries or, without\n"
           "  --follow, when nothing arrives for 2 s; --follow runs until SIGINT or SIGTERM.\n"
           "  --window N: unacknowledged deliveries in flight (default 32); --no-ack: show\n"
-          "  without acknowledging (they come again next time).\n",
+          "  without acknowledging (they come again next time).\n"
+          "  push --repository (instead of --to) stores the document in the HIE's repository,\n"
+          "  where record queries (hie query) find it.\n",
+        f);
+}
+
+/* adt, subscriptions and notifications (cli_adt.c). */
+static void
+cli_help_adt(FILE *f)
+{
+    fputs("\nADT (hospitals; purpose 'treatment' unless --purpose says otherwise):\n"
+          "  EVENT is a01 admit, a02 transfer, a03 discharge, a04 register, a08 update, a11\n"
+          "  cancel admit, a13 cancel discharge, a40 merge (any case); the patient is --mrn at\n"
+          "  this certificate's organization. --visit is required but for a08 and a40;\n"
+          "  --class inpatient|outpatient|emergency|observation; --facility, --location and\n"
+          "  --attending at most 128 bytes; --admit, --discharge and --time (when it\n"
+          "  happened, default now) are UTC dates as T above. DEMOGRAPHICS as for feed go\n"
+          "  with a01, a04 (optional: create or update the record) and a08 (required);\n"
+          "  --prior-mrn with a40 (the MRN that folds into --mrn).\n"
+          "\nSUBSCRIPTIONS: subscribe --all-my-patients follows every patient this\n"
+          "  organization has a record of; otherwise the roster: --mrn (at most 1,000) and\n"
+          "  roster --add/--remove/--add-file (one MRN a line, blank lines ignored; sent in\n"
+          "  parts of 1,000; at most 100,000 a subscription). --event a01..a40 and --class\n"
+          "  filter (none: all). replay --from N (event number) or --since DATE queues the\n"
+          "  retained notifications again, with their ids and numbers.\n"
+          "\nNOTIFICATIONS arrive on the same queue as pushed documents: receive (or its\n"
+          "  alias notifications) prints each as seq, message_id, subscription_id,\n"
+          "  event_number, event, sender, euid, mrns (our own), visit, class, facility,\n"
+          "  location, time, cancel (a11/a13: cancels that visit's earlier event),\n"
+          "  redelivery; documents print as described under RECEIVE.\n",
+        f);
+}
+
+/* record query, retrieval, responder (cli_query.c). */
+static void
+cli_help_query(FILE *f)
+{
+    fputs("\nQUERY (purpose 'treatment' unless --purpose says otherwise): the patient by\n"
+          "  --mrn (at --org, default this organization) or --euid; --class (the consent\n"
+          "  classes), --type (e.g. a LOINC code) at most 16 each; --from/--to the document's\n"
+          "  date (to exclusive); --limit 1..1000 (default 100). Prints euid and counts, a\n"
+          "  table (ID SOURCE DATE CLASS TYPE TITLE AUTHOR SIZE LABELS; titles cut at 40\n"
+          "  columns), then one line per source: status ok, timeout or error (with detail).\n"
+          "  A source that failed is a line, not a failure: exit 0 when the node answered.\n"
+          "GET: --out FILE writes the content (mode 0600, replaced atomically) and prints the\n"
+          "  metadata; --out - writes the content alone to stdout; without --out only the\n"
+          "  metadata and size. An unknown document, or one the patient's consent withholds,\n"
+          "  is NOT_FOUND (exit 1).\n"
+          "RESPONDER on|off registers this organization to answer forwarded record queries\n"
+          "  (answering is done by the member's own system, not by hie).\n",
         f);
 }
 
@@ -334,7 +419,7 @@ cli_help(FILE *f)
         fprintf(f, "  %s %s\n      %s\n", cli_cmds[i].name, cli_cmds[i].args,
             cli_cmds[i].summary);
     }
-    fputs("\nDEMOGRAPHICS (feed, pdq; given, family and address repeat):\n"
+    fputs("\nDEMOGRAPHICS (feed, pdq, adt; given, family and address repeat):\n"
           "  --mrn MRN --org ORG (default: this certificate's organization)\n"
           "  --given NAME --family NAME --dob YYYY-MM-DD --sex female|male|other|unknown\n"
           "  --address LINE --city CITY --postcode CODE --phone PHONE --email EMAIL\n"
@@ -345,6 +430,8 @@ cli_help(FILE *f)
         f);
     cli_help_consent_audit(f);
     cli_help_push(f);
+    cli_help_adt(f);
+    cli_help_query(f);
     fputs("\nexit status: 0 ok, 1 the node answered with an error (code, field and message\n"
           "on stderr), 2 usage error, 3 connection, tls or protocol failure or timeout.\n",
         f);

@@ -203,7 +203,7 @@ out_close(FILE *f, const char *path)
 /* ---- decoding records and subjects ------------------------------------------------------- */
 
 static const char *const audit_action_names[] = {"unspecified", "pix", "pdq", "record-query",
-    "push", "notify", "report"};
+    "push", "notify", "report", "retrieve"};
 
 static const char *
 audit_action_name(Hie__V1__AuditAction a)
@@ -245,6 +245,9 @@ record_decode(hie_span_t bytes, hie_arena_t *arena)
         time_json(r->time_ms), "time_ms", (json_int_t)r->time_ms, "node_id",
         hie_cli__jstr(r->node_id), "requester_org", hie_cli__jstr(r->requester_org),
         "requester_roles", roles);
+    if (o != NULL && r->recipient_org != NULL && r->recipient_org[0] != '\0') {
+        json_object_set_new(o, "recipient_org", json_string(r->recipient_org));
+    }
     json_t *o2 = json_pack("{s:s, s:s, s:o, s:s, s:I, s:I, s:b, s:b, s:o}", "purpose",
         hie_proto_purpose_name(r->purpose), "action", audit_action_name(r->action),
         "request_id", hie_cli__jstr(r->request_id), "outcome",
@@ -648,7 +651,8 @@ csv_description(const json_t *rec, const json_t *sub, char *out, size_t cap)
         const char *action, *what, *label;
     } words[] = {{"pix", "identifiers", "PIX"}, {"pdq", "demographics and identifiers", "PDQ"},
         {"record-query", "documents", "record query"}, {"push", "documents", "push"},
-        {"notify", "notifications", "notification"}};
+        {"notify", "notifications", "notification"},
+        {"retrieve", "documents", "document retrieval"}};
     const char *action = jget_s(rec, "action"), *what = "data", *label = action;
     for (size_t i = 0; i < HIE_ARRAY_LEN(words); i++) {
         if (strcmp(action, words[i].action) == 0) {
@@ -670,6 +674,14 @@ csv_description(const json_t *rec, const json_t *sub, char *out, size_t cap)
     }
 }
 
+/* Who received the data: the push or notification recipient, else the requester. */
+static const char *
+rec_recipient(const json_t *rec)
+{
+    const char *to = jget_s(rec, "recipient_org");
+    return to[0] != '\0' ? to : jget_s(rec, "requester_org");
+}
+
 static void
 csv_row(FILE *f, const json_t *e, const json_t *rec, const json_t *sub)
 {
@@ -686,7 +698,7 @@ csv_row(FILE *f, const json_t *e, const json_t *rec, const json_t *sub)
                                                                : 0u);
     snprintf(leaf, sizeof(leaf), "%" PRIu64, jget_u(e, "leaf_index"));
     csv_field(f, jget_s(rec, "time"), false);
-    csv_field(f, jget_s(rec, "requester_org"), false);
+    csv_field(f, rec_recipient(rec), false);
     csv_field(f, jget_s(rec, "purpose"), false);
     csv_field(f, jget_s(rec, "action"), false);
     csv_field(f, desc, false);
@@ -744,7 +756,8 @@ purpose_code(const char *purpose)
     return "UNKNOWN";
 }
 
-/* The node (source, the audit source too) and the requesting organization (recipient). */
+/* The node (source, the audit source too) and the recipient: the requesting organization, or
+ * for a push or notification the organization it went to. */
 static json_t *
 fhir_agents(const json_t *rec)
 {
@@ -757,8 +770,8 @@ fhir_agents(const json_t *rec)
         "requestor", 0, "network", "address", node, "type", "1");
     json_t *recipient = json_pack("{s:{s:[o]}, s:{s:{s:s, s:s}}, s:b, s:o}", "type", "coding",
         coding(DCM, "110152", "Destination Role ID"), "who", "identifier", "system",
-        "urn:hie:org", "value", jget_s(rec, "requester_org"), "requestor", 1, "purposeOfUse",
-        pou);
+        "urn:hie:org", "value", rec_recipient(rec), "requestor",
+        strcmp(rec_recipient(rec), jget_s(rec, "requester_org")) == 0, "purposeOfUse", pou);
     return json_pack("[o, o]", source, recipient);
 }
 

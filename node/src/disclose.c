@@ -115,7 +115,7 @@ subject_seal(node_ctx_t *ctx, const node_subject_t *s, hie_arena_t *arena,
     as.directive_version = s->decision.directive_version;
     as.break_glass = s->decision.break_glass;
     as.accounting_excluded = s->decision.accounting_excluded;
-    as.disclosed_count = (uint32_t)s->n_disclosed;
+    as.disclosed_count = (uint32_t)(s->n_disclosed + s->n_document_ids); /* what left */
     as.n_disclosed = s->n_disclosed;
     as.disclosed = s->disclosed;
     as.redacted_labels = s->decision.obligations & HIE_CONSENT_OBL_REDACT_MASK;
@@ -177,7 +177,7 @@ hie_node__audit_body(node_ctx_t *ctx, const node_who_t *who, Hie__V1__AuditActio
     for (size_t i = 0; rc == 0 && i < n; i++) {
         rc = subject_seal(ctx, &subjects[i], arena, &bins[i], &ac->subjects_sealed[i],
             &ac->subject_keys[i]);
-        r->disclosed_count += (uint32_t)subjects[i].n_disclosed;
+        r->disclosed_count += (uint32_t)(subjects[i].n_disclosed + subjects[i].n_document_ids);
         r->break_glass = r->break_glass || subjects[i].decision.break_glass;
         r->any_denied = r->any_denied || !hie_consent_permitted(&subjects[i].decision);
     }

@@ -582,12 +582,21 @@ HIE_MUST_CHECK int hie_node__replay_xchg(node_ctx_t *ctx, node_submitter_t *sub,
  * the worker forwards the query to them and completes it with hie_node__query_complete()
  * once they answered or the deadline passed; *audit is then left empty. */
 #define NODE_QUERY_RESPONDERS_MAX 8u
+/* What the consent decisions on a query's documents add up to, for its audit record: the
+ * decision of a disclosed document (a break-glass one first, so the override is flagged and
+ * reported), the last denial, and how many documents were withheld. */
+typedef struct node_query_tally {
+    hie_consent_decision_t permit, deny;
+    bool have_permit;
+    uint32_t withheld;
+} node_query_tally_t;
 typedef struct node_query_fwd {
     size_t n;
     const char *orgs[NODE_QUERY_RESPONDERS_MAX];
     Hie__V1__PatientId **ids[NODE_QUERY_RESPONDERS_MAX]; /* each responder's own ids */
     size_t n_ids[NODE_QUERY_RESPONDERS_MAX];
     const char *euid;
+    node_query_tally_t tally; /* the repository's documents, then the responders' */
 } node_query_fwd_t;
 HIE_MUST_CHECK int hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who,
     const Hie__V1__RecordQuery *q, hie_arena_t *arena, Hie__V1__RecordQueryReply **reply,

@@ -37,8 +37,7 @@ struct query {
     Hie__V1__DocumentEntry **docs;
     size_t n, cap;
     char **ids;                 /* disclosed document ids, for the audit record */
-    uint32_t withheld;
-    hie_consent_decision_t last_deny;
+    node_query_tally_t *tally;
 };
 
 static int
@@ -109,6 +108,43 @@ doc_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const node_who_t *
     }
 }
 
+/* Counts one document's decision into t; returns whether it is disclosed. */
+static bool
+tally_add(node_query_tally_t *t, const hie_consent_decision_t *dec)
+{
+    if (!hie_consent_permitted(dec)) {
+        t->withheld++;
+        t->deny = *dec;
+        return false;
+    }
+    if (!t->have_permit || (dec->break_glass && !t->permit.break_glass)) {
+        t->permit = *dec;
+        t->have_permit = true;
+    }
+    return true;
+}
+
+/* The audit subject's decision for a query that disclosed n documents: a disclosed
+ * document's (break-glass if any was), "consent-partial" when others were withheld (unless
+ * the glass was broken: that reason stays); the deciding denial when everything was
+ * withheld; a permit "no-documents" when there was nothing to decide on. */
+static void
+tally_decision(const node_query_tally_t *t, size_t n, hie_consent_decision_t *out)
+{
+    if (n > 0 && t->have_permit) {
+        *out = t->permit;
+        if (t->withheld > 0 && !out->break_glass) {
+            out->reason = "consent-partial";
+        }
+    } else if (t->withheld > 0) {
+        *out = t->deny;
+    } else {
+        memset(out, 0, sizeof(*out));
+        out->decision = HIE_CONSENT_PERMIT;
+        out->reason = "no-documents";
+    }
+}
+
 static bool
 in_list(char **list, size_t n, const char *v)
 {
@@ -167,16 +203,14 @@ query_one(void *vctx, hie_span_t id, hie_span_t stored)
     if (!doc_wanted(x->q, d)) {
         return 0;
     }
+    if (x->n == x->cap) {
+        return 1; /* the limit: stop (before deciding, so the tally counts what was seen) */
+    }
     hie_consent_decision_t dec;
     doc_decide(x->ctx, x->txn, x->arena, x->who, x->euid, d,
         HIE__V1__CONSENT_ACTION__CONSENT_ACTION_QUERY, &dec);
-    if (!hie_consent_permitted(&dec)) {
-        x->withheld++;
-        x->last_deny = dec;
+    if (!tally_add(x->tally, &dec)) {
         return 0;
-    }
-    if (x->n == x->cap) {
-        return 1; /* the limit: stop */
     }
     x->docs[x->n] = entry_make(x->arena, m, d);
     x->ids[x->n] = m->message_id;
@@ -294,8 +328,9 @@ hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__R
     Hie__V1__RecordQueryReply *out = hie_arena_alloc(arena, sizeof(*out));
     Hie__V1__SourceResult *src = hie_arena_alloc(arena, sizeof(*src));
     Hie__V1__SourceResult **srcs = hie_arena_alloc(arena, sizeof(*srcs));
+    memset(&fwd->tally, 0, sizeof(fwd->tally));
     struct query x = {ctx, NULL, arena, who, q, euid, NULL, 0,
-        q->limit ? q->limit : QUERY_LIMIT_DEFAULT, NULL, 0, {0}};
+        q->limit ? q->limit : QUERY_LIMIT_DEFAULT, NULL, &fwd->tally};
     x.docs = hie_arena_alloc(arena, (x.cap + 1) * sizeof(*x.docs));
     x.ids = hie_arena_alloc(arena, (x.cap + 1) * sizeof(*x.ids));
     if (euid == NULL || out == NULL || src == NULL || srcs == NULL || x.docs == NULL ||
@@ -332,12 +367,7 @@ hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__R
         return 0;
     }
     node_subject_t s = {euid, {0}, NULL, 0, x.ids, x.n};
-    if (x.n > 0 || x.withheld == 0) {
-        s.decision.decision = HIE_CONSENT_PERMIT;
-        s.decision.reason = x.withheld > 0 ? "consent-partial" : "consent-permit";
-    } else {
-        s.decision = x.last_deny; /* everything was withheld: the deciding denial */
-    }
+    tally_decision(&fwd->tally, x.n, &s.decision);
     hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_RECORD_QUERY,
         HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, &s, 1, arena, audit);
     *reply = out;
@@ -426,7 +456,7 @@ hie_node__query_forward_frame(node_ctx_t *ctx, const char *query_id, const node_
 /* Consent for one responder document, from its listed labels, class and date. */
 static bool
 entry_permitted(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const node_who_t *who,
-    const char *euid, const Hie__V1__DocumentEntry *en)
+    const char *euid, const Hie__V1__DocumentEntry *en, node_query_tally_t *tally)
 {
     Hie__V1__Document d = HIE__V1__DOCUMENT__INIT;
     d.class_code = en->class_code;
@@ -436,21 +466,21 @@ entry_permitted(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const node_wh
     hie_consent_decision_t dec;
     doc_decide(ctx, txn, arena, who, euid, &d, HIE__V1__CONSENT_ACTION__CONSENT_ACTION_QUERY,
         &dec);
-    return hie_consent_permitted(&dec);
+    return tally_add(tally, &dec);
 }
 
 /* Appends the permitted documents of one answer; [out] counts. */
 static int
 answer_add(node_ctx_t *ctx, MDB_txn *txn, const node_who_t *who, const char *source,
     const Hie__V1__QueryAnswer *ans, Hie__V1__RecordQueryReply *r, size_t cap,
-    hie_arena_t *arena)
+    hie_arena_t *arena, node_query_tally_t *tally)
 {
     for (size_t i = 0; i < ans->n_documents && i < QUERY_LIMIT_MAX; i++) {
         Hie__V1__DocumentEntry *en = ans->documents[i];
         if (en->document_id == NULL || en->document_id[0] == '\0' || r->n_documents == cap) {
             continue;
         }
-        if (!entry_permitted(ctx, txn, arena, who, r->euid, en)) {
+        if (!entry_permitted(ctx, txn, arena, who, r->euid, en, tally)) {
             continue; /* left out, as if the responder had not listed it */
         }
         en->source = (char *)(uintptr_t)source;
@@ -503,10 +533,12 @@ hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,
     }
     memcpy(docs, reply->documents, reply->n_documents * sizeof(*docs));
     reply->documents = docs;
+    node_query_tally_t tally = fwd->tally;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < fwd->n; i++) {
         if (answers[i] != NULL && status[i] == HIE__V1__SOURCE_STATUS__SOURCE_OK) {
-            rc = answer_add(ctx, txn, who, fwd->orgs[i], answers[i], reply, total, arena);
+            rc = answer_add(ctx, txn, who, fwd->orgs[i], answers[i], reply, total, arena,
+                &tally);
         }
     }
     mdb_txn_abort(txn);
@@ -520,8 +552,7 @@ hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,
         ids[i] = reply->documents[i]->document_id;
     }
     node_subject_t s = {reply->euid, {0}, NULL, 0, ids, reply->n_documents};
-    s.decision.decision = HIE_CONSENT_PERMIT;
-    s.decision.reason = "consent-permit";
+    tally_decision(&tally, reply->n_documents, &s.decision);
     hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_RECORD_QUERY,
         HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, &s, 1, arena, audit);
     return audit->build_rc;

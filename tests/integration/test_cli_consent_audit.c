@@ -538,6 +538,57 @@ Test(audit_cli, break_glass_and_org_access_reports, .timeout = 180)
     itest_node_cleanup(&n);
 }
 
+/* Documents: a push is accounted to its recipient, a query and a retrieval count the
+ * documents they disclosed, and a query that breaks the glass is flagged and reported. */
+Test(audit_cli, documents_are_accounted_to_their_recipients_and_break_glass_queries_reported,
+    .timeout = 180)
+{
+    itest_node_t n;
+    char path[ITEST_PATH + 32], doc[ITEST_PATH + 32];
+    setup(&n);
+    feed_linked_patient(&n);
+    tmp_path(&n, "note.xml", doc, sizeof(doc));
+    write_file(doc, "<note>seen in clinic</note>");
+    int rc = itest_hie(&n, HOSPITAL, out, sizeof(out), "--id d1 push --repository --mrn H-1 "
+        "--file '%s' --class progress-note", doc);
+    cr_assert_eq(rc, 0, "%s", out);
+    rc = itest_hie(&n, HOSPITAL, out, sizeof(out), "--id d2 push --to %s --mrn H-1 --file '%s'",
+        CLINIC, doc);
+    cr_assert_eq(rc, 0, "%s", out);
+    rc = itest_hie(&n, CLINIC, out, sizeof(out), "query --mrn C-9");
+    cr_assert(rc == 0 && strstr(out, " documents=1 ") != NULL, "%s", out);
+    rc = itest_hie(&n, CLINIC, out, sizeof(out), "get " HOSPITAL ":d1");
+    cr_assert_eq(rc, 0, "%s", out);
+    tmp_path(&n, "deny.json", path, sizeof(path));
+    write_file(path, "{\"status\":\"active\",\"provision\":{\"type\":\"deny\"}}");
+    rc = itest_hie(&n, HOSPITAL, out, sizeof(out), "consent submit --mrn H-1 --file '%s'", path);
+    cr_assert_eq(rc, 0, "%s", out);
+    rc = itest_hie(&n, CLINIC, out, sizeof(out), "query --mrn C-9");
+    cr_assert(rc == 0 && strstr(out, " documents=0 ") != NULL, "denied: %s", out);
+    rc = itest_hie(&n, CLINIC, out, sizeof(out), "--purpose emergency query --mrn C-9");
+    cr_assert(rc == 0 && strstr(out, " documents=1 ") != NULL, "break-glass: %s", out);
+    rc = itest_hie(&n, AUDITOR, out, sizeof(out), "audit report accounting --mrn H-1 --org %s "
+        "--include-excluded", HOSPITAL);
+    cr_assert_eq(rc, 0, "%s", out);
+    static const char *const rows[] = {
+        ",repository,treatment,push,documents (1) for push,permitted,repository,",
+        ",riverside-clinic,treatment,push,documents (1) for push,permitted,",
+        ",riverside-clinic,treatment,record-query,documents (1) for record query,permitted,",
+        ",riverside-clinic,treatment,retrieve,documents (1) for document retrieval,permitted,",
+        ",riverside-clinic,treatment,record-query,nothing disclosed (denied) for record query,"
+        "denied,consent-deny,cns-",
+        ",riverside-clinic,emergency,record-query,documents (1) for record query,permitted,"
+        "break-glass,cns-"};
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        cr_assert(strstr(out, rows[i]) != NULL, "no row %s in:\n%s", rows[i], out);
+    }
+    rc = itest_hie(&n, AUDITOR, out, sizeof(out), "audit report break-glass");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, ",emergency,record-query,documents (1) for record query,permitted,"
+                          "break-glass,cns-") != NULL, "%s", out);
+    itest_node_cleanup(&n);
+}
+
 Test(audit_cli, non_auditors_are_forbidden, .timeout = 120)
 {
     itest_node_t n;

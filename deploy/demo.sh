@@ -35,6 +35,9 @@ tls: {ca_file: pki/ca/ca.crt, cert_file: pki/certs/node-1.crt, key_file: pki/cer
 operator: {http_address: 127.0.0.1, http_port: $http}
 workers: 2
 mpi: {key_file: mpi.key}
+# no consent on file: treatment is permitted (opt-out); emergency care may break the glass
+consent: {regime: opt-out, break_glass: true}
+audit: {checkpoint_interval_ms: 1000}
 YAML
 # the MPI's data key: 32 random bytes only the node's user can read (PHI is sealed with it)
 (umask 077; head -c 32 /dev/urandom > "$demo/mpi.key")
@@ -52,6 +55,7 @@ ctl status
 
 step "the operator registers member organizations (commands through the log, fsync'd)"
 ctl org register general-hospital --name "General Hospital" --roles hospital
+ctl org register st-mary-hospital --name "St Mary Hospital" --roles hospital
 ctl org register riverside-clinic --name "Riverside Family Clinic" --roles clinic
 ctl org register state-auditor --name "State HIE Auditor" --roles auditor
 ctl org list
@@ -63,6 +67,8 @@ member general-hospital feed create --mrn GH-1001 --given Maria --family Garcia 
 member riverside-clinic feed create --mrn RC-77 --given "María" --family "García" \
   --dob 1984-07-12 --sex female --address "12 Mission Street" --city "San Francisco" \
   --postcode 94110-1234 --phone "+1 415 555 0101"
+member st-mary-hospital feed create --mrn SM-555 --given Maria --family Garcia \
+  --dob 1984-07-12 --sex female --postcode 94110 --phone 4155550101
 member general-hospital feed create --mrn GH-1002 --given Robert --family Chen \
   --dob 1951-02-28 --sex male --postcode 94103
 echo "(the clinic cannot feed the hospital's MRNs)"
@@ -108,6 +114,58 @@ step "the operator revokes the lab's certificate and reloads the CRL without a r
 bash "$here/deploy/pki.sh" revoke "$demo/pki" county-lab
 ctl reload
 member county-lab whoami || echo "(refused as expected, exit $?)"
+
+step "the clinic subscribes to admissions, discharges and transfers of all its patients"
+out=$(member riverside-clinic subscribe --all-my-patients); echo "$out"
+echo "(the clinic's subscription is ${out#*=}: its notifications wait on its queue until read)"
+
+step "General Hospital admits Maria Garcia (HL7 ADT A01); the clinic is notified"
+member general-hospital adt a01 --mrn GH-1001 --visit V-88 --class inpatient \
+  --facility "General Hospital" --location "4W-12" --attending "Dr. Okafor"
+member riverside-clinic receive --count 1
+
+step "General Hospital stores her discharge summary in the HIE repository and pushes a copy to St Mary"
+printf '<ClinicalDocument><title>Discharge summary</title><text>Community-acquired pneumonia, treated; follow up in 2 weeks.</text></ClinicalDocument>\n' > "$demo/discharge.xml"
+member general-hospital --id gh-ds-1 push --repository --mrn GH-1001 --file "$demo/discharge.xml" \
+  --class discharge-summary --title "Discharge summary" --date 2026-11-20
+member general-hospital --id gh-ds-1 push --repository --mrn GH-1001 --file "$demo/discharge.xml" \
+  --class discharge-summary --title "Discharge summary" --date 2026-11-20
+echo "(the same id twice: one document, the original answer)"
+member general-hospital --id gh-push-1 push --to st-mary-hospital --mrn GH-1001 --file "$demo/discharge.xml" \
+  --class discharge-summary --title "Discharge summary (copy)"
+mkdir -p "$demo/inbox"
+member st-mary-hospital receive --count 1 --out-dir "$demo/inbox"
+
+step "St Mary queries Maria's records by its own MRN; the MPI links her, the repository answers"
+member st-mary-hospital query --mrn SM-555
+doc=$(member st-mary-hospital --json query --mrn SM-555 | sed -n 's/.*"document_id":"\([^"]*\)".*/\1/p' | head -1)
+member st-mary-hospital get "$doc" --out "$demo/fetched.xml"
+
+step "Maria tells her clinic she does not want St Mary to see her records: a consent directive"
+cat > "$demo/consent-deny-st-mary.json" <<JSON
+{"status": "active", "date": "2026-11-21",
+ "provision": {"type": "permit",
+   "provisions": [{"type": "deny", "actors": [{"org": "st-mary-hospital"}]}]}}
+JSON
+cat "$demo/consent-deny-st-mary.json"
+member riverside-clinic consent submit --mrn RC-77 --file "$demo/consent-deny-st-mary.json"
+echo "(the very next query sees nothing: as if the documents did not exist)"
+member st-mary-hospital query --mrn SM-555
+member st-mary-hospital get "$doc" || echo "(withheld, exit $?)"
+
+step "in an emergency St Mary breaks the glass (allowed by policy, always audited and reported)"
+member st-mary-hospital --purpose emergency query --mrn SM-555
+
+step "the state auditor pulls Maria's accounting of disclosures, with proofs and a signed checkpoint"
+sleep 1.2  # the next signed checkpoint covers every disclosure above
+member state-auditor audit report accounting --mrn GH-1001 --org general-hospital \
+  --include-excluded --from 2026-01-01 --all --out "$demo/report.json"
+member state-auditor audit report break-glass --from 2026-01-01
+echo "(an auditor checks the report offline against the node's published key)"
+vkey=$("$ctl_bin" --config "$demo/node.yaml" audit vkey)
+run "$hie_bin" audit verify "$demo/report.json" --vkey "$vkey"
+echo "(the operator verifies the whole log: signatures and every checkpoint's consistency)"
+ctl audit verify
 
 step "operator endpoint: health and a few metrics"
 run curl -s "http://127.0.0.1:$http/healthz"

@@ -4,7 +4,8 @@
  * numbered per subscription; filters keep other subscribers out of both; a subscriber the
  * patient's consent excludes gets nothing and the withholding is audited; a subscriber
  * offline during 1,000 events gets every one after reconnecting, in order, once; bad input
- * names its field.
+ * names its field; a roster of a million patients is refused whole (over the frame limit) and
+ * in parts stops at 100,000 with nothing of the refused part kept.
  */
 #include "exchange.h"
 
@@ -253,6 +254,118 @@ Test(adt, bad_input_names_the_field, .timeout = 120)
     expect_error(subscribe(c, "b6", (Hie__V1__SubscriptionScope)7, NULL, 0, 0, a), bad,
         "scope");
     hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+static hie_envelope_t *roster_via(hie_client_t *c, itest_node_t *n, const char *org,
+    const char *id, const char *sub, const char *prefix, size_t first, size_t count,
+    const char *rm, hie_arena_t *a);
+
+/* One request over a raw mutual-TLS connection as org; the node's reply. A frame over the
+ * node's limit (limits.frame_bytes_max, 4 MiB by default) is refused from its length prefix:
+ * only its first 64 KiB are sent, and the node answers, then closes. */
+static hie_envelope_t *
+raw_call(itest_node_t *n, const char *org, hie_envelope_t *req, hie_arena_t *a)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    cr_assert_eq(hie_proto_frame_encode(req, HIE_PROTO_FRAME_BYTES_MAX, &buf, &len), 0);
+    SSL *ssl = itest_raw_connect(n, org);
+    cr_assert_not_null(ssl);
+    size_t send = len > HIE_PROTO_FRAME_BYTES_DEFAULT ? 65536u : len;
+    for (size_t off = 0; off < send;) {
+        int w = SSL_write(ssl, buf + off, (int)(send - off < 65536u ? send - off : 65536u));
+        cr_assert_gt(w, 0, "write");
+        off += (size_t)w;
+    }
+    hie_mem_free(buf, len);
+    hie_envelope_t *r = NULL;
+    cr_assert_gt(itest_raw_read_frame(ssl, 30000, a, &r), 0, "a reply");
+    itest_raw_close(ssl);
+    return r;
+}
+
+/* A roster update adding count MRNs "<prefix><first + i>" (and removing rm when not NULL). */
+static hie_envelope_t *
+roster(hie_client_t *c, const char *id, const char *sub, const char *prefix, size_t first,
+    size_t count, const char *rm, hie_arena_t *a)
+{
+    return roster_via(c, NULL, NULL, id, sub, prefix, first, count, rm, a);
+}
+
+/* The same, on c, or over a raw connection as org when n is not NULL: a frame of up to the
+ * protocol's 16 MiB that the client library would refuse to send. */
+static hie_envelope_t *
+roster_via(hie_client_t *c, itest_node_t *n, const char *org, const char *id, const char *sub,
+    const char *prefix, size_t first, size_t count, const char *rm, hie_arena_t *a)
+{
+    enum { MRN_BYTES = 16 };
+    hie_envelope_t req;
+    Hie__V1__RosterUpdate u = HIE__V1__ROSTER_UPDATE__INIT;
+    char **mrns = calloc(count + 1, sizeof(*mrns));
+    char *text = calloc(count + 1, MRN_BYTES);
+    cr_assert(mrns != NULL && text != NULL);
+    for (size_t i = 0; i < count; i++) {
+        mrns[i] = text + i * MRN_BYTES;
+        snprintf(mrns[i], MRN_BYTES, "%s%zu", prefix, first + i);
+    }
+    req_init(&req, id);
+    req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED;
+    u.subscription_id = MUT(sub);
+    u.n_add_mrns = count;
+    u.add_mrns = mrns;
+    char *rms[1] = {MUT(rm)};
+    u.n_remove_mrns = rm != NULL;
+    u.remove_mrns = rms;
+    req.body_case = HIE__V1__ENVELOPE__BODY_ROSTER_UPDATE;
+    req.roster_update = &u;
+    hie_envelope_t *r = n == NULL ? call(c, &req, a) : raw_call(n, org, &req, a);
+    free(mrns);
+    free(text);
+    return r;
+}
+
+static uint32_t
+roster_ok(hie_client_t *c, const char *id, const char *sub, size_t first, size_t count,
+    const char *rm, hie_arena_t *a)
+{
+    hie_envelope_t *r = roster(c, id, sub, "R-", first, count, rm, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_ROSTER_UPDATE_REPLY, "roster %s: %s", id,
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?");
+    return r->roster_update_reply->size;
+}
+
+/* A roster of a million patients: in one request it is refused (parts of at most 1,000); sent
+ * in parts it stops at 100,000 with a clear error, and nothing of the refused part is kept. */
+Test(adt, a_roster_of_a_million_patients_is_refused_and_changes_nothing, .timeout = 300)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *c = itest_client(&n, CLINIC);
+    const char *sub = subscribe_ok(c, "s1", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-1",
+        0, a);
+    const Hie__V1__ErrorCode bad = HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST;
+    hie_envelope_t *big = roster_via(NULL, &n, CLINIC, "m1", sub, "R-", 0, 1000000, NULL, a);
+    cr_assert_eq(big->body_case, HIE__V1__ENVELOPE__BODY_ERROR);
+    cr_assert_eq(big->error->code, bad, "%s", big->error->message);
+    expect_error(roster(c, "m1b", sub, "R-", 0, 1001, NULL, a), bad, "add_mrns");
+    cr_assert_eq(roster_ok(c, "m2", sub, 0, 0, "none", a), 1u, "nothing of it was kept");
+    char id[32];
+    uint32_t size = 1;
+    for (size_t part = 0; part < 100; part++) { /* 99,999 more: 100,000 with C-1 */
+        snprintf(id, sizeof(id), "p%zu", part);
+        size = roster_ok(c, id, sub, part * 1000, part < 99 ? 1000 : 999, NULL, a);
+    }
+    cr_assert_eq(size, 100000u);
+    hie_envelope_t *full = roster(c, "m3", sub, "S-", 0, 2, NULL, a);
+    expect_error(full, bad, "add_mrns");
+    cr_assert(strstr(full->error->message, "100,000") != NULL, "%s", full->error->message);
+    cr_assert_eq(roster_ok(c, "m4", sub, 0, 0, "none", a), 100000u, "the refused part added "
+        "nothing");
+    cr_assert_eq(roster_ok(c, "m5", sub, 0, 0, "R-5", a), 99999u, "a removal still works");
     hie_client_destroy(&c);
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);

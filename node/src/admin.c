@@ -335,6 +335,63 @@ admin_dead_list(struct node_admin *a, const Hie__V1__AdminDeadList *q, hie_arena
     admin_send_reply(a, &reply);
 }
 
+#define ADMIN_SUBS_LIST_MAX 1000u
+
+struct subs_list {
+    Hie__V1__AdminSubsListReply *out;
+    node_ctx_t *ctx;
+    MDB_txn *txn;
+};
+
+static int
+subs_one(void *ctx, const Hie__V1__Subscription *sub)
+{
+    struct subs_list *sl = ctx;
+    if (sl->out->n_subscriptions == ADMIN_SUBS_LIST_MAX) {
+        sl->out->truncated = true;
+        return 1;
+    }
+    uint64_t depth = 0;
+    int rc = hie_node__queue_depth(hie_node__state_queue(sl->ctx->state), sl->txn, sub->org_id,
+        &depth);
+    sl->out->subscriptions[sl->out->n_subscriptions] = (Hie__V1__Subscription *)(uintptr_t)sub;
+    sl->out->queued[sl->out->n_subscriptions] = depth;
+    sl->out->n_subscriptions++;
+    sl->out->n_queued++;
+    return rc == HIE_ENOTFOUND ? 0 : rc;
+}
+
+/* hiectl subscription list: the subscriptions and their subscribers' queue depths. */
+static void
+admin_subs_list(struct node_admin *a, const Hie__V1__AdminSubsList *q, hie_arena_t *arena)
+{
+    Hie__V1__AdminReply reply = HIE__V1__ADMIN_REPLY__INIT;
+    Hie__V1__AdminSubsListReply *out = hie_arena_alloc(arena, sizeof(*out));
+    MDB_txn *txn = NULL;
+    const char *org = q->org_id != NULL && q->org_id[0] != '\0' ? q->org_id : NULL;
+    if (out == NULL || mdb_txn_begin(hie_node__state_env(a->ctx->state), NULL, MDB_RDONLY,
+        &txn) != 0) {
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "busy", NULL);
+        return;
+    }
+    hie__v1__admin_subs_list_reply__init(out);
+    out->subscriptions = hie_arena_alloc(arena, ADMIN_SUBS_LIST_MAX * sizeof(*out->subscriptions));
+    out->queued = hie_arena_alloc(arena, ADMIN_SUBS_LIST_MAX * sizeof(*out->queued));
+    struct subs_list sl = {out, a->ctx, txn};
+    int rc = out->subscriptions == NULL || out->queued == NULL ? HIE_ENOMEM
+        : hie_node__subs_scan(hie_node__state_subs(a->ctx->state), txn, org,
+              ADMIN_SUBS_LIST_MAX + 1u, arena, subs_one, &sl);
+    mdb_txn_abort(txn);
+    if (rc != 0) {
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_INTERNAL, "cannot read the subscriptions",
+            NULL);
+        return;
+    }
+    reply.body_case = HIE__V1__ADMIN_REPLY__BODY_SUBS_LIST;
+    reply.subs_list = out;
+    admin_send_reply(a, &reply);
+}
+
 static void
 admin_dispatch(struct node_admin *a, hie_span_t in, hie_arena_t *arena)
 {
@@ -381,6 +438,9 @@ admin_dispatch(struct node_admin *a, hie_span_t in, hie_arena_t *arena)
         break;
     case HIE__V1__ADMIN_REQUEST__BODY_DEAD_LIST:
         admin_dead_list(a, req->dead_list, arena);
+        break;
+    case HIE__V1__ADMIN_REQUEST__BODY_SUBS_LIST:
+        admin_subs_list(a, req->subs_list, arena);
         break;
     default:
         admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "unknown admin request", NULL);

@@ -1,9 +1,11 @@
 /*
- * ctl_delivery.c - hiectl delivery dead|redrive: the dead letters of the delivery queues (metadata only)
- * and sending them back to their queue.
+ * ctl_delivery.c - hiectl delivery dead|redrive: the dead letters of the delivery queues
+ * (metadata only) and sending them back to their queue; hiectl subscription list|cancel: the
+ * members' ADT subscriptions, their subscribers' queue depths, and ending one for a member.
  */
 #include "hiectl_int.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -57,3 +59,89 @@ hie_ctl__delivery(const struct ctl *c, int argc, char **argv, hie_arena_t *arena
     return hie_ctl__command(c, &cmd, arena);
 }
 
+
+/* ---- subscriptions ------------------------------------------------------------------------- */
+
+/* An enum value's protobuf name without its prefix, lowercased ("ADT_A01" -> "a01"). */
+static const char *
+enum_word(const ProtobufCEnumDescriptor *d, int v, const char *prefix, char *buf, size_t cap)
+{
+    const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
+    const char *name = ev != NULL ? ev->name : "unknown";
+    size_t n = strlen(prefix);
+    name = strncmp(name, prefix, n) == 0 ? name + n : name;
+    size_t i = 0;
+    for (; name[i] != '\0' && i + 1 < cap; i++) {
+        buf[i] = (char)tolower((unsigned char)name[i]);
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
+/* "a01,a03" or "all". */
+static void
+enum_list(const ProtobufCEnumDescriptor *d, const int *v, size_t n, const char *prefix,
+    char *out, size_t cap)
+{
+    char w[32];
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && used + 1 < cap; i++) {
+        int k = snprintf(out + used, cap - used, "%s%s", i ? "," : "",
+            enum_word(d, v[i], prefix, w, sizeof(w)));
+        used += k > 0 ? (size_t)k : 0;
+    }
+    if (n == 0) {
+        snprintf(out, cap, "all");
+    }
+}
+
+static int
+ctl_subs_list(const struct ctl *c, const char *org, hie_arena_t *arena)
+{
+    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
+    Hie__V1__AdminSubsList q = HIE__V1__ADMIN_SUBS_LIST__INIT;
+    q.org_id = (char *)(uintptr_t)(org != NULL ? org : "");
+    req.body_case = HIE__V1__ADMIN_REQUEST__BODY_SUBS_LIST;
+    req.subs_list = &q;
+    Hie__V1__AdminReply *reply = hie_ctl__call(c, &req, arena);
+    if (reply->body_case != HIE__V1__ADMIN_REPLY__BODY_SUBS_LIST) {
+        fprintf(stderr, "hiectl: unexpected answer\n");
+        return 3;
+    }
+    const Hie__V1__AdminSubsListReply *r = reply->subs_list;
+    for (size_t i = 0; i < r->n_subscriptions; i++) {
+        const Hie__V1__Subscription *s = r->subscriptions[i];
+        char scope[32], events[160], classes[96];
+        enum_word(&hie__v1__subscription_scope__descriptor, s->scope, "SCOPE_", scope,
+            sizeof(scope));
+        enum_list(&hie__v1__adt_event__descriptor, (const int *)s->events, s->n_events, "ADT_",
+            events, sizeof(events));
+        enum_list(&hie__v1__patient_class__descriptor, (const int *)s->classes, s->n_classes,
+            "PATIENT_CLASS_", classes, sizeof(classes));
+        printf("id=%s org=%s scope=%s roster=%u events=%s classes=%s last_event=%lu "
+            "created_ms=%ld queued=%lu\n", s->id, s->org_id, scope, s->roster_size, events,
+            classes, (unsigned long)s->event_number, (long)s->created_ms,
+            (unsigned long)(i < r->n_queued ? r->queued[i] : 0));
+    }
+    printf("subscriptions=%zu%s\n", r->n_subscriptions, r->truncated ? " truncated=yes" : "");
+    return 0;
+}
+
+int
+hie_ctl__subscription(const struct ctl *c, int argc, char **argv, hie_arena_t *arena)
+{
+    if (argc >= 1 && argc <= 2 && strcmp(argv[0], "list") == 0) {
+        return ctl_subs_list(c, argc == 2 ? argv[1] : NULL, arena);
+    }
+    if (argc != 2 || strcmp(argv[0], "cancel") != 0) {
+        hie_ctl__usage(stderr);
+        return 2;
+    }
+    Hie__V1__UnsubscribeCommand u = HIE__V1__UNSUBSCRIBE_COMMAND__INIT;
+    u.subscription_id = argv[1];
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    cmd.body_case = HIE__V1__COMMAND__BODY_UNSUBSCRIBE;
+    cmd.unsubscribe = &u;
+    return hie_ctl__command(c, &cmd, arena);
+}

@@ -64,6 +64,10 @@ hie_ctl__usage(FILE *f)
         "  delivery dead [ORG]              dead letters: recipient, seq, message id, sender,\n"
         "                                   attempts, reason (never their content)\n"
         "  delivery redrive ORG [SEQ]       send dead letters (all, or SEQ) back to the queue\n"
+        "  subscription list [ORG]          ADT subscriptions: id, org, scope, roster size,\n"
+        "                                   event and class filters, last event number, and\n"
+        "                                   the messages waiting in the subscriber's queue\n"
+        "  subscription cancel ID           end a member's subscription (as the operator)\n"
         "  consent submit --org ORG --mrn MRN --file FILE|-   file a directive for any\n"
         "                                   organization's patient (the JSON of hie consent\n"
         "                                   submit, see hie --help; exit 2 names the bad path)\n"
@@ -1351,6 +1355,8 @@ main(int argc, char **argv)
         rc = ctl_mpi(&c, n_words - 1, words + 1, arena);
     } else if (strcmp(words[0], "delivery") == 0) {
         rc = hie_ctl__delivery(&c, n_words - 1, words + 1, arena);
+    } else if (strcmp(words[0], "subscription") == 0) {
+        rc = hie_ctl__subscription(&c, n_words - 1, words + 1, arena);
     } else if (strcmp(words[0], "audit") == 0) {
         rc = ctl_audit(&c, n_words - 1, words + 1);
     } else if (strcmp(words[0], "consent") == 0) {

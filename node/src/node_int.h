@@ -319,6 +319,12 @@ void hie_node__subs_close(node_subs_t **s);
  * audited with hie_node__audit_append). Log thread only. */
 HIE_MUST_CHECK int hie_node__subs_apply(node_subs_t *s, node_queue_t *q, node_audit_t *au,
     node_apply_t *a);
+/* Calls fn with each subscription (of org, or everyone's when org is NULL), in id order, at
+ * most max; fn returns non-zero to stop (a positive value is not an error). Reads every
+ * subscription record, filtered: for the operator, not the hot path. */
+HIE_MUST_CHECK int hie_node__subs_scan(node_subs_t *s, MDB_txn *txn, const char *org,
+    size_t max, hie_arena_t *arena, int (*fn)(void *ctx, const Hie__V1__Subscription *sub),
+    void *ctx);
 HIE_MUST_CHECK int hie_node__subs_get(node_subs_t *s, MDB_txn *txn, const char *id,
     hie_arena_t *arena, Hie__V1__Subscription **out);
 /* Calls fn with the id of each subscription whose roster holds rec_hash / of org's

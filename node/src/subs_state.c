@@ -142,6 +142,33 @@ hie_node__subs_all_of(node_subs_t *s, MDB_txn *txn, const char *org,
         HIE_SUBSCRIPTIONS_PER_ORG_MAX, fn, ctx);
 }
 
+int
+hie_node__subs_scan(node_subs_t *s, MDB_txn *txn, const char *org, size_t max,
+    hie_arena_t *arena, int (*fn)(void *ctx, const Hie__V1__Subscription *sub), void *ctx)
+{
+    HIE_ASSERT(s != NULL && s->magic == SUBS_MAGIC);
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc = mdb_rc(mdb_cursor_open(txn, s->subs, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
+    for (size_t seen = 0; rc == 0 && mrc == 0 && seen < max;) {
+        ProtobufCMessage *m = NULL;
+        rc = hie_proto_unpack(&hie__v1__subscription__descriptor,
+            hie_span(v.mv_data, v.mv_size), arena, &m) ? HIE_ECORRUPT : 0;
+        const Hie__V1__Subscription *sub = (const Hie__V1__Subscription *)m;
+        if (rc == 0 && (org == NULL || strcmp(sub->org_id, org) == 0)) {
+            seen++;
+            rc = fn(ctx, sub);
+        }
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    rc = rc > 0 ? 0 : rc;
+    return rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+}
+
 static size_t
 visit_key(uint8_t *k, const char *sender, const char *visit, int event)
 {
@@ -292,7 +319,9 @@ apply_unsubscribe(node_subs_t *s, node_apply_t *a)
     const char *id = a->cmd->unsubscribe->subscription_id;
     Hie__V1__Subscription *sub = NULL;
     int rc = hie_node__subs_get(s, a->txn, id, a->arena, &sub);
-    if (rc == HIE_ENOTFOUND || (rc == 0 && strcmp(sub->org_id, a->cmd->requester) != 0)) {
+    bool operator = strcmp(a->cmd->requester, NODE_OPERATOR_ID) == 0;
+    if (rc == HIE_ENOTFOUND || (rc == 0 && !operator && strcmp(sub->org_id,
+        a->cmd->requester) != 0)) {
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "subscription_id",
             "no such subscription of this organization");
     }

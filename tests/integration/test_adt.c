@@ -152,6 +152,23 @@ Test(adt, admission_and_its_cancel_reach_exactly_the_subscriber, .timeout = 120)
     /* a discharge now reaches st-mary (filter) and the clinic (no filter) */
     Hie__V1__AdtReply *r3 = adt_ok(h, "e3", HIE__V1__ADT_EVENT__ADT_A03, "V100", a);
     cr_assert_eq(r3->notified, 2u);
+    /* the operator sees both subscriptions, and ends the clinic's */
+    static char out[8192];
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "subscription list"), 0, "%s", out);
+    char want[160];
+    snprintf(want, sizeof(want), "id=%s org=" CLINIC " scope=patients roster=1 events=all "
+        "classes=all last_event=3 ", sid);
+    cr_assert(strstr(out, want) != NULL, "%s", out);
+    cr_assert(strstr(out, "org=" HOSP2 " scope=all_my_patients roster=0 events=a03 ") != NULL,
+        "%s", out);
+    cr_assert(strstr(out, "\nsubscriptions=2\n") != NULL, "%s", out);
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "subscription list " HOSP2), 0, "%s", out);
+    cr_assert(strstr(out, "subscriptions=1\n") != NULL && strstr(out, CLINIC) == NULL, "%s", out);
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "subscription cancel %s", sid), 0, "%s", out);
+    cr_assert_neq(itest_ctl(&n, out, sizeof(out), "subscription cancel %s", sid), 0,
+        "already gone: %s", out);
+    Hie__V1__AdtReply *r4 = adt_ok(h, "e4", HIE__V1__ADT_EVENT__ADT_A03, "V101", a);
+    cr_assert_eq(r4->notified, 1u, "st-mary only: the clinic's subscription was cancelled");
     hie_client_destroy(&h);
     hie_client_destroy(&h2);
     hie_client_destroy(&c);

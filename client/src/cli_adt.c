@@ -159,7 +159,8 @@ static const struct option adt_options[] = {{"mrn", required_argument, NULL, 'm'
     {"address", required_argument, NULL, 'a'}, {"city", required_argument, NULL, 'c'},
     {"postcode", required_argument, NULL, 'p'}, {"phone", required_argument, NULL, 'P'},
     {"email", required_argument, NULL, 'e'}, {"national-id", required_argument, NULL, 'n'},
-    {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    {"follow", no_argument, NULL, 'w'}, {"json", no_argument, NULL, 'j'},
+    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 static int
 adt_repeat(char **vals, size_t *count, char *val, const char *name)
@@ -428,6 +429,7 @@ struct sub_args {
     size_t classes_count;
     uint64_t from;
     int64_t since_ms;
+    bool follow;                /* subscribe --follow: then receive until SIGINT */
     const char *sub_id;         /* the one word of roster, unsubscribe and replay */
 };
 
@@ -436,7 +438,8 @@ static const struct option sub_options[] = {{"mrn", required_argument, NULL, 'm'
     {"class", required_argument, NULL, 'C'}, {"add", required_argument, NULL, 'a'},
     {"remove", required_argument, NULL, 'r'}, {"add-file", required_argument, NULL, 'f'},
     {"from", required_argument, NULL, 'F'}, {"since", required_argument, NULL, 'S'},
-    {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    {"follow", no_argument, NULL, 'w'}, {"json", no_argument, NULL, 'j'},
+    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 static const char *
 sub_option_name(int opt)
@@ -492,6 +495,7 @@ sub_option(struct sub_args *a, int opt, char *val)
     case 'a': return sub_mrn_add(a->adds, &a->adds_count, val, opt);
     case 'r': return sub_mrn_add(a->removes, &a->removes_count, val, opt);
     case 'A': a->all = true; return CLI_CONTINUE;
+    case 'w': a->follow = true; return CLI_CONTINUE;
     case 'e':
     case 'C': return sub_filter_add(a, opt, val);
     case 'f': a->add_file = val; return CLI_CONTINUE;
@@ -558,6 +562,17 @@ sub_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
 
 /* ---- subscribe, unsubscribe, replay ------------------------------------------------------ */
 
+/* subscribe --follow: like tail -f, the notifications as they come (hie notifications
+ * --follow: each acknowledged once printed; what was not acknowledged comes again next time,
+ * so a later run resumes where this one stopped). */
+static int
+subscribe_follow(struct cli *cli)
+{
+    static const struct cli_cmd follow = {"notifications", "--follow", "", hie_cli__cmd_receive};
+    char *argv[] = {(char *)(uintptr_t)"notifications", (char *)(uintptr_t)"--follow", NULL};
+    return hie_cli__cmd_receive(cli, &follow, 2, argv);
+}
+
 int
 hie_cli__cmd_subscribe(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
 {
@@ -570,7 +585,7 @@ hie_cli__cmd_subscribe(struct cli *cli, const struct cli_cmd *cmd, int argc, cha
         fputs("hie: out of memory\n", stderr);
         return CLI_EXIT_CONN;
     }
-    int ex = sub_parse(cli, cmd, argc, argv, "mAeC", a);
+    int ex = sub_parse(cli, cmd, argc, argv, "mAeCw", a);
     if (ex == CLI_CONTINUE && a->all && a->mrns_count > 0) {
         ex = hie_cli__usage_error("--all-my-patients takes no --mrn (it follows them all)");
     }
@@ -596,6 +611,10 @@ hie_cli__cmd_subscribe(struct cli *cli, const struct cli_cmd *cmd, int argc, cha
         fputs("subscription_id=", stdout);
         hie_cli__kv_value(stdout, reply->subscribe_reply->subscription_id);
         fputc('\n', stdout);
+    }
+    if (ex == CLI_EXIT_OK && a->follow) {
+        fflush(stdout);
+        ex = subscribe_follow(cli);
     }
 out:
     hie_arena_destroy(&arena);

@@ -68,8 +68,10 @@ static const struct cli_cmd cli_cmds[] = {
             "[DEMOGRAPHICS] [--prior-mrn MRN]",
         "send an ADT event about one of our patients; prints the EUID and the subscriptions "
         "notified and withheld", hie_cli__cmd_adt},
-    {"subscribe", "[--mrn MRN]... [--all-my-patients] [--event E]... [--class C]...",
-        "follow ADT events about our patients; prints the subscription id",
+    {"subscribe", "[--mrn MRN]... [--all-my-patients] [--event E]... [--class C]... "
+                  "[--follow]",
+        "follow ADT events about our patients; prints the subscription id (--follow: then "
+        "prints the notifications as they come, like tail -f, acknowledging each)",
         hie_cli__cmd_subscribe},
     {"roster", "SUB_ID [--add MRN]... [--remove MRN]... [--add-file FILE]",
         "change a subscription's patients (sent in parts of 1,000); prints the roster size",
@@ -365,7 +367,9 @@ cli_help_adt(FILE *f)
           "  roster --add/--remove/--add-file (one MRN a line, blank lines ignored; sent in\n"
           "  parts of 1,000; at most 100,000 a subscription). --event a01..a40 and --class\n"
           "  filter (none: all). replay --from N (event number) or --since DATE queues the\n"
-          "  retained notifications again, with their ids and numbers.\n"
+          "  retained notifications again, with their ids and numbers. subscribe --follow\n"
+          "  then prints the notifications as they come (notifications --follow: each is\n"
+          "  acknowledged once printed; a later run resumes after the last acknowledged).\n"
           "\nNOTIFICATIONS arrive on the same queue as pushed documents: receive (or its\n"
           "  alias notifications) prints each as seq, message_id, subscription_id,\n"
           "  event_number, event, sender, euid, mrns (our own), visit, class, facility,\n"

@@ -18,7 +18,9 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define HOSP "general-hospital"
 #define CLINIC "riverside-clinic"
@@ -177,6 +179,59 @@ roster_file(itest_node_t *n, const char *name, size_t count, const char *bad_lin
         }
     }
     cr_assert_eq(fclose(f), 0);
+}
+
+/* Waits up to ms for path to hold needle; returns its text (static). */
+static const char *
+file_wait(const char *path, const char *needle, int ms)
+{
+    static char text[16384];
+    for (int waited = 0;; waited += 100) {
+        FILE *f = fopen(path, "r");
+        size_t len = f != NULL ? fread(text, 1, sizeof(text) - 1, f) : 0;
+        if (f != NULL) {
+            fclose(f);
+        }
+        text[len] = '\0';
+        if (strstr(text, needle) != NULL || waited >= ms) {
+            return text;
+        }
+        usleep(100 * 1000);
+    }
+}
+
+/* hie subscribe --follow prints the subscription, then each notification as it comes, and
+ * acknowledges it: after SIGTERM it exits 0 and a later run has nothing left to show. */
+Test(adt_cli, subscribe_follow_prints_notifications_as_they_come, .timeout = 180)
+{
+    itest_node_t n;
+    char path[ITEST_PATH + 32], pidfile[ITEST_PATH + 32];
+    setup(&n);
+    snprintf(path, sizeof(path), "%s/follow.txt", n.root);
+    snprintf(pidfile, sizeof(pidfile), "%s/follow.pid", n.root);
+    int rc = itest_hie(&n, CLINIC, out, sizeof(out), "subscribe --all-my-patients --follow "
+        "> '%s' 2>&1 & echo $! > '%s'", path, pidfile);
+    cr_assert_eq(rc, 0, "%s", out);
+    const char *text = file_wait(path, "subscription_id=sub-", 10000);
+    cr_assert(strstr(text, "subscription_id=sub-") != NULL, "%s", text);
+    rc = itest_hie(&n, HOSP, out, sizeof(out), "adt a01 --mrn H-1 --visit V7 --class inpatient");
+    cr_assert_eq(rc, 0, "adt a01: %s", out);
+    text = file_wait(path, " event=A01 ", 10000);
+    cr_assert(strstr(text, " event_number=1 event=A01 ") != NULL, "%s", text);
+    cr_assert(strstr(text, " mrns=C-9 visit=V7 ") != NULL, "%s", text);
+    FILE *f = fopen(pidfile, "r");
+    long pid = 0;
+    cr_assert(f != NULL && fscanf(f, "%ld", &pid) == 1 && pid > 1);
+    fclose(f);
+    cr_assert_eq(kill((pid_t)pid, SIGTERM), 0);
+    for (int i = 0; i < 100 && kill((pid_t)pid, 0) == 0; i++) {
+        usleep(100 * 1000);
+    }
+    cr_assert_neq(kill((pid_t)pid, 0), 0, "it exits on SIGTERM");
+    rc = itest_hie(&n, CLINIC, out, sizeof(out), "notifications");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "event=A01") == NULL, "acknowledged as printed: %s", out);
+    itest_node_cleanup(&n);
 }
 
 Test(adt_cli, bad_input_is_refused_and_a_big_roster_goes_in_parts, .timeout = 180)

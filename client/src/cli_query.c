@@ -388,12 +388,14 @@ hie_cli__cmd_query(struct cli *cli, const struct cli_cmd *cmd, int argc, char **
 
 static int
 get_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv, const char **id,
-    const char **out)
+    const char **out, const char **source)
 {
     static const struct option opts[] = {{"out", required_argument, NULL, 'o'},
-        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"source", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int opt;
     *out = NULL;
+    *source = NULL;
     optind = 0; /* glibc: start over on the subcommand's argv */
     while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (opt == 'h') {
@@ -403,6 +405,8 @@ get_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv, con
             cli->json = true;
         } else if (opt == 'o') {
             *out = optarg;
+        } else if (opt == 's') {
+            *source = optarg;
         } else {
             return hie_cli__getopt_error(opt, argv);
         }
@@ -417,6 +421,10 @@ get_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv, con
     }
     if (*out != NULL && (*out)[0] == '\0') {
         return hie_cli__usage_error("--out needs a file name (or - for stdout)");
+    }
+    if (*source != NULL && !hie_proto_org_id_valid(*source, strlen(*source))) {
+        return hie_cli__usage_error("--source is repository or an organization id (the SOURCE "
+                                    "column of hie query)");
     }
     return CLI_CONTINUE;
 }
@@ -532,18 +540,19 @@ get_output(const struct cli *cli, const Hie__V1__RetrieveReply *r, const char *o
 int
 hie_cli__cmd_get(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
 {
-    const char *doc_id = NULL, *out = NULL;
+    const char *doc_id = NULL, *out = NULL, *source = NULL;
     hie_arena_t *arena = NULL;
     hie_envelope_t *reply = NULL;
     hie_envelope_t req = HIE__V1__ENVELOPE__INIT;
     Hie__V1__RetrieveRequest body = HIE__V1__RETRIEVE_REQUEST__INIT;
-    int ex = get_parse(cli, cmd, argc, argv, &doc_id, &out);
+    int ex = get_parse(cli, cmd, argc, argv, &doc_id, &out, &source);
     if (ex != CLI_CONTINUE) {
         return ex;
     }
     HIE_ASSERT(doc_id != NULL);
     hie_cli__purpose_default(cli, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT);
     body.document_id = (char *)(uintptr_t)doc_id;
+    body.source = (char *)(uintptr_t)(source != NULL ? source : "");
     req.body_case = HIE__V1__ENVELOPE__BODY_RETRIEVE;
     req.retrieve = &body;
     ex = hie_cli__exchange(cli, "get", &req, 0, HIE__V1__ENVELOPE__BODY_RETRIEVE_REPLY, &arena,

@@ -84,7 +84,7 @@ static const struct cli_cmd cli_cmds[] = {
               "[--from DATE] [--to DATE] [--limit N]",
         "a patient's documents (those consent permits) and each source's status",
         hie_cli__cmd_query},
-    {"get", "DOCUMENT_ID [--out FILE|-]",
+    {"get", "DOCUMENT_ID [--source ORG] [--out FILE|-]",
         "retrieve one document: its content to FILE (mode 0600), its metadata and size",
         hie_cli__cmd_get},
     {"responder", "on|off", "register (or not) to answer record queries about our patients",
@@ -392,7 +392,9 @@ cli_help_query(FILE *f)
           "GET: --out FILE writes the content (mode 0600, replaced atomically) and prints the\n"
           "  metadata; --out - writes the content alone to stdout; without --out only the\n"
           "  metadata and size. An unknown document, or one the patient's consent withholds,\n"
-          "  is NOT_FOUND (exit 1).\n"
+          "  is NOT_FOUND (exit 1). --source ORG: a document a responder listed (the SOURCE\n"
+          "  column of query): the node asks that member for it and applies consent to what\n"
+          "  it returns; no answer before the deadline is UNAVAILABLE (exit 1).\n"
           "RESPONDER on|off registers this organization to answer forwarded record queries\n"
           "  (answering is done by the member's own system, not by hie).\n",
         f);

@@ -607,17 +607,28 @@ typedef struct node_query_fwd {
 HIE_MUST_CHECK int hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who,
     const Hie__V1__RecordQuery *q, hie_arena_t *arena, Hie__V1__RecordQueryReply **reply,
     node_audit_cmd_t *audit, node_query_fwd_t *fwd, node_mpi_err_t *e);
-/* The frame forwarding q to one responder (arena holds nothing the frame needs). */
+/* The frame forwarding q to one responder (arena holds nothing the frame needs); with q NULL
+ * and document_id set, a retrieval of that document. */
 HIE_MUST_CHECK int hie_node__query_forward_frame(node_ctx_t *ctx, const char *query_id,
-    const node_who_t *who, const Hie__V1__RecordQuery *q, Hie__V1__PatientId **ids,
-    size_t n_ids, int64_t deadline_ms, uint8_t **buf, size_t *len);
+    const node_who_t *who, const Hie__V1__RecordQuery *q, const char *document_id,
+    Hie__V1__PatientId **ids, size_t n_ids, int64_t deadline_ms, uint8_t **buf, size_t *len);
 /* Adds the responders' documents (consent per document for the requester) and their source
  * statuses to reply, and builds the query's audit record. status[i] is a SourceStatus. */
 HIE_MUST_CHECK int hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,
     Hie__V1__RecordQueryReply *reply, const node_query_fwd_t *fwd, const int *status,
     Hie__V1__QueryAnswer *const *answers, hie_arena_t *arena, node_audit_cmd_t *audit);
+/* Retrieval of one document: from the repository (*reply and *audit set); or, when q->source
+ * names a registered responder, fwd names it (n = 1) and *reply stays NULL: the worker forwards
+ * the retrieval and completes it with hie_node__retrieve_complete. */
 HIE_MUST_CHECK int hie_node__retrieve_prepare(node_ctx_t *ctx, const node_who_t *who,
     const Hie__V1__RetrieveRequest *q, hie_arena_t *arena, Hie__V1__RetrieveReply **reply,
+    node_audit_cmd_t *audit, node_query_fwd_t *fwd, node_mpi_err_t *e);
+/* The responder's answer (status a SourceStatus; answer NULL unless it answered): consent for
+ * the requester on the document it returned, about one of its own patients; its audit record.
+ * A timeout is UNAVAILABLE; unknown or withheld, NOT_FOUND (the same answer). */
+HIE_MUST_CHECK int hie_node__retrieve_complete(node_ctx_t *ctx, const node_who_t *who,
+    const char *document_id, const node_query_fwd_t *fwd, int status,
+    const Hie__V1__QueryAnswer *answer, hie_arena_t *arena, Hie__V1__RetrieveReply **reply,
     node_audit_cmd_t *audit, node_mpi_err_t *e);
 /* The audit index key of an EUID: a keyed hash under the data key's index secret. */
 void hie_node__audit_subject_key(const struct hie_mpi_key *key, const char *euid,

@@ -374,13 +374,36 @@ hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__R
     return 0;
 }
 
+/* A retrieval from a responder: fwd names it (no patient ids: the document says whose). */
+static int
+retrieve_responder(node_ctx_t *ctx, MDB_txn *txn, const node_who_t *who, const char *source,
+    hie_arena_t *arena, node_query_fwd_t *fwd, node_mpi_err_t *e)
+{
+    hie_org_t *org = NULL;
+    if (!hie_proto_org_id_valid(source, strlen(source)) || strcmp(source, who->org_id) == 0 ||
+        !hie_node__repo_is_responder(hie_node__state_repo(ctx->state), txn, source) ||
+        hie_node__state_org_get(ctx->state, source, arena, &org) != 0 ||
+        org->status != HIE__V1__ORG_STATUS__ORG_ACTIVE) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "source",
+            "not a responder of this HIE (the source a record query listed)");
+    }
+    memset(&fwd->tally, 0, sizeof(fwd->tally));
+    fwd->n = 1;
+    fwd->orgs[0] = source;
+    fwd->ids[0] = NULL;
+    fwd->n_ids[0] = 0;
+    fwd->euid = NULL;
+    return 0;
+}
+
 int
 hie_node__retrieve_prepare(node_ctx_t *ctx, const node_who_t *who,
     const Hie__V1__RetrieveRequest *q, hie_arena_t *arena, Hie__V1__RetrieveReply **reply,
-    node_audit_cmd_t *audit, node_mpi_err_t *e)
+    node_audit_cmd_t *audit, node_query_fwd_t *fwd, node_mpi_err_t *e)
 {
     *reply = NULL;
     audit->needed = false;
+    fwd->n = 0;
     Hie__V1__RetrieveReply *out = hie_arena_alloc(arena, sizeof(*out));
     MDB_txn *txn = NULL;
     if (out == NULL || hie_node__state_mpi_key(ctx->state) == NULL) {
@@ -391,6 +414,11 @@ hie_node__retrieve_prepare(node_ctx_t *ctx, const node_who_t *who,
     }
     if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    if (q->source != NULL && q->source[0] != '\0' && strcmp(q->source, "repository") != 0) {
+        int frc = retrieve_responder(ctx, txn, who, q->source, arena, fwd, e);
+        mdb_txn_abort(txn);
+        return frc; /* the worker forwards, then completes with the answer */
     }
     hie_span_t stored;
     Hie__V1__QueuedMessage *m = NULL;
@@ -428,8 +456,8 @@ hie_node__retrieve_prepare(node_ctx_t *ctx, const node_who_t *who,
 
 int
 hie_node__query_forward_frame(node_ctx_t *ctx, const char *query_id, const node_who_t *who,
-    const Hie__V1__RecordQuery *q, Hie__V1__PatientId **ids, size_t n_ids, int64_t deadline_ms,
-    uint8_t **buf, size_t *len)
+    const Hie__V1__RecordQuery *q, const char *document_id, Hie__V1__PatientId **ids,
+    size_t n_ids, int64_t deadline_ms, uint8_t **buf, size_t *len)
 {
     hie_envelope_t env = HIE__V1__ENVELOPE__INIT;
     Hie__V1__QueryForward f = HIE__V1__QUERY_FORWARD__INIT;
@@ -437,12 +465,15 @@ hie_node__query_forward_frame(node_ctx_t *ctx, const char *query_id, const node_
     f.requester_org = (char *)(uintptr_t)who->org_id;
     f.n_patient_ids = n_ids;
     f.patient_ids = ids;
-    f.n_class_codes = q->n_class_codes;
-    f.class_codes = q->class_codes;
-    f.n_type_codes = q->n_type_codes;
-    f.type_codes = q->type_codes;
-    f.from_ms = q->from_ms;
-    f.to_ms = q->to_ms;
+    if (q != NULL) {
+        f.n_class_codes = q->n_class_codes;
+        f.class_codes = q->class_codes;
+        f.n_type_codes = q->n_type_codes;
+        f.type_codes = q->type_codes;
+        f.from_ms = q->from_ms;
+        f.to_ms = q->to_ms;
+    }
+    f.document_id = (char *)(uintptr_t)(document_id != NULL ? document_id : "");
     f.deadline_ms = deadline_ms;
     f.purpose = who->purpose;
     env.id = (char *)(uintptr_t)query_id;
@@ -556,4 +587,71 @@ hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,
     hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_RECORD_QUERY,
         HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, &s, 1, arena, audit);
     return audit->build_rc;
+}
+
+/* The patient of a responder's document: one of the responder's own MRNs, in the MPI. */
+static int
+answer_euid(node_ctx_t *ctx, MDB_txn *txn, const char *source, const Hie__V1__Document *d,
+    hie_arena_t *arena, char *euid)
+{
+    if (d->patient == NULL || d->patient->org_id == NULL ||
+        strcmp(d->patient->org_id, source) != 0 || !hie_mpi_mrn_valid(d->patient->mrn)) {
+        return HIE_ENOTFOUND; /* not about one of its own patients: not disclosed */
+    }
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    hie_mpi_rec_hash(hie_node__state_mpi_key(ctx->state), source, d->patient->mrn, h);
+    return hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state), txn, h, arena, euid);
+}
+
+int
+hie_node__retrieve_complete(node_ctx_t *ctx, const node_who_t *who, const char *document_id,
+    const node_query_fwd_t *fwd, int status, const Hie__V1__QueryAnswer *answer,
+    hie_arena_t *arena, Hie__V1__RetrieveReply **reply, node_audit_cmd_t *audit,
+    node_mpi_err_t *e)
+{
+    *reply = NULL;
+    audit->needed = false;
+    if (status == HIE__V1__SOURCE_STATUS__SOURCE_TIMEOUT) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, "source",
+            "the source did not answer before the deadline; retry later");
+    }
+    const Hie__V1__Document *d = status == HIE__V1__SOURCE_STATUS__SOURCE_OK && answer != NULL
+        ? answer->document : NULL;
+    if (d != NULL && d->content.len > HIE_PUSH_CONTENT_BYTES_MAX) {
+        d = NULL; /* not a document the HIE would accept from a member: not passed on */
+    }
+    char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
+    Hie__V1__RetrieveReply *out = hie_arena_alloc(arena, sizeof(*out));
+    char *id = hie_arena_alloc(arena, strlen(document_id) + 1);
+    MDB_txn *txn = NULL;
+    if (euid == NULL || out == NULL || id == NULL ||
+        mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    memcpy(id, document_id, strlen(document_id) + 1);
+    node_subject_t s = {euid, {0}, NULL, 0, NULL, 0};
+    int rc = d != NULL ? answer_euid(ctx, txn, fwd->orgs[0], d, arena, euid) : HIE_ENOTFOUND;
+    if (rc == 0) {
+        doc_decide(ctx, txn, arena, who, euid, d, HIE__V1__CONSENT_ACTION__CONSENT_ACTION_QUERY,
+            &s.decision);
+    }
+    mdb_txn_abort(txn);
+    if (rc != 0 && rc != HIE_ENOTFOUND) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    bool ok = rc == 0 && hie_consent_permitted(&s.decision);
+    s.document_ids = ok ? &id : NULL;
+    s.n_document_ids = ok;
+    hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_RETRIEVE, ok
+        ? HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED : HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, &s,
+        rc == 0 ? 1 : 0, arena, audit);
+    if (!ok) { /* unknown to the responder, or withheld by consent: the same answer */
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document_id",
+            "no such document");
+    }
+    hie__v1__retrieve_reply__init(out);
+    out->document_id = id;
+    out->document = (Hie__V1__Document *)(uintptr_t)d;
+    *reply = out;
+    return 0;
 }

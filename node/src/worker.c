@@ -44,12 +44,13 @@ struct cache_entry {
     size_t len;
 };
 
-/* A record query forwarded to responders, waiting for their answers. */
+/* A record query forwarded to responders (or a retrieval to one), waiting for answers. */
 struct fwdq {
     node_req_t *req;                 /* NULL: free slot */
     char id[32];                     /* "qf.<worker>.<n>" */
     uint64_t deadline_ns;
     Hie__V1__RecordQueryReply *reply; /* the repository's part (req->arena) */
+    bool retrieve;                   /* a retrieval from one responder, not a record query */
     node_query_fwd_t fwd;
     int status[NODE_QUERY_RESPONDERS_MAX];
     Hie__V1__QueryAnswer *answers[NODE_QUERY_RESPONDERS_MAX];
@@ -391,6 +392,38 @@ static void request_done(struct worker *w, node_req_t *req, Hie__V1__ErrorCode c
     bool cached);
 static void reply_drop(node_req_t *req);
 
+/* The retrieval's answer (or its timeout): the document or an error, after its audit record
+ * (parked). */
+static void
+retrieve_finish(struct worker *w, struct fwdq *fq, const node_who_t *who)
+{
+    node_req_t *req = fq->req;
+    node_audit_cmd_t audit = {0};
+    node_mpi_err_t e = {0};
+    hie_envelope_t reply = HIE__V1__ENVELOPE__INIT;
+    Hie__V1__ErrorCode code = HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
+    fq->req = NULL;
+    reply.body_case = HIE__V1__ENVELOPE__BODY_RETRIEVE_REPLY;
+    if (hie_node__retrieve_complete(w->ctx, who, req->env->retrieve->document_id, &fq->fwd,
+        fq->status[0], fq->answers[0], req->arena, &reply.retrieve_reply, &audit, &e) != 0) {
+        code = reply_error_field(w, req, e.code, e.message, e.field);
+    } else if (reply_pack(w, req, &reply) != 0) {
+        code = reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_INTERNAL, "reply too large");
+    }
+    if (!audit.needed || audit_park(w, req, &audit, code)) {
+        if (!audit.needed) {
+            request_done(w, req, code, false);
+            (void)send_back(w, req);
+        }
+        return; /* parked: sent once its audit record is committed */
+    }
+    reply_drop(req);
+    code = reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE,
+        "the retrieval could not be completed; retry with the same id");
+    request_done(w, req, code, false);
+    (void)send_back(w, req);
+}
+
 /* All responders answered, or the deadline passed: the reply with every source's status,
  * then its audit record, then (parked) the member. */
 static void
@@ -400,8 +433,13 @@ fwd_finish(struct worker *w, struct fwdq *fq)
     hie_org_t *org = NULL;
     node_audit_cmd_t audit = {0};
     Hie__V1__ErrorCode code = HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
-    fq->req = NULL;
     int rc = hie_node__state_org_get(w->ctx->state, req->org_id, req->arena, &org);
+    if (fq->retrieve) {
+        node_who_t rwho = {req->org_id, rc == 0 ? org : NULL, req->env->purpose, req->env->id};
+        retrieve_finish(w, fq, &rwho);
+        return;
+    }
+    fq->req = NULL;
     node_who_t who = {req->org_id, org, req->env->purpose, req->env->id};
     rc = rc ? rc : hie_node__query_complete(w->ctx, &who, fq->reply, &fq->fwd, fq->status,
         fq->answers, req->arena, &audit);
@@ -418,25 +456,26 @@ fwd_finish(struct worker *w, struct fwdq *fq)
     (void)send_back(w, req);
 }
 
-static int
-query_run(struct worker *w, node_req_t *req, const node_who_t *who,
-    Hie__V1__RecordQueryReply **reply, node_audit_cmd_t *audit, node_mpi_err_t *e)
+/* A free forwarding slot, or NULL (e says overloaded). */
+static struct fwdq *
+fwd_slot(struct worker *w, node_mpi_err_t *e)
 {
-    struct fwdq *fq = NULL;
-    for (unsigned i = 0; i < FWD_MAX && fq == NULL; i++) {
-        fq = w->fwd[i].req == NULL ? &w->fwd[i] : NULL;
+    for (unsigned i = 0; i < FWD_MAX; i++) {
+        if (w->fwd[i].req == NULL) {
+            return &w->fwd[i];
+        }
     }
-    if (fq == NULL) {
-        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL,
-            "too many queries waiting for responders; retry later");
-    }
-    const Hie__V1__RecordQuery *q = req->env->record_query;
-    int rc = hie_node__query_prepare(w->ctx, who, q, req->arena, reply, audit, &fq->fwd, e);
-    if (rc != 0 || fq->fwd.n == 0) {
-        return rc;
-    }
+    (void)mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL,
+        "too many requests waiting for responders; retry later");
+    return NULL;
+}
+
+/* Sends fq's request (q, or a retrieval of document_id) to each of its responders. */
+static void
+fwd_send(struct worker *w, struct fwdq *fq, node_req_t *req, const node_who_t *who,
+    const Hie__V1__RecordQuery *q, const char *document_id)
+{
     fq->req = req;
-    fq->reply = *reply;
     snprintf(fq->id, sizeof(fq->id), "qf.%u.%lu", w->index, (unsigned long)++w->fwd_counter);
     uint64_t wait_ms = w->ctx->cfg.query_responder_timeout_ms;
     fq->deadline_ns = hie_time_mono_ns() + wait_ms * 1000000ull;
@@ -445,11 +484,50 @@ query_run(struct worker *w, node_req_t *req, const node_who_t *who,
         size_t len = 0;
         fq->status[i] = 0;
         fq->answers[i] = NULL;
-        if (hie_node__query_forward_frame(w->ctx, fq->id, who, q, fq->fwd.ids[i],
+        if (hie_node__query_forward_frame(w->ctx, fq->id, who, q, document_id, fq->fwd.ids[i],
             fq->fwd.n_ids[i], hie_time_wall_ms() + (int64_t)wait_ms, &buf, &len) == 0) {
             hie_node__delivery_forward(w->dpush, fq->fwd.orgs[i], buf, len);
         }
     }
+}
+
+static int
+query_run(struct worker *w, node_req_t *req, const node_who_t *who,
+    Hie__V1__RecordQueryReply **reply, node_audit_cmd_t *audit, node_mpi_err_t *e)
+{
+    struct fwdq *fq = fwd_slot(w, e);
+    if (fq == NULL) {
+        return e->code;
+    }
+    const Hie__V1__RecordQuery *q = req->env->record_query;
+    int rc = hie_node__query_prepare(w->ctx, who, q, req->arena, reply, audit, &fq->fwd, e);
+    if (rc != 0 || fq->fwd.n == 0) {
+        return rc;
+    }
+    fq->reply = *reply;
+    fq->retrieve = false;
+    fwd_send(w, fq, req, who, q, NULL);
+    audit->forwarded = true;
+    return 0;
+}
+
+/* A retrieval: from the repository now, or forwarded to the responder that listed it. */
+static int
+retrieve_run(struct worker *w, node_req_t *req, const node_who_t *who,
+    Hie__V1__RetrieveReply **reply, node_audit_cmd_t *audit, node_mpi_err_t *e)
+{
+    struct fwdq *fq = fwd_slot(w, e);
+    if (fq == NULL) {
+        return e->code;
+    }
+    const Hie__V1__RetrieveRequest *q = req->env->retrieve;
+    int rc = hie_node__retrieve_prepare(w->ctx, who, q, req->arena, reply, audit, &fq->fwd, e);
+    if (rc != 0 || fq->fwd.n == 0) {
+        return rc;
+    }
+    fq->reply = NULL;
+    fq->retrieve = true;
+    fwd_send(w, fq, req, who, NULL, q->document_id);
     audit->forwarded = true;
     return 0;
 }
@@ -583,8 +661,7 @@ delivery_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *are
     case HIE__V1__ENVELOPE__BODY_RESPONDER_REGISTER:
         return responder_run(w, req, org, arena, &reply->responder_register_reply, e);
     case HIE__V1__ENVELOPE__BODY_RETRIEVE:
-        return hie_node__retrieve_prepare(ctx, &who, env->retrieve, arena,
-            &reply->retrieve_reply, audit, e);
+        return retrieve_run(w, req, &who, &reply->retrieve_reply, audit, e);
     case HIE__V1__ENVELOPE__BODY_ADT:
         return hie_node__adt_prepare(ctx, &w->sub, &who, env->adt, arena, &reply->adt_reply,
             audit, e);

@@ -301,3 +301,116 @@ Test(query, a_silent_responder_is_marked_timeout_at_the_deadline, .timeout = 120
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
 }
+
+/* A retrieval of doc from source (a responder, or NULL: the repository), sent without waiting. */
+static void
+retrieve_send(hie_client_t *c, const char *id, const char *doc, const char *source)
+{
+    hie_envelope_t req;
+    Hie__V1__RetrieveRequest q = HIE__V1__RETRIEVE_REQUEST__INIT;
+    req_init(&req, id);
+    q.document_id = MUT(doc);
+    q.source = MUT(source != NULL ? source : "");
+    req.body_case = HIE__V1__ENVELOPE__BODY_RETRIEVE;
+    req.retrieve = &q;
+    cr_assert_eq(hie_client_send(c, &req), 0);
+}
+
+/* The responder returns one document about (org, mrn), labelled label when not NULL. */
+static void
+answer_doc(hie_client_t *r, const char *id, const char *query_id, const char *org,
+    const char *mrn, const char *label, hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__QueryAnswer qa = HIE__V1__QUERY_ANSWER__INIT;
+    Hie__V1__Document d = HIE__V1__DOCUMENT__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    char *labels[1] = {MUT(label)};
+    req_init(&req, id);
+    pid.org_id = MUT(org);
+    pid.mrn = MUT(mrn);
+    d.patient = &pid;
+    d.content_type = MUT("text/plain");
+    d.content = (ProtobufCBinaryData){11, (uint8_t *)MUT("CBC results")};
+    d.title = MUT("CBC");
+    d.class_code = MUT("lab-report");
+    d.author_org = MUT(org);
+    d.date_ms = D2026_02 + 1000;
+    d.n_security_labels = label != NULL;
+    d.security_labels = labels;
+    qa.query_id = MUT(query_id);
+    qa.document = &d;
+    req.body_case = HIE__V1__ENVELOPE__BODY_QUERY_ANSWER;
+    req.query_answer = &qa;
+    hie_envelope_t *rep = call(r, &req, a);
+    cr_assert_eq(rep->body_case, HIE__V1__ENVELOPE__BODY_QUERY_ANSWER_REPLY);
+    cr_assert(rep->query_answer_reply->accepted);
+}
+
+/* The requester's reply to a retrieval forwarded to st-mary, which answers with a document
+ * about (org, mrn) labelled label. */
+static hie_envelope_t *
+retrieve_via(hie_client_t *c, hie_client_t *s, const char *id, const char *org,
+    const char *mrn, const char *label, hie_arena_t *a)
+{
+    retrieve_send(c, id, "st-mary:lab-77", HOSP2);
+    Hie__V1__QueryForward *f = forward_wait(s, a);
+    cr_assert_str_eq(f->document_id, "st-mary:lab-77");
+    cr_assert_eq(f->n_patient_ids, 0u, "the responder says whose document it is");
+    char aid[32];
+    snprintf(aid, sizeof(aid), "a-%s", id);
+    answer_doc(s, aid, f->query_id, org, mrn, label, a);
+    hie_envelope_t *r = NULL;
+    cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0);
+    return r;
+}
+
+Test(query, a_responder_document_is_retrieved_through_the_broker_with_consent, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    setup3(&n, &h, &c, &s, a);
+    struct inbox in;
+    responder_on(s, &in, a);
+    size_t audits = audit_records(&n);
+    hie_envelope_t *ok = retrieve_via(c, s, "g1", HOSP2, "S-5", NULL, a);
+    cr_assert_eq(ok->body_case, HIE__V1__ENVELOPE__BODY_RETRIEVE_REPLY, "%s",
+        ok->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? ok->error->message : "?");
+    cr_assert_str_eq(ok->retrieve_reply->document_id, "st-mary:lab-77");
+    cr_assert_eq(ok->retrieve_reply->document->content.len, 11u);
+    cr_assert_eq(memcmp(ok->retrieve_reply->document->content.data, "CBC results", 11), 0);
+    /* a document about a patient that is not st-mary's own is not passed on */
+    hie_envelope_t *other = retrieve_via(c, s, "g2", HOSP, "H-1", NULL, a);
+    expect_error(other, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document_id");
+    /* the patient's directive (filed by the hospital) withholds psychiatry */
+    struct dir x;
+    char *psy[1] = {MUT("PSY")};
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, NULL, 0);
+    x.kid.n_security_labels = 1;
+    x.kid.security_labels = psy;
+    consent_submit_ok(h, "c1", &x, a);
+    hie_envelope_t *psyr = retrieve_via(c, s, "g3", HOSP2, "S-5", "PSY", a);
+    expect_error(psyr, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document_id");
+    cr_assert_str_eq(psyr->error->message, other->error->message, "withheld looks like absent");
+    cr_assert_eq(audit_records(&n), audits + 3u, "one per completed retrieval");
+    /* no answer: UNAVAILABLE at the deadline; an organization that is no responder */
+    uint64_t t0 = hie_time_mono_ns();
+    retrieve_send(c, "g4", "st-mary:lab-77", HOSP2);
+    (void)forward_wait(s, a);
+    hie_envelope_t *late = NULL;
+    cr_assert_eq(hie_client_recv(c, 5000, a, &late), 0);
+    uint64_t ms = (hie_time_mono_ns() - t0) / 1000000u;
+    expect_error(late, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, "source");
+    cr_assert(ms >= 650 && ms < 3000, "at the 700 ms deadline: %lu ms", ms);
+    retrieve_send(c, "g5", "x", HOSP);
+    hie_envelope_t *nr = NULL;
+    cr_assert_eq(hie_client_recv(c, 5000, a, &nr), 0);
+    expect_error(nr, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "source");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_client_destroy(&s);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}

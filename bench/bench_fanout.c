@@ -26,10 +26,12 @@
  * delivery, BENCH_SERVER_LIFETIME_NS the receiver threads; every read loop has a count bound.
  *
  *   bench_fanout [--smoke] [--subs N] [--events N] [--seconds S] [--pushes N] [--pings N]
- *                [--warmup N] [--workers N] [--ack-batch N] [--keep]
+ *                [--warmup N] [--workers N] [--ack-batch N] [--settle] [--keep]
  *
- * --ack-batch N: a subscriber acknowledges once it holds N deliveries (default 1, every
- * delivery at once); a diagnostic: every acknowledgement is a command through the log.
+ * Diagnostics (every acknowledgement is a command through the durable log): --ack-batch N, a
+ * subscriber acknowledges once it holds N deliveries (default 1: every delivery at once);
+ * --settle, the next event leaves only once every acknowledgement so far has been applied (its
+ * DeliveryAckReply read), so an event never queues behind the previous one's acknowledgements.
  */
 #include "harness.h"
 
@@ -70,7 +72,7 @@ _Static_assert(RECEIVE_WINDOW <= ACKS_PER_FRAME_MAX, "a full window fits in one 
 
 struct opts {
     unsigned subs, events, seconds, pushes, pings, warmup, workers, ack_batch;
-    bool smoke, keep;
+    bool smoke, keep, settle;
 };
 
 /* What the receiver threads fill in and the main thread waits on. recv_ns[slot * subs + sub]
@@ -83,6 +85,7 @@ struct shared {
     sem_t progress;                         /* posted when an event or a push is complete */
     _Atomic bool stop;
     _Atomic uint64_t errors, duplicates, unexpected, acks_sent;
+    _Atomic uint64_t acks_confirmed;        /* DeliveryAckReply.acknowledged, summed */
 };
 
 struct conn {
@@ -249,10 +252,12 @@ frame_handle(struct shared *sh, struct conn *c, const uint8_t *body, size_t len,
         }
         HIE_ASSERT(c->acks_count < ACKS_PER_FRAME_MAX); /* the window bounds it */
         c->acks[c->acks_count++] = d->seq;
+    } else if (env->body_case == HIE__V1__ENVELOPE__BODY_DELIVERY_ACK_REPLY) {
+        atomic_fetch_add(&sh->acks_confirmed, env->delivery_ack_reply->acknowledged);
+        sem_post(&sh->progress);
     } else if (env->body_case == HIE__V1__ENVELOPE__BODY_ERROR) {
         atomic_fetch_add(&sh->errors, 1);
-    } else if (env->body_case != HIE__V1__ENVELOPE__BODY_DELIVERY_ACK_REPLY &&
-               env->body_case != HIE__V1__ENVELOPE__BODY_HEARTBEAT) {
+    } else if (env->body_case != HIE__V1__ENVELOPE__BODY_HEARTBEAT) {
         atomic_fetch_add(&sh->unexpected, 1);
     }
     hie__v1__envelope__free_unpacked(env, NULL);
@@ -641,6 +646,13 @@ event_done(struct shared *sh, unsigned k)
     return atomic_load(&sh->count[k]) >= sh->subs;
 }
 
+/* --settle: every delivery so far (the pushes, events 0..k) is acknowledged and applied. */
+static bool
+acks_done(struct shared *sh, unsigned k)
+{
+    return atomic_load(&sh->acks_confirmed) >= sh->pushes + (uint64_t)(k + 1) * sh->subs;
+}
+
 static bool
 push_done(struct shared *sh, unsigned j)
 {
@@ -818,6 +830,10 @@ phase_fanout(SSL *hosp, struct shared *sh, const struct opts *o, uint8_t *rbuf,
             f->incomplete++;
             fprintf(stderr, "bench: event %u reached %u of %u subscribers within %u ms\n", k,
                 atomic_load(&sh->count[k]), sh->subs, WAIT_MS);
+        } else if (o->settle && !wait_for(sh, acks_done, k)) {
+            f->incomplete++;
+            fprintf(stderr, "bench: event %u: acknowledgements not applied within %u ms\n", k,
+                WAIT_MS);
         }
     }
     f->secs = secs_since(t_start);
@@ -919,10 +935,12 @@ report(const struct opts *o, const struct shared *sh, const struct fanout *f,
         (unsigned long)atomic_load(&sh->duplicates), (unsigned long)atomic_load(&sh->unexpected),
         (unsigned long)atomic_load(&sh->errors));
     double ns_op = s->pair.n > 0 ? f->secs * 1e9 / (double)s->pair.n : 0.0;
-    printf("bench=fanout subs=%u events=%zu ops=%zu ns_op=%.0f p50_us=%.0f p99_us=%.0f "
+    printf("bench=fanout subs=%u ack_batch=%u settle=%d events=%zu ops=%zu ns_op=%.0f "
+        "p50_us=%.0f p99_us=%.0f "
         "last_p50_us=%.0f last_p99_us=%.0f ack_p50_us=%.0f ack_p99_us=%.0f "
         "push_p50_us=%.0f push_p99_us=%.0f ping_p50_us=%.0f ratio_last_vs_push=%.1f "
-        "ratio_ack_vs_push_ack=%.2f ratio_last_vs_ping=%.0f missing=%zu\n", sh->subs, events,
+        "ratio_ack_vs_push_ack=%.2f ratio_last_vs_ping=%.0f missing=%zu\n", sh->subs,
+        o->ack_batch, o->settle, events,
         s->pair.n, ns_op, s->pair.p50_us, s->pair.p99_us, s->last.p50_us, s->last.p99_us,
         s->ack.p50_us, s->ack.p99_us, b->push_e2e.p50_us, b->push_e2e.p99_us, b->ping.p50_us,
         ratio(s->last.p50_us, b->push_e2e.p50_us), ratio(s->ack.p50_us, b->push_ack.p50_us),
@@ -939,13 +957,14 @@ opts_parse(int argc, char **argv, struct opts *o)
         {"seconds", required_argument, NULL, 't'}, {"pushes", required_argument, NULL, 'p'},
         {"pings", required_argument, NULL, 'g'}, {"warmup", required_argument, NULL, 'u'},
         {"workers", required_argument, NULL, 'w'}, {"keep", no_argument, NULL, 'k'},
-        {"ack-batch", required_argument, NULL, 'a'},
+        {"ack-batch", required_argument, NULL, 'a'}, {"settle", no_argument, NULL, 'z'},
         {NULL, 0, NULL, 0}};
-    *o = (struct opts){100, 200, 120, 100, 200, 3, 2, 1, false, false};
+    *o = (struct opts){100, 200, 120, 100, 200, 3, 2, 1, false, false, false};
     for (int ch; (ch = getopt_long(argc, argv, "", lo, NULL)) != -1;) {
         unsigned v = optarg != NULL ? (unsigned)strtoul(optarg, NULL, 10) : 0;
         switch (ch) {
-        case 'S': *o = (struct opts){4, 10, 20, 5, 20, 1, 2, 1, true, o->keep}; break;
+        case 'S': *o = (struct opts){4, 10, 20, 5, 20, 1, 2, 1, true, o->keep, o->settle};
+            break;
         case 'n': o->subs = v; break;
         case 'e': o->events = v; break;
         case 't': o->seconds = v; break;
@@ -954,6 +973,7 @@ opts_parse(int argc, char **argv, struct opts *o)
         case 'u': o->warmup = v; break;
         case 'w': o->workers = v; break;
         case 'a': o->ack_batch = v; break;
+        case 'z': o->settle = true; break;
         case 'k': o->keep = true; break;
         default: return -1;
         }
@@ -962,7 +982,8 @@ opts_parse(int argc, char **argv, struct opts *o)
                    o->warmup + o->events <= SLOTS_MAX && o->seconds >= 1 &&
                    o->seconds <= 3600 && o->pushes >= 1 && o->pushes <= PUSHES_MAX &&
                    o->pings >= 1 && o->pings <= PINGS_MAX && o->workers >= 1 &&
-                   o->ack_batch >= 1 && o->ack_batch <= RECEIVE_WINDOW / 2
+                   o->ack_batch >= 1 && o->ack_batch <= RECEIVE_WINDOW / 2 &&
+                   (!o->settle || o->ack_batch == 1)
                ? 0 : -1;
 }
 
@@ -1127,14 +1148,15 @@ main(int argc, char **argv)
     if (opts_parse(argc, argv, &r.o) != 0) {
         fprintf(stderr, "usage: bench_fanout [--smoke] [--subs N (%u..%u)] [--events N] "
             "[--seconds S] [--pushes N] [--pings N] [--warmup N] [--workers N] [--ack-batch N] "
-            "[--keep]\n",
+            "[--settle] [--keep]\n",
             RECV_THREADS, SUBS_MAX);
         return 2;
     }
     bench_rlimit_raise();
     printf("# bench_fanout subs=%u events=%u (+%u warm-up) seconds=%u pushes=%u pings=%u "
-        "workers=%u ack_batch=%u consent=opt-in (default) audit=on\n", r.o.subs, r.o.events,
-        r.o.warmup, r.o.seconds, r.o.pushes, r.o.pings, r.o.workers, r.o.ack_batch);
+        "workers=%u ack_batch=%u settle=%d consent=opt-in (default) audit=on\n", r.o.subs,
+        r.o.events, r.o.warmup, r.o.seconds, r.o.pushes, r.o.pings, r.o.workers, r.o.ack_batch,
+        r.o.settle);
     fflush(stdout);
     int rc = run_init(&r);
     rc = rc ? rc : run_setup(&r);

@@ -56,10 +56,10 @@
 #define COUNT_SMOKE 2000u
 /* ~1.65 records per person, ~0.9 KB per normalized record: 4 M persons is ~6 GB of records. */
 #define COUNT_MAX 4000000u
-/* Record numbers share a uint32_t with the blocking key's number (4 bits). */
-#define RECORDS_MAX (1u << 28)
+/* Record numbers share a uint32_t with the blocking key's number (5 bits). */
+#define RECORDS_MAX (1u << 27)
 #define REC_MASK (RECORDS_MAX - 1u)
-#define KEY_SHIFT 28u
+#define KEY_SHIFT 27u
 #define FIELDS_MAX 16u
 #define BLOCK_SIZE_MAX 500u
 #define U_SAMPLES 200000u
@@ -79,7 +79,7 @@
 #define TARGET_RPS 20000.0
 #define NONE UINT32_MAX
 
-_Static_assert(HIE_MPI_BLOCK_KEYS <= (1u << (32u - KEY_SHIFT)), "key number fits in 4 bits");
+_Static_assert(HIE_MPI_BLOCK_KEYS <= (1u << (32u - KEY_SHIFT)), "key number fits in 5 bits");
 _Static_assert(COUNT_MAX * 4ull < RECORDS_MAX, "records of COUNT_MAX persons fit");
 
 static unsigned g_threads = THREADS_DEFAULT;
@@ -323,10 +323,12 @@ load(const char *path, struct dataset *ds)
 static const uint8_t block_secret[16] = "bench-block-key";
 
 /* Short names of the keys of hie_mpi_block_keys(), in its order. */
-static const char *const key_names[HIE_MPI_BLOCK_KEYS] = {"nysiis(family)+year",
-    "given[0]+dob", "postcode+dob", "name codes", "national id", "dob", "nysiis(given)+year",
-    "email|phone", "nysiis(family)+postcode", "nysiis(family)+given[0:2]", "city+nysiis(given)",
-    "street", "year-month+family[0]", "city+year", "email local part"};
+static const char *const key_names[HIE_MPI_BLOCK_KEYS] = {
+    "nysiis(family)+given[0:2]+decade", "given[0]+dob", "postcode+dob", "name codes",
+    "national id", "dob+family[0]", "month-day+nysiis(given)", "email|phone",
+    "nysiis(family)+postcode", "city+nysiis(given)", "month-day+nysiis(family)", "street",
+    "year-month+family[0]+given[0]", "city+year+given[0]", "email local part",
+    "nysiis(family) broad", "nysiis(given) broad", "dob broad"};
 
 /* Candidate pairs (i, j), i < j, as CSR: the j of record i are nbr[off[i] .. off[i + 1]),
  * ascending, so the pairs run in the order of bench_mpi_accuracy's sorted packed pairs. */

@@ -241,6 +241,28 @@ model_spread(double *dist, unsigned levels, double first, double ratio)
     dist[0] = 0;
 }
 
+/* The date distance levels are common among random pairs, unlike the other partial levels:
+ * two people born over ~70 years have birth dates within a year of each other about 3% of the
+ * time and within ten years about 25%. The generic 0.05 / (levels - 2) would make a date six
+ * years off evidence for a match, and an untrained index linked two people of the same name
+ * and street born six years apart (the import integration test). These u values, and
+ * "different" taking the rest, make those levels evidence against. */
+#define DEFAULT_U_WITHIN_YEAR 0.03
+#define DEFAULT_U_WITHIN_DECADE 0.25
+
+static void
+default_date_u(double *u)
+{
+    double rest = 1.0;
+    u[HIE_MPI_DATE_WITHIN_YEAR] = DEFAULT_U_WITHIN_YEAR;
+    u[HIE_MPI_DATE_WITHIN_DECADE] = DEFAULT_U_WITHIN_DECADE;
+    for (unsigned l = 1; l < HIE_MPI_DATE_DIFFERENT; l++) {
+        rest -= u[l];
+    }
+    HIE_ASSERT(rest > 0.5);
+    u[HIE_MPI_DATE_DIFFERENT] = rest;
+}
+
 void
 hie_mpi_model_default(hie_mpi_model_t *model)
 {
@@ -255,6 +277,7 @@ hie_mpi_model_default(hie_mpi_model_t *model)
         }
         model->enabled[f] = true;
     }
+    default_date_u(model->u[HIE_MPI_F_DOB]);
     model->lambda = 1e-4;
     model->lambda_candidates = 0.5;
     model->link_probability = 0.95;

@@ -87,7 +87,8 @@ void hie_mpi_compare(const hie_mpi_person_t *a, const hie_mpi_person_t *b,
     hie_mpi_vector_t *out);
 
 /* Fills model with untrained defaults: m concentrated on agreement, u from typical
- * frequencies, lambda 1e-3, thresholds 0.95/0.50, margin 2 bits, every field enabled. */
+ * frequencies (the birth date's distance levels from the calendar: match.c, default_date_u),
+ * lambda 1e-4, thresholds 0.95/0.50, margin 2 bits, every field enabled. */
 void hie_mpi_model_default(hie_mpi_model_t *model);
 
 /* Term frequencies of exact values for names (the TF adjustment: agreeing on "smith" is
@@ -336,7 +337,7 @@ typedef struct hie_mpi_train_stats {
     size_t prior_pairs;       /* of them, the vectors the prior was estimated on */
     size_t session_pairs[3];  /* pairs of the two birth-date sessions and the name-code one */
     size_t capped_blocks;
-    unsigned em_rounds;       /* rounds of both m sessions */
+    unsigned em_rounds;       /* rounds of the m sessions */
 } hie_mpi_train_stats_t;
 
 /* Fills opts with the defaults above. */
@@ -344,10 +345,11 @@ void hie_mpi_train_opts_default(hie_mpi_train_opts_t *opts);
 
 /* Trains model on persons as Splink does, deterministically for opts->seed:
  *  1. u from opts->u_samples random pairs (hie_mpi_u_estimate());
- *  2. m by EM in two sessions, each on the candidate pairs of one blocking key and leaving that
- *     key's fields out (hie_mpi_em_train() exclude): the pairs with the same birth date train
- *     every field but the date, the pairs with the same name codes train the date and the
- *     rest; each field's m comes from the session that did not block on it;
+ *  2. m by EM in three sessions, each on the candidate pairs of one blocking key and leaving
+ *     out the fields that key's pairs agree on, even in part (hie_mpi_em_train() exclude):
+ *     birth date + family initial trains the given name and the rest, birth date + given
+ *     initial the family name, the name codes the birth date; each field's m comes from the
+ *     one session named for it (train.c, field_session);
  *  3. the prior by EM over the candidate pairs of every key (hie_mpi_em_prior()), scaled by
  *     the share of all record pairs that are candidates.
  * Keeps the caller's enabled flags, thresholds and margin; replaces u, m, lambda and

@@ -208,6 +208,33 @@ Test(mpi_match, weight_is_the_sum_of_its_explanation_and_orders_agreement)
     cr_assert_eq(ex[HIE_MPI_F_DOB].weight, 0.0, "a disabled field never contributes");
 }
 
+/* Random pairs are often born within ten years of each other: the untrained model must not
+ * count a date six years off as evidence for a match (an untrained index linked two people
+ * of the same name born six years apart before default_date_u). */
+Test(mpi_match, default_model_counts_a_distant_birth_date_against)
+{
+    hie_mpi_model_t m;
+    hie_mpi_model_default(&m);
+    hie_mpi_person_t a = person("hiro", "silva", 19370822, "2000");
+    hie_mpi_person_t b = person("hiro", "silva", 19311222, "2000");
+    hie_mpi_person_t c = person("hiro", "silva", 19361001, "2000");
+    hie_mpi_vector_t v;
+    hie_mpi_contribution_t ex[HIE_MPI_FIELD_COUNT];
+    hie_mpi_compare(&a, &b, &v);
+    cr_assert_eq(v.level[HIE_MPI_F_DOB], HIE_MPI_DATE_WITHIN_DECADE);
+    (void)hie_mpi_weight(&m, NULL, &a, &v, ex);
+    cr_assert_lt(ex[HIE_MPI_F_DOB].weight, -5.0);
+    hie_mpi_compare(&a, &c, &v);
+    cr_assert_eq(v.level[HIE_MPI_F_DOB], HIE_MPI_DATE_WITHIN_YEAR);
+    (void)hie_mpi_weight(&m, NULL, &a, &v, ex);
+    cr_assert_lt(ex[HIE_MPI_F_DOB].weight, 0.0);
+    double u = 0;
+    for (unsigned l = 1; l < HIE_MPI_DATE_LEVEL_COUNT; l++) {
+        u += m.u[HIE_MPI_F_DOB][l];
+    }
+    cr_assert_float_eq(u, 1.0, 1e-9);
+}
+
 Test(mpi_match, term_frequency_makes_common_names_weaker_evidence)
 {
     hie_mpi_model_t m;

@@ -300,65 +300,177 @@ score(const struct dataset *ds, const uint32_t *cluster, struct result *r)
         (r->precision + r->recall) : 0;
 }
 
-/* Links records in order: each joins its best earlier candidate's cluster. */
+/* One candidate cluster of the record being linked: its best record's weight. */
+struct cand {
+    double w;
+    uint32_t cluster;
+};
+
+static int
+cmp_cand(const void *a, const void *b)
+{
+    const struct cand *x = a, *y = b;
+    if (x->w != y->w) {
+        return x->w > y->w ? -1 : 1;
+    }
+    return x->cluster < y->cluster ? -1 : x->cluster > y->cluster; /* ties: a fixed order */
+}
+
+/* The earlier candidates of every record: earlier[start[j] .. start[j + 1]) lists the i < j
+ * paired with j. pairs are (i, j), i < j. */
+static uint32_t *
+pairs_by_later(const struct dataset *ds, const uint64_t *pairs, size_t npairs, size_t **start)
+{
+    size_t *st = calloc(ds->n + 1, sizeof(*st)), *fill = calloc(ds->n, sizeof(*fill));
+    uint32_t *earlier = malloc((npairs ? npairs : 1) * sizeof(*earlier));
+    if (st == NULL || fill == NULL || earlier == NULL) {
+        fprintf(stderr, "bench_mpi_accuracy: out of memory\n");
+        exit(1);
+    }
+    for (size_t k = 0; k < npairs; k++) {
+        st[(uint32_t)pairs[k] + 1]++;
+    }
+    for (size_t j = 0; j < ds->n; j++) {
+        st[j + 1] += st[j];
+    }
+    for (size_t k = 0; k < npairs; k++) {
+        uint32_t j = (uint32_t)pairs[k];
+        earlier[st[j] + fill[j]++] = (uint32_t)(pairs[k] >> 32);
+    }
+    free(fill);
+    *start = st;
+    return earlier;
+}
+
+/* Clusters as member lists: head[c] the first record of root c, next[i] the one after i. */
+struct members {
+    uint32_t *head, *next;
+};
+
+/* The composite weight of cluster c for record j (hie/mpi_match.h): its first
+ * HIE_MPI_COMPOSITE_MEMBERS_MAX records field by field. */
+static double
+cluster_composite(const struct dataset *ds, const hie_mpi_model_t *m, const hie_mpi_tf_t *tf,
+    const struct members *mb, uint32_t c, size_t j)
+{
+    hie_mpi_composite_t comp;
+    hie_mpi_composite_init(&comp);
+    for (uint32_t i = mb->head[c]; i != UINT32_MAX; i = mb->next[i]) {
+        if (comp.records == HIE_MPI_COMPOSITE_MEMBERS_MAX) {
+            break;
+        }
+        hie_mpi_vector_t v;
+        hie_mpi_contribution_t ex[HIE_MPI_FIELD_COUNT];
+        hie_mpi_compare(&ds->p[j], &ds->p[i], &v);
+        (void)hie_mpi_weight(m, tf, &ds->p[j], &v, ex);
+        hie_mpi_composite_add(&comp, ex);
+    }
+    return hie_mpi_composite_weight(&comp, NULL);
+}
+
+/* The candidate clusters of record j, best first: each weighs as its best candidate record,
+ * then the first HIE_MPI_COMPOSITE_EUIDS_MAX reaching HIE_MPI_COMPOSITE_WEIGHT_MIN as their
+ * composite, as the index scores them. Returns their count. */
+static size_t
+score_clusters(const struct dataset *ds, const hie_mpi_model_t *m, const hie_mpi_tf_t *tf,
+    const uint32_t *earlier, size_t from, size_t to, size_t j, uint32_t *parent,
+    const struct members *mb, int32_t *slot, struct cand *cands)
+{
+    size_t nc = 0;
+    for (size_t q = from; q < to; q++) {
+        uint32_t i = earlier[q], c = find(parent, i);
+        hie_mpi_vector_t v;
+        hie_mpi_compare(&ds->p[j], &ds->p[i], &v);
+        double w = hie_mpi_weight(m, tf, &ds->p[j], &v, NULL);
+        if (slot[c] < 0) {
+            slot[c] = (int32_t)nc;
+            cands[nc++] = (struct cand){w, c};
+        } else if (w > cands[slot[c]].w) {
+            cands[slot[c]].w = w;
+        }
+    }
+    for (size_t k = 0; k < nc; k++) {
+        slot[cands[k].cluster] = -1;
+    }
+    qsort(cands, nc, sizeof(*cands), cmp_cand);
+    for (size_t k = 0; k < nc && k < HIE_MPI_COMPOSITE_EUIDS_MAX; k++) {
+        if (cands[k].w < HIE_MPI_COMPOSITE_WEIGHT_MIN) {
+            break;
+        }
+        cands[k].w = cluster_composite(ds, m, tf, mb, cands[k].cluster, j);
+    }
+    qsort(cands, nc, sizeof(*cands), cmp_cand);
+    return nc;
+}
+
+/* Moves every record of cluster from to the front of cluster to's list. */
+static void
+members_splice(struct members *mb, uint32_t from, uint32_t to)
+{
+    uint32_t last = mb->head[from];
+    while (mb->next[last] != UINT32_MAX) {
+        last = mb->next[last];
+    }
+    mb->next[last] = mb->head[to];
+    mb->head[to] = mb->head[from];
+    mb->head[from] = UINT32_MAX;
+}
+
+/* Links records in file order as the index does: each record's candidates are its earlier
+ * records sharing a block, scored per cluster (enterprise id) as score_clusters() says, and
+ * hie_mpi_decide() links the record to the best cluster, merging the other clusters at or
+ * above the link threshold into it. */
 static void
 link_records(const struct dataset *ds, const hie_mpi_model_t *m, const hie_mpi_tf_t *tf,
     const uint64_t *pairs, size_t npairs, struct result *r)
 {
-    uint32_t *cluster = malloc(ds->n * sizeof(*cluster));
+    size_t *start = NULL;
+    uint32_t *earlier = pairs_by_later(ds, pairs, npairs, &start);
     uint32_t *parent = malloc(ds->n * sizeof(*parent));
-    double *best = malloc(ds->n * sizeof(*best)), *second = malloc(ds->n * sizeof(*second));
-    uint32_t *best_j = malloc(ds->n * sizeof(*best_j));
-    uint32_t *second_j = malloc(ds->n * sizeof(*second_j));
+    struct members mb = {malloc(ds->n * sizeof(uint32_t)), malloc(ds->n * sizeof(uint32_t))};
+    int32_t *slot = malloc(ds->n * sizeof(*slot)); /* cluster -> its entry in cands, or -1 */
+    struct cand *cands = malloc(ds->n * sizeof(*cands));
+    double *weights = malloc(ds->n * sizeof(*weights));
     for (size_t i = 0; i < ds->n; i++) {
         parent[i] = (uint32_t)i;
-        best[i] = second[i] = -INFINITY;
-        best_j[i] = second_j[i] = UINT32_MAX;
-    }
-    /* pairs are sorted by i: for record j (the later one), scan its earlier candidates */
-    for (size_t k = 0; k < npairs; k++) {
-        uint32_t i = (uint32_t)(pairs[k] >> 32), j = (uint32_t)pairs[k];
-        hie_mpi_vector_t v;
-        hie_mpi_compare(&ds->p[j], &ds->p[i], &v);
-        double w = hie_mpi_weight(m, tf, &ds->p[j], &v, NULL);
-        if (w > best[j]) {
-            second[j] = best[j];
-            second_j[j] = best_j[j];
-            best[j] = w;
-            best_j[j] = i;
-        } else if (w > second[j]) {
-            second[j] = w;
-            second_j[j] = i;
-        }
+        mb.head[i] = (uint32_t)i;
+        mb.next[i] = UINT32_MAX;
+        slot[i] = -1;
     }
     r->review = r->linked = 0;
     for (size_t j = 0; j < ds->n; j++) {
-        if (best_j[j] == UINT32_MAX) {
-            continue;
+        size_t nc = score_clusters(ds, m, tf, earlier, start[j], start[j + 1], j, parent, &mb,
+            slot, cands);
+        for (size_t k = 0; k < nc; k++) {
+            weights[k] = cands[k].w;
         }
-        double p = hie_mpi_probability(m, best[j]);
-        /* margin rule: a strong runner-up in another enterprise id sends j to review */
-        bool close_second = second_j[j] != UINT32_MAX &&
-            best[j] - second[j] < m->margin_weight &&
-            hie_mpi_probability(m, second[j]) >= m->link_probability &&
-            find(parent, best_j[j]) != find(parent, second_j[j]);
-        if (p >= m->link_probability && !close_second) {
-            parent[find(parent, (uint32_t)j)] = find(parent, best_j[j]);
+        hie_mpi_decision_t d;
+        hie_mpi_decide(m, weights, nc, &d);
+        if (d.outcome == HIE_MPI_OUTCOME_LINK) {
+            uint32_t to = cands[0].cluster;
+            parent[j] = to;
+            members_splice(&mb, (uint32_t)j, to);
+            for (size_t k = 1; k <= d.fold_count; k++) {
+                parent[cands[k].cluster] = to; /* both are roots */
+                members_splice(&mb, cands[k].cluster, to);
+            }
             r->linked++;
-        } else if (p >= m->review_probability) {
+        } else if (d.outcome == HIE_MPI_OUTCOME_REVIEW) {
             r->review++;
         }
     }
     for (size_t i = 0; i < ds->n; i++) {
-        cluster[i] = find(parent, (uint32_t)i);
+        parent[i] = find(parent, (uint32_t)i);
     }
-    score(ds, cluster, r);
-    free(cluster);
+    score(ds, parent, r);
+    free(start);
+    free(earlier);
     free(parent);
-    free(best);
-    free(second);
-    free(best_j);
-    free(second_j);
+    free(mb.head);
+    free(mb.next);
+    free(slot);
+    free(cands);
+    free(weights);
 }
 
 /* The deterministic baseline: same cluster iff exact given + family + birth date. */

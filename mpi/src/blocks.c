@@ -5,13 +5,13 @@
  * training skips it (hie_mpi_blocks_pairs): a common value ("smith" born 1970) says too
  * little, and a slice of it would be arbitrary candidates; the other keys still find pairs.
  *
- * Why memory and not LMDB: each record sits in up to 15 blocks; as LMDB duplicates those 15
- * inserts dirtied 15 random B-tree pages per record and a group commit rewrote most of the
- * block tree (copy-on-write), which was most of the commit cost at scale. The index is
- * derived state: the store rebuilds it from the records' block keys when it opens, and apply
- * updates it as it writes the records, so it always matches the LMDB state the log thread
- * sees. Readers (PDQ on workers) may run on an older LMDB snapshot than the index: a record
- * the index names but the snapshot lacks is skipped by the reader.
+ * Why memory and not LMDB: each record sits in up to 18 blocks (15 when this was measured); as
+ * LMDB duplicates those 15 inserts dirtied 15 random B-tree pages per record and a group commit
+ * rewrote most of the block tree (copy-on-write), which was most of the commit cost at scale.
+ * The index is derived state: the store rebuilds it from the records' block keys when it opens,
+ * and apply updates it as it writes the records, so it always matches the LMDB state the log
+ * thread sees. Readers (PDQ on workers) may run on an older LMDB snapshot than the index: a
+ * record the index names but the snapshot lacks is skipped by the reader.
  *
  * Threads: one writer (the log thread), any number of readers; a rwlock guards the table.
  * Memory: 16 bytes per (record, key) plus the table, about 250 bytes per record.

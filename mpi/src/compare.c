@@ -495,6 +495,21 @@ date_digits_differing(uint32_t a, uint32_t b)
     return n;
 }
 
+/* Days from 0000-03-01 to the valid YYYYMMDD date d (the proleptic Gregorian calendar, the
+ * civil-days algorithm of H. Hinnant): integers only, the same on every node. */
+static uint32_t
+date_day_number(uint32_t d)
+{
+    uint32_t y = d / 10000u, m = d / 100u % 100u, day = d % 100u;
+    HIE_ASSERT(y >= HIE_MPI_DATE_YEAR_MIN);
+    HIE_ASSERT(m >= 1 && m <= 12);
+    y -= m <= 2 ? 1u : 0u;                      /* the year starts in March */
+    uint32_t era = y / 400u, yoe = y - era * 400u;
+    uint32_t doy = (153u * (m > 2 ? m - 3u : m + 9u) + 2u) / 5u + day - 1u;
+    uint32_t doe = yoe * 365u + yoe / 4u - yoe / 100u + doy;
+    return era * 146097u + doe;
+}
+
 enum hie_mpi_date_level
 hie_mpi_date_compare(uint32_t a, uint32_t b)
 {
@@ -520,7 +535,16 @@ hie_mpi_date_compare(uint32_t a, uint32_t b)
     if (date_digits_differing(a, b) == 1) {
         return HIE_MPI_DATE_ONE_DIGIT_OFF;
     }
-    return year_a == year_b ? HIE_MPI_DATE_SAME_YEAR : HIE_MPI_DATE_DIFFERENT;
+    uint32_t da = date_day_number(a), db = date_day_number(b);
+    uint32_t apart = da > db ? da - db : db - da;
+    if (apart <= HIE_MPI_DATE_MONTH_DAYS) {
+        return HIE_MPI_DATE_WITHIN_MONTH;
+    }
+    if (apart <= HIE_MPI_DATE_YEAR_DAYS) {
+        return HIE_MPI_DATE_WITHIN_YEAR;
+    }
+    return apart <= HIE_MPI_DATE_DECADE_DAYS ? HIE_MPI_DATE_WITHIN_DECADE
+                                             : HIE_MPI_DATE_DIFFERENT;
 }
 
 /* The levels of hie_mpi_string_compare(); code_a and code_b are the NYSIIS codes of a and b,
@@ -544,8 +568,8 @@ string_level(const char *a, const char *code_a, const char *b, const char *code_
     }
     size_t la = compare_decode(a, ca);
     size_t lb = compare_decode(b, cb);
-    double jw; /* exact when it reaches HIE_MPI_JW_MID, else only known to be below it */
-    if (jw_reaches(ca, la, cb, lb, HIE_MPI_JW_MID, &jw) && jw >= HIE_MPI_JW_HIGH) {
+    double jw; /* exact when it reaches HIE_MPI_JW_LOW, else only known to be below it */
+    if (jw_reaches(ca, la, cb, lb, HIE_MPI_JW_LOW, &jw) && jw >= HIE_MPI_JW_HIGH) {
         return HIE_MPI_STR_JW_HIGH;
     }
     if (code_a == NULL) {
@@ -562,7 +586,10 @@ string_level(const char *a, const char *code_a, const char *b, const char *code_
     if (dl_cps(ca, la, cb, lb, 1) <= 1) {
         return HIE_MPI_STR_DL1;
     }
-    return jw >= HIE_MPI_JW_MID ? HIE_MPI_STR_JW_MID : HIE_MPI_STR_DIFFERENT;
+    if (jw >= HIE_MPI_JW_MID) {
+        return HIE_MPI_STR_JW_MID;
+    }
+    return jw >= HIE_MPI_JW_LOW ? HIE_MPI_STR_JW_LOW : HIE_MPI_STR_DIFFERENT;
 }
 
 enum hie_mpi_str_level

@@ -14,6 +14,11 @@
 #include <string.h>
 
 #define PROB_FLOOR 1e-6
+/* Pseudo-count added to each level's expected matches in every EM round (add-half smoothing,
+ * as u gets from random pairs): a level no match of the training pairs happened to reach is
+ * rare, not impossible. Without it a small or narrowly blocked session drove m to the floor
+ * and one typo in a birth date cost 18 bits (FEBRL1). */
+#define EM_M_PSEUDO_COUNT 0.5
 #define TF_FLOOR 1e-5
 
 /* ---- fields and levels ------------------------------------------------------------------ */
@@ -25,10 +30,11 @@ static const char *const field_names[HIE_MPI_FIELD_COUNT] = {
     "given", "family", "dob", "street", "city", "postcode", "phone", "email", "national_id",
 };
 static const char *const str_level_names[] = {
-    "missing", "exact", "jw>=0.94", "phonetic", "dl1", "jw>=0.88", "different",
+    "missing", "exact", "jw>=0.94", "phonetic", "dl1", "jw>=0.88", "jw>=0.70", "different",
 };
 static const char *const date_level_names[] = {
-    "missing", "exact", "day-month-swapped", "one-digit-off", "same-year", "different",
+    "missing", "exact", "day-month-swapped", "one-digit-off", "within-month", "within-year",
+    "within-decade", "different",
 };
 static const char *const coarse_level_names[] = {"missing", "exact", "similar", "different"};
 
@@ -151,17 +157,30 @@ compare_given(const hie_mpi_person_t *a, const hie_mpi_person_t *b)
 }
 
 /* Given and family name swapped between the records (a clerical error common enough to
- * deserve its own check): both cross comparisons must be at least near-exact. */
-static bool
-names_swapped(const hie_mpi_person_t *a, const hie_mpi_person_t *b)
+ * deserve its own check), perhaps with a typo as well: when both cross comparisons (a's given
+ * name with b's family name and the reverse) reach some similarity and together beat the
+ * straight ones, the cross levels are the names' levels, exact demoted to near-exact. Both
+ * names must be present on both sides. [in,out] given, family: the straight levels. */
+static void
+names_swapped(const hie_mpi_person_t *a, const hie_mpi_person_t *b, uint8_t *given,
+    uint8_t *family)
 {
-    return a->given[0] != '\0' && a->family[0] != '\0' &&
-           hie_mpi_string_compare_coded(a->given, a->given_code, b->family, b->family_code) <=
-               HIE_MPI_STR_JW_HIGH &&
-           hie_mpi_string_compare_coded(a->family, a->family_code, b->given, b->given_code) <=
-               HIE_MPI_STR_JW_HIGH &&
-           hie_mpi_string_compare_coded(a->given, a->given_code, b->given, b->given_code) >
-               HIE_MPI_STR_JW_HIGH;
+    if (*given <= HIE_MPI_STR_JW_HIGH || *family <= HIE_MPI_STR_JW_HIGH ||
+        *given == HIE_MPI_STR_MISSING || *family == HIE_MPI_STR_MISSING) {
+        return; /* a name agrees already, or one is missing: nothing to gain */
+    }
+    enum hie_mpi_str_level x1 =
+        hie_mpi_string_compare_coded(a->given, a->given_code, b->family, b->family_code);
+    if (x1 > HIE_MPI_STR_JW_MID) {
+        return;
+    }
+    enum hie_mpi_str_level x2 =
+        hie_mpi_string_compare_coded(a->family, a->family_code, b->given, b->given_code);
+    if (x2 > HIE_MPI_STR_JW_MID || (unsigned)x1 + x2 >= (unsigned)*given + *family) {
+        return;
+    }
+    *given = (uint8_t)(x1 < HIE_MPI_STR_JW_HIGH ? HIE_MPI_STR_JW_HIGH : x1);
+    *family = (uint8_t)(x2 < HIE_MPI_STR_JW_HIGH ? HIE_MPI_STR_JW_HIGH : x2);
 }
 
 #if defined(HIE_DEBUG_ASSERTS) && HIE_DEBUG_ASSERTS
@@ -188,14 +207,10 @@ hie_mpi_compare(const hie_mpi_person_t *a, const hie_mpi_person_t *b, hie_mpi_ve
     HIE_ASSERT(b->prepared == HIE_MPI_PERSON_PREPARED);
     HIE_DEBUG_ASSERT(person_codes_fresh(a));
     HIE_DEBUG_ASSERT(person_codes_fresh(b));
-    if (names_swapped(a, b)) {
-        out->level[HIE_MPI_F_GIVEN] = HIE_MPI_STR_JW_HIGH;
-        out->level[HIE_MPI_F_FAMILY] = HIE_MPI_STR_JW_HIGH;
-    } else {
-        out->level[HIE_MPI_F_GIVEN] = compare_given(a, b);
-        out->level[HIE_MPI_F_FAMILY] = (uint8_t)hie_mpi_string_compare_coded(a->family,
-            a->family_code, b->family, b->family_code);
-    }
+    out->level[HIE_MPI_F_GIVEN] = compare_given(a, b);
+    out->level[HIE_MPI_F_FAMILY] = (uint8_t)hie_mpi_string_compare_coded(a->family,
+        a->family_code, b->family, b->family_code);
+    names_swapped(a, b, &out->level[HIE_MPI_F_GIVEN], &out->level[HIE_MPI_F_FAMILY]);
     out->level[HIE_MPI_F_DOB] = (uint8_t)hie_mpi_date_compare(a->dob, b->dob);
     out->level[HIE_MPI_F_STREET] = compare_coarse(a->street, b->street);
     out->level[HIE_MPI_F_CITY] = compare_coarse(a->city, b->city);
@@ -226,6 +241,28 @@ model_spread(double *dist, unsigned levels, double first, double ratio)
     dist[0] = 0;
 }
 
+/* The date distance levels are common among random pairs, unlike the other partial levels:
+ * two people born over ~70 years have birth dates within a year of each other about 3% of the
+ * time and within ten years about 25%. The generic 0.05 / (levels - 2) would make a date six
+ * years off evidence for a match, and an untrained index linked two people of the same name
+ * and street born six years apart (the import integration test). These u values, and
+ * "different" taking the rest, make those levels evidence against. */
+#define DEFAULT_U_WITHIN_YEAR 0.03
+#define DEFAULT_U_WITHIN_DECADE 0.25
+
+static void
+default_date_u(double *u)
+{
+    double rest = 1.0;
+    u[HIE_MPI_DATE_WITHIN_YEAR] = DEFAULT_U_WITHIN_YEAR;
+    u[HIE_MPI_DATE_WITHIN_DECADE] = DEFAULT_U_WITHIN_DECADE;
+    for (unsigned l = 1; l < HIE_MPI_DATE_DIFFERENT; l++) {
+        rest -= u[l];
+    }
+    HIE_ASSERT(rest > 0.5);
+    u[HIE_MPI_DATE_DIFFERENT] = rest;
+}
+
 void
 hie_mpi_model_default(hie_mpi_model_t *model)
 {
@@ -240,6 +277,7 @@ hie_mpi_model_default(hie_mpi_model_t *model)
         }
         model->enabled[f] = true;
     }
+    default_date_u(model->u[HIE_MPI_F_DOB]);
     model->lambda = 1e-4;
     model->lambda_candidates = 0.5;
     model->link_probability = 0.95;
@@ -321,6 +359,99 @@ hie_mpi_weight(const hie_mpi_model_t *model, const hie_mpi_tf_t *tf, const hie_m
         total += w;
     }
     return total;
+}
+
+/* ---- the decision ----------------------------------------------------------------------- */
+
+void
+hie_mpi_decide(const hie_mpi_model_t *model, const double *weights, size_t count,
+    hie_mpi_decision_t *out)
+{
+    HIE_ASSERT(model != NULL && out != NULL);
+    HIE_ASSERT(weights != NULL || count == 0);
+    memset(out, 0, sizeof(*out));
+    out->outcome = HIE_MPI_OUTCOME_NEW;
+    out->rule = "new: no candidate";
+    if (count == 0) {
+        return;
+    }
+    double p1 = hie_mpi_probability(model, weights[0]);
+    if (p1 < model->review_probability) {
+        out->rule = "new: best candidate below the review threshold";
+        return;
+    }
+    out->outcome = HIE_MPI_OUTCOME_REVIEW;
+    out->rule = "review: between the review and link thresholds";
+    if (p1 < model->link_probability) {
+        return;
+    }
+    size_t fold = 0;
+    while (fold + 1 < count &&
+           hie_mpi_probability(model, weights[fold + 1]) >= model->link_probability) {
+        HIE_ASSERT(weights[fold + 1] <= weights[fold]);
+        fold++;
+    }
+    if (fold + 1 < count) { /* the first one below the link threshold */
+        double w = weights[fold + 1];
+        HIE_ASSERT(w <= weights[fold]);
+        if (hie_mpi_probability(model, w) >= model->review_probability &&
+            weights[0] - w < model->margin_weight) {
+            out->rule = "review: runner-up within the margin";
+            return;
+        }
+    }
+    out->outcome = HIE_MPI_OUTCOME_LINK;
+    out->fold_count = fold < HIE_MPI_FOLD_MAX ? fold : HIE_MPI_FOLD_MAX;
+    out->rule = fold > 0 ? "auto-link: at or above the link threshold with several enterprise "
+                           "ids, merged into the best"
+                         : "auto-link: probability at or above the link threshold";
+}
+
+void
+hie_mpi_composite_init(hie_mpi_composite_t *c)
+{
+    HIE_ASSERT(c != NULL);
+    memset(c, 0, sizeof(*c));
+}
+
+void
+hie_mpi_composite_add(hie_mpi_composite_t *c,
+    const hie_mpi_contribution_t explain[HIE_MPI_FIELD_COUNT])
+{
+    HIE_ASSERT(c != NULL && explain != NULL);
+    _Static_assert(HIE_MPI_FIELD_COUNT <= 32u, "a field bit fits in have");
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+        HIE_ASSERT(explain[f].level < hie_mpi_field_levels((enum hie_mpi_field)f));
+        if (explain[f].level == 0) {
+            HIE_ASSERT(explain[f].weight == 0.0);
+            continue;
+        }
+        if (!(c->have & (1u << f)) || explain[f].weight > c->best[f].weight) {
+            c->best[f] = explain[f];
+            c->have |= 1u << f;
+        }
+    }
+    c->records++;
+}
+
+double
+hie_mpi_composite_weight(const hie_mpi_composite_t *c,
+    hie_mpi_contribution_t explain[HIE_MPI_FIELD_COUNT])
+{
+    HIE_ASSERT(c != NULL);
+    HIE_ASSERT(c->records > 0);
+    double w = 0;
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+        hie_mpi_contribution_t one = {0, 0.0};
+        if (c->have & (1u << f)) {
+            one = c->best[f];
+        }
+        w += one.weight;
+        if (explain != NULL) {
+            explain[f] = one;
+        }
+    }
+    return w;
 }
 
 /* ---- u from random pairs ---------------------------------------------------------------- */
@@ -439,10 +570,10 @@ em_round(hie_mpi_model_t *model, const hie_mpi_vector_t *vectors, size_t count,
             continue;
         }
         for (unsigned l = 1; l < levels; l++) {
-            total += acc[f][l] + PROB_FLOOR;
+            total += acc[f][l] + EM_M_PSEUDO_COUNT;
         }
         for (unsigned l = 1; l < levels && total > 0; l++) {
-            double m = (acc[f][l] + PROB_FLOOR) / total;
+            double m = (acc[f][l] + EM_M_PSEUDO_COUNT) / total;
             delta = fmax(delta, fabs(m - model->m[f][l]));
             model->m[f][l] = m;
         }
@@ -669,8 +800,29 @@ block_keys_loose(const hie_mpi_person_t *p, const uint8_t key_secret[16], const 
     }
 }
 
+/* Keys 15-17, the broad keys: one field each, capped at HIE_MPI_BLOCK_BROAD_CAP. */
+static void
+block_keys_broad(const hie_mpi_person_t *p, const uint8_t key_secret[16], const char *fam,
+    const char *giv, uint64_t keys[HIE_MPI_BLOCK_KEYS])
+{
+    char text[2 * HIE_MPI_FIELD_BYTES];
+    _Static_assert(HIE_MPI_BLOCK_BROAD_FIRST == 15u, "the broad keys are 15-17");
+    if (fam[0] != '\0') {
+        snprintf(text, sizeof(text), "17|%s", fam);
+        keys[15] = block_hash(key_secret, text);
+    }
+    if (giv[0] != '\0') {
+        snprintf(text, sizeof(text), "18|%s", giv);
+        keys[16] = block_hash(key_secret, text);
+    }
+    if (p->dob != 0) {
+        snprintf(text, sizeof(text), "19|%u", p->dob);
+        keys[17] = block_hash(key_secret, text);
+    }
+}
+
 /* Keys 5-8. Key 5 stays a birth-date key: training's first EM session blocks on it
- * (train.c, SESSION_KEY_DOB). */
+ * (train.c, sessions[]), as is key 1. */
 static void
 block_keys_more(const hie_mpi_person_t *p, const uint8_t key_secret[16], const char *fam,
     const char *giv, uint64_t keys[HIE_MPI_BLOCK_KEYS])
@@ -694,6 +846,7 @@ block_keys_more(const hie_mpi_person_t *p, const uint8_t key_secret[16], const c
         keys[8] = block_hash(key_secret, text);
     }
     block_keys_loose(p, key_secret, fam, giv, keys);
+    block_keys_broad(p, key_secret, fam, giv, keys);
 }
 
 void

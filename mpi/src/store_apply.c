@@ -36,6 +36,7 @@ struct feed {
     store_match_t match;
     Hie__V1__FeedOutcome outcome;
     const store_cand_t *cand;       /* best candidate considered, or NULL */
+    size_t fold_count;              /* linked: match.cand[1 .. fold_count] merge into cand */
     const char *rule;
 };
 
@@ -294,37 +295,86 @@ feed_open(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCo
     return hie_mpi_store_model(s, ctx->txn, &fd->model);
 }
 
-/* Scores p against the index and decides: link, review or new. */
+/* Scores p against the index and decides (hie_mpi_decide): link, perhaps merging other
+ * EUIDs into the best, review or new. */
 static int
 feed_decide(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const uint8_t *self, struct feed *fd)
 {
     int rc = store__match(s, ctx->txn, &fd->model, &fd->p, self, ctx->arena, &fd->match);
+    double *weights = rc == 0 ? hie_arena_alloc(ctx->arena,
+        (fd->match.n + 1) * sizeof(*weights)) : NULL;
+    if (rc == 0 && weights == NULL) {
+        rc = HIE_ENOMEM;
+    }
     if (rc != 0) {
         return rc;
     }
-    const hie_mpi_model_t *m = &fd->model;
-    fd->cand = NULL;
-    fd->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_NEW;
-    fd->rule = "new: no candidate";
-    if (fd->match.n == 0) {
-        return 0;
+    for (size_t i = 0; i < fd->match.n; i++) {
+        weights[i] = fd->match.cand[i].weight; /* best first (store__match) */
     }
-    const store_cand_t *c1 = &fd->match.cand[0];
-    double p1 = hie_mpi_probability(m, c1->weight);
-    bool close = fd->match.n > 1 && c1->weight - fd->match.cand[1].weight < m->margin_weight &&
-        hie_mpi_probability(m, fd->match.cand[1].weight) >= m->link_probability;
-    fd->cand = c1;
-    if (p1 >= m->link_probability && !close) {
+    hie_mpi_decision_t d;
+    hie_mpi_decide(&fd->model, weights, fd->match.n, &d);
+    fd->cand = fd->match.n > 0 ? &fd->match.cand[0] : NULL;
+    fd->rule = d.rule;
+    fd->fold_count = d.fold_count;
+    HIE_ASSERT(d.fold_count < fd->match.n || d.fold_count == 0);
+    switch (d.outcome) {
+    case HIE_MPI_OUTCOME_LINK:
         fd->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_LINKED;
-        fd->rule = "auto-link: probability at or above the link threshold";
-    } else if (p1 >= m->review_probability) {
+        break;
+    case HIE_MPI_OUTCOME_REVIEW:
         fd->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_REVIEW;
-        fd->rule = close ? "review: runner-up within the margin"
-                         : "review: between the review and link thresholds";
-    } else {
-        fd->rule = "new: best candidate below the review threshold";
+        break;
+    default:
+        fd->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_NEW;
     }
     return 0;
+}
+
+/* True when a manual no-link separates a record of a (na records) from one of b. */
+static bool
+members_nolink(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, size_t na, const uint8_t *b,
+    size_t nb)
+{
+    HIE_ASSERT(na <= STORE_FOLD_MEMBERS_MAX && nb <= STORE_FOLD_MEMBERS_MAX);
+    for (size_t i = 0; i < na; i++) {
+        for (size_t j = 0; j < nb; j++) {
+            if (store__nolink(s, txn, a + i * HIE_MPI_REC_HASH_BYTES,
+                    b + j * HIE_MPI_REC_HASH_BYTES)) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static int euid_fold(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const char *from,
+    const char *to, Hie__V1__FeedAction action);
+
+/* After the record joined to (its best EUID), merges into it the other EUIDs the decision
+ * folds, each unless a manual no-link separates a record of it from one of to (the new record
+ * included) or either is larger than STORE_FOLD_MEMBERS_MAX: those stay apart. */
+static int
+feed_fold(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const struct feed *fd, const char *to,
+    Hie__V1__FeedAction action)
+{
+    int rc = 0;
+    HIE_ASSERT(fd->outcome == HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
+    HIE_ASSERT(strcmp(fd->cand->euid, to) == 0);
+    for (size_t k = 1; rc == 0 && k <= fd->fold_count; k++) {
+        const char *from = fd->match.cand[k].euid;
+        uint8_t *ha = NULL, *hb = NULL;
+        size_t na = 0, nb = 0;
+        HIE_ASSERT(strcmp(from, to) != 0); /* store__match gives one entry per EUID */
+        rc = store__members(s, ctx->txn, to, ctx->arena, &ha, &na);
+        rc = rc == 0 ? store__members(s, ctx->txn, from, ctx->arena, &hb, &nb) : rc;
+        if (rc != 0 || na > STORE_FOLD_MEMBERS_MAX || nb > STORE_FOLD_MEMBERS_MAX ||
+            members_nolink(s, ctx->txn, ha, na, hb, nb)) {
+            continue;
+        }
+        rc = euid_fold(s, ctx, from, to, action);
+    }
+    return rc;
 }
 
 static int
@@ -413,6 +463,7 @@ feed_create(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeed
     rc = rc == 0 ? blocks_change(s, ctx->txn, rec, true) : rc;
     rc = rc == 0 ? tf_change(s, ctx->txn, rec, 1) : rc;
     rc = rc == 0 ? member_add(s, ctx->txn, rec->euid, rec->rec_hash.data) : rc;
+    rc = rc == 0 && linked ? feed_fold(s, ctx, fd, rec->euid, cmd->action) : rc;
     rc = rc == 0 ? store__meta_add(s, ctx->txn, "records", 1) : rc;
     return rc == 0 ? feed_finish(s, ctx, cmd, fd, rec, NULL, reply) : rc;
 }
@@ -440,6 +491,7 @@ feed_rematch(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, struct feed *fd,
         rec->euid = (char *)(uintptr_t)fd->cand->euid;
         rec->origin = HIE__V1__LINK_ORIGIN__LINK_AUTO;
         rc = rc == 0 ? member_add(s, ctx->txn, rec->euid, rec->rec_hash.data) : rc;
+        rc = rc == 0 ? feed_fold(s, ctx, fd, rec->euid, HIE__V1__FEED_ACTION__FEED_UPDATE) : rc;
     } else if (fd->outcome == HIE__V1__FEED_OUTCOME__OUTCOME_NEW) {
         fd->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED;
     }

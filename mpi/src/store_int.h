@@ -110,6 +110,11 @@ void store__tf_key(const hie_mpi_store_t *s, enum hie_mpi_field f, const char *v
 int store__tf_freq(hie_mpi_store_t *s, MDB_txn *txn, enum hie_mpi_field f, const char *value,
     double *freq);
 bool store__nolink(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, const uint8_t *b);
+/* Largest EUID an automatic merge touches (hie_mpi_decide() folds): both EUIDs must have at
+ * most this many records, so the manual no-link check between them is at most 64 x 64 reads.
+ * Larger ones stay apart (an operator merges them); a person has a few records, so an EUID
+ * this large is already a chain of merges that should not grow by itself. */
+#define STORE_FOLD_MEMBERS_MAX 64u
 /* Scores every candidate of p (skipping self, merged records and records p must not be
  * linked to) and aggregates per EUID, best first. */
 int store__match(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,

@@ -21,7 +21,7 @@
 
 #define BLOCKS_MAGIC 0x424c4b53u /* "BLKS"; destroy poisons it */
 #define REC_MASK (HIE_MPI_BLOCK_RECORDS_MAX - 1u)
-#define KEY_SHIFT 28u
+#define KEY_SHIFT 27u
 #define NONE UINT32_MAX
 #define RADIX_BITS 16u
 #define RADIX_BUCKETS (1u << RADIX_BITS)
@@ -29,19 +29,29 @@
 _Static_assert(HIE_MPI_BLOCK_RECORDS_MAX == (1u << KEY_SHIFT), "record bits below the key's");
 _Static_assert(HIE_MPI_BLOCK_KEYS * HIE_MPI_BLOCK_SIZE_MAX < NONE, "scratch count fits");
 
-/* The two m sessions: the birth-date key (5: dob) and the name-code key (3: the two names'
- * NYSIIS codes), each leaving out the fields its pairs agree on by construction. */
-#define SESSION_KEY_DOB 5u
-#define SESSION_KEY_NAMES 3u
+/* The m sessions, each on the pairs of one blocking key, leaving out the fields its pairs agree
+ * on by construction, even in part: a key on the family name's initial gives pairs that rarely
+ * disagree on the family name, so a family-name m trained on them would call disagreement
+ * near impossible. Each field's m comes from the session named for it in field_session.
+ *   0: birth date + family initial (key 5): given name, addresses, contacts, identifiers;
+ *   1: birth date + given initial (key 1): family name;
+ *   2: the two names' NYSIIS codes (key 3): birth date. */
+#define SESSION_COUNT 3u
 static const struct {
     unsigned key;
     uint32_t exclude;
-} sessions[2] = {
-    {SESSION_KEY_DOB, 1u << HIE_MPI_F_DOB},
-    {SESSION_KEY_NAMES, (1u << HIE_MPI_F_GIVEN) | (1u << HIE_MPI_F_FAMILY)},
+} sessions[SESSION_COUNT] = {
+    {5u, (1u << HIE_MPI_F_DOB) | (1u << HIE_MPI_F_FAMILY)},
+    {1u, (1u << HIE_MPI_F_DOB) | (1u << HIE_MPI_F_GIVEN)},
+    {3u, (1u << HIE_MPI_F_GIVEN) | (1u << HIE_MPI_F_FAMILY)},
+};
+static const uint8_t field_session[HIE_MPI_FIELD_COUNT] = {
+    [HIE_MPI_F_GIVEN] = 0, [HIE_MPI_F_FAMILY] = 1, [HIE_MPI_F_DOB] = 2,
+    [HIE_MPI_F_STREET] = 0, [HIE_MPI_F_CITY] = 0, [HIE_MPI_F_POSTCODE] = 0,
+    [HIE_MPI_F_PHONE] = 0, [HIE_MPI_F_EMAIL] = 0, [HIE_MPI_F_NATIONAL_ID] = 0,
 };
 
-/* One blocking key of one record. rec: the record, and the key's number in the top 4 bits.
+/* One blocking key of one record. rec: the record, and the key's number in the top 5 bits.
  * end: one past the last entry of the block, 0 when the block is capped. */
 struct entry {
     uint64_t key;
@@ -128,9 +138,9 @@ blocks_mark(hie_mpi_blocks_t *bl)
         while (e < bl->ne && bl->e[e].key == bl->e[s].key) {
             e++;
         }
-        bool capped = e - s > bl->block_size_max;
         unsigned b = bl->e[s].rec >> KEY_SHIFT; /* the same key hash: the same key number */
         HIE_ASSERT(b < HIE_MPI_BLOCK_KEYS);
+        bool capped = e - s > hie_mpi_block_key_cap(b, bl->block_size_max);
         st->blocks++;
         st->capped_blocks += capped;
         st->key_capped[b] += capped;
@@ -333,15 +343,16 @@ vectors_release(struct vectors *v)
     memset(v, 0, sizeof(*v));
 }
 
-/* m by EM, one session per entry of sessions[]; each field's m from the session that did not
- * block on it. A session without pairs leaves its fields' m as they were. */
+/* m by EM, one session per entry of sessions[]; each field's m from its session in
+ * field_session, which never excludes it. A session without pairs leaves its fields' m as
+ * they were. */
 static int
 train_m(hie_mpi_model_t *model, const hie_mpi_blocks_t *bl, const hie_mpi_person_t *persons,
     const hie_mpi_train_opts_t *opts, hie_mpi_train_stats_t *st)
 {
-    hie_mpi_model_t trained[2];
+    hie_mpi_model_t trained[SESSION_COUNT];
     int rc = 0;
-    for (unsigned s = 0; s < 2 && rc == 0; s++) {
+    for (unsigned s = 0; s < SESSION_COUNT && rc == 0; s++) {
         struct vectors v;
         trained[s] = *model;
         rc = vectors_collect(bl, persons, 1u << sessions[s].key, opts->pairs_max, &v);
@@ -354,11 +365,11 @@ train_m(hie_mpi_model_t *model, const hie_mpi_blocks_t *bl, const hie_mpi_person
         st->em_rounds += rounds;
         vectors_release(&v);
     }
-    HIE_ASSERT((sessions[0].exclude & sessions[1].exclude) == 0);
     for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT && rc == 0; f++) {
-        const hie_mpi_model_t *src = (sessions[0].exclude & (1u << f)) ? &trained[1]
-                                                                        : &trained[0];
-        memcpy(model->m[f], src->m[f], sizeof(model->m[f]));
+        unsigned s = field_session[f];
+        HIE_ASSERT(s < SESSION_COUNT);
+        HIE_ASSERT(!(sessions[s].exclude & (1u << f)));
+        memcpy(model->m[f], trained[s].m[f], sizeof(model->m[f]));
     }
     return rc;
 }

@@ -289,8 +289,10 @@ review_call(hie_client_t *c, const char *id, bool list, uint64_t item, bool link
     return call(c, &req, arena);
 }
 
-/* Same person, written differently: the untrained model sends it to review. */
-static const struct person JON_LOOSE = {"Jon", "Smithsen", "1970-03-02", "SW1A 1AA", "", "Londn",
+/* Same person, written differently: the untrained model sends it to review (16.3 bits, p 0.89;
+ * the postcode typo keeps it there since the name levels gained a level, JW >= 0.70, and the
+ * default model's spread moved a phonetic given name and a near-exact family name up 0.5 bit). */
+static const struct person JON_LOOSE = {"Jon", "Smithsen", "1970-03-02", "SW1A 2AA", "", "Londn",
     "4 Park Row"};
 
 Test(mpi, review_queue_link_and_keep_apart, .timeout = 120)

@@ -90,6 +90,10 @@ _Static_assert(HIE_MPI_NAME_BYTES_MAX <= HIE_MPI_NORM_BYTES_MAX,
  * need to separate typos from resemblance, not to be tuned per data set. */
 #define HIE_MPI_JW_HIGH 0.94
 #define HIE_MPI_JW_MID 0.88
+/* The loosest band, Splink's lowest name level: two typos in a short name ("GEGRGOE"/"GEORGE"
+ * 0.85), or a shared stem. Among random pairs it is common, so EM gives it little weight
+ * where names are clean, and a positive one where they are often mistyped. */
+#define HIE_MPI_JW_LOW 0.70
 
 /* ---- normalization ----------------------------------------------------------------------- */
 /* Normalizes one name field (given or family) into its comparison form.
@@ -218,13 +222,21 @@ unsigned hie_mpi_damerau_levenshtein(const char *a, const char *b, unsigned cap)
 void hie_mpi_nysiis(const char *name, char *out, size_t out_bytes);
 
 /* Comparison levels of two birth dates, in the order they are checked. The first that holds
- * is the result, so the levels are disjoint (Fellegi-Sunter needs one level per pair). */
+ * is the result, so the levels are disjoint (Fellegi-Sunter needs one level per pair). The
+ * distance levels are Splink's date comparison (within a month, a year, ten years): a wrong
+ * day, a wrong month or a year off by ten (a mistyped decade) each keep some evidence, and EM
+ * learns how much from the data (little where dates are rarely wrong by more than a digit). */
+#define HIE_MPI_DATE_MONTH_DAYS 31u
+#define HIE_MPI_DATE_YEAR_DAYS 366u
+#define HIE_MPI_DATE_DECADE_DAYS 3653u
 enum hie_mpi_date_level {
     HIE_MPI_DATE_MISSING = 0,          /* either date is 0 (unknown): a neutral level */
     HIE_MPI_DATE_EXACT,                /* the same date */
     HIE_MPI_DATE_DAY_MONTH_TRANSPOSED, /* same year, a's day is b's month and the reverse */
     HIE_MPI_DATE_ONE_DIGIT_OFF,        /* exactly one of the 8 digits of YYYYMMDD differs */
-    HIE_MPI_DATE_SAME_YEAR,            /* only the year agrees */
+    HIE_MPI_DATE_WITHIN_MONTH,         /* at most HIE_MPI_DATE_MONTH_DAYS days apart */
+    HIE_MPI_DATE_WITHIN_YEAR,          /* at most HIE_MPI_DATE_YEAR_DAYS days apart */
+    HIE_MPI_DATE_WITHIN_DECADE,        /* at most HIE_MPI_DATE_DECADE_DAYS days apart */
     HIE_MPI_DATE_DIFFERENT,            /* none of the above */
     HIE_MPI_DATE_LEVEL_COUNT
 };
@@ -246,6 +258,7 @@ enum hie_mpi_str_level {
     HIE_MPI_STR_PHONETIC,    /* equal, non-empty NYSIIS codes */
     HIE_MPI_STR_DL1,         /* optimal string alignment distance 1 */
     HIE_MPI_STR_JW_MID,      /* Jaro-Winkler >= HIE_MPI_JW_MID */
+    HIE_MPI_STR_JW_LOW,      /* Jaro-Winkler >= HIE_MPI_JW_LOW */
     HIE_MPI_STR_DIFFERENT,   /* none of the above */
     HIE_MPI_STR_LEVEL_COUNT
 };

@@ -308,18 +308,26 @@ Test(mpi_compare, date_levels)
         {19800317, 19800317, HIE_MPI_DATE_EXACT},
         {19800305, 19800503, HIE_MPI_DATE_DAY_MONTH_TRANSPOSED},
         {19801112, 19801211, HIE_MPI_DATE_DAY_MONTH_TRANSPOSED},
-        {19800305, 19810503, HIE_MPI_DATE_DIFFERENT},         /* transposed, other year */
+        {19800305, 19810503, HIE_MPI_DATE_WITHIN_DECADE},     /* transposed, other year */
         {19800317, 19800318, HIE_MPI_DATE_ONE_DIGIT_OFF},     /* day digit */
         {19800317, 19800717, HIE_MPI_DATE_ONE_DIGIT_OFF},     /* month digit */
         {19800317, 19810317, HIE_MPI_DATE_ONE_DIGIT_OFF},     /* year digit */
         {19800317, 18800317, HIE_MPI_DATE_ONE_DIGIT_OFF},     /* century digit */
         {19800317, 19800327, HIE_MPI_DATE_ONE_DIGIT_OFF},
-        {19800317, 19800328, HIE_MPI_DATE_SAME_YEAR},         /* two digits */
-        {19800101, 19801231, HIE_MPI_DATE_SAME_YEAR},
-        {19800317, 19820318, HIE_MPI_DATE_DIFFERENT},
+        {19800317, 19800328, HIE_MPI_DATE_WITHIN_MONTH},      /* two digits, 11 days */
+        {19800131, 19800302, HIE_MPI_DATE_WITHIN_MONTH},      /* 31 days over a leap day */
+        {19991231, 20000101, HIE_MPI_DATE_WITHIN_MONTH},      /* every digit, 1 day */
+        {19800131, 19800303, HIE_MPI_DATE_WITHIN_YEAR},       /* 32 days */
+        {19800101, 19801231, HIE_MPI_DATE_WITHIN_YEAR},
+        {19800317, 19810316, HIE_MPI_DATE_WITHIN_YEAR},       /* 364 days, two digits */
+        {19800317, 19810318, HIE_MPI_DATE_WITHIN_YEAR},       /* 366 days: the edge */
+        {19800317, 19820318, HIE_MPI_DATE_WITHIN_DECADE},
+        {19800317, 19900318, HIE_MPI_DATE_WITHIN_DECADE},     /* 3653 days: the edge */
+        {19800317, 19900416, HIE_MPI_DATE_DIFFERENT},         /* 3682 days, over the edge */
         {19800317, 20010101, HIE_MPI_DATE_DIFFERENT},
         {19800317, 19890317, HIE_MPI_DATE_ONE_DIGIT_OFF},
         {19800317, 19980317, HIE_MPI_DATE_DIFFERENT},         /* swapped year digits: two */
+        {18500101, 21001231, HIE_MPI_DATE_DIFFERENT},         /* the whole range */
     };
     for (size_t i = 0; i < HIE_ARRAY_LEN(cases); i++) {
         cr_expect_eq(hie_mpi_date_compare(cases[i].a, cases[i].b), cases[i].expected,
@@ -367,7 +375,8 @@ Test(mpi_compare, string_levels_in_order)
         {"john", "johnson", HIE_MPI_STR_JW_MID},         /* 0.914, JAN/JANSAN, DL 3 */
         {"dunningham", "cunnigham", HIE_MPI_STR_JW_MID}, /* 0.896, DL 2 */
         {"smith", "jones", HIE_MPI_STR_DIFFERENT},
-        {"dwayne", "duane", HIE_MPI_STR_DIFFERENT},      /* 0.840, DWAYN/DAN, DL 2 */
+        {"dwayne", "duane", HIE_MPI_STR_JW_LOW},         /* 0.840, DWAYN/DAN, DL 2 */
+        {"gegrgoe", "george", HIE_MPI_STR_JW_LOW},       /* two typos */
         /* Names without ASCII letters have empty NYSIIS codes, which never agree. */
         {"\xE7\x8E\x8B", "\xE6\x9D\x8E\xE6\x98\x8E", HIE_MPI_STR_DIFFERENT},
         {"\xE7\x8E\x8B", "\xE6\x9D\x8E", HIE_MPI_STR_DL1},

@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <math.h>
+#include <signal.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -64,6 +65,114 @@ Test(mpi_match, nickname_and_swapped_names_are_strong_agreement)
     cr_assert_eq(v.level[HIE_MPI_F_FAMILY], HIE_MPI_STR_JW_HIGH);
 }
 
+Test(mpi_match, swapped_names_with_a_typo_still_agree)
+{
+    hie_mpi_vector_t v;
+    hie_mpi_person_t a = person("caleb", "rwoe", 19921120, "");
+    hie_mpi_person_t b = person("rowe", "caleb", 19921220, "");
+    hie_mpi_compare(&a, &b, &v);
+    cr_assert_eq(v.level[HIE_MPI_F_GIVEN], HIE_MPI_STR_JW_HIGH, "exact across, demoted");
+    cr_assert_eq(v.level[HIE_MPI_F_FAMILY], HIE_MPI_STR_DL1, "rwoe / rowe across");
+    hie_mpi_compare(&b, &a, &v);
+    cr_assert_eq(v.level[HIE_MPI_F_GIVEN], HIE_MPI_STR_DL1, "symmetric in the pair");
+    cr_assert_eq(v.level[HIE_MPI_F_FAMILY], HIE_MPI_STR_JW_HIGH);
+    /* nothing alike across: the straight levels stand */
+    hie_mpi_person_t c = person("anna", "berg", 19921120, "");
+    hie_mpi_person_t d = person("carl", "dunn", 19921120, "");
+    hie_mpi_compare(&c, &d, &v);
+    cr_assert_eq(v.level[HIE_MPI_F_GIVEN], HIE_MPI_STR_DIFFERENT);
+    cr_assert_eq(v.level[HIE_MPI_F_FAMILY], HIE_MPI_STR_DIFFERENT);
+    /* one name missing: no swap is tried (caleb is a's given name) */
+    hie_mpi_person_t e = person("", "caleb", 19921120, "");
+    hie_mpi_compare(&e, &a, &v);
+    cr_assert_eq(v.level[HIE_MPI_F_GIVEN], HIE_MPI_STR_MISSING);
+    cr_assert_eq(v.level[HIE_MPI_F_FAMILY], HIE_MPI_STR_DIFFERENT);
+    /* a straight agreement is never traded for a cross one */
+    hie_mpi_person_t f = person("rowe", "rowe", 19921120, "");
+    hie_mpi_compare(&f, &b, &v);
+    cr_assert_eq(v.level[HIE_MPI_F_GIVEN], HIE_MPI_STR_EXACT);
+}
+
+/* hie_mpi_decide() under the default thresholds (link 0.95, review 0.50, margin 2 bits). */
+Test(mpi_match, decide_links_merges_reviews_and_keeps_new)
+{
+    hie_mpi_model_t m;
+    hie_mpi_model_default(&m);
+    double prior = -log2(m.lambda / (1.0 - m.lambda));
+    double link = prior + 6.0, review = prior + 1.0, low = prior - 3.0; /* p .98, .67, .11 */
+    hie_mpi_decision_t d;
+    hie_mpi_decide(&m, NULL, 0, &d);
+    cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_NEW);
+    cr_assert_str_eq(d.rule, "new: no candidate");
+    double w1[] = {low};
+    hie_mpi_decide(&m, w1, 1, &d);
+    cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_NEW);
+    double w2[] = {review, low};
+    hie_mpi_decide(&m, w2, 2, &d);
+    cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_REVIEW);
+    cr_assert_eq(d.fold_count, 0);
+    double w3[] = {link + 3, link, low};
+    hie_mpi_decide(&m, w3, 3, &d);
+    cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_LINK, "%s", d.rule);
+    cr_assert_eq(d.fold_count, 1, "the second EUID also reaches the link threshold");
+    double w4[] = {prior + 5.0, prior + 3.5}; /* p .97 and .92: 1.5 bits apart */
+    hie_mpi_decide(&m, w4, 2, &d);
+    cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_REVIEW, "a runner-up within the margin");
+    cr_assert_str_eq(d.rule, "review: runner-up within the margin");
+    double w5[] = {link + 3, review};
+    hie_mpi_decide(&m, w5, 2, &d);
+    cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_LINK, "the runner-up is far behind");
+    cr_assert_eq(d.fold_count, 0);
+    double w6[HIE_MPI_FOLD_MAX + 3];
+    for (size_t i = 0; i < HIE_ARRAY_LEN(w6); i++) {
+        w6[i] = link + 10 - (double)i * 0.1;
+    }
+    hie_mpi_decide(&m, w6, HIE_ARRAY_LEN(w6), &d);
+    cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_LINK);
+    cr_assert_eq(d.fold_count, HIE_MPI_FOLD_MAX, "folds are bounded");
+}
+
+Test(mpi_match, decide_asserts_best_first, .signal = SIGABRT)
+{
+    hie_mpi_model_t m;
+    hie_mpi_model_default(&m);
+    double w[] = {40.0, 50.0};
+    hie_mpi_decision_t d;
+    hie_mpi_decide(&m, w, 2, &d);
+}
+
+Test(mpi_match, composite_takes_each_fields_best_and_a_gap_hides_nothing)
+{
+    hie_mpi_composite_t c;
+    hie_mpi_contribution_t a[HIE_MPI_FIELD_COUNT], b[HIE_MPI_FIELD_COUNT];
+    hie_mpi_contribution_t out[HIE_MPI_FIELD_COUNT];
+    memset(a, 0, sizeof(a));
+    memset(b, 0, sizeof(b));
+    a[HIE_MPI_F_GIVEN] = (hie_mpi_contribution_t){HIE_MPI_STR_EXACT, 6.0};
+    a[HIE_MPI_F_DOB] = (hie_mpi_contribution_t){HIE_MPI_DATE_DIFFERENT, -4.0};
+    b[HIE_MPI_F_GIVEN] = (hie_mpi_contribution_t){HIE_MPI_STR_DIFFERENT, -7.0};
+    b[HIE_MPI_F_DOB] = (hie_mpi_contribution_t){HIE_MPI_DATE_EXACT, 8.0};
+    b[HIE_MPI_F_CITY] = (hie_mpi_contribution_t){3, -3.5}; /* only b has a city: it counts */
+    hie_mpi_composite_init(&c);
+    hie_mpi_composite_add(&c, a);
+    hie_mpi_composite_add(&c, b);
+    cr_assert_eq(c.records, 2);
+    double w = hie_mpi_composite_weight(&c, out);
+    cr_assert_float_eq(w, 6.0 + 8.0 - 3.5, 1e-12);
+    cr_assert_eq(out[HIE_MPI_F_GIVEN].level, HIE_MPI_STR_EXACT);
+    cr_assert_eq(out[HIE_MPI_F_DOB].level, HIE_MPI_DATE_EXACT);
+    cr_assert_eq(out[HIE_MPI_F_CITY].level, 3, "a's missing city hides b's disagreement not");
+    cr_assert_eq(out[HIE_MPI_F_EMAIL].level, 0);
+    cr_assert_eq(out[HIE_MPI_F_EMAIL].weight, 0.0);
+}
+
+Test(mpi_match, composite_of_nothing_aborts, .signal = SIGABRT)
+{
+    hie_mpi_composite_t c;
+    hie_mpi_composite_init(&c);
+    (void)hie_mpi_composite_weight(&c, NULL);
+}
+
 Test(mpi_match, weight_is_the_sum_of_its_explanation_and_orders_agreement)
 {
     hie_mpi_model_t m;
@@ -97,6 +206,33 @@ Test(mpi_match, weight_is_the_sum_of_its_explanation_and_orders_agreement)
     m.enabled[HIE_MPI_F_DOB] = false;
     hie_mpi_weight(&m, NULL, &a, &v1, ex);
     cr_assert_eq(ex[HIE_MPI_F_DOB].weight, 0.0, "a disabled field never contributes");
+}
+
+/* Random pairs are often born within ten years of each other: the untrained model must not
+ * count a date six years off as evidence for a match (an untrained index linked two people
+ * of the same name born six years apart before default_date_u). */
+Test(mpi_match, default_model_counts_a_distant_birth_date_against)
+{
+    hie_mpi_model_t m;
+    hie_mpi_model_default(&m);
+    hie_mpi_person_t a = person("hiro", "silva", 19370822, "2000");
+    hie_mpi_person_t b = person("hiro", "silva", 19311222, "2000");
+    hie_mpi_person_t c = person("hiro", "silva", 19361001, "2000");
+    hie_mpi_vector_t v;
+    hie_mpi_contribution_t ex[HIE_MPI_FIELD_COUNT];
+    hie_mpi_compare(&a, &b, &v);
+    cr_assert_eq(v.level[HIE_MPI_F_DOB], HIE_MPI_DATE_WITHIN_DECADE);
+    (void)hie_mpi_weight(&m, NULL, &a, &v, ex);
+    cr_assert_lt(ex[HIE_MPI_F_DOB].weight, -5.0);
+    hie_mpi_compare(&a, &c, &v);
+    cr_assert_eq(v.level[HIE_MPI_F_DOB], HIE_MPI_DATE_WITHIN_YEAR);
+    (void)hie_mpi_weight(&m, NULL, &a, &v, ex);
+    cr_assert_lt(ex[HIE_MPI_F_DOB].weight, 0.0);
+    double u = 0;
+    for (unsigned l = 1; l < HIE_MPI_DATE_LEVEL_COUNT; l++) {
+        u += m.u[HIE_MPI_F_DOB][l];
+    }
+    cr_assert_float_eq(u, 1.0, 1e-9);
 }
 
 Test(mpi_match, term_frequency_makes_common_names_weaker_evidence)
@@ -194,6 +330,28 @@ Test(mpi_match, em_recovers_known_parameters_on_a_constructed_set)
     free(v);
 }
 
+/* A level no training pair reached keeps some probability (EM's add-half pseudo-count): one
+ * such disagreement costs a few bits, not the 20 of a probability floor. */
+Test(mpi_match, em_keeps_an_unseen_level_possible)
+{
+    const size_t n = 4000;
+    hie_mpi_vector_t *v = calloc(n, sizeof(*v));
+    for (size_t i = 0; i < n; i++) {
+        bool match = i % 2 == 0;
+        v[i].level[HIE_MPI_F_GIVEN] = match ? HIE_MPI_STR_EXACT : HIE_MPI_STR_DIFFERENT;
+        v[i].level[HIE_MPI_F_FAMILY] = match ? HIE_MPI_STR_EXACT : HIE_MPI_STR_DIFFERENT;
+        v[i].level[HIE_MPI_F_DOB] = match ? HIE_MPI_DATE_EXACT : HIE_MPI_DATE_DIFFERENT;
+    }
+    hie_mpi_model_t m;
+    hie_mpi_model_default(&m);
+    cr_assert_eq(hie_mpi_em_train(&m, v, n, 0, 100, NULL), 0);
+    double unseen = m.m[HIE_MPI_F_GIVEN][HIE_MPI_STR_DL1];
+    cr_assert_gt(unseen, 1e-4, "m=%g", unseen);
+    cr_assert_lt(unseen, 1e-3);
+    cr_assert_gt(m.m[HIE_MPI_F_GIVEN][HIE_MPI_STR_EXACT], 0.99);
+    free(v);
+}
+
 Test(mpi_match, u_from_random_pairs_of_distinct_people_is_mostly_different)
 {
     static const char *const names[] = {"anna", "ben", "carl", "dora", "emil", "fred", "gina"};
@@ -206,7 +364,10 @@ Test(mpi_match, u_from_random_pairs_of_distinct_people_is_mostly_different)
     hie_mpi_model_default(&m);
     cr_assert_eq(hie_mpi_u_estimate(&m, p, 70, 5000, 7), 0);
     unsigned last = hie_mpi_field_levels(HIE_MPI_F_DOB) - 1;
-    cr_assert_gt(m.u[HIE_MPI_F_DOB][last], 0.8);
+    cr_assert_eq(last, HIE_MPI_DATE_DIFFERENT);
+    /* birth years 1930..1999: a random pair is a decade or more apart, or within one */
+    cr_assert_gt(m.u[HIE_MPI_F_DOB][last] + m.u[HIE_MPI_F_DOB][HIE_MPI_DATE_WITHIN_DECADE], 0.8);
+    cr_assert_gt(m.u[HIE_MPI_F_DOB][last], m.u[HIE_MPI_F_DOB][HIE_MPI_DATE_WITHIN_YEAR]);
     cr_assert_gt(m.u[HIE_MPI_F_DOB][HIE_MPI_DATE_EXACT], 0.0, "smoothed, never zero");
     cr_assert_eq(hie_mpi_u_estimate(&m, p, 1, 10, 7), HIE_EINVAL);
 }
@@ -232,6 +393,21 @@ Test(mpi_match, block_keys_are_deterministic_and_tolerate_one_error)
     cr_assert_neq(ka[3], 0);
     cr_assert_eq(ka[3], kc[3], "swapped names must share the name-pair key");
     cr_assert_eq(ka[4], 0, "no national id: no key");
+    for (unsigned i = HIE_MPI_BLOCK_BROAD_FIRST; i < HIE_MPI_BLOCK_KEYS; i++) {
+        cr_assert_neq(ka[i], 0, "broad key %u", i);
+    }
+    cr_assert_eq(ka[15], kb[15], "the family name alone is a broad key");
+    cr_assert_eq(ka[17], kc[17], "the birth date alone is a broad key");
+    cr_assert_neq(ka[15], ka[16], "each key hashes under its own tag");
+    hie_mpi_person_t nofamily = person("anna", "", 19640229, "");
+    uint64_t kn[HIE_MPI_BLOCK_KEYS];
+    hie_mpi_block_keys(&nofamily, secret, kn);
+    cr_assert_eq(kn[15], 0);
+    cr_assert_neq(kn[16], 0);
+    cr_assert_eq(hie_mpi_block_key_cap(0, 64), 64);
+    cr_assert_eq(hie_mpi_block_key_cap(HIE_MPI_BLOCK_BROAD_FIRST - 1, 500), 500);
+    cr_assert_eq(hie_mpi_block_key_cap(HIE_MPI_BLOCK_BROAD_FIRST, 64), HIE_MPI_BLOCK_BROAD_CAP);
+    cr_assert_eq(hie_mpi_block_key_cap(HIE_MPI_BLOCK_KEYS - 1, 8), 8, "a smaller cap stands");
     for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
         cr_assert_lt(hie_mpi_key_shard(ka[i], 64), 64);
     }

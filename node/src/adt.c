@@ -562,6 +562,7 @@ hie_node__subscribe_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_
     s.events = req->events;
     s.n_classes = req->n_classes;
     s.classes = req->classes;
+    s.retain_events = ctx->cfg.delivery_retain_events;
     sc.subscription = &s;
     sc.n_roster_rec_hashes = req->n_mrns;
     cmd.body_case = HIE__V1__COMMAND__BODY_SUBSCRIBE;

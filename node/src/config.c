@@ -29,7 +29,10 @@ struct y_storage { uint64_t map_bytes; };
 struct y_mpi { char *key_file; };
 struct y_consent { char *regime; char *break_glass; char *part2_named_recipient; char *enforce; };
 struct y_audit { char *origin; uint32_t checkpoint_interval_ms; };
-struct y_delivery { uint32_t ack_timeout_ms, max_attempts, heartbeat_ms; uint64_t max_age_ms; };
+struct y_delivery {
+    uint32_t ack_timeout_ms, max_attempts, heartbeat_ms, retain_events;
+    uint64_t max_age_ms;
+};
 struct y_query { uint32_t responder_timeout_ms; };
 struct y_config {
     struct y_node node;
@@ -100,7 +103,8 @@ static const cyaml_schema_field_t delivery_fields[] = {
     CYAML_FIELD_UINT("ack_timeout_ms", OPT, struct y_delivery, ack_timeout_ms),
     CYAML_FIELD_UINT("max_attempts", OPT, struct y_delivery, max_attempts),
     CYAML_FIELD_UINT("max_age_ms", OPT, struct y_delivery, max_age_ms),
-    CYAML_FIELD_UINT("heartbeat_ms", OPT, struct y_delivery, heartbeat_ms), CYAML_FIELD_END};
+    CYAML_FIELD_UINT("heartbeat_ms", OPT, struct y_delivery, heartbeat_ms),
+    CYAML_FIELD_UINT("retain_events", OPT, struct y_delivery, retain_events), CYAML_FIELD_END};
 static const cyaml_schema_field_t query_fields[] = {
     CYAML_FIELD_UINT("responder_timeout_ms", OPT, struct y_query, responder_timeout_ms),
     CYAML_FIELD_END};
@@ -333,6 +337,9 @@ fill_consent(node_config_t *c, const struct y_config *y, char *err, size_t eb)
     rc = rc ? rc : limit_u32(&c->delivery_heartbeat_ms, y->delivery.heartbeat_ms,
         HIE_DELIVERY_HEARTBEAT_MS_DEFAULT, 100, HIE_DELIVERY_BACKOFF_MS_MAX,
         "delivery.heartbeat_ms", err, eb);
+    rc = rc ? rc : limit_u32(&c->delivery_retain_events, y->delivery.retain_events,
+        HIE_SUBSCRIPTION_RETAIN_MAX, 1, HIE_SUBSCRIPTION_RETAIN_LIMIT, "delivery.retain_events",
+        err, eb);
     rc = rc ? rc : limit_u32(&c->query_responder_timeout_ms, y->query.responder_timeout_ms,
         3000, 100, 60000, "query.responder_timeout_ms", err, eb);
     return rc;

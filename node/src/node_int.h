@@ -78,6 +78,7 @@ typedef struct node_config {
     uint32_t delivery_max_attempts;   /* then the message is dead-lettered */
     uint64_t delivery_max_age_ms;     /* or when it has waited this long */
     uint32_t delivery_heartbeat_ms;   /* idle receiving connections get a heartbeat */
+    uint32_t delivery_retain_events;  /* notifications a new subscription keeps for replays */
     uint32_t query_responder_timeout_ms; /* how long a record query waits for responders */
 } node_config_t;
 

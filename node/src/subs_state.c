@@ -359,10 +359,20 @@ log_key(uint8_t *k, const char *sub_id, uint64_t event)
     return n + 9;
 }
 
+/* How many notifications sub keeps for replays. */
+static uint64_t
+sub_retain(const Hie__V1__Subscription *sub)
+{
+    return sub->retain_events != 0 && sub->retain_events <= HIE_SUBSCRIPTION_RETAIN_LIMIT
+        ? sub->retain_events : HIE_SUBSCRIPTION_RETAIN_MAX;
+}
+
 /* Keeps the notification for replays, and forgets the one that falls out of the window. */
 static int
-log_retain(node_subs_t *s, node_apply_t *a, const Hie__V1__QueuedMessage *m)
+log_retain(node_subs_t *s, node_apply_t *a, const Hie__V1__Subscription *sub,
+    const Hie__V1__QueuedMessage *m)
 {
+    const uint64_t keep = sub_retain(sub);
     uint8_t k[SUB_ID_BYTES + 9];
     MDB_val key = {log_key(k, m->subscription_id, m->event_number), k};
     size_t n = protobuf_c_message_get_packed_size(&m->base);
@@ -371,9 +381,8 @@ log_retain(node_subs_t *s, node_apply_t *a, const Hie__V1__QueuedMessage *m)
     if (rc == 0) {
         HIE_ASSERT(protobuf_c_message_pack(&m->base, v.mv_data) == n);
     }
-    if (rc == 0 && m->event_number > HIE_SUBSCRIPTION_RETAIN_MAX) {
-        MDB_val old = {log_key(k, m->subscription_id,
-            m->event_number - HIE_SUBSCRIPTION_RETAIN_MAX), k};
+    if (rc == 0 && m->event_number > keep) {
+        MDB_val old = {log_key(k, m->subscription_id, m->event_number - keep), k};
         int drc = mdb_del(a->txn, s->log, &old, NULL);
         rc = drc == 0 || drc == MDB_NOTFOUND ? 0 : HIE_ESTORAGE;
     }
@@ -404,7 +413,7 @@ notice_apply(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a,
     }
     sub->event_number++;
     rc = rc ? rc : sub_put(s, a, sub);
-    rc = rc ? rc : log_retain(s, a, m);
+    rc = rc ? rc : log_retain(s, a, sub, m);
     rc = rc ? rc : hie_node__audit_append(au, a, n->audit);
     return rc != 0 ? rc : 1;
 }
@@ -448,8 +457,8 @@ replay_start(node_subs_t *s, node_apply_t *a, const Hie__V1__Subscription *sub,
     uint64_t *first)
 {
     const Hie__V1__ReplayCommand *rp = a->cmd->replay;
-    uint64_t oldest = sub->event_number > HIE_SUBSCRIPTION_RETAIN_MAX
-        ? sub->event_number - HIE_SUBSCRIPTION_RETAIN_MAX + 1 : 1;
+    uint64_t oldest = sub->event_number > sub_retain(sub)
+        ? sub->event_number - sub_retain(sub) + 1 : 1;
     if (rp->from_event_number != 0) {
         if (rp->from_event_number > sub->event_number) {
             return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,

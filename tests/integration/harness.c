@@ -90,10 +90,11 @@ itest_node_write_config(itest_node_t *n)
     if (o->responder_timeout_ms) {
         fprintf(f, "query: {responder_timeout_ms: %u}\n", o->responder_timeout_ms);
     }
-    if (o->ack_timeout_ms || o->max_attempts || o->heartbeat_ms) {
-        fprintf(f, "delivery: {ack_timeout_ms: %u, max_attempts: %u, heartbeat_ms: %u}\n",
-            o->ack_timeout_ms ? o->ack_timeout_ms : 30000u, o->max_attempts ? o->max_attempts
-            : 8u, o->heartbeat_ms ? o->heartbeat_ms : 30000u);
+    if (o->ack_timeout_ms || o->max_attempts || o->heartbeat_ms || o->retain_events) {
+        fprintf(f, "delivery: {ack_timeout_ms: %u, max_attempts: %u, heartbeat_ms: %u, "
+            "retain_events: %u}\n", o->ack_timeout_ms ? o->ack_timeout_ms : 30000u,
+            o->max_attempts ? o->max_attempts : 8u, o->heartbeat_ms ? o->heartbeat_ms : 30000u,
+            o->retain_events ? o->retain_events : 10000u);
     }
     fclose(f);
 }

@@ -406,7 +406,7 @@ replay(hie_client_t *c, const char *id, const char *sub, uint64_t from, struct i
 Test(adt, replay_from_an_event_number_and_heartbeats, .timeout = 120)
 {
     itest_node_t n;
-    itest_opts_t o = {.heartbeat_ms = 300};
+    itest_opts_t o = {.heartbeat_ms = 300, .retain_events = 2};
     itest_node_init(&n, &o);
     itest_node_start(&n);
     itest_register(&n, HOSP, "hospital");
@@ -447,9 +447,14 @@ Test(adt, replay_from_an_event_number_and_heartbeats, .timeout = 120)
         snprintf(aid, sizeof(aid), "pa%lu", (unsigned long)ev);
         cr_assert_eq(ack(c, aid, &d->seq, 1, &in, a), 1u);
     }
-    /* an event number never issued: a clear error, nothing queued */
+    /* an event number never issued: a clear error, nothing queued; delivery.retain_events 2:
+     * event 1 is no longer kept */
     expect_error(replay(c, "p2", sid, 99, &in, a), HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
         "from_event_number");
+    hie_envelope_t *gone = replay(c, "p3", sid, 1, &in, a);
+    expect_error(gone, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "from_event_number");
+    cr_assert(strstr(gone->error->message, "no longer retained") != NULL, "%s",
+        gone->error->message);
     /* idle now: heartbeats keep coming */
     cr_assert_null(next_delivery(c, &in, 1200, a));
     cr_assert_geq(in.heartbeats, 2u, "heartbeats every 300 ms: %u", in.heartbeats);

@@ -121,7 +121,8 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 #define HIE_SUBSCRIPTIONS_PER_ORG_MAX 64u
 #define HIE_ADT_NOTICES_MAX 1024u
 /* Notifications kept per subscription for replays (older ones are forgotten). */
-#define HIE_SUBSCRIPTION_RETAIN_MAX 10000u
+#define HIE_SUBSCRIPTION_RETAIN_MAX 10000u /* default of delivery.retain_events */
+#define HIE_SUBSCRIPTION_RETAIN_LIMIT 100000u /* its largest value */
 /* Idle receiving connections get a heartbeat this often (delivery.heartbeat_ms). */
 #define HIE_DELIVERY_HEARTBEAT_MS_DEFAULT 30000u
 /* Dead letters one redrive-all command moves back (run it again for more). */

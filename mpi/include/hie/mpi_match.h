@@ -346,10 +346,10 @@ void hie_mpi_train_opts_default(hie_mpi_train_opts_t *opts);
 /* Trains model on persons as Splink does, deterministically for opts->seed:
  *  1. u from opts->u_samples random pairs (hie_mpi_u_estimate());
  *  2. m by EM in three sessions, each on the candidate pairs of one blocking key and leaving
- *     out the fields that key's pairs agree on, even in part (hie_mpi_em_train() exclude):
- *     birth date + family initial trains the given name and the rest, birth date + given
- *     initial the family name, the name codes the birth date; each field's m comes from the
- *     one session named for it (train.c, field_session);
+ *     out the fields that key's pairs agree on (hie_mpi_em_train() exclude): birth date +
+ *     family initial trains the given name and the rest, birth date + given initial the
+ *     family name, the name codes the birth date; each field's m comes from the one session
+ *     whose key says nothing about it (train.c, field_session);
  *  3. the prior by EM over the candidate pairs of every key (hie_mpi_em_prior()), scaled by
  *     the share of all record pairs that are candidates.
  * Keeps the caller's enabled flags, thresholds and margin; replaces u, m, lambda and

@@ -13,15 +13,25 @@
  * thread sees. Readers (PDQ on workers) may run on an older LMDB snapshot than the index: a
  * record the index names but the snapshot lacks is skipped by the reader.
  *
+ * Order: a block of at most BLOCK_SORTED_MAX records is sorted by record hash, and those are
+ * the only blocks a reader sees (every cap is at most HIE_MPI_BLOCK_CAP); a larger one is
+ * skipped by every reader, so it is kept in any order and grows by appending: a sorted insert
+ * into a 10,000-record block (a common family name's broad key at 1M persons) moved 80 KB per
+ * record. When removals bring it back to BLOCK_SORTED_MAX it is sorted again, so what a reader
+ * sees never depends on the order the records came in.
+ *
  * Threads: one writer (the log thread), any number of readers; a rwlock guards the table.
- * Memory: 16 bytes per (record, key) plus the table, about 250 bytes per record.
+ * Memory: 16 bytes per (record, key) plus the table, about 300 bytes per record.
  */
 #include "store_int.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BLOCKS_INITIAL 4096u
+/* Largest block kept sorted: the largest cap a reader applies (see the file comment). */
+#define BLOCK_SORTED_MAX HIE_MPI_BLOCK_CAP
 
 struct block {
     uint64_t key;            /* 0: empty slot */
@@ -123,27 +133,106 @@ block_pos(const struct block *bl, const uint8_t *hash, bool *found)
 }
 
 static int
+block_reserve(struct block *bl)
+{
+    if (bl->n < bl->cap) {
+        return 0;
+    }
+    HIE_ASSERT(bl->cap <= UINT32_MAX / 2);
+    uint32_t ncap = bl->cap == 0 ? 4 : bl->cap * 2;
+    void *n = hie_mem_realloc(bl->hashes, (size_t)bl->cap * HIE_MPI_REC_HASH_BYTES,
+        (size_t)ncap * HIE_MPI_REC_HASH_BYTES);
+    if (n == NULL) {
+        return HIE_ENOMEM;
+    }
+    bl->hashes = n;
+    bl->cap = ncap;
+    return 0;
+}
+
+#if defined(HIE_DEBUG_ASSERTS) && HIE_DEBUG_ASSERTS
+/* True when hash is in bl, sorted or not (debug builds: a linear scan). */
+static bool
+block_has(const struct block *bl, const uint8_t *hash)
+{
+    for (uint32_t i = 0; i < bl->n; i++) {
+        if (memcmp(bl->hashes[i], hash, HIE_MPI_REC_HASH_BYTES) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+#endif
+
+/* Adds hash to bl: in its sorted place while bl stays within BLOCK_SORTED_MAX, else at the
+ * end. The caller never adds a record twice to one block (store__blocks_change). */
+static int
 block_insert(struct block *bl, const uint8_t *hash)
 {
+    int rc = block_reserve(bl);
+    if (rc != 0) {
+        return rc;
+    }
+    if (bl->n >= BLOCK_SORTED_MAX) { /* over the readers' caps: order does not matter */
+        HIE_DEBUG_ASSERT(!block_has(bl, hash));
+        memcpy(bl->hashes[bl->n], hash, HIE_MPI_REC_HASH_BYTES);
+        bl->n++;
+        return 0;
+    }
     bool found = false;
     uint32_t at = block_pos(bl, hash, &found);
     if (found) {
-        return 0; /* two keys of one record can hash alike: one entry */
-    }
-    if (bl->n == bl->cap) {
-        uint32_t ncap = bl->cap == 0 ? 4 : bl->cap * 2;
-        void *n = hie_mem_realloc(bl->hashes, (size_t)bl->cap * HIE_MPI_REC_HASH_BYTES,
-            (size_t)ncap * HIE_MPI_REC_HASH_BYTES);
-        if (n == NULL) {
-            return HIE_ENOMEM;
-        }
-        bl->hashes = n;
-        bl->cap = ncap;
+        return 0; /* already listed (a programmer error, but a harmless one) */
     }
     memmove(bl->hashes[at + 1], bl->hashes[at], (size_t)(bl->n - at) * HIE_MPI_REC_HASH_BYTES);
     memcpy(bl->hashes[at], hash, HIE_MPI_REC_HASH_BYTES);
     bl->n++;
     return 0;
+}
+
+static int
+hash_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, HIE_MPI_REC_HASH_BYTES);
+}
+
+/* Removes hash from bl if it is there; a block brought back to BLOCK_SORTED_MAX is sorted. */
+static void
+block_remove(struct block *bl, const uint8_t *hash)
+{
+    if (bl->n <= BLOCK_SORTED_MAX) {
+        bool found = false;
+        uint32_t at = block_pos(bl, hash, &found);
+        if (found) {
+            memmove(bl->hashes[at], bl->hashes[at + 1],
+                (size_t)(bl->n - at - 1) * HIE_MPI_REC_HASH_BYTES);
+            bl->n--;
+        }
+        return;
+    }
+    for (uint32_t i = 0; i < bl->n; i++) { /* unsorted: look, then fill the hole */
+        if (memcmp(bl->hashes[i], hash, HIE_MPI_REC_HASH_BYTES) == 0) {
+            memcpy(bl->hashes[i], bl->hashes[bl->n - 1], HIE_MPI_REC_HASH_BYTES);
+            bl->n--;
+            break;
+        }
+    }
+    if (bl->n == BLOCK_SORTED_MAX) {
+        qsort(bl->hashes, bl->n, HIE_MPI_REC_HASH_BYTES, hash_cmp);
+    }
+}
+
+/* True when keys[i] appeared earlier in keys: two keys of one record that hash alike name one
+ * block, and the record is listed there once. */
+static bool
+key_repeated(const uint64_t *keys, size_t i)
+{
+    for (size_t j = 0; j < i; j++) {
+        if (keys[j] == keys[i]) {
+            return true;
+        }
+    }
+    return false;
 }
 
 int
@@ -153,7 +242,7 @@ store__blocks_change(store_blocks_t *b, const uint64_t *keys, size_t n, const ui
     int rc = 0;
     pthread_rwlock_wrlock(&b->lock);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (keys[i] == 0) {
+        if (keys[i] == 0 || key_repeated(keys, i)) {
             continue;
         }
         if (add && (b->used + 1) * 2 > b->cap) {
@@ -165,13 +254,7 @@ store__blocks_change(store_blocks_t *b, const uint64_t *keys, size_t n, const ui
             bl->key = keys[i];
             rc = block_insert(bl, hash);
         } else if (bl != NULL && bl->key != 0) {
-            bool found = false;
-            uint32_t at = block_pos(bl, hash, &found);
-            if (found) { /* an emptied block keeps its slot: keys stay findable */
-                memmove(bl->hashes[at], bl->hashes[at + 1],
-                    (size_t)(bl->n - at - 1) * HIE_MPI_REC_HASH_BYTES);
-                bl->n--;
-            }
+            block_remove(bl, hash); /* an emptied block keeps its slot: keys stay findable */
         }
     }
     pthread_rwlock_unlock(&b->lock);
@@ -187,6 +270,7 @@ store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, uint8_t 
     if (key == 0) {
         return 0;
     }
+    HIE_ASSERT(cap <= BLOCK_SORTED_MAX); /* larger blocks are not kept in order */
     pthread_rwlock_rdlock(&b->lock);
     const struct block *bl = slot_find(b->slots, b->cap, key);
     *capped = bl->key != 0 && bl->n > cap;

@@ -800,7 +800,7 @@ block_keys_loose(const hie_mpi_person_t *p, const uint8_t key_secret[16], const 
     }
 }
 
-/* Keys 15-17, the broad keys: one field each, capped at HIE_MPI_BLOCK_BROAD_CAP. */
+/* Keys 15-17, the broad keys: one field each, capped by hie_mpi_block_key_cap(). */
 static void
 block_keys_broad(const hie_mpi_person_t *p, const uint8_t key_secret[16], const char *fam,
     const char *giv, uint64_t keys[HIE_MPI_BLOCK_KEYS])
@@ -821,8 +821,8 @@ block_keys_broad(const hie_mpi_person_t *p, const uint8_t key_secret[16], const 
     }
 }
 
-/* Keys 5-8. Key 5 stays a birth-date key: training's first EM session blocks on it
- * (train.c, sessions[]), as is key 1. */
+/* Keys 5-8. Key 5 stays a birth-date key: a training session blocks on it (train.c,
+ * sessions[]), as another does on key 1. */
 static void
 block_keys_more(const hie_mpi_person_t *p, const uint8_t key_secret[16], const char *fam,
     const char *giv, uint64_t keys[HIE_MPI_BLOCK_KEYS])

@@ -502,23 +502,26 @@ cmp_hash(const void *a, const void *b)
     return memcmp(a, b, HIE_MPI_REC_HASH_BYTES);
 }
 
-/* The distinct records sharing a block key with p, sorted, self excluded. */
+_Static_assert(HIE_MPI_BLOCK_BROAD_CAP <= HIE_MPI_BLOCK_CAP, "broad blocks are read in the cap");
+
+/* The distinct records sharing a block key with p, sorted, self excluded. The broad keys'
+ * cap follows the index's size (the records counter of txn's snapshot). */
 static int
-candidates(hie_mpi_store_t *s, const hie_mpi_person_t *p, const uint8_t *self,
+candidates(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_person_t *p, const uint8_t *self,
     hie_arena_t *arena, uint8_t **out, size_t *n)
 {
-    uint64_t keys[HIE_MPI_BLOCK_KEYS];
+    uint64_t keys[HIE_MPI_BLOCK_KEYS], records = 0;
     hie_mpi_block_keys(p, s->secret, keys);
     *n = 0;
     *out = hie_arena_alloc(arena, HIE_MPI_CANDIDATES_MAX * HIE_MPI_REC_HASH_BYTES);
     if (*out == NULL) {
         return HIE_ENOMEM;
     }
-    int rc = 0;
-    for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
+    int rc = store__meta_u64(s, txn, "records", &records);
+    for (unsigned i = 0; rc == 0 && i < HIE_MPI_BLOCK_KEYS; i++) {
         bool capped = false;
         *n += store__blocks_get(s->blocks, keys[i], self, *out + *n * HIE_MPI_REC_HASH_BYTES,
-            hie_mpi_block_key_cap(i, HIE_MPI_BLOCK_CAP), &capped);
+            hie_mpi_block_key_cap(i, HIE_MPI_BLOCK_CAP, records), &capped);
         if (capped) {
             atomic_fetch_add(&s->stats.capped_blocks, 1);
         }
@@ -621,7 +624,7 @@ match_record(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
         sodium_memzero(&cp, sizeof(cp));
         return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc; /* a block points at no record */
     }
-    hie_mpi_person_prepare(&cp);
+    HIE_ASSERT(cp.prepared == HIE_MPI_PERSON_PREPARED); /* by the cache */
     bool fresh = false;
     store_cand_t *slot = cand_slot(m, index, euid, &fresh);
     if (!fresh && isinf(slot->weight) && slot->weight < 0) {
@@ -675,7 +678,7 @@ composite_record(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
         sodium_memzero(&cp, sizeof(cp));
         return 0;
     }
-    hie_mpi_person_prepare(&cp);
+    HIE_ASSERT(cp.prepared == HIE_MPI_PERSON_PREPARED); /* by the cache */
     store_cand_t one;
     score_one(model, tf, p, &cp, &one);
     sodium_memzero(&cp, sizeof(cp));
@@ -750,7 +753,7 @@ store__match(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
     uint8_t *hashes = NULL;
     size_t n = 0;
     out->n = 0;
-    int rc = candidates(s, p, self, arena, &hashes, &n);
+    int rc = candidates(s, txn, p, self, arena, &hashes, &n);
     out->cand = rc == 0 ? hie_arena_alloc(arena, (n + 1) * sizeof(*out->cand)) : NULL;
     if (rc == 0 && out->cand == NULL) {
         rc = HIE_ENOMEM;

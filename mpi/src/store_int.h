@@ -89,12 +89,14 @@ int store__norm_unpack(const uint8_t *in, size_t len, hie_mpi_person_t *p);
 typedef struct store_people store_people_t;
 int store__people_create(store_people_t **out);
 void store__people_destroy(store_people_t **p);
+/* Keeps the normalized form norm (len bytes) of hash, with its NYSIIS codes. Returns 0,
+ * HIE_ECORRUPT (norm does not unpack) or HIE_ENOMEM. Log thread (or open). */
 int store__people_put_norm(store_people_t *p, const uint8_t *hash, const uint8_t *norm,
     size_t len);
 int store__people_put_link(store_people_t *p, const uint8_t *hash, const char *euid,
     bool merged);
-/* [out] euid, merged and (unless merged) the person, unpacked but not prepared.
- * HIE_ENOTFOUND when the cache does not hold the record. Any thread. */
+/* [out] euid, merged and (unless merged) the person, unpacked and prepared (its NYSIIS codes
+ * from the cache). HIE_ENOTFOUND when the cache does not hold the record. Any thread. */
 int store__people_get(store_people_t *p, const uint8_t *hash, char euid[HIE_MPI_EUID_BYTES],
     bool *merged, hie_mpi_person_t *person);
 /* Opens the candidate's sealed normalized person (prepared). HIE_ECORRUPT if it fails. */

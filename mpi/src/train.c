@@ -145,7 +145,7 @@ blocks_mark(hie_mpi_blocks_t *bl)
         }
         unsigned b = bl->e[s].rec >> KEY_SHIFT; /* the same key hash: the same key number */
         HIE_ASSERT(b < HIE_MPI_BLOCK_KEYS);
-        bool capped = e - s > hie_mpi_block_key_cap(b, bl->block_size_max);
+        bool capped = e - s > hie_mpi_block_key_cap(b, bl->block_size_max, bl->count);
         st->blocks++;
         st->capped_blocks += capped;
         st->key_capped[b] += capped;

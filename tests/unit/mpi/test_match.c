@@ -404,10 +404,16 @@ Test(mpi_match, block_keys_are_deterministic_and_tolerate_one_error)
     hie_mpi_block_keys(&nofamily, secret, kn);
     cr_assert_eq(kn[15], 0);
     cr_assert_neq(kn[16], 0);
-    cr_assert_eq(hie_mpi_block_key_cap(0, 64), 64);
-    cr_assert_eq(hie_mpi_block_key_cap(HIE_MPI_BLOCK_BROAD_FIRST - 1, 500), 500);
-    cr_assert_eq(hie_mpi_block_key_cap(HIE_MPI_BLOCK_BROAD_FIRST, 64), HIE_MPI_BLOCK_BROAD_CAP);
-    cr_assert_eq(hie_mpi_block_key_cap(HIE_MPI_BLOCK_KEYS - 1, 8), 8, "a smaller cap stands");
+    cr_assert_eq(hie_mpi_block_key_cap(0, 64, 5000000), 64);
+    cr_assert_eq(hie_mpi_block_key_cap(HIE_MPI_BLOCK_BROAD_FIRST - 1, 500, 1000), 500);
+    cr_assert_eq(hie_mpi_block_key_cap(HIE_MPI_BLOCK_BROAD_FIRST, 64, 0), HIE_MPI_BLOCK_BROAD_CAP);
+    cr_assert_eq(hie_mpi_block_key_cap(HIE_MPI_BLOCK_BROAD_FIRST, 64, 50000),
+        HIE_MPI_BLOCK_BROAD_CAP);
+    cr_assert_eq(hie_mpi_block_key_cap(HIE_MPI_BLOCK_KEYS - 1, 8, 1000), 8, "a smaller cap");
+    cr_assert_eq(hie_mpi_block_key_cap(HIE_MPI_BLOCK_BROAD_FIRST, 64, 100000), 8, "halved");
+    cr_assert_eq(hie_mpi_block_key_cap(HIE_MPI_BLOCK_BROAD_FIRST, 64, 800000), 1);
+    cr_assert_eq(hie_mpi_block_key_cap(HIE_MPI_BLOCK_BROAD_FIRST, 64, 800001), 0, "off");
+    cr_assert_eq(hie_mpi_block_key_cap(HIE_MPI_BLOCK_BROAD_FIRST, 64, UINT64_MAX), 0);
     for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
         cr_assert_lt(hie_mpi_key_shard(ka[i], 64), 64);
     }

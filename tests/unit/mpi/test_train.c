@@ -112,7 +112,7 @@ share_key(const uint64_t (*keys)[HIE_MPI_BLOCK_KEYS], unsigned i, unsigned j, si
 {
     for (unsigned b = 0; b < HIE_MPI_BLOCK_KEYS; b++) {
         if (keys[i][b] != 0 && keys[i][b] == keys[j][b] &&
-            block_size(keys, b, keys[i][b]) <= hie_mpi_block_key_cap(b, cap)) {
+            block_size(keys, b, keys[i][b]) <= hie_mpi_block_key_cap(b, cap, RECORDS)) {
             return true;
         }
     }

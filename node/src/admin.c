@@ -306,6 +306,19 @@ dead_one(void *ctx, hie_span_t stored, uint64_t seq)
     return 0;
 }
 
+/* A read transaction for a listing whose reply out was allocated (NULL: out of memory); false
+ * once the error is answered. */
+static bool
+admin_read_begin(struct node_admin *a, const void *out, MDB_txn **txn)
+{
+    if (out == NULL || mdb_txn_begin(hie_node__state_env(a->ctx->state), NULL, MDB_RDONLY,
+        txn) != 0) {
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "busy", NULL);
+        return false;
+    }
+    return true;
+}
+
 /* hiectl delivery dead: metadata of the dead letters, never their content. */
 static void
 admin_dead_list(struct node_admin *a, const Hie__V1__AdminDeadList *q, hie_arena_t *arena)
@@ -314,9 +327,7 @@ admin_dead_list(struct node_admin *a, const Hie__V1__AdminDeadList *q, hie_arena
     Hie__V1__AdminDeadListReply *out = hie_arena_alloc(arena, sizeof(*out));
     MDB_txn *txn = NULL;
     const char *org = q->org_id != NULL && q->org_id[0] != '\0' ? q->org_id : NULL;
-    if (out == NULL || mdb_txn_begin(hie_node__state_env(a->ctx->state), NULL, MDB_RDONLY,
-        &txn) != 0) {
-        admin_error(a, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "busy", NULL);
+    if (!admin_read_begin(a, out, &txn)) {
         return;
     }
     hie__v1__admin_dead_list_reply__init(out);
@@ -369,9 +380,7 @@ admin_subs_list(struct node_admin *a, const Hie__V1__AdminSubsList *q, hie_arena
     Hie__V1__AdminSubsListReply *out = hie_arena_alloc(arena, sizeof(*out));
     MDB_txn *txn = NULL;
     const char *org = q->org_id != NULL && q->org_id[0] != '\0' ? q->org_id : NULL;
-    if (out == NULL || mdb_txn_begin(hie_node__state_env(a->ctx->state), NULL, MDB_RDONLY,
-        &txn) != 0) {
-        admin_error(a, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "busy", NULL);
+    if (!admin_read_begin(a, out, &txn)) {
         return;
     }
     hie__v1__admin_subs_list_reply__init(out);

@@ -414,6 +414,15 @@ hie_mpi_store_model(hie_mpi_store_t *s, MDB_txn *txn, hie_mpi_model_t *model)
         return HIE_ECORRUPT;
     }
     rc = hie_mpi_model_from_proto(pm, model);
+    if (rc == HIE_EINVAL) {
+        /* Valid when it was stored (apply checks a model before it installs it), refused now:
+         * trained by a build with other comparison levels (an upgrade), whose numbers do not
+         * fit this build's levels. Match with the default model until `hiectl mpi train`
+         * (stats show model version 0) rather than stop applying commands. Deterministic:
+         * every node of one build decides the same. */
+        hie__v1__mpi_model__free_unpacked(pm, NULL);
+        return 0;
+    }
     uint64_t trained = pm->trained_records, records = 0;
     hie__v1__mpi_model__free_unpacked(pm, NULL);
     rc = rc == 0 ? store__meta_u64(s, txn, "records", &records) : HIE_ECORRUPT;

@@ -201,3 +201,53 @@ Test(mpi_store_apply, an_euid_is_scored_as_its_composite)
         HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
     cr_assert_str_eq(ew, ez);
 }
+
+/* A model trained by a build with other comparison levels (a stored model of another shape)
+ * is not an error: the index matches with the default model until it is trained again. */
+Test(mpi_store_apply, a_model_of_other_levels_falls_back_to_the_default)
+{
+    Hie__V1__MpiModel pm = HIE__V1__MPI_MODEL__INIT;
+    double m[3] = {0.9, 0.5, 0.1}, u[3] = {0.01, 0.1, 0.5};
+    protobuf_c_boolean enabled[2] = {1, 1};
+    pm.version = 7;
+    pm.n_m = pm.n_u = 3;
+    pm.m = m;
+    pm.u = u;
+    pm.n_enabled = 2;
+    pm.enabled = enabled;
+    pm.lambda = 0.001;
+    pm.link_probability = 0.95;
+    pm.review_probability = 0.5;
+    uint8_t buf[256];
+    size_t n = hie__v1__mpi_model__pack(&pm, buf);
+    MDB_txn *txn = NULL;
+    MDB_dbi meta;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_meta", 0, &meta), 0);
+    MDB_val k = {5, (void *)(uintptr_t)"model"}, v = {n, buf};
+    cr_assert_eq(mdb_put(txn, meta, &k, &v, 0), 0);
+    hie_mpi_model_t got, def;
+    cr_assert_eq(hie_mpi_store_model(store, txn, &got), 0, "not an error");
+    hie_mpi_model_default(&def);
+    cr_assert_eq(got.version, def.version, "the default model");
+    cr_assert_eq(got.m[0][1], def.m[0][1]);
+    /* the same shape as this build's, with a level that was unused when it was trained */
+    hie_mpi_model_t zero;
+    hie_mpi_model_default(&zero);
+    zero.version = 9;
+    zero.m[0][1] = 0.0;
+    Hie__V1__MpiModel zp;
+    static double mb[HIE_MPI_FIELD_COUNT * HIE_MPI_LEVELS_MAX];
+    static double ub[HIE_MPI_FIELD_COUNT * HIE_MPI_LEVELS_MAX];
+    protobuf_c_boolean eb[HIE_MPI_FIELD_COUNT];
+    hie_mpi_model_to_proto(&zero, &zp, mb, ub, eb);
+    static uint8_t zbuf[8192];
+    size_t zn = protobuf_c_message_get_packed_size(&zp.base);
+    cr_assert_leq(zn, sizeof(zbuf));
+    hie__v1__mpi_model__pack(&zp, zbuf);
+    v = (MDB_val){zn, zbuf};
+    cr_assert_eq(mdb_put(txn, meta, &k, &v, 0), 0);
+    cr_assert_eq(hie_mpi_store_model(store, txn, &got), 0, "not an error");
+    cr_assert_eq(got.version, def.version, "the default model");
+    mdb_txn_abort(txn);
+}

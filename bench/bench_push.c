@@ -18,7 +18,9 @@
  * p50/p99, deliveries/s at the recipient, and the exactly-once check per message id: messages
  * lost (acknowledged, never delivered), duplicates (a message id delivered more than once) and
  * deliveries flagged as redeliveries, counted separately, plus content mismatches. Also the
- * server's CPU (% of one core, busiest thread), ours, and the device's cache flushes.
+ * server's CPU (% of one core, busiest thread), ours and other processes', the device's
+ * flushes and bytes written per message, the node's busiest threads (on-CPU and run-queue
+ * wait), and per tenth of the run the acknowledged pushes/s and the end-to-end p50.
  * Target (issue 5): at least 20,000 acknowledged pushes/s with 1 KiB documents.
  *
  *   bench_push [--smoke] [--n N] [--conns C] [--window W] [--rx-window R] [--ack-every K]
@@ -180,8 +182,63 @@ compact(uint64_t *v, size_t n)
     return k;
 }
 
+/* Acknowledged pushes per second in each tenth of the run (first send to last
+ * acknowledgement): a rate that falls as the stored state grows shows here. */
+static void
+acks_by_tenth_print(const push_track_t *t, const char *side)
+{
+    uint64_t count[10] = {0}, end = atomic_load(&t->last_ack_ns);
+    if (end <= t->t0_ns) {
+        return;
+    }
+    uint64_t slice = (end - t->t0_ns) / 10u + 1u;
+    for (unsigned i = 0; i < t->n; i++) {
+        uint64_t sent = atomic_load(&t->sent_ns[i]);
+        if (sent != 0 && t->ack_ns[i] != 0 && sent + t->ack_ns[i] >= t->t0_ns) {
+            uint64_t d = (sent + t->ack_ns[i] - t->t0_ns) / slice;
+            count[d < 10 ? d : 9]++;
+        }
+    }
+    printf("# %s acked_per_s_by_tenth=", side);
+    for (unsigned d = 0; d < 10; d++) {
+        printf("%s%.0f", d ? "," : "", (double)count[d] / ((double)slice / 1e9));
+    }
+    printf("\n");
+}
+
+/* The end-to-end latency over the run: p50 per tenth of the message indices (the senders
+ * advance together, so a tenth of the indices is roughly a tenth of the run), and when the
+ * first delivery came. Shows a backlog that builds up, or a late start. */
+static void
+e2e_deciles_print(const push_track_t *t, const char *side)
+{
+    size_t per = t->n / 10u;
+    uint64_t *tmp = per > 0 ? malloc(per * sizeof(*tmp)) : NULL;
+    if (tmp == NULL) {
+        return;
+    }
+    uint64_t first = UINT64_MAX;
+    for (unsigned i = 0; i < t->n; i++) {
+        uint64_t sent = atomic_load(&t->sent_ns[i]);
+        if (t->e2e_ns[i] != 0 && sent != 0 && sent + t->e2e_ns[i] < first) {
+            first = sent + t->e2e_ns[i];
+        }
+    }
+    printf("# %s first_delivery_ms=%.1f e2e_p50_ms_by_tenth=", side,
+        first != UINT64_MAX && first > t->t0_ns ? (double)(first - t->t0_ns) / 1e6 : 0);
+    for (unsigned d = 0; d < 10; d++) {
+        size_t k = compact(memcpy(tmp, t->e2e_ns + (size_t)d * per, per * sizeof(*tmp)), per);
+        double p50 = 0, p99 = 0;
+        bench_percentiles(tmp, k, &p50, &p99);
+        printf("%s%.0f", d ? "," : "", p50 / 1000.0);
+    }
+    printf("\n");
+    free(tmp);
+    acks_by_tenth_print(t, side);
+}
+
 void
-push_track_summarize(push_track_t *t, push_result_t *r)
+push_track_summarize(push_track_t *t, push_result_t *r, const char *side)
 {
     uint64_t lost = 0, sent = 0;
     for (unsigned i = 0; i < t->n; i++) {
@@ -202,6 +259,7 @@ push_track_summarize(push_track_t *t, push_result_t *r)
     r->pushes_per_s = r->push_s > 0 ? (double)r->acked / r->push_s : 0;
     double ds = ld > t->t0_ns ? (double)(ld - t->t0_ns) / 1e9 : 0;
     r->deliveries_per_s = ds > 0 ? (double)r->delivered / ds : 0;
+    e2e_deciles_print(t, side);
     bench_percentiles(t->ack_ns, compact(t->ack_ns, t->n), &r->ack_p50_us, &r->ack_p99_us);
     bench_percentiles(t->e2e_ns, compact(t->e2e_ns, t->n), &r->e2e_p50_us, &r->e2e_p99_us);
 }
@@ -213,13 +271,16 @@ push_result_print(const char *side, const push_result_t *r)
         "ack_p99_us=%.0f e2e_p50_us=%.0f e2e_p99_us=%.0f deliveries_per_s=%.0f "
         "delivered_unique=%lu lost=%lu duplicates=%lu redelivery_flags=%lu corrupt=%lu "
         "errors=%lu server_cpu_pct=%.0f busiest_thread_pct=%.0f client_cpu_pct=%.0f "
-        "others_cpu_pct=%.0f device_flushes=%lu device_write_bytes_per_msg=%.0f\n", side, (unsigned long)r->n, (unsigned long)r->sent,
+        "others_cpu_pct=%.0f device_flushes=%lu device_flush_avg_us=%.0f "
+        "device_write_bytes_per_msg=%.0f\n", side, (unsigned long)r->n, (unsigned long)r->sent,
         (unsigned long)r->acked, r->pushes_per_s, r->ack_p50_us, r->ack_p99_us, r->e2e_p50_us,
         r->e2e_p99_us, r->deliveries_per_s, (unsigned long)r->delivered,
         (unsigned long)r->lost, (unsigned long)r->duplicates,
         (unsigned long)r->redelivered_flags, (unsigned long)r->corrupt,
         (unsigned long)r->errors, r->server_cpu_pct, r->busiest_thread_pct, r->client_cpu_pct,
         r->others_cpu_pct, (unsigned long)r->device_flushes,
+        r->device_flushes > 0 ? 1000.0 * (double)r->device_flush_ms / (double)r->device_flushes
+                              : 0,
         r->n > 0 ? (double)r->device_write_bytes / (double)r->n : 0);
     fflush(stdout);
 }
@@ -249,6 +310,7 @@ push_device_stat(const char *path, push_device_t *out)
     }
     out->write_bytes = v[6] * 512u; /* sectors written: always 512-byte units */
     out->flushes = v[15];
+    out->flush_ms = got >= 17 ? v[16] : 0;
     return true;
 }
 
@@ -949,12 +1011,13 @@ ours_measure(const push_opts_t *o, const char *root, const bench_node_t *n, push
     dev = dev && push_device_stat(root, &f1);
     pid_t busiest = 0;
     bench_cpu_delta(&c0, &c1, &r->server_cpu_pct, &r->busiest_thread_pct, &busiest);
-    push_track_summarize(&t, r);
+    push_track_summarize(&t, r, "hiebroker");
     double wall_ns = (double)(c1.when_ns - c0.when_ns);
     r->client_cpu_pct = wall_ns > 0 ? 100.0 * (double)(self1 - self0) / wall_ns : 0;
     r->others_cpu_pct = push_machine_others_pct(&m0, &m1, r->server_cpu_pct, r->client_cpu_pct);
     r->device_flushes = dev ? f1.flushes - f0.flushes : 0;
     r->device_write_bytes = dev ? f1.write_bytes - f0.write_bytes : 0;
+    r->device_flush_ms = dev ? f1.flush_ms - f0.flush_ms : 0;
     SSL_CTX_free(u.hosp);
     SSL_CTX_free(u.clinic);
     push_track_release(&t);
@@ -1055,9 +1118,12 @@ lmdb_run(const push_opts_t *o, const char *root, lmdb_result_t *r)
     r->put_del_per_s = (double)o->n / ((double)(t2 - t0) / 1e9);
     r->device_flushes = dev ? f1.flushes - f0.flushes : 0;
     r->device_write_bytes = dev ? f1.write_bytes - f0.write_bytes : 0;
+    uint64_t flush_ms = dev ? f1.flush_ms - f0.flush_ms : 0;
     printf("side=lmdb n=%u batch=%u value_bytes=%u puts_per_s=%.0f put_then_del_per_s=%.0f "
-        "device_flushes=%lu device_write_bytes_per_msg=%.0f\n", o->n, o->lmdb_batch,
-        PUSH_DOC_BYTES, r->puts_per_s, r->put_del_per_s, (unsigned long)r->device_flushes,
+        "device_flushes=%lu device_flush_avg_us=%.0f device_write_bytes_per_msg=%.0f\n", o->n,
+        o->lmdb_batch, PUSH_DOC_BYTES, r->puts_per_s, r->put_del_per_s,
+        (unsigned long)r->device_flushes, r->device_flushes > 0
+            ? 1000.0 * (double)flush_ms / (double)r->device_flushes : 0,
         (double)r->device_write_bytes / (double)o->n);
     fflush(stdout);
     return 0;

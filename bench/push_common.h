@@ -68,7 +68,7 @@ typedef struct push_result {
     double push_s, pushes_per_s, deliveries_per_s;
     double ack_p50_us, ack_p99_us, e2e_p50_us, e2e_p99_us;
     double server_cpu_pct, client_cpu_pct, busiest_thread_pct, others_cpu_pct;
-    uint64_t device_flushes, device_write_bytes;
+    uint64_t device_flushes, device_write_bytes, device_flush_ms;
 } push_result_t;
 
 /* Allocates the arrays for n messages and sets the deadline time_cap_s from now.
@@ -90,16 +90,20 @@ void push_track_acked(push_track_t *t, unsigned index, uint64_t now_ns);
 void push_track_delivered(push_track_t *t, unsigned index, bool redelivery_flag,
     const uint8_t *content, size_t len, uint64_t now_ns);
 
-/* Fills r from t (main thread, after the threads are joined); sorts the latency arrays. */
-void push_track_summarize(push_track_t *t, push_result_t *r);
+/* Fills r from t (main thread, after the threads are joined); sorts the latency arrays.
+ * Prints, for side, the first delivery's time, the end-to-end p50 per tenth of the message
+ * indices and the acknowledged pushes/s per tenth of the run (how the run went, not only its
+ * average). */
+void push_track_summarize(push_track_t *t, push_result_t *r, const char *side);
 /* One line per side: `side=... pushes_per_s=...`. */
 void push_result_print(const char *side, const push_result_t *r);
 
 /* What the block device that holds path has done since boot (/sys/dev/block/M:m/stat):
- * [out] flush requests completed (fsync, fdatasync, O_DSYNC writes), bytes written.
+ * [out] flush requests completed (fsync, fdatasync, O_DSYNC writes), the milliseconds they
+ * took, bytes written.
  * Machine-wide: other processes on the same device count too. False when unknown. */
 typedef struct push_device {
-    uint64_t flushes, write_bytes;
+    uint64_t flushes, write_bytes, flush_ms; /* flush_ms: time the flushes took, summed */
 } push_device_t;
 bool push_device_stat(const char *path, push_device_t *out);
 

@@ -195,10 +195,15 @@ rmq_ensure_installed(void)
     printf("# rabbitmq-server not found: running %s rabbitmq\n", script);
     const char *argv[] = {"/bin/bash", script, "rabbitmq", NULL};
     int rc = bench_run(argv, log, RMQ_INSTALL_MS);
-    if (rc != 0 || access(RMQ_SERVER, X_OK) != 0) {
+    if (rc != 0) {
         fprintf(stderr, "bench_push: rabbitmq-server is not installed and %s could not install "
             "it (status %d; it needs root and apt):\n", script, rc);
         rmq_log_print(log, 40);
+        return 1;
+    }
+    if (access(RMQ_SERVER, X_OK) != 0 || access(RMQ_EPMD, X_OK) != 0) {
+        fprintf(stderr, "bench_push: %s ran, but %s or %s is still missing (or not "
+            "executable)\n", script, RMQ_SERVER, RMQ_EPMD);
         return 1;
     }
     return 0;
@@ -396,6 +401,7 @@ rmq_start(void)
             printf("# rabbitmq %s started in %.1f s (amqps 127.0.0.1:%u, epmd %u, dist %u)\n",
                 srv.nodename, (double)(hie_time_mono_ns() - t0) / 1e9, srv.port,
                 srv.epmd_port, srv.dist_port);
+            fflush(stdout);
             return 0;
         }
         if (waitpid(srv.beam, NULL, WNOHANG) == srv.beam) {
@@ -708,12 +714,13 @@ rmq_measure(const push_opts_t *o, push_result_t *r)
     dev = dev && push_device_stat(srv.dir, &f1);
     pid_t busiest = 0;
     bench_cpu_delta(&c0, &c1, &r->server_cpu_pct, &r->busiest_thread_pct, &busiest);
-    push_track_summarize(&t, r);
+    push_track_summarize(&t, r, "rabbitmq");
     double wall_ns = (double)(c1.when_ns - c0.when_ns);
     r->client_cpu_pct = wall_ns > 0 ? 100.0 * (double)(self1 - self0) / wall_ns : 0;
     r->others_cpu_pct = push_machine_others_pct(&m0, &m1, r->server_cpu_pct, r->client_cpu_pct);
     r->device_flushes = dev ? f1.flushes - f0.flushes : 0;
     r->device_write_bytes = dev ? f1.write_bytes - f0.write_bytes : 0;
+    r->device_flush_ms = dev ? f1.flush_ms - f0.flush_ms : 0;
     usleep(200000); /* the consumer's last basic.ack is asynchronous */
     if (rmq_queue_declare(admin, true, &left) == 0) {
         printf("# rabbitmq queue %s holds %u messages after the run\n", RMQ_QUEUE, left);

@@ -234,6 +234,44 @@ Test(adt_cli, subscribe_follow_prints_notifications_as_they_come, .timeout = 180
     itest_node_cleanup(&n);
 }
 
+/* The ADT events that change the MPI: A08 replaces the patient's demographics (PDQ finds the
+ * new name), A40 folds a duplicate MRN into the surviving one (PIX of the prior MRN answers the
+ * survivor's EUID), and both notify the subscriber like any event. */
+Test(adt_cli, a08_updates_and_a40_merges_the_patient_index, .timeout = 180)
+{
+    itest_node_t n;
+    char sub[64], euid[64], other[64];
+    setup(&n);
+    subscribe_all(&n, sub, sizeof(sub));
+    int rc = itest_hie(&n, HOSP, out, sizeof(out), "feed create --mrn H-2 --given Maria "
+        "--family Okonkwo --dob 1988-11-23 --postcode 'M1 4BT'");
+    cr_assert_eq(rc, 0, "feed H-2: %s", out);
+    text_value(out, "euid", other, sizeof(other));
+    rc = itest_hie(&n, HOSP, out, sizeof(out), "adt a08 --mrn H-1 --given Johnny --family "
+        "Smithson-Baker --dob 1970-03-02 --sex male --postcode 'SW1A 1AA'");
+    cr_assert_eq(rc, 0, "adt a08: %s", out);
+    cr_assert(strstr(out, " notified=1 ") != NULL, "%s", out);
+    text_value(out, "euid", euid, sizeof(euid));
+    cr_assert_str_neq(euid, other);
+    rc = itest_hie(&n, CLINIC, out, sizeof(out), "--purpose treatment pdq --family "
+        "Smithson-Baker --dob 1970-03-02");
+    cr_assert_eq(rc, 0, "pdq: %s", out);
+    cr_assert(strstr(out, euid) != NULL && strstr(out, "Smithson-Baker") != NULL,
+        "the new name is found: %s", out);
+    rc = itest_hie(&n, HOSP, out, sizeof(out), "adt a40 --mrn H-1 --prior-mrn H-2");
+    cr_assert_eq(rc, 0, "adt a40: %s", out);
+    rc = itest_hie(&n, HOSP, out, sizeof(out), "--purpose treatment pix --mrn H-2");
+    cr_assert_eq(rc, 0, "pix of the prior MRN: %s", out);
+    char want[96];
+    snprintf(want, sizeof(want), "euid=%s\n", euid);
+    cr_assert(strncmp(out, want, strlen(want)) == 0, "the survivor's EUID: %s", out);
+    rc = itest_hie(&n, CLINIC, out, sizeof(out), "notifications --count 2");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, " event=A08 ") != NULL && strstr(out, " event=A40 ") != NULL,
+        "both notified: %s", out);
+    itest_node_cleanup(&n);
+}
+
 Test(adt_cli, bad_input_is_refused_and_a_big_roster_goes_in_parts, .timeout = 180)
 {
     itest_node_t n;

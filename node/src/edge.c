@@ -723,7 +723,11 @@ static void
 edge_reply(node_edge_t *e, node_req_t *req)
 {
     struct conn *c = conn_lookup(e, req->conn_id);
-    if (c == NULL || (req->type == NODE_REQ_DELIVERY && c->state != C_OPEN)) {
+    /* A delivery follows a Receive request its worker authorized, so it may go out while the
+     * connection's own registry check (C_AUTH) is still under way, as replies do: dropping it
+     * there left the message unsent until its ack timeout (seen when the delivery overtook the
+     * check's reply under load). */
+    if (c == NULL || (req->type == NODE_REQ_DELIVERY && c->state == C_HANDSHAKE)) {
         hie_node__req_destroy(&req); /* the connection went away meanwhile */
         return;
     }

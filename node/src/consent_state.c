@@ -46,18 +46,10 @@ hie_node__consent_open(node_consent_t **out, MDB_env *env)
         return HIE_ENOMEM;
     }
     c->magic = CONSENT_MAGIC;
-    MDB_txn *txn = NULL;
-    int rc = mdb_rc(mdb_txn_begin(env, NULL, 0, &txn));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "consent_dir", MDB_CREATE, &c->dir));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "consent_rule", MDB_CREATE, &c->rule));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "consent_pat", MDB_CREATE | MDB_DUPSORT, &c->pat));
-    if (rc == 0) {
-        rc = mdb_rc(mdb_txn_commit(txn));
-        txn = NULL;
-    }
-    if (txn != NULL) {
-        mdb_txn_abort(txn);
-    }
+    const node_dbi_spec_t dbis[] = {{"consent_dir", MDB_CREATE, &c->dir},
+        {"consent_rule", MDB_CREATE, &c->rule},
+        {"consent_pat", MDB_CREATE | MDB_DUPSORT, &c->pat}};
+    int rc = hie_node__dbis_open(env, dbis, HIE_ARRAY_LEN(dbis));
     if (rc != 0) {
         hie_node__consent_close(&c);
         return rc;

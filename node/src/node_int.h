@@ -311,6 +311,15 @@ HIE_MUST_CHECK int hie_node__repo_each(node_repo_t *r, MDB_txn *txn, const uint8
 HIE_MUST_CHECK int hie_node__repo_responder_apply(node_repo_t *r, node_apply_t *a);
 bool hie_node__repo_is_responder(node_repo_t *r, MDB_txn *txn, const char *org);
 
+/* One named database of the state environment and where its handle goes. */
+typedef struct node_dbi_spec {
+    const char *name;
+    unsigned flags; /* MDB_CREATE and MDB_DUPSORT, ... */
+    MDB_dbi *dbi;
+} node_dbi_spec_t;
+/* Opens each of specs[0..n) in one write transaction of env (the state's modules at open).
+ * Returns 0 or HIE_ESTORAGE; nothing is kept open on failure. */
+HIE_MUST_CHECK int hie_node__dbis_open(MDB_env *env, const node_dbi_spec_t *specs, size_t n);
 typedef struct node_subs node_subs_t;
 /* Subscriptions and ADT fan-out (subs_state.c): subs, sub_org, sub_all, sub_rec, sub_roster,
  * adt_visit in the state environment. */

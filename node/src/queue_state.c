@@ -40,18 +40,9 @@ hie_node__queue_open(node_queue_t **out, MDB_env *env)
         return HIE_ENOMEM;
     }
     q->magic = QUEUE_MAGIC;
-    MDB_txn *txn = NULL;
-    int rc = mdb_rc(mdb_txn_begin(env, NULL, 0, &txn));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "q_msg", MDB_CREATE, &q->msg));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "q_meta", MDB_CREATE, &q->meta));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "q_dead", MDB_CREATE, &q->dead));
-    if (rc == 0) {
-        rc = mdb_rc(mdb_txn_commit(txn));
-        txn = NULL;
-    }
-    if (txn != NULL) {
-        mdb_txn_abort(txn);
-    }
+    const node_dbi_spec_t dbis[] = {{"q_msg", MDB_CREATE, &q->msg},
+        {"q_meta", MDB_CREATE, &q->meta}, {"q_dead", MDB_CREATE, &q->dead}};
+    int rc = hie_node__dbis_open(env, dbis, HIE_ARRAY_LEN(dbis));
     if (rc != 0) {
         hie_node__queue_close(&q);
         return rc;

@@ -37,18 +37,9 @@ hie_node__repo_open(node_repo_t **out, MDB_env *env)
         return HIE_ENOMEM;
     }
     r->magic = REPO_MAGIC;
-    MDB_txn *txn = NULL;
-    int rc = mdb_rc(mdb_txn_begin(env, NULL, 0, &txn));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "repo_doc", MDB_CREATE, &r->doc));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "repo_rec", MDB_CREATE | MDB_DUPSORT, &r->rec));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "repo_resp", MDB_CREATE, &r->resp));
-    if (rc == 0) {
-        rc = mdb_rc(mdb_txn_commit(txn));
-        txn = NULL;
-    }
-    if (txn != NULL) {
-        mdb_txn_abort(txn);
-    }
+    const node_dbi_spec_t dbis[] = {{"repo_doc", MDB_CREATE, &r->doc},
+        {"repo_rec", MDB_CREATE | MDB_DUPSORT, &r->rec}, {"repo_resp", MDB_CREATE, &r->resp}};
+    int rc = hie_node__dbis_open(env, dbis, HIE_ARRAY_LEN(dbis));
     if (rc != 0) {
         hie_node__repo_close(&r);
         return rc;

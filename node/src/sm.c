@@ -48,6 +48,22 @@ mdb_rc(int rc)
     return rc == 0 ? 0 : (rc == MDB_NOTFOUND ? HIE_ENOTFOUND : HIE_ESTORAGE);
 }
 
+int
+hie_node__dbis_open(MDB_env *env, const node_dbi_spec_t *specs, size_t n)
+{
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(env, NULL, 0, &txn);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = mdb_dbi_open(txn, specs[i].name, specs[i].flags, specs[i].dbi);
+    }
+    if (rc == 0) {
+        rc = mdb_txn_commit(txn);
+    } else if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    return rc == 0 ? 0 : HIE_ESTORAGE;
+}
+
 static int
 state_dbis_open(node_state_t *st)
 {

@@ -47,23 +47,12 @@ hie_node__subs_open(node_subs_t **out, MDB_env *env)
         return HIE_ENOMEM;
     }
     s->magic = SUBS_MAGIC;
-    MDB_txn *txn = NULL;
     const unsigned dup = MDB_CREATE | MDB_DUPSORT;
-    int rc = mdb_rc(mdb_txn_begin(env, NULL, 0, &txn));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "subs", MDB_CREATE, &s->subs));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "sub_org", dup, &s->by_org));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "sub_all", dup, &s->all));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "sub_rec", dup, &s->rec));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "sub_roster", dup, &s->roster));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "adt_visit", MDB_CREATE, &s->visit));
-    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "sub_log", MDB_CREATE, &s->log));
-    if (rc == 0) {
-        rc = mdb_rc(mdb_txn_commit(txn));
-        txn = NULL;
-    }
-    if (txn != NULL) {
-        mdb_txn_abort(txn);
-    }
+    const node_dbi_spec_t dbis[] = {{"subs", MDB_CREATE, &s->subs},
+        {"sub_org", dup, &s->by_org}, {"sub_all", dup, &s->all}, {"sub_rec", dup, &s->rec},
+        {"sub_roster", dup, &s->roster}, {"adt_visit", MDB_CREATE, &s->visit},
+        {"sub_log", MDB_CREATE, &s->log}};
+    int rc = hie_node__dbis_open(env, dbis, HIE_ARRAY_LEN(dbis));
     if (rc != 0) {
         hie_node__subs_close(&s);
         return rc;

@@ -317,6 +317,8 @@ retrieve_send(hie_client_t *c, const char *id, const char *doc, const char *sour
 }
 
 /* The responder returns one document about (org, mrn), labelled label when not NULL. */
+static size_t answer_content_bytes; /* 0: "CBC results"; else that many bytes (hostile) */
+
 static void
 answer_doc(hie_client_t *r, const char *id, const char *query_id, const char *org,
     const char *mrn, const char *label, hie_arena_t *a)
@@ -331,7 +333,9 @@ answer_doc(hie_client_t *r, const char *id, const char *query_id, const char *or
     pid.mrn = MUT(mrn);
     d.patient = &pid;
     d.content_type = MUT("text/plain");
-    d.content = (ProtobufCBinaryData){11, (uint8_t *)MUT("CBC results")};
+    uint8_t *big = answer_content_bytes > 0 ? calloc(1, answer_content_bytes) : NULL;
+    d.content = big != NULL ? (ProtobufCBinaryData){answer_content_bytes, big}
+                            : (ProtobufCBinaryData){11, (uint8_t *)MUT("CBC results")};
     d.title = MUT("CBC");
     d.class_code = MUT("lab-report");
     d.author_org = MUT(org);
@@ -343,6 +347,7 @@ answer_doc(hie_client_t *r, const char *id, const char *query_id, const char *or
     req.body_case = HIE__V1__ENVELOPE__BODY_QUERY_ANSWER;
     req.query_answer = &qa;
     hie_envelope_t *rep = call(r, &req, a);
+    free(big);
     cr_assert_eq(rep->body_case, HIE__V1__ENVELOPE__BODY_QUERY_ANSWER_REPLY);
     cr_assert(rep->query_answer_reply->accepted);
 }
@@ -394,7 +399,12 @@ Test(query, a_responder_document_is_retrieved_through_the_broker_with_consent, .
     hie_envelope_t *psyr = retrieve_via(c, s, "g3", HOSP2, "S-5", "PSY", a);
     expect_error(psyr, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document_id");
     cr_assert_str_eq(psyr->error->message, other->error->message, "withheld looks like absent");
-    cr_assert_eq(audit_records(&n), audits + 3u, "one per completed retrieval");
+    /* a document larger than a member may push (1 MiB) is not passed on */
+    answer_content_bytes = HIE_PUSH_CONTENT_BYTES_MAX + 1u;
+    hie_envelope_t *huge = retrieve_via(c, s, "g3b", HOSP2, "S-5", NULL, a);
+    answer_content_bytes = 0;
+    expect_error(huge, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document_id");
+    cr_assert_eq(audit_records(&n), audits + 4u, "one per completed retrieval");
     /* no answer: UNAVAILABLE at the deadline; an organization that is no responder */
     uint64_t t0 = hie_time_mono_ns();
     retrieve_send(c, "g4", "st-mary:lab-77", HOSP2);

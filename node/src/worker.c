@@ -434,8 +434,8 @@ fwd_finish(struct worker *w, struct fwdq *fq)
     node_audit_cmd_t audit = {0};
     Hie__V1__ErrorCode code = HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
     int rc = hie_node__state_org_get(w->ctx->state, req->org_id, req->arena, &org);
-    if (fq->retrieve) {
-        node_who_t rwho = {req->org_id, rc == 0 ? org : NULL, req->env->purpose, req->env->id};
+    if (fq->retrieve && rc == 0) {
+        node_who_t rwho = {req->org_id, org, req->env->purpose, req->env->id};
         retrieve_finish(w, fq, &rwho);
         return;
     }
@@ -451,7 +451,7 @@ fwd_finish(struct worker *w, struct fwdq *fq)
     }
     reply_drop(req);
     code = reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE,
-        "the query could not be completed; retry with the same id");
+        "the request could not be completed; retry with the same id");
     request_done(w, req, code, false);
     (void)send_back(w, req);
 }

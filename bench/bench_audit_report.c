@@ -53,7 +53,7 @@ setup(struct bench *b, const char *root)
     rc = rc ? rc : hie_audit_signer_generate(akey);
     rc = rc ? rc : hie_audit_signer_load(&b->ctx.audit_signer, akey, "hiebroker/bench");
     rc = rc ? rc : hie_node__state_open(&b->ctx.state, data, 64ull << 30, BENCH_NODE_ID, NULL);
-    rc = rc ? rc : hie_node__state_mpi_key_load(b->ctx.state, key);
+    rc = rc ? rc : hie_node__state_mpi_key_load(b->ctx.state, key, 0);
     if (rc == 0) {
         hie_audit_signer_vkey(b->ctx.audit_signer, &b->vkey);
         rc = hie_audit_vkey_format(&b->vkey, b->ctx.audit_vkey, sizeof(b->ctx.audit_vkey));

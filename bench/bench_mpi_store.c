@@ -5,13 +5,16 @@
  * in read transactions (issue 3, "Speed at scale").
  *
  * usage: bench_mpi_store --persons FILE --queries FILE [--batch N] [--train N] [--pix N]
- *                        [--max-records N] [--smoke]
+ *                        [--threads N] [--max-records N] [--smoke]
  *   FILE as written by gen_persons (FEBRL format; --queries: its PDQ cases). --smoke runs
  *   gen_persons itself for 2,000 persons and 200 cases.
  *
  * Steps: 1. train the model on the first --train records (hie_mpi_train, the same code as
  * `hiectl mpi train`) and install it with the replicated model command; 2. feed every record
- * as organization "bench-org" (create), --batch commands per write transaction; 3. pairwise
+ * as organization "bench-org" (create), --batch commands per write transaction, sealed first
+ * and then handed to the match pool of --threads threads (0: none) as the node's log thread
+ * hands it each batch (hie/mpi_store.h), in an environment opened as the node opens its state
+ * (MDB_NOMETASYNC); 3. pairwise
  * precision/recall/F1 of the EUIDs against the generated truth; 4. every PDQ case (limit 10)
  * in its own read transaction: latency and recall@10; 5. --pix random PIX queries.
  * Prints figures and one machine-readable line `HIE_MPI_STORE ...`, and `HIE_PDQ n= p50_us=
@@ -38,7 +41,7 @@
 
 struct opts {
     const char *persons, *queries;
-    size_t batch, train, pix, max_records;
+    size_t batch, train, pix, max_records, threads;
     bool smoke;
 };
 
@@ -119,6 +122,9 @@ struct bench {
     MDB_txn *txn;              /* the open write transaction of the current batch */
     hie_arena_t *arena;        /* the current batch's */
     size_t in_batch, batch;
+    hie_mpi_pool_t *pool;      /* NULL with --threads 0 */
+    const Hie__V1__MpiFeedCommand *cmds[HIE_LOG_BATCH_COMMANDS_MAX]; /* the batch, sealed */
+    char ids[HIE_LOG_BATCH_COMMANDS_MAX][24];                          /* their rec ids */
     uint64_t index;            /* log index of the next command */
     /* per accepted record */
     uint32_t *truth, *euid;
@@ -195,11 +201,47 @@ count_outcome(struct bench *b, const Hie__V1__MpiFeedReply *r, const char *rec_i
     }
 }
 
+static const Hie__V1__MpiFeedCommand *
+batch_item_feed(const void *item, hie_arena_t *arena)
+{
+    (void)arena;
+    return *(const Hie__V1__MpiFeedCommand *const *)item;
+}
+
+/* Applies the sealed batch (the pool preparing it meanwhile) and commits it. */
+static int
+batch_apply(struct bench *b)
+{
+    uint64_t t0 = hie_time_mono_ns();
+    hie_mpi_pool_begin(b->pool, b->cmds, sizeof(b->cmds[0]), b->in_batch, batch_item_feed);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < b->in_batch; i++) {
+        hie_mpi_apply_ctx_t ac = {b->txn, b->arena, "@bench", 1, ++b->index, {0}, 0,
+            hie_mpi_pool_take(b->pool, i)};
+        Hie__V1__MpiFeedReply *reply = NULL;
+        rc = hie_mpi_store_apply_feed(b->store, &ac, b->cmds[i], &reply);
+        if (rc == 0 && ac.reject.code != 0) {
+            b->rejected++;
+        } else if (rc == 0) {
+            count_outcome(b, reply, b->ids[i]);
+        }
+    }
+    b->apply_ns += hie_time_mono_ns() - t0;
+    if (rc != 0) {
+        fprintf(stderr, "bench_mpi_store: apply: %s\n", hie_strerror_name(rc));
+        hie_mpi_pool_end(b->pool);
+        return -1;
+    }
+    rc = batch_commit(b);
+    hie_mpi_pool_end(b->pool);
+    return rc;
+}
+
 static int
 feed_row(void *ctx, const struct row *r)
 {
     struct bench *b = ctx;
-    if (b->n + b->rejected >= b->cap) {
+    if (b->n + b->rejected + b->in_batch >= b->cap) {
         return 1; /* --max-records */
     }
     Hie__V1__Demographics d;
@@ -220,22 +262,15 @@ feed_row(void *ctx, const struct row *r)
         b->rejected++; /* the generator's corruptions include impossible values */
         return 0;
     }
-    uint64_t t1 = hie_time_mono_ns();
-    hie_mpi_apply_ctx_t ac = {b->txn, b->arena, "@bench", 1, ++b->index, {0}, 0};
-    Hie__V1__MpiFeedReply *reply = NULL;
-    rc = rc == 0 ? hie_mpi_store_apply_feed(b->store, &ac, fc, &reply) : rc;
-    b->prep_ns += t1 - t0;
-    b->apply_ns += hie_time_mono_ns() - t1;
+    b->prep_ns += hie_time_mono_ns() - t0;
     if (rc != 0) {
-        fprintf(stderr, "bench_mpi_store: apply: %s\n", hie_strerror_name(rc));
         return -1;
     }
-    if (ac.reject.code != 0) {
-        b->rejected++;
-    } else {
-        count_outcome(b, reply, r->f[0]);
-    }
-    return ++b->in_batch >= b->batch ? batch_commit(b) : 0;
+    b->cmds[b->in_batch] = fc;
+    size_t len = strnlen(r->f[0], sizeof(b->ids[0]) - 1);
+    memcpy(b->ids[b->in_batch], r->f[0], len);
+    b->ids[b->in_batch][len] = '\0';
+    return ++b->in_batch >= b->batch ? batch_apply(b) : 0;
 }
 
 /* ---- training ---------------------------------------------------------------------------- */
@@ -284,7 +319,7 @@ train_install(struct bench *b, const char *persons)
     mc.model = &pm;
     uint64_t version = 0;
     rc = batch_begin(b);
-    hie_mpi_apply_ctx_t ac = {b->txn, b->arena, "@bench", 1, ++b->index, {0}, 0};
+    hie_mpi_apply_ctx_t ac = {b->txn, b->arena, "@bench", 1, ++b->index, {0}, 0, NULL};
     rc = rc == 0 ? hie_mpi_store_apply_model(b->store, &ac, &mc, &version) : rc;
     rc = rc == 0 && ac.reject.code != 0 ? HIE_EINVAL : rc;
     rc = rc == 0 ? batch_commit(b) : rc;
@@ -436,8 +471,9 @@ parse(int argc, char **argv, struct opts *o)
 {
     static const struct option longs[] = {{"persons", 1, NULL, 'p'}, {"queries", 1, NULL, 'q'},
         {"batch", 1, NULL, 'b'}, {"train", 1, NULL, 't'}, {"pix", 1, NULL, 'x'},
-        {"max-records", 1, NULL, 'm'}, {"smoke", 0, NULL, 's'}, {NULL, 0, NULL, 0}};
-    *o = (struct opts){NULL, NULL, 1024, 100000, 10000, 2000000, false};
+        {"max-records", 1, NULL, 'm'}, {"smoke", 0, NULL, 's'}, {"threads", 1, NULL, 'T'},
+        {NULL, 0, NULL, 0}};
+    *o = (struct opts){NULL, NULL, 1024, 100000, 10000, 2000000, 2, false};
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         size_t v = optarg != NULL ? strtoul(optarg, NULL, 10) : 0;
@@ -449,11 +485,13 @@ parse(int argc, char **argv, struct opts *o)
         case 'x': o->pix = v; break;
         case 'm': o->max_records = v; break;
         case 's': o->smoke = true; break;
+        case 'T': o->threads = v; break;
         default: return -1;
         }
     }
     bool ok = o->batch >= 1 && o->batch <= HIE_LOG_BATCH_COMMANDS_MAX && o->train >= 2 &&
-        o->max_records >= 1 && o->max_records <= 20000000u;
+        o->max_records >= 1 && o->max_records <= 20000000u &&
+        o->threads <= HIE_MPI_POOL_THREADS_MAX;
     return ok && (o->smoke || (o->persons != NULL && o->queries != NULL)) ? 0 : -1;
 }
 
@@ -472,9 +510,12 @@ setup(struct bench *b, const struct opts *o)
     if (rc == 0) {
         mdb_env_set_mapsize(b->env, 256ull << 30);
         mdb_env_set_maxdbs(b->env, 32);
-        rc = mdb_env_open(b->env, b->root, MDB_NOTLS, 0600) != 0 ? HIE_ESTORAGE : 0;
+        rc = mdb_env_open(b->env, b->root, MDB_NOTLS | MDB_NOMETASYNC, 0600) != 0 ?
+            HIE_ESTORAGE : 0;
     }
     rc = rc == 0 ? hie_mpi_store_open(&b->store, b->env, b->key) : rc;
+    rc = rc == 0 && o->threads > 0 ? hie_mpi_pool_create(&b->pool, b->store,
+        (unsigned)o->threads) : rc;
     b->batch = o->batch;
     b->cap = o->max_records;
     b->truth = calloc(b->cap, sizeof(*b->truth));
@@ -489,6 +530,7 @@ setup(struct bench *b, const struct opts *o)
 static void
 teardown(struct bench *b)
 {
+    hie_mpi_pool_destroy(&b->pool);
     hie_mpi_store_close(&b->store);
     if (b->env != NULL) {
         mdb_env_close(b->env);
@@ -520,13 +562,24 @@ smoke_data(struct bench *b, struct opts *o, char *persons, char *queries, size_t
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* CPU seconds used so far by the calling thread (who = RUSAGE_THREAD) or the process. */
+static double
+cpu_seconds(int who)
+{
+    struct rusage ru;
+    getrusage(who, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+        ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+}
+
 static int
 ingest(struct bench *b, const struct opts *o, double *rate)
 {
     uint64_t t0 = hie_time_mono_ns();
+    double cpu_main = cpu_seconds(RUSAGE_THREAD), cpu_all = cpu_seconds(RUSAGE_SELF);
     int rc = csv_read(o->persons, feed_row, b);
     if (rc >= 0 && b->txn != NULL) {
-        rc = batch_commit(b);
+        rc = batch_apply(b);
     }
     double s = (double)(hie_time_mono_ns() - t0) / 1e9;
     size_t total = b->n + b->rejected;
@@ -540,6 +593,15 @@ ingest(struct bench *b, const struct opts *o, double *rate)
     printf("matching: %.1f candidate records scored per feed, %lu capped blocks\n",
         (double)atomic_load(&st->candidates) / (double)(total ? total : 1),
         (unsigned long)atomic_load(&st->capped_blocks));
+    cpu_main = cpu_seconds(RUSAGE_THREAD) - cpu_main;
+    cpu_all = cpu_seconds(RUSAGE_SELF) - cpu_all;
+    printf("cpu per record: apply thread (csv, seal, apply, commit) %.1f us, pool threads %.1f "
+        "us\n", cpu_main * 1e6 / (double)(total ? total : 1),
+        (cpu_all - cpu_main) * 1e6 / (double)(total ? total : 1));
+    printf("pool: %zu threads; feeds ready %lu, waited for %lu, done by apply %lu; comparisons "
+        "taken %lu, stale %lu\n", o->threads, (unsigned long)atomic_load(&st->pool_ready),
+        (unsigned long)atomic_load(&st->pool_waited), (unsigned long)atomic_load(&st->pool_own),
+        (unsigned long)atomic_load(&st->pool_used), (unsigned long)atomic_load(&st->pool_stale));
     return rc < 0 ? rc : 0;
 }
 
@@ -592,7 +654,7 @@ main(int argc, char **argv)
     struct opts o;
     if (parse(argc, argv, &o) != 0) {
         fprintf(stderr, "usage: bench_mpi_store --persons FILE --queries FILE [--batch N] "
-            "[--train N] [--pix N] [--max-records N] | --smoke\n");
+            "[--train N] [--pix N] [--threads N] [--max-records N] | --smoke\n");
         return 2;
     }
     if (sodium_init() < 0) {

@@ -148,6 +148,9 @@ log_replay_batch(hie_cluster_log_t *log, uint64_t first, uint64_t last, uint64_t
         }
     }
     if (rc == 0 && n > 0) {
+        if (log->fsm.prepare != NULL) {
+            log->fsm.prepare(log->fsm.ctx, log->entries, n);
+        }
         rc = log->fsm.apply(log->fsm.ctx, log->entries, n, log->results);
     }
     for (size_t i = 0; i < n; i++) {
@@ -306,12 +309,6 @@ static void
 batch_process(hie_cluster_log_t *log, void *router, size_t n)
 {
     uint64_t first = atomic_load(&log->last_index) + 1;
-    int rc = batch_append(log, n, first);
-    if (rc != 0) {
-        log->fsm.fatal(log->fsm.ctx, rc, "log append failed");
-        return; /* fatal does not return; keeps the compiler honest */
-    }
-    atomic_store(&log->last_index, first + n - 1);
     for (size_t i = 0; i < n; i++) {
         log->entries[i].index = first + i;
         log->entries[i].cmd = hie_span(zmq_msg_data(&log->batch[i].cmd),
@@ -319,6 +316,15 @@ batch_process(hie_cluster_log_t *log, void *router, size_t n)
         log->results[i].buf = NULL;
         log->results[i].len = 0;
     }
+    if (log->fsm.prepare != NULL) {
+        log->fsm.prepare(log->fsm.ctx, log->entries, n);
+    }
+    int rc = batch_append(log, n, first);
+    if (rc != 0) {
+        log->fsm.fatal(log->fsm.ctx, rc, "log append failed");
+        return; /* fatal does not return; keeps the compiler honest */
+    }
+    atomic_store(&log->last_index, first + n - 1);
     rc = log->fsm.apply(log->fsm.ctx, log->entries, n, log->results);
     if (rc != 0) {
         log->fsm.fatal(log->fsm.ctx, rc, "state machine apply failed");

@@ -262,8 +262,8 @@ store__blocks_change(store_blocks_t *b, const uint64_t *keys, size_t n, const ui
 }
 
 size_t
-store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, uint8_t *out,
-    size_t cap, bool *capped)
+store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, bool writer,
+    uint8_t *out, size_t cap, bool *capped)
 {
     size_t n = 0;
     *capped = false;
@@ -271,7 +271,9 @@ store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, uint8_t 
         return 0;
     }
     HIE_ASSERT(cap <= BLOCK_SORTED_MAX); /* larger blocks are not kept in order */
-    pthread_rwlock_rdlock(&b->lock);
+    if (!writer) {
+        pthread_rwlock_rdlock(&b->lock);
+    }
     const struct block *bl = slot_find(b->slots, b->cap, key);
     *capped = bl->key != 0 && bl->n > cap;
     if (bl->key != 0 && !*capped) { /* a block over the cap says too little: skip it whole */
@@ -282,6 +284,8 @@ store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, uint8_t 
             }
         }
     }
-    pthread_rwlock_unlock(&b->lock);
+    if (!writer) {
+        pthread_rwlock_unlock(&b->lock);
+    }
     return n;
 }

@@ -361,6 +361,38 @@ hie_mpi_weight(const hie_mpi_model_t *model, const hie_mpi_tf_t *tf, const hie_m
     return total;
 }
 
+void
+hie_mpi_weights_fill(const hie_mpi_model_t *model, hie_mpi_weights_t *t)
+{
+    HIE_ASSERT(model != NULL && t != NULL);
+    memset(t, 0, sizeof(*t));
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+        unsigned levels = hie_mpi_field_levels((enum hie_mpi_field)f);
+        for (unsigned l = 1; l < levels && model->enabled[f]; l++) {
+            t->w[f][l] = log2(model->m[f][l] / model->u[f][l]);
+        }
+    }
+}
+
+double
+hie_mpi_weight_table(const hie_mpi_weights_t *t, const hie_mpi_vector_t *v,
+    hie_mpi_contribution_t *explain)
+{
+    HIE_ASSERT(t != NULL && v != NULL);
+    double total = 0;
+    for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+        unsigned l = v->level[f];
+        HIE_ASSERT(l < hie_mpi_field_levels((enum hie_mpi_field)f));
+        double w = t->w[f][l];
+        if (explain != NULL) {
+            explain[f].level = (uint8_t)l;
+            explain[f].weight = w;
+        }
+        total += w;
+    }
+    return total;
+}
+
 /* ---- the decision ----------------------------------------------------------------------- */
 
 void

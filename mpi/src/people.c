@@ -13,6 +13,10 @@
  * 600,000 records. Memory: about 220 bytes a record.
  *
  * Threads: one writer (the log thread), readers on any thread; a rwlock guards the table.
+ *
+ * Generations: every stored form gets the next number of a counter, so the match pool
+ * (pool.c) can tell whether the form it compared is still the record's form when apply
+ * reads it (an update in the same batch replaces it).
  */
 #include "store_int.h"
 
@@ -29,6 +33,7 @@ struct person_entry {
     char euid[HIE_MPI_EUID_BYTES];
     bool used, merged;
     uint16_t len;            /* of the normalized form */
+    uint64_t gen;            /* of the form: store_people.gen_next when it was stored */
     uint8_t *norm;           /* hie_mem, len + CODES_BYTES bytes: the form, then the codes */
 };
 
@@ -36,6 +41,7 @@ struct store_people {
     pthread_rwlock_t lock;
     struct person_entry *slots;
     size_t cap, used;
+    uint64_t gen_next;
 };
 
 int
@@ -163,6 +169,7 @@ store__people_put_norm(store_people_t *p, const uint8_t *hash, const uint8_t *no
         }
         e->norm = copy;
         e->len = (uint16_t)len;
+        e->gen = ++p->gen_next;
         copy = NULL;
     }
     pthread_rwlock_unlock(&p->lock);
@@ -190,12 +197,43 @@ store__people_put_link(store_people_t *p, const uint8_t *hash, const char *euid,
 }
 
 int
-store__people_get(store_people_t *p, const uint8_t *hash, char euid[HIE_MPI_EUID_BYTES],
-    bool *merged, hie_mpi_person_t *person)
+store__people_peek(store_people_t *p, const uint8_t *hash, bool writer,
+    char euid[HIE_MPI_EUID_BYTES], bool *merged, uint64_t *gen)
+{
+    if (!writer) {
+        pthread_rwlock_rdlock(&p->lock);
+    }
+    const struct person_entry *e = slot_find(p->slots, p->cap, hash);
+    bool found = e->used && e->norm != NULL && e->euid[0] != '\0';
+    if (found) {
+        memcpy(euid, e->euid, HIE_MPI_EUID_BYTES);
+        *merged = e->merged;
+        *gen = e->gen;
+    }
+    if (!writer) {
+        pthread_rwlock_unlock(&p->lock);
+    }
+    return found ? 0 : HIE_ENOTFOUND;
+}
+
+uint64_t
+store__people_count(store_people_t *p)
+{
+    pthread_rwlock_rdlock(&p->lock);
+    uint64_t n = p->used;
+    pthread_rwlock_unlock(&p->lock);
+    return n;
+}
+
+int
+store__people_get(store_people_t *p, const uint8_t *hash, bool writer,
+    char euid[HIE_MPI_EUID_BYTES], bool *merged, hie_mpi_person_t *person, uint64_t *gen)
 {
     uint8_t norm[STORE_NORM_BYTES_MAX + CODES_BYTES];
     size_t len = 0;
-    pthread_rwlock_rdlock(&p->lock);
+    if (!writer) {
+        pthread_rwlock_rdlock(&p->lock);
+    }
     const struct person_entry *e = slot_find(p->slots, p->cap, hash);
     bool found = e->used && e->norm != NULL && e->euid[0] != '\0';
     if (found) {
@@ -203,8 +241,13 @@ store__people_get(store_people_t *p, const uint8_t *hash, char euid[HIE_MPI_EUID
         *merged = e->merged;
         len = e->len;
         memcpy(norm, e->norm, len + CODES_BYTES);
+        if (gen != NULL) {
+            *gen = e->gen;
+        }
     }
-    pthread_rwlock_unlock(&p->lock);
+    if (!writer) {
+        pthread_rwlock_unlock(&p->lock);
+    }
     if (!found) {
         return HIE_ENOTFOUND;
     }

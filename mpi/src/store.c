@@ -504,27 +504,25 @@ cmp_hash(const void *a, const void *b)
 
 _Static_assert(HIE_MPI_BLOCK_BROAD_CAP <= HIE_MPI_BLOCK_CAP, "broad blocks are read in the cap");
 
-/* The distinct records sharing a block key with p, sorted, self excluded. The broad keys'
- * cap follows the index's size (the records counter of txn's snapshot). */
-static int
-candidates(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_person_t *p, const uint8_t *self,
-    hie_arena_t *arena, uint8_t **out, size_t *n)
+int
+store__candidates(hie_mpi_store_t *s, const hie_mpi_person_t *p, const uint8_t *self,
+    uint64_t records, bool writer, hie_arena_t *arena, uint8_t **out, size_t *n,
+    uint64_t *capped)
 {
-    uint64_t keys[HIE_MPI_BLOCK_KEYS], records = 0;
+    uint64_t keys[HIE_MPI_BLOCK_KEYS];
     hie_mpi_block_keys(p, s->secret, keys);
     *n = 0;
+    *capped = 0;
     *out = hie_arena_alloc(arena, HIE_MPI_CANDIDATES_MAX * HIE_MPI_REC_HASH_BYTES);
     if (*out == NULL) {
         return HIE_ENOMEM;
     }
-    int rc = store__meta_u64(s, txn, "records", &records);
-    for (unsigned i = 0; rc == 0 && i < HIE_MPI_BLOCK_KEYS; i++) {
-        bool capped = false;
-        *n += store__blocks_get(s->blocks, keys[i], self, *out + *n * HIE_MPI_REC_HASH_BYTES,
-            hie_mpi_block_key_cap(i, HIE_MPI_BLOCK_CAP, records), &capped);
-        if (capped) {
-            atomic_fetch_add(&s->stats.capped_blocks, 1);
-        }
+    for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
+        bool cut = false;
+        *n += store__blocks_get(s->blocks, keys[i], self, writer,
+            *out + *n * HIE_MPI_REC_HASH_BYTES, hie_mpi_block_key_cap(i, HIE_MPI_BLOCK_CAP,
+                records), &cut);
+        *capped += cut;
     }
     if (*n > 1) {
         qsort(*out, *n, HIE_MPI_REC_HASH_BYTES, cmp_hash);
@@ -539,39 +537,88 @@ candidates(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_person_t *p, const ui
         }
         *n = u;
     }
+    return 0;
+}
+
+/* The candidates of p in txn's snapshot: the broad keys' cap follows the index's size (its
+ * records counter). */
+static int
+candidates(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_person_t *p, const uint8_t *self,
+    hie_arena_t *arena, uint8_t **out, size_t *n)
+{
+    uint64_t records = 0, capped = 0;
+    *n = 0;
+    int rc = store__meta_u64(s, txn, "records", &records);
+    rc = rc == 0 ? store__candidates(s, p, self, records, self != NULL, arena, out, n, &capped)
+                 : rc;
+    atomic_fetch_add(&s->stats.capped_blocks, capped);
     return rc;
 }
 
-/* The query person's term frequencies: the same for every candidate of one match. */
-typedef struct match_tf {
-    double freq[2]; /* given, family */
-} match_tf_t;
+/* One match: what every candidate's scoring reads. writer: the log thread's apply (self set),
+ * the in-memory tables' one writer, whose reads need no lock. */
+struct match_run {
+    hie_mpi_store_t *s;
+    MDB_txn *txn;
+    const hie_mpi_model_t *model;
+    hie_mpi_weights_t wt;                /* the model's per-level weights */
+    double freq[2];                      /* p's given and family name term frequencies */
+    const hie_mpi_person_t *p;
+    const uint8_t *self;
+    const hie_mpi_prepared_t *prep;
+    bool writer;
+};
 
-static int
-match_tf_load(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_person_t *p, match_tf_t *tf)
-{
-    int rc = store__tf_freq(s, txn, HIE_MPI_F_GIVEN, p->given, &tf->freq[0]);
-    return rc == 0 ? store__tf_freq(s, txn, HIE_MPI_F_FAMILY, p->family, &tf->freq[1]) : rc;
-}
-
+/* The weight of vector v (p against a candidate), exact names adjusted by term frequency. */
 static void
-score_one(const hie_mpi_model_t *model, const match_tf_t *tf, const hie_mpi_person_t *p,
-    const hie_mpi_person_t *c, store_cand_t *out)
+score_vector(const struct match_run *r, const hie_mpi_vector_t *v, store_cand_t *out)
 {
-    hie_mpi_vector_t v;
-    hie_mpi_compare(p, c, &v);
-    double w = hie_mpi_weight(model, NULL, p, &v, out->explain);
+    double w = hie_mpi_weight_table(&r->wt, v, out->explain);
     static const enum hie_mpi_field names[2] = {HIE_MPI_F_GIVEN, HIE_MPI_F_FAMILY};
     for (unsigned i = 0; i < 2; i++) {
         enum hie_mpi_field f = names[i];
-        if (v.level[f] != HIE_MPI_STR_EXACT || !model->enabled[f]) {
+        if (v->level[f] != HIE_MPI_STR_EXACT || !r->model->enabled[f]) {
             continue;
         }
-        double adj = hie_mpi_weight_exact_name(model, f, tf->freq[i]);
+        double adj = hie_mpi_weight_exact_name(r->model, f, r->freq[i]);
         w += adj - out->explain[f].weight;
         out->explain[f].weight = adj;
     }
     out->weight = w;
+}
+
+/* Candidate h's EUID, whether it was merged away and (unless merged) its comparison with p:
+ * the pool's (prep) when it compared h's current form, else computed here. HIE_ENOTFOUND when
+ * the cache does not hold h. */
+static int
+cand_vector(const struct match_run *r, const uint8_t *h, char euid[HIE_MPI_EUID_BYTES],
+    bool *merged, hie_mpi_vector_t *v)
+{
+    hie_mpi_store_t *s = r->s;
+    uint64_t gen = 0;
+    if (r->prep != NULL) {
+        int rc = store__people_peek(s->people, h, r->writer, euid, merged, &gen);
+        if (rc != 0 || *merged) {
+            return rc;
+        }
+        const store_prep_vec_t *e = store__prep_find(r->prep, h);
+        if (e != NULL && e->gen == gen) {
+            *v = e->v;
+            atomic_fetch_add(&s->stats.pool_used, 1);
+            return 0;
+        }
+        if (e != NULL) {
+            atomic_fetch_add(&s->stats.pool_stale, 1); /* replaced earlier in the batch */
+        }
+    }
+    hie_mpi_person_t cp;
+    int rc = store__people_get(s->people, h, r->writer, euid, merged, &cp, NULL);
+    if (rc == 0 && !*merged) {
+        HIE_ASSERT(cp.prepared == HIE_MPI_PERSON_PREPARED); /* by the cache */
+        hie_mpi_compare(r->p, &cp, v);
+    }
+    sodium_memzero(&cp, sizeof(cp));
+    return rc;
 }
 
 /* The per-EUID table is probed through an open-addressing index of EUID hashes (the table
@@ -609,26 +656,21 @@ cmp_cand(const void *a, const void *b)
 
 /* Scores one candidate record into the per-EUID table; excluded EUIDs get weight -inf. */
 static int
-match_record(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
-    const match_tf_t *tf, const hie_mpi_person_t *p, const uint8_t *self, const uint8_t *h,
-    store_match_t *m, uint16_t *index)
+match_record(const struct match_run *r, const uint8_t *h, store_match_t *m, uint16_t *index)
 {
     char euid[HIE_MPI_EUID_BYTES];
     bool merged = false;
-    hie_mpi_person_t cp;
-    int rc = store__people_get(s->people, h, euid, &merged, &cp);
-    if (rc == HIE_ENOTFOUND && self == NULL) {
+    hie_mpi_vector_t v;
+    int rc = cand_vector(r, h, euid, &merged, &v);
+    if (rc == HIE_ENOTFOUND && r->self == NULL) {
         return 0; /* a reader's snapshot is older than the index: not yet visible to it */
     }
     if (rc != 0 || merged) {
-        sodium_memzero(&cp, sizeof(cp));
         return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc; /* a block points at no record */
     }
-    HIE_ASSERT(cp.prepared == HIE_MPI_PERSON_PREPARED); /* by the cache */
     bool fresh = false;
     store_cand_t *slot = cand_slot(m, index, euid, &fresh);
     if (!fresh && isinf(slot->weight) && slot->weight < 0) {
-        sodium_memzero(&cp, sizeof(cp));
         return 0; /* the EUID is excluded already */
     }
     store_cand_t c;
@@ -636,12 +678,11 @@ match_record(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
     memcpy(c.euid, euid, sizeof(c.euid));
     memcpy(c.rec_hash, h, HIE_MPI_REC_HASH_BYTES);
     c.weight = -INFINITY;
-    bool excluded = self != NULL && store__nolink(s, txn, self, h);
+    bool excluded = r->self != NULL && store__nolink(r->s, r->txn, r->self, h);
     if (!excluded) {
-        score_one(model, tf, p, &cp, &c);
-        atomic_fetch_add(&s->stats.candidates, 1);
+        score_vector(r, &v, &c);
+        atomic_fetch_add(&r->s->stats.candidates, 1);
     }
-    sodium_memzero(&cp, sizeof(cp));
     if (fresh || excluded || c.weight > slot->weight) {
         *slot = c;
     }
@@ -652,37 +693,32 @@ match_record(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
  * excludes the EUID (*excluded); one a reader's snapshot does not show yet, or that left the
  * EUID since, is skipped. */
 static int
-composite_record(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
-    const match_tf_t *tf, const hie_mpi_person_t *p, const uint8_t *self, const uint8_t *h,
-    const store_cand_t *c, hie_mpi_composite_t *comp, bool *excluded)
+composite_record(const struct match_run *r, const uint8_t *h, const store_cand_t *c,
+    hie_mpi_composite_t *comp, bool *excluded)
 {
     char euid[HIE_MPI_EUID_BYTES];
     bool merged = false;
-    hie_mpi_person_t cp;
-    if (self != NULL && memcmp(h, self, HIE_MPI_REC_HASH_BYTES) == 0) {
+    hie_mpi_vector_t v;
+    if (r->self != NULL && memcmp(h, r->self, HIE_MPI_REC_HASH_BYTES) == 0) {
         return 0;
     }
-    int rc = store__people_get(s->people, h, euid, &merged, &cp);
-    if (rc == HIE_ENOTFOUND && self == NULL) {
+    int rc = cand_vector(r, h, euid, &merged, &v);
+    if (rc == HIE_ENOTFOUND && r->self == NULL) {
         return 0; /* a reader's snapshot is older than the cache */
     }
     if (rc != 0) {
         return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc; /* a member that is no record */
     }
     if (merged || strcmp(euid, c->euid) != 0) {
-        sodium_memzero(&cp, sizeof(cp));
-        return self == NULL ? 0 : HIE_ECORRUPT; /* the writer's members and cache agree */
+        return r->self == NULL ? 0 : HIE_ECORRUPT; /* the writer's members and cache agree */
     }
-    if (self != NULL && store__nolink(s, txn, self, h)) {
+    if (r->self != NULL && store__nolink(r->s, r->txn, r->self, h)) {
         *excluded = true;
-        sodium_memzero(&cp, sizeof(cp));
         return 0;
     }
-    HIE_ASSERT(cp.prepared == HIE_MPI_PERSON_PREPARED); /* by the cache */
     store_cand_t one;
-    score_one(model, tf, p, &cp, &one);
-    sodium_memzero(&cp, sizeof(cp));
-    atomic_fetch_add(&s->stats.candidates, 1);
+    score_vector(r, &v, &one);
+    atomic_fetch_add(&r->s->stats.candidates, 1);
     hie_mpi_composite_add(comp, one.explain);
     return 0;
 }
@@ -693,16 +729,14 @@ composite_record(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
  * weight, and the first pass already excluded it if p must not be linked to it (at 100,000
  * generated persons rescoring them was 0.8 of the 16.0 records scored per feed). */
 static int
-composite_euid(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
-    const match_tf_t *tf, const hie_mpi_person_t *p, const uint8_t *self, hie_arena_t *arena,
-    store_cand_t *c)
+composite_euid(const struct match_run *r, hie_arena_t *arena, store_cand_t *c)
 {
     uint8_t *hashes = NULL;
     size_t n = 0;
     hie_mpi_composite_t comp;
     bool excluded = false;
     hie_mpi_composite_init(&comp);
-    int rc = store__members(s, txn, c->euid, arena, &hashes, &n);
+    int rc = store__members(r->s, r->txn, c->euid, arena, &hashes, &n);
     if (rc == 0 && n == 1) {
         return 0; /* its one record is the candidate the first pass scored: the same weight */
     }
@@ -710,8 +744,7 @@ composite_euid(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
         if (comp.records == HIE_MPI_COMPOSITE_MEMBERS_MAX) {
             break;
         }
-        rc = composite_record(s, txn, model, tf, p, self, hashes + i * HIE_MPI_REC_HASH_BYTES,
-            c, &comp, &excluded);
+        rc = composite_record(r, hashes + i * HIE_MPI_REC_HASH_BYTES, c, &comp, &excluded);
     }
     if (rc == 0 && excluded) {
         c->weight = -INFINITY;
@@ -724,9 +757,7 @@ composite_euid(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
 /* The composite pass (hie/mpi_match.h): the first HIE_MPI_COMPOSITE_EUIDS_MAX candidates, best
  * first, that reach HIE_MPI_COMPOSITE_WEIGHT_MIN; then the list is sorted again. */
 static int
-match_composite(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
-    const match_tf_t *tf, const hie_mpi_person_t *p, const uint8_t *self, hie_arena_t *arena,
-    store_match_t *m)
+match_composite(const struct match_run *r, hie_arena_t *arena, store_match_t *m)
 {
     int rc = 0;
     size_t done = 0;
@@ -734,7 +765,7 @@ match_composite(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
         if (m->cand[i].weight < HIE_MPI_COMPOSITE_WEIGHT_MIN) {
             break; /* sorted: no later one reaches it either */
         }
-        rc = composite_euid(s, txn, model, tf, p, self, arena, &m->cand[i]);
+        rc = composite_euid(r, arena, &m->cand[i]);
         done++;
     }
     if (rc == 0 && done > 0) {
@@ -746,9 +777,34 @@ match_composite(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
     return rc;
 }
 
+/* Scores the candidates into out (per EUID), drops the excluded EUIDs, sorts best first. */
+static int
+match_first_pass(const struct match_run *r, const uint8_t *hashes, size_t n,
+    hie_arena_t *arena, store_match_t *out)
+{
+    uint16_t *index = hie_arena_alloc(arena, SLOT_INDEX_BYTES * sizeof(*index));
+    if (index == NULL) {
+        return HIE_ENOMEM;
+    }
+    memset(index, 0, SLOT_INDEX_BYTES * sizeof(*index));
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = match_record(r, hashes + i * HIE_MPI_REC_HASH_BYTES, out, index);
+    }
+    size_t kept = 0; /* drop the EUIDs p must not join (manual no-link) */
+    for (size_t i = 0; rc == 0 && i < out->n; i++) {
+        if (!isinf(out->cand[i].weight)) {
+            out->cand[kept++] = out->cand[i];
+        }
+    }
+    out->n = rc == 0 ? kept : out->n;
+    return rc;
+}
+
 int
 store__match(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
-    const hie_mpi_person_t *p, const uint8_t *self, hie_arena_t *arena, store_match_t *out)
+    const hie_mpi_person_t *p, const uint8_t *self, const hie_mpi_prepared_t *prep,
+    hie_arena_t *arena, store_match_t *out)
 {
     uint8_t *hashes = NULL;
     size_t n = 0;
@@ -759,29 +815,18 @@ store__match(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
         rc = HIE_ENOMEM;
     }
     atomic_fetch_add(&s->stats.matches, 1);
-    match_tf_t tf = {{0, 0}};
-    uint16_t *index = rc == 0 ? hie_arena_alloc(arena, SLOT_INDEX_BYTES * sizeof(*index)) : NULL;
-    rc = rc == 0 && index == NULL ? HIE_ENOMEM : rc;
+    struct match_run r = {s, txn, model, {{{0}}}, {0, 0}, p, self, prep, self != NULL};
     if (rc == 0) {
-        memset(index, 0, SLOT_INDEX_BYTES * sizeof(*index));
-        rc = match_tf_load(s, txn, p, &tf);
+        hie_mpi_weights_fill(model, &r.wt);
+        rc = store__tf_freq(s, txn, HIE_MPI_F_GIVEN, p->given, &r.freq[0]);
     }
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = match_record(s, txn, model, &tf, p, self, hashes + i * HIE_MPI_REC_HASH_BYTES,
-            out, index);
-    }
+    rc = rc == 0 ? store__tf_freq(s, txn, HIE_MPI_F_FAMILY, p->family, &r.freq[1]) : rc;
+    rc = rc == 0 ? match_first_pass(&r, hashes, n, arena, out) : rc;
     if (rc != 0) {
         return rc;
     }
-    size_t kept = 0; /* drop the EUIDs p must not join (manual no-link) */
-    for (size_t i = 0; i < out->n; i++) {
-        if (!isinf(out->cand[i].weight)) {
-            out->cand[kept++] = out->cand[i];
-        }
-    }
-    out->n = kept;
     qsort(out->cand, out->n, sizeof(*out->cand), cmp_cand);
-    return match_composite(s, txn, model, &tf, p, self, arena, out);
+    return match_composite(&r, arena, out);
 }
 
 int

@@ -261,36 +261,61 @@ rec_seal(hie_mpi_store_t *s, hie_arena_t *arena, const Hie__V1__MpiFeedCommand *
     return 0;
 }
 
-/* Opens the command's sealed person and validates it into fd. Refuses (ctx->reject) when the
- * bytes do not open, do not belong to the record, or do not validate. */
-static int
-feed_open(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCommand *cmd,
-    struct feed *fd)
+int
+store__feed_person(hie_mpi_store_t *s, const Hie__V1__MpiFeedCommand *cmd, hie_arena_t *arena,
+    Hie__V1__SealedPerson **sp, hie_mpi_person_t *p, const char **field, const char **reason)
 {
+    *field = "sealed";
     if (cmd->nonce.len != HIE_MPI_SEAL_NONCE_BYTES ||
         cmd->sealed.len < HIE_MPI_SEAL_OVERHEAD_BYTES ||
         cmd->sealed.len > HIE_MPI_SEAL_PLAIN_BYTES_MAX + HIE_MPI_SEAL_OVERHEAD_BYTES) {
-        return refuse(ctx, BAD, "sealed", "missing or oversized sealed demographics");
+        *reason = "missing or oversized sealed demographics";
+        return HIE_EINVAL;
     }
     Hie__V1__MpiRecord probe = HIE__V1__MPI_RECORD__INIT;
     probe.rec_hash = cmd->rec_hash;
     probe.nonce = cmd->nonce;
     probe.sealed = cmd->sealed;
-    int rc = store__rec_open(s, &probe, ctx->arena, &fd->sp);
-    if (rc == HIE_ENOMEM) {
-        return rc;
-    }
+    int rc = store__rec_open(s, &probe, arena, sp);
     if (rc != 0) {
-        return refuse(ctx, BAD, "sealed", "does not open with this node's data key");
+        *reason = "does not open with this node's data key";
+        return rc == HIE_ENOMEM ? rc : HIE_EINVAL;
     }
     uint8_t h[HIE_MPI_REC_HASH_BYTES];
-    hie_mpi_rec_hash(s->key, cmd->org_id, fd->sp->mrn, h);
+    hie_mpi_rec_hash(s->key, cmd->org_id, (*sp)->mrn, h);
     if (sodium_memcmp(h, cmd->rec_hash.data, sizeof(h)) != 0) {
-        return refuse(ctx, BAD, "rec_hash", "does not match the sealed MRN");
+        *field = "rec_hash";
+        *reason = "does not match the sealed MRN";
+        return HIE_EINVAL;
     }
     hie_errinfo_t info = {0};
-    if (hie_mpi_person_from_demographics(fd->sp->demographics, &fd->p, &info) != 0) {
-        return refuse(ctx, BAD, info.field, info.reason);
+    if (hie_mpi_person_from_demographics((*sp)->demographics, p, &info) != 0) {
+        *field = info.field;
+        *reason = info.reason;
+        return HIE_EINVAL;
+    }
+    return 0;
+}
+
+/* Opens the command's sealed person and validates it into fd, or takes both from the pool
+ * (ctx->prep: the same work on the same bytes). Refuses (ctx->reject) when the bytes do not
+ * open, do not belong to the record, or do not validate. */
+static int
+feed_open(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCommand *cmd,
+    struct feed *fd)
+{
+    if (ctx->prep != NULL) {
+        fd->sp = ctx->prep->sp;
+        fd->p = ctx->prep->p;
+    } else {
+        const char *field = NULL, *reason = NULL;
+        int rc = store__feed_person(s, cmd, ctx->arena, &fd->sp, &fd->p, &field, &reason);
+        if (rc == HIE_EINVAL) {
+            return refuse(ctx, BAD, field, reason);
+        }
+        if (rc != 0) {
+            return rc;
+        }
     }
     return hie_mpi_store_model(s, ctx->txn, &fd->model);
 }
@@ -300,7 +325,8 @@ feed_open(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCo
 static int
 feed_decide(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const uint8_t *self, struct feed *fd)
 {
-    int rc = store__match(s, ctx->txn, &fd->model, &fd->p, self, ctx->arena, &fd->match);
+    int rc = store__match(s, ctx->txn, &fd->model, &fd->p, self, ctx->prep, ctx->arena,
+        &fd->match);
     double *weights = rc == 0 ? hie_arena_alloc(ctx->arena,
         (fd->match.n + 1) * sizeof(*weights)) : NULL;
     if (rc == 0 && weights == NULL) {

@@ -18,9 +18,10 @@ void store__blocks_destroy(store_blocks_t **b);
 int store__blocks_change(store_blocks_t *b, const uint64_t *keys, size_t n,
     const uint8_t *hash, bool add);
 /* Copies the records of block key (in hash order) except self into out (16 bytes each), or
- * nothing and *capped when the block holds more than cap. Any thread. */
-size_t store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, uint8_t *out,
-    size_t cap, bool *capped);
+ * nothing and *capped when the block holds more than cap. Any thread; writer: the caller is
+ * the log thread, the one writer, whose reads need no lock. */
+size_t store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, bool writer,
+    uint8_t *out, size_t cap, bool *capped);
 
 struct hie_mpi_store {
     uint32_t magic;
@@ -96,9 +97,16 @@ int store__people_put_norm(store_people_t *p, const uint8_t *hash, const uint8_t
 int store__people_put_link(store_people_t *p, const uint8_t *hash, const char *euid,
     bool merged);
 /* [out] euid, merged and (unless merged) the person, unpacked and prepared (its NYSIIS codes
- * from the cache). HIE_ENOTFOUND when the cache does not hold the record. Any thread. */
-int store__people_get(store_people_t *p, const uint8_t *hash, char euid[HIE_MPI_EUID_BYTES],
-    bool *merged, hie_mpi_person_t *person);
+ * from the cache), and the form's generation (gen may be NULL). HIE_ENOTFOUND when the cache
+ * does not hold the record. Any thread; writer: the caller is the log thread, the one writer,
+ * whose reads need no lock. */
+int store__people_get(store_people_t *p, const uint8_t *hash, bool writer,
+    char euid[HIE_MPI_EUID_BYTES], bool *merged, hie_mpi_person_t *person, uint64_t *gen);
+/* The same without the person: euid, merged and the form's generation. */
+int store__people_peek(store_people_t *p, const uint8_t *hash, bool writer,
+    char euid[HIE_MPI_EUID_BYTES], bool *merged, uint64_t *gen);
+/* Records the cache holds (merged ones too). Any thread. */
+uint64_t store__people_count(store_people_t *p);
 /* Opens the candidate's sealed normalized person (prepared). HIE_ECORRUPT if it fails. */
 int store__cand_person(hie_mpi_store_t *s, const uint8_t *hash, const store_cand_val_t *c,
     hie_mpi_person_t *p);
@@ -117,10 +125,38 @@ bool store__nolink(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, const uin
  * Larger ones stay apart (an operator merges them); a person has a few records, so an EUID
  * this large is already a chain of merges that should not grow by itself. */
 #define STORE_FOLD_MEMBERS_MAX 64u
+/* What the match pool prepared for one feed command (pool.c): the command's person, opened
+ * and validated, and its comparison with each candidate it found (sorted by hash), with the
+ * generation of the candidate's form it compared. */
+typedef struct store_prep_vec {
+    uint8_t hash[HIE_MPI_REC_HASH_BYTES];
+    uint64_t gen;
+    hie_mpi_vector_t v;
+} store_prep_vec_t;
+struct hie_mpi_prepared {
+    Hie__V1__SealedPerson *sp;
+    hie_mpi_person_t p;
+    store_prep_vec_t *vec;
+    size_t n;
+};
+/* The pool's comparison with candidate hash, or NULL when it found no such candidate. */
+const store_prep_vec_t *store__prep_find(const hie_mpi_prepared_t *prep, const uint8_t *hash);
+/* Opens a create's or update's sealed person (arena) and validates it into p. Returns 0,
+ * HIE_ENOMEM, or HIE_EINVAL with *field and *reason set for the refusal. Any thread. */
+int store__feed_person(hie_mpi_store_t *s, const Hie__V1__MpiFeedCommand *cmd,
+    hie_arena_t *arena, Hie__V1__SealedPerson **sp, hie_mpi_person_t *p, const char **field,
+    const char **reason);
+/* The distinct records sharing a block key with p (except self), sorted, in an index of
+ * records records; [out] *capped blocks skipped at their cap. Any thread. */
+int store__candidates(hie_mpi_store_t *s, const hie_mpi_person_t *p, const uint8_t *self,
+    uint64_t records, bool writer, hie_arena_t *arena, uint8_t **out, size_t *n,
+    uint64_t *capped);
 /* Scores every candidate of p (skipping self, merged records and records p must not be
- * linked to) and aggregates per EUID, best first. */
+ * linked to) and aggregates per EUID, best first. prep (may be NULL): the pool's comparisons,
+ * taken for the candidates whose form they compared. */
 int store__match(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
-    const hie_mpi_person_t *p, const uint8_t *self, hie_arena_t *arena, store_match_t *out);
+    const hie_mpi_person_t *p, const uint8_t *self, const hie_mpi_prepared_t *prep,
+    hie_arena_t *arena, store_match_t *out);
 /* Fills an explanation message (arena) from a candidate. */
 int store__explain(const hie_mpi_model_t *model, const store_cand_t *c, const char *rule,
     hie_arena_t *arena, Hie__V1__MatchExplanation **out);

@@ -8,6 +8,8 @@
  */
 #include "node_int.h"
 
+#include "hie/mpi_store.h"
+
 #include <cyaml/cyaml.h>
 #include <errno.h>
 #include <libgen.h>
@@ -26,7 +28,7 @@ struct y_limits {
 struct y_operator { char *http_address; uint32_t http_port; char *admin_socket; };
 struct y_log { char *level, *format; };
 struct y_storage { uint64_t map_bytes; };
-struct y_mpi { char *key_file; };
+struct y_mpi { char *key_file; uint32_t match_threads; };
 struct y_consent { char *regime; char *break_glass; char *part2_named_recipient; char *enforce; };
 struct y_audit { char *origin; uint32_t checkpoint_interval_ms; };
 struct y_delivery {
@@ -86,7 +88,8 @@ static const cyaml_schema_field_t log_fields[] = {
 static const cyaml_schema_field_t storage_fields[] = {
     CYAML_FIELD_UINT("map_bytes", OPT, struct y_storage, map_bytes), CYAML_FIELD_END};
 static const cyaml_schema_field_t mpi_fields[] = {
-    CYAML_FIELD_STRING_PTR("key_file", OPT, struct y_mpi, key_file, 1, 3000), CYAML_FIELD_END};
+    CYAML_FIELD_STRING_PTR("key_file", OPT, struct y_mpi, key_file, 1, 3000),
+    CYAML_FIELD_UINT("match_threads", OPT, struct y_mpi, match_threads), CYAML_FIELD_END};
 /* Booleans are strings "true"/"false" checked by fill_consent, so a typo names the key. */
 static const cyaml_schema_field_t consent_fields[] = {
     CYAML_FIELD_STRING_PTR("regime", OPT, struct y_consent, regime, 1, 16),
@@ -251,6 +254,8 @@ fill_limits(node_config_t *c, const struct y_config *y, char *err, size_t eb)
         err, eb);
     rc = rc ? rc : limit_u32(&c->edge_threads, y->edge_threads, 2, 1, NODE_EDGES_MAX,
         "edge_threads", err, eb);
+    rc = rc ? rc : limit_u32(&c->mpi_match_threads, y->mpi.match_threads, 2, 1,
+        HIE_MPI_POOL_THREADS_MAX, "mpi.match_threads", err, eb);
     return rc;
 }
 

@@ -134,7 +134,8 @@ node_open_storage(node_ctx_t *ctx)
     }
     if (ctx->cfg.mpi_key_file[0] != '\0') {
         uint64_t k0 = hie_time_mono_ns();
-        rc = hie_node__state_mpi_key_load(ctx->state, ctx->cfg.mpi_key_file);
+        rc = hie_node__state_mpi_key_load(ctx->state, ctx->cfg.mpi_key_file,
+            ctx->cfg.mpi_match_threads);
         if (rc == 0) { /* the key opens the store: its in-memory indexes are rebuilt here */
             hie_log_info("node", "mpi index loaded", " ms=%lu",
                 (hie_time_mono_ns() - k0) / 1000000u);

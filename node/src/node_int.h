@@ -68,6 +68,7 @@ typedef struct node_config {
     enum hie_log_format log_format;
     uint64_t map_bytes;
     char mpi_key_file[NODE_PATH_MAX]; /* "" when the MPI has no data key (MPI unavailable) */
+    uint32_t mpi_match_threads;   /* the match pool's threads (hie/mpi_store.h) */
     bool consent_opt_out;         /* consent.regime: false = opt-in (deny when none on file) */
     bool consent_break_glass;     /* emergency treatment may override a deny */
     bool consent_part2_named;     /* 42 CFR Part 2 data needs a consent naming the recipient */
@@ -154,9 +155,10 @@ void hie_node__state_close(node_state_t **st);
 hie_cluster_fsm_t hie_node__state_fsm(node_state_t *st);
 MDB_env *hie_node__state_env(node_state_t *st);
 /* Loads the MPI data key (hie_mpi_key_load checks: regular file, mode 0600 or stricter, 32
- * bytes) and reopens the MPI store with it. Call once, before the log replays.
- * Returns 0 or the load error. */
-HIE_MUST_CHECK int hie_node__state_mpi_key_load(node_state_t *st, const char *path);
+ * bytes), reopens the MPI store with it and starts its match pool of match_threads threads
+ * (0: none; hie/mpi_store.h). Call once, before the log replays. Returns 0 or the error. */
+HIE_MUST_CHECK int hie_node__state_mpi_key_load(node_state_t *st, const char *path,
+    unsigned match_threads);
 struct hie_mpi_store;
 struct hie_mpi_key;
 /* The MPI store (never NULL; without a key its operations answer unavailable) and its key

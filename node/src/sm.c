@@ -35,6 +35,8 @@ struct node_state {
     node_metrics_t *metrics;
     hie_mpi_store_t *mpi;      /* the MPI's databases in the same environment */
     hie_mpi_key_t *mpi_key;    /* NULL: no data key configured, MPI exchanges unavailable */
+    hie_mpi_pool_t *mpi_pool;  /* the match pool (NULL: none); prepares each batch's feeds */
+    size_t batch_pos;          /* apply: the entry of the batch being applied */
     node_consent_t *consent;   /* consent directives (consent_state.c) */
     node_audit_t *audit;       /* the disclosure audit log (audit_state.c) */
     node_queue_t *queue;       /* delivery queues (queue_state.c) */
@@ -164,6 +166,7 @@ hie_node__state_close(node_state_t **stp)
         return;
     }
     HIE_ASSERT(st->magic == STATE_MAGIC);
+    hie_mpi_pool_destroy(&st->mpi_pool);
     hie_mpi_store_close(&st->mpi);
     hie_node__consent_close(&st->consent);
     hie_node__audit_close(&st->audit);
@@ -180,16 +183,20 @@ hie_node__state_close(node_state_t **stp)
 }
 
 int
-hie_node__state_mpi_key_load(node_state_t *st, const char *path)
+hie_node__state_mpi_key_load(node_state_t *st, const char *path, unsigned match_threads)
 {
     HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC && path != NULL);
-    HIE_ASSERT(st->mpi_key == NULL);
+    HIE_ASSERT(st->mpi_key == NULL && st->mpi_pool == NULL);
     int rc = hie_mpi_key_load(&st->mpi_key, path);
     if (rc != 0) {
         return rc;
     }
     hie_mpi_store_close(&st->mpi);
-    return hie_mpi_store_open(&st->mpi, st->env, st->mpi_key);
+    rc = hie_mpi_store_open(&st->mpi, st->env, st->mpi_key);
+    if (rc == 0 && match_threads > 0) {
+        rc = hie_mpi_pool_create(&st->mpi_pool, st->mpi, match_threads);
+    }
+    return rc;
 }
 
 node_consent_t *
@@ -526,10 +533,11 @@ static int
 apply_mpi(struct apply_ctx *a)
 {
     hie_mpi_apply_ctx_t m = {a->txn, a->arena, a->cmd->requester, a->cmd->time_ms, a->index,
-        {0}, 0};
+        {0}, 0, NULL};
     int rc = 0;
     switch (a->cmd->body_case) {
     case HIE__V1__COMMAND__BODY_MPI_FEED:
+        m.prep = hie_mpi_pool_take(a->st->mpi_pool, a->st->batch_pos);
         rc = hie_mpi_store_apply_feed(a->st->mpi, &m, a->cmd->mpi_feed, &a->res->mpi_feed);
         break;
     case HIE__V1__COMMAND__BODY_MPI_REVIEW:
@@ -746,6 +754,7 @@ fsm_apply(void *ctx, const hie_cluster_entry_t *entries, size_t n,
         if (i > 0) {
             HIE_ASSERT(entries[i].index == entries[i - 1].index + 1);
         }
+        st->batch_pos = i;
         rc = apply_one(st, txn, &entries[i], &results[i]);
     }
     if (rc == 0) {
@@ -761,12 +770,44 @@ fsm_apply(void *ctx, const hie_cluster_entry_t *entries, size_t n,
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }
+    hie_mpi_pool_end(st->mpi_pool);
     if (rc == 0 && st->metrics != NULL) {
         atomic_fetch_add(&st->metrics->commands_applied, n);
         atomic_fetch_add(&st->metrics->log_batches, 1);
         atomic_store(&st->metrics->applied_index, entries[n - 1].index);
     }
     return rc;
+}
+
+/* The feed command of a log entry, for the match pool (pool threads). */
+static const Hie__V1__MpiFeedCommand *
+entry_feed(const void *item, hie_arena_t *arena)
+{
+    const hie_cluster_entry_t *e = item;
+    if (!hie_proto_command_has_body(e->cmd, HIE__V1__COMMAND__BODY_MPI_FEED)) {
+        return NULL;
+    }
+    hie_command_t *cmd = NULL;
+    hie_errinfo_t info = {0};
+    if (hie_proto_command_decode(e->cmd, arena, &cmd, &info) != 0 ||
+        cmd->body_case != HIE__V1__COMMAND__BODY_MPI_FEED) {
+        return NULL; /* apply refuses it */
+    }
+    return cmd->mpi_feed;
+}
+
+/* Hands a batch with MPI feeds to the match pool before the log appends it. */
+static void
+fsm_prepare(void *ctx, const hie_cluster_entry_t *entries, size_t n)
+{
+    node_state_t *st = ctx;
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    for (size_t i = 0; st->mpi_pool != NULL && i < n; i++) {
+        if (hie_proto_command_has_body(entries[i].cmd, HIE__V1__COMMAND__BODY_MPI_FEED)) {
+            hie_mpi_pool_begin(st->mpi_pool, entries, sizeof(*entries), n, entry_feed);
+            return;
+        }
+    }
 }
 
 static int
@@ -788,6 +829,6 @@ hie_cluster_fsm_t
 hie_node__state_fsm(node_state_t *st)
 {
     HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
-    hie_cluster_fsm_t fsm = {st, fsm_apply, fsm_applied_index, fsm_fatal};
+    hie_cluster_fsm_t fsm = {st, fsm_apply, fsm_applied_index, fsm_fatal, fsm_prepare};
     return fsm;
 }

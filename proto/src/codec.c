@@ -137,6 +137,40 @@ wire_check_field(const ProtobufCMessageDescriptor *desc, const ProtobufCFieldDes
     return 0;
 }
 
+/* Reads one field off in: its key and (wire types 1, 2, 5) its value; a varint's value is left
+ * empty. HIE_EPROTO when the bytes run out or the wire type is not proto3's. */
+static int
+wire_next(hie_span_t *in, uint64_t *key, hie_span_t *value)
+{
+    uint64_t len = 0;
+    if (wire_varint(in, key) != 0) {
+        return HIE_EPROTO;
+    }
+    switch (*key & 7) {
+    case 0:
+        *value = hie_span(in->ptr, 0);
+        return wire_varint(in, &len);
+    case 1:
+    case 5:
+        len = (*key & 7) == 1 ? 8 : 4;
+        break;
+    case 2:
+        if (wire_varint(in, &len) != 0) {
+            return HIE_EPROTO;
+        }
+        break;
+    default:
+        return HIE_EPROTO; /* groups are not proto3 */
+    }
+    if (len > in->len) {
+        return HIE_EPROTO;
+    }
+    *value = hie_span(in->ptr, (size_t)len);
+    in->ptr += len;
+    in->len -= (size_t)len;
+    return 0;
+}
+
 static int
 wire_check(const ProtobufCMessageDescriptor *desc, hie_span_t in, unsigned depth,
     hie_errinfo_t *info)
@@ -145,41 +179,19 @@ wire_check(const ProtobufCMessageDescriptor *desc, hie_span_t in, unsigned depth
         return hie_errinfo_set(info, HIE_ELIMIT, desc->name, "nested too deeply");
     }
     while (in.len > 0) {
-        uint64_t key = 0, len = 0;
-        if (wire_varint(&in, &key) != 0) {
-            return HIE_EPROTO;
-        }
-        switch (key & 7) {
-        case 0:
-            if (wire_varint(&in, &len) != 0) {
-                return HIE_EPROTO;
-            }
-            continue;
-        case 1:
-        case 5:
-            len = (key & 7) == 1 ? 8 : 4;
-            break;
-        case 2:
-            if (wire_varint(&in, &len) != 0) {
-                return HIE_EPROTO;
-            }
-            break;
-        default:
-            return HIE_EPROTO; /* groups are not proto3 */
-        }
-        if (len > in.len) {
+        uint64_t key = 0;
+        hie_span_t value;
+        if (wire_next(&in, &key, &value) != 0) {
             return HIE_EPROTO;
         }
         if ((key & 7) == 2 && key >> 3 <= UINT32_MAX) {
             const ProtobufCFieldDescriptor *f =
                 protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3));
-            int rc = wire_check_field(desc, f, hie_span(in.ptr, (size_t)len), depth, info);
+            int rc = wire_check_field(desc, f, value, depth, info);
             if (rc != 0) {
                 return rc;
             }
         }
-        in.ptr += len;
-        in.len -= (size_t)len;
     }
     return 0;
 }
@@ -513,6 +525,22 @@ hie_proto_command_validate(const hie_command_t *cmd, hie_errinfo_t *info)
         return hie_errinfo_set(info, HIE_EINVAL, "command.time_ms", "missing");
     }
     return command_validate_body(cmd, info);
+}
+
+bool
+hie_proto_command_has_body(hie_span_t in, uint32_t field)
+{
+    uint64_t key = 0;
+    hie_span_t value;
+    while (in.len > 0) {
+        if (wire_next(&in, &key, &value) != 0) {
+            return false;
+        }
+        if ((key & 7) == 2 && key >> 3 == field) {
+            return true;
+        }
+    }
+    return false;
 }
 
 int

@@ -56,6 +56,10 @@ typedef struct hie_cluster_fsm {
     int (*applied_index)(void *ctx, uint64_t *out);
     /* Called once on an unrecoverable failure of the log or apply; must not return. */
     void (*fatal)(void *ctx, int rc, const char *what);
+    /* Optional (NULL): told of a batch before the log appends it, so that work apply will
+     * need can start while the append syncs. Must not change the state; entries stay valid
+     * until apply returns. Log thread. */
+    void (*prepare)(void *ctx, const hie_cluster_entry_t *entries, size_t n);
 } hie_cluster_fsm_t;
 
 typedef struct hie_cluster_log_config {

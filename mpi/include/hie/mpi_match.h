@@ -114,6 +114,16 @@ typedef struct hie_mpi_contribution {
  * receives per-field contributions. */
 double hie_mpi_weight(const hie_mpi_model_t *model, const hie_mpi_tf_t *tf,
     const hie_mpi_person_t *a, const hie_mpi_vector_t *v, hie_mpi_contribution_t *explain);
+/* Each level's log2(m/u) under one model (0 for a missing value or a disabled field): what
+ * hie_mpi_weight() computes per field, once per model instead of once per candidate pair. */
+typedef struct hie_mpi_weights {
+    double w[HIE_MPI_FIELD_COUNT][HIE_MPI_LEVELS_MAX];
+} hie_mpi_weights_t;
+void hie_mpi_weights_fill(const hie_mpi_model_t *model, hie_mpi_weights_t *t);
+/* hie_mpi_weight(model, NULL, a, v, explain) from t = hie_mpi_weights_fill(model): the same
+ * value to the last bit (the same terms added in the same order). */
+double hie_mpi_weight_table(const hie_mpi_weights_t *t, const hie_mpi_vector_t *v,
+    hie_mpi_contribution_t *explain);
 /* The weight of exact agreement on name field f (given or family) whose value has relative
  * frequency freq among the index's records (0: unknown, use the model's u): the TF adjustment
  * hie_mpi_weight applies, for callers that keep term frequencies elsewhere (the LMDB store). */

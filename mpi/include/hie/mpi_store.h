@@ -92,6 +92,11 @@ typedef struct hie_mpi_store_stats {
     _Atomic uint64_t capped_blocks;   /* blocks cut at HIE_MPI_BLOCK_CAP */
     _Atomic uint64_t candidates;      /* candidate records scored */
     _Atomic uint64_t matches;         /* match runs (feeds and PDQ) */
+    _Atomic uint64_t pool_used;       /* candidates whose comparison apply took from the pool */
+    _Atomic uint64_t pool_stale;      /* ... that the pool compared with a form since replaced */
+    _Atomic uint64_t pool_ready;      /* feeds the pool had prepared when apply reached them */
+    _Atomic uint64_t pool_waited;     /* ... that apply waited for (a pool thread was on it) */
+    _Atomic uint64_t pool_own;        /* ... that apply prepared itself (no thread started it) */
 } hie_mpi_store_stats_t;
 
 /* Opens (creating) the MPI databases in env. key is borrowed and must outlive the store; it
@@ -119,6 +124,8 @@ typedef struct hie_mpi_apply_ctx {
     uint64_t index;                   /* log index */
     hie_mpi_reject_t reject;          /* out */
     uint32_t hist_seq;                /* internal: zero it */
+    const struct hie_mpi_prepared *prep; /* the pool's work on this command
+                                         * (hie_mpi_pool_take), or NULL */
 } hie_mpi_apply_ctx_t;
 
 /* Applies a feed command. [out] *reply (arena) on success. Returns 0 (applied, or rejected:
@@ -132,6 +139,47 @@ HIE_MUST_CHECK int hie_mpi_store_apply_review(hie_mpi_store_t *store, hie_mpi_ap
 /* Installs a model (its version must be above the current one). Same contract. */
 HIE_MUST_CHECK int hie_mpi_store_apply_model(hie_mpi_store_t *store, hie_mpi_apply_ctx_t *ctx,
     const Hie__V1__MpiModelCommand *cmd, uint64_t *version);
+
+/* ---- the match pool (pool.c) --------------------------------------------------------------- */
+/* Threads that prepare a batch of feed commands while the log thread does something else (the
+ * command log's fsync, the batch's earlier commands): each create or update is opened,
+ * validated, normalized, its candidates found in the blocking index (each block key a lookup
+ * in its virtual shard) and compared field by field with each candidate's normalized form.
+ * Apply then finds its candidates itself, as always, and takes a candidate's comparison from
+ * the pool only when the candidate's form is the one the pool compared (a generation number
+ * per form; an update earlier in the batch replaces it); weights, term frequencies, the
+ * decision and every write stay in apply. A comparison is a pure function of the two forms, so
+ * apply decides the same with or without the pool, whatever the timing: replicas stay
+ * identical (tested). A batch's comparisons were 70-80% of apply's time at 1M records. */
+typedef struct hie_mpi_pool hie_mpi_pool_t;
+typedef struct hie_mpi_prepared hie_mpi_prepared_t;
+#define HIE_MPI_POOL_THREADS_MAX 16u
+#define HIE_MPI_POOL_BATCH_MAX HIE_LOG_BATCH_COMMANDS_MAX
+/* The feed command inside item (decoded into arena), or NULL when item is no feed command.
+ * Called on pool threads, several at once. */
+typedef const Hie__V1__MpiFeedCommand *(*hie_mpi_pool_feed_fn)(const void *item,
+    hie_arena_t *arena);
+/* Starts threads (1 to HIE_MPI_POOL_THREADS_MAX) working for store, which must outlive the
+ * pool. Returns 0, HIE_EINVAL (no data key in store) or HIE_ENOMEM. */
+HIE_MUST_CHECK int hie_mpi_pool_create(hie_mpi_pool_t **out, hie_mpi_store_t *store,
+    unsigned threads);
+/* Ends the batch, stops and joins the threads; NULL-safe. */
+void hie_mpi_pool_destroy(hie_mpi_pool_t **pool);
+/* Hands the pool a batch: n items (at most HIE_MPI_POOL_BATCH_MAX; more are not prepared),
+ * item i at items + i * stride, read through feed. Items stay valid and unchanged until
+ * hie_mpi_pool_end(). No batch may be open. NULL pool: nothing. Log thread. */
+void hie_mpi_pool_begin(hie_mpi_pool_t *pool, const void *items, size_t stride, size_t n,
+    hie_mpi_pool_feed_fn feed);
+/* The pool's work on item i of the open batch, for hie_mpi_apply_ctx_t.prep: NULL when there
+ * is none (no pool or batch, not a create or update, or it did not open: apply does all, with
+ * the same result). Waits while a pool thread is on it; takes it away from the pool when no
+ * thread started it. Valid until hie_mpi_pool_end(). Log thread, items in order. */
+const hie_mpi_prepared_t *hie_mpi_pool_take(hie_mpi_pool_t *pool, size_t i);
+/* Waits until the threads have been through every item of the open batch (tests). */
+void hie_mpi_pool_wait(hie_mpi_pool_t *pool);
+/* Closes the batch: waits for the threads to leave it and wipes what they prepared. Call after
+ * the batch's transaction committed or aborted. NULL pool: nothing. Log thread. */
+void hie_mpi_pool_end(hie_mpi_pool_t *pool);
 
 /* Readers: txn is a read (or write) transaction of the caller; results live in arena.
  * Rejections (NOT_FOUND naming the field, BAD_REQUEST) go to *reject. Return 0 or a storage

@@ -189,7 +189,7 @@ fsm_new(uint64_t applied)
 static hie_cluster_fsm_t
 fsm_table(struct test_fsm *f)
 {
-    hie_cluster_fsm_t t = {f, fsm_apply, fsm_applied_index, fsm_fatal};
+    hie_cluster_fsm_t t = {f, fsm_apply, fsm_applied_index, fsm_fatal, NULL};
     return t;
 }
 
@@ -737,7 +737,7 @@ Test(cluster_log, destroy_of_an_unstarted_log_and_of_null)
 Test(cluster_log, open_with_null_fsm_apply_aborts, .signal = SIGABRT)
 {
     hie_cluster_log_config_t cfg = {"/nonexistent/hie-log", zctx, endpoint, MAP_BYTES};
-    hie_cluster_fsm_t t = {NULL, NULL, fsm_applied_index, fsm_fatal};
+    hie_cluster_fsm_t t = {NULL, NULL, fsm_applied_index, fsm_fatal, NULL};
     hie_cluster_log_t *log = NULL;
     int rc = hie_cluster_log_open(&log, &cfg, &t);
     (void)rc;

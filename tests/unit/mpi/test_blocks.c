@@ -23,7 +23,7 @@ hash_of(unsigned i, uint8_t h[HIE_MPI_REC_HASH_BYTES])
 static size_t
 get(store_blocks_t *b, uint64_t key, const uint8_t *self, uint8_t *out, bool *capped)
 {
-    return store__blocks_get(b, key, self, out, 64, capped);
+    return store__blocks_get(b, key, self, false, out, 64, capped);
 }
 
 Test(mpi_blocks, sorted_whatever_the_insertion_order)

@@ -70,10 +70,9 @@ struct who {
     const char *given, *family, *dob, *street, *city, *postcode, *email;
 };
 
-/* Applies one feed (action, MRN) in its own write transaction. [out] euid (copied) and the
- * outcome. */
-static Hie__V1__FeedOutcome
-feed(Hie__V1__FeedAction action, const char *mrn, const struct who *w, char euid[16])
+/* The sealed feed command (action, MRN) for w (NULL: no demographics), in arena. */
+static Hie__V1__MpiFeedCommand *
+feed_cmd(Hie__V1__FeedAction action, const char *mrn, const struct who *w)
 {
     char *given[1] = {(char *)(uintptr_t)(w != NULL ? w->given : "")};
     char *family[1] = {(char *)(uintptr_t)(w != NULL ? w->family : "")};
@@ -102,15 +101,33 @@ feed(Hie__V1__FeedAction action, const char *mrn, const struct who *w, char euid
     hie_errinfo_t info = {0};
     cr_assert_eq(hie_mpi_feed_command(key, ORG, &req, arena, &fc, &info), 0, "%s %s",
         info.field, info.reason);
-    MDB_txn *txn = NULL;
-    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, 1000, ++log_index, {0}, 0};
+    return fc;
+}
+
+/* Applies fc in txn (prep: the pool's work, or NULL); [out] euid (copied); the outcome. */
+static Hie__V1__FeedOutcome
+feed_apply(MDB_txn *txn, const Hie__V1__MpiFeedCommand *fc, const hie_mpi_prepared_t *prep,
+    char euid[16])
+{
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, 1000, ++log_index, {0}, 0, prep};
     Hie__V1__MpiFeedReply *reply = NULL;
     cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
     cr_assert_eq(ctx.reject.code, 0, "%s: %s", ctx.reject.field, ctx.reject.message);
-    cr_assert_eq(mdb_txn_commit(txn), 0);
     snprintf(euid, 16, "%s", reply->euid);
     return reply->outcome;
+}
+
+/* Applies one feed (action, MRN) in its own write transaction. [out] euid (copied) and the
+ * outcome. */
+static Hie__V1__FeedOutcome
+feed(Hie__V1__FeedAction action, const char *mrn, const struct who *w, char euid[16])
+{
+    Hie__V1__MpiFeedCommand *fc = feed_cmd(action, mrn, w);
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    Hie__V1__FeedOutcome out = feed_apply(txn, fc, NULL, euid);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    return out;
 }
 
 /* The EUID record mrn belongs to now. */
@@ -250,4 +267,80 @@ Test(mpi_store_apply, a_model_of_other_levels_falls_back_to_the_default)
     cr_assert_eq(hie_mpi_store_model(store, txn, &got), 0, "not an error");
     cr_assert_eq(got.version, def.version, "the default model");
     mdb_txn_abort(txn);
+}
+
+static const Hie__V1__MpiFeedCommand *
+item_feed(const void *item, hie_arena_t *a)
+{
+    (void)a;
+    return *(const Hie__V1__MpiFeedCommand *const *)item;
+}
+
+/* The match pool compares a batch's feeds before apply reaches them. Here it compares W with
+ * X's first form (which shares W's birth date and postcode and nothing else: W would be new);
+ * the batch's first command replaces X's form with W's person, so apply must not take that
+ * comparison, and W links to X, as it does without the pool. */
+Test(mpi_store_apply, the_pool_never_hands_apply_a_comparison_with_a_replaced_form)
+{
+    static const struct who first = {"zoe", "quist", "1980-01-01", "", "", "2000", ""};
+    char ex[16], eu[16], ew[16];
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "X", &first, ex),
+        HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    hie_mpi_pool_t *pool = NULL;
+    cr_assert_eq(hie_mpi_pool_create(&pool, store, 2), 0);
+    const Hie__V1__MpiFeedCommand *cmds[2] = {feed_cmd(HIE__V1__FEED_ACTION__FEED_UPDATE, "X",
+        &z), feed_cmd(HIE__V1__FEED_ACTION__FEED_CREATE, "W", &z)};
+    hie_mpi_pool_begin(pool, cmds, sizeof(cmds[0]), 2, item_feed);
+    hie_mpi_pool_wait(pool); /* both prepared against the state before the batch */
+    hie_mpi_store_stats_t *st = hie_mpi_store_stats(store);
+    uint64_t stale = atomic_load(&st->pool_stale), ready = atomic_load(&st->pool_ready);
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(feed_apply(txn, cmds[0], hie_mpi_pool_take(pool, 0), eu),
+        HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED);
+    cr_assert_eq(feed_apply(txn, cmds[1], hie_mpi_pool_take(pool, 1), ew),
+        HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    hie_mpi_pool_end(pool);
+    cr_assert_str_eq(ew, ex, "W joins X's EUID");
+    cr_assert_eq(atomic_load(&st->pool_ready) - ready, 2, "the pool prepared both");
+    cr_assert_geq(atomic_load(&st->pool_stale) - stale, 1, "X's old form was compared");
+    hie_mpi_pool_destroy(&pool);
+}
+
+/* With the pool or without it, a batch decides the same: the second run's store gets the same
+ * creates and updates through the pool, and every outcome and EUID agrees. */
+Test(mpi_store_apply, a_batch_through_the_pool_decides_as_without_it)
+{
+    static const struct who people[] = {x, y, z, {"zoe", "quist", "1980-01-01", "", "", "2000",
+        ""}, {"anna", "berg", "1980-01-02", "1 main street", "arden", "2000", ""}};
+    enum { N = 12 };
+    const Hie__V1__MpiFeedCommand *cmds[N];
+    char mrn[N][8], plain[N][16], pooled[N][16];
+    Hie__V1__FeedOutcome o1[N], o2[N];
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(mrn[i], sizeof(mrn[i]), "M%u", i % 8); /* 8-11 update 0-3 */
+        cmds[i] = feed_cmd(i < 8 ? HIE__V1__FEED_ACTION__FEED_CREATE :
+            HIE__V1__FEED_ACTION__FEED_UPDATE, mrn[i], &people[(i * 3) % 5]);
+    }
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    for (unsigned i = 0; i < N; i++) {
+        o1[i] = feed_apply(txn, cmds[i], NULL, plain[i]);
+    }
+    mdb_txn_abort(txn); /* the same store again, from the same state, through the pool */
+    hie_mpi_store_close(&store);
+    cr_assert_eq(hie_mpi_store_open(&store, env, key), 0);
+    hie_mpi_pool_t *pool = NULL;
+    cr_assert_eq(hie_mpi_pool_create(&pool, store, 2), 0);
+    hie_mpi_pool_begin(pool, cmds, sizeof(cmds[0]), N, item_feed);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    for (unsigned i = 0; i < N; i++) {
+        o2[i] = feed_apply(txn, cmds[i], hie_mpi_pool_take(pool, i), pooled[i]);
+        cr_assert_eq(o1[i], o2[i], "outcome %u", i);
+        cr_assert_str_eq(plain[i], pooled[i], "EUID %u", i);
+    }
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    hie_mpi_pool_end(pool);
+    hie_mpi_pool_destroy(&pool);
 }

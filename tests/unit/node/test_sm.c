@@ -165,6 +165,7 @@ apply_raw(node_state_t *st, uint64_t first, uint8_t *const *cmds, const size_t *
         results[i].len = 0;
     }
     hie_cluster_fsm_t fsm = hie_node__state_fsm(st);
+    fsm.prepare(fsm.ctx, entries, n); /* as the log does before it appends */
     int rc = fsm.apply(fsm.ctx, entries, n, results);
     cr_assert_eq(rc, 0, "apply: %s", hie_strerror_name(rc));
     for (size_t i = 0; i < n; i++) {
@@ -919,8 +920,9 @@ mpi_cmd(test_rng_t *r, const hie_mpi_key_t *key, unsigned i, unsigned *fed, size
     return buf;
 }
 
-/* Also: B restarts halfway, so its in-memory blocking index is rebuilt from LMDB; matching
- * after the restart must decide exactly as A's index, built record by record, does. */
+/* B applies through a match pool (2 threads), A without one: the pool must not change a
+ * decision. Also: B restarts halfway, so its in-memory blocking index is rebuilt from LMDB;
+ * matching after the restart must decide exactly as A's index, built record by record, does. */
 Test(node_sm, mpi_feeds_in_different_batches_give_identical_indexes)
 {
     uint64_t seed = test_seed(0x4d50494445543031ull); /* "MPIDET01" */
@@ -931,8 +933,8 @@ Test(node_sm, mpi_feeds_in_different_batches_give_identical_indexes)
     char key_path[192];
     snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
     cr_assert_eq(hie_mpi_key_generate(key_path), 0);
-    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path), 0);
-    cr_assert_eq(hie_node__state_mpi_key_load(b, key_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 0), 0); /* no match pool */
+    cr_assert_eq(hie_node__state_mpi_key_load(b, key_path, 2), 0);
     static uint8_t *cmds[MPI_CMDS];
     static size_t lens[MPI_CMDS];
     static struct result one[MPI_CMDS], many[MPI_CMDS];
@@ -949,7 +951,7 @@ Test(node_sm, mpi_feeds_in_different_batches_give_identical_indexes)
         if (first == 148) { /* B restarts: its blocking index is rebuilt from the records */
             hie_node__state_close(&states[1]);
             b = state_open(1);
-            cr_assert_eq(hie_node__state_mpi_key_load(b, key_path), 0);
+            cr_assert_eq(hie_node__state_mpi_key_load(b, key_path, 2), 0);
         }
     }
     for (size_t i = 0; i < MPI_CMDS; i++) {
@@ -1231,7 +1233,7 @@ Test(node_sm, exchanges_in_different_batches_give_identical_state)
     char key_path[192];
     snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
     cr_assert_eq(hie_mpi_key_generate(key_path), 0);
-    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 2), 0);
     x.ctx.state = a;
     snprintf(x.ctx.cfg.node_id, sizeof(x.ctx.cfg.node_id), "node-1");
     hie_consent_policy_init(&x.ctx.consent_policy);
@@ -1261,7 +1263,7 @@ Test(node_sm, exchanges_in_different_batches_give_identical_state)
         "%u acks or dead letters", seed, x.n, x.pushes, x.denied, x.notices, x.acks);
     cr_assert(x.pushes > 0 && x.denied > 0 && x.notices > 0 && x.acks > 0, "every path");
     node_state_t *b = state_open(1);
-    cr_assert_eq(hie_node__state_mpi_key_load(b, key_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(b, key_path, 2), 0);
     for (size_t first = 0; first < x.n; first += 7) {
         size_t n = x.n - first < 7 ? x.n - first : 7;
         static struct result r[7];
@@ -1272,7 +1274,7 @@ Test(node_sm, exchanges_in_different_batches_give_identical_state)
         if (first == 196) { /* B restarts halfway */
             hie_node__state_close(&states[1]);
             b = state_open(1);
-            cr_assert_eq(hie_node__state_mpi_key_load(b, key_path), 0);
+            cr_assert_eq(hie_node__state_mpi_key_load(b, key_path, 2), 0);
         }
     }
     static const char *const dbs[] = {"consent_dir", "consent_rule", "consent_pat",

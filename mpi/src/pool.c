@@ -1,0 +1,339 @@
+/*
+ * pool.c - the match pool: threads that open, validate and compare a batch's feed commands
+ * before apply reaches them (hie/mpi_store.h tells what apply takes from them and why the
+ * decisions do not change).
+ *
+ * A batch is an array of items; a thread claims the next item with a counter and a
+ * compare-and-swap on the item's state (FREE -> CLAIMED -> DONE); apply, reaching item i,
+ * takes it (FREE -> TAKEN: no thread will start it, apply does the work itself), or waits for
+ * the thread on it. Each thread allocates into its own arena, dropped when the batch ends, so
+ * the only shared writes are the item states and the counters.
+ *
+ * What a thread reads while apply writes: the blocking index and the candidate cache, each
+ * behind its rwlock, and the store's data key. Never LMDB.
+ *
+ * PHI: the persons a batch opened are wiped at its end; the arenas (sealed person, vectors)
+ * are freed.
+ */
+#include "store_int.h"
+
+#include <pthread.h>
+#include <sodium.h>
+#include <string.h>
+
+#define POOL_MAGIC 0x504f4f4cu /* "POOL" */
+/* Per thread and batch: 1,024 items of a 2 KB person and 66 candidates x 32 bytes at 1M
+ * records; HIE_MPI_CANDIDATES_MAX candidates each would need 48 MB. Past the cap an item is
+ * not prepared (apply does it). */
+#define POOL_ARENA_BYTES (64u << 20)
+
+enum { ITEM_FREE, ITEM_CLAIMED, ITEM_DONE, ITEM_TAKEN };
+
+struct pool_item {
+    _Atomic int state;
+    bool ok;                     /* DONE: prep holds the work */
+    hie_mpi_prepared_t prep;
+};
+
+struct pool_thread {
+    struct hie_mpi_pool *pool;
+    pthread_t tid;
+    hie_arena_t *arena;          /* this batch's allocations; NULL between batches */
+};
+
+struct hie_mpi_pool {
+    uint32_t magic;
+    hie_mpi_store_t *s;
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;   /* a batch opened or the pool stops; an item or a thread done */
+    bool stop, open;             /* under mu */
+    uint64_t seq;                /* batches opened; under mu */
+    unsigned busy;               /* threads inside the open batch; under mu */
+    const char *items;
+    size_t stride, n;
+    hie_mpi_pool_feed_fn feed;
+    _Atomic size_t next;
+    _Atomic bool closing;        /* end(): threads stop claiming */
+    unsigned threads;
+    struct pool_thread th[HIE_MPI_POOL_THREADS_MAX];
+    struct pool_item item[HIE_MPI_POOL_BATCH_MAX];
+};
+
+const store_prep_vec_t *
+store__prep_find(const hie_mpi_prepared_t *prep, const uint8_t *hash)
+{
+    size_t lo = 0, hi = prep->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = memcmp(prep->vec[mid].hash, hash, HIE_MPI_REC_HASH_BYTES);
+        if (c == 0) {
+            return &prep->vec[mid];
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return NULL;
+}
+
+/* Compares p with every candidate its blocks hold now (store__candidates: sorted, so vec is
+ * sorted too). Merged records and records the cache lacks are left out. */
+static int
+prep_vectors(hie_mpi_store_t *s, hie_arena_t *arena, const uint8_t *self,
+    hie_mpi_prepared_t *pr)
+{
+    uint8_t *hashes = NULL;
+    size_t n = 0;
+    uint64_t capped = 0;
+    int rc = store__candidates(s, &pr->p, self, store__people_count(s->people), false, arena,
+        &hashes, &n, &capped);
+    pr->vec = rc == 0 ? hie_arena_alloc(arena, (n + 1) * sizeof(*pr->vec)) : NULL;
+    if (pr->vec == NULL) {
+        return HIE_ENOMEM;
+    }
+    pr->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *h = hashes + i * HIE_MPI_REC_HASH_BYTES;
+        store_prep_vec_t *e = &pr->vec[pr->n];
+        char euid[HIE_MPI_EUID_BYTES];
+        bool merged = false;
+        hie_mpi_person_t cp;
+        if (store__people_get(s->people, h, false, euid, &merged, &cp, &e->gen) == 0 &&
+            !merged) {
+            hie_mpi_compare(&pr->p, &cp, &e->v);
+            memcpy(e->hash, h, HIE_MPI_REC_HASH_BYTES);
+            pr->n++;
+        }
+        sodium_memzero(&cp, sizeof(cp));
+    }
+    return 0;
+}
+
+/* The work on one item; false when there is none to hand apply. */
+static bool
+prep_item(struct hie_mpi_pool *pool, hie_arena_t *arena, size_t i)
+{
+    const Hie__V1__MpiFeedCommand *cmd = pool->feed(pool->items + i * pool->stride, arena);
+    if (cmd == NULL || cmd->rec_hash.len != HIE_MPI_REC_HASH_BYTES || cmd->org_id == NULL ||
+        (cmd->action != HIE__V1__FEED_ACTION__FEED_CREATE &&
+            cmd->action != HIE__V1__FEED_ACTION__FEED_UPDATE)) {
+        return false;
+    }
+    hie_mpi_prepared_t *pr = &pool->item[i].prep;
+    const char *field = NULL, *reason = NULL;
+    if (store__feed_person(pool->s, cmd, arena, &pr->sp, &pr->p, &field, &reason) != 0) {
+        return false; /* apply refuses it, with the same words */
+    }
+    return prep_vectors(pool->s, arena, cmd->rec_hash.data, pr) == 0;
+}
+
+/* Claims and prepares items of the open batch until none is left or the batch closes. */
+static void
+pool_run(struct hie_mpi_pool *pool, struct pool_thread *t)
+{
+    if (t->arena == NULL && hie_arena_create(&t->arena, POOL_ARENA_BYTES) != 0) {
+        return; /* out of memory: apply does this batch's work itself */
+    }
+    while (!atomic_load(&pool->closing)) {
+        size_t i = atomic_fetch_add(&pool->next, 1);
+        if (i >= pool->n) {
+            break;
+        }
+        int expect = ITEM_FREE;
+        if (!atomic_compare_exchange_strong(&pool->item[i].state, &expect, ITEM_CLAIMED)) {
+            continue; /* apply took it */
+        }
+        pool->item[i].ok = prep_item(pool, t->arena, i);
+        pthread_mutex_lock(&pool->mu);
+        atomic_store(&pool->item[i].state, ITEM_DONE);
+        pthread_cond_broadcast(&pool->done);
+        pthread_mutex_unlock(&pool->mu);
+    }
+}
+
+static void *
+pool_main(void *arg)
+{
+    struct pool_thread *t = arg;
+    struct hie_mpi_pool *pool = t->pool;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&pool->mu);
+    for (;;) {
+        while (!pool->stop && (!pool->open || pool->seq == seen)) {
+            pthread_cond_wait(&pool->work, &pool->mu);
+        }
+        if (pool->stop) {
+            break;
+        }
+        seen = pool->seq;
+        pool->busy++;
+        pthread_mutex_unlock(&pool->mu);
+        pool_run(pool, t);
+        pthread_mutex_lock(&pool->mu);
+        if (--pool->busy == 0) {
+            pthread_cond_broadcast(&pool->done);
+        }
+    }
+    pthread_mutex_unlock(&pool->mu);
+    return NULL;
+}
+
+static void
+pool_stop(struct hie_mpi_pool *pool, unsigned started)
+{
+    pthread_mutex_lock(&pool->mu);
+    pool->stop = true;
+    pthread_cond_broadcast(&pool->work);
+    pthread_mutex_unlock(&pool->mu);
+    for (unsigned i = 0; i < started; i++) {
+        pthread_join(pool->th[i].tid, NULL);
+    }
+}
+
+int
+hie_mpi_pool_create(hie_mpi_pool_t **out, hie_mpi_store_t *s, unsigned threads)
+{
+    HIE_ASSERT(out != NULL && s != NULL && s->magic == STORE_MAGIC);
+    HIE_ASSERT(threads >= 1 && threads <= HIE_MPI_POOL_THREADS_MAX);
+    *out = NULL;
+    if (!hie_mpi_store_ready(s)) {
+        return HIE_EINVAL;
+    }
+    struct hie_mpi_pool *pool = hie_mem_calloc(1, sizeof(*pool));
+    if (pool == NULL) {
+        return HIE_ENOMEM;
+    }
+    pool->magic = POOL_MAGIC;
+    pool->s = s;
+    pool->threads = threads;
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->work, NULL);
+    pthread_cond_init(&pool->done, NULL);
+    unsigned started = 0;
+    for (; started < threads; started++) {
+        pool->th[started].pool = pool;
+        if (pthread_create(&pool->th[started].tid, NULL, pool_main, &pool->th[started]) != 0) {
+            break;
+        }
+    }
+    if (started < threads) {
+        pool_stop(pool, started);
+        hie_mpi_pool_destroy(&pool);
+        return HIE_ENOMEM;
+    }
+    *out = pool;
+    return 0;
+}
+
+void
+hie_mpi_pool_begin(hie_mpi_pool_t *pool, const void *items, size_t stride, size_t n,
+    hie_mpi_pool_feed_fn feed)
+{
+    if (pool == NULL) {
+        return;
+    }
+    HIE_ASSERT(pool->magic == POOL_MAGIC && feed != NULL && (items != NULL || n == 0));
+    n = n < HIE_MPI_POOL_BATCH_MAX ? n : HIE_MPI_POOL_BATCH_MAX;
+    for (size_t i = 0; i < n; i++) {
+        atomic_store(&pool->item[i].state, ITEM_FREE);
+        pool->item[i].ok = false;
+    }
+    pthread_mutex_lock(&pool->mu);
+    HIE_ASSERT(!pool->open && pool->busy == 0);
+    pool->items = items;
+    pool->stride = stride;
+    pool->n = n;
+    pool->feed = feed;
+    atomic_store(&pool->next, 0);
+    atomic_store(&pool->closing, false);
+    pool->seq++;
+    pool->open = true;
+    pthread_cond_broadcast(&pool->work);
+    pthread_mutex_unlock(&pool->mu);
+}
+
+const hie_mpi_prepared_t *
+hie_mpi_pool_take(hie_mpi_pool_t *pool, size_t i)
+{
+    if (pool == NULL || i >= pool->n) {
+        return NULL;
+    }
+    HIE_ASSERT(pool->magic == POOL_MAGIC && pool->open);
+    hie_mpi_store_stats_t *st = &pool->s->stats;
+    struct pool_item *it = &pool->item[i];
+    int expect = ITEM_FREE;
+    if (atomic_compare_exchange_strong(&it->state, &expect, ITEM_TAKEN)) {
+        atomic_fetch_add(&st->pool_own, 1);
+        return NULL;
+    }
+    HIE_ASSERT(expect == ITEM_CLAIMED || expect == ITEM_DONE); /* each item is taken once */
+    if (expect == ITEM_CLAIMED) {
+        atomic_fetch_add(&st->pool_waited, 1);
+        pthread_mutex_lock(&pool->mu);
+        while (atomic_load(&it->state) != ITEM_DONE) {
+            pthread_cond_wait(&pool->done, &pool->mu);
+        }
+        pthread_mutex_unlock(&pool->mu);
+    } else {
+        atomic_fetch_add(&st->pool_ready, 1);
+    }
+    return it->ok ? &it->prep : NULL;
+}
+
+void
+hie_mpi_pool_wait(hie_mpi_pool_t *pool)
+{
+    HIE_ASSERT(pool != NULL && pool->magic == POOL_MAGIC);
+    pthread_mutex_lock(&pool->mu);
+    while (pool->open && (pool->busy > 0 || atomic_load(&pool->next) < pool->n)) {
+        pthread_cond_wait(&pool->done, &pool->mu);
+    }
+    pthread_mutex_unlock(&pool->mu);
+}
+
+void
+hie_mpi_pool_end(hie_mpi_pool_t *pool)
+{
+    if (pool == NULL) {
+        return;
+    }
+    HIE_ASSERT(pool->magic == POOL_MAGIC);
+    atomic_store(&pool->closing, true);
+    pthread_mutex_lock(&pool->mu);
+    while (pool->busy > 0) {
+        pthread_cond_wait(&pool->done, &pool->mu);
+    }
+    pool->open = false;
+    pthread_mutex_unlock(&pool->mu);
+    for (size_t i = 0; i < pool->n; i++) {
+        sodium_memzero(&pool->item[i].prep, sizeof(pool->item[i].prep));
+        pool->item[i].ok = false;
+    }
+    for (unsigned t = 0; t < pool->threads; t++) {
+        hie_arena_destroy(&pool->th[t].arena);
+    }
+    pool->n = 0;
+}
+
+void
+hie_mpi_pool_destroy(hie_mpi_pool_t **pp)
+{
+    HIE_ASSERT(pp != NULL);
+    struct hie_mpi_pool *pool = *pp;
+    if (pool == NULL) {
+        return;
+    }
+    HIE_ASSERT(pool->magic == POOL_MAGIC);
+    if (!pool->stop) {
+        hie_mpi_pool_end(pool);
+        pool_stop(pool, pool->threads);
+    }
+    pthread_cond_destroy(&pool->work);
+    pthread_cond_destroy(&pool->done);
+    pthread_mutex_destroy(&pool->mu);
+    pool->magic = 0;
+    hie_mem_free(pool, sizeof(*pool));
+    *pp = NULL;
+}

@@ -33,13 +33,16 @@ dbis_open(hie_mpi_store_t *s)
         {"mpi_review", 0, offsetof(hie_mpi_store_t, review)},
         {"mpi_hist", 0, offsetof(hie_mpi_store_t, hist)},
         {"mpi_meta", 0, offsetof(hie_mpi_store_t, meta)},
-        {"mpi_cand", 0, offsetof(hie_mpi_store_t, cand)},
     };
     MDB_txn *txn = NULL;
     int rc = store__rc(mdb_txn_begin(s->env, NULL, 0, &txn));
     for (size_t i = 0; rc == 0 && i < sizeof(dbs) / sizeof(dbs[0]); i++) {
         MDB_dbi *dbi = (MDB_dbi *)(void *)((char *)s + dbs[i].off);
         rc = store__rc(mdb_dbi_open(txn, dbs[i].name, MDB_CREATE | dbs[i].flags, dbi));
+    }
+    MDB_dbi old; /* mpi_cand (before 2026-11-30): a copy of what mpi_rec holds; dropped */
+    if (rc == 0 && mdb_dbi_open(txn, "mpi_cand", 0, &old) == 0) {
+        rc = store__rc(mdb_drop(txn, old, 1));
     }
     if (rc == 0) {
         rc = store__rc(mdb_txn_commit(txn));
@@ -52,15 +55,12 @@ dbis_open(hie_mpi_store_t *s)
 }
 
 static int
-people_rebuild_one(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *hash,
-    const Hie__V1__MpiRecord *r)
+people_rebuild_one(hie_mpi_store_t *s, const uint8_t *hash, const Hie__V1__MpiRecord *r)
 {
-    store_cand_val_t cv;
     uint8_t plain[STORE_NORM_BYTES_MAX];
     size_t len = 0;
-    int rc = store__cand_get(s, txn, hash, &cv);
-    rc = rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
-    rc = rc == 0 ? store__cand_plain(s, hash, &cv, plain, &len) : rc;
+    int rc = memcmp(r->rec_hash.data, hash, HIE_MPI_REC_HASH_BYTES) == 0 ?
+        store__rec_norm(s, r, plain, &len) : HIE_ECORRUPT;
     rc = rc == 0 ? store__people_put_norm(s->people, hash, plain, len) : rc;
     sodium_memzero(plain, sizeof(plain));
     return rc == 0 ? store__people_put_link(s->people, hash, r->euid, r->merged) : rc;
@@ -81,12 +81,12 @@ blocks_rebuild(hie_mpi_store_t *s)
     while (rc == 0 && mrc == 0) {
         Hie__V1__MpiRecord *r = hie__v1__mpi_record__unpack(NULL, v.mv_size, v.mv_data);
         if (r == NULL || k.mv_size != HIE_MPI_REC_HASH_BYTES || r->n_block_keys >
-                HIE_MPI_BLOCK_KEYS) {
+                HIE_MPI_BLOCK_KEYS || r->rec_hash.len != HIE_MPI_REC_HASH_BYTES) {
             rc = HIE_ECORRUPT;
         } else {
             rc = store__blocks_change(s->blocks, r->block_keys, r->n_block_keys, k.mv_data,
                 true);
-            rc = rc == 0 ? people_rebuild_one(s, txn, k.mv_data, r) : rc;
+            rc = rc == 0 ? people_rebuild_one(s, k.mv_data, r) : rc;
         }
         if (r != NULL) {
             hie__v1__mpi_record__free_unpacked(r, NULL);
@@ -253,60 +253,18 @@ store__rec_get(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *hash, hie_arena_
     return 0;
 }
 
-static int
-cand_put(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__MpiRecord *rec)
-{
-    size_t el = strlen(rec->euid);
-    if (rec->norm_nonce.len != HIE_MPI_SEAL_NONCE_BYTES || rec->norm_sealed.len == 0) {
-        return HIE_ECORRUPT; /* a stored record without its sealed normalized form */
-    }
-    MDB_val k = {HIE_MPI_REC_HASH_BYTES, rec->rec_hash.data};
-    MDB_val v = {3 + el + HIE_MPI_SEAL_NONCE_BYTES + rec->norm_sealed.len, NULL};
-    int rc = store__rc(mdb_put(txn, s->cand, &k, &v, MDB_RESERVE));
-    if (rc == 0) {
-        uint8_t *p = v.mv_data;
-        p[0] = 1;
-        p[1] = rec->merged ? 1 : 0;
-        p[2] = (uint8_t)el;
-        memcpy(p + 3, rec->euid, el);
-        memcpy(p + 3 + el, rec->norm_nonce.data, HIE_MPI_SEAL_NONCE_BYTES);
-        memcpy(p + 3 + el + HIE_MPI_SEAL_NONCE_BYTES, rec->norm_sealed.data,
-            rec->norm_sealed.len);
-    }
-    return rc;
-}
-
 int
 store__rec_put(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__MpiRecord *rec)
 {
     HIE_ASSERT(rec->rec_hash.len == HIE_MPI_REC_HASH_BYTES);
     HIE_ASSERT(rec->euid != NULL && strlen(rec->euid) < HIE_MPI_EUID_BYTES);
     MDB_val k = {HIE_MPI_REC_HASH_BYTES, rec->rec_hash.data};
+    if (rec->norm_nonce.len != HIE_MPI_SEAL_NONCE_BYTES || rec->norm_sealed.len == 0) {
+        return HIE_ECORRUPT; /* a stored record without its sealed normalized form */
+    }
     int rc = store__put_msg(txn, s->rec, &k, &rec->base);
-    rc = rc == 0 ? cand_put(s, txn, rec) : rc;
     return rc == 0 ? store__people_put_link(s->people, rec->rec_hash.data, rec->euid,
         rec->merged) : rc;
-}
-
-int
-store__cand_get(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *hash, store_cand_val_t *out)
-{
-    MDB_val k = {HIE_MPI_REC_HASH_BYTES, (void *)(uintptr_t)hash};
-    int rc = store__rc(mdb_get(txn, s->cand, &k, &out->v));
-    if (rc != 0) {
-        return rc;
-    }
-    const uint8_t *p = out->v.mv_data;
-    size_t n = out->v.mv_size;
-    if (n < 3 || p[0] != 1 || p[1] > 1 || p[2] == 0 || p[2] >= HIE_MPI_EUID_BYTES ||
-        n < 3u + p[2] + HIE_MPI_SEAL_NONCE_BYTES + HIE_MPI_SEAL_OVERHEAD_BYTES) {
-        return HIE_ECORRUPT;
-    }
-    out->merged = p[1] == 1;
-    memcpy(out->euid, p + 3, p[2]);
-    out->euid[p[2]] = '\0';
-    out->body = 3u + p[2];
-    return 0;
 }
 
 size_t
@@ -354,28 +312,27 @@ store__norm_unpack(const uint8_t *in, size_t len, hie_mpi_person_t *p)
 }
 
 int
-store__cand_plain(hie_mpi_store_t *s, const uint8_t *hash, const store_cand_val_t *c,
-    uint8_t *plain, size_t *len)
+store__rec_norm(hie_mpi_store_t *s, const Hie__V1__MpiRecord *rec, uint8_t *plain, size_t *len)
 {
-    const uint8_t *v = c->v.mv_data;
-    const uint8_t *nonce = v + c->body;
-    const uint8_t *sealed = nonce + HIE_MPI_SEAL_NONCE_BYTES;
-    size_t slen = c->v.mv_size - c->body - HIE_MPI_SEAL_NONCE_BYTES;
     uint8_t ad[HIE_MPI_REC_HASH_BYTES + 1];
-    memcpy(ad, hash, HIE_MPI_REC_HASH_BYTES);
+    if (rec->rec_hash.len != HIE_MPI_REC_HASH_BYTES ||
+        rec->norm_nonce.len != HIE_MPI_SEAL_NONCE_BYTES ||
+        rec->norm_sealed.len < HIE_MPI_SEAL_OVERHEAD_BYTES) {
+        return HIE_ECORRUPT;
+    }
+    memcpy(ad, rec->rec_hash.data, HIE_MPI_REC_HASH_BYTES);
     ad[HIE_MPI_REC_HASH_BYTES] = 'N';
-    int rc = hie_mpi_open(s->key, hie_span(sealed, slen), hie_span(ad, sizeof(ad)), nonce,
-        plain, STORE_NORM_BYTES_MAX, len);
+    int rc = hie_mpi_open(s->key, hie_span(rec->norm_sealed.data, rec->norm_sealed.len),
+        hie_span(ad, sizeof(ad)), rec->norm_nonce.data, plain, STORE_NORM_BYTES_MAX, len);
     return rc == 0 ? 0 : HIE_ECORRUPT;
 }
 
 int
-store__cand_person(hie_mpi_store_t *s, const uint8_t *hash, const store_cand_val_t *c,
-    hie_mpi_person_t *p)
+store__rec_person(hie_mpi_store_t *s, const Hie__V1__MpiRecord *rec, hie_mpi_person_t *p)
 {
     uint8_t plain[STORE_NORM_BYTES_MAX];
     size_t len = 0;
-    int rc = store__cand_plain(s, hash, c, plain, &len);
+    int rc = store__rec_norm(s, rec, plain, &len);
     rc = rc == 0 ? store__norm_unpack(plain, len, p) : rc;
     sodium_memzero(plain, sizeof(plain));
     if (rc == 0) {

@@ -180,7 +180,7 @@ hist_add(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiRecord 
 
 /* ---- the stored record ------------------------------------------------------------------ */
 
-/* Seals the normalized person alone (what candidate scoring reads, store_int.h mpi_cand)
+/* Seals the normalized person alone (what the candidate cache, people.c, is rebuilt from)
  * under its own derived nonce, bound to rec_hash || 'N'. */
 static int
 norm_seal(hie_mpi_store_t *s, hie_arena_t *arena, const Hie__V1__MpiFeedCommand *cmd,

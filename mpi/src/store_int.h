@@ -29,11 +29,6 @@ struct hie_mpi_store {
     MDB_dbi rec, euid, nolink, tf, review, hist, meta;
     store_blocks_t *blocks;   /* derived from the records' block keys; rebuilt at open */
     struct store_people *people; /* derived: each record's EUID and normalized form */
-    /* mpi_cand: rec_hash -> what scoring a candidate needs, in a flat form read without
-     * protobuf: [1: version][1: merged][1: euid length][euid][24: nonce][sealed norm], the
-     * norm being the record's normalized person in store__norm_pack's form, sealed with
-     * ad = rec_hash || 'N'. Written with every record (store__rec_put). */
-    MDB_dbi cand;
     const hie_mpi_key_t *key;
     uint8_t secret[16];
     hie_mpi_store_stats_t stats;
@@ -68,20 +63,12 @@ int store__rec_open(hie_mpi_store_t *s, const Hie__V1__MpiRecord *rec, hie_arena
  * and the bytes. At most STORE_NORM_BYTES_MAX. */
 #define STORE_NORM_BYTES_MAX (4u + 9u * 256u)
 size_t store__norm_pack(const hie_mpi_person_t *p, uint8_t *out);
-/* A candidate's header from mpi_cand: its EUID and whether it was merged away; *value keeps
- * the LMDB value (valid in txn) for store__cand_person. HIE_ENOTFOUND when absent. */
-typedef struct store_cand_val {
-    char euid[HIE_MPI_EUID_BYTES];
-    bool merged;
-    MDB_val v;
-    size_t body;       /* offset of the nonce */
-} store_cand_val_t;
-int store__cand_get(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *hash,
-    store_cand_val_t *out);
-/* Opens the candidate's sealed normalized form into plain (STORE_NORM_BYTES_MAX bytes);
- * [out] *len. HIE_ECORRUPT if it does not open. The caller wipes plain. */
-int store__cand_plain(hie_mpi_store_t *s, const uint8_t *hash, const store_cand_val_t *c,
-    uint8_t *plain, size_t *len);
+/* Opens a record's sealed normalized form into plain (STORE_NORM_BYTES_MAX bytes); [out] *len.
+ * HIE_ECORRUPT if it does not open. The caller wipes plain. */
+int store__rec_norm(hie_mpi_store_t *s, const Hie__V1__MpiRecord *rec, uint8_t *plain,
+    size_t *len);
+/* The same, unpacked into a prepared person. HIE_ECORRUPT if it fails. */
+int store__rec_person(hie_mpi_store_t *s, const Hie__V1__MpiRecord *rec, hie_mpi_person_t *p);
 /* The flat form back into a person (not prepared). HIE_ECORRUPT when malformed. */
 int store__norm_unpack(const uint8_t *in, size_t len, hie_mpi_person_t *p);
 
@@ -107,9 +94,6 @@ int store__people_peek(store_people_t *p, const uint8_t *hash, bool writer,
     char euid[HIE_MPI_EUID_BYTES], bool *merged, uint64_t *gen);
 /* Records the cache holds (merged ones too). Any thread. */
 uint64_t store__people_count(store_people_t *p);
-/* Opens the candidate's sealed normalized person (prepared). HIE_ECORRUPT if it fails. */
-int store__cand_person(hie_mpi_store_t *s, const uint8_t *hash, const store_cand_val_t *c,
-    hie_mpi_person_t *p);
 /* Members of an EUID (at most HIE_MPI_EUID_MEMBERS_MAX), 16 bytes each, into arena. */
 int store__members(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t *arena,
     uint8_t **hashes, size_t *n);

@@ -457,14 +457,15 @@ hie_mpi_store_each_person(hie_mpi_store_t *s, MDB_txn *txn, size_t max,
     int rc = store__rc(mdb_cursor_open(txn, s->rec, &cur));
     int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : 0;
     for (size_t n = 0; rc == 0 && mrc == 0 && n < max; n++) {
-        store_cand_val_t cv;
         hie_mpi_person_t p;
         memset(&p, 0, sizeof(p));
-        rc = k.mv_size == HIE_MPI_REC_HASH_BYTES ? store__cand_get(s, txn, k.mv_data, &cv)
-                                                 : HIE_ECORRUPT;
-        rc = rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
-        bool live = rc == 0 && !cv.merged;
-        rc = live ? store__cand_person(s, k.mv_data, &cv, &p) : rc;
+        Hie__V1__MpiRecord *r = hie__v1__mpi_record__unpack(NULL, v.mv_size, v.mv_data);
+        rc = r != NULL && k.mv_size == HIE_MPI_REC_HASH_BYTES ? 0 : HIE_ECORRUPT;
+        bool live = rc == 0 && !r->merged;
+        rc = live ? store__rec_person(s, r, &p) : rc;
+        if (r != NULL) {
+            hie__v1__mpi_record__free_unpacked(r, NULL);
+        }
         bool stop = live && rc == 0 && fn(fctx, &p) != 0;
         sodium_memzero(&p, sizeof(p));
         if (stop) {

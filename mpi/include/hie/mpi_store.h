@@ -16,8 +16,8 @@
  * dedup entry and the MPI change): mpi_rec (rec_hash -> MpiRecord), mpi_euid (dupsort: EUID ->
  * rec_hash), mpi_nolink (rec_hash pair
  * -> ""), mpi_tf (field(1) keyed hash(8) -> count), mpi_review (id(8) -> ReviewItem), mpi_hist
- * (rec_hash(16) index(8) seq(4) -> LinkEvent), mpi_meta (counters and the model), mpi_cand (rec_hash -> the
- * EUID and the sealed normalized form, what scoring a candidate reads).
+ * (rec_hash(16) index(8) seq(4) -> LinkEvent), mpi_meta (counters and the model). A record
+ * keeps its normalized form sealed apart (what the candidate cache is rebuilt from).
  *
  * PHI: names, dates, addresses, phone, e-mail, national id and MRN are only ever stored sealed;
  * index keys are keyed hashes (hie_mpi_key_index_secret). Nothing here logs.

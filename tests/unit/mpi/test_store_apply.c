@@ -344,3 +344,28 @@ Test(mpi_store_apply, a_batch_through_the_pool_decides_as_without_it)
     hie_mpi_pool_end(pool);
     hie_mpi_pool_destroy(&pool);
 }
+
+/* Indexes written before 2026-11-30 kept a copy of each record's EUID and sealed form in
+ * mpi_cand; the store reads mpi_rec alone now and drops that copy when it opens. */
+Test(mpi_store_apply, opening_drops_the_old_candidate_copy)
+{
+    char e[16];
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "X", &x, e),
+        HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    hie_mpi_store_close(&store);
+    MDB_txn *txn = NULL;
+    MDB_dbi old;
+    MDB_val k = {1, (void *)"k"}, v = {1, (void *)"v"};
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_cand", MDB_CREATE, &old), 0);
+    cr_assert_eq(mdb_put(txn, old, &k, &v, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    cr_assert_eq(hie_mpi_store_open(&store, env, key), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_cand", 0, &old), MDB_NOTFOUND);
+    mdb_txn_abort(txn);
+    char again[16];
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "X2", &x, again),
+        HIE__V1__FEED_OUTCOME__OUTCOME_LINKED, "the cache was rebuilt from mpi_rec");
+    cr_assert_str_eq(again, e);
+}

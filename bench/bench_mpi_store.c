@@ -598,9 +598,10 @@ ingest(struct bench *b, const struct opts *o, double *rate)
     printf("cpu per record: apply thread (csv, seal, apply, commit) %.1f us, pool threads %.1f "
         "us\n", cpu_main * 1e6 / (double)(total ? total : 1),
         (cpu_all - cpu_main) * 1e6 / (double)(total ? total : 1));
-    printf("pool: %zu threads; feeds ready %lu, waited for %lu, done by apply %lu; comparisons "
-        "taken %lu, stale %lu\n", o->threads, (unsigned long)atomic_load(&st->pool_ready),
-        (unsigned long)atomic_load(&st->pool_waited), (unsigned long)atomic_load(&st->pool_own),
+    printf("pool: %zu threads; feeds ready %lu, waited for %lu, done by apply %lu; candidate "
+        "lists taken %lu; comparisons taken %lu, stale %lu\n", o->threads,
+        (unsigned long)atomic_load(&st->pool_ready), (unsigned long)atomic_load(&st->pool_waited),
+        (unsigned long)atomic_load(&st->pool_own), (unsigned long)atomic_load(&st->pool_lists),
         (unsigned long)atomic_load(&st->pool_used), (unsigned long)atomic_load(&st->pool_stale));
     return rc < 0 ? rc : 0;
 }

@@ -43,6 +43,7 @@ struct store_blocks {
     pthread_rwlock_t lock;
     struct block *slots;
     size_t cap, used;        /* cap: a power of two */
+    store_touched_t *track;  /* the pool's record of changed keys, or NULL (log thread) */
 };
 
 int
@@ -245,6 +246,7 @@ store__blocks_change(store_blocks_t *b, const uint64_t *keys, size_t n, const ui
         if (keys[i] == 0 || key_repeated(keys, i)) {
             continue;
         }
+        store__touched_add(b->track, keys[i]);
         if (add && (b->used + 1) * 2 > b->cap) {
             rc = table_grow(b);
         }
@@ -259,6 +261,12 @@ store__blocks_change(store_blocks_t *b, const uint64_t *keys, size_t n, const ui
     }
     pthread_rwlock_unlock(&b->lock);
     return rc;
+}
+
+void
+store__blocks_track(store_blocks_t *b, store_touched_t *t)
+{
+    b->track = t;
 }
 
 size_t

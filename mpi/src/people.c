@@ -42,6 +42,7 @@ struct store_people {
     struct person_entry *slots;
     size_t cap, used;
     uint64_t gen_next;
+    store_touched_t *track;  /* the pool's record of changed entries, or NULL (log thread) */
 };
 
 int
@@ -170,6 +171,7 @@ store__people_put_norm(store_people_t *p, const uint8_t *hash, const uint8_t *no
         e->norm = copy;
         e->len = (uint16_t)len;
         e->gen = ++p->gen_next;
+        store__touched_add(p->track, store__touched_hash(hash));
         copy = NULL;
     }
     pthread_rwlock_unlock(&p->lock);
@@ -191,9 +193,16 @@ store__people_put_link(store_people_t *p, const uint8_t *hash, const char *euid,
     if (rc == 0) {
         memcpy(e->euid, euid, el + 1);
         e->merged = merged;
+        store__touched_add(p->track, store__touched_hash(hash));
     }
     pthread_rwlock_unlock(&p->lock);
     return rc;
+}
+
+void
+store__people_track(store_people_t *p, store_touched_t *t)
+{
+    p->track = t;
 }
 
 int

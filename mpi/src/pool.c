@@ -10,7 +10,10 @@
  * the only shared writes are the item states and the counters.
  *
  * What a thread reads while apply writes: the blocking index and the candidate cache, each
- * behind its rwlock, and the store's data key. Never LMDB.
+ * behind its rwlock, and the store's data key. Never LMDB. What it read stays good for apply
+ * while apply has not written it since the batch began: the batch's touched sets (touched.c)
+ * say so, so apply takes a candidate's EUID and comparison, and a feed's whole candidate list,
+ * from the pool without reading the tables again.
  *
  * PHI: the persons a batch opened are wiped at its end; the arenas (sealed person, vectors)
  * are freed.
@@ -54,6 +57,7 @@ struct hie_mpi_pool {
     hie_mpi_pool_feed_fn feed;
     _Atomic size_t next;
     _Atomic bool closing;        /* end(): threads stop claiming */
+    store_touched_t recs, keys;  /* what apply changed since the batch began (store.c reads) */
     unsigned threads;
     struct pool_thread th[HIE_MPI_POOL_THREADS_MAX];
     struct pool_item item[HIE_MPI_POOL_BATCH_MAX];
@@ -78,31 +82,30 @@ store__prep_find(const hie_mpi_prepared_t *prep, const uint8_t *hash)
     return NULL;
 }
 
-/* Compares p with every candidate its blocks hold now (store__candidates: sorted, so vec is
- * sorted too). Merged records and records the cache lacks are left out. */
+/* Finds p's candidates in its blocks as they are now (store__candidates: sorted, so vec is
+ * sorted too) and reads each from the candidate cache: its EUID, whether it was merged, and
+ * (unless merged) its comparison with p. Records the cache lacks are left out. */
 static int
 prep_vectors(hie_mpi_store_t *s, hie_arena_t *arena, const uint8_t *self,
     hie_mpi_prepared_t *pr)
 {
-    uint8_t *hashes = NULL;
-    size_t n = 0;
-    uint64_t capped = 0;
-    int rc = store__candidates(s, &pr->p, self, store__people_count(s->people), false, arena,
-        &hashes, &n, &capped);
-    pr->vec = rc == 0 ? hie_arena_alloc(arena, (n + 1) * sizeof(*pr->vec)) : NULL;
+    store__block_caps(s, &pr->p, store__people_count(s->people), pr->keys, pr->caps);
+    int rc = store__candidates(s, pr->keys, pr->caps, self, false, arena, &pr->hashes,
+        &pr->n_hashes, &pr->capped);
+    pr->vec = rc == 0 ? hie_arena_alloc(arena, (pr->n_hashes + 1) * sizeof(*pr->vec)) : NULL;
     if (pr->vec == NULL) {
+        pr->hashes = NULL;
         return HIE_ENOMEM;
     }
     pr->n = 0;
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *h = hashes + i * HIE_MPI_REC_HASH_BYTES;
+    for (size_t i = 0; i < pr->n_hashes; i++) {
+        const uint8_t *h = pr->hashes + i * HIE_MPI_REC_HASH_BYTES;
         store_prep_vec_t *e = &pr->vec[pr->n];
-        char euid[HIE_MPI_EUID_BYTES];
-        bool merged = false;
         hie_mpi_person_t cp;
-        if (store__people_get(s->people, h, false, euid, &merged, &cp, &e->gen) == 0 &&
-            !merged) {
-            hie_mpi_compare(&pr->p, &cp, &e->v);
+        if (store__people_get(s->people, h, false, e->euid, &e->merged, &cp, &e->gen) == 0) {
+            if (!e->merged) {
+                hie_mpi_compare(&pr->p, &cp, &e->v);
+            }
             memcpy(e->hash, h, HIE_MPI_REC_HASH_BYTES);
             pr->n++;
         }
@@ -240,6 +243,12 @@ hie_mpi_pool_begin(hie_mpi_pool_t *pool, const void *items, size_t stride, size_
         atomic_store(&pool->item[i].state, ITEM_FREE);
         pool->item[i].ok = false;
     }
+    store__touched_start(&pool->recs); /* before any thread reads: see store.c cand_vector */
+    store__touched_start(&pool->keys);
+    pool->s->touched_recs = &pool->recs;
+    pool->s->touched_keys = &pool->keys;
+    store__people_track(pool->s->people, &pool->recs);
+    store__blocks_track(pool->s->blocks, &pool->keys);
     pthread_mutex_lock(&pool->mu);
     HIE_ASSERT(!pool->open && pool->busy == 0);
     pool->items = items;
@@ -307,6 +316,11 @@ hie_mpi_pool_end(hie_mpi_pool_t *pool)
     }
     pool->open = false;
     pthread_mutex_unlock(&pool->mu);
+    store__people_track(pool->s->people, NULL);
+    store__blocks_track(pool->s->blocks, NULL);
+    pool->s->touched_recs = pool->s->touched_keys = NULL;
+    store__touched_stop(&pool->recs);
+    store__touched_stop(&pool->keys);
     for (size_t i = 0; i < pool->n; i++) {
         sodium_memzero(&pool->item[i].prep, sizeof(pool->item[i].prep));
         pool->item[i].ok = false;

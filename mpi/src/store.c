@@ -461,13 +461,21 @@ cmp_hash(const void *a, const void *b)
 
 _Static_assert(HIE_MPI_BLOCK_BROAD_CAP <= HIE_MPI_BLOCK_CAP, "broad blocks are read in the cap");
 
-int
-store__candidates(hie_mpi_store_t *s, const hie_mpi_person_t *p, const uint8_t *self,
-    uint64_t records, bool writer, hie_arena_t *arena, uint8_t **out, size_t *n,
-    uint64_t *capped)
+void
+store__block_caps(hie_mpi_store_t *s, const hie_mpi_person_t *p, uint64_t records,
+    uint64_t keys[HIE_MPI_BLOCK_KEYS], size_t caps[HIE_MPI_BLOCK_KEYS])
 {
-    uint64_t keys[HIE_MPI_BLOCK_KEYS];
     hie_mpi_block_keys(p, s->secret, keys);
+    for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
+        caps[i] = hie_mpi_block_key_cap(i, HIE_MPI_BLOCK_CAP, records);
+    }
+}
+
+int
+store__candidates(hie_mpi_store_t *s, const uint64_t keys[HIE_MPI_BLOCK_KEYS],
+    const size_t caps[HIE_MPI_BLOCK_KEYS], const uint8_t *self, bool writer,
+    hie_arena_t *arena, uint8_t **out, size_t *n, uint64_t *capped)
+{
     *n = 0;
     *capped = 0;
     *out = hie_arena_alloc(arena, HIE_MPI_CANDIDATES_MAX * HIE_MPI_REC_HASH_BYTES);
@@ -477,8 +485,7 @@ store__candidates(hie_mpi_store_t *s, const hie_mpi_person_t *p, const uint8_t *
     for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
         bool cut = false;
         *n += store__blocks_get(s->blocks, keys[i], self, writer,
-            *out + *n * HIE_MPI_REC_HASH_BYTES, hie_mpi_block_key_cap(i, HIE_MPI_BLOCK_CAP,
-                records), &cut);
+            *out + *n * HIE_MPI_REC_HASH_BYTES, caps[i], &cut);
         *capped += cut;
     }
     if (*n > 1) {
@@ -497,17 +504,44 @@ store__candidates(hie_mpi_store_t *s, const hie_mpi_person_t *p, const uint8_t *
     return 0;
 }
 
+/* Whether the pool's candidates of prep are the ones apply would find now: every key read
+ * with the same cap, and no block of them changed since the batch began (a block read with
+ * cap 0, a broad key's in a large index, gives nothing whatever it holds). */
+static bool
+prep_candidates_current(const hie_mpi_store_t *s, const hie_mpi_prepared_t *prep,
+    const size_t caps[HIE_MPI_BLOCK_KEYS])
+{
+    for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
+        if (prep->keys[i] != 0 && (caps[i] != prep->caps[i] || (caps[i] > 0 &&
+                store__touched_has(s->touched_keys, prep->keys[i])))) {
+            return false;
+        }
+    }
+    return prep->hashes != NULL;
+}
+
 /* The candidates of p in txn's snapshot: the broad keys' cap follows the index's size (its
- * records counter). */
+ * records counter). The pool's list (prep) when it is still current. */
 static int
 candidates(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_person_t *p, const uint8_t *self,
-    hie_arena_t *arena, uint8_t **out, size_t *n)
+    const hie_mpi_prepared_t *prep, hie_arena_t *arena, uint8_t **out, size_t *n)
 {
-    uint64_t records = 0, capped = 0;
+    uint64_t records = 0, capped = 0, keys[HIE_MPI_BLOCK_KEYS];
+    size_t caps[HIE_MPI_BLOCK_KEYS];
     *n = 0;
     int rc = store__meta_u64(s, txn, "records", &records);
-    rc = rc == 0 ? store__candidates(s, p, self, records, self != NULL, arena, out, n, &capped)
-                 : rc;
+    if (rc != 0) {
+        return rc;
+    }
+    store__block_caps(s, p, records, keys, caps);
+    if (prep != NULL && prep_candidates_current(s, prep, caps)) {
+        *out = prep->hashes;
+        *n = prep->n_hashes;
+        capped = prep->capped;
+        atomic_fetch_add(&s->stats.pool_lists, 1);
+    } else {
+        rc = store__candidates(s, keys, caps, self, self != NULL, arena, out, n, &capped);
+    }
     atomic_fetch_add(&s->stats.capped_blocks, capped);
     return rc;
 }
@@ -553,13 +587,23 @@ cand_vector(const struct match_run *r, const uint8_t *h, char euid[HIE_MPI_EUID_
 {
     hie_mpi_store_t *s = r->s;
     uint64_t gen = 0;
+    const store_prep_vec_t *pe = r->prep != NULL ? store__prep_find(r->prep, h) : NULL;
+    if (pe != NULL && !store__touched_has(s->touched_recs, store__touched_hash(h))) {
+        memcpy(euid, pe->euid, HIE_MPI_EUID_BYTES); /* unchanged since the pool read it */
+        *merged = pe->merged;
+        if (!pe->merged) {
+            *v = pe->v;
+            atomic_fetch_add(&s->stats.pool_used, 1);
+        }
+        return 0;
+    }
     if (r->prep != NULL) {
         int rc = store__people_peek(s->people, h, r->writer, euid, merged, &gen);
         if (rc != 0 || *merged) {
             return rc;
         }
-        const store_prep_vec_t *e = store__prep_find(r->prep, h);
-        if (e != NULL && e->gen == gen) {
+        const store_prep_vec_t *e = pe;
+        if (e != NULL && !e->merged && e->gen == gen) {
             *v = e->v;
             atomic_fetch_add(&s->stats.pool_used, 1);
             return 0;
@@ -766,7 +810,7 @@ store__match(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
     uint8_t *hashes = NULL;
     size_t n = 0;
     out->n = 0;
-    int rc = candidates(s, txn, p, self, arena, &hashes, &n);
+    int rc = candidates(s, txn, p, self, prep, arena, &hashes, &n);
     out->cand = rc == 0 ? hie_arena_alloc(arena, (n + 1) * sizeof(*out->cand)) : NULL;
     if (rc == 0 && out->cand == NULL) {
         rc = HIE_ENOMEM;

@@ -9,10 +9,30 @@
 
 #define STORE_MAGIC 0x4d504953u /* "MPIS" */
 
+/* A batch's written values (touched.c). */
+#define STORE_TOUCHED_SLOTS 65536u /* a batch of 1,024 feeds touches up to 18,432 block keys */
+typedef struct store_touched {
+    uint64_t val[STORE_TOUCHED_SLOTS];
+    uint32_t stamp[STORE_TOUCHED_SLOTS]; /* slot used when it equals epoch */
+    uint32_t epoch;
+    size_t n;
+    bool on, full;
+} store_touched_t;
+void store__touched_start(store_touched_t *t);
+void store__touched_stop(store_touched_t *t);
+/* Records v (NULL t, or a set not started: nothing). */
+void store__touched_add(store_touched_t *t, uint64_t v);
+/* False only when v was certainly not written since start (NULL t: true). */
+bool store__touched_has(const store_touched_t *t, uint64_t v);
+/* A record hash's value in the set. */
+uint64_t store__touched_hash(const uint8_t *rec_hash);
+
 /* The blocking index in memory (blocks.c). */
 typedef struct store_blocks store_blocks_t;
 int store__blocks_create(store_blocks_t **out);
 void store__blocks_destroy(store_blocks_t **b);
+/* Every key a change touches from now on goes into t (NULL: none). Log thread. */
+void store__blocks_track(store_blocks_t *b, store_touched_t *t);
 /* Adds (add) or removes hash under each non-zero key. Log thread only. Returns 0 or
  * HIE_ENOMEM (the caller stops: the index would no longer match the records). */
 int store__blocks_change(store_blocks_t *b, const uint64_t *keys, size_t n,
@@ -31,6 +51,9 @@ struct hie_mpi_store {
     struct store_people *people; /* derived: each record's EUID and normalized form */
     const hie_mpi_key_t *key;
     uint8_t secret[16];
+    /* While the match pool has a batch open: what apply wrote to the candidate cache and the
+     * blocking index since it began (pool.c owns them). NULL otherwise. Log thread. */
+    store_touched_t *touched_recs, *touched_keys;
     hie_mpi_store_stats_t stats;
 };
 
@@ -77,6 +100,8 @@ int store__norm_unpack(const uint8_t *in, size_t len, hie_mpi_person_t *p);
 typedef struct store_people store_people_t;
 int store__people_create(store_people_t **out);
 void store__people_destroy(store_people_t **p);
+/* Every record whose entry changes from now on goes into t (NULL: none). Log thread. */
+void store__people_track(store_people_t *p, store_touched_t *t);
 /* Keeps the normalized form norm (len bytes) of hash, with its NYSIIS codes. Returns 0,
  * HIE_ECORRUPT (norm does not unpack) or HIE_ENOMEM. Log thread (or open). */
 int store__people_put_norm(store_people_t *p, const uint8_t *hash, const uint8_t *norm,
@@ -115,13 +140,20 @@ bool store__nolink(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, const uin
 typedef struct store_prep_vec {
     uint8_t hash[HIE_MPI_REC_HASH_BYTES];
     uint64_t gen;
+    char euid[HIE_MPI_EUID_BYTES];
+    bool merged;                         /* then v is not set */
     hie_mpi_vector_t v;
 } store_prep_vec_t;
 struct hie_mpi_prepared {
     Hie__V1__SealedPerson *sp;
     hie_mpi_person_t p;
-    store_prep_vec_t *vec;
+    store_prep_vec_t *vec;               /* every candidate the cache held, sorted by hash */
     size_t n;
+    uint8_t *hashes;                     /* the candidates (store__candidates) */
+    size_t n_hashes;
+    uint64_t keys[HIE_MPI_BLOCK_KEYS];   /* p's block keys, each read with caps[i] */
+    size_t caps[HIE_MPI_BLOCK_KEYS];
+    uint64_t capped;
 };
 /* The pool's comparison with candidate hash, or NULL when it found no such candidate. */
 const store_prep_vec_t *store__prep_find(const hie_mpi_prepared_t *prep, const uint8_t *hash);
@@ -130,11 +162,14 @@ const store_prep_vec_t *store__prep_find(const hie_mpi_prepared_t *prep, const u
 int store__feed_person(hie_mpi_store_t *s, const Hie__V1__MpiFeedCommand *cmd,
     hie_arena_t *arena, Hie__V1__SealedPerson **sp, hie_mpi_person_t *p, const char **field,
     const char **reason);
-/* The distinct records sharing a block key with p (except self), sorted, in an index of
- * records records; [out] *capped blocks skipped at their cap. Any thread. */
-int store__candidates(hie_mpi_store_t *s, const hie_mpi_person_t *p, const uint8_t *self,
-    uint64_t records, bool writer, hie_arena_t *arena, uint8_t **out, size_t *n,
-    uint64_t *capped);
+/* The distinct records under keys (except self), each block read with its cap, sorted;
+ * [out] *capped blocks skipped at their cap. Any thread. */
+int store__candidates(hie_mpi_store_t *s, const uint64_t keys[HIE_MPI_BLOCK_KEYS],
+    const size_t caps[HIE_MPI_BLOCK_KEYS], const uint8_t *self, bool writer,
+    hie_arena_t *arena, uint8_t **out, size_t *n, uint64_t *capped);
+/* The block keys of p and the cap each is read with in an index of records records. */
+void store__block_caps(hie_mpi_store_t *s, const hie_mpi_person_t *p, uint64_t records,
+    uint64_t keys[HIE_MPI_BLOCK_KEYS], size_t caps[HIE_MPI_BLOCK_KEYS]);
 /* Scores every candidate of p (skipping self, merged records and records p must not be
  * linked to) and aggregates per EUID, best first. prep (may be NULL): the pool's comparisons,
  * taken for the candidates whose form they compared. */

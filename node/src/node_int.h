@@ -161,6 +161,9 @@ HIE_MUST_CHECK int hie_node__state_mpi_key_load(node_state_t *st, const char *pa
     unsigned match_threads);
 struct hie_mpi_store;
 struct hie_mpi_key;
+struct hie_mpi_pool;
+/* The MPI's match pool, or NULL (none started). */
+struct hie_mpi_pool *hie_node__state_mpi_pool(node_state_t *st);
 /* The MPI store (never NULL; without a key its operations answer unavailable) and its key
  * (NULL when none is configured). */
 struct hie_mpi_store *hie_node__state_mpi(node_state_t *st);

@@ -241,6 +241,13 @@ hie_node__state_mpi(node_state_t *st)
     return st->mpi;
 }
 
+hie_mpi_pool_t *
+hie_node__state_mpi_pool(node_state_t *st)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    return st->mpi_pool;
+}
+
 const hie_mpi_key_t *
 hie_node__state_mpi_key(node_state_t *st)
 {

@@ -93,6 +93,7 @@ typedef struct hie_mpi_store_stats {
     _Atomic uint64_t candidates;      /* candidate records scored */
     _Atomic uint64_t matches;         /* match runs (feeds and PDQ) */
     _Atomic uint64_t pool_used;       /* candidates whose comparison apply took from the pool */
+    _Atomic uint64_t pool_lists;      /* feeds whose candidate list apply took from the pool */
     _Atomic uint64_t pool_stale;      /* ... that the pool compared with a form since replaced */
     _Atomic uint64_t pool_ready;      /* feeds the pool had prepared when apply reached them */
     _Atomic uint64_t pool_waited;     /* ... that apply waited for (a pool thread was on it) */

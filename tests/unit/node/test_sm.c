@@ -166,6 +166,11 @@ apply_raw(node_state_t *st, uint64_t first, uint8_t *const *cmds, const size_t *
     }
     hie_cluster_fsm_t fsm = hie_node__state_fsm(st);
     fsm.prepare(fsm.ctx, entries, n); /* as the log does before it appends */
+    if (hie_node__state_mpi_pool(st) != NULL && n > 1) {
+        /* the pool reads every feed before apply changes anything: each of its reads that a
+         * later command of the batch makes stale is then there for apply to refuse */
+        hie_mpi_pool_wait(hie_node__state_mpi_pool(st));
+    }
     int rc = fsm.apply(fsm.ctx, entries, n, results);
     cr_assert_eq(rc, 0, "apply: %s", hie_strerror_name(rc));
     for (size_t i = 0; i < n; i++) {

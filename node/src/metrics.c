@@ -196,6 +196,18 @@ render_state(struct out *o, const node_metrics_t *m, const char *node)
             "# TYPE hie_mpi_capped_blocks_total counter\n"
             "hie_mpi_capped_blocks_total{node=\"%s\"} %lu\n", node, LOAD(m->mpi->matches),
             node, LOAD(m->mpi->candidates), node, LOAD(m->mpi->capped_blocks));
+        out_printf(o, "# HELP hie_mpi_pool_comparisons_total Comparisons apply took from the "
+            "match pool.\n# TYPE hie_mpi_pool_comparisons_total counter\n"
+            "hie_mpi_pool_comparisons_total{node=\"%s\"} %lu\n"
+            "# HELP hie_mpi_pool_stale_total Pool comparisons refused: the form had changed.\n"
+            "# TYPE hie_mpi_pool_stale_total counter\n"
+            "hie_mpi_pool_stale_total{node=\"%s\"} %lu\n"
+            "# HELP hie_mpi_pool_feeds_total Feeds by who prepared them (pool, apply).\n"
+            "# TYPE hie_mpi_pool_feeds_total counter\n"
+            "hie_mpi_pool_feeds_total{node=\"%s\",by=\"pool\"} %lu\n"
+            "hie_mpi_pool_feeds_total{node=\"%s\",by=\"apply\"} %lu\n", node,
+            LOAD(m->mpi->pool_used), node, LOAD(m->mpi->pool_stale), node,
+            LOAD(m->mpi->pool_ready) + LOAD(m->mpi->pool_waited), node, LOAD(m->mpi->pool_own));
     }
 }
 

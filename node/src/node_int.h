@@ -6,6 +6,7 @@
  *   edge    - TLS accept/handshake/read/write (epoll), never touches LMDB;
  *   workers - authorize and run exchanges, LMDB read txns, submit commands;
  *   log     - the command log (cluster/) and the state machine (sm.c), the only LMDB writer;
+ *   mpi pool - mpi.match_threads threads preparing each batch's MPI feeds (mpi/src/pool.c);
  *   admin   - the ipc:// operator channel for hiectl;
  *   http    - libmicrohttpd's thread serving /healthz and /metrics.
  * They share nothing mutable except the metrics counters (atomics) and the LMDB environment

@@ -100,6 +100,15 @@ Test(mpi, feed_pix_pdq, .timeout = 120)
     cr_assert(strstr(page, "hie_mpi_capped_blocks_total{node=\"node-1\"}") != NULL);
     cr_assert(strstr(page, "hie_mpi_matches_total{node=\"node-1\"} 5") != NULL, "%s",
         strstr(page, "hie_mpi_matches_total") ? strstr(page, "hie_mpi_matches_total") : "-");
+    /* the three feeds (5 matches less the 2 PDQs) were each prepared by the match pool or,
+     * when apply reached them first, by apply */
+    unsigned long by_pool = 0, by_apply = 0;
+    const char *fp = strstr(page, "hie_mpi_pool_feeds_total{node=\"node-1\",by=\"pool\"}");
+    const char *fa = strstr(page, "hie_mpi_pool_feeds_total{node=\"node-1\",by=\"apply\"}");
+    cr_assert(fp != NULL && fa != NULL);
+    cr_assert_eq(sscanf(strchr(fp, '}') + 1, "%lu", &by_pool), 1);
+    cr_assert_eq(sscanf(strchr(fa, '}') + 1, "%lu", &by_apply), 1);
+    cr_assert_eq(by_pool + by_apply, 3, "pool %lu, apply %lu", by_pool, by_apply);
     /* roles: an auditor cannot feed or query the index */
     hie_client_t *au = itest_client(&n, "state-auditor");
     expect_error(pix(au, "q6", "general-hospital", "H-001", a),

@@ -225,6 +225,26 @@ store__people_peek(store_people_t *p, const uint8_t *hash, bool writer,
     return found ? 0 : HIE_ENOTFOUND;
 }
 
+void
+store__people_prefetch(store_people_t *p, const uint8_t *hashes, size_t n)
+{
+    pthread_rwlock_rdlock(&p->lock);
+    size_t mask = p->cap - 1;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h;
+        memcpy(&h, hashes + i * HIE_MPI_REC_HASH_BYTES, sizeof(h));
+        __builtin_prefetch(&p->slots[(size_t)h & mask]);
+    }
+    for (size_t i = 0; i < n; i++) { /* the slots are on their way: now the forms */
+        const struct person_entry *e = slot_find(p->slots, p->cap,
+            hashes + i * HIE_MPI_REC_HASH_BYTES);
+        if (e->used && e->norm != NULL) {
+            __builtin_prefetch(e->norm);
+        }
+    }
+    pthread_rwlock_unlock(&p->lock);
+}
+
 uint64_t
 store__people_count(store_people_t *p)
 {

@@ -98,6 +98,7 @@ prep_vectors(hie_mpi_store_t *s, hie_arena_t *arena, const uint8_t *self,
         return HIE_ENOMEM;
     }
     pr->n = 0;
+    store__people_prefetch(s->people, pr->hashes, pr->n_hashes);
     for (size_t i = 0; i < pr->n_hashes; i++) {
         const uint8_t *h = pr->hashes + i * HIE_MPI_REC_HASH_BYTES;
         store_prep_vec_t *e = &pr->vec[pr->n];

@@ -117,6 +117,9 @@ int store__people_get(store_people_t *p, const uint8_t *hash, bool writer,
 /* The same without the person: euid, merged and the form's generation. */
 int store__people_peek(store_people_t *p, const uint8_t *hash, bool writer,
     char euid[HIE_MPI_EUID_BYTES], bool *merged, uint64_t *gen);
+/* Starts loading the entries and forms of n records (16-byte hashes) into the cache, so that
+ * reading them one by one next waits for memory once rather than twice per record. */
+void store__people_prefetch(store_people_t *p, const uint8_t *hashes, size_t n);
 /* Records the cache holds (merged ones too). Any thread. */
 uint64_t store__people_count(store_people_t *p);
 /* Members of an EUID (at most HIE_MPI_EUID_MEMBERS_MAX), 16 bytes each, into arena. */

@@ -29,6 +29,11 @@
  * records; HIE_MPI_CANDIDATES_MAX candidates each would need 48 MB. Past the cap an item is
  * not prepared (apply does it). */
 #define POOL_ARENA_BYTES (64u << 20)
+/* Touched sets: a batch writes about two cache entries per feed (more when it merges) and
+ * up to 18 block keys per feed; past half full a set stops telling (apply reads again). The
+ * record set stays small enough for the L2 cache, as apply asks it for every candidate. */
+#define POOL_TOUCHED_RECS 8192u
+#define POOL_TOUCHED_KEYS 65536u
 
 enum { ITEM_FREE, ITEM_CLAIMED, ITEM_DONE, ITEM_TAKEN };
 
@@ -212,6 +217,12 @@ hie_mpi_pool_create(hie_mpi_pool_t **out, hie_mpi_store_t *s, unsigned threads)
     pool->magic = POOL_MAGIC;
     pool->s = s;
     pool->threads = threads;
+    if (store__touched_init(&pool->recs, POOL_TOUCHED_RECS) != 0 ||
+        store__touched_init(&pool->keys, POOL_TOUCHED_KEYS) != 0) {
+        store__touched_free(&pool->recs);
+        hie_mem_free(pool, sizeof(*pool));
+        return HIE_ENOMEM;
+    }
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->work, NULL);
     pthread_cond_init(&pool->done, NULL);
@@ -348,6 +359,8 @@ hie_mpi_pool_destroy(hie_mpi_pool_t **pp)
     pthread_cond_destroy(&pool->work);
     pthread_cond_destroy(&pool->done);
     pthread_mutex_destroy(&pool->mu);
+    store__touched_free(&pool->recs);
+    store__touched_free(&pool->keys);
     pool->magic = 0;
     hie_mem_free(pool, sizeof(*pool));
     *pp = NULL;

@@ -9,15 +9,17 @@
 
 #define STORE_MAGIC 0x4d504953u /* "MPIS" */
 
-/* A batch's written values (touched.c). */
-#define STORE_TOUCHED_SLOTS 65536u /* a batch of 1,024 feeds touches up to 18,432 block keys */
+/* A batch's written values (touched.c). slots: a power of two; the set is full at half. */
 typedef struct store_touched {
-    uint64_t val[STORE_TOUCHED_SLOTS];
-    uint32_t stamp[STORE_TOUCHED_SLOTS]; /* slot used when it equals epoch */
+    uint64_t *val;
+    uint32_t *stamp;                     /* slot used when it equals epoch */
+    size_t slots, n;
     uint32_t epoch;
-    size_t n;
     bool on, full;
 } store_touched_t;
+/* Allocates slots slots (a power of two). Returns 0 or HIE_ENOMEM. */
+int store__touched_init(store_touched_t *t, size_t slots);
+void store__touched_free(store_touched_t *t);
 void store__touched_start(store_touched_t *t);
 void store__touched_stop(store_touched_t *t);
 /* Records v (NULL t, or a set not started: nothing). */

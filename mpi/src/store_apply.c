@@ -833,6 +833,11 @@ hie_mpi_store_apply_model(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx,
     HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && ctx != NULL && cmd != NULL);
     hie_mpi_model_t cur, next;
     *version = 0;
+    if (cmd->model != NULL && cmd->model->level_scheme != 0 &&
+        cmd->model->level_scheme != HIE_MPI_LEVEL_SCHEME) {
+        return refuse(ctx, BAD, "model.level_scheme",
+            "trained for other comparison levels (another build): train again");
+    }
     if (cmd->model == NULL || hie_mpi_model_from_proto(cmd->model, &next) != 0) {
         return refuse(ctx, BAD, "model", "probabilities out of range or wrong shape");
     }

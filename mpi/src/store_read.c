@@ -501,6 +501,7 @@ hie_mpi_model_to_proto(const hie_mpi_model_t *m, Hie__V1__MpiModel *out, double 
     out->link_probability = m->link_probability;
     out->review_probability = m->review_probability;
     out->margin_weight = m->margin_weight;
+    out->level_scheme = HIE_MPI_LEVEL_SCHEME;
 }
 
 static bool
@@ -513,7 +514,8 @@ int
 hie_mpi_model_from_proto(const Hie__V1__MpiModel *in, hie_mpi_model_t *out)
 {
     const size_t cells = HIE_MPI_FIELD_COUNT * HIE_MPI_LEVELS_MAX;
-    if (in->n_m != cells || in->n_u != cells || in->n_enabled != HIE_MPI_FIELD_COUNT ||
+    if ((in->level_scheme != 0 && in->level_scheme != HIE_MPI_LEVEL_SCHEME) ||
+        in->n_m != cells || in->n_u != cells || in->n_enabled != HIE_MPI_FIELD_COUNT ||
         !prob_ok(in->lambda) || !(in->review_probability > 0.0) ||
         !(in->review_probability <= in->link_probability) || !(in->link_probability < 1.0) ||
         !(in->margin_weight >= 0.0 && in->margin_weight < 64.0)) {

@@ -57,6 +57,11 @@ enum hie_mpi_field {
 };
 /* Comparison levels per field; level 0 is always "missing" and weighs 0 (neutral). */
 #define HIE_MPI_LEVELS_MAX 8u
+/* The comparison levels' scheme: which level numbers each field has and what they mean. A model
+ * (m and u per level) fits only the scheme it was trained for; a stored model says its scheme,
+ * and a build refuses a model of another one. 2: the levels since 2026-11-30 (name and birth
+ * date levels added); 0 in a stored model: trained before models said (checked by value). */
+#define HIE_MPI_LEVEL_SCHEME 2u
 
 typedef struct hie_mpi_vector {
     uint8_t level[HIE_MPI_FIELD_COUNT];

@@ -266,6 +266,32 @@ Test(mpi_store_apply, a_model_of_other_levels_falls_back_to_the_default)
     cr_assert_eq(mdb_put(txn, meta, &k, &v, 0), 0);
     cr_assert_eq(hie_mpi_store_model(store, txn, &got), 0, "not an error");
     cr_assert_eq(got.version, def.version, "the default model");
+    /* a valid model that says it was trained for another level scheme */
+    hie_mpi_model_t other;
+    hie_mpi_model_default(&other);
+    other.version = 11;
+    hie_mpi_model_to_proto(&other, &zp, mb, ub, eb);
+    cr_assert_eq(zp.level_scheme, HIE_MPI_LEVEL_SCHEME, "a model says its scheme");
+    hie_mpi_model_t back;
+    cr_assert_eq(hie_mpi_model_from_proto(&zp, &back), 0);
+    cr_assert_eq(back.version, 11u);
+    zp.level_scheme = HIE_MPI_LEVEL_SCHEME + 1;
+    cr_assert_eq(hie_mpi_model_from_proto(&zp, &back), HIE_EINVAL);
+    zn = protobuf_c_message_get_packed_size(&zp.base);
+    hie__v1__mpi_model__pack(&zp, zbuf);
+    v = (MDB_val){zn, zbuf};
+    cr_assert_eq(mdb_put(txn, meta, &k, &v, 0), 0);
+    cr_assert_eq(hie_mpi_store_model(store, txn, &got), 0, "not an error");
+    cr_assert_eq(got.version, def.version, "the default model");
+    /* and the model command refuses it, naming the field */
+    Hie__V1__MpiModelCommand mc = HIE__V1__MPI_MODEL_COMMAND__INIT;
+    mc.model = &zp;
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, 1000, ++log_index, {0}, 0, NULL};
+    uint64_t installed = 0;
+    cr_assert_eq(hie_mpi_store_apply_model(store, &ctx, &mc, &installed), 0);
+    cr_assert_eq(ctx.reject.code, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST);
+    cr_assert_str_eq(ctx.reject.field, "model.level_scheme");
+    cr_assert_eq(installed, 0u);
     mdb_txn_abort(txn);
 }
 

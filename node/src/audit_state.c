@@ -1,6 +1,6 @@
 /*
  * audit_state.c - the disclosure audit log in the replicated state (issue 4): apply of
- * audit_append and audit_checkpoint on the log thread, and the readers behind disclosure
+ * audit_append, audit_batch and audit_checkpoint on the log thread, and the readers behind disclosure
  * reports and `hiectl audit verify`.
  *
  * Databases (state environment), besides the Merkle tree of hie/audit.h:
@@ -170,6 +170,23 @@ hie_node__audit_append(node_audit_t *au, node_apply_t *a, const Hie__V1__AuditAp
     return rc;
 }
 
+/* A worker's batch: its records in order, consecutive leaves; the result names the first. */
+static int
+apply_batch(node_audit_t *au, node_apply_t *a)
+{
+    const Hie__V1__AuditBatchCommand *b = a->cmd->audit_batch;
+    HIE_ASSERT(b->n_appends > 0 && b->n_appends <= HIE_AUDIT_BATCH_RECORDS_MAX);
+    uint64_t first = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < b->n_appends; i++) {
+        rc = hie_node__audit_append(au, a, b->appends[i]);
+        first = i == 0 ? a->res->audit_leaf_index : first;
+        HIE_ASSERT(rc != 0 || a->res->audit_leaf_index == first + i);
+    }
+    a->res->audit_leaf_index = first;
+    return rc;
+}
+
 static int
 apply_checkpoint(node_audit_t *au, node_apply_t *a)
 {
@@ -206,6 +223,8 @@ hie_node__audit_apply(node_audit_t *au, node_apply_t *a)
     switch (a->cmd->body_case) {
     case HIE__V1__COMMAND__BODY_AUDIT_APPEND:
         return hie_node__audit_append(au, a, a->cmd->audit_append);
+    case HIE__V1__COMMAND__BODY_AUDIT_BATCH:
+        return apply_batch(au, a);
     case HIE__V1__COMMAND__BODY_AUDIT_CHECKPOINT:
         return apply_checkpoint(au, a);
     default:

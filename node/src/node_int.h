@@ -233,7 +233,8 @@ struct hie_audit_tree;
  * a stopped node's files; nothing is created). Returns 0 or an error. */
 HIE_MUST_CHECK int hie_node__audit_open(node_audit_t **out, MDB_env *env, bool read_only);
 void hie_node__audit_close(node_audit_t **au);
-/* Applies audit_append or audit_checkpoint. Log thread only; same contract as consent. */
+/* Applies audit_append, audit_batch or audit_checkpoint. Log thread only; same contract as
+ * consent. */
 HIE_MUST_CHECK int hie_node__audit_apply(node_audit_t *au, node_apply_t *a);
 /* Appends one audit record (the body of audit_append, or the audit part of a push) in a's
  * transaction. Returns 0 or a storage error. Log thread only. */

@@ -1276,7 +1276,7 @@ Test(node_sm, exchanges_in_different_batches_give_identical_state)
         }
     }
     static const char *const dbs[] = {"consent_dir", "consent_rule", "consent_pat",
-        HIE_AUDIT_TREE_DB_NAME, "audit_rec", "audit_subj", "audit_pat", "audit_org", "q_msg",
+        HIE_AUDIT_TREE_DB_NAME, "audit_rec", "audit_subj", "audit_patient", "audit_org", "q_msg",
         "q_meta", "q_dead", "subs", "sub_org", "sub_all", "adt_visit", "sub_log", "repo_doc",
         "repo_rec", "dedup", "mpi_rec"};
     for (size_t i = 0; i < HIE_ARRAY_LEN(dbs); i++) {
@@ -1387,7 +1387,7 @@ Test(node_sm, audit_batch_appends_its_records_in_order_as_one_command)
         cr_assert_eq(a->log_index, 2, "every record of the batch came in entry 2");
         cr_assert_eq(b->log_index, 2 + leaf);
     }
-    static const char *const dbs[] = {"audit_rec", "audit_subj", "audit_pat", "audit_org"};
+    static const char *const dbs[] = {"audit_rec", "audit_subj", "audit_patient", "audit_org"};
     for (size_t i = 0; i < HIE_ARRAY_LEN(dbs); i++) {
         cr_assert_eq(db_entries(st[0], dbs[i]), BATCH_RECORDS, "%s", dbs[i]);
         cr_assert_eq(db_entries(st[1], dbs[i]), BATCH_RECORDS, "%s", dbs[i]);

@@ -171,10 +171,25 @@ hie_node__audit_close(node_audit_t **ap)
 /* ---- apply ---------------------------------------------------------------------------------- */
 
 static int
-put_raw(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen, const void *v, size_t vlen)
+put_flags(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen, const void *v, size_t vlen,
+    unsigned flags)
 {
     MDB_val key = {klen, (void *)(uintptr_t)k}, val = {vlen, (void *)(uintptr_t)v};
-    return mdb_rc(mdb_put(txn, dbi, &key, &val, 0));
+    return mdb_rc(mdb_put(txn, dbi, &key, &val, flags));
+}
+
+static int
+put_raw(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen, const void *v, size_t vlen)
+{
+    return put_flags(txn, dbi, k, klen, v, vlen, 0);
+}
+
+/* audit_rec and audit_subj keys grow with the leaf: appended, their pages fill up instead of
+ * splitting in half (a key out of order fails the apply: the state would be corrupt). */
+static int
+put_append(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen, const void *v, size_t vlen)
+{
+    return put_flags(txn, dbi, k, klen, v, vlen, MDB_APPEND);
 }
 
 /* The record's index entries: patients, requesting organization, break-glass. */
@@ -196,7 +211,7 @@ index_put(node_audit_t *au, node_apply_t *a, const Hie__V1__AuditAppendCommand *
         tl[17] = sk[9];
         HIE_ASSERT(ac->subject_keys[i].len == HIE_PROTO_REC_HASH_BYTES); /* validated */
         pat_key(pk, ac->subject_keys[i].data, tl);
-        rc = put_raw(a->txn, au->subj, sk, sizeof(sk), ac->subjects_sealed[i].data,
+        rc = put_append(a->txn, au->subj, sk, sizeof(sk), ac->subjects_sealed[i].data,
             ac->subjects_sealed[i].len);
         rc = rc ? rc : put_raw(a->txn, au->pat, pk, sizeof(pk), "", 0);
     }
@@ -237,7 +252,7 @@ hie_node__audit_append(node_audit_t *au, node_apply_t *a, const Hie__V1__AuditAp
     HIE_ASSERT(rc != 0 || appended == leaf);
     uint8_t k[8];
     hie_store_be64(k, leaf);
-    rc = rc ? rc : put_raw(a->txn, au->rec, k, sizeof(k), entry, n);
+    rc = rc ? rc : put_append(a->txn, au->rec, k, sizeof(k), entry, n);
     rc = rc ? rc : index_put(au, a, ac, leaf);
     a->res->audit_leaf_index = leaf;
     return rc;

@@ -121,6 +121,8 @@ dbis_open(node_audit_t *au, MDB_txn *txn, unsigned create)
     rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "audit_btg", create, &au->btg));
     rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "audit_ckpt", create, &au->ckpt));
     rc = rc ? rc : hie_audit_tree_create(&au->tree, txn);
+    /* a tree in the first layout is converted by a writable open; read-only it is refused */
+    rc = rc ? rc : hie_audit_tree_upgrade(au->tree, txn, create != 0);
     return rc;
 }
 

@@ -9,11 +9,12 @@
  *    hash SHA-256(""). In-memory reference root and proof generation (O(n), for tests, tools
  *    and fuzzing), and proof verification exactly as RFC 9162 2.1.3.2 and 2.1.4.2 say.
  *  - The tree in LMDB (audit_tree.c): one database "audit_tree" in the caller's environment
- *    (the node's state env), keyed by level (1 byte) || index (8 bytes, big-endian), value the
- *    32-byte hash. Level 0 holds every leaf hash; level k index i holds the hash of the
- *    COMPLETE aligned subtree over leaves [i * 2^k, (i + 1) * 2^k), written the moment its last
- *    leaf is appended and never changed afterwards. The key level 0xff index 0 holds the tree
- *    size (8 bytes, big-endian); no key means an empty tree. Every root and proof for any
+ *    (the node's state env), value the 32-byte hash. Level 0 holds every leaf hash; level k
+ *    index i holds the hash of the COMPLETE aligned subtree over leaves [i * 2^k,
+ *    (i + 1) * 2^k), written the moment its last leaf is appended and never changed
+ *    afterwards. Keys are in write order: the leaf that completed the node, ((i + 1) << k) - 1
+ *    (8 bytes, big-endian), then the level (1 byte). The 1-byte key 0x00 holds the tree size
+ *    (8 bytes, big-endian); no key means an empty tree. Every root and proof for any
  *    size up to the current one is assembled from these complete subtrees in O(log n) reads,
  *    so proofs for an old checkpoint stay available without keeping old roots.
  *  - Checkpoints (checkpoint.c): the body "<origin>\n<size>\n<base64 root>\n" signed per C2SP
@@ -146,6 +147,15 @@ typedef struct hie_audit_tree hie_audit_tree_t;
 HIE_MUST_CHECK int hie_audit_tree_create(hie_audit_tree_t **out, MDB_txn *txn);
 /* Frees the handle (the database and its data stay); sets *tree to NULL; NULL-safe. */
 void hie_audit_tree_destroy(hie_audit_tree_t **tree);
+
+/* A tree stored in the first, level-major layout (key level (1) || index (8), the size under
+ * (0xff, 0)) must be converted before any other call: with write true, converts it in txn (a
+ * write transaction; the same hashes under write-order keys, then the size), using one more
+ * named database for the time of the call. Returns 0 (already in write order, empty, or
+ * converted), HIE_ESTATE (the former layout and write is false: nothing was changed),
+ * HIE_ECORRUPT (a stored key or value that layout cannot hold) or HIE_ESTORAGE. The state
+ * machine's thread (or a tool on a stopped node). */
+HIE_MUST_CHECK int hie_audit_tree_upgrade(hie_audit_tree_t *tree, MDB_txn *txn, bool write);
 
 /* Appends leaf (a leaf hash, hie_audit_leaf_hash of the audit record) in txn, the state
  * machine's write transaction: stores it at level 0, stores every subtree it completes (at

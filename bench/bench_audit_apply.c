@@ -75,7 +75,9 @@ record_build(struct bench *b, uint64_t i, uint64_t *rng, hie_arena_t *arena, hie
     }
     snprintf(id, 24, "q%lu", (unsigned long)i);
     snprintf(euid, 24, "E%09lu", (unsigned long)(bench_rand(rng) % b->o.patients));
-    node_who_t who = {"general-hospital", NULL, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, id};
+    static node_rand_t rnd; /* as a worker's */
+    node_who_t who = {"general-hospital", NULL, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, id,
+        &rnd};
     node_subject_t s = {euid, {0}, NULL, 0, NULL, 0};
     s.decision.decision = HIE_CONSENT_PERMIT;
     s.decision.reason = "implicit-permit";

@@ -28,7 +28,7 @@
 
 #define SUBJECT_SALT_BYTES 16u
 /* Random bytes one subject takes: its salt, then its seal's nonce. A record draws all its
- * subjects' in one call (one getrandom system call per record instead of two per subject). */
+ * subjects' at once, from the worker's block of random bytes (hie_node__rand). */
 #define SUBJECT_RANDOM_BYTES (SUBJECT_SALT_BYTES + HIE_MPI_SEAL_NONCE_BYTES)
 
 /* ---- consent decisions --------------------------------------------------------------------- */
@@ -86,6 +86,25 @@ hie_node__consent_decide_doc(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
 }
 
 /* ---- the audit record ------------------------------------------------------------------------ */
+
+void
+hie_node__rand(node_rand_t *r, uint8_t *out, size_t n)
+{
+    HIE_ASSERT(out != NULL);
+    if (r == NULL || n > sizeof(r->buf)) {
+        randombytes_buf(out, n);
+        return;
+    }
+    HIE_ASSERT(r->fresh <= sizeof(r->buf));
+    if (r->fresh < n) {
+        randombytes_buf(r->buf, sizeof(r->buf));
+        r->fresh = sizeof(r->buf);
+    }
+    uint8_t *from = r->buf + sizeof(r->buf) - r->fresh;
+    memcpy(out, from, n);
+    sodium_memzero(from, n); /* handed out once */
+    r->fresh -= n;
+}
 
 void
 hie_node__audit_subject_key(const struct hie_mpi_key *key, const char *euid,
@@ -162,7 +181,7 @@ hie_node__audit_body(node_ctx_t *ctx, const node_who_t *who, Hie__V1__AuditActio
         return HIE_ENOMEM;
     }
     if (n > 0) {
-        randombytes_buf(rnd, n * SUBJECT_RANDOM_BYTES);
+        hie_node__rand(who->rand, rnd, n * SUBJECT_RANDOM_BYTES);
     }
     hie__v1__audit_record__init(r);
     hie__v1__audit_append_command__init(ac);

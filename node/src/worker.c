@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <string.h>
 #include <zmq.h>
 
@@ -87,6 +88,7 @@ struct worker {
     uint64_t fwd_counter;
     size_t parked_head, parked_count;
     struct audit_stage stage;  /* audit records of the current wakeup */
+    node_rand_t rand;          /* salts and nonces of its audit records */
     int bind_rc;
 };
 
@@ -448,12 +450,12 @@ fwd_finish(struct worker *w, struct fwdq *fq)
     Hie__V1__ErrorCode code = HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
     int rc = hie_node__state_org_get(w->ctx->state, req->org_id, req->arena, &org);
     if (fq->retrieve && rc == 0) {
-        node_who_t rwho = {req->org_id, org, req->env->purpose, req->env->id};
+        node_who_t rwho = {req->org_id, org, req->env->purpose, req->env->id, &w->rand};
         retrieve_finish(w, fq, &rwho);
         return;
     }
     fq->req = NULL;
-    node_who_t who = {req->org_id, org, req->env->purpose, req->env->id};
+    node_who_t who = {req->org_id, org, req->env->purpose, req->env->id, &w->rand};
     rc = rc ? rc : hie_node__query_complete(w->ctx, &who, fq->reply, &fq->fwd, fq->status,
         fq->answers, req->arena, &audit);
     hie_envelope_t reply = HIE__V1__ENVELOPE__INIT;
@@ -658,7 +660,7 @@ delivery_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *are
 {
     node_ctx_t *ctx = w->ctx;
     hie_envelope_t *env = req->env;
-    node_who_t who = {org->id, org, env->purpose, env->id};
+    node_who_t who = {org->id, org, env->purpose, env->id, &w->rand};
     switch (env->body_case) {
     case HIE__V1__ENVELOPE__BODY_PUSH:
         return hie_node__push_prepare(ctx, &who, env->push, arena, &reply->push_reply, audit,
@@ -708,7 +710,7 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
 {
     node_ctx_t *ctx = w->ctx;
     hie_envelope_t *env = req->env;
-    node_who_t who = {org->id, org, env->purpose, env->id};
+    node_who_t who = {org->id, org, env->purpose, env->id, &w->rand};
     /* every reply body number follows its request's (envelope.proto) */
     reply->body_case = (Hie__V1__Envelope__BodyCase)((int)env->body_case + 1);
     switch (env->body_case) {
@@ -1338,6 +1340,7 @@ hie_node__workers_join(node_workers_t **wsp)
         }
         hie_mem_free(w->cache, HIE_NODE_REPLY_CACHE_ENTRIES * sizeof(*w->cache));
         hie_mem_free(w->parked, HIE_NODE_AUDIT_PARKED_MAX * sizeof(*w->parked));
+        sodium_memzero(&w->rand, sizeof(w->rand));
     }
     hie_mem_free(ws->w, ws->allocated * sizeof(*ws->w));
     hie_mem_free(ws, sizeof(*ws));

@@ -73,7 +73,8 @@ record_build(uint64_t i, hie_arena_t *a, hie_command_t *out)
     cr_assert(id != NULL && euid != NULL);
     snprintf(id, 24, "q-%lu", (unsigned long)i);
     snprintf(euid, 24, "E-%lu", (unsigned long)(i % PATIENTS));
-    node_who_t who = {"org-h", NULL, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, id};
+    static node_rand_t rnd; /* as a worker's */
+    node_who_t who = {"org-h", NULL, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, id, &rnd};
     node_subject_t s = {euid, {0}, NULL, 0, NULL, 0};
     s.decision.decision = HIE_CONSENT_PERMIT;
     s.decision.reason = "implicit-permit";

@@ -1026,7 +1026,7 @@ ex_who(struct ex *x, const char *org, const char *id)
     hie_org_t *o = NULL;
     cr_assert_eq(hie_node__state_org_get(x->ctx.state, org, arena, &o), 0);
     snprintf(idbuf, sizeof(idbuf), "%s", id);
-    who = (node_who_t){o->id, o, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, idbuf};
+    who = (node_who_t){o->id, o, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, idbuf, NULL};
     return &who;
 }
 
@@ -1300,7 +1300,8 @@ batch_build(node_ctx_t *ctx, hie_command_t *cmds)
     hie_org_t *org = org_get(ctx->state, "org-h");
     for (size_t i = 0; i < BATCH_RECORDS; i++) {
         snprintf(ids[i], sizeof(ids[i]), "q-%zu", i);
-        node_who_t who = {"org-h", org, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, ids[i]};
+        node_who_t who = {"org-h", org, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, ids[i],
+            NULL};
         node_subject_t s = {"EUID-1", {0}, NULL, 0, NULL, 0};
         s.decision.decision = HIE_CONSENT_PERMIT;
         s.decision.reason = "implicit-permit";

@@ -23,11 +23,16 @@
  * converts a tree stored that way.
  *
  * Reads validate what they read (length 32, size within the limit) and return HIE_ECORRUPT;
- * writes assert what they write (we built it). The handle holds only the dbi: threads share it.
+ * writes assert what they write (we built it). The handle holds the dbi and OpenSSL's SHA-256
+ * (fetched once, immutable), which every thread shares, and one hashing context that only the
+ * appending thread uses (append, leaf hash, upgrade: the state machine, the only writer): with
+ * SHA-NI and no per-hash fetch or allocation, a 65-byte node hash takes ~0.2 us against
+ * ~0.9 us with libsodium's portable SHA-256, which the pure functions of merkle.c keep.
  * Callers: node's state machine (append), workers (proofs), admin (verify), tests, bench.
  */
 #include "audit_int.h"
 
+#include <openssl/evp.h>
 #include <sodium.h>
 
 #define TREE_MAGIC 0x41554454u /* "AUDT" */
@@ -40,7 +45,38 @@ static const uint8_t size_key[1] = {0}; /* shorter than every node key with its 
 struct hie_audit_tree {
     uint32_t magic;
     MDB_dbi dbi;
+    EVP_MD *sha256;      /* fetched at create: immutable, any thread */
+    EVP_MD_CTX *append;  /* the appending thread's hashing context */
 };
+
+/* SHA-256 of parts[0..n) with the appending context. out may alias a part (the parts are
+ * consumed first). Returns 0 or HIE_ENOMEM (OpenSSL could not allocate). */
+static int
+append_hash(hie_audit_tree_t *t, const hie_span_t *parts, size_t n, hie_audit_hash_t *out)
+{
+    unsigned len = 0;
+    int ok = EVP_DigestInit_ex(t->append, t->sha256, NULL);
+    for (size_t i = 0; ok == 1 && i < n; i++) {
+        ok = EVP_DigestUpdate(t->append, parts[i].ptr, parts[i].len);
+    }
+    ok = ok == 1 ? EVP_DigestFinal_ex(t->append, out->bytes, &len) : ok;
+    if (ok != 1) {
+        return HIE_ENOMEM;
+    }
+    HIE_ASSERT(len == HIE_AUDIT_HASH_BYTES);
+    return 0;
+}
+
+/* hie_audit_node_hash with the appending context. */
+static int
+append_node_hash(hie_audit_tree_t *t, const hie_audit_hash_t *l, const hie_audit_hash_t *r,
+    hie_audit_hash_t *out)
+{
+    static const uint8_t node_prefix = 0x01;
+    hie_span_t parts[3] = {{&node_prefix, 1}, {l->bytes, HIE_AUDIT_HASH_BYTES},
+        {r->bytes, HIE_AUDIT_HASH_BYTES}};
+    return append_hash(t, parts, 3, out);
+}
 
 static void
 tree_check(const hie_audit_tree_t *t, MDB_txn *txn)
@@ -180,11 +216,17 @@ hie_audit_tree_create(hie_audit_tree_t **out, MDB_txn *txn)
     if (t == NULL) {
         return HIE_ENOMEM;
     }
-    if (mdb_dbi_open(txn, HIE_AUDIT_TREE_DB_NAME, MDB_CREATE, &t->dbi) != 0) {
-        hie_mem_free(t, sizeof(*t));
-        return HIE_ESTORAGE;
-    }
     t->magic = TREE_MAGIC;
+    t->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    t->append = EVP_MD_CTX_new();
+    int rc = t->sha256 == NULL || t->append == NULL ? HIE_ENOMEM : 0;
+    if (rc == 0 && mdb_dbi_open(txn, HIE_AUDIT_TREE_DB_NAME, MDB_CREATE, &t->dbi) != 0) {
+        rc = HIE_ESTORAGE;
+    }
+    if (rc != 0) {
+        hie_audit_tree_destroy(&t);
+        return rc;
+    }
     *out = t;
     return 0;
 }
@@ -198,6 +240,8 @@ hie_audit_tree_destroy(hie_audit_tree_t **tree)
         return;
     }
     HIE_ASSERT(t->magic == TREE_MAGIC);
+    EVP_MD_CTX_free(t->append);
+    EVP_MD_free(t->sha256);
     t->magic = 0; /* a use after destroy trips the magic check */
     hie_mem_free(t, sizeof(*t));
     *tree = NULL;
@@ -309,16 +353,25 @@ hie_audit_tree_append(hie_audit_tree_t *tree, MDB_txn *txn, const hie_audit_hash
          k++) {
         hie_audit_hash_t left;
         rc = node_need(tree, txn, k - 1, ((n + 1) >> (k - 1)) - 2, &left);
-        if (rc == 0) {
-            hie_audit_node_hash(&left, &cur, &cur);
-            rc = node_put(tree, txn, k, ((n + 1) >> k) - 1, &cur);
-        }
+        rc = rc ? rc : append_node_hash(tree, &left, &cur, &cur);
+        rc = rc ? rc : node_put(tree, txn, k, ((n + 1) >> k) - 1, &cur);
     }
     rc = rc == 0 ? size_put(tree, txn, n + 1) : rc;
     if (rc == 0) {
         *index = n;
     }
     return rc;
+}
+
+int
+hie_audit_tree_leaf_hash(hie_audit_tree_t *tree, hie_span_t entry, hie_audit_hash_t *out)
+{
+    HIE_ASSERT(tree != NULL && tree->magic == TREE_MAGIC);
+    HIE_ASSERT(out != NULL);
+    HIE_ASSERT(entry.ptr != NULL || entry.len == 0);
+    static const uint8_t leaf_prefix = 0x00;
+    hie_span_t parts[2] = {{&leaf_prefix, 1}, entry};
+    return append_hash(tree, parts, 2, out);
 }
 
 int

@@ -248,9 +248,9 @@ hie_node__audit_append(node_audit_t *au, node_apply_t *a, const Hie__V1__AuditAp
     size_t packed = protobuf_c_message_pack(&r->base, entry);
     HIE_ASSERT(packed == n);
     hie_audit_hash_t leaf_hash;
-    hie_audit_leaf_hash(hie_span(entry, n), &leaf_hash);
     uint64_t appended = 0;
-    rc = hie_audit_tree_append(au->tree, a->txn, &leaf_hash, &appended);
+    rc = hie_audit_tree_leaf_hash(au->tree, hie_span(entry, n), &leaf_hash);
+    rc = rc ? rc : hie_audit_tree_append(au->tree, a->txn, &leaf_hash, &appended);
     HIE_ASSERT(rc != 0 || appended == leaf);
     uint8_t k[8];
     hie_store_be64(k, leaf);

@@ -23,9 +23,10 @@
  *    "vkey" text form; and the node's signing key file (a 32-byte seed, mode 0600).
  *
  * Threads: the pure functions, the parser and verification are reentrant and may run on any
- * thread. A tree handle holds only its LMDB database handle and is immutable once created, so
- * several threads may use it at once, each with its own transaction: the state machine appends
- * in its write transaction (it is the only writer), workers build proofs in read transactions.
+ * thread. Several threads may use a tree handle at once, each with its own transaction: the
+ * state machine appends in its write transaction (it is the only writer), workers build proofs
+ * in read transactions. Only hie_audit_tree_append, hie_audit_tree_leaf_hash and
+ * hie_audit_tree_upgrade use the handle's hashing context: call them from one thread.
  * A signer is immutable after loading and may sign from any thread.
  *
  * Ownership: hashes, proofs, checkpoints, verifier keys and reports are plain structs the
@@ -147,6 +148,13 @@ typedef struct hie_audit_tree hie_audit_tree_t;
 HIE_MUST_CHECK int hie_audit_tree_create(hie_audit_tree_t **out, MDB_txn *txn);
 /* Frees the handle (the database and its data stay); sets *tree to NULL; NULL-safe. */
 void hie_audit_tree_destroy(hie_audit_tree_t **tree);
+
+/* The leaf hash of entry, exactly as hie_audit_leaf_hash computes it, with the handle's
+ * hashing context (OpenSSL: several times faster than the portable SHA-256 of merkle.c).
+ * [out] *out. Returns 0 or HIE_ENOMEM. The appending thread only (the state machine's), like
+ * hie_audit_tree_append, which shares the context. */
+HIE_MUST_CHECK int hie_audit_tree_leaf_hash(hie_audit_tree_t *tree, hie_span_t entry,
+    hie_audit_hash_t *out);
 
 /* A tree stored in the first, level-major layout (key level (1) || index (8), the size under
  * (0xff, 0)) must be converted before any other call: with write true, converts it in txn (a

@@ -723,6 +723,22 @@ Test(audit_tree, readers_on_other_threads_see_consistent_snapshots)
     }
 }
 
+/* The appender's OpenSSL hashing gives the same leaf hashes as the portable merkle.c. */
+Test(audit_tree, tree_leaf_hash_equals_the_pure_leaf_hash)
+{
+    static uint8_t entry[3000];
+    for (size_t i = 0; i < sizeof(entry); i++) {
+        entry[i] = (uint8_t)(i * 131u + 7u);
+    }
+    static const size_t lens[] = {0, 1, 55, 56, 63, 64, 65, 200, 3000};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        hie_audit_hash_t a, b;
+        hie_audit_leaf_hash(hie_span(entry, lens[i]), &a);
+        cr_assert_eq(hie_audit_tree_leaf_hash(tree, hie_span(entry, lens[i]), &b), 0);
+        cr_assert_eq(memcmp(a.bytes, b.bytes, sizeof(a.bytes)), 0, "length %zu", lens[i]);
+    }
+}
+
 /* ---- the first, level-major layout ------------------------------------------------------ */
 
 /* Rewrites the tree as the first layout stored it: level (1) || index (8), size under

@@ -330,22 +330,11 @@ hie_audit_tree_upgrade(hie_audit_tree_t *tree, MDB_txn *txn, bool write)
     return rc ? rc : (mdb_drop(txn, tmp, 1) == 0 ? 0 : HIE_ESTORAGE);
 }
 
-int
-hie_audit_tree_append(hie_audit_tree_t *tree, MDB_txn *txn, const hie_audit_hash_t *leaf,
-    uint64_t *index)
+/* Writes leaf n and the subtrees it completes; the caller updates the size. */
+static int
+leaf_put(hie_audit_tree_t *tree, MDB_txn *txn, uint64_t n, const hie_audit_hash_t *leaf)
 {
-    tree_check(tree, txn);
-    HIE_ASSERT(leaf != NULL && index != NULL);
-    *index = 0;
-    uint64_t n = 0;
-    int rc = size_get(tree, txn, &n);
-    if (rc != 0) {
-        return rc;
-    }
-    if (n >= HIE_AUDIT_TREE_SIZE_MAX) {
-        return HIE_ELIMIT;
-    }
-    rc = node_put(tree, txn, 0, n, leaf);
+    int rc = node_put(tree, txn, 0, n, leaf);
     /* Leaf n completes the subtree of level k ending at it for every k with 2^k | n + 1: its
      * right half is the one just built, its left half is stored. */
     hie_audit_hash_t cur = *leaf;
@@ -356,11 +345,40 @@ hie_audit_tree_append(hie_audit_tree_t *tree, MDB_txn *txn, const hie_audit_hash
         rc = rc ? rc : append_node_hash(tree, &left, &cur, &cur);
         rc = rc ? rc : node_put(tree, txn, k, ((n + 1) >> k) - 1, &cur);
     }
-    rc = rc == 0 ? size_put(tree, txn, n + 1) : rc;
+    return rc;
+}
+
+int
+hie_audit_tree_append_many(hie_audit_tree_t *tree, MDB_txn *txn, const hie_audit_hash_t *leaves,
+    size_t count, uint64_t *first)
+{
+    tree_check(tree, txn);
+    HIE_ASSERT(leaves != NULL && first != NULL);
+    HIE_ASSERT(count > 0);
+    *first = 0;
+    uint64_t n = 0;
+    int rc = size_get(tree, txn, &n);
+    if (rc != 0) {
+        return rc;
+    }
+    if (count > HIE_AUDIT_TREE_SIZE_MAX - n) {
+        return HIE_ELIMIT;
+    }
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        rc = leaf_put(tree, txn, n + i, &leaves[i]);
+    }
+    rc = rc == 0 ? size_put(tree, txn, n + count) : rc; /* one size write for them all */
     if (rc == 0) {
-        *index = n;
+        *first = n;
     }
     return rc;
+}
+
+int
+hie_audit_tree_append(hie_audit_tree_t *tree, MDB_txn *txn, const hie_audit_hash_t *leaf,
+    uint64_t *index)
+{
+    return hie_audit_tree_append_many(tree, txn, leaf, 1, index);
 }
 
 int

@@ -227,35 +227,61 @@ index_put(node_audit_t *au, node_apply_t *a, const Hie__V1__AuditAppendCommand *
     return rc;
 }
 
+/* Record r as leaf: serialized with its leaf and log index filled in (the leaf entry, stored
+ * as hashed) into arena, and its leaf hash. */
+static int
+record_entry(node_audit_t *au, node_apply_t *a, Hie__V1__AuditRecord *r, uint64_t leaf,
+    hie_span_t *entry, hie_audit_hash_t *hash)
+{
+    r->leaf_index = leaf;
+    r->log_index = a->index;
+    size_t n = protobuf_c_message_get_packed_size(&r->base);
+    uint8_t *bytes = hie_arena_alloc(a->arena, n > 0 ? n : 1);
+    if (bytes == NULL) {
+        return HIE_ENOMEM;
+    }
+    size_t packed = protobuf_c_message_pack(&r->base, bytes);
+    HIE_ASSERT(packed == n);
+    *entry = hie_span(bytes, n);
+    return hie_audit_tree_leaf_hash(au->tree, *entry, hash);
+}
+
+/* Appends acs[0..count) as consecutive leaves: their entries and hashes first, then the tree
+ * in one append (one size read and write), then each record and its index entries. [out]
+ * *first: the first record's leaf. */
+static int
+records_append(node_audit_t *au, node_apply_t *a, Hie__V1__AuditAppendCommand *const *acs,
+    size_t count, uint64_t *first)
+{
+    HIE_ASSERT(count > 0 && count <= HIE_AUDIT_BATCH_RECORDS_MAX);
+    hie_span_t entries[HIE_AUDIT_BATCH_RECORDS_MAX];
+    hie_audit_hash_t hashes[HIE_AUDIT_BATCH_RECORDS_MAX];
+    uint64_t size = 0, appended = 0;
+    int rc = hie_audit_tree_size(au->tree, a->txn, &size);
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        HIE_ASSERT(acs[i] != NULL && acs[i]->record != NULL); /* validated */
+        rc = record_entry(au, a, acs[i]->record, size + i, &entries[i], &hashes[i]);
+    }
+    rc = rc ? rc : hie_audit_tree_append_many(au->tree, a->txn, hashes, count, &appended);
+    HIE_ASSERT(rc != 0 || appended == size);
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        uint8_t k[8];
+        hie_store_be64(k, size + i);
+        rc = put_append(a->txn, au->rec, k, sizeof(k), entries[i].ptr, entries[i].len);
+        rc = rc ? rc : index_put(au, a, acs[i], size + i);
+    }
+    *first = size;
+    return rc;
+}
+
 int
 hie_node__audit_append(node_audit_t *au, node_apply_t *a, const Hie__V1__AuditAppendCommand *ac)
 {
     HIE_ASSERT(au != NULL && au->magic == AUDIT_MAGIC);
     HIE_ASSERT(ac != NULL && ac->record != NULL);
-    Hie__V1__AuditRecord *r = ac->record;
+    Hie__V1__AuditAppendCommand *one = (Hie__V1__AuditAppendCommand *)(uintptr_t)ac;
     uint64_t leaf = 0;
-    int rc = hie_audit_tree_size(au->tree, a->txn, &leaf);
-    if (rc != 0) {
-        return rc;
-    }
-    r->leaf_index = leaf;
-    r->log_index = a->index;
-    size_t n = protobuf_c_message_get_packed_size(&r->base);
-    uint8_t *entry = hie_arena_alloc(a->arena, n > 0 ? n : 1);
-    if (entry == NULL) {
-        return HIE_ENOMEM;
-    }
-    size_t packed = protobuf_c_message_pack(&r->base, entry);
-    HIE_ASSERT(packed == n);
-    hie_audit_hash_t leaf_hash;
-    uint64_t appended = 0;
-    rc = hie_audit_tree_leaf_hash(au->tree, hie_span(entry, n), &leaf_hash);
-    rc = rc ? rc : hie_audit_tree_append(au->tree, a->txn, &leaf_hash, &appended);
-    HIE_ASSERT(rc != 0 || appended == leaf);
-    uint8_t k[8];
-    hie_store_be64(k, leaf);
-    rc = rc ? rc : put_append(a->txn, au->rec, k, sizeof(k), entry, n);
-    rc = rc ? rc : index_put(au, a, ac, leaf);
+    int rc = records_append(au, a, &one, 1, &leaf);
     a->res->audit_leaf_index = leaf;
     return rc;
 }
@@ -267,12 +293,7 @@ apply_batch(node_audit_t *au, node_apply_t *a)
     const Hie__V1__AuditBatchCommand *b = a->cmd->audit_batch;
     HIE_ASSERT(b->n_appends > 0 && b->n_appends <= HIE_AUDIT_BATCH_RECORDS_MAX);
     uint64_t first = 0;
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < b->n_appends; i++) {
-        rc = hie_node__audit_append(au, a, b->appends[i]);
-        first = i == 0 ? a->res->audit_leaf_index : first;
-        HIE_ASSERT(rc != 0 || a->res->audit_leaf_index == first + i);
-    }
+    int rc = records_append(au, a, b->appends, b->n_appends, &first);
     a->res->audit_leaf_index = first;
     return rc;
 }

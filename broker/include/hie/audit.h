@@ -25,7 +25,7 @@
  * Threads: the pure functions, the parser and verification are reentrant and may run on any
  * thread. Several threads may use a tree handle at once, each with its own transaction: the
  * state machine appends in its write transaction (it is the only writer), workers build proofs
- * in read transactions. Only hie_audit_tree_append, hie_audit_tree_leaf_hash and
+ * in read transactions. Only hie_audit_tree_append(_many), hie_audit_tree_leaf_hash and
  * hie_audit_tree_upgrade use the handle's hashing context: call them from one thread.
  * A signer is immutable after loading and may sign from any thread.
  *
@@ -169,10 +169,15 @@ HIE_MUST_CHECK int hie_audit_tree_upgrade(hie_audit_tree_t *tree, MDB_txn *txn, 
  * machine's write transaction: stores it at level 0, stores every subtree it completes (at
  * most 63, O(log n) reads and writes) and the new size. [out] *index: the leaf's index, the
  * old size (0 on failure). Returns 0, HIE_ELIMIT (the tree holds HIE_AUDIT_TREE_SIZE_MAX
- * leaves), HIE_ECORRUPT (a stored hash or the size failed validation) or HIE_ESTORAGE (e.g.
- * MDB_MAP_FULL). After a failure txn may hold a partial append: the caller aborts it. */
+ * leaves), HIE_ECORRUPT (a stored hash or the size failed validation), HIE_ENOMEM (hashing)
+ * or HIE_ESTORAGE (e.g. MDB_MAP_FULL). After a failure txn may hold a partial append: the caller aborts it. */
 HIE_MUST_CHECK int hie_audit_tree_append(hie_audit_tree_t *tree, MDB_txn *txn,
     const hie_audit_hash_t *leaf, uint64_t *index);
+/* hie_audit_tree_append of leaves[0..count) in order, count > 0, reading and writing the size
+ * once for them all: [out] *first, the index of leaves[0] (the others follow it). Same errors,
+ * HIE_ELIMIT when the tree cannot take them all (then nothing is appended). */
+HIE_MUST_CHECK int hie_audit_tree_append_many(hie_audit_tree_t *tree, MDB_txn *txn,
+    const hie_audit_hash_t *leaves, size_t count, uint64_t *first);
 /* [out] *size: the number of leaves as seen by txn (any transaction). Returns 0, HIE_ECORRUPT
  * (the size record is malformed or over the limit) or HIE_ESTORAGE. */
 HIE_MUST_CHECK int hie_audit_tree_size(hie_audit_tree_t *tree, MDB_txn *txn, uint64_t *size);

@@ -23,6 +23,7 @@
 
 #include "hie/mpi_store.h"
 
+#include <openssl/evp.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -120,6 +121,16 @@ hie_node__audit_subject_key(const struct hie_mpi_key *key, const char *euid,
     sodium_memzero(secret, sizeof(secret));
 }
 
+/* SHA-256 of a serialized subject: OpenSSL's (SHA-NI, ~0.6 us for a subject against ~1 us)
+ * when main fetched it, else libsodium's; the same digest either way. */
+static void
+commitment(const node_ctx_t *ctx, const uint8_t *plain, size_t n, uint8_t *out)
+{
+    if (ctx->sha256 == NULL || EVP_Digest(plain, n, out, NULL, ctx->sha256, NULL) != 1) {
+        crypto_hash_sha256(out, plain, n);
+    }
+}
+
 /* The subject's bytes, commitment, sealed form (nonce || AEAD) and index key, into arena.
  * rnd: SUBJECT_RANDOM_BYTES fresh random bytes (salt, nonce). */
 static int
@@ -152,7 +163,7 @@ subject_seal(node_ctx_t *ctx, const node_subject_t *s, const uint8_t *rnd, hie_a
         return HIE_ENOMEM;
     }
     HIE_ASSERT(protobuf_c_message_pack(&as.base, plain) == n);
-    crypto_hash_sha256(c, plain, n);
+    commitment(ctx, plain, n, c);
     memcpy(box, rnd + SUBJECT_SALT_BYTES, HIE_MPI_SEAL_NONCE_BYTES);
     int rc = hie_mpi_seal(mk, hie_span(plain, n), hie_span(c, crypto_hash_sha256_BYTES), box,
         box + HIE_MPI_SEAL_NONCE_BYTES, n + HIE_MPI_SEAL_OVERHEAD_BYTES);

@@ -387,6 +387,8 @@ typedef struct node_ctx {
     hie_consent_policy_t consent_policy;  /* the implicit policy, from cfg.consent_* */
     hie_audit_signer_t *audit_signer;     /* signs checkpoints; <data_dir>/audit.key */
     char audit_vkey[HIE_AUDIT_VKEY_TEXT_BYTES_MAX]; /* its verifier key, for reports */
+    EVP_MD *sha256;  /* OpenSSL's SHA-256, fetched once by main (immutable, any thread) for
+                      * the audit subjects' commitments; NULL (tests, tools): libsodium's */
 } node_ctx_t;
 
 typedef struct node_edge node_edge_t;

@@ -257,6 +257,7 @@ upgrade_copy(hie_audit_tree_t *t, MDB_txn *txn, MDB_dbi tmp, uint64_t *size)
     MDB_cursor *cur = NULL;
     MDB_stat st;
     MDB_val k, v;
+    HIE_ASSERT(tmp != t->dbi);
     int rc = mdb_stat(txn, t->dbi, &st) == 0 && mdb_cursor_open(txn, t->dbi, &cur) == 0
                  ? 0 : HIE_ESTORAGE;
     int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
@@ -291,6 +292,7 @@ upgrade_fill(hie_audit_tree_t *t, MDB_txn *txn, MDB_dbi tmp, uint64_t size)
     MDB_cursor *cur = NULL;
     MDB_stat st;
     MDB_val k, v;
+    HIE_ASSERT(tmp != t->dbi);
     int rc = mdb_drop(txn, t->dbi, 0) == 0 && mdb_stat(txn, tmp, &st) == 0 &&
                      mdb_cursor_open(txn, tmp, &cur) == 0 ? 0 : HIE_ESTORAGE;
     int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
@@ -334,6 +336,8 @@ hie_audit_tree_upgrade(hie_audit_tree_t *tree, MDB_txn *txn, bool write)
 static int
 leaf_put(hie_audit_tree_t *tree, MDB_txn *txn, uint64_t n, const hie_audit_hash_t *leaf)
 {
+    HIE_ASSERT(leaf != NULL);
+    HIE_ASSERT(n < HIE_AUDIT_TREE_SIZE_MAX);
     int rc = node_put(tree, txn, 0, n, leaf);
     /* Leaf n completes the subtree of level k ending at it for every k with 2^k | n + 1: its
      * right half is the one just built, its left half is stored. */

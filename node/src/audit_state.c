@@ -70,6 +70,7 @@ pat_upgrade(node_audit_t *au, MDB_txn *txn)
     MDB_cursor *cur = NULL;
     MDB_stat st;
     MDB_val k, v;
+    HIE_ASSERT(au->pat_open); /* the new index is open, in this write txn */
     int mrc = mdb_dbi_open(txn, PAT_DB_DUPSORT, MDB_DUPSORT | MDB_DUPFIXED, &old);
     if (mrc == MDB_NOTFOUND) {
         return 0; /* a state that never had it */
@@ -233,6 +234,8 @@ static int
 record_entry(node_audit_t *au, node_apply_t *a, Hie__V1__AuditRecord *r, uint64_t leaf,
     hie_span_t *entry, hie_audit_hash_t *hash)
 {
+    HIE_ASSERT(r != NULL);
+    HIE_ASSERT(leaf < HIE_AUDIT_TREE_SIZE_MAX);
     r->leaf_index = leaf;
     r->log_index = a->index;
     size_t n = protobuf_c_message_get_packed_size(&r->base);
@@ -443,6 +446,8 @@ scan_bucket(MDB_cursor *cur, const uint8_t from[PAT_KEY_BYTES], size_t *seen, si
     int (*fn)(void *ctx, const uint8_t *val, size_t len), void *ctx, uint64_t *next)
 {
     const size_t prefix = PAT_BUCKET_BYTES + HIE_PROTO_REC_HASH_BYTES;
+    HIE_ASSERT(cur != NULL && from != NULL);
+    HIE_ASSERT(*seen <= max);
     MDB_val k = {PAT_KEY_BYTES, (void *)(uintptr_t)from}, v;
     uint64_t bucket = hie_load_be64(from);
     *next = bucket + 1;

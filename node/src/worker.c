@@ -844,6 +844,7 @@ static bool
 audit_flush(struct worker *w)
 {
     struct audit_stage *st = &w->stage;
+    HIE_ASSERT(st->count <= HIE_AUDIT_BATCH_RECORDS_MAX);
     if (st->count == 0) {
         return true;
     }
@@ -1167,6 +1168,7 @@ static bool
 worker_requests(struct worker *w)
 {
     bool more = true, ok = true;
+    HIE_ASSERT(w->stage.count == 0); /* every wakeup sends what it staged */
     for (unsigned i = 0; ok && more && i < HIE_AUDIT_BATCH_RECORDS_MAX &&
          w->parked_count < HIE_NODE_AUDIT_PARKED_MAX; i++) {
         ok = worker_request(w, &more);

@@ -851,12 +851,15 @@ audit_flush(struct worker *w)
     uint64_t token = 0;
     int rc = audit_flush_send(w, &token);
     bool ok = true;
+    if (rc != 0) { /* each request is then logged once, by parked_finish */
+        hie_log_error("audit", "audit records not sent: nothing disclosed", " count=%zu rc=%s",
+            st->count, hie_strerror_name(rc));
+    }
     for (size_t i = 0; i < st->count; i++) {
         struct parked *p = &w->parked[st->slots[i]];
         HIE_ASSERT(p->req != NULL && p->token == 0);
         p->token = token;
         if (rc != 0) {
-            (void)audit_not_sent(p->req, rc);
             ok = parked_finish(w, p, false, 0) && ok;
         }
         hie_arena_destroy(&st->arenas[i]);

@@ -10,7 +10,7 @@
  *               The bucket (4,096 leaves) comes first so that a group commit's records, which
  *               name random patients, land in the few pages of the current bucket instead of
  *               one random page (and its branch pages) each: keyed by patient alone this index
- *               was a third of apply's CPU and half its synced bytes (bench_audit_apply,
+ *               was a third of apply's CPU and half of its wall time (bench_audit_apply,
  *               RESULTS §7). A patient's entries come bucket by bucket (log order), (time, leaf)
  *               within one. A state with the former dupsort audit_pat (EUID hash -> time leaf
  *               pos) is converted when opened writable.
@@ -32,7 +32,7 @@
 #define AUDIT_MAGIC 0x41554454u /* "AUDT" */
 #define PAT_VAL_BYTES 18u
 #define PAT_BUCKET_BYTES 8u
-#define PAT_BUCKET_SHIFT 12u /* 4,096 leaves: ~50 index pages, so a batch reuses its pages */
+#define PAT_BUCKET_SHIFT 12u /* 4,096 leaves: 50-80 index pages, which a batch reuses */
 #define PAT_KEY_BYTES (PAT_BUCKET_BYTES + HIE_PROTO_REC_HASH_BYTES + PAT_VAL_BYTES)
 #define ORG_VAL_BYTES 16u
 #define PAT_DB "audit_patient"

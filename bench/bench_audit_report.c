@@ -72,7 +72,7 @@ build_one(struct bench *b, uint64_t i, uint8_t **buf, size_t *len)
     snprintf(id, sizeof(id), "r%lu", (unsigned long)i);
     bool treat = i % 10 < 7;
     node_who_t who = {orgs[i % 4], NULL, treat ? HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT
-        : HIE__V1__PURPOSE_OF_USE__PURPOSE_PUBLIC_HEALTH, id};
+        : HIE__V1__PURPOSE_OF_USE__PURPOSE_PUBLIC_HEALTH, id, NULL};
     node_subject_t s = {EUID, {0}, NULL, 0, NULL, 0};
     s.decision.decision = HIE_CONSENT_PERMIT;
     s.decision.reason = "consent-permit";
@@ -166,7 +166,8 @@ static int
 report_all(struct bench *b, bool include_excluded, struct verify_stats *v)
 {
     char token[64] = "";
-    node_who_t who = {"state-auditor", NULL, HIE__V1__PURPOSE_OF_USE__PURPOSE_OPERATIONS, "a1"};
+    node_who_t who = {"state-auditor", NULL, HIE__V1__PURPOSE_OF_USE__PURPOSE_OPERATIONS, "a1",
+        NULL};
     for (uint64_t page = 0; page < b->n / PAGE + 10; page++) {
         Hie__V1__AuditReportRequest q = HIE__V1__AUDIT_REPORT_REQUEST__INIT;
         q.kind = HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING;

@@ -10,7 +10,8 @@
  * which is what group commit is for. Prints requests/s, latency
  * p50/p99 and the on/off ratio (target: on at least 0.80 of off).
  *
- *   bench_disclose [--smoke] [--persons N] [--seconds S] [--conns C] [--window W] [--workers N] [--keep]
+ *   bench_disclose [--smoke] [--persons N] [--seconds S] [--conns C] [--window W] [--workers N]
+ *                  [--keep] [--only on|off]
  */
 #include "harness.h"
 
@@ -41,6 +42,7 @@ static const char *const FAMILY[] = {"Smith", "Johnson", "Williams", "Brown", "J
 struct opts {
     unsigned persons, seconds, conns, workers, window;
     bool smoke, keep;
+    const char *only; /* "on" or "off": run that mode alone (profiling); NULL: both */
 };
 
 struct load {
@@ -216,7 +218,24 @@ worker_thread(void *arg)
 struct result {
     double rps, p50_us, p99_us;
     uint64_t n, errors;
+    double node_us, thread_us, bench_us; /* CPU per query: node, its busiest thread, clients */
 };
+
+/* CPU per query between the samples: the node's, its busiest thread's (the log thread when
+ * audit is on) and this process's (the clients). Robust to other load on the machine. */
+static void
+cpu_per_query(const bench_cpu_t node[2], const bench_cpu_t self[2], struct result *res)
+{
+    double secs = (double)(node[1].when_ns - node[0].when_ns) / 1e9;
+    double node_pct = 0, thread_pct = 0, self_pct = 0, unused = 0;
+    pid_t tid = 0;
+    bench_cpu_delta(&node[0], &node[1], &node_pct, &thread_pct, &tid);
+    bench_cpu_delta(&self[0], &self[1], &self_pct, &unused, &tid);
+    double us = res->n > 0 ? secs * 1e6 / 100.0 / (double)res->n : 0;
+    res->node_us = node_pct * us;
+    res->thread_us = thread_pct * us;
+    res->bench_us = self_pct * us;
+}
 
 /* C connections for S seconds against the node on port. */
 static int
@@ -292,12 +311,20 @@ mode_run(const struct opts *o, const char *root, const char *mode, bool on, SSL_
         bench_node_stop(&n, 10000);
         return -1;
     }
+    bench_cpu_t node[2], self[2];
+    bench_cpu_sample(n.pid, &node[0]);
+    bench_cpu_sample(getpid(), &self[0]);
     rc = load_run(o, ctx, n.port, res);
+    bench_cpu_sample(n.pid, &node[1]);
+    bench_cpu_sample(getpid(), &self[1]);
+    cpu_per_query(node, self, res);
     long from = 0;
     bench_node_log_report(&n, &from, 3);
     bench_node_stop(&n, 20000);
-    printf("%-4s queries=%lu rps=%.0f p50_us=%.0f p99_us=%.0f errors=%lu\n", mode,
-        (unsigned long)res->n, res->rps, res->p50_us, res->p99_us, (unsigned long)res->errors);
+    printf("%-4s queries=%lu rps=%.0f p50_us=%.0f p99_us=%.0f errors=%lu cpu_us/q: node=%.1f "
+        "busiest_thread=%.1f clients=%.1f\n", mode, (unsigned long)res->n, res->rps,
+        res->p50_us, res->p99_us, (unsigned long)res->errors, res->node_us, res->thread_us,
+        res->bench_us);
     return rc;
 }
 
@@ -308,8 +335,8 @@ opts_parse(int argc, char **argv, struct opts *o)
         {"persons", required_argument, NULL, 'p'}, {"seconds", required_argument, NULL, 't'},
         {"conns", required_argument, NULL, 'c'}, {"workers", required_argument, NULL, 'w'},
         {"keep", no_argument, NULL, 'k'}, {"window", required_argument, NULL, 'W'},
-        {NULL, 0, NULL, 0}};
-    *o = (struct opts){2000, 5, 16, 2, 32, false, false};
+        {"only", required_argument, NULL, 'o'}, {NULL, 0, NULL, 0}};
+    *o = (struct opts){2000, 5, 16, 2, 32, false, false, NULL};
     for (int ch; (ch = getopt_long(argc, argv, "", lo, NULL)) != -1;) {
         switch (ch) {
         case 's': o->smoke = true; o->persons = 200; o->seconds = 1; o->conns = 4; break;
@@ -319,12 +346,14 @@ opts_parse(int argc, char **argv, struct opts *o)
         case 'w': o->workers = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'k': o->keep = true; break;
         case 'W': o->window = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'o': o->only = optarg; break;
         default: return -1;
         }
     }
     bool ok = o->persons >= 10 && o->persons <= 1000000 && o->seconds >= 1 &&
               o->seconds <= 600 && o->conns >= 1 && o->conns <= CONNS_MAX && o->workers >= 1 &&
               o->window >= 1 && o->window <= WINDOW_MAX;
+    ok = ok && (o->only == NULL || strcmp(o->only, "on") == 0 || strcmp(o->only, "off") == 0);
     return ok ? 0 : -1;
 }
 
@@ -334,7 +363,7 @@ main(int argc, char **argv)
     struct opts o;
     if (opts_parse(argc, argv, &o) != 0) {
         fprintf(stderr, "usage: bench_disclose [--smoke] [--persons N] [--seconds S] "
-            "[--conns C] [--window W] [--workers N] [--keep]\n");
+            "[--conns C] [--window W] [--workers N] [--keep] [--only on|off]\n");
         return 2;
     }
     char root[BENCH_ROOT_BYTES], key[BENCH_PATH_BYTES], csv[BENCH_PATH_BYTES];
@@ -354,9 +383,16 @@ main(int argc, char **argv)
         "(80%% PIX, 20%% PDQ)\n", o.persons, o.seconds, o.conns, o.window, o.workers);
     fflush(stdout);
     struct result off = {0}, on = {0};
-    rc = mode_run(&o, root, "off", false, ctx, &off);
-    rc = rc ? rc : mode_run(&o, root, "on", true, ctx, &on);
+    if (o.only == NULL || strcmp(o.only, "off") == 0) {
+        rc = mode_run(&o, root, "off", false, ctx, &off);
+    }
+    if (rc == 0 && (o.only == NULL || strcmp(o.only, "on") == 0)) {
+        rc = mode_run(&o, root, "on", true, ctx, &on);
+    }
     SSL_CTX_free(ctx);
+    if (rc == 0 && o.only != NULL) {
+        return on.errors + off.errors == 0 ? 0 : 1; /* one mode: no ratio */
+    }
     if (rc != 0 || off.rps <= 0) {
         return 1;
     }

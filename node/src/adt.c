@@ -342,7 +342,7 @@ notice_build(struct fan *f, const Hie__V1__Subscription *s, bool cancel)
     if (own == NULL || nt == NULL) {
         return HIE_ENOMEM;
     }
-    node_who_t to = {s->org_id, org, f->who->purpose, f->who->request_id};
+    node_who_t to = {s->org_id, org, f->who->purpose, f->who->request_id, f->who->rand};
     node_subject_t subj = {f->euid, {0}, own, own_ids(f, s->org_id, own), NULL, 0};
     hie_node__consent_decide_doc(f->ctx, f->txn, f->arena, &to, f->euid,
         HIE__V1__CONSENT_ACTION__CONSENT_ACTION_NOTIFY, 0, HIE_CONSENT_CLASS_ADT_EVENT,

@@ -5,8 +5,10 @@
  * checkpoint the node signs for the tree head it read, and on request a consistency proof
  * from the auditor's previous checkpoint. The report itself is audited (action REPORT).
  *
- * Paging: entries come in (time, leaf) order; the page token is the hex of the last index
- * value returned, so the next page starts strictly after it even while the log grows. Every
+ * Paging: entries come in (time, leaf) order, except an accounting's, which come in log order
+ * by buckets of 4,096 leaves ((time, leaf) within one: audit_state.c); the page token is the
+ * hex of the last index value looked at, so the next page starts strictly after it even while
+ * the log grows. Every
  * page proves its entries against its own tree head. A scan looks at no more than
  * REPORT_SCAN_MAX index values per page (TPO-excluded entries are skipped in an accounting),
  * then returns what it has and a token.
@@ -193,8 +195,15 @@ scan_one(void *ctx, const uint8_t *val, size_t len)
     }
     int64_t t = (int64_t)hie_load_be64(val);
     uint64_t leaf = hie_load_be64(val + 8);
-    if ((r->to_ms != 0 && t >= r->to_ms) || leaf >= r->size) {
-        return 1; /* the end of the period */
+    bool by_patient = r->q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING;
+    bool late = r->to_ms != 0 && t >= r->to_ms;
+    if (leaf >= r->size || (late && !by_patient)) {
+        return 1; /* the end of the period (time order), or of the tree the page proves */
+    }
+    if (by_patient && (late || t < r->q->from_ms)) { /* log order: the period filters */
+        memcpy(r->last, val, len);
+        r->last_len = len;
+        return 0;
     }
     int subject = len == 18 ? (int)((val[16] << 8) | val[17]) : -1;
     if (r->q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_BREAK_GLASS) {

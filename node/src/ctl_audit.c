@@ -261,7 +261,11 @@ hie_node__ctl_audit_verify(const node_config_t *cfg, const char *vkey_text,
         v.origin = v.vkey.name; /* C2SP: the key is named after the log's origin */
     }
     rc = rc ? rc : env_open(cfg, &env);
-    rc = rc ? rc : hie_node__audit_open(&v.au, env, true);
+    if (rc == 0 && (rc = hie_node__audit_open(&v.au, env, true)) != 0) {
+        fprintf(stderr, "hiectl: cannot open the audit log: %s\n", rc == HIE_ESTATE
+            ? "stored in an older layout; start hie-node once to convert it"
+            : hie_strerror_name(rc));
+    }
     if (rc == 0 && cfg->mpi_key_file[0] != '\0' && hie_mpi_key_load(&key, cfg->mpi_key_file)) {
         fprintf(stderr, "hiectl: cannot load the data key; patient entries not checked\n");
     }

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -94,6 +95,7 @@ node_audit_key(node_ctx_t *ctx)
             path, hie_strerror_name(rc), "32 bytes, a regular file with mode 0600");
         return rc;
     }
+    ctx->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL); /* NULL: libsodium's is used */
     hie_audit_vkey_t vk;
     hie_audit_signer_vkey(ctx->audit_signer, &vk);
     rc = hie_audit_vkey_format(&vk, ctx->audit_vkey, sizeof(ctx->audit_vkey));
@@ -294,6 +296,8 @@ node_run(node_ctx_t *ctx, int sfd)
     }
     hie_node__state_close(&ctx->state);
     hie_audit_signer_destroy(&ctx->audit_signer);
+    EVP_MD_free(ctx->sha256);
+    ctx->sha256 = NULL;
     zmq_ctx_term(ctx->zctx);
     if (rc == 0) {
         hie_log_info("node", "node stopped", " node=%s", ctx->cfg.node_id);

@@ -239,7 +239,8 @@ struct hie_audit_tree;
  * a stopped node's files; nothing is created). Returns 0 or an error. */
 HIE_MUST_CHECK int hie_node__audit_open(node_audit_t **out, MDB_env *env, bool read_only);
 void hie_node__audit_close(node_audit_t **au);
-/* Applies audit_append or audit_checkpoint. Log thread only; same contract as consent. */
+/* Applies audit_append, audit_batch or audit_checkpoint. Log thread only; same contract as
+ * consent. */
 HIE_MUST_CHECK int hie_node__audit_apply(node_audit_t *au, node_apply_t *a);
 /* Appends one audit record (the body of audit_append, or the audit part of a push) in a's
  * transaction. Returns 0 or a storage error. Log thread only. */
@@ -392,6 +393,8 @@ typedef struct node_ctx {
     hie_consent_policy_t consent_policy;  /* the implicit policy, from cfg.consent_* */
     hie_audit_signer_t *audit_signer;     /* signs checkpoints; <data_dir>/audit.key */
     char audit_vkey[HIE_AUDIT_VKEY_TEXT_BYTES_MAX]; /* its verifier key, for reports */
+    EVP_MD *sha256;  /* OpenSSL's SHA-256, fetched once by main (immutable, any thread) for
+                      * the audit subjects' commitments; NULL (tests, tools): libsodium's */
 } node_ctx_t;
 
 typedef struct node_edge node_edge_t;
@@ -504,12 +507,25 @@ HIE_MUST_CHECK int hie_node__mpi_review_list(node_ctx_t *ctx,
     const Hie__V1__ReviewListRequest *q, hie_arena_t *arena, Hie__V1__ReviewListReply **reply,
     node_mpi_err_t *e);
 /* ---- disclosures: consent decisions and the audit before the reply (disclose.c) ---------- */
+/* Random bytes for the audit records' salts and nonces, drawn from the kernel a block at a
+ * time: one getrandom call per ~100 records instead of one per record (it was 5% of a
+ * worker's time). One per worker, used on its thread only; bytes are wiped as they are handed
+ * out, and the rest when the worker ends. Zeroed (calloc) means empty. */
+#define NODE_RAND_BYTES 4096u
+typedef struct node_rand {
+    uint8_t buf[NODE_RAND_BYTES];
+    size_t fresh;                    /* unused bytes, at the end of buf */
+} node_rand_t;
+/* n random bytes into out, from r (refilled when short), or straight from the kernel when r is
+ * NULL or n is more than a block. */
+void hie_node__rand(node_rand_t *r, uint8_t *out, size_t n);
 /* Who asks, from the certificate, the registry and the envelope. */
 typedef struct node_who {
     const char *org_id;
     const hie_org_t *org;            /* registry record (roles) */
     Hie__V1__PurposeOfUse purpose;
     const char *request_id;          /* the envelope id: the audit record's dedup key */
+    node_rand_t *rand;               /* the worker's random bytes; NULL: from the kernel */
 } node_who_t;
 /* The audit command of one exchange. needed: the reply (or error) may leave only after the
  * command is committed; build_rc != 0: it could not be built, so nothing may leave (the

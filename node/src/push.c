@@ -140,7 +140,7 @@ push_decide(node_ctx_t *ctx, const node_who_t *who, const hie_org_t *recipient,
         out->accounting_excluded = true;
         return;
     }
-    node_who_t to = {recipient->id, recipient, who->purpose, who->request_id};
+    node_who_t to = {recipient->id, recipient, who->purpose, who->request_id, who->rand};
     MDB_txn *txn = NULL;
     if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0) {
         memset(out, 0, sizeof(*out));

@@ -605,6 +605,7 @@ apply_body(struct apply_ctx *a)
     case HIE__V1__COMMAND__BODY_CONSENT_SUBMIT:
     case HIE__V1__COMMAND__BODY_CONSENT_REVOKE:
     case HIE__V1__COMMAND__BODY_AUDIT_APPEND:
+    case HIE__V1__COMMAND__BODY_AUDIT_BATCH:
     case HIE__V1__COMMAND__BODY_AUDIT_CHECKPOINT:
     case HIE__V1__COMMAND__BODY_PUSH:
     case HIE__V1__COMMAND__BODY_DELIVERY_ACK:
@@ -729,7 +730,8 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
         a.cmd = cmd;
         /* audit records are internal (one per exchange, sent once by the worker that decided
          * it): no dedup entry, which would cost two random-key writes per query */
-        bool audit = cmd->body_case == HIE__V1__COMMAND__BODY_AUDIT_APPEND;
+        bool audit = cmd->body_case == HIE__V1__COMMAND__BODY_AUDIT_APPEND ||
+                     cmd->body_case == HIE__V1__COMMAND__BODY_AUDIT_BATCH;
         rc = audit ? HIE_ENOTFOUND : dedup_lookup(&a, out);
         if (rc == HIE_ENOTFOUND) {
             rc = apply_body(&a);

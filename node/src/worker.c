@@ -12,7 +12,10 @@
  * (audit_sub), parks the request with its packed reply in a FIFO, and goes on with the next
  * request; when the log answers, the parked reply goes to the edge (or, if the record was not
  * committed in time, an UNAVAILABLE error: nothing is disclosed unaudited). So concurrent
- * queries share one group commit instead of each waiting for its own.
+ * queries share one group commit instead of each waiting for its own. A worker takes up to
+ * HIE_AUDIT_BATCH_RECORDS_MAX queued requests per wakeup and sends the audit_append records
+ * they produced as one audit_batch command when the wakeup ends (audit_flush): one message,
+ * log entry, decode and result for all of them instead of one each.
  *
  * Invariants: every request received is sent back exactly once (or freed at shutdown); the
  * reply never echoes request bytes except the Ping payload, which is the point of Ping.
@@ -21,6 +24,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <string.h>
 #include <zmq.h>
 
@@ -37,6 +41,15 @@ struct parked {
     char kick_org[HIE_ORG_ID_BYTES_MAX + 1]; /* push: tell the delivery thread once applied;
                                               * ack: the recipient */
     bool ack;                 /* a DeliveryAck: its reply is packed once applied */
+};
+
+/* The audit_append commands of this wakeup's exchanges, their requests already parked (token 0
+ * until audit_flush sends them). */
+struct audit_stage {
+    hie_command_t cmds[HIE_AUDIT_BATCH_RECORDS_MAX];
+    hie_arena_t *arenas[HIE_AUDIT_BATCH_RECORDS_MAX]; /* owned: cmds[i] lives in arenas[i] */
+    size_t slots[HIE_AUDIT_BATCH_RECORDS_MAX];        /* the requests' places in the ring */
+    size_t count;
 };
 
 struct cache_entry {
@@ -74,6 +87,8 @@ struct worker {
     struct fwdq fwd[FWD_MAX];  /* record queries waiting for responders */
     uint64_t fwd_counter;
     size_t parked_head, parked_count;
+    struct audit_stage stage;  /* audit records of the current wakeup */
+    node_rand_t rand;          /* salts and nonces of its audit records */
     int bind_rc;
 };
 
@@ -435,12 +450,12 @@ fwd_finish(struct worker *w, struct fwdq *fq)
     Hie__V1__ErrorCode code = HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
     int rc = hie_node__state_org_get(w->ctx->state, req->org_id, req->arena, &org);
     if (fq->retrieve && rc == 0) {
-        node_who_t rwho = {req->org_id, org, req->env->purpose, req->env->id};
+        node_who_t rwho = {req->org_id, org, req->env->purpose, req->env->id, &w->rand};
         retrieve_finish(w, fq, &rwho);
         return;
     }
     fq->req = NULL;
-    node_who_t who = {req->org_id, org, req->env->purpose, req->env->id};
+    node_who_t who = {req->org_id, org, req->env->purpose, req->env->id, &w->rand};
     rc = rc ? rc : hie_node__query_complete(w->ctx, &who, fq->reply, &fq->fwd, fq->status,
         fq->answers, req->arena, &audit);
     hie_envelope_t reply = HIE__V1__ENVELOPE__INIT;
@@ -645,7 +660,7 @@ delivery_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *are
 {
     node_ctx_t *ctx = w->ctx;
     hie_envelope_t *env = req->env;
-    node_who_t who = {org->id, org, env->purpose, env->id};
+    node_who_t who = {org->id, org, env->purpose, env->id, &w->rand};
     switch (env->body_case) {
     case HIE__V1__ENVELOPE__BODY_PUSH:
         return hie_node__push_prepare(ctx, &who, env->push, arena, &reply->push_reply, audit,
@@ -695,7 +710,7 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
 {
     node_ctx_t *ctx = w->ctx;
     hie_envelope_t *env = req->env;
-    node_who_t who = {org->id, org, env->purpose, env->id};
+    node_who_t who = {org->id, org, env->purpose, env->id, &w->rand};
     /* every reply body number follows its request's (envelope.proto) */
     reply->body_case = (Hie__V1__Envelope__BodyCase)((int)env->body_case + 1);
     switch (env->body_case) {
@@ -731,6 +746,33 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
     }
 }
 
+/* Puts req at the tail of the park ring, which has room; returns its place. */
+static size_t
+park(struct worker *w, node_req_t *req, uint64_t token, Hie__V1__ErrorCode code,
+    const char *kick_org, bool ack)
+{
+    HIE_ASSERT(req != NULL);
+    HIE_ASSERT(w->parked_count < HIE_NODE_AUDIT_PARKED_MAX);
+    size_t slot = (w->parked_head + w->parked_count) % HIE_NODE_AUDIT_PARKED_MAX;
+    struct parked *p = &w->parked[slot];
+    *p = (struct parked){req, token, hie_time_mono_ns() +
+        (uint64_t)AUDIT_COMMIT_TIMEOUT_MS * 1000000ull, code, "", ack};
+    if (kick_org != NULL) {
+        snprintf(p->kick_org, sizeof(p->kick_org), "%s", kick_org);
+    }
+    w->parked_count++;
+    return slot;
+}
+
+/* The audit command could not be built, parked or sent: the caller answers UNAVAILABLE. */
+static int
+audit_not_sent(const node_req_t *req, int rc)
+{
+    hie_log_error("audit", "audit record not sent: nothing disclosed", " org=%s id=%s rc=%s",
+        req->org_id, req->env->id, hie_strerror_name(rc));
+    return rc;
+}
+
 /* Sends the audit command and parks req until the log answers. Returns false (and replaces
  * the reply with UNAVAILABLE) when it cannot be sent: nothing is disclosed unaudited. */
 static bool
@@ -743,19 +785,87 @@ audit_park(struct worker *w, node_req_t *req, node_audit_cmd_t *audit, Hie__V1__
     }
     rc = rc ? rc : hie_node__submit_send(&w->audit_sub, &audit->cmd, &token);
     if (rc != 0) {
-        hie_log_error("audit", "audit record not sent: nothing disclosed", " org=%s id=%s "
-            "rc=%s", req->org_id, req->env->id, hie_strerror_name(rc));
-        return false;
+        return audit_not_sent(req, rc) == 0;
     }
-    struct parked *p = &w->parked[(w->parked_head + w->parked_count) %
-        HIE_NODE_AUDIT_PARKED_MAX];
-    *p = (struct parked){req, token, hie_time_mono_ns() +
-        (uint64_t)AUDIT_COMMIT_TIMEOUT_MS * 1000000ull, code, "", false};
-    if (audit->kick_org != NULL) {
-        snprintf(p->kick_org, sizeof(p->kick_org), "%s", audit->kick_org);
-    }
-    w->parked_count++;
+    (void)park(w, req, token, code, audit->kick_org, false);
     return true;
+}
+
+/* Parks req like audit_park, but stages its audit_append command for the wakeup's batch
+ * (audit_flush sends it) instead of sending it now. Takes *arena, which holds the command,
+ * when it returns true. */
+static bool
+audit_stage(struct worker *w, node_req_t *req, node_audit_cmd_t *audit, Hie__V1__ErrorCode code,
+    hie_arena_t **arena)
+{
+    struct audit_stage *st = &w->stage;
+    HIE_ASSERT(audit->build_rc == 0);
+    HIE_ASSERT(audit->cmd.body_case == HIE__V1__COMMAND__BODY_AUDIT_APPEND);
+    HIE_ASSERT(st->count < HIE_AUDIT_BATCH_RECORDS_MAX); /* one per request of the wakeup */
+    if (w->parked_count == HIE_NODE_AUDIT_PARKED_MAX) {
+        return audit_not_sent(req, HIE_EBUSY) == 0;
+    }
+    st->slots[st->count] = park(w, req, 0, code, audit->kick_org, false);
+    st->cmds[st->count] = audit->cmd;
+    st->arenas[st->count] = *arena;
+    *arena = NULL;
+    st->count++;
+    return true;
+}
+
+static bool parked_finish(struct worker *w, struct parked *p, bool ok, uint32_t acknowledged);
+
+/* The staged records as one command: audit_append for one, audit_batch (framed like the first
+ * record's command) for several. */
+static int
+audit_flush_send(struct worker *w, uint64_t *token)
+{
+    struct audit_stage *st = &w->stage;
+    Hie__V1__AuditAppendCommand *appends[HIE_AUDIT_BATCH_RECORDS_MAX];
+    Hie__V1__AuditBatchCommand b = HIE__V1__AUDIT_BATCH_COMMAND__INIT;
+    hie_command_t cmd = st->cmds[0];
+    if (st->count > 1) {
+        for (size_t i = 0; i < st->count; i++) {
+            HIE_ASSERT(st->cmds[i].body_case == HIE__V1__COMMAND__BODY_AUDIT_APPEND);
+            appends[i] = st->cmds[i].audit_append;
+        }
+        b.n_appends = st->count;
+        b.appends = appends;
+        cmd.body_case = HIE__V1__COMMAND__BODY_AUDIT_BATCH;
+        cmd.audit_batch = &b;
+    }
+    return hie_node__submit_send(&w->audit_sub, &cmd, token);
+}
+
+/* Sends the wakeup's staged audit records; their requests wait for the one answer. If the
+ * command cannot be sent, each of them is answered UNAVAILABLE (nothing disclosed unaudited).
+ * Returns false when the context is shutting down. */
+static bool
+audit_flush(struct worker *w)
+{
+    struct audit_stage *st = &w->stage;
+    HIE_ASSERT(st->count <= HIE_AUDIT_BATCH_RECORDS_MAX);
+    if (st->count == 0) {
+        return true;
+    }
+    uint64_t token = 0;
+    int rc = audit_flush_send(w, &token);
+    bool ok = true;
+    if (rc != 0) { /* each request is then logged once, by parked_finish */
+        hie_log_error("audit", "audit records not sent: nothing disclosed", " count=%zu rc=%s",
+            st->count, hie_strerror_name(rc));
+    }
+    for (size_t i = 0; i < st->count; i++) {
+        struct parked *p = &w->parked[st->slots[i]];
+        HIE_ASSERT(p->req != NULL && p->token == 0);
+        p->token = token;
+        if (rc != 0) {
+            ok = parked_finish(w, p, false, 0) && ok;
+        }
+        hie_arena_destroy(&st->arenas[i]);
+    }
+    st->count = 0;
+    return ok;
 }
 
 static bool
@@ -767,13 +877,7 @@ ack_park(struct worker *w, node_req_t *req, const hie_command_t *cmd, const char
     if (rc != 0) {
         return false;
     }
-    struct parked *p = &w->parked[(w->parked_head + w->parked_count) %
-        HIE_NODE_AUDIT_PARKED_MAX];
-    *p = (struct parked){req, token, hie_time_mono_ns() +
-        (uint64_t)AUDIT_COMMIT_TIMEOUT_MS * 1000000ull, HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED,
-        "", true};
-    snprintf(p->kick_org, sizeof(p->kick_org), "%s", org);
-    w->parked_count++;
+    (void)park(w, req, token, HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, org, true);
     return true;
 }
 
@@ -814,14 +918,17 @@ handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org, bool *parked)
     if (audit.forwarded) {
         *parked = true; /* waiting for responders: finished by fwd_finish */
     } else if (audit.needed) {
-        *parked = audit_park(w, req, &audit, code);
+        bool stage = audit.build_rc == 0 &&
+                     audit.cmd.body_case == HIE__V1__COMMAND__BODY_AUDIT_APPEND;
+        *parked = stage ? audit_stage(w, req, &audit, code, &arena)
+                        : audit_park(w, req, &audit, code);
         if (!*parked) {
             reply_drop(req);
             code = reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE,
                 "the audit record could not be committed; retry with the same id");
         }
     }
-    hie_arena_destroy(&arena); /* the audit command was packed by submit_send */
+    hie_arena_destroy(&arena); /* packed by submit_send, or staged (NULL: the stage owns it) */
     return code;
 }
 
@@ -954,6 +1061,22 @@ parked_finish(struct worker *w, struct parked *p, bool ok, uint32_t acknowledged
     return send_back(w, req);
 }
 
+/* Finishes every request parked under tok (an audit_batch answers for several). */
+static bool
+parked_answer(struct worker *w, uint64_t tok, bool ok, uint32_t acknowledged)
+{
+    HIE_ASSERT(tok != 0); /* 0 marks records staged and not sent yet */
+    size_t seen = w->parked_count; /* finishing may advance the head: walk a fixed range */
+    size_t head = w->parked_head;
+    for (size_t k = 0; k < seen; k++) {
+        struct parked *p = &w->parked[(head + k) % HIE_NODE_AUDIT_PARKED_MAX];
+        if (p->req != NULL && p->token == tok && !parked_finish(w, p, ok, acknowledged)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Reads every audit answer available and finishes the requests they belong to. */
 static bool
 parked_answers(struct worker *w)
@@ -975,14 +1098,8 @@ parked_answers(struct worker *w)
             hie__v1__command_result__free_unpacked(res, NULL);
         }
         hie_mem_free(buf, len);
-        for (size_t k = 0; k < w->parked_count; k++) {
-            struct parked *p = &w->parked[(w->parked_head + k) % HIE_NODE_AUDIT_PARKED_MAX];
-            if (p->req != NULL && p->token == tok) {
-                if (!parked_finish(w, p, ok, acknowledged)) {
-                    return false;
-                }
-                break;
-            }
+        if (!parked_answer(w, tok, ok, acknowledged)) {
+            return false;
         }
     }
     return true;
@@ -1023,12 +1140,15 @@ poll_timeout_ms(const struct worker *w, uint64_t now)
     return d <= now ? 0 : (long)((d - now) / 1000000u) + 1;
 }
 
+/* Handles one queued request; *more is false when there was none. Returns false when the
+ * thread must stop. */
 static bool
-worker_request(struct worker *w)
+worker_request(struct worker *w, bool *more)
 {
     node_req_t *req = NULL;
     int n = zmq_recv(w->pull, &req, sizeof(req), ZMQ_DONTWAIT);
     if (n < 0) {
+        *more = false;
         return errno == EINTR || errno == EAGAIN; /* ETERM: shutting down */
     }
     HIE_ASSERT(n == (int)sizeof(req));
@@ -1042,6 +1162,21 @@ worker_request(struct worker *w)
         }
     }
     return send_back(w, req);
+}
+
+/* Takes up to HIE_AUDIT_BATCH_RECORDS_MAX queued requests (fewer if the park ring fills), then
+ * sends the audit records they staged as one command. Returns false when the thread must
+ * stop. */
+static bool
+worker_requests(struct worker *w)
+{
+    bool more = true, ok = true;
+    HIE_ASSERT(w->stage.count == 0); /* every wakeup sends what it staged */
+    for (unsigned i = 0; ok && more && i < HIE_AUDIT_BATCH_RECORDS_MAX &&
+         w->parked_count < HIE_NODE_AUDIT_PARKED_MAX; i++) {
+        ok = worker_request(w, &more);
+    }
+    return ok && audit_flush(w);
 }
 
 static bool
@@ -1063,7 +1198,7 @@ worker_once(struct worker *w)
     }
     fwd_expire(w, hie_time_mono_ns());
     if (count == 2 && (items[1].revents & ZMQ_POLLIN) != 0) {
-        return worker_request(w);
+        return worker_requests(w);
     }
     return true;
 }
@@ -1084,6 +1219,10 @@ worker_close_sockets(struct worker *w)
     for (unsigned i = 0; i < FWD_MAX; i++) {
         hie_node__req_destroy(&w->fwd[i].req);
     }
+    for (size_t i = 0; i < w->stage.count; i++) { /* stopped mid-wakeup: never sent */
+        hie_arena_destroy(&w->stage.arenas[i]);
+    }
+    w->stage.count = 0;
     for (; w->parked != NULL && w->parked_count > 0; w->parked_count--) { /* shutting down */
         hie_node__req_destroy(&w->parked[w->parked_head].req);
         w->parked_head = (w->parked_head + 1) % HIE_NODE_AUDIT_PARKED_MAX;
@@ -1206,6 +1345,7 @@ hie_node__workers_join(node_workers_t **wsp)
         }
         hie_mem_free(w->cache, HIE_NODE_REPLY_CACHE_ENTRIES * sizeof(*w->cache));
         hie_mem_free(w->parked, HIE_NODE_AUDIT_PARKED_MAX * sizeof(*w->parked));
+        sodium_memzero(&w->rand, sizeof(w->rand));
     }
     hie_mem_free(ws->w, ws->allocated * sizeof(*ws->w));
     hie_mem_free(ws, sizeof(*ws));

@@ -327,6 +327,22 @@ audit_append_validate(const Hie__V1__AuditAppendCommand *a, hie_errinfo_t *info)
     return 0;
 }
 
+/* A worker's batch: each append as if it came alone. */
+static int
+audit_batch_validate(const Hie__V1__AuditBatchCommand *b, hie_errinfo_t *info)
+{
+    if (b->n_appends == 0 || b->n_appends > HIE_AUDIT_BATCH_RECORDS_MAX) {
+        return hie_errinfo_set(info, HIE_EINVAL, "audit_batch.appends", "1 to 64 records");
+    }
+    for (size_t i = 0; i < b->n_appends; i++) {
+        int rc = audit_append_validate(b->appends[i], info);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int
 push_validate(const Hie__V1__PushCommand *p, hie_errinfo_t *info)
 {
@@ -432,6 +448,8 @@ command_validate_exchange(const hie_command_t *cmd, hie_errinfo_t *info)
                    : hie_errinfo_set(info, HIE_EINVAL, "consent_revoke.id", "missing");
     case HIE__V1__COMMAND__BODY_AUDIT_APPEND:
         return audit_append_validate(cmd->audit_append, info);
+    case HIE__V1__COMMAND__BODY_AUDIT_BATCH:
+        return audit_batch_validate(cmd->audit_batch, info);
     case HIE__V1__COMMAND__BODY_PUSH:
         return push_validate(cmd->push, info);
     case HIE__V1__COMMAND__BODY_DELIVERY_ACK:

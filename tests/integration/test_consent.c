@@ -736,15 +736,15 @@ tamper(itest_node_t *n, enum tamper how, uint64_t leaf)
         cr_assert_eq(mdb_put(txn, rec, &key, &copy2, 0), 0);
         cr_assert_eq(mdb_put(txn, rec, &key2, &copy, 0), 0);
     } else { /* cut the log back to leaf entries: records, leaf hashes and the size */
-        uint8_t tk[9] = {0}, sz[9] = {0xff}, szv[8];
+        uint8_t tk[9] = {0}, sz[1] = {0}, szv[8]; /* leaf i's key: i (8) || level 0 */
         for (uint64_t i = leaf; mdb_get(txn, rec, &key, &v) == 0; key_be(k, ++i)) {
             cr_assert_eq(mdb_del(txn, rec, &key, NULL), 0);
-            key_be(tk + 1, i);
+            key_be(tk, i);
             MDB_val tkey = {9, tk};
             (void)mdb_del(txn, tree, &tkey, NULL);
         }
         key_be(szv, leaf);
-        MDB_val skey = {9, sz}, sval = {8, szv};
+        MDB_val skey = {1, sz}, sval = {8, szv};
         cr_assert_eq(mdb_put(txn, tree, &skey, &sval, 0), 0);
     }
     cr_assert_eq(mdb_txn_commit(txn), 0);

@@ -91,6 +91,9 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 #define HIE_PROTO_REC_HASH_BYTES 16u
 /* Patients one audit record can name: a PDQ answer is at most 50 candidates. */
 #define HIE_AUDIT_SUBJECTS_MAX 64u
+/* Audit records in one AuditBatchCommand: the exchanges one worker handles in one wakeup share
+ * a command (and a log entry). Also bounds the requests a worker takes per wakeup. */
+#define HIE_AUDIT_BATCH_RECORDS_MAX 64u
 /* Entries per disclosure report page (default 100); pages are walked with a token. */
 #define HIE_AUDIT_REPORT_PAGE_MAX 1000u
 #define HIE_AUDIT_REPORT_PAGE_DEFAULT 100u

@@ -9,11 +9,12 @@
  *    hash SHA-256(""). In-memory reference root and proof generation (O(n), for tests, tools
  *    and fuzzing), and proof verification exactly as RFC 9162 2.1.3.2 and 2.1.4.2 say.
  *  - The tree in LMDB (audit_tree.c): one database "audit_tree" in the caller's environment
- *    (the node's state env), keyed by level (1 byte) || index (8 bytes, big-endian), value the
- *    32-byte hash. Level 0 holds every leaf hash; level k index i holds the hash of the
- *    COMPLETE aligned subtree over leaves [i * 2^k, (i + 1) * 2^k), written the moment its last
- *    leaf is appended and never changed afterwards. The key level 0xff index 0 holds the tree
- *    size (8 bytes, big-endian); no key means an empty tree. Every root and proof for any
+ *    (the node's state env), value the 32-byte hash. Level 0 holds every leaf hash; level k
+ *    index i holds the hash of the COMPLETE aligned subtree over leaves [i * 2^k,
+ *    (i + 1) * 2^k), written the moment its last leaf is appended and never changed
+ *    afterwards. Keys are in write order: the leaf that completed the node, ((i + 1) << k) - 1
+ *    (8 bytes, big-endian), then the level (1 byte). The 1-byte key 0x00 holds the tree size
+ *    (8 bytes, big-endian); no key means an empty tree. Every root and proof for any
  *    size up to the current one is assembled from these complete subtrees in O(log n) reads,
  *    so proofs for an old checkpoint stay available without keeping old roots.
  *  - Checkpoints (checkpoint.c): the body "<origin>\n<size>\n<base64 root>\n" signed per C2SP
@@ -22,9 +23,10 @@
  *    "vkey" text form; and the node's signing key file (a 32-byte seed, mode 0600).
  *
  * Threads: the pure functions, the parser and verification are reentrant and may run on any
- * thread. A tree handle holds only its LMDB database handle and is immutable once created, so
- * several threads may use it at once, each with its own transaction: the state machine appends
- * in its write transaction (it is the only writer), workers build proofs in read transactions.
+ * thread. Several threads may use a tree handle at once, each with its own transaction: the
+ * state machine appends in its write transaction (it is the only writer), workers build proofs
+ * in read transactions. Only hie_audit_tree_append(_many), hie_audit_tree_leaf_hash and
+ * hie_audit_tree_upgrade use the handle's hashing context: call them from one thread.
  * A signer is immutable after loading and may sign from any thread.
  *
  * Ownership: hashes, proofs, checkpoints, verifier keys and reports are plain structs the
@@ -147,14 +149,35 @@ HIE_MUST_CHECK int hie_audit_tree_create(hie_audit_tree_t **out, MDB_txn *txn);
 /* Frees the handle (the database and its data stay); sets *tree to NULL; NULL-safe. */
 void hie_audit_tree_destroy(hie_audit_tree_t **tree);
 
+/* The leaf hash of entry, exactly as hie_audit_leaf_hash computes it, with the handle's
+ * hashing context (OpenSSL: several times faster than the portable SHA-256 of merkle.c).
+ * [out] *out. Returns 0 or HIE_ENOMEM. The appending thread only (the state machine's), like
+ * hie_audit_tree_append, which shares the context. */
+HIE_MUST_CHECK int hie_audit_tree_leaf_hash(hie_audit_tree_t *tree, hie_span_t entry,
+    hie_audit_hash_t *out);
+
+/* A tree stored in the first, level-major layout (key level (1) || index (8), the size under
+ * (0xff, 0)) must be converted before any other call: with write true, converts it in txn (a
+ * write transaction; the same hashes under write-order keys, then the size), using one more
+ * named database for the time of the call. Returns 0 (already in write order, empty, or
+ * converted), HIE_ESTATE (the former layout and write is false: nothing was changed),
+ * HIE_ECORRUPT (a stored key or value that layout cannot hold) or HIE_ESTORAGE. The state
+ * machine's thread (or a tool on a stopped node). */
+HIE_MUST_CHECK int hie_audit_tree_upgrade(hie_audit_tree_t *tree, MDB_txn *txn, bool write);
+
 /* Appends leaf (a leaf hash, hie_audit_leaf_hash of the audit record) in txn, the state
  * machine's write transaction: stores it at level 0, stores every subtree it completes (at
  * most 63, O(log n) reads and writes) and the new size. [out] *index: the leaf's index, the
  * old size (0 on failure). Returns 0, HIE_ELIMIT (the tree holds HIE_AUDIT_TREE_SIZE_MAX
- * leaves), HIE_ECORRUPT (a stored hash or the size failed validation) or HIE_ESTORAGE (e.g.
- * MDB_MAP_FULL). After a failure txn may hold a partial append: the caller aborts it. */
+ * leaves), HIE_ECORRUPT (a stored hash or the size failed validation), HIE_ENOMEM (hashing)
+ * or HIE_ESTORAGE (e.g. MDB_MAP_FULL). After a failure txn may hold a partial append: the caller aborts it. */
 HIE_MUST_CHECK int hie_audit_tree_append(hie_audit_tree_t *tree, MDB_txn *txn,
     const hie_audit_hash_t *leaf, uint64_t *index);
+/* hie_audit_tree_append of leaves[0..count) in order, count > 0, reading and writing the size
+ * once for them all: [out] *first, the index of leaves[0] (the others follow it). Same errors,
+ * HIE_ELIMIT when the tree cannot take them all (then nothing is appended). */
+HIE_MUST_CHECK int hie_audit_tree_append_many(hie_audit_tree_t *tree, MDB_txn *txn,
+    const hie_audit_hash_t *leaves, size_t count, uint64_t *first);
 /* [out] *size: the number of leaves as seen by txn (any transaction). Returns 0, HIE_ECORRUPT
  * (the size record is malformed or over the limit) or HIE_ESTORAGE. */
 HIE_MUST_CHECK int hie_audit_tree_size(hie_audit_tree_t *tree, MDB_txn *txn, uint64_t *size);

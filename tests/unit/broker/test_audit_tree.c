@@ -381,12 +381,15 @@ tamper_begin(void)
     return txn;
 }
 
+/* Node (level, index)'s key in write order: the leaf that completed it, then the level. */
 static void
 tree_key(uint8_t key[9], unsigned level, uint64_t index)
 {
-    key[0] = (uint8_t)level;
-    hie_store_be64(key + 1, index);
+    hie_store_be64(key, ((index + 1) << level) - 1);
+    key[8] = (uint8_t)level;
 }
+
+static const uint8_t size_key[1] = {0}; /* the tree size's key */
 
 static void
 raw_del(MDB_txn *txn, MDB_dbi dbi, const uint8_t *key, size_t key_len)
@@ -509,9 +512,8 @@ Test(audit_tree, verify_finds_missing_and_malformed_hashes)
     raw_put(txn, tree_dbi, key, 9, "short", 5);
     cr_assert_eq(mdb_txn_commit(txn), 0);
     expect_fault(NULL, HIE_AUDIT_FAULT_MALFORMED, 1, 2);
-    tree_key(key, 0xff, 0);
     txn = tamper_begin();
-    raw_put(txn, tree_dbi, key, 9, "1234567", 7);
+    raw_put(txn, tree_dbi, size_key, sizeof(size_key), "1234567", 7);
     cr_assert_eq(mdb_txn_commit(txn), 0);
     expect_fault(NULL, HIE_AUDIT_FAULT_MALFORMED, 0xff, 0);
     txn = NULL;
@@ -531,12 +533,11 @@ Test(audit_tree, verify_finds_truncation)
     current_head(&head);
     uint8_t key[9], size_be[8];
     hie_store_be64(size_be, 90);
-    tree_key(key, 0xff, 0);
     MDB_txn *txn = tamper_begin();
     for (uint64_t i = 90; i < 100; i++) {
         entry_del(txn, i);
     }
-    raw_put(txn, tree_dbi, key, 9, size_be, 8);
+    raw_put(txn, tree_dbi, size_key, sizeof(size_key), size_be, 8);
     cr_assert_eq(mdb_txn_commit(txn), 0);
     expect_fault(NULL, HIE_AUDIT_FAULT_BEYOND_SIZE, 0, 90);
     /* Now also remove every tree key covering leaves 90..99: the tree alone is consistent. */
@@ -720,6 +721,96 @@ Test(audit_tree, readers_on_other_threads_see_consistent_snapshots)
         cr_assert(!args[i].failed, "reader %d", i);
         cr_assert_gt(args[i].proofs, 0);
     }
+}
+
+/* Leaves appended several at a time give the same tree as one at a time. */
+Test(audit_tree, append_many_equals_single_appends)
+{
+    static hie_audit_hash_t leaves[100];
+    hie_audit_tree_head_t head;
+    append_range(env, entries_dbi, tree, 0, 100, 0);
+    current_head(&head);
+    ref_leaves(leaves, 100);
+    MDB_txn *txn = tamper_begin();
+    cr_assert_eq(mdb_drop(txn, tree_dbi, 0), 0, "the same records, the tree built again");
+    for (uint64_t first = 0; first < 100; first += 7) {
+        size_t n = 100 - first < 7 ? (size_t)(100 - first) : 7;
+        uint64_t got = UINT64_MAX;
+        cr_assert_eq(hie_audit_tree_append_many(tree, txn, &leaves[first], n, &got), 0);
+        cr_assert_eq(got, first);
+    }
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    hie_audit_verify_report_t rep;
+    cr_assert_eq(verify_now(&head, &rep), 0, "fault %d", (int)rep.fault);
+    cr_assert_eq(rep.size, 100);
+}
+
+/* The appender's OpenSSL hashing gives the same leaf hashes as the portable merkle.c. */
+Test(audit_tree, tree_leaf_hash_equals_the_pure_leaf_hash)
+{
+    static uint8_t entry[3000];
+    for (size_t i = 0; i < sizeof(entry); i++) {
+        entry[i] = (uint8_t)(i * 131u + 7u);
+    }
+    static const size_t lens[] = {0, 1, 55, 56, 63, 64, 65, 200, 3000};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        hie_audit_hash_t a, b;
+        hie_audit_leaf_hash(hie_span(entry, lens[i]), &a);
+        cr_assert_eq(hie_audit_tree_leaf_hash(tree, hie_span(entry, lens[i]), &b), 0);
+        cr_assert_eq(memcmp(a.bytes, b.bytes, sizeof(a.bytes)), 0, "length %zu", lens[i]);
+    }
+}
+
+/* ---- the first, level-major layout ------------------------------------------------------ */
+
+/* Rewrites the tree as the first layout stored it: level (1) || index (8), size under
+ * (0xff, 0). */
+static void
+level_major_rewrite(uint64_t n)
+{
+    static uint8_t hashes[300][9][32]; /* 300 leaves: levels 0..8 */
+    MDB_txn *txn = tamper_begin();
+    cr_assert_leq(n, 300);
+    for (unsigned level = 0; level < 9 && (n >> level) > 0; level++) {
+        for (uint64_t i = 0; i < n >> level; i++) {
+            uint8_t key[9];
+            MDB_val k = {9, key}, v;
+            tree_key(key, level, i);
+            cr_assert_eq(mdb_get(txn, tree_dbi, &k, &v), 0);
+            memcpy(hashes[i][level], v.mv_data, 32);
+        }
+    }
+    cr_assert_eq(mdb_drop(txn, tree_dbi, 0), 0);
+    for (unsigned level = 0; level < 9 && (n >> level) > 0; level++) {
+        for (uint64_t i = 0; i < n >> level; i++) {
+            uint8_t key[9] = {(uint8_t)level};
+            hie_store_be64(key + 1, i);
+            raw_put(txn, tree_dbi, key, 9, hashes[i][level], 32);
+        }
+    }
+    uint8_t key[9] = {0xff}, size_be[8];
+    hie_store_be64(size_be, n);
+    raw_put(txn, tree_dbi, key, 9, size_be, 8);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+}
+
+Test(audit_tree, a_level_major_tree_is_converted_and_verifies)
+{
+    append_range(env, entries_dbi, tree, 0, 300, 0);
+    hie_audit_tree_head_t head;
+    current_head(&head);
+    level_major_rewrite(300);
+    MDB_txn *txn = tamper_begin();
+    cr_assert_eq(hie_audit_tree_upgrade(tree, txn, false), HIE_ESTATE, "read-only: refused");
+    cr_assert_eq(hie_audit_tree_upgrade(tree, txn, true), 0);
+    cr_assert_eq(hie_audit_tree_upgrade(tree, txn, true), 0, "once converted, a no-op");
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    hie_audit_verify_report_t rep;
+    cr_assert_eq(verify_now(&head, &rep), 0, "the same hashes: fault %d", (int)rep.fault);
+    cr_assert_eq(rep.size, 300);
+    append_range(env, entries_dbi, tree, 300, 310, 0); /* and appends go on */
+    cr_assert_eq(verify_now(&head, &rep), 0);
+    cr_assert_eq(rep.size, 310);
 }
 
 /* ---- misuse ------------------------------------------------------------------------------- */

@@ -1033,7 +1033,7 @@ ex_who(struct ex *x, const char *org, const char *id)
     hie_org_t *o = NULL;
     cr_assert_eq(hie_node__state_org_get(x->ctx.state, org, arena, &o), 0);
     snprintf(idbuf, sizeof(idbuf), "%s", id);
-    who = (node_who_t){o->id, o, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, idbuf};
+    who = (node_who_t){o->id, o, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, idbuf, NULL};
     return &who;
 }
 
@@ -1283,7 +1283,7 @@ Test(node_sm, exchanges_in_different_batches_give_identical_state)
         }
     }
     static const char *const dbs[] = {"consent_dir", "consent_rule", "consent_pat",
-        HIE_AUDIT_TREE_DB_NAME, "audit_rec", "audit_subj", "audit_pat", "audit_org", "q_msg",
+        HIE_AUDIT_TREE_DB_NAME, "audit_rec", "audit_subj", "audit_patient", "audit_org", "q_msg",
         "q_meta", "q_dead", "subs", "sub_org", "sub_all", "adt_visit", "sub_log", "repo_doc",
         "repo_rec", "dedup", "mpi_rec"};
     for (size_t i = 0; i < HIE_ARRAY_LEN(dbs); i++) {
@@ -1292,5 +1292,112 @@ Test(node_sm, exchanges_in_different_batches_give_identical_state)
     }
     for (size_t i = 0; i < x.n; i++) {
         hie_mem_free(x.cmds[i], x.lens[i]);
+    }
+}
+
+/* ---- audit_batch: one worker wakeup's audit records in one command ----------------------- */
+
+#define BATCH_RECORDS 5u
+
+/* The audit records of BATCH_RECORDS PIX exchanges, built by the node's own code. */
+static void
+batch_build(node_ctx_t *ctx, hie_command_t *cmds)
+{
+    static char ids[BATCH_RECORDS][16];
+    hie_org_t *org = org_get(ctx->state, "org-h");
+    for (size_t i = 0; i < BATCH_RECORDS; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "q-%zu", i);
+        node_who_t who = {"org-h", org, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, ids[i],
+            NULL};
+        node_subject_t s = {"EUID-1", {0}, NULL, 0, NULL, 0};
+        s.decision.decision = HIE_CONSENT_PERMIT;
+        s.decision.reason = "implicit-permit";
+        node_audit_cmd_t out = {0};
+        hie_node__audit_build(ctx, &who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PIX,
+            HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, &s, 1, arena, &out);
+        cr_assert_eq(out.build_rc, 0);
+        cmds[i] = out.cmd;
+    }
+}
+
+static int
+batch_leaf(void *ctx, MDB_txn *txn, uint64_t index, hie_span_t *entry)
+{
+    return hie_node__audit_record(hie_node__state_audit(ctx), txn, index, entry);
+}
+
+/* Record leaf of st, decoded; checks the tree against every record on the way. */
+static Hie__V1__AuditRecord *
+batch_record(node_state_t *st, uint64_t leaf)
+{
+    MDB_txn *txn = NULL;
+    hie_span_t bytes;
+    hie_audit_verify_report_t rep;
+    cr_assert_eq(mdb_txn_begin(hie_node__state_env(st), NULL, MDB_RDONLY, &txn), 0);
+    hie_audit_tree_t *tree = hie_node__audit_tree(hie_node__state_audit(st));
+    cr_assert_eq(hie_audit_tree_verify(tree, txn, NULL, &rep, batch_leaf, st), 0);
+    cr_assert_eq(rep.size, BATCH_RECORDS);
+    cr_assert_eq(hie_node__audit_record(hie_node__state_audit(st), txn, leaf, &bytes), 0);
+    ProtobufCMessage *m = NULL;
+    cr_assert_eq(hie_proto_unpack(&hie__v1__audit_record__descriptor, bytes, arena, &m), 0);
+    mdb_txn_abort(txn);
+    return (Hie__V1__AuditRecord *)m;
+}
+
+/* A applies the records as one audit_batch, B one command each: the same leaves in the same
+ * order and the same indexes; each record names the log entry it came in. */
+Test(node_sm, audit_batch_appends_its_records_in_order_as_one_command)
+{
+    node_state_t *st[2] = {state_open(0), state_open(1)};
+    char key_path[192];
+    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
+    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
+    node_ctx_t ctx = {.state = st[0]};
+    snprintf(ctx.cfg.node_id, sizeof(ctx.cfg.node_id), "node-1");
+    for (size_t s = 0; s < 2; s++) {
+        cr_assert_eq(hie_node__state_mpi_key_load(st[s], key_path, 2), 0);
+        struct cmd_spec reg = reg_spec("org-h", "r-1", T0);
+        cr_assert_eq(apply_one(st[s], 1, &reg, NULL)->code, 0);
+    }
+    hie_command_t cmds[BATCH_RECORDS];
+    Hie__V1__AuditAppendCommand *appends[BATCH_RECORDS];
+    batch_build(&ctx, cmds);
+    uint8_t *buf[BATCH_RECORDS + 1];
+    size_t len[BATCH_RECORDS + 1];
+    struct result r[BATCH_RECORDS + 1];
+    for (size_t i = 0; i < BATCH_RECORDS; i++) {
+        appends[i] = cmds[i].audit_append;
+        cr_assert_eq(hie_proto_pack(&cmds[i].base, HIE_LOG_COMMAND_BYTES_MAX, &buf[i],
+            &len[i]), 0);
+    }
+    Hie__V1__AuditBatchCommand ab = HIE__V1__AUDIT_BATCH_COMMAND__INIT;
+    ab.n_appends = BATCH_RECORDS;
+    ab.appends = appends;
+    hie_command_t batch = cmds[0];
+    batch.body_case = HIE__V1__COMMAND__BODY_AUDIT_BATCH;
+    batch.audit_batch = &ab;
+    cr_assert_eq(hie_proto_pack(&batch.base, HIE_LOG_COMMAND_BYTES_MAX, &buf[BATCH_RECORDS],
+        &len[BATCH_RECORDS]), 0);
+    apply_raw(st[0], 2, &buf[BATCH_RECORDS], &len[BATCH_RECORDS], 1, &r[BATCH_RECORDS]);
+    apply_raw(st[1], 2, buf, len, BATCH_RECORDS, r);
+    cr_assert_eq(r[BATCH_RECORDS].msg->code, 0);
+    cr_assert_eq(r[BATCH_RECORDS].msg->audit_leaf_index, 0, "the result names the first");
+    for (size_t i = 0; i <= BATCH_RECORDS; i++) {
+        cr_assert(i == BATCH_RECORDS || r[i].msg->audit_leaf_index == i);
+        result_free(&r[i]);
+        hie_mem_free(buf[i], len[i]);
+    }
+    for (uint64_t leaf = 0; leaf < BATCH_RECORDS; leaf++) {
+        Hie__V1__AuditRecord *a = batch_record(st[0], leaf), *b = batch_record(st[1], leaf);
+        cr_assert_eq(a->leaf_index, leaf);
+        cr_assert_eq(b->leaf_index, leaf);
+        cr_assert_str_eq(a->request_id, b->request_id, "the same order");
+        cr_assert_eq(a->log_index, 2, "every record of the batch came in entry 2");
+        cr_assert_eq(b->log_index, 2 + leaf);
+    }
+    static const char *const dbs[] = {"audit_rec", "audit_subj", "audit_patient", "audit_org"};
+    for (size_t i = 0; i < HIE_ARRAY_LEN(dbs); i++) {
+        cr_assert_eq(db_entries(st[0], dbs[i]), BATCH_RECORDS, "%s", dbs[i]);
+        cr_assert_eq(db_entries(st[1], dbs[i]), BATCH_RECORDS, "%s", dbs[i]);
     }
 }

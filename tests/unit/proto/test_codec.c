@@ -503,6 +503,122 @@ Test(proto_codec, arena_allocator_allocates_from_the_arena)
     cr_assert_eq(hie_arena_used_bytes(arena), before + 112);
 }
 
+/* ---- audit_batch: each append is checked as if it came alone ---------------------------- */
+
+struct audit_buf {
+    Hie__V1__AuditRecord rec;
+    Hie__V1__AuditAppendCommand ac;
+    uint8_t commit[32], key[HIE_PROTO_REC_HASH_BYTES], sealed[64];
+    ProtobufCBinaryData commits[1], sealeds[1], keys[1];
+};
+
+/* A well-formed append with one subject. */
+static void
+audit_buf_init(struct audit_buf *b, const char *request_id)
+{
+    hie__v1__audit_record__init(&b->rec);
+    hie__v1__audit_append_command__init(&b->ac);
+    memset(b->commit, 0xc1, sizeof(b->commit));
+    memset(b->key, 0x4b, sizeof(b->key));
+    memset(b->sealed, 0x5e, sizeof(b->sealed));
+    b->commits[0] = (ProtobufCBinaryData){sizeof(b->commit), b->commit};
+    b->sealeds[0] = (ProtobufCBinaryData){sizeof(b->sealed), b->sealed};
+    b->keys[0] = (ProtobufCBinaryData){sizeof(b->key), b->key};
+    b->rec.time_ms = 1;
+    b->rec.requester_org = "org-a";
+    b->rec.request_id = (char *)(uintptr_t)request_id;
+    b->rec.patients_count = 1;
+    b->rec.n_subject_commitments = 1;
+    b->rec.subject_commitments = b->commits;
+    b->ac.record = &b->rec;
+    b->ac.n_subjects_sealed = 1;
+    b->ac.subjects_sealed = b->sealeds;
+    b->ac.n_subject_keys = 1;
+    b->ac.subject_keys = b->keys;
+}
+
+/* The command of an audit_batch of bufs[0..n); appends must hold n + 1 pointers. */
+static hie_command_t
+audit_batch_cmd(struct audit_buf *bufs, size_t n, Hie__V1__AuditBatchCommand *b,
+    Hie__V1__AuditAppendCommand **appends)
+{
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    hie__v1__audit_batch_command__init(b);
+    for (size_t i = 0; i < n; i++) {
+        appends[i] = &bufs[i].ac;
+    }
+    b->n_appends = n;
+    b->appends = appends;
+    cmd.requester = "org-a";
+    cmd.request_id = "req-1";
+    cmd.time_ms = 1;
+    cmd.body_case = HIE__V1__COMMAND__BODY_AUDIT_BATCH;
+    cmd.audit_batch = b;
+    return cmd;
+}
+
+static int
+audit_batch_check(struct audit_buf *bufs, size_t n, hie_errinfo_t *info)
+{
+    Hie__V1__AuditAppendCommand *appends[HIE_AUDIT_BATCH_RECORDS_MAX + 2];
+    Hie__V1__AuditBatchCommand b;
+    hie_command_t cmd = audit_batch_cmd(bufs, n, &b, appends);
+    return hie_proto_command_validate(&cmd, info);
+}
+
+Test(proto_codec, audit_batch_holds_1_to_64_well_formed_appends)
+{
+    static struct audit_buf bufs[HIE_AUDIT_BATCH_RECORDS_MAX + 1];
+    for (size_t i = 0; i < HIE_ARRAY_LEN(bufs); i++) {
+        audit_buf_init(&bufs[i], "req-1");
+    }
+    hie_errinfo_t info = {0};
+    cr_assert_eq(audit_batch_check(bufs, 1, &info), 0);
+    cr_assert_eq(audit_batch_check(bufs, HIE_AUDIT_BATCH_RECORDS_MAX, &info), 0);
+    cr_assert_eq(audit_batch_check(bufs, 0, &info), HIE_EINVAL);
+    cr_assert_str_eq(info.field, "audit_batch.appends");
+    info = (hie_errinfo_t){0};
+    cr_assert_eq(audit_batch_check(bufs, HIE_AUDIT_BATCH_RECORDS_MAX + 1, &info), HIE_EINVAL);
+    cr_assert_str_eq(info.field, "audit_batch.appends");
+    bufs[3].commits[0].len = 31; /* one bad append spoils the batch */
+    info = (hie_errinfo_t){0};
+    cr_assert_eq(audit_batch_check(bufs, 4, &info), HIE_EINVAL);
+    cr_assert_str_eq(info.field, "audit_append.subjects");
+    bufs[3].commits[0].len = 32;
+    bufs[2].ac.n_subject_keys = 0;
+    cr_assert_eq(audit_batch_check(bufs, 4, &info), HIE_EINVAL);
+    bufs[2].ac.n_subject_keys = 1;
+    bufs[1].ac.record = NULL;
+    cr_assert_eq(audit_batch_check(bufs, 4, &info), HIE_EINVAL);
+    cr_assert_str_eq(info.field, "audit_append.record");
+    cr_assert_eq(audit_batch_check(bufs, 1, &info), 0, "the appends before it are fine");
+}
+
+Test(proto_codec, audit_batch_decode_round_trip_keeps_the_order)
+{
+    static struct audit_buf bufs[3];
+    static const char *const ids[] = {"req-a", "req-b", "req-c"};
+    for (size_t i = 0; i < HIE_ARRAY_LEN(bufs); i++) {
+        audit_buf_init(&bufs[i], ids[i]);
+    }
+    Hie__V1__AuditAppendCommand *appends[4];
+    Hie__V1__AuditBatchCommand b;
+    hie_command_t in = audit_batch_cmd(bufs, HIE_ARRAY_LEN(bufs), &b, appends);
+    size_t len = 0;
+    uint8_t *buf = pack(&in, &len);
+    hie_command_t *out = NULL;
+    hie_errinfo_t info = {0};
+    int rc = hie_proto_command_decode(hie_span(buf, len), arena, &out, &info);
+    hie_mem_free(buf, len);
+    cr_assert_eq(rc, 0, "decode: %s", info.reason);
+    cr_assert_eq(out->body_case, HIE__V1__COMMAND__BODY_AUDIT_BATCH);
+    cr_assert_eq(out->audit_batch->n_appends, HIE_ARRAY_LEN(bufs));
+    for (size_t i = 0; i < HIE_ARRAY_LEN(bufs); i++) {
+        cr_assert_str_eq(out->audit_batch->appends[i]->record->request_id, ids[i]);
+        cr_assert_eq(out->audit_batch->appends[i]->n_subjects_sealed, 1u);
+    }
+}
+
 Test(proto_codec, validate_null_command_aborts, .signal = SIGABRT)
 {
     int rc = hie_proto_command_validate(NULL, NULL);

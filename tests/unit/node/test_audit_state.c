@@ -1,0 +1,257 @@
+/*
+ * test_audit_state.c - unit tests for node/src/audit_state.c: the patient index in buckets of
+ * 4,096 leaves (a patient's entries across buckets in log order, resumed from any value they
+ * hold, none for an unknown patient) and the conversion of a state that still has the former
+ * dupsort audit_pat.
+ *
+ * Records are built by the node's own code and applied through the state machine in
+ * audit_batch commands, as the workers and the log thread do.
+ */
+#include "node_int.h"
+
+#include "hie/mpi_store.h"
+
+#include "../test_util.h"
+
+#include <criterion/criterion.h>
+
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAP_BYTES (256ull * 1024ull * 1024ull)
+#define RECORDS 9000u /* three buckets of 4,096 leaves */
+#define PATIENTS 7u
+#define PER_CMD 60u
+#define VAL_BYTES 18u
+#define PAT_KEY_BYTES 42u /* bucket(8) patient(16) time(8) leaf(8) pos(2) */
+
+static char tmp_dir[128];
+static char state_dir[192];
+static node_ctx_t ctx;
+static hie_arena_t *arena;
+
+static void
+state_open(void)
+{
+    char data_dir[160], key_path[192];
+    snprintf(data_dir, sizeof(data_dir), "%s/data", tmp_dir);
+    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
+    cr_assert_eq(hie_node__state_open(&ctx.state, data_dir, MAP_BYTES, "node-1", NULL), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(ctx.state, key_path, 0), 0);
+}
+
+static void
+setup(void)
+{
+    char path[192];
+    test_tmpdir_make(tmp_dir, sizeof(tmp_dir), "audst");
+    snprintf(path, sizeof(path), "%s/data", tmp_dir);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    snprintf(state_dir, sizeof(state_dir), "%s/data/state", tmp_dir);
+    snprintf(path, sizeof(path), "%s/mpi.key", tmp_dir);
+    cr_assert_eq(hie_mpi_key_generate(path), 0);
+    snprintf(ctx.cfg.node_id, sizeof(ctx.cfg.node_id), "node-1");
+    cr_assert_eq(hie_arena_create(&arena, HIE_ARENA_BYTES_MAX), 0);
+    state_open();
+}
+
+static void
+teardown(void)
+{
+    hie_node__state_close(&ctx.state);
+    hie_arena_destroy(&arena);
+    test_tmpdir_remove(tmp_dir);
+}
+
+TestSuite(node_audit_state, .init = setup, .fini = teardown, .timeout = 120);
+
+/* Record i names patient E-(i % PATIENTS); it is leaf i of the fresh tree. */
+static void
+record_build(uint64_t i, hie_arena_t *a, hie_command_t *out)
+{
+    char *id = hie_arena_alloc(a, 24), *euid = hie_arena_alloc(a, 24);
+    cr_assert(id != NULL && euid != NULL);
+    snprintf(id, 24, "q-%lu", (unsigned long)i);
+    snprintf(euid, 24, "E-%lu", (unsigned long)(i % PATIENTS));
+    static node_rand_t rnd; /* as a worker's */
+    node_who_t who = {"org-h", NULL, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, id, &rnd};
+    node_subject_t s = {euid, {0}, NULL, 0, NULL, 0};
+    s.decision.decision = HIE_CONSENT_PERMIT;
+    s.decision.reason = "implicit-permit";
+    node_audit_cmd_t c = {0};
+    hie_node__audit_build(&ctx, &who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PIX,
+        HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, &s, 1, a, &c);
+    cr_assert_eq(c.build_rc, 0);
+    *out = c.cmd;
+}
+
+static void
+records_apply(void)
+{
+    hie_cluster_fsm_t fsm = hie_node__state_fsm(ctx.state);
+    for (uint64_t first = 0; first < RECORDS; first += PER_CMD) {
+        hie_arena_t *a = NULL;
+        hie_command_t cmd;
+        Hie__V1__AuditAppendCommand *appends[PER_CMD];
+        Hie__V1__AuditBatchCommand ab = HIE__V1__AUDIT_BATCH_COMMAND__INIT;
+        cr_assert_eq(hie_arena_create(&a, 4u << 20), 0);
+        for (size_t i = 0; i < PER_CMD; i++) {
+            record_build(first + i, a, &cmd);
+            appends[i] = cmd.audit_append;
+        }
+        ab.n_appends = PER_CMD;
+        ab.appends = appends;
+        cmd.body_case = HIE__V1__COMMAND__BODY_AUDIT_BATCH;
+        cmd.audit_batch = &ab;
+        hie_cluster_entry_t e = {1 + first / PER_CMD, {NULL, 0}};
+        hie_cluster_result_t res = {NULL, 0};
+        uint8_t *buf = NULL;
+        cr_assert_eq(hie_proto_pack(&cmd.base, HIE_LOG_COMMAND_BYTES_MAX, &buf, &e.cmd.len), 0);
+        e.cmd.ptr = buf;
+        cr_assert_eq(fsm.apply(fsm.ctx, &e, 1, &res), 0);
+        hie_mem_free(res.buf, res.len);
+        hie_mem_free(buf, e.cmd.len);
+        hie_arena_destroy(&a);
+    }
+}
+
+struct collect {
+    uint64_t leaves[RECORDS];
+    size_t n, calls;
+    uint8_t last[VAL_BYTES];
+    bool have_last;
+};
+
+/* Takes each value once, as a report page does: the resumed-from value is skipped. */
+static int
+collect_fn(void *p, const uint8_t *val, size_t len)
+{
+    struct collect *c = p;
+    cr_assert_eq(len, VAL_BYTES);
+    c->calls++;
+    if (c->have_last && memcmp(val, c->last, VAL_BYTES) == 0) {
+        return 0;
+    }
+    cr_assert_lt(c->n, RECORDS);
+    c->leaves[c->n++] = hie_load_be64(val + 8);
+    memcpy(c->last, val, VAL_BYTES);
+    c->have_last = true;
+    return 0;
+}
+
+/* Every entry of euid, max values per scan, each scan resumed from the last value seen. */
+static void
+scan_all(const char *euid, size_t max, struct collect *c)
+{
+    uint8_t key[HIE_PROTO_REC_HASH_BYTES], zero[VAL_BYTES] = {0};
+    hie_node__audit_subject_key(hie_node__state_mpi_key(ctx.state), euid, key);
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(hie_node__state_env(ctx.state), NULL, MDB_RDONLY, &txn), 0);
+    memset(c, 0, sizeof(*c));
+    for (unsigned round = 0; round < RECORDS; round++) {
+        size_t before = c->calls;
+        hie_span_t start = hie_span(c->have_last ? c->last : zero, VAL_BYTES);
+        cr_assert_eq(hie_node__audit_scan(hie_node__state_audit(ctx.state), txn,
+            AUDIT_INDEX_PATIENT, hie_span(key, sizeof(key)), start, max, collect_fn, c), 0);
+        if (c->calls - before < max) {
+            break; /* the index ran out before max */
+        }
+    }
+    mdb_txn_abort(txn);
+}
+
+Test(node_audit_state, a_patient_is_scanned_across_buckets_in_log_order_and_resumed)
+{
+    records_apply();
+    static struct collect c;
+    for (unsigned p = 0; p < PATIENTS; p++) {
+        char euid[24];
+        snprintf(euid, sizeof(euid), "E-%u", p);
+        size_t want = (RECORDS - p + PATIENTS - 1) / PATIENTS;
+        for (size_t max = 100; max <= 10000; max *= 10) { /* resumed mid-bucket, or not at all */
+            scan_all(euid, max, &c);
+            cr_assert_eq(c.n, want, "patient %u max %zu: %zu of %zu", p, max, c.n, want);
+            for (size_t i = 0; i < c.n; i++) {
+                cr_assert_eq(c.leaves[i], p + i * PATIENTS, "in log order, none missed");
+            }
+        }
+    }
+    scan_all("E-unknown", 100, &c);
+    cr_assert_eq(c.n, 0, "no entries for a patient never disclosed");
+}
+
+/* The raw keys of audit_patient, in order, into keys (RECORDS of them). */
+static size_t
+index_keys(MDB_txn *txn, MDB_dbi dbi, uint8_t (*keys)[PAT_KEY_BYTES])
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    size_t n = 0;
+    cr_assert_eq(mdb_cursor_open(txn, dbi, &cur), 0);
+    for (int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        cr_assert_eq(k.mv_size, PAT_KEY_BYTES);
+        cr_assert_lt(n, RECORDS);
+        memcpy(keys[n++], k.mv_data, PAT_KEY_BYTES);
+    }
+    mdb_cursor_close(cur);
+    return n;
+}
+
+static MDB_env *
+raw_open(void)
+{
+    MDB_env *env = NULL;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    cr_assert_eq(mdb_env_set_mapsize(env, MAP_BYTES), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(env, 64), 0);
+    cr_assert_eq(mdb_env_open(env, state_dir, MDB_NOTLS, 0600), 0);
+    return env;
+}
+
+/* Rewrites st's patient index as the former dupsort audit_pat: patient -> time leaf pos. */
+static size_t
+downgrade(uint8_t (*keys)[PAT_KEY_BYTES])
+{
+    MDB_env *env = raw_open();
+    MDB_txn *txn = NULL;
+    MDB_dbi pat, old;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "audit_patient", 0, &pat), 0);
+    size_t n = index_keys(txn, pat, keys);
+    cr_assert_eq(mdb_dbi_open(txn, "audit_pat", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &old),
+        0);
+    for (size_t i = 0; i < n; i++) {
+        MDB_val k = {HIE_PROTO_REC_HASH_BYTES, keys[i] + 8}, v = {VAL_BYTES, keys[i] + 24};
+        cr_assert_eq(mdb_put(txn, old, &k, &v, 0), 0);
+    }
+    cr_assert_eq(mdb_drop(txn, pat, 1), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    return n;
+}
+
+Test(node_audit_state, the_former_dupsort_patient_index_is_converted_on_open)
+{
+    static uint8_t before[RECORDS][PAT_KEY_BYTES], after[RECORDS][PAT_KEY_BYTES];
+    records_apply();
+    hie_node__state_close(&ctx.state);
+    size_t n = downgrade(before);
+    cr_assert_eq(n, RECORDS);
+    state_open(); /* converts */
+    hie_node__state_close(&ctx.state);
+    MDB_env *env = raw_open();
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "audit_pat", 0, &dbi), MDB_NOTFOUND, "dropped");
+    cr_assert_eq(mdb_dbi_open(txn, "audit_patient", 0, &dbi), 0);
+    cr_assert_eq(index_keys(txn, dbi, after), n);
+    cr_assert_eq(memcmp(before, after, n * PAT_KEY_BYTES), 0, "the same keys, in order");
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    state_open();
+    static struct collect c;
+    scan_all("E-3", 1000, &c);
+    cr_assert_eq(c.n, (RECORDS - 3 + PATIENTS - 1) / PATIENTS, "and reports still find them");
+}

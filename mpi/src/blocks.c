@@ -54,7 +54,7 @@ store__blocks_create(store_blocks_t **out)
         return HIE_ENOMEM;
     }
     b->slots = hie_mem_calloc(BLOCKS_INITIAL, sizeof(*b->slots));
-    if (b->slots == NULL || store__rwlock_init(&b->lock) != 0) {
+    if (b->slots == NULL || pthread_rwlock_init(&b->lock, NULL) != 0) {
         hie_mem_free(b->slots, BLOCKS_INITIAL * sizeof(*b->slots));
         hie_mem_free(b, sizeof(*b));
         return HIE_ENOMEM;

@@ -53,7 +53,7 @@ store__people_create(store_people_t **out)
         return HIE_ENOMEM;
     }
     p->slots = hie_mem_calloc(PEOPLE_INITIAL, sizeof(*p->slots));
-    if (p->slots == NULL || store__rwlock_init(&p->lock) != 0) {
+    if (p->slots == NULL || pthread_rwlock_init(&p->lock, NULL) != 0) {
         hie_mem_free(p->slots, PEOPLE_INITIAL * sizeof(*p->slots));
         hie_mem_free(p, sizeof(*p));
         return HIE_ENOMEM;

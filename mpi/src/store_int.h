@@ -7,8 +7,6 @@
 
 #include "hie/mpi_store.h"
 
-#include <pthread.h>
-
 #define STORE_MAGIC 0x4d504953u /* "MPIS" */
 
 /* A batch's written values (touched.c). slots: a power of two; the set is full at half. */
@@ -30,8 +28,6 @@ void store__touched_add(store_touched_t *t, uint64_t v);
 bool store__touched_has(const store_touched_t *t, uint64_t v);
 /* A record hash's value in the set. */
 uint64_t store__touched_hash(const uint8_t *rec_hash);
-/* Initializes a rwlock that lets a waiting writer go before new readers. 0 or HIE_ENOMEM. */
-int store__rwlock_init(pthread_rwlock_t *lock);
 
 /* The blocking index in memory (blocks.c). */
 typedef struct store_blocks store_blocks_t;

@@ -7,14 +7,9 @@
  * answer may be a false "written" (a fingerprint collision), never a false "not written".
  *
  * Threads: the log thread only (the writers of the tables it tracks, and apply).
- *
- * Also here: the rwlock of those tables, which prefers the writer. The pool's threads read
- * them all the time; with glibc's default (readers first) apply could wait behind their
- * stream of read locks at every write.
  */
 #include "store_int.h"
 
-#include <pthread.h>
 #include <string.h>
 
 int
@@ -103,17 +98,4 @@ store__touched_hash(const uint8_t *rec_hash)
     uint64_t v;
     memcpy(&v, rec_hash, sizeof(v)); /* a keyed hash already: its bytes are uniform */
     return v;
-}
-
-int
-store__rwlock_init(pthread_rwlock_t *lock)
-{
-    pthread_rwlockattr_t attr;
-    if (pthread_rwlockattr_init(&attr) != 0) {
-        return HIE_ENOMEM;
-    }
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    int rc = pthread_rwlock_init(lock, &attr) == 0 ? 0 : HIE_ENOMEM;
-    pthread_rwlockattr_destroy(&attr);
-    return rc;
 }

@@ -205,9 +205,12 @@ store__people_track(store_people_t *p, store_touched_t *t)
     p->track = t;
 }
 
-int
-store__people_peek(store_people_t *p, const uint8_t *hash, bool writer,
-    char euid[HIE_MPI_EUID_BYTES], bool *merged, uint64_t *gen)
+/* Copies what a reader needs of hash's entry, under the read lock unless the caller is the
+ * writer: its EUID, merged, generation and, when norm is not NULL, its form and codes (*len:
+ * the form's length). False when the cache does not hold the record. */
+static bool
+entry_read(store_people_t *p, const uint8_t *hash, bool writer, char euid[HIE_MPI_EUID_BYTES],
+    bool *merged, uint64_t *gen, uint8_t *norm, size_t *len)
 {
     if (!writer) {
         pthread_rwlock_rdlock(&p->lock);
@@ -218,11 +221,22 @@ store__people_peek(store_people_t *p, const uint8_t *hash, bool writer,
         memcpy(euid, e->euid, HIE_MPI_EUID_BYTES);
         *merged = e->merged;
         *gen = e->gen;
+        if (norm != NULL) {
+            *len = e->len;
+            memcpy(norm, e->norm, e->len + CODES_BYTES);
+        }
     }
     if (!writer) {
         pthread_rwlock_unlock(&p->lock);
     }
-    return found ? 0 : HIE_ENOTFOUND;
+    return found;
+}
+
+int
+store__people_peek(store_people_t *p, const uint8_t *hash, bool writer,
+    char euid[HIE_MPI_EUID_BYTES], bool *merged, uint64_t *gen)
+{
+    return entry_read(p, hash, writer, euid, merged, gen, NULL, NULL) ? 0 : HIE_ENOTFOUND;
 }
 
 void
@@ -260,25 +274,12 @@ store__people_get(store_people_t *p, const uint8_t *hash, bool writer,
 {
     uint8_t norm[STORE_NORM_BYTES_MAX + CODES_BYTES];
     size_t len = 0;
-    if (!writer) {
-        pthread_rwlock_rdlock(&p->lock);
-    }
-    const struct person_entry *e = slot_find(p->slots, p->cap, hash);
-    bool found = e->used && e->norm != NULL && e->euid[0] != '\0';
-    if (found) {
-        memcpy(euid, e->euid, HIE_MPI_EUID_BYTES);
-        *merged = e->merged;
-        len = e->len;
-        memcpy(norm, e->norm, len + CODES_BYTES);
-        if (gen != NULL) {
-            *gen = e->gen;
-        }
-    }
-    if (!writer) {
-        pthread_rwlock_unlock(&p->lock);
-    }
-    if (!found) {
+    uint64_t g = 0;
+    if (!entry_read(p, hash, writer, euid, merged, &g, norm, &len)) {
         return HIE_ENOTFOUND;
+    }
+    if (gen != NULL) {
+        *gen = g;
     }
     int rc = *merged ? 0 : store__norm_unpack(norm, len, person);
     if (rc == 0 && !*merged) { /* unpacked by put already: the codes are its own */

@@ -22,6 +22,7 @@
 
 #include <pthread.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define POOL_MAGIC 0x504f4f4cu /* "POOL" */
@@ -68,23 +69,16 @@ struct hie_mpi_pool {
     struct pool_item item[HIE_MPI_POOL_BATCH_MAX];
 };
 
+static int
+cmp_vec_hash(const void *key, const void *elem)
+{
+    return memcmp(key, ((const store_prep_vec_t *)elem)->hash, HIE_MPI_REC_HASH_BYTES);
+}
+
 const store_prep_vec_t *
 store__prep_find(const hie_mpi_prepared_t *prep, const uint8_t *hash)
 {
-    size_t lo = 0, hi = prep->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = memcmp(prep->vec[mid].hash, hash, HIE_MPI_REC_HASH_BYTES);
-        if (c == 0) {
-            return &prep->vec[mid];
-        }
-        if (c < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return NULL;
+    return bsearch(hash, prep->vec, prep->n, sizeof(*prep->vec), cmp_vec_hash);
 }
 
 /* Finds p's candidates in its blocks as they are now (store__candidates: sorted, so vec is

@@ -18,6 +18,45 @@ store__rc(int rc)
     return rc == 0 ? 0 : (rc == MDB_NOTFOUND ? HIE_ENOTFOUND : HIE_ESTORAGE);
 }
 
+void
+store__hist_key(const uint8_t *rec_hash, uint64_t index, uint32_t seq,
+    uint8_t out[STORE_HIST_KEY_BYTES])
+{
+    hie_store_be32(out, (uint32_t)(index >> STORE_HIST_BUCKET_SHIFT));
+    memcpy(out + 4, rec_hash, HIE_MPI_REC_HASH_BYTES);
+    hie_store_be64(out + 4 + HIE_MPI_REC_HASH_BYTES, index);
+    hie_store_be32(out + 12 + HIE_MPI_REC_HASH_BYTES, seq);
+}
+
+/* Moves the link history of the layout before 2026-11-30 (mpi_hist: rec_hash, index, seq ->
+ * event) into mpi_histb's keys, then drops mpi_hist. Once, at the first open. */
+static int
+hist_convert(MDB_txn *txn, MDB_dbi old, MDB_dbi hist)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc = store__rc(mdb_cursor_open(txn, old, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
+    while (rc == 0 && mrc == 0) {
+        const uint8_t *o = k.mv_data;
+        uint8_t nk[STORE_HIST_KEY_BYTES];
+        if (k.mv_size != HIE_MPI_REC_HASH_BYTES + 12) {
+            rc = HIE_ECORRUPT;
+            break;
+        }
+        store__hist_key(o, hie_load_be64(o + HIE_MPI_REC_HASH_BYTES),
+            hie_load_be32(o + HIE_MPI_REC_HASH_BYTES + 8), nk);
+        MDB_val nkv = {sizeof(nk), nk};
+        rc = store__rc(mdb_put(txn, hist, &nkv, &v, 0));
+        mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_NEXT) : mrc;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    rc = rc == 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+    return rc == 0 ? store__rc(mdb_drop(txn, old, 1)) : rc;
+}
+
 static int
 dbis_open(hie_mpi_store_t *s)
 {
@@ -31,7 +70,7 @@ dbis_open(hie_mpi_store_t *s)
         {"mpi_nolink", 0, offsetof(hie_mpi_store_t, nolink)},
         {"mpi_tf", 0, offsetof(hie_mpi_store_t, tf)},
         {"mpi_review", 0, offsetof(hie_mpi_store_t, review)},
-        {"mpi_hist", 0, offsetof(hie_mpi_store_t, hist)},
+        {"mpi_histb", 0, offsetof(hie_mpi_store_t, hist)},
         {"mpi_meta", 0, offsetof(hie_mpi_store_t, meta)},
     };
     MDB_txn *txn = NULL;
@@ -43,6 +82,9 @@ dbis_open(hie_mpi_store_t *s)
     MDB_dbi old; /* mpi_cand (before 2026-11-30): a copy of what mpi_rec holds; dropped */
     if (rc == 0 && mdb_dbi_open(txn, "mpi_cand", 0, &old) == 0) {
         rc = store__rc(mdb_drop(txn, old, 1));
+    }
+    if (rc == 0 && mdb_dbi_open(txn, "mpi_hist", 0, &old) == 0) {
+        rc = hist_convert(txn, old, s->hist);
     }
     if (rc == 0) {
         rc = store__rc(mdb_txn_commit(txn));

@@ -170,10 +170,8 @@ hist_add(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiRecord 
     ev.explanation = why;
     ev.requester = (char *)(uintptr_t)ctx->requester;
     ev.time_ms = ctx->time_ms;
-    uint8_t kb[HIE_MPI_REC_HASH_BYTES + 12]; /* per record, in log order */
-    memcpy(kb, rec->rec_hash.data, HIE_MPI_REC_HASH_BYTES);
-    hie_store_be64(kb + HIE_MPI_REC_HASH_BYTES, ctx->index);
-    hie_store_be32(kb + HIE_MPI_REC_HASH_BYTES + 8, ctx->hist_seq++);
+    uint8_t kb[STORE_HIST_KEY_BYTES];
+    store__hist_key(rec->rec_hash.data, ctx->index, ctx->hist_seq++, kb);
     MDB_val k = {sizeof(kb), kb};
     return store__put_msg(ctx->txn, s->hist, &k, &ev.base);
 }

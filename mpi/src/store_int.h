@@ -72,6 +72,15 @@ typedef struct store_match {
     size_t n;
 } store_match_t;
 
+/* mpi_histb keys: [index >> STORE_HIST_BUCKET_SHIFT, BE32][rec_hash][index BE64][seq BE32]. A
+ * group commit's events (consecutive indexes) share one or two buckets, so they fill a few
+ * new pages instead of each dirtying a random page of the whole history (the history was half
+ * of the MPI's pages); a record's events are found with one seek per bucket. */
+#define STORE_HIST_BUCKET_SHIFT 10u
+#define STORE_HIST_KEY_BYTES (4u + HIE_MPI_REC_HASH_BYTES + 12u)
+void store__hist_key(const uint8_t *rec_hash, uint64_t index, uint32_t seq,
+    uint8_t out[STORE_HIST_KEY_BYTES]);
+
 int store__rc(int mdb_rc);
 int store__meta_u64(hie_mpi_store_t *s, MDB_txn *txn, const char *name, uint64_t *out);
 int store__meta_put_u64(hie_mpi_store_t *s, MDB_txn *txn, const char *name, uint64_t v);

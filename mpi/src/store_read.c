@@ -349,6 +349,65 @@ hie_mpi_store_review_list(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__Revie
 
 /* ---- link history ---------------------------------------------------------------------- */
 
+/* Appends the events of record h in the bucket the cursor stands in (at *k, the first key at
+ * or after bucket || h) to out, oldest first. [out] *next: the bucket to look in next, or
+ * UINT64_MAX when there is none. */
+static int
+hist_bucket(MDB_cursor *cur, MDB_val *k, const uint8_t *h, uint32_t bucket, hie_arena_t *arena,
+    Hie__V1__LinkEvent **out, size_t *n, uint64_t *next)
+{
+    MDB_val v;
+    int mrc = mdb_cursor_get(cur, k, &v, MDB_GET_CURRENT);
+    while (mrc == 0 && *n < HIE_MPI_HISTORY_MAX && k->mv_size == STORE_HIST_KEY_BYTES &&
+           hie_load_be32(k->mv_data) == bucket &&
+           memcmp((const uint8_t *)k->mv_data + 4, h, HIE_MPI_REC_HASH_BYTES) == 0) {
+        ProtobufCMessage *m = NULL;
+        int rc = hie_proto_unpack(&hie__v1__link_event__descriptor,
+            hie_span(v.mv_data, v.mv_size), arena, &m);
+        if (rc != 0) {
+            return rc == HIE_EPROTO ? HIE_ECORRUPT : rc;
+        }
+        out[(*n)++] = (Hie__V1__LinkEvent *)m;
+        mrc = mdb_cursor_get(cur, k, &v, MDB_NEXT);
+    }
+    *next = UINT64_MAX;
+    if (mrc == MDB_NOTFOUND || *n == HIE_MPI_HISTORY_MAX) {
+        return 0;
+    }
+    if (mrc != 0 || k->mv_size != STORE_HIST_KEY_BYTES) {
+        return mrc != 0 ? HIE_ESTORAGE : HIE_ECORRUPT;
+    }
+    uint32_t kb = hie_load_be32(k->mv_data); /* past h's run: its bucket or a later one */
+    *next = kb > bucket ? kb : (uint64_t)bucket + 1;
+    return 0;
+}
+
+/* Record h's events, bucket by bucket (store_int.h: mpi_histb), oldest first: one seek per
+ * bucket that holds events. */
+static int
+hist_read(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *h, hie_arena_t *arena,
+    Hie__V1__LinkEvent **out, size_t *n)
+{
+    MDB_cursor *cur = NULL;
+    int rc = store__rc(mdb_cursor_open(txn, s->hist, &cur));
+    for (uint64_t bucket = 0; rc == 0 && bucket <= UINT32_MAX;) {
+        uint8_t seek[4 + HIE_MPI_REC_HASH_BYTES];
+        hie_store_be32(seek, (uint32_t)bucket);
+        memcpy(seek + 4, h, HIE_MPI_REC_HASH_BYTES);
+        MDB_val k = {sizeof(seek), seek}, v;
+        int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (mrc == MDB_NOTFOUND) {
+            break;
+        }
+        rc = mrc != 0 ? HIE_ESTORAGE : hist_bucket(cur, &k, h, (uint32_t)bucket, arena, out, n,
+            &bucket);
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc;
+}
+
 int
 hie_mpi_store_history(hie_mpi_store_t *s, MDB_txn *txn, const char *org_id, const char *mrn,
     hie_arena_t *arena, Hie__V1__LinkEvent ***events, size_t *n, hie_mpi_reject_t *r)
@@ -367,25 +426,7 @@ hie_mpi_store_history(hie_mpi_store_t *s, MDB_txn *txn, const char *org_id, cons
     uint8_t h[HIE_MPI_REC_HASH_BYTES];
     hie_mpi_rec_hash(s->key, org_id, mrn, h);
     Hie__V1__LinkEvent **out = hie_arena_alloc(arena, HIE_MPI_HISTORY_MAX * sizeof(*out));
-    MDB_cursor *cur = NULL;
-    MDB_val k = {sizeof(h), h}, v;
-    int rc = out == NULL ? HIE_ENOMEM : store__rc(mdb_cursor_open(txn, s->hist, &cur));
-    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : MDB_NOTFOUND;
-    while (rc == 0 && mrc == 0 && *n < HIE_MPI_HISTORY_MAX && k.mv_size > sizeof(h) &&
-           memcmp(k.mv_data, h, sizeof(h)) == 0) {
-        ProtobufCMessage *m = NULL;
-        rc = hie_proto_unpack(&hie__v1__link_event__descriptor, hie_span(v.mv_data, v.mv_size),
-            arena, &m);
-        rc = rc == HIE_EPROTO ? HIE_ECORRUPT : rc;
-        if (rc == 0) {
-            out[(*n)++] = (Hie__V1__LinkEvent *)m;
-            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-        }
-    }
-    if (cur != NULL) {
-        mdb_cursor_close(cur);
-    }
-    rc = rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+    int rc = out == NULL ? HIE_ENOMEM : hist_read(s, txn, h, arena, out, n);
     if (rc == 0 && *n == 0) {
         reject(r, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn",
             "no record of this MRN at this organization");

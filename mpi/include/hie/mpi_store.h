@@ -15,8 +15,9 @@
  * Databases (in the node's state environment, so one transaction covers the command, its
  * dedup entry and the MPI change): mpi_rec (rec_hash -> MpiRecord), mpi_euid (dupsort: EUID ->
  * rec_hash), mpi_nolink (rec_hash pair
- * -> ""), mpi_tf (field(1) keyed hash(8) -> count), mpi_review (id(8) -> ReviewItem), mpi_hist
- * (rec_hash(16) index(8) seq(4) -> LinkEvent), mpi_meta (counters and the model). A record
+ * -> ""), mpi_tf (field(1) keyed hash(8) -> count), mpi_review (id(8) -> ReviewItem), mpi_histb
+ * (bucket(4) rec_hash(16) index(8) seq(4) -> LinkEvent; the bucket is index >> 10, so a group
+ * commit's events fill new pages together), mpi_meta (counters and the model). A record
  * keeps its normalized form sealed apart (what the candidate cache is rebuilt from).
  *
  * PHI: names, dates, addresses, phone, e-mail, national id and MRN are only ever stored sealed;

@@ -395,3 +395,76 @@ Test(mpi_store_apply, opening_drops_the_old_candidate_copy)
         HIE__V1__FEED_OUTCOME__OUTCOME_LINKED, "the cache was rebuilt from mpi_rec");
     cr_assert_str_eq(again, e);
 }
+
+/* The link history is keyed by 1,024-index bucket first (store_int.h mpi_histb): a record's
+ * events spread over buckets come back together, oldest first, and never another record's. */
+Test(mpi_store_apply, history_reads_a_record_across_buckets)
+{
+    char e[16];
+    static const struct who moved = {"anna", "berg", "1980-01-01", "2 side street", "arden",
+        "2000", ""};
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "H", &x, e),
+        HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    log_index = 5000; /* bucket 4 */
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "K", &y, e),
+        HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_UPDATE, "H", &moved, e),
+        HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED);
+    log_index = (uint64_t)1 << 30; /* bucket 2^20 */
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_UPDATE, "H", &x, e),
+        HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED);
+    Hie__V1__LinkEvent **ev = NULL;
+    size_t n = 0;
+    hie_mpi_reject_t rej = {0};
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(hie_mpi_store_history(store, txn, ORG, "H", arena, &ev, &n, &rej), 0);
+    mdb_txn_abort(txn);
+    cr_assert_eq(n, 3, "created, updated, updated: %zu", n);
+    cr_assert_eq(ev[0]->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    cr_assert_eq(ev[1]->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED);
+    cr_assert_eq(ev[2]->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED);
+}
+
+/* A history written in the layout before 2026-11-30 (mpi_hist: rec_hash, index, seq) is moved
+ * into mpi_histb when the store opens, and reads the same. */
+Test(mpi_store_apply, opening_converts_the_old_history_layout)
+{
+    char e[16];
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "H", &x, e),
+        HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_UPDATE, "H", &z, e),
+        HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED);
+    hie_mpi_store_close(&store);
+    MDB_txn *txn = NULL;
+    MDB_dbi histb, old;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_histb", 0, &histb), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_hist", MDB_CREATE, &old), 0);
+    cr_assert_eq(mdb_cursor_open(txn, histb, &cur), 0);
+    unsigned moved = 0;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        cr_assert_eq(k.mv_size, 32u);
+        MDB_val ok = {28, (uint8_t *)k.mv_data + 4}; /* the old key: no bucket */
+        cr_assert_eq(mdb_put(txn, old, &ok, &v, 0), 0);
+        moved++;
+    }
+    mdb_cursor_close(cur);
+    cr_assert_eq(moved, 2);
+    cr_assert_eq(mdb_drop(txn, histb, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    cr_assert_eq(hie_mpi_store_open(&store, env, key), 0);
+    Hie__V1__LinkEvent **ev = NULL;
+    size_t n = 0;
+    hie_mpi_reject_t rej = {0};
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_hist", 0, &old), MDB_NOTFOUND, "dropped");
+    cr_assert_eq(hie_mpi_store_history(store, txn, ORG, "H", arena, &ev, &n, &rej), 0);
+    mdb_txn_abort(txn);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(ev[0]->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    cr_assert_eq(ev[1]->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED);
+}

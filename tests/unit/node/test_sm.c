@@ -975,7 +975,7 @@ Test(node_sm, mpi_feeds_in_different_batches_give_identical_indexes)
         merged, unlinked, refused);
     cr_assert(linked > 0 && merged > 0 && unlinked > 0, "the workload exercises every path");
     static const char *const dbs[] = {"mpi_rec", "mpi_euid", "mpi_nolink",
-        "mpi_tf", "mpi_review", "mpi_hist", "mpi_meta", "dedup"};
+        "mpi_tf", "mpi_review", "mpi_histb", "mpi_meta", "dedup"};
     MDB_env *ea = hie_node__state_env(a), *eb = hie_node__state_env(b);
     for (size_t i = 0; i < HIE_ARRAY_LEN(dbs); i++) {
         size_t n = db_compare(ea, eb, dbs[i]);

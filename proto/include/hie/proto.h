@@ -96,10 +96,10 @@ ProtobufCAllocator hie_proto_arena_allocator(hie_arena_t *arena);
 HIE_MUST_CHECK int hie_proto_command_decode(hie_span_t in, hie_arena_t *arena,
     hie_command_t **out, hie_errinfo_t *info);
 HIE_MUST_CHECK int hie_proto_command_validate(const hie_command_t *cmd, hie_errinfo_t *info);
-/* Whether the encoded Command in carries the message-typed body field number field (a
- * HIE__V1__COMMAND__BODY_* value), by a scan of its top-level fields without decoding: false
- * when it does not or the bytes are malformed (a decode would then refuse them). For the log
- * thread to pick out a batch's MPI feeds cheaply. */
+/* Whether the encoded Command in carries body field number field (a HIE__V1__COMMAND__BODY_*
+ * value; any top-level length-delimited field of that number counts), by a scan of its
+ * top-level fields without decoding: false when it does not or the bytes are malformed (a
+ * decode would then refuse them). For the log thread to pick out a batch's MPI feeds cheaply. */
 bool hie_proto_command_has_body(hie_span_t in, uint32_t field);
 
 /* The one mapping from HIE_E* (and -errno) to wire Error codes. */

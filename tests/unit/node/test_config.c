@@ -348,3 +348,15 @@ Test(node_config, load_with_null_path_aborts, .signal = SIGABRT)
     int rc = hie_node__config_load(&cfg, NULL, err, sizeof(err));
     (void)rc;
 }
+
+Test(node_config, mpi_match_threads_default_range_and_refusal)
+{
+    cr_assert_eq(load(MINIMAL), 0, "%s", err);
+    cr_assert_eq(cfg.mpi_match_threads, 2u, "default: one per core");
+    cr_assert_eq(load(MINIMAL "mpi:\n  match_threads: 1\n"), 0, "%s", err);
+    cr_assert_eq(cfg.mpi_match_threads, 1u);
+    cr_assert_eq(load(MINIMAL "mpi:\n  match_threads: 16\n"), 0, "%s", err);
+    cr_assert_eq(cfg.mpi_match_threads, 16u);
+    expect_refused(MINIMAL "mpi:\n  match_threads: 17\n", "mpi.match_threads");
+    expect_refused(MINIMAL "mpi:\n  match_threads: -1\n", "match_threads");
+}

@@ -630,3 +630,30 @@ Test(proto_codec, arena_allocator_on_null_arena_aborts, .signal = SIGABRT)
     ProtobufCAllocator a = hie_proto_arena_allocator(NULL);
     (void)a;
 }
+
+/* hie_proto_command_has_body: the log thread's cheap look for an MPI feed in a command. It
+ * reads only top-level fields, and malformed bytes answer false (a decode refuses them). */
+Test(proto_codec, has_body_finds_a_top_level_body_and_refuses_malformed_bytes)
+{
+    struct cmd_buf b;
+    hie_command_t *cmd = cmd_make(&b, HIE__V1__COMMAND__BODY_ORG_SUSPEND, "acme-general");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    cr_assert_eq(hie_proto_pack(&cmd->base, HIE_LOG_COMMAND_BYTES_MAX, &buf, &len), 0);
+    hie_span_t in = hie_span(buf, len);
+    cr_assert(hie_proto_command_has_body(in, HIE__V1__COMMAND__BODY_ORG_SUSPEND));
+    cr_assert_not(hie_proto_command_has_body(in, HIE__V1__COMMAND__BODY_MPI_FEED));
+    cr_assert_not(hie_proto_command_has_body(in, HIE__V1__COMMAND__BODY_ORG_REGISTER));
+    for (size_t cut = 0; cut < len; cut++) { /* every truncation: no read past the end */
+        (void)hie_proto_command_has_body(hie_span(buf, cut), HIE__V1__COMMAND__BODY_MPI_FEED);
+    }
+    static const uint8_t bad_len[] = {0xa2, 0x01, 0x7f, 0x00};  /* field 20, length 127 of 1 */
+    static const uint8_t bad_type[] = {0xa3, 0x01, 0x00};       /* field 20, wire type 3 */
+    static const uint8_t long_varint[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff};
+    cr_assert_not(hie_proto_command_has_body(hie_span(bad_len, sizeof(bad_len)), 20));
+    cr_assert_not(hie_proto_command_has_body(hie_span(bad_type, sizeof(bad_type)), 20));
+    cr_assert_not(hie_proto_command_has_body(hie_span(long_varint, sizeof(long_varint)), 20));
+    cr_assert_not(hie_proto_command_has_body(hie_span(NULL, 0), 20));
+    hie_mem_free(buf, len);
+}

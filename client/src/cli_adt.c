@@ -174,8 +174,9 @@ adt_repeat(char **vals, size_t *count, char *val, const char *name)
 
 /* Applies one option with a value. Returns CLI_CONTINUE or an exit code. */
 static int
-adt_option(struct adt_args *a, int opt, char *val)
+adt_option(void *ctx, int opt, char *val)
 {
+    struct adt_args *a = ctx;
     a->demographics |= strchr("gfdsacpPen", opt) != NULL;
     a->encounter |= strchr("vCFLAID", opt) != NULL;
     switch (opt) {
@@ -208,25 +209,11 @@ static int
 adt_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
     struct adt_args *a)
 {
-    int opt;
     memset(a, 0, sizeof(*a));
-    optind = 0; /* glibc: start over on the subcommand's argv */
-    while ((opt = getopt_long(argc, argv, ":h", adt_options, NULL)) != -1) {
-        int ex = CLI_CONTINUE;
-        if (opt == 'h') {
-            printf("usage: hie %s %s\n%s\n(see hie --help for the options)\n", cmd->name,
-                cmd->args, cmd->summary);
-            return CLI_EXIT_OK;
-        } else if (opt == '?' || opt == ':') {
-            return hie_cli__getopt_error(opt, argv);
-        } else if (opt == 'j') {
-            cli->json = true;
-        } else {
-            ex = adt_option(a, opt, optarg);
-        }
-        if (ex != CLI_CONTINUE) {
-            return ex;
-        }
+    int ex = hie_cli__options(cli, cmd, argc, argv, adt_options, NULL,
+        "(see hie --help for the options)", adt_option, a);
+    if (ex != CLI_CONTINUE) {
+        return ex;
     }
     if (argc - optind != 1) {
         return hie_cli__usage_error("adt needs one event: a01 a02 a03 a04 a08 a11 a13 a40");
@@ -444,12 +431,7 @@ static const struct option sub_options[] = {{"mrn", required_argument, NULL, 'm'
 static const char *
 sub_option_name(int opt)
 {
-    for (size_t i = 0; sub_options[i].name != NULL; i++) {
-        if (sub_options[i].val == opt) {
-            return sub_options[i].name;
-        }
-    }
-    return "?";
+    return hie_cli__option_name(sub_options, opt);
 }
 
 /* An MRN for a list of at most ROSTER_BATCH. */
@@ -488,8 +470,9 @@ sub_filter_add(struct sub_args *a, int opt, const char *val)
 
 /* Applies one option with a value. Returns CLI_CONTINUE or an exit code. */
 static int
-sub_option(struct sub_args *a, int opt, char *val)
+sub_option(void *ctx, int opt, char *val)
 {
+    struct sub_args *a = ctx;
     switch (opt) {
     case 'm': return sub_mrn_add(a->mrns, &a->mrns_count, val, opt);
     case 'a': return sub_mrn_add(a->adds, &a->adds_count, val, opt);
@@ -526,27 +509,10 @@ static int
 sub_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
     const char *allowed, struct sub_args *a)
 {
-    int opt;
     memset(a, 0, sizeof(*a));
-    optind = 0; /* glibc: start over on the subcommand's argv */
-    while ((opt = getopt_long(argc, argv, ":h", sub_options, NULL)) != -1) {
-        int ex = CLI_CONTINUE;
-        if (opt == 'h') {
-            printf("usage: hie %s %s\n%s\n", cmd->name, cmd->args, cmd->summary);
-            return CLI_EXIT_OK;
-        } else if (opt == '?' || opt == ':') {
-            return hie_cli__getopt_error(opt, argv);
-        } else if (opt == 'j') {
-            cli->json = true;
-        } else if (strchr(allowed, opt) == NULL) {
-            return hie_cli__usage_error("--%s does not apply to %s", sub_option_name(opt),
-                cmd->name);
-        } else {
-            ex = sub_option(a, opt, optarg);
-        }
-        if (ex != CLI_CONTINUE) {
-            return ex;
-        }
+    int ex = hie_cli__options(cli, cmd, argc, argv, sub_options, allowed, NULL, sub_option, a);
+    if (ex != CLI_CONTINUE) {
+        return ex;
     }
     bool subscribe = strcmp(cmd->name, "subscribe") == 0;
     if (argc - optind != (subscribe ? 0 : 1)) {

@@ -1241,12 +1241,7 @@ static const struct option audit_options[] = {{"mrn", required_argument, NULL, '
 static const char *
 audit_option_name(int opt)
 {
-    for (size_t i = 0; audit_options[i].name != NULL; i++) {
-        if (audit_options[i].val == opt) {
-            return audit_options[i].name;
-        }
-    }
-    return "?";
+    return hie_cli__option_name(audit_options, opt);
 }
 
 static int
@@ -1259,8 +1254,13 @@ audit_format_parse(const char *s, enum audit_format *out)
 
 /* Applies one option with a value. Returns CLI_CONTINUE or an exit code. */
 static int
-audit_option(struct audit_args *a, int opt, const char *val)
+audit_option(void *ctx, int opt, char *val)
 {
+    struct audit_args *a = ctx;
+    size_t given = strlen(a->given);
+    if (given + 1 < sizeof(a->given) && strchr(a->given, opt) == NULL) {
+        a->given[given] = (char)opt; /* checked against the action by audit_options_check */
+    }
     bool ok = true;
     switch (opt) {
     case 'm': a->mrn = val; break;
@@ -1291,29 +1291,11 @@ static int
 audit_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
     struct audit_args *a)
 {
-    int opt;
-    size_t given = 0;
     memset(a, 0, sizeof(*a));
-    optind = 0; /* glibc: start over on the subcommand's argv */
-    while ((opt = getopt_long(argc, argv, ":h", audit_options, NULL)) != -1) {
-        int ex = CLI_CONTINUE;
-        if (opt == 'h') {
-            printf("usage: hie %s %s\n%s\n(see hie --help for the options and formats)\n",
-                cmd->name, cmd->args, cmd->summary);
-            return CLI_EXIT_OK;
-        } else if (opt == '?' || opt == ':') {
-            return hie_cli__getopt_error(opt, argv);
-        } else if (opt == 'j') {
-            cli->json = true;
-        } else {
-            if (given + 1 < sizeof(a->given) && strchr(a->given, opt) == NULL) {
-                a->given[given++] = (char)opt;
-            }
-            ex = audit_option(a, opt, optarg);
-        }
-        if (ex != CLI_CONTINUE) {
-            return ex;
-        }
+    int ex = hie_cli__options(cli, cmd, argc, argv, audit_options, NULL,
+        "(see hie --help for the options and formats)", audit_option, a);
+    if (ex != CLI_CONTINUE) {
+        return ex;
     }
     a->words = (const char *const *)(argv + optind);
     a->words_count = argc - optind;

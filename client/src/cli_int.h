@@ -16,6 +16,7 @@
 
 #include "hie/client.h"
 
+#include <getopt.h>
 #include <stdio.h>
 
 enum cli_exit { CLI_EXIT_OK = 0, CLI_EXIT_REPLY = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_CONN = 3 };
@@ -55,6 +56,16 @@ struct cli_cmd {
 int hie_cli__usage_error(const char *fmt, ...) HIE_PRINTF(1, 2);
 /* getopt_long's '?' and ':' as a usage line. Returns CLI_EXIT_USAGE. */
 int hie_cli__getopt_error(int opt, char **argv);
+/* The long name of option opt in opts (for messages), or "?". */
+const char *hie_cli__option_name(const struct option *opts, int opt);
+/* A subcommand's options, getopt_long over argv from its start: --help prints the usage (and
+ * note, may be NULL), --json sets cli->json, getopt's errors become usage errors, an option
+ * not in allowed (NULL: any) is refused naming it and the command, every other one goes to
+ * fn(ctx, opt, value). Leaves optind at the first word. Returns CLI_CONTINUE or an exit
+ * code. */
+int hie_cli__options(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
+    const struct option *opts, const char *allowed, const char *note,
+    int (*fn)(void *ctx, int opt, char *val), void *ctx);
 /* Decimal s in [min, max] into *out. Returns 0 or HIE_EINVAL. */
 int hie_cli__parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
 /* A purpose-of-use name ("treatment", ...) into *out. Returns 0 or HIE_EINVAL. */

@@ -77,12 +77,7 @@ static const struct option mpi_options[] = {
 static const char *
 mpi_option_name(int opt)
 {
-    for (size_t i = 0; mpi_options[i].name != NULL; i++) {
-        if (mpi_options[i].val == opt) {
-            return mpi_options[i].name;
-        }
-    }
-    return "?";
+    return hie_cli__option_name(mpi_options, opt);
 }
 
 static int
@@ -124,8 +119,9 @@ mpi_probability(const char *s, double *out)
 
 /* Applies one option with a value. Returns CLI_CONTINUE or an exit code. */
 static int
-mpi_option(struct mpi_args *a, int opt, char *val)
+mpi_option(void *ctx, int opt, char *val)
 {
+    struct mpi_args *a = ctx;
     uint64_t n = 0;
     int ex = CLI_CONTINUE;
     switch (opt) {
@@ -160,28 +156,11 @@ static int
 mpi_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
     const char *allowed, struct mpi_args *a)
 {
-    int opt;
     memset(a, 0, sizeof(*a));
-    optind = 0; /* glibc: start over on the subcommand's argv */
-    while ((opt = getopt_long(argc, argv, ":h", mpi_options, NULL)) != -1) {
-        int ex = CLI_CONTINUE;
-        if (opt == 'h') {
-            printf("usage: hie %s %s\n%s\n(see hie --help for the options)\n", cmd->name,
-                cmd->args, cmd->summary);
-            return CLI_EXIT_OK;
-        } else if (opt == '?' || opt == ':') {
-            return hie_cli__getopt_error(opt, argv);
-        } else if (opt == 'j') {
-            cli->json = true;
-        } else if (strchr(allowed, opt) == NULL) {
-            return hie_cli__usage_error("--%s does not apply to %s", mpi_option_name(opt),
-                cmd->name);
-        } else {
-            ex = mpi_option(a, opt, optarg);
-        }
-        if (ex != CLI_CONTINUE) {
-            return ex;
-        }
+    int ex = hie_cli__options(cli, cmd, argc, argv, mpi_options, allowed,
+        "(see hie --help for the options)", mpi_option, a);
+    if (ex != CLI_CONTINUE) {
+        return ex;
     }
     a->words = (const char *const *)(argv + optind);
     a->words_count = argc - optind;

@@ -104,8 +104,9 @@ query_filter_add(char **vals, size_t *count, char *val, const char *name)
 
 /* Applies one option with a value. Returns CLI_CONTINUE or an exit code. */
 static int
-query_option(struct query_args *a, int opt, char *val)
+query_option(void *ctx, int opt, char *val)
 {
+    struct query_args *a = ctx;
     switch (opt) {
     case 'm': a->mrn = val; break;
     case 'o': a->org = val; break;
@@ -134,24 +135,10 @@ query_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
         {"from", required_argument, NULL, 'F'}, {"to", required_argument, NULL, 'T'},
         {"limit", required_argument, NULL, 'l'}, {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    int opt;
     memset(a, 0, sizeof(*a));
-    optind = 0; /* glibc: start over on the subcommand's argv */
-    while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        int ex = CLI_CONTINUE;
-        if (opt == 'h') {
-            printf("usage: hie %s %s\n%s\n", cmd->name, cmd->args, cmd->summary);
-            return CLI_EXIT_OK;
-        } else if (opt == '?' || opt == ':') {
-            return hie_cli__getopt_error(opt, argv);
-        } else if (opt == 'j') {
-            cli->json = true;
-        } else {
-            ex = query_option(a, opt, optarg);
-        }
-        if (ex != CLI_CONTINUE) {
-            return ex;
-        }
+    int ex = hie_cli__options(cli, cmd, argc, argv, opts, NULL, NULL, query_option, a);
+    if (ex != CLI_CONTINUE) {
+        return ex;
     }
     if (optind < argc) {
         return hie_cli__usage_error("query takes options only");

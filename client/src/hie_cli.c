@@ -487,6 +487,47 @@ hie_cli__getopt_error(int opt, char **argv)
     return hie_cli__usage_error("unknown option '%s'", word);
 }
 
+const char *
+hie_cli__option_name(const struct option *opts, int opt)
+{
+    for (size_t i = 0; opts[i].name != NULL; i++) {
+        if (opts[i].val == opt) {
+            return opts[i].name;
+        }
+    }
+    return "?";
+}
+
+int
+hie_cli__options(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
+    const struct option *opts, const char *allowed, const char *note,
+    int (*fn)(void *ctx, int opt, char *val), void *ctx)
+{
+    int opt;
+    optind = 0; /* glibc: start over on the subcommand's argv */
+    while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        int ex = CLI_CONTINUE;
+        if (opt == 'h') {
+            printf("usage: hie %s %s\n%s\n%s%s", cmd->name, cmd->args, cmd->summary,
+                note != NULL ? note : "", note != NULL ? "\n" : "");
+            return CLI_EXIT_OK;
+        } else if (opt == '?' || opt == ':') {
+            return hie_cli__getopt_error(opt, argv);
+        } else if (opt == 'j') {
+            cli->json = true;
+        } else if (allowed != NULL && strchr(allowed, opt) == NULL) {
+            return hie_cli__usage_error("--%s does not apply to %s",
+                hie_cli__option_name(opts, opt), cmd->name);
+        } else {
+            ex = fn(ctx, opt, optarg);
+        }
+        if (ex != CLI_CONTINUE) {
+            return ex;
+        }
+    }
+    return CLI_CONTINUE;
+}
+
 /* Applies one global option with a value. Returns CLI_CONTINUE or an exit code. */
 static int
 cli_global_value(struct cli *cli, int opt, const char *val)

@@ -56,6 +56,13 @@ struct cli_cmd {
 int hie_cli__usage_error(const char *fmt, ...) HIE_PRINTF(1, 2);
 /* getopt_long's '?' and ':' as a usage line. Returns CLI_EXIT_USAGE. */
 int hie_cli__getopt_error(int opt, char **argv);
+/* Writes all len bytes at p to fd (EINTR retried). Returns 0 or -errno. */
+int hie_cli__write_all(int fd, const uint8_t *p, size_t len);
+/* Writes len bytes at p to name in directory dir_fd (AT_FDCWD: name is a path), mode 0600:
+ * first to tmp (in the same directory; one left by a killed run is removed, its mode not
+ * trusted), fsync'd, then renamed over name. Returns 0 or -errno. */
+int hie_cli__write_file_at(int dir_fd, const char *name, const char *tmp, const uint8_t *p,
+    size_t len);
 /* The long name of option opt in opts (for messages), or "?". */
 const char *hie_cli__option_name(const struct option *opts, int opt);
 /* A subcommand's options, getopt_long over argv from its start: --help prints the usage (and

@@ -526,23 +526,6 @@ rx_file_name(const Hie__V1__Delivery *d, char *name, size_t cap)
     snprintf(name + at, cap - at, ".%s", rx_ext(d->document->content_type));
 }
 
-static int
-rx_write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return n < 0 ? -errno : -EIO;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Writes the document's content to --out-dir/name (mode 0600): a temporary file, fsync'd,
  * then renamed over any earlier copy. Returns 0 or -errno. */
 static int
@@ -550,19 +533,9 @@ rx_write(struct rx *rx, const Hie__V1__Delivery *d, const char *name)
 {
     char tmp[RX_NAME_BYTES + 8];
     snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
-    (void)unlinkat(rx->dir_fd, tmp, 0); /* left by a killed run: its mode is not trusted */
-    int fd = openat(rx->dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-        0600);
-    if (fd < 0) {
-        return -errno;
-    }
     const ProtobufCBinaryData *c = &d->document->content;
-    int rc = rx_write_all(fd, c->data, c->len);
-    rc = rc == 0 && fsync(fd) != 0 ? -errno : rc;
-    rc = close(fd) != 0 && rc == 0 ? -errno : rc;
-    rc = rc == 0 && renameat(rx->dir_fd, tmp, rx->dir_fd, name) != 0 ? -errno : rc;
+    int rc = hie_cli__write_file_at(rx->dir_fd, name, tmp, c->data, c->len);
     if (rc != 0) {
-        (void)unlinkat(rx->dir_fd, tmp, 0);
         return rc;
     }
     rx->dir_dirty = true;

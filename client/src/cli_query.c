@@ -416,23 +416,6 @@ get_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv, con
     return CLI_CONTINUE;
 }
 
-static int
-get_write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return n < 0 ? -errno : -EIO;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Writes c to path (mode 0600): a temporary file next to it, fsync'd, then renamed over path.
  * Returns 0 or -errno. */
 static int
@@ -443,19 +426,7 @@ get_write_file(const char *path, const ProtobufCBinaryData *c)
     if (n < 0 || (size_t)n >= sizeof(tmp)) {
         return -ENAMETOOLONG;
     }
-    (void)unlink(tmp); /* left by a killed run: its mode is not trusted */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        return -errno;
-    }
-    int rc = get_write_all(fd, c->data, c->len);
-    rc = rc == 0 && fsync(fd) != 0 ? -errno : rc;
-    rc = close(fd) != 0 && rc == 0 ? -errno : rc;
-    rc = rc == 0 && rename(tmp, path) != 0 ? -errno : rc;
-    if (rc != 0) {
-        (void)unlink(tmp);
-    }
-    return rc;
+    return hie_cli__write_file_at(AT_FDCWD, path, tmp, c->data, c->len);
 }
 
 static void
@@ -506,7 +477,7 @@ get_output(const struct cli *cli, const Hie__V1__RetrieveReply *r, const char *o
     }
     const ProtobufCBinaryData *c = &r->document->content;
     if (out != NULL && strcmp(out, "-") == 0) {
-        int rc = get_write_all(STDOUT_FILENO, c->data, c->len);
+        int rc = hie_cli__write_all(STDOUT_FILENO, c->data, c->len);
         if (rc != 0) {
             fprintf(stderr, "hie: get: writing stdout failed: %s\n", hie_strerror(rc));
             return CLI_EXIT_CONN;

@@ -17,12 +17,14 @@
 #include "cli_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/ssl.h>
 
@@ -485,6 +487,42 @@ hie_cli__getopt_error(int opt, char **argv)
         return hie_cli__usage_error("option '%s' needs a value", word);
     }
     return hie_cli__usage_error("unknown option '%s'", word);
+}
+
+int
+hie_cli__write_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return n < 0 ? -errno : -EIO;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int
+hie_cli__write_file_at(int dir_fd, const char *name, const char *tmp, const uint8_t *p,
+    size_t len)
+{
+    (void)unlinkat(dir_fd, tmp, 0);
+    int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rc = hie_cli__write_all(fd, p, len);
+    rc = rc == 0 && fsync(fd) != 0 ? -errno : rc;
+    rc = close(fd) != 0 && rc == 0 ? -errno : rc;
+    rc = rc == 0 && renameat(dir_fd, tmp, dir_fd, name) != 0 ? -errno : rc;
+    if (rc != 0) {
+        (void)unlinkat(dir_fd, tmp, 0);
+    }
+    return rc;
 }
 
 const char *

@@ -8,6 +8,7 @@
  * Callers: the MPI index (feed, PDQ), hiectl mpi train, bench/bench_mpi_accuracy.
  */
 #include "hie/mpi.h"
+#include "mpi_int.h"
 
 #include <math.h>
 #include <sodium.h>
@@ -731,35 +732,65 @@ tf_hash(enum hie_mpi_field f, const char *value)
 }
 
 static struct tf_slot *
-tf_find(const hie_mpi_tf_t *tf, uint64_t hash)
+tf_find(struct tf_slot *slots, size_t cap, uint64_t hash)
 {
-    size_t mask = tf->cap - 1;
-    for (size_t i = hash & mask, probes = 0; probes < tf->cap; i = (i + 1) & mask, probes++) {
-        if (tf->slots[i].hash == hash || tf->slots[i].hash == 0) {
-            return &tf->slots[i];
+    size_t mask = cap - 1;
+    for (size_t i = hash & mask;; i = (i + 1) & mask) { /* never full: see tf_slot_count */
+        if (slots[i].hash == hash || slots[i].hash == 0) {
+            return &slots[i];
         }
     }
-    return NULL;
+}
+
+static int
+tf_grow(hie_mpi_tf_t *tf)
+{
+    size_t ncap = tf->cap * 2;
+    struct tf_slot *n = hie_mem_calloc(ncap, sizeof(*n));
+    if (n == NULL) {
+        return HIE_ENOMEM;
+    }
+    for (size_t i = 0; i < tf->cap; i++) {
+        if (tf->slots[i].hash != 0) {
+            *tf_find(n, ncap, tf->slots[i].hash) = tf->slots[i];
+        }
+    }
+    hie_mem_free(tf->slots, tf->cap * sizeof(*tf->slots));
+    tf->slots = n;
+    tf->cap = ncap;
+    return 0;
+}
+
+/* One more (delta 1) or one fewer (-1) value of slot hash in field f. A value counted down to
+ * 0 keeps its slot (the table never deletes: it holds the distinct values ever counted). */
+static int
+tf_slot_count(hie_mpi_tf_t *tf, enum hie_mpi_field f, uint64_t hash, int delta)
+{
+    HIE_ASSERT(hash != 0 && (delta == 1 || delta == -1) && field_is_name(f));
+    if (tf->used * 2 >= tf->cap) {
+        int rc = tf_grow(tf);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    struct tf_slot *s = tf_find(tf->slots, tf->cap, hash);
+    uint64_t *total = &tf->total[f == HIE_MPI_F_FAMILY];
+    if (delta < 0 && (s->count == 0 || *total == 0)) {
+        return HIE_ECORRUPT;
+    }
+    if (s->hash == 0) {
+        s->hash = hash;
+        tf->used++;
+    }
+    s->count = delta < 0 ? s->count - 1 : s->count + 1;
+    *total = delta < 0 ? *total - 1 : *total + 1;
+    return 0;
 }
 
 static int
 tf_add_one(hie_mpi_tf_t *tf, enum hie_mpi_field f, const char *value)
 {
-    if (value[0] == '\0') {
-        return 0;
-    }
-    uint64_t h = tf_hash(f, value);
-    struct tf_slot *s = tf_find(tf, h);
-    if (s == NULL || (s->hash == 0 && tf->used * 2 >= tf->cap)) {
-        return HIE_ELIMIT;
-    }
-    if (s->hash == 0) {
-        s->hash = h;
-        tf->used++;
-    }
-    s->count++;
-    tf->total[f == HIE_MPI_F_FAMILY]++;
-    return 0;
+    return value[0] == '\0' ? 0 : tf_slot_count(tf, f, tf_hash(f, value), 1);
 }
 
 int
@@ -770,16 +801,44 @@ hie_mpi_tf_add(hie_mpi_tf_t *tf, const hie_mpi_person_t *person)
     return rc != 0 ? rc : tf_add_one(tf, HIE_MPI_F_FAMILY, person->family);
 }
 
+static double
+tf_slot_frequency(const hie_mpi_tf_t *tf, enum hie_mpi_field f, uint64_t hash,
+    uint64_t *total)
+{
+    *total = tf->total[f == HIE_MPI_F_FAMILY];
+    const struct tf_slot *s = tf_find(tf->slots, tf->cap, hash);
+    return *total != 0 && s->hash != 0 ? (double)s->count / (double)*total : 0;
+}
+
 double
 hie_mpi_tf_frequency(const hie_mpi_tf_t *tf, enum hie_mpi_field f, const char *value)
 {
     HIE_ASSERT(tf != NULL && field_is_name(f));
-    uint64_t total = tf->total[f == HIE_MPI_F_FAMILY];
-    if (value[0] == '\0' || total == 0) {
-        return 0;
-    }
-    const struct tf_slot *s = tf_find(tf, tf_hash(f, value));
-    return s != NULL && s->hash != 0 ? (double)s->count / (double)total : 0;
+    uint64_t total = 0;
+    return value[0] == '\0' ? 0 : tf_slot_frequency(tf, f, tf_hash(f, value), &total);
+}
+
+/* A stored key's slot: the key (already a keyed hash of the value) told apart by field. */
+static uint64_t
+tf_key_slot(enum hie_mpi_field f, uint64_t key)
+{
+    uint64_t h = key ^ ((uint64_t)f + 1u) * 0x9e3779b97f4a7c15ull;
+    return h == 0 ? 1 : h;
+}
+
+int
+hie_mpi__tf_count(hie_mpi_tf_t *tf, enum hie_mpi_field f, uint64_t key, int delta)
+{
+    HIE_ASSERT(tf != NULL);
+    return tf_slot_count(tf, f, tf_key_slot(f, key), delta);
+}
+
+double
+hie_mpi__tf_key_frequency(const hie_mpi_tf_t *tf, enum hie_mpi_field f, uint64_t key,
+    uint64_t *total)
+{
+    HIE_ASSERT(tf != NULL && field_is_name(f) && total != NULL);
+    return tf_slot_frequency(tf, f, tf_key_slot(f, key), total);
 }
 
 /* ---- blocking keys ---------------------------------------------------------------------- */

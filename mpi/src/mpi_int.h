@@ -30,4 +30,13 @@ const char *hie_mpi__nickname_find(const char *word, size_t word_len);
 /* True when yyyymmdd is a date hie_mpi_date_parse() can return (year in range, real day). */
 bool hie_mpi__date_valid(uint32_t yyyymmdd);
 
+/* Term frequencies by the store's key for a name (a keyed hash of the normalized value, never
+ * the value; MpiRecord.tf_given, tf_family): one more record with it in field f (delta 1) or
+ * one fewer (-1). Returns 0, HIE_ENOMEM, or HIE_ECORRUPT when a count would go below 0. */
+int hie_mpi__tf_count(hie_mpi_tf_t *tf, enum hie_mpi_field f, uint64_t key, int delta);
+/* The share of field f's counted records that have key's name (0 if none), and in *total
+ * how many records field f counts. */
+double hie_mpi__tf_key_frequency(const hie_mpi_tf_t *tf, enum hie_mpi_field f, uint64_t key,
+    uint64_t *total);
+
 #endif

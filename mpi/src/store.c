@@ -68,7 +68,6 @@ dbis_open(hie_mpi_store_t *s)
         {"mpi_rec", 0, offsetof(hie_mpi_store_t, rec)},
         {"mpi_euid", MDB_DUPSORT, offsetof(hie_mpi_store_t, euid)},
         {"mpi_nolink", 0, offsetof(hie_mpi_store_t, nolink)},
-        {"mpi_tf", 0, offsetof(hie_mpi_store_t, tf)},
         {"mpi_review", 0, offsetof(hie_mpi_store_t, review)},
         {"mpi_histb", 0, offsetof(hie_mpi_store_t, hist)},
         {"mpi_meta", 0, offsetof(hie_mpi_store_t, meta)},
@@ -81,6 +80,10 @@ dbis_open(hie_mpi_store_t *s)
     }
     MDB_dbi old; /* mpi_cand (before 2026-11-30): a copy of what mpi_rec holds; dropped */
     if (rc == 0 && mdb_dbi_open(txn, "mpi_cand", 0, &old) == 0) {
+        rc = store__rc(mdb_drop(txn, old, 1));
+    }
+    /* mpi_tf (before 2026-11-30): the term frequencies, now counted in memory; dropped */
+    if (rc == 0 && mdb_dbi_open(txn, "mpi_tf", 0, &old) == 0) {
         rc = store__rc(mdb_drop(txn, old, 1));
     }
     if (rc == 0 && mdb_dbi_open(txn, "mpi_hist", 0, &old) == 0) {
@@ -109,8 +112,8 @@ people_rebuild_one(hie_mpi_store_t *s, const uint8_t *hash, const Hie__V1__MpiRe
 }
 
 /* Rebuilds the blocking index from every record's stored block keys (merged records have
- * none) and the candidate cache from the records' sealed normalized forms. About 4 us a
- * record. */
+ * none), the term frequencies from their tf keys, and the candidate cache from the records'
+ * sealed normalized forms. About 4 us a record. */
 static int
 blocks_rebuild(hie_mpi_store_t *s)
 {
@@ -128,6 +131,7 @@ blocks_rebuild(hie_mpi_store_t *s)
         } else {
             rc = store__blocks_change(s->blocks, r->block_keys, r->n_block_keys, k.mv_data,
                 true);
+            rc = rc == 0 ? store__tf_change(s, r, 1) : rc;
             rc = rc == 0 ? people_rebuild_one(s, k.mv_data, r) : rc;
         }
         if (r != NULL) {
@@ -162,6 +166,11 @@ hie_mpi_store_open(hie_mpi_store_t **out, MDB_env *env, const hie_mpi_key_t *key
     int rc = dbis_open(s);
     rc = rc == 0 ? store__blocks_create(&s->blocks) : rc;
     rc = rc == 0 ? store__people_create(&s->people) : rc;
+    rc = rc == 0 ? hie_mpi_tf_create(&s->tf, 1024) : rc;
+    if (rc == 0 && pthread_rwlock_init(&s->tf_lock, NULL) != 0) {
+        hie_mpi_tf_destroy(&s->tf); /* close knows the lock is there by the table */
+        rc = HIE_ENOMEM;
+    }
     rc = rc == 0 && key != NULL ? blocks_rebuild(s) : rc; /* keyless: nothing reads it */
     if (rc != 0) {
         hie_mpi_store_close(&s);
@@ -182,6 +191,10 @@ hie_mpi_store_close(hie_mpi_store_t **sp)
     HIE_ASSERT(s->magic == STORE_MAGIC);
     store__blocks_destroy(&s->blocks);
     store__people_destroy(&s->people);
+    if (s->tf != NULL) {
+        hie_mpi_tf_destroy(&s->tf);
+        pthread_rwlock_destroy(&s->tf_lock);
+    }
     sodium_memzero(s->secret, sizeof(s->secret));
     s->magic = 0;
     hie_mem_free(s, sizeof(*s)); /* the dbis close with the environment */
@@ -446,40 +459,52 @@ store__members(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t *
 
 /* ---- term frequencies and no-link pairs -------------------------------------------------- */
 
-void
-store__tf_key(const hie_mpi_store_t *s, enum hie_mpi_field f, const char *value, uint8_t out[9])
+uint64_t
+store__tf_key(const hie_mpi_store_t *s, enum hie_mpi_field f, const char *value)
 {
     HIE_ASSERT(crypto_shorthash_KEYBYTES == sizeof(s->secret));
-    out[0] = (uint8_t)f;
-    crypto_shorthash(out + 1, (const uint8_t *)value, strlen(value), s->secret);
-}
-
-int
-store__tf_freq(hie_mpi_store_t *s, MDB_txn *txn, enum hie_mpi_field f, const char *value,
-    double *freq)
-{
-    *freq = 0;
+    (void)f; /* the table tells the fields apart (hie_mpi__tf_count) */
     if (value[0] == '\0') {
         return 0;
     }
-    uint8_t kb[9], tk[9] = {(uint8_t)f, 'T', 'O', 'T', 'A', 'L', 0, 0, 0};
-    store__tf_key(s, f, value, kb);
-    MDB_val k = {sizeof(kb), kb}, t = {sizeof(tk), tk}, v, tv;
-    int rc = mdb_get(txn, s->tf, &k, &v);
-    if (rc == MDB_NOTFOUND) {
+    uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, (const uint8_t *)value, strlen(value), s->secret);
+    uint64_t k;
+    memcpy(&k, h, sizeof(k));
+    return k;
+}
+
+int
+store__tf_change(hie_mpi_store_t *s, const Hie__V1__MpiRecord *rec, int delta)
+{
+    const uint64_t keys[2] = {rec->tf_given, rec->tf_family};
+    const enum hie_mpi_field fields[2] = {HIE_MPI_F_GIVEN, HIE_MPI_F_FAMILY};
+    int rc = 0;
+    pthread_rwlock_wrlock(&s->tf_lock);
+    for (unsigned i = 0; rc == 0 && i < 2; i++) {
+        rc = keys[i] != 0 ? hie_mpi__tf_count(s->tf, fields[i], keys[i], delta) : 0;
+    }
+    pthread_rwlock_unlock(&s->tf_lock);
+    return rc;
+}
+
+double
+store__tf_freq(hie_mpi_store_t *s, enum hie_mpi_field f, const char *value, bool writer)
+{
+    uint64_t key = store__tf_key(s, f, value), total = 0;
+    if (key == 0) {
         return 0;
     }
-    if (rc != 0 || mdb_get(txn, s->tf, &t, &tv) != 0) {
-        return HIE_ESTORAGE;
+    if (!writer) {
+        pthread_rwlock_rdlock(&s->tf_lock);
     }
-    if (v.mv_size != 8 || tv.mv_size != 8) {
-        return HIE_ECORRUPT;
+    double freq = hie_mpi__tf_key_frequency(s->tf, f, key, &total);
+    if (!writer) {
+        pthread_rwlock_unlock(&s->tf_lock);
     }
-    uint64_t c = hie_load_be64(v.mv_data), total = hie_load_be64(tv.mv_data);
     /* a frequency from a handful of names is noise ("john" is 1 in 2 of a 2-record index):
      * below the minimum the model's u stands */
-    *freq = total >= HIE_MPI_TF_TOTAL_MIN ? (double)c / (double)total : 0;
-    return 0;
+    return total >= HIE_MPI_TF_TOTAL_MIN ? freq : 0;
 }
 
 bool
@@ -861,9 +886,9 @@ store__match(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
     struct match_run r = {s, txn, model, {{{0}}}, {0, 0}, p, self, prep, self != NULL};
     if (rc == 0) {
         hie_mpi_weights_fill(model, &r.wt);
-        rc = store__tf_freq(s, txn, HIE_MPI_F_GIVEN, p->given, &r.freq[0]);
+        r.freq[0] = store__tf_freq(s, HIE_MPI_F_GIVEN, p->given, r.writer);
+        r.freq[1] = store__tf_freq(s, HIE_MPI_F_FAMILY, p->family, r.writer);
     }
-    rc = rc == 0 ? store__tf_freq(s, txn, HIE_MPI_F_FAMILY, p->family, &r.freq[1]) : rc;
     rc = rc == 0 ? match_first_pass(&r, hashes, n, arena, out) : rc;
     if (rc != 0) {
         return rc;

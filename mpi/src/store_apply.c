@@ -93,56 +93,6 @@ blocks_change(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__MpiRecord *rec, b
 }
 
 static int
-tf_count(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t kb[9], int delta)
-{
-    uint8_t tk[9] = {kb[0], 'T', 'O', 'T', 'A', 'L', 0, 0, 0};
-    const uint8_t *keys[2] = {kb, tk};
-    for (unsigned i = 0; i < 2; i++) {
-        MDB_val k = {9, (void *)(uintptr_t)keys[i]}, v;
-        uint64_t c = 0;
-        int rc = mdb_get(txn, s->tf, &k, &v);
-        if (rc == 0 && v.mv_size == 8) {
-            c = hie_load_be64(v.mv_data);
-        } else if (rc != MDB_NOTFOUND) {
-            return rc == 0 ? HIE_ECORRUPT : HIE_ESTORAGE;
-        }
-        if (delta < 0 && c == 0) {
-            return HIE_ECORRUPT;
-        }
-        c = delta < 0 ? c - 1 : c + 1;
-        uint8_t b[8];
-        hie_store_be64(b, c);
-        MDB_val nv = {8, b};
-        rc = c == 0 && i == 0 ? mdb_del(txn, s->tf, &k, NULL) : mdb_put(txn, s->tf, &k, &nv, 0);
-        if (rc != 0) {
-            return HIE_ESTORAGE;
-        }
-    }
-    return 0;
-}
-
-/* Counts (delta +1) or uncounts (-1) the record's names for term frequencies. */
-static int
-tf_change(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__MpiRecord *rec, int delta)
-{
-    const uint64_t hashes[2] = {rec->tf_given, rec->tf_family};
-    const enum hie_mpi_field fields[2] = {HIE_MPI_F_GIVEN, HIE_MPI_F_FAMILY};
-    for (unsigned i = 0; i < 2; i++) {
-        if (hashes[i] == 0) {
-            continue;
-        }
-        uint8_t kb[9];
-        kb[0] = (uint8_t)fields[i];
-        memcpy(kb + 1, &hashes[i], 8);
-        int rc = tf_count(s, txn, kb, delta);
-        if (rc != 0) {
-            return rc;
-        }
-    }
-    return 0;
-}
-
-static int
 nolink_put(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, const uint8_t *b, bool del)
 {
     uint8_t kb[2 * HIE_MPI_REC_HASH_BYTES];
@@ -246,16 +196,8 @@ rec_seal(hie_mpi_store_t *s, hie_arena_t *arena, const Hie__V1__MpiFeedCommand *
         }
     }
     rec->block_keys = keys;
-    uint8_t tk[9];
-    rec->tf_given = rec->tf_family = 0;
-    if (fd->p.given[0] != '\0') {
-        store__tf_key(s, HIE_MPI_F_GIVEN, fd->p.given, tk);
-        memcpy(&rec->tf_given, tk + 1, 8);
-    }
-    if (fd->p.family[0] != '\0') {
-        store__tf_key(s, HIE_MPI_F_FAMILY, fd->p.family, tk);
-        memcpy(&rec->tf_family, tk + 1, 8);
-    }
+    rec->tf_given = store__tf_key(s, HIE_MPI_F_GIVEN, fd->p.given);
+    rec->tf_family = store__tf_key(s, HIE_MPI_F_FAMILY, fd->p.family);
     return 0;
 }
 
@@ -485,7 +427,7 @@ feed_create(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeed
     rc = rc == 0 ? rec_seal(s, ctx->arena, cmd, fd, rec) : rc;
     rc = rc == 0 ? store__rec_put(s, ctx->txn, rec) : rc;
     rc = rc == 0 ? blocks_change(s, ctx->txn, rec, true) : rc;
-    rc = rc == 0 ? tf_change(s, ctx->txn, rec, 1) : rc;
+    rc = rc == 0 ? store__tf_change(s, rec, 1) : rc;
     rc = rc == 0 ? member_add(s, ctx->txn, rec->euid, rec->rec_hash.data) : rc;
     rc = rc == 0 && linked ? feed_fold(s, ctx, fd, rec->euid, cmd->action) : rc;
     rc = rc == 0 ? store__meta_add(s, ctx->txn, "records", 1) : rc;
@@ -537,14 +479,14 @@ feed_update(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeed
     }
     char *prior = NULL;
     rc = blocks_change(s, ctx->txn, rec, false);
-    rc = rc == 0 ? tf_change(s, ctx->txn, rec, -1) : rc;
+    rc = rc == 0 ? store__tf_change(s, rec, -1) : rc;
     rc = rc == 0 ? feed_rematch(s, ctx, fd, rec, &prior) : rc;
     rc = rc == 0 ? rec_seal(s, ctx->arena, cmd, fd, rec) : rc;
     rec->version++;
     rec->updated_ms = ctx->time_ms;
     rc = rc == 0 ? store__rec_put(s, ctx->txn, rec) : rc;
     rc = rc == 0 ? blocks_change(s, ctx->txn, rec, true) : rc;
-    rc = rc == 0 ? tf_change(s, ctx->txn, rec, 1) : rc;
+    rc = rc == 0 ? store__tf_change(s, rec, 1) : rc;
     return rc == 0 ? feed_finish(s, ctx, cmd, fd, rec, prior, reply) : rc;
 }
 
@@ -592,7 +534,7 @@ feed_merge(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedC
     }
     char *prior_euid = rc == 0 ? pr->euid : NULL;
     rc = rc == 0 ? blocks_change(s, ctx->txn, pr, false) : rc;
-    rc = rc == 0 ? tf_change(s, ctx->txn, pr, -1) : rc;
+    rc = rc == 0 ? store__tf_change(s, pr, -1) : rc;
     rc = rc == 0 ? member_del(s, ctx->txn, pr->euid, pr->rec_hash.data) : rc;
     if (rc == 0 && strcmp(prior_euid, sv->euid) != 0) {
         rc = euid_fold(s, ctx, prior_euid, sv->euid, cmd->action);

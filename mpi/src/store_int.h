@@ -6,6 +6,9 @@
 #define HIE_MPI_STORE_INT_H
 
 #include "hie/mpi_store.h"
+#include "mpi_int.h"
+
+#include <pthread.h>
 
 #define STORE_MAGIC 0x4d504953u /* "MPIS" */
 
@@ -48,8 +51,12 @@ size_t store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, b
 struct hie_mpi_store {
     uint32_t magic;
     MDB_env *env;
-    MDB_dbi rec, euid, nolink, tf, review, hist, meta;
+    MDB_dbi rec, euid, nolink, review, hist, meta;
     store_blocks_t *blocks;   /* derived from the records' block keys; rebuilt at open */
+    /* Term frequencies of names, derived from the records' tf keys (rebuilt at open, counted
+     * by apply: see store__tf_change). Writer: the log thread; tf_lock for the others. */
+    hie_mpi_tf_t *tf;
+    pthread_rwlock_t tf_lock;
     struct store_people *people; /* derived: each record's EUID and normalized form */
     const hie_mpi_key_t *key;
     uint8_t secret[16];
@@ -136,12 +143,15 @@ uint64_t store__people_count(store_people_t *p);
 /* Members of an EUID (at most HIE_MPI_EUID_MEMBERS_MAX), 16 bytes each, into arena. */
 int store__members(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t *arena,
     uint8_t **hashes, size_t *n);
-/* The mpi_tf key of a name value: field byte, keyed hash (never the name). */
-void store__tf_key(const hie_mpi_store_t *s, enum hie_mpi_field f, const char *value,
-    uint8_t out[9]);
-/* Term frequency of a normalized name value (0 when unknown). */
-int store__tf_freq(hie_mpi_store_t *s, MDB_txn *txn, enum hie_mpi_field f, const char *value,
-    double *freq);
+/* Counts (delta 1) or uncounts (-1) the record's names (its tf keys) in the term
+ * frequencies. Log thread. Returns 0, HIE_ENOMEM or HIE_ECORRUPT (the caller stops). */
+int store__tf_change(hie_mpi_store_t *s, const Hie__V1__MpiRecord *rec, int delta);
+/* The tf key of a normalized name value: a keyed hash of the field and value (never the
+ * name); 0 for an empty value. */
+uint64_t store__tf_key(const hie_mpi_store_t *s, enum hie_mpi_field f, const char *value);
+/* Term frequency of a normalized name value (0 when unknown, or while the field counts fewer
+ * than HIE_MPI_TF_TOTAL_MIN records). Any thread; writer: the caller is the log thread. */
+double store__tf_freq(hie_mpi_store_t *s, enum hie_mpi_field f, const char *value, bool writer);
 bool store__nolink(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, const uint8_t *b);
 /* Largest EUID an automatic merge touches (hie_mpi_decide() folds): both EUIDs must have at
  * most this many records, so the manual no-link check between them is at most 64 x 64 reads.

@@ -97,13 +97,14 @@ void hie_mpi_compare(const hie_mpi_person_t *a, const hie_mpi_person_t *b,
 void hie_mpi_model_default(hie_mpi_model_t *model);
 
 /* Term frequencies of exact values for names (the TF adjustment: agreeing on "smith" is
- * weaker evidence than agreeing on "zygmunt"). Opaque; built once, then read-only. */
+ * weaker evidence than agreeing on "zygmunt"). Opaque; not thread-safe (the store guards its
+ * own with a lock). */
 typedef struct hie_mpi_tf hie_mpi_tf_t;
-/* Creates an empty table for up to capacity distinct values. [out] *out caller-owned
- * (hie_mpi_tf_destroy). Returns 0 or HIE_ENOMEM. */
+/* Creates an empty table sized for capacity distinct values (it grows past them). [out] *out
+ * caller-owned (hie_mpi_tf_destroy). Returns 0 or HIE_ENOMEM. */
 HIE_MUST_CHECK int hie_mpi_tf_create(hie_mpi_tf_t **out, size_t capacity);
 void hie_mpi_tf_destroy(hie_mpi_tf_t **tf);
-/* Counts person's given and family names. Returns 0 or HIE_ELIMIT (table full). */
+/* Counts person's given and family names. Returns 0 or HIE_ENOMEM. */
 HIE_MUST_CHECK int hie_mpi_tf_add(hie_mpi_tf_t *tf, const hie_mpi_person_t *person);
 /* Relative frequency of value in field (given or family), or 0 if unknown. */
 double hie_mpi_tf_frequency(const hie_mpi_tf_t *tf, enum hie_mpi_field f, const char *value);

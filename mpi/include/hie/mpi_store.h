@@ -15,7 +15,7 @@
  * Databases (in the node's state environment, so one transaction covers the command, its
  * dedup entry and the MPI change): mpi_rec (rec_hash -> MpiRecord), mpi_euid (dupsort: EUID ->
  * rec_hash), mpi_nolink (rec_hash pair
- * -> ""), mpi_tf (field(1) keyed hash(8) -> count), mpi_review (id(8) -> ReviewItem), mpi_histb
+ * -> ""), mpi_review (id(8) -> ReviewItem), mpi_histb
  * (bucket(4) rec_hash(16) index(8) seq(4) -> LinkEvent; the bucket is index >> 10, so a group
  * commit's events fill new pages together), mpi_meta (counters and the model). A record
  * keeps its normalized form sealed apart (what the candidate cache is rebuilt from).
@@ -23,8 +23,11 @@
  * PHI: names, dates, addresses, phone, e-mail, national id and MRN are only ever stored sealed;
  * index keys are keyed hashes (hie_mpi_key_index_secret). Nothing here logs.
  *
- * The blocking index (block key -> records) is derived state kept in memory (blocks.c) and
- * rebuilt from the records when the store opens.
+ * The blocking index (block key -> records) and the term frequencies of names (each record's
+ * tf keys: keyed hashes of its given and family name) are derived state kept in memory
+ * (blocks.c; match.c's table under the store's lock) and rebuilt from the records when the
+ * store opens. Until 2026-11-30 the frequencies were a database, mpi_tf: two random B-tree
+ * pages per record in every commit. It is dropped at the first open.
  *
  * Threads: a store handle is shared; apply runs on the log thread only; readers on any thread
  * with their own read transaction.

@@ -5,6 +5,8 @@
  */
 #include "hie/mpi.h"
 
+#include "../../../mpi/src/mpi_int.h"
+
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <math.h>
@@ -260,6 +262,31 @@ Test(mpi_match, term_frequency_makes_common_names_weaker_evidence)
     cr_assert_lt(es[HIE_MPI_F_FAMILY].weight, ez[HIE_MPI_F_FAMILY].weight);
     hie_mpi_tf_destroy(&tf);
     cr_assert_null(tf);
+}
+
+/* The store's use of the table: counts by stored key, past the sized capacity (it grows), down
+ * to zero, never below; the two name fields apart under the same key. */
+Test(mpi_match, term_frequency_counts_by_key_grow_and_never_go_below_zero)
+{
+    hie_mpi_tf_t *tf = NULL;
+    cr_assert_eq(hie_mpi_tf_create(&tf, 4), 0);
+    for (uint64_t k = 1; k <= 5000; k++) {
+        cr_assert_eq(hie_mpi__tf_count(tf, HIE_MPI_F_FAMILY, k * 0x10001u, 1), 0);
+    }
+    cr_assert_eq(hie_mpi__tf_count(tf, HIE_MPI_F_FAMILY, 7u * 0x10001u, 1), 0);
+    uint64_t total = 0;
+    double f = hie_mpi__tf_key_frequency(tf, HIE_MPI_F_FAMILY, 7u * 0x10001u, &total);
+    cr_assert_eq(total, 5001);
+    cr_assert_float_eq(f, 2.0 / 5001.0, 1e-12);
+    cr_assert_eq(hie_mpi__tf_key_frequency(tf, HIE_MPI_F_GIVEN, 7u * 0x10001u, &total), 0.0);
+    cr_assert_eq(total, 0, "the given name counts apart");
+    cr_assert_eq(hie_mpi__tf_count(tf, HIE_MPI_F_FAMILY, 7u * 0x10001u, -1), 0);
+    cr_assert_eq(hie_mpi__tf_count(tf, HIE_MPI_F_FAMILY, 7u * 0x10001u, -1), 0);
+    cr_assert_eq(hie_mpi__tf_count(tf, HIE_MPI_F_FAMILY, 7u * 0x10001u, -1), HIE_ECORRUPT);
+    cr_assert_eq(hie_mpi__tf_count(tf, HIE_MPI_F_GIVEN, 99u, -1), HIE_ECORRUPT, "never counted");
+    cr_assert_eq(hie_mpi__tf_key_frequency(tf, HIE_MPI_F_FAMILY, 7u * 0x10001u, &total), 0.0);
+    cr_assert_eq(total, 4999);
+    hie_mpi_tf_destroy(&tf);
 }
 
 /* splitmix64, as in match.c, so the constructed data set is reproducible */

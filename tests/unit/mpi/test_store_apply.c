@@ -11,6 +11,8 @@
  */
 #include "hie/mpi_store.h"
 
+#include "../../../mpi/src/store_int.h"
+
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <lmdb.h>
@@ -70,6 +72,9 @@ struct who {
     const char *given, *family, *dob, *street, *city, *postcode, *email;
 };
 
+/* The prior MRN of the next merge command feed_cmd builds. */
+static const char *merge_prior;
+
 /* The sealed feed command (action, MRN) for w (NULL: no demographics), in arena. */
 static Hie__V1__MpiFeedCommand *
 feed_cmd(Hie__V1__FeedAction action, const char *mrn, const struct who *w)
@@ -97,6 +102,8 @@ feed_cmd(Hie__V1__FeedAction action, const char *mrn, const struct who *w)
     pid.mrn = (char *)(uintptr_t)mrn;
     req.action = action;
     req.patient = &pid;
+    req.prior_mrn = (char *)(uintptr_t)(action == HIE__V1__FEED_ACTION__FEED_MERGE ?
+        merge_prior : NULL);
     Hie__V1__MpiFeedCommand *fc = NULL;
     hie_errinfo_t info = {0};
     cr_assert_eq(hie_mpi_feed_command(key, ORG, &req, arena, &fc, &info), 0, "%s %s",
@@ -372,9 +379,11 @@ Test(mpi_store_apply, a_batch_through_the_pool_decides_as_without_it)
 }
 
 /* Indexes written before 2026-11-30 kept a copy of each record's EUID and sealed form in
- * mpi_cand; the store reads mpi_rec alone now and drops that copy when it opens. */
-Test(mpi_store_apply, opening_drops_the_old_candidate_copy)
+ * mpi_cand, and the names' term frequencies in mpi_tf; the store reads mpi_rec alone now,
+ * derives both in memory, and drops the old databases when it opens. */
+Test(mpi_store_apply, opening_drops_the_old_candidate_copy_and_term_frequencies)
 {
+    static const char *const old_dbs[] = {"mpi_cand", "mpi_tf"};
     char e[16];
     cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "X", &x, e),
         HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
@@ -383,17 +392,65 @@ Test(mpi_store_apply, opening_drops_the_old_candidate_copy)
     MDB_dbi old;
     MDB_val k = {1, (void *)"k"}, v = {1, (void *)"v"};
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    cr_assert_eq(mdb_dbi_open(txn, "mpi_cand", MDB_CREATE, &old), 0);
-    cr_assert_eq(mdb_put(txn, old, &k, &v, 0), 0);
+    for (size_t i = 0; i < HIE_ARRAY_LEN(old_dbs); i++) {
+        cr_assert_eq(mdb_dbi_open(txn, old_dbs[i], MDB_CREATE, &old), 0);
+        cr_assert_eq(mdb_put(txn, old, &k, &v, 0), 0);
+    }
     cr_assert_eq(mdb_txn_commit(txn), 0);
     cr_assert_eq(hie_mpi_store_open(&store, env, key), 0);
     cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-    cr_assert_eq(mdb_dbi_open(txn, "mpi_cand", 0, &old), MDB_NOTFOUND);
+    for (size_t i = 0; i < HIE_ARRAY_LEN(old_dbs); i++) {
+        cr_assert_eq(mdb_dbi_open(txn, old_dbs[i], 0, &old), MDB_NOTFOUND, "%s", old_dbs[i]);
+    }
     mdb_txn_abort(txn);
     char again[16];
     cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "X2", &x, again),
         HIE__V1__FEED_OUTCOME__OUTCOME_LINKED, "the cache was rebuilt from mpi_rec");
     cr_assert_str_eq(again, e);
+}
+
+/* How many records the store's term frequencies count with value in field f. */
+static uint64_t
+tf_count_of(enum hie_mpi_field f, const char *value)
+{
+    uint64_t total = 0;
+    double freq = hie_mpi__tf_key_frequency(store->tf, f, store__tf_key(store, f, value),
+        &total);
+    return (uint64_t)(freq * (double)total + 0.5);
+}
+
+static void
+tf_expect(uint64_t anna, uint64_t bo, uint64_t berg, uint64_t lund, const char *when)
+{
+    cr_assert_eq(tf_count_of(HIE_MPI_F_GIVEN, "anna"), anna, "%s: anna", when);
+    cr_assert_eq(tf_count_of(HIE_MPI_F_GIVEN, "bo"), bo, "%s: bo", when);
+    cr_assert_eq(tf_count_of(HIE_MPI_F_FAMILY, "berg"), berg, "%s: berg", when);
+    cr_assert_eq(tf_count_of(HIE_MPI_F_FAMILY, "lund"), lund, "%s: lund", when);
+    cr_assert_eq(tf_count_of(HIE_MPI_F_FAMILY, "anna"), 0, "%s: fields apart", when);
+}
+
+/* The term frequencies are counted by apply (create counts, update recounts, a merge uncounts
+ * the prior record) and rebuilt from the records at open to the same counts. */
+Test(mpi_store_apply, term_frequencies_follow_apply_and_come_back_at_open)
+{
+    static const struct who a = {"anna", "berg", "1980-01-01", "", "", "2000", ""};
+    static const struct who b = {"bo", "berg", "1975-06-30", "", "", "3000", ""};
+    static const struct who c = {"anna", "lund", "1990-12-24", "", "", "4000", ""};
+    static const struct who c2 = {"bo", "lund", "1990-12-24", "", "", "4000", ""};
+    char e[16];
+    feed(HIE__V1__FEED_ACTION__FEED_CREATE, "A", &a, e);
+    feed(HIE__V1__FEED_ACTION__FEED_CREATE, "B", &b, e);
+    feed(HIE__V1__FEED_ACTION__FEED_CREATE, "C", &c, e);
+    tf_expect(2, 1, 2, 1, "created");
+    feed(HIE__V1__FEED_ACTION__FEED_UPDATE, "C", &c2, e);
+    tf_expect(1, 2, 2, 1, "updated");
+    merge_prior = "B";
+    feed(HIE__V1__FEED_ACTION__FEED_MERGE, "A", NULL, e);
+    merge_prior = NULL;
+    tf_expect(1, 1, 1, 1, "merged");
+    hie_mpi_store_close(&store);
+    cr_assert_eq(hie_mpi_store_open(&store, env, key), 0);
+    tf_expect(1, 1, 1, 1, "reopened");
 }
 
 /* The link history is keyed by 1,024-index bucket first (store_int.h mpi_histb): a record's

@@ -206,9 +206,13 @@ Test(mpi_compare, randomized_properties_hold)
     unsigned state = seed;
     char a[32];
     char b[32];
-    for (int round = 0; round < 3000; round++) {
-        random_word(&state, a, 12, round % 2 ? "ab" : "abcdefghij");
-        random_word(&state, b, 12, round % 2 ? "ab" : "abcdefghij");
+    /* the third alphabet has characters that share a class of the Jaro-Winkler bounds
+     * ('a' and '!', 'q' and '1': equal modulo 64) */
+    static const char *const alphabets[] = {"ab", "abcdefghij", "a!Aq1"};
+    static const double thresholds[] = {0.5, 0.7, 0.8, 0.88, 0.92, 0.95};
+    for (int round = 0; round < 4500; round++) {
+        random_word(&state, a, 12, alphabets[round % 3]);
+        random_word(&state, b, 12, alphabets[round % 3]);
         unsigned d = osa_reference(a, b);
         cr_assert_eq(hie_mpi_damerau_levenshtein(a, b, UINT_MAX), d,
             "seed=%u a=%s b=%s", seed, a, b);
@@ -219,6 +223,10 @@ Test(mpi_compare, randomized_properties_hold)
         }
         double jw = hie_mpi_jaro_winkler(a, b);
         cr_assert(jw >= 0.0 && jw <= 1.0, "seed=%u a=%s b=%s", seed, a, b);
+        for (size_t t = 0; t < HIE_ARRAY_LEN(thresholds); t++) { /* the bounds never cut */
+            cr_assert_eq(hie_mpi_jaro_winkler_reaches(a, b, thresholds[t]),
+                jw >= thresholds[t], "seed=%u a=%s b=%s t=%.2f", seed, a, b, thresholds[t]);
+        }
         cr_assert_eq(jw, hie_mpi_jaro_winkler(b, a), "seed=%u a=%s b=%s", seed, a, b);
         cr_assert_eq(hie_mpi_string_compare(a, b), hie_mpi_string_compare(b, a),
             "seed=%u a=%s b=%s", seed, a, b);

@@ -76,9 +76,16 @@ cmp_vec_hash(const void *key, const void *elem)
 }
 
 const store_prep_vec_t *
-store__prep_find(const hie_mpi_prepared_t *prep, const uint8_t *hash)
+store__prep_find(const hie_mpi_prepared_t *prep, const uint8_t *hash, size_t *from)
 {
-    return bsearch(hash, prep->vec, prep->n, sizeof(*prep->vec), cmp_vec_hash);
+    if (from == NULL) {
+        return bsearch(hash, prep->vec, prep->n, sizeof(*prep->vec), cmp_vec_hash);
+    }
+    int c = 1;
+    while (*from < prep->n && (c = cmp_vec_hash(hash, &prep->vec[*from])) > 0) {
+        (*from)++;
+    }
+    return *from < prep->n && c == 0 ? &prep->vec[*from] : NULL;
 }
 
 /* Finds p's candidates in its blocks as they are now (store__candidates: sorted, so vec is

@@ -647,14 +647,15 @@ score_vector(const struct match_run *r, const hie_mpi_vector_t *v, store_cand_t 
 
 /* Candidate h's EUID, whether it was merged away and (unless merged) its comparison with p:
  * the pool's (prep) when it compared h's current form, else computed here. HIE_ENOTFOUND when
- * the cache does not hold h. */
+ * the cache does not hold h. prep_from: store__prep_find()'s from. */
 static int
-cand_vector(const struct match_run *r, const uint8_t *h, char euid[HIE_MPI_EUID_BYTES],
-    bool *merged, hie_mpi_vector_t *v)
+cand_vector(const struct match_run *r, const uint8_t *h, size_t *prep_from,
+    char euid[HIE_MPI_EUID_BYTES], bool *merged, hie_mpi_vector_t *v)
 {
     hie_mpi_store_t *s = r->s;
     uint64_t gen = 0;
-    const store_prep_vec_t *pe = r->prep != NULL ? store__prep_find(r->prep, h) : NULL;
+    const store_prep_vec_t *pe = r->prep != NULL ? store__prep_find(r->prep, h, prep_from) :
+        NULL;
     if (pe != NULL && !store__touched_has(s->touched_recs, store__touched_hash(h))) {
         memcpy(euid, pe->euid, HIE_MPI_EUID_BYTES); /* unchanged since the pool read it */
         *merged = pe->merged;
@@ -722,14 +723,16 @@ cmp_cand(const void *a, const void *b)
     return strcmp(x->euid, y->euid); /* deterministic order on ties */
 }
 
-/* Scores one candidate record into the per-EUID table; excluded EUIDs get weight -inf. */
+/* Scores one candidate record into the per-EUID table; excluded EUIDs get weight -inf.
+ * prep_from: as cand_vector's (the candidates come in hash order). */
 static int
-match_record(const struct match_run *r, const uint8_t *h, store_match_t *m, uint16_t *index)
+match_record(const struct match_run *r, const uint8_t *h, size_t *prep_from, store_match_t *m,
+    uint16_t *index)
 {
     char euid[HIE_MPI_EUID_BYTES];
     bool merged = false;
     hie_mpi_vector_t v;
-    int rc = cand_vector(r, h, euid, &merged, &v);
+    int rc = cand_vector(r, h, prep_from, euid, &merged, &v);
     if (rc == HIE_ENOTFOUND && r->self == NULL) {
         return 0; /* a reader's snapshot is older than the index: not yet visible to it */
     }
@@ -770,7 +773,7 @@ composite_record(const struct match_run *r, const uint8_t *h, const store_cand_t
     if (r->self != NULL && memcmp(h, r->self, HIE_MPI_REC_HASH_BYTES) == 0) {
         return 0;
     }
-    int rc = cand_vector(r, h, euid, &merged, &v);
+    int rc = cand_vector(r, h, NULL, euid, &merged, &v);
     if (rc == HIE_ENOTFOUND && r->self == NULL) {
         return 0; /* a reader's snapshot is older than the cache */
     }
@@ -856,8 +859,11 @@ match_first_pass(const struct match_run *r, const uint8_t *hashes, size_t n,
     }
     memset(index, 0, SLOT_INDEX_BYTES * sizeof(*index));
     int rc = 0;
+    size_t prep_from = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = match_record(r, hashes + i * HIE_MPI_REC_HASH_BYTES, out, index);
+        HIE_DEBUG_ASSERT(i == 0 || memcmp(hashes + (i - 1) * HIE_MPI_REC_HASH_BYTES,
+            hashes + i * HIE_MPI_REC_HASH_BYTES, HIE_MPI_REC_HASH_BYTES) < 0);
+        rc = match_record(r, hashes + i * HIE_MPI_REC_HASH_BYTES, &prep_from, out, index);
     }
     size_t kept = 0; /* drop the EUIDs p must not join (manual no-link) */
     for (size_t i = 0; rc == 0 && i < out->n; i++) {

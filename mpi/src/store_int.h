@@ -179,8 +179,11 @@ struct hie_mpi_prepared {
     size_t caps[HIE_MPI_BLOCK_KEYS];
     uint64_t capped;
 };
-/* The pool's comparison with candidate hash, or NULL when it found no such candidate. */
-const store_prep_vec_t *store__prep_find(const hie_mpi_prepared_t *prep, const uint8_t *hash);
+/* The pool's comparison with candidate hash, or NULL when it found no such candidate. from:
+ * NULL, or where to look from for a caller that asks in increasing hash order (the candidate
+ * lists are in that order): it moves forward, so a whole list costs one pass. */
+const store_prep_vec_t *store__prep_find(const hie_mpi_prepared_t *prep, const uint8_t *hash,
+    size_t *from);
 /* Opens a create's or update's sealed person (arena) and validates it into p. Returns 0,
  * HIE_ENOMEM, or HIE_EINVAL with *field and *reason set for the refusal. Any thread. */
 int store__feed_person(hie_mpi_store_t *s, const Hie__V1__MpiFeedCommand *cmd,

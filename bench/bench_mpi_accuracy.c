@@ -5,15 +5,15 @@
  * For each data set, with and without the national identifier (soc_sec_id): normalize every
  * record as the identity feed does, estimate u from random pairs and m by EM over the blocked
  * candidate pairs (no per-data-set tuning: default thresholds), then link the records one by
- * one in file order as an MPI would (each joins the enterprise id of its best candidate when
- * the match probability reaches the link threshold, goes to review in the band below it), and
- * report pairwise precision, recall and F1 over all true pairs (pairs lost to blocking count as
+ * one in file order as the index does (mpi_link.h: clusters scored as composites,
+ * hie_mpi_decide() links, merges or sends to review), and report pairwise precision, recall and F1 over all true pairs (pairs lost to blocking count as
  * misses) and the size of the review band. Baseline in the same run: deterministic linking on
  * exact given + family + birth date.
  *
  * usage: bench_mpi_accuracy [--data DIR] [--smoke]
  */
 #include "hie/mpi.h"
+#include "mpi_link.h"
 
 #include <csv.h>
 #include <getopt.h>
@@ -250,16 +250,6 @@ struct result {
     size_t review, linked, pred_pairs, true_pairs, tp;
 };
 
-static uint32_t
-find(uint32_t *parent, uint32_t x)
-{
-    while (parent[x] != x) {
-        parent[x] = parent[parent[x]];
-        x = parent[x];
-    }
-    return x;
-}
-
 static int
 cmp_u64(const void *a, const void *b)
 {
@@ -300,28 +290,13 @@ score(const struct dataset *ds, const uint32_t *cluster, struct result *r)
         (r->precision + r->recall) : 0;
 }
 
-/* One candidate cluster of the record being linked: its best record's weight. */
-struct cand {
-    double w;
-    uint32_t cluster;
-};
-
-static int
-cmp_cand(const void *a, const void *b)
-{
-    const struct cand *x = a, *y = b;
-    if (x->w != y->w) {
-        return x->w > y->w ? -1 : 1;
-    }
-    return x->cluster < y->cluster ? -1 : x->cluster > y->cluster; /* ties: a fixed order */
-}
-
 /* The earlier candidates of every record: earlier[start[j] .. start[j + 1]) lists the i < j
  * paired with j. pairs are (i, j), i < j. */
 static uint32_t *
-pairs_by_later(const struct dataset *ds, const uint64_t *pairs, size_t npairs, size_t **start)
+pairs_by_later(const struct dataset *ds, const uint64_t *pairs, size_t npairs, uint64_t **start)
 {
-    size_t *st = calloc(ds->n + 1, sizeof(*st)), *fill = calloc(ds->n, sizeof(*fill));
+    uint64_t *st = calloc(ds->n + 1, sizeof(*st));
+    size_t *fill = calloc(ds->n, sizeof(*fill));
     uint32_t *earlier = malloc((npairs ? npairs : 1) * sizeof(*earlier));
     if (st == NULL || fill == NULL || earlier == NULL) {
         fprintf(stderr, "bench_mpi_accuracy: out of memory\n");
@@ -342,135 +317,27 @@ pairs_by_later(const struct dataset *ds, const uint64_t *pairs, size_t npairs, s
     return earlier;
 }
 
-/* Clusters as member lists: head[c] the first record of root c, next[i] the one after i. */
-struct members {
-    uint32_t *head, *next;
-};
-
-/* The composite weight of cluster c for record j (hie/mpi_match.h): its first
- * HIE_MPI_COMPOSITE_MEMBERS_MAX records field by field. */
-static double
-cluster_composite(const struct dataset *ds, const hie_mpi_model_t *m, const hie_mpi_tf_t *tf,
-    const struct members *mb, uint32_t c, size_t j)
-{
-    hie_mpi_composite_t comp;
-    hie_mpi_composite_init(&comp);
-    for (uint32_t i = mb->head[c]; i != UINT32_MAX; i = mb->next[i]) {
-        if (comp.records == HIE_MPI_COMPOSITE_MEMBERS_MAX) {
-            break;
-        }
-        hie_mpi_vector_t v;
-        hie_mpi_contribution_t ex[HIE_MPI_FIELD_COUNT];
-        hie_mpi_compare(&ds->p[j], &ds->p[i], &v);
-        (void)hie_mpi_weight(m, tf, &ds->p[j], &v, ex);
-        hie_mpi_composite_add(&comp, ex);
-    }
-    return hie_mpi_composite_weight(&comp, NULL);
-}
-
-/* The candidate clusters of record j, best first: each weighs as its best candidate record,
- * then the first HIE_MPI_COMPOSITE_EUIDS_MAX reaching HIE_MPI_COMPOSITE_WEIGHT_MIN as their
- * composite, as the index scores them. Returns their count. */
-static size_t
-score_clusters(const struct dataset *ds, const hie_mpi_model_t *m, const hie_mpi_tf_t *tf,
-    const uint32_t *earlier, size_t from, size_t to, size_t j, uint32_t *parent,
-    const struct members *mb, int32_t *slot, struct cand *cands)
-{
-    size_t nc = 0;
-    for (size_t q = from; q < to; q++) {
-        uint32_t i = earlier[q], c = find(parent, i);
-        hie_mpi_vector_t v;
-        hie_mpi_compare(&ds->p[j], &ds->p[i], &v);
-        double w = hie_mpi_weight(m, tf, &ds->p[j], &v, NULL);
-        if (slot[c] < 0) {
-            slot[c] = (int32_t)nc;
-            cands[nc++] = (struct cand){w, c};
-        } else if (w > cands[slot[c]].w) {
-            cands[slot[c]].w = w;
-        }
-    }
-    for (size_t k = 0; k < nc; k++) {
-        slot[cands[k].cluster] = -1;
-    }
-    qsort(cands, nc, sizeof(*cands), cmp_cand);
-    for (size_t k = 0; k < nc && k < HIE_MPI_COMPOSITE_EUIDS_MAX; k++) {
-        if (cands[k].w < HIE_MPI_COMPOSITE_WEIGHT_MIN) {
-            break;
-        }
-        cands[k].w = cluster_composite(ds, m, tf, mb, cands[k].cluster, j);
-    }
-    qsort(cands, nc, sizeof(*cands), cmp_cand);
-    return nc;
-}
-
-/* Moves every record of cluster from to the front of cluster to's list. */
-static void
-members_splice(struct members *mb, uint32_t from, uint32_t to)
-{
-    uint32_t last = mb->head[from];
-    while (mb->next[last] != UINT32_MAX) {
-        last = mb->next[last];
-    }
-    mb->next[last] = mb->head[to];
-    mb->head[to] = mb->head[from];
-    mb->head[from] = UINT32_MAX;
-}
-
-/* Links records in file order as the index does: each record's candidates are its earlier
- * records sharing a block, scored per cluster (enterprise id) as score_clusters() says, and
- * hie_mpi_decide() links the record to the best cluster, merging the other clusters at or
- * above the link threshold into it. */
+/* Links records in file order by the benches' one rule (mpi_link.h) and scores the
+ * clustering. */
 static void
 link_records(const struct dataset *ds, const hie_mpi_model_t *m, const hie_mpi_tf_t *tf,
     const uint64_t *pairs, size_t npairs, struct result *r)
 {
-    size_t *start = NULL;
+    uint64_t *start = NULL;
     uint32_t *earlier = pairs_by_later(ds, pairs, npairs, &start);
-    uint32_t *parent = malloc(ds->n * sizeof(*parent));
-    struct members mb = {malloc(ds->n * sizeof(uint32_t)), malloc(ds->n * sizeof(uint32_t))};
-    int32_t *slot = malloc(ds->n * sizeof(*slot)); /* cluster -> its entry in cands, or -1 */
-    struct cand *cands = malloc(ds->n * sizeof(*cands));
-    double *weights = malloc(ds->n * sizeof(*weights));
-    for (size_t i = 0; i < ds->n; i++) {
-        parent[i] = (uint32_t)i;
-        mb.head[i] = (uint32_t)i;
-        mb.next[i] = UINT32_MAX;
-        slot[i] = -1;
+    uint32_t *cluster = malloc(ds->n * sizeof(*cluster));
+    bench_link_in_t in = {ds->p, ds->n, m, tf, start, earlier, NULL};
+    bench_link_out_t out = {cluster, 0, 0};
+    if (cluster == NULL || bench_mpi_link(&in, &out) != 0) {
+        fprintf(stderr, "bench_mpi_accuracy: out of memory\n");
+        exit(1);
     }
-    r->review = r->linked = 0;
-    for (size_t j = 0; j < ds->n; j++) {
-        size_t nc = score_clusters(ds, m, tf, earlier, start[j], start[j + 1], j, parent, &mb,
-            slot, cands);
-        for (size_t k = 0; k < nc; k++) {
-            weights[k] = cands[k].w;
-        }
-        hie_mpi_decision_t d;
-        hie_mpi_decide(m, weights, nc, &d);
-        if (d.outcome == HIE_MPI_OUTCOME_LINK) {
-            uint32_t to = cands[0].cluster;
-            parent[j] = to;
-            members_splice(&mb, (uint32_t)j, to);
-            for (size_t k = 1; k <= d.fold_count; k++) {
-                parent[cands[k].cluster] = to; /* both are roots */
-                members_splice(&mb, cands[k].cluster, to);
-            }
-            r->linked++;
-        } else if (d.outcome == HIE_MPI_OUTCOME_REVIEW) {
-            r->review++;
-        }
-    }
-    for (size_t i = 0; i < ds->n; i++) {
-        parent[i] = find(parent, (uint32_t)i);
-    }
-    score(ds, parent, r);
+    r->linked = out.linked;
+    r->review = out.review;
+    score(ds, cluster, r);
     free(start);
     free(earlier);
-    free(parent);
-    free(mb.head);
-    free(mb.next);
-    free(slot);
-    free(cands);
-    free(weights);
+    free(cluster);
 }
 
 /* The deterministic baseline: same cluster iff exact given + family + birth date. */

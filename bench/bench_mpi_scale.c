@@ -16,15 +16,12 @@
  *     pairs, m by EM in three sessions (the pairs of one blocking key each, leaving out the
  *     fields its pairs agree on), then the prior by EM over the vectors of all candidate
  *     pairs. Production does this once (`hiectl mpi train`), not per record;
- *  4. linking: every candidate pair compared and weighed (threads), then each record decided in
- *     file order against its best earlier candidate (link, review, or a new enterprise id, with
- *     the margin rule; one thread): the matching part of an ingest.
+ *  4. linking: every candidate pair compared and weighed (threads), then the records linked
+ *     in file order by the one linker of both benches (mpi_link.h: enterprise ids scored as
+ *     composites, hie_mpi_decide() links, merges or sends to review; one thread): the
+ *     matching part of an ingest.
  * Totals: records/s of stages 1+2+4 ("ingest": a trained model given) and of 1-4 ("total", end
- * to end). Same pairs, same order, same arithmetic as bench_mpi_accuracy's weights.
- * NEEDSWORK: stage 4 still links each record to its best earlier candidate record with the
- * old margin rule; bench_mpi_accuracy and the index now score each enterprise id as its
- * composite and merge the enterprise ids a record links (hie_mpi_decide()), so the two benches'
- * precision, recall and F1 differ on the same file until stage 4 does the same.
+ * to end). Same pairs, same order, same arithmetic and the same linker as bench_mpi_accuracy.
  *
  * Not measured: LMDB writes, sealing PHI, the command log and the member protocol, which the real
  * ingest adds; candidate search here is one batch sort, not per-record index lookups.
@@ -41,6 +38,7 @@
  */
 #include "harness.h"
 #include "hie/mpi.h"
+#include "mpi_link.h"
 
 #include <csv.h>
 #include <errno.h>
@@ -69,13 +67,13 @@
 #define U_SAMPLES_SMOKE 2000u
 #define EM_ROUNDS_MAX 100u
 #define PRIOR_ROUNDS_MAX 200u
-/* Memory bound on candidate pairs: a pair costs 4 bytes (CSR) + 9 (its vector for the prior) =
- * PAIR_BYTES; at most PAIRS_MAX (11.7 GB, sized for the 24 GiB reference machine), and never
- * more than half the physical memory. The run stops there rather than swap. */
-#define PAIRS_MAX 900000000u
-#define PAIR_BYTES 13u
-/* Pairs weighed per parallel step of linking (8 MB of weights). */
-#define LINK_CHUNK (1u << 20)
+/* Memory bound on candidate pairs: a pair costs 4 bytes (CSR) + 12 while linking (the record
+ * it pairs with in the transposed CSR, and its weight; training's 9 for the prior's vector are
+ * freed by then) = PAIR_BYTES; at most PAIRS_MAX (11.2 GB, sized for the 24 GiB reference
+ * machine), and never more than half the physical memory. The run stops there rather than
+ * swap. */
+#define PAIRS_MAX 700000000u
+#define PAIR_BYTES 16u
 #define THREADS_DEFAULT 2u
 #define THREADS_MAX 8u
 #define GEN_TIMEOUT_MS (10 * 60 * 1000)
@@ -403,51 +401,72 @@ csr_build(const hie_mpi_blocks_t *bl, size_t n, struct csr *c)
 
 /* ---- comparing pairs in parallel --------------------------------------------------------- */
 
-/* Pairs base + lo .. base + hi of a CSR: their link weights weight(compare(j, i)) into
- * w[k - base], exactly as bench_mpi_accuracy's link_records() computes them. */
-struct pair_job {
-    const struct dataset *ds;
-    const struct csr *c;
-    size_t base;
+/* The candidates of every record j among the records before it (mpi_link.h's start and
+ * earlier: the CSR transposed, i ascending) and the weight of each pair. */
+struct later {
+    uint64_t *start;
+    uint32_t *earlier;
     double *w;
+};
+
+static void
+later_free(struct later *l)
+{
+    free(l->start);
+    free(l->earlier);
+    free(l->w);
+    memset(l, 0, sizeof(*l));
+}
+
+/* Transposes c (by earlier record) into l (by later record). Returns 0 or -1 (memory). */
+static int
+later_build(const struct csr *c, struct later *l)
+{
+    l->start = calloc(c->n + 1, sizeof(*l->start));
+    l->earlier = malloc((c->pairs ? c->pairs : 1) * sizeof(*l->earlier));
+    l->w = malloc((c->pairs ? c->pairs : 1) * sizeof(*l->w));
+    uint64_t *fill = calloc(c->n + 1, sizeof(*fill));
+    if (l->start == NULL || l->earlier == NULL || l->w == NULL || fill == NULL) {
+        free(fill);
+        later_free(l);
+        return -1;
+    }
+    for (size_t k = 0; k < c->pairs; k++) {
+        l->start[c->nbr[k] + 1]++;
+    }
+    for (size_t j = 0; j < c->n; j++) {
+        l->start[j + 1] += l->start[j];
+    }
+    for (size_t i = 0; i < c->n; i++) { /* i ascending: each j's earlier list is sorted */
+        for (uint64_t k = c->off[i]; k < c->off[i + 1]; k++) {
+            uint32_t j = c->nbr[k];
+            l->earlier[l->start[j] + fill[j]++] = (uint32_t)i;
+        }
+    }
+    free(fill);
+    return 0;
+}
+
+/* Records lo .. hi of a later index: the weight of each of their pairs, as mpi_link.c's
+ * pair_weight() computes it. */
+struct weigh_job {
+    const struct dataset *ds;
+    struct later *l;
     const hie_mpi_model_t *m;
     const hie_mpi_tf_t *tf;
 };
 
-/* The record i whose pairs include pair k: off[i] <= k < off[i + 1]. */
-static size_t
-csr_owner(const struct csr *c, size_t k)
-{
-    size_t lo = 0, hi = c->n; /* off[lo] <= k < off[hi] */
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (c->off[mid] <= k) {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo;
-}
-
 static void
-pair_range(void *ctx, size_t lo, size_t hi)
+weigh_range(void *ctx, size_t lo, size_t hi)
 {
-    const struct pair_job *pj = ctx;
-    const struct csr *c = pj->c;
-    const hie_mpi_person_t *p = pj->ds->p;
-    if (lo >= hi) {
-        return;
-    }
-    size_t i = csr_owner(c, pj->base + lo);
-    for (size_t k = pj->base + lo; k < pj->base + hi; k++) {
-        while (c->off[i + 1] <= k) {
-            i++;
+    const struct weigh_job *wj = ctx;
+    const hie_mpi_person_t *p = wj->ds->p;
+    for (size_t j = lo; j < hi; j++) {
+        for (uint64_t q = wj->l->start[j]; q < wj->l->start[j + 1]; q++) {
+            hie_mpi_vector_t v;
+            hie_mpi_compare(&p[j], &p[wj->l->earlier[q]], &v);
+            wj->l->w[q] = hie_mpi_weight(wj->m, wj->tf, &p[j], &v, NULL);
         }
-        uint32_t j = c->nbr[k];
-        hie_mpi_vector_t v;
-        hie_mpi_compare(&p[j], &p[i], &v);
-        pj->w[k - pj->base] = hie_mpi_weight(pj->m, pj->tf, &p[j], &v, NULL);
     }
 }
 
@@ -486,105 +505,35 @@ train(const struct dataset *ds, bool smoke, hie_mpi_model_t *m, hie_mpi_tf_t **t
     return hie_mpi_train(m, ds->p, ds->n, block_secret, &opts, &st->lib) == 0 ? 0 : -1;
 }
 
-/* ---- stage 4: linking (as bench_mpi_accuracy) -------------------------------------------- */
+/* ---- stage 4: linking (as bench_mpi_accuracy: mpi_link.h) -------------------------------- */
 
 struct link_stats {
     double weigh_s, decide_s;
     size_t review, linked;
 };
 
-static uint32_t
-find(uint32_t *parent, uint32_t x)
-{
-    while (parent[x] != x) {
-        parent[x] = parent[parent[x]];
-        x = parent[x];
-    }
-    return x;
-}
-
-/* Links records in order: each joins its best earlier candidate's cluster. [out] cluster[n].
- * Returns 0 or -1 (out of memory). */
+/* Links records in file order by the benches' one rule (mpi_link.h), the pairs weighed by the
+ * threads first. [out] cluster[n]. Returns 0 or -1 (out of memory). */
 static int
 link_records(const struct dataset *ds, const hie_mpi_model_t *m, const hie_mpi_tf_t *tf,
     const struct csr *c, uint32_t *cluster, struct link_stats *st)
 {
-    size_t n = ds->n;
-    uint32_t *parent = malloc(n * sizeof(*parent));
-    double *best = malloc(n * sizeof(*best)), *second = malloc(n * sizeof(*second));
-    uint32_t *best_j = malloc(n * sizeof(*best_j)), *second_j = malloc(n * sizeof(*second_j));
-    double *w = malloc(LINK_CHUNK * sizeof(*w));
-    int rc = 0;
-    if (parent == NULL || best == NULL || second == NULL || best_j == NULL ||
-        second_j == NULL || w == NULL) {
-        rc = -1;
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        parent[i] = (uint32_t)i;
-        best[i] = second[i] = -INFINITY;
-        best_j[i] = second_j[i] = UINT32_MAX;
-    }
-    /* pairs run by i: for record j (the later one), its earlier candidates. Weights of a chunk
-     * are computed by the threads, then applied in pair order, so ties break as in
-     * bench_mpi_accuracy (the first best candidate wins). */
-    st->weigh_s = st->decide_s = 0;
-    size_t i = 0;
-    for (size_t base = 0; base < c->pairs; base += LINK_CHUNK) {
-        size_t len = c->pairs - base < LINK_CHUNK ? c->pairs - base : LINK_CHUNK;
-        uint64_t t0 = hie_time_mono_ns();
-        struct pair_job pj = {ds, c, base, w, m, tf};
-        parallel_for(len, pair_range, &pj);
-        st->weigh_s += secs_since(t0);
-        t0 = hie_time_mono_ns();
-        for (size_t k = base; k < base + len; k++) {
-            while (c->off[i + 1] <= k) {
-                i++;
-            }
-            uint32_t j = c->nbr[k];
-            double wk = w[k - base];
-            if (wk > best[j]) {
-                second[j] = best[j];
-                second_j[j] = best_j[j];
-                best[j] = wk;
-                best_j[j] = (uint32_t)i;
-            } else if (wk > second[j]) {
-                second[j] = wk;
-                second_j[j] = (uint32_t)i;
-            }
-        }
-        st->decide_s += secs_since(t0);
-    }
+    struct later l = {0};
     uint64_t t0 = hie_time_mono_ns();
-    st->review = st->linked = 0;
-    for (size_t j = 0; j < n; j++) {
-        if (best_j[j] == UINT32_MAX) {
-            continue;
-        }
-        double p = hie_mpi_probability(m, best[j]);
-        /* margin rule: a strong runner-up in another enterprise id sends j to review */
-        bool close_second = second_j[j] != UINT32_MAX &&
-            best[j] - second[j] < m->margin_weight &&
-            hie_mpi_probability(m, second[j]) >= m->link_probability &&
-            find(parent, best_j[j]) != find(parent, second_j[j]);
-        if (p >= m->link_probability && !close_second) {
-            parent[find(parent, (uint32_t)j)] = find(parent, best_j[j]);
-            st->linked++;
-        } else if (p >= m->review_probability) {
-            st->review++;
-        }
+    if (later_build(c, &l) != 0) {
+        return -1;
     }
-    for (size_t k = 0; k < n; k++) {
-        cluster[k] = find(parent, (uint32_t)k);
-    }
-    st->decide_s += secs_since(t0);
-out:
-    free(parent);
-    free(best);
-    free(second);
-    free(best_j);
-    free(second_j);
-    free(w);
+    struct weigh_job wj = {ds, &l, m, tf};
+    parallel_for(ds->n, weigh_range, &wj);
+    st->weigh_s = secs_since(t0);
+    t0 = hie_time_mono_ns();
+    bench_link_in_t in = {ds->p, ds->n, m, tf, l.start, l.earlier, l.w};
+    bench_link_out_t out = {cluster, 0, 0};
+    int rc = bench_mpi_link(&in, &out);
+    st->decide_s = secs_since(t0);
+    st->linked = out.linked;
+    st->review = out.review;
+    later_free(&l);
     return rc;
 }
 

@@ -95,7 +95,7 @@ static int
 prep_vectors(hie_mpi_store_t *s, hie_arena_t *arena, const uint8_t *self,
     hie_mpi_prepared_t *pr)
 {
-    store__block_caps(s, &pr->p, store__people_count(s->people), pr->keys, pr->caps);
+    store__block_caps(s, &pr->p, store__people_count(s->people), true, pr->keys, pr->caps);
     int rc = store__candidates(s, pr->keys, pr->caps, self, false, arena, &pr->hashes,
         &pr->n_hashes, &pr->capped);
     pr->vec = rc == 0 ? hie_arena_alloc(arena, (pr->n_hashes + 1) * sizeof(*pr->vec)) : NULL;

@@ -526,15 +526,17 @@ cmp_hash(const void *a, const void *b)
     return memcmp(a, b, HIE_MPI_REC_HASH_BYTES);
 }
 
-_Static_assert(HIE_MPI_BLOCK_BROAD_CAP <= HIE_MPI_BLOCK_CAP, "broad blocks are read in the cap");
+_Static_assert(HIE_MPI_BLOCK_BROAD_CAP <= HIE_MPI_FEED_BLOCK_CAP &&
+    HIE_MPI_FEED_BLOCK_CAP <= HIE_MPI_BLOCK_CAP, "every cap is read within HIE_MPI_BLOCK_CAP");
 
 void
-store__block_caps(hie_mpi_store_t *s, const hie_mpi_person_t *p, uint64_t records,
+store__block_caps(hie_mpi_store_t *s, const hie_mpi_person_t *p, uint64_t records, bool feed,
     uint64_t keys[HIE_MPI_BLOCK_KEYS], size_t caps[HIE_MPI_BLOCK_KEYS])
 {
     hie_mpi_block_keys(p, s->secret, keys);
     for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
-        caps[i] = hie_mpi_block_key_cap(i, HIE_MPI_BLOCK_CAP, records);
+        caps[i] = hie_mpi_block_key_cap(i, feed ? HIE_MPI_FEED_BLOCK_CAP : HIE_MPI_BLOCK_CAP,
+            records);
     }
 }
 
@@ -600,7 +602,7 @@ candidates(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_person_t *p, const ui
     if (rc != 0) {
         return rc;
     }
-    store__block_caps(s, p, records, keys, caps);
+    store__block_caps(s, p, records, self != NULL, keys, caps);
     if (prep != NULL && prep_candidates_current(s, prep, caps)) {
         *out = prep->hashes;
         *n = prep->n_hashes;

@@ -194,8 +194,9 @@ int store__feed_person(hie_mpi_store_t *s, const Hie__V1__MpiFeedCommand *cmd,
 int store__candidates(hie_mpi_store_t *s, const uint64_t keys[HIE_MPI_BLOCK_KEYS],
     const size_t caps[HIE_MPI_BLOCK_KEYS], const uint8_t *self, bool writer,
     hie_arena_t *arena, uint8_t **out, size_t *n, uint64_t *capped);
-/* The block keys of p and the cap each is read with in an index of records records. */
-void store__block_caps(hie_mpi_store_t *s, const hie_mpi_person_t *p, uint64_t records,
+/* The block keys of p and the cap each is read with in an index of records records, for an
+ * identity feed (feed) or a query. */
+void store__block_caps(hie_mpi_store_t *s, const hie_mpi_person_t *p, uint64_t records, bool feed,
     uint64_t keys[HIE_MPI_BLOCK_KEYS], size_t caps[HIE_MPI_BLOCK_KEYS]);
 /* Scores every candidate of p (skipping self, merged records and records p must not be
  * linked to) and aggregates per EUID, best first. prep (may be NULL): the pool's comparisons,

@@ -53,10 +53,18 @@
 #define HIE_MPI_PDQ_LIMIT_DEFAULT 10u
 #define HIE_MPI_REVIEW_PAGE_MAX 500u
 #define HIE_MPI_REVIEW_PAGE_DEFAULT 100u
-/* Largest block matched against; a larger block is skipped (and counted): a block that big is
- * a common value ("smith" + 1970) that says little, and the other keys still find true
- * pairs. Training skips the same blocks. */
+/* Largest block read (PDQ's cap); a larger block is skipped (and counted): a block that big
+ * is a common value ("smith" + 1970) that says little, and the other keys still find true
+ * pairs. Training caps its own blocks (hie_mpi_train_opts_t). */
 #define HIE_MPI_BLOCK_CAP 64u
+/* Largest block an identity feed is matched against, half of PDQ's. At 1M generated persons
+ * (bench_mpi_store, 2026-11-30) the blocks of 33-64 records gave a third of a feed's
+ * candidates (66 -> 44) and a quarter of the ingest time, for no F1 (0.9832 at 64, 0.9835 at
+ * 32); a PDQ question is partial and still needs them (recall@10 0.919 at 64, 0.887 at 32).
+ * The price: a person's 33rd source record with the very same demographics as the other 32
+ * shares no block small enough and becomes a new EUID (sent to review if a key still finds a
+ * record; records of one person at different organizations rarely agree on every field). */
+#define HIE_MPI_FEED_BLOCK_CAP 32u
 /* Distinct candidate records scored per match. */
 #define HIE_MPI_CANDIDATES_MAX (HIE_MPI_BLOCK_KEYS * HIE_MPI_BLOCK_CAP)
 /* Source records per EUID read by PIX and merge (a person has a handful; 1,000 is an error). */

@@ -409,6 +409,46 @@ Test(mpi_store_apply, opening_drops_the_old_candidate_copy_and_term_frequencies)
     cr_assert_str_eq(again, e);
 }
 
+/* A feed is matched against blocks of at most HIE_MPI_FEED_BLOCK_CAP records, a PDQ reads
+ * blocks up to HIE_MPI_BLOCK_CAP: identical records link while their blocks hold at most the
+ * feed cap before them (records 2 .. cap + 1), the next finds every block over it and is new,
+ * and PDQ still finds the person through those blocks. */
+Test(mpi_store_apply, feeds_and_pdq_read_blocks_up_to_their_own_caps)
+{
+    _Static_assert(HIE_MPI_FEED_BLOCK_CAP + 2 <= HIE_MPI_BLOCK_CAP, "PDQ reads the larger block");
+    static const struct who same = {"ingrid", "holm", "1971-03-09", "4 quay road", "arden",
+        "6000", "ingrid.h@mail.example"};
+    char first[16], e[16], mrn[16];
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "S0", &same, first),
+        HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    for (unsigned k = 1; k <= HIE_MPI_FEED_BLOCK_CAP; k++) {
+        snprintf(mrn, sizeof(mrn), "S%u", k);
+        cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, mrn, &same, e),
+            HIE__V1__FEED_OUTCOME__OUTCOME_LINKED, "record %u", k + 1);
+        cr_assert_str_eq(e, first);
+    }
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "S-over", &same, e),
+        HIE__V1__FEED_OUTCOME__OUTCOME_NEW, "every block holds more than the feed cap");
+    char *given[1] = {(char *)"ingrid"}, *family[1] = {(char *)"holm"};
+    Hie__V1__Demographics d = HIE__V1__DEMOGRAPHICS__INIT;
+    d.n_given = d.n_family = 1;
+    d.given = given;
+    d.family = family;
+    d.birth_date = (char *)"1971-03-09";
+    Hie__V1__PdqQuery q = HIE__V1__PDQ_QUERY__INIT;
+    q.demographics = &d;
+    q.limit = 10;
+    MDB_txn *txn = NULL;
+    Hie__V1__PdqReply *reply = NULL;
+    hie_mpi_reject_t reject = {0};
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(hie_mpi_store_pdq(store, txn, &q, arena, &reply, &reject), 0);
+    mdb_txn_abort(txn);
+    cr_assert_eq(reject.code, 0, "%s", reject.message);
+    cr_assert(!reply->no_match, "PDQ reads blocks of %u records", HIE_MPI_FEED_BLOCK_CAP + 2);
+    cr_assert_str_eq(reply->candidates[0]->euid, first);
+}
+
 /* How many records the store's term frequencies count with value in field f. */
 static uint64_t
 tf_count_of(enum hie_mpi_field f, const char *value)

@@ -3,6 +3,9 @@
  * merged away, and its normalized person (the flat form of store__norm_pack), so that scoring
  * a candidate touches neither LMDB nor the cipher.
  *
+ * It also holds each record's key in mpi_recs (records are keyed in the order they were first
+ * written; this is how a record is found by its hash).
+ *
  * Derived state, like the blocking index (blocks.c): rebuilt from the records when the store
  * opens and updated by apply as it writes them, so it always matches the LMDB state the log
  * thread sees; readers on an older snapshot may see records their snapshot lacks and skip
@@ -34,6 +37,7 @@ struct person_entry {
     bool used, merged;
     uint16_t len;            /* of the normalized form */
     uint64_t gen;            /* of the form: store_people.gen_next when it was stored */
+    uint64_t seq;            /* its key in mpi_recs (0: not stored yet) */
     uint8_t *norm;           /* hie_mem, len + CODES_BYTES bytes: the form, then the codes */
 };
 
@@ -183,20 +187,33 @@ store__people_put_norm(store_people_t *p, const uint8_t *hash, const uint8_t *no
 }
 
 int
-store__people_put_link(store_people_t *p, const uint8_t *hash, const char *euid, bool merged)
+store__people_put_link(store_people_t *p, const uint8_t *hash, const char *euid, bool merged,
+    uint64_t seq)
 {
     size_t el = strlen(euid);
-    HIE_ASSERT(el < HIE_MPI_EUID_BYTES);
+    HIE_ASSERT(el < HIE_MPI_EUID_BYTES && seq != 0);
     pthread_rwlock_wrlock(&p->lock);
     struct person_entry *e = NULL;
     int rc = entry_of(p, hash, &e);
     if (rc == 0) {
+        HIE_ASSERT(e->seq == 0 || e->seq == seq); /* a record keeps its key */
         memcpy(e->euid, euid, el + 1);
         e->merged = merged;
+        e->seq = seq;
         store__touched_add(p->track, store__touched_hash(hash));
     }
     pthread_rwlock_unlock(&p->lock);
     return rc;
+}
+
+bool
+store__people_seq(store_people_t *p, const uint8_t *hash, uint64_t *seq)
+{
+    pthread_rwlock_rdlock(&p->lock);
+    const struct person_entry *e = slot_find(p->slots, p->cap, hash);
+    *seq = e->used ? e->seq : 0;
+    pthread_rwlock_unlock(&p->lock);
+    return *seq != 0;
 }
 
 void
@@ -257,6 +274,21 @@ store__people_prefetch(store_people_t *p, const uint8_t *hashes, size_t n)
         }
     }
     pthread_rwlock_unlock(&p->lock);
+}
+
+size_t
+store__people_keys(store_people_t *p, store_rec_ref_t *out, size_t max)
+{
+    size_t n = 0;
+    pthread_rwlock_rdlock(&p->lock);
+    for (size_t i = 0; i < p->cap && n < max; i++) {
+        if (p->slots[i].used && p->slots[i].seq != 0) {
+            memcpy(out[n].hash, p->slots[i].hash, HIE_MPI_REC_HASH_BYTES);
+            out[n++].seq = p->slots[i].seq;
+        }
+    }
+    pthread_rwlock_unlock(&p->lock);
+    return n;
 }
 
 uint64_t

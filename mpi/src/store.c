@@ -57,6 +57,33 @@ hist_convert(MDB_txn *txn, MDB_dbi old, MDB_dbi hist)
     return rc == 0 ? store__rc(mdb_drop(txn, old, 1)) : rc;
 }
 
+/* Moves the records of the layout before 2026-11-30 (mpi_rec: rec_hash -> record) into
+ * mpi_recs (records in write order), numbering them in their old key order, then drops
+ * mpi_rec. Once, at the first open. */
+static int
+rec_convert(hie_mpi_store_t *s, MDB_txn *txn, MDB_dbi old)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    uint64_t seq = 0;
+    int rc = store__rc(mdb_cursor_open(txn, old, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
+    while (rc == 0 && mrc == 0) {
+        uint8_t key[8];
+        hie_store_be64(key, ++seq);
+        MDB_val nk = {sizeof(key), key};
+        rc = k.mv_size == HIE_MPI_REC_HASH_BYTES ? store__rc(mdb_put(txn, s->rec, &nk, &v,
+            MDB_APPEND)) : HIE_ECORRUPT;
+        mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_NEXT) : mrc;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    rc = rc == 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+    rc = rc == 0 ? store__meta_put_u64(s, txn, "rec_next", seq) : rc;
+    return rc == 0 ? store__rc(mdb_drop(txn, old, 1)) : rc;
+}
+
 static int
 dbis_open(hie_mpi_store_t *s)
 {
@@ -65,7 +92,7 @@ dbis_open(hie_mpi_store_t *s)
         unsigned flags;
         size_t off;
     } dbs[] = {
-        {"mpi_rec", 0, offsetof(hie_mpi_store_t, rec)},
+        {"mpi_recs", 0, offsetof(hie_mpi_store_t, rec)},
         {"mpi_euid", MDB_DUPSORT, offsetof(hie_mpi_store_t, euid)},
         {"mpi_nolink", 0, offsetof(hie_mpi_store_t, nolink)},
         {"mpi_review", 0, offsetof(hie_mpi_store_t, review)},
@@ -81,6 +108,9 @@ dbis_open(hie_mpi_store_t *s)
     MDB_dbi old; /* mpi_cand (before 2026-11-30): a copy of what mpi_rec holds; dropped */
     if (rc == 0 && mdb_dbi_open(txn, "mpi_cand", 0, &old) == 0) {
         rc = store__rc(mdb_drop(txn, old, 1));
+    }
+    if (rc == 0 && mdb_dbi_open(txn, "mpi_rec", 0, &old) == 0) {
+        rc = rec_convert(s, txn, old);
     }
     /* mpi_tf (before 2026-11-30): the term frequencies, now counted in memory; dropped */
     if (rc == 0 && mdb_dbi_open(txn, "mpi_tf", 0, &old) == 0) {
@@ -100,15 +130,15 @@ dbis_open(hie_mpi_store_t *s)
 }
 
 static int
-people_rebuild_one(hie_mpi_store_t *s, const uint8_t *hash, const Hie__V1__MpiRecord *r)
+people_rebuild_one(hie_mpi_store_t *s, uint64_t seq, const Hie__V1__MpiRecord *r)
 {
     uint8_t plain[STORE_NORM_BYTES_MAX];
     size_t len = 0;
-    int rc = memcmp(r->rec_hash.data, hash, HIE_MPI_REC_HASH_BYTES) == 0 ?
-        store__rec_norm(s, r, plain, &len) : HIE_ECORRUPT;
+    const uint8_t *hash = r->rec_hash.data;
+    int rc = store__rec_norm(s, r, plain, &len);
     rc = rc == 0 ? store__people_put_norm(s->people, hash, plain, len) : rc;
     sodium_memzero(plain, sizeof(plain));
-    return rc == 0 ? store__people_put_link(s->people, hash, r->euid, r->merged) : rc;
+    return rc == 0 ? store__people_put_link(s->people, hash, r->euid, r->merged, seq) : rc;
 }
 
 /* Rebuilds the blocking index from every record's stored block keys (merged records have
@@ -125,14 +155,16 @@ blocks_rebuild(hie_mpi_store_t *s)
     int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
     while (rc == 0 && mrc == 0) {
         Hie__V1__MpiRecord *r = hie__v1__mpi_record__unpack(NULL, v.mv_size, v.mv_data);
-        if (r == NULL || k.mv_size != HIE_MPI_REC_HASH_BYTES || r->n_block_keys >
-                HIE_MPI_BLOCK_KEYS || r->rec_hash.len != HIE_MPI_REC_HASH_BYTES) {
+        uint64_t seq = k.mv_size == 8 ? hie_load_be64(k.mv_data) : 0;
+        if (r == NULL || seq == 0 || r->n_block_keys > HIE_MPI_BLOCK_KEYS ||
+            r->rec_hash.len != HIE_MPI_REC_HASH_BYTES || r->euid == NULL ||
+            strlen(r->euid) >= HIE_MPI_EUID_BYTES) {
             rc = HIE_ECORRUPT;
         } else {
-            rc = store__blocks_change(s->blocks, r->block_keys, r->n_block_keys, k.mv_data,
-                true);
+            rc = store__blocks_change(s->blocks, r->block_keys, r->n_block_keys,
+                r->rec_hash.data, true);
             rc = rc == 0 ? store__tf_change(s, r, 1) : rc;
-            rc = rc == 0 ? people_rebuild_one(s, k.mv_data, r) : rc;
+            rc = rc == 0 ? people_rebuild_one(s, seq, r) : rc;
         }
         if (r != NULL) {
             hie__v1__mpi_record__free_unpacked(r, NULL);
@@ -261,9 +293,16 @@ store__meta_add(hie_mpi_store_t *s, MDB_txn *txn, const char *name, int64_t delt
 int
 store__put_msg(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, const ProtobufCMessage *msg)
 {
+    return store__put_msg_flags(txn, dbi, k, msg, 0);
+}
+
+int
+store__put_msg_flags(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, const ProtobufCMessage *msg,
+    unsigned flags)
+{
     size_t n = protobuf_c_message_get_packed_size(msg);
     MDB_val v = {n, NULL};
-    int rc = store__rc(mdb_put(txn, dbi, k, &v, MDB_RESERVE));
+    int rc = store__rc(mdb_put(txn, dbi, k, &v, MDB_RESERVE | flags));
     if (rc == 0) {
         size_t packed = protobuf_c_message_pack(msg, v.mv_data);
         HIE_ASSERT(packed == n);
@@ -291,11 +330,17 @@ int
 store__rec_get(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *hash, hie_arena_t *arena,
     Hie__V1__MpiRecord **out)
 {
-    MDB_val k = {HIE_MPI_REC_HASH_BYTES, (void *)(uintptr_t)hash};
+    uint8_t key[8];
+    uint64_t seq = 0;
+    if (!store__people_seq(s->people, hash, &seq)) {
+        return HIE_ENOTFOUND; /* never written (the cache holds every record: see people.c) */
+    }
+    hie_store_be64(key, seq);
+    MDB_val k = {sizeof(key), key};
     ProtobufCMessage *m = NULL;
     int rc = get_msg(txn, s->rec, &k, &hie__v1__mpi_record__descriptor, arena, &m);
     if (rc != 0) {
-        return rc;
+        return rc; /* HIE_ENOTFOUND too: written after txn's snapshot */
     }
     Hie__V1__MpiRecord *r = (Hie__V1__MpiRecord *)m;
     if (r->rec_hash.len != HIE_MPI_REC_HASH_BYTES ||
@@ -313,13 +358,24 @@ store__rec_put(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__MpiRecord *rec)
 {
     HIE_ASSERT(rec->rec_hash.len == HIE_MPI_REC_HASH_BYTES);
     HIE_ASSERT(rec->euid != NULL && strlen(rec->euid) < HIE_MPI_EUID_BYTES);
-    MDB_val k = {HIE_MPI_REC_HASH_BYTES, rec->rec_hash.data};
     if (rec->norm_nonce.len != HIE_MPI_SEAL_NONCE_BYTES || rec->norm_sealed.len == 0) {
         return HIE_ECORRUPT; /* a stored record without its sealed normalized form */
     }
-    int rc = store__put_msg(txn, s->rec, &k, &rec->base);
+    /* a record keeps the key of its first write; a new one goes after every other, so the
+     * records of a batch of creates fill new pages together instead of each dirtying a random
+     * page of the whole table */
+    uint64_t seq = 0;
+    bool fresh = !store__people_seq(s->people, rec->rec_hash.data, &seq);
+    int rc = fresh ? store__meta_u64(s, txn, "rec_next", &seq) : 0;
+    seq += fresh ? 1 : 0;
+    rc = rc == 0 && fresh ? store__meta_put_u64(s, txn, "rec_next", seq) : rc;
+    uint8_t key[8];
+    hie_store_be64(key, seq);
+    MDB_val k = {sizeof(key), key};
+    rc = rc == 0 ? store__put_msg_flags(txn, s->rec, &k, &rec->base, fresh ? MDB_APPEND : 0) :
+        rc;
     return rc == 0 ? store__people_put_link(s->people, rec->rec_hash.data, rec->euid,
-        rec->merged) : rc;
+        rec->merged, seq) : rc;
 }
 
 size_t

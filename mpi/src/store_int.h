@@ -93,6 +93,9 @@ int store__meta_u64(hie_mpi_store_t *s, MDB_txn *txn, const char *name, uint64_t
 int store__meta_put_u64(hie_mpi_store_t *s, MDB_txn *txn, const char *name, uint64_t v);
 int store__meta_add(hie_mpi_store_t *s, MDB_txn *txn, const char *name, int64_t delta);
 int store__put_msg(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, const ProtobufCMessage *msg);
+/* The same with mdb_put flags (MDB_APPEND). */
+int store__put_msg_flags(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, const ProtobufCMessage *msg,
+    unsigned flags);
 /* Record by hash; HIE_ENOTFOUND when absent. */
 int store__rec_get(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *hash, hie_arena_t *arena,
     Hie__V1__MpiRecord **out);
@@ -124,8 +127,13 @@ void store__people_track(store_people_t *p, store_touched_t *t);
  * HIE_ECORRUPT (norm does not unpack) or HIE_ENOMEM. Log thread (or open). */
 int store__people_put_norm(store_people_t *p, const uint8_t *hash, const uint8_t *norm,
     size_t len);
+/* Keeps hash's EUID, merged flag and key in mpi_recs (seq, never 0; a record's key never
+ * changes). Returns 0 or HIE_ENOMEM. Log thread (or open). */
 int store__people_put_link(store_people_t *p, const uint8_t *hash, const char *euid,
-    bool merged);
+    bool merged, uint64_t seq);
+/* hash's key in mpi_recs into *seq; false (and 0) when the cache does not hold the record.
+ * Any thread. */
+bool store__people_seq(store_people_t *p, const uint8_t *hash, uint64_t *seq);
 /* [out] euid, merged and (unless merged) the person, unpacked and prepared (its NYSIIS codes
  * from the cache), and the form's generation (gen may be NULL). HIE_ENOTFOUND when the cache
  * does not hold the record. Any thread; writer: the caller is the log thread, the one writer,
@@ -138,6 +146,14 @@ int store__people_peek(store_people_t *p, const uint8_t *hash, bool writer,
 /* Starts loading the entries and forms of n records (16-byte hashes) into the cache, so that
  * reading them one by one next waits for memory once rather than twice per record. */
 void store__people_prefetch(store_people_t *p, const uint8_t *hashes, size_t n);
+/* A stored record's hash and key in mpi_recs. */
+typedef struct store_rec_ref {
+    uint8_t hash[HIE_MPI_REC_HASH_BYTES];
+    uint64_t seq;
+} store_rec_ref_t;
+/* Copies the hash and key of every stored record the cache holds, at most max, into out (in
+ * no order). Returns how many. Any thread. */
+size_t store__people_keys(store_people_t *p, store_rec_ref_t *out, size_t max);
 /* Records the cache holds (merged ones too). Any thread. */
 uint64_t store__people_count(store_people_t *p);
 /* Members of an EUID (at most HIE_MPI_EUID_MEMBERS_MAX), 16 bytes each, into arena. */

@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MERGE_CHAIN_MAX 16u
@@ -485,6 +486,45 @@ hie_mpi_store_counts(hie_mpi_store_t *s, MDB_txn *txn, uint64_t *records, uint64
     return rc == 0 ? store__meta_u64(s, txn, "review_open", review_open) : rc;
 }
 
+static int
+cmp_ref(const void *a, const void *b)
+{
+    return memcmp(((const store_rec_ref_t *)a)->hash, ((const store_rec_ref_t *)b)->hash,
+        HIE_MPI_REC_HASH_BYTES);
+}
+
+/* Calls fn for the live record at ref (skipping merged ones and one txn's snapshot does not
+ * hold yet). [out] *seen: the record is in the snapshot. fn's nonzero return: *stop. */
+static int
+each_one(hie_mpi_store_t *s, MDB_txn *txn, const store_rec_ref_t *ref,
+    int (*fn)(void *fctx, const hie_mpi_person_t *p), void *fctx, bool *seen, bool *stop)
+{
+    uint8_t key[8];
+    hie_store_be64(key, ref->seq);
+    MDB_val k = {sizeof(key), key}, v;
+    int mrc = mdb_get(txn, s->rec, &k, &v);
+    *seen = mrc == 0;
+    if (mrc != 0) {
+        return mrc == MDB_NOTFOUND ? 0 : HIE_ESTORAGE;
+    }
+    hie_mpi_person_t p;
+    memset(&p, 0, sizeof(p));
+    Hie__V1__MpiRecord *r = hie__v1__mpi_record__unpack(NULL, v.mv_size, v.mv_data);
+    int rc = r != NULL && r->rec_hash.len == HIE_MPI_REC_HASH_BYTES &&
+        memcmp(r->rec_hash.data, ref->hash, HIE_MPI_REC_HASH_BYTES) == 0 ? 0 : HIE_ECORRUPT;
+    bool live = rc == 0 && !r->merged;
+    rc = live ? store__rec_person(s, r, &p) : rc;
+    if (r != NULL) {
+        hie__v1__mpi_record__free_unpacked(r, NULL);
+    }
+    *stop = live && rc == 0 && fn(fctx, &p) != 0;
+    sodium_memzero(&p, sizeof(p));
+    return rc;
+}
+
+/* The records in record-hash order, as mpi_rec held them before records were keyed in write
+ * order: a sample of the first max is a uniform one (the hashes are keyed), whatever order
+ * the organizations fed them in. */
 int
 hie_mpi_store_each_person(hie_mpi_store_t *s, MDB_txn *txn, size_t max,
     int (*fn)(void *fctx, const hie_mpi_person_t *p), void *fctx)
@@ -493,31 +533,22 @@ hie_mpi_store_each_person(hie_mpi_store_t *s, MDB_txn *txn, size_t max,
     if (!hie_mpi_store_ready(s)) {
         return HIE_EUNAVAIL;
     }
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    int rc = store__rc(mdb_cursor_open(txn, s->rec, &cur));
-    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : 0;
-    for (size_t n = 0; rc == 0 && mrc == 0 && n < max; n++) {
-        hie_mpi_person_t p;
-        memset(&p, 0, sizeof(p));
-        Hie__V1__MpiRecord *r = hie__v1__mpi_record__unpack(NULL, v.mv_size, v.mv_data);
-        rc = r != NULL && k.mv_size == HIE_MPI_REC_HASH_BYTES ? 0 : HIE_ECORRUPT;
-        bool live = rc == 0 && !r->merged;
-        rc = live ? store__rec_person(s, r, &p) : rc;
-        if (r != NULL) {
-            hie__v1__mpi_record__free_unpacked(r, NULL);
-        }
-        bool stop = live && rc == 0 && fn(fctx, &p) != 0;
-        sodium_memzero(&p, sizeof(p));
-        if (stop) {
-            break;
-        }
-        mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_NEXT) : mrc;
+    size_t cap = (size_t)store__people_count(s->people) + 1;
+    store_rec_ref_t *refs = hie_mem_alloc(cap * sizeof(*refs));
+    if (refs == NULL) {
+        return HIE_ENOMEM;
     }
-    if (cur != NULL) {
-        mdb_cursor_close(cur);
+    size_t n = store__people_keys(s->people, refs, cap);
+    qsort(refs, n, sizeof(*refs), cmp_ref);
+    int rc = 0;
+    bool stop = false;
+    for (size_t i = 0, done = 0; rc == 0 && !stop && i < n && done < max; i++) {
+        bool seen = false;
+        rc = each_one(s, txn, &refs[i], fn, fctx, &seen, &stop);
+        done += seen ? 1 : 0;
     }
-    return rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+    hie_mem_free(refs, cap * sizeof(*refs));
+    return rc;
 }
 
 /* ---- model <-> proto -------------------------------------------------------------------- */

@@ -27,7 +27,7 @@ mpi_records(itest_node_t *n)
     mdb_env_set_maxdbs(env, 32);
     cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600), 0);
     cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-    cr_assert_eq(mdb_dbi_open(txn, "mpi_rec", 0, &dbi), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_recs", 0, &dbi), 0);
     cr_assert_eq(mdb_stat(txn, dbi, &st), 0);
     mdb_txn_abort(txn);
     mdb_env_close(env);

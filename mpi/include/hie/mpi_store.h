@@ -13,9 +13,10 @@
  *    own read transactions (PIX, PDQ, review list, training).
  *
  * Databases (in the node's state environment, so one transaction covers the command, its
- * dedup entry and the MPI change): mpi_rec (rec_hash -> MpiRecord), mpi_euid (dupsort: EUID ->
- * rec_hash), mpi_nolink (rec_hash pair
- * -> ""), mpi_review (id(8) -> ReviewItem), mpi_histb
+ * dedup entry and the MPI change): mpi_recs (seq(8) -> MpiRecord: records keyed in the order
+ * of their first write, so a batch of creates appends instead of dirtying a random page per
+ * record; found by hash through the candidate cache), mpi_euid (dupsort: EUID -> rec_hash),
+ * mpi_nolink (rec_hash pair -> ""), mpi_review (id(8) -> ReviewItem), mpi_histb
  * (bucket(4) rec_hash(16) index(8) seq(4) -> LinkEvent; the bucket is index >> 10, so a group
  * commit's events fill new pages together), mpi_meta (counters and the model). A record
  * keeps its normalized form sealed apart (what the candidate cache is rebuilt from).

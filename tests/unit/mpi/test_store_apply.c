@@ -379,7 +379,7 @@ Test(mpi_store_apply, a_batch_through_the_pool_decides_as_without_it)
 }
 
 /* Indexes written before 2026-11-30 kept a copy of each record's EUID and sealed form in
- * mpi_cand, and the names' term frequencies in mpi_tf; the store reads mpi_rec alone now,
+ * mpi_cand, and the names' term frequencies in mpi_tf; the store reads the records alone now,
  * derives both in memory, and drops the old databases when it opens. */
 Test(mpi_store_apply, opening_drops_the_old_candidate_copy_and_term_frequencies)
 {
@@ -405,8 +405,66 @@ Test(mpi_store_apply, opening_drops_the_old_candidate_copy_and_term_frequencies)
     mdb_txn_abort(txn);
     char again[16];
     cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "X2", &x, again),
-        HIE__V1__FEED_OUTCOME__OUTCOME_LINKED, "the cache was rebuilt from mpi_rec");
+        HIE__V1__FEED_OUTCOME__OUTCOME_LINKED, "the cache was rebuilt from the records");
     cr_assert_str_eq(again, e);
+}
+
+/* Records were keyed by their hash (mpi_rec) before 2026-11-30; now by the order of their
+ * first write (mpi_recs), found by hash through the cache. An old layout is converted at the
+ * first open: every record is found again, a new one goes after them, and the later records
+ * of a batch of creates have increasing keys. */
+Test(mpi_store_apply, opening_converts_records_keyed_by_hash)
+{
+    char e[16], ex[16], ey[16];
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "RX", &x, ex),
+        HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "RY", &y, ey),
+        HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    hie_mpi_store_close(&store);
+    MDB_txn *txn = NULL;
+    MDB_dbi recs, old, meta;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_recs", 0, &recs), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_rec", MDB_CREATE, &old), 0);
+    cr_assert_eq(mdb_cursor_open(txn, recs, &cur), 0);
+    uint64_t want = 1;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), want++) {
+        cr_assert_eq(k.mv_size, 8u);
+        cr_assert_eq(hie_load_be64(k.mv_data), want, "keys in write order");
+        Hie__V1__MpiRecord *r = hie__v1__mpi_record__unpack(NULL, v.mv_size, v.mv_data);
+        cr_assert_not_null(r);
+        MDB_val ok = {HIE_MPI_REC_HASH_BYTES, r->rec_hash.data}; /* the old key */
+        cr_assert_eq(mdb_put(txn, old, &ok, &v, 0), 0);
+        hie__v1__mpi_record__free_unpacked(r, NULL);
+    }
+    mdb_cursor_close(cur);
+    cr_assert_eq(want, 3);
+    cr_assert_eq(mdb_drop(txn, recs, 1), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_meta", 0, &meta), 0);
+    MDB_val nk = {8, (void *)"rec_next"};
+    cr_assert_eq(mdb_del(txn, meta, &nk, NULL), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+
+    cr_assert_eq(hie_mpi_store_open(&store, env, key), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_rec", 0, &old), MDB_NOTFOUND, "dropped");
+    mdb_txn_abort(txn);
+    euid_of("RX", e);
+    cr_assert_str_eq(e, ex);
+    euid_of("RY", e);
+    cr_assert_str_eq(e, ey);
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "RZ", &z, e),
+        HIE__V1__FEED_OUTCOME__OUTCOME_LINKED, "found both through the rebuilt cache");
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_recs", 0, &recs), 0);
+    cr_assert_eq(mdb_cursor_open(txn, recs, &cur), 0);
+    cr_assert_eq(mdb_cursor_get(cur, &k, &v, MDB_LAST), 0);
+    cr_assert_eq(hie_load_be64(k.mv_data), 3, "the new record after the converted two");
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
 }
 
 /* A feed is matched against blocks of at most HIE_MPI_FEED_BLOCK_CAP records, a PDQ reads

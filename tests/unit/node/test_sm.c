@@ -974,7 +974,7 @@ Test(node_sm, mpi_feeds_in_different_batches_give_identical_indexes)
     cr_log_info("seed %#lx: %u linked, %u merged, %u unlinked, %u refused", seed, linked,
         merged, unlinked, refused);
     cr_assert(linked > 0 && merged > 0 && unlinked > 0, "the workload exercises every path");
-    static const char *const dbs[] = {"mpi_rec", "mpi_euid", "mpi_nolink",
+    static const char *const dbs[] = {"mpi_recs", "mpi_euid", "mpi_nolink",
         "mpi_review", "mpi_histb", "mpi_meta", "dedup"};
     MDB_env *ea = hie_node__state_env(a), *eb = hie_node__state_env(b);
     for (size_t i = 0; i < HIE_ARRAY_LEN(dbs); i++) {
@@ -1285,7 +1285,7 @@ Test(node_sm, exchanges_in_different_batches_give_identical_state)
     static const char *const dbs[] = {"consent_dir", "consent_rule", "consent_pat",
         HIE_AUDIT_TREE_DB_NAME, "audit_rec", "audit_subj", "audit_patient", "audit_org", "q_msg",
         "q_meta", "q_dead", "subs", "sub_org", "sub_all", "adt_visit", "sub_log", "repo_doc",
-        "repo_rec", "dedup", "mpi_rec"};
+        "repo_rec", "dedup", "mpi_recs"};
     for (size_t i = 0; i < HIE_ARRAY_LEN(dbs); i++) {
         size_t n = db_compare(hie_node__state_env(a), hie_node__state_env(b), dbs[i]);
         cr_assert(n > 0 || strcmp(dbs[i], "q_dead") == 0, "%s is empty", dbs[i]);

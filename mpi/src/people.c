@@ -195,8 +195,10 @@ store__people_put_link(store_people_t *p, const uint8_t *hash, const char *euid,
     pthread_rwlock_wrlock(&p->lock);
     struct person_entry *e = NULL;
     int rc = entry_of(p, hash, &e);
+    if (rc == 0 && e->seq != 0 && e->seq != seq) {
+        rc = HIE_ECORRUPT; /* a record keeps its key: two records of one hash in the file */
+    }
     if (rc == 0) {
-        HIE_ASSERT(e->seq == 0 || e->seq == seq); /* a record keeps its key */
         memcpy(e->euid, euid, el + 1);
         e->merged = merged;
         e->seq = seq;

@@ -128,7 +128,8 @@ void store__people_track(store_people_t *p, store_touched_t *t);
 int store__people_put_norm(store_people_t *p, const uint8_t *hash, const uint8_t *norm,
     size_t len);
 /* Keeps hash's EUID, merged flag and key in mpi_recs (seq, never 0; a record's key never
- * changes). Returns 0 or HIE_ENOMEM. Log thread (or open). */
+ * changes). Returns 0, HIE_ENOMEM, or HIE_ECORRUPT when hash has another key already (a file
+ * with two records of one hash). Log thread (or open). */
 int store__people_put_link(store_people_t *p, const uint8_t *hash, const char *euid,
     bool merged, uint64_t seq);
 /* hash's key in mpi_recs into *seq; false (and 0) when the cache does not hold the record.

@@ -467,6 +467,29 @@ Test(mpi_store_apply, opening_converts_records_keyed_by_hash)
     mdb_txn_abort(txn);
 }
 
+/* The records' file is input like any other: two records of one hash (a record has one key
+ * for life) make the open fail with HIE_ECORRUPT, not abort the node. */
+Test(mpi_store_apply, opening_refuses_two_records_of_one_hash)
+{
+    char e[16];
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "D", &x, e),
+        HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    hie_mpi_store_close(&store);
+    MDB_txn *txn = NULL;
+    MDB_dbi recs;
+    uint8_t one[8], other[8];
+    hie_store_be64(one, 1);
+    hie_store_be64(other, 99);
+    MDB_val k1 = {8, one}, k2 = {8, other}, v;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_recs", 0, &recs), 0);
+    cr_assert_eq(mdb_get(txn, recs, &k1, &v), 0);
+    cr_assert_eq(mdb_put(txn, recs, &k2, &v, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    cr_assert_eq(hie_mpi_store_open(&store, env, key), HIE_ECORRUPT);
+    cr_assert_null(store);
+}
+
 /* A feed is matched against blocks of at most HIE_MPI_FEED_BLOCK_CAP records, a PDQ reads
  * blocks up to HIE_MPI_BLOCK_CAP: identical records link while their blocks hold at most the
  * feed cap before them (records 2 .. cap + 1), the next finds every block over it and is new,

@@ -13,6 +13,7 @@
  */
 #include "mpi_int.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <utf8proc.h>
 
@@ -131,54 +132,47 @@ jw_cps(const uint32_t *ca, size_t la, const uint32_t *cb, size_t lb)
     return boosted;
 }
 
-/* The Jaro-Winkler similarity two strings would have with common matching characters, no
- * transpositions and the Winkler boost of their common prefix: an upper bound of jw_cps()
- * when common bounds the matches. */
-static double
-jw_from_common(size_t common, const uint32_t *ca, size_t la, const uint32_t *cb, size_t lb)
+/* Whether the Jaro-Winkler similarity two strings of la and lb code points (both at least 1)
+ * would have with common matching characters, no transpositions and the Winkler boost of a
+ * common prefix of prefix code points is below threshold: when common bounds the matches,
+ * that similarity bounds jw_cps(). With sim = n / d, n = common (la + lb) + la lb and
+ * d = 3 la lb, the bound sim + boost (1 - sim) is compared without a division. */
+static bool
+jw_common_below(size_t common, size_t la, size_t lb, size_t prefix, double threshold)
 {
-    HIE_ASSERT(common <= la);
-    HIE_ASSERT(common <= lb);
-    double m = (double)common;
-    double sim = (m / (double)la + m / (double)lb + 1.0) / 3.0;
-    size_t prefix = 0;
-    while (prefix < JW_PREFIX_MAX && prefix < la && prefix < lb && ca[prefix] == cb[prefix]) {
-        prefix++;
-    }
-    return sim + (double)prefix * JW_PREFIX_SCALE * (1.0 - sim);
+    HIE_ASSERT(common <= la && common <= lb && la > 0 && lb > 0);
+    double n = (double)common * (double)(la + lb) + (double)la * (double)lb;
+    double d = 3.0 * (double)la * (double)lb;
+    double boost = (double)prefix * JW_PREFIX_SCALE;
+    return n * (1.0 - boost) < (threshold - boost) * d;
 }
 
-/* An upper bound of jw_cps(ca, la, cb, lb), far cheaper than the matching: Jaro matches
- * equal characters, so there are at most as many matches m as characters the two strings have
- * in common (as multisets, whatever the window), the transposition term is at most 1, and the
- * Winkler boost only grows with the Jaro similarity. Returns 1.0 (no bound) when a string has
- * a code point outside ASCII. */
-static double
-jw_bound(const uint32_t *ca, size_t la, const uint32_t *cb, size_t lb)
+/* The characters the two strings have in common as multisets, whatever the window: Jaro
+ * matches equal characters, so it bounds the matches (far cheaper than the matching).
+ * SIZE_MAX (no bound) when a string has a code point outside ASCII. */
+static size_t
+jw_common_counted(const uint32_t *ca, size_t la, const uint32_t *cb, size_t lb)
 {
     uint8_t count[128];
     size_t common = 0;
 
-    if (la == 0 || lb == 0) {
-        return 1.0;
-    }
     memset(count, 0, sizeof(count));
     for (size_t i = 0; i < la; i++) {
         if (ca[i] >= 128 || count[ca[i]] == UINT8_MAX) {
-            return 1.0;
+            return SIZE_MAX;
         }
         count[ca[i]]++;
     }
     for (size_t j = 0; j < lb; j++) {
         if (cb[j] >= 128) {
-            return 1.0;
+            return SIZE_MAX;
         }
         if (count[cb[j]] > 0) {
             count[cb[j]]--;
             common++;
         }
     }
-    return jw_from_common(common, ca, la, cb, lb);
+    return common;
 }
 
 /* Code points folded into 64 bits, one bit per class (a class may hold several). */
@@ -204,32 +198,39 @@ jw_outside(const uint32_t *c, size_t l, uint64_t mask)
     return n;
 }
 
-/* A looser upper bound than jw_bound(), cheaper still (no table, no stores): a character of
- * one string whose class the other lacks matches nothing, so the matches are at most the
- * characters left on either side. Classes only merge characters, which can only raise the
- * bound; any code point works. jw_bound() >= jw_cps() and jw_bound_classes() >= jw_bound(). */
-static double
-jw_bound_classes(const uint32_t *ca, size_t la, const uint32_t *cb, size_t lb)
+/* A looser bound of the matches than jw_common_counted(), cheaper still (no table, no
+ * stores): a character of one string whose class the other lacks matches nothing, so the
+ * matches are at most the characters left on either side. Classes only merge characters,
+ * which can only raise the bound; any code point works. */
+static size_t
+jw_common_classes(const uint32_t *ca, size_t la, const uint32_t *cb, size_t lb)
 {
-    if (la == 0 || lb == 0) {
-        return 1.0;
-    }
     size_t left_a = la - jw_outside(ca, la, jw_mask(cb, lb));
     size_t left_b = lb - jw_outside(cb, lb, jw_mask(ca, la));
-    return jw_from_common(left_a < left_b ? left_a : left_b, ca, la, cb, lb);
+    return left_a < left_b ? left_a : left_b;
 }
 
-/* jw_cps(ca, la, cb, lb) >= threshold, deciding from jw_bound() when the bound is clearly
- * below (the margin covers rounding, so no pair is ever decided differently). */
+/* jw_cps(ca, la, cb, lb) >= threshold, deciding from the bounds of the matches when the
+ * similarity they allow is clearly below (the margin covers rounding, so no pair is ever
+ * decided differently): first the class bound, then the counted one. */
 static bool
 jw_reaches(const uint32_t *ca, size_t la, const uint32_t *cb, size_t lb, double threshold,
     double *jw)
 {
-    if (jw_bound_classes(ca, la, cb, lb) < threshold - 1e-9 ||
-        jw_bound(ca, la, cb, lb) < threshold - 1e-9) {
-        HIE_DEBUG_ASSERT(jw_cps(ca, la, cb, lb) < threshold);
-        *jw = -1.0; /* unknown, but below threshold */
-        return false;
+    if (la > 0 && lb > 0) {
+        size_t prefix = 0;
+        while (prefix < JW_PREFIX_MAX && prefix < la && prefix < lb && ca[prefix] == cb[prefix]) {
+            prefix++;
+        }
+        double below = threshold - 1e-9;
+        size_t counted = 0;
+        if (jw_common_below(jw_common_classes(ca, la, cb, lb), la, lb, prefix, below) ||
+            ((counted = jw_common_counted(ca, la, cb, lb)) != SIZE_MAX &&
+                jw_common_below(counted, la, lb, prefix, below))) {
+            HIE_DEBUG_ASSERT(jw_cps(ca, la, cb, lb) < threshold);
+            *jw = -1.0; /* unknown, but below threshold */
+            return false;
+        }
     }
     *jw = jw_cps(ca, la, cb, lb);
     return *jw >= threshold;

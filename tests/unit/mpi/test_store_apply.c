@@ -378,6 +378,61 @@ Test(mpi_store_apply, a_batch_through_the_pool_decides_as_without_it)
     hie_mpi_pool_destroy(&pool);
 }
 
+/* Rebuilds a layout of before 2026-11-30 for a conversion test: every entry of db from goes
+ * into db to (created) under the key old_key gives it (into buf), then from is emptied.
+ * Returns the entries moved. The store must be closed. */
+static unsigned
+old_layout(const char *from, const char *to,
+    void (*old_key)(const MDB_val *k, const MDB_val *v, uint8_t *buf, MDB_val *ok))
+{
+    MDB_txn *txn = NULL;
+    MDB_dbi src, dst;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    unsigned moved = 0;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, from, 0, &src), 0);
+    cr_assert_eq(mdb_dbi_open(txn, to, MDB_CREATE, &dst), 0);
+    cr_assert_eq(mdb_cursor_open(txn, src, &cur), 0);
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        uint8_t buf[64];
+        MDB_val ok;
+        old_key(&k, &v, buf, &ok);
+        cr_assert_eq(mdb_put(txn, dst, &ok, &v, 0), 0);
+        moved++;
+    }
+    mdb_cursor_close(cur);
+    cr_assert_eq(mdb_drop(txn, src, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    return moved;
+}
+
+/* mpi_recs -> mpi_rec: the key was the record hash; mpi_recs' keys run 1, 2, ... */
+static void
+rec_key_by_hash(const MDB_val *k, const MDB_val *v, uint8_t *buf, MDB_val *ok)
+{
+    static uint64_t want;
+    want = hie_load_be64(k->mv_data) == 1 ? 1 : want + 1;
+    cr_assert_eq(k->mv_size, 8u);
+    cr_assert_eq(hie_load_be64(k->mv_data), want, "keys in write order");
+    Hie__V1__MpiRecord *r = hie__v1__mpi_record__unpack(NULL, v->mv_size, v->mv_data);
+    cr_assert_not_null(r);
+    memcpy(buf, r->rec_hash.data, HIE_MPI_REC_HASH_BYTES);
+    hie__v1__mpi_record__free_unpacked(r, NULL);
+    *ok = (MDB_val){HIE_MPI_REC_HASH_BYTES, buf};
+}
+
+/* mpi_histb -> mpi_hist: the key had no bucket in front. */
+static void
+hist_key_unbucketed(const MDB_val *k, const MDB_val *v, uint8_t *buf, MDB_val *ok)
+{
+    (void)v;
+    cr_assert_eq(k->mv_size, 32u);
+    memcpy(buf, (const uint8_t *)k->mv_data + 4, 28);
+    *ok = (MDB_val){28, buf};
+}
+
 /* Indexes written before 2026-11-30 kept a copy of each record's EUID and sealed form in
  * mpi_cand, and the names' term frequencies in mpi_tf; the store reads the records alone now,
  * derives both in memory, and drops the old databases when it opens. */
@@ -421,30 +476,13 @@ Test(mpi_store_apply, opening_converts_records_keyed_by_hash)
     cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "RY", &y, ey),
         HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
     hie_mpi_store_close(&store);
+    cr_assert_eq(old_layout("mpi_recs", "mpi_rec", rec_key_by_hash), 2);
     MDB_txn *txn = NULL;
     MDB_dbi recs, old, meta;
     MDB_cursor *cur = NULL;
-    MDB_val k, v;
+    MDB_val k, v, nk = {8, (void *)"rec_next"};
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    cr_assert_eq(mdb_dbi_open(txn, "mpi_recs", 0, &recs), 0);
-    cr_assert_eq(mdb_dbi_open(txn, "mpi_rec", MDB_CREATE, &old), 0);
-    cr_assert_eq(mdb_cursor_open(txn, recs, &cur), 0);
-    uint64_t want = 1;
-    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), want++) {
-        cr_assert_eq(k.mv_size, 8u);
-        cr_assert_eq(hie_load_be64(k.mv_data), want, "keys in write order");
-        Hie__V1__MpiRecord *r = hie__v1__mpi_record__unpack(NULL, v.mv_size, v.mv_data);
-        cr_assert_not_null(r);
-        MDB_val ok = {HIE_MPI_REC_HASH_BYTES, r->rec_hash.data}; /* the old key */
-        cr_assert_eq(mdb_put(txn, old, &ok, &v, 0), 0);
-        hie__v1__mpi_record__free_unpacked(r, NULL);
-    }
-    mdb_cursor_close(cur);
-    cr_assert_eq(want, 3);
-    cr_assert_eq(mdb_drop(txn, recs, 1), 0);
     cr_assert_eq(mdb_dbi_open(txn, "mpi_meta", 0, &meta), 0);
-    MDB_val nk = {8, (void *)"rec_next"};
     cr_assert_eq(mdb_del(txn, meta, &nk, NULL), 0);
     cr_assert_eq(mdb_txn_commit(txn), 0);
 
@@ -614,26 +652,9 @@ Test(mpi_store_apply, opening_converts_the_old_history_layout)
     cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_UPDATE, "H", &z, e),
         HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED);
     hie_mpi_store_close(&store);
+    cr_assert_eq(old_layout("mpi_histb", "mpi_hist", hist_key_unbucketed), 2);
     MDB_txn *txn = NULL;
-    MDB_dbi histb, old;
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    cr_assert_eq(mdb_dbi_open(txn, "mpi_histb", 0, &histb), 0);
-    cr_assert_eq(mdb_dbi_open(txn, "mpi_hist", MDB_CREATE, &old), 0);
-    cr_assert_eq(mdb_cursor_open(txn, histb, &cur), 0);
-    unsigned moved = 0;
-    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        cr_assert_eq(k.mv_size, 32u);
-        MDB_val ok = {28, (uint8_t *)k.mv_data + 4}; /* the old key: no bucket */
-        cr_assert_eq(mdb_put(txn, old, &ok, &v, 0), 0);
-        moved++;
-    }
-    mdb_cursor_close(cur);
-    cr_assert_eq(moved, 2);
-    cr_assert_eq(mdb_drop(txn, histb, 0), 0);
-    cr_assert_eq(mdb_txn_commit(txn), 0);
+    MDB_dbi old;
     cr_assert_eq(hie_mpi_store_open(&store, env, key), 0);
     Hie__V1__LinkEvent **ev = NULL;
     size_t n = 0;

@@ -321,10 +321,13 @@ mode_run(const struct opts *o, const char *root, const char *mode, bool on, SSL_
     long from = 0;
     bench_node_log_report(&n, &from, 3);
     bench_node_stop(&n, 20000);
+    char threads[512];
+    bench_cpu_by_name(&node[0], &node[1], res->n, threads, sizeof(threads));
     printf("%-4s queries=%lu rps=%.0f p50_us=%.0f p99_us=%.0f errors=%lu cpu_us/q: node=%.1f "
         "busiest_thread=%.1f clients=%.1f\n", mode, (unsigned long)res->n, res->rps,
         res->p50_us, res->p99_us, (unsigned long)res->errors, res->node_us, res->thread_us,
         res->bench_us);
+    printf("%-4s node threads, cpu_us/q: %s\n", mode, threads);
     return rc;
 }
 

@@ -517,7 +517,7 @@ bench_node_log_report(const bench_node_t *n, long *from, unsigned examples)
 /* utime + stime from a /proc stat file: of one thread (tid) or, with tid NULL, of the whole
  * process including threads that already exited. */
 static bool
-thread_ticks(pid_t pid, const char *tid, uint64_t *ticks)
+thread_ticks(pid_t pid, const char *tid, uint64_t *ticks, char name[16])
 {
     char path[128], buf[1024];
     if (tid != NULL) {
@@ -536,6 +536,10 @@ thread_ticks(pid_t pid, const char *tid, uint64_t *ticks)
     }
     buf[len] = '\0';
     const char *p = strrchr(buf, ')'); /* comm may contain spaces */
+    const char *open_paren = strchr(buf, '(');
+    if (name != NULL && open_paren != NULL && p != NULL && p > open_paren) {
+        snprintf(name, 16, "%.*s", (int)(p - open_paren - 1), open_paren + 1);
+    }
     unsigned long long ut = 0, st = 0;
     if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
         &ut, &st) != 2) {
@@ -560,13 +564,57 @@ bench_cpu_sample(pid_t pid, bench_cpu_t *out)
     struct dirent *de;
     while ((de = readdir(d)) != NULL && out->count < BENCH_THREADS_MAX) {
         uint64_t t = 0;
-        if (de->d_name[0] != '.' && thread_ticks(pid, de->d_name, &t)) {
+        if (de->d_name[0] != '.' && thread_ticks(pid, de->d_name, &t, out->name[out->count])) {
             out->tid[out->count] = (pid_t)atoi(de->d_name);
             out->ticks[out->count++] = t;
         }
     }
     closedir(d);
-    (void)thread_ticks(pid, NULL, &out->total_ticks);
+    (void)thread_ticks(pid, NULL, &out->total_ticks, NULL);
+}
+
+void
+bench_cpu_by_name(const bench_cpu_t *a, const bench_cpu_t *b, uint64_t ops, char *out,
+    size_t out_bytes)
+{
+    HIE_ASSERT(out != NULL && out_bytes > 0);
+    char group[BENCH_THREADS_MAX][16];
+    uint64_t ticks[BENCH_THREADS_MAX] = {0};
+    unsigned groups = 0;
+    for (unsigned i = 0; i < b->count; i++) {
+        char g[16];
+        const char *n = strncmp(b->name[i], "hie-", 4) == 0 ? b->name[i] + 4 : b->name[i];
+        snprintf(g, sizeof(g), "%s", n);
+        char *dash = strrchr(g, '-');
+        if (dash != NULL && dash[1] >= '0' && dash[1] <= '9') {
+            *dash = '\0';
+        }
+        uint64_t before = 0;
+        for (unsigned j = 0; j < a->count; j++) {
+            if (a->tid[j] == b->tid[i]) {
+                before = a->ticks[j];
+            }
+        }
+        unsigned k = 0;
+        while (k < groups && strcmp(group[k], g) != 0) {
+            k++;
+        }
+        if (k == groups) {
+            memcpy(group[groups++], g, sizeof(g));
+        }
+        ticks[k] += b->ticks[i] - before;
+    }
+    double us_per_tick = 1e6 / (double)sysconf(_SC_CLK_TCK);
+    size_t used = 0;
+    out[0] = '\0';
+    for (unsigned k = 0; k < groups && used < out_bytes; k++) {
+        if (ticks[k] == 0) {
+            continue;
+        }
+        int w = snprintf(out + used, out_bytes - used, "%s%s=%.1f", used ? " " : "", group[k],
+            ops > 0 ? (double)ticks[k] * us_per_tick / (double)ops : 0.0);
+        used += w > 0 ? (size_t)w : 0;
+    }
 }
 
 void

@@ -101,6 +101,7 @@ typedef struct bench_cpu {
     unsigned count;
     pid_t tid[BENCH_THREADS_MAX];
     uint64_t ticks[BENCH_THREADS_MAX];
+    char name[BENCH_THREADS_MAX][16]; /* the thread's name (comm), e.g. "hie-worker-1" */
     uint64_t total_ticks;        /* the whole process, threads that exited included */
     uint64_t when_ns;
 } bench_cpu_t;
@@ -108,6 +109,11 @@ void bench_cpu_sample(pid_t pid, bench_cpu_t *out);
 /* Between two samples: the process's CPU in % of one core, and the busiest thread's. */
 void bench_cpu_delta(const bench_cpu_t *a, const bench_cpu_t *b, double *total_pct,
     double *max_thread_pct, pid_t *max_tid);
+/* Between two samples: CPU microseconds per op (ops in the interval) of each group of
+ * threads, grouped by name without its "-N" suffix ("hie-worker-0" and "-1" are "worker"),
+ * written as "log=4.1 worker=9.0 ..." into out. */
+void bench_cpu_by_name(const bench_cpu_t *a, const bench_cpu_t *b, uint64_t ops, char *out,
+    size_t out_bytes);
 
 /* Sorts lat_ns[0..n) and returns the 50th and 99th percentiles in microseconds. */
 void bench_percentiles(uint64_t *lat_ns, size_t n, double *p50_us, double *p99_us);

@@ -5,7 +5,10 @@
  * committed (synced); the applied index never runs ahead of the last index; a submitter gets
  * exactly one reply per accepted submission. One thread does append + apply, so a batch's
  * durability (log fsync) and application (state commit) cost two syncs however many commands
- * the batch holds.
+ * the batch holds. The state machine may leave its commit open (apply returns
+ * HIE_CLUSTER_APPLIED_OPEN, hie/cluster.h) for commands that the log's own commit makes
+ * durable: their replies go at once, and one state commit (one fsync) then covers the batches
+ * applied until apply's own bound, or until no submission arrived for HIE_LOG_IDLE_FLUSH_MS.
  *
  * Callers: the node (open/start/destroy), workers and the admin thread (submit_*).
  */
@@ -45,6 +48,7 @@ struct hie_cluster_log {
     pthread_mutex_t start_mu;
     pthread_cond_t start_cv;
     bool start_done;
+    bool open;                     /* the state machine's commit is open, log thread only */
     struct pending *batch;         /* HIE_LOG_BATCH_COMMANDS_MAX slots, log thread only */
     hie_cluster_entry_t *entries;
     hie_cluster_result_t *results;
@@ -122,6 +126,36 @@ log_read_last(hie_cluster_log_t *log, uint64_t *last)
     return rc;
 }
 
+/* Commits the state machine's open transaction, if any. Returns 0 or the commit's error
+ * (the node must stop). */
+static int
+log_flush(hie_cluster_log_t *log)
+{
+    int rc = 0;
+    if (log->open) {
+        HIE_ASSERT(log->fsm.flush != NULL);
+        rc = log->fsm.flush(log->fsm.ctx);
+        log->open = false;
+    }
+    return rc;
+}
+
+/* apply's return: 0 committed, HIE_CLUSTER_APPLIED_OPEN (log->open set), or an error. */
+static int
+log_apply(hie_cluster_log_t *log, size_t n)
+{
+    int rc = log->fsm.apply(log->fsm.ctx, log->entries, n, log->results);
+    if (rc == HIE_CLUSTER_APPLIED_OPEN) {
+        HIE_ASSERT(log->fsm.flush != NULL);
+        log->open = true;
+        return 0;
+    }
+    if (rc == 0) {
+        log->open = false; /* the commit covered the batches before it too */
+    }
+    return rc;
+}
+
 /* Applies up to HIE_LOG_BATCH_COMMANDS_MAX entries starting at first, from the log itself. */
 static int
 log_replay_batch(hie_cluster_log_t *log, uint64_t first, uint64_t last, uint64_t *next)
@@ -151,7 +185,7 @@ log_replay_batch(hie_cluster_log_t *log, uint64_t first, uint64_t last, uint64_t
         if (log->fsm.prepare != NULL) {
             log->fsm.prepare(log->fsm.ctx, log->entries, n);
         }
-        rc = log->fsm.apply(log->fsm.ctx, log->entries, n, log->results);
+        rc = log_apply(log, n);
     }
     for (size_t i = 0; i < n; i++) {
         hie_mem_free(log->results[i].buf, log->results[i].len);
@@ -182,7 +216,7 @@ log_replay(hie_cluster_log_t *log)
     while (rc == 0 && next <= last) {
         rc = log_replay_batch(log, next, last, &next);
     }
-    return rc;
+    return rc == 0 ? log_flush(log) : rc;
 }
 
 int
@@ -325,7 +359,7 @@ batch_process(hie_cluster_log_t *log, void *router, size_t n)
         return; /* fatal does not return; keeps the compiler honest */
     }
     atomic_store(&log->last_index, first + n - 1);
-    rc = log->fsm.apply(log->fsm.ctx, log->entries, n, log->results);
+    rc = log_apply(log, n);
     if (rc != 0) {
         log->fsm.fatal(log->fsm.ctx, rc, "state machine apply failed");
         return;
@@ -344,11 +378,19 @@ static bool
 log_loop_once(hie_cluster_log_t *log, void *router, void *ctl)
 {
     zmq_pollitem_t items[2] = {{router, 0, ZMQ_POLLIN, 0}, {ctl, 0, ZMQ_POLLIN, 0}};
-    if (zmq_poll(items, 2, -1) < 0) {
+    int ready = zmq_poll(items, 2, log->open ? (long)HIE_LOG_IDLE_FLUSH_MS : -1L);
+    if (ready < 0) {
         return errno == EINTR;
     }
     if (items[1].revents & ZMQ_POLLIN) {
         return false;
+    }
+    if (ready == 0) {
+        int rc = log_flush(log); /* idle with an open commit */
+        if (rc != 0) {
+            log->fsm.fatal(log->fsm.ctx, rc, "state commit failed");
+        }
+        return true;
     }
     size_t n = 0;
     while (n < HIE_LOG_BATCH_COMMANDS_MAX) {
@@ -416,6 +458,10 @@ log_thread(void *arg)
     while (rc == 0 && log_loop_once(log, router, ctl)) {
     }
     if (rc == 0) {
+        int frc = log_flush(log);
+        if (frc != 0) {
+            log->fsm.fatal(log->fsm.ctx, frc, "state commit failed");
+        }
         log_refuse_queued(log, router);
     }
     if (router != NULL) {
@@ -439,6 +485,7 @@ hie_cluster_log_start(hie_cluster_log_t *log)
     if (rc != 0) {
         return -rc;
     }
+    pthread_setname_np(log->thread, "hie-log");
     log->started = true;
     pthread_mutex_lock(&log->start_mu);
     while (!log->start_done) {
@@ -486,6 +533,7 @@ hie_cluster_log_destroy(hie_cluster_log_t **logp)
     hie_mem_free(log->batch, HIE_LOG_BATCH_COMMANDS_MAX * sizeof(*log->batch));
     hie_mem_free(log->entries, HIE_LOG_BATCH_COMMANDS_MAX * sizeof(*log->entries));
     hie_mem_free(log->results, HIE_LOG_BATCH_COMMANDS_MAX * sizeof(*log->results));
+
     log->magic = 0;
     hie_mem_free(log, sizeof(*log));
     *logp = NULL;

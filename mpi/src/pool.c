@@ -233,6 +233,9 @@ hie_mpi_pool_create(hie_mpi_pool_t **out, hie_mpi_store_t *s, unsigned threads)
         if (pthread_create(&pool->th[started].tid, NULL, pool_main, &pool->th[started]) != 0) {
             break;
         }
+        char name[16];
+        snprintf(name, sizeof(name), "hie-match-%u", started % 100u);
+        pthread_setname_np(pool->th[started].tid, name);
     }
     if (started < threads) {
         pool_stop(pool, started);

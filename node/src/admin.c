@@ -529,6 +529,9 @@ hie_node__admin_start(node_admin_t **out, node_ctx_t *ctx)
     if (rc == 0) {
         rc = -pthread_create(&a->thread, NULL, admin_thread, a);
         a->started = rc == 0;
+        if (rc == 0) {
+            pthread_setname_np(a->thread, "hie-admin");
+        }
     }
     return rc;
 }

@@ -344,6 +344,14 @@ hie_node__audit_report_prepare(node_ctx_t *ctx, const node_who_t *who,
     euid[0] = '\0';
     struct report r = {ctx, NULL, arena, q, out, 0, q->to_ms, q->page_size ? q->page_size
         : HIE_AUDIT_REPORT_PAGE_DEFAULT, {0}, 0, 0, false, 0};
+    /* every audit record answered so far is durable in the log; wait until its apply is
+     * committed too (audit records share state commits, sm.c), so the report includes it */
+    if (ctx->log != NULL && hie_node__state_wait_committed(ctx->state,
+                                hie_cluster_log_last_index(ctx->log),
+                                HIE_AUDIT_REPORT_COMMIT_WAIT_MS) != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "the audit log is catching up; retry");
+    }
     if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &r.txn) != 0) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
     }

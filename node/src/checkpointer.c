@@ -134,6 +134,9 @@ hie_node__checkpointer_start(node_checkpointer_t **out, node_ctx_t *ctx)
     if (rc == 0) {
         rc = -pthread_create(&c->thread, NULL, checkpointer_thread, c);
         c->started = rc == 0;
+        if (rc == 0) {
+            pthread_setname_np(c->thread, "hie-checkpoint");
+        }
     }
     return rc;
 }

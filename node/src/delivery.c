@@ -580,6 +580,9 @@ hie_node__delivery_start(node_delivery_t **out, node_ctx_t *ctx)
     if (rc == 0) {
         rc = -pthread_create(&d->thread, NULL, delivery_thread, d);
         d->started = rc == 0;
+        if (rc == 0) {
+            pthread_setname_np(d->thread, "hie-delivery"); /* for top -H, perf, /proc */
+        }
     }
     return rc;
 }

@@ -1285,6 +1285,9 @@ hie_node__edge_start(node_edge_t **out, node_ctx_t *ctx, unsigned index)
     if (rc != 0) {
         return -rc;
     }
+    char name[16];
+    snprintf(name, sizeof(name), "hie-edge-%u", index % 100u);
+    pthread_setname_np(e->thread, name);
     pthread_mutex_lock(&e->mu);
     while (!e->started) {
         pthread_cond_wait(&e->cv, &e->mu);

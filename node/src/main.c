@@ -168,6 +168,7 @@ node_open_storage(node_ctx_t *ctx)
     snprintf(logdir, sizeof(logdir), "%s/log", ctx->cfg.data_dir);
     hie_cluster_log_config_t lcfg = {logdir, ctx->zctx, NODE_EP_LOG, ctx->cfg.map_bytes};
     hie_cluster_fsm_t fsm = hie_node__state_fsm(ctx->state);
+    hie_node__state_defer_commits(ctx->state, true);
     uint64_t t0 = hie_time_mono_ns();
     rc = hie_cluster_log_open(&ctx->log, &lcfg, &fsm);
     if (rc != 0) {

@@ -176,6 +176,9 @@ render_state(struct out *o, const node_metrics_t *m, const char *node)
     out_printf(o, "# HELP hie_log_batches_total Group commits (one fsync each).\n"
         "# TYPE hie_log_batches_total counter\nhie_log_batches_total{node=\"%s\"} %lu\n", node,
         LOAD(m->log_batches));
+    out_printf(o, "# HELP hie_state_commits_total State commits (one fsync each; audit-only "
+        "batches share one).\n# TYPE hie_state_commits_total counter\n"
+        "hie_state_commits_total{node=\"%s\"} %lu\n", node, LOAD(m->state_commits));
     out_printf(o, "# HELP hie_applied_index Last applied log index.\n"
         "# TYPE hie_applied_index gauge\nhie_applied_index{node=\"%s\"} %lu\n", node,
         LOAD(m->applied_index));

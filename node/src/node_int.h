@@ -116,6 +116,7 @@ typedef struct node_metrics {
     _Atomic uint64_t latency_sum_us[REQ_KIND_COUNT];
     _Atomic uint64_t commands_applied;
     _Atomic uint64_t log_batches;
+    _Atomic uint64_t state_commits;         /* synced state commits (several batches each) */
     _Atomic uint64_t applied_index;
     _Atomic uint64_t log_index;
     _Atomic uint64_t tls_reloads_ok;
@@ -187,6 +188,15 @@ HIE_MUST_CHECK int hie_node__state_dedup_get(node_state_t *st, const char *reque
 HIE_MUST_CHECK int hie_node__state_org_each(node_state_t *st, hie_arena_t *arena,
     int (*fn)(void *ctx, hie_org_t *org), void *ctx);
 HIE_MUST_CHECK int hie_node__state_applied_index(node_state_t *st, uint64_t *out);
+/* Lets batches of audit records share a state commit (sm.c; the node turns it on before the
+ * log replays; off, every apply commits, as callers of fsm.apply other than the log expect).
+ * Log thread, or before it starts. */
+void hie_node__state_defer_commits(node_state_t *st, bool on);
+/* The last index whose apply is committed (any thread), and a wait (any thread but the log
+ * thread) until it reaches index: 0, or HIE_ETIMEDOUT after timeout_ms. */
+uint64_t hie_node__state_committed_index(node_state_t *st);
+HIE_MUST_CHECK int hie_node__state_wait_committed(node_state_t *st, uint64_t index,
+    uint32_t timeout_ms);
 
 /* ---- consent and audit state (consent_state.c, audit_state.c) ------------------------------
  * Both keep their databases in the state environment. Apply runs on the log thread inside the

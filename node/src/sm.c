@@ -5,7 +5,15 @@
  * order, one write transaction per batch, and stores the applied index in the same
  * transaction, so a crash at any point leaves a state that replays to the same contents.
  * Apply is deterministic: no clock, no PRNG, no hash-order iteration; time comes from the
- * command. A command it rejects (bad body, unknown organization, ...) is a recorded result,
+ * command. Batches of audit records only (one per exchange, the hot path) may share a commit
+ * (hie_node__state_defer_commits): the log's fsync already made them durable before apply,
+ * and replay applies them again after a crash. So apply leaves the write transaction open for
+ * the next batch, their replies go at once, and one commit (one fsync) covers several
+ * batches: the log's flush when it goes idle, any batch that holds another command, or the
+ * bounds below. Everything else commits before its reply: consent changes must bind the very
+ * next message, and the match pool reads committed records. Readers that must see every audit
+ * record answered so far wait for the commit (hie_node__state_wait_committed). The monotonic
+ * clock used for the bound decides only when to commit, never what is stored. A command it rejects (bad body, unknown organization, ...) is a recorded result,
  * not an error; a storage failure is an error and stops the node.
  *
  * Databases in <data_dir>/state: meta (applied_index), orgs (id -> Organization),
@@ -19,6 +27,7 @@
 #include "hie/mpi_store.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,6 +35,9 @@
 #define STATE_MAGIC 0x53544154u /* "STAT" */
 #define DEDUP_KEY_BYTES_MAX (HIE_ORG_ID_BYTES_MAX + 1 + HIE_PROTO_ID_BYTES_MAX + 1)
 #define APPLY_ARENA_BYTES (HIE_ARENA_BYTES_MAX)
+/* An open commit of audit records is closed after this long or this many commands. */
+#define STATE_DEFER_NS_MAX (20u * 1000u * 1000u)
+#define STATE_DEFER_COMMANDS_MAX 8192u
 
 struct node_state {
     uint32_t magic;
@@ -37,6 +49,16 @@ struct node_state {
     hie_mpi_key_t *mpi_key;    /* NULL: no data key configured, MPI exchanges unavailable */
     hie_mpi_pool_t *mpi_pool;  /* the match pool (NULL: none); prepares each batch's feeds */
     size_t batch_pos;          /* apply: the entry of the batch being applied */
+    /* deferred commits (log thread, except the committed index and its wait) */
+    bool defer;                /* hie_node__state_defer_commits */
+    MDB_txn *open_txn;         /* applied, not yet committed (audit records only) */
+    uint64_t open_since_ns;
+    uint64_t open_commands;
+    uint64_t open_last;        /* the last index applied in open_txn */
+    pthread_mutex_t commit_mu;
+    pthread_cond_t commit_cv;
+    _Atomic uint64_t committed_index;
+
     node_consent_t *consent;   /* consent directives (consent_state.c) */
     node_audit_t *audit;       /* the disclosure audit log (audit_state.c) */
     node_queue_t *queue;       /* delivery queues (queue_state.c) */
@@ -110,6 +132,8 @@ hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_byte
         return HIE_ENOMEM;
     }
     st->magic = STATE_MAGIC;
+    pthread_mutex_init(&st->commit_mu, NULL);
+    pthread_cond_init(&st->commit_cv, NULL);
     st->metrics = metrics;
     snprintf(st->node_id, sizeof(st->node_id), "%s", node_id);
     int rc = mdb_rc(mdb_env_create(&st->env));
@@ -131,6 +155,12 @@ hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_byte
     if (rc == 0) {
         rc = state_dbis_open(st);
     }
+    uint64_t applied = 0;
+    if (rc == 0) {
+        rc = hie_node__state_applied_index(st, &applied);
+        atomic_store(&st->committed_index, applied);
+    }
+
     if (rc == 0) {
         rc = hie_mpi_store_open(&st->mpi, st->env, NULL);
     }
@@ -166,6 +196,11 @@ hie_node__state_close(node_state_t **stp)
         return;
     }
     HIE_ASSERT(st->magic == STATE_MAGIC);
+    if (st->open_txn != NULL) {
+        /* only if the log never flushed (it does at stop): replay applies these again */
+        mdb_txn_abort(st->open_txn);
+        st->open_txn = NULL;
+    }
     hie_mpi_pool_destroy(&st->mpi_pool);
     hie_mpi_store_close(&st->mpi);
     hie_node__consent_close(&st->consent);
@@ -177,6 +212,8 @@ hie_node__state_close(node_state_t **stp)
     if (st->env != NULL) {
         mdb_env_close(st->env);
     }
+    pthread_cond_destroy(&st->commit_cv);
+    pthread_mutex_destroy(&st->commit_mu);
     st->magic = 0;
     hie_mem_free(st, sizeof(*st));
     *stp = NULL;
@@ -750,6 +787,40 @@ out:
     return rc;
 }
 
+/* True when every command of the batch is an audit record, whose reply needs no commit. */
+static bool
+batch_deferrable(const hie_cluster_entry_t *entries, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!hie_proto_command_has_body(entries[i].cmd, HIE__V1__COMMAND__BODY_AUDIT_BATCH) &&
+            !hie_proto_command_has_body(entries[i].cmd, HIE__V1__COMMAND__BODY_AUDIT_APPEND)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Commits the open transaction (synced) and wakes the readers waiting for it. */
+static int
+state_commit(node_state_t *st)
+{
+    if (st->open_txn == NULL) {
+        return 0;
+    }
+    int rc = mdb_rc(mdb_txn_commit(st->open_txn));
+    st->open_txn = NULL;
+    if (rc == 0) {
+        pthread_mutex_lock(&st->commit_mu);
+        atomic_store(&st->committed_index, st->open_last);
+        pthread_cond_broadcast(&st->commit_cv);
+        pthread_mutex_unlock(&st->commit_mu);
+        if (st->metrics != NULL) {
+            atomic_fetch_add(&st->metrics->state_commits, 1);
+        }
+    }
+    return rc;
+}
+
 static int
 fsm_apply(void *ctx, const hie_cluster_entry_t *entries, size_t n,
     hie_cluster_result_t *results)
@@ -757,27 +828,37 @@ fsm_apply(void *ctx, const hie_cluster_entry_t *entries, size_t n,
     node_state_t *st = ctx;
     HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
     HIE_ASSERT(n > 0 && n <= HIE_LOG_BATCH_COMMANDS_MAX);
-    MDB_txn *txn = NULL;
-    int rc = mdb_rc(mdb_txn_begin(st->env, NULL, 0, &txn));
+    int rc = 0;
+    bool keep = false;
+    if (st->open_txn == NULL) {
+        rc = mdb_rc(mdb_txn_begin(st->env, NULL, 0, &st->open_txn));
+        st->open_since_ns = hie_time_mono_ns();
+        st->open_commands = 0;
+    }
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (i > 0) {
             HIE_ASSERT(entries[i].index == entries[i - 1].index + 1);
         }
         st->batch_pos = i;
-        rc = apply_one(st, txn, &entries[i], &results[i]);
+        rc = apply_one(st, st->open_txn, &entries[i], &results[i]);
     }
     if (rc == 0) {
         uint8_t idx[8];
         hie_store_be64(idx, entries[n - 1].index);
         MDB_val k = {13, (void *)(uintptr_t)"applied_index"}, v = {8, idx};
-        rc = mdb_rc(mdb_put(txn, st->meta, &k, &v, 0));
+        rc = mdb_rc(mdb_put(st->open_txn, st->meta, &k, &v, 0));
     }
     if (rc == 0) {
-        rc = mdb_rc(mdb_txn_commit(txn));
-        txn = NULL;
+        st->open_last = entries[n - 1].index;
+        st->open_commands += n;
+        keep = st->defer && st->open_commands < STATE_DEFER_COMMANDS_MAX &&
+               hie_time_mono_ns() - st->open_since_ns < STATE_DEFER_NS_MAX &&
+               batch_deferrable(entries, n);
+        rc = keep ? 0 : state_commit(st);
     }
-    if (txn != NULL) {
-        mdb_txn_abort(txn);
+    if (rc != 0 && st->open_txn != NULL) {
+        mdb_txn_abort(st->open_txn); /* the node stops (fatal); replay redoes the batches */
+        st->open_txn = NULL;
     }
     hie_mpi_pool_end(st->mpi_pool);
     if (rc == 0 && st->metrics != NULL) {
@@ -785,7 +866,53 @@ fsm_apply(void *ctx, const hie_cluster_entry_t *entries, size_t n,
         atomic_fetch_add(&st->metrics->log_batches, 1);
         atomic_store(&st->metrics->applied_index, entries[n - 1].index);
     }
-    return rc;
+    return rc == 0 && keep ? HIE_CLUSTER_APPLIED_OPEN : rc;
+}
+
+static int
+fsm_flush(void *ctx)
+{
+    node_state_t *st = ctx;
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    return state_commit(st);
+}
+
+void
+hie_node__state_defer_commits(node_state_t *st, bool on)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC && st->open_txn == NULL);
+    st->defer = on;
+}
+
+uint64_t
+hie_node__state_committed_index(node_state_t *st)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    return atomic_load(&st->committed_index);
+}
+
+int
+hie_node__state_wait_committed(node_state_t *st, uint64_t index, uint32_t timeout_ms)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    if (atomic_load(&st->committed_index) >= index) {
+        return 0;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until); /* pthread_cond_timedwait's default clock */
+    until.tv_sec += (time_t)(timeout_ms / 1000u);
+    until.tv_nsec += (long)(timeout_ms % 1000u) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&st->commit_mu);
+    while (rc == 0 && atomic_load(&st->committed_index) < index) {
+        rc = pthread_cond_timedwait(&st->commit_cv, &st->commit_mu, &until);
+    }
+    pthread_mutex_unlock(&st->commit_mu);
+    return atomic_load(&st->committed_index) >= index ? 0 : HIE_ETIMEDOUT;
 }
 
 /* The feed command of a log entry, for the match pool (pool threads). */
@@ -838,6 +965,7 @@ hie_cluster_fsm_t
 hie_node__state_fsm(node_state_t *st)
 {
     HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
-    hie_cluster_fsm_t fsm = {st, fsm_apply, fsm_applied_index, fsm_fatal, fsm_prepare};
+    hie_cluster_fsm_t fsm = {st, fsm_apply, fsm_applied_index, fsm_fatal, fsm_prepare,
+        fsm_flush};
     return fsm;
 }

@@ -1319,6 +1319,9 @@ hie_node__workers_start(node_workers_t **out, node_ctx_t *ctx)
             rc = -pthread_create(&w->thread, NULL, worker_thread, w);
         }
         if (rc == 0) {
+            char name[16];
+            snprintf(name, sizeof(name), "hie-worker-%u", (unsigned)ws->count % 100u);
+            pthread_setname_np(w->thread, name);
             ws->count++;
         }
     }

@@ -7,6 +7,7 @@
 #include <criterion/logging.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <lmdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -341,6 +342,53 @@ itest_log_count(itest_node_t *n, const char *needle)
     }
     free(buf);
     return count;
+}
+
+size_t
+itest_db_entries(itest_node_t *n, const char *db)
+{
+    char dir[ITEST_PATH + 16];
+    snprintf(dir, sizeof(dir), "%s/state", n->data_dir);
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    MDB_stat st = {0};
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 64);
+    cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    if (mdb_dbi_open(txn, db, 0, &dbi) == 0) {
+        cr_assert_eq(mdb_stat(txn, dbi, &st), 0);
+    }
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return st.ms_entries;
+}
+
+size_t
+itest_db_entries_wait(itest_node_t *n, const char *db, size_t want, int timeout_ms)
+{
+    size_t got = itest_db_entries(n, db);
+    for (int t = 0; got != want && t < timeout_ms; t += 5) {
+        usleep(5000);
+        got = itest_db_entries(n, db);
+    }
+    return got;
+}
+
+size_t
+itest_db_entries_settled(itest_node_t *n, const char *db)
+{
+    size_t prev = itest_db_entries(n, db), got = prev;
+    for (int t = 0; t < 5000; t += 50) {
+        usleep(50000);
+        got = itest_db_entries(n, db);
+        if (got == prev) {
+            break;
+        }
+        prev = got;
+    }
+    return got;
 }
 
 bool

@@ -83,6 +83,16 @@ bool itest_log_wait(itest_node_t *n, const char *needle, int timeout_ms);
 /* Counts occurrences of needle in the node log. */
 int itest_log_count(itest_node_t *n, const char *needle);
 
+/* Entries of the named database in the node's state, read from its LMDB files (running or
+ * stopped); 0 when the database does not exist. */
+size_t itest_db_entries(itest_node_t *n, const char *db);
+/* The same once it equals want, or its count after timeout_ms. Audit records are committed to
+ * the state shortly after their replies (they are durable in the command log before), so a
+ * test that counts them right after a reply waits for the count to settle. */
+size_t itest_db_entries_wait(itest_node_t *n, const char *db, size_t want, int timeout_ms);
+/* The count once two reads 50 ms apart agree (at most 5 s): a baseline before new records. */
+size_t itest_db_entries_settled(itest_node_t *n, const char *db);
+
 /* A client-library connection as org (certificate from pki_dir/certs/<org>). */
 hie_client_t *itest_client(itest_node_t *n, const char *org);
 /* Ping with id (NULL: fresh id) and wait 5 s; returns 0 on a Pong, else the rc or -1000-code. */

@@ -13,27 +13,6 @@
 
 #include "exchange.h"
 
-/* Entries in the MPI's record database, read from the running node's LMDB file. */
-static size_t
-mpi_records(itest_node_t *n)
-{
-    char dir[ITEST_PATH + 16];
-    snprintf(dir, sizeof(dir), "%s/state", n->data_dir);
-    MDB_env *env = NULL;
-    MDB_txn *txn = NULL;
-    MDB_dbi dbi;
-    MDB_stat st;
-    cr_assert_eq(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 32);
-    cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600), 0);
-    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-    cr_assert_eq(mdb_dbi_open(txn, "mpi_recs", 0, &dbi), 0);
-    cr_assert_eq(mdb_stat(txn, dbi, &st), 0);
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
-    return st.ms_entries;
-}
-
 static void
 setup(itest_node_t *n)
 {
@@ -72,7 +51,7 @@ Test(mpi, feed_pix_pdq, .timeout = 120)
     Hie__V1__MpiFeedReply *again = feed_ok(c, "f2", create, "riverside-clinic", "C-9", &JON,
         NULL, a);
     cr_assert_str_eq(again->euid, r2->euid);
-    cr_assert_eq(mpi_records(&n), 3u);
+    cr_assert_eq(itest_db_entries(&n, "mpi_recs"), 3u);
     /* PIX from the hospital's MRN finds the clinic's */
     hie_envelope_t *p = pix(h, "q1", "general-hospital", "H-001", a);
     cr_assert_eq(p->body_case, HIE__V1__ENVELOPE__BODY_PIX_REPLY);
@@ -188,7 +167,7 @@ Test(mpi, bad_input_named_and_nothing_written, .timeout = 120)
     const Hie__V1__FeedAction create = HIE__V1__FEED_ACTION__FEED_CREATE;
     const Hie__V1__ErrorCode bad = HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST;
     feed_ok(h, "b0", create, "general-hospital", "H-0", &JOHN, NULL, a);
-    size_t before = mpi_records(&n);
+    size_t before = itest_db_entries(&n, "mpi_recs");
     /* another organization's MRN */
     expect_error(feed(h, "b1", create, "riverside-clinic", "C-1", &JOHN, NULL, a),
         HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, "patient.org_id");
@@ -231,7 +210,7 @@ Test(mpi, bad_input_named_and_nothing_written, .timeout = 120)
     req.body_case = HIE__V1__ENVELOPE__BODY_MPI_FEED;
     req.mpi_feed = &f;
     expect_error(call(h, &req, a), bad, "demographics.given");
-    cr_assert_eq(mpi_records(&n), before, "a refused feed wrote a record");
+    cr_assert_eq(itest_db_entries(&n, "mpi_recs"), before, "a refused feed wrote a record");
     expect_error(pix(h, "b7", "general-hospital", "H-6", a),
         HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn");
     /* the node kept serving */
@@ -396,12 +375,12 @@ Test(mpi, bulk_import_resumes_and_training_installs_a_model, .timeout = 300)
     cr_assert_eq(rc, 1, "one bad row: exit 1, got %d: %s", rc, out);
     cr_assert(strstr(out, "line 302") != NULL, "the bad row is named by line: %s", out);
     cr_assert(strstr(out, "demographics.birth_date") != NULL, "%s", out);
-    cr_assert_eq(mpi_records(&n), 300u);
+    cr_assert_eq(itest_db_entries(&n, "mpi_recs"), 300u);
     /* running it again applies nothing twice */
     rc = itest_ctl(&n, out, sizeof(out), "mpi import %s --batch 64", csv);
-    cr_assert_eq(mpi_records(&n), 300u, "re-import: %s", out);
+    cr_assert_eq(itest_db_entries(&n, "mpi_recs"), 300u, "re-import: %s", out);
     rc = itest_ctl(&n, out, sizeof(out), "mpi import %s --batch 64 --restart", csv);
-    cr_assert_eq(mpi_records(&n), 300u, "restarted import: %s", out);
+    cr_assert_eq(itest_db_entries(&n, "mpi_recs"), 300u, "restarted import: %s", out);
     /* the pairs linked: PIX from the hospital's record finds the clinic's */
     hie_arena_t *a = arena_new();
     hie_client_t *h = itest_client(&n, "general-hospital");
@@ -481,7 +460,7 @@ Test(mpi, pix_pdq_review_bad_input, .timeout = 120)
     expect_error(review_call(op, "x8", false, 999, true, a),
         HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "id");
     cr_assert_eq(itest_ping(h, NULL), 0, "the node kept serving");
-    cr_assert_eq(mpi_records(&n), 1u);
+    cr_assert_eq(itest_db_entries(&n, "mpi_recs"), 1u);
     hie_client_destroy(&op);
     hie_client_destroy(&h);
     hie_arena_destroy(&a);

@@ -34,27 +34,6 @@ setup(itest_node_t *n)
     itest_register(n, CLINIC, "clinic");
 }
 
-static size_t
-db_entries(itest_node_t *n, const char *db)
-{
-    char dir[ITEST_PATH + 16];
-    snprintf(dir, sizeof(dir), "%s/state", n->data_dir);
-    MDB_env *env = NULL;
-    MDB_txn *txn = NULL;
-    MDB_dbi dbi;
-    MDB_stat st = {0};
-    cr_assert_eq(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 32);
-    cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600), 0);
-    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-    if (mdb_dbi_open(txn, db, 0, &dbi) == 0) {
-        cr_assert_eq(mdb_stat(txn, dbi, &st), 0);
-    }
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
-    return st.ms_entries;
-}
-
 static hie_envelope_t *
 push(hie_client_t *c, const char *id, const char *to, const char *mrn, const char *content,
     size_t len, const char *label, hie_arena_t *a)
@@ -106,7 +85,7 @@ Test(push, delivered_acknowledged_and_idempotent, .timeout = 120)
     feed_patient(h, a);
     const char *mid = push_ok(h, "p1", "discharge: stable, follow up in 7 days", a);
     cr_assert_str_eq(mid, HOSP ":p1");
-    cr_assert_eq(db_entries(&n, "q_msg"), 1u, "queued before the sender's acknowledgement");
+    cr_assert_eq(itest_db_entries(&n, "q_msg"), 1u, "queued before the sender's acknowledgement");
     struct inbox in;
     cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
     Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
@@ -120,13 +99,13 @@ Test(push, delivered_acknowledged_and_idempotent, .timeout = 120)
     cr_assert(strlen(d->euid) > 1);
     uint64_t seq = d->seq;
     cr_assert_eq(ack(c, "a1", &seq, 1, &in, a), 1u);
-    cr_assert_eq(db_entries(&n, "q_msg"), 0u, "acknowledged: out of the queue");
+    cr_assert_eq(itest_db_entries(&n, "q_msg"), 0u, "acknowledged: out of the queue");
     cr_assert_eq(ack(c, "a2", &seq, 1, &in, a), 0u, "a second ack changes nothing");
     /* the same push id again: the original answer, nothing queued or delivered */
     cr_assert_str_eq(push_ok(h, "p1", "discharge: stable, follow up in 7 days", a), mid);
-    cr_assert_eq(db_entries(&n, "q_msg"), 0u);
+    cr_assert_eq(itest_db_entries(&n, "q_msg"), 0u);
     cr_assert_null(next_delivery(c, &in, 1000, a), "delivered once");
-    cr_assert_eq(db_entries(&n, "audit_rec"), 1u, "one audit record for the disclosure");
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", 1u, 2000), 1u, "one audit record for the disclosure");
     hie_client_destroy(&h);
     hie_client_destroy(&c);
     hie_arena_destroy(&a);
@@ -208,8 +187,8 @@ Test(push, consent_denied_push_queues_nothing_and_is_audited, .timeout = 120)
     consent_submit_ok(h, "c1", &x, a);
     hie_envelope_t *r = push(h, "p1", CLINIC, "H-1", "note", 4, NULL, a);
     expect_error(r, HIE__V1__ERROR_CODE__ERROR_CONSENT_DENIED, NULL);
-    cr_assert_eq(db_entries(&n, "q_msg"), 0u, "nothing queued");
-    cr_assert_eq(db_entries(&n, "audit_rec"), 1u, "the refusal is audited");
+    cr_assert_eq(itest_db_entries(&n, "q_msg"), 0u, "nothing queued");
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", 1u, 2000), 1u, "the refusal is audited");
     hie_client_destroy(&h);
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
@@ -235,7 +214,7 @@ Test(push, bad_input_names_the_field_and_queues_nothing, .timeout = 120)
     expect_error(push(h, "b4", CLINIC, "H-404", "x", 1, NULL, a),
         HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document.patient.mrn");
     expect_error(push(h, "b5", CLINIC, "H 1", "x", 1, NULL, a), bad, "document.patient.mrn");
-    cr_assert_eq(db_entries(&n, "q_msg"), 0u, "nothing queued");
+    cr_assert_eq(itest_db_entries(&n, "q_msg"), 0u, "nothing queued");
     hie_client_destroy(&h);
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
@@ -267,8 +246,8 @@ Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
     cr_log_info("retry waits: %lu ms, %lu ms", gap1, gap2);
     /* the third wait ends in the dead letters, not a fourth attempt */
     cr_assert(itest_log_wait(&n, "message dead-lettered", 5000), "dead-lettered");
-    cr_assert_eq(db_entries(&n, "q_msg"), 0u);
-    cr_assert_eq(db_entries(&n, "q_dead"), 1u);
+    cr_assert_eq(itest_db_entries(&n, "q_msg"), 0u);
+    cr_assert_eq(itest_db_entries(&n, "q_dead"), 1u);
     cr_assert_null(next_delivery(c, &in, 1500, a), "no fourth attempt");
     /* the operator sees it (no content) and sends it back */
     char out[4096];
@@ -277,7 +256,7 @@ Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
     cr_assert(strstr(out, "attempts=3 reason=max-attempts") != NULL, "%s", out);
     cr_assert(strstr(out, "result") == NULL, "no content in the listing");
     cr_assert_eq(itest_ctl(&n, out, sizeof(out), "delivery redrive %s", CLINIC), 0, "%s", out);
-    cr_assert_eq(db_entries(&n, "q_dead"), 0u);
+    cr_assert_eq(itest_db_entries(&n, "q_dead"), 0u);
     cr_assert_eq(receive_start(c, "r2", &in, a), 1u, "back in the queue");
     Hie__V1__Delivery *again = next_delivery(c, &in, 5000, a);
     cr_assert_not_null(again, "redriven");

@@ -15,27 +15,6 @@
 #define HOSP "general-hospital"
 #define CLINIC "riverside-clinic"
 
-static size_t
-audit_records(itest_node_t *n)
-{
-    char dir[ITEST_PATH + 16];
-    snprintf(dir, sizeof(dir), "%s/state", n->data_dir);
-    MDB_env *env = NULL;
-    MDB_txn *txn = NULL;
-    MDB_dbi dbi;
-    MDB_stat st = {0};
-    cr_assert_eq(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 64);
-    cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600), 0);
-    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-    if (mdb_dbi_open(txn, "audit_rec", 0, &dbi) == 0) {
-        cr_assert_eq(mdb_stat(txn, dbi, &st), 0);
-    }
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
-    return st.ms_entries;
-}
-
 static void
 store(hie_client_t *h, const char *id, const char *cls, const char *label, int64_t date_ms,
     const char *content, hie_arena_t *a)
@@ -122,7 +101,7 @@ Test(query, repository_documents_listed_filtered_and_consent_applied, .timeout =
     store(h, "dA", "discharge-summary", NULL, D2026_01, "discharge A", a);
     store(h, "dB", "progress-note", "PSY", D2026_02, "psychiatry note B", a);
     store(h, "dC", "lab-report", NULL, D2025_06, "lab C", a);
-    size_t audits = audit_records(&n);
+    size_t audits = itest_db_entries_settled(&n, "audit_rec");
     Hie__V1__RecordQueryReply *all = query(c, "q1", NULL, 0, 0, a);
     cr_assert_eq(all->n_documents, 3u, "found through the clinic's MRN");
     cr_assert_str_eq(all->documents[0]->document_id, HOSP ":dB", "newest first");
@@ -151,7 +130,7 @@ Test(query, repository_documents_listed_filtered_and_consent_applied, .timeout =
     expect_error(rz, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document_id");
     cr_assert_str_eq(rb->error->message, rz->error->message, "withheld looks like absent");
     /* q1..q4 and g1..g3: one audit record each */
-    cr_assert_eq(audit_records(&n), audits + 7u, "one per query and retrieval");
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audits + 7u, 2000), audits + 7u, "one per query and retrieval");
     hie_client_destroy(&h);
     hie_client_destroy(&c);
     hie_arena_destroy(&a);
@@ -378,7 +357,7 @@ Test(query, a_responder_document_is_retrieved_through_the_broker_with_consent, .
     setup3(&n, &h, &c, &s, a);
     struct inbox in;
     responder_on(s, &in, a);
-    size_t audits = audit_records(&n);
+    size_t audits = itest_db_entries_settled(&n, "audit_rec");
     hie_envelope_t *ok = retrieve_via(c, s, "g1", HOSP2, "S-5", NULL, a);
     cr_assert_eq(ok->body_case, HIE__V1__ENVELOPE__BODY_RETRIEVE_REPLY, "%s",
         ok->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? ok->error->message : "?");
@@ -404,7 +383,7 @@ Test(query, a_responder_document_is_retrieved_through_the_broker_with_consent, .
     hie_envelope_t *huge = retrieve_via(c, s, "g3b", HOSP2, "S-5", NULL, a);
     answer_content_bytes = 0;
     expect_error(huge, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document_id");
-    cr_assert_eq(audit_records(&n), audits + 4u, "one per completed retrieval");
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audits + 4u, 2000), audits + 4u, "one per completed retrieval");
     /* no answer: UNAVAILABLE at the deadline; an organization that is no responder */
     uint64_t t0 = hie_time_mono_ns();
     retrieve_send(c, "g4", "st-mary:lab-77", HOSP2);

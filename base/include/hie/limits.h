@@ -64,6 +64,9 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 
 /* Commands in one group commit / apply batch. Bounds one LMDB write txn. */
 #define HIE_LOG_BATCH_COMMANDS_MAX 1024u
+/* A state commit left open by apply (audit records share state commits, cluster/src/log.c)
+ * is flushed once no submission has arrived for this long. */
+#define HIE_LOG_IDLE_FLUSH_MS 2u
 /* Largest encoded command. Frames carry commands' payloads, plus a header. */
 #define HIE_LOG_COMMAND_BYTES_MAX (HIE_PROTO_FRAME_BYTES_MAX + 4096u)
 /* Commands submitted and not yet applied, node-wide. Beyond it: OVERLOADED. */
@@ -97,6 +100,9 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 /* Entries per disclosure report page (default 100); pages are walked with a token. */
 #define HIE_AUDIT_REPORT_PAGE_MAX 1000u
 #define HIE_AUDIT_REPORT_PAGE_DEFAULT 100u
+/* A report waits at most this long for the audit records already answered to be committed to
+ * the state (they share commits, node/src/sm.c); longer answers UNAVAILABLE. */
+#define HIE_AUDIT_REPORT_COMMIT_WAIT_MS 2000u
 /* How often a node signs a checkpoint of the audit tree when it has grown (audit.*). */
 #define HIE_AUDIT_CHECKPOINT_INTERVAL_MS_DEFAULT 10000u
 #define HIE_AUDIT_CHECKPOINT_INTERVAL_MS_MAX 3600000u

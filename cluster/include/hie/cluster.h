@@ -9,7 +9,8 @@
  *
  * Local log (this version): a single-node cluster. Commands are appended to an LMDB environment
  * in <dir>, one synced write transaction per batch (group commit: one fsync covers up to
- * HIE_LOG_BATCH_COMMANDS_MAX commands), then applied as one batch.
+ * HIE_LOG_BATCH_COMMANDS_MAX commands), then applied as one batch. A state machine may share
+ * one state commit among several batches (fsm.flush).
  *
  * Threads: the log runs one thread, which is also the thread that calls fsm.apply (the only
  * writer of the node's state). Submitters talk to it over ZeroMQ inproc: a DEALER socket
@@ -37,6 +38,9 @@ typedef struct hie_cluster_entry {
     hie_span_t cmd; /* borrowed for the duration of apply */
 } hie_cluster_entry_t;
 
+/* fsm.apply's "applied, commit left open" (see flush). */
+#define HIE_CLUSTER_APPLIED_OPEN 1
+
 typedef struct hie_cluster_result {
     uint8_t *buf;   /* hie_mem allocation, ownership moves to the log; may be NULL */
     size_t len;
@@ -47,9 +51,11 @@ typedef struct hie_cluster_fsm {
     void *ctx;
     /* Applies entries[0..n) in order, atomically (one storage transaction), and fills
      * results[i]. Deterministic: uses nothing but the entries and the state. A command the
-     * state machine rejects is a result, not an error. Returns 0, or an error after which the
-     * node must stop (its state would diverge). Called only from the log thread (or from
-     * hie_cluster_log_open's caller during replay). */
+     * state machine rejects is a result, not an error. Returns 0 (applied and committed,
+     * together with any batch left open before), HIE_CLUSTER_APPLIED_OPEN (applied, the
+     * commit left open: only with flush), or an error after which the node must stop (its
+     * state would diverge). Called only from the log thread (or from hie_cluster_log_open's
+     * caller during replay). */
     int (*apply)(void *ctx, const hie_cluster_entry_t *entries, size_t n,
         hie_cluster_result_t *results);
     /* The last index applied to the state (0 for a fresh state). */
@@ -60,6 +66,14 @@ typedef struct hie_cluster_fsm {
      * need can start while the append syncs. Must not change the state; entries stay valid
      * until apply returns. Log thread. */
     void (*prepare)(void *ctx, const hie_cluster_entry_t *entries, size_t n);
+    /* Optional (NULL: every apply commits). With flush, apply may leave its storage
+     * transaction open, for commands whose replies need only the log's durability (a crash
+     * loses nothing: replay applies them again); their replies go before the state commit,
+     * so a reader of the state may not see them yet. The log calls flush (commit) once no
+     * submission has arrived for HIE_LOG_IDLE_FLUSH_MS, after replay and at stop; apply
+     * itself bounds how long it keeps a commit open. Returns 0 or an error after which the
+     * node must stop. Log thread. */
+    int (*flush)(void *ctx);
 } hie_cluster_fsm_t;
 
 typedef struct hie_cluster_log_config {

@@ -89,6 +89,9 @@ struct test_fsm {
     int apply_rc;                           /* returned by apply (to test failures) */
     unsigned first_apply_delay_ms;          /* the first apply call sleeps this long */
     _Atomic bool in_first_apply;            /* set while that first call sleeps */
+    bool leave_open;                        /* apply answers HIE_CLUSTER_APPLIED_OPEN */
+    _Atomic uint64_t uncommitted;           /* entries applied since the last flush */
+    _Atomic unsigned flushes;               /* flush calls that had something to commit */
     bool error;                             /* an invariant broke on the log thread */
     char error_what[160];
     size_t cmd_len[CMDS_MAX + 1];           /* by index */
@@ -150,6 +153,24 @@ fsm_apply(void *ctx, const hie_cluster_entry_t *entries, size_t n, hie_cluster_r
         results[i].buf = r;
         results[i].len = c.len;
     }
+    if (f->leave_open) {
+        atomic_fetch_add(&f->uncommitted, n);
+        return HIE_CLUSTER_APPLIED_OPEN;
+    }
+    if (atomic_load(&f->uncommitted) != 0) {
+        fsm_error(f, "a committing apply after open ones must have flushed them");
+    }
+    return 0;
+}
+
+static int
+fsm_flush(void *ctx)
+{
+    struct test_fsm *f = ctx;
+    if (atomic_exchange(&f->uncommitted, 0) == 0) {
+        fsm_error(f, "flush with nothing left open");
+    }
+    atomic_fetch_add(&f->flushes, 1);
     return 0;
 }
 
@@ -189,7 +210,7 @@ fsm_new(uint64_t applied)
 static hie_cluster_fsm_t
 fsm_table(struct test_fsm *f)
 {
-    hie_cluster_fsm_t t = {f, fsm_apply, fsm_applied_index, fsm_fatal, NULL};
+    hie_cluster_fsm_t t = {f, fsm_apply, fsm_applied_index, fsm_fatal, NULL, fsm_flush};
     return t;
 }
 
@@ -530,6 +551,55 @@ Test(cluster_log, reopen_replays_entries_after_the_applied_index_in_order)
 
 }
 
+/* A state machine that leaves its commits open: the replies still come, one per command, and
+ * the log flushes once it is idle, at the end of replay and at stop. */
+Test(cluster_log, open_commits_are_flushed_when_idle_after_replay_and_at_stop)
+{
+    (void)fill_log();
+    struct test_fsm *f = fsm_new(200);
+    f->leave_open = true;
+    hie_cluster_log_t *log = log_open(f);
+    cr_assert(!f->error, "fsm: %s", f->error_what);
+    cr_assert_eq(f->seen_count, TOTAL - 200);
+    cr_assert_eq(atomic_load(&f->flushes), 1u, "replay ends with one flush");
+    cr_assert_eq(atomic_load(&f->uncommitted), 0u);
+    log_start(log);
+    void *d = dealer_new();
+    for (uint64_t t = 1; t <= 3; t++) {
+        cr_assert_eq(hie_cluster_submit_send(d, t, hie_span("open", 4)), 0);
+        uint64_t token = 0, index = 0;
+        int rc = -1;
+        uint8_t *res = NULL;
+        size_t res_len = 0;
+        cr_assert_eq(recv_one(d, 10000, &token, &rc, &index, &res, &res_len), 0);
+        cr_assert_eq(token, t);
+        cr_assert_eq(rc, 0);
+        cr_assert_eq(index, TOTAL + t);
+        hie_mem_free(res, res_len);
+        /* idle: flushed within HIE_LOG_IDLE_FLUSH_MS (a second allows for a slow machine) */
+        for (int ms = 0; ms < 1000 && atomic_load(&f->uncommitted) != 0; ms++) {
+            usleep(1000);
+        }
+        cr_assert_eq(atomic_load(&f->uncommitted), 0u, "command %lu flushed when idle",
+            (unsigned long)t);
+    }
+    unsigned before = atomic_load(&f->flushes);
+    cr_assert_geq(before, 2u);
+    /* one more, and stop at once: the stop flushes it */
+    cr_assert_eq(hie_cluster_submit_send(d, 9, hie_span("last", 4)), 0);
+    uint64_t token = 0, index = 0;
+    int rc = -1;
+    uint8_t *res = NULL;
+    size_t res_len = 0;
+    cr_assert_eq(recv_one(d, 10000, &token, &rc, &index, &res, &res_len), 0);
+    hie_mem_free(res, res_len);
+    dealer_close(d);
+    log_close(&log);
+    cr_assert(!f->error, "fsm: %s", f->error_what);
+    cr_assert_eq(atomic_load(&f->uncommitted), 0u, "nothing left open after stop");
+    cr_assert_eq(f->applied, TOTAL + 4);
+}
+
 Test(cluster_log, reopened_log_continues_numbering_after_the_last_entry)
 {
     (void)fill_log();
@@ -737,7 +807,7 @@ Test(cluster_log, destroy_of_an_unstarted_log_and_of_null)
 Test(cluster_log, open_with_null_fsm_apply_aborts, .signal = SIGABRT)
 {
     hie_cluster_log_config_t cfg = {"/nonexistent/hie-log", zctx, endpoint, MAP_BYTES};
-    hie_cluster_fsm_t t = {NULL, NULL, fsm_applied_index, fsm_fatal, NULL};
+    hie_cluster_fsm_t t = {NULL, NULL, fsm_applied_index, fsm_fatal, NULL, NULL};
     hie_cluster_log_t *log = NULL;
     int rc = hie_cluster_log_open(&log, &cfg, &t);
     (void)rc;

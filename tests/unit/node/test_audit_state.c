@@ -15,8 +15,10 @@
 
 #include <criterion/criterion.h>
 
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAP_BYTES (256ull * 1024ull * 1024ull)
 #define RECORDS 9000u /* three buckets of 4,096 leaves */
@@ -85,33 +87,42 @@ record_build(uint64_t i, hie_arena_t *a, hie_command_t *out)
     *out = c.cmd;
 }
 
+/* Applies log entry index: an audit_batch of records first..first+PER_CMD. Returns apply's
+ * answer. */
+static int
+batch_apply(uint64_t index, uint64_t first)
+{
+    hie_cluster_fsm_t fsm = hie_node__state_fsm(ctx.state);
+    hie_arena_t *a = NULL;
+    hie_command_t cmd;
+    Hie__V1__AuditAppendCommand *appends[PER_CMD];
+    Hie__V1__AuditBatchCommand ab = HIE__V1__AUDIT_BATCH_COMMAND__INIT;
+    cr_assert_eq(hie_arena_create(&a, 4u << 20), 0);
+    for (size_t i = 0; i < PER_CMD; i++) {
+        record_build(first + i, a, &cmd);
+        appends[i] = cmd.audit_append;
+    }
+    ab.n_appends = PER_CMD;
+    ab.appends = appends;
+    cmd.body_case = HIE__V1__COMMAND__BODY_AUDIT_BATCH;
+    cmd.audit_batch = &ab;
+    hie_cluster_entry_t e = {index, {NULL, 0}};
+    hie_cluster_result_t res = {NULL, 0};
+    uint8_t *buf = NULL;
+    cr_assert_eq(hie_proto_pack(&cmd.base, HIE_LOG_COMMAND_BYTES_MAX, &buf, &e.cmd.len), 0);
+    e.cmd.ptr = buf;
+    int rc = fsm.apply(fsm.ctx, &e, 1, &res);
+    hie_mem_free(res.buf, res.len);
+    hie_mem_free(buf, e.cmd.len);
+    hie_arena_destroy(&a);
+    return rc;
+}
+
 static void
 records_apply(void)
 {
-    hie_cluster_fsm_t fsm = hie_node__state_fsm(ctx.state);
     for (uint64_t first = 0; first < RECORDS; first += PER_CMD) {
-        hie_arena_t *a = NULL;
-        hie_command_t cmd;
-        Hie__V1__AuditAppendCommand *appends[PER_CMD];
-        Hie__V1__AuditBatchCommand ab = HIE__V1__AUDIT_BATCH_COMMAND__INIT;
-        cr_assert_eq(hie_arena_create(&a, 4u << 20), 0);
-        for (size_t i = 0; i < PER_CMD; i++) {
-            record_build(first + i, a, &cmd);
-            appends[i] = cmd.audit_append;
-        }
-        ab.n_appends = PER_CMD;
-        ab.appends = appends;
-        cmd.body_case = HIE__V1__COMMAND__BODY_AUDIT_BATCH;
-        cmd.audit_batch = &ab;
-        hie_cluster_entry_t e = {1 + first / PER_CMD, {NULL, 0}};
-        hie_cluster_result_t res = {NULL, 0};
-        uint8_t *buf = NULL;
-        cr_assert_eq(hie_proto_pack(&cmd.base, HIE_LOG_COMMAND_BYTES_MAX, &buf, &e.cmd.len), 0);
-        e.cmd.ptr = buf;
-        cr_assert_eq(fsm.apply(fsm.ctx, &e, 1, &res), 0);
-        hie_mem_free(res.buf, res.len);
-        hie_mem_free(buf, e.cmd.len);
-        hie_arena_destroy(&a);
+        cr_assert_eq(batch_apply(1 + first / PER_CMD, first), 0);
     }
 }
 
@@ -178,6 +189,85 @@ Test(node_audit_state, a_patient_is_scanned_across_buckets_in_log_order_and_resu
     }
     scan_all("E-unknown", 100, &c);
     cr_assert_eq(c.n, 0, "no entries for a patient never disclosed");
+}
+
+/* The committed state as a reader sees it: applied index and audit tree size. */
+static void
+committed(uint64_t *applied, uint64_t *tree_size)
+{
+    uint8_t root[HIE_AUDIT_HASH_BYTES];
+    MDB_txn *txn = NULL;
+    cr_assert_eq(hie_node__state_applied_index(ctx.state, applied), 0);
+    cr_assert_eq(mdb_txn_begin(hie_node__state_env(ctx.state), NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(hie_node__audit_head(hie_node__state_audit(ctx.state), txn, tree_size, root),
+        0);
+    mdb_txn_abort(txn);
+    cr_assert_eq(hie_node__state_committed_index(ctx.state), *applied);
+}
+
+static void *
+wait_thread(void *arg)
+{
+    uint64_t index = *(uint64_t *)arg;
+    *(int *)((uint64_t *)arg + 1) = hie_node__state_wait_committed(ctx.state, index, 10000);
+    return NULL;
+}
+
+/* Batches of audit records share a commit (their replies need only the command log); any
+ * other command, the age bound and flush commit them, and a reader sees nothing in between. */
+Test(node_audit_state, audit_batches_share_a_commit_until_flush_another_command_or_the_bound)
+{
+    hie_cluster_fsm_t fsm = hie_node__state_fsm(ctx.state);
+    uint64_t applied = 0, size = 0;
+    hie_node__state_defer_commits(ctx.state, true);
+    cr_assert_eq(batch_apply(1, 0), HIE_CLUSTER_APPLIED_OPEN);
+    cr_assert_eq(batch_apply(2, PER_CMD), HIE_CLUSTER_APPLIED_OPEN);
+    committed(&applied, &size);
+    cr_assert_eq(applied, 0u, "nothing committed yet");
+    cr_assert_eq(size, 0u);
+    cr_assert_eq(hie_node__state_wait_committed(ctx.state, 2, 50), HIE_ETIMEDOUT);
+    cr_assert_eq(fsm.flush(fsm.ctx), 0);
+    committed(&applied, &size);
+    cr_assert_eq(applied, 2u);
+    cr_assert_eq(size, 2u * PER_CMD, "both batches in one commit");
+    cr_assert_eq(fsm.flush(fsm.ctx), 0, "a flush with nothing open does nothing");
+
+    /* another command (here one that apply rejects as invalid) commits what is open */
+    cr_assert_eq(batch_apply(3, 2 * PER_CMD), HIE_CLUSTER_APPLIED_OPEN);
+    hie_cluster_entry_t bad = {4, hie_span("\xff\xff\xff", 3)};
+    hie_cluster_result_t res = {NULL, 0};
+    cr_assert_eq(fsm.apply(fsm.ctx, &bad, 1, &res), 0);
+    hie_mem_free(res.buf, res.len);
+    committed(&applied, &size);
+    cr_assert_eq(applied, 4u);
+    cr_assert_eq(size, 3u * PER_CMD);
+
+    /* a commit open longer than its bound (20 ms) is closed by the next batch */
+    cr_assert_eq(batch_apply(5, 3 * PER_CMD), HIE_CLUSTER_APPLIED_OPEN);
+    usleep(30000);
+    cr_assert_eq(batch_apply(6, 4 * PER_CMD), 0);
+    committed(&applied, &size);
+    cr_assert_eq(applied, 6u);
+
+    /* a reader waiting for an index wakes when the flush commits it */
+    cr_assert_eq(batch_apply(7, 5 * PER_CMD), HIE_CLUSTER_APPLIED_OPEN);
+    uint64_t arg[2] = {7, (uint64_t)-1};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, wait_thread, arg), 0);
+    usleep(20000);
+    cr_assert_eq(fsm.flush(fsm.ctx), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(*(int *)(arg + 1), 0, "woken by the commit");
+    committed(&applied, &size);
+    cr_assert_eq(size, 6u * PER_CMD);
+
+    /* an open commit left at close is dropped, as after a crash: the log replays it */
+    cr_assert_eq(batch_apply(8, 6 * PER_CMD), HIE_CLUSTER_APPLIED_OPEN);
+    hie_node__state_close(&ctx.state);
+    state_open();
+    committed(&applied, &size);
+    cr_assert_eq(applied, 7u);
+    cr_assert_eq(size, 6u * PER_CMD);
 }
 
 /* The raw keys of audit_patient, in order, into keys (RECORDS of them). */

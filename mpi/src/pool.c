@@ -95,7 +95,8 @@ static int
 prep_vectors(hie_mpi_store_t *s, hie_arena_t *arena, const uint8_t *self,
     hie_mpi_prepared_t *pr)
 {
-    store__block_caps(s, &pr->p, store__people_count(s->people), true, pr->keys, pr->caps);
+    store__block_caps(s, &pr->p, NULL, store__people_count(s->people), true, pr->keys,
+        pr->caps);
     int rc = store__candidates(s, pr->keys, pr->caps, self, false, arena, &pr->hashes,
         &pr->n_hashes, &pr->capped);
     pr->vec = rc == 0 ? hie_arena_alloc(arena, (pr->n_hashes + 1) * sizeof(*pr->vec)) : NULL;
@@ -136,7 +137,9 @@ prep_item(struct hie_mpi_pool *pool, hie_arena_t *arena, size_t i)
     if (store__feed_person(pool->s, cmd, arena, &pr->sp, &pr->p, &field, &reason) != 0) {
         return false; /* apply refuses it, with the same words */
     }
-    return prep_vectors(pool->s, arena, cmd->rec_hash.data, pr) == 0;
+    /* the record's sealed forms too, so that apply only stores them */
+    return prep_vectors(pool->s, arena, cmd->rec_hash.data, pr) == 0 &&
+           store__seals_make(pool->s, arena, cmd, pr->sp, &pr->p, &pr->seals) == 0;
 }
 
 /* Claims and prepares items of the open batch until none is left or the batch closes. */

@@ -586,10 +586,22 @@ _Static_assert(HIE_MPI_BLOCK_BROAD_CAP <= HIE_MPI_FEED_BLOCK_CAP &&
     HIE_MPI_FEED_BLOCK_CAP <= HIE_MPI_BLOCK_CAP, "every cap is read within HIE_MPI_BLOCK_CAP");
 
 void
-store__block_caps(hie_mpi_store_t *s, const hie_mpi_person_t *p, uint64_t records, bool feed,
+store__person_keys(hie_mpi_store_t *s, const hie_mpi_person_t *p,
+    const hie_mpi_prepared_t *prep, uint64_t keys[HIE_MPI_BLOCK_KEYS])
+{
+    if (prep != NULL && memcmp(&prep->p, p, sizeof(*p)) == 0) {
+        memcpy(keys, prep->keys, HIE_MPI_BLOCK_KEYS * sizeof(*keys));
+    } else {
+        hie_mpi_block_keys(p, s->secret, keys);
+    }
+}
+
+void
+store__block_caps(hie_mpi_store_t *s, const hie_mpi_person_t *p,
+    const hie_mpi_prepared_t *prep, uint64_t records, bool feed,
     uint64_t keys[HIE_MPI_BLOCK_KEYS], size_t caps[HIE_MPI_BLOCK_KEYS])
 {
-    hie_mpi_block_keys(p, s->secret, keys);
+    store__person_keys(s, p, prep, keys);
     for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
         caps[i] = hie_mpi_block_key_cap(i, feed ? HIE_MPI_FEED_BLOCK_CAP : HIE_MPI_BLOCK_CAP,
             records);
@@ -658,7 +670,7 @@ candidates(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_person_t *p, const ui
     if (rc != 0) {
         return rc;
     }
-    store__block_caps(s, p, records, self != NULL, keys, caps);
+    store__block_caps(s, p, prep, records, self != NULL, keys, caps);
     if (prep != NULL && prep_candidates_current(s, prep, caps)) {
         *out = prep->hashes;
         *n = prep->n_hashes;

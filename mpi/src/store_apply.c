@@ -38,6 +38,7 @@ struct feed {
     const store_cand_t *cand;       /* best candidate considered, or NULL */
     size_t fold_count;              /* linked: match.cand[1 .. fold_count] merge into cand */
     const char *rule;
+    const hie_mpi_prepared_t *prep; /* the pool's work on this command, or NULL */
 };
 
 /* ---- small writers ----------------------------------------------------------------------- */
@@ -128,67 +129,84 @@ hist_add(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiRecord 
 
 /* ---- the stored record ------------------------------------------------------------------ */
 
-/* Seals the normalized person alone (what the candidate cache, people.c, is rebuilt from)
- * under its own derived nonce, bound to rec_hash || 'N'. */
-static int
-norm_seal(hie_mpi_store_t *s, hie_arena_t *arena, const Hie__V1__MpiFeedCommand *cmd,
-    const struct feed *fd, Hie__V1__MpiRecord *rec)
+int
+store__seals_make(hie_mpi_store_t *s, hie_arena_t *arena, const Hie__V1__MpiFeedCommand *cmd,
+    Hie__V1__SealedPerson *sp, const hie_mpi_person_t *p, store_seals_t *out)
 {
-    uint8_t plain[STORE_NORM_BYTES_MAX], ad[HIE_MPI_REC_HASH_BYTES + 1];
-    size_t n = store__norm_pack(&fd->p, plain);
-    uint8_t *nonce = hie_arena_alloc(arena, HIE_MPI_SEAL_NONCE_BYTES);
-    uint8_t *sealed = hie_arena_alloc(arena, n + HIE_MPI_SEAL_OVERHEAD_BYTES);
-    if (nonce == NULL || sealed == NULL) {
+    out->ready = false;
+    size_t n = protobuf_c_message_get_packed_size(&sp->base);
+    uint8_t *plain = hie_arena_alloc(arena, n + 1);
+    out->sealed = hie_arena_alloc(arena, n + HIE_MPI_SEAL_OVERHEAD_BYTES);
+    if (plain == NULL || out->sealed == NULL) {
         return HIE_ENOMEM;
     }
-    crypto_generichash(nonce, HIE_MPI_SEAL_NONCE_BYTES, cmd->nonce.data, cmd->nonce.len,
-        (const uint8_t *)"hie-mpi-norm-v1.", 16);
-    memcpy(ad, rec->rec_hash.data, HIE_MPI_REC_HASH_BYTES);
+    HIE_ASSERT(protobuf_c_message_pack(&sp->base, plain) == n);
+    crypto_generichash(out->nonce, HIE_MPI_SEAL_NONCE_BYTES, cmd->nonce.data, cmd->nonce.len,
+        (const uint8_t *)"hie-mpi-stored-v1", 17);
+    int rc = hie_mpi_seal(s->key, hie_span(plain, n), hie_span(cmd->rec_hash.data,
+        cmd->rec_hash.len), out->nonce, out->sealed, n + HIE_MPI_SEAL_OVERHEAD_BYTES);
+    sodium_memzero(plain, n);
+    out->sealed_len = n + HIE_MPI_SEAL_OVERHEAD_BYTES;
+    /* the normalized person alone (what the candidate cache, people.c, is rebuilt from),
+     * bound to rec_hash || 'N' */
+    uint8_t ad[HIE_MPI_REC_HASH_BYTES + 1];
+    out->norm_len = store__norm_pack(p, out->norm_plain);
+    out->norm_sealed = hie_arena_alloc(arena, out->norm_len + HIE_MPI_SEAL_OVERHEAD_BYTES);
+    if (rc == 0 && out->norm_sealed == NULL) {
+        rc = HIE_ENOMEM;
+    }
+    crypto_generichash(out->norm_nonce, HIE_MPI_SEAL_NONCE_BYTES, cmd->nonce.data,
+        cmd->nonce.len, (const uint8_t *)"hie-mpi-norm-v1.", 16);
+    memcpy(ad, cmd->rec_hash.data, HIE_MPI_REC_HASH_BYTES);
     ad[HIE_MPI_REC_HASH_BYTES] = 'N';
-    int rc = hie_mpi_seal(s->key, hie_span(plain, n), hie_span(ad, sizeof(ad)), nonce, sealed,
-        n + HIE_MPI_SEAL_OVERHEAD_BYTES);
-    rc = rc == 0 ? store__people_put_norm(s->people, rec->rec_hash.data, plain, n) : rc;
-    sodium_memzero(plain, sizeof(plain));
-    rec->norm_nonce.data = nonce;
-    rec->norm_nonce.len = HIE_MPI_SEAL_NONCE_BYTES;
-    rec->norm_sealed.data = sealed;
-    rec->norm_sealed.len = n + HIE_MPI_SEAL_OVERHEAD_BYTES;
+    rc = rc ? rc : hie_mpi_seal(s->key, hie_span(out->norm_plain, out->norm_len),
+        hie_span(ad, sizeof(ad)), out->norm_nonce, out->norm_sealed,
+        out->norm_len + HIE_MPI_SEAL_OVERHEAD_BYTES);
+    out->norm_sealed_len = out->norm_len + HIE_MPI_SEAL_OVERHEAD_BYTES;
+    out->ready = rc == 0;
     return rc;
 }
 
-/* Seals the person (MRN and demographics as sent) into rec under a nonce derived from the
- * command's, seals the normalized form apart, and fills the record's index keys. */
+/* Fills rec's sealed forms (the pool's, when it sealed this very person) and index keys, and
+ * puts the normalized form in the candidate cache. */
 static int
 rec_seal(hie_mpi_store_t *s, hie_arena_t *arena, const Hie__V1__MpiFeedCommand *cmd,
     struct feed *fd, Hie__V1__MpiRecord *rec)
 {
-    size_t n = protobuf_c_message_get_packed_size(&fd->sp->base);
-    uint8_t *plain = hie_arena_alloc(arena, n + 1);
-    uint8_t *sealed = hie_arena_alloc(arena, n + HIE_MPI_SEAL_OVERHEAD_BYTES);
-    uint8_t *nonce = hie_arena_alloc(arena, HIE_MPI_SEAL_NONCE_BYTES);
+    HIE_ASSERT(rec->rec_hash.len == cmd->rec_hash.len &&
+               memcmp(rec->rec_hash.data, cmd->rec_hash.data, cmd->rec_hash.len) == 0);
+    store_seals_t *own = NULL, *sl = NULL;
+    if (fd->prep != NULL && fd->prep->seals.ready && fd->prep->sp == fd->sp &&
+        memcmp(&fd->prep->p, &fd->p, sizeof(fd->p)) == 0) {
+        sl = &((hie_mpi_prepared_t *)(uintptr_t)fd->prep)->seals;
+    } else {
+        own = hie_arena_alloc(arena, sizeof(*own));
+        if (own == NULL) {
+            return HIE_ENOMEM;
+        }
+        int rc = store__seals_make(s, arena, cmd, fd->sp, &fd->p, own);
+        if (rc != 0) {
+            sodium_memzero(own->norm_plain, sizeof(own->norm_plain));
+            return rc;
+        }
+        sl = own;
+    }
     uint64_t *keys = hie_arena_alloc(arena, HIE_MPI_BLOCK_KEYS * sizeof(*keys));
-    if (plain == NULL || sealed == NULL || nonce == NULL || keys == NULL) {
-        return HIE_ENOMEM;
+    int rc = keys == NULL ? HIE_ENOMEM
+                          : store__people_put_norm(s->people, rec->rec_hash.data,
+                                sl->norm_plain, sl->norm_len);
+    if (own != NULL) {
+        sodium_memzero(own->norm_plain, sizeof(own->norm_plain));
     }
-    HIE_ASSERT(protobuf_c_message_pack(&fd->sp->base, plain) == n);
-    crypto_generichash(nonce, HIE_MPI_SEAL_NONCE_BYTES, cmd->nonce.data, cmd->nonce.len,
-        (const uint8_t *)"hie-mpi-stored-v1", 17);
-    int rc = hie_mpi_seal(s->key, hie_span(plain, n), hie_span(rec->rec_hash.data,
-        rec->rec_hash.len), nonce, sealed, n + HIE_MPI_SEAL_OVERHEAD_BYTES);
-    sodium_memzero(plain, n);
     if (rc != 0) {
         return rc;
     }
-    rec->nonce.data = nonce;
-    rec->nonce.len = HIE_MPI_SEAL_NONCE_BYTES;
-    rec->sealed.data = sealed;
-    rec->sealed.len = n + HIE_MPI_SEAL_OVERHEAD_BYTES;
-    rc = norm_seal(s, arena, cmd, fd, rec);
-    if (rc != 0) {
-        return rc;
-    }
+    rec->nonce = (ProtobufCBinaryData){HIE_MPI_SEAL_NONCE_BYTES, sl->nonce};
+    rec->sealed = (ProtobufCBinaryData){sl->sealed_len, sl->sealed};
+    rec->norm_nonce = (ProtobufCBinaryData){HIE_MPI_SEAL_NONCE_BYTES, sl->norm_nonce};
+    rec->norm_sealed = (ProtobufCBinaryData){sl->norm_sealed_len, sl->norm_sealed};
     uint64_t all[HIE_MPI_BLOCK_KEYS];
-    hie_mpi_block_keys(&fd->p, s->secret, all);
+    store__person_keys(s, &fd->p, fd->prep, all);
     rec->n_block_keys = 0;
     for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
         if (all[i] != 0) {
@@ -244,6 +262,7 @@ static int
 feed_open(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCommand *cmd,
     struct feed *fd)
 {
+    fd->prep = ctx->prep;
     if (ctx->prep != NULL) {
         fd->sp = ctx->prep->sp;
         fd->p = ctx->prep->p;

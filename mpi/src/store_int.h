@@ -185,6 +185,20 @@ typedef struct store_prep_vec {
     bool merged;                         /* then v is not set */
     hie_mpi_vector_t v;
 } store_prep_vec_t;
+/* A record's sealed forms, as apply stores them (store__seals_make): the person as sent and
+ * its normalized form, each under a nonce derived from the command's. */
+typedef struct store_seals {
+    bool ready;
+    uint8_t nonce[HIE_MPI_SEAL_NONCE_BYTES];
+    uint8_t *sealed;                     /* arena */
+    size_t sealed_len;
+    uint8_t norm_nonce[HIE_MPI_SEAL_NONCE_BYTES];
+    uint8_t *norm_sealed;                /* arena */
+    size_t norm_sealed_len;
+    uint8_t norm_plain[STORE_NORM_BYTES_MAX]; /* for the candidate cache; zeroed by the owner */
+    size_t norm_len;
+} store_seals_t;
+
 struct hie_mpi_prepared {
     Hie__V1__SealedPerson *sp;
     hie_mpi_person_t p;
@@ -195,7 +209,14 @@ struct hie_mpi_prepared {
     uint64_t keys[HIE_MPI_BLOCK_KEYS];   /* p's block keys, each read with caps[i] */
     size_t caps[HIE_MPI_BLOCK_KEYS];
     uint64_t capped;
+    store_seals_t seals;                 /* the record's sealed forms, sealed by the pool */
 };
+/* Seals sp (the person as sent) and p (its normalized form) for the record cmd->rec_hash.
+ * Deterministic (nonces derived from the command's), so the pool can do it ahead of apply.
+ * Returns 0, HIE_ENOMEM or the seal's error. */
+HIE_MUST_CHECK int store__seals_make(hie_mpi_store_t *s, hie_arena_t *arena,
+    const Hie__V1__MpiFeedCommand *cmd, Hie__V1__SealedPerson *sp, const hie_mpi_person_t *p,
+    store_seals_t *out);
 /* The pool's comparison with candidate hash, or NULL when it found no such candidate. from:
  * NULL, or where to look from for a caller that asks in increasing hash order (the candidate
  * lists are in that order): it moves forward, so a whole list costs one pass. */
@@ -213,8 +234,12 @@ int store__candidates(hie_mpi_store_t *s, const uint64_t keys[HIE_MPI_BLOCK_KEYS
     hie_arena_t *arena, uint8_t **out, size_t *n, uint64_t *capped);
 /* The block keys of p and the cap each is read with in an index of records records, for an
  * identity feed (feed) or a query. */
-void store__block_caps(hie_mpi_store_t *s, const hie_mpi_person_t *p, uint64_t records, bool feed,
+void store__block_caps(hie_mpi_store_t *s, const hie_mpi_person_t *p,
+    const hie_mpi_prepared_t *prep, uint64_t records, bool feed,
     uint64_t keys[HIE_MPI_BLOCK_KEYS], size_t caps[HIE_MPI_BLOCK_KEYS]);
+/* p's block keys: the pool's (prep, computed from the same person) or computed here. */
+void store__person_keys(hie_mpi_store_t *s, const hie_mpi_person_t *p,
+    const hie_mpi_prepared_t *prep, uint64_t keys[HIE_MPI_BLOCK_KEYS]);
 /* Scores every candidate of p (skipping self, merged records and records p must not be
  * linked to) and aggregates per EUID, best first. prep (may be NULL): the pool's comparisons,
  * taken for the candidates whose form they compared. */

@@ -11,10 +11,12 @@
  *
  * Steps: 1. train the model on the first --train records (hie_mpi_train, the same code as
  * `hiectl mpi train`) and install it with the replicated model command; 2. feed every record
- * as organization "bench-org" (create), --batch commands per write transaction, sealed first
- * and then handed to the match pool of --threads threads (0: none) as the node's log thread
- * hands it each batch (hie/mpi_store.h), in an environment opened as the node opens its state
- * (MDB_NOMETASYNC); 3. pairwise
+ * as organization "bench-org" (create), --batch commands per write transaction. As in a node,
+ * where the admin thread validates and seals an import's rows while the log thread applies
+ * the commands before them, a reader thread parses the CSV and seals the next batch while the
+ * main thread applies the current one: handed to the match pool of --threads threads (0:
+ * none) as the node's log thread hands it each batch (hie/mpi_store.h), in an environment
+ * opened as the node opens its state (MDB_NOMETASYNC); 3. pairwise
  * precision/recall/F1 of the EUIDs against the generated truth; 4. every PDQ case (limit 10)
  * in its own read transaction: latency and recall@10; 5. --pix random PIX queries.
  * Prints figures and one machine-readable line `HIE_MPI_STORE ...`, and `HIE_PDQ n= p50_us=
@@ -27,6 +29,7 @@
 #include <csv.h>
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,24 +117,47 @@ csv_read(const char *path, int (*fn)(void *, const struct row *), void *ctx)
 
 /* ---- the store under test ----------------------------------------------------------------- */
 
+/* A batch of sealed feed commands, filled by the reader thread, applied by the main thread. */
+struct slot {
+    hie_arena_t *arena;        /* the commands live here */
+    const Hie__V1__MpiFeedCommand *cmds[HIE_LOG_BATCH_COMMANDS_MAX];
+    char ids[HIE_LOG_BATCH_COMMANDS_MAX][24];                          /* their rec ids */
+    size_t n;
+};
+
+/* Two slots: the reader fills one while the main thread applies the other. */
+struct pipe {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct slot slot[2];
+    bool full[2];              /* handed to the main thread, not yet applied */
+    bool done;                 /* the reader is finished (rc says how) */
+    bool stop;                 /* the main thread failed: the reader stops */
+    int rc;
+    size_t fill;               /* the slot the reader fills next */
+    size_t rows;               /* rows the reader took (--max-records) */
+    size_t rejected;           /* rows whose command could not be built */
+    uint64_t prep_ns;
+    double cpu;                /* the reader thread's CPU seconds */
+};
+
 struct bench {
     char root[BENCH_ROOT_BYTES];
     MDB_env *env;
     hie_mpi_key_t *key;
     hie_mpi_store_t *store;
     MDB_txn *txn;              /* the open write transaction of the current batch */
-    hie_arena_t *arena;        /* the current batch's */
-    size_t in_batch, batch;
+    size_t batch;
     hie_mpi_pool_t *pool;      /* NULL with --threads 0 */
-    const Hie__V1__MpiFeedCommand *cmds[HIE_LOG_BATCH_COMMANDS_MAX]; /* the batch, sealed */
-    char ids[HIE_LOG_BATCH_COMMANDS_MAX][24];                          /* their rec ids */
+    struct pipe pipe;
+    const char *persons;
     uint64_t index;            /* log index of the next command */
     /* per accepted record */
     uint32_t *truth, *euid;
     char (*mrn)[24];
     size_t n, cap;
     size_t rejected, linked, review, fresh;
-    uint64_t prep_ns, apply_ns, commit_ns;
+    uint64_t apply_ns, commit_ns;
     /* training input */
     hie_mpi_person_t *train;
     size_t n_train, train_cap;
@@ -167,21 +193,12 @@ row_demographics(const struct row *r, Hie__V1__Demographics *d, char **given, ch
 }
 
 static int
-batch_begin(struct bench *b)
-{
-    int rc = mdb_txn_begin(b->env, NULL, 0, &b->txn);
-    return rc == 0 ? hie_arena_create(&b->arena, 512u << 20) : HIE_ESTORAGE;
-}
-
-static int
 batch_commit(struct bench *b)
 {
     uint64_t t0 = hie_time_mono_ns();
     int rc = mdb_txn_commit(b->txn) == 0 ? 0 : HIE_ESTORAGE;
     b->commit_ns += hie_time_mono_ns() - t0;
     b->txn = NULL;
-    b->in_batch = 0;
-    hie_arena_destroy(&b->arena);
     return rc;
 }
 
@@ -208,42 +225,74 @@ batch_item_feed(const void *item, hie_arena_t *arena)
     return *(const Hie__V1__MpiFeedCommand *const *)item;
 }
 
-/* Applies the sealed batch (the pool preparing it meanwhile) and commits it. */
+/* Applies a sealed batch in one write transaction (the pool preparing it meanwhile) and
+ * commits it. */
 static int
-batch_apply(struct bench *b)
+batch_apply(struct bench *b, struct slot *sl)
 {
     uint64_t t0 = hie_time_mono_ns();
-    hie_mpi_pool_begin(b->pool, b->cmds, sizeof(b->cmds[0]), b->in_batch, batch_item_feed);
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < b->in_batch; i++) {
-        hie_mpi_apply_ctx_t ac = {b->txn, b->arena, "@bench", 1, ++b->index, {0}, 0,
+    int rc = mdb_txn_begin(b->env, NULL, 0, &b->txn) == 0 ? 0 : HIE_ESTORAGE;
+    hie_arena_t *arena = NULL;
+    rc = rc == 0 ? hie_arena_create(&arena, 512u << 20) : rc;
+    if (rc != 0) {
+        return -1;
+    }
+    hie_mpi_pool_begin(b->pool, sl->cmds, sizeof(sl->cmds[0]), sl->n, batch_item_feed);
+    for (size_t i = 0; rc == 0 && i < sl->n; i++) {
+        hie_mpi_apply_ctx_t ac = {b->txn, arena, "@bench", 1, ++b->index, {0}, 0,
             hie_mpi_pool_take(b->pool, i)};
         Hie__V1__MpiFeedReply *reply = NULL;
-        rc = hie_mpi_store_apply_feed(b->store, &ac, b->cmds[i], &reply);
+        rc = hie_mpi_store_apply_feed(b->store, &ac, sl->cmds[i], &reply);
         if (rc == 0 && ac.reject.code != 0) {
             b->rejected++;
         } else if (rc == 0) {
-            count_outcome(b, reply, b->ids[i]);
+            count_outcome(b, reply, sl->ids[i]);
         }
     }
     b->apply_ns += hie_time_mono_ns() - t0;
     if (rc != 0) {
         fprintf(stderr, "bench_mpi_store: apply: %s\n", hie_strerror_name(rc));
-        hie_mpi_pool_end(b->pool);
-        return -1;
+        mdb_txn_abort(b->txn);
+        b->txn = NULL;
+    } else {
+        rc = batch_commit(b);
     }
-    rc = batch_commit(b);
     hie_mpi_pool_end(b->pool);
+    hie_arena_destroy(&arena);
     return rc;
+}
+
+static double cpu_seconds(int who);
+
+/* ---- the reader thread: CSV rows to sealed feed commands, a batch at a time --------------- */
+
+/* Hands the reader's slot to the main thread and waits for the other one to be free. Returns
+ * false when the main thread stopped. */
+static bool
+pipe_hand_over(struct pipe *pp)
+{
+    pthread_mutex_lock(&pp->mu);
+    pp->full[pp->fill] = true;
+    pp->fill ^= 1u;
+    pthread_cond_broadcast(&pp->cv);
+    while (pp->full[pp->fill] && !pp->stop) {
+        pthread_cond_wait(&pp->cv, &pp->mu);
+    }
+    bool go = !pp->stop;
+    pthread_mutex_unlock(&pp->mu);
+    return go;
 }
 
 static int
 feed_row(void *ctx, const struct row *r)
 {
     struct bench *b = ctx;
-    if (b->n + b->rejected + b->in_batch >= b->cap) {
+    struct pipe *pp = &b->pipe;
+    struct slot *sl = &pp->slot[pp->fill];
+    if (pp->rows >= b->cap) {
         return 1; /* --max-records */
     }
+    pp->rows++;
     Hie__V1__Demographics d;
     char *given[1], *family[1], *addr[2], line1[2 * FIELD_BYTES + 2];
     row_demographics(r, &d, given, family, addr, line1, sizeof(line1));
@@ -254,23 +303,75 @@ feed_row(void *ctx, const struct row *r)
     req.action = HIE__V1__FEED_ACTION__FEED_CREATE;
     req.patient = &pid;
     req.demographics = &d;
-    int rc = b->txn == NULL ? batch_begin(b) : 0;
+    if (sl->arena == NULL && hie_arena_create(&sl->arena, 512u << 20) != 0) {
+        return -1;
+    }
     Hie__V1__MpiFeedCommand *fc = NULL;
     hie_errinfo_t info = {0};
     uint64_t t0 = hie_time_mono_ns();
-    if (rc == 0 && hie_mpi_feed_command(b->key, ORG, &req, b->arena, &fc, &info) != 0) {
-        b->rejected++; /* the generator's corruptions include impossible values */
+    if (hie_mpi_feed_command(b->key, ORG, &req, sl->arena, &fc, &info) != 0) {
+        pp->rejected++; /* the generator's corruptions include impossible values */
         return 0;
     }
-    b->prep_ns += hie_time_mono_ns() - t0;
-    if (rc != 0) {
-        return -1;
+    pp->prep_ns += hie_time_mono_ns() - t0;
+    sl->cmds[sl->n] = fc;
+    size_t len = strnlen(r->f[0], sizeof(sl->ids[0]) - 1);
+    memcpy(sl->ids[sl->n], r->f[0], len);
+    sl->ids[sl->n][len] = '\0';
+    return ++sl->n >= b->batch && !pipe_hand_over(pp) ? -1 : 0;
+}
+
+static void *
+reader_thread(void *arg)
+{
+    struct bench *b = arg;
+    struct pipe *pp = &b->pipe;
+    double cpu0 = cpu_seconds(RUSAGE_THREAD);
+    int rc = csv_read(b->persons, feed_row, b);
+    if (rc >= 0 && pp->slot[pp->fill].n > 0) {
+        (void)pipe_hand_over(pp);
     }
-    b->cmds[b->in_batch] = fc;
-    size_t len = strnlen(r->f[0], sizeof(b->ids[0]) - 1);
-    memcpy(b->ids[b->in_batch], r->f[0], len);
-    b->ids[b->in_batch][len] = '\0';
-    return ++b->in_batch >= b->batch ? batch_apply(b) : 0;
+    pthread_mutex_lock(&pp->mu);
+    pp->cpu = cpu_seconds(RUSAGE_THREAD) - cpu0;
+    pp->rc = rc < 0 ? rc : 0;
+    pp->done = true;
+    pthread_cond_broadcast(&pp->cv);
+    pthread_mutex_unlock(&pp->mu);
+    return NULL;
+}
+
+/* Applies the reader's batches in order until it is done. Returns 0 or -1. */
+static int
+apply_batches(struct bench *b)
+{
+    struct pipe *pp = &b->pipe;
+    size_t next = 0;
+    int rc = 0;
+    for (;;) {
+        pthread_mutex_lock(&pp->mu);
+        while (!pp->full[next] && !pp->done) {
+            pthread_cond_wait(&pp->cv, &pp->mu);
+        }
+        bool have = pp->full[next];
+        pthread_mutex_unlock(&pp->mu);
+        if (!have) {
+            break; /* done, and nothing left */
+        }
+        struct slot *sl = &pp->slot[next];
+        rc = batch_apply(b, sl);
+        hie_arena_destroy(&sl->arena);
+        sl->n = 0;
+        pthread_mutex_lock(&pp->mu);
+        pp->full[next] = false;
+        pp->stop = rc != 0;
+        pthread_cond_broadcast(&pp->cv);
+        pthread_mutex_unlock(&pp->mu);
+        if (rc != 0) {
+            break;
+        }
+        next ^= 1u;
+    }
+    return rc != 0 ? -1 : 0;
 }
 
 /* ---- training ---------------------------------------------------------------------------- */
@@ -318,11 +419,19 @@ train_install(struct bench *b, const char *persons)
     Hie__V1__MpiModelCommand mc = HIE__V1__MPI_MODEL_COMMAND__INIT;
     mc.model = &pm;
     uint64_t version = 0;
-    rc = batch_begin(b);
-    hie_mpi_apply_ctx_t ac = {b->txn, b->arena, "@bench", 1, ++b->index, {0}, 0, NULL};
+    hie_arena_t *arena = NULL;
+    rc = mdb_txn_begin(b->env, NULL, 0, &b->txn) == 0 ? 0 : HIE_ESTORAGE;
+    rc = rc == 0 ? hie_arena_create(&arena, 1u << 20) : rc;
+    hie_mpi_apply_ctx_t ac = {b->txn, arena, "@bench", 1, ++b->index, {0}, 0, NULL};
     rc = rc == 0 ? hie_mpi_store_apply_model(b->store, &ac, &mc, &version) : rc;
     rc = rc == 0 && ac.reject.code != 0 ? HIE_EINVAL : rc;
-    rc = rc == 0 ? batch_commit(b) : rc;
+    if (rc == 0) {
+        rc = batch_commit(b);
+    } else if (b->txn != NULL) {
+        mdb_txn_abort(b->txn);
+        b->txn = NULL;
+    }
+    hie_arena_destroy(&arena);
     printf("train: %zu records, %zu candidate pairs, %u EM rounds, %.1f s, model v%lu\n",
         st.records, st.candidate_pairs, st.em_rounds,
         (double)(hie_time_mono_ns() - t0) / 1e9, (unsigned long)version);
@@ -572,32 +681,57 @@ cpu_seconds(int who)
         ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
 }
 
+/* Reader thread and main thread as in a node: rows parsed and sealed a batch ahead of apply. */
+static int
+ingest_run(struct bench *b)
+{
+    struct pipe *pp = &b->pipe;
+    pthread_mutex_init(&pp->mu, NULL);
+    pthread_cond_init(&pp->cv, NULL);
+    pthread_t reader;
+    if (pthread_create(&reader, NULL, reader_thread, b) != 0) {
+        return -1;
+    }
+    int rc = apply_batches(b);
+    pthread_mutex_lock(&pp->mu);
+    pp->stop = rc != 0;
+    pthread_cond_broadcast(&pp->cv);
+    pthread_mutex_unlock(&pp->mu);
+    pthread_join(reader, NULL);
+    for (unsigned i = 0; i < 2; i++) {
+        hie_arena_destroy(&pp->slot[i].arena);
+    }
+    pthread_cond_destroy(&pp->cv);
+    pthread_mutex_destroy(&pp->mu);
+    return rc != 0 ? rc : pp->rc;
+}
+
 static int
 ingest(struct bench *b, const struct opts *o, double *rate)
 {
     uint64_t t0 = hie_time_mono_ns();
     double cpu_main = cpu_seconds(RUSAGE_THREAD), cpu_all = cpu_seconds(RUSAGE_SELF);
-    int rc = csv_read(o->persons, feed_row, b);
-    if (rc >= 0 && b->txn != NULL) {
-        rc = batch_apply(b);
-    }
+    b->persons = o->persons;
+    int rc = ingest_run(b);
     double s = (double)(hie_time_mono_ns() - t0) / 1e9;
+    b->rejected += b->pipe.rejected;
     size_t total = b->n + b->rejected;
+    double per = (double)(total ? total : 1);
     *rate = total / s;
     printf("ingest: %zu records in %.1f s = %.0f records/s (new %zu, linked %zu, review %zu, "
-        "rejected %zu); per record: seal %.1f us, match+apply %.1f us, commit %.1f us\n", total,
-        s, *rate, b->fresh, b->linked, b->review, b->rejected,
-        (double)b->prep_ns / 1e3 / (double)total, (double)b->apply_ns / 1e3 / (double)total,
-        (double)b->commit_ns / 1e3 / (double)total);
+        "rejected %zu); per record: seal %.1f us (reader thread), match+apply %.1f us, commit "
+        "%.1f us\n", total, s, *rate, b->fresh, b->linked, b->review, b->rejected,
+        (double)b->pipe.prep_ns / 1e3 / per, (double)b->apply_ns / 1e3 / per,
+        (double)b->commit_ns / 1e3 / per);
     hie_mpi_store_stats_t *st = hie_mpi_store_stats(b->store);
     printf("matching: %.1f candidate records scored per feed, %lu capped blocks\n",
-        (double)atomic_load(&st->candidates) / (double)(total ? total : 1),
+        (double)atomic_load(&st->candidates) / per,
         (unsigned long)atomic_load(&st->capped_blocks));
     cpu_main = cpu_seconds(RUSAGE_THREAD) - cpu_main;
     cpu_all = cpu_seconds(RUSAGE_SELF) - cpu_all;
-    printf("cpu per record: apply thread (csv, seal, apply, commit) %.1f us, pool threads %.1f "
-        "us\n", cpu_main * 1e6 / (double)(total ? total : 1),
-        (cpu_all - cpu_main) * 1e6 / (double)(total ? total : 1));
+    printf("cpu per record: apply thread (apply, commit) %.1f us, reader thread (csv, seal) "
+        "%.1f us, pool threads %.1f us\n", cpu_main * 1e6 / per, b->pipe.cpu * 1e6 / per,
+        (cpu_all - cpu_main - b->pipe.cpu) * 1e6 / per);
     printf("pool: %zu threads; feeds ready %lu, waited for %lu, done by apply %lu; candidate "
         "lists taken %lu; comparisons taken %lu, stale %lu\n", o->threads,
         (unsigned long)atomic_load(&st->pool_ready), (unsigned long)atomic_load(&st->pool_waited),

@@ -58,8 +58,17 @@ static bool
 wire_utf8_ok(const uint8_t *p, size_t len)
 {
     static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
+    const uint64_t high = 0x8080808080808080ull, ones = 0x0101010101010101ull;
     size_t i = 0;
     while (i < len) {
+        if (len - i >= 8) { /* eight ASCII bytes, none NUL, at once */
+            uint64_t v;
+            memcpy(&v, p + i, 8);
+            if (((v | ((v - ones) & ~v)) & high) == 0) {
+                i += 8;
+                continue;
+            }
+        }
         uint8_t c = p[i];
         size_t n;
         if (c == 0) {
@@ -98,6 +107,17 @@ wire_utf8_ok(const uint8_t *p, size_t len)
 
 static int wire_check(const ProtobufCMessageDescriptor *desc, hie_span_t in, unsigned depth,
     hie_errinfo_t *info);
+
+/* The descriptor of field number id: direct when the message numbers its fields 1..n in
+ * order (most of ours), else protobuf-c's search. */
+static const ProtobufCFieldDescriptor *
+wire_field(const ProtobufCMessageDescriptor *desc, unsigned id)
+{
+    if (id >= 1 && id <= desc->n_fields && desc->fields[id - 1].id == id) {
+        return &desc->fields[id - 1];
+    }
+    return protobuf_c_message_descriptor_get_field(desc, id);
+}
 
 /* Field names as the semantic checks spell them ("envelope.id"), for top-level fields. */
 static const char *
@@ -185,8 +205,7 @@ wire_check(const ProtobufCMessageDescriptor *desc, hie_span_t in, unsigned depth
             return HIE_EPROTO;
         }
         if ((key & 7) == 2 && key >> 3 <= UINT32_MAX) {
-            const ProtobufCFieldDescriptor *f =
-                protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3));
+            const ProtobufCFieldDescriptor *f = wire_field(desc, (unsigned)(key >> 3));
             int rc = wire_check_field(desc, f, value, depth, info);
             if (rc != 0) {
                 return rc;

@@ -657,3 +657,32 @@ Test(proto_codec, has_body_finds_a_top_level_body_and_refuses_malformed_bytes)
     cr_assert_not(hie_proto_command_has_body(hie_span(NULL, 0), 20));
     hie_mem_free(buf, len);
 }
+
+/* The UTF-8 check reads eight ASCII bytes at a time: a NUL, a lone continuation byte or a cut
+ * sequence is found at every offset of a string, and valid text of any alignment passes. */
+Test(proto_codec, utf8_check_finds_a_bad_byte_at_every_offset)
+{
+    static const uint8_t bad[][2] = {{0x00, 'a'}, {0x80, 'a'}, {0xc3, 'a'}, {0xed, 0xa0}};
+    for (size_t len = 1; len <= 24; len++) {
+        for (size_t at = 0; at + 1 < len; at++) {
+            for (size_t k = 0; k <= HIE_ARRAY_LEN(bad); k++) {
+                uint8_t buf[2 + 24];
+                buf[0] = 0x0a; /* AdminRequest.id, length-delimited */
+                buf[1] = (uint8_t)len;
+                memset(buf + 2, 'x', len);
+                if (k < HIE_ARRAY_LEN(bad)) {
+                    memcpy(buf + 2 + at, bad[k], 2);
+                } else {
+                    buf[2 + at] = 0xc3; /* a valid two-byte letter */
+                    buf[3 + at] = 0xa9;
+                }
+                ProtobufCMessage *m = NULL;
+                hie_errinfo_t info = {0};
+                int rc = hie_proto_unpack_checked(&hie__v1__admin_request__descriptor,
+                    hie_span(buf, 2 + len), arena, &m, &info, "request");
+                cr_assert_eq(rc, k < HIE_ARRAY_LEN(bad) ? HIE_EINVAL : 0,
+                    "len %zu offset %zu case %zu: rc=%s", len, at, k, hie_strerror_name(rc));
+            }
+        }
+    }
+}

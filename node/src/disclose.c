@@ -108,25 +108,74 @@ hie_node__rand(node_rand_t *r, uint8_t *out, size_t n)
 }
 
 void
+hie_node__rand_end(node_rand_t *r)
+{
+    EVP_MD_CTX_free(r->md);
+    r->md = NULL;
+    sodium_memzero(r, sizeof(*r));
+}
+
+/* The keyed state before the EUID: the key block and the label absorbed. */
+static void
+subject_key_base(const uint8_t secret[16], crypto_generichash_state *st)
+{
+    crypto_generichash_init(st, secret, 16, HIE_PROTO_REC_HASH_BYTES);
+    crypto_generichash_update(st, (const uint8_t *)"hie-audit-euid", 15);
+}
+
+void
 hie_node__audit_subject_key(const struct hie_mpi_key *key, const char *euid,
     uint8_t out[HIE_PROTO_REC_HASH_BYTES])
 {
     uint8_t secret[16];
     hie_mpi_key_index_secret(key, secret);
     crypto_generichash_state st;
-    crypto_generichash_init(&st, secret, sizeof(secret), HIE_PROTO_REC_HASH_BYTES);
-    crypto_generichash_update(&st, (const uint8_t *)"hie-audit-euid", 15);
+    subject_key_base(secret, &st);
     crypto_generichash_update(&st, (const uint8_t *)euid, strlen(euid));
     crypto_generichash_final(&st, out, HIE_PROTO_REC_HASH_BYTES);
     sodium_memzero(secret, sizeof(secret));
 }
 
-/* SHA-256 of a serialized subject: OpenSSL's (SHA-NI, ~0.6 us for a subject against ~1 us)
- * when main fetched it, else libsodium's; the same digest either way. */
+/* hie_node__audit_subject_key, from the worker's saved keyed state (r NULL: from scratch). */
 static void
-commitment(const node_ctx_t *ctx, const uint8_t *plain, size_t n, uint8_t *out)
+subject_key(node_rand_t *r, const struct hie_mpi_key *key, const char *euid, uint8_t *out)
 {
-    if (ctx->sha256 == NULL || EVP_Digest(plain, n, out, NULL, ctx->sha256, NULL) != 1) {
+    if (r == NULL) {
+        hie_node__audit_subject_key(key, euid, out);
+        return;
+    }
+    uint8_t secret[16];
+    hie_mpi_key_index_secret(key, secret);
+    if (!r->key_base_ok || sodium_memcmp(secret, r->key_base_secret, sizeof(secret)) != 0) {
+        subject_key_base(secret, &r->key_base);
+        memcpy(r->key_base_secret, secret, sizeof(secret));
+        r->key_base_ok = true;
+    }
+    sodium_memzero(secret, sizeof(secret));
+    crypto_generichash_state st = r->key_base;
+    crypto_generichash_update(&st, (const uint8_t *)euid, strlen(euid));
+    crypto_generichash_final(&st, out, HIE_PROTO_REC_HASH_BYTES);
+}
+
+/* SHA-256 of a serialized subject: OpenSSL's (SHA-NI, ~0.6 us for a subject against ~1 us)
+ * when main fetched it, in the worker's reused context, else libsodium's; the same digest
+ * either way. */
+static void
+commitment(const node_ctx_t *ctx, node_rand_t *r, const uint8_t *plain, size_t n,
+    uint8_t *out)
+{
+    if (ctx->sha256 != NULL && r != NULL && r->md == NULL) {
+        r->md = EVP_MD_CTX_new();
+    }
+    bool done = false;
+    if (ctx->sha256 != NULL && r != NULL && r->md != NULL) {
+        done = EVP_DigestInit_ex(r->md, ctx->sha256, NULL) == 1 &&
+               EVP_DigestUpdate(r->md, plain, n) == 1 &&
+               EVP_DigestFinal_ex(r->md, out, NULL) == 1;
+    } else if (ctx->sha256 != NULL) {
+        done = EVP_Digest(plain, n, out, NULL, ctx->sha256, NULL) == 1;
+    }
+    if (!done) {
         crypto_hash_sha256(out, plain, n);
     }
 }
@@ -134,8 +183,9 @@ commitment(const node_ctx_t *ctx, const uint8_t *plain, size_t n, uint8_t *out)
 /* The subject's bytes, commitment, sealed form (nonce || AEAD) and index key, into arena.
  * rnd: SUBJECT_RANDOM_BYTES fresh random bytes (salt, nonce). */
 static int
-subject_seal(node_ctx_t *ctx, const node_subject_t *s, const uint8_t *rnd, hie_arena_t *arena,
-    ProtobufCBinaryData *commit, ProtobufCBinaryData *sealed, ProtobufCBinaryData *key)
+subject_seal(node_ctx_t *ctx, node_rand_t *r, const node_subject_t *s, const uint8_t *rnd,
+    hie_arena_t *arena, ProtobufCBinaryData *commit, ProtobufCBinaryData *sealed,
+    ProtobufCBinaryData *key)
 {
     const struct hie_mpi_key *mk = hie_node__state_mpi_key(ctx->state);
     Hie__V1__AuditSubject as = HIE__V1__AUDIT_SUBJECT__INIT;
@@ -163,12 +213,12 @@ subject_seal(node_ctx_t *ctx, const node_subject_t *s, const uint8_t *rnd, hie_a
         return HIE_ENOMEM;
     }
     HIE_ASSERT(protobuf_c_message_pack(&as.base, plain) == n);
-    commitment(ctx, plain, n, c);
+    commitment(ctx, r, plain, n, c);
     memcpy(box, rnd + SUBJECT_SALT_BYTES, HIE_MPI_SEAL_NONCE_BYTES);
     int rc = hie_mpi_seal(mk, hie_span(plain, n), hie_span(c, crypto_hash_sha256_BYTES), box,
         box + HIE_MPI_SEAL_NONCE_BYTES, n + HIE_MPI_SEAL_OVERHEAD_BYTES);
     sodium_memzero(plain, n);
-    hie_node__audit_subject_key(mk, s->euid, k);
+    subject_key(r, mk, s->euid, k);
     *commit = (ProtobufCBinaryData){crypto_hash_sha256_BYTES, c};
     *sealed = (ProtobufCBinaryData){HIE_MPI_SEAL_NONCE_BYTES + n + HIE_MPI_SEAL_OVERHEAD_BYTES,
         box};
@@ -211,8 +261,8 @@ hie_node__audit_body(node_ctx_t *ctx, const node_who_t *who, Hie__V1__AuditActio
     ac->subject_keys = bins + 2 * (n + 1);
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = subject_seal(ctx, &subjects[i], rnd + i * SUBJECT_RANDOM_BYTES, arena, &bins[i],
-            &ac->subjects_sealed[i], &ac->subject_keys[i]);
+        rc = subject_seal(ctx, who->rand, &subjects[i], rnd + i * SUBJECT_RANDOM_BYTES, arena,
+            &bins[i], &ac->subjects_sealed[i], &ac->subject_keys[i]);
         r->disclosed_count += (uint32_t)(subjects[i].n_disclosed + subjects[i].n_document_ids);
         r->break_glass = r->break_glass || subjects[i].decision.break_glass;
         r->any_denied = r->any_denied || !hie_consent_permitted(&subjects[i].decision);

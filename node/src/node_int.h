@@ -25,7 +25,9 @@
 
 #include <limits.h>
 #include <lmdb.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <sodium.h>
 #include <stdatomic.h>
 
 #define HIE_NODE_VERSION "0.1.0"
@@ -525,10 +527,20 @@ HIE_MUST_CHECK int hie_node__mpi_review_list(node_ctx_t *ctx,
 typedef struct node_rand {
     uint8_t buf[NODE_RAND_BYTES];
     size_t fresh;                    /* unused bytes, at the end of buf */
+    /* The worker's reusable hashing state for its audit records (disclose.c), also per
+     * worker: a digest context for the commitments (EVP_Digest allocates one per call), and
+     * the subject index key's keyed BLAKE2b state after the key block and the label, for the
+     * index secret it was made with. hie_node__rand_end frees and wipes them. */
+    EVP_MD_CTX *md;
+    bool key_base_ok;
+    uint8_t key_base_secret[16];
+    crypto_generichash_state key_base;
 } node_rand_t;
 /* n random bytes into out, from r (refilled when short), or straight from the kernel when r is
  * NULL or n is more than a block. */
 void hie_node__rand(node_rand_t *r, uint8_t *out, size_t n);
+/* Frees and wipes r's hashing state and random bytes (the worker's end). */
+void hie_node__rand_end(node_rand_t *r);
 /* Who asks, from the certificate, the registry and the envelope. */
 typedef struct node_who {
     const char *org_id;

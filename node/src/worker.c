@@ -1348,7 +1348,7 @@ hie_node__workers_join(node_workers_t **wsp)
         }
         hie_mem_free(w->cache, HIE_NODE_REPLY_CACHE_ENTRIES * sizeof(*w->cache));
         hie_mem_free(w->parked, HIE_NODE_AUDIT_PARKED_MAX * sizeof(*w->parked));
-        sodium_memzero(&w->rand, sizeof(w->rand));
+        hie_node__rand_end(&w->rand);
     }
     hie_mem_free(ws->w, ws->allocated * sizeof(*ws->w));
     hie_mem_free(ws, sizeof(*ws));

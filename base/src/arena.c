@@ -8,7 +8,7 @@
 #include <string.h>
 
 #define ARENA_MAGIC 0x41524e41u /* "ARNA" */
-#define ARENA_FIRST_BLOCK_BYTES 4096u
+#define ARENA_FIRST_BLOCK_BYTES 16384u
 #define ARENA_ALIGN 16u
 
 struct arena_block {

@@ -112,6 +112,10 @@ hie_node__rand_end(node_rand_t *r)
 {
     EVP_MD_CTX_free(r->md);
     r->md = NULL;
+    if (r->rtxn != NULL) {
+        mdb_txn_abort(r->rtxn); /* before the state closes: workers end first */
+        r->rtxn = NULL;
+    }
     sodium_memzero(r, sizeof(*r));
 }
 
@@ -309,13 +313,37 @@ hie_node__audit_build(node_ctx_t *ctx, const node_who_t *who, Hie__V1__AuditActi
 
 /* ---- PIX and PDQ ----------------------------------------------------------------------------- */
 
+/* A read txn for the consent decisions: the worker's reset one renewed (no allocation, no
+ * reader-table lock), else a new one. */
 static int
-read_begin(node_ctx_t *ctx, MDB_txn **txn, node_mpi_err_t *e)
+read_begin(node_ctx_t *ctx, const node_who_t *who, MDB_txn **txn, node_mpi_err_t *e)
 {
+    node_rand_t *r = who->rand;
+    if (r != NULL && r->rtxn != NULL) {
+        *txn = r->rtxn;
+        r->rtxn = NULL;
+        if (mdb_txn_renew(*txn) == 0) {
+            return 0;
+        }
+        mdb_txn_abort(*txn);
+    }
     if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, txn) != 0) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
     }
     return 0;
+}
+
+/* Ends it: reset and kept by the worker for the next query, or aborted. */
+static void
+read_end(const node_who_t *who, MDB_txn *txn)
+{
+    node_rand_t *r = who->rand;
+    if (r != NULL && r->rtxn == NULL) {
+        mdb_txn_reset(txn);
+        r->rtxn = txn;
+    } else {
+        mdb_txn_abort(txn);
+    }
 }
 
 int
@@ -337,13 +365,13 @@ hie_node__pix_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pix
     }
     MDB_txn *txn = NULL;
     node_subject_t s = {r->euid, {0}, r->ids, r->n_ids, NULL, 0};
-    rc = read_begin(ctx, &txn, e);
+    rc = read_begin(ctx, who, &txn, e);
     if (rc != 0) {
         return rc;
     }
     hie_node__consent_decide(ctx, txn, arena, who, r->euid,
         HIE__V1__CONSENT_ACTION__CONSENT_ACTION_IDENTITY, 0, &s.decision);
-    mdb_txn_abort(txn);
+    read_end(who, txn);
     bool own = strcmp(q->patient->org_id, who->org_id) == 0;
     Hie__V1__ErrorCode outcome = HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
     if (!hie_consent_permitted(&s.decision)) {
@@ -382,7 +410,7 @@ hie_node__pdq_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pdq
     if (subs == NULL) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
     }
-    rc = read_begin(ctx, &txn, e);
+    rc = read_begin(ctx, who, &txn, e);
     if (rc != 0) {
         return rc;
     }
@@ -399,7 +427,7 @@ hie_node__pdq_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pdq
             subs[i].n_disclosed = 0;
         }
     }
-    mdb_txn_abort(txn);
+    read_end(who, txn);
     size_t n = r->n_candidates;
     r->n_candidates = kept;
     r->no_match = kept == 0;

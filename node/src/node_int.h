@@ -532,6 +532,7 @@ typedef struct node_rand {
      * the subject index key's keyed BLAKE2b state after the key block and the label, for the
      * index secret it was made with. hie_node__rand_end frees and wipes them. */
     EVP_MD_CTX *md;
+    MDB_txn *rtxn;                   /* a reset read txn for consent decisions, renewed */
     bool key_base_ok;
     uint8_t key_base_secret[16];
     crypto_generichash_state key_base;

@@ -269,9 +269,10 @@ store__blocks_track(store_blocks_t *b, store_touched_t *t)
     b->track = t;
 }
 
-size_t
-store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, bool writer,
-    uint8_t *out, size_t cap, bool *capped)
+/* store__blocks_get under the caller's lock (or as the writer). */
+static size_t
+blocks_get_locked(store_blocks_t *b, uint64_t key, const uint8_t *self, uint8_t *out,
+    size_t cap, bool *capped)
 {
     size_t n = 0;
     *capped = false;
@@ -279,9 +280,6 @@ store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, bool wri
         return 0;
     }
     HIE_ASSERT(cap <= BLOCK_SORTED_MAX); /* larger blocks are not kept in order */
-    if (!writer) {
-        pthread_rwlock_rdlock(&b->lock);
-    }
     const struct block *bl = slot_find(b->slots, b->cap, key);
     *capped = bl->key != 0 && bl->n > cap;
     if (bl->key != 0 && !*capped) { /* a block over the cap says too little: skip it whole */
@@ -291,6 +289,39 @@ store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, bool wri
                 n++;
             }
         }
+    }
+    return n;
+}
+
+size_t
+store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, bool writer,
+    uint8_t *out, size_t cap, bool *capped)
+{
+    if (!writer) {
+        pthread_rwlock_rdlock(&b->lock);
+    }
+    size_t n = blocks_get_locked(b, key, self, out, cap, capped);
+    if (!writer) {
+        pthread_rwlock_unlock(&b->lock);
+    }
+    return n;
+}
+
+size_t
+store__blocks_get_all(store_blocks_t *b, const uint64_t keys[HIE_MPI_BLOCK_KEYS],
+    const size_t caps[HIE_MPI_BLOCK_KEYS], const uint8_t *self, bool writer, uint8_t *out,
+    size_t ends[HIE_MPI_BLOCK_KEYS], uint64_t *capped)
+{
+    size_t n = 0;
+    *capped = 0;
+    if (!writer) {
+        pthread_rwlock_rdlock(&b->lock);
+    }
+    for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
+        bool cut = false;
+        n += blocks_get_locked(b, keys[i], self, out + n * HIE_MPI_REC_HASH_BYTES, caps[i], &cut);
+        *capped += cut;
+        ends[i] = n;
     }
     if (!writer) {
         pthread_rwlock_unlock(&b->lock);

@@ -576,10 +576,54 @@ store__nolink(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, const uint8_t 
 
 /* ---- candidates and scoring -------------------------------------------------------------- */
 
-static int
-cmp_hash(const void *a, const void *b)
+/* a < b, as memcmp orders the 16-byte hashes (big-endian halves). */
+static inline int
+hash_cmp(const uint8_t *a, const uint8_t *b)
 {
-    return memcmp(a, b, HIE_MPI_REC_HASH_BYTES);
+    uint64_t x = hie_load_be64(a), y = hie_load_be64(b);
+    if (x == y) {
+        x = hie_load_be64(a + 8);
+        y = hie_load_be64(b + 8);
+    }
+    return x < y ? -1 : x > y;
+}
+
+uint8_t *
+store__hashes_merge(uint8_t *a, uint8_t *tmp, size_t total, const size_t run_ends[HIE_MPI_BLOCK_KEYS],
+    size_t *n)
+{
+    const size_t H = HIE_MPI_REC_HASH_BYTES;
+    size_t ends[HIE_MPI_BLOCK_KEYS], runs = 0;
+    for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
+        if (run_ends[i] > (runs ? ends[runs - 1] : 0)) {
+            ends[runs++] = run_ends[i];
+        }
+    }
+    size_t len = total;
+    while (runs > 1) {
+        size_t out = 0, start = 0, merged = 0;
+        for (size_t r = 0; r < runs; r += 2) {
+            size_t i = start, ie = ends[r], j = ie, je = r + 1 < runs ? ends[r + 1] : ie;
+            while (i < ie || j < je) {
+                const uint8_t *src;
+                int c = i == ie ? 1 : j == je ? -1 : hash_cmp(a + i * H, a + j * H);
+                src = c <= 0 ? a + i * H : a + j * H;
+                i += c <= 0;
+                j += c >= 0; /* equal: taken once */
+                memcpy(tmp + out * H, src, H);
+                out++;
+            }
+            start = je;
+            ends[merged++] = out;
+        }
+        uint8_t *swap = a;
+        a = tmp;
+        tmp = swap;
+        runs = merged;
+        len = out;
+    }
+    *n = len;
+    return a;
 }
 
 _Static_assert(HIE_MPI_BLOCK_BROAD_CAP <= HIE_MPI_FEED_BLOCK_CAP &&
@@ -615,29 +659,14 @@ store__candidates(hie_mpi_store_t *s, const uint64_t keys[HIE_MPI_BLOCK_KEYS],
 {
     *n = 0;
     *capped = 0;
-    *out = hie_arena_alloc(arena, HIE_MPI_CANDIDATES_MAX * HIE_MPI_REC_HASH_BYTES);
-    if (*out == NULL) {
+    uint8_t *a = hie_arena_alloc(arena, HIE_MPI_CANDIDATES_MAX * HIE_MPI_REC_HASH_BYTES);
+    uint8_t *b = hie_arena_alloc(arena, HIE_MPI_CANDIDATES_MAX * HIE_MPI_REC_HASH_BYTES);
+    if (a == NULL || b == NULL) {
         return HIE_ENOMEM;
     }
-    for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
-        bool cut = false;
-        *n += store__blocks_get(s->blocks, keys[i], self, writer,
-            *out + *n * HIE_MPI_REC_HASH_BYTES, caps[i], &cut);
-        *capped += cut;
-    }
-    if (*n > 1) {
-        qsort(*out, *n, HIE_MPI_REC_HASH_BYTES, cmp_hash);
-        size_t u = 1;
-        for (size_t i = 1; i < *n; i++) {
-            uint8_t *prev = *out + (u - 1) * HIE_MPI_REC_HASH_BYTES;
-            if (memcmp(prev, *out + i * HIE_MPI_REC_HASH_BYTES, HIE_MPI_REC_HASH_BYTES) != 0) {
-                memmove(prev + HIE_MPI_REC_HASH_BYTES, *out + i * HIE_MPI_REC_HASH_BYTES,
-                    HIE_MPI_REC_HASH_BYTES);
-                u++;
-            }
-        }
-        *n = u;
-    }
+    size_t ends[HIE_MPI_BLOCK_KEYS];
+    size_t total = store__blocks_get_all(s->blocks, keys, caps, self, writer, a, ends, capped);
+    *out = store__hashes_merge(a, b, total, ends, n);
     return 0;
 }
 

@@ -178,3 +178,52 @@ Test(mpi_blocks, a_large_block_shrunk_back_reads_as_if_built_in_order)
     store__blocks_destroy(&a);
     store__blocks_destroy(&b);
 }
+
+static int
+cmp16(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+/* The candidates' merge of the blocks' sorted runs gives what sorting them all and dropping
+ * repeats gives: random runs (some empty, hashes shared between runs, first bytes alike). */
+Test(mpi_blocks, merging_sorted_runs_equals_sort_and_dedup)
+{
+    static uint8_t a[HIE_MPI_BLOCK_KEYS * 40][16], tmp[HIE_MPI_BLOCK_KEYS * 40][16],
+        ref[HIE_MPI_BLOCK_KEYS * 40][16];
+    uint64_t seed = 0x6d657267;
+    for (unsigned round = 0; round < 500; round++) {
+        size_t ends[HIE_MPI_BLOCK_KEYS], total = 0;
+        for (unsigned r = 0; r < HIE_MPI_BLOCK_KEYS; r++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            size_t len = (seed >> 33) % 4u == 0 ? 0 : (seed >> 40) % 40u;
+            for (size_t i = 0; i < len; i++) {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                memset(a[total + i], 0, 16);
+                a[total + i][0] = (uint8_t)((seed >> 33) % 3u); /* shared first bytes */
+                a[total + i][15] = (uint8_t)((seed >> 41) % 64u); /* repeats across runs */
+            }
+            qsort(a[total], len, 16, cmp16);
+            size_t u = 0; /* a block holds a record once */
+            for (size_t i = 0; i < len; i++) {
+                if (u == 0 || memcmp(a[total + u - 1], a[total + i], 16) != 0) {
+                    memmove(a[total + u++], a[total + i], 16);
+                }
+            }
+            total += u;
+            ends[r] = total;
+        }
+        memcpy(ref, a, total * 16);
+        qsort(ref, total, 16, cmp16);
+        size_t want = 0;
+        for (size_t i = 0; i < total; i++) {
+            if (want == 0 || memcmp(ref[want - 1], ref[i], 16) != 0) {
+                memmove(ref[want++], ref[i], 16);
+            }
+        }
+        size_t n = 0;
+        uint8_t *got = store__hashes_merge(&a[0][0], &tmp[0][0], total, ends, &n);
+        cr_assert_eq(n, want, "round %u", round);
+        cr_assert_eq(memcmp(got, ref, n * 16), 0, "round %u", round);
+    }
+}

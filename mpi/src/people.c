@@ -302,6 +302,47 @@ store__people_count(store_people_t *p)
     return n;
 }
 
+/* The person of a copied entry (norm: its form, then its codes). */
+static int
+people_unpack(const uint8_t *norm, size_t len, bool merged, hie_mpi_person_t *person)
+{
+    int rc = merged ? 0 : store__norm_unpack(norm, len, person);
+    if (rc == 0 && !merged) { /* unpacked by put already: the codes are its own */
+        memcpy(person->given_code, norm + len, HIE_MPI_NYSIIS_BUF_BYTES);
+        memcpy(person->family_code, norm + len + HIE_MPI_NYSIIS_BUF_BYTES,
+            HIE_MPI_NYSIIS_BUF_BYTES);
+        memcpy(person->canon_code, norm + len + 2 * HIE_MPI_NYSIIS_BUF_BYTES,
+            HIE_MPI_NYSIIS_BUF_BYTES);
+        person->prepared = HIE_MPI_PERSON_PREPARED;
+    }
+    return rc;
+}
+
+size_t
+store__people_get_many(store_people_t *p, const uint8_t *hashes, size_t n,
+    store_people_read_t *out)
+{
+    HIE_ASSERT(n <= STORE_PEOPLE_READ_MAX);
+    size_t found = 0;
+    pthread_rwlock_rdlock(&p->lock);
+    for (size_t i = 0; i < n; i++) {
+        out[i].found = entry_read(p, hashes + i * HIE_MPI_REC_HASH_BYTES, true, out[i].euid,
+            &out[i].merged, &out[i].gen, out[i].norm, &out[i].len);
+        found += out[i].found;
+    }
+    pthread_rwlock_unlock(&p->lock);
+    return found;
+}
+
+int
+store__people_read_person(store_people_read_t *r, hie_mpi_person_t *person)
+{
+    HIE_ASSERT(r->found);
+    int rc = people_unpack(r->norm, r->len, r->merged, person);
+    sodium_memzero(r->norm, r->len + CODES_BYTES);
+    return rc;
+}
+
 int
 store__people_get(store_people_t *p, const uint8_t *hash, bool writer,
     char euid[HIE_MPI_EUID_BYTES], bool *merged, hie_mpi_person_t *person, uint64_t *gen)
@@ -315,15 +356,7 @@ store__people_get(store_people_t *p, const uint8_t *hash, bool writer,
     if (gen != NULL) {
         *gen = g;
     }
-    int rc = *merged ? 0 : store__norm_unpack(norm, len, person);
-    if (rc == 0 && !*merged) { /* unpacked by put already: the codes are its own */
-        memcpy(person->given_code, norm + len, HIE_MPI_NYSIIS_BUF_BYTES);
-        memcpy(person->family_code, norm + len + HIE_MPI_NYSIIS_BUF_BYTES,
-            HIE_MPI_NYSIIS_BUF_BYTES);
-        memcpy(person->canon_code, norm + len + 2 * HIE_MPI_NYSIIS_BUF_BYTES,
-            HIE_MPI_NYSIIS_BUF_BYTES);
-        person->prepared = HIE_MPI_PERSON_PREPARED;
-    }
+    int rc = people_unpack(norm, len, *merged, person);
     sodium_memzero(norm, len + CODES_BYTES);
     return rc;
 }

@@ -88,6 +88,27 @@ store__prep_find(const hie_mpi_prepared_t *prep, const uint8_t *hash, size_t *fr
     return *from < prep->n && c == 0 ? &prep->vec[*from] : NULL;
 }
 
+/* Adds the comparison of p with one candidate's copied entry to pr->vec (a form that does not
+ * unpack is left out, as the cache's reader leaves it out). */
+static void
+prep_one(hie_mpi_prepared_t *pr, store_people_read_t *r, const uint8_t *hash)
+{
+    store_prep_vec_t *e = &pr->vec[pr->n];
+    memcpy(e->euid, r->euid, HIE_MPI_EUID_BYTES);
+    e->merged = r->merged;
+    e->gen = r->gen;
+    hie_mpi_person_t cp;
+    int rc = store__people_read_person(r, &cp);
+    if (rc == 0 && !e->merged) {
+        hie_mpi_compare(&pr->p, &cp, &e->v);
+    }
+    sodium_memzero(&cp, sizeof(cp));
+    if (rc == 0) {
+        memcpy(e->hash, hash, HIE_MPI_REC_HASH_BYTES);
+        pr->n++;
+    }
+}
+
 /* Finds p's candidates in its blocks as they are now (store__candidates: sorted, so vec is
  * sorted too) and reads each from the candidate cache: its EUID, whether it was merged, and
  * (unless merged) its comparison with p. Records the cache lacks are left out. */
@@ -106,18 +127,17 @@ prep_vectors(hie_mpi_store_t *s, hie_arena_t *arena, const uint8_t *self,
     }
     pr->n = 0;
     store__people_prefetch(s->people, pr->hashes, pr->n_hashes);
-    for (size_t i = 0; i < pr->n_hashes; i++) {
-        const uint8_t *h = pr->hashes + i * HIE_MPI_REC_HASH_BYTES;
-        store_prep_vec_t *e = &pr->vec[pr->n];
-        hie_mpi_person_t cp;
-        if (store__people_get(s->people, h, false, e->euid, &e->merged, &cp, &e->gen) == 0) {
-            if (!e->merged) {
-                hie_mpi_compare(&pr->p, &cp, &e->v);
+    store_people_read_t got[STORE_PEOPLE_READ_MAX];
+    for (size_t i = 0; i < pr->n_hashes; i += STORE_PEOPLE_READ_MAX) {
+        size_t k = pr->n_hashes - i < STORE_PEOPLE_READ_MAX ? pr->n_hashes - i
+                                                             : STORE_PEOPLE_READ_MAX;
+        const uint8_t *hs = pr->hashes + i * HIE_MPI_REC_HASH_BYTES;
+        (void)store__people_get_many(s->people, hs, k, got); /* one lock for k */
+        for (size_t j = 0; j < k; j++) {
+            if (got[j].found) {
+                prep_one(pr, &got[j], hs + j * HIE_MPI_REC_HASH_BYTES);
             }
-            memcpy(e->hash, h, HIE_MPI_REC_HASH_BYTES);
-            pr->n++;
         }
-        sodium_memzero(&cp, sizeof(cp));
     }
     return 0;
 }

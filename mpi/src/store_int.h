@@ -150,6 +150,22 @@ bool store__people_seq(store_people_t *p, const uint8_t *hash, uint64_t *seq);
  * from the cache), and the form's generation (gen may be NULL). HIE_ENOTFOUND when the cache
  * does not hold the record. Any thread; writer: the caller is the log thread, the one writer,
  * whose reads need no lock. */
+/* A copy of one cache entry, taken under the lock with others (store__people_get_many). */
+#define STORE_PEOPLE_READ_MAX 8u
+typedef struct store_people_read {
+    bool found;
+    bool merged;
+    uint64_t gen;
+    char euid[HIE_MPI_EUID_BYTES];
+    size_t len;
+    uint8_t norm[STORE_NORM_BYTES_MAX + 3u * HIE_MPI_NYSIIS_BUF_BYTES]; /* form, then codes */
+} store_people_read_t;
+/* Copies the entries of n (at most STORE_PEOPLE_READ_MAX) records under one read lock: one
+ * lock for a handful of candidates instead of one each. Returns how many the cache holds. */
+size_t store__people_get_many(store_people_t *p, const uint8_t *hashes, size_t n,
+    store_people_read_t *out);
+/* The person of a found copy (not merged); wipes the copy's form. Returns 0 or HIE_ECORRUPT. */
+int store__people_read_person(store_people_read_t *r, hie_mpi_person_t *person);
 int store__people_get(store_people_t *p, const uint8_t *hash, bool writer,
     char euid[HIE_MPI_EUID_BYTES], bool *merged, hie_mpi_person_t *person, uint64_t *gen);
 /* The same without the person: euid, merged and the form's generation. */

@@ -150,6 +150,7 @@ struct bench {
     size_t batch;
     hie_mpi_pool_t *pool;      /* NULL with --threads 0 */
     struct pipe pipe;
+    hie_arena_t *apply_arena;  /* the batch being applied, reset after each */
     const char *persons;
     uint64_t index;            /* log index of the next command */
     /* per accepted record */
@@ -232,11 +233,13 @@ batch_apply(struct bench *b, struct slot *sl)
 {
     uint64_t t0 = hie_time_mono_ns();
     int rc = mdb_txn_begin(b->env, NULL, 0, &b->txn) == 0 ? 0 : HIE_ESTORAGE;
-    hie_arena_t *arena = NULL;
-    rc = rc == 0 ? hie_arena_create(&arena, 512u << 20) : rc;
+    if (rc == 0 && b->apply_arena == NULL) {
+        rc = hie_arena_create(&b->apply_arena, 512u << 20);
+    }
     if (rc != 0) {
         return -1;
     }
+    hie_arena_t *arena = b->apply_arena; /* reused batch after batch, as a node's log thread */
     hie_mpi_pool_begin(b->pool, sl->cmds, sizeof(sl->cmds[0]), sl->n, batch_item_feed);
     for (size_t i = 0; rc == 0 && i < sl->n; i++) {
         hie_mpi_apply_ctx_t ac = {b->txn, arena, "@bench", 1, ++b->index, {0}, 0,
@@ -258,7 +261,7 @@ batch_apply(struct bench *b, struct slot *sl)
         rc = batch_commit(b);
     }
     hie_mpi_pool_end(b->pool);
-    hie_arena_destroy(&arena);
+    hie_arena_reset(arena);
     return rc;
 }
 
@@ -640,6 +643,7 @@ static void
 teardown(struct bench *b)
 {
     hie_mpi_pool_destroy(&b->pool);
+    hie_arena_destroy(&b->apply_arena);
     hie_mpi_store_close(&b->store);
     if (b->env != NULL) {
         mdb_env_close(b->env);

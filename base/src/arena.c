@@ -64,6 +64,26 @@ hie_arena_destroy(hie_arena_t **arena)
     *arena = NULL;
 }
 
+void
+hie_arena_reset(hie_arena_t *a)
+{
+    HIE_ASSERT(a != NULL && a->magic == ARENA_MAGIC);
+    struct arena_block *keep = a->head;
+    if (keep == NULL) {
+        return;
+    }
+    struct arena_block *b = keep->next;
+    while (b != NULL) {
+        struct arena_block *next = b->next;
+        hie_mem_free(b, sizeof(*b) + b->size);
+        b = next;
+    }
+    keep->next = NULL;
+    keep->used = 0;
+    a->used_bytes = 0;
+    a->cap_hit = false;
+}
+
 static struct arena_block *
 arena_grow(hie_arena_t *a, size_t bytes)
 {

@@ -49,6 +49,7 @@ struct node_state {
     hie_mpi_key_t *mpi_key;    /* NULL: no data key configured, MPI exchanges unavailable */
     hie_mpi_pool_t *mpi_pool;  /* the match pool (NULL: none); prepares each batch's feeds */
     size_t batch_pos;          /* apply: the entry of the batch being applied */
+    hie_arena_t *apply_arena;  /* apply: each command's, reset after it (log thread) */
     /* deferred commits (log thread, except the committed index and its wait) */
     bool defer;                /* hie_node__state_defer_commits */
     MDB_txn *open_txn;         /* applied, not yet committed (audit records only) */
@@ -202,6 +203,7 @@ hie_node__state_close(node_state_t **stp)
         st->open_txn = NULL;
     }
     hie_mpi_pool_destroy(&st->mpi_pool);
+    hie_arena_destroy(&st->apply_arena);
     hie_mpi_store_close(&st->mpi);
     hie_node__consent_close(&st->consent);
     hie_node__audit_close(&st->audit);
@@ -749,14 +751,14 @@ static int
 apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
     hie_cluster_result_t *out)
 {
-    hie_arena_t *arena = NULL;
     hie_command_result_t res;
     hie__v1__command_result__init(&res);
     res.index = e->index;
-    int rc = hie_arena_create(&arena, APPLY_ARENA_BYTES);
+    int rc = st->apply_arena == NULL ? hie_arena_create(&st->apply_arena, APPLY_ARENA_BYTES) : 0;
     if (rc != 0) {
         return rc;
     }
+    hie_arena_t *arena = st->apply_arena; /* reused, command after command */
     struct apply_ctx a = {st, txn, arena, NULL, e->index, &res};
     hie_command_t *cmd = NULL;
     hie_errinfo_t info = {0};
@@ -783,7 +785,7 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
         rc = hie_proto_pack(&res.base, HIE_LOG_COMMAND_BYTES_MAX, &out->buf, &out->len);
     }
 out:
-    hie_arena_destroy(&arena);
+    hie_arena_reset(arena);
     return rc;
 }
 

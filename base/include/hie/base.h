@@ -155,6 +155,10 @@ typedef struct hie_arena hie_arena_t;
 HIE_MUST_CHECK int hie_arena_create(hie_arena_t **out, size_t cap_bytes);
 /* Frees every block and the arena; sets *arena to NULL; NULL-safe. */
 void hie_arena_destroy(hie_arena_t **arena);
+/* Empties the arena for reuse: everything it handed out is invalid, its newest (largest)
+ * block is kept and the others freed, the cap counts from zero again. For an owner that
+ * would otherwise create and destroy an arena per item (fresh pages each time). */
+void hie_arena_reset(hie_arena_t *arena);
 /* Returns 16-aligned memory valid until destroy, or NULL when the cap or memory runs out
  * (hie_arena_cap_hit() then tells which). */
 void *hie_arena_alloc(hie_arena_t *arena, size_t bytes);

@@ -256,3 +256,36 @@ Test(base_arena, cap_hit_on_null_arena_aborts, .signal = SIGABRT)
     bool hit = hie_arena_cap_hit(NULL);
     (void)hit;
 }
+
+Test(base_arena, reset_keeps_the_newest_block_and_counts_the_cap_from_zero)
+{
+    hie_arena_t *a = NULL;
+    cr_assert_eq(hie_arena_create(&a, 200000), 0);
+    int64_t empty = hie_mem_live_bytes();
+    void *first = NULL;
+    for (int i = 0; i < 40; i++) { /* several blocks */
+        void *p = hie_arena_alloc(a, 4000);
+        cr_assert_not_null(p);
+        first = first == NULL ? p : first;
+    }
+    int64_t grown = hie_mem_live_bytes();
+    cr_assert_null(hie_arena_alloc(a, 100000), "over the cap");
+    cr_assert(hie_arena_cap_hit(a));
+    hie_arena_reset(a);
+    cr_assert_eq(hie_arena_used_bytes(a), 0);
+    cr_assert(!hie_arena_cap_hit(a));
+    cr_assert_lt(hie_mem_live_bytes(), grown, "the older blocks are freed");
+    cr_assert_gt(hie_mem_live_bytes(), empty, "the newest block is kept");
+    int64_t kept = hie_mem_live_bytes();
+    cr_assert_not_null(hie_arena_alloc(a, 100000), "the cap counts from zero again");
+    cr_assert_eq(hie_mem_live_bytes(), kept, "served from the kept block");
+    hie_arena_reset(a);
+    hie_arena_destroy(&a);
+    cr_assert_eq(hie_mem_live_bytes(), 0);
+    hie_arena_t *fresh = NULL;
+    cr_assert_eq(hie_arena_create(&fresh, 100), 0);
+    hie_arena_reset(fresh); /* nothing allocated yet */
+    cr_assert_not_null(hie_arena_alloc(fresh, 16));
+    hie_arena_destroy(&fresh);
+    (void)first;
+}

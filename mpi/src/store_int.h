@@ -47,14 +47,14 @@ int store__blocks_change(store_blocks_t *b, const uint64_t *keys, size_t n,
  * the log thread, the one writer, whose reads need no lock. */
 size_t store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, bool writer,
     uint8_t *out, size_t cap, bool *capped);
-/* store__blocks_get for every key (0: none) under one lock, block after block into out; ends[i]
- * is where key i's records end (each block's run is in hash order), *capped counts the blocks
- * over their cap. Returns the total. */
 /* Merges the sorted runs of a that end at run_ends (in order, some empty; total records) into
  * one sorted run without repeats: merge sort's passes, two runs at a time, between a and tmp
  * (as large as a). Returns the buffer holding it; *n its length. */
 uint8_t *store__hashes_merge(uint8_t *a, uint8_t *tmp, size_t total,
     const size_t run_ends[HIE_MPI_BLOCK_KEYS], size_t *n);
+/* store__blocks_get for every key (0: none) under one lock, block after block into out; ends[i]
+ * is where key i's records end (each block's run is in hash order), *capped counts the blocks
+ * over their cap. Returns the total. */
 size_t store__blocks_get_all(store_blocks_t *b, const uint64_t keys[HIE_MPI_BLOCK_KEYS],
     const size_t caps[HIE_MPI_BLOCK_KEYS], const uint8_t *self, bool writer, uint8_t *out,
     size_t ends[HIE_MPI_BLOCK_KEYS], uint64_t *capped);

@@ -551,6 +551,22 @@ Test(cluster_log, reopen_replays_entries_after_the_applied_index_in_order)
 
 }
 
+/* Submits cmd with token and waits for its answer (rc 0, the same token); returns its index. */
+static uint64_t
+submit_one(void *d, uint64_t token, const char *cmd)
+{
+    cr_assert_eq(hie_cluster_submit_send(d, token, hie_span(cmd, strlen(cmd))), 0);
+    uint64_t tok = 0, index = 0;
+    int rc = -1;
+    uint8_t *res = NULL;
+    size_t res_len = 0;
+    cr_assert_eq(recv_one(d, 10000, &tok, &rc, &index, &res, &res_len), 0);
+    cr_assert_eq(tok, token);
+    cr_assert_eq(rc, 0);
+    hie_mem_free(res, res_len);
+    return index;
+}
+
 /* A state machine that leaves its commits open: the replies still come, one per command, and
  * the log flushes once it is idle, at the end of replay and at stop. */
 Test(cluster_log, open_commits_are_flushed_when_idle_after_replay_and_at_stop)
@@ -566,16 +582,7 @@ Test(cluster_log, open_commits_are_flushed_when_idle_after_replay_and_at_stop)
     log_start(log);
     void *d = dealer_new();
     for (uint64_t t = 1; t <= 3; t++) {
-        cr_assert_eq(hie_cluster_submit_send(d, t, hie_span("open", 4)), 0);
-        uint64_t token = 0, index = 0;
-        int rc = -1;
-        uint8_t *res = NULL;
-        size_t res_len = 0;
-        cr_assert_eq(recv_one(d, 10000, &token, &rc, &index, &res, &res_len), 0);
-        cr_assert_eq(token, t);
-        cr_assert_eq(rc, 0);
-        cr_assert_eq(index, TOTAL + t);
-        hie_mem_free(res, res_len);
+        cr_assert_eq(submit_one(d, t, "open"), TOTAL + t);
         /* idle: flushed within HIE_LOG_IDLE_FLUSH_MS (a second allows for a slow machine) */
         for (int ms = 0; ms < 1000 && atomic_load(&f->uncommitted) != 0; ms++) {
             usleep(1000);
@@ -586,13 +593,7 @@ Test(cluster_log, open_commits_are_flushed_when_idle_after_replay_and_at_stop)
     unsigned before = atomic_load(&f->flushes);
     cr_assert_geq(before, 2u);
     /* one more, and stop at once: the stop flushes it */
-    cr_assert_eq(hie_cluster_submit_send(d, 9, hie_span("last", 4)), 0);
-    uint64_t token = 0, index = 0;
-    int rc = -1;
-    uint8_t *res = NULL;
-    size_t res_len = 0;
-    cr_assert_eq(recv_one(d, 10000, &token, &rc, &index, &res, &res_len), 0);
-    hie_mem_free(res, res_len);
+    cr_assert_eq(submit_one(d, 9, "last"), TOTAL + 4);
     dealer_close(d);
     log_close(&log);
     cr_assert(!f->error, "fsm: %s", f->error_what);

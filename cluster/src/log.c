@@ -533,7 +533,6 @@ hie_cluster_log_destroy(hie_cluster_log_t **logp)
     hie_mem_free(log->batch, HIE_LOG_BATCH_COMMANDS_MAX * sizeof(*log->batch));
     hie_mem_free(log->entries, HIE_LOG_BATCH_COMMANDS_MAX * sizeof(*log->entries));
     hie_mem_free(log->results, HIE_LOG_BATCH_COMMANDS_MAX * sizeof(*log->results));
-
     log->magic = 0;
     hie_mem_free(log, sizeof(*log));
     *logp = NULL;

@@ -589,8 +589,8 @@ hash_cmp(const uint8_t *a, const uint8_t *b)
 }
 
 uint8_t *
-store__hashes_merge(uint8_t *a, uint8_t *tmp, size_t total, const size_t run_ends[HIE_MPI_BLOCK_KEYS],
-    size_t *n)
+store__hashes_merge(uint8_t *a, uint8_t *tmp, size_t total,
+    const size_t run_ends[HIE_MPI_BLOCK_KEYS], size_t *n)
 {
     const size_t H = HIE_MPI_REC_HASH_BYTES;
     size_t ends[HIE_MPI_BLOCK_KEYS], runs = 0;

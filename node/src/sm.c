@@ -5,7 +5,10 @@
  * order, one write transaction per batch, and stores the applied index in the same
  * transaction, so a crash at any point leaves a state that replays to the same contents.
  * Apply is deterministic: no clock, no PRNG, no hash-order iteration; time comes from the
- * command. Batches of audit records only (one per exchange, the hot path) may share a commit
+ * command. A command it rejects (bad body, unknown organization, ...) is a recorded result,
+ * not an error; a storage failure is an error and stops the node.
+ *
+ * Batches of audit records only (one per exchange, the hot path) may share a commit
  * (hie_node__state_defer_commits): the log's fsync already made them durable before apply,
  * and replay applies them again after a crash. So apply leaves the write transaction open for
  * the next batch, their replies go at once, and one commit (one fsync) covers several
@@ -13,8 +16,7 @@
  * bounds below. Everything else commits before its reply: consent changes must bind the very
  * next message, and the match pool reads committed records. Readers that must see every audit
  * record answered so far wait for the commit (hie_node__state_wait_committed). The monotonic
- * clock used for the bound decides only when to commit, never what is stored. A command it rejects (bad body, unknown organization, ...) is a recorded result,
- * not an error; a storage failure is an error and stops the node.
+ * clock used for the bound decides only when to commit, never what is stored.
  *
  * Databases in <data_dir>/state: meta (applied_index), orgs (id -> Organization),
  * dedup ("requester\0request_id" -> 8-byte time + CommandResult), dedup_time (time ‖ index ->

@@ -105,7 +105,8 @@ Test(push, delivered_acknowledged_and_idempotent, .timeout = 120)
     cr_assert_str_eq(push_ok(h, "p1", "discharge: stable, follow up in 7 days", a), mid);
     cr_assert_eq(itest_db_entries(&n, "q_msg"), 0u);
     cr_assert_null(next_delivery(c, &in, 1000, a), "delivered once");
-    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", 1u, 2000), 1u, "one audit record for the disclosure");
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", 1u, 2000), 1u,
+        "one audit record for the disclosure");
     hie_client_destroy(&h);
     hie_client_destroy(&c);
     hie_arena_destroy(&a);

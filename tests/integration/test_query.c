@@ -130,7 +130,8 @@ Test(query, repository_documents_listed_filtered_and_consent_applied, .timeout =
     expect_error(rz, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document_id");
     cr_assert_str_eq(rb->error->message, rz->error->message, "withheld looks like absent");
     /* q1..q4 and g1..g3: one audit record each */
-    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audits + 7u, 2000), audits + 7u, "one per query and retrieval");
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audits + 7u, 2000), audits + 7u,
+        "one per query and retrieval");
     hie_client_destroy(&h);
     hie_client_destroy(&c);
     hie_arena_destroy(&a);
@@ -383,7 +384,8 @@ Test(query, a_responder_document_is_retrieved_through_the_broker_with_consent, .
     hie_envelope_t *huge = retrieve_via(c, s, "g3b", HOSP2, "S-5", NULL, a);
     answer_content_bytes = 0;
     expect_error(huge, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document_id");
-    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audits + 4u, 2000), audits + 4u, "one per completed retrieval");
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audits + 4u, 2000), audits + 4u,
+        "one per completed retrieval");
     /* no answer: UNAVAILABLE at the deadline; an organization that is no responder */
     uint64_t t0 = hie_time_mono_ns();
     retrieve_send(c, "g4", "st-mary:lab-77", HOSP2);

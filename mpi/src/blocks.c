@@ -298,7 +298,7 @@ store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, bool wri
     uint8_t *out, size_t cap, bool *capped)
 {
     if (!writer) {
-        store__rdlock(&b->lock);
+        pthread_rwlock_rdlock(&b->lock);
     }
     size_t n = blocks_get_locked(b, key, self, out, cap, capped);
     if (!writer) {
@@ -315,7 +315,7 @@ store__blocks_get_all(store_blocks_t *b, const uint64_t keys[HIE_MPI_BLOCK_KEYS]
     size_t n = 0;
     *capped = 0;
     if (!writer) {
-        store__rdlock(&b->lock);
+        pthread_rwlock_rdlock(&b->lock);
     }
     for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {
         bool cut = false;

@@ -552,7 +552,7 @@ store__tf_freq(hie_mpi_store_t *s, enum hie_mpi_field f, const char *value, bool
         return 0;
     }
     if (!writer) {
-        store__rdlock(&s->tf_lock);
+        pthread_rwlock_rdlock(&s->tf_lock);
     }
     double freq = hie_mpi__tf_key_frequency(s->tf, f, key, &total);
     if (!writer) {

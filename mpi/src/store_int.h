@@ -10,29 +10,6 @@
 
 #include <pthread.h>
 
-/* Read locks of the in-memory tables (blocks, candidate cache, term frequencies) are taken by
- * trying a bounded number of times before blocking. The one writer (apply) holds the write
- * lock for a few microseconds; a reader that blocks instead is woken by its unlock and, on
- * this 2-core machine, takes the writer's core for a time slice (2.8 ms on average, 10% of the
- * apply thread's time at 200k records). Spinning first: 21.5-22.8k -> 23.4-23.9k records/s at
- * 400k (bench/RESULTS.md §6). */
-#define STORE_RDLOCK_SPINS 256
-static inline void
-store__rdlock(pthread_rwlock_t *l)
-{
-    for (int i = 0; i < STORE_RDLOCK_SPINS; i++) {
-        if (pthread_rwlock_tryrdlock(l) == 0) {
-            return;
-        }
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#elif defined(__aarch64__)
-        __asm__ volatile("yield");
-#endif
-    }
-    pthread_rwlock_rdlock(l);
-}
-
 #define STORE_MAGIC 0x4d504953u /* "MPIS" */
 
 /* A batch's written values (touched.c). slots: a power of two; the set is full at half. */

@@ -180,6 +180,36 @@ blocks_rebuild(hie_mpi_store_t *s)
     return rc == 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
 }
 
+/* The members table from mpi_euid (every duplicate, in order). */
+static int
+members_rebuild(hie_mpi_store_t *s)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    char euid[HIE_MPI_EUID_BYTES];
+    int rc = store__rc(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+    rc = rc == 0 ? store__rc(mdb_cursor_open(txn, s->euid, &cur)) : rc;
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
+    while (rc == 0 && mrc == 0) {
+        if (k.mv_size == 0 || k.mv_size >= sizeof(euid) || v.mv_size != HIE_MPI_REC_HASH_BYTES) {
+            rc = HIE_ECORRUPT;
+            break;
+        }
+        memcpy(euid, k.mv_data, k.mv_size);
+        euid[k.mv_size] = '\0';
+        store__members_add(s->members, euid, v.mv_data);
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    return rc == 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+}
+
 int
 hie_mpi_store_open(hie_mpi_store_t **out, MDB_env *env, const hie_mpi_key_t *key)
 {
@@ -198,12 +228,14 @@ hie_mpi_store_open(hie_mpi_store_t **out, MDB_env *env, const hie_mpi_key_t *key
     int rc = dbis_open(s);
     rc = rc == 0 ? store__blocks_create(&s->blocks) : rc;
     rc = rc == 0 ? store__people_create(&s->people) : rc;
+    rc = rc == 0 ? store__members_create(&s->members) : rc;
     rc = rc == 0 ? hie_mpi_tf_create(&s->tf, 1024) : rc;
     if (rc == 0 && pthread_rwlock_init(&s->tf_lock, NULL) != 0) {
         hie_mpi_tf_destroy(&s->tf); /* close knows the lock is there by the table */
         rc = HIE_ENOMEM;
     }
     rc = rc == 0 && key != NULL ? blocks_rebuild(s) : rc; /* keyless: nothing reads it */
+    rc = rc == 0 ? members_rebuild(s) : rc;
     if (rc != 0) {
         hie_mpi_store_close(&s);
         return rc;
@@ -223,6 +255,7 @@ hie_mpi_store_close(hie_mpi_store_t **sp)
     HIE_ASSERT(s->magic == STORE_MAGIC);
     store__blocks_destroy(&s->blocks);
     store__people_destroy(&s->people);
+    store__members_destroy(&s->members);
     if (s->tf != NULL) {
         hie_mpi_tf_destroy(&s->tf);
         pthread_rwlock_destroy(&s->tf_lock);
@@ -511,6 +544,35 @@ store__members(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t *
     }
     *hashes = out;
     return rc;
+}
+
+int
+store__members_w(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t *arena,
+    uint8_t **hashes, size_t *n)
+{
+    const uint8_t *hs = NULL;
+    size_t count = 0;
+    if (!store__members_peek(s->members, euid, &hs, &count)) {
+        return store__members(s, txn, euid, arena, hashes, n);
+    }
+    count = count < HIE_MPI_EUID_MEMBERS_MAX ? count : HIE_MPI_EUID_MEMBERS_MAX;
+    uint8_t *out = hie_arena_alloc(arena, count > 0 ? count * HIE_MPI_REC_HASH_BYTES : 1);
+    if (out == NULL) {
+        return HIE_ENOMEM;
+    }
+    if (count > 0) {
+        memcpy(out, hs, count * HIE_MPI_REC_HASH_BYTES);
+    }
+#ifdef HIE_DEBUG_ASSERTS
+    uint8_t *lm = NULL;
+    size_t ln = 0;
+    int drc = store__members(s, txn, euid, arena, &lm, &ln);
+    HIE_DEBUG_ASSERT(drc == 0 && ln == count && (count == 0 ||
+        memcmp(lm, out, count * HIE_MPI_REC_HASH_BYTES) == 0)); /* memory agrees with LMDB */
+#endif
+    *hashes = out;
+    *n = count;
+    return 0;
 }
 
 /* ---- term frequencies and no-link pairs -------------------------------------------------- */
@@ -906,7 +968,8 @@ composite_euid(const struct match_run *r, hie_arena_t *arena, store_cand_t *c)
     hie_mpi_composite_t comp;
     bool excluded = false;
     hie_mpi_composite_init(&comp);
-    int rc = store__members(r->s, r->txn, c->euid, arena, &hashes, &n);
+    int rc = r->writer ? store__members_w(r->s, r->txn, c->euid, arena, &hashes, &n)
+                       : store__members(r->s, r->txn, c->euid, arena, &hashes, &n);
     if (rc == 0 && n == 1) {
         return 0; /* its one record is the candidate the first pass scored: the same weight */
     }

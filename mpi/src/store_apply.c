@@ -65,7 +65,11 @@ member_add(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, const uint8_t *h)
 {
     MDB_val k = {strlen(euid), (void *)(uintptr_t)euid};
     MDB_val v = {HIE_MPI_REC_HASH_BYTES, (void *)(uintptr_t)h};
-    return store__rc(mdb_put(txn, s->euid, &k, &v, 0));
+    int rc = store__rc(mdb_put(txn, s->euid, &k, &v, 0));
+    if (rc == 0) {
+        store__members_add(s->members, euid, h);
+    }
+    return rc;
 }
 
 /* Removes h from euid; an EUID left empty no longer counts. */
@@ -78,7 +82,15 @@ member_del(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, const uint8_t *h)
     if (rc != 0) {
         return rc == MDB_NOTFOUND ? HIE_ECORRUPT : HIE_ESTORAGE;
     }
-    rc = mdb_get(txn, s->euid, &k, &any);
+    store__members_del(s->members, euid, h);
+    const uint8_t *left = NULL;
+    size_t n = 0;
+    if (store__members_peek(s->members, euid, &left, &n)) {
+        rc = n == 0 ? MDB_NOTFOUND : 0;
+        HIE_DEBUG_ASSERT((mdb_get(txn, s->euid, &k, &any) == MDB_NOTFOUND) == (n == 0));
+    } else {
+        rc = mdb_get(txn, s->euid, &k, &any);
+    }
     if (rc == MDB_NOTFOUND) {
         return store__meta_add(s, txn, "euids", -1);
     }
@@ -351,8 +363,8 @@ feed_fold(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const struct feed *fd, c
         uint8_t *ha = NULL, *hb = NULL;
         size_t na = 0, nb = 0;
         HIE_ASSERT(strcmp(from, to) != 0); /* store__match gives one entry per EUID */
-        rc = store__members(s, ctx->txn, to, ctx->arena, &ha, &na);
-        rc = rc == 0 ? store__members(s, ctx->txn, from, ctx->arena, &hb, &nb) : rc;
+        rc = store__members_w(s, ctx->txn, to, ctx->arena, &ha, &na);
+        rc = rc == 0 ? store__members_w(s, ctx->txn, from, ctx->arena, &hb, &nb) : rc;
         if (rc != 0 || na > STORE_FOLD_MEMBERS_MAX || nb > STORE_FOLD_MEMBERS_MAX ||
             members_nolink(s, ctx->txn, ha, na, hb, nb)) {
             continue;
@@ -463,7 +475,7 @@ feed_rematch(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, struct feed *fd,
     size_t n = 0;
     *prior = rec->euid;
     fd->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED;
-    int rc = store__members(s, ctx->txn, rec->euid, ctx->arena, &hashes, &n);
+    int rc = store__members_w(s, ctx->txn, rec->euid, ctx->arena, &hashes, &n);
     if (rc != 0 || n != 1) {
         return rc;
     }
@@ -516,7 +528,7 @@ euid_fold(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const char *from, const 
 {
     uint8_t *hashes = NULL;
     size_t n = 0;
-    int rc = store__members(s, ctx->txn, from, ctx->arena, &hashes, &n);
+    int rc = store__members_w(s, ctx->txn, from, ctx->arena, &hashes, &n);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         Hie__V1__MpiRecord *m = NULL;
         rc = store__rec_get(s, ctx->txn, hashes + i * HIE_MPI_REC_HASH_BYTES, ctx->arena, &m);
@@ -619,7 +631,7 @@ feed_unlink(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeed
     if (rc == HIE_ENOTFOUND || (rc == 0 && rec->merged)) {
         return refuse(ctx, NOT_FOUND, "patient.mrn", "no record of this MRN at this organization");
     }
-    rc = rc == 0 ? store__members(s, ctx->txn, rec->euid, ctx->arena, &hashes, &n) : rc;
+    rc = rc == 0 ? store__members_w(s, ctx->txn, rec->euid, ctx->arena, &hashes, &n) : rc;
     if (rc == 0 && n <= 1) {
         return refuse(ctx, BAD, "patient.mrn", "not linked to any other record");
     }
@@ -749,7 +761,7 @@ hie_mpi_store_apply_review(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx,
     if (rc != 0 || ctx->reject.code != 0) {
         return rc;
     }
-    rc = store__members(s, ctx->txn, it->candidate_euid, ctx->arena, &members, &n);
+    rc = store__members_w(s, ctx->txn, it->candidate_euid, ctx->arena, &members, &n);
     if (rc == 0 && n == 0) {
         return refuse(ctx, BAD, "id", "the candidate enterprise id no longer exists");
     }

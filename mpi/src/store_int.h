@@ -69,6 +69,7 @@ struct hie_mpi_store {
     hie_mpi_tf_t *tf;
     pthread_rwlock_t tf_lock;
     struct store_people *people; /* derived: each record's EUID and normalized form */
+    struct store_members *members; /* derived: mpi_euid in memory, for the writer (members.c) */
     const hie_mpi_key_t *key;
     uint8_t secret[16];
     /* While the match pool has a batch open: what apply wrote to the candidate cache and the
@@ -184,9 +185,26 @@ typedef struct store_rec_ref {
 size_t store__people_keys(store_people_t *p, store_rec_ref_t *out, size_t max);
 /* Records the cache holds (merged ones too). Any thread. */
 uint64_t store__people_count(store_people_t *p);
-/* Members of an EUID (at most HIE_MPI_EUID_MEMBERS_MAX), 16 bytes each, into arena. */
+/* Members of an EUID (at most HIE_MPI_EUID_MEMBERS_MAX), 16 bytes each, into arena, in
+ * mpi_euid's order, as txn sees them. store__members_w: the same for the writer's txn, from
+ * memory (members.c) while the table is on. */
 int store__members(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t *arena,
     uint8_t **hashes, size_t *n);
+int store__members_w(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t *arena,
+    uint8_t **hashes, size_t *n);
+
+/* Each EUID's members in memory (members.c). Log thread only. */
+typedef struct store_members store_members_t;
+int store__members_create(store_members_t **out);
+void store__members_destroy(store_members_t **m);
+/* False once the table has turned itself off (then LMDB answers). */
+bool store__members_on(const store_members_t *m);
+/* Next to every mpi_euid put and delete of (euid, h). */
+void store__members_add(store_members_t *m, const char *euid, const uint8_t *h);
+void store__members_del(store_members_t *m, const char *euid, const uint8_t *h);
+/* euid's members, sorted, valid until the next change: false when the table is off. */
+bool store__members_peek(store_members_t *m, const char *euid, const uint8_t **hashes,
+    size_t *n);
 /* Counts (delta 1) or uncounts (-1) the record's names (its tf keys) in the term
  * frequencies. Log thread. Returns 0, HIE_ENOMEM or HIE_ECORRUPT (the caller stops). */
 int store__tf_change(hie_mpi_store_t *s, const Hie__V1__MpiRecord *rec, int delta);

@@ -35,8 +35,11 @@
 
 struct block {
     uint64_t key;            /* 0: empty slot */
-    uint32_t n, cap;
-    uint8_t (*hashes)[HIE_MPI_REC_HASH_BYTES];
+    uint32_t n, cap;         /* cap 0: at most one record, held in one (no allocation) */
+    union {
+        uint8_t (*many)[HIE_MPI_REC_HASH_BYTES]; /* hie_mem, cap records */
+        uint8_t one[1][HIE_MPI_REC_HASH_BYTES];
+    } u;
 };
 
 struct store_blocks {
@@ -45,6 +48,18 @@ struct store_blocks {
     size_t cap, used;        /* cap: a power of two */
     store_touched_t *track;  /* the pool's record of changed keys, or NULL (log thread) */
 };
+
+/* The block's records: most blocks (a name with a birth date, say) hold one, kept in the slot
+ * itself; a malloc for each would be most of what adding a record to its blocks costs. */
+static uint8_t (*block_hashes(struct block *bl))[HIE_MPI_REC_HASH_BYTES]
+{
+    return bl->cap == 0 ? bl->u.one : bl->u.many;
+}
+
+static const uint8_t (*block_hashes_c(const struct block *bl))[HIE_MPI_REC_HASH_BYTES]
+{
+    return bl->cap == 0 ? bl->u.one : (const uint8_t (*)[HIE_MPI_REC_HASH_BYTES])bl->u.many;
+}
 
 int
 store__blocks_create(store_blocks_t **out)
@@ -72,7 +87,9 @@ store__blocks_destroy(store_blocks_t **bp)
         return;
     }
     for (size_t i = 0; i < b->cap; i++) {
-        hie_mem_free(b->slots[i].hashes, (size_t)b->slots[i].cap * HIE_MPI_REC_HASH_BYTES);
+        if (b->slots[i].cap > 0) {
+            hie_mem_free(b->slots[i].u.many, (size_t)b->slots[i].cap * HIE_MPI_REC_HASH_BYTES);
+        }
     }
     hie_mem_free(b->slots, b->cap * sizeof(*b->slots));
     pthread_rwlock_destroy(&b->lock);
@@ -115,10 +132,11 @@ table_grow(store_blocks_t *b)
 static uint32_t
 block_pos(const struct block *bl, const uint8_t *hash, bool *found)
 {
+    const uint8_t (*hs)[HIE_MPI_REC_HASH_BYTES] = block_hashes_c(bl);
     uint32_t lo = 0, hi = bl->n;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        int c = memcmp(bl->hashes[mid], hash, HIE_MPI_REC_HASH_BYTES);
+        int c = memcmp(hs[mid], hash, HIE_MPI_REC_HASH_BYTES);
         if (c == 0) {
             *found = true;
             return mid;
@@ -136,17 +154,25 @@ block_pos(const struct block *bl, const uint8_t *hash, bool *found)
 static int
 block_reserve(struct block *bl)
 {
-    if (bl->n < bl->cap) {
+    if (bl->n < (bl->cap == 0 ? 1u : bl->cap)) {
         return 0;
     }
     HIE_ASSERT(bl->cap <= UINT32_MAX / 2);
     uint32_t ncap = bl->cap == 0 ? 4 : bl->cap * 2;
-    void *n = hie_mem_realloc(bl->hashes, (size_t)bl->cap * HIE_MPI_REC_HASH_BYTES,
-        (size_t)ncap * HIE_MPI_REC_HASH_BYTES);
+    uint8_t (*n)[HIE_MPI_REC_HASH_BYTES] = NULL;
+    if (bl->cap == 0) {
+        n = hie_mem_alloc((size_t)ncap * HIE_MPI_REC_HASH_BYTES);
+        if (n != NULL) {
+            memcpy(n, bl->u.one, (size_t)bl->n * HIE_MPI_REC_HASH_BYTES);
+        }
+    } else {
+        n = hie_mem_realloc(bl->u.many, (size_t)bl->cap * HIE_MPI_REC_HASH_BYTES,
+            (size_t)ncap * HIE_MPI_REC_HASH_BYTES);
+    }
     if (n == NULL) {
         return HIE_ENOMEM;
     }
-    bl->hashes = n;
+    bl->u.many = n;
     bl->cap = ncap;
     return 0;
 }
@@ -157,7 +183,7 @@ static bool
 block_has(const struct block *bl, const uint8_t *hash)
 {
     for (uint32_t i = 0; i < bl->n; i++) {
-        if (memcmp(bl->hashes[i], hash, HIE_MPI_REC_HASH_BYTES) == 0) {
+        if (memcmp(block_hashes_c(bl)[i], hash, HIE_MPI_REC_HASH_BYTES) == 0) {
             return true;
         }
     }
@@ -176,7 +202,7 @@ block_insert(struct block *bl, const uint8_t *hash)
     }
     if (bl->n >= BLOCK_SORTED_MAX) { /* over the readers' caps: order does not matter */
         HIE_DEBUG_ASSERT(!block_has(bl, hash));
-        memcpy(bl->hashes[bl->n], hash, HIE_MPI_REC_HASH_BYTES);
+        memcpy(block_hashes(bl)[bl->n], hash, HIE_MPI_REC_HASH_BYTES);
         bl->n++;
         return 0;
     }
@@ -185,8 +211,9 @@ block_insert(struct block *bl, const uint8_t *hash)
     if (found) {
         return 0; /* already listed (a programmer error, but a harmless one) */
     }
-    memmove(bl->hashes[at + 1], bl->hashes[at], (size_t)(bl->n - at) * HIE_MPI_REC_HASH_BYTES);
-    memcpy(bl->hashes[at], hash, HIE_MPI_REC_HASH_BYTES);
+    uint8_t (*hs)[HIE_MPI_REC_HASH_BYTES] = block_hashes(bl);
+    memmove(hs[at + 1], hs[at], (size_t)(bl->n - at) * HIE_MPI_REC_HASH_BYTES);
+    memcpy(hs[at], hash, HIE_MPI_REC_HASH_BYTES);
     bl->n++;
     return 0;
 }
@@ -201,25 +228,26 @@ hash_cmp(const void *a, const void *b)
 static void
 block_remove(struct block *bl, const uint8_t *hash)
 {
+    uint8_t (*hs)[HIE_MPI_REC_HASH_BYTES] = block_hashes(bl);
     if (bl->n <= BLOCK_SORTED_MAX) {
         bool found = false;
         uint32_t at = block_pos(bl, hash, &found);
         if (found) {
-            memmove(bl->hashes[at], bl->hashes[at + 1],
+            memmove(hs[at], hs[at + 1],
                 (size_t)(bl->n - at - 1) * HIE_MPI_REC_HASH_BYTES);
             bl->n--;
         }
         return;
     }
     for (uint32_t i = 0; i < bl->n; i++) { /* unsorted: look, then fill the hole */
-        if (memcmp(bl->hashes[i], hash, HIE_MPI_REC_HASH_BYTES) == 0) {
-            memcpy(bl->hashes[i], bl->hashes[bl->n - 1], HIE_MPI_REC_HASH_BYTES);
+        if (memcmp(hs[i], hash, HIE_MPI_REC_HASH_BYTES) == 0) {
+            memcpy(hs[i], hs[bl->n - 1], HIE_MPI_REC_HASH_BYTES);
             bl->n--;
             break;
         }
     }
     if (bl->n == BLOCK_SORTED_MAX) {
-        qsort(bl->hashes, bl->n, HIE_MPI_REC_HASH_BYTES, hash_cmp);
+        qsort(hs, bl->n, HIE_MPI_REC_HASH_BYTES, hash_cmp);
     }
 }
 
@@ -283,9 +311,10 @@ blocks_get_locked(store_blocks_t *b, uint64_t key, const uint8_t *self, uint8_t 
     const struct block *bl = slot_find(b->slots, b->cap, key);
     *capped = bl->key != 0 && bl->n > cap;
     if (bl->key != 0 && !*capped) { /* a block over the cap says too little: skip it whole */
+        const uint8_t (*hs)[HIE_MPI_REC_HASH_BYTES] = block_hashes_c(bl);
         for (uint32_t i = 0; i < bl->n; i++) {
-            if (self == NULL || memcmp(bl->hashes[i], self, HIE_MPI_REC_HASH_BYTES) != 0) {
-                memcpy(out + n * HIE_MPI_REC_HASH_BYTES, bl->hashes[i], HIE_MPI_REC_HASH_BYTES);
+            if (self == NULL || memcmp(hs[i], self, HIE_MPI_REC_HASH_BYTES) != 0) {
+                memcpy(out + n * HIE_MPI_REC_HASH_BYTES, hs[i], HIE_MPI_REC_HASH_BYTES);
                 n++;
             }
         }

@@ -437,12 +437,12 @@ clinic_certs(const char *root, unsigned subs)
 /* The patient as the hospital (H-1) and every clinic (C-<i>) know them, all linked to one
  * EUID by the import. Names, birth date, sex, postcode and city are the same everywhere; a
  * feed is matched only against blocks of at most HIE_MPI_FEED_BLOCK_CAP records (a value that
- * common says little), so with identical records the 33rd would find no candidate and become
+ * common says little), so with identical records the 17th would find no candidate and become
  * a new person. The phone numbers and street lines therefore go in overlapping groups of
  * LINK_GROUP records (a patient's phone and address differ between practices anyway): every
  * record shares a small phone or street block with a record imported before it, and agrees on
  * everything else. */
-#define LINK_GROUP 24u
+#define LINK_GROUP 12u
 _Static_assert(LINK_GROUP < HIE_MPI_FEED_BLOCK_CAP, "each group's block stays under the cap");
 
 static void

@@ -58,14 +58,17 @@
  * is a common value ("smith" + 1970) that says little, and the other keys still find true
  * pairs. Training caps its own blocks (hie_mpi_train_opts_t). */
 #define HIE_MPI_BLOCK_CAP 64u
-/* Largest block an identity feed is matched against, half of PDQ's. At 1M generated persons
- * (bench_mpi_store, 2026-11-30) the blocks of 33-64 records gave a third of a feed's
- * candidates (66 -> 44) and a quarter of the ingest time, for no F1 (0.9832 at 64, 0.9835 at
- * 32); a PDQ question is partial and still needs them (recall@10 0.919 at 64, 0.887 at 32).
- * The price: a person's 33rd source record with the very same demographics as the other 32
+/* Largest block an identity feed is matched against, a quarter of PDQ's. At 1M generated
+ * persons (bench_mpi_store, 2026-11-30) going from 64 to 32 took a feed's candidates from 66 to
+ * 44, and from 32 to 16 to 27.5, with F1 0.9832, 0.9835, 0.9834 (precision 0.9913 -> 0.9929,
+ * recall 0.9759 -> 0.9741, the review band 18,263 -> 14,220 records) and ingest 15.0k-15.7k ->
+ * 19.9k-20.9k records/s; the labelled sets (FEBRL1/2, fake_1000) do not change at all. A PDQ
+ * question is partial and still needs the larger blocks (recall@10 0.919 at 64, 0.887 at 32).
+ * The price: a person's 17th source record with the very same demographics as the other 16
  * shares no block small enough and becomes a new EUID (sent to review if a key still finds a
- * record; records of one person at different organizations rarely agree on every field). */
-#define HIE_MPI_FEED_BLOCK_CAP 32u
+ * record). Records of one person at different organizations rarely agree on every field: the
+ * phone, e-mail and street keys keep such a record's blocks small. */
+#define HIE_MPI_FEED_BLOCK_CAP 16u
 /* Distinct candidate records scored per match. */
 #define HIE_MPI_CANDIDATES_MAX (HIE_MPI_BLOCK_KEYS * HIE_MPI_BLOCK_CAP)
 /* Source records per EUID read by PIX and merge (a person has a handful; 1,000 is an error). */

@@ -155,23 +155,7 @@ table_grow(store_blocks_t *b)
 static uint32_t
 block_pos(const struct block *bl, const uint8_t *hash, bool *found)
 {
-    const uint8_t (*hs)[HIE_MPI_REC_HASH_BYTES] = block_hashes_c(bl);
-    uint32_t lo = 0, hi = bl->n;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        int c = memcmp(hs[mid], hash, HIE_MPI_REC_HASH_BYTES);
-        if (c == 0) {
-            *found = true;
-            return mid;
-        }
-        if (c < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    *found = false;
-    return lo;
+    return (uint32_t)store__hash_search(block_hashes_c(bl)[0], bl->n, hash, found);
 }
 
 static int

@@ -157,23 +157,7 @@ slot_hashes(struct member_slot *sl)
 static size_t
 slot_find(struct member_slot *sl, const uint8_t *h, bool *found)
 {
-    const uint8_t *hs = slot_hashes(sl);
-    size_t lo = 0, hi = sl->n;
-    *found = false;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = memcmp(hs + mid * HIE_MPI_REC_HASH_BYTES, h, HIE_MPI_REC_HASH_BYTES);
-        if (c == 0) {
-            *found = true;
-            return mid;
-        }
-        if (c < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo;
+    return store__hash_search(slot_hashes(sl), sl->n, h, found);
 }
 
 /* Room for one more hash in sl (moving the inline one out at the second). */

@@ -9,6 +9,7 @@
 #include "mpi_int.h"
 
 #include <pthread.h>
+#include <string.h>
 
 #define STORE_MAGIC 0x4d504953u /* "MPIS" */
 
@@ -192,6 +193,28 @@ int store__members(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena
     uint8_t **hashes, size_t *n);
 int store__members_w(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t *arena,
     uint8_t **hashes, size_t *n);
+
+/* Binary search of h among n sorted 16-byte record hashes: where it is (*found) or would go. */
+static inline size_t
+store__hash_search(const uint8_t *hs, size_t n, const uint8_t *h, bool *found)
+{
+    size_t lo = 0, hi = n;
+    *found = false;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = memcmp(hs + mid * HIE_MPI_REC_HASH_BYTES, h, HIE_MPI_REC_HASH_BYTES);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
 
 /* Each EUID's members in memory (members.c). Log thread only. */
 typedef struct store_members store_members_t;

@@ -22,7 +22,7 @@
 #include <string.h>
 
 #define MEMBERS_INITIAL 1024u
-#define MEMBERS_NUMBER_MAX (1ull << 31)  /* EUID numbers beyond: the table turns itself off */
+#define MEMBERS_NUMBER_MAX (1ull << 28)  /* beyond (6 GB of slots): the table turns itself off */
 #define MEMBERS_DIGITS 12u
 
 struct member_slot {

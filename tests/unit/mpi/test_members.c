@@ -2,7 +2,8 @@
  * test_members.c - the writer's in-memory EUID members (mpi/src/members.c): against a plain
  * reference under random adds and deletes, the members come back sorted as LMDB's dupsort
  * keeps them; adding a member twice is one member; an EUID not in the "E" + 12 digits form
- * has no members, and adding one turns the table off (LMDB answers from then on).
+ * has no members, and adding one (or one numbered past 2^28) turns the table off (LMDB answers
+ * from then on).
  */
 #include "../../../mpi/src/store_int.h"
 
@@ -90,13 +91,21 @@ Test(mpi_members, random_adds_and_deletes_match_a_sorted_reference)
     cr_assert_null(m);
 }
 
-Test(mpi_members, a_second_add_is_one_member_and_unknown_euids_have_none)
+/* A new table holding record i (its hash into h) as a member of euid. */
+static store_members_t *
+table_with_one(const char *euid, unsigned i, uint8_t h[HIE_MPI_REC_HASH_BYTES])
 {
     store_members_t *m = NULL;
     cr_assert_eq(store__members_create(&m), 0);
+    hash_of(i, h);
+    store__members_add(m, euid, h);
+    return m;
+}
+
+Test(mpi_members, a_second_add_is_one_member_and_unknown_euids_have_none)
+{
     uint8_t h[HIE_MPI_REC_HASH_BYTES];
-    hash_of(3, h);
-    store__members_add(m, "E000000000005", h);
+    store_members_t *m = table_with_one("E000000000005", 3, h);
     store__members_add(m, "E000000000005", h);
     const uint8_t *got = NULL;
     size_t n = 0;
@@ -115,17 +124,17 @@ Test(mpi_members, a_second_add_is_one_member_and_unknown_euids_have_none)
 
 Test(mpi_members, adding_an_euid_of_another_form_turns_the_table_off)
 {
-    store_members_t *m = NULL;
-    cr_assert_eq(store__members_create(&m), 0);
     uint8_t h[HIE_MPI_REC_HASH_BYTES];
-    hash_of(1, h);
-    store__members_add(m, "E000000000001", h);
+    store_members_t *m = table_with_one("E000000000001", 1, h);
     store__members_add(m, "E00000000001x", h);
     cr_assert_not(store__members_on(m));
     const uint8_t *got = NULL;
     size_t n = 0;
     cr_assert_not(store__members_peek(m, "E000000000001", &got, &n)); /* LMDB answers now */
     store__members_add(m, "E000000000002", h); /* stays off */
+    cr_assert_not(store__members_on(m));
+    store__members_destroy(&m);
+    m = table_with_one("E999999999999", 1, h); /* a number past any table it would build */
     cr_assert_not(store__members_on(m));
     store__members_destroy(&m);
 }

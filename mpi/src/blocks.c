@@ -335,7 +335,7 @@ store__blocks_get(store_blocks_t *b, uint64_t key, const uint8_t *self, bool wri
     uint8_t *out, size_t cap, bool *capped)
 {
     if (!writer) {
-        pthread_rwlock_rdlock(&b->lock);
+        store__rdlock(&b->lock);
     }
     size_t n = blocks_get_locked(b, key, self, out, cap, capped);
     if (!writer) {
@@ -352,7 +352,7 @@ store__blocks_get_all(store_blocks_t *b, const uint64_t keys[HIE_MPI_BLOCK_KEYS]
     size_t n = 0;
     *capped = 0;
     if (!writer) {
-        pthread_rwlock_rdlock(&b->lock);
+        store__rdlock(&b->lock);
     }
     slots_prefetch(b, keys, HIE_MPI_BLOCK_KEYS, true);
     for (unsigned i = 0; i < HIE_MPI_BLOCK_KEYS; i++) {

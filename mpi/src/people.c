@@ -211,7 +211,7 @@ store__people_put_link(store_people_t *p, const uint8_t *hash, const char *euid,
 bool
 store__people_seq(store_people_t *p, const uint8_t *hash, uint64_t *seq)
 {
-    pthread_rwlock_rdlock(&p->lock);
+    store__rdlock(&p->lock);
     const struct person_entry *e = slot_find(p->slots, p->cap, hash);
     *seq = e->used ? e->seq : 0;
     pthread_rwlock_unlock(&p->lock);
@@ -232,7 +232,7 @@ entry_read(store_people_t *p, const uint8_t *hash, bool writer, char euid[HIE_MP
     bool *merged, uint64_t *gen, uint8_t *norm, size_t *len)
 {
     if (!writer) {
-        pthread_rwlock_rdlock(&p->lock);
+        store__rdlock(&p->lock);
     }
     const struct person_entry *e = slot_find(p->slots, p->cap, hash);
     bool found = e->used && e->norm != NULL && e->euid[0] != '\0';
@@ -261,7 +261,7 @@ store__people_peek(store_people_t *p, const uint8_t *hash, bool writer,
 void
 store__people_prefetch(store_people_t *p, const uint8_t *hashes, size_t n)
 {
-    pthread_rwlock_rdlock(&p->lock);
+    store__rdlock(&p->lock);
     size_t mask = p->cap - 1;
     for (size_t i = 0; i < n; i++) {
         uint64_t h;
@@ -282,7 +282,7 @@ size_t
 store__people_keys(store_people_t *p, store_rec_ref_t *out, size_t max)
 {
     size_t n = 0;
-    pthread_rwlock_rdlock(&p->lock);
+    store__rdlock(&p->lock);
     for (size_t i = 0; i < p->cap && n < max; i++) {
         if (p->slots[i].used && p->slots[i].seq != 0) {
             memcpy(out[n].hash, p->slots[i].hash, HIE_MPI_REC_HASH_BYTES);
@@ -296,7 +296,7 @@ store__people_keys(store_people_t *p, store_rec_ref_t *out, size_t max)
 uint64_t
 store__people_count(store_people_t *p)
 {
-    pthread_rwlock_rdlock(&p->lock);
+    store__rdlock(&p->lock);
     uint64_t n = p->used;
     pthread_rwlock_unlock(&p->lock);
     return n;
@@ -324,7 +324,7 @@ store__people_get_many(store_people_t *p, const uint8_t *hashes, size_t n,
 {
     HIE_ASSERT(n <= STORE_PEOPLE_READ_MAX);
     size_t found = 0;
-    pthread_rwlock_rdlock(&p->lock);
+    store__rdlock(&p->lock);
     for (size_t i = 0; i < n; i++) {
         out[i].found = entry_read(p, hashes + i * HIE_MPI_REC_HASH_BYTES, true, out[i].euid,
             &out[i].merged, &out[i].gen, out[i].norm, &out[i].len);

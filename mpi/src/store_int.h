@@ -194,6 +194,10 @@ int store__members(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena
 int store__members_w(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t *arena,
     uint8_t **hashes, size_t *n);
 
+/* Takes l (an in-memory table's lock) for reading, as a reader thread: while the writer
+ * holds it, yields the core up to STORE_RDLOCK_YIELDS times before blocking on it (store.c). */
+void store__rdlock(pthread_rwlock_t *l);
+
 /* Binary search of h among n sorted 16-byte record hashes: where it is (*found) or would go. */
 static inline size_t
 store__hash_search(const uint8_t *hs, size_t n, const uint8_t *h, bool *found)

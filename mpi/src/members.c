@@ -86,6 +86,12 @@ store__members_destroy(store_members_t **mp)
     *mp = NULL;
 }
 
+void
+store__members_disable(store_members_t *m)
+{
+    members_off(m);
+}
+
 bool
 store__members_on(const store_members_t *m)
 {

@@ -236,7 +236,10 @@ hie_mpi_store_open(hie_mpi_store_t **out, MDB_env *env, const hie_mpi_key_t *key
         rc = HIE_ENOMEM;
     }
     rc = rc == 0 && key != NULL ? blocks_rebuild(s) : rc; /* keyless: nothing reads it */
-    rc = rc == 0 ? members_rebuild(s) : rc;
+    if (rc == 0 && key == NULL) {
+        store__members_disable(s->members); /* keyless: no apply; LMDB answers any lookup */
+    }
+    rc = rc == 0 && key != NULL ? members_rebuild(s) : rc;
     if (rc != 0) {
         hie_mpi_store_close(&s);
         return rc;

@@ -224,6 +224,8 @@ store__hash_search(const uint8_t *hs, size_t n, const uint8_t *h, bool *found)
 typedef struct store_members store_members_t;
 int store__members_create(store_members_t **out);
 void store__members_destroy(store_members_t **m);
+/* Turns the table off for good (a store opened without the data key never applies). */
+void store__members_disable(store_members_t *m);
 /* False once the table has turned itself off (then LMDB answers). */
 bool store__members_on(const store_members_t *m);
 /* Next to every mpi_euid put and delete of (euid, h). */

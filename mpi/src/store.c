@@ -588,7 +588,7 @@ store__members_w(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t
     if (count > 0) {
         memcpy(out, hs, count * HIE_MPI_REC_HASH_BYTES);
     }
-#ifdef HIE_DEBUG_ASSERTS
+#if defined(HIE_DEBUG_ASSERTS) && HIE_DEBUG_ASSERTS
     uint8_t *lm = NULL;
     size_t ln = 0;
     int drc = store__members(s, txn, euid, arena, &lm, &ln);

@@ -38,6 +38,7 @@ struct bench {
     uint8_t **cmds; /* packed commands, hie_mem */
     size_t *lens;
     size_t n_cmds;
+    node_rand_t rnd; /* as a worker's: random bytes, digest context, sealer */
 };
 
 static uint64_t
@@ -75,9 +76,8 @@ record_build(struct bench *b, uint64_t i, uint64_t *rng, hie_arena_t *arena, hie
     }
     snprintf(id, 24, "q%lu", (unsigned long)i);
     snprintf(euid, 24, "E%09lu", (unsigned long)(bench_rand(rng) % b->o.patients));
-    static node_rand_t rnd; /* as a worker's */
     node_who_t who = {"general-hospital", NULL, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, id,
-        &rnd};
+        &b->rnd};
     node_subject_t s = {euid, {0}, NULL, 0, NULL, 0};
     s.decision.decision = HIE_CONSENT_PERMIT;
     s.decision.reason = "implicit-permit";
@@ -223,6 +223,7 @@ main(int argc, char **argv)
     for (size_t c = 0; rc == 0 && c < b.n_cmds; c++) {
         rc = command_build(&b, c, &rng);
     }
+    hie_node__rand_end(&b.rnd);
     rc = rc ? rc : apply_all(&b, &cpu, &wall);
     rc = rc ? rc : raw_all(&b, root, &raw);
     if (rc != 0) {

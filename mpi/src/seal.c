@@ -6,13 +6,15 @@
  * One owner per secret (style.md 3.5): the key lives in sodium_malloc memory, read-only once
  * loaded, reachable only through this API, and wiped on destroy. Two subkeys are derived with
  * crypto_kdf: one for XChaCha20-Poly1305 (records), one for SipHash index keys, so neither use
- * can leak the other. A sealed record is bound to its slot by its associated data (the record
+ * can leak the other; a third for the sealers' XAES-256-GCM (hie_mpi_sealer, below). A sealed record is bound to its slot by its associated data (the record
  * key, e.g. "org\0mrn"), so a ciphertext moved to another slot fails to open.
  *
  * Nonces come from the caller: the node's proposer draws a random nonce and puts it in the
  * command, so the state machine stays deterministic (every node stores the same bytes).
  */
 #include "hie/mpi.h"
+
+#include "xaes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +35,7 @@ _Static_assert(HIE_MPI_SEAL_OVERHEAD_BYTES == crypto_aead_xchacha20poly1305_ietf
 struct secrets {
     uint8_t aead[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
     uint8_t index[crypto_shorthash_KEYBYTES];
+    uint8_t xaes[HIE_XAES_KEY_BYTES]; /* the sealers' (audit subjects) */
 };
 
 struct hie_mpi_key {
@@ -74,6 +77,7 @@ key_derive(hie_mpi_key_t *k, const uint8_t master[HIE_MPI_KEY_BYTES])
     }
     crypto_kdf_derive_from_key(k->s->aead, sizeof(k->s->aead), 1, KDF_CONTEXT, master);
     crypto_kdf_derive_from_key(k->s->index, sizeof(k->s->index), 2, KDF_CONTEXT, master);
+    crypto_kdf_derive_from_key(k->s->xaes, sizeof(k->s->xaes), 3, KDF_CONTEXT, master);
     sodium_mprotect_readonly(k->s);
     return 0;
 }
@@ -198,4 +202,102 @@ hie_mpi_key_index_secret(const hie_mpi_key_t *k, uint8_t out[16])
     HIE_ASSERT(k != NULL && k->magic == KEY_MAGIC);
     HIE_ASSERT(out != NULL);
     memcpy(out, k->s->index, 16);
+}
+
+/* ---- sealers: XAES-256-GCM for many small values on one thread ----------------------------- */
+
+/* Seals under one nonce prefix before a new one is drawn: the GCM nonces under one subkey are
+ * the callers' random 12-byte tails, so at most 2^20 of them keeps a repeat below 2^-57. */
+#define SEALER_PREFIX_USES (1u << 20)
+#define SEALER_MAGIC 0x5345414cu /* "SEAL" */
+_Static_assert(HIE_MPI_SEAL_NONCE_BYTES == HIE_XAES_NONCE_BYTES, "one box layout");
+_Static_assert(HIE_MPI_SEAL_OVERHEAD_BYTES == HIE_XAES_TAG_BYTES, "one box layout");
+_Static_assert(HIE_MPI_SEALER_TAIL_BYTES + 12u == HIE_XAES_NONCE_BYTES, "nonce = prefix || tail");
+
+struct hie_mpi_sealer {
+    uint32_t magic;
+    uint32_t uses_left;              /* seals left under prefix */
+    const hie_mpi_key_t *key;
+    hie_xaes_t *x;
+    uint8_t prefix[12];
+};
+
+int
+hie_mpi_sealer_create(const hie_mpi_key_t *k, hie_mpi_sealer_t **out)
+{
+    HIE_ASSERT(k != NULL && k->magic == KEY_MAGIC && out != NULL);
+    *out = NULL;
+    hie_mpi_sealer_t *s = hie_mem_calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return HIE_ENOMEM;
+    }
+    int rc = hie_xaes_create(k->s->xaes, &s->x);
+    if (rc != 0) {
+        hie_mem_free(s, sizeof(*s));
+        return rc;
+    }
+    s->magic = SEALER_MAGIC;
+    s->key = k;
+    *out = s;
+    return 0;
+}
+
+void
+hie_mpi_sealer_destroy(hie_mpi_sealer_t **sp)
+{
+    HIE_ASSERT(sp != NULL);
+    hie_mpi_sealer_t *s = *sp;
+    if (s == NULL) {
+        return;
+    }
+    HIE_ASSERT(s->magic == SEALER_MAGIC);
+    hie_xaes_destroy(&s->x);
+    sodium_memzero(s, sizeof(*s));
+    hie_mem_free(s, sizeof(*s));
+    *sp = NULL;
+}
+
+const hie_mpi_key_t *
+hie_mpi_sealer_key(const hie_mpi_sealer_t *s)
+{
+    HIE_ASSERT(s != NULL && s->magic == SEALER_MAGIC);
+    return s->key;
+}
+
+int
+hie_mpi_sealer_seal(hie_mpi_sealer_t *s, hie_span_t plain, hie_span_t ad,
+    const uint8_t tail[HIE_MPI_SEALER_TAIL_BYTES], uint8_t *box, size_t box_bytes)
+{
+    HIE_ASSERT(s != NULL && s->magic == SEALER_MAGIC && tail != NULL && box != NULL);
+    if (plain.len > HIE_MPI_SEAL_PLAIN_BYTES_MAX || ad.len > HIE_MPI_SEAL_PLAIN_BYTES_MAX ||
+        box_bytes < HIE_MPI_SEAL_NONCE_BYTES + plain.len + HIE_MPI_SEAL_OVERHEAD_BYTES) {
+        return HIE_ELIMIT;
+    }
+    if (s->uses_left == 0) {
+        randombytes_buf(s->prefix, sizeof(s->prefix));
+        s->uses_left = SEALER_PREFIX_USES;
+    }
+    s->uses_left--;
+    memcpy(box, s->prefix, sizeof(s->prefix));
+    memcpy(box + sizeof(s->prefix), tail, HIE_MPI_SEALER_TAIL_BYTES);
+    return hie_xaes_seal(s->x, box, plain, ad, box + HIE_MPI_SEAL_NONCE_BYTES,
+        box_bytes - HIE_MPI_SEAL_NONCE_BYTES);
+}
+
+int
+hie_mpi_sealer_open(hie_mpi_sealer_t *s, hie_span_t box, hie_span_t ad, uint8_t *out,
+    size_t out_bytes, size_t *out_len)
+{
+    HIE_ASSERT(s != NULL && s->magic == SEALER_MAGIC && out != NULL && out_len != NULL);
+    *out_len = 0;
+    if (box.len < HIE_MPI_SEAL_NONCE_BYTES + HIE_MPI_SEAL_OVERHEAD_BYTES) {
+        return HIE_ECORRUPT;
+    }
+    hie_span_t sealed = hie_span(box.ptr + HIE_MPI_SEAL_NONCE_BYTES,
+        box.len - HIE_MPI_SEAL_NONCE_BYTES);
+    int rc = hie_xaes_open(s->x, box.ptr, sealed, ad, out, out_bytes, out_len);
+    if (rc == HIE_ECORRUPT) { /* sealed before the sealers: hie_mpi_seal's XChaCha20-Poly1305 */
+        rc = hie_mpi_open(s->key, sealed, ad, box.ptr, out, out_bytes, out_len);
+    }
+    return rc;
 }

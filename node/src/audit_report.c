@@ -38,6 +38,7 @@ struct report {
     uint32_t seen;                    /* index values looked at */
     bool more;                        /* stopped with a full page */
     int rc;
+    hie_mpi_sealer_t *opener;         /* opens the subjects (one subkey per sealer's run) */
 };
 
 static int
@@ -114,9 +115,7 @@ subject_open(struct report *r, uint64_t leaf, uint32_t pos, const Hie__V1__Audit
         return HIE_ENOMEM;
     }
     const ProtobufCBinaryData *c = &rec->subject_commitments[pos];
-    rc = hie_mpi_open(hie_node__state_mpi_key(r->ctx->state),
-        hie_span(sealed.ptr + HIE_MPI_SEAL_NONCE_BYTES, cap), hie_span(c->data, c->len),
-        sealed.ptr, plain, cap, &len);
+    rc = hie_mpi_sealer_open(r->opener, sealed, hie_span(c->data, c->len), plain, cap, &len);
     ProtobufCMessage *m = NULL;
     rc = rc ? rc : hie_proto_unpack(&hie__v1__audit_subject__descriptor, hie_span(plain, len),
         r->arena, &m);
@@ -343,7 +342,7 @@ hie_node__audit_report_prepare(node_ctx_t *ctx, const node_who_t *who,
     hie__v1__audit_report_reply__init(out);
     euid[0] = '\0';
     struct report r = {ctx, NULL, arena, q, out, 0, q->to_ms, q->page_size ? q->page_size
-        : HIE_AUDIT_REPORT_PAGE_DEFAULT, {0}, 0, 0, false, 0};
+        : HIE_AUDIT_REPORT_PAGE_DEFAULT, {0}, 0, 0, false, 0, NULL};
     /* every audit record answered so far is durable in the log; wait until its apply is
      * committed too (audit records share state commits, sm.c), so the report includes it */
     if (ctx->log != NULL && hie_node__state_wait_committed(ctx->state,
@@ -352,11 +351,16 @@ hie_node__audit_report_prepare(node_ctx_t *ctx, const node_who_t *who,
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
             "the audit log is catching up; retry");
     }
+    if (hie_mpi_sealer_create(hie_node__state_mpi_key(ctx->state), &r.opener) != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+    }
     if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &r.txn) != 0) {
+        hie_mpi_sealer_destroy(&r.opener);
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
     }
     rc = report_build(&r, euid, e);
     mdb_txn_abort(r.txn);
+    hie_mpi_sealer_destroy(&r.opener);
     if (rc != 0) {
         return rc;
     }

@@ -101,7 +101,7 @@ ckpt_fn(void *ctx, uint64_t size, hie_span_t note)
 
 /* The sealed subjects of record i open under the commitments it carries. */
 static int
-record_subjects(struct verify *v, const hie_mpi_key_t *key, uint64_t i, hie_arena_t *arena,
+record_subjects(struct verify *v, hie_mpi_sealer_t *opener, uint64_t i, hie_arena_t *arena,
     uint64_t *checked)
 {
     hie_span_t bytes;
@@ -116,9 +116,9 @@ record_subjects(struct verify *v, const hie_mpi_key_t *key, uint64_t i, hie_aren
         rc = rc ? rc : sealed.len < HIE_MPI_SEAL_NONCE_BYTES ? HIE_ECORRUPT : 0;
         uint8_t *plain = rc == 0 ? hie_arena_alloc(arena, sealed.len) : NULL;
         rc = rc ? rc : plain == NULL ? HIE_ENOMEM : 0;
-        rc = rc ? rc : hie_mpi_open(key, hie_span(sealed.ptr + HIE_MPI_SEAL_NONCE_BYTES,
-            sealed.len - HIE_MPI_SEAL_NONCE_BYTES), hie_span(r->subject_commitments[p].data,
-            r->subject_commitments[p].len), sealed.ptr, plain, sealed.len, &len);
+        rc = rc ? rc : hie_mpi_sealer_open(opener, sealed, hie_span(
+            r->subject_commitments[p].data, r->subject_commitments[p].len), plain, sealed.len,
+            &len);
         if (plain != NULL) {
             sodium_memzero(plain, sealed.len);
         }
@@ -130,18 +130,21 @@ record_subjects(struct verify *v, const hie_mpi_key_t *key, uint64_t i, hie_aren
 static int
 subjects_check(struct verify *v, const hie_mpi_key_t *key, uint64_t size, uint64_t *checked)
 {
-    for (uint64_t i = 0; i < size; i++) {
+    hie_mpi_sealer_t *opener = NULL;
+    int rc = hie_mpi_sealer_create(key, &opener);
+    for (uint64_t i = 0; rc == 0 && i < size; i++) {
         hie_arena_t *arena = NULL;
-        int rc = hie_arena_create(&arena, 4u * 1024u * 1024u);
-        rc = rc ? rc : record_subjects(v, key, i, arena, checked);
+        rc = hie_arena_create(&arena, 4u * 1024u * 1024u);
+        rc = rc ? rc : record_subjects(v, opener, i, arena, checked);
         hie_arena_destroy(&arena);
         if (rc != 0) {
             printf("record %" PRIu64 ": a patient entry is missing or does not match its "
                 "commitment (%s)\n", i, hie_strerror_name(rc));
-            return HIE_ECORRUPT;
+            rc = HIE_ECORRUPT;
         }
     }
-    return 0;
+    hie_mpi_sealer_destroy(&opener);
+    return rc;
 }
 
 static int

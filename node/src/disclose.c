@@ -12,7 +12,8 @@
  *
  * The audit record holds no personal data: each patient is an AuditSubject (EUID, decision,
  * identifiers disclosed) serialized with a random salt, committed by SHA-256 in the leaf, and
- * sealed with the data key (AD = the commitment) beside the tree; its index key is a keyed
+ * sealed with the data key (XAES-256-GCM through the worker's hie_mpi_sealer, AD = the
+ * commitment) beside the tree; its index key is a keyed
  * hash of the EUID. Workers only; consent.enforce off-for-benchmarks-only skips all of it.
  *
  * The prepare functions build the reply (or the error) and the audit command; the worker
@@ -28,9 +29,9 @@
 #include <string.h>
 
 #define SUBJECT_SALT_BYTES 16u
-/* Random bytes one subject takes: its salt, then its seal's nonce. A record draws all its
+/* Random bytes one subject takes: its salt, then its seal's nonce tail. A record draws all its
  * subjects' at once, from the worker's block of random bytes (hie_node__rand). */
-#define SUBJECT_RANDOM_BYTES (SUBJECT_SALT_BYTES + HIE_MPI_SEAL_NONCE_BYTES)
+#define SUBJECT_RANDOM_BYTES (SUBJECT_SALT_BYTES + HIE_MPI_SEALER_TAIL_BYTES)
 
 /* ---- consent decisions --------------------------------------------------------------------- */
 
@@ -112,6 +113,7 @@ hie_node__rand_end(node_rand_t *r)
 {
     EVP_MD_CTX_free(r->md);
     r->md = NULL;
+    hie_mpi_sealer_destroy(&r->sealer);
     if (r->rtxn != NULL) {
         mdb_txn_abort(r->rtxn); /* before the state closes: workers end first */
         r->rtxn = NULL;
@@ -184,8 +186,25 @@ commitment(const node_ctx_t *ctx, node_rand_t *r, const uint8_t *plain, size_t n
     }
 }
 
+/* plain sealed under the data key into box, AD = the commitment c: with the worker's sealer
+ * (made on first use, or again if the key changed), or one for this call when r is NULL. */
+static int
+subject_box(node_rand_t *r, const struct hie_mpi_key *mk, hie_span_t plain, const uint8_t *c,
+    const uint8_t *tail, uint8_t *box, size_t box_bytes)
+{
+    hie_mpi_sealer_t *own = NULL, **sp = r != NULL ? &r->sealer : &own;
+    if (*sp != NULL && hie_mpi_sealer_key(*sp) != mk) {
+        hie_mpi_sealer_destroy(sp);
+    }
+    int rc = *sp == NULL ? hie_mpi_sealer_create(mk, sp) : 0;
+    rc = rc ? rc : hie_mpi_sealer_seal(*sp, plain, hie_span(c, crypto_hash_sha256_BYTES), tail,
+        box, box_bytes);
+    hie_mpi_sealer_destroy(&own);
+    return rc;
+}
+
 /* The subject's bytes, commitment, sealed form (nonce || AEAD) and index key, into arena.
- * rnd: SUBJECT_RANDOM_BYTES fresh random bytes (salt, nonce). */
+ * rnd: SUBJECT_RANDOM_BYTES fresh random bytes (salt, nonce tail). */
 static int
 subject_seal(node_ctx_t *ctx, node_rand_t *r, const node_subject_t *s, const uint8_t *rnd,
     hie_arena_t *arena, ProtobufCBinaryData *commit, ProtobufCBinaryData *sealed,
@@ -218,9 +237,8 @@ subject_seal(node_ctx_t *ctx, node_rand_t *r, const node_subject_t *s, const uin
     }
     HIE_ASSERT(protobuf_c_message_pack(&as.base, plain) == n);
     commitment(ctx, r, plain, n, c);
-    memcpy(box, rnd + SUBJECT_SALT_BYTES, HIE_MPI_SEAL_NONCE_BYTES);
-    int rc = hie_mpi_seal(mk, hie_span(plain, n), hie_span(c, crypto_hash_sha256_BYTES), box,
-        box + HIE_MPI_SEAL_NONCE_BYTES, n + HIE_MPI_SEAL_OVERHEAD_BYTES);
+    int rc = subject_box(r, mk, hie_span(plain, n), c, rnd + SUBJECT_SALT_BYTES, box,
+        HIE_MPI_SEAL_NONCE_BYTES + n + HIE_MPI_SEAL_OVERHEAD_BYTES);
     sodium_memzero(plain, n);
     subject_key(r, mk, s->euid, k);
     *commit = (ProtobufCBinaryData){crypto_hash_sha256_BYTES, c};

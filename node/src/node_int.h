@@ -165,6 +165,7 @@ HIE_MUST_CHECK int hie_node__state_mpi_key_load(node_state_t *st, const char *pa
     unsigned match_threads);
 struct hie_mpi_store;
 struct hie_mpi_key;
+struct hie_mpi_sealer;
 struct hie_mpi_pool;
 /* The MPI's match pool, or NULL (none started). */
 struct hie_mpi_pool *hie_node__state_mpi_pool(node_state_t *st);
@@ -532,6 +533,7 @@ typedef struct node_rand {
      * the subject index key's keyed BLAKE2b state after the key block and the label, for the
      * index secret it was made with. hie_node__rand_end frees and wipes them. */
     EVP_MD_CTX *md;
+    struct hie_mpi_sealer *sealer;   /* seals the subjects (XAES-256-GCM, made on first use) */
     MDB_txn *rtxn;                   /* a reset read txn for consent decisions, renewed */
     bool key_base_ok;
     uint8_t key_base_secret[16];

@@ -423,6 +423,29 @@ HIE_MUST_CHECK int hie_mpi_seal(const hie_mpi_key_t *key, hie_span_t plain, hie_
 HIE_MUST_CHECK int hie_mpi_open(const hie_mpi_key_t *key, hie_span_t sealed, hie_span_t ad,
     const uint8_t nonce[HIE_MPI_SEAL_NONCE_BYTES], uint8_t *out, size_t out_bytes,
     size_t *out_len);
+/* A sealer: one thread's context for sealing and opening many small values under the key (the
+ * audit's subjects, one per patient of every answer). XAES-256-GCM (c2sp.org/XAES-256-GCM),
+ * under its own subkey, ~0.3 us for a 90-byte value against ~0.6 us for hie_mpi_seal's
+ * XChaCha20-Poly1305. A box is nonce (24 bytes: the sealer's random prefix, renewed every 2^20
+ * seals, then the caller's 12 random bytes) || ciphertext || 16-byte tag: the size of
+ * hie_mpi_seal's nonce and output, and it carries its own nonce. */
+#define HIE_MPI_SEALER_TAIL_BYTES 12u
+typedef struct hie_mpi_sealer hie_mpi_sealer_t;
+/* A sealer for key, which must outlive it. Returns 0 or HIE_ENOMEM. */
+HIE_MUST_CHECK int hie_mpi_sealer_create(const hie_mpi_key_t *key, hie_mpi_sealer_t **out);
+/* Frees and wipes; sets *s to NULL; NULL-safe. */
+void hie_mpi_sealer_destroy(hie_mpi_sealer_t **s);
+/* The key the sealer was made for. */
+const hie_mpi_key_t *hie_mpi_sealer_key(const hie_mpi_sealer_t *s);
+/* Seals plain bound to ad into box (HIE_MPI_SEAL_NONCE_BYTES + plain.len +
+ * HIE_MPI_SEAL_OVERHEAD_BYTES). tail: fresh random bytes. Returns 0, HIE_ELIMIT (too large,
+ * or box too small) or HIE_ECORRUPT (the cipher failed). */
+HIE_MUST_CHECK int hie_mpi_sealer_seal(hie_mpi_sealer_t *s, hie_span_t plain, hie_span_t ad,
+    const uint8_t tail[HIE_MPI_SEALER_TAIL_BYTES], uint8_t *box, size_t box_bytes);
+/* Opens a box of hie_mpi_sealer_seal, or one made before the sealers (nonce || hie_mpi_seal's
+ * output: tried when the first fails). Returns as hie_mpi_open. */
+HIE_MUST_CHECK int hie_mpi_sealer_open(hie_mpi_sealer_t *s, hie_span_t box, hie_span_t ad,
+    uint8_t *out, size_t out_bytes, size_t *out_len);
 /* The 16-byte secret for blocking and index keys (hie_mpi_block_keys). */
 void hie_mpi_key_index_secret(const hie_mpi_key_t *key, uint8_t out[16]);
 

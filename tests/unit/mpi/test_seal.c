@@ -1,8 +1,11 @@
 /*
  * test_seal.c - PHI at rest (mpi/src/seal.c): key file checks, seal/open round trip, tamper and
- * slot binding, no plaintext in sealed bytes, key generation.
+ * slot binding, no plaintext in sealed bytes, key generation; XAES-256-GCM against the C2SP
+ * vectors and the sealers built on it (mpi/src/xaes.c).
  */
 #include "hie/mpi.h"
+
+#include "../../../mpi/src/xaes.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -146,4 +149,130 @@ Test(mpi_seal, seal_with_null_key_aborts, .signal = SIGABRT)
     uint8_t nonce[HIE_MPI_SEAL_NONCE_BYTES] = {0}, out[32];
     int rc = hie_mpi_seal(NULL, hie_span("x", 1), hie_span("k", 1), nonce, out, sizeof(out));
     (void)rc;
+}
+
+static void
+hex(const char *h, uint8_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(sscanf(h + 2 * i, "%2hhx", &out[i]), 1);
+    }
+}
+
+/* c2sp.org/XAES-256-GCM: the two published vectors (ciphertext || tag). */
+Test(mpi_seal, xaes_matches_the_c2sp_vectors)
+{
+    static const struct {
+        uint8_t key_byte;
+        const char *ad;
+        const char *box;
+    } v[] = {
+        {0x01, "", "ce546ef63c9cc60765923609b33a9a1974e96e52daf2fcf7075e2271"},
+        {0x03, "c2sp.org/XAES-256-GCM",
+            "986ec1832593df5443a179437fd083bf3fdb41abd740a21f71eb769d"},
+    };
+    const uint8_t *nonce = (const uint8_t *)"ABCDEFGHIJKLMNOPQRSTUVWX";
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        uint8_t key[HIE_XAES_KEY_BYTES], want[28], box[64], plain[64];
+        memset(key, v[i].key_byte, sizeof(key));
+        hex(v[i].box, want, sizeof(want));
+        hie_xaes_t *x = NULL;
+        cr_assert_eq(hie_xaes_create(key, &x), 0);
+        hie_span_t ad = hie_span(v[i].ad, strlen(v[i].ad));
+        cr_assert_eq(hie_xaes_seal(x, nonce, hie_span("XAES-256-GCM", 12), ad, box,
+            sizeof(box)), 0);
+        cr_assert_eq(memcmp(box, want, sizeof(want)), 0, "vector %zu", i);
+        size_t len = 0;
+        cr_assert_eq(hie_xaes_open(x, nonce, hie_span(want, sizeof(want)), ad, plain,
+            sizeof(plain), &len), 0);
+        cr_assert_eq(len, 12u);
+        cr_assert_eq(memcmp(plain, "XAES-256-GCM", 12), 0);
+        want[27] ^= 0x80; /* the tag */
+        cr_assert_eq(hie_xaes_open(x, nonce, hie_span(want, sizeof(want)), ad, plain,
+            sizeof(plain), &len), HIE_ECORRUPT);
+        cr_assert_eq(len, 0u);
+        hie_xaes_destroy(&x);
+        cr_assert_null(x);
+    }
+}
+
+/* A sealer's boxes: round trip through another sealer, nonces that differ, binding to the ad,
+ * every flipped bit refused, and boxes of hie_mpi_seal (made before the sealers) still open. */
+Test(mpi_seal, sealer_round_trip_tamper_and_old_boxes)
+{
+    hie_mpi_key_t *k = fresh_key();
+    hie_mpi_sealer_t *s = NULL, *o = NULL;
+    cr_assert_eq(hie_mpi_sealer_create(k, &s), 0);
+    cr_assert_eq(hie_mpi_sealer_create(k, &o), 0);
+    cr_assert_eq(hie_mpi_sealer_key(s), k);
+    static const char plain[] = "euid=E000123;permitted;reason=permit-opt-out";
+    size_t n = sizeof(plain) - 1, blen = HIE_MPI_SEAL_NONCE_BYTES + n +
+        HIE_MPI_SEAL_OVERHEAD_BYTES, olen = 0;
+    hie_span_t ad = hie_span("commitment-a", 12);
+    uint8_t a[128], b[128], tail[HIE_MPI_SEALER_TAIL_BYTES], out[128];
+    randombytes_buf(tail, sizeof(tail));
+    cr_assert_eq(hie_mpi_sealer_seal(s, hie_span(plain, n), ad, tail, a, sizeof(a)), 0);
+    randombytes_buf(tail, sizeof(tail));
+    cr_assert_eq(hie_mpi_sealer_seal(s, hie_span(plain, n), ad, tail, b, sizeof(b)), 0);
+    cr_assert_eq(memcmp(a, b, 12), 0, "one prefix for a run of seals");
+    cr_assert_neq(memcmp(a, b, blen), 0);
+    cr_assert_null(memmem(a, blen, "E000123", 7), "plaintext in sealed bytes");
+    cr_assert_eq(hie_mpi_sealer_open(o, hie_span(a, blen), ad, out, sizeof(out), &olen), 0);
+    cr_assert_eq(olen, n);
+    cr_assert_eq(memcmp(out, plain, n), 0);
+    cr_assert_eq(hie_mpi_sealer_open(o, hie_span(b, blen), ad, out, sizeof(out), &olen), 0);
+    cr_assert_eq(hie_mpi_sealer_open(o, hie_span(a, blen), hie_span("commitment-b", 12), out,
+        sizeof(out), &olen), HIE_ECORRUPT);
+    for (size_t i = 0; i < blen; i += 5) {
+        a[i] ^= 0x10;
+        cr_assert_eq(hie_mpi_sealer_open(o, hie_span(a, blen), ad, out, sizeof(out), &olen),
+            HIE_ECORRUPT, "flip at %zu accepted", i);
+        a[i] ^= 0x10;
+    }
+    cr_assert_eq(hie_mpi_sealer_open(o, hie_span(a, 30), ad, out, sizeof(out), &olen),
+        HIE_ECORRUPT);
+    cr_assert_eq(hie_mpi_sealer_open(o, hie_span(a, blen), ad, out, 8, &olen), HIE_ELIMIT);
+    cr_assert_eq(hie_mpi_sealer_seal(s, hie_span(plain, n), ad, tail, a, blen - 1),
+        HIE_ELIMIT);
+    /* nonce || hie_mpi_seal's XChaCha20-Poly1305, as subjects were sealed before */
+    uint8_t old[128];
+    randombytes_buf(old, HIE_MPI_SEAL_NONCE_BYTES);
+    cr_assert_eq(hie_mpi_seal(k, hie_span(plain, n), ad, old, old + HIE_MPI_SEAL_NONCE_BYTES,
+        sizeof(old) - HIE_MPI_SEAL_NONCE_BYTES), 0);
+    cr_assert_eq(hie_mpi_sealer_open(o, hie_span(old, blen), ad, out, sizeof(out), &olen), 0);
+    cr_assert_eq(memcmp(out, plain, n), 0);
+    old[blen - 1] ^= 1;
+    cr_assert_eq(hie_mpi_sealer_open(o, hie_span(old, blen), ad, out, sizeof(out), &olen),
+        HIE_ECORRUPT);
+    hie_mpi_sealer_destroy(&s);
+    hie_mpi_sealer_destroy(&o);
+    cr_assert_null(s);
+    hie_mpi_sealer_destroy(&s); /* NULL-safe */
+    hie_mpi_key_destroy(&k);
+}
+
+/* Another key's sealer opens nothing. */
+Test(mpi_seal, sealer_of_another_key_cannot_open)
+{
+    hie_mpi_key_t *a = fresh_key();
+    char path2[160];
+    snprintf(path2, sizeof(path2), "%s/second.key", dir);
+    cr_assert_eq(hie_mpi_key_generate(path2), 0);
+    hie_mpi_key_t *b = NULL;
+    cr_assert_eq(hie_mpi_key_load(&b, path2), 0);
+    hie_mpi_sealer_t *sa = NULL, *sb = NULL;
+    cr_assert_eq(hie_mpi_sealer_create(a, &sa), 0);
+    cr_assert_eq(hie_mpi_sealer_create(b, &sb), 0);
+    uint8_t tail[HIE_MPI_SEALER_TAIL_BYTES] = {7}, box[64], out[64];
+    size_t olen = 0;
+    cr_assert_eq(hie_mpi_sealer_seal(sa, hie_span("secret", 6), hie_span("k", 1), tail, box,
+        sizeof(box)), 0);
+    cr_assert_eq(hie_mpi_sealer_open(sb, hie_span(box, 46), hie_span("k", 1), out, sizeof(out),
+        &olen), HIE_ECORRUPT);
+    cr_assert_eq(hie_mpi_sealer_open(sa, hie_span(box, 46), hie_span("k", 1), out, sizeof(out),
+        &olen), 0);
+    hie_mpi_sealer_destroy(&sa);
+    hie_mpi_sealer_destroy(&sb);
+    hie_mpi_key_destroy(&a);
+    hie_mpi_key_destroy(&b);
 }

@@ -5,7 +5,8 @@
  *
  * Why here: the audit subjects are sealed on the workers, one per patient of every answer.
  * XChaCha20-Poly1305 (libsodium) took ~0.63 us for a 90-byte subject on this machine; AES-256-GCM
- * with AES-NI and a cached subkey takes ~0.3 us. A context keeps the subkey of the last nonce
+ * with a cached subkey takes ~0.18 us with libsodium's (AES-NI and PCLMUL, when the CPU has them)
+ * and ~0.29 us with OpenSSL's EVP (used otherwise; the same bytes either way). A context keeps the subkey of the last nonce
  * prefix it saw, so a sealer that keeps its prefix for a run of messages, and an opener reading
  * them back in order, derive once per run (three AES blocks and a key schedule).
  *
@@ -21,7 +22,9 @@
 #define XAES_MAGIC 0x58414553u /* "XAES" */
 
 struct hie_xaes {
+    crypto_aead_aes256gcm_state st; /* libsodium's AES-256-GCM under the subkey (when sodium) */
     uint32_t magic;
+    bool sodium;          /* libsodium's AES-256-GCM, else OpenSSL's gcm context */
     EVP_CIPHER_CTX *ecb;  /* AES-256 under the key: the subkey derivation */
     EVP_CIPHER_CTX *gcm;  /* AES-256-GCM under the subkey of prefix */
     uint8_t k1[16];       /* the CMAC subkey K1 of the key */
@@ -39,13 +42,23 @@ ecb_blocks(EVP_CIPHER_CTX *ecb, const uint8_t *in, uint8_t *out, int len)
 int
 hie_xaes_create(const uint8_t key[HIE_XAES_KEY_BYTES], hie_xaes_t **out)
 {
+    return hie_xaes__create(key, crypto_aead_aes256gcm_is_available() == 1, out);
+}
+
+int
+hie_xaes__create(const uint8_t key[HIE_XAES_KEY_BYTES], bool sodium, hie_xaes_t **out)
+{
     HIE_ASSERT(key != NULL && out != NULL);
     *out = NULL;
+    /* sodium_malloc ends the block at a page end: a size that is a multiple of the struct's
+     * alignment (16, for st) keeps st aligned */
+    _Static_assert(sizeof(hie_xaes_t) % 16 == 0, "st stays aligned");
     hie_xaes_t *x = sodium_malloc(sizeof(*x));
     if (x == NULL) {
         return HIE_ENOMEM;
     }
     memset(x, 0, sizeof(*x));
+    x->sodium = sodium;
     x->ecb = EVP_CIPHER_CTX_new();
     x->gcm = EVP_CIPHER_CTX_new();
     int rc = x->ecb != NULL && x->gcm != NULL ? 0 : HIE_ENOMEM;
@@ -108,7 +121,9 @@ subkey(hie_xaes_t *x, const uint8_t nonce[HIE_XAES_NONCE_BYTES])
     }
     x->keyed = false;
     int rc = ecb_blocks(x->ecb, m, kx, 32);
-    if (rc == 0 && EVP_CipherInit_ex(x->gcm, NULL, NULL, kx, NULL, -1) != 1) {
+    if (rc == 0 && x->sodium) {
+        rc = crypto_aead_aes256gcm_beforenm(&x->st, kx) == 0 ? 0 : HIE_ECORRUPT;
+    } else if (rc == 0 && EVP_CipherInit_ex(x->gcm, NULL, NULL, kx, NULL, -1) != 1) {
         rc = HIE_ECORRUPT;
     }
     sodium_memzero(kx, sizeof(kx));
@@ -146,6 +161,13 @@ hie_xaes_seal(hie_xaes_t *x, const uint8_t nonce[HIE_XAES_NONCE_BYTES], hie_span
         return HIE_ELIMIT;
     }
     int rc = subkey(x, nonce);
+    if (rc == 0 && x->sodium) {
+        unsigned long long clen = 0;
+        rc = crypto_aead_aes256gcm_encrypt_afternm(out, &clen, plain.ptr, plain.len, ad.ptr,
+            ad.len, NULL, nonce + 12, &x->st);
+        HIE_ASSERT(rc != 0 || clen == plain.len + HIE_XAES_TAG_BYTES);
+        return rc == 0 ? 0 : HIE_ECORRUPT;
+    }
     rc = rc ? rc : gcm_pass(x, nonce + 12, ad, plain.ptr, plain.len, out, NULL);
     if (rc == 0 && EVP_CIPHER_CTX_ctrl(x->gcm, EVP_CTRL_AEAD_GET_TAG, HIE_XAES_TAG_BYTES,
                        out + plain.len) != 1) {
@@ -172,7 +194,12 @@ hie_xaes_open(hie_xaes_t *x, const uint8_t nonce[HIE_XAES_NONCE_BYTES], hie_span
     uint8_t tag[HIE_XAES_TAG_BYTES];
     memcpy(tag, box.ptr + len, sizeof(tag));
     int rc = subkey(x, nonce);
-    rc = rc ? rc : gcm_pass(x, nonce + 12, ad, box.ptr, len, out, tag);
+    if (rc == 0 && x->sodium) {
+        rc = crypto_aead_aes256gcm_decrypt_detached_afternm(out, NULL, box.ptr, len, tag,
+            ad.ptr, ad.len, nonce + 12, &x->st);
+    } else {
+        rc = rc ? rc : gcm_pass(x, nonce + 12, ad, box.ptr, len, out, tag);
+    }
     if (rc != 0) {
         sodium_memzero(out, len); /* nothing of a box that fails its tag leaves */
         return HIE_ECORRUPT;

@@ -17,6 +17,11 @@ typedef struct hie_xaes hie_xaes_t;
 /* A context for key (copied, wiped on destroy). One thread at a time. Returns 0 or
  * HIE_ENOMEM. */
 HIE_MUST_CHECK int hie_xaes_create(const uint8_t key[HIE_XAES_KEY_BYTES], hie_xaes_t **out);
+/* The same, choosing the implementation: libsodium's AES-256-GCM (sodium: only where
+ * crypto_aead_aes256gcm_is_available()) or OpenSSL's. hie_xaes_create takes libsodium's when it
+ * can; tests run both against the vectors. */
+HIE_MUST_CHECK int hie_xaes__create(const uint8_t key[HIE_XAES_KEY_BYTES], bool sodium,
+    hie_xaes_t **out);
 /* Frees and wipes; sets *x to NULL; NULL-safe. */
 void hie_xaes_destroy(hie_xaes_t **x);
 /* Seals plain bound to ad: out receives the ciphertext then the 16-byte tag (plain.len + 16).

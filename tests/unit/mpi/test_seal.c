@@ -172,16 +172,21 @@ Test(mpi_seal, xaes_matches_the_c2sp_vectors)
             "986ec1832593df5443a179437fd083bf3fdb41abd740a21f71eb769d"},
     };
     const uint8_t *nonce = (const uint8_t *)"ABCDEFGHIJKLMNOPQRSTUVWX";
-    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+    for (size_t j = 0; j < 2 * sizeof(v) / sizeof(v[0]); j++) {
+        size_t i = j / 2;
+        bool sodium = j % 2 == 1; /* OpenSSL's AES-256-GCM, then libsodium's where it runs */
+        if (sodium && crypto_aead_aes256gcm_is_available() != 1) {
+            continue;
+        }
         uint8_t key[HIE_XAES_KEY_BYTES], want[28], box[64], plain[64];
         memset(key, v[i].key_byte, sizeof(key));
         hex(v[i].box, want, sizeof(want));
         hie_xaes_t *x = NULL;
-        cr_assert_eq(hie_xaes_create(key, &x), 0);
+        cr_assert_eq(hie_xaes__create(key, sodium, &x), 0);
         hie_span_t ad = hie_span(v[i].ad, strlen(v[i].ad));
         cr_assert_eq(hie_xaes_seal(x, nonce, hie_span("XAES-256-GCM", 12), ad, box,
             sizeof(box)), 0);
-        cr_assert_eq(memcmp(box, want, sizeof(want)), 0, "vector %zu", i);
+        cr_assert_eq(memcmp(box, want, sizeof(want)), 0, "vector %zu sodium %d", i, sodium);
         size_t len = 0;
         cr_assert_eq(hie_xaes_open(x, nonce, hie_span(want, sizeof(want)), ad, plain,
             sizeof(plain), &len), 0);

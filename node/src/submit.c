@@ -56,6 +56,15 @@ hie_node__submit_send(node_submitter_t *s, const hie_command_t *cmd, uint64_t *t
     return rc;
 }
 
+int
+hie_node__submit_send_packed(node_submitter_t *s, hie_span_t cmd, uint64_t *token)
+{
+    HIE_ASSERT(s != NULL && s->dealer != NULL && token != NULL);
+    *token = ++s->token;
+    return cmd.len > HIE_LOG_COMMAND_BYTES_MAX ? HIE_ELIMIT
+                                               : hie_cluster_submit_send(s->dealer, *token, cmd);
+}
+
 /* Receives one answer; stores it when its token is in [first, first + n). */
 static int
 collect_one(node_submitter_t *s, uint64_t first, size_t n, hie_arena_t *arena,

@@ -46,8 +46,7 @@ struct parked {
 /* The audit_append commands of this wakeup's exchanges, their requests already parked (token 0
  * until audit_flush sends them). */
 struct audit_stage {
-    hie_command_t cmds[HIE_AUDIT_BATCH_RECORDS_MAX];
-    hie_arena_t *arenas[HIE_AUDIT_BATCH_RECORDS_MAX]; /* owned: cmds[i] lives in arenas[i] */
+    hie_proto_batch_t batch;                          /* the records, packed as staged */
     size_t slots[HIE_AUDIT_BATCH_RECORDS_MAX];        /* the requests' places in the ring */
     size_t count;
 };
@@ -791,12 +790,15 @@ audit_park(struct worker *w, node_req_t *req, node_audit_cmd_t *audit, Hie__V1__
     return true;
 }
 
+static bool audit_flush(struct worker *w);
+
 /* Parks req like audit_park, but stages its audit_append command for the wakeup's batch
- * (audit_flush sends it) instead of sending it now. Takes *arena, which holds the command,
- * when it returns true. */
+ * (audit_flush sends it) instead of sending it now. The record is packed into the batch at
+ * once, so the exchange's arena can go (worker.c frees it on return). When the batch would
+ * outgrow a log command, what is staged is sent first. Returns false when the record cannot
+ * be staged (the caller answers UNAVAILABLE). */
 static bool
-audit_stage(struct worker *w, node_req_t *req, node_audit_cmd_t *audit, Hie__V1__ErrorCode code,
-    hie_arena_t **arena)
+audit_stage(struct worker *w, node_req_t *req, node_audit_cmd_t *audit, Hie__V1__ErrorCode code)
 {
     struct audit_stage *st = &w->stage;
     HIE_ASSERT(audit->build_rc == 0);
@@ -805,11 +807,19 @@ audit_stage(struct worker *w, node_req_t *req, node_audit_cmd_t *audit, Hie__V1_
     if (w->parked_count == HIE_NODE_AUDIT_PARKED_MAX) {
         return audit_not_sent(req, HIE_EBUSY) == 0;
     }
-    st->slots[st->count] = park(w, req, 0, code, audit->kick_org, false);
-    st->cmds[st->count] = audit->cmd;
-    st->arenas[st->count] = *arena;
-    *arena = NULL;
-    st->count++;
+    const Hie__V1__AuditAppendCommand *ac = audit->cmd.audit_append;
+    if (st->count > 0 &&
+        hie_proto_batch_size_with(&st->batch, &audit->cmd, ac) > HIE_LOG_COMMAND_BYTES_MAX) {
+        (void)audit_flush(w); /* a failure answers those requests; this one goes on */
+    }
+    if (hie_proto_batch_size_with(&st->batch, &audit->cmd, ac) > HIE_LOG_COMMAND_BYTES_MAX) {
+        return audit_not_sent(req, HIE_ELIMIT) == 0;
+    }
+    int rc = hie_proto_batch_add(&st->batch, &audit->cmd, ac);
+    if (rc != 0) {
+        return audit_not_sent(req, rc) == 0;
+    }
+    st->slots[st->count++] = park(w, req, 0, code, audit->kick_org, false);
     return true;
 }
 
@@ -820,21 +830,12 @@ static bool parked_finish(struct worker *w, struct parked *p, bool ok, uint32_t 
 static int
 audit_flush_send(struct worker *w, uint64_t *token)
 {
-    struct audit_stage *st = &w->stage;
-    Hie__V1__AuditAppendCommand *appends[HIE_AUDIT_BATCH_RECORDS_MAX];
-    Hie__V1__AuditBatchCommand b = HIE__V1__AUDIT_BATCH_COMMAND__INIT;
-    hie_command_t cmd = st->cmds[0];
-    if (st->count > 1) {
-        for (size_t i = 0; i < st->count; i++) {
-            HIE_ASSERT(st->cmds[i].body_case == HIE__V1__COMMAND__BODY_AUDIT_APPEND);
-            appends[i] = st->cmds[i].audit_append;
-        }
-        b.n_appends = st->count;
-        b.appends = appends;
-        cmd.body_case = HIE__V1__COMMAND__BODY_AUDIT_BATCH;
-        cmd.audit_batch = &b;
-    }
-    return hie_node__submit_send(&w->audit_sub, &cmd, token);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = hie_proto_batch_pack(&w->stage.batch, HIE_LOG_COMMAND_BYTES_MAX, &buf, &len);
+    rc = rc ? rc : hie_node__submit_send_packed(&w->audit_sub, hie_span(buf, len), token);
+    hie_mem_free(buf, len);
+    return rc;
 }
 
 /* Sends the wakeup's staged audit records; their requests wait for the one answer. If the
@@ -862,9 +863,9 @@ audit_flush(struct worker *w)
         if (rc != 0) {
             ok = parked_finish(w, p, false, 0) && ok;
         }
-        hie_arena_destroy(&st->arenas[i]);
     }
     st->count = 0;
+    hie_proto_batch_reset(&st->batch);
     return ok;
 }
 
@@ -920,7 +921,7 @@ handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org, bool *parked)
     } else if (audit.needed) {
         bool stage = audit.build_rc == 0 &&
                      audit.cmd.body_case == HIE__V1__COMMAND__BODY_AUDIT_APPEND;
-        *parked = stage ? audit_stage(w, req, &audit, code, &arena)
+        *parked = stage ? audit_stage(w, req, &audit, code)
                         : audit_park(w, req, &audit, code);
         if (!*parked) {
             reply_drop(req);
@@ -928,7 +929,7 @@ handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org, bool *parked)
                 "the audit record could not be committed; retry with the same id");
         }
     }
-    hie_arena_destroy(&arena); /* packed by submit_send, or staged (NULL: the stage owns it) */
+    hie_arena_destroy(&arena); /* the command is packed: sent by submit_send, or staged */
     return code;
 }
 
@@ -1219,10 +1220,8 @@ worker_close_sockets(struct worker *w)
     for (unsigned i = 0; i < FWD_MAX; i++) {
         hie_node__req_destroy(&w->fwd[i].req);
     }
-    for (size_t i = 0; i < w->stage.count; i++) { /* stopped mid-wakeup: never sent */
-        hie_arena_destroy(&w->stage.arenas[i]);
-    }
-    w->stage.count = 0;
+    w->stage.count = 0; /* stopped mid-wakeup: never sent */
+    hie_proto_batch_free(&w->stage.batch);
     for (; w->parked != NULL && w->parked_count > 0; w->parked_count--) { /* shutting down */
         hie_node__req_destroy(&w->parked[w->parked_head].req);
         w->parked_head = (w->parked_head + 1) % HIE_NODE_AUDIT_PARKED_MAX;

@@ -75,6 +75,35 @@ HIE_MUST_CHECK int hie_proto_frame_encode(const hie_envelope_t *env, uint32_t fr
 HIE_MUST_CHECK int hie_proto_pack(const ProtobufCMessage *msg, size_t bytes_max,
     uint8_t **out_buf, size_t *out_len);
 
+/* An audit_batch (or, of one record, audit_append) command packed one record at a time, so a
+ * worker can free each exchange's memory as soon as its record is staged: the bytes are exactly
+ * what hie_proto_pack gives for the Command holding the same records (the body, field 42 or 40,
+ * comes after the header's fields 1-4; AuditBatchCommand has only its repeated field 1).
+ * head: the Command's header (requester, request_id, time_ms, node_id; no body). Buffers are
+ * hie_mem, kept between batches; hie_proto_batch_free releases them. */
+typedef struct hie_proto_batch {
+    uint8_t *head;
+    size_t head_len, head_cap;
+    uint8_t *items;              /* per record: tag 1, length, the packed AuditAppendCommand */
+    size_t items_len, items_cap;
+    size_t first_item_at;        /* where the first record's packed bytes start in items */
+    size_t count;
+} hie_proto_batch_t;
+/* Bytes a command of b's records plus ac would take. */
+size_t hie_proto_batch_size_with(const hie_proto_batch_t *b, const hie_command_t *head,
+    const Hie__V1__AuditAppendCommand *ac);
+/* Adds ac (the header from head when b is empty). Returns 0 or HIE_ENOMEM. */
+HIE_MUST_CHECK int hie_proto_batch_add(hie_proto_batch_t *b, const hie_command_t *head,
+    const Hie__V1__AuditAppendCommand *ac);
+/* The command of b's records (at least one) into a new hie_mem buffer, as hie_proto_pack.
+ * Returns 0, HIE_ENOMEM or HIE_ELIMIT (more than bytes_max). */
+HIE_MUST_CHECK int hie_proto_batch_pack(const hie_proto_batch_t *b, size_t bytes_max,
+    uint8_t **out_buf, size_t *out_len);
+/* Empties b for the next batch (keeps its buffers). */
+void hie_proto_batch_reset(hie_proto_batch_t *b);
+/* Frees b's buffers; b is empty after. */
+void hie_proto_batch_free(hie_proto_batch_t *b);
+
 /* Unpacks in as a message of type desc in arena (no semantic checks).
  * [out] *out owned by arena. Returns 0, HIE_EPROTO or HIE_ELIMIT (arena cap). */
 HIE_MUST_CHECK int hie_proto_unpack(const ProtobufCMessageDescriptor *desc, hie_span_t in,

@@ -9,6 +9,7 @@
 
 #define ARENA_MAGIC 0x41524e41u /* "ARNA" */
 #define ARENA_FIRST_BLOCK_BYTES 16384u
+#define ARENA_FIRST_BLOCK_MIN 256u
 #define ARENA_ALIGN 16u
 
 struct arena_block {
@@ -30,7 +31,14 @@ struct hie_arena {
 int
 hie_arena_create(hie_arena_t **out, size_t cap_bytes)
 {
+    return hie_arena_create_first(out, cap_bytes, ARENA_FIRST_BLOCK_BYTES);
+}
+
+int
+hie_arena_create_first(hie_arena_t **out, size_t cap_bytes, size_t first_bytes)
+{
     HIE_ASSERT(out != NULL);
+    HIE_ASSERT(first_bytes <= SIZE_MAX / 4);
     HIE_ASSERT(cap_bytes > 0);
     *out = NULL;
     hie_arena_t *a = hie_mem_calloc(1, sizeof(*a));
@@ -39,7 +47,8 @@ hie_arena_create(hie_arena_t **out, size_t cap_bytes)
     }
     a->magic = ARENA_MAGIC;
     a->cap_bytes = cap_bytes;
-    a->next_block_bytes = ARENA_FIRST_BLOCK_BYTES;
+    a->next_block_bytes = first_bytes < ARENA_FIRST_BLOCK_MIN ? ARENA_FIRST_BLOCK_MIN
+                                                              : first_bytes;
     *out = a;
     return 0;
 }

@@ -38,6 +38,7 @@
 #define EDGE_EVENTS_MAX 256
 #define EDGE_SLOT_BITS 20u
 #define EDGE_RBUF_KEEP_BYTES (64u * 1024u)
+#define EDGE_ARENA_FIRST_MAX (16u * 1024u) /* the arena's usual first block */
 /* One accept per wakeup: with EPOLLEXCLUSIVE the next pending connection then wakes an idle
  * edge thread instead of queueing its handshake behind this one. */
 #define EDGE_ACCEPTS_PER_WAKEUP 1u
@@ -295,7 +296,10 @@ frame_done(node_edge_t *e, struct conn *c)
     node_req_t *req = NULL;
     size_t consumed = 0;
     uint32_t max = e->ctx->cfg.frame_bytes_max;
-    int rc = hie_arena_create(&arena, (size_t)max * 3u);
+    /* the envelope lives as long as its request (parked until its audit record commits):
+     * a first block sized to the frame, not 16 KiB for every 200-byte query */
+    size_t first = c->rlen < EDGE_ARENA_FIRST_MAX / 2 ? 2u * c->rlen + 512u : EDGE_ARENA_FIRST_MAX;
+    int rc = hie_arena_create_first(&arena, (size_t)max * 3u, first);
     if (rc == 0) {
         rc = hie_proto_frame_decode(hie_span(c->rbuf, c->rlen), max, arena, &env, &consumed,
             &info);

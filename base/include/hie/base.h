@@ -153,6 +153,10 @@ typedef struct hie_arena hie_arena_t;
 /* Creates an arena that will hand out at most cap_bytes in total. [out] *out owned by the
  * caller (hie_arena_destroy). Returns 0 or HIE_ENOMEM. */
 HIE_MUST_CHECK int hie_arena_create(hie_arena_t **out, size_t cap_bytes);
+/* The same with a first block of first_bytes (at least 256; the default is 16 KiB), for an
+ * arena that usually holds little and may live long (a request waiting for its audit record). */
+HIE_MUST_CHECK int hie_arena_create_first(hie_arena_t **out, size_t cap_bytes,
+    size_t first_bytes);
 /* Frees every block and the arena; sets *arena to NULL; NULL-safe. */
 void hie_arena_destroy(hie_arena_t **arena);
 /* Empties the arena for reuse: everything it handed out is invalid, its newest (largest)

@@ -167,6 +167,33 @@ Test(base_arena, allocation_larger_than_a_block_gets_its_own_block)
     cr_assert_eq(hie_mem_live_bytes(), 0);
 }
 
+/* A small first block: memory comes as hie_mem blocks of that size, then doubling ones; tiny
+ * requests are raised to the 256-byte floor. */
+Test(base_arena, small_first_block_grows_on_demand)
+{
+    static const size_t firsts[] = {0, 100, 256, 700, 2048};
+    for (size_t f = 0; f < sizeof(firsts) / sizeof(firsts[0]); f++) {
+        hie_arena_t *a = NULL;
+        int64_t before = hie_mem_live_bytes();
+        cr_assert_eq(hie_arena_create_first(&a, 1u << 20, firsts[f]), 0);
+        uint8_t *p = hie_arena_alloc(a, 64);
+        cr_assert_not_null(p);
+        size_t first = firsts[f] < 256 ? 256 : firsts[f];
+        int64_t one_block = hie_mem_live_bytes() - before;
+        cr_assert_lt(one_block, (int64_t)first + 512, "first %zu: %lld bytes live", first,
+            (long long)one_block);
+        for (size_t i = 0; i < 100; i++) { /* 6,400 bytes more: several growing blocks */
+            uint8_t *q = hie_arena_alloc(a, 64);
+            cr_assert_not_null(q);
+            memset(q, (int)i, 64);
+        }
+        memset(p, 1, 64);
+        cr_assert_eq(hie_arena_used_bytes(a), 101u * 64u);
+        hie_arena_destroy(&a);
+        cr_assert_eq(hie_mem_live_bytes(), before);
+    }
+}
+
 /* A fixed mix of sizes, so the sweep below crosses block growth several times. */
 static const size_t sweep_sizes[] = {1, 4000, 16, 9000, 0, 70000, 300, 5000, 33, 200000, 8};
 

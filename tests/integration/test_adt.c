@@ -294,7 +294,12 @@ raw_call(itest_node_t *n, const char *org, hie_envelope_t *req, hie_arena_t *a)
     size_t send = len > HIE_PROTO_FRAME_BYTES_DEFAULT ? 65536u : len;
     for (size_t off = 0; off < send;) {
         int w = SSL_write(ssl, buf + off, (int)(send - off < 65536u ? send - off : 65536u));
-        cr_assert_gt(w, 0, "write");
+        if (w <= 0) {
+            /* an oversized frame: the node may answer from the prefix and close before the
+             * rest is written; its answer is read below */
+            cr_assert_gt(len, HIE_PROTO_FRAME_BYTES_DEFAULT, "write");
+            break;
+        }
         off += (size_t)w;
     }
     hie_mem_free(buf, len);

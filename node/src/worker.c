@@ -808,14 +808,11 @@ audit_stage(struct worker *w, node_req_t *req, node_audit_cmd_t *audit, Hie__V1_
         return audit_not_sent(req, HIE_EBUSY) == 0;
     }
     const Hie__V1__AuditAppendCommand *ac = audit->cmd.audit_append;
-    if (st->count > 0 &&
-        hie_proto_batch_size_with(&st->batch, &audit->cmd, ac) > HIE_LOG_COMMAND_BYTES_MAX) {
+    int rc = hie_proto_batch_add(&st->batch, &audit->cmd, ac, HIE_LOG_COMMAND_BYTES_MAX);
+    if (rc == HIE_ELIMIT && st->count > 0) {
         (void)audit_flush(w); /* a failure answers those requests; this one goes on */
+        rc = hie_proto_batch_add(&st->batch, &audit->cmd, ac, HIE_LOG_COMMAND_BYTES_MAX);
     }
-    if (hie_proto_batch_size_with(&st->batch, &audit->cmd, ac) > HIE_LOG_COMMAND_BYTES_MAX) {
-        return audit_not_sent(req, HIE_ELIMIT) == 0;
-    }
-    int rc = hie_proto_batch_add(&st->batch, &audit->cmd, ac);
     if (rc != 0) {
         return audit_not_sent(req, rc) == 0;
     }

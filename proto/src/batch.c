@@ -65,21 +65,6 @@ command_size(size_t head_len, size_t items_len, size_t n, size_t first_len)
            items_len;
 }
 
-size_t
-hie_proto_batch_size_with(const hie_proto_batch_t *b, const hie_command_t *head,
-    const Hie__V1__AuditAppendCommand *ac)
-{
-    HIE_ASSERT(b != NULL && head != NULL && ac != NULL);
-    size_t n = protobuf_c_message_get_packed_size(&ac->base);
-    size_t item = 1 + varint_size(n) + n;
-    if (b->count == 0) {
-        hie_command_t h;
-        header_of(head, &h);
-        return command_size(protobuf_c_message_get_packed_size(&h.base), item, 1, n);
-    }
-    return command_size(b->head_len, b->items_len + item, b->count + 1, 0);
-}
-
 static int
 grow(uint8_t **buf, size_t *cap, size_t need)
 {
@@ -101,33 +86,41 @@ grow(uint8_t **buf, size_t *cap, size_t need)
 
 int
 hie_proto_batch_add(hie_proto_batch_t *b, const hie_command_t *head,
-    const Hie__V1__AuditAppendCommand *ac)
+    const Hie__V1__AuditAppendCommand *ac, size_t bytes_max)
 {
     HIE_ASSERT(b != NULL && head != NULL && ac != NULL);
+    size_t n = protobuf_c_message_get_packed_size(&ac->base);
+    size_t item = 1 + varint_size(n) + n, head_len = b->head_len;
+    hie_command_t h;
     if (b->count == 0) {
-        hie_command_t h;
         header_of(head, &h);
-        size_t hn = protobuf_c_message_get_packed_size(&h.base);
-        if (grow(&b->head, &b->head_cap, hn) != 0) {
+        head_len = protobuf_c_message_get_packed_size(&h.base);
+    }
+    size_t first_len = b->count == 0 ? n : b->items_len - b->first_item_at;
+    if (command_size(head_len, b->items_len + item, b->count + 1, first_len) > bytes_max) {
+        return HIE_ELIMIT;
+    }
+    if (b->count == 0) {
+        if (grow(&b->head, &b->head_cap, head_len) != 0) {
             return HIE_ENOMEM;
         }
         b->head_len = protobuf_c_message_pack(&h.base, b->head);
-        HIE_ASSERT(b->head_len == hn);
+        HIE_ASSERT(b->head_len == head_len);
         b->items_len = 0;
     }
-    size_t n = protobuf_c_message_get_packed_size(&ac->base);
-    if (grow(&b->items, &b->items_cap, b->items_len + 1 + VARINT_BYTES_MAX + n) != 0) {
+    if (grow(&b->items, &b->items_cap, b->items_len + item) != 0) {
         return HIE_ENOMEM;
     }
     uint8_t *at = b->items + b->items_len;
     at[0] = BATCH_ITEM_TAG;
     size_t pre = 1 + varint_put(at + 1, n);
+    HIE_ASSERT(pre + n == item);
     size_t packed = protobuf_c_message_pack(&ac->base, at + pre);
     HIE_ASSERT(packed == n);
     if (b->count == 0) {
         b->first_item_at = pre;
     }
-    b->items_len += pre + n;
+    b->items_len += item;
     b->count++;
     return 0;
 }

@@ -89,12 +89,10 @@ typedef struct hie_proto_batch {
     size_t first_item_at;        /* where the first record's packed bytes start in items */
     size_t count;
 } hie_proto_batch_t;
-/* Bytes a command of b's records plus ac would take. */
-size_t hie_proto_batch_size_with(const hie_proto_batch_t *b, const hie_command_t *head,
-    const Hie__V1__AuditAppendCommand *ac);
-/* Adds ac (the header from head when b is empty). Returns 0 or HIE_ENOMEM. */
+/* Adds ac (the header from head when b is empty). Returns 0, HIE_ENOMEM, or HIE_ELIMIT when
+ * the command would then exceed bytes_max (b unchanged: send what it holds, then add again). */
 HIE_MUST_CHECK int hie_proto_batch_add(hie_proto_batch_t *b, const hie_command_t *head,
-    const Hie__V1__AuditAppendCommand *ac);
+    const Hie__V1__AuditAppendCommand *ac, size_t bytes_max);
 /* The command of b's records (at least one) into a new hie_mem buffer, as hie_proto_pack.
  * Returns 0, HIE_ENOMEM or HIE_ELIMIT (more than bytes_max). */
 HIE_MUST_CHECK int hie_proto_batch_pack(const hie_proto_batch_t *b, size_t bytes_max,

@@ -523,15 +523,21 @@ store__members(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t *
 {
     MDB_cursor *cur = NULL;
     MDB_val k = {strlen(euid), (void *)(uintptr_t)euid}, v;
+    size_t count = 0;
     *hashes = NULL;
     *n = 0;
-    uint8_t *out = hie_arena_alloc(arena, HIE_MPI_EUID_MEMBERS_MAX * HIE_MPI_REC_HASH_BYTES);
-    if (out == NULL) {
-        return HIE_ENOMEM;
-    }
     int rc = store__rc(mdb_cursor_open(txn, s->euid, &cur));
     int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_KEY) : 0;
-    while (rc == 0 && mrc == 0 && *n < HIE_MPI_EUID_MEMBERS_MAX) {
+    if (rc == 0 && mrc == 0) {
+        /* as many as the EUID has (usually a few), not room for the most it may have: a PDQ
+         * answer gathers this for every candidate, and 16,000 bytes each made arena blocks */
+        rc = store__rc(mdb_cursor_count(cur, &count));
+        count = count < HIE_MPI_EUID_MEMBERS_MAX ? count : HIE_MPI_EUID_MEMBERS_MAX;
+    }
+    uint8_t *out = rc == 0 ? hie_arena_alloc(arena, count > 0 ? count * HIE_MPI_REC_HASH_BYTES
+                                                              : 1) : NULL;
+    rc = rc ? rc : out == NULL ? HIE_ENOMEM : 0;
+    while (rc == 0 && mrc == 0 && *n < count) {
         if (v.mv_size != HIE_MPI_REC_HASH_BYTES) {
             rc = HIE_ECORRUPT;
             break;

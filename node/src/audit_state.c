@@ -6,6 +6,8 @@
  * Databases (state environment), besides the Merkle tree of hie/audit.h:
  *   audit_rec   leaf(8 BE) -> the leaf entry: a serialized AuditRecord (no personal data)
  *   audit_subj  leaf(8) pos(2) -> nonce(24) || AEAD(AuditSubject), AD = its commitment
+ *               (XAES-256-GCM through hie_mpi_sealer; states written before 2026-11-30 hold
+ *               XChaCha20-Poly1305 boxes, which hie_mpi_sealer_open still opens)
  *   audit_patient  bucket(8: leaf >> 12) keyed hash of the EUID(16) time(8) leaf(8) pos(2) -> ""
  *               The bucket (4,096 leaves) comes first so that a group commit's records, which
  *               name random patients, land in the few pages of the current bucket instead of

@@ -394,8 +394,9 @@ HIE_MUST_CHECK int hie_mpi_train(hie_mpi_model_t *model, const hie_mpi_person_t 
 
 /* ---- PHI at rest (seal.c) --------------------------------------------------------------- */
 /* The MPI's data key: 32 random bytes in a file the operator controls (mode 0600 or stricter,
- * a regular file, not a symlink). Loaded into guarded memory; two subkeys are derived from it,
- * one to seal records (XChaCha20-Poly1305) and one for keyed index hashes. */
+ * a regular file, not a symlink). Loaded into guarded memory; three subkeys are derived from
+ * it: one to seal records (XChaCha20-Poly1305), one for keyed index hashes, and one for the
+ * sealers below (XAES-256-GCM). */
 #define HIE_MPI_KEY_BYTES 32u
 #define HIE_MPI_SEAL_NONCE_BYTES 24u
 #define HIE_MPI_SEAL_OVERHEAD_BYTES 16u

@@ -532,7 +532,7 @@ pdq_row(void *ctx, const struct row *r)
     uint64_t t0 = hie_time_mono_ns();
     int rc = hie_arena_create(&arena, 64u << 20);
     rc = rc == 0 && mdb_txn_begin(q->b->env, NULL, MDB_RDONLY, &txn) != 0 ? HIE_ESTORAGE : rc;
-    rc = rc == 0 ? hie_mpi_store_pdq(q->b->store, txn, &pq, arena, &reply, &rej) : rc;
+    rc = rc == 0 ? hie_mpi_store_pdq(q->b->store, txn, &pq, arena, &reply, &rej, NULL) : rc;
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }
@@ -565,7 +565,7 @@ pix_run(struct bench *b, size_t count, double *p50, double *p99)
         uint64_t t0 = hie_time_mono_ns();
         int rc = hie_arena_create(&arena, 16u << 20);
         rc = rc == 0 && mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn) != 0 ? -1 : rc;
-        rc = rc == 0 ? hie_mpi_store_pix(b->store, txn, &pq, arena, &reply, &rej) : rc;
+        rc = rc == 0 ? hie_mpi_store_pix(b->store, txn, &pq, arena, &reply, &rej, NULL) : rc;
         if (txn != NULL) {
             mdb_txn_abort(txn);
         }

@@ -50,15 +50,20 @@ org_wanted(const Hie__V1__PixQuery *q, const char *org)
     return false;
 }
 
-/* PatientIds of the members of euid except skip, filtered by q (NULL: all). */
+/* PatientIds of the members of euid except skip, filtered by q (NULL: all); [out] *members
+ * (NULL: not wanted) every member's hash. */
 static int
 member_ids(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, const uint8_t *skip,
-    const Hie__V1__PixQuery *q, hie_arena_t *arena, Hie__V1__PatientId ***ids, size_t *n)
+    const Hie__V1__PixQuery *q, hie_arena_t *arena, Hie__V1__PatientId ***ids, size_t *n,
+    hie_mpi_members_t *members)
 {
     uint8_t *hashes = NULL;
     size_t count = 0;
     *n = 0;
     int rc = store__members(s, txn, euid, arena, &hashes, &count);
+    if (members != NULL) {
+        *members = (hie_mpi_members_t){rc == 0 ? hashes : NULL, rc == 0 ? count : 0};
+    }
     *ids = rc == 0 ? hie_arena_alloc(arena, (count + 1) * sizeof(**ids)) : NULL;
     if (rc == 0 && *ids == NULL) {
         rc = HIE_ENOMEM;
@@ -103,10 +108,14 @@ pix_query_valid(const Hie__V1__PixQuery *q, hie_mpi_reject_t *r)
 
 int
 hie_mpi_store_pix(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__PixQuery *q,
-    hie_arena_t *arena, Hie__V1__PixReply **reply, hie_mpi_reject_t *r)
+    hie_arena_t *arena, Hie__V1__PixReply **reply, hie_mpi_reject_t *r,
+    hie_mpi_members_t *members)
 {
     HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && q != NULL && reply != NULL);
     *reply = NULL;
+    if (members != NULL) {
+        *members = (hie_mpi_members_t){NULL, 0};
+    }
     if (!hie_mpi_store_ready(s)) {
         return HIE_EUNAVAIL;
     }
@@ -132,7 +141,7 @@ hie_mpi_store_pix(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__PixQuery *q,
     }
     hie__v1__pix_reply__init(out);
     out->euid = rec->euid;
-    rc = member_ids(s, txn, rec->euid, h, q, arena, &out->ids, &out->n_ids);
+    rc = member_ids(s, txn, rec->euid, h, q, arena, &out->ids, &out->n_ids, members);
     *reply = rc == 0 ? out : NULL;
     return rc;
 }
@@ -184,7 +193,7 @@ hie_mpi_store_euid_ids(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_a
     if (!hie_mpi_store_ready(s)) {
         return HIE_EUNAVAIL;
     }
-    return member_ids(s, txn, euid, NULL, NULL, arena, ids, n);
+    return member_ids(s, txn, euid, NULL, NULL, arena, ids, n, NULL);
 }
 
 /* ---- PDQ -------------------------------------------------------------------------------- */
@@ -211,7 +220,8 @@ pdq_query_valid(const Hie__V1__PdqQuery *q, hie_mpi_person_t *p, hie_mpi_reject_
 
 static int
 pdq_candidate(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
-    const store_cand_t *c, hie_arena_t *arena, Hie__V1__PdqCandidate **out)
+    const store_cand_t *c, hie_arena_t *arena, Hie__V1__PdqCandidate **out,
+    hie_mpi_members_t *members)
 {
     Hie__V1__PdqCandidate *pc = hie_arena_alloc(arena, sizeof(*pc));
     Hie__V1__MpiRecord *rec = NULL;
@@ -223,7 +233,8 @@ pdq_candidate(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
     int rc = store__explain(model, c, "pdq", arena, &pc->explanation);
     rc = rc == 0 ? store__rec_get(s, txn, c->rec_hash, arena, &rec) : rc;
     rc = rc == 0 ? store__rec_open(s, rec, arena, &sp) : rc;
-    rc = rc == 0 ? member_ids(s, txn, rec->euid, NULL, NULL, arena, &pc->ids, &pc->n_ids) : rc;
+    rc = rc == 0 ? member_ids(s, txn, rec->euid, NULL, NULL, arena, &pc->ids, &pc->n_ids,
+        members) : rc;
     if (rc != 0) {
         return rc; /* HIE_ENOTFOUND: newer than the reader's snapshot; the caller skips it */
     }
@@ -237,10 +248,14 @@ pdq_candidate(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
 
 int
 hie_mpi_store_pdq(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__PdqQuery *q,
-    hie_arena_t *arena, Hie__V1__PdqReply **reply, hie_mpi_reject_t *r)
+    hie_arena_t *arena, Hie__V1__PdqReply **reply, hie_mpi_reject_t *r,
+    hie_mpi_members_t **members)
 {
     HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && q != NULL && reply != NULL);
     *reply = NULL;
+    if (members != NULL) {
+        *members = NULL;
+    }
     if (!hie_mpi_store_ready(s)) {
         return HIE_EUNAVAIL;
     }
@@ -262,7 +277,9 @@ hie_mpi_store_pdq(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__PdqQuery *q,
     Hie__V1__PdqReply *out = rc == 0 ? hie_arena_alloc(arena, sizeof(*out)) : NULL;
     Hie__V1__PdqCandidate **list = rc == 0 ? hie_arena_alloc(arena,
         limit * sizeof(*list)) : NULL;
-    if (rc == 0 && (out == NULL || list == NULL)) {
+    hie_mpi_members_t *mem = rc == 0 && members != NULL ? hie_arena_alloc(arena,
+        limit * sizeof(*mem)) : NULL;
+    if (rc == 0 && (out == NULL || list == NULL || (members != NULL && mem == NULL))) {
         rc = HIE_ENOMEM;
     }
     if (rc != 0) {
@@ -275,12 +292,16 @@ hie_mpi_store_pdq(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__PdqQuery *q,
                 q->min_probability : m.cand[i].weight < 0) {
             break; /* best first: the rest are weaker */
         }
-        rc = pdq_candidate(s, txn, &model, &m.cand[i], arena, &list[out->n_candidates]);
+        rc = pdq_candidate(s, txn, &model, &m.cand[i], arena, &list[out->n_candidates],
+            mem != NULL ? &mem[out->n_candidates] : NULL);
         out->n_candidates += rc == 0;
         rc = rc == HIE_ENOTFOUND ? 0 : rc;
     }
     out->no_match = out->n_candidates == 0;
     *reply = rc == 0 ? out : NULL;
+    if (members != NULL) {
+        *members = rc == 0 ? mem : NULL;
+    }
     return rc;
 }
 

@@ -224,14 +224,16 @@ rules_one(void *vctx, const char *id, size_t len)
 
 int
 hie_node__consent_rules(node_consent_t *c, struct hie_mpi_store *mpi, MDB_txn *txn,
-    const char *euid, hie_arena_t *arena, hie_span_t *rules, size_t cap, size_t *n)
+    const char *euid, const hie_mpi_members_t *known, hie_arena_t *arena, hie_span_t *rules,
+    size_t cap, size_t *n)
 {
     HIE_ASSERT(c != NULL && c->magic == CONSENT_MAGIC);
     HIE_ASSERT(euid != NULL && rules != NULL && n != NULL);
     *n = 0;
-    const uint8_t *members = NULL;
-    size_t count = 0;
-    int rc = hie_mpi_store_euid_members(mpi, txn, euid, arena, &members, &count);
+    const uint8_t *members = known != NULL ? known->hashes : NULL;
+    size_t count = known != NULL ? known->n : 0;
+    int rc = known != NULL ? 0
+                           : hie_mpi_store_euid_members(mpi, txn, euid, arena, &members, &count);
     struct rules_ctx r = {c, txn, rules, cap, 0};
     for (size_t i = 0; rc == 0 && i < count; i++) {
         rc = pat_each(c, txn, members + i * HIE_MPI_REC_HASH_BYTES, rules_one, &r);

@@ -47,28 +47,23 @@ roles_mask(const hie_org_t *org)
     return m & HIE_CONSENT_ROLES_KNOWN;
 }
 
-void
-hie_node__consent_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
-    const node_who_t *who, const char *euid, Hie__V1__ConsentAction action, uint32_t labels,
+/* The decision for euid, from members (NULL: looked up in txn). */
+static void
+decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const node_who_t *who,
+    const char *euid, const hie_mpi_members_t *members, const hie_consent_request_t *in,
     hie_consent_decision_t *out)
-{
-    hie_node__consent_decide_doc(ctx, txn, arena, who, euid, action, labels,
-        HIE_CONSENT_CLASS_NONE, 0, out);
-}
-
-void
-hie_node__consent_decide_doc(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
-    const node_who_t *who, const char *euid, Hie__V1__ConsentAction action, uint32_t labels,
-    int doc_class, int64_t data_time_ms, hie_consent_decision_t *out)
 {
     HIE_ASSERT(ctx != NULL && who != NULL && euid != NULL && out != NULL);
     hie_span_t rules[HIE_CONSENT_DIRECTIVES_MAX];
     size_t n = 0;
     int rc = hie_node__consent_rules(hie_node__state_consent(ctx->state),
-        hie_node__state_mpi(ctx->state), txn, euid, arena, rules, HIE_CONSENT_DIRECTIVES_MAX,
-        &n);
-    hie_consent_request_t req = {who->org_id, roles_mask(who->org), who->purpose, action,
-        labels, (enum hie_consent_class)doc_class, data_time_ms, hie_time_wall_ms()};
+        hie_node__state_mpi(ctx->state), txn, euid, members, arena, rules,
+        HIE_CONSENT_DIRECTIVES_MAX, &n);
+    hie_consent_request_t req = *in;
+    req.requester_org_id = who->org_id;
+    req.requester_roles = roles_mask(who->org);
+    req.purpose = who->purpose;
+    req.now_ms = hie_time_wall_ms();
     if (rc == 0) {
         rc = hie_consent_decide(&ctx->consent_policy, rules, n, &req, out);
     } else {
@@ -85,6 +80,39 @@ hie_node__consent_decide_doc(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
     if (!hie_consent_permitted(out)) {
         HIE_ASSERT(!out->break_glass);
     }
+}
+
+void
+hie_node__consent_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
+    const node_who_t *who, const char *euid, Hie__V1__ConsentAction action, uint32_t labels,
+    hie_consent_decision_t *out)
+{
+    hie_node__consent_decide_doc(ctx, txn, arena, who, euid, action, labels,
+        HIE_CONSENT_CLASS_NONE, 0, out);
+}
+
+void
+hie_node__consent_decide_members(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
+    const node_who_t *who, const char *euid, const hie_mpi_members_t *members,
+    Hie__V1__ConsentAction action, hie_consent_decision_t *out)
+{
+    hie_consent_request_t in = {0};
+    in.action = action;
+    in.doc_class = HIE_CONSENT_CLASS_NONE;
+    decide(ctx, txn, arena, who, euid, members, &in, out);
+}
+
+void
+hie_node__consent_decide_doc(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
+    const node_who_t *who, const char *euid, Hie__V1__ConsentAction action, uint32_t labels,
+    int doc_class, int64_t data_time_ms, hie_consent_decision_t *out)
+{
+    hie_consent_request_t in = {0};
+    in.action = action;
+    in.labels = labels;
+    in.doc_class = (enum hie_consent_class)doc_class;
+    in.data_time_ms = data_time_ms;
+    decide(ctx, txn, arena, who, euid, NULL, &in, out);
 }
 
 /* ---- the audit record ------------------------------------------------------------------------ */
@@ -364,6 +392,27 @@ read_end(const node_who_t *who, MDB_txn *txn)
     }
 }
 
+/* PIX in one read txn: the MPI's answer, then the consent decision on the members it read. */
+static int
+pix_read(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PixQuery *q,
+    hie_arena_t *arena, Hie__V1__PixReply **r, node_subject_t *s, node_mpi_err_t *e)
+{
+    MDB_txn *txn = NULL;
+    hie_mpi_members_t members = {NULL, 0};
+    int rc = read_begin(ctx, who, &txn, e);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = hie_node__mpi_pix(ctx, txn, q, arena, r, ctx->cfg.consent_off ? NULL : &members, e);
+    if (rc == 0 && !ctx->cfg.consent_off) {
+        *s = (node_subject_t){(*r)->euid, {0}, (*r)->ids, (*r)->n_ids, NULL, 0};
+        hie_node__consent_decide_members(ctx, txn, arena, who, (*r)->euid, &members,
+            HIE__V1__CONSENT_ACTION__CONSENT_ACTION_IDENTITY, &s->decision);
+    }
+    read_end(who, txn);
+    return rc;
+}
+
 int
 hie_node__pix_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PixQuery *q,
     hie_arena_t *arena, Hie__V1__PixReply **reply, node_audit_cmd_t *audit, node_mpi_err_t *e)
@@ -371,7 +420,8 @@ hie_node__pix_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pix
     *reply = NULL;
     audit->needed = false;
     Hie__V1__PixReply *r = NULL;
-    int rc = hie_node__mpi_pix(ctx, q, arena, &r, e);
+    node_subject_t s = {0};
+    int rc = pix_read(ctx, who, q, arena, &r, &s, e);
     if (ctx->cfg.consent_off || (rc != 0 && e->code != HIE__V1__ERROR_CODE__ERROR_NOT_FOUND)) {
         *reply = rc == 0 ? r : NULL;
         return rc; /* refused before anything was looked up: nothing to audit */
@@ -381,15 +431,6 @@ hie_node__pix_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pix
             NULL, 0, arena, audit);
         return rc;
     }
-    MDB_txn *txn = NULL;
-    node_subject_t s = {r->euid, {0}, r->ids, r->n_ids, NULL, 0};
-    rc = read_begin(ctx, who, &txn, e);
-    if (rc != 0) {
-        return rc;
-    }
-    hie_node__consent_decide(ctx, txn, arena, who, r->euid,
-        HIE__V1__CONSENT_ACTION__CONSENT_ACTION_IDENTITY, 0, &s.decision);
-    read_end(who, txn);
     bool own = strcmp(q->patient->org_id, who->org_id) == 0;
     Hie__V1__ErrorCode outcome = HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
     if (!hie_consent_permitted(&s.decision)) {
@@ -410,6 +451,30 @@ hie_node__pix_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pix
     return 0;
 }
 
+/* The consent decision for each candidate of r, in txn, on the members the read found; denied
+ * ones leave the reply (ranks stay in order, no gap). subs: one per candidate. */
+static void
+pdq_decide(node_ctx_t *ctx, const node_who_t *who, MDB_txn *txn, hie_arena_t *arena,
+    Hie__V1__PdqReply *r, const hie_mpi_members_t *members, node_subject_t *subs)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < r->n_candidates; i++) {
+        Hie__V1__PdqCandidate *c = r->candidates[i];
+        subs[i] = (node_subject_t){c->euid, {0}, c->ids, c->n_ids, NULL, 0};
+        hie_node__consent_decide_members(ctx, txn, arena, who, c->euid,
+            members != NULL ? &members[i] : NULL, HIE__V1__CONSENT_ACTION__CONSENT_ACTION_IDENTITY,
+            &subs[i].decision);
+        if (hie_consent_permitted(&subs[i].decision)) {
+            r->candidates[kept++] = c;
+        } else {
+            subs[i].disclosed = NULL;
+            subs[i].n_disclosed = 0;
+        }
+    }
+    r->n_candidates = kept;
+    r->no_match = kept == 0;
+}
+
 int
 hie_node__pdq_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PdqQuery *q,
     hie_arena_t *arena, Hie__V1__PdqReply **reply, node_audit_cmd_t *audit, node_mpi_err_t *e)
@@ -417,38 +482,28 @@ hie_node__pdq_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pdq
     *reply = NULL;
     audit->needed = false;
     Hie__V1__PdqReply *r = NULL;
-    int rc = hie_node__mpi_pdq(ctx, q, arena, &r, e);
+    hie_mpi_members_t *members = NULL;
+    MDB_txn *txn = NULL;
+    int rc = read_begin(ctx, who, &txn, e);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = hie_node__mpi_pdq(ctx, txn, q, arena, &r, ctx->cfg.consent_off ? NULL : &members, e);
     if (ctx->cfg.consent_off || rc != 0) {
+        read_end(who, txn);
         *reply = rc == 0 ? r : NULL;
         return rc;
     }
     HIE_ASSERT(r->n_candidates <= HIE_AUDIT_SUBJECTS_MAX);
-    node_subject_t *subs = hie_arena_alloc(arena, (r->n_candidates + 1) * sizeof(*subs));
-    MDB_txn *txn = NULL;
+    size_t n = r->n_candidates;
+    node_subject_t *subs = hie_arena_alloc(arena, (n + 1) * sizeof(*subs));
+    if (subs != NULL) {
+        pdq_decide(ctx, who, txn, arena, r, members, subs);
+    }
+    read_end(who, txn);
     if (subs == NULL) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
     }
-    rc = read_begin(ctx, who, &txn, e);
-    if (rc != 0) {
-        return rc;
-    }
-    size_t kept = 0;
-    for (size_t i = 0; i < r->n_candidates; i++) {
-        Hie__V1__PdqCandidate *c = r->candidates[i];
-        subs[i] = (node_subject_t){c->euid, {0}, c->ids, c->n_ids, NULL, 0};
-        hie_node__consent_decide(ctx, txn, arena, who, c->euid,
-            HIE__V1__CONSENT_ACTION__CONSENT_ACTION_IDENTITY, 0, &subs[i].decision);
-        if (hie_consent_permitted(&subs[i].decision)) {
-            r->candidates[kept++] = c; /* ranks stay in order; denied ones leave no gap */
-        } else {
-            subs[i].disclosed = NULL;
-            subs[i].n_disclosed = 0;
-        }
-    }
-    read_end(who, txn);
-    size_t n = r->n_candidates;
-    r->n_candidates = kept;
-    r->no_match = kept == 0;
     hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PDQ,
         HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, subs, n, arena, audit);
     *reply = r;

@@ -143,34 +143,41 @@ hie_node__mpi_review_decide(node_ctx_t *ctx, node_submitter_t *sub, const char *
 
 enum mpi_read { READ_PIX, READ_PDQ, READ_REVIEW };
 
+/* One read in txn (NULL: its own); members as the store's readers give them. */
 static int
-mpi_read(node_ctx_t *ctx, enum mpi_read what, const void *q, hie_arena_t *arena, void **reply,
-    node_mpi_err_t *e)
+mpi_read(node_ctx_t *ctx, MDB_txn *txn, enum mpi_read what, const void *q, hie_arena_t *arena,
+    void **reply, void *members, node_mpi_err_t *e)
 {
     hie_mpi_store_t *store = hie_node__state_mpi(ctx->state);
     hie_mpi_reject_t rej = {0};
-    MDB_txn *txn = NULL;
+    MDB_txn *own = NULL;
     *reply = NULL;
     if (!hie_mpi_store_ready(store)) {
         return fail_rc(e, HIE_EUNAVAIL, "read");
     }
-    int rc = mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn);
-    if (rc != 0) {
+    if (txn == NULL && mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY,
+                           &own) != 0) {
         return fail_rc(e, HIE_ESTORAGE, "read txn");
     }
+    txn = own != NULL ? own : txn;
+    int rc = 0;
     switch (what) {
     case READ_PIX:
-        rc = hie_mpi_store_pix(store, txn, q, arena, (Hie__V1__PixReply **)reply, &rej);
+        rc = hie_mpi_store_pix(store, txn, q, arena, (Hie__V1__PixReply **)reply, &rej,
+            members);
         break;
     case READ_PDQ:
-        rc = hie_mpi_store_pdq(store, txn, q, arena, (Hie__V1__PdqReply **)reply, &rej);
+        rc = hie_mpi_store_pdq(store, txn, q, arena, (Hie__V1__PdqReply **)reply, &rej,
+            members);
         break;
     case READ_REVIEW:
         rc = hie_mpi_store_review_list(store, txn, q, arena,
             (Hie__V1__ReviewListReply **)reply);
         break;
     }
-    mdb_txn_abort(txn);
+    if (own != NULL) {
+        mdb_txn_abort(own);
+    }
     if (rc != 0) {
         *reply = NULL;
         return fail_rc(e, rc, what == READ_PIX ? "pix" : what == READ_PDQ ? "pdq" : "review");
@@ -179,8 +186,9 @@ mpi_read(node_ctx_t *ctx, enum mpi_read what, const void *q, hie_arena_t *arena,
 }
 
 int
-hie_node__mpi_pix(node_ctx_t *ctx, const Hie__V1__PixQuery *q, hie_arena_t *arena,
-    Hie__V1__PixReply **reply, node_mpi_err_t *e)
+hie_node__mpi_pix(node_ctx_t *ctx, MDB_txn *txn, const Hie__V1__PixQuery *q,
+    hie_arena_t *arena, Hie__V1__PixReply **reply, hie_mpi_members_t *members,
+    node_mpi_err_t *e)
 {
     hie_org_t *org = NULL;
     *reply = NULL;
@@ -197,19 +205,20 @@ hie_node__mpi_pix(node_ctx_t *ctx, const Hie__V1__PixQuery *q, hie_arena_t *aren
     if (rc != 0) {
         return fail_rc(e, rc, "pix org");
     }
-    return mpi_read(ctx, READ_PIX, q, arena, (void **)reply, e);
+    return mpi_read(ctx, txn, READ_PIX, q, arena, (void **)reply, members, e);
 }
 
 int
-hie_node__mpi_pdq(node_ctx_t *ctx, const Hie__V1__PdqQuery *q, hie_arena_t *arena,
-    Hie__V1__PdqReply **reply, node_mpi_err_t *e)
+hie_node__mpi_pdq(node_ctx_t *ctx, MDB_txn *txn, const Hie__V1__PdqQuery *q,
+    hie_arena_t *arena, Hie__V1__PdqReply **reply, hie_mpi_members_t **members,
+    node_mpi_err_t *e)
 {
-    return mpi_read(ctx, READ_PDQ, q, arena, (void **)reply, e);
+    return mpi_read(ctx, txn, READ_PDQ, q, arena, (void **)reply, members, e);
 }
 
 int
 hie_node__mpi_review_list(node_ctx_t *ctx, const Hie__V1__ReviewListRequest *q,
     hie_arena_t *arena, Hie__V1__ReviewListReply **reply, node_mpi_err_t *e)
 {
-    return mpi_read(ctx, READ_REVIEW, q, arena, (void **)reply, e);
+    return mpi_read(ctx, NULL, READ_REVIEW, q, arena, (void **)reply, NULL, e);
 }

@@ -164,6 +164,7 @@ MDB_env *hie_node__state_env(node_state_t *st);
 HIE_MUST_CHECK int hie_node__state_mpi_key_load(node_state_t *st, const char *path,
     unsigned match_threads);
 struct hie_mpi_store;
+struct hie_mpi_members;
 struct hie_mpi_key;
 struct hie_mpi_sealer;
 struct hie_mpi_pool;
@@ -240,11 +241,12 @@ HIE_MUST_CHECK int hie_node__consent_list(node_consent_t *c, MDB_txn *txn,
 HIE_MUST_CHECK int hie_node__consent_get(node_consent_t *c, MDB_txn *txn, const char *id,
     hie_arena_t *arena, Hie__V1__ConsentDirective **out);
 /* The compiled directives of every source record of euid (spans valid until txn ends), at
- * most cap. Returns 0, HIE_ELIMIT (more than cap: the caller fails closed) or a storage
+ * most cap. members: euid's records as a reader of txn found them (NULL: looked up here).
+ * Returns 0, HIE_ELIMIT (more than cap: the caller fails closed) or a storage
  * error. */
 HIE_MUST_CHECK int hie_node__consent_rules(node_consent_t *c, struct hie_mpi_store *mpi,
-    MDB_txn *txn, const char *euid, hie_arena_t *arena, hie_span_t *rules, size_t cap,
-    size_t *n);
+    MDB_txn *txn, const char *euid, const struct hie_mpi_members *members, hie_arena_t *arena,
+    hie_span_t *rules, size_t cap, size_t *n);
 
 typedef struct node_audit node_audit_t;
 struct hie_audit_tree;
@@ -515,10 +517,14 @@ HIE_MUST_CHECK int hie_node__mpi_feed(node_ctx_t *ctx, node_submitter_t *sub,
 HIE_MUST_CHECK int hie_node__mpi_review_decide(node_ctx_t *ctx, node_submitter_t *sub,
     const char *requester, const char *id, const Hie__V1__ReviewDecideRequest *req,
     hie_arena_t *arena, Hie__V1__ReviewDecideReply **reply, node_mpi_err_t *e);
-HIE_MUST_CHECK int hie_node__mpi_pix(node_ctx_t *ctx, const Hie__V1__PixQuery *q,
-    hie_arena_t *arena, Hie__V1__PixReply **reply, node_mpi_err_t *e);
-HIE_MUST_CHECK int hie_node__mpi_pdq(node_ctx_t *ctx, const Hie__V1__PdqQuery *q,
-    hie_arena_t *arena, Hie__V1__PdqReply **reply, node_mpi_err_t *e);
+/* PIX and PDQ reads in the caller's read txn (NULL: one of their own); members (NULL: not
+ * wanted) as hie_mpi_store_pix and hie_mpi_store_pdq give them. */
+HIE_MUST_CHECK int hie_node__mpi_pix(node_ctx_t *ctx, MDB_txn *txn, const Hie__V1__PixQuery *q,
+    hie_arena_t *arena, Hie__V1__PixReply **reply, struct hie_mpi_members *members,
+    node_mpi_err_t *e);
+HIE_MUST_CHECK int hie_node__mpi_pdq(node_ctx_t *ctx, MDB_txn *txn, const Hie__V1__PdqQuery *q,
+    hie_arena_t *arena, Hie__V1__PdqReply **reply, struct hie_mpi_members **members,
+    node_mpi_err_t *e);
 HIE_MUST_CHECK int hie_node__mpi_review_list(node_ctx_t *ctx,
     const Hie__V1__ReviewListRequest *q, hie_arena_t *arena, Hie__V1__ReviewListReply **reply,
     node_mpi_err_t *e);
@@ -614,6 +620,10 @@ void hie_node__audit_build(node_ctx_t *ctx, const node_who_t *who,
 void hie_node__consent_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
     const node_who_t *who, const char *euid, Hie__V1__ConsentAction action, uint32_t labels,
     hie_consent_decision_t *out);
+/* The same with euid's records as the reader of txn found them (members). */
+void hie_node__consent_decide_members(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
+    const node_who_t *who, const char *euid, const struct hie_mpi_members *members,
+    Hie__V1__ConsentAction action, hie_consent_decision_t *out);
 /* The same for a document: its labels, class (enum hie_consent_class) and own date. */
 void hie_node__consent_decide_doc(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
     const node_who_t *who, const char *euid, Hie__V1__ConsentAction action, uint32_t labels,

@@ -201,12 +201,19 @@ void hie_mpi_pool_end(hie_mpi_pool_t *pool);
 /* Readers: txn is a read (or write) transaction of the caller; results live in arena.
  * Rejections (NOT_FOUND naming the field, BAD_REQUEST) go to *reject. Return 0 or a storage
  * error. Any thread. */
+/* members (NULL: not wanted): the record hashes of the EUID(s) answered about, as read in txn
+ * (in arena), for the consent decision that follows in the same transaction; PIX: the patient's
+ * EUID; PDQ: an array, one per candidate of the reply. */
+typedef struct hie_mpi_members {
+    const uint8_t *hashes;           /* n * HIE_MPI_REC_HASH_BYTES */
+    size_t n;
+} hie_mpi_members_t;
 HIE_MUST_CHECK int hie_mpi_store_pix(hie_mpi_store_t *store, MDB_txn *txn,
     const Hie__V1__PixQuery *q, hie_arena_t *arena, Hie__V1__PixReply **reply,
-    hie_mpi_reject_t *reject);
+    hie_mpi_reject_t *reject, hie_mpi_members_t *members);
 HIE_MUST_CHECK int hie_mpi_store_pdq(hie_mpi_store_t *store, MDB_txn *txn,
     const Hie__V1__PdqQuery *q, hie_arena_t *arena, Hie__V1__PdqReply **reply,
-    hie_mpi_reject_t *reject);
+    hie_mpi_reject_t *reject, hie_mpi_members_t **members);
 HIE_MUST_CHECK int hie_mpi_store_review_list(hie_mpi_store_t *store, MDB_txn *txn,
     const Hie__V1__ReviewListRequest *q, hie_arena_t *arena, Hie__V1__ReviewListReply **reply);
 /* The link history of (org_id, mrn), oldest first, at most HIE_MPI_HISTORY_MAX events.

@@ -589,7 +589,7 @@ Test(mpi_store_apply, feeds_and_pdq_read_blocks_up_to_their_own_caps)
     Hie__V1__PdqReply *reply = NULL;
     hie_mpi_reject_t reject = {0};
     cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-    cr_assert_eq(hie_mpi_store_pdq(store, txn, &q, arena, &reply, &reject), 0);
+    cr_assert_eq(hie_mpi_store_pdq(store, txn, &q, arena, &reply, &reject, NULL), 0);
     mdb_txn_abort(txn);
     cr_assert_eq(reject.code, 0, "%s", reject.message);
     cr_assert(!reply->no_match, "PDQ reads blocks of %u records", HIE_MPI_FEED_BLOCK_CAP + 2);

@@ -49,6 +49,18 @@ fresh_key(void)
     return k;
 }
 
+/* A second, different key in the same directory. */
+static hie_mpi_key_t *
+second_key(void)
+{
+    char path2[160];
+    snprintf(path2, sizeof(path2), "%s/second.key", dir);
+    cr_assert_eq(hie_mpi_key_generate(path2), 0);
+    hie_mpi_key_t *b = NULL;
+    cr_assert_eq(hie_mpi_key_load(&b, path2), 0);
+    return b;
+}
+
 Test(mpi_seal, generated_key_is_private_and_never_overwritten)
 {
     hie_mpi_key_t *k = fresh_key();
@@ -122,11 +134,7 @@ Test(mpi_seal, round_trip_tamper_and_slot_binding)
 Test(mpi_seal, another_key_cannot_open_and_index_secrets_differ)
 {
     hie_mpi_key_t *a = fresh_key();
-    char path2[160];
-    snprintf(path2, sizeof(path2), "%s/second.key", dir);
-    cr_assert_eq(hie_mpi_key_generate(path2), 0);
-    hie_mpi_key_t *b = NULL;
-    cr_assert_eq(hie_mpi_key_load(&b, path2), 0);
+    hie_mpi_key_t *b = second_key();
     uint8_t nonce[HIE_MPI_SEAL_NONCE_BYTES] = {1};
     uint8_t sealed[64], opened[64];
     size_t olen;
@@ -260,11 +268,7 @@ Test(mpi_seal, sealer_round_trip_tamper_and_old_boxes)
 Test(mpi_seal, sealer_of_another_key_cannot_open)
 {
     hie_mpi_key_t *a = fresh_key();
-    char path2[160];
-    snprintf(path2, sizeof(path2), "%s/second.key", dir);
-    cr_assert_eq(hie_mpi_key_generate(path2), 0);
-    hie_mpi_key_t *b = NULL;
-    cr_assert_eq(hie_mpi_key_load(&b, path2), 0);
+    hie_mpi_key_t *b = second_key();
     hie_mpi_sealer_t *sa = NULL, *sb = NULL;
     cr_assert_eq(hie_mpi_sealer_create(a, &sa), 0);
     cr_assert_eq(hie_mpi_sealer_create(b, &sb), 0);

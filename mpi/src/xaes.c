@@ -6,9 +6,10 @@
  * Why here: the audit subjects are sealed on the workers, one per patient of every answer.
  * XChaCha20-Poly1305 (libsodium) took ~0.63 us for a 90-byte subject on this machine; AES-256-GCM
  * with a cached subkey takes ~0.18 us with libsodium's (AES-NI and PCLMUL, when the CPU has them)
- * and ~0.29 us with OpenSSL's EVP (used otherwise; the same bytes either way). A context keeps the subkey of the last nonce
- * prefix it saw, so a sealer that keeps its prefix for a run of messages, and an opener reading
- * them back in order, derive once per run (three AES blocks and a key schedule).
+ * and ~0.29 us with OpenSSL's EVP (used otherwise; the same bytes either way). A context keeps
+ * the subkey of the last nonce prefix it saw, so a sealer that keeps its prefix for a run of
+ * messages, and an opener reading them back in order, derive once per run (three AES blocks
+ * and a key schedule).
  *
  * One context per thread (it holds OpenSSL cipher contexts); it owns a copy of the key in
  * sodium_malloc memory and wipes it on free.
@@ -67,9 +68,10 @@ hie_xaes__create(const uint8_t key[HIE_XAES_KEY_BYTES], bool sodium, hie_xaes_t 
                        EVP_CipherInit_ex(x->gcm, EVP_aes_256_gcm(), NULL, NULL, NULL, 1) != 1)) {
         rc = HIE_ENOMEM;
     }
-    uint8_t zero[16] = {0}, l[16];
+    uint8_t zero[16] = {0}, l[16] = {0};
     rc = rc ? rc : ecb_blocks(x->ecb, zero, l, 16);
     if (rc != 0) {
+        sodium_memzero(l, sizeof(l));
         x->magic = XAES_MAGIC;
         hie_xaes_destroy(&x);
         return rc;
@@ -127,6 +129,7 @@ subkey(hie_xaes_t *x, const uint8_t nonce[HIE_XAES_NONCE_BYTES])
         rc = HIE_ECORRUPT;
     }
     sodium_memzero(kx, sizeof(kx));
+    sodium_memzero(m, sizeof(m)); /* M_i xor K1 with M_i public: K1 */
     if (rc == 0) {
         memcpy(x->prefix, nonce, 12);
         x->keyed = true;

@@ -49,6 +49,7 @@ struct audit_stage {
     hie_proto_batch_t batch;                          /* the records, packed as staged */
     size_t slots[HIE_AUDIT_BATCH_RECORDS_MAX];        /* the requests' places in the ring */
     size_t count;
+    bool stopping;                                    /* an early flush saw the shutdown */
 };
 
 struct cache_entry {
@@ -810,7 +811,8 @@ audit_stage(struct worker *w, node_req_t *req, node_audit_cmd_t *audit, Hie__V1_
     const Hie__V1__AuditAppendCommand *ac = audit->cmd.audit_append;
     int rc = hie_proto_batch_add(&st->batch, &audit->cmd, ac, HIE_LOG_COMMAND_BYTES_MAX);
     if (rc == HIE_ELIMIT && st->count > 0) {
-        (void)audit_flush(w); /* a failure answers those requests; this one goes on */
+        /* a failure answers those requests; this one goes on */
+        st->stopping = !audit_flush(w) || st->stopping;
         rc = hie_proto_batch_add(&st->batch, &audit->cmd, ac, HIE_LOG_COMMAND_BYTES_MAX);
     }
     if (rc != 0) {
@@ -1174,7 +1176,9 @@ worker_requests(struct worker *w)
          w->parked_count < HIE_NODE_AUDIT_PARKED_MAX; i++) {
         ok = worker_request(w, &more);
     }
-    return ok && audit_flush(w);
+    ok = ok && audit_flush(w) && !w->stage.stopping;
+    w->stage.stopping = false;
+    return ok;
 }
 
 static bool

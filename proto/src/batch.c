@@ -19,6 +19,7 @@
 #define CMD_APPEND_FIELD 40u                      /* Command.audit_append */
 #define CMD_BATCH_FIELD 42u                       /* Command.audit_batch */
 #define VARINT_BYTES_MAX 10u
+#define BATCH_KEEP_BYTES (256u * 1024u)           /* a buffer kept between batches, at most */
 
 static size_t
 varint_size(uint64_t v)
@@ -158,6 +159,9 @@ void
 hie_proto_batch_reset(hie_proto_batch_t *b)
 {
     HIE_ASSERT(b != NULL);
+    if (b->items_cap > BATCH_KEEP_BYTES) { /* one large batch does not pin its buffer */
+        hie_proto_batch_free(b);
+    }
     b->head_len = b->items_len = b->first_item_at = b->count = 0;
 }
 

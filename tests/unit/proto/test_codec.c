@@ -668,6 +668,32 @@ Test(proto_codec, batch_packed_record_by_record_equals_the_packed_command)
     hie_proto_batch_free(&pb); /* empty after: freeing again is harmless */
 }
 
+/* A batch that needed a large buffer gives it back when reset; a small one keeps its own. */
+Test(proto_codec, batch_reset_gives_back_a_large_buffer)
+{
+    static struct audit_buf big;
+    static uint8_t sealed[300u * 1024u];
+    audit_buf_init(&big, "req-big");
+    big.sealeds[0] = (ProtobufCBinaryData){sizeof(sealed), sealed};
+    hie_command_t head = HIE__V1__COMMAND__INIT;
+    head.requester = "org-a";
+    head.request_id = "req-big";
+    hie_proto_batch_t pb = {0};
+    cr_assert_eq(hie_proto_batch_add(&pb, &head, &big.ac, HIE_LOG_COMMAND_BYTES_MAX), 0);
+    cr_assert_geq(pb.items_cap, sizeof(sealed));
+    hie_proto_batch_reset(&pb);
+    cr_assert_null(pb.items);
+    cr_assert_eq(pb.items_cap, 0u);
+    struct audit_buf small;
+    audit_buf_init(&small, "req-small");
+    cr_assert_eq(hie_proto_batch_add(&pb, &head, &small.ac, HIE_LOG_COMMAND_BYTES_MAX), 0);
+    uint8_t *kept = pb.items;
+    hie_proto_batch_reset(&pb);
+    cr_assert_eq(pb.items, kept, "a small buffer is kept for the next batch");
+    cr_assert_eq(pb.count, 0u);
+    hie_proto_batch_free(&pb);
+}
+
 Test(proto_codec, validate_null_command_aborts, .signal = SIGABRT)
 {
     int rc = hie_proto_command_validate(NULL, NULL);

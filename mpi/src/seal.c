@@ -4,10 +4,11 @@
  * from a file the operator controls); index keys are keyed hashes of normalized values").
  *
  * One owner per secret (style.md 3.5): the key lives in sodium_malloc memory, read-only once
- * loaded, reachable only through this API, and wiped on destroy. Two subkeys are derived with
- * crypto_kdf: one for XChaCha20-Poly1305 (records), one for SipHash index keys, so neither use
- * can leak the other; a third for the sealers' XAES-256-GCM (hie_mpi_sealer, below). A sealed record is bound to its slot by its associated data (the record
- * key, e.g. "org\0mrn"), so a ciphertext moved to another slot fails to open.
+ * loaded, reachable only through this API, and wiped on destroy. Three subkeys are derived with
+ * crypto_kdf: one for XChaCha20-Poly1305 (records), one for SipHash index keys, one for the
+ * sealers' XAES-256-GCM (hie_mpi_sealer, below), so no use can leak another. A sealed record is
+ * bound to its slot by its associated data (the record key, e.g. "org\0mrn"), so a ciphertext
+ * moved to another slot fails to open.
  *
  * Nonces come from the caller: the node's proposer draws a random nonce and puts it in the
  * command, so the state machine stays deterministic (every node stores the same bytes).

@@ -39,6 +39,8 @@
 #define EDGE_SLOT_BITS 20u
 #define EDGE_RBUF_KEEP_BYTES (64u * 1024u)
 #define EDGE_ARENA_FIRST_MAX (16u * 1024u) /* the arena's usual first block */
+/* Queued replies merged into one buffer (and so one TLS record) by conn_write, at most. */
+#define EDGE_MERGE_BYTES_MAX (16u * 1024u)
 /* One accept per wakeup: with EPOLLEXCLUSIVE the next pending connection then wakes an idle
  * edge thread instead of queueing its handshake behind this one. */
 #define EDGE_ACCEPTS_PER_WAKEUP 1u
@@ -51,6 +53,7 @@ struct wbuf {
     struct wbuf *next;
     uint8_t *buf;
     size_t len, off;
+    bool tried;                  /* SSL_write took none of it yet asked to be called again */
 };
 
 struct conn {
@@ -73,6 +76,7 @@ struct conn {
     bool read_wants_write;       /* SSL_read asked for writability */
     bool write_wants_read;
     bool in_pending;             /* listed in edge->pending */
+    bool in_flush;               /* listed in edge->flush: replies queued, not written yet */
     uint32_t events;             /* registered epoll events */
 };
 
@@ -92,6 +96,8 @@ struct node_edge {
     uint32_t slots_count;        /* connections_max: the limit itself is node-wide */
     uint64_t *pending;           /* ids of connections whose TLS layer holds unread bytes */
     uint32_t pending_count;
+    uint64_t *flush;             /* ids of connections with replies queued by this drain */
+    uint32_t flush_count;
     uint32_t open_count;
     uint64_t generation;
     bool draining;
@@ -205,6 +211,7 @@ conn_queue(node_edge_t *e, struct conn *c, uint8_t *buf, size_t len)
     w->buf = buf;
     w->len = len;
     w->off = 0;
+    w->tried = false;
     if (c->wq_tail != NULL) {
         c->wq_tail->next = w;
     } else {
@@ -441,18 +448,60 @@ conn_read(node_edge_t *e, struct conn *c)
 
 /* ---- writing ----------------------------------------------------------------------------- */
 
+/* Merges the frames queued after the head (none of it written yet) into the head, up to
+ * EDGE_MERGE_BYTES_MAX: replies that leave together go as one TLS record and one write, not
+ * one each. Nothing changes when memory is short. */
+static void
+conn_merge(struct conn *c)
+{
+    struct wbuf *h = c->wq_head;
+    /* a write OpenSSL asked to repeat must be repeated with the same bytes */
+    if (h == NULL || h->off != 0 || h->tried || h->next == NULL) {
+        return;
+    }
+    size_t total = h->len, k = 0;
+    for (struct wbuf *w = h->next; w != NULL && total + w->len <= EDGE_MERGE_BYTES_MAX;
+         w = w->next) {
+        total += w->len;
+        k++;
+    }
+    uint8_t *buf = k > 0 ? hie_mem_alloc(total) : NULL;
+    if (buf == NULL) {
+        return;
+    }
+    memcpy(buf, h->buf, h->len);
+    size_t at = h->len;
+    for (; k > 0; k--) {
+        struct wbuf *w = h->next;
+        memcpy(buf + at, w->buf, w->len);
+        at += w->len;
+        h->next = w->next;
+        if (c->wq_tail == w) {
+            c->wq_tail = h;
+        }
+        hie_mem_free(w->buf, w->len);
+        hie_mem_free(w, sizeof(*w));
+    }
+    HIE_ASSERT(at == total);
+    hie_mem_free(h->buf, h->len);
+    h->buf = buf;
+    h->len = total;
+}
+
 /* Writes queued frames. Returns false if the connection was closed. */
 static bool
 conn_write(node_edge_t *e, struct conn *c)
 {
     c->read_wants_write = false;
     while (c->wq_head != NULL) {
+        conn_merge(c);
         struct wbuf *w = c->wq_head;
         size_t left = w->len - w->off;
         ERR_clear_error();
         int n = SSL_write(c->ssl, w->buf + w->off, left > INT32_MAX ? INT32_MAX : (int)left);
         if (n <= 0) {
             int err = SSL_get_error(c->ssl, n);
+            w->tried = true;
             if (err == SSL_ERROR_WANT_WRITE) {
                 return true;
             }
@@ -758,14 +807,32 @@ edge_reply(node_edge_t *e, node_req_t *req)
         c->close_after_flush = true;
     }
     hie_node__req_destroy(&req);
-    if (conn_write(e, c)) {
-        conn_update_events(e, c);
-        if (!conn_read_paused(e, c) && c->state != C_HANDSHAKE) {
-            if (conn_read(e, c)) {
+    if (!c->in_flush) { /* written once the drain has queued every reply it brought */
+        HIE_ASSERT(e->flush_count < e->slots_count);
+        e->flush[e->flush_count++] = c->id;
+        c->in_flush = true;
+    }
+}
+
+/* Writes what the drain queued, each connection's replies together (conn_write merges them
+ * into one TLS record), then reads what the in-flight limit held back. */
+static void
+edge_flush_replies(node_edge_t *e)
+{
+    for (uint32_t i = 0; i < e->flush_count; i++) {
+        struct conn *c = conn_lookup(e, e->flush[i]);
+        if (c == NULL) {
+            continue; /* closed meanwhile */
+        }
+        c->in_flush = false;
+        if (conn_write(e, c)) {
+            conn_update_events(e, c);
+            if (!conn_read_paused(e, c) && c->state != C_HANDSHAKE && conn_read(e, c)) {
                 conn_update_events(e, c);
             }
         }
     }
+    e->flush_count = 0;
 }
 
 static void
@@ -778,6 +845,7 @@ edge_drain_replies(node_edge_t *e)
             if (errno == ETERM) {
                 e->stop = true; /* the context was shut down without a drain */
             }
+            edge_flush_replies(e);
             return;
         }
         HIE_ASSERT(n == (int)sizeof(req));
@@ -1275,12 +1343,14 @@ hie_node__edge_start(node_edge_t **out, node_ctx_t *ctx, unsigned index)
     e->slots_count = ctx->cfg.connections_max;
     e->slots = hie_mem_calloc(e->slots_count, sizeof(*e->slots));
     e->pending = hie_mem_calloc(e->slots_count, sizeof(*e->pending));
+    e->flush = hie_mem_calloc(e->slots_count, sizeof(*e->flush));
     e->to_worker = hie_mem_calloc(ctx->cfg.workers, sizeof(*e->to_worker));
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     *out = e;
-    if (e->slots == NULL || e->pending == NULL || e->to_worker == NULL || e->epfd < 0) {
+    if (e->slots == NULL || e->pending == NULL || e->flush == NULL || e->to_worker == NULL ||
+        e->epfd < 0) {
         return e->epfd < 0 ? -errno : HIE_ENOMEM;
     }
     SSL_CTX_up_ref(ctx->ssl_ctx_initial); /* the edge's own reference */
@@ -1319,6 +1389,7 @@ hie_node__edge_join(node_edge_t **ep)
     pthread_cond_destroy(&e->cv);
     hie_mem_free(e->slots, e->slots_count * sizeof(*e->slots));
     hie_mem_free(e->pending, e->slots_count * sizeof(*e->pending));
+    hie_mem_free(e->flush, e->slots_count * sizeof(*e->flush));
     hie_mem_free(e->to_worker, e->ctx->cfg.workers * sizeof(*e->to_worker));
     hie_mem_free(e, sizeof(*e));
     *ep = NULL;

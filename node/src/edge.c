@@ -49,13 +49,6 @@ _Static_assert(HIE_EDGE_CONNECTIONS_MAX < (1u << EDGE_SLOT_BITS), "slot bits too
 
 enum conn_state { C_HANDSHAKE, C_AUTH, C_OPEN };
 
-struct wbuf {
-    struct wbuf *next;
-    uint8_t *buf;
-    size_t len, off;
-    bool tried;                  /* SSL_write took none of it yet asked to be called again */
-};
-
 struct conn {
     uint64_t id;
     int fd;
@@ -69,7 +62,7 @@ struct conn {
     uint64_t frame_start_ns;     /* first byte of the current frame; 0 between frames */
     uint64_t last_active_ns;
     uint64_t hs_deadline_ns;
-    struct wbuf *wq_head, *wq_tail;
+    node_wbuf_t *wq_head, *wq_tail;
     size_t wq_bytes;
     uint32_t inflight;
     bool close_after_flush;
@@ -183,8 +176,8 @@ conn_close(node_edge_t *e, struct conn *c, const char *why)
         SSL_free(c->ssl);
     }
     close(c->fd);
-    for (struct wbuf *w = c->wq_head; w != NULL;) {
-        struct wbuf *next = w->next;
+    for (node_wbuf_t *w = c->wq_head; w != NULL;) {
+        node_wbuf_t *next = w->next;
         hie_mem_free(w->buf, w->len);
         hie_mem_free(w, sizeof(*w));
         w = next;
@@ -201,7 +194,7 @@ conn_close(node_edge_t *e, struct conn *c, const char *why)
 static void
 conn_queue(node_edge_t *e, struct conn *c, uint8_t *buf, size_t len)
 {
-    struct wbuf *w = hie_mem_alloc(sizeof(*w));
+    node_wbuf_t *w = hie_mem_alloc(sizeof(*w));
     if (w == NULL) {
         hie_mem_free(buf, len);
         c->close_after_flush = true; /* cannot queue the reply: the client will retry */
@@ -448,54 +441,15 @@ conn_read(node_edge_t *e, struct conn *c)
 
 /* ---- writing ----------------------------------------------------------------------------- */
 
-/* Merges the frames queued after the head (none of it written yet) into the head, up to
- * EDGE_MERGE_BYTES_MAX: replies that leave together go as one TLS record and one write, not
- * one each. Nothing changes when memory is short. */
-static void
-conn_merge(struct conn *c)
-{
-    struct wbuf *h = c->wq_head;
-    /* a write OpenSSL asked to repeat must be repeated with the same bytes */
-    if (h == NULL || h->off != 0 || h->tried || h->next == NULL) {
-        return;
-    }
-    size_t total = h->len, k = 0;
-    for (struct wbuf *w = h->next; w != NULL && total + w->len <= EDGE_MERGE_BYTES_MAX;
-         w = w->next) {
-        total += w->len;
-        k++;
-    }
-    uint8_t *buf = k > 0 ? hie_mem_alloc(total) : NULL;
-    if (buf == NULL) {
-        return;
-    }
-    memcpy(buf, h->buf, h->len);
-    size_t at = h->len;
-    for (; k > 0; k--) {
-        struct wbuf *w = h->next;
-        memcpy(buf + at, w->buf, w->len);
-        at += w->len;
-        h->next = w->next;
-        if (c->wq_tail == w) {
-            c->wq_tail = h;
-        }
-        hie_mem_free(w->buf, w->len);
-        hie_mem_free(w, sizeof(*w));
-    }
-    HIE_ASSERT(at == total);
-    hie_mem_free(h->buf, h->len);
-    h->buf = buf;
-    h->len = total;
-}
-
 /* Writes queued frames. Returns false if the connection was closed. */
 static bool
 conn_write(node_edge_t *e, struct conn *c)
 {
     c->read_wants_write = false;
     while (c->wq_head != NULL) {
-        conn_merge(c);
-        struct wbuf *w = c->wq_head;
+        /* replies that leave together go as one TLS record and one write, not one each */
+        hie_node__wq_merge(&c->wq_head, &c->wq_tail, EDGE_MERGE_BYTES_MAX);
+        node_wbuf_t *w = c->wq_head;
         size_t left = w->len - w->off;
         ERR_clear_error();
         int n = SSL_write(c->ssl, w->buf + w->off, left > INT32_MAX ? INT32_MAX : (int)left);

@@ -163,6 +163,20 @@ MDB_env *hie_node__state_env(node_state_t *st);
  * (0: none; hie/mpi_store.h). Call once, before the log replays. Returns 0 or the error. */
 HIE_MUST_CHECK int hie_node__state_mpi_key_load(node_state_t *st, const char *path,
     unsigned match_threads);
+/* A connection's queue of frames to write (edge.c). */
+typedef struct node_wbuf {
+    struct node_wbuf *next;
+    uint8_t *buf;                /* hie_mem, len bytes */
+    size_t len, off;             /* off: bytes already written */
+    bool tried;                  /* SSL_write took none of it yet asked to be called again */
+} node_wbuf_t;
+/* Merges the frames queued after *head into it, in order, while the total stays within max
+ * bytes (one buffer, so one TLS record and one write). Not when the head is partly written or
+ * a write of it must be repeated (OpenSSL wants the same bytes again), nor when memory is
+ * short: the queue is then left as it was. Updates *tail when the last frame is merged.
+ * Returns the number of frames merged into the head. */
+size_t hie_node__wq_merge(node_wbuf_t **head, node_wbuf_t **tail, size_t max);
+
 struct hie_mpi_store;
 struct hie_mpi_members;
 struct hie_mpi_key;

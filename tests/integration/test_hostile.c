@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -240,6 +241,67 @@ Test(hostile, client_that_never_reads_replies_does_not_stall_others)
     sleep(1);
     pinger_check(&p);
     itest_raw_close(ssl);
+}
+
+/* Windows of 8 pipelined pings in one write, payloads of 0 to 1 KiB: the node answers each
+ * window together (its edge merges the replies of one drain into one TLS record). Every ping
+ * is answered exactly once, with its own id and payload. */
+Test(hostile, pipelined_pings_are_each_answered_once_with_their_payload)
+{
+    enum { WINDOWS = 15, PER = 8, PAYLOAD_MAX = HIE_PROTO_PING_PAYLOAD_BYTES_MAX + 1 };
+    SSL *ssl = itest_raw_connect(&node, "riverside-clinic");
+    cr_assert_not_null(ssl);
+    hie_arena_t *arena = NULL;
+    cr_assert_eq(hie_arena_create(&arena, 8u << 20), 0);
+    static uint8_t payload[PAYLOAD_MAX], window[PER * (PAYLOAD_MAX + 128)];
+    bool seen[WINDOWS * PER] = {false};
+    for (int wi = 0; wi < WINDOWS; wi++) {
+        size_t at = 0;
+        for (int k = 0; k < PER; k++) {
+            int i = wi * PER + k;
+            char id[32];
+            snprintf(id, sizeof(id), "pipe-%d", i);
+            memset(payload, 'a' + i % 26, sizeof(payload));
+            hie_envelope_t env;
+            Hie__V1__Ping ping;
+            hie__v1__envelope__init(&env);
+            hie__v1__ping__init(&ping);
+            ping.payload.data = payload;
+            ping.payload.len = (size_t)(i * 997) % PAYLOAD_MAX;
+            env.id = id;
+            env.body_case = HIE__V1__ENVELOPE__BODY_PING;
+            env.ping = &ping;
+            uint8_t *buf = NULL;
+            size_t len = 0;
+            cr_assert_eq(hie_proto_frame_encode(&env, 1 << 20, &buf, &len), 0);
+            cr_assert_leq(at + len, sizeof(window));
+            memcpy(window + at, buf, len);
+            at += len;
+            hie_mem_free(buf, len);
+        }
+        raw_write(ssl, window, at);
+        for (int k = 0; k < PER; k++) {
+            hie_envelope_t *r = NULL;
+            cr_assert_gt(itest_raw_read_frame(ssl, 10000, arena, &r), 0, "window %d reply %d",
+                wi, k);
+            cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PONG, "%s: %s", r->correlation_id,
+                r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?");
+            int i = -1;
+            cr_assert_eq(sscanf(r->correlation_id, "pipe-%d", &i), 1);
+            cr_assert(i >= wi * PER && i < (wi + 1) * PER && !seen[i], "reply to %s",
+                r->correlation_id);
+            seen[i] = true;
+            size_t want = (size_t)(i * 997) % PAYLOAD_MAX;
+            cr_assert_eq(r->pong->payload.len, want);
+            for (size_t b = 0; b < want; b++) {
+                cr_assert_eq(r->pong->payload.data[b], (uint8_t)('a' + i % 26));
+            }
+        }
+        hie_arena_reset(arena);
+    }
+    hie_arena_destroy(&arena);
+    itest_raw_close(ssl);
+    cr_assert(itest_node_alive(&node), "node died");
 }
 
 Test(hostile, connection_limit_refuses_extra_connections)

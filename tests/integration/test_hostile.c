@@ -96,6 +96,24 @@ raw_write(SSL *ssl, const void *buf, size_t len)
     cr_assert_eq(SSL_write(ssl, buf, (int)len), (int)len);
 }
 
+/* A Ping frame (id, payload) in a new hie_mem buffer: [out] *len its bytes. */
+static uint8_t *
+ping_frame(const char *id, const uint8_t *payload, size_t payload_len, size_t *len)
+{
+    hie_envelope_t env;
+    Hie__V1__Ping ping;
+    hie__v1__envelope__init(&env);
+    hie__v1__ping__init(&ping);
+    ping.payload.data = (uint8_t *)(uintptr_t)payload;
+    ping.payload.len = payload_len;
+    env.id = (char *)(uintptr_t)id;
+    env.body_case = HIE__V1__ENVELOPE__BODY_PING;
+    env.ping = &ping;
+    uint8_t *buf = NULL;
+    cr_assert_eq(hie_proto_frame_encode(&env, 1 << 20, &buf, len), 0);
+    return buf;
+}
+
 /* Expects one Error envelope with code, then the connection closed by the node. */
 static void
 expect_error_then_close(SSL *ssl, Hie__V1__ErrorCode code)
@@ -205,8 +223,6 @@ Test(hostile, client_that_never_reads_replies_does_not_stall_others)
     SSL *ssl = itest_raw_connect(&node, "riverside-clinic");
     cr_assert_not_null(ssl);
     /* 20000 pings (20 MB), never reading: the node stops reading this socket at 8 in flight */
-    hie_envelope_t env;
-    Hie__V1__Ping ping;
     uint8_t payload[1000];
     memset(payload, 'x', sizeof(payload));
     int sent = 0;
@@ -214,16 +230,8 @@ Test(hostile, client_that_never_reads_replies_does_not_stall_others)
     for (int i = 0; i < 20000; i++) {
         char id[32];
         snprintf(id, sizeof(id), "flood-%d", i);
-        hie__v1__envelope__init(&env);
-        hie__v1__ping__init(&ping);
-        ping.payload.data = payload;
-        ping.payload.len = sizeof(payload);
-        env.id = id;
-        env.body_case = HIE__V1__ENVELOPE__BODY_PING;
-        env.ping = &ping;
-        uint8_t *buf = NULL;
         size_t len = 0;
-        cr_assert_eq(hie_proto_frame_encode(&env, 1 << 20, &buf, &len), 0);
+        uint8_t *buf = ping_frame(id, payload, sizeof(payload), &len);
         struct pollfd pfd = {fd, POLLOUT, 0};
         if (poll(&pfd, 1, 200) <= 0) {
             hie_mem_free(buf, len);
@@ -262,18 +270,8 @@ Test(hostile, pipelined_pings_are_each_answered_once_with_their_payload)
             char id[32];
             snprintf(id, sizeof(id), "pipe-%d", i);
             memset(payload, 'a' + i % 26, sizeof(payload));
-            hie_envelope_t env;
-            Hie__V1__Ping ping;
-            hie__v1__envelope__init(&env);
-            hie__v1__ping__init(&ping);
-            ping.payload.data = payload;
-            ping.payload.len = (size_t)(i * 997) % PAYLOAD_MAX;
-            env.id = id;
-            env.body_case = HIE__V1__ENVELOPE__BODY_PING;
-            env.ping = &ping;
-            uint8_t *buf = NULL;
             size_t len = 0;
-            cr_assert_eq(hie_proto_frame_encode(&env, 1 << 20, &buf, &len), 0);
+            uint8_t *buf = ping_frame(id, payload, (size_t)(i * 997) % PAYLOAD_MAX, &len);
             cr_assert_leq(at + len, sizeof(window));
             memcpy(window + at, buf, len);
             at += len;

@@ -19,6 +19,11 @@
  *   audit_org   dupsort/dupfixed: requesting org id -> time(8) leaf(8)
  *   audit_btg   time(8) leaf(8) -> "" (break-glass disclosures)
  *   audit_ckpt  tree size(8) -> signed checkpoint note
+ * Apply puts audit_patient and audit_org entries at the end of the state transaction, sorted,
+ * through one cursor (hie_node__audit_txn_flush), not one random put per record: the keys of
+ * the hundreds of records a deferred state commit holds then arrive in B-tree order, and each
+ * put finds its page from the cursor's last one instead of descending from the root. Readers
+ * see nothing of a transaction before its commit, so they cannot tell the difference.
  * The leaf entry is what apply serializes, with leaf_index and log_index filled in; its bytes
  * are stored as hashed, so verification never depends on re-serialization. Personal data sits
  * only in audit_subj, sealed with the data key, and in reports to auditors.
@@ -38,13 +43,25 @@
 #define PAT_KEY_BYTES (PAT_BUCKET_BYTES + HIE_PROTO_REC_HASH_BYTES + PAT_VAL_BYTES)
 #define ORG_VAL_BYTES 16u
 #define PAT_DB "audit_patient"
+/* Index entries held for the transaction's end; a full buffer is put at once (same txn). */
+#define PEND_MAX 16384u
 #define PAT_DB_DUPSORT "audit_pat" /* the former layout, converted by pat_upgrade */
+
+struct org_pend {
+    uint8_t len;
+    char org[HIE_ORG_ID_BYTES_MAX];
+    uint8_t val[ORG_VAL_BYTES];
+};
 
 struct node_audit {
     uint32_t magic;
     MDB_dbi rec, subj, pat, org, btg, ckpt;
     bool pat_open; /* false only read-only on a state not upgraded yet (no reports there) */
     hie_audit_tree_t *tree;
+    /* index entries of the open write txn, not put yet (log thread; hie_mem, PEND_MAX each) */
+    uint8_t (*pend_pat)[PAT_KEY_BYTES];
+    struct org_pend *pend_org;
+    size_t pat_n, org_n;
 };
 
 static int
@@ -168,6 +185,8 @@ hie_node__audit_close(node_audit_t **ap)
     }
     HIE_ASSERT((*ap)->magic == AUDIT_MAGIC);
     hie_audit_tree_destroy(&(*ap)->tree);
+    hie_mem_free((*ap)->pend_pat, PEND_MAX * sizeof(*(*ap)->pend_pat));
+    hie_mem_free((*ap)->pend_org, PEND_MAX * sizeof(*(*ap)->pend_org));
     (*ap)->magic = 0;
     hie_mem_free(*ap, sizeof(**ap));
     *ap = NULL;
@@ -197,7 +216,118 @@ put_append(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen, const void *v,
     return put_flags(txn, dbi, k, klen, v, vlen, MDB_APPEND);
 }
 
-/* The record's index entries: patients, requesting organization, break-glass. */
+/* LMDB's default order of keys: bytes, then the shorter first. */
+static int
+org_cmp(const void *x, const void *y)
+{
+    const struct org_pend *a = x, *b = y;
+    int c = memcmp(a->org, b->org, a->len < b->len ? a->len : b->len);
+    c = c != 0 ? c : (a->len > b->len) - (a->len < b->len);
+    return c != 0 ? c : memcmp(a->val, b->val, ORG_VAL_BYTES);
+}
+
+static int
+pat_cmp(const void *x, const void *y)
+{
+    return memcmp(x, y, PAT_KEY_BYTES);
+}
+
+/* Puts n fixed-size entries sorted with cmp through one cursor on dbi: key and value cut from
+ * each entry by kv. */
+static int
+sorted_put(MDB_txn *txn, MDB_dbi dbi, void *base, size_t n, size_t size,
+    int (*cmp)(const void *, const void *), void (*kv)(const void *e, MDB_val *k, MDB_val *v))
+{
+    if (n == 0) {
+        return 0;
+    }
+    qsort(base, n, size, cmp);
+    MDB_cursor *cur = NULL;
+    int rc = mdb_rc(mdb_cursor_open(txn, dbi, &cur));
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        MDB_val k, v;
+        kv((const uint8_t *)base + i * size, &k, &v);
+        rc = mdb_rc(mdb_cursor_put(cur, &k, &v, 0));
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc;
+}
+
+static void
+pat_kv(const void *e, MDB_val *k, MDB_val *v)
+{
+    *k = (MDB_val){PAT_KEY_BYTES, (void *)(uintptr_t)e};
+    *v = (MDB_val){0, ""};
+}
+
+static void
+org_kv(const void *e, MDB_val *k, MDB_val *v)
+{
+    const struct org_pend *o = e;
+    *k = (MDB_val){o->len, (void *)(uintptr_t)o->org};
+    *v = (MDB_val){ORG_VAL_BYTES, (void *)(uintptr_t)o->val};
+}
+
+int
+hie_node__audit_txn_flush(node_audit_t *au, MDB_txn *txn)
+{
+    HIE_ASSERT(au != NULL && au->magic == AUDIT_MAGIC);
+    int rc = sorted_put(txn, au->pat, au->pend_pat, au->pat_n, PAT_KEY_BYTES, pat_cmp, pat_kv);
+    rc = rc ? rc : sorted_put(txn, au->org, au->pend_org, au->org_n, sizeof(*au->pend_org),
+        org_cmp, org_kv);
+    hie_node__audit_txn_drop(au);
+    return rc;
+}
+
+void
+hie_node__audit_txn_drop(node_audit_t *au)
+{
+    if (au == NULL) {
+        return; /* a state that failed to open */
+    }
+    HIE_ASSERT(au->magic == AUDIT_MAGIC);
+    au->pat_n = 0;
+    au->org_n = 0;
+}
+
+/* Room for one more held entry of each index: buffers made on first use, a full one put. */
+static int
+pend_room(node_audit_t *au, MDB_txn *txn)
+{
+    if (au->pend_pat == NULL) {
+        au->pend_pat = hie_mem_alloc(PEND_MAX * sizeof(*au->pend_pat));
+    }
+    if (au->pend_org == NULL) {
+        au->pend_org = hie_mem_alloc(PEND_MAX * sizeof(*au->pend_org));
+    }
+    if (au->pend_pat == NULL || au->pend_org == NULL) {
+        return HIE_ENOMEM;
+    }
+    return au->pat_n < PEND_MAX && au->org_n < PEND_MAX ? 0 : hie_node__audit_txn_flush(au, txn);
+}
+
+/* Holds the requesting organization's entry (an id too long for the buffer is put now). */
+static int
+org_put(node_audit_t *au, MDB_txn *txn, const char *org, const uint8_t tl[ORG_VAL_BYTES])
+{
+    size_t len = strlen(org);
+    if (len > HIE_ORG_ID_BYTES_MAX) { /* validated commands never have one */
+        return put_raw(txn, au->org, org, len, tl, ORG_VAL_BYTES);
+    }
+    int rc = pend_room(au, txn);
+    if (rc == 0) {
+        struct org_pend *o = &au->pend_org[au->org_n++];
+        o->len = (uint8_t)len;
+        memcpy(o->org, org, len);
+        memcpy(o->val, tl, ORG_VAL_BYTES);
+    }
+    return rc;
+}
+
+/* The record's index entries: patients, requesting organization (those two held for the
+ * transaction's end), break-glass. */
 static int
 index_put(node_audit_t *au, node_apply_t *a, const Hie__V1__AuditAppendCommand *ac,
     uint64_t leaf)
@@ -208,21 +338,22 @@ index_put(node_audit_t *au, node_apply_t *a, const Hie__V1__AuditAppendCommand *
     hie_store_be64(tl + 8, leaf);
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < ac->n_subjects_sealed; i++) {
-        uint8_t sk[10], pk[PAT_KEY_BYTES];
+        uint8_t sk[10];
         hie_store_be64(sk, leaf);
         sk[8] = (uint8_t)(i >> 8);
         sk[9] = (uint8_t)i;
         tl[16] = sk[8];
         tl[17] = sk[9];
         HIE_ASSERT(ac->subject_keys[i].len == HIE_PROTO_REC_HASH_BYTES); /* validated */
-        pat_key(pk, ac->subject_keys[i].data, tl);
         rc = put_append(a->txn, au->subj, sk, sizeof(sk), ac->subjects_sealed[i].data,
             ac->subjects_sealed[i].len);
-        rc = rc ? rc : put_raw(a->txn, au->pat, pk, sizeof(pk), "", 0);
+        rc = rc ? rc : pend_room(au, a->txn);
+        if (rc == 0) {
+            pat_key(au->pend_pat[au->pat_n++], ac->subject_keys[i].data, tl);
+        }
     }
     if (rc == 0 && r->requester_org != NULL && r->requester_org[0] != '\0') {
-        rc = put_raw(a->txn, au->org, r->requester_org, strlen(r->requester_org), tl,
-            ORG_VAL_BYTES);
+        rc = org_put(au, a->txn, r->requester_org, tl);
     }
     if (rc == 0 && r->break_glass) {
         rc = put_raw(a->txn, au->btg, tl, ORG_VAL_BYTES, "", 0);

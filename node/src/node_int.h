@@ -275,6 +275,11 @@ HIE_MUST_CHECK int hie_node__audit_apply(node_audit_t *au, node_apply_t *a);
  * transaction. Returns 0 or a storage error. Log thread only. */
 HIE_MUST_CHECK int hie_node__audit_append(node_audit_t *au, node_apply_t *a,
     const Hie__V1__AuditAppendCommand *ac);
+/* Puts the index entries apply held back (sorted, through one cursor) into txn: before every
+ * commit of the state transaction. Returns 0 or a storage error. Log thread only. */
+HIE_MUST_CHECK int hie_node__audit_txn_flush(node_audit_t *au, MDB_txn *txn);
+/* Forgets them: the transaction was aborted. NULL-safe. */
+void hie_node__audit_txn_drop(node_audit_t *au);
 /* The tree's size and root (32 bytes). */
 HIE_MUST_CHECK int hie_node__audit_head(node_audit_t *au, MDB_txn *txn, uint64_t *size,
     uint8_t *root);

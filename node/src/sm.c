@@ -203,6 +203,7 @@ hie_node__state_close(node_state_t **stp)
         /* only if the log never flushed (it does at stop): replay applies these again */
         mdb_txn_abort(st->open_txn);
         st->open_txn = NULL;
+        hie_node__audit_txn_drop(st->audit);
     }
     hie_mpi_pool_destroy(&st->mpi_pool);
     hie_arena_destroy(&st->apply_arena);
@@ -811,7 +812,12 @@ state_commit(node_state_t *st)
     if (st->open_txn == NULL) {
         return 0;
     }
-    int rc = mdb_rc(mdb_txn_commit(st->open_txn));
+    int rc = hie_node__audit_txn_flush(st->audit, st->open_txn);
+    if (rc != 0) {
+        mdb_txn_abort(st->open_txn); /* the node stops (fatal); replay redoes the batches */
+    } else {
+        rc = mdb_rc(mdb_txn_commit(st->open_txn));
+    }
     st->open_txn = NULL;
     if (rc == 0) {
         pthread_mutex_lock(&st->commit_mu);
@@ -863,6 +869,7 @@ fsm_apply(void *ctx, const hie_cluster_entry_t *entries, size_t n,
     if (rc != 0 && st->open_txn != NULL) {
         mdb_txn_abort(st->open_txn); /* the node stops (fatal); replay redoes the batches */
         st->open_txn = NULL;
+        hie_node__audit_txn_drop(st->audit);
     }
     hie_mpi_pool_end(st->mpi_pool);
     if (rc == 0 && st->metrics != NULL) {

@@ -26,6 +26,9 @@
 #define PER_CMD 60u
 #define VAL_BYTES 18u
 #define PAT_KEY_BYTES 42u /* bucket(8) patient(16) time(8) leaf(8) pos(2) */
+#define BIG_CMDS 300u    /* 18,000 records in one apply: more than apply holds back (16,384) */
+#define LEAVES_MAX (BIG_CMDS * PER_CMD)
+#define ORGS 3u
 
 static char tmp_dir[128];
 static char state_dir[192];
@@ -76,7 +79,8 @@ record_build(uint64_t i, hie_arena_t *a, hie_command_t *out)
     snprintf(id, 24, "q-%lu", (unsigned long)i);
     snprintf(euid, 24, "E-%lu", (unsigned long)(i % PATIENTS));
     static node_rand_t rnd; /* as a worker's */
-    node_who_t who = {"org-h", NULL, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, id, &rnd};
+    static const char *orgs[ORGS] = {"org-b", "org-bb", "org-a"}; /* a prefix of another */
+    node_who_t who = {orgs[i % ORGS], NULL, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, id, &rnd};
     node_subject_t s = {euid, {0}, NULL, 0, NULL, 0};
     s.decision.decision = HIE_CONSENT_PERMIT;
     s.decision.reason = "implicit-permit";
@@ -87,12 +91,10 @@ record_build(uint64_t i, hie_arena_t *a, hie_command_t *out)
     *out = c.cmd;
 }
 
-/* Applies log entry index: an audit_batch of records first..first+PER_CMD. Returns apply's
- * answer. */
-static int
-batch_apply(uint64_t index, uint64_t first)
+/* Log entry index: an audit_batch of records first..first+PER_CMD, packed (hie_mem). */
+static hie_cluster_entry_t
+batch_entry(uint64_t index, uint64_t first)
 {
-    hie_cluster_fsm_t fsm = hie_node__state_fsm(ctx.state);
     hie_arena_t *a = NULL;
     hie_command_t cmd;
     Hie__V1__AuditAppendCommand *appends[PER_CMD];
@@ -107,14 +109,23 @@ batch_apply(uint64_t index, uint64_t first)
     cmd.body_case = HIE__V1__COMMAND__BODY_AUDIT_BATCH;
     cmd.audit_batch = &ab;
     hie_cluster_entry_t e = {index, {NULL, 0}};
-    hie_cluster_result_t res = {NULL, 0};
     uint8_t *buf = NULL;
     cr_assert_eq(hie_proto_pack(&cmd.base, HIE_LOG_COMMAND_BYTES_MAX, &buf, &e.cmd.len), 0);
     e.cmd.ptr = buf;
+    hie_arena_destroy(&a);
+    return e;
+}
+
+/* Applies batch_entry(index, first). Returns apply's answer. */
+static int
+batch_apply(uint64_t index, uint64_t first)
+{
+    hie_cluster_fsm_t fsm = hie_node__state_fsm(ctx.state);
+    hie_cluster_entry_t e = batch_entry(index, first);
+    hie_cluster_result_t res = {NULL, 0};
     int rc = fsm.apply(fsm.ctx, &e, 1, &res);
     hie_mem_free(res.buf, res.len);
-    hie_mem_free(buf, e.cmd.len);
-    hie_arena_destroy(&a);
+    hie_mem_free((void *)(uintptr_t)e.cmd.ptr, e.cmd.len);
     return rc;
 }
 
@@ -127,7 +138,7 @@ records_apply(void)
 }
 
 struct collect {
-    uint64_t leaves[RECORDS];
+    uint64_t leaves[LEAVES_MAX];
     size_t n, calls;
     uint8_t last[VAL_BYTES];
     bool have_last;
@@ -143,7 +154,7 @@ collect_fn(void *p, const uint8_t *val, size_t len)
     if (c->have_last && memcmp(val, c->last, VAL_BYTES) == 0) {
         return 0;
     }
-    cr_assert_lt(c->n, RECORDS);
+    cr_assert_lt(c->n, LEAVES_MAX);
     c->leaves[c->n++] = hie_load_be64(val + 8);
     memcpy(c->last, val, VAL_BYTES);
     c->have_last = true;
@@ -159,7 +170,7 @@ scan_all(const char *euid, size_t max, struct collect *c)
     MDB_txn *txn = NULL;
     cr_assert_eq(mdb_txn_begin(hie_node__state_env(ctx.state), NULL, MDB_RDONLY, &txn), 0);
     memset(c, 0, sizeof(*c));
-    for (unsigned round = 0; round < RECORDS; round++) {
+    for (unsigned round = 0; round < LEAVES_MAX; round++) {
         size_t before = c->calls;
         hie_span_t start = hie_span(c->have_last ? c->last : zero, VAL_BYTES);
         cr_assert_eq(hie_node__audit_scan(hie_node__state_audit(ctx.state), txn,
@@ -189,6 +200,64 @@ Test(node_audit_state, a_patient_is_scanned_across_buckets_in_log_order_and_resu
     }
     scan_all("E-unknown", 100, &c);
     cr_assert_eq(c.n, 0, "no entries for a patient never disclosed");
+}
+
+struct org_walk {
+    uint8_t last[16];
+    size_t n;
+};
+
+static int
+org_fn(void *p, const uint8_t *val, size_t len)
+{
+    struct org_walk *w = p;
+    cr_assert_eq(len, 16u);
+    cr_assert(w->n == 0 || memcmp(w->last, val, 16) < 0, "in (time, leaf) order, once each");
+    cr_assert_eq(hie_load_be64(val + 8) % ORGS, w->n == 0 ? hie_load_be64(val + 8) % ORGS :
+        hie_load_be64(w->last + 8) % ORGS, "only this organization's records");
+    memcpy(w->last, val, 16);
+    w->n++;
+    return 0;
+}
+
+/* Apply holds the patient and organization index entries back and puts them sorted at the
+ * transaction's end; one apply with more of them than it holds puts a full buffer early. Every
+ * entry of both indexes is there, in order. */
+Test(node_audit_state, more_index_entries_than_apply_holds_back_are_all_stored_in_order)
+{
+    static hie_cluster_entry_t e[BIG_CMDS];
+    static hie_cluster_result_t res[BIG_CMDS];
+    for (uint64_t i = 0; i < BIG_CMDS; i++) {
+        e[i] = batch_entry(1 + i, i * PER_CMD);
+    }
+    hie_cluster_fsm_t fsm = hie_node__state_fsm(ctx.state);
+    cr_assert_eq(fsm.apply(fsm.ctx, e, BIG_CMDS, res), 0, "one transaction");
+    for (uint64_t i = 0; i < BIG_CMDS; i++) {
+        hie_mem_free(res[i].buf, res[i].len);
+        hie_mem_free((void *)(uintptr_t)e[i].cmd.ptr, e[i].cmd.len);
+    }
+    static struct collect c;
+    for (unsigned p = 0; p < PATIENTS; p++) {
+        char euid[24];
+        snprintf(euid, sizeof(euid), "E-%u", p);
+        scan_all(euid, 5000, &c);
+        cr_assert_eq(c.n, (LEAVES_MAX - p + PATIENTS - 1) / PATIENTS);
+        for (size_t i = 0; i < c.n; i++) {
+            cr_assert_eq(c.leaves[i], p + i * PATIENTS, "in log order, none missed");
+        }
+    }
+    static const char *orgs[ORGS] = {"org-b", "org-bb", "org-a"};
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(hie_node__state_env(ctx.state), NULL, MDB_RDONLY, &txn), 0);
+    for (unsigned o = 0; o < ORGS; o++) {
+        struct org_walk w = {{0}, 0};
+        cr_assert_eq(hie_node__audit_scan(hie_node__state_audit(ctx.state), txn,
+            AUDIT_INDEX_ORG, hie_span(orgs[o], strlen(orgs[o])), hie_span(NULL, 0), LEAVES_MAX,
+            org_fn, &w), 0);
+        cr_assert_eq(w.n, LEAVES_MAX / ORGS, "%s: %zu", orgs[o], w.n);
+        cr_assert_eq(hie_load_be64(w.last + 8) % ORGS, o);
+    }
+    mdb_txn_abort(txn);
 }
 
 /* The committed state as a reader sees it: applied index and audit tree size. */

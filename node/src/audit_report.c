@@ -220,11 +220,14 @@ report_scan(struct report *r, const char *euid)
 {
     const Hie__V1__AuditReportRequest *q = r->q;
     enum node_audit_index which = AUDIT_INDEX_BREAK_GLASS;
-    uint8_t key[HIE_PROTO_REC_HASH_BYTES], start[REPORT_VAL_MAX] = {0};
+    uint8_t key[2 * HIE_PROTO_REC_HASH_BYTES], start[REPORT_VAL_MAX] = {0};
     hie_span_t k = hie_span(NULL, 0), s = hie_span(NULL, 0);
     if (q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING) {
         which = AUDIT_INDEX_PATIENT;
-        hie_node__audit_subject_key(hie_node__state_mpi_key(r->ctx->state), euid, key);
+        /* records carry version 2 keys, or version 1 if applied before 2026-11-30 */
+        const struct hie_mpi_key *mk = hie_node__state_mpi_key(r->ctx->state);
+        hie_node__audit_subject_key(mk, euid, key);
+        hie_node__audit_subject_key_v1(mk, euid, key + HIE_PROTO_REC_HASH_BYTES);
         k = hie_span(key, sizeof(key));
     } else if (q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ORG_ACCESS) {
         which = AUDIT_INDEX_ORG;

@@ -567,79 +567,128 @@ hie_node__audit_consistency(node_audit_t *au, MDB_txn *txn, uint64_t size1, uint
     return rc ? rc : proof_to_pb(&proof, arena, out, n);
 }
 
-/* Walks one index in (time, leaf) order from the cursor position given by start (a value of
- * that index, or NULL for the first), calling fn for each value until fn returns non-zero or
- * max values were seen: audit_patient (the keys key || value), audit_org (dupsort: key's
- * values) or audit_btg (no key). */
-/* One bucket of audit_patient: the patient's keys from *from on. Returns 0 (the bucket is done;
- * *next is the first bucket that may hold more), 1 (fn stopped or max was reached) or an
- * error. */
+/* The patient's entries under one of its index keys in the bucket being scanned: a cursor at
+ * the current one (val), or past them (val NULL; landed: the bucket of the key the cursor
+ * reached, UINT64_MAX past the last). */
+struct pat_run {
+    MDB_cursor *cur;
+    const uint8_t *key; /* the index key (16 bytes) */
+    const uint8_t *val; /* the current entry's value (time, leaf, pos), in txn memory */
+    uint64_t landed;
+};
+
+/* Reads the cursor's entry after mdb_cursor_get returned mrc: still the run's (same bucket
+ * and key) or past it. Returns 0 or an error. */
 static int
-scan_bucket(MDB_cursor *cur, const uint8_t from[PAT_KEY_BYTES], size_t *seen, size_t max,
+run_read(struct pat_run *r, uint64_t bucket, int mrc, const MDB_val *k)
+{
+    r->val = NULL;
+    if (mrc == MDB_NOTFOUND) {
+        r->landed = UINT64_MAX;
+        return 0;
+    }
+    if (mrc != 0) {
+        return HIE_ESTORAGE;
+    }
+    if (k->mv_size != PAT_KEY_BYTES) {
+        return HIE_ECORRUPT;
+    }
+    const uint8_t *kb = k->mv_data;
+    r->landed = hie_load_be64(kb);
+    if (r->landed == bucket && memcmp(kb + PAT_BUCKET_BYTES, r->key,
+        HIE_PROTO_REC_HASH_BYTES) == 0) {
+        r->val = kb + PAT_BUCKET_BYTES + HIE_PROTO_REC_HASH_BYTES;
+    }
+    return 0;
+}
+
+/* One bucket of audit_patient: the patient's entries under each of its keys from val on,
+ * merged in (time, leaf, pos) order. Returns 0 (the bucket is done; *next is the first bucket
+ * that may hold more), 1 (fn stopped or max was reached) or an error. */
+static int
+scan_bucket(struct pat_run *runs, size_t n_runs, uint64_t bucket,
+    const uint8_t val[PAT_VAL_BYTES], size_t *seen, size_t max,
     int (*fn)(void *ctx, const uint8_t *val, size_t len), void *ctx, uint64_t *next)
 {
-    const size_t prefix = PAT_BUCKET_BYTES + HIE_PROTO_REC_HASH_BYTES;
-    HIE_ASSERT(cur != NULL && from != NULL);
+    HIE_ASSERT(n_runs >= 1 && n_runs <= 2);
     HIE_ASSERT(*seen <= max);
-    MDB_val k = {PAT_KEY_BYTES, (void *)(uintptr_t)from}, v;
-    uint64_t bucket = hie_load_be64(from);
-    *next = bucket + 1;
-    int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != PAT_KEY_BYTES) {
-            return HIE_ECORRUPT;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n_runs; i++) {
+        uint8_t from[PAT_KEY_BYTES];
+        hie_store_be64(from, bucket);
+        memcpy(from + PAT_BUCKET_BYTES, runs[i].key, HIE_PROTO_REC_HASH_BYTES);
+        memcpy(from + PAT_BUCKET_BYTES + HIE_PROTO_REC_HASH_BYTES, val, PAT_VAL_BYTES);
+        MDB_val k = {PAT_KEY_BYTES, from}, v;
+        rc = run_read(&runs[i], bucket, mdb_cursor_get(runs[i].cur, &k, &v, MDB_SET_RANGE), &k);
+    }
+    while (rc == 0) {
+        struct pat_run *r = NULL; /* the run whose entry comes first */
+        for (size_t i = 0; i < n_runs; i++) {
+            if (runs[i].val != NULL && (r == NULL || memcmp(runs[i].val, r->val,
+                PAT_VAL_BYTES) < 0)) {
+                r = &runs[i];
+            }
         }
-        const uint8_t *kb = k.mv_data;
-        if (memcmp(kb, from, prefix) != 0) {
-            uint64_t landed = hie_load_be64(kb); /* nothing in between holds the patient */
-            *next = landed > bucket ? landed : bucket + 1;
-            return 0;
+        if (r == NULL) {
+            break;
         }
-        if (*seen >= max || fn(ctx, kb + prefix, PAT_VAL_BYTES) != 0) {
+        if (*seen >= max || fn(ctx, r->val, PAT_VAL_BYTES) != 0) {
             return 1;
         }
         (*seen)++;
+        MDB_val k, v;
+        rc = run_read(r, bucket, mdb_cursor_get(r->cur, &k, &v, MDB_NEXT), &k);
     }
-    *next = UINT64_MAX; /* past the last key */
-    return mrc == MDB_NOTFOUND ? 0 : HIE_ESTORAGE;
+    /* nothing lies between a run's last entry and the key its cursor landed on, so no key of
+     * the patient is in the buckets before the furthest landing */
+    *next = bucket + 1;
+    for (size_t i = 0; rc == 0 && i < n_runs; i++) {
+        *next = runs[i].landed > *next ? runs[i].landed : *next;
+    }
+    return rc;
 }
 
-/* audit_patient from start's bucket to the tree's last, bucket by bucket. */
+/* audit_patient from start's bucket to the tree's last, bucket by bucket, under each of the
+ * patient's index keys (key: one or two of HIE_PROTO_REC_HASH_BYTES). */
 static int
 scan_patient(node_audit_t *au, MDB_txn *txn, hie_span_t key, hie_span_t start, size_t max,
     int (*fn)(void *ctx, const uint8_t *val, size_t len), void *ctx)
 {
     HIE_ASSERT(au->pat_open); /* reports run on a live node, which upgraded its state */
-    HIE_ASSERT(key.len == HIE_PROTO_REC_HASH_BYTES);
+    HIE_ASSERT(key.len == HIE_PROTO_REC_HASH_BYTES || key.len == 2 * HIE_PROTO_REC_HASH_BYTES);
     HIE_ASSERT(start.len <= PAT_VAL_BYTES);
-    uint8_t val[PAT_VAL_BYTES] = {0}, from[PAT_KEY_BYTES];
+    uint8_t val[PAT_VAL_BYTES] = {0};
     if (start.len > 0) {
         memcpy(val, start.ptr, start.len); /* (time, leaf, pos): resumes in leaf's bucket */
     }
-    pat_key(from, key.ptr, val);
-    uint64_t size = 0, bucket = hie_load_be64(from);
-    size_t seen = 0;
-    MDB_cursor *cur = NULL;
+    struct pat_run runs[2] = {{NULL, key.ptr, NULL, 0},
+        {NULL, key.ptr + HIE_PROTO_REC_HASH_BYTES, NULL, 0}};
+    size_t n_runs = key.len / HIE_PROTO_REC_HASH_BYTES, seen = 0;
+    uint64_t size = 0, bucket = hie_load_be64(val + 8) >> PAT_BUCKET_SHIFT;
     int rc = hie_audit_tree_size(au->tree, txn, &size);
-    rc = rc ? rc : mdb_rc(mdb_cursor_open(txn, au->pat, &cur));
+    for (size_t i = 0; rc == 0 && i < n_runs; i++) {
+        rc = mdb_rc(mdb_cursor_open(txn, au->pat, &runs[i].cur));
+    }
     while (rc == 0 && bucket <= size >> PAT_BUCKET_SHIFT) { /* at most size / 4096 + 1 */
         uint64_t next = 0;
-        rc = scan_bucket(cur, from, &seen, max, fn, ctx, &next);
+        rc = scan_bucket(runs, n_runs, bucket, val, &seen, max, fn, ctx, &next);
         HIE_ASSERT(rc != 0 || next > bucket);
-        if (rc != 0 || next > size >> PAT_BUCKET_SHIFT) {
-            break;
-        }
         bucket = next;
-        memset(val, 0, sizeof(val));
-        hie_store_be64(val + 8, bucket << PAT_BUCKET_SHIFT);
-        pat_key(from, key.ptr, val);
+        memset(val, 0, sizeof(val)); /* later buckets from their first entry */
     }
-    if (cur != NULL) {
-        mdb_cursor_close(cur);
+    for (size_t i = 0; i < n_runs; i++) {
+        if (runs[i].cur != NULL) {
+            mdb_cursor_close(runs[i].cur);
+        }
     }
     return rc == 1 ? 0 : rc;
 }
 
+/* Walks one index in (time, leaf) order from the cursor position given by start (a value of
+ * that index, or NULL for the first), calling fn for each value until fn returns non-zero or
+ * max values were seen: audit_patient (the keys bucket || index key || value, under
+ * each of the patient's index keys), audit_org (dupsort: key's
+ * values) or audit_btg (no key). */
 int
 hie_node__audit_scan(node_audit_t *au, MDB_txn *txn, enum node_audit_index which,
     hie_span_t key, hie_span_t start, size_t max,

@@ -297,7 +297,8 @@ HIE_MUST_CHECK int hie_node__audit_consistency(node_audit_t *au, MDB_txn *txn, u
 enum node_audit_index { AUDIT_INDEX_PATIENT, AUDIT_INDEX_ORG, AUDIT_INDEX_BREAK_GLASS };
 /* Walks an index in (time, leaf) order from start (a stored value, or empty for the first),
  * calling fn with each value (patient: time8 leaf8 pos2; org and break-glass: time8 leaf8)
- * until fn returns non-zero or max values were seen. */
+ * until fn returns non-zero or max values were seen. The patient's key: one index key, or two
+ * (version 2 || version 1), whose entries are merged. */
 HIE_MUST_CHECK int hie_node__audit_scan(node_audit_t *au, MDB_txn *txn,
     enum node_audit_index which, hie_span_t key, hie_span_t start, size_t max,
     int (*fn)(void *ctx, const uint8_t *val, size_t len), void *ctx);
@@ -556,16 +557,12 @@ HIE_MUST_CHECK int hie_node__mpi_review_list(node_ctx_t *ctx,
 typedef struct node_rand {
     uint8_t buf[NODE_RAND_BYTES];
     size_t fresh;                    /* unused bytes, at the end of buf */
-    /* The worker's reusable hashing state for its audit records (disclose.c), also per
-     * worker: a digest context for the commitments (EVP_Digest allocates one per call), and
-     * the subject index key's keyed BLAKE2b state after the key block and the label, for the
-     * index secret it was made with. hie_node__rand_end frees and wipes them. */
+    /* The worker's reusable state for its audit records (disclose.c), also per worker: a
+     * digest context for the commitments (EVP_Digest allocates one per call). hie_node__rand_end
+     * frees and wipes them. */
     EVP_MD_CTX *md;
     struct hie_mpi_sealer *sealer;   /* seals the subjects (XAES-256-GCM, made on first use) */
     MDB_txn *rtxn;                   /* a reset read txn for consent decisions, renewed */
-    bool key_base_ok;
-    uint8_t key_base_secret[16];
-    crypto_generichash_state key_base;
 } node_rand_t;
 /* n random bytes into out, from r (refilled when short), or straight from the kernel when r is
  * NULL or n is more than a block. */
@@ -719,8 +716,12 @@ HIE_MUST_CHECK int hie_node__retrieve_complete(node_ctx_t *ctx, const node_who_t
     const char *document_id, const node_query_fwd_t *fwd, int status,
     const Hie__V1__QueryAnswer *answer, hie_arena_t *arena, Hie__V1__RetrieveReply **reply,
     node_audit_cmd_t *audit, node_mpi_err_t *e);
-/* The audit index key of an EUID: a keyed hash under the data key's index secret. */
+/* The audit index key of an EUID: a keyed hash under the data key's index secret (version 2,
+ * SipHash-128, what new records carry; the EUID shorter than HIE_MPI_EUID_BYTES). */
 void hie_node__audit_subject_key(const struct hie_mpi_key *key, const char *euid,
+    uint8_t out[HIE_PROTO_REC_HASH_BYTES]);
+/* Version 1 (keyed BLAKE2b-128), which records applied before 2026-11-30 carry. */
+void hie_node__audit_subject_key_v1(const struct hie_mpi_key *key, const char *euid,
     uint8_t out[HIE_PROTO_REC_HASH_BYTES]);
 
 /* hiectl audit verify / vkey on a node's files (ctl_audit.c). vkey_text and anchor_file may

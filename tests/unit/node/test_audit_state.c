@@ -1,8 +1,10 @@
 /*
  * test_audit_state.c - unit tests for node/src/audit_state.c: the patient index in buckets of
  * 4,096 leaves (a patient's entries across buckets in log order, resumed from any value they
- * hold, none for an unknown patient) and the conversion of a state that still has the former
- * dupsort audit_pat.
+ * hold, none for an unknown patient), entries under both index key versions merged, index
+ * entries held back and put at the transaction's end (more than the buffer holds), the index
+ * keys' definitions, and the conversion of a state that still has the former dupsort
+ * audit_pat.
  *
  * Records are built by the node's own code and applied through the state machine in
  * audit_batch commands, as the workers and the log thread do.
@@ -16,6 +18,7 @@
 #include <criterion/criterion.h>
 
 #include <pthread.h>
+#include <sodium.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -91,6 +94,10 @@ record_build(uint64_t i, hie_arena_t *a, hie_command_t *out)
     *out = c.cmd;
 }
 
+/* Records whose index key is of version 1 (NULL: none), as a state written before
+ * 2026-11-30 holds them. */
+static bool (*v1_key)(uint64_t record);
+
 /* Log entry index: an audit_batch of records first..first+PER_CMD, packed (hie_mem). */
 static hie_cluster_entry_t
 batch_entry(uint64_t index, uint64_t first)
@@ -103,6 +110,12 @@ batch_entry(uint64_t index, uint64_t first)
     for (size_t i = 0; i < PER_CMD; i++) {
         record_build(first + i, a, &cmd);
         appends[i] = cmd.audit_append;
+        if (v1_key != NULL && v1_key(first + i)) {
+            char euid[24];
+            snprintf(euid, sizeof(euid), "E-%lu", (unsigned long)((first + i) % PATIENTS));
+            hie_node__audit_subject_key_v1(hie_node__state_mpi_key(ctx.state), euid,
+                appends[i]->subject_keys[0].data);
+        }
     }
     ab.n_appends = PER_CMD;
     ab.appends = appends;
@@ -161,12 +174,19 @@ collect_fn(void *p, const uint8_t *val, size_t len)
     return 0;
 }
 
-/* Every entry of euid, max values per scan, each scan resumed from the last value seen. */
+enum keys { KEYS_BOTH, KEYS_V2, KEYS_V1 };
+
+/* Every entry of euid under its index keys (both, as reports look, or one version), max
+ * values per scan, each scan resumed from the last value seen. */
 static void
-scan_all(const char *euid, size_t max, struct collect *c)
+scan_keys(const char *euid, enum keys which, size_t max, struct collect *c)
 {
-    uint8_t key[HIE_PROTO_REC_HASH_BYTES], zero[VAL_BYTES] = {0};
-    hie_node__audit_subject_key(hie_node__state_mpi_key(ctx.state), euid, key);
+    uint8_t keys[2 * HIE_PROTO_REC_HASH_BYTES], zero[VAL_BYTES] = {0};
+    hie_node__audit_subject_key(hie_node__state_mpi_key(ctx.state), euid, keys);
+    hie_node__audit_subject_key_v1(hie_node__state_mpi_key(ctx.state), euid,
+        keys + HIE_PROTO_REC_HASH_BYTES);
+    hie_span_t key = which == KEYS_BOTH ? hie_span(keys, sizeof(keys))
+                                        : hie_span(keys + (which == KEYS_V1 ? 16 : 0), 16);
     MDB_txn *txn = NULL;
     cr_assert_eq(mdb_txn_begin(hie_node__state_env(ctx.state), NULL, MDB_RDONLY, &txn), 0);
     memset(c, 0, sizeof(*c));
@@ -174,12 +194,18 @@ scan_all(const char *euid, size_t max, struct collect *c)
         size_t before = c->calls;
         hie_span_t start = hie_span(c->have_last ? c->last : zero, VAL_BYTES);
         cr_assert_eq(hie_node__audit_scan(hie_node__state_audit(ctx.state), txn,
-            AUDIT_INDEX_PATIENT, hie_span(key, sizeof(key)), start, max, collect_fn, c), 0);
+            AUDIT_INDEX_PATIENT, key, start, max, collect_fn, c), 0);
         if (c->calls - before < max) {
             break; /* the index ran out before max */
         }
     }
     mdb_txn_abort(txn);
+}
+
+static void
+scan_all(const char *euid, size_t max, struct collect *c)
+{
+    scan_keys(euid, KEYS_BOTH, max, c);
 }
 
 Test(node_audit_state, a_patient_is_scanned_across_buckets_in_log_order_and_resumed)
@@ -258,6 +284,59 @@ Test(node_audit_state, more_index_entries_than_apply_holds_back_are_all_stored_i
         cr_assert_eq(hie_load_be64(w.last + 8) % ORGS, o);
     }
     mdb_txn_abort(txn);
+}
+
+/* Every third record, and a run across a bucket's edge, under version 1 keys. */
+static bool
+some_v1(uint64_t record)
+{
+    return record % 3 == 0 || (record >= 4000 && record < 6000);
+}
+
+/* A state written before 2026-11-30 holds version 1 index keys, then version 2 ones, even in
+ * one bucket: a report finds both, merged in log order, and resumes anywhere. */
+Test(node_audit_state, entries_under_both_index_key_versions_are_found_together_in_log_order)
+{
+    v1_key = some_v1;
+    records_apply();
+    v1_key = NULL;
+    static struct collect c;
+    for (unsigned p = 0; p < PATIENTS; p++) {
+        char euid[24];
+        snprintf(euid, sizeof(euid), "E-%u", p);
+        size_t want = (RECORDS - p + PATIENTS - 1) / PATIENTS, old = 0;
+        for (size_t max = 7; max <= 7000; max *= 10) {
+            scan_keys(euid, KEYS_BOTH, max, &c);
+            cr_assert_eq(c.n, want, "patient %u max %zu: %zu of %zu", p, max, c.n, want);
+            for (size_t i = 0; i < c.n; i++) {
+                cr_assert_eq(c.leaves[i], p + i * PATIENTS, "in log order, none missed");
+                old += max == 7 && some_v1(c.leaves[i]);
+            }
+        }
+        scan_keys(euid, KEYS_V1, 1000, &c);
+        cr_assert_eq(c.n, old, "patient %u: only the version 1 entries", p);
+        scan_keys(euid, KEYS_V2, 1000, &c);
+        cr_assert_eq(c.n, want - old);
+    }
+}
+
+/* The index keys' definitions, which stored states depend on. */
+Test(node_audit_state, the_index_keys_are_siphash_128_and_formerly_keyed_blake2b)
+{
+    const struct hie_mpi_key *mk = hie_node__state_mpi_key(ctx.state);
+    uint8_t secret[16], got[16], want[16], in[64];
+    hie_mpi_key_index_secret(mk, secret);
+    memcpy(in, "hie-audit-euid-2E-42", 20);
+    crypto_shorthash_siphashx24(want, in, 20, secret);
+    hie_node__audit_subject_key(mk, "E-42", got);
+    cr_assert_eq(memcmp(got, want, 16), 0, "version 2");
+    memcpy(in, "hie-audit-euid\0E-42", 19);
+    crypto_generichash(want, 16, in, 19, secret, 16);
+    hie_node__audit_subject_key_v1(mk, "E-42", got);
+    cr_assert_eq(memcmp(got, want, 16), 0, "version 1");
+    hie_node__audit_subject_key(mk, "E-43", want);
+    hie_node__audit_subject_key(mk, "E-42", got);
+    cr_assert_neq(memcmp(got, want, 16), 0);
 }
 
 /* The committed state as a reader sees it: applied index and audit tree size. */

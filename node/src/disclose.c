@@ -14,7 +14,8 @@
  * identifiers disclosed) serialized with a random salt, committed by SHA-256 in the leaf, and
  * sealed with the data key (XAES-256-GCM through the worker's hie_mpi_sealer, AD = the
  * commitment) beside the tree; its index key is a keyed hash of the EUID (SipHash-128;
- * reports also look up the keyed BLAKE2b of older states). Workers only; consent.enforce off-for-benchmarks-only skips all of it.
+ * reports also look up the keyed BLAKE2b of older states). Workers only; consent.enforce
+ * off-for-benchmarks-only skips all of it.
  *
  * The prepare functions build the reply (or the error) and the audit command; the worker
  * commits the command asynchronously (worker.c) and sends the reply only once the log has

@@ -333,22 +333,37 @@ hie_audit_tree_upgrade(hie_audit_tree_t *tree, MDB_txn *txn, bool write)
 }
 
 /* Writes leaf n and the subtrees it completes; the caller updates the size. */
+/* The right edge of the tree that one append_many call builds on: the last complete subtree
+ * at each level, known (bit set in valid) once read or built in this call. */
+struct frontier {
+    uint64_t valid;
+    hie_audit_hash_t h[HIE_AUDIT__LEVELS];
+};
+
 static int
-leaf_put(hie_audit_tree_t *tree, MDB_txn *txn, uint64_t n, const hie_audit_hash_t *leaf)
+leaf_put(hie_audit_tree_t *tree, MDB_txn *txn, uint64_t n, const hie_audit_hash_t *leaf,
+    struct frontier *f)
 {
     HIE_ASSERT(leaf != NULL);
     HIE_ASSERT(n < HIE_AUDIT_TREE_SIZE_MAX);
     int rc = node_put(tree, txn, 0, n, leaf);
     /* Leaf n completes the subtree of level k ending at it for every k with 2^k | n + 1: its
-     * right half is the one just built, its left half is stored. */
+     * right half is the one just built, its left half the last complete subtree of level
+     * k - 1, which the frontier holds or the store does. */
     hie_audit_hash_t cur = *leaf;
-    for (unsigned k = 1; rc == 0 && k < HIE_AUDIT__LEVELS && ((n + 1) & ((1ull << k) - 1)) == 0;
-         k++) {
+    unsigned k = 1;
+    for (; rc == 0 && k < HIE_AUDIT__LEVELS && ((n + 1) & ((1ull << k) - 1)) == 0; k++) {
         hie_audit_hash_t left;
-        rc = node_need(tree, txn, k - 1, ((n + 1) >> (k - 1)) - 2, &left);
+        if ((f->valid & (1ull << (k - 1))) != 0) {
+            left = f->h[k - 1];
+        } else {
+            rc = node_need(tree, txn, k - 1, ((n + 1) >> (k - 1)) - 2, &left);
+        }
         rc = rc ? rc : append_node_hash(tree, &left, &cur, &cur);
         rc = rc ? rc : node_put(tree, txn, k, ((n + 1) >> k) - 1, &cur);
     }
+    f->h[k - 1] = cur; /* the levels below are complete no more: built anew before use */
+    f->valid |= 1ull << (k - 1);
     return rc;
 }
 
@@ -368,8 +383,9 @@ hie_audit_tree_append_many(hie_audit_tree_t *tree, MDB_txn *txn, const hie_audit
     if (count > HIE_AUDIT_TREE_SIZE_MAX - n) {
         return HIE_ELIMIT;
     }
+    struct frontier f = {0, {{{0}}}};
     for (size_t i = 0; rc == 0 && i < count; i++) {
-        rc = leaf_put(tree, txn, n + i, &leaves[i]);
+        rc = leaf_put(tree, txn, n + i, &leaves[i], &f);
     }
     rc = rc == 0 ? size_put(tree, txn, n + count) : rc; /* one size write for them all */
     if (rc == 0) {

@@ -745,6 +745,32 @@ Test(audit_tree, append_many_equals_single_appends)
     cr_assert_eq(rep.size, 100);
 }
 
+/* Calls of every size from 1 to 64 leaves (append_many builds on the tree's right edge as
+ * it read or built it in the call), 2,080 leaves in all: the same tree as single appends. */
+Test(audit_tree, append_many_of_every_batch_size_equals_single_appends)
+{
+    enum { N = 64 * 65 / 2 };
+    static hie_audit_hash_t leaves[N];
+    hie_audit_tree_head_t head;
+    append_range(env, entries_dbi, tree, 0, N, 0);
+    current_head(&head);
+    ref_leaves(leaves, N);
+    MDB_txn *txn = tamper_begin();
+    cr_assert_eq(mdb_drop(txn, tree_dbi, 0), 0, "the same records, the tree built again");
+    uint64_t first = 0;
+    for (size_t n = 1; n <= 64; n++) {
+        uint64_t got = UINT64_MAX;
+        cr_assert_eq(hie_audit_tree_append_many(tree, txn, &leaves[first], n, &got), 0);
+        cr_assert_eq(got, first);
+        first += n;
+    }
+    cr_assert_eq(first, N);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    hie_audit_verify_report_t rep;
+    cr_assert_eq(verify_now(&head, &rep), 0, "fault %d", (int)rep.fault);
+    cr_assert_eq(rep.size, N);
+}
+
 /* The appender's OpenSSL hashing gives the same leaf hashes as the portable merkle.c. */
 Test(audit_tree, tree_leaf_hash_equals_the_pure_leaf_hash)
 {

@@ -411,6 +411,7 @@ typedef struct node_req {
     size_t reply_len;
     bool close_after;                         /* close the connection once reply is written */
     bool auth_ok;                             /* NODE_REQ_AUTH */
+    uint32_t cache_slot;                      /* worker: its reply cache slot + 1 (0: none yet) */
 } node_req_t;
 
 void hie_node__req_destroy(node_req_t **req);

@@ -114,16 +114,30 @@ hie_node__req_destroy(node_req_t **reqp)
     *reqp = NULL;
 }
 
+/* The slot of req's (org, id), hashed once per request. */
 static struct cache_entry *
-cache_slot(struct worker *w, const char *org, const char *id)
+cache_slot(struct worker *w, node_req_t *req)
 {
-    return &w->cache[hie_hash_pair(org, id) % HIE_NODE_REPLY_CACHE_ENTRIES];
+    if (req->cache_slot == 0) {
+        req->cache_slot = 1u + (uint32_t)(hie_hash_pair(req->org_id, req->env->id) %
+                                          HIE_NODE_REPLY_CACHE_ENTRIES);
+    }
+    return &w->cache[req->cache_slot - 1u];
+}
+
+/* dst (cap bytes) = src, which validation kept shorter. */
+static void
+cache_id_copy(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
 }
 
 static bool
 cache_get(struct worker *w, node_req_t *req)
 {
-    struct cache_entry *e = cache_slot(w, req->org_id, req->env->id);
+    struct cache_entry *e = cache_slot(w, req);
     if (e->frame == NULL || strcmp(e->org_id, req->org_id) != 0 ||
         strcmp(e->id, req->env->id) != 0) {
         return false;
@@ -138,20 +152,20 @@ cache_get(struct worker *w, node_req_t *req)
 }
 
 static void
-cache_put(struct worker *w, const node_req_t *req)
+cache_put(struct worker *w, node_req_t *req)
 {
     if (req->reply_len > WORKER_CACHE_REPLY_BYTES_MAX) {
         return;
     }
-    struct cache_entry *e = cache_slot(w, req->org_id, req->env->id);
+    struct cache_entry *e = cache_slot(w, req);
     uint8_t *copy = hie_mem_alloc(req->reply_len);
     if (copy == NULL) {
         return; /* the cache is an optimization of idempotency for reads only */
     }
     memcpy(copy, req->reply_buf, req->reply_len);
     hie_mem_free(e->frame, e->len);
-    snprintf(e->org_id, sizeof(e->org_id), "%s", req->org_id);
-    snprintf(e->id, sizeof(e->id), "%s", req->env->id);
+    cache_id_copy(e->org_id, sizeof(e->org_id), req->org_id);
+    cache_id_copy(e->id, sizeof(e->id), req->env->id);
     e->frame = copy;
     e->len = req->reply_len;
 }

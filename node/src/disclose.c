@@ -33,7 +33,7 @@
 /* Random bytes one subject takes: its salt, then its seal's nonce tail. A record draws all its
  * subjects' at once, from the worker's block of random bytes (hie_node__rand). */
 #define SUBJECT_RANDOM_BYTES (SUBJECT_SALT_BYTES + HIE_MPI_SEALER_TAIL_BYTES)
-/* The subject index key's label (version 2), 16 bytes without a NUL. */
+/* What the subject index key's subkey (version 2) is derived from, 16 bytes without a NUL. */
 #define SUBJECT_KEY_LABEL "hie-audit-euid-2"
 #define SUBJECT_KEY_LABEL_BYTES 16u
 _Static_assert(sizeof(SUBJECT_KEY_LABEL) == SUBJECT_KEY_LABEL_BYTES + 1u, "label length");
@@ -174,23 +174,48 @@ hie_node__audit_subject_key_v1(const struct hie_mpi_key *key, const char *euid,
 }
 
 /* Version 2: SipHash-2-4 with a 128-bit output (libsodium's crypto_shorthash_siphashx24), a
- * PRF under the same 16-byte index secret, over SUBJECT_KEY_LABEL || EUID. The keyed BLAKE2b
- * of version 1 compressed two 128-byte blocks for a 15-byte EUID; this costs about a tenth:
- * ~0.6 us of worker CPU per query in bench_disclose. The label separates it from the other
- * uses of the secret. */
+ * PRF, over the EUID, under a subkey of the index secret: keyed BLAKE2b-128 of
+ * SUBJECT_KEY_LABEL (which separates it from the secret's other uses). The keyed BLAKE2b of
+ * version 1 compressed two 128-byte blocks for each 15-byte EUID; SipHash with the subkey
+ * kept (a worker's, below) costs about a tenth: ~0.6 us of worker CPU per query in
+ * bench_disclose. */
+static void
+subject_subkey(const uint8_t secret[16], uint8_t out[crypto_shorthash_siphashx24_KEYBYTES])
+{
+    crypto_generichash(out, crypto_shorthash_siphashx24_KEYBYTES,
+        (const uint8_t *)SUBJECT_KEY_LABEL, SUBJECT_KEY_LABEL_BYTES, secret, 16);
+}
+
 void
 hie_node__audit_subject_key(const struct hie_mpi_key *key, const char *euid,
     uint8_t out[HIE_PROTO_REC_HASH_BYTES])
 {
-    uint8_t secret[crypto_shorthash_siphashx24_KEYBYTES];
-    uint8_t in[SUBJECT_KEY_LABEL_BYTES + HIE_MPI_EUID_BYTES];
-    size_t n = strlen(euid);
-    HIE_ASSERT(n < HIE_MPI_EUID_BYTES); /* EUIDs come from the MPI or a checked request */
-    memcpy(in, SUBJECT_KEY_LABEL, SUBJECT_KEY_LABEL_BYTES);
-    memcpy(in + SUBJECT_KEY_LABEL_BYTES, euid, n);
+    uint8_t secret[16], sub[crypto_shorthash_siphashx24_KEYBYTES];
     hie_mpi_key_index_secret(key, secret);
-    crypto_shorthash_siphashx24(out, in, SUBJECT_KEY_LABEL_BYTES + n, secret);
+    subject_subkey(secret, sub);
+    crypto_shorthash_siphashx24(out, (const uint8_t *)euid, strlen(euid), sub);
     sodium_memzero(secret, sizeof(secret));
+    sodium_memzero(sub, sizeof(sub));
+}
+
+/* hie_node__audit_subject_key with the worker's subkey, made again when the index secret
+ * changed (r NULL: from scratch). */
+static void
+subject_key(node_rand_t *r, const struct hie_mpi_key *key, const char *euid, uint8_t *out)
+{
+    if (r == NULL) {
+        hie_node__audit_subject_key(key, euid, out);
+        return;
+    }
+    uint8_t secret[16];
+    hie_mpi_key_index_secret(key, secret);
+    if (!r->subkey_ok || sodium_memcmp(secret, r->subkey_secret, sizeof(secret)) != 0) {
+        subject_subkey(secret, r->subkey);
+        memcpy(r->subkey_secret, secret, sizeof(secret));
+        r->subkey_ok = true;
+    }
+    sodium_memzero(secret, sizeof(secret));
+    crypto_shorthash_siphashx24(out, (const uint8_t *)euid, strlen(euid), r->subkey);
 }
 
 /* SHA-256 of a serialized subject: OpenSSL's (SHA-NI, ~0.6 us for a subject against ~1 us)
@@ -270,7 +295,7 @@ subject_seal(node_ctx_t *ctx, node_rand_t *r, const node_subject_t *s, const uin
     int rc = subject_box(r, mk, hie_span(plain, n), c, rnd + SUBJECT_SALT_BYTES, box,
         HIE_MPI_SEAL_NONCE_BYTES + n + HIE_MPI_SEAL_OVERHEAD_BYTES);
     sodium_memzero(plain, n);
-    hie_node__audit_subject_key(mk, s->euid, k);
+    subject_key(r, mk, s->euid, k);
     *commit = (ProtobufCBinaryData){crypto_hash_sha256_BYTES, c};
     *sealed = (ProtobufCBinaryData){HIE_MPI_SEAL_NONCE_BYTES + n + HIE_MPI_SEAL_OVERHEAD_BYTES,
         box};

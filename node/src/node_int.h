@@ -559,11 +559,15 @@ typedef struct node_rand {
     uint8_t buf[NODE_RAND_BYTES];
     size_t fresh;                    /* unused bytes, at the end of buf */
     /* The worker's reusable state for its audit records (disclose.c), also per worker: a
-     * digest context for the commitments (EVP_Digest allocates one per call). hie_node__rand_end
+     * digest context for the commitments (EVP_Digest allocates one per call), and the subject
+     * index key's SipHash subkey for the index secret it was made from. hie_node__rand_end
      * frees and wipes them. */
     EVP_MD_CTX *md;
     struct hie_mpi_sealer *sealer;   /* seals the subjects (XAES-256-GCM, made on first use) */
     MDB_txn *rtxn;                   /* a reset read txn for consent decisions, renewed */
+    bool subkey_ok;
+    uint8_t subkey_secret[16];
+    uint8_t subkey[16];
 } node_rand_t;
 /* n random bytes into out, from r (refilled when short), or straight from the kernel when r is
  * NULL or n is more than a block. */
@@ -718,7 +722,7 @@ HIE_MUST_CHECK int hie_node__retrieve_complete(node_ctx_t *ctx, const node_who_t
     const Hie__V1__QueryAnswer *answer, hie_arena_t *arena, Hie__V1__RetrieveReply **reply,
     node_audit_cmd_t *audit, node_mpi_err_t *e);
 /* The audit index key of an EUID: a keyed hash under the data key's index secret (version 2,
- * SipHash-128, what new records carry; the EUID shorter than HIE_MPI_EUID_BYTES). */
+ * SipHash-128, what new records carry). */
 void hie_node__audit_subject_key(const struct hie_mpi_key *key, const char *euid,
     uint8_t out[HIE_PROTO_REC_HASH_BYTES]);
 /* Version 1 (keyed BLAKE2b-128), which records applied before 2026-11-30 carry. */

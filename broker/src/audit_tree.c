@@ -332,7 +332,6 @@ hie_audit_tree_upgrade(hie_audit_tree_t *tree, MDB_txn *txn, bool write)
     return rc ? rc : (mdb_drop(txn, tmp, 1) == 0 ? 0 : HIE_ESTORAGE);
 }
 
-/* Writes leaf n and the subtrees it completes; the caller updates the size. */
 /* The right edge of the tree that one append_many call builds on: the last complete subtree
  * at each level, known (bit set in valid) once read or built in this call. */
 struct frontier {
@@ -340,6 +339,7 @@ struct frontier {
     hie_audit_hash_t h[HIE_AUDIT__LEVELS];
 };
 
+/* Writes leaf n and the subtrees it completes; the caller updates the size. */
 static int
 leaf_put(hie_audit_tree_t *tree, MDB_txn *txn, uint64_t n, const hie_audit_hash_t *leaf,
     struct frontier *f)

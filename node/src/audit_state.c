@@ -639,8 +639,8 @@ scan_bucket(struct pat_run *runs, size_t n_runs, uint64_t bucket,
         MDB_val k, v;
         rc = run_read(r, bucket, mdb_cursor_get(r->cur, &k, &v, MDB_NEXT), &k);
     }
-    /* nothing lies between a run's last entry and the key its cursor landed on, so no key of
-     * the patient is in the buckets before the furthest landing */
+    /* each cursor landed on the next key of the whole index after its run: no key at all,
+     * of any patient, lies in the buckets between this one and the furthest landing */
     *next = bucket + 1;
     for (size_t i = 0; rc == 0 && i < n_runs; i++) {
         *next = runs[i].landed > *next ? runs[i].landed : *next;

@@ -11,14 +11,16 @@
  * the one before. Everything is kept in one JSON document (format AUDIT_REPORT_FORMAT): the
  * decoded entries, the raw record and subject bytes (base64), the proofs, every page's
  * checkpoint and the verifier key. That document is the json format and what --out saves;
- * csv and fhir are renderings of it.
+ * csv and fhir are renderings of it. --summarize (an accounting) adds "summary": one group per
+ * recipient, purpose, decision and patient (HIPAA §164.528(b)(3)), which csv then renders.
  *
  * verify needs no connection: it checks every checkpoint's signature with the auditor's
  * trusted verifier key (hie/audit.h), each entry's leaf hash and inclusion proof against its
  * page's root, each subject against its commitment in the record, the decoded fields against
- * the raw bytes, and the chain of consistency proofs. What it cannot prove offline: that the
- * node left nothing out of a report (NEEDSWORK: completeness needs the node's index to be
- * committed to as well, e.g. a per-patient Merkle map).
+ * the raw bytes, the chain of consistency proofs, and a saved summary against the entries
+ * it summarizes. What it cannot prove offline: that the node left nothing out of a report
+ * (NEEDSWORK: completeness needs the node's index to be committed to as well, e.g. a
+ * per-patient Merkle map).
  *
  * Patient data: reports carry EUIDs and disclosed identifiers; they are printed or saved
  * (mode 0600) only as the result asked for, never in error lines. Callers: hie_cli.c's table.
@@ -64,6 +66,7 @@ struct audit_args {
     int64_t from_ms;
     int64_t to_ms;
     bool include_excluded;
+    bool summarize;             /* accounting: repeated disclosures summarized (csv, json) */
     bool all;
     uint32_t page_size;
     const char *page_token;
@@ -565,6 +568,8 @@ report_previous(const struct audit_args *a, json_t *report, uint64_t *prev_size)
 }
 
 static int csv_write(FILE *f, const json_t *report);
+static int csv_summary_write(FILE *f, const json_t *summary);
+static json_t *summary_build(const json_t *report);
 static json_t *fhir_bundle(const json_t *report);
 
 static int
@@ -589,7 +594,8 @@ report_output(const struct cli *cli, const struct audit_args *a, json_t *report)
     } else if (format == FORMAT_FHIR) {
         return hie_cli__json_emit(fhir_bundle(report));
     }
-    return csv_write(stdout, report);
+    const json_t *summary = json_object_get(report, "summary");
+    return summary != NULL ? csv_summary_write(stdout, summary) : csv_write(stdout, report);
 }
 
 static int
@@ -611,6 +617,13 @@ audit_report(struct cli *cli, const struct audit_args *args)
     }
     int ex = report_previous(a, report, &prev_size);
     ex = ex != CLI_EXIT_OK ? ex : report_fetch(cli, a, prev_size, report);
+    if (ex == CLI_EXIT_OK && a->summarize) { /* saved with the report; verify checks it */
+        json_t *summary = summary_build(report);
+        if (summary == NULL || json_object_set_new(report, "summary", summary) != 0) {
+            fputs("hie: out of memory\n", stderr);
+            ex = CLI_EXIT_CONN;
+        }
+    }
     ex = ex != CLI_EXIT_OK ? ex : report_output(cli, a, report);
     json_decref(report);
     return ex;
@@ -682,51 +695,168 @@ rec_recipient(const json_t *rec)
     return to[0] != '\0' ? to : jget_s(rec, "requester_org");
 }
 
+/* One row of an accounting: an entry, or one of its subjects (strings in the report). */
+struct row {
+    const char *date, *recipient, *purpose, *action, *decision, *reason, *directive_id, *euid;
+    char desc[128], version[24];
+    bool break_glass;
+    uint64_t leaf;
+};
+
 static void
-csv_row(FILE *f, const json_t *e, const json_t *rec, const json_t *sub)
+row_fill(struct row *r, const json_t *e, const json_t *rec, const json_t *sub)
 {
-    char desc[128], version[24], leaf[24];
     const char *outcome = jget_s(rec, "outcome");
     bool ok = strcmp(outcome, "success") == 0;
-    const char *decision = sub != NULL
+    r->decision = sub != NULL
         ? (json_is_true(json_object_get(sub, "permitted")) ? "permitted" : "denied")
         : !ok ? "refused" : json_is_true(json_object_get(rec, "any_denied")) ? "partly denied"
         : "permitted";
-    bool bg = json_is_true(json_object_get(sub != NULL ? sub : rec, "break_glass"));
-    csv_description(rec, sub, desc, sizeof(desc));
-    snprintf(version, sizeof(version), "%" PRIu64, sub != NULL ? jget_u(sub, "directive_version")
-                                                               : 0u);
-    snprintf(leaf, sizeof(leaf), "%" PRIu64, jget_u(e, "leaf_index"));
-    csv_field(f, jget_s(rec, "time"), false);
-    csv_field(f, rec_recipient(rec), false);
-    csv_field(f, jget_s(rec, "purpose"), false);
-    csv_field(f, jget_s(rec, "action"), false);
-    csv_field(f, desc, false);
-    csv_field(f, decision, false);
-    csv_field(f, sub != NULL ? jget_s(sub, "reason") : ok ? "" : outcome, false);
-    csv_field(f, sub != NULL ? jget_s(sub, "directive_id") : "", false);
-    csv_field(f, sub != NULL && jget_u(sub, "directive_version") > 0 ? version : "", false);
-    csv_field(f, bg ? "yes" : "no", false);
-    csv_field(f, sub != NULL ? jget_s(sub, "euid") : "", false);
+    r->break_glass = json_is_true(json_object_get(sub != NULL ? sub : rec, "break_glass"));
+    csv_description(rec, sub, r->desc, sizeof(r->desc));
+    r->version[0] = '\0';
+    if (sub != NULL && jget_u(sub, "directive_version") > 0) {
+        snprintf(r->version, sizeof(r->version), "%" PRIu64, jget_u(sub, "directive_version"));
+    }
+    r->date = jget_s(rec, "time");
+    r->recipient = rec_recipient(rec);
+    r->purpose = jget_s(rec, "purpose");
+    r->action = jget_s(rec, "action");
+    r->reason = sub != NULL ? jget_s(sub, "reason") : ok ? "" : outcome;
+    r->directive_id = sub != NULL ? jget_s(sub, "directive_id") : "";
+    r->euid = sub != NULL ? jget_s(sub, "euid") : "";
+    r->leaf = jget_u(e, "leaf_index");
+}
+
+/* Calls fn with each row of the report's entries, in report order. */
+static void
+rows_foreach(const json_t *report, void (*fn)(void *ctx, const struct row *r), void *ctx)
+{
+    size_t i, k;
+    json_t *e, *s;
+    json_array_foreach(json_object_get(report, "entries"), i, e) {
+        const json_t *rec = json_object_get(e, "record");
+        const json_t *subs = json_object_get(e, "subjects");
+        struct row r;
+        if (json_array_size(subs) == 0) {
+            row_fill(&r, e, rec, NULL);
+            fn(ctx, &r);
+        }
+        json_array_foreach(subs, k, s) {
+            row_fill(&r, e, rec, s);
+            fn(ctx, &r);
+        }
+    }
+}
+
+static void
+csv_row(void *ctx, const struct row *r)
+{
+    FILE *f = ctx;
+    char leaf[24];
+    snprintf(leaf, sizeof(leaf), "%" PRIu64, r->leaf);
+    csv_field(f, r->date, false);
+    csv_field(f, r->recipient, false);
+    csv_field(f, r->purpose, false);
+    csv_field(f, r->action, false);
+    csv_field(f, r->desc, false);
+    csv_field(f, r->decision, false);
+    csv_field(f, r->reason, false);
+    csv_field(f, r->directive_id, false);
+    csv_field(f, r->version, false);
+    csv_field(f, r->break_glass ? "yes" : "no", false);
+    csv_field(f, r->euid, false);
     csv_field(f, leaf, true);
 }
 
 static int
 csv_write(FILE *f, const json_t *report)
 {
-    size_t i, k;
-    json_t *e, *s;
     fputs("date,recipient_org,purpose,action,description,decision,reason,directive_id,"
           "directive_version,break_glass,patient_euid,leaf_index\r\n",
         f);
-    json_array_foreach(json_object_get(report, "entries"), i, e) {
-        const json_t *rec = json_object_get(e, "record");
-        const json_t *subs = json_object_get(e, "subjects");
-        if (json_array_size(subs) == 0) {
-            csv_row(f, e, rec, NULL);
+    rows_foreach(report, csv_row, f);
+    return ferror(f) ? CLI_EXIT_CONN : CLI_EXIT_OK;
+}
+
+/* ---- summary: §164.528(b)(3), repeated disclosures to one recipient for one purpose ------ */
+
+/* The groups being built: "summary" (an array, first seen first) and an index by key. */
+struct summary {
+    json_t *groups, *by_key;
+    bool failed;
+};
+
+/* Adds a row to its group (recipient, purpose, decision, patient): the first row in full, then
+ * the count and the last row's date and leaf. */
+static void
+summary_add(void *ctx, const struct row *r)
+{
+    struct summary *sm = ctx;
+    char key[4 * 256];
+    snprintf(key, sizeof(key), "%s\x1f%s\x1f%s\x1f%s", r->recipient, r->purpose, r->decision,
+        r->euid);
+    json_t *g = json_object_get(sm->by_key, key);
+    if (g == NULL) {
+        g = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:I, s:I, s:s, "
+                      "s:I}", "first_date", r->date, "recipient_org", r->recipient, "purpose",
+            r->purpose, "action", r->action, "description", r->desc, "decision", r->decision,
+            "reason", r->reason, "directive_id", r->directive_id, "directive_version",
+            r->version, "break_glass", r->break_glass, "patient_euid", r->euid,
+            "first_leaf_index", (json_int_t)r->leaf, "disclosures", (json_int_t)0, "last_date",
+            r->date, "last_leaf_index", (json_int_t)r->leaf);
+        sm->failed = sm->failed || g == NULL || json_array_append_new(sm->groups, g) != 0 ||
+                     json_object_set(sm->by_key, key, g) != 0;
+        if (sm->failed) {
+            return;
         }
-        json_array_foreach(subs, k, s) {
-            csv_row(f, e, rec, s);
+    }
+    json_object_set_new(g, "disclosures",
+        json_integer(json_integer_value(json_object_get(g, "disclosures")) + 1));
+    if (r->leaf >= jget_u(g, "last_leaf_index")) { /* leaves grow with the log */
+        json_object_set_new(g, "last_date", json_string(r->date));
+        json_object_set_new(g, "last_leaf_index", json_integer((json_int_t)r->leaf));
+    }
+}
+
+/* The summary of the report's rows; NULL when out of memory. */
+static json_t *
+summary_build(const json_t *report)
+{
+    struct summary sm = {json_array(), json_object(), false};
+    if (sm.groups != NULL && sm.by_key != NULL) {
+        rows_foreach(report, summary_add, &sm);
+    }
+    json_decref(sm.by_key);
+    if (sm.groups == NULL || sm.failed) {
+        json_decref(sm.groups);
+        return NULL;
+    }
+    return sm.groups;
+}
+
+static int
+csv_summary_write(FILE *f, const json_t *summary)
+{
+    static const char *const cols[] = {"first_date", "recipient_org", "purpose", "action",
+        "description", "decision", "reason", "directive_id", "directive_version",
+        "break_glass", "patient_euid", "first_leaf_index", "disclosures", "last_date",
+        "last_leaf_index"};
+    size_t i;
+    json_t *g;
+    for (size_t c = 0; c < HIE_ARRAY_LEN(cols); c++) {
+        csv_field(f, cols[c], c + 1 == HIE_ARRAY_LEN(cols));
+    }
+    json_array_foreach(summary, i, g) {
+        for (size_t c = 0; c < HIE_ARRAY_LEN(cols); c++) {
+            const json_t *v = json_object_get(g, cols[c]);
+            char num[24];
+            if (json_is_integer(v)) {
+                snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+            }
+            csv_field(f, json_is_integer(v) ? num : json_is_boolean(v)
+                ? (json_is_true(v) ? "yes" : "no") : jget_s(g, cols[c]),
+                c + 1 == HIE_ARRAY_LEN(cols));
         }
     }
     return ferror(f) ? CLI_EXIT_CONN : CLI_EXIT_OK;
@@ -1107,6 +1237,21 @@ verify_entries(struct verify *v)
     }
 }
 
+/* A saved summary (--summarize) must be what the entries, verified above, summarize to. */
+static void
+verify_summarized(struct verify *v)
+{
+    const json_t *saved = json_object_get(v->report, "summary");
+    if (saved == NULL) {
+        return;
+    }
+    json_t *rebuilt = summary_build(v->report);
+    if (rebuilt == NULL || !json_equal(rebuilt, saved)) {
+        vfail(v, "the summary does not match the entries");
+    }
+    json_decref(rebuilt);
+}
+
 static int
 verify_summary(const struct verify *v, size_t pages_count)
 {
@@ -1163,6 +1308,7 @@ audit_verify(const struct audit_args *a)
     if (ex == CLI_EXIT_OK) {
         verify_top(&v, n);
         verify_entries(&v);
+        verify_summarized(&v);
         ex = verify_summary(&v, n);
     }
     free(v.heads);
@@ -1235,7 +1381,8 @@ static const struct option audit_options[] = {{"mrn", required_argument, NULL, '
     {"page-size", required_argument, NULL, 'p'}, {"page-token", required_argument, NULL, 't'},
     {"all", no_argument, NULL, 'a'}, {"format", required_argument, NULL, 'f'},
     {"out", required_argument, NULL, 'w'}, {"previous", required_argument, NULL, 'P'},
-    {"vkey", required_argument, NULL, 'k'}, {"json", no_argument, NULL, 'j'},
+    {"vkey", required_argument, NULL, 'k'}, {"summarize", no_argument, NULL, 'S'},
+    {"json", no_argument, NULL, 'j'},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 static const char *
@@ -1279,6 +1426,7 @@ audit_option(void *ctx, int opt, char *val)
     case 'w': a->out = val; break;
     case 'P': a->previous = val; break;
     case 'k': a->vkey = val; break;
+    case 'S': a->summarize = true; break;
     default: HIE_ASSERT(false); /* every option of audit_options has a case */
     }
     if (!ok) {
@@ -1344,6 +1492,10 @@ report_kind(struct audit_args *a)
     if (a->from_ms != 0 && a->to_ms != 0 && a->from_ms >= a->to_ms) {
         return hie_cli__usage_error("--from must be before --to");
     }
+    if (a->summarize && (a->kind != HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING ||
+                            a->format == FORMAT_FHIR)) {
+        return hie_cli__usage_error("--summarize applies to an accounting in csv or json");
+    }
     return CLI_CONTINUE;
 }
 
@@ -1359,7 +1511,7 @@ hie_cli__cmd_audit(struct cli *cli, const struct cli_cmd *cmd, int argc, char **
     hie_cli__purpose_default(cli, HIE__V1__PURPOSE_OF_USE__PURPOSE_OPERATIONS);
     const char *action = a.words[0];
     if (strcmp(action, "report") == 0) {
-        ex = audit_options_check(&a, action, "moeOFTxptafwP");
+        ex = audit_options_check(&a, action, "moeOFTxptafwPS");
         ex = ex != CLI_CONTINUE ? ex : report_kind(&a);
         return ex != CLI_CONTINUE ? ex : audit_report(cli, &a);
     } else if (strcmp(action, "verify") == 0) {

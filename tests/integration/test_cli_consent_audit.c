@@ -446,6 +446,78 @@ check_formats(itest_node_t *n)
     json_decref(j);
 }
 
+/* The csv line of the summary whose recipient and purpose are these; its field col (0-based)
+ * into val. Fails unless exactly one line matches. */
+static void
+summary_field(const char *csv, const char *recipient, const char *purpose, int col, char *val,
+    size_t cap)
+{
+    char needle[128];
+    snprintf(needle, sizeof(needle), ",%s,%s,", recipient, purpose);
+    const char *line = strstr(csv, needle);
+    cr_assert_not_null(line, "no summary row for %s: %s", needle, csv);
+    cr_assert_null(strstr(line + 1, needle), "two summary rows for %s: %s", needle, csv);
+    while (line > csv && line[-1] != '\n') {
+        line--;
+    }
+    for (int c = 0; c < col; c++) {
+        line = strchr(line, ',');
+        cr_assert_not_null(line);
+        line++;
+    }
+    size_t n = strcspn(line, ",\r\n");
+    cr_assert_lt(n, cap);
+    memcpy(val, line, n);
+    val[n] = '\0';
+}
+
+/* --summarize: repeated disclosures to one recipient for one purpose are one row (the first in
+ * full, how many, the last date); saved with the report, checked by audit verify. */
+static void
+check_summary(itest_node_t *n, const char *vkey)
+{
+    const char *acct = "audit report accounting --mrn H-1 --org " HOSPITAL " --include-excluded";
+    char path[ITEST_PATH + 32], bad[ITEST_PATH + 32], val[64];
+    pix(n, HOSPITAL, "treatment", "H-1"); /* three by now, and one emergency */
+    int rc = itest_hie(n, AUDITOR, out, sizeof(out), "%s --summarize --format csv", acct);
+    cr_assert_eq(rc, 0, "%s", out);
+    static const char header[] = "first_date,recipient_org,purpose,action,description,"
+        "decision,reason,directive_id,directive_version,break_glass,patient_euid,"
+        "first_leaf_index,disclosures,last_date,last_leaf_index\r\n";
+    cr_assert(strncmp(out, header, sizeof(header) - 1) == 0, "%s", out);
+    summary_field(out, HOSPITAL, "treatment", 12, val, sizeof(val));
+    cr_assert_str_eq(val, "3", "%s", out);
+    summary_field(out, HOSPITAL, "treatment", 4, val, sizeof(val));
+    cr_assert_str_eq(val, "identifiers (1) for PIX", "the first in full: %s", out);
+    summary_field(out, HOSPITAL, "emergency", 12, val, sizeof(val));
+    cr_assert_str_eq(val, "1", "%s", out);
+    char first[64], last[64];
+    summary_field(out, HOSPITAL, "treatment", 0, first, sizeof(first));
+    summary_field(out, HOSPITAL, "treatment", 13, last, sizeof(last));
+    cr_assert(strcmp(first, last) < 0, "first %s, last %s", first, last);
+    /* saved and verified; an altered count fails */
+    tmp_path(n, "summary.json", path, sizeof(path));
+    tmp_path(n, "summary-bad.json", bad, sizeof(bad));
+    rc = itest_hie(n, AUDITOR, out, sizeof(out), "%s --summarize --out '%s'", acct, path);
+    cr_assert_eq(rc, 0, "%s", out);
+    rc = verify(n, path, vkey, NULL);
+    cr_assert_eq(rc, 0, "verify: %s", out);
+    json_error_t err;
+    json_t *r = json_load_file(path, 0, &err);
+    cr_assert_not_null(r, "%s", err.text);
+    json_t *g = json_array_get(json_object_get(r, "summary"), 0);
+    cr_assert_not_null(g, "no summary saved");
+    json_object_set_new(g, "disclosures", json_integer(99));
+    cr_assert_eq(json_dump_file(r, bad, 0), 0);
+    json_decref(r);
+    expect_verify_fails(n, bad, vkey, "the summary does not match the entries");
+    /* only an accounting, and not as fhir */
+    rc = itest_hie(n, AUDITOR, out, sizeof(out), "audit report break-glass --summarize");
+    cr_assert_eq(rc, 2, "%s", out);
+    rc = itest_hie(n, AUDITOR, out, sizeof(out), "%s --summarize --format fhir", acct);
+    cr_assert_eq(rc, 2, "%s", out);
+}
+
 Test(audit_cli, accounting_formats_and_offline_verify, .timeout = 300)
 {
     itest_node_t n;
@@ -506,6 +578,7 @@ Test(audit_cli, accounting_formats_and_offline_verify, .timeout = 300)
     rc = verify(&n, paged, vkey, cp1);
     cr_assert_eq(rc, 0, "verify paged: %s", out);
     cr_assert(strstr(out, " pages, log ") != NULL, "%s", out);
+    check_summary(&n, vkey);
     itest_node_cleanup(&n);
 }
 

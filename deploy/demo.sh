@@ -161,6 +161,9 @@ sleep 1.2  # the next signed checkpoint covers every disclosure above
 member state-auditor audit report accounting --mrn GH-1001 --org general-hospital \
   --include-excluded --from 2026-01-01 --all --out "$demo/report.json"
 member state-auditor audit report break-glass --from 2026-01-01
+echo "(the same accounting with repeated disclosures summarized, as HIPAA 164.528(b)(3) allows)"
+member state-auditor audit report accounting --mrn GH-1001 --org general-hospital \
+  --include-excluded --from 2026-01-01 --all --summarize
 echo "(an auditor checks the report offline against the node's published key)"
 vkey=$("$ctl_bin" --config "$demo/node.yaml" audit vkey)
 run "$hie_bin" audit verify "$demo/report.json" --vkey "$vkey"

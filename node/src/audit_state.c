@@ -729,6 +729,54 @@ hie_node__audit_scan(node_audit_t *au, MDB_txn *txn, enum node_audit_index which
     return rc;
 }
 
+int
+hie_node__audit_index_has(node_audit_t *au, MDB_txn *txn, enum node_audit_index which,
+    hie_span_t key, hie_span_t val)
+{
+    HIE_ASSERT(au != NULL && au->magic == AUDIT_MAGIC);
+    uint8_t pk[PAT_KEY_BYTES];
+    MDB_val k = {key.len, (void *)(uintptr_t)key.ptr}, v = {val.len, (void *)(uintptr_t)val.ptr};
+    if (which == AUDIT_INDEX_PATIENT) {
+        if (!au->pat_open) {
+            return HIE_ESTATE; /* read-only on a state in the former layout */
+        }
+        if (key.len != HIE_PROTO_REC_HASH_BYTES || val.len != PAT_VAL_BYTES) {
+            return HIE_ENOTFOUND;
+        }
+        pat_key(pk, key.ptr, val.ptr);
+        k = (MDB_val){sizeof(pk), pk};
+        return mdb_rc(mdb_get(txn, au->pat, &k, &v));
+    }
+    if (which == AUDIT_INDEX_BREAK_GLASS) {
+        k = v;
+        return mdb_rc(mdb_get(txn, au->btg, &k, &v));
+    }
+    MDB_cursor *cur = NULL;
+    int rc = mdb_rc(mdb_cursor_open(txn, au->org, &cur));
+    rc = rc ? rc : mdb_rc(mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH));
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc;
+}
+
+int
+hie_node__audit_index_count(node_audit_t *au, MDB_txn *txn, enum node_audit_index which,
+    uint64_t *count)
+{
+    HIE_ASSERT(au != NULL && au->magic == AUDIT_MAGIC);
+    MDB_stat st;
+    *count = 0;
+    if (which == AUDIT_INDEX_PATIENT && !au->pat_open) {
+        return 0;
+    }
+    MDB_dbi dbi = which == AUDIT_INDEX_PATIENT ? au->pat : which == AUDIT_INDEX_ORG ? au->org
+                                                                                   : au->btg;
+    int rc = mdb_rc(mdb_stat(txn, dbi, &st));
+    *count = rc == 0 ? st.ms_entries : 0;
+    return rc;
+}
+
 /* Calls fn with every stored checkpoint in size order (at most max). */
 int
 hie_node__audit_checkpoints(node_audit_t *au, MDB_txn *txn, size_t max,

@@ -8,7 +8,10 @@
  * checkpoint (or one the operator or an auditor supplies with --checkpoint, e.g. from a
  * witness) anchors the tree: a record edited, deleted, reordered or truncated, a stored hash
  * edited, or a fork (a checkpoint the tree does not extend) is reported with where it starts.
- * With the data key, every sealed subject must open under its commitment from the leaf.
+ * With the data key, every sealed subject must open under its commitment from the leaf, and
+ * the patient (either key version), organization and break-glass indexes must hold exactly
+ * the entries the records call for: the tree does not cover the indexes, and an entry removed
+ * from one would hide a disclosure from the reports that read it.
  * Exit codes: 0 verified, 1 tampering found, 2 usage or files.
  */
 #include "node_int.h"
@@ -34,7 +37,12 @@ struct verify {
     hie_audit_tree_head_t last;       /* the largest verified checkpoint */
     uint64_t checkpoints;
     uint64_t bad_checkpoints;
+    /* index entries the records call for, found in the indexes */
+    uint64_t want[3];                 /* by enum node_audit_index */
+    uint64_t index_bad;               /* entries the indexes lack */
 };
+
+static const char *const index_names[3] = {"patient", "organization", "break-glass"};
 
 static const char *
 fault_name(enum hie_audit_fault f)
@@ -99,10 +107,71 @@ ckpt_fn(void *ctx, uint64_t size, hie_span_t note)
     return 0;
 }
 
-/* The sealed subjects of record i open under the commitments it carries. */
+/* Whether index `which` holds entry (key, val), either key version for a patient; a missing
+ * one is printed and counted. */
+static void
+index_expect(struct verify *v, enum node_audit_index which, hie_span_t key, hie_span_t key_v1,
+    hie_span_t val, uint64_t leaf)
+{
+    v->want[which]++;
+    int rc = hie_node__audit_index_has(v->au, v->txn, which, key, val);
+    if (rc == HIE_ENOTFOUND && key_v1.len > 0) {
+        rc = hie_node__audit_index_has(v->au, v->txn, which, key_v1, val);
+    }
+    if (rc == HIE_ESTATE) { /* a patient index in the former layout: not checked */
+        v->want[which]--;
+    } else if (rc != 0) {
+        v->index_bad++;
+        printf("record %" PRIu64 ": missing from the %s index (%s): reports would leave it "
+               "out\n", leaf, index_names[which], hie_strerror_name(rc));
+    }
+}
+
+/* Subject p of record i (its plaintext): the patient index holds its EUID's entry. */
 static int
-record_subjects(struct verify *v, hie_mpi_sealer_t *opener, uint64_t i, hie_arena_t *arena,
-    uint64_t *checked)
+subject_indexed(struct verify *v, const hie_mpi_key_t *key, const Hie__V1__AuditRecord *r,
+    uint64_t i, size_t p, hie_span_t plain, hie_arena_t *arena)
+{
+    ProtobufCMessage *m = NULL;
+    int rc = hie_proto_unpack(&hie__v1__audit_subject__descriptor, plain, arena, &m);
+    const Hie__V1__AuditSubject *s = (const Hie__V1__AuditSubject *)m;
+    if (rc != 0 || s->euid == NULL || s->euid[0] == '\0') {
+        return rc != 0 ? rc : HIE_ECORRUPT;
+    }
+    uint8_t k2[HIE_PROTO_REC_HASH_BYTES], k1[HIE_PROTO_REC_HASH_BYTES], val[18];
+    hie_node__audit_subject_key(key, s->euid, k2);
+    hie_node__audit_subject_key_v1(key, s->euid, k1);
+    hie_store_be64(val, (uint64_t)r->time_ms);
+    hie_store_be64(val + 8, i);
+    val[16] = (uint8_t)(p >> 8);
+    val[17] = (uint8_t)p;
+    index_expect(v, AUDIT_INDEX_PATIENT, hie_span(k2, sizeof(k2)), hie_span(k1, sizeof(k1)),
+        hie_span(val, sizeof(val)), i);
+    return 0;
+}
+
+/* Record i's organization and break-glass index entries. */
+static void
+record_indexed(struct verify *v, const Hie__V1__AuditRecord *r, uint64_t i)
+{
+    uint8_t val[16];
+    hie_store_be64(val, (uint64_t)r->time_ms);
+    hie_store_be64(val + 8, i);
+    if (r->requester_org != NULL && r->requester_org[0] != '\0') {
+        index_expect(v, AUDIT_INDEX_ORG, hie_span(r->requester_org, strlen(r->requester_org)),
+            hie_span(NULL, 0), hie_span(val, sizeof(val)), i);
+    }
+    if (r->break_glass) {
+        index_expect(v, AUDIT_INDEX_BREAK_GLASS, hie_span(NULL, 0), hie_span(NULL, 0),
+            hie_span(val, sizeof(val)), i);
+    }
+}
+
+/* The sealed subjects of record i open under the commitments it carries, and every index
+ * holds the record's entries. */
+static int
+record_subjects(struct verify *v, const hie_mpi_key_t *key, hie_mpi_sealer_t *opener,
+    uint64_t i, hie_arena_t *arena, uint64_t *checked)
 {
     hie_span_t bytes;
     ProtobufCMessage *m = NULL;
@@ -119,12 +188,37 @@ record_subjects(struct verify *v, hie_mpi_sealer_t *opener, uint64_t i, hie_aren
         rc = rc ? rc : hie_mpi_sealer_open(opener, sealed, hie_span(
             r->subject_commitments[p].data, r->subject_commitments[p].len), plain, sealed.len,
             &len);
+        rc = rc ? rc : subject_indexed(v, key, r, i, p, hie_span(plain, len), arena);
         if (plain != NULL) {
             sodium_memzero(plain, sealed.len);
         }
         *checked += rc == 0;
     }
+    if (rc == 0) {
+        record_indexed(v, r, i);
+    }
     return rc;
+}
+
+/* Every index holds exactly the entries the records call for: none missing (counted as the
+ * records were checked), none added. */
+static int
+indexes_check(struct verify *v)
+{
+    int bad = v->index_bad > 0 ? HIE_ECORRUPT : 0;
+    for (unsigned w = 0; w < 3; w++) {
+        uint64_t have = 0;
+        int rc = hie_node__audit_index_count(v->au, v->txn, (enum node_audit_index)w, &have);
+        if (rc != 0) {
+            return rc;
+        }
+        if (have > v->want[w]) {
+            printf("the %s index has %" PRIu64 " entries, the records call for %" PRIu64
+                   ": entries added\n", index_names[w], have, v->want[w]);
+            bad = HIE_ECORRUPT;
+        }
+    }
+    return bad;
 }
 
 static int
@@ -135,7 +229,7 @@ subjects_check(struct verify *v, const hie_mpi_key_t *key, uint64_t size, uint64
     for (uint64_t i = 0; rc == 0 && i < size; i++) {
         hie_arena_t *arena = NULL;
         rc = hie_arena_create(&arena, 4u * 1024u * 1024u);
-        rc = rc ? rc : record_subjects(v, opener, i, arena, checked);
+        rc = rc ? rc : record_subjects(v, key, opener, i, arena, checked);
         hie_arena_destroy(&arena);
         if (rc != 0) {
             printf("record %" PRIu64 ": a patient entry is missing or does not match its "
@@ -144,7 +238,7 @@ subjects_check(struct verify *v, const hie_mpi_key_t *key, uint64_t size, uint64
         }
     }
     hie_mpi_sealer_destroy(&opener);
-    return rc;
+    return rc != 0 ? rc : indexes_check(v);
 }
 
 static int

@@ -302,6 +302,15 @@ enum node_audit_index { AUDIT_INDEX_PATIENT, AUDIT_INDEX_ORG, AUDIT_INDEX_BREAK_
 HIE_MUST_CHECK int hie_node__audit_scan(node_audit_t *au, MDB_txn *txn,
     enum node_audit_index which, hie_span_t key, hie_span_t start, size_t max,
     int (*fn)(void *ctx, const uint8_t *val, size_t len), void *ctx);
+/* Whether an index holds an entry: patient (key: an index key of either version; val: time8
+ * leaf8 pos2), organization (key: the org id; val: time8 leaf8), break-glass (val: time8
+ * leaf8). Returns 0, HIE_ENOTFOUND, HIE_ESTATE (a patient index in the former layout, opened
+ * read-only: not checkable) or a storage error. For hiectl audit verify. */
+HIE_MUST_CHECK int hie_node__audit_index_has(node_audit_t *au, MDB_txn *txn,
+    enum node_audit_index which, hie_span_t key, hie_span_t val);
+/* How many entries an index holds. */
+HIE_MUST_CHECK int hie_node__audit_index_count(node_audit_t *au, MDB_txn *txn,
+    enum node_audit_index which, uint64_t *count);
 /* Calls fn with each stored checkpoint in size order (at most max). */
 HIE_MUST_CHECK int hie_node__audit_checkpoints(node_audit_t *au, MDB_txn *txn, size_t max,
     int (*fn)(void *ctx, uint64_t size, hie_span_t note), void *ctx);

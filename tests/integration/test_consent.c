@@ -672,7 +672,7 @@ Test(consent, property_denied_discloses_nothing_and_every_query_is_audited_befor
 
 /* ---- tamper detection ---------------------------------------------------------------------- */
 
-enum tamper { EDIT, DELETE, REORDER, TRUNCATE };
+enum tamper { EDIT, DELETE, REORDER, TRUNCATE, UNINDEX_PATIENT, UNINDEX_ORG, INDEX_EXTRA };
 
 static void
 key_be(uint8_t *k, uint64_t v)
@@ -681,6 +681,66 @@ key_be(uint8_t *k, uint64_t v)
         k[i] = (uint8_t)v;
         v >>= 8;
     }
+}
+
+/* The patient index's entry of leaf (its key is bucket(8) patient(16) time(8) leaf(8) pos(2)):
+ * deleted, or copied under another patient's key (the first byte of the key flipped). */
+static void
+tamper_patient_index(MDB_txn *txn, uint64_t leaf, bool copy_elsewhere)
+{
+    MDB_dbi pat;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    uint8_t key[42];
+    cr_assert_eq(mdb_dbi_open(txn, "audit_patient", 0, &pat), 0);
+    cr_assert_eq(mdb_cursor_open(txn, pat, &cur), 0);
+    bool found = false;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && !found;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        cr_assert_eq(k.mv_size, sizeof(key));
+        memcpy(key, k.mv_data, sizeof(key));
+        uint64_t l = 0;
+        for (int i = 0; i < 8; i++) {
+            l = (l << 8) | key[32 + i];
+        }
+        found = l == leaf;
+    }
+    mdb_cursor_close(cur);
+    cr_assert(found, "no patient index entry for leaf %lu", (unsigned long)leaf);
+    MDB_val kk = {sizeof(key), key}, empty = {0, ""};
+    if (copy_elsewhere) {
+        key[8] ^= 0x80;
+        cr_assert_eq(mdb_put(txn, pat, &kk, &empty, 0), 0);
+    } else {
+        cr_assert_eq(mdb_del(txn, pat, &kk, NULL), 0);
+    }
+}
+
+/* Deletes the organization index's entries of leaf (org -> time8 leaf8, dupsort). */
+static void
+tamper_org_index(MDB_txn *txn, uint64_t leaf)
+{
+    MDB_dbi org;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int deleted = 0;
+    cr_assert_eq(mdb_dbi_open(txn, "audit_org", MDB_DUPSORT | MDB_DUPFIXED, &org), 0);
+    cr_assert_eq(mdb_cursor_open(txn, org, &cur), 0);
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        cr_assert_eq(v.mv_size, 16u);
+        uint64_t l = 0;
+        for (int i = 0; i < 8; i++) {
+            l = (l << 8) | ((const uint8_t *)v.mv_data)[8 + i];
+        }
+        if (l == leaf) {
+            cr_assert_eq(mdb_cursor_del(cur, 0), 0);
+            deleted++;
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    cr_assert_eq(deleted, 1);
 }
 
 /* Changes the stopped node's audit log directly in its LMDB file. */
@@ -699,6 +759,16 @@ tamper(itest_node_t *n, enum tamper how, uint64_t leaf)
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
     cr_assert_eq(mdb_dbi_open(txn, "audit_rec", 0, &rec), 0);
     cr_assert_eq(mdb_dbi_open(txn, HIE_AUDIT_TREE_DB_NAME, 0, &tree), 0);
+    if (how == UNINDEX_PATIENT || how == INDEX_EXTRA || how == UNINDEX_ORG) {
+        if (how == UNINDEX_ORG) {
+            tamper_org_index(txn, leaf);
+        } else {
+            tamper_patient_index(txn, leaf, how == INDEX_EXTRA);
+        }
+        cr_assert_eq(mdb_txn_commit(txn), 0);
+        mdb_env_close(env);
+        return;
+    }
     uint8_t k[8], k2[8], buf[4096], buf2[4096];
     key_be(k, leaf);
     key_be(k2, leaf + 1);
@@ -801,12 +871,18 @@ Test(consent, audit_verify_detects_edit_delete_reorder_truncate_and_fork, .timeo
     /* each mutation on a fresh copy of the files */
     snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s.orig'", n.data_dir, n.data_dir);
     cr_assert_eq(itest_sh(out, sizeof(out), "%s", cmd), 0);
-    static const enum tamper hows[] = {EDIT, DELETE, REORDER, TRUNCATE};
-    static const char *const names[] = {"edit", "delete", "reorder", "truncate"};
+    static const enum tamper hows[] = {EDIT, DELETE, REORDER, TRUNCATE, UNINDEX_PATIENT,
+        UNINDEX_ORG, INDEX_EXTRA};
+    static const char *const names[] = {"edit", "delete", "reorder", "truncate",
+        "unindex-patient", "unindex-org", "index-extra"};
+    static const char *const said[] = {NULL, NULL, NULL, NULL,
+        "missing from the patient index", "missing from the organization index",
+        "the patient index has 7 entries, the records call for 6: entries added"};
     for (size_t i = 0; i < sizeof(hows) / sizeof(hows[0]); i++) {
         tamper(&n, hows[i], hows[i] == TRUNCATE ? 4 : 2);
         cr_assert_eq(verify(&n, NULL, out, sizeof(out)), 1, "%s detected: %s", names[i], out);
         cr_assert(strstr(out, "TAMPERING DETECTED") != NULL, "%s: %s", names[i], out);
+        cr_assert(said[i] == NULL || strstr(out, said[i]) != NULL, "%s: %s", names[i], out);
         cr_log_info("%s: %s", names[i], out);
         cr_assert_eq(itest_sh(out, sizeof(out), "rm -rf '%s' && cp -a '%s.orig' '%s'",
             n.data_dir, n.data_dir, n.data_dir), 0);

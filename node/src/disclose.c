@@ -386,12 +386,9 @@ hie_node__audit_build(node_ctx_t *ctx, const node_who_t *who, Hie__V1__AuditActi
 
 /* ---- PIX and PDQ ----------------------------------------------------------------------------- */
 
-/* A read txn for the consent decisions: the worker's reset one renewed (no allocation, no
- * reader-table lock), else a new one. */
-static int
-read_begin(node_ctx_t *ctx, const node_who_t *who, MDB_txn **txn, node_mpi_err_t *e)
+int
+hie_node__rtxn_begin(node_ctx_t *ctx, node_rand_t *r, MDB_txn **txn)
 {
-    node_rand_t *r = who->rand;
     if (r != NULL && r->rtxn != NULL) {
         *txn = r->rtxn;
         r->rtxn = NULL;
@@ -400,23 +397,30 @@ read_begin(node_ctx_t *ctx, const node_who_t *who, MDB_txn **txn, node_mpi_err_t
         }
         mdb_txn_abort(*txn);
     }
-    if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, txn) != 0) {
-        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
-    }
-    return 0;
+    *txn = NULL;
+    return mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, txn) == 0 ? 0
+        : HIE_ESTORAGE;
 }
 
-/* Ends it: reset and kept by the worker for the next query, or aborted. */
-static void
-read_end(const node_who_t *who, MDB_txn *txn)
+void
+hie_node__rtxn_end(node_rand_t *r, MDB_txn *txn)
 {
-    node_rand_t *r = who->rand;
     if (r != NULL && r->rtxn == NULL) {
         mdb_txn_reset(txn);
         r->rtxn = txn;
     } else {
         mdb_txn_abort(txn);
     }
+}
+
+/* A read txn for a query: the worker's, renewed (no allocation, no reader-table lock). */
+static int
+read_begin(node_ctx_t *ctx, const node_who_t *who, MDB_txn **txn, node_mpi_err_t *e)
+{
+    if (hie_node__rtxn_begin(ctx, who->rand, txn) != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    return 0;
 }
 
 /* PIX in one read txn: the MPI's answer, then the consent decision on the members it read. */
@@ -436,7 +440,7 @@ pix_read(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PixQuery *q,
         hie_node__consent_decide_members(ctx, txn, arena, who, (*r)->euid, &members,
             HIE__V1__CONSENT_ACTION__CONSENT_ACTION_IDENTITY, &s->decision);
     }
-    read_end(who, txn);
+    hie_node__rtxn_end(who->rand, txn);
     return rc;
 }
 
@@ -517,7 +521,7 @@ hie_node__pdq_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pdq
     }
     rc = hie_node__mpi_pdq(ctx, txn, q, arena, &r, ctx->cfg.consent_off ? NULL : &members, e);
     if (ctx->cfg.consent_off || rc != 0) {
-        read_end(who, txn);
+        hie_node__rtxn_end(who->rand, txn);
         *reply = rc == 0 ? r : NULL;
         return rc;
     }
@@ -527,7 +531,7 @@ hie_node__pdq_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pdq
     if (subs != NULL) {
         pdq_decide(ctx, who, txn, arena, r, members, subs);
     }
-    read_end(who, txn);
+    hie_node__rtxn_end(who->rand, txn);
     if (subs == NULL) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
     }

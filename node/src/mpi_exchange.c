@@ -197,7 +197,7 @@ hie_node__mpi_pix(node_ctx_t *ctx, MDB_txn *txn, const Hie__V1__PixQuery *q,
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "patient.org_id",
             "not an organization id");
     }
-    int rc = hie_node__state_org_get(ctx->state, q->patient->org_id, arena, &org);
+    int rc = hie_node__state_org_get_in(ctx->state, txn, q->patient->org_id, arena, &org);
     if (rc == HIE_ENOTFOUND) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.org_id",
             "organization not registered with this HIE");

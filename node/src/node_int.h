@@ -197,6 +197,9 @@ const struct hie_mpi_key *hie_node__state_mpi_key(node_state_t *st);
  * Returns 0, HIE_ENOTFOUND, HIE_ECORRUPT, HIE_ESTORAGE. */
 HIE_MUST_CHECK int hie_node__state_org_get(node_state_t *st, const char *org_id,
     hie_arena_t *arena, hie_org_t **org);
+/* The same in txn (a read or write txn of this state), or in its own when txn is NULL. */
+HIE_MUST_CHECK int hie_node__state_org_get_in(node_state_t *st, MDB_txn *txn,
+    const char *org_id, hie_arena_t *arena, hie_org_t **org);
 /* The stored result for (requester, request_id) if that request was applied already.
  * [out] *result owned by arena. Returns 0, HIE_ENOTFOUND, HIE_ECORRUPT, HIE_ESTORAGE. */
 HIE_MUST_CHECK int hie_node__state_dedup_get(node_state_t *st, const char *requester,
@@ -573,7 +576,7 @@ typedef struct node_rand {
      * frees and wipes them. */
     EVP_MD_CTX *md;
     struct hie_mpi_sealer *sealer;   /* seals the subjects (XAES-256-GCM, made on first use) */
-    MDB_txn *rtxn;                   /* a reset read txn for consent decisions, renewed */
+    MDB_txn *rtxn;                   /* a reset read txn of the state, renewed for each read */
     bool subkey_ok;
     uint8_t subkey_secret[16];
     uint8_t subkey[16];
@@ -583,6 +586,11 @@ typedef struct node_rand {
 void hie_node__rand(node_rand_t *r, uint8_t *out, size_t n);
 /* Frees and wipes r's hashing state and random bytes (the worker's end). */
 void hie_node__rand_end(node_rand_t *r);
+/* A read txn of the state: r's reset one renewed (no allocation, no reader-table lock), else a
+ * new one (r may be NULL). Returns 0 or HIE_ESTORAGE. End it with hie_node__rtxn_end, which
+ * resets it and keeps it in r for the next read (or aborts it). */
+HIE_MUST_CHECK int hie_node__rtxn_begin(node_ctx_t *ctx, node_rand_t *r, MDB_txn **txn);
+void hie_node__rtxn_end(node_rand_t *r, MDB_txn *txn);
 /* Who asks, from the certificate, the registry and the envelope. */
 typedef struct node_who {
     const char *org_id;

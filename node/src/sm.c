@@ -306,16 +306,18 @@ hie_node__state_env(node_state_t *st)
 
 /* ---- readers ---------------------------------------------------------------------------- */
 
+/* The value under key in dbi, unpacked into arena: in txn, or in a read txn of its own when
+ * txn is NULL. */
 static int
-state_get_msg(node_state_t *st, MDB_dbi dbi, MDB_val *key, size_t skip,
+state_get_msg(node_state_t *st, MDB_txn *txn, MDB_dbi dbi, MDB_val *key, size_t skip,
     const ProtobufCMessageDescriptor *desc, hie_arena_t *arena, ProtobufCMessage **out)
 {
-    MDB_txn *txn = NULL;
+    MDB_txn *own = NULL;
     MDB_val v;
     *out = NULL;
-    int rc = mdb_rc(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
+    int rc = txn != NULL ? 0 : mdb_rc(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &own));
     if (rc == 0) {
-        rc = mdb_rc(mdb_get(txn, dbi, key, &v));
+        rc = mdb_rc(mdb_get(txn != NULL ? txn : own, dbi, key, &v));
     }
     if (rc == 0 && v.mv_size < skip) {
         rc = HIE_ECORRUPT;
@@ -328,15 +330,15 @@ state_get_msg(node_state_t *st, MDB_dbi dbi, MDB_val *key, size_t skip,
             rc = HIE_ECORRUPT;
         }
     }
-    if (txn != NULL) {
-        mdb_txn_abort(txn);
+    if (own != NULL) {
+        mdb_txn_abort(own);
     }
     return rc;
 }
 
 int
-hie_node__state_org_get(node_state_t *st, const char *org_id, hie_arena_t *arena,
-    hie_org_t **org)
+hie_node__state_org_get_in(node_state_t *st, MDB_txn *txn, const char *org_id,
+    hie_arena_t *arena, hie_org_t **org)
 {
     HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
     HIE_ASSERT(org_id != NULL && org != NULL);
@@ -346,7 +348,8 @@ hie_node__state_org_get(node_state_t *st, const char *org_id, hie_arena_t *arena
         return HIE_ENOTFOUND;
     }
     ProtobufCMessage *m = NULL;
-    int rc = state_get_msg(st, st->orgs, &k, 0, &hie__v1__organization__descriptor, arena, &m);
+    int rc = state_get_msg(st, txn, st->orgs, &k, 0, &hie__v1__organization__descriptor, arena,
+        &m);
     if (rc == 0) {
         hie_org_t *o = (hie_org_t *)m;
         if (o->id == NULL || strcmp(o->id, org_id) != 0) {
@@ -355,6 +358,13 @@ hie_node__state_org_get(node_state_t *st, const char *org_id, hie_arena_t *arena
         *org = o;
     }
     return rc;
+}
+
+int
+hie_node__state_org_get(node_state_t *st, const char *org_id, hie_arena_t *arena,
+    hie_org_t **org)
+{
+    return hie_node__state_org_get_in(st, NULL, org_id, arena, org);
 }
 
 static size_t
@@ -380,8 +390,8 @@ hie_node__state_dedup_get(node_state_t *st, const char *requester, const char *r
     uint8_t key[DEDUP_KEY_BYTES_MAX];
     MDB_val k = {dedup_key(key, requester, request_id), key};
     ProtobufCMessage *m = NULL;
-    int rc = state_get_msg(st, st->dedup, &k, 8, &hie__v1__command_result__descriptor, arena,
-        &m);
+    int rc = state_get_msg(st, NULL, st->dedup, &k, 8, &hie__v1__command_result__descriptor,
+        arena, &m);
     if (rc == 0) {
         *result = (hie_command_result_t *)m;
     }

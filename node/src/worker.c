@@ -227,8 +227,11 @@ authorize_org(struct worker *w, node_req_t *req, hie_org_t **org_out)
     if (req->arena == NULL) { /* NODE_REQ_AUTH carries no envelope, hence no arena yet */
         rc = hie_arena_create(&req->arena, WORKER_AUTH_ARENA_BYTES);
     }
+    MDB_txn *txn = NULL;
+    rc = rc ? rc : hie_node__rtxn_begin(w->ctx, &w->rand, &txn);
     if (rc == 0) {
-        rc = hie_node__state_org_get(w->ctx->state, req->org_id, req->arena, &org);
+        rc = hie_node__state_org_get_in(w->ctx->state, txn, req->org_id, req->arena, &org);
+        hie_node__rtxn_end(&w->rand, txn);
     }
     if (rc == HIE_ENOTFOUND) {
         atomic_fetch_add(&m->auth_refused_unregistered, 1);

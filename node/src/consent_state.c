@@ -24,6 +24,9 @@
 #define CONSENT_MAGIC 0x434e5354u /* "CNST" */
 #define CONSENT_ID_BYTES 32u
 #define CONSENT_RULE_BYTES_MAX HIE_CONSENT_COMPILED_BYTES_MAX
+/* A directive's date (when the patient agreed) may lead the submitting command's clock by at
+ * most this: a date-only entry made in a time zone ahead of UTC. */
+#define CONSENT_DATE_AHEAD_MS (24ll * 3600 * 1000)
 
 struct node_consent {
     uint32_t magic;
@@ -291,6 +294,16 @@ apply_submit(node_consent_t *c, node_apply_t *a)
         d->patient->org_id == NULL || d->patient->org_id[0] == '\0') {
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
             info.field != NULL ? info.field : "directive.patient", "invalid directive");
+    }
+    /* The latest directive wins by this date: an undated one is dated when it was submitted
+     * (not 1970, which any older dated directive would beat), and a date after the submission
+     * (which would outrank every later directive) is refused. */
+    if (d->date_ms == 0) {
+        d->date_ms = a->cmd->time_ms;
+    }
+    if (d->date_ms > a->cmd->time_ms + CONSENT_DATE_AHEAD_MS) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "date_ms",
+            "the directive is dated after its submission");
     }
     char *euid = hie_arena_alloc(a->arena, HIE_MPI_EUID_BYTES);
     if (euid == NULL) {

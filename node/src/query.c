@@ -26,6 +26,7 @@
 #define QUERY_LIMIT_MAX 1000u
 #define QUERY_SCAN_MAX 10000u /* documents looked at per query */
 #define QUERY_FILTER_MAX 16u
+#define NOT_FOUND_MRN "no record of this MRN at this organization"
 
 struct query {
     node_ctx_t *ctx;
@@ -245,8 +246,7 @@ query_euid(node_ctx_t *ctx, MDB_txn *txn, const Hie__V1__RecordQuery *q, hie_are
         h);
     int rc = hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state), txn, h, arena, euid);
     if (rc == HIE_ENOTFOUND) {
-        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn",
-            "no record of this MRN at this organization");
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn", NOT_FOUND_MRN);
     }
     return rc == 0 ? 0 : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL,
         "internal error");
@@ -316,6 +316,58 @@ query_responders(struct query *x, node_query_fwd_t *fwd)
     return rc;
 }
 
+/* Consent on the patient's identity, decided before anything about them is read, as PIX
+ * decides it. A patient hidden from the requester is answered as one the HIE knows nothing
+ * about: another organization's MRN gets NOT_FOUND in the unknown MRN's words; the requester's
+ * own MRN, or an EUID, gets no documents and no responders (as an EUID without records). True
+ * when hidden; *audit then holds the record of the denial and *rc the reply's error (or 0). */
+static bool
+query_hidden(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__RecordQuery *q,
+    MDB_txn *txn, hie_arena_t *arena, const char *euid, node_audit_cmd_t *audit, int *rc,
+    node_mpi_err_t *e)
+{
+    node_subject_t s = {euid, {0}, NULL, 0, NULL, 0};
+    hie_node__consent_decide(ctx, txn, arena, who, euid,
+        HIE__V1__CONSENT_ACTION__CONSENT_ACTION_IDENTITY, 0, &s.decision);
+    if (hie_consent_permitted(&s.decision)) {
+        return false;
+    }
+    bool other = (q->euid == NULL || q->euid[0] == '\0') &&
+                 strcmp(q->patient->org_id, who->org_id) != 0;
+    Hie__V1__ErrorCode outcome = other ? HIE__V1__ERROR_CODE__ERROR_NOT_FOUND
+                                       : HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
+    hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_RECORD_QUERY, outcome,
+        &s, 1, arena, audit);
+    *rc = !other ? 0 : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn",
+        NOT_FOUND_MRN);
+    return true;
+}
+
+/* The reply: the repository's documents (x) and its status (src_rc). */
+static Hie__V1__RecordQueryReply *
+query_reply(const struct query *x, int src_rc)
+{
+    Hie__V1__RecordQueryReply *out = hie_arena_alloc(x->arena, sizeof(*out));
+    Hie__V1__SourceResult *src = hie_arena_alloc(x->arena, sizeof(*src));
+    Hie__V1__SourceResult **srcs = hie_arena_alloc(x->arena, sizeof(*srcs));
+    if (out == NULL || src == NULL || srcs == NULL) {
+        return NULL;
+    }
+    hie__v1__source_result__init(src);
+    src->source = (char *)(uintptr_t)"repository";
+    src->status = src_rc == 0 ? HIE__V1__SOURCE_STATUS__SOURCE_OK
+                              : HIE__V1__SOURCE_STATUS__SOURCE_ERROR;
+    src->detail = (char *)(uintptr_t)(src_rc == 0 ? "" : "the repository could not be read");
+    srcs[0] = src;
+    hie__v1__record_query_reply__init(out);
+    out->euid = (char *)(uintptr_t)x->euid;
+    out->n_documents = x->n;
+    out->documents = x->docs;
+    out->n_sources = 1;
+    out->sources = srcs;
+    return out;
+}
+
 int
 hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__RecordQuery *q,
     hie_arena_t *arena, Hie__V1__RecordQueryReply **reply, node_audit_cmd_t *audit,
@@ -325,16 +377,13 @@ hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__R
     audit->needed = false;
     fwd->n = 0;
     char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
-    Hie__V1__RecordQueryReply *out = hie_arena_alloc(arena, sizeof(*out));
-    Hie__V1__SourceResult *src = hie_arena_alloc(arena, sizeof(*src));
-    Hie__V1__SourceResult **srcs = hie_arena_alloc(arena, sizeof(*srcs));
     memset(&fwd->tally, 0, sizeof(fwd->tally));
     struct query x = {ctx, NULL, arena, who, q, euid, NULL, 0,
         q->limit ? q->limit : QUERY_LIMIT_DEFAULT, NULL, &fwd->tally};
     x.docs = hie_arena_alloc(arena, (x.cap + 1) * sizeof(*x.docs));
     x.ids = hie_arena_alloc(arena, (x.cap + 1) * sizeof(*x.ids));
-    if (euid == NULL || out == NULL || src == NULL || srcs == NULL || x.docs == NULL ||
-        x.ids == NULL || hie_node__state_mpi_key(ctx->state) == NULL) {
+    if (euid == NULL || x.docs == NULL || x.ids == NULL ||
+        hie_node__state_mpi_key(ctx->state) == NULL) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL, "not available");
     }
     int rc = query_check(q, e);
@@ -342,35 +391,30 @@ hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__R
         return rc != 0 ? rc : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal");
     }
     rc = query_euid(ctx, x.txn, q, arena, euid, e);
-    int src_rc = rc == 0 ? query_scan(&x) : 0;
-    if (rc == 0 && src_rc == 0) {
+    bool hidden = rc == 0 && query_hidden(ctx, who, q, x.txn, arena, euid, audit, &rc, e);
+    int src_rc = rc == 0 && !hidden ? query_scan(&x) : 0;
+    if (rc == 0 && !hidden && src_rc == 0) {
         src_rc = query_responders(&x, fwd);
     }
     mdb_txn_abort(x.txn);
-    if (rc != 0) {
-        return rc;
+    if (rc != 0 && !hidden && e->code == HIE__V1__ERROR_CODE__ERROR_NOT_FOUND) {
+        /* an unknown patient: the query is audited, nothing is disclosed */
+        hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_RECORD_QUERY,
+            e->code, NULL, 0, arena, audit);
     }
-    hie__v1__source_result__init(src);
-    src->source = (char *)(uintptr_t)"repository";
-    src->status = src_rc == 0 ? HIE__V1__SOURCE_STATUS__SOURCE_OK
-                              : HIE__V1__SOURCE_STATUS__SOURCE_ERROR;
-    src->detail = (char *)(uintptr_t)(src_rc == 0 ? "" : "the repository could not be read");
-    srcs[0] = src;
-    hie__v1__record_query_reply__init(out);
-    out->euid = euid;
-    out->n_documents = x.n;
-    out->documents = x.docs;
-    out->n_sources = 1;
-    out->sources = srcs;
-    if (fwd->n > 0) {
-        *reply = out; /* the worker forwards, then completes with the answers */
-        return 0;
+    Hie__V1__RecordQueryReply *out = rc == 0 ? query_reply(&x, src_rc) : NULL;
+    if (rc != 0 || out == NULL) {
+        return rc != 0 ? rc : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "not available");
+    }
+    *reply = out;
+    if (fwd->n > 0 || hidden) {
+        return 0; /* forwarded: the worker completes it with the answers; hidden: audited */
     }
     node_subject_t s = {euid, {0}, NULL, 0, x.ids, x.n};
     tally_decision(&fwd->tally, x.n, &s.decision);
     hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_RECORD_QUERY,
         HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, &s, 1, arena, audit);
-    *reply = out;
     return 0;
 }
 

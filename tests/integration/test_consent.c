@@ -20,6 +20,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define HOSP "general-hospital"
 #define HOSP2 "st-mary-hospital"
@@ -354,6 +355,112 @@ Test(consent, opt_in_denies_without_consent_break_glass_overrides_and_is_reporte
     two_records(h, c, a);
     expect_error(pix_for(h, "p5", CLINIC, "C-9", emerg, a),
         HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+/* A record query for (org, mrn), or for euid when mrn is NULL. */
+static hie_envelope_t *
+record_query(hie_client_t *c, const char *id, const char *org, const char *mrn,
+    const char *euid, hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__RecordQuery q = HIE__V1__RECORD_QUERY__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    req_init(&req, id);
+    pid.org_id = MUT(org);
+    pid.mrn = MUT(mrn);
+    q.patient = mrn != NULL ? &pid : NULL;
+    q.euid = MUT(mrn == NULL ? euid : "");
+    req.body_case = HIE__V1__ENVELOPE__BODY_RECORD_QUERY;
+    req.record_query = &q;
+    return call(c, &req, a);
+}
+
+/* A record query with no documents and no responders: the answer for a patient the HIE has
+ * nothing on. */
+static void
+expect_nothing(hie_envelope_t *r)
+{
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY, "%s",
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?");
+    cr_assert_eq(r->record_query_reply->n_documents, 0u);
+    cr_assert_eq(r->record_query_reply->n_sources, 1u, "the repository only");
+}
+
+Test(consent, record_query_hides_a_patient_as_pix_does, .timeout = 120)
+{
+    itest_node_t n;
+    itest_opts_t o = {.opt_in = true, .no_break_glass = true};
+    setup(&n, &o);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    char euid[64];
+    snprintf(euid, sizeof(euid), "%s", two_records(h, c, a));
+    size_t audits = itest_db_entries_settled(&n, "audit_rec");
+    /* opt-in, nothing on file: the clinic's MRN reads exactly like an unknown one */
+    hie_envelope_t *hidden = record_query(h, "q1", CLINIC, "C-9", NULL, a);
+    hie_envelope_t *absent = record_query(h, "q2", CLINIC, "C-404", NULL, a);
+    expect_error(hidden, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn");
+    expect_error(absent, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn");
+    cr_assert_str_eq(hidden->error->message, absent->error->message, "indistinguishable");
+    /* its own MRN and the EUID: nothing listed, as for an EUID without records */
+    expect_nothing(record_query(h, "q3", HOSP, "H-1", NULL, a));
+    expect_nothing(record_query(h, "q4", NULL, NULL, euid, a));
+    expect_nothing(record_query(h, "q5", NULL, NULL, "E-000000000000", a));
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audits + 5, 2000), audits + 5,
+        "every query audited, the hidden and the unknown alike");
+    /* a consent permitting the hospital: the record query answers */
+    struct dir x;
+    dir_init(&x, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    consent_submit_ok(c, "c1", &x, a);
+    hie_envelope_t *ok = record_query(h, "q6", CLINIC, "C-9", NULL, a);
+    cr_assert_eq(ok->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    cr_assert_str_eq(ok->record_query_reply->euid, euid);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+Test(consent, latest_wins_by_date_undated_is_dated_at_submission_future_refused,
+    .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n, NULL); /* opt-out */
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    two_records(h, c, a);
+    /* a permit dated 2026-01-10, then a deny for the hospital without a date */
+    struct dir x, y;
+    dir_init(&x, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    x.d.date_ms = 1768003200000;
+    consent_submit_ok(c, "c1", &x, a);
+    cr_assert_eq(pix(h, "p1", CLINIC, "C-9", a)->body_case, HIE__V1__ENVELOPE__BODY_PIX_REPLY);
+    dir_init(&y, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&y, HOSP, 0);
+    y.d.date_ms = 0;
+    Hie__V1__ConsentSubmitReply *sr = consent_submit_ok(c, "c2", &y, a);
+    expect_error(pix(h, "p2", CLINIC, "C-9", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+        "patient.mrn");
+    Hie__V1__ConsentListReply *l = consent_list(c, "l1", CLINIC, "C-9", false, a);
+    cr_assert_eq(l->n_directives, 2u);
+    for (size_t i = 0; i < l->n_directives; i++) {
+        if (strcmp(l->directives[i]->id, sr->id) == 0) {
+            cr_assert_gt(l->directives[i]->date_ms, x.d.date_ms, "dated at submission");
+        }
+    }
+    /* a directive dated two days ahead would outrank every later one: refused, not stored */
+    struct dir z;
+    dir_init(&z, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    z.d.date_ms = (int64_t)time(NULL) * 1000 + 2 * 86400000ll;
+    expect_error(consent_submit(c, "c3", &z, a), HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+        "date_ms");
+    cr_assert_eq(consent_list(c, "l2", CLINIC, "C-9", false, a)->n_directives, 2u);
+    expect_error(pix(h, "p3", CLINIC, "C-9", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+        "patient.mrn");
     hie_client_destroy(&h);
     hie_client_destroy(&c);
     hie_arena_destroy(&a);

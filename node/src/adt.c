@@ -329,6 +329,30 @@ notice_message(struct fan *f, const Hie__V1__Subscription *s, Hie__V1__PatientId
     return hie_node__doc_seal(f->ctx, &d, mid, f->arena, &m->sealed_document);
 }
 
+/* The purpose a notification is decided and audited under: the subscriber's use of it (care
+ * coordination: treatment; a payer's: payment), never the sender's, whose emergency is not
+ * the subscriber's and must not break the glass for it. */
+static Hie__V1__PurposeOfUse
+notify_purpose(const hie_org_t *org)
+{
+    bool payer = false;
+    for (size_t i = 0; i < org->n_roles; i++) {
+        switch (org->roles[i]) {
+        case HIE__V1__ROLE__ROLE_HOSPITAL:
+        case HIE__V1__ROLE__ROLE_CLINIC:
+        case HIE__V1__ROLE__ROLE_LAB:
+            return HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT;
+        case HIE__V1__ROLE__ROLE_PAYER:
+            payer = true;
+            break;
+        default:
+            break;
+        }
+    }
+    return payer ? HIE__V1__PURPOSE_OF_USE__PURPOSE_PAYMENT
+                 : HIE__V1__PURPOSE_OF_USE__PURPOSE_OPERATIONS;
+}
+
 static int
 notice_build(struct fan *f, const Hie__V1__Subscription *s, bool cancel)
 {
@@ -342,7 +366,9 @@ notice_build(struct fan *f, const Hie__V1__Subscription *s, bool cancel)
     if (own == NULL || nt == NULL) {
         return HIE_ENOMEM;
     }
-    node_who_t to = {s->org_id, org, f->who->purpose, f->who->request_id, f->who->rand};
+    node_who_t to = {s->org_id, org, notify_purpose(org), f->who->request_id, f->who->rand};
+    node_who_t from = *f->who;
+    from.purpose = to.purpose;
     node_subject_t subj = {f->euid, {0}, own, own_ids(f, s->org_id, own), NULL, 0};
     hie_node__consent_decide_doc(f->ctx, f->txn, f->arena, &to, f->euid,
         HIE__V1__CONSENT_ACTION__CONSENT_ACTION_NOTIFY, 0, HIE_CONSENT_CLASS_ADT_EVENT,
@@ -352,7 +378,7 @@ notice_build(struct fan *f, const Hie__V1__Subscription *s, bool cancel)
     nt->subscription_id = s->id;
     int rc = permit ? notice_message(f, s, own, subj.n_disclosed, cancel, &nt->message) : 0;
     subj.n_disclosed = permit ? subj.n_disclosed : 0;
-    rc = rc ? rc : hie_node__audit_body(f->ctx, f->who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_NOTIFY,
+    rc = rc ? rc : hie_node__audit_body(f->ctx, &from, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_NOTIFY,
         permit ? HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED
                : HIE__V1__ERROR_CODE__ERROR_CONSENT_DENIED, &subj, 1, f->arena, &nt->audit);
     if (rc == 0) {

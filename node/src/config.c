@@ -307,7 +307,8 @@ fill_consent(node_config_t *c, const struct y_config *y, char *err, size_t eb)
         return HIE_ECONFIG;
     }
     c->consent_opt_out = strcmp(r, "opt-out") == 0;
-    int rc = bool_key(&c->consent_break_glass, y->consent.break_glass, true,
+    /* break-glass overrides a patient's deny: only where the HIE's policy says so */
+    int rc = bool_key(&c->consent_break_glass, y->consent.break_glass, false,
         "consent.break_glass", err, eb);
     rc = rc ? rc : bool_key(&c->consent_part2_named, y->consent.part2_named_recipient, true,
         "consent.part2_named_recipient", err, eb);

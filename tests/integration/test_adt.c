@@ -64,14 +64,15 @@ subscribe_ok(hie_client_t *c, const char *id, Hie__V1__SubscriptionScope scope,
 }
 
 static hie_envelope_t *
-adt(hie_client_t *h, const char *id, Hie__V1__AdtEvent ev, const char *mrn, const char *visit,
-    hie_arena_t *a)
+adt_for(hie_client_t *h, const char *id, Hie__V1__AdtEvent ev, const char *mrn,
+    const char *visit, Hie__V1__PurposeOfUse purpose, hie_arena_t *a)
 {
     hie_envelope_t req;
     Hie__V1__AdtRequest r = HIE__V1__ADT_REQUEST__INIT;
     Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
     Hie__V1__Encounter en = HIE__V1__ENCOUNTER__INIT;
     req_init(&req, id);
+    req.purpose = purpose;
     pid.org_id = MUT(HOSP);
     pid.mrn = MUT(mrn);
     en.visit_id = MUT(visit);
@@ -85,6 +86,13 @@ adt(hie_client_t *h, const char *id, Hie__V1__AdtEvent ev, const char *mrn, cons
     req.body_case = HIE__V1__ENVELOPE__BODY_ADT;
     req.adt = &r;
     return call(h, &req, a);
+}
+
+static hie_envelope_t *
+adt(hie_client_t *h, const char *id, Hie__V1__AdtEvent ev, const char *mrn, const char *visit,
+    hie_arena_t *a)
+{
+    return adt_for(h, id, ev, mrn, visit, HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, a);
 }
 
 static Hie__V1__AdtReply *
@@ -241,6 +249,13 @@ Test(adt, consent_withholds_the_notification_and_audits_it, .timeout = 120)
     Hie__V1__AdtReply *r = adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V1", a);
     cr_assert_eq(r->notified, 0u);
     cr_assert_eq(r->withheld, 1u);
+    /* the sender's emergency is not the clinic's: it breaks no glass for the notification
+     * (break-glass is allowed on this node) */
+    hie_envelope_t *e = adt_for(h, "e2", HIE__V1__ADT_EVENT__ADT_A02, "H-1", "V1",
+        HIE__V1__PURPOSE_OF_USE__PURPOSE_EMERGENCY, a);
+    cr_assert_eq(e->body_case, HIE__V1__ENVELOPE__BODY_ADT_REPLY);
+    cr_assert_eq(e->adt_reply->notified, 0u);
+    cr_assert_eq(e->adt_reply->withheld, 1u);
     struct inbox in;
     cr_assert_eq(receive_start(c, "r1", &in, a), 0u, "nothing for the clinic");
     (void)before;

@@ -106,6 +106,10 @@ Test(node_config, minimal_config_gets_the_defaults)
     cr_assert_eq(cfg.log_level, HIE_LOG_INFO);
     cr_assert_eq(cfg.log_format, HIE_LOG_KV);
     cr_assert_eq(cfg.map_bytes, HIE_LMDB_MAP_BYTES_DEFAULT);
+    cr_assert(!cfg.consent_opt_out, "opt-in unless configured");
+    cr_assert(!cfg.consent_break_glass, "no break-glass unless the HIE allows it");
+    cr_assert(cfg.consent_part2_named);
+    cr_assert(!cfg.consent_off);
 }
 
 Test(node_config, every_key_set_is_read)

@@ -72,15 +72,20 @@ doc_open(node_ctx_t *ctx, hie_span_t stored, hie_arena_t *arena, Hie__V1__Queued
     return rc != 0 ? HIE_ECORRUPT : 0;
 }
 
-static uint32_t
-doc_labels(const Hie__V1__Document *d, enum hie_consent_class *cls)
+/* The document's labels and class; false when a label is not one the consent engine knows
+ * (a responder's answers are not validated as pushes are: "sud", "42CFR2"). */
+static bool
+doc_labels(const Hie__V1__Document *d, uint32_t *labels, enum hie_consent_class *cls)
 {
-    uint32_t labels = 0;
+    bool known = true;
+    *labels = 0;
     for (size_t i = 0; i < d->n_security_labels; i++) {
         enum hie_consent_label l;
         if (hie_consent_label_parse(d->security_labels[i], strlen(d->security_labels[i]),
             &l) == 0) {
-            labels |= HIE_CONSENT_LABEL_BIT(l);
+            *labels |= HIE_CONSENT_LABEL_BIT(l);
+        } else {
+            known = false;
         }
     }
     *cls = HIE_CONSENT_CLASS_NONE;
@@ -88,21 +93,27 @@ doc_labels(const Hie__V1__Document *d, enum hie_consent_class *cls)
         hie_consent_class_parse(d->class_code, strlen(d->class_code), cls) != 0) {
         *cls = HIE_CONSENT_CLASS_OTHER;
     }
-    return labels;
+    return known;
 }
 
-/* Consent for the requester on one document; a redaction of a label it carries is a deny
- * (the content is opaque). */
+/* The decision on one document. A label the engine does not know could be one a directive
+ * or Part 2 restricts under another spelling: the document is withheld (fail closed). */
 static void
 doc_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const node_who_t *who,
     const char *euid, const Hie__V1__Document *d, Hie__V1__ConsentAction action,
     hie_consent_decision_t *out)
 {
     enum hie_consent_class cls;
-    uint32_t labels = doc_labels(d, &cls);
+    uint32_t labels = 0;
+    bool known = doc_labels(d, &labels, &cls);
     hie_node__consent_decide_doc(ctx, txn, arena, who, euid, action, labels, cls, d->date_ms,
         out);
-    if (hie_consent_permitted(out) && (out->obligations & labels & HIE_CONSENT_OBL_REDACT_MASK)) {
+    if (!known) {
+        out->decision = HIE_CONSENT_DENY;
+        out->reason = "unknown-label";
+        out->break_glass = false;
+    } else if (hie_consent_permitted(out) &&
+               (out->obligations & labels & HIE_CONSENT_OBL_REDACT_MASK)) {
         out->decision = HIE_CONSENT_DENY;
         out->reason = "consent-redact";
         out->break_glass = false;

@@ -175,14 +175,22 @@ answer(hie_client_t *r, const char *query_id, hie_arena_t *a)
     hie_envelope_t req;
     Hie__V1__QueryAnswer qa = HIE__V1__QUERY_ANSWER__INIT;
     Hie__V1__DocumentEntry en = HIE__V1__DOCUMENT_ENTRY__INIT;
-    Hie__V1__DocumentEntry *docs[1] = {&en};
+    Hie__V1__DocumentEntry sud = HIE__V1__DOCUMENT_ENTRY__INIT;
+    Hie__V1__DocumentEntry *docs[2] = {&en, &sud};
+    char *labels[1] = {MUT("42CFR2")}; /* not a label the consent engine knows */
     req_init(&req, "ans1");
     en.document_id = MUT("st-mary:lab-77");
     en.title = MUT("CBC");
     en.class_code = MUT("lab-report");
     en.date_ms = D2026_02 + 1000;
+    sud.document_id = MUT("st-mary:sud-1");
+    sud.title = MUT("Counselling note");
+    sud.class_code = MUT("progress-note");
+    sud.date_ms = D2026_02 + 2000;
+    sud.n_security_labels = 1;
+    sud.security_labels = labels;
     qa.query_id = MUT(query_id);
-    qa.n_documents = 1;
+    qa.n_documents = 2;
     qa.documents = docs;
     req.body_case = HIE__V1__ENVELOPE__BODY_QUERY_ANSWER;
     req.query_answer = &qa;
@@ -242,7 +250,8 @@ Test(query, a_responder_answers_and_both_sources_are_listed, .timeout = 120)
     cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0);
     cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
     Hie__V1__RecordQueryReply *qr = r->record_query_reply;
-    cr_assert_eq(qr->n_documents, 2u, "the repository's and st-mary's");
+    cr_assert_eq(qr->n_documents, 2u, "the repository's and st-mary's; the document with "
+        "an unknown label is withheld");
     cr_assert_str_eq(qr->documents[0]->document_id, "st-mary:lab-77");
     cr_assert_str_eq(qr->documents[0]->source, HOSP2);
     cr_assert_eq(qr->n_sources, 2u);

@@ -1016,7 +1016,6 @@ struct verify {
     bool *head_ok;
     hie_audit_tree_head_t previous;
     bool have_previous;
-    bool previous_given;            /* --previous on the command line */
     uint64_t failures;
     uint64_t entries_ok;
 };
@@ -1056,7 +1055,6 @@ verify_previous(struct verify *v, const char *path)
         }
         v->have_previous = why == NULL;
     }
-    v->previous_given = path != NULL;
     free(note);
     return CLI_EXIT_OK;
 }
@@ -1070,14 +1068,20 @@ verify_consistency(struct verify *v, size_t p, const json_t *page)
     const hie_audit_tree_head_t *from = p == 0 ? (v->have_previous ? &v->previous : NULL)
                                               : v->head_ok[p - 1] ? &v->heads[p - 1] : NULL;
     hie_audit_proof_t proof;
-    if (p == 0 && v->previous_given && prev != v->previous.size) {
+    if (p == 0 && v->have_previous && prev != v->previous.size) {
         vfail(v, "page 0: the report was not fetched against the previous checkpoint "
                  "(it asked for size %" PRIu64 ", the checkpoint has %" PRIu64 ")",
             prev, v->previous.size);
         return;
     }
+    if (p > 0 && (from == NULL || from->size != prev)) {
+        /* every later page proves it extends the page before: none may opt out with 0 */
+        vfail(v, "page %zu: does not continue from page %zu's checkpoint (it names size %"
+                 PRIu64 ")", p, p - 1, prev);
+        return;
+    }
     if (prev == 0) {
-        return; /* the first page of a report fetched without --previous */
+        return; /* the first page of a report fetched without a previous checkpoint */
     }
     if (from == NULL || from->size != prev) {
         vfail(v, "page %zu: no verified checkpoint of size %" PRIu64 " to prove consistency from",

@@ -21,11 +21,11 @@
 #include <errno.h>
 #include <sodium.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#define CTL_CKPT_MAX 100000u
 #define CTL_NOTE_FILE_BYTES_MAX (HIE_AUDIT_NOTE_BYTES_MAX + 1u)
 
 struct verify {
@@ -167,8 +167,17 @@ record_indexed(struct verify *v, const Hie__V1__AuditRecord *r, uint64_t i)
     }
 }
 
-/* The sealed subjects of record i open under the commitments it carries, and every index
- * holds the record's entries. */
+/* 0 when c is SHA-256 of plain (the subject's commitment), else HIE_ECORRUPT. */
+static int
+commitment_holds(hie_span_t plain, const ProtobufCBinaryData *c)
+{
+    uint8_t h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(h, plain.ptr, plain.len);
+    return c->len == sizeof(h) && sodium_memcmp(h, c->data, sizeof(h)) == 0 ? 0 : HIE_ECORRUPT;
+}
+
+/* The sealed subjects of record i open under the commitments it carries and hash to them,
+ * and every index holds the record's entries. */
 static int
 record_subjects(struct verify *v, const hie_mpi_key_t *key, hie_mpi_sealer_t *opener,
     uint64_t i, hie_arena_t *arena, uint64_t *checked)
@@ -188,6 +197,9 @@ record_subjects(struct verify *v, const hie_mpi_key_t *key, hie_mpi_sealer_t *op
         rc = rc ? rc : hie_mpi_sealer_open(opener, sealed, hie_span(
             r->subject_commitments[p].data, r->subject_commitments[p].len), plain, sealed.len,
             &len);
+        /* the AEAD binds the box to the commitment; this binds the commitment to what the box
+         * holds (the data key's holder could seal anything under a record's commitment) */
+        rc = rc ? rc : commitment_holds(hie_span(plain, len), &r->subject_commitments[p]);
         rc = rc ? rc : subject_indexed(v, key, r, i, p, hie_span(plain, len), arena);
         if (plain != NULL) {
             sodium_memzero(plain, sealed.len);
@@ -309,7 +321,7 @@ static int
 verify_run(struct verify *v, const hie_mpi_key_t *key, const char *anchor_file)
 {
     hie_audit_verify_report_t rep;
-    int rc = hie_node__audit_checkpoints(v->au, v->txn, CTL_CKPT_MAX, ckpt_fn, v);
+    int rc = hie_node__audit_checkpoints(v->au, v->txn, SIZE_MAX, ckpt_fn, v);
     bool bad = rc != 0 || v->bad_checkpoints > 0;
     if (anchor_file != NULL) {
         char note[CTL_NOTE_FILE_BYTES_MAX];

@@ -351,6 +351,20 @@ tamper(const char *src, const char *dst, size_t entry, const char *field, int it
     json_decref(r);
 }
 
+/* Copies the report src to dst with pages[page].prev_tree_size set to 0. */
+static void
+page_unchain(const char *src, const char *dst, size_t page)
+{
+    json_error_t err;
+    json_t *r = json_load_file(src, 0, &err);
+    cr_assert_not_null(r, "%s", err.text);
+    json_t *pg = json_array_get(json_object_get(r, "pages"), page);
+    cr_assert(json_is_integer(json_object_get(pg, "prev_tree_size")), "no page %zu", page);
+    json_object_set_new(pg, "prev_tree_size", json_integer(0));
+    cr_assert_eq(json_dump_file(r, dst, JSON_INDENT(1)), 0);
+    json_decref(r);
+}
+
 /* Index of the first entry of the saved report whose record action is action; -1 if none. */
 static int
 entry_with_action(const char *report, const char *action)
@@ -578,6 +592,12 @@ Test(audit_cli, accounting_formats_and_offline_verify, .timeout = 300)
     rc = verify(&n, paged, vkey, cp1);
     cr_assert_eq(rc, 0, "verify paged: %s", out);
     cr_assert(strstr(out, " pages, log ") != NULL, "%s", out);
+    /* no page may leave the chain by naming size 0, the first one included */
+    page_unchain(paged, bad, 1);
+    expect_verify_fails(&n, bad, vkey, "does not continue from page 0");
+    page_unchain(paged, bad, 0);
+    rc = verify(&n, bad, vkey, NULL); /* the previous checkpoint saved in the report */
+    cr_assert_eq(rc, 1, "%s", out);
     check_summary(&n, vkey);
     itest_node_cleanup(&n);
 }

@@ -12,6 +12,8 @@
 #include "exchange.h"
 #include "hie/audit.h"
 #include "hie/consent.h"
+#include "hie/mpi.h"
+#include "hie/mpi_match.h"
 
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -779,7 +781,9 @@ Test(consent, property_denied_discloses_nothing_and_every_query_is_audited_befor
 
 /* ---- tamper detection ---------------------------------------------------------------------- */
 
-enum tamper { EDIT, DELETE, REORDER, TRUNCATE, UNINDEX_PATIENT, UNINDEX_ORG, INDEX_EXTRA };
+enum tamper {
+    EDIT, DELETE, REORDER, TRUNCATE, UNINDEX_PATIENT, UNINDEX_ORG, INDEX_EXTRA, RESEAL
+};
 
 static void
 key_be(uint8_t *k, uint64_t v)
@@ -850,6 +854,52 @@ tamper_org_index(MDB_txn *txn, uint64_t leaf)
     cr_assert_eq(deleted, 1);
 }
 
+/* The commitment of record leaf's first subject (32 bytes) into c. */
+static void
+first_commitment(MDB_txn *txn, MDB_dbi rec, uint64_t leaf, uint8_t c[32])
+{
+    uint8_t k[8];
+    key_be(k, leaf);
+    MDB_val key = {8, k}, v;
+    cr_assert_eq(mdb_get(txn, rec, &key, &v), 0);
+    Hie__V1__AuditRecord *r = hie__v1__audit_record__unpack(NULL, v.mv_size, v.mv_data);
+    cr_assert(r != NULL && r->n_subject_commitments > 0);
+    cr_assert_eq(r->subject_commitments[0].len, 32u);
+    memcpy(c, r->subject_commitments[0].data, 32);
+    hie__v1__audit_record__free_unpacked(r, NULL);
+}
+
+/* What only the data key's holder can do: record leaf + 1's first subject (the same patient,
+ * another disclosure), sealed again under record leaf's commitment, in place of its own. The
+ * box opens; only hashing what it holds shows it is not what the record committed to. */
+static void
+tamper_reseal(itest_node_t *n, MDB_txn *txn, MDB_dbi rec, uint64_t leaf)
+{
+    MDB_dbi subj;
+    cr_assert_eq(mdb_dbi_open(txn, "audit_subj", 0, &subj), 0);
+    uint8_t c[32], c2[32], k[10] = {0}, k2[10] = {0}, plain[4096], box[4096], tail[12] = {7};
+    first_commitment(txn, rec, leaf, c);
+    first_commitment(txn, rec, leaf + 1, c2);
+    key_be(k, leaf);
+    key_be(k2, leaf + 1);
+    MDB_val key = {sizeof(k), k}, key2 = {sizeof(k2), k2}, v2;
+    cr_assert_eq(mdb_get(txn, subj, &key2, &v2), 0);
+    hie_mpi_key_t *mk = NULL;
+    hie_mpi_sealer_t *s = NULL;
+    size_t len = 0;
+    cr_assert_eq(hie_mpi_key_load(&mk, n->mpi_key), 0);
+    cr_assert_eq(hie_mpi_sealer_create(mk, &s), 0);
+    cr_assert_eq(hie_mpi_sealer_open(s, hie_span(v2.mv_data, v2.mv_size), hie_span(c2, 32),
+        plain, sizeof(plain), &len), 0);
+    size_t box_len = HIE_MPI_SEAL_NONCE_BYTES + len + HIE_MPI_SEAL_OVERHEAD_BYTES;
+    cr_assert_eq(hie_mpi_sealer_seal(s, hie_span(plain, len), hie_span(c, 32), tail, box,
+        box_len), 0);
+    MDB_val nv = {box_len, box};
+    cr_assert_eq(mdb_put(txn, subj, &key, &nv, 0), 0);
+    hie_mpi_sealer_destroy(&s);
+    hie_mpi_key_destroy(&mk);
+}
+
 /* Changes the stopped node's audit log directly in its LMDB file. */
 static void
 tamper(itest_node_t *n, enum tamper how, uint64_t leaf)
@@ -866,8 +916,10 @@ tamper(itest_node_t *n, enum tamper how, uint64_t leaf)
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
     cr_assert_eq(mdb_dbi_open(txn, "audit_rec", 0, &rec), 0);
     cr_assert_eq(mdb_dbi_open(txn, HIE_AUDIT_TREE_DB_NAME, 0, &tree), 0);
-    if (how == UNINDEX_PATIENT || how == INDEX_EXTRA || how == UNINDEX_ORG) {
-        if (how == UNINDEX_ORG) {
+    if (how == UNINDEX_PATIENT || how == INDEX_EXTRA || how == UNINDEX_ORG || how == RESEAL) {
+        if (how == RESEAL) {
+            tamper_reseal(n, txn, rec, leaf);
+        } else if (how == UNINDEX_ORG) {
             tamper_org_index(txn, leaf);
         } else {
             tamper_patient_index(txn, leaf, how == INDEX_EXTRA);
@@ -979,12 +1031,13 @@ Test(consent, audit_verify_detects_edit_delete_reorder_truncate_and_fork, .timeo
     snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s.orig'", n.data_dir, n.data_dir);
     cr_assert_eq(itest_sh(out, sizeof(out), "%s", cmd), 0);
     static const enum tamper hows[] = {EDIT, DELETE, REORDER, TRUNCATE, UNINDEX_PATIENT,
-        UNINDEX_ORG, INDEX_EXTRA};
+        UNINDEX_ORG, INDEX_EXTRA, RESEAL};
     static const char *const names[] = {"edit", "delete", "reorder", "truncate",
-        "unindex-patient", "unindex-org", "index-extra"};
+        "unindex-patient", "unindex-org", "index-extra", "reseal"};
     static const char *const said[] = {NULL, NULL, NULL, NULL,
         "missing from the patient index", "missing from the organization index",
-        "the patient index has 7 entries, the records call for 6: entries added"};
+        "the patient index has 7 entries, the records call for 6: entries added",
+        "record 2: a patient entry is missing or does not match its commitment"};
     for (size_t i = 0; i < sizeof(hows) / sizeof(hows[0]); i++) {
         tamper(&n, hows[i], hows[i] == TRUNCATE ? 4 : 2);
         cr_assert_eq(verify(&n, NULL, out, sizeof(out)), 1, "%s detected: %s", names[i], out);

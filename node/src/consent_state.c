@@ -284,6 +284,18 @@ count_one(void *ctx, const char *id, size_t len)
     return 0;
 }
 
+/* The latest directive wins by its date: an undated one is dated when it was submitted (not
+ * 1970, which any older dated directive would beat); false for a date after the submission,
+ * which would outrank every later directive. */
+static bool
+date_set(Hie__V1__ConsentDirective *d, int64_t submitted_ms)
+{
+    if (d->date_ms == 0) {
+        d->date_ms = submitted_ms;
+    }
+    return d->date_ms <= submitted_ms + CONSENT_DATE_AHEAD_MS;
+}
+
 static int
 apply_submit(node_consent_t *c, node_apply_t *a)
 {
@@ -295,13 +307,7 @@ apply_submit(node_consent_t *c, node_apply_t *a)
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
             info.field != NULL ? info.field : "directive.patient", "invalid directive");
     }
-    /* The latest directive wins by this date: an undated one is dated when it was submitted
-     * (not 1970, which any older dated directive would beat), and a date after the submission
-     * (which would outrank every later directive) is refused. */
-    if (d->date_ms == 0) {
-        d->date_ms = a->cmd->time_ms;
-    }
-    if (d->date_ms > a->cmd->time_ms + CONSENT_DATE_AHEAD_MS) {
+    if (!date_set(d, a->cmd->time_ms)) {
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "date_ms",
             "the directive is dated after its submission");
     }

@@ -330,6 +330,8 @@ frame_done(node_edge_t *e, struct conn *c)
         req->env = env;
         arena = NULL;
         rc = edge_post(e, &req);
+    } else {
+        rc = HIE_ENOMEM; /* answered as overloaded, not dropped: every request gets a reply */
     }
     if (req != NULL || rc != 0) {
         conn_error(e, c, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "node overloaded, retry later",

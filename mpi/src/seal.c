@@ -161,7 +161,7 @@ hie_mpi_seal(const hie_mpi_key_t *k, hie_span_t plain, hie_span_t ad,
 {
     HIE_ASSERT(k != NULL && k->magic == KEY_MAGIC);
     HIE_ASSERT(out != NULL && nonce != NULL);
-    if (plain.len > HIE_MPI_SEAL_PLAIN_BYTES_MAX ||
+    if (plain.len > HIE_MPI_SEAL_VALUE_BYTES_MAX ||
         out_bytes < plain.len + HIE_MPI_SEAL_OVERHEAD_BYTES) {
         return HIE_ELIMIT;
     }
@@ -182,7 +182,7 @@ hie_mpi_open(const hie_mpi_key_t *k, hie_span_t sealed, hie_span_t ad,
     HIE_ASSERT(out != NULL && nonce != NULL && out_len != NULL);
     *out_len = 0;
     if (sealed.len < HIE_MPI_SEAL_OVERHEAD_BYTES ||
-        sealed.len - HIE_MPI_SEAL_OVERHEAD_BYTES > HIE_MPI_SEAL_PLAIN_BYTES_MAX) {
+        sealed.len - HIE_MPI_SEAL_OVERHEAD_BYTES > HIE_MPI_SEAL_VALUE_BYTES_MAX) {
         return HIE_ECORRUPT;
     }
     if (out_bytes < sealed.len - HIE_MPI_SEAL_OVERHEAD_BYTES) {

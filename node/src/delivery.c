@@ -37,7 +37,9 @@
 #include <zmq.h>
 
 #define RECEIVERS_MAX 1024u /* distinct recipients with a receiving connection */
-#define DELIVERY_ARENA_BYTES (4u * 1024u * 1024u)
+/* One message at a time (reset after each): its queue entry, the opened document and the
+ * document's fields, each up to a 1 MiB content and its fields. */
+#define DELIVERY_ARENA_BYTES (8u * 1024u * 1024u)
 #define DELIVERY_TICK_MS 100
 #define DEAD_COMMAND_TIMEOUT_MS 10000u
 
@@ -46,6 +48,7 @@ struct flight {
     uint64_t seq;
     uint64_t due_ns;      /* 0: sent on an earlier connection, not yet sent again */
     uint32_t attempts;
+    uint32_t bytes;       /* its delivery frame */
 };
 
 struct receiver {
@@ -78,6 +81,17 @@ inflight(const struct receiver *r)
     uint32_t n = 0;
     for (uint32_t i = 0; i < r->nfl; i++) {
         n += r->fl[i].due_ns != 0;
+    }
+    return n;
+}
+
+/* Bytes of the flights due now: what the member's connection may still hold unread. */
+static uint64_t
+inflight_bytes(const struct receiver *r)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < r->nfl; i++) {
+        n += r->fl[i].due_ns != 0 ? r->fl[i].bytes : 0;
     }
     return n;
 }
@@ -155,7 +169,7 @@ frame_build(struct node_delivery *d, const struct receiver *r, uint64_t seq, hie
     rc = rc ? rc : hie_proto_unpack(&hie__v1__document__descriptor, hie_span(plain, plen),
         arena, &dm);
     if (rc != 0) {
-        return HIE_ECORRUPT;
+        return rc == HIE_ENOMEM || hie_arena_cap_hit(arena) ? HIE_ENOMEM : HIE_ECORRUPT;
     }
     char id[HIE_PROTO_ID_BYTES_MAX + 1];
     snprintf(id, sizeof(id), "dlv.%" PRIu64 ".%" PRIu64, r->conn_id & 0xffffffffu, seq);
@@ -205,6 +219,7 @@ send_one(struct node_delivery *d, struct receiver *r, uint64_t seq, hie_span_t s
     req->conn_id = r->conn_id;
     req->edge_index = r->edge_index;
     int rc = frame_build(d, r, seq, stored, arena, &req->reply_buf, &req->reply_len);
+    uint32_t bytes = (uint32_t)req->reply_len; /* a frame: at most 16 MiB */
     if (rc != 0 || zmq_send(d->edge[r->edge_index], &req, sizeof(req), 0) != (int)sizeof(req)) {
         hie_node__req_destroy(&req);
         return rc != 0 ? rc : -errno;
@@ -213,9 +228,10 @@ send_one(struct node_delivery *d, struct receiver *r, uint64_t seq, hie_span_t s
     if (f == NULL) {
         HIE_ASSERT(r->nfl < HIE_DELIVERY_WINDOW_MAX);
         f = &r->fl[r->nfl++];
-        *f = (struct flight){seq, 0, 0};
+        *f = (struct flight){seq, 0, 0, 0};
     }
     f->attempts++;
+    f->bytes = bytes;
     f->due_ns = hie_time_mono_ns() + backoff_ns(d, f->attempts);
     r->last_sent_ns = hie_time_mono_ns();
     r->sent_hw = seq > r->sent_hw ? seq : r->sent_hw;
@@ -228,11 +244,13 @@ pump_one(void *ctx, uint64_t seq, hie_span_t stored)
 {
     struct pump *p = ctx;
     struct receiver *r = p->r;
-    if (inflight(r) >= r->window || (flight_find(r, seq) == NULL &&
-        r->nfl == HIE_DELIVERY_WINDOW_MAX)) {
+    uint32_t n = inflight(r);
+    if (n >= r->window || (n > 0 && inflight_bytes(r) >= HIE_DELIVERY_INFLIGHT_BYTES_MAX) ||
+        (flight_find(r, seq) == NULL && r->nfl == HIE_DELIVERY_WINDOW_MAX)) {
         return 1;
     }
     p->rc = send_one(p->d, r, seq, stored, p->arena);
+    hie_arena_reset(p->arena); /* the frame went out in its own buffer: the next one's room */
     r->next_seq = seq + 1;
     return p->rc != 0;
 }
@@ -439,6 +457,25 @@ tick(struct node_delivery *d)
     }
 }
 
+/* Tells r's (previous) connection that the member receives elsewhere now: if it is not
+ * reading what it was sent, its edge closes it (the deliveries go again on the new one). */
+static void
+receiver_moved(struct node_delivery *d, const struct receiver *r)
+{
+    node_req_t *req = hie_mem_calloc(1, sizeof(*req));
+    if (req == NULL) {
+        return;
+    }
+    req->magic = NODE_REQ_MAGIC;
+    req->type = NODE_REQ_DELIVERY;
+    req->conn_id = r->conn_id;
+    req->edge_index = r->edge_index;
+    req->receiver_moved = true;
+    if (zmq_send(d->edge[r->edge_index], &req, sizeof(req), 0) != (int)sizeof(req)) {
+        hie_node__req_destroy(&req);
+    }
+}
+
 /* A forwarded query for org's receiving connection (none: dropped, the query times out). */
 static void
 on_forward(struct node_delivery *d, const node_dmsg_t *m)
@@ -490,6 +527,9 @@ on_message(struct node_delivery *d, const node_dmsg_t *m)
                 r->org[0] = '\0';
                 return;
             }
+        }
+        if (r->conn_id != 0 && r->conn_id != m->conn_id) {
+            receiver_moved(d, r);
         }
         r->conn_id = m->conn_id;
         r->edge_index = m->edge_index;

@@ -740,6 +740,19 @@ edge_reply(node_edge_t *e, node_req_t *req)
         hie_node__req_destroy(&req); /* the connection went away meanwhile */
         return;
     }
+    if (req->receiver_moved) {
+        /* deliveries go to the member's newer connection; this one's unread copies would only
+         * pile up (a member asking on connection after connection, reading none) */
+        bool backed_up = c->wq_bytes >= HIE_EDGE_WRITE_BUFFER_BYTES_MAX;
+        hie_node__req_destroy(&req);
+        if (backed_up) {
+            hie_log_warn("edge", "connection closed", " conn=%lu org=%s reason=\"deliveries "
+                "moved to a newer connection; this one was not reading\" queued_bytes=%zu",
+                c->id, c->org_id, c->wq_bytes);
+            conn_close(e, c, "not reading, deliveries moved");
+        }
+        return;
+    }
     if (req->type == NODE_REQ_DELIVERY) { /* unsolicited: no request, no in-flight slot */
         conn_queue(e, c, req->reply_buf, req->reply_len);
         req->reply_buf = NULL;

@@ -189,6 +189,10 @@ render_state(struct out *o, const node_metrics_t *m, const char *node)
         LOAD(m->tls_reloads_ok), node, LOAD(m->tls_reloads_failed));
     out_printf(o, "# HELP hie_up 1 when the node is serving.\n# TYPE hie_up gauge\n"
         "hie_up{node=\"%s\"} %lu\n", node, LOAD(m->ready));
+    out_printf(o, "# HELP hie_memory_live_bytes Bytes the node holds in its own allocations "
+        "(buffers, queues, arenas; not LMDB's map or ZeroMQ's).\n"
+        "# TYPE hie_memory_live_bytes gauge\nhie_memory_live_bytes{node=\"%s\"} %lld\n", node,
+        (long long)hie_mem_live_bytes());
     if (m->mpi != NULL) {
         out_printf(o, "# HELP hie_mpi_matches_total Match runs (feeds and PDQ queries).\n"
             "# TYPE hie_mpi_matches_total counter\nhie_mpi_matches_total{node=\"%s\"} %lu\n"

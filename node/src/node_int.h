@@ -424,6 +424,8 @@ typedef struct node_req {
     bool close_after;                         /* close the connection once reply is written */
     bool auth_ok;                             /* NODE_REQ_AUTH */
     uint32_t cache_slot;                      /* worker: its reply cache slot + 1 (0: none yet) */
+    bool receiver_moved;                      /* NODE_REQ_DELIVERY without a frame: the member
+                                                 now receives on another connection */
 } node_req_t;
 
 void hie_node__req_destroy(node_req_t **req);

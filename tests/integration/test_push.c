@@ -10,7 +10,9 @@
 
 #include <criterion/criterion.h>
 #include <lmdb.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 
 #define HOSP "general-hospital"
@@ -344,6 +346,114 @@ Test(push, per_patient_order_holds_with_concurrent_pushes, .timeout = 180)
         hie_client_destroy(&conn[i]);
     }
     hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+/* The node's hie_memory_live_bytes, from its metrics. */
+static long long
+live_bytes(itest_node_t *n)
+{
+    static char out[1 << 16];
+    cr_assert_eq(itest_http_get(n, "/metrics", out, sizeof(out)), 200);
+    const char *at = strstr(out, "\nhie_memory_live_bytes{");
+    cr_assert_not_null(at, "no hie_memory_live_bytes");
+    long long v = -1;
+    cr_assert_eq(sscanf(strchr(at, '}') + 1, "%lld", &v), 1);
+    return v;
+}
+
+/* Receive (window 256) with id, written on a raw connection that never reads. */
+static bool
+receive_raw(SSL *ssl, const char *id)
+{
+    hie_envelope_t req;
+    Hie__V1__ReceiveRequest r = HIE__V1__RECEIVE_REQUEST__INIT;
+    req_init(&req, id);
+    req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED;
+    r.window = HIE_DELIVERY_WINDOW_MAX;
+    req.body_case = HIE__V1__ENVELOPE__BODY_RECEIVE;
+    req.receive = &r;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    cr_assert_eq(hie_proto_frame_encode(&req, 1 << 20, &buf, &len), 0);
+    struct pollfd pfd = {SSL_get_fd(ssl), POLLOUT, 0};
+    int w = poll(&pfd, 1, 2000) > 0 ? SSL_write(ssl, buf, (int)len) : 0;
+    hie_mem_free(buf, len);
+    return w > 0;
+}
+
+/* Documents up to the content limit (1 MiB) are pushed (sealing stopped at 64 KiB before).
+ * The member then asks for its deliveries on one connection after another and reads none of
+ * them: each Receive moves the whole window (10.6 MB here) to the newest connection, and the
+ * node's memory must stay put (each connection stops being read once its replies back up).
+ * Nothing is lost: read later, every message is still there. */
+Test(push, big_documents_and_a_member_asking_again_without_reading, .timeout = 180)
+{
+    enum { DOCS = 48, DOC_BYTES = 200 * 1024, CONNS = 20 };
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP);
+    feed_patient(h, a);
+    static char big[DOC_BYTES];
+    memset(big, 'x', sizeof(big));
+    for (int i = 0; i < DOCS; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "big-%d", i);
+        hie_envelope_t *r = push(h, id, CLINIC, "H-1", big, sizeof(big), NULL, a);
+        cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PUSH_REPLY, "push %s: %s", id,
+            r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?");
+        hie_arena_reset(a);
+    }
+    static char max[HIE_PUSH_CONTENT_BYTES_MAX + 1];
+    memset(max, 'y', sizeof(max));
+    hie_envelope_t *r = push(h, "max", CLINIC, "H-1", max, HIE_PUSH_CONTENT_BYTES_MAX, NULL, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PUSH_REPLY, "push 1 MiB: %s",
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?");
+    r = push(h, "over", CLINIC, "H-1", max, sizeof(max), NULL, a);
+    expect_error(r, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "document.content");
+    long long before = live_bytes(&n), peak = before;
+    SSL *ssl[CONNS];
+    for (int i = 0; i < CONNS; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "rx-%d", i);
+        ssl[i] = itest_raw_connect(&n, CLINIC);
+        cr_assert_not_null(ssl[i]);
+        cr_assert(receive_raw(ssl[i], id));
+        usleep(100000);
+        long long now = live_bytes(&n);
+        peak = now > peak ? now : peak;
+    }
+    for (int i = 0; i < 10; i++) {
+        usleep(100000);
+        long long now = live_bytes(&n);
+        peak = now > peak ? now : peak;
+    }
+    cr_log_info("%d connections asked: node live memory %lld -> peak %lld bytes", CONNS,
+        before, peak);
+    cr_assert_lt(peak - before, 32ll << 20, "the node buffered %lld bytes for a member that "
+        "does not read", peak - before);
+    for (int i = 0; i < CONNS; i++) {
+        itest_raw_close(ssl[i]);
+    }
+    hie_client_t *c = itest_client(&n, CLINIC);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "rx-ok", &in, a), (uint64_t)DOCS + 1, "all still queued");
+    size_t got = 0, biggest = 0;
+    for (int i = 0; i <= DOCS; i++) { /* in order, each acknowledged: the 1 MiB one last */
+        Hie__V1__Delivery *d = next_delivery(c, &in, 10000, a);
+        cr_assert_not_null(d, "delivery %d", i);
+        biggest = d->document->content.len > biggest ? d->document->content.len : biggest;
+        char id[16];
+        snprintf(id, sizeof(id), "ack-%d", i);
+        uint64_t seq = d->seq;
+        got += ack(c, id, &seq, 1, &in, a);
+    }
+    cr_assert_eq(got, (size_t)DOCS + 1);
+    cr_assert_eq(biggest, (size_t)HIE_PUSH_CONTENT_BYTES_MAX, "the 1 MiB document arrived");
+    hie_client_destroy(&c);
+    hie_client_destroy(&h);
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
 }

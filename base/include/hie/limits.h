@@ -119,6 +119,9 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 /* Deliveries a recipient may hold unacknowledged on its connection (ReceiveRequest.window). */
 #define HIE_DELIVERY_WINDOW_DEFAULT 32u
 #define HIE_DELIVERY_WINDOW_MAX 256u
+/* Bytes of deliveries unacknowledged on one connection (at least one message goes whatever its
+ * size): with 1 MiB documents a window of 256 would otherwise queue 256 MiB at the edge. */
+#define HIE_DELIVERY_INFLIGHT_BYTES_MAX (8u * 1024u * 1024u)
 /* Sequence numbers in one DeliveryAck. */
 #define HIE_DELIVERY_ACK_SEQS_MAX 1024u
 /* Messages waiting in one recipient's queue; a push beyond is refused (OVERLOADED). */

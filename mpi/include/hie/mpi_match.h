@@ -402,6 +402,9 @@ HIE_MUST_CHECK int hie_mpi_train(hie_mpi_model_t *model, const hie_mpi_person_t 
 #define HIE_MPI_SEAL_OVERHEAD_BYTES 16u
 /* Largest sealed demographic record: a person's fields, well under a frame. */
 #define HIE_MPI_SEAL_PLAIN_BYTES_MAX (64u * 1024u)
+/* Largest value hie_mpi_seal and hie_mpi_open take: a pushed document (content up to
+ * HIE_PUSH_CONTENT_BYTES_MAX, 1 MiB, and its fields), within a frame. */
+#define HIE_MPI_SEAL_VALUE_BYTES_MAX (4u * 1024u * 1024u)
 typedef struct hie_mpi_key hie_mpi_key_t;
 
 /* Loads the key file at path. [out] *out caller-owned (hie_mpi_key_destroy). Returns 0,

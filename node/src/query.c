@@ -26,6 +26,7 @@
 #define QUERY_LIMIT_MAX 1000u
 #define QUERY_SCAN_MAX 10000u /* documents looked at per query */
 #define QUERY_FILTER_MAX 16u
+#define QUERY_SCRATCH_BYTES (8u * 1024u * 1024u) /* a stored 1 MiB document, opened */
 #define NOT_FOUND_MRN "no record of this MRN at this organization"
 
 struct query {
@@ -39,6 +40,7 @@ struct query {
     size_t n, cap;
     char **ids;                 /* disclosed document ids, for the audit record */
     node_query_tally_t *tally;
+    hie_arena_t *scratch;       /* one stored document at a time, opened */
 };
 
 static int
@@ -180,25 +182,46 @@ doc_wanted(const Hie__V1__RecordQuery *q, const Hie__V1__Document *d)
            (q->to_ms == 0 || d->date_ms < q->to_ms);
 }
 
+/* s copied into arena (NULL stays NULL); *ok cleared when out of room. */
+static char *
+dup_str(hie_arena_t *arena, const char *s, bool *ok)
+{
+    size_t n = s != NULL ? strlen(s) + 1 : 0;
+    char *c = n > 0 ? hie_arena_alloc(arena, n) : NULL;
+    if (n > 0 && c == NULL) {
+        *ok = false;
+    }
+    return c != NULL ? memcpy(c, s, n) : NULL;
+}
+
+/* The listing entry of a stored document, in arena: copied, since the document was opened in
+ * a scratch arena that the next document reuses (a 1 MiB document each: a query's own arena
+ * would hold only a few dozen). */
 static Hie__V1__DocumentEntry *
 entry_make(hie_arena_t *arena, const Hie__V1__QueuedMessage *m, const Hie__V1__Document *d)
 {
     Hie__V1__DocumentEntry *en = hie_arena_alloc(arena, sizeof(*en));
-    if (en != NULL) {
-        hie__v1__document_entry__init(en);
-        en->document_id = m->message_id;
-        en->source = (char *)(uintptr_t)"repository";
-        en->title = d->title;
-        en->class_code = d->class_code;
-        en->type_code = d->type_code;
-        en->author_org = d->author_org;
-        en->date_ms = d->date_ms;
-        en->content_type = d->content_type;
-        en->size = d->content.len;
-        en->n_security_labels = d->n_security_labels;
-        en->security_labels = d->security_labels;
+    char **labels = hie_arena_alloc(arena, (d->n_security_labels + 1) * sizeof(*labels));
+    bool ok = en != NULL && labels != NULL;
+    if (!ok) {
+        return NULL;
     }
-    return en;
+    hie__v1__document_entry__init(en);
+    en->document_id = dup_str(arena, m->message_id, &ok);
+    en->source = (char *)(uintptr_t)"repository";
+    en->title = dup_str(arena, d->title, &ok);
+    en->class_code = dup_str(arena, d->class_code, &ok);
+    en->type_code = dup_str(arena, d->type_code, &ok);
+    en->author_org = dup_str(arena, d->author_org, &ok);
+    en->date_ms = d->date_ms;
+    en->content_type = dup_str(arena, d->content_type, &ok);
+    en->size = d->content.len;
+    for (size_t i = 0; i < d->n_security_labels; i++) {
+        labels[i] = dup_str(arena, d->security_labels[i], &ok);
+    }
+    en->n_security_labels = d->n_security_labels;
+    en->security_labels = labels;
+    return ok ? en : NULL;
 }
 
 static int
@@ -208,7 +231,8 @@ query_one(void *vctx, hie_span_t id, hie_span_t stored)
     (void)id;
     Hie__V1__QueuedMessage *m = NULL;
     Hie__V1__Document *d = NULL;
-    int rc = doc_open(x->ctx, stored, x->arena, &m, &d);
+    hie_arena_reset(x->scratch);
+    int rc = doc_open(x->ctx, stored, x->scratch, &m, &d);
     if (rc != 0) {
         return rc;
     }
@@ -225,8 +249,12 @@ query_one(void *vctx, hie_span_t id, hie_span_t stored)
         return 0;
     }
     x->docs[x->n] = entry_make(x->arena, m, d);
-    x->ids[x->n] = m->message_id;
-    return x->docs[x->n++] == NULL ? HIE_ENOMEM : 0;
+    if (x->docs[x->n] == NULL) {
+        return HIE_ENOMEM;
+    }
+    x->ids[x->n] = x->docs[x->n]->document_id;
+    x->n++;
+    return 0;
 }
 
 static int
@@ -287,10 +315,12 @@ query_scan(struct query *x)
     size_t count = 0;
     int rc = hie_mpi_store_euid_members(hie_node__state_mpi(x->ctx->state), x->txn, x->euid,
         x->arena, &members, &count);
+    rc = rc ? rc : hie_arena_create(&x->scratch, QUERY_SCRATCH_BYTES);
     for (size_t i = 0; rc == 0 && i < count && x->n < x->cap; i++) {
         rc = hie_node__repo_each(hie_node__state_repo(x->ctx->state), x->txn,
             members + i * HIE_MPI_REC_HASH_BYTES, QUERY_SCAN_MAX, query_one, x);
     }
+    hie_arena_destroy(&x->scratch);
     qsort(x->docs, x->n, sizeof(*x->docs), cmp_date);
     return rc;
 }
@@ -390,7 +420,7 @@ hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__R
     char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
     memset(&fwd->tally, 0, sizeof(fwd->tally));
     struct query x = {ctx, NULL, arena, who, q, euid, NULL, 0,
-        q->limit ? q->limit : QUERY_LIMIT_DEFAULT, NULL, &fwd->tally};
+        q->limit ? q->limit : QUERY_LIMIT_DEFAULT, NULL, &fwd->tally, NULL};
     x.docs = hie_arena_alloc(arena, (x.cap + 1) * sizeof(*x.docs));
     x.ids = hie_arena_alloc(arena, (x.cap + 1) * sizeof(*x.ids));
     if (euid == NULL || x.docs == NULL || x.ids == NULL ||

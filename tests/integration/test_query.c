@@ -138,6 +138,44 @@ Test(query, repository_documents_listed_filtered_and_consent_applied, .timeout =
     itest_node_cleanup(&n);
 }
 
+/* Forty 1 MiB documents: every one is listed (each is opened on its own, not all at once in
+ * the query's memory), and retrieved whole. */
+Test(query, a_patient_with_many_large_documents_is_listed_whole, .timeout = 180)
+{
+    enum { DOCS = 40 };
+    itest_node_t n;
+    itest_node_init(&n, NULL);
+    itest_node_start(&n);
+    itest_register(&n, HOSP, "hospital");
+    itest_register(&n, CLINIC, "clinic");
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    static char big[HIE_PUSH_CONTENT_BYTES_MAX + 1];
+    memset(big, 'z', HIE_PUSH_CONTENT_BYTES_MAX);
+    for (int i = 0; i < DOCS; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "big%d", i);
+        store(h, id, "imaging-report", NULL, D2026_01 + i, big, a);
+        hie_arena_reset(a);
+    }
+    Hie__V1__RecordQueryReply *all = query(c, "q1", NULL, 0, 0, a);
+    cr_assert_eq(all->n_documents, (size_t)DOCS);
+    cr_assert_eq(all->documents[0]->size, (uint64_t)HIE_PUSH_CONTENT_BYTES_MAX);
+    cr_assert_str_eq(all->documents[0]->title, "big39", "newest first");
+    char doc[64];
+    snprintf(doc, sizeof(doc), "%s", all->documents[DOCS - 1]->document_id);
+    hie_envelope_t *r = retrieve(c, "r1", doc, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RETRIEVE_REPLY, "%s",
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?");
+    cr_assert_eq(r->retrieve_reply->document->content.len, (size_t)HIE_PUSH_CONTENT_BYTES_MAX);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 #define HOSP2 "st-mary-hospital"
 
 /* st-mary: a responder that receives on its connection. */

@@ -482,14 +482,17 @@ hie_node__pix_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pix
     return 0;
 }
 
-/* The consent decision for each candidate of r, in txn, on the members the read found; denied
- * ones leave the reply (ranks stay in order, no gap). subs: one per candidate. */
-static void
+/* The consent decision for each candidate of r in rank order, in txn, on the members the read
+ * found, until want are permitted; denied ones leave the reply (ranks stay in order, no gap).
+ * The store was asked for more than want, so a hidden better match does not shorten the page
+ * (which would tell that it exists). subs: one per candidate decided. Returns how many were
+ * decided: those are audited; the ones after were neither decided nor disclosed. */
+static size_t
 pdq_decide(node_ctx_t *ctx, const node_who_t *who, MDB_txn *txn, hie_arena_t *arena,
-    Hie__V1__PdqReply *r, const hie_mpi_members_t *members, node_subject_t *subs)
+    Hie__V1__PdqReply *r, const hie_mpi_members_t *members, size_t want, node_subject_t *subs)
 {
-    size_t kept = 0;
-    for (size_t i = 0; i < r->n_candidates; i++) {
+    size_t kept = 0, i = 0;
+    for (; i < r->n_candidates && kept < want; i++) {
         Hie__V1__PdqCandidate *c = r->candidates[i];
         subs[i] = (node_subject_t){c->euid, {0}, c->ids, c->n_ids, NULL, 0};
         hie_node__consent_decide_members(ctx, txn, arena, who, c->euid,
@@ -504,6 +507,7 @@ pdq_decide(node_ctx_t *ctx, const node_who_t *who, MDB_txn *txn, hie_arena_t *ar
     }
     r->n_candidates = kept;
     r->no_match = kept == 0;
+    return i;
 }
 
 int
@@ -519,7 +523,13 @@ hie_node__pdq_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pdq
     if (rc != 0) {
         return rc;
     }
-    rc = hie_node__mpi_pdq(ctx, txn, q, arena, &r, ctx->cfg.consent_off ? NULL : &members, e);
+    /* as many candidates as a page may hold: consent may hide some of the best */
+    Hie__V1__PdqQuery all = *q;
+    size_t want = q->limit != 0 ? q->limit : HIE_MPI_PDQ_LIMIT_DEFAULT;
+    all.limit = ctx->cfg.consent_off || q->limit > HIE_MPI_PDQ_LIMIT_MAX ? q->limit
+                                                                          : HIE_MPI_PDQ_LIMIT_MAX;
+    rc = hie_node__mpi_pdq(ctx, txn, &all, arena, &r, ctx->cfg.consent_off ? NULL : &members,
+        e);
     if (ctx->cfg.consent_off || rc != 0) {
         hie_node__rtxn_end(who->rand, txn);
         *reply = rc == 0 ? r : NULL;
@@ -529,7 +539,7 @@ hie_node__pdq_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pdq
     size_t n = r->n_candidates;
     node_subject_t *subs = hie_arena_alloc(arena, (n + 1) * sizeof(*subs));
     if (subs != NULL) {
-        pdq_decide(ctx, who, txn, arena, r, members, subs);
+        n = pdq_decide(ctx, who, txn, arena, r, members, want, subs);
     }
     hie_node__rtxn_end(who->rand, txn);
     if (subs == NULL) {

@@ -469,6 +469,69 @@ Test(consent, latest_wins_by_date_undated_is_dated_at_submission_future_refused,
     itest_node_cleanup(&n);
 }
 
+/* PDQ by name, birth date and postcode, with a page limit. */
+static hie_envelope_t *
+pdq_page(hie_client_t *c, const char *id, const char *postcode, uint32_t limit, hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__PdqQuery q = HIE__V1__PDQ_QUERY__INIT;
+    Hie__V1__Demographics d = HIE__V1__DEMOGRAPHICS__INIT;
+    char *g[1] = {MUT("John")}, *f[1] = {MUT("Smithson")};
+    req_init(&req, id);
+    d.n_given = 1;
+    d.given = g;
+    d.n_family = 1;
+    d.family = f;
+    d.birth_date = MUT("1970-03-02");
+    d.postcode = MUT(postcode);
+    q.demographics = &d;
+    q.limit = limit;
+    req.body_case = HIE__V1__ENVELOPE__BODY_PDQ_QUERY;
+    req.pdq_query = &q;
+    return call(c, &req, a);
+}
+
+/* Another John Smithson born the same day, in Manchester: a weaker match for a London
+ * postcode. */
+static const struct person JOHN_M = {"John", "Smithson", "1970-03-02", "M1 4BT",
+    "0161 496 0999", "Manchester", "7 Oldham Street"};
+
+Test(consent, pdq_page_is_filled_past_a_hidden_better_match, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n, NULL); /* opt-out */
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    hie_client_t *h2 = itest_client(&n, HOSP2);
+    const Hie__V1__FeedAction create = HIE__V1__FEED_ACTION__FEED_CREATE;
+    char london[64];
+    snprintf(london, sizeof(london), "%s", feed_ok(h, "f1", create, HOSP, "H-1", &JOHN, NULL,
+        a)->euid);
+    Hie__V1__MpiFeedReply *m = feed_ok(c, "f2", create, CLINIC, "C-7", &JOHN_M, NULL, a);
+    cr_assert_str_neq(m->euid, london, "two people");
+    char manchester[64];
+    snprintf(manchester, sizeof(manchester), "%s", m->euid);
+    hie_envelope_t *r = pdq_page(h2, "q1", "SW1A 1AA", 2, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PDQ_REPLY);
+    cr_assert_eq(r->pdq_reply->n_candidates, 2u);
+    cr_assert_str_eq(r->pdq_reply->candidates[0]->euid, london, "London first");
+    /* London's patient hides from st-mary: its page of one is Manchester, as if London's
+     * record did not exist, not an empty page that tells a better match is hidden */
+    struct dir x;
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, HOSP2, 0);
+    consent_submit_ok(h, "c1", &x, a);
+    r = pdq_page(h2, "q2", "SW1A 1AA", 1, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PDQ_REPLY);
+    cr_assert_eq(r->pdq_reply->n_candidates, 1u, "the page is filled");
+    cr_assert_str_eq(r->pdq_reply->candidates[0]->euid, manchester);
+    hie_client_destroy(&h);
+    hie_client_destroy(&h2);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 /* A directive whose root has count nested children (flat), or nested depth levels deep. */
 static Hie__V1__ConsentProvision *
 provisions_make(size_t count, size_t depth)

@@ -28,9 +28,14 @@
  * most this: a date-only entry made in a time zone ahead of UTC. */
 #define CONSENT_DATE_AHEAD_MS (24ll * 3600 * 1000)
 
+/* Revoked directives a listing (--all) shows besides those in force, from consent_hist. */
+#define CONSENT_HISTORY_LISTED_MAX 224u
+
 struct node_consent {
     uint32_t magic;
-    MDB_dbi dir, rule, pat;
+    MDB_dbi dir, rule;
+    MDB_dbi pat;  /* rec_hash -> ids of its directives not revoked (the decisions read these) */
+    MDB_dbi hist; /* rec_hash -> ids of its revoked directives (listings only) */
 };
 
 static int
@@ -51,7 +56,8 @@ hie_node__consent_open(node_consent_t **out, MDB_env *env)
     c->magic = CONSENT_MAGIC;
     const node_dbi_spec_t dbis[] = {{"consent_dir", MDB_CREATE, &c->dir},
         {"consent_rule", MDB_CREATE, &c->rule},
-        {"consent_pat", MDB_CREATE | MDB_DUPSORT, &c->pat}};
+        {"consent_pat", MDB_CREATE | MDB_DUPSORT, &c->pat},
+        {"consent_hist", MDB_CREATE | MDB_DUPSORT, &c->hist}};
     int rc = hie_node__dbis_open(env, dbis, HIE_ARRAY_LEN(dbis));
     if (rc != 0) {
         hie_node__consent_close(&c);
@@ -117,18 +123,21 @@ hie_node__consent_get(node_consent_t *c, MDB_txn *txn, const char *id, hie_arena
     return dir_get(c, txn, id, arena, out, NULL);
 }
 
-/* Calls fn for each directive id of rec_hash (at most HIE_CONSENT_PER_PATIENT_MAX). */
+/* Calls fn for each id of rec_hash in dbi: pat (at most HIE_CONSENT_PER_PATIENT_MAX, more is
+ * corruption) or hist (the first max). */
 static int
-pat_each(node_consent_t *c, MDB_txn *txn, const uint8_t *rec_hash,
+ids_each(MDB_txn *txn, MDB_dbi dbi, const uint8_t *rec_hash, unsigned max, bool more_ok,
     int (*fn)(void *ctx, const char *id, size_t len), void *ctx)
 {
     MDB_cursor *cur = NULL;
     MDB_val k = {HIE_PROTO_REC_HASH_BYTES, (void *)(uintptr_t)rec_hash}, v;
-    int rc = mdb_rc(mdb_cursor_open(txn, c->pat, &cur));
+    int rc = mdb_rc(mdb_cursor_open(txn, dbi, &cur));
     int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_KEY) : 0;
     for (unsigned i = 0; rc == 0 && mrc == 0; i++) {
-        if (i == HIE_CONSENT_PER_PATIENT_MAX || v.mv_size == 0 ||
-            v.mv_size >= CONSENT_ID_BYTES) {
+        if (i == max && more_ok) {
+            break;
+        }
+        if (i == max || v.mv_size == 0 || v.mv_size >= CONSENT_ID_BYTES) {
             rc = HIE_ECORRUPT;
             break;
         }
@@ -142,6 +151,14 @@ pat_each(node_consent_t *c, MDB_txn *txn, const uint8_t *rec_hash,
         mdb_cursor_close(cur);
     }
     return rc;
+}
+
+/* Calls fn for each directive id of rec_hash not revoked. */
+static int
+pat_each(node_consent_t *c, MDB_txn *txn, const uint8_t *rec_hash,
+    int (*fn)(void *ctx, const char *id, size_t len), void *ctx)
+{
+    return ids_each(txn, c->pat, rec_hash, HIE_CONSENT_PER_PATIENT_MAX, false, fn, ctx);
 }
 
 struct list_ctx {
@@ -166,7 +183,7 @@ list_one(void *vctx, const char *idp, size_t len)
         return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
     }
     if (l->include_inactive || d->status == HIE__V1__CONSENT_STATUS__CONSENT_ACTIVE) {
-        HIE_ASSERT(l->n < HIE_CONSENT_PER_PATIENT_MAX);
+        HIE_ASSERT(l->n < HIE_CONSENT_PER_PATIENT_MAX + CONSENT_HISTORY_LISTED_MAX);
         l->out[l->n++] = d;
     }
     return 0;
@@ -188,12 +205,15 @@ hie_node__consent_list(node_consent_t *c, MDB_txn *txn, const uint8_t *rec_hash,
     HIE_ASSERT(rec_hash != NULL && out != NULL && n != NULL);
     *out = NULL;
     *n = 0;
-    struct list_ctx l = {c, txn, arena, include_inactive,
-        hie_arena_alloc(arena, HIE_CONSENT_PER_PATIENT_MAX * sizeof(*l.out)), 0};
+    struct list_ctx l = {c, txn, arena, include_inactive, hie_arena_alloc(arena,
+        (HIE_CONSENT_PER_PATIENT_MAX + CONSENT_HISTORY_LISTED_MAX) * sizeof(*l.out)), 0};
     if (l.out == NULL) {
         return HIE_ENOMEM;
     }
     int rc = pat_each(c, txn, rec_hash, list_one, &l);
+    if (rc == 0 && include_inactive) {
+        rc = ids_each(txn, c->hist, rec_hash, CONSENT_HISTORY_LISTED_MAX, true, list_one, &l);
+    }
     if (rc == 0) {
         qsort(l.out, l.n, sizeof(*l.out), cmp_submitted);
         *out = l.out;
@@ -275,13 +295,56 @@ dir_put(node_consent_t *c, node_apply_t *a, Hie__V1__ConsentDirective *d,
     return rc;
 }
 
+struct count_ctx {
+    node_consent_t *c;
+    MDB_txn *txn;
+    hie_arena_t *arena;
+    size_t n;                 /* not revoked */
+    char *revoked[HIE_CONSENT_PER_PATIENT_MAX];
+    size_t n_revoked;
+};
+
+/* Counts the directives in force, and lists the revoked ones still in consent_pat (revoked
+ * before consent_hist existed, 2026-11-30). */
 static int
-count_one(void *ctx, const char *id, size_t len)
+count_one(void *vctx, const char *idp, size_t len)
 {
-    (void)id;
-    (void)len;
-    (*(size_t *)ctx)++;
+    struct count_ctx *x = vctx;
+    char *id = hie_arena_alloc(x->arena, len + 1);
+    if (id == NULL) {
+        return HIE_ENOMEM;
+    }
+    memcpy(id, idp, len);
+    id[len] = '\0';
+    Hie__V1__ConsentDirective *d = NULL;
+    int rc = dir_get(x->c, x->txn, id, x->arena, &d, NULL);
+    if (rc != 0) {
+        return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
+    }
+    if (d->revoked_ms == 0) {
+        x->n++;
+    } else {
+        HIE_ASSERT(x->n_revoked < HIE_CONSENT_PER_PATIENT_MAX);
+        x->revoked[x->n_revoked++] = id;
+    }
     return 0;
+}
+
+/* The directives of rec_hash in force, after moving any revoked ones left in consent_pat to
+ * consent_hist (so they neither count against the 32 nor take a decision's rule slots). */
+static int
+in_force_count(node_consent_t *c, node_apply_t *a, const uint8_t *rec_hash, size_t *n)
+{
+    struct count_ctx x = {c, a->txn, a->arena, 0, {NULL}, 0};
+    int rc = pat_each(c, a->txn, rec_hash, count_one, &x);
+    MDB_val k = {HIE_PROTO_REC_HASH_BYTES, (void *)(uintptr_t)rec_hash};
+    for (size_t i = 0; rc == 0 && i < x.n_revoked; i++) {
+        MDB_val v = {strlen(x.revoked[i]), x.revoked[i]};
+        rc = mdb_rc(mdb_del(a->txn, c->pat, &k, &v));
+        rc = rc ? rc : mdb_rc(mdb_put(a->txn, c->hist, &k, &v, 0));
+    }
+    *n = x.n;
+    return rc;
 }
 
 /* The latest directive wins by its date: an undated one is dated when it was submitted (not
@@ -321,7 +384,7 @@ apply_submit(node_consent_t *c, node_apply_t *a)
             "directive.patient.mrn", "no record of this MRN at this organization");
     }
     size_t on_file = 0;
-    rc = rc ? rc : pat_each(c, a->txn, sc->rec_hash.data, count_one, &on_file);
+    rc = rc ? rc : in_force_count(c, a, sc->rec_hash.data, &on_file);
     if (rc != 0) {
         return rc;
     }
@@ -397,6 +460,12 @@ apply_revoke(node_consent_t *c, node_apply_t *a)
     d->revoked_ms = a->cmd->time_ms > 0 ? a->cmd->time_ms : 1;
     d->revoked_by = (char *)(uintptr_t)who;
     rc = dir_put(c, a, d, rec_hash);
+    /* out of the patient's directives in force (decisions and the 32 on file no longer count
+     * it), into its history (listings) */
+    MDB_val k = {sizeof(rec_hash), rec_hash}, v = {strlen(d->id), d->id};
+    rc = rc ? rc : mdb_rc(mdb_del(a->txn, c->pat, &k, &v));
+    rc = rc == HIE_ENOTFOUND ? 0 : rc; /* missing from pat (not expected): still recorded */
+    rc = rc ? rc : mdb_rc(mdb_put(a->txn, c->hist, &k, &v, 0));
     Hie__V1__ConsentRevokeReply *r = hie_arena_alloc(a->arena, sizeof(*r));
     if (rc == 0 && r == NULL) {
         rc = HIE_ENOMEM;

@@ -532,6 +532,68 @@ Test(consent, pdq_page_is_filled_past_a_hidden_better_match, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* A patient may have 32 directives in force; revoked ones do not count, and leave the
+ * decisions' rules, however many there are (they counted, and after 64 every decision for the
+ * patient failed closed). */
+Test(consent, revoked_directives_leave_room_and_stay_listed, .timeout = 180)
+{
+    itest_node_t n;
+    setup(&n, NULL); /* opt-out */
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    two_records(h, c, a);
+    struct dir x;
+    dir_init(&x, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    char first[64] = "";
+    for (int i = 0; i < 32; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "s%d", i);
+        Hie__V1__ConsentSubmitReply *r = consent_submit_ok(c, id, &x, a);
+        if (i == 0) {
+            snprintf(first, sizeof(first), "%s", r->id);
+        }
+    }
+    expect_error(consent_submit(c, "s32", &x, a), HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+        "directive");
+    cr_assert_eq(consent_revoke(c, "v0", first, a)->body_case,
+        HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE_REPLY);
+    /* a deny for the hospital in the freed place: it decides the very next query */
+    dir_except(&x, HOSP, 0);
+    consent_submit_ok(c, "s33", &x, a);
+    expect_error(pix(h, "p1", CLINIC, "C-9", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+        "patient.mrn");
+    cr_assert_eq(consent_list(c, "l1", CLINIC, "C-9", false, a)->n_directives, 32u);
+    cr_assert_eq(consent_list(c, "l2", CLINIC, "C-9", true, a)->n_directives, 33u,
+        "the revoked one still listed with --all");
+    /* forty more submit-and-revoke rounds: decisions keep working */
+    dir_init(&x, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    Hie__V1__ConsentListReply *l = consent_list(c, "l3", CLINIC, "C-9", false, a);
+    char victim[64];
+    snprintf(victim, sizeof(victim), "%s", l->directives[0]->id);
+    cr_assert_eq(consent_revoke(c, "v1", victim, a)->body_case,
+        HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE_REPLY);
+    for (int i = 0; i < 40; i++) {
+        char id[16], rid[16];
+        snprintf(id, sizeof(id), "r%d", i);
+        snprintf(rid, sizeof(rid), "rv%d", i);
+        char cid[64];
+        snprintf(cid, sizeof(cid), "%s", consent_submit_ok(c, id, &x, a)->id);
+        cr_assert_eq(consent_revoke(c, rid, cid, a)->body_case,
+            HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE_REPLY);
+        hie_arena_reset(a);
+    }
+    expect_error(pix(h, "p2", CLINIC, "C-9", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+        "patient.mrn");
+    hie_client_t *h2 = itest_client(&n, HOSP2);
+    cr_assert_eq(pix(h2, "p3", CLINIC, "C-9", a)->body_case, HIE__V1__ENVELOPE__BODY_PIX_REPLY,
+        "decided, not failed closed");
+    hie_client_destroy(&h2);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 /* A directive whose root has count nested children (flat), or nested depth levels deep. */
 static Hie__V1__ConsentProvision *
 provisions_make(size_t count, size_t depth)

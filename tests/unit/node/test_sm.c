@@ -740,7 +740,7 @@ Test(node_sm, same_commands_in_different_batches_give_identical_databases)
     db_names(ea, names_a, &na);
     db_names(eb, names_b, &nb);
     cr_assert_eq(na, nb);
-    cr_assert_eq(na, 33, "4 node, MPI 6, consent 3, audit 7, queues 3, subs 7, repo 3");
+    cr_assert_eq(na, 34, "4 node, MPI 6, consent 4, audit 7, queues 3, subs 7, repo 3");
     for (size_t i = 0; i < na; i++) {
         cr_assert_str_eq(names_a[i], names_b[i]);
     }
@@ -1282,7 +1282,7 @@ Test(node_sm, exchanges_in_different_batches_give_identical_state)
             cr_assert_eq(hie_node__state_mpi_key_load(b, key_path, 2), 0);
         }
     }
-    static const char *const dbs[] = {"consent_dir", "consent_rule", "consent_pat",
+    static const char *const dbs[] = {"consent_dir", "consent_rule", "consent_pat", "consent_hist",
         HIE_AUDIT_TREE_DB_NAME, "audit_rec", "audit_subj", "audit_patient", "audit_org", "q_msg",
         "q_meta", "q_dead", "subs", "sub_org", "sub_all", "adt_visit", "sub_log", "repo_doc",
         "repo_rec", "dedup", "mpi_recs"};

@@ -834,17 +834,17 @@ conn_reverify(SSL_CTX *ctx, struct conn *c)
     if (cert == NULL) {
         return X509_V_ERR_UNSPECIFIED;
     }
+    /* fail closed: a session that cannot be checked again is cut (the member reconnects and
+     * its handshake checks it) rather than kept past a revocation */
     X509_STORE_CTX *sctx = X509_STORE_CTX_new();
     if (sctx == NULL) {
-        return X509_V_OK; /* out of memory: keep the session; the next handshake checks */
+        return X509_V_ERR_OUT_OF_MEM;
     }
-    long err = X509_V_OK;
+    long err = X509_V_ERR_UNSPECIFIED;
     if (X509_STORE_CTX_init(sctx, SSL_CTX_get_cert_store(ctx), cert,
             SSL_get_peer_cert_chain(c->ssl)) == 1) {
         X509_STORE_CTX_set_purpose(sctx, X509_PURPOSE_SSL_CLIENT);
-        if (X509_verify_cert(sctx) != 1) {
-            err = X509_STORE_CTX_get_error(sctx);
-        }
+        err = X509_verify_cert(sctx) == 1 ? X509_V_OK : X509_STORE_CTX_get_error(sctx);
     }
     X509_STORE_CTX_free(sctx);
     ERR_clear_error();

@@ -165,6 +165,10 @@ node_open_storage(node_ctx_t *ctx)
         hie_log_error("node", "cannot set up tls", " reason=\"%s\"", err);
         return rc;
     }
+    if (ctx->cfg.crl_file[0] == '\0') {
+        hie_log_warn("tls", "no revocation checking (tls.crl_file is not set): a revoked "
+            "member certificate is accepted until it expires", "%s", "");
+    }
     snprintf(logdir, sizeof(logdir), "%s/log", ctx->cfg.data_dir);
     hie_cluster_log_config_t lcfg = {logdir, ctx->zctx, NODE_EP_LOG, ctx->cfg.map_bytes};
     hie_cluster_fsm_t fsm = hie_node__state_fsm(ctx->state);

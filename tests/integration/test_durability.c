@@ -183,6 +183,18 @@ Test(durability, crl_reload_on_sighup_and_admin_command)
     cr_assert_eq(itest_hie(&node, "general-hospital", out, sizeof(out), "whoami"), 0, "%s", out);
 }
 
+/* Without a CRL the node serves (a closed test network may have none) but says at start that
+ * revoked certificates are accepted; with one it says nothing of the kind. */
+Test(durability, no_crl_is_warned_at_start)
+{
+    cr_assert_not(itest_log_contains(&node, "no revocation checking"));
+    itest_node_stop(&node, SIGTERM);
+    node.opts.no_crl = true;
+    itest_node_write_config(&node);
+    itest_node_start(&node);
+    cr_assert(itest_log_wait(&node, "no revocation checking (tls.crl_file is not set)", 3000));
+}
+
 Test(durability, bad_config_names_the_key_and_exits_1)
 {
     char out[4096];

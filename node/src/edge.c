@@ -48,6 +48,7 @@
 _Static_assert(HIE_EDGE_CONNECTIONS_MAX < (1u << EDGE_SLOT_BITS), "slot bits too few");
 
 enum conn_state { C_HANDSHAKE, C_AUTH, C_OPEN };
+#define EDGE_HANDSHAKES_MIN 16u /* the handshake cap's floor (a quarter of connections.max) */
 
 struct conn {
     uint64_t id;
@@ -176,6 +177,9 @@ conn_close(node_edge_t *e, struct conn *c, const char *why)
         SSL_free(c->ssl);
     }
     close(c->fd);
+    if (c->state == C_HANDSHAKE) {
+        atomic_fetch_sub(&e->ctx->metrics.connections_handshaking, 1);
+    }
     for (node_wbuf_t *w = c->wq_head; w != NULL;) {
         node_wbuf_t *next = w->next;
         hie_mem_free(w->buf, w->len);
@@ -523,6 +527,7 @@ handshake_done(node_edge_t *e, struct conn *c)
         return;
     }
     atomic_fetch_add(&e->ctx->metrics.handshakes_ok, 1);
+    atomic_fetch_sub(&e->ctx->metrics.connections_handshaking, 1);
     c->state = C_AUTH;
     c->last_active_ns = hie_time_mono_ns();
 }
@@ -604,11 +609,46 @@ conn_peer_name(struct conn *c, const struct sockaddr_storage *sa)
     snprintf(c->peer, sizeof(c->peer), "%s:%u", host, port);
 }
 
+/* Handshakes may hold at most a quarter of the connection limit: past that the oldest of this
+ * edge's handshakes makes room, so silent or slow connections (no certificate needed) cannot
+ * take every slot from the members. Returns false when this edge has none to evict. */
+static bool
+handshake_room(node_edge_t *e)
+{
+    node_metrics_t *m = &e->ctx->metrics;
+    uint64_t cap = e->ctx->cfg.connections_max / 4u;
+    cap = cap < EDGE_HANDSHAKES_MIN ? EDGE_HANDSHAKES_MIN : cap;
+    if (atomic_load(&m->connections_handshaking) < cap) {
+        return true;
+    }
+    struct conn *oldest = NULL;
+    for (uint32_t i = 0; i < e->slots_count; i++) {
+        struct conn *c = e->slots[i];
+        if (c != NULL && c->state == C_HANDSHAKE &&
+            (oldest == NULL || c->hs_deadline_ns < oldest->hs_deadline_ns)) {
+            oldest = c;
+        }
+    }
+    if (oldest == NULL) {
+        return false;
+    }
+    atomic_fetch_add(&m->handshakes_evicted, 1);
+    hie_log_debug("edge", "handshake evicted", " conn=%lu peer=%s", oldest->id, oldest->peer);
+    conn_close(e, oldest, "handshake evicted for a newer one");
+    return true;
+}
+
 static void
 conn_accept_one(node_edge_t *e, int fd, const struct sockaddr_storage *sa)
 {
     /* the limit is node-wide: reserve a place first, across all edge threads */
     node_metrics_t *m = &e->ctx->metrics;
+    if (!handshake_room(e)) {
+        atomic_fetch_add(&m->connections_refused_limit, 1);
+        hie_log_warn("edge", "connection refused", " reason=handshake_limit");
+        close(fd);
+        return;
+    }
     uint64_t open = atomic_fetch_add(&m->connections_open, 1);
     uint32_t slot = open < e->ctx->cfg.connections_max ? slot_find_free(e) : UINT32_MAX;
     struct conn *c = slot == UINT32_MAX ? NULL : hie_mem_calloc(1, sizeof(*c));
@@ -638,6 +678,7 @@ conn_accept_one(node_edge_t *e, int fd, const struct sockaddr_storage *sa)
     c->events = ev.events;
     e->slots[slot] = c;
     e->open_count++;
+    atomic_fetch_add(&m->connections_handshaking, 1);
     atomic_fetch_add(&e->ctx->edge_load[e->index], 1);
     atomic_fetch_add(&m->connections_total, 1);
 }

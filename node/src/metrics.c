@@ -116,6 +116,13 @@ render_connections(struct out *o, const node_metrics_t *m, const char *node)
         "# TYPE hie_connections_refused_total counter\n"
         "hie_connections_refused_total{node=\"%s\",reason=\"limit\"} %lu\n", node,
         LOAD(m->connections_refused_limit));
+    out_printf(o, "# HELP hie_connections_handshaking Connections still in their TLS handshake "
+        "(at most a quarter of connections.max).\n# TYPE hie_connections_handshaking gauge\n"
+        "hie_connections_handshaking{node=\"%s\"} %lu\n"
+        "# HELP hie_handshakes_evicted_total Handshaking connections closed to make room for a "
+        "new one.\n# TYPE hie_handshakes_evicted_total counter\n"
+        "hie_handshakes_evicted_total{node=\"%s\"} %lu\n", node,
+        LOAD(m->connections_handshaking), node, LOAD(m->handshakes_evicted));
     out_printf(o, "# HELP hie_tls_handshakes_total TLS handshakes by result and reason.\n"
         "# TYPE hie_tls_handshakes_total counter\n"
         "hie_tls_handshakes_total{node=\"%s\",result=\"ok\",reason=\"\"} %lu\n", node,

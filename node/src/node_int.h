@@ -107,6 +107,8 @@ typedef struct node_metrics {
     _Atomic uint64_t connections_open;
     _Atomic uint64_t connections_total;
     _Atomic uint64_t connections_refused_limit;
+    _Atomic uint64_t connections_handshaking; /* accepted, TLS handshake not finished */
+    _Atomic uint64_t handshakes_evicted;      /* the oldest, to make room for a new one */
     _Atomic uint64_t handshakes_ok;
     _Atomic uint64_t handshakes_failed[HS_REASON_COUNT];
     _Atomic uint64_t auth_refused_unregistered;

@@ -5,6 +5,9 @@
 #include "harness.h"
 
 #include <criterion/criterion.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -324,5 +327,40 @@ Test(hostile, connection_limit_refuses_extra_connections)
     itest_raw_close(again);
     for (int i = 1; i < 3; i++) {
         itest_raw_close(held[i]);
+    }
+}
+
+/* Connections that never start their TLS handshake (no certificate needed for that) may hold
+ * only a quarter of the slots: with connections_max 64, 200 silent sockets leave a member
+ * room to connect and be served, the oldest silent ones closed to make room. */
+Test(hostile, silent_connections_cannot_take_every_slot)
+{
+    enum { SILENT = 200 };
+    itest_node_cleanup(&node);
+    itest_opts_t o = {.connections_max = 64};
+    itest_node_init(&node, &o);
+    itest_node_start(&node);
+    itest_register(&node, "riverside-clinic", "clinic");
+    static int fds[SILENT];
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(node.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < SILENT; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        cr_assert_geq(fds[i], 0);
+        cr_assert_eq(connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+    }
+    usleep(300000);
+    hie_client_t *c = itest_client(&node, "riverside-clinic");
+    cr_assert_eq(itest_ping(c, NULL), 0, "a member was locked out by silent connections");
+    hie_client_destroy(&c);
+    char out[1 << 16];
+    cr_assert_eq(itest_http_get(&node, "/metrics", out, sizeof(out)), 200);
+    const char *at = strstr(out, "\nhie_connections_handshaking{");
+    cr_assert_not_null(at);
+    unsigned long hs = 0;
+    cr_assert_eq(sscanf(strchr(at, '}') + 1, "%lu", &hs), 1);
+    cr_assert_leq(hs, 16u, "handshaking connections over the cap: %lu", hs);
+    for (int i = 0; i < SILENT; i++) {
+        close(fds[i]);
     }
 }

@@ -274,7 +274,9 @@ subject_seal(node_ctx_t *ctx, node_rand_t *r, const node_subject_t *s, const uin
     as.directive_id = (char *)(uintptr_t)s->decision.directive_id;
     as.directive_version = s->decision.directive_version;
     as.break_glass = s->decision.break_glass;
-    as.accounting_excluded = s->decision.accounting_excluded;
+    /* §164.528 accounts for disclosures: a denial disclosed nothing */
+    as.accounting_excluded = s->decision.accounting_excluded ||
+                             !hie_consent_permitted(&s->decision);
     as.disclosed_count = (uint32_t)(s->n_disclosed + s->n_document_ids); /* what left */
     as.n_disclosed = s->n_disclosed;
     as.disclosed = s->disclosed;

@@ -156,6 +156,7 @@ tally_decision(const node_query_tally_t *t, size_t n, hie_consent_decision_t *ou
         memset(out, 0, sizeof(*out));
         out->decision = HIE_CONSENT_PERMIT;
         out->reason = "no-documents";
+        out->accounting_excluded = true; /* nothing was disclosed: not in the accounting */
     }
 }
 

@@ -594,6 +594,70 @@ Test(consent, revoked_directives_leave_room_and_stay_listed, .timeout = 180)
     itest_node_cleanup(&n);
 }
 
+/* The patient's accounting as §164.528 has it (TPO and nothing-disclosed left out). */
+static Hie__V1__AuditReportReply *
+accounting(hie_client_t *au, const char *id, hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__AuditReportRequest q = HIE__V1__AUDIT_REPORT_REQUEST__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    req_init(&req, id);
+    req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_OPERATIONS;
+    q.kind = HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING;
+    pid.org_id = MUT(CLINIC);
+    pid.mrn = MUT("C-9");
+    q.patient = &pid;
+    q.page_size = 100;
+    req.body_case = HIE__V1__ENVELOPE__BODY_AUDIT_REPORT;
+    req.audit_report = &q;
+    hie_envelope_t *r = call(au, &req, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY, "%s",
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?");
+    return r->audit_report_reply;
+}
+
+Test(consent, accounting_lists_only_what_was_disclosed, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n, NULL); /* opt-out */
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    hie_client_t *au = itest_client(&n, AUDITOR);
+    two_records(h, c, a);
+    struct dir x; /* the patient permits everything, public health included */
+    dir_init(&x, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    consent_submit_ok(c, "c1", &x, a);
+    const Hie__V1__PurposeOfUse ph = HIE__V1__PURPOSE_OF_USE__PURPOSE_PUBLIC_HEALTH;
+    /* a record query that finds no documents disclosed nothing */
+    hie_envelope_t req;
+    Hie__V1__RecordQuery q = HIE__V1__RECORD_QUERY__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    req_init(&req, "q1");
+    req.purpose = ph;
+    pid.org_id = MUT(CLINIC);
+    pid.mrn = MUT("C-9");
+    q.patient = &pid;
+    req.body_case = HIE__V1__ENVELOPE__BODY_RECORD_QUERY;
+    req.record_query = &q;
+    hie_envelope_t *r = call(h, &req, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    cr_assert_eq(r->record_query_reply->n_documents, 0u);
+    /* a PIX for public health disclosed identifiers: accounted for */
+    cr_assert_eq(pix_for(h, "p1", CLINIC, "C-9", ph, a)->body_case,
+        HIE__V1__ENVELOPE__BODY_PIX_REPLY);
+    Hie__V1__AuditReportReply *acct = accounting(au, "r1", a);
+    cr_assert_eq(acct->n_entries, 1u, "the PIX only, not the empty record query");
+    Hie__V1__AuditRecord *rec = hie__v1__audit_record__unpack(NULL,
+        acct->entries[0]->record.len, acct->entries[0]->record.data);
+    cr_assert_eq(rec->action, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PIX);
+    hie__v1__audit_record__free_unpacked(rec, NULL);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_client_destroy(&au);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 /* A directive whose root has count nested children (flat), or nested depth levels deep. */
 static Hie__V1__ConsentProvision *
 provisions_make(size_t count, size_t depth)

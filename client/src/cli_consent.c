@@ -66,6 +66,19 @@ hie_cli__jstr(const char *s)
     return hie_consent_json_str(s);
 }
 
+json_t *
+hie_cli__handling_json(const Hie__V1__Handling *h)
+{
+    json_t *refrain = json_array();
+    for (size_t i = 0; h != NULL && refrain != NULL && i < h->n_refrain; i++) {
+        json_array_append_new(refrain, hie_cli__jstr(h->refrain[i]));
+    }
+    return json_pack("{s:o, s:o, s:o}", "confidentiality",
+        hie_cli__jstr(h != NULL ? h->confidentiality : ""), "refrain",
+        refrain != NULL ? refrain : json_array(), "notice",
+        hie_cli__jstr(h != NULL ? h->notice : ""));
+}
+
 int
 hie_cli__json_emit(json_t *obj)
 {

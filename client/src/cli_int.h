@@ -162,6 +162,10 @@ int hie_cli__cmd_receive(struct cli *cli, const struct cli_cmd *cmd, int argc, c
 /* A value of key=value text on f: bare when a plain token ([A-Za-z0-9._:@/,+-]+), else a
  * quoted JSON string (control characters escaped, invalid UTF-8 replaced). (hie_cli.c) */
 void hie_cli__kv_value(FILE *f, const char *s);
+/* Consent's handling marks h (NULL: none) as " confidentiality=R refrain=NORDSCLCD
+ * notice=\"...\"" on f (hie_cli.c), or as a JSON object (cli_consent.c). */
+void hie_cli__handling_print(FILE *f, const Hie__V1__Handling *h);
+struct json_t *hie_cli__handling_json(const Hie__V1__Handling *h);
 /* Prints the notification d carries (its document is not NULL) as one line on stdout, or one
  * JSON object with --json; path: where --out-dir wrote it, or NULL. Not flushed. Returns an
  * exit code, or CLI_CONTINUE when the content does not decode as a Notification (reported on

@@ -577,7 +577,7 @@ rx_json(const Hie__V1__Delivery *d, const char *path)
     }
     const Hie__V1__PatientId *p = doc->patient;
     return json_pack("{s:I, s:o, s:o, s:{s:o, s:o}, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
-                     "s:I, s:b, s:o}",
+                     "s:I, s:b, s:o, s:o}",
         "seq", (json_int_t)d->seq, "message_id", hie_cli__jstr(d->message_id), "sender_org",
         hie_cli__jstr(d->sender_org), "patient", "org_id",
         hie_cli__jstr(p != NULL ? p->org_id : ""), "mrn", hie_cli__jstr(p != NULL ? p->mrn : ""),
@@ -587,7 +587,8 @@ rx_json(const Hie__V1__Delivery *d, const char *path)
         labels != NULL ? labels : json_array(), "date", rx_time_json(doc->date_ms), "accepted",
         rx_time_json(d->accepted_ms), "bytes",
         (json_int_t)doc->content.len, "redelivery", d->redelivery, "file",
-        path != NULL ? hie_cli__jstr(path) : json_null());
+        path != NULL ? hie_cli__jstr(path) : json_null(), "handling",
+        hie_cli__handling_json(d->handling));
 }
 
 /* One line per delivery on stdout, flushed. Returns an exit code. */
@@ -616,6 +617,7 @@ rx_print(const struct rx *rx, const Hie__V1__Delivery *d, const char *path)
     rx_kv("title", doc->title);
     rx_kv("class", doc->class_code);
     printf(" bytes=%zu redelivery=%s", doc->content.len, d->redelivery ? "yes" : "no");
+    hie_cli__handling_print(stdout, d->handling);
     if (path != NULL) {
         rx_kv("file", path);
     }

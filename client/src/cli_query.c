@@ -437,7 +437,7 @@ get_print(const struct cli *cli, const Hie__V1__RetrieveReply *r, const char *fi
     char t[CLI_TIME_TEXT_BYTES], labels[QUERY_LABELS_BYTES];
     if (cli->json) {
         (void)hie_cli__json_emit(json_pack("{s:o, s:o, s:{s:o, s:o}, s:o, s:o, s:o, s:o, s:o, "
-                                           "s:o, s:I, s:o}",
+                                           "s:o, s:I, s:o, s:o}",
             "document_id", hie_cli__jstr(r->document_id), "author_org",
             hie_cli__jstr(d->author_org), "patient", "org_id",
             hie_cli__jstr(p != NULL ? p->org_id : ""), "mrn",
@@ -446,7 +446,7 @@ get_print(const struct cli *cli, const Hie__V1__RetrieveReply *r, const char *fi
             "date", time_json(d->date_ms), "content_type", hie_cli__jstr(d->content_type),
             "security_labels", strs_json(d->security_labels, d->n_security_labels), "bytes",
             (json_int_t)d->content.len, "file", file != NULL ? hie_cli__jstr(file)
-            : json_null()));
+            : json_null(), "handling", hie_cli__handling_json(r->handling)));
         return;
     }
     fputs("document_id=", stdout);
@@ -461,6 +461,7 @@ get_print(const struct cli *cli, const Hie__V1__RetrieveReply *r, const char *fi
     kv("content_type", d->content_type);
     kv("labels", strs_join(d->security_labels, d->n_security_labels, labels, sizeof(labels)));
     printf(" bytes=%zu", d->content.len);
+    hie_cli__handling_print(stdout, r->handling);
     if (file != NULL) {
         kv("file", file);
     }

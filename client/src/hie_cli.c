@@ -193,6 +193,26 @@ hie_cli__kv_value(FILE *f, const char *s)
     kv_value(f, s);
 }
 
+void
+hie_cli__handling_print(FILE *f, const Hie__V1__Handling *h)
+{
+    if (h == NULL) {
+        return;
+    }
+    if (h->confidentiality != NULL && h->confidentiality[0] != '\0') {
+        fputs(" confidentiality=", f);
+        kv_value(f, h->confidentiality);
+    }
+    for (size_t i = 0; i < h->n_refrain; i++) {
+        fputs(" refrain=", f);
+        kv_value(f, h->refrain[i]);
+    }
+    if (h->notice != NULL && h->notice[0] != '\0') {
+        fputs(" notice=", f);
+        kv_value(f, h->notice);
+    }
+}
+
 /* Text from the node on the terminal: control characters become '?', cut at a limit. */
 void
 hie_cli__fputs_safe(FILE *f, const char *s)

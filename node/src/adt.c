@@ -377,6 +377,10 @@ notice_build(struct fan *f, const Hie__V1__Subscription *s, bool cancel)
     hie__v1__notice__init(nt);
     nt->subscription_id = s->id;
     int rc = permit ? notice_message(f, s, own, subj.n_disclosed, cancel, &nt->message) : 0;
+    if (rc == 0 && permit) {
+        nt->message->handling = hie_node__handling(&subj.decision, f->arena);
+        rc = nt->message->handling == NULL ? HIE_ENOMEM : 0;
+    }
     subj.n_disclosed = permit ? subj.n_disclosed : 0;
     rc = rc ? rc : hie_node__audit_body(f->ctx, &from, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_NOTIFY,
         permit ? HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED

@@ -184,6 +184,7 @@ frame_build(struct node_delivery *d, const struct receiver *r, uint64_t seq, hie
     dl.redelivery = seq <= r->sent_hw;
     dl.subscription_id = q->subscription_id;
     dl.event_number = q->event_number;
+    dl.handling = q->handling;
     const struct flight *f = NULL;
     for (uint32_t i = 0; i < r->nfl && f == NULL; i++) {
         f = r->fl[i].seq == seq ? &r->fl[i] : NULL;

@@ -305,6 +305,29 @@ subject_seal(node_ctx_t *ctx, node_rand_t *r, const node_subject_t *s, const uin
     return rc;
 }
 
+/* 42 CFR 2.32(a)(1), as the 2024 rule allows it in short. */
+#define PART2_NOTICE "42 CFR part 2 prohibits unauthorized use or disclosure of these records."
+
+Hie__V1__Handling *
+hie_node__handling(const hie_consent_decision_t *d, hie_arena_t *arena)
+{
+    Hie__V1__Handling *h = hie_arena_alloc(arena, sizeof(*h));
+    char **refrain = hie_arena_alloc(arena, sizeof(*refrain));
+    if (h == NULL || refrain == NULL) {
+        return NULL;
+    }
+    hie__v1__handling__init(h);
+    if (d->refrains & HIE_CONSENT_REFRAIN_NORDSCLCD) {
+        refrain[0] = (char *)(uintptr_t)"NORDSCLCD";
+        h->n_refrain = 1;
+        h->refrain = refrain;
+    }
+    h->confidentiality = (char *)(uintptr_t)hie_consent_label_name(d->confidentiality);
+    h->notice = (char *)(uintptr_t)((d->obligations & HIE_CONSENT_OBL_PART2_NOTICE) != 0
+        ? PART2_NOTICE : "");
+    return h;
+}
+
 /* The audit_append body: the record (no personal data) and the sealed subjects. */
 int
 hie_node__audit_body(node_ctx_t *ctx, const node_who_t *who, Hie__V1__AuditAction action,

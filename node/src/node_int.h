@@ -652,6 +652,10 @@ typedef struct node_subject {
 HIE_MUST_CHECK int hie_node__audit_body(node_ctx_t *ctx, const node_who_t *who,
     Hie__V1__AuditAction action, Hie__V1__ErrorCode outcome, const node_subject_t *subjects,
     size_t n, hie_arena_t *arena, Hie__V1__AuditAppendCommand **out);
+/* The handling marks a permit puts on what is passed on (refrain NORDSCLCD and the 42 CFR 2.32
+ * notice for Part 2 data, the confidentiality high-water mark), in arena; NULL when out of
+ * memory (the caller fails the exchange: nothing leaves without its marks). */
+Hie__V1__Handling *hie_node__handling(const hie_consent_decision_t *d, hie_arena_t *arena);
 /* Builds the audit command of one exchange (action, outcome, subjects) into *out (arena);
  * out->build_rc says whether it could be built. */
 void hie_node__audit_build(node_ctx_t *ctx, const node_who_t *who,

@@ -224,6 +224,12 @@ push_command(node_ctx_t *ctx, const node_who_t *who, const char *to, Hie__V1__Do
     m->sender_org = (char *)(uintptr_t)who->org_id;
     m->recipient_org = (char *)(uintptr_t)to;
     m->euid = (char *)(uintptr_t)s->euid;
+    if (to[0] != '\0') { /* the repository keeps none: a query decides when it is read */
+        m->handling = hie_node__handling(&s->decision, arena);
+        if (m->handling == NULL) {
+            return out->build_rc = HIE_ENOMEM;
+        }
+    }
     d->author_org = (char *)(uintptr_t)who->org_id;
     rc = hie_node__doc_seal(ctx, d, mid, arena, &m->sealed_document);
     pc->message = m;

@@ -250,7 +250,8 @@ query_one(void *vctx, hie_span_t id, hie_span_t stored)
         return 0;
     }
     x->docs[x->n] = entry_make(x->arena, m, d);
-    if (x->docs[x->n] == NULL) {
+    if (x->docs[x->n] == NULL ||
+        (x->docs[x->n]->handling = hie_node__handling(&dec, x->arena)) == NULL) {
         return HIE_ENOMEM;
     }
     x->ids[x->n] = x->docs[x->n]->document_id;
@@ -534,6 +535,10 @@ hie_node__retrieve_prepare(node_ctx_t *ctx, const node_who_t *who,
     hie__v1__retrieve_reply__init(out);
     out->document_id = m->message_id;
     out->document = d;
+    out->handling = hie_node__handling(&s.decision, arena);
+    if (out->handling == NULL) { /* audited as disclosed: the member retries the same id */
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+    }
     *reply = out;
     return 0;
 }
@@ -570,10 +575,11 @@ hie_node__query_forward_frame(node_ctx_t *ctx, const char *query_id, const node_
     return hie_proto_frame_encode(&env, ctx->cfg.frame_bytes_max, buf, len);
 }
 
-/* Consent for one responder document, from its listed labels, class and date. */
+/* Consent for one responder document, from its listed labels, class and date; a permitted
+ * entry gets the decision's handling marks (a responder's own value is replaced). */
 static bool
 entry_permitted(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const node_who_t *who,
-    const char *euid, const Hie__V1__DocumentEntry *en, node_query_tally_t *tally)
+    const char *euid, Hie__V1__DocumentEntry *en, node_query_tally_t *tally)
 {
     Hie__V1__Document d = HIE__V1__DOCUMENT__INIT;
     d.class_code = en->class_code;
@@ -583,7 +589,8 @@ entry_permitted(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const node_wh
     hie_consent_decision_t dec;
     doc_decide(ctx, txn, arena, who, euid, &d, HIE__V1__CONSENT_ACTION__CONSENT_ACTION_QUERY,
         &dec);
-    return tally_add(tally, &dec);
+    en->handling = hie_consent_permitted(&dec) ? hie_node__handling(&dec, arena) : NULL;
+    return tally_add(tally, &dec) && en->handling != NULL;
 }
 
 /* Appends the permitted documents of one answer; [out] counts. */
@@ -738,6 +745,10 @@ hie_node__retrieve_complete(node_ctx_t *ctx, const node_who_t *who, const char *
     hie__v1__retrieve_reply__init(out);
     out->document_id = id;
     out->document = (Hie__V1__Document *)(uintptr_t)d;
+    out->handling = hie_node__handling(&s.decision, arena);
+    if (out->handling == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+    }
     *reply = out;
     return 0;
 }

@@ -143,6 +143,8 @@ Test(adt, admission_and_its_cancel_reach_exactly_the_subscriber, .timeout = 120)
     Hie__V1__Delivery *d1 = next_delivery(c, &in, 5000, a);
     Hie__V1__Delivery *d2 = next_delivery(c, &in, 5000, a);
     cr_assert(d1 != NULL && d2 != NULL);
+    cr_assert(d1->handling != NULL && d2->handling != NULL, "consent's marks on notices");
+    cr_assert_str_eq(d1->handling->confidentiality, "N");
     cr_assert_str_eq(d1->subscription_id, sid);
     cr_assert_eq(d1->event_number, 1u);
     cr_assert_eq(d2->event_number, 2u);

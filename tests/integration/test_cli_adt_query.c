@@ -387,7 +387,7 @@ Test(query_cli, repository_documents_listed_filtered_and_retrieved, .timeout = 1
     snprintf(got, sizeof(got), "%s/got.xml", n.root);
     rc = itest_hie(&n, CLINIC, out, sizeof(out), "get " HOSP ":doc-1 --out '%s'", got);
     cr_assert_eq(rc, 0, "get: %s", out);
-    cr_assert(strstr(out, " bytes=5000 file=") != NULL, "%s", out);
+    cr_assert(strstr(out, " bytes=5000 confidentiality=N file=") != NULL, "%s", out);
     expect_same_file(got, doc1, DOC_BYTES);
     rc = itest_hie(&n, CLINIC, out, sizeof(out), "get nope");
     cr_assert_eq(rc, 1, "unknown document: %s", out);

@@ -96,7 +96,7 @@ Test(push_cli, push_receive_ack_and_idle_stop, .timeout = 180)
         " mrn=H-1 euid=";
     cr_assert(strncmp(out, head, strlen(head)) == 0, "%s", out);
     cr_assert(strstr(out, " title=\"Discharge summary\" class=discharge-summary bytes=5000 "
-        "redelivery=no file=") != NULL, "%s", out);
+        "redelivery=no confidentiality=N file=") != NULL, "%s", out);
     snprintf(file, sizeof(file), "%s/1-" HOSP "_push-1.xml", dir);
     cr_assert(strstr(out, file) != NULL, "%s", out);
     expect_same_file(file, doc, sizeof(doc));

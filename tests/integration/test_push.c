@@ -99,6 +99,10 @@ Test(push, delivered_acknowledged_and_idempotent, .timeout = 120)
     cr_assert_eq(memcmp(d->document->content.data, "discharge: stable", 17), 0);
     cr_assert_str_eq(d->document->author_org, HOSP);
     cr_assert(strlen(d->euid) > 1);
+    cr_assert_not_null(d->handling, "consent's marks travel with every delivery");
+    cr_assert_str_eq(d->handling->confidentiality, "N");
+    cr_assert_eq(d->handling->n_refrain, 0u);
+    cr_assert_str_eq(d->handling->notice, "");
     uint64_t seq = d->seq;
     cr_assert_eq(ack(c, "a1", &seq, 1, &in, a), 1u);
     cr_assert_eq(itest_db_entries(&n, "q_msg"), 0u, "acknowledged: out of the queue");
@@ -109,6 +113,41 @@ Test(push, delivered_acknowledged_and_idempotent, .timeout = 120)
     cr_assert_null(next_delivery(c, &in, 1000, a), "delivered once");
     cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", 1u, 2000), 1u,
         "one audit record for the disclosure");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+/* Part 2 (SUD) data pushed to the recipient the patient's consent names: delivered with the
+ * 42 CFR 2.32 notice, the no-redisclosure refrain and a restricted confidentiality. */
+Test(push, part2_delivery_carries_the_notice_and_refrain, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_patient(h, a);
+    struct dir x; /* the patient permits the clinic, by name */
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    x.actor.org_id = MUT(CLINIC);
+    x.root.n_actors = 1;
+    x.root.actors = x.actors;
+    consent_submit_ok(h, "c1", &x, a);
+    const char *note = "counselling session 4";
+    hie_envelope_t *r = push(h, "p1", CLINIC, "H-1", note, strlen(note), "SUD", a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PUSH_REPLY, "%s",
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?");
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(d);
+    cr_assert_not_null(d->handling);
+    cr_assert_eq(d->handling->n_refrain, 1u);
+    cr_assert_str_eq(d->handling->refrain[0], "NORDSCLCD");
+    cr_assert_str_eq(d->handling->confidentiality, "R");
+    cr_assert(strstr(d->handling->notice, "42 CFR part 2") != NULL, "%s",
+        d->handling->notice);
     hie_client_destroy(&h);
     hie_client_destroy(&c);
     hie_arena_destroy(&a);

@@ -111,6 +111,9 @@ Test(query, repository_documents_listed_filtered_and_consent_applied, .timeout =
     hie_envelope_t *ra = retrieve(c, "g1", HOSP ":dA", a);
     cr_assert_eq(ra->body_case, HIE__V1__ENVELOPE__BODY_RETRIEVE_REPLY);
     cr_assert_eq(memcmp(ra->retrieve_reply->document->content.data, "discharge A", 11), 0);
+    cr_assert_not_null(ra->retrieve_reply->handling, "consent's marks on the retrieval");
+    cr_assert_str_eq(ra->retrieve_reply->handling->confidentiality, "N");
+    cr_assert_not_null(all->documents[2]->handling, "and on each listed entry");
     /* the patient's directive (filed by the hospital): everything but psychiatry */
     struct dir x;
     char *psy[1] = {MUT("PSY")};

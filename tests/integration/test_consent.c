@@ -1233,6 +1233,17 @@ Test(consent, audit_verify_detects_edit_delete_reorder_truncate_and_fork, .timeo
         cr_assert(strstr(out, "TAMPERING DETECTED") != NULL, "%s: %s", names[i], out);
         cr_assert(said[i] == NULL || strstr(out, said[i]) != NULL, "%s: %s", names[i], out);
         cr_log_info("%s: %s", names[i], out);
+        if (hows[i] == UNINDEX_ORG) { /* the organization index needs no data key */
+            cr_assert_eq(itest_sh(out, sizeof(out), "grep -v '^mpi:' '%s' > '%s/nokey.yaml' && "
+                "'%s' --config '%s/nokey.yaml' audit verify", n.cfg, n.root, HIE_CTL_BIN,
+                n.root), 1, "unindex-org without the data key: %s", out);
+            cr_assert(strstr(out, said[i]) != NULL, "%s", out);
+            /* a configured key that cannot be read is an error, not a lesser check */
+            cr_assert_eq(itest_sh(out, sizeof(out), "sed 's|^mpi:.*|mpi: {key_file: "
+                "/nonexistent.key}|' '%s' > '%s/badkey.yaml' && '%s' --config "
+                "'%s/badkey.yaml' audit verify", n.cfg, n.root, HIE_CTL_BIN, n.root), 2, "%s",
+                out);
+        }
         cr_assert_eq(itest_sh(out, sizeof(out), "rm -rf '%s' && cp -a '%s.orig' '%s'",
             n.data_dir, n.data_dir, n.data_dir), 0);
     }

@@ -8,7 +8,10 @@
  * Paging: entries come in (time, leaf) order, except an accounting's, which come in log order
  * by buckets of 4,096 leaves ((time, leaf) within one: audit_state.c); the page token is the
  * hex of the last index value looked at, so the next page starts strictly after it even while
- * the log grows. Every
+ * the log grows, then the hex of the first page's tree size: every page leaves out leaves at or
+ * past it, so a paged report is the log as of its first page (a record stamped before the
+ * token's time but committed after the first page would otherwise be skipped by the time order
+ * on one page and included on none). Every
  * page proves its entries against its own tree head. A scan looks at no more than
  * REPORT_SCAN_MAX index values per page (TPO-excluded entries are skipped in an accounting),
  * then returns what it has and a token.
@@ -31,6 +34,7 @@ struct report {
     const Hie__V1__AuditReportRequest *q;
     Hie__V1__AuditReportReply *out;
     uint64_t size;                    /* tree head the page proves against */
+    uint64_t cutoff;                  /* leaves from here on are left out: the first page's size */
     int64_t to_ms;
     uint32_t page;
     uint8_t last[REPORT_VAL_MAX];     /* the last index value taken */
@@ -61,7 +65,7 @@ request_check(const Hie__V1__AuditReportRequest *q, node_mpi_err_t *e)
         return bad(e, "page_size", "at most 1000");
     }
     size_t tl = q->page_token != NULL ? strlen(q->page_token) : 0;
-    if (tl != 0 && tl != 32 && tl != 36) {
+    if (tl != 0 && tl != 32 && tl != 36 && tl != 48 && tl != 52) {
         return bad(e, "page_token", "not a token from a previous page");
     }
     if (q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ORG_ACCESS &&
@@ -196,10 +200,11 @@ scan_one(void *ctx, const uint8_t *val, size_t len)
     uint64_t leaf = hie_load_be64(val + 8);
     bool by_patient = r->q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING;
     bool late = r->to_ms != 0 && t >= r->to_ms;
-    if (leaf >= r->size || (late && !by_patient)) {
-        return 1; /* the end of the period (time order), or of the tree the page proves */
+    if (late && !by_patient) {
+        return 1; /* the end of the period (time order) */
     }
-    if (by_patient && (late || t < r->q->from_ms)) { /* log order: the period filters */
+    if (leaf >= r->cutoff || (by_patient && (late || t < r->q->from_ms))) {
+        /* committed after the first page; or, in log order, outside the period */
         memcpy(r->last, val, len);
         r->last_len = len;
         return 0;
@@ -234,10 +239,18 @@ report_scan(struct report *r, const char *euid)
         k = hie_span((const uint8_t *)q->org_id, strlen(q->org_id));
     }
     size_t tl = q->page_token != NULL ? strlen(q->page_token) : 0, bin = 0;
+    uint8_t tok[REPORT_VAL_MAX + 8];
+    r->cutoff = r->size;
     if (tl > 0) {
-        if (sodium_hex2bin(start, sizeof(start), q->page_token, tl, NULL, &bin, NULL) != 0) {
+        if (sodium_hex2bin(tok, sizeof(tok), q->page_token, tl, NULL, &bin, NULL) != 0) {
             return HIE_EINVAL;
         }
+        if (bin == 24 || bin == 26) { /* value || the first page's size (older: value only) */
+            bin -= 8;
+            uint64_t first = hie_load_be64(tok + bin);
+            r->cutoff = first < r->cutoff ? first : r->cutoff;
+        }
+        memcpy(start, tok, bin);
         memcpy(r->last, start, bin);
         r->last_len = bin;
     } else {
@@ -249,12 +262,15 @@ report_scan(struct report *r, const char *euid)
     int rc = hie_node__audit_scan(au, r->txn, which, k, s, REPORT_SCAN_MAX, scan_one, r);
     rc = rc ? rc : r->rc;
     if (rc == 0 && r->last_len > 0 && (r->more || r->seen >= REPORT_SCAN_MAX)) {
-        char *tok = hie_arena_alloc(r->arena, 2 * r->last_len + 1);
-        if (tok == NULL) {
+        uint8_t next[REPORT_VAL_MAX + 8];
+        memcpy(next, r->last, r->last_len);
+        hie_store_be64(next + r->last_len, r->cutoff);
+        char *hex = hie_arena_alloc(r->arena, 2 * (r->last_len + 8) + 1);
+        if (hex == NULL) {
             return HIE_ENOMEM;
         }
-        sodium_bin2hex(tok, 2 * r->last_len + 1, r->last, r->last_len);
-        r->out->next_page_token = tok;
+        sodium_bin2hex(hex, 2 * (r->last_len + 8) + 1, next, r->last_len + 8);
+        r->out->next_page_token = hex;
     }
     return rc;
 }
@@ -344,7 +360,7 @@ hie_node__audit_report_prepare(node_ctx_t *ctx, const node_who_t *who,
     }
     hie__v1__audit_report_reply__init(out);
     euid[0] = '\0';
-    struct report r = {ctx, NULL, arena, q, out, 0, q->to_ms, q->page_size ? q->page_size
+    struct report r = {ctx, NULL, arena, q, out, 0, 0, q->to_ms, q->page_size ? q->page_size
         : HIE_AUDIT_REPORT_PAGE_DEFAULT, {0}, 0, 0, false, 0, NULL};
     /* every audit record answered so far is durable in the log; wait until its apply is
      * committed too (audit records share state commits, sm.c), so the report includes it */

@@ -276,12 +276,18 @@ Test(consent, accounting_is_proven_paged_and_only_for_auditors, .timeout = 120)
     hie_envelope_t *r2 = report(au, "r2", acct, CLINIC, "C-9", 2, tok, a);
     cr_assert_eq(r2->body_case, HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY);
     report_verify(r2->audit_report_reply);
-    /* p3, then the auditor's own first page: a report about the patient is a disclosure too */
-    cr_assert_eq(r2->audit_report_reply->n_entries, 2u);
+    /* p3: the report is the log as of its first page */
+    cr_assert_eq(r2->audit_report_reply->n_entries, 1u);
     cr_assert_str_eq(r2->audit_report_reply->next_page_token, "");
+    /* a new report also lists the auditor's pages: a report about the patient is a
+     * disclosure too */
+    hie_envelope_t *r4 = report(au, "r4", acct, CLINIC, "C-9", 100, NULL, a);
+    cr_assert_eq(r4->body_case, HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY);
+    report_verify(r4->audit_report_reply);
+    cr_assert_eq(r4->audit_report_reply->n_entries, 5u, "p1, p2, p3 and the pages r1, r2");
     Hie__V1__AuditRecord *last = hie__v1__audit_record__unpack(NULL,
-        r2->audit_report_reply->entries[1]->record.len,
-        r2->audit_report_reply->entries[1]->record.data);
+        r4->audit_report_reply->entries[4]->record.len,
+        r4->audit_report_reply->entries[4]->record.data);
     cr_assert_eq(last->action, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_REPORT);
     cr_assert_str_eq(last->requester_org, AUDITOR);
     hie__v1__audit_record__free_unpacked(last, NULL);
@@ -651,6 +657,62 @@ Test(consent, accounting_lists_only_what_was_disclosed, .timeout = 120)
         acct->entries[0]->record.len, acct->entries[0]->record.data);
     cr_assert_eq(rec->action, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PIX);
     hie__v1__audit_record__free_unpacked(rec, NULL);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_client_destroy(&au);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+/* Entries of an organization-access report, all pages, from token (NULL: the first page),
+ * with queries by the hospital run after the first page when late > 0. */
+static size_t
+org_access_all(hie_client_t *au, hie_client_t *h, const char *tag, int late, hie_arena_t *a)
+{
+    const Hie__V1__AuditReportKind kind = HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ORG_ACCESS;
+    char tok[256] = "", id[32];
+    size_t total = 0;
+    for (int p = 0; p < 20; p++) {
+        snprintf(id, sizeof(id), "%s-%d", tag, p);
+        hie_envelope_t *r = report(au, id, kind, HOSP, NULL, 1, tok[0] ? tok : NULL, a);
+        cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY);
+        report_verify(r->audit_report_reply);
+        total += r->audit_report_reply->n_entries;
+        snprintf(tok, sizeof(tok), "%s", r->audit_report_reply->next_page_token);
+        for (int i = 0; p == 0 && i < late; i++) {
+            snprintf(id, sizeof(id), "%s-late%d", tag, i);
+            cr_assert_eq(pix(h, id, HOSP, "H-1", a)->body_case,
+                HIE__V1__ENVELOPE__BODY_PIX_REPLY);
+        }
+        if (tok[0] == '\0') {
+            return total;
+        }
+    }
+    cr_assert(false, "no last page");
+    return 0;
+}
+
+/* A paged report is the log as of its first page: records committed after it appear on no
+ * page (time order alone would drop one stamped before the token's time but committed after
+ * it), and a new report has them all. */
+Test(consent, paged_report_is_the_log_as_of_its_first_page, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n, NULL);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    hie_client_t *au = itest_client(&n, AUDITOR);
+    two_records(h, c, a);
+    for (int i = 0; i < 3; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "p%d", i);
+        cr_assert_eq(pix(h, id, HOSP, "H-1", a)->body_case, HIE__V1__ENVELOPE__BODY_PIX_REPLY);
+    }
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", 3u, 2000), 3u);
+    cr_assert_eq(org_access_all(au, h, "r", 2, a), 3u, "as of the first page");
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", 5u + 4u, 2000), 9u,
+        "5 queries and 4 report pages");
+    cr_assert_eq(org_access_all(au, h, "s", 0, a), 5u, "a new report has the later ones");
     hie_client_destroy(&h);
     hie_client_destroy(&c);
     hie_client_destroy(&au);

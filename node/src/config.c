@@ -20,7 +20,10 @@
 
 struct y_node { char *id; char *data_dir; };
 struct y_listen { char *address; uint32_t port; };
-struct y_tls { char *ca_file, *cert_file, *key_file, *crl_file, *min_version; };
+struct y_tls {
+    char *ca_file, *cert_file, *key_file, *crl_file, *min_version;
+    uint32_t crl_check_interval_ms;
+};
 struct y_limits {
     uint32_t frame_bytes_max, connections_max, inflight_per_connection_max;
     uint32_t handshake_timeout_ms, frame_timeout_ms, idle_timeout_ms;
@@ -67,6 +70,7 @@ static const cyaml_schema_field_t tls_fields[] = {
     CYAML_FIELD_STRING_PTR("key_file", CYAML_FLAG_DEFAULT, struct y_tls, key_file, 1, 3000),
     CYAML_FIELD_STRING_PTR("crl_file", OPT, struct y_tls, crl_file, 1, 3000),
     CYAML_FIELD_STRING_PTR("min_version", OPT, struct y_tls, min_version, 1, 8),
+    CYAML_FIELD_UINT("crl_check_interval_ms", OPT, struct y_tls, crl_check_interval_ms),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t limits_fields[] = {
     CYAML_FIELD_UINT("frame_bytes_max", OPT, struct y_limits, frame_bytes_max),
@@ -214,6 +218,8 @@ fill_tls(node_config_t *c, const struct y_config *y, const char *dir, char *err,
     rc = rc ? rc : check_file(c->ca_file, "tls.ca_file", err, eb);
     rc = rc ? rc : check_file(c->cert_file, "tls.cert_file", err, eb);
     rc = rc ? rc : check_file(c->key_file, "tls.key_file", err, eb);
+    rc = rc ? rc : limit_u32(&c->crl_check_interval_ms, y->tls.crl_check_interval_ms, 10000,
+        100, 3600000, "tls.crl_check_interval_ms", err, eb);
     if (rc != 0) {
         return rc;
     }

@@ -16,6 +16,7 @@
 #include <getopt.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -252,11 +253,52 @@ node_stop_threads(node_ctx_t *ctx, struct node_threads *t, bool drain)
 }
 
 static void
+tls_reload(node_ctx_t *ctx, const char *source)
+{
+    char err[512] = "";
+    int rc = hie_node__tls_reload(ctx, err, sizeof(err));
+    if (rc == 0) {
+        hie_log_info("node", "tls reloaded", " source=%s", source);
+    } else {
+        hie_log_error("node", "tls reload failed", " source=%s reason=\"%s\"", source, err);
+    }
+}
+
+/* Whether the CRL file changed since the last call (by mtime, size or inode): a CA that
+ * publishes a new CRL reaches open sessions within tls.crl_check_interval_ms, no SIGHUP. */
+static bool
+crl_changed(const char *path, struct stat *seen)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        return false; /* being replaced: the next check sees it */
+    }
+    bool changed = seen->st_ino != 0 &&
+        (st.st_ino != seen->st_ino || st.st_size != seen->st_size ||
+         st.st_mtim.tv_sec != seen->st_mtim.tv_sec || st.st_mtim.tv_nsec != seen->st_mtim.tv_nsec);
+    *seen = st;
+    return changed;
+}
+
+static void
 node_signal_loop(node_ctx_t *ctx, int sfd)
 {
+    struct stat crl = {0};
+    bool watch = ctx->cfg.crl_file[0] != '\0';
+    if (watch) {
+        (void)crl_changed(ctx->cfg.crl_file, &crl);
+    }
     for (;;) {
+        struct pollfd pfd = {sfd, POLLIN, 0};
+        int pr = poll(&pfd, 1, watch ? (int)ctx->cfg.crl_check_interval_ms : -1);
+        if (pr == 0 || (pr < 0 && errno == EINTR)) {
+            if (pr == 0 && crl_changed(ctx->cfg.crl_file, &crl)) {
+                tls_reload(ctx, "crl-file");
+            }
+            continue;
+        }
         struct signalfd_siginfo si;
-        ssize_t n = read(sfd, &si, sizeof(si));
+        ssize_t n = pr > 0 ? read(sfd, &si, sizeof(si)) : -1;
         if (n != (ssize_t)sizeof(si)) {
             if (n < 0 && errno == EINTR) {
                 continue;
@@ -264,12 +306,9 @@ node_signal_loop(node_ctx_t *ctx, int sfd)
             return;
         }
         if (si.ssi_signo == SIGHUP) {
-            char err[512] = "";
-            int rc = hie_node__tls_reload(ctx, err, sizeof(err));
-            if (rc == 0) {
-                hie_log_info("node", "tls reloaded", " source=sighup");
-            } else {
-                hie_log_error("node", "tls reload failed", " reason=\"%s\"", err);
+            tls_reload(ctx, "sighup");
+            if (watch) {
+                (void)crl_changed(ctx->cfg.crl_file, &crl); /* loaded: not again */
             }
             continue;
         }

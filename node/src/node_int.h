@@ -55,6 +55,7 @@ typedef struct node_config {
     char cert_file[NODE_PATH_MAX];
     char key_file[NODE_PATH_MAX];
     char crl_file[NODE_PATH_MAX]; /* "" when no CRL is configured */
+    uint32_t crl_check_interval_ms; /* a changed CRL file is reloaded within this */
     int tls_min_version;          /* TLS1_3_VERSION or TLS1_2_VERSION */
     uint32_t frame_bytes_max;
     uint32_t connections_max;

@@ -70,6 +70,9 @@ itest_node_write_config(itest_node_t *n)
         fprintf(f, "  crl_file: \"%s/ca/crl.pem\"\n", n->pki);
     }
     fprintf(f, "  min_version: \"%s\"\n", o->tls12 ? "1.2" : "1.3");
+    if (o->crl_check_interval_ms) {
+        fprintf(f, "  crl_check_interval_ms: %u\n", o->crl_check_interval_ms);
+    }
     fprintf(f, "limits: {handshake_timeout_ms: %u", o->handshake_timeout_ms ?
         o->handshake_timeout_ms : 10000u);
     if (o->frame_timeout_ms) fprintf(f, ", frame_timeout_ms: %u", o->frame_timeout_ms);

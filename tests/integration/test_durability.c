@@ -183,6 +183,31 @@ Test(durability, crl_reload_on_sighup_and_admin_command)
     cr_assert_eq(itest_hie(&node, "general-hospital", out, sizeof(out), "whoami"), 0, "%s", out);
 }
 
+/* reference.md S3: a CRL the CA publishes reaches open sessions with no reload by the
+ * operator, within tls.crl_check_interval_ms (300 ms here). */
+Test(durability, published_crl_cuts_an_open_session_without_a_reload)
+{
+    itest_node_stop(&node, SIGTERM);
+    itest_node_own_pki(&node);
+    node.opts.crl_check_interval_ms = 300;
+    itest_node_write_config(&node);
+    itest_node_start(&node);
+    itest_register(&node, "riverside-clinic", "clinic");
+    hie_client_t *open_session = itest_client(&node, "riverside-clinic");
+    cr_assert_eq(itest_ping(open_session, NULL), 0);
+    char out[4096];
+    uint64_t t0 = hie_time_mono_ns();
+    int rc = itest_sh(out, sizeof(out), "bash %s/deploy/pki.sh revoke '%s' riverside-clinic",
+        HIE_SOURCE_DIR, node.pki);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(itest_log_wait(&node, "source=crl-file", 3000), "the new CRL was not loaded");
+    cr_assert(itest_log_wait(&node, "session cut after reload", 3000));
+    cr_log_info("CRL published -> session cut in %.2f s",
+        (double)(hie_time_mono_ns() - t0) / 1e9);
+    cr_assert_neq(itest_ping(open_session, NULL), 0, "revoked member's open session served");
+    hie_client_destroy(&open_session);
+}
+
 /* Without a CRL the node serves (a closed test network may have none) but says at start that
  * revoked certificates are accepted; with one it says nothing of the kind. */
 Test(durability, no_crl_is_warned_at_start)

@@ -110,6 +110,7 @@ Test(node_config, minimal_config_gets_the_defaults)
     cr_assert(!cfg.consent_break_glass, "no break-glass unless the HIE allows it");
     cr_assert(cfg.consent_part2_named);
     cr_assert(!cfg.consent_off);
+    cr_assert_eq(cfg.crl_check_interval_ms, 10000u);
 }
 
 Test(node_config, every_key_set_is_read)

@@ -336,7 +336,7 @@ static Hie__V1__PurposeOfUse
 notify_purpose(const hie_org_t *org)
 {
     bool payer = false;
-    for (size_t i = 0; i < org->n_roles; i++) {
+    for (size_t i = 0; org != NULL && i < org->n_roles; i++) {
         switch (org->roles[i]) {
         case HIE__V1__ROLE__ROLE_HOSPITAL:
         case HIE__V1__ROLE__ROLE_CLINIC:
@@ -664,6 +664,72 @@ hie_node__unsubscribe_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_wh
     return rc;
 }
 
+/* One retained notification, decided again for the subscriber (consent as it is now): its
+ * audit record, and the message with renewed marks when permitted. */
+static int
+replay_notice(node_ctx_t *ctx, MDB_txn *txn, const node_who_t *to, Hie__V1__QueuedMessage *qm,
+    hie_arena_t *arena, Hie__V1__Notice **out)
+{
+    Hie__V1__Notice *nt = hie_arena_alloc(arena, sizeof(*nt));
+    if (nt == NULL || qm->euid == NULL) {
+        return nt == NULL ? HIE_ENOMEM : HIE_ECORRUPT;
+    }
+    hie__v1__notice__init(nt);
+    node_subject_t subj = {qm->euid, {0}, NULL, 0, &qm->message_id, 1};
+    hie_node__consent_decide_doc(ctx, txn, arena, to, qm->euid,
+        HIE__V1__CONSENT_ACTION__CONSENT_ACTION_NOTIFY, 0, HIE_CONSENT_CLASS_ADT_EVENT,
+        qm->accepted_ms, &subj.decision);
+    bool permit = hie_consent_permitted(&subj.decision);
+    subj.n_document_ids = permit;
+    int rc = hie_node__audit_body(ctx, to, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_NOTIFY, permit
+        ? HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED : HIE__V1__ERROR_CODE__ERROR_CONSENT_DENIED,
+        &subj, 1, arena, &nt->audit);
+    if (rc == 0) {
+        nt->audit->record->recipient_org = (char *)(uintptr_t)to->org_id;
+        nt->subscription_id = qm->subscription_id;
+        qm->handling = permit ? hie_node__handling(&subj.decision, arena) : NULL;
+        nt->message = permit ? qm : NULL;
+        rc = permit && qm->handling == NULL ? HIE_ENOMEM : 0;
+    }
+    *out = nt;
+    return rc;
+}
+
+/* The replay's notices, decided now (up to HIE_REPLAY_NOTICES_MAX): a notification a directive
+ * filed since withholds is not sent again, and every one is audited anew. */
+static int
+replay_notices(node_ctx_t *ctx, const node_who_t *who, Hie__V1__ReplayCommand *rc_,
+    hie_arena_t *arena, node_mpi_err_t *e)
+{
+    MDB_txn *txn = NULL;
+    Hie__V1__Subscription *sub = NULL;
+    uint64_t first = 0;
+    rc_->notices = hie_arena_alloc(arena, HIE_REPLAY_NOTICES_MAX * sizeof(*rc_->notices));
+    if (rc_->notices == NULL || hie_node__rtxn_begin(ctx, who->rand, &txn) != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "busy");
+    }
+    node_subs_t *subs = hie_node__state_subs(ctx->state);
+    int rc = hie_node__subs_get(subs, txn, rc_->subscription_id, arena, &sub);
+    rc = rc == 0 && strcmp(sub->org_id, who->org_id) != 0 ? HIE_ENOTFOUND : rc;
+    rc = rc ? rc : hie_node__subs_replay_first(sub, rc_->from_event_number, &first);
+    node_who_t to = {who->org_id, who->org, notify_purpose(who->org), who->request_id,
+        who->rand};
+    for (uint64_t ev = first; rc == 0 && ev <= sub->event_number &&
+         rc_->n_notices < HIE_REPLAY_NOTICES_MAX; ev++) {
+        Hie__V1__QueuedMessage *qm = NULL;
+        int grc = hie_node__subs_retained(subs, txn, sub, ev, arena, &qm);
+        if (grc == 0 && (rc_->from_ms == 0 || qm->accepted_ms >= rc_->from_ms)) {
+            grc = replay_notice(ctx, txn, &to, qm, arena, &rc_->notices[rc_->n_notices]);
+            rc_->n_notices += grc == 0;
+        }
+        rc = grc == HIE_ENOTFOUND ? 0 : grc;
+    }
+    hie_node__rtxn_end(who->rand, txn);
+    rc_->decided = true;
+    return rc == 0 ? 0 : rc == HIE_ENOTFOUND || rc == HIE_EINVAL ? 0
+        : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+}
+
 int
 hie_node__replay_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
     const Hie__V1__ReplayRequest *req, hie_arena_t *arena, Hie__V1__ReplayReply **reply,
@@ -683,9 +749,14 @@ hie_node__replay_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *
     rc_.subscription_id = req->subscription_id;
     rc_.from_event_number = req->from_event_number;
     rc_.from_ms = req->from_ms;
+    /* an unknown subscription or event number is refused by apply, in its words */
+    int rc = replay_notices(ctx, who, &rc_, arena, e);
+    if (rc != 0) {
+        return rc;
+    }
     cmd.body_case = HIE__V1__COMMAND__BODY_REPLAY;
     cmd.replay = &rc_;
-    int rc = command_run(ctx, sub, who, &cmd, arena, &res, e);
+    rc = command_run(ctx, sub, who, &cmd, arena, &res, e);
     if (rc == 0) {
         hie__v1__replay_reply__init(out);
         out->queued = res->acknowledged;

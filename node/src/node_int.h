@@ -400,6 +400,14 @@ HIE_MUST_CHECK int hie_node__subs_for_record(node_subs_t *s, MDB_txn *txn,
     const uint8_t *rec_hash, int (*fn)(void *ctx, hie_span_t id), void *ctx);
 HIE_MUST_CHECK int hie_node__subs_all_of(node_subs_t *s, MDB_txn *txn, const char *org,
     int (*fn)(void *ctx, hie_span_t id), void *ctx);
+/* The event a replay from from_event (0: the oldest retained) starts at, into *first. Returns
+ * 0, HIE_EINVAL (never issued) or HIE_ENOTFOUND (no longer retained). */
+HIE_MUST_CHECK int hie_node__subs_replay_first(const Hie__V1__Subscription *sub,
+    uint64_t from_event, uint64_t *first);
+/* The retained notification event of sub, into arena. Returns 0, HIE_ENOTFOUND, or an error. */
+HIE_MUST_CHECK int hie_node__subs_retained(node_subs_t *s, MDB_txn *txn,
+    const Hie__V1__Subscription *sub, uint64_t event, hie_arena_t *arena,
+    Hie__V1__QueuedMessage **out);
 /* The subscription ids (0-separated, txn memory) that got sender's visit's event; ENOTFOUND. */
 HIE_MUST_CHECK int hie_node__subs_visit(node_subs_t *s, MDB_txn *txn, const char *sender,
     const char *visit, int event, hie_span_t *ids);

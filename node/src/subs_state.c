@@ -439,33 +439,76 @@ apply_adt(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a)
     return rc;
 }
 
+int
+hie_node__subs_replay_first(const Hie__V1__Subscription *sub, uint64_t from_event,
+    uint64_t *first)
+{
+    uint64_t oldest = sub->event_number > sub_retain(sub)
+        ? sub->event_number - sub_retain(sub) + 1 : 1;
+    *first = from_event != 0 ? from_event : oldest;
+    return from_event > sub->event_number ? HIE_EINVAL
+        : from_event != 0 && from_event < oldest ? HIE_ENOTFOUND : 0;
+}
+
+int
+hie_node__subs_retained(node_subs_t *s, MDB_txn *txn, const Hie__V1__Subscription *sub,
+    uint64_t event, hie_arena_t *arena, Hie__V1__QueuedMessage **out)
+{
+    HIE_ASSERT(s != NULL && s->magic == SUBS_MAGIC);
+    uint8_t k[SUB_ID_BYTES + 9];
+    MDB_val key = {log_key(k, sub->id, event), k}, v;
+    ProtobufCMessage *m = NULL;
+    *out = NULL;
+    int rc = mdb_rc(mdb_get(txn, s->log, &key, &v));
+    rc = rc ? rc : (hie_proto_unpack(&hie__v1__queued_message__descriptor,
+        hie_span(v.mv_data, v.mv_size), arena, &m) ? HIE_ECORRUPT : 0);
+    *out = rc == 0 ? (Hie__V1__QueuedMessage *)m : NULL;
+    return rc;
+}
+
 /* Which retained event a replay starts at: by number (must have been issued and still be
  * retained) or by time (the first retained one at or after it). */
 static int
-replay_start(node_subs_t *s, node_apply_t *a, const Hie__V1__Subscription *sub,
-    uint64_t *first)
+replay_start(node_apply_t *a, const Hie__V1__Subscription *sub, uint64_t *first)
 {
-    const Hie__V1__ReplayCommand *rp = a->cmd->replay;
-    uint64_t oldest = sub->event_number > sub_retain(sub)
-        ? sub->event_number - sub_retain(sub) + 1 : 1;
-    if (rp->from_event_number != 0) {
-        if (rp->from_event_number > sub->event_number) {
-            return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
-                "from_event_number", "this subscription never issued that event number");
-        }
-        if (rp->from_event_number < oldest) {
-            return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
-                "from_event_number", "no longer retained");
-        }
-        *first = rp->from_event_number;
-        return 0;
+    int rc = hie_node__subs_replay_first(sub, a->cmd->replay->from_event_number, first);
+    if (rc == HIE_EINVAL) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+            "from_event_number", "this subscription never issued that event number");
     }
-    *first = oldest;
+    if (rc == HIE_ENOTFOUND) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+            "from_event_number", "no longer retained");
+    }
     return 0;
 }
 
+/* A replay the proposer decided: each notice's message (the retained one, same id and event
+ * number) queued again, and every notice's audit record appended. */
 static int
-apply_replay(node_subs_t *s, node_queue_t *q, node_apply_t *a)
+replay_decided(node_queue_t *q, node_audit_t *au, node_apply_t *a,
+    const Hie__V1__Subscription *sub)
+{
+    const Hie__V1__ReplayCommand *rp = a->cmd->replay;
+    uint32_t queued = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < rp->n_notices && i < HIE_REPLAY_NOTICES_MAX; i++) {
+        Hie__V1__QueuedMessage *m = rp->notices[i]->message;
+        if (m != NULL && m->recipient_org != NULL && strcmp(m->recipient_org, sub->org_id) == 0
+            && m->subscription_id != NULL && strcmp(m->subscription_id, sub->id) == 0) {
+            uint64_t seq = 0;
+            rc = hie_node__queue_enqueue(q, a, m, &seq);
+            rc = rc == HIE_ELIMIT ? 0 : rc; /* a full queue: not queued, still audited */
+            queued += seq != 0;
+        }
+        rc = rc ? rc : hie_node__audit_append(au, a, rp->notices[i]->audit);
+    }
+    a->res->acknowledged = queued;
+    return rc;
+}
+
+static int
+apply_replay(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a)
 {
     const Hie__V1__ReplayCommand *rp = a->cmd->replay;
     Hie__V1__Subscription *sub = NULL;
@@ -475,23 +518,22 @@ apply_replay(node_subs_t *s, node_queue_t *q, node_apply_t *a)
             "no such subscription of this organization");
     }
     uint64_t first = 0;
-    rc = rc ? rc : replay_start(s, a, sub, &first);
+    rc = rc ? rc : replay_start(a, sub, &first);
     if (rc != 0 || a->res->code != 0) {
         return rc;
     }
-    uint32_t queued = 0;
+    if (rp->decided) {
+        return replay_decided(q, au, a, sub);
+    }
+    uint32_t queued = 0; /* logged before replays were decided: the retained log as it is */
     for (uint64_t ev = first; rc == 0 && ev <= sub->event_number &&
          queued < HIE_DELIVERY_REDRIVE_MAX; ev++) {
-        uint8_t k[SUB_ID_BYTES + 9];
-        MDB_val key = {log_key(k, sub->id, ev), k}, v;
-        ProtobufCMessage *m = NULL;
-        int grc = mdb_get(a->txn, s->log, &key, &v);
-        if (grc == MDB_NOTFOUND) {
+        Hie__V1__QueuedMessage *qm = NULL;
+        rc = hie_node__subs_retained(s, a->txn, sub, ev, a->arena, &qm);
+        if (rc == HIE_ENOTFOUND) {
+            rc = 0;
             continue;
         }
-        rc = grc != 0 ? HIE_ESTORAGE : (hie_proto_unpack(&hie__v1__queued_message__descriptor,
-            hie_span(v.mv_data, v.mv_size), a->arena, &m) ? HIE_ECORRUPT : 0);
-        Hie__V1__QueuedMessage *qm = (Hie__V1__QueuedMessage *)m;
         if (rc == 0 && (rp->from_ms == 0 || qm->accepted_ms >= rp->from_ms)) {
             uint64_t seq = 0;
             rc = hie_node__queue_enqueue(q, a, qm, &seq);
@@ -518,7 +560,7 @@ hie_node__subs_apply(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_app
     case HIE__V1__COMMAND__BODY_ADT:
         return apply_adt(s, q, au, a);
     case HIE__V1__COMMAND__BODY_REPLAY:
-        return apply_replay(s, q, a);
+        return apply_replay(s, q, au, a);
     default:
         HIE_ASSERT(!"not a subscription command");
         return HIE_EINVAL;

@@ -486,6 +486,60 @@ Test(adt, replay_from_an_event_number_and_heartbeats, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* A replay decides consent again: after the patient's organization files a directive that
+ * excludes the subscriber, its replay queues nothing, and every replayed notification is
+ * audited anew (withheld); a replay permitted carries renewed marks. */
+Test(adt, replay_applies_consent_as_it_is_now_and_is_audited, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    char sid[64];
+    snprintf(sid, sizeof(sid), "%s", subscribe_ok(c, "s1",
+        HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a));
+    adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V1", a);
+    adt_ok(h, "e2", HIE__V1__ADT_EVENT__ADT_A03, "V1", a);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 2u);
+    for (int i = 0; i < 2; i++) {
+        Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+        cr_assert_not_null(d);
+        char id[8];
+        snprintf(id, sizeof(id), "k%d", i);
+        cr_assert_eq(ack(c, id, &d->seq, 1, &in, a), 1u);
+    }
+    /* permitted now: queued again, with consent's marks */
+    hie_envelope_t *r = replay(c, "p1", sid, 1, &in, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_REPLAY_REPLY);
+    cr_assert_eq(r->replay_reply->queued, 2u);
+    for (int i = 0; i < 2; i++) {
+        Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+        cr_assert(d != NULL && d->handling != NULL);
+        char id[8];
+        snprintf(id, sizeof(id), "q%d", i);
+        cr_assert_eq(ack(c, id, &d->seq, 1, &in, a), 1u);
+    }
+    /* the hospital's patient now excludes the clinic: a replay sends nothing, audits both */
+    struct dir x;
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, CLINIC, 0);
+    consent_submit_ok(h, "c1", &x, a);
+    size_t before = itest_db_entries_settled(&n, "audit_rec");
+    r = replay(c, "p2", sid, 1, &in, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_REPLAY_REPLY);
+    cr_assert_eq(r->replay_reply->queued, 0u, "withheld as consent stands now");
+    cr_assert_null(next_delivery(c, &in, 800, a), "nothing delivered");
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", before + 2, 2000), before + 2,
+        "each replayed notification audited");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(adt, a_subscriber_that_never_acknowledges_does_not_slow_another, .timeout = 120)
 {
     itest_node_t n;

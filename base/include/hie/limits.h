@@ -139,6 +139,9 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 #define HIE_DELIVERY_HEARTBEAT_MS_DEFAULT 30000u
 /* Dead letters one redrive-all command moves back (run it again for more). */
 #define HIE_DELIVERY_REDRIVE_MAX 10000u
+/* Notifications one replay queues again, each decided and audited anew (replay again from
+ * the next event number for more). */
+#define HIE_REPLAY_NOTICES_MAX 1000u
 /* Redelivery: no acknowledgement within ack_timeout_ms (doubling per attempt, +-20% jitter,
  * capped) sends again; after max_attempts or max_age_ms the message is dead-lettered. */
 #define HIE_DELIVERY_ACK_TIMEOUT_MS_DEFAULT 30000u

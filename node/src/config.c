@@ -26,6 +26,7 @@ struct y_tls {
 };
 struct y_limits {
     uint32_t frame_bytes_max, connections_max, inflight_per_connection_max;
+    uint32_t connections_per_org_max;
     uint32_t handshake_timeout_ms, frame_timeout_ms, idle_timeout_ms;
 };
 struct y_operator { char *http_address; uint32_t http_port; char *admin_socket; };
@@ -75,6 +76,7 @@ static const cyaml_schema_field_t tls_fields[] = {
 static const cyaml_schema_field_t limits_fields[] = {
     CYAML_FIELD_UINT("frame_bytes_max", OPT, struct y_limits, frame_bytes_max),
     CYAML_FIELD_UINT("connections_max", OPT, struct y_limits, connections_max),
+    CYAML_FIELD_UINT("connections_per_org_max", OPT, struct y_limits, connections_per_org_max),
     CYAML_FIELD_UINT("inflight_per_connection_max", OPT, struct y_limits,
         inflight_per_connection_max),
     CYAML_FIELD_UINT("handshake_timeout_ms", OPT, struct y_limits, handshake_timeout_ms),
@@ -244,6 +246,11 @@ fill_limits(node_config_t *c, const struct y_config *y, char *err, size_t eb)
     rc = rc ? rc : limit_u32(&c->connections_max, l->connections_max,
         HIE_EDGE_CONNECTIONS_DEFAULT, 1, HIE_EDGE_CONNECTIONS_MAX, "limits.connections_max",
         err, eb);
+    /* default: a quarter of the node's, at least 16 (or all of them when fewer) */
+    uint32_t per_org = c->connections_max / 4 > 16 ? c->connections_max / 4 : 16;
+    per_org = per_org < c->connections_max ? per_org : c->connections_max;
+    rc = rc ? rc : limit_u32(&c->connections_per_org_max, l->connections_per_org_max, per_org,
+        1, c->connections_max, "limits.connections_per_org_max", err, eb);
     rc = rc ? rc : limit_u32(&c->inflight_max, l->inflight_per_connection_max,
         HIE_EDGE_INFLIGHT_DEFAULT, 1, HIE_EDGE_INFLIGHT_MAX,
         "limits.inflight_per_connection_max", err, eb);

@@ -71,6 +71,7 @@ struct conn {
     bool write_wants_read;
     bool in_pending;             /* listed in edge->pending */
     bool in_flush;               /* listed in edge->flush: replies queued, not written yet */
+    bool org_counted;            /* counted in ctx->org_conns (given back at close) */
     uint32_t events;             /* registered epoll events */
 };
 
@@ -177,6 +178,9 @@ conn_close(node_edge_t *e, struct conn *c, const char *why)
         SSL_free(c->ssl);
     }
     close(c->fd);
+    if (c->org_counted) {
+        hie_node__org_conns_give(e->ctx->org_conns, c->org_id);
+    }
     if (c->state == C_HANDSHAKE) {
         atomic_fetch_sub(&e->ctx->metrics.connections_handshaking, 1);
     }
@@ -530,6 +534,16 @@ handshake_done(node_edge_t *e, struct conn *c)
     atomic_fetch_sub(&e->ctx->metrics.connections_handshaking, 1);
     c->state = C_AUTH;
     c->last_active_ns = hie_time_mono_ns();
+    c->org_counted = e->ctx->org_conns == NULL ||
+        hie_node__org_conns_take(e->ctx->org_conns, c->org_id,
+            e->ctx->cfg.connections_per_org_max);
+    if (e->ctx->org_conns != NULL && !c->org_counted) {
+        atomic_fetch_add(&e->ctx->metrics.connections_refused_limit, 1);
+        hie_log_warn("edge", "member refused", " conn=%lu org=%s reason=org_connection_limit "
+            "max=%u", c->id, c->org_id, e->ctx->cfg.connections_per_org_max);
+        conn_error(e, c, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "too many connections from "
+            "this organization (limits.connections_per_org_max)", NULL, NULL, true);
+    }
 }
 
 /* Asks a worker to check the organization in the registry, so that a member that is not
@@ -1482,4 +1496,101 @@ hie_node__tls_reload(node_ctx_t *ctx, char *err, size_t err_bytes)
     atomic_fetch_add(rc == 0 ? &ctx->metrics.tls_reloads_ok : &ctx->metrics.tls_reloads_failed,
         1);
     return rc;
+}
+
+/* ---- connections per organization --------------------------------------------------------- */
+
+struct org_slot {
+    char org[HIE_ORG_ID_BYTES_MAX + 1]; /* "" = free */
+    uint32_t n;
+};
+
+struct node_org_conns {
+    pthread_mutex_t mu;
+    struct org_slot *slots; /* open addressing, linear probing, backward-shift deletion */
+    uint32_t mask;
+};
+
+int
+hie_node__org_conns_create(uint32_t connections_max, node_org_conns_t **out)
+{
+    uint32_t cap = 16;
+    while (cap < 2u * connections_max) { /* at most connections_max organizations at once */
+        cap *= 2;
+    }
+    node_org_conns_t *oc = hie_mem_calloc(1, sizeof(*oc));
+    struct org_slot *slots = hie_mem_calloc(cap, sizeof(*slots));
+    if (oc == NULL || slots == NULL) {
+        hie_mem_free(oc, sizeof(*oc));
+        hie_mem_free(slots, (size_t)cap * sizeof(*slots));
+        return HIE_ENOMEM;
+    }
+    pthread_mutex_init(&oc->mu, NULL);
+    oc->slots = slots;
+    oc->mask = cap - 1;
+    *out = oc;
+    return 0;
+}
+
+void
+hie_node__org_conns_destroy(node_org_conns_t **ocp)
+{
+    node_org_conns_t *oc = *ocp;
+    if (oc == NULL) {
+        return;
+    }
+    pthread_mutex_destroy(&oc->mu);
+    hie_mem_free(oc->slots, ((size_t)oc->mask + 1) * sizeof(*oc->slots));
+    hie_mem_free(oc, sizeof(*oc));
+    *ocp = NULL;
+}
+
+/* The slot of org, or the free one where it would go (the caller holds mu). */
+static uint32_t
+org_slot_find(const node_org_conns_t *oc, const char *org)
+{
+    uint32_t i = (uint32_t)hie_hash_pair(org, NULL) & oc->mask, probes = 0;
+    while (oc->slots[i].org[0] != '\0' && strcmp(oc->slots[i].org, org) != 0) {
+        i = (i + 1) & oc->mask;
+        HIE_ASSERT(++probes <= oc->mask); /* never full: twice as many slots as connections */
+    }
+    return i;
+}
+
+bool
+hie_node__org_conns_take(node_org_conns_t *oc, const char *org, uint32_t max)
+{
+    pthread_mutex_lock(&oc->mu);
+    struct org_slot *sl = &oc->slots[org_slot_find(oc, org)];
+    bool ok = sl->n < max;
+    if (ok) {
+        if (sl->org[0] == '\0') {
+            snprintf(sl->org, sizeof(sl->org), "%s", org);
+        }
+        sl->n++;
+    }
+    pthread_mutex_unlock(&oc->mu);
+    return ok;
+}
+
+void
+hie_node__org_conns_give(node_org_conns_t *oc, const char *org)
+{
+    pthread_mutex_lock(&oc->mu);
+    uint32_t i = org_slot_find(oc, org);
+    HIE_ASSERT(oc->slots[i].org[0] != '\0' && oc->slots[i].n > 0);
+    if (--oc->slots[i].n == 0) { /* free it, shifting back the run that follows */
+        oc->slots[i].org[0] = '\0';
+        for (uint32_t j = (i + 1) & oc->mask; oc->slots[j].org[0] != '\0';
+             j = (j + 1) & oc->mask) {
+            uint32_t home = (uint32_t)hie_hash_pair(oc->slots[j].org, NULL) & oc->mask;
+            if (((j - home) & oc->mask) >= ((j - i) & oc->mask)) {
+                oc->slots[i] = oc->slots[j];
+                oc->slots[j].org[0] = '\0';
+                oc->slots[j].n = 0;
+                i = j;
+            }
+        }
+    }
+    pthread_mutex_unlock(&oc->mu);
 }

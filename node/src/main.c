@@ -206,6 +206,10 @@ node_start_threads(node_ctx_t *ctx, struct node_threads *t)
         what = "listen";
         rc = hie_node__listen(ctx);
     }
+    if (rc == 0) {
+        what = "connection table";
+        rc = hie_node__org_conns_create(ctx->cfg.connections_max, &ctx->org_conns);
+    }
     for (unsigned i = 0; rc == 0 && i < ctx->cfg.edge_threads; i++) {
         what = "edge";
         rc = hie_node__edge_start(&t->edges[i], ctx, i);
@@ -249,6 +253,7 @@ node_stop_threads(node_ctx_t *ctx, struct node_threads *t, bool drain)
     hie_node__admin_join(&t->admin);
     hie_node__checkpointer_join(&t->ckpt);
     hie_node__delivery_join(&t->delivery);
+    hie_node__org_conns_destroy(&ctx->org_conns); /* the edges are gone */
     hie_cluster_log_destroy(&ctx->log);
 }
 

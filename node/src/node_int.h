@@ -59,6 +59,7 @@ typedef struct node_config {
     int tls_min_version;          /* TLS1_3_VERSION or TLS1_2_VERSION */
     uint32_t frame_bytes_max;
     uint32_t connections_max;
+    uint32_t connections_per_org_max;
     uint32_t inflight_max;
     uint32_t handshake_timeout_ms;
     uint32_t frame_timeout_ms;
@@ -453,11 +454,20 @@ typedef struct node_ctx {
     _Atomic uint32_t edge_load[NODE_EDGES_MAX]; /* open connections per edge thread */
     hie_consent_policy_t consent_policy;  /* the implicit policy, from cfg.consent_* */
     hie_audit_signer_t *audit_signer;     /* signs checkpoints; <data_dir>/audit.key */
+    struct node_org_conns *org_conns;     /* connections per organization (edge threads) */
     char audit_vkey[HIE_AUDIT_VKEY_TEXT_BYTES_MAX]; /* its verifier key, for reports */
     EVP_MD *sha256;  /* OpenSSL's SHA-256, fetched once by main (immutable, any thread) for
                       * the audit subjects' commitments; NULL (tests, tools): libsodium's */
 } node_ctx_t;
 
+/* Open member connections per organization, across the edge threads (edge.c): a member may
+ * hold at most cfg.connections_per_org_max, so one cannot take every slot from the others. */
+typedef struct node_org_conns node_org_conns_t;
+HIE_MUST_CHECK int hie_node__org_conns_create(uint32_t connections_max, node_org_conns_t **out);
+void hie_node__org_conns_destroy(node_org_conns_t **oc);
+/* Counts one more connection of org; false (nothing counted) when it holds max already. */
+bool hie_node__org_conns_take(node_org_conns_t *oc, const char *org, uint32_t max);
+void hie_node__org_conns_give(node_org_conns_t *oc, const char *org);
 typedef struct node_edge node_edge_t;
 /* Opens the member listening socket (ctx->listen_fd). Returns 0 or -errno / HIE_ECONFIG. */
 HIE_MUST_CHECK int hie_node__listen(node_ctx_t *ctx);

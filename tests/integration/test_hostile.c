@@ -364,3 +364,38 @@ Test(hostile, silent_connections_cannot_take_every_slot)
         close(fds[i]);
     }
 }
+
+/* One member may hold at most limits.connections_per_org_max connections (16 of 64 here): the
+ * 17th is refused with OVERLOADED, another member still gets in, and a slot freed by a close
+ * is the member's again. */
+Test(hostile, one_member_cannot_take_every_slot)
+{
+    enum { PER_ORG = 16 };
+    itest_node_cleanup(&node);
+    itest_opts_t o = {.connections_max = 64};
+    itest_node_init(&node, &o);
+    itest_node_start(&node);
+    itest_register(&node, "riverside-clinic", "clinic");
+    itest_register(&node, "general-hospital", "hospital");
+    hie_client_t *held[PER_ORG];
+    for (int i = 0; i < PER_ORG; i++) {
+        held[i] = itest_client(&node, "riverside-clinic");
+        cr_assert_eq(itest_ping(held[i], NULL), 0, "connection %d", i);
+    }
+    SSL *extra = itest_raw_connect(&node, "riverside-clinic");
+    cr_assert_not_null(extra, "the handshake itself completes");
+    expect_error_then_close(extra, HIE__V1__ERROR_CODE__ERROR_OVERLOADED);
+    itest_raw_close(extra);
+    cr_assert(itest_log_wait(&node, "reason=org_connection_limit", 2000));
+    hie_client_t *other = itest_client(&node, "general-hospital");
+    cr_assert_eq(itest_ping(other, NULL), 0, "another member is served");
+    hie_client_destroy(&other);
+    hie_client_destroy(&held[0]);
+    usleep(300000);
+    hie_client_t *again = itest_client(&node, "riverside-clinic");
+    cr_assert_eq(itest_ping(again, NULL), 0, "a freed slot is the member's again");
+    hie_client_destroy(&again);
+    for (int i = 1; i < PER_ORG; i++) {
+        hie_client_destroy(&held[i]);
+    }
+}

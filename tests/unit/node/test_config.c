@@ -111,6 +111,7 @@ Test(node_config, minimal_config_gets_the_defaults)
     cr_assert(cfg.consent_part2_named);
     cr_assert(!cfg.consent_off);
     cr_assert_eq(cfg.crl_check_interval_ms, 10000u);
+    cr_assert_eq(cfg.connections_per_org_max, HIE_EDGE_CONNECTIONS_DEFAULT / 4);
 }
 
 Test(node_config, every_key_set_is_read)

@@ -147,6 +147,21 @@ rx_find(struct node_delivery *d, const char *org, bool create)
     return NULL; /* full: the recipient waits until a node restart frees slots */
 }
 
+/* A request to r's connection (its frame, or a notice, set by the caller); NULL when out of
+ * memory. */
+static node_req_t *
+dreq_new(const struct receiver *r)
+{
+    node_req_t *req = hie_mem_calloc(1, sizeof(*req));
+    if (req != NULL) {
+        req->magic = NODE_REQ_MAGIC;
+        req->type = NODE_REQ_DELIVERY;
+        req->conn_id = r->conn_id;
+        req->edge_index = r->edge_index;
+    }
+    return req;
+}
+
 /* The delivery frame of one queued message (document opened with the data key). */
 static int
 frame_build(struct node_delivery *d, const struct receiver *r, uint64_t seq, hie_span_t stored,
@@ -211,14 +226,10 @@ static int
 send_one(struct node_delivery *d, struct receiver *r, uint64_t seq, hie_span_t stored,
     hie_arena_t *arena)
 {
-    node_req_t *req = hie_mem_calloc(1, sizeof(*req));
+    node_req_t *req = dreq_new(r);
     if (req == NULL) {
         return HIE_ENOMEM;
     }
-    req->magic = NODE_REQ_MAGIC;
-    req->type = NODE_REQ_DELIVERY;
-    req->conn_id = r->conn_id;
-    req->edge_index = r->edge_index;
     int rc = frame_build(d, r, seq, stored, arena, &req->reply_buf, &req->reply_len);
     uint32_t bytes = (uint32_t)req->reply_len; /* a frame: at most 16 MiB */
     if (rc != 0 || zmq_send(d->edge[r->edge_index], &req, sizeof(req), 0) != (int)sizeof(req)) {
@@ -422,14 +433,10 @@ heartbeat(struct node_delivery *d, struct receiver *r)
     env.id = id;
     env.body_case = HIE__V1__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &hb;
-    node_req_t *req = hie_mem_calloc(1, sizeof(*req));
+    node_req_t *req = dreq_new(r);
     if (req == NULL) {
         return;
     }
-    req->magic = NODE_REQ_MAGIC;
-    req->type = NODE_REQ_DELIVERY;
-    req->conn_id = r->conn_id;
-    req->edge_index = r->edge_index;
     if (hie_proto_frame_encode(&env, d->ctx->cfg.frame_bytes_max, &req->reply_buf,
         &req->reply_len) != 0 || zmq_send(d->edge[r->edge_index], &req, sizeof(req), 0) !=
         (int)sizeof(req)) {
@@ -463,14 +470,10 @@ tick(struct node_delivery *d)
 static void
 receiver_moved(struct node_delivery *d, const struct receiver *r)
 {
-    node_req_t *req = hie_mem_calloc(1, sizeof(*req));
+    node_req_t *req = dreq_new(r);
     if (req == NULL) {
         return;
     }
-    req->magic = NODE_REQ_MAGIC;
-    req->type = NODE_REQ_DELIVERY;
-    req->conn_id = r->conn_id;
-    req->edge_index = r->edge_index;
     req->receiver_moved = true;
     if (zmq_send(d->edge[r->edge_index], &req, sizeof(req), 0) != (int)sizeof(req)) {
         hie_node__req_destroy(&req);
@@ -482,15 +485,11 @@ static void
 on_forward(struct node_delivery *d, const node_dmsg_t *m)
 {
     struct receiver *r = rx_find(d, m->org, false);
-    node_req_t *req = r != NULL && r->conn_id != 0 ? hie_mem_calloc(1, sizeof(*req)) : NULL;
+    node_req_t *req = r != NULL && r->conn_id != 0 ? dreq_new(r) : NULL;
     if (req == NULL) {
         hie_mem_free(m->frame, m->frame_len);
         return;
     }
-    req->magic = NODE_REQ_MAGIC;
-    req->type = NODE_REQ_DELIVERY;
-    req->conn_id = r->conn_id;
-    req->edge_index = r->edge_index;
     req->reply_buf = m->frame;
     req->reply_len = m->frame_len;
     if (zmq_send(d->edge[r->edge_index], &req, sizeof(req), 0) != (int)sizeof(req)) {

@@ -83,6 +83,21 @@ retrieve(hie_client_t *c, const char *id, const char *doc, hie_arena_t *a)
     return call(c, &req, a);
 }
 
+/* A node with the hospital and the clinic, each holding a record of the same person (H-1,
+ * C-9, linked). */
+static void
+setup2(itest_node_t *n, hie_client_t **h, hie_client_t **c, hie_arena_t *a)
+{
+    itest_node_init(n, NULL);
+    itest_node_start(n);
+    itest_register(n, HOSP, "hospital");
+    itest_register(n, CLINIC, "clinic");
+    *h = itest_client(n, HOSP);
+    *c = itest_client(n, CLINIC);
+    feed_ok(*h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    feed_ok(*c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+}
+
 #define D2025_06 1748736000000ll
 #define D2026_01 1767225600000ll
 #define D2026_02 1769904000000ll
@@ -90,14 +105,9 @@ retrieve(hie_client_t *c, const char *id, const char *doc, hie_arena_t *a)
 Test(query, repository_documents_listed_filtered_and_consent_applied, .timeout = 120)
 {
     itest_node_t n;
-    itest_node_init(&n, NULL);
-    itest_node_start(&n);
-    itest_register(&n, HOSP, "hospital");
-    itest_register(&n, CLINIC, "clinic");
     hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
-    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    hie_client_t *h = NULL, *c = NULL;
+    setup2(&n, &h, &c, a);
     store(h, "dA", "discharge-summary", NULL, D2026_01, "discharge A", a);
     store(h, "dB", "progress-note", "PSY", D2026_02, "psychiatry note B", a);
     store(h, "dC", "lab-report", NULL, D2025_06, "lab C", a);
@@ -147,14 +157,9 @@ Test(query, a_patient_with_many_large_documents_is_listed_whole, .timeout = 180)
 {
     enum { DOCS = 40 };
     itest_node_t n;
-    itest_node_init(&n, NULL);
-    itest_node_start(&n);
-    itest_register(&n, HOSP, "hospital");
-    itest_register(&n, CLINIC, "clinic");
     hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
-    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    hie_client_t *h = NULL, *c = NULL;
+    setup2(&n, &h, &c, a);
     static char big[HIE_PUSH_CONTENT_BYTES_MAX + 1];
     memset(big, 'z', HIE_PUSH_CONTENT_BYTES_MAX);
     for (int i = 0; i < DOCS; i++) {

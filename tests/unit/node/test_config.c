@@ -228,6 +228,13 @@ Test(node_config, other_limits_are_range_checked)
     expect_refused(MINIMAL "limits:\n  idle_timeout_ms: 3600001\n", "limits.idle_timeout_ms");
     expect_refused(MINIMAL "workers: 65\n", "workers");
     expect_refused(MINIMAL "storage:\n  map_bytes: 1024\n", "storage.map_bytes");
+    expect_refused(MINIMAL "limits:\n  connections_max: 64\n  connections_per_org_max: 65\n",
+        "limits.connections_per_org_max");
+    expect_refused(NODE LISTEN "tls:\n  ca_file: ca.pem\n  cert_file: node.pem\n  key_file: "
+        "node.key\n  crl_check_interval_ms: 99\n", "tls.crl_check_interval_ms");
+    int rc = load(MINIMAL "limits:\n  connections_max: 8\n");
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_eq(cfg.connections_per_org_max, 8u, "at least 16, but not above the node's");
 }
 
 Test(node_config, tls_min_version_must_be_1_2_or_1_3)

@@ -48,7 +48,7 @@
 _Static_assert(HIE_EDGE_CONNECTIONS_MAX < (1u << EDGE_SLOT_BITS), "slot bits too few");
 
 enum conn_state { C_HANDSHAKE, C_AUTH, C_OPEN };
-#define EDGE_HANDSHAKES_MIN 16u /* the handshake cap's floor (a quarter of connections.max) */
+#define EDGE_HANDSHAKES_MIN 8u /* an edge's share of the handshake cap, at least */
 
 struct conn {
     uint64_t id;
@@ -94,6 +94,7 @@ struct node_edge {
     uint64_t *flush;             /* ids of connections with replies queued by this drain */
     uint32_t flush_count;
     uint32_t open_count;
+    uint32_t handshaking;        /* of open_count, still in their TLS handshake */
     uint64_t generation;
     bool draining;
     uint64_t drain_deadline_ns;
@@ -183,6 +184,7 @@ conn_close(node_edge_t *e, struct conn *c, const char *why)
     }
     if (c->state == C_HANDSHAKE) {
         atomic_fetch_sub(&e->ctx->metrics.connections_handshaking, 1);
+        e->handshaking--;
     }
     for (node_wbuf_t *w = c->wq_head; w != NULL;) {
         node_wbuf_t *next = w->next;
@@ -532,6 +534,7 @@ handshake_done(node_edge_t *e, struct conn *c)
     }
     atomic_fetch_add(&e->ctx->metrics.handshakes_ok, 1);
     atomic_fetch_sub(&e->ctx->metrics.connections_handshaking, 1);
+    e->handshaking--;
     c->state = C_AUTH;
     c->last_active_ns = hie_time_mono_ns();
     c->org_counted = e->ctx->org_conns == NULL ||
@@ -576,6 +579,9 @@ conn_handshake(node_edge_t *e, struct conn *c)
         }
         /* A request that came with the handshake is authorized by its worker like every
          * request: no separate registry check needed, which saves a thread hop per connect. */
+        if (c->close_after_flush) {
+            return true; /* refused (its organization's connection limit): no registry check */
+        }
         if (c->inflight == 0) {
             auth_post(e, c);
         } else {
@@ -623,16 +629,18 @@ conn_peer_name(struct conn *c, const struct sockaddr_storage *sa)
     snprintf(c->peer, sizeof(c->peer), "%s:%u", host, port);
 }
 
-/* Handshakes may hold at most a quarter of the connection limit: past that the oldest of this
- * edge's handshakes makes room, so silent or slow connections (no certificate needed) cannot
- * take every slot from the members. Returns false when this edge has none to evict. */
+/* Handshakes may hold at most a quarter of the connection limit (each edge thread its share):
+ * past that the oldest of this edge's handshakes makes room, so silent or slow connections (no
+ * certificate needed) cannot take every slot from the members. Called between event batches
+ * only (the closed connection's events must not be pending). Returns false when this edge has
+ * none to evict. */
 static bool
 handshake_room(node_edge_t *e)
 {
     node_metrics_t *m = &e->ctx->metrics;
-    uint64_t cap = e->ctx->cfg.connections_max / 4u;
+    uint32_t cap = e->ctx->cfg.connections_max / 4u / e->ctx->cfg.edge_threads;
     cap = cap < EDGE_HANDSHAKES_MIN ? EDGE_HANDSHAKES_MIN : cap;
-    if (atomic_load(&m->connections_handshaking) < cap) {
+    if (e->handshaking < cap) {
         return true;
     }
     struct conn *oldest = NULL;
@@ -692,6 +700,7 @@ conn_accept_one(node_edge_t *e, int fd, const struct sockaddr_storage *sa)
     c->events = ev.events;
     e->slots[slot] = c;
     e->open_count++;
+    e->handshaking++;
     atomic_fetch_add(&m->connections_handshaking, 1);
     atomic_fetch_add(&e->ctx->edge_load[e->index], 1);
     atomic_fetch_add(&m->connections_total, 1);
@@ -1123,13 +1132,19 @@ edge_loop(node_edge_t *e)
             hie_log_error("edge", "epoll failed", " errno=%s", strerrorname_np(errno));
             break;
         }
+        bool accept = false;
         for (int i = 0; i < n; i++) {
             void *p = events[i].data.ptr;
             if (p == &tag_listen) {
-                edge_accept(e);
+                accept = true;
             } else if (p != &tag_replies && p != &tag_ctl && p != &tag_adopt) {
                 conn_event(e, p, events[i].events);
             }
+        }
+        /* after the batch: an accept may evict another connection's handshake, whose event
+         * may still be in it (the events hold raw pointers) */
+        if (accept) {
+            edge_accept(e);
         }
         /* ZMQ_FD is edge-triggered: drain both sockets on every wakeup */
         edge_drain_replies(e);

@@ -23,11 +23,13 @@
 #include <unistd.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <zmq.h>
 
@@ -426,10 +428,26 @@ ctl_init(const struct ctl *c)
         fprintf(stderr, "hiectl: cannot chmod %s: %s\n", c->data_dir, strerror(errno));
         return 1;
     }
+    char logdir[NODE_PATH_MAX + 8], lock[NODE_PATH_MAX + 8];
+    snprintf(logdir, sizeof(logdir), "%s/log", c->data_dir);
+    snprintf(lock, sizeof(lock), "%s/LOCK", c->data_dir);
+    struct stat sb;
+    if (stat(logdir, &sb) == 0) {
+        /* nothing to prepare; opening would replay the log here, without the node's data
+         * key and beside a node that may be running */
+        printf("data directory %s already initialized (left as it is)\n", c->data_dir);
+        return 0;
+    }
+    int lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "hiectl: data directory %s is in use by a node\n", c->data_dir);
+        if (lock_fd >= 0) {
+            close(lock_fd);
+        }
+        return 1;
+    }
     node_state_t *st = NULL;
     hie_cluster_log_t *log = NULL;
-    char logdir[NODE_PATH_MAX + 8];
-    snprintf(logdir, sizeof(logdir), "%s/log", c->data_dir);
     int rc = hie_node__state_open(&st, c->data_dir, HIE_LMDB_MAP_BYTES_DEFAULT, "init", NULL);
     if (rc == 0) {
         hie_cluster_log_config_t lcfg = {logdir, NULL, NODE_EP_LOG, HIE_LMDB_MAP_BYTES_DEFAULT};
@@ -442,6 +460,7 @@ ctl_init(const struct ctl *c)
     }
     hie_cluster_log_destroy(&log);
     hie_node__state_close(&st);
+    close(lock_fd);
     if (rc != 0) {
         fprintf(stderr, "hiectl: init %s failed: %s\n", c->data_dir, hie_strerror(rc));
         return 1;

@@ -145,8 +145,9 @@ node_open_storage(node_ctx_t *ctx)
         }
         if (rc != 0) {
             hie_log_error("node", "cannot load the MPI data key", " file=%s rc=%s hint=\"%s\"",
-                ctx->cfg.mpi_key_file, hie_strerror_name(rc),
-                "32 random bytes, a regular file with mode 0600 owned by the node's user");
+                ctx->cfg.mpi_key_file, hie_strerror_name(rc), rc == HIE_ECONFIG
+                ? "not the key this node's state was written with"
+                : "32 random bytes, a regular file with mode 0600 owned by the node's user");
             return rc;
         }
     } else {

@@ -224,13 +224,53 @@ hie_node__state_close(node_state_t **stp)
     *stp = NULL;
 }
 
+/* The data key must be the one the state was written with: its id (a hash of a subkey) is
+ * kept in meta at the first load and compared at every later one. A different key would
+ * open nothing, and its apply would refuse what another node's accepts. HIE_ECONFIG when it
+ * differs. */
+static int
+key_id_check(node_state_t *st)
+{
+    uint8_t secret[16], id[16];
+    static const char tag[] = "hie-mpi-key-id-v1";
+    crypto_generichash_state h;
+    hie_mpi_key_index_secret(st->mpi_key, secret);
+    crypto_generichash_init(&h, NULL, 0, sizeof(id));
+    crypto_generichash_update(&h, (const uint8_t *)tag, sizeof(tag) - 1);
+    crypto_generichash_update(&h, secret, sizeof(secret));
+    crypto_generichash_final(&h, id, sizeof(id));
+    sodium_memzero(secret, sizeof(secret));
+    MDB_txn *txn = NULL;
+    MDB_val k = {sizeof("mpi_key_id") - 1, (void *)(uintptr_t)"mpi_key_id"}, v;
+    int rc = mdb_rc(mdb_txn_begin(st->env, NULL, 0, &txn));
+    int grc = rc == 0 ? mdb_get(txn, st->meta, &k, &v) : 0;
+    if (rc == 0 && grc == MDB_NOTFOUND) { /* the first load (or a state from before ids) */
+        MDB_val nv = {sizeof(id), id};
+        rc = mdb_rc(mdb_put(txn, st->meta, &k, &nv, 0));
+        rc = rc ? rc : mdb_rc(mdb_txn_commit(txn));
+        return rc;
+    }
+    if (rc == 0 && grc == 0) {
+        rc = v.mv_size == sizeof(id) && sodium_memcmp(v.mv_data, id, sizeof(id)) == 0
+            ? 0 : HIE_ECONFIG;
+    } else if (rc == 0) {
+        rc = HIE_ESTORAGE;
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    return rc;
+}
+
 int
 hie_node__state_mpi_key_load(node_state_t *st, const char *path, unsigned match_threads)
 {
     HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC && path != NULL);
     HIE_ASSERT(st->mpi_key == NULL && st->mpi_pool == NULL);
     int rc = hie_mpi_key_load(&st->mpi_key, path);
+    rc = rc ? rc : key_id_check(st);
     if (rc != 0) {
+        hie_mpi_key_destroy(&st->mpi_key);
         return rc;
     }
     hie_mpi_store_close(&st->mpi);
@@ -593,6 +633,11 @@ apply_mpi(struct apply_ctx *a)
 {
     hie_mpi_apply_ctx_t m = {a->txn, a->arena, a->cmd->requester, a->cmd->time_ms, a->index,
         {0}, 0, NULL};
+    if (a->st->mpi_key == NULL) { /* as apply_disclosure: stop rather than reject */
+        hie_log_error("sm", "the log holds a command that needs the data key",
+            " index=%lu hint=\"configure mpi.key_file\"", a->index);
+        return HIE_EUNAVAIL;
+    }
     int rc = 0;
     switch (a->cmd->body_case) {
     case HIE__V1__COMMAND__BODY_MPI_FEED:
@@ -625,8 +670,12 @@ apply_disclosure(struct apply_ctx *a)
 {
     node_apply_t na = {a->txn, a->arena, a->cmd, a->index, a->res, a->st->mpi, a->st->mpi_key};
     if (a->st->mpi_key == NULL) {
-        return node_apply_reject(&na, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
-            "no data key on this node");
+        /* not a rejection: whether a key is loaded is not in the log, and a rejection here
+         * would drop a command every other start applies (an acknowledged audit record, push
+         * or consent). The node stops; started with its data key, replay applies it. */
+        hie_log_error("sm", "the log holds a command that needs the data key",
+            " index=%lu hint=\"configure mpi.key_file\"", a->index);
+        return HIE_EUNAVAIL;
     }
     switch (a->cmd->body_case) {
     case HIE__V1__COMMAND__BODY_CONSENT_SUBMIT:

@@ -268,6 +268,12 @@ Test(durability, hiectl_init_prepares_a_private_data_directory)
     itest_node_write_config(&node);
     itest_node_start(&node);
     itest_register(&node, "general-hospital", "hospital");
+    /* again on the running node's directory: left as it is (no replay without its data key,
+     * no second process on its files) */
+    rc = itest_sh(out, sizeof(out), "'%s' init --data-dir '%s'", HIE_CTL_BIN, dir);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "already initialized") != NULL, "%s", out);
+    itest_register(&node, "st-mary-hospital", "hospital");
 }
 
 /* F2-style: commands acknowledged while four clients register concurrently all survive a

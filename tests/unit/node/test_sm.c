@@ -1401,3 +1401,48 @@ Test(node_sm, audit_batch_appends_its_records_in_order_as_one_command)
         cr_assert_eq(db_entries(st[1], dbs[i]), BATCH_RECORDS, "%s", dbs[i]);
     }
 }
+
+/* Whether a data key is loaded is not in the log: a command that needs it stops the node when
+ * there is none (the batch is not applied, the index does not move) instead of being recorded
+ * as rejected, which would drop an acknowledged audit record or push for good. And a state
+ * opens only with the key it was written with. */
+Test(node_sm, a_command_needing_the_data_key_stops_apply_without_one)
+{
+    node_state_t *st = state_open(0);
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    Hie__V1__ConsentRevokeCommand rv = HIE__V1__CONSENT_REVOKE_COMMAND__INIT;
+    rv.id = "cns-7";
+    cmd.requester = "@operator";
+    cmd.request_id = "r-1";
+    cmd.time_ms = T0;
+    cmd.node_id = "node-1";
+    cmd.body_case = HIE__V1__COMMAND__BODY_CONSENT_REVOKE;
+    cmd.consent_revoke = &rv;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    cr_assert_eq(hie_proto_pack(&cmd.base, 1 << 20, &buf, &len), 0);
+    hie_cluster_entry_t e = {1, hie_span(buf, len)};
+    hie_cluster_result_t r = {NULL, 0};
+    hie_cluster_fsm_t fsm = hie_node__state_fsm(st);
+    fsm.prepare(fsm.ctx, &e, 1);
+    cr_assert_neq(fsm.apply(fsm.ctx, &e, 1, &r), 0, "applied without the data key");
+    hie_mem_free(r.buf, r.len);
+    cr_assert_eq(applied_index(st), 0u, "nothing applied");
+    char key_path[192], other_path[192];
+    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
+    snprintf(other_path, sizeof(other_path), "%s/other.key", tmp_dir);
+    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
+    cr_assert_eq(hie_mpi_key_generate(other_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(st, key_path, 0), 0);
+    struct result res;
+    apply_raw(st, 1, &buf, &len, 1, &res);
+    cr_assert_eq(res.msg->code, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "applied: no such id");
+    result_free(&res);
+    hie_mem_free(buf, len);
+    cr_assert_eq(applied_index(st), 1u);
+    hie_node__state_close(&states[0]);
+    st = state_open(0);
+    cr_assert_eq(hie_node__state_mpi_key_load(st, other_path, 0), HIE_ECONFIG,
+        "another key is refused");
+    cr_assert_eq(hie_node__state_mpi_key_load(st, key_path, 0), 0, "its own key opens it");
+}

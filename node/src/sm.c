@@ -836,7 +836,11 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
         rc = audit ? HIE_ENOTFOUND : dedup_lookup(&a, out);
         if (rc == HIE_ENOTFOUND) {
             rc = apply_body(&a);
-            if (rc == 0 && !audit) {
+            /* a refusal for now (a full queue: OVERLOADED) is not remembered: the member is
+             * told to retry with the same id, and the retry must be applied, not refused */
+            bool retryable = res.code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED ||
+                             res.code == HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+            if (rc == 0 && !audit && !retryable) {
                 rc = dedup_store(&a);
             }
         } else if (rc == 0) {

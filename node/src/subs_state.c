@@ -314,6 +314,9 @@ apply_unsubscribe(node_subs_t *s, node_apply_t *a)
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "subscription_id",
             "no such subscription of this organization");
     }
+    if (rc != 0) {
+        return rc; /* a storage error: the node stops (fatal) rather than guess */
+    }
     hie_span_t sid = hie_span((const uint8_t *)sub->id, strlen(sub->id));
     hie_span_t org = hie_span((const uint8_t *)sub->org_id, strlen(sub->org_id));
     MDB_cursor *cur = NULL;

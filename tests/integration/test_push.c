@@ -496,3 +496,60 @@ Test(push, big_documents_and_a_member_asking_again_without_reading, .timeout = 1
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
 }
+
+/* Sets the clinic's queue count in the stopped node's state (q_meta: next || count). */
+static void
+queue_count_set(itest_node_t *n, uint64_t count)
+{
+    char dir[ITEST_PATH + 16];
+    snprintf(dir, sizeof(dir), "%s/state", n->data_dir);
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi meta;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 64);
+    mdb_env_set_mapsize(env, 1ull << 30);
+    cr_assert_eq(mdb_env_open(env, dir, MDB_NOTLS, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "q_meta", 0, &meta), 0);
+    MDB_val k = {strlen(CLINIC), MUT(CLINIC)}, v;
+    cr_assert_eq(mdb_get(txn, meta, &k, &v), 0);
+    cr_assert_eq(v.mv_size, 16u);
+    uint8_t b[16];
+    memcpy(b, v.mv_data, 8);
+    for (int i = 0; i < 8; i++) {
+        b[8 + i] = (uint8_t)(count >> (56 - 8 * i));
+    }
+    MDB_val nv = {sizeof(b), b};
+    cr_assert_eq(mdb_put(txn, meta, &k, &nv, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* A push refused because the recipient's queue is full is refused for now, not for good: the
+ * member is told to retry with the same id, and once the queue has room that retry goes in. */
+Test(push, a_full_queue_refusal_is_not_remembered_for_the_retry, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP);
+    feed_patient(h, a);
+    push_ok(h, "p1", "first", a);
+    hie_client_destroy(&h);
+    cr_assert_eq(itest_node_stop(&n, SIGTERM), 0);
+    queue_count_set(&n, HIE_DELIVERY_QUEUE_MAX);
+    itest_node_start(&n);
+    h = itest_client(&n, HOSP);
+    hie_envelope_t *r = push(h, "p2", CLINIC, "H-1", "second", 6, NULL, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_ERROR, "the queue is full");
+    hie_client_destroy(&h);
+    cr_assert_eq(itest_node_stop(&n, SIGTERM), 0);
+    queue_count_set(&n, 1);
+    itest_node_start(&n);
+    h = itest_client(&n, HOSP);
+    cr_assert_str_eq(push_ok(h, "p2", "second", a), HOSP ":p2", "the retry with the same id");
+    hie_client_destroy(&h);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}

@@ -115,6 +115,7 @@ hie_node__consent_submit_xchg(node_ctx_t *ctx, node_submitter_t *sub, const char
     Hie__V1__ConsentSubmitCommand sc = HIE__V1__CONSENT_SUBMIT_COMMAND__INIT;
     sc.directive = d;
     sc.rec_hash = (ProtobufCBinaryData){sizeof(h), h};
+    sc.rules_2026_11_30 = true;
     hie_command_t cmd = HIE__V1__COMMAND__INIT;
     cmd.body_case = HIE__V1__COMMAND__BODY_CONSENT_SUBMIT;
     cmd.consent_submit = &sc;
@@ -138,6 +139,7 @@ hie_node__consent_revoke_xchg(node_ctx_t *ctx, node_submitter_t *sub, const char
     }
     Hie__V1__ConsentRevokeCommand rc_body = HIE__V1__CONSENT_REVOKE_COMMAND__INIT;
     rc_body.id = req->id;
+    rc_body.rules_2026_11_30 = true;
     hie_command_t cmd = HIE__V1__COMMAND__INIT;
     cmd.body_case = HIE__V1__COMMAND__BODY_CONSENT_REVOKE;
     cmd.consent_revoke = &rc_body;

@@ -331,12 +331,18 @@ count_one(void *vctx, const char *idp, size_t len)
 }
 
 /* The directives of rec_hash in force, after moving any revoked ones left in consent_pat to
- * consent_hist (so they neither count against the 32 nor take a decision's rule slots). */
+ * consent_hist (so they neither count against the 32 nor take a decision's rule slots); for a
+ * command logged before those rules (!rules), every id in consent_pat, as it was applied. */
 static int
-in_force_count(node_consent_t *c, node_apply_t *a, const uint8_t *rec_hash, size_t *n)
+in_force_count(node_consent_t *c, node_apply_t *a, const uint8_t *rec_hash, bool rules,
+    size_t *n)
 {
     struct count_ctx x = {c, a->txn, a->arena, 0, {NULL}, 0};
     int rc = pat_each(c, a->txn, rec_hash, count_one, &x);
+    if (!rules) {
+        *n = x.n + x.n_revoked;
+        return rc;
+    }
     MDB_val k = {HIE_PROTO_REC_HASH_BYTES, (void *)(uintptr_t)rec_hash};
     for (size_t i = 0; rc == 0 && i < x.n_revoked; i++) {
         MDB_val v = {strlen(x.revoked[i]), x.revoked[i]};
@@ -370,7 +376,7 @@ apply_submit(node_consent_t *c, node_apply_t *a)
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
             info.field != NULL ? info.field : "directive.patient", "invalid directive");
     }
-    if (!date_set(d, a->cmd->time_ms)) {
+    if (sc->rules_2026_11_30 && !date_set(d, a->cmd->time_ms)) {
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "date_ms",
             "the directive is dated after its submission");
     }
@@ -384,7 +390,7 @@ apply_submit(node_consent_t *c, node_apply_t *a)
             "directive.patient.mrn", "no record of this MRN at this organization");
     }
     size_t on_file = 0;
-    rc = rc ? rc : in_force_count(c, a, sc->rec_hash.data, &on_file);
+    rc = rc ? rc : in_force_count(c, a, sc->rec_hash.data, sc->rules_2026_11_30, &on_file);
     if (rc != 0) {
         return rc;
     }
@@ -460,12 +466,14 @@ apply_revoke(node_consent_t *c, node_apply_t *a)
     d->revoked_ms = a->cmd->time_ms > 0 ? a->cmd->time_ms : 1;
     d->revoked_by = (char *)(uintptr_t)who;
     rc = dir_put(c, a, d, rec_hash);
-    /* out of the patient's directives in force (decisions and the 32 on file no longer count
-     * it), into its history (listings) */
-    MDB_val k = {sizeof(rec_hash), rec_hash}, v = {strlen(d->id), d->id};
-    rc = rc ? rc : mdb_rc(mdb_del(a->txn, c->pat, &k, &v));
-    rc = rc == HIE_ENOTFOUND ? 0 : rc; /* missing from pat (not expected): still recorded */
-    rc = rc ? rc : mdb_rc(mdb_put(a->txn, c->hist, &k, &v, 0));
+    if (a->cmd->consent_revoke->rules_2026_11_30) {
+        /* out of the patient's directives in force (decisions and the 32 on file no longer
+         * count it), into its history (listings); logged before, it stays, as applied */
+        MDB_val k = {sizeof(rec_hash), rec_hash}, v = {strlen(d->id), d->id};
+        rc = rc ? rc : mdb_rc(mdb_del(a->txn, c->pat, &k, &v));
+        rc = rc == HIE_ENOTFOUND ? 0 : rc; /* missing from pat (not expected): still recorded */
+        rc = rc ? rc : mdb_rc(mdb_put(a->txn, c->hist, &k, &v, 0));
+    }
     Hie__V1__ConsentRevokeReply *r = hie_arena_alloc(a->arena, sizeof(*r));
     if (rc == 0 && r == NULL) {
         rc = HIE_ENOMEM;

@@ -993,6 +993,7 @@ Test(node_sm, mpi_feeds_in_different_batches_give_identical_indexes)
  * batches of 7 and restarts halfway. */
 struct ex {
     node_ctx_t ctx;
+    bool legacy;                /* consent commands as proposers wrote them before 2026-11-30 */
     test_rng_t rng;
     uint8_t *cmds[EX_MAX];
     size_t lens[EX_MAX];
@@ -1103,6 +1104,7 @@ ex_consent(struct ex *x, unsigned p, unsigned step)
     Hie__V1__ConsentRevokeCommand rv = HIE__V1__CONSENT_REVOKE_COMMAND__INIT;
     if (ids[p][0] != '\0') {
         rv.id = ids[p];
+        rv.rules_2026_11_30 = !x->legacy;
         cmd.body_case = HIE__V1__COMMAND__BODY_CONSENT_REVOKE;
         cmd.consent_revoke = &rv;
         ex_keep(x, &cmd);
@@ -1135,6 +1137,7 @@ ex_consent(struct ex *x, unsigned p, unsigned step)
     Hie__V1__ConsentSubmitCommand sc = HIE__V1__CONSENT_SUBMIT_COMMAND__INIT;
     sc.directive = &d;
     sc.rec_hash = (ProtobufCBinaryData){sizeof(h), h};
+    sc.rules_2026_11_30 = !x->legacy;
     cmd.body_case = HIE__V1__COMMAND__BODY_CONSENT_SUBMIT;
     cmd.consent_submit = &sc;
     ex_keep(x, &cmd);
@@ -1445,4 +1448,33 @@ Test(node_sm, a_command_needing_the_data_key_stops_apply_without_one)
     cr_assert_eq(hie_node__state_mpi_key_load(st, other_path, 0), HIE_ECONFIG,
         "another key is refused");
     cr_assert_eq(hie_node__state_mpi_key_load(st, key_path, 0), 0, "its own key opens it");
+}
+
+/* A log written before 2026-11-30 replays as it applied: its revokes leave the id in
+ * consent_pat. A submit logged since moves such ids to consent_hist. */
+Test(node_sm, consent_commands_logged_before_the_new_rules_apply_as_they_did)
+{
+    static struct ex x;
+    memset(&x, 0, sizeof(x));
+    node_state_t *a = state_open(0);
+    char key_path[192];
+    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
+    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 0), 0);
+    x.ctx.state = a;
+    ex_org(&x, "org-h", HIE__V1__ROLE__ROLE_HOSPITAL);
+    ex_org(&x, "org-c", HIE__V1__ROLE__ROLE_CLINIC);
+    ex_feed(&x, "org-h", 0);
+    x.legacy = true;
+    ex_consent(&x, 0, 1); /* submit */
+    ex_consent(&x, 0, 2); /* revoke */
+    cr_assert_eq(db_entries(a, "consent_pat"), 1u, "left in force-list, as applied then");
+    cr_assert_eq(db_entries(a, "consent_hist"), 0u);
+    x.legacy = false;
+    ex_consent(&x, 0, 3); /* a new submit: the revoked id moves */
+    cr_assert_eq(db_entries(a, "consent_pat"), 1u, "the new directive only");
+    cr_assert_eq(db_entries(a, "consent_hist"), 1u, "the revoked one");
+    ex_consent(&x, 0, 4); /* a new revoke */
+    cr_assert_eq(db_entries(a, "consent_pat"), 0u);
+    cr_assert_eq(db_entries(a, "consent_hist"), 2u);
 }

@@ -34,6 +34,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* 2026-11-30T17:00:00Z: refusals for now are not kept for commands proposed since. */
+#define RETRYABLE_NOT_KEPT_SINCE_MS 1796058000000ll
 #define STATE_MAGIC 0x53544154u /* "STAT" */
 #define DEDUP_KEY_BYTES_MAX (HIE_ORG_ID_BYTES_MAX + 1 + HIE_PROTO_ID_BYTES_MAX + 1)
 #define APPLY_ARENA_BYTES (HIE_ARENA_BYTES_MAX)
@@ -837,9 +839,12 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
         if (rc == HIE_ENOTFOUND) {
             rc = apply_body(&a);
             /* a refusal for now (a full queue: OVERLOADED) is not remembered: the member is
-             * told to retry with the same id, and the retry must be applied, not refused */
-            bool retryable = res.code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED ||
-                             res.code == HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+             * told to retry with the same id, and the retry must be applied, not refused.
+             * Commands proposed before this rule keep theirs, so an older log replays as it
+             * applied (the command's own clock decides: apply reads no other). */
+            bool retryable = (res.code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED ||
+                              res.code == HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE) &&
+                             cmd->time_ms >= RETRYABLE_NOT_KEPT_SINCE_MS;
             if (rc == 0 && !audit && !retryable) {
                 rc = dedup_store(&a);
             }

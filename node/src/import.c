@@ -109,10 +109,30 @@ row_reject(node_import_row_t *row, const char *reason, const char *field)
 
 /* Reads one record into r->rec. Returns 0, HIE_ENOTFOUND (end of file, nothing read) or
  * -errno. The loop is bounded by the file: every pass consumes a byte or ends. */
+/* CSV quoting (RFC 4180) for record boundaries: a quote opens a quoted field only at the start
+ * of a field (so an unquoted O"Brien does not swallow the lines after it), and inside one a
+ * quote closes it unless the next byte is a quote too (an escaped ""). */
+static void
+quote_track(int ch, bool field_start, bool *quoted, bool *closing)
+{
+    if (*quoted && *closing) {
+        *closing = false;
+        *quoted = ch == '"'; /* "": still inside; anything else: the field was closed */
+        return;
+    }
+    if (ch == '"') {
+        if (*quoted) {
+            *closing = true;
+        } else if (field_start) {
+            *quoted = true;
+        }
+    }
+}
+
 static int
 record_read(node_import_reader_t *r)
 {
-    bool quoted = false;
+    bool quoted = false, closing = false;
     bool any = false;
     r->rec_len = 0;
     r->rec_too_long = false;
@@ -126,14 +146,15 @@ record_read(node_import_reader_t *r)
         }
         any = true;
         r->offset++;
+        if (r->format == NODE_IMPORT_CSV && !r->rec_too_long) {
+            bool start = r->rec_len == 0 || r->rec[r->rec_len - 1] == ',';
+            quote_track(ch, start, &quoted, &closing);
+        }
         if (ch == '\n') {
             r->line++;
             if (!quoted || r->rec_too_long) {
                 break;
             }
-        }
-        if (r->format == NODE_IMPORT_CSV && ch == '"' && !r->rec_too_long) {
-            quoted = !quoted;
         }
         if (r->rec_len < NODE_IMPORT_RECORD_BYTES_MAX) {
             r->rec[r->rec_len++] = (char)ch;

@@ -110,6 +110,30 @@ Test(node_import, csv_quoted_fields_and_action_column)
     cr_assert_str_eq(row.req->patient->mrn, "M2");
 }
 
+/* A quote inside an unquoted field opens nothing: the row stands alone (accepted or refused
+ * by the CSV parser) and the rows after it are read, not swallowed into it. */
+Test(node_import, csv_stray_quote_does_not_swallow_the_next_rows)
+{
+    node_import_row_t row;
+    cr_assert_eq(open_text("s.csv",
+                     "org_id,mrn,family,address\n"
+                     "h1,M1,O\"Brien,Main St\n"
+                     "h1,M2,Lee,1 High St\n"
+                     "h1,M3,\"Ng\",\"2 \"\"Low\"\" St\"\n",
+                     NODE_IMPORT_CSV),
+        0, "%s", err);
+    int rc = hie_node__import_next(reader, arena, &row); /* accepted or refused: its call */
+    cr_assert(rc == 0 || rc == HIE_EINVAL, "rc %d", rc);
+    cr_assert_eq(row.line, 2);
+    next_ok(&row);
+    cr_assert_eq(row.line, 3);
+    cr_assert_str_eq(row.req->patient->mrn, "M2");
+    next_ok(&row);
+    cr_assert_eq(row.line, 4);
+    cr_assert_str_eq(row.req->demographics->address_lines[0], "2 \"Low\" St");
+    cr_assert_eq(hie_node__import_next(reader, arena, &row), HIE_ENOTFOUND);
+}
+
 Test(node_import, csv_header_refusals)
 {
     cr_assert_eq(open_text("m.csv", "org_id,given,family\nh1,A,B\n", NODE_IMPORT_CSV),

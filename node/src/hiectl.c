@@ -749,7 +749,7 @@ static void
 import_add(struct ctl_import *im, const node_import_row_t *row)
 {
     char id[HIE_PROTO_ID_BYTES_MAX + 1];
-    hie_node__import_item_id(hie_node__import_fingerprint(im->reader), row->line, id,
+    hie_node__import_item_id(hie_node__import_fingerprint(im->reader), row->line, row->req, id,
         sizeof(id));
     /* Item and id, each with a tag and a length of at most 5 bytes. */
     size_t bytes = hie__v1__mpi_feed_request__get_packed_size(row->req) + strlen(id) + 12u;

@@ -889,11 +889,23 @@ hie_node__import_state_load(const char *path, node_import_state_t *st)
 }
 
 void
-hie_node__import_item_id(const char *fingerprint, uint64_t line, char *buf, size_t buf_bytes)
+hie_node__import_item_id(const char *fingerprint, uint64_t line,
+    const Hie__V1__MpiFeedRequest *req, char *buf, size_t buf_bytes)
 {
     HIE_ASSERT(fingerprint != NULL);
     HIE_ASSERT(strlen(fingerprint) >= 16);
     HIE_ASSERT(buf_bytes > HIE_PROTO_ID_BYTES_MAX);
-    int n = snprintf(buf, buf_bytes, "imp-%.16s-%llu", fingerprint, (unsigned long long)line);
-    HIE_ASSERT(n > 0 && (size_t)n <= HIE_PROTO_ID_BYTES_MAX); /* 4 + 16 + 1 + 20 */
+    uint8_t h[6] = {0};
+    char hex[2 * sizeof(h) + 1];
+    size_t len = req != NULL ? protobuf_c_message_get_packed_size(&req->base) : 0;
+    uint8_t *packed = len > 0 ? malloc(len) : NULL;
+    if (packed != NULL) { /* out of memory: the row's hash is left out (zeros) */
+        HIE_ASSERT(protobuf_c_message_pack(&req->base, packed) == len);
+        crypto_generichash(h, sizeof(h), packed, len, NULL, 0);
+        free(packed);
+    }
+    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+    int n = snprintf(buf, buf_bytes, "imp-%.16s-%llu-%s", fingerprint, (unsigned long long)line,
+        hex);
+    HIE_ASSERT(n > 0 && (size_t)n <= HIE_PROTO_ID_BYTES_MAX); /* 4 + 16 + 1 + 20 + 1 + 12 */
 }

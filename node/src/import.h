@@ -115,8 +115,10 @@ HIE_MUST_CHECK int hie_node__import_state_load(const char *path, node_import_sta
 HIE_MUST_CHECK int hie_node__import_state_save(const char *path, const node_import_state_t *st);
 
 /* The idempotency id of the row that starts on line: "imp-" + 16 hex of the fingerprint + "-"
- * + line. [out] buf of at least HIE_PROTO_ID_BYTES_MAX + 1 bytes (asserted). */
-void hie_node__import_item_id(const char *fingerprint, uint64_t line, char *buf,
-    size_t buf_bytes);
+ * + line + "-" + 12 hex of a hash of the row's request (req; NULL: of nothing), so a row
+ * corrected past the fingerprint's first 64 KiB is a new item, not a repeat of the old one.
+ * [out] buf of at least HIE_PROTO_ID_BYTES_MAX + 1 bytes (asserted). */
+void hie_node__import_item_id(const char *fingerprint, uint64_t line,
+    const Hie__V1__MpiFeedRequest *req, char *buf, size_t buf_bytes);
 
 #endif

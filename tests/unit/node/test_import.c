@@ -347,10 +347,23 @@ Test(node_import, item_ids_are_valid_and_distinct)
     char a[HIE_PROTO_ID_BYTES_MAX + 1];
     char b[HIE_PROTO_ID_BYTES_MAX + 1];
     const char *fp = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    hie_node__import_item_id(fp, 18446744073709551615ull, a, sizeof(a));
+    hie_node__import_item_id(fp, 18446744073709551615ull, NULL, a, sizeof(a));
     cr_assert(hie_proto_id_valid(a, strlen(a)), "%s", a);
-    hie_node__import_item_id(fp, 2, b, sizeof(b));
-    cr_assert_str_eq(b, "imp-0123456789abcdef-2");
+    hie_node__import_item_id(fp, 2, NULL, b, sizeof(b));
+    cr_assert_str_eq(b, "imp-0123456789abcdef-2-000000000000");
+    /* the same line with other content (a corrected birth date): another item */
+    Hie__V1__MpiFeedRequest r1 = HIE__V1__MPI_FEED_REQUEST__INIT, r2 = r1;
+    Hie__V1__Demographics d1 = HIE__V1__DEMOGRAPHICS__INIT, d2 = d1;
+    d1.birth_date = "1970-03-02";
+    d2.birth_date = "1970-02-03";
+    r1.demographics = &d1;
+    r2.demographics = &d2;
+    hie_node__import_item_id(fp, 2, &r1, a, sizeof(a));
+    hie_node__import_item_id(fp, 2, &r2, b, sizeof(b));
+    cr_assert_str_neq(a, b);
+    cr_assert(hie_proto_id_valid(a, strlen(a)), "%s", a);
+    hie_node__import_item_id(fp, 2, &r1, b, sizeof(b));
+    cr_assert_str_eq(a, b, "the same row: the same item (a rerun is a repeat)");
 }
 
 Test(node_import, null_reader_aborts, .signal = SIGABRT)

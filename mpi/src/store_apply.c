@@ -547,6 +547,31 @@ euid_fold(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const char *from, const 
     return rc;
 }
 
+/* The longest A40 chain ending at live record h (0: none recorded). */
+static int
+mdepth_get(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *h, uint32_t *depth)
+{
+    MDB_val k = {HIE_MPI_REC_HASH_BYTES, (void *)(uintptr_t)h}, v;
+    int rc = mdb_get(txn, s->mdepth, &k, &v);
+    *depth = rc == 0 && v.mv_size == 4 ? hie_load_be32(v.mv_data) : 0;
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : HIE_ESTORAGE;
+}
+
+/* After prior (depth dp) merged into survivor (depth ds): the survivor's chain, and none for
+ * the prior, which is no longer live. */
+static int
+mdepth_merge(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *prior, const uint8_t *survivor,
+    uint32_t depth)
+{
+    uint8_t b[4];
+    hie_store_be32(b, depth);
+    MDB_val kp = {HIE_MPI_REC_HASH_BYTES, (void *)(uintptr_t)prior};
+    MDB_val ks = {HIE_MPI_REC_HASH_BYTES, (void *)(uintptr_t)survivor}, v = {sizeof(b), b};
+    int rc = mdb_del(txn, s->mdepth, &kp, NULL);
+    rc = rc == 0 || rc == MDB_NOTFOUND ? mdb_put(txn, s->mdepth, &ks, &v, 0) : rc;
+    return rc == 0 ? 0 : HIE_ESTORAGE;
+}
+
 static int
 feed_merge(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCommand *cmd,
     Hie__V1__MpiFeedReply **reply)
@@ -562,6 +587,13 @@ feed_merge(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedC
     }
     if (rc == 0 && pr->merged) {
         return refuse(ctx, BAD, "prior_mrn", "already merged");
+    }
+    uint32_t dp = 0, ds = 0;
+    rc = rc == 0 ? mdepth_get(s, ctx->txn, pr->rec_hash.data, &dp) : rc;
+    rc = rc == 0 ? mdepth_get(s, ctx->txn, sv->rec_hash.data, &ds) : rc;
+    if (rc == 0 && dp + 1 > MERGE_CHAIN_MAX) { /* every lookup of the oldest would follow it */
+        return refuse(ctx, BAD, "prior_mrn", "records merged into it already chain 16 merges "
+            "deep: link the records instead");
     }
     char *prior_euid = rc == 0 ? pr->euid : NULL;
     rc = rc == 0 ? blocks_change(s, ctx->txn, pr, false) : rc;
@@ -582,6 +614,8 @@ feed_merge(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedC
     pr->version++;
     pr->updated_ms = ctx->time_ms;
     rc = store__rec_put(s, ctx->txn, pr);
+    rc = rc == 0 ? mdepth_merge(s, ctx->txn, pr->rec_hash.data, sv->rec_hash.data,
+        dp + 1 > ds ? dp + 1 : ds) : rc;
     rc = rc == 0 ? store__meta_add(s, ctx->txn, "records", -1) : rc;
     rc = rc == 0 ? hist_add(s, ctx, pr, prior_euid, cmd->action,
         HIE__V1__FEED_OUTCOME__OUTCOME_MERGED, NULL) : rc;

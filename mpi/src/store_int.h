@@ -12,6 +12,9 @@
 #include <string.h>
 
 #define STORE_MAGIC 0x4d504953u /* "MPIS" */
+/* A40 merges a record's lookup follows to its surviving record, at most (feed_merge refuses
+ * a merge that would chain deeper; store_read.c's surviving() follows them). */
+#define MERGE_CHAIN_MAX 16u
 
 /* A batch's written values (touched.c). slots: a power of two; the set is full at half. */
 typedef struct store_touched {
@@ -64,6 +67,7 @@ struct hie_mpi_store {
     uint32_t magic;
     MDB_env *env;
     MDB_dbi rec, euid, nolink, review, hist, meta;
+    MDB_dbi mdepth; /* mpi_mdepth: live rec_hash -> u32, the longest A40 chain ending at it */
     store_blocks_t *blocks;   /* derived from the records' block keys; rebuilt at open */
     /* Term frequencies of names, derived from the records' tf keys (rebuilt at open, counted
      * by apply: see store__tf_change). Writer: the log thread; tf_lock for the others. */

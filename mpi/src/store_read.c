@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MERGE_CHAIN_MAX 16u
 #define REVIEW_SCAN_MAX 10000u
 
 static void
@@ -25,8 +24,11 @@ static int
 surviving(hie_mpi_store_t *s, MDB_txn *txn, hie_arena_t *arena, Hie__V1__MpiRecord **rec)
 {
     for (unsigned i = 0; (*rec)->merged; i++) {
-        if (i == MERGE_CHAIN_MAX || (*rec)->merged_into.len != HIE_MPI_REC_HASH_BYTES) {
+        if ((*rec)->merged_into.len != HIE_MPI_REC_HASH_BYTES) {
             return HIE_ECORRUPT;
+        }
+        if (i == MERGE_CHAIN_MAX) { /* chained before merges were bounded: refused, not fatal */
+            return HIE_ELIMIT;
         }
         int rc = store__rec_get(s, txn, (*rec)->merged_into.data, arena, rec);
         if (rc != 0) {

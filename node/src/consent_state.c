@@ -389,6 +389,10 @@ apply_submit(node_consent_t *c, node_apply_t *a)
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
             "directive.patient.mrn", "no record of this MRN at this organization");
     }
+    if (rc == HIE_ELIMIT) { /* merged more than 16 deep (before merges were bounded) */
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+            "directive.patient.mrn", "merged too many times over: file it for the newest MRN");
+    }
     size_t on_file = 0;
     rc = rc ? rc : in_force_count(c, a, sc->rec_hash.data, sc->rules_2026_11_30, &on_file);
     if (rc != 0) {

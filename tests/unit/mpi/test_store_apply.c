@@ -695,3 +695,49 @@ Test(mpi_store_apply, opening_converts_the_old_history_layout)
     cr_assert_eq(ev[0]->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
     cr_assert_eq(ev[1]->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED);
 }
+
+/* A40 merges chain (a survivor merged in turn): a chain is bounded at 16, the 17th merge onto
+ * it is refused (a longer one made every lookup of its oldest record fail, and a consent
+ * directive for it stop the node), and the oldest record still resolves. */
+Test(mpi_store_apply, merge_chains_are_bounded)
+{
+    char e[16], mrn[8], first[16];
+    for (int i = 0; i <= 17; i++) {
+        struct who w = {"zed", "quill", "1950-01-01", "", "", "", ""};
+        char given[16], dob[16];
+        snprintf(mrn, sizeof(mrn), "R%d", i);
+        snprintf(given, sizeof(given), "name%c%c", 'a' + i, 'a' + i);
+        snprintf(dob, sizeof(dob), "19%02d-0%d-1%d", 10 + i * 4, 1 + i % 9, i % 10);
+        w.given = given;
+        w.dob = dob;
+        feed(HIE__V1__FEED_ACTION__FEED_CREATE, mrn, &w, e);
+        if (i == 0) {
+            snprintf(first, sizeof(first), "%s", e);
+        }
+    }
+    char prior[8];
+    for (int i = 0; i < 17; i++) {
+        snprintf(prior, sizeof(prior), "R%d", i);
+        snprintf(mrn, sizeof(mrn), "R%d", i + 1);
+        merge_prior = prior;
+        Hie__V1__MpiFeedCommand *fc = feed_cmd(HIE__V1__FEED_ACTION__FEED_MERGE, mrn, NULL);
+        merge_prior = NULL;
+        MDB_txn *txn = NULL;
+        cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+        hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, 1000, ++log_index, {0}, 0, NULL};
+        Hie__V1__MpiFeedReply *reply = NULL;
+        cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
+        cr_assert_eq(mdb_txn_commit(txn), 0);
+        if (i < 16) {
+            cr_assert_eq(ctx.reject.code, 0, "merge %d: %s", i, ctx.reject.message);
+        } else {
+            cr_assert_eq(ctx.reject.code, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                "the 17th merge onto the chain");
+            cr_assert_str_eq(ctx.reject.field, "prior_mrn");
+        }
+    }
+    char now[16], last[16];
+    euid_of("R0", now);
+    euid_of("R16", last);
+    cr_assert_str_eq(now, last, "the oldest record resolves through 16 merges");
+}

@@ -591,7 +591,9 @@ feed_merge(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedC
     uint32_t dp = 0, ds = 0;
     rc = rc == 0 ? mdepth_get(s, ctx->txn, pr->rec_hash.data, &dp) : rc;
     rc = rc == 0 ? mdepth_get(s, ctx->txn, sv->rec_hash.data, &ds) : rc;
-    if (rc == 0 && dp + 1 > MERGE_CHAIN_MAX) { /* every lookup of the oldest would follow it */
+    /* every lookup of the oldest would follow the chain; merges logged before the bound
+     * (2026-11-30T17:00Z, the command's own clock) replay as they applied */
+    if (rc == 0 && dp + 1 > MERGE_CHAIN_MAX && ctx->time_ms >= 1796058000000ll) {
         return refuse(ctx, BAD, "prior_mrn", "records merged into it already chain 16 merges "
             "deep: link the records instead");
     }

@@ -724,7 +724,8 @@ Test(mpi_store_apply, merge_chains_are_bounded)
         merge_prior = NULL;
         MDB_txn *txn = NULL;
         cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-        hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, 1000, ++log_index, {0}, 0, NULL};
+        hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, 1796058000000ll, ++log_index, {0}, 0,
+            NULL};
         Hie__V1__MpiFeedReply *reply = NULL;
         cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
         cr_assert_eq(mdb_txn_commit(txn), 0);

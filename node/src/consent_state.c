@@ -257,6 +257,11 @@ hie_node__consent_rules(node_consent_t *c, struct hie_mpi_store *mpi, MDB_txn *t
     size_t count = known != NULL ? known->n : 0;
     int rc = known != NULL ? 0
                            : hie_mpi_store_euid_members(mpi, txn, euid, arena, &members, &count);
+    if (rc == 0 && count >= HIE_MPI_EUID_MEMBERS_MAX) {
+        /* the store lists at most this many: a directive on a record past them would be
+         * missed. Fail closed (the caller denies and logs) rather than decide on a part. */
+        rc = HIE_ELIMIT;
+    }
     struct rules_ctx r = {c, txn, rules, cap, 0};
     for (size_t i = 0; rc == 0 && i < count; i++) {
         rc = pat_each(c, txn, members + i * HIE_MPI_REC_HASH_BYTES, rules_one, &r);

@@ -1478,3 +1478,25 @@ Test(node_sm, consent_commands_logged_before_the_new_rules_apply_as_they_did)
     cr_assert_eq(db_entries(a, "consent_pat"), 0u);
     cr_assert_eq(db_entries(a, "consent_hist"), 2u);
 }
+
+/* An EUID at the store's member limit may have more members than it lists: its consent rules
+ * are an error (the decision denies), not a decision on a part of its records. */
+Test(node_sm, consent_rules_of_an_euid_at_the_member_limit_fail_closed)
+{
+    node_state_t *st = state_open(0);
+    static uint8_t hashes[HIE_MPI_EUID_MEMBERS_MAX * HIE_MPI_REC_HASH_BYTES];
+    hie_mpi_members_t known = {hashes, HIE_MPI_EUID_MEMBERS_MAX};
+    hie_span_t rules[HIE_CONSENT_DIRECTIVES_MAX];
+    size_t n = 99;
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(hie_node__state_env(st), NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(hie_node__consent_rules(hie_node__state_consent(st),
+        hie_node__state_mpi(st), txn, "E000000000001", &known, arena, rules,
+        HIE_CONSENT_DIRECTIVES_MAX, &n), HIE_ELIMIT);
+    cr_assert_eq(n, 0u);
+    known.n = HIE_MPI_EUID_MEMBERS_MAX - 1;
+    cr_assert_eq(hie_node__consent_rules(hie_node__state_consent(st),
+        hie_node__state_mpi(st), txn, "E000000000001", &known, arena, rules,
+        HIE_CONSENT_DIRECTIVES_MAX, &n), 0, "below the limit: decided");
+    mdb_txn_abort(txn);
+}

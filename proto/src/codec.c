@@ -255,6 +255,40 @@ hie_proto_unpack(const ProtobufCMessageDescriptor *desc, hie_span_t in, hie_aren
     return 0;
 }
 
+void
+hie_proto_strip_unknown(ProtobufCMessage *m)
+{
+    HIE_ASSERT(m != NULL);
+    m->n_unknown_fields = 0;
+    m->unknown_fields = NULL; /* arena memory: nothing to free */
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE) {
+            continue;
+        }
+        char *base = (char *)m;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(const void *)(base + f->quantifier_offset);
+            ProtobufCMessage **arr = *(ProtobufCMessage ***)(void *)(base + f->offset);
+            for (size_t k = 0; k < n; k++) {
+                if (arr[k] != NULL) {
+                    hie_proto_strip_unknown(arr[k]);
+                }
+            }
+            continue;
+        }
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0 &&
+            *(const uint32_t *)(const void *)(base + f->quantifier_offset) != f->id) {
+            continue; /* another member of the oneof: this pointer is not this field's */
+        }
+        ProtobufCMessage *sub = *(ProtobufCMessage **)(void *)(base + f->offset);
+        if (sub != NULL) {
+            hie_proto_strip_unknown(sub);
+        }
+    }
+}
+
 int
 hie_proto_pack(const ProtobufCMessage *msg, size_t bytes_max, uint8_t **out_buf, size_t *out_len)
 {

@@ -76,6 +76,7 @@ hie_proto_envelope_decode(hie_span_t body, hie_arena_t *arena, hie_envelope_t **
     if (rc != 0) {
         return rc;
     }
+    hie_proto_strip_unknown(msg);
     *out = env;
     return 0;
 }

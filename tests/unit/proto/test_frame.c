@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX HIE_PROTO_FRAME_BYTES_MAX
@@ -781,4 +782,48 @@ Test(proto_frame, random_bytes_and_mutations_never_crash, .timeout = 60)
     for (size_t k = 0; k < 2; k++) {
         hie_mem_free(valid[k], valid_len[k]);
     }
+}
+
+/* Fields this version does not know, anywhere in a member's envelope (here inside the
+ * demographics of a feed), are dropped at decode: packed again, the envelope is exactly the
+ * one without them (nothing opaque is stored or passed on). */
+Test(proto_frame, unknown_fields_are_dropped_at_decode)
+{
+    hie_envelope_t env = HIE__V1__ENVELOPE__INIT;
+    Hie__V1__MpiFeedRequest f = HIE__V1__MPI_FEED_REQUEST__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    Hie__V1__Demographics d = HIE__V1__DEMOGRAPHICS__INIT;
+    char *given[1] = {"Ann"};
+    pid.org_id = "general-hospital";
+    pid.mrn = "H-1";
+    d.n_given = 1;
+    d.given = given;
+    f.action = HIE__V1__FEED_ACTION__FEED_CREATE;
+    f.patient = &pid;
+    f.demographics = &d;
+    env.id = "u1";
+    env.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT;
+    env.body_case = HIE__V1__ENVELOPE__BODY_MPI_FEED;
+    env.mpi_feed = &f;
+    size_t clean = protobuf_c_message_get_packed_size(&env.base);
+    static uint8_t pad[2 + 4096]; /* as protobuf-c keeps it: the length (varint), the bytes */
+    pad[0] = 0x80;
+    pad[1] = 0x20;
+    memset(pad + 2, 'x', sizeof(pad) - 2);
+    ProtobufCMessageUnknownField uf = {999, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, sizeof(pad),
+        pad};
+    d.base.n_unknown_fields = 1;
+    d.base.unknown_fields = &uf;
+    size_t len = protobuf_c_message_get_packed_size(&env.base);
+    cr_assert_gt(len, clean + sizeof(pad));
+    uint8_t *buf = malloc(len);
+    cr_assert_not_null(buf);
+    cr_assert_eq(protobuf_c_message_pack(&env.base, buf), len);
+    hie_envelope_t *out = NULL;
+    hie_errinfo_t info = {0};
+    cr_assert_eq(hie_proto_envelope_decode(hie_span(buf, len), arena, &out, &info), 0, "%s",
+        info.reason != NULL ? info.reason : "-");
+    free(buf);
+    cr_assert_eq(protobuf_c_message_get_packed_size(&out->base), clean, "the padding is gone");
+    cr_assert_str_eq(out->mpi_feed->demographics->given[0], "Ann");
 }

@@ -1038,11 +1038,17 @@ composite_euid(const struct match_run *r, hie_arena_t *arena, store_cand_t *c)
     if (rc == 0 && n == 1) {
         return 0; /* its one record is the candidate the first pass scored: the same weight */
     }
-    for (size_t i = 0; rc == 0 && !excluded && i < n; i++) {
+    size_t i = 0;
+    for (; rc == 0 && !excluded && i < n; i++) {
         if (comp.records == HIE_MPI_COMPOSITE_MEMBERS_MAX) {
             break;
         }
         rc = composite_record(r, hashes + i * HIE_MPI_REC_HASH_BYTES, c, &comp, &excluded);
+    }
+    /* the members past the composite's: not scored, but a manual no-link with any of them
+     * still keeps p out of the EUID (an operator said they are different people) */
+    for (; rc == 0 && !excluded && r->self != NULL && i < n; i++) {
+        excluded = store__nolink(r->s, r->txn, r->self, hashes + i * HIE_MPI_REC_HASH_BYTES);
     }
     if (rc == 0 && excluded) {
         c->weight = -INFINITY;

@@ -742,3 +742,50 @@ Test(mpi_store_apply, merge_chains_are_bounded)
     euid_of("R16", last);
     cr_assert_str_eq(now, last, "the oldest record resolves through 16 merges");
 }
+
+/* A manual no-link with any member of an EUID keeps a record out of it, also a member past
+ * the 16 the composite scores (it was checked only among those). */
+Test(mpi_store_apply, a_no_link_with_a_later_member_keeps_a_record_out)
+{
+    static const struct who other = {"bo", "lund", "1955-05-05", "", "", "9999", ""};
+    char ee[16], er[16], now[16], mrn[8], mail[17][32];
+    struct who e[17];
+    for (int i = 0; i < 17; i++) { /* one person, each record with its own e-mail */
+        snprintf(mail[i], sizeof(mail[i]), "anna.b%d@mail.example", i);
+        e[i] = (struct who){"anna", "berg", "1980-01-01", "1 main street", "arden", "",
+            mail[i]};
+        snprintf(mrn, sizeof(mrn), "E%d", i);
+        Hie__V1__FeedOutcome o = feed(HIE__V1__FEED_ACTION__FEED_CREATE, mrn, &e[i], now);
+        cr_assert_eq(o, i == 0 ? HIE__V1__FEED_OUTCOME__OUTCOME_NEW
+                               : HIE__V1__FEED_OUTCOME__OUTCOME_LINKED, "%s", mrn);
+        if (i == 0) {
+            snprintf(ee, sizeof(ee), "%s", now);
+        }
+    }
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "R", &other, er),
+        HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    /* the operator said R is not the EUID's last member in the members' order (the 17th:
+     * past the 16 the composite scores) */
+    MDB_txn *txn = NULL;
+    const uint8_t *members = NULL;
+    size_t n = 0;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(hie_mpi_store_euid_members(store, txn, ee, arena, &members, &n), 0);
+    cr_assert_eq(n, 17u);
+    uint8_t r[HIE_MPI_REC_HASH_BYTES], kb[2 * HIE_MPI_REC_HASH_BYTES];
+    hie_mpi_rec_hash(key, ORG, "R", r);
+    const uint8_t *last = members + (n - 1) * HIE_MPI_REC_HASH_BYTES;
+    bool r_first = memcmp(r, last, HIE_MPI_REC_HASH_BYTES) < 0;
+    memcpy(kb, r_first ? r : last, HIE_MPI_REC_HASH_BYTES);
+    memcpy(kb + HIE_MPI_REC_HASH_BYTES, r_first ? last : r, HIE_MPI_REC_HASH_BYTES);
+    MDB_dbi nolink;
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_nolink", 0, &nolink), 0);
+    MDB_val k = {sizeof(kb), kb}, v = {0, (void *)""};
+    cr_assert_eq(mdb_put(txn, nolink, &k, &v, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    /* R now has E0's every field: it stays apart all the same */
+    feed(HIE__V1__FEED_ACTION__FEED_UPDATE, "R", &e[0], now);
+    euid_of("R", now);
+    cr_assert_str_neq(now, ee, "R joined the EUID it must stay out of");
+    cr_assert_str_eq(now, er);
+}

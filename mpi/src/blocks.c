@@ -46,7 +46,9 @@ struct block {
 struct store_blocks {
     pthread_rwlock_t lock;
     struct block *slots;
-    size_t cap, used;        /* cap: a power of two */
+    size_t cap, used;        /* cap: a power of two; used: slots with a key */
+    size_t empty;            /* of those, blocks emptied by removals (dropped at the next
+                              * rebuild, so keys a record no longer has do not pile up) */
     store_touched_t *track;  /* the pool's record of changed keys, or NULL (log thread) */
 };
 
@@ -132,22 +134,34 @@ slots_prefetch(const store_blocks_t *b, const uint64_t *keys, size_t n, bool blo
     }
 }
 
+/* A full table is rebuilt without its emptied blocks: at the same size when they are at
+ * least half of it (a member that keeps changing one record's names leaves a dead key per
+ * change), else twice the size. */
 static int
 table_grow(store_blocks_t *b)
 {
-    size_t ncap = b->cap * 2;
+    size_t ncap = b->empty * 2 >= b->used ? b->cap : b->cap * 2;
     struct block *n = hie_mem_calloc(ncap, sizeof(*n));
     if (n == NULL) {
         return HIE_ENOMEM;
     }
+    size_t used = 0;
     for (size_t i = 0; i < b->cap; i++) {
-        if (b->slots[i].key != 0) {
-            *slot_find(n, ncap, b->slots[i].key) = b->slots[i];
+        struct block *bl = &b->slots[i];
+        if (bl->key != 0 && bl->n == 0) {
+            if (bl->cap > 0) {
+                hie_mem_free(bl->u.many, (size_t)bl->cap * HIE_MPI_REC_HASH_BYTES);
+            }
+        } else if (bl->key != 0) {
+            *slot_find(n, ncap, bl->key) = *bl;
+            used++;
         }
     }
     hie_mem_free(b->slots, b->cap * sizeof(*b->slots));
     b->slots = n;
     b->cap = ncap;
+    b->used = used;
+    b->empty = 0;
     return 0;
 }
 
@@ -289,10 +303,12 @@ store__blocks_change(store_blocks_t *b, const uint64_t *keys, size_t n, const ui
         struct block *bl = rc == 0 ? slot_find(b->slots, b->cap, keys[i]) : NULL;
         if (bl != NULL && add) {
             b->used += bl->key == 0;
+            b->empty -= bl->key != 0 && bl->n == 0; /* an emptied block in use again */
             bl->key = keys[i];
             rc = block_insert(bl, hash);
-        } else if (bl != NULL && bl->key != 0) {
+        } else if (bl != NULL && bl->key != 0 && bl->n > 0) {
             block_remove(bl, hash); /* an emptied block keeps its slot: keys stay findable */
+            b->empty += bl->n == 0;
         }
     }
     pthread_rwlock_unlock(&b->lock);

@@ -227,3 +227,32 @@ Test(mpi_blocks, merging_sorted_runs_equals_sort_and_dedup)
         cr_assert_eq(memcmp(got, ref, n * 16), 0, "round %u", round);
     }
 }
+
+/* One record whose keys keep changing (a member updating one MRN's names again and again):
+ * the emptied blocks are dropped when the table fills, so the index stays the size of what it
+ * holds, and what it holds is still found. */
+Test(mpi_blocks, keys_a_record_no_longer_has_do_not_pile_up)
+{
+    store_blocks_t *b = NULL;
+    cr_assert_eq(store__blocks_create(&b), 0);
+    uint8_t keep[HIE_MPI_REC_HASH_BYTES], h[HIE_MPI_REC_HASH_BYTES];
+    hash_of(1, keep);
+    hash_of(2, h);
+    uint64_t kept = 424242;
+    cr_assert_eq(store__blocks_change(b, &kept, 1, keep, true), 0);
+    int64_t before = hie_mem_live_bytes();
+    for (uint64_t k = 1; k <= 100000; k++) {
+        cr_assert_eq(store__blocks_change(b, &k, 1, h, true), 0);
+        cr_assert_eq(store__blocks_change(b, &k, 1, h, false), 0);
+    }
+    int64_t grown = hie_mem_live_bytes() - before;
+    cr_assert_lt(grown, 512 * 1024, "the index grew %lld bytes for one record",
+        (long long)grown);
+    static uint8_t out[64 * HIE_MPI_REC_HASH_BYTES];
+    bool capped = false;
+    cr_assert_eq(store__blocks_get(b, kept, NULL, false, out, 64, &capped), 1u);
+    cr_assert_eq(memcmp(out, keep, HIE_MPI_REC_HASH_BYTES), 0);
+    uint64_t k = 99999;
+    cr_assert_eq(store__blocks_get(b, k, NULL, false, out, 64, &capped), 0u);
+    store__blocks_destroy(&b);
+}

@@ -101,14 +101,26 @@ log_kv_to_json(char *dst, size_t cap, const char *kv)
         if (quoted) {
             p++;
         }
-        while (*p != '\0' && n + 4 < cap) {
-            if (quoted ? *p == '"' : *p == ' ') {
+        while (*p != '\0' && n + 8 < cap) {
+            unsigned char ch = (unsigned char)*p;
+            if (quoted && ch == '\\' && p[1] == '"') { /* a quote the value escaped */
+                dst[n++] = '\\';
+                dst[n++] = '"';
+                p += 2;
+                continue;
+            }
+            if (quoted ? ch == '"' : ch == ' ') {
                 break;
             }
-            if (*p == '\\') {
+            if (ch == '\\' || ch == '"') {
                 dst[n++] = '\\';
+                dst[n++] = (char)ch;
+            } else if (ch < 0x20 || ch == 0x7f) { /* never a raw control byte in a JSON line */
+                n += (size_t)snprintf(dst + n, cap - n, "\\u%04x", ch);
+            } else {
+                dst[n++] = (char)ch;
             }
-            dst[n++] = *p++;
+            p++;
         }
         if (quoted && *p == '"') {
             p++;

@@ -181,6 +181,22 @@ Test(base_log, json_line_is_one_object_with_the_pairs_as_members)
         "\"what\":\"log append\",\"index\":\"42\"}\n"), "line: %s", out);
 }
 
+/* A value with an escaped quote, a tab or a newline in it stays one JSON string on one line
+ * (a detail from a peer or a library could carry any of them). */
+Test(base_log, json_values_escape_quotes_and_control_bytes)
+{
+    static char out[8192];
+    struct capture c;
+    hie_log_configure(HIE_LOG_INFO, HIE_LOG_JSON);
+    capture_begin(&c);
+    hie_log_warn("edge", "odd", " detail=\"a \\\"b\\\"\tc\nd\" next=%d", 7);
+    size_t n = capture_end(&c, out, sizeof(out));
+    cr_assert_gt(n, 2);
+    cr_assert_eq(strchr(out, '\n'), out + n - 1, "one line: %s", out);
+    cr_assert_not_null(strstr(out, "\"detail\":\"a \\\"b\\\"\\u0009c\\u000ad\",\"next\":\"7\"}"),
+        "line: %s", out);
+}
+
 Test(base_log, messages_below_the_level_are_not_written)
 {
     static char out[256];

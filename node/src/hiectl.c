@@ -905,7 +905,13 @@ static int
 import_rejects_open(struct ctl_import *im, const char *path)
 {
     bool resumed = im->st.counts.rows > 0;
-    im->rejects = fopen(path, resumed ? "a" : "w");
+    /* never through a link planted beside the import file (it may sit in a shared folder) */
+    int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (resumed ? O_APPEND
+        : O_TRUNC), 0600);
+    im->rejects = fd >= 0 ? fdopen(fd, resumed ? "a" : "w") : NULL;
+    if (im->rejects == NULL && fd >= 0) {
+        close(fd);
+    }
     if (im->rejects == NULL) {
         fprintf(stderr, "hiectl: cannot open %s: %s\n", path, strerror(errno));
         return CTL_EXIT_FAIL;

@@ -812,7 +812,10 @@ hie_node__import_state_save(const char *path, const node_import_state_t *st)
         return -ENOMEM;
     }
     int rc = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* beside the import file, maybe in a shared folder: never through a link someone planted,
+     * never into a file someone else made */
+    (void)unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = -errno;
     } else {
@@ -868,10 +871,12 @@ hie_node__import_state_load(const char *path, node_import_state_t *st)
     HIE_ASSERT(path != NULL);
     HIE_ASSERT(st != NULL);
     struct stat sb;
-    if (stat(path, &sb) != 0) {
+    if (lstat(path, &sb) != 0) {
         return errno == ENOENT ? HIE_ENOTFOUND : -errno;
     }
-    if (!S_ISREG(sb.st_mode) || sb.st_size > (off_t)NODE_IMPORT_STATE_BYTES_MAX) {
+    /* ours only: a progress file another user planted would make rows skipped as done */
+    if (!S_ISREG(sb.st_mode) || sb.st_size > (off_t)NODE_IMPORT_STATE_BYTES_MAX ||
+        sb.st_uid != geteuid() || (sb.st_mode & 0022) != 0) {
         return HIE_ECORRUPT;
     }
     json_error_t jerr;

@@ -10,7 +10,10 @@
 #include <criterion/criterion.h>
 
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static char dir[128];
 static char path[256];
@@ -340,6 +343,37 @@ Test(node_import, state_file_round_trip)
     cr_assert_eq(memcmp(&back, &st, sizeof(st)), 0);
     test_write_text(dir, "x.hieimport", "{\"version\":1}");
     cr_assert_eq(hie_node__import_state_load(state_path, &back), HIE_ECORRUPT);
+}
+
+/* The progress file may sit in a shared folder: one that is not ours alone (writable by the
+ * group, or a link) is refused, and saving never writes through a link planted at its
+ * temporary name. */
+Test(node_import, state_files_others_could_plant_are_refused)
+{
+    node_import_state_t st = {.offset = 10, .line = 2};
+    memset(st.fingerprint, 'b', 64);
+    char state_path[256], tmp_path[264], victim[256];
+    snprintf(state_path, sizeof(state_path), "%s/y.hieimport", dir);
+    snprintf(tmp_path, sizeof(tmp_path), "%s.tmp", state_path);
+    snprintf(victim, sizeof(victim), "%s/victim.txt", dir);
+    test_write_text(dir, "victim.txt", "keep");
+    cr_assert_eq(symlink(victim, tmp_path), 0);
+    cr_assert_eq(hie_node__import_state_save(state_path, &st), 0);
+    char buf[16] = "";
+    FILE *f = fopen(victim, "r");
+    cr_assert_not_null(f);
+    cr_assert_not_null(fgets(buf, sizeof(buf), f));
+    fclose(f);
+    cr_assert_str_eq(buf, "keep", "written through the planted link");
+    node_import_state_t back;
+    cr_assert_eq(hie_node__import_state_load(state_path, &back), 0);
+    cr_assert_eq(chmod(state_path, 0620), 0);
+    cr_assert_eq(hie_node__import_state_load(state_path, &back), HIE_ECORRUPT, "group-writable");
+    cr_assert_eq(chmod(state_path, 0600), 0);
+    char link_path[264];
+    snprintf(link_path, sizeof(link_path), "%s/z.hieimport", dir);
+    cr_assert_eq(symlink(state_path, link_path), 0);
+    cr_assert_eq(hie_node__import_state_load(link_path, &back), HIE_ECORRUPT, "a link");
 }
 
 Test(node_import, item_ids_are_valid_and_distinct)

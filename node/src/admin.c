@@ -488,10 +488,36 @@ admin_thread(void *arg)
     return NULL;
 }
 
+/* The socket's folder must be ours and writable by nobody else: in a shared one another user
+ * could put their own socket there first and receive what hiectl sends (consent directives,
+ * import rows). The default, the data directory, is 0700. */
+static int
+admin_dir_private(const char *path)
+{
+    char dir[NODE_PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL) {
+        return 0;
+    }
+    *(slash == dir ? slash + 1 : slash) = '\0';
+    struct stat sb;
+    if (lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) || sb.st_uid != geteuid() ||
+        (sb.st_mode & 0022) != 0) {
+        hie_log_error("admin", "admin socket refused", " dir=%s hint=\"%s\"", dir,
+            "a folder of the node's user that no one else can write (the data directory)");
+        return HIE_EDENIED;
+    }
+    return 0;
+}
+
 static int
 admin_bind(struct node_admin *a)
 {
     const char *path = a->ctx->cfg.admin_socket;
+    if (admin_dir_private(path) != 0) {
+        return HIE_EDENIED;
+    }
     char ep[NODE_PATH_MAX + 8];
     int64_t maxmsg = HIE_ADMIN_MSG_BYTES_MAX;
     int hwm = HIE_ADMIN_HWM, linger = 0;

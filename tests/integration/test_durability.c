@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static itest_node_t node;
@@ -218,6 +219,24 @@ Test(durability, no_crl_is_warned_at_start)
     itest_node_write_config(&node);
     itest_node_start(&node);
     cr_assert(itest_log_wait(&node, "no revocation checking (tls.crl_file is not set)", 3000));
+}
+
+/* The admin socket in a folder others can write is refused at start (another user could bind
+ * it first and receive what hiectl sends); in the data directory (the default) it is fine. */
+Test(durability, admin_socket_in_a_shared_folder_is_refused)
+{
+    char out[8192], shared[ITEST_PATH + 16];
+    cr_assert_eq(itest_node_stop(&node, SIGTERM), 0);
+    snprintf(shared, sizeof(shared), "%s/shared", node.root);
+    cr_assert_eq(mkdir(shared, 0700), 0);
+    cr_assert_eq(chmod(shared, 0777), 0);
+    int rc = itest_sh(out, sizeof(out), "sed 's|^operator: {|operator: {admin_socket: "
+        "\"%s/admin.sock\", |' '%s' > '%s/shared.yaml' && timeout 10 '%s' --config "
+        "'%s/shared.yaml'", shared, node.cfg, node.root, HIE_NODE_BIN, node.root);
+    cr_assert_neq(rc, 0, "the node started: %s", out);
+    cr_assert(strstr(out, "admin socket refused") != NULL, "%s", out);
+    itest_node_start(&node);
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "status"), 0, "%s", out);
 }
 
 Test(durability, bad_config_names_the_key_and_exits_1)

@@ -839,7 +839,16 @@ audit_stage(struct worker *w, node_req_t *req, node_audit_cmd_t *audit, Hie__V1_
     return true;
 }
 
-static bool parked_finish(struct worker *w, struct parked *p, bool ok, uint32_t acknowledged);
+/* The log's answer to a parked request's command. */
+struct log_answer {
+    bool ok;                    /* committed and applied as asked */
+    uint32_t acknowledged;      /* delivery acks: how many */
+    Hie__V1__ErrorCode code;    /* !ok: apply's refusal (OVERLOADED: a full queue...), or 0 when
+                                 * the command was not committed at all */
+    const char *message;        /* the refusal's words */
+};
+
+static bool parked_finish(struct worker *w, struct parked *p, const struct log_answer *a);
 
 /* The staged records as one command: audit_append for one, audit_batch (framed like the first
  * record's command) for several. */
@@ -877,7 +886,7 @@ audit_flush(struct worker *w)
         HIE_ASSERT(p->req != NULL && p->token == 0);
         p->token = token;
         if (rc != 0) {
-            ok = parked_finish(w, p, false, 0) && ok;
+            ok = parked_finish(w, p, &(struct log_answer){false, 0, 0, NULL}) && ok;
         }
     }
     st->count = 0;
@@ -1046,18 +1055,25 @@ ack_reply(struct worker *w, node_req_t *req, const char *org, uint32_t acknowled
 }
 
 static bool
-parked_finish(struct worker *w, struct parked *p, bool ok, uint32_t acknowledged)
+parked_finish(struct worker *w, struct parked *p, const struct log_answer *a)
 {
     node_req_t *req = p->req;
     Hie__V1__ErrorCode code = p->code;
+    bool ok = a->ok;
     p->req = NULL;
     if (p->ack) {
-        code = ok ? ack_reply(w, req, p->kick_org, acknowledged)
+        code = ok ? ack_reply(w, req, p->kick_org, a->acknowledged)
                   : reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE,
                         "the acknowledgement was not committed; send it again");
         if (code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
             cache_put(w, req);
         }
+    } else if (!ok && a->code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED) {
+        /* refused by apply for now (the recipient's queue is full): nothing was stored or
+         * disclosed; the member hears why, and may retry with the same id */
+        reply_drop(req);
+        code = reply_error(w, req, a->code, a->message != NULL && a->message[0] != '\0'
+            ? a->message : "overloaded; retry later with the same id");
     } else if (!ok) {
         hie_log_error("audit", "audit record not committed: nothing disclosed", " org=%s id=%s",
             req->org_id, req->env->id);
@@ -1080,14 +1096,14 @@ parked_finish(struct worker *w, struct parked *p, bool ok, uint32_t acknowledged
 
 /* Finishes every request parked under tok (an audit_batch answers for several). */
 static bool
-parked_answer(struct worker *w, uint64_t tok, bool ok, uint32_t acknowledged)
+parked_answer(struct worker *w, uint64_t tok, const struct log_answer *a)
 {
     HIE_ASSERT(tok != 0); /* 0 marks records staged and not sent yet */
     size_t seen = w->parked_count; /* finishing may advance the head: walk a fixed range */
     size_t head = w->parked_head;
     for (size_t k = 0; k < seen; k++) {
         struct parked *p = &w->parked[(head + k) % HIE_NODE_AUDIT_PARKED_MAX];
-        if (p->req != NULL && p->token == tok && !parked_finish(w, p, ok, acknowledged)) {
+        if (p->req != NULL && p->token == tok && !parked_finish(w, p, a)) {
             return false;
         }
     }
@@ -1109,13 +1125,15 @@ parked_answers(struct worker *w)
         }
         Hie__V1__CommandResult *res = rc == 0 ? hie__v1__command_result__unpack(NULL, len, buf)
                                               : NULL;
-        bool ok = res != NULL && res->code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
-        uint32_t acknowledged = res != NULL ? res->acknowledged : 0;
+        struct log_answer a = {res != NULL && res->code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED,
+            res != NULL ? res->acknowledged : 0, res != NULL ? res->code : 0,
+            res != NULL ? res->message : NULL};
+        bool more = parked_answer(w, tok, &a); /* before res (its message) is freed */
         if (res != NULL) {
             hie__v1__command_result__free_unpacked(res, NULL);
         }
         hie_mem_free(buf, len);
-        if (!parked_answer(w, tok, ok, acknowledged)) {
+        if (!more) {
             return false;
         }
     }
@@ -1131,7 +1149,7 @@ parked_expire(struct worker *w, uint64_t now)
         if (p->req != NULL && p->deadline_ns > now) {
             return true;
         }
-        if (p->req != NULL && !parked_finish(w, p, false, 0)) {
+        if (p->req != NULL && !parked_finish(w, p, &(struct log_answer){false, 0, 0, NULL})) {
             return false;
         }
         if (p->req == NULL && w->parked_count > 0 && &w->parked[w->parked_head] == p) {

@@ -7,7 +7,7 @@
  * and --mrn); the visit (--visit) is required for every event but A08 and A40, demographics go
  * with A01, A04 and A08 (required for A08), --prior-mrn with A40 only. Purpose 'treatment'
  * unless --purpose says otherwise; the event time defaults to now. Prints the EUID and how many
- * subscriptions were notified and withheld by consent.
+ * subscriptions were notified.
  *
  * Subscriptions: subscribe prints the new subscription's id; roster sends its additions (from
  * --add and --add-file) in parts of at most HIE_SUBSCRIPTION_ROSTER_BATCH_MAX, the removals
@@ -342,13 +342,13 @@ static void
 adt_print(const struct cli *cli, const Hie__V1__AdtReply *r)
 {
     if (cli->json) {
-        (void)hie_cli__json_emit(json_pack("{s:o, s:I, s:I}", "euid", hie_cli__jstr(r->euid),
-            "notified", (json_int_t)r->notified, "withheld", (json_int_t)r->withheld));
+        (void)hie_cli__json_emit(json_pack("{s:o, s:I}", "euid", hie_cli__jstr(r->euid),
+            "notified", (json_int_t)r->notified));
         return;
     }
     fputs("euid=", stdout);
     hie_cli__kv_value(stdout, r->euid);
-    printf(" notified=%" PRIu32 " withheld=%" PRIu32 "\n", r->notified, r->withheld);
+    printf(" notified=%" PRIu32 "\n", r->notified);
 }
 
 static int

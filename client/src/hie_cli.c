@@ -69,7 +69,7 @@ static const struct cli_cmd cli_cmds[] = {
             "[--location L] [--attending A] [--admit DATE] [--discharge DATE] [--time DATE] "
             "[DEMOGRAPHICS] [--prior-mrn MRN]",
         "send an ADT event about one of our patients; prints the EUID and the subscriptions "
-        "notified and withheld", hie_cli__cmd_adt},
+        "notified", hie_cli__cmd_adt},
     {"subscribe", "[--mrn MRN]... [--all-my-patients] [--event E]... [--class C]... "
                   "[--follow]",
         "follow ADT events about our patients; prints the subscription id (--follow: then "

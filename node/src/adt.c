@@ -493,7 +493,9 @@ hie_node__adt_prepare(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *
     hie__v1__adt_reply__init(out);
     out->euid = euid;
     out->notified = f.notified;
-    out->withheld = f.withheld;
+    /* not told: a count of subscriptions consent excludes would reveal, to the sender, that
+     * the patient hides from someone (the audit records each one) */
+    out->withheld = 0;
     *reply = out;
     return 0;
 }

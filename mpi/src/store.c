@@ -212,6 +212,83 @@ members_rebuild(hie_mpi_store_t *s)
     return rc == 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
 }
 
+/* The live record r's merge chain reaches, and the hops to it (at most 64 followed). */
+static int
+chain_end(hie_mpi_store_t *s, MDB_txn *txn, hie_arena_t *arena, Hie__V1__MpiRecord *r,
+    Hie__V1__MpiRecord **end, uint32_t *hops)
+{
+    *hops = 0;
+    while (r->merged && *hops < 64) {
+        if (r->merged_into.len != HIE_MPI_REC_HASH_BYTES) {
+            return HIE_ECORRUPT;
+        }
+        int rc = store__rec_get(s, txn, r->merged_into.data, arena, &r);
+        if (rc != 0) {
+            return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
+        }
+        (*hops)++;
+    }
+    *end = r;
+    return 0;
+}
+
+/* mpi_mdepth for a store whose merges came before it (2026-11-30): each live record's longest
+ * chain, which is what replaying those merges records. Once (mpi_meta "mdepth_filled"). */
+static int
+mdepth_fill(hie_mpi_store_t *s)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    hie_arena_t *arena = NULL;
+    MDB_val mk = {sizeof("mdepth_filled") - 1, (void *)(uintptr_t)"mdepth_filled"}, k, v;
+    int rc = store__rc(mdb_txn_begin(s->env, NULL, 0, &txn));
+    if (rc == 0 && mdb_get(txn, s->meta, &mk, &v) == 0) {
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    rc = rc == 0 ? hie_arena_create(&arena, 1u << 20) : rc;
+    rc = rc == 0 ? store__rc(mdb_cursor_open(txn, s->rec, &cur)) : rc;
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
+    for (; rc == 0 && mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        hie_arena_reset(arena);
+        ProtobufCMessage *m = NULL;
+        rc = hie_proto_unpack(&hie__v1__mpi_record__descriptor, hie_span(v.mv_data, v.mv_size),
+            arena, &m) == 0 ? 0 : HIE_ECORRUPT;
+        Hie__V1__MpiRecord *r = (Hie__V1__MpiRecord *)m, *end = NULL;
+        uint32_t hops = 0, had = 0;
+        if (rc != 0 || !r->merged) {
+            continue;
+        }
+        rc = chain_end(s, txn, arena, r, &end, &hops);
+        MDB_val dk = {HIE_MPI_REC_HASH_BYTES, end != NULL ? end->rec_hash.data : NULL}, dv;
+        if (rc == 0 && !end->merged && mdb_get(txn, s->mdepth, &dk, &dv) == 0 &&
+            dv.mv_size == 4) {
+            had = hie_load_be32(dv.mv_data);
+        }
+        if (rc == 0 && !end->merged && hops > had) {
+            uint8_t b[4];
+            hie_store_be32(b, hops);
+            MDB_val nv = {sizeof(b), b};
+            rc = store__rc(mdb_put(txn, s->mdepth, &dk, &nv, 0));
+        }
+    }
+    rc = rc == 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    MDB_val one = {1, (void *)(uintptr_t)"1"};
+    rc = rc == 0 ? store__rc(mdb_put(txn, s->meta, &mk, &one, 0)) : rc;
+    if (rc == 0) {
+        rc = store__rc(mdb_txn_commit(txn)); /* frees txn, committed or not */
+        txn = NULL;
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    hie_arena_destroy(&arena);
+    return rc;
+}
+
 int
 hie_mpi_store_open(hie_mpi_store_t **out, MDB_env *env, const hie_mpi_key_t *key)
 {
@@ -241,6 +318,7 @@ hie_mpi_store_open(hie_mpi_store_t **out, MDB_env *env, const hie_mpi_key_t *key
         store__members_disable(s->members); /* keyless: no apply; LMDB answers any lookup */
     }
     rc = rc == 0 && key != NULL ? members_rebuild(s) : rc;
+    rc = rc == 0 && key != NULL ? mdepth_fill(s) : rc; /* reads records through the cache */
     if (rc != 0) {
         hie_mpi_store_close(&s);
         return rc;

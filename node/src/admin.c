@@ -502,7 +502,7 @@ admin_dir_private(const char *path)
     }
     *(slash == dir ? slash + 1 : slash) = '\0';
     struct stat sb;
-    if (lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) || sb.st_uid != geteuid() ||
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) || sb.st_uid != geteuid() ||
         (sb.st_mode & 0022) != 0) {
         hie_log_error("admin", "admin socket refused", " dir=%s hint=\"%s\"", dir,
             "a folder of the node's user that no one else can write (the data directory)");

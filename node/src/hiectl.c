@@ -908,6 +908,13 @@ import_rejects_open(struct ctl_import *im, const char *path)
     /* never through a link planted beside the import file (it may sit in a shared folder) */
     int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (resumed ? O_APPEND
         : O_TRUNC), 0600);
+    struct stat sb;
+    if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_uid != geteuid() ||
+        sb.st_nlink != 1)) { /* someone else's file, or a hard link to one */
+        close(fd);
+        fd = -1;
+        errno = EPERM;
+    }
     im->rejects = fd >= 0 ? fdopen(fd, resumed ? "a" : "w") : NULL;
     if (im->rejects == NULL && fd >= 0) {
         close(fd);

@@ -132,7 +132,7 @@ quote_track(int ch, bool field_start, bool *quoted, bool *closing)
 static int
 record_read(node_import_reader_t *r)
 {
-    bool quoted = false, closing = false;
+    bool quoted = false, closing = false, field_start = true;
     bool any = false;
     r->rec_len = 0;
     r->rec_too_long = false;
@@ -147,8 +147,10 @@ record_read(node_import_reader_t *r)
         any = true;
         r->offset++;
         if (r->format == NODE_IMPORT_CSV && !r->rec_too_long) {
-            bool start = r->rec_len == 0 || r->rec[r->rec_len - 1] == ',';
-            quote_track(ch, start, &quoted, &closing);
+            quote_track(ch, field_start, &quoted, &closing);
+            /* a field starts after a comma (or the record's start), past spaces and tabs,
+             * as libcsv reads it */
+            field_start = !quoted && (ch == ',' || (field_start && (ch == ' ' || ch == '\t')));
         }
         if (ch == '\n') {
             r->line++;

@@ -696,6 +696,61 @@ Test(mpi_store_apply, opening_converts_the_old_history_layout)
     cr_assert_eq(ev[1]->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED);
 }
 
+/* Merges R(i) into R(i+1) for i in [from, to) at time t; returns the last one's refusal code. */
+static int
+merge_run(int from, int to, int64_t t)
+{
+    char prior[16], mrn[16];
+    int code = 0;
+    for (int i = from; i < to; i++) {
+        snprintf(prior, sizeof(prior), "R%d", i);
+        snprintf(mrn, sizeof(mrn), "R%d", i + 1);
+        merge_prior = prior;
+        Hie__V1__MpiFeedCommand *fc = feed_cmd(HIE__V1__FEED_ACTION__FEED_MERGE, mrn, NULL);
+        merge_prior = NULL;
+        MDB_txn *txn = NULL;
+        cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+        hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, t, ++log_index, {0}, 0, NULL};
+        Hie__V1__MpiFeedReply *reply = NULL;
+        cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
+        cr_assert_eq(mdb_txn_commit(txn), 0);
+        code = ctx.reject.code;
+    }
+    return code;
+}
+
+/* A store whose chains were merged before mpi_mdepth existed gets its depths at open, the
+ * ones replaying its merges records: a merge onto a 17-deep chain made then is refused now. */
+Test(mpi_store_apply, merge_depths_are_filled_for_an_older_store)
+{
+    char e[16], mrn[8];
+    for (int i = 0; i <= 18; i++) {
+        struct who w = {"zed", "quill", "1950-01-01", "", "", "", ""};
+        char given[16], dob[16];
+        snprintf(mrn, sizeof(mrn), "R%d", i);
+        snprintf(given, sizeof(given), "name%c%c", 'a' + i, 'a' + i);
+        snprintf(dob, sizeof(dob), "19%02d-0%d-1%d", 10 + i * 4, 1 + i % 9, i % 10);
+        w.given = given;
+        w.dob = dob;
+        feed(HIE__V1__FEED_ACTION__FEED_CREATE, mrn, &w, e);
+    }
+    cr_assert_eq(merge_run(0, 17, 1000), 0, "before the bound: all applied");
+    MDB_txn *txn = NULL;
+    MDB_dbi depth, meta;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0); /* as a store from before */
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_mdepth", 0, &depth), 0);
+    cr_assert_eq(mdb_drop(txn, depth, 0), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_meta", 0, &meta), 0);
+    MDB_val mk = {sizeof("mdepth_filled") - 1, (void *)"mdepth_filled"};
+    int drc = mdb_del(txn, meta, &mk, NULL);
+    cr_assert(drc == 0 || drc == MDB_NOTFOUND);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    hie_mpi_store_close(&store);
+    cr_assert_eq(hie_mpi_store_open(&store, env, key), 0);
+    cr_assert_eq(merge_run(17, 18, 1796058000000ll), HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+        "R17 ends a 17-deep chain: refused");
+}
+
 /* A40 merges chain (a survivor merged in turn): a chain is bounded at 16, the 17th merge onto
  * it is refused (a longer one made every lookup of its oldest record fail, and a consent
  * directive for it stop the node), and the oldest record still resolves. */

@@ -122,7 +122,8 @@ Test(node_import, csv_stray_quote_does_not_swallow_the_next_rows)
                      "org_id,mrn,family,address\n"
                      "h1,M1,O\"Brien,Main St\n"
                      "h1,M2,Lee,1 High St\n"
-                     "h1,M3,\"Ng\",\"2 \"\"Low\"\" St\"\n",
+                     "h1,M3,\"Ng\",\"2 \"\"Low\"\" St\"\n"
+                     "h1,M4,Ho, \"3 Oak\nRd\"\n", /* a space before the quote: still quoted */
                      NODE_IMPORT_CSV),
         0, "%s", err);
     int rc = hie_node__import_next(reader, arena, &row); /* accepted or refused: its call */
@@ -134,6 +135,9 @@ Test(node_import, csv_stray_quote_does_not_swallow_the_next_rows)
     next_ok(&row);
     cr_assert_eq(row.line, 4);
     cr_assert_str_eq(row.req->demographics->address_lines[0], "2 \"Low\" St");
+    next_ok(&row);
+    cr_assert_eq(row.line, 5);
+    cr_assert_eq(row.end_line, 7, "the quoted newline spans lines 5-6");
     cr_assert_eq(hie_node__import_next(reader, arena, &row), HIE_ENOTFOUND);
 }
 

@@ -696,13 +696,34 @@ Test(mpi_store_apply, opening_converts_the_old_history_layout)
     cr_assert_eq(ev[1]->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED);
 }
 
-/* Merges R(i) into R(i+1) for i in [from, to) at time t; returns the last one's refusal code. */
+/* Creates records R0..R<last>, each its own person (no two link). */
+static void
+chain_records(int last)
+{
+    char e[16], mrn[16], given[16], dob[32];
+    for (int i = 0; i <= last; i++) {
+        struct who w = {"zed", "quill", "1950-01-01", "", "", "", ""};
+        snprintf(mrn, sizeof(mrn), "R%d", i);
+        snprintf(given, sizeof(given), "name%c%c", 'a' + i, 'a' + i);
+        snprintf(dob, sizeof(dob), "19%02d-0%d-1%d", 10 + i * 4, 1 + i % 9, i % 10);
+        w.given = given;
+        w.dob = dob;
+        feed(HIE__V1__FEED_ACTION__FEED_CREATE, mrn, &w, e);
+    }
+}
+
+/* The refused field of merge_run's last merge ("" when it was applied). */
+static char merge_field[32];
+
+/* Merges R(i) into R(i+1) for i in [from, to) at time t: every one but the last must be
+ * applied; returns the last one's refusal code (0: applied), its field in merge_field. */
 static int
 merge_run(int from, int to, int64_t t)
 {
     char prior[16], mrn[16];
     int code = 0;
     for (int i = from; i < to; i++) {
+        cr_assert_eq(code, 0, "merge %d refused", i - 1);
         snprintf(prior, sizeof(prior), "R%d", i);
         snprintf(mrn, sizeof(mrn), "R%d", i + 1);
         merge_prior = prior;
@@ -715,6 +736,8 @@ merge_run(int from, int to, int64_t t)
         cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
         cr_assert_eq(mdb_txn_commit(txn), 0);
         code = ctx.reject.code;
+        snprintf(merge_field, sizeof(merge_field), "%s", code != 0 && ctx.reject.field != NULL
+            ? ctx.reject.field : "");
     }
     return code;
 }
@@ -723,17 +746,7 @@ merge_run(int from, int to, int64_t t)
  * ones replaying its merges records: a merge onto a 17-deep chain made then is refused now. */
 Test(mpi_store_apply, merge_depths_are_filled_for_an_older_store)
 {
-    char e[16], mrn[8];
-    for (int i = 0; i <= 18; i++) {
-        struct who w = {"zed", "quill", "1950-01-01", "", "", "", ""};
-        char given[16], dob[16];
-        snprintf(mrn, sizeof(mrn), "R%d", i);
-        snprintf(given, sizeof(given), "name%c%c", 'a' + i, 'a' + i);
-        snprintf(dob, sizeof(dob), "19%02d-0%d-1%d", 10 + i * 4, 1 + i % 9, i % 10);
-        w.given = given;
-        w.dob = dob;
-        feed(HIE__V1__FEED_ACTION__FEED_CREATE, mrn, &w, e);
-    }
+    chain_records(18);
     cr_assert_eq(merge_run(0, 17, 1000), 0, "before the bound: all applied");
     MDB_txn *txn = NULL;
     MDB_dbi depth, meta;
@@ -756,42 +769,10 @@ Test(mpi_store_apply, merge_depths_are_filled_for_an_older_store)
  * directive for it stop the node), and the oldest record still resolves. */
 Test(mpi_store_apply, merge_chains_are_bounded)
 {
-    char e[16], mrn[8], first[16];
-    for (int i = 0; i <= 17; i++) {
-        struct who w = {"zed", "quill", "1950-01-01", "", "", "", ""};
-        char given[16], dob[16];
-        snprintf(mrn, sizeof(mrn), "R%d", i);
-        snprintf(given, sizeof(given), "name%c%c", 'a' + i, 'a' + i);
-        snprintf(dob, sizeof(dob), "19%02d-0%d-1%d", 10 + i * 4, 1 + i % 9, i % 10);
-        w.given = given;
-        w.dob = dob;
-        feed(HIE__V1__FEED_ACTION__FEED_CREATE, mrn, &w, e);
-        if (i == 0) {
-            snprintf(first, sizeof(first), "%s", e);
-        }
-    }
-    char prior[8];
-    for (int i = 0; i < 17; i++) {
-        snprintf(prior, sizeof(prior), "R%d", i);
-        snprintf(mrn, sizeof(mrn), "R%d", i + 1);
-        merge_prior = prior;
-        Hie__V1__MpiFeedCommand *fc = feed_cmd(HIE__V1__FEED_ACTION__FEED_MERGE, mrn, NULL);
-        merge_prior = NULL;
-        MDB_txn *txn = NULL;
-        cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-        hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, 1796058000000ll, ++log_index, {0}, 0,
-            NULL};
-        Hie__V1__MpiFeedReply *reply = NULL;
-        cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
-        cr_assert_eq(mdb_txn_commit(txn), 0);
-        if (i < 16) {
-            cr_assert_eq(ctx.reject.code, 0, "merge %d: %s", i, ctx.reject.message);
-        } else {
-            cr_assert_eq(ctx.reject.code, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
-                "the 17th merge onto the chain");
-            cr_assert_str_eq(ctx.reject.field, "prior_mrn");
-        }
-    }
+    chain_records(17);
+    cr_assert_eq(merge_run(0, 17, 1796058000000ll), HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+        "16 merges applied, the 17th onto the chain refused");
+    cr_assert_str_eq(merge_field, "prior_mrn");
     char now[16], last[16];
     euid_of("R0", now);
     euid_of("R16", last);

@@ -85,6 +85,9 @@ prov_decode(const struct ctx *x, const uint8_t *p, struct cprov *cp)
     cp->type = p[HIE_CONSENT__P_TYPE];
     cp->parent = p[HIE_CONSENT__P_PARENT];
     cp->labels = hie_load_be32(p + HIE_CONSENT__P_LABELS);
+    if ((cp->labels & HIE_CONSENT_LABELS_SUD_UMBRELLA) != 0) {
+        cp->labels |= HIE_CONSENT_LABELS_PART2; /* ETH and SUD cover ETHUD and OPIOIDUD */
+    }
     cp->named_path = names;
     cp->base_match = actor_ok && class_ok && data_ok &&
         mask_allows(hie_load_be32(p + HIE_CONSENT__P_PURPOSES), (unsigned)req->purpose) &&

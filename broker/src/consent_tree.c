@@ -57,6 +57,20 @@ actors_hold(const Hie__V1__ConsentProvision *p, const hie_consent_request_t *req
     return false;
 }
 
+/* Does a condition on code hold for content carrying label l? Exact codes, except that ETH
+ * and SUD (substance use as a whole) also hold for ETH, ETHUD, OPIOIDUD and SUD. */
+static bool
+label_holds(const char *code, unsigned l)
+{
+    const char *name = hie_consent_label_name(l);
+    if (strcmp(code, name) == 0) {
+        return true;
+    }
+    bool umbrella = strcmp(code, "ETH") == 0 || strcmp(code, "SUD") == 0;
+    return umbrella && (strcmp(name, "ETH") == 0 || strcmp(name, "ETHUD") == 0 ||
+                           strcmp(name, "OPIOIDUD") == 0 || strcmp(name, "SUD") == 0);
+}
+
 /* Does the content seen through a view carry one of the provision's labels? */
 static bool
 labels_hold(const Hie__V1__ConsentProvision *p, uint32_t view_labels)
@@ -66,8 +80,7 @@ labels_hold(const Hie__V1__ConsentProvision *p, uint32_t view_labels)
     }
     for (size_t i = 0; i < p->n_security_labels; i++) {
         for (unsigned l = 0; l < HIE_CONSENT_LABELS_COUNT; l++) {
-            if ((view_labels & (1u << l)) != 0 &&
-                strcmp(p->security_labels[i], hie_consent_label_name(l)) == 0) {
+            if ((view_labels & (1u << l)) != 0 && label_holds(p->security_labels[i], l)) {
                 return true;
             }
         }

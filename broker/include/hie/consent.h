@@ -72,7 +72,9 @@
  *   actors: any actor matches (its org_id equals the requester's, or the requester holds its
  *   role); purposes: the request's purpose is listed; actions: the request's action is
  *   listed; security_labels: the view carries any of them (exact codes: a condition on R does
- *   not match V); classes: the request's class is listed (content without a class never
+ *   not match V; except that ETH and SUD name substance use as a whole, so a condition on
+ *   either also holds for a view of ETH, ETHUD, OPIOIDUD or SUD, while one on ETHUD or
+ *   OPIOIDUD holds only for that code); classes: the request's class is listed (content without a class never
  *   matches a class condition); period: now_ms in it; data_period: data_time_ms in it (an
  *   unknown data time, 0, never matches a data_period condition).
  *
@@ -180,6 +182,9 @@ enum hie_consent_label {
         HIE_CONSENT_LABEL_BIT(HIE_CONSENT_LABEL_ETHUD) |                                       \
         HIE_CONSENT_LABEL_BIT(HIE_CONSENT_LABEL_OPIOIDUD) |                                    \
         HIE_CONSENT_LABEL_BIT(HIE_CONSENT_LABEL_SUD))
+/* ETH SUD: the substance-use umbrellas; a condition on one covers every Part 2 label. */
+#define HIE_CONSENT_LABELS_SUD_UMBRELLA                                                        \
+    (HIE_CONSENT_LABEL_BIT(HIE_CONSENT_LABEL_ETH) | HIE_CONSENT_LABEL_BIT(HIE_CONSENT_LABEL_SUD))
 
 /* Document classes; a class set is a bitmask of HIE_CONSENT_CLASS_BIT(class). NONE (0) is
  * "no class known" in a request and never part of a set. */

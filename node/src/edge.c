@@ -63,6 +63,7 @@ struct conn {
     uint64_t frame_start_ns;     /* first byte of the current frame; 0 between frames */
     uint64_t last_active_ns;
     uint64_t hs_deadline_ns;
+    int64_t cert_expiry_ms;      /* earliest notAfter of the verified chain (wall clock) */
     node_wbuf_t *wq_head, *wq_tail;
     size_t wq_bytes;
     uint32_t inflight;
@@ -520,9 +521,31 @@ handshake_failed(node_edge_t *e, struct conn *c, enum node_hs_reason reason)
     conn_close(e, c, "handshake failed");
 }
 
+/* The earliest notAfter of the session's verified chain (leaf, intermediates, anchor), in ms
+ * since the epoch. Fail closed: a time that cannot be read gives "now", so the session is cut
+ * at the next tick and the member reconnects through a fresh verification. */
+static int64_t
+chain_expiry_ms(SSL *ssl)
+{
+    int64_t now_ms = hie_time_wall_ms(), min_ms = INT64_MAX;
+    STACK_OF(X509) *chain = SSL_get0_verified_chain(ssl);
+    int n = chain != NULL ? sk_X509_num(chain) : 0;
+    for (int i = 0; i < n; i++) {
+        int days = 0, secs = 0;
+        if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(sk_X509_value(chain, i))) !=
+            1) {
+            return now_ms;
+        }
+        int64_t ms = now_ms + ((int64_t)days * 86400 + secs) * 1000;
+        min_ms = ms < min_ms ? ms : min_ms;
+    }
+    return n > 0 ? min_ms : now_ms;
+}
+
 static void
 handshake_done(node_edge_t *e, struct conn *c)
 {
+    c->cert_expiry_ms = chain_expiry_ms(c->ssl);
     int rc = hie_node__tls_peer_id(c->ssl, c->org_id, sizeof(c->org_id));
     if (rc != 0) {
         c->org_id[0] = '\0';
@@ -1010,13 +1033,22 @@ edge_ctl_drain(node_edge_t *e)
 /* ---- timers ------------------------------------------------------------------------------ */
 
 static void
-conn_check_timers(node_edge_t *e, struct conn *c, uint64_t now)
+conn_check_timers(node_edge_t *e, struct conn *c, uint64_t now, int64_t wall_ms)
 {
     const node_config_t *cfg = &e->ctx->cfg;
     if (c->state == C_HANDSHAKE) {
         if (now > c->hs_deadline_ns) {
             handshake_failed(e, c, HS_TIMEOUT);
         }
+        return;
+    }
+    if (wall_ms >= c->cert_expiry_ms) {
+        /* TLS checked the validity period once, at the handshake; a session must not outlive
+         * its certificate (or its CA's) */
+        atomic_fetch_add(&e->ctx->metrics.sessions_cut, 1);
+        hie_log_warn("edge", "session cut: certificate expired", " conn=%lu org=%s",
+            c->id, c->org_id);
+        conn_close(e, c, "certificate expired");
         return;
     }
     if (c->frame_start_ns != 0 &&
@@ -1041,9 +1073,10 @@ static void
 edge_tick(node_edge_t *e)
 {
     uint64_t now = hie_time_mono_ns();
+    int64_t wall_ms = hie_time_wall_ms();
     for (uint32_t i = 0; i < e->slots_count; i++) {
         if (e->slots[i] != NULL) {
-            conn_check_timers(e, e->slots[i], now);
+            conn_check_timers(e, e->slots[i], now, wall_ms);
         }
     }
     if (!e->draining) {

@@ -136,8 +136,9 @@ render_connections(struct out *o, const node_metrics_t *m, const char *node)
         "hie_auth_refused_total{node=\"%s\",reason=\"unregistered\"} %lu\n"
         "hie_auth_refused_total{node=\"%s\",reason=\"suspended\"} %lu\n", node,
         LOAD(m->auth_refused_unregistered), node, LOAD(m->auth_refused_suspended));
-    out_printf(o, "# HELP hie_sessions_cut_total Open sessions closed because a reload found "
-        "their certificate no longer valid.\n# TYPE hie_sessions_cut_total counter\n"
+    out_printf(o, "# HELP hie_sessions_cut_total Open sessions closed because their "
+        "certificate expired, or a reload or CRL change found it no longer valid.\n"
+        "# TYPE hie_sessions_cut_total counter\n"
         "hie_sessions_cut_total{node=\"%s\"} %lu\n", node, LOAD(m->sessions_cut));
     out_printf(o, "# HELP hie_frames_rejected_total Malformed or oversize frames.\n"
         "# TYPE hie_frames_rejected_total counter\nhie_frames_rejected_total{node=\"%s\"} %lu\n",

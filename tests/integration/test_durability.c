@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static itest_node_t node;
@@ -207,6 +208,37 @@ Test(durability, published_crl_cuts_an_open_session_without_a_reload)
         (double)(hie_time_mono_ns() - t0) / 1e9);
     cr_assert_neq(itest_ping(open_session, NULL), 0, "revoked member's open session served");
     hie_client_destroy(&open_session);
+}
+
+/* A session must not outlive its certificate: TLS checks the validity period once, at the
+ * handshake, and a member may stay connected for days. */
+Test(durability, expired_certificate_cuts_an_open_session)
+{
+    itest_node_stop(&node, SIGTERM);
+    itest_node_own_pki(&node);
+    itest_node_start(&node);
+    char end[32], out[4096];
+    time_t t = time(NULL) + 3;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(end, sizeof(end), "%Y%m%d%H%M%SZ", &tm);
+    int rc = itest_sh(out, sizeof(out), "bash %s/deploy/pki.sh issue '%s' --kind member "
+        "--name short-lived-clinic --end %s", HIE_SOURCE_DIR, node.pki, end);
+    cr_assert_eq(rc, 0, "%s", out);
+    itest_register(&node, "short-lived-clinic", "clinic");
+    itest_register(&node, "riverside-clinic", "clinic");
+    hie_client_t *expiring = itest_client(&node, "short-lived-clinic");
+    hie_client_t *valid = itest_client(&node, "riverside-clinic");
+    cr_assert_eq(itest_ping(expiring, NULL), 0);
+    cr_assert(itest_log_wait(&node, "session cut: certificate expired", 8000),
+        "the session outlived its certificate");
+    cr_assert(itest_log_contains(&node, "org=short-lived-clinic"));
+    cr_assert_neq(itest_ping(expiring, NULL), 0, "expired certificate's session still served");
+    cr_assert_eq(itest_ping(valid, NULL), 0, "a valid member's session was cut too");
+    cr_assert_neq(itest_hie(&node, "short-lived-clinic", out, sizeof(out), "whoami"), 0,
+        "expired certificate accepted at a new handshake: %s", out);
+    hie_client_destroy(&expiring);
+    hie_client_destroy(&valid);
 }
 
 /* Without a CRL the node serves (a closed test network may have none) but says at start that

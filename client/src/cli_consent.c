@@ -318,6 +318,10 @@ consent_revoke(struct cli *cli, struct consent_args *a)
 static int
 list_print(const struct cli *cli, const Hie__V1__ConsentListReply *r)
 {
+    if (r->revoked_not_listed > 0) {
+        fprintf(stderr, "hie: consent list: %" PRIu32 " older revoked directives not listed "
+            "(--all lists the 224 revoked last)\n", r->revoked_not_listed);
+    }
     if (!cli->json) {
         hie_consent_json_table(stdout, r->directives, r->n_directives);
         return CLI_EXIT_OK;

@@ -170,7 +170,8 @@ hie_node__consent_list_xchg(node_ctx_t *ctx, const char *requester,
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
     }
     rc = hie_node__consent_list(hie_node__state_consent(ctx->state), txn, h,
-        req->include_inactive, arena, &r->directives, &r->n_directives);
+        req->include_inactive, arena, &r->directives, &r->n_directives,
+        &r->revoked_not_listed);
     mdb_txn_abort(txn);
     if (rc != 0) {
         hie_log_error("consent", "list failed", " rc=%s", hie_strerror_name(rc));

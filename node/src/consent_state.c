@@ -28,8 +28,11 @@
  * most this: a date-only entry made in a time zone ahead of UTC. */
 #define CONSENT_DATE_AHEAD_MS (24ll * 3600 * 1000)
 
-/* Revoked directives a listing (--all) shows besides those in force, from consent_hist. */
+/* Revoked directives a listing (--all) shows besides those in force, from consent_hist: the
+ * most recently submitted ones; the reply says how many older ones it left out. */
 #define CONSENT_HISTORY_LISTED_MAX 224u
+/* A listing reads at most this many revoked ids (the rest count as left out). */
+#define CONSENT_HISTORY_SCAN_MAX 100000u
 
 struct node_consent {
     uint32_t magic;
@@ -189,6 +192,69 @@ list_one(void *vctx, const char *idp, size_t len)
     return 0;
 }
 
+/* The CONSENT_HISTORY_LISTED_MAX revoked ids with the greatest submission index (ids are
+ * "cns-<index>"; one that is not reads as index 0, the oldest). */
+struct hist_pick {
+    char ids[CONSENT_HISTORY_LISTED_MAX][CONSENT_ID_BYTES];
+    uint64_t index[CONSENT_HISTORY_LISTED_MAX];
+    unsigned n;
+};
+
+static int
+hist_pick_one(void *vctx, const char *id, size_t len)
+{
+    struct hist_pick *h = vctx;
+    uint64_t index = 0;
+    for (size_t i = 4; len > 4 && memcmp(id, "cns-", 4) == 0 && i < len; i++) {
+        index = id[i] >= '0' && id[i] <= '9' && index < UINT64_MAX / 10
+                    ? index * 10 + (uint64_t)(id[i] - '0') : 0;
+    }
+    unsigned slot = h->n;
+    if (h->n == CONSENT_HISTORY_LISTED_MAX) { /* full: replace the oldest, if older */
+        slot = 0;
+        for (unsigned i = 1; i < h->n; i++) {
+            slot = h->index[i] < h->index[slot] ? i : slot;
+        }
+        if (h->index[slot] >= index) {
+            return 0;
+        }
+    } else {
+        h->n++;
+    }
+    memcpy(h->ids[slot], id, len);
+    h->ids[slot][len] = '\0';
+    h->index[slot] = index;
+    return 0;
+}
+
+static int
+hist_list(node_consent_t *c, MDB_txn *txn, const uint8_t *rec_hash, struct list_ctx *l,
+    uint32_t *left_out)
+{
+    struct hist_pick *h = hie_arena_alloc(l->arena, sizeof(*h));
+    if (h == NULL) {
+        return HIE_ENOMEM;
+    }
+    h->n = 0;
+    int rc = ids_each(txn, c->hist, rec_hash, CONSENT_HISTORY_SCAN_MAX, true, hist_pick_one, h);
+    for (unsigned i = 0; rc == 0 && i < h->n; i++) {
+        rc = list_one(l, h->ids[i], strlen(h->ids[i]));
+    }
+    MDB_cursor *cur = NULL;
+    MDB_val k = {HIE_PROTO_REC_HASH_BYTES, (void *)(uintptr_t)rec_hash}, v;
+    size_t total = 0;
+    rc = rc ? rc : mdb_rc(mdb_cursor_open(txn, c->hist, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_KEY) : MDB_NOTFOUND;
+    rc = rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+    rc = rc == 0 && mrc == 0 ? mdb_rc(mdb_cursor_count(cur, &total)) : rc;
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    *left_out = total > h->n ? (uint32_t)(total - h->n < UINT32_MAX ? total - h->n : UINT32_MAX)
+                             : 0;
+    return rc;
+}
+
 static int
 cmp_submitted(const void *a, const void *b)
 {
@@ -199,12 +265,14 @@ cmp_submitted(const void *a, const void *b)
 
 int
 hie_node__consent_list(node_consent_t *c, MDB_txn *txn, const uint8_t *rec_hash,
-    bool include_inactive, hie_arena_t *arena, Hie__V1__ConsentDirective ***out, size_t *n)
+    bool include_inactive, hie_arena_t *arena, Hie__V1__ConsentDirective ***out, size_t *n,
+    uint32_t *revoked_not_listed)
 {
     HIE_ASSERT(c != NULL && c->magic == CONSENT_MAGIC);
-    HIE_ASSERT(rec_hash != NULL && out != NULL && n != NULL);
+    HIE_ASSERT(rec_hash != NULL && out != NULL && n != NULL && revoked_not_listed != NULL);
     *out = NULL;
     *n = 0;
+    *revoked_not_listed = 0;
     struct list_ctx l = {c, txn, arena, include_inactive, hie_arena_alloc(arena,
         (HIE_CONSENT_PER_PATIENT_MAX + CONSENT_HISTORY_LISTED_MAX) * sizeof(*l.out)), 0};
     if (l.out == NULL) {
@@ -212,7 +280,7 @@ hie_node__consent_list(node_consent_t *c, MDB_txn *txn, const uint8_t *rec_hash,
     }
     int rc = pat_each(c, txn, rec_hash, list_one, &l);
     if (rc == 0 && include_inactive) {
-        rc = ids_each(txn, c->hist, rec_hash, CONSENT_HISTORY_LISTED_MAX, true, list_one, &l);
+        rc = hist_list(c, txn, rec_hash, &l, revoked_not_listed);
     }
     if (rc == 0) {
         qsort(l.out, l.n, sizeof(*l.out), cmp_submitted);

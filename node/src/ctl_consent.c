@@ -6,6 +6,7 @@
 
 #include "consent_json.h"
 
+#include <inttypes.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -156,6 +157,10 @@ ctl_consent_list(const struct ctl *c, hie_arena_t *arena)
     if (r == NULL) {
         fprintf(stderr, "hiectl: unexpected answer\n");
         return 3;
+    }
+    if (r->revoked_not_listed > 0) {
+        fprintf(stderr, "hiectl: consent list: %" PRIu32 " older revoked directives not listed "
+            "(--all lists the 224 revoked last)\n", r->revoked_not_listed);
     }
     if (!c->json) {
         hie_consent_json_table(stdout, r->directives, r->n_directives);

@@ -254,10 +254,12 @@ void hie_node__consent_close(node_consent_t **c);
  * error (the caller stops the node). Log thread only. */
 HIE_MUST_CHECK int hie_node__consent_apply(node_consent_t *c, node_apply_t *a);
 /* The directives on file for the record identity rec_hash, oldest first (active ones only
- * unless include_inactive). [out] *out, *n in arena. Returns 0 or a storage error. */
+ * unless include_inactive, which adds the 224 revoked ones submitted last).
+ * [out] *out, *n in arena; *revoked_not_listed: older revoked ones left out.
+ * Returns 0 or a storage error. */
 HIE_MUST_CHECK int hie_node__consent_list(node_consent_t *c, MDB_txn *txn,
     const uint8_t *rec_hash, bool include_inactive, hie_arena_t *arena,
-    Hie__V1__ConsentDirective ***out, size_t *n);
+    Hie__V1__ConsentDirective ***out, size_t *n, uint32_t *revoked_not_listed);
 /* One directive by id. Returns 0, HIE_ENOTFOUND or a storage error. */
 HIE_MUST_CHECK int hie_node__consent_get(node_consent_t *c, MDB_txn *txn, const char *id,
     hie_arena_t *arena, Hie__V1__ConsentDirective **out);

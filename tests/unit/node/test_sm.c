@@ -985,7 +985,7 @@ Test(node_sm, mpi_feeds_in_different_batches_give_identical_indexes)
 
 /* ---- consent, audit, push, subscriptions, ADT: the same log gives the same state ---------- */
 
-#define EX_MAX 400u
+#define EX_MAX 600u
 #define EX_PATIENTS 8u
 
 /* Commands are built by the node's own code against state A (as a worker would, reading the
@@ -1499,4 +1499,53 @@ Test(node_sm, consent_rules_of_an_euid_at_the_member_limit_fail_closed)
         hie_node__state_mpi(st), txn, "E000000000001", &known, arena, rules,
         HIE_CONSENT_DIRECTIVES_MAX, &n), 0, "below the limit: decided");
     mdb_txn_abort(txn);
+}
+
+/* consent list --all shows the 224 revoked directives submitted last and says how many older
+ * ones it left out; it used to show the first 224 ids in key order ("cns-100" before
+ * "cns-99") and say nothing. */
+Test(node_sm, consent_listing_shows_the_newest_revoked_and_counts_the_rest)
+{
+    static struct ex x;
+    memset(&x, 0, sizeof(x));
+    node_state_t *a = state_open(0);
+    char key_path[192];
+    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
+    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 0), 0);
+    x.ctx.state = a;
+    ex_org(&x, "org-h", HIE__V1__ROLE__ROLE_HOSPITAL);
+    ex_org(&x, "org-c", HIE__V1__ROLE__ROLE_CLINIC);
+    ex_feed(&x, "org-h", 0);
+    unsigned step = 1;
+    for (unsigned round = 0; round < 240; round++) {
+        ex_consent(&x, 0, step++); /* submit */
+        ex_consent(&x, 0, step++); /* revoke */
+    }
+    ex_consent(&x, 0, step++); /* one in force */
+    cr_assert_eq(db_entries(a, "consent_hist"), 240u);
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    hie_mpi_rec_hash(hie_node__state_mpi_key(a), "org-h", "h-0", h);
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(hie_node__state_env(a), NULL, MDB_RDONLY, &txn), 0);
+    Hie__V1__ConsentDirective **dirs = NULL;
+    size_t n = 0;
+    uint32_t left_out = 99;
+    cr_assert_eq(hie_node__consent_list(hie_node__state_consent(a), txn, h, true, arena, &dirs,
+        &n, &left_out), 0);
+    cr_assert_eq(n, 225u, "224 revoked and the one in force");
+    cr_assert_eq(left_out, 16u);
+    for (size_t i = 1; i < n; i++) {
+        cr_assert_lt(dirs[i - 1]->submitted_index, dirs[i]->submitted_index, "oldest first");
+    }
+    cr_assert_eq(dirs[n - 1]->status, HIE__V1__CONSENT_STATUS__CONSENT_ACTIVE, "in force last");
+    cr_assert_eq(dirs[0]->submitted_index, dirs[n - 1]->submitted_index - 2 * 224,
+        "the first listed is the 224th revoked from the end");
+    cr_assert_eq(hie_node__consent_list(hie_node__state_consent(a), txn, h, false, arena, &dirs,
+        &n, &left_out), 0);
+    cr_assert(n == 1 && left_out == 0, "without --all: the one in force, nothing left out");
+    mdb_txn_abort(txn);
+    for (size_t i = 0; i < x.n; i++) {
+        hie_mem_free(x.cmds[i], x.lens[i]);
+    }
 }

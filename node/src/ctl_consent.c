@@ -1,6 +1,7 @@
 /*
- * ctl_consent.c - hiectl consent submit|revoke|list: the operator manages any organization's patients'
- * directives through the members' consent exchanges, as requester "@operator" (admin.c).
+ * ctl_consent.c - hiectl consent submit|revoke|list: the operator manages any organization's
+ * patients' directives through the members' consent exchanges, as requester "@operator"
+ * (admin.c).
  */
 #include "hiectl_int.h"
 

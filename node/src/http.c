@@ -4,20 +4,97 @@
  * libmicrohttpd serves it on its own thread, bound to the configured address (127.0.0.1 by
  * default; no TLS, no PHI: only counters). Anything else gets 404; methods other than GET and
  * HEAD get 405. Connection count and timeouts are capped so a scraper cannot tie the node up.
+ *
+ * Slow clients: libmicrohttpd's timeout counts idle time only, so 32 local connections sending
+ * a header byte every few seconds used to hold every slot, and /healthz then failed (a
+ * supervisor would restart a healthy node). Now a new connection past HTTP_CONNECTIONS_MAX
+ * evicts the oldest one: shutdown() of its socket, which libmicrohttpd then closes. Every
+ * callback runs on libmicrohttpd's one polling thread, and it reports a connection closed
+ * before it closes the socket, so the table below needs no lock and never holds a stale fd.
  */
 #include "node_int.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define HTTP_CONNECTIONS_MAX 32u
+/* libmicrohttpd's own limit: room for the evicted ones until it has closed them */
+#define HTTP_CONNECTIONS_HARD_MAX (2u * HTTP_CONNECTIONS_MAX)
 #define HTTP_TIMEOUT_S 5u
+#define HTTP_HEADER_BYTES_MAX (8u * 1024u)
+
+struct http_conn {
+    int fd;            /* -1: free slot */
+    bool evicted;
+    uint64_t start_ns;
+};
 
 struct node_http {
     node_ctx_t *ctx;
     struct MHD_Daemon *daemon;
+    struct http_conn conns[HTTP_CONNECTIONS_HARD_MAX]; /* the polling thread's alone */
+    unsigned live;     /* not evicted */
+    uint64_t evictions;
 };
+
+static void
+http_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+    enum MHD_ConnectionNotificationCode code)
+{
+    struct node_http *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn,
+            MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = NULL;
+        for (unsigned i = 0; ci != NULL && i < HTTP_CONNECTIONS_HARD_MAX; i++) {
+            if (h->conns[i].fd < 0) {
+                h->conns[i] = (struct http_conn){ci->connect_fd, false, hie_time_mono_ns()};
+                h->live++;
+                *socket_context = &h->conns[i];
+                break;
+            }
+        }
+        return;
+    }
+    struct http_conn *c = *socket_context;
+    if (c != NULL) {
+        h->live -= c->evicted ? 0 : 1;
+        c->fd = -1;
+        *socket_context = NULL;
+    }
+}
+
+/* Accept policy: always accept, after evicting the oldest connection when the new one would
+ * be one too many. */
+static enum MHD_Result
+http_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct node_http *h = cls;
+    (void)addr;
+    (void)addrlen;
+    if (h->live < HTTP_CONNECTIONS_MAX) {
+        return MHD_YES;
+    }
+    struct http_conn *oldest = NULL;
+    for (unsigned i = 0; i < HTTP_CONNECTIONS_HARD_MAX; i++) {
+        struct http_conn *c = &h->conns[i];
+        if (c->fd >= 0 && !c->evicted && (oldest == NULL || c->start_ns < oldest->start_ns)) {
+            oldest = c;
+        }
+    }
+    if (oldest != NULL) {
+        (void)shutdown(oldest->fd, SHUT_RDWR); /* libmicrohttpd closes it on its next read */
+        oldest->evicted = true;
+        h->live--;
+        if (h->evictions++ % 1000u == 0) {
+            hie_log_warn("http", "operator endpoint full: oldest connection evicted",
+                " max=%u evictions=%lu", HTTP_CONNECTIONS_MAX, h->evictions);
+        }
+    }
+    return MHD_YES;
+}
 
 static enum MHD_Result
 http_respond(struct MHD_Connection *conn, unsigned status, const char *type, char *body,
@@ -91,10 +168,15 @@ hie_node__http_start(node_http_t **out, node_ctx_t *ctx)
         return HIE_ENOMEM;
     }
     h->ctx = ctx;
+    for (unsigned i = 0; i < HTTP_CONNECTIONS_HARD_MAX; i++) {
+        h->conns[i].fd = -1;
+    }
     h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL,
-        0, NULL, NULL, http_handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTIONS_MAX,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S, MHD_OPTION_END);
+        0, http_accept, h, http_handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTIONS_HARD_MAX,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_HEADER_BYTES_MAX,
+        MHD_OPTION_NOTIFY_CONNECTION, http_notify, h, MHD_OPTION_END);
     if (h->daemon == NULL) {
         hie_mem_free(h, sizeof(*h));
         return HIE_EUNAVAIL;

@@ -365,6 +365,39 @@ Test(hostile, silent_connections_cannot_take_every_slot)
     }
 }
 
+/* Slow local clients cannot hold the operator endpoint: 40 connections that each send part of
+ * a request and then trickle (libmicrohttpd's timeout counts idle time only) took its 32
+ * slots, and /healthz failed. Now the newest connection evicts the oldest. */
+Test(hostile, slow_http_clients_cannot_take_the_health_endpoint)
+{
+    enum { SLOW = 40 };
+    static int fds[SLOW];
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(node.http_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < SLOW; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        cr_assert_geq(fds[i], 0);
+        cr_assert_eq(connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+        cr_assert_eq(write(fds[i], "GET /healthz HTTP/1.1\r\nX-Slow: ", 32), 32);
+    }
+    usleep(300000);
+    for (int round = 0; round < 3; round++) { /* a byte each, well inside the idle timeout */
+        for (int i = 0; i < SLOW; i++) {
+            (void)!send(fds[i], "a", 1, MSG_NOSIGNAL);
+        }
+        char out[256];
+        cr_assert_eq(itest_http_get(&node, "/healthz", out, sizeof(out)), 200,
+            "round %d: /healthz held by slow clients", round);
+        usleep(200000);
+    }
+    char out[1 << 16];
+    cr_assert_eq(itest_http_get(&node, "/metrics", out, sizeof(out)), 200);
+    cr_assert(itest_log_contains(&node, "oldest connection evicted"));
+    for (int i = 0; i < SLOW; i++) {
+        close(fds[i]);
+    }
+}
+
 /* One member may hold at most limits.connections_per_org_max connections (16 of 64 here): the
  * 17th is refused with OVERLOADED, another member still gets in, and a slot freed by a close
  * is the member's again. */

@@ -291,8 +291,23 @@ feed_open(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCo
     return hie_mpi_store_model(s, ctx->txn, &fd->model);
 }
 
+/* How many records euid has (at most HIE_MPI_EUID_MEMBERS_MAX). */
+static int
+members_count(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const char *euid, size_t *n)
+{
+    const uint8_t *peek = NULL;
+    if (store__members_peek(s->members, euid, &peek, n)) {
+        *n = *n < HIE_MPI_EUID_MEMBERS_MAX ? *n : HIE_MPI_EUID_MEMBERS_MAX;
+        return 0;
+    }
+    uint8_t *hashes = NULL;
+    return store__members_w(s, ctx->txn, euid, ctx->arena, &hashes, n);
+}
+
 /* Scores p against the index and decides (hie_mpi_decide): link, perhaps merging other
- * EUIDs into the best, review or new. */
+ * EUIDs into the best, review or new. A link into an EUID that already has
+ * STORE_AUTO_LINK_MEMBERS_MAX records waits for review: a person has a handful, so such an
+ * EUID is more likely a magnet for look-alikes than one person. */
 static int
 feed_decide(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const uint8_t *self, struct feed *fd)
 {
@@ -325,7 +340,17 @@ feed_decide(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const uint8_t *self, s
     default:
         fd->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_NEW;
     }
-    return 0;
+    size_t members = 0;
+    if (fd->outcome == HIE__V1__FEED_OUTCOME__OUTCOME_LINKED &&
+        ctx->time_ms >= STORE_EUID_BOUNDS_SINCE_MS) {
+        rc = members_count(s, ctx, fd->cand->euid, &members);
+    }
+    if (rc == 0 && members >= STORE_AUTO_LINK_MEMBERS_MAX) {
+        fd->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_REVIEW;
+        fd->fold_count = 0;
+        fd->rule = "the enterprise id already has 64 records: a link into it waits for review";
+    }
+    return rc;
 }
 
 /* True when a manual no-link separates a record of a (na records) from one of b. */
@@ -572,6 +597,23 @@ mdepth_merge(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *prior, const uint8
     return rc == 0 ? 0 : HIE_ESTORAGE;
 }
 
+/* Would merging prior into survivor take the survivor's EUID past HIE_MPI_EUID_MEMBERS_MAX
+ * (the prior's other records fold into it)? [out] *over. */
+static int
+merge_over(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiRecord *pr,
+    const Hie__V1__MpiRecord *sv, bool *over)
+{
+    size_t np = 0, ns = 0;
+    *over = false;
+    if (strcmp(pr->euid, sv->euid) == 0 || ctx->time_ms < STORE_EUID_BOUNDS_SINCE_MS) {
+        return 0;
+    }
+    int rc = members_count(s, ctx, pr->euid, &np);
+    rc = rc == 0 ? members_count(s, ctx, sv->euid, &ns) : rc;
+    *over = rc == 0 && (np > 0 ? np - 1 : 0) + ns > HIE_MPI_EUID_MEMBERS_MAX;
+    return rc;
+}
+
 static int
 feed_merge(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCommand *cmd,
     Hie__V1__MpiFeedReply **reply)
@@ -596,6 +638,12 @@ feed_merge(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedC
     if (rc == 0 && dp + 1 > MERGE_CHAIN_MAX && ctx->time_ms >= 1796058000000ll) {
         return refuse(ctx, BAD, "prior_mrn", "records merged into it already chain 16 merges "
             "deep: link the records instead");
+    }
+    bool over = false;
+    rc = rc == 0 ? merge_over(s, ctx, pr, sv, &over) : rc;
+    if (over) {
+        return refuse(ctx, BAD, "prior_mrn", "the merged enterprise id would have more than "
+            "1000 records");
     }
     char *prior_euid = rc == 0 ? pr->euid : NULL;
     rc = rc == 0 ? blocks_change(s, ctx->txn, pr, false) : rc;
@@ -800,6 +848,10 @@ hie_mpi_store_apply_review(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx,
     rc = store__members_w(s, ctx->txn, it->candidate_euid, ctx->arena, &members, &n);
     if (rc == 0 && n == 0) {
         return refuse(ctx, BAD, "id", "the candidate enterprise id no longer exists");
+    }
+    if (rc == 0 && cmd->link && n >= HIE_MPI_EUID_MEMBERS_MAX &&
+        ctx->time_ms >= STORE_EUID_BOUNDS_SINCE_MS) {
+        return refuse(ctx, BAD, "id", "the candidate enterprise id has the most records (1000)");
     }
     char *prior = rec->euid;
     for (size_t i = 0; rc == 0 && !cmd->link && i < n; i++) {

@@ -15,6 +15,13 @@
 /* A40 merges a record's lookup follows to its surviving record, at most (feed_merge refuses
  * a merge that would chain deeper; store_read.c's surviving() follows them). */
 #define MERGE_CHAIN_MAX 16u
+/* Commands stamped since 2026-11-30T19:00Z (their own clock, so a log written before replays
+ * as it applied): an automatic link into an EUID of STORE_AUTO_LINK_MEMBERS_MAX records or
+ * more goes to review, and a review link or A40 merge that would take an EUID past
+ * HIE_MPI_EUID_MEMBERS_MAX is refused (past that, the member lists reads see are cut and
+ * consent fails closed for the patient). */
+#define STORE_EUID_BOUNDS_SINCE_MS 1796065200000ll
+#define STORE_AUTO_LINK_MEMBERS_MAX 64u
 
 /* A batch's written values (touched.c). slots: a power of two; the set is full at half. */
 typedef struct store_touched {

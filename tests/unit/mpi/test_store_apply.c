@@ -30,6 +30,7 @@ static hie_mpi_key_t *key;
 static hie_mpi_store_t *store;
 static hie_arena_t *arena;
 static uint64_t log_index;
+static int64_t feed_time_ms; /* the time feed_apply stamps its commands with */
 
 static void
 setup(void)
@@ -51,6 +52,7 @@ setup(void)
     cr_assert_eq(hie_mpi_store_open(&store, env, key), 0);
     cr_assert_eq(hie_arena_create(&arena, (size_t)8 << 20), 0);
     log_index = 0;
+    feed_time_ms = 1000;
 }
 
 static void
@@ -116,7 +118,7 @@ static Hie__V1__FeedOutcome
 feed_apply(MDB_txn *txn, const Hie__V1__MpiFeedCommand *fc, const hie_mpi_prepared_t *prep,
     char euid[16])
 {
-    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, 1000, ++log_index, {0}, 0, prep};
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, prep};
     Hie__V1__MpiFeedReply *reply = NULL;
     cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
     cr_assert_eq(ctx.reject.code, 0, "%s: %s", ctx.reject.field, ctx.reject.message);
@@ -824,4 +826,115 @@ Test(mpi_store_apply, a_no_link_with_a_later_member_keeps_a_record_out)
     euid_of("R", now);
     cr_assert_str_neq(now, ee, "R joined the EUID it must stay out of");
     cr_assert_str_eq(now, er);
+}
+
+/* Feeds records from..to-1 of one person, each sharing its e-mail or its street with the one
+ * before only (so each finds the EUID through a small block); returns the last one's outcome
+ * and asserts that every one before it but the very first was linked. */
+static Hie__V1__FeedOutcome
+chain_of_one_person(int from, int to, char euid[16])
+{
+    Hie__V1__FeedOutcome o = HIE__V1__FEED_OUTCOME__OUTCOME_UNSPECIFIED;
+    for (int i = from; i < to; i++) {
+        char mrn[16], mail[48], street[48];
+        snprintf(mrn, sizeof(mrn), "P%d", i);
+        snprintf(mail, sizeof(mail), "anna.b%d@mail.example", i / 2);
+        snprintf(street, sizeof(street), "%d main street", 1 + (i + 1) / 2);
+        struct who w = {"anna", "berg", "1980-01-01", street, "arden", "", mail};
+        hie_arena_reset(arena); /* nothing of the previous feed is kept */
+        o = feed(HIE__V1__FEED_ACTION__FEED_CREATE, mrn, &w, euid);
+        cr_assert(i == 0 || i == to - 1 || o == HIE__V1__FEED_OUTCOME__OUTCOME_LINKED,
+            "P%d: outcome %d", i, o);
+    }
+    return o;
+}
+
+/* An automatic link into an EUID that already has 64 records waits for review (a magnet for
+ * look-alikes, not one person); a log from before the bound replays as it applied. */
+Test(mpi_store_apply, a_link_into_an_euid_of_64_records_waits_for_review)
+{
+    char e[16], first[16];
+    feed_time_ms = 1796065200000ll;
+    cr_assert_eq(chain_of_one_person(0, 64, e), HIE__V1__FEED_OUTCOME__OUTCOME_LINKED,
+        "the 64th record links");
+    euid_of("P0", first);
+    cr_assert_str_eq(e, first);
+    cr_assert_eq(chain_of_one_person(64, 65, e), HIE__V1__FEED_OUTCOME__OUTCOME_REVIEW,
+        "the 65th waits for review");
+    euid_of("P64", e);
+    cr_assert_str_neq(e, first, "P64 stays apart until the review");
+}
+
+Test(mpi_store_apply, before_the_bound_a_link_into_a_large_euid_applies)
+{
+    char e[16], first[16];
+    cr_assert_eq(chain_of_one_person(0, 65, e), HIE__V1__FEED_OUTCOME__OUTCOME_LINKED,
+        "stamped before 2026-11-30T19:00Z: linked as it was");
+    euid_of("P0", first);
+    cr_assert_str_eq(e, first);
+}
+
+/* Applies cmd's review decision at feed_time_ms; returns the refusal code (0: applied). */
+static int
+review_decide(uint64_t id, bool link)
+{
+    Hie__V1__MpiReviewCommand cmd = HIE__V1__MPI_REVIEW_COMMAND__INIT;
+    cmd.id = id;
+    cmd.link = link;
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL};
+    Hie__V1__ReviewDecideReply *reply = NULL;
+    cr_assert_eq(hie_mpi_store_apply_review(store, &ctx, &cmd, &reply), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    return ctx.reject.code;
+}
+
+/* An EUID of 1,000 records (the most member lists read): a review link or an A40 merge that
+ * would add to it is refused; past it, consent would fail closed for the patient. */
+Test(mpi_store_apply, no_manual_link_or_merge_takes_an_euid_past_1000_records)
+{
+    char e[16];
+    cr_assert_eq(chain_of_one_person(0, 1000, e), HIE__V1__FEED_OUTCOME__OUTCOME_LINKED,
+        "built before the bound");
+    feed_time_ms = 1796065200000ll;
+    char mrn[16] = "P1000", mail[48], street[48];
+    snprintf(mail, sizeof(mail), "anna.b%d@mail.example", 1000 / 2);
+    snprintf(street, sizeof(street), "%d main street", 1 + 1001 / 2);
+    struct who w = {"anna", "berg", "1980-01-01", street, "arden", "", mail};
+    Hie__V1__MpiFeedCommand *fc = feed_cmd(HIE__V1__FEED_ACTION__FEED_CREATE, mrn, &w);
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL};
+    Hie__V1__MpiFeedReply *reply = NULL;
+    cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    cr_assert_eq(reply->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_REVIEW);
+    cr_assert_eq(review_decide(reply->review_id, true), HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+        "a review link into 1000 records");
+    cr_assert_eq(review_decide(reply->review_id, false), 0, "kept apart instead");
+    /* a second person of two records, merged into the full EUID: 1 + 1000 records */
+    static const struct who q = {"bo", "lund", "1955-05-05", "9 side road", "brill", "",
+        "bo.l@mail.example"};
+    char eq[16];
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "Q0", &q, eq),
+        HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "Q1", &q, eq),
+        HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
+    merge_prior = "Q1";
+    fc = feed_cmd(HIE__V1__FEED_ACTION__FEED_MERGE, "P0", NULL);
+    merge_prior = NULL;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ctx = (hie_mpi_apply_ctx_t){txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL};
+    cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
+    mdb_txn_abort(txn);
+    cr_assert_eq(ctx.reject.code, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "1001 records");
+    merge_prior = "P1000";
+    fc = feed_cmd(HIE__V1__FEED_ACTION__FEED_MERGE, "P0", NULL);
+    merge_prior = NULL;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ctx = (hie_mpi_apply_ctx_t){txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL};
+    cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    cr_assert_eq(ctx.reject.code, 0, "a record alone merged in: the EUID stays at 1000");
 }

@@ -327,6 +327,11 @@ admin_dead_list(struct node_admin *a, const Hie__V1__AdminDeadList *q, hie_arena
     Hie__V1__AdminDeadListReply *out = hie_arena_alloc(arena, sizeof(*out));
     MDB_txn *txn = NULL;
     const char *org = q->org_id != NULL && q->org_id[0] != '\0' ? q->org_id : NULL;
+    if (org != NULL && !hie_proto_org_id_valid(org, strlen(org))) {
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "not an organization id",
+            "org_id");
+        return;
+    }
     if (!admin_read_begin(a, out, &txn)) {
         return;
     }
@@ -380,6 +385,11 @@ admin_subs_list(struct node_admin *a, const Hie__V1__AdminSubsList *q, hie_arena
     Hie__V1__AdminSubsListReply *out = hie_arena_alloc(arena, sizeof(*out));
     MDB_txn *txn = NULL;
     const char *org = q->org_id != NULL && q->org_id[0] != '\0' ? q->org_id : NULL;
+    if (org != NULL && !hie_proto_org_id_valid(org, strlen(org))) {
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "not an organization id",
+            "org_id");
+        return;
+    }
     if (!admin_read_begin(a, out, &txn)) {
         return;
     }

@@ -19,9 +19,15 @@
 #define QUEUE_MAGIC 0x51554555u /* "QUEU" */
 #define QKEY_BYTES_MAX (HIE_ORG_ID_BYTES_MAX + 1u + 8u)
 
+/* A redrive unpacks one dead letter at a time into this (reset for each), not into the apply
+ * arena: 10,000 dead letters of up to 1 MiB do not fit that, and an apply that fails stops
+ * the node at every replay. */
+#define QUEUE_SCRATCH_BYTES (8u * 1024u * 1024u)
+
 struct node_queue {
     uint32_t magic;
     MDB_dbi msg, meta, dead;
+    hie_arena_t *scratch; /* log thread only */
 };
 
 static int
@@ -43,6 +49,7 @@ hie_node__queue_open(node_queue_t **out, MDB_env *env)
     const node_dbi_spec_t dbis[] = {{"q_msg", MDB_CREATE, &q->msg},
         {"q_meta", MDB_CREATE, &q->meta}, {"q_dead", MDB_CREATE, &q->dead}};
     int rc = hie_node__dbis_open(env, dbis, HIE_ARRAY_LEN(dbis));
+    rc = rc ? rc : hie_arena_create(&q->scratch, QUEUE_SCRATCH_BYTES);
     if (rc != 0) {
         hie_node__queue_close(&q);
         return rc;
@@ -59,6 +66,7 @@ hie_node__queue_close(node_queue_t **qp)
         return;
     }
     HIE_ASSERT((*qp)->magic == QUEUE_MAGIC);
+    hie_arena_destroy(&(*qp)->scratch);
     (*qp)->magic = 0;
     hie_mem_free(*qp, sizeof(**qp));
     *qp = NULL;
@@ -192,15 +200,16 @@ apply_ack(node_queue_t *q, node_apply_t *a)
     return rc;
 }
 
-/* Takes the message under from_key out of from (unpacked into the apply arena). */
+/* Takes the message under from_key out of from (unpacked into arena). */
 static int
-take_msg(node_apply_t *a, MDB_dbi from, MDB_val *from_key, Hie__V1__QueuedMessage **out)
+take_msg(node_apply_t *a, hie_arena_t *arena, MDB_dbi from, MDB_val *from_key,
+    Hie__V1__QueuedMessage **out)
 {
     MDB_val v;
     ProtobufCMessage *m = NULL;
     int rc = mdb_rc(mdb_get(a->txn, from, from_key, &v));
     rc = rc ? rc : (hie_proto_unpack(&hie__v1__queued_message__descriptor,
-        hie_span(v.mv_data, v.mv_size), a->arena, &m) ? HIE_ECORRUPT : 0);
+        hie_span(v.mv_data, v.mv_size), arena, &m) ? HIE_ECORRUPT : 0);
     rc = rc ? rc : mdb_rc(mdb_del(a->txn, from, from_key, NULL));
     if (rc != 0) {
         return rc;
@@ -230,7 +239,7 @@ apply_dead(node_queue_t *q, node_apply_t *a)
     Hie__V1__QueuedMessage *m = NULL;
     uint64_t next = 0, count = 0;
     int rc = meta_get(q, a->txn, dc->recipient_org, &next, &count);
-    rc = rc ? rc : take_msg(a, q->msg, &key, &m);
+    rc = rc ? rc : take_msg(a, a->arena, q->msg, &key, &m);
     if (rc == HIE_ENOTFOUND) { /* acknowledged meanwhile: nothing to do */
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "seq",
             "not in the queue");
@@ -289,7 +298,8 @@ apply_redrive(node_queue_t *q, node_apply_t *a)
         MDB_val from = {qkey(k, rc_->recipient_org, r.seqs[i]), k};
         MDB_val to = {qkey(k2, rc_->recipient_org, next), k2};
         Hie__V1__QueuedMessage *m = NULL;
-        rc = take_msg(a, q->dead, &from, &m);
+        hie_arena_reset(q->scratch);
+        rc = take_msg(a, q->scratch, q->dead, &from, &m);
         if (rc == HIE_ENOTFOUND) {
             rc = 0;
             continue;

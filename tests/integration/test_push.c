@@ -297,6 +297,11 @@ Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
     cr_assert(strstr(out, "message_id=" HOSP ":p1") != NULL, "%s", out);
     cr_assert(strstr(out, "attempts=3 reason=max-attempts") != NULL, "%s", out);
     cr_assert(strstr(out, "result") == NULL, "no content in the listing");
+    char longorg[72];
+    memset(longorg, 'a', sizeof(longorg) - 1);
+    longorg[sizeof(longorg) - 1] = '\0';
+    cr_assert_neq(itest_ctl(&n, out, sizeof(out), "delivery dead %s", longorg), 0, "%s", out);
+    cr_assert(itest_node_alive(&n), "an operator's long org id stopped the node");
     cr_assert_eq(itest_ctl(&n, out, sizeof(out), "delivery redrive %s", CLINIC), 0, "%s", out);
     cr_assert_eq(itest_db_entries(&n, "q_dead"), 0u);
     cr_assert_eq(receive_start(c, "r2", &in, a), 1u, "back in the queue");

@@ -19,7 +19,7 @@
 #include <sodium.h>
 #include <string.h>
 
-#define MAP_BYTES (64ull * 1024ull * 1024ull)
+#define MAP_BYTES (512ull * 1024ull * 1024ull)
 #define T0 1700000000000ll
 #define WIRE(x) HIE__V1__ERROR_CODE__ERROR_##x
 
@@ -1548,4 +1548,63 @@ Test(node_sm, consent_listing_shows_the_newest_revoked_and_counts_the_rest)
     for (size_t i = 0; i < x.n; i++) {
         hie_mem_free(x.cmds[i], x.lens[i]);
     }
+}
+
+/* A redrive of many large dead letters (56 of 1 MiB here, past the apply arena's 48 MiB; up
+ * to 10,000 may be redriven at once) applies: each used to be unpacked into the one apply
+ * arena, which ran out, and the failed apply stopped the node at every replay. */
+Test(node_sm, redrive_of_many_large_dead_letters_applies)
+{
+    enum { DEAD = 56 };
+    node_state_t *st = state_open(0);
+    char key_path[192];
+    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
+    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(st, key_path, 0), 0);
+    static uint8_t doc[1u << 20];
+    memset(doc, 0x5a, sizeof(doc));
+    MDB_txn *txn = NULL;
+    MDB_dbi dead;
+    cr_assert_eq(mdb_txn_begin(hie_node__state_env(st), NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "q_dead", 0, &dead), 0);
+    for (uint64_t seq = 1; seq <= DEAD; seq++) {
+        Hie__V1__QueuedMessage m = HIE__V1__QUEUED_MESSAGE__INIT;
+        char id[32];
+        snprintf(id, sizeof(id), "org-h:p%" PRIu64, seq);
+        m.message_id = id;
+        m.sender_org = "org-h";
+        m.recipient_org = "org-c";
+        m.sealed_document = (ProtobufCBinaryData){sizeof(doc), doc};
+        m.attempts = 8;
+        m.dead_reason = "max-attempts";
+        uint8_t k[6 + 8], *v = NULL;
+        memcpy(k, "org-c", 6);
+        hie_store_be64(k + 6, seq);
+        size_t n = protobuf_c_message_get_packed_size(&m.base);
+        MDB_val kv = {sizeof(k), k}, vv = {n, NULL};
+        cr_assert_eq(mdb_put(txn, dead, &kv, &vv, MDB_RESERVE), 0);
+        v = vv.mv_data;
+        cr_assert_eq(protobuf_c_message_pack(&m.base, v), n);
+    }
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    Hie__V1__RedriveCommand rd = HIE__V1__REDRIVE_COMMAND__INIT;
+    rd.recipient_org = "org-c";
+    cmd.requester = "@operator";
+    cmd.request_id = "rd-1";
+    cmd.time_ms = T0;
+    cmd.node_id = "node-1";
+    cmd.body_case = HIE__V1__COMMAND__BODY_REDRIVE;
+    cmd.redrive = &rd;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    cr_assert_eq(hie_proto_pack(&cmd.base, HIE_LOG_COMMAND_BYTES_MAX, &buf, &len), 0);
+    struct result r;
+    apply_raw(st, 1, &buf, &len, 1, &r);
+    cr_assert_eq(r.msg->code, 0, "%s", r.msg->message);
+    cr_assert_eq(r.msg->acknowledged, DEAD, "every dead letter back in the queue");
+    result_free(&r);
+    hie_mem_free(buf, len);
+    cr_assert_eq(db_entries(st, "q_dead"), 0u);
+    cr_assert_eq(db_entries(st, "q_msg"), DEAD);
 }

@@ -461,6 +461,21 @@ hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__R
     return 0;
 }
 
+/* The patient's EUID now, from a document's own patient: one of source's MRNs (a responder's
+ * answer; the author of a repository document), in the MPI. */
+static int
+answer_euid(node_ctx_t *ctx, MDB_txn *txn, const char *source, const Hie__V1__Document *d,
+    hie_arena_t *arena, char *euid)
+{
+    if (d->patient == NULL || d->patient->org_id == NULL ||
+        strcmp(d->patient->org_id, source) != 0 || !hie_mpi_mrn_valid(d->patient->mrn)) {
+        return HIE_ENOTFOUND; /* not about one of its own patients: not disclosed */
+    }
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    hie_mpi_rec_hash(hie_node__state_mpi_key(ctx->state), source, d->patient->mrn, h);
+    return hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state), txn, h, arena, euid);
+}
+
 /* A retrieval from a responder: fwd names it (no patient ids: the document says whose). */
 static int
 retrieve_responder(node_ctx_t *ctx, MDB_txn *txn, const node_who_t *who, const char *source,
@@ -511,11 +526,17 @@ hie_node__retrieve_prepare(node_ctx_t *ctx, const node_who_t *who,
     Hie__V1__QueuedMessage *m = NULL;
     Hie__V1__Document *d = NULL;
     node_subject_t s = {"", {0}, NULL, 0, NULL, 0};
+    char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
     int rc = hie_node__repo_get(hie_node__state_repo(ctx->state), txn, q->document_id, &stored);
     rc = rc ? rc : doc_open(ctx, stored, arena, &m, &d);
+    /* the patient's EUID now, not the one stored at the push: a link, unlink or merge since
+     * then moves the document to whoever its record belongs to (and to their consent) */
+    rc = rc ? rc : euid == NULL ? HIE_ENOMEM
+                 : d->patient == NULL || d->patient->org_id == NULL ? HIE_ENOTFOUND
+                 : answer_euid(ctx, txn, d->patient->org_id, d, arena, euid);
     if (rc == 0) {
-        s.euid = m->euid;
-        doc_decide(ctx, txn, arena, who, m->euid, d, HIE__V1__CONSENT_ACTION__CONSENT_ACTION_QUERY,
+        s.euid = euid;
+        doc_decide(ctx, txn, arena, who, euid, d, HIE__V1__CONSENT_ACTION__CONSENT_ACTION_QUERY,
             &s.decision);
     }
     mdb_txn_abort(txn);
@@ -680,20 +701,6 @@ hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,
     hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_RECORD_QUERY,
         HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, &s, 1, arena, audit);
     return audit->build_rc;
-}
-
-/* The patient of a responder's document: one of the responder's own MRNs, in the MPI. */
-static int
-answer_euid(node_ctx_t *ctx, MDB_txn *txn, const char *source, const Hie__V1__Document *d,
-    hie_arena_t *arena, char *euid)
-{
-    if (d->patient == NULL || d->patient->org_id == NULL ||
-        strcmp(d->patient->org_id, source) != 0 || !hie_mpi_mrn_valid(d->patient->mrn)) {
-        return HIE_ENOTFOUND; /* not about one of its own patients: not disclosed */
-    }
-    uint8_t h[HIE_MPI_REC_HASH_BYTES];
-    hie_mpi_rec_hash(hie_node__state_mpi_key(ctx->state), source, d->patient->mrn, h);
-    return hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state), txn, h, arena, euid);
 }
 
 int

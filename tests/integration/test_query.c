@@ -102,6 +102,33 @@ setup2(itest_node_t *n, hie_client_t **h, hie_client_t **c, hie_arena_t *a)
 #define D2026_01 1767225600000ll
 #define D2026_02 1769904000000ll
 
+/* A retrieval is decided for the patient the document's record belongs to now: after the
+ * hospital unlinks H-1 from the clinic's C-9, H-1's own directive (deny all) withholds the
+ * document it pushed while linked. It was decided for the EUID stored at the push (C-9's,
+ * with no directive: the implicit opt-out permitted it) and audited under that patient. */
+Test(query, retrieval_follows_the_record_to_its_current_euid, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = NULL, *c = NULL;
+    setup2(&n, &h, &c, a);
+    store(h, "dA", "discharge-summary", NULL, D2026_01, "discharge A", a);
+    hie_envelope_t *r1 = retrieve(c, "g1", HOSP ":dA", a);
+    cr_assert_eq(r1->body_case, HIE__V1__ENVELOPE__BODY_RETRIEVE_REPLY, "linked: permitted");
+    Hie__V1__MpiFeedReply *u = feed_ok(h, "u1", HIE__V1__FEED_ACTION__FEED_UNLINK, HOSP,
+        "H-1", NULL, NULL, a);
+    cr_assert_eq(u->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_UNLINKED);
+    struct dir x;
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_DENY);
+    consent_submit_ok(h, "c1", &x, a);
+    hie_envelope_t *r2 = retrieve(c, "g2", HOSP ":dA", a);
+    expect_error(r2, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document_id");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(query, repository_documents_listed_filtered_and_consent_applied, .timeout = 120)
 {
     itest_node_t n;

@@ -98,7 +98,8 @@ adt_check(const node_who_t *who, const Hie__V1__AdtRequest *r, node_mpi_err_t *e
         return bad(e, "patient.mrn", "1 to 64 printable ASCII characters, no spaces");
     }
     const Hie__V1__Encounter *en = r->encounter;
-    if (visit_needed(r->event) && (en == NULL || en->visit_id == NULL ||
+    bool has_visit = en != NULL && en->visit_id != NULL && en->visit_id[0] != '\0';
+    if ((visit_needed(r->event) || has_visit) && (!has_visit ||
         !hie_proto_id_valid(en->visit_id, strlen(en->visit_id)))) {
         return bad(e, "encounter.visit_id", "required: 1-64 characters of A-Z a-z 0-9 . _ : -");
     }
@@ -213,27 +214,11 @@ cancelled_event(int ev, int attempt)
          : attempt == 1 ? HIE__V1__ADT_EVENT__ADT_A04 : 0;
 }
 
+/* The subscriptions that follow the patient: by record, or every patient of their org. */
 static int
-fan_candidates(struct fan *f)
+patient_candidates(struct fan *f)
 {
     node_subs_t *subs = hie_node__state_subs(f->ctx->state);
-    const Hie__V1__AdtRequest *r = f->r;
-    if (r->event == HIE__V1__ADT_EVENT__ADT_A11 || r->event == HIE__V1__ADT_EVENT__ADT_A13) {
-        for (int k = 0; cancelled_event(r->event, k) != 0; k++) {
-            hie_span_t got;
-            int rc = hie_node__subs_visit(subs, f->txn, f->who->org_id,
-                r->encounter->visit_id, cancelled_event(r->event, k), &got);
-            for (size_t o = 0; rc == 0 && o < got.len;) {
-                size_t l = strnlen((const char *)got.ptr + o, got.len - o);
-                rc = cand_add(f, hie_span(got.ptr + o, l));
-                o += l + 1;
-            }
-            if (rc != 0 && rc != HIE_ENOTFOUND) {
-                return rc;
-            }
-        }
-        return 0;
-    }
     const hie_mpi_key_t *key = hie_node__state_mpi_key(f->ctx->state);
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < f->n_ids; i++) {
@@ -243,6 +228,56 @@ fan_candidates(struct fan *f)
         rc = rc ? rc : hie_node__subs_all_of(subs, f->txn, f->ids[i]->org_id, cand_add, f);
     }
     return rc;
+}
+
+/* A cancel reaches whoever got the original event of the visit, and of those only the ones
+ * that follow the cancel's patient: a visit number keyed against another patient (or reused)
+ * must not tell a subscriber about a patient it has nothing to do with. */
+static int
+cancel_candidates(struct fan *f)
+{
+    int rc = patient_candidates(f);
+    size_t n_follow = f->n_cand;
+    char(*follow)[32] = hie_arena_alloc(f->arena, (n_follow + 1) * sizeof(*follow));
+    if (rc != 0 || follow == NULL) {
+        return rc != 0 ? rc : HIE_ENOMEM;
+    }
+    memcpy(follow, f->cand, n_follow * sizeof(*follow));
+    f->n_cand = 0;
+    const Hie__V1__AdtRequest *r = f->r;
+    node_subs_t *subs = hie_node__state_subs(f->ctx->state);
+    for (int k = 0; rc == 0 && cancelled_event(r->event, k) != 0; k++) {
+        hie_span_t got;
+        rc = hie_node__subs_visit(subs, f->txn, f->who->org_id, r->encounter->visit_id,
+            cancelled_event(r->event, k), &got);
+        for (size_t o = 0; rc == 0 && o < got.len;) {
+            size_t l = strnlen((const char *)got.ptr + o, got.len - o);
+            rc = cand_add(f, hie_span(got.ptr + o, l));
+            o += l + 1;
+        }
+        rc = rc == HIE_ENOTFOUND ? 0 : rc;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; rc == 0 && i < f->n_cand; i++) {
+        for (size_t j = 0; j < n_follow; j++) {
+            if (strcmp(f->cand[i], follow[j]) == 0) {
+                memmove(f->cand[kept++], f->cand[i], sizeof(f->cand[i]));
+                break;
+            }
+        }
+    }
+    f->n_cand = rc == 0 ? kept : f->n_cand;
+    return rc;
+}
+
+static int
+fan_candidates(struct fan *f)
+{
+    const Hie__V1__AdtRequest *r = f->r;
+    if (r->event == HIE__V1__ADT_EVENT__ADT_A11 || r->event == HIE__V1__ADT_EVENT__ADT_A13) {
+        return cancel_candidates(f);
+    }
+    return patient_candidates(f);
 }
 
 static bool

@@ -117,6 +117,34 @@ notification(const Hie__V1__Delivery *d)
     return n;
 }
 
+/* A cancel for the visit of another patient (a keying error, or a reused visit number) does
+ * not reach the subscriber of the visit's first patient: it used to, carrying the second
+ * patient's EUID and encounter to a clinic that has nothing to do with them. */
+Test(adt, a_cancel_naming_another_patient_does_not_reach_the_visits_subscriber,
+    .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    feed_ok(h, "f3", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-2", &MARIA, NULL, a);
+    subscribe_ok(c, "s1", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a);
+    cr_assert_eq(adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V200", a)->notified, 1u);
+    hie_envelope_t *r = adt(h, "e2", HIE__V1__ADT_EVENT__ADT_A11, "H-2", "V200", a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_ADT_REPLY);
+    cr_assert_eq(r->adt_reply->notified, 0u, "H-2's cancel went to H-1's subscriber");
+    cr_assert_eq(adt_ok(h, "e3", HIE__V1__ADT_EVENT__ADT_A11, "V200", a)->notified, 1u,
+        "H-1's own cancel still reaches it");
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 2u, "the admission and its own cancel");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(adt, admission_and_its_cancel_reach_exactly_the_subscriber, .timeout = 120)
 {
     itest_node_t n;
@@ -278,6 +306,12 @@ Test(adt, bad_input_names_the_field, .timeout = 120)
     const Hie__V1__ErrorCode bad = HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST;
     expect_error(adt(h, "b1", (Hie__V1__AdtEvent)99, "H-1", "V1", a), bad, "event");
     expect_error(adt(h, "b2", HIE__V1__ADT_EVENT__ADT_A01, "H-1", "", a), bad,
+        "encounter.visit_id");
+    /* A08 and A40 need no visit, but one given is checked (a megabyte of visit id was
+     * copied into every notice and kept in each subscription's log) */
+    static char long_visit[4096];
+    memset(long_visit, 'V', sizeof(long_visit) - 1);
+    expect_error(adt(h, "b2b", HIE__V1__ADT_EVENT__ADT_A08, "H-1", long_visit, a), bad,
         "encounter.visit_id");
     expect_error(adt(h, "b3", HIE__V1__ADT_EVENT__ADT_A01, "H-404", "V1", a),
         HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn");

@@ -8,7 +8,9 @@
  *            cursor restarts at its oldest unacknowledged message, so everything not yet
  *            acknowledged is sent again (flagged redelivery, same message id);
  *   KICK     a push for that recipient was committed;
- *   ACKED    the recipient's acknowledgement was committed (n messages left the queue).
+ *   ACKED    the recipient's acknowledgement was committed (n messages left the queue);
+ *   CLOSED   (from an edge thread) a receiving connection ended: its flights wait, attempts
+ *            kept, for the recipient's next RECEIVE, so nothing is dead-lettered meanwhile.
  * Output: node_req_t of type NODE_REQ_DELIVERY (a whole frame, no request) to the edge thread
  * that owns the connection; a connection that is gone drops it (the message stays queued).
  * The queue itself is the replicated state (queue_state.c): this thread only reads it, so a
@@ -543,6 +545,14 @@ on_message(struct node_delivery *d, const node_dmsg_t *m)
     case DMSG_ACKED:
         flights_prune(d, r);
         break;
+    case DMSG_CLOSED: /* nothing is sent (or counted as an attempt) until the next RECEIVE */
+        if (r->conn_id == m->conn_id && r->edge_index == m->edge_index) {
+            r->conn_id = 0;
+            for (uint32_t i = 0; i < r->nfl; i++) {
+                r->fl[i].due_ns = 0;
+            }
+        }
+        return;
     default:
         break; /* KICK: a new message; pump below */
     }
@@ -572,7 +582,7 @@ delivery_thread(void *arg)
             break; /* ETERM */
         }
         HIE_ASSERT(n == (int)sizeof(m)); /* our own threads send these */
-        HIE_ASSERT(m.type >= DMSG_RECEIVE && m.type <= DMSG_FORWARD);
+        HIE_ASSERT(m.type >= DMSG_RECEIVE && m.type <= DMSG_CLOSED);
         m.org[sizeof(m.org) - 1] = '\0';
         on_message(d, &m);
     }

@@ -73,6 +73,7 @@ struct conn {
     bool in_pending;             /* listed in edge->pending */
     bool in_flush;               /* listed in edge->flush: replies queued, not written yet */
     bool org_counted;            /* counted in ctx->org_conns (given back at close) */
+    bool receiving;              /* deliveries come here: the delivery thread hears its close */
     uint32_t events;             /* registered epoll events */
 };
 
@@ -88,6 +89,7 @@ struct node_edge {
     void *adopt;                 /* PULL, bound NODE_EP_EDGE_ADOPT_FMT: accepted fds handed in */
     void *hand[NODE_EDGES_MAX];  /* PUSH to every edge's adopt socket (own index unused) */
     void **to_worker;            /* PUSH per worker */
+    void *to_delivery;           /* PUSH to the delivery thread: receiving connections' ends */
     struct conn **slots;
     uint32_t slots_count;        /* connections_max: the limit itself is node-wide */
     uint64_t *pending;           /* ids of connections whose TLS layer holds unread bytes */
@@ -182,6 +184,9 @@ conn_close(node_edge_t *e, struct conn *c, const char *why)
     close(c->fd);
     if (c->org_counted) {
         hie_node__org_conns_give(e->ctx->org_conns, c->org_id);
+    }
+    if (c->receiving && e->to_delivery != NULL && !e->stop) {
+        hie_node__delivery_notify(e->to_delivery, DMSG_CLOSED, c->org_id, c->id, e->index, 0);
     }
     if (c->state == C_HANDSHAKE) {
         atomic_fetch_sub(&e->ctx->metrics.connections_handshaking, 1);
@@ -840,7 +845,9 @@ edge_reply(node_edge_t *e, node_req_t *req)
         }
         return;
     }
+    c->receiving = c->receiving || req->receiving;
     if (req->type == NODE_REQ_DELIVERY) { /* unsolicited: no request, no in-flight slot */
+        c->receiving = true;
         conn_queue(e, c, req->reply_buf, req->reply_len);
         req->reply_buf = NULL;
         req->reply_len = 0;
@@ -1318,6 +1325,15 @@ edge_sockets(node_edge_t *e)
             return -errno;
         }
     }
+    e->to_delivery = zmq_socket(ctx->zctx, ZMQ_PUSH);
+    if (e->to_delivery == NULL) {
+        return -errno;
+    }
+    zmq_setsockopt(e->to_delivery, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(e->to_delivery, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    if (zmq_connect(e->to_delivery, NODE_EP_DELIVERY) != 0) {
+        return -errno;
+    }
     rc = edge_zmq_add(e, e->replies, &tag_replies);
     rc = rc != 0 ? rc : edge_zmq_add(e, e->ctl, &tag_ctl);
     return rc != 0 ? rc : edge_zmq_add(e, e->adopt, &tag_adopt);
@@ -1359,6 +1375,10 @@ edge_close_sockets(node_edge_t *e)
             zmq_close(e->to_worker[i]);
             e->to_worker[i] = NULL;
         }
+    }
+    if (e->to_delivery != NULL) {
+        zmq_close(e->to_delivery);
+        e->to_delivery = NULL;
     }
 }
 

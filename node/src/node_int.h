@@ -440,6 +440,8 @@ typedef struct node_req {
     uint32_t cache_slot;                      /* worker: its reply cache slot + 1 (0: none yet) */
     bool receiver_moved;                      /* NODE_REQ_DELIVERY without a frame: the member
                                                  now receives on another connection */
+    bool receiving;                           /* the reply to a Receive: deliveries come on
+                                                 this connection (the edge says when it ends) */
 } node_req_t;
 
 void hie_node__req_destroy(node_req_t **req);
@@ -487,7 +489,14 @@ void hie_node__admin_join(node_admin_t **a);
 
 /* The delivery thread (delivery.c) and what workers tell it (node_dmsg_t over inproc PUSH to
  * NODE_EP_DELIVERY; each worker owns one PUSH socket). */
-enum node_dmsg_type { DMSG_RECEIVE = 1, DMSG_KICK = 2, DMSG_ACKED = 3, DMSG_FORWARD = 4 };
+/* DMSG_CLOSED: from an edge thread (its own PUSH), a receiving connection ended. */
+enum node_dmsg_type {
+    DMSG_RECEIVE = 1,
+    DMSG_KICK = 2,
+    DMSG_ACKED = 3,
+    DMSG_FORWARD = 4,
+    DMSG_CLOSED = 5
+};
 typedef struct node_dmsg {
     uint32_t type;
     uint32_t window;

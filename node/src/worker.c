@@ -379,6 +379,7 @@ receive_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *aren
     uint32_t window = req->env->receive->window;
     hie_node__delivery_notify(w->dpush, DMSG_RECEIVE, org->id, req->conn_id, req->edge_index,
         window != 0 ? window : HIE_DELIVERY_WINDOW_DEFAULT);
+    req->receiving = true;
     *reply = r;
     return 0;
 }
@@ -992,8 +993,11 @@ handle_envelope(struct worker *w, node_req_t *req)
     hie_org_t *org = NULL;
     bool cached = false, parked = false;
     Hie__V1__ErrorCode code = authorize_org(w, req, &org);
+    /* a Receive is never answered from the cache: repeated on a new connection (the client
+     * retries with the same id), it must move the deliveries there */
+    bool cacheable = req->env->body_case != HIE__V1__ENVELOPE__BODY_RECEIVE;
     if (code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
-        cached = cache_get(w, req);
+        cached = cacheable && cache_get(w, req);
         if (!cached && req->env->body_case == HIE__V1__ENVELOPE__BODY_PING) {
             code = handle_ping(w, req);
         } else if (!cached && req->env->body_case == HIE__V1__ENVELOPE__BODY_WHOAMI) {
@@ -1004,7 +1008,7 @@ handle_envelope(struct worker *w, node_req_t *req)
         if (parked) {
             return false;
         }
-        if (!cached && code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
+        if (!cached && cacheable && code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
             cache_put(w, req);
         }
     }

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define HOSP "general-hospital"
 #define CLINIC "riverside-clinic"
@@ -258,6 +259,44 @@ Test(push, bad_input_names_the_field_and_queues_nothing, .timeout = 120)
     expect_error(push(h, "b5", CLINIC, "H 1", "x", 1, NULL, a), bad, "document.patient.mrn");
     cr_assert_eq(itest_db_entries(&n, "q_msg"), 0u, "nothing queued");
     hie_client_destroy(&h);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+/* A recipient that goes offline with a message unacknowledged keeps it: nothing is sent, or
+ * counted as an attempt, until it asks again. Before, the delivery thread never heard of the
+ * close, kept "resending" to the gone connection, and dead-lettered the message after
+ * max_attempts (here 3 x 300 ms doubling: 2.1 s) while the clinic was offline. The same id
+ * for the second Receive (a client retrying it) must move the deliveries too: a Receive was
+ * answered from the reply cache and never reached the delivery thread. */
+Test(push, an_offline_recipient_keeps_its_messages_until_it_reconnects, .timeout = 120)
+{
+    itest_node_t n;
+    itest_opts_t o = {.ack_timeout_ms = 300, .max_attempts = 3};
+    setup_with(&n, &o);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_patient(h, a);
+    push_ok(h, "p1", "result", a);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(d);
+    cr_assert_eq(d->attempt, 1u);
+    hie_client_destroy(&c); /* offline, unacknowledged */
+    usleep(3500 * 1000);
+    cr_assert_eq(itest_db_entries(&n, "q_dead"), 0u, "dead-lettered while offline");
+    cr_assert_eq(itest_db_entries(&n, "q_msg"), 1u);
+    c = itest_client(&n, CLINIC);
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u, "the same Receive id, again");
+    d = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(d, "sent again on the new connection");
+    cr_assert_str_eq(d->message_id, HOSP ":p1");
+    cr_assert(d->redelivery);
+    cr_assert_eq(d->attempt, 2u, "no attempts counted while offline");
+    cr_assert_eq(ack(c, "a1", &d->seq, 1, &in, a), 1u);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
 }

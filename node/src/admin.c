@@ -127,6 +127,15 @@ admin_command(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *are
     }
     hie_log_info("admin", "command applied", " id=%s index=%lu outcome=%s", req->id,
         res->index, res->code ? hie_proto_error_code_name(res->code) : "OK");
+    if (res->code == 0 && cmd->body_case == HIE__V1__COMMAND__BODY_ORG_SUSPEND) {
+        /* its open sessions would go on receiving deliveries and forwarded queries: the
+         * registry check runs per request, and a receiving connection sends none */
+        rc = hie_node__edge_cut_org(a->ctx, cmd->org_suspend->org_id);
+        if (rc != 0) {
+            hie_log_error("admin", "suspended organization's sessions not all cut", " org=%s "
+                "rc=%s", cmd->org_suspend->org_id, hie_strerror_name(rc));
+        }
+    }
     admin_reply_result(a, res);
 }
 

@@ -846,6 +846,10 @@ edge_reply(node_edge_t *e, node_req_t *req)
         return;
     }
     c->receiving = c->receiving || req->receiving;
+    if (req->type == NODE_REQ_DELIVERY && c->close_after_flush) {
+        hie_node__req_destroy(&req); /* closing (suspended, refused, timed out): none goes out */
+        return;
+    }
     if (req->type == NODE_REQ_DELIVERY) { /* unsolicited: no request, no in-flight slot */
         c->receiving = true;
         conn_queue(e, c, req->reply_buf, req->reply_len);
@@ -968,6 +972,31 @@ edge_reverify_all(node_edge_t *e)
     }
 }
 
+/* The organization was suspended: its sessions end now (reference S3's revocation, for the
+ * registry). */
+static void
+edge_cut_org(node_edge_t *e, const char *org)
+{
+    for (uint32_t i = 0; i < e->slots_count; i++) {
+        struct conn *c = e->slots[i];
+        if (c == NULL || c->state == C_HANDSHAKE || strcmp(c->org_id, org) != 0) {
+            continue;
+        }
+        atomic_fetch_add(&e->ctx->metrics.sessions_cut, 1);
+        hie_log_warn("edge", "session cut: organization suspended", " conn=%lu org=%s", c->id,
+            c->org_id);
+        if (c->wq_bytes > 0) { /* deliveries still unread: not one more byte of them */
+            conn_close(e, c, "organization suspended");
+            continue;
+        }
+        conn_error(e, c, HIE__V1__ERROR_CODE__ERROR_UNAUTHENTICATED, "organization suspended",
+            NULL, NULL, true);
+        if (conn_write(e, c)) {
+            conn_update_events(e, c);
+        }
+    }
+}
+
 static void
 ctl_reply(node_edge_t *e, zmq_msg_t *identity, int rc)
 {
@@ -1000,11 +1029,16 @@ edge_ctl_one(node_edge_t *e)
     int more = 0;
     size_t more_len = sizeof(more);
     zmq_getsockopt(e->ctl, ZMQ_RCVMORE, &more, &more_len);
-    if (more) {
-        n = zmq_recv(e->ctl, &new_ctx, sizeof(new_ctx), 0);
-        HIE_ASSERT(n == (int)sizeof(new_ctx));
-    }
-    if (strcmp(verb, "reload") == 0) {
+    char extra[HIE_ORG_ID_BYTES_MAX + 1] = ""; /* "reload": the SSL_CTX pointer; "cut": org */
+    int extra_len = more ? zmq_recv(e->ctl, extra, sizeof(extra) - 1, 0) : 0;
+    HIE_ASSERT(extra_len >= 0 && extra_len < (int)sizeof(extra)); /* our own threads send it */
+    if (strcmp(verb, "cut") == 0) {
+        extra[extra_len] = '\0';
+        edge_cut_org(e, extra);
+        ctl_reply(e, &identity, 0);
+    } else if (strcmp(verb, "reload") == 0) {
+        HIE_ASSERT(extra_len == (int)sizeof(new_ctx));
+        memcpy(&new_ctx, extra, sizeof(new_ctx));
         HIE_ASSERT(new_ctx != NULL);
         SSL_CTX_free(e->ssl_ctx); /* live connections hold their own references */
         e->ssl_ctx = new_ctx;
@@ -1493,7 +1527,7 @@ hie_node__edge_join(node_edge_t **ep)
  * answer from, or NULL with *rc set. */
 static void *
 edge_ctl_send(node_ctx_t *ctx, unsigned index, const char *verb, SSL_CTX *new_ctx,
-    uint32_t timeout_ms, int *rc)
+    const char *org, uint32_t timeout_ms, int *rc)
 {
     char ep[64];
     snprintf(ep, sizeof(ep), NODE_EP_EDGE_CTL_FMT, index);
@@ -1506,7 +1540,10 @@ edge_ctl_send(node_ctx_t *ctx, unsigned index, const char *verb, SSL_CTX *new_ct
     zmq_setsockopt(req, ZMQ_LINGER, &linger, sizeof(linger));
     zmq_setsockopt(req, ZMQ_RCVTIMEO, &tmo, sizeof(tmo));
     *rc = zmq_connect(req, ep) == 0 ? 0 : -errno;
-    if (*rc == 0 && zmq_send(req, verb, strlen(verb), new_ctx ? ZMQ_SNDMORE : 0) < 0) {
+    if (*rc == 0 && zmq_send(req, verb, strlen(verb), new_ctx || org ? ZMQ_SNDMORE : 0) < 0) {
+        *rc = -errno;
+    }
+    if (*rc == 0 && org != NULL && zmq_send(req, org, strlen(org), 0) < 0) {
         *rc = -errno;
     }
     if (*rc == 0 && new_ctx != NULL) {
@@ -1523,8 +1560,9 @@ edge_ctl_send(node_ctx_t *ctx, unsigned index, const char *verb, SSL_CTX *new_ct
     return req;
 }
 
-int
-hie_node__edge_ctl(node_ctx_t *ctx, const char *verb, SSL_CTX *new_ctx, uint32_t timeout_ms)
+static int
+edge_ctl_all(node_ctx_t *ctx, const char *verb, SSL_CTX *new_ctx, const char *org,
+    uint32_t timeout_ms)
 {
     HIE_ASSERT(ctx != NULL && verb != NULL);
     HIE_ASSERT(ctx->cfg.edge_threads <= NODE_EDGES_MAX);
@@ -1532,7 +1570,7 @@ hie_node__edge_ctl(node_ctx_t *ctx, const char *verb, SSL_CTX *new_ctx, uint32_t
     int first = 0;
     for (unsigned i = 0; i < ctx->cfg.edge_threads; i++) {
         int rc = 0;
-        socks[i] = edge_ctl_send(ctx, i, verb, new_ctx, timeout_ms, &rc);
+        socks[i] = edge_ctl_send(ctx, i, verb, new_ctx, org, timeout_ms, &rc);
         first = first != 0 ? first : rc;
     }
     for (unsigned i = 0; i < ctx->cfg.edge_threads; i++) {
@@ -1546,6 +1584,19 @@ hie_node__edge_ctl(node_ctx_t *ctx, const char *verb, SSL_CTX *new_ctx, uint32_t
         zmq_close(socks[i]);
     }
     return first;
+}
+
+int
+hie_node__edge_ctl(node_ctx_t *ctx, const char *verb, SSL_CTX *new_ctx, uint32_t timeout_ms)
+{
+    return edge_ctl_all(ctx, verb, new_ctx, NULL, timeout_ms);
+}
+
+int
+hie_node__edge_cut_org(node_ctx_t *ctx, const char *org_id)
+{
+    HIE_ASSERT(org_id != NULL && strlen(org_id) <= HIE_ORG_ID_BYTES_MAX);
+    return edge_ctl_all(ctx, "cut", NULL, org_id, 5000);
 }
 
 int

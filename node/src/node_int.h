@@ -530,6 +530,10 @@ void hie_node__http_stop(node_http_t **h);
  * or the first failure. */
 HIE_MUST_CHECK int hie_node__edge_ctl(node_ctx_t *ctx, const char *verb, SSL_CTX *new_ctx,
     uint32_t timeout_ms);
+/* Closes every open session of org on every edge thread (it was suspended: its open
+ * connections would otherwise go on receiving deliveries and forwarded queries). Returns 0
+ * or the first failure. */
+HIE_MUST_CHECK int hie_node__edge_cut_org(node_ctx_t *ctx, const char *org_id);
 /* Builds a new SSL_CTX from ctx->cfg and hands it to the edge. Returns 0 or an error. */
 HIE_MUST_CHECK int hie_node__tls_reload(node_ctx_t *ctx, char *err, size_t err_bytes);
 

@@ -328,6 +328,14 @@ query_scan(struct query *x)
 }
 
 /* The responders to forward to: registered, with a record of the patient, not the requester. */
+static bool
+org_active(struct query *x, const char *org_id)
+{
+    hie_org_t *org = NULL;
+    return hie_node__state_org_get_in(x->ctx->state, x->txn, org_id, x->arena, &org) == 0 &&
+           org->status == HIE__V1__ORG_STATUS__ORG_ACTIVE;
+}
+
 static int
 query_responders(struct query *x, node_query_fwd_t *fwd)
 {
@@ -342,8 +350,9 @@ query_responders(struct query *x, node_query_fwd_t *fwd)
             k++;
         }
         if (k == fwd->n && (strcmp(org, x->who->org_id) == 0 || k == NODE_QUERY_RESPONDERS_MAX
-            || !hie_node__repo_is_responder(hie_node__state_repo(x->ctx->state), x->txn, org))) {
-            continue;
+            || !hie_node__repo_is_responder(hie_node__state_repo(x->ctx->state), x->txn, org)
+            || !org_active(x, org))) {
+            continue; /* a suspended responder is not told who asks about whom */
         }
         if (k == fwd->n) {
             fwd->orgs[fwd->n] = org;

@@ -301,6 +301,43 @@ Test(push, an_offline_recipient_keeps_its_messages_until_it_reconnects, .timeout
     itest_node_cleanup(&n);
 }
 
+/* Suspending a recipient ends its receiving connection: the registry check runs per request,
+ * and a connection that only receives sends none, so it went on getting deliveries (here the
+ * unacknowledged message again after 300 ms) until its messages ran out. */
+Test(push, suspension_stops_deliveries_on_an_open_connection, .timeout = 120)
+{
+    itest_node_t n;
+    itest_opts_t o = {.ack_timeout_ms = 300, .max_attempts = 8};
+    setup_with(&n, &o);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_patient(h, a);
+    push_ok(h, "p1", "result", a);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    cr_assert_not_null(next_delivery(c, &in, 5000, a));
+    char out[1024];
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "org suspend " CLINIC), 0, "%s", out);
+    cr_assert(itest_log_wait(&n, "session cut: organization suspended", 3000));
+    bool told = false;
+    for (int i = 0; i < 16; i++) { /* until the connection ends, or 1.5 s of nothing */
+        hie_envelope_t *env = NULL;
+        int rc = hie_client_recv(c, 1500, a, &env);
+        if (rc != 0) {
+            break;
+        }
+        cr_assert_neq(env->body_case, HIE__V1__ENVELOPE__BODY_DELIVERY,
+            "a delivery after the suspension");
+        told = told || (env->body_case == HIE__V1__ENVELOPE__BODY_ERROR &&
+                        env->error->code == HIE__V1__ERROR_CODE__ERROR_UNAUTHENTICATED);
+    }
+    cr_assert(told, "the member is told why");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
 {
     itest_node_t n;

@@ -336,6 +336,33 @@ Test(query, a_responder_answers_and_both_sources_are_listed, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* A suspended responder is not asked (it was told who asks about whom, and the query waited
+ * out its deadline): the reply comes at once with the repository alone. */
+Test(query, a_suspended_responder_is_not_asked, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    setup3(&n, &h, &c, &s, a);
+    struct inbox in;
+    responder_on(s, &in, a);
+    char out[1024];
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "org suspend " HOSP2), 0, "%s", out);
+    uint64_t t0 = hie_time_mono_ns();
+    query_send(c, "q1");
+    hie_envelope_t *r = NULL;
+    cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0);
+    uint64_t ms = (hie_time_mono_ns() - t0) / 1000000u;
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    cr_assert_eq(r->record_query_reply->n_sources, 1u, "the repository alone");
+    cr_assert(ms < 650, "waited for the suspended responder: %lu ms", ms);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_client_destroy(&s);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(query, a_silent_responder_is_marked_timeout_at_the_deadline, .timeout = 120)
 {
     itest_node_t n;

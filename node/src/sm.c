@@ -811,6 +811,20 @@ dedup_lookup(struct apply_ctx *a, hie_cluster_result_t *out)
     return 0;
 }
 
+/* Was the stored result (out) of another kind of command than a's? Results stored before
+ * the kind was kept (0) are taken as the same kind, as they were. */
+static bool
+dedup_other_kind(struct apply_ctx *a, const hie_cluster_result_t *out)
+{
+    ProtobufCMessage *m = NULL;
+    if (hie_proto_unpack(&hie__v1__command_result__descriptor, hie_span(out->buf, out->len),
+            a->arena, &m) != 0) {
+        return false; /* answered as before; the bytes were stored by this state machine */
+    }
+    uint32_t kind = ((hie_command_result_t *)m)->command;
+    return kind != 0 && kind != (uint32_t)a->cmd->body_case;
+}
+
 static int
 apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
     hie_cluster_result_t *out)
@@ -846,8 +860,17 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
                               res.code == HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE) &&
                              cmd->time_ms >= RETRYABLE_NOT_KEPT_SINCE_MS;
             if (rc == 0 && !audit && !retryable) {
+                res.command = (uint32_t)cmd->body_case;
                 rc = dedup_store(&a);
             }
+        } else if (rc == 0 && dedup_other_kind(&a, out)) {
+            /* the id of another kind of request (a push under a consent submit's id): its
+             * result is not this one's, and nothing is applied (or remembered) */
+            hie_mem_free(out->buf, out->len);
+            out->buf = NULL;
+            out->len = 0;
+            reject(&a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "id", "this request id was "
+                "used for another kind of request; send this one with a new id");
         } else if (rc == 0) {
             goto out; /* a repeat: the original result, nothing applied */
         }

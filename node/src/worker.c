@@ -55,6 +55,7 @@ struct audit_stage {
 struct cache_entry {
     char org_id[HIE_ORG_ID_BYTES_MAX + 1];
     char id[HIE_PROTO_ID_BYTES_MAX + 1];
+    int body_case;  /* the request's kind: another kind under the same id is not a repeat */
     uint8_t *frame;
     size_t len;
 };
@@ -139,7 +140,7 @@ cache_get(struct worker *w, node_req_t *req)
 {
     struct cache_entry *e = cache_slot(w, req);
     if (e->frame == NULL || strcmp(e->org_id, req->org_id) != 0 ||
-        strcmp(e->id, req->env->id) != 0) {
+        strcmp(e->id, req->env->id) != 0 || e->body_case != (int)req->env->body_case) {
         return false;
     }
     req->reply_buf = hie_mem_alloc(e->len);
@@ -166,6 +167,7 @@ cache_put(struct worker *w, node_req_t *req)
     hie_mem_free(e->frame, e->len);
     cache_id_copy(e->org_id, sizeof(e->org_id), req->org_id);
     cache_id_copy(e->id, sizeof(e->id), req->env->id);
+    e->body_case = (int)req->env->body_case;
     e->frame = copy;
     e->len = req->reply_len;
 }
@@ -1067,11 +1069,18 @@ parked_finish(struct worker *w, struct parked *p, const struct log_answer *a)
     p->req = NULL;
     if (p->ack) {
         code = ok ? ack_reply(w, req, p->kick_org, a->acknowledged)
+             : a->code == HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST && a->message != NULL
+                  ? reply_error(w, req, a->code, a->message)
                   : reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE,
                         "the acknowledgement was not committed; send it again");
         if (code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
             cache_put(w, req);
         }
+    } else if (!ok && a->code == HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST) {
+        /* refused by apply (the id of another kind of request): nothing stored or disclosed */
+        reply_drop(req);
+        code = reply_error(w, req, a->code, a->message != NULL && a->message[0] != '\0'
+            ? a->message : "bad request");
     } else if (!ok && a->code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED) {
         /* refused by apply for now (the recipient's queue is full): nothing was stored or
          * disclosed; the member hears why, and may retry with the same id */

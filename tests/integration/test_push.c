@@ -338,6 +338,30 @@ Test(push, suspension_stops_deliveries_on_an_open_connection, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* A push under the id of an earlier request of another kind (here the same member's consent
+ * submit) is refused, not answered with that request's stored result: it used to be told OK
+ * with a message id while nothing was queued or audited. */
+Test(push, a_push_under_another_requests_id_is_refused, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP);
+    feed_patient(h, a);
+    struct dir x;
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    consent_submit_ok(h, "same-id", &x, a);
+    hie_envelope_t *r = push(h, "same-id", CLINIC, "H-1", "result", 6, NULL, a);
+    expect_error(r, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, NULL);
+    cr_assert(strstr(r->error->message, "new id") != NULL, "%s", r->error->message);
+    cr_assert_eq(itest_db_entries(&n, "q_msg"), 0u, "nothing queued");
+    push_ok(h, "new-id", "result", a);
+    cr_assert_eq(itest_db_entries(&n, "q_msg"), 1u);
+    hie_client_destroy(&h);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
 {
     itest_node_t n;

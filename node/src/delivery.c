@@ -327,8 +327,11 @@ static void
 dead_letter(struct node_delivery *d, struct receiver *r, uint64_t seq, uint32_t attempts,
     const char *reason)
 {
+    /* the recipient in the id: seqs are per recipient, so "dead.5.3" of one recipient was
+     * taken for a repeat of another's and not applied */
     char id[HIE_PROTO_ID_BYTES_MAX + 1];
-    snprintf(id, sizeof(id), "dead.%" PRIu64 ".%u", seq, attempts);
+    snprintf(id, sizeof(id), "dead.%016" PRIx64 ".%" PRIu64 ".%u", hie_hash_pair(r->org, "dead"),
+        seq, attempts);
     Hie__V1__DeadLetterCommand dc = HIE__V1__DEAD_LETTER_COMMAND__INIT;
     dc.recipient_org = r->org;
     dc.seq = seq;
@@ -345,6 +348,13 @@ dead_letter(struct node_delivery *d, struct receiver *r, uint64_t seq, uint32_t 
     hie_command_result_t *res = NULL;
     int rc = hie_arena_create(&arena, 64u * 1024u);
     rc = rc ? rc : hie_node__submit_wait(&d->sub, &cmd, DEAD_COMMAND_TIMEOUT_MS, arena, &res);
+    if (rc == 0 && res->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
+        hie_log_warn("delivery", "dead letter refused", " org=%s seq=%" PRIu64 " code=%s "
+            "message=\"%s\"", r->org, seq, hie_proto_error_code_name(res->code),
+            res->message != NULL ? res->message : "");
+        hie_arena_destroy(&arena);
+        return;
+    }
     hie_arena_destroy(&arena);
     if (rc == 0) {
         d->dead++;

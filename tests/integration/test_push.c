@@ -362,6 +362,34 @@ Test(push, a_push_under_another_requests_id_is_refused, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* Two recipients' first messages (each seq 1) reach their dead letters after the same number
+ * of attempts: the dead-letter commands' ids were "dead.1.3" for both, so the second was taken
+ * for a repeat, not applied, and its message stayed queued and unsent. */
+Test(push, dead_letters_of_two_recipients_are_both_kept, .timeout = 120)
+{
+    itest_node_t n;
+    itest_opts_t o = {.ack_timeout_ms = 300, .max_attempts = 3};
+    setup_with(&n, &o);
+    itest_register(&n, "suspended-clinic", "clinic"); /* a second clinic (a test certificate) */
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    hie_client_t *c2 = itest_client(&n, "suspended-clinic");
+    feed_patient(h, a);
+    push_ok(h, "p1", "result", a);
+    hie_envelope_t *r = push(h, "p2", "suspended-clinic", "H-1", "result", 6, NULL, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PUSH_REPLY);
+    struct inbox in, in2;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    cr_assert_eq(receive_start(c2, "r1", &in2, a), 1u);
+    cr_assert_eq(itest_db_entries_wait(&n, "q_dead", 2u, 8000), 2u, "both dead-lettered");
+    cr_assert_eq(itest_db_entries(&n, "q_msg"), 0u);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_client_destroy(&c2);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
 {
     itest_node_t n;

@@ -221,6 +221,7 @@ struct pump {
     struct receiver *r;
     hie_arena_t *arena;
     int rc;
+    uint64_t undeliverable; /* a message no delivery frame can carry: dead-lettered after */
 };
 
 /* Sends seq (stored: its queue entry) to r's connection; records the flight. */
@@ -265,6 +266,14 @@ pump_one(void *ctx, uint64_t seq, hie_span_t stored)
     }
     p->rc = send_one(p->d, r, seq, stored, p->arena);
     hie_arena_reset(p->arena); /* the frame went out in its own buffer: the next one's room */
+    if (p->rc == HIE_ELIMIT || p->rc == HIE_ECORRUPT) {
+        /* over the frame limit, or not to be opened: it never will be, and would stop every
+         * message behind it */
+        p->undeliverable = seq;
+        p->rc = 0;
+        r->next_seq = seq + 1;
+        return 1;
+    }
     r->next_seq = seq + 1;
     return p->rc != 0;
 }
@@ -292,15 +301,28 @@ queue_visit(struct node_delivery *d, struct receiver *r, uint64_t seq, size_t ma
     return rc;
 }
 
-/* Sends what the window allows, oldest first (flights from an earlier connection again). */
+static void dead_letter(struct node_delivery *d, struct receiver *r, uint64_t seq,
+    uint32_t attempts, const char *reason);
+
+/* Sends what the window allows, oldest first (flights from an earlier connection again). A
+ * message that cannot be sent at all goes to the dead letters, and the pump goes on. */
 static void
 pump(struct node_delivery *d, struct receiver *r)
 {
     if (r->conn_id == 0 || inflight(r) >= r->window) {
         return;
     }
-    struct pump p = {d, r, NULL, 0};
-    (void)queue_visit(d, r, r->next_seq, r->window - inflight(r), pump_one, &p);
+    for (unsigned i = 0; i < HIE_DELIVERY_WINDOW_MAX && r->conn_id != 0; i++) {
+        struct pump p = {d, r, NULL, 0, 0};
+        (void)queue_visit(d, r, r->next_seq, r->window - inflight(r), pump_one, &p);
+        if (p.undeliverable == 0) {
+            return;
+        }
+        dead_letter(d, r, p.undeliverable, 0, "undeliverable");
+        if (inflight(r) >= r->window) {
+            return;
+        }
+    }
 }
 
 /* Drops the flights whose message left the queue (acknowledged or dead-lettered). */
@@ -407,7 +429,7 @@ tick_receiver(struct node_delivery *d, struct receiver *r, uint64_t now)
             j++;
             continue;
         }
-        struct resend rs = {{d, r, NULL, 0}, f->seq, false, false};
+        struct resend rs = {{d, r, NULL, 0, 0}, f->seq, false, false};
         uint64_t seq = f->seq;
         uint32_t attempts = f->attempts;
         (void)queue_visit(d, r, seq, 1, resend_one, &rs.p);

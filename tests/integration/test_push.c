@@ -390,6 +390,52 @@ Test(push, dead_letters_of_two_recipients_are_both_kept, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* A message no delivery frame can carry (its push frame just under limits.frame_bytes_max;
+ * the delivery adds the message id, sender, EUID and marks) goes to the dead letters, and
+ * the messages behind it are delivered. It used to stop the recipient's queue for good. */
+Test(push, an_undeliverable_message_does_not_stop_the_queue, .timeout = 120)
+{
+    itest_node_t n;
+    itest_opts_t o = {.frame_bytes_max = 16384};
+    setup_with(&n, &o);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP);
+    feed_patient(h, a);
+    hie_client_destroy(&h);
+    static char big[16384];
+    memset(big, 'x', sizeof(big));
+    size_t lo = 1000, hi = sizeof(big); /* the largest push the node takes: lo */
+    for (int i = 0; hi - lo > 1 && i < 20; i++) {
+        size_t mid = (lo + hi) / 2;
+        char id[32];
+        snprintf(id, sizeof(id), "s%d", i);
+        h = itest_client(&n, HOSP); /* an oversize frame closes the connection */
+        hie_envelope_t *r = push(h, id, CLINIC, "H-1", big, mid, NULL, a);
+        *(r->body_case == HIE__V1__ENVELOPE__BODY_PUSH_REPLY ? &lo : &hi) = mid;
+        hie_client_destroy(&h);
+    }
+    cr_log_info("largest push accepted: %zu content bytes", lo);
+    h = itest_client(&n, HOSP);
+    push_ok(h, "after", "a small one behind it", a);
+    hie_client_t *c = itest_client(&n, CLINIC);
+    struct inbox in;
+    uint64_t queued = receive_start(c, "r1", &in, a);
+    cr_assert_geq(queued, 2u);
+    Hie__V1__Delivery *d = NULL;
+    for (uint64_t i = 0; i < queued && (d == NULL || strcmp(d->message_id, HOSP ":after")); i++) {
+        d = next_delivery(c, &in, 5000, a);
+        cr_assert_not_null(d, "the queue stopped behind the undeliverable message");
+        cr_assert_eq(ack(c, d->message_id, &d->seq, 1, &in, a), 1u);
+    }
+    cr_assert_str_eq(d->message_id, HOSP ":after");
+    cr_assert(itest_log_contains(&n, "reason=undeliverable"));
+    cr_assert_geq(itest_db_entries(&n, "q_dead"), 1u);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
 {
     itest_node_t n;

@@ -60,6 +60,46 @@ mdb_rc(int rc)
     return rc == 0 ? 0 : HIE_ESTORAGE;
 }
 
+int
+hie_cluster_lmdb_usage(void *envp, uint64_t *used, uint64_t *map)
+{
+    MDB_env *env = envp;
+    MDB_envinfo info;
+    MDB_stat st;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    *used = *map = 0;
+    if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0) {
+        return HIE_ESTORAGE;
+    }
+    uint64_t pages = (uint64_t)info.me_last_pgno + 1, free_pages = 0;
+    *map = info.me_mapsize;
+    /* the free list (dbi 0): key a txn id, value an ID list whose first word is its length */
+    if (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0 && mdb_cursor_open(txn, 0, &cur) == 0) {
+        MDB_val k, v;
+        for (unsigned i = 0; i < 100000u && mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0; i++) {
+            if (v.mv_size >= sizeof(size_t)) {
+                size_t n;
+                memcpy(&n, v.mv_data, sizeof(n));
+                free_pages += n;
+            }
+        }
+        mdb_cursor_close(cur);
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    *used = (pages > free_pages ? pages - free_pages : 0) * st.ms_psize;
+    return 0;
+}
+
+int
+hie_cluster_log_usage(const hie_cluster_log_t *log, uint64_t *used, uint64_t *map)
+{
+    HIE_ASSERT(log != NULL);
+    return hie_cluster_lmdb_usage(log->env, used, map);
+}
+
 static int
 log_env_open(hie_cluster_log_t *log, const char *dir, uint64_t map_bytes)
 {
@@ -327,7 +367,12 @@ batch_append(hie_cluster_log_t *log, size_t n, uint64_t first)
         hie_store_be64(key, first + i);
         MDB_val k = {8, key};
         MDB_val v = {zmq_msg_size(&log->batch[i].cmd), zmq_msg_data(&log->batch[i].cmd)};
-        rc = mdb_rc(mdb_put(txn, log->dbi, &k, &v, MDB_APPEND));
+        int mrc = mdb_put(txn, log->dbi, &k, &v, MDB_APPEND);
+        if (mrc == MDB_MAP_FULL) {
+            hie_log_error("log", "command log full", " hint=\"%s\"",
+                "raise storage.map_bytes and restart");
+        }
+        rc = mdb_rc(mrc);
     }
     if (rc == 0) {
         rc = mdb_rc(mdb_txn_commit(txn)); /* synced: the group commit */

@@ -182,6 +182,8 @@ node_open_storage(node_ctx_t *ctx)
             hie_strerror_name(rc));
         return rc;
     }
+    ctx->metrics.state_env = hie_node__state_env(ctx->state);
+    ctx->metrics.log = ctx->log;
     uint64_t applied = 0;
     rc = hie_node__state_applied_index(ctx->state, &applied);
     atomic_store(&ctx->metrics.applied_index, applied);

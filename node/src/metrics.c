@@ -197,6 +197,21 @@ render_state(struct out *o, const node_metrics_t *m, const char *node)
         LOAD(m->tls_reloads_ok), node, LOAD(m->tls_reloads_failed));
     out_printf(o, "# HELP hie_up 1 when the node is serving.\n# TYPE hie_up gauge\n"
         "hie_up{node=\"%s\"} %lu\n", node, LOAD(m->ready));
+    uint64_t used[2] = {0, 0}, map[2] = {0, 0};
+    if (m->state_env != NULL && m->log != NULL &&
+        hie_cluster_lmdb_usage(m->state_env, &used[0], &map[0]) == 0 &&
+        hie_cluster_log_usage(m->log, &used[1], &map[1]) == 0) {
+        out_printf(o, "# HELP hie_storage_used_bytes Bytes of the LMDB map in use (less free "
+            "pages); new work is refused past %u%% of hie_storage_map_bytes.\n"
+            "# TYPE hie_storage_used_bytes gauge\n"
+            "hie_storage_used_bytes{node=\"%s\",db=\"state\"} %lu\n"
+            "hie_storage_used_bytes{node=\"%s\",db=\"log\"} %lu\n"
+            "# HELP hie_storage_map_bytes The LMDB map size (storage.map_bytes).\n"
+            "# TYPE hie_storage_map_bytes gauge\n"
+            "hie_storage_map_bytes{node=\"%s\",db=\"state\"} %lu\n"
+            "hie_storage_map_bytes{node=\"%s\",db=\"log\"} %lu\n", HIE_STORAGE_REFUSE_PCT,
+            node, used[0], node, used[1], node, map[0], node, map[1]);
+    }
     out_printf(o, "# HELP hie_memory_live_bytes Bytes the node holds in its own allocations "
         "(buffers, queues, arenas; not LMDB's map or ZeroMQ's).\n"
         "# TYPE hie_memory_live_bytes gauge\nhie_memory_live_bytes{node=\"%s\"} %lld\n", node,

@@ -130,6 +130,8 @@ typedef struct node_metrics {
     _Atomic uint64_t ready;
     uint64_t start_ns;
     struct hie_mpi_store_stats *mpi; /* the MPI's counters (set once at startup), or NULL */
+    void *state_env;                 /* the state's MDB_env and the command log, for the */
+    const struct hie_cluster_log *log; /* storage gauges (set once at startup), or NULL */
 } node_metrics_t;
 
 extern const char *const hie_node__hs_reason_names[HS_REASON_COUNT];

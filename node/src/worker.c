@@ -91,6 +91,8 @@ struct worker {
     struct audit_stage stage;  /* audit records of the current wakeup */
     node_rand_t rand;          /* salts and nonces of its audit records */
     int bind_rc;
+    uint64_t storage_checked_ns, storage_warned_ns;
+    bool storage_low;          /* a map past HIE_STORAGE_REFUSE_PCT at the last check */
 };
 
 struct node_workers {
@@ -919,6 +921,45 @@ reply_drop(node_req_t *req)
 }
 
 /* Runs the exchange and packs its reply; *parked when the reply waits for its audit record. */
+/* Exchanges that add nothing to storage, or free some: served however full it is. */
+static bool
+storage_neutral(Hie__V1__Envelope__BodyCase body)
+{
+    return body == HIE__V1__ENVELOPE__BODY_DELIVERY_ACK ||
+           body == HIE__V1__ENVELOPE__BODY_UNSUBSCRIBE ||
+           body == HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE ||
+           body == HIE__V1__ENVELOPE__BODY_RECEIVE ||
+           body == HIE__V1__ENVELOPE__BODY_CONSENT_LIST ||
+           body == HIE__V1__ENVELOPE__BODY_REVIEW_LIST;
+}
+
+/* Is the state's or the log's map past HIE_STORAGE_REFUSE_PCT? Looked at every 250 ms. */
+static bool
+storage_low(struct worker *w)
+{
+    uint64_t now = hie_time_mono_ns();
+    if (w->storage_checked_ns != 0 && now - w->storage_checked_ns < 250000000ull) {
+        return w->storage_low;
+    }
+    w->storage_checked_ns = now;
+    uint64_t used[2] = {0, 0}, map[2] = {0, 0};
+    bool low = false;
+    if (hie_cluster_lmdb_usage(hie_node__state_env(w->ctx->state), &used[0], &map[0]) == 0) {
+        low = used[0] * 100u > map[0] * HIE_STORAGE_REFUSE_PCT;
+    }
+    if (w->ctx->log != NULL && hie_cluster_log_usage(w->ctx->log, &used[1], &map[1]) == 0) {
+        low = low || used[1] * 100u > map[1] * HIE_STORAGE_REFUSE_PCT;
+    }
+    if (low && (!w->storage_low || now - w->storage_warned_ns > 60000000000ull)) {
+        w->storage_warned_ns = now;
+        hie_log_error("worker", "storage nearly full: refusing new work", " state_used=%lu "
+            "log_used=%lu map_bytes=%lu hint=\"raise storage.map_bytes and restart\"",
+            used[0], used[1], map[0]);
+    }
+    w->storage_low = low;
+    return low;
+}
+
 static Hie__V1__ErrorCode
 handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org, bool *parked)
 {
@@ -930,6 +971,10 @@ handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org, bool *parked)
     if (!org_has_role(org, roles)) {
         return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_FORBIDDEN,
             "the organization's roles do not allow this exchange");
+    }
+    if (!storage_neutral(req->env->body_case) && storage_low(w)) {
+        return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "the node's storage "
+            "is nearly full; nothing was stored (the operator must raise storage.map_bytes)");
     }
     hie_arena_t *arena = NULL;
     if (hie_arena_create(&arena, MPI_ARENA_BYTES) != 0) {

@@ -108,6 +108,9 @@ itest_node_write_config(itest_node_t *n)
     if (o->responder_timeout_ms) {
         fprintf(f, "query: {responder_timeout_ms: %u}\n", o->responder_timeout_ms);
     }
+    if (o->map_bytes) {
+        fprintf(f, "storage: {map_bytes: %llu}\n", (unsigned long long)o->map_bytes);
+    }
     if (o->ack_timeout_ms || o->max_attempts || o->heartbeat_ms || o->retain_events) {
         fprintf(f, "delivery: {ack_timeout_ms: %u, max_attempts: %u, heartbeat_ms: %u, "
             "retain_events: %u}\n", o->ack_timeout_ms ? o->ack_timeout_ms : 30000u,

@@ -436,6 +436,47 @@ Test(push, an_undeliverable_message_does_not_stop_the_queue, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* A node whose storage fills refuses new work (OVERLOADED, naming storage.map_bytes) and
+ * keeps serving; it used to reach MDB_MAP_FULL in apply or in the log and stop, at every
+ * restart too. An 8 MiB map here, 200 KiB documents to the repository. */
+Test(push, a_full_storage_refuses_pushes_and_the_node_keeps_serving, .timeout = 120)
+{
+    itest_node_t n;
+    itest_opts_t o = {.map_bytes = 8u << 20};
+    setup_with(&n, &o);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP);
+    feed_patient(h, a);
+    static char doc[200 * 1024];
+    memset(doc, 'd', sizeof(doc));
+    hie_envelope_t *r = NULL;
+    int i = 0;
+    for (; i < 200; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "p%d", i);
+        r = push(h, id, "", "H-1", doc, sizeof(doc), NULL, a);
+        if (r->body_case != HIE__V1__ENVELOPE__BODY_PUSH_REPLY) {
+            break;
+        }
+        if (i % 4 == 3) {
+            usleep(300 * 1000); /* the workers look at the storage every 250 ms */
+        }
+    }
+    cr_assert_lt(i, 200, "never refused");
+    expect_error(r, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL);
+    cr_assert(strstr(r->error->message, "storage.map_bytes") != NULL, "%s", r->error->message);
+    cr_log_info("refused after %d pushes of 200 KiB", i);
+    cr_assert(itest_node_alive(&n), "the node stopped");
+    cr_assert_eq(itest_ping(h, NULL), 0, "still serving");
+    char out[1 << 16];
+    cr_assert_eq(itest_http_get(&n, "/metrics", out, sizeof(out)), 200);
+    cr_assert(strstr(out, "hie_storage_used_bytes{node=\"node-1\",db=\"log\"}") != NULL);
+    cr_assert(itest_log_contains(&n, "storage nearly full"));
+    hie_client_destroy(&h);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
 {
     itest_node_t n;

@@ -79,6 +79,9 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 /* LMDB map sizes (config: storage.map_bytes). */
 #define HIE_LMDB_MAP_BYTES_DEFAULT (4ull * 1024ull * 1024ull * 1024ull)
 #define HIE_LMDB_MAP_BYTES_MAX (1024ull * 1024ull * 1024ull * 1024ull)
+/* Past this share of either map (state, command log) a node refuses new work that would grow
+ * it (OVERLOADED) instead of reaching MDB_MAP_FULL, which stops it at every replay. */
+#define HIE_STORAGE_REFUSE_PCT 90u
 
 /* The ipc:// admin channel: largest request and queued messages. */
 #define HIE_ADMIN_MSG_BYTES_MAX (8u * 1024u * 1024u)

@@ -61,7 +61,7 @@ mdb_rc(int rc)
 }
 
 int
-hie_cluster_lmdb_usage(void *envp, uint64_t *used, uint64_t *map)
+hie_cluster_lmdb_usage(void *envp, bool free_list, uint64_t *used, uint64_t *map)
 {
     MDB_env *env = envp;
     MDB_envinfo info;
@@ -75,7 +75,8 @@ hie_cluster_lmdb_usage(void *envp, uint64_t *used, uint64_t *map)
     uint64_t pages = (uint64_t)info.me_last_pgno + 1, free_pages = 0;
     *map = info.me_mapsize;
     /* the free list (dbi 0): key a txn id, value an ID list whose first word is its length */
-    if (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0 && mdb_cursor_open(txn, 0, &cur) == 0) {
+    if (free_list && mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0 &&
+        mdb_cursor_open(txn, 0, &cur) == 0) {
         MDB_val k, v;
         for (unsigned i = 0; i < 100000u && mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0; i++) {
             if (v.mv_size >= sizeof(size_t)) {
@@ -94,10 +95,11 @@ hie_cluster_lmdb_usage(void *envp, uint64_t *used, uint64_t *map)
 }
 
 int
-hie_cluster_log_usage(const hie_cluster_log_t *log, uint64_t *used, uint64_t *map)
+hie_cluster_log_usage(const hie_cluster_log_t *log, bool free_list, uint64_t *used,
+    uint64_t *map)
 {
     HIE_ASSERT(log != NULL);
-    return hie_cluster_lmdb_usage(log->env, used, map);
+    return hie_cluster_lmdb_usage(log->env, free_list, used, map);
 }
 
 static int

@@ -199,8 +199,8 @@ render_state(struct out *o, const node_metrics_t *m, const char *node)
         "hie_up{node=\"%s\"} %lu\n", node, LOAD(m->ready));
     uint64_t used[2] = {0, 0}, map[2] = {0, 0};
     if (m->state_env != NULL && m->log != NULL &&
-        hie_cluster_lmdb_usage(m->state_env, &used[0], &map[0]) == 0 &&
-        hie_cluster_log_usage(m->log, &used[1], &map[1]) == 0) {
+        hie_cluster_lmdb_usage(m->state_env, true, &used[0], &map[0]) == 0 &&
+        hie_cluster_log_usage(m->log, true, &used[1], &map[1]) == 0) {
         out_printf(o, "# HELP hie_storage_used_bytes Bytes of the LMDB map in use (less free "
             "pages); new work is refused past %u%% of hie_storage_map_bytes.\n"
             "# TYPE hie_storage_used_bytes gauge\n"

@@ -1059,7 +1059,8 @@ fsm_fatal(void *ctx, int rc, const char *what)
 {
     node_state_t *st = ctx;
     uint64_t used = 0, map = 0;
-    bool full = hie_cluster_lmdb_usage(st->env, &used, &map) == 0 && used * 100u > map * 95u;
+    bool full = hie_cluster_lmdb_usage(st->env, true, &used, &map) == 0 &&
+                used * 100u > map * 95u;
     hie_log_error("sm", "stopping node: state would diverge", " what=\"%s\" rc=%s node=%s%s",
         what, hie_strerror_name(rc), st->node_id, full ? " hint=\"the state's LMDB map is "
         "full: raise storage.map_bytes and restart\"" : "");

@@ -944,11 +944,17 @@ storage_low(struct worker *w)
     w->storage_checked_ns = now;
     uint64_t used[2] = {0, 0}, map[2] = {0, 0};
     bool low = false;
-    if (hie_cluster_lmdb_usage(hie_node__state_env(w->ctx->state), &used[0], &map[0]) == 0) {
-        low = used[0] * 100u > map[0] * HIE_STORAGE_REFUSE_PCT;
-    }
-    if (w->ctx->log != NULL && hie_cluster_log_usage(w->ctx->log, &used[1], &map[1]) == 0) {
-        low = low || used[1] * 100u > map[1] * HIE_STORAGE_REFUSE_PCT;
+    /* the high-water mark first; the free list (a walk) only when that is past the line */
+    for (int exact = 0; exact < 2 && (exact == 0 || low); exact++) {
+        low = false;
+        if (hie_cluster_lmdb_usage(hie_node__state_env(w->ctx->state), exact, &used[0],
+                &map[0]) == 0) {
+            low = used[0] * 100u > map[0] * HIE_STORAGE_REFUSE_PCT;
+        }
+        if (w->ctx->log != NULL && hie_cluster_log_usage(w->ctx->log, exact, &used[1],
+                &map[1]) == 0) {
+            low = low || used[1] * 100u > map[1] * HIE_STORAGE_REFUSE_PCT;
+        }
     }
     if (low && (!w->storage_low || now - w->storage_warned_ns > 60000000000ull)) {
         w->storage_warned_ns = now;

@@ -103,13 +103,15 @@ void hie_cluster_log_destroy(hie_cluster_log_t **log);
 uint64_t hie_cluster_log_last_index(const hie_cluster_log_t *log);
 
 /* Storage of an LMDB environment (env: an MDB_env *): [out] *used, the bytes of its map in
- * use (pages up to the high-water mark, less the free pages LMDB will reuse; the free list is
- * read up to 100,000 entries) and *map, its map size. Any thread. Returns 0 or HIE_ESTORAGE. */
-HIE_MUST_CHECK int hie_cluster_lmdb_usage(void *env, uint64_t *used, uint64_t *map);
+ * use (pages up to the high-water mark, less, with free_list, the free pages LMDB will reuse:
+ * the free list is read up to 100,000 entries) and *map, its map size. Any thread.
+ * Returns 0 or HIE_ESTORAGE. */
+HIE_MUST_CHECK int hie_cluster_lmdb_usage(void *env, bool free_list, uint64_t *used,
+    uint64_t *map);
 /* The same for the log's own environment. The log never shrinks (until snapshots and
  * compaction arrive with Raft): its map must be sized for every command ever applied. */
-HIE_MUST_CHECK int hie_cluster_log_usage(const hie_cluster_log_t *log, uint64_t *used,
-    uint64_t *map);
+HIE_MUST_CHECK int hie_cluster_log_usage(const hie_cluster_log_t *log, bool free_list,
+    uint64_t *used, uint64_t *map);
 
 /* Submitter side. dealer is a ZMQ_DEALER connected to the log's endpoint, owned by the
  * calling thread. send: returns 0, HIE_ELIMIT (too large) or HIE_EBUSY (queue full, the

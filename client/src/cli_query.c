@@ -190,13 +190,14 @@ query_json(const Hie__V1__RecordQueryReply *r)
     for (size_t i = 0; docs != NULL && i < r->n_documents; i++) {
         const Hie__V1__DocumentEntry *e = r->documents[i];
         json_array_append_new(docs, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I, "
-                                              "s:o}",
+                                              "s:o, s:o}",
             "document_id", hie_cli__jstr(e->document_id), "source", hie_cli__jstr(e->source),
             "date", time_json(e->date_ms), "class_code", hie_cli__jstr(e->class_code),
             "type_code", hie_cli__jstr(e->type_code), "title", hie_cli__jstr(e->title),
             "author_org", hie_cli__jstr(e->author_org), "content_type",
             hie_cli__jstr(e->content_type), "size", (json_int_t)e->size, "security_labels",
-            strs_json(e->security_labels, e->n_security_labels)));
+            strs_json(e->security_labels, e->n_security_labels), "handling",
+            hie_cli__handling_json(e->handling)));
     }
     for (size_t i = 0; sources != NULL && i < r->n_sources; i++) {
         const Hie__V1__SourceResult *s = r->sources[i];
@@ -312,6 +313,16 @@ query_print(const struct cli *cli, const Hie__V1__RecordQueryReply *r)
     printf(" documents=%zu sources=%zu\n", r->n_documents, r->n_sources);
     if (r->n_documents > 0) {
         query_table(r);
+    }
+    for (size_t i = 0; i < r->n_documents; i++) { /* consent's marks go with each document */
+        const Hie__V1__Handling *h = r->documents[i]->handling;
+        if (h != NULL && (h->n_refrain > 0 || (h->notice != NULL && h->notice[0] != '\0') ||
+                (h->confidentiality != NULL && h->confidentiality[0] != '\0'))) {
+            fputs("handling document_id=", stdout);
+            hie_cli__kv_value(stdout, r->documents[i]->document_id);
+            hie_cli__handling_print(stdout, h);
+            fputc('\n', stdout);
+        }
     }
     for (size_t i = 0; i < r->n_sources; i++) {
         const Hie__V1__SourceResult *s = r->sources[i];

@@ -373,6 +373,8 @@ Test(query_cli, repository_documents_listed_filtered_and_retrieved, .timeout = 1
     cr_assert(l2 < l1, "newest first: %s", out);
     cr_assert(strstr(out, "\nsource=repository status=ok\n") != NULL, "%s", out);
     cr_assert(strstr(l2, "lab-report") != NULL && strstr(l2, "24323-8") != NULL, "%s", out);
+    cr_assert(strstr(out, "\nhandling document_id=" HOSP ":doc-1 confidentiality=N\n") != NULL,
+        "consent's marks with each listed document: %s", out);
     rc = itest_hie(&n, CLINIC, out, sizeof(out), "query --mrn C-9 --class lab-report --json");
     cr_assert_eq(rc, 0, "query: %s", out);
     cr_assert_eq(json_lines(out, js, 2), 1u);
@@ -380,6 +382,8 @@ Test(query_cli, repository_documents_listed_filtered_and_retrieved, .timeout = 1
     cr_assert_eq(json_array_size(docs), 1u, "by class: %s", out);
     cr_assert_str_eq(jstr_at(json_array_get(docs, 0), "document_id"), HOSP ":doc-2");
     cr_assert_eq(json_integer_value(json_object_get(json_array_get(docs, 0), "size")), 1234);
+    cr_assert_str_eq(jstr_at(json_object_get(json_array_get(docs, 0), "handling"),
+        "confidentiality"), "N");
     json_t *src = json_array_get(json_object_get(js[0], "sources"), 0);
     cr_assert_str_eq(jstr_at(src, "source"), "repository");
     cr_assert_str_eq(jstr_at(src, "status"), "ok");

@@ -286,11 +286,14 @@ filter_ok(const Hie__V1__Subscription *s, const Hie__V1__AdtRequest *r, bool can
     if (cancel) {
         return true; /* a cancel reaches whoever got the original */
     }
-    bool ev = s->n_events == 0, cls = s->n_classes == 0;
+    bool ev = s->n_events == 0;
     for (size_t i = 0; i < s->n_events; i++) {
         ev = ev || s->events[i] == r->event;
     }
+    /* a class filter is about encounters: an event without one (an A08 update, an A40
+     * merge) is not filtered out by it */
     int pc = r->encounter != NULL ? (int)r->encounter->patient_class : 0;
+    bool cls = s->n_classes == 0 || pc == 0;
     for (size_t i = 0; i < s->n_classes; i++) {
         cls = cls || (int)s->classes[i] == pc;
     }

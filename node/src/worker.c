@@ -23,6 +23,7 @@
 #include "node_int.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <string.h>
@@ -63,7 +64,8 @@ struct cache_entry {
 /* A record query forwarded to responders (or a retrieval to one), waiting for answers. */
 struct fwdq {
     node_req_t *req;                 /* NULL: free slot */
-    char id[32];                     /* "qf.<worker>.<n>" */
+    char id[48];                     /* "qf.<worker>.<n>.<64 random bits>": not guessable, and
+                                      * not reused by a restart (a stale answer never lands) */
     uint64_t deadline_ns;
     Hie__V1__RecordQueryReply *reply; /* the repository's part (req->arena) */
     bool retrieve;                   /* a retrieval from one responder, not a record query */
@@ -513,7 +515,10 @@ fwd_send(struct worker *w, struct fwdq *fq, node_req_t *req, const node_who_t *w
     const Hie__V1__RecordQuery *q, const char *document_id)
 {
     fq->req = req;
-    snprintf(fq->id, sizeof(fq->id), "qf.%u.%lu", w->index, (unsigned long)++w->fwd_counter);
+    uint64_t nonce = 0;
+    randombytes_buf(&nonce, sizeof(nonce));
+    snprintf(fq->id, sizeof(fq->id), "qf.%u.%lu.%016" PRIx64, w->index,
+        (unsigned long)++w->fwd_counter, nonce);
     uint64_t wait_ms = w->ctx->cfg.query_responder_timeout_ms;
     fq->deadline_ns = hie_time_mono_ns() + wait_ms * 1000000ull;
     for (size_t i = 0; i < fq->fwd.n; i++) {
@@ -612,7 +617,8 @@ answer_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena
     while (fq != NULL && i < fq->fwd.n && strcmp(fq->fwd.orgs[i], org->id) != 0) {
         i++;
     }
-    if (fq == NULL || i == fq->fwd.n || fq->status[i] != 0) {
+    if (fq == NULL || i == fq->fwd.n || fq->status[i] != 0 ||
+        hie_time_mono_ns() > fq->deadline_ns) {
         return 0; /* too late, already answered, or not asked: accepted = false */
     }
     fq->answers[i] = answer_copy(a, fq->req->arena);

@@ -316,6 +316,9 @@ Test(query, a_responder_answers_and_both_sources_are_listed, .timeout = 120)
     query_send(c, "q1");
     Hie__V1__QueryForward *f = forward_wait(s, a);
     cr_assert_str_eq(f->requester_org, CLINIC);
+    const char *nonce = strrchr(f->query_id, '.');
+    cr_assert(nonce != NULL && strlen(nonce + 1) == 16 && strspn(nonce + 1,
+        "0123456789abcdef") == 16, "64 random bits in the query id: %s", f->query_id);
     cr_assert_eq(f->n_patient_ids, 1u);
     cr_assert_str_eq(f->patient_ids[0]->mrn, "S-5", "st-mary's own MRN");
     answer(s, f->query_id, a);

@@ -764,6 +764,11 @@ HIE_MUST_CHECK int hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *wh
 HIE_MUST_CHECK int hie_node__query_forward_frame(node_ctx_t *ctx, const char *query_id,
     const node_who_t *who, const Hie__V1__RecordQuery *q, const char *document_id,
     Hie__V1__PatientId **ids, size_t n_ids, int64_t deadline_ms, uint8_t **buf, size_t *len);
+/* Checks a responder's answer as a member's push is checked: at most 1,000 entries, each
+ * field within the push limits, an error text of at most 256 bytes, and a whole document
+ * only in the answer to a retrieval (retrieve). Returns NULL when it may be used, else the
+ * field that is not. */
+const char *hie_node__query_answer_check(const Hie__V1__QueryAnswer *a, bool retrieve);
 /* Adds the responders' documents (consent per document for the requester) and their source
  * statuses to reply, and builds the query's audit record. status[i] is a SourceStatus. */
 HIE_MUST_CHECK int hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,

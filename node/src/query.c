@@ -470,6 +470,56 @@ hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__R
     return 0;
 }
 
+static bool
+len_ok(const char *s, size_t max)
+{
+    return s == NULL || strlen(s) <= max;
+}
+
+static const char *
+entry_check(const Hie__V1__DocumentEntry *d)
+{
+    if (d->document_id == NULL || d->document_id[0] == '\0' || strlen(d->document_id) > 200) {
+        return "documents.document_id";
+    }
+    if (!len_ok(d->title, 512) || !len_ok(d->class_code, 64) || !len_ok(d->type_code, 64) ||
+        !len_ok(d->author_org, HIE_ORG_ID_BYTES_MAX) || !len_ok(d->content_type, 128) ||
+        !len_ok(d->source, HIE_ORG_ID_BYTES_MAX)) {
+        return "documents";
+    }
+    if (d->n_security_labels > HIE_CONSENT_LABELS_COUNT) {
+        return "documents.security_labels";
+    }
+    for (size_t k = 0; k < d->n_security_labels; k++) {
+        if (!len_ok(d->security_labels[k], 32)) {
+            return "documents.security_labels";
+        }
+    }
+    return NULL;
+}
+
+const char *
+hie_node__query_answer_check(const Hie__V1__QueryAnswer *a, bool retrieve)
+{
+    if (a->n_documents > 1000u) {
+        return "documents";
+    }
+    if (!len_ok(a->error, 256)) {
+        return "error";
+    }
+    if (a->document != NULL && (!retrieve ||
+        a->document->content.len > HIE_PUSH_CONTENT_BYTES_MAX)) {
+        return "document";
+    }
+    for (size_t i = 0; i < a->n_documents; i++) {
+        const char *bad_field = entry_check(a->documents[i]);
+        if (bad_field != NULL) {
+            return bad_field;
+        }
+    }
+    return NULL;
+}
+
 /* The patient's EUID now, from a document's own patient: one of source's MRNs (a responder's
  * answer; the author of a repository document), in the MPI. */
 static int

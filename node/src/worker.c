@@ -600,38 +600,45 @@ answer_copy(const Hie__V1__QueryAnswer *a, hie_arena_t *arena)
         0 ? (Hie__V1__QueryAnswer *)m : NULL;
 }
 
-/* A responder's answer: kept if the query still waits for it; the last one completes it. */
+/* A responder's answer: kept if the query still waits for it; the last one completes it. An
+ * answer over the limits is refused and its source counted as an error. */
 static int
 answer_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
     Hie__V1__QueryAnswerReply **reply, node_mpi_err_t *e)
 {
     const Hie__V1__QueryAnswer *a = req->env->query_answer;
     Hie__V1__QueryAnswerReply *r = hie_arena_alloc(arena, sizeof(*r));
-    if (r == NULL || a->n_documents > 1000u) {
-        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "documents", "at most 1000");
+    if (r == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
     }
     hie__v1__query_answer_reply__init(r);
     *reply = r;
     struct fwdq *fq = fwd_find(w, a->query_id);
+    const char *bad_field = hie_node__query_answer_check(a, fq != NULL && fq->retrieve);
     size_t i = 0, pending = 0;
     while (fq != NULL && i < fq->fwd.n && strcmp(fq->fwd.orgs[i], org->id) != 0) {
         i++;
     }
-    if (fq == NULL || i == fq->fwd.n || fq->status[i] != 0 ||
-        hie_time_mono_ns() > fq->deadline_ns) {
-        return 0; /* too late, already answered, or not asked: accepted = false */
+    bool waiting = fq != NULL && i < fq->fwd.n && fq->status[i] == 0 &&
+                   hie_time_mono_ns() <= fq->deadline_ns;
+    if (waiting) {
+        fq->answers[i] = bad_field == NULL ? answer_copy(a, fq->req->arena) : NULL;
+        fq->status[i] = fq->answers[i] == NULL || (a->error != NULL && a->error[0] != '\0')
+            ? HIE__V1__SOURCE_STATUS__SOURCE_ERROR : HIE__V1__SOURCE_STATUS__SOURCE_OK;
+        r->accepted = bad_field == NULL;
+        for (size_t k = 0; k < fq->fwd.n; k++) {
+            pending += fq->status[k] == 0;
+        }
+        if (pending == 0) {
+            fwd_finish(w, fq);
+        }
     }
-    fq->answers[i] = answer_copy(a, fq->req->arena);
-    fq->status[i] = fq->answers[i] == NULL || (a->error != NULL && a->error[0] != '\0')
-        ? HIE__V1__SOURCE_STATUS__SOURCE_ERROR : HIE__V1__SOURCE_STATUS__SOURCE_OK;
-    r->accepted = true;
-    for (size_t k = 0; k < fq->fwd.n; k++) {
-        pending += fq->status[k] == 0;
+    if (bad_field != NULL) { /* not passed on: the requester sees the source as an error */
+        *reply = NULL;
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, bad_field, "over the limits "
+            "of a member's document (entries 1000, title 512, ids 200, error 256 bytes)");
     }
-    if (pending == 0) {
-        fwd_finish(w, fq);
-    }
-    return 0;
+    return 0; /* too late, already answered, or not asked: accepted = false */
 }
 
 /* The queries whose deadline passed: their silent responders are marked timeout. */

@@ -366,6 +366,46 @@ Test(query, a_suspended_responder_is_not_asked, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* A responder's answer over a member document's limits (here a 4 KiB title) is refused and
+ * not passed on: the requester sees that source as an error, at once, not the bytes. */
+Test(query, an_answer_over_the_limits_is_refused_and_its_source_is_an_error, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    setup3(&n, &h, &c, &s, a);
+    struct inbox in;
+    responder_on(s, &in, a);
+    query_send(c, "q1");
+    Hie__V1__QueryForward *f = forward_wait(s, a);
+    static char title[4096];
+    memset(title, 'T', sizeof(title) - 1);
+    hie_envelope_t req;
+    Hie__V1__QueryAnswer qa = HIE__V1__QUERY_ANSWER__INIT;
+    Hie__V1__DocumentEntry en = HIE__V1__DOCUMENT_ENTRY__INIT, *docs[1] = {&en};
+    req_init(&req, "ans1");
+    en.document_id = MUT("st-mary:lab-77");
+    en.title = title;
+    qa.query_id = f->query_id;
+    qa.n_documents = 1;
+    qa.documents = docs;
+    req.body_case = HIE__V1__ENVELOPE__BODY_QUERY_ANSWER;
+    req.query_answer = &qa;
+    expect_error(call(s, &req, a), HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "documents");
+    hie_envelope_t *r = NULL;
+    cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    Hie__V1__RecordQueryReply *qr = r->record_query_reply;
+    cr_assert_eq(qr->n_documents, 1u, "the repository's document only");
+    cr_assert_eq(qr->n_sources, 2u);
+    cr_assert_eq(qr->sources[1]->status, HIE__V1__SOURCE_STATUS__SOURCE_ERROR);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_client_destroy(&s);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(query, a_silent_responder_is_marked_timeout_at_the_deadline, .timeout = 120)
 {
     itest_node_t n;
@@ -440,6 +480,10 @@ answer_doc(hie_client_t *r, const char *id, const char *query_id, const char *or
     req.query_answer = &qa;
     hie_envelope_t *rep = call(r, &req, a);
     free(big);
+    if (answer_content_bytes > HIE_PUSH_CONTENT_BYTES_MAX) { /* refused, not passed on */
+        expect_error(rep, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "document");
+        return;
+    }
     cr_assert_eq(rep->body_case, HIE__V1__ENVELOPE__BODY_QUERY_ANSWER_REPLY);
     cr_assert(rep->query_answer_reply->accepted);
 }

@@ -74,6 +74,9 @@ struct fwdq {
     Hie__V1__QueryAnswer *answers[NODE_QUERY_RESPONDERS_MAX];
 };
 #define FWD_MAX 64u
+/* Of a worker's FWD_MAX, at most this many wait for one requester, or on one responder: a
+ * requester asking a lot, or a responder that never answers, cannot hold them all. */
+#define FWD_PER_ORG_MAX 16u
 
 struct worker {
     node_ctx_t *ctx;
@@ -497,23 +500,52 @@ fwd_finish(struct worker *w, struct fwdq *fq)
 
 /* A free forwarding slot, or NULL (e says overloaded). */
 static struct fwdq *
-fwd_slot(struct worker *w, node_mpi_err_t *e)
+fwd_slot(struct worker *w, const char *requester, node_mpi_err_t *e)
 {
+    struct fwdq *free_slot = NULL;
+    unsigned mine = 0;
     for (unsigned i = 0; i < FWD_MAX; i++) {
         if (w->fwd[i].req == NULL) {
-            return &w->fwd[i];
+            free_slot = free_slot != NULL ? free_slot : &w->fwd[i];
+        } else {
+            mine += strcmp(w->fwd[i].req->org_id, requester) == 0;
         }
+    }
+    if (free_slot != NULL && mine < FWD_PER_ORG_MAX) {
+        return free_slot;
     }
     (void)mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL,
         "too many requests waiting for responders; retry later");
     return NULL;
 }
 
-/* Sends fq's request (q, or a retrieval of document_id) to each of its responders. */
-static void
+/* Forwarded requests still waiting for responder org's answer. */
+static unsigned
+fwd_waiting_on(const struct worker *w, const char *org)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < FWD_MAX; i++) {
+        const struct fwdq *fq = &w->fwd[i];
+        for (size_t k = 0; fq->req != NULL && k < fq->fwd.n; k++) {
+            n += fq->status[k] == 0 && strcmp(fq->fwd.orgs[k], org) == 0;
+        }
+    }
+    return n;
+}
+
+/* Sends fq's request (q, or a retrieval of document_id) to each of its responders; one with
+ * FWD_PER_ORG_MAX requests already waiting on it is an error source at once. Returns how many
+ * were sent. */
+static size_t
 fwd_send(struct worker *w, struct fwdq *fq, node_req_t *req, const node_who_t *who,
     const Hie__V1__RecordQuery *q, const char *document_id)
 {
+    size_t sent = 0;
+    for (size_t i = 0; i < fq->fwd.n; i++) { /* before fq counts as waiting */
+        fq->status[i] = fwd_waiting_on(w, fq->fwd.orgs[i]) >= FWD_PER_ORG_MAX
+                            ? HIE__V1__SOURCE_STATUS__SOURCE_ERROR : 0;
+        fq->answers[i] = NULL;
+    }
     fq->req = req;
     uint64_t nonce = 0;
     randombytes_buf(&nonce, sizeof(nonce));
@@ -524,32 +556,41 @@ fwd_send(struct worker *w, struct fwdq *fq, node_req_t *req, const node_who_t *w
     for (size_t i = 0; i < fq->fwd.n; i++) {
         uint8_t *buf = NULL;
         size_t len = 0;
-        fq->status[i] = 0;
-        fq->answers[i] = NULL;
+        if (fq->status[i] != 0) {
+            continue;
+        }
+        sent++;
         if (hie_node__query_forward_frame(w->ctx, fq->id, who, q, document_id, fq->fwd.ids[i],
             fq->fwd.n_ids[i], hie_time_wall_ms() + (int64_t)wait_ms, &buf, &len) == 0) {
             hie_node__delivery_forward(w->dpush, fq->fwd.orgs[i], buf, len);
         }
     }
+    return sent;
 }
 
 static int
 query_run(struct worker *w, node_req_t *req, const node_who_t *who,
     Hie__V1__RecordQueryReply **reply, node_audit_cmd_t *audit, node_mpi_err_t *e)
 {
-    struct fwdq *fq = fwd_slot(w, e);
+    node_query_fwd_t fwd;
+    const Hie__V1__RecordQuery *q = req->env->record_query;
+    int rc = hie_node__query_prepare(w->ctx, who, q, req->arena, reply, audit, &fwd, e);
+    if (rc != 0 || fwd.n == 0) {
+        return rc; /* answered now: no forwarding slot needed */
+    }
+    struct fwdq *fq = fwd_slot(w, who->org_id, e);
     if (fq == NULL) {
+        audit->needed = false; /* an error reply: nothing disclosed */
+        *reply = NULL;
         return e->code;
     }
-    const Hie__V1__RecordQuery *q = req->env->record_query;
-    int rc = hie_node__query_prepare(w->ctx, who, q, req->arena, reply, audit, &fq->fwd, e);
-    if (rc != 0 || fq->fwd.n == 0) {
-        return rc;
-    }
+    fq->fwd = fwd;
     fq->reply = *reply;
     fq->retrieve = false;
-    fwd_send(w, fq, req, who, q, NULL);
     audit->forwarded = true;
+    if (fwd_send(w, fq, req, who, q, NULL) == 0) {
+        fwd_finish(w, fq); /* every responder is busy: the reply now, with them as errors */
+    }
     return 0;
 }
 
@@ -558,19 +599,24 @@ static int
 retrieve_run(struct worker *w, node_req_t *req, const node_who_t *who,
     Hie__V1__RetrieveReply **reply, node_audit_cmd_t *audit, node_mpi_err_t *e)
 {
-    struct fwdq *fq = fwd_slot(w, e);
-    if (fq == NULL) {
-        return e->code;
-    }
+    node_query_fwd_t fwd;
     const Hie__V1__RetrieveRequest *q = req->env->retrieve;
-    int rc = hie_node__retrieve_prepare(w->ctx, who, q, req->arena, reply, audit, &fq->fwd, e);
-    if (rc != 0 || fq->fwd.n == 0) {
+    int rc = hie_node__retrieve_prepare(w->ctx, who, q, req->arena, reply, audit, &fwd, e);
+    if (rc != 0 || fwd.n == 0) {
         return rc;
     }
+    struct fwdq *fq = fwd_slot(w, who->org_id, e);
+    if (fq == NULL) {
+        audit->needed = false;
+        return e->code;
+    }
+    fq->fwd = fwd;
     fq->reply = NULL;
     fq->retrieve = true;
-    fwd_send(w, fq, req, who, NULL, q->document_id);
     audit->forwarded = true;
+    if (fwd_send(w, fq, req, who, NULL, q->document_id) == 0) {
+        fwd_finish(w, fq);
+    }
     return 0;
 }
 

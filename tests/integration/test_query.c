@@ -406,6 +406,60 @@ Test(query, an_answer_over_the_limits_is_refused_and_its_source_is_an_error, .ti
     itest_node_cleanup(&n);
 }
 
+/* A requester may hold at most 16 of a worker's 64 forwarding slots, and a responder that
+ * never answers at most 16 waiting requests: 80 queries from the clinic get at least 48
+ * OVERLOADED at once, and the hospital's query is answered at once with the silent
+ * responder as an error source, instead of waiting out its deadline behind the clinic's. */
+Test(query, a_requester_or_a_silent_responder_cannot_hold_every_forwarding_slot,
+    .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    setup3(&n, &h, &c, &s, a);
+    struct inbox in;
+    responder_on(s, &in, a); /* receives, never answers */
+    enum { QUERIES = 80 };
+    for (int i = 0; i < QUERIES; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "q%d", i);
+        query_send(c, id);
+    }
+    for (int i = 0; i < 2 * 16; i++) { /* both workers hold 16 of the clinic's, waiting */
+        (void)forward_wait(s, a);
+    }
+    hie_envelope_t req;
+    Hie__V1__RecordQuery q = HIE__V1__RECORD_QUERY__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    req_init(&req, "hq1");
+    pid.org_id = MUT(HOSP);
+    pid.mrn = MUT("H-1");
+    q.patient = &pid;
+    req.body_case = HIE__V1__ENVELOPE__BODY_RECORD_QUERY;
+    req.record_query = &q;
+    uint64_t t0 = hie_time_mono_ns();
+    hie_envelope_t *hr = call(h, &req, a);
+    uint64_t ms = (hie_time_mono_ns() - t0) / 1000000u;
+    cr_assert_eq(hr->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    cr_assert(ms < 400, "the hospital waited %lu ms behind the clinic's queries", ms);
+    cr_assert_eq(hr->record_query_reply->n_sources, 2u);
+    cr_assert_eq(hr->record_query_reply->sources[1]->status,
+        HIE__V1__SOURCE_STATUS__SOURCE_ERROR, "the busy responder, as an error");
+    unsigned overloaded = 0;
+    for (int i = 0; i < QUERIES; i++) {
+        hie_envelope_t *r = NULL;
+        cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0, "reply %d", i);
+        overloaded += r->body_case == HIE__V1__ENVELOPE__BODY_ERROR &&
+                      r->error->code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED;
+    }
+    cr_assert_geq(overloaded, QUERIES - 2 * 16, "%u overloaded", overloaded);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_client_destroy(&s);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(query, a_silent_responder_is_marked_timeout_at_the_deadline, .timeout = 120)
 {
     itest_node_t n;

@@ -24,7 +24,8 @@
 
 #define QUERY_LIMIT_DEFAULT 100u
 #define QUERY_LIMIT_MAX 1000u
-#define QUERY_SCAN_MAX 10000u /* documents looked at per query */
+#define QUERY_SCAN_MAX 10000u /* documents looked at per query, over all source records */
+#define QUERY_SCAN_BYTES_MAX (64u * 1024u * 1024u) /* and sealed bytes opened per query */
 #define QUERY_FILTER_MAX 16u
 #define QUERY_SCRATCH_BYTES (8u * 1024u * 1024u) /* a stored 1 MiB document, opened */
 #define NOT_FOUND_MRN "no record of this MRN at this organization"
@@ -41,6 +42,9 @@ struct query {
     char **ids;                 /* disclosed document ids, for the audit record */
     node_query_tally_t *tally;
     hie_arena_t *scratch;       /* one stored document at a time, opened */
+    size_t scanned;             /* documents looked at, and their sealed bytes: bounded per */
+    uint64_t scanned_bytes;     /* query (QUERY_SCAN_MAX, QUERY_SCAN_BYTES_MAX) */
+    bool partial;               /* stopped at those bounds: the repository holds more */
 };
 
 static int
@@ -232,6 +236,12 @@ query_one(void *vctx, hie_span_t id, hie_span_t stored)
     (void)id;
     Hie__V1__QueuedMessage *m = NULL;
     Hie__V1__Document *d = NULL;
+    if (x->scanned >= QUERY_SCAN_MAX || x->scanned_bytes >= QUERY_SCAN_BYTES_MAX) {
+        x->partial = true;
+        return 1;
+    }
+    x->scanned++;
+    x->scanned_bytes += stored.len;
     hie_arena_reset(x->scratch);
     int rc = doc_open(x->ctx, stored, x->scratch, &m, &d);
     if (rc != 0) {
@@ -318,7 +328,7 @@ query_scan(struct query *x)
     int rc = hie_mpi_store_euid_members(hie_node__state_mpi(x->ctx->state), x->txn, x->euid,
         x->arena, &members, &count);
     rc = rc ? rc : hie_arena_create(&x->scratch, QUERY_SCRATCH_BYTES);
-    for (size_t i = 0; rc == 0 && i < count && x->n < x->cap; i++) {
+    for (size_t i = 0; rc == 0 && i < count && x->n < x->cap && !x->partial; i++) {
         rc = hie_node__repo_each(hie_node__state_repo(x->ctx->state), x->txn,
             members + i * HIE_MPI_REC_HASH_BYTES, QUERY_SCAN_MAX, query_one, x);
     }
@@ -409,7 +419,10 @@ query_reply(const struct query *x, int src_rc)
     src->source = (char *)(uintptr_t)"repository";
     src->status = src_rc == 0 ? HIE__V1__SOURCE_STATUS__SOURCE_OK
                               : HIE__V1__SOURCE_STATUS__SOURCE_ERROR;
-    src->detail = (char *)(uintptr_t)(src_rc == 0 ? "" : "the repository could not be read");
+    src->detail = (char *)(uintptr_t)(src_rc != 0 ? "the repository could not be read"
+        : x->partial ? "partial: the repository holds more of this patient's documents than "
+                       "one query opens (10,000, or 64 MiB)"
+        : "");
     srcs[0] = src;
     hie__v1__record_query_reply__init(out);
     out->euid = (char *)(uintptr_t)x->euid;
@@ -431,7 +444,7 @@ hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__R
     char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
     memset(&fwd->tally, 0, sizeof(fwd->tally));
     struct query x = {ctx, NULL, arena, who, q, euid, NULL, 0,
-        q->limit ? q->limit : QUERY_LIMIT_DEFAULT, NULL, &fwd->tally, NULL};
+        q->limit ? q->limit : QUERY_LIMIT_DEFAULT, NULL, &fwd->tally, NULL, 0, 0, false};
     x.docs = hie_arena_alloc(arena, (x.cap + 1) * sizeof(*x.docs));
     x.ids = hie_arena_alloc(arena, (x.cap + 1) * sizeof(*x.ids));
     if (euid == NULL || x.docs == NULL || x.ids == NULL ||

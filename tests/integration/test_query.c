@@ -129,6 +129,38 @@ Test(query, retrieval_follows_the_record_to_its_current_euid, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* A query opens at most 10,000 documents or 64 MiB of a patient's repository in all (it was
+ * 10,000 per source record, up to 1,000 records, each document decrypted before the filter),
+ * and says when it stopped there. 66 documents of 1 MiB. */
+Test(query, a_query_reads_a_bounded_part_of_the_repository_and_says_so, .timeout = 180)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = NULL, *c = NULL;
+    setup2(&n, &h, &c, a);
+    static char mib[HIE_PUSH_CONTENT_BYTES_MAX];
+    memset(mib, 'm', sizeof(mib) - 1);
+    for (int i = 0; i < 66; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "big%d", i);
+        store(h, id, "lab-report", NULL, D2026_01 + i, mib, a);
+        hie_arena_reset(a);
+    }
+    Hie__V1__RecordQueryReply *r = query(c, "q1", "imaging-report", 0, 0, a);
+    cr_assert_eq(r->n_documents, 0u);
+    cr_assert(strstr(r->sources[0]->detail, "partial") != NULL, "detail: %s",
+        r->sources[0]->detail);
+    r = query(c, "q2", "lab-report", 0, 0, a);
+    cr_assert_eq(r->n_documents, 64u, "what 64 MiB held: %zu", r->n_documents);
+    cr_assert(strstr(r->sources[0]->detail, "partial") != NULL);
+    r = query(c, "q3", "lab-report", 0, 0, a); /* and the same again: a bound, not a state */
+    cr_assert_eq(r->n_documents, 64u);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(query, repository_documents_listed_filtered_and_consent_applied, .timeout = 120)
 {
     itest_node_t n;

@@ -25,6 +25,9 @@
 #define SUB_ID_BYTES 32u
 #define VISIT_KEY_BYTES (2u * HIE_ORG_ID_BYTES_MAX + 8u)
 #define VISIT_VAL_BYTES_MAX (HIE_ADT_NOTICES_MAX * SUB_ID_BYTES)
+/* 2026-11-30T19:00Z: a visit's recipients are merged, not replaced, for commands stamped
+ * since (their own clock: an older log replays as it applied). */
+#define VISIT_MERGE_SINCE_MS 1796065200000ll
 
 struct node_subs {
     uint32_t magic;
@@ -401,13 +404,47 @@ notice_apply(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a,
     m->accepted_ms = a->cmd->time_ms;
     rc = hie_node__queue_enqueue(q, a, m, &seq);
     if (rc == HIE_ELIMIT) {
-        return 0; /* the subscriber's queue is full: this one is dropped, the others go on */
+        /* the subscriber's queue is full: this one is dropped (nothing disclosed, so no audit
+         * record), the others go on; said so, since the subscriber cannot see the gap */
+        hie_log_warn("adt", "notification dropped: the subscriber's queue is full",
+            " subscription=%s org=%s index=%lu", sub->id, sub->org_id, a->index);
+        return 0;
     }
     sub->event_number++;
     rc = rc ? rc : sub_put(s, a, sub);
     rc = rc ? rc : log_retain(s, a, sub, m);
     rc = rc ? rc : hie_node__audit_append(au, a, n->audit);
     return rc != 0 ? rc : 1;
+}
+
+/* A repeated admission or discharge of a visit adds its recipients to those of the earlier
+ * ones (it replaced them, so a cancel missed whoever got only the first): ids (ids_len bytes
+ * of NUL-ended subscription ids, VISIT_VAL_BYTES_MAX room) gets the stored ones it lacks. */
+static int
+visit_merge(node_subs_t *s, node_apply_t *a, MDB_val *key, char *ids, size_t *ids_len)
+{
+    MDB_val v;
+    int rc = mdb_rc(mdb_get(a->txn, s->visit, key, &v));
+    if (rc != 0) {
+        return rc == HIE_ENOTFOUND ? 0 : rc;
+    }
+    const char *old = v.mv_data;
+    for (size_t o = 0; o < v.mv_size;) {
+        size_t l = strnlen(old + o, v.mv_size - o);
+        bool have = false;
+        for (size_t p = 0; p < *ids_len && !have;) {
+            size_t m = strlen(ids + p);
+            have = m == l && memcmp(ids + p, old + o, l) == 0;
+            p += m + 1;
+        }
+        if (!have && l > 0 && *ids_len + l + 1 <= VISIT_VAL_BYTES_MAX) {
+            memcpy(ids + *ids_len, old + o, l);
+            ids[*ids_len + l] = '\0';
+            *ids_len += l + 1;
+        }
+        o += l + 1;
+    }
+    return 0;
 }
 
 static int
@@ -435,8 +472,11 @@ apply_adt(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a)
     if (rc == 0 && original && c->visit_id != NULL && c->visit_id[0] != '\0') {
         uint8_t k[VISIT_KEY_BYTES];
         MDB_val key = {visit_key(k, c->sender_org, c->visit_id, c->event), k};
+        if (a->cmd->time_ms >= VISIT_MERGE_SINCE_MS) {
+            rc = visit_merge(s, a, &key, ids, &ids_len);
+        }
         MDB_val v = {ids_len, ids};
-        rc = mdb_rc(mdb_put(a->txn, s->visit, &key, &v, 0)); /* who got it, for the cancel */
+        rc = rc ? rc : mdb_rc(mdb_put(a->txn, s->visit, &key, &v, 0)); /* for the cancel */
     }
     a->res->acknowledged = queued;
     return rc;

@@ -145,6 +145,57 @@ Test(adt, a_cancel_naming_another_patient_does_not_reach_the_visits_subscriber,
     itest_node_cleanup(&n);
 }
 
+/* A repeated admission of a visit adds its recipients to the first one's: a clinic that got
+ * the first (its filter: inpatients) and not the second (the class corrected to outpatient)
+ * still gets the cancel. The second replaced the list, and the cancel reached nobody. */
+Test(adt, a_cancel_reaches_whoever_got_any_admission_of_the_visit, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    hie_envelope_t req;
+    Hie__V1__SubscribeRequest sr = HIE__V1__SUBSCRIBE_REQUEST__INIT;
+    char *mrns[1] = {MUT("C-9")};
+    Hie__V1__PatientClass inpatient[1] = {HIE__V1__PATIENT_CLASS__PATIENT_CLASS_INPATIENT};
+    req_init(&req, "s1");
+    sr.scope = HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS;
+    sr.n_mrns = 1;
+    sr.mrns = mrns;
+    sr.n_classes = 1;
+    sr.classes = inpatient;
+    req.body_case = HIE__V1__ENVELOPE__BODY_SUBSCRIBE;
+    req.subscribe = &sr;
+    cr_assert_eq(call(c, &req, a)->body_case, HIE__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY);
+    cr_assert_eq(adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V300", a)->notified, 1u);
+    /* the same admission again, the patient class corrected: filtered out for the clinic */
+    Hie__V1__AdtRequest r = HIE__V1__ADT_REQUEST__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    Hie__V1__Encounter en = HIE__V1__ENCOUNTER__INIT;
+    req_init(&req, "e2");
+    req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT;
+    pid.org_id = MUT(HOSP);
+    pid.mrn = MUT("H-1");
+    en.visit_id = MUT("V300");
+    en.patient_class = HIE__V1__PATIENT_CLASS__PATIENT_CLASS_OUTPATIENT;
+    r.event = HIE__V1__ADT_EVENT__ADT_A01;
+    r.patient = &pid;
+    r.encounter = &en;
+    req.body_case = HIE__V1__ENVELOPE__BODY_ADT;
+    req.adt = &r;
+    hie_envelope_t *e2 = call(h, &req, a);
+    cr_assert_eq(e2->body_case, HIE__V1__ENVELOPE__BODY_ADT_REPLY);
+    cr_assert_eq(e2->adt_reply->notified, 0u);
+    cr_assert_eq(adt_ok(h, "e3", HIE__V1__ADT_EVENT__ADT_A11, "V300", a)->notified, 1u,
+        "the clinic got the admission, so it gets its cancel");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(adt, admission_and_its_cancel_reach_exactly_the_subscriber, .timeout = 120)
 {
     itest_node_t n;

@@ -715,10 +715,15 @@ replay_notice(node_ctx_t *ctx, MDB_txn *txn, const node_who_t *to, Hie__V1__Queu
         return nt == NULL ? HIE_ENOMEM : HIE_ECORRUPT;
     }
     hie__v1__notice__init(nt);
+    /* the event's own time (the document's date), as when it was first decided: a directive
+     * period about data times reads the event, not when the HIE accepted it */
+    Hie__V1__Document *d = NULL;
+    int64_t data_ms = hie_node__doc_unseal(ctx, qm, arena, &d) == 0 ? d->date_ms
+                                                                      : qm->accepted_ms;
     node_subject_t subj = {qm->euid, {0}, NULL, 0, &qm->message_id, 1};
     hie_node__consent_decide_doc(ctx, txn, arena, to, qm->euid,
         HIE__V1__CONSENT_ACTION__CONSENT_ACTION_NOTIFY, 0, HIE_CONSENT_CLASS_ADT_EVENT,
-        qm->accepted_ms, &subj.decision);
+        data_ms, &subj.decision);
     bool permit = hie_consent_permitted(&subj.decision);
     subj.n_document_ids = permit;
     int rc = hie_node__audit_body(ctx, to, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_NOTIFY, permit

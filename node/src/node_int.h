@@ -769,6 +769,10 @@ HIE_MUST_CHECK int hie_node__query_forward_frame(node_ctx_t *ctx, const char *qu
  * only in the answer to a retrieval (retrieve). Returns NULL when it may be used, else the
  * field that is not. */
 const char *hie_node__query_answer_check(const Hie__V1__QueryAnswer *a, bool retrieve);
+/* The document sealed in q (a queued or stored message), opened into arena.
+ * Returns 0, HIE_ECORRUPT (not openable with the data key) or HIE_ENOMEM. */
+HIE_MUST_CHECK int hie_node__doc_unseal(node_ctx_t *ctx, const Hie__V1__QueuedMessage *q,
+    hie_arena_t *arena, Hie__V1__Document **doc);
 /* Adds the responders' documents (consent per document for the requester) and their source
  * statuses to reply, and builds the query's audit record. status[i] is a SourceStatus. */
 HIE_MUST_CHECK int hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,

@@ -53,29 +53,37 @@ bad(node_mpi_err_t *e, const char *field, const char *message)
     return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, field, message);
 }
 
-/* The stored message and its document, opened. */
-static int
-doc_open(node_ctx_t *ctx, hie_span_t stored, hie_arena_t *arena, Hie__V1__QueuedMessage **qm,
+int
+hie_node__doc_unseal(node_ctx_t *ctx, const Hie__V1__QueuedMessage *q, hie_arena_t *arena,
     Hie__V1__Document **doc)
 {
-    ProtobufCMessage *m = NULL, *dm = NULL;
-    int rc = hie_proto_unpack(&hie__v1__queued_message__descriptor, stored, arena, &m);
-    Hie__V1__QueuedMessage *q = (Hie__V1__QueuedMessage *)m;
-    if (rc != 0 || q->sealed_document.len < HIE_MPI_SEAL_NONCE_BYTES) {
+    ProtobufCMessage *dm = NULL;
+    *doc = NULL;
+    if (q->sealed_document.len < HIE_MPI_SEAL_NONCE_BYTES) {
         return HIE_ECORRUPT;
     }
     size_t cap = q->sealed_document.len, len = 0;
     uint8_t *plain = hie_arena_alloc(arena, cap);
-    rc = plain == NULL ? HIE_ENOMEM : hie_mpi_open(hie_node__state_mpi_key(ctx->state),
+    int rc = plain == NULL ? HIE_ENOMEM : hie_mpi_open(hie_node__state_mpi_key(ctx->state),
         hie_span(q->sealed_document.data + HIE_MPI_SEAL_NONCE_BYTES,
             cap - HIE_MPI_SEAL_NONCE_BYTES),
         hie_span((const uint8_t *)q->message_id, strlen(q->message_id)),
         q->sealed_document.data, plain, cap, &len);
     rc = rc ? rc : hie_proto_unpack(&hie__v1__document__descriptor, hie_span(plain, len),
         arena, &dm);
-    *qm = q;
     *doc = (Hie__V1__Document *)dm;
     return rc != 0 ? HIE_ECORRUPT : 0;
+}
+
+/* The stored message and its document, opened. */
+static int
+doc_open(node_ctx_t *ctx, hie_span_t stored, hie_arena_t *arena, Hie__V1__QueuedMessage **qm,
+    Hie__V1__Document **doc)
+{
+    ProtobufCMessage *m = NULL;
+    int rc = hie_proto_unpack(&hie__v1__queued_message__descriptor, stored, arena, &m);
+    *qm = (Hie__V1__QueuedMessage *)m;
+    return rc != 0 ? HIE_ECORRUPT : hie_node__doc_unseal(ctx, *qm, arena, doc);
 }
 
 /* The document's labels and class; false when a label is not one the consent engine knows

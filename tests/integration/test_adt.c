@@ -626,6 +626,43 @@ Test(adt, replay_applies_consent_as_it_is_now_and_is_audited, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* A replay decides consent on the event's own time, as the first notification did: a
+ * directive withholding data from the event's period withholds the replay. It was decided on
+ * when the HIE accepted the event (a year later here), outside that period, and sent. */
+Test(adt, replay_decides_on_the_events_time, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    char sid[64];
+    snprintf(sid, sizeof(sid), "%s", subscribe_ok(c, "s1",
+        HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a));
+    adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V1", a); /* event_ms 1764000000000 */
+    struct dir x; /* everything but data from around the event */
+    Hie__V1__ConsentPeriod around = HIE__V1__CONSENT_PERIOD__INIT;
+    around.start_ms = 1763000000000;
+    around.end_ms = 1765000000000;
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, NULL, 0);
+    x.kid.data_period = &around;
+    consent_submit_ok(h, "c1", &x, a);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(d, "sent before the directive");
+    cr_assert_eq(ack(c, "k1", &d->seq, 1, &in, a), 1u);
+    hie_envelope_t *r = replay(c, "p1", sid, 1, &in, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_REPLAY_REPLY);
+    cr_assert_eq(r->replay_reply->queued, 0u, "the event is in the withheld period");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(adt, a_subscriber_that_never_acknowledges_does_not_slow_another, .timeout = 120)
 {
     itest_node_t n;

@@ -821,7 +821,7 @@ phase_fanout(SSL *hosp, struct shared *sh, const struct opts *o, uint8_t *rbuf,
             return rc;
         }
         f->sent = k + 1;
-        if (notified != sh->subs) { /* records not linked, or consent withheld some */
+        if (notified != sh->subs) { /* records not linked (consent is not in the count) */
             fprintf(stderr, "bench: event %u notified %u of %u subscribers\n", k, notified,
                 sh->subs);
             f->short_notified++;

@@ -530,9 +530,10 @@ hie_node__adt_prepare(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *
     }
     hie__v1__adt_reply__init(out);
     out->euid = euid;
-    out->notified = f.notified;
-    /* not told: a count of subscriptions consent excludes would reveal, to the sender, that
-     * the patient hides from someone (the audit records each one) */
+    /* the subscriptions the event was addressed to, whatever consent decided for each: a
+     * count of the permitted ones would reveal, to the sender, that the patient hides from
+     * someone (by one missing); the audit records each decision */
+    out->notified = f.notified + f.withheld;
     out->withheld = 0;
     *reply = out;
     return 0;

@@ -25,9 +25,11 @@
 #define SUB_ID_BYTES 32u
 #define VISIT_KEY_BYTES (2u * HIE_ORG_ID_BYTES_MAX + 8u)
 #define VISIT_VAL_BYTES_MAX (HIE_ADT_NOTICES_MAX * SUB_ID_BYTES)
-/* 2026-11-30T19:00Z: a visit's recipients are merged, not replaced, for commands stamped
- * since (their own clock: an older log replays as it applied). */
+/* 2026-11-30T19:00Z: for commands stamped since (their own clock: an older log replays as it
+ * applied), a visit's recipients are merged, not replaced, and an unsubscribe also drops the
+ * notifications the subscription kept for replays (sealed patient data it no longer needs). */
 #define VISIT_MERGE_SINCE_MS 1796065200000ll
+#define UNSUBSCRIBE_DROPS_LOG_SINCE_MS 1796065200000ll
 
 struct node_subs {
     uint32_t magic;
@@ -305,6 +307,32 @@ apply_roster(node_subs_t *s, node_apply_t *a)
     return rc;
 }
 
+static size_t log_key(uint8_t *k, const char *sub_id, uint64_t event);
+
+/* Deletes every notification sub_id kept for replays (at most the retain limit). */
+static int
+log_drop(node_subs_t *s, node_apply_t *a, const char *sub_id)
+{
+    uint8_t k[SUB_ID_BYTES + 9];
+    size_t prefix = log_key(k, sub_id, 0) - 8; /* "id\0" */
+    MDB_cursor *cur = NULL;
+    MDB_val key = {prefix + 8, k}, v;
+    int rc = mdb_rc(mdb_cursor_open(a->txn, s->log, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE) : MDB_NOTFOUND;
+    for (unsigned i = 0; rc == 0 && mrc == 0 && i <= HIE_SUBSCRIPTION_RETAIN_LIMIT; i++) {
+        if (key.mv_size != prefix + 8 || memcmp(key.mv_data, k, prefix) != 0) {
+            break; /* past this subscription's entries */
+        }
+        rc = mdb_rc(mdb_cursor_del(cur, 0));
+        key = (MDB_val){prefix + 8, k}; /* seek again: the first one left */
+        mrc = rc == 0 ? mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE) : MDB_NOTFOUND;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc != 0 ? rc : mrc != 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : 0;
+}
+
 static int
 apply_unsubscribe(node_subs_t *s, node_apply_t *a)
 {
@@ -339,8 +367,10 @@ apply_unsubscribe(node_subs_t *s, node_apply_t *a)
     rc = rc ? rc : (d1 != 0 && d1 != MDB_NOTFOUND) || d2 != 0 ? HIE_ESTORAGE : 0;
     int d3 = rc == 0 ? dup_del(a->txn, s->by_org, org, sid) : 0;
     int d4 = rc == 0 ? dup_del(a->txn, s->all, org, sid) : 0;
-    return rc ? rc : (d3 != 0 && d3 != HIE_ENOTFOUND) || (d4 != 0 && d4 != HIE_ENOTFOUND)
+    rc = rc ? rc : (d3 != 0 && d3 != HIE_ENOTFOUND) || (d4 != 0 && d4 != HIE_ENOTFOUND)
         ? HIE_ESTORAGE : 0;
+    return rc == 0 && a->cmd->time_ms >= UNSUBSCRIBE_DROPS_LOG_SINCE_MS
+        ? log_drop(s, a, sub->id) : rc;
 }
 
 static size_t

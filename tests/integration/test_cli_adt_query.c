@@ -156,8 +156,10 @@ Test(adt_cli, admission_cancel_and_replay_reach_the_subscriber, .timeout = 180)
     cr_assert(json_is_true(json_object_get(js[1], "cancel")));
     json_decref(js[0]);
     json_decref(js[1]);
+    cr_assert_gt(itest_db_entries(&n, "sub_log"), 0u, "kept for replays");
     rc = itest_hie(&n, CLINIC, out, sizeof(out), "unsubscribe %s", sub);
     cr_assert_eq(rc, 0, "unsubscribe: %s", out);
+    cr_assert_eq(itest_db_entries(&n, "sub_log"), 0u, "the kept notifications go with it");
     rc = itest_hie(&n, HOSP, out, sizeof(out), "adt a03 --mrn H-1 --visit V1");
     cr_assert_eq(rc, 0, "adt a03: %s", out);
     cr_assert(strstr(out, " notified=0\n") != NULL, "unsubscribed, yet notified: %s", out);

@@ -38,7 +38,8 @@
 #include <string.h>
 #include <zmq.h>
 
-#define RECEIVERS_MAX 1024u /* distinct recipients with a receiving connection */
+#define RECEIVERS_MAX 1024u /* recipients receiving (or with deliveries unacknowledged) at once */
+#define RX_GONE '\x01'     /* a freed slot (org[0]): lookups probe past it, creates reuse it */
 /* One message at a time (reset after each): its queue entry, the opened document and the
  * document's fields, each up to a 1 MiB content and its fields. */
 #define DELIVERY_ARENA_BYTES (8u * 1024u * 1024u)
@@ -133,20 +134,37 @@ static struct receiver *
 rx_find(struct node_delivery *d, const char *org, bool create)
 {
     uint64_t h = hie_hash_pair(org, "rx");
+    struct receiver *reuse = NULL;
     for (unsigned i = 0; i < RECEIVERS_MAX; i++) {
         struct receiver *r = &d->rx[(h + i) % RECEIVERS_MAX];
         if (strcmp(r->org, org) == 0) {
             return r;
         }
+        if (r->org[0] == RX_GONE) {
+            reuse = reuse != NULL ? reuse : r;
+            continue;
+        }
         if (r->org[0] == '\0') {
-            if (!create) {
-                return NULL;
-            }
-            snprintf(r->org, sizeof(r->org), "%s", org);
-            return r;
+            reuse = reuse != NULL ? reuse : r;
+            break;
         }
     }
-    return NULL; /* full: the recipient waits until a node restart frees slots */
+    if (!create || reuse == NULL) {
+        return NULL; /* full: RECEIVERS_MAX recipients receiving at once */
+    }
+    snprintf(reuse->org, sizeof(reuse->org), "%s", org);
+    atomic_fetch_add(&d->ctx->metrics.delivery_receivers, 1);
+    return reuse;
+}
+
+/* The recipient neither receives nor has deliveries waiting: its slot is free again. */
+static void
+rx_free(struct node_delivery *d, struct receiver *r)
+{
+    hie_mem_free(r->fl, r->fl != NULL ? HIE_DELIVERY_WINDOW_MAX * sizeof(*r->fl) : 0);
+    memset(r, 0, sizeof(*r));
+    r->org[0] = RX_GONE;
+    atomic_fetch_sub(&d->ctx->metrics.delivery_receivers, 1);
 }
 
 /* A request to r's connection (its frame, or a notice, set by the caller); NULL when out of
@@ -540,7 +558,7 @@ on_message(struct node_delivery *d, const node_dmsg_t *m)
     }
     if (m->type == DMSG_KICK && strcmp(m->org, "*") == 0) { /* several recipients' queues grew */
         for (unsigned i = 0; i < RECEIVERS_MAX; i++) {
-            if (d->rx[i].org[0] != '\0') {
+            if (d->rx[i].org[0] != '\0' && d->rx[i].org[0] != RX_GONE) {
                 pump(d, &d->rx[i]);
             }
         }
@@ -558,7 +576,7 @@ on_message(struct node_delivery *d, const node_dmsg_t *m)
         if (r->fl == NULL) {
             r->fl = hie_mem_calloc(HIE_DELIVERY_WINDOW_MAX, sizeof(*r->fl));
             if (r->fl == NULL) {
-                r->org[0] = '\0';
+                rx_free(d, r);
                 return;
             }
         }
@@ -576,12 +594,19 @@ on_message(struct node_delivery *d, const node_dmsg_t *m)
         break;
     case DMSG_ACKED:
         flights_prune(d, r);
+        if (r->conn_id == 0 && r->nfl == 0) {
+            rx_free(d, r);
+            return;
+        }
         break;
     case DMSG_CLOSED: /* nothing is sent (or counted as an attempt) until the next RECEIVE */
         if (r->conn_id == m->conn_id && r->edge_index == m->edge_index) {
             r->conn_id = 0;
             for (uint32_t i = 0; i < r->nfl; i++) {
                 r->fl[i].due_ns = 0;
+            }
+            if (r->nfl == 0) {
+                rx_free(d, r); /* nothing waits on it: the slot goes to whoever asks next */
             }
         }
         return;

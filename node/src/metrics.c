@@ -136,6 +136,10 @@ render_connections(struct out *o, const node_metrics_t *m, const char *node)
         "hie_auth_refused_total{node=\"%s\",reason=\"unregistered\"} %lu\n"
         "hie_auth_refused_total{node=\"%s\",reason=\"suspended\"} %lu\n", node,
         LOAD(m->auth_refused_unregistered), node, LOAD(m->auth_refused_suspended));
+    out_printf(o, "# HELP hie_delivery_receivers Recipients the delivery thread keeps a slot "
+        "for (receiving, or with deliveries unacknowledged).\n"
+        "# TYPE hie_delivery_receivers gauge\nhie_delivery_receivers{node=\"%s\"} %lu\n",
+        node, LOAD(m->delivery_receivers));
     out_printf(o, "# HELP hie_sessions_cut_total Open sessions closed because their "
         "certificate expired, or a reload or CRL change found it no longer valid.\n"
         "# TYPE hie_sessions_cut_total counter\n"

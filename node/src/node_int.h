@@ -128,6 +128,7 @@ typedef struct node_metrics {
     _Atomic uint64_t tls_reloads_ok;
     _Atomic uint64_t tls_reloads_failed;
     _Atomic uint64_t ready;
+    _Atomic uint64_t delivery_receivers;    /* recipients with a receiver slot (delivery.c) */
     uint64_t start_ns;
     struct hie_mpi_store_stats *mpi; /* the MPI's counters (set once at startup), or NULL */
     void *state_env;                 /* the state's MDB_env and the command log, for the */

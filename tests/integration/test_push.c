@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -473,6 +474,60 @@ Test(push, a_full_storage_refuses_pushes_and_the_node_keeps_serving, .timeout = 
     cr_assert(strstr(out, "hie_storage_used_bytes{node=\"node-1\",db=\"log\"}") != NULL);
     cr_assert(itest_log_contains(&n, "storage nearly full"));
     hie_client_destroy(&h);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+/* The value of the metric name (with its {node="node-1"} label) on n's /metrics. */
+static unsigned long
+metric(itest_node_t *n, const char *name)
+{
+    static char out[1 << 16];
+    cr_assert_eq(itest_http_get(n, "/metrics", out, sizeof(out)), 200);
+    char want[96];
+    snprintf(want, sizeof(want), "\n%s{node=\"node-1\"} ", name);
+    const char *at = strstr(out, want);
+    cr_assert_not_null(at, "no %s", name);
+    return strtoul(at + strlen(want), NULL, 10);
+}
+
+/* A recipient's slot in the delivery thread (1,024 at once) is freed when it stops
+ * receiving with nothing unacknowledged: they were never freed, so the 1,025th organization
+ * ever to ask for deliveries could not receive until a restart. */
+Test(push, a_receivers_slot_is_freed_when_it_stops_receiving, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_patient(h, a);
+    push_ok(h, "p1", "result", a);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(d);
+    cr_assert_eq(metric(&n, "hie_delivery_receivers"), 1u);
+    hie_client_destroy(&c); /* offline with one unacknowledged: the slot keeps its attempts */
+    usleep(300 * 1000);
+    cr_assert_eq(metric(&n, "hie_delivery_receivers"), 1u);
+    c = itest_client(&n, CLINIC);
+    cr_assert_eq(receive_start(c, "r2", &in, a), 1u);
+    d = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(d);
+    cr_assert_eq(ack(c, "k1", &d->seq, 1, &in, a), 1u);
+    hie_client_destroy(&c); /* nothing left: the slot is free */
+    bool freed = false;
+    for (int i = 0; i < 20 && !freed; i++) {
+        freed = metric(&n, "hie_delivery_receivers") == 0;
+        usleep(freed ? 0 : 100 * 1000);
+    }
+    cr_assert(freed, "the slot was kept after the recipient left");
+    c = itest_client(&n, CLINIC); /* and it can receive again */
+    push_ok(h, "p2", "result", a);
+    cr_assert_eq(receive_start(c, "r3", &in, a), 1u);
+    cr_assert_not_null(next_delivery(c, &in, 5000, a));
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
 }

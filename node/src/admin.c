@@ -100,6 +100,26 @@ admin_reply_result(struct node_admin *a, hie_command_result_t *res)
     admin_send_reply(a, &reply);
 }
 
+/* A redrive is decided here, consent as it stands now for each dead letter (the operator's
+ * command carries only the recipient and seq). False when it was answered with an error. */
+static bool
+admin_redrive_decide(struct node_admin *a, hie_command_t *cmd, hie_arena_t *arena)
+{
+    uint32_t withheld = 0;
+    int rc = hie_node__redrive_decide(a->ctx, cmd, arena, &withheld);
+    if (rc != 0) {
+        admin_error(a, rc == HIE_ENOTFOUND ? HIE__V1__ERROR_CODE__ERROR_NOT_FOUND
+            : hie_proto_error_code(rc), rc == HIE_ENOTFOUND ? "no such organization"
+            : hie_strerror(rc), "recipient_org");
+        return false;
+    }
+    if (withheld > 0) {
+        hie_log_warn("admin", "redrive: dead letters the patient's consent now withholds stay "
+            "dead", " org=%s withheld=%u", cmd->redrive->recipient_org, withheld);
+    }
+    return true;
+}
+
 static void
 admin_command(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *arena)
 {
@@ -117,6 +137,10 @@ admin_command(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *are
     int rc = hie_node__state_dedup_get(a->ctx->state, NODE_OPERATOR_ID, req->id, arena, &res);
     if (rc == 0) {
         admin_reply_result(a, res); /* a repeat: the original result, nothing applied */
+        return;
+    }
+    if (cmd->body_case == HIE__V1__COMMAND__BODY_REDRIVE && !admin_redrive_decide(a, cmd,
+            arena)) {
         return;
     }
     rc = hie_node__submit_wait(&a->sub, cmd, ADMIN_COMMAND_TIMEOUT_MS, arena, &res);

@@ -299,7 +299,14 @@ hie_ctl__command(const struct ctl *c, hie_command_t *cmd, hie_arena_t *arena)
     if (r->org != NULL) {
         print_org(r->org);
     }
-    printf("applied index=%lu id=%s\n", r->index, req.id);
+    printf("applied index=%lu id=%s", r->index, req.id);
+    if (cmd->body_case == HIE__V1__COMMAND__BODY_REDRIVE) {
+        printf(" moved=%u", r->acknowledged);
+    }
+    if (r->message != NULL && r->message[0] != '\0') {
+        printf(" note=\"%s\"", r->message);
+    }
+    printf("\n");
     return 0;
 }
 

@@ -770,6 +770,13 @@ HIE_MUST_CHECK int hie_node__query_forward_frame(node_ctx_t *ctx, const char *qu
  * only in the answer to a retrieval (retrieve). Returns NULL when it may be used, else the
  * field that is not. */
 const char *hie_node__query_answer_check(const Hie__V1__QueryAnswer *a, bool retrieve);
+/* hiectl delivery redrive (cmd->redrive): every dead letter it names decided again for its
+ * recipient, with the patient's consent as it is now: the permitted ones in redrive.seqs,
+ * and an audit record for each one decided (redrive.decided set; at most
+ * HIE_REDRIVE_DECIDED_MAX). [out] *withheld: how many stay dead. Arena holds it all.
+ * Returns 0, HIE_ENOTFOUND (no such recipient), HIE_EUNAVAIL or a storage error. */
+HIE_MUST_CHECK int hie_node__redrive_decide(node_ctx_t *ctx, hie_command_t *cmd,
+    hie_arena_t *arena, uint32_t *withheld);
 /* The document sealed in q (a queued or stored message), opened into arena.
  * Returns 0, HIE_ECORRUPT (not openable with the data key) or HIE_ENOMEM. */
 HIE_MUST_CHECK int hie_node__doc_unseal(node_ctx_t *ctx, const Hie__V1__QueuedMessage *q,

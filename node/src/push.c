@@ -224,6 +224,7 @@ push_command(node_ctx_t *ctx, const node_who_t *who, const char *to, Hie__V1__Do
     m->sender_org = (char *)(uintptr_t)who->org_id;
     m->recipient_org = (char *)(uintptr_t)to;
     m->euid = (char *)(uintptr_t)s->euid;
+    m->purpose = who->purpose; /* a redrive decides again under it */
     if (to[0] != '\0') { /* the repository keeps none: a query decides when it is read */
         m->handling = hie_node__handling(&s->decision, arena);
         if (m->handling == NULL) {
@@ -294,4 +295,112 @@ hie_node__push_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pu
     *reply = rc == 0 ? r : NULL;
     return rc == 0 ? 0 : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL,
         "internal error");
+}
+
+/* ---- redrive: each dead letter decided again --------------------------------------------- */
+
+struct redrive {
+    node_ctx_t *ctx;
+    MDB_txn *txn;
+    hie_arena_t *arena;
+    const hie_org_t *to;
+    const hie_command_t *cmd;
+    Hie__V1__RedriveCommand *rd;
+    uint32_t withheld;
+};
+
+/* The patient's EUID now (a link or unlink since the push moves it), else the one queued. */
+static const char *
+redrive_euid(struct redrive *x, const Hie__V1__QueuedMessage *qm, const Hie__V1__Document *d)
+{
+    char *euid = hie_arena_alloc(x->arena, HIE_MPI_EUID_BYTES);
+    if (euid == NULL || d->patient == NULL || d->patient->org_id == NULL ||
+        !hie_mpi_mrn_valid(d->patient->mrn)) {
+        return qm->euid;
+    }
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    hie_mpi_rec_hash(hie_node__state_mpi_key(x->ctx->state), d->patient->org_id,
+        d->patient->mrn, h);
+    return hie_mpi_store_euid_of(hie_node__state_mpi(x->ctx->state), x->txn, h, x->arena,
+               euid) == 0 ? euid : qm->euid;
+}
+
+/* One dead letter: consent for its recipient as it stands now, and its audit record. */
+static int
+redrive_one(void *vx, hie_span_t msg, uint64_t seq)
+{
+    struct redrive *x = vx;
+    Hie__V1__RedriveCommand *rd = x->rd;
+    if (rd->seq != 0 && seq != rd->seq) {
+        return 0;
+    }
+    if (rd->n_audits == HIE_REDRIVE_DECIDED_MAX) {
+        return 1;
+    }
+    ProtobufCMessage *m = NULL;
+    Hie__V1__Document *d = NULL;
+    if (hie_proto_unpack(&hie__v1__queued_message__descriptor, msg, x->arena, &m) != 0) {
+        return HIE_ECORRUPT;
+    }
+    Hie__V1__QueuedMessage *qm = (Hie__V1__QueuedMessage *)m;
+    node_mpi_err_t e = {0};
+    uint32_t labels = 0;
+    enum hie_consent_class cls = HIE_CONSENT_CLASS_NONE;
+    bool notice = qm->subscription_id != NULL && qm->subscription_id[0] != '\0';
+    Hie__V1__PurposeOfUse pou = qm->purpose != 0 ? qm->purpose
+                                                 : HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT;
+    node_who_t to = {x->to->id, x->to, pou, x->cmd->request_id, NULL};
+    node_subject_t s = {qm->euid, {0}, NULL, 0, &qm->message_id, 0};
+    if (hie_node__doc_unseal(x->ctx, qm, x->arena, &d) == 0 && doc_codes(d, &labels, &cls,
+            &e) == 0) { /* else: withheld (fail closed), as an evaluation error */
+        s.euid = redrive_euid(x, qm, d);
+        hie_node__consent_decide_doc(x->ctx, x->txn, x->arena, &to, s.euid, notice
+            ? HIE__V1__CONSENT_ACTION__CONSENT_ACTION_NOTIFY
+            : HIE__V1__CONSENT_ACTION__CONSENT_ACTION_PUSH, labels, cls, d->date_ms,
+            &s.decision);
+    }
+    bool permit = hie_consent_permitted(&s.decision) &&
+                  (s.decision.obligations & labels & HIE_CONSENT_OBL_REDACT_MASK) == 0;
+    s.n_document_ids = permit;
+    Hie__V1__AuditAppendCommand *ac = NULL;
+    int rc = hie_node__audit_body(x->ctx, &to, notice ? HIE__V1__AUDIT_ACTION__AUDIT_ACTION_NOTIFY
+        : HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PUSH, permit ? HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED
+        : HIE__V1__ERROR_CODE__ERROR_CONSENT_DENIED, &s, 1, x->arena, &ac);
+    if (rc != 0) {
+        return rc;
+    }
+    ac->record->recipient_org = (char *)(uintptr_t)x->to->id;
+    rd->audits[rd->n_audits++] = ac;
+    if (permit) {
+        rd->seqs[rd->n_seqs++] = seq;
+    }
+    x->withheld += !permit;
+    return 0;
+}
+
+int
+hie_node__redrive_decide(node_ctx_t *ctx, hie_command_t *cmd, hie_arena_t *arena,
+    uint32_t *withheld)
+{
+    Hie__V1__RedriveCommand *rd = cmd->redrive;
+    *withheld = 0;
+    hie_org_t *to = NULL;
+    struct redrive x = {ctx, NULL, arena, NULL, cmd, rd, 0};
+    rd->seqs = hie_arena_alloc(arena, HIE_REDRIVE_DECIDED_MAX * sizeof(*rd->seqs));
+    rd->audits = hie_arena_alloc(arena, HIE_REDRIVE_DECIDED_MAX * sizeof(*rd->audits));
+    rd->n_seqs = rd->n_audits = 0;
+    if (rd->seqs == NULL || rd->audits == NULL || hie_node__state_mpi_key(ctx->state) == NULL) {
+        return HIE_EUNAVAIL;
+    }
+    if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &x.txn) != 0) {
+        return HIE_ESTORAGE;
+    }
+    int rc = hie_node__state_org_get_in(ctx->state, x.txn, rd->recipient_org, arena, &to);
+    x.to = to;
+    rc = rc ? rc : hie_node__queue_dead_scan(hie_node__state_queue(ctx->state), x.txn,
+        rd->recipient_org, HIE_DELIVERY_QUEUE_MAX, redrive_one, &x);
+    mdb_txn_abort(x.txn);
+    rd->decided = true;
+    *withheld = x.withheld;
+    return rc;
 }

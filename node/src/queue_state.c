@@ -281,13 +281,34 @@ redrive_collect(node_queue_t *q, node_apply_t *a, const char *org, struct redriv
 }
 
 static int
-apply_redrive(node_queue_t *q, node_apply_t *a)
+apply_redrive(node_queue_t *q, node_audit_t *au, node_apply_t *a)
 {
     const Hie__V1__RedriveCommand *rc_ = a->cmd->redrive;
     static struct redrive r; /* log thread only */
     r.n = 0;
-    int rc = rc_->seq != 0 ? 0 : redrive_collect(q, a, rc_->recipient_org, &r);
-    if (rc_->seq != 0) {
+    int rc = 0;
+    if (rc_->decided) { /* the proposer's decision: these go back; every one is audited */
+        HIE_ASSERT(rc_->n_seqs <= HIE_REDRIVE_DECIDED_MAX); /* command validation */
+        for (size_t i = 0; i < rc_->n_seqs; i++) {
+            r.seqs[r.n++] = rc_->seqs[i];
+        }
+        for (size_t i = 0; rc == 0 && i < rc_->n_audits; i++) {
+            rc = hie_node__audit_append(au, a, rc_->audits[i]);
+        }
+        size_t withheld = rc_->n_audits - rc_->n_seqs;
+        char *why = withheld > 0 ? hie_arena_alloc(a->arena, 96) : NULL;
+        if (why != NULL) {
+            snprintf(why, 96, "%zu stay dead: the patient's consent now withholds them",
+                withheld);
+            a->res->message = why;
+        }
+        if (rc == 0 && rc_->n_audits > 0 && r.n == 0) {
+            a->res->acknowledged = 0; /* decided and audited: none goes back */
+            return 0;
+        }
+    } else if (rc_->seq == 0) {
+        rc = redrive_collect(q, a, rc_->recipient_org, &r);
+    } else {
         r.seqs[r.n++] = rc_->seq;
     }
     uint64_t next = 0, count = 0;
@@ -333,7 +354,7 @@ hie_node__queue_apply(node_queue_t *q, node_audit_t *au, node_repo_t *repo, node
     case HIE__V1__COMMAND__BODY_DEAD_LETTER:
         return apply_dead(q, a);
     case HIE__V1__COMMAND__BODY_REDRIVE:
-        return apply_redrive(q, a);
+        return apply_redrive(q, au, a);
     default:
         HIE_ASSERT(!"not a queue command");
         return HIE_EINVAL;

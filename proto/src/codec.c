@@ -516,8 +516,10 @@ command_validate_exchange(const hie_command_t *cmd, hie_errinfo_t *info)
         return recipient_ok(cmd->dead_letter->recipient_org) && cmd->dead_letter->seq > 0 ? 0
             : hie_errinfo_set(info, HIE_EINVAL, "dead_letter", "invalid");
     case HIE__V1__COMMAND__BODY_REDRIVE:
-        return recipient_ok(cmd->redrive->recipient_org) ? 0
-            : hie_errinfo_set(info, HIE_EINVAL, "redrive.recipient_org", "invalid");
+        return recipient_ok(cmd->redrive->recipient_org) &&
+               cmd->redrive->n_audits <= HIE_REDRIVE_DECIDED_MAX &&
+               cmd->redrive->n_seqs <= cmd->redrive->n_audits ? 0
+            : hie_errinfo_set(info, HIE_EINVAL, "redrive", "invalid");
     case HIE__V1__COMMAND__BODY_AUDIT_CHECKPOINT:
         return cmd->audit_checkpoint->root.len == 32u && cmd->audit_checkpoint->note != NULL
                    ? 0

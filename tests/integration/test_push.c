@@ -532,6 +532,40 @@ Test(push, a_receivers_slot_is_freed_when_it_stops_receiving, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* A redrive decides consent again, as it stands now: after the patient's directive excludes
+ * the clinic, its dead letter stays dead and the decision is audited. A redrive used to put
+ * it back in the queue with no decision at all, weeks after a revocation if need be. */
+Test(push, a_redrive_decides_consent_again, .timeout = 120)
+{
+    itest_node_t n;
+    itest_opts_t o = {.ack_timeout_ms = 300, .max_attempts = 2};
+    setup_with(&n, &o);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_patient(h, a);
+    push_ok(h, "p1", "result", a);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    cr_assert_eq(itest_db_entries_wait(&n, "q_dead", 1u, 5000), 1u, "dead-lettered");
+    struct dir x; /* the patient's directive: everyone but the clinic */
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, CLINIC, 0);
+    consent_submit_ok(h, "c1", &x, a);
+    size_t audits = itest_db_entries_settled(&n, "audit_rec");
+    char out[4096];
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "delivery redrive %s", CLINIC), 0, "%s", out);
+    cr_assert(strstr(out, " moved=0 ") != NULL && strstr(out, "1 stay dead") != NULL, "%s",
+        out);
+    cr_assert_eq(itest_db_entries(&n, "q_dead"), 1u, "still dead");
+    cr_assert_eq(itest_db_entries(&n, "q_msg"), 0u, "not back in the queue");
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audits + 1, 2000), audits + 1,
+        "the decision audited");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
 {
     itest_node_t n;

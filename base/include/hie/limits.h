@@ -145,6 +145,8 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 /* Notifications one replay queues again, each decided and audited anew (replay again from
  * the next event number for more). */
 #define HIE_REPLAY_NOTICES_MAX 1000u
+/* Dead letters one redrive decides (the operator repeats it for more). */
+#define HIE_REDRIVE_DECIDED_MAX 1000u
 /* Redelivery: no acknowledgement within ack_timeout_ms (doubling per attempt, +-20% jitter,
  * capped) sends again; after max_attempts or max_age_ms the message is dead-lettered. */
 #define HIE_DELIVERY_ACK_TIMEOUT_MS_DEFAULT 30000u

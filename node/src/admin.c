@@ -134,7 +134,8 @@ admin_command(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *are
         admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, info.reason, info.field);
         return;
     }
-    int rc = hie_node__state_dedup_get(a->ctx->state, NODE_OPERATOR_ID, req->id, arena, &res);
+    int rc = hie_node__state_dedup_get(a->ctx->state, NODE_OPERATOR_ID, req->id,
+        (int)cmd->body_case, arena, &res);
     if (rc == 0) {
         admin_reply_result(a, res); /* a repeat: the original result, nothing applied */
         return;

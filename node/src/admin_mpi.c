@@ -48,7 +48,8 @@ batch_prepare(node_ctx_t *ctx, const Hie__V1__MpiFeedRequest *item, const char *
     if (id == NULL || !hie_proto_id_valid(id, strlen(id))) {
         return item_error(arena, bad, "id", "invalid item id");
     }
-    if (hie_node__state_dedup_get(ctx->state, NODE_OPERATOR_ID, id, arena, done) == 0) {
+    if (hie_node__state_dedup_get(ctx->state, NODE_OPERATOR_ID, id,
+            HIE__V1__COMMAND__BODY_MPI_FEED, arena, done) == 0) {
         return NULL; /* fed before (a resumed import): the original result */
     }
     const char *org_id = item->patient != NULL ? item->patient->org_id : NULL;

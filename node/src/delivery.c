@@ -178,6 +178,7 @@ dreq_new(const struct receiver *r)
         req->type = NODE_REQ_DELIVERY;
         req->conn_id = r->conn_id;
         req->edge_index = r->edge_index;
+        snprintf(req->org_id, sizeof(req->org_id), "%s", r->org); /* for the edge's CLOSED */
     }
     return req;
 }

@@ -829,7 +829,16 @@ edge_reply(node_edge_t *e, node_req_t *req)
      * there left the message unsent until its ack timeout (seen when the delivery overtook the
      * check's reply under load). */
     if (c == NULL || (req->type == NODE_REQ_DELIVERY && c->state == C_HANDSHAKE)) {
-        hie_node__req_destroy(&req); /* the connection went away meanwhile */
+        /* the connection went away meanwhile. If deliveries were meant for it (a Receive's
+         * reply, a delivery, a heartbeat), the delivery thread may not know yet: the close
+         * can have come before the Receive reached it, or before this reply. Tell it again;
+         * it ignores a connection that is not the recipient's current one. */
+        if (c == NULL && (req->receiving || req->type == NODE_REQ_DELIVERY) &&
+            req->org_id[0] != '\0' && e->to_delivery != NULL && !e->stop) {
+            hie_node__delivery_notify(e->to_delivery, DMSG_CLOSED, req->org_id, req->conn_id,
+                e->index, 0);
+        }
+        hie_node__req_destroy(&req);
         return;
     }
     if (req->receiver_moved) {

@@ -88,7 +88,8 @@ hie_node__mpi_feed(node_ctx_t *ctx, node_submitter_t *sub, const char *org_id, c
     hie_command_t cmd;
     hie_command_result_t *res = NULL;
     *reply = NULL;
-    int rc = hie_node__state_dedup_get(ctx->state, org_id, id, arena, &res);
+    int rc = hie_node__state_dedup_get(ctx->state, org_id, id, HIE__V1__COMMAND__BODY_MPI_FEED,
+        arena, &res);
     if (rc != 0) { /* not a repeat: prepare and submit */
         rc = hie_node__mpi_feed_prepare(ctx, org_id, org_id, id, req, arena, &cmd, e);
         if (rc != 0) {
@@ -119,7 +120,8 @@ hie_node__mpi_review_decide(node_ctx_t *ctx, node_submitter_t *sub, const char *
     if (req->id == 0) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "id", "missing");
     }
-    int rc = hie_node__state_dedup_get(ctx->state, requester, id, arena, &res);
+    int rc = hie_node__state_dedup_get(ctx->state, requester, id,
+        HIE__V1__COMMAND__BODY_MPI_REVIEW, arena, &res);
     if (rc != 0) {
         rc_body.id = req->id;
         rc_body.link = req->link;

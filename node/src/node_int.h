@@ -207,10 +207,12 @@ HIE_MUST_CHECK int hie_node__state_org_get(node_state_t *st, const char *org_id,
 /* The same in txn (a read or write txn of this state), or in its own when txn is NULL. */
 HIE_MUST_CHECK int hie_node__state_org_get_in(node_state_t *st, MDB_txn *txn,
     const char *org_id, hie_arena_t *arena, hie_org_t **org);
-/* The stored result for (requester, request_id) if that request was applied already.
+/* The stored result for (requester, request_id) if that request was applied already as a
+ * command of kind (a Command body case). One of another kind is HIE_ENOTFOUND: the caller
+ * proposes its command, and apply refuses it (the id was used for another request).
  * [out] *result owned by arena. Returns 0, HIE_ENOTFOUND, HIE_ECORRUPT, HIE_ESTORAGE. */
 HIE_MUST_CHECK int hie_node__state_dedup_get(node_state_t *st, const char *requester,
-    const char *request_id, hie_arena_t *arena, hie_command_result_t **result);
+    const char *request_id, int kind, hie_arena_t *arena, hie_command_result_t **result);
 /* Calls fn for every organization in id order (at most HIE_ORGS_MAX). fn returns non-zero to
  * stop. Returns 0 or an error. */
 HIE_MUST_CHECK int hie_node__state_org_each(node_state_t *st, hie_arena_t *arena,

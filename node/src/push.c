@@ -19,6 +19,8 @@
 
 #define PUSH_LABELS_MAX 16u
 #define PUSH_TEXT_BYTES_MAX 512u
+/* One dead letter opened: its queue entry and document (content up to 1 MiB) twice over. */
+#define PUSH_REDRIVE_SCRATCH_BYTES (8u * 1024u * 1024u)
 
 static int
 bad(node_mpi_err_t *e, const char *field, const char *message)
@@ -302,7 +304,8 @@ hie_node__push_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pu
 struct redrive {
     node_ctx_t *ctx;
     MDB_txn *txn;
-    hie_arena_t *arena;
+    hie_arena_t *arena;         /* the command: its audit records */
+    hie_arena_t *scratch;       /* one dead letter at a time, opened (reset for each) */
     const hie_org_t *to;
     const hie_command_t *cmd;
     Hie__V1__RedriveCommand *rd;
@@ -339,8 +342,10 @@ redrive_one(void *vx, hie_span_t msg, uint64_t seq)
     }
     ProtobufCMessage *m = NULL;
     Hie__V1__Document *d = NULL;
-    if (hie_proto_unpack(&hie__v1__queued_message__descriptor, msg, x->arena, &m) != 0) {
-        return HIE_ECORRUPT;
+    hie_arena_reset(x->scratch);
+    int urc = hie_proto_unpack(&hie__v1__queued_message__descriptor, msg, x->scratch, &m);
+    if (urc != 0) {
+        return hie_arena_cap_hit(x->scratch) ? HIE_ENOMEM : HIE_ECORRUPT;
     }
     Hie__V1__QueuedMessage *qm = (Hie__V1__QueuedMessage *)m;
     node_mpi_err_t e = {0};
@@ -351,8 +356,12 @@ redrive_one(void *vx, hie_span_t msg, uint64_t seq)
                                                  : HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT;
     node_who_t to = {x->to->id, x->to, pou, x->cmd->request_id, NULL};
     node_subject_t s = {qm->euid, {0}, NULL, 0, &qm->message_id, 0};
-    if (hie_node__doc_unseal(x->ctx, qm, x->arena, &d) == 0 && doc_codes(d, &labels, &cls,
-            &e) == 0) { /* else: withheld (fail closed), as an evaluation error */
+    int orc = hie_node__doc_unseal(x->ctx, qm, x->scratch, &d);
+    if (orc == HIE_ENOMEM) {
+        return orc; /* not a decision: the redrive fails, nothing is recorded */
+    }
+    if (orc == 0 && doc_codes(d, &labels, &cls, &e) == 0) {
+        /* else: withheld (fail closed), as an evaluation error */
         s.euid = redrive_euid(x, qm, d);
         hie_node__consent_decide_doc(x->ctx, x->txn, x->arena, &to, s.euid, notice
             ? HIE__V1__CONSENT_ACTION__CONSENT_ACTION_NOTIFY
@@ -385,14 +394,18 @@ hie_node__redrive_decide(node_ctx_t *ctx, hie_command_t *cmd, hie_arena_t *arena
     Hie__V1__RedriveCommand *rd = cmd->redrive;
     *withheld = 0;
     hie_org_t *to = NULL;
-    struct redrive x = {ctx, NULL, arena, NULL, cmd, rd, 0};
+    struct redrive x = {ctx, NULL, arena, NULL, NULL, cmd, rd, 0};
     rd->seqs = hie_arena_alloc(arena, HIE_REDRIVE_DECIDED_MAX * sizeof(*rd->seqs));
     rd->audits = hie_arena_alloc(arena, HIE_REDRIVE_DECIDED_MAX * sizeof(*rd->audits));
     rd->n_seqs = rd->n_audits = 0;
     if (rd->seqs == NULL || rd->audits == NULL || hie_node__state_mpi_key(ctx->state) == NULL) {
         return HIE_EUNAVAIL;
     }
+    if (hie_arena_create(&x.scratch, PUSH_REDRIVE_SCRATCH_BYTES) != 0) {
+        return HIE_ENOMEM;
+    }
     if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &x.txn) != 0) {
+        hie_arena_destroy(&x.scratch);
         return HIE_ESTORAGE;
     }
     int rc = hie_node__state_org_get_in(ctx->state, x.txn, rd->recipient_org, arena, &to);
@@ -400,6 +413,7 @@ hie_node__redrive_decide(node_ctx_t *ctx, hie_command_t *cmd, hie_arena_t *arena
     rc = rc ? rc : hie_node__queue_dead_scan(hie_node__state_queue(ctx->state), x.txn,
         rd->recipient_org, HIE_DELIVERY_QUEUE_MAX, redrive_one, &x);
     mdb_txn_abort(x.txn);
+    hie_arena_destroy(&x.scratch);
     rd->decided = true;
     *withheld = x.withheld;
     return rc;

@@ -422,7 +422,7 @@ dedup_key(uint8_t *buf, const char *requester, const char *request_id)
 
 int
 hie_node__state_dedup_get(node_state_t *st, const char *requester, const char *request_id,
-    hie_arena_t *arena, hie_command_result_t **result)
+    int kind, hie_arena_t *arena, hie_command_result_t **result)
 {
     HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
     *result = NULL;
@@ -434,6 +434,10 @@ hie_node__state_dedup_get(node_state_t *st, const char *requester, const char *r
     ProtobufCMessage *m = NULL;
     int rc = state_get_msg(st, NULL, st->dedup, &k, 8, &hie__v1__command_result__descriptor,
         arena, &m);
+    if (rc == 0 && ((hie_command_result_t *)m)->command != 0 &&
+        ((hie_command_result_t *)m)->command != (uint32_t)kind) {
+        return HIE_ENOTFOUND; /* another kind: not a repeat of this request */
+    }
     if (rc == 0) {
         *result = (hie_command_result_t *)m;
     }

@@ -98,6 +98,7 @@ struct worker {
     int bind_rc;
     uint64_t storage_checked_ns, storage_warned_ns;
     bool storage_low;          /* a map past HIE_STORAGE_REFUSE_PCT at the last check */
+    bool storage_full;         /* past HIE_STORAGE_REFUSE_ALL_PCT */
 };
 
 struct node_workers {
@@ -519,6 +520,20 @@ fwd_slot(struct worker *w, const char *requester, node_mpi_err_t *e)
     return NULL;
 }
 
+/* Refuses a requester already holding FWD_PER_ORG_MAX slots before its query costs a scan of
+ * the repository (which a slot taken after could not use). */
+static bool
+fwd_requester_full(struct worker *w, const char *requester, node_mpi_err_t *e)
+{
+    node_mpi_err_t ignored = {0};
+    struct fwdq *fq = fwd_slot(w, requester, &ignored);
+    if (fq != NULL) {
+        return false;
+    }
+    *e = ignored;
+    return true;
+}
+
 /* Forwarded requests still waiting for responder org's answer. */
 static unsigned
 fwd_waiting_on(const struct worker *w, const char *org)
@@ -574,6 +589,9 @@ query_run(struct worker *w, node_req_t *req, const node_who_t *who,
 {
     node_query_fwd_t fwd;
     const Hie__V1__RecordQuery *q = req->env->record_query;
+    if (fwd_requester_full(w, who->org_id, e)) {
+        return e->code;
+    }
     int rc = hie_node__query_prepare(w->ctx, who, q, req->arena, reply, audit, &fwd, e);
     if (rc != 0 || fwd.n == 0) {
         return rc; /* answered now: no forwarding slot needed */
@@ -601,6 +619,9 @@ retrieve_run(struct worker *w, node_req_t *req, const node_who_t *who,
 {
     node_query_fwd_t fwd;
     const Hie__V1__RetrieveRequest *q = req->env->retrieve;
+    if (fwd_requester_full(w, who->org_id, e)) {
+        return e->code;
+    }
     int rc = hie_node__retrieve_prepare(w->ctx, who, q, req->arena, reply, audit, &fwd, e);
     if (rc != 0 || fwd.n == 0) {
         return rc;
@@ -992,7 +1013,8 @@ storage_neutral(Hie__V1__Envelope__BodyCase body)
            body == HIE__V1__ENVELOPE__BODY_REVIEW_LIST;
 }
 
-/* Is the state's or the log's map past HIE_STORAGE_REFUSE_PCT? Looked at every 250 ms. */
+/* Is the state's or the log's map past HIE_STORAGE_REFUSE_PCT (storage_low) or
+ * HIE_STORAGE_REFUSE_ALL_PCT (storage_full)? Looked at every 250 ms. */
 static bool
 storage_low(struct worker *w)
 {
@@ -1006,13 +1028,17 @@ storage_low(struct worker *w)
     /* the high-water mark first; the free list (a walk) only when that is past the line */
     for (int exact = 0; exact < 2 && (exact == 0 || low); exact++) {
         low = false;
+        w->storage_full = false;
         if (hie_cluster_lmdb_usage(hie_node__state_env(w->ctx->state), exact, &used[0],
                 &map[0]) == 0) {
             low = used[0] * 100u > map[0] * HIE_STORAGE_REFUSE_PCT;
+            w->storage_full = used[0] * 100u > map[0] * HIE_STORAGE_REFUSE_ALL_PCT;
         }
         if (w->ctx->log != NULL && hie_cluster_log_usage(w->ctx->log, exact, &used[1],
                 &map[1]) == 0) {
             low = low || used[1] * 100u > map[1] * HIE_STORAGE_REFUSE_PCT;
+            w->storage_full = w->storage_full ||
+                              used[1] * 100u > map[1] * HIE_STORAGE_REFUSE_ALL_PCT;
         }
     }
     if (low && (!w->storage_low || now - w->storage_warned_ns > 60000000000ull)) {
@@ -1037,7 +1063,7 @@ handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org, bool *parked)
         return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_FORBIDDEN,
             "the organization's roles do not allow this exchange");
     }
-    if (!storage_neutral(req->env->body_case) && storage_low(w)) {
+    if (storage_low(w) && (!storage_neutral(req->env->body_case) || w->storage_full)) {
         return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "the node's storage "
             "is nearly full; nothing was stored (the operator must raise storage.map_bytes)");
     }

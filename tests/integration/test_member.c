@@ -127,6 +127,24 @@ Test(member, refused_suspended_organization_then_reinstated)
     cr_assert_eq(rc, 0, "%s", out);
 }
 
+/* An operator's command under the id of another kind of command is refused, not taken for
+ * a repeat: a suspend sent with a register's id was answered with the register's OK, and
+ * nothing was suspended. */
+Test(member, an_operator_command_under_another_commands_id_is_refused)
+{
+    char out[2048];
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "--id same-id org register id-clinic "
+        "--name 'Id Clinic' --roles clinic"), 0, "%s", out);
+    int rc = itest_ctl(&node, out, sizeof(out), "--id same-id org suspend id-clinic");
+    cr_assert_eq(rc, 1, "rc=%d %s", rc, out);
+    cr_assert(strstr(out, "BAD_REQUEST") != NULL, "%s", out);
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "org list"), 0, "%s", out);
+    cr_assert(strstr(out, "org=id-clinic name=\"Id Clinic\" status=active") != NULL,
+        "id-clinic was suspended: %s", out);
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "--id same-id org register id-clinic "
+        "--name 'Id Clinic' --roles clinic"), 0, "the same kind again: a repeat: %s", out);
+}
+
 Test(member, suspension_cuts_an_open_session)
 {
     hie_client_t *c = itest_client(&node, "general-hospital");

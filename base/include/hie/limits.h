@@ -82,6 +82,9 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 /* Past this share of either map (state, command log) a node refuses new work that would grow
  * it (OVERLOADED) instead of reaching MDB_MAP_FULL, which stops it at every replay. */
 #define HIE_STORAGE_REFUSE_PCT 90u
+/* Past this, even exchanges that add little (acknowledgements, revokes) are refused: each is
+ * still a command in the log, which never shrinks. */
+#define HIE_STORAGE_REFUSE_ALL_PCT 97u
 
 /* The ipc:// admin channel: largest request and queued messages. */
 #define HIE_ADMIN_MSG_BYTES_MAX (8u * 1024u * 1024u)
@@ -145,8 +148,9 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 /* Notifications one replay queues again, each decided and audited anew (replay again from
  * the next event number for more). */
 #define HIE_REPLAY_NOTICES_MAX 1000u
-/* Dead letters one redrive decides (the operator repeats it for more). */
-#define HIE_REDRIVE_DECIDED_MAX 1000u
+/* Dead letters one redrive decides: every one a redrive may move (HIE_DELIVERY_REDRIVE_MAX),
+ * so letters consent withholds at the head cannot keep the rest from being decided. */
+#define HIE_REDRIVE_DECIDED_MAX 10000u
 /* Redelivery: no acknowledgement within ack_timeout_ms (doubling per attempt, +-20% jitter,
  * capped) sends again; after max_attempts or max_age_ms the message is dead-lettered. */
 #define HIE_DELIVERY_ACK_TIMEOUT_MS_DEFAULT 30000u

@@ -21,6 +21,7 @@
 
 #define MAP_BYTES (512ull * 1024ull * 1024ull)
 #define T0 1700000000000ll
+#define REG HIE__V1__COMMAND__BODY_ORG_REGISTER /* the kind of most commands here */
 #define WIRE(x) HIE__V1__ERROR_CODE__ERROR_##x
 
 static char tmp_dir[128];
@@ -281,7 +282,8 @@ Test(node_sm, fresh_state_is_empty)
     cr_assert_null(org);
     cr_assert_eq(hie_node__state_org_get(st, "", arena, &org), HIE_ENOTFOUND);
     hie_command_result_t *res = (hie_command_result_t *)(uintptr_t)1;
-    cr_assert_eq(hie_node__state_dedup_get(st, "@operator", "r1", arena, &res), HIE_ENOTFOUND);
+    cr_assert_eq(hie_node__state_dedup_get(st, "@operator", "r1", REG, arena, &res),
+        HIE_ENOTFOUND);
     cr_assert_null(res);
 }
 
@@ -317,7 +319,7 @@ Test(node_sm, register_then_get)
     cr_assert_eq(atomic_load(&metrics.applied_index), 1);
 
     hie_command_result_t *stored = NULL;
-    cr_assert_eq(hie_node__state_dedup_get(st, "@operator", "r1", arena, &stored), 0);
+    cr_assert_eq(hie_node__state_dedup_get(st, "@operator", "r1", REG, arena, &stored), 0);
     cr_assert_eq(stored->index, 1);
     cr_assert_str_eq(stored->org->id, "acme");
 }
@@ -341,7 +343,7 @@ Test(node_sm, register_twice_is_bad_request_and_changes_nothing)
     cr_assert_eq(org->updated_ms, T0);
     cr_assert_eq(applied_index(st), 2, "a rejected command is still applied (recorded)");
     hie_command_result_t *stored = NULL;
-    cr_assert_eq(hie_node__state_dedup_get(st, "@operator", "r2", arena, &stored), 0,
+    cr_assert_eq(hie_node__state_dedup_get(st, "@operator", "r2", REG, arena, &stored), 0,
         "the rejection is remembered for repeats");
     cr_assert_eq(stored->code, WIRE(BAD_REQUEST));
 }
@@ -515,7 +517,7 @@ Test(node_sm, invalid_command_bytes_are_a_bad_request_result_and_change_nothing)
     cr_assert_eq(org->status, HIE__V1__ORG_STATUS__ORG_ACTIVE);
     cr_assert_eq(db_entries(st, "dedup"), dedup_before, "invalid commands are not remembered");
     hie_command_result_t *stored = NULL;
-    cr_assert_eq(hie_node__state_dedup_get(st, "@operator", "r3", arena, &stored),
+    cr_assert_eq(hie_node__state_dedup_get(st, "@operator", "r3", REG, arena, &stored),
         HIE_ENOTFOUND);
     cr_assert_eq(applied_index(st), 4, "the index still advances");
 }
@@ -762,7 +764,7 @@ static bool
 dedup_has(node_state_t *st, const char *rid)
 {
     hie_command_result_t *res = NULL;
-    int rc = hie_node__state_dedup_get(st, "@operator", rid, arena, &res);
+    int rc = hie_node__state_dedup_get(st, "@operator", rid, REG, arena, &res);
     cr_assert(rc == 0 || rc == HIE_ENOTFOUND, "dedup_get: %s", hie_strerror_name(rc));
     return rc == 0;
 }

@@ -181,6 +181,7 @@ struct fan {
     Hie__V1__Notice **notices;
     size_t n_notices;
     uint32_t notified, withheld;
+    bool capped;                 /* more candidates than HIE_ADT_NOTICES_MAX (logged once) */
 };
 
 static int
@@ -196,7 +197,14 @@ cand_add(void *vctx, hie_span_t id)
         }
     }
     if (f->n_cand == HIE_ADT_NOTICES_MAX) {
-        return 0; /* NEEDSWORK: more than 1,024 subscriptions on one patient */
+        /* NEEDSWORK: more than 1,024 subscriptions on one patient: the rest are not told */
+        if (!f->capped) {
+            hie_log_warn("adt", "subscriptions over the limit for one event: the rest not "
+                "notified", " org=%s id=%s max=%u", f->who->org_id, f->who->request_id,
+                HIE_ADT_NOTICES_MAX);
+        }
+        f->capped = true;
+        return 0;
     }
     memcpy(f->cand[f->n_cand], id.ptr, id.len);
     f->cand[f->n_cand++][id.len] = '\0';
@@ -516,7 +524,7 @@ hie_node__adt_prepare(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *
     if (rc != 0) {
         return rc;
     }
-    struct fan f = {ctx, NULL, arena, req, who, euid, NULL, 0, NULL, 0, NULL, 0, 0, 0};
+    struct fan f = {ctx, NULL, arena, req, who, euid, NULL, 0, NULL, 0, NULL, 0, 0, 0, false};
     if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &f.txn) != 0) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
     }

@@ -26,8 +26,9 @@
 #define VISIT_KEY_BYTES (2u * HIE_ORG_ID_BYTES_MAX + 8u)
 #define VISIT_VAL_BYTES_MAX (HIE_ADT_NOTICES_MAX * SUB_ID_BYTES)
 /* 2026-11-30T19:00Z: for commands stamped since (their own clock: an older log replays as it
- * applied), a visit's recipients are merged, not replaced, and an unsubscribe also drops the
- * notifications the subscription kept for replays (sealed patient data it no longer needs). */
+ * applied), a visit's recipients are merged, not replaced (and a visit nobody got keeps no
+ * row), and an unsubscribe also drops the notifications the subscription kept for replays
+ * (sealed patient data it no longer needs). */
 #define VISIT_MERGE_SINCE_MS 1796065200000ll
 #define UNSUBSCRIBE_DROPS_LOG_SINCE_MS 1796065200000ll
 
@@ -502,11 +503,14 @@ apply_adt(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a)
     if (rc == 0 && original && c->visit_id != NULL && c->visit_id[0] != '\0') {
         uint8_t k[VISIT_KEY_BYTES];
         MDB_val key = {visit_key(k, c->sender_org, c->visit_id, c->event), k};
-        if (a->cmd->time_ms >= VISIT_MERGE_SINCE_MS) {
+        bool since = a->cmd->time_ms >= VISIT_MERGE_SINCE_MS;
+        if (since) {
             rc = visit_merge(s, a, &key, ids, &ids_len);
         }
         MDB_val v = {ids_len, ids};
-        rc = rc ? rc : mdb_rc(mdb_put(a->txn, s->visit, &key, &v, 0)); /* for the cancel */
+        if (rc == 0 && (!since || ids_len > 0)) { /* since: no row for a visit nobody got */
+            rc = mdb_rc(mdb_put(a->txn, s->visit, &key, &v, 0)); /* for the cancel */
+        }
     }
     a->res->acknowledged = queued;
     return rc;

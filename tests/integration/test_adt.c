@@ -196,6 +196,21 @@ Test(adt, a_cancel_reaches_whoever_got_any_admission_of_the_visit, .timeout = 12
     itest_node_cleanup(&n);
 }
 
+/* A visit nobody was told of keeps no row (it kept one for good, for every admission). */
+Test(adt, a_visit_nobody_got_keeps_no_row, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP);
+    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    cr_assert_eq(adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V9", a)->notified, 0u);
+    cr_assert_eq(itest_db_entries(&n, "adt_visit"), 0u);
+    hie_client_destroy(&h);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(adt, admission_and_its_cancel_reach_exactly_the_subscriber, .timeout = 120)
 {
     itest_node_t n;

@@ -563,12 +563,13 @@ tls_handshake(hie_client_t *c, uint64_t deadline_ns)
         client_error_tls(c, "create tls session");
         return HIE_ENOMEM;
     }
-    const char *sni = c->server_name != NULL ? c->server_name : c->host;
-    if (!host_is_ip_literal(sni) && SSL_set_tlsext_host_name(c->ssl, sni) != 1) {
+    bool chain_only = c->server_name != NULL && strcmp(c->server_name, "*") == 0;
+    const char *name = c->server_name != NULL && !chain_only ? c->server_name : c->host;
+    if (!host_is_ip_literal(name) && SSL_set_tlsext_host_name(c->ssl, name) != 1) {
         client_error_tls(c, "set server name indication");
         return HIE_ETLS;
     }
-    if (c->server_name != NULL && ssl_expect_name(c->ssl, c->server_name) != 1) {
+    if (!chain_only && ssl_expect_name(c->ssl, name) != 1) {
         client_error_tls(c, "set expected server name");
         return HIE_ETLS;
     }

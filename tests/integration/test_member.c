@@ -145,6 +145,21 @@ Test(member, an_operator_command_under_another_commands_id_is_refused)
         "--name 'Id Clinic' --roles clinic"), 0, "the same kind again: a repeat: %s", out);
 }
 
+/* The member checks the name it dialled against the node's certificate by default (here the
+ * IP SAN 127.0.0.1); another expected name fails the handshake; '*' checks the chain only.
+ * Without a name the client took any certificate of the HIE's CA. */
+Test(member, the_client_checks_the_nodes_name)
+{
+    char out[2048];
+    int rc = itest_hie(&node, "general-hospital", out, sizeof(out), "whoami");
+    cr_assert_eq(rc, 0, "the dialled address is in the certificate: %s", out);
+    rc = itest_hie(&node, "general-hospital", out, sizeof(out), "--server-name other-node "
+        "whoami");
+    cr_assert_neq(rc, 0, "a certificate that does not name other-node: %s", out);
+    rc = itest_hie(&node, "general-hospital", out, sizeof(out), "--server-name '*' whoami");
+    cr_assert_eq(rc, 0, "the chain only: %s", out);
+}
+
 Test(member, suspension_cuts_an_open_session)
 {
     hie_client_t *c = itest_client(&node, "general-hospital");

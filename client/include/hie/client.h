@@ -40,8 +40,9 @@ typedef struct hie_client_config {
     const char *ca_file;     /* the HIE CA (PEM) the node's certificate must chain to */
     const char *cert_file;   /* member certificate (PEM); NULL: connect without one */
     const char *key_file;    /* member private key (PEM) */
-    const char *server_name; /* expected node name in the node certificate (SAN/CN); NULL:
-                                verify the chain only, and send host as SNI */
+    const char *server_name; /* expected node name in the node certificate (SAN); NULL: host
+                                (as a TLS client checks the name it dialled); "*": the
+                                chain only (any node certificate of the HIE's CA) */
     uint32_t connect_timeout_ms; /* TCP connect + handshake; 0 means 10000 */
     uint32_t frame_bytes_max;    /* 0 means HIE_PROTO_FRAME_BYTES_DEFAULT */
     int tls_max_version;     /* 0: library default (1.3); else e.g. TLS1_1_VERSION for tests

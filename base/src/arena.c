@@ -22,6 +22,7 @@ struct arena_block {
 struct hie_arena {
     uint32_t magic;
     bool cap_hit;
+    bool out_of_memory;   /* an allocation failed below the cap (the system's memory) */
     size_t cap_bytes;
     size_t used_bytes;
     size_t next_block_bytes;
@@ -91,6 +92,7 @@ hie_arena_reset(hie_arena_t *a)
     keep->used = 0;
     a->used_bytes = 0;
     a->cap_hit = false;
+    a->out_of_memory = false;
 }
 
 static struct arena_block *
@@ -138,6 +140,7 @@ hie_arena_alloc(hie_arena_t *a, size_t bytes)
     if (b == NULL || b->size - b->used < rounded) {
         b = arena_grow(a, rounded);
         if (b == NULL) {
+            a->out_of_memory = true;
             return NULL;
         }
     }
@@ -146,6 +149,13 @@ hie_arena_alloc(hie_arena_t *a, size_t bytes)
     a->used_bytes += rounded;
     HIE_ASSERT(b->used <= b->size);
     return p;
+}
+
+bool
+hie_arena_out_of_memory(const hie_arena_t *a)
+{
+    HIE_ASSERT(a != NULL && a->magic == ARENA_MAGIC);
+    return a->out_of_memory;
 }
 
 bool

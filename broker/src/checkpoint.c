@@ -23,8 +23,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -506,6 +508,29 @@ seed_read(int fd, uint8_t *out)
     return got == HIE_AUDIT_KEY_SEED_BYTES ? 0 : HIE_EINVAL;
 }
 
+/* fsyncs the folder that holds path, so a new name in it survives a crash. */
+static int
+dir_sync(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL) {
+        snprintf(dir, sizeof(dir), ".");
+    } else if (slash == dir) {
+        dir[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
 int
 hie_audit_signer_generate(const char *path)
 {
@@ -513,9 +538,15 @@ hie_audit_signer_generate(const char *path)
     if (sodium_init() < 0) {
         return HIE_ENOMEM;
     }
+    /* written whole to a file of its own, then linked into place: a kill between the create
+     * and the write left an empty key file that every later start refused */
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s.new.%ld", path, (long)getpid()) >= (int)sizeof(tmp)) {
+        return -ENAMETOOLONG;
+    }
     uint8_t seed[HIE_AUDIT_KEY_SEED_BYTES];
     randombytes_buf(seed, sizeof(seed));
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     int rc = fd < 0 ? -errno : 0;
     if (rc == 0) {
         ssize_t n = write(fd, seed, sizeof(seed));
@@ -524,11 +555,15 @@ hie_audit_signer_generate(const char *path)
             rc = -errno;
         }
         close(fd);
-        if (rc != 0) {
-            unlink(path);
+        if (rc == 0 && link(tmp, path) != 0) { /* never replaces a key already there */
+            rc = -errno;
         }
+        unlink(tmp);
     }
     sodium_memzero(seed, sizeof(seed));
+    if (rc == 0) {
+        rc = dir_sync(path);
+    }
     return rc;
 }
 

@@ -835,7 +835,11 @@ client_recv_until(hie_client_t *c, uint64_t deadline_ns, hie_arena_t *arena,
     if (rc != 0) {
         return conn_fail(c, rc);
     }
-    rc = hie_proto_unpack(&hie__v1__envelope__descriptor, body, arena, &msg);
+    hie_errinfo_t info = {0};
+    /* the checked unpack: depth and UTF-8 walked first, so a hostile node's deeply nested
+     * reply cannot exhaust this process's stack in protobuf-c's recursion */
+    rc = hie_proto_unpack_checked(&hie__v1__envelope__descriptor, body, arena, &msg, &info,
+        "reply");
     rbuf_consume(c);
     if (rc != 0) {
         client_error_set(c, "%s", rc == HIE_ELIMIT ? "reply too large to decode in the arena"

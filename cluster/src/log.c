@@ -329,8 +329,9 @@ reply_send(void *router, zmq_msg_t *identity, uint64_t token, int rc, uint64_t i
     (void)zmq_send(router, result != NULL ? result : (uint8_t *)"", result_len, 0);
 }
 
-/* Reads one submission (identity, token, cmd) without blocking. Returns 0, HIE_EAGAIN, or
- * HIE_ELIMIT for an oversize command (already answered). */
+/* Reads one submission (identity, token, cmd) without blocking. Returns 0, HIE_EAGAIN,
+ * HIE_ELIMIT for an oversize command (already answered), or HIE_EUNAVAIL when the context is
+ * stopping (libzmq may refuse even a part already queued then: ETERM). */
 static int
 batch_read_one(hie_cluster_log_t *log, void *router, struct pending *p)
 {
@@ -343,13 +344,22 @@ batch_read_one(hie_cluster_log_t *log, void *router, struct pending *p)
     HIE_ASSERT(zmq_msg_more(&p->identity));
     zmq_msg_init(&tok);
     int r = zmq_msg_recv(&tok, router, 0);
+    if (r < 0) {
+        zmq_msg_close(&tok);
+        zmq_msg_close(&p->identity);
+        return HIE_EUNAVAIL;
+    }
     HIE_ASSERT(r == 8);
     HIE_ASSERT(zmq_msg_more(&tok));
     p->token = hie_load_be64(zmq_msg_data(&tok));
     zmq_msg_close(&tok);
     zmq_msg_init(&p->cmd);
     r = zmq_msg_recv(&p->cmd, router, 0);
-    HIE_ASSERT(r >= 0);
+    if (r < 0) {
+        zmq_msg_close(&p->cmd);
+        zmq_msg_close(&p->identity);
+        return HIE_EUNAVAIL;
+    }
     HIE_ASSERT(!zmq_msg_more(&p->cmd));
     if (zmq_msg_size(&p->cmd) > HIE_LOG_COMMAND_BYTES_MAX || zmq_msg_size(&p->cmd) == 0) {
         reply_send(router, &p->identity, p->token, HIE_ELIMIT, 0, NULL, 0);
@@ -442,8 +452,8 @@ log_loop_once(hie_cluster_log_t *log, void *router, void *ctl)
     size_t n = 0;
     while (n < HIE_LOG_BATCH_COMMANDS_MAX) {
         int rc = batch_read_one(log, router, &log->batch[n]);
-        if (rc == HIE_EAGAIN) {
-            break;
+        if (rc == HIE_EAGAIN || rc == HIE_EUNAVAIL) {
+            break; /* what was read is processed; stopping shows at the next poll */
         }
         if (rc == 0) {
             n++;
@@ -462,7 +472,7 @@ log_refuse_queued(hie_cluster_log_t *log, void *router)
     for (uint32_t i = 0; i < HIE_LOG_PENDING_MAX; i++) {
         struct pending p;
         int rc = batch_read_one(log, router, &p);
-        if (rc == HIE_EAGAIN) {
+        if (rc == HIE_EAGAIN || rc == HIE_EUNAVAIL) {
             return;
         }
         if (rc == 0) {
@@ -619,11 +629,17 @@ hie_cluster_submit_recv(void *dealer, uint64_t *token, int *rc, uint64_t *index,
     }
     HIE_ASSERT(n == 8);
     n = zmq_recv(dealer, head, sizeof(head), 0);
+    if (n < 0) {
+        return -errno; /* stopping (ETERM) even with the reply's parts queued */
+    }
     HIE_ASSERT(n == (int)LOG_REPLY_HEAD_BYTES);
     zmq_msg_t msg;
     zmq_msg_init(&msg);
     n = zmq_msg_recv(&msg, dealer, 0);
-    HIE_ASSERT(n >= 0);
+    if (n < 0) {
+        zmq_msg_close(&msg);
+        return -errno;
+    }
     *token = hie_load_be64(tok);
     *rc = (int)hie_load_be32(head);
     *index = hie_load_be64(head + 4);

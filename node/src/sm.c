@@ -844,7 +844,12 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
     struct apply_ctx a = {st, txn, arena, NULL, e->index, &res};
     hie_command_t *cmd = NULL;
     hie_errinfo_t info = {0};
-    if (hie_proto_command_decode(e->cmd, arena, &cmd, &info) != 0) {
+    int drc = hie_proto_command_decode(e->cmd, arena, &cmd, &info);
+    if (drc == HIE_ENOMEM) {
+        hie_arena_reset(arena);
+        return drc; /* not the command's fault: the node stops and replay decodes it again */
+    }
+    if (drc != 0) {
         /* every node rejects the same bytes the same way: a recorded result, no change */
         reject(&a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, info.field, "invalid command");
     } else {

@@ -246,10 +246,14 @@ hie_proto_unpack(const ProtobufCMessageDescriptor *desc, hie_span_t in, hie_aren
     *out = NULL;
     ProtobufCAllocator alloc = hie_proto_arena_allocator(arena);
     bool cap_hit_before = hie_arena_cap_hit(arena);
+    bool oom_before = hie_arena_out_of_memory(arena);
     ProtobufCMessage *msg = protobuf_c_message_unpack(desc, &alloc, in.len, in.ptr);
     if (msg == NULL) {
-        /* only a cap hit during this unpack makes it a limit error */
-        return !cap_hit_before && hie_arena_cap_hit(arena) ? HIE_ELIMIT : HIE_EPROTO;
+        /* the system's memory is not the bytes' fault: HIE_ENOMEM, never "malformed" (apply
+         * would record a refusal that a replay with memory would not); only a cap hit
+         * during this unpack makes it a limit error */
+        return !oom_before && hie_arena_out_of_memory(arena) ? HIE_ENOMEM
+             : !cap_hit_before && hie_arena_cap_hit(arena) ? HIE_ELIMIT : HIE_EPROTO;
     }
     *out = msg;
     return 0;
@@ -440,7 +444,8 @@ adt_validate(const Hie__V1__AdtCommand *c, hie_errinfo_t *info)
     }
     for (size_t i = 0; i < c->n_notices; i++) {
         const Hie__V1__Notice *n = c->notices[i];
-        if (n->subscription_id == NULL || n->audit == NULL) {
+        if (n->subscription_id == NULL || n->audit == NULL || (n->message != NULL &&
+            (n->message->recipient_org == NULL || !recipient_ok(n->message->recipient_org)))) {
             return hie_errinfo_set(info, HIE_EINVAL, "adt.notices", "incomplete");
         }
         int rc = audit_append_validate(n->audit, info);
@@ -485,6 +490,23 @@ command_validate_adt(const hie_command_t *cmd, hie_errinfo_t *info)
     }
 }
 
+/* A redrive: the recipient, and (decided) its audit records as appends that came alone. */
+static int
+redrive_validate(const Hie__V1__RedriveCommand *r, hie_errinfo_t *info)
+{
+    if (!recipient_ok(r->recipient_org) || r->n_audits > HIE_REDRIVE_DECIDED_MAX ||
+        r->n_seqs > r->n_audits) {
+        return hie_errinfo_set(info, HIE_EINVAL, "redrive", "invalid");
+    }
+    for (size_t i = 0; i < r->n_audits; i++) {
+        int rc = audit_append_validate(r->audits[i], info);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
 /* The consent, audit and delivery commands. */
 static int
 command_validate_exchange(const hie_command_t *cmd, hie_errinfo_t *info)
@@ -516,10 +538,7 @@ command_validate_exchange(const hie_command_t *cmd, hie_errinfo_t *info)
         return recipient_ok(cmd->dead_letter->recipient_org) && cmd->dead_letter->seq > 0 ? 0
             : hie_errinfo_set(info, HIE_EINVAL, "dead_letter", "invalid");
     case HIE__V1__COMMAND__BODY_REDRIVE:
-        return recipient_ok(cmd->redrive->recipient_org) &&
-               cmd->redrive->n_audits <= HIE_REDRIVE_DECIDED_MAX &&
-               cmd->redrive->n_seqs <= cmd->redrive->n_audits ? 0
-            : hie_errinfo_set(info, HIE_EINVAL, "redrive", "invalid");
+        return redrive_validate(cmd->redrive, info);
     case HIE__V1__COMMAND__BODY_AUDIT_CHECKPOINT:
         return cmd->audit_checkpoint->root.len == 32u && cmd->audit_checkpoint->note != NULL
                    ? 0

@@ -167,6 +167,8 @@ void hie_arena_reset(hie_arena_t *arena);
  * (hie_arena_cap_hit() then tells which). */
 void *hie_arena_alloc(hie_arena_t *arena, size_t bytes);
 bool hie_arena_cap_hit(const hie_arena_t *arena);
+/* True once an allocation failed below the cap: the system ran out of memory (until reset). */
+bool hie_arena_out_of_memory(const hie_arena_t *arena);
 size_t hie_arena_used_bytes(const hie_arena_t *arena);
 
 /* ---- hashing --------------------------------------------------------------------------- */

@@ -13,6 +13,7 @@
 
 #include "hie/audit.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <sodium.h>
@@ -508,6 +509,12 @@ Test(checkpoint, key_file_is_private_and_exclusive)
     cr_assert_eq(sb.st_mode & 0777, 0600);
     cr_assert_eq(sb.st_size, 32);
     cr_assert_eq(hie_audit_signer_generate(key_path), -EEXIST, "never overwrites");
+    DIR *d = opendir(tmpdir); /* written whole beside it, then linked: nothing left over */
+    cr_assert_not_null(d);
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        cr_assert_null(strstr(e->d_name, ".new."), "left over: %s", e->d_name);
+    }
+    closedir(d);
     hie_audit_signer_t *s = NULL;
     cr_assert_eq(chmod(key_path, 0644), 0);
     cr_assert_eq(hie_audit_signer_load(&s, key_path, ORIGIN), HIE_EDENIED, "mode 0644");

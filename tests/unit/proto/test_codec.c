@@ -366,6 +366,29 @@ Test(proto_codec, command_decode_of_garbage_is_eproto)
     cr_assert_str_eq(info.field, "command");
 }
 
+/* The system running out of memory while a command is decoded is HIE_ENOMEM, never the
+ * "malformed" a bad command gets: apply would record a refusal that a replay with memory
+ * would not. */
+Test(proto_codec, command_decode_out_of_memory_is_enomem)
+{
+    struct cmd_buf b;
+    hie_command_t *in = cmd_make(&b, HIE__V1__COMMAND__BODY_ORG_REGISTER, "acme");
+    size_t len = 0;
+    uint8_t *buf = pack(in, &len);
+    hie_arena_t *small = NULL;
+    cr_assert_eq(hie_arena_create_first(&small, 1u << 20, 64), 0);
+    (void)hie_arena_alloc(small, 64); /* the first block is used up */
+    hie_command_t *out = NULL;
+    hie_errinfo_t info = {0};
+    hie_mem_fail_after(1);
+    int rc = hie_proto_command_decode(hie_span(buf, len), small, &out, &info);
+    hie_mem_fail_after(0);
+    hie_arena_destroy(&small);
+    hie_mem_free(buf, len);
+    cr_assert_eq(rc, HIE_ENOMEM, "rc %s", hie_strerror_name(rc));
+    cr_assert_null(out);
+}
+
 Test(proto_codec, command_decode_of_an_invalid_command_is_einval)
 {
     struct cmd_buf b;

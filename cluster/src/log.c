@@ -26,6 +26,8 @@
 #define LOG_MAGIC 0x4c4f4721u /* "LOG!" */
 #define LOG_CTL_SUFFIX "-ctl"
 #define LOG_REPLY_HEAD_BYTES 12u
+/* Room a batch must leave in the log's map beyond twice its bytes (pages, meta, free list). */
+#define LOG_APPEND_SLACK_BYTES (256u * 1024u)
 
 struct pending {
     zmq_msg_t identity;
@@ -396,9 +398,50 @@ batch_append(hie_cluster_log_t *log, size_t n, uint64_t first)
     return rc;
 }
 
+/* Would appending bytes more (with room to spare for LMDB's pages and copies) reach the end of
+ * the log's map? The log never frees pages, so its high-water mark is what it holds. */
+static bool
+log_room_short(hie_cluster_log_t *log, uint64_t bytes)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    if (mdb_env_info(log->env, &info) != 0 || mdb_env_stat(log->env, &st) != 0) {
+        return false; /* the append tells */
+    }
+    uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    return used + 2u * bytes + LOG_APPEND_SLACK_BYTES > info.me_mapsize;
+}
+
+/* The last line before MDB_MAP_FULL (which stops the node, and again at every replay): a
+ * batch the log's map cannot take is refused whole, HIE_EUNAVAIL to each submitter, nothing
+ * appended or applied. The workers refuse new work well before (90%); this catches what they
+ * cannot: internal submitters, and a burst between their looks. */
+static bool
+batch_refuse_if_full(hie_cluster_log_t *log, void *router, size_t n)
+{
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        bytes += zmq_msg_size(&log->batch[i].cmd);
+    }
+    if (!log_room_short(log, bytes)) {
+        return false;
+    }
+    hie_log_error("log", "command log full: batch refused", " commands=%zu bytes=%lu "
+        "hint=\"%s\"", n, (unsigned long)bytes, "raise storage.map_bytes and restart");
+    for (size_t i = 0; i < n; i++) {
+        struct pending *p = &log->batch[i];
+        reply_send(router, &p->identity, p->token, HIE_EUNAVAIL, 0, NULL, 0);
+        zmq_msg_close(&p->cmd);
+    }
+    return true;
+}
+
 static void
 batch_process(hie_cluster_log_t *log, void *router, size_t n)
 {
+    if (batch_refuse_if_full(log, router, n)) {
+        return;
+    }
     uint64_t first = atomic_load(&log->last_index) + 1;
     for (size_t i = 0; i < n; i++) {
         log->entries[i].index = first + i;

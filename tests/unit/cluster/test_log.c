@@ -859,3 +859,48 @@ Test(cluster_log, destroy_answers_queued_commands_with_eunavail)
     cr_assert_eq(ok, 1, "the batch in hand is finished and answered");
     cr_assert_eq(unavail, 10, "queued commands are answered HIE_EUNAVAIL, got %u", unavail);
 }
+
+/* A log whose map is nearly full refuses the batch (HIE_EUNAVAIL to each submitter), and the
+ * node goes on: MDB_MAP_FULL in the append called fatal, and the node stopped at every replay
+ * of the same log. A 1 MiB map here, commands of 64 KiB. */
+Test(cluster_log, a_full_log_refuses_the_batch_instead_of_stopping)
+{
+    struct test_fsm *f = fsm_new(0);
+    hie_cluster_log_config_t cfg = log_config();
+    cfg.map_bytes = 1u << 20;
+    hie_cluster_fsm_t t = fsm_table(f);
+    cr_assert_eq(hie_cluster_log_open(&open_log, &cfg, &t), 0);
+    hie_cluster_log_t *log = open_log;
+    log_start(log);
+    void *d = dealer_new();
+    static uint8_t cmd[64 * 1024];
+    memset(cmd, 'c', sizeof(cmd));
+    int refused_at = -1;
+    for (int i = 0; i < 64 && refused_at < 0; i++) {
+        cr_assert_eq(hie_cluster_submit_send(d, (uint64_t)i + 1, hie_span(cmd, sizeof(cmd))),
+            0);
+        uint64_t token = 0, index = 0;
+        int rc = -1;
+        uint8_t *res = NULL;
+        size_t res_len = 0;
+        cr_assert_eq(recv_one(d, 10000, &token, &rc, &index, &res, &res_len), 0);
+        hie_mem_free(res, res_len);
+        if (rc == HIE_EUNAVAIL) {
+            refused_at = i;
+        } else {
+            cr_assert_eq(rc, 0, "command %d: %s", i, hie_strerror_name(rc));
+        }
+    }
+    cr_assert(refused_at > 0, "refused at %d", refused_at);
+    cr_log_info("a 1 MiB log took %d commands of 64 KiB", refused_at);
+    cr_assert_eq(hie_cluster_submit_send(d, 999, hie_span("small", 5)), 0);
+    uint64_t token = 0, index = 0;
+    int rc = -1;
+    uint8_t *res = NULL;
+    size_t res_len = 0;
+    cr_assert_eq(recv_one(d, 10000, &token, &rc, &index, &res, &res_len), 0, "still serving");
+    hie_mem_free(res, res_len);
+    dealer_close(d);
+    log_close(&log);
+    cr_assert_eq(f->seen_count, (size_t)refused_at + (rc == 0 ? 1u : 0u));
+}

@@ -22,6 +22,7 @@
 
 #include "hie/mpi_store.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -800,6 +801,11 @@ hie_node__replay_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *
     if (req->from_event_number == 0 && req->from_ms <= 0) {
         return bad(e, "from_event_number", "give an event number (1..) or a time");
     }
+    if (ctx->replay_gate != NULL &&
+        !hie_node__replay_gate_pass(ctx->replay_gate, who->org_id, req->subscription_id)) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "subscription_id",
+            "at most 5 replays of a subscription in 10 seconds; retry later");
+    }
     rc_.subscription_id = req->subscription_id;
     rc_.from_event_number = req->from_event_number;
     rc_.from_ms = req->from_ms;
@@ -817,4 +823,57 @@ hie_node__replay_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *
         *reply = out;
     }
     return rc;
+}
+
+/* ---- the replay gate ---------------------------------------------------------------------- */
+
+#define REPLAY_GATE_SLOTS 1024u /* direct-mapped by hash: a collision only resets a window */
+
+struct node_replay_gate {
+    pthread_mutex_t mu;
+    struct {
+        uint64_t key, window_ns;
+        uint32_t count;
+    } slot[REPLAY_GATE_SLOTS];
+};
+
+int
+hie_node__replay_gate_create(node_replay_gate_t **out)
+{
+    node_replay_gate_t *g = hie_mem_calloc(1, sizeof(*g));
+    if (g == NULL) {
+        return HIE_ENOMEM;
+    }
+    pthread_mutex_init(&g->mu, NULL);
+    *out = g;
+    return 0;
+}
+
+void
+hie_node__replay_gate_destroy(node_replay_gate_t **g)
+{
+    if (*g != NULL) {
+        pthread_mutex_destroy(&(*g)->mu);
+        hie_mem_free(*g, sizeof(**g));
+        *g = NULL;
+    }
+}
+
+bool
+hie_node__replay_gate_pass(node_replay_gate_t *g, const char *org,
+    const char *subscription_id)
+{
+    uint64_t key = hie_hash_pair(org, subscription_id), now = hie_time_mono_ns();
+    uint64_t window = (uint64_t)HIE_REPLAY_WINDOW_MS * 1000000ull;
+    pthread_mutex_lock(&g->mu);
+    unsigned i = (unsigned)(key % REPLAY_GATE_SLOTS);
+    if (g->slot[i].key != key || now - g->slot[i].window_ns >= window) {
+        g->slot[i].key = key;
+        g->slot[i].window_ns = now;
+        g->slot[i].count = 0;
+    }
+    bool pass = g->slot[i].count < HIE_REPLAYS_PER_WINDOW;
+    g->slot[i].count += pass;
+    pthread_mutex_unlock(&g->mu);
+    return pass;
 }

@@ -202,6 +202,10 @@ node_start_threads(node_ctx_t *ctx, struct node_threads *t)
         rc = hie_node__delivery_start(&t->delivery, ctx);
     }
     if (rc == 0) {
+        what = "replay gate";
+        rc = hie_node__replay_gate_create(&ctx->replay_gate);
+    }
+    if (rc == 0) {
         what = "workers";
         rc = hie_node__workers_start(&t->workers, ctx);
     }
@@ -257,6 +261,7 @@ node_stop_threads(node_ctx_t *ctx, struct node_threads *t, bool drain)
     hie_node__checkpointer_join(&t->ckpt);
     hie_node__delivery_join(&t->delivery);
     hie_node__org_conns_destroy(&ctx->org_conns); /* the edges are gone */
+    hie_node__replay_gate_destroy(&ctx->replay_gate); /* and the workers */
     hie_cluster_log_destroy(&ctx->log);
 }
 

@@ -467,7 +467,17 @@ typedef struct node_ctx {
     char audit_vkey[HIE_AUDIT_VKEY_TEXT_BYTES_MAX]; /* its verifier key, for reports */
     EVP_MD *sha256;  /* OpenSSL's SHA-256, fetched once by main (immutable, any thread) for
                       * the audit subjects' commitments; NULL (tests, tools): libsodium's */
+    struct node_replay_gate *replay_gate; /* replays per subscription (adt.c); NULL: none */
 } node_ctx_t;
+/* Replays: each decides up to 1,000 notifications again and audits each one, so a member
+ * looping on replay would grow the audit log fast. At most HIE_REPLAYS_PER_WINDOW per
+ * subscription in HIE_REPLAY_WINDOW_MS, node-wide (any worker). */
+typedef struct node_replay_gate node_replay_gate_t;
+HIE_MUST_CHECK int hie_node__replay_gate_create(node_replay_gate_t **out);
+void hie_node__replay_gate_destroy(node_replay_gate_t **g);
+/* True when a replay of (org, subscription_id) may go now (and counts it). Any thread. */
+bool hie_node__replay_gate_pass(node_replay_gate_t *g, const char *org,
+    const char *subscription_id);
 
 /* Open member connections per organization, across the edge threads (edge.c): a member may
  * hold at most cfg.connections_per_org_max, so one cannot take every slot from the others. */

@@ -678,6 +678,37 @@ Test(adt, replay_decides_on_the_events_time, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* Each replay decides and audits up to 1,000 notifications again: a subscription gets at
+ * most 5 in 10 seconds, the 6th is OVERLOADED (a loop on replay grew the audit log
+ * unbounded). */
+Test(adt, replays_of_a_subscription_are_rate_limited, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    char sid[64];
+    snprintf(sid, sizeof(sid), "%s", subscribe_ok(c, "s1",
+        HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a));
+    adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V1", a);
+    struct inbox in;
+    memset(&in, 0, sizeof(in));
+    for (int i = 0; i < 5; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "p%d", i);
+        hie_envelope_t *r = replay(c, id, sid, 1, &in, a);
+        cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_REPLAY_REPLY, "replay %d", i);
+    }
+    hie_envelope_t *r = replay(c, "p5", sid, 1, &in, a);
+    expect_error(r, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "subscription_id");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(adt, a_subscriber_that_never_acknowledges_does_not_slow_another, .timeout = 120)
 {
     itest_node_t n;

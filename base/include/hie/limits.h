@@ -148,6 +148,9 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 /* Notifications one replay queues again, each decided and audited anew (replay again from
  * the next event number for more). */
 #define HIE_REPLAY_NOTICES_MAX 1000u
+/* Replays one subscription may ask for in a window (node-wide). */
+#define HIE_REPLAYS_PER_WINDOW 5u
+#define HIE_REPLAY_WINDOW_MS 10000u
 /* Dead letters one redrive decides: every one a redrive may move (HIE_DELIVERY_REDRIVE_MAX),
  * so letters consent withholds at the head cannot keep the rest from being decided. */
 #define HIE_REDRIVE_DECIDED_MAX 10000u

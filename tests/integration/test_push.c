@@ -80,13 +80,35 @@ feed_patient(hie_client_t *h, hie_arena_t *a)
     feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
 }
 
+/* The start most tests here share: a node (options o, NULL for the defaults) with the hospital
+ * and the clinic connected and the hospital's patient fed. */
+static void
+fx_start(itest_node_t *n, const itest_opts_t *o, hie_arena_t **a, hie_client_t **h,
+    hie_client_t **c)
+{
+    setup_with(n, o);
+    *a = arena_new();
+    *h = itest_client(n, HOSP);
+    *c = itest_client(n, CLINIC);
+    feed_patient(*h, *a);
+}
+
+/* And its end (the clients as they are then: a test may have replaced one). */
+static void
+fx_stop(itest_node_t *n, hie_arena_t **a, hie_client_t **h, hie_client_t **c)
+{
+    hie_client_destroy(h);
+    hie_client_destroy(c);
+    hie_arena_destroy(a);
+    itest_node_cleanup(n);
+}
+
 Test(push, delivered_acknowledged_and_idempotent, .timeout = 120)
 {
     itest_node_t n;
-    setup(&n);
-    hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_patient(h, a);
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, NULL, &a, &h, &c);
     const char *mid = push_ok(h, "p1", "discharge: stable, follow up in 7 days", a);
     cr_assert_str_eq(mid, HOSP ":p1");
     cr_assert_eq(itest_db_entries(&n, "q_msg"), 1u, "queued before the sender's acknowledgement");
@@ -115,10 +137,7 @@ Test(push, delivered_acknowledged_and_idempotent, .timeout = 120)
     cr_assert_null(next_delivery(c, &in, 1000, a), "delivered once");
     cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", 1u, 2000), 1u,
         "one audit record for the disclosure");
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 /* Part 2 (SUD) data pushed to the recipient the patient's consent names: delivered with the
@@ -126,10 +145,9 @@ Test(push, delivered_acknowledged_and_idempotent, .timeout = 120)
 Test(push, part2_delivery_carries_the_notice_and_refrain, .timeout = 120)
 {
     itest_node_t n;
-    setup(&n);
-    hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_patient(h, a);
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, NULL, &a, &h, &c);
     struct dir x; /* the patient permits the clinic, by name */
     dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
     x.actor.org_id = MUT(CLINIC);
@@ -150,19 +168,15 @@ Test(push, part2_delivery_carries_the_notice_and_refrain, .timeout = 120)
     cr_assert_str_eq(d->handling->confidentiality, "R");
     cr_assert(strstr(d->handling->notice, "42 CFR part 2") != NULL, "%s",
         d->handling->notice);
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 Test(push, unacknowledged_messages_come_again_after_reconnect, .timeout = 120)
 {
     itest_node_t n;
-    setup(&n);
-    hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_patient(h, a);
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, NULL, &a, &h, &c);
     static const char *const ids[] = {"m1", "m2", "m3"};
     for (size_t i = 0; i < 3; i++) {
         push_ok(h, ids[i], "lab result", a);
@@ -190,10 +204,7 @@ Test(push, unacknowledged_messages_come_again_after_reconnect, .timeout = 120)
     cr_assert_eq(ack(c, "a1", seqs, 3, &in, a), 3u);
     hie_client_close(c);
     cr_assert_eq(receive_start(c, "r3", &in, a), 0u, "nothing left");
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 Test(push, acknowledged_push_survives_kill_9, .timeout = 120)
@@ -274,10 +285,9 @@ Test(push, an_offline_recipient_keeps_its_messages_until_it_reconnects, .timeout
 {
     itest_node_t n;
     itest_opts_t o = {.ack_timeout_ms = 300, .max_attempts = 3};
-    setup_with(&n, &o);
-    hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_patient(h, a);
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &o, &a, &h, &c);
     push_ok(h, "p1", "result", a);
     struct inbox in;
     cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
@@ -296,10 +306,7 @@ Test(push, an_offline_recipient_keeps_its_messages_until_it_reconnects, .timeout
     cr_assert(d->redelivery);
     cr_assert_eq(d->attempt, 2u, "no attempts counted while offline");
     cr_assert_eq(ack(c, "a1", &d->seq, 1, &in, a), 1u);
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 /* Suspending a recipient ends its receiving connection: the registry check runs per request,
@@ -309,10 +316,9 @@ Test(push, suspension_stops_deliveries_on_an_open_connection, .timeout = 120)
 {
     itest_node_t n;
     itest_opts_t o = {.ack_timeout_ms = 300, .max_attempts = 8};
-    setup_with(&n, &o);
-    hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_patient(h, a);
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &o, &a, &h, &c);
     push_ok(h, "p1", "result", a);
     struct inbox in;
     cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
@@ -333,10 +339,7 @@ Test(push, suspension_stops_deliveries_on_an_open_connection, .timeout = 120)
                         env->error->code == HIE__V1__ERROR_CODE__ERROR_UNAUTHENTICATED);
     }
     cr_assert(told, "the member is told why");
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 /* A push under the id of an earlier request of another kind (here the same member's consent
@@ -431,10 +434,7 @@ Test(push, an_undeliverable_message_does_not_stop_the_queue, .timeout = 120)
     cr_assert_str_eq(d->message_id, HOSP ":after");
     cr_assert(itest_log_contains(&n, "reason=undeliverable"));
     cr_assert_geq(itest_db_entries(&n, "q_dead"), 1u);
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 /* A node whose storage fills refuses new work (OVERLOADED, naming storage.map_bytes) and
@@ -497,10 +497,9 @@ metric(itest_node_t *n, const char *name)
 Test(push, a_receivers_slot_is_freed_when_it_stops_receiving, .timeout = 120)
 {
     itest_node_t n;
-    setup(&n);
-    hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_patient(h, a);
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, NULL, &a, &h, &c);
     push_ok(h, "p1", "result", a);
     struct inbox in;
     cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
@@ -526,10 +525,7 @@ Test(push, a_receivers_slot_is_freed_when_it_stops_receiving, .timeout = 120)
     push_ok(h, "p2", "result", a);
     cr_assert_eq(receive_start(c, "r3", &in, a), 1u);
     cr_assert_not_null(next_delivery(c, &in, 5000, a));
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 /* A redrive decides consent again, as it stands now: after the patient's directive excludes
@@ -539,10 +535,9 @@ Test(push, a_redrive_decides_consent_again, .timeout = 120)
 {
     itest_node_t n;
     itest_opts_t o = {.ack_timeout_ms = 300, .max_attempts = 2};
-    setup_with(&n, &o);
-    hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_patient(h, a);
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &o, &a, &h, &c);
     push_ok(h, "p1", "result", a);
     struct inbox in;
     cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
@@ -560,20 +555,16 @@ Test(push, a_redrive_decides_consent_again, .timeout = 120)
     cr_assert_eq(itest_db_entries(&n, "q_msg"), 0u, "not back in the queue");
     cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audits + 1, 2000), audits + 1,
         "the decision audited");
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
 {
     itest_node_t n;
     itest_opts_t o = {.ack_timeout_ms = 300, .max_attempts = 3};
-    setup_with(&n, &o);
-    hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_patient(h, a);
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &o, &a, &h, &c);
     push_ok(h, "p1", "result", a);
     struct inbox in;
     cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
@@ -613,10 +604,7 @@ Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
     cr_assert_not_null(again, "redriven");
     cr_assert_str_eq(again->message_id, HOSP ":p1", "same message id");
     cr_assert_eq(ack(c, "a9", &again->seq, 1, &in, a), 1u);
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 /* Pushes for patient p's document k from connection c, pipelined (no wait for the reply). */

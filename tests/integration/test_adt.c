@@ -27,6 +27,29 @@ setup(itest_node_t *n)
     itest_register(n, CLINIC, "clinic");
 }
 
+/* The start most tests here share: a node with the hospital and the clinic connected, each
+ * with a record of the same person (H-1, C-9). */
+static void
+fx_start(itest_node_t *n, hie_arena_t **a, hie_client_t **h, hie_client_t **c)
+{
+    setup(n);
+    *a = arena_new();
+    *h = itest_client(n, HOSP);
+    *c = itest_client(n, CLINIC);
+    feed_ok(*h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, *a);
+    feed_ok(*c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, *a);
+}
+
+/* And its end (the clients as they are then). */
+static void
+fx_stop(itest_node_t *n, hie_arena_t **a, hie_client_t **h, hie_client_t **c)
+{
+    hie_client_destroy(h);
+    hie_client_destroy(c);
+    hie_arena_destroy(a);
+    itest_node_cleanup(n);
+}
+
 static hie_envelope_t *
 subscribe(hie_client_t *c, const char *id, Hie__V1__SubscriptionScope scope, const char *mrn,
     Hie__V1__AdtEvent only, size_t n_mrns, hie_arena_t *a)
@@ -124,11 +147,9 @@ Test(adt, a_cancel_naming_another_patient_does_not_reach_the_visits_subscriber,
     .timeout = 120)
 {
     itest_node_t n;
-    setup(&n);
-    hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
-    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
     feed_ok(h, "f3", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-2", &MARIA, NULL, a);
     subscribe_ok(c, "s1", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a);
     cr_assert_eq(adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V200", a)->notified, 1u);
@@ -139,10 +160,7 @@ Test(adt, a_cancel_naming_another_patient_does_not_reach_the_visits_subscriber,
         "H-1's own cancel still reaches it");
     struct inbox in;
     cr_assert_eq(receive_start(c, "r1", &in, a), 2u, "the admission and its own cancel");
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 /* A repeated admission of a visit adds its recipients to the first one's: a clinic that got
@@ -151,11 +169,9 @@ Test(adt, a_cancel_naming_another_patient_does_not_reach_the_visits_subscriber,
 Test(adt, a_cancel_reaches_whoever_got_any_admission_of_the_visit, .timeout = 120)
 {
     itest_node_t n;
-    setup(&n);
-    hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
-    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
     hie_envelope_t req;
     Hie__V1__SubscribeRequest sr = HIE__V1__SUBSCRIBE_REQUEST__INIT;
     char *mrns[1] = {MUT("C-9")};
@@ -190,10 +206,7 @@ Test(adt, a_cancel_reaches_whoever_got_any_admission_of_the_visit, .timeout = 12
     cr_assert_eq(e2->adt_reply->notified, 0u);
     cr_assert_eq(adt_ok(h, "e3", HIE__V1__ADT_EVENT__ADT_A11, "V300", a)->notified, 1u,
         "the clinic got the admission, so it gets its cancel");
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 /* A visit nobody was told of keeps no row (it kept one for good, for every admission). */
@@ -283,11 +296,9 @@ Test(adt, admission_and_its_cancel_reach_exactly_the_subscriber, .timeout = 120)
 Test(adt, offline_subscriber_gets_1000_events_in_order_once, .timeout = 300)
 {
     itest_node_t n;
-    setup(&n);
-    hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
-    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
     subscribe_ok(c, "s1", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_ALL_MY_PATIENTS, NULL, 0, a);
     hie_client_destroy(&c); /* offline */
     enum { EVENTS = 1000 };
@@ -322,20 +333,15 @@ Test(adt, offline_subscriber_gets_1000_events_in_order_once, .timeout = 300)
         }
     }
     cr_assert_null(next_delivery(c, &in, 1000, a), "nothing more");
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 Test(adt, consent_withholds_the_notification_and_audits_it, .timeout = 120)
 {
     itest_node_t n;
-    setup(&n);
-    hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
-    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
     subscribe_ok(c, "s1", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a);
     struct dir x; /* the hospital's patient: share with everyone but the clinic */
     dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
@@ -356,10 +362,7 @@ Test(adt, consent_withholds_the_notification_and_audits_it, .timeout = 120)
     cr_assert_eq(e->adt_reply->withheld, 0u);
     struct inbox in;
     cr_assert_eq(receive_start(c, "r1", &in, a), 0u, "nothing for the clinic");
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 Test(adt, bad_input_names_the_field, .timeout = 120)
@@ -388,10 +391,7 @@ Test(adt, bad_input_names_the_field, .timeout = 120)
         a), bad, "mrns");
     expect_error(subscribe(c, "b6", (Hie__V1__SubscriptionScope)7, NULL, 0, 0, a), bad,
         "scope");
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 static hie_envelope_t *roster_via(hie_client_t *c, itest_node_t *n, const char *org,
@@ -581,10 +581,7 @@ Test(adt, replay_from_an_event_number_and_heartbeats, .timeout = 120)
     /* idle now: heartbeats keep coming */
     cr_assert_null(next_delivery(c, &in, 1200, a));
     cr_assert_geq(in.heartbeats, 2u, "heartbeats every 300 ms: %u", in.heartbeats);
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 /* A replay decides consent again: after the patient's organization files a directive that
@@ -593,11 +590,9 @@ Test(adt, replay_from_an_event_number_and_heartbeats, .timeout = 120)
 Test(adt, replay_applies_consent_as_it_is_now_and_is_audited, .timeout = 120)
 {
     itest_node_t n;
-    setup(&n);
-    hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
-    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
     char sid[64];
     snprintf(sid, sizeof(sid), "%s", subscribe_ok(c, "s1",
         HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a));
@@ -635,10 +630,7 @@ Test(adt, replay_applies_consent_as_it_is_now_and_is_audited, .timeout = 120)
     cr_assert_null(next_delivery(c, &in, 800, a), "nothing delivered");
     cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", before + 2, 2000), before + 2,
         "each replayed notification audited");
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 /* A replay decides consent on the event's own time, as the first notification did: a
@@ -647,11 +639,9 @@ Test(adt, replay_applies_consent_as_it_is_now_and_is_audited, .timeout = 120)
 Test(adt, replay_decides_on_the_events_time, .timeout = 120)
 {
     itest_node_t n;
-    setup(&n);
-    hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
-    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
     char sid[64];
     snprintf(sid, sizeof(sid), "%s", subscribe_ok(c, "s1",
         HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a));
@@ -672,10 +662,7 @@ Test(adt, replay_decides_on_the_events_time, .timeout = 120)
     hie_envelope_t *r = replay(c, "p1", sid, 1, &in, a);
     cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_REPLAY_REPLY);
     cr_assert_eq(r->replay_reply->queued, 0u, "the event is in the withheld period");
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 /* Each replay decides and audits up to 1,000 notifications again: a subscription gets at
@@ -684,11 +671,9 @@ Test(adt, replay_decides_on_the_events_time, .timeout = 120)
 Test(adt, replays_of_a_subscription_are_rate_limited, .timeout = 120)
 {
     itest_node_t n;
-    setup(&n);
-    hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
-    feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
     char sid[64];
     snprintf(sid, sizeof(sid), "%s", subscribe_ok(c, "s1",
         HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a));
@@ -703,10 +688,7 @@ Test(adt, replays_of_a_subscription_are_rate_limited, .timeout = 120)
     }
     hie_envelope_t *r = replay(c, "p5", sid, 1, &in, a);
     expect_error(r, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "subscription_id");
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c);
 }
 
 Test(adt, a_subscriber_that_never_acknowledges_does_not_slow_another, .timeout = 120)

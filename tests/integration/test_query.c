@@ -98,6 +98,20 @@ setup2(itest_node_t *n, hie_client_t **h, hie_client_t **c, hie_arena_t *a)
     feed_ok(*c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
 }
 
+/* The end of a test: its clients (s may be NULL), arena and node. */
+static void
+fx_stop(itest_node_t *n, hie_arena_t **a, hie_client_t **h, hie_client_t **c,
+    hie_client_t **s)
+{
+    hie_client_destroy(h);
+    hie_client_destroy(c);
+    if (s != NULL) {
+        hie_client_destroy(s);
+    }
+    hie_arena_destroy(a);
+    itest_node_cleanup(n);
+}
+
 #define D2025_06 1748736000000ll
 #define D2026_01 1767225600000ll
 #define D2026_02 1769904000000ll
@@ -123,10 +137,7 @@ Test(query, retrieval_follows_the_record_to_its_current_euid, .timeout = 120)
     consent_submit_ok(h, "c1", &x, a);
     hie_envelope_t *r2 = retrieve(c, "g2", HOSP ":dA", a);
     expect_error(r2, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document_id");
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c, NULL);
 }
 
 /* A query opens at most 10,000 documents or 64 MiB of a patient's repository in all (it was
@@ -155,10 +166,7 @@ Test(query, a_query_reads_a_bounded_part_of_the_repository_and_says_so, .timeout
     cr_assert(strstr(r->sources[0]->detail, "partial") != NULL);
     r = query(c, "q3", "lab-report", 0, 0, a); /* and the same again: a bound, not a state */
     cr_assert_eq(r->n_documents, 64u);
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c, NULL);
 }
 
 Test(query, repository_documents_listed_filtered_and_consent_applied, .timeout = 120)
@@ -204,10 +212,7 @@ Test(query, repository_documents_listed_filtered_and_consent_applied, .timeout =
     /* q1..q4 and g1..g3: one audit record each */
     cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audits + 7u, 2000), audits + 7u,
         "one per query and retrieval");
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c, NULL);
 }
 
 /* Forty 1 MiB documents: every one is listed (each is opened on its own, not all at once in
@@ -237,10 +242,7 @@ Test(query, a_patient_with_many_large_documents_is_listed_whole, .timeout = 180)
     cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RETRIEVE_REPLY, "%s",
         r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?");
     cr_assert_eq(r->retrieve_reply->document->content.len, (size_t)HIE_PUSH_CONTENT_BYTES_MAX);
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c, NULL);
 }
 
 #define HOSP2 "st-mary-hospital"
@@ -364,11 +366,7 @@ Test(query, a_responder_answers_and_both_sources_are_listed, .timeout = 120)
     cr_assert_str_eq(qr->documents[0]->source, HOSP2);
     cr_assert_eq(qr->n_sources, 2u);
     cr_assert_eq(qr->sources[1]->status, HIE__V1__SOURCE_STATUS__SOURCE_OK);
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_client_destroy(&s);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c, &s);
 }
 
 /* A suspended responder is not asked (it was told who asks about whom, and the query waited
@@ -391,11 +389,7 @@ Test(query, a_suspended_responder_is_not_asked, .timeout = 120)
     cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
     cr_assert_eq(r->record_query_reply->n_sources, 1u, "the repository alone");
     cr_assert(ms < 650, "waited for the suspended responder: %lu ms", ms);
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_client_destroy(&s);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c, &s);
 }
 
 /* A responder's answer over a member document's limits (here a 4 KiB title) is refused and
@@ -431,11 +425,7 @@ Test(query, an_answer_over_the_limits_is_refused_and_its_source_is_an_error, .ti
     cr_assert_eq(qr->n_documents, 1u, "the repository's document only");
     cr_assert_eq(qr->n_sources, 2u);
     cr_assert_eq(qr->sources[1]->status, HIE__V1__SOURCE_STATUS__SOURCE_ERROR);
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_client_destroy(&s);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c, &s);
 }
 
 /* A requester may hold at most 16 of a worker's 64 forwarding slots, and a responder that
@@ -485,11 +475,7 @@ Test(query, a_requester_or_a_silent_responder_cannot_hold_every_forwarding_slot,
                       r->error->code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED;
     }
     cr_assert_geq(overloaded, QUERIES - 2 * 16, "%u overloaded", overloaded);
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_client_destroy(&s);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c, &s);
 }
 
 Test(query, a_silent_responder_is_marked_timeout_at_the_deadline, .timeout = 120)
@@ -513,11 +499,7 @@ Test(query, a_silent_responder_is_marked_timeout_at_the_deadline, .timeout = 120
     cr_assert_str_eq(qr->sources[1]->source, HOSP2);
     cr_assert_eq(qr->sources[1]->status, HIE__V1__SOURCE_STATUS__SOURCE_TIMEOUT);
     cr_assert(ms >= 650 && ms < 3000, "answered at the 700 ms deadline: %lu ms", ms);
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_client_destroy(&s);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c, &s);
 }
 
 /* A retrieval of doc from source (a responder, or NULL: the repository), sent without waiting. */
@@ -641,9 +623,5 @@ Test(query, a_responder_document_is_retrieved_through_the_broker_with_consent, .
     hie_envelope_t *nr = NULL;
     cr_assert_eq(hie_client_recv(c, 5000, a, &nr), 0);
     expect_error(nr, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "source");
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    hie_client_destroy(&s);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    fx_stop(&n, &a, &h, &c, &s);
 }

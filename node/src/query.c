@@ -345,7 +345,6 @@ query_scan(struct query *x)
     return rc;
 }
 
-/* The responders to forward to: registered, with a record of the patient, not the requester. */
 static bool
 org_active(struct query *x, const char *org_id)
 {
@@ -354,6 +353,8 @@ org_active(struct query *x, const char *org_id)
            org->status == HIE__V1__ORG_STATUS__ORG_ACTIVE;
 }
 
+/* The responders to forward to: registered, active, with a record of the patient, not the
+ * requester; at most NODE_QUERY_RESPONDERS_MAX. */
 static int
 query_responders(struct query *x, node_query_fwd_t *fwd)
 {

@@ -3,8 +3,10 @@
 # usage: deploy/demo.sh [BUILD_DIR] [--serve]
 #   BUILD_DIR  where hie-node, hiectl and hie were built (default: build)
 #   --serve    keep the node running after the demo until Ctrl-C
-# Everything lives in ./demo (recreated each run): PKI, config, data directory, node log.
+# Everything lives in <repo>/demo, or $HIE_DEMO_DIR (recreated each run: it must be a folder
+# of its own): PKI, config, data directory, node log.
 set -euo pipefail
+unset CDPATH
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}
 serve=0
@@ -18,6 +20,9 @@ done
 demo=${HIE_DEMO_DIR:-$here/demo}
 port=${HIE_DEMO_PORT:-7443}
 http=${HIE_DEMO_HTTP_PORT:-9443}
+case $demo in
+  "" | / | "$HOME" | "$here") echo "demo: refusing to recreate '$demo'" >&2; exit 2 ;;
+esac
 rm -rf "$demo"; mkdir -p "$demo"
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*" | sed "s|$build/||g; s|$demo/||g"; "$@"; }

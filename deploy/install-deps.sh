@@ -17,7 +17,13 @@ if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
 SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "install-deps: need root (or sudo) to install ${missing[*]}" >&2
+    exit 1
+  fi
+  SUDO="sudo -n" # no password prompt: this runs in CI and other places without a terminal
+fi
 echo "install-deps: installing ${missing[*]}"
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

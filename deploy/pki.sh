@@ -30,7 +30,7 @@ usage() {
 usage: $PROG init DIR [--name "HIE Dev CA"]
        $PROG issue DIR --kind node|member --name NAME [--days N] [--start YYYYMMDDHHMMSSZ] [--end YYYYMMDDHHMMSSZ] [--eku client|server|both|none] [--out-name FILE_STEM]
        $PROG revoke DIR STEM [--reason REASON]
-       $PROG crl DIR [--days N]
+       $PROG crl DIR [--days N | --until YYYYMMDDHHMMSSZ]
        $PROG help
 
   init    create the CA in DIR/ca (ca.key, ca.crt valid 10 years, openssl.cnf, database and
@@ -45,7 +45,9 @@ usage: $PROG init DIR [--name "HIE Dev CA"]
   revoke  revoke DIR/certs/STEM.crt in the CA database and regenerate DIR/ca/crl.pem.
           REASON: unspecified keyCompromise CACompromise affiliationChanged superseded
           cessationOfOperation certificateHold.
-  crl     regenerate DIR/ca/crl.pem, valid --days N (default $CRL_DAYS_DEFAULT).
+  crl     regenerate DIR/ca/crl.pem, valid --days N (default $CRL_DAYS_DEFAULT; a revoke
+          renews it for the days last chosen here), or --until a UTC time. Renew it well
+          before it expires: a node refuses every member once its CRL has expired.
 
 Set OPENSSL to use another openssl binary. Exit status: 0 ok, 1 failed or refused, 2 bad arguments.
 EOF
@@ -222,13 +224,35 @@ gen_key() { # CADIR OUTFILE WHAT
 	chmod 600 -- "$2"
 }
 
-# gen_crl CADIR DAYS: write CADIR/crl.pem (atomically, via a file in $WORK).
+# gen_crl CADIR DAYS [UNTIL]: write CADIR/crl.pem (atomically, via a file in $WORK), valid
+# from an hour ago (a node whose clock is a little behind the CA's must not see it "not yet
+# valid", which refuses every member) for DAYS days, or until UNTIL (YYYYMMDDHHMMSSZ).
+# The validity is kept in CADIR/crl.days, so a revoke renews the CRL for as long as the
+# operator last chose.
 gen_crl() {
-	local cadir=$1 days=$2
+	local cadir=$1 days=$2 until=${3:-} last
+	last=$(date -u -d '1 hour ago' +%Y%m%d%H%M%SZ)
+	local vargs=(-crl_lastupdate "$last" -crldays "$days")
+	if [[ -n $until ]]; then
+		last=$(date -u -d "@$(($(ts_epoch "$until") - 3600))" +%Y%m%d%H%M%SZ)
+		vargs=(-crl_lastupdate "$last" -crl_nextupdate "$until")
+	fi
 	ossl "$cadir" "generate the crl" ca -batch -config openssl.cnf -gencrl \
-		-crldays "$days" -out "$WORK/crl.pem"
+		"${vargs[@]}" -out "$WORK/crl.pem"
 	chmod 644 -- "$WORK/crl.pem"
 	mv -f -- "$WORK/crl.pem" "$cadir/crl.pem"
+	[[ -n $until ]] || printf '%s\n' "$days" >"$cadir/crl.days"
+}
+
+# crl_days CADIR: the CRL validity the operator last chose (crl --days), else the default.
+crl_days() {
+	local d=""
+	[[ -f "$1/crl.days" ]] && read -r d <"$1/crl.days"
+	if [[ $d =~ ^[0-9]{1,5}$ ]] && ((10#$d >= 1 && 10#$d <= 36500)); then
+		echo $((10#$d))
+	else
+		echo "$CRL_DAYS_DEFAULT"
+	fi
 }
 
 cmd_init() {
@@ -446,16 +470,17 @@ cmd_revoke() {
 	local rargs=(-revoke "$crt")
 	[[ -z $reason ]] || rargs+=(-crl_reason "$reason")
 	ossl "$CA_DIR" "revoke $stem" ca -batch -config openssl.cnf "${rargs[@]}"
-	gen_crl "$CA_DIR" "$CRL_DAYS_DEFAULT"
-	say "revoked $stem (serial $serial); crl -> $d/ca/crl.pem"
+	gen_crl "$CA_DIR" "$(crl_days "$CA_DIR")"
+	say "revoked $stem (serial $serial); crl (valid $(crl_days "$CA_DIR") days) -> $d/ca/crl.pem"
 }
 
 cmd_crl() {
-	local dir days=$CRL_DAYS_DEFAULT pos=()
+	local dir days=$CRL_DAYS_DEFAULT until="" pos=()
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		--days) need_value "$1" $# && days=$2 && shift 2 ;;
 		--days=*) days=${1#*=} && shift ;;
+		--until) need_value "$1" $# && until=$2 && shift 2 ;;
 		--) shift && pos+=("$@") && break ;;
 		-?*) bad "crl: unknown option '$1'" ;;
 		*) pos+=("$1") && shift ;;
@@ -468,9 +493,12 @@ cmd_crl() {
 	check_days --days "$days"
 	days=$((10#$days))
 	require_ca "$dir"
+	if [[ -n $until ]]; then
+		ts_epoch "$until" >/dev/null || bad "crl: --until must be YYYYMMDDHHMMSSZ, got '$until'"
+	fi
 	make_work "$CA_DIR"
-	gen_crl "$CA_DIR" "$days"
-	say "wrote crl valid $days days -> $(disp_dir "$dir")/ca/crl.pem"
+	gen_crl "$CA_DIR" "$days" "$until"
+	say "wrote crl valid ${until:-$days days} -> $(disp_dir "$dir")/ca/crl.pem"
 }
 
 main() {

@@ -128,6 +128,12 @@ http_handler(void *cls, struct MHD_Connection *conn, const char *url, const char
     }
     if (strcmp(url, "/healthz") == 0) {
         bool ready = atomic_load(&h->ctx->metrics.ready) != 0;
+        int64_t crl_next = atomic_load(&h->ctx->metrics.crl_next_update_ms);
+        if (ready && crl_next != 0 && hie_time_wall_ms() >= crl_next) {
+            static char expired[] = "crl expired: every member is refused\n";
+            return http_respond(conn, 503, "text/plain", expired, sizeof(expired) - 1,
+                MHD_RESPMEM_PERSISTENT);
+        }
         return ready ? http_respond(conn, 200, "text/plain", (char *)(uintptr_t)"ok\n", 3,
                            MHD_RESPMEM_PERSISTENT)
                      : http_respond(conn, 503, "text/plain",

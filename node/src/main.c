@@ -167,6 +167,8 @@ node_open_storage(node_ctx_t *ctx)
         hie_log_error("node", "cannot set up tls", " reason=\"%s\"", err);
         return rc;
     }
+    atomic_store(&ctx->metrics.crl_next_update_ms,
+        hie_node__crl_next_update_ms(ctx->cfg.crl_file));
     if (ctx->cfg.crl_file[0] == '\0') {
         hie_log_warn("tls", "no revocation checking (tls.crl_file is not set): a revoked "
             "member certificate is accepted until it expires", "%s", "");
@@ -293,13 +295,41 @@ crl_changed(const char *path, struct stat *seen)
     return changed;
 }
 
+/* The CRL's expiry, said ahead: a week before, once a day; once expired (every member is
+ * refused, /healthz answers 503), once an hour. last_ns: when it was last said. */
+static void
+crl_expiry_watch(node_ctx_t *ctx, uint64_t *last_ns)
+{
+    int64_t next = atomic_load(&ctx->metrics.crl_next_update_ms), now = hie_time_wall_ms();
+    uint64_t mono = hie_time_mono_ns(), hour = 3600ull * 1000000000ull;
+    if (next == 0 || next - now > 7ll * 24 * 3600 * 1000) {
+        return;
+    }
+    bool expired = now >= next;
+    if (*last_ns != 0 && mono - *last_ns < (expired ? hour : 24 * hour)) {
+        return;
+    }
+    *last_ns = mono;
+    if (expired) {
+        hie_log_error("tls", "the crl has expired: every member is refused", " file=%s "
+            "expired_s_ago=%ld hint=\"%s\"", ctx->cfg.crl_file, (long)((now - next) / 1000),
+            "publish a new one (deploy/pki.sh crl DIR), the node loads it within seconds");
+    } else {
+        hie_log_warn("tls", "the crl expires soon", " file=%s expires_in_h=%ld hint=\"%s\"",
+            ctx->cfg.crl_file, (long)((next - now) / 3600000),
+            "publish a new one (deploy/pki.sh crl DIR); once it expires members are refused");
+    }
+}
+
 static void
 node_signal_loop(node_ctx_t *ctx, int sfd)
 {
     struct stat crl = {0};
     bool watch = ctx->cfg.crl_file[0] != '\0';
+    uint64_t crl_said_ns = 0;
     if (watch) {
         (void)crl_changed(ctx->cfg.crl_file, &crl);
+        crl_expiry_watch(ctx, &crl_said_ns);
     }
     for (;;) {
         struct pollfd pfd = {sfd, POLLIN, 0};
@@ -307,6 +337,10 @@ node_signal_loop(node_ctx_t *ctx, int sfd)
         if (pr == 0 || (pr < 0 && errno == EINTR)) {
             if (pr == 0 && crl_changed(ctx->cfg.crl_file, &crl)) {
                 tls_reload(ctx, "crl-file");
+                crl_said_ns = 0; /* a new CRL: say again what holds for it */
+            }
+            if (pr == 0) {
+                crl_expiry_watch(ctx, &crl_said_ns);
             }
             continue;
         }

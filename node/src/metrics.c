@@ -136,6 +136,11 @@ render_connections(struct out *o, const node_metrics_t *m, const char *node)
         "hie_auth_refused_total{node=\"%s\",reason=\"unregistered\"} %lu\n"
         "hie_auth_refused_total{node=\"%s\",reason=\"suspended\"} %lu\n", node,
         LOAD(m->auth_refused_unregistered), node, LOAD(m->auth_refused_suspended));
+    out_printf(o, "# HELP hie_tls_crl_next_update_seconds When the loaded CRL expires (Unix "
+        "time; 0: no CRL). Past it every member is refused.\n"
+        "# TYPE hie_tls_crl_next_update_seconds gauge\n"
+        "hie_tls_crl_next_update_seconds{node=\"%s\"} %lld\n", node,
+        (long long)(atomic_load(&m->crl_next_update_ms) / 1000));
     out_printf(o, "# HELP hie_delivery_receivers Recipients the delivery thread keeps a slot "
         "for (receiving, or with deliveries unacknowledged).\n"
         "# TYPE hie_delivery_receivers gauge\nhie_delivery_receivers{node=\"%s\"} %lu\n",

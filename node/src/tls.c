@@ -14,6 +14,7 @@
 #include "node_int.h"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <string.h>
 
@@ -35,6 +36,28 @@ tls_err(char *err, size_t err_bytes, const char *what, const char *path)
     snprintf(err, err_bytes, "%s%s%s: %s", what, path ? " " : "", path ? path : "",
         ossl[0] ? ossl : "unknown error");
     ERR_clear_error();
+}
+
+int64_t
+hie_node__crl_next_update_ms(const char *crl_file)
+{
+    if (crl_file == NULL || crl_file[0] == '\0') {
+        return 0;
+    }
+    FILE *f = fopen(crl_file, "r");
+    X509_CRL *crl = f != NULL ? PEM_read_X509_CRL(f, NULL, NULL, NULL) : NULL;
+    if (f != NULL) {
+        fclose(f);
+    }
+    int64_t ms = 0;
+    int days = 0, secs = 0;
+    const ASN1_TIME *next = crl != NULL ? X509_CRL_get0_nextUpdate(crl) : NULL;
+    if (next != NULL && ASN1_TIME_diff(&days, &secs, NULL, next) == 1) {
+        ms = hie_time_wall_ms() + ((int64_t)days * 86400 + secs) * 1000;
+    }
+    X509_CRL_free(crl);
+    ERR_clear_error();
+    return ms;
 }
 
 static int

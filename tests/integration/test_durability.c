@@ -241,6 +241,42 @@ Test(durability, expired_certificate_cuts_an_open_session)
     hie_client_destroy(&valid);
 }
 
+/* A CRL past its nextUpdate makes OpenSSL refuse every member: the node says so in its log
+ * and on /healthz (503), and shows when the CRL expires on /metrics; a new CRL ends it. */
+Test(durability, an_expired_crl_is_said_and_a_new_one_ends_it)
+{
+    itest_node_stop(&node, SIGTERM);
+    itest_node_own_pki(&node);
+    node.opts.crl_check_interval_ms = 300;
+    itest_node_write_config(&node);
+    itest_node_start(&node);
+    char out[1 << 16];
+    cr_assert_eq(itest_http_get(&node, "/healthz", out, sizeof(out)), 200);
+    cr_assert_eq(itest_http_get(&node, "/metrics", out, sizeof(out)), 200);
+    cr_assert_null(strstr(out, "hie_tls_crl_next_update_seconds{node=\"node-1\"} 0\n"),
+        "the CRL's expiry is shown");
+    char past[32];
+    time_t t = time(NULL) - 3600;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(past, sizeof(past), "%Y%m%d%H%M%SZ", &tm);
+    int rc = itest_sh(out, sizeof(out), "bash %s/deploy/pki.sh crl '%s' --until %s",
+        HIE_SOURCE_DIR, node.pki, past);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(itest_log_wait(&node, "the crl has expired", 5000), "not said");
+    cr_assert_eq(itest_http_get(&node, "/healthz", out, sizeof(out)), 503);
+    cr_assert(strstr(out, "crl expired") != NULL, "%s", out);
+    rc = itest_sh(out, sizeof(out), "bash %s/deploy/pki.sh crl '%s'", HIE_SOURCE_DIR,
+        node.pki);
+    cr_assert_eq(rc, 0, "%s", out);
+    int status = 0;
+    for (int i = 0; i < 50 && status != 200; i++) {
+        status = itest_http_get(&node, "/healthz", out, sizeof(out));
+        usleep(status == 200 ? 0 : 100 * 1000);
+    }
+    cr_assert_eq(status, 200, "a new CRL ends it");
+}
+
 /* Without a CRL the node serves (a closed test network may have none) but says at start that
  * revoked certificates are accepted; with one it says nothing of the kind. */
 Test(durability, no_crl_is_warned_at_start)

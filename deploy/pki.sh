@@ -149,6 +149,9 @@ require_ca() {
 	for f in ca.key ca.crt openssl.cnf index.txt serial crlnumber; do
 		[[ -f "$CA_DIR/$f" ]] || die "no ca in $d (missing $d/ca/$f; run '$PROG init $d' first)"
 	done
+	# one change of the ca's database at a time (serial, index.txt, crlnumber)
+	exec 9>"$CA_DIR/.lock"
+	flock -w 30 9 || die "the ca in $d is busy (another $PROG holds $d/ca/.lock)"
 }
 
 write_ca_config() { # FILE

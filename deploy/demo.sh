@@ -20,10 +20,13 @@ done
 demo=${HIE_DEMO_DIR:-$here/demo}
 port=${HIE_DEMO_PORT:-7443}
 http=${HIE_DEMO_HTTP_PORT:-9443}
-case $demo in
-  "" | / | "$HOME" | "$here") echo "demo: refusing to recreate '$demo'" >&2; exit 2 ;;
-esac
-rm -rf "$demo"; mkdir -p "$demo"
+# recreated only if it is empty or an earlier demo's (its marker file): never another folder
+if [ -e "$demo" ] && [ ! -e "$demo/.hie-demo" ] && [ -n "$(ls -A "$demo" 2>/dev/null)" ] &&
+  ! { [ -f "$demo/node.yaml" ] && [ -d "$demo/pki" ] && [ -f "$demo/node.log" ]; }; then
+  echo "demo: '$demo' is not an earlier demo's folder (no .hie-demo in it); not touching it" >&2
+  exit 2
+fi
+rm -rf "$demo"; mkdir -p "$demo"; : >"$demo/.hie-demo"
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*" | sed "s|$build/||g; s|$demo/||g"; "$@"; }
 node_pid=""

@@ -22,7 +22,8 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: need root (or sudo) to install ${missing[*]}" >&2
     exit 1
   fi
-  SUDO="sudo -n" # no password prompt: this runs in CI and other places without a terminal
+  SUDO="sudo"
+  [ -t 0 ] || SUDO="sudo -n" # without a terminal (CI) a password prompt would hang
 fi
 echo "install-deps: installing ${missing[*]}"
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq

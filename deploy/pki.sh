@@ -233,11 +233,15 @@ gen_key() { # CADIR OUTFILE WHAT
 # The validity is kept in CADIR/crl.days, so a revoke renews the CRL for as long as the
 # operator last chose.
 gen_crl() {
-	local cadir=$1 days=$2 until=${3:-} last
-	last=$(date -u -d '1 hour ago' +%Y%m%d%H%M%SZ)
+	local cadir=$1 days=$2 until=${3:-} last now
+	now=$(date -u +%s)
+	last=$(epoch_ts $((now - 3600)))
 	local vargs=(-crl_lastupdate "$last" -crldays "$days")
 	if [[ -n $until ]]; then
-		last=$(date -u -d "@$(($(ts_epoch "$until") - 3600))" +%Y%m%d%H%M%SZ)
+		local ue
+		ue=$(ts_epoch "$until")
+		# an hour ago, or (a CRL that is already over, for tests) an hour before its end
+		((ue - 3600 >= now - 3600)) || last=$(epoch_ts $((ue - 3600)))
 		vargs=(-crl_lastupdate "$last" -crl_nextupdate "$until")
 	fi
 	ossl "$cadir" "generate the crl" ca -batch -config openssl.cnf -gencrl \

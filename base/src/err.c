@@ -32,6 +32,7 @@ static const struct err_entry err_table[] = {
     {HIE_ESTORAGE, "HIE_ESTORAGE", "storage failure"},
     {HIE_ECONFIG, "HIE_ECONFIG", "invalid configuration"},
     {HIE_ETLS, "HIE_ETLS", "tls failure"},
+    {HIE_ENOSPC, "HIE_ENOSPC", "storage full"},
 };
 
 static const struct err_entry *

@@ -544,6 +544,11 @@ hie_audit_signer_generate(const char *path)
     if (snprintf(tmp, sizeof(tmp), "%s.new.%ld", path, (long)getpid()) >= (int)sizeof(tmp)) {
         return -ENAMETOOLONG;
     }
+    struct stat sb;
+    if (lstat(path, &sb) == 0) {
+        return -EEXIST; /* a key (or a link) is there: never replaced, no seed made for it */
+    }
+    (void)unlink(tmp); /* one a killed start of the same pid left (a container's pid 1) */
     uint8_t seed[HIE_AUDIT_KEY_SEED_BYTES];
     randombytes_buf(seed, sizeof(seed));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);

@@ -413,7 +413,7 @@ log_room_short(hie_cluster_log_t *log, uint64_t bytes)
 }
 
 /* The last line before MDB_MAP_FULL (which stops the node, and again at every replay): a
- * batch the log's map cannot take is refused whole, HIE_EUNAVAIL to each submitter, nothing
+ * batch the log's map cannot take is refused whole, HIE_ENOSPC to each submitter, nothing
  * appended or applied. The workers refuse new work well before (90%); this catches what they
  * cannot: internal submitters, and a burst between their looks. */
 static bool
@@ -430,7 +430,7 @@ batch_refuse_if_full(hie_cluster_log_t *log, void *router, size_t n)
         "hint=\"%s\"", n, (unsigned long)bytes, "raise storage.map_bytes and restart");
     for (size_t i = 0; i < n; i++) {
         struct pending *p = &log->batch[i];
-        reply_send(router, &p->identity, p->token, HIE_EUNAVAIL, 0, NULL, 0);
+        reply_send(router, &p->identity, p->token, HIE_ENOSPC, 0, NULL, 0);
         zmq_msg_close(&p->cmd);
     }
     return true;

@@ -827,12 +827,15 @@ hie_node__replay_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *
 
 /* ---- the replay gate ---------------------------------------------------------------------- */
 
-#define REPLAY_GATE_SLOTS 1024u /* direct-mapped by hash: a collision only resets a window */
+/* Direct-mapped by a keyed hash (a member cannot aim at a slot). Two subscriptions that meet
+ * in a slot within a window share its budget: a collision never resets one (fails closed). */
+#define REPLAY_GATE_SLOTS 1024u
 
 struct node_replay_gate {
     pthread_mutex_t mu;
+    uint8_t hash_key[crypto_shorthash_KEYBYTES];
     struct {
-        uint64_t key, window_ns;
+        uint64_t window_ns;
         uint32_t count;
     } slot[REPLAY_GATE_SLOTS];
 };
@@ -845,6 +848,7 @@ hie_node__replay_gate_create(node_replay_gate_t **out)
         return HIE_ENOMEM;
     }
     pthread_mutex_init(&g->mu, NULL);
+    crypto_shorthash_keygen(g->hash_key);
     *out = g;
     return 0;
 }
@@ -863,12 +867,14 @@ bool
 hie_node__replay_gate_pass(node_replay_gate_t *g, const char *org,
     const char *subscription_id)
 {
-    uint64_t key = hie_hash_pair(org, subscription_id), now = hie_time_mono_ns();
-    uint64_t window = (uint64_t)HIE_REPLAY_WINDOW_MS * 1000000ull;
+    uint8_t in[2 * (HIE_ORG_ID_BYTES_MAX + 1) + 64], h[crypto_shorthash_BYTES];
+    int n = snprintf((char *)in, sizeof(in), "%s%c%s", org, 0, subscription_id);
+    crypto_shorthash(h, in, n > 0 && (size_t)n < sizeof(in) ? (size_t)n : sizeof(in) - 1,
+        g->hash_key);
+    uint64_t now = hie_time_mono_ns(), window = (uint64_t)HIE_REPLAY_WINDOW_MS * 1000000ull;
+    unsigned i = (unsigned)(hie_load_be64(h) % REPLAY_GATE_SLOTS);
     pthread_mutex_lock(&g->mu);
-    unsigned i = (unsigned)(key % REPLAY_GATE_SLOTS);
-    if (g->slot[i].key != key || now - g->slot[i].window_ns >= window) {
-        g->slot[i].key = key;
+    if (g->slot[i].window_ns == 0 || now - g->slot[i].window_ns >= window) {
         g->slot[i].window_ns = now;
         g->slot[i].count = 0;
     }

@@ -311,7 +311,8 @@ crl_expiry_watch(node_ctx_t *ctx, uint64_t *last_ns)
     }
     *last_ns = mono;
     if (expired) {
-        hie_log_error("tls", "the crl has expired: every member is refused", " file=%s "
+        hie_log_error("tls", "the crl has expired (or is not valid yet): every member is "
+            "refused", " file=%s "
             "expired_s_ago=%ld hint=\"%s\"", ctx->cfg.crl_file, (long)((now - next) / 1000),
             "publish a new one (deploy/pki.sh crl DIR), the node loads it within seconds");
     } else {

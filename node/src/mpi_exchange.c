@@ -28,6 +28,10 @@ fail_rc(node_mpi_err_t *e, int rc, const char *what)
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
             "the command was not committed in time; retry with the same id");
     }
+    if (rc == HIE_ENOSPC) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "the node's storage "
+            "is full; nothing was stored (the operator must raise storage.map_bytes)");
+    }
     hie_log_error("mpi", "exchange failed", " what=%s rc=%s", what, hie_strerror_name(rc));
     return mpi_fail(e, hie_proto_error_code(rc), NULL, "internal error");
 }

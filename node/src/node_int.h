@@ -550,8 +550,9 @@ HIE_MUST_CHECK int hie_node__edge_ctl(node_ctx_t *ctx, const char *verb, SSL_CTX
  * connections would otherwise go on receiving deliveries and forwarded queries). Returns 0
  * or the first failure. */
 HIE_MUST_CHECK int hie_node__edge_cut_org(node_ctx_t *ctx, const char *org_id);
-/* The nextUpdate of the (first) CRL in crl_file, in ms since the epoch; 0 when there is no
- * CRL or it has none. Once it has passed, OpenSSL refuses every member's certificate. */
+/* The earliest nextUpdate of the CRLs in crl_file, in ms since the epoch (1 when one is not
+ * valid yet); 0 when there is no CRL or it has none. Once it has passed, OpenSSL refuses
+ * every member's certificate. */
 int64_t hie_node__crl_next_update_ms(const char *crl_file);
 /* Builds a new SSL_CTX from ctx->cfg and hands it to the edge. Returns 0 or an error. */
 HIE_MUST_CHECK int hie_node__tls_reload(node_ctx_t *ctx, char *err, size_t err_bytes);

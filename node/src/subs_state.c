@@ -30,6 +30,9 @@
  * row), and an unsubscribe also drops the notifications the subscription kept for replays
  * (sealed patient data it no longer needs). */
 #define VISIT_MERGE_SINCE_MS 1796065200000ll
+/* 2026-11-30T19:31:45Z, when that began (commit 886cc2f): a visit nobody got keeps no row;
+ * the binaries of 19:00 until then kept one, and a replay must do as they did. */
+#define VISIT_NO_EMPTY_ROW_SINCE_MS 1796067105000ll
 #define UNSUBSCRIBE_DROPS_LOG_SINCE_MS 1796065200000ll
 
 struct node_subs {
@@ -503,12 +506,12 @@ apply_adt(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a)
     if (rc == 0 && original && c->visit_id != NULL && c->visit_id[0] != '\0') {
         uint8_t k[VISIT_KEY_BYTES];
         MDB_val key = {visit_key(k, c->sender_org, c->visit_id, c->event), k};
-        bool since = a->cmd->time_ms >= VISIT_MERGE_SINCE_MS;
-        if (since) {
+        if (a->cmd->time_ms >= VISIT_MERGE_SINCE_MS) {
             rc = visit_merge(s, a, &key, ids, &ids_len);
         }
         MDB_val v = {ids_len, ids};
-        if (rc == 0 && (!since || ids_len > 0)) { /* since: no row for a visit nobody got */
+        bool keep_empty = a->cmd->time_ms < VISIT_NO_EMPTY_ROW_SINCE_MS;
+        if (rc == 0 && (keep_empty || ids_len > 0)) { /* no row for a visit nobody got */
             rc = mdb_rc(mdb_put(a->txn, s->visit, &key, &v, 0)); /* for the cancel */
         }
     }

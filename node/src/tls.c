@@ -45,17 +45,25 @@ hie_node__crl_next_update_ms(const char *crl_file)
         return 0;
     }
     FILE *f = fopen(crl_file, "r");
-    X509_CRL *crl = f != NULL ? PEM_read_X509_CRL(f, NULL, NULL, NULL) : NULL;
-    if (f != NULL) {
-        fclose(f);
+    if (f == NULL) {
+        return 0;
     }
-    int64_t ms = 0;
-    int days = 0, secs = 0;
-    const ASN1_TIME *next = crl != NULL ? X509_CRL_get0_nextUpdate(crl) : NULL;
-    if (next != NULL && ASN1_TIME_diff(&days, &secs, NULL, next) == 1) {
-        ms = hie_time_wall_ms() + ((int64_t)days * 86400 + secs) * 1000;
+    int64_t ms = 0, now = hie_time_wall_ms();
+    X509_CRL *crl = NULL;
+    for (int i = 0; i < 64 && (crl = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL; i++) {
+        int days = 0, secs = 0;
+        const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+        const ASN1_TIME *last = X509_CRL_get0_lastUpdate(crl);
+        if (last != NULL && ASN1_TIME_diff(&days, &secs, NULL, last) == 1 &&
+            (days > 0 || secs > 0)) {
+            ms = 1; /* not yet valid: refused as an expired one is */
+        } else if (next != NULL && ASN1_TIME_diff(&days, &secs, NULL, next) == 1) {
+            int64_t at = now + ((int64_t)days * 86400 + secs) * 1000;
+            ms = ms == 0 || at < ms ? at : ms; /* the earliest of the file's CRLs */
+        }
+        X509_CRL_free(crl);
     }
-    X509_CRL_free(crl);
+    fclose(f);
     ERR_clear_error();
     return ms;
 }

@@ -24,6 +24,7 @@ hie_proto_error_code(int rc)
         return HIE__V1__ERROR_CODE__ERROR_NOT_FOUND;
     case HIE_EBUSY:
     case HIE_EAGAIN:
+    case HIE_ENOSPC:
         return HIE__V1__ERROR_CODE__ERROR_OVERLOADED;
     case HIE_EUNAVAIL:
     case HIE_ETIMEDOUT:

@@ -266,8 +266,12 @@ Test(durability, an_expired_crl_is_said_and_a_new_one_ends_it)
     cr_assert(itest_log_wait(&node, "the crl has expired", 5000), "not said");
     cr_assert_eq(itest_http_get(&node, "/healthz", out, sizeof(out)), 503);
     cr_assert(strstr(out, "crl expired") != NULL, "%s", out);
-    rc = itest_sh(out, sizeof(out), "bash %s/deploy/pki.sh crl '%s'", HIE_SOURCE_DIR,
-        node.pki);
+    char later[32];
+    t = time(NULL) + 86400; /* valid from an hour ago until tomorrow (not from tomorrow) */
+    gmtime_r(&t, &tm);
+    strftime(later, sizeof(later), "%Y%m%d%H%M%SZ", &tm);
+    rc = itest_sh(out, sizeof(out), "bash %s/deploy/pki.sh crl '%s' --until %s",
+        HIE_SOURCE_DIR, node.pki, later);
     cr_assert_eq(rc, 0, "%s", out);
     int status = 0;
     for (int i = 0; i < 50 && status != 200; i++) {

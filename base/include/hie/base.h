@@ -49,6 +49,7 @@ enum hie_err {
     HIE_ESTORAGE = -20014, /* LMDB or file I/O failure */
     HIE_ECONFIG = -20015,  /* configuration invalid */
     HIE_ETLS = -20016,     /* TLS failure (handshake, certificate) */
+    HIE_ENOSPC = -20017,   /* storage (an LMDB map) is full: refused, nothing written */
 };
 #define HIE_ERR_MIN (-20999)
 #define HIE_ERR_MAX (-20000)

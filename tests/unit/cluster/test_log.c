@@ -860,7 +860,7 @@ Test(cluster_log, destroy_answers_queued_commands_with_eunavail)
     cr_assert_eq(unavail, 10, "queued commands are answered HIE_EUNAVAIL, got %u", unavail);
 }
 
-/* A log whose map is nearly full refuses the batch (HIE_EUNAVAIL to each submitter), and the
+/* A log whose map is nearly full refuses the batch (HIE_ENOSPC to each submitter), and the
  * node goes on: MDB_MAP_FULL in the append called fatal, and the node stopped at every replay
  * of the same log. A 1 MiB map here, commands of 64 KiB. */
 Test(cluster_log, a_full_log_refuses_the_batch_instead_of_stopping)
@@ -885,7 +885,7 @@ Test(cluster_log, a_full_log_refuses_the_batch_instead_of_stopping)
         size_t res_len = 0;
         cr_assert_eq(recv_one(d, 10000, &token, &rc, &index, &res, &res_len), 0);
         hie_mem_free(res, res_len);
-        if (rc == HIE_EUNAVAIL) {
+        if (rc == HIE_ENOSPC) {
             refused_at = i;
         } else {
             cr_assert_eq(rc, 0, "command %d: %s", i, hie_strerror_name(rc));

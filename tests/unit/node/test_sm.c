@@ -1453,21 +1453,30 @@ Test(node_sm, a_command_needing_the_data_key_stops_apply_without_one)
     cr_assert_eq(hie_node__state_mpi_key_load(st, key_path, 0), 0, "its own key opens it");
 }
 
+/* A state with the data key, the hospital and the clinic registered and the hospital's
+ * patient 0 fed: where the consent tests below start. */
+static node_state_t *
+consent_state(struct ex *x)
+{
+    memset(x, 0, sizeof(*x));
+    node_state_t *st = state_open(0);
+    char key_path[192];
+    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
+    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(st, key_path, 0), 0);
+    x->ctx.state = st;
+    ex_org(x, "org-h", HIE__V1__ROLE__ROLE_HOSPITAL);
+    ex_org(x, "org-c", HIE__V1__ROLE__ROLE_CLINIC);
+    ex_feed(x, "org-h", 0);
+    return st;
+}
+
 /* A log written before 2026-11-30 replays as it applied: its revokes leave the id in
  * consent_pat. A submit logged since moves such ids to consent_hist. */
 Test(node_sm, consent_commands_logged_before_the_new_rules_apply_as_they_did)
 {
     static struct ex x;
-    memset(&x, 0, sizeof(x));
-    node_state_t *a = state_open(0);
-    char key_path[192];
-    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
-    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
-    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 0), 0);
-    x.ctx.state = a;
-    ex_org(&x, "org-h", HIE__V1__ROLE__ROLE_HOSPITAL);
-    ex_org(&x, "org-c", HIE__V1__ROLE__ROLE_CLINIC);
-    ex_feed(&x, "org-h", 0);
+    node_state_t *a = consent_state(&x);
     x.legacy = true;
     ex_consent(&x, 0, 1); /* submit */
     ex_consent(&x, 0, 2); /* revoke */
@@ -1510,16 +1519,7 @@ Test(node_sm, consent_rules_of_an_euid_at_the_member_limit_fail_closed)
 Test(node_sm, consent_listing_shows_the_newest_revoked_and_counts_the_rest)
 {
     static struct ex x;
-    memset(&x, 0, sizeof(x));
-    node_state_t *a = state_open(0);
-    char key_path[192];
-    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
-    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
-    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 0), 0);
-    x.ctx.state = a;
-    ex_org(&x, "org-h", HIE__V1__ROLE__ROLE_HOSPITAL);
-    ex_org(&x, "org-c", HIE__V1__ROLE__ROLE_CLINIC);
-    ex_feed(&x, "org-h", 0);
+    node_state_t *a = consent_state(&x);
     unsigned step = 1;
     for (unsigned round = 0; round < 240; round++) {
         ex_consent(&x, 0, step++); /* submit */

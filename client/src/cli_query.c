@@ -183,6 +183,15 @@ query_check(struct query_args *a)
 
 /* ---- query: output ----------------------------------------------------------------------- */
 
+static const char *
+source_status(Hie__V1__SourceStatus st)
+{
+    return st == HIE__V1__SOURCE_STATUS__SOURCE_OK          ? "ok"
+         : st == HIE__V1__SOURCE_STATUS__SOURCE_TIMEOUT     ? "timeout"
+         : st == HIE__V1__SOURCE_STATUS__SOURCE_NOT_ASKED   ? "not_asked"
+                                                            : "error";
+}
+
 static json_t *
 query_json(const Hie__V1__RecordQueryReply *r)
 {
@@ -202,8 +211,7 @@ query_json(const Hie__V1__RecordQueryReply *r)
     for (size_t i = 0; sources != NULL && i < r->n_sources; i++) {
         const Hie__V1__SourceResult *s = r->sources[i];
         json_array_append_new(sources, json_pack("{s:o, s:s, s:o}", "source",
-            hie_cli__jstr(s->source), "status", s->status == HIE__V1__SOURCE_STATUS__SOURCE_OK
-            ? "ok" : s->status == HIE__V1__SOURCE_STATUS__SOURCE_TIMEOUT ? "timeout" : "error",
+            hie_cli__jstr(s->source), "status", source_status(s->status),
             "detail", hie_cli__jstr(s->detail)));
     }
     return json_pack("{s:o, s:o, s:o}", "euid", hie_cli__jstr(r->euid), "documents",
@@ -328,9 +336,7 @@ query_print(const struct cli *cli, const Hie__V1__RecordQueryReply *r)
         const Hie__V1__SourceResult *s = r->sources[i];
         fputs("source=", stdout);
         hie_cli__kv_value(stdout, s->source);
-        fputs(s->status == HIE__V1__SOURCE_STATUS__SOURCE_OK ? " status=ok"
-            : s->status == HIE__V1__SOURCE_STATUS__SOURCE_TIMEOUT ? " status=timeout"
-            : " status=error", stdout);
+        printf(" status=%s", source_status(s->status));
         if (s->detail[0] != '\0') {
             kv("detail", s->detail);
         }

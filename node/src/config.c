@@ -39,7 +39,7 @@ struct y_delivery {
     uint32_t ack_timeout_ms, max_attempts, heartbeat_ms, retain_events;
     uint64_t max_age_ms;
 };
-struct y_query { uint32_t responder_timeout_ms; };
+struct y_query { uint32_t responder_timeout_ms, max_responders; };
 struct y_config {
     struct y_node node;
     struct y_listen listen;
@@ -116,6 +116,7 @@ static const cyaml_schema_field_t delivery_fields[] = {
     CYAML_FIELD_UINT("retain_events", OPT, struct y_delivery, retain_events), CYAML_FIELD_END};
 static const cyaml_schema_field_t query_fields[] = {
     CYAML_FIELD_UINT("responder_timeout_ms", OPT, struct y_query, responder_timeout_ms),
+    CYAML_FIELD_UINT("max_responders", OPT, struct y_query, max_responders),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("node", CYAML_FLAG_DEFAULT, struct y_config, node, node_fields),
@@ -361,6 +362,8 @@ fill_consent(node_config_t *c, const struct y_config *y, char *err, size_t eb)
         err, eb);
     rc = rc ? rc : limit_u32(&c->query_responder_timeout_ms, y->query.responder_timeout_ms,
         3000, 100, 60000, "query.responder_timeout_ms", err, eb);
+    rc = rc ? rc : limit_u32(&c->query_max_responders, y->query.max_responders,
+        NODE_QUERY_RESPONDERS_MAX, 1, NODE_QUERY_RESPONDERS_MAX, "query.max_responders", err, eb);
     return rc;
 }
 

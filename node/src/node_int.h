@@ -86,6 +86,7 @@ typedef struct node_config {
     uint32_t delivery_heartbeat_ms;   /* idle receiving connections get a heartbeat */
     uint32_t delivery_retain_events;  /* notifications a new subscription keeps for replays */
     uint32_t query_responder_timeout_ms; /* how long a record query waits for responders */
+    uint32_t query_max_responders;       /* how many responders a record query asks (1..8) */
 } node_config_t;
 
 /* Loads and validates path. On failure writes one line naming the bad key into err.
@@ -758,6 +759,7 @@ HIE_MUST_CHECK int hie_node__replay_xchg(node_ctx_t *ctx, node_submitter_t *sub,
  * the worker forwards the query to them and completes it with hie_node__query_complete()
  * once they answered or the deadline passed; *audit is then left empty. */
 #define NODE_QUERY_RESPONDERS_MAX 8u
+#define NODE_QUERY_UNASKED_LISTED 56u
 /* What the consent decisions on a query's documents add up to, for its audit record: the
  * decision of a disclosed document (a break-glass one first, so the override is flagged and
  * reported), the last denial, and how many documents were withheld. */
@@ -771,6 +773,10 @@ typedef struct node_query_fwd {
     const char *orgs[NODE_QUERY_RESPONDERS_MAX];
     Hie__V1__PatientId **ids[NODE_QUERY_RESPONDERS_MAX]; /* each responder's own ids */
     size_t n_ids[NODE_QUERY_RESPONDERS_MAX];
+    /* responders with a record of the patient that the query does not ask (over the limit):
+     * listed in the reply as not asked, the first NODE_QUERY_UNASKED_LISTED by name */
+    const char *unasked[NODE_QUERY_UNASKED_LISTED];
+    size_t n_unasked, unasked_total;
     const char *euid;
     node_query_tally_t tally; /* the repository's documents, then the responders' */
 } node_query_fwd_t;

@@ -353,13 +353,30 @@ org_active(struct query *x, const char *org_id)
            org->status == HIE__V1__ORG_STATUS__ORG_ACTIVE;
 }
 
+/* Notes a responder the query will not ask, once. */
+static void
+unasked_add(node_query_fwd_t *fwd, const char *org)
+{
+    for (size_t k = 0; k < fwd->n_unasked; k++) {
+        if (strcmp(fwd->unasked[k], org) == 0) {
+            return;
+        }
+    }
+    fwd->unasked_total++; /* past the listed names, organizations may be counted twice */
+    if (fwd->n_unasked < NODE_QUERY_UNASKED_LISTED) {
+        fwd->unasked[fwd->n_unasked++] = org;
+    }
+}
+
 /* The responders to forward to: registered, active, with a record of the patient, not the
- * requester; at most NODE_QUERY_RESPONDERS_MAX. */
+ * requester; at most query.max_responders, the others noted as not asked. */
 static int
 query_responders(struct query *x, node_query_fwd_t *fwd)
 {
     Hie__V1__PatientId **ids = NULL;
     size_t n = 0;
+    size_t max = x->ctx->cfg.query_max_responders;
+    max = max == 0 || max > NODE_QUERY_RESPONDERS_MAX ? NODE_QUERY_RESPONDERS_MAX : max;
     int rc = hie_mpi_store_euid_ids(hie_node__state_mpi(x->ctx->state), x->txn, x->euid,
         x->arena, &ids, &n);
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -368,10 +385,14 @@ query_responders(struct query *x, node_query_fwd_t *fwd)
         while (k < fwd->n && strcmp(fwd->orgs[k], org) != 0) {
             k++;
         }
-        if (k == fwd->n && (strcmp(org, x->who->org_id) == 0 || k == NODE_QUERY_RESPONDERS_MAX
+        if (k == fwd->n && (strcmp(org, x->who->org_id) == 0
             || !hie_node__repo_is_responder(hie_node__state_repo(x->ctx->state), x->txn, org)
             || !org_active(x, org))) {
             continue; /* a suspended responder is not told who asks about whom */
+        }
+        if (k == fwd->n && k == max) {
+            unasked_add(fwd, org);
+            continue;
         }
         if (k == fwd->n) {
             fwd->orgs[fwd->n] = org;
@@ -450,6 +471,7 @@ hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__R
     *reply = NULL;
     audit->needed = false;
     fwd->n = 0;
+    fwd->n_unasked = fwd->unasked_total = 0;
     char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
     memset(&fwd->tally, 0, sizeof(fwd->tally));
     struct query x = {ctx, NULL, arena, who, q, euid, NULL, 0,
@@ -587,6 +609,7 @@ hie_node__retrieve_prepare(node_ctx_t *ctx, const node_who_t *who,
     *reply = NULL;
     audit->needed = false;
     fwd->n = 0;
+    fwd->n_unasked = fwd->unasked_total = 0;
     Hie__V1__RetrieveReply *out = hie_arena_alloc(arena, sizeof(*out));
     MDB_txn *txn = NULL;
     if (out == NULL || hie_node__state_mpi_key(ctx->state) == NULL) {
@@ -715,12 +738,39 @@ answer_add(node_ctx_t *ctx, MDB_txn *txn, const node_who_t *who, const char *sou
     return 0;
 }
 
+/* The responders the query did not ask, each as a source "not asked"; the last one listed
+ * also counts any past the listed names. */
+static int
+unasked_add_sources(Hie__V1__RecordQueryReply *r, const node_query_fwd_t *fwd,
+    Hie__V1__SourceResult **srcs, hie_arena_t *arena)
+{
+    for (size_t i = 0; i < fwd->n_unasked; i++) {
+        Hie__V1__SourceResult *s = hie_arena_alloc(arena, sizeof(*s));
+        char *detail = hie_arena_alloc(arena, 128);
+        if (s == NULL || detail == NULL) {
+            return HIE_ENOMEM;
+        }
+        hie__v1__source_result__init(s);
+        s->source = (char *)(uintptr_t)fwd->unasked[i];
+        s->status = HIE__V1__SOURCE_STATUS__SOURCE_NOT_ASKED;
+        size_t more = i + 1 == fwd->n_unasked ? fwd->unasked_total - fwd->n_unasked : 0;
+        int w = snprintf(detail, 128, "not asked: a query asks at most %zu responder%s",
+            fwd->n, fwd->n == 1 ? "" : "s");
+        if (more > 0 && w > 0 && (size_t)w < 128) {
+            snprintf(detail + w, 128 - (size_t)w, " (and up to %zu more not listed)", more);
+        }
+        s->detail = detail;
+        srcs[r->n_sources++] = s;
+    }
+    return 0;
+}
+
 static int
 sources_add(Hie__V1__RecordQueryReply *r, const node_query_fwd_t *fwd, const int *status,
     Hie__V1__QueryAnswer *const *answers, hie_arena_t *arena)
 {
-    Hie__V1__SourceResult **srcs = hie_arena_alloc(arena, (r->n_sources + fwd->n + 1) *
-        sizeof(*srcs));
+    Hie__V1__SourceResult **srcs = hie_arena_alloc(arena, (r->n_sources + fwd->n +
+        fwd->n_unasked + 1) * sizeof(*srcs));
     if (srcs == NULL) {
         return HIE_ENOMEM;
     }
@@ -740,7 +790,7 @@ sources_add(Hie__V1__RecordQueryReply *r, const node_query_fwd_t *fwd, const int
         srcs[r->n_sources++] = s;
     }
     r->sources = srcs;
-    return 0;
+    return unasked_add_sources(r, fwd, srcs, arena);
 }
 
 int

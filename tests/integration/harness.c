@@ -105,8 +105,9 @@ itest_node_write_config(itest_node_t *n)
         o->consent_off ? ", enforce: off-for-benchmarks-only" : "");
     fprintf(f, "audit: {checkpoint_interval_ms: %u}\n",
         o->checkpoint_interval_ms ? o->checkpoint_interval_ms : 500u);
-    if (o->responder_timeout_ms) {
-        fprintf(f, "query: {responder_timeout_ms: %u}\n", o->responder_timeout_ms);
+    if (o->responder_timeout_ms || o->max_responders) {
+        fprintf(f, "query: {responder_timeout_ms: %u, max_responders: %u}\n",
+            o->responder_timeout_ms, o->max_responders);
     }
     if (o->map_bytes) {
         fprintf(f, "storage: {map_bytes: %llu}\n", (unsigned long long)o->map_bytes);

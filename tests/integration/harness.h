@@ -37,6 +37,7 @@ typedef struct itest_opts {
     uint32_t heartbeat_ms;         /* delivery.heartbeat_ms; 0: node default */
     uint32_t retain_events;        /* delivery.retain_events; 0: node default */
     uint32_t responder_timeout_ms; /* query.responder_timeout_ms; 0: node default */
+    uint32_t max_responders;       /* query.max_responders; 0: node default */
     uint32_t crl_check_interval_ms; /* tls.crl_check_interval_ms; 0: node default */
     uint64_t map_bytes;            /* storage.map_bytes; 0: node default */
 } itest_opts_t;

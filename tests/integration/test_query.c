@@ -307,10 +307,10 @@ answer(hie_client_t *r, const char *query_id, hie_arena_t *a)
 }
 
 static void
-setup3(itest_node_t *n, hie_client_t **h, hie_client_t **c, hie_client_t **s, hie_arena_t *a)
+setup3_with(itest_node_t *n, const itest_opts_t *o, hie_client_t **h, hie_client_t **c,
+    hie_client_t **s, hie_arena_t *a)
 {
-    itest_opts_t o = {.responder_timeout_ms = 700};
-    itest_node_init(n, &o);
+    itest_node_init(n, o);
     itest_node_start(n);
     itest_register(n, HOSP, "hospital");
     itest_register(n, HOSP2, "hospital");
@@ -322,6 +322,13 @@ setup3(itest_node_t *n, hie_client_t **h, hie_client_t **c, hie_client_t **s, hi
     feed_ok(*c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
     feed_ok(*s, "f3", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP2, "S-5", &JOHN, NULL, a);
     store(*h, "dA", "discharge-summary", NULL, D2026_01, "discharge A", a);
+}
+
+static void
+setup3(itest_node_t *n, hie_client_t **h, hie_client_t **c, hie_client_t **s, hie_arena_t *a)
+{
+    itest_opts_t o = {.responder_timeout_ms = 700};
+    setup3_with(n, &o, h, c, s, a);
 }
 
 static void
@@ -366,6 +373,35 @@ Test(query, a_responder_answers_and_both_sources_are_listed, .timeout = 120)
     cr_assert_str_eq(qr->documents[0]->source, HOSP2);
     cr_assert_eq(qr->n_sources, 2u);
     cr_assert_eq(qr->sources[1]->status, HIE__V1__SOURCE_STATUS__SOURCE_OK);
+    fx_stop(&n, &a, &h, &c, &s);
+}
+
+/* Past query.max_responders (here 1) a responder with a record of the patient is not asked,
+ * and the reply says so: the requester knows the list is not every source there is. */
+Test(query, responders_past_the_limit_are_listed_as_not_asked, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    itest_opts_t o = {.responder_timeout_ms = 500, .max_responders = 1};
+    setup3_with(&n, &o, &h, &c, &s, a);
+    struct inbox in_h, in_s;
+    responder_on(h, &in_h, a);
+    responder_on(s, &in_s, a);
+    query_send(c, "q1");
+    hie_envelope_t *r = NULL;
+    cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    Hie__V1__RecordQueryReply *qr = r->record_query_reply;
+    cr_assert_eq(qr->n_sources, 3u, "the repository, the one asked, the one not asked");
+    cr_assert_str_eq(qr->sources[0]->source, "repository");
+    const Hie__V1__SourceResult *asked = qr->sources[1], *not = qr->sources[2];
+    cr_assert_eq(asked->status, HIE__V1__SOURCE_STATUS__SOURCE_TIMEOUT, "asked, no answer");
+    cr_assert_eq(not->status, HIE__V1__SOURCE_STATUS__SOURCE_NOT_ASKED);
+    cr_assert(strcmp(asked->source, not->source) != 0);
+    cr_assert(strcmp(not->source, HOSP) == 0 || strcmp(not->source, HOSP2) == 0, "%s",
+        not->source);
+    cr_assert_str_eq(not->detail, "not asked: a query asks at most 1 responder");
     fx_stop(&n, &a, &h, &c, &s);
 }
 

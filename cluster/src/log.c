@@ -41,6 +41,8 @@ struct hie_cluster_log {
     MDB_env *env;
     MDB_dbi dbi;
     void *zctx;
+    bool (*interrupted)(void *arg); /* replay only */
+    void *interrupted_arg;
     char endpoint[256];
     char ctl_endpoint[272];
     _Atomic uint64_t last_index;
@@ -257,10 +259,13 @@ log_replay(hie_cluster_log_t *log)
     }
     atomic_store(&log->last_index, last);
     uint64_t next = applied + 1;
-    while (rc == 0 && next <= last) {
-        rc = log_replay_batch(log, next, last, &next);
+    bool stop = false;
+    while (rc == 0 && next <= last && !stop) {
+        stop = log->interrupted != NULL && log->interrupted(log->interrupted_arg);
+        rc = stop ? 0 : log_replay_batch(log, next, last, &next);
     }
-    return rc == 0 ? log_flush(log) : rc;
+    rc = rc == 0 ? log_flush(log) : rc;
+    return rc == 0 && stop ? HIE_EUNAVAIL : rc;
 }
 
 int
@@ -279,6 +284,8 @@ hie_cluster_log_open(hie_cluster_log_t **out, const hie_cluster_log_config_t *cf
     log->magic = LOG_MAGIC;
     log->fsm = *fsm;
     log->zctx = cfg->zctx;
+    log->interrupted = cfg->interrupted;
+    log->interrupted_arg = cfg->interrupted_arg;
     snprintf(log->endpoint, sizeof(log->endpoint), "%s", cfg->endpoint);
     snprintf(log->ctl_endpoint, sizeof(log->ctl_endpoint), "%s%s", cfg->endpoint,
         LOG_CTL_SUFFIX);

@@ -457,7 +457,8 @@ ctl_init(const struct ctl *c)
     hie_cluster_log_t *log = NULL;
     int rc = hie_node__state_open(&st, c->data_dir, HIE_LMDB_MAP_BYTES_DEFAULT, "init", NULL);
     if (rc == 0) {
-        hie_cluster_log_config_t lcfg = {logdir, NULL, NODE_EP_LOG, HIE_LMDB_MAP_BYTES_DEFAULT};
+        hie_cluster_log_config_t lcfg = {logdir, NULL, NODE_EP_LOG, HIE_LMDB_MAP_BYTES_DEFAULT,
+            NULL, NULL};
         hie_cluster_fsm_t fsm = hie_node__state_fsm(st);
         rc = hie_cluster_log_open(&log, &lcfg, &fsm);
     }

@@ -123,6 +123,17 @@ node_consent_policy(node_ctx_t *ctx)
     }
 }
 
+/* SIGTERM or SIGINT pending (they are blocked in every thread and read with signalfd once
+ * the node serves): asked between replay batches, so a stop during a long replay is prompt. */
+static bool
+stop_requested(void *arg)
+{
+    (void)arg;
+    sigset_t pending;
+    return sigpending(&pending) == 0 &&
+           (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1);
+}
+
 static int
 node_open_storage(node_ctx_t *ctx)
 {
@@ -174,11 +185,23 @@ node_open_storage(node_ctx_t *ctx)
             "member certificate is accepted until it expires", "%s", "");
     }
     snprintf(logdir, sizeof(logdir), "%s/log", ctx->cfg.data_dir);
-    hie_cluster_log_config_t lcfg = {logdir, ctx->zctx, NODE_EP_LOG, ctx->cfg.map_bytes};
+    hie_cluster_log_config_t lcfg = {logdir, ctx->zctx, NODE_EP_LOG, ctx->cfg.map_bytes,
+        stop_requested, NULL};
     hie_cluster_fsm_t fsm = hie_node__state_fsm(ctx->state);
     hie_node__state_defer_commits(ctx->state, true);
     uint64_t t0 = hie_time_mono_ns();
     rc = hie_cluster_log_open(&ctx->log, &lcfg, &fsm);
+    if (rc == HIE_EUNAVAIL) {
+        uint64_t applied = 0;
+        if (hie_node__state_applied_index(ctx->state, &applied) != 0) {
+            applied = 0;
+        }
+        hie_log_info("node", "stopped during replay: the rest replays at the next start",
+            " applied_index=%lu replay_ms=%lu", applied,
+            (hie_time_mono_ns() - t0) / 1000000u);
+        ctx->replay_stopped = true;
+        return rc;
+    }
     if (rc != 0) {
         hie_log_error("node", "cannot open command log", " dir=%s rc=%s", logdir,
             hie_strerror_name(rc));
@@ -391,10 +414,10 @@ node_run(node_ctx_t *ctx, int sfd)
     EVP_MD_free(ctx->sha256);
     ctx->sha256 = NULL;
     zmq_ctx_term(ctx->zctx);
-    if (rc == 0) {
+    if (rc == 0 || ctx->replay_stopped) {
         hie_log_info("node", "node stopped", " node=%s", ctx->cfg.node_id);
     }
-    return rc == 0 ? 0 : 1;
+    return rc == 0 || ctx->replay_stopped ? 0 : 1;
 }
 
 static int

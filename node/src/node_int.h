@@ -460,6 +460,7 @@ typedef struct node_ctx {
     void *zctx;
     node_state_t *state;
     hie_cluster_log_t *log;
+    bool replay_stopped;        /* a stop signal ended the startup replay (main) */
     SSL_CTX *ssl_ctx_initial;   /* owned by main; each edge thread takes its own reference */
     int listen_fd;              /* owned by main; every edge thread accepts from it */
     _Atomic uint32_t edge_load[NODE_EDGES_MAX]; /* open connections per edge thread */

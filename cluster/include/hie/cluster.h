@@ -81,13 +81,18 @@ typedef struct hie_cluster_log_config {
     void *zctx;             /* the process's ZeroMQ context */
     const char *endpoint;   /* inproc endpoint the log binds (e.g. "inproc://hie-log") */
     uint64_t map_bytes;     /* LMDB map size */
+    /* Optional: asked before each replay batch; true stops the replay (a stop signal while a
+     * long log replays). What was applied is committed, and open returns HIE_EUNAVAIL. */
+    bool (*interrupted)(void *arg);
+    void *interrupted_arg;
 } hie_cluster_log_config_t;
 
 /* Opens the log in cfg->dir and replays every entry after fsm->applied_index() through
  * fsm->apply on the calling thread, so the state is current before anything is served.
  * [out] *out owned by the caller (hie_cluster_log_destroy). The fsm table is copied.
  * Returns 0, HIE_ESTORAGE (LMDB failure; logged by the caller), HIE_ECORRUPT (an entry or the
- * applied index is inconsistent with the log), HIE_ENOMEM, or an fsm->apply error. */
+ * applied index is inconsistent with the log), HIE_ENOMEM, HIE_EUNAVAIL (cfg->interrupted
+ * stopped the replay), or an fsm->apply error. */
 HIE_MUST_CHECK int hie_cluster_log_open(hie_cluster_log_t **out,
     const hie_cluster_log_config_t *cfg, const hie_cluster_fsm_t *fsm);
 

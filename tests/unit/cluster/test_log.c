@@ -26,7 +26,7 @@
 static char endpoint[64] = "inproc://test-log-0";
 static unsigned endpoint_seq;
 #define MAP_BYTES (64ull * 1024ull * 1024ull)
-#define CMDS_MAX 600u
+#define CMDS_MAX 1200u
 #define CMD_BYTES_MAX 64u
 
 static char tmp_dir[128];
@@ -218,7 +218,7 @@ static hie_cluster_log_config_t
 log_config(void)
 {
     snprintf(endpoint, sizeof(endpoint), "inproc://test-log-%u", ++endpoint_seq);
-    hie_cluster_log_config_t cfg = {log_dir_get(), zctx, endpoint, MAP_BYTES};
+    hie_cluster_log_config_t cfg = {log_dir_get(), zctx, endpoint, MAP_BYTES, NULL, NULL};
     return cfg;
 }
 
@@ -567,6 +567,69 @@ submit_one(void *d, uint64_t token, const char *cmd)
     return index;
 }
 
+static unsigned interrupt_after, interrupt_calls;
+
+static bool
+interrupt_fn(void *arg)
+{
+    (void)arg;
+    return ++interrupt_calls > interrupt_after;
+}
+
+#define LONG_LOG (HIE_LOG_BATCH_COMMANDS_MAX + 76u)
+
+/* A stop signal while a long log replays (hie-node asks between batches): the replay stops
+ * after the batch in hand, commits what it applied, and the next open replays the rest. */
+Test(cluster_log, a_replay_interrupted_between_batches_commits_what_it_applied)
+{
+    struct test_fsm *orig = fsm_new(0);
+    hie_cluster_log_t *log = log_open(orig);
+    log_start(log);
+    void *d = dealer_new();
+    for (unsigned i = 1; i <= LONG_LOG; i++) {
+        char cmd[16];
+        snprintf(cmd, sizeof(cmd), "c%u", i);
+        cr_assert_eq(hie_cluster_submit_send(d, i, hie_span(cmd, strlen(cmd))), 0);
+    }
+    for (unsigned i = 1; i <= LONG_LOG; i++) {
+        uint64_t tok = 0, index = 0;
+        int rc = -1;
+        uint8_t *res = NULL;
+        size_t res_len = 0;
+        cr_assert_eq(recv_one(d, 10000, &tok, &rc, &index, &res, &res_len), 0);
+        cr_assert_eq(rc, 0);
+        hie_mem_free(res, res_len);
+    }
+    dealer_close(d);
+    log_close(&log);
+    cr_assert_eq(orig->applied, LONG_LOG);
+
+    struct test_fsm *f = fsm_new(0);
+    f->leave_open = true;
+    interrupt_after = 1;
+    interrupt_calls = 0;
+    hie_cluster_log_config_t cfg = log_config();
+    cfg.interrupted = interrupt_fn;
+    hie_cluster_fsm_t t = fsm_table(f);
+    int rc = hie_cluster_log_open(&log, &cfg, &t);
+    cr_assert_eq(rc, HIE_EUNAVAIL, "%s", hie_strerror_name(rc));
+    cr_assert_null(log);
+    cr_assert(!f->error, "fsm: %s", f->error_what);
+    cr_assert_eq(interrupt_calls, 2u, "asked before each batch");
+    cr_assert_eq(f->seen_count, HIE_LOG_BATCH_COMMANDS_MAX, "one batch, then the stop");
+    cr_assert_eq(atomic_load(&f->flushes), 1u, "what it applied is committed");
+    cr_assert_eq(hie_mem_live_bytes(), 0);
+
+    log = log_open(f); /* the next start: from the committed index on */
+    cr_assert(!f->error, "fsm: %s", f->error_what);
+    cr_assert_eq(f->applied, LONG_LOG);
+    cr_assert_eq(f->seen_count, LONG_LOG, "each entry once");
+    for (uint64_t i = 1; i <= LONG_LOG; i++) {
+        cr_assert_eq(f->cmd_len[i], orig->cmd_len[i], "index %lu", (unsigned long)i);
+    }
+    log_close(&log);
+}
+
 /* A state machine that leaves its commits open: the replies still come, one per command, and
  * the log flushes once it is idle, at the end of replay and at stop. */
 Test(cluster_log, open_commits_are_flushed_when_idle_after_replay_and_at_stop)
@@ -807,7 +870,8 @@ Test(cluster_log, destroy_of_an_unstarted_log_and_of_null)
 
 Test(cluster_log, open_with_null_fsm_apply_aborts, .signal = SIGABRT)
 {
-    hie_cluster_log_config_t cfg = {"/nonexistent/hie-log", zctx, endpoint, MAP_BYTES};
+    hie_cluster_log_config_t cfg = {"/nonexistent/hie-log", zctx, endpoint, MAP_BYTES, NULL,
+        NULL};
     hie_cluster_fsm_t t = {NULL, NULL, fsm_applied_index, fsm_fatal, NULL, NULL};
     hie_cluster_log_t *log = NULL;
     int rc = hie_cluster_log_open(&log, &cfg, &t);

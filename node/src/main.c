@@ -134,10 +134,47 @@ stop_requested(void *arg)
            (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1);
 }
 
+/* Opens the command log, which replays what the state has not applied. */
+static int
+node_open_log(node_ctx_t *ctx)
+{
+    char logdir[NODE_PATH_MAX + 8];
+    snprintf(logdir, sizeof(logdir), "%s/log", ctx->cfg.data_dir);
+    hie_cluster_log_config_t lcfg = {logdir, ctx->zctx, NODE_EP_LOG, ctx->cfg.map_bytes,
+        stop_requested, NULL};
+    hie_cluster_fsm_t fsm = hie_node__state_fsm(ctx->state);
+    hie_node__state_defer_commits(ctx->state, true);
+    uint64_t t0 = hie_time_mono_ns();
+    int rc = hie_cluster_log_open(&ctx->log, &lcfg, &fsm);
+    if (rc == HIE_EUNAVAIL) {
+        uint64_t applied = 0;
+        if (hie_node__state_applied_index(ctx->state, &applied) != 0) {
+            applied = 0;
+        }
+        hie_log_info("node", "stopped during replay: the rest replays at the next start",
+            " applied_index=%lu replay_ms=%lu", applied,
+            (hie_time_mono_ns() - t0) / 1000000u);
+        ctx->replay_stopped = true;
+        return rc;
+    }
+    if (rc != 0) {
+        hie_log_error("node", "cannot open command log", " dir=%s rc=%s", logdir,
+            hie_strerror_name(rc));
+        return rc;
+    }
+    ctx->metrics.state_env = hie_node__state_env(ctx->state);
+    ctx->metrics.log = ctx->log;
+    uint64_t applied = 0;
+    rc = hie_node__state_applied_index(ctx->state, &applied);
+    atomic_store(&ctx->metrics.applied_index, applied);
+    hie_log_info("node", "state ready", " applied_index=%lu log_index=%lu replay_ms=%lu",
+        applied, hie_cluster_log_last_index(ctx->log), (hie_time_mono_ns() - t0) / 1000000u);
+    return rc;
+}
+
 static int
 node_open_storage(node_ctx_t *ctx)
 {
-    char logdir[NODE_PATH_MAX + 8];
     char err[512] = "";
     int rc = hie_node__state_open(&ctx->state, ctx->cfg.data_dir, ctx->cfg.map_bytes,
         ctx->cfg.node_id, &ctx->metrics);
@@ -184,37 +221,7 @@ node_open_storage(node_ctx_t *ctx)
         hie_log_warn("tls", "no revocation checking (tls.crl_file is not set): a revoked "
             "member certificate is accepted until it expires", "%s", "");
     }
-    snprintf(logdir, sizeof(logdir), "%s/log", ctx->cfg.data_dir);
-    hie_cluster_log_config_t lcfg = {logdir, ctx->zctx, NODE_EP_LOG, ctx->cfg.map_bytes,
-        stop_requested, NULL};
-    hie_cluster_fsm_t fsm = hie_node__state_fsm(ctx->state);
-    hie_node__state_defer_commits(ctx->state, true);
-    uint64_t t0 = hie_time_mono_ns();
-    rc = hie_cluster_log_open(&ctx->log, &lcfg, &fsm);
-    if (rc == HIE_EUNAVAIL) {
-        uint64_t applied = 0;
-        if (hie_node__state_applied_index(ctx->state, &applied) != 0) {
-            applied = 0;
-        }
-        hie_log_info("node", "stopped during replay: the rest replays at the next start",
-            " applied_index=%lu replay_ms=%lu", applied,
-            (hie_time_mono_ns() - t0) / 1000000u);
-        ctx->replay_stopped = true;
-        return rc;
-    }
-    if (rc != 0) {
-        hie_log_error("node", "cannot open command log", " dir=%s rc=%s", logdir,
-            hie_strerror_name(rc));
-        return rc;
-    }
-    ctx->metrics.state_env = hie_node__state_env(ctx->state);
-    ctx->metrics.log = ctx->log;
-    uint64_t applied = 0;
-    rc = hie_node__state_applied_index(ctx->state, &applied);
-    atomic_store(&ctx->metrics.applied_index, applied);
-    hie_log_info("node", "state ready", " applied_index=%lu log_index=%lu replay_ms=%lu",
-        applied, hie_cluster_log_last_index(ctx->log), (hie_time_mono_ns() - t0) / 1000000u);
-    return rc;
+    return node_open_log(ctx);
 }
 
 static int

@@ -914,14 +914,21 @@ import_rejects_open(struct ctl_import *im, const char *path)
 {
     bool resumed = im->st.counts.rows > 0;
     /* never through a link planted beside the import file (it may sit in a shared folder) */
-    int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (resumed ? O_APPEND
-        : O_TRUNC), 0600);
+    int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_APPEND, 0600);
     struct stat sb;
     if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_uid != geteuid() ||
-        sb.st_nlink != 1)) { /* someone else's file, or a hard link to one */
+        sb.st_nlink != 1)) { /* someone else's file, or a hard link to one: left as it was */
         close(fd);
         fd = -1;
         errno = EPERM;
+    }
+    off_t size = fd >= 0 ? sb.st_size : 0;
+    if (fd >= 0 && !resumed && size > 0) { /* a fresh import starts a fresh file */
+        size = 0;
+        if (ftruncate(fd, 0) != 0) {
+            close(fd);
+            fd = -1;
+        }
     }
     im->rejects = fd >= 0 ? fdopen(fd, resumed ? "a" : "w") : NULL;
     if (im->rejects == NULL && fd >= 0) {
@@ -931,7 +938,7 @@ import_rejects_open(struct ctl_import *im, const char *path)
         fprintf(stderr, "hiectl: cannot open %s: %s\n", path, strerror(errno));
         return CTL_EXIT_FAIL;
     }
-    if (ftello(im->rejects) == 0) {
+    if (size == 0) {
         fputs("line,code,field,reason\n", im->rejects);
     }
     return CTL_EXIT_OK;
@@ -948,10 +955,12 @@ import_prepare(struct ctl_import *im, const struct ctl *c)
     } else if (dot != NULL && (strcmp(dot, ".ndjson") == 0 || strcmp(dot, ".jsonl") == 0)) {
         fmt = NODE_IMPORT_NDJSON;
     }
-    int n = snprintf(im->state_path, sizeof(im->state_path), "%s",
-        c->state != NULL ? c->state : im->file);
-    if (c->state == NULL && n > 0 && (size_t)n + 12 < sizeof(im->state_path)) {
-        strcat(im->state_path, ".hieimport");
+    int n = snprintf(im->state_path, sizeof(im->state_path), "%s%s",
+        c->state != NULL ? c->state : im->file, c->state != NULL ? "" : ".hieimport");
+    if (n < 0 || (size_t)n >= sizeof(im->state_path)) { /* never the import file itself */
+        fprintf(stderr, "hiectl: import: the state file's path is too long (at most %zu "
+            "bytes; see --state)\n", sizeof(im->state_path) - 1);
+        return CTL_EXIT_FAIL;
     }
     int rc = hie_node__import_open(&im->reader, im->file, fmt, err, sizeof(err));
     if (rc != 0) {

@@ -400,6 +400,55 @@ Test(mpi, bulk_import_resumes_and_training_installs_a_model, .timeout = 300)
     itest_node_cleanup(&n);
 }
 
+static void
+file_put(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void
+file_get(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+/* --rejects naming a hard link (here to a file of the operator's own) is refused and the
+ * file is left as it was (it used to be emptied before the check); a fresh import empties
+ * the operator's own rejects file and starts it with its header. */
+Test(mpi, import_rejects_file_is_checked_before_it_is_emptied, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    char csv[ITEST_PATH + 32], victim[ITEST_PATH + 32], link_path[ITEST_PATH + 32];
+    char own[ITEST_PATH + 32], out[16384], text[4096];
+    snprintf(csv, sizeof(csv), "%s/extract.csv", n.root);
+    snprintf(victim, sizeof(victim), "%s/victim.txt", n.root);
+    snprintf(link_path, sizeof(link_path), "%s/rejects-link.csv", n.root);
+    snprintf(own, sizeof(own), "%s/rejects.csv", n.root);
+    write_extract(csv, 3);
+    file_put(victim, "keep me\n");
+    cr_assert_eq(link(victim, link_path), 0);
+    int rc = itest_ctl(&n, out, sizeof(out), "mpi import %s --rejects %s", csv, link_path);
+    cr_assert_eq(rc, 2, "refused: %d %s", rc, out);
+    file_get(victim, text, sizeof(text));
+    cr_assert_str_eq(text, "keep me\n", "the linked file is left as it was");
+    file_put(own, "stale\n");
+    rc = itest_ctl(&n, out, sizeof(out), "mpi import %s --rejects %s", csv, own);
+    cr_assert_eq(rc, 1, "one bad row: %d %s", rc, out);
+    file_get(own, text, sizeof(text));
+    const char *want = "line,code,field,reason\n8,\"BAD_REQUEST\"";
+    cr_assert(strncmp(text, want, strlen(want)) == 0, "%s", text);
+    cr_assert(strstr(text, "stale") == NULL, "%s", text);
+    itest_node_cleanup(&n);
+}
+
 static hie_envelope_t *
 pdq_raw(hie_client_t *c, const char *id, Hie__V1__PdqQuery *q, hie_arena_t *arena)
 {

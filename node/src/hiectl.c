@@ -34,6 +34,7 @@
 #include <zmq.h>
 
 #define CTL_TIMEOUT_MS 15000
+#define CTL_TIMEOUT_ARG_MAX 3600000u /* --timeout: at most an hour */
 #define CTL_REPLY_ARENA_BYTES (64u * 1024u * 1024u)
 
 
@@ -1313,6 +1314,7 @@ parse_opts(struct ctl *c, int argc, char **argv)
         {"mrn", required_argument, NULL, 'M'}, {"file", required_argument, NULL, 'I'},
         {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
     int ch;
+    uint64_t v = 0;
     while ((ch = getopt_long(argc, argv, "+s:c:i:n:r:R:d:t:h", opts, NULL)) != -1) {
         switch (ch) {
         case 's': c->socket = optarg; break;
@@ -1328,7 +1330,15 @@ parse_opts(struct ctl *c, int argc, char **argv)
         case 'M': c->mrn = optarg; break;
         case 'I': c->file = optarg; break;
         case 'j': c->json = true; break;
-        case 't': c->timeout_ms = atoi(optarg); c->timeout_set = true; break;
+        case 't':
+            c->timeout_set = true;
+            if (!hie_ctl__parse_number(optarg, CTL_TIMEOUT_ARG_MAX, &v) || v == 0) {
+                fprintf(stderr, "hiectl: --timeout takes milliseconds, 1..%u\n",
+                    CTL_TIMEOUT_ARG_MAX);
+                c->bad_number = true;
+            }
+            c->timeout_ms = (int)v;
+            break;
         case 'h': hie_ctl__usage(stdout); exit(0);
         case 'F': case 'B': case 'S': case 'X': case 'J': case 'A': case 'L': case 'a': case 'P':
             parse_mpi_opt(c, ch, optarg);

@@ -145,6 +145,20 @@ Test(member, an_operator_command_under_another_commands_id_is_refused)
         "--name 'Id Clinic' --roles clinic"), 0, "the same kind again: a repeat: %s", out);
 }
 
+/* hiectl --timeout takes 1..3600000 ms: a negative value (an endless wait with atoi) or
+ * garbage (no wait at all) is refused with a clear message before anything is sent. */
+Test(member, hiectl_refuses_a_timeout_out_of_range)
+{
+    char out[2048];
+    static const char *const bad[] = {"-5", "0", "abc", "3600001"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = itest_ctl(&node, out, sizeof(out), "--timeout %s status", bad[i]);
+        cr_assert_eq(rc, 2, "%s: rc=%d %s", bad[i], rc, out);
+        cr_assert(strstr(out, "--timeout takes milliseconds") != NULL, "%s", out);
+    }
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "--timeout 5000 status"), 0, "%s", out);
+}
+
 /* The member checks the name it dialled against the node's certificate by default (here the
  * IP SAN 127.0.0.1); another expected name fails the handshake; '*' checks the chain only.
  * Without a name the client took any certificate of the HIE's CA. */

@@ -184,6 +184,21 @@ check_file(const char *path, const char *key, char *err, size_t err_bytes)
     return 0;
 }
 
+int
+hie_node__secret_file_check(const char *path, const char *key, char *err, size_t err_bytes)
+{
+    struct stat sb;
+    if (check_file(path, key, err, err_bytes) != 0) {
+        return HIE_ECONFIG;
+    }
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || (sb.st_mode & 0077) != 0) {
+        snprintf(err, err_bytes, "config key %s: %s must be a regular file that only its owner "
+            "can read (chmod 600): a private key", key, path);
+        return HIE_ECONFIG;
+    }
+    return 0;
+}
+
 static int
 limit_u32(uint32_t *dst, uint32_t v, uint32_t dflt, uint32_t lo, uint32_t hi, const char *key,
     char *err, size_t err_bytes)
@@ -220,7 +235,7 @@ fill_tls(node_config_t *c, const struct y_config *y, const char *dir, char *err,
     }
     rc = rc ? rc : check_file(c->ca_file, "tls.ca_file", err, eb);
     rc = rc ? rc : check_file(c->cert_file, "tls.cert_file", err, eb);
-    rc = rc ? rc : check_file(c->key_file, "tls.key_file", err, eb);
+    rc = rc ? rc : hie_node__secret_file_check(c->key_file, "tls.key_file", err, eb);
     rc = rc ? rc : limit_u32(&c->crl_check_interval_ms, y->tls.crl_check_interval_ms, 10000,
         100, 3600000, "tls.crl_check_interval_ms", err, eb);
     if (rc != 0) {

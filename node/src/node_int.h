@@ -93,6 +93,10 @@ typedef struct node_config {
  * Returns 0, HIE_ECONFIG or -errno. */
 HIE_MUST_CHECK int hie_node__config_load(node_config_t *cfg, const char *path, char *err,
     size_t err_bytes);
+/* A private key file: readable, a regular file, no access for group or other (the MPI key's
+ * rule). Returns 0 or HIE_ECONFIG with one line naming key in err. */
+HIE_MUST_CHECK int hie_node__secret_file_check(const char *path, const char *key, char *err,
+    size_t err_bytes);
 
 /* ---- metrics (metrics.c) ----------------------------------------------------------------- */
 enum node_hs_reason {

@@ -104,6 +104,18 @@ tls_ctx_options(SSL_CTX *ctx, const node_config_t *cfg, char *err, size_t err_by
     return 0;
 }
 
+/* An encrypted private key is refused (the load fails, with OpenSSL's reason) instead of
+ * OpenSSL asking for its passphrase on the terminal, which would block startup or a reload. */
+static int
+tls_no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)arg;
+    return 0;
+}
+
 int
 hie_node__tls_ctx_build(const node_config_t *cfg, SSL_CTX **out, char *err, size_t err_bytes)
 {
@@ -123,6 +135,10 @@ hie_node__tls_ctx_build(const node_config_t *cfg, SSL_CTX **out, char *err, size
         tls_err(err, err_bytes, "cannot load certificate", cfg->cert_file);
         goto out;
     }
+    if (hie_node__secret_file_check(cfg->key_file, "tls.key_file", err, err_bytes) != 0) {
+        goto out; /* checked again at each reload: the file may have changed */
+    }
+    SSL_CTX_set_default_passwd_cb(ctx, tls_no_passphrase); /* never a prompt on the tty */
     if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
         tls_err(err, err_bytes, "cannot load private key", cfg->key_file);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static char dir[128];
 static node_config_t cfg;
@@ -27,6 +28,9 @@ dir_get(void)
         test_write_text(dir, "ca.pem", "dummy ca\n");
         test_write_text(dir, "node.pem", "dummy cert\n");
         test_write_text(dir, "node.key", "dummy key\n");
+        char key[192];
+        snprintf(key, sizeof(key), "%s/node.key", dir);
+        cr_assert_eq(chmod(key, 0600), 0, "the private key is the owner's alone");
         test_write_text(dir, "crl.pem", "dummy crl\n");
     }
     return dir;
@@ -264,6 +268,21 @@ Test(node_config, missing_tls_files_are_refused)
     expect_refused(NODE LISTEN "tls:\n  ca_file: ca.pem\n  cert_file: node.pem\n"
         "  key_file: /nonexistent/node.key\n", "tls.key_file");
     expect_refused(NODE LISTEN TLS "  crl_file: nope.crl\n", "tls.crl_file");
+}
+
+/* A private key that group or other can read is refused, naming the key (the MPI key's
+ * rule); it used to be accepted as long as the node could read it. */
+Test(node_config, a_private_key_others_can_read_is_refused)
+{
+    char key[192];
+    path_in_dir(key, sizeof(key), "node.key");
+    cr_assert_eq(chmod(key, 0640), 0);
+    int rc = load(NODE LISTEN TLS);
+    cr_assert_eq(chmod(key, 0600), 0);
+    cr_assert_eq(rc, HIE_ECONFIG);
+    cr_assert_not_null(strstr(err, "tls.key_file"), "%s", err);
+    cr_assert_not_null(strstr(err, "chmod 600"), "%s", err);
+    cr_assert_eq(load(NODE LISTEN TLS), 0, "%s", err);
 }
 
 Test(node_config, bad_log_settings_are_refused)

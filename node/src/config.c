@@ -10,6 +10,7 @@
 
 #include "hie/mpi_store.h"
 
+#include <arpa/inet.h>
 #include <cyaml/cyaml.h>
 #include <errno.h>
 #include <libgen.h>
@@ -184,6 +185,14 @@ check_file(const char *path, const char *key, char *err, size_t err_bytes)
     return 0;
 }
 
+/* An address literal: IPv4, or IPv6 where v6 is allowed (the edge takes both, HTTP v4). */
+static bool
+address_literal(const char *text, bool v6)
+{
+    struct in6_addr a;
+    return inet_pton(AF_INET, text, &a) == 1 || (v6 && inet_pton(AF_INET6, text, &a) == 1);
+}
+
 int
 hie_node__secret_file_check(const char *path, const char *key, char *err, size_t err_bytes)
 {
@@ -303,6 +312,11 @@ fill_node(node_config_t *c, const struct y_config *y, const char *dir, char *err
     }
     snprintf(c->listen_address, sizeof(c->listen_address), "%s",
         y->listen.address != NULL ? y->listen.address : "127.0.0.1");
+    if (!address_literal(c->listen_address, true)) {
+        snprintf(err, eb, "config key listen.address: \"%s\" is not an IPv4 or IPv6 address "
+            "(a host name is not resolved)", c->listen_address);
+        return HIE_ECONFIG;
+    }
     if (y->listen.port == 0 || y->listen.port > 65535) {
         snprintf(err, eb, "config key listen.port: must be 1..65535");
         return HIE_ECONFIG;
@@ -387,6 +401,11 @@ fill_operator(node_config_t *c, const struct y_config *y, char *err, size_t eb)
 {
     snprintf(c->http_address, sizeof(c->http_address), "%s",
         y->op.http_address != NULL ? y->op.http_address : "127.0.0.1");
+    if (!address_literal(c->http_address, false)) {
+        snprintf(err, eb, "config key operator.http_address: \"%s\" is not an IPv4 address",
+            c->http_address);
+        return HIE_ECONFIG;
+    }
     if (y->op.http_port > 65535) {
         snprintf(err, eb, "config key operator.http_port: must be 0..65535 (0 disables)");
         return HIE_ECONFIG;

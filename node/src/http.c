@@ -189,6 +189,11 @@ hie_node__http_start(node_http_t **out, node_ctx_t *ctx)
     }
     hie_log_info("http", "operator endpoint listening", " address=%s port=%u",
         ctx->cfg.http_address, ctx->cfg.http_port);
+    if ((ntohl(sa.sin_addr.s_addr) >> 24) != 127) {
+        hie_log_warn("http", "the operator endpoint is not on loopback: /metrics and /healthz "
+            "have no authentication, keep the address on the operators' network", " address=%s",
+            ctx->cfg.http_address);
+    }
     *out = h;
     return 0;
 }

@@ -270,6 +270,20 @@ Test(node_config, missing_tls_files_are_refused)
     expect_refused(NODE LISTEN TLS "  crl_file: nope.crl\n", "tls.crl_file");
 }
 
+/* Addresses are literals (a host name was accepted by --check-config and then failed the
+ * start without naming the key); the HTTP endpoint takes IPv4 only. */
+Test(node_config, addresses_that_are_not_literals_are_refused)
+{
+    expect_refused(NODE "listen:\n  port: 7443\n  address: localhost\n" TLS,
+        "listen.address");
+    expect_refused(NODE LISTEN TLS "operator:\n  http_address: \"::1\"\n",
+        "operator.http_address");
+    expect_refused(NODE LISTEN TLS "operator:\n  http_address: metrics.local\n",
+        "operator.http_address");
+    cr_assert_eq(load(NODE "listen:\n  port: 7443\n  address: \"::1\"\n" TLS), 0, "%s", err);
+    cr_assert_eq(load(NODE LISTEN TLS "operator:\n  http_address: 10.1.2.3\n"), 0, "%s", err);
+}
+
 /* A private key that group or other can read is refused, naming the key (the MPI key's
  * rule); it used to be accepted as long as the node could read it. */
 Test(node_config, a_private_key_others_can_read_is_refused)

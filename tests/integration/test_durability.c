@@ -2,6 +2,7 @@
  * test_durability.c - idempotency, kill -9, log replay, graceful stop, reloads, operator errors.
  */
 #include "harness.h"
+#include "node_int.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 static itest_node_t node;
 
@@ -341,6 +343,67 @@ Test(durability, admin_socket_is_private)
         node.data_dir);
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert_str_eq(out, "600\n700\n");
+}
+
+/* One raw request on the admin socket, as hiectl sends it; the reply in arena. */
+static Hie__V1__AdminReply *
+admin_raw(Hie__V1__AdminRequest *req, hie_arena_t *arena)
+{
+    char ep[ITEST_PATH + 32];
+    snprintf(ep, sizeof(ep), "ipc://%s/admin.sock", node.data_dir);
+    void *z = zmq_ctx_new();
+    void *s = zmq_socket(z, ZMQ_REQ);
+    int t = 10000, linger = 0;
+    cr_assert_eq(zmq_setsockopt(s, ZMQ_RCVTIMEO, &t, sizeof(t)), 0);
+    cr_assert_eq(zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger)), 0);
+    cr_assert_eq(zmq_connect(s, ep), 0);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    cr_assert_eq(hie_proto_pack(&req->base, HIE_ADMIN_MSG_BYTES_MAX, &buf, &len), 0);
+    cr_assert_eq(zmq_send(s, buf, len, 0), (int)len);
+    hie_mem_free(buf, len);
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    cr_assert(zmq_msg_recv(&msg, s, 0) >= 0, "no answer");
+    ProtobufCMessage *m = NULL;
+    cr_assert_eq(hie_proto_unpack(&hie__v1__admin_reply__descriptor,
+        hie_span(zmq_msg_data(&msg), zmq_msg_size(&msg)), arena, &m), 0);
+    zmq_msg_close(&msg);
+    zmq_close(s);
+    zmq_ctx_term(z);
+    return (Hie__V1__AdminReply *)m;
+}
+
+/* The admin channel takes the operator's own commands only. A checkpoint (or an audit
+ * record, a push, a delivery...) sent there as a raw command is refused and nothing reaches
+ * the log; it used to be applied: a forged record or note no verify could tell from the
+ * node's own. */
+Test(durability, the_admin_channel_refuses_commands_that_are_not_the_operators)
+{
+    unsigned long before = status_field("applied_index");
+    hie_arena_t *arena = NULL;
+    cr_assert_eq(hie_arena_create(&arena, 1u << 20), 0);
+    static uint8_t empty_root[32];
+    crypto_hash_sha256(empty_root, NULL, 0);
+    Hie__V1__AuditCheckpointCommand ck = HIE__V1__AUDIT_CHECKPOINT_COMMAND__INIT;
+    ck.size = 0;
+    ck.root.data = empty_root;
+    ck.root.len = sizeof(empty_root);
+    ck.note = (char *)(uintptr_t)"forged";
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    cmd.body_case = HIE__V1__COMMAND__BODY_AUDIT_CHECKPOINT;
+    cmd.audit_checkpoint = &ck;
+    Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
+    req.id = (char *)(uintptr_t)"forge-1";
+    req.body_case = HIE__V1__ADMIN_REQUEST__BODY_COMMAND;
+    req.command = &cmd;
+    Hie__V1__AdminReply *r = admin_raw(&req, arena);
+    cr_assert_not_null(r->error, "applied (result code %d)",
+        r->result != NULL ? (int)r->result->code : -1);
+    cr_assert_eq(r->error->code, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST);
+    cr_assert_str_eq(r->error->field, "command");
+    cr_assert_eq(status_field("applied_index"), before, "nothing reached the log");
+    hie_arena_destroy(&arena);
 }
 
 Test(durability, hiectl_init_prepares_a_private_data_directory)

@@ -157,9 +157,10 @@ hie_node__audit_open(node_audit_t **out, MDB_env *env, bool read_only)
     }
     au->magic = AUDIT_MAGIC;
     MDB_txn *txn = NULL;
-    /* LMDB opens named databases only in a write txn the first time; read_only (hiectl on a
-     * stopped node's files) still writes nothing: the databases exist or the open fails */
-    int rc = mdb_rc(mdb_txn_begin(env, NULL, 0, &txn));
+    /* read_only (hiectl on a node's files, which may be an evidence copy on read-only
+     * media, or a running node's) opens the existing databases in a read transaction: it
+     * takes no writer lock, and a database that is missing fails the open */
+    int rc = mdb_rc(mdb_txn_begin(env, NULL, read_only ? MDB_RDONLY : 0, &txn));
     rc = rc ? rc : dbis_open(au, txn, read_only ? 0 : MDB_CREATE);
     if (rc == 0) {
         rc = mdb_rc(mdb_txn_commit(txn));

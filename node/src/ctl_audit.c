@@ -40,7 +40,17 @@ struct verify {
     /* index entries the records call for, found in the indexes */
     uint64_t want[3];                 /* by enum node_audit_index */
     uint64_t index_bad;               /* entries the indexes lack */
+    uint64_t prev_log_index;          /* the record before's command (non-decreasing) */
+    bool said;                        /* the failing record's fault is printed already */
 };
+
+/* Errors of the machine (memory, storage), not of the data: verify fails, exit 2, and does
+ * not call them tampering. */
+static bool
+operational(int rc)
+{
+    return rc == HIE_ENOMEM || rc == HIE_ESTORAGE || (rc < 0 && rc > -4096);
+}
 
 static const char *const index_names[3] = {"patient", "organization", "break-glass"};
 
@@ -187,6 +197,18 @@ record_subjects(struct verify *v, const hie_mpi_key_t *key, hie_mpi_sealer_t *op
     int rc = hie_node__audit_record(v->au, v->txn, i, &bytes);
     rc = rc ? rc : hie_proto_unpack(&hie__v1__audit_record__descriptor, bytes, arena, &m);
     const Hie__V1__AuditRecord *r = (const Hie__V1__AuditRecord *)m;
+    if (rc == 0 && (r->leaf_index != i || r->log_index < v->prev_log_index)) {
+        /* apply stamps both: a record moved (or a hole closed up) shows here even where the
+         * tree above it was rebuilt to match */
+        printf("record %" PRIu64 ": stamped leaf %" PRIu64 " of command %" PRIu64 " after "
+            "command %" PRIu64 ": records were moved or removed\n", i, r->leaf_index,
+            r->log_index, v->prev_log_index);
+        v->said = true;
+        return HIE_ECORRUPT;
+    }
+    if (rc == 0) {
+        v->prev_log_index = r->log_index;
+    }
     for (size_t p = 0; rc == 0 && key != NULL && p < r->n_subject_commitments; p++) {
         hie_span_t sealed;
         size_t len = 0;
@@ -244,9 +266,14 @@ records_check(struct verify *v, const hie_mpi_key_t *key, uint64_t size, uint64_
         rc = hie_arena_create(&arena, 4u * 1024u * 1024u);
         rc = rc ? rc : record_subjects(v, key, opener, i, arena, checked);
         hie_arena_destroy(&arena);
-        if (rc != 0) {
+        if (operational(rc)) {
+            fprintf(stderr, "hiectl: verify failed at record %" PRIu64 ": %s\n", i,
+                hie_strerror(rc));
+        } else if (rc != 0 && !v->said) {
             printf("record %" PRIu64 ": a patient entry is missing or does not match its "
                 "commitment (%s)\n", i, hie_strerror_name(rc));
+        }
+        if (rc != 0 && !operational(rc)) {
             rc = HIE_ECORRUPT;
         }
     }
@@ -267,7 +294,7 @@ env_open(const node_config_t *cfg, MDB_env **env)
     int rc = mdb_env_create(env);
     rc = rc ? rc : mdb_env_set_mapsize(*env, cfg->map_bytes);
     rc = rc ? rc : mdb_env_set_maxdbs(*env, 32);
-    rc = rc ? rc : mdb_env_open(*env, dir, MDB_NOTLS, 0600);
+    rc = rc ? rc : mdb_env_open(*env, dir, MDB_NOTLS | MDB_RDONLY, 0600);
     if (rc != 0) {
         fprintf(stderr, "hiectl: cannot open %s: %s\n", dir, mdb_strerror(rc));
         return HIE_ESTORAGE;
@@ -323,6 +350,10 @@ verify_run(struct verify *v, const hie_mpi_key_t *key, const char *anchor_file)
 {
     hie_audit_verify_report_t rep;
     int rc = hie_node__audit_checkpoints(v->au, v->txn, SIZE_MAX, ckpt_fn, v);
+    if (operational(rc)) {
+        fprintf(stderr, "hiectl: cannot read the checkpoints: %s\n", hie_strerror(rc));
+        return rc;
+    }
     bool bad = rc != 0 || v->bad_checkpoints > 0;
     if (anchor_file != NULL) {
         char note[CTL_NOTE_FILE_BYTES_MAX];
@@ -344,9 +375,11 @@ verify_run(struct verify *v, const hie_mpi_key_t *key, const char *anchor_file)
         return rc;
     }
     uint64_t subjects = 0;
-    if (!bad && records_check(v, key, rep.size, &subjects) != 0) {
-        bad = true;
+    rc = bad ? 0 : records_check(v, key, rep.size, &subjects);
+    if (operational(rc)) {
+        return rc;
     }
+    bad = bad || rc != 0;
     if (bad) {
         printf("audit log: TAMPERING DETECTED\n");
         return HIE_ECORRUPT;

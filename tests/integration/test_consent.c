@@ -1033,7 +1033,7 @@ Test(consent, property_denied_discloses_nothing_and_every_query_is_audited_befor
 /* ---- tamper detection ---------------------------------------------------------------------- */
 
 enum tamper {
-    EDIT, DELETE, REORDER, TRUNCATE, UNINDEX_PATIENT, UNINDEX_ORG, INDEX_EXTRA, RESEAL
+    EDIT, DELETE, REORDER, TRUNCATE, UNINDEX_PATIENT, UNINDEX_ORG, INDEX_EXTRA, RESEAL, REBUILT
 };
 
 static void
@@ -1151,6 +1151,31 @@ tamper_reseal(itest_node_t *n, MDB_txn *txn, MDB_dbi rec, uint64_t leaf)
     hie_mpi_key_destroy(&mk);
 }
 
+/* After records were swapped: the tree built again over the records as they now stand and
+ * the checkpoints dropped, so that neither the tree nor an internal anchor can tell. */
+static void
+tamper_rebuild_tree(MDB_txn *txn, MDB_dbi rec, MDB_dbi tree)
+{
+    MDB_dbi ckpt;
+    cr_assert_eq(mdb_dbi_open(txn, "audit_ckpt", 0, &ckpt), 0);
+    cr_assert_eq(mdb_drop(txn, ckpt, 0), 0);
+    cr_assert_eq(mdb_drop(txn, tree, 0), 0);
+    hie_audit_tree_t *t = NULL;
+    cr_assert_eq(hie_audit_tree_create(&t, txn), 0);
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    cr_assert_eq(mdb_cursor_open(txn, rec, &cur), 0);
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        hie_audit_hash_t leaf;
+        uint64_t index = 0;
+        cr_assert_eq(hie_audit_tree_leaf_hash(t, hie_span(v.mv_data, v.mv_size), &leaf), 0);
+        cr_assert_eq(hie_audit_tree_append(t, txn, &leaf, &index), 0);
+    }
+    mdb_cursor_close(cur);
+    hie_audit_tree_destroy(&t);
+}
+
 /* Changes the stopped node's audit log directly in its LMDB file. */
 static void
 tamper(itest_node_t *n, enum tamper how, uint64_t leaf)
@@ -1192,12 +1217,15 @@ tamper(itest_node_t *n, enum tamper how, uint64_t leaf)
         cr_assert_eq(mdb_put(txn, rec, &key, &copy, 0), 0);
     } else if (how == DELETE) {
         cr_assert_eq(mdb_del(txn, rec, &key, NULL), 0);
-    } else if (how == REORDER) {
+    } else if (how == REORDER || how == REBUILT) {
         cr_assert_eq(mdb_get(txn, rec, &key2, &v2), 0);
         memcpy(buf2, v2.mv_data, v2.mv_size);
         MDB_val copy2 = {v2.mv_size, buf2};
         cr_assert_eq(mdb_put(txn, rec, &key, &copy2, 0), 0);
         cr_assert_eq(mdb_put(txn, rec, &key2, &copy, 0), 0);
+        if (how == REBUILT) {
+            tamper_rebuild_tree(txn, rec, tree);
+        }
     } else { /* cut the log back to leaf entries: records, leaf hashes and the size */
         uint8_t tk[9] = {0}, sz[1] = {0}, szv[8]; /* leaf i's key: i (8) || level 0 */
         for (uint64_t i = leaf; mdb_get(txn, rec, &key, &v) == 0; key_be(k, ++i)) {
@@ -1282,13 +1310,14 @@ Test(consent, audit_verify_detects_edit_delete_reorder_truncate_and_fork, .timeo
     snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s.orig'", n.data_dir, n.data_dir);
     cr_assert_eq(itest_sh(out, sizeof(out), "%s", cmd), 0);
     static const enum tamper hows[] = {EDIT, DELETE, REORDER, TRUNCATE, UNINDEX_PATIENT,
-        UNINDEX_ORG, INDEX_EXTRA, RESEAL};
+        UNINDEX_ORG, INDEX_EXTRA, RESEAL, REBUILT};
     static const char *const names[] = {"edit", "delete", "reorder", "truncate",
-        "unindex-patient", "unindex-org", "index-extra", "reseal"};
+        "unindex-patient", "unindex-org", "index-extra", "reseal", "reorder-rebuilt"};
     static const char *const said[] = {NULL, NULL, NULL, NULL,
         "missing from the patient index", "missing from the organization index",
         "the patient index has 7 entries, the records call for 6: entries added",
-        "record 2: a patient entry is missing or does not match its commitment"};
+        "record 2: a patient entry is missing or does not match its commitment",
+        "record 2: stamped leaf 3"};
     for (size_t i = 0; i < sizeof(hows) / sizeof(hows[0]); i++) {
         tamper(&n, hows[i], hows[i] == TRUNCATE ? 4 : 2);
         cr_assert_eq(verify(&n, NULL, out, sizeof(out)), 1, "%s detected: %s", names[i], out);

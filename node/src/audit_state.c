@@ -508,6 +508,34 @@ hie_node__audit_record(node_audit_t *au, MDB_txn *txn, uint64_t leaf, hie_span_t
     return rc;
 }
 
+/* The first key of dbi at or past leaf size (keys begin with the leaf, big-endian). */
+static int
+first_from(MDB_txn *txn, MDB_dbi dbi, uint64_t size, uint64_t *leaf)
+{
+    MDB_cursor *cur = NULL;
+    if (mdb_cursor_open(txn, dbi, &cur) != 0) {
+        return HIE_ESTORAGE;
+    }
+    uint8_t k[8];
+    hie_store_be64(k, size);
+    MDB_val key = {sizeof(k), k}, v;
+    int mrc = mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE);
+    int rc = mrc == MDB_NOTFOUND ? 0 : mrc != 0 ? HIE_ESTORAGE : HIE_ECORRUPT;
+    if (rc == HIE_ECORRUPT) {
+        *leaf = key.mv_size >= 8 ? hie_load_be64(key.mv_data) : size;
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+int
+hie_node__audit_beyond(node_audit_t *au, MDB_txn *txn, uint64_t size, uint64_t *leaf)
+{
+    HIE_ASSERT(au != NULL && au->magic == AUDIT_MAGIC);
+    int rc = first_from(txn, au->rec, size, leaf);
+    return rc != 0 ? rc : first_from(txn, au->subj, size, leaf);
+}
+
 int
 hie_node__audit_subject(node_audit_t *au, MDB_txn *txn, uint64_t leaf, uint32_t pos,
     hie_span_t *sealed)

@@ -374,6 +374,16 @@ verify_run(struct verify *v, const hie_mpi_key_t *key, const char *anchor_file)
         fprintf(stderr, "hiectl: verify failed: %s\n", hie_strerror(rc));
         return rc;
     }
+    uint64_t beyond = 0;
+    rc = bad ? 0 : hie_node__audit_beyond(v->au, v->txn, rep.size, &beyond);
+    if (rc == HIE_ECORRUPT) {
+        printf("record %" PRIu64 ": stored past the tree's size (%" PRIu64 "): the tree was "
+            "cut back\n", beyond, rep.size);
+        bad = true;
+    } else if (rc != 0) {
+        fprintf(stderr, "hiectl: verify failed: %s\n", hie_strerror(rc));
+        return rc;
+    }
     uint64_t subjects = 0;
     rc = bad ? 0 : records_check(v, key, rep.size, &subjects);
     if (operational(rc)) {
@@ -388,6 +398,12 @@ verify_run(struct verify *v, const hie_mpi_key_t *key, const char *anchor_file)
         PRIu64 " anchored_at=%" PRIu64 " patient_entries=%" PRIu64 "%s\n", rep.leaves_checked,
         rep.nodes_checked, v->checkpoints, v->last.size, subjects,
         key == NULL ? " (no data key configured: patient entries not checked)" : "");
+    if (anchor_file == NULL) {
+        printf("note: anchored on the checkpoints stored in these same files (%" PRIu64
+            " records after the last one); a cut made together with removing those "
+            "checkpoints shows only against a checkpoint kept elsewhere: --checkpoint FILE\n",
+            rep.size - v->last.size);
+    }
     return 0;
 }
 

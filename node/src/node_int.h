@@ -308,6 +308,11 @@ HIE_MUST_CHECK int hie_node__audit_record(node_audit_t *au, MDB_txn *txn, uint64
     hie_span_t *out);
 HIE_MUST_CHECK int hie_node__audit_subject(node_audit_t *au, MDB_txn *txn, uint64_t leaf,
     uint32_t pos, hie_span_t *sealed);
+/* The first record or sealed subject stored at or past leaf `size` (the tree's size), in
+ * *leaf: HIE_ECORRUPT when there is one (the tree was cut back and records left), 0 when
+ * none, HIE_ESTORAGE. */
+HIE_MUST_CHECK int hie_node__audit_beyond(node_audit_t *au, MDB_txn *txn, uint64_t size,
+    uint64_t *leaf);
 /* Inclusion proof of leaf in the tree of size, and consistency proof size1 -> size2, as
  * protobuf bytes in arena. */
 HIE_MUST_CHECK int hie_node__audit_proof(node_audit_t *au, MDB_txn *txn, uint64_t leaf,

@@ -1033,7 +1033,8 @@ Test(consent, property_denied_discloses_nothing_and_every_query_is_audited_befor
 /* ---- tamper detection ---------------------------------------------------------------------- */
 
 enum tamper {
-    EDIT, DELETE, REORDER, TRUNCATE, UNINDEX_PATIENT, UNINDEX_ORG, INDEX_EXTRA, RESEAL, REBUILT
+    EDIT, DELETE, REORDER, TRUNCATE, UNINDEX_PATIENT, UNINDEX_ORG, INDEX_EXTRA, RESEAL, REBUILT,
+    CUT_TAIL_KEPT
 };
 
 static void
@@ -1176,6 +1177,32 @@ tamper_rebuild_tree(MDB_txn *txn, MDB_dbi rec, MDB_dbi tree)
     hie_audit_tree_destroy(&t);
 }
 
+/* The tree cut back to leaf (every stored hash from it on, the size, the checkpoints) and
+ * record leaf deleted, the records after it left in place. */
+static void
+tamper_cut_tail_kept(MDB_txn *txn, MDB_dbi rec, MDB_dbi tree, uint64_t leaf)
+{
+    MDB_dbi ckpt;
+    cr_assert_eq(mdb_dbi_open(txn, "audit_ckpt", 0, &ckpt), 0);
+    cr_assert_eq(mdb_drop(txn, ckpt, 0), 0);
+    MDB_cursor *cur = NULL;
+    uint8_t tk[9] = {0}, sz[1] = {0}, szv[8], k[8];
+    key_be(tk, leaf);
+    MDB_val key = {sizeof(tk), tk}, v;
+    cr_assert_eq(mdb_cursor_open(txn, tree, &cur), 0);
+    for (int rc = mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &v, MDB_NEXT)) {
+        cr_assert_eq(mdb_cursor_del(cur, 0), 0);
+    }
+    mdb_cursor_close(cur);
+    key_be(szv, leaf);
+    MDB_val skey = {1, sz}, sval = {8, szv};
+    cr_assert_eq(mdb_put(txn, tree, &skey, &sval, 0), 0);
+    key_be(k, leaf);
+    MDB_val rkey = {8, k};
+    cr_assert_eq(mdb_del(txn, rec, &rkey, NULL), 0);
+}
+
 /* Changes the stopped node's audit log directly in its LMDB file. */
 static void
 tamper(itest_node_t *n, enum tamper how, uint64_t leaf)
@@ -1192,8 +1219,11 @@ tamper(itest_node_t *n, enum tamper how, uint64_t leaf)
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
     cr_assert_eq(mdb_dbi_open(txn, "audit_rec", 0, &rec), 0);
     cr_assert_eq(mdb_dbi_open(txn, HIE_AUDIT_TREE_DB_NAME, 0, &tree), 0);
-    if (how == UNINDEX_PATIENT || how == INDEX_EXTRA || how == UNINDEX_ORG || how == RESEAL) {
-        if (how == RESEAL) {
+    if (how == UNINDEX_PATIENT || how == INDEX_EXTRA || how == UNINDEX_ORG || how == RESEAL ||
+        how == CUT_TAIL_KEPT) {
+        if (how == CUT_TAIL_KEPT) {
+            tamper_cut_tail_kept(txn, rec, tree, leaf);
+        } else if (how == RESEAL) {
             tamper_reseal(n, txn, rec, leaf);
         } else if (how == UNINDEX_ORG) {
             tamper_org_index(txn, leaf);
@@ -1310,14 +1340,15 @@ Test(consent, audit_verify_detects_edit_delete_reorder_truncate_and_fork, .timeo
     snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s.orig'", n.data_dir, n.data_dir);
     cr_assert_eq(itest_sh(out, sizeof(out), "%s", cmd), 0);
     static const enum tamper hows[] = {EDIT, DELETE, REORDER, TRUNCATE, UNINDEX_PATIENT,
-        UNINDEX_ORG, INDEX_EXTRA, RESEAL, REBUILT};
+        UNINDEX_ORG, INDEX_EXTRA, RESEAL, REBUILT, CUT_TAIL_KEPT};
     static const char *const names[] = {"edit", "delete", "reorder", "truncate",
-        "unindex-patient", "unindex-org", "index-extra", "reseal", "reorder-rebuilt"};
+        "unindex-patient", "unindex-org", "index-extra", "reseal", "reorder-rebuilt",
+        "cut-tail-kept"};
     static const char *const said[] = {NULL, NULL, NULL, NULL,
         "missing from the patient index", "missing from the organization index",
         "the patient index has 7 entries, the records call for 6: entries added",
         "record 2: a patient entry is missing or does not match its commitment",
-        "record 2: stamped leaf 3"};
+        "record 2: stamped leaf 3", "record 3: stored past the tree's size (2)"};
     for (size_t i = 0; i < sizeof(hows) / sizeof(hows[0]); i++) {
         tamper(&n, hows[i], hows[i] == TRUNCATE ? 4 : 2);
         cr_assert_eq(verify(&n, NULL, out, sizeof(out)), 1, "%s detected: %s", names[i], out);

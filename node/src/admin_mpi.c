@@ -98,6 +98,7 @@ admin_feed_batch(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__AdminMpi
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
     }
     hie__v1__admin_mpi_feed_batch_reply__init(br);
+    bool sending = true; /* after a failed send none is sent: the tokens stay consecutive */
     for (size_t i = 0; i < n; i++) {
         hie_command_t cmd;
         hie_command_result_t *done = NULL;
@@ -107,10 +108,12 @@ admin_feed_batch(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__AdminMpi
         rs[i].error = batch_prepare(ctx, b->items[i], b->ids[i], arena, &cmd, &done);
         if (rs[i].error == NULL && done != NULL) {
             batch_result(arena, &rs[i], done, 0);
-        } else if (rs[i].error == NULL && hie_node__submit_send(sub, &cmd, &tokens[i]) != 0) {
+        } else if (rs[i].error == NULL && (!sending ||
+                   hie_node__submit_send(sub, &cmd, &tokens[i]) != 0)) {
             rs[i].error = item_error(arena, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
-                "cannot submit");
+                "cannot submit; re-send the batch");
             tokens[i] = 0;
+            sending = false;
         }
     }
     uint64_t first = sub->token + 1, last = 0;

@@ -636,8 +636,24 @@ import_results(struct ctl_import *im, size_t from, size_t count,
     return CTL_EXIT_OK;
 }
 
+/* Whether any row of the batch was answered OVERLOADED or UNAVAILABLE (not committed in
+ * time, a full log, no log): those rows are not rejected, the batch is sent again (rows that
+ * did commit answer from the node's dedup: each row has its own id). */
+static bool
+batch_transient(const Hie__V1__AdminMpiFeedBatchReply *r)
+{
+    for (size_t i = 0; r != NULL && i < r->n_results; i++) {
+        const Hie__V1__Error *e = r->results[i]->error;
+        if (e != NULL && (e->code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED ||
+                          e->code == HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Sends items [from, from + count) as one request, retrying a silent, overloaded or
- * unavailable node. Returns 0 with *reply (in arena) answered in full or with a whole-batch
+ * unavailable node, or one that answered some rows so. Returns 0 with *reply (in arena) answered in full or with a whole-batch
  * error the caller handles, or CTL_EXIT_FAIL after printing why. */
 static int
 import_send(struct ctl_import *im, size_t from, size_t count, hie_arena_t *arena,
@@ -662,15 +678,19 @@ import_send(struct ctl_import *im, size_t from, size_t count, hie_arena_t *arena
         int rc = ctl_conn_call(&im->conn, &req, arena, reply, err, sizeof(err));
         Hie__V1__ErrorCode code = rc == 0 && (*reply)->error != NULL ? (*reply)->error->code
                                                                        : 0;
+        bool rows = rc == 0 && code == 0 && batch_transient((*reply)->mpi_feed_batch);
         bool transient = rc == HIE_ETIMEDOUT || code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED ||
-                         code == HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+                         code == HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE || rows;
         if (!transient) {
             if (rc == 0) {
                 return 0;
             }
             break;
         }
-        if (rc == 0) {
+        if (rows) {
+            snprintf(err, sizeof(err), "node answered some rows OVERLOADED or UNAVAILABLE "
+                "(not committed in time, or storage full)");
+        } else if (rc == 0) {
             snprintf(err, sizeof(err), "node answered %s", hie_proto_error_code_name(code));
         }
         fprintf(stderr, "%shiectl: %s; retrying in %u ms (try %u of %u)\n",

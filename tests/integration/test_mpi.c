@@ -449,6 +449,31 @@ Test(mpi, import_rejects_file_is_checked_before_it_is_emptied, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* Rows the node answers UNAVAILABLE (here: no MPI data key; also a batch not committed in
+ * time, or a full log) are not rejects: the batch is sent again with backoff, and when the
+ * node keeps refusing, the import stops where it was (exit 2), rejecting nothing. They used
+ * to be written to the rejects file and skipped for good by a resumed import. */
+Test(mpi, import_rows_answered_unavailable_are_retried_not_rejected, .timeout = 180)
+{
+    itest_node_t n;
+    itest_opts_t o = {.no_mpi_key = true};
+    itest_node_init(&n, &o);
+    itest_node_start(&n);
+    itest_register(&n, "general-hospital", "hospital");
+    itest_register(&n, "riverside-clinic", "clinic");
+    char csv[ITEST_PATH + 32], rejects[ITEST_PATH + 32], out[16384], text[4096];
+    snprintf(csv, sizeof(csv), "%s/extract.csv", n.root);
+    snprintf(rejects, sizeof(rejects), "%s/rejects.csv", n.root);
+    write_extract(csv, 2);
+    int rc = itest_ctl(&n, out, sizeof(out), "mpi import %s --rejects %s", csv, rejects);
+    cr_assert_eq(rc, 2, "stopped, not rejected: %d %s", rc, out);
+    cr_assert(strstr(out, "some rows OVERLOADED or UNAVAILABLE") != NULL, "%s", out);
+    cr_assert(strstr(out, "import stopped") != NULL, "%s", out);
+    file_get(rejects, text, sizeof(text));
+    cr_assert_str_eq(text, "line,code,field,reason\n", "nothing rejected: %s", text);
+    itest_node_cleanup(&n);
+}
+
 static hie_envelope_t *
 pdq_raw(hie_client_t *c, const char *id, Hie__V1__PdqQuery *q, hie_arena_t *arena)
 {

@@ -297,7 +297,7 @@ node_stop_threads(node_ctx_t *ctx, struct node_threads *t, bool drain)
     hie_cluster_log_destroy(&ctx->log);
 }
 
-static void
+static bool
 tls_reload(node_ctx_t *ctx, const char *source)
 {
     char err[512] = "";
@@ -307,6 +307,7 @@ tls_reload(node_ctx_t *ctx, const char *source)
     } else {
         hie_log_error("node", "tls reload failed", " source=%s reason=\"%s\"", source, err);
     }
+    return rc == 0;
 }
 
 /* Whether the CRL file changed since the last call (by mtime, size or inode): a CA that
@@ -366,8 +367,11 @@ node_signal_loop(node_ctx_t *ctx, int sfd)
         struct pollfd pfd = {sfd, POLLIN, 0};
         int pr = poll(&pfd, 1, watch ? (int)ctx->cfg.crl_check_interval_ms : -1);
         if (pr == 0 || (pr < 0 && errno == EINTR)) {
+            struct stat before = crl;
             if (pr == 0 && crl_changed(ctx->cfg.crl_file, &crl)) {
-                tls_reload(ctx, "crl-file");
+                if (!tls_reload(ctx, "crl-file")) {
+                    crl = before; /* not loaded (or not by every edge): again at the next check */
+                }
                 crl_said_ns = 0; /* a new CRL: say again what holds for it */
             }
             if (pr == 0) {
@@ -384,8 +388,7 @@ node_signal_loop(node_ctx_t *ctx, int sfd)
             return;
         }
         if (si.ssi_signo == SIGHUP) {
-            tls_reload(ctx, "sighup");
-            if (watch) {
+            if (tls_reload(ctx, "sighup") && watch) {
                 (void)crl_changed(ctx->cfg.crl_file, &crl); /* loaded: not again */
             }
             continue;

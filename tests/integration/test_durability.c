@@ -283,6 +283,44 @@ Test(durability, an_expired_crl_is_said_and_a_new_one_ends_it)
     cr_assert_eq(status, 200, "a new CRL ends it");
 }
 
+static unsigned long
+reloads_failed(void)
+{
+    char out[1 << 16];
+    cr_assert_eq(itest_http_get(&node, "/metrics", out, sizeof(out)), 200);
+    const char *p = strstr(out, "hie_tls_reloads_total{node=\"node-1\",result=\"failed\"} ");
+    cr_assert_not_null(p, "%s", out);
+    return strtoul(strchr(p, '}') + 2, NULL, 10);
+}
+
+/* A CRL file that cannot be loaded is tried again at every check until one loads: it used
+ * to be marked seen after the first failure, so a CRL fixed in place (or an edge that was
+ * slow to take it) waited for the next change of the file. */
+Test(durability, a_crl_that_fails_to_load_is_retried_until_it_loads)
+{
+    itest_node_stop(&node, SIGTERM);
+    itest_node_own_pki(&node);
+    node.opts.crl_check_interval_ms = 200;
+    itest_node_write_config(&node);
+    itest_node_start(&node);
+    char out[4096];
+    cr_assert_eq(itest_sh(out, sizeof(out), "cp '%s/ca/crl.pem' '%s/crl.good' && "
+        "echo garbage > '%s/ca/crl.pem'", node.pki, node.root, node.pki), 0, "%s", out);
+    cr_assert(itest_log_wait(&node, "tls reload failed", 3000));
+    unsigned long first = reloads_failed();
+    usleep(1000 * 1000);
+    unsigned long later = reloads_failed();
+    cr_assert_gt(later, first, "retried: %lu then %lu failed reloads", first, later);
+    cr_assert_eq(itest_sh(out, sizeof(out), "cp '%s/crl.good' '%s/ca/crl.pem'", node.root,
+        node.pki), 0, "%s", out);
+    cr_assert(itest_log_wait(&node, "tls reloaded\" source=crl-file", 3000), "good CRL loaded");
+    unsigned long settled = reloads_failed();
+    usleep(600 * 1000);
+    cr_assert_eq(reloads_failed(), settled, "and no more retries");
+    itest_register(&node, "general-hospital", "hospital");
+    cr_assert_eq(itest_hie(&node, "general-hospital", out, sizeof(out), "whoami"), 0, "%s", out);
+}
+
 /* Without a CRL the node serves (a closed test network may have none) but says at start that
  * revoked certificates are accepted; with one it says nothing of the kind. */
 Test(durability, no_crl_is_warned_at_start)

@@ -383,6 +383,14 @@ fill_consent(node_config_t *c, const struct y_config *y, char *err, size_t eb)
         HIE_DELIVERY_MAX_ATTEMPTS_DEFAULT, 1, 1000, "delivery.max_attempts", err, eb);
     c->delivery_max_age_ms = y->delivery.max_age_ms != 0 ? y->delivery.max_age_ms
                                                          : HIE_DELIVERY_MAX_AGE_MS_DEFAULT;
+    /* a minute (a shorter wait dead-letters what an ordinary reconnect would deliver) to a
+     * year (what is older than that is better redriven by hand) */
+    if (rc == 0 && (c->delivery_max_age_ms < 60000u ||
+                    c->delivery_max_age_ms > 366ull * 24u * 3600u * 1000u)) {
+        snprintf(err, eb, "config key delivery.max_age_ms: %llu is outside 60000..31622400000 "
+            "(a minute to a year)", (unsigned long long)c->delivery_max_age_ms);
+        rc = HIE_ECONFIG;
+    }
     rc = rc ? rc : limit_u32(&c->delivery_heartbeat_ms, y->delivery.heartbeat_ms,
         HIE_DELIVERY_HEARTBEAT_MS_DEFAULT, 100, HIE_DELIVERY_BACKOFF_MS_MAX,
         "delivery.heartbeat_ms", err, eb);

@@ -284,6 +284,15 @@ Test(node_config, addresses_that_are_not_literals_are_refused)
     cr_assert_eq(load(NODE LISTEN TLS "operator:\n  http_address: 10.1.2.3\n"), 0, "%s", err);
 }
 
+Test(node_config, delivery_max_age_ms_is_a_minute_to_a_year)
+{
+    expect_refused(NODE LISTEN TLS "delivery:\n  max_age_ms: 1\n", "delivery.max_age_ms");
+    expect_refused(NODE LISTEN TLS "delivery:\n  max_age_ms: 40000000000\n",
+        "delivery.max_age_ms");
+    cr_assert_eq(load(NODE LISTEN TLS "delivery:\n  max_age_ms: 60000\n"), 0, "%s", err);
+    cr_assert_eq(cfg.delivery_max_age_ms, 60000u);
+}
+
 /* A private key that group or other can read is refused, naming the key (the MPI key's
  * rule); it used to be accepted as long as the node could read it. */
 Test(node_config, a_private_key_others_can_read_is_refused)

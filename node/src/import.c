@@ -367,12 +367,18 @@ json_row_values(node_import_reader_t *r, hie_arena_t *arena, struct row_values *
     }
     const char *key;
     json_t *val;
+    bool seen[COL_COUNT] = {false};
     json_object_foreach(obj, key, val) {
         int col = column_find(key, strlen(key));
         if (col < 0) {
             rc = row_reject(row, "unknown key", arena_strndup(arena, key, strnlen(key, 64)));
             goto out;
         }
+        if (seen[col]) { /* "mrn" and "MRN": which one is meant? (CSV refuses the header) */
+            rc = row_reject(row, "duplicate key (names differ only in case)", column_names[col]);
+            goto out;
+        }
+        seen[col] = true;
         const char *why = json_member_add(arena, col, val, v);
         if (why != NULL) {
             rc = row_reject(row, why, column_names[col]);

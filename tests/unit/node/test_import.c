@@ -215,10 +215,11 @@ Test(node_import, ndjson_bad_rows)
                      "{\"org_id\":\"h1\",\"mrn\":7}\n"
                      "{\"org_id\":\"h1\",\"mrn\":\"M4\",\"city\":[\"A\"]}\n"
                      "{not json\n"
+                     "{\"org_id\":\"h1\",\"mrn\":\"M1\",\"MRN\":\"M2\"}\n"
                      "{\"org_id\":\"h1\",\"mrn\":\"M6\"}\n",
                      NODE_IMPORT_NDJSON),
         0, "%s", err);
-    static const char *const fields[] = {"shoe", NULL, "mrn", "city", NULL};
+    static const char *const fields[] = {"shoe", NULL, "mrn", "city", NULL, "mrn"};
     for (size_t i = 0; i < HIE_ARRAY_LEN(fields); i++) {
         cr_assert_eq(hie_node__import_next(reader, arena, &row), HIE_EINVAL, "row %zu", i);
         cr_assert_eq(row.line, i + 1);

@@ -242,10 +242,12 @@ report_scan(struct report *r, const char *euid)
     uint8_t tok[REPORT_VAL_MAX + 8];
     r->cutoff = r->size;
     if (tl > 0) {
-        if (sodium_hex2bin(tok, sizeof(tok), q->page_token, tl, NULL, &bin, NULL) != 0) {
-            return HIE_EINVAL;
+        size_t want = which == AUDIT_INDEX_PATIENT ? 18 : 16; /* this kind's index values */
+        if (sodium_hex2bin(tok, sizeof(tok), q->page_token, tl, NULL, &bin, NULL) != 0 ||
+            (bin != want && bin != want + 8)) {
+            return HIE_EINVAL; /* another kind's token (or none of ours) */
         }
-        if (bin == 24 || bin == 26) { /* value || the first page's size (older: value only) */
+        if (bin == want + 8) { /* value || the first page's size (older: value only) */
             bin -= 8;
             uint64_t first = hie_load_be64(tok + bin);
             r->cutoff = first < r->cutoff ? first : r->cutoff;

@@ -279,6 +279,9 @@ Test(consent, accounting_is_proven_paged_and_only_for_auditors, .timeout = 120)
     /* p3: the report is the log as of its first page */
     cr_assert_eq(r2->audit_report_reply->n_entries, 1u);
     cr_assert_str_eq(r2->audit_report_reply->next_page_token, "");
+    /* one kind's token on another kind's report is refused, not read as a position */
+    expect_error(report(au, "r2x", HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ORG_ACCESS, HOSP,
+        NULL, 2, tok, a), HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, NULL);
     /* a new report also lists the auditor's pages: a report about the patient is a
      * disclosure too */
     hie_envelope_t *r4 = report(au, "r4", acct, CLINIC, "C-9", 100, NULL, a);

@@ -43,6 +43,7 @@ struct report {
     bool more;                        /* stopped with a full page */
     int rc;
     hie_mpi_sealer_t *opener;         /* opens the subjects (one subkey per sealer's run) */
+    size_t bytes, budget;             /* the page's entries, packed; at most (one at least) */
 };
 
 static int
@@ -213,7 +214,19 @@ scan_one(void *ctx, const uint8_t *val, size_t len)
     if (r->q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_BREAK_GLASS) {
         subject = -2;
     }
+    size_t before = r->out->n_entries;
     r->rc = entry_add(r, leaf, subject);
+    if (r->rc == 0 && r->out->n_entries > before) {
+        /* a page of many large entries (break-glass: up to 64 subjects each) must still fit
+         * one frame: past the budget the entry opens the next page instead */
+        size_t sz = hie__v1__audit_report_entry__get_packed_size(r->out->entries[before]) + 8;
+        if (before > 0 && r->bytes + sz > r->budget) {
+            r->out->n_entries = before;
+            r->more = true;
+            return 1;
+        }
+        r->bytes += sz;
+    }
     memcpy(r->last, val, len);
     r->last_len = len;
     return r->rc != 0;
@@ -363,7 +376,8 @@ hie_node__audit_report_prepare(node_ctx_t *ctx, const node_who_t *who,
     hie__v1__audit_report_reply__init(out);
     euid[0] = '\0';
     struct report r = {ctx, NULL, arena, q, out, 0, 0, q->to_ms, q->page_size ? q->page_size
-        : HIE_AUDIT_REPORT_PAGE_DEFAULT, {0}, 0, 0, false, 0, NULL};
+        : HIE_AUDIT_REPORT_PAGE_DEFAULT, {0}, 0, 0, false, 0, NULL, 0,
+        ctx->cfg.frame_bytes_max / 2}; /* the rest: head, checkpoint, consistency proof */
     /* every audit record answered so far is durable in the log; wait until its apply is
      * committed too (audit records share state commits, sm.c), so the report includes it */
     if (ctx->log != NULL && hie_node__state_wait_committed(ctx->state,

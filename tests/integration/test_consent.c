@@ -226,6 +226,48 @@ Test(consent, deny_one_org_hides_the_patient_and_revoke_is_immediate, .timeout =
     itest_node_cleanup(&n);
 }
 
+/* A page holds what fits half a frame: with limits.frame_bytes_max 8 KiB, 40 disclosures
+ * come over several pages (each verified) instead of one reply too large to send. */
+Test(consent, a_report_page_stays_within_the_frame_limit, .timeout = 120)
+{
+    itest_node_t n;
+    itest_opts_t o = {.frame_bytes_max = 8192};
+    setup(&n, &o);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *h2 = itest_client(&n, HOSP2);
+    hie_client_t *c = itest_client(&n, CLINIC), *au = itest_client(&n, AUDITOR);
+    (void)two_records(h, c, a);
+    for (int i = 0; i < 40; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "p%d", i);
+        cr_assert_eq(pix(h2, id, CLINIC, "C-9", a)->body_case,
+            HIE__V1__ENVELOPE__BODY_PIX_REPLY);
+    }
+    const Hie__V1__AuditReportKind acct = HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING;
+    char tok[128] = "";
+    size_t total = 0, pages = 0;
+    do {
+        char id[16];
+        snprintf(id, sizeof(id), "r%zu", pages);
+        hie_envelope_t *r = report(au, id, acct, CLINIC, "C-9", 100, tok, a);
+        cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY, "page %zu: %s",
+            pages, r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?");
+        report_verify(r->audit_report_reply);
+        cr_assert_gt(r->audit_report_reply->n_entries, 0u);
+        total += r->audit_report_reply->n_entries;
+        snprintf(tok, sizeof(tok), "%s", r->audit_report_reply->next_page_token);
+        pages++;
+    } while (tok[0] != '\0' && pages < 20);
+    cr_assert_geq(pages, 2u, "one page held them all");
+    cr_assert_eq(total, 40u, "the 40 PIX queries, each once: %zu", total);
+    hie_client_destroy(&h);
+    hie_client_destroy(&h2);
+    hie_client_destroy(&c);
+    hie_client_destroy(&au);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(consent, accounting_is_proven_paged_and_only_for_auditors, .timeout = 120)
 {
     itest_node_t n;

@@ -134,6 +134,30 @@ stop_requested(void *arg)
            (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1);
 }
 
+/* The audit tree must still extend the last checkpoint this node signed, or the node would
+ * sign a second, conflicting head for a size it signed before. */
+static int
+node_audit_extends(node_ctx_t *ctx)
+{
+    MDB_txn *txn = NULL;
+    uint64_t size = 0;
+    int rc = mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0
+             ? HIE_ESTORAGE
+             : hie_node__audit_extends_last(hie_node__state_audit(ctx->state), txn, &size);
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (rc == HIE_ECORRUPT) {
+        hie_log_error("audit", "the audit log does not extend the last checkpoint this node "
+            "signed: records were cut back or rewritten, or an older copy was restored; not "
+            "starting (hiectl audit verify says what changed)", " checkpoint_size=%lu", size);
+    } else if (rc != 0) {
+        hie_log_error("audit", "cannot check the audit log against its last checkpoint",
+            " rc=%s", hie_strerror_name(rc));
+    }
+    return rc;
+}
+
 /* Opens the command log, which replays what the state has not applied. */
 static int
 node_open_log(node_ctx_t *ctx)
@@ -221,7 +245,8 @@ node_open_storage(node_ctx_t *ctx)
         hie_log_warn("tls", "no revocation checking (tls.crl_file is not set): a revoked "
             "member certificate is accepted until it expires", "%s", "");
     }
-    return node_open_log(ctx);
+    rc = node_open_log(ctx);
+    return rc != 0 ? rc : node_audit_extends(ctx);
 }
 
 static int

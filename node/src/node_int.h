@@ -337,6 +337,12 @@ HIE_MUST_CHECK int hie_node__audit_index_has(node_audit_t *au, MDB_txn *txn,
 HIE_MUST_CHECK int hie_node__audit_index_count(node_audit_t *au, MDB_txn *txn,
     enum node_audit_index which, uint64_t *count);
 /* Calls fn with each stored checkpoint in size order (at most max). */
+/* Whether the tree still extends the last checkpoint stored (the node signed it): at least
+ * its size, and its root at that size. 0 (or no checkpoint yet), HIE_ECORRUPT with *size the
+ * checkpoint's size (the tree was cut back or its hashes changed since), HIE_ESTORAGE. A node
+ * must not sign a second, conflicting head for a size it signed before. */
+HIE_MUST_CHECK int hie_node__audit_extends_last(node_audit_t *au, MDB_txn *txn,
+    uint64_t *size);
 HIE_MUST_CHECK int hie_node__audit_checkpoints(node_audit_t *au, MDB_txn *txn, size_t max,
     int (*fn)(void *ctx, uint64_t size, hie_span_t note), void *ctx);
 struct hie_audit_tree *hie_node__audit_tree(node_audit_t *au);

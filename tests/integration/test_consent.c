@@ -1340,6 +1340,33 @@ queries(itest_node_t *n, const char *tag, int count, hie_arena_t *a)
     cr_assert(itest_log_wait(n, needle, 15000), "checkpoint %s", needle);
 }
 
+/* A node whose audit tree was cut back below the last checkpoint it signed refuses to
+ * start (it would sign a second, conflicting head for those sizes); restored, it starts. */
+Test(consent, a_node_whose_tree_no_longer_extends_its_checkpoint_does_not_start,
+    .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n, NULL);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    two_records(h, c, a);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    queries(&n, "a", 6, a);
+    cr_assert_eq(itest_node_stop(&n, SIGTERM), 0);
+    char out[8192];
+    cr_assert_eq(itest_sh(out, sizeof(out), "cp -a '%s' '%s.orig'", n.data_dir, n.data_dir), 0);
+    tamper(&n, TRUNCATE, 4);
+    int rc = itest_sh(out, sizeof(out), "timeout 20 '%s' --config '%s'", HIE_NODE_BIN, n.cfg);
+    cr_assert_eq(rc, 1, "refused: %s", out);
+    cr_assert(strstr(out, "does not extend the last checkpoint") != NULL, "%s", out);
+    cr_assert_eq(itest_sh(out, sizeof(out), "rm -rf '%s' && cp -a '%s.orig' '%s'", n.data_dir,
+        n.data_dir, n.data_dir), 0);
+    itest_node_start(&n);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 /* Writes the newest checkpoint of the other branch (<data_dir>.b) to path. */
 static void
 fork_note(itest_node_t *n, const char *path)

@@ -1018,6 +1018,11 @@ struct verify {
     bool have_previous;
     uint64_t failures;
     uint64_t entries_ok;
+    /* what the report asked (its "query"), each entry checked against it */
+    const char *kind, *org_id, *euid;  /* euid: the accounting's patient, from its entries */
+    int64_t from_ms, to_ms;
+    uint64_t *keys;                    /* (leaf, subject position) of each entry shown */
+    size_t keys_count, keys_cap;
 };
 
 static void HIE_PRINTF(2, 3)
@@ -1181,6 +1186,97 @@ verify_subjects(struct verify *v, size_t i, const json_t *e, const Hie__V1__Audi
     return ok;
 }
 
+static bool
+key_note(struct verify *v, uint64_t key)
+{
+    if (v->keys_count == v->keys_cap) {
+        size_t cap = v->keys_cap ? 2 * v->keys_cap : 256;
+        uint64_t *k = realloc(v->keys, cap * sizeof(*k));
+        if (k == NULL) {
+            return false;
+        }
+        v->keys = k;
+        v->keys_cap = cap;
+    }
+    v->keys[v->keys_count++] = key;
+    return true;
+}
+
+/* The entry answers the report's query: in its period; the organization's own access, a
+ * break-glass disclosure, or (accounting) subjects of one patient only. A saved report padded
+ * with genuine entries of another report fails here, though each entry is proven. */
+static bool
+verify_query(struct verify *v, size_t i, const json_t *e, const Hie__V1__AuditRecord *r)
+{
+    bool ok = true;
+    if ((v->from_ms > 0 && r->time_ms < v->from_ms) || (v->to_ms > 0 && r->time_ms >= v->to_ms)) {
+        vfail(v, "entry %zu: outside the report's period", i);
+        ok = false;
+    }
+    if (strcmp(v->kind, "org-access") == 0 && strcmp(r->requester_org, v->org_id) != 0) {
+        vfail(v, "entry %zu: an access by another organization", i);
+        ok = false;
+    }
+    if (strcmp(v->kind, "break-glass") == 0 && !r->break_glass) {
+        vfail(v, "entry %zu: not a break-glass disclosure", i);
+        ok = false;
+    }
+    size_t k;
+    const json_t *sub;
+    json_array_foreach(json_object_get(e, "subjects"), k, sub) {
+        const char *euid = jget_s(sub, "euid");
+        if (strcmp(v->kind, "accounting") == 0 && v->euid == NULL) {
+            v->euid = euid;
+        } else if (strcmp(v->kind, "accounting") == 0 && strcmp(euid, v->euid) != 0) {
+            vfail(v, "entry %zu: a disclosure about another patient", i);
+            ok = false;
+        }
+        if (!key_note(v, (r->leaf_index << 16) | (jget_u(sub, "position") & 0xffffu))) {
+            vfail(v, "out of memory");
+            return false;
+        }
+    }
+    if (json_array_size(json_object_get(e, "subjects")) == 0 && !key_note(v,
+            r->leaf_index << 16)) {
+        vfail(v, "out of memory");
+        return false;
+    }
+    return ok;
+}
+
+static int
+key_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* No entry twice, and each page holds as many entries as its reply said. */
+static void
+verify_once(struct verify *v)
+{
+    qsort(v->keys, v->keys_count, sizeof(*v->keys), key_cmp);
+    for (size_t i = 1; i < v->keys_count; i++) {
+        if (v->keys[i] == v->keys[i - 1]) {
+            vfail(v, "leaf %" PRIu64 " (subject %" PRIu64 ") is listed twice",
+                v->keys[i] >> 16, v->keys[i] & 0xffffu);
+        }
+    }
+    size_t pages = json_array_size(v->pages);
+    for (size_t p = 0; p < pages; p++) {
+        uint64_t want = jget_u(json_array_get(v->pages, p), "entries_count"), have = 0;
+        size_t i;
+        const json_t *e;
+        json_array_foreach(json_object_get(v->report, "entries"), i, e) {
+            have += jget_u(e, "page") == p;
+        }
+        if (have != want) {
+            vfail(v, "page %zu: %" PRIu64 " entries saved, its reply had %" PRIu64, p, have,
+                want);
+        }
+    }
+}
+
 /* One entry: inclusion of its leaf under its page's root, its record's own leaf index, the
  * decoded fields, its subjects. Returns true if it verified. */
 static bool
@@ -1217,7 +1313,8 @@ verify_record(struct verify *v, size_t i, const json_t *e, hie_span_t bytes, hie
             leaf);
         return false;
     }
-    return verify_subjects(v, i, e, (const Hie__V1__AuditRecord *)m, arena);
+    bool asked = verify_query(v, i, e, (const Hie__V1__AuditRecord *)m);
+    return verify_subjects(v, i, e, (const Hie__V1__AuditRecord *)m, arena) && asked;
 }
 
 static void
@@ -1277,6 +1374,26 @@ verify_summary(const struct verify *v, size_t pages_count)
     return CLI_EXIT_OK;
 }
 
+/* What the saved report asked: its kind, organization and period. */
+static int
+verify_query_load(struct verify *v)
+{
+    const json_t *q = json_object_get(v->report, "query");
+    const char *from = json_string_value(json_object_get(q, "from"));
+    const char *to = json_string_value(json_object_get(q, "to"));
+    v->kind = jget_s(q, "kind");
+    v->org_id = jget_s(q, "org_id");
+    v->euid = json_string_value(json_object_get(q, "euid"));
+    if ((strcmp(v->kind, "accounting") != 0 && strcmp(v->kind, "org-access") != 0 &&
+         strcmp(v->kind, "break-glass") != 0) ||
+        (from != NULL && hie_cli__time_parse(from, &v->from_ms) != 0) ||
+        (to != NULL && hie_cli__time_parse(to, &v->to_ms) != 0)) {
+        fprintf(stderr, "hie: audit verify: the report's query is not readable\n");
+        return CLI_EXIT_USAGE;
+    }
+    return CLI_EXIT_OK;
+}
+
 static int
 audit_verify(const struct audit_args *a)
 {
@@ -1311,12 +1428,17 @@ audit_verify(const struct audit_args *a)
     }
     if (ex == CLI_EXIT_OK) {
         verify_top(&v, n);
+        ex = verify_query_load(&v);
+    }
+    if (ex == CLI_EXIT_OK) {
         verify_entries(&v);
+        verify_once(&v);
         verify_summarized(&v);
         ex = verify_summary(&v, n);
     }
     free(v.heads);
     free(v.head_ok);
+    free(v.keys);
     json_decref(report);
     return ex;
 }

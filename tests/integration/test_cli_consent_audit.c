@@ -351,6 +351,32 @@ tamper(const char *src, const char *dst, size_t entry, const char *field, int it
     json_decref(r);
 }
 
+/* Copies the report src to dst with entries[entry] listed twice (the copy appended). */
+static void
+entry_twice(const char *src, const char *dst, size_t entry)
+{
+    json_error_t err;
+    json_t *r = json_load_file(src, 0, &err);
+    cr_assert_not_null(r, "%s", err.text);
+    json_t *entries = json_object_get(r, "entries");
+    cr_assert_eq(json_array_append_new(entries, json_deep_copy(json_array_get(entries,
+        entry))), 0);
+    cr_assert_eq(json_dump_file(r, dst, JSON_INDENT(1)), 0);
+    json_decref(r);
+}
+
+/* Copies the report src to dst with query.<key> set to value. */
+static void
+query_set(const char *src, const char *dst, const char *key, const char *value)
+{
+    json_error_t err;
+    json_t *r = json_load_file(src, 0, &err);
+    cr_assert_not_null(r, "%s", err.text);
+    cr_assert_eq(json_object_set_new(json_object_get(r, "query"), key, json_string(value)), 0);
+    cr_assert_eq(json_dump_file(r, dst, JSON_INDENT(1)), 0);
+    json_decref(r);
+}
+
 /* Copies the report src to dst with pages[page].prev_tree_size set to 0. */
 static void
 page_unchain(const char *src, const char *dst, size_t page)
@@ -561,6 +587,17 @@ Test(audit_cli, accounting_formats_and_offline_verify, .timeout = 300)
     expect_verify_fails(&n, bad, vkey, "does not match its commitment");
     tamper(report, bad, (size_t)e, "inclusion_proof", 0);
     expect_verify_fails(&n, bad, vkey, "not included under the checkpoint's root");
+    /* every entry is proven, but the report must also be what was asked: once each, of the
+     * query's kind (padding with genuine entries of other reports fails) */
+    entry_twice(report, bad, (size_t)e);
+    expect_verify_fails(&n, bad, vkey, "is listed twice");
+    query_set(report, bad, "kind", "org-access");
+    query_set(bad, bad, "org_id", "someone-else");
+    expect_verify_fails(&n, bad, vkey, "an access by another organization");
+    query_set(report, bad, "kind", "break-glass");
+    expect_verify_fails(&n, bad, vkey, "not a break-glass disclosure");
+    query_set(report, bad, "from", "2099-01-01T00:00:00Z");
+    expect_verify_fails(&n, bad, vkey, "outside the report's period");
     cr_assert_not_null(strchr(vkey, '+'));
     char name[256];
     snprintf(name, sizeof(name), "%.*s", (int)(strchr(vkey, '+') - vkey), vkey);

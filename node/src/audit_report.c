@@ -377,7 +377,8 @@ hie_node__audit_report_prepare(node_ctx_t *ctx, const node_who_t *who,
     euid[0] = '\0';
     struct report r = {ctx, NULL, arena, q, out, 0, 0, q->to_ms, q->page_size ? q->page_size
         : HIE_AUDIT_REPORT_PAGE_DEFAULT, {0}, 0, 0, false, 0, NULL, 0,
-        ctx->cfg.frame_bytes_max / 2}; /* the rest: head, checkpoint, consistency proof */
+        (ctx->cfg.frame_bytes_max ? ctx->cfg.frame_bytes_max : HIE_PROTO_FRAME_BYTES_DEFAULT)
+        / 2}; /* the rest of the frame: head, checkpoint, consistency proof */
     /* every audit record answered so far is durable in the log; wait until its apply is
      * committed too (audit records share state commits, sm.c), so the report includes it */
     if (ctx->log != NULL && hie_node__state_wait_committed(ctx->state,

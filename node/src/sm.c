@@ -138,7 +138,12 @@ hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_byte
     }
     st->magic = STATE_MAGIC;
     pthread_mutex_init(&st->commit_mu, NULL);
-    pthread_cond_init(&st->commit_cv, NULL);
+    pthread_condattr_t ca; /* waits time out by the monotonic clock: a wall clock step (NTP)
+                            * neither stretches nor cuts them */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&st->commit_cv, &ca);
+    pthread_condattr_destroy(&ca);
     st->metrics = metrics;
     snprintf(st->node_id, sizeof(st->node_id), "%s", node_id);
     int rc = mdb_rc(mdb_env_create(&st->env));
@@ -1010,7 +1015,7 @@ hie_node__state_wait_committed(node_state_t *st, uint64_t index, uint32_t timeou
         return 0;
     }
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until); /* pthread_cond_timedwait's default clock */
+    clock_gettime(CLOCK_MONOTONIC, &until); /* commit_cv's clock */
     until.tv_sec += (time_t)(timeout_ms / 1000u);
     until.tv_nsec += (long)(timeout_ms % 1000u) * 1000000L;
     if (until.tv_nsec >= 1000000000L) {

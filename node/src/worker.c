@@ -99,6 +99,7 @@ struct worker {
     uint64_t storage_checked_ns, storage_warned_ns;
     bool storage_low;          /* a map past HIE_STORAGE_REFUSE_PCT at the last check */
     bool storage_full;         /* past HIE_STORAGE_REFUSE_ALL_PCT */
+    int park_rc;               /* why the last audit_park/audit_stage failed */
 };
 
 struct node_workers {
@@ -745,8 +746,14 @@ responder_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *ar
     cmd.body_case = HIE__V1__COMMAND__BODY_RESPONDER;
     cmd.responder = &rc_;
     int rc = hie_node__submit_wait(&w->sub, &cmd, AUDIT_COMMIT_TIMEOUT_MS, arena, &res);
-    if (rc != 0 || res->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
-        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+    if (rc == 0 && res->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
+        /* refused by apply (the id of another kind of request): sending it again would not
+         * help, say why */
+        return mpi_fail(e, res->code, res->field, res->message);
+    }
+    if (rc != 0) {
+        return mpi_fail(e, rc == HIE_EBUSY ? HIE__V1__ERROR_CODE__ERROR_OVERLOADED
+                                           : HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
             "not committed; send it again");
     }
     hie__v1__responder_register_reply__init(r);
@@ -868,8 +875,9 @@ park(struct worker *w, node_req_t *req, uint64_t token, Hie__V1__ErrorCode code,
 
 /* The audit command could not be built, parked or sent: the caller answers UNAVAILABLE. */
 static int
-audit_not_sent(const node_req_t *req, int rc)
+audit_not_sent(struct worker *w, const node_req_t *req, int rc)
 {
+    w->park_rc = rc;
     hie_log_error("audit", "audit record not sent: nothing disclosed", " org=%s id=%s rc=%s",
         req->org_id, req->env->id, hie_strerror_name(rc));
     return rc;
@@ -887,7 +895,7 @@ audit_park(struct worker *w, node_req_t *req, node_audit_cmd_t *audit, Hie__V1__
     }
     rc = rc ? rc : hie_node__submit_send(&w->audit_sub, &audit->cmd, &token);
     if (rc != 0) {
-        return audit_not_sent(req, rc) == 0;
+        return audit_not_sent(w, req, rc) == 0;
     }
     (void)park(w, req, token, code, audit->kick_org, false);
     return true;
@@ -908,7 +916,7 @@ audit_stage(struct worker *w, node_req_t *req, node_audit_cmd_t *audit, Hie__V1_
     HIE_ASSERT(audit->cmd.body_case == HIE__V1__COMMAND__BODY_AUDIT_APPEND);
     HIE_ASSERT(st->count < HIE_AUDIT_BATCH_RECORDS_MAX); /* one per request of the wakeup */
     if (w->parked_count == HIE_NODE_AUDIT_PARKED_MAX) {
-        return audit_not_sent(req, HIE_EBUSY) == 0;
+        return audit_not_sent(w, req, HIE_EBUSY) == 0;
     }
     const Hie__V1__AuditAppendCommand *ac = audit->cmd.audit_append;
     int rc = hie_proto_batch_add(&st->batch, &audit->cmd, ac, HIE_LOG_COMMAND_BYTES_MAX);
@@ -918,7 +926,7 @@ audit_stage(struct worker *w, node_req_t *req, node_audit_cmd_t *audit, Hie__V1_
         rc = hie_proto_batch_add(&st->batch, &audit->cmd, ac, HIE_LOG_COMMAND_BYTES_MAX);
     }
     if (rc != 0) {
-        return audit_not_sent(req, rc) == 0;
+        return audit_not_sent(w, req, rc) == 0;
     }
     st->slots[st->count++] = park(w, req, 0, code, audit->kick_org, false);
     return true;
@@ -1087,7 +1095,11 @@ handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org, bool *parked)
                      audit.cmd.body_case == HIE__V1__COMMAND__BODY_AUDIT_APPEND;
         *parked = stage ? audit_stage(w, req, &audit, code)
                         : audit_park(w, req, &audit, code);
-        if (!*parked) {
+        if (!*parked && w->park_rc == HIE_EBUSY) { /* the log's queue or the park ring */
+            reply_drop(req);
+            code = reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_OVERLOADED,
+                "the node is busy; nothing was disclosed; retry with the same id");
+        } else if (!*parked) {
             reply_drop(req);
             code = reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE,
                 "the audit record could not be committed; retry with the same id");
@@ -1269,6 +1281,14 @@ parked_answers(struct worker *w)
         uint8_t *buf = NULL;
         size_t len = 0;
         int r = hie_cluster_submit_recv(w->audit_sub.dealer, &tok, &rc, &index, &buf, &len);
+        if (r == HIE_ENOMEM) { /* consumed, its result lost: that request fails, not the thread */
+            hie_log_error("worker", "an audit answer could not be read", " rc=%s",
+                hie_strerror_name(r));
+            if (!parked_answer(w, tok, &(struct log_answer){false, 0, 0, NULL})) {
+                return false;
+            }
+            continue;
+        }
         if (r != 0) {
             return r == HIE_EAGAIN;
         }

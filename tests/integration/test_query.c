@@ -376,6 +376,28 @@ Test(query, a_responder_answers_and_both_sources_are_listed, .timeout = 120)
     fx_stop(&n, &a, &h, &c, &s);
 }
 
+/* A ResponderRegister under the id of the member's earlier feed is refused as such
+ * (BAD_REQUEST, the id is another kind's): it was answered UNAVAILABLE "send it again", and
+ * a member doing so looped for ever. */
+Test(query, a_responder_register_under_another_requests_id_says_why, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    setup3(&n, &h, &c, &s, a);
+    hie_envelope_t req;
+    Hie__V1__ResponderRegister rr = HIE__V1__RESPONDER_REGISTER__INIT;
+    req_init(&req, "f3"); /* st-mary's feed in setup3 */
+    rr.enabled = true;
+    req.body_case = HIE__V1__ENVELOPE__BODY_RESPONDER_REGISTER;
+    req.responder_register = &rr;
+    hie_envelope_t *r = call(s, &req, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_ERROR);
+    cr_assert_eq(r->error->code, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "%d %s",
+        (int)r->error->code, r->error->message);
+    fx_stop(&n, &a, &h, &c, &s);
+}
+
 /* Past query.max_responders (here 1) a responder with a record of the patient is not asked,
  * and the reply says so: the requester knows the list is not every source there is. */
 Test(query, responders_past_the_limit_are_listed_as_not_asked, .timeout = 120)

@@ -120,6 +120,18 @@ state_dbis_open(node_state_t *st)
     return rc;
 }
 
+/* Waits on cv time out by the monotonic clock: a wall clock step (NTP) neither stretches nor
+ * cuts them. */
+static void
+cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
 int
 hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_bytes,
     const char *node_id, node_metrics_t *metrics)
@@ -138,12 +150,7 @@ hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_byte
     }
     st->magic = STATE_MAGIC;
     pthread_mutex_init(&st->commit_mu, NULL);
-    pthread_condattr_t ca; /* waits time out by the monotonic clock: a wall clock step (NTP)
-                            * neither stretches nor cuts them */
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&st->commit_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_monotonic(&st->commit_cv);
     st->metrics = metrics;
     snprintf(st->node_id, sizeof(st->node_id), "%s", node_id);
     int rc = mdb_rc(mdb_env_create(&st->env));

@@ -1059,6 +1059,27 @@ storage_low(struct worker *w)
     return low;
 }
 
+/* Exchanges that submit a command and wait for it on this thread (up to 10 s). */
+static bool
+submits_and_waits(Hie__V1__Envelope__BodyCase body)
+{
+    switch (body) {
+    case HIE__V1__ENVELOPE__BODY_ADT:
+    case HIE__V1__ENVELOPE__BODY_SUBSCRIBE:
+    case HIE__V1__ENVELOPE__BODY_ROSTER_UPDATE:
+    case HIE__V1__ENVELOPE__BODY_UNSUBSCRIBE:
+    case HIE__V1__ENVELOPE__BODY_REPLAY:
+    case HIE__V1__ENVELOPE__BODY_MPI_FEED:
+    case HIE__V1__ENVELOPE__BODY_CONSENT_SUBMIT:
+    case HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE:
+    case HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE:
+    case HIE__V1__ENVELOPE__BODY_RESPONDER_REGISTER:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static Hie__V1__ErrorCode
 handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org, bool *parked)
 {
@@ -1083,6 +1104,11 @@ handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org, bool *parked)
     node_mpi_err_t e = {0};
     node_audit_cmd_t audit = {0};
     Hie__V1__ErrorCode code = HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
+    if (submits_and_waits(req->env->body_case) && !audit_flush(w)) {
+        /* the wakeup's staged records go to the log before this thread blocks on a commit:
+         * their requests' deadlines run while it waits */
+        w->stage.stopping = true;
+    }
     if (mpi_run(w, req, org, arena, &reply, &audit, &e) != 0) {
         code = reply_error_field(w, req, e.code, e.message, e.field);
     } else if (!audit.forwarded && reply_pack(w, req, &reply) != 0) {

@@ -1208,11 +1208,14 @@ handle_auth(struct worker *w, node_req_t *req)
 static bool
 send_back(struct worker *w, node_req_t *req)
 {
-    /* The edge never drops inproc messages (its PULL has no HWM limit on our side). */
+    /* No HWM on either side: a send fails at once only when the edge has closed its end
+     * (it finished draining at stop before this worker): the reply has nobody to go to, and
+     * blocking here would hold every other edge's replies until the context ends. */
     HIE_ASSERT(req->edge_index < w->ctx->cfg.edge_threads);
-    if (zmq_send(w->push[req->edge_index], &req, sizeof(req), 0) != sizeof(req)) {
+    if (zmq_send(w->push[req->edge_index], &req, sizeof(req), ZMQ_DONTWAIT) != sizeof(req)) {
+        int err = errno;
         hie_node__req_destroy(&req);
-        return errno == EINTR;
+        return err == EINTR || err == EAGAIN;
     }
     return true;
 }
@@ -1508,7 +1511,9 @@ worker_sockets(struct worker *w)
         if (w->push[i] == NULL) {
             return -errno;
         }
+        int unlimited = 0; /* with the edge's unlimited RCVHWM: a send waits only for a peer */
         zmq_setsockopt(w->push[i], ZMQ_LINGER, &linger, sizeof(linger));
+        zmq_setsockopt(w->push[i], ZMQ_SNDHWM, &unlimited, sizeof(unlimited));
         snprintf(ep, sizeof(ep), NODE_EP_EDGE_REPLIES_FMT, i);
         if (zmq_connect(w->push[i], ep) != 0) { /* inproc connect before bind is fine */
             return -errno;

@@ -338,9 +338,10 @@ reply_send(void *router, zmq_msg_t *identity, uint64_t token, int rc, uint64_t i
     (void)zmq_send(router, result != NULL ? result : (uint8_t *)"", result_len, 0);
 }
 
-/* Reads one submission (identity, token, cmd) without blocking. Returns 0, HIE_EAGAIN,
- * HIE_ELIMIT for an oversize command (already answered), or HIE_EUNAVAIL when the context is
- * stopping (libzmq may refuse even a part already queued then: ETERM). */
+/* Reads one submission (identity, token [+ deadline], cmd) without blocking. Returns 0,
+ * HIE_EAGAIN, HIE_ELIMIT for an oversize command or HIE_ETIMEDOUT for one past its deadline
+ * (both already answered), or HIE_EUNAVAIL when the context is stopping (libzmq may refuse
+ * even a part already queued then: ETERM). */
 static int
 batch_read_one(hie_cluster_log_t *log, void *router, struct pending *p)
 {
@@ -358,9 +359,10 @@ batch_read_one(hie_cluster_log_t *log, void *router, struct pending *p)
         zmq_msg_close(&p->identity);
         return HIE_EUNAVAIL;
     }
-    HIE_ASSERT(r == 8);
+    HIE_ASSERT(r == 8 || r == 16);
     HIE_ASSERT(zmq_msg_more(&tok));
     p->token = hie_load_be64(zmq_msg_data(&tok));
+    uint64_t deadline = r == 16 ? hie_load_be64((const uint8_t *)zmq_msg_data(&tok) + 8) : 0;
     zmq_msg_close(&tok);
     zmq_msg_init(&p->cmd);
     r = zmq_msg_recv(&p->cmd, router, 0);
@@ -374,6 +376,13 @@ batch_read_one(hie_cluster_log_t *log, void *router, struct pending *p)
         reply_send(router, &p->identity, p->token, HIE_ELIMIT, 0, NULL, 0);
         zmq_msg_close(&p->cmd);
         return HIE_ELIMIT;
+    }
+    if (deadline != 0 && hie_time_mono_ns() > deadline) {
+        /* its submitter has given up (or is about to): never appended, so a record of an
+         * exchange answered "not committed" cannot turn up in the log afterwards */
+        reply_send(router, &p->identity, p->token, HIE_ETIMEDOUT, 0, NULL, 0);
+        zmq_msg_close(&p->cmd);
+        return HIE_ETIMEDOUT;
     }
     return 0;
 }
@@ -650,13 +659,21 @@ hie_cluster_log_destroy(hie_cluster_log_t **logp)
 int
 hie_cluster_submit_send(void *dealer, uint64_t token, hie_span_t cmd)
 {
+    return hie_cluster_submit_send_by(dealer, token, cmd, 0);
+}
+
+int
+hie_cluster_submit_send_by(void *dealer, uint64_t token, hie_span_t cmd, uint64_t deadline_ns)
+{
     HIE_ASSERT(dealer != NULL);
     if (cmd.len == 0 || cmd.len > HIE_LOG_COMMAND_BYTES_MAX) {
         return HIE_ELIMIT;
     }
-    uint8_t tok[8];
+    uint8_t tok[16];
     hie_store_be64(tok, token);
-    if (zmq_send(dealer, tok, sizeof(tok), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+    hie_store_be64(tok + 8, deadline_ns);
+    size_t tok_len = deadline_ns != 0 ? 16 : 8;
+    if (zmq_send(dealer, tok, tok_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
         return errno == EAGAIN ? HIE_EBUSY : -errno;
     }
     if (zmq_send(dealer, cmd.ptr, cmd.len, ZMQ_DONTWAIT) < 0) {

@@ -585,9 +585,13 @@ void hie_node__submitter_close(node_submitter_t *s);
  * Returns 0, HIE_ELIMIT (too large) or a send error. */
 HIE_MUST_CHECK int hie_node__submit_send(node_submitter_t *s, const hie_command_t *cmd,
     uint64_t *token);
+/* The same with a deadline (hie_cluster_submit_send_by: the log drops what it reads after
+ * deadline_ns, answering HIE_ETIMEDOUT; 0: none). */
+HIE_MUST_CHECK int hie_node__submit_send_by(node_submitter_t *s, const hie_command_t *cmd,
+    uint64_t deadline_ns, uint64_t *token);
 /* The same for a command already packed (hie_proto_batch_pack). */
 HIE_MUST_CHECK int hie_node__submit_send_packed(node_submitter_t *s, hie_span_t cmd,
-    uint64_t *token);
+    uint64_t deadline_ns, uint64_t *token);
 /* Waits up to timeout_ms for the answers to tokens first..first+n-1: results[i] (arena) and
  * rcs[i] (0, HIE_ETIMEDOUT, or the log's error for that command). Returns 0 or a socket
  * error. */

@@ -44,25 +44,34 @@ hie_node__submitter_close(node_submitter_t *s)
 int
 hie_node__submit_send(node_submitter_t *s, const hie_command_t *cmd, uint64_t *token)
 {
+    return hie_node__submit_send_by(s, cmd, 0, token);
+}
+
+int
+hie_node__submit_send_by(node_submitter_t *s, const hie_command_t *cmd, uint64_t deadline_ns,
+    uint64_t *token)
+{
     HIE_ASSERT(s != NULL && s->dealer != NULL && cmd != NULL && token != NULL);
     uint8_t *buf = NULL;
     size_t len = 0;
     int rc = hie_proto_pack(&cmd->base, HIE_LOG_COMMAND_BYTES_MAX, &buf, &len);
     *token = ++s->token;
     if (rc == 0) {
-        rc = hie_cluster_submit_send(s->dealer, *token, hie_span(buf, len));
+        rc = hie_cluster_submit_send_by(s->dealer, *token, hie_span(buf, len), deadline_ns);
     }
     hie_mem_free(buf, len);
     return rc;
 }
 
 int
-hie_node__submit_send_packed(node_submitter_t *s, hie_span_t cmd, uint64_t *token)
+hie_node__submit_send_packed(node_submitter_t *s, hie_span_t cmd, uint64_t deadline_ns,
+    uint64_t *token)
 {
     HIE_ASSERT(s != NULL && s->dealer != NULL && token != NULL);
     *token = ++s->token;
-    return cmd.len > HIE_LOG_COMMAND_BYTES_MAX ? HIE_ELIMIT
-                                               : hie_cluster_submit_send(s->dealer, *token, cmd);
+    return cmd.len > HIE_LOG_COMMAND_BYTES_MAX
+               ? HIE_ELIMIT
+               : hie_cluster_submit_send_by(s->dealer, *token, cmd, deadline_ns);
 }
 
 /* Receives one answer; stores it when its token is in [first, first + n). */

@@ -32,6 +32,10 @@
 #define WORKER_CACHE_REPLY_BYTES_MAX (64u * 1024u)
 #define WORKER_AUTH_ARENA_BYTES (64u * 1024u)
 #define AUDIT_COMMIT_TIMEOUT_MS 10000u
+/* A parked request's command must reach the log this long before the request gives up on
+ * it (the log drops it after: hie_cluster_submit_send_by), leaving time to append, sync,
+ * apply and answer: no record turns up for an exchange answered "not committed". */
+#define AUDIT_SUBMIT_MARGIN_NS (2000ull * 1000000ull)
 
 /* A request whose reply waits for its audit record. */
 struct parked {
@@ -855,6 +859,14 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
     }
 }
 
+/* The deadline for the log of a command sent now for a request parked now. */
+static uint64_t
+submit_deadline(void)
+{
+    return hie_time_mono_ns() + (uint64_t)AUDIT_COMMIT_TIMEOUT_MS * 1000000ull -
+           AUDIT_SUBMIT_MARGIN_NS;
+}
+
 /* Puts req at the tail of the park ring, which has room; returns its place. */
 static size_t
 park(struct worker *w, node_req_t *req, uint64_t token, Hie__V1__ErrorCode code,
@@ -893,7 +905,8 @@ audit_park(struct worker *w, node_req_t *req, node_audit_cmd_t *audit, Hie__V1__
     if (rc == 0 && w->parked_count == HIE_NODE_AUDIT_PARKED_MAX) {
         rc = HIE_EBUSY;
     }
-    rc = rc ? rc : hie_node__submit_send(&w->audit_sub, &audit->cmd, &token);
+    rc = rc ? rc : hie_node__submit_send_by(&w->audit_sub, &audit->cmd, submit_deadline(),
+        &token);
     if (rc != 0) {
         return audit_not_sent(w, req, rc) == 0;
     }
@@ -951,7 +964,10 @@ audit_flush_send(struct worker *w, uint64_t *token)
     uint8_t *buf = NULL;
     size_t len = 0;
     int rc = hie_proto_batch_pack(&w->stage.batch, HIE_LOG_COMMAND_BYTES_MAX, &buf, &len);
-    rc = rc ? rc : hie_node__submit_send_packed(&w->audit_sub, hie_span(buf, len), token);
+    /* the first staged request parked first: its deadline is the earliest */
+    uint64_t deadline = w->parked[w->stage.slots[0]].deadline_ns - AUDIT_SUBMIT_MARGIN_NS;
+    rc = rc ? rc : hie_node__submit_send_packed(&w->audit_sub, hie_span(buf, len), deadline,
+        token);
     hie_mem_free(buf, len);
     return rc;
 }
@@ -992,7 +1008,7 @@ ack_park(struct worker *w, node_req_t *req, const hie_command_t *cmd, const char
 {
     uint64_t token = 0;
     int rc = w->parked_count == HIE_NODE_AUDIT_PARKED_MAX ? HIE_EBUSY
-        : hie_node__submit_send(&w->audit_sub, cmd, &token);
+        : hie_node__submit_send_by(&w->audit_sub, cmd, submit_deadline(), &token);
     if (rc != 0) {
         return false;
     }

@@ -124,6 +124,12 @@ HIE_MUST_CHECK int hie_cluster_log_usage(const hie_cluster_log_t *log, bool free
  * [out] *result is a hie_mem buffer owned by the caller (may be NULL when result_len is 0).
  * Returns 0, HIE_EAGAIN (nothing to read) or -errno. */
 HIE_MUST_CHECK int hie_cluster_submit_send(void *dealer, uint64_t token, hie_span_t cmd);
+/* The same with a deadline (hie_time_mono_ns(); 0: none): a command the log reads after it is
+ * not appended, and is answered rc HIE_ETIMEDOUT (index 0). A submitter that gives up on a
+ * command at some time should pass a deadline before it, so that nothing it has answered
+ * "not committed" is appended later. */
+HIE_MUST_CHECK int hie_cluster_submit_send_by(void *dealer, uint64_t token, hie_span_t cmd,
+    uint64_t deadline_ns);
 HIE_MUST_CHECK int hie_cluster_submit_recv(void *dealer, uint64_t *token, int *rc,
     uint64_t *index, uint8_t **result, size_t *result_len);
 

@@ -567,6 +567,36 @@ submit_one(void *d, uint64_t token, const char *cmd)
     return index;
 }
 
+/* A command the log reads after its deadline is not appended, and its submitter hears
+ * HIE_ETIMEDOUT; one within its deadline is appended as any other. */
+Test(cluster_log, a_command_past_its_deadline_is_answered_and_not_appended)
+{
+    struct test_fsm *f = fsm_new(0);
+    hie_cluster_log_t *log = log_open(f);
+    log_start(log);
+    void *d = dealer_new();
+    uint64_t past = hie_time_mono_ns() - 1, later = hie_time_mono_ns() + 60000000000ull;
+    cr_assert_eq(hie_cluster_submit_send_by(d, 1, hie_span("late", 4), past), 0);
+    cr_assert_eq(hie_cluster_submit_send_by(d, 2, hie_span("on time", 7), later), 0);
+    for (uint64_t want = 1; want <= 2; want++) {
+        uint64_t tok = 0, index = 0;
+        int rc = -1;
+        uint8_t *res = NULL;
+        size_t res_len = 0;
+        cr_assert_eq(recv_one(d, 10000, &tok, &rc, &index, &res, &res_len), 0);
+        cr_assert_eq(tok, want);
+        cr_assert_eq(rc, want == 1 ? HIE_ETIMEDOUT : 0, "token %lu: %s", (unsigned long)tok,
+            hie_strerror_name(rc));
+        cr_assert_eq(index, want == 1 ? 0u : 1u, "the late one takes no index");
+        hie_mem_free(res, res_len);
+    }
+    dealer_close(d);
+    cr_assert_eq(hie_cluster_log_last_index(log), 1u);
+    log_close(&log);
+    cr_assert_eq(f->seen_count, 1u);
+    cr_assert_eq(f->cmd_len[1], 7u, "the one on time");
+}
+
 static unsigned interrupt_after, interrupt_calls;
 
 static bool

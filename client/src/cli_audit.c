@@ -177,28 +177,20 @@ time_json(int64_t ms)
     return json_string(hie_cli__time_format(ms, t, sizeof(t)));
 }
 
-/* Creates path for writing (mode 0600: reports carry patient data). NULL on failure, said. */
-static FILE *
-out_create(const char *path)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (f == NULL) {
-        fprintf(stderr, "hie: cannot write %s: %s\n", path, strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-        }
-    }
-    return f;
-}
-
+/* Writes text to path (reports carry patient data): a new 0600 file beside it, never
+ * through a link, synced, then renamed over path, so a failure leaves no half report and an
+ * existing file (a planted link, a world-readable copy) is replaced, not written into. */
 static int
-out_close(FILE *f, const char *path)
+out_write(const char *path, const char *text)
 {
-    bool bad = ferror(f) != 0;
-    if (fclose(f) != 0 || bad) {
-        fprintf(stderr, "hie: writing %s failed\n", path);
-        return CLI_EXIT_CONN;
+    char tmp[4096];
+    int n = snprintf(tmp, sizeof(tmp), "%s.hie-tmp", path);
+    int rc = n < 0 || (size_t)n >= sizeof(tmp) ? -ENAMETOOLONG
+        : text == NULL ? -ENOMEM
+        : hie_cli__write_file_at(AT_FDCWD, path, tmp, (const uint8_t *)text, strlen(text));
+    if (rc != 0) {
+        fprintf(stderr, "hie: cannot write %s: %s\n", path, strerror(-rc));
+        return rc == -ENOMEM || rc == -EIO || rc == -ENOSPC ? CLI_EXIT_CONN : CLI_EXIT_USAGE;
     }
     return CLI_EXIT_OK;
 }
@@ -577,14 +569,9 @@ report_output(const struct cli *cli, const struct audit_args *a, json_t *report)
 {
     int ex = CLI_EXIT_OK;
     if (a->out != NULL) {
-        FILE *f = out_create(a->out);
-        ex = f == NULL ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-        bool dumped = f != NULL && json_dumpf(report, f, JSON_INDENT(1)) == 0;
-        ex = f != NULL ? out_close(f, a->out) : ex;
-        if (f != NULL && !dumped && ex == CLI_EXIT_OK) {
-            fprintf(stderr, "hie: writing %s failed\n", a->out);
-            ex = CLI_EXIT_CONN;
-        }
+        char *text = json_dumps(report, JSON_INDENT(1));
+        ex = out_write(a->out, text);
+        free(text);
     }
     enum audit_format format = a->format != 0 ? a->format : cli->json ? FORMAT_JSON : FORMAT_CSV;
     if (ex != CLI_EXIT_OK) {
@@ -1482,12 +1469,7 @@ audit_checkpoint(struct cli *cli, const struct audit_args *a)
         fprintf(stderr, "hie: audit checkpoint failed: %s\n", why);
         ex = CLI_EXIT_REPLY;
     }
-    FILE *f = ex == CLI_EXIT_OK ? out_create(a->out) : NULL;
-    ex = ex == CLI_EXIT_OK && f == NULL ? CLI_EXIT_USAGE : ex;
-    if (f != NULL) {
-        fputs(r->checkpoint, f);
-        ex = out_close(f, a->out);
-    }
+    ex = ex == CLI_EXIT_OK ? out_write(a->out, r->checkpoint) : ex;
     if (ex == CLI_EXIT_OK) {
         printf("checkpoint size=%" PRIu64 " saved=%s signed_by=", head.size, a->out);
         hie_cli__fputs_safe(stdout, a->vkey != NULL ? vkey.name : r->verifier_key);

@@ -404,8 +404,12 @@ report_fetch(struct cli *cli, const struct audit_args *a, uint64_t prev_size, js
         int ex = hie_cli__exchange(cli, "audit report", &req, page,
             HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY, &arena, &reply);
         const Hie__V1__AuditReportReply *r = ex == CLI_EXIT_OK ? reply->audit_report_reply : NULL;
-        if (r != NULL && strlen(r->next_page_token) > AUDIT_TOKEN_BYTES_MAX) {
-            fputs("hie: audit report failed: the node sent an oversize page token\n", stderr);
+        if (r != NULL && (strlen(r->next_page_token) > AUDIT_TOKEN_BYTES_MAX ||
+                          strspn(r->next_page_token, "0123456789abcdef") !=
+                              strlen(r->next_page_token))) {
+            /* hex: it is printed for the next command and saved in the report */
+            fputs("hie: audit report failed: the node sent a page token that is not short "
+                  "hex\n", stderr);
             ex = CLI_EXIT_CONN;
         }
         ex = ex != CLI_EXIT_OK ? ex : page_add(report, page, r, prev_size);

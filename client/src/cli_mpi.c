@@ -289,6 +289,19 @@ text_value(const char *s)
     hie_cli__fputs_safe(stdout, s[0] != '\0' ? s : "-");
 }
 
+/* The first cap - 1 bytes of s for a table cell: control characters and spaces (which
+ * would shift the columns) become '?' and '_'. */
+static void
+cell_safe(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; s != NULL && s[n] != '\0' && n + 1 < cap; n++) {
+        unsigned char ch = (unsigned char)s[n];
+        out[n] = ch < 0x20 || ch == 0x7f ? '?' : ch == ' ' ? '_' : (char)ch;
+    }
+    out[n] = '\0';
+}
+
 static void
 explanation_print(const Hie__V1__MatchExplanation *x, const char *indent)
 {
@@ -302,8 +315,10 @@ explanation_print(const Hie__V1__MatchExplanation *x, const char *indent)
         printf("%s  %-14s %-14s %8s\n", indent, "field", "level", "weight");
     }
     for (size_t i = 0; i < x->n_fields; i++) {
-        printf("%s  %-14.14s %-14.14s %+8.2f\n", indent, x->fields[i]->field,
-            x->fields[i]->level, x->fields[i]->weight);
+        char field[15], level[15]; /* node text: no control characters reach the terminal */
+        cell_safe(field, sizeof(field), x->fields[i]->field);
+        cell_safe(level, sizeof(level), x->fields[i]->level);
+        printf("%s  %-14s %-14s %+8.2f\n", indent, field, level, x->fields[i]->weight);
     }
 }
 

@@ -149,14 +149,16 @@ hie_consent_json_file_read(const char *path, size_t max_bytes, char **buf, size_
     char *b = malloc(cap + 1);
     int rc = b == NULL ? HIE_ENOMEM : 0;
     while (rc == 0) {
-        if (n == cap) {
-            char *nb = cap > max_bytes ? NULL : realloc(b, 2 * cap + 1);
+        if (n == cap) { /* grows to max_bytes + 1 at most: one byte more says "too large" */
+            size_t next = cap > max_bytes ? 0 : 2 * cap > max_bytes + 1 ? max_bytes + 1
+                                                                      : 2 * cap;
+            char *nb = next == 0 ? NULL : realloc(b, next + 1);
             if (nb == NULL) {
-                rc = cap > max_bytes ? HIE_ELIMIT : HIE_ENOMEM;
+                rc = next == 0 ? HIE_ELIMIT : HIE_ENOMEM;
                 break;
             }
             b = nb;
-            cap *= 2;
+            cap = next;
         }
         size_t got = fread(b + n, 1, cap - n, f);
         if (got == 0) {

@@ -709,6 +709,10 @@ cli_config_finish(struct cli *cli, bool offline)
     if (cli->tls_max_version != 0 && cli->tls_max_version < min) {
         min = cli->tls_max_version;
     }
+    if (cli->tls_max_version != 0 && cli->tls_max_version < TLS1_2_VERSION) {
+        fputs("hie: warning: --tls-max below 1.2 offers an obsolete protocol with OpenSSL's "
+              "checks lowered: only to see a node refuse it, never for an exchange\n", stderr);
+    }
     cli->cfg.tls_min_version = min;
     cli->cfg.tls_max_version = cli->tls_max_version;
     cli->cfg.connect_timeout_ms = cli->timeout_ms;

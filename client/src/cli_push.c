@@ -376,14 +376,15 @@ rx_await(struct rx *rx, const char *id, hie_arena_t **arena, hie_envelope_t **re
                 *reply = env;
                 return 0;
             }
-        } else if (rx->inbox_count < RX_INBOX_MAX) {
+        } else if (rx->inbox_count < RX_INBOX_MAX && rx->inbox_count < rx->window) {
+            /* within the window we asked for (a node past it could fill 256 x 4 MiB) */
             size_t tail = (rx->inbox_head + rx->inbox_count++) % RX_INBOX_MAX;
             rx->inbox[tail] = (struct rx_item){*arena, env};
             *arena = NULL;
             continue;
         } else {
             hie_arena_destroy(arena);
-            return HIE_EPROTO; /* more deliveries than any window */
+            return HIE_EPROTO; /* more deliveries than our window */
         }
         hie_arena_destroy(arena); /* a late reply to an earlier request */
     }

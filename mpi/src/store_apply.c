@@ -342,7 +342,7 @@ feed_decide(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const uint8_t *self, s
     }
     size_t members = 0;
     if (fd->outcome == HIE__V1__FEED_OUTCOME__OUTCOME_LINKED &&
-        ctx->time_ms >= STORE_EUID_BOUNDS_SINCE_MS) {
+        store__rules_ms(ctx) >= STORE_EUID_BOUNDS_SINCE_MS) {
         rc = members_count(s, ctx, fd->cand->euid, &members);
     }
     if (rc == 0 && members >= STORE_AUTO_LINK_MEMBERS_MAX) {
@@ -605,7 +605,7 @@ merge_over(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiRecor
 {
     size_t np = 0, ns = 0;
     *over = false;
-    if (strcmp(pr->euid, sv->euid) == 0 || ctx->time_ms < STORE_EUID_BOUNDS_SINCE_MS) {
+    if (strcmp(pr->euid, sv->euid) == 0 || store__rules_ms(ctx) < STORE_EUID_BOUNDS_SINCE_MS) {
         return 0;
     }
     int rc = members_count(s, ctx, pr->euid, &np);
@@ -619,6 +619,11 @@ feed_merge(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedC
     Hie__V1__MpiFeedReply **reply)
 {
     Hie__V1__MpiRecord *sv = NULL, *pr = NULL;
+    if (memcmp(cmd->rec_hash.data, cmd->prior_hash.data, HIE_MPI_REC_HASH_BYTES) == 0) {
+        /* the proposer refuses it too; a command that says so anyway would leave the record
+         * merged into itself, outside every EUID, its MRN unusable for good */
+        return refuse(ctx, BAD, "prior_mrn", "a record cannot be merged into itself");
+    }
     int rc = store__rec_get(s, ctx->txn, cmd->rec_hash.data, ctx->arena, &sv);
     if (rc == HIE_ENOTFOUND || (rc == 0 && sv->merged)) {
         return refuse(ctx, NOT_FOUND, "patient.mrn", "no record of this MRN at this organization");
@@ -635,7 +640,8 @@ feed_merge(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedC
     rc = rc == 0 ? mdepth_get(s, ctx->txn, sv->rec_hash.data, &ds) : rc;
     /* every lookup of the oldest would follow the chain; merges logged before the bound
      * (2026-11-30T17:00Z, the command's own clock) replay as they applied */
-    if (rc == 0 && dp + 1 > MERGE_CHAIN_MAX && ctx->time_ms >= 1796058000000ll) {
+    if (rc == 0 && dp + 1 > MERGE_CHAIN_MAX &&
+        store__rules_ms(ctx) >= STORE_MERGE_DEPTH_SINCE_MS) {
         return refuse(ctx, BAD, "prior_mrn", "records merged into it already chain 16 merges "
             "deep: link the records instead");
     }
@@ -850,7 +856,7 @@ hie_mpi_store_apply_review(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx,
         return refuse(ctx, BAD, "id", "the candidate enterprise id no longer exists");
     }
     if (rc == 0 && cmd->link && n >= HIE_MPI_EUID_MEMBERS_MAX &&
-        ctx->time_ms >= STORE_EUID_BOUNDS_SINCE_MS) {
+        store__rules_ms(ctx) >= STORE_EUID_BOUNDS_SINCE_MS) {
         return refuse(ctx, BAD, "id", "the candidate enterprise id has the most records (1000)");
     }
     char *prior = rec->euid;

@@ -21,6 +21,13 @@
  * HIE_MPI_EUID_MEMBERS_MAX is refused (past that, the member lists reads see are cut and
  * consent fails closed for the patient). */
 #define STORE_EUID_BOUNDS_SINCE_MS 1796065200000ll
+#define STORE_MERGE_DEPTH_SINCE_MS 1796058000000ll
+/* The time a rule's start is compared with: the rules clock, never before the command's own. */
+static inline int64_t
+store__rules_ms(const hie_mpi_apply_ctx_t *ctx)
+{
+    return ctx->rules_ms > ctx->time_ms ? ctx->rules_ms : ctx->time_ms;
+}
 #define STORE_AUTO_LINK_MEMBERS_MAX 64u
 
 /* A batch's written values (touched.c). slots: a power of two; the set is full at half. */

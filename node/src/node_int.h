@@ -224,6 +224,8 @@ HIE_MUST_CHECK int hie_node__state_dedup_get(node_state_t *st, const char *reque
 HIE_MUST_CHECK int hie_node__state_org_each(node_state_t *st, hie_arena_t *arena,
     int (*fn)(void *ctx, hie_org_t *org), void *ctx);
 HIE_MUST_CHECK int hie_node__state_applied_index(node_state_t *st, uint64_t *out);
+/* The rules clock (node_apply_t.rules_ms) after the last command applied; 0 before any. */
+int64_t hie_node__state_rules_ms(node_state_t *st);
 /* Lets batches of audit records share a state commit (sm.c; the node turns it on before the
  * log replays; off, every apply commits, as callers of fsm.apply other than the log expect).
  * Log thread, or before it starts. */
@@ -245,6 +247,9 @@ typedef struct node_apply {
     hie_command_result_t *res;        /* out: the result (a rejection sets code/field/message) */
     struct hie_mpi_store *mpi;
     const struct hie_mpi_key *key;    /* NULL: no data key (consent and audit unavailable) */
+    int64_t rules_ms;                 /* the rules clock: the latest command time applied so
+                                       * far, this one's included (rules that began at a time
+                                       * apply from it on, whatever the proposer's clock) */
 } node_apply_t;
 /* Records a rejection: nothing was written (callers check before they write). */
 static inline int

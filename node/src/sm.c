@@ -43,6 +43,9 @@
 #define STATE_DEFER_NS_MAX (20u * 1000u * 1000u)
 #define STATE_DEFER_COMMANDS_MAX 8192u
 
+struct node_state;
+static int meta_get_u64(struct node_state *st, const char *name, uint64_t *out);
+
 struct node_state {
     uint32_t magic;
     MDB_env *env;
@@ -53,6 +56,8 @@ struct node_state {
     hie_mpi_key_t *mpi_key;    /* NULL: no data key configured, MPI exchanges unavailable */
     hie_mpi_pool_t *mpi_pool;  /* the match pool (NULL: none); prepares each batch's feeds */
     size_t batch_pos;          /* apply: the entry of the batch being applied */
+    int64_t rules_ms;          /* apply: the rules clock, max of the commands' times so far
+                                * (meta "rules_ms", committed with applied_index) */
     hie_arena_t *apply_arena;  /* apply: each command's, reset after it (log thread) */
     /* deferred commits (log thread, except the committed index and its wait) */
     bool defer;                /* hie_node__state_defer_commits */
@@ -172,10 +177,14 @@ hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_byte
     if (rc == 0) {
         rc = state_dbis_open(st);
     }
-    uint64_t applied = 0;
+    uint64_t applied = 0, rules = 0;
     if (rc == 0) {
         rc = hie_node__state_applied_index(st, &applied);
         atomic_store(&st->committed_index, applied);
+    }
+    if (rc == 0) {
+        rc = meta_get_u64(st, "rules_ms", &rules);
+        st->rules_ms = (int64_t)rules;
     }
 
     if (rc == 0) {
@@ -459,9 +468,23 @@ hie_node__state_dedup_get(node_state_t *st, const char *requester, const char *r
 int
 hie_node__state_applied_index(node_state_t *st, uint64_t *out)
 {
+    return meta_get_u64(st, "applied_index", out);
+}
+
+int64_t
+hie_node__state_rules_ms(node_state_t *st)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    return st->rules_ms;
+}
+
+/* A committed 8-byte value of meta (0 when absent). */
+static int
+meta_get_u64(struct node_state *st, const char *name, uint64_t *out)
+{
     HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
     MDB_txn *txn = NULL;
-    MDB_val k = {13, (void *)(uintptr_t)"applied_index"}, v;
+    MDB_val k = {strlen(name), (void *)(uintptr_t)name}, v;
     *out = 0;
     int rc = mdb_rc(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn));
     if (rc == 0) {
@@ -650,7 +673,7 @@ static int
 apply_mpi(struct apply_ctx *a)
 {
     hie_mpi_apply_ctx_t m = {a->txn, a->arena, a->cmd->requester, a->cmd->time_ms, a->index,
-        {0}, 0, NULL};
+        {0}, 0, NULL, a->st->rules_ms};
     if (a->st->mpi_key == NULL) { /* as apply_disclosure: stop rather than reject */
         hie_log_error("sm", "the log holds a command that needs the data key",
             " index=%lu hint=\"configure mpi.key_file\"", a->index);
@@ -686,7 +709,8 @@ apply_mpi(struct apply_ctx *a)
 static int
 apply_disclosure(struct apply_ctx *a)
 {
-    node_apply_t na = {a->txn, a->arena, a->cmd, a->index, a->res, a->st->mpi, a->st->mpi_key};
+    node_apply_t na = {a->txn, a->arena, a->cmd, a->index, a->res, a->st->mpi, a->st->mpi_key,
+        a->st->rules_ms};
     if (a->st->mpi_key == NULL) {
         /* not a rejection: whether a key is loaded is not in the log, and a rejection here
          * would drop a command every other start applies (an acknowledged audit record, push
@@ -866,6 +890,7 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
         reject(&a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, info.field, "invalid command");
     } else {
         a.cmd = cmd;
+        st->rules_ms = cmd->time_ms > st->rules_ms ? cmd->time_ms : st->rules_ms;
         /* audit records are internal (one per exchange, sent once by the worker that decided
          * it): no dedup entry, which would cost two random-key writes per query */
         bool audit = cmd->body_case == HIE__V1__COMMAND__BODY_AUDIT_APPEND ||
@@ -879,7 +904,7 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
              * applied (the command's own clock decides: apply reads no other). */
             bool retryable = (res.code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED ||
                               res.code == HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE) &&
-                             cmd->time_ms >= RETRYABLE_NOT_KEPT_SINCE_MS;
+                             st->rules_ms >= RETRYABLE_NOT_KEPT_SINCE_MS;
             if (rc == 0 && !audit && !retryable) {
                 res.command = (uint32_t)cmd->body_case;
                 rc = dedup_store(&a);
@@ -969,6 +994,10 @@ fsm_apply(void *ctx, const hie_cluster_entry_t *entries, size_t n,
         hie_store_be64(idx, entries[n - 1].index);
         MDB_val k = {13, (void *)(uintptr_t)"applied_index"}, v = {8, idx};
         rc = mdb_rc(mdb_put(st->open_txn, st->meta, &k, &v, 0));
+        uint8_t rules[8];
+        hie_store_be64(rules, (uint64_t)st->rules_ms);
+        MDB_val rk = {8, (void *)(uintptr_t)"rules_ms"}, rv = {8, rules};
+        rc = rc ? rc : mdb_rc(mdb_put(st->open_txn, st->meta, &rk, &rv, 0));
     }
     if (rc == 0) {
         st->open_last = entries[n - 1].index;

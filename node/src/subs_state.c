@@ -373,7 +373,7 @@ apply_unsubscribe(node_subs_t *s, node_apply_t *a)
     int d4 = rc == 0 ? dup_del(a->txn, s->all, org, sid) : 0;
     rc = rc ? rc : (d3 != 0 && d3 != HIE_ENOTFOUND) || (d4 != 0 && d4 != HIE_ENOTFOUND)
         ? HIE_ESTORAGE : 0;
-    return rc == 0 && a->cmd->time_ms >= UNSUBSCRIBE_DROPS_LOG_SINCE_MS
+    return rc == 0 && a->rules_ms >= UNSUBSCRIBE_DROPS_LOG_SINCE_MS
         ? log_drop(s, a, sub->id) : rc;
 }
 
@@ -506,11 +506,11 @@ apply_adt(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a)
     if (rc == 0 && original && c->visit_id != NULL && c->visit_id[0] != '\0') {
         uint8_t k[VISIT_KEY_BYTES];
         MDB_val key = {visit_key(k, c->sender_org, c->visit_id, c->event), k};
-        if (a->cmd->time_ms >= VISIT_MERGE_SINCE_MS) {
+        if (a->rules_ms >= VISIT_MERGE_SINCE_MS) {
             rc = visit_merge(s, a, &key, ids, &ids_len);
         }
         MDB_val v = {ids_len, ids};
-        bool keep_empty = a->cmd->time_ms < VISIT_NO_EMPTY_ROW_SINCE_MS;
+        bool keep_empty = a->rules_ms < VISIT_NO_EMPTY_ROW_SINCE_MS;
         if (rc == 0 && (keep_empty || ids_len > 0)) { /* no row for a visit nobody got */
             rc = mdb_rc(mdb_put(a->txn, s->visit, &key, &v, 0)); /* for the cancel */
         }

@@ -143,6 +143,10 @@ typedef struct hie_mpi_apply_ctx {
     uint32_t hist_seq;                /* internal: zero it */
     const struct hie_mpi_prepared *prep; /* the pool's work on this command
                                          * (hie_mpi_pool_take), or NULL */
+    int64_t rules_ms;                 /* the latest command time applied so far (the state
+                                       * machine's rules clock): rules that began at a time
+                                       * apply once it is reached, whatever the clock of the
+                                       * node that proposed this command; 0: time_ms */
 } hie_mpi_apply_ctx_t;
 
 /* Applies a feed command. [out] *reply (arena) on success. Returns 0 (applied, or rejected:

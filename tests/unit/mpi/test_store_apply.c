@@ -31,6 +31,7 @@ static hie_mpi_store_t *store;
 static hie_arena_t *arena;
 static uint64_t log_index;
 static int64_t feed_time_ms; /* the time feed_apply stamps its commands with */
+static int64_t feed_rules_ms; /* the rules clock feed_apply passes (0: the command's time) */
 
 static void
 setup(void)
@@ -53,6 +54,7 @@ setup(void)
     cr_assert_eq(hie_arena_create(&arena, (size_t)8 << 20), 0);
     log_index = 0;
     feed_time_ms = 1000;
+    feed_rules_ms = 0;
 }
 
 static void
@@ -118,7 +120,8 @@ static Hie__V1__FeedOutcome
 feed_apply(MDB_txn *txn, const Hie__V1__MpiFeedCommand *fc, const hie_mpi_prepared_t *prep,
     char euid[16])
 {
-    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, prep};
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, prep,
+        feed_rules_ms};
     Hie__V1__MpiFeedReply *reply = NULL;
     cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
     cr_assert_eq(ctx.reject.code, 0, "%s: %s", ctx.reject.field, ctx.reject.message);
@@ -295,7 +298,7 @@ Test(mpi_store_apply, a_model_of_other_levels_falls_back_to_the_default)
     /* and the model command refuses it, naming the field */
     Hie__V1__MpiModelCommand mc = HIE__V1__MPI_MODEL_COMMAND__INIT;
     mc.model = &zp;
-    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, 1000, ++log_index, {0}, 0, NULL};
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, 1000, ++log_index, {0}, 0, NULL, 0};
     uint64_t installed = 0;
     cr_assert_eq(hie_mpi_store_apply_model(store, &ctx, &mc, &installed), 0);
     cr_assert_eq(ctx.reject.code, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST);
@@ -733,7 +736,7 @@ merge_run(int from, int to, int64_t t)
         merge_prior = NULL;
         MDB_txn *txn = NULL;
         cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-        hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, t, ++log_index, {0}, 0, NULL};
+        hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, t, ++log_index, {0}, 0, NULL, 0};
         Hie__V1__MpiFeedReply *reply = NULL;
         cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
         cr_assert_eq(mdb_txn_commit(txn), 0);
@@ -779,6 +782,29 @@ Test(mpi_store_apply, merge_chains_are_bounded)
     euid_of("R0", now);
     euid_of("R16", last);
     cr_assert_str_eq(now, last, "the oldest record resolves through 16 merges");
+}
+
+/* A merge command naming the same record twice (the proposer refuses it; a crafted or buggy
+ * one) is refused by apply too, and the record stays as it was. */
+Test(mpi_store_apply, a_record_is_not_merged_into_itself)
+{
+    char e[16], after[16];
+    feed(HIE__V1__FEED_ACTION__FEED_CREATE, "A", &x, e);
+    feed(HIE__V1__FEED_ACTION__FEED_CREATE, "B", &x, e);
+    merge_prior = "B";
+    Hie__V1__MpiFeedCommand *fc = feed_cmd(HIE__V1__FEED_ACTION__FEED_MERGE, "A", NULL);
+    merge_prior = NULL;
+    memcpy(fc->prior_hash.data, fc->rec_hash.data, HIE_MPI_REC_HASH_BYTES);
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL, 0};
+    Hie__V1__MpiFeedReply *reply = NULL;
+    cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
+    cr_assert_eq(ctx.reject.code, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST);
+    cr_assert_str_eq(ctx.reject.field, "prior_mrn");
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    euid_of("A", after);
+    cr_assert_str_eq(after, e, "A is still in its EUID");
 }
 
 /* A manual no-link with any member of an EUID keeps a record out of it, also a member past
@@ -865,6 +891,18 @@ Test(mpi_store_apply, a_link_into_an_euid_of_64_records_waits_for_review)
     cr_assert_str_neq(e, first, "P64 stays apart until the review");
 }
 
+/* A command stamped before the bound by a node whose clock is behind, applied after a
+ * later command (the rules clock is past the bound), follows the bound: a proposer's clock
+ * cannot take an EUID past its limits. */
+Test(mpi_store_apply, a_command_stamped_early_follows_the_rules_clock)
+{
+    char e[16];
+    feed_rules_ms = 1796065200000ll;
+    cr_assert_eq(chain_of_one_person(0, 64, e), HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
+    cr_assert_eq(chain_of_one_person(64, 65, e), HIE__V1__FEED_OUTCOME__OUTCOME_REVIEW,
+        "the 65th waits for review although stamped in 1970");
+}
+
 Test(mpi_store_apply, before_the_bound_a_link_into_a_large_euid_applies)
 {
     char e[16], first[16];
@@ -883,7 +921,7 @@ review_decide(uint64_t id, bool link)
     cmd.link = link;
     MDB_txn *txn = NULL;
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL};
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL, 0};
     Hie__V1__ReviewDecideReply *reply = NULL;
     cr_assert_eq(hie_mpi_store_apply_review(store, &ctx, &cmd, &reply), 0);
     cr_assert_eq(mdb_txn_commit(txn), 0);
@@ -905,7 +943,7 @@ Test(mpi_store_apply, no_manual_link_or_merge_takes_an_euid_past_1000_records)
     Hie__V1__MpiFeedCommand *fc = feed_cmd(HIE__V1__FEED_ACTION__FEED_CREATE, mrn, &w);
     MDB_txn *txn = NULL;
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL};
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL, 0};
     Hie__V1__MpiFeedReply *reply = NULL;
     cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
     cr_assert_eq(mdb_txn_commit(txn), 0);
@@ -925,7 +963,7 @@ Test(mpi_store_apply, no_manual_link_or_merge_takes_an_euid_past_1000_records)
     fc = feed_cmd(HIE__V1__FEED_ACTION__FEED_MERGE, "P0", NULL);
     merge_prior = NULL;
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    ctx = (hie_mpi_apply_ctx_t){txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL};
+    ctx = (hie_mpi_apply_ctx_t){txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL, 0};
     cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
     mdb_txn_abort(txn);
     cr_assert_eq(ctx.reject.code, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "1001 records");
@@ -933,7 +971,7 @@ Test(mpi_store_apply, no_manual_link_or_merge_takes_an_euid_past_1000_records)
     fc = feed_cmd(HIE__V1__FEED_ACTION__FEED_MERGE, "P0", NULL);
     merge_prior = NULL;
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    ctx = (hie_mpi_apply_ctx_t){txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL};
+    ctx = (hie_mpi_apply_ctx_t){txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL, 0};
     cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
     cr_assert_eq(mdb_txn_commit(txn), 0);
     cr_assert_eq(ctx.reject.code, 0, "a record alone merged in: the EUID stays at 1000");

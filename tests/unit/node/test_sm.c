@@ -549,6 +549,31 @@ Test(node_sm, applied_index_is_stored_and_survives_a_reopen)
     cr_assert_eq(org_get(st, "c")->created_index, 43);
 }
 
+/* The rules clock is the latest command time applied, not the last command's: a command
+ * stamped earlier (a node whose clock is behind) is held to the rules in force; it is kept
+ * with the applied index and survives a reopen. */
+Test(node_sm, the_rules_clock_never_goes_back_and_survives_a_reopen)
+{
+    node_state_t *st = state_open(0);
+    cr_assert_eq(hie_node__state_rules_ms(st), 0);
+    static const int64_t times[] = {T0 + 500, T0 + 100, T0 + 900, T0 + 200};
+    static const char *const ids[] = {"a", "b", "c", "d"};
+    for (size_t i = 0; i < 4; i++) {
+        struct cmd_spec sp = reg_spec(ids[i], ids[i], times[i]);
+        size_t len = 0;
+        uint8_t *cmd = cmd_pack(&sp, &len);
+        struct result r;
+        apply_raw(st, 1 + i, &cmd, &len, 1, &r);
+        hie_mem_free(cmd, len);
+        result_free(&r);
+        cr_assert_eq(hie_node__state_rules_ms(st), i < 2 ? T0 + 500 : T0 + 900, "after %zu",
+            i);
+    }
+    hie_node__state_close(&states[0]);
+    st = state_open(0);
+    cr_assert_eq(hie_node__state_rules_ms(st), T0 + 900);
+}
+
 struct order {
     char seen[8][16];
     size_t n;

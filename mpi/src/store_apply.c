@@ -614,26 +614,44 @@ merge_over(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiRecor
     return rc;
 }
 
+/* The survivor (*sv) and the record merged into it (*pr); both NULL when refused. */
 static int
-feed_merge(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCommand *cmd,
-    Hie__V1__MpiFeedReply **reply)
+merge_records(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCommand *cmd,
+    Hie__V1__MpiRecord **sv, Hie__V1__MpiRecord **pr)
 {
-    Hie__V1__MpiRecord *sv = NULL, *pr = NULL;
+    *sv = *pr = NULL;
     if (memcmp(cmd->rec_hash.data, cmd->prior_hash.data, HIE_MPI_REC_HASH_BYTES) == 0) {
         /* the proposer refuses it too; a command that says so anyway would leave the record
          * merged into itself, outside every EUID, its MRN unusable for good */
         return refuse(ctx, BAD, "prior_mrn", "a record cannot be merged into itself");
     }
-    int rc = store__rec_get(s, ctx->txn, cmd->rec_hash.data, ctx->arena, &sv);
-    if (rc == HIE_ENOTFOUND || (rc == 0 && sv->merged)) {
+    Hie__V1__MpiRecord *s_rec = NULL, *p_rec = NULL;
+    int rc = store__rec_get(s, ctx->txn, cmd->rec_hash.data, ctx->arena, &s_rec);
+    if (rc == HIE_ENOTFOUND || (rc == 0 && s_rec->merged)) {
         return refuse(ctx, NOT_FOUND, "patient.mrn", "no record of this MRN at this organization");
     }
-    rc = rc == 0 ? store__rec_get(s, ctx->txn, cmd->prior_hash.data, ctx->arena, &pr) : rc;
+    rc = rc == 0 ? store__rec_get(s, ctx->txn, cmd->prior_hash.data, ctx->arena, &p_rec) : rc;
     if (rc == HIE_ENOTFOUND) {
         return refuse(ctx, NOT_FOUND, "prior_mrn", "no record of this MRN at this organization");
     }
-    if (rc == 0 && pr->merged) {
+    if (rc == 0 && p_rec->merged) {
         return refuse(ctx, BAD, "prior_mrn", "already merged");
+    }
+    if (rc == 0) {
+        *sv = s_rec;
+        *pr = p_rec;
+    }
+    return rc;
+}
+
+static int
+feed_merge(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedCommand *cmd,
+    Hie__V1__MpiFeedReply **reply)
+{
+    Hie__V1__MpiRecord *sv = NULL, *pr = NULL;
+    int rc = merge_records(s, ctx, cmd, &sv, &pr);
+    if (rc != 0 || sv == NULL) {
+        return rc; /* an error, or refused */
     }
     uint32_t dp = 0, ds = 0;
     rc = rc == 0 ? mdepth_get(s, ctx->txn, pr->rec_hash.data, &dp) : rc;

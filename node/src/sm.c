@@ -137,6 +137,18 @@ cond_init_monotonic(pthread_cond_t *cv)
     pthread_condattr_destroy(&ca);
 }
 
+/* The committed applied index and rules clock. */
+static int
+state_meta_load(node_state_t *st)
+{
+    uint64_t applied = 0, rules = 0;
+    int rc = hie_node__state_applied_index(st, &applied);
+    atomic_store(&st->committed_index, applied);
+    rc = rc ? rc : meta_get_u64(st, "rules_ms", &rules);
+    st->rules_ms = (int64_t)rules;
+    return rc;
+}
+
 int
 hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_bytes,
     const char *node_id, node_metrics_t *metrics)
@@ -177,14 +189,8 @@ hie_node__state_open(node_state_t **out, const char *data_dir, uint64_t map_byte
     if (rc == 0) {
         rc = state_dbis_open(st);
     }
-    uint64_t applied = 0, rules = 0;
     if (rc == 0) {
-        rc = hie_node__state_applied_index(st, &applied);
-        atomic_store(&st->committed_index, applied);
-    }
-    if (rc == 0) {
-        rc = meta_get_u64(st, "rules_ms", &rules);
-        st->rules_ms = (int64_t)rules;
+        rc = state_meta_load(st);
     }
 
     if (rc == 0) {

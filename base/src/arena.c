@@ -95,6 +95,15 @@ hie_arena_reset(hie_arena_t *a)
     a->out_of_memory = false;
 }
 
+void
+hie_arena_wipe(hie_arena_t *a)
+{
+    HIE_ASSERT(a != NULL && a->magic == ARENA_MAGIC);
+    for (struct arena_block *b = a->head; b != NULL; b = b->next) {
+        explicit_bzero(b->data, b->used);
+    }
+}
+
 static struct arena_block *
 arena_grow(hie_arena_t *a, size_t bytes)
 {

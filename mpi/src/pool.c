@@ -365,6 +365,9 @@ hie_mpi_pool_end(hie_mpi_pool_t *pool)
         pool->item[i].ok = false;
     }
     for (unsigned t = 0; t < pool->threads; t++) {
+        if (pool->th[t].arena != NULL) {
+            hie_arena_wipe(pool->th[t].arena); /* decoded demographics */
+        }
         hie_arena_destroy(&pool->th[t].arena);
     }
     pool->n = 0;

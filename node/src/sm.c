@@ -931,6 +931,9 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
         rc = hie_proto_pack(&res.base, HIE_LOG_COMMAND_BYTES_MAX, &out->buf, &out->len);
     }
 out:
+    if (a.cmd != NULL && a.cmd->body_case == HIE__V1__COMMAND__BODY_MPI_FEED) {
+        hie_arena_wipe(arena); /* the feed's demographics, opened to match them */
+    }
     hie_arena_reset(arena);
     return rc;
 }

@@ -164,6 +164,9 @@ void hie_arena_destroy(hie_arena_t **arena);
  * block is kept and the others freed, the cap counts from zero again. For an owner that
  * would otherwise create and destroy an arena per item (fresh pages each time). */
 void hie_arena_reset(hie_arena_t *arena);
+/* Zeroes what the arena handed out (decrypted personal data must not stay in freed memory);
+ * call before hie_arena_reset or hie_arena_destroy. */
+void hie_arena_wipe(hie_arena_t *arena);
 /* Returns 16-aligned memory valid until destroy, or NULL when the cap or memory runs out
  * (hie_arena_cap_hit() then tells which). */
 void *hie_arena_alloc(hie_arena_t *arena, size_t bytes);

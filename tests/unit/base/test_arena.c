@@ -316,3 +316,23 @@ Test(base_arena, reset_keeps_the_newest_block_and_counts_the_cap_from_zero)
     hie_arena_destroy(&fresh);
     (void)first;
 }
+
+/* hie_arena_wipe zeroes what was handed out, in every block, before it is freed or reused. */
+Test(base_arena, wipe_zeroes_what_was_handed_out)
+{
+    hie_arena_t *a = NULL;
+    cr_assert_eq(hie_arena_create_first(&a, 1u << 20, 256), 0);
+    unsigned char *p[8];
+    for (size_t i = 0; i < 8; i++) {
+        p[i] = hie_arena_alloc(a, 200); /* several blocks */
+        cr_assert_not_null(p[i]);
+        memset(p[i], 0xA5, 200);
+    }
+    hie_arena_wipe(a);
+    for (size_t i = 0; i < 8; i++) {
+        for (size_t k = 0; k < 200; k++) {
+            cr_assert_eq(p[i][k], 0, "block %zu byte %zu", i, k);
+        }
+    }
+    hie_arena_destroy(&a);
+}

@@ -100,6 +100,7 @@ dbis_open(hie_mpi_store_t *s)
         {"mpi_histb", 0, offsetof(hie_mpi_store_t, hist)},
         {"mpi_meta", 0, offsetof(hie_mpi_store_t, meta)},
         {"mpi_mdepth", 0, offsetof(hie_mpi_store_t, mdepth)},
+        {"mpi_review_open", 0, offsetof(hie_mpi_store_t, review_open)},
     };
     MDB_txn *txn = NULL;
     int rc = store__rc(mdb_txn_begin(s->env, NULL, 0, &txn));

@@ -399,11 +399,45 @@ feed_fold(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const struct feed *fd, c
     return rc;
 }
 
+/* The key of a record's open item against a candidate EUID. */
+static MDB_val
+review_open_key(uint8_t *kb, const uint8_t *rec_hash, const char *euid)
+{
+    size_t n = strnlen(euid, HIE_MPI_EUID_BYTES);
+    memcpy(kb, rec_hash, HIE_MPI_REC_HASH_BYTES);
+    memcpy(kb + HIE_MPI_REC_HASH_BYTES, euid, n);
+    return (MDB_val){HIE_MPI_REC_HASH_BYTES + n, kb};
+}
+
+/* The open item of rec against euid, if any (0 with *id, or HIE_ENOTFOUND). */
+static int
+review_open_get(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *rec_hash, const char *euid,
+    uint64_t *id)
+{
+    uint8_t kb[HIE_MPI_REC_HASH_BYTES + HIE_MPI_EUID_BYTES];
+    MDB_val k = review_open_key(kb, rec_hash, euid), v;
+    int mrc = mdb_get(txn, s->review_open, &k, &v);
+    if (mrc == MDB_NOTFOUND) {
+        return HIE_ENOTFOUND;
+    }
+    if (mrc != 0 || v.mv_size != 8) {
+        return mrc != 0 ? HIE_ESTORAGE : HIE_ECORRUPT;
+    }
+    *id = hie_load_be64(v.mv_data);
+    return 0;
+}
+
 static int
 review_add(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiRecord *rec,
     Hie__V1__MatchExplanation *why, uint64_t *id)
 {
-    int rc = store__meta_u64(s, ctx->txn, "review_next", id);
+    bool dedup = store__rules_ms(ctx) >= STORE_REVIEW_DEDUP_SINCE_MS;
+    int rc = dedup ? review_open_get(s, ctx->txn, rec->rec_hash.data, why->candidate_euid, id)
+                   : HIE_ENOTFOUND;
+    if (rc != HIE_ENOTFOUND) {
+        return rc; /* 0: the record's item against this EUID is open already: that one */
+    }
+    rc = store__meta_u64(s, ctx->txn, "review_next", id);
     if (rc != 0) {
         return rc;
     }
@@ -420,6 +454,13 @@ review_add(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiRecor
     MDB_val k = {8, kb};
     rc = store__put_msg(ctx->txn, s->review, &k, &it.base);
     rc = rc == 0 ? store__meta_put_u64(s, ctx->txn, "review_next", *id) : rc;
+    if (rc == 0 && dedup) {
+        uint8_t okb[HIE_MPI_REC_HASH_BYTES + HIE_MPI_EUID_BYTES], idb[8];
+        MDB_val ok = review_open_key(okb, rec->rec_hash.data, why->candidate_euid);
+        MDB_val ov = {8, idb};
+        hie_store_be64(idb, *id);
+        rc = store__rc(mdb_put(ctx->txn, s->review_open, &ok, &ov, 0));
+    }
     return rc == 0 ? store__meta_add(s, ctx->txn, "review_open", 1) : rc;
 }
 
@@ -892,6 +933,10 @@ hie_mpi_store_apply_review(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx,
     MDB_val k = {8, kb};
     rc = rc == 0 ? store__put_msg(ctx->txn, s->review, &k, &it->base) : rc;
     rc = rc == 0 ? store__meta_add(s, ctx->txn, "review_open", -1) : rc;
+    uint8_t okb[HIE_MPI_REC_HASH_BYTES + HIE_MPI_EUID_BYTES];
+    MDB_val ok = review_open_key(okb, it->rec_hash.data, it->candidate_euid);
+    int drc = rc == 0 ? mdb_del(ctx->txn, s->review_open, &ok, NULL) : 0;
+    rc = rc == 0 && drc != 0 && drc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
     rc = rc == 0 ? hist_add(s, ctx, rec, prior, HIE__V1__FEED_ACTION__FEED_UNSPECIFIED,
         cmd->link ? HIE__V1__FEED_OUTCOME__OUTCOME_LINKED : HIE__V1__FEED_OUTCOME__OUTCOME_NEW,
         it->explanation) : rc;

@@ -22,6 +22,9 @@
  * consent fails closed for the patient). */
 #define STORE_EUID_BOUNDS_SINCE_MS 1796065200000ll
 #define STORE_MERGE_DEPTH_SINCE_MS 1796058000000ll
+/* An update that lands in review again against the same EUID reuses the record's open item
+ * instead of adding one more (2026-11-30T21:30Z, by the rules clock). */
+#define STORE_REVIEW_DEDUP_SINCE_MS 1796074200000ll
 /* The time a rule's start is compared with: the rules clock, never before the command's own. */
 static inline int64_t
 store__rules_ms(const hie_mpi_apply_ctx_t *ctx)
@@ -82,6 +85,8 @@ struct hie_mpi_store {
     MDB_env *env;
     MDB_dbi rec, euid, nolink, review, hist, meta;
     MDB_dbi mdepth; /* mpi_mdepth: live rec_hash -> u32, the longest A40 chain ending at it */
+    MDB_dbi review_open; /* mpi_review_open: rec_hash || candidate EUID -> the open item's id
+                          * (items since STORE_REVIEW_DEDUP_SINCE_MS) */
     store_blocks_t *blocks;   /* derived from the records' block keys; rebuilt at open */
     /* Term frequencies of names, derived from the records' tf keys (rebuilt at open, counted
      * by apply: see store__tf_change). Writer: the log thread; tf_lock for the others. */

@@ -928,6 +928,67 @@ review_decide(uint64_t id, bool link)
     return ctx.reject.code;
 }
 
+/* Applies a feed of P64 (action) with the chain's next demographics; its review item id. */
+static uint64_t
+p64_review(Hie__V1__FeedAction action)
+{
+    char mail[48], street[48];
+    snprintf(mail, sizeof(mail), "anna.b%d@mail.example", 64 / 2);
+    snprintf(street, sizeof(street), "%d main street", 1 + 65 / 2);
+    struct who w = {"anna", "berg", "1980-01-01", street, "arden", "", mail};
+    Hie__V1__MpiFeedCommand *fc = feed_cmd(action, "P64", &w);
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL,
+        feed_rules_ms};
+    Hie__V1__MpiFeedReply *reply = NULL;
+    cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    cr_assert_eq(reply->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_REVIEW, "action %d: outcome %d "
+        "%s %s", (int)action, (int)reply->outcome, ctx.reject.field, ctx.reject.message);
+    return reply->review_id;
+}
+
+static uint64_t
+review_open_count(void)
+{
+    MDB_txn *txn = NULL;
+    uint64_t records = 0, euids = 0, open = 0;
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(hie_mpi_store_counts(store, txn, &records, &euids, &open), 0);
+    mdb_txn_abort(txn);
+    return open;
+}
+
+/* An update that lands in review again against the same EUID reuses the record's open item
+ * (a member resending updates grew the queue without end). */
+Test(mpi_store_apply, an_update_reviewed_again_reuses_the_open_item)
+{
+    char e[16];
+    feed_rules_ms = 1796074200000ll;
+    cr_assert_eq(chain_of_one_person(0, 64, e), HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
+    uint64_t first = p64_review(HIE__V1__FEED_ACTION__FEED_CREATE);
+    for (int i = 0; i < 3; i++) {
+        hie_arena_reset(arena);
+        cr_assert_eq(p64_review(HIE__V1__FEED_ACTION__FEED_UPDATE), first, "update %d", i);
+    }
+    cr_assert_eq(review_open_count(), 1u);
+    cr_assert_eq(review_decide(first, false), 0);
+    cr_assert_eq(review_open_count(), 0u);
+}
+
+/* Before the rule (by the rules clock) every such update added an item, and replays so. */
+Test(mpi_store_apply, before_the_rule_each_update_reviewed_adds_an_item)
+{
+    char e[16];
+    feed_rules_ms = 1796065200000ll;
+    cr_assert_eq(chain_of_one_person(0, 64, e), HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
+    uint64_t first = p64_review(HIE__V1__FEED_ACTION__FEED_CREATE);
+    hie_arena_reset(arena);
+    cr_assert_neq(p64_review(HIE__V1__FEED_ACTION__FEED_UPDATE), first);
+    cr_assert_eq(review_open_count(), 2u);
+}
+
 /* An EUID of 1,000 records (the most member lists read): a review link or an A40 merge that
  * would add to it is refused; past it, consent would fail closed for the patient. */
 Test(mpi_store_apply, no_manual_link_or_merge_takes_an_euid_past_1000_records)

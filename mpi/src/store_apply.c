@@ -842,8 +842,8 @@ hie_mpi_store_apply_feed(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx,
 /* ---- review decisions and models --------------------------------------------------------- */
 
 static int
-review_load(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, uint64_t id, Hie__V1__ReviewItem **it,
-    Hie__V1__MpiRecord **rec)
+review_load(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, uint64_t id, bool keep_apart,
+    Hie__V1__ReviewItem **it, Hie__V1__MpiRecord **rec)
 {
     uint8_t kb[8];
     hie_store_be64(kb, id);
@@ -866,7 +866,8 @@ review_load(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, uint64_t id, Hie__V1__
         return HIE_ECORRUPT;
     }
     rc = store__rec_get(s, ctx->txn, (*it)->rec_hash.data, ctx->arena, rec);
-    if (rc == 0 && (*rec)->merged) {
+    bool closes = keep_apart && store__rules_ms(ctx) >= STORE_REVIEW_DEDUP_SINCE_MS;
+    if (rc == 0 && (*rec)->merged && !closes) { /* keep apart closes it (nothing to do) */
         return refuse(ctx, BAD, "id", "the record was merged since");
     }
     return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
@@ -906,13 +907,22 @@ hie_mpi_store_apply_review(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx,
     Hie__V1__MpiRecord *rec = NULL;
     uint8_t *members = NULL;
     size_t n = 0;
-    int rc = review_load(s, ctx, cmd->id, &it, &rec);
+    int rc = review_load(s, ctx, cmd->id, !cmd->link, &it, &rec);
     if (rc != 0 || ctx->reject.code != 0) {
         return rc;
     }
+    bool rules = store__rules_ms(ctx) >= STORE_REVIEW_DEDUP_SINCE_MS;
     rc = store__members_w(s, ctx->txn, it->candidate_euid, ctx->arena, &members, &n);
-    if (rc == 0 && n == 0) {
+    if (rc == 0 && n == 0 && (cmd->link || !rules)) {
         return refuse(ctx, BAD, "id", "the candidate enterprise id no longer exists");
+    }
+    if (rc == 0 && rules && !cmd->link && !rec->merged &&
+        strcmp(rec->euid, it->candidate_euid) == 0) {
+        return refuse(ctx, BAD, "id", "the record is in the candidate enterprise id already "
+            "(linked since the item opened): unlink it, then keep it apart");
+    }
+    if (rec->merged) {
+        n = 0; /* nothing left to keep apart: the item closes */
     }
     if (rc == 0 && cmd->link && n >= HIE_MPI_EUID_MEMBERS_MAX &&
         store__rules_ms(ctx) >= STORE_EUID_BOUNDS_SINCE_MS) {

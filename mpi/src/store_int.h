@@ -22,8 +22,11 @@
  * consent fails closed for the patient). */
 #define STORE_EUID_BOUNDS_SINCE_MS 1796065200000ll
 #define STORE_MERGE_DEPTH_SINCE_MS 1796058000000ll
-/* An update that lands in review again against the same EUID reuses the record's open item
- * instead of adding one more (2026-11-30T21:30Z, by the rules clock). */
+/* From 2026-11-30T21:30Z (by the rules clock): an update that lands in review again against
+ * the same EUID reuses the record's open item instead of adding one more; "keep apart"
+ * closes an item whose candidate EUID is gone or whose record was merged since (nothing left
+ * to keep apart: such items stayed open for good), and is refused for a record already in
+ * the candidate EUID (it used to write no-links and leave the record linked). */
 #define STORE_REVIEW_DEDUP_SINCE_MS 1796074200000ll
 /* The time a rule's start is compared with: the rules clock, never before the command's own. */
 static inline int64_t

@@ -921,7 +921,8 @@ review_decide(uint64_t id, bool link)
     cmd.link = link;
     MDB_txn *txn = NULL;
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL, 0};
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL,
+        feed_rules_ms};
     Hie__V1__ReviewDecideReply *reply = NULL;
     cr_assert_eq(hie_mpi_store_apply_review(store, &ctx, &cmd, &reply), 0);
     cr_assert_eq(mdb_txn_commit(txn), 0);
@@ -975,6 +976,53 @@ Test(mpi_store_apply, an_update_reviewed_again_reuses_the_open_item)
     cr_assert_eq(review_open_count(), 1u);
     cr_assert_eq(review_decide(first, false), 0);
     cr_assert_eq(review_open_count(), 0u);
+}
+
+/* "Keep apart" on an item whose candidate EUID has emptied since closes it (there is
+ * nothing left to keep apart; it stayed open for good); before the rule it is refused. */
+Test(mpi_store_apply, keep_apart_closes_an_item_whose_candidate_is_gone)
+{
+    char e[16];
+    feed_rules_ms = 1796065200000ll;
+    cr_assert_eq(chain_of_one_person(0, 64, e), HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
+    uint64_t item = p64_review(HIE__V1__FEED_ACTION__FEED_CREATE);
+    char out[16];
+    for (int i = 0; i < 63; i++) { /* every member leaves the candidate EUID: unlinked... */
+        char mrn[16];
+        snprintf(mrn, sizeof(mrn), "P%d", i);
+        hie_arena_reset(arena);
+        feed(HIE__V1__FEED_ACTION__FEED_UNLINK, mrn, NULL, out);
+    }
+    merge_prior = "P63"; /* ...and the last merged into another record */
+    feed(HIE__V1__FEED_ACTION__FEED_MERGE, "P0", NULL, out);
+    merge_prior = NULL;
+    cr_assert_eq(review_decide(item, false), HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+        "before the rule");
+    feed_rules_ms = 1796074200000ll;
+    cr_assert_eq(review_decide(item, true), HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+        "a link into an EUID that is gone");
+    cr_assert_eq(review_decide(item, false), 0, "kept apart: closed");
+    cr_assert_eq(review_open_count(), 0u);
+}
+
+/* "Keep apart" for a record that is in the candidate EUID already (linked through another
+ * item since) is refused with the way out; it wrote no-links and left the record linked. */
+Test(mpi_store_apply, keep_apart_of_a_record_linked_since_is_refused)
+{
+    char e[16], now[16];
+    feed_rules_ms = 1796065200000ll; /* two items for P64 against e, as before the rule */
+    cr_assert_eq(chain_of_one_person(0, 64, e), HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
+    uint64_t one = p64_review(HIE__V1__FEED_ACTION__FEED_CREATE);
+    hie_arena_reset(arena);
+    uint64_t two = p64_review(HIE__V1__FEED_ACTION__FEED_UPDATE);
+    feed_rules_ms = 1796074200000ll;
+    cr_assert_eq(review_decide(two, true), 0, "linked through the second item");
+    euid_of("P64", now);
+    cr_assert_str_eq(now, e);
+    cr_assert_eq(review_decide(one, false), HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST);
+    euid_of("P64", now);
+    cr_assert_str_eq(now, e, "still linked, and the item still open");
+    cr_assert_eq(review_open_count(), 1u);
 }
 
 /* Before the rule (by the rules clock) every such update added an item, and replays so. */

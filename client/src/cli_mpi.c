@@ -817,14 +817,18 @@ review_print(const struct cli *cli, const hie_envelope_t *reply)
         for (size_t i = 0; arr != NULL && i < r->n_items; i++) {
             json_array_append_new(arr, review_item_json(r->items[i]));
         }
-        (void)json_emit(json_pack("{s:o}", "items", arr));
+        (void)json_emit(json_pack("{s:o, s:I}", "items", arr, "next_after_id",
+            (json_int_t)r->next_after_id));
         return;
     }
     for (size_t i = 0; i < r->n_items; i++) {
         review_item_print(r->items[i]);
     }
-    if (r->n_items == 0) {
+    if (r->n_items == 0 && r->next_after_id == 0) {
         fputs("no review items\n", stdout);
+    }
+    if (r->next_after_id != 0) {
+        printf("more: --after %" PRIu64 "\n", r->next_after_id);
     }
 }
 

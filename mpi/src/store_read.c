@@ -349,8 +349,10 @@ hie_mpi_store_review_list(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__Revie
     MDB_cursor *cur = NULL;
     int rc = store__rc(mdb_cursor_open(txn, s->review, &cur));
     int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : 0;
+    uint64_t last = 0;
     for (unsigned scanned = 0; rc == 0 && mrc == 0 && out->n_items < limit &&
          scanned < REVIEW_SCAN_MAX; scanned++) {
+        last = k.mv_size == 8 ? hie_load_be64(k.mv_data) : last;
         ProtobufCMessage *m = NULL;
         rc = hie_proto_unpack(&hie__v1__review_item__descriptor,
             hie_span(v.mv_data, v.mv_size), arena, &m);
@@ -367,6 +369,9 @@ hie_mpi_store_review_list(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__Revie
         mdb_cursor_close(cur);
     }
     rc = rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+    /* stopped with the cursor on an item not looked at: the listing goes on after the last
+     * one looked at (open items past 10,000 closed ones are not hidden) */
+    out->next_after_id = rc == 0 && mrc == 0 ? last : 0;
     *reply = rc == 0 ? out : NULL;
     return rc;
 }

@@ -1220,8 +1220,11 @@ ctl_mpi_review_list(const struct ctl *c, hie_arena_t *arena)
     for (size_t i = 0; i < r->n_items; i++) {
         print_review_item(r->items[i]);
     }
-    if (r->n_items == 0) {
+    if (r->n_items == 0 && r->next_after_id == 0) {
         printf("no review items\n");
+    }
+    if (r->next_after_id != 0) {
+        printf("more: --after %" PRIu64 "\n", r->next_after_id);
     }
     return 0;
 }

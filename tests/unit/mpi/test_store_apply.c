@@ -1025,6 +1025,40 @@ Test(mpi_store_apply, keep_apart_of_a_record_linked_since_is_refused)
     cr_assert_eq(review_open_count(), 1u);
 }
 
+static Hie__V1__ReviewListReply *
+review_page(uint64_t after, uint32_t limit)
+{
+    Hie__V1__ReviewListRequest q = HIE__V1__REVIEW_LIST_REQUEST__INIT;
+    q.after_id = after;
+    q.limit = limit;
+    MDB_txn *txn = NULL;
+    Hie__V1__ReviewListReply *r = NULL;
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(hie_mpi_store_review_list(store, txn, &q, arena, &r), 0);
+    mdb_txn_abort(txn);
+    return r;
+}
+
+/* A listing that stops with items left says where to go on (a page, or the 10,000 items one
+ * listing looks at: open items behind as many closed ones were hidden, with no way on). */
+Test(mpi_store_apply, a_review_listing_says_where_it_goes_on)
+{
+    char e[16];
+    feed_rules_ms = 1796065200000ll; /* two items for P64, as before the dedup rule */
+    cr_assert_eq(chain_of_one_person(0, 64, e), HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
+    uint64_t one = p64_review(HIE__V1__FEED_ACTION__FEED_CREATE);
+    hie_arena_reset(arena);
+    uint64_t two = p64_review(HIE__V1__FEED_ACTION__FEED_UPDATE);
+    Hie__V1__ReviewListReply *r = review_page(0, 1);
+    cr_assert_eq(r->n_items, 1u);
+    cr_assert_eq(r->items[0]->id, one);
+    cr_assert_eq(r->next_after_id, one, "more after it");
+    r = review_page(r->next_after_id, 1);
+    cr_assert_eq(r->n_items, 1u);
+    cr_assert_eq(r->items[0]->id, two);
+    cr_assert_eq(r->next_after_id, 0u, "nothing after the last");
+}
+
 /* Before the rule (by the rules clock) every such update added an item, and replays so. */
 Test(mpi_store_apply, before_the_rule_each_update_reviewed_adds_an_item)
 {

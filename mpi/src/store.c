@@ -744,7 +744,12 @@ store__nolink(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, const uint8_t 
     memcpy(kb, a_first ? a : b, HIE_MPI_REC_HASH_BYTES);
     memcpy(kb + HIE_MPI_REC_HASH_BYTES, a_first ? b : a, HIE_MPI_REC_HASH_BYTES);
     MDB_val k = {sizeof(kb), kb}, v;
-    return mdb_get(txn, s->nolink, &k, &v) == 0;
+    int mrc = mdb_get(txn, s->nolink, &k, &v);
+    if (mrc != 0 && mrc != MDB_NOTFOUND) {
+        atomic_store(&s->read_failed, mrc); /* an apply that read it stops: see store_int.h */
+        return true;                          /* meanwhile the cautious answer: kept apart */
+    }
+    return mrc == 0;
 }
 
 /* ---- candidates and scoring -------------------------------------------------------------- */

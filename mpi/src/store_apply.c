@@ -836,6 +836,11 @@ hie_mpi_store_apply_feed(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx,
         rc = refuse(ctx, BAD, "action", "unknown action");
     }
     sodium_memzero(&fd.p, sizeof(fd.p));
+    if (rc == 0 && atomic_exchange(&s->read_failed, 0) != 0) {
+        /* a no-link read failed since the last feed (this one's, or the match pool's work
+         * for it): a decision may rest on it; the node stops and replay decides again */
+        return HIE_ESTORAGE;
+    }
     return rc;
 }
 

@@ -9,6 +9,7 @@
 #include "mpi_int.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #define STORE_MAGIC 0x4d504953u /* "MPIS" */
@@ -90,6 +91,9 @@ struct hie_mpi_store {
     MDB_dbi mdepth; /* mpi_mdepth: live rec_hash -> u32, the longest A40 chain ending at it */
     MDB_dbi review_open; /* mpi_review_open: rec_hash || candidate EUID -> the open item's id
                           * (items since STORE_REVIEW_DEDUP_SINCE_MS) */
+    /* A read that could not answer yes or no (an LMDB error, not "absent") during a decision:
+     * the feed's apply then fails (the node stops) instead of deciding on a guess. */
+    _Atomic int read_failed;
     store_blocks_t *blocks;   /* derived from the records' block keys; rebuilt at open */
     /* Term frequencies of names, derived from the records' tf keys (rebuilt at open, counted
      * by apply: see store__tf_change). Writer: the log thread; tf_lock for the others. */

@@ -226,6 +226,19 @@ Test(consent, deny_one_org_hides_the_patient_and_revoke_is_immediate, .timeout =
     itest_node_cleanup(&n);
 }
 
+/* Closes the four members' sessions, the arena and the node. */
+static void
+clients_stop(itest_node_t *n, hie_arena_t *a, hie_client_t *h, hie_client_t *h2,
+    hie_client_t *c, hie_client_t *au)
+{
+    hie_client_destroy(&h);
+    hie_client_destroy(&h2);
+    hie_client_destroy(&c);
+    hie_client_destroy(&au);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(n);
+}
+
 /* A page holds what fits half a frame: with limits.frame_bytes_max 8 KiB, 40 disclosures
  * come over several pages (each verified) instead of one reply too large to send. */
 Test(consent, a_report_page_stays_within_the_frame_limit, .timeout = 120)
@@ -260,12 +273,7 @@ Test(consent, a_report_page_stays_within_the_frame_limit, .timeout = 120)
     } while (tok[0] != '\0' && pages < 20);
     cr_assert_geq(pages, 2u, "one page held them all");
     cr_assert_eq(total, 40u, "the 40 PIX queries, each once: %zu", total);
-    hie_client_destroy(&h);
-    hie_client_destroy(&h2);
-    hie_client_destroy(&c);
-    hie_client_destroy(&au);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    clients_stop(&n, a, h, h2, c, au);
 }
 
 Test(consent, accounting_is_proven_paged_and_only_for_auditors, .timeout = 120)
@@ -342,12 +350,7 @@ Test(consent, accounting_is_proven_paged_and_only_for_auditors, .timeout = 120)
     cr_assert_eq(o->body_case, HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY);
     report_verify(o->audit_report_reply);
     cr_assert_eq(o->audit_report_reply->n_entries, 1u);
-    hie_client_destroy(&h);
-    hie_client_destroy(&h2);
-    hie_client_destroy(&c);
-    hie_client_destroy(&au);
-    hie_arena_destroy(&a);
-    itest_node_cleanup(&n);
+    clients_stop(&n, a, h, h2, c, au);
 }
 
 static size_t
@@ -1340,20 +1343,27 @@ queries(itest_node_t *n, const char *tag, int count, hie_arena_t *a)
     cr_assert(itest_log_wait(n, needle, 15000), "checkpoint %s", needle);
 }
 
+/* A node with six audit records (PIX queries) under a checkpoint, stopped. */
+static void
+six_records_stopped(itest_node_t *n, hie_arena_t *a)
+{
+    setup(n, NULL);
+    hie_client_t *h = itest_client(n, HOSP), *c = itest_client(n, CLINIC);
+    two_records(h, c, a);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    queries(n, "a", 6, a);
+    cr_assert_eq(itest_node_stop(n, SIGTERM), 0);
+}
+
 /* A node whose audit tree was cut back below the last checkpoint it signed refuses to
  * start (it would sign a second, conflicting head for those sizes); restored, it starts. */
 Test(consent, a_node_whose_tree_no_longer_extends_its_checkpoint_does_not_start,
     .timeout = 120)
 {
     itest_node_t n;
-    setup(&n, NULL);
     hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    two_records(h, c, a);
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    queries(&n, "a", 6, a);
-    cr_assert_eq(itest_node_stop(&n, SIGTERM), 0);
+    six_records_stopped(&n, a);
     char out[8192];
     cr_assert_eq(itest_sh(out, sizeof(out), "cp -a '%s' '%s.orig'", n.data_dir, n.data_dir), 0);
     tamper(&n, TRUNCATE, 4);
@@ -1397,14 +1407,8 @@ fork_note(itest_node_t *n, const char *path)
 Test(consent, audit_verify_detects_edit_delete_reorder_truncate_and_fork, .timeout = 300)
 {
     itest_node_t n;
-    setup(&n, NULL);
     hie_arena_t *a = arena_new();
-    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
-    two_records(h, c, a);
-    hie_client_destroy(&h);
-    hie_client_destroy(&c);
-    queries(&n, "a", 6, a);
-    cr_assert_eq(itest_node_stop(&n, SIGTERM), 0);
+    six_records_stopped(&n, a);
     char out[8192], cmd[3 * ITEST_PATH];
     cr_assert_eq(verify(&n, NULL, out, sizeof(out)), 0, "untouched log verifies: %s", out);
     cr_assert(strstr(out, "audit log verified: records=6") != NULL, "%s", out);

@@ -187,15 +187,23 @@ Test(durability, crl_reload_on_sighup_and_admin_command)
     cr_assert_eq(itest_hie(&node, "general-hospital", out, sizeof(out), "whoami"), 0, "%s", out);
 }
 
+/* The node again on a PKI of its own (a test that revokes or rewrites the CRL), checking
+ * the CRL file every crl_ms. */
+static void
+restart_own_pki(uint32_t crl_ms)
+{
+    itest_node_stop(&node, SIGTERM);
+    itest_node_own_pki(&node);
+    node.opts.crl_check_interval_ms = crl_ms;
+    itest_node_write_config(&node);
+    itest_node_start(&node);
+}
+
 /* reference.md S3: a CRL the CA publishes reaches open sessions with no reload by the
  * operator, within tls.crl_check_interval_ms (300 ms here). */
 Test(durability, published_crl_cuts_an_open_session_without_a_reload)
 {
-    itest_node_stop(&node, SIGTERM);
-    itest_node_own_pki(&node);
-    node.opts.crl_check_interval_ms = 300;
-    itest_node_write_config(&node);
-    itest_node_start(&node);
+    restart_own_pki(300);
     itest_register(&node, "riverside-clinic", "clinic");
     hie_client_t *open_session = itest_client(&node, "riverside-clinic");
     cr_assert_eq(itest_ping(open_session, NULL), 0);
@@ -247,11 +255,7 @@ Test(durability, expired_certificate_cuts_an_open_session)
  * and on /healthz (503), and shows when the CRL expires on /metrics; a new CRL ends it. */
 Test(durability, an_expired_crl_is_said_and_a_new_one_ends_it)
 {
-    itest_node_stop(&node, SIGTERM);
-    itest_node_own_pki(&node);
-    node.opts.crl_check_interval_ms = 300;
-    itest_node_write_config(&node);
-    itest_node_start(&node);
+    restart_own_pki(300);
     char out[1 << 16];
     cr_assert_eq(itest_http_get(&node, "/healthz", out, sizeof(out)), 200);
     cr_assert_eq(itest_http_get(&node, "/metrics", out, sizeof(out)), 200);
@@ -298,11 +302,7 @@ reloads_failed(void)
  * slow to take it) waited for the next change of the file. */
 Test(durability, a_crl_that_fails_to_load_is_retried_until_it_loads)
 {
-    itest_node_stop(&node, SIGTERM);
-    itest_node_own_pki(&node);
-    node.opts.crl_check_interval_ms = 200;
-    itest_node_write_config(&node);
-    itest_node_start(&node);
+    restart_own_pki(200);
     char out[4096];
     cr_assert_eq(itest_sh(out, sizeof(out), "cp '%s/ca/crl.pem' '%s/crl.good' && "
         "echo garbage > '%s/ca/crl.pem'", node.pki, node.root, node.pki), 0, "%s", out);

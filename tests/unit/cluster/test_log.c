@@ -552,19 +552,33 @@ Test(cluster_log, reopen_replays_entries_after_the_applied_index_in_order)
 }
 
 /* Submits cmd with token and waits for its answer (rc 0, the same token); returns its index. */
+/* The next reply on d is token's, with rc; returns its index. */
 static uint64_t
-submit_one(void *d, uint64_t token, const char *cmd)
+reply_take(void *d, uint64_t token, int rc_want)
 {
-    cr_assert_eq(hie_cluster_submit_send(d, token, hie_span(cmd, strlen(cmd))), 0);
     uint64_t tok = 0, index = 0;
     int rc = -1;
     uint8_t *res = NULL;
     size_t res_len = 0;
     cr_assert_eq(recv_one(d, 10000, &tok, &rc, &index, &res, &res_len), 0);
     cr_assert_eq(tok, token);
-    cr_assert_eq(rc, 0);
+    cr_assert_eq(rc, rc_want, "token %lu: %s", (unsigned long)tok, hie_strerror_name(rc));
     hie_mem_free(res, res_len);
     return index;
+}
+
+static uint64_t
+submit_one(void *d, uint64_t token, const char *cmd)
+{
+    cr_assert_eq(hie_cluster_submit_send(d, token, hie_span(cmd, strlen(cmd))), 0);
+    return reply_take(d, token, 0);
+}
+
+/* The next reply on d is token's, with rc and index. */
+static void
+reply_expect(void *d, uint64_t token, int rc_want, uint64_t index_want)
+{
+    cr_assert_eq(reply_take(d, token, rc_want), index_want, "token %lu", (unsigned long)token);
 }
 
 /* A command the log reads after its deadline is not appended, and its submitter hears
@@ -578,18 +592,8 @@ Test(cluster_log, a_command_past_its_deadline_is_answered_and_not_appended)
     uint64_t past = hie_time_mono_ns() - 1, later = hie_time_mono_ns() + 60000000000ull;
     cr_assert_eq(hie_cluster_submit_send_by(d, 1, hie_span("late", 4), past), 0);
     cr_assert_eq(hie_cluster_submit_send_by(d, 2, hie_span("on time", 7), later), 0);
-    for (uint64_t want = 1; want <= 2; want++) {
-        uint64_t tok = 0, index = 0;
-        int rc = -1;
-        uint8_t *res = NULL;
-        size_t res_len = 0;
-        cr_assert_eq(recv_one(d, 10000, &tok, &rc, &index, &res, &res_len), 0);
-        cr_assert_eq(tok, want);
-        cr_assert_eq(rc, want == 1 ? HIE_ETIMEDOUT : 0, "token %lu: %s", (unsigned long)tok,
-            hie_strerror_name(rc));
-        cr_assert_eq(index, want == 1 ? 0u : 1u, "the late one takes no index");
-        hie_mem_free(res, res_len);
-    }
+    reply_expect(d, 1, HIE_ETIMEDOUT, 0); /* the late one takes no index */
+    reply_expect(d, 2, 0, 1);
     dealer_close(d);
     cr_assert_eq(hie_cluster_log_last_index(log), 1u);
     log_close(&log);
@@ -622,13 +626,7 @@ Test(cluster_log, a_replay_interrupted_between_batches_commits_what_it_applied)
         cr_assert_eq(hie_cluster_submit_send(d, i, hie_span(cmd, strlen(cmd))), 0);
     }
     for (unsigned i = 1; i <= LONG_LOG; i++) {
-        uint64_t tok = 0, index = 0;
-        int rc = -1;
-        uint8_t *res = NULL;
-        size_t res_len = 0;
-        cr_assert_eq(recv_one(d, 10000, &tok, &rc, &index, &res, &res_len), 0);
-        cr_assert_eq(rc, 0);
-        hie_mem_free(res, res_len);
+        reply_expect(d, i, 0, i);
     }
     dealer_close(d);
     log_close(&log);

@@ -228,6 +228,14 @@ ctx_load_files(hie_client_t *c, const hie_client_config_t *cfg)
     if (SSL_CTX_load_verify_file(c->ctx, cfg->ca_file) != 1) {
         return ctx_file_error(c, "load ca file", cfg->ca_file);
     }
+    if (cfg->crl_file != NULL) {
+        X509_STORE *store = SSL_CTX_get_cert_store(c->ctx);
+        X509_LOOKUP *lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+        if (lookup == NULL || X509_load_crl_file(lookup, cfg->crl_file, X509_FILETYPE_PEM) <= 0) {
+            return ctx_file_error(c, "load crl", cfg->crl_file);
+        }
+        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    }
     if (cfg->cert_file == NULL) {
         return 0;
     }

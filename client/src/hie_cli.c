@@ -433,6 +433,8 @@ cli_help(FILE *f)
           "options (before the command):\n"
           "  --addr HOST:PORT     node address (env HIE_ADDR, default " CLI_ADDR_DEFAULT ")\n"
           "  --ca FILE            CA certificate the node must chain to (env HIE_CA)\n"
+          "  --crl FILE           the CA's CRL: a revoked node certificate is refused\n"
+          "                       (env HIE_CRL; default: not checked)\n"
           "  --cert FILE          member certificate (env HIE_CERT)\n"
           "  --key FILE           member private key (env HIE_KEY)\n"
           "  --server-name NAME   node name expected in its certificate (env HIE_SERVER_NAME;\n"
@@ -470,13 +472,14 @@ cli_help(FILE *f)
 }
 
 enum cli_opt {
-    OPT_ADDR = 256, OPT_CA, OPT_CERT, OPT_KEY, OPT_SERVER_NAME, OPT_TIMEOUT, OPT_JSON,
+    OPT_ADDR = 256, OPT_CA, OPT_CRL, OPT_CERT, OPT_KEY, OPT_SERVER_NAME, OPT_TIMEOUT, OPT_JSON,
     OPT_TLS12, OPT_TLS_MAX, OPT_PURPOSE, OPT_ID, OPT_VERSION,
 };
 
 static const struct option cli_global_options[] = {
     {"addr", required_argument, NULL, OPT_ADDR},
     {"ca", required_argument, NULL, OPT_CA},
+    {"crl", required_argument, NULL, OPT_CRL},
     {"cert", required_argument, NULL, OPT_CERT},
     {"key", required_argument, NULL, OPT_KEY},
     {"server-name", required_argument, NULL, OPT_SERVER_NAME},
@@ -602,6 +605,9 @@ cli_global_value(struct cli *cli, int opt, const char *val)
     case OPT_CA:
         cli->cfg.ca_file = val;
         break;
+    case OPT_CRL:
+        cli->cfg.crl_file = val;
+        break;
     case OPT_CERT:
         cli->cfg.cert_file = val;
         break;
@@ -675,6 +681,7 @@ cli_init(struct cli *cli)
     cli->timeout_ms = CLI_TIMEOUT_MS_DEFAULT;
     cli->purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED;
     cli->cfg.ca_file = env_or_null("HIE_CA");
+    cli->cfg.crl_file = env_or_null("HIE_CRL");
     cli->cfg.cert_file = env_or_null("HIE_CERT");
     cli->cfg.key_file = env_or_null("HIE_KEY");
     cli->cfg.server_name = env_or_null("HIE_SERVER_NAME");

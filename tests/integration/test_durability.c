@@ -199,6 +199,27 @@ restart_own_pki(uint32_t crl_ms)
     itest_node_start(&node);
 }
 
+/* A member given the CA's CRL (hie --crl) refuses a node whose certificate was revoked (a
+ * stolen node key); without it the member cannot tell, as before. */
+Test(durability, a_member_with_the_crl_refuses_a_revoked_node_certificate)
+{
+    restart_own_pki(0);
+    itest_register(&node, "general-hospital", "hospital");
+    char out[4096];
+    int rc = itest_hie(&node, "general-hospital", out, sizeof(out), "--crl '%s/ca/crl.pem' "
+        "whoami", node.pki);
+    cr_assert_eq(rc, 0, "not revoked yet: %s", out);
+    rc = itest_sh(out, sizeof(out), "bash %s/deploy/pki.sh revoke '%s' node-1", HIE_SOURCE_DIR,
+        node.pki);
+    cr_assert_eq(rc, 0, "%s", out);
+    rc = itest_hie(&node, "general-hospital", out, sizeof(out), "--crl '%s/ca/crl.pem' whoami",
+        node.pki);
+    cr_assert_neq(rc, 0, "a revoked node certificate accepted: %s", out);
+    cr_assert(strstr(out, "revoked") != NULL, "%s", out);
+    rc = itest_hie(&node, "general-hospital", out, sizeof(out), "whoami");
+    cr_assert_eq(rc, 0, "without the CRL: %s", out);
+}
+
 /* reference.md S3: a CRL the CA publishes reaches open sessions with no reload by the
  * operator, within tls.crl_check_interval_ms (300 ms here). */
 Test(durability, published_crl_cuts_an_open_session_without_a_reload)

@@ -234,6 +234,10 @@ node_open_storage(node_ctx_t *ctx)
             return rc;
         }
     }
+    if (ctx->cfg.crl_file[0] != '\0' && stat(ctx->cfg.crl_file, &ctx->crl_seen) != 0) {
+        memset(&ctx->crl_seen, 0, sizeof(ctx->crl_seen)); /* the load below says why */
+    }
+    /* stat before the load: a CRL replaced in between is loaded again at the first check */
     rc = hie_node__tls_ctx_build(&ctx->cfg, &ctx->ssl_ctx_initial, err, sizeof(err));
     if (rc != 0) {
         hie_log_error("node", "cannot set up tls", " reason=\"%s\"", err);
@@ -381,11 +385,10 @@ crl_expiry_watch(node_ctx_t *ctx, uint64_t *last_ns)
 static void
 node_signal_loop(node_ctx_t *ctx, int sfd)
 {
-    struct stat crl = {0};
+    struct stat crl = ctx->crl_seen; /* as loaded at start: a change since is not missed */
     bool watch = ctx->cfg.crl_file[0] != '\0';
     uint64_t crl_said_ns = 0;
     if (watch) {
-        (void)crl_changed(ctx->cfg.crl_file, &crl);
         crl_expiry_watch(ctx, &crl_said_ns);
     }
     for (;;) {

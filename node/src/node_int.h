@@ -29,6 +29,7 @@
 #include <openssl/ssl.h>
 #include <sodium.h>
 #include <stdatomic.h>
+#include <sys/stat.h>
 
 #define HIE_NODE_VERSION "0.1.0"
 #define NODE_PATH_MAX 4096
@@ -481,6 +482,7 @@ typedef struct node_ctx {
     node_state_t *state;
     hie_cluster_log_t *log;
     bool replay_stopped;        /* a stop signal ended the startup replay (main) */
+    struct stat crl_seen;       /* the CRL file as stat'd before its first load (main) */
     SSL_CTX *ssl_ctx_initial;   /* owned by main; each edge thread takes its own reference */
     int listen_fd;              /* owned by main; every edge thread accepts from it */
     _Atomic uint32_t edge_load[NODE_EDGES_MAX]; /* open connections per edge thread */

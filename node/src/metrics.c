@@ -23,7 +23,7 @@ static const char *const outcome_names[OUT_COUNT] = {
 };
 const char *const hie_node__hs_reason_names[HS_REASON_COUNT] = {
     "no_certificate", "unknown_ca", "expired", "not_yet_valid", "revoked", "bad_purpose",
-    "protocol_version", "timeout", "other",
+    "protocol_version", "timeout", "other", "crl",
 };
 
 enum node_outcome

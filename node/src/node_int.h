@@ -102,7 +102,9 @@ HIE_MUST_CHECK int hie_node__secret_file_check(const char *path, const char *key
 /* ---- metrics (metrics.c) ----------------------------------------------------------------- */
 enum node_hs_reason {
     HS_NO_CERT, HS_UNKNOWN_CA, HS_EXPIRED, HS_NOT_YET_VALID, HS_REVOKED, HS_BAD_PURPOSE,
-    HS_PROTOCOL_VERSION, HS_TIMEOUT, HS_OTHER, HS_REASON_COUNT
+    HS_PROTOCOL_VERSION, HS_TIMEOUT, HS_OTHER,
+    HS_CRL,                     /* the CRL itself: expired, not yet valid, missing, bad */
+    HS_REASON_COUNT
 };
 enum node_req_kind { REQ_KIND_PING, REQ_KIND_WHOAMI, REQ_KIND_OTHER, REQ_KIND_COUNT };
 enum node_outcome {

@@ -172,8 +172,13 @@ hie_node__tls_reason(long verify_result, unsigned long ssl_err)
     case X509_V_OK:
         break;
     case X509_V_ERR_CERT_HAS_EXPIRED:
-    case X509_V_ERR_CRL_HAS_EXPIRED:
         return HS_EXPIRED;
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+    case X509_V_ERR_CRL_NOT_YET_VALID:
+    case X509_V_ERR_UNABLE_TO_GET_CRL:
+    case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+        return HS_CRL; /* every member is refused: the operator's CRL, not the member */
     case X509_V_ERR_CERT_NOT_YET_VALID:
         return HS_NOT_YET_VALID;
     case X509_V_ERR_CERT_REVOKED:

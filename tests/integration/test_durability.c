@@ -293,6 +293,11 @@ Test(durability, an_expired_crl_is_said_and_a_new_one_ends_it)
     cr_assert(itest_log_wait(&node, "the crl has expired", 5000), "not said");
     cr_assert_eq(itest_http_get(&node, "/healthz", out, sizeof(out)), 503);
     cr_assert(strstr(out, "crl expired") != NULL, "%s", out);
+    /* a member refused meanwhile is counted under the CRL, not as an expired certificate */
+    itest_register(&node, "general-hospital", "hospital");
+    cr_assert_neq(itest_hie(&node, "general-hospital", out, sizeof(out), "whoami"), 0, "%s",
+        out);
+    cr_assert(itest_log_wait(&node, "reason=crl", 3000), "not counted under the CRL");
     char later[32];
     t = time(NULL) + 86400; /* valid from an hour ago until tomorrow (not from tomorrow) */
     gmtime_r(&t, &tm);

@@ -56,7 +56,8 @@ hie_node__crl_next_update_ms(const char *crl_file)
         const ASN1_TIME *last = X509_CRL_get0_lastUpdate(crl);
         if (last != NULL && ASN1_TIME_diff(&days, &secs, NULL, last) == 1 &&
             (days > 0 || secs > 0)) {
-            ms = 1; /* not yet valid: refused as an expired one is */
+            ms = 1000; /* not yet valid: refused as an expired one is (shows as 1 s past
+                        * 1970 on /metrics, where 0 means no CRL) */
         } else if (next != NULL && ASN1_TIME_diff(&days, &secs, NULL, next) == 1) {
             int64_t at = now + ((int64_t)days * 86400 + secs) * 1000;
             ms = ms == 0 || at < ms ? at : ms; /* the earliest of the file's CRLs */

@@ -11,6 +11,7 @@
  * Callers: the command table in hie_cli.c.
  */
 #include "cli_int.h"
+#include "consent_json.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -295,9 +296,10 @@ static void
 cell_safe(char *out, size_t cap, const char *s)
 {
     size_t n = 0;
-    for (; s != NULL && s[n] != '\0' && n + 1 < cap; n++) {
-        unsigned char ch = (unsigned char)s[n];
-        out[n] = ch < 0x20 || ch == 0x7f ? '?' : ch == ' ' ? '_' : (char)ch;
+    while (s != NULL && *s != '\0' && n + 1 < cap) {
+        size_t u = hie_text_unsafe_len(s);
+        out[n++] = u > 0 ? '?' : *s == ' ' ? '_' : *s;
+        s += u > 0 ? u : 1;
     }
     out[n] = '\0';
 }

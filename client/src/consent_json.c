@@ -206,13 +206,35 @@ json_depth_ok(const char *text, size_t len)
     return true;
 }
 
-/* Control characters in s (NUL-terminated) become '?': err texts reach a terminal. */
+size_t
+hie_text_unsafe_len(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (u[0] < 0x20 || u[0] == 0x7f) {
+        return u[0] == '\0' ? 0 : 1;
+    }
+    if (u[0] == 0xc2 && u[1] >= 0x80 && u[1] <= 0x9f) {
+        return 2;
+    }
+    if (u[0] == 0xe2 && u[1] == 0x80 &&
+        ((u[2] >= 0x8e && u[2] <= 0x8f) || (u[2] >= 0xa8 && u[2] <= 0xae))) {
+        return 3;
+    }
+    return u[0] == 0xe2 && u[1] == 0x81 && u[2] >= 0xa6 && u[2] <= 0xa9 ? 3 : 0;
+}
+
+/* Unsafe sequences in s (NUL-terminated) become '?' (the rest moves up): err texts reach a
+ * terminal. */
 static void
 text_safe(char *s)
 {
-    for (; *s != '\0'; s++) {
-        *s = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+    char *w = s;
+    while (*s != '\0') {
+        size_t n = hie_text_unsafe_len(s);
+        *w++ = n > 0 ? '?' : *s;
+        s += n > 0 ? n : 1;
     }
+    *w = '\0';
 }
 
 int
@@ -905,13 +927,16 @@ prov_summary(const Hie__V1__ConsentProvision *p, struct sbuf *b)
     }
 }
 
-/* Node text for a padded column: control characters become '?', at most cap - 1 bytes. */
+/* Node text for a padded column: unsafe sequences become '?' and spaces '_' (they would
+ * shift the columns), at most cap - 1 bytes. */
 static const char *
 col(const char *s, char *buf, size_t cap)
 {
     size_t i = 0;
-    for (; s != NULL && s[i] != '\0' && i + 1 < cap; i++) {
-        buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    while (s != NULL && *s != '\0' && i + 1 < cap) {
+        size_t n = hie_text_unsafe_len(s);
+        buf[i++] = n > 0 ? '?' : *s == ' ' ? '_' : *s;
+        s += n > 0 ? n : 1;
     }
     buf[i] = '\0';
     return i > 0 ? buf : "-";

@@ -53,6 +53,11 @@ HIE_MUST_CHECK int hie_consent_json_time_parse(const char *s, int64_t *ms);
 /* ms since the epoch as "YYYY-MM-DDThh:mm:ss[.mmm]Z" into buf (at least
  * HIE_CONSENT_JSON_TIME_BYTES, asserted); "-" for 0 or a negative time. Returns buf. */
 const char *hie_consent_json_time_format(int64_t ms, char *buf, size_t buf_bytes);
+/* Bytes of a sequence at s that must not reach a terminal as they are (0: none): an ASCII
+ * control character, a C1 control (U+0080..U+009F) or a bidirectional or line-separating
+ * format character (U+200E/F, U+2028..U+202E, U+2066..U+2069), which could move the cursor,
+ * forge a line or reverse the text an operator reads. */
+size_t hie_text_unsafe_len(const char *s);
 
 /* Reads path ("-": stdin) whole, at most max_bytes. [out] *buf: malloc'd, NUL-terminated, the
  * caller frees it (wiping it first when it holds PHI); *len. Returns 0, HIE_ELIMIT (larger),

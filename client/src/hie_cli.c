@@ -15,6 +15,7 @@
  * carry it must be printed only where the user asked for them, never in error lines.
  */
 #include "cli_int.h"
+#include "consent_json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -159,6 +160,12 @@ json_str(FILE *f, const char *s)
             fputs("\\r", f);
         } else if (ch < 0x20 || ch == 0x7f) {
             fprintf(f, "\\u%04x", (unsigned)ch);
+        } else if ((n = hie_text_unsafe_len((const char *)p)) > 1) {
+            /* C1, bidirectional and line-separator characters: escaped, never raw */
+            unsigned cp = n == 2 ? ((p[0] & 0x1fu) << 6) | (p[1] & 0x3fu)
+                                 : ((p[0] & 0x0fu) << 12) | ((p[1] & 0x3fu) << 6) |
+                                       (p[2] & 0x3fu);
+            fprintf(f, "\\u%04x", cp);
         } else if ((n = utf8_seq_len(p)) == 0) {
             fputs("\\ufffd", f);
             n = 1;
@@ -217,9 +224,10 @@ hie_cli__handling_print(FILE *f, const Hie__V1__Handling *h)
 void
 hie_cli__fputs_safe(FILE *f, const char *s)
 {
-    for (size_t i = 0; s[i] != '\0' && i < CLI_NODE_TEXT_BYTES_MAX; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        fputc(ch < 0x20 || ch == 0x7f ? '?' : ch, f);
+    for (size_t i = 0; s[i] != '\0' && i < CLI_NODE_TEXT_BYTES_MAX;) {
+        size_t n = hie_text_unsafe_len(s + i);
+        fputc(n > 0 ? '?' : s[i], f);
+        i += n > 0 ? n : 1;
     }
 }
 

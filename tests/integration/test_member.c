@@ -145,6 +145,20 @@ Test(member, an_operator_command_under_another_commands_id_is_refused)
         "--name 'Id Clinic' --roles clinic"), 0, "the same kind again: a repeat: %s", out);
 }
 
+/* Node text with a bidirectional override (U+202E) or a C1 control reaches the member's
+ * terminal escaped: it could reverse or rewrite what an operator reads. */
+Test(member, node_text_with_bidi_or_c1_characters_is_escaped)
+{
+    char out[2048];
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "org register st-mary-hospital --name "
+        "'St Mary \xe2\x80\xae lanoisivorp \xc2\x9b" "[2J' --roles hospital"), 0, "%s", out);
+    int rc = itest_hie(&node, "st-mary-hospital", out, sizeof(out), "whoami");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "\xe2\x80\xae") == NULL && strstr(out, "\xc2\x9b") == NULL,
+        "raw: %s", out);
+    cr_assert(strstr(out, "\\u202e") != NULL && strstr(out, "\\u009b") != NULL, "%s", out);
+}
+
 /* hiectl --timeout takes 1..3600000 ms: a negative value (an endless wait with atoi) or
  * garbage (no wait at all) is refused with a clear message before anything is sent. */
 Test(member, hiectl_refuses_a_timeout_out_of_range)

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +216,14 @@ json_emit(json_t *obj)
     return CLI_EXIT_OK;
 }
 
+/* A number from the node as JSON: null for NaN or infinity, which JSON cannot hold (jansson
+ * refused the whole object, and the row went missing from the output). */
+static json_t *
+jnum(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
 static json_t *
 explanation_json(const Hie__V1__MatchExplanation *x)
 {
@@ -224,12 +233,13 @@ explanation_json(const Hie__V1__MatchExplanation *x)
     json_t *fields = json_array();
     for (size_t i = 0; fields != NULL && i < x->n_fields; i++) {
         const Hie__V1__FieldScore *f = x->fields[i];
-        json_array_append_new(fields, json_pack("{s:o, s:o, s:f}", "field", jstr(f->field),
-                                          "level", jstr(f->level), "weight", f->weight));
+        json_array_append_new(fields, json_pack("{s:o, s:o, s:o}", "field", jstr(f->field),
+                                          "level", jstr(f->level), "weight", jnum(f->weight)));
     }
-    return json_pack("{s:o, s:f, s:f, s:o, s:I, s:o}", "candidate_euid",
-        jstr(x->candidate_euid), "weight", x->weight, "probability", x->probability, "rule",
-        jstr(x->rule), "model_version", (json_int_t)x->model_version, "fields", fields);
+    return json_pack("{s:o, s:o, s:o, s:o, s:I, s:o}", "candidate_euid",
+        jstr(x->candidate_euid), "weight", jnum(x->weight), "probability",
+        jnum(x->probability), "rule", jstr(x->rule), "model_version",
+        (json_int_t)x->model_version, "fields", fields);
 }
 
 static json_t *
@@ -629,9 +639,9 @@ pdq_json(const Hie__V1__PdqReply *r)
     json_t *arr = json_array();
     for (size_t i = 0; arr != NULL && i < r->n_candidates; i++) {
         const Hie__V1__PdqCandidate *c = r->candidates[i];
-        json_array_append_new(arr, json_pack("{s:I, s:o, s:f, s:f, s:o, s:o, s:o}", "rank",
-            (json_int_t)(i + 1), "euid", jstr(c->euid), "probability", c->probability,
-            "weight", c->weight, "ids", ids_json(c->ids, c->n_ids), "demographics",
+        json_array_append_new(arr, json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "rank",
+            (json_int_t)(i + 1), "euid", jstr(c->euid), "probability", jnum(c->probability),
+            "weight", jnum(c->weight), "ids", ids_json(c->ids, c->n_ids), "demographics",
             demographics_json(c->demographics), "explanation",
             explanation_json(c->explanation)));
     }

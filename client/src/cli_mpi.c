@@ -307,9 +307,17 @@ cell_safe(char *out, size_t cap, const char *s)
 {
     size_t n = 0;
     while (s != NULL && *s != '\0' && n + 1 < cap) {
-        size_t u = hie_text_unsafe_len(s);
-        out[n++] = u > 0 ? '?' : *s == ' ' ? '_' : *s;
-        s += u > 0 ? u : 1;
+        bool bad = false;
+        size_t u = hie_text_char(s, &bad);
+        if (bad || *s == ' ') {
+            out[n++] = bad ? '?' : '_';
+        } else if (n + u < cap) {
+            memcpy(out + n, s, u);
+            n += u;
+        } else {
+            break; /* no half characters */
+        }
+        s += u;
     }
     out[n] = '\0';
 }

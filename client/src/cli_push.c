@@ -357,6 +357,20 @@ rx_read(struct rx *rx, uint32_t timeout_ms, hie_arena_t **arena, hie_envelope_t 
     return rc;
 }
 
+/* Whether the inbox holds env's delivery (the same seq) already. */
+static bool
+rx_inbox_has(const struct rx *rx, const hie_envelope_t *env)
+{
+    const Hie__V1__Delivery *d = env->delivery;
+    for (size_t i = 0; d != NULL && i < rx->inbox_count; i++) {
+        const hie_envelope_t *e = rx->inbox[(rx->inbox_head + i) % RX_INBOX_MAX].env;
+        if (e->delivery != NULL && e->delivery->seq == d->seq) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Reads until the reply to id (or an Error with no correlation id); deliveries read on the way
  * go to the inbox. [out] *arena and *reply on 0. Returns a client rc (HIE_EPROTO: too many). */
 static int
@@ -376,6 +390,9 @@ rx_await(struct rx *rx, const char *id, hie_arena_t **arena, hie_envelope_t **re
                 *reply = env;
                 return 0;
             }
+        } else if (rx_inbox_has(rx, env)) {
+            hie_arena_destroy(arena); /* sent again (its ack timed out): one copy is enough */
+            continue;
         } else if (rx->inbox_count < RX_INBOX_MAX && rx->inbox_count < rx->window) {
             /* within the window we asked for (a node past it could fill 256 x 4 MiB) */
             size_t tail = (rx->inbox_head + rx->inbox_count++) % RX_INBOX_MAX;

@@ -207,20 +207,37 @@ json_depth_ok(const char *text, size_t len)
 }
 
 size_t
-hie_text_unsafe_len(const char *s)
+hie_text_char(const char *s, bool *unsafe)
 {
     const unsigned char *u = (const unsigned char *)s;
-    if (u[0] < 0x20 || u[0] == 0x7f) {
-        return u[0] == '\0' ? 0 : 1;
+    if (u[0] < 0x80) {
+        *unsafe = u[0] < 0x20 || u[0] == 0x7f;
+        return 1;
     }
-    if (u[0] == 0xc2 && u[1] >= 0x80 && u[1] <= 0x9f) {
-        return 2;
+    size_t n = u[0] >= 0xc2 && u[0] <= 0xdf ? 2 : u[0] >= 0xe0 && u[0] <= 0xef ? 3
+             : u[0] >= 0xf0 && u[0] <= 0xf4 ? 4 : 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((u[i] & 0xc0) != 0x80) { /* stops at the NUL too */
+            n = 0;
+        }
     }
-    if (u[0] == 0xe2 && u[1] == 0x80 &&
-        ((u[2] >= 0x8e && u[2] <= 0x8f) || (u[2] >= 0xa8 && u[2] <= 0xae))) {
-        return 3;
+    if (n == 0) {
+        *unsafe = true;
+        return 1;
     }
-    return u[0] == 0xe2 && u[1] == 0x81 && u[2] >= 0xa6 && u[2] <= 0xa9 ? 3 : 0;
+    *unsafe = (u[0] == 0xc2 && u[1] <= 0x9f) ||
+              (u[0] == 0xe2 && u[1] == 0x80 &&
+                  ((u[2] >= 0x8e && u[2] <= 0x8f) || (u[2] >= 0xa8 && u[2] <= 0xae))) ||
+              (u[0] == 0xe2 && u[1] == 0x81 && u[2] >= 0xa6 && u[2] <= 0xa9);
+    return n;
+}
+
+size_t
+hie_text_unsafe_len(const char *s)
+{
+    bool unsafe = false;
+    size_t n = s[0] != '\0' ? hie_text_char(s, &unsafe) : 0;
+    return unsafe ? n : 0;
 }
 
 /* Unsafe sequences in s (NUL-terminated) become '?' (the rest moves up): err texts reach a
@@ -230,9 +247,15 @@ text_safe(char *s)
 {
     char *w = s;
     while (*s != '\0') {
-        size_t n = hie_text_unsafe_len(s);
-        *w++ = n > 0 ? '?' : *s;
-        s += n > 0 ? n : 1;
+        bool bad = false;
+        size_t n = hie_text_char(s, &bad);
+        if (bad) {
+            *w++ = '?';
+        } else {
+            memmove(w, s, n);
+            w += n;
+        }
+        s += n;
     }
     *w = '\0';
 }
@@ -934,9 +957,17 @@ col(const char *s, char *buf, size_t cap)
 {
     size_t i = 0;
     while (s != NULL && *s != '\0' && i + 1 < cap) {
-        size_t n = hie_text_unsafe_len(s);
-        buf[i++] = n > 0 ? '?' : *s == ' ' ? '_' : *s;
-        s += n > 0 ? n : 1;
+        bool bad = false;
+        size_t n = hie_text_char(s, &bad);
+        if (bad || *s == ' ') {
+            buf[i++] = bad ? '?' : '_';
+        } else if (i + n < cap) {
+            memcpy(buf + i, s, n);
+            i += n;
+        } else {
+            break; /* no half characters */
+        }
+        s += n;
     }
     buf[i] = '\0';
     return i > 0 ? buf : "-";

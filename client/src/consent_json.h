@@ -24,6 +24,7 @@
 #include "hie/proto.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 /* A directive file is a few KiB; anything near this is not a directive. */
@@ -53,10 +54,14 @@ HIE_MUST_CHECK int hie_consent_json_time_parse(const char *s, int64_t *ms);
 /* ms since the epoch as "YYYY-MM-DDThh:mm:ss[.mmm]Z" into buf (at least
  * HIE_CONSENT_JSON_TIME_BYTES, asserted); "-" for 0 or a negative time. Returns buf. */
 const char *hie_consent_json_time_format(int64_t ms, char *buf, size_t buf_bytes);
-/* Bytes of a sequence at s that must not reach a terminal as they are (0: none): an ASCII
- * control character, a C1 control (U+0080..U+009F) or a bidirectional or line-separating
+/* The next character of s (NUL-terminated, s[0] != 0): its length in bytes (1 for a byte
+ * that starts no valid UTF-8 sequence), and in *unsafe whether it must not reach a terminal
+ * as it is: an ASCII or C1 control (U+0080..U+009F), a bidirectional or line-separating
  * format character (U+200E/F, U+2028..U+202E, U+2066..U+2069), which could move the cursor,
- * forge a line or reverse the text an operator reads. */
+ * forge a line or reverse the text an operator reads, or a byte that is not UTF-8 (a lone
+ * 0x9B is CSI on an 8-bit terminal). */
+size_t hie_text_char(const char *s, bool *unsafe);
+/* The unsafe sequence at s: its length, or 0 when the next character is safe. */
 size_t hie_text_unsafe_len(const char *s);
 
 /* Reads path ("-": stdin) whole, at most max_bytes. [out] *buf: malloc'd, NUL-terminated, the

@@ -225,9 +225,14 @@ void
 hie_cli__fputs_safe(FILE *f, const char *s)
 {
     for (size_t i = 0; s[i] != '\0' && i < CLI_NODE_TEXT_BYTES_MAX;) {
-        size_t n = hie_text_unsafe_len(s + i);
-        fputc(n > 0 ? '?' : s[i], f);
-        i += n > 0 ? n : 1;
+        bool bad = false;
+        size_t n = hie_text_char(s + i, &bad);
+        if (bad) {
+            fputc('?', f);
+        } else {
+            fwrite(s + i, 1, n, f);
+        }
+        i += n;
     }
 }
 

@@ -427,6 +427,21 @@ review_open_get(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *rec_hash, const
     return 0;
 }
 
+/* A decided item leaves the index: its own entry only (an older item of the same pair may
+ * predate the index while a newer one holds the entry). */
+static int
+review_open_drop(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__ReviewItem *it)
+{
+    uint64_t indexed = 0;
+    int rc = review_open_get(s, txn, it->rec_hash.data, it->candidate_euid, &indexed);
+    if (rc == 0 && indexed == it->id) {
+        uint8_t okb[HIE_MPI_REC_HASH_BYTES + HIE_MPI_EUID_BYTES];
+        MDB_val ok = review_open_key(okb, it->rec_hash.data, it->candidate_euid);
+        return store__rc(mdb_del(txn, s->review_open, &ok, NULL));
+    }
+    return rc == HIE_ENOTFOUND || rc == 0 ? 0 : rc;
+}
+
 static int
 review_add(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiRecord *rec,
     Hie__V1__MatchExplanation *why, uint64_t *id)
@@ -661,9 +676,11 @@ merge_records(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFe
     Hie__V1__MpiRecord **sv, Hie__V1__MpiRecord **pr)
 {
     *sv = *pr = NULL;
-    if (memcmp(cmd->rec_hash.data, cmd->prior_hash.data, HIE_MPI_REC_HASH_BYTES) == 0) {
+    if (memcmp(cmd->rec_hash.data, cmd->prior_hash.data, HIE_MPI_REC_HASH_BYTES) == 0 &&
+        store__rules_ms(ctx) >= STORE_REVIEW_DEDUP_SINCE_MS) {
         /* the proposer refuses it too; a command that says so anyway would leave the record
-         * merged into itself, outside every EUID, its MRN unusable for good */
+         * merged into itself, outside every EUID, its MRN unusable for good (by the rules
+         * clock, as the review rules: an older log replays as it applied) */
         return refuse(ctx, BAD, "prior_mrn", "a record cannot be merged into itself");
     }
     Hie__V1__MpiRecord *s_rec = NULL, *p_rec = NULL;
@@ -948,10 +965,7 @@ hie_mpi_store_apply_review(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx,
     MDB_val k = {8, kb};
     rc = rc == 0 ? store__put_msg(ctx->txn, s->review, &k, &it->base) : rc;
     rc = rc == 0 ? store__meta_add(s, ctx->txn, "review_open", -1) : rc;
-    uint8_t okb[HIE_MPI_REC_HASH_BYTES + HIE_MPI_EUID_BYTES];
-    MDB_val ok = review_open_key(okb, it->rec_hash.data, it->candidate_euid);
-    int drc = rc == 0 ? mdb_del(ctx->txn, s->review_open, &ok, NULL) : 0;
-    rc = rc == 0 && drc != 0 && drc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+    rc = rc == 0 ? review_open_drop(s, ctx->txn, it) : rc;
     rc = rc == 0 ? hist_add(s, ctx, rec, prior, HIE__V1__FEED_ACTION__FEED_UNSPECIFIED,
         cmd->link ? HIE__V1__FEED_OUTCOME__OUTCOME_LINKED : HIE__V1__FEED_OUTCOME__OUTCOME_NEW,
         it->explanation) : rc;

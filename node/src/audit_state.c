@@ -833,34 +833,54 @@ hie_node__audit_checkpoints(node_audit_t *au, MDB_txn *txn, size_t max,
     return rc;
 }
 
-int
-hie_node__audit_extends_last(node_audit_t *au, MDB_txn *txn, uint64_t *size)
+/* The newest stored checkpoint that parses, of at most 64 from the last (0 with *cp and
+ * *skipped, HIE_ENOTFOUND when there is none, HIE_ESTORAGE). */
+static int
+newest_checkpoint(node_audit_t *au, MDB_txn *txn, hie_audit_checkpoint_t *cp, unsigned *skipped)
 {
-    HIE_ASSERT(au != NULL && au->magic == AUDIT_MAGIC);
     MDB_cursor *cur = NULL;
     MDB_val k, v;
-    *size = 0;
     int rc = mdb_rc(mdb_cursor_open(txn, au->ckpt, &cur));
     int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_LAST) : 0;
-    hie_audit_checkpoint_t cp;
-    hie_errinfo_t info = {0};
-    if (rc == 0 && mrc == 0) {
-        *size = k.mv_size == 8 ? hie_load_be64(k.mv_data) : 0;
-        rc = k.mv_size != 8 || hie_audit_checkpoint_parse(hie_span(v.mv_data, v.mv_size), &cp,
-            &info) != 0 || cp.head.size != *size ? HIE_ECORRUPT : 0;
-        uint64_t have = 0;
-        hie_audit_hash_t root;
-        rc = rc ? rc : hie_audit_tree_size(au->tree, txn, &have);
-        rc = rc ? rc : have < cp.head.size ? HIE_ECORRUPT : 0;
-        rc = rc ? rc : hie_audit_tree_root(au->tree, txn, cp.head.size, &root);
-        rc = rc ? rc : memcmp(root.bytes, cp.head.root.bytes, HIE_AUDIT_HASH_BYTES) != 0
-                       ? HIE_ECORRUPT : 0;
-    } else if (rc == 0 && mrc != MDB_NOTFOUND) {
+    rc = rc != 0 ? rc : HIE_ENOTFOUND;
+    for (unsigned i = 0; rc == HIE_ENOTFOUND && mrc == 0 && i < 64; i++) {
+        hie_errinfo_t info = {0};
+        if (k.mv_size == 8 && hie_audit_checkpoint_parse(hie_span(v.mv_data, v.mv_size), cp,
+                &info) == 0 && cp->head.size == hie_load_be64(k.mv_data)) {
+            rc = 0;
+        } else {
+            (*skipped)++; /* stored as given before notes were checked (a forged one) */
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+        }
+    }
+    if (rc == HIE_ENOTFOUND && mrc != 0 && mrc != MDB_NOTFOUND) {
         rc = HIE_ESTORAGE;
     }
     if (cur != NULL) {
         mdb_cursor_close(cur);
     }
+    return rc;
+}
+
+int
+hie_node__audit_extends_last(node_audit_t *au, MDB_txn *txn, uint64_t *size, unsigned *skipped)
+{
+    HIE_ASSERT(au != NULL && au->magic == AUDIT_MAGIC);
+    hie_audit_checkpoint_t cp;
+    *size = 0;
+    *skipped = 0;
+    int rc = newest_checkpoint(au, txn, &cp, skipped);
+    if (rc == HIE_ENOTFOUND) {
+        return 0; /* none yet */
+    }
+    *size = rc == 0 ? cp.head.size : 0;
+    uint64_t have = 0;
+    hie_audit_hash_t root;
+    rc = rc ? rc : hie_audit_tree_size(au->tree, txn, &have);
+    rc = rc ? rc : have < cp.head.size ? HIE_ECORRUPT : 0;
+    rc = rc ? rc : hie_audit_tree_root(au->tree, txn, cp.head.size, &root);
+    rc = rc ? rc : memcmp(root.bytes, cp.head.root.bytes, HIE_AUDIT_HASH_BYTES) != 0
+                   ? HIE_ECORRUPT : 0;
     return rc == HIE_EINVAL ? HIE_ECORRUPT : rc;
 }
 

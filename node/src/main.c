@@ -141,11 +141,17 @@ node_audit_extends(node_ctx_t *ctx)
 {
     MDB_txn *txn = NULL;
     uint64_t size = 0;
+    unsigned skipped = 0;
     int rc = mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0
              ? HIE_ESTORAGE
-             : hie_node__audit_extends_last(hie_node__state_audit(ctx->state), txn, &size);
+             : hie_node__audit_extends_last(hie_node__state_audit(ctx->state), txn, &size,
+                   &skipped);
     if (txn != NULL) {
         mdb_txn_abort(txn);
+    }
+    if (skipped > 0) {
+        hie_log_warn("audit", "stored checkpoints that do not parse were passed over (hiectl "
+            "audit verify names them)", " count=%u", skipped);
     }
     if (rc == HIE_ECORRUPT) {
         hie_log_error("audit", "the audit log does not extend the last checkpoint this node "

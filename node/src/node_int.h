@@ -227,8 +227,10 @@ HIE_MUST_CHECK int hie_node__state_dedup_get(node_state_t *st, const char *reque
 HIE_MUST_CHECK int hie_node__state_org_each(node_state_t *st, hie_arena_t *arena,
     int (*fn)(void *ctx, hie_org_t *org), void *ctx);
 HIE_MUST_CHECK int hie_node__state_applied_index(node_state_t *st, uint64_t *out);
-/* The rules clock (node_apply_t.rules_ms) after the last command applied; 0 before any. */
+/* The rules clock after the last command applied (0 before any), and the time that command
+ * was held to (node_apply_t.rules_ms). */
 int64_t hie_node__state_rules_ms(node_state_t *st);
+int64_t hie_node__state_rules_now_ms(node_state_t *st);
 /* Lets batches of audit records share a state commit (sm.c; the node turns it on before the
  * log replays; off, every apply commits, as callers of fsm.apply other than the log expect).
  * Log thread, or before it starts. */
@@ -250,9 +252,10 @@ typedef struct node_apply {
     hie_command_result_t *res;        /* out: the result (a rejection sets code/field/message) */
     struct hie_mpi_store *mpi;
     const struct hie_mpi_key *key;    /* NULL: no data key (consent and audit unavailable) */
-    int64_t rules_ms;                 /* the rules clock: the latest command time applied so
-                                       * far, this one's included (rules that began at a time
-                                       * apply from it on, whatever the proposer's clock) */
+    int64_t rules_ms;                 /* the time rules are decided by: the rules clock (the
+                                       * latest command time applied so far, this one's
+                                       * included) once it has passed 2026-11-30T21:30Z, the
+                                       * command's own time before (sm.c) */
 } node_apply_t;
 /* Records a rejection: nothing was written (callers check before they write). */
 static inline int
@@ -348,9 +351,10 @@ HIE_MUST_CHECK int hie_node__audit_index_count(node_audit_t *au, MDB_txn *txn,
 /* Whether the tree still extends the last checkpoint stored (the node signed it): at least
  * its size, and its root at that size. 0 (or no checkpoint yet), HIE_ECORRUPT with *size the
  * checkpoint's size (the tree was cut back or its hashes changed since), HIE_ESTORAGE. A node
- * must not sign a second, conflicting head for a size it signed before. */
+ * must not sign a second, conflicting head for a size it signed before. Stored notes that do
+ * not parse (kept as given before apply checked them) are passed over: *skipped. */
 HIE_MUST_CHECK int hie_node__audit_extends_last(node_audit_t *au, MDB_txn *txn,
-    uint64_t *size);
+    uint64_t *size, unsigned *skipped);
 HIE_MUST_CHECK int hie_node__audit_checkpoints(node_audit_t *au, MDB_txn *txn, size_t max,
     int (*fn)(void *ctx, uint64_t size, hie_span_t note), void *ctx);
 struct hie_audit_tree *hie_node__audit_tree(node_audit_t *au);

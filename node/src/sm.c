@@ -36,6 +36,10 @@
 
 /* 2026-11-30T17:00:00Z: refusals for now are not kept for commands proposed since. */
 #define RETRYABLE_NOT_KEPT_SINCE_MS 1796058000000ll
+/* From 2026-11-30T21:30Z the rules (all the *_SINCE_MS) are decided by the rules clock (the
+ * latest command time applied), not by each command's own clock, which a node whose clock is
+ * behind would hold back: node_apply_t.rules_ms. */
+#define RULES_CLOCK_SINCE_MS 1796074200000ll
 #define STATE_MAGIC 0x53544154u /* "STAT" */
 #define DEDUP_KEY_BYTES_MAX (HIE_ORG_ID_BYTES_MAX + 1 + HIE_PROTO_ID_BYTES_MAX + 1)
 #define APPLY_ARENA_BYTES (HIE_ARENA_BYTES_MAX)
@@ -58,6 +62,7 @@ struct node_state {
     size_t batch_pos;          /* apply: the entry of the batch being applied */
     int64_t rules_ms;          /* apply: the rules clock, max of the commands' times so far
                                 * (meta "rules_ms", committed with applied_index) */
+    int64_t rules_now_ms;      /* apply: the time the command being applied is held to */
     hie_arena_t *apply_arena;  /* apply: each command's, reset after it (log thread) */
     /* deferred commits (log thread, except the committed index and its wait) */
     bool defer;                /* hie_node__state_defer_commits */
@@ -484,6 +489,13 @@ hie_node__state_rules_ms(node_state_t *st)
     return st->rules_ms;
 }
 
+int64_t
+hie_node__state_rules_now_ms(node_state_t *st)
+{
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    return st->rules_now_ms;
+}
+
 /* A committed 8-byte value of meta (0 when absent). */
 static int
 meta_get_u64(struct node_state *st, const char *name, uint64_t *out)
@@ -679,7 +691,7 @@ static int
 apply_mpi(struct apply_ctx *a)
 {
     hie_mpi_apply_ctx_t m = {a->txn, a->arena, a->cmd->requester, a->cmd->time_ms, a->index,
-        {0}, 0, NULL, a->st->rules_ms};
+        {0}, 0, NULL, a->st->rules_now_ms};
     if (a->st->mpi_key == NULL) { /* as apply_disclosure: stop rather than reject */
         hie_log_error("sm", "the log holds a command that needs the data key",
             " index=%lu hint=\"configure mpi.key_file\"", a->index);
@@ -716,7 +728,7 @@ static int
 apply_disclosure(struct apply_ctx *a)
 {
     node_apply_t na = {a->txn, a->arena, a->cmd, a->index, a->res, a->st->mpi, a->st->mpi_key,
-        a->st->rules_ms};
+        a->st->rules_now_ms};
     if (a->st->mpi_key == NULL) {
         /* not a rejection: whether a key is loaded is not in the log, and a rejection here
          * would drop a command every other start applies (an acknowledged audit record, push
@@ -897,6 +909,9 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
     } else {
         a.cmd = cmd;
         st->rules_ms = cmd->time_ms > st->rules_ms ? cmd->time_ms : st->rules_ms;
+        /* once the clock has passed RULES_CLOCK_SINCE_MS every command is held to it; before,
+         * to its own time, as it was applied then (a log from before replays unchanged) */
+        st->rules_now_ms = st->rules_ms >= RULES_CLOCK_SINCE_MS ? st->rules_ms : cmd->time_ms;
         /* audit records are internal (one per exchange, sent once by the worker that decided
          * it): no dedup entry, which would cost two random-key writes per query */
         bool audit = cmd->body_case == HIE__V1__COMMAND__BODY_AUDIT_APPEND ||
@@ -907,10 +922,10 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
             /* a refusal for now (a full queue: OVERLOADED) is not remembered: the member is
              * told to retry with the same id, and the retry must be applied, not refused.
              * Commands proposed before this rule keep theirs, so an older log replays as it
-             * applied (the command's own clock decides: apply reads no other). */
+             * applied (the rules time decides: the rules clock, or before it the command's). */
             bool retryable = (res.code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED ||
                               res.code == HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE) &&
-                             st->rules_ms >= RETRYABLE_NOT_KEPT_SINCE_MS;
+                             st->rules_now_ms >= RETRYABLE_NOT_KEPT_SINCE_MS;
             if (rc == 0 && !audit && !retryable) {
                 res.command = (uint32_t)cmd->body_case;
                 rc = dedup_store(&a);

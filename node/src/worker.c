@@ -33,9 +33,11 @@
 #define WORKER_AUTH_ARENA_BYTES (64u * 1024u)
 #define AUDIT_COMMIT_TIMEOUT_MS 10000u
 /* A parked request's command must reach the log this long before the request gives up on
- * it (the log drops it after: hie_cluster_submit_send_by), leaving time to append, sync,
- * apply and answer: no record turns up for an exchange answered "not committed". */
-#define AUDIT_SUBMIT_MARGIN_NS (2000ull * 1000000ull)
+ * it (the log drops it after: hie_cluster_submit_send_by), leaving time to prepare, append,
+ * sync, apply and answer: no record turns up for an exchange answered "not committed". A
+ * batch that takes longer than this after its read (a sync stalled for seconds) can still
+ * commit a record its request was told was not: the margin makes that rare, not impossible. */
+#define AUDIT_SUBMIT_MARGIN_NS (5000ull * 1000000ull)
 
 /* A request whose reply waits for its audit record. */
 struct parked {
@@ -1090,6 +1092,7 @@ submits_and_waits(Hie__V1__Envelope__BodyCase body)
     case HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE:
     case HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE:
     case HIE__V1__ENVELOPE__BODY_RESPONDER_REGISTER:
+    case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT: /* waits up to 2 s for the state commit */
         return true;
     default:
         return false;

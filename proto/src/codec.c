@@ -371,11 +371,12 @@ audit_append_validate(const Hie__V1__AuditAppendCommand *a, hie_errinfo_t *info)
     if (a->record == NULL) {
         return hie_errinfo_set(info, HIE_EINVAL, "audit_append.record", "missing");
     }
-    /* an org id or a certificate's name (64 at most): a longer one would not fit the index
-     * key (LMDB's 511 bytes), and apply failing on it would stop the node at every replay */
-    if (a->record->requester_org != NULL && strlen(a->record->requester_org) > 255u) {
+    /* an org id or a certificate's name (64 at most): one longer than LMDB's 511-byte key
+     * would fail apply, which stops the node at every replay (shorter ones applied before
+     * this check and still do) */
+    if (a->record->requester_org != NULL && strlen(a->record->requester_org) > 511u) {
         return hie_errinfo_set(info, HIE_EINVAL, "audit_append.record.requester_org",
-            "longer than 255 bytes");
+            "longer than 511 bytes");
     }
     size_t n = a->record->n_subject_commitments;
     if (n > HIE_AUDIT_SUBJECTS_MAX || a->n_subjects_sealed != n || a->n_subject_keys != n) {

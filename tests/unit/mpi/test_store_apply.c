@@ -797,7 +797,8 @@ Test(mpi_store_apply, a_record_is_not_merged_into_itself)
     memcpy(fc->prior_hash.data, fc->rec_hash.data, HIE_MPI_REC_HASH_BYTES);
     MDB_txn *txn = NULL;
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL, 0};
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL,
+        1796074200000ll};
     Hie__V1__MpiFeedReply *reply = NULL;
     cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
     cr_assert_eq(ctx.reject.code, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST);

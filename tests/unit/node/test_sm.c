@@ -574,6 +574,27 @@ Test(node_sm, the_rules_clock_never_goes_back_and_survives_a_reopen)
     cr_assert_eq(hie_node__state_rules_ms(st), T0 + 900);
 }
 
+/* Before the clock passed 2026-11-30T21:30Z each command was held to its own time (a log
+ * from then replays as it applied); from then on, to the clock. */
+Test(node_sm, commands_are_held_to_the_rules_clock_once_it_passed_its_start)
+{
+    node_state_t *st = state_open(0);
+    const int64_t since = 1796074200000ll;
+    static const char *const ids[] = {"a", "b", "c", "d"};
+    const int64_t times[] = {since - 5000, since - 9000, since + 10, since - 60000};
+    const int64_t held[] = {since - 5000, since - 9000, since + 10, since + 10};
+    for (size_t i = 0; i < 4; i++) {
+        struct cmd_spec sp = reg_spec(ids[i], ids[i], times[i]);
+        size_t len = 0;
+        uint8_t *cmd = cmd_pack(&sp, &len);
+        struct result r;
+        apply_raw(st, 1 + i, &cmd, &len, 1, &r);
+        hie_mem_free(cmd, len);
+        result_free(&r);
+        cr_assert_eq(hie_node__state_rules_now_ms(st), held[i], "command %zu", i);
+    }
+}
+
 struct order {
     char seen[8][16];
     size_t n;

@@ -39,6 +39,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* --all stops here: 10,000 pages of up to 1,000 entries is far more than any real accounting. */
@@ -179,10 +180,18 @@ time_json(int64_t ms)
 
 /* Writes text to path (reports carry patient data): a new 0600 file beside it, never
  * through a link, synced, then renamed over path, so a failure leaves no half report and an
- * existing file (a planted link, a world-readable copy) is replaced, not written into. */
+ * existing file (a world-readable copy) is replaced, not written into. A path that is there
+ * and is not a regular file (a link, /dev/stdout, a device) is refused: replacing it could
+ * be worse than writing through it. */
 static int
 out_write(const char *path, const char *text)
 {
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "hie: --out %s: not a regular file (a link or a device): name a "
+            "file, or leave --out out to print the report\n", path);
+        return CLI_EXIT_USAGE;
+    }
     char tmp[4096];
     int n = snprintf(tmp, sizeof(tmp), "%s.hie-tmp", path);
     int rc = n < 0 || (size_t)n >= sizeof(tmp) ? -ENAMETOOLONG

@@ -581,21 +581,26 @@ Test(audit_cli, accounting_formats_and_offline_verify, .timeout = 300)
     cr_assert_eq(rc, 0, "verify: %s", out);
     cr_assert(strstr(out, "verified ") != NULL && strstr(out, " against checkpoint size ") !=
         NULL, "%s", out);
-    /* --out replaces what is at the path (here a planted link) with a new 0600 file: the
-     * report never goes through the link (it used to, into the file the link named) */
+    /* --out never goes through a link (it used to, into the file the link named): a path
+     * that is a link is refused; an existing file is replaced by a new 0600 one */
     char victim[ITEST_PATH + 32], linked[ITEST_PATH + 32];
     tmp_path(&n, "victim.txt", victim, sizeof(victim));
     tmp_path(&n, "linked.json", linked, sizeof(linked));
     write_file(victim, "keep\n");
+    cr_assert_eq(chmod(victim, 0644), 0);
     cr_assert_eq(symlink(victim, linked), 0);
     rc = itest_hie(&n, AUDITOR, out, sizeof(out), "audit report accounting --mrn H-1 --org "
         HOSPITAL " --include-excluded --out '%s'", linked);
-    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_eq(rc, 2, "a link: refused: %s", out);
     struct stat st;
-    cr_assert_eq(lstat(linked, &st), 0);
-    cr_assert(S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0600, "mode %o", st.st_mode);
     cr_assert_eq(stat(victim, &st), 0);
     cr_assert_eq(st.st_size, 5, "the linked file was written into");
+    rc = itest_hie(&n, AUDITOR, out, sizeof(out), "audit report accounting --mrn H-1 --org "
+        HOSPITAL " --include-excluded --out '%s'", victim);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_eq(stat(victim, &st), 0);
+    cr_assert((st.st_mode & 0777) == 0600 && st.st_size > 5, "mode %o size %ld",
+        st.st_mode, (long)st.st_size);
     int e = entry_with_action(report, "pix");
     cr_assert(e >= 0, "no pix entry in the saved report");
     tamper(report, bad, (size_t)e, "record", -1);

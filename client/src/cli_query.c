@@ -31,6 +31,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The node's limits (node/src/query.c): filters per query, documents per answer, id length. */
@@ -501,6 +502,14 @@ get_output(const struct cli *cli, const Hie__V1__RetrieveReply *r, const char *o
             return CLI_EXIT_CONN;
         }
         return CLI_EXIT_OK;
+    }
+    struct stat st;
+    if (out != NULL && lstat(out, &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* the file is renamed over the path: never over a link or a device (as root,
+         * '--out /dev/stdout' would replace the system's link) */
+        fprintf(stderr, "hie: get: --out %s: not a regular file (a link or a device): name "
+            "a file, or --out - for stdout\n", out);
+        return CLI_EXIT_USAGE;
     }
     if (out != NULL) {
         int rc = get_write_file(out, c);

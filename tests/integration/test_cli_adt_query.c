@@ -398,6 +398,13 @@ Test(query_cli, repository_documents_listed_filtered_and_retrieved, .timeout = 1
     cr_assert_eq(rc, 0, "get: %s", out);
     cr_assert(strstr(out, " bytes=5000 confidentiality=N file=") != NULL, "%s", out);
     expect_same_file(got, doc1, DOC_BYTES);
+    /* a path that is a link (or a device) is refused, not renamed over */
+    char linked[ITEST_PATH + 32];
+    snprintf(linked, sizeof(linked), "%s/linked.xml", n.root);
+    cr_assert_eq(symlink(got, linked), 0);
+    rc = itest_hie(&n, CLINIC, out, sizeof(out), "get " HOSP ":doc-1 --out '%s'", linked);
+    cr_assert_eq(rc, 2, "a link: %s", out);
+    cr_assert(strstr(out, "not a regular file") != NULL, "%s", out);
     rc = itest_hie(&n, CLINIC, out, sizeof(out), "get nope");
     cr_assert_eq(rc, 1, "unknown document: %s", out);
     cr_assert(strstr(out, "NOT_FOUND") != NULL, "%s", out);

@@ -167,8 +167,9 @@ port_open(uint16_t port)
     return ok;
 }
 
-void
-itest_node_start(itest_node_t *n)
+/* Forks hie-node on n's config; its output appends to n->log. */
+static pid_t
+node_spawn(itest_node_t *n)
 {
     pid_t pid = fork();
     cr_assert_neq(pid, -1);
@@ -184,21 +185,49 @@ itest_node_start(itest_node_t *n)
         execl(HIE_NODE_BIN, "hie-node", "--config", n->cfg, (char *)NULL);
         _exit(127);
     }
-    n->pid = pid;
-    for (int i = 0; i < 1500; i++) {
-        if (itest_log_contains(n, "msg=\"node started\"") && port_open(n->port)) {
-            return;
+    return pid;
+}
+
+/* Lines of n's log that say a port could not be bound (another test process took the one
+ * free_port checked, between the check and the node's bind). */
+static int
+port_refusals(itest_node_t *n)
+{
+    return itest_log_count(n, "msg=\"cannot start\" part=http") +
+           itest_log_count(n, "msg=\"cannot start\" part=edge");
+}
+
+void
+itest_node_start(itest_node_t *n)
+{
+    for (int attempt = 0;; attempt++) {
+        /* the log keeps earlier runs' lines: this run's are the ones past these counts */
+        int started = itest_log_count(n, "msg=\"node started\""), refused = port_refusals(n);
+        pid_t pid = node_spawn(n);
+        n->pid = pid;
+        for (int i = 0; i < 1500; i++) {
+            if (itest_log_count(n, "msg=\"node started\"") > started && port_open(n->port)) {
+                return;
+            }
+            int status;
+            if (waitpid(pid, &status, WNOHANG) == pid) {
+                n->pid = 0;
+                if (attempt < 3 && port_refusals(n) > refused) {
+                    break; /* new ports, and again */
+                }
+                char out[4096];
+                itest_sh(out, sizeof(out), "tail -20 '%s'", n->log);
+                cr_assert_fail("hie-node exited at start (status %d): %s", status, out);
+            }
+            usleep(10000);
         }
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            n->pid = 0;
-            char out[4096];
-            itest_sh(out, sizeof(out), "tail -20 '%s'", n->log);
-            cr_assert_fail("hie-node exited at start (status %d): %s", status, out);
+        if (n->pid != 0) {
+            cr_assert_fail("hie-node did not start within 15 s");
         }
-        usleep(10000);
+        n->port = free_port();
+        n->http_port = free_port();
+        itest_node_write_config(n);
     }
-    cr_assert_fail("hie-node did not start within 15 s");
 }
 
 bool

@@ -331,6 +331,15 @@ setup3(itest_node_t *n, hie_client_t **h, hie_client_t **c, hie_client_t **s, hi
     setup3_with(n, &o, h, c, s, a);
 }
 
+/* setup3, with st-mary registered as a responder receiving on its connection. */
+static void
+setup3_responder(itest_node_t *n, hie_client_t **h, hie_client_t **c, hie_client_t **s,
+    struct inbox *in, hie_arena_t *a)
+{
+    setup3(n, h, c, s, a);
+    responder_on(*s, in, a);
+}
+
 static void
 query_send(hie_client_t *c, const char *id)
 {
@@ -351,9 +360,8 @@ Test(query, a_responder_answers_and_both_sources_are_listed, .timeout = 120)
     itest_node_t n;
     hie_arena_t *a = arena_new();
     hie_client_t *h, *c, *s;
-    setup3(&n, &h, &c, &s, a);
     struct inbox in;
-    responder_on(s, &in, a);
+    setup3_responder(&n, &h, &c, &s, &in, a);
     query_send(c, "q1");
     Hie__V1__QueryForward *f = forward_wait(s, a);
     cr_assert_str_eq(f->requester_org, CLINIC);
@@ -434,9 +442,8 @@ Test(query, a_suspended_responder_is_not_asked, .timeout = 120)
     itest_node_t n;
     hie_arena_t *a = arena_new();
     hie_client_t *h, *c, *s;
-    setup3(&n, &h, &c, &s, a);
     struct inbox in;
-    responder_on(s, &in, a);
+    setup3_responder(&n, &h, &c, &s, &in, a);
     char out[1024];
     cr_assert_eq(itest_ctl(&n, out, sizeof(out), "org suspend " HOSP2), 0, "%s", out);
     uint64_t t0 = hie_time_mono_ns();
@@ -457,9 +464,8 @@ Test(query, an_answer_over_the_limits_is_refused_and_its_source_is_an_error, .ti
     itest_node_t n;
     hie_arena_t *a = arena_new();
     hie_client_t *h, *c, *s;
-    setup3(&n, &h, &c, &s, a);
     struct inbox in;
-    responder_on(s, &in, a);
+    setup3_responder(&n, &h, &c, &s, &in, a);
     query_send(c, "q1");
     Hie__V1__QueryForward *f = forward_wait(s, a);
     static char title[4096];
@@ -637,9 +643,8 @@ Test(query, a_responder_document_is_retrieved_through_the_broker_with_consent, .
     itest_node_t n;
     hie_arena_t *a = arena_new();
     hie_client_t *h, *c, *s;
-    setup3(&n, &h, &c, &s, a);
     struct inbox in;
-    responder_on(s, &in, a);
+    setup3_responder(&n, &h, &c, &s, &in, a);
     size_t audits = itest_db_entries_settled(&n, "audit_rec");
     hie_envelope_t *ok = retrieve_via(c, s, "g1", HOSP2, "S-5", NULL, a);
     cr_assert_eq(ok->body_case, HIE__V1__ENVELOPE__BODY_RETRIEVE_REPLY, "%s",

@@ -162,7 +162,7 @@ train_collect(void *vctx, const hie_mpi_person_t *p)
 /* Reads up to HIE_MPI_TRAIN_RECORDS_MAX records and the current model, then trains. */
 static int
 train_run(node_ctx_t *ctx, hie_mpi_model_t *model, struct train_input *in,
-    hie_mpi_train_stats_t *stats)
+    const hie_mpi_train_opts_t *opts, hie_mpi_train_stats_t *stats)
 {
     hie_mpi_store_t *store = hie_node__state_mpi(ctx->state);
     MDB_txn *txn = NULL;
@@ -178,15 +178,24 @@ train_run(node_ctx_t *ctx, hie_mpi_model_t *model, struct train_input *in,
         return rc;
     }
     hie_mpi_key_index_secret(hie_node__state_mpi_key(ctx->state), secret);
-    rc = hie_mpi_train(model, in->persons, in->n, secret, NULL, stats);
+    rc = hie_mpi_train(model, in->persons, in->n, secret, opts, stats);
     sodium_memzero(secret, sizeof(secret));
     return rc;
 }
 
 static int
-admin_train(node_ctx_t *ctx, node_submitter_t *sub, const char *id, hie_arena_t *arena,
-    Hie__V1__AdminReply *reply, node_mpi_err_t *e)
+admin_train(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__AdminRequest *req,
+    hie_arena_t *arena, Hie__V1__AdminReply *reply, node_mpi_err_t *e)
 {
+    hie_mpi_train_opts_t opts;
+    hie_mpi_train_opts_default(&opts);
+    uint64_t pairs = req->mpi_train->sample_pairs;
+    if (pairs != 0 && (pairs < HIE_MPI_TRAIN_SAMPLE_PAIRS_MIN ||
+                          pairs > HIE_MPI_TRAIN_SAMPLE_PAIRS_MAX)) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "sample_pairs",
+            "out of range (1000..10000000, or 0 for the default)");
+    }
+    opts.u_samples = pairs != 0 ? (size_t)pairs : opts.u_samples;
     if (hie_node__state_mpi_key(ctx->state) == NULL) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL, "no MPI data key");
     }
@@ -199,7 +208,7 @@ admin_train(node_ctx_t *ctx, node_submitter_t *sub, const char *id, hie_arena_t 
     hie_mpi_train_stats_t stats;
     memset(&stats, 0, sizeof(stats));
     uint64_t t0 = hie_time_mono_ns();
-    int rc = train_run(ctx, &model, &in, &stats);
+    int rc = train_run(ctx, &model, &in, &opts, &stats);
     sodium_memzero(in.persons, in.n * sizeof(*in.persons));
     hie_mem_free(in.persons, in.cap * sizeof(*in.persons));
     if (rc == HIE_EINVAL) {
@@ -210,8 +219,9 @@ admin_train(node_ctx_t *ctx, node_submitter_t *sub, const char *id, hie_arena_t 
         hie_log_error("admin", "mpi training failed", " rc=%s", hie_strerror_name(rc));
         return mpi_fail(e, hie_proto_error_code(rc), NULL, "training failed");
     }
-    hie_log_info("admin", "mpi model trained", " records=%zu pairs=%zu em_rounds=%u ms=%lu",
-        stats.records, stats.candidate_pairs, stats.em_rounds,
+    hie_log_info("admin", "mpi model trained",
+        " records=%zu pairs=%zu sample_pairs=%zu em_rounds=%u ms=%lu", stats.records,
+        stats.candidate_pairs, opts.u_samples, stats.em_rounds,
         (hie_time_mono_ns() - t0) / 1000000u);
     Hie__V1__MpiModel *pm = hie_arena_alloc(arena, sizeof(*pm));
     double *mb = hie_arena_alloc(arena, 2 * HIE_MPI_FIELD_COUNT * HIE_MPI_LEVELS_MAX *
@@ -227,7 +237,7 @@ admin_train(node_ctx_t *ctx, node_submitter_t *sub, const char *id, hie_arena_t 
     hie_command_t cmd = HIE__V1__COMMAND__INIT;
     hie_command_result_t *res = NULL;
     cmd.requester = (char *)(uintptr_t)NODE_OPERATOR_ID;
-    cmd.request_id = (char *)(uintptr_t)id;
+    cmd.request_id = req->id;
     cmd.time_ms = hie_time_wall_ms();
     cmd.node_id = ctx->cfg.node_id;
     cmd.body_case = HIE__V1__COMMAND__BODY_MPI_MODEL;
@@ -246,6 +256,7 @@ admin_train(node_ctx_t *ctx, node_submitter_t *sub, const char *id, hie_arena_t 
     tr->records = stats.records;
     tr->candidate_pairs = stats.candidate_pairs;
     tr->em_rounds = stats.em_rounds;
+    tr->sample_pairs = opts.u_samples;
     reply->body_case = HIE__V1__ADMIN_REPLY__BODY_MPI_TRAIN;
     reply->mpi_train = tr;
     return 0;
@@ -325,7 +336,7 @@ hie_node__admin_mpi(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__Admin
     case HIE__V1__ADMIN_REQUEST__BODY_MPI_FEED_BATCH:
         return admin_feed_batch(ctx, sub, req->mpi_feed_batch, arena, reply, e);
     case HIE__V1__ADMIN_REQUEST__BODY_MPI_TRAIN:
-        return id_ok ? admin_train(ctx, sub, req->id, arena, reply, e)
+        return id_ok ? admin_train(ctx, sub, req, arena, reply, e)
                      : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "id", "invalid");
     case HIE__V1__ADMIN_REQUEST__BODY_MPI_STATS:
         return admin_stats(ctx, arena, reply, e);

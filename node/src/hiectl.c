@@ -1099,10 +1099,11 @@ ctl_mpi_train(const struct ctl *c, hie_arena_t *arena)
         return 3;
     }
     const Hie__V1__MpiModel *m = r->model;
-    printf("model_version=%llu records=%llu candidate_pairs=%llu em_rounds=%u prior=%.6g "
-        "link_probability=%.4f review_probability=%.4f margin_weight=%.3f\n",
+    printf("model_version=%llu records=%llu candidate_pairs=%llu sample_pairs=%llu em_rounds=%u "
+        "prior=%.6g link_probability=%.4f review_probability=%.4f margin_weight=%.3f\n",
         (unsigned long long)m->version, (unsigned long long)r->records,
-        (unsigned long long)r->candidate_pairs, r->em_rounds, m->lambda, m->link_probability,
+        (unsigned long long)r->candidate_pairs, (unsigned long long)r->sample_pairs,
+        r->em_rounds, m->lambda, m->link_probability,
         m->review_probability, m->margin_weight);
     return 0;
 }

@@ -388,9 +388,14 @@ Test(mpi, bulk_import_resumes_and_training_installs_a_model, .timeout = 300)
     cr_assert_eq(p->body_case, HIE__V1__ENVELOPE__BODY_PIX_REPLY);
     cr_assert_eq(p->pix_reply->n_ids, 1u);
     cr_assert_str_eq(p->pix_reply->ids[0]->mrn, "R-7");
+    /* --sample-pairs is checked (no model is committed for a refused one) and used */
+    rc = itest_ctl(&n, out, sizeof(out), "mpi train --sample-pairs 5");
+    cr_assert_neq(rc, 0, "a sample of 5 pairs was taken: %s", out);
+    cr_assert(strstr(out, "sample_pairs") != NULL, "%s", out);
     /* training from the index's own records commits model version 1 */
-    rc = itest_ctl(&n, out, sizeof(out), "mpi train");
+    rc = itest_ctl(&n, out, sizeof(out), "mpi train --sample-pairs 5000");
     cr_assert_eq(rc, 0, "train: %s", out);
+    cr_assert(strstr(out, "sample_pairs=5000 ") != NULL, "%s", out);
     rc = itest_ctl(&n, out, sizeof(out), "mpi stats");
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert(strstr(out, "model_version=1") != NULL, "%s", out);

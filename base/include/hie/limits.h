@@ -93,6 +93,9 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 /* Records hiectl mpi train reads; the index is keyed-hash ordered, so the first N are a
  * uniform sample. About 1 KB each in memory. */
 #define HIE_MPI_TRAIN_RECORDS_MAX 200000u
+/* hiectl mpi train --sample-pairs: random pairs for u (0 asks for the default, 200,000). */
+#define HIE_MPI_TRAIN_SAMPLE_PAIRS_MIN 1000u
+#define HIE_MPI_TRAIN_SAMPLE_PAIRS_MAX 10000000u
 #define HIE_ADMIN_HWM 64
 
 /* ---- Disclosure audit (node side of issue 4) ---- */

@@ -161,7 +161,7 @@ train_collect(void *vctx, const hie_mpi_person_t *p)
 
 /* Reads up to HIE_MPI_TRAIN_RECORDS_MAX records and the current model, then trains. */
 static int
-train_run(node_ctx_t *ctx, hie_mpi_model_t *model, struct train_input *in,
+train_read(node_ctx_t *ctx, hie_mpi_model_t *model, struct train_input *in,
     const hie_mpi_train_opts_t *opts, hie_mpi_train_stats_t *stats)
 {
     hie_mpi_store_t *store = hie_node__state_mpi(ctx->state);
@@ -183,34 +183,55 @@ train_run(node_ctx_t *ctx, hie_mpi_model_t *model, struct train_input *in,
     return rc;
 }
 
+/* train_read with its records' memory (wiped after). Returns its result or HIE_ENOMEM. */
+static int
+train_run(node_ctx_t *ctx, hie_mpi_model_t *model, const hie_mpi_train_opts_t *opts,
+    hie_mpi_train_stats_t *stats)
+{
+    struct train_input in = {NULL, 0, HIE_MPI_TRAIN_RECORDS_MAX};
+    in.persons = hie_mem_alloc(in.cap * sizeof(*in.persons));
+    if (in.persons == NULL) {
+        return HIE_ENOMEM;
+    }
+    int rc = train_read(ctx, model, &in, opts, stats);
+    sodium_memzero(in.persons, in.n * sizeof(*in.persons));
+    hie_mem_free(in.persons, in.cap * sizeof(*in.persons));
+    return rc;
+}
+
+/* The defaults, with the request's sample of random pairs (0: the default's). */
+static bool
+train_opts(const Hie__V1__AdminMpiTrain *t, hie_mpi_train_opts_t *opts)
+{
+    hie_mpi_train_opts_default(opts);
+    if (t->sample_pairs == 0) {
+        return true;
+    }
+    opts->u_samples = (size_t)t->sample_pairs;
+    return t->sample_pairs >= HIE_MPI_TRAIN_SAMPLE_PAIRS_MIN &&
+           t->sample_pairs <= HIE_MPI_TRAIN_SAMPLE_PAIRS_MAX;
+}
+
 static int
 admin_train(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__AdminRequest *req,
     hie_arena_t *arena, Hie__V1__AdminReply *reply, node_mpi_err_t *e)
 {
     hie_mpi_train_opts_t opts;
-    hie_mpi_train_opts_default(&opts);
-    uint64_t pairs = req->mpi_train->sample_pairs;
-    if (pairs != 0 && (pairs < HIE_MPI_TRAIN_SAMPLE_PAIRS_MIN ||
-                          pairs > HIE_MPI_TRAIN_SAMPLE_PAIRS_MAX)) {
+    if (!train_opts(req->mpi_train, &opts)) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "sample_pairs",
             "out of range (1000..10000000, or 0 for the default)");
     }
-    opts.u_samples = pairs != 0 ? (size_t)pairs : opts.u_samples;
     if (hie_node__state_mpi_key(ctx->state) == NULL) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL, "no MPI data key");
-    }
-    struct train_input in = {NULL, 0, HIE_MPI_TRAIN_RECORDS_MAX};
-    in.persons = hie_mem_alloc(in.cap * sizeof(*in.persons));
-    if (in.persons == NULL) {
-        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
     }
     hie_mpi_model_t model;
     hie_mpi_train_stats_t stats;
     memset(&stats, 0, sizeof(stats));
     uint64_t t0 = hie_time_mono_ns();
-    int rc = train_run(ctx, &model, &in, &opts, &stats);
-    sodium_memzero(in.persons, in.n * sizeof(*in.persons));
-    hie_mem_free(in.persons, in.cap * sizeof(*in.persons));
+    int rc = train_run(ctx, &model, &opts, &stats);
+    if (rc == HIE_ENOMEM) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+    }
     if (rc == HIE_EINVAL) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, NULL,
             "not enough records (or no candidate pairs) to train on");

@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -421,20 +422,49 @@ ctl_reload(const struct ctl *c, hie_arena_t *arena)
     return 0;
 }
 
+/* Creates dir (0700), or takes an existing one that is empty or holds only what an
+ * interrupted init left (LOCK, state/): never a directory with other files in it (a mistyped
+ * --data-dir /var/lib would be made 0700 and filled). Returns 0 or an exit code. */
+static int
+init_dir(const char *dir)
+{
+    if (mkdir(dir, 0700) == 0) {
+        return 0;
+    }
+    if (errno != EEXIST) {
+        fprintf(stderr, "hiectl: cannot create %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        fprintf(stderr, "hiectl: cannot read %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    const struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (strcmp(n, ".") != 0 && strcmp(n, "..") != 0 && strcmp(n, "LOCK") != 0 &&
+            strcmp(n, "state") != 0) {
+            fprintf(stderr, "hiectl: %s is not empty and not a data directory (it holds %s): "
+                "choose a new or empty directory\n", dir, n);
+            closedir(d);
+            return 1;
+        }
+    }
+    closedir(d);
+    if (chmod(dir, 0700) != 0) {
+        fprintf(stderr, "hiectl: cannot chmod %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 static int
 ctl_init(const struct ctl *c)
 {
     if (c->data_dir == NULL) {
         fprintf(stderr, "hiectl: init needs --data-dir DIR\n");
         return 2;
-    }
-    if (mkdir(c->data_dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "hiectl: cannot create %s: %s\n", c->data_dir, strerror(errno));
-        return 1;
-    }
-    if (chmod(c->data_dir, 0700) != 0) {
-        fprintf(stderr, "hiectl: cannot chmod %s: %s\n", c->data_dir, strerror(errno));
-        return 1;
     }
     char logdir[NODE_PATH_MAX + 8], lock[NODE_PATH_MAX + 8];
     snprintf(logdir, sizeof(logdir), "%s/log", c->data_dir);
@@ -446,17 +476,23 @@ ctl_init(const struct ctl *c)
         printf("data directory %s already initialized (left as it is)\n", c->data_dir);
         return 0;
     }
+    int rc = init_dir(c->data_dir);
+    if (rc != 0) {
+        return rc;
+    }
     int lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    if (lock_fd < 0) {
+        fprintf(stderr, "hiectl: cannot open %s: %s\n", lock, strerror(errno));
+        return 1;
+    }
+    if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
         fprintf(stderr, "hiectl: data directory %s is in use by a node\n", c->data_dir);
-        if (lock_fd >= 0) {
-            close(lock_fd);
-        }
+        close(lock_fd);
         return 1;
     }
     node_state_t *st = NULL;
     hie_cluster_log_t *log = NULL;
-    int rc = hie_node__state_open(&st, c->data_dir, HIE_LMDB_MAP_BYTES_DEFAULT, "init", NULL);
+    rc = hie_node__state_open(&st, c->data_dir, HIE_LMDB_MAP_BYTES_DEFAULT, "init", NULL);
     if (rc == 0) {
         hie_cluster_log_config_t lcfg = {logdir, NULL, NODE_EP_LOG, HIE_LMDB_MAP_BYTES_DEFAULT,
             NULL, NULL};

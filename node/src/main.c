@@ -64,11 +64,17 @@ datadir_lock(const char *dir, int *lock_fd)
     }
     snprintf(path, sizeof(path), "%s/LOCK", dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        fprintf(stderr, "hie-node: data directory %s is in use by another node\n", dir);
-        if (fd >= 0) {
-            close(fd);
-        }
+    if (fd < 0) { /* not a lock conflict: say what the system said (a root-owned LOCK...) */
+        fprintf(stderr, "hie-node: cannot open %s: %s (the data directory and its files "
+            "must belong to the node's user)\n", path, strerror(errno));
+        return 1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        fprintf(stderr, e == EWOULDBLOCK ? "hie-node: data directory %s is in use by another "
+            "node\n" : "hie-node: cannot lock %s: %s\n", e == EWOULDBLOCK ? dir : path,
+            strerror(e));
+        close(fd);
         return 1;
     }
     *lock_fd = fd;
@@ -464,6 +470,25 @@ node_run(node_ctx_t *ctx, int sfd)
     return rc == 0 || ctx->replay_stopped ? 0 : 1;
 }
 
+/* --check-config loads the MPI data key as the start would (mode, owner, size), then wipes
+ * it; whether it is the key the state was written with is checked at the start only. */
+static int
+check_mpi_key(const node_config_t *cfg)
+{
+    if (cfg->mpi_key_file[0] == '\0') {
+        return 0;
+    }
+    hie_mpi_key_t *key = NULL;
+    int rc = hie_mpi_key_load(&key, cfg->mpi_key_file);
+    hie_mpi_key_destroy(&key);
+    if (rc != 0) {
+        fprintf(stderr, "hie-node: config key mpi.key_file: cannot load %s: %s (32 random "
+            "bytes, a regular file with mode 0600 owned by the node's user)\n",
+            cfg->mpi_key_file, rc < 0 ? strerror(-rc) : hie_strerror_name(rc));
+    }
+    return rc;
+}
+
 static int
 parse_args(int argc, char **argv, const char **config, bool *check_only)
 {
@@ -514,6 +539,9 @@ main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
+        if (check_mpi_key(&ctx.cfg) != 0) {
+            return 1;
+        }
         printf("config ok: node=%s listen=%s:%u data_dir=%s\n", ctx.cfg.node_id,
             ctx.cfg.listen_address, ctx.cfg.listen_port, ctx.cfg.data_dir);
         return 0;

@@ -492,6 +492,37 @@ Test(durability, hiectl_init_prepares_a_private_data_directory)
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert(strstr(out, "already initialized") != NULL, "%s", out);
     itest_register(&node, "st-mary-hospital", "hospital");
+    /* a directory with other files in it (a mistyped --data-dir) is refused and left as it
+     * was: its mode, and no LOCK, log or state in it */
+    rc = itest_sh(out, sizeof(out), "mkdir -m 755 '%s/foreign' && touch '%s/foreign/f' && "
+        "'%s' init --data-dir '%s/foreign'", node.root, node.root, HIE_CTL_BIN, node.root);
+    cr_assert_neq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "not empty and not a data directory") != NULL, "%s", out);
+    rc = itest_sh(out, sizeof(out), "stat -c '%%a' '%s/foreign' && ls '%s/foreign'", node.root,
+        node.root);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_str_eq(out, "755\nf\n");
+}
+
+/* --check-config loads the MPI data key as the start does: a key others can read, or of the
+ * wrong size, fails the check instead of the start. */
+Test(durability, check_config_loads_the_mpi_data_key)
+{
+    char out[4096];
+    int rc = itest_sh(out, sizeof(out), "'%s' --config '%s' --check-config", HIE_NODE_BIN,
+        node.cfg);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "config ok") != NULL, "%s", out);
+    rc = itest_sh(out, sizeof(out), "chmod 644 '%s' && '%s' --config '%s' --check-config",
+        node.mpi_key, HIE_NODE_BIN, node.cfg);
+    cr_assert_neq(rc, 0, "a key others can read passed: %s", out);
+    cr_assert(strstr(out, "mpi.key_file") != NULL, "%s", out);
+    rc = itest_sh(out, sizeof(out), "chmod 600 '%s' && head -c 31 /dev/urandom > '%s.short' && "
+        "chmod 600 '%s.short' && sed 's|%s|%s.short|' '%s' > '%s.short' && "
+        "'%s' --config '%s.short' --check-config", node.mpi_key, node.mpi_key, node.mpi_key,
+        node.mpi_key, node.mpi_key, node.cfg, node.cfg, HIE_NODE_BIN, node.cfg);
+    cr_assert_neq(rc, 0, "a 31-byte key passed: %s", out);
+    cr_assert(strstr(out, "mpi.key_file") != NULL, "%s", out);
 }
 
 /* F2-style: commands acknowledged while four clients register concurrently all survive a

@@ -1622,8 +1622,7 @@ hie_node__tls_reload(node_ctx_t *ctx, char *err, size_t err_bytes)
         SSL_CTX_free(nctx); /* each edge that took it holds its own reference */
     }
     if (rc == 0) {
-        atomic_store(&ctx->metrics.crl_next_update_ms,
-            hie_node__crl_next_update_ms(ctx->cfg.crl_file));
+        hie_node__crl_window_store(&ctx->metrics, ctx->cfg.crl_file);
     }
     atomic_fetch_add(rc == 0 ? &ctx->metrics.tls_reloads_ok : &ctx->metrics.tls_reloads_failed,
         1);

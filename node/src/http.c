@@ -129,9 +129,17 @@ http_handler(void *cls, struct MHD_Connection *conn, const char *url, const char
     if (strcmp(url, "/healthz") == 0) {
         bool ready = atomic_load(&h->ctx->metrics.ready) != 0;
         int64_t crl_next = atomic_load(&h->ctx->metrics.crl_next_update_ms);
-        if (ready && crl_next != 0 && hie_time_wall_ms() >= crl_next) {
+        int64_t crl_last = atomic_load(&h->ctx->metrics.crl_last_update_ms);
+        int64_t now = hie_time_wall_ms();
+        if (ready && crl_next != 0 && now >= crl_next) {
             static char expired[] = "crl expired: every member is refused\n";
             return http_respond(conn, 503, "text/plain", expired, sizeof(expired) - 1,
+                MHD_RESPMEM_PERSISTENT);
+        }
+        if (ready && now < crl_last) {
+            static char early[] = "crl not valid yet (its lastUpdate is ahead of this node's "
+                                  "clock): every member is refused\n";
+            return http_respond(conn, 503, "text/plain", early, sizeof(early) - 1,
                 MHD_RESPMEM_PERSISTENT);
         }
         return ready ? http_respond(conn, 200, "text/plain", (char *)(uintptr_t)"ok\n", 3,

@@ -255,8 +255,7 @@ node_open_storage(node_ctx_t *ctx)
         hie_log_error("node", "cannot set up tls", " reason=\"%s\"", err);
         return rc;
     }
-    atomic_store(&ctx->metrics.crl_next_update_ms,
-        hie_node__crl_next_update_ms(ctx->cfg.crl_file));
+    hie_node__crl_window_store(&ctx->metrics, ctx->cfg.crl_file);
     if (ctx->cfg.crl_file[0] == '\0') {
         hie_log_warn("tls", "no revocation checking (tls.crl_file is not set): a revoked "
             "member certificate is accepted until it expires", "%s", "");
@@ -368,12 +367,24 @@ crl_changed(const char *path, struct stat *seen)
 }
 
 /* The CRL's expiry, said ahead: a week before, once a day; once expired (every member is
- * refused, /healthz answers 503), once an hour. last_ns: when it was last said. */
+ * refused, /healthz answers 503), once an hour; a CRL not valid yet, once an hour while it
+ * is not (it becomes valid without a reload). last_ns: when it was last said. */
 static void
 crl_expiry_watch(node_ctx_t *ctx, uint64_t *last_ns)
 {
     int64_t next = atomic_load(&ctx->metrics.crl_next_update_ms), now = hie_time_wall_ms();
+    int64_t last = atomic_load(&ctx->metrics.crl_last_update_ms);
     uint64_t mono = hie_time_mono_ns(), hour = 3600ull * 1000000000ull;
+    if (now < last) {
+        if (*last_ns == 0 || mono - *last_ns >= hour) {
+            *last_ns = mono;
+            hie_log_error("tls", "the crl is not valid yet: every member is refused until "
+                "its lastUpdate", " file=%s valid_in_s=%ld hint=\"%s\"", ctx->cfg.crl_file,
+                (long)((last - now + 999) / 1000), "the CA's clock is ahead of this node's: "
+                "check NTP on both, or publish a CRL dated earlier");
+        }
+        return;
+    }
     if (next == 0 || next - now > 7ll * 24 * 3600 * 1000) {
         return;
     }
@@ -383,8 +394,7 @@ crl_expiry_watch(node_ctx_t *ctx, uint64_t *last_ns)
     }
     *last_ns = mono;
     if (expired) {
-        hie_log_error("tls", "the crl has expired (or is not valid yet): every member is "
-            "refused", " file=%s "
+        hie_log_error("tls", "the crl has expired: every member is refused", " file=%s "
             "expired_s_ago=%ld hint=\"%s\"", ctx->cfg.crl_file, (long)((now - next) / 1000),
             "publish a new one (deploy/pki.sh crl DIR), the node loads it within seconds");
     } else {

@@ -141,6 +141,11 @@ render_connections(struct out *o, const node_metrics_t *m, const char *node)
         "# TYPE hie_tls_crl_next_update_seconds gauge\n"
         "hie_tls_crl_next_update_seconds{node=\"%s\"} %lld\n", node,
         (long long)(atomic_load(&m->crl_next_update_ms) / 1000));
+    out_printf(o, "# HELP hie_tls_crl_last_update_seconds When the loaded CRL became valid "
+        "(Unix time; 0: no CRL). Before it every member is refused.\n"
+        "# TYPE hie_tls_crl_last_update_seconds gauge\n"
+        "hie_tls_crl_last_update_seconds{node=\"%s\"} %lld\n", node,
+        (long long)(atomic_load(&m->crl_last_update_ms) / 1000));
     out_printf(o, "# HELP hie_delivery_receivers Recipients the delivery thread keeps a slot "
         "for (receiving, or with deliveries unacknowledged).\n"
         "# TYPE hie_delivery_receivers gauge\nhie_delivery_receivers{node=\"%s\"} %lu\n",

@@ -138,6 +138,7 @@ typedef struct node_metrics {
     _Atomic uint64_t ready;
     _Atomic uint64_t delivery_receivers;    /* recipients with a receiver slot (delivery.c) */
     _Atomic int64_t crl_next_update_ms;     /* the loaded CRL's nextUpdate (0: no CRL) */
+    _Atomic int64_t crl_last_update_ms;     /* its lastUpdate: refused before (0: no CRL) */
     uint64_t start_ns;
     struct hie_mpi_store_stats *mpi; /* the MPI's counters (set once at startup), or NULL */
     void *state_env;                 /* the state's MDB_env and the command log, for the */
@@ -580,10 +581,16 @@ HIE_MUST_CHECK int hie_node__edge_ctl(node_ctx_t *ctx, const char *verb, SSL_CTX
  * connections would otherwise go on receiving deliveries and forwarded queries). Returns 0
  * or the first failure. */
 HIE_MUST_CHECK int hie_node__edge_cut_org(node_ctx_t *ctx, const char *org_id);
-/* The earliest nextUpdate of the CRLs in crl_file, in ms since the epoch (1 when one is not
- * valid yet); 0 when there is no CRL or it has none. Once it has passed, OpenSSL refuses
- * every member's certificate. */
-int64_t hie_node__crl_next_update_ms(const char *crl_file);
+/* The window in which the CRLs in crl_file are valid, in ms since the epoch: the latest
+ * lastUpdate and the earliest nextUpdate; 0 for either when there is no CRL or it has none.
+ * Outside it OpenSSL refuses every member's certificate. */
+typedef struct node_crl_window {
+    int64_t last_update_ms, next_update_ms;
+} node_crl_window_t;
+node_crl_window_t hie_node__crl_window(const char *crl_file);
+/* Stores crl_file's window in the metrics (/healthz and the expiry watch compare it with the
+ * time at each use: a CRL not valid yet becomes valid without a reload). */
+void hie_node__crl_window_store(node_metrics_t *m, const char *crl_file);
 /* Builds a new SSL_CTX from ctx->cfg and hands it to the edge. Returns 0 or an error. */
 HIE_MUST_CHECK int hie_node__tls_reload(node_ctx_t *ctx, char *err, size_t err_bytes);
 

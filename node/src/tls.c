@@ -38,35 +38,48 @@ tls_err(char *err, size_t err_bytes, const char *what, const char *path)
     ERR_clear_error();
 }
 
-int64_t
-hie_node__crl_next_update_ms(const char *crl_file)
+/* t as ms since the epoch (now + the difference OpenSSL computes); 0 when t is unusable. */
+static int64_t
+asn1_ms(const ASN1_TIME *t, int64_t now)
 {
-    if (crl_file == NULL || crl_file[0] == '\0') {
+    int days = 0, secs = 0;
+    if (t == NULL || ASN1_TIME_diff(&days, &secs, NULL, t) != 1) {
         return 0;
     }
-    FILE *f = fopen(crl_file, "r");
+    int64_t at = now + ((int64_t)days * 86400 + secs) * 1000;
+    return at > 0 ? at : 1;
+}
+
+node_crl_window_t
+hie_node__crl_window(const char *crl_file)
+{
+    node_crl_window_t w = {0, 0};
+    FILE *f = crl_file != NULL && crl_file[0] != '\0' ? fopen(crl_file, "r") : NULL;
     if (f == NULL) {
-        return 0;
+        return w;
     }
-    int64_t ms = 0, now = hie_time_wall_ms();
+    int64_t now = hie_time_wall_ms();
     X509_CRL *crl = NULL;
     for (int i = 0; i < 64 && (crl = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL; i++) {
-        int days = 0, secs = 0;
-        const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
-        const ASN1_TIME *last = X509_CRL_get0_lastUpdate(crl);
-        if (last != NULL && ASN1_TIME_diff(&days, &secs, NULL, last) == 1 &&
-            (days > 0 || secs > 0)) {
-            ms = 1000; /* not yet valid: refused as an expired one is (shows as 1 s past
-                        * 1970 on /metrics, where 0 means no CRL) */
-        } else if (next != NULL && ASN1_TIME_diff(&days, &secs, NULL, next) == 1) {
-            int64_t at = now + ((int64_t)days * 86400 + secs) * 1000;
-            ms = ms == 0 || at < ms ? at : ms; /* the earliest of the file's CRLs */
+        int64_t last = asn1_ms(X509_CRL_get0_lastUpdate(crl), now);
+        int64_t next = asn1_ms(X509_CRL_get0_nextUpdate(crl), now);
+        w.last_update_ms = last > w.last_update_ms ? last : w.last_update_ms; /* the latest */
+        if (next != 0 && (w.next_update_ms == 0 || next < w.next_update_ms)) {
+            w.next_update_ms = next; /* the earliest of the file's CRLs */
         }
         X509_CRL_free(crl);
     }
     fclose(f);
     ERR_clear_error();
-    return ms;
+    return w;
+}
+
+void
+hie_node__crl_window_store(node_metrics_t *m, const char *crl_file)
+{
+    node_crl_window_t w = hie_node__crl_window(crl_file);
+    atomic_store(&m->crl_last_update_ms, w.last_update_ms);
+    atomic_store(&m->crl_next_update_ms, w.next_update_ms);
 }
 
 static int

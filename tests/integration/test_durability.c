@@ -313,6 +313,43 @@ Test(durability, an_expired_crl_is_said_and_a_new_one_ends_it)
     cr_assert_eq(status, 200, "a new CRL ends it");
 }
 
+/* A CRL whose lastUpdate is ahead of the node's clock (a CA whose clock runs fast) refuses
+ * every member until then: the node says so, and once the time comes members are served and
+ * /healthz is 200 again without any new file (it stayed 503 "crl expired" until the file
+ * changed). */
+Test(durability, a_crl_not_valid_yet_is_said_and_ends_by_itself)
+{
+    restart_own_pki(300);
+    itest_register(&node, "general-hospital", "hospital");
+    char out[1 << 16], soon[32];
+    time_t t = time(NULL) + 4;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(soon, sizeof(soon), "%Y%m%d%H%M%SZ", &tm);
+    int rc = itest_sh(out, sizeof(out), "cd '%s/ca' && openssl ca -batch -config openssl.cnf "
+        "-gencrl -crl_lastupdate %s -crldays 30 -out crl.tmp 2>&1 && mv crl.tmp crl.pem",
+        node.pki, soon);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(itest_log_wait(&node, "the crl is not valid yet", 3000), "not said");
+    cr_assert_eq(itest_http_get(&node, "/healthz", out, sizeof(out)), 503);
+    cr_assert(strstr(out, "crl not valid yet") != NULL, "%s", out);
+    cr_assert_neq(itest_hie(&node, "general-hospital", out, sizeof(out), "whoami"), 0,
+        "served before the CRL is valid: %s", out);
+    int status = 0;
+    for (int i = 0; i < 100 && status != 200; i++) {
+        status = itest_http_get(&node, "/healthz", out, sizeof(out));
+        usleep(status == 200 ? 0 : 100 * 1000);
+    }
+    cr_assert_eq(status, 200, "still %d once the CRL is valid: %s", status, out);
+    cr_assert_eq(itest_hie(&node, "general-hospital", out, sizeof(out), "whoami"), 0, "%s",
+        out);
+    cr_assert_eq(itest_http_get(&node, "/metrics", out, sizeof(out)), 200);
+    char want[96];
+    snprintf(want, sizeof(want), "hie_tls_crl_last_update_seconds{node=\"node-1\"} %lld\n",
+        (long long)t);
+    cr_assert(strstr(out, want) != NULL, "%s", out);
+}
+
 static unsigned long
 reloads_failed(void)
 {

@@ -243,7 +243,7 @@ batch_apply(struct bench *b, struct slot *sl)
     hie_mpi_pool_begin(b->pool, sl->cmds, sizeof(sl->cmds[0]), sl->n, batch_item_feed);
     for (size_t i = 0; rc == 0 && i < sl->n; i++) {
         hie_mpi_apply_ctx_t ac = {b->txn, arena, "@bench", 1, ++b->index, {0}, 0,
-            hie_mpi_pool_take(b->pool, i), 0};
+            hie_mpi_pool_take(b->pool, i), 0, NULL, NULL};
         Hie__V1__MpiFeedReply *reply = NULL;
         rc = hie_mpi_store_apply_feed(b->store, &ac, sl->cmds[i], &reply);
         if (rc == 0 && ac.reject.code != 0) {
@@ -425,7 +425,8 @@ train_install(struct bench *b, const char *persons)
     hie_arena_t *arena = NULL;
     rc = mdb_txn_begin(b->env, NULL, 0, &b->txn) == 0 ? 0 : HIE_ESTORAGE;
     rc = rc == 0 ? hie_arena_create(&arena, 1u << 20) : rc;
-    hie_mpi_apply_ctx_t ac = {b->txn, arena, "@bench", 1, ++b->index, {0}, 0, NULL, 0};
+    hie_mpi_apply_ctx_t ac = {b->txn, arena, "@bench", 1, ++b->index, {0}, 0, NULL, 0, NULL,
+        NULL};
     rc = rc == 0 ? hie_mpi_store_apply_model(b->store, &ac, &mc, &version) : rc;
     rc = rc == 0 && ac.reject.code != 0 ? HIE_EINVAL : rc;
     if (rc == 0) {

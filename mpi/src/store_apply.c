@@ -751,6 +751,10 @@ feed_merge(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedC
     rc = rc == 0 ? store__meta_add(s, ctx->txn, "records", -1) : rc;
     rc = rc == 0 ? hist_add(s, ctx, pr, prior_euid, cmd->action,
         HIE__V1__FEED_OUTCOME__OUTCOME_MERGED, NULL) : rc;
+    if (rc == 0) {
+        ctx->merged_prior = pr->rec_hash.data;
+        ctx->merged_survivor = sv->rec_hash.data;
+    }
     Hie__V1__MpiFeedReply *r = rc == 0 ? hie_arena_alloc(ctx->arena, sizeof(*r)) : NULL;
     if (rc == 0 && r == NULL) {
         rc = HIE_ENOMEM;

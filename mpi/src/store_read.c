@@ -170,6 +170,27 @@ hie_mpi_store_euid_of(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t rec_hash[H
 }
 
 int
+hie_mpi_store_surviving(hie_mpi_store_t *s, MDB_txn *txn,
+    const uint8_t rec_hash[HIE_MPI_REC_HASH_BYTES], hie_arena_t *arena,
+    uint8_t out[HIE_MPI_REC_HASH_BYTES])
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && rec_hash != NULL && out != NULL);
+    if (!hie_mpi_store_ready(s)) {
+        return HIE_EUNAVAIL;
+    }
+    Hie__V1__MpiRecord *rec = NULL;
+    int rc = store__rec_get(s, txn, rec_hash, arena, &rec);
+    rc = rc == 0 ? surviving(s, txn, arena, &rec) : rc;
+    if (rc == 0 && rec->rec_hash.len != HIE_MPI_REC_HASH_BYTES) {
+        rc = HIE_ECORRUPT;
+    }
+    if (rc == 0) {
+        memcpy(out, rec->rec_hash.data, HIE_MPI_REC_HASH_BYTES);
+    }
+    return rc;
+}
+
+int
 hie_mpi_store_euid_members(hie_mpi_store_t *s, MDB_txn *txn, const char *euid,
     hie_arena_t *arena, const uint8_t **hashes, size_t *n)
 {

@@ -169,6 +169,11 @@ hie_node__consent_list_xchg(node_ctx_t *ctx, const char *requester,
     if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
     }
+    /* a merged MRN's directives moved with it (A40): list the record it lives on as */
+    uint8_t live[HIE_MPI_REC_HASH_BYTES];
+    if (hie_mpi_store_surviving(hie_node__state_mpi(ctx->state), txn, h, arena, live) == 0) {
+        memcpy(h, live, sizeof(h));
+    }
     rc = hie_node__consent_list(hie_node__state_consent(ctx->state), txn, h,
         req->include_inactive, arena, &r->directives, &r->n_directives,
         &r->revoked_not_listed);

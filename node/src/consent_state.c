@@ -27,6 +27,15 @@
 /* A directive's date (when the patient agreed) may lead the submitting command's clock by at
  * most this: a date-only entry made in a time zone ahead of UTC. */
 #define CONSENT_DATE_AHEAD_MS (24ll * 3600 * 1000)
+/* From 2026-11-30T21:45Z (the rules clock): directives follow an A40 merge to the surviving
+ * record, and one submitted for a merged MRN is filed on it (before, they stayed on the prior
+ * record, which no decision reads: the patient's consent stopped applying); a merge that
+ * would leave the record more directives in force than one may have is refused; a submit
+ * checks before it moves anything, and may not take the patient's EUID past the directives a
+ * decision reads. A log from before replays as it applied. */
+#define CONSENT_MERGE_SINCE_MS 1796075100000ll
+/* Ids moved per pass when a merge moves a record's directives (bounded memory). */
+#define CONSENT_MOVE_CHUNK 256u
 
 /* Revoked directives a listing (--all) shows besides those in force, from consent_hist: the
  * most recently submitted ones; the reply says how many older ones it left out. */
@@ -403,27 +412,38 @@ count_one(void *vctx, const char *idp, size_t len)
     return 0;
 }
 
-/* The directives of rec_hash in force, after moving any revoked ones left in consent_pat to
- * consent_hist (so they neither count against the 32 nor take a decision's rule slots); for a
- * command logged before those rules (!rules), every id in consent_pat, as it was applied. */
+/* Moves the revoked ids x found in rec_hash's consent_pat to consent_hist (so they neither
+ * count against the 32 nor take a decision's rule slots). */
 static int
-in_force_count(node_consent_t *c, node_apply_t *a, const uint8_t *rec_hash, bool rules,
-    size_t *n)
+revoked_to_hist(node_consent_t *c, node_apply_t *a, const uint8_t *rec_hash,
+    const struct count_ctx *x)
 {
-    struct count_ctx x = {c, a->txn, a->arena, 0, {NULL}, 0};
-    int rc = pat_each(c, a->txn, rec_hash, count_one, &x);
-    if (!rules) {
-        *n = x.n + x.n_revoked;
-        return rc;
-    }
     MDB_val k = {HIE_PROTO_REC_HASH_BYTES, (void *)(uintptr_t)rec_hash};
-    for (size_t i = 0; rc == 0 && i < x.n_revoked; i++) {
-        MDB_val v = {strlen(x.revoked[i]), x.revoked[i]};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < x->n_revoked; i++) {
+        MDB_val v = {strlen(x->revoked[i]), x->revoked[i]};
         rc = mdb_rc(mdb_del(a->txn, c->pat, &k, &v));
         rc = rc ? rc : mdb_rc(mdb_put(a->txn, c->hist, &k, &v, 0));
     }
-    *n = x.n;
     return rc;
+}
+
+/* The directives of rec_hash in force, after moving any revoked ones left in consent_pat to
+ * consent_hist; for a command logged before those rules (!rules), every id in consent_pat, as
+ * it was applied. With x (rules since CONSENT_MERGE_SINCE_MS), nothing moves: *x says what the
+ * caller moves once it has accepted the command. */
+static int
+in_force_count(node_consent_t *c, node_apply_t *a, const uint8_t *rec_hash, bool rules,
+    size_t *n, struct count_ctx *later)
+{
+    struct count_ctx x = {c, a->txn, a->arena, 0, {NULL}, 0};
+    int rc = pat_each(c, a->txn, rec_hash, count_one, &x);
+    *n = rules ? x.n : x.n + x.n_revoked;
+    if (later != NULL) {
+        *later = x;
+        return rc;
+    }
+    return rc == 0 && rules ? revoked_to_hist(c, a, rec_hash, &x) : rc;
 }
 
 /* The latest directive wins by its date: an undated one is dated when it was submitted (not
@@ -436,6 +456,63 @@ date_set(Hie__V1__ConsentDirective *d, int64_t submitted_ms)
         d->date_ms = submitted_ms;
     }
     return d->date_ms <= submitted_ms + CONSENT_DATE_AHEAD_MS;
+}
+
+/* The record a submit files its directive on: since CONSENT_MERGE_SINCE_MS the one the named
+ * record survives as (an A40 merge), else the named one. */
+static int
+submit_record(node_apply_t *a, const uint8_t *named, uint8_t out[HIE_PROTO_REC_HASH_BYTES])
+{
+    memcpy(out, named, HIE_PROTO_REC_HASH_BYTES);
+    return a->rules_ms < CONSENT_MERGE_SINCE_MS ? 0
+                                                : hie_mpi_store_surviving(a->mpi, a->txn, named,
+                                                      a->arena, out);
+}
+
+/* Since CONSENT_MERGE_SINCE_MS: *room is false when euid's records already have as many
+ * directives on file as a decision reads (HIE_CONSENT_DIRECTIVES_MAX): one more would make
+ * every decision for the patient fail closed. */
+static int
+euid_room(node_consent_t *c, node_apply_t *a, const char *euid, bool *room)
+{
+    *room = true;
+    if (a->rules_ms < CONSENT_MERGE_SINCE_MS) {
+        return 0;
+    }
+    hie_span_t *rules = hie_arena_alloc(a->arena, HIE_CONSENT_DIRECTIVES_MAX * sizeof(*rules));
+    if (rules == NULL) {
+        return HIE_ENOMEM;
+    }
+    size_t n = 0;
+    int rc = hie_node__consent_rules(c, a->mpi, a->txn, euid, NULL, a->arena, rules,
+        HIE_CONSENT_DIRECTIVES_MAX, &n);
+    *room = rc == 0 && n < HIE_CONSENT_DIRECTIVES_MAX;
+    return rc == HIE_ELIMIT ? 0 : rc;
+}
+
+/* The checks of a submit that need the state; *rejected when one refused it (recorded). */
+static int
+submit_check(node_consent_t *c, node_apply_t *a, const uint8_t *rec, const char *euid,
+    struct count_ctx *later, bool *rejected)
+{
+    const Hie__V1__ConsentSubmitCommand *sc = a->cmd->consent_submit;
+    bool merge_rules = a->rules_ms >= CONSENT_MERGE_SINCE_MS;
+    size_t on_file = 0;
+    bool room = true;
+    int rc = in_force_count(c, a, rec, sc->rules_2026_11_30, &on_file,
+        merge_rules ? later : NULL);
+    rc = rc == 0 && on_file < HIE_CONSENT_PER_PATIENT_MAX ? euid_room(c, a, euid, &room) : rc;
+    *rejected = rc == 0 && (on_file >= HIE_CONSENT_PER_PATIENT_MAX || !room);
+    if (rc == 0 && on_file >= HIE_CONSENT_PER_PATIENT_MAX) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "directive",
+            "the patient has the most directives on file (32); revoke one first");
+    }
+    if (rc == 0 && !room) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "directive",
+            "the patient's linked records have the most directives a decision reads (64); "
+            "revoke one first");
+    }
+    return rc;
 }
 
 static int
@@ -457,7 +534,9 @@ apply_submit(node_consent_t *c, node_apply_t *a)
     if (euid == NULL) {
         return HIE_ENOMEM;
     }
+    uint8_t rec[HIE_PROTO_REC_HASH_BYTES];
     int rc = hie_mpi_store_euid_of(a->mpi, a->txn, sc->rec_hash.data, a->arena, euid);
+    rc = rc ? rc : submit_record(a, sc->rec_hash.data, rec);
     if (rc == HIE_ENOTFOUND || rc == HIE_EUNAVAIL) {
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
             "directive.patient.mrn", "no record of this MRN at this organization");
@@ -466,14 +545,17 @@ apply_submit(node_consent_t *c, node_apply_t *a)
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
             "directive.patient.mrn", "merged too many times over: file it for the newest MRN");
     }
-    size_t on_file = 0;
-    rc = rc ? rc : in_force_count(c, a, sc->rec_hash.data, sc->rules_2026_11_30, &on_file);
-    if (rc != 0) {
+    struct count_ctx later = {c, a->txn, a->arena, 0, {NULL}, 0};
+    bool rejected = false;
+    rc = rc ? rc : submit_check(c, a, rec, euid, &later, &rejected);
+    if (rc != 0 || rejected) {
         return rc;
     }
-    if (on_file >= HIE_CONSENT_PER_PATIENT_MAX) {
-        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "directive",
-            "the patient has the most directives on file (32); revoke one first");
+    /* the proposer replaced the MRN with "#" + hex(rec_hash) (hie_node__consent_mrn_mask):
+     * no plaintext MRN in the log or the state */
+    if (d->patient->mrn == NULL || d->patient->mrn[0] != '#') {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+            "directive.patient.mrn", "not masked");
     }
     char *id = hie_arena_alloc(a->arena, CONSENT_ID_BYTES);
     if (id == NULL) {
@@ -482,19 +564,14 @@ apply_submit(node_consent_t *c, node_apply_t *a)
     snprintf(id, CONSENT_ID_BYTES, "cns-%" PRIu64, a->index);
     d->id = id;
     d->version = 1;
-    /* the proposer replaced the MRN with "#" + hex(rec_hash) (hie_node__consent_mrn_mask):
-     * no plaintext MRN in the log or the state */
-    if (d->patient->mrn == NULL || d->patient->mrn[0] != '#') {
-        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
-            "directive.patient.mrn", "not masked");
-    }
     d->submitted_by = a->cmd->requester;
     d->submitted_ms = a->cmd->time_ms;
     d->submitted_index = a->index;
     d->revoked_ms = 0;
     d->revoked_by = (char *)(uintptr_t)"";
-    rc = dir_put(c, a, d, sc->rec_hash.data);
-    MDB_val k = {HIE_PROTO_REC_HASH_BYTES, sc->rec_hash.data}, v = {strlen(id), id};
+    rc = sc->rules_2026_11_30 ? revoked_to_hist(c, a, rec, &later) : 0;
+    rc = rc ? rc : dir_put(c, a, d, rec);
+    MDB_val k = {HIE_PROTO_REC_HASH_BYTES, rec}, v = {strlen(id), id};
     rc = rc ? rc : mdb_rc(mdb_put(a->txn, c->pat, &k, &v, 0));
     Hie__V1__ConsentSubmitReply *r = hie_arena_alloc(a->arena, sizeof(*r));
     if (rc == 0 && r == NULL) {
@@ -561,6 +638,123 @@ apply_revoke(node_consent_t *c, node_apply_t *a)
         r->version = d->version;
         a->res->consent_revoke = r;
     }
+    return rc;
+}
+
+/* ---- A40 merges ----------------------------------------------------------------------------- */
+
+int
+hie_node__consent_merge_check(node_consent_t *c, node_apply_t *a, const uint8_t *prior,
+    const uint8_t *survivor, bool *fits)
+{
+    HIE_ASSERT(c != NULL && c->magic == CONSENT_MAGIC && fits != NULL);
+    *fits = true;
+    if (a->rules_ms < CONSENT_MERGE_SINCE_MS ||
+        memcmp(prior, survivor, HIE_PROTO_REC_HASH_BYTES) == 0) {
+        return 0; /* a self-merge is the MPI's to refuse */
+    }
+    struct count_ctx xp = {c, a->txn, a->arena, 0, {NULL}, 0};
+    struct count_ctx xs = {c, a->txn, a->arena, 0, {NULL}, 0};
+    int rc = pat_each(c, a->txn, prior, count_one, &xp);
+    rc = rc ? rc : pat_each(c, a->txn, survivor, count_one, &xs);
+    *fits = rc != 0 || xp.n + xs.n <= HIE_CONSENT_PER_PATIENT_MAX;
+    return rc;
+}
+
+struct take_ctx {
+    char (*ids)[CONSENT_ID_BYTES];
+    size_t n;
+};
+
+static int
+take_one(void *vctx, const char *id, size_t len)
+{
+    struct take_ctx *t = vctx;
+    HIE_ASSERT(t->n < CONSENT_MOVE_CHUNK && len < CONSENT_ID_BYTES); /* ids_each's bounds */
+    memcpy(t->ids[t->n], id, len);
+    t->ids[t->n++][len] = '\0';
+    return 0;
+}
+
+/* Rewrites directive id's record prefix in consent_dir to rec_hash; *buf (heap, *cap bytes)
+ * holds the copy (a put may move the page the value was read from). */
+static int
+dir_rehome(node_consent_t *c, node_apply_t *a, const char *id, const uint8_t *rec_hash,
+    uint8_t **buf, size_t *cap)
+{
+    MDB_val k = {strlen(id), (void *)(uintptr_t)id}, v;
+    int rc = mdb_rc(mdb_get(a->txn, c->dir, &k, &v));
+    if (rc != 0 || v.mv_size <= HIE_PROTO_REC_HASH_BYTES) {
+        return rc == 0 || rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
+    }
+    if (v.mv_size > *cap) {
+        uint8_t *nb = hie_mem_alloc(v.mv_size);
+        if (nb == NULL) {
+            return HIE_ENOMEM;
+        }
+        hie_mem_free(*buf, *cap);
+        *buf = nb;
+        *cap = v.mv_size;
+    }
+    memcpy(*buf, v.mv_data, v.mv_size);
+    memcpy(*buf, rec_hash, HIE_PROTO_REC_HASH_BYTES);
+    MDB_val nv = {v.mv_size, *buf};
+    return mdb_rc(mdb_put(a->txn, c->dir, &k, &nv, 0));
+}
+
+/* Moves every id of prior in dbi (pat or hist) to survivor, a chunk at a time; from pat, a
+ * revoked one (left there before consent_hist existed) goes to survivor's hist. */
+static int
+move_ids(node_consent_t *c, node_apply_t *a, MDB_dbi dbi, const uint8_t *prior,
+    const uint8_t *survivor, uint8_t **buf, size_t *cap)
+{
+    char ids[CONSENT_MOVE_CHUNK][CONSENT_ID_BYTES];
+    MDB_val pk = {HIE_PROTO_REC_HASH_BYTES, (void *)(uintptr_t)prior};
+    MDB_val sk = {HIE_PROTO_REC_HASH_BYTES, (void *)(uintptr_t)survivor};
+    int rc = 0;
+    for (;;) {
+        struct take_ctx t = {ids, 0};
+        rc = ids_each(a->txn, dbi, prior, CONSENT_MOVE_CHUNK, true, take_one, &t);
+        if (rc != 0 || t.n == 0) {
+            return rc;
+        }
+        for (size_t i = 0; rc == 0 && i < t.n; i++) {
+            MDB_dbi to = dbi;
+            Hie__V1__ConsentDirective *d = NULL;
+            if (dbi == c->pat) {
+                rc = dir_get(c, a->txn, ids[i], a->arena, &d, NULL);
+                to = rc == 0 && d->revoked_ms != 0 ? c->hist : c->pat;
+            }
+            rc = rc ? rc : dir_rehome(c, a, ids[i], survivor, buf, cap);
+            MDB_val v = {strlen(ids[i]), ids[i]};
+            int prc = rc ? rc : mdb_put(a->txn, to, &sk, &v, MDB_NODUPDATA);
+            rc = rc ? rc : (prc == MDB_KEYEXIST ? 0 : mdb_rc(prc));
+            rc = rc ? rc : mdb_rc(mdb_del(a->txn, dbi, &pk, &v));
+        }
+        if (rc != 0) {
+            return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
+        }
+    }
+}
+
+int
+hie_node__consent_merge(node_consent_t *c, node_apply_t *a, const uint8_t *prior,
+    const uint8_t *survivor)
+{
+    HIE_ASSERT(c != NULL && c->magic == CONSENT_MAGIC && prior != NULL && survivor != NULL);
+    if (a->rules_ms < CONSENT_MERGE_SINCE_MS ||
+        memcmp(prior, survivor, HIE_PROTO_REC_HASH_BYTES) == 0) {
+        return 0;
+    }
+    size_t n = 0;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    /* the survivor's own revoked ids left in pat first: its pat then holds only what is in
+     * force, and the two together fit (hie_node__consent_merge_check) */
+    int rc = in_force_count(c, a, survivor, true, &n, NULL);
+    rc = rc ? rc : move_ids(c, a, c->pat, prior, survivor, &buf, &cap);
+    rc = rc ? rc : move_ids(c, a, c->hist, prior, survivor, &buf, &cap);
+    hie_mem_free(buf, cap);
     return rc;
 }
 

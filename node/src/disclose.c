@@ -78,10 +78,30 @@ decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const node_who_t *who,
         memset(out, 0, sizeof(*out));
         out->decision = HIE_CONSENT_DENY;
         out->reason = "evaluation-error";
+        out->accounting_excluded = true;
+        out->confidentiality = HIE_CONSENT_LABEL_V;
     }
+    /* the one exception to failing closed (reference §1.3): an authorized break-glass,
+     * audited and flagged as every break-glass is; nothing is redacted (what the content
+     * carries is unknown) */
+    bool glass = rc != 0 && req.purpose == HIE__V1__PURPOSE_OF_USE__PURPOSE_EMERGENCY &&
+                 ctx->consent_policy.break_glass_allowed;
     if (rc != 0) {
-        hie_log_error("consent", "decision failed closed", " org=%s id=%s euid=%s rc=%s",
-            who->org_id, who->request_id, euid, hie_strerror_name(rc));
+        hie_log_error("consent", glass ? "decision failed; break-glass permits it"
+                                       : "decision failed closed",
+            " org=%s id=%s euid=%s rc=%s", who->org_id, who->request_id, euid,
+            hie_strerror_name(rc));
+    }
+    if (glass) {
+        memset(out, 0, sizeof(*out));
+        out->decision = HIE_CONSENT_PERMIT;
+        out->break_glass = true;
+        out->reason = "break-glass";
+        out->confidentiality = HIE_CONSENT_LABEL_V;
+        if ((req.labels & HIE_CONSENT_LABELS_PART2) != 0) { /* rule 4, as on any permit */
+            out->obligations = HIE_CONSENT_OBL_PART2_NOTICE;
+            out->refrains = HIE_CONSENT_REFRAIN_NORDSCLCD;
+        }
     }
     HIE_ASSERT(out->reason != NULL);
     if (!hie_consent_permitted(out)) {

@@ -283,6 +283,15 @@ HIE_MUST_CHECK int hie_node__consent_apply(node_consent_t *c, node_apply_t *a);
 HIE_MUST_CHECK int hie_node__consent_list(node_consent_t *c, MDB_txn *txn,
     const uint8_t *rec_hash, bool include_inactive, hie_arena_t *arena,
     Hie__V1__ConsentDirective ***out, size_t *n, uint32_t *revoked_not_listed);
+/* A40 merges (log thread, in apply; both do nothing for commands before 2026-11-30T21:45Z
+ * by the rules clock): merge_check, before the MPI applies the merge, sets *fits false when
+ * prior and survivor have more directives in force together than one record may have (the
+ * caller refuses the merge); merge, after it, moves prior's directives (in force and revoked)
+ * to survivor, which decisions read. Return 0 or a storage error. */
+HIE_MUST_CHECK int hie_node__consent_merge_check(node_consent_t *c, node_apply_t *a,
+    const uint8_t *prior, const uint8_t *survivor, bool *fits);
+HIE_MUST_CHECK int hie_node__consent_merge(node_consent_t *c, node_apply_t *a,
+    const uint8_t *prior, const uint8_t *survivor);
 /* One directive by id. Returns 0, HIE_ENOTFOUND or a storage error. */
 HIE_MUST_CHECK int hie_node__consent_get(node_consent_t *c, MDB_txn *txn, const char *id,
     hie_arena_t *arena, Hie__V1__ConsentDirective **out);

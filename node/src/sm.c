@@ -687,11 +687,47 @@ apply_org_change(struct apply_ctx *a, const char *org_id)
     return org_store(a, org);
 }
 
+/* A feed; an A40 merge takes the prior record's consent directives to the survivor (and is
+ * refused when the two have more in force together than a record may have). */
+static int
+apply_feed(struct apply_ctx *a, hie_mpi_apply_ctx_t *m)
+{
+    const Hie__V1__MpiFeedCommand *f = a->cmd->mpi_feed;
+    node_apply_t na = {a->txn, a->arena, a->cmd, a->index, a->res, a->st->mpi, a->st->mpi_key,
+        a->st->rules_now_ms};
+    bool merge = f->action == HIE__V1__FEED_ACTION__FEED_MERGE &&
+                 f->rec_hash.len == HIE_MPI_REC_HASH_BYTES &&
+                 f->prior_hash.len == HIE_MPI_REC_HASH_BYTES;
+    bool fits = true;
+    int rc = merge ? hie_node__consent_merge_check(a->st->consent, &na, f->prior_hash.data,
+                         f->rec_hash.data, &fits)
+                   : 0;
+    if (rc == 0 && !fits) {
+        reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "prior_mrn", "the two records have "
+            "more consent directives in force together than a patient may have (32): revoke "
+            "some first");
+        return 0;
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    rc = hie_mpi_store_apply_feed(a->st->mpi, m, f, &a->res->mpi_feed);
+    if (rc == 0 && m->reject.code == 0 && m->merged_prior != NULL) {
+        rc = hie_node__consent_merge(a->st->consent, &na, m->merged_prior,
+            m->merged_survivor);
+    }
+    if (rc == 0 && m->reject.code != 0) {
+        a->res->mpi_feed = NULL;
+        reject(a, m->reject.code, m->reject.field, m->reject.message);
+    }
+    return rc;
+}
+
 static int
 apply_mpi(struct apply_ctx *a)
 {
     hie_mpi_apply_ctx_t m = {a->txn, a->arena, a->cmd->requester, a->cmd->time_ms, a->index,
-        {0}, 0, NULL, a->st->rules_now_ms};
+        {0}, 0, NULL, a->st->rules_now_ms, NULL, NULL};
     if (a->st->mpi_key == NULL) { /* as apply_disclosure: stop rather than reject */
         hie_log_error("sm", "the log holds a command that needs the data key",
             " index=%lu hint=\"configure mpi.key_file\"", a->index);
@@ -701,8 +737,7 @@ apply_mpi(struct apply_ctx *a)
     switch (a->cmd->body_case) {
     case HIE__V1__COMMAND__BODY_MPI_FEED:
         m.prep = hie_mpi_pool_take(a->st->mpi_pool, a->st->batch_pos);
-        rc = hie_mpi_store_apply_feed(a->st->mpi, &m, a->cmd->mpi_feed, &a->res->mpi_feed);
-        break;
+        return apply_feed(a, &m);
     case HIE__V1__COMMAND__BODY_MPI_REVIEW:
         rc = hie_mpi_store_apply_review(a->st->mpi, &m, a->cmd->mpi_review,
             &a->res->mpi_review);

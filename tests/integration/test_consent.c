@@ -648,6 +648,105 @@ Test(consent, revoked_directives_leave_room_and_stay_listed, .timeout = 180)
     itest_node_cleanup(&n);
 }
 
+static const struct person OLAF = {"Olaf", "Brandvik", "1955-07-14", "EH1 1YZ",
+    "0131 496 0555", "Edinburgh", "8 Royal Mile"};
+
+/* n permit-all directives for (org, mrn) by c, ids prefixed tag. */
+static void
+permits(hie_client_t *c, const char *org, const char *mrn, const char *tag, int n,
+    hie_arena_t *a)
+{
+    struct dir x;
+    dir_init(&x, org, mrn, HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    for (int i = 0; i < n; i++) {
+        char id[24];
+        snprintf(id, sizeof(id), "%s%d", tag, i);
+        consent_submit_ok(c, id, &x, a);
+        hie_arena_reset(a);
+    }
+}
+
+static void
+expect_pix(hie_envelope_t *r, bool disclosed, const char *what)
+{
+    if (disclosed) {
+        cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PIX_REPLY, "%s: %s", what,
+            r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?");
+    } else {
+        expect_error(r, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn");
+    }
+}
+
+/* An A40 merge takes the prior MRN's directives to the surviving record (they stayed on the
+ * retired one, which no decision reads: the patient's deny stopped applying), and a directive
+ * filed for the merged MRN afterwards lands there too; a merge that would leave one record
+ * more than 32 in force is refused; the patient's linked records may have at most the 64
+ * directives a decision reads; past that (a merge) decisions fail closed, except an
+ * authorized break-glass. */
+Test(consent, directives_follow_an_a40_merge_and_the_euid_keeps_room, .timeout = 240)
+{
+    itest_node_t n;
+    setup(&n, NULL); /* opt-out, break-glass allowed */
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *h2 = itest_client(&n, HOSP2);
+    hie_client_t *c = itest_client(&n, CLINIC);
+    const Hie__V1__FeedAction create = HIE__V1__FEED_ACTION__FEED_CREATE;
+    const Hie__V1__FeedAction merge = HIE__V1__FEED_ACTION__FEED_MERGE;
+    feed_ok(h, "f1", create, HOSP, "H-1", &JOHN, NULL, a);
+    feed_ok(c, "f2", create, CLINIC, "C-1", &JON, NULL, a);
+    feed_ok(c, "f3", create, CLINIC, "C-2", &MARIA, NULL, a);
+    struct dir x;
+    dir_init(&x, CLINIC, "C-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, HOSP, 0);
+    char cid[64];
+    snprintf(cid, sizeof(cid), "%s", consent_submit_ok(c, "c1", &x, a)->id);
+    expect_pix(pix(h, "p1", CLINIC, "C-1", a), false, "denied before the merge");
+    feed_ok(c, "m1", merge, CLINIC, "C-2", NULL, "C-1", a);
+    expect_pix(pix(h, "p2", CLINIC, "C-2", a), false, "the deny followed the merge");
+    expect_pix(pix(h2, "p3", CLINIC, "C-2", a), true, "another hospital");
+    cr_assert_eq(consent_list(c, "l1", CLINIC, "C-2", false, a)->n_directives, 1u);
+    cr_assert_eq(consent_list(c, "l2", CLINIC, "C-1", false, a)->n_directives, 1u);
+    /* filed for the merged MRN: on the surviving record, and decided */
+    dir_init(&x, CLINIC, "C-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, HOSP2, 0);
+    consent_submit_ok(c, "c2", &x, a);
+    expect_pix(pix(h2, "p4", CLINIC, "C-2", a), false, "filed for the merged MRN");
+    /* the moved directive is revoked where it now lives */
+    cr_assert_eq(consent_revoke(c, "v1", cid, a)->body_case,
+        HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE_REPLY);
+    expect_pix(pix(h, "p5", CLINIC, "C-2", a), true, "revoked after the merge");
+    /* 64 on the patient's records: H-1 30, C-2 28 (c2 and 27 more), H2-1 6; one more is
+     * refused wherever it is filed */
+    feed_ok(h2, "f4", create, HOSP2, "H2-1", &JOHN, NULL, a);
+    permits(h, HOSP, "H-1", "a", 30, a);
+    permits(c, CLINIC, "C-2", "b", 27, a);
+    permits(h2, HOSP2, "H2-1", "d", 6, a);
+    dir_init(&x, HOSP2, "H2-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    hie_envelope_t *full = consent_submit(h2, "d6", &x, a);
+    expect_error(full, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "directive");
+    cr_assert(strstr(full->error->message, "64") != NULL, "%s", full->error->message);
+    /* a record with 5 more merged into C-2 (28 + 5 > 32): refused */
+    feed_ok(c, "f5", create, CLINIC, "C-3", &OLAF, NULL, a);
+    permits(c, CLINIC, "C-3", "e", 5, a);
+    expect_error(feed(c, "m2", merge, CLINIC, "C-2", NULL, "C-3", a),
+        HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "prior_mrn");
+    expect_pix(pix(h, "p6", CLINIC, "C-3", a), true, "C-3 is still its own patient");
+    /* with 4 it is merged (32 on C-2), and the patient's 68 directives are more than a
+     * decision reads: every query is denied, but an authorized break-glass */
+    cr_assert_eq(consent_revoke(c, "v2", consent_list(c, "l3", CLINIC, "C-3", false,
+        a)->directives[0]->id, a)->body_case, HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE_REPLY);
+    feed_ok(c, "m3", merge, CLINIC, "C-2", NULL, "C-3", a);
+    expect_pix(pix(h, "p7", CLINIC, "C-2", a), false, "failed closed");
+    expect_pix(pix_for(h, "p8", CLINIC, "C-2", HIE__V1__PURPOSE_OF_USE__PURPOSE_EMERGENCY, a),
+        true, "break-glass");
+    cr_assert(itest_log_wait(&n, "decision failed; break-glass permits it", 2000));
+    hie_client_destroy(&h);
+    hie_client_destroy(&h2);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 /* The patient's accounting as §164.528 has it (TPO and nothing-disclosed left out). */
 static Hie__V1__AuditReportReply *
 accounting(hie_client_t *au, const char *id, hie_arena_t *a)

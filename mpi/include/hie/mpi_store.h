@@ -147,6 +147,10 @@ typedef struct hie_mpi_apply_ctx {
                                        * machine's rules clock): rules that began at a time
                                        * apply once it is reached, whatever the clock of the
                                        * node that proposed this command; 0: time_ms */
+    /* out: an A40 merge applied, the record identities (16 bytes each, in arena) of the prior
+     * record and of the one it now lives on as; NULL otherwise. What the caller keeps per
+     * record (consent directives) follows the prior record there. */
+    const uint8_t *merged_prior, *merged_survivor;
 } hie_mpi_apply_ctx_t;
 
 /* Applies a feed command. [out] *reply (arena) on success. Returns 0 (applied, or rejected:
@@ -232,6 +236,13 @@ HIE_MUST_CHECK int hie_mpi_store_history(hie_mpi_store_t *store, MDB_txn *txn,
 HIE_MUST_CHECK int hie_mpi_store_euid_of(hie_mpi_store_t *store, MDB_txn *txn,
     const uint8_t rec_hash[HIE_MPI_REC_HASH_BYTES], hie_arena_t *arena,
     char euid[HIE_MPI_EUID_BYTES]);
+/* The identity of the record rec_hash lives on as, after following A40 merges (rec_hash itself
+ * when it was never merged), copied into out. Returns 0, HIE_ENOTFOUND (the index never had
+ * the record), HIE_ELIMIT (a chain longer than merges may now make), HIE_EUNAVAIL or a storage
+ * error. */
+HIE_MUST_CHECK int hie_mpi_store_surviving(hie_mpi_store_t *store, MDB_txn *txn,
+    const uint8_t rec_hash[HIE_MPI_REC_HASH_BYTES], hie_arena_t *arena,
+    uint8_t out[HIE_MPI_REC_HASH_BYTES]);
 /* The record identities of euid's members (at most HIE_MPI_EUID_MEMBERS_MAX, n * 16 bytes in
  * arena; none for an unknown EUID). Returns 0, HIE_EUNAVAIL or a storage error. */
 HIE_MUST_CHECK int hie_mpi_store_euid_members(hie_mpi_store_t *store, MDB_txn *txn,

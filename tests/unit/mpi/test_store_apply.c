@@ -121,7 +121,7 @@ feed_apply(MDB_txn *txn, const Hie__V1__MpiFeedCommand *fc, const hie_mpi_prepar
     char euid[16])
 {
     hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, prep,
-        feed_rules_ms};
+        feed_rules_ms, NULL, NULL};
     Hie__V1__MpiFeedReply *reply = NULL;
     cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
     cr_assert_eq(ctx.reject.code, 0, "%s: %s", ctx.reject.field, ctx.reject.message);
@@ -298,7 +298,8 @@ Test(mpi_store_apply, a_model_of_other_levels_falls_back_to_the_default)
     /* and the model command refuses it, naming the field */
     Hie__V1__MpiModelCommand mc = HIE__V1__MPI_MODEL_COMMAND__INIT;
     mc.model = &zp;
-    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, 1000, ++log_index, {0}, 0, NULL, 0};
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, 1000, ++log_index, {0}, 0, NULL, 0, NULL,
+        NULL};
     uint64_t installed = 0;
     cr_assert_eq(hie_mpi_store_apply_model(store, &ctx, &mc, &installed), 0);
     cr_assert_eq(ctx.reject.code, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST);
@@ -736,7 +737,8 @@ merge_run(int from, int to, int64_t t)
         merge_prior = NULL;
         MDB_txn *txn = NULL;
         cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-        hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, t, ++log_index, {0}, 0, NULL, 0};
+        hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, t, ++log_index, {0}, 0, NULL, 0, NULL,
+            NULL};
         Hie__V1__MpiFeedReply *reply = NULL;
         cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
         cr_assert_eq(mdb_txn_commit(txn), 0);
@@ -798,7 +800,7 @@ Test(mpi_store_apply, a_record_is_not_merged_into_itself)
     MDB_txn *txn = NULL;
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
     hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL,
-        1796074200000ll};
+        1796074200000ll, NULL, NULL};
     Hie__V1__MpiFeedReply *reply = NULL;
     cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
     cr_assert_eq(ctx.reject.code, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST);
@@ -923,7 +925,7 @@ review_decide(uint64_t id, bool link)
     MDB_txn *txn = NULL;
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
     hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL,
-        feed_rules_ms};
+        feed_rules_ms, NULL, NULL};
     Hie__V1__ReviewDecideReply *reply = NULL;
     cr_assert_eq(hie_mpi_store_apply_review(store, &ctx, &cmd, &reply), 0);
     cr_assert_eq(mdb_txn_commit(txn), 0);
@@ -942,7 +944,7 @@ p64_review(Hie__V1__FeedAction action)
     MDB_txn *txn = NULL;
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
     hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL,
-        feed_rules_ms};
+        feed_rules_ms, NULL, NULL};
     Hie__V1__MpiFeedReply *reply = NULL;
     cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
     cr_assert_eq(mdb_txn_commit(txn), 0);
@@ -1087,7 +1089,8 @@ Test(mpi_store_apply, no_manual_link_or_merge_takes_an_euid_past_1000_records)
     Hie__V1__MpiFeedCommand *fc = feed_cmd(HIE__V1__FEED_ACTION__FEED_CREATE, mrn, &w);
     MDB_txn *txn = NULL;
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL, 0};
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL, 0,
+        NULL, NULL};
     Hie__V1__MpiFeedReply *reply = NULL;
     cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
     cr_assert_eq(mdb_txn_commit(txn), 0);
@@ -1107,7 +1110,8 @@ Test(mpi_store_apply, no_manual_link_or_merge_takes_an_euid_past_1000_records)
     fc = feed_cmd(HIE__V1__FEED_ACTION__FEED_MERGE, "P0", NULL);
     merge_prior = NULL;
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    ctx = (hie_mpi_apply_ctx_t){txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL, 0};
+    ctx = (hie_mpi_apply_ctx_t){txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL, 0,
+        NULL, NULL};
     cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
     mdb_txn_abort(txn);
     cr_assert_eq(ctx.reject.code, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "1001 records");
@@ -1115,7 +1119,8 @@ Test(mpi_store_apply, no_manual_link_or_merge_takes_an_euid_past_1000_records)
     fc = feed_cmd(HIE__V1__FEED_ACTION__FEED_MERGE, "P0", NULL);
     merge_prior = NULL;
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    ctx = (hie_mpi_apply_ctx_t){txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL, 0};
+    ctx = (hie_mpi_apply_ctx_t){txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL, 0,
+        NULL, NULL};
     cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
     cr_assert_eq(mdb_txn_commit(txn), 0);
     cr_assert_eq(ctx.reject.code, 0, "a record alone merged in: the EUID stays at 1000");

@@ -281,8 +281,11 @@ key_id_check(node_state_t *st)
     if (rc == 0 && grc == MDB_NOTFOUND) { /* the first load (or a state from before ids) */
         MDB_val nv = {sizeof(id), id};
         rc = mdb_rc(mdb_put(txn, st->meta, &k, &nv, 0));
-        rc = rc ? rc : mdb_rc(mdb_txn_commit(txn));
-        return rc;
+        if (rc != 0) { /* a full map: the write transaction must not stay open */
+            mdb_txn_abort(txn);
+            return rc;
+        }
+        return mdb_rc(mdb_txn_commit(txn)); /* a failed commit frees the transaction */
     }
     if (rc == 0 && grc == 0) {
         rc = v.mv_size == sizeof(id) && sodium_memcmp(v.mv_data, id, sizeof(id)) == 0

@@ -212,6 +212,70 @@ train_opts(const Hie__V1__AdminMpiTrain *t, hie_mpi_train_opts_t *opts)
            t->sample_pairs <= HIE_MPI_TRAIN_SAMPLE_PAIRS_MAX;
 }
 
+/* The reply for model (its proto form in arena), with the training's figures. */
+static int
+train_reply(hie_arena_t *arena, const hie_mpi_model_t *model, const hie_mpi_train_stats_t *st,
+    uint64_t sample_pairs, Hie__V1__AdminReply *reply, Hie__V1__MpiModel **out,
+    node_mpi_err_t *e)
+{
+    Hie__V1__MpiModel *pm = hie_arena_alloc(arena, sizeof(*pm));
+    double *mb = hie_arena_alloc(arena, 2 * HIE_MPI_FIELD_COUNT * HIE_MPI_LEVELS_MAX *
+        sizeof(double));
+    protobuf_c_boolean *eb = hie_arena_alloc(arena, HIE_MPI_FIELD_COUNT * sizeof(*eb));
+    Hie__V1__AdminMpiTrainReply *tr = hie_arena_alloc(arena, sizeof(*tr));
+    if (pm == NULL || mb == NULL || eb == NULL || tr == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+    }
+    hie_mpi_model_to_proto(model, pm, mb, mb + HIE_MPI_FIELD_COUNT * HIE_MPI_LEVELS_MAX, eb);
+    pm->trained_records = st->records;
+    hie__v1__admin_mpi_train_reply__init(tr);
+    tr->model = pm;
+    tr->records = st->records;
+    tr->candidate_pairs = st->candidate_pairs;
+    tr->em_rounds = st->em_rounds;
+    tr->sample_pairs = sample_pairs;
+    reply->body_case = HIE__V1__ADMIN_REPLY__BODY_MPI_TRAIN;
+    reply->mpi_train = tr;
+    *out = pm;
+    return 0;
+}
+
+/* A request id that already committed a model (hiectl retried after a timeout) is answered
+ * from that model without training again: *done. Training twice would report a model apply
+ * never installed (the log answers a repeat with the first result). */
+static int
+train_repeat(node_ctx_t *ctx, const char *id, hie_arena_t *arena, Hie__V1__AdminReply *reply,
+    bool *done, node_mpi_err_t *e)
+{
+    hie_command_result_t *res = NULL;
+    *done = hie_node__state_dedup_get(ctx->state, NODE_OPERATOR_ID, id,
+        HIE__V1__COMMAND__BODY_MPI_MODEL, arena, &res) == 0;
+    if (!*done || res->code != 0) {
+        return *done ? mpi_fail(e, res->code, res->field, res->message) : 0;
+    }
+    hie_mpi_model_t model;
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn);
+    rc = rc == 0 ? hie_mpi_store_model(hie_node__state_mpi(ctx->state), txn, &model)
+                 : HIE_ESTORAGE;
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (rc != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "cannot read the model");
+    }
+    if (model.version != res->model_version) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "id",
+            "this id trained a model since replaced by a newer one: use a new id");
+    }
+    hie_log_info("admin", "mpi training repeated: answered with the model it committed",
+        " id=%s model_version=%lu", id, (unsigned long)model.version);
+    hie_mpi_train_stats_t st; /* the first run's figures are not kept: zeros */
+    memset(&st, 0, sizeof(st));
+    Hie__V1__MpiModel *pm = NULL;
+    return train_reply(arena, &model, &st, 0, reply, &pm, e);
+}
+
 static int
 admin_train(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__AdminRequest *req,
     hie_arena_t *arena, Hie__V1__AdminReply *reply, node_mpi_err_t *e)
@@ -224,35 +288,31 @@ admin_train(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__AdminRequest 
     if (hie_node__state_mpi_key(ctx->state) == NULL) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL, "no MPI data key");
     }
+    bool done = false;
+    int rc = train_repeat(ctx, req->id, arena, reply, &done, e);
+    if (done) {
+        return rc;
+    }
     hie_mpi_model_t model;
     hie_mpi_train_stats_t stats;
     memset(&stats, 0, sizeof(stats));
     uint64_t t0 = hie_time_mono_ns();
-    int rc = train_run(ctx, &model, &opts, &stats);
-    if (rc == HIE_ENOMEM) {
-        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
-    }
-    if (rc == HIE_EINVAL) {
-        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, NULL,
-            "not enough records (or no candidate pairs) to train on");
-    }
+    rc = train_run(ctx, &model, &opts, &stats);
     if (rc != 0) {
         hie_log_error("admin", "mpi training failed", " rc=%s", hie_strerror_name(rc));
-        return mpi_fail(e, hie_proto_error_code(rc), NULL, "training failed");
+        return rc == HIE_EINVAL ? mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, NULL,
+                                      "not enough records (or no candidate pairs) to train on")
+                                : mpi_fail(e, hie_proto_error_code(rc), NULL, "training failed");
     }
     hie_log_info("admin", "mpi model trained",
         " records=%zu pairs=%zu sample_pairs=%zu em_rounds=%u ms=%lu", stats.records,
         stats.candidate_pairs, opts.u_samples, stats.em_rounds,
         (hie_time_mono_ns() - t0) / 1000000u);
-    Hie__V1__MpiModel *pm = hie_arena_alloc(arena, sizeof(*pm));
-    double *mb = hie_arena_alloc(arena, 2 * HIE_MPI_FIELD_COUNT * HIE_MPI_LEVELS_MAX *
-        sizeof(double));
-    protobuf_c_boolean *eb = hie_arena_alloc(arena, HIE_MPI_FIELD_COUNT * sizeof(*eb));
-    if (pm == NULL || mb == NULL || eb == NULL) {
-        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+    Hie__V1__MpiModel *pm = NULL;
+    rc = train_reply(arena, &model, &stats, opts.u_samples, reply, &pm, e);
+    if (rc != 0) {
+        return rc;
     }
-    hie_mpi_model_to_proto(&model, pm, mb, mb + HIE_MPI_FIELD_COUNT * HIE_MPI_LEVELS_MAX, eb);
-    pm->trained_records = stats.records;
     Hie__V1__MpiModelCommand mc = HIE__V1__MPI_MODEL_COMMAND__INIT;
     mc.model = pm;
     hie_command_t cmd = HIE__V1__COMMAND__INIT;
@@ -265,21 +325,11 @@ admin_train(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__AdminRequest 
     cmd.mpi_model = &mc;
     rc = hie_node__submit_wait(sub, &cmd, TRAIN_TIMEOUT_MS, arena, &res);
     if (rc != 0 || res->code != 0) {
+        reply->body_case = HIE__V1__ADMIN_REPLY__BODY__NOT_SET;
+        reply->mpi_train = NULL;
         return rc != 0 ? mpi_fail(e, hie_proto_error_code(rc), NULL, "model not committed")
                        : mpi_fail(e, res->code, res->field, res->message);
     }
-    Hie__V1__AdminMpiTrainReply *tr = hie_arena_alloc(arena, sizeof(*tr));
-    if (tr == NULL) {
-        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
-    }
-    hie__v1__admin_mpi_train_reply__init(tr);
-    tr->model = pm;
-    tr->records = stats.records;
-    tr->candidate_pairs = stats.candidate_pairs;
-    tr->em_rounds = stats.em_rounds;
-    tr->sample_pairs = opts.u_samples;
-    reply->body_case = HIE__V1__ADMIN_REPLY__BODY_MPI_TRAIN;
-    reply->mpi_train = tr;
     return 0;
 }
 

@@ -393,9 +393,15 @@ Test(mpi, bulk_import_resumes_and_training_installs_a_model, .timeout = 300)
     cr_assert_neq(rc, 0, "a sample of 5 pairs was taken: %s", out);
     cr_assert(strstr(out, "sample_pairs") != NULL, "%s", out);
     /* training from the index's own records commits model version 1 */
-    rc = itest_ctl(&n, out, sizeof(out), "mpi train --sample-pairs 5000");
+    rc = itest_ctl(&n, out, sizeof(out), "--id train-1 mpi train --sample-pairs 5000");
     cr_assert_eq(rc, 0, "train: %s", out);
     cr_assert(strstr(out, "sample_pairs=5000 ") != NULL, "%s", out);
+    /* the same request again (hiectl retried): answered with the model it committed, not
+     * trained again into a model that is never installed */
+    rc = itest_ctl(&n, out, sizeof(out), "--id train-1 mpi train --sample-pairs 5000");
+    cr_assert_eq(rc, 0, "train again: %s", out);
+    cr_assert(strstr(out, "model_version=1 ") != NULL, "%s", out);
+    cr_assert(itest_log_contains(&n, "mpi training repeated"));
     rc = itest_ctl(&n, out, sizeof(out), "mpi stats");
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert(strstr(out, "model_version=1") != NULL, "%s", out);

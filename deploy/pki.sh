@@ -468,7 +468,14 @@ cmd_revoke() {
 		norm($4) == norm(s) { st = $1 } END { print st }' "$CA_DIR/index.txt")
 	case $status in
 	V) ;;
-	R) die "$stem is already revoked (serial $serial)" ;;
+	R)
+		# revoked in the database: a run that failed to write the crl afterwards left it
+		# unpublished, so write the crl again (idempotent) rather than stop here
+		make_work "$CA_DIR"
+		gen_crl "$CA_DIR" "$(crl_days "$CA_DIR")"
+		say "$stem was already revoked (serial $serial); crl written again -> $d/ca/crl.pem"
+		return 0
+		;;
 	"") die "$d/certs/$stem.crt (serial $serial) is not in this ca's database" ;;
 	*) die "$stem has status '$status' in the ca database, cannot revoke it" ;;
 	esac

@@ -172,10 +172,17 @@ Test(durability, crl_reload_on_sighup_and_admin_command)
     cr_assert(itest_log_contains(&node, "session cut after reload"));
     cr_assert_neq(itest_ping(open_session, NULL), 0, "revoked member's open session still served");
     hie_client_destroy(&open_session);
-    /* same through hiectl reload */
+    /* same through hiectl reload; the first revoke fails to write the CRL (its openssl
+     * fails there): the rerun writes it instead of stopping at "already revoked" */
+    rc = itest_sh(out, sizeof(out), "printf '#!/bin/sh\\ncase \"$*\" in *-gencrl*) exit 1;; "
+        "esac\\nexec openssl \"$@\"\\n' > '%s/failcrl' && chmod +x '%s/failcrl' && "
+        "OPENSSL='%s/failcrl' bash %s/deploy/pki.sh revoke '%s' st-mary-hospital",
+        node.root, node.root, node.root, HIE_SOURCE_DIR, node.pki);
+    cr_assert_neq(rc, 0, "the CRL was written: %s", out);
     rc = itest_sh(out, sizeof(out), "bash %s/deploy/pki.sh revoke '%s' st-mary-hospital",
         HIE_SOURCE_DIR, node.pki);
     cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "crl written again") != NULL, "%s", out);
     cr_assert_eq(itest_ctl(&node, out, sizeof(out), "reload"), 0, "%s", out);
     cr_assert_neq(itest_hie(&node, "st-mary-hospital", out, sizeof(out), "whoami"), 0);
     cr_assert(itest_node_alive(&node));
@@ -539,6 +546,21 @@ Test(durability, hiectl_init_prepares_a_private_data_directory)
         node.root);
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert_str_eq(out, "755\nf\n");
+}
+
+/* dev-pki.sh run again (after a run that stopped part way) issues what is missing; it used to
+ * see the CA key, say "nothing to do" and leave the PKI without those certificates. */
+Test(durability, dev_pki_rerun_issues_what_is_missing)
+{
+    char out[4096];
+    int rc = itest_sh(out, sizeof(out), "bash %s/deploy/dev-pki.sh '%s/dev' >/dev/null 2>&1 && "
+        "rm '%s/dev/certs/county-lab.crt' && bash %s/deploy/dev-pki.sh '%s/dev' 2>&1 && "
+        "openssl verify -CAfile '%s/dev/ca/ca.crt' '%s/dev/certs/county-lab.crt'",
+        HIE_SOURCE_DIR, node.root, node.root, HIE_SOURCE_DIR, node.root, node.root, node.root);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "issued member cert for county-lab") != NULL, "%s", out);
+    cr_assert(strstr(out, "node-1") == NULL, "an existing certificate was issued again: %s",
+        out);
 }
 
 /* --check-config loads the MPI data key as the start does: a key others can read, or of the

@@ -225,7 +225,7 @@ static bool
 pdq_query_valid(const Hie__V1__PdqQuery *q, hie_mpi_person_t *p, hie_mpi_reject_t *r)
 {
     const Hie__V1__ErrorCode bad = HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST;
-    if (q->limit > HIE_MPI_PDQ_LIMIT_MAX) {
+    if (q->limit > HIE_MPI_PDQ_FETCH_MAX) { /* members' 50 is checked by the node */
         reject(r, bad, "limit", "at most 50");
         return false;
     }

@@ -561,6 +561,9 @@ hie_node__pdq_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pdq
 {
     *reply = NULL;
     audit->needed = false;
+    if (q->limit > HIE_MPI_PDQ_LIMIT_MAX) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "limit", "at most 50");
+    }
     Hie__V1__PdqReply *r = NULL;
     hie_mpi_members_t *members = NULL;
     MDB_txn *txn = NULL;
@@ -568,11 +571,11 @@ hie_node__pdq_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pdq
     if (rc != 0) {
         return rc;
     }
-    /* as many candidates as a page may hold: consent may hide some of the best */
+    /* as many candidates as one audit record can name: consent may hide some of the best */
+    _Static_assert(HIE_MPI_PDQ_FETCH_MAX <= HIE_AUDIT_SUBJECTS_MAX, "every one decided is named");
     Hie__V1__PdqQuery all = *q;
     size_t want = q->limit != 0 ? q->limit : HIE_MPI_PDQ_LIMIT_DEFAULT;
-    all.limit = ctx->cfg.consent_off || q->limit > HIE_MPI_PDQ_LIMIT_MAX ? q->limit
-                                                                          : HIE_MPI_PDQ_LIMIT_MAX;
+    all.limit = ctx->cfg.consent_off ? q->limit : HIE_MPI_PDQ_FETCH_MAX;
     rc = hie_node__mpi_pdq(ctx, txn, &all, arena, &r, ctx->cfg.consent_off ? NULL : &members,
         e);
     if (ctx->cfg.consent_off || rc != 0) {

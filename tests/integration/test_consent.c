@@ -589,6 +589,70 @@ Test(consent, pdq_page_is_filled_past_a_hidden_better_match, .timeout = 120)
 /* A patient may have 32 directives in force; revoked ones do not count, and leave the
  * decisions' rules, however many there are (they counted, and after 64 every decision for the
  * patient failed closed). */
+/* A full page (50) of PDQ candidates with one of the 51 matches hidden: still 50. The node
+ * asked the index for 50, so every hidden one in them shortened the page (telling that a
+ * better match exists); it now asks for as many as one audit record names (64). */
+Test(consent, a_full_pdq_page_is_filled_past_a_hidden_match, .timeout = 180)
+{
+    static const char *const given[] = {"Aaron", "Beatrix", "Cedric", "Delphine", "Emeric",
+        "Fiona", "Gareth", "Hermione", "Ignatius", "Jolene", "Kasimir", "Leonora", "Malcolm",
+        "Nerys", "Osbert", "Perpetua", "Quentin", "Rosalind", "Sebastian", "Theodora",
+        "Ulysses", "Valentina", "Wilfred", "Xanthe", "Yannick", "Zuleika", "Ambrose",
+        "Bronwen", "Cornelius", "Dorothea", "Ebenezer", "Felicity", "Gideon", "Hyacinth",
+        "Isidore", "Juniper", "Leopold", "Marigold", "Nathaniel", "Ottilie", "Percival",
+        "Philippa", "Reginald", "Seraphina", "Tobias", "Ursula", "Vivienne", "Winifred",
+        "Zebedee", "Augustin", "Clementine"};
+    const size_t count = sizeof(given) / sizeof(given[0]);
+    cr_assert_eq(count, 51u);
+    itest_node_t n;
+    setup(&n, NULL); /* opt-out */
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *h2 = itest_client(&n, HOSP2);
+    for (size_t i = 0; i < count; i++) {
+        char mrn[16], id[16], post[16], phone[32], street[48];
+        snprintf(mrn, sizeof(mrn), "H-%zu", i);
+        snprintf(id, sizeof(id), "f%zu", i);
+        snprintf(post, sizeof(post), "N%zu %zuAB", i + 1, i % 9 + 1);
+        snprintf(phone, sizeof(phone), "020 7946 %04zu", 1000 + i * 37);
+        snprintf(street, sizeof(street), "%zu Acacia Avenue", i + 3);
+        struct person p = {given[i], "Fairweather", "1961-06-09", post, phone, "Leeds", street};
+        Hie__V1__MpiFeedReply *r = feed_ok(h, id, HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, mrn,
+            &p, NULL, a);
+        cr_assert_eq(r->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_NEW, "%s: a person of its own",
+            given[i]);
+        hie_arena_reset(a);
+    }
+    struct dir x;
+    dir_init(&x, HOSP, "H-0", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, HOSP2, 0);
+    consent_submit_ok(h, "c1", &x, a);
+    hie_envelope_t req;
+    Hie__V1__PdqQuery q = HIE__V1__PDQ_QUERY__INIT;
+    Hie__V1__Demographics d = HIE__V1__DEMOGRAPHICS__INIT;
+    char *f[1] = {MUT("Fairweather")};
+    req_init(&req, "q1");
+    d.n_family = 1;
+    d.family = f;
+    d.birth_date = MUT("1961-06-09");
+    q.demographics = &d;
+    q.limit = 50;
+    req.body_case = HIE__V1__ENVELOPE__BODY_PDQ_QUERY;
+    req.pdq_query = &q;
+    hie_envelope_t *r = call(h, &req, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PDQ_REPLY);
+    cr_assert_eq(r->pdq_reply->n_candidates, 50u, "the hospital sees a full page");
+    r = call(h2, &req, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PDQ_REPLY);
+    cr_assert_eq(r->pdq_reply->n_candidates, 50u, "one hidden: still a full page");
+    q.limit = 51;
+    req.id = MUT("q2");
+    expect_error(call(h2, &req, a), HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "limit");
+    hie_client_destroy(&h);
+    hie_client_destroy(&h2);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(consent, revoked_directives_leave_room_and_stay_listed, .timeout = 180)
 {
     itest_node_t n;

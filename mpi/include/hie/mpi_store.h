@@ -50,7 +50,10 @@
 #define HIE_MPI_EMAIL_BYTES_MAX 127u
 #define HIE_MPI_NATIONAL_ID_BYTES_MAX 31u
 #define HIE_MPI_TARGET_ORGS_MAX 64u   /* PIX target organizations */
-#define HIE_MPI_PDQ_LIMIT_MAX 50u
+#define HIE_MPI_PDQ_LIMIT_MAX 50u     /* what a member may ask for */
+/* What the node fetches, for consent to thin out without shortening a member's page (which
+ * would tell that a hidden better match exists): one audit record's subjects. */
+#define HIE_MPI_PDQ_FETCH_MAX 64u
 #define HIE_MPI_PDQ_LIMIT_DEFAULT 10u
 #define HIE_MPI_REVIEW_PAGE_MAX 500u
 #define HIE_MPI_REVIEW_PAGE_DEFAULT 100u

@@ -15,9 +15,12 @@
 #include "node_int.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define HTTP_CONNECTIONS_MAX 32u
 /* libmicrohttpd's own limit: room for the evicted ones until it has closed them */
@@ -66,14 +69,24 @@ http_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
     }
 }
 
+/* "address:port" of a connecting peer, for the log (which local process to look at). */
+static void
+http_peer(const struct sockaddr *addr, socklen_t len, char *out, size_t cap)
+{
+    const struct sockaddr_in *in4 = (const struct sockaddr_in *)(const void *)addr;
+    char ip[INET_ADDRSTRLEN];
+    if (addr != NULL && len >= sizeof(*in4) && addr->sa_family == AF_INET &&
+        inet_ntop(AF_INET, &in4->sin_addr, ip, sizeof(ip)) != NULL) {
+        snprintf(out, cap, "%s:%u", ip, (unsigned)ntohs(in4->sin_port));
+    }
+}
+
 /* Accept policy: always accept, after evicting the oldest connection when the new one would
  * be one too many. */
 static enum MHD_Result
 http_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     struct node_http *h = cls;
-    (void)addr;
-    (void)addrlen;
     if (h->live < HTTP_CONNECTIONS_MAX) {
         return MHD_YES;
     }
@@ -89,8 +102,10 @@ http_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
         oldest->evicted = true;
         h->live--;
         if (h->evictions++ % 1000u == 0) {
+            char peer[INET6_ADDRSTRLEN + 8] = "?";
+            http_peer(addr, addrlen, peer, sizeof(peer));
             hie_log_warn("http", "operator endpoint full: oldest connection evicted",
-                " max=%u evictions=%lu", HTTP_CONNECTIONS_MAX, h->evictions);
+                " max=%u evictions=%lu peer=%s", HTTP_CONNECTIONS_MAX, h->evictions, peer);
         }
     }
     return MHD_YES;
@@ -163,6 +178,22 @@ http_handler(void *cls, struct MHD_Connection *conn, const char *url, const char
         MHD_RESPMEM_PERSISTENT);
 }
 
+/* Why the daemon could not listen on sa (it keeps errno to itself): a bind of our own, then
+ * closed. 0 when that bind works. */
+static int
+http_bind_errno(const struct sockaddr_in *sa)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return errno;
+    }
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int e = bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0 ? 0 : errno;
+    close(fd);
+    return e;
+}
+
 int
 hie_node__http_start(node_http_t **out, node_ctx_t *ctx)
 {
@@ -193,7 +224,11 @@ hie_node__http_start(node_http_t **out, node_ctx_t *ctx)
         MHD_OPTION_NOTIFY_CONNECTION, http_notify, h, MHD_OPTION_END);
     if (h->daemon == NULL) {
         hie_mem_free(h, sizeof(*h));
-        return HIE_EUNAVAIL;
+        int e = http_bind_errno(&sa);
+        hie_log_error("http", "cannot start the operator endpoint", " address=%s port=%u "
+            "reason=\"%s\"", ctx->cfg.http_address, ctx->cfg.http_port,
+            e != 0 ? strerror(e) : "libmicrohttpd refused to start");
+        return e != 0 ? -e : HIE_EUNAVAIL;
     }
     hie_log_info("http", "operator endpoint listening", " address=%s port=%u",
         ctx->cfg.http_address, ctx->cfg.http_port);

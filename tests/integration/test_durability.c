@@ -563,6 +563,23 @@ Test(durability, dev_pki_rerun_issues_what_is_missing)
         out);
 }
 
+/* An operator endpoint port another process holds: the node stops at start and says which
+ * address, port and why (it said only "unavailable"). */
+Test(durability, an_http_port_in_use_is_named_at_start)
+{
+    char out[8192];
+    int rc = itest_sh(out, sizeof(out), "sed -e 's|data_dir: \"[^\"]*\"|data_dir: \"%s/second\"|' "
+        "-e 's|^listen: .*|listen: {address: 127.0.0.1, port: %u}|' '%s' > '%s/second.yaml' && "
+        "timeout 20 '%s' --config '%s/second.yaml'", node.root, (unsigned)node.port + 1000u,
+        node.cfg, node.root, HIE_NODE_BIN, node.root);
+    cr_assert_neq(rc, 0, "a second node started on the same http port: %s", out);
+    char want[64];
+    snprintf(want, sizeof(want), "port=%u", (unsigned)node.http_port);
+    cr_assert(strstr(out, "cannot start the operator endpoint") != NULL, "%s", out);
+    cr_assert(strstr(out, want) != NULL, "%s", out);
+    cr_assert(strstr(out, "Address already in use") != NULL, "%s", out);
+}
+
 /* --check-config loads the MPI data key as the start does: a key others can read, or of the
  * wrong size, fails the check instead of the start. */
 Test(durability, check_config_loads_the_mpi_data_key)

@@ -393,6 +393,7 @@ Test(hostile, slow_http_clients_cannot_take_the_health_endpoint)
     char out[1 << 16];
     cr_assert_eq(itest_http_get(&node, "/metrics", out, sizeof(out)), 200);
     cr_assert(itest_log_contains(&node, "oldest connection evicted"));
+    cr_assert(itest_log_contains(&node, "peer=127.0.0.1:"), "the log names the client");
     for (int i = 0; i < SLOW; i++) {
         close(fds[i]);
     }

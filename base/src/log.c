@@ -71,61 +71,83 @@ hie_log_sanitize(char *out, size_t out_bytes, const char *s, size_t s_len)
     out[n] = '\0';
 }
 
+/* Appends ch to dst as JSON string content (escaped; never a raw control byte). Needs at most
+ * 6 bytes of room. */
+static size_t
+json_char(char *dst, size_t n, unsigned char ch)
+{
+    if (ch == '\\' || ch == '"') {
+        dst[n++] = '\\';
+        dst[n++] = (char)ch;
+    } else if (ch < 0x20 || ch == 0x7f) {
+        static const char hex[] = "0123456789abcdef";
+        memcpy(dst + n, "\\u00", 4);
+        dst[n + 4] = hex[ch >> 4];
+        dst[n + 5] = hex[ch & 15];
+        n += 6;
+    } else {
+        dst[n++] = (char)ch;
+    }
+    return n;
+}
+
+/* Room kept at the end of a JSON line for the marker of a cut one. */
+#define LOG_JSON_CUT ",\"truncated\":\"1\""
+#define LOG_JSON_ROOM (sizeof(LOG_JSON_CUT) + 8u)
+
 /* Appends the caller's " k=v k2=v2" as JSON members. Values are emitted as JSON strings; the
  * kv text was produced by our own format strings, so '=' and ' ' delimit it; quoted values in
- * kv ("...") keep their spaces. */
+ * kv ("...") keep their spaces. Names are escaped as values are (an unquoted value with a
+ * space makes its rest a name). What does not fit is left out and the line says so
+ * ("truncated":"1"), as when kv was cut already (cut). */
 static size_t
-log_kv_to_json(char *dst, size_t cap, const char *kv)
+log_kv_to_json(char *dst, size_t cap, const char *kv, bool cut)
 {
-    size_t n = 0;
+    HIE_ASSERT(cap > LOG_JSON_ROOM);
+    size_t n = 0, room = cap - LOG_JSON_ROOM;
     const char *p = kv;
-    while (*p != '\0' && n + 8 < cap) {
+    for (;;) {
         while (*p == ' ') {
             p++;
         }
-        if (*p == '\0') {
+        if (*p == '\0' || n + 16 >= room) {
             break;
         }
+        size_t member = n;
         dst[n++] = ',';
         dst[n++] = '"';
-        while (*p != '\0' && *p != '=' && *p != ' ' && n + 6 < cap) {
-            dst[n++] = *p++;
+        while (*p != '\0' && *p != '=' && *p != ' ' && n + 12 < room) {
+            n = json_char(dst, n, (unsigned char)*p++);
         }
-        dst[n++] = '"';
-        dst[n++] = ':';
-        dst[n++] = '"';
-        if (*p == '=') {
-            p++;
-        }
+        memcpy(dst + n, "\":\"", 3);
+        n += 3;
+        p += *p == '=';
         bool quoted = (*p == '"');
-        if (quoted) {
-            p++;
-        }
-        while (*p != '\0' && n + 8 < cap) {
+        p += quoted;
+        while (*p != '\0' && n + 8 < room) {
             unsigned char ch = (unsigned char)*p;
             if (quoted && ch == '\\' && p[1] == '"') { /* a quote the value escaped */
-                dst[n++] = '\\';
-                dst[n++] = '"';
+                n = json_char(dst, n, '"');
                 p += 2;
                 continue;
             }
             if (quoted ? ch == '"' : ch == ' ') {
                 break;
             }
-            if (ch == '\\' || ch == '"') {
-                dst[n++] = '\\';
-                dst[n++] = (char)ch;
-            } else if (ch < 0x20 || ch == 0x7f) { /* never a raw control byte in a JSON line */
-                n += (size_t)snprintf(dst + n, cap - n, "\\u%04x", ch);
-            } else {
-                dst[n++] = (char)ch;
-            }
+            n = json_char(dst, n, ch);
             p++;
         }
-        if (quoted && *p == '"') {
-            p++;
-        }
+        bool done = quoted ? (*p == '"' || *p == '\0') : (*p == ' ' || *p == '\0');
+        p += quoted && *p == '"';
         dst[n++] = '"';
+        if (!done) {
+            n = member; /* this member did not fit: leave it out whole */
+            break;
+        }
+    }
+    if (*p != '\0' || cut) {
+        memcpy(dst + n, LOG_JSON_CUT, sizeof(LOG_JSON_CUT) - 1);
+        n += sizeof(LOG_JSON_CUT) - 1;
     }
     return n;
 }
@@ -163,8 +185,9 @@ hie_log_write(enum hie_log_level level, const char *mod, const char *msg, const 
     if (log_format == HIE_LOG_JSON) {
         n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"mod\":\"%s\","
             "\"msg\":\"%s\"", ts, level_names[level], mod, msg);
-        if (n > 0 && (size_t)n + 8 < sizeof(line)) {
-            n += (int)log_kv_to_json(line + n, sizeof(line) - (size_t)n - 3, kv);
+        if (n > 0 && (size_t)n + LOG_JSON_ROOM + 8 < sizeof(line)) {
+            n += (int)log_kv_to_json(line + n, sizeof(line) - (size_t)n - 3, kv,
+                k >= (int)sizeof(kv));
             line[n++] = '}';
         }
     } else {

@@ -9,6 +9,7 @@
 #include "../test_util.h"
 
 #include <criterion/criterion.h>
+#include <jansson.h>
 
 #include <signal.h>
 #include <stdio.h>
@@ -195,6 +196,38 @@ Test(base_log, json_values_escape_quotes_and_control_bytes)
     cr_assert_eq(strchr(out, '\n'), out + n - 1, "one line: %s", out);
     cr_assert_not_null(strstr(out, "\"detail\":\"a \\\"b\\\"\\u0009c\\u000ad\",\"next\":\"7\"}"),
         "line: %s", out);
+}
+
+/* Every JSON line parses as JSON: a name that took the rest of an unquoted value with a space
+ * and a quote in it stayed raw (invalid JSON, which a log pipeline drops), and a line cut for
+ * length lost its last members without saying so. */
+Test(base_log, json_lines_parse_and_a_cut_one_says_so)
+{
+    static char big[HIE_LOG_LINE_BYTES_MAX]; /* a value longer than the line has room for */
+    static char out[4 * HIE_LOG_LINE_BYTES_MAX];
+    memset(big, 'y', sizeof(big) - 100);
+    big[sizeof(big) - 100] = '\0';
+    struct capture c;
+    hie_log_configure(HIE_LOG_INFO, HIE_LOG_JSON);
+    capture_begin(&c);
+    hie_log_error("sm", "cannot open the command log", " dir=%s rc=%s",
+        "/var/lib/my \"node\"\\x", "HIE_ESTORAGE");
+    size_t n = capture_end(&c, out, sizeof(out));
+    json_error_t jerr;
+    json_t *j = json_loadb(out, n, 0, &jerr);
+    cr_assert_not_null(j, "not JSON (%s): %s", jerr.text, out);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "dir")), "/var/lib/my", "%s", out);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "rc")), "HIE_ESTORAGE", "%s", out);
+    cr_assert_null(json_object_get(j, "truncated"), "%s", out);
+    json_decref(j);
+    capture_begin(&c);
+    hie_log_error("sm", "long", " a=1 v=%s rc=%s", big, "HIE_ESTORAGE");
+    n = capture_end(&c, out, sizeof(out));
+    j = json_loadb(out, n, 0, &jerr);
+    cr_assert_not_null(j, "not JSON (%s): %s", jerr.text, out);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "a")), "1");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "truncated")), "1", "%s", out);
+    json_decref(j);
 }
 
 Test(base_log, messages_below_the_level_are_not_written)

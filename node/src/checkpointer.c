@@ -24,6 +24,10 @@ struct node_checkpointer {
     void *idle;              /* PULL socket used only to sleep interruptibly */
     node_submitter_t sub;
     uint64_t last_size;
+    /* the last failure, said once (again after an hour, or when it changes) */
+    int fail_rc;
+    uint64_t fail_size, fail_said_ns, fails;
+    char fail_reason[160];
 };
 
 /* Reads the head; 0 with *size == 0 when there is nothing new to sign. */
@@ -46,13 +50,15 @@ head_read(struct node_checkpointer *c, hie_audit_tree_head_t *head)
 }
 
 static int
-checkpoint_once(struct node_checkpointer *c)
+checkpoint_once(struct node_checkpointer *c, uint64_t *size)
 {
     hie_audit_tree_head_t head = {0, {{0}}};
+    c->fail_reason[0] = '\0';
     int rc = head_read(c, &head);
     if (rc != 0 || head.size == 0) {
         return rc;
     }
+    *size = head.size;
     char note[HIE_AUDIT_NOTE_SIGNED_BYTES_MAX];
     size_t len = 0;
     rc = hie_audit_checkpoint_sign(c->ctx->audit_signer, c->ctx->cfg.audit_origin, &head, note,
@@ -78,8 +84,8 @@ checkpoint_once(struct node_checkpointer *c)
     rc = hie_arena_create(&arena, 64u * 1024u);
     rc = rc ? rc : hie_node__submit_wait(&c->sub, &cmd, CKPT_COMMIT_TIMEOUT_MS, arena, &res);
     if (rc == 0 && res->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
-        hie_log_error("audit", "checkpoint refused", " size=%" PRIu64 " reason=\"%s\"",
-            head.size, res->message != NULL ? res->message : "");
+        snprintf(c->fail_reason, sizeof(c->fail_reason), "refused: %s",
+            res->message != NULL ? res->message : "");
         rc = HIE_ECORRUPT;
     }
     hie_arena_destroy(&arena);
@@ -89,6 +95,39 @@ checkpoint_once(struct node_checkpointer *c)
             c->ctx->cfg.audit_origin);
     }
     return rc;
+}
+
+/* Says a failure once per kind (rc and tree size), again after an hour; a success after
+ * failures says how many there were. A retry every interval would otherwise log the same
+ * line thousands of times a day. */
+static void
+checkpoint_said(struct node_checkpointer *c, int rc, uint64_t size)
+{
+    uint64_t now = hie_time_mono_ns(), hour = 3600ull * 1000000000ull;
+    if (rc == 0) {
+        if (c->fails != 0) {
+            hie_log_info("audit", "checkpoints published again", " failed_before=%" PRIu64,
+                c->fails);
+        }
+        c->fails = 0;
+        c->fail_rc = 0;
+        return;
+    }
+    c->fails++;
+    if (rc == c->fail_rc && size == c->fail_size && now - c->fail_said_ns < hour) {
+        return;
+    }
+    c->fail_rc = rc;
+    c->fail_size = size;
+    c->fail_said_ns = now;
+    const char *hint = rc == HIE_ENOSPC ? "the command log or state is full: raise "
+                                          "storage.map_bytes"
+                       : rc == HIE_ETIMEDOUT ? "the log did not commit it in time (overloaded?)"
+                       : rc == HIE_ECORRUPT ? "the state refused it: see reason"
+                                            : "retried every audit.checkpoint_interval_ms";
+    hie_log_warn("audit", "checkpoint not published", " size=%" PRIu64 " rc=%s reason=\"%s\" "
+        "failures=%" PRIu64 " hint=\"%s\"", size, hie_strerror_name(rc), c->fail_reason,
+        c->fails, hint);
 }
 
 static void *
@@ -101,13 +140,12 @@ checkpointer_thread(void *arg)
         if (n < 0 && errno == ETERM) {
             break;
         }
-        int rc = checkpoint_once(c);
+        uint64_t size = 0;
+        int rc = checkpoint_once(c, &size);
         if (rc == HIE_EUNAVAIL || rc == -ETERM) {
             break;
         }
-        if (rc != 0) {
-            hie_log_warn("audit", "checkpoint not published", " rc=%s", hie_strerror_name(rc));
-        }
+        checkpoint_said(c, rc, size);
     }
     return NULL;
 }

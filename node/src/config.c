@@ -21,26 +21,28 @@
 
 struct y_node { char *id; char *data_dir; };
 struct y_listen { char *address; uint32_t port; };
+/* Optional numbers are pointers (NULL: absent, the default), so an explicit 0 is checked
+ * against the key's range like any other value instead of standing for the default. */
 struct y_tls {
     char *ca_file, *cert_file, *key_file, *crl_file, *min_version;
-    uint32_t crl_check_interval_ms;
+    uint32_t *crl_check_interval_ms;
 };
 struct y_limits {
-    uint32_t frame_bytes_max, connections_max, inflight_per_connection_max;
-    uint32_t connections_per_org_max;
-    uint32_t handshake_timeout_ms, frame_timeout_ms, idle_timeout_ms;
+    uint32_t *frame_bytes_max, *connections_max, *inflight_per_connection_max;
+    uint32_t *connections_per_org_max;
+    uint32_t *handshake_timeout_ms, *frame_timeout_ms, *idle_timeout_ms;
 };
 struct y_operator { char *http_address; uint32_t http_port; char *admin_socket; };
 struct y_log { char *level, *format; };
-struct y_storage { uint64_t map_bytes; };
-struct y_mpi { char *key_file; uint32_t match_threads; };
+struct y_storage { uint64_t *map_bytes; };
+struct y_mpi { char *key_file; uint32_t *match_threads; };
 struct y_consent { char *regime; char *break_glass; char *part2_named_recipient; char *enforce; };
-struct y_audit { char *origin; uint32_t checkpoint_interval_ms; };
+struct y_audit { char *origin; uint32_t *checkpoint_interval_ms; };
 struct y_delivery {
-    uint32_t ack_timeout_ms, max_attempts, heartbeat_ms, retain_events;
-    uint64_t max_age_ms;
+    uint32_t *ack_timeout_ms, *max_attempts, *heartbeat_ms, *retain_events;
+    uint64_t *max_age_ms;
 };
-struct y_query { uint32_t responder_timeout_ms, max_responders; };
+struct y_query { uint32_t *responder_timeout_ms, *max_responders; };
 struct y_config {
     struct y_node node;
     struct y_listen listen;
@@ -54,8 +56,8 @@ struct y_config {
     struct y_audit audit;
     struct y_delivery delivery;
     struct y_query query;
-    uint32_t workers;
-    uint32_t edge_threads;
+    uint32_t *workers;
+    uint32_t *edge_threads;
 };
 
 #define OPT CYAML_FLAG_OPTIONAL
@@ -72,17 +74,18 @@ static const cyaml_schema_field_t tls_fields[] = {
     CYAML_FIELD_STRING_PTR("key_file", CYAML_FLAG_DEFAULT, struct y_tls, key_file, 1, 3000),
     CYAML_FIELD_STRING_PTR("crl_file", OPT, struct y_tls, crl_file, 1, 3000),
     CYAML_FIELD_STRING_PTR("min_version", OPT, struct y_tls, min_version, 1, 8),
-    CYAML_FIELD_UINT("crl_check_interval_ms", OPT, struct y_tls, crl_check_interval_ms),
+    CYAML_FIELD_UINT_PTR("crl_check_interval_ms", OPT, struct y_tls, crl_check_interval_ms),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t limits_fields[] = {
-    CYAML_FIELD_UINT("frame_bytes_max", OPT, struct y_limits, frame_bytes_max),
-    CYAML_FIELD_UINT("connections_max", OPT, struct y_limits, connections_max),
-    CYAML_FIELD_UINT("connections_per_org_max", OPT, struct y_limits, connections_per_org_max),
-    CYAML_FIELD_UINT("inflight_per_connection_max", OPT, struct y_limits,
+    CYAML_FIELD_UINT_PTR("frame_bytes_max", OPT, struct y_limits, frame_bytes_max),
+    CYAML_FIELD_UINT_PTR("connections_max", OPT, struct y_limits, connections_max),
+    CYAML_FIELD_UINT_PTR("connections_per_org_max", OPT, struct y_limits,
+        connections_per_org_max),
+    CYAML_FIELD_UINT_PTR("inflight_per_connection_max", OPT, struct y_limits,
         inflight_per_connection_max),
-    CYAML_FIELD_UINT("handshake_timeout_ms", OPT, struct y_limits, handshake_timeout_ms),
-    CYAML_FIELD_UINT("frame_timeout_ms", OPT, struct y_limits, frame_timeout_ms),
-    CYAML_FIELD_UINT("idle_timeout_ms", OPT, struct y_limits, idle_timeout_ms),
+    CYAML_FIELD_UINT_PTR("handshake_timeout_ms", OPT, struct y_limits, handshake_timeout_ms),
+    CYAML_FIELD_UINT_PTR("frame_timeout_ms", OPT, struct y_limits, frame_timeout_ms),
+    CYAML_FIELD_UINT_PTR("idle_timeout_ms", OPT, struct y_limits, idle_timeout_ms),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t operator_fields[] = {
     CYAML_FIELD_STRING_PTR("http_address", OPT, struct y_operator, http_address, 1, 63),
@@ -93,10 +96,10 @@ static const cyaml_schema_field_t log_fields[] = {
     CYAML_FIELD_STRING_PTR("level", OPT, struct y_log, level, 1, 8),
     CYAML_FIELD_STRING_PTR("format", OPT, struct y_log, format, 1, 8), CYAML_FIELD_END};
 static const cyaml_schema_field_t storage_fields[] = {
-    CYAML_FIELD_UINT("map_bytes", OPT, struct y_storage, map_bytes), CYAML_FIELD_END};
+    CYAML_FIELD_UINT_PTR("map_bytes", OPT, struct y_storage, map_bytes), CYAML_FIELD_END};
 static const cyaml_schema_field_t mpi_fields[] = {
     CYAML_FIELD_STRING_PTR("key_file", OPT, struct y_mpi, key_file, 1, 3000),
-    CYAML_FIELD_UINT("match_threads", OPT, struct y_mpi, match_threads), CYAML_FIELD_END};
+    CYAML_FIELD_UINT_PTR("match_threads", OPT, struct y_mpi, match_threads), CYAML_FIELD_END};
 /* Booleans are strings "true"/"false" checked by fill_consent, so a typo names the key. */
 static const cyaml_schema_field_t consent_fields[] = {
     CYAML_FIELD_STRING_PTR("regime", OPT, struct y_consent, regime, 1, 16),
@@ -107,17 +110,19 @@ static const cyaml_schema_field_t consent_fields[] = {
     CYAML_FIELD_END};
 static const cyaml_schema_field_t audit_fields[] = {
     CYAML_FIELD_STRING_PTR("origin", OPT, struct y_audit, origin, 1, 200),
-    CYAML_FIELD_UINT("checkpoint_interval_ms", OPT, struct y_audit, checkpoint_interval_ms),
+    CYAML_FIELD_UINT_PTR("checkpoint_interval_ms", OPT, struct y_audit,
+        checkpoint_interval_ms),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t delivery_fields[] = {
-    CYAML_FIELD_UINT("ack_timeout_ms", OPT, struct y_delivery, ack_timeout_ms),
-    CYAML_FIELD_UINT("max_attempts", OPT, struct y_delivery, max_attempts),
-    CYAML_FIELD_UINT("max_age_ms", OPT, struct y_delivery, max_age_ms),
-    CYAML_FIELD_UINT("heartbeat_ms", OPT, struct y_delivery, heartbeat_ms),
-    CYAML_FIELD_UINT("retain_events", OPT, struct y_delivery, retain_events), CYAML_FIELD_END};
+    CYAML_FIELD_UINT_PTR("ack_timeout_ms", OPT, struct y_delivery, ack_timeout_ms),
+    CYAML_FIELD_UINT_PTR("max_attempts", OPT, struct y_delivery, max_attempts),
+    CYAML_FIELD_UINT_PTR("max_age_ms", OPT, struct y_delivery, max_age_ms),
+    CYAML_FIELD_UINT_PTR("heartbeat_ms", OPT, struct y_delivery, heartbeat_ms),
+    CYAML_FIELD_UINT_PTR("retain_events", OPT, struct y_delivery, retain_events),
+    CYAML_FIELD_END};
 static const cyaml_schema_field_t query_fields[] = {
-    CYAML_FIELD_UINT("responder_timeout_ms", OPT, struct y_query, responder_timeout_ms),
-    CYAML_FIELD_UINT("max_responders", OPT, struct y_query, max_responders),
+    CYAML_FIELD_UINT_PTR("responder_timeout_ms", OPT, struct y_query, responder_timeout_ms),
+    CYAML_FIELD_UINT_PTR("max_responders", OPT, struct y_query, max_responders),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("node", CYAML_FLAG_DEFAULT, struct y_config, node, node_fields),
@@ -132,8 +137,8 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("audit", OPT, struct y_config, audit, audit_fields),
     CYAML_FIELD_MAPPING("delivery", OPT, struct y_config, delivery, delivery_fields),
     CYAML_FIELD_MAPPING("query", OPT, struct y_config, query, query_fields),
-    CYAML_FIELD_UINT("workers", OPT, struct y_config, workers),
-    CYAML_FIELD_UINT("edge_threads", OPT, struct y_config, edge_threads), CYAML_FIELD_END};
+    CYAML_FIELD_UINT_PTR("workers", OPT, struct y_config, workers),
+    CYAML_FIELD_UINT_PTR("edge_threads", OPT, struct y_config, edge_threads), CYAML_FIELD_END};
 static const cyaml_schema_value_t top_schema = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct y_config, top_fields)};
 
@@ -208,19 +213,21 @@ hie_node__secret_file_check(const char *path, const char *key, char *err, size_t
     return 0;
 }
 
+/* *v, or dflt when the key is absent (v NULL); a value outside lo..hi (0 included) names the
+ * key and its range. */
 static int
-limit_u32(uint32_t *dst, uint32_t v, uint32_t dflt, uint32_t lo, uint32_t hi, const char *key,
-    char *err, size_t err_bytes)
+limit_u32(uint32_t *dst, const uint32_t *v, uint32_t dflt, uint32_t lo, uint32_t hi,
+    const char *key, char *err, size_t err_bytes)
 {
-    if (v == 0) {
+    if (v == NULL) {
         *dst = dflt;
         return 0;
     }
-    if (v < lo || v > hi) {
-        snprintf(err, err_bytes, "config key %s: %u is outside %u..%u", key, v, lo, hi);
+    if (*v < lo || *v > hi) {
+        snprintf(err, err_bytes, "config key %s: %u is outside %u..%u", key, *v, lo, hi);
         return HIE_ECONFIG;
     }
-    *dst = v;
+    *dst = *v;
     return 0;
 }
 
@@ -381,8 +388,8 @@ fill_consent(node_config_t *c, const struct y_config *y, char *err, size_t eb)
         "delivery.ack_timeout_ms", err, eb);
     rc = rc ? rc : limit_u32(&c->delivery_max_attempts, y->delivery.max_attempts,
         HIE_DELIVERY_MAX_ATTEMPTS_DEFAULT, 1, 1000, "delivery.max_attempts", err, eb);
-    c->delivery_max_age_ms = y->delivery.max_age_ms != 0 ? y->delivery.max_age_ms
-                                                         : HIE_DELIVERY_MAX_AGE_MS_DEFAULT;
+    c->delivery_max_age_ms = y->delivery.max_age_ms != NULL ? *y->delivery.max_age_ms
+                                                            : HIE_DELIVERY_MAX_AGE_MS_DEFAULT;
     /* a minute (a shorter wait dead-letters what an ordinary reconnect would deliver) to a
      * year (what is older than that is better redriven by hand) */
     if (rc == 0 && (c->delivery_max_age_ms < 60000u ||
@@ -438,7 +445,8 @@ fill_operator(node_config_t *c, const struct y_config *y, char *err, size_t eb)
         snprintf(err, eb, "config key log.format: must be kv or json");
         return HIE_ECONFIG;
     }
-    c->map_bytes = y->storage.map_bytes ? y->storage.map_bytes : HIE_LMDB_MAP_BYTES_DEFAULT;
+    c->map_bytes = y->storage.map_bytes != NULL ? *y->storage.map_bytes
+                                                : HIE_LMDB_MAP_BYTES_DEFAULT;
     if (rc == 0 && (c->map_bytes < (1u << 20) || c->map_bytes > HIE_LMDB_MAP_BYTES_MAX)) {
         snprintf(err, eb, "config key storage.map_bytes: must be 1 MiB..1 TiB");
         return HIE_ECONFIG;

@@ -105,9 +105,10 @@ itest_node_write_config(itest_node_t *n)
         o->consent_off ? ", enforce: off-for-benchmarks-only" : "");
     fprintf(f, "audit: {checkpoint_interval_ms: %u}\n",
         o->checkpoint_interval_ms ? o->checkpoint_interval_ms : 500u);
-    if (o->responder_timeout_ms || o->max_responders) {
+    if (o->responder_timeout_ms || o->max_responders) { /* an explicit 0 is refused */
         fprintf(f, "query: {responder_timeout_ms: %u, max_responders: %u}\n",
-            o->responder_timeout_ms, o->max_responders);
+            o->responder_timeout_ms ? o->responder_timeout_ms : 3000u,
+            o->max_responders ? o->max_responders : 8u);
     }
     if (o->map_bytes) {
         fprintf(f, "storage: {map_bytes: %llu}\n", (unsigned long long)o->map_bytes);

@@ -241,6 +241,24 @@ Test(node_config, other_limits_are_range_checked)
     cr_assert_eq(cfg.connections_per_org_max, 8u, "at least 16, but not above the node's");
 }
 
+/* An explicit 0 is a value like any other, checked against the key's range: it used to stand
+ * for the default, so "max_responders: 0" (documented 1..8) quietly became 8. */
+Test(node_config, an_explicit_zero_is_range_checked_not_the_default)
+{
+    expect_refused(MINIMAL "query:\n  max_responders: 0\n", "query.max_responders");
+    expect_refused(MINIMAL "mpi:\n  match_threads: 0\n", "mpi.match_threads");
+    expect_refused(MINIMAL "delivery:\n  max_attempts: 0\n", "delivery.max_attempts");
+    expect_refused(MINIMAL "delivery:\n  max_age_ms: 0\n", "delivery.max_age_ms");
+    expect_refused(MINIMAL "workers: 0\n", "workers");
+    expect_refused(MINIMAL "limits:\n  connections_max: 0\n", "limits.connections_max");
+    expect_refused(MINIMAL "storage:\n  map_bytes: 0\n", "storage.map_bytes");
+    expect_refused(NODE LISTEN "tls:\n  ca_file: ca.pem\n  cert_file: node.pem\n  key_file: "
+        "node.key\n  crl_check_interval_ms: 0\n", "tls.crl_check_interval_ms");
+    /* where 0 has a meaning it stays: no operator endpoint */
+    cr_assert_eq(load(MINIMAL "operator:\n  http_port: 0\n"), 0, "%s", err);
+    cr_assert_eq(cfg.http_port, 0u);
+}
+
 Test(node_config, tls_min_version_must_be_1_2_or_1_3)
 {
     expect_refused(NODE LISTEN TLS "  min_version: \"1.1\"\n", "tls.min_version");

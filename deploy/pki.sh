@@ -28,7 +28,7 @@ WORK=""
 usage() {
 	cat <<EOF
 usage: $PROG init DIR [--name "HIE Dev CA"]
-       $PROG issue DIR --kind node|member --name NAME [--days N] [--start YYYYMMDDHHMMSSZ] [--end YYYYMMDDHHMMSSZ] [--eku client|server|both|none] [--out-name FILE_STEM]
+       $PROG issue DIR --kind node|member --name NAME [--days N] [--start YYYYMMDDHHMMSSZ] [--end YYYYMMDDHHMMSSZ] [--eku client|server|both|none] [--out-name FILE_STEM] [--san DNS:host,IP:addr]
        $PROG revoke DIR STEM [--reason REASON]
        $PROG crl DIR [--days N | --until YYYYMMDDHHMMSSZ]
        $PROG help
@@ -39,7 +39,9 @@ usage: $PROG init DIR [--name "HIE Dev CA"]
           to NAME). NAME is the organization id (member) or node id (node) and must match
           $NAME_RE. Subject is /O=HIE Members/CN=NAME or /O=HIE Nodes/CN=NAME.
           Default EKU: member=client (clientAuth), node=both (serverAuth,clientAuth).
-          Node certificates carry subjectAltName DNS:NAME,DNS:localhost,IP:127.0.0.1.
+          Node certificates carry subjectAltName DNS:NAME,DNS:localhost,IP:127.0.0.1, and
+          the names members reach the node by: --san DNS:hie.example.org,IP:10.0.0.5 (a
+          member checks the address it connects to against these).
           Validity: --days N from now (default $LEAF_DAYS_DEFAULT), or explicit --start/--end in UTC
           (--start alone lasts --days from the start). Refuses to overwrite STEM.crt/STEM.key.
   revoke  revoke DIR/certs/STEM.crt in the CA database and regenerate DIR/ca/crl.pem.
@@ -319,10 +321,32 @@ cmd_init() {
 	say "created ca \"$name\" in $d/ca"
 }
 
+# check_san KIND LIST: prints LIST (DNS:name or IP:address, comma-separated) as ", A, B" for
+# the subjectAltName line; refuses anything else (it goes into an openssl config file).
+check_san() {
+	[[ $1 == node ]] || bad "issue: --san is for node certificates (members are named by CN)"
+	local item out="" items
+	[[ $2 != *[[:space:]]* ]] || bad "issue: --san entries hold no spaces or line breaks"
+	IFS=, read -r -a items <<<"$2"
+	[[ ${#items[@]} -ge 1 && ${#items[@]} -le 16 ]] || bad "issue: --san takes 1 to 16 names"
+	for item in "${items[@]}"; do
+		if [[ $item =~ ^DNS:[A-Za-z0-9*]([A-Za-z0-9.-]{0,252})$ ]] ||
+			[[ $item =~ ^IP:[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] ||
+			[[ $item =~ ^IP:[0-9A-Fa-f:]{2,39}$ ]]; then
+			out+=", $item"
+		else
+			bad "issue: --san entry '$item' is not DNS:host.name or IP:address"
+		fi
+	done
+	printf '%s' "$out"
+}
+
 cmd_issue() {
-	local dir kind="" name="" days="" start="" end="" eku="" stem="" pos=()
+	local dir kind="" name="" days="" start="" end="" eku="" stem="" san="" pos=()
 	while [[ $# -gt 0 ]]; do
 		case $1 in
+		--san) need_value "$1" $# && san=$2 && shift 2 ;;
+		--san=*) san=${1#*=} && shift ;;
 		--kind) need_value "$1" $# && kind=$2 && shift 2 ;;
 		--name) need_value "$1" $# && name=$2 && shift 2 ;;
 		--days) need_value "$1" $# && days=$2 && shift 2 ;;
@@ -356,6 +380,8 @@ cmd_issue() {
 	[[ $name =~ $NAME_RE ]] ||
 		bad "issue: invalid name '$name' (must match $NAME_RE: lowercase letters, digits, '.', '_', '-', at most 63 characters)"
 	[[ -n $stem ]] || stem=$name
+	local san_ext=""
+	[[ -z $san ]] || san_ext=$(check_san "$kind" "$san")
 	[[ $stem =~ $STEM_RE ]] ||
 		bad "issue: invalid --out-name '$stem' (letters, digits, '.', '_', '-', no slashes, at most 128 characters)"
 	if [[ -z $eku ]]; then
@@ -409,7 +435,8 @@ cmd_issue() {
 		printf 'basicConstraints = critical, CA:FALSE\n'
 		printf 'keyUsage = critical, digitalSignature\n'
 		[[ -z $eku_ext ]] || printf 'extendedKeyUsage = %s\n' "$eku_ext"
-		[[ $kind != node ]] || printf 'subjectAltName = DNS:%s, DNS:localhost, IP:127.0.0.1\n' "$name"
+		[[ $kind != node ]] ||
+			printf 'subjectAltName = DNS:%s, DNS:localhost, IP:127.0.0.1%s\n' "$name" "$san_ext"
 		printf 'subjectKeyIdentifier = hash\n'
 		printf 'authorityKeyIdentifier = keyid:always\n'
 	} >"$WORK/ext.cnf"

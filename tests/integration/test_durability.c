@@ -580,6 +580,32 @@ Test(durability, an_http_port_in_use_is_named_at_start)
     cr_assert(strstr(out, "Address already in use") != NULL, "%s", out);
 }
 
+/* pki.sh issue --san names the addresses members reach a node by (they check the name they
+ * connect to against the certificate); anything but DNS:/IP: entries is refused. */
+Test(durability, pki_issue_san_names_the_node)
+{
+    char out[4096];
+    int rc = itest_sh(out, sizeof(out), "cd '%s' && bash %s/deploy/pki.sh init san >/dev/null 2>&1"
+        " && bash %s/deploy/pki.sh issue san --kind node --name node-9 "
+        "--san DNS:hie.example.org,IP:10.0.0.5 2>&1 && "
+        "openssl verify -CAfile san/ca/ca.crt -verify_hostname hie.example.org "
+        "san/certs/node-9.crt && openssl verify -CAfile san/ca/ca.crt -verify_ip 10.0.0.5 "
+        "san/certs/node-9.crt", node.root, HIE_SOURCE_DIR, HIE_SOURCE_DIR);
+    cr_assert_eq(rc, 0, "%s", out);
+    rc = itest_sh(out, sizeof(out), "cd '%s' && openssl verify -CAfile san/ca/ca.crt "
+        "-verify_hostname other.example.org san/certs/node-9.crt", node.root);
+    cr_assert_neq(rc, 0, "a name the certificate does not carry: %s", out);
+    rc = itest_sh(out, sizeof(out), "cd '%s' && bash %s/deploy/pki.sh issue san --kind node "
+        "--name node-8 --san 'DNS:x.org\nextendedKeyUsage = codeSigning'", node.root,
+        HIE_SOURCE_DIR);
+    cr_assert_eq(rc, 2, "%s", out);
+    cr_assert(strstr(out, "no spaces or line breaks") != NULL, "%s", out);
+    rc = itest_sh(out, sizeof(out), "cd '%s' && bash %s/deploy/pki.sh issue san --kind node "
+        "--name node-7 --san 'DNS:x.org,URI:http://x'", node.root, HIE_SOURCE_DIR);
+    cr_assert_eq(rc, 2, "%s", out);
+    cr_assert(strstr(out, "is not DNS:host.name or IP:address") != NULL, "%s", out);
+}
+
 /* --check-config loads the MPI data key as the start does: a key others can read, or of the
  * wrong size, fails the check instead of the start. */
 Test(durability, check_config_loads_the_mpi_data_key)

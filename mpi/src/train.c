@@ -16,6 +16,7 @@
  */
 #include "hie/mpi.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -287,6 +288,12 @@ struct vectors {
     size_t n, bytes, total;
 };
 
+static bool
+cancelled(const hie_mpi_train_opts_t *o)
+{
+    return o->cancel != NULL && atomic_load(o->cancel);
+}
+
 static size_t
 pairs_count(const hie_mpi_blocks_t *bl, uint32_t key_mask, uint32_t *scratch, size_t cap)
 {
@@ -299,13 +306,21 @@ pairs_count(const hie_mpi_blocks_t *bl, uint32_t key_mask, uint32_t *scratch, si
     return total;
 }
 
+static void
+vectors_release(struct vectors *v)
+{
+    hie_mem_free(v->v, v->bytes);
+    memset(v, 0, sizeof(*v));
+}
+
 /* The comparison vectors of the candidate pairs of the keys in key_mask: all of them, or an
  * evenly spaced pairs_max of them (two passes: count, then compare the chosen ones). [out] out,
  * released with vectors_release() whatever the result. Returns 0 or HIE_ENOMEM. */
 static int
 vectors_collect(const hie_mpi_blocks_t *bl, const hie_mpi_person_t *persons, uint32_t key_mask,
-    size_t pairs_max, struct vectors *out)
+    const hie_mpi_train_opts_t *opts, struct vectors *out)
 {
+    size_t pairs_max = opts->pairs_max;
     size_t cap = HIE_MPI_BLOCK_KEYS * bl->block_size_max;
     uint32_t *scratch = hie_mem_alloc(cap * sizeof(*scratch));
     int rc = 0;
@@ -323,6 +338,10 @@ vectors_collect(const hie_mpi_blocks_t *bl, const hie_mpi_person_t *persons, uin
     }
     size_t acc = 0; /* Bresenham: take a pair whenever acc passes total, keep times in all */
     for (size_t i = 0; i < bl->count; i++) {
+        if ((i & 1023u) == 0 && cancelled(opts)) {
+            rc = HIE_EUNAVAIL;
+            goto out;
+        }
         size_t n = 0;
         hie_mpi_blocks_pairs(bl, i, key_mask, scratch, cap, &n);
         for (size_t k = 0; k < n; k++) {
@@ -337,16 +356,13 @@ vectors_collect(const hie_mpi_blocks_t *bl, const hie_mpi_person_t *persons, uin
     }
     HIE_ASSERT(out->n == keep);
 out:
+    if (rc != 0) {
+        vectors_release(out);
+    }
     hie_mem_free(scratch, cap * sizeof(*scratch));
     return rc;
 }
 
-static void
-vectors_release(struct vectors *v)
-{
-    hie_mem_free(v->v, v->bytes);
-    memset(v, 0, sizeof(*v));
-}
 
 /* m by EM, one session per entry of sessions[]; each field's m from its session in
  * field_session, which never excludes it. A session without pairs leaves its fields' m as
@@ -358,9 +374,10 @@ train_m(hie_mpi_model_t *model, const hie_mpi_blocks_t *bl, const hie_mpi_person
     hie_mpi_model_t trained[SESSION_COUNT];
     int rc = 0;
     for (unsigned s = 0; s < SESSION_COUNT && rc == 0; s++) {
-        struct vectors v;
+        struct vectors v = {NULL, 0, 0, 0};
         trained[s] = *model;
-        rc = vectors_collect(bl, persons, 1u << sessions[s].key, opts->pairs_max, &v);
+        rc = cancelled(opts) ? HIE_EUNAVAIL
+                             : vectors_collect(bl, persons, 1u << sessions[s].key, opts, &v);
         unsigned rounds = 0;
         if (rc == 0 && v.n > 0) {
             rc = hie_mpi_em_train(&trained[s], v.v, v.n, sessions[s].exclude,
@@ -384,8 +401,8 @@ static int
 train_prior(hie_mpi_model_t *model, const hie_mpi_blocks_t *bl, const hie_mpi_person_t *persons,
     const hie_mpi_train_opts_t *opts, hie_mpi_train_stats_t *st)
 {
-    struct vectors v;
-    int rc = vectors_collect(bl, persons, UINT32_MAX, opts->pairs_max, &v);
+    struct vectors v = {NULL, 0, 0, 0};
+    int rc = cancelled(opts) ? HIE_EUNAVAIL : vectors_collect(bl, persons, UINT32_MAX, opts, &v);
     if (rc == 0 && v.total == 0) {
         rc = HIE_EINVAL; /* nothing shares a key: nothing to learn a prior from */
     }
@@ -432,7 +449,9 @@ hie_mpi_train(hie_mpi_model_t *model, const hie_mpi_person_t *persons, size_t co
     hie_mpi_model_t work = *model;
     int rc = hie_mpi_u_estimate(&work, persons, count, opts->u_samples, opts->seed);
     if (rc == 0) {
-        rc = hie_mpi_blocks_create(&bl, persons, count, key_secret, opts->block_size_max);
+        rc = cancelled(opts) ? HIE_EUNAVAIL
+                             : hie_mpi_blocks_create(&bl, persons, count, key_secret,
+                                   opts->block_size_max);
     }
     if (rc == 0) {
         rc = train_m(&work, bl, persons, opts, &st);

@@ -285,6 +285,7 @@ admin_train(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__AdminRequest 
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "sample_pairs",
             "out of range (1000..10000000, or 0 for the default)");
     }
+    opts.cancel = &ctx->stopping; /* a stop does not wait for the training to end */
     if (hie_node__state_mpi_key(ctx->state) == NULL) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL, "no MPI data key");
     }
@@ -298,6 +299,11 @@ admin_train(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__AdminRequest 
     memset(&stats, 0, sizeof(stats));
     uint64_t t0 = hie_time_mono_ns();
     rc = train_run(ctx, &model, &opts, &stats);
+    if (rc == HIE_EUNAVAIL && atomic_load(&ctx->stopping)) {
+        hie_log_info("admin", "mpi training stopped: the node is stopping", "%s", "");
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "training stopped: the node is stopping (nothing was changed)");
+    }
     if (rc != 0) {
         hie_log_error("admin", "mpi training failed", " rc=%s", hie_strerror_name(rc));
         return rc == HIE_EINVAL ? mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, NULL,

@@ -317,6 +317,7 @@ static void
 node_stop_threads(node_ctx_t *ctx, struct node_threads *t, bool drain)
 {
     atomic_store(&ctx->metrics.ready, 0);
+    atomic_store(&ctx->stopping, true);
     if (drain) {
         int rc = hie_node__edge_ctl(ctx, "drain", NULL, HIE_NODE_DRAIN_TIMEOUT_MS + 2000);
         if (rc != 0) {

@@ -498,6 +498,7 @@ typedef struct node_ctx {
     node_state_t *state;
     hie_cluster_log_t *log;
     bool replay_stopped;        /* a stop signal ended the startup replay (main) */
+    _Atomic bool stopping;      /* the node is stopping: long work (MPI training) gives up */
     struct stat crl_seen;       /* the CRL file as stat'd before its first load (main) */
     SSL_CTX *ssl_ctx_initial;   /* owned by main; each edge thread takes its own reference */
     int listen_fd;              /* owned by main; every edge thread accepts from it */

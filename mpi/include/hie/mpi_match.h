@@ -355,6 +355,10 @@ typedef struct hie_mpi_train_opts {
      * session; when a session has more pairs, an evenly spaced subset of them (every k-th in
      * (i, j) order, deterministic) is used. [32 M: 288 MB] */
     size_t pairs_max;
+    /* Optional: once *cancel is true, training stops at its next check (between its stages,
+     * and every 1,024 records while it compares pairs) and returns HIE_EUNAVAIL, the model
+     * untouched: a node stopping does not wait for it. [NULL] */
+    const _Atomic bool *cancel;
 } hie_mpi_train_opts_t;
 
 typedef struct hie_mpi_train_stats {

@@ -7,6 +7,7 @@
 #include "hie/mpi.h"
 
 #include <criterion/criterion.h>
+#include <stdatomic.h>
 #include <criterion/logging.h>
 #include <signal.h>
 #include <sodium.h>
@@ -269,6 +270,30 @@ Test(mpi_train, refuses_too_few_records_no_pairs_and_bad_options)
     hie_mpi_person_prepare(&two[1]);
     cr_assert_eq(hie_mpi_train(&m, two, 2, secret, NULL, &st), HIE_EINVAL);
     cr_assert_arr_eq(&m, &before, sizeof(m), "a failed training leaves the model alone");
+}
+
+/* A node that stops does not wait for a training: with its cancel flag set training gives up
+ * at its next check, leaves the model alone and frees what it took. */
+Test(mpi_train, a_cancel_flag_stops_it_and_leaves_the_model)
+{
+    static hie_mpi_person_t p[RECORDS];
+    static unsigned truth[RECORDS];
+    dataset(p, truth);
+    hie_mpi_model_t m, before;
+    hie_mpi_model_default(&m);
+    before = m;
+    hie_mpi_train_opts_t opts;
+    hie_mpi_train_opts_default(&opts);
+    opts.u_samples = 2000;
+    _Atomic bool stop = true;
+    opts.cancel = &stop;
+    int64_t live = hie_mem_live_bytes();
+    cr_assert_eq(hie_mpi_train(&m, p, RECORDS, secret, &opts, NULL), HIE_EUNAVAIL);
+    cr_assert_arr_eq(&m, &before, sizeof(m), "a cancelled training leaves the model alone");
+    cr_assert_eq(hie_mem_live_bytes(), live, "nothing kept");
+    atomic_store(&stop, false);
+    cr_assert_eq(hie_mpi_train(&m, p, RECORDS, secret, &opts, NULL), 0, "not set: it trains");
+    cr_assert_eq(m.version, 1);
 }
 
 Test(mpi_train, unprepared_person_aborts, .signal = SIGABRT)

@@ -527,6 +527,89 @@ hie_node__pix_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pix
     return 0;
 }
 
+/* ---- the review queue ----------------------------------------------------------------------- */
+
+/* The subject of euid in subs[0..*n) (added when missing; NULL when there are already
+ * HIE_AUDIT_SUBJECTS_MAX). */
+static node_subject_t *
+review_subject(node_subject_t *subs, size_t *n, const char *euid)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp(subs[i].euid, euid) == 0) {
+            return &subs[i];
+        }
+    }
+    if (*n == HIE_AUDIT_SUBJECTS_MAX) {
+        return NULL;
+    }
+    node_subject_t *s = &subs[(*n)++];
+    *s = (node_subject_t){euid, {0}, NULL, 0, NULL, 0};
+    s->decision.decision = HIE_CONSENT_PERMIT; /* MPI stewardship, not a consent decision */
+    s->decision.reason = "mpi-stewardship";
+    s->decision.accounting_excluded = true;
+    return s;
+}
+
+/* Names the page's EUIDs in subs; the page is cut before the first item that would need a
+ * subject more. Then each subject's records (the items' own) as disclosed, from ids. */
+static void
+review_subjects(Hie__V1__ReviewListReply *r, node_subject_t *subs, size_t *n,
+    Hie__V1__PatientId **ids)
+{
+    size_t kept = 0;
+    for (; kept < r->n_items; kept++) {
+        const Hie__V1__ReviewItem *it = r->items[kept];
+        size_t before = *n;
+        bool fit = review_subject(subs, n, it->record_euid) != NULL &&
+                   (it->candidate_euid[0] == '\0' ||
+                       review_subject(subs, n, it->candidate_euid) != NULL);
+        if (!fit) {
+            *n = before; /* this item's EUIDs do not fit: the page ends before it */
+            break;
+        }
+    }
+    if (kept < r->n_items) {
+        HIE_ASSERT(kept > 0); /* one item names at most two */
+        r->next_after_id = r->items[kept - 1]->id;
+        r->n_items = kept;
+    }
+    size_t used = 0;
+    for (size_t s = 0; s < *n; s++) {
+        subs[s].disclosed = &ids[used];
+        for (size_t i = 0; i < r->n_items; i++) {
+            if (r->items[i]->record != NULL &&
+                strcmp(r->items[i]->record_euid, subs[s].euid) == 0) {
+                ids[used++] = r->items[i]->record;
+            }
+        }
+        subs[s].n_disclosed = (size_t)(&ids[used] - subs[s].disclosed);
+    }
+}
+
+int
+hie_node__review_list_prepare(node_ctx_t *ctx, const node_who_t *who,
+    const Hie__V1__ReviewListRequest *q, hie_arena_t *arena, Hie__V1__ReviewListReply **reply,
+    node_audit_cmd_t *audit, node_mpi_err_t *e)
+{
+    audit->needed = false;
+    int rc = hie_node__mpi_review_list(ctx, q, arena, reply, e);
+    if (rc != 0 || ctx->cfg.consent_off) {
+        return rc;
+    }
+    Hie__V1__ReviewListReply *r = *reply;
+    node_subject_t *subs = hie_arena_alloc(arena, HIE_AUDIT_SUBJECTS_MAX * sizeof(*subs));
+    Hie__V1__PatientId **ids = hie_arena_alloc(arena, (r->n_items + 1) * sizeof(*ids));
+    if (subs == NULL || ids == NULL) {
+        *reply = NULL;
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+    }
+    size_t n = 0;
+    review_subjects(r, subs, &n, ids);
+    hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_REVIEW_LIST,
+        HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, subs, n, arena, audit);
+    return 0;
+}
+
 /* The consent decision for each candidate of r in rank order, in txn, on the members the read
  * found, until want are permitted; denied ones leave the reply (ranks stay in order, no gap).
  * The store was asked for more than want, so a hidden better match does not shorten the page

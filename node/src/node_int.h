@@ -766,6 +766,13 @@ Hie__V1__Handling *hie_node__handling(const hie_consent_decision_t *d, hie_arena
 void hie_node__audit_build(node_ctx_t *ctx, const node_who_t *who,
     Hie__V1__AuditAction action, Hie__V1__ErrorCode outcome, const node_subject_t *subjects,
     size_t n, hie_arena_t *arena, node_audit_cmd_t *out);
+/* The review queue for a member with the operator role: identifiers of several organizations
+ * leave the node, so the page is audited (action REVIEW_LIST, one subject per EUID it names,
+ * the record identifiers as disclosed, excluded from §164.528 accounting as operations) and
+ * cut where its EUIDs would be more than one record names (next_after_id goes on from there). */
+HIE_MUST_CHECK int hie_node__review_list_prepare(node_ctx_t *ctx, const node_who_t *who,
+    const Hie__V1__ReviewListRequest *q, hie_arena_t *arena, Hie__V1__ReviewListReply **reply,
+    node_audit_cmd_t *audit, node_mpi_err_t *e);
 /* The consent decision for one patient (EUID) in txn; fails closed (a DENY with reason
  * "evaluation-error", logged) on any error. */
 void hie_node__consent_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,

@@ -851,8 +851,8 @@ mpi_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
         return hie_node__audit_report_prepare(ctx, &who, env->audit_report, arena,
             &reply->audit_report_reply, audit, e);
     case HIE__V1__ENVELOPE__BODY_REVIEW_LIST:
-        return hie_node__mpi_review_list(ctx, env->review_list, arena,
-            &reply->review_list_reply, e);
+        return hie_node__review_list_prepare(ctx, &who, env->review_list, arena,
+            &reply->review_list_reply, audit, e);
     case HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE:
         return hie_node__mpi_review_decide(ctx, &w->sub, org->id, env->id, env->review_decide,
             arena, &reply->review_decide_reply, e);
@@ -1035,8 +1035,7 @@ storage_neutral(Hie__V1__Envelope__BodyCase body)
            body == HIE__V1__ENVELOPE__BODY_UNSUBSCRIBE ||
            body == HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE ||
            body == HIE__V1__ENVELOPE__BODY_RECEIVE ||
-           body == HIE__V1__ENVELOPE__BODY_CONSENT_LIST ||
-           body == HIE__V1__ENVELOPE__BODY_REVIEW_LIST;
+           body == HIE__V1__ENVELOPE__BODY_CONSENT_LIST;
 }
 
 /* Is the state's or the log's map past HIE_STORAGE_REFUSE_PCT (storage_low) or

@@ -307,8 +307,12 @@ Test(mpi, review_queue_link_and_keep_apart, .timeout = 120)
     /* only the operator role sees the queue */
     expect_error(review_call(h, "r4", true, 0, false, a), HIE__V1__ERROR_CODE__ERROR_FORBIDDEN,
         NULL);
+    size_t audited = itest_db_entries_settled(&n, "audit_rec");
     hie_envelope_t *l = review_call(op, "r5", true, 0, false, a);
     cr_assert_eq(l->body_case, HIE__V1__ENVELOPE__BODY_REVIEW_LIST_REPLY);
+    /* the listing discloses identifiers of several organizations: it leaves an audit record */
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audited + 1, 3000), audited + 1,
+        "the review listing was not audited");
     cr_assert_geq(l->review_list_reply->n_items, 1u);
     Hie__V1__ReviewItem *it = l->review_list_reply->items[0];
     cr_assert_str_eq(it->record->mrn, "C-1");

@@ -330,9 +330,16 @@ admin_train(node_ctx_t *ctx, node_submitter_t *sub, const Hie__V1__AdminRequest 
     cmd.body_case = HIE__V1__COMMAND__BODY_MPI_MODEL;
     cmd.mpi_model = &mc;
     rc = hie_node__submit_wait(sub, &cmd, TRAIN_TIMEOUT_MS, arena, &res);
-    if (rc != 0 || res->code != 0) {
+    if (rc != 0 || res->code != 0 || res->model_version != pm->version) {
         reply->body_case = HIE__V1__ADMIN_REPLY__BODY__NOT_SET;
         reply->mpi_train = NULL;
+    }
+    if (rc == 0 && res->code == 0 && res->model_version != pm->version) {
+        /* the id committed a model already (a retry that raced its first run, which
+         * committed after timing out): answer with that one, as a repeat is */
+        return train_repeat(ctx, req->id, arena, reply, &done, e);
+    }
+    if (rc != 0 || res->code != 0) {
         return rc != 0 ? mpi_fail(e, hie_proto_error_code(rc), NULL, "model not committed")
                        : mpi_fail(e, res->code, res->field, res->message);
     }

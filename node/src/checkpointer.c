@@ -26,8 +26,8 @@ struct node_checkpointer {
     uint64_t last_size;
     /* the last failure, said once (again after an hour, or when it changes) */
     int fail_rc;
-    uint64_t fail_size, fail_said_ns, fails;
-    char fail_reason[160];
+    uint64_t fail_said_ns, fails;
+    char fail_reason[160], fail_said[160];
 };
 
 /* Reads the head; 0 with *size == 0 when there is nothing new to sign. */
@@ -97,7 +97,7 @@ checkpoint_once(struct node_checkpointer *c, uint64_t *size)
     return rc;
 }
 
-/* Says a failure once per kind (rc and tree size), again after an hour; a success after
+/* Says a failure once per kind (rc and reason), again after an hour; a success after
  * failures says how many there were. A retry every interval would otherwise log the same
  * line thousands of times a day. */
 static void
@@ -114,11 +114,13 @@ checkpoint_said(struct node_checkpointer *c, int rc, uint64_t size)
         return;
     }
     c->fails++;
-    if (rc == c->fail_rc && size == c->fail_size && now - c->fail_said_ns < hour) {
+    /* the tree grows while the refusal lasts: a new size is not a new failure */
+    if (rc == c->fail_rc && strcmp(c->fail_reason, c->fail_said) == 0 &&
+        now - c->fail_said_ns < hour) {
         return;
     }
+    snprintf(c->fail_said, sizeof(c->fail_said), "%s", c->fail_reason);
     c->fail_rc = rc;
-    c->fail_size = size;
     c->fail_said_ns = now;
     const char *hint = rc == HIE_ENOSPC ? "the command log or state is full: raise "
                                           "storage.map_bytes"

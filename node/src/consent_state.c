@@ -36,6 +36,13 @@
 #define CONSENT_MERGE_SINCE_MS 1796075100000ll
 /* Ids moved per pass when a merge moves a record's directives (bounded memory). */
 #define CONSENT_MOVE_CHUNK 256u
+/* Ids one record's consent_pat may hold when read: 32 are accepted by submits, but the move
+ * of a merge made before the rules above (CONSENT_MERGE_SINCE_MS) may leave more; up to what
+ * a decision reads they are decided, beyond it the decision fails closed. */
+#define CONSENT_PAT_READ_MAX HIE_CONSENT_DIRECTIVES_MAX
+#define CONSENT_META_MIGRATED "merged-moved-v1"
+/* Records a migration looks at per pass (bounded memory). */
+#define CONSENT_MIGRATE_CHUNK 1024u
 
 /* Revoked directives a listing (--all) shows besides those in force, from consent_hist: the
  * most recently submitted ones; the reply says how many older ones it left out. */
@@ -48,6 +55,8 @@ struct node_consent {
     MDB_dbi dir, rule;
     MDB_dbi pat;  /* rec_hash -> ids of its directives not revoked (the decisions read these) */
     MDB_dbi hist; /* rec_hash -> ids of its revoked directives (listings only) */
+    MDB_dbi meta; /* CONSENT_META_MIGRATED once directives left on merged records moved */
+    bool migrated; /* that key, as read at open and set by apply (log thread) */
 };
 
 static int
@@ -69,8 +78,19 @@ hie_node__consent_open(node_consent_t **out, MDB_env *env)
     const node_dbi_spec_t dbis[] = {{"consent_dir", MDB_CREATE, &c->dir},
         {"consent_rule", MDB_CREATE, &c->rule},
         {"consent_pat", MDB_CREATE | MDB_DUPSORT, &c->pat},
-        {"consent_hist", MDB_CREATE | MDB_DUPSORT, &c->hist}};
+        {"consent_hist", MDB_CREATE | MDB_DUPSORT, &c->hist},
+        {"consent_meta", MDB_CREATE, &c->meta}};
     int rc = hie_node__dbis_open(env, dbis, HIE_ARRAY_LEN(dbis));
+    MDB_txn *txn = NULL;
+    rc = rc ? rc : mdb_rc(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn));
+    if (rc == 0) {
+        MDB_val k = {sizeof(CONSENT_META_MIGRATED) - 1, (void *)(uintptr_t)CONSENT_META_MIGRATED};
+        MDB_val v;
+        int grc = mdb_get(txn, c->meta, &k, &v);
+        c->migrated = grc == 0;
+        rc = grc == 0 || grc == MDB_NOTFOUND ? 0 : HIE_ESTORAGE;
+        mdb_txn_abort(txn);
+    }
     if (rc != 0) {
         hie_node__consent_close(&c);
         return rc;
@@ -135,7 +155,7 @@ hie_node__consent_get(node_consent_t *c, MDB_txn *txn, const char *id, hie_arena
     return dir_get(c, txn, id, arena, out, NULL);
 }
 
-/* Calls fn for each id of rec_hash in dbi: pat (at most HIE_CONSENT_PER_PATIENT_MAX, more is
+/* Calls fn for each id of rec_hash in dbi: pat (at most CONSENT_PAT_READ_MAX, more is
  * corruption) or hist (the first max). */
 static int
 ids_each(MDB_txn *txn, MDB_dbi dbi, const uint8_t *rec_hash, unsigned max, bool more_ok,
@@ -170,7 +190,7 @@ static int
 pat_each(node_consent_t *c, MDB_txn *txn, const uint8_t *rec_hash,
     int (*fn)(void *ctx, const char *id, size_t len), void *ctx)
 {
-    return ids_each(txn, c->pat, rec_hash, HIE_CONSENT_PER_PATIENT_MAX, false, fn, ctx);
+    return ids_each(txn, c->pat, rec_hash, CONSENT_PAT_READ_MAX, false, fn, ctx);
 }
 
 struct list_ctx {
@@ -195,7 +215,7 @@ list_one(void *vctx, const char *idp, size_t len)
         return rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
     }
     if (l->include_inactive || d->status == HIE__V1__CONSENT_STATUS__CONSENT_ACTIVE) {
-        HIE_ASSERT(l->n < HIE_CONSENT_PER_PATIENT_MAX + CONSENT_HISTORY_LISTED_MAX);
+        HIE_ASSERT(l->n < CONSENT_PAT_READ_MAX + CONSENT_HISTORY_LISTED_MAX);
         l->out[l->n++] = d;
     }
     return 0;
@@ -283,7 +303,7 @@ hie_node__consent_list(node_consent_t *c, MDB_txn *txn, const uint8_t *rec_hash,
     *n = 0;
     *revoked_not_listed = 0;
     struct list_ctx l = {c, txn, arena, include_inactive, hie_arena_alloc(arena,
-        (HIE_CONSENT_PER_PATIENT_MAX + CONSENT_HISTORY_LISTED_MAX) * sizeof(*l.out)), 0};
+        (CONSENT_PAT_READ_MAX + CONSENT_HISTORY_LISTED_MAX) * sizeof(*l.out)), 0};
     if (l.out == NULL) {
         return HIE_ENOMEM;
     }
@@ -382,7 +402,7 @@ struct count_ctx {
     MDB_txn *txn;
     hie_arena_t *arena;
     size_t n;                 /* not revoked */
-    char *revoked[HIE_CONSENT_PER_PATIENT_MAX];
+    char *revoked[CONSENT_PAT_READ_MAX];
     size_t n_revoked;
 };
 
@@ -406,7 +426,7 @@ count_one(void *vctx, const char *idp, size_t len)
     if (d->revoked_ms == 0) {
         x->n++;
     } else {
-        HIE_ASSERT(x->n_revoked < HIE_CONSENT_PER_PATIENT_MAX);
+        HIE_ASSERT(x->n_revoked < CONSENT_PAT_READ_MAX);
         x->revoked[x->n_revoked++] = id;
     }
     return 0;
@@ -469,25 +489,40 @@ submit_record(node_apply_t *a, const uint8_t *named, uint8_t out[HIE_PROTO_REC_H
                                                       a->arena, out);
 }
 
-/* Since CONSENT_MERGE_SINCE_MS: *room is false when euid's records already have as many
- * directives on file as a decision reads (HIE_CONSENT_DIRECTIVES_MAX): one more would make
- * every decision for the patient fail closed. */
+/* How many directives a decision about euid reads (revoked ones left in consent_pat
+ * included); HIE_CONSENT_DIRECTIVES_MAX + 1 when more than it reads, or more records than the
+ * store lists. */
 static int
-euid_room(node_consent_t *c, node_apply_t *a, const char *euid, bool *room)
+euid_rules(node_consent_t *c, node_apply_t *a, const char *euid, size_t *n)
+{
+    hie_span_t *rules = hie_arena_alloc(a->arena, HIE_CONSENT_DIRECTIVES_MAX * sizeof(*rules));
+    if (rules == NULL) {
+        return HIE_ENOMEM;
+    }
+    int rc = hie_node__consent_rules(c, a->mpi, a->txn, euid, NULL, a->arena, rules,
+        HIE_CONSENT_DIRECTIVES_MAX, n);
+    if (rc == HIE_ELIMIT) {
+        *n = HIE_CONSENT_DIRECTIVES_MAX + 1;
+        rc = 0;
+    }
+    return rc;
+}
+
+/* Since CONSENT_MERGE_SINCE_MS: *room is false when euid's records already have as many
+ * directives on file as a decision reads (HIE_CONSENT_DIRECTIVES_MAX), not counting the
+ * revoked ids the submit moves out of the way (moving): one more would make every decision
+ * for the patient fail closed. */
+static int
+euid_room(node_consent_t *c, node_apply_t *a, const char *euid, size_t moving, bool *room)
 {
     *room = true;
     if (a->rules_ms < CONSENT_MERGE_SINCE_MS) {
         return 0;
     }
-    hie_span_t *rules = hie_arena_alloc(a->arena, HIE_CONSENT_DIRECTIVES_MAX * sizeof(*rules));
-    if (rules == NULL) {
-        return HIE_ENOMEM;
-    }
     size_t n = 0;
-    int rc = hie_node__consent_rules(c, a->mpi, a->txn, euid, NULL, a->arena, rules,
-        HIE_CONSENT_DIRECTIVES_MAX, &n);
-    *room = rc == 0 && n < HIE_CONSENT_DIRECTIVES_MAX;
-    return rc == HIE_ELIMIT ? 0 : rc;
+    int rc = euid_rules(c, a, euid, &n);
+    *room = rc == 0 && n - (moving < n ? moving : n) < HIE_CONSENT_DIRECTIVES_MAX;
+    return rc;
 }
 
 /* The checks of a submit that need the state; *rejected when one refused it (recorded). */
@@ -501,16 +536,17 @@ submit_check(node_consent_t *c, node_apply_t *a, const uint8_t *rec, const char 
     bool room = true;
     int rc = in_force_count(c, a, rec, sc->rules_2026_11_30, &on_file,
         merge_rules ? later : NULL);
-    rc = rc == 0 && on_file < HIE_CONSENT_PER_PATIENT_MAX ? euid_room(c, a, euid, &room) : rc;
+    rc = rc == 0 && on_file < HIE_CONSENT_PER_PATIENT_MAX
+             ? euid_room(c, a, euid, merge_rules ? later->n_revoked : 0, &room)
+             : rc;
     *rejected = rc == 0 && (on_file >= HIE_CONSENT_PER_PATIENT_MAX || !room);
     if (rc == 0 && on_file >= HIE_CONSENT_PER_PATIENT_MAX) {
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "directive",
             "the patient has the most directives on file (32); revoke one first");
     }
-    if (rc == 0 && !room) {
+    if (rc == 0 && !room) { /* the same words: linked records may be hidden from it */
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "directive",
-            "the patient's linked records have the most directives a decision reads (64); "
-            "revoke one first");
+            "the patient has the most directives on file (32); revoke one first");
     }
     return rc;
 }
@@ -658,6 +694,20 @@ hie_node__consent_merge_check(node_consent_t *c, node_apply_t *a, const uint8_t 
     int rc = pat_each(c, a->txn, prior, count_one, &xp);
     rc = rc ? rc : pat_each(c, a->txn, survivor, count_one, &xs);
     *fits = rc != 0 || xp.n + xs.n <= HIE_CONSENT_PER_PATIENT_MAX;
+    /* the prior's EUID folds into the survivor's: together no more than a decision reads */
+    char *ep = hie_arena_alloc(a->arena, HIE_MPI_EUID_BYTES);
+    char *es = hie_arena_alloc(a->arena, HIE_MPI_EUID_BYTES);
+    if (rc == 0 && *fits && (ep == NULL || es == NULL)) {
+        return HIE_ENOMEM;
+    }
+    size_t np = 0, ns = 0;
+    bool both = rc == 0 && *fits &&
+                hie_mpi_store_euid_of(a->mpi, a->txn, prior, a->arena, ep) == 0 &&
+                hie_mpi_store_euid_of(a->mpi, a->txn, survivor, a->arena, es) == 0 &&
+                strcmp(ep, es) != 0; /* else the MPI refuses it, or the total stays */
+    rc = both ? euid_rules(c, a, ep, &np) : rc;
+    rc = both && rc == 0 ? euid_rules(c, a, es, &ns) : rc;
+    *fits = *fits && (!both || rc != 0 || np + ns <= HIE_CONSENT_DIRECTIVES_MAX);
     return rc;
 }
 
@@ -755,6 +805,103 @@ hie_node__consent_merge(node_consent_t *c, node_apply_t *a, const uint8_t *prior
     rc = rc ? rc : move_ids(c, a, c->pat, prior, survivor, &buf, &cap);
     rc = rc ? rc : move_ids(c, a, c->hist, prior, survivor, &buf, &cap);
     hie_mem_free(buf, cap);
+    return rc;
+}
+
+/* Up to CONSENT_MIGRATE_CHUNK distinct records of dbi (from its first one, or after from once
+ * *started) that the MPI has merged: into prior[], the records they live on as into
+ * survivor[]. from is left at the last record looked at; *end when dbi has no more. */
+static int
+merged_scan(node_apply_t *a, MDB_dbi dbi, uint8_t from[HIE_PROTO_REC_HASH_BYTES],
+    bool *started, bool *end, uint8_t (*prior)[HIE_PROTO_REC_HASH_BYTES],
+    uint8_t (*survivor)[HIE_PROTO_REC_HASH_BYTES], size_t *n)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k = {HIE_PROTO_REC_HASH_BYTES, from}, v;
+    int rc = mdb_rc(mdb_cursor_open(a->txn, dbi, &cur));
+    int mrc = 0;
+    if (rc == 0 && !*started) {
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        *started = true;
+    } else if (rc == 0) {
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (mrc == 0 && k.mv_size == HIE_PROTO_REC_HASH_BYTES &&
+            memcmp(k.mv_data, from, HIE_PROTO_REC_HASH_BYTES) == 0) {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_NODUP); /* looked at last pass */
+        }
+    }
+    *n = 0;
+    for (size_t seen = 0; rc == 0 && mrc == 0 && seen < CONSENT_MIGRATE_CHUNK; seen++) {
+        if (k.mv_size != HIE_PROTO_REC_HASH_BYTES) {
+            rc = HIE_ECORRUPT;
+            break;
+        }
+        memcpy(from, k.mv_data, HIE_PROTO_REC_HASH_BYTES);
+        uint8_t live[HIE_PROTO_REC_HASH_BYTES];
+        int src = hie_mpi_store_surviving(a->mpi, a->txn, from, a->arena, live);
+        if (src == 0 && memcmp(live, from, sizeof(live)) != 0) {
+            memcpy(prior[*n], from, HIE_PROTO_REC_HASH_BYTES);
+            memcpy(survivor[(*n)++], live, sizeof(live));
+        } else if (src != 0 && src != HIE_ENOTFOUND && src != HIE_ELIMIT) {
+            rc = src; /* a record unknown or chained too deep keeps its directives */
+        }
+        mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_NEXT_NODUP) : 0;
+    }
+    *end = rc == 0 && mrc == MDB_NOTFOUND;
+    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND) {
+        rc = HIE_ESTORAGE;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc;
+}
+
+int
+hie_node__consent_migrate(node_consent_t *c, node_apply_t *a)
+{
+    HIE_ASSERT(c != NULL && c->magic == CONSENT_MAGIC);
+    if (c->migrated || a->rules_ms < CONSENT_MERGE_SINCE_MS) {
+        return 0;
+    }
+    if (!hie_mpi_store_ready(a->mpi)) { /* no data key: nothing can have been filed, or... */
+        MDB_stat sp, sh;
+        int src = mdb_rc(mdb_stat(a->txn, c->pat, &sp));
+        src = src ? src : mdb_rc(mdb_stat(a->txn, c->hist, &sh));
+        if (src != 0 || sp.ms_entries != 0 || sh.ms_entries != 0) {
+            return src ? src : HIE_EUNAVAIL; /* ...the key decides what moves: stop */
+        }
+    }
+    uint8_t (*prior)[HIE_PROTO_REC_HASH_BYTES] = hie_arena_alloc(a->arena,
+        2u * CONSENT_MIGRATE_CHUNK * HIE_PROTO_REC_HASH_BYTES);
+    if (prior == NULL) {
+        return HIE_ENOMEM;
+    }
+    uint8_t (*survivor)[HIE_PROTO_REC_HASH_BYTES] = prior + CONSENT_MIGRATE_CHUNK;
+    node_apply_t ma = *a;
+    ma.rules_ms = CONSENT_MERGE_SINCE_MS; /* the merges' rules, for each move below */
+    const MDB_dbi dbis[2] = {c->pat, c->hist};
+    size_t moved = 0;
+    int rc = 0;
+    for (unsigned d = 0; d < 2 && rc == 0; d++) {
+        uint8_t from[HIE_PROTO_REC_HASH_BYTES] = {0};
+        bool started = false, end = false;
+        while (rc == 0 && !end) {
+            size_t n = 0;
+            rc = merged_scan(a, dbis[d], from, &started, &end, prior, survivor, &n);
+            for (size_t i = 0; rc == 0 && i < n; i++, moved++) {
+                rc = hie_node__consent_merge(c, &ma, prior[i], survivor[i]);
+            }
+        }
+    }
+    MDB_val k = {sizeof(CONSENT_META_MIGRATED) - 1, (void *)(uintptr_t)CONSENT_META_MIGRATED};
+    MDB_val v = {1, (void *)(uintptr_t)"1"};
+    rc = rc ? rc : mdb_rc(mdb_put(a->txn, c->meta, &k, &v, 0));
+    if (rc == 0) {
+        c->migrated = true;
+        hie_log_info("consent", "directives left on merged records moved to the records they "
+            "live on as", " records=%zu index=%lu", moved, (unsigned long)a->index);
+    }
     return rc;
 }
 

@@ -495,7 +495,7 @@ check_mpi_key(const node_config_t *cfg)
     if (rc != 0) {
         fprintf(stderr, "hie-node: config key mpi.key_file: cannot load %s: %s (32 random "
             "bytes, a regular file with mode 0600 owned by the node's user)\n",
-            cfg->mpi_key_file, rc < 0 ? strerror(-rc) : hie_strerror_name(rc));
+            cfg->mpi_key_file, hie_strerror(rc));
     }
     return rc;
 }

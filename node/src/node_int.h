@@ -285,13 +285,20 @@ HIE_MUST_CHECK int hie_node__consent_list(node_consent_t *c, MDB_txn *txn,
     Hie__V1__ConsentDirective ***out, size_t *n, uint32_t *revoked_not_listed);
 /* A40 merges (log thread, in apply; both do nothing for commands before 2026-11-30T21:45Z
  * by the rules clock): merge_check, before the MPI applies the merge, sets *fits false when
- * prior and survivor have more directives in force together than one record may have (the
- * caller refuses the merge); merge, after it, moves prior's directives (in force and revoked)
- * to survivor, which decisions read. Return 0 or a storage error. */
+ * prior and survivor have more directives in force together than one record may have, or
+ * their EUIDs together more than a decision reads (the caller refuses the merge); merge,
+ * after it, moves prior's directives (in force and revoked) to survivor, which decisions read.
+ * Return 0 or a storage error. */
 HIE_MUST_CHECK int hie_node__consent_merge_check(node_consent_t *c, node_apply_t *a,
     const uint8_t *prior, const uint8_t *survivor, bool *fits);
 HIE_MUST_CHECK int hie_node__consent_merge(node_consent_t *c, node_apply_t *a,
     const uint8_t *prior, const uint8_t *survivor);
+/* Once, at the first command the rules clock puts at or after 2026-11-30T21:45Z: the
+ * directives that merges applied before then left on the prior records move to the records
+ * those live on as (decisions read only those), as a merge since moves them. Nothing to do
+ * after (a flag in the state). Returns 0, HIE_EUNAVAIL (no data key: the node stops until
+ * one is configured) or a storage error. Log thread, in apply. */
+HIE_MUST_CHECK int hie_node__consent_migrate(node_consent_t *c, node_apply_t *a);
 /* One directive by id. Returns 0, HIE_ENOTFOUND or a storage error. */
 HIE_MUST_CHECK int hie_node__consent_get(node_consent_t *c, MDB_txn *txn, const char *id,
     hie_arena_t *arena, Hie__V1__ConsentDirective **out);

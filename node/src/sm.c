@@ -690,6 +690,21 @@ apply_org_change(struct apply_ctx *a, const char *org_id)
     return org_store(a, org);
 }
 
+/* The consent directives merges left behind, moved once the rules clock reaches the rule
+ * (hie_node__consent_migrate: a no-op after). */
+static int
+consent_migrate(struct apply_ctx *a)
+{
+    node_apply_t na = {a->txn, a->arena, a->cmd, a->index, a->res, a->st->mpi, a->st->mpi_key,
+        a->st->rules_now_ms};
+    int rc = hie_node__consent_migrate(a->st->consent, &na);
+    if (rc == HIE_EUNAVAIL) {
+        hie_log_error("sm", "consent directives must move to merged records' survivors, which "
+            "needs the data key", " index=%lu hint=\"configure mpi.key_file\"", a->index);
+    }
+    return rc;
+}
+
 /* A feed; an A40 merge takes the prior record's consent directives to the survivor (and is
  * refused when the two have more in force together than a record may have). */
 static int
@@ -706,9 +721,8 @@ apply_feed(struct apply_ctx *a, hie_mpi_apply_ctx_t *m)
                          f->rec_hash.data, &fits)
                    : 0;
     if (rc == 0 && !fits) {
-        reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "prior_mrn", "the two records have "
-            "more consent directives in force together than a patient may have (32): revoke "
-            "some first");
+        reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "prior_mrn", "the merged patient "
+            "would have more consent directives in force than allowed: revoke some first");
         return 0;
     }
     if (rc != 0) {
@@ -950,11 +964,12 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
         /* once the clock has passed RULES_CLOCK_SINCE_MS every command is held to it; before,
          * to its own time, as it was applied then (a log from before replays unchanged) */
         st->rules_now_ms = st->rules_ms >= RULES_CLOCK_SINCE_MS ? st->rules_ms : cmd->time_ms;
+        rc = consent_migrate(&a);
         /* audit records are internal (one per exchange, sent once by the worker that decided
          * it): no dedup entry, which would cost two random-key writes per query */
         bool audit = cmd->body_case == HIE__V1__COMMAND__BODY_AUDIT_APPEND ||
                      cmd->body_case == HIE__V1__COMMAND__BODY_AUDIT_BATCH;
-        rc = audit ? HIE_ENOTFOUND : dedup_lookup(&a, out);
+        rc = rc != 0 ? rc : audit ? HIE_ENOTFOUND : dedup_lookup(&a, out);
         if (rc == HIE_ENOTFOUND) {
             rc = apply_body(&a);
             /* a refusal for now (a full queue: OVERLOADED) is not remembered: the member is

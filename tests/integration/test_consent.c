@@ -744,9 +744,9 @@ expect_pix(hie_envelope_t *r, bool disclosed, const char *what)
 /* An A40 merge takes the prior MRN's directives to the surviving record (they stayed on the
  * retired one, which no decision reads: the patient's deny stopped applying), and a directive
  * filed for the merged MRN afterwards lands there too; a merge that would leave one record
- * more than 32 in force is refused; the patient's linked records may have at most the 64
- * directives a decision reads; past that (a merge) decisions fail closed, except an
- * authorized break-glass. */
+ * more than 32 in force, or the patient more than the 64 a decision reads, is refused, and so
+ * is a submit past 64; past that (records linked by the matcher) decisions fail closed,
+ * except an authorized break-glass. */
 Test(consent, directives_follow_an_a40_merge_and_the_euid_keeps_room, .timeout = 240)
 {
     itest_node_t n;
@@ -788,18 +788,24 @@ Test(consent, directives_follow_an_a40_merge_and_the_euid_keeps_room, .timeout =
     dir_init(&x, HOSP2, "H2-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
     hie_envelope_t *full = consent_submit(h2, "d6", &x, a);
     expect_error(full, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "directive");
-    cr_assert(strstr(full->error->message, "64") != NULL, "%s", full->error->message);
+    cr_assert(strstr(full->error->message, "linked") == NULL, "the words tell nothing of "
+        "records the hospital may not see: %s", full->error->message);
     /* a record with 5 more merged into C-2 (28 + 5 > 32): refused */
     feed_ok(c, "f5", create, CLINIC, "C-3", &OLAF, NULL, a);
     permits(c, CLINIC, "C-3", "e", 5, a);
     expect_error(feed(c, "m2", merge, CLINIC, "C-2", NULL, "C-3", a),
         HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "prior_mrn");
     expect_pix(pix(h, "p6", CLINIC, "C-3", a), true, "C-3 is still its own patient");
-    /* with 4 it is merged (32 on C-2), and the patient's 68 directives are more than a
-     * decision reads: every query is denied, but an authorized break-glass */
+    /* with 4 it would fit C-2 (32), but not the patient's 64: refused too */
     cr_assert_eq(consent_revoke(c, "v2", consent_list(c, "l3", CLINIC, "C-3", false,
         a)->directives[0]->id, a)->body_case, HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE_REPLY);
-    feed_ok(c, "m3", merge, CLINIC, "C-2", NULL, "C-3", a);
+    expect_error(feed(c, "m3", merge, CLINIC, "C-2", NULL, "C-3", a),
+        HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "prior_mrn");
+    /* linked by an update instead (the matcher, not an A40): the patient's 68 directives are
+     * more than a decision reads, so every query is denied, but an authorized break-glass */
+    Hie__V1__MpiFeedReply *u = feed_ok(c, "u1", HIE__V1__FEED_ACTION__FEED_UPDATE, CLINIC,
+        "C-3", &JON, NULL, a);
+    cr_assert_eq(u->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_LINKED, "outcome %d", u->outcome);
     expect_pix(pix(h, "p7", CLINIC, "C-2", a), false, "failed closed");
     expect_pix(pix_for(h, "p8", CLINIC, "C-2", HIE__V1__PURPOSE_OF_USE__PURPOSE_EMERGENCY, a),
         true, "break-glass");

@@ -789,7 +789,7 @@ Test(node_sm, same_commands_in_different_batches_give_identical_databases)
     db_names(ea, names_a, &na);
     db_names(eb, names_b, &nb);
     cr_assert_eq(na, nb);
-    cr_assert_eq(na, 36, "4 node, MPI 8, consent 4, audit 7, queues 3, subs 7, repo 3");
+    cr_assert_eq(na, 37, "4 node, MPI 8, consent 5, audit 7, queues 3, subs 7, repo 3");
     for (size_t i = 0; i < na; i++) {
         cr_assert_str_eq(names_a[i], names_b[i]);
     }
@@ -1656,4 +1656,91 @@ Test(node_sm, redrive_of_many_large_dead_letters_applies)
     hie_mem_free(buf, len);
     cr_assert_eq(db_entries(st, "q_dead"), 0u);
     cr_assert_eq(db_entries(st, "q_msg"), DEAD);
+}
+
+/* A40 merge of org-h's patient prior into survivor, at time_ms. */
+static void
+ex_merge(struct ex *x, unsigned survivor, unsigned prior, int64_t time_ms)
+{
+    char mrn[16], pmrn[16];
+    snprintf(mrn, sizeof(mrn), "h-%u", survivor);
+    snprintf(pmrn, sizeof(pmrn), "h-%u", prior);
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    Hie__V1__MpiFeedRequest req = HIE__V1__MPI_FEED_REQUEST__INIT;
+    pid.org_id = "org-h";
+    pid.mrn = mrn;
+    req.action = HIE__V1__FEED_ACTION__FEED_MERGE;
+    req.patient = &pid;
+    req.prior_mrn = pmrn;
+    Hie__V1__MpiFeedCommand *fc = NULL;
+    hie_errinfo_t info = {0};
+    cr_assert_eq(hie_mpi_feed_command(hie_node__state_mpi_key(x->ctx.state), "org-h", &req,
+        arena, &fc, &info), 0);
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    cmd.requester = "org-h";
+    cmd.request_id = "merge-1";
+    cmd.time_ms = time_ms;
+    cmd.node_id = "node-1";
+    cmd.body_case = HIE__V1__COMMAND__BODY_MPI_FEED;
+    cmd.mpi_feed = fc;
+    ex_keep(x, &cmd);
+}
+
+/* The directives a decision about org-h's patient p reads. */
+static size_t
+ex_rules(struct ex *x, unsigned p)
+{
+    char mrn[16], euid[HIE_MPI_EUID_BYTES];
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    snprintf(mrn, sizeof(mrn), "h-%u", p);
+    hie_mpi_rec_hash(hie_node__state_mpi_key(x->ctx.state), "org-h", mrn, h);
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(hie_node__state_env(x->ctx.state), NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(hie_mpi_store_euid_of(hie_node__state_mpi(x->ctx.state), txn, h, arena,
+        euid), 0);
+    hie_span_t rules[HIE_CONSENT_DIRECTIVES_MAX];
+    size_t n = 0;
+    cr_assert_eq(hie_node__consent_rules(hie_node__state_consent(x->ctx.state),
+        hie_node__state_mpi(x->ctx.state), txn, euid, NULL, arena, rules,
+        HIE_CONSENT_DIRECTIVES_MAX, &n), 0);
+    mdb_txn_abort(txn);
+    return n;
+}
+
+/* A merge applied before 2026-11-30T21:45Z (by the rules clock) left its prior record's
+ * directive where no decision reads it; the first command at or after then moves it to the
+ * record it lives on as, once, and a reopened state knows it was done. */
+Test(node_sm, directives_a_merge_left_behind_move_once_the_rules_clock_reaches_the_rule)
+{
+    static struct ex x;
+    memset(&x, 0, sizeof(x));
+    node_state_t *a = state_open(0);
+    char key_path[192];
+    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
+    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 0), 0);
+    x.ctx.state = a;
+    ex_org(&x, "org-h", HIE__V1__ROLE__ROLE_HOSPITAL);
+    ex_org(&x, "org-c", HIE__V1__ROLE__ROLE_CLINIC);
+    ex_feed(&x, "org-h", 0);
+    ex_feed(&x, "org-h", 3);
+    ex_consent(&x, 0, 1); /* on h-0 */
+    cr_assert_eq(ex_rules(&x, 0), 1u);
+    ex_merge(&x, 3, 0, T0 + 100); /* before the rule: the directive stays on h-0 */
+    cr_assert_eq(ex_rules(&x, 3), 0u, "as merges applied then");
+    struct cmd_spec s = {REG, "org-x", "reg-x", 1796076000000ll, NULL, NULL, 0, {0}};
+    size_t len = 0;
+    uint8_t *buf = cmd_pack(&s, &len);
+    struct result r;
+    apply_raw(a, 1 + x.n, &buf, &len, 1, &r);
+    cr_assert_eq(r.msg->code, 0);
+    result_free(&r);
+    hie_mem_free(buf, len);
+    x.n++;
+    cr_assert_eq(ex_rules(&x, 3), 1u, "moved to the surviving record");
+    hie_node__state_close(&states[0]);
+    a = state_open(0);
+    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 0), 0);
+    x.ctx.state = a;
+    cr_assert_eq(ex_rules(&x, 3), 1u, "still there after a reopen");
 }

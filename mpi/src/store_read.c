@@ -340,8 +340,13 @@ review_fill(hie_mpi_store_t *s, MDB_txn *txn, Hie__V1__ReviewItem *item, hie_are
     int rc = store__rec_get(s, txn, item->rec_hash.data, arena, &rec);
     rc = rc == HIE_ENOTFOUND ? HIE_ECORRUPT : rc;
     rc = rc == 0 ? store__patient_id(s, rec, arena, &item->record) : rc;
+    /* a record merged since (A40) is the patient of the record it lives on as, whose EUID may
+     * have changed after the merge */
+    Hie__V1__MpiRecord *live = rec;
+    int lrc = rc == 0 ? surviving(s, txn, arena, &live) : 0;
+    rc = lrc == HIE_ELIMIT ? rc : lrc != 0 ? lrc : rc;
     if (rc == 0) {
-        item->record_euid = rec->euid;
+        item->record_euid = lrc == 0 ? live->euid : rec->euid;
         item->rec_hash.len = 0; /* internal: not shown */
     }
     return rc;

@@ -155,8 +155,9 @@ hie_node__consent_get(node_consent_t *c, MDB_txn *txn, const char *id, hie_arena
     return dir_get(c, txn, id, arena, out, NULL);
 }
 
-/* Calls fn for each id of rec_hash in dbi: pat (at most CONSENT_PAT_READ_MAX, more is
- * corruption) or hist (the first max). */
+/* Calls fn for each id of rec_hash in dbi, at most max: more is HIE_ELIMIT (pat: more than a
+ * decision reads, which a merge before the rules could leave; its callers fail closed or
+ * refuse), or with more_ok the first max (listings, history). */
 static int
 ids_each(MDB_txn *txn, MDB_dbi dbi, const uint8_t *rec_hash, unsigned max, bool more_ok,
     int (*fn)(void *ctx, const char *id, size_t len), void *ctx)
@@ -166,10 +167,11 @@ ids_each(MDB_txn *txn, MDB_dbi dbi, const uint8_t *rec_hash, unsigned max, bool 
     int rc = mdb_rc(mdb_cursor_open(txn, dbi, &cur));
     int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_KEY) : 0;
     for (unsigned i = 0; rc == 0 && mrc == 0; i++) {
-        if (i == max && more_ok) {
+        if (i == max) {
+            rc = more_ok ? 0 : HIE_ELIMIT;
             break;
         }
-        if (i == max || v.mv_size == 0 || v.mv_size >= CONSENT_ID_BYTES) {
+        if (v.mv_size == 0 || v.mv_size >= CONSENT_ID_BYTES) {
             rc = HIE_ECORRUPT;
             break;
         }
@@ -307,7 +309,7 @@ hie_node__consent_list(node_consent_t *c, MDB_txn *txn, const uint8_t *rec_hash,
     if (l.out == NULL) {
         return HIE_ENOMEM;
     }
-    int rc = pat_each(c, txn, rec_hash, list_one, &l);
+    int rc = ids_each(txn, c->pat, rec_hash, CONSENT_PAT_READ_MAX, true, list_one, &l);
     if (rc == 0 && include_inactive) {
         rc = hist_list(c, txn, rec_hash, &l, revoked_not_listed);
     }
@@ -521,7 +523,8 @@ euid_room(node_consent_t *c, node_apply_t *a, const char *euid, size_t moving, b
     }
     size_t n = 0;
     int rc = euid_rules(c, a, euid, &n);
-    *room = rc == 0 && n - (moving < n ? moving : n) < HIE_CONSENT_DIRECTIVES_MAX;
+    bool over = n > HIE_CONSENT_DIRECTIVES_MAX; /* more than counted: no room, whatever moves */
+    *room = rc == 0 && !over && n - (moving < n ? moving : n) < HIE_CONSENT_DIRECTIVES_MAX;
     return rc;
 }
 
@@ -536,6 +539,10 @@ submit_check(node_consent_t *c, node_apply_t *a, const uint8_t *rec, const char 
     bool room = true;
     int rc = in_force_count(c, a, rec, sc->rules_2026_11_30, &on_file,
         merge_rules ? later : NULL);
+    if (rc == HIE_ELIMIT) { /* more on file than a read takes (a merge before the rules) */
+        on_file = HIE_CONSENT_PER_PATIENT_MAX;
+        rc = 0;
+    }
     rc = rc == 0 && on_file < HIE_CONSENT_PER_PATIENT_MAX
              ? euid_room(c, a, euid, merge_rules ? later->n_revoked : 0, &room)
              : rc;
@@ -694,6 +701,10 @@ hie_node__consent_merge_check(node_consent_t *c, node_apply_t *a, const uint8_t 
     int rc = pat_each(c, a->txn, prior, count_one, &xp);
     rc = rc ? rc : pat_each(c, a->txn, survivor, count_one, &xs);
     *fits = rc != 0 || xp.n + xs.n <= HIE_CONSENT_PER_PATIENT_MAX;
+    if (rc == HIE_ELIMIT) { /* one of them holds more than a read takes already */
+        *fits = false;
+        return 0;
+    }
     /* the prior's EUID folds into the survivor's: together no more than a decision reads */
     char *ep = hie_arena_alloc(a->arena, HIE_MPI_EUID_BYTES);
     char *es = hie_arena_alloc(a->arena, HIE_MPI_EUID_BYTES);
@@ -701,10 +712,12 @@ hie_node__consent_merge_check(node_consent_t *c, node_apply_t *a, const uint8_t 
         return HIE_ENOMEM;
     }
     size_t np = 0, ns = 0;
-    bool both = rc == 0 && *fits &&
-                hie_mpi_store_euid_of(a->mpi, a->txn, prior, a->arena, ep) == 0 &&
-                hie_mpi_store_euid_of(a->mpi, a->txn, survivor, a->arena, es) == 0 &&
-                strcmp(ep, es) != 0; /* else the MPI refuses it, or the total stays */
+    int erc = rc == 0 && *fits ? hie_mpi_store_euid_of(a->mpi, a->txn, prior, a->arena, ep) : 1;
+    erc = erc == 0 ? hie_mpi_store_euid_of(a->mpi, a->txn, survivor, a->arena, es) : erc;
+    if (erc < 0 && erc != HIE_ENOTFOUND && erc != HIE_ELIMIT && erc != HIE_EUNAVAIL) {
+        return erc; /* a storage error: the node stops */
+    }
+    bool both = erc == 0 && strcmp(ep, es) != 0; /* else the MPI refuses it, or no change */
     rc = both ? euid_rules(c, a, ep, &np) : rc;
     rc = both && rc == 0 ? euid_rules(c, a, es, &ns) : rc;
     *fits = *fits && (!both || rc != 0 || np + ns <= HIE_CONSENT_DIRECTIVES_MAX);
@@ -802,6 +815,7 @@ hie_node__consent_merge(node_consent_t *c, node_apply_t *a, const uint8_t *prior
     /* the survivor's own revoked ids left in pat first: its pat then holds only what is in
      * force, and the two together fit (hie_node__consent_merge_check) */
     int rc = in_force_count(c, a, survivor, true, &n, NULL);
+    rc = rc == HIE_ELIMIT ? 0 : rc; /* over what a read takes: left as it is */
     rc = rc ? rc : move_ids(c, a, c->pat, prior, survivor, &buf, &cap);
     rc = rc ? rc : move_ids(c, a, c->hist, prior, survivor, &buf, &cap);
     hie_mem_free(buf, cap);
@@ -874,26 +888,30 @@ hie_node__consent_migrate(node_consent_t *c, node_apply_t *a)
     }
     uint8_t (*prior)[HIE_PROTO_REC_HASH_BYTES] = hie_arena_alloc(a->arena,
         2u * CONSENT_MIGRATE_CHUNK * HIE_PROTO_REC_HASH_BYTES);
-    if (prior == NULL) {
-        return HIE_ENOMEM;
+    hie_arena_t *scratch = NULL; /* reset after every chunk: the store may be large */
+    int rc = prior == NULL ? HIE_ENOMEM : hie_arena_create(&scratch, 1u << 20);
+    if (rc != 0) {
+        return rc;
     }
     uint8_t (*survivor)[HIE_PROTO_REC_HASH_BYTES] = prior + CONSENT_MIGRATE_CHUNK;
     node_apply_t ma = *a;
     ma.rules_ms = CONSENT_MERGE_SINCE_MS; /* the merges' rules, for each move below */
+    ma.arena = scratch;
     const MDB_dbi dbis[2] = {c->pat, c->hist};
     size_t moved = 0;
-    int rc = 0;
     for (unsigned d = 0; d < 2 && rc == 0; d++) {
         uint8_t from[HIE_PROTO_REC_HASH_BYTES] = {0};
         bool started = false, end = false;
         while (rc == 0 && !end) {
             size_t n = 0;
-            rc = merged_scan(a, dbis[d], from, &started, &end, prior, survivor, &n);
+            rc = merged_scan(&ma, dbis[d], from, &started, &end, prior, survivor, &n);
             for (size_t i = 0; rc == 0 && i < n; i++, moved++) {
                 rc = hie_node__consent_merge(c, &ma, prior[i], survivor[i]);
             }
+            hie_arena_reset(scratch);
         }
     }
+    hie_arena_destroy(&scratch);
     MDB_val k = {sizeof(CONSENT_META_MIGRATED) - 1, (void *)(uintptr_t)CONSENT_META_MIGRATED};
     MDB_val v = {1, (void *)(uintptr_t)"1"};
     rc = rc ? rc : mdb_rc(mdb_put(a->txn, c->meta, &k, &v, 0));

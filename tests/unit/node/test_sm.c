@@ -1662,7 +1662,8 @@ Test(node_sm, redrive_of_many_large_dead_letters_applies)
 static void
 ex_merge(struct ex *x, unsigned survivor, unsigned prior, int64_t time_ms)
 {
-    char mrn[16], pmrn[16];
+    char mrn[16], pmrn[16], rid[32];
+    snprintf(rid, sizeof(rid), "merge-%u-%u", survivor, prior);
     snprintf(mrn, sizeof(mrn), "h-%u", survivor);
     snprintf(pmrn, sizeof(pmrn), "h-%u", prior);
     Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
@@ -1678,7 +1679,7 @@ ex_merge(struct ex *x, unsigned survivor, unsigned prior, int64_t time_ms)
         arena, &fc, &info), 0);
     hie_command_t cmd = HIE__V1__COMMAND__INIT;
     cmd.requester = "org-h";
-    cmd.request_id = "merge-1";
+    cmd.request_id = rid;
     cmd.time_ms = time_ms;
     cmd.node_id = "node-1";
     cmd.body_case = HIE__V1__COMMAND__BODY_MPI_FEED;
@@ -1743,4 +1744,77 @@ Test(node_sm, directives_a_merge_left_behind_move_once_the_rules_clock_reaches_t
     cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 0), 0);
     x.ctx.state = a;
     cr_assert_eq(ex_rules(&x, 3), 1u, "still there after a reopen");
+}
+
+/* n permit-all directives for org-h's patient p at time_ms (ids tagged tag). */
+static void
+ex_permits(struct ex *x, unsigned p, unsigned n, const char *tag, int64_t time_ms)
+{
+    char mrn[16], masked[40];
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    snprintf(mrn, sizeof(mrn), "h-%u", p);
+    hie_mpi_rec_hash(hie_node__state_mpi_key(x->ctx.state), "org-h", mrn, h);
+    masked[0] = '#';
+    sodium_bin2hex(masked + 1, sizeof(masked) - 1, h, sizeof(h));
+    for (unsigned i = 0; i < n; i++) {
+        char rid[32];
+        snprintf(rid, sizeof(rid), "%s-%u-%u", tag, p, i);
+        Hie__V1__ConsentDirective d = HIE__V1__CONSENT_DIRECTIVE__INIT;
+        Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+        Hie__V1__ConsentProvision root = HIE__V1__CONSENT_PROVISION__INIT;
+        pid.org_id = "org-h";
+        pid.mrn = masked;
+        root.type = HIE__V1__PROVISION_TYPE__PROVISION_PERMIT;
+        d.patient = &pid;
+        d.status = HIE__V1__CONSENT_STATUS__CONSENT_ACTIVE;
+        d.date_ms = T0;
+        d.provision = &root;
+        Hie__V1__ConsentSubmitCommand sc = HIE__V1__CONSENT_SUBMIT_COMMAND__INIT;
+        sc.directive = &d;
+        sc.rec_hash = (ProtobufCBinaryData){sizeof(h), h};
+        sc.rules_2026_11_30 = true;
+        hie_command_t cmd = HIE__V1__COMMAND__INIT;
+        cmd.requester = "org-h";
+        cmd.request_id = rid;
+        cmd.time_ms = time_ms;
+        cmd.node_id = "node-1";
+        cmd.body_case = HIE__V1__COMMAND__BODY_CONSENT_SUBMIT;
+        cmd.consent_submit = &sc;
+        ex_keep(x, &cmd);
+    }
+}
+
+/* Merges before the rule were not bounded: three records of 20 directives each merged into a
+ * fourth of 20 leave it 80 once they move, more than a decision reads. The move must not stop
+ * the node (it read more than 64 as corruption, at every replay): the patient's decisions
+ * fail closed, and a further submit is refused. */
+Test(node_sm, a_migration_that_leaves_a_record_over_full_does_not_stop_the_node)
+{
+    static struct ex x;
+    memset(&x, 0, sizeof(x));
+    node_state_t *a = state_open(0);
+    char key_path[192];
+    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
+    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 0), 0);
+    x.ctx.state = a;
+    ex_org(&x, "org-h", HIE__V1__ROLE__ROLE_HOSPITAL);
+    for (unsigned p = 0; p < 4; p++) {
+        ex_feed(&x, "org-h", p * 3);
+        ex_permits(&x, p * 3, 20, "old", T0 + 10);
+    }
+    for (unsigned p = 1; p < 4; p++) {
+        ex_merge(&x, 0, p * 3, T0 + 100 + p);
+    }
+    struct cmd_spec s = {REG, "org-x", "reg-x", 1796076000000ll, NULL, NULL, 0, {0}};
+    size_t len = 0;
+    uint8_t *buf = cmd_pack(&s, &len);
+    struct result r;
+    apply_raw(a, 1 + x.n, &buf, &len, 1, &r);
+    cr_assert_eq(r.msg->code, 0, "the command after the rule is applied: %s", r.msg->message);
+    result_free(&r);
+    hie_mem_free(buf, len);
+    x.n++;
+    ex_permits(&x, 0, 1, "new", 1796076000001ll); /* refused, not fatal (ex_keep applies it) */
+    cr_assert_eq(applied_index(a), x.n, "every command applied");
 }

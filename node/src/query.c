@@ -134,6 +134,21 @@ doc_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const node_who_t *
     }
 }
 
+/* A retrieval by document id: the patient's identity first, as a record query decides it
+ * (query_hidden), then the document. A patient hidden from the requester is not found here
+ * either, though document ids can be guessed. */
+static void
+retrieve_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const node_who_t *who,
+    const char *euid, const Hie__V1__Document *d, hie_consent_decision_t *out)
+{
+    hie_node__consent_decide(ctx, txn, arena, who, euid,
+        HIE__V1__CONSENT_ACTION__CONSENT_ACTION_IDENTITY, 0, out);
+    if (hie_consent_permitted(out)) {
+        doc_decide(ctx, txn, arena, who, euid, d, HIE__V1__CONSENT_ACTION__CONSENT_ACTION_QUERY,
+            out);
+    }
+}
+
 /* Counts one document's decision into t; returns whether it is disclosed. */
 static bool
 tally_add(node_query_tally_t *t, const hie_consent_decision_t *dec)
@@ -640,8 +655,7 @@ hie_node__retrieve_prepare(node_ctx_t *ctx, const node_who_t *who,
                  : answer_euid(ctx, txn, d->patient->org_id, d, arena, euid);
     if (rc == 0) {
         s.euid = euid;
-        doc_decide(ctx, txn, arena, who, euid, d, HIE__V1__CONSENT_ACTION__CONSENT_ACTION_QUERY,
-            &s.decision);
+        retrieve_decide(ctx, txn, arena, who, euid, d, &s.decision);
     }
     mdb_txn_abort(txn);
     if (rc != 0 && rc != HIE_ENOTFOUND) {
@@ -863,8 +877,7 @@ hie_node__retrieve_complete(node_ctx_t *ctx, const node_who_t *who, const char *
     node_subject_t s = {euid, {0}, NULL, 0, NULL, 0};
     int rc = d != NULL ? answer_euid(ctx, txn, fwd->orgs[0], d, arena, euid) : HIE_ENOTFOUND;
     if (rc == 0) {
-        doc_decide(ctx, txn, arena, who, euid, d, HIE__V1__CONSENT_ACTION__CONSENT_ACTION_QUERY,
-            &s.decision);
+        retrieve_decide(ctx, txn, arena, who, euid, d, &s.decision);
     }
     mdb_txn_abort(txn);
     if (rc != 0 && rc != HIE_ENOTFOUND) {

@@ -140,6 +140,31 @@ Test(query, retrieval_follows_the_record_to_its_current_euid, .timeout = 120)
     fx_stop(&n, &a, &h, &c, NULL);
 }
 
+/* Retrieval by id decides the patient's identity first, as a record query does: a directive
+ * that hides the patient from the clinic (identity) but not from queries left the document
+ * retrievable by its id (ids are guessable: sender:request id) while the query hid it. */
+Test(query, a_patient_hidden_from_a_query_is_not_retrieved_by_id, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = NULL, *c = NULL;
+    setup2(&n, &h, &c, a);
+    store(h, "dA", "discharge-summary", NULL, D2026_01, "discharge A", a);
+    cr_assert_eq(retrieve(c, "g1", HOSP ":dA", a)->body_case,
+        HIE__V1__ENVELOPE__BODY_RETRIEVE_REPLY, "permitted before the directive");
+    struct dir x;
+    Hie__V1__ConsentAction identity = HIE__V1__CONSENT_ACTION__CONSENT_ACTION_IDENTITY;
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, CLINIC, 0);
+    x.kid.n_actions = 1;
+    x.kid.actions = &identity;
+    consent_submit_ok(h, "c1", &x, a);
+    cr_assert_eq(query(c, "q1", NULL, 0, 0, a)->n_documents, 0u, "the query hides it");
+    expect_error(retrieve(c, "g2", HOSP ":dA", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+        "document_id");
+    fx_stop(&n, &a, &h, &c, NULL);
+}
+
 /* A query opens at most 10,000 documents or 64 MiB of a patient's repository in all (it was
  * 10,000 per source record, up to 1,000 records, each document decrypted before the filter),
  * and says when it stopped there. 66 documents of 1 MiB. */

@@ -252,6 +252,35 @@ push_command(node_ctx_t *ctx, const node_who_t *who, const char *to, Hie__V1__Do
     return out->build_rc = rc;
 }
 
+/* A push the log applied already (its reply was lost: a restart, another worker): the same
+ * answer, not a new decision, which could differ (a directive filed since) while the message
+ * is queued. True when it was; e->code set for a stored refusal. */
+static bool
+push_repeat(node_ctx_t *ctx, const node_who_t *who, hie_arena_t *arena, Hie__V1__PushReply *r,
+    Hie__V1__PushReply **reply, node_mpi_err_t *e)
+{
+    hie_command_result_t *done = NULL;
+    if (hie_node__state_dedup_get(ctx->state, who->org_id, who->request_id,
+            HIE__V1__COMMAND__BODY_PUSH, arena, &done) != 0) {
+        return false;
+    }
+    if (done->code != 0) {
+        (void)mpi_fail(e, done->code, done->field, done->message);
+        return true;
+    }
+    size_t n = strlen(who->org_id) + strlen(who->request_id) + 2;
+    char *mid = hie_arena_alloc(arena, n);
+    if (mid == NULL) {
+        (void)mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+        return true;
+    }
+    snprintf(mid, n, "%s:%s", who->org_id, who->request_id);
+    hie__v1__push_reply__init(r);
+    r->message_id = mid;
+    *reply = r;
+    return true;
+}
+
 int
 hie_node__push_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PushRequest *req,
     hie_arena_t *arena, Hie__V1__PushReply **reply, node_audit_cmd_t *audit, node_mpi_err_t *e)
@@ -269,6 +298,9 @@ hie_node__push_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__Pu
     if (hie_node__state_mpi_key(ctx->state) == NULL) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
             "push is not available on this node (no data key)");
+    }
+    if (push_repeat(ctx, who, arena, r, reply, e)) {
+        return (int)e->code;
     }
     int rc = push_check(ctx, who, req, arena, &recipient, e);
     rc = rc ? rc : doc_codes(req->document, &labels, &cls, e);

@@ -229,6 +229,34 @@ Test(push, acknowledged_push_survives_kill_9, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* A push sent again after the node restarted (its reply was lost) gets the answer it had, not
+ * a new decision: a directive filed in between refused the repeat (CONSENT_DENIED, a denial
+ * audited) while the original message stayed queued and was delivered. */
+Test(push, a_repeat_after_a_restart_gets_its_first_answer, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP);
+    feed_patient(h, a);
+    push_ok(h, "p1", "admission note", a);
+    cr_assert_eq(itest_node_stop(&n, SIGTERM), 0);
+    hie_client_destroy(&h);
+    itest_node_start(&n); /* no reply cache now */
+    h = itest_client(&n, HOSP);
+    struct dir x;
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, CLINIC, 0);
+    consent_submit_ok(h, "c1", &x, a);
+    size_t audits = itest_db_entries_settled(&n, "audit_rec");
+    cr_assert_str_eq(push_ok(h, "p1", "admission note", a), HOSP ":p1", "the first answer");
+    cr_assert_eq(itest_db_entries(&n, "q_msg"), 1u, "queued once");
+    cr_assert_eq(itest_db_entries_settled(&n, "audit_rec"), audits, "nothing decided again");
+    hie_client_destroy(&h);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(push, consent_denied_push_queues_nothing_and_is_audited, .timeout = 120)
 {
     itest_node_t n;

@@ -8,6 +8,8 @@
  *   q_meta  recipient org -> next seq(8 BE) || queued count(8 BE)
  *   q_dead  recipient org || 0x00 || seq(8 BE) -> QueuedMessage with dead_ms and dead_reason
  *           (dead letters: kept with their content until an operator redrives them)
+ *   q_ids   message id -> log index(8 BE): every message id used since the rule below, for
+ *           good (request ids are remembered for repeats 7 days only)
  * Sequence numbers start at 1 per recipient and never repeat; an acknowledged message is
  * deleted, so the queue's first entry is the oldest unacknowledged one. Apply checks before it
  * writes: a full queue or an unknown recipient is a recorded rejection, nothing changes.
@@ -18,6 +20,11 @@
 
 #define QUEUE_MAGIC 0x51554555u /* "QUEU" */
 #define QKEY_BYTES_MAX (HIE_ORG_ID_BYTES_MAX + 1u + 8u)
+/* From 2026-11-30T21:45Z (the rules clock) a message id (sender:request id) is used once: a
+ * push that reuses one after the 7 days repeats are answered for is refused. It overwrote the
+ * repository's document of that id (possibly another patient's, still indexed under the
+ * first), and recipients drop a queued message whose id they have seen. */
+#define PUSH_IDS_ONCE_SINCE_MS 1796075100000ll
 
 /* A redrive unpacks one dead letter at a time into this (reset for each), not into the apply
  * arena: 10,000 dead letters of up to 1 MiB do not fit that, and an apply that fails stops
@@ -26,7 +33,7 @@
 
 struct node_queue {
     uint32_t magic;
-    MDB_dbi msg, meta, dead;
+    MDB_dbi msg, meta, dead, ids;
     hie_arena_t *scratch; /* log thread only */
 };
 
@@ -47,7 +54,8 @@ hie_node__queue_open(node_queue_t **out, MDB_env *env)
     }
     q->magic = QUEUE_MAGIC;
     const node_dbi_spec_t dbis[] = {{"q_msg", MDB_CREATE, &q->msg},
-        {"q_meta", MDB_CREATE, &q->meta}, {"q_dead", MDB_CREATE, &q->dead}};
+        {"q_meta", MDB_CREATE, &q->meta}, {"q_dead", MDB_CREATE, &q->dead},
+        {"q_ids", MDB_CREATE, &q->ids}};
     int rc = hie_node__dbis_open(env, dbis, HIE_ARRAY_LEN(dbis));
     rc = rc ? rc : hie_arena_create(&q->scratch, QUEUE_SCRATCH_BYTES);
     if (rc != 0) {
@@ -154,15 +162,57 @@ hie_node__queue_enqueue(node_queue_t *q, node_apply_t *a, Hie__V1__QueuedMessage
     return rc;
 }
 
+/* Since PUSH_IDS_ONCE_SINCE_MS: *used when the message id was used before (in q_ids, or a
+ * repository document of that id from before the rule). */
+static int
+push_id_used(node_queue_t *q, node_repo_t *repo, node_apply_t *a, const char *id, bool *used)
+{
+    *used = false;
+    if (a->rules_ms < PUSH_IDS_ONCE_SINCE_MS) {
+        return 0;
+    }
+    MDB_val k = {strlen(id), (void *)(uintptr_t)id}, v;
+    int rc = mdb_get(a->txn, q->ids, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        hie_span_t stored;
+        rc = hie_node__repo_get(repo, a->txn, id, &stored);
+        *used = rc == 0;
+        return rc == 0 || rc == HIE_ENOTFOUND ? 0 : rc;
+    }
+    *used = rc == 0;
+    return rc == 0 ? 0 : HIE_ESTORAGE;
+}
+
+/* Remembers the message id (since PUSH_IDS_ONCE_SINCE_MS). */
+static int
+push_id_keep(node_queue_t *q, node_apply_t *a, const char *id)
+{
+    if (a->rules_ms < PUSH_IDS_ONCE_SINCE_MS) {
+        return 0;
+    }
+    uint8_t index[8];
+    hie_store_be64(index, a->index);
+    MDB_val k = {strlen(id), (void *)(uintptr_t)id}, v = {sizeof(index), index};
+    return mdb_rc(mdb_put(a->txn, q->ids, &k, &v, 0));
+}
+
 static int
 apply_push(node_queue_t *q, node_audit_t *au, node_repo_t *repo, node_apply_t *a)
 {
     const Hie__V1__PushCommand *pc = a->cmd->push;
     uint64_t seq = 0;
+    bool used = false;
+    int urc = push_id_used(q, repo, a, pc->message->message_id, &used);
+    if (urc != 0 || used) {
+        return urc != 0 ? urc : node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+            "id", "an earlier message had this id (repeats are answered for 7 days; ids are "
+            "never used twice): send it with a new id");
+    }
     if (pc->message->recipient_org[0] == '\0') { /* to the repository */
         pc->message->accepted_ms = a->cmd->time_ms;
         int rc = hie_node__repo_store(repo, a, pc->message,
             hie_span(pc->patient_rec_hash.data, pc->patient_rec_hash.len));
+        rc = rc ? rc : push_id_keep(q, a, pc->message->message_id);
         return rc ? rc : hie_node__audit_append(au, a, pc->audit);
     }
     int rc = hie_node__queue_enqueue(q, a, pc->message, &seq);
@@ -170,6 +220,7 @@ apply_push(node_queue_t *q, node_audit_t *au, node_repo_t *repo, node_apply_t *a
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "recipient_org",
             "the recipient's queue is full; retry later");
     }
+    rc = rc ? rc : push_id_keep(q, a, pc->message->message_id);
     rc = rc ? rc : hie_node__audit_append(au, a, pc->audit);
     a->res->push_seq = seq;
     return rc;

@@ -789,7 +789,7 @@ Test(node_sm, same_commands_in_different_batches_give_identical_databases)
     db_names(ea, names_a, &na);
     db_names(eb, names_b, &nb);
     cr_assert_eq(na, nb);
-    cr_assert_eq(na, 37, "4 node, MPI 8, consent 5, audit 7, queues 3, subs 7, repo 3");
+    cr_assert_eq(na, 38, "4 node, MPI 8, consent 5, audit 7, queues 4, subs 7, repo 3");
     for (size_t i = 0; i < na; i++) {
         cr_assert_str_eq(names_a[i], names_b[i]);
     }
@@ -1817,4 +1817,90 @@ Test(node_sm, a_migration_that_leaves_a_record_over_full_does_not_stop_the_node)
     x.n++;
     ex_permits(&x, 0, 1, "new", 1796076000001ll); /* refused, not fatal (ex_keep applies it) */
     cr_assert_eq(applied_index(a), x.n, "every command applied");
+}
+
+/* A push to org-c (or the repository: to "") as org-h under request id rid; the command. */
+static hie_command_t *
+ex_push_cmd(struct ex *x, const char *rid, const char *to, unsigned p)
+{
+    char *mrn = hie_arena_alloc(arena, 16);
+    cr_assert_not_null(mrn);
+    snprintf(mrn, 16, "h-%u", p);
+    Hie__V1__PushRequest req = HIE__V1__PUSH_REQUEST__INIT;
+    Hie__V1__Document d = HIE__V1__DOCUMENT__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    pid.org_id = "org-h";
+    pid.mrn = mrn;
+    d.patient = &pid;
+    d.content_type = "text/plain";
+    d.content = (ProtobufCBinaryData){4, (uint8_t *)"note"};
+    req.recipient_org = (char *)(uintptr_t)to;
+    req.document = &d;
+    Hie__V1__PushReply *reply = NULL;
+    node_audit_cmd_t audit = {0};
+    node_mpi_err_t e = {0};
+    cr_assert_eq(hie_node__push_prepare(&x->ctx, ex_who(x, "org-h", rid), &req, arena, &reply,
+        &audit, &e), 0, "push: %s", e.message);
+    hie_command_t *cmd = hie_arena_alloc(arena, sizeof(*cmd));
+    cr_assert_not_null(cmd);
+    *cmd = audit.cmd;
+    cmd->request_id = (char *)(uintptr_t)rid;
+    return cmd;
+}
+
+/* A message id is used once: the same request id 8 days later (past the 7 days repeats are
+ * answered for) is refused, to the repository (it overwrote the stored document, possibly
+ * with another patient's, still listed under the first) and to a recipient (which drops an
+ * id it has seen). */
+Test(node_sm, a_message_id_is_not_used_twice_after_the_repeat_window)
+{
+    static struct ex x;
+    memset(&x, 0, sizeof(x));
+    node_state_t *a = state_open(0);
+    char key_path[192];
+    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
+    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 0), 0);
+    x.ctx.state = a;
+    snprintf(x.ctx.cfg.node_id, sizeof(x.ctx.cfg.node_id), "node-1");
+    hie_consent_policy_init(&x.ctx.consent_policy);
+    x.ctx.consent_policy.regime = HIE_CONSENT_OPT_OUT;
+    ex_org(&x, "org-h", HIE__V1__ROLE__ROLE_HOSPITAL);
+    ex_org(&x, "org-c", HIE__V1__ROLE__ROLE_CLINIC);
+    ex_feed(&x, "org-h", 0);
+    ex_feed(&x, "org-h", 3);
+    static const char *const to[2] = {"", "org-c"};
+    for (unsigned i = 0; i < 2; i++) {
+        char rid[16];
+        snprintf(rid, sizeof(rid), "dup-%u", i);
+        hie_command_t *first = ex_push_cmd(&x, rid, to[i], 0);
+        hie_command_t *again = ex_push_cmd(&x, rid, to[i], 3); /* another patient */
+        int64_t t = hie_time_wall_ms() + (int64_t)i * 9 * 86400000;
+        first->time_ms = t;
+        again->time_ms = t + 8ll * 86400000;
+        ex_keep(&x, first);
+        for (int k = 0; k < 3; k++) { /* the first's dedup entry is pruned */
+            char reg[16];
+            snprintf(reg, sizeof(reg), "org-z%u%d", i, k);
+            struct cmd_spec s = {REG, reg, reg, again->time_ms, NULL, NULL, 0, {0}};
+            size_t len = 0;
+            uint8_t *buf = cmd_pack(&s, &len);
+            struct result r;
+            apply_raw(a, 1 + x.n, &buf, &len, 1, &r);
+            result_free(&r);
+            hie_mem_free(buf, len);
+            x.n++;
+        }
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        cr_assert_eq(hie_proto_pack(&again->base, HIE_LOG_COMMAND_BYTES_MAX, &buf, &len), 0);
+        struct result r;
+        apply_raw(a, 1 + x.n, &buf, &len, 1, &r);
+        x.n++;
+        cr_assert_eq(r.msg->code, WIRE(BAD_REQUEST), "%s: the id used again was applied",
+            to[i][0] ? "queue" : "repository");
+        cr_assert_str_eq(r.msg->field, "id");
+        result_free(&r);
+        hie_mem_free(buf, len);
+    }
 }

@@ -1016,7 +1016,7 @@ struct verify {
     hie_audit_tree_head_t *heads;   /* per page, once its checkpoint verified */
     bool *head_ok;
     hie_audit_tree_head_t previous;
-    bool have_previous;
+    bool have_previous, previous_given; /* given: --previous, not the report's own */
     uint64_t failures;
     uint64_t entries_ok;
     /* what the report asked (its "query"), each entry checked against it */
@@ -1060,6 +1060,7 @@ verify_previous(struct verify *v, const char *path)
             vfail(v, "previous checkpoint: %s", why);
         }
         v->have_previous = why == NULL;
+        v->previous_given = note != NULL;
     }
     free(note);
     return CLI_EXIT_OK;
@@ -1203,6 +1204,31 @@ key_note(struct verify *v, uint64_t key)
     return true;
 }
 
+/* Each kind lists a fixed set of an entry's subjects, as the node builds them: an accounting
+ * the patient's one, an organization's access report none, a break-glass report every one in
+ * order. An entry with its subjects taken out would pass every other check (its record and
+ * proof are genuine) and pad a patient's report with another patient's disclosure. */
+static bool
+verify_subject_count(struct verify *v, size_t i, const json_t *e, const Hie__V1__AuditRecord *r)
+{
+    const json_t *shown = json_object_get(e, "subjects");
+    size_t n = json_array_size(shown);
+    bool glass = strcmp(v->kind, "break-glass") == 0;
+    size_t want = strcmp(v->kind, "accounting") == 0 ? 1
+                  : glass ? r->n_subject_commitments : 0;
+    if (n != want) {
+        vfail(v, "entry %zu: %zu subjects where the %s report lists %zu", i, n, v->kind, want);
+        return false;
+    }
+    for (size_t k = 0; glass && k < n; k++) {
+        if (jget_u(json_array_get(shown, k), "position") != k) {
+            vfail(v, "entry %zu: subject %zu is not the record's subject %zu", i, k, k);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* The entry answers the report's query: in its period; the organization's own access, a
  * break-glass disclosure, or (accounting) subjects of one patient only. A saved report padded
  * with genuine entries of another report fails here, though each entry is proven. */
@@ -1222,6 +1248,7 @@ verify_query(struct verify *v, size_t i, const json_t *e, const Hie__V1__AuditRe
         vfail(v, "entry %zu: not a break-glass disclosure", i);
         ok = false;
     }
+    ok = verify_subject_count(v, i, e, r) && ok;
     size_t k;
     const json_t *sub;
     json_array_foreach(json_object_get(e, "subjects"), k, sub) {
@@ -1354,6 +1381,23 @@ verify_summarized(struct verify *v)
     json_decref(rebuilt);
 }
 
+/* The second line of a verified report: what it is a report of (the query in the file is not
+ * signed: the auditor compares this with what was asked). */
+static void
+verify_said(const struct verify *v)
+{
+    printf("report: %s", v->kind);
+    if (v->euid != NULL) {
+        fputs(" patient euid=", stdout);
+        hie_cli__fputs_safe(stdout, v->euid);
+    }
+    if (strcmp(v->kind, "org-access") == 0) {
+        fputs(" org=", stdout);
+        hie_cli__fputs_safe(stdout, v->org_id);
+    }
+    printf(" from_ms=%" PRId64 " to_ms=%" PRId64 "\n", v->from_ms, v->to_ms);
+}
+
 static int
 verify_summary(const struct verify *v, size_t pages_count)
 {
@@ -1368,10 +1412,12 @@ verify_summary(const struct verify *v, size_t pages_count)
     printf("verified %" PRIu64 " entries against checkpoint size %" PRIu64 " (%zu page%s, log ",
         v->entries_ok, last->size, pages_count, pages_count == 1 ? "" : "s");
     hie_cli__fputs_safe(stdout, v->vkey.name);
-    if (v->have_previous) {
-        printf("; extends the previous checkpoint of size %" PRIu64, v->previous.size);
+    if (v->have_previous) { /* say whose: the auditor's own, or the one saved in the report */
+        printf("; extends %s checkpoint of size %" PRIu64, v->previous_given
+            ? "the --previous" : "the report's own saved", v->previous.size);
     }
     fputs(")\n", stdout);
+    verify_said(v); /* what was verified: the kind, its patient or organization, the period */
     return CLI_EXIT_OK;
 }
 

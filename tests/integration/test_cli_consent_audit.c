@@ -353,6 +353,24 @@ tamper(const char *src, const char *dst, size_t entry, const char *field, int it
     json_decref(r);
 }
 
+/* Copies the report src to dst with entries[entry]'s subjects taken out (the shown ones, the
+ * raw bytes and their positions). */
+static void
+entry_unsubject(const char *src, const char *dst, size_t entry)
+{
+    json_error_t err;
+    json_t *r = json_load_file(src, 0, &err);
+    cr_assert_not_null(r, "%s", err.text);
+    json_t *e = json_array_get(json_object_get(r, "entries"), entry);
+    json_t *raw = json_object_get(e, "raw");
+    cr_assert_not_null(raw);
+    json_object_set_new(e, "subjects", json_array());
+    json_object_set_new(raw, "subjects", json_array());
+    json_object_set_new(raw, "subject_positions", json_array());
+    cr_assert_eq(json_dump_file(r, dst, JSON_INDENT(1)), 0);
+    json_decref(r);
+}
+
 /* Copies the report src to dst with entries[entry] listed twice (the copy appended). */
 static void
 entry_twice(const char *src, const char *dst, size_t entry)
@@ -613,6 +631,8 @@ Test(audit_cli, accounting_formats_and_offline_verify, .timeout = 300)
      * query's kind (padding with genuine entries of other reports fails) */
     entry_twice(report, bad, (size_t)e);
     expect_verify_fails(&n, bad, vkey, "is listed twice");
+    entry_unsubject(report, bad, (size_t)e); /* an entry of another patient, made anonymous */
+    expect_verify_fails(&n, bad, vkey, "0 subjects where the accounting report lists 1");
     query_set(report, bad, "kind", "org-access");
     query_set(bad, bad, "org_id", "someone-else");
     expect_verify_fails(&n, bad, vkey, "an access by another organization");
@@ -638,7 +658,13 @@ Test(audit_cli, accounting_formats_and_offline_verify, .timeout = 300)
     cr_assert_eq(rc, 0, "%s", out);
     rc = verify(&n, report2, vkey, cp1);
     cr_assert_eq(rc, 0, "verify --previous: %s", out);
-    cr_assert(strstr(out, "extends the previous checkpoint") != NULL, "%s", out);
+    cr_assert(strstr(out, "extends the --previous checkpoint") != NULL, "%s", out);
+    cr_assert(strstr(out, "report: accounting patient euid=") != NULL, "says what: %s", out);
+    /* without --previous the checkpoint saved in the report is said to be the report's own,
+     * not one the auditor supplied */
+    rc = verify(&n, report2, vkey, NULL);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "extends the report's own saved checkpoint") != NULL, "%s", out);
     /* the first report was not fetched against that checkpoint */
     rc = verify(&n, report, vkey, cp1);
     cr_assert_eq(rc, 1, "%s", out);

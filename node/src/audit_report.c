@@ -44,6 +44,12 @@ struct report {
     int rc;
     hie_mpi_sealer_t *opener;         /* opens the subjects (one subkey per sealer's run) */
     size_t bytes, budget;             /* the page's entries, packed; at most (one at least) */
+    /* a break-glass page shows other patients: their EUIDs (its own audit record names each,
+     * so it holds no more than one record names) and the entry's being added */
+    const char *euids[HIE_AUDIT_SUBJECTS_MAX];
+    size_t n_euids;
+    const char *adding[HIE_AUDIT_SUBJECTS_MAX];
+    size_t n_adding;
 };
 
 static int
@@ -129,6 +135,10 @@ subject_open(struct report *r, uint64_t leaf, uint32_t pos, const Hie__V1__Audit
     }
     *excluded = ((Hie__V1__AuditSubject *)m)->accounting_excluded;
     *out = (ProtobufCBinaryData){len, plain};
+    const char *euid = ((Hie__V1__AuditSubject *)m)->euid;
+    if (r->n_adding < HIE_AUDIT_SUBJECTS_MAX && euid != NULL && euid[0] != '\0') {
+        r->adding[r->n_adding++] = euid;
+    }
     return 0;
 }
 
@@ -181,6 +191,34 @@ entry_add(struct report *r, uint64_t leaf, int subject)
     return rc;
 }
 
+/* Adds the entry's EUIDs (r->adding) to the page's; false, adding none, when they would be
+ * more than one audit record names (the first entry always fits: one record's at most). */
+static bool
+euids_take(struct report *r)
+{
+    const char *add[HIE_AUDIT_SUBJECTS_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_adding; i++) {
+        bool have = false;
+        for (size_t k = 0; k < r->n_euids && !have; k++) {
+            have = strcmp(r->euids[k], r->adding[i]) == 0;
+        }
+        for (size_t k = 0; k < n && !have; k++) {
+            have = strcmp(add[k], r->adding[i]) == 0;
+        }
+        if (!have) {
+            add[n++] = r->adding[i];
+        }
+    }
+    if (r->n_euids + n > HIE_AUDIT_SUBJECTS_MAX) {
+        HIE_ASSERT(r->n_euids > 0);
+        return false;
+    }
+    memcpy(&r->euids[r->n_euids], add, n * sizeof(*add));
+    r->n_euids += n;
+    return true;
+}
+
 static int
 scan_one(void *ctx, const uint8_t *val, size_t len)
 {
@@ -215,7 +253,13 @@ scan_one(void *ctx, const uint8_t *val, size_t len)
         subject = -2;
     }
     size_t before = r->out->n_entries;
+    r->n_adding = 0;
     r->rc = entry_add(r, leaf, subject);
+    if (r->rc == 0 && r->out->n_entries > before && subject == -2 && !euids_take(r)) {
+        r->out->n_entries = before; /* its patients do not fit the page's audit record */
+        r->more = true;
+        return 1;
+    }
     if (r->rc == 0 && r->out->n_entries > before) {
         /* a page of many large entries (break-glass: up to 64 subjects each) must still fit
          * one frame: past the budget the entry opens the next page instead */
@@ -378,7 +422,7 @@ hie_node__audit_report_prepare(node_ctx_t *ctx, const node_who_t *who,
     struct report r = {ctx, NULL, arena, q, out, 0, 0, q->to_ms, q->page_size ? q->page_size
         : HIE_AUDIT_REPORT_PAGE_DEFAULT, {0}, 0, 0, false, 0, NULL, 0,
         (ctx->cfg.frame_bytes_max ? ctx->cfg.frame_bytes_max : HIE_PROTO_FRAME_BYTES_DEFAULT)
-        / 2}; /* the rest of the frame: head, checkpoint, consistency proof */
+        / 2, {NULL}, 0, {NULL}, 0}; /* budget: the frame's rest (head, checkpoint, proof) */
     /* every audit record answered so far is durable in the log; wait until its apply is
      * committed too (audit records share state commits, sm.c), so the report includes it */
     if (ctx->log != NULL && hie_node__state_wait_committed(ctx->state,
@@ -400,12 +444,25 @@ hie_node__audit_report_prepare(node_ctx_t *ctx, const node_who_t *who,
     if (rc != 0) {
         return rc;
     }
-    /* the report discloses too: audit it (the patient it is about, if any) before replying */
-    node_subject_t s = {euid, {0}, NULL, 0, NULL, 0};
-    s.decision.decision = HIE_CONSENT_PERMIT;
-    s.decision.reason = "auditor-report";
+    /* the report discloses too: audit it before replying, naming the patient it is about (an
+     * accounting) or every patient the page shows (break-glass) */
+    node_subject_t *subs = hie_arena_alloc(arena, (r.n_euids + 1) * sizeof(*subs));
+    if (subs == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "out of memory");
+    }
+    size_t n = 0;
+    if (euid[0] != '\0') {
+        subs[n++] = (node_subject_t){euid, {0}, NULL, 0, NULL, 0};
+    }
+    for (size_t i = 0; i < r.n_euids; i++) {
+        subs[n++] = (node_subject_t){r.euids[i], {0}, NULL, 0, NULL, 0};
+    }
+    for (size_t i = 0; i < n; i++) {
+        subs[i].decision.decision = HIE_CONSENT_PERMIT;
+        subs[i].decision.reason = "auditor-report";
+    }
     hie_node__audit_build(ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_REPORT,
-        HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, &s, euid[0] != '\0' ? 1 : 0, arena, audit);
+        HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, subs, n, arena, audit);
     *reply = out;
     return 0;
 }

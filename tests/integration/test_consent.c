@@ -399,6 +399,20 @@ Test(consent, opt_in_denies_without_consent_break_glass_overrides_and_is_reporte
     cr_assert_eq(pix_for(h, "p4", CLINIC, "C-9", treat, a)->body_case,
         HIE__V1__ENVELOPE__BODY_PIX_REPLY);
     cr_assert_eq(btg_entries(au, "r3", a), 1u, "no new break-glass");
+    /* a break-glass report shows the patient to the auditor: its own audit record names them,
+     * so the patient's accounting lists it (r2 and r3 showed the entry; r1 was empty) */
+    hie_envelope_t *acc = report(au, "r4", HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING,
+        CLINIC, "C-9", 100, NULL, a);
+    cr_assert_eq(acc->body_case, HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY);
+    size_t reports = 0;
+    for (size_t i = 0; i < acc->audit_report_reply->n_entries; i++) {
+        const ProtobufCBinaryData *b = &acc->audit_report_reply->entries[i]->record;
+        Hie__V1__AuditRecord *rec = hie__v1__audit_record__unpack(NULL, b->len, b->data);
+        cr_assert_not_null(rec);
+        reports += rec->action == HIE__V1__AUDIT_ACTION__AUDIT_ACTION_REPORT;
+        hie__v1__audit_record__free_unpacked(rec, NULL);
+    }
+    cr_assert_eq(reports, 2u, "the break-glass reports that showed the patient");
     hie_client_destroy(&h);
     hie_client_destroy(&c);
     hie_client_destroy(&au);

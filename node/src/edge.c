@@ -92,7 +92,9 @@ struct node_edge {
     void *to_delivery;           /* PUSH to the delivery thread: receiving connections' ends */
     struct conn **slots;
     uint32_t slots_count;        /* connections_max: the limit itself is node-wide */
-    uint64_t *pending;           /* ids of connections whose TLS layer holds unread bytes */
+    uint64_t *pending;           /* ids of connections whose TLS layer holds unread bytes:
+                                  * each open connection at most once (in_pending) */
+    uint64_t *pending_work;      /* the ones being served (they may list themselves again) */
     uint32_t pending_count;
     uint64_t *flush;             /* ids of connections with replies queued by this drain */
     uint32_t flush_count;
@@ -174,6 +176,12 @@ conn_close(node_edge_t *e, struct conn *c, const char *why)
     uint32_t slot = (uint32_t)(c->id & ((1u << EDGE_SLOT_BITS) - 1));
     HIE_ASSERT(e->slots[slot] == c);
     e->slots[slot] = NULL;
+    for (uint32_t i = 0; c->in_pending && i < e->pending_count; i++) {
+        if (e->pending[i] == c->id) { /* the slot's next connection may list itself */
+            e->pending[i] = e->pending[--e->pending_count];
+            c->in_pending = false;
+        }
+    }
     epoll_ctl(e->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     if (c->ssl != NULL) {
         if (c->state != C_HANDSHAKE && !c->read_wants_write) {
@@ -547,9 +555,36 @@ chain_expiry_ms(SSL *ssl)
     return n > 0 ? min_ms : now_ms;
 }
 
+static long conn_reverify(SSL_CTX *ctx, struct conn *c);
+
+/* A handshake that began before a reload was verified against the context (CA, CRL) of its
+ * accept: check the certificate against the current one, as the reload did every open session
+ * (a revoked member could hold handshakes open across a CRL's publication). False: refused. */
+static bool
+handshake_current(node_edge_t *e, struct conn *c)
+{
+    if (SSL_get_SSL_CTX(c->ssl) == e->ssl_ctx) {
+        return true;
+    }
+    long err = conn_reverify(e->ssl_ctx, c);
+    if (err == X509_V_OK) {
+        return true;
+    }
+    int reason = hie_node__tls_reason(err, 0);
+    atomic_fetch_add(&e->ctx->metrics.handshakes_failed[reason], 1);
+    hie_log_warn("edge", "member refused", " conn=%lu peer=%s reason=%s detail=\"%s (checked "
+        "again: the handshake began before a reload)\"", c->id, c->peer,
+        hie_node__hs_reason_names[reason], X509_verify_cert_error_string(err));
+    conn_close(e, c, "certificate no longer valid");
+    return false;
+}
+
 static void
 handshake_done(node_edge_t *e, struct conn *c)
 {
+    if (!handshake_current(e, c)) {
+        return;
+    }
     c->cert_expiry_ms = chain_expiry_ms(c->ssl);
     int rc = hie_node__tls_peer_id(c->ssl, c->org_id, sizeof(c->org_id));
     if (rc != 0) {
@@ -1189,17 +1224,18 @@ conn_event(node_edge_t *e, struct conn *c, uint32_t events)
 static bool
 edge_service_pending(node_edge_t *e)
 {
+    /* served from a copy: a connection that lists itself again while being served goes to
+     * the emptied list (each at most once), not after its own old entry (the list overran) */
     uint32_t n = e->pending_count;
+    memcpy(e->pending_work, e->pending, n * sizeof(*e->pending));
+    e->pending_count = 0;
     for (uint32_t i = 0; i < n; i++) {
-        struct conn *c = conn_lookup(e, e->pending[i]);
-        if (c != NULL) {
+        struct conn *c = conn_lookup(e, e->pending_work[i]);
+        if (c != NULL && c->in_pending) {
             c->in_pending = false;
             conn_event(e, c, EPOLLIN);
         }
     }
-    HIE_ASSERT(e->pending_count >= n);
-    memmove(e->pending, e->pending + n, (e->pending_count - n) * sizeof(*e->pending));
-    e->pending_count -= n;
     return e->pending_count > 0;
 }
 
@@ -1478,14 +1514,15 @@ hie_node__edge_start(node_edge_t **out, node_ctx_t *ctx, unsigned index)
     e->slots_count = ctx->cfg.connections_max;
     e->slots = hie_mem_calloc(e->slots_count, sizeof(*e->slots));
     e->pending = hie_mem_calloc(e->slots_count, sizeof(*e->pending));
+    e->pending_work = hie_mem_calloc(e->slots_count, sizeof(*e->pending_work));
     e->flush = hie_mem_calloc(e->slots_count, sizeof(*e->flush));
     e->to_worker = hie_mem_calloc(ctx->cfg.workers, sizeof(*e->to_worker));
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     *out = e;
-    if (e->slots == NULL || e->pending == NULL || e->flush == NULL || e->to_worker == NULL ||
-        e->epfd < 0) {
+    if (e->slots == NULL || e->pending == NULL || e->pending_work == NULL || e->flush == NULL ||
+        e->to_worker == NULL || e->epfd < 0) {
         return e->epfd < 0 ? -errno : HIE_ENOMEM;
     }
     SSL_CTX_up_ref(ctx->ssl_ctx_initial); /* the edge's own reference */
@@ -1524,6 +1561,7 @@ hie_node__edge_join(node_edge_t **ep)
     pthread_cond_destroy(&e->cv);
     hie_mem_free(e->slots, e->slots_count * sizeof(*e->slots));
     hie_mem_free(e->pending, e->slots_count * sizeof(*e->pending));
+    hie_mem_free(e->pending_work, e->slots_count * sizeof(*e->pending_work));
     hie_mem_free(e->flush, e->slots_count * sizeof(*e->flush));
     hie_mem_free(e->to_worker, e->ctx->cfg.workers * sizeof(*e->to_worker));
     hie_mem_free(e, sizeof(*e));

@@ -505,8 +505,9 @@ itest_ping(hie_client_t *c, const char *id)
     return rc;
 }
 
-SSL *
-itest_raw_connect(itest_node_t *n, const char *org)
+/* A client session for org's certificate on a new TCP connection, not yet handshaken. */
+static SSL *
+itest_raw_connect_start(itest_node_t *n, const char *org)
 {
     char ca[ITEST_PATH + 16], cert[ITEST_PATH + 64], key[ITEST_PATH + 64];
     snprintf(ca, sizeof(ca), "%s/ca/ca.crt", n->pki);
@@ -527,11 +528,40 @@ itest_raw_connect(itest_node_t *n, const char *org)
     SSL *ssl = SSL_new(ctx);
     SSL_CTX_free(ctx); /* the SSL keeps its reference */
     SSL_set_fd(ssl, fd);
+    return ssl;
+}
+
+SSL *
+itest_raw_connect(itest_node_t *n, const char *org)
+{
+    SSL *ssl = itest_raw_connect_start(n, org);
+    return itest_raw_connect_finish(ssl) ? ssl : NULL;
+}
+
+SSL *
+itest_raw_connect_hello(itest_node_t *n, const char *org)
+{
+    SSL *ssl = itest_raw_connect_start(n, org);
+    int fd = SSL_get_fd(ssl);
+    cr_assert_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    int r = SSL_connect(ssl); /* sends the ClientHello, then would wait for the node */
+    cr_assert_eq(r, -1);
+    cr_assert_eq(SSL_get_error(ssl, r), SSL_ERROR_WANT_READ);
+    /* the node's answer is here once it has the ClientHello: its handshake is under way */
+    struct pollfd p = {fd, POLLIN, 0};
+    cr_assert_eq(poll(&p, 1, 5000), 1, "no ServerHello");
+    cr_assert_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK), 0);
+    return ssl;
+}
+
+bool
+itest_raw_connect_finish(SSL *ssl)
+{
     if (SSL_connect(ssl) != 1) {
         itest_raw_close(ssl);
-        return NULL;
+        return false;
     }
-    return ssl;
+    return true;
 }
 
 void

@@ -105,6 +105,10 @@ int itest_ping(hie_client_t *c, const char *id);
  * failure. Free with itest_raw_close. */
 SSL *itest_raw_connect(itest_node_t *n, const char *org);
 void itest_raw_close(SSL *ssl);
+/* The same in two steps: _hello sends the ClientHello and returns once the node has answered
+ * it (its handshake under way); _finish completes it (false, and closed, when it fails). */
+SSL *itest_raw_connect_hello(itest_node_t *n, const char *org);
+bool itest_raw_connect_finish(SSL *ssl);
 /* Reads one frame with a timeout; returns body length, 0 on clean close, -1 on error/timeout.
  * If env is non-NULL, decodes it into arena. */
 int itest_raw_read_frame(SSL *ssl, int timeout_ms, hie_arena_t *arena, hie_envelope_t **env);

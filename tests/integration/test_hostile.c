@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,6 +253,46 @@ Test(hostile, client_that_never_reads_replies_does_not_stall_others)
     sleep(1);
     pinger_check(&p);
     itest_raw_close(ssl);
+}
+
+/* 200 pings in one write on a node whose edge has one connection slot: the edge serves the
+ * pings OpenSSL decrypted ahead from a list of such connections; a connection listed again
+ * while it was being served was appended after its own entry, the list overran its slot
+ * count and the node aborted (found by review). Every ping is answered. */
+Test(hostile, a_connection_pipelining_many_requests_does_not_overrun_the_edge)
+{
+    enum { PINGS = 200 };
+    itest_node_stop(&node, SIGTERM);
+    node.opts.connections_max = 1;
+    node.opts.inflight_max = 0;
+    itest_node_write_config(&node);
+    itest_node_start(&node);
+    SSL *ssl = itest_raw_connect(&node, "riverside-clinic");
+    cr_assert_not_null(ssl);
+    static uint8_t all[PINGS * 64];
+    size_t at = 0;
+    for (int i = 0; i < PINGS; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "burst-%d", i);
+        size_t len = 0;
+        uint8_t *buf = ping_frame(id, NULL, 0, &len);
+        cr_assert_leq(at + len, sizeof(all));
+        memcpy(all + at, buf, len);
+        at += len;
+        hie_mem_free(buf, len);
+    }
+    raw_write(ssl, all, at);
+    hie_arena_t *arena = NULL;
+    cr_assert_eq(hie_arena_create(&arena, 8u << 20), 0);
+    for (int i = 0; i < PINGS; i++) {
+        hie_envelope_t *r = NULL;
+        cr_assert_gt(itest_raw_read_frame(ssl, 10000, arena, &r), 0, "reply %d", i);
+        cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PONG);
+        hie_arena_reset(arena);
+    }
+    hie_arena_destroy(&arena);
+    itest_raw_close(ssl);
+    cr_assert(itest_node_alive(&node), "node died");
 }
 
 /* Windows of 8 pipelined pings in one write, payloads of 0 to 1 KiB: the node answers each

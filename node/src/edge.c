@@ -71,6 +71,7 @@ struct conn {
     bool read_wants_write;       /* SSL_read asked for writability */
     bool write_wants_read;
     bool in_pending;             /* listed in edge->pending */
+    bool peer_half_closed;       /* EPOLLRDHUP seen: not asked for again while reads pause */
     bool in_flush;               /* listed in edge->flush: replies queued, not written yet */
     bool org_counted;            /* counted in ctx->org_conns (given back at close) */
     bool receiving;              /* deliveries come here: the delivery thread hears its close */
@@ -165,7 +166,11 @@ conn_update_events(node_edge_t *e, struct conn *c)
             ev |= EPOLLOUT;
         }
     }
-    conn_set_events(e, c, ev | EPOLLRDHUP);
+    /* a half-closed peer's RDHUP is level-triggered: while reading is paused nothing would
+     * consume it and epoll would return at once, over and over (the read that resumes sees the
+     * end of the stream) */
+    bool rdhup = !c->peer_half_closed || (ev & EPOLLIN) != 0;
+    conn_set_events(e, c, ev | (rdhup ? EPOLLRDHUP : 0));
 }
 
 static void
@@ -417,6 +422,19 @@ frame_reject_header(node_edge_t *e, struct conn *c, int rc)
 
 /* Reads what the connection has, up to EDGE_FRAMES_PER_WAKEUP frames. Returns false if the
  * connection was closed. */
+/* Bytes already decrypted by OpenSSL raise no epoll event: a connection reading (not paused)
+ * with some is listed, to be served without waiting for the peer to send more. */
+static void
+pending_note(node_edge_t *e, struct conn *c)
+{
+    if (!c->in_pending && c->state != C_HANDSHAKE && !conn_read_paused(e, c) &&
+        SSL_has_pending(c->ssl)) {
+        HIE_ASSERT(e->pending_count < e->slots_count);
+        e->pending[e->pending_count++] = c->id;
+        c->in_pending = true;
+    }
+}
+
 static bool
 conn_read(node_edge_t *e, struct conn *c)
 {
@@ -456,12 +474,7 @@ conn_read(node_edge_t *e, struct conn *c)
             frames++;
         }
     }
-    /* bytes already decrypted by OpenSSL raise no epoll event: remember to come back */
-    if (!c->in_pending && !conn_read_paused(e, c) && SSL_has_pending(c->ssl)) {
-        HIE_ASSERT(e->pending_count < e->slots_count);
-        e->pending[e->pending_count++] = c->id;
-        c->in_pending = true;
-    }
+    pending_note(e, c);
     return true;
 }
 
@@ -1198,10 +1211,12 @@ conn_event(node_edge_t *e, struct conn *c, uint32_t events)
         }
         return;
     }
+    c->peer_half_closed = c->peer_half_closed || (events & EPOLLRDHUP) != 0;
     if ((events & (EPOLLOUT | EPOLLIN)) && (c->wq_head != NULL || c->read_wants_write)) {
         if (!conn_write(e, c)) {
             return;
         }
+        pending_note(e, c); /* a drained queue unpauses reading: frames decrypted meanwhile */
     }
     if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) || c->write_wants_read) {
         if ((events & (EPOLLHUP | EPOLLERR)) && conn_read_paused(e, c)) {

@@ -11,6 +11,8 @@
 #include <criterion/criterion.h>
 #include <lmdb.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define HOSP "general-hospital"
 #define CLINIC "riverside-clinic"
@@ -588,6 +590,64 @@ Test(query, a_silent_responder_is_marked_timeout_at_the_deadline, .timeout = 120
     cr_assert_str_eq(qr->sources[1]->source, HOSP2);
     cr_assert_eq(qr->sources[1]->status, HIE__V1__SOURCE_STATUS__SOURCE_TIMEOUT);
     cr_assert(ms >= 650 && ms < 3000, "answered at the 700 ms deadline: %lu ms", ms);
+    fx_stop(&n, &a, &h, &c, &s);
+}
+
+/* The node's CPU time in clock ticks (utime + stime of /proc/PID/stat). */
+static unsigned long
+node_cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    cr_assert_not_null(p);
+    unsigned long ut = 0, st = 0;
+    cr_assert_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st),
+        2);
+    return ut + st;
+}
+
+/* A member whose reads are paused (its one request in flight waits on a silent responder)
+ * half-closes its connection: the node waits without spinning (epoll returned the RDHUP at
+ * once, over and over, a core's worth until the request ended; found by review). */
+Test(query, a_half_closed_paused_connection_does_not_spin_the_edge, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    itest_opts_t o = {.responder_timeout_ms = 4000, .inflight_max = 1};
+    setup3_with(&n, &o, &h, &c, &s, a);
+    struct inbox in;
+    responder_on(s, &in, a); /* registered and receiving, never answers */
+    SSL *ssl = itest_raw_connect(&n, CLINIC);
+    cr_assert_not_null(ssl);
+    hie_envelope_t req;
+    Hie__V1__RecordQuery q = HIE__V1__RECORD_QUERY__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    req_init(&req, "q1");
+    pid.org_id = MUT(CLINIC);
+    pid.mrn = MUT("C-9");
+    q.patient = &pid;
+    req.body_case = HIE__V1__ENVELOPE__BODY_RECORD_QUERY;
+    req.record_query = &q;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    cr_assert_eq(hie_proto_frame_encode(&req, 1 << 20, &buf, &len), 0);
+    cr_assert_eq(SSL_write(ssl, buf, (int)len), (int)len);
+    hie_mem_free(buf, len);
+    usleep(300 * 1000); /* the query is with the responder; the connection's reads pause */
+    cr_assert_eq(shutdown(SSL_get_fd(ssl), SHUT_WR), 0);
+    unsigned long t0 = node_cpu_ticks(n.pid);
+    usleep(2000 * 1000);
+    unsigned long used = node_cpu_ticks(n.pid) - t0;
+    cr_log_info("node CPU over 2 s with the peer half-closed: %lu ticks", used);
+    cr_assert_lt(used, 60ul, "the node spun: %lu ticks of CPU in 2 s", used);
+    itest_raw_close(ssl);
     fx_stop(&n, &a, &h, &c, &s);
 }
 

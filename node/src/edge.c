@@ -1000,6 +1000,8 @@ conn_reverify(SSL_CTX *ctx, struct conn *c)
             SSL_get_peer_cert_chain(c->ssl)) == 1) {
         X509_STORE_CTX_set_purpose(sctx, X509_PURPOSE_SSL_CLIENT);
         err = X509_verify_cert(sctx) == 1 ? X509_V_OK : X509_STORE_CTX_get_error(sctx);
+        err = err == X509_V_OK && !hie_node__tls_client_eku(cert) ? X509_V_ERR_INVALID_PURPOSE
+                                                                   : err;
     }
     X509_STORE_CTX_free(sctx);
     ERR_clear_error();

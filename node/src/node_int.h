@@ -163,6 +163,9 @@ HIE_MUST_CHECK int hie_node__tls_ctx_build(const node_config_t *cfg, SSL_CTX **o
     char *err, size_t err_bytes);
 /* Maps a verify result to a handshake-failure reason. */
 enum node_hs_reason hie_node__tls_reason(long verify_result, unsigned long ssl_err);
+/* A member's certificate carries extendedKeyUsage clientAuth (OpenSSL's client purpose also
+ * passes one with no EKU at all). */
+bool hie_node__tls_client_eku(X509 *cert);
 /* Copies the peer certificate's subject CN into out. Returns 0, HIE_EUNAUTH (no cert or no
  * CN) or HIE_EINVAL (CN not a valid organization id). */
 HIE_MUST_CHECK int hie_node__tls_peer_id(SSL *ssl, char *out, size_t out_bytes);

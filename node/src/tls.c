@@ -95,6 +95,29 @@ tls_load_crl(SSL_CTX *ctx, const char *crl_file, char *err, size_t err_bytes)
     return 0;
 }
 
+bool
+hie_node__tls_client_eku(X509 *cert)
+{
+    /* OpenSSL's SSL_CLIENT purpose passes a certificate with no extendedKeyUsage at all: a
+     * member's must say clientAuth */
+    return cert != NULL && (X509_get_extension_flags(cert) & EXFLAG_XKUSAGE) != 0 &&
+           (X509_get_extended_key_usage(cert) & XKU_SSL_CLIENT) != 0;
+}
+
+/* The leaf's checks beyond OpenSSL's own (hie_node__tls_client_eku). */
+static int
+tls_verify_cb(int ok, X509_STORE_CTX *x)
+{
+    if (ok != 1 || X509_STORE_CTX_get_error_depth(x) != 0) {
+        return ok;
+    }
+    if (!hie_node__tls_client_eku(X509_STORE_CTX_get_current_cert(x))) {
+        X509_STORE_CTX_set_error(x, X509_V_ERR_INVALID_PURPOSE);
+        return 0;
+    }
+    return 1;
+}
+
 static int
 tls_ctx_options(SSL_CTX *ctx, const node_config_t *cfg, char *err, size_t err_bytes)
 {
@@ -111,7 +134,7 @@ tls_ctx_options(SSL_CTX *ctx, const node_config_t *cfg, char *err, size_t err_by
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
         SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_max_cert_list(ctx, HIE_TLS_CERT_LIST_BYTES_MAX);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, tls_verify_cb);
     SSL_CTX_set_verify_depth(ctx, HIE_TLS_VERIFY_DEPTH_MAX);
     /* the member's certificate must be issued for client authentication (EKU clientAuth) */
     SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);

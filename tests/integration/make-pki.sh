@@ -8,7 +8,9 @@ out=$2
 mkdir -p "$(dirname "$out")"
 exec 9>"$out.lock"
 flock 9
-[ -f "$out/READY" ] && exit 0
+# READY holds a digest of this script: a PKI made by an older version is made again
+ver=$(sha256sum "$0" | cut -c1-16)
+[ -f "$out/READY" ] && [ "$(cat "$out/READY")" = "$ver" ] && exit 0
 rm -rf "$out"
 pki="$src/deploy/pki.sh"
 bash "$pki" init "$out" --name "HIE Test CA" 2>/dev/null
@@ -22,8 +24,9 @@ bash "$pki" issue "$out" --kind member --name expired-clinic \
 bash "$pki" issue "$out" --kind member --name future-clinic \
   --start 20990101000000Z --end 20991231000000Z 2>/dev/null
 bash "$pki" issue "$out" --kind member --name wrongeku-clinic --eku server 2>/dev/null
+bash "$pki" issue "$out" --kind member --name noeku-clinic --eku none 2>/dev/null
 bash "$pki" revoke "$out" revoked-clinic 2>/dev/null
 # A second, unrelated CA issuing a certificate with a registered organization's name.
 bash "$pki" init "$out/other" --name "Rogue CA" 2>/dev/null
 bash "$pki" issue "$out/other" --kind member --name general-hospital 2>/dev/null
-touch "$out/READY"
+printf '%s\n' "$ver" >"$out/READY"

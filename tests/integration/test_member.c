@@ -22,6 +22,7 @@ start_default(void)
     itest_register(&node, "expired-clinic", "clinic");
     itest_register(&node, "future-clinic", "clinic");
     itest_register(&node, "wrongeku-clinic", "clinic");
+    itest_register(&node, "noeku-clinic", "clinic");
     char out[1024];
     cr_assert_eq(itest_ctl(&node, out, sizeof(out), "org suspend suspended-clinic"), 0, "%s",
         out);
@@ -102,6 +103,12 @@ Test(member, refused_revoked_certificate)
 Test(member, refused_certificate_without_client_purpose)
 {
     expect_refused("wrongeku-clinic", "", "reason=bad_purpose");
+}
+
+/* No extendedKeyUsage at all passed OpenSSL's client purpose (found by review). */
+Test(member, refused_certificate_without_any_key_usage_purpose)
+{
+    expect_refused("noeku-clinic", "", "reason=bad_purpose");
 }
 
 Test(member, refused_unregistered_organization)

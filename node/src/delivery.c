@@ -75,6 +75,8 @@ struct node_delivery {
     struct receiver *rx;  /* RECEIVERS_MAX, open addressing by org */
     node_submitter_t sub; /* dead_letter commands */
     uint64_t sent, dropped, dead, rng;
+    int64_t started_ms;   /* wall clock at start: a message accepted before is one the node
+                           * may have delivered before it restarted (what it sent is not kept) */
 };
 
 /* Flights due now (sent on this connection). */
@@ -217,7 +219,9 @@ frame_build(struct node_delivery *d, const struct receiver *r, uint64_t seq, hie
     dl.document = (Hie__V1__Document *)dm;
     dl.euid = q->euid;
     dl.accepted_ms = q->accepted_ms;
-    dl.redelivery = seq <= r->sent_hw;
+    /* at least once: flagged when it may have been delivered before, also by this node before
+     * a restart (as a broker flags what it recovers from disk) */
+    dl.redelivery = seq <= r->sent_hw || q->accepted_ms < d->started_ms;
     dl.subscription_id = q->subscription_id;
     dl.event_number = q->event_number;
     dl.handling = q->handling;
@@ -680,6 +684,7 @@ hie_node__delivery_start(node_delivery_t **out, node_ctx_t *ctx)
         return HIE_ENOMEM;
     }
     d->ctx = ctx;
+    d->started_ms = hie_time_wall_ms();
     *out = d;
     d->rx = hie_mem_calloc(RECEIVERS_MAX, sizeof(*d->rx));
     d->rng = hie_time_mono_ns() | 1u;

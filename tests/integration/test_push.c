@@ -257,6 +257,37 @@ Test(push, a_repeat_after_a_restart_gets_its_first_answer, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* A message delivered and not acknowledged before the node was killed comes again flagged as
+ * a redelivery: the node does not keep what it sent, so everything it accepted before it
+ * started is flagged (it came with redelivery=false and attempt 1; found by review). */
+Test(push, a_delivery_after_a_restart_is_flagged_as_a_redelivery, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    feed_patient(h, a);
+    push_ok(h, "k1", "admission note", a);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(d);
+    cr_assert(!d->redelivery, "the first delivery");
+    cr_assert_eq(itest_node_stop(&n, SIGKILL), 128 + SIGKILL); /* not acknowledged */
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    itest_node_start(&n);
+    c = itest_client(&n, CLINIC);
+    cr_assert_eq(receive_start(c, "r2", &in, a), 1u);
+    d = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(d, "delivered after the restart");
+    cr_assert_str_eq(d->message_id, HOSP ":k1");
+    cr_assert(d->redelivery, "a message delivered before the restart is a redelivery");
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(push, consent_denied_push_queues_nothing_and_is_audited, .timeout = 120)
 {
     itest_node_t n;

@@ -195,7 +195,8 @@ static int
 port_refusals(itest_node_t *n)
 {
     return itest_log_count(n, "msg=\"cannot start\" part=http") +
-           itest_log_count(n, "msg=\"cannot start\" part=edge");
+           itest_log_count(n, "msg=\"cannot start\" part=edge") +
+           itest_log_count(n, "msg=\"cannot start\" part=listen rc=EADDRINUSE");
 }
 
 void

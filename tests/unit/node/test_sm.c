@@ -1708,36 +1708,56 @@ ex_rules(struct ex *x, unsigned p)
     return n;
 }
 
+/* x on a new state 0 with a data key (its file in key_path), opt-out, organizations org-h and
+ * org-c registered. */
+static node_state_t *
+ex_keyed(struct ex *x, char key_path[192])
+{
+    memset(x, 0, sizeof(*x));
+    node_state_t *a = state_open(0);
+    snprintf(key_path, 192, "%s/mpi.key", tmp_dir);
+    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 0), 0);
+    x->ctx.state = a;
+    snprintf(x->ctx.cfg.node_id, sizeof(x->ctx.cfg.node_id), "node-1");
+    hie_consent_policy_init(&x->ctx.consent_policy);
+    x->ctx.consent_policy.regime = HIE_CONSENT_OPT_OUT;
+    ex_org(x, "org-h", HIE__V1__ROLE__ROLE_HOSPITAL);
+    ex_org(x, "org-c", HIE__V1__ROLE__ROLE_CLINIC);
+    return a;
+}
+
+/* Registers org at time_ms (a command that moves the rules clock); returns its result code. */
+static Hie__V1__ErrorCode
+ex_register_at(struct ex *x, const char *org, int64_t time_ms)
+{
+    struct cmd_spec s = {REG, org, org, time_ms, NULL, NULL, 0, {0}};
+    size_t len = 0;
+    uint8_t *buf = cmd_pack(&s, &len);
+    struct result r;
+    apply_raw(x->ctx.state, 1 + x->n, &buf, &len, 1, &r);
+    Hie__V1__ErrorCode code = r.msg->code;
+    result_free(&r);
+    hie_mem_free(buf, len);
+    x->n++;
+    return code;
+}
+
 /* A merge applied before 2026-11-30T21:45Z (by the rules clock) left its prior record's
  * directive where no decision reads it; the first command at or after then moves it to the
  * record it lives on as, once, and a reopened state knows it was done. */
 Test(node_sm, directives_a_merge_left_behind_move_once_the_rules_clock_reaches_the_rule)
 {
     static struct ex x;
-    memset(&x, 0, sizeof(x));
-    node_state_t *a = state_open(0);
     char key_path[192];
-    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
-    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
-    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 0), 0);
-    x.ctx.state = a;
-    ex_org(&x, "org-h", HIE__V1__ROLE__ROLE_HOSPITAL);
-    ex_org(&x, "org-c", HIE__V1__ROLE__ROLE_CLINIC);
+    node_state_t *a = ex_keyed(&x, key_path);
     ex_feed(&x, "org-h", 0);
     ex_feed(&x, "org-h", 3);
     ex_consent(&x, 0, 1); /* on h-0 */
     cr_assert_eq(ex_rules(&x, 0), 1u);
     ex_merge(&x, 3, 0, T0 + 100); /* before the rule: the directive stays on h-0 */
     cr_assert_eq(ex_rules(&x, 3), 0u, "as merges applied then");
-    struct cmd_spec s = {REG, "org-x", "reg-x", 1796076000000ll, NULL, NULL, 0, {0}};
-    size_t len = 0;
-    uint8_t *buf = cmd_pack(&s, &len);
-    struct result r;
-    apply_raw(a, 1 + x.n, &buf, &len, 1, &r);
-    cr_assert_eq(r.msg->code, 0);
-    result_free(&r);
-    hie_mem_free(buf, len);
-    x.n++;
+    cr_assert_eq(ex_register_at(&x, "org-x", 1796076000000ll), 0);
     cr_assert_eq(ex_rules(&x, 3), 1u, "moved to the surviving record");
     hie_node__state_close(&states[0]);
     a = state_open(0);
@@ -1791,14 +1811,8 @@ ex_permits(struct ex *x, unsigned p, unsigned n, const char *tag, int64_t time_m
 Test(node_sm, a_migration_that_leaves_a_record_over_full_does_not_stop_the_node)
 {
     static struct ex x;
-    memset(&x, 0, sizeof(x));
-    node_state_t *a = state_open(0);
     char key_path[192];
-    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
-    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
-    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 0), 0);
-    x.ctx.state = a;
-    ex_org(&x, "org-h", HIE__V1__ROLE__ROLE_HOSPITAL);
+    node_state_t *a = ex_keyed(&x, key_path);
     for (unsigned p = 0; p < 4; p++) {
         ex_feed(&x, "org-h", p * 3);
         ex_permits(&x, p * 3, 20, "old", T0 + 10);
@@ -1806,15 +1820,7 @@ Test(node_sm, a_migration_that_leaves_a_record_over_full_does_not_stop_the_node)
     for (unsigned p = 1; p < 4; p++) {
         ex_merge(&x, 0, p * 3, T0 + 100 + p);
     }
-    struct cmd_spec s = {REG, "org-x", "reg-x", 1796076000000ll, NULL, NULL, 0, {0}};
-    size_t len = 0;
-    uint8_t *buf = cmd_pack(&s, &len);
-    struct result r;
-    apply_raw(a, 1 + x.n, &buf, &len, 1, &r);
-    cr_assert_eq(r.msg->code, 0, "the command after the rule is applied: %s", r.msg->message);
-    result_free(&r);
-    hie_mem_free(buf, len);
-    x.n++;
+    cr_assert_eq(ex_register_at(&x, "org-x", 1796076000000ll), 0, "applied after the rule");
     ex_permits(&x, 0, 1, "new", 1796076000001ll); /* refused, not fatal (ex_keep applies it) */
     cr_assert_eq(applied_index(a), x.n, "every command applied");
 }
@@ -1855,18 +1861,8 @@ ex_push_cmd(struct ex *x, const char *rid, const char *to, unsigned p)
 Test(node_sm, a_message_id_is_not_used_twice_after_the_repeat_window)
 {
     static struct ex x;
-    memset(&x, 0, sizeof(x));
-    node_state_t *a = state_open(0);
     char key_path[192];
-    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
-    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
-    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 0), 0);
-    x.ctx.state = a;
-    snprintf(x.ctx.cfg.node_id, sizeof(x.ctx.cfg.node_id), "node-1");
-    hie_consent_policy_init(&x.ctx.consent_policy);
-    x.ctx.consent_policy.regime = HIE_CONSENT_OPT_OUT;
-    ex_org(&x, "org-h", HIE__V1__ROLE__ROLE_HOSPITAL);
-    ex_org(&x, "org-c", HIE__V1__ROLE__ROLE_CLINIC);
+    node_state_t *a = ex_keyed(&x, key_path);
     ex_feed(&x, "org-h", 0);
     ex_feed(&x, "org-h", 3);
     static const char *const to[2] = {"", "org-c"};
@@ -1882,14 +1878,7 @@ Test(node_sm, a_message_id_is_not_used_twice_after_the_repeat_window)
         for (int k = 0; k < 3; k++) { /* the first's dedup entry is pruned */
             char reg[16];
             snprintf(reg, sizeof(reg), "org-z%u%d", i, k);
-            struct cmd_spec s = {REG, reg, reg, again->time_ms, NULL, NULL, 0, {0}};
-            size_t len = 0;
-            uint8_t *buf = cmd_pack(&s, &len);
-            struct result r;
-            apply_raw(a, 1 + x.n, &buf, &len, 1, &r);
-            result_free(&r);
-            hie_mem_free(buf, len);
-            x.n++;
+            (void)ex_register_at(&x, reg, again->time_ms);
         }
         uint8_t *buf = NULL;
         size_t len = 0;

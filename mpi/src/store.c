@@ -100,6 +100,7 @@ dbis_open(hie_mpi_store_t *s)
         {"mpi_histb", 0, offsetof(hie_mpi_store_t, hist)},
         {"mpi_meta", 0, offsetof(hie_mpi_store_t, meta)},
         {"mpi_mdepth", 0, offsetof(hie_mpi_store_t, mdepth)},
+        {"mpi_merged", MDB_DUPSORT | MDB_DUPFIXED, offsetof(hie_mpi_store_t, merged)},
         {"mpi_review_open", 0, offsetof(hie_mpi_store_t, review_open)},
     };
     MDB_txn *txn = NULL;
@@ -233,50 +234,82 @@ chain_end(hie_mpi_store_t *s, MDB_txn *txn, hie_arena_t *arena, Hie__V1__MpiReco
     return 0;
 }
 
-/* mpi_mdepth for a store whose merges came before it (2026-11-30): each live record's longest
- * chain, which is what replaying those merges records. Once (mpi_meta "mdepth_filled"). */
+/* Calls fn with each merged record (in arena, reset between them). */
 static int
-mdepth_fill(hie_mpi_store_t *s)
+merged_each(hie_mpi_store_t *s, MDB_txn *txn, hie_arena_t *arena,
+    int (*fn)(hie_mpi_store_t *s, MDB_txn *txn, hie_arena_t *arena, Hie__V1__MpiRecord *r))
 {
-    MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
-    hie_arena_t *arena = NULL;
-    MDB_val mk = {sizeof("mdepth_filled") - 1, (void *)(uintptr_t)"mdepth_filled"}, k, v;
-    int rc = store__rc(mdb_txn_begin(s->env, NULL, 0, &txn));
-    if (rc == 0 && mdb_get(txn, s->meta, &mk, &v) == 0) {
-        mdb_txn_abort(txn);
-        return 0;
-    }
-    rc = rc == 0 ? hie_arena_create(&arena, 1u << 20) : rc;
-    rc = rc == 0 ? store__rc(mdb_cursor_open(txn, s->rec, &cur)) : rc;
+    MDB_val k, v;
+    int rc = store__rc(mdb_cursor_open(txn, s->rec, &cur));
     int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
     for (; rc == 0 && mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         hie_arena_reset(arena);
         ProtobufCMessage *m = NULL;
         rc = hie_proto_unpack(&hie__v1__mpi_record__descriptor, hie_span(v.mv_data, v.mv_size),
             arena, &m) == 0 ? 0 : HIE_ECORRUPT;
-        Hie__V1__MpiRecord *r = (Hie__V1__MpiRecord *)m, *end = NULL;
-        uint32_t hops = 0, had = 0;
-        if (rc != 0 || !r->merged) {
-            continue;
+        Hie__V1__MpiRecord *r = (Hie__V1__MpiRecord *)m;
+        if (rc == 0 && r->merged && (r->rec_hash.len != HIE_MPI_REC_HASH_BYTES ||
+            r->merged_into.len != HIE_MPI_REC_HASH_BYTES)) {
+            rc = HIE_ECORRUPT;
         }
-        rc = chain_end(s, txn, arena, r, &end, &hops);
-        MDB_val dk = {HIE_MPI_REC_HASH_BYTES, end != NULL ? end->rec_hash.data : NULL}, dv;
-        if (rc == 0 && !end->merged && mdb_get(txn, s->mdepth, &dk, &dv) == 0 &&
-            dv.mv_size == 4) {
-            had = hie_load_be32(dv.mv_data);
-        }
-        if (rc == 0 && !end->merged && hops > had) {
-            uint8_t b[4];
-            hie_store_be32(b, hops);
-            MDB_val nv = {sizeof(b), b};
-            rc = store__rc(mdb_put(txn, s->mdepth, &dk, &nv, 0));
-        }
+        rc = rc == 0 && r->merged ? fn(s, txn, arena, r) : rc;
     }
     rc = rc == 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
     if (cur != NULL) {
         mdb_cursor_close(cur);
     }
+    return rc;
+}
+
+/* mpi_mdepth: the live record r's chain ends at holds at least its length. */
+static int
+mdepth_one(hie_mpi_store_t *s, MDB_txn *txn, hie_arena_t *arena, Hie__V1__MpiRecord *r)
+{
+    Hie__V1__MpiRecord *end = NULL;
+    uint32_t hops = 0, had = 0;
+    int rc = chain_end(s, txn, arena, r, &end, &hops);
+    MDB_val dk = {HIE_MPI_REC_HASH_BYTES, end != NULL ? end->rec_hash.data : NULL}, dv;
+    if (rc == 0 && !end->merged && mdb_get(txn, s->mdepth, &dk, &dv) == 0 &&
+        dv.mv_size == 4) {
+        had = hie_load_be32(dv.mv_data);
+    }
+    if (rc == 0 && !end->merged && hops > had) {
+        uint8_t b[4];
+        hie_store_be32(b, hops);
+        MDB_val nv = {sizeof(b), b};
+        rc = store__rc(mdb_put(txn, s->mdepth, &dk, &nv, 0));
+    }
+    return rc;
+}
+
+/* mpi_merged: r under the record it was merged into. */
+static int
+merged_one(hie_mpi_store_t *s, MDB_txn *txn, hie_arena_t *arena, Hie__V1__MpiRecord *r)
+{
+    (void)arena;
+    MDB_val mk = {HIE_MPI_REC_HASH_BYTES, r->merged_into.data};
+    MDB_val mv = {HIE_MPI_REC_HASH_BYTES, r->rec_hash.data};
+    return store__rc(mdb_put(txn, s->merged, &mk, &mv, 0));
+}
+
+/* Indexes derived from the merged records, for a store whose merges came before them, once
+ * each (its mpi_meta flag): mpi_mdepth (2026-11-30: each live record's longest chain, which is
+ * what replaying those merges records) and mpi_merged (2026-12-01). */
+static int
+merged_fill(hie_mpi_store_t *s, const char *flag,
+    int (*fn)(hie_mpi_store_t *s, MDB_txn *txn, hie_arena_t *arena, Hie__V1__MpiRecord *r))
+{
+    MDB_txn *txn = NULL;
+    hie_arena_t *arena = NULL;
+    MDB_val mk = {strlen(flag), (void *)(uintptr_t)flag}, v;
+    int rc = store__rc(mdb_txn_begin(s->env, NULL, 0, &txn));
+    if (rc == 0 && mdb_get(txn, s->meta, &mk, &v) == 0) {
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    rc = rc == 0 ? hie_arena_create(&arena, 1u << 20) : rc;
+    rc = rc == 0 ? merged_each(s, txn, arena, fn) : rc;
     MDB_val one = {1, (void *)(uintptr_t)"1"};
     rc = rc == 0 ? store__rc(mdb_put(txn, s->meta, &mk, &one, 0)) : rc;
     if (rc == 0) {
@@ -319,7 +352,9 @@ hie_mpi_store_open(hie_mpi_store_t **out, MDB_env *env, const hie_mpi_key_t *key
         store__members_disable(s->members); /* keyless: no apply; LMDB answers any lookup */
     }
     rc = rc == 0 && key != NULL ? members_rebuild(s) : rc;
-    rc = rc == 0 && key != NULL ? mdepth_fill(s) : rc; /* reads records through the cache */
+    /* reads records through the cache */
+    rc = rc == 0 && key != NULL ? merged_fill(s, "mdepth_filled", mdepth_one) : rc;
+    rc = rc == 0 && key != NULL ? merged_fill(s, "merged_filled", merged_one) : rc;
     if (rc != 0) {
         hie_mpi_store_close(&s);
         return rc;

@@ -748,6 +748,9 @@ feed_merge(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedC
     rc = store__rec_put(s, ctx->txn, pr);
     rc = rc == 0 ? mdepth_merge(s, ctx->txn, pr->rec_hash.data, sv->rec_hash.data,
         dp + 1 > ds ? dp + 1 : ds) : rc;
+    MDB_val mk = {HIE_MPI_REC_HASH_BYTES, sv->rec_hash.data};
+    MDB_val mv = {HIE_MPI_REC_HASH_BYTES, pr->rec_hash.data};
+    rc = rc == 0 ? store__rc(mdb_put(ctx->txn, s->merged, &mk, &mv, 0)) : rc;
     rc = rc == 0 ? store__meta_add(s, ctx->txn, "records", -1) : rc;
     rc = rc == 0 ? hist_add(s, ctx, pr, prior_euid, cmd->action,
         HIE__V1__FEED_OUTCOME__OUTCOME_MERGED, NULL) : rc;

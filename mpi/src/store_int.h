@@ -88,6 +88,9 @@ struct hie_mpi_store {
     uint32_t magic;
     MDB_env *env;
     MDB_dbi rec, euid, nolink, review, hist, meta;
+    /* mpi_merged (dupsort): a survivor's rec_hash -> each record an A40 merged into it. Since
+     * 2026-12-01; filled from the records at the first open (meta "merged_index"). */
+    MDB_dbi merged;
     MDB_dbi mdepth; /* mpi_mdepth: live rec_hash -> u32, the longest A40 chain ending at it */
     MDB_dbi review_open; /* mpi_review_open: rec_hash || candidate EUID -> the open item's id
                           * (items since STORE_REVIEW_DEDUP_SINCE_MS) */

@@ -1125,3 +1125,82 @@ Test(mpi_store_apply, no_manual_link_or_merge_takes_an_euid_past_1000_records)
     cr_assert_eq(mdb_txn_commit(txn), 0);
     cr_assert_eq(ctx.reject.code, 0, "a record alone merged in: the EUID stays at 1000");
 }
+
+/* The spans hie_mpi_store_identity finds for euid, as "EUID@from-to" joined by spaces. */
+static void
+identity_of(const char *euid, char *out, size_t cap)
+{
+    hie_mpi_euid_span_t *sp = NULL;
+    size_t n = 0, used = 0;
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(hie_mpi_store_identity(store, txn, euid, arena, &sp, &n), 0);
+    mdb_txn_abort(txn);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        used += (size_t)snprintf(out + used, cap - used, "%s%s@%lld-%lld", i ? " " : "",
+            sp[i].euid, (long long)sp[i].from_ms, (long long)sp[i].to_ms);
+        cr_assert_lt(used, cap);
+    }
+}
+
+/* A patient's earlier EUIDs come from the link history: a record that linked in brings the
+ * EUID it had until then, one unlinked out keeps the span it spent in the EUID it left, and a
+ * record an A40 merged into one of the patient's brings its own; each span only for the time
+ * the record was there. A store from before mpi_merged gets it at open. */
+Test(mpi_store_apply, identity_spans_follow_links_unlinks_and_merges)
+{
+    char ex[16], ey[16], ez[16], eb[16], ec[16], got[512], want[512];
+    static const struct who other = {"olaf", "stone", "1931-07-07", "", "", "", ""};
+    feed_time_ms = 1000;
+    (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "X", &x, ex);
+    (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "B", &other, eb);
+    cr_assert_str_neq(ex, eb);
+    identity_of(ex, got, sizeof(got));
+    cr_assert_str_eq(got, "", "a record that never moved: no other EUID");
+    feed_time_ms = 2000; /* B becomes X's person: it links in from eb */
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_UPDATE, "B", &z, ey),
+        HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
+    cr_assert_str_eq(ey, ex);
+    identity_of(ex, got, sizeof(got));
+    snprintf(want, sizeof(want), "%s@1000-2000", eb);
+    cr_assert_str_eq(got, want);
+    feed_time_ms = 3000; /* and out again, to a new EUID */
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_UNLINK, "B", NULL, ec),
+        HIE__V1__FEED_OUTCOME__OUTCOME_UNLINKED);
+    identity_of(ex, got, sizeof(got));
+    cr_assert_str_eq(got, "", "B left: X's patient never had another EUID");
+    identity_of(ec, got, sizeof(got));
+    snprintf(want, sizeof(want), "%s@2000-3000 %s@1000-2000", ex, eb);
+    if (strcmp(eb, ex) < 0) {
+        snprintf(want, sizeof(want), "%s@1000-2000 %s@2000-3000", eb, ex);
+    }
+    cr_assert_str_eq(got, want);
+    /* C, its own person from 4000, merged into B at 5000 */
+    feed_time_ms = 4000;
+    static const struct who third = {"ida", "vale", "1944-04-04", "", "", "", ""};
+    (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "C", &third, ez);
+    feed_time_ms = 5000;
+    merge_prior = "C";
+    (void)feed(HIE__V1__FEED_ACTION__FEED_MERGE, "B", NULL, got);
+    merge_prior = NULL;
+    cr_assert_str_eq(got, ec);
+    identity_of(ec, got, sizeof(got));
+    snprintf(want, sizeof(want), "%s@4000-5000", ez);
+    cr_assert(strstr(got, want) != NULL, "the merged record's EUID until the merge: %s", got);
+    /* as a store from before mpi_merged: filled at open */
+    MDB_txn *txn = NULL;
+    MDB_dbi merged, meta;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_merged", 0, &merged), 0);
+    cr_assert_eq(mdb_drop(txn, merged, 0), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "mpi_meta", 0, &meta), 0);
+    MDB_val mk = {sizeof("merged_filled") - 1, (void *)"merged_filled"};
+    cr_assert_eq(mdb_del(txn, meta, &mk, NULL), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    hie_mpi_store_close(&store);
+    cr_assert_eq(hie_mpi_store_open(&store, env, key), 0);
+    char again[512];
+    identity_of(ec, again, sizeof(again));
+    cr_assert(strstr(again, want) != NULL, "filled at open: %s", again);
+}

@@ -1,0 +1,219 @@
+/*
+ * identity.c - the enterprise ids a patient's records had before their current one, from the
+ * link history (issue 4: an accounting of disclosures names the patient by EUID, and a
+ * disclosure made while one of the patient's records sat under another EUID is indexed under
+ * that one).
+ *
+ * The patient is an EUID's records: its members, and every record an A40 merge folded into
+ * one of them (mpi_merged, transitively). Each record's events, oldest first, give the EUIDs
+ * it lived under and when: from the event that put it there to the next one that moved it
+ * (a merged record's last span ends at its merge; the survivor's history goes on from there).
+ * Spans under the asked EUID are left out (the caller covers that EUID whole); the others are
+ * joined per EUID where they touch or overlap.
+ */
+#include "store_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Records looked at: an EUID's members (HIE_MPI_EUID_MEMBERS_MAX) and what merged into them. */
+#define IDENTITY_RECORDS_MAX 4096u
+/* A record's events walked (updates add events without moving it). */
+#define IDENTITY_EVENTS_MAX 100000u
+/* Spans gathered before they are joined. */
+#define IDENTITY_RAW_MAX 1024u
+
+struct ident {
+    hie_mpi_store_t *s;
+    MDB_txn *txn;
+    const char *euid;            /* the asked one */
+    uint8_t *recs;               /* records to walk, 16 bytes each */
+    size_t n_recs;
+    hie_mpi_euid_span_t *raw;    /* spans under other EUIDs, as found */
+    size_t n_raw;
+};
+
+static int
+raw_add(struct ident *x, const char *euid, int64_t from, int64_t to)
+{
+    if (strcmp(euid, x->euid) == 0 || to <= from) {
+        return 0;
+    }
+    if (x->n_raw == IDENTITY_RAW_MAX || strlen(euid) >= HIE_MPI_EUID_BYTES) {
+        return strlen(euid) >= HIE_MPI_EUID_BYTES ? HIE_ECORRUPT : HIE_ELIMIT;
+    }
+    hie_mpi_euid_span_t *sp = &x->raw[x->n_raw++];
+    memset(sp, 0, sizeof(*sp));
+    memcpy(sp->euid, euid, strlen(euid) + 1);
+    sp->from_ms = from;
+    sp->to_ms = to;
+    return 0;
+}
+
+/* One event of a record's walk: a move to another EUID closes the span it was in. */
+static int
+event_take(struct ident *x, const MDB_val *v, char at[HIE_MPI_EUID_BYTES], int64_t *since,
+    int64_t *last)
+{
+    Hie__V1__LinkEvent *ev = hie__v1__link_event__unpack(NULL, v->mv_size, v->mv_data);
+    if (ev == NULL || ev->euid == NULL || strlen(ev->euid) >= HIE_MPI_EUID_BYTES) {
+        if (ev != NULL) {
+            hie__v1__link_event__free_unpacked(ev, NULL);
+        }
+        return HIE_ECORRUPT;
+    }
+    int rc = 0;
+    if (strcmp(ev->euid, at) != 0) {
+        rc = at[0] != '\0' ? raw_add(x, at, *since, ev->time_ms) : 0;
+        memcpy(at, ev->euid, strlen(ev->euid) + 1);
+        *since = ev->time_ms;
+    }
+    *last = ev->time_ms;
+    hie__v1__link_event__free_unpacked(ev, NULL);
+    return rc;
+}
+
+/* Walks record h's events, oldest first, bucket by bucket (store_int.h: mpi_histb), adding
+ * its spans under other EUIDs; merged: its last span ends at its last event (the merge). */
+static int
+record_walk(struct ident *x, const uint8_t *h, bool merged)
+{
+    MDB_cursor *cur = NULL;
+    char at[HIE_MPI_EUID_BYTES] = "";
+    int64_t since = 0, last = 0;
+    size_t seen = 0;
+    int rc = store__rc(mdb_cursor_open(x->txn, x->s->hist, &cur));
+    for (uint64_t bucket = 0; rc == 0 && bucket <= UINT32_MAX;) {
+        uint8_t seek[4 + HIE_MPI_REC_HASH_BYTES];
+        hie_store_be32(seek, (uint32_t)bucket);
+        memcpy(seek + 4, h, HIE_MPI_REC_HASH_BYTES);
+        MDB_val k = {sizeof(seek), seek}, v;
+        int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        /* the bucket h's run is in: the one landed in when it is h's, else the one sought */
+        uint32_t b = mrc == 0 && k.mv_size == STORE_HIST_KEY_BYTES &&
+            memcmp((const uint8_t *)k.mv_data + 4, h, HIE_MPI_REC_HASH_BYTES) == 0
+            ? hie_load_be32(k.mv_data) : (uint32_t)bucket;
+        bucket = UINT64_MAX;
+        while (mrc == 0 && rc == 0 && k.mv_size == STORE_HIST_KEY_BYTES &&
+               hie_load_be32(k.mv_data) == b &&
+               memcmp((const uint8_t *)k.mv_data + 4, h, HIE_MPI_REC_HASH_BYTES) == 0) {
+            rc = ++seen > IDENTITY_EVENTS_MAX ? HIE_ELIMIT : event_take(x, &v, at, &since,
+                &last);
+            mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_NEXT) : mrc;
+        }
+        if (rc == 0 && mrc == 0 && k.mv_size == STORE_HIST_KEY_BYTES) {
+            uint32_t kb = hie_load_be32(k.mv_data); /* past h's run: its bucket or a later one */
+            bucket = kb > b ? kb : (uint64_t)b + 1;
+        } else if (rc == 0 && mrc == 0) {
+            rc = HIE_ECORRUPT;
+        } else if (rc == 0 && mrc != MDB_NOTFOUND) {
+            rc = HIE_ESTORAGE;
+        }
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    if (rc == 0 && merged && at[0] != '\0') {
+        rc = raw_add(x, at, since, last);
+    }
+    return rc;
+}
+
+static int
+recs_add(struct ident *x, const uint8_t *h)
+{
+    for (size_t i = 0; i < x->n_recs; i++) {
+        if (memcmp(x->recs + i * HIE_MPI_REC_HASH_BYTES, h, HIE_MPI_REC_HASH_BYTES) == 0) {
+            return 0; /* a cycle would be corruption; a record once is enough */
+        }
+    }
+    if (x->n_recs == IDENTITY_RECORDS_MAX) {
+        return HIE_ELIMIT;
+    }
+    memcpy(x->recs + x->n_recs++ * HIE_MPI_REC_HASH_BYTES, h, HIE_MPI_REC_HASH_BYTES);
+    return 0;
+}
+
+/* Adds the records merged into record i (mpi_merged's values under it). */
+static int
+merged_add(struct ident *x, size_t i)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k = {HIE_MPI_REC_HASH_BYTES, x->recs + i * HIE_MPI_REC_HASH_BYTES}, v;
+    int rc = store__rc(mdb_cursor_open(x->txn, x->s->merged, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_KEY) : MDB_NOTFOUND;
+    while (rc == 0 && mrc == 0) {
+        rc = v.mv_size == HIE_MPI_REC_HASH_BYTES ? recs_add(x, v.mv_data) : HIE_ECORRUPT;
+        mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP) : mrc;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+}
+
+static int
+span_cmp(const void *a, const void *b)
+{
+    const hie_mpi_euid_span_t *x = a, *y = b;
+    int c = strcmp(x->euid, y->euid);
+    return c != 0 ? c : x->from_ms < y->from_ms ? -1 : x->from_ms > y->from_ms;
+}
+
+/* Sorts the raw spans and joins those of one EUID that touch or overlap, into out. */
+static int
+spans_join(struct ident *x, hie_mpi_euid_span_t *out, size_t *n)
+{
+    *n = 0;
+    qsort(x->raw, x->n_raw, sizeof(*x->raw), span_cmp);
+    for (size_t i = 0; i < x->n_raw; i++) {
+        hie_mpi_euid_span_t *prev = *n > 0 ? &out[*n - 1] : NULL;
+        if (prev != NULL && strcmp(prev->euid, x->raw[i].euid) == 0 &&
+            x->raw[i].from_ms <= prev->to_ms) {
+            prev->to_ms = x->raw[i].to_ms > prev->to_ms ? x->raw[i].to_ms : prev->to_ms;
+            continue;
+        }
+        if (*n == HIE_MPI_IDENTITY_SPANS_MAX) {
+            return HIE_ELIMIT;
+        }
+        out[(*n)++] = x->raw[i];
+    }
+    return 0;
+}
+
+int
+hie_mpi_store_identity(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t *arena,
+    hie_mpi_euid_span_t **spans, size_t *n)
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && euid != NULL && spans != NULL);
+    *spans = NULL;
+    *n = 0;
+    if (!hie_mpi_store_ready(s)) {
+        return HIE_EUNAVAIL;
+    }
+    struct ident x = {s, txn, euid, hie_arena_alloc(arena, IDENTITY_RECORDS_MAX *
+        HIE_MPI_REC_HASH_BYTES), 0, hie_arena_alloc(arena, IDENTITY_RAW_MAX * sizeof(*x.raw)),
+        0};
+    hie_mpi_euid_span_t *out = hie_arena_alloc(arena, HIE_MPI_IDENTITY_SPANS_MAX *
+        sizeof(*out));
+    uint8_t *members = NULL;
+    size_t n_members = 0;
+    if (x.recs == NULL || x.raw == NULL || out == NULL) {
+        return HIE_ENOMEM;
+    }
+    int rc = store__members(s, txn, euid, arena, &members, &n_members);
+    for (size_t i = 0; rc == 0 && i < n_members; i++) {
+        rc = recs_add(&x, members + i * HIE_MPI_REC_HASH_BYTES);
+    }
+    for (size_t i = 0; rc == 0 && i < x.n_recs; i++) { /* grows as merged records are found */
+        rc = merged_add(&x, i);
+    }
+    for (size_t i = 0; rc == 0 && i < x.n_recs; i++) {
+        /* members are live; the rest came from mpi_merged */
+        rc = record_walk(&x, x.recs + i * HIE_MPI_REC_HASH_BYTES, i >= n_members);
+    }
+    rc = rc == 0 ? spans_join(&x, out, n) : rc;
+    *spans = rc == 0 ? out : NULL;
+    *n = rc == 0 ? *n : 0;
+    return rc;
+}

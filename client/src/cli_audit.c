@@ -349,6 +349,15 @@ page_add(json_t *report, uint32_t page, const Hie__V1__AuditReportReply *r, uint
         "entries_count", (json_int_t)r->n_entries);
     int ex = pj == NULL || hie_arena_create(&arena, AUDIT_DECODE_ARENA_BYTES) != 0
         ? CLI_EXIT_CONN : CLI_EXIT_OK;
+    json_t *ident = r->n_identity > 0 && ex == CLI_EXIT_OK ? json_array() : NULL;
+    for (size_t i = 0; ident != NULL && i < r->n_identity; i++) {
+        json_array_append_new(ident, json_pack("{s:o, s:I, s:I}", "euid",
+            hie_cli__jstr(r->identity[i]->euid), "from_ms", (json_int_t)r->identity[i]->from_ms,
+            "to_ms", (json_int_t)r->identity[i]->to_ms));
+    }
+    if (ident != NULL) {
+        json_object_set_new(pj, "identity", ident); /* an accounting: the patient's EUIDs */
+    }
     for (size_t i = 0; ex == CLI_EXIT_OK && i < r->n_entries; i++) {
         json_t *e = entry_json(r->entries[i], page, arena);
         if (e == NULL) {
@@ -1229,6 +1238,38 @@ verify_subject_count(struct verify *v, size_t i, const json_t *e, const Hie__V1_
     return true;
 }
 
+/* An accounting's entry names its patient: under the EUID the report is for, or (when the page
+ * lists the patient's identity: the EUIDs its records had) under an earlier one, within the
+ * span in which one of the patient's records lived there. The report is for one EUID: every
+ * page's current one (identity[0]), or every entry's in a report saved before identities. */
+static bool
+verify_patient(struct verify *v, const json_t *e, const char *euid, int64_t t)
+{
+    const json_t *ident = json_object_get(json_array_get(v->pages, jget_u(e, "page")),
+        "identity");
+    const char *current = json_array_size(ident) > 0 ? jget_s(json_array_get(ident, 0), "euid")
+                                                     : euid;
+    if (v->euid == NULL) {
+        v->euid = current;
+    }
+    if (strcmp(current, v->euid) != 0) {
+        return false;
+    }
+    if (strcmp(euid, current) == 0) {
+        return true;
+    }
+    size_t k;
+    const json_t *sp;
+    json_array_foreach(ident, k, sp) {
+        if (k > 0 && strcmp(jget_s(sp, "euid"), euid) == 0 &&
+            t >= (int64_t)json_integer_value(json_object_get(sp, "from_ms")) &&
+            t < (int64_t)json_integer_value(json_object_get(sp, "to_ms"))) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* The entry answers the report's query: in its period; the organization's own access, a
  * break-glass disclosure, or (accounting) subjects of one patient only. A saved report padded
  * with genuine entries of another report fails here, though each entry is proven. */
@@ -1253,9 +1294,7 @@ verify_query(struct verify *v, size_t i, const json_t *e, const Hie__V1__AuditRe
     const json_t *sub;
     json_array_foreach(json_object_get(e, "subjects"), k, sub) {
         const char *euid = jget_s(sub, "euid");
-        if (strcmp(v->kind, "accounting") == 0 && v->euid == NULL) {
-            v->euid = euid;
-        } else if (strcmp(v->kind, "accounting") == 0 && strcmp(euid, v->euid) != 0) {
+        if (strcmp(v->kind, "accounting") == 0 && !verify_patient(v, e, euid, r->time_ms)) {
             vfail(v, "entry %zu: a disclosure about another patient", i);
             ok = false;
         }

@@ -27,6 +27,17 @@
 #define REPORT_VAL_MAX 18u
 #define NOTE_MAX HIE_AUDIT_NOTE_SIGNED_BYTES_MAX
 
+_Static_assert(NODE_AUDIT_SCAN_KEYS_MAX == 2u * (1u + HIE_MPI_IDENTITY_SPANS_MAX),
+    "an accounting scans two keys for each EUID its patient had");
+
+/* One EUID an accounting scans (its two index keys) and the spans in which its entries are
+ * the patient's (none: the current EUID, the whole period). */
+struct ident_key {
+    const char *euid;
+    const hie_mpi_euid_span_t *spans;
+    size_t n_spans;
+};
+
 struct report {
     node_ctx_t *ctx;
     MDB_txn *txn;
@@ -50,6 +61,9 @@ struct report {
     size_t n_euids;
     const char *adding[HIE_AUDIT_SUBJECTS_MAX];
     size_t n_adding;
+    /* an accounting: its EUIDs, the current one first (index keys 2i and 2i + 1 are i's) */
+    struct ident_key idents[1 + HIE_MPI_IDENTITY_SPANS_MAX];
+    size_t n_idents;
 };
 
 static int
@@ -219,8 +233,22 @@ euids_take(struct report *r)
     return true;
 }
 
+/* Whether an entry at time t under index key `key` is the patient's: the current EUID's
+ * always, an earlier one's within its spans. */
+static bool
+ident_holds(const struct report *r, size_t key, int64_t t)
+{
+    HIE_ASSERT(key / 2 < r->n_idents);
+    const struct ident_key *ik = &r->idents[key / 2];
+    bool in = ik->n_spans == 0;
+    for (size_t i = 0; i < ik->n_spans && !in; i++) {
+        in = t >= ik->spans[i].from_ms && t < ik->spans[i].to_ms;
+    }
+    return in;
+}
+
 static int
-scan_one(void *ctx, const uint8_t *val, size_t len)
+scan_one(void *ctx, const uint8_t *val, size_t len, size_t key)
 {
     struct report *r = ctx;
     r->seen++;
@@ -242,7 +270,8 @@ scan_one(void *ctx, const uint8_t *val, size_t len)
     if (late && !by_patient) {
         return 1; /* the end of the period (time order) */
     }
-    if (leaf >= r->cutoff || (by_patient && (late || t < r->q->from_ms))) {
+    if (leaf >= r->cutoff || (by_patient && (late || t < r->q->from_ms ||
+        !ident_holds(r, key, t)))) {
         /* committed after the first page; or, in log order, outside the period */
         memcpy(r->last, val, len);
         r->last_len = len;
@@ -278,19 +307,22 @@ scan_one(void *ctx, const uint8_t *val, size_t len)
 
 /* Runs the scan of the index the kind names; sets next_page_token. */
 static int
-report_scan(struct report *r, const char *euid)
+report_scan(struct report *r)
 {
     const Hie__V1__AuditReportRequest *q = r->q;
     enum node_audit_index which = AUDIT_INDEX_BREAK_GLASS;
-    uint8_t key[2 * HIE_PROTO_REC_HASH_BYTES], start[REPORT_VAL_MAX] = {0};
+    uint8_t key[NODE_AUDIT_SCAN_KEYS_MAX * HIE_PROTO_REC_HASH_BYTES], start[REPORT_VAL_MAX] = {0};
     hie_span_t k = hie_span(NULL, 0), s = hie_span(NULL, 0);
     if (q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING) {
         which = AUDIT_INDEX_PATIENT;
         /* records carry version 2 keys, or version 1 if applied before 2026-11-30 */
         const struct hie_mpi_key *mk = hie_node__state_mpi_key(r->ctx->state);
-        hie_node__audit_subject_key(mk, euid, key);
-        hie_node__audit_subject_key_v1(mk, euid, key + HIE_PROTO_REC_HASH_BYTES);
-        k = hie_span(key, sizeof(key));
+        for (size_t i = 0; i < r->n_idents; i++) {
+            uint8_t *at = key + 2 * i * HIE_PROTO_REC_HASH_BYTES;
+            hie_node__audit_subject_key(mk, r->idents[i].euid, at);
+            hie_node__audit_subject_key_v1(mk, r->idents[i].euid, at + HIE_PROTO_REC_HASH_BYTES);
+        }
+        k = hie_span(key, 2 * r->n_idents * HIE_PROTO_REC_HASH_BYTES);
     } else if (q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ORG_ACCESS) {
         which = AUDIT_INDEX_ORG;
         k = hie_span((const uint8_t *)q->org_id, strlen(q->org_id));
@@ -334,6 +366,53 @@ report_scan(struct report *r, const char *euid)
     return rc;
 }
 
+/* The EUIDs an accounting for euid scans (r->idents) and the reply's identity: euid whole, then
+ * each earlier one in its spans (hie_mpi_store_identity). */
+static int
+report_identity(struct report *r, const char *euid, node_mpi_err_t *e)
+{
+    hie_mpi_euid_span_t *sp = NULL;
+    size_t n = 0;
+    int rc = hie_mpi_store_identity(hie_node__state_mpi(r->ctx->state), r->txn, euid, r->arena,
+        &sp, &n);
+    if (rc == HIE_ELIMIT) {
+        hie_log_warn("audit", "accounting refused: the patient's identity history is too long",
+            " euid=%s", euid);
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "patient",
+            "the patient's records lived under more earlier enterprise ids than one accounting "
+            "covers (64 spans)");
+    }
+    Hie__V1__AuditIdentitySpan *out = rc == 0 ? hie_arena_alloc(r->arena, (n + 1) *
+        sizeof(*out)) : NULL;
+    Hie__V1__AuditIdentitySpan **ptrs = rc == 0 ? hie_arena_alloc(r->arena, (n + 1) *
+        sizeof(*ptrs)) : NULL;
+    if (rc == 0 && (out == NULL || ptrs == NULL)) {
+        rc = HIE_ENOMEM;
+    }
+    if (rc != 0) {
+        hie_log_error("audit", "report failed", " rc=%s", hie_strerror_name(rc));
+        return mpi_fail(e, hie_proto_error_code(rc), NULL, "internal error");
+    }
+    r->idents[0] = (struct ident_key){euid, NULL, 0};
+    r->n_idents = 1;
+    for (size_t i = 0; i <= n; i++) {
+        hie__v1__audit_identity_span__init(&out[i]);
+        out[i].euid = (char *)(uintptr_t)(i == 0 ? euid : sp[i - 1].euid);
+        out[i].from_ms = i == 0 ? 0 : sp[i - 1].from_ms;
+        out[i].to_ms = i == 0 ? 0 : sp[i - 1].to_ms;
+        ptrs[i] = &out[i];
+        struct ident_key *last = &r->idents[r->n_idents - 1];
+        if (i > 0 && r->n_idents > 1 && strcmp(last->euid, sp[i - 1].euid) == 0) {
+            last->n_spans++; /* sorted by EUID: this one's spans are consecutive */
+        } else if (i > 0) {
+            r->idents[r->n_idents++] = (struct ident_key){sp[i - 1].euid, &sp[i - 1], 1};
+        }
+    }
+    r->out->identity = ptrs;
+    r->out->n_identity = n + 1;
+    return 0;
+}
+
 /* Signs the head the page proves against, and the consistency proof asked for. */
 static int
 report_head(struct report *r)
@@ -374,6 +453,7 @@ report_build(struct report *r, char *euid, node_mpi_err_t *e)
     int rc = 0;
     if (q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING) {
         rc = report_euid(r->ctx, r->txn, r->arena, q, euid, e);
+        rc = rc == 0 ? report_identity(r, euid, e) : rc;
         if (rc != 0) {
             return rc;
         }
@@ -385,7 +465,7 @@ report_build(struct report *r, char *euid, node_mpi_err_t *e)
     if (rc == 0 && r->out->entries == NULL) {
         rc = HIE_ENOMEM;
     }
-    rc = rc ? rc : report_scan(r, euid);
+    rc = rc ? rc : report_scan(r);
     if (rc == HIE_EINVAL) {
         return bad(e, "page_token", "not a token from a previous page");
     }
@@ -422,7 +502,8 @@ hie_node__audit_report_prepare(node_ctx_t *ctx, const node_who_t *who,
     struct report r = {ctx, NULL, arena, q, out, 0, 0, q->to_ms, q->page_size ? q->page_size
         : HIE_AUDIT_REPORT_PAGE_DEFAULT, {0}, 0, 0, false, 0, NULL, 0,
         (ctx->cfg.frame_bytes_max ? ctx->cfg.frame_bytes_max : HIE_PROTO_FRAME_BYTES_DEFAULT)
-        / 2, {NULL}, 0, {NULL}, 0}; /* budget: the frame's rest (head, checkpoint, proof) */
+        / 2, {NULL}, 0, {NULL}, 0, {{0}}, 0}; /* budget: the frame's rest (head, checkpoint,
+                                                * proof) */
     /* every audit record answered so far is durable in the log; wait until its apply is
      * committed too (audit records share state commits, sm.c), so the report includes it */
     if (ctx->log != NULL && hie_node__state_wait_committed(ctx->state,

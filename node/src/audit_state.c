@@ -636,10 +636,10 @@ run_read(struct pat_run *r, uint64_t bucket, int mrc, const MDB_val *k)
  * that may hold more), 1 (fn stopped or max was reached) or an error. */
 static int
 scan_bucket(struct pat_run *runs, size_t n_runs, uint64_t bucket,
-    const uint8_t val[PAT_VAL_BYTES], size_t *seen, size_t max,
-    int (*fn)(void *ctx, const uint8_t *val, size_t len), void *ctx, uint64_t *next)
+    const uint8_t val[PAT_VAL_BYTES], size_t *seen, size_t max, node_audit_scan_fn fn, void *ctx,
+    uint64_t *next)
 {
-    HIE_ASSERT(n_runs >= 1 && n_runs <= 2);
+    HIE_ASSERT(n_runs >= 1 && n_runs <= NODE_AUDIT_SCAN_KEYS_MAX);
     HIE_ASSERT(*seen <= max);
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n_runs; i++) {
@@ -661,7 +661,7 @@ scan_bucket(struct pat_run *runs, size_t n_runs, uint64_t bucket,
         if (r == NULL) {
             break;
         }
-        if (*seen >= max || fn(ctx, r->val, PAT_VAL_BYTES) != 0) {
+        if (*seen >= max || fn(ctx, r->val, PAT_VAL_BYTES, (size_t)(r - runs)) != 0) {
             return 1;
         }
         (*seen)++;
@@ -678,21 +678,24 @@ scan_bucket(struct pat_run *runs, size_t n_runs, uint64_t bucket,
 }
 
 /* audit_patient from start's bucket to the tree's last, bucket by bucket, under each of the
- * patient's index keys (key: one or two of HIE_PROTO_REC_HASH_BYTES). */
+ * patient's index keys (key: up to NODE_AUDIT_SCAN_KEYS_MAX of HIE_PROTO_REC_HASH_BYTES). */
 static int
 scan_patient(node_audit_t *au, MDB_txn *txn, hie_span_t key, hie_span_t start, size_t max,
-    int (*fn)(void *ctx, const uint8_t *val, size_t len), void *ctx)
+    node_audit_scan_fn fn, void *ctx)
 {
     HIE_ASSERT(au->pat_open); /* reports run on a live node, which upgraded its state */
-    HIE_ASSERT(key.len == HIE_PROTO_REC_HASH_BYTES || key.len == 2 * HIE_PROTO_REC_HASH_BYTES);
+    HIE_ASSERT(key.len > 0 && key.len % HIE_PROTO_REC_HASH_BYTES == 0 &&
+        key.len <= NODE_AUDIT_SCAN_KEYS_MAX * HIE_PROTO_REC_HASH_BYTES);
     HIE_ASSERT(start.len <= PAT_VAL_BYTES);
     uint8_t val[PAT_VAL_BYTES] = {0};
     if (start.len > 0) {
         memcpy(val, start.ptr, start.len); /* (time, leaf, pos): resumes in leaf's bucket */
     }
-    struct pat_run runs[2] = {{NULL, key.ptr, NULL, 0},
-        {NULL, key.ptr + HIE_PROTO_REC_HASH_BYTES, NULL, 0}};
+    struct pat_run runs[NODE_AUDIT_SCAN_KEYS_MAX];
     size_t n_runs = key.len / HIE_PROTO_REC_HASH_BYTES, seen = 0;
+    for (size_t i = 0; i < n_runs; i++) {
+        runs[i] = (struct pat_run){NULL, key.ptr + i * HIE_PROTO_REC_HASH_BYTES, NULL, 0};
+    }
     uint64_t size = 0, bucket = hie_load_be64(val + 8) >> PAT_BUCKET_SHIFT;
     int rc = hie_audit_tree_size(au->tree, txn, &size);
     for (size_t i = 0; rc == 0 && i < n_runs; i++) {
@@ -720,8 +723,7 @@ scan_patient(node_audit_t *au, MDB_txn *txn, hie_span_t key, hie_span_t start, s
  * values) or audit_btg (no key). */
 int
 hie_node__audit_scan(node_audit_t *au, MDB_txn *txn, enum node_audit_index which,
-    hie_span_t key, hie_span_t start, size_t max,
-    int (*fn)(void *ctx, const uint8_t *val, size_t len), void *ctx)
+    hie_span_t key, hie_span_t start, size_t max, node_audit_scan_fn fn, void *ctx)
 {
     HIE_ASSERT(au != NULL && au->magic == AUDIT_MAGIC);
     if (which == AUDIT_INDEX_PATIENT) {
@@ -744,7 +746,7 @@ hie_node__audit_scan(node_audit_t *au, MDB_txn *txn, enum node_audit_index which
     }
     for (size_t seen = 0; rc == 0 && mrc == 0 && seen < max; seen++) {
         const MDB_val *val = dup ? &v : &k;
-        if (fn(ctx, val->mv_data, val->mv_size) != 0) {
+        if (fn(ctx, val->mv_data, val->mv_size, 0) != 0) {
             break;
         }
         mrc = mdb_cursor_get(cur, &k, &v, dup ? MDB_NEXT_DUP : MDB_NEXT);

@@ -353,11 +353,14 @@ HIE_MUST_CHECK int hie_node__audit_consistency(node_audit_t *au, MDB_txn *txn, u
 enum node_audit_index { AUDIT_INDEX_PATIENT, AUDIT_INDEX_ORG, AUDIT_INDEX_BREAK_GLASS };
 /* Walks an index in (time, leaf) order from start (a stored value, or empty for the first),
  * calling fn with each value (patient: time8 leaf8 pos2; org and break-glass: time8 leaf8)
- * until fn returns non-zero or max values were seen. The patient's key: one index key, or two
- * (version 2 || version 1), whose entries are merged. */
+ * until fn returns non-zero or max values were seen. The patient's key: index keys (each
+ * EUID's version 2 and version 1, for each EUID the patient had), whose entries are merged;
+ * fn learns which key a value came from (0 for the other indexes). */
+typedef int (*node_audit_scan_fn)(void *ctx, const uint8_t *val, size_t len, size_t key);
+#define NODE_AUDIT_SCAN_KEYS_MAX 130u /* 2 * (1 + HIE_MPI_IDENTITY_SPANS_MAX): audit_report.c */
 HIE_MUST_CHECK int hie_node__audit_scan(node_audit_t *au, MDB_txn *txn,
     enum node_audit_index which, hie_span_t key, hie_span_t start, size_t max,
-    int (*fn)(void *ctx, const uint8_t *val, size_t len), void *ctx);
+    node_audit_scan_fn fn, void *ctx);
 /* Whether an index holds an entry: patient (key: an index key of either version; val: time8
  * leaf8 pos2), organization (key: the org id; val: time8 leaf8), break-glass (val: time8
  * leaf8). Returns 0, HIE_ENOTFOUND, HIE_ESTATE (a patient index in the former layout, opened

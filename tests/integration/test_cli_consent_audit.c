@@ -687,6 +687,59 @@ Test(audit_cli, accounting_formats_and_offline_verify, .timeout = 300)
     itest_node_cleanup(&n);
 }
 
+/* Copies the report src to dst with page 0's identity span `span` ending at to_ms. */
+static void
+span_end_set(const char *src, const char *dst, size_t span, int64_t to_ms)
+{
+    json_error_t err;
+    json_t *r = json_load_file(src, 0, &err);
+    cr_assert_not_null(r, "%s", err.text);
+    json_t *ident = json_object_get(json_array_get(json_object_get(r, "pages"), 0), "identity");
+    json_t *sp = json_array_get(ident, span);
+    cr_assert_not_null(sp, "no identity span %zu", span);
+    json_object_set_new(sp, "to_ms", json_integer(to_ms));
+    cr_assert_eq(json_dump_file(r, dst, JSON_INDENT(1)), 0);
+    json_decref(r);
+}
+
+/* C-9 linked to John's EUID, disclosed, then unlinked: its accounting lists the disclosure
+ * made under John's EUID while it was there, with the spans saved in the report, and verifies
+ * offline; a span that no longer covers the entry fails. */
+Test(audit_cli, accounting_across_an_unlink_verifies, .timeout = 180)
+{
+    itest_node_t n;
+    char vkey[512], report[ITEST_PATH + 32], bad[ITEST_PATH + 32];
+    setup(&n);
+    feed_linked_patient(&n);
+    pix(&n, HOSPITAL, "emergency", "H-1"); /* John's EUID, C-9 among its records */
+    int rc = itest_hie(&n, CLINIC, out, sizeof(out), "feed unlink --mrn C-9");
+    cr_assert_eq(rc, 0, "unlink: %s", out);
+    pix(&n, HOSPITAL, "emergency", "C-9 --org " CLINIC); /* under C-9's new EUID */
+    node_vkey(&n, vkey, sizeof(vkey));
+    tmp_path(&n, "unlinked.json", report, sizeof(report));
+    tmp_path(&n, "unlinked-bad.json", bad, sizeof(bad));
+    rc = itest_hie(&n, AUDITOR, out, sizeof(out), "audit report accounting --mrn C-9 --org "
+        CLINIC " --out '%s'", report);
+    cr_assert_eq(rc, 0, "%s", out);
+    json_error_t err;
+    json_t *r = json_load_file(report, 0, &err);
+    cr_assert_not_null(r, "%s", err.text);
+    json_t *entries = json_object_get(r, "entries");
+    cr_assert_eq(json_array_size(entries), 2u, "both emergency PIXes: %s", out);
+    json_t *ident = json_object_get(json_array_get(json_object_get(r, "pages"), 0), "identity");
+    cr_assert_eq(json_array_size(ident), 2u, "C-9's EUID, then John's with its span");
+    const char *first = json_string_value(json_object_get(json_array_get(json_object_get(
+        json_array_get(entries, 0), "subjects"), 0), "euid"));
+    cr_assert_str_eq(first, json_string_value(json_object_get(json_array_get(ident, 1),
+        "euid")), "the first disclosure was under John's EUID");
+    json_decref(r);
+    rc = verify(&n, report, vkey, NULL);
+    cr_assert_eq(rc, 0, "verify: %s", out);
+    span_end_set(report, bad, 1, 1); /* John's span ends before anything was disclosed */
+    expect_verify_fails(&n, bad, vkey, "a disclosure about another patient");
+    itest_node_cleanup(&n);
+}
+
 Test(audit_cli, break_glass_and_org_access_reports, .timeout = 180)
 {
     itest_node_t n;

@@ -895,6 +895,105 @@ Test(consent, accounting_lists_only_what_was_disclosed, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* The EUIDs of an accounting's PIX entries (one subject each), in entry order, space-joined;
+ * every entry's EUID (reports too) is one of the reply's identity, in its span. */
+static void
+accounting_euids(hie_client_t *au, const char *id, const char *org, const char *mrn,
+    char *out, size_t cap, hie_arena_t *a)
+{
+    hie_envelope_t *r = report(au, id, HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING, org,
+        mrn, 100, NULL, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY, "%s",
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?");
+    const Hie__V1__AuditReportReply *rr = r->audit_report_reply;
+    report_verify(rr);
+    cr_assert_geq(rr->n_identity, 1u);
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < rr->n_entries; i++) {
+        Hie__V1__AuditSubject *s = entry_subject(rr->entries[i]);
+        Hie__V1__AuditRecord *rec = hie__v1__audit_record__unpack(NULL,
+            rr->entries[i]->record.len, rr->entries[i]->record.data);
+        bool listed = strcmp(s->euid, rr->identity[0]->euid) == 0;
+        for (size_t k = 1; k < rr->n_identity && !listed; k++) {
+            listed = strcmp(s->euid, rr->identity[k]->euid) == 0 &&
+                rec->time_ms >= rr->identity[k]->from_ms && rec->time_ms < rr->identity[k]->to_ms;
+        }
+        cr_assert(listed, "entry %zu (%s) is in the reply's identity", i, s->euid);
+        if (rec->action == HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PIX) { /* not earlier reports */
+            used += (size_t)snprintf(out + used, cap - used, "%s%s", used ? " " : "", s->euid);
+        }
+        cr_assert_lt(used, cap);
+        hie__v1__audit_record__free_unpacked(rec, NULL);
+        hie__v1__audit_subject__free_unpacked(s, NULL);
+    }
+}
+
+static void
+tick(void)
+{
+    struct timespec ts = {0, 30 * 1000000L}; /* the link history and the audit are in ms */
+    nanosleep(&ts, NULL);
+}
+
+/* An accounting covers the EUIDs the patient's records lived under before: a record that
+ * links in brings its disclosures from its own EUID; one that is unlinked out keeps those of
+ * the EUID it left, made while it was there and not after; a record an A40 merges into the
+ * patient's brings its own. Each PIX discloses the EUID it resolved to then. */
+Test(consent, accounting_follows_the_patients_earlier_euids, .timeout = 180)
+{
+    itest_node_t n;
+    setup(&n, NULL); /* opt-out */
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *h2 = itest_client(&n, HOSP2);
+    hie_client_t *c = itest_client(&n, CLINIC), *au = itest_client(&n, AUDITOR);
+    const Hie__V1__FeedAction create = HIE__V1__FEED_ACTION__FEED_CREATE;
+    char e1[16], ex[16], ey[16], em[16], got[512], want[512];
+    snprintf(e1, sizeof(e1), "%s", feed_ok(h, "f1", create, HOSP, "H-1", &JOHN, NULL, a)->euid);
+    snprintf(ex, sizeof(ex), "%s", feed_ok(c, "f2", create, CLINIC, "C-7", &OLAF, NULL,
+        a)->euid);
+    cr_assert_str_neq(e1, ex);
+    tick();
+    expect_pix(pix(h2, "d1", CLINIC, "C-7", a), true, "C-7 alone, under its own EUID");
+    tick();
+    Hie__V1__MpiFeedReply *u = feed_ok(c, "u1", HIE__V1__FEED_ACTION__FEED_UPDATE, CLINIC,
+        "C-7", &JON, NULL, a);
+    cr_assert_str_eq(u->euid, e1, "C-7 is John's now");
+    tick();
+    expect_pix(pix(h2, "d2", HOSP, "H-1", a), true, "John, C-7 among his records");
+    tick();
+    snprintf(ey, sizeof(ey), "%s", feed_ok(c, "x1", HIE__V1__FEED_ACTION__FEED_UNLINK, CLINIC,
+        "C-7", NULL, NULL, a)->euid);
+    tick();
+    expect_pix(pix(h2, "d3", HOSP, "H-1", a), true, "John, without C-7");
+    expect_pix(pix(h2, "d4", CLINIC, "C-7", a), true, "C-7 under its new EUID");
+    accounting_euids(au, "r1", HOSP, "H-1", got, sizeof(got), a);
+    snprintf(want, sizeof(want), "%s %s", e1, e1);
+    cr_assert_str_eq(got, want, "John: d2 and d3; C-7's own EUID was never his");
+    accounting_euids(au, "r2", CLINIC, "C-7", got, sizeof(got), a);
+    snprintf(want, sizeof(want), "%s %s %s", ex, e1, ey);
+    cr_assert_str_eq(got, want, "C-7: d1 under its first EUID, d2 under John's while it was "
+        "his (not d3), d4");
+    /* C-8 merged into C-7 brings its disclosure under its own EUID */
+    snprintf(em, sizeof(em), "%s", feed_ok(c, "f3", create, CLINIC, "C-8", &MARIA, NULL,
+        a)->euid);
+    tick();
+    expect_pix(pix(h2, "d5", CLINIC, "C-8", a), true, "C-8 alone");
+    tick();
+    feed_ok(c, "m1", HIE__V1__FEED_ACTION__FEED_MERGE, CLINIC, "C-7", NULL, "C-8", a);
+    accounting_euids(au, "r3", CLINIC, "C-7", got, sizeof(got), a);
+    snprintf(want, sizeof(want), "%s %s %s %s", ex, e1, ey, em);
+    cr_assert_str_eq(got, want, "and d5, under C-8's EUID before the merge: %s / %s", got, want);
+    accounting_euids(au, "r4", CLINIC, "C-8", got, sizeof(got), a);
+    cr_assert_str_eq(got, want, "asked by the merged MRN: the same patient");
+    hie_client_destroy(&h);
+    hie_client_destroy(&h2);
+    hie_client_destroy(&c);
+    hie_client_destroy(&au);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 /* Entries of an organization-access report, all pages, from token (NULL: the first page),
  * with queries by the hospital run after the first page when late > 0. */
 static size_t

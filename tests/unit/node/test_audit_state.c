@@ -159,8 +159,9 @@ struct collect {
 
 /* Takes each value once, as a report page does: the resumed-from value is skipped. */
 static int
-collect_fn(void *p, const uint8_t *val, size_t len)
+collect_fn(void *p, const uint8_t *val, size_t len, size_t key)
 {
+    (void)key;
     struct collect *c = p;
     cr_assert_eq(len, VAL_BYTES);
     c->calls++;
@@ -234,8 +235,9 @@ struct org_walk {
 };
 
 static int
-org_fn(void *p, const uint8_t *val, size_t len)
+org_fn(void *p, const uint8_t *val, size_t len, size_t key)
 {
+    cr_assert_eq(key, 0u);
     struct org_walk *w = p;
     cr_assert_eq(len, 16u);
     cr_assert(w->n == 0 || memcmp(w->last, val, 16) < 0, "in (time, leaf) order, once each");

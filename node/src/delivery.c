@@ -21,7 +21,12 @@
  * retry in step). When it falls due it is sent again on the current connection; after
  * delivery.max_attempts attempts, or once it has waited delivery.max_age_ms, the thread commits
  * a dead_letter command that moves it to the recipient's dead letters (hiectl redrives them).
- * Attempts live in this thread's memory: a node restart starts counting again.
+ * Attempts live in this thread's memory: a node restart starts counting again. A dead letter
+ * that could not be committed leaves the message queued and its flight due again later.
+ *
+ * Consent: every send (first or again) decides the patient's consent for the recipient as it
+ * stands then, as every other exchange does. A message it withholds is not sent: a dead_letter
+ * command (reason consent) carries the refusal's audit record, applied with it.
  *
  * NEEDSWORK: per-patient ordering with no head-of-line blocking across patients (today: queue
  * order within a window of unacknowledged messages).
@@ -185,11 +190,75 @@ dreq_new(const struct receiver *r)
     return req;
 }
 
+struct pump {
+    struct node_delivery *d;
+    struct receiver *r;
+    hie_arena_t *arena;
+    MDB_txn *txn;           /* queue_visit's read transaction */
+    int rc;
+    uint64_t undeliverable; /* a message no delivery frame can carry: dead-lettered after */
+    uint64_t withheld;      /* a message consent no longer permits: dead-lettered after, */
+    uint8_t *withheld_audit; /* with its audit record (packed, hie_mem_alloc) */
+    size_t withheld_len;
+};
+
+/* Consent for this delivery as it stands now: a directive filed since the push (or the
+ * event) applies from the very next message, as it does for queries. Withheld: the audit
+ * record of the refusal is packed for the dead letter that takes the message out of the
+ * queue. Returns 0 (permitted), HIE_EDENIED or an error. */
+static int
+delivery_consent(struct pump *p, uint64_t seq, const Hie__V1__QueuedMessage *q,
+    const Hie__V1__Document *doc)
+{
+    node_ctx_t *ctx = p->d->ctx;
+    hie_org_t *org = NULL;
+    int rc = hie_node__state_org_get_in(ctx->state, p->txn, p->r->org, p->arena, &org);
+    if (rc != 0 && rc != HIE_ENOTFOUND) {
+        return rc;
+    }
+    char rid[HIE_PROTO_ID_BYTES_MAX + 1];
+    snprintf(rid, sizeof(rid), "withheld.%016" PRIx64 ".%" PRIu64, hie_hash_pair(p->r->org,
+        "dead"), seq);
+    node_who_t to = {p->r->org, org, 0, rid, NULL};
+    node_subject_t sub = {q->euid, {0}, NULL, 0, NULL, 0};
+    Hie__V1__AuditAction action = HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PUSH;
+    if (org != NULL && hie_node__queued_decide(ctx, p->txn, p->arena, &to, q, doc, &sub,
+            &action)) {
+        return 0;
+    }
+    if (org == NULL) { /* deregistered since: fail closed */
+        sub.decision.reason = "evaluation-error";
+    }
+    sub.document_ids = (char **)(uintptr_t)&q->message_id; /* named; n 0: none left */
+    Hie__V1__AuditAppendCommand *ac = NULL;
+    rc = hie_node__audit_body(ctx, &to, action, HIE__V1__ERROR_CODE__ERROR_CONSENT_DENIED,
+        &sub, 1, p->arena, &ac);
+    if (rc != 0) {
+        return rc;
+    }
+    ac->record->recipient_org = p->r->org;
+    size_t n = hie__v1__audit_append_command__get_packed_size(ac);
+    uint8_t *buf = hie_mem_alloc(n + 1);
+    if (buf == NULL) {
+        return HIE_ENOMEM;
+    }
+    HIE_ASSERT(hie__v1__audit_append_command__pack(ac, buf) == n);
+    HIE_ASSERT(p->withheld_audit == NULL);
+    p->withheld = seq;
+    p->withheld_audit = buf;
+    p->withheld_len = n;
+    hie_log_warn("delivery", "delivery withheld: consent", " org=%s seq=%" PRIu64
+        " reason=%s", p->r->org, seq, sub.decision.reason != NULL ? sub.decision.reason : "");
+    return HIE_EDENIED;
+}
+
 /* The delivery frame of one queued message (document opened with the data key). */
 static int
-frame_build(struct node_delivery *d, const struct receiver *r, uint64_t seq, hie_span_t stored,
-    hie_arena_t *arena, uint8_t **buf, size_t *len)
+frame_build(struct pump *p, uint64_t seq, hie_span_t stored, uint8_t **buf, size_t *len)
 {
+    struct node_delivery *d = p->d;
+    const struct receiver *r = p->r;
+    hie_arena_t *arena = p->arena;
     ProtobufCMessage *m = NULL, *dm = NULL;
     int rc = hie_proto_unpack(&hie__v1__queued_message__descriptor, stored, arena, &m);
     Hie__V1__QueuedMessage *q = (Hie__V1__QueuedMessage *)m;
@@ -208,6 +277,11 @@ frame_build(struct node_delivery *d, const struct receiver *r, uint64_t seq, hie
         arena, &dm);
     if (rc != 0) {
         return rc == HIE_ENOMEM || hie_arena_cap_hit(arena) ? HIE_ENOMEM : HIE_ECORRUPT;
+    }
+    rc = delivery_consent(p, seq, q, (const Hie__V1__Document *)dm);
+    if (rc != 0) {
+        sodium_memzero(plain, cap);
+        return rc;
     }
     char id[HIE_PROTO_ID_BYTES_MAX + 1];
     snprintf(id, sizeof(id), "dlv.%" PRIu64 ".%" PRIu64, r->conn_id & 0xffffffffu, seq);
@@ -239,24 +313,17 @@ frame_build(struct node_delivery *d, const struct receiver *r, uint64_t seq, hie
     return rc;
 }
 
-struct pump {
-    struct node_delivery *d;
-    struct receiver *r;
-    hie_arena_t *arena;
-    int rc;
-    uint64_t undeliverable; /* a message no delivery frame can carry: dead-lettered after */
-};
-
 /* Sends seq (stored: its queue entry) to r's connection; records the flight. */
 static int
-send_one(struct node_delivery *d, struct receiver *r, uint64_t seq, hie_span_t stored,
-    hie_arena_t *arena)
+send_one(struct pump *p, uint64_t seq, hie_span_t stored)
 {
+    struct node_delivery *d = p->d;
+    struct receiver *r = p->r;
     node_req_t *req = dreq_new(r);
     if (req == NULL) {
         return HIE_ENOMEM;
     }
-    int rc = frame_build(d, r, seq, stored, arena, &req->reply_buf, &req->reply_len);
+    int rc = frame_build(p, seq, stored, &req->reply_buf, &req->reply_len);
     uint32_t bytes = (uint32_t)req->reply_len; /* a frame: at most 16 MiB */
     if (rc != 0 || zmq_send(d->edge[r->edge_index], &req, sizeof(req), 0) != (int)sizeof(req)) {
         hie_node__req_destroy(&req);
@@ -287,8 +354,13 @@ pump_one(void *ctx, uint64_t seq, hie_span_t stored)
         (flight_find(r, seq) == NULL && r->nfl == HIE_DELIVERY_WINDOW_MAX)) {
         return 1;
     }
-    p->rc = send_one(p->d, r, seq, stored, p->arena);
+    p->rc = send_one(p, seq, stored);
     hie_arena_reset(p->arena); /* the frame went out in its own buffer: the next one's room */
+    if (p->rc == HIE_EDENIED) { /* withheld: dead-lettered with its audit record */
+        p->rc = 0;
+        r->next_seq = seq + 1;
+        return 1;
+    }
     if (p->rc == HIE_ELIMIT || p->rc == HIE_ECORRUPT) {
         /* over the frame limit, or not to be opened: it never will be, and would stop every
          * message behind it */
@@ -306,14 +378,14 @@ static int
 queue_visit(struct node_delivery *d, struct receiver *r, uint64_t seq, size_t max,
     int (*fn)(void *ctx, uint64_t seq, hie_span_t msg), struct pump *p)
 {
-    MDB_txn *txn = NULL;
     int rc = hie_arena_create(&p->arena, DELIVERY_ARENA_BYTES);
-    rc = rc ? rc : (mdb_txn_begin(hie_node__state_env(d->ctx->state), NULL, MDB_RDONLY, &txn)
-        ? HIE_ESTORAGE : 0);
-    rc = rc ? rc : hie_node__queue_scan(hie_node__state_queue(d->ctx->state), txn, r->org, seq,
-        max, fn, p);
-    if (txn != NULL) {
-        mdb_txn_abort(txn);
+    rc = rc ? rc : (mdb_txn_begin(hie_node__state_env(d->ctx->state), NULL, MDB_RDONLY,
+        &p->txn) ? HIE_ESTORAGE : 0);
+    rc = rc ? rc : hie_node__queue_scan(hie_node__state_queue(d->ctx->state), p->txn, r->org,
+        seq, max, fn, p);
+    if (p->txn != NULL) {
+        mdb_txn_abort(p->txn);
+        p->txn = NULL;
     }
     hie_arena_destroy(&p->arena);
     rc = rc ? rc : p->rc;
@@ -324,11 +396,35 @@ queue_visit(struct node_delivery *d, struct receiver *r, uint64_t seq, size_t ma
     return rc;
 }
 
-static void dead_letter(struct node_delivery *d, struct receiver *r, uint64_t seq,
-    uint32_t attempts, const char *reason);
+static bool dead_letter(struct node_delivery *d, struct receiver *r, uint64_t seq,
+    uint32_t attempts, const char *reason, hie_span_t audit);
+
+/* Dead-letters the message the visit withheld (consent), with its audit record; its flight
+ * (sent before the directive) goes once that is committed, else it falls due again and is
+ * decided again. Returns whether there was one. */
+static bool
+withheld_take(struct node_delivery *d, struct receiver *r, struct pump *p, uint32_t attempts)
+{
+    if (p->withheld == 0) {
+        return false;
+    }
+    bool done = dead_letter(d, r, p->withheld, attempts, "consent",
+        hie_span(p->withheld_audit, p->withheld_len));
+    struct flight *f = flight_find(r, p->withheld);
+    if (f != NULL && done) {
+        flight_drop(r, f);
+    } else if (f != NULL) {
+        f->due_ns = hie_time_mono_ns() + backoff_ns(d, f->attempts);
+    }
+    hie_mem_free(p->withheld_audit, p->withheld_len + 1);
+    p->withheld_audit = NULL;
+    p->withheld = 0;
+    return true;
+}
 
 /* Sends what the window allows, oldest first (flights from an earlier connection again). A
- * message that cannot be sent at all goes to the dead letters, and the pump goes on. */
+ * message that cannot be sent at all, or that consent now withholds, goes to the dead
+ * letters, and the pump goes on. */
 static void
 pump(struct node_delivery *d, struct receiver *r)
 {
@@ -336,12 +432,14 @@ pump(struct node_delivery *d, struct receiver *r)
         return;
     }
     for (unsigned i = 0; i < HIE_DELIVERY_WINDOW_MAX && r->conn_id != 0; i++) {
-        struct pump p = {d, r, NULL, 0, 0};
+        struct pump p = {.d = d, .r = r};
         (void)queue_visit(d, r, r->next_seq, r->window - inflight(r), pump_one, &p);
-        if (p.undeliverable == 0) {
+        if (!withheld_take(d, r, &p, 0) && p.undeliverable == 0) {
             return;
         }
-        dead_letter(d, r, p.undeliverable, 0, "undeliverable");
+        if (p.undeliverable != 0) {
+            (void)dead_letter(d, r, p.undeliverable, 0, "undeliverable", hie_span(NULL, 0));
+        }
         if (inflight(r) >= r->window) {
             return;
         }
@@ -367,10 +465,12 @@ flights_prune(struct node_delivery *d, struct receiver *r)
     mdb_txn_abort(txn);
 }
 
-/* Gives up on seq: commits its move to the dead letters. */
-static void
+/* Gives up on seq: commits its move to the dead letters (audit: the packed record of a
+ * delivery consent withheld, applied with it). Returns whether it was committed, or the
+ * message had left the queue already. */
+static bool
 dead_letter(struct node_delivery *d, struct receiver *r, uint64_t seq, uint32_t attempts,
-    const char *reason)
+    const char *reason, hie_span_t audit)
 {
     /* the recipient in the id: seqs are per recipient, so "dead.5.3" of one recipient was
      * taken for a repeat of another's and not applied */
@@ -391,14 +491,20 @@ dead_letter(struct node_delivery *d, struct receiver *r, uint64_t seq, uint32_t 
     cmd.dead_letter = &dc;
     hie_arena_t *arena = NULL;
     hie_command_result_t *res = NULL;
-    int rc = hie_arena_create(&arena, 64u * 1024u);
+    ProtobufCMessage *am = NULL;
+    int rc = hie_arena_create(&arena, 64u * 1024u + audit.len * 2);
+    if (rc == 0 && audit.len > 0) {
+        rc = hie_proto_unpack(&hie__v1__audit_append_command__descriptor, audit, arena, &am);
+        dc.audit = (Hie__V1__AuditAppendCommand *)am;
+    }
     rc = rc ? rc : hie_node__submit_wait(&d->sub, &cmd, DEAD_COMMAND_TIMEOUT_MS, arena, &res);
     if (rc == 0 && res->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
         hie_log_warn("delivery", "dead letter refused", " org=%s seq=%" PRIu64 " code=%s "
             "message=\"%s\"", r->org, seq, hie_proto_error_code_name(res->code),
             res->message != NULL ? res->message : "");
+        bool gone = res->code == HIE__V1__ERROR_CODE__ERROR_NOT_FOUND;
         hie_arena_destroy(&arena);
-        return;
+        return gone;
     }
     hie_arena_destroy(&arena);
     if (rc == 0) {
@@ -409,6 +515,7 @@ dead_letter(struct node_delivery *d, struct receiver *r, uint64_t seq, uint32_t 
         hie_log_error("delivery", "dead letter not committed", " org=%s seq=%" PRIu64 " rc=%s",
             r->org, seq, hie_strerror_name(rc));
     }
+    return rc == 0;
 }
 
 struct resend {
@@ -438,7 +545,8 @@ resend_one(void *ctx, uint64_t seq, hie_span_t stored)
         rs->give_up = true;
         return 1;
     }
-    rs->p.rc = send_one(d, rs->p.r, seq, stored, rs->p.arena);
+    rs->p.rc = send_one(&rs->p, seq, stored);
+    rs->p.rc = rs->p.rc == HIE_EDENIED ? 0 : rs->p.rc; /* withheld: rs->p.withheld */
     return 1;
 }
 
@@ -452,17 +560,24 @@ tick_receiver(struct node_delivery *d, struct receiver *r, uint64_t now)
             j++;
             continue;
         }
-        struct resend rs = {{d, r, NULL, 0, 0}, f->seq, false, false};
+        struct resend rs = {{.d = d, .r = r}, f->seq, false, false};
         uint64_t seq = f->seq;
         uint32_t attempts = f->attempts;
         (void)queue_visit(d, r, seq, 1, resend_one, &rs.p);
-        if (!rs.found || rs.give_up) {
-            if (rs.give_up) {
-                dead_letter(d, r, seq, attempts, attempts >= d->ctx->cfg.delivery_max_attempts
-                    ? "max-attempts" : "max-age");
-            }
+        if (withheld_take(d, r, &rs.p, attempts)) {
+            continue; /* its flight dropped, or due again: j is the next one either way */
+        }
+        bool done = !rs.found;
+        if (rs.give_up) {
+            done = dead_letter(d, r, seq, attempts, attempts >= d->ctx->cfg.delivery_max_attempts
+                ? "max-attempts" : "max-age", hie_span(NULL, 0));
+        }
+        if (done) {
             flight_drop(r, f);
             continue;
+        }
+        if (rs.give_up) { /* not committed: the message stays queued; try again later */
+            f->due_ns = now + backoff_ns(d, f->attempts);
         }
         j++;
     }

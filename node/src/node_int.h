@@ -874,6 +874,15 @@ HIE_MUST_CHECK int hie_node__redrive_decide(node_ctx_t *ctx, hie_command_t *cmd,
  * Returns 0, HIE_ECORRUPT (not openable with the data key) or HIE_ENOMEM. */
 HIE_MUST_CHECK int hie_node__doc_unseal(node_ctx_t *ctx, const Hie__V1__QueuedMessage *q,
     hie_arena_t *arena, Hie__V1__Document **doc);
+/* Consent for passing queued message qm (document d; NULL: it could not be opened) on to
+ * `to` as it stands now (txn): the patient's EUID now, the message's purpose (set in *to),
+ * labels, class and date. [out] *s (EUID and decision, for its audit record: the document id
+ * is the caller's) and *action (PUSH or NOTIFY). Returns whether it may leave: a redact
+ * obligation on a label the document carries withholds it (opaque content), and any
+ * evaluation error does (fail closed). Redrives and the delivery thread. */
+bool hie_node__queued_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, node_who_t *to,
+    const Hie__V1__QueuedMessage *qm, const Hie__V1__Document *d, node_subject_t *s,
+    Hie__V1__AuditAction *action);
 /* Adds the responders' documents (consent per document for the requester) and their source
  * statuses to reply, and builds the query's audit record. status[i] is a SourceStatus. */
 HIE_MUST_CHECK int hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,

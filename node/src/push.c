@@ -346,18 +346,44 @@ struct redrive {
 
 /* The patient's EUID now (a link or unlink since the push moves it), else the one queued. */
 static const char *
-redrive_euid(struct redrive *x, const Hie__V1__QueuedMessage *qm, const Hie__V1__Document *d)
+queued_euid(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const Hie__V1__QueuedMessage *qm,
+    const Hie__V1__Document *d)
 {
-    char *euid = hie_arena_alloc(x->arena, HIE_MPI_EUID_BYTES);
+    char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
     if (euid == NULL || d->patient == NULL || d->patient->org_id == NULL ||
         !hie_mpi_mrn_valid(d->patient->mrn)) {
         return qm->euid;
     }
     uint8_t h[HIE_MPI_REC_HASH_BYTES];
-    hie_mpi_rec_hash(hie_node__state_mpi_key(x->ctx->state), d->patient->org_id,
-        d->patient->mrn, h);
-    return hie_mpi_store_euid_of(hie_node__state_mpi(x->ctx->state), x->txn, h, x->arena,
-               euid) == 0 ? euid : qm->euid;
+    hie_mpi_rec_hash(hie_node__state_mpi_key(ctx->state), d->patient->org_id, d->patient->mrn,
+        h);
+    return hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state), txn, h, arena, euid) == 0
+               ? euid : qm->euid;
+}
+
+bool
+hie_node__queued_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, node_who_t *to,
+    const Hie__V1__QueuedMessage *qm, const Hie__V1__Document *d, node_subject_t *s,
+    Hie__V1__AuditAction *action)
+{
+    node_mpi_err_t e = {0};
+    uint32_t labels = 0;
+    enum hie_consent_class cls = HIE_CONSENT_CLASS_NONE;
+    bool notice = qm->subscription_id != NULL && qm->subscription_id[0] != '\0';
+    to->purpose = qm->purpose != 0 ? qm->purpose : HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT;
+    *s = (node_subject_t){qm->euid, {0}, NULL, 0, NULL, 0};
+    *action = notice ? HIE__V1__AUDIT_ACTION__AUDIT_ACTION_NOTIFY
+                     : HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PUSH;
+    if (d != NULL && doc_codes(d, &labels, &cls, &e) == 0) {
+        /* else: withheld (fail closed), as an evaluation error */
+        s->euid = queued_euid(ctx, txn, arena, qm, d);
+        hie_node__consent_decide_doc(ctx, txn, arena, to, s->euid, notice
+            ? HIE__V1__CONSENT_ACTION__CONSENT_ACTION_NOTIFY
+            : HIE__V1__CONSENT_ACTION__CONSENT_ACTION_PUSH, labels, cls, d->date_ms,
+            &s->decision);
+    }
+    return hie_consent_permitted(&s->decision) &&
+           (s->decision.obligations & labels & HIE_CONSENT_OBL_REDACT_MASK) == 0;
 }
 
 /* One dead letter: consent for its recipient as it stands now, and its audit record. */
@@ -380,33 +406,21 @@ redrive_one(void *vx, hie_span_t msg, uint64_t seq)
         return hie_arena_cap_hit(x->scratch) ? HIE_ENOMEM : HIE_ECORRUPT;
     }
     Hie__V1__QueuedMessage *qm = (Hie__V1__QueuedMessage *)m;
-    node_mpi_err_t e = {0};
-    uint32_t labels = 0;
-    enum hie_consent_class cls = HIE_CONSENT_CLASS_NONE;
-    bool notice = qm->subscription_id != NULL && qm->subscription_id[0] != '\0';
-    Hie__V1__PurposeOfUse pou = qm->purpose != 0 ? qm->purpose
-                                                 : HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT;
-    node_who_t to = {x->to->id, x->to, pou, x->cmd->request_id, NULL};
-    node_subject_t s = {qm->euid, {0}, NULL, 0, &qm->message_id, 0};
+    node_who_t to = {x->to->id, x->to, 0, x->cmd->request_id, NULL};
+    node_subject_t s;
+    Hie__V1__AuditAction action;
     int orc = hie_node__doc_unseal(x->ctx, qm, x->scratch, &d);
     if (orc == HIE_ENOMEM) {
         return orc; /* not a decision: the redrive fails, nothing is recorded */
     }
-    if (orc == 0 && doc_codes(d, &labels, &cls, &e) == 0) {
-        /* else: withheld (fail closed), as an evaluation error */
-        s.euid = redrive_euid(x, qm, d);
-        hie_node__consent_decide_doc(x->ctx, x->txn, x->arena, &to, s.euid, notice
-            ? HIE__V1__CONSENT_ACTION__CONSENT_ACTION_NOTIFY
-            : HIE__V1__CONSENT_ACTION__CONSENT_ACTION_PUSH, labels, cls, d->date_ms,
-            &s.decision);
-    }
-    bool permit = hie_consent_permitted(&s.decision) &&
-                  (s.decision.obligations & labels & HIE_CONSENT_OBL_REDACT_MASK) == 0;
+    bool permit = hie_node__queued_decide(x->ctx, x->txn, x->arena, &to, qm, orc == 0 ? d : NULL,
+        &s, &action);
+    s.document_ids = &qm->message_id;
     s.n_document_ids = permit;
     Hie__V1__AuditAppendCommand *ac = NULL;
-    int rc = hie_node__audit_body(x->ctx, &to, notice ? HIE__V1__AUDIT_ACTION__AUDIT_ACTION_NOTIFY
-        : HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PUSH, permit ? HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED
-        : HIE__V1__ERROR_CODE__ERROR_CONSENT_DENIED, &s, 1, x->arena, &ac);
+    int rc = hie_node__audit_body(x->ctx, &to, action, permit
+        ? HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED : HIE__V1__ERROR_CODE__ERROR_CONSENT_DENIED,
+        &s, 1, x->arena, &ac);
     if (rc != 0) {
         return rc;
     }

@@ -282,7 +282,7 @@ put_msg(node_apply_t *a, MDB_dbi dbi, MDB_val *key, const Hie__V1__QueuedMessage
 }
 
 static int
-apply_dead(node_queue_t *q, node_apply_t *a)
+apply_dead(node_queue_t *q, node_audit_t *au, node_apply_t *a)
 {
     const Hie__V1__DeadLetterCommand *dc = a->cmd->dead_letter;
     uint8_t k[QKEY_BYTES_MAX];
@@ -303,7 +303,10 @@ apply_dead(node_queue_t *q, node_apply_t *a)
     m->dead_reason = dc->reason;
     rc = put_msg(a, q->dead, &key, m);
     HIE_ASSERT(count > 0);
-    return rc ? rc : meta_put(q, a->txn, dc->recipient_org, next, count - 1);
+    rc = rc ? rc : meta_put(q, a->txn, dc->recipient_org, next, count - 1);
+    /* withheld by consent: its audit record in the same transaction (none when it was
+     * acknowledged meanwhile: refused above, nothing written) */
+    return rc || dc->audit == NULL ? rc : hie_node__audit_append(au, a, dc->audit);
 }
 
 struct redrive {
@@ -403,7 +406,7 @@ hie_node__queue_apply(node_queue_t *q, node_audit_t *au, node_repo_t *repo, node
     case HIE__V1__COMMAND__BODY_DELIVERY_ACK:
         return apply_ack(q, a);
     case HIE__V1__COMMAND__BODY_DEAD_LETTER:
-        return apply_dead(q, a);
+        return apply_dead(q, au, a);
     case HIE__V1__COMMAND__BODY_REDRIVE:
         return apply_redrive(q, au, a);
     default:

@@ -542,8 +542,11 @@ command_validate_exchange(const hie_command_t *cmd, hie_errinfo_t *info)
                    ? 0
                    : hie_errinfo_set(info, HIE_EINVAL, "delivery_ack", "invalid");
     case HIE__V1__COMMAND__BODY_DEAD_LETTER:
-        return recipient_ok(cmd->dead_letter->recipient_org) && cmd->dead_letter->seq > 0 ? 0
-            : hie_errinfo_set(info, HIE_EINVAL, "dead_letter", "invalid");
+        if (!recipient_ok(cmd->dead_letter->recipient_org) || cmd->dead_letter->seq == 0) {
+            return hie_errinfo_set(info, HIE_EINVAL, "dead_letter", "invalid");
+        }
+        return cmd->dead_letter->audit != NULL
+                   ? audit_append_validate(cmd->dead_letter->audit, info) : 0;
     case HIE__V1__COMMAND__BODY_REDRIVE:
         return redrive_validate(cmd->redrive, info);
     case HIE__V1__COMMAND__BODY_AUDIT_CHECKPOINT:

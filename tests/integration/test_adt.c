@@ -646,6 +646,11 @@ Test(adt, replay_decides_on_the_events_time, .timeout = 120)
     snprintf(sid, sizeof(sid), "%s", subscribe_ok(c, "s1",
         HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a));
     adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V1", a); /* event_ms 1764000000000 */
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(d, "sent before the directive");
+    cr_assert_eq(ack(c, "k1", &d->seq, 1, &in, a), 1u);
     struct dir x; /* everything but data from around the event */
     Hie__V1__ConsentPeriod around = HIE__V1__CONSENT_PERIOD__INIT;
     around.start_ms = 1763000000000;
@@ -654,11 +659,6 @@ Test(adt, replay_decides_on_the_events_time, .timeout = 120)
     dir_except(&x, NULL, 0);
     x.kid.data_period = &around;
     consent_submit_ok(h, "c1", &x, a);
-    struct inbox in;
-    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
-    Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
-    cr_assert_not_null(d, "sent before the directive");
-    cr_assert_eq(ack(c, "k1", &d->seq, 1, &in, a), 1u);
     hie_envelope_t *r = replay(c, "p1", sid, 1, &in, a);
     cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_REPLAY_REPLY);
     cr_assert_eq(r->replay_reply->queued, 0u, "the event is in the withheld period");

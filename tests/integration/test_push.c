@@ -617,6 +617,51 @@ Test(push, a_redrive_decides_consent_again, .timeout = 120)
     fx_stop(&n, &a, &h, &c);
 }
 
+/* Consent is decided again when a queued message is delivered, as for any message: a
+ * directive filed after the pushes and before the clinic reads them withholds every one, also
+ * those delivered before and not acknowledged. Each goes to the dead letters (reason consent)
+ * with its refusal audited; once the directive is revoked, a redrive delivers them. */
+Test(push, consent_is_decided_again_at_delivery, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, NULL, &a, &h, &c);
+    push_ok(h, "p1", "result", a);
+    push_ok(h, "p2", "second result", a);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 2u);
+    cr_assert_not_null(next_delivery(c, &in, 5000, a));
+    cr_assert_not_null(next_delivery(c, &in, 5000, a));
+    hie_client_close(c); /* gone without acknowledging */
+    push_ok(h, "p3", "third result", a);
+    struct dir x; /* the patient's directive: everyone but the clinic */
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, CLINIC, 0);
+    char cid[64];
+    snprintf(cid, sizeof(cid), "%s", consent_submit_ok(h, "c1", &x, a)->id);
+    size_t audits = itest_db_entries_settled(&n, "audit_rec");
+    cr_assert_eq(receive_start(c, "r2", &in, a), 3u);
+    cr_assert_null(next_delivery(c, &in, 1500, a), "nothing reaches the clinic");
+    cr_assert_eq(itest_db_entries_wait(&n, "q_dead", 3u, 5000), 3u, "all three withheld");
+    cr_assert_eq(itest_db_entries(&n, "q_msg"), 0u);
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audits + 3, 2000), audits + 3,
+        "each refusal audited");
+    cr_assert(itest_log_wait(&n, "delivery withheld: consent", 2000));
+    char out[8192];
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "delivery dead %s", CLINIC), 0, "%s", out);
+    cr_assert(strstr(out, "consent") != NULL, "the reason is listed: %s", out);
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "consent revoke %s", cid), 0, "%s", out);
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "delivery redrive %s", CLINIC), 0, "%s", out);
+    cr_assert(strstr(out, " moved=3") != NULL, "%s", out);
+    hie_client_close(c);
+    cr_assert_eq(receive_start(c, "r3", &in, a), 3u);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_not_null(next_delivery(c, &in, 5000, a), "delivered after the revoke: %d", i);
+    }
+    fx_stop(&n, &a, &h, &c);
+}
+
 Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
 {
     itest_node_t n;

@@ -736,3 +736,24 @@ hie_audit_checkpoint_cosign(const hie_audit_signer_t *signer, hie_span_t note, c
     *out_len = note.len + line_len;
     return 0;
 }
+
+/* ---- accounting identity ----------------------------------------------------------------- */
+
+void
+hie_audit_identity_hash(const char *const *euids, const int64_t *from_ms, const int64_t *to_ms,
+    size_t n, uint8_t out[HIE_AUDIT_HASH_BYTES])
+{
+    static const char head[] = "hiebroker accounting identity v1\n";
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, (const uint8_t *)head, sizeof(head) - 1);
+    for (size_t i = 0; i < n; i++) {
+        char line[64];
+        int len = snprintf(line, sizeof(line), " %" PRId64 " %" PRId64 "\n", from_ms[i],
+            to_ms[i]);
+        HIE_ASSERT(len > 0 && (size_t)len < sizeof(line));
+        crypto_hash_sha256_update(&st, (const uint8_t *)euids[i], strlen(euids[i]));
+        crypto_hash_sha256_update(&st, (const uint8_t *)line, (size_t)len);
+    }
+    crypto_hash_sha256_final(&st, out);
+}

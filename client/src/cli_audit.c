@@ -48,7 +48,9 @@
 #define AUDIT_REPORT_FILE_BYTES_MAX (1024u * 1024u * 1024u)
 #define AUDIT_VKEY_FILE_BYTES_MAX 1024u
 /* The node's page tokens are 32 or 36 hex digits. */
-#define AUDIT_TOKEN_BYTES_MAX 64u
+#define AUDIT_TOKEN_BYTES_MAX 96u
+/* An accounting's earlier EUIDs (the node's HIE_MPI_IDENTITY_SPANS_MAX). */
+#define AUDIT_IDENTITY_SPANS_MAX 64u
 /* Decoding one page's records and subjects (grows as needed, up to this). */
 #define AUDIT_DECODE_ARENA_BYTES (64u * 1024u * 1024u)
 /* verify prints at most this many problems, then only counts them. */
@@ -357,6 +359,7 @@ page_add(json_t *report, uint32_t page, const Hie__V1__AuditReportReply *r, uint
     }
     if (ident != NULL) {
         json_object_set_new(pj, "identity", ident); /* an accounting: the patient's EUIDs */
+        json_object_set_new(pj, "identity_note", hie_cli__jstr(r->identity_note));
     }
     for (size_t i = 0; ex == CLI_EXIT_OK && i < r->n_entries; i++) {
         json_t *e = entry_json(r->entries[i], page, arena);
@@ -1112,6 +1115,47 @@ verify_consistency(struct verify *v, size_t p, const json_t *page)
     }
 }
 
+/* An accounting page's identity (the patient's EUIDs and spans) is the one the node signed
+ * for the page's tree size, and the same on every page. Returns a static reason or NULL. */
+static const char *
+identity_check(struct verify *v, size_t p, const json_t *page)
+{
+    const json_t *ident = json_object_get(page, "identity");
+    size_t n = json_array_size(ident);
+    if (ident == NULL) {
+        return NULL; /* a report saved before identities: one EUID (verify_patient) */
+    }
+    if (n == 0 || n > 1 + AUDIT_IDENTITY_SPANS_MAX) {
+        return "its identity is empty or too long";
+    }
+    if (!json_equal(ident, json_object_get(json_array_get(v->pages, 0), "identity"))) {
+        return "its identity differs from the first page's";
+    }
+    const char *euids[1 + AUDIT_IDENTITY_SPANS_MAX];
+    int64_t from[1 + AUDIT_IDENTITY_SPANS_MAX], to[1 + AUDIT_IDENTITY_SPANS_MAX];
+    for (size_t i = 0; i < n; i++) {
+        const json_t *sp = json_array_get(ident, i);
+        const json_t *f = json_object_get(sp, "from_ms"), *t = json_object_get(sp, "to_ms");
+        euids[i] = json_string_value(json_object_get(sp, "euid"));
+        if (euids[i] == NULL || !json_is_integer(f) || !json_is_integer(t)) {
+            return "its identity is malformed";
+        }
+        from[i] = (int64_t)json_integer_value(f);
+        to[i] = (int64_t)json_integer_value(t);
+    }
+    uint8_t h[HIE_AUDIT_HASH_BYTES];
+    hie_audit_identity_hash(euids, from, to, n, h);
+    const char *note = jget_s(page, "identity_note");
+    hie_audit_checkpoint_t cp;
+    if (hie_audit_checkpoint_parse(hie_span(note, strlen(note)), &cp, NULL) != 0 ||
+        hie_audit_checkpoint_verify(&cp, &v->vkey, HIE_AUDIT_IDENTITY_ORIGIN) != 0 ||
+        cp.head.size != v->heads[p].size ||
+        sodium_memcmp(cp.head.root.bytes, h, sizeof(h)) != 0) {
+        return "its identity is not the one the node signed";
+    }
+    return NULL;
+}
+
 static void
 verify_page(struct verify *v, size_t p)
 {
@@ -1129,6 +1173,11 @@ verify_page(struct verify *v, size_t p)
     if (hash_get(json_object_get(page, "root"), &root) != 0 ||
         memcmp(root.bytes, v->heads[p].root.bytes, HIE_AUDIT_HASH_BYTES) != 0) {
         vfail(v, "page %zu: root differs from the checkpoint's", p);
+        return;
+    }
+    why = identity_check(v, p, page);
+    if (why != NULL) {
+        vfail(v, "page %zu: %s", p, why);
         return;
     }
     v->head_ok[p] = true;

@@ -34,13 +34,48 @@ struct ident {
 };
 
 static int
+span_cmp(const void *a, const void *b)
+{
+    const hie_mpi_euid_span_t *x = a, *y = b;
+    int c = strcmp(x->euid, y->euid);
+    return c != 0 ? c : x->from_ms < y->from_ms ? -1 : x->from_ms > y->from_ms;
+}
+
+/* Sorts the raw spans and joins, in place, those of one EUID that touch or overlap. */
+static void
+raw_join(struct ident *x)
+{
+    size_t n = 0;
+    qsort(x->raw, x->n_raw, sizeof(*x->raw), span_cmp);
+    for (size_t i = 0; i < x->n_raw; i++) {
+        hie_mpi_euid_span_t *prev = n > 0 ? &x->raw[n - 1] : NULL;
+        if (prev != NULL && strcmp(prev->euid, x->raw[i].euid) == 0 &&
+            x->raw[i].from_ms <= prev->to_ms) {
+            prev->to_ms = x->raw[i].to_ms > prev->to_ms ? x->raw[i].to_ms : prev->to_ms;
+        } else {
+            x->raw[n++] = x->raw[i];
+        }
+    }
+    x->n_raw = n;
+}
+
+/* A span of a record under another EUID. Its end is padded: a disclosure decided just after
+ * the move, on a state read before the move was applied, still names the EUID it left. */
+static int
 raw_add(struct ident *x, const char *euid, int64_t from, int64_t to)
 {
+    if (strlen(euid) >= HIE_MPI_EUID_BYTES) {
+        return HIE_ECORRUPT;
+    }
+    to = to <= INT64_MAX - HIE_MPI_IDENTITY_END_PAD_MS ? to + HIE_MPI_IDENTITY_END_PAD_MS : to;
     if (strcmp(euid, x->euid) == 0 || to <= from) {
         return 0;
     }
-    if (x->n_raw == IDENTITY_RAW_MAX || strlen(euid) >= HIE_MPI_EUID_BYTES) {
-        return strlen(euid) >= HIE_MPI_EUID_BYTES ? HIE_ECORRUPT : HIE_ELIMIT;
+    if (x->n_raw == IDENTITY_RAW_MAX) {
+        raw_join(x); /* many records that moved together: their spans join */
+        if (x->n_raw > IDENTITY_RAW_MAX / 2) {
+            return HIE_ELIMIT;
+        }
     }
     hie_mpi_euid_span_t *sp = &x->raw[x->n_raw++];
     memset(sp, 0, sizeof(*sp));
@@ -152,32 +187,16 @@ merged_add(struct ident *x, size_t i)
     return rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
 }
 
-static int
-span_cmp(const void *a, const void *b)
-{
-    const hie_mpi_euid_span_t *x = a, *y = b;
-    int c = strcmp(x->euid, y->euid);
-    return c != 0 ? c : x->from_ms < y->from_ms ? -1 : x->from_ms > y->from_ms;
-}
-
-/* Sorts the raw spans and joins those of one EUID that touch or overlap, into out. */
+/* The joined spans into out (at most HIE_MPI_IDENTITY_SPANS_MAX). */
 static int
 spans_join(struct ident *x, hie_mpi_euid_span_t *out, size_t *n)
 {
-    *n = 0;
-    qsort(x->raw, x->n_raw, sizeof(*x->raw), span_cmp);
-    for (size_t i = 0; i < x->n_raw; i++) {
-        hie_mpi_euid_span_t *prev = *n > 0 ? &out[*n - 1] : NULL;
-        if (prev != NULL && strcmp(prev->euid, x->raw[i].euid) == 0 &&
-            x->raw[i].from_ms <= prev->to_ms) {
-            prev->to_ms = x->raw[i].to_ms > prev->to_ms ? x->raw[i].to_ms : prev->to_ms;
-            continue;
-        }
-        if (*n == HIE_MPI_IDENTITY_SPANS_MAX) {
-            return HIE_ELIMIT;
-        }
-        out[(*n)++] = x->raw[i];
+    raw_join(x);
+    if (x->n_raw > HIE_MPI_IDENTITY_SPANS_MAX) {
+        return HIE_ELIMIT;
     }
+    memcpy(out, x->raw, x->n_raw * sizeof(*out));
+    *n = x->n_raw;
     return 0;
 }
 

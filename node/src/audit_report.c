@@ -64,6 +64,7 @@ struct report {
     /* an accounting: its EUIDs, the current one first (index keys 2i and 2i + 1 are i's) */
     struct ident_key idents[1 + HIE_MPI_IDENTITY_SPANS_MAX];
     size_t n_idents;
+    uint8_t ident_hash[HIE_AUDIT_HASH_BYTES]; /* hie_audit_identity_hash of the reply's */
 };
 
 static int
@@ -86,7 +87,7 @@ request_check(const Hie__V1__AuditReportRequest *q, node_mpi_err_t *e)
         return bad(e, "page_size", "at most 1000");
     }
     size_t tl = q->page_token != NULL ? strlen(q->page_token) : 0;
-    if (tl != 0 && tl != 32 && tl != 36 && tl != 48 && tl != 52) {
+    if (tl != 0 && tl != 32 && tl != 36 && tl != 48 && tl != 52 && tl != 68) {
         return bad(e, "page_token", "not a token from a previous page");
     }
     if (q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ORG_ACCESS &&
@@ -328,13 +329,20 @@ report_scan(struct report *r)
         k = hie_span((const uint8_t *)q->org_id, strlen(q->org_id));
     }
     size_t tl = q->page_token != NULL ? strlen(q->page_token) : 0, bin = 0;
-    uint8_t tok[REPORT_VAL_MAX + 8];
+    uint8_t tok[REPORT_VAL_MAX + 16];
     r->cutoff = r->size;
     if (tl > 0) {
         size_t want = which == AUDIT_INDEX_PATIENT ? 18 : 16; /* this kind's index values */
         if (sodium_hex2bin(tok, sizeof(tok), q->page_token, tl, NULL, &bin, NULL) != 0 ||
-            (bin != want && bin != want + 8)) {
+            (bin != want && bin != want + 8 && (which != AUDIT_INDEX_PATIENT ||
+                                                   bin != want + 16))) {
             return HIE_EINVAL; /* another kind's token (or none of ours) */
+        }
+        if (bin == want + 16) { /* ... || the identity's hash: the same on every page */
+            bin -= 8;
+            if (sodium_memcmp(tok + bin, r->ident_hash, 8) != 0) {
+                return HIE_ESTATE;
+            }
         }
         if (bin == want + 8) { /* value || the first page's size (older: value only) */
             bin -= 8;
@@ -353,14 +361,19 @@ report_scan(struct report *r)
     int rc = hie_node__audit_scan(au, r->txn, which, k, s, REPORT_SCAN_MAX, scan_one, r);
     rc = rc ? rc : r->rc;
     if (rc == 0 && r->last_len > 0 && (r->more || r->seen >= REPORT_SCAN_MAX)) {
-        uint8_t next[REPORT_VAL_MAX + 8];
+        uint8_t next[REPORT_VAL_MAX + 16];
+        size_t len = r->last_len + 8;
         memcpy(next, r->last, r->last_len);
         hie_store_be64(next + r->last_len, r->cutoff);
-        char *hex = hie_arena_alloc(r->arena, 2 * (r->last_len + 8) + 1);
+        if (which == AUDIT_INDEX_PATIENT) {
+            memcpy(next + len, r->ident_hash, 8);
+            len += 8;
+        }
+        char *hex = hie_arena_alloc(r->arena, 2 * len + 1);
         if (hex == NULL) {
             return HIE_ENOMEM;
         }
-        sodium_bin2hex(hex, 2 * (r->last_len + 8) + 1, next, r->last_len + 8);
+        sodium_bin2hex(hex, 2 * len + 1, next, len);
         r->out->next_page_token = hex;
     }
     return rc;
@@ -410,7 +423,32 @@ report_identity(struct report *r, const char *euid, node_mpi_err_t *e)
     }
     r->out->identity = ptrs;
     r->out->n_identity = n + 1;
+    const char *euids[1 + HIE_MPI_IDENTITY_SPANS_MAX];
+    int64_t from[1 + HIE_MPI_IDENTITY_SPANS_MAX], to[1 + HIE_MPI_IDENTITY_SPANS_MAX];
+    for (size_t i = 0; i <= n; i++) {
+        euids[i] = out[i].euid;
+        from[i] = out[i].from_ms;
+        to[i] = out[i].to_ms;
+    }
+    hie_audit_identity_hash(euids, from, to, n + 1, r->ident_hash);
     return 0;
+}
+
+/* Signs the accounting's identity for the page's tree size (HIE_AUDIT_IDENTITY_ORIGIN). */
+static int
+identity_sign(struct report *r, uint64_t size)
+{
+    hie_audit_tree_head_t ih = {size, {{0}}};
+    char *note = hie_arena_alloc(r->arena, NOTE_MAX);
+    size_t len = 0;
+    if (note == NULL) {
+        return HIE_ENOMEM;
+    }
+    memcpy(ih.root.bytes, r->ident_hash, HIE_AUDIT_HASH_BYTES);
+    int rc = hie_audit_checkpoint_sign(r->ctx->audit_signer, HIE_AUDIT_IDENTITY_ORIGIN, &ih,
+        note, NOTE_MAX, &len);
+    r->out->identity_note = rc == 0 ? note : r->out->identity_note;
+    return rc;
 }
 
 /* Signs the head the page proves against, and the consistency proof asked for. */
@@ -431,6 +469,12 @@ report_head(struct report *r)
         &head, note, NOTE_MAX, &len);
     if (rc != 0) {
         return rc;
+    }
+    if (r->out->n_identity > 0) {
+        rc = identity_sign(r, head.size);
+        if (rc != 0) {
+            return rc;
+        }
     }
     memcpy(root, head.root.bytes, HIE_AUDIT_HASH_BYTES);
     r->out->tree_size = head.size;
@@ -469,6 +513,10 @@ report_build(struct report *r, char *euid, node_mpi_err_t *e)
     if (rc == HIE_EINVAL) {
         return bad(e, "page_token", "not a token from a previous page");
     }
+    if (rc == HIE_ESTATE) {
+        return bad(e, "page_token", "the patient's records were linked, unlinked or merged "
+            "since the first page: ask again from the first page");
+    }
     rc = rc ? rc : report_head(r);
     if (rc != 0) {
         hie_log_error("audit", "report failed", " rc=%s", hie_strerror_name(rc));
@@ -502,7 +550,7 @@ hie_node__audit_report_prepare(node_ctx_t *ctx, const node_who_t *who,
     struct report r = {ctx, NULL, arena, q, out, 0, 0, q->to_ms, q->page_size ? q->page_size
         : HIE_AUDIT_REPORT_PAGE_DEFAULT, {0}, 0, 0, false, 0, NULL, 0,
         (ctx->cfg.frame_bytes_max ? ctx->cfg.frame_bytes_max : HIE_PROTO_FRAME_BYTES_DEFAULT)
-        / 2, {NULL}, 0, {NULL}, 0, {{0}}, 0}; /* budget: the frame's rest (head, checkpoint,
+        / 2, {NULL}, 0, {NULL}, 0, {{0}}, 0, {0}}; /* budget: the frame's rest (head, checkpoint,
                                                 * proof) */
     /* every audit record answered so far is durable in the log; wait until its apply is
      * committed too (audit records share state commits, sm.c), so the report includes it */

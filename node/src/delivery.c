@@ -50,6 +50,9 @@
 #define DELIVERY_ARENA_BYTES (8u * 1024u * 1024u)
 #define DELIVERY_TICK_MS 100
 #define DEAD_COMMAND_TIMEOUT_MS 10000u
+/* A dead letter the log did not take: the recipient's pump waits this long before the message
+ * is decided and tried again (the log full, or not answering). */
+#define DEAD_RETRY_NS (1000ull * 1000000ull)
 
 /* A message sent and not acknowledged yet. */
 struct flight {
@@ -69,6 +72,7 @@ struct receiver {
     struct flight *fl;    /* HIE_DELIVERY_WINDOW_MAX, allocated at the first RECEIVE */
     uint32_t nfl;
     uint64_t last_sent_ns; /* for heartbeats on an idle connection */
+    uint64_t stall_until_ns; /* a dead letter failed to commit: no pump before then */
 };
 
 struct node_delivery {
@@ -416,6 +420,10 @@ withheld_take(struct node_delivery *d, struct receiver *r, struct pump *p, uint3
     } else if (f != NULL) {
         f->due_ns = hie_time_mono_ns() + backoff_ns(d, f->attempts);
     }
+    if (!done) { /* not sent, still queued: decided again once the stall ends */
+        r->next_seq = p->withheld < r->next_seq ? p->withheld : r->next_seq;
+        r->stall_until_ns = hie_time_mono_ns() + DEAD_RETRY_NS;
+    }
     hie_mem_free(p->withheld_audit, p->withheld_len + 1);
     p->withheld_audit = NULL;
     p->withheld = 0;
@@ -428,7 +436,7 @@ withheld_take(struct node_delivery *d, struct receiver *r, struct pump *p, uint3
 static void
 pump(struct node_delivery *d, struct receiver *r)
 {
-    if (r->conn_id == 0 || inflight(r) >= r->window) {
+    if (r->conn_id == 0 || inflight(r) >= r->window || hie_time_mono_ns() < r->stall_until_ns) {
         return;
     }
     for (unsigned i = 0; i < HIE_DELIVERY_WINDOW_MAX && r->conn_id != 0; i++) {
@@ -437,11 +445,13 @@ pump(struct node_delivery *d, struct receiver *r)
         if (!withheld_take(d, r, &p, 0) && p.undeliverable == 0) {
             return;
         }
-        if (p.undeliverable != 0) {
-            (void)dead_letter(d, r, p.undeliverable, 0, "undeliverable", hie_span(NULL, 0));
+        if (p.undeliverable != 0 && !dead_letter(d, r, p.undeliverable, 0, "undeliverable",
+                hie_span(NULL, 0))) {
+            r->next_seq = p.undeliverable < r->next_seq ? p.undeliverable : r->next_seq;
+            r->stall_until_ns = hie_time_mono_ns() + DEAD_RETRY_NS;
         }
-        if (inflight(r) >= r->window) {
-            return;
+        if (inflight(r) >= r->window || r->stall_until_ns > hie_time_mono_ns()) {
+            return; /* full, or the log refuses: the next tick after the stall goes on */
         }
     }
 }

@@ -137,8 +137,13 @@ int
 hie_node__submit_wait(node_submitter_t *s, const hie_command_t *cmd, uint32_t timeout_ms,
     hie_arena_t *arena, hie_command_result_t **out)
 {
+    /* the log must read the command a quarter of the wait (at most 5 s) before the caller
+     * gives up on it, or drop it (hie_cluster_submit_send_by): a command answered "not
+     * committed in time" must not take effect later (a consent revoke, a dead letter) */
+    uint64_t wait_ns = (uint64_t)timeout_ms * 1000000ull;
+    uint64_t margin_ns = wait_ns / 4 < 5000ull * 1000000ull ? wait_ns / 4 : 5000ull * 1000000ull;
     uint64_t token = 0;
-    int rc = hie_node__submit_send(s, cmd, &token);
+    int rc = hie_node__submit_send_by(s, cmd, hie_time_mono_ns() + wait_ns - margin_ns, &token);
     int one = 0;
     *out = NULL;
     if (rc == 0) {

@@ -735,8 +735,12 @@ Test(audit_cli, accounting_across_an_unlink_verifies, .timeout = 180)
     json_decref(r);
     rc = verify(&n, report, vkey, NULL);
     cr_assert_eq(rc, 0, "verify: %s", out);
-    span_end_set(report, bad, 1, 1); /* John's span ends before anything was disclosed */
-    expect_verify_fails(&n, bad, vkey, "a disclosure about another patient");
+    /* the identity is signed: neither a shorter span nor a longer one (which would let
+     * another patient's genuine entries in) passes */
+    span_end_set(report, bad, 1, 1);
+    expect_verify_fails(&n, bad, vkey, "its identity is not the one the node signed");
+    span_end_set(report, bad, 1, INT64_MAX / 2);
+    expect_verify_fails(&n, bad, vkey, "its identity is not the one the node signed");
     itest_node_cleanup(&n);
 }
 

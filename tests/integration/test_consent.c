@@ -964,7 +964,8 @@ Test(consent, accounting_follows_the_patients_earlier_euids, .timeout = 180)
     tick();
     snprintf(ey, sizeof(ey), "%s", feed_ok(c, "x1", HIE__V1__FEED_ACTION__FEED_UNLINK, CLINIC,
         "C-7", NULL, NULL, a)->euid);
-    tick();
+    struct timespec pad = {2, 300 * 1000000L}; /* past the span's end pad */
+    nanosleep(&pad, NULL);
     expect_pix(pix(h2, "d3", HOSP, "H-1", a), true, "John, without C-7");
     expect_pix(pix(h2, "d4", CLINIC, "C-7", a), true, "C-7 under its new EUID");
     accounting_euids(au, "r1", HOSP, "H-1", got, sizeof(got), a);
@@ -973,7 +974,7 @@ Test(consent, accounting_follows_the_patients_earlier_euids, .timeout = 180)
     accounting_euids(au, "r2", CLINIC, "C-7", got, sizeof(got), a);
     snprintf(want, sizeof(want), "%s %s %s", ex, e1, ey);
     cr_assert_str_eq(got, want, "C-7: d1 under its first EUID, d2 under John's while it was "
-        "his (not d3), d4");
+        "his (not d3, 2.3 s after the unlink: past HIE_MPI_IDENTITY_END_PAD_MS), d4");
     /* C-8 merged into C-7 brings its disclosure under its own EUID */
     snprintf(em, sizeof(em), "%s", feed_ok(c, "f3", create, CLINIC, "C-8", &MARIA, NULL,
         a)->euid);
@@ -986,6 +987,75 @@ Test(consent, accounting_follows_the_patients_earlier_euids, .timeout = 180)
     cr_assert_str_eq(got, want, "and d5, under C-8's EUID before the merge: %s / %s", got, want);
     accounting_euids(au, "r4", CLINIC, "C-8", got, sizeof(got), a);
     cr_assert_str_eq(got, want, "asked by the merged MRN: the same patient");
+    hie_client_destroy(&h);
+    hie_client_destroy(&h2);
+    hie_client_destroy(&c);
+    hie_client_destroy(&au);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+/* An accounting's pages share one identity: a patient whose records are linked between two
+ * pages is refused on the second (its entries under the newly linked record's EUID would be
+ * skipped), and asked again from the first page it lists them all, each page signed. */
+Test(consent, accounting_pages_keep_one_identity, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n, NULL); /* opt-out */
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *h2 = itest_client(&n, HOSP2);
+    hie_client_t *c = itest_client(&n, CLINIC), *au = itest_client(&n, AUDITOR);
+    const Hie__V1__FeedAction create = HIE__V1__FEED_ACTION__FEED_CREATE;
+    const Hie__V1__AuditReportKind acct = HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING;
+    char e1[16], eo[16], tok[256];
+    snprintf(e1, sizeof(e1), "%s", feed_ok(h, "f1", create, HOSP, "H-1", &JOHN, NULL, a)->euid);
+    snprintf(eo, sizeof(eo), "%s", feed_ok(c, "f2", create, CLINIC, "C-1", &OLAF, NULL,
+        a)->euid);
+    tick();
+    expect_pix(pix(h2, "d1", CLINIC, "C-1", a), true, "C-1 under its own EUID");
+    tick();
+    expect_pix(pix(h2, "d2", HOSP, "H-1", a), true, "John");
+    expect_pix(pix(h2, "d3", HOSP, "H-1", a), true, "John again");
+    hie_envelope_t *r = report(au, "r1", acct, HOSP, "H-1", 1, NULL, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY);
+    cr_assert_eq(r->audit_report_reply->n_identity, 1u, "John never had another EUID");
+    snprintf(tok, sizeof(tok), "%s", r->audit_report_reply->next_page_token);
+    cr_assert_neq(tok[0], '\0');
+    tick();
+    cr_assert_str_eq(feed_ok(c, "u1", HIE__V1__FEED_ACTION__FEED_UPDATE, CLINIC, "C-1", &JON,
+        NULL, a)->euid, e1, "C-1 is John's now");
+    expect_error(report(au, "r2", acct, HOSP, "H-1", 1, tok, a),
+        HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "page_token");
+    char got[512] = "", want[512];
+    tok[0] = '\0';
+    for (int p = 0; p < 20; p++) {
+        char id[16];
+        snprintf(id, sizeof(id), "q%d", p);
+        r = report(au, id, acct, HOSP, "H-1", 1, tok[0] ? tok : NULL, a);
+        cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_AUDIT_REPORT_REPLY);
+        const Hie__V1__AuditReportReply *rr = r->audit_report_reply;
+        report_verify(rr);
+        cr_assert_eq(rr->n_identity, 2u, "page %d: John's EUID, then C-1's earlier one", p);
+        cr_assert_not_null(strstr(rr->identity_note, HIE_AUDIT_IDENTITY_ORIGIN), "signed");
+        for (size_t i = 0; i < rr->n_entries; i++) {
+            Hie__V1__AuditRecord *rec = hie__v1__audit_record__unpack(NULL,
+                rr->entries[i]->record.len, rr->entries[i]->record.data);
+            Hie__V1__AuditSubject *sub = entry_subject(rr->entries[i]);
+            if (rec->action == HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PIX) {
+                size_t used = strlen(got);
+                snprintf(got + used, sizeof(got) - used, "%s%s", used ? " " : "", sub->euid);
+            }
+            hie__v1__audit_subject__free_unpacked(sub, NULL);
+            hie__v1__audit_record__free_unpacked(rec, NULL);
+        }
+        snprintf(tok, sizeof(tok), "%s", rr->next_page_token);
+        if (tok[0] == '\0') {
+            break;
+        }
+    }
+    cr_assert_eq(tok[0], '\0', "a last page");
+    snprintf(want, sizeof(want), "%s %s %s", eo, e1, e1);
+    cr_assert_str_eq(got, want, "d1 under C-1's first EUID, d2 and d3 under John's");
     hie_client_destroy(&h);
     hie_client_destroy(&h2);
     hie_client_destroy(&c);

@@ -351,6 +351,15 @@ void hie_audit_signer_vkey(const hie_audit_signer_t *signer, hie_audit_vkey_t *o
 HIE_MUST_CHECK int hie_audit_checkpoint_sign(const hie_audit_signer_t *signer,
     const char *origin, const hie_audit_tree_head_t *head, char *out, size_t out_bytes,
     size_t *out_len);
+/* An accounting's identity (the EUIDs its patient's disclosures were indexed under, with
+ * when) is signed as a checkpoint note of this origin, for the page's tree size, whose root is
+ * hie_audit_identity_hash of the list: another origin than any log's, so it is never taken for
+ * one of the log's checkpoints. */
+#define HIE_AUDIT_IDENTITY_ORIGIN "hiebroker/accounting-identity"
+/* SHA-256 of "hiebroker accounting identity v1\n" then "<euid> <from_ms> <to_ms>\n" for each
+ * span, in order (the current EUID first, 0 0). Any thread. */
+void hie_audit_identity_hash(const char *const *euids, const int64_t *from_ms,
+    const int64_t *to_ms, size_t n, uint8_t out[HIE_AUDIT_HASH_BYTES]);
 /* Adds signer's signature line to an existing signed checkpoint note (a cosignature, or the
  * new key's signature during a key rotation): parses note, signs its body and writes the note
  * with the new line appended, and a NUL, into out. Does not check the existing signatures.

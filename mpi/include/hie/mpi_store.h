@@ -252,12 +252,16 @@ typedef struct hie_mpi_euid_span {
     int64_t from_ms, to_ms;
 } hie_mpi_euid_span_t;
 #define HIE_MPI_IDENTITY_SPANS_MAX 64u
+/* A span's end is padded by this: disclosures decided on a state read before the move was
+ * applied (a group commit's latency, a little more under load) still name the EUID left. */
+#define HIE_MPI_IDENTITY_END_PAD_MS 2000
 /* The other EUIDs euid's patient had, from the link history: the spans in which one of its
  * records (its members, and the records A40 merges folded into them, transitively) lived under
- * another EUID, joined per EUID, sorted by (EUID, from_ms), at most HIE_MPI_IDENTITY_SPANS_MAX
- * (in arena). Disclosures made in those spans were indexed under those EUIDs. An accounting
- * reads them (issue 4). Returns 0, HIE_ELIMIT (more spans, or more records than 4,096, or a
- * record with more than 100,000 events), HIE_EUNAVAIL or a storage error. Any thread. */
+ * another EUID (each end padded by HIE_MPI_IDENTITY_END_PAD_MS), joined per EUID, sorted by
+ * (EUID, from_ms), at most HIE_MPI_IDENTITY_SPANS_MAX (in arena). Disclosures made in those
+ * spans were indexed under those EUIDs. An accounting reads them (issue 4). Returns 0,
+ * HIE_ELIMIT (more spans, or more records than 4,096, or a record with more than 100,000
+ * events), HIE_EUNAVAIL or a storage error. Any thread. */
 HIE_MUST_CHECK int hie_mpi_store_identity(hie_mpi_store_t *store, MDB_txn *txn,
     const char *euid, hie_arena_t *arena, hie_mpi_euid_span_t **spans, size_t *n);
 /* The record identities of euid's members (at most HIE_MPI_EUID_MEMBERS_MAX, n * 16 bytes in

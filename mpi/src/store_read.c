@@ -255,13 +255,19 @@ pdq_candidate(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
     hie__v1__pdq_candidate__init(pc);
     int rc = store__explain(model, c, "pdq", arena, &pc->explanation);
     rc = rc == 0 ? store__rec_get(s, txn, c->rec_hash, arena, &rec) : rc;
+    if (rc == 0 && (rec->merged || strcmp(rec->euid, c->euid) != 0)) {
+        /* the candidate came from the in-memory tables, which apply updates before its
+         * commit: moved since the reader's snapshot. The EUID named, the ids listed, the
+         * consent decided and the audit record must all be one state's: skipped */
+        rc = HIE_ENOTFOUND;
+    }
     rc = rc == 0 ? store__rec_open(s, rec, arena, &sp) : rc;
     rc = rc == 0 ? member_ids(s, txn, rec->euid, NULL, NULL, arena, &pc->ids, &pc->n_ids,
         members) : rc;
     if (rc != 0) {
         return rc; /* HIE_ENOTFOUND: newer than the reader's snapshot; the caller skips it */
     }
-    pc->euid = pc->explanation->candidate_euid;
+    pc->euid = rec->euid;
     pc->weight = c->weight;
     pc->probability = pc->explanation->probability;
     pc->demographics = sp->demographics;

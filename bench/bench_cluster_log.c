@@ -240,7 +240,8 @@ logrun_open(struct logrun *lr, const char *root)
     }
     int rc = hie_node__state_open(&lr->state, data, MAP_BYTES, BENCH_NODE_ID, &lr->metrics);
     if (rc == 0) {
-        hie_cluster_log_config_t cfg = {logdir, lr->zctx, LOG_ENDPOINT, MAP_BYTES, NULL, NULL};
+        hie_cluster_log_config_t cfg = {logdir, lr->zctx, LOG_ENDPOINT, MAP_BYTES, NULL, NULL,
+            0};
         hie_cluster_fsm_t fsm = hie_node__state_fsm(lr->state);
         rc = hie_cluster_log_open(&lr->log, &cfg, &fsm);
     }

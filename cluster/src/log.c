@@ -28,6 +28,8 @@
 #define LOG_REPLY_HEAD_BYTES 12u
 /* Room a batch must leave in the log's map beyond twice its bytes (pages, meta, free list). */
 #define LOG_APPEND_SLACK_BYTES (256u * 1024u)
+/* Entries one append deletes at most when the log trims (twice a batch: it catches up). */
+#define LOG_TRIM_PER_APPEND (2u * HIE_LOG_BATCH_COMMANDS_MAX)
 
 struct pending {
     zmq_msg_t identity;
@@ -46,6 +48,12 @@ struct hie_cluster_log {
     char endpoint[256];
     char ctl_endpoint[272];
     _Atomic uint64_t last_index;
+    _Atomic uint64_t first_index;  /* the oldest entry held (last + 1 when empty) */
+    uint64_t retain;               /* cfg.retain */
+    /* the state's commits, log thread only: the index the last one covered, and the one
+     * before (durable once the last one synced) */
+    uint64_t committed, durable;
+    uint64_t applied;              /* the last entry applied, log thread only */
     pthread_t thread;
     bool started;
     int bind_rc;
@@ -141,23 +149,24 @@ log_env_open(hie_cluster_log_t *log, const char *dir, uint64_t map_bytes)
     return rc;
 }
 
+/* The first and last indexes the log holds (0 and 0 when empty). */
 static int
-log_read_last(hie_cluster_log_t *log, uint64_t *last)
+log_read_ends(hie_cluster_log_t *log, uint64_t *first, uint64_t *last)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     MDB_val k, v;
-    *last = 0;
+    *first = *last = 0;
     int rc = mdb_rc(mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn));
     if (rc == 0) {
         rc = mdb_rc(mdb_cursor_open(txn, log->dbi, &cur));
     }
-    if (rc == 0) {
-        int mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    for (int end = 0; rc == 0 && end < 2; end++) {
+        int mrc = mdb_cursor_get(cur, &k, &v, end == 0 ? MDB_FIRST : MDB_LAST);
         if (mrc == 0) {
             rc = k.mv_size == 8 ? 0 : HIE_ECORRUPT;
             if (rc == 0) {
-                *last = hie_load_be64(k.mv_data);
+                *(end == 0 ? first : last) = hie_load_be64(k.mv_data);
             }
         } else if (mrc != MDB_NOTFOUND) {
             rc = HIE_ESTORAGE;
@@ -172,8 +181,16 @@ log_read_last(hie_cluster_log_t *log, uint64_t *last)
     return rc;
 }
 
-/* Commits the state machine's open transaction, if any. Returns 0 or the commit's error
- * (the node must stop). */
+/* The state committed every entry applied up to index. */
+static void
+state_committed(hie_cluster_log_t *log, uint64_t index)
+{
+    if (index > log->committed) {
+        log->durable = log->committed;
+        log->committed = index;
+    }
+}
+
 static int
 log_flush(hie_cluster_log_t *log)
 {
@@ -182,6 +199,7 @@ log_flush(hie_cluster_log_t *log)
         HIE_ASSERT(log->fsm.flush != NULL);
         rc = log->fsm.flush(log->fsm.ctx);
         log->open = false;
+        state_committed(log, log->applied);
     }
     return rc;
 }
@@ -191,6 +209,9 @@ static int
 log_apply(hie_cluster_log_t *log, size_t n)
 {
     int rc = log->fsm.apply(log->fsm.ctx, log->entries, n, log->results);
+    if (rc == 0 || rc == HIE_CLUSTER_APPLIED_OPEN) {
+        log->applied = log->entries[n - 1].index;
+    }
     if (rc == HIE_CLUSTER_APPLIED_OPEN) {
         HIE_ASSERT(log->fsm.flush != NULL);
         log->open = true;
@@ -198,6 +219,7 @@ log_apply(hie_cluster_log_t *log, size_t n)
     }
     if (rc == 0) {
         log->open = false; /* the commit covered the batches before it too */
+        state_committed(log, log->applied);
     }
     return rc;
 }
@@ -246,10 +268,10 @@ log_replay_batch(hie_cluster_log_t *log, uint64_t first, uint64_t last, uint64_t
 static int
 log_replay(hie_cluster_log_t *log)
 {
-    uint64_t applied = 0, last = 0;
+    uint64_t applied = 0, first = 0, last = 0;
     int rc = log->fsm.applied_index(log->fsm.ctx, &applied);
     if (rc == 0) {
-        rc = log_read_last(log, &last);
+        rc = log_read_ends(log, &first, &last);
     }
     if (rc != 0) {
         return rc;
@@ -257,7 +279,16 @@ log_replay(hie_cluster_log_t *log)
     if (applied > last) {
         return HIE_ECORRUPT; /* the state claims entries the log does not have */
     }
+    if (last > 0 && applied + 1 < first) {
+        hie_log_error("log", "the state is behind the log's first entry", " applied_index=%lu "
+            "first_index=%lu hint=\"%s\"", (unsigned long)applied, (unsigned long)first,
+            "the log was trimmed past it (storage.log_retain): restore the state and the log "
+            "from the same backup");
+        return HIE_ECORRUPT;
+    }
     atomic_store(&log->last_index, last);
+    atomic_store(&log->first_index, last > 0 ? first : applied + 1);
+    log->applied = applied;
     uint64_t next = applied + 1;
     bool stop = false;
     while (rc == 0 && next <= last && !stop) {
@@ -286,6 +317,7 @@ hie_cluster_log_open(hie_cluster_log_t **out, const hie_cluster_log_config_t *cf
     log->zctx = cfg->zctx;
     log->interrupted = cfg->interrupted;
     log->interrupted_arg = cfg->interrupted_arg;
+    log->retain = cfg->retain;
     snprintf(log->endpoint, sizeof(log->endpoint), "%s", cfg->endpoint);
     snprintf(log->ctl_endpoint, sizeof(log->ctl_endpoint), "%s%s", cfg->endpoint,
         LOG_CTL_SUFFIX);
@@ -314,6 +346,13 @@ hie_cluster_log_last_index(const hie_cluster_log_t *log)
 {
     HIE_ASSERT(log != NULL && log->magic == LOG_MAGIC);
     return atomic_load(&log->last_index);
+}
+
+uint64_t
+hie_cluster_log_first_index(const hie_cluster_log_t *log)
+{
+    HIE_ASSERT(log != NULL && log->magic == LOG_MAGIC);
+    return atomic_load(&log->first_index);
 }
 
 /* ---- the log thread --------------------------------------------------------------------- */
@@ -387,11 +426,47 @@ batch_read_one(hie_cluster_log_t *log, void *router, struct pending *p)
     return 0;
 }
 
+/* With retain: deletes, in the append's transaction (no sync of its own), up to
+ * LOG_TRIM_PER_APPEND of the oldest entries more than retain behind the durable state.
+ * [out] *first: the oldest entry left. */
+static int
+log_trim(hie_cluster_log_t *log, MDB_txn *txn, uint64_t *first)
+{
+    *first = atomic_load(&log->first_index);
+    if (log->retain == 0 || log->durable <= log->retain ||
+        *first > log->durable - log->retain) {
+        return 0;
+    }
+    uint64_t upto = log->durable - log->retain; /* entries up to it may go */
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc = mdb_rc(mdb_cursor_open(txn, log->dbi, &cur));
+    for (size_t i = 0; rc == 0 && i < LOG_TRIM_PER_APPEND; i++) {
+        int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        if (mrc != 0 || k.mv_size != 8) {
+            rc = mrc == MDB_NOTFOUND ? 0 : mrc != 0 ? HIE_ESTORAGE : HIE_ECORRUPT;
+            break;
+        }
+        uint64_t index = hie_load_be64(k.mv_data);
+        if (index > upto) {
+            break;
+        }
+        rc = mdb_rc(mdb_cursor_del(cur, 0));
+        *first = index + 1;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc;
+}
+
 static int
 batch_append(hie_cluster_log_t *log, size_t n, uint64_t first)
 {
     MDB_txn *txn = NULL;
+    uint64_t oldest = 0;
     int rc = mdb_rc(mdb_txn_begin(log->env, NULL, 0, &txn));
+    rc = rc == 0 ? log_trim(log, txn, &oldest) : rc;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         uint8_t key[8];
         hie_store_be64(key, first + i);
@@ -411,11 +486,15 @@ batch_append(hie_cluster_log_t *log, size_t n, uint64_t first)
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }
+    if (rc == 0) {
+        atomic_store(&log->first_index, oldest);
+    }
     return rc;
 }
 
 /* Would appending bytes more (with room to spare for LMDB's pages and copies) reach the end of
- * the log's map? The log never frees pages, so its high-water mark is what it holds. */
+ * the log's map? Without trimming the log never frees pages: its high-water mark is what it
+ * holds. */
 static bool
 log_room_short(hie_cluster_log_t *log, uint64_t bytes)
 {
@@ -424,8 +503,13 @@ log_room_short(hie_cluster_log_t *log, uint64_t bytes)
     if (mdb_env_info(log->env, &info) != 0 || mdb_env_stat(log->env, &st) != 0) {
         return false; /* the append tells */
     }
-    uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
-    return used + 2u * bytes + LOG_APPEND_SLACK_BYTES > info.me_mapsize;
+    uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize, map = info.me_mapsize;
+    bool short_ = used + 2u * bytes + LOG_APPEND_SLACK_BYTES > map;
+    if (short_ && log->retain != 0 && hie_cluster_lmdb_usage(log->env, true, &used, &map) == 0) {
+        /* a trimming log reuses the pages it freed: its high-water mark is not what it holds */
+        short_ = used + 2u * bytes + LOG_APPEND_SLACK_BYTES > map;
+    }
+    return short_;
 }
 
 /* The last line before MDB_MAP_FULL (which stops the node, and again at every replay): a

@@ -83,6 +83,7 @@ admin_status(struct node_admin *a)
     st.version = (char *)(uintptr_t)HIE_NODE_VERSION;
     st.applied_index = applied;
     st.log_index = hie_cluster_log_last_index(ctx->log);
+    st.log_first_index = hie_cluster_log_first_index(ctx->log);
     st.uptime_ms = (hie_time_mono_ns() - ctx->metrics.start_ns) / 1000000u;
     st.connections = atomic_load(&ctx->metrics.connections_open);
     st.listen = listen;

@@ -34,7 +34,7 @@ struct y_limits {
 };
 struct y_operator { char *http_address; uint32_t http_port; char *admin_socket; };
 struct y_log { char *level, *format; };
-struct y_storage { uint64_t *map_bytes; };
+struct y_storage { uint64_t *map_bytes, *log_retain; };
 struct y_mpi { char *key_file; uint32_t *match_threads; };
 struct y_consent { char *regime; char *break_glass; char *part2_named_recipient; char *enforce; };
 struct y_audit { char *origin; uint32_t *checkpoint_interval_ms; };
@@ -96,7 +96,8 @@ static const cyaml_schema_field_t log_fields[] = {
     CYAML_FIELD_STRING_PTR("level", OPT, struct y_log, level, 1, 8),
     CYAML_FIELD_STRING_PTR("format", OPT, struct y_log, format, 1, 8), CYAML_FIELD_END};
 static const cyaml_schema_field_t storage_fields[] = {
-    CYAML_FIELD_UINT_PTR("map_bytes", OPT, struct y_storage, map_bytes), CYAML_FIELD_END};
+    CYAML_FIELD_UINT_PTR("map_bytes", OPT, struct y_storage, map_bytes),
+    CYAML_FIELD_UINT_PTR("log_retain", OPT, struct y_storage, log_retain), CYAML_FIELD_END};
 static const cyaml_schema_field_t mpi_fields[] = {
     CYAML_FIELD_STRING_PTR("key_file", OPT, struct y_mpi, key_file, 1, 3000),
     CYAML_FIELD_UINT_PTR("match_threads", OPT, struct y_mpi, match_threads), CYAML_FIELD_END};
@@ -449,6 +450,14 @@ fill_operator(node_config_t *c, const struct y_config *y, char *err, size_t eb)
                                                 : HIE_LMDB_MAP_BYTES_DEFAULT;
     if (rc == 0 && (c->map_bytes < (1u << 20) || c->map_bytes > HIE_LMDB_MAP_BYTES_MAX)) {
         snprintf(err, eb, "config key storage.map_bytes: must be 1 MiB..1 TiB");
+        return HIE_ECONFIG;
+    }
+    c->log_retain = y->storage.log_retain != NULL ? *y->storage.log_retain
+                                                  : HIE_LOG_RETAIN_DEFAULT;
+    if (rc == 0 && c->log_retain != 0 && (c->log_retain < HIE_LOG_RETAIN_MIN ||
+                                             c->log_retain > HIE_LOG_RETAIN_MAX)) {
+        snprintf(err, eb, "config key storage.log_retain: must be 0 (keep every command) or "
+            "100..1000000000");
         return HIE_ECONFIG;
     }
     return rc;

@@ -404,9 +404,9 @@ ctl_status(const struct ctl *c, hie_arena_t *arena)
     if (s == NULL) {
         return 3;
     }
-    printf("node=%s version=%s listen=%s applied_index=%lu log_index=%lu connections=%lu "
-        "uptime_s=%lu\n", s->node_id, s->version, s->listen, s->applied_index, s->log_index,
-        s->connections, s->uptime_ms / 1000u);
+    printf("node=%s version=%s listen=%s applied_index=%lu log_index=%lu log_first_index=%lu "
+        "connections=%lu uptime_s=%lu\n", s->node_id, s->version, s->listen, s->applied_index,
+        s->log_index, s->log_first_index, s->connections, s->uptime_ms / 1000u);
     return 0;
 }
 
@@ -495,7 +495,7 @@ ctl_init(const struct ctl *c)
     rc = hie_node__state_open(&st, c->data_dir, HIE_LMDB_MAP_BYTES_DEFAULT, "init", NULL);
     if (rc == 0) {
         hie_cluster_log_config_t lcfg = {logdir, NULL, NODE_EP_LOG, HIE_LMDB_MAP_BYTES_DEFAULT,
-            NULL, NULL};
+            NULL, NULL, 0};
         hie_cluster_fsm_t fsm = hie_node__state_fsm(st);
         rc = hie_cluster_log_open(&log, &lcfg, &fsm);
     }

@@ -177,7 +177,7 @@ node_open_log(node_ctx_t *ctx)
     char logdir[NODE_PATH_MAX + 8];
     snprintf(logdir, sizeof(logdir), "%s/log", ctx->cfg.data_dir);
     hie_cluster_log_config_t lcfg = {logdir, ctx->zctx, NODE_EP_LOG, ctx->cfg.map_bytes,
-        stop_requested, NULL};
+        stop_requested, NULL, ctx->cfg.log_retain};
     hie_cluster_fsm_t fsm = hie_node__state_fsm(ctx->state);
     hie_node__state_defer_commits(ctx->state, true);
     uint64_t t0 = hie_time_mono_ns();

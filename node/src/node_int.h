@@ -73,6 +73,7 @@ typedef struct node_config {
     enum hie_log_level log_level;
     enum hie_log_format log_format;
     uint64_t map_bytes;
+    uint64_t log_retain;          /* storage.log_retain: commands kept behind the state */
     char mpi_key_file[NODE_PATH_MAX]; /* "" when the MPI has no data key (MPI unavailable) */
     uint32_t mpi_match_threads;   /* the match pool's threads (hie/mpi_store.h) */
     bool consent_opt_out;         /* consent.regime: false = opt-in (deny when none on file) */

@@ -110,8 +110,10 @@ itest_node_write_config(itest_node_t *n)
             o->responder_timeout_ms ? o->responder_timeout_ms : 3000u,
             o->max_responders ? o->max_responders : 8u);
     }
-    if (o->map_bytes) {
-        fprintf(f, "storage: {map_bytes: %llu}\n", (unsigned long long)o->map_bytes);
+    if (o->map_bytes || o->log_retain) {
+        fprintf(f, "storage: {map_bytes: %llu, log_retain: %llu}\n",
+            (unsigned long long)(o->map_bytes ? o->map_bytes : 4294967296ull),
+            (unsigned long long)o->log_retain);
     }
     if (o->ack_timeout_ms || o->max_attempts || o->heartbeat_ms || o->retain_events) {
         fprintf(f, "delivery: {ack_timeout_ms: %u, max_attempts: %u, heartbeat_ms: %u, "

@@ -78,6 +78,13 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 
 /* LMDB map sizes (config: storage.map_bytes). */
 #define HIE_LMDB_MAP_BYTES_DEFAULT (4ull * 1024ull * 1024ull * 1024ull)
+/* Commands the log keeps behind the state (storage.log_retain; 0, the default, keeps every
+ * one, so that a lost state can be rebuilt from the log): older ones are deleted as new ones
+ * come. A command holds up to one worker wakeup's audit records (64, about 40 KB), so 10,000
+ * hold at most ~400 MB, minutes of history at full load. */
+#define HIE_LOG_RETAIN_DEFAULT 0u
+#define HIE_LOG_RETAIN_MIN 100u
+#define HIE_LOG_RETAIN_MAX 1000000000u
 #define HIE_LMDB_MAP_BYTES_MAX (1024ull * 1024ull * 1024ull * 1024ull)
 /* Past this share of either map (state, command log) a node refuses new work that would grow
  * it (OVERLOADED) instead of reaching MDB_MAP_FULL, which stops it at every replay. */

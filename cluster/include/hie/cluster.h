@@ -85,6 +85,12 @@ typedef struct hie_cluster_log_config {
      * long log replays). What was applied is committed, and open returns HIE_EUNAVAIL. */
     bool (*interrupted)(void *arg);
     void *interrupted_arg;
+    /* Entries kept behind the state (0: every entry, for good). The log deletes the entries
+     * older than this many before the index of the state commit before the last one (that
+     * commit is durable once the next one synced, also for a state opened with
+     * MDB_NOMETASYNC), a bounded number with each append, so its file stops growing. A state
+     * that falls behind the log's first entry cannot be replayed (HIE_ECORRUPT at open). */
+    uint64_t retain;
 } hie_cluster_log_config_t;
 
 /* Opens the log in cfg->dir and replays every entry after fsm->applied_index() through
@@ -106,6 +112,9 @@ void hie_cluster_log_destroy(hie_cluster_log_t **log);
 
 /* Index of the last appended entry (any thread). */
 uint64_t hie_cluster_log_last_index(const hie_cluster_log_t *log);
+/* Index of the oldest entry the log still holds (1 until it trims; last + 1 when empty). Any
+ * thread. */
+uint64_t hie_cluster_log_first_index(const hie_cluster_log_t *log);
 
 /* Storage of an LMDB environment (env: an MDB_env *): [out] *used, the bytes of its map in
  * use (pages up to the high-water mark, less, with free_list, the free pages LMDB will reuse:
@@ -113,8 +122,8 @@ uint64_t hie_cluster_log_last_index(const hie_cluster_log_t *log);
  * Returns 0 or HIE_ESTORAGE. */
 HIE_MUST_CHECK int hie_cluster_lmdb_usage(void *env, bool free_list, uint64_t *used,
     uint64_t *map);
-/* The same for the log's own environment. The log never shrinks (until snapshots and
- * compaction arrive with Raft): its map must be sized for every command ever applied. */
+/* The same for the log's own environment. With cfg.retain 0 the log never shrinks: its map
+ * must then be sized for every command ever applied. */
 HIE_MUST_CHECK int hie_cluster_log_usage(const hie_cluster_log_t *log, bool free_list,
     uint64_t *used, uint64_t *map);
 

@@ -218,7 +218,7 @@ static hie_cluster_log_config_t
 log_config(void)
 {
     snprintf(endpoint, sizeof(endpoint), "inproc://test-log-%u", ++endpoint_seq);
-    hie_cluster_log_config_t cfg = {log_dir_get(), zctx, endpoint, MAP_BYTES, NULL, NULL};
+    hie_cluster_log_config_t cfg = {log_dir_get(), zctx, endpoint, MAP_BYTES, NULL, NULL, 0};
     return cfg;
 }
 
@@ -715,6 +715,61 @@ Test(cluster_log, reopened_log_continues_numbering_after_the_last_entry)
     log_close(&log);
 }
 
+static int
+count_fn(void *ctx, uint64_t index, hie_span_t cmd)
+{
+    (void)index;
+    (void)cmd;
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+/* With retain, the log deletes its oldest entries as new ones come, in the append's own
+ * transaction, and only those more than retain behind the state commit before the last (a
+ * state opened with MDB_NOMETASYNC may lose its last commit in a crash, and replays it from
+ * the log). Numbering goes on; a state behind the first entry left is refused at open. */
+Test(cluster_log, a_retaining_log_trims_its_oldest_entries)
+{
+    struct test_fsm *f = fsm_new(0);
+    hie_cluster_log_config_t cfg = log_config();
+    cfg.retain = 100;
+    hie_cluster_fsm_t t = fsm_table(f);
+    cr_assert_eq(hie_cluster_log_open(&open_log, &cfg, &t), 0);
+    hie_cluster_log_t *log = open_log;
+    cr_assert_eq(hie_cluster_log_first_index(log), 1);
+    log_start(log);
+    void *d = dealer_new();
+    for (unsigned i = 0; i < 500; i++) { /* one at a time: each its own batch and commit */
+        uint8_t c[CMD_BYTES_MAX];
+        size_t len = cmd_bytes(c, 9, i);
+        cr_assert_eq(hie_cluster_submit_send(d, i + 1, hie_span(c, len)), 0);
+        cr_assert_eq(reply_take(d, i + 1, 0), i + 1);
+    }
+    /* appending 500, the state's durable commit was 498's: entries up to 398 went */
+    cr_assert_eq(hie_cluster_log_first_index(log), 399);
+    cr_assert_eq(hie_cluster_log_last_index(log), 500);
+    dealer_close(d);
+    log_close(&log);
+    cr_assert(!f->error, "fsm: %s", f->error_what);
+    uint64_t held = 0;
+    cr_assert_eq(hie_cluster_log_read(log_dir, 1, count_fn, &held), 0);
+    cr_assert_eq(held, 102);
+    struct test_fsm *current = fsm_new(500);
+    log = log_open(current);
+    cr_assert_eq(hie_cluster_log_first_index(log), 399);
+    log_close(&log);
+    struct test_fsm *behind = fsm_new(300); /* needs 301.., which are gone */
+    cfg = log_config();
+    t = fsm_table(behind);
+    cr_assert_eq(hie_cluster_log_open(&log, &cfg, &t), HIE_ECORRUPT);
+    cr_assert_null(log);
+    cr_assert_eq(behind->seen_count, 0);
+    struct test_fsm *edge = fsm_new(398); /* needs 399.. exactly */
+    log = log_open(edge);
+    cr_assert_eq(edge->seen_count, 102);
+    log_close(&log);
+}
+
 Test(cluster_log, applied_index_beyond_the_log_is_ecorrupt)
 {
     (void)fill_log();
@@ -899,7 +954,7 @@ Test(cluster_log, destroy_of_an_unstarted_log_and_of_null)
 Test(cluster_log, open_with_null_fsm_apply_aborts, .signal = SIGABRT)
 {
     hie_cluster_log_config_t cfg = {"/nonexistent/hie-log", zctx, endpoint, MAP_BYTES, NULL,
-        NULL};
+        NULL, 0};
     hie_cluster_fsm_t t = {NULL, NULL, fsm_applied_index, fsm_fatal, NULL, NULL};
     hie_cluster_log_t *log = NULL;
     int rc = hie_cluster_log_open(&log, &cfg, &t);

@@ -65,6 +65,8 @@ hie_ctl__usage(FILE *f)
         "                                   files (node stopped): every record, hash and\n"
         "                                   checkpoint; exit 1 if tampered (needs --config)\n"
         "  audit vkey                       the node's checkpoint verifier key (needs --config)\n"
+        "  backup DIR                       copy the node's state and log into the new DIR,\n"
+        "                                   running or not (needs --config; keys not included)\n"
         "  delivery dead [ORG]              dead letters: recipient, seq, message id, sender,\n"
         "                                   attempts, reason (never their content)\n"
         "  delivery redrive ORG [SEQ]       send dead letters (all, or SEQ) back to the queue\n"
@@ -1409,6 +1411,27 @@ parse_opts(struct ctl *c, int argc, char **argv)
     return c->bad_number ? 2 : 0;
 }
 
+/* backup DIR reads the node's files: the config says where they are. */
+static int
+ctl_backup(const struct ctl *c, int argc, char **argv)
+{
+    static node_config_t cfg;
+    char err[1024];
+    if (argc != 1) {
+        hie_ctl__usage(stderr);
+        return 2;
+    }
+    if (c->config == NULL) {
+        fprintf(stderr, "hiectl: backup needs --config (the node's config file)\n");
+        return 2;
+    }
+    if (hie_node__config_load(&cfg, c->config, err, sizeof(err)) != 0) {
+        fprintf(stderr, "hiectl: %s\n", err);
+        return 2;
+    }
+    return hie_ctl__backup(&cfg, argv[0]);
+}
+
 /* audit verify / vkey read the node's files: the config says where they are. */
 static int
 ctl_audit(const struct ctl *c, int argc, char **argv)
@@ -1478,6 +1501,8 @@ main(int argc, char **argv)
         rc = hie_ctl__subscription(&c, n_words - 1, words + 1, arena);
     } else if (strcmp(words[0], "audit") == 0) {
         rc = ctl_audit(&c, n_words - 1, words + 1);
+    } else if (strcmp(words[0], "backup") == 0) {
+        rc = ctl_backup(&c, n_words - 1, words + 1);
     } else if (strcmp(words[0], "consent") == 0) {
         rc = hie_ctl__consent(&c, n_words - 1, words + 1, arena);
     } else {

@@ -54,5 +54,8 @@ void hie_ctl__text_safe(char *out, size_t out_bytes, const char *s);
 int hie_ctl__consent(const struct ctl *c, int argc, char **argv, hie_arena_t *arena);
 int hie_ctl__delivery(const struct ctl *c, int argc, char **argv, hie_arena_t *arena);
 int hie_ctl__subscription(const struct ctl *c, int argc, char **argv, hie_arena_t *arena);
+/* hiectl backup DIR (ctl_backup.c): the node's state and log copied into the new directory
+ * dir. Returns the exit code. */
+int hie_ctl__backup(const node_config_t *cfg, const char *dir);
 
 #endif

@@ -16,6 +16,9 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The refusal of a create or update of a merged MRN (STORE_MERGED_MRN_SINCE_MS). */
+#define MERGED_MRN "this MRN was merged into another record (HL7 A40) and is retired; feed " \
+    "the surviving MRN"
 #define BAD HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST
 #define NOT_FOUND HIE__V1__ERROR_CODE__ERROR_NOT_FOUND
 
@@ -509,6 +512,9 @@ feed_create(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeed
 {
     Hie__V1__MpiRecord *old = NULL;
     int rc = store__rec_get(s, ctx->txn, cmd->rec_hash.data, ctx->arena, &old);
+    if (rc == 0 && old->merged && store__rules_ms(ctx) >= STORE_MERGED_MRN_SINCE_MS) {
+        return refuse(ctx, BAD, "patient.mrn", MERGED_MRN);
+    }
     if (rc == 0) {
         return refuse(ctx, BAD, "patient.mrn", "this MRN is already in the index; use update");
     }
@@ -582,6 +588,9 @@ feed_update(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeed
 {
     Hie__V1__MpiRecord *rec = NULL;
     int rc = store__rec_get(s, ctx->txn, cmd->rec_hash.data, ctx->arena, &rec);
+    if (rc == 0 && rec->merged && store__rules_ms(ctx) >= STORE_MERGED_MRN_SINCE_MS) {
+        return refuse(ctx, BAD, "patient.mrn", MERGED_MRN);
+    }
     if (rc == HIE_ENOTFOUND || (rc == 0 && rec->merged)) {
         return refuse(ctx, NOT_FOUND, "patient.mrn", "no record of this MRN at this organization");
     }

@@ -29,6 +29,9 @@
  * to keep apart: such items stayed open for good), and is refused for a record already in
  * the candidate EUID (it used to write no-links and leave the record linked). */
 #define STORE_REVIEW_DEDUP_SINCE_MS 1796074200000ll
+/* From 2026-12-01T00:00Z (by the rules clock): a create or update of an MRN an A40 merged into
+ * another record is refused as such (create said "use update", and update "no record"). */
+#define STORE_MERGED_MRN_SINCE_MS 1796083200000ll
 /* The time a rule's start is compared with: the rules clock, never before the command's own. */
 static inline int64_t
 store__rules_ms(const hie_mpi_apply_ctx_t *ctx)

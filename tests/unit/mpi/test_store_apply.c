@@ -1203,3 +1203,42 @@ Test(mpi_store_apply, identity_spans_follow_links_unlinks_and_merges)
     identity_of(ec, again, sizeof(again));
     cr_assert_str_eq(again, want, "filled at open");
 }
+
+/* Applies (action, mrn) expecting a refusal; returns its code, the message in msg. */
+static int
+feed_refused(Hie__V1__FeedAction action, const char *mrn, const struct who *w, char *msg,
+    size_t cap)
+{
+    Hie__V1__MpiFeedCommand *fc = feed_cmd(action, mrn, w);
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    hie_mpi_apply_ctx_t ctx = {txn, arena, ORG, feed_time_ms, ++log_index, {0}, 0, NULL,
+        feed_rules_ms, NULL, NULL};
+    Hie__V1__MpiFeedReply *reply = NULL;
+    cr_assert_eq(hie_mpi_store_apply_feed(store, &ctx, fc, &reply), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    snprintf(msg, cap, "%s", ctx.reject.message != NULL ? ctx.reject.message : "");
+    return ctx.reject.code;
+}
+
+/* An MRN an A40 merged into another record is retired: a create or update of it says so (it
+ * used to be told "use update" by create and "no record" by update). */
+Test(mpi_store_apply, a_merged_mrn_is_refused_as_merged)
+{
+    char e[16], msg[256];
+    feed_time_ms = STORE_MERGED_MRN_SINCE_MS + 1;
+    (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "A", &x, e);
+    (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "B", &y, e);
+    merge_prior = "B";
+    (void)feed(HIE__V1__FEED_ACTION__FEED_MERGE, "A", NULL, e);
+    merge_prior = NULL;
+    cr_assert_eq(feed_refused(HIE__V1__FEED_ACTION__FEED_CREATE, "B", &y, msg, sizeof(msg)),
+        HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST);
+    cr_assert(strstr(msg, "merged") != NULL, "%s", msg);
+    cr_assert_eq(feed_refused(HIE__V1__FEED_ACTION__FEED_UPDATE, "B", &y, msg, sizeof(msg)),
+        HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST);
+    cr_assert(strstr(msg, "merged") != NULL, "%s", msg);
+    feed_time_ms = STORE_MERGED_MRN_SINCE_MS - 1; /* a log from before replays as it was */
+    cr_assert_eq(feed_refused(HIE__V1__FEED_ACTION__FEED_UPDATE, "B", &y, msg, sizeof(msg)),
+        HIE__V1__ERROR_CODE__ERROR_NOT_FOUND);
+}

@@ -10,8 +10,10 @@
  * the body is buffered; the body is decoded in a capped arena. A malformed frame gets one Error
  * and the connection is closed; nothing is re-synchronized.
  *
- * Backpressure: a connection with inflight_max requests in flight, or with more than
- * HIE_EDGE_WRITE_BUFFER_BYTES_MAX of unsent replies, is not read until that drains. Each
+ * Backpressure: a connection with inflight_max requests in flight, HIE_EDGE_INFLIGHT_BYTES_MAX
+ * of request frames in flight (or, with any in flight, while the edge's connections together
+ * hold HIE_EDGE_INFLIGHT_BYTES_EDGE_MAX), or more than HIE_EDGE_WRITE_BUFFER_BYTES_MAX of
+ * unsent replies, is not read until that drains. Each
  * wakeup reads at most EDGE_FRAMES_PER_WAKEUP frames from one connection, so one busy or slow
  * client never stalls the others.
  *
@@ -67,6 +69,7 @@ struct conn {
     node_wbuf_t *wq_head, *wq_tail;
     size_t wq_bytes;
     uint32_t inflight;
+    uint64_t inflight_bytes;     /* request frames read and not answered yet */
     bool close_after_flush;
     bool read_wants_write;       /* SSL_read asked for writability */
     bool write_wants_read;
@@ -101,6 +104,7 @@ struct node_edge {
     uint32_t flush_count;
     uint32_t open_count;
     uint32_t handshaking;        /* of open_count, still in their TLS handshake */
+    uint64_t inflight_bytes;     /* every connection's, replies to gone ones included */
     uint64_t generation;
     bool draining;
     uint64_t drain_deadline_ns;
@@ -148,7 +152,9 @@ conn_read_paused(const node_edge_t *e, const struct conn *c)
 {
     return c->close_after_flush || e->draining ||
            c->inflight >= e->ctx->cfg.inflight_max ||
-           c->wq_bytes >= HIE_EDGE_WRITE_BUFFER_BYTES_MAX;
+           c->wq_bytes >= HIE_EDGE_WRITE_BUFFER_BYTES_MAX ||
+           (c->inflight > 0 && (c->inflight_bytes >= HIE_EDGE_INFLIGHT_BYTES_MAX ||
+                                   e->inflight_bytes >= HIE_EDGE_INFLIGHT_BYTES_EDGE_MAX));
 }
 
 /* Recomputes which readiness events the connection waits for. */
@@ -357,8 +363,14 @@ frame_done(node_edge_t *e, struct conn *c)
     if (req != NULL) {
         req->arena = arena;
         req->env = env;
+        req->in_bytes = (uint32_t)consumed; /* a frame: at most 16 MiB */
         arena = NULL;
+        uint32_t in = req->in_bytes;
         rc = edge_post(e, &req);
+        if (rc == 0) {
+            c->inflight_bytes += in;
+            e->inflight_bytes += in;
+        }
     } else {
         rc = HIE_ENOMEM; /* answered as overloaded, not dropped: every request gets a reply */
     }
@@ -872,6 +884,12 @@ static void
 edge_reply(node_edge_t *e, node_req_t *req)
 {
     struct conn *c = conn_lookup(e, req->conn_id);
+    HIE_ASSERT(e->inflight_bytes >= req->in_bytes);
+    e->inflight_bytes -= req->in_bytes; /* counted on its edge whatever became of its conn */
+    if (c != NULL) {
+        HIE_ASSERT(c->inflight_bytes >= req->in_bytes);
+        c->inflight_bytes -= req->in_bytes;
+    }
     /* A delivery follows a Receive request its worker authorized, so it may go out while the
      * connection's own registry check (C_AUTH) is still under way, as replies do: dropping it
      * there left the message unsent until its ack timeout (seen when the delivery overtook the

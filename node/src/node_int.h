@@ -500,6 +500,8 @@ typedef struct node_req {
                                                  now receives on another connection */
     bool receiving;                           /* the reply to a Receive: deliveries come on
                                                  this connection (the edge says when it ends) */
+    uint32_t in_bytes;                        /* the request's frame: the edge's in-flight
+                                                 bytes until its reply comes back */
 } node_req_t;
 
 void hie_node__req_destroy(node_req_t **req);

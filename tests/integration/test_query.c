@@ -10,6 +10,7 @@
 
 #include <criterion/criterion.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -590,6 +591,82 @@ Test(query, a_silent_responder_is_marked_timeout_at_the_deadline, .timeout = 120
     cr_assert_str_eq(qr->sources[1]->source, HOSP2);
     cr_assert_eq(qr->sources[1]->status, HIE__V1__SOURCE_STATUS__SOURCE_TIMEOUT);
     cr_assert(ms >= 650 && ms < 3000, "answered at the 700 ms deadline: %lu ms", ms);
+    fx_stop(&n, &a, &h, &c, &s);
+}
+
+/* Record queries of about 1 MiB each (an unknown field the node strips), sent in a row. */
+struct big_sender {
+    hie_client_t *c;
+    int n;
+    int failed;
+};
+
+static void *
+big_sender_main(void *arg)
+{
+    struct big_sender *b = arg;
+    static uint8_t pad[3 + 1024 * 1024] = {0x80, 0x80, 0x40}; /* varint 2^20, then 2^20 bytes */
+    ProtobufCMessageUnknownField uf = {9999, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, sizeof(pad),
+        pad};
+    for (int i = 0; i < b->n; i++) {
+        hie_envelope_t req;
+        Hie__V1__RecordQuery q = HIE__V1__RECORD_QUERY__INIT;
+        Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+        char id[16];
+        snprintf(id, sizeof(id), "big%d", i);
+        req_init(&req, id);
+        pid.org_id = MUT(CLINIC);
+        pid.mrn = MUT("C-9");
+        q.patient = &pid;
+        q.base.n_unknown_fields = 1;
+        q.base.unknown_fields = &uf;
+        req.body_case = HIE__V1__ENVELOPE__BODY_RECORD_QUERY;
+        req.record_query = &q;
+        b->failed += hie_client_send(b->c, &req) != 0;
+    }
+    return NULL;
+}
+
+/* A member pipelining big requests that wait (here on a silent responder) holds at most
+ * HIE_EDGE_INFLIGHT_BYTES_MAX of them in the node: the edge stops reading its connection
+ * until replies bring it back under. Without the byte budget 32 of these 1 MiB queries were
+ * in the node at once (16 per worker, the forwarding limit), and with 4 MiB frames and a
+ * thousand connections the node's memory had no bound. Every query is still answered. */
+Test(query, big_requests_in_flight_are_bounded_by_bytes, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    setup3(&n, &h, &c, &s, a); /* responders answer within 700 ms */
+    struct inbox in;
+    responder_on(s, &in, a); /* receives, never answers */
+    struct big_sender b = {c, 40, 0};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, big_sender_main, &b), 0);
+    unsigned forwarded = 0;
+    uint64_t until = hie_time_mono_ns() + 550ull * 1000000u; /* before the first deadline */
+    for (;;) {
+        uint64_t now = hie_time_mono_ns();
+        hie_envelope_t *env = NULL;
+        if (now >= until || hie_client_recv(s, (int)((until - now) / 1000000u) + 1, a,
+                &env) != 0) {
+            break;
+        }
+        forwarded += env->body_case == HIE__V1__ENVELOPE__BODY_QUERY_FORWARD;
+    }
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert(forwarded >= 1 && forwarded <= 16, "%u queries of 1 MiB in the node at once",
+        forwarded);
+    cr_assert_eq(b.failed, 0);
+    for (int i = 0; i < b.n; i++) {
+        hie_envelope_t *r = NULL;
+        cr_assert_eq(hie_client_recv(c, 10000, a, &r), 0, "reply %d", i);
+        cr_assert(r->body_case == HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY ||
+            (r->body_case == HIE__V1__ENVELOPE__BODY_ERROR &&
+             r->error->code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED), "reply %d: %d", i,
+            r->body_case);
+        hie_arena_reset(a);
+    }
     fx_stop(&n, &a, &h, &c, &s);
 }
 

@@ -44,6 +44,12 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
  * is always queued whole, so one connection holds at most this plus inflight_max replies; a
  * client that does not read its replies cannot make the node buffer without bound. */
 #define HIE_EDGE_WRITE_BUFFER_BYTES_MAX (256u * 1024u)
+/* Bytes of request frames in flight (read, not answered yet): past this a connection is not
+ * read until replies bring it back under (one request always goes, whatever its size); past
+ * the edge-wide one, no connection with a request in flight is read. With 4 MiB frames and 64
+ * in flight a connection could otherwise hold 256 MiB, and a thousand of them the machine. */
+#define HIE_EDGE_INFLIGHT_BYTES_MAX (16u * 1024u * 1024u)
+#define HIE_EDGE_INFLIGHT_BYTES_EDGE_MAX (128u * 1024u * 1024u)
 /* Time limits (config: limits.*_timeout_ms). A handshake that has not finished, a frame that
  * has started and not finished, or a connection idle for longer is closed. */
 #define HIE_EDGE_HANDSHAKE_TIMEOUT_MS_DEFAULT 10000u

@@ -135,6 +135,7 @@ admin_command_allowed(int body)
     case HIE__V1__COMMAND__BODY_ORG_SUSPEND:
     case HIE__V1__COMMAND__BODY_ORG_REINSTATE:
     case HIE__V1__COMMAND__BODY_REDRIVE:
+    case HIE__V1__COMMAND__BODY_DEAD_PURGE:
     case HIE__V1__COMMAND__BODY_UNSUBSCRIBE:
         return true;
     default:

@@ -1,7 +1,8 @@
 /*
- * ctl_delivery.c - hiectl delivery dead|redrive: the dead letters of the delivery queues
- * (metadata only) and sending them back to their queue; hiectl subscription list|cancel: the
- * members' ADT subscriptions, their subscribers' queue depths, and ending one for a member.
+ * ctl_delivery.c - hiectl delivery dead|redrive|purge: the dead letters of the delivery
+ * queues (metadata only), sending them back to their queue or deleting them; hiectl
+ * subscription list|cancel: the members' ADT subscriptions, their subscribers' queue depths,
+ * and ending one for a member.
  */
 #include "hiectl_int.h"
 
@@ -41,21 +42,27 @@ hie_ctl__delivery(const struct ctl *c, int argc, char **argv, hie_arena_t *arena
     if (argc >= 1 && argc <= 2 && strcmp(argv[0], "dead") == 0) {
         return ctl_dead_list(c, argc == 2 ? argv[1] : NULL, arena);
     }
-    if (argc < 2 || argc > 3 || strcmp(argv[0], "redrive") != 0) {
+    bool purge = argc >= 1 && strcmp(argv[0], "purge") == 0;
+    if (argc < 2 || argc > 3 || (strcmp(argv[0], "redrive") != 0 && !purge)) {
         hie_ctl__usage(stderr);
         return 2;
     }
     uint64_t seq = 0;
-    if (argc == 3 && !hie_ctl__parse_number(argv[2], UINT64_MAX, &seq)) {
-        fprintf(stderr, "hiectl: delivery redrive: SEQ must be a number\n");
+    if (argc == 3 && (!hie_ctl__parse_number(argv[2], UINT64_MAX, &seq) || seq == 0)) {
+        fprintf(stderr, "hiectl: delivery %s: SEQ must be a number (1 or more)\n", argv[0]);
         return 2;
     }
     Hie__V1__RedriveCommand rd = HIE__V1__REDRIVE_COMMAND__INIT;
-    rd.recipient_org = argv[1];
-    rd.seq = seq;
+    Hie__V1__DeadPurgeCommand dp = HIE__V1__DEAD_PURGE_COMMAND__INIT;
+    rd.recipient_org = dp.recipient_org = argv[1];
+    rd.seq = dp.seq = seq;
     hie_command_t cmd = HIE__V1__COMMAND__INIT;
-    cmd.body_case = HIE__V1__COMMAND__BODY_REDRIVE;
-    cmd.redrive = &rd;
+    cmd.body_case = purge ? HIE__V1__COMMAND__BODY_DEAD_PURGE : HIE__V1__COMMAND__BODY_REDRIVE;
+    if (purge) {
+        cmd.dead_purge = &dp;
+    } else {
+        cmd.redrive = &rd;
+    }
     return hie_ctl__command(c, &cmd, arena);
 }
 

@@ -880,16 +880,23 @@ reply_auth(node_edge_t *e, struct conn *c, node_req_t *req)
     }
 }
 
+/* A request's frame leaves the in-flight bytes: its edge's, whatever became of its conn. */
 static void
-edge_reply(node_edge_t *e, node_req_t *req)
+inflight_release(node_edge_t *e, struct conn *c, const node_req_t *req)
 {
-    struct conn *c = conn_lookup(e, req->conn_id);
     HIE_ASSERT(e->inflight_bytes >= req->in_bytes);
-    e->inflight_bytes -= req->in_bytes; /* counted on its edge whatever became of its conn */
+    e->inflight_bytes -= req->in_bytes;
     if (c != NULL) {
         HIE_ASSERT(c->inflight_bytes >= req->in_bytes);
         c->inflight_bytes -= req->in_bytes;
     }
+}
+
+static void
+edge_reply(node_edge_t *e, node_req_t *req)
+{
+    struct conn *c = conn_lookup(e, req->conn_id);
+    inflight_release(e, c, req);
     /* A delivery follows a Receive request its worker authorized, so it may go out while the
      * connection's own registry check (C_AUTH) is still under way, as replies do: dropping it
      * there left the message unsent until its ack timeout (seen when the delivery overtook the

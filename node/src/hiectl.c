@@ -70,6 +70,7 @@ hie_ctl__usage(FILE *f)
         "  delivery dead [ORG]              dead letters: recipient, seq, message id, sender,\n"
         "                                   attempts, reason (never their content)\n"
         "  delivery redrive ORG [SEQ]       send dead letters (all, or SEQ) back to the queue\n"
+        "  delivery purge ORG [SEQ]         delete dead letters (all, or SEQ) for good\n"
         "  subscription list [ORG]          ADT subscriptions: id, org, scope, roster size,\n"
         "                                   event and class filters, last event number, and\n"
         "                                   the messages waiting in the subscriber's queue\n"
@@ -306,6 +307,9 @@ hie_ctl__command(const struct ctl *c, hie_command_t *cmd, hie_arena_t *arena)
     printf("applied index=%lu id=%s", r->index, req.id);
     if (cmd->body_case == HIE__V1__COMMAND__BODY_REDRIVE) {
         printf(" moved=%u", r->acknowledged);
+    }
+    if (cmd->body_case == HIE__V1__COMMAND__BODY_DEAD_PURGE) {
+        printf(" purged=%u", r->acknowledged);
     }
     if (r->message != NULL && r->message[0] != '\0') {
         printf(" note=\"%s\"", r->message);

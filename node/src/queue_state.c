@@ -395,6 +395,35 @@ apply_redrive(node_queue_t *q, node_audit_t *au, node_apply_t *a)
     return rc;
 }
 
+/* Deletes dead letters: one, or the recipient's first HIE_DELIVERY_REDRIVE_MAX. */
+static int
+apply_purge(node_queue_t *q, node_apply_t *a)
+{
+    const Hie__V1__DeadPurgeCommand *pc = a->cmd->dead_purge;
+    static struct redrive r; /* log thread only */
+    r.n = 0;
+    int rc = 0;
+    if (pc->seq == 0) {
+        rc = redrive_collect(q, a, pc->recipient_org, &r);
+    } else {
+        r.seqs[r.n++] = pc->seq;
+    }
+    uint32_t purged = 0;
+    for (size_t i = 0; rc == 0 && i < r.n; i++) {
+        uint8_t k[QKEY_BYTES_MAX];
+        MDB_val key = {qkey(k, pc->recipient_org, r.seqs[i]), k};
+        int drc = mdb_del(a->txn, q->dead, &key, NULL);
+        purged += drc == 0;
+        rc = drc == 0 || drc == MDB_NOTFOUND ? 0 : HIE_ESTORAGE;
+    }
+    if (rc == 0 && purged == 0) {
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "seq",
+            "no such dead letter");
+    }
+    a->res->acknowledged = purged;
+    return rc;
+}
+
 int
 hie_node__queue_apply(node_queue_t *q, node_audit_t *au, node_repo_t *repo, node_apply_t *a)
 {
@@ -409,6 +438,8 @@ hie_node__queue_apply(node_queue_t *q, node_audit_t *au, node_repo_t *repo, node
         return apply_dead(q, au, a);
     case HIE__V1__COMMAND__BODY_REDRIVE:
         return apply_redrive(q, au, a);
+    case HIE__V1__COMMAND__BODY_DEAD_PURGE:
+        return apply_purge(q, a);
     default:
         HIE_ASSERT(!"not a queue command");
         return HIE_EINVAL;

@@ -797,6 +797,7 @@ apply_disclosure(struct apply_ctx *a)
     case HIE__V1__COMMAND__BODY_DELIVERY_ACK:
     case HIE__V1__COMMAND__BODY_DEAD_LETTER:
     case HIE__V1__COMMAND__BODY_REDRIVE:
+    case HIE__V1__COMMAND__BODY_DEAD_PURGE:
         return hie_node__queue_apply(a->st->queue, a->st->audit, a->st->repo, &na);
     case HIE__V1__COMMAND__BODY_RESPONDER:
         return hie_node__repo_responder_apply(a->st->repo, &na);
@@ -824,6 +825,7 @@ apply_body(struct apply_ctx *a)
     case HIE__V1__COMMAND__BODY_DELIVERY_ACK:
     case HIE__V1__COMMAND__BODY_DEAD_LETTER:
     case HIE__V1__COMMAND__BODY_REDRIVE:
+    case HIE__V1__COMMAND__BODY_DEAD_PURGE:
     case HIE__V1__COMMAND__BODY_ADT:
     case HIE__V1__COMMAND__BODY_SUBSCRIBE:
     case HIE__V1__COMMAND__BODY_ROSTER:

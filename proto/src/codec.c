@@ -549,6 +549,9 @@ command_validate_exchange(const hie_command_t *cmd, hie_errinfo_t *info)
                    ? audit_append_validate(cmd->dead_letter->audit, info) : 0;
     case HIE__V1__COMMAND__BODY_REDRIVE:
         return redrive_validate(cmd->redrive, info);
+    case HIE__V1__COMMAND__BODY_DEAD_PURGE:
+        return recipient_ok(cmd->dead_purge->recipient_org) ? 0
+            : hie_errinfo_set(info, HIE_EINVAL, "dead_purge", "invalid");
     case HIE__V1__COMMAND__BODY_AUDIT_CHECKPOINT:
         return cmd->audit_checkpoint->root.len == 32u && cmd->audit_checkpoint->note != NULL
                    ? 0

@@ -662,6 +662,41 @@ Test(push, consent_is_decided_again_at_delivery, .timeout = 120)
     fx_stop(&n, &a, &h, &c);
 }
 
+/* The operator deletes dead letters for good: one by its seq, then the rest; a seq that is
+ * not a dead letter is NOT_FOUND; the recipient's queue is untouched. */
+Test(push, dead_letters_are_purged_by_the_operator, .timeout = 120)
+{
+    itest_node_t n;
+    itest_opts_t o = {.ack_timeout_ms = 300, .max_attempts = 1};
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &o, &a, &h, &c);
+    for (int i = 0; i < 3; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "p%d", i);
+        push_ok(h, id, "result", a);
+    }
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 3u);
+    cr_assert_eq(itest_db_entries_wait(&n, "q_dead", 3u, 5000), 3u, "dead-lettered");
+    hie_client_close(c);
+    push_ok(h, "p9", "queued, not dead", a);
+    char out[4096];
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "delivery purge %s 2", CLINIC), 0, "%s", out);
+    cr_assert(strstr(out, " purged=1") != NULL, "%s", out);
+    cr_assert_eq(itest_db_entries(&n, "q_dead"), 2u);
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "delivery purge %s 2", CLINIC), 1,
+        "gone already: %s", out);
+    cr_assert(strstr(out, "NOT_FOUND") != NULL, "%s", out);
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "delivery purge %s", CLINIC), 0, "%s", out);
+    cr_assert(strstr(out, " purged=2") != NULL, "%s", out);
+    cr_assert_eq(itest_db_entries(&n, "q_dead"), 0u);
+    cr_assert_eq(itest_db_entries(&n, "q_msg"), 1u, "the queue is untouched");
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "delivery purge %s 0", CLINIC), 2,
+        "seq 0 is not a seq: %s", out);
+    fx_stop(&n, &a, &h, &c);
+}
+
 Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
 {
     itest_node_t n;

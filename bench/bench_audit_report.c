@@ -165,7 +165,7 @@ page_verify(const struct bench *b, const Hie__V1__AuditReportReply *r, struct ve
 static int
 report_all(struct bench *b, bool include_excluded, struct verify_stats *v)
 {
-    char token[64] = "";
+    char token[128] = ""; /* an accounting token is 68 hex digits */
     node_who_t who = {"state-auditor", NULL, HIE__V1__PURPOSE_OF_USE__PURPOSE_OPERATIONS, "a1",
         NULL};
     for (uint64_t page = 0; page < b->n / PAGE + 10; page++) {

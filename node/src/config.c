@@ -40,7 +40,7 @@ struct y_consent { char *regime; char *break_glass; char *part2_named_recipient;
 struct y_audit { char *origin; uint32_t *checkpoint_interval_ms; };
 struct y_delivery {
     uint32_t *ack_timeout_ms, *max_attempts, *heartbeat_ms, *retain_events;
-    uint64_t *max_age_ms;
+    uint64_t *max_age_ms, *queue_bytes_max;
 };
 struct y_query { uint32_t *responder_timeout_ms, *max_responders; };
 struct y_config {
@@ -120,6 +120,7 @@ static const cyaml_schema_field_t delivery_fields[] = {
     CYAML_FIELD_UINT_PTR("max_age_ms", OPT, struct y_delivery, max_age_ms),
     CYAML_FIELD_UINT_PTR("heartbeat_ms", OPT, struct y_delivery, heartbeat_ms),
     CYAML_FIELD_UINT_PTR("retain_events", OPT, struct y_delivery, retain_events),
+    CYAML_FIELD_UINT_PTR("queue_bytes_max", OPT, struct y_delivery, queue_bytes_max),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t query_fields[] = {
     CYAML_FIELD_UINT_PTR("responder_timeout_ms", OPT, struct y_query, responder_timeout_ms),
@@ -397,6 +398,13 @@ fill_consent(node_config_t *c, const struct y_config *y, char *err, size_t eb)
                     c->delivery_max_age_ms > 366ull * 24u * 3600u * 1000u)) {
         snprintf(err, eb, "config key delivery.max_age_ms: %llu is outside 60000..31622400000 "
             "(a minute to a year)", (unsigned long long)c->delivery_max_age_ms);
+        rc = HIE_ECONFIG;
+    }
+    c->delivery_queue_bytes_max = y->delivery.queue_bytes_max != NULL
+        ? *y->delivery.queue_bytes_max : HIE_DELIVERY_QUEUE_BYTES_DEFAULT;
+    if (rc == 0 && (c->delivery_queue_bytes_max < (1u << 20) ||
+                    c->delivery_queue_bytes_max > HIE_LMDB_MAP_BYTES_MAX)) {
+        snprintf(err, eb, "config key delivery.queue_bytes_max: must be 1 MiB..1 TiB");
         rc = HIE_ECONFIG;
     }
     rc = rc ? rc : limit_u32(&c->delivery_heartbeat_ms, y->delivery.heartbeat_ms,

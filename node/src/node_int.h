@@ -85,6 +85,8 @@ typedef struct node_config {
     uint32_t delivery_ack_timeout_ms; /* first redelivery wait; doubles per attempt */
     uint32_t delivery_max_attempts;   /* then the message is dead-lettered */
     uint64_t delivery_max_age_ms;     /* or when it has waited this long */
+    uint64_t delivery_queue_bytes_max; /* a push to a recipient whose queue holds this much
+                                        * is refused (OVERLOADED) */
     uint32_t delivery_heartbeat_ms;   /* idle receiving connections get a heartbeat */
     uint32_t delivery_retain_events;  /* notifications a new subscription keeps for replays */
     uint32_t query_responder_timeout_ms; /* how long a record query waits for responders */
@@ -395,6 +397,9 @@ HIE_MUST_CHECK int hie_node__queue_apply(node_queue_t *q, node_audit_t *au,
 /* Messages queued for org. */
 HIE_MUST_CHECK int hie_node__queue_depth(node_queue_t *q, MDB_txn *txn, const char *org,
     uint64_t *count);
+/* The bytes of the messages waiting in org's queue (stored form), as txn sees them. */
+HIE_MUST_CHECK int hie_node__queue_bytes(node_queue_t *q, MDB_txn *txn, const char *org,
+    uint64_t *bytes);
 /* Calls fn with org's queued messages from from_seq on, in order, at most max; fn returns
  * non-zero to stop (a positive value is not an error). msg is txn memory. */
 HIE_MUST_CHECK int hie_node__queue_scan(node_queue_t *q, MDB_txn *txn, const char *org,

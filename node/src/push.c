@@ -60,6 +60,33 @@ doc_codes(const Hie__V1__Document *d, uint32_t *labels, enum hie_consent_class *
     return 0;
 }
 
+/* A recipient whose queue holds delivery.queue_bytes_max takes no more pushes until it reads
+ * (a soft bound: pushes decided at the same time may pass it by a little). */
+static int
+queue_room(node_ctx_t *ctx, const char *to, node_mpi_err_t *e)
+{
+    MDB_txn *txn = NULL;
+    uint64_t bytes = 0;
+    int rc = mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0
+        ? HIE_ESTORAGE : hie_node__queue_bytes(hie_node__state_queue(ctx->state), txn, to,
+              &bytes);
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (rc != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    uint64_t max = ctx->cfg.delivery_queue_bytes_max != 0 ? ctx->cfg.delivery_queue_bytes_max
+                                                           : HIE_DELIVERY_QUEUE_BYTES_DEFAULT;
+    if (bytes >= max) {
+        hie_log_warn("push", "recipient's queue full", " org=%s queued_bytes=%lu "
+            "hint=\"delivery.queue_bytes_max\"", to, (unsigned long)bytes);
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "recipient_org",
+            "the recipient's queue is full until it receives what waits; retry later");
+    }
+    return 0;
+}
+
 static int
 push_check(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PushRequest *req,
     hie_arena_t *arena, hie_org_t **recipient, node_mpi_err_t *e)
@@ -82,6 +109,10 @@ push_check(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PushRequest *r
     }
     if (rc != 0) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    rc = queue_room(ctx, to, e);
+    if (rc != 0) {
+        return rc;
     }
 document:
     if (d == NULL || d->patient == NULL || d->patient->org_id == NULL) {

@@ -92,42 +92,69 @@ qkey(uint8_t *k, const char *org, uint64_t seq)
 }
 
 /* The recipient's next seq and queued count (1 and 0 for a new recipient). */
+/* A recipient's q_meta: its next seq, how many messages wait, and their bytes (since
+ * 2026-12-01; a 16-byte value from before counts 0 bytes, and bytes never go below 0). */
+struct qmeta {
+    uint64_t next, count, bytes;
+};
+
 static int
-meta_get(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t *next, uint64_t *count)
+meta_get(node_queue_t *q, MDB_txn *txn, const char *org, struct qmeta *m)
 {
     MDB_val k = {strlen(org), (void *)(uintptr_t)org}, v;
     int rc = mdb_rc(mdb_get(txn, q->meta, &k, &v));
-    *next = 1;
-    *count = 0;
+    *m = (struct qmeta){1, 0, 0};
     if (rc == HIE_ENOTFOUND) {
         return 0;
     }
-    if (rc == 0 && v.mv_size != 16) {
+    if (rc == 0 && v.mv_size != 16 && v.mv_size != 24) {
         return HIE_ECORRUPT;
     }
     if (rc == 0) {
-        *next = hie_load_be64(v.mv_data);
-        *count = hie_load_be64((const uint8_t *)v.mv_data + 8);
+        m->next = hie_load_be64(v.mv_data);
+        m->count = hie_load_be64((const uint8_t *)v.mv_data + 8);
+        m->bytes = v.mv_size == 24 ? hie_load_be64((const uint8_t *)v.mv_data + 16) : 0;
     }
     return rc;
 }
 
 static int
-meta_put(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t next, uint64_t count)
+meta_put(node_queue_t *q, MDB_txn *txn, const char *org, const struct qmeta *m)
 {
-    uint8_t b[16];
-    hie_store_be64(b, next);
-    hie_store_be64(b + 8, count);
+    uint8_t b[24];
+    hie_store_be64(b, m->next);
+    hie_store_be64(b + 8, m->count);
+    hie_store_be64(b + 16, m->bytes);
     MDB_val k = {strlen(org), (void *)(uintptr_t)org}, v = {sizeof(b), b};
     return mdb_rc(mdb_put(txn, q->meta, &k, &v, 0));
+}
+
+static void
+meta_less(struct qmeta *m, uint64_t bytes)
+{
+    HIE_ASSERT(m->count > 0);
+    m->count--;
+    m->bytes = m->bytes > bytes ? m->bytes - bytes : 0;
 }
 
 int
 hie_node__queue_depth(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t *count)
 {
     HIE_ASSERT(q != NULL && q->magic == QUEUE_MAGIC);
-    uint64_t next = 0;
-    return meta_get(q, txn, org, &next, count);
+    struct qmeta m;
+    int rc = meta_get(q, txn, org, &m);
+    *count = m.count;
+    return rc;
+}
+
+int
+hie_node__queue_bytes(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t *bytes)
+{
+    HIE_ASSERT(q != NULL && q->magic == QUEUE_MAGIC);
+    struct qmeta m;
+    int rc = meta_get(q, txn, org, &m);
+    *bytes = m.bytes;
+    return rc;
 }
 
 /* ---- apply ---------------------------------------------------------------------------------- */
@@ -137,28 +164,30 @@ hie_node__queue_enqueue(node_queue_t *q, node_apply_t *a, Hie__V1__QueuedMessage
     uint64_t *seq)
 {
     HIE_ASSERT(q != NULL && q->magic == QUEUE_MAGIC);
-    uint64_t next = 0, count = 0;
+    struct qmeta qm;
     *seq = 0;
-    int rc = meta_get(q, a->txn, m->recipient_org, &next, &count);
+    int rc = meta_get(q, a->txn, m->recipient_org, &qm);
     if (rc != 0) {
         return rc;
     }
-    if (count >= HIE_DELIVERY_QUEUE_MAX) {
+    if (qm.count >= HIE_DELIVERY_QUEUE_MAX) {
         return HIE_ELIMIT;
     }
     m->accepted_ms = a->cmd->time_ms;
     m->attempts = 0;
     uint8_t k[QKEY_BYTES_MAX];
-    MDB_val key = {qkey(k, m->recipient_org, next), k};
+    MDB_val key = {qkey(k, m->recipient_org, qm.next), k};
     size_t n = protobuf_c_message_get_packed_size(&m->base);
     MDB_val v = {n, NULL};
     rc = mdb_rc(mdb_put(a->txn, q->msg, &key, &v, MDB_RESERVE));
     if (rc == 0) {
         size_t packed = protobuf_c_message_pack(&m->base, v.mv_data);
         HIE_ASSERT(packed == n);
-        rc = meta_put(q, a->txn, m->recipient_org, next + 1, count + 1);
+        *seq = qm.next;
+        qm = (struct qmeta){qm.next + 1, qm.count + 1, qm.bytes + n};
+        rc = meta_put(q, a->txn, m->recipient_org, &qm);
     }
-    *seq = rc == 0 ? next : 0;
+    *seq = rc == 0 ? *seq : 0;
     return rc;
 }
 
@@ -230,22 +259,29 @@ static int
 apply_ack(node_queue_t *q, node_apply_t *a)
 {
     const Hie__V1__DeliveryAckCommand *ac = a->cmd->delivery_ack;
-    uint64_t next = 0, count = 0;
-    int rc = meta_get(q, a->txn, ac->recipient_org, &next, &count);
+    struct qmeta qm;
+    MDB_cursor *cur = NULL;
+    int rc = meta_get(q, a->txn, ac->recipient_org, &qm);
+    rc = rc ? rc : mdb_rc(mdb_cursor_open(a->txn, q->msg, &cur));
     uint32_t removed = 0;
     for (size_t i = 0; rc == 0 && i < ac->n_seqs; i++) {
         uint8_t k[QKEY_BYTES_MAX];
-        MDB_val key = {qkey(k, ac->recipient_org, ac->seqs[i]), k};
-        int drc = mdb_del(a->txn, q->msg, &key, NULL);
-        if (drc == 0) {
+        MDB_val key = {qkey(k, ac->recipient_org, ac->seqs[i]), k}, v;
+        int mrc = mdb_cursor_get(cur, &key, &v, MDB_SET_KEY);
+        if (mrc == 0) {
+            size_t bytes = v.mv_size;
+            rc = mdb_rc(mdb_cursor_del(cur, 0));
+            meta_less(&qm, bytes);
             removed++;
-        } else if (drc != MDB_NOTFOUND) { /* acknowledged before, or never issued: no-op */
+        } else if (mrc != MDB_NOTFOUND) { /* acknowledged before, or never issued: no-op */
             rc = HIE_ESTORAGE;
         }
     }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
     if (rc == 0 && removed > 0) {
-        HIE_ASSERT(count >= removed);
-        rc = meta_put(q, a->txn, ac->recipient_org, next, count - removed);
+        rc = meta_put(q, a->txn, ac->recipient_org, &qm);
     }
     a->res->acknowledged = removed;
     return rc;
@@ -254,13 +290,14 @@ apply_ack(node_queue_t *q, node_apply_t *a)
 /* Takes the message under from_key out of from (unpacked into arena). */
 static int
 take_msg(node_apply_t *a, hie_arena_t *arena, MDB_dbi from, MDB_val *from_key,
-    Hie__V1__QueuedMessage **out)
+    Hie__V1__QueuedMessage **out, size_t *bytes)
 {
-    MDB_val v;
+    MDB_val v = {0, NULL};
     ProtobufCMessage *m = NULL;
     int rc = mdb_rc(mdb_get(a->txn, from, from_key, &v));
     rc = rc ? rc : (hie_proto_unpack(&hie__v1__queued_message__descriptor,
         hie_span(v.mv_data, v.mv_size), arena, &m) ? HIE_ECORRUPT : 0);
+    *bytes = v.mv_size;
     rc = rc ? rc : mdb_rc(mdb_del(a->txn, from, from_key, NULL));
     if (rc != 0) {
         return rc;
@@ -288,9 +325,10 @@ apply_dead(node_queue_t *q, node_audit_t *au, node_apply_t *a)
     uint8_t k[QKEY_BYTES_MAX];
     MDB_val key = {qkey(k, dc->recipient_org, dc->seq), k};
     Hie__V1__QueuedMessage *m = NULL;
-    uint64_t next = 0, count = 0;
-    int rc = meta_get(q, a->txn, dc->recipient_org, &next, &count);
-    rc = rc ? rc : take_msg(a, a->arena, q->msg, &key, &m);
+    struct qmeta qm;
+    size_t bytes = 0;
+    int rc = meta_get(q, a->txn, dc->recipient_org, &qm);
+    rc = rc ? rc : take_msg(a, a->arena, q->msg, &key, &m, &bytes);
     if (rc == HIE_ENOTFOUND) { /* acknowledged meanwhile: nothing to do */
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "seq",
             "not in the queue");
@@ -302,8 +340,8 @@ apply_dead(node_queue_t *q, node_audit_t *au, node_apply_t *a)
     m->dead_ms = a->cmd->time_ms;
     m->dead_reason = dc->reason;
     rc = put_msg(a, q->dead, &key, m);
-    HIE_ASSERT(count > 0);
-    rc = rc ? rc : meta_put(q, a->txn, dc->recipient_org, next, count - 1);
+    meta_less(&qm, bytes);
+    rc = rc ? rc : meta_put(q, a->txn, dc->recipient_org, &qm);
     /* withheld by consent: its audit record in the same transaction (none when it was
      * acknowledged meanwhile: refused above, nothing written) */
     return rc || dc->audit == NULL ? rc : hie_node__audit_append(au, a, dc->audit);
@@ -365,16 +403,17 @@ apply_redrive(node_queue_t *q, node_audit_t *au, node_apply_t *a)
     } else {
         r.seqs[r.n++] = rc_->seq;
     }
-    uint64_t next = 0, count = 0;
-    rc = rc ? rc : meta_get(q, a->txn, rc_->recipient_org, &next, &count);
+    struct qmeta qm;
+    rc = rc ? rc : meta_get(q, a->txn, rc_->recipient_org, &qm);
     uint32_t moved = 0;
     for (size_t i = 0; rc == 0 && i < r.n; i++) {
         uint8_t k[QKEY_BYTES_MAX], k2[QKEY_BYTES_MAX];
         MDB_val from = {qkey(k, rc_->recipient_org, r.seqs[i]), k};
-        MDB_val to = {qkey(k2, rc_->recipient_org, next), k2};
+        MDB_val to = {qkey(k2, rc_->recipient_org, qm.next), k2};
         Hie__V1__QueuedMessage *m = NULL;
+        size_t bytes = 0;
         hie_arena_reset(q->scratch);
-        rc = take_msg(a, q->scratch, q->dead, &from, &m);
+        rc = take_msg(a, q->scratch, q->dead, &from, &m, &bytes);
         if (rc == HIE_ENOTFOUND) {
             rc = 0;
             continue;
@@ -383,14 +422,16 @@ apply_redrive(node_queue_t *q, node_audit_t *au, node_apply_t *a)
         m->dead_ms = 0;
         m->dead_reason = (char *)(uintptr_t)"";
         rc = rc ? rc : put_msg(a, q->msg, &to, m);
-        next++;
+        qm.bytes += rc == 0 ? protobuf_c_message_get_packed_size(&m->base) : 0;
+        qm.next++;
+        qm.count++;
         moved++;
     }
     if (rc == 0 && moved == 0) {
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "seq",
             "no such dead letter");
     }
-    rc = rc ? rc : meta_put(q, a->txn, rc_->recipient_org, next, count + moved);
+    rc = rc ? rc : meta_put(q, a->txn, rc_->recipient_org, &qm);
     a->res->acknowledged = moved;
     return rc;
 }

@@ -697,6 +697,43 @@ Test(push, dead_letters_are_purged_by_the_operator, .timeout = 120)
     fx_stop(&n, &a, &h, &c);
 }
 
+/* A recipient whose queue holds delivery.queue_bytes_max takes no more pushes (OVERLOADED,
+ * naming recipient_org) until it receives what waits: one member offline for weeks cannot
+ * fill the storage every member's exchanges need. Other recipients are not affected. */
+Test(push, a_full_recipient_queue_refuses_pushes_until_it_reads, .timeout = 120)
+{
+    itest_node_t n;
+    itest_opts_t o = {.queue_bytes_max = 1024 * 1024};
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &o, &a, &h, &c);
+    itest_register(&n, "lakeside-lab", "lab");
+    static char doc[400 * 1024];
+    memset(doc, 'x', sizeof(doc));
+    for (int i = 0; i < 3; i++) { /* 1.2 MB queued: past the 1 MiB bound */
+        char id[8];
+        snprintf(id, sizeof(id), "p%d", i);
+        hie_envelope_t *r = push(h, id, CLINIC, "H-1", doc, sizeof(doc), NULL, a);
+        cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PUSH_REPLY, "push %d", i);
+    }
+    expect_error(push(h, "p3", CLINIC, "H-1", doc, sizeof(doc), NULL, a),
+        HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "recipient_org");
+    hie_envelope_t *other = push(h, "q0", "lakeside-lab", "H-1", doc, sizeof(doc), NULL, a);
+    cr_assert_eq(other->body_case, HIE__V1__ENVELOPE__BODY_PUSH_REPLY, "another recipient");
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 3u);
+    uint64_t seqs[3];
+    for (int i = 0; i < 3; i++) {
+        Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+        cr_assert_not_null(d);
+        seqs[i] = d->seq;
+    }
+    cr_assert_eq(ack(c, "a1", seqs, 3, &in, a), 3u);
+    hie_envelope_t *r = push(h, "p4", CLINIC, "H-1", doc, sizeof(doc), NULL, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PUSH_REPLY, "room again once read");
+    fx_stop(&n, &a, &h, &c);
+}
+
 Test(push, unacknowledged_retries_back_off_then_dead_letter, .timeout = 120)
 {
     itest_node_t n;
@@ -933,7 +970,8 @@ Test(push, big_documents_and_a_member_asking_again_without_reading, .timeout = 1
     itest_node_cleanup(&n);
 }
 
-/* Sets the clinic's queue count in the stopped node's state (q_meta: next || count). */
+/* Sets the clinic's queue count in the stopped node's state (q_meta: next || count || bytes,
+ * bytes kept). */
 static void
 queue_count_set(itest_node_t *n, uint64_t count)
 {
@@ -950,9 +988,9 @@ queue_count_set(itest_node_t *n, uint64_t count)
     cr_assert_eq(mdb_dbi_open(txn, "q_meta", 0, &meta), 0);
     MDB_val k = {strlen(CLINIC), MUT(CLINIC)}, v;
     cr_assert_eq(mdb_get(txn, meta, &k, &v), 0);
-    cr_assert_eq(v.mv_size, 16u);
-    uint8_t b[16];
-    memcpy(b, v.mv_data, 8);
+    cr_assert_eq(v.mv_size, 24u);
+    uint8_t b[24];
+    memcpy(b, v.mv_data, sizeof(b));
     for (int i = 0; i < 8; i++) {
         b[8 + i] = (uint8_t)(count >> (56 - 8 * i));
     }

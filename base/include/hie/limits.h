@@ -148,6 +148,10 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 #define HIE_DELIVERY_ACK_SEQS_MAX 1024u
 /* Messages waiting in one recipient's queue; a push beyond is refused (OVERLOADED). */
 #define HIE_DELIVERY_QUEUE_MAX 1000000u
+/* Bytes one recipient's queue may hold before pushes to it are refused (OVERLOADED;
+ * delivery.queue_bytes_max): one member offline for weeks must not fill the storage every
+ * member's exchanges need (past 90% of it the node refuses all new work). */
+#define HIE_DELIVERY_QUEUE_BYTES_DEFAULT (1024ull * 1024ull * 1024ull)
 /* Subscriptions: roster MRNs per request, per subscription; subscriptions per organization;
  * notifications one ADT event fans out to (one command). */
 #define HIE_SUBSCRIPTION_ROSTER_BATCH_MAX 1000u

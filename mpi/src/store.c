@@ -927,6 +927,9 @@ candidates(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_person_t *p, const ui
 
 /* One match: what every candidate's scoring reads. writer: the log thread's apply (self set),
  * the in-memory tables' one writer, whose reads need no lock. */
+/* Records one merged-record set holds: a record and those A40 merges folded into it. */
+#define MERGED_SET_MAX 64u
+
 struct match_run {
     hie_mpi_store_t *s;
     MDB_txn *txn;
@@ -937,7 +940,77 @@ struct match_run {
     const uint8_t *self;
     const hie_mpi_prepared_t *prep;
     bool writer;
+    /* STORE_MERGED_NOLINK_SINCE_MS: no-links bind the records merged into either side; self
+     * and the records merged into it (self_set[0] is self) */
+    bool merged_nolinks;
+    uint8_t self_set[MERGED_SET_MAX * HIE_MPI_REC_HASH_BYTES];
+    size_t n_self;
 };
+
+/* Record root and the records A40 merges folded into it (mpi_merged, transitively), at most
+ * MERGED_SET_MAX, into out; a read error is kept in read_failed (apply then stops). */
+static size_t
+merged_set(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *root, uint8_t *out)
+{
+    size_t n = 1;
+    memcpy(out, root, HIE_MPI_REC_HASH_BYTES);
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(txn, s->merged, &cur);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        MDB_val k = {HIE_MPI_REC_HASH_BYTES, out + i * HIE_MPI_REC_HASH_BYTES}, v;
+        int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+        while (mrc == 0 && n < MERGED_SET_MAX && v.mv_size == HIE_MPI_REC_HASH_BYTES) {
+            memcpy(out + n++ * HIE_MPI_REC_HASH_BYTES, v.mv_data, HIE_MPI_REC_HASH_BYTES);
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP);
+        }
+        rc = mrc == 0 || mrc == MDB_NOTFOUND ? 0 : mrc;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    if (rc != 0) {
+        atomic_store(&s->read_failed, rc);
+    }
+    return n;
+}
+
+bool
+store__nolink_merged(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, const uint8_t *b)
+{
+    uint8_t as[MERGED_SET_MAX * HIE_MPI_REC_HASH_BYTES], bs[MERGED_SET_MAX *
+        HIE_MPI_REC_HASH_BYTES];
+    size_t na = merged_set(s, txn, a, as), nb = merged_set(s, txn, b, bs);
+    for (size_t i = 0; i < na; i++) {
+        for (size_t j = 0; j < nb; j++) {
+            if (store__nolink(s, txn, as + i * HIE_MPI_REC_HASH_BYTES,
+                    bs + j * HIE_MPI_REC_HASH_BYTES)) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* Whether a manual no-link keeps p (self) from record h: one between them, or, with
+ * merged_nolinks, between any record merged into one and any merged into the other. */
+static bool
+run_nolink(const struct match_run *r, const uint8_t *h)
+{
+    if (!r->merged_nolinks) {
+        return store__nolink(r->s, r->txn, r->self, h);
+    }
+    uint8_t hs[MERGED_SET_MAX * HIE_MPI_REC_HASH_BYTES];
+    size_t nh = merged_set(r->s, r->txn, h, hs);
+    for (size_t i = 0; i < r->n_self; i++) {
+        for (size_t j = 0; j < nh; j++) {
+            if (store__nolink(r->s, r->txn, r->self_set + i * HIE_MPI_REC_HASH_BYTES,
+                    hs + j * HIE_MPI_REC_HASH_BYTES)) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
 
 /* The weight of vector v (p against a candidate), exact names adjusted by term frequency. */
 static void
@@ -1094,7 +1167,7 @@ match_record(const struct match_run *r, const uint8_t *h, size_t *prep_from, sto
     memcpy(c.euid, euid, sizeof(c.euid));
     memcpy(c.rec_hash, h, HIE_MPI_REC_HASH_BYTES);
     c.weight = -INFINITY;
-    bool excluded = r->self != NULL && store__nolink(r->s, r->txn, r->self, h);
+    bool excluded = r->self != NULL && run_nolink(r, h);
     if (!excluded) {
         score_vector(r, &v, &c);
         atomic_fetch_add(&r->s->stats.candidates, 1);
@@ -1128,7 +1201,7 @@ composite_record(const struct match_run *r, const uint8_t *h, const store_cand_t
     if (merged || strcmp(euid, c->euid) != 0) {
         return r->self == NULL ? 0 : HIE_ECORRUPT; /* the writer's members and cache agree */
     }
-    if (r->self != NULL && store__nolink(r->s, r->txn, r->self, h)) {
+    if (r->self != NULL && run_nolink(r, h)) {
         *excluded = true;
         return 0;
     }
@@ -1167,7 +1240,7 @@ composite_euid(const struct match_run *r, hie_arena_t *arena, store_cand_t *c)
     /* the members past the composite's: not scored, but a manual no-link with any of them
      * still keeps p out of the EUID (an operator said they are different people) */
     for (; rc == 0 && !excluded && r->self != NULL && i < n; i++) {
-        excluded = store__nolink(r->s, r->txn, r->self, hashes + i * HIE_MPI_REC_HASH_BYTES);
+        excluded = run_nolink(r, hashes + i * HIE_MPI_REC_HASH_BYTES);
     }
     if (rc == 0 && excluded) {
         c->weight = -INFINITY;
@@ -1230,7 +1303,7 @@ match_first_pass(const struct match_run *r, const uint8_t *hashes, size_t n,
 int
 store__match(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
     const hie_mpi_person_t *p, const uint8_t *self, const hie_mpi_prepared_t *prep,
-    hie_arena_t *arena, store_match_t *out)
+    bool merged_nolinks, hie_arena_t *arena, store_match_t *out)
 {
     uint8_t *hashes = NULL;
     size_t n = 0;
@@ -1241,7 +1314,11 @@ store__match(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
         rc = HIE_ENOMEM;
     }
     atomic_fetch_add(&s->stats.matches, 1);
-    struct match_run r = {s, txn, model, {{{0}}}, {0, 0}, p, self, prep, self != NULL};
+    struct match_run r = {s, txn, model, {{{0}}}, {0, 0}, p, self, prep, self != NULL,
+        merged_nolinks && self != NULL, {0}, 0};
+    if (r.merged_nolinks) {
+        r.n_self = merged_set(s, txn, self, r.self_set);
+    }
     if (rc == 0) {
         hie_mpi_weights_fill(model, &r.wt);
         r.freq[0] = store__tf_freq(s, HIE_MPI_F_GIVEN, p->given, r.writer);

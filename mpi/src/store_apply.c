@@ -314,8 +314,8 @@ members_count(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const char *euid, si
 static int
 feed_decide(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const uint8_t *self, struct feed *fd)
 {
-    int rc = store__match(s, ctx->txn, &fd->model, &fd->p, self, ctx->prep, ctx->arena,
-        &fd->match);
+    int rc = store__match(s, ctx->txn, &fd->model, &fd->p, self, ctx->prep,
+        store__rules_ms(ctx) >= STORE_MERGED_NOLINK_SINCE_MS, ctx->arena, &fd->match);
     double *weights = rc == 0 ? hie_arena_alloc(ctx->arena,
         (fd->match.n + 1) * sizeof(*weights)) : NULL;
     if (rc == 0 && weights == NULL) {
@@ -356,16 +356,20 @@ feed_decide(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const uint8_t *self, s
     return rc;
 }
 
-/* True when a manual no-link separates a record of a (na records) from one of b. */
+/* True when a manual no-link separates a record of a (na records) from one of b (merged:
+ * STORE_MERGED_NOLINK_SINCE_MS, also through the records merged into them). */
 static bool
-members_nolink(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, size_t na, const uint8_t *b,
-    size_t nb)
+members_nolink(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const uint8_t *a, size_t na,
+    const uint8_t *b, size_t nb)
 {
     HIE_ASSERT(na <= STORE_FOLD_MEMBERS_MAX && nb <= STORE_FOLD_MEMBERS_MAX);
+    bool merged = store__rules_ms(ctx) >= STORE_MERGED_NOLINK_SINCE_MS;
     for (size_t i = 0; i < na; i++) {
         for (size_t j = 0; j < nb; j++) {
-            if (store__nolink(s, txn, a + i * HIE_MPI_REC_HASH_BYTES,
-                    b + j * HIE_MPI_REC_HASH_BYTES)) {
+            const uint8_t *x = a + i * HIE_MPI_REC_HASH_BYTES;
+            const uint8_t *y = b + j * HIE_MPI_REC_HASH_BYTES;
+            if (merged ? store__nolink_merged(s, ctx->txn, x, y) : store__nolink(s, ctx->txn, x,
+                    y)) {
                 return true;
             }
         }
@@ -394,12 +398,34 @@ feed_fold(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const struct feed *fd, c
         rc = store__members_w(s, ctx->txn, to, ctx->arena, &ha, &na);
         rc = rc == 0 ? store__members_w(s, ctx->txn, from, ctx->arena, &hb, &nb) : rc;
         if (rc != 0 || na > STORE_FOLD_MEMBERS_MAX || nb > STORE_FOLD_MEMBERS_MAX ||
-            members_nolink(s, ctx->txn, ha, na, hb, nb)) {
+            members_nolink(s, ctx, ha, na, hb, nb)) {
             continue;
         }
         rc = euid_fold(s, ctx, from, to, action);
     }
     return rc;
+}
+
+/* After an A40 took the prior record out of its EUID: the EUID's other records follow it
+ * into the survivor's, unless (since STORE_MERGED_NOLINK_SINCE_MS) a manual no-link separates
+ * one of them from one of the survivor's, or either is larger than STORE_FOLD_MEMBERS_MAX:
+ * they stay in their EUID (the member's statement is about its two MRNs; the operator's
+ * no-link about other records stands). */
+static int
+merge_fold(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const char *from, const char *to,
+    Hie__V1__FeedAction action)
+{
+    if (store__rules_ms(ctx) >= STORE_MERGED_NOLINK_SINCE_MS) {
+        uint8_t *ha = NULL, *hb = NULL;
+        size_t na = 0, nb = 0;
+        int rc = store__members_w(s, ctx->txn, to, ctx->arena, &ha, &na);
+        rc = rc == 0 ? store__members_w(s, ctx->txn, from, ctx->arena, &hb, &nb) : rc;
+        if (rc != 0 || na > STORE_FOLD_MEMBERS_MAX || nb > STORE_FOLD_MEMBERS_MAX ||
+            members_nolink(s, ctx, ha, na, hb, nb)) {
+            return rc;
+        }
+    }
+    return euid_fold(s, ctx, from, to, action);
 }
 
 /* The key of a record's open item against a candidate EUID. */
@@ -741,7 +767,7 @@ feed_merge(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeedC
     rc = rc == 0 ? store__tf_change(s, pr, -1) : rc;
     rc = rc == 0 ? member_del(s, ctx->txn, pr->euid, pr->rec_hash.data) : rc;
     if (rc == 0 && strcmp(prior_euid, sv->euid) != 0) {
-        rc = euid_fold(s, ctx, prior_euid, sv->euid, cmd->action);
+        rc = merge_fold(s, ctx, prior_euid, sv->euid, cmd->action);
     }
     if (rc != 0) {
         return rc;

@@ -32,6 +32,10 @@
 /* From 2026-12-01T00:00Z (by the rules clock): a create or update of an MRN an A40 merged into
  * another record is refused as such (create said "use update", and update "no record"). */
 #define STORE_MERGED_MRN_SINCE_MS 1796083200000ll
+/* From the same time: a manual no-link binds the records merged (A40) into either record too
+ * (the prior and the survivor are one person), and an A40 does not fold the prior's other
+ * records into the survivor's EUID past a no-link. */
+#define STORE_MERGED_NOLINK_SINCE_MS 1796083200000ll
 /* The time a rule's start is compared with: the rules clock, never before the command's own. */
 static inline int64_t
 store__rules_ms(const hie_mpi_apply_ctx_t *ctx)
@@ -280,6 +284,9 @@ uint64_t store__tf_key(const hie_mpi_store_t *s, enum hie_mpi_field f, const cha
  * than HIE_MPI_TF_TOTAL_MIN records). Any thread; writer: the caller is the log thread. */
 double store__tf_freq(hie_mpi_store_t *s, enum hie_mpi_field f, const char *value, bool writer);
 bool store__nolink(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, const uint8_t *b);
+/* The same between any record merged (A40) into a, a included, and any merged into b. */
+bool store__nolink_merged(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a,
+    const uint8_t *b);
 /* Largest EUID an automatic merge touches (hie_mpi_decide() folds): both EUIDs must have at
  * most this many records, so the manual no-link check between them is at most 64 x 64 reads.
  * Larger ones stay apart (an operator merges them); a person has a few records, so an EUID
@@ -351,11 +358,12 @@ void store__block_caps(hie_mpi_store_t *s, const hie_mpi_person_t *p,
 void store__person_keys(hie_mpi_store_t *s, const hie_mpi_person_t *p,
     const hie_mpi_prepared_t *prep, uint64_t keys[HIE_MPI_BLOCK_KEYS]);
 /* Scores every candidate of p (skipping self, merged records and records p must not be
- * linked to) and aggregates per EUID, best first. prep (may be NULL): the pool's comparisons,
- * taken for the candidates whose form they compared. */
+ * linked to: merged_nolinks, STORE_MERGED_NOLINK_SINCE_MS, also through the records A40
+ * merges folded into either) and aggregates per EUID, best first. prep (may be NULL): the
+ * pool's comparisons, taken for the candidates whose form they compared. */
 int store__match(hie_mpi_store_t *s, MDB_txn *txn, const hie_mpi_model_t *model,
     const hie_mpi_person_t *p, const uint8_t *self, const hie_mpi_prepared_t *prep,
-    hie_arena_t *arena, store_match_t *out);
+    bool merged_nolinks, hie_arena_t *arena, store_match_t *out);
 /* Fills an explanation message (arena) from a candidate. */
 int store__explain(const hie_mpi_model_t *model, const store_cand_t *c, const char *rule,
     hie_arena_t *arena, Hie__V1__MatchExplanation **out);

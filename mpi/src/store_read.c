@@ -295,7 +295,7 @@ hie_mpi_store_pdq(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__PdqQuery *q,
         return 0;
     }
     int rc = hie_mpi_store_model(s, txn, &model);
-    rc = rc == 0 ? store__match(s, txn, &model, &p, NULL, NULL, arena, &m) : rc;
+    rc = rc == 0 ? store__match(s, txn, &model, &p, NULL, NULL, false, arena, &m) : rc;
     sodium_memzero(&p, sizeof(p));
     unsigned limit = q->limit != 0 ? q->limit : HIE_MPI_PDQ_LIMIT_DEFAULT;
     /* Default floor: the query's evidence favours the candidate (weight >= 0, likelihood

@@ -1242,3 +1242,78 @@ Test(mpi_store_apply, a_merged_mrn_is_refused_as_merged)
     cr_assert_eq(feed_refused(HIE__V1__FEED_ACTION__FEED_UPDATE, "B", &y, msg, sizeof(msg)),
         HIE__V1__ERROR_CODE__ERROR_NOT_FOUND);
 }
+
+/* A40 merges and manual no-links (from STORE_MERGED_NOLINK_SINCE_MS): the operator kept X apart
+ * from P; P is then merged into S, and S updated to X's very demographics. S and P are one
+ * person, so S stays apart from X. Before the rule the no-link was lost with P. Returns
+ * whether S ended in X's EUID. */
+static bool
+merged_prior_nolink_run(int64_t t)
+{
+    static const struct who x2 = {"anna", "berg", "1980-01-01", "1 main street", "arden", "",
+        "anna.b@mail.example"};
+    static const struct who other = {"olaf", "stone", "1931-07-07", "", "", "", ""};
+    char e[16], ex[16], es[16];
+    feed_time_ms = t;
+    (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "P", &x, e);
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "X", &x2, e),
+        HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_UNLINK, "X", NULL, ex),
+        HIE__V1__FEED_OUTCOME__OUTCOME_UNLINKED); /* no-link X / P */
+    (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "S", &other, e);
+    merge_prior = "P";
+    (void)feed(HIE__V1__FEED_ACTION__FEED_MERGE, "S", NULL, e);
+    merge_prior = NULL;
+    (void)feed(HIE__V1__FEED_ACTION__FEED_UPDATE, "S", &x2, es);
+    euid_of("X", ex);
+    return strcmp(es, ex) == 0;
+}
+
+Test(mpi_store_apply, a_nolink_binds_the_records_merged_into_either_side)
+{
+    cr_assert(!merged_prior_nolink_run(STORE_MERGED_NOLINK_SINCE_MS + 1),
+        "S is P's person: kept apart from X");
+}
+
+Test(mpi_store_apply, a_nolink_did_not_bind_merged_records_before_the_rule)
+{
+    cr_assert(merged_prior_nolink_run(STORE_MERGED_NOLINK_SINCE_MS - 100000),
+        "a log from before replays as it applied: S linked with X");
+}
+
+/* A keeps apart from B; C links with B; D with A. An A40 merges C into D: C's EUID-mate B
+ * does not follow into A's EUID past the no-link (from STORE_MERGED_NOLINK_SINCE_MS).
+ * Returns whether A and B ended in one EUID. */
+static bool
+merge_fold_nolink_run(int64_t t)
+{
+    static const struct who x2 = {"anna", "berg", "1980-01-01", "1 main street", "arden", "",
+        "anna.b@mail.example"};
+    char e[16], ea[16], eb[16], ec[16], ed[16];
+    feed_time_ms = t;
+    (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "A", &x, ea);
+    (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "B", &x2, e);
+    (void)feed(HIE__V1__FEED_ACTION__FEED_UNLINK, "B", NULL, eb); /* no-link A / B */
+    (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "C", &x2, ec);
+    cr_assert_str_eq(ec, eb, "C links with B (its exact match), not past the no-link");
+    (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "D", &x, ed);
+    cr_assert_str_eq(ed, ea, "D links with A");
+    merge_prior = "C";
+    (void)feed(HIE__V1__FEED_ACTION__FEED_MERGE, "D", NULL, e);
+    merge_prior = NULL;
+    euid_of("A", ea);
+    euid_of("B", eb);
+    return strcmp(ea, eb) == 0;
+}
+
+Test(mpi_store_apply, an_a40_does_not_fold_records_past_a_nolink)
+{
+    cr_assert(!merge_fold_nolink_run(STORE_MERGED_NOLINK_SINCE_MS + 1),
+        "B stays apart from A");
+}
+
+Test(mpi_store_apply, an_a40_folded_past_a_nolink_before_the_rule)
+{
+    cr_assert(merge_fold_nolink_run(STORE_MERGED_NOLINK_SINCE_MS - 100000),
+        "a log from before replays as it applied");
+}

@@ -19,6 +19,7 @@
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <zmq.h>
@@ -72,6 +73,18 @@ mdb_rc(int rc)
     return rc == 0 ? 0 : HIE_ESTORAGE;
 }
 
+/* mdb_reader_list's lines "pid thread txnid" (txnid "-" when the slot is idle): the oldest. */
+static int
+reader_oldest(const char *msg, void *ctx)
+{
+    uint64_t *oldest = ctx;
+    unsigned long long txnid = 0;
+    if (sscanf(msg, "%*d %*x %llu", &txnid) == 1 && txnid < *oldest) {
+        *oldest = txnid;
+    }
+    return 0;
+}
+
 int
 hie_cluster_lmdb_usage(void *envp, bool free_list, uint64_t *used, uint64_t *map)
 {
@@ -84,13 +97,28 @@ hie_cluster_lmdb_usage(void *envp, bool free_list, uint64_t *used, uint64_t *map
     if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0) {
         return HIE_ESTORAGE;
     }
-    uint64_t pages = (uint64_t)info.me_last_pgno + 1, free_pages = 0;
+    uint64_t pages = (uint64_t)info.me_last_pgno + 1, free_pages = 0, oldest = UINT64_MAX;
     *map = info.me_mapsize;
+    if (free_list) {
+        /* pages freed by a transaction a reader may still see are not free for LMDB: count
+         * only those freed before the oldest reader (a killed process's slot cleared first) */
+        int dead = 0;
+        (void)mdb_reader_check(env, &dead);
+        (void)mdb_reader_list(env, reader_oldest, &oldest);
+    }
     /* the free list (dbi 0): key a txn id, value an ID list whose first word is its length */
     if (free_list && mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0 &&
         mdb_cursor_open(txn, 0, &cur) == 0) {
         MDB_val k, v;
+        oldest = oldest < mdb_txn_id(txn) ? oldest : mdb_txn_id(txn);
         for (unsigned i = 0; i < 100000u && mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0; i++) {
+            size_t freed_by = 0;
+            if (k.mv_size == sizeof(freed_by)) {
+                memcpy(&freed_by, k.mv_data, sizeof(freed_by));
+            }
+            if (k.mv_size != sizeof(freed_by) || freed_by >= oldest) {
+                break; /* in txn id order: the rest are not reusable yet either */
+            }
             if (v.mv_size >= sizeof(size_t)) {
                 size_t n;
                 memcpy(&n, v.mv_data, sizeof(n));
@@ -199,7 +227,9 @@ log_flush(hie_cluster_log_t *log)
         HIE_ASSERT(log->fsm.flush != NULL);
         rc = log->fsm.flush(log->fsm.ctx);
         log->open = false;
-        state_committed(log, log->applied);
+        if (rc == 0) {
+            state_committed(log, log->applied);
+        }
     }
     return rc;
 }
@@ -296,6 +326,10 @@ log_replay(hie_cluster_log_t *log)
         rc = stop ? 0 : log_replay_batch(log, next, last, &next);
     }
     rc = rc == 0 ? log_flush(log) : rc;
+    if (rc == 0 && !stop && log->retain != 0 && log->fsm.sync != NULL &&
+        log->fsm.sync(log->fsm.ctx) == 0) {
+        log->committed = log->durable = log->applied; /* synced: the log may trim at once */
+    }
     return rc == 0 && stop ? HIE_EUNAVAIL : rc;
 }
 
@@ -460,6 +494,44 @@ log_trim(hie_cluster_log_t *log, MDB_txn *txn, uint64_t *first)
     return rc;
 }
 
+/* log_trim in a transaction of its own (a batch refused for room: nothing else writes).
+ * Returns whether it deleted anything. */
+static bool
+log_trim_alone(hie_cluster_log_t *log)
+{
+    MDB_txn *txn = NULL;
+    uint64_t before = atomic_load(&log->first_index), oldest = before;
+    int rc = mdb_rc(mdb_txn_begin(log->env, NULL, 0, &txn));
+    rc = rc == 0 ? log_trim(log, txn, &oldest) : rc;
+    if (rc == 0) {
+        rc = mdb_rc(mdb_txn_commit(txn));
+        txn = NULL;
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (rc == 0) {
+        atomic_store(&log->first_index, oldest);
+    }
+    if (rc == 0 && oldest > before) {
+        /* LMDB reuses the pages a transaction freed only once a later one committed: one
+         * that writes and deletes key 0 (no entry has index 0) leaves nothing behind */
+        uint8_t zero[8] = {0};
+        MDB_val k = {sizeof(zero), zero}, v = {1, zero};
+        rc = mdb_rc(mdb_txn_begin(log->env, NULL, 0, &txn));
+        rc = rc == 0 ? mdb_rc(mdb_put(txn, log->dbi, &k, &v, 0)) : rc;
+        rc = rc == 0 ? mdb_rc(mdb_del(txn, log->dbi, &k, NULL)) : rc;
+        if (rc == 0) {
+            rc = mdb_rc(mdb_txn_commit(txn));
+            txn = NULL;
+        }
+        if (txn != NULL) {
+            mdb_txn_abort(txn);
+        }
+    }
+    return oldest > before;
+}
+
 static int
 batch_append(hie_cluster_log_t *log, size_t n, uint64_t first)
 {
@@ -525,6 +597,9 @@ batch_refuse_if_full(hie_cluster_log_t *log, void *router, size_t n)
     }
     if (!log_room_short(log, bytes)) {
         return false;
+    }
+    if (log->retain != 0 && log_trim_alone(log) && !log_room_short(log, bytes)) {
+        return false; /* trimming made the room (a log full when log_retain was set) */
     }
     hie_log_error("log", "command log full: batch refused", " commands=%zu bytes=%lu "
         "hint=\"%s\"", n, (unsigned long)bytes, "raise storage.map_bytes and restart");

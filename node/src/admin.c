@@ -175,7 +175,9 @@ admin_command(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *are
     rc = hie_node__submit_wait(&a->sub, cmd, ADMIN_COMMAND_TIMEOUT_MS, arena, &res);
     if (rc != 0) {
         hie_log_error("admin", "command failed", " id=%s rc=%s", req->id, hie_strerror_name(rc));
-        admin_error(a, hie_proto_error_code(rc), hie_strerror(rc), NULL);
+        admin_error(a, hie_proto_error_code(rc), rc == HIE_ETIMEDOUT
+            ? "not answered in time: it may still have been applied; send it again with the "
+              "same --id to learn its result" : hie_strerror(rc), NULL);
         return;
     }
     hie_log_info("admin", "command applied", " id=%s index=%lu outcome=%s", req->id,

@@ -806,6 +806,11 @@ hie_node__replay_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "subscription_id",
             "at most 5 replays of a subscription in 10 seconds; retry later");
     }
+    /* the subscriber's own queue: a replay queues up to 1,000 notifications into it */
+    int room = hie_node__queue_room(ctx, who->org_id, e);
+    if (room != 0) {
+        return room;
+    }
     rc_.subscription_id = req->subscription_id;
     rc_.from_event_number = req->from_event_number;
     rc_.from_ms = req->from_ms;

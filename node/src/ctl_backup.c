@@ -14,11 +14,13 @@
 #include "hie/cluster.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int
 env_open_ro(const char *dir, uint64_t map_bytes, MDB_env **env)
@@ -103,6 +105,56 @@ ends_read(const char *state, const char *log, uint64_t map_bytes, uint64_t *appl
     return rc != 0;
 }
 
+/* path's file (or directory) to disk, mode 0600 for a file. */
+static int
+path_sync(const char *path, bool is_dir)
+{
+    int fd = open(path, is_dir ? O_RDONLY | O_DIRECTORY : O_RDWR);
+    int rc = fd < 0 ? errno : 0;
+    rc = rc == 0 && !is_dir && fchmod(fd, 0600) != 0 ? errno : rc;
+    rc = rc == 0 && fsync(fd) != 0 ? errno : rc;
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "hiectl: backup: cannot sync %s: %s\n", path, strerror(rc));
+    }
+    return rc != 0;
+}
+
+/* The copies on disk, private, and DIR/BACKUP_DONE (the summary) last: a backup without it
+ * was cut short. */
+static int
+backup_seal(const char *dir, const char *summary)
+{
+    char p[NODE_PATH_MAX + 32];
+    static const char *const files[] = {"state/data.mdb", "log/data.mdb"};
+    static const char *const dirs[] = {"state", "log", ""};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+        if (path_sync(p, false) != 0) {
+            return 1;
+        }
+    }
+    snprintf(p, sizeof(p), "%s/BACKUP_DONE", dir);
+    FILE *f = fopen(p, "wx");
+    if (f == NULL || fputs(summary, f) == EOF || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        fprintf(stderr, "hiectl: backup: cannot write %s: %s\n", p, strerror(errno));
+        if (f != NULL) {
+            fclose(f);
+        }
+        return 1;
+    }
+    fclose(f);
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, dirs[i]);
+        if (path_sync(p, true) != 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int
 hie_ctl__backup(const node_config_t *cfg, const char *dir)
 {
@@ -137,10 +189,18 @@ hie_ctl__backup(const node_config_t *cfg, const char *dir)
             "storage.log_retain\n", first, last, applied);
         return 1;
     }
-    printf("backup=%s state_applied_index=%" PRIu64 " log_first_index=%" PRIu64
-        " log_index=%" PRIu64 "\n", dir, applied, first, last);
+    char summary[NODE_PATH_MAX + 160];
+    snprintf(summary, sizeof(summary), "backup=%s state_applied_index=%" PRIu64
+        " log_first_index=%" PRIu64 " log_index=%" PRIu64 "\n", dir, applied, first, last);
+    if (backup_seal(dir, summary) != 0) {
+        fprintf(stderr, "hiectl: backup: %s is incomplete: remove it\n", dir);
+        return 1;
+    }
+    fputs(summary, stdout);
     printf("to restore: stop the node, put %s/state and %s/log in place of the data "
-           "directory's (same owner, mode 0700), start it; it replays the log's rest. The "
-           "keys (audit.key, the MPI data key) are not in the backup.\n", dir, dir);
+           "directory's (same owner, directories 0700), and the node's audit.key (not in the "
+           "backup, nor the MPI data key: keep them apart) if it is gone too; start it: it "
+           "replays the log's rest. A directory without BACKUP_DONE is not a backup.\n", dir,
+        dir);
     return 0;
 }

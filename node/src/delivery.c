@@ -373,8 +373,13 @@ pump_one(void *ctx, uint64_t seq, hie_span_t stored)
         r->next_seq = seq + 1;
         return 1;
     }
+    if (p->rc != 0) { /* not sent (consent could not be read, memory, the edge): kept in
+                         * place, and the pump waits before it tries again */
+        r->stall_until_ns = hie_time_mono_ns() + DEAD_RETRY_NS;
+        return 1;
+    }
     r->next_seq = seq + 1;
-    return p->rc != 0;
+    return 0;
 }
 
 /* Runs fn over r's queue from seq (at most max entries) in a read transaction. */
@@ -420,8 +425,11 @@ withheld_take(struct node_delivery *d, struct receiver *r, struct pump *p, uint3
     } else if (f != NULL) {
         f->due_ns = hie_time_mono_ns() + backoff_ns(d, f->attempts);
     }
-    if (!done) { /* not sent, still queued: decided again once the stall ends */
-        r->next_seq = p->withheld < r->next_seq ? p->withheld : r->next_seq;
+    if (!done) { /* not sent, still queued: decided again once the stall ends (by its
+                  * flight's due time when it has one: a rewind would resend those after it) */
+        if (f == NULL) {
+            r->next_seq = p->withheld < r->next_seq ? p->withheld : r->next_seq;
+        }
         r->stall_until_ns = hie_time_mono_ns() + DEAD_RETRY_NS;
     }
     hie_mem_free(p->withheld_audit, p->withheld_len + 1);
@@ -564,7 +572,11 @@ resend_one(void *ctx, uint64_t seq, hie_span_t stored)
 static void
 tick_receiver(struct node_delivery *d, struct receiver *r, uint64_t now)
 {
-    for (uint32_t j = 0; j < r->nfl;) {
+    if (now < r->stall_until_ns) {
+        return; /* a dead letter did not commit: the log is full or slow; later */
+    }
+    r->stall_until_ns = 0;
+    for (uint32_t j = 0; j < r->nfl && r->stall_until_ns == 0;) {
         struct flight *f = &r->fl[j];
         if (f->due_ns == 0 || f->due_ns > now) {
             j++;
@@ -588,6 +600,7 @@ tick_receiver(struct node_delivery *d, struct receiver *r, uint64_t now)
         }
         if (rs.give_up) { /* not committed: the message stays queued; try again later */
             f->due_ns = now + backoff_ns(d, f->attempts);
+            r->stall_until_ns = hie_time_mono_ns() + DEAD_RETRY_NS;
         }
         j++;
     }
@@ -640,6 +653,9 @@ tick(struct node_delivery *d)
         }
         if (r->nfl > 0) {
             tick_receiver(d, r, now);
+        } else if (r->stall_until_ns != 0 && now >= r->stall_until_ns) {
+            r->stall_until_ns = 0;
+            pump(d, r); /* what a failed dead letter or send held back */
         }
         if (now - r->last_sent_ns >= hb_ns) {
             heartbeat(d, r);

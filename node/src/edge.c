@@ -105,6 +105,8 @@ struct node_edge {
     uint32_t open_count;
     uint32_t handshaking;        /* of open_count, still in their TLS handshake */
     uint64_t inflight_bytes;     /* every connection's, replies to gone ones included */
+    bool budget_wake;            /* fell back under HIE_EDGE_INFLIGHT_BYTES_EDGE_MAX: the
+                                  * next tick wakes the connections that budget paused */
     uint64_t generation;
     bool draining;
     uint64_t drain_deadline_ns;
@@ -885,7 +887,9 @@ static void
 inflight_release(node_edge_t *e, struct conn *c, const node_req_t *req)
 {
     HIE_ASSERT(e->inflight_bytes >= req->in_bytes);
+    bool over = e->inflight_bytes >= HIE_EDGE_INFLIGHT_BYTES_EDGE_MAX;
     e->inflight_bytes -= req->in_bytes;
+    e->budget_wake |= over && e->inflight_bytes < HIE_EDGE_INFLIGHT_BYTES_EDGE_MAX;
     if (c != NULL) {
         HIE_ASSERT(c->inflight_bytes >= req->in_bytes);
         c->inflight_bytes -= req->in_bytes;
@@ -1176,6 +1180,9 @@ conn_check_timers(node_edge_t *e, struct conn *c, uint64_t now, int64_t wall_ms)
         conn_close(e, c, "certificate expired");
         return;
     }
+    if (c->frame_start_ns != 0 && conn_read_paused(e, c)) {
+        c->frame_start_ns = now; /* the node is not reading: the frame's time is not running */
+    }
     if (c->frame_start_ns != 0 &&
         now - c->frame_start_ns > (uint64_t)cfg->frame_timeout_ms * 1000000ull) {
         hie_log_warn("edge", "frame timeout", " conn=%lu org=%s received=%zu", c->id, c->org_id,
@@ -1194,6 +1201,23 @@ conn_check_timers(node_edge_t *e, struct conn *c, uint64_t now, int64_t wall_ms)
     }
 }
 
+/* The edge's in-flight bytes fell back under its budget: connections it paused (those with
+ * a request of their own in flight get it back with their reply; these may wait long, on a
+ * responder) are read again. */
+static void
+budget_woken(node_edge_t *e)
+{
+    e->budget_wake = false;
+    for (uint32_t i = 0; i < e->slots_count; i++) {
+        struct conn *c = e->slots[i];
+        if (c == NULL || c->state != C_OPEN || conn_read_paused(e, c)) {
+            continue;
+        }
+        conn_update_events(e, c);
+        pending_note(e, c);
+    }
+}
+
 static void
 edge_tick(node_edge_t *e)
 {
@@ -1203,6 +1227,9 @@ edge_tick(node_edge_t *e)
         if (e->slots[i] != NULL) {
             conn_check_timers(e, e->slots[i], now, wall_ms);
         }
+    }
+    if (e->budget_wake) {
+        budget_woken(e);
     }
     if (!e->draining) {
         return;

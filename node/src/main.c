@@ -90,6 +90,7 @@ node_audit_key(node_ctx_t *ctx)
     snprintf(path, sizeof(path), "%s/audit.key", ctx->cfg.data_dir);
     int rc = hie_audit_signer_generate(path);
     if (rc == 0) {
+        ctx->audit_key_created = true;
         hie_log_info("audit", "audit signing key created", " file=%s", path);
     } else if (rc != -EEXIST) {
         hie_log_error("audit", "cannot create the audit signing key", " file=%s rc=%s", path,
@@ -158,6 +159,18 @@ node_audit_extends(node_ctx_t *ctx)
     if (skipped > 0) {
         hie_log_warn("audit", "stored checkpoints that do not parse were passed over (hiectl "
             "audit verify names them)", " count=%u", skipped);
+    }
+    if (rc == 0 && size > 0 && ctx->audit_key_created) {
+        /* a state restored without its key: a new key would sign heads auditors cannot tie
+         * to the ones they hold */
+        char path[NODE_PATH_MAX + 16];
+        snprintf(path, sizeof(path), "%s/audit.key", ctx->cfg.data_dir);
+        (void)unlink(path);
+        hie_log_error("audit", "audit.key was missing, but this state's audit log holds "
+            "checkpoints signed by the node's key: not starting with a new key (the one just "
+            "made was removed); put the node's audit.key back in the data directory",
+            " checkpoint_size=%lu", size);
+        return HIE_ESTATE;
     }
     if (rc == HIE_ECORRUPT) {
         hie_log_error("audit", "the audit log does not extend the last checkpoint this node "

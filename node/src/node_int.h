@@ -526,6 +526,7 @@ typedef struct node_ctx {
     _Atomic uint32_t edge_load[NODE_EDGES_MAX]; /* open connections per edge thread */
     hie_consent_policy_t consent_policy;  /* the implicit policy, from cfg.consent_* */
     hie_audit_signer_t *audit_signer;     /* signs checkpoints; <data_dir>/audit.key */
+    bool audit_key_created;              /* audit.key was made at this start */
     struct node_org_conns *org_conns;     /* connections per organization (edge threads) */
     char audit_vkey[HIE_AUDIT_VKEY_TEXT_BYTES_MAX]; /* its verifier key, for reports */
     EVP_MD *sha256;  /* OpenSSL's SHA-256, fetched once by main (immutable, any thread) for
@@ -812,6 +813,10 @@ void hie_node__consent_decide_doc(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *ar
 HIE_MUST_CHECK int hie_node__push_prepare(node_ctx_t *ctx, const node_who_t *who,
     const Hie__V1__PushRequest *req, hie_arena_t *arena, Hie__V1__PushReply **reply,
     node_audit_cmd_t *audit, node_mpi_err_t *e);
+/* Whether org's queue has room (push.c): what waits for it and its dead letters hold less
+ * than delivery.queue_bytes_max (a soft bound: requests decided at the same time may pass it
+ * by a little), else OVERLOADED naming recipient_org. Returns 0 or the error set in e. */
+HIE_MUST_CHECK int hie_node__queue_room(node_ctx_t *ctx, const char *org, node_mpi_err_t *e);
 /* Seals a document for a queue: nonce(24) || AEAD(d), AD = message_id, into arena. */
 HIE_MUST_CHECK int hie_node__doc_seal(node_ctx_t *ctx, const Hie__V1__Document *d,
     const char *message_id, hie_arena_t *arena, ProtobufCBinaryData *out);

@@ -60,10 +60,8 @@ doc_codes(const Hie__V1__Document *d, uint32_t *labels, enum hie_consent_class *
     return 0;
 }
 
-/* A recipient whose queue holds delivery.queue_bytes_max takes no more pushes until it reads
- * (a soft bound: pushes decided at the same time may pass it by a little). */
-static int
-queue_room(node_ctx_t *ctx, const char *to, node_mpi_err_t *e)
+int
+hie_node__queue_room(node_ctx_t *ctx, const char *to, node_mpi_err_t *e)
 {
     MDB_txn *txn = NULL;
     uint64_t bytes = 0;
@@ -82,7 +80,8 @@ queue_room(node_ctx_t *ctx, const char *to, node_mpi_err_t *e)
         hie_log_warn("push", "recipient's queue full", " org=%s queued_bytes=%lu "
             "hint=\"delivery.queue_bytes_max\"", to, (unsigned long)bytes);
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "recipient_org",
-            "the recipient's queue is full until it receives what waits; retry later");
+            "the recipient's queue is full until it receives what waits (or its dead letters "
+            "are purged); retry later");
     }
     return 0;
 }
@@ -110,7 +109,7 @@ push_check(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PushRequest *r
     if (rc != 0) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
     }
-    rc = queue_room(ctx, to, e);
+    rc = hie_node__queue_room(ctx, to, e);
     if (rc != 0) {
         return rc;
     }

@@ -25,6 +25,10 @@
  * repository's document of that id (possibly another patient's, still indexed under the
  * first), and recipients drop a queued message whose id they have seen. */
 #define PUSH_IDS_ONCE_SINCE_MS 1796075100000ll
+/* From 2026-12-01T00:00Z (by the rules clock): a decided redrive whose letters were purged or
+ * redriven since its decision is refused whole (its records would name documents that never
+ * left). */
+#define REDRIVE_EXISTS_SINCE_MS 1796083200000ll
 
 /* A redrive unpacks one dead letter at a time into this (reset for each), not into the apply
  * arena: 10,000 dead letters of up to 1 MiB do not fit that, and an apply that fails stops
@@ -92,10 +96,11 @@ qkey(uint8_t *k, const char *org, uint64_t seq)
 }
 
 /* The recipient's next seq and queued count (1 and 0 for a new recipient). */
-/* A recipient's q_meta: its next seq, how many messages wait, and their bytes (since
- * 2026-12-01; a 16-byte value from before counts 0 bytes, and bytes never go below 0). */
+/* A recipient's q_meta: its next seq, how many messages wait, their bytes and its dead
+ * letters' bytes (since 2026-12-01; a shorter value from before counts 0 bytes, and bytes
+ * never go below 0). */
 struct qmeta {
-    uint64_t next, count, bytes;
+    uint64_t next, count, bytes, dead_bytes;
 };
 
 static int
@@ -103,17 +108,19 @@ meta_get(node_queue_t *q, MDB_txn *txn, const char *org, struct qmeta *m)
 {
     MDB_val k = {strlen(org), (void *)(uintptr_t)org}, v;
     int rc = mdb_rc(mdb_get(txn, q->meta, &k, &v));
-    *m = (struct qmeta){1, 0, 0};
+    *m = (struct qmeta){1, 0, 0, 0};
     if (rc == HIE_ENOTFOUND) {
         return 0;
     }
-    if (rc == 0 && v.mv_size != 16 && v.mv_size != 24) {
+    if (rc == 0 && v.mv_size != 16 && v.mv_size != 24 && v.mv_size != 32) {
         return HIE_ECORRUPT;
     }
     if (rc == 0) {
-        m->next = hie_load_be64(v.mv_data);
-        m->count = hie_load_be64((const uint8_t *)v.mv_data + 8);
-        m->bytes = v.mv_size == 24 ? hie_load_be64((const uint8_t *)v.mv_data + 16) : 0;
+        const uint8_t *b = v.mv_data;
+        m->next = hie_load_be64(b);
+        m->count = hie_load_be64(b + 8);
+        m->bytes = v.mv_size >= 24 ? hie_load_be64(b + 16) : 0;
+        m->dead_bytes = v.mv_size >= 32 ? hie_load_be64(b + 24) : 0;
     }
     return rc;
 }
@@ -121,10 +128,11 @@ meta_get(node_queue_t *q, MDB_txn *txn, const char *org, struct qmeta *m)
 static int
 meta_put(node_queue_t *q, MDB_txn *txn, const char *org, const struct qmeta *m)
 {
-    uint8_t b[24];
+    uint8_t b[32];
     hie_store_be64(b, m->next);
     hie_store_be64(b + 8, m->count);
     hie_store_be64(b + 16, m->bytes);
+    hie_store_be64(b + 24, m->dead_bytes);
     MDB_val k = {strlen(org), (void *)(uintptr_t)org}, v = {sizeof(b), b};
     return mdb_rc(mdb_put(txn, q->meta, &k, &v, 0));
 }
@@ -135,6 +143,12 @@ meta_less(struct qmeta *m, uint64_t bytes)
     HIE_ASSERT(m->count > 0);
     m->count--;
     m->bytes = m->bytes > bytes ? m->bytes - bytes : 0;
+}
+
+static void
+dead_less(struct qmeta *m, uint64_t bytes)
+{
+    m->dead_bytes = m->dead_bytes > bytes ? m->dead_bytes - bytes : 0;
 }
 
 int
@@ -153,7 +167,7 @@ hie_node__queue_bytes(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t *
     HIE_ASSERT(q != NULL && q->magic == QUEUE_MAGIC);
     struct qmeta m;
     int rc = meta_get(q, txn, org, &m);
-    *bytes = m.bytes;
+    *bytes = m.bytes + m.dead_bytes;
     return rc;
 }
 
@@ -184,7 +198,9 @@ hie_node__queue_enqueue(node_queue_t *q, node_apply_t *a, Hie__V1__QueuedMessage
         size_t packed = protobuf_c_message_pack(&m->base, v.mv_data);
         HIE_ASSERT(packed == n);
         *seq = qm.next;
-        qm = (struct qmeta){qm.next + 1, qm.count + 1, qm.bytes + n};
+        qm.next++;
+        qm.count++;
+        qm.bytes += n;
         rc = meta_put(q, a->txn, m->recipient_org, &qm);
     }
     *seq = rc == 0 ? *seq : 0;
@@ -341,6 +357,7 @@ apply_dead(node_queue_t *q, node_audit_t *au, node_apply_t *a)
     m->dead_reason = dc->reason;
     rc = put_msg(a, q->dead, &key, m);
     meta_less(&qm, bytes);
+    qm.dead_bytes += bytes;
     rc = rc ? rc : meta_put(q, a->txn, dc->recipient_org, &qm);
     /* withheld by consent: its audit record in the same transaction (none when it was
      * acknowledged meanwhile: refused above, nothing written) */
@@ -372,6 +389,26 @@ redrive_collect(node_queue_t *q, node_apply_t *a, const char *org, struct redriv
     return rc != 0 ? rc : (mrc != 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : 0);
 }
 
+/* Since REDRIVE_EXISTS_SINCE_MS: a decided redrive whose letters going back are not all dead
+ * letters any more (purged or redriven since the decision) is refused, nothing written. */
+static int
+redrive_present(node_queue_t *q, node_apply_t *a, const Hie__V1__RedriveCommand *rc_)
+{
+    for (size_t i = 0; a->rules_ms >= REDRIVE_EXISTS_SINCE_MS && i < rc_->n_seqs; i++) {
+        uint8_t k[QKEY_BYTES_MAX];
+        MDB_val key = {qkey(k, rc_->recipient_org, rc_->seqs[i]), k}, v;
+        int grc = mdb_get(a->txn, q->dead, &key, &v);
+        if (grc == MDB_NOTFOUND) {
+            return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "seq",
+                "the dead letters changed since this redrive was decided: run it again");
+        }
+        if (grc != 0) {
+            return HIE_ESTORAGE;
+        }
+    }
+    return 0;
+}
+
 static int
 apply_redrive(node_queue_t *q, node_audit_t *au, node_apply_t *a)
 {
@@ -381,6 +418,10 @@ apply_redrive(node_queue_t *q, node_audit_t *au, node_apply_t *a)
     int rc = 0;
     if (rc_->decided) { /* the proposer's decision: these go back; every one is audited */
         HIE_ASSERT(rc_->n_seqs <= HIE_REDRIVE_DECIDED_MAX); /* command validation */
+        int prc = redrive_present(q, a, rc_);
+        if (prc != 0 || a->res->code != 0) {
+            return prc;
+        }
         for (size_t i = 0; i < rc_->n_seqs; i++) {
             r.seqs[r.n++] = rc_->seqs[i];
         }
@@ -418,6 +459,7 @@ apply_redrive(node_queue_t *q, node_audit_t *au, node_apply_t *a)
             rc = 0;
             continue;
         }
+        dead_less(&qm, bytes);
         m->attempts = 0;
         m->dead_ms = 0;
         m->dead_reason = (char *)(uintptr_t)"";
@@ -449,18 +491,31 @@ apply_purge(node_queue_t *q, node_apply_t *a)
     } else {
         r.seqs[r.n++] = pc->seq;
     }
+    struct qmeta qm;
+    MDB_cursor *cur = NULL;
+    rc = rc ? rc : meta_get(q, a->txn, pc->recipient_org, &qm);
+    rc = rc ? rc : mdb_rc(mdb_cursor_open(a->txn, q->dead, &cur));
     uint32_t purged = 0;
     for (size_t i = 0; rc == 0 && i < r.n; i++) {
         uint8_t k[QKEY_BYTES_MAX];
-        MDB_val key = {qkey(k, pc->recipient_org, r.seqs[i]), k};
-        int drc = mdb_del(a->txn, q->dead, &key, NULL);
-        purged += drc == 0;
-        rc = drc == 0 || drc == MDB_NOTFOUND ? 0 : HIE_ESTORAGE;
+        MDB_val key = {qkey(k, pc->recipient_org, r.seqs[i]), k}, v;
+        int mrc = mdb_cursor_get(cur, &key, &v, MDB_SET_KEY);
+        if (mrc == 0) {
+            dead_less(&qm, v.mv_size);
+            rc = mdb_rc(mdb_cursor_del(cur, 0));
+            purged++;
+        } else if (mrc != MDB_NOTFOUND) {
+            rc = HIE_ESTORAGE;
+        }
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
     }
     if (rc == 0 && purged == 0) {
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "seq",
             "no such dead letter");
     }
+    rc = rc ? rc : meta_put(q, a->txn, pc->recipient_org, &qm);
     a->res->acknowledged = purged;
     return rc;
 }

@@ -1108,6 +1108,15 @@ fsm_flush(void *ctx)
     return state_commit(st);
 }
 
+/* Every commit so far on disk (the state runs with MDB_NOMETASYNC: its last meta page). */
+static int
+fsm_sync(void *ctx)
+{
+    node_state_t *st = ctx;
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    return mdb_rc(mdb_env_sync(st->env, 1));
+}
+
 void
 hie_node__state_defer_commits(node_state_t *st, bool on)
 {
@@ -1201,6 +1210,6 @@ hie_node__state_fsm(node_state_t *st)
 {
     HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
     hie_cluster_fsm_t fsm = {st, fsm_apply, fsm_applied_index, fsm_fatal, fsm_prepare,
-        fsm_flush};
+        fsm_flush, fsm_sync};
     return fsm;
 }

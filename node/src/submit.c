@@ -138,8 +138,10 @@ hie_node__submit_wait(node_submitter_t *s, const hie_command_t *cmd, uint32_t ti
     hie_arena_t *arena, hie_command_result_t **out)
 {
     /* the log must read the command a quarter of the wait (at most 5 s) before the caller
-     * gives up on it, or drop it (hie_cluster_submit_send_by): a command answered "not
-     * committed in time" must not take effect later (a consent revoke, a dead letter) */
+     * gives up on it, or drop it (hie_cluster_submit_send_by), so that a command the caller
+     * gave up on does not take effect much later (a consent revoke, a dead letter). One read
+     * in time may still apply after a storage stall longer than the margin: a timeout means
+     * "not known", and the same request id sent again answers with the stored result. */
     uint64_t wait_ns = (uint64_t)timeout_ms * 1000000ull;
     uint64_t margin_ns = wait_ns / 4 < 5000ull * 1000000ull ? wait_ns / 4 : 5000ull * 1000000ull;
     uint64_t token = 0;

@@ -764,12 +764,28 @@ Test(durability, a_backup_of_a_running_node_restores)
         "register b-$i --roles clinic >/dev/null || exit 1; done; echo done", HIE_CTL_BIN,
         node.cfg);
     cr_assert_eq(rc, 0, "%s", out);
+    /* an audited exchange, and a checkpoint the node signs for it (every 500 ms here) */
+    itest_register(&node, "general-hospital", "hospital");
+    rc = itest_hie(&node, "general-hospital", out, sizeof(out), "feed create --mrn H-1 --given "
+        "John --family Smithson --dob 1970-03-02");
+    cr_assert_eq(rc, 0, "%s", out);
+    rc = itest_hie(&node, "general-hospital", out, sizeof(out), "--purpose treatment pix --mrn "
+        "H-1");
+    cr_assert_eq(rc, 0, "%s", out);
+    usleep(1200u * 1000u);
     snprintf(bk, sizeof(bk), "%s/bk", node.root);
     rc = itest_ctl(&node, out, sizeof(out), "backup '%s'", bk);
     cr_assert_eq(rc, 0, "%s", out);
     const char *p = strstr(out, "state_applied_index=");
     cr_assert_not_null(p, "%s", out);
     cr_assert_geq(strtoul(p + strlen("state_applied_index="), NULL, 10), 20ul, "%s", out);
+    char f[ITEST_PATH + 64];
+    struct stat st;
+    snprintf(f, sizeof(f), "%s/BACKUP_DONE", bk);
+    cr_assert_eq(stat(f, &st), 0, "the backup is marked complete");
+    snprintf(f, sizeof(f), "%s/state/data.mdb", bk);
+    cr_assert_eq(stat(f, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600u, "the copy is private");
     rc = itest_ctl(&node, out, sizeof(out), "org register later --roles clinic");
     cr_assert_eq(rc, 0, "%s", out);
     rc = itest_ctl(&node, out, sizeof(out), "backup '%s'", bk);
@@ -780,6 +796,15 @@ Test(durability, a_backup_of_a_running_node_restores)
     cr_assert_eq(rc, 0, "%s", out);
     rc = itest_ctl(&node, out, sizeof(out), "audit verify");
     cr_assert_eq(rc, 0, "the copy's audit log verifies: %s", out);
+    /* restored without its key: the node does not start signing with a new one */
+    rc = itest_sh(out, sizeof(out), "cd '%s' && mv audit.key audit.key.kept && timeout 20 '%s' "
+        "--config '%s' 2>&1; echo exit=$?; ls audit.key 2>&1", node.data_dir, HIE_NODE_BIN,
+        node.cfg);
+    cr_assert(strstr(out, "put the node's audit.key back") != NULL, "%s", out);
+    cr_assert(strstr(out, "exit=0") == NULL, "%s", out);
+    cr_assert(strstr(out, "No such file") != NULL, "the key it made was removed: %s", out);
+    rc = itest_sh(out, sizeof(out), "cd '%s' && mv audit.key.kept audit.key", node.data_dir);
+    cr_assert_eq(rc, 0, "%s", out);
     itest_node_start(&node);
     cr_assert_eq(itest_ctl(&node, out, sizeof(out), "org list"), 0, "%s", out);
     size_t listed = 0;

@@ -74,6 +74,11 @@ typedef struct hie_cluster_fsm {
      * itself bounds how long it keeps a commit open. Returns 0 or an error after which the
      * node must stop. Log thread. */
     int (*flush)(void *ctx);
+    /* Optional (NULL): makes every state commit so far durable (a synced flush of the
+     * storage). The log calls it once after replay when it trims (cfg.retain), so that it may
+     * trim at once after a restart instead of after two more state commits, even when every
+     * batch is refused for room. Returns 0 or an error (the log then waits for commits). */
+    int (*sync)(void *ctx);
 } hie_cluster_fsm_t;
 
 typedef struct hie_cluster_log_config {

@@ -210,7 +210,7 @@ fsm_new(uint64_t applied)
 static hie_cluster_fsm_t
 fsm_table(struct test_fsm *f)
 {
-    hie_cluster_fsm_t t = {f, fsm_apply, fsm_applied_index, fsm_fatal, NULL, fsm_flush};
+    hie_cluster_fsm_t t = {f, fsm_apply, fsm_applied_index, fsm_fatal, NULL, fsm_flush, NULL};
     return t;
 }
 
@@ -955,7 +955,7 @@ Test(cluster_log, open_with_null_fsm_apply_aborts, .signal = SIGABRT)
 {
     hie_cluster_log_config_t cfg = {"/nonexistent/hie-log", zctx, endpoint, MAP_BYTES, NULL,
         NULL, 0};
-    hie_cluster_fsm_t t = {NULL, NULL, fsm_applied_index, fsm_fatal, NULL, NULL};
+    hie_cluster_fsm_t t = {NULL, NULL, fsm_applied_index, fsm_fatal, NULL, NULL, NULL};
     hie_cluster_log_t *log = NULL;
     int rc = hie_cluster_log_open(&log, &cfg, &t);
     (void)rc;
@@ -1050,4 +1050,59 @@ Test(cluster_log, a_full_log_refuses_the_batch_instead_of_stopping)
     dealer_close(d);
     log_close(&log);
     cr_assert_eq(f->seen_count, (size_t)refused_at + (rc == 0 ? 1u : 0u));
+}
+
+static int
+fsm_sync_ok(void *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+
+/* A log full to refusal with every command kept, reopened with retain: the state synced at
+ * open, a batch the map cannot take makes the log trim in a transaction of its own, and the
+ * batch then goes in. (Trimming only in the append's transaction left such a log refusing
+ * for good.) */
+Test(cluster_log, a_full_log_reopened_with_retain_trims_and_takes_commands)
+{
+    struct test_fsm *f = fsm_new(0);
+    hie_cluster_log_config_t cfg = log_config();
+    cfg.map_bytes = 1u << 20;
+    hie_cluster_fsm_t t = fsm_table(f);
+    cr_assert_eq(hie_cluster_log_open(&open_log, &cfg, &t), 0);
+    hie_cluster_log_t *log = open_log;
+    log_start(log);
+    void *d = dealer_new();
+    static uint8_t cmd[64 * 1024];
+    memset(cmd, 'c', sizeof(cmd));
+    int refused_at = -1;
+    for (int i = 0; i < 64 && refused_at < 0; i++) {
+        cr_assert_eq(hie_cluster_submit_send(d, (uint64_t)i + 1, hie_span(cmd, sizeof(cmd))),
+            0);
+        uint64_t token = 0, index = 0;
+        int rc = -1;
+        uint8_t *res = NULL;
+        size_t res_len = 0;
+        cr_assert_eq(recv_one(d, 10000, &token, &rc, &index, &res, &res_len), 0);
+        hie_mem_free(res, res_len);
+        refused_at = rc == HIE_ENOSPC ? i : refused_at;
+    }
+    cr_assert(refused_at > 2, "refused at %d", refused_at);
+    dealer_close(d);
+    log_close(&log);
+    cfg = log_config();
+    cfg.map_bytes = 1u << 20;
+    cfg.retain = 2;
+    t = fsm_table(f);
+    t.sync = fsm_sync_ok;
+    cr_assert_eq(hie_cluster_log_open(&open_log, &cfg, &t), 0);
+    log = open_log;
+    log_start(log);
+    d = dealer_new();
+    cr_assert_eq(hie_cluster_submit_send(d, 100, hie_span(cmd, sizeof(cmd))), 0);
+    uint64_t index = reply_take(d, 100, 0);
+    cr_assert_eq(index, (uint64_t)refused_at + 1, "taken, numbered after the last");
+    cr_assert_gt(hie_cluster_log_first_index(log), 1u, "trimmed");
+    dealer_close(d);
+    log_close(&log);
 }

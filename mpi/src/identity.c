@@ -210,6 +210,15 @@ hie_mpi_store_identity(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_a
     if (!hie_mpi_store_ready(s)) {
         return HIE_EUNAVAIL;
     }
+    return store__identity(s, txn, euid, false, arena, spans, n);
+}
+
+int
+store__identity(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, bool writer,
+    hie_arena_t *arena, hie_mpi_euid_span_t **spans, size_t *n)
+{
+    *spans = NULL;
+    *n = 0;
     struct ident x = {s, txn, euid, hie_arena_alloc(arena, IDENTITY_RECORDS_MAX *
         HIE_MPI_REC_HASH_BYTES), 0, hie_arena_alloc(arena, IDENTITY_RAW_MAX * sizeof(*x.raw)),
         0};
@@ -220,7 +229,8 @@ hie_mpi_store_identity(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_a
     if (x.recs == NULL || x.raw == NULL || out == NULL) {
         return HIE_ENOMEM;
     }
-    int rc = store__members(s, txn, euid, arena, &members, &n_members);
+    int rc = writer ? store__members_w(s, txn, euid, arena, &members, &n_members)
+                    : store__members(s, txn, euid, arena, &members, &n_members);
     for (size_t i = 0; rc == 0 && i < n_members; i++) {
         rc = recs_add(&x, members + i * HIE_MPI_REC_HASH_BYTES);
     }

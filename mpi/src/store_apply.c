@@ -957,6 +957,32 @@ review_link(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, Hie__V1__MpiRecord *re
     return rc == 0 ? store__rec_put(s, ctx->txn, rec) : rc;
 }
 
+/* Keep-apart of an item whose candidate EUID is gone (since STORE_MERGED_NOLINK_SINCE_MS): if
+ * its records were folded into the record's own EUID since the item opened (the link history
+ * of that EUID's records shows it), closing it would leave them linked; refused instead. */
+static int
+apart_folded(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiRecord *rec,
+    const Hie__V1__ReviewItem *it)
+{
+    if (store__rules_ms(ctx) < STORE_MERGED_NOLINK_SINCE_MS) {
+        return 0;
+    }
+    hie_mpi_euid_span_t *sp = NULL;
+    size_t n = 0;
+    int rc = store__identity(s, ctx->txn, rec->euid, true, ctx->arena, &sp, &n);
+    if (rc == HIE_ELIMIT) {
+        rc = 0; /* a history past what one look covers: closed as before */
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (strcmp(sp[i].euid, it->candidate_euid) == 0) {
+            return refuse(ctx, BAD, "id", "the candidate enterprise id was folded into this "
+                "record's since the item opened: unlink the records that came from it, then "
+                "keep them apart");
+        }
+    }
+    return rc;
+}
+
 int
 hie_mpi_store_apply_review(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx,
     const Hie__V1__MpiReviewCommand *cmd, Hie__V1__ReviewDecideReply **reply)
@@ -984,6 +1010,10 @@ hie_mpi_store_apply_review(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx,
         strcmp(rec->euid, it->candidate_euid) == 0) {
         return refuse(ctx, BAD, "id", "the record is in the candidate enterprise id already "
             "(linked since the item opened): unlink it, then keep it apart");
+    }
+    rc = rc == 0 && !cmd->link && n == 0 && !rec->merged ? apart_folded(s, ctx, rec, it) : rc;
+    if (rc != 0 || ctx->reject.code != 0) {
+        return rc;
     }
     if (rec->merged) {
         n = 0; /* nothing left to keep apart: the item closes */

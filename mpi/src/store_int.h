@@ -233,6 +233,9 @@ int store__members(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena
     uint8_t **hashes, size_t *n);
 int store__members_w(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, hie_arena_t *arena,
     uint8_t **hashes, size_t *n);
+/* hie_mpi_store_identity in the writer's txn (writer: apply's member lists) or a reader's. */
+int store__identity(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, bool writer,
+    hie_arena_t *arena, hie_mpi_euid_span_t **spans, size_t *n);
 
 /* Takes l (an in-memory table's lock) for reading, as a reader thread: while the writer
  * holds it, yields the core up to STORE_RDLOCK_YIELDS times before blocking on it (store.c). */

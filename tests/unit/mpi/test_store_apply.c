@@ -1317,3 +1317,34 @@ Test(mpi_store_apply, an_a40_folded_past_a_nolink_before_the_rule)
     cr_assert(merge_fold_nolink_run(STORE_MERGED_NOLINK_SINCE_MS - 100000),
         "a log from before replays as it applied");
 }
+
+/* P64 waits in review against the chain's EUID; then an A40 merges a chain record into P64,
+ * which folds the chain's EUID into P64's. "Keep apart" on the item (its candidate EUID gone)
+ * used to close it while the records stayed linked; from STORE_MERGED_NOLINK_SINCE_MS it is
+ * refused, the link history showing where the candidate's records went. Returns the code. */
+static int
+apart_after_fold(int64_t rules)
+{
+    char e[16], out[16], a[16], b[16];
+    feed_rules_ms = rules;
+    cr_assert_eq(chain_of_one_person(0, 64, e), HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
+    uint64_t item = p64_review(HIE__V1__FEED_ACTION__FEED_CREATE);
+    merge_prior = "P0";
+    feed(HIE__V1__FEED_ACTION__FEED_MERGE, "P64", NULL, out);
+    merge_prior = NULL;
+    euid_of("P1", a);
+    euid_of("P64", b);
+    cr_assert_str_eq(a, b, "the chain folded into P64's EUID");
+    return review_decide(item, false);
+}
+
+Test(mpi_store_apply, keep_apart_is_refused_when_the_candidate_was_folded_into_the_record)
+{
+    cr_assert_eq(apart_after_fold(STORE_MERGED_NOLINK_SINCE_MS),
+        HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST);
+}
+
+Test(mpi_store_apply, keep_apart_closed_such_an_item_before_the_rule)
+{
+    cr_assert_eq(apart_after_fold(STORE_REVIEW_DEDUP_SINCE_MS), 0);
+}

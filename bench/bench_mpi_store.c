@@ -5,7 +5,9 @@
  * in read transactions (issue 3, "Speed at scale").
  *
  * usage: bench_mpi_store --persons FILE --queries FILE [--batch N] [--train N] [--pix N]
- *                        [--threads N] [--max-records N] [--smoke]
+ *                        [--threads N] [--max-records N] [--rules-ms MS] [--smoke]
+ *   --rules-ms: the rules clock the feeds apply under (default 0: the first rules; e.g.
+ *   1796083200000 for the rules in force from 2026-12-01)
  *   FILE as written by gen_persons (FEBRL format; --queries: its PDQ cases). --smoke runs
  *   gen_persons itself for 2,000 persons and 200 cases.
  *
@@ -46,6 +48,8 @@ struct opts {
     const char *persons, *queries;
     size_t batch, train, pix, max_records, threads;
     bool smoke;
+    int64_t rules_ms;          /* --rules-ms: the rules clock the feeds apply under (0: the
+                                * first rules; a time like 1796083200000 measures today's) */
 };
 
 /* One CSV row, fields copied (bounded). */
@@ -153,6 +157,7 @@ struct bench {
     hie_arena_t *apply_arena;  /* the batch being applied, reset after each */
     const char *persons;
     uint64_t index;            /* log index of the next command */
+    int64_t rules_ms;          /* opts.rules_ms */
     /* per accepted record */
     uint32_t *truth, *euid;
     char (*mrn)[24];
@@ -243,7 +248,7 @@ batch_apply(struct bench *b, struct slot *sl)
     hie_mpi_pool_begin(b->pool, sl->cmds, sizeof(sl->cmds[0]), sl->n, batch_item_feed);
     for (size_t i = 0; rc == 0 && i < sl->n; i++) {
         hie_mpi_apply_ctx_t ac = {b->txn, arena, "@bench", 1, ++b->index, {0}, 0,
-            hie_mpi_pool_take(b->pool, i), 0, NULL, NULL};
+            hie_mpi_pool_take(b->pool, i), b->rules_ms, NULL, NULL};
         Hie__V1__MpiFeedReply *reply = NULL;
         rc = hie_mpi_store_apply_feed(b->store, &ac, sl->cmds[i], &reply);
         if (rc == 0 && ac.reject.code != 0) {
@@ -585,8 +590,8 @@ parse(int argc, char **argv, struct opts *o)
     static const struct option longs[] = {{"persons", 1, NULL, 'p'}, {"queries", 1, NULL, 'q'},
         {"batch", 1, NULL, 'b'}, {"train", 1, NULL, 't'}, {"pix", 1, NULL, 'x'},
         {"max-records", 1, NULL, 'm'}, {"smoke", 0, NULL, 's'}, {"threads", 1, NULL, 'T'},
-        {NULL, 0, NULL, 0}};
-    *o = (struct opts){NULL, NULL, 1024, 100000, 10000, 2000000, 2, false};
+        {"rules-ms", 1, NULL, 'r'}, {NULL, 0, NULL, 0}};
+    *o = (struct opts){NULL, NULL, 1024, 100000, 10000, 2000000, 2, false, 0};
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         size_t v = optarg != NULL ? strtoul(optarg, NULL, 10) : 0;
@@ -599,6 +604,7 @@ parse(int argc, char **argv, struct opts *o)
         case 'm': o->max_records = v; break;
         case 's': o->smoke = true; break;
         case 'T': o->threads = v; break;
+        case 'r': o->rules_ms = (int64_t)strtoll(optarg, NULL, 10); break;
         default: return -1;
         }
     }
@@ -630,6 +636,7 @@ setup(struct bench *b, const struct opts *o)
     rc = rc == 0 && o->threads > 0 ? hie_mpi_pool_create(&b->pool, b->store,
         (unsigned)o->threads) : rc;
     b->batch = o->batch;
+    b->rules_ms = o->rules_ms;
     b->cap = o->max_records;
     b->truth = calloc(b->cap, sizeof(*b->truth));
     b->euid = calloc(b->cap, sizeof(*b->euid));
@@ -794,7 +801,7 @@ main(int argc, char **argv)
     struct opts o;
     if (parse(argc, argv, &o) != 0) {
         fprintf(stderr, "usage: bench_mpi_store --persons FILE --queries FILE [--batch N] "
-            "[--train N] [--pix N] [--threads N] [--max-records N] | --smoke\n");
+            "[--train N] [--pix N] [--threads N] [--max-records N] [--rules-ms MS] | --smoke\n");
         return 2;
     }
     if (sodium_init() < 0) {

@@ -494,8 +494,8 @@ log_trim(hie_cluster_log_t *log, MDB_txn *txn, uint64_t *first)
     return rc;
 }
 
-/* log_trim in a transaction of its own (a batch refused for room: nothing else writes).
- * Returns whether it deleted anything. */
+/* log_trim in a transaction of its own (a batch refused for room: nothing else writes), then
+ * a touch. Returns whether the log holds fewer entries than before. */
 static bool
 log_trim_alone(hie_cluster_log_t *log)
 {
@@ -513,9 +513,10 @@ log_trim_alone(hie_cluster_log_t *log)
     if (rc == 0) {
         atomic_store(&log->first_index, oldest);
     }
-    if (rc == 0 && oldest > before) {
+    if (rc == 0) {
         /* LMDB reuses the pages a transaction freed only once a later one committed: one
-         * that writes and deletes key 0 (no entry has index 0) leaves nothing behind */
+         * that writes and deletes key 0 (no entry has index 0) leaves nothing behind (done
+         * whether or not this call trimmed: a touch that failed before is made up for) */
         uint8_t zero[8] = {0};
         MDB_val k = {sizeof(zero), zero}, v = {1, zero};
         rc = mdb_rc(mdb_txn_begin(log->env, NULL, 0, &txn));
@@ -545,14 +546,11 @@ batch_append(hie_cluster_log_t *log, size_t n, uint64_t first)
         MDB_val k = {8, key};
         MDB_val v = {zmq_msg_size(&log->batch[i].cmd), zmq_msg_data(&log->batch[i].cmd)};
         int mrc = mdb_put(txn, log->dbi, &k, &v, MDB_APPEND);
-        if (mrc == MDB_MAP_FULL) {
-            hie_log_error("log", "command log full", " hint=\"%s\"",
-                "raise storage.map_bytes and restart");
-        }
-        rc = mdb_rc(mrc);
+        rc = mrc == MDB_MAP_FULL ? HIE_ENOSPC : mdb_rc(mrc);
     }
     if (rc == 0) {
-        rc = mdb_rc(mdb_txn_commit(txn)); /* synced: the group commit */
+        int mrc = mdb_txn_commit(txn); /* synced: the group commit */
+        rc = mrc == MDB_MAP_FULL ? HIE_ENOSPC : mdb_rc(mrc);
         txn = NULL;
     }
     if (txn != NULL) {
@@ -598,8 +596,11 @@ batch_refuse_if_full(hie_cluster_log_t *log, void *router, size_t n)
     if (!log_room_short(log, bytes)) {
         return false;
     }
-    if (log->retain != 0 && log_trim_alone(log) && !log_room_short(log, bytes)) {
-        return false; /* trimming made the room (a log full when log_retain was set) */
+    if (log->retain != 0) {
+        (void)log_trim_alone(log);
+        if (!log_room_short(log, bytes)) {
+            return false; /* trimming made the room (a log full when log_retain was set) */
+        }
     }
     hie_log_error("log", "command log full: batch refused", " commands=%zu bytes=%lu "
         "hint=\"%s\"", n, (unsigned long)bytes, "raise storage.map_bytes and restart");
@@ -629,6 +630,18 @@ batch_process(hie_cluster_log_t *log, void *router, size_t n)
         log->fsm.prepare(log->fsm.ctx, log->entries, n);
     }
     int rc = batch_append(log, n, first);
+    if (rc == HIE_ENOSPC) {
+        /* the map could not take it after all (free pages in runs too short for a large
+         * command): nothing was written; refused like a batch the room check turned away */
+        hie_log_error("log", "command log full: batch refused", " commands=%zu hint=\"%s\"",
+            n, "raise storage.map_bytes and restart");
+        for (size_t i = 0; i < n; i++) {
+            struct pending *p = &log->batch[i];
+            reply_send(router, &p->identity, p->token, HIE_ENOSPC, 0, NULL, 0);
+            zmq_msg_close(&p->cmd);
+        }
+        return;
+    }
     if (rc != 0) {
         log->fsm.fatal(log->fsm.ctx, rc, "log append failed");
         return; /* fatal does not return; keeps the compiler honest */

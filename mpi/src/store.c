@@ -948,20 +948,30 @@ struct match_run {
 };
 
 /* Record root and the records A40 merges folded into it (mpi_merged, transitively), at most
- * MERGED_SET_MAX, into out; a read error is kept in read_failed (apply then stops). */
+ * MERGED_SET_MAX, into out. Returns how many, 0 when there were more (callers then keep the
+ * records apart: the cautious answer); a read error or a malformed value is kept in
+ * read_failed (apply then stops). */
 static size_t
 merged_set(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *root, uint8_t *out)
 {
     size_t n = 1;
+    bool more = false;
     memcpy(out, root, HIE_MPI_REC_HASH_BYTES);
     MDB_cursor *cur = NULL;
     int rc = mdb_cursor_open(txn, s->merged, &cur);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
+    for (size_t i = 0; rc == 0 && !more && i < n; i++) {
         MDB_val k = {HIE_MPI_REC_HASH_BYTES, out + i * HIE_MPI_REC_HASH_BYTES}, v;
         int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
-        while (mrc == 0 && n < MERGED_SET_MAX && v.mv_size == HIE_MPI_REC_HASH_BYTES) {
-            memcpy(out + n++ * HIE_MPI_REC_HASH_BYTES, v.mv_data, HIE_MPI_REC_HASH_BYTES);
-            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP);
+        while (mrc == 0 && !more) {
+            if (v.mv_size != HIE_MPI_REC_HASH_BYTES) {
+                mrc = MDB_CORRUPTED;
+                break;
+            }
+            more = n == MERGED_SET_MAX;
+            if (!more) {
+                memcpy(out + n++ * HIE_MPI_REC_HASH_BYTES, v.mv_data, HIE_MPI_REC_HASH_BYTES);
+                mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP);
+            }
         }
         rc = mrc == 0 || mrc == MDB_NOTFOUND ? 0 : mrc;
     }
@@ -971,19 +981,42 @@ merged_set(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *root, uint8_t *out)
     if (rc != 0) {
         atomic_store(&s->read_failed, rc);
     }
-    return n;
+    return more ? 0 : n;
+}
+
+/* The merged-record sets of n records (at most MERGED_CLOSURE_MAX in all) into out. Returns
+ * how many, 0 when they were more. */
+#define MERGED_CLOSURE_MAX 256u
+static size_t
+merged_closure(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *recs, size_t n, uint8_t *out)
+{
+    uint8_t one[MERGED_SET_MAX * HIE_MPI_REC_HASH_BYTES];
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = merged_set(s, txn, recs + i * HIE_MPI_REC_HASH_BYTES, one);
+        if (k == 0 || total + k > MERGED_CLOSURE_MAX) {
+            return 0;
+        }
+        memcpy(out + total * HIE_MPI_REC_HASH_BYTES, one, k * HIE_MPI_REC_HASH_BYTES);
+        total += k;
+    }
+    return total;
 }
 
 bool
-store__nolink_merged(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, const uint8_t *b)
+store__nolink_sets(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, size_t na,
+    const uint8_t *b, size_t nb)
 {
-    uint8_t as[MERGED_SET_MAX * HIE_MPI_REC_HASH_BYTES], bs[MERGED_SET_MAX *
-        HIE_MPI_REC_HASH_BYTES];
-    size_t na = merged_set(s, txn, a, as), nb = merged_set(s, txn, b, bs);
-    for (size_t i = 0; i < na; i++) {
-        for (size_t j = 0; j < nb; j++) {
-            if (store__nolink(s, txn, as + i * HIE_MPI_REC_HASH_BYTES,
-                    bs + j * HIE_MPI_REC_HASH_BYTES)) {
+    uint8_t ca[MERGED_CLOSURE_MAX * HIE_MPI_REC_HASH_BYTES];
+    uint8_t cb[MERGED_CLOSURE_MAX * HIE_MPI_REC_HASH_BYTES];
+    size_t ka = merged_closure(s, txn, a, na, ca), kb = merged_closure(s, txn, b, nb, cb);
+    if (ka == 0 || kb == 0) {
+        return na > 0 && nb > 0; /* more merged records than one look takes: kept apart */
+    }
+    for (size_t i = 0; i < ka; i++) {
+        for (size_t j = 0; j < kb; j++) {
+            if (store__nolink(s, txn, ca + i * HIE_MPI_REC_HASH_BYTES,
+                    cb + j * HIE_MPI_REC_HASH_BYTES)) {
                 return true;
             }
         }
@@ -1001,6 +1034,9 @@ run_nolink(const struct match_run *r, const uint8_t *h)
     }
     uint8_t hs[MERGED_SET_MAX * HIE_MPI_REC_HASH_BYTES];
     size_t nh = merged_set(r->s, r->txn, h, hs);
+    if (nh == 0 || r->n_self == 0) {
+        return true; /* more merged records than one look takes: kept apart */
+    }
     for (size_t i = 0; i < r->n_self; i++) {
         for (size_t j = 0; j < nh; j++) {
             if (store__nolink(r->s, r->txn, r->self_set + i * HIE_MPI_REC_HASH_BYTES,

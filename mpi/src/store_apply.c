@@ -363,13 +363,13 @@ members_nolink(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const uint8_t *a, s
     const uint8_t *b, size_t nb)
 {
     HIE_ASSERT(na <= STORE_FOLD_MEMBERS_MAX && nb <= STORE_FOLD_MEMBERS_MAX);
-    bool merged = store__rules_ms(ctx) >= STORE_MERGED_NOLINK_SINCE_MS;
+    if (store__rules_ms(ctx) >= STORE_MERGED_NOLINK_SINCE_MS) {
+        return store__nolink_sets(s, ctx->txn, a, na, b, nb);
+    }
     for (size_t i = 0; i < na; i++) {
         for (size_t j = 0; j < nb; j++) {
-            const uint8_t *x = a + i * HIE_MPI_REC_HASH_BYTES;
-            const uint8_t *y = b + j * HIE_MPI_REC_HASH_BYTES;
-            if (merged ? store__nolink_merged(s, ctx->txn, x, y) : store__nolink(s, ctx->txn, x,
-                    y)) {
+            if (store__nolink(s, ctx->txn, a + i * HIE_MPI_REC_HASH_BYTES,
+                    b + j * HIE_MPI_REC_HASH_BYTES)) {
                 return true;
             }
         }

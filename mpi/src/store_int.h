@@ -287,9 +287,10 @@ uint64_t store__tf_key(const hie_mpi_store_t *s, enum hie_mpi_field f, const cha
  * than HIE_MPI_TF_TOTAL_MIN records). Any thread; writer: the caller is the log thread. */
 double store__tf_freq(hie_mpi_store_t *s, enum hie_mpi_field f, const char *value, bool writer);
 bool store__nolink(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, const uint8_t *b);
-/* The same between any record merged (A40) into a, a included, and any merged into b. */
-bool store__nolink_merged(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a,
-    const uint8_t *b);
+/* The same between the records a (na) and b (nb), each with the records A40 merges folded
+ * into it; more than 256 on a side counts as a no-link (kept apart). */
+bool store__nolink_sets(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *a, size_t na,
+    const uint8_t *b, size_t nb);
 /* Largest EUID an automatic merge touches (hie_mpi_decide() folds): both EUIDs must have at
  * most this many records, so the manual no-link check between them is at most 64 x 64 reads.
  * Larger ones stay apart (an operator merges them); a person has a few records, so an EUID

@@ -136,23 +136,30 @@ backup_seal(const char *dir, const char *summary)
             return 1;
         }
     }
-    snprintf(p, sizeof(p), "%s/BACKUP_DONE", dir);
-    FILE *f = fopen(p, "wx");
-    if (f == NULL || fputs(summary, f) == EOF || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        fprintf(stderr, "hiectl: backup: cannot write %s: %s\n", p, strerror(errno));
-        if (f != NULL) {
-            fclose(f);
-        }
-        return 1;
-    }
-    fclose(f);
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 2; i++) { /* the copies' directory entries before the mark */
         snprintf(p, sizeof(p), "%s/%s", dir, dirs[i]);
         if (path_sync(p, true) != 0) {
             return 1;
         }
     }
-    return 0;
+    snprintf(p, sizeof(p), "%s/BACKUP_DONE", dir);
+    FILE *f = fopen(p, "wx");
+    bool ok = f != NULL && fputs(summary, f) != EOF && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (!ok) {
+        fprintf(stderr, "hiectl: backup: cannot write %s: %s\n", p, strerror(errno));
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    char top[NODE_PATH_MAX + 32];
+    snprintf(top, sizeof(top), "%s/%s", dir, dirs[2]);
+    if (ok && path_sync(top, true) != 0) {
+        ok = false;
+    }
+    if (!ok) {
+        (void)unlink(p);
+    }
+    return ok ? 0 : 1;
 }
 
 int

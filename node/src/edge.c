@@ -1180,8 +1180,12 @@ conn_check_timers(node_edge_t *e, struct conn *c, uint64_t now, int64_t wall_ms)
         conn_close(e, c, "certificate expired");
         return;
     }
-    if (c->frame_start_ns != 0 && conn_read_paused(e, c)) {
-        c->frame_start_ns = now; /* the node is not reading: the frame's time is not running */
+    if (c->frame_start_ns != 0 && (e->draining || (c->inflight > 0 &&
+        (c->inflight_bytes >= HIE_EDGE_INFLIGHT_BYTES_MAX ||
+         e->inflight_bytes >= HIE_EDGE_INFLIGHT_BYTES_EDGE_MAX)))) {
+        /* the node's byte budgets (or its drain) stopped reading: the frame's time is not
+         * running (a peer that stops reading its replies gets no such grace) */
+        c->frame_start_ns = now;
     }
     if (c->frame_start_ns != 0 &&
         now - c->frame_start_ns > (uint64_t)cfg->frame_timeout_ms * 1000000ull) {

@@ -88,8 +88,23 @@ node_audit_key(node_ctx_t *ctx)
 {
     char path[NODE_PATH_MAX + 16];
     snprintf(path, sizeof(path), "%s/audit.key", ctx->cfg.data_dir);
+    char mark[NODE_PATH_MAX + 32];
+    snprintf(mark, sizeof(mark), "%s/audit.key.unconfirmed", ctx->cfg.data_dir);
+    /* a key made by an earlier start that never reached the check against the state's
+     * checkpoints (stopped during replay, say) is still on trial */
+    ctx->audit_key_created = access(mark, F_OK) == 0;
     int rc = hie_audit_signer_generate(path);
     if (rc == 0) {
+        int fd = open(mark, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || fsync(fd) != 0) {
+            hie_log_error("audit", "cannot mark the new audit signing key", " file=%s", mark);
+            if (fd >= 0) {
+                close(fd);
+            }
+            (void)unlink(path);
+            return HIE_ESTORAGE;
+        }
+        close(fd);
         ctx->audit_key_created = true;
         hie_log_info("audit", "audit signing key created", " file=%s", path);
     } else if (rc != -EEXIST) {
@@ -160,12 +175,14 @@ node_audit_extends(node_ctx_t *ctx)
         hie_log_warn("audit", "stored checkpoints that do not parse were passed over (hiectl "
             "audit verify names them)", " count=%u", skipped);
     }
+    char path[NODE_PATH_MAX + 16], mark[NODE_PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/audit.key", ctx->cfg.data_dir);
+    snprintf(mark, sizeof(mark), "%s/audit.key.unconfirmed", ctx->cfg.data_dir);
     if (rc == 0 && size > 0 && ctx->audit_key_created) {
         /* a state restored without its key: a new key would sign heads auditors cannot tie
          * to the ones they hold */
-        char path[NODE_PATH_MAX + 16];
-        snprintf(path, sizeof(path), "%s/audit.key", ctx->cfg.data_dir);
         (void)unlink(path);
+        (void)unlink(mark);
         hie_log_error("audit", "audit.key was missing, but this state's audit log holds "
             "checkpoints signed by the node's key: not starting with a new key (the one just "
             "made was removed); put the node's audit.key back in the data directory",
@@ -179,6 +196,9 @@ node_audit_extends(node_ctx_t *ctx)
     } else if (rc != 0) {
         hie_log_error("audit", "cannot check the audit log against its last checkpoint",
             " rc=%s", hie_strerror_name(rc));
+    }
+    if (rc == 0 && ctx->audit_key_created && unlink(mark) != 0 && errno != ENOENT) {
+        hie_log_warn("audit", "cannot remove the new key's mark", " file=%s", mark);
     }
     return rc;
 }

@@ -357,7 +357,7 @@ apply_dead(node_queue_t *q, node_audit_t *au, node_apply_t *a)
     m->dead_reason = dc->reason;
     rc = put_msg(a, q->dead, &key, m);
     meta_less(&qm, bytes);
-    qm.dead_bytes += bytes;
+    qm.dead_bytes += protobuf_c_message_get_packed_size(&m->base); /* as purge takes it off */
     rc = rc ? rc : meta_put(q, a->txn, dc->recipient_org, &qm);
     /* withheld by consent: its audit record in the same transaction (none when it was
      * acknowledged meanwhile: refused above, nothing written) */

@@ -803,6 +803,13 @@ Test(durability, a_backup_of_a_running_node_restores)
     cr_assert(strstr(out, "put the node's audit.key back") != NULL, "%s", out);
     cr_assert(strstr(out, "exit=0") == NULL, "%s", out);
     cr_assert(strstr(out, "No such file") != NULL, "the key it made was removed: %s", out);
+    /* a key an earlier start made and never confirmed (stopped before the check): the same */
+    rc = itest_sh(out, sizeof(out), "cd '%s' && head -c 32 /dev/urandom > audit.key && chmod 600 "
+        "audit.key && touch audit.key.unconfirmed && timeout 20 '%s' --config '%s' 2>&1; "
+        "echo exit=$?; ls audit.key audit.key.unconfirmed 2>&1", node.data_dir, HIE_NODE_BIN,
+        node.cfg);
+    cr_assert(strstr(out, "put the node's audit.key back") != NULL, "%s", out);
+    cr_assert(strstr(out, "exit=0") == NULL, "%s", out);
     rc = itest_sh(out, sizeof(out), "cd '%s' && mv audit.key.kept audit.key", node.data_dir);
     cr_assert_eq(rc, 0, "%s", out);
     itest_node_start(&node);

@@ -18,7 +18,9 @@
  * bytes under ascending 8-byte big-endian keys, (a) RAW_BATCH puts per synced txn, (b) one put
  * per synced txn. The log's ratio is against (a).
  *
- * Usage: bench_cluster_log [--smoke] [--ops N] [--seconds S] [--keep]
+ * Usage: bench_cluster_log [--smoke] [--ops N] [--seconds S] [--keep] [--retain N]
+ *   --retain N: the log keeps N commands behind the state (storage.log_retain; default 0,
+ *   every command), so the cost of trimming shows.
  */
 #include "harness.h"
 #include "node_int.h"
@@ -38,6 +40,8 @@
 #define OUTSTANDING_MAX 256u
 #define LOG_ENDPOINT "inproc://bench-log"
 #define MAP_BYTES (2ull * 1024ull * 1024ull * 1024ull)
+
+static uint64_t log_retain; /* --retain */
 #define RAW_BATCH 1000u
 #define TIME_BASE_MS 1767225600000ll /* 2026-01-01T00:00:00Z: fixed, so runs are identical */
 #define RESULT_ARENA_BYTES (64u * 1024u)
@@ -241,7 +245,7 @@ logrun_open(struct logrun *lr, const char *root)
     int rc = hie_node__state_open(&lr->state, data, MAP_BYTES, BENCH_NODE_ID, &lr->metrics);
     if (rc == 0) {
         hie_cluster_log_config_t cfg = {logdir, lr->zctx, LOG_ENDPOINT, MAP_BYTES, NULL, NULL,
-            0};
+            log_retain};
         hie_cluster_fsm_t fsm = hie_node__state_fsm(lr->state);
         rc = hie_cluster_log_open(&lr->log, &cfg, &fsm);
     }
@@ -437,7 +441,8 @@ parse(int argc, char **argv, struct opts *o)
 {
     static const struct option lo[] = {{"smoke", no_argument, NULL, 's'},
         {"ops", required_argument, NULL, 'n'}, {"seconds", required_argument, NULL, 't'},
-        {"keep", no_argument, NULL, 'k'}, {NULL, 0, NULL, 0}};
+        {"keep", no_argument, NULL, 'k'}, {"retain", required_argument, NULL, 'r'},
+        {NULL, 0, NULL, 0}};
     *o = (struct opts){false, false, 20000, 100000, 2000, 60};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -453,6 +458,9 @@ parse(int argc, char **argv, struct opts *o)
             break;
         case 'k':
             o->keep = true;
+            break;
+        case 'r':
+            log_retain = strtoull(optarg, NULL, 10);
             break;
         default:
             return 2;

@@ -397,9 +397,10 @@ HIE_MUST_CHECK int hie_node__queue_apply(node_queue_t *q, node_audit_t *au,
 /* Messages queued for org. */
 HIE_MUST_CHECK int hie_node__queue_depth(node_queue_t *q, MDB_txn *txn, const char *org,
     uint64_t *count);
-/* The bytes of the messages waiting in org's queue (stored form), as txn sees them. */
-HIE_MUST_CHECK int hie_node__queue_bytes(node_queue_t *q, MDB_txn *txn, const char *org,
-    uint64_t *bytes);
+/* The messages waiting in org's queue, and the bytes they and its dead letters hold (stored
+ * form), as txn sees them. */
+HIE_MUST_CHECK int hie_node__queue_totals(node_queue_t *q, MDB_txn *txn, const char *org,
+    uint64_t *count, uint64_t *bytes);
 /* Calls fn with org's queued messages from from_seq on, in order, at most max; fn returns
  * non-zero to stop (a positive value is not an error). msg is txn memory. */
 HIE_MUST_CHECK int hie_node__queue_scan(node_queue_t *q, MDB_txn *txn, const char *org,

@@ -64,10 +64,10 @@ int
 hie_node__queue_room(node_ctx_t *ctx, const char *to, node_mpi_err_t *e)
 {
     MDB_txn *txn = NULL;
-    uint64_t bytes = 0;
+    uint64_t count = 0, bytes = 0;
     int rc = mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0
-        ? HIE_ESTORAGE : hie_node__queue_bytes(hie_node__state_queue(ctx->state), txn, to,
-              &bytes);
+        ? HIE_ESTORAGE : hie_node__queue_totals(hie_node__state_queue(ctx->state), txn, to,
+              &count, &bytes);
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }

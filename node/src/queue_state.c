@@ -154,19 +154,18 @@ dead_less(struct qmeta *m, uint64_t bytes)
 int
 hie_node__queue_depth(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t *count)
 {
-    HIE_ASSERT(q != NULL && q->magic == QUEUE_MAGIC);
-    struct qmeta m;
-    int rc = meta_get(q, txn, org, &m);
-    *count = m.count;
-    return rc;
+    uint64_t bytes = 0;
+    return hie_node__queue_totals(q, txn, org, count, &bytes);
 }
 
 int
-hie_node__queue_bytes(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t *bytes)
+hie_node__queue_totals(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t *count,
+    uint64_t *bytes)
 {
     HIE_ASSERT(q != NULL && q->magic == QUEUE_MAGIC);
     struct qmeta m;
     int rc = meta_get(q, txn, org, &m);
+    *count = m.count;
     *bytes = m.bytes + m.dead_bytes;
     return rc;
 }

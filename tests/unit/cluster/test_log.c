@@ -1010,6 +1010,27 @@ Test(cluster_log, destroy_answers_queued_commands_with_eunavail)
 /* A log whose map is nearly full refuses the batch (HIE_ENOSPC to each submitter), and the
  * node goes on: MDB_MAP_FULL in the append called fatal, and the node stopped at every replay
  * of the same log. A 1 MiB map here, commands of 64 KiB. */
+/* Submits cmd (len bytes) one at a time until the log refuses one for room (HIE_ENOSPC; every
+ * one before must be applied); returns its number (or -1 after 64). */
+static int
+fill_to_refusal(void *d, const uint8_t *cmd, size_t len)
+{
+    for (int i = 0; i < 64; i++) {
+        cr_assert_eq(hie_cluster_submit_send(d, (uint64_t)i + 1, hie_span(cmd, len)), 0);
+        uint64_t token = 0, index = 0;
+        int rc = -1;
+        uint8_t *res = NULL;
+        size_t res_len = 0;
+        cr_assert_eq(recv_one(d, 10000, &token, &rc, &index, &res, &res_len), 0);
+        hie_mem_free(res, res_len);
+        if (rc == HIE_ENOSPC) {
+            return i;
+        }
+        cr_assert_eq(rc, 0, "command %d: %s", i, hie_strerror_name(rc));
+    }
+    return -1;
+}
+
 Test(cluster_log, a_full_log_refuses_the_batch_instead_of_stopping)
 {
     struct test_fsm *f = fsm_new(0);
@@ -1022,22 +1043,7 @@ Test(cluster_log, a_full_log_refuses_the_batch_instead_of_stopping)
     void *d = dealer_new();
     static uint8_t cmd[64 * 1024];
     memset(cmd, 'c', sizeof(cmd));
-    int refused_at = -1;
-    for (int i = 0; i < 64 && refused_at < 0; i++) {
-        cr_assert_eq(hie_cluster_submit_send(d, (uint64_t)i + 1, hie_span(cmd, sizeof(cmd))),
-            0);
-        uint64_t token = 0, index = 0;
-        int rc = -1;
-        uint8_t *res = NULL;
-        size_t res_len = 0;
-        cr_assert_eq(recv_one(d, 10000, &token, &rc, &index, &res, &res_len), 0);
-        hie_mem_free(res, res_len);
-        if (rc == HIE_ENOSPC) {
-            refused_at = i;
-        } else {
-            cr_assert_eq(rc, 0, "command %d: %s", i, hie_strerror_name(rc));
-        }
-    }
+    int refused_at = fill_to_refusal(d, cmd, sizeof(cmd));
     cr_assert(refused_at > 0, "refused at %d", refused_at);
     cr_log_info("a 1 MiB log took %d commands of 64 KiB", refused_at);
     cr_assert_eq(hie_cluster_submit_send(d, 999, hie_span("small", 5)), 0);
@@ -1075,18 +1081,7 @@ Test(cluster_log, a_full_log_reopened_with_retain_trims_and_takes_commands)
     void *d = dealer_new();
     static uint8_t cmd[64 * 1024];
     memset(cmd, 'c', sizeof(cmd));
-    int refused_at = -1;
-    for (int i = 0; i < 64 && refused_at < 0; i++) {
-        cr_assert_eq(hie_cluster_submit_send(d, (uint64_t)i + 1, hie_span(cmd, sizeof(cmd))),
-            0);
-        uint64_t token = 0, index = 0;
-        int rc = -1;
-        uint8_t *res = NULL;
-        size_t res_len = 0;
-        cr_assert_eq(recv_one(d, 10000, &token, &rc, &index, &res, &res_len), 0);
-        hie_mem_free(res, res_len);
-        refused_at = rc == HIE_ENOSPC ? i : refused_at;
-    }
+    int refused_at = fill_to_refusal(d, cmd, sizeof(cmd));
     cr_assert(refused_at > 2, "refused at %d", refused_at);
     dealer_close(d);
     log_close(&log);

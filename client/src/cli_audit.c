@@ -1137,7 +1137,9 @@ identity_check(struct verify *v, size_t p, const json_t *page)
         const json_t *sp = json_array_get(ident, i);
         const json_t *f = json_object_get(sp, "from_ms"), *t = json_object_get(sp, "to_ms");
         euids[i] = json_string_value(json_object_get(sp, "euid"));
-        if (euids[i] == NULL || !json_is_integer(f) || !json_is_integer(t)) {
+        if (euids[i] == NULL || euids[i][0] == '\0' || strlen(euids[i]) > 64 ||
+            strspn(euids[i], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+                != strlen(euids[i]) || !json_is_integer(f) || !json_is_integer(t)) {
             return "its identity is malformed";
         }
         from[i] = (int64_t)json_integer_value(f);
@@ -1288,9 +1290,10 @@ verify_subject_count(struct verify *v, size_t i, const json_t *e, const Hie__V1_
 }
 
 /* An accounting's entry names its patient: under the EUID the report is for, or (when the page
- * lists the patient's identity: the EUIDs its records had) under an earlier one, within the
- * span in which one of the patient's records lived there. The report is for one EUID: every
- * page's current one (identity[0]), or every entry's in a report saved before identities. */
+ * lists the patient's identity: the EUIDs its records had, each with the spans it had them,
+ * the first one's first: the report's) under one of them, within a span (from 0 to 0: the
+ * EUID whole). The report is for one EUID: every page's first (identity[0]), or every
+ * entry's in a report saved before identities. */
 static bool
 verify_patient(struct verify *v, const json_t *e, const char *euid, int64_t t)
 {
@@ -1304,15 +1307,16 @@ verify_patient(struct verify *v, const json_t *e, const char *euid, int64_t t)
     if (strcmp(current, v->euid) != 0) {
         return false;
     }
-    if (strcmp(euid, current) == 0) {
-        return true;
+    if (json_array_size(ident) == 0) {
+        return strcmp(euid, current) == 0;
     }
     size_t k;
     const json_t *sp;
     json_array_foreach(ident, k, sp) {
-        if (k > 0 && strcmp(jget_s(sp, "euid"), euid) == 0 &&
-            t >= (int64_t)json_integer_value(json_object_get(sp, "from_ms")) &&
-            t < (int64_t)json_integer_value(json_object_get(sp, "to_ms"))) {
+        int64_t from = (int64_t)json_integer_value(json_object_get(sp, "from_ms"));
+        int64_t to = (int64_t)json_integer_value(json_object_get(sp, "to_ms"));
+        if (strcmp(jget_s(sp, "euid"), euid) == 0 &&
+            ((from == 0 && to == 0) || (t >= from && t < to))) {
             return true;
         }
     }

@@ -7,8 +7,9 @@
  * The patient is an EUID's records: its members, and every record an A40 merge folded into
  * one of them (mpi_merged, transitively). Each record's events, oldest first, give the EUIDs
  * it lived under and when: from the event that put it there to the next one that moved it
- * (a merged record's last span ends at its merge; the survivor's history goes on from there).
- * Spans under the asked EUID are left out (the caller covers that EUID whole); the others are
+ * (a merged record's last span ends at its merge; the survivor's history goes on from there;
+ * a live record's last span is open). The asked EUID's spans are among them: before the first
+ * of the patient's records joined it, or after they left, it was someone else's. Spans are
  * joined per EUID where they touch or overlap.
  */
 #include "store_int.h"
@@ -68,7 +69,7 @@ raw_add(struct ident *x, const char *euid, int64_t from, int64_t to)
         return HIE_ECORRUPT;
     }
     to = to <= INT64_MAX - HIE_MPI_IDENTITY_END_PAD_MS ? to + HIE_MPI_IDENTITY_END_PAD_MS : to;
-    if (strcmp(euid, x->euid) == 0 || to <= from) {
+    if (to <= from) {
         return 0;
     }
     if (x->n_raw == IDENTITY_RAW_MAX) {
@@ -148,8 +149,10 @@ record_walk(struct ident *x, const uint8_t *h, bool merged)
     if (cur != NULL) {
         mdb_cursor_close(cur);
     }
-    if (rc == 0 && merged && at[0] != '\0') {
-        rc = raw_add(x, at, since, last);
+    if (rc == 0 && at[0] != '\0' && !(merged && since >= last)) {
+        /* a live record is still where it went last; a merged one was there until its merge
+         * (none when the merge itself moved it: the survivor's history goes on) */
+        rc = raw_add(x, at, since, merged ? last : INT64_MAX);
     }
     return rc;
 }

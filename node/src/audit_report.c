@@ -87,7 +87,7 @@ request_check(const Hie__V1__AuditReportRequest *q, node_mpi_err_t *e)
         return bad(e, "page_size", "at most 1000");
     }
     size_t tl = q->page_token != NULL ? strlen(q->page_token) : 0;
-    if (tl != 0 && tl != 32 && tl != 36 && tl != 48 && tl != 52 && tl != 68) {
+    if (tl != 0 && tl != 32 && tl != 48 && tl != 68) {
         return bad(e, "page_token", "not a token from a previous page");
     }
     if (q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ORG_ACCESS &&
@@ -103,7 +103,9 @@ report_euid(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
     const Hie__V1__AuditReportRequest *q, char *euid, node_mpi_err_t *e)
 {
     if (q->euid != NULL && q->euid[0] != '\0') {
-        if (strlen(q->euid) >= HIE_MPI_EUID_BYTES) {
+        size_t len = strlen(q->euid);
+        if (len >= HIE_MPI_EUID_BYTES || strspn(q->euid, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+            "abcdefghijklmnopqrstuvwxyz0123456789") != len) {
             return bad(e, "euid", "not an EUID");
         }
         memcpy(euid, q->euid, strlen(q->euid) + 1);
@@ -334,9 +336,9 @@ report_scan(struct report *r)
     if (tl > 0) {
         size_t want = which == AUDIT_INDEX_PATIENT ? 18 : 16; /* this kind's index values */
         if (sodium_hex2bin(tok, sizeof(tok), q->page_token, tl, NULL, &bin, NULL) != 0 ||
-            (bin != want && bin != want + 8 && (which != AUDIT_INDEX_PATIENT ||
-                                                   bin != want + 16))) {
-            return HIE_EINVAL; /* another kind's token (or none of ours) */
+            (which == AUDIT_INDEX_PATIENT ? bin != want + 16 : bin != want && bin != want + 8)) {
+            return HIE_EINVAL; /* another kind's token (or none of ours): an accounting's
+                                * carries its identity's hash */
         }
         if (bin == want + 16) { /* ... || the identity's hash: the same on every page */
             bin -= 8;
@@ -379,8 +381,10 @@ report_scan(struct report *r)
     return rc;
 }
 
-/* The EUIDs an accounting for euid scans (r->idents) and the reply's identity: euid whole, then
- * each earlier one in its spans (hie_mpi_store_identity). */
+/* The EUIDs an accounting for euid scans (r->idents, euid first) and the reply's identity:
+ * euid's spans (hie_mpi_store_identity; an EUID without members, a former one, whole: from 0
+ * to 0), then each earlier EUID's. An entry counts only inside its EUID's spans: the asked
+ * EUID too was someone else's before the patient's first record joined it. */
 static int
 report_identity(struct report *r, const char *euid, node_mpi_err_t *e)
 {
@@ -392,8 +396,8 @@ report_identity(struct report *r, const char *euid, node_mpi_err_t *e)
         hie_log_warn("audit", "accounting refused: the patient's identity history is too long",
             " euid=%s", euid);
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "patient",
-            "the patient's records lived under more earlier enterprise ids than one accounting "
-            "covers (64 spans)");
+            "the patient's records lived under more enterprise ids and spans than one "
+            "accounting covers (64 spans)");
     }
     Hie__V1__AuditIdentitySpan *out = rc == 0 ? hie_arena_alloc(r->arena, (n + 1) *
         sizeof(*out)) : NULL;
@@ -406,31 +410,46 @@ report_identity(struct report *r, const char *euid, node_mpi_err_t *e)
         hie_log_error("audit", "report failed", " rc=%s", hie_strerror_name(rc));
         return mpi_fail(e, hie_proto_error_code(rc), NULL, "internal error");
     }
+    size_t k = 0;
     r->idents[0] = (struct ident_key){euid, NULL, 0};
     r->n_idents = 1;
-    for (size_t i = 0; i <= n; i++) {
-        hie__v1__audit_identity_span__init(&out[i]);
-        out[i].euid = (char *)(uintptr_t)(i == 0 ? euid : sp[i - 1].euid);
-        out[i].from_ms = i == 0 ? 0 : sp[i - 1].from_ms;
-        out[i].to_ms = i == 0 ? 0 : sp[i - 1].to_ms;
-        ptrs[i] = &out[i];
-        struct ident_key *last = &r->idents[r->n_idents - 1];
-        if (i > 0 && r->n_idents > 1 && strcmp(last->euid, sp[i - 1].euid) == 0) {
-            last->n_spans++; /* sorted by EUID: this one's spans are consecutive */
-        } else if (i > 0) {
-            r->idents[r->n_idents++] = (struct ident_key){sp[i - 1].euid, &sp[i - 1], 1};
+    for (size_t pass = 0; pass < 2; pass++) { /* euid's spans, then the others' */
+        for (size_t i = 0; i < n; i++) {
+            bool own = strcmp(sp[i].euid, euid) == 0;
+            if (own != (pass == 0)) {
+                continue;
+            }
+            struct ident_key *ik = &r->idents[r->n_idents - 1];
+            if (own) {
+                ik->spans = ik->n_spans == 0 ? &sp[i] : ik->spans;
+                ik->n_spans++; /* sorted by EUID: euid's spans are consecutive */
+            } else if (r->n_idents > 1 && strcmp(ik->euid, sp[i].euid) == 0) {
+                ik->n_spans++;
+            } else {
+                r->idents[r->n_idents++] = (struct ident_key){sp[i].euid, &sp[i], 1};
+            }
+            out[k] = (Hie__V1__AuditIdentitySpan)HIE__V1__AUDIT_IDENTITY_SPAN__INIT;
+            out[k].euid = sp[i].euid;
+            out[k].from_ms = sp[i].from_ms;
+            out[k].to_ms = sp[i].to_ms;
+            k++;
+        }
+        if (pass == 0 && k == 0) { /* no member: the EUID whole, as asked */
+            out[k] = (Hie__V1__AuditIdentitySpan)HIE__V1__AUDIT_IDENTITY_SPAN__INIT;
+            out[k++].euid = (char *)(uintptr_t)euid;
         }
     }
-    r->out->identity = ptrs;
-    r->out->n_identity = n + 1;
     const char *euids[1 + HIE_MPI_IDENTITY_SPANS_MAX];
     int64_t from[1 + HIE_MPI_IDENTITY_SPANS_MAX], to[1 + HIE_MPI_IDENTITY_SPANS_MAX];
-    for (size_t i = 0; i <= n; i++) {
+    for (size_t i = 0; i < k; i++) {
+        ptrs[i] = &out[i];
         euids[i] = out[i].euid;
         from[i] = out[i].from_ms;
         to[i] = out[i].to_ms;
     }
-    hie_audit_identity_hash(euids, from, to, n + 1, r->ident_hash);
+    r->out->identity = ptrs;
+    r->out->n_identity = k;
+    hie_audit_identity_hash(euids, from, to, k, r->ident_hash);
     return 0;
 }
 

@@ -350,6 +350,31 @@ bool_key(bool *dst, const char *v, bool dflt, const char *key, char *err, size_t
 
 /* consent: the HIE's implicit policy (reference.md §3). Enforcement can be turned off only
  * with a value that says what it is for; main logs a warning at every start. */
+/* audit.origin, or hiebroker/<node id>. */
+static int
+fill_origin(node_config_t *c, const struct y_config *y, char *err, size_t eb)
+{
+    snprintf(c->audit_origin, sizeof(c->audit_origin), "%s", y->audit.origin != NULL
+        ? y->audit.origin : "");
+    for (const char *p = c->audit_origin; *p != '\0'; p++) {
+        if (*p < 0x21 || *p > 0x7e) {
+            snprintf(err, eb, "config key audit.origin: printable ASCII without spaces");
+            return HIE_ECONFIG;
+        }
+    }
+    if (c->audit_origin[0] == '\0') {
+        snprintf(c->audit_origin, sizeof(c->audit_origin), "hiebroker/%s", c->node_id);
+    }
+    if (strcmp(c->audit_origin, HIE_AUDIT_IDENTITY_ORIGIN) == 0) {
+        /* the node signs accountings' identities under that origin with the same key: a
+         * checkpoint of the log must never be one of them */
+        snprintf(err, eb, "config key audit.origin: \"%s\" is reserved (choose another "
+            "origin, or another node.id)", HIE_AUDIT_IDENTITY_ORIGIN);
+        return HIE_ECONFIG;
+    }
+    return 0;
+}
+
 static int
 fill_consent(node_config_t *c, const struct y_config *y, char *err, size_t eb)
 {
@@ -371,17 +396,7 @@ fill_consent(node_config_t *c, const struct y_config *y, char *err, size_t eb)
             "\"off-for-benchmarks-only\")");
         rc = HIE_ECONFIG;
     }
-    snprintf(c->audit_origin, sizeof(c->audit_origin), "%s", y->audit.origin != NULL
-        ? y->audit.origin : "");
-    for (const char *p = c->audit_origin; rc == 0 && *p != '\0'; p++) {
-        if (*p < 0x21 || *p > 0x7e) {
-            snprintf(err, eb, "config key audit.origin: printable ASCII without spaces");
-            rc = HIE_ECONFIG;
-        }
-    }
-    if (rc == 0 && c->audit_origin[0] == '\0') {
-        snprintf(c->audit_origin, sizeof(c->audit_origin), "hiebroker/%s", c->node_id);
-    }
+    rc = rc ? rc : fill_origin(c, y, err, eb);
     rc = rc ? rc : limit_u32(&c->audit_checkpoint_interval_ms,
         y->audit.checkpoint_interval_ms, HIE_AUDIT_CHECKPOINT_INTERVAL_MS_DEFAULT, 100,
         HIE_AUDIT_CHECKPOINT_INTERVAL_MS_MAX, "audit.checkpoint_interval_ms", err, eb);

@@ -995,6 +995,40 @@ Test(consent, accounting_follows_the_patients_earlier_euids, .timeout = 180)
     itest_node_cleanup(&n);
 }
 
+/* The asked EUID too counts only from when one of the patient's records joined it: John's H-1
+ * made E1, was disclosed, then the clinic's C-9 (linked into E1) stayed when H-1 was unlinked
+ * out. C-9's patient was not disclosed before C-9 joined; H-1's patient keeps that
+ * disclosure, under E1, while H-1 was there. */
+Test(consent, accounting_leaves_out_an_euids_disclosures_before_the_patient_joined,
+    .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n, NULL); /* opt-out */
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *h2 = itest_client(&n, HOSP2);
+    hie_client_t *c = itest_client(&n, CLINIC), *au = itest_client(&n, AUDITOR);
+    const Hie__V1__FeedAction create = HIE__V1__FEED_ACTION__FEED_CREATE;
+    char e1[16], got[512], want[512];
+    snprintf(e1, sizeof(e1), "%s", feed_ok(h, "f1", create, HOSP, "H-1", &JOHN, NULL, a)->euid);
+    tick();
+    expect_pix(pix(h2, "d0", HOSP, "H-1", a), true, "H-1 alone in E1");
+    tick();
+    cr_assert_str_eq(feed_ok(c, "f2", create, CLINIC, "C-9", &JON, NULL, a)->euid, e1);
+    tick();
+    feed_ok(h, "x1", HIE__V1__FEED_ACTION__FEED_UNLINK, HOSP, "H-1", NULL, NULL, a);
+    accounting_euids(au, "r1", CLINIC, "C-9", got, sizeof(got), a);
+    cr_assert_str_eq(got, "", "d0 was before C-9 joined E1: not C-9's patient's (%s)", got);
+    accounting_euids(au, "r2", HOSP, "H-1", got, sizeof(got), a);
+    snprintf(want, sizeof(want), "%s", e1);
+    cr_assert_str_eq(got, want, "H-1's patient: d0, under E1 while H-1 was there");
+    hie_client_destroy(&h);
+    hie_client_destroy(&h2);
+    hie_client_destroy(&c);
+    hie_client_destroy(&au);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 /* An accounting's pages share one identity: a patient whose records are linked between two
  * pages is refused on the second (its entries under the newly linked record's EUID would be
  * skipped), and asked again from the first page it lists them all, each page signed. */

@@ -255,11 +255,12 @@ typedef struct hie_mpi_euid_span {
 /* A span's end is padded by this: disclosures decided on a state read before the move was
  * applied (a group commit's latency, a little more under load) still name the EUID left. */
 #define HIE_MPI_IDENTITY_END_PAD_MS 2000
-/* The other EUIDs euid's patient had, from the link history: the spans in which one of its
- * records (its members, and the records A40 merges folded into them, transitively) lived under
- * another EUID (each end padded by HIE_MPI_IDENTITY_END_PAD_MS), joined per EUID, sorted by
- * (EUID, from_ms), at most HIE_MPI_IDENTITY_SPANS_MAX (in arena). Disclosures made in those
- * spans were indexed under those EUIDs. An accounting reads them (issue 4). Returns 0,
+/* The EUIDs euid's patient had, from the link history: the spans in which one of its records
+ * (its members, and the records A40 merges folded into them, transitively) lived under an
+ * EUID, euid itself included (a live record's last span open: to_ms INT64_MAX; a closed end
+ * padded by HIE_MPI_IDENTITY_END_PAD_MS), joined per EUID, sorted by (EUID, from_ms), at most
+ * HIE_MPI_IDENTITY_SPANS_MAX (in arena). None for an EUID without members. Disclosures made
+ * in those spans were indexed under those EUIDs. An accounting reads them (issue 4). Returns 0,
  * HIE_ELIMIT (more spans, or more records than 4,096, or a record with more than 100,000
  * events), HIE_EUNAVAIL or a storage error. Any thread. */
 HIE_MUST_CHECK int hie_mpi_store_identity(hie_mpi_store_t *store, MDB_txn *txn,

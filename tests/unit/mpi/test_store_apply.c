@@ -1144,36 +1144,39 @@ identity_of(const char *euid, char *out, size_t cap)
     }
 }
 
-/* A patient's earlier EUIDs come from the link history: a record that linked in brings the
+/* A patient's EUIDs and when come from the link history: a record that linked in brings the
  * EUID it had until then, one unlinked out keeps the span it spent in the EUID it left, and a
  * record an A40 merged into one of the patient's brings its own; each span only for the time
- * the record was there. A store from before mpi_merged gets it at open. */
+ * the record was there (closed ends padded 2 s, a live record's last span open), the asked
+ * EUID's own spans included. A store from before mpi_merged gets it at open. */
 Test(mpi_store_apply, identity_spans_follow_links_unlinks_and_merges)
 {
     char ex[16], ey[16], ez[16], eb[16], ec[16], got[512], want[512];
     static const struct who other = {"olaf", "stone", "1931-07-07", "", "", "", ""};
+    const long long open = INT64_MAX;
     feed_time_ms = 1000;
     (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "X", &x, ex);
     (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "B", &other, eb);
-    cr_assert_str_neq(ex, eb);
+    cr_assert_lt(strcmp(ex, eb), 0, "EUIDs in the order they were made");
     identity_of(ex, got, sizeof(got));
-    cr_assert_str_eq(got, "", "a record that never moved: no other EUID");
+    snprintf(want, sizeof(want), "%s@1000-%lld", ex, open);
+    cr_assert_str_eq(got, want, "a record that never moved: its own EUID from its start");
     feed_time_ms = 2000; /* B becomes X's person: it links in from eb */
     cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_UPDATE, "B", &z, ey),
         HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
     cr_assert_str_eq(ey, ex);
     identity_of(ex, got, sizeof(got));
-    snprintf(want, sizeof(want), "%s@1000-4000", eb); /* ends padded by 2000 */
+    snprintf(want, sizeof(want), "%s@1000-%lld %s@1000-4000", ex, open, eb);
     cr_assert_str_eq(got, want);
     feed_time_ms = 3000; /* and out again, to a new EUID */
     cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_UNLINK, "B", NULL, ec),
         HIE__V1__FEED_OUTCOME__OUTCOME_UNLINKED);
     identity_of(ex, got, sizeof(got));
-    cr_assert_str_eq(got, "", "B left: X's patient never had another EUID");
+    snprintf(want, sizeof(want), "%s@1000-%lld", ex, open);
+    cr_assert_str_eq(got, want, "B left: X's patient never had another EUID");
     identity_of(ec, got, sizeof(got));
-    cr_assert_lt(strcmp(ex, eb), 0, "EUIDs in the order they were made");
-    snprintf(want, sizeof(want), "%s@2000-5000 %s@1000-4000", ex, eb);
-    cr_assert_str_eq(got, want);
+    snprintf(want, sizeof(want), "%s@2000-5000 %s@1000-4000 %s@3000-%lld", ex, eb, ec, open);
+    cr_assert_str_eq(got, want, "B's EUIDs: ex only while it was there, not since X's start");
     /* C, its own person from 4000, merged into B at 5000 */
     feed_time_ms = 4000;
     static const struct who third = {"ida", "vale", "1944-04-04", "", "", "", ""};
@@ -1185,7 +1188,8 @@ Test(mpi_store_apply, identity_spans_follow_links_unlinks_and_merges)
     cr_assert_str_eq(got, ec);
     identity_of(ec, got, sizeof(got));
     cr_assert_lt(strcmp(ec, ez), 0);
-    snprintf(want, sizeof(want), "%s@2000-5000 %s@1000-4000 %s@4000-7000", ex, eb, ez);
+    snprintf(want, sizeof(want), "%s@2000-5000 %s@1000-4000 %s@3000-%lld %s@4000-7000", ex, eb,
+        ec, open, ez);
     cr_assert_str_eq(got, want, "and the merged record's EUID until the merge");
     /* as a store from before mpi_merged: filled at open */
     MDB_txn *txn = NULL;

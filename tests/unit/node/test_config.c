@@ -433,3 +433,22 @@ Test(node_config, mpi_match_threads_default_range_and_refusal)
     expect_refused(MINIMAL "mpi:\n  match_threads: 17\n", "mpi.match_threads");
     expect_refused(MINIMAL "mpi:\n  match_threads: -1\n", "match_threads");
 }
+
+/* The origin accountings' identities are signed under is not a log's: refused as
+ * audit.origin, and through a node id that would default to it. The new storage and
+ * delivery bounds are range-checked. */
+Test(node_config, reserved_origin_and_new_bounds_are_checked)
+{
+    expect_refused(NODE LISTEN TLS "audit:\n  origin: hiebroker/accounting-identity\n",
+        "audit.origin");
+    expect_refused("node:\n  id: accounting-identity\n  data_dir: data\n" LISTEN TLS,
+        "audit.origin");
+    expect_refused(NODE LISTEN TLS "storage:\n  log_retain: 5\n", "storage.log_retain");
+    expect_refused(NODE LISTEN TLS "delivery:\n  queue_bytes_max: 1000\n",
+        "delivery.queue_bytes_max");
+    cr_assert_eq(load(NODE LISTEN TLS "storage:\n  log_retain: 0\n"), 0, "%s", err);
+    cr_assert_eq(cfg.log_retain, 0u);
+    cr_assert_eq(load(NODE LISTEN TLS "storage:\n  log_retain: 100000\n"), 0, "%s", err);
+    cr_assert_eq(cfg.log_retain, 100000u);
+    cr_assert_eq(cfg.delivery_queue_bytes_max, HIE_DELIVERY_QUEUE_BYTES_DEFAULT);
+}

@@ -415,24 +415,31 @@ hie_mpi_store_review_list(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__Revie
  * UINT64_MAX when there is none. */
 static int
 hist_bucket(MDB_cursor *cur, MDB_val *k, const uint8_t *h, uint32_t bucket, hie_arena_t *arena,
-    Hie__V1__LinkEvent **out, size_t *n, uint64_t *next)
+    Hie__V1__LinkEvent **out, size_t *n, uint64_t *skip, uint64_t *next)
 {
     MDB_val v;
     int mrc = mdb_cursor_get(cur, k, &v, MDB_GET_CURRENT);
-    while (mrc == 0 && *n < HIE_MPI_HISTORY_MAX && k->mv_size == STORE_HIST_KEY_BYTES &&
+    while (mrc == 0 && (out == NULL || *n < HIE_MPI_HISTORY_MAX) &&
+           k->mv_size == STORE_HIST_KEY_BYTES &&
            hie_load_be32(k->mv_data) == bucket &&
            memcmp((const uint8_t *)k->mv_data + 4, h, HIE_MPI_REC_HASH_BYTES) == 0) {
-        ProtobufCMessage *m = NULL;
-        int rc = hie_proto_unpack(&hie__v1__link_event__descriptor,
-            hie_span(v.mv_data, v.mv_size), arena, &m);
-        if (rc != 0) {
-            return rc == HIE_EPROTO ? HIE_ECORRUPT : rc;
+        if (*skip > 0) { /* older than the newest HIE_MPI_HISTORY_MAX, or only counted */
+            (*skip)--;
+        } else if (out == NULL) {
+            (*n)++;
+        } else {
+            ProtobufCMessage *m = NULL;
+            int rc = hie_proto_unpack(&hie__v1__link_event__descriptor,
+                hie_span(v.mv_data, v.mv_size), arena, &m);
+            if (rc != 0) {
+                return rc == HIE_EPROTO ? HIE_ECORRUPT : rc;
+            }
+            out[(*n)++] = (Hie__V1__LinkEvent *)m;
         }
-        out[(*n)++] = (Hie__V1__LinkEvent *)m;
         mrc = mdb_cursor_get(cur, k, &v, MDB_NEXT);
     }
     *next = UINT64_MAX;
-    if (mrc == MDB_NOTFOUND || *n == HIE_MPI_HISTORY_MAX) {
+    if (mrc == MDB_NOTFOUND || (out != NULL && *n == HIE_MPI_HISTORY_MAX)) {
         return 0;
     }
     if (mrc != 0 || k->mv_size != STORE_HIST_KEY_BYTES) {
@@ -447,7 +454,7 @@ hist_bucket(MDB_cursor *cur, MDB_val *k, const uint8_t *h, uint32_t bucket, hie_
  * bucket that holds events. */
 static int
 hist_read(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *h, hie_arena_t *arena,
-    Hie__V1__LinkEvent **out, size_t *n)
+    Hie__V1__LinkEvent **out, size_t *n, uint64_t skip)
 {
     MDB_cursor *cur = NULL;
     int rc = store__rc(mdb_cursor_open(txn, s->hist, &cur));
@@ -461,7 +468,7 @@ hist_read(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *h, hie_arena_t *arena
             break;
         }
         rc = mrc != 0 ? HIE_ESTORAGE : hist_bucket(cur, &k, h, (uint32_t)bucket, arena, out, n,
-            &bucket);
+            &skip, &bucket);
     }
     if (cur != NULL) {
         mdb_cursor_close(cur);
@@ -471,11 +478,13 @@ hist_read(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *h, hie_arena_t *arena
 
 int
 hie_mpi_store_history(hie_mpi_store_t *s, MDB_txn *txn, const char *org_id, const char *mrn,
-    hie_arena_t *arena, Hie__V1__LinkEvent ***events, size_t *n, hie_mpi_reject_t *r)
+    hie_arena_t *arena, Hie__V1__LinkEvent ***events, size_t *n, uint64_t *omitted,
+    hie_mpi_reject_t *r)
 {
     HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && events != NULL && n != NULL);
     *events = NULL;
     *n = 0;
+    *omitted = 0;
     if (!hie_mpi_store_ready(s)) {
         return HIE_EUNAVAIL;
     }
@@ -487,7 +496,12 @@ hie_mpi_store_history(hie_mpi_store_t *s, MDB_txn *txn, const char *org_id, cons
     uint8_t h[HIE_MPI_REC_HASH_BYTES];
     hie_mpi_rec_hash(s->key, org_id, mrn, h);
     Hie__V1__LinkEvent **out = hie_arena_alloc(arena, HIE_MPI_HISTORY_MAX * sizeof(*out));
-    int rc = out == NULL ? HIE_ENOMEM : hist_read(s, txn, h, arena, out, n);
+    /* the newest HIE_MPI_HISTORY_MAX: the events are counted (keys only), the older ones then
+     * skipped */
+    size_t counted = 0;
+    int rc = out == NULL ? HIE_ENOMEM : hist_read(s, txn, h, arena, NULL, &counted, 0);
+    *omitted = counted > HIE_MPI_HISTORY_MAX ? counted - HIE_MPI_HISTORY_MAX : 0;
+    rc = rc == 0 ? hist_read(s, txn, h, arena, out, n, *omitted) : rc;
     if (rc == 0 && *n == 0) {
         reject(r, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn",
             "no record of this MRN at this organization");

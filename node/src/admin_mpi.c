@@ -393,7 +393,7 @@ admin_history(node_ctx_t *ctx, const Hie__V1__AdminMpiHistory *q, hie_arena_t *a
     }
     int rc = mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn);
     rc = rc == 0 ? hie_mpi_store_history(store, txn, q->patient->org_id, q->patient->mrn,
-        arena, &hr->events, &hr->n_events, &rej) : HIE_ESTORAGE;
+        arena, &hr->events, &hr->n_events, &hr->omitted, &rej) : HIE_ESTORAGE;
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }

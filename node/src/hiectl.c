@@ -1194,6 +1194,10 @@ ctl_mpi_history(const struct ctl *c, const char *org, const char *mrn, hie_arena
         fprintf(stderr, "hiectl: unexpected answer\n");
         return 3;
     }
+    if (r->omitted > 0) {
+        printf("omitted=%llu older events not listed (the newest %zu follow)\n",
+            (unsigned long long)r->omitted, r->n_events);
+    }
     for (size_t i = 0; i < r->n_events; i++) {
         const Hie__V1__LinkEvent *ev = r->events[i];
         const Hie__V1__MatchExplanation *x = ev->explanation;

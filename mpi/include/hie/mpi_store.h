@@ -227,12 +227,13 @@ HIE_MUST_CHECK int hie_mpi_store_pdq(hie_mpi_store_t *store, MDB_txn *txn,
     hie_mpi_reject_t *reject, hie_mpi_members_t **members);
 HIE_MUST_CHECK int hie_mpi_store_review_list(hie_mpi_store_t *store, MDB_txn *txn,
     const Hie__V1__ReviewListRequest *q, hie_arena_t *arena, Hie__V1__ReviewListReply **reply);
-/* The link history of (org_id, mrn), oldest first, at most HIE_MPI_HISTORY_MAX events.
- * Rejects NOT_FOUND (patient.mrn) for a record the index never had. */
+/* The link history of (org_id, mrn), oldest first: its newest HIE_MPI_HISTORY_MAX events;
+ * *omitted says how many older ones were left out. Rejects NOT_FOUND (patient.mrn) for a
+ * record the index never had. */
 #define HIE_MPI_HISTORY_MAX 1000u
 HIE_MUST_CHECK int hie_mpi_store_history(hie_mpi_store_t *store, MDB_txn *txn,
     const char *org_id, const char *mrn, hie_arena_t *arena, Hie__V1__LinkEvent ***events,
-    size_t *n, hie_mpi_reject_t *reject);
+    size_t *n, uint64_t *omitted, hie_mpi_reject_t *reject);
 /* The EUID of the record with identity rec_hash, after following A40 merges, copied into
  * euid. Consent and audit use it to find a patient's directives and disclosures.
  * Returns 0, HIE_ENOTFOUND (the index never had the record), HIE_EUNAVAIL or a storage error. */

@@ -177,11 +177,12 @@ Test(mpi_store_apply, a_record_matching_two_euids_merges_them)
     cr_assert_str_eq(now, ez);
     Hie__V1__LinkEvent **ev = NULL;
     size_t n = 0;
+    uint64_t omitted = 0;
     hie_mpi_reject_t rej = {0};
     MDB_txn *txn = NULL;
     cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
     const char *moved = strcmp(ez, ex) == 0 ? "Y" : "X";
-    cr_assert_eq(hie_mpi_store_history(store, txn, ORG, moved, arena, &ev, &n, &rej), 0);
+    cr_assert_eq(hie_mpi_store_history(store, txn, ORG, moved, arena, &ev, &n, &omitted, &rej), 0);
     mdb_txn_abort(txn);
     cr_assert_eq(n, 2, "created, then merged");
     cr_assert_eq(ev[1]->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_MERGED);
@@ -665,10 +666,11 @@ Test(mpi_store_apply, history_reads_a_record_across_buckets)
         HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED);
     Hie__V1__LinkEvent **ev = NULL;
     size_t n = 0;
+    uint64_t omitted = 0;
     hie_mpi_reject_t rej = {0};
     MDB_txn *txn = NULL;
     cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-    cr_assert_eq(hie_mpi_store_history(store, txn, ORG, "H", arena, &ev, &n, &rej), 0);
+    cr_assert_eq(hie_mpi_store_history(store, txn, ORG, "H", arena, &ev, &n, &omitted, &rej), 0);
     mdb_txn_abort(txn);
     cr_assert_eq(n, 3, "created, updated, updated: %zu", n);
     cr_assert_eq(ev[0]->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
@@ -692,10 +694,11 @@ Test(mpi_store_apply, opening_converts_the_old_history_layout)
     cr_assert_eq(hie_mpi_store_open(&store, env, key), 0);
     Hie__V1__LinkEvent **ev = NULL;
     size_t n = 0;
+    uint64_t omitted = 0;
     hie_mpi_reject_t rej = {0};
     cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
     cr_assert_eq(mdb_dbi_open(txn, "mpi_hist", 0, &old), MDB_NOTFOUND, "dropped");
-    cr_assert_eq(hie_mpi_store_history(store, txn, ORG, "H", arena, &ev, &n, &rej), 0);
+    cr_assert_eq(hie_mpi_store_history(store, txn, ORG, "H", arena, &ev, &n, &omitted, &rej), 0);
     mdb_txn_abort(txn);
     cr_assert_eq(n, 2);
     cr_assert_eq(ev[0]->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
@@ -1351,4 +1354,32 @@ Test(mpi_store_apply, keep_apart_is_refused_when_the_candidate_was_folded_into_t
 Test(mpi_store_apply, keep_apart_closed_such_an_item_before_the_rule)
 {
     cr_assert_eq(apart_after_fold(STORE_REVIEW_DEDUP_SINCE_MS), 0);
+}
+
+/* A record's history past HIE_MPI_HISTORY_MAX events lists the newest ones (what an operator
+ * looks into), oldest first, and says how many older ones it left out; it used to list the
+ * oldest 1,000 and drop the newest without a word. */
+Test(mpi_store_apply, a_long_history_lists_its_newest_events)
+{
+    char e[16];
+    feed_time_ms = 1000;
+    (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "H", &x, e);
+    for (int i = 1; i <= 1004; i++) {
+        feed_time_ms = 1000 + i;
+        hie_arena_reset(arena);
+        (void)feed(HIE__V1__FEED_ACTION__FEED_UPDATE, "H", &x, e);
+    }
+    Hie__V1__LinkEvent **ev = NULL;
+    size_t n = 0;
+    uint64_t omitted = 0;
+    hie_mpi_reject_t rej = {0};
+    MDB_txn *txn = NULL;
+    hie_arena_reset(arena);
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(hie_mpi_store_history(store, txn, ORG, "H", arena, &ev, &n, &omitted, &rej), 0);
+    mdb_txn_abort(txn);
+    cr_assert_eq(n, HIE_MPI_HISTORY_MAX);
+    cr_assert_eq(omitted, 5u, "1,005 events, the 5 oldest left out");
+    cr_assert_eq(ev[0]->time_ms, 1005);
+    cr_assert_eq(ev[n - 1]->time_ms, 2004, "the newest last");
 }

@@ -360,7 +360,8 @@ report_scan(struct report *r)
     }
     s = hie_span(start, bin);
     node_audit_t *au = hie_node__state_audit(r->ctx->state);
-    int rc = hie_node__audit_scan(au, r->txn, which, k, s, REPORT_SCAN_MAX, scan_one, r);
+    int rc = hie_node__audit_scan(au, r->txn, which, k, s, REPORT_SCAN_MAX, r->cutoff,
+        scan_one, r);
     rc = rc ? rc : r->rc;
     if (rc == 0 && r->last_len > 0 && (r->more || r->seen >= REPORT_SCAN_MAX)) {
         uint8_t next[REPORT_VAL_MAX + 16];

@@ -681,7 +681,7 @@ scan_bucket(struct pat_run *runs, size_t n_runs, uint64_t bucket,
  * patient's index keys (key: up to NODE_AUDIT_SCAN_KEYS_MAX of HIE_PROTO_REC_HASH_BYTES). */
 static int
 scan_patient(node_audit_t *au, MDB_txn *txn, hie_span_t key, hie_span_t start, size_t max,
-    node_audit_scan_fn fn, void *ctx)
+    uint64_t leaf_end, node_audit_scan_fn fn, void *ctx)
 {
     HIE_ASSERT(au->pat_open); /* reports run on a live node, which upgraded its state */
     HIE_ASSERT(key.len > 0 && key.len % HIE_PROTO_REC_HASH_BYTES == 0 &&
@@ -698,6 +698,7 @@ scan_patient(node_audit_t *au, MDB_txn *txn, hie_span_t key, hie_span_t start, s
     }
     uint64_t size = 0, bucket = hie_load_be64(val + 8) >> PAT_BUCKET_SHIFT;
     int rc = hie_audit_tree_size(au->tree, txn, &size);
+    size = leaf_end != 0 && leaf_end < size ? leaf_end : size;
     for (size_t i = 0; rc == 0 && i < n_runs; i++) {
         rc = mdb_rc(mdb_cursor_open(txn, au->pat, &runs[i].cur));
     }
@@ -723,11 +724,12 @@ scan_patient(node_audit_t *au, MDB_txn *txn, hie_span_t key, hie_span_t start, s
  * values) or audit_btg (no key). */
 int
 hie_node__audit_scan(node_audit_t *au, MDB_txn *txn, enum node_audit_index which,
-    hie_span_t key, hie_span_t start, size_t max, node_audit_scan_fn fn, void *ctx)
+    hie_span_t key, hie_span_t start, size_t max, uint64_t leaf_end, node_audit_scan_fn fn,
+    void *ctx)
 {
     HIE_ASSERT(au != NULL && au->magic == AUDIT_MAGIC);
     if (which == AUDIT_INDEX_PATIENT) {
-        return scan_patient(au, txn, key, start, max, fn, ctx);
+        return scan_patient(au, txn, key, start, max, leaf_end, fn, ctx);
     }
     MDB_dbi dbi = which == AUDIT_INDEX_ORG ? au->org : au->btg;
     bool dup = which == AUDIT_INDEX_ORG;

@@ -195,7 +195,7 @@ scan_keys(const char *euid, enum keys which, size_t max, struct collect *c)
         size_t before = c->calls;
         hie_span_t start = hie_span(c->have_last ? c->last : zero, VAL_BYTES);
         cr_assert_eq(hie_node__audit_scan(hie_node__state_audit(ctx.state), txn,
-            AUDIT_INDEX_PATIENT, key, start, max, collect_fn, c), 0);
+            AUDIT_INDEX_PATIENT, key, start, max, 0, collect_fn, c), 0);
         if (c->calls - before < max) {
             break; /* the index ran out before max */
         }
@@ -281,7 +281,7 @@ Test(node_audit_state, more_index_entries_than_apply_holds_back_are_all_stored_i
         struct org_walk w = {{0}, 0};
         cr_assert_eq(hie_node__audit_scan(hie_node__state_audit(ctx.state), txn,
             AUDIT_INDEX_ORG, hie_span(orgs[o], strlen(orgs[o])), hie_span(NULL, 0), LEAVES_MAX,
-            org_fn, &w), 0);
+            0, org_fn, &w), 0);
         cr_assert_eq(w.n, LEAVES_MAX / ORGS, "%s: %zu", orgs[o], w.n);
         cr_assert_eq(hie_load_be64(w.last + 8) % ORGS, o);
     }

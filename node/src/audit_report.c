@@ -308,6 +308,28 @@ scan_one(void *ctx, const uint8_t *val, size_t len, size_t key)
     return r->rc != 0;
 }
 
+/* next_page_token: the last value looked at || the first page's size (|| an accounting's
+ * identity hash, 8 bytes), in hex. */
+static int
+token_next(struct report *r, bool accounting)
+{
+    uint8_t next[REPORT_VAL_MAX + 16];
+    size_t len = r->last_len + 8;
+    memcpy(next, r->last, r->last_len);
+    hie_store_be64(next + r->last_len, r->cutoff);
+    if (accounting) {
+        memcpy(next + len, r->ident_hash, 8);
+        len += 8;
+    }
+    char *hex = hie_arena_alloc(r->arena, 2 * len + 1);
+    if (hex == NULL) {
+        return HIE_ENOMEM;
+    }
+    sodium_bin2hex(hex, 2 * len + 1, next, len);
+    r->out->next_page_token = hex;
+    return 0;
+}
+
 /* Runs the scan of the index the kind names; sets next_page_token. */
 static int
 report_scan(struct report *r)
@@ -364,20 +386,7 @@ report_scan(struct report *r)
         scan_one, r);
     rc = rc ? rc : r->rc;
     if (rc == 0 && r->last_len > 0 && (r->more || r->seen >= REPORT_SCAN_MAX)) {
-        uint8_t next[REPORT_VAL_MAX + 16];
-        size_t len = r->last_len + 8;
-        memcpy(next, r->last, r->last_len);
-        hie_store_be64(next + r->last_len, r->cutoff);
-        if (which == AUDIT_INDEX_PATIENT) {
-            memcpy(next + len, r->ident_hash, 8);
-            len += 8;
-        }
-        char *hex = hie_arena_alloc(r->arena, 2 * len + 1);
-        if (hex == NULL) {
-            return HIE_ENOMEM;
-        }
-        sodium_bin2hex(hex, 2 * len + 1, next, len);
-        r->out->next_page_token = hex;
+        rc = token_next(r, which == AUDIT_INDEX_PATIENT);
     }
     return rc;
 }

@@ -250,6 +250,23 @@ ident_holds(const struct report *r, size_t key, int64_t t)
     return in;
 }
 
+/* Whether an entry at time t under index key `key` is past every span of its EUID by
+ * IDENT_PAST_MARGIN_MS: a key's entries come in log order, and times follow it within seconds,
+ * so none after it is the patient's (an earlier EUID the patient's records left long ago, in
+ * a busy log, is not read to its end on every page). */
+#define IDENT_PAST_MARGIN_MS (10 * 60 * 1000)
+static bool
+ident_past(const struct report *r, size_t key, int64_t t)
+{
+    const struct ident_key *ik = &r->idents[key / 2];
+    int64_t end = INT64_MIN;
+    for (size_t i = 0; i < ik->n_spans; i++) {
+        end = ik->spans[i].to_ms > end ? ik->spans[i].to_ms : end;
+    }
+    return ik->n_spans > 0 && end < INT64_MAX - IDENT_PAST_MARGIN_MS &&
+           t > end + IDENT_PAST_MARGIN_MS;
+}
+
 static int
 scan_one(void *ctx, const uint8_t *val, size_t len, size_t key)
 {
@@ -278,7 +295,7 @@ scan_one(void *ctx, const uint8_t *val, size_t len, size_t key)
         /* committed after the first page; or, in log order, outside the period */
         memcpy(r->last, val, len);
         r->last_len = len;
-        return 0;
+        return by_patient && ident_past(r, key, t) ? 2 : 0;
     }
     int subject = len == 18 ? (int)((val[16] << 8) | val[17]) : -1;
     if (r->q->kind == HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_BREAK_GLASS) {

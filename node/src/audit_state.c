@@ -604,6 +604,7 @@ struct pat_run {
     const uint8_t *key; /* the index key (16 bytes) */
     const uint8_t *val; /* the current entry's value (time, leaf, pos), in txn memory */
     uint64_t landed;
+    bool done;          /* fn said nothing further under this key matters (2) */
 };
 
 /* Reads the cursor's entry after mdb_cursor_get returned mrc: still the run's (same bucket
@@ -642,7 +643,12 @@ scan_bucket(struct pat_run *runs, size_t n_runs, uint64_t bucket,
     HIE_ASSERT(n_runs >= 1 && n_runs <= NODE_AUDIT_SCAN_KEYS_MAX);
     HIE_ASSERT(*seen <= max);
     int rc = 0;
+    size_t live = 0;
     for (size_t i = 0; rc == 0 && i < n_runs; i++) {
+        if (runs[i].done) {
+            continue;
+        }
+        live++;
         uint8_t from[PAT_KEY_BYTES];
         hie_store_be64(from, bucket);
         memcpy(from + PAT_BUCKET_BYTES, runs[i].key, HIE_PROTO_REC_HASH_BYTES);
@@ -661,18 +667,28 @@ scan_bucket(struct pat_run *runs, size_t n_runs, uint64_t bucket,
         if (r == NULL) {
             break;
         }
-        if (*seen >= max || fn(ctx, r->val, PAT_VAL_BYTES, (size_t)(r - runs)) != 0) {
+        int frc = *seen >= max ? 1 : fn(ctx, r->val, PAT_VAL_BYTES, (size_t)(r - runs));
+        if (frc != 0 && frc != 2) {
             return 1;
         }
         (*seen)++;
+        if (frc == 2) { /* this key's run is over for fn */
+            r->done = true;
+            r->val = NULL;
+            live--;
+            continue;
+        }
         MDB_val k, v;
         rc = run_read(r, bucket, mdb_cursor_get(r->cur, &k, &v, MDB_NEXT), &k);
+    }
+    if (rc == 0 && live == 0) {
+        return 1; /* every run over: nothing further to walk */
     }
     /* each cursor landed on the next key of the whole index after its run: no key at all,
      * of any patient, lies in the buckets between this one and the furthest landing */
     *next = bucket + 1;
     for (size_t i = 0; rc == 0 && i < n_runs; i++) {
-        *next = runs[i].landed > *next ? runs[i].landed : *next;
+        *next = !runs[i].done && runs[i].landed > *next ? runs[i].landed : *next;
     }
     return rc;
 }
@@ -694,7 +710,8 @@ scan_patient(node_audit_t *au, MDB_txn *txn, hie_span_t key, hie_span_t start, s
     struct pat_run runs[NODE_AUDIT_SCAN_KEYS_MAX];
     size_t n_runs = key.len / HIE_PROTO_REC_HASH_BYTES, seen = 0;
     for (size_t i = 0; i < n_runs; i++) {
-        runs[i] = (struct pat_run){NULL, key.ptr + i * HIE_PROTO_REC_HASH_BYTES, NULL, 0};
+        runs[i] = (struct pat_run){NULL, key.ptr + i * HIE_PROTO_REC_HASH_BYTES, NULL, 0,
+            false};
     }
     uint64_t size = 0, bucket = hie_load_be64(val + 8) >> PAT_BUCKET_SHIFT;
     int rc = hie_audit_tree_size(au->tree, txn, &size);

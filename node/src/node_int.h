@@ -358,8 +358,10 @@ enum node_audit_index { AUDIT_INDEX_PATIENT, AUDIT_INDEX_ORG, AUDIT_INDEX_BREAK_
  * calling fn with each value (patient: time8 leaf8 pos2; org and break-glass: time8 leaf8)
  * until fn returns non-zero or max values were seen. The patient's key: index keys (each
  * EUID's version 2 and version 1, for each EUID the patient had), whose entries are merged;
- * fn learns which key a value came from (0 for the other indexes). leaf_end (not 0): the patient
- * index's walk stops at the bucket of that leaf (the caller takes no leaf at or past it). */
+ * fn learns which key a value came from (0 for the other indexes); for the patient index fn
+ * may return 2: nothing further under that key matters (the others go on). leaf_end (not 0):
+ * the patient index's walk stops at the bucket of that leaf (the caller takes no leaf at or
+ * past it). */
 typedef int (*node_audit_scan_fn)(void *ctx, const uint8_t *val, size_t len, size_t key);
 #define NODE_AUDIT_SCAN_KEYS_MAX 130u /* 2 * (1 + HIE_MPI_IDENTITY_SPANS_MAX): audit_report.c */
 HIE_MUST_CHECK int hie_node__audit_scan(node_audit_t *au, MDB_txn *txn,

@@ -495,3 +495,40 @@ Test(node_audit_state, the_former_dupsort_patient_index_is_converted_on_open)
     scan_all("E-3", 1000, &c);
     cr_assert_eq(c.n, (RECORDS - 3 + PATIENTS - 1) / PATIENTS, "and reports still find them");
 }
+
+struct two_walk {
+    size_t per_key[2];
+};
+
+/* Key 0's run is over after its first value (fn returns 2); key 1's goes on. */
+static int
+two_fn(void *p, const uint8_t *val, size_t len, size_t key)
+{
+    struct two_walk *w = p;
+    (void)val;
+    cr_assert_eq(len, VAL_BYTES);
+    cr_assert_lt(key, 2u);
+    w->per_key[key]++;
+    return key == 0 ? 2 : 0;
+}
+
+/* Several patients' keys are walked together; fn may end one key's run (an accounting's
+ * earlier EUID past its spans) and the others go on to their end. */
+Test(node_audit_state, one_keys_run_can_end_while_the_others_go_on)
+{
+    records_apply();
+    uint8_t keys[2 * HIE_PROTO_REC_HASH_BYTES];
+    hie_node__audit_subject_key(hie_node__state_mpi_key(ctx.state), "E-0", keys);
+    hie_node__audit_subject_key(hie_node__state_mpi_key(ctx.state), "E-1",
+        keys + HIE_PROTO_REC_HASH_BYTES);
+    uint8_t zero[VAL_BYTES] = {0};
+    struct two_walk w = {{0, 0}};
+    MDB_txn *txn = NULL;
+    cr_assert_eq(mdb_txn_begin(hie_node__state_env(ctx.state), NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(hie_node__audit_scan(hie_node__state_audit(ctx.state), txn,
+        AUDIT_INDEX_PATIENT, hie_span(keys, sizeof(keys)), hie_span(zero, VAL_BYTES),
+        LEAVES_MAX, 0, two_fn, &w), 0);
+    mdb_txn_abort(txn);
+    cr_assert_eq(w.per_key[0], 1u, "E-0's run ended at its first value");
+    cr_assert_eq(w.per_key[1], (RECORDS - 1 + PATIENTS - 1) / PATIENTS, "E-1's went on");
+}

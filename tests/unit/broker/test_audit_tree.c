@@ -843,6 +843,7 @@ Test(audit_tree, a_level_major_tree_is_converted_and_verifies)
 
 Test(audit_tree, null_handle_aborts, .signal = SIGABRT)
 {
+    test_tmpdir_remove(tmpdir); /* .fini does not run after the abort (env stays mapped) */
     MDB_txn *txn = NULL;
     uint64_t n = 0;
     cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
@@ -852,6 +853,7 @@ Test(audit_tree, null_handle_aborts, .signal = SIGABRT)
 
 Test(audit_tree, null_leaf_aborts, .signal = SIGABRT)
 {
+    test_tmpdir_remove(tmpdir); /* .fini does not run after the abort (env stays mapped) */
     MDB_txn *txn = NULL;
     uint64_t index = 0;
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
@@ -861,6 +863,7 @@ Test(audit_tree, null_leaf_aborts, .signal = SIGABRT)
 
 Test(audit_tree, verify_without_callback_aborts, .signal = SIGABRT)
 {
+    test_tmpdir_remove(tmpdir); /* .fini does not run after the abort (env stays mapped) */
     MDB_txn *txn = NULL;
     hie_audit_verify_report_t rep;
     cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);

@@ -571,6 +571,7 @@ Test(checkpoint, same_seed_same_key_and_signatures)
 
 Test(checkpoint, sign_without_signer_aborts, .signal = SIGABRT)
 {
+    test_tmpdir_remove(tmpdir); /* .fini does not run after the abort */
     hie_audit_tree_head_t h = some_head(1);
     char note[HIE_AUDIT_NOTE_SIGNED_BYTES_MAX];
     size_t len = 0;
@@ -580,6 +581,7 @@ Test(checkpoint, sign_without_signer_aborts, .signal = SIGABRT)
 
 Test(checkpoint, verify_without_origin_aborts, .signal = SIGABRT)
 {
+    test_tmpdir_remove(tmpdir); /* .fini does not run after the abort */
     hie_audit_checkpoint_t cp;
     memset(&cp, 0, sizeof(cp));
     int rc = hie_audit_checkpoint_verify(&cp, &vkey, NULL);

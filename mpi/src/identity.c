@@ -86,11 +86,22 @@ raw_add(struct ident *x, const char *euid, int64_t from, int64_t to)
     return 0;
 }
 
+/* One record's walk: where it is and since when, its last event's time, events seen. */
+struct walk {
+    struct ident *x;
+    char at[HIE_MPI_EUID_BYTES];
+    int64_t since, last;
+    size_t seen;
+};
+
 /* One event of a record's walk: a move to another EUID closes the span it was in. */
 static int
-event_take(struct ident *x, const MDB_val *v, char at[HIE_MPI_EUID_BYTES], int64_t *since,
-    int64_t *last)
+event_take(void *ctx, const MDB_val *v)
 {
+    struct walk *w = ctx;
+    if (++w->seen > IDENTITY_EVENTS_MAX) {
+        return HIE_ELIMIT;
+    }
     Hie__V1__LinkEvent *ev = hie__v1__link_event__unpack(NULL, v->mv_size, v->mv_data);
     if (ev == NULL || ev->euid == NULL || strlen(ev->euid) >= HIE_MPI_EUID_BYTES) {
         if (ev != NULL) {
@@ -99,60 +110,27 @@ event_take(struct ident *x, const MDB_val *v, char at[HIE_MPI_EUID_BYTES], int64
         return HIE_ECORRUPT;
     }
     int rc = 0;
-    if (strcmp(ev->euid, at) != 0) {
-        rc = at[0] != '\0' ? raw_add(x, at, *since, ev->time_ms) : 0;
-        memcpy(at, ev->euid, strlen(ev->euid) + 1);
-        *since = ev->time_ms;
+    if (strcmp(ev->euid, w->at) != 0) {
+        rc = w->at[0] != '\0' ? raw_add(w->x, w->at, w->since, ev->time_ms) : 0;
+        memcpy(w->at, ev->euid, strlen(ev->euid) + 1);
+        w->since = ev->time_ms;
     }
-    *last = ev->time_ms;
+    w->last = ev->time_ms;
     hie__v1__link_event__free_unpacked(ev, NULL);
     return rc;
 }
 
-/* Walks record h's events, oldest first, bucket by bucket (store_int.h: mpi_histb), adding
- * its spans under other EUIDs; merged: its last span ends at its last event (the merge). */
+/* Walks record h's events, oldest first, adding its spans; merged: its last span ends at its
+ * last event (the merge). */
 static int
 record_walk(struct ident *x, const uint8_t *h, bool merged)
 {
-    MDB_cursor *cur = NULL;
-    char at[HIE_MPI_EUID_BYTES] = "";
-    int64_t since = 0, last = 0;
-    size_t seen = 0;
-    int rc = store__rc(mdb_cursor_open(x->txn, x->s->hist, &cur));
-    for (uint64_t bucket = 0; rc == 0 && bucket <= UINT32_MAX;) {
-        uint8_t seek[4 + HIE_MPI_REC_HASH_BYTES];
-        hie_store_be32(seek, (uint32_t)bucket);
-        memcpy(seek + 4, h, HIE_MPI_REC_HASH_BYTES);
-        MDB_val k = {sizeof(seek), seek}, v;
-        int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        /* the bucket h's run is in: the one landed in when it is h's, else the one sought */
-        uint32_t b = mrc == 0 && k.mv_size == STORE_HIST_KEY_BYTES &&
-            memcmp((const uint8_t *)k.mv_data + 4, h, HIE_MPI_REC_HASH_BYTES) == 0
-            ? hie_load_be32(k.mv_data) : (uint32_t)bucket;
-        bucket = UINT64_MAX;
-        while (mrc == 0 && rc == 0 && k.mv_size == STORE_HIST_KEY_BYTES &&
-               hie_load_be32(k.mv_data) == b &&
-               memcmp((const uint8_t *)k.mv_data + 4, h, HIE_MPI_REC_HASH_BYTES) == 0) {
-            rc = ++seen > IDENTITY_EVENTS_MAX ? HIE_ELIMIT : event_take(x, &v, at, &since,
-                &last);
-            mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_NEXT) : mrc;
-        }
-        if (rc == 0 && mrc == 0 && k.mv_size == STORE_HIST_KEY_BYTES) {
-            uint32_t kb = hie_load_be32(k.mv_data); /* past h's run: its bucket or a later one */
-            bucket = kb > b ? kb : (uint64_t)b + 1;
-        } else if (rc == 0 && mrc == 0) {
-            rc = HIE_ECORRUPT;
-        } else if (rc == 0 && mrc != MDB_NOTFOUND) {
-            rc = HIE_ESTORAGE;
-        }
-    }
-    if (cur != NULL) {
-        mdb_cursor_close(cur);
-    }
-    if (rc == 0 && at[0] != '\0' && !(merged && since >= last)) {
+    struct walk w = {x, "", 0, 0, 0};
+    int rc = store__hist_each(x->s, x->txn, h, event_take, &w);
+    if (rc == 0 && w.at[0] != '\0' && !(merged && w.since >= w.last)) {
         /* a live record is still where it went last; a merged one was there until its merge
          * (none when the merge itself moved it: the survivor's history goes on) */
-        rc = raw_add(x, at, since, merged ? last : INT64_MAX);
+        rc = raw_add(x, w.at, w.since, merged ? w.last : INT64_MAX);
     }
     return rc;
 }

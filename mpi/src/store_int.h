@@ -140,6 +140,10 @@ typedef struct store_match {
 #define STORE_HIST_KEY_BYTES (4u + HIE_MPI_REC_HASH_BYTES + 12u)
 void store__hist_key(const uint8_t *rec_hash, uint64_t index, uint32_t seq,
     uint8_t out[STORE_HIST_KEY_BYTES]);
+/* Calls fn with each stored event (its value) of record h, oldest first, one seek per bucket
+ * that holds them; fn returns 0 (go on), 1 (stop) or an error. Returns 0 or the error. */
+int store__hist_each(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *h,
+    int (*fn)(void *ctx, const MDB_val *event), void *ctx);
 
 int store__rc(int mdb_rc);
 int store__meta_u64(hie_mpi_store_t *s, MDB_txn *txn, const char *name, uint64_t *out);

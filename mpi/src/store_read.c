@@ -410,51 +410,9 @@ hie_mpi_store_review_list(hie_mpi_store_t *s, MDB_txn *txn, const Hie__V1__Revie
 
 /* ---- link history ---------------------------------------------------------------------- */
 
-/* Appends the events of record h in the bucket the cursor stands in (at *k, the first key at
- * or after bucket || h) to out, oldest first. [out] *next: the bucket to look in next, or
- * UINT64_MAX when there is none. */
-static int
-hist_bucket(MDB_cursor *cur, MDB_val *k, const uint8_t *h, uint32_t bucket, hie_arena_t *arena,
-    Hie__V1__LinkEvent **out, size_t *n, uint64_t *skip, uint64_t *next)
-{
-    MDB_val v;
-    int mrc = mdb_cursor_get(cur, k, &v, MDB_GET_CURRENT);
-    while (mrc == 0 && (out == NULL || *n < HIE_MPI_HISTORY_MAX) &&
-           k->mv_size == STORE_HIST_KEY_BYTES &&
-           hie_load_be32(k->mv_data) == bucket &&
-           memcmp((const uint8_t *)k->mv_data + 4, h, HIE_MPI_REC_HASH_BYTES) == 0) {
-        if (*skip > 0) { /* older than the newest HIE_MPI_HISTORY_MAX, or only counted */
-            (*skip)--;
-        } else if (out == NULL) {
-            (*n)++;
-        } else {
-            ProtobufCMessage *m = NULL;
-            int rc = hie_proto_unpack(&hie__v1__link_event__descriptor,
-                hie_span(v.mv_data, v.mv_size), arena, &m);
-            if (rc != 0) {
-                return rc == HIE_EPROTO ? HIE_ECORRUPT : rc;
-            }
-            out[(*n)++] = (Hie__V1__LinkEvent *)m;
-        }
-        mrc = mdb_cursor_get(cur, k, &v, MDB_NEXT);
-    }
-    *next = UINT64_MAX;
-    if (mrc == MDB_NOTFOUND || (out != NULL && *n == HIE_MPI_HISTORY_MAX)) {
-        return 0;
-    }
-    if (mrc != 0 || k->mv_size != STORE_HIST_KEY_BYTES) {
-        return mrc != 0 ? HIE_ESTORAGE : HIE_ECORRUPT;
-    }
-    uint32_t kb = hie_load_be32(k->mv_data); /* past h's run: its bucket or a later one */
-    *next = kb > bucket ? kb : (uint64_t)bucket + 1;
-    return 0;
-}
-
-/* Record h's events, bucket by bucket (store_int.h: mpi_histb), oldest first: one seek per
- * bucket that holds events. */
-static int
-hist_read(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *h, hie_arena_t *arena,
-    Hie__V1__LinkEvent **out, size_t *n, uint64_t skip)
+int
+store__hist_each(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *h,
+    int (*fn)(void *ctx, const MDB_val *event), void *ctx)
 {
     MDB_cursor *cur = NULL;
     int rc = store__rc(mdb_cursor_open(txn, s->hist, &cur));
@@ -464,16 +422,61 @@ hist_read(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *h, hie_arena_t *arena
         memcpy(seek + 4, h, HIE_MPI_REC_HASH_BYTES);
         MDB_val k = {sizeof(seek), seek}, v;
         int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        if (mrc == MDB_NOTFOUND) {
-            break;
+        /* the bucket h's run is in: the one landed in when it is h's, else the one sought */
+        uint32_t b = mrc == 0 && k.mv_size == STORE_HIST_KEY_BYTES &&
+            memcmp((const uint8_t *)k.mv_data + 4, h, HIE_MPI_REC_HASH_BYTES) == 0
+            ? hie_load_be32(k.mv_data) : (uint32_t)bucket;
+        bucket = UINT64_MAX;
+        while (mrc == 0 && rc == 0 && k.mv_size == STORE_HIST_KEY_BYTES &&
+               hie_load_be32(k.mv_data) == b &&
+               memcmp((const uint8_t *)k.mv_data + 4, h, HIE_MPI_REC_HASH_BYTES) == 0) {
+            rc = fn(ctx, &v);
+            mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_NEXT) : mrc;
         }
-        rc = mrc != 0 ? HIE_ESTORAGE : hist_bucket(cur, &k, h, (uint32_t)bucket, arena, out, n,
-            &skip, &bucket);
+        if (rc == 0 && mrc == 0 && k.mv_size == STORE_HIST_KEY_BYTES) {
+            uint32_t kb = hie_load_be32(k.mv_data); /* past h's run: its bucket or a later one */
+            bucket = kb > b ? kb : (uint64_t)b + 1;
+        } else if (rc == 0 && mrc == 0) {
+            rc = HIE_ECORRUPT;
+        } else if (rc == 0 && mrc != MDB_NOTFOUND) {
+            rc = HIE_ESTORAGE;
+        }
     }
     if (cur != NULL) {
         mdb_cursor_close(cur);
     }
-    return rc;
+    return rc == 1 ? 0 : rc;
+}
+
+/* What hist_take gathers: the events past the first skip, unpacked into out (NULL: only
+ * counted in n), at most HIE_MPI_HISTORY_MAX. */
+struct hist_read {
+    hie_arena_t *arena;
+    Hie__V1__LinkEvent **out;
+    size_t n;
+    uint64_t skip;
+};
+
+static int
+hist_take(void *ctx, const MDB_val *v)
+{
+    struct hist_read *r = ctx;
+    if (r->skip > 0) { /* older than the newest HIE_MPI_HISTORY_MAX */
+        r->skip--;
+        return 0;
+    }
+    if (r->out == NULL) {
+        r->n++;
+        return 0;
+    }
+    ProtobufCMessage *m = NULL;
+    int rc = hie_proto_unpack(&hie__v1__link_event__descriptor, hie_span(v->mv_data,
+        v->mv_size), r->arena, &m);
+    if (rc != 0) {
+        return rc == HIE_EPROTO ? HIE_ECORRUPT : rc;
+    }
+    r->out[r->n++] = (Hie__V1__LinkEvent *)m;
+    return r->n == HIE_MPI_HISTORY_MAX ? 1 : 0;
 }
 
 int
@@ -498,10 +501,12 @@ hie_mpi_store_history(hie_mpi_store_t *s, MDB_txn *txn, const char *org_id, cons
     Hie__V1__LinkEvent **out = hie_arena_alloc(arena, HIE_MPI_HISTORY_MAX * sizeof(*out));
     /* the newest HIE_MPI_HISTORY_MAX: the events are counted (keys only), the older ones then
      * skipped */
-    size_t counted = 0;
-    int rc = out == NULL ? HIE_ENOMEM : hist_read(s, txn, h, arena, NULL, &counted, 0);
-    *omitted = counted > HIE_MPI_HISTORY_MAX ? counted - HIE_MPI_HISTORY_MAX : 0;
-    rc = rc == 0 ? hist_read(s, txn, h, arena, out, n, *omitted) : rc;
+    struct hist_read count = {arena, NULL, 0, 0};
+    int rc = out == NULL ? HIE_ENOMEM : store__hist_each(s, txn, h, hist_take, &count);
+    *omitted = count.n > HIE_MPI_HISTORY_MAX ? count.n - HIE_MPI_HISTORY_MAX : 0;
+    struct hist_read take = {arena, out, 0, *omitted};
+    rc = rc == 0 ? store__hist_each(s, txn, h, hist_take, &take) : rc;
+    *n = rc == 0 ? take.n : 0;
     if (rc == 0 && *n == 0) {
         reject(r, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn",
             "no record of this MRN at this organization");

@@ -20,29 +20,31 @@
 #include <unistd.h>
 
 struct y_node { char *id; char *data_dir; };
-struct y_listen { char *address; uint32_t port; };
-/* Optional numbers are pointers (NULL: absent, the default), so an explicit 0 is checked
- * against the key's range like any other value instead of standing for the default. */
+struct y_listen { char *address; char *port; };
+/* Numbers are read as strings and parsed by num_key: libcyaml's own reading (strtoull, base
+ * 0, trailing text ignored) takes "10,000" as 10, "5s" as 5, "010" as 8 and "-1" as the
+ * largest value. Absent (NULL) is the default, so an explicit 0 is checked against the key's
+ * range like any other value instead of standing for the default. */
 struct y_tls {
     char *ca_file, *cert_file, *key_file, *crl_file, *min_version;
-    uint32_t *crl_check_interval_ms;
+    char *crl_check_interval_ms;
 };
 struct y_limits {
-    uint32_t *frame_bytes_max, *connections_max, *inflight_per_connection_max;
-    uint32_t *connections_per_org_max;
-    uint32_t *handshake_timeout_ms, *frame_timeout_ms, *idle_timeout_ms;
+    char *frame_bytes_max, *connections_max, *inflight_per_connection_max;
+    char *connections_per_org_max;
+    char *handshake_timeout_ms, *frame_timeout_ms, *idle_timeout_ms;
 };
-struct y_operator { char *http_address; uint32_t http_port; char *admin_socket; };
+struct y_operator { char *http_address; char *http_port; char *admin_socket; };
 struct y_log { char *level, *format; };
-struct y_storage { uint64_t *map_bytes, *log_retain; };
-struct y_mpi { char *key_file; uint32_t *match_threads; };
+struct y_storage { char *map_bytes, *log_retain; };
+struct y_mpi { char *key_file; char *match_threads; };
 struct y_consent { char *regime; char *break_glass; char *part2_named_recipient; char *enforce; };
-struct y_audit { char *origin; uint32_t *checkpoint_interval_ms; };
+struct y_audit { char *origin; char *checkpoint_interval_ms; };
 struct y_delivery {
-    uint32_t *ack_timeout_ms, *max_attempts, *heartbeat_ms, *retain_events;
-    uint64_t *max_age_ms, *queue_bytes_max;
+    char *ack_timeout_ms, *max_attempts, *heartbeat_ms, *retain_events;
+    char *max_age_ms, *queue_bytes_max;
 };
-struct y_query { uint32_t *responder_timeout_ms, *max_responders; };
+struct y_query { char *responder_timeout_ms, *max_responders; };
 struct y_config {
     struct y_node node;
     struct y_listen listen;
@@ -56,51 +58,54 @@ struct y_config {
     struct y_audit audit;
     struct y_delivery delivery;
     struct y_query query;
-    uint32_t *workers;
-    uint32_t *edge_threads;
+    char *workers;
+    char *edge_threads;
 };
 
 #define OPT CYAML_FLAG_OPTIONAL
+/* A number: a string of digits, parsed by num_key */
+#define NUM_FIELD(key, flags, st, m) \
+    CYAML_FIELD_STRING_PTR(key, flags, st, m, 1, 64)
 static const cyaml_schema_field_t node_fields[] = {
     CYAML_FIELD_STRING_PTR("id", CYAML_FLAG_DEFAULT, struct y_node, id, 1, 63),
     CYAML_FIELD_STRING_PTR("data_dir", CYAML_FLAG_DEFAULT, struct y_node, data_dir, 1, 3000),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t listen_fields[] = {
     CYAML_FIELD_STRING_PTR("address", OPT, struct y_listen, address, 1, 63),
-    CYAML_FIELD_UINT("port", CYAML_FLAG_DEFAULT, struct y_listen, port), CYAML_FIELD_END};
+    NUM_FIELD("port", CYAML_FLAG_DEFAULT, struct y_listen, port), CYAML_FIELD_END};
 static const cyaml_schema_field_t tls_fields[] = {
     CYAML_FIELD_STRING_PTR("ca_file", CYAML_FLAG_DEFAULT, struct y_tls, ca_file, 1, 3000),
     CYAML_FIELD_STRING_PTR("cert_file", CYAML_FLAG_DEFAULT, struct y_tls, cert_file, 1, 3000),
     CYAML_FIELD_STRING_PTR("key_file", CYAML_FLAG_DEFAULT, struct y_tls, key_file, 1, 3000),
     CYAML_FIELD_STRING_PTR("crl_file", OPT, struct y_tls, crl_file, 1, 3000),
     CYAML_FIELD_STRING_PTR("min_version", OPT, struct y_tls, min_version, 1, 8),
-    CYAML_FIELD_UINT_PTR("crl_check_interval_ms", OPT, struct y_tls, crl_check_interval_ms),
+    NUM_FIELD("crl_check_interval_ms", OPT, struct y_tls, crl_check_interval_ms),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t limits_fields[] = {
-    CYAML_FIELD_UINT_PTR("frame_bytes_max", OPT, struct y_limits, frame_bytes_max),
-    CYAML_FIELD_UINT_PTR("connections_max", OPT, struct y_limits, connections_max),
-    CYAML_FIELD_UINT_PTR("connections_per_org_max", OPT, struct y_limits,
+    NUM_FIELD("frame_bytes_max", OPT, struct y_limits, frame_bytes_max),
+    NUM_FIELD("connections_max", OPT, struct y_limits, connections_max),
+    NUM_FIELD("connections_per_org_max", OPT, struct y_limits,
         connections_per_org_max),
-    CYAML_FIELD_UINT_PTR("inflight_per_connection_max", OPT, struct y_limits,
+    NUM_FIELD("inflight_per_connection_max", OPT, struct y_limits,
         inflight_per_connection_max),
-    CYAML_FIELD_UINT_PTR("handshake_timeout_ms", OPT, struct y_limits, handshake_timeout_ms),
-    CYAML_FIELD_UINT_PTR("frame_timeout_ms", OPT, struct y_limits, frame_timeout_ms),
-    CYAML_FIELD_UINT_PTR("idle_timeout_ms", OPT, struct y_limits, idle_timeout_ms),
+    NUM_FIELD("handshake_timeout_ms", OPT, struct y_limits, handshake_timeout_ms),
+    NUM_FIELD("frame_timeout_ms", OPT, struct y_limits, frame_timeout_ms),
+    NUM_FIELD("idle_timeout_ms", OPT, struct y_limits, idle_timeout_ms),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t operator_fields[] = {
     CYAML_FIELD_STRING_PTR("http_address", OPT, struct y_operator, http_address, 1, 63),
-    CYAML_FIELD_UINT("http_port", OPT, struct y_operator, http_port),
+    NUM_FIELD("http_port", OPT, struct y_operator, http_port),
     CYAML_FIELD_STRING_PTR("admin_socket", OPT, struct y_operator, admin_socket, 1, 100),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t log_fields[] = {
     CYAML_FIELD_STRING_PTR("level", OPT, struct y_log, level, 1, 8),
     CYAML_FIELD_STRING_PTR("format", OPT, struct y_log, format, 1, 8), CYAML_FIELD_END};
 static const cyaml_schema_field_t storage_fields[] = {
-    CYAML_FIELD_UINT_PTR("map_bytes", OPT, struct y_storage, map_bytes),
-    CYAML_FIELD_UINT_PTR("log_retain", OPT, struct y_storage, log_retain), CYAML_FIELD_END};
+    NUM_FIELD("map_bytes", OPT, struct y_storage, map_bytes),
+    NUM_FIELD("log_retain", OPT, struct y_storage, log_retain), CYAML_FIELD_END};
 static const cyaml_schema_field_t mpi_fields[] = {
     CYAML_FIELD_STRING_PTR("key_file", OPT, struct y_mpi, key_file, 1, 3000),
-    CYAML_FIELD_UINT_PTR("match_threads", OPT, struct y_mpi, match_threads), CYAML_FIELD_END};
+    NUM_FIELD("match_threads", OPT, struct y_mpi, match_threads), CYAML_FIELD_END};
 /* Booleans are strings "true"/"false" checked by fill_consent, so a typo names the key. */
 static const cyaml_schema_field_t consent_fields[] = {
     CYAML_FIELD_STRING_PTR("regime", OPT, struct y_consent, regime, 1, 16),
@@ -111,20 +116,20 @@ static const cyaml_schema_field_t consent_fields[] = {
     CYAML_FIELD_END};
 static const cyaml_schema_field_t audit_fields[] = {
     CYAML_FIELD_STRING_PTR("origin", OPT, struct y_audit, origin, 1, 200),
-    CYAML_FIELD_UINT_PTR("checkpoint_interval_ms", OPT, struct y_audit,
+    NUM_FIELD("checkpoint_interval_ms", OPT, struct y_audit,
         checkpoint_interval_ms),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t delivery_fields[] = {
-    CYAML_FIELD_UINT_PTR("ack_timeout_ms", OPT, struct y_delivery, ack_timeout_ms),
-    CYAML_FIELD_UINT_PTR("max_attempts", OPT, struct y_delivery, max_attempts),
-    CYAML_FIELD_UINT_PTR("max_age_ms", OPT, struct y_delivery, max_age_ms),
-    CYAML_FIELD_UINT_PTR("heartbeat_ms", OPT, struct y_delivery, heartbeat_ms),
-    CYAML_FIELD_UINT_PTR("retain_events", OPT, struct y_delivery, retain_events),
-    CYAML_FIELD_UINT_PTR("queue_bytes_max", OPT, struct y_delivery, queue_bytes_max),
+    NUM_FIELD("ack_timeout_ms", OPT, struct y_delivery, ack_timeout_ms),
+    NUM_FIELD("max_attempts", OPT, struct y_delivery, max_attempts),
+    NUM_FIELD("max_age_ms", OPT, struct y_delivery, max_age_ms),
+    NUM_FIELD("heartbeat_ms", OPT, struct y_delivery, heartbeat_ms),
+    NUM_FIELD("retain_events", OPT, struct y_delivery, retain_events),
+    NUM_FIELD("queue_bytes_max", OPT, struct y_delivery, queue_bytes_max),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t query_fields[] = {
-    CYAML_FIELD_UINT_PTR("responder_timeout_ms", OPT, struct y_query, responder_timeout_ms),
-    CYAML_FIELD_UINT_PTR("max_responders", OPT, struct y_query, max_responders),
+    NUM_FIELD("responder_timeout_ms", OPT, struct y_query, responder_timeout_ms),
+    NUM_FIELD("max_responders", OPT, struct y_query, max_responders),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("node", CYAML_FLAG_DEFAULT, struct y_config, node, node_fields),
@@ -139,8 +144,8 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("audit", OPT, struct y_config, audit, audit_fields),
     CYAML_FIELD_MAPPING("delivery", OPT, struct y_config, delivery, delivery_fields),
     CYAML_FIELD_MAPPING("query", OPT, struct y_config, query, query_fields),
-    CYAML_FIELD_UINT_PTR("workers", OPT, struct y_config, workers),
-    CYAML_FIELD_UINT_PTR("edge_threads", OPT, struct y_config, edge_threads), CYAML_FIELD_END};
+    NUM_FIELD("workers", OPT, struct y_config, workers),
+    NUM_FIELD("edge_threads", OPT, struct y_config, edge_threads), CYAML_FIELD_END};
 static const cyaml_schema_value_t top_schema = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct y_config, top_fields)};
 
@@ -215,22 +220,48 @@ hie_node__secret_file_check(const char *path, const char *key, char *err, size_t
     return 0;
 }
 
-/* *v, or dflt when the key is absent (v NULL); a value outside lo..hi (0 included) names the
- * key and its range. */
+/* v as a number, or dflt when the key is absent (v NULL). Only decimal digits: no sign,
+ * unit, separator, exponent or leading zero ("010" is not 8); a value outside lo..hi (0
+ * included) names the key, the value and the range (with hint, e.g. "1 MiB..1 TiB"). */
 static int
-limit_u32(uint32_t *dst, const uint32_t *v, uint32_t dflt, uint32_t lo, uint32_t hi,
-    const char *key, char *err, size_t err_bytes)
+num_key(uint64_t *dst, const char *v, uint64_t dflt, uint64_t lo, uint64_t hi,
+    const char *hint, const char *key, char *err, size_t err_bytes)
 {
     if (v == NULL) {
         *dst = dflt;
         return 0;
     }
-    if (*v < lo || *v > hi) {
-        snprintf(err, err_bytes, "config key %s: %u is outside %u..%u", key, *v, lo, hi);
+    uint64_t n = 0;
+    bool ok = v[0] >= '0' && v[0] <= '9' && !(v[0] == '0' && v[1] != '\0');
+    for (const char *p = v; ok && *p != '\0'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        ok = *p >= '0' && *p <= '9' && n <= (UINT64_MAX - d) / 10u;
+        n = ok ? n * 10u + d : n;
+    }
+    if (!ok) {
+        snprintf(err, err_bytes, "config key %s: \"%s\" is not a whole number (decimal digits "
+            "only: no sign, unit, separator or leading zero)", key, v);
         return HIE_ECONFIG;
     }
-    *dst = *v;
+    if (n < lo || n > hi) {
+        snprintf(err, err_bytes, "config key %s: %" PRIu64 " is outside %" PRIu64 "..%" PRIu64
+            "%s%s%s", key, n, lo, hi, hint != NULL ? " (" : "", hint != NULL ? hint : "",
+            hint != NULL ? ")" : "");
+        return HIE_ECONFIG;
+    }
+    *dst = n;
     return 0;
+}
+
+/* num_key for a 32-bit setting. */
+static int
+limit_u32(uint32_t *dst, const char *v, uint32_t dflt, uint32_t lo, uint32_t hi,
+    const char *key, char *err, size_t err_bytes)
+{
+    uint64_t n = 0;
+    int rc = num_key(&n, v, dflt, lo, hi, NULL, key, err, err_bytes);
+    *dst = rc == 0 ? (uint32_t)n : *dst;
+    return rc;
 }
 
 static int
@@ -326,12 +357,11 @@ fill_node(node_config_t *c, const struct y_config *y, const char *dir, char *err
             "(a host name is not resolved)", c->listen_address);
         return HIE_ECONFIG;
     }
-    if (y->listen.port == 0 || y->listen.port > 65535) {
-        snprintf(err, eb, "config key listen.port: must be 1..65535");
-        return HIE_ECONFIG;
-    }
-    c->listen_port = (uint16_t)y->listen.port;
-    return 0;
+    uint32_t port = 0; /* required by the schema: never the default */
+    rc = limit_u32(&port, y->listen.port != NULL ? y->listen.port : "0", 0, 1, 65535,
+        "listen.port", err, eb);
+    c->listen_port = (uint16_t)port;
+    return rc;
 }
 
 static int
@@ -405,23 +435,14 @@ fill_consent(node_config_t *c, const struct y_config *y, char *err, size_t eb)
         "delivery.ack_timeout_ms", err, eb);
     rc = rc ? rc : limit_u32(&c->delivery_max_attempts, y->delivery.max_attempts,
         HIE_DELIVERY_MAX_ATTEMPTS_DEFAULT, 1, 1000, "delivery.max_attempts", err, eb);
-    c->delivery_max_age_ms = y->delivery.max_age_ms != NULL ? *y->delivery.max_age_ms
-                                                            : HIE_DELIVERY_MAX_AGE_MS_DEFAULT;
     /* a minute (a shorter wait dead-letters what an ordinary reconnect would deliver) to a
      * year (what is older than that is better redriven by hand) */
-    if (rc == 0 && (c->delivery_max_age_ms < 60000u ||
-                    c->delivery_max_age_ms > 366ull * 24u * 3600u * 1000u)) {
-        snprintf(err, eb, "config key delivery.max_age_ms: %llu is outside 60000..31622400000 "
-            "(a minute to a year)", (unsigned long long)c->delivery_max_age_ms);
-        rc = HIE_ECONFIG;
-    }
-    c->delivery_queue_bytes_max = y->delivery.queue_bytes_max != NULL
-        ? *y->delivery.queue_bytes_max : HIE_DELIVERY_QUEUE_BYTES_DEFAULT;
-    if (rc == 0 && (c->delivery_queue_bytes_max < (1u << 20) ||
-                    c->delivery_queue_bytes_max > HIE_LMDB_MAP_BYTES_MAX)) {
-        snprintf(err, eb, "config key delivery.queue_bytes_max: must be 1 MiB..1 TiB");
-        rc = HIE_ECONFIG;
-    }
+    rc = rc ? rc : num_key(&c->delivery_max_age_ms, y->delivery.max_age_ms,
+        HIE_DELIVERY_MAX_AGE_MS_DEFAULT, 60000u, 366ull * 24u * 3600u * 1000u,
+        "a minute to a year", "delivery.max_age_ms", err, eb);
+    rc = rc ? rc : num_key(&c->delivery_queue_bytes_max, y->delivery.queue_bytes_max,
+        HIE_DELIVERY_QUEUE_BYTES_DEFAULT, 1u << 20, HIE_LMDB_MAP_BYTES_MAX, "1 MiB..1 TiB",
+        "delivery.queue_bytes_max", err, eb);
     rc = rc ? rc : limit_u32(&c->delivery_heartbeat_ms, y->delivery.heartbeat_ms,
         HIE_DELIVERY_HEARTBEAT_MS_DEFAULT, 100, HIE_DELIVERY_BACKOFF_MS_MAX,
         "delivery.heartbeat_ms", err, eb);
@@ -445,11 +466,12 @@ fill_operator(node_config_t *c, const struct y_config *y, char *err, size_t eb)
             c->http_address);
         return HIE_ECONFIG;
     }
-    if (y->op.http_port > 65535) {
-        snprintf(err, eb, "config key operator.http_port: must be 0..65535 (0 disables)");
+    uint64_t port = 0;
+    if (num_key(&port, y->op.http_port, 0, 0, 65535, "0 disables", "operator.http_port", err,
+            eb) != 0) {
         return HIE_ECONFIG;
     }
-    c->http_port = (uint16_t)y->op.http_port;
+    c->http_port = (uint16_t)port;
     const char *sock = y->op.admin_socket != NULL ? y->op.admin_socket : "admin.sock";
     int rc = sock[0] == '/' ? 0 : set_path(c->admin_socket, sizeof(c->admin_socket),
         c->data_dir, sock, "operator.admin_socket", err, eb);
@@ -469,16 +491,11 @@ fill_operator(node_config_t *c, const struct y_config *y, char *err, size_t eb)
         snprintf(err, eb, "config key log.format: must be kv or json");
         return HIE_ECONFIG;
     }
-    c->map_bytes = y->storage.map_bytes != NULL ? *y->storage.map_bytes
-                                                : HIE_LMDB_MAP_BYTES_DEFAULT;
-    if (rc == 0 && (c->map_bytes < (1u << 20) || c->map_bytes > HIE_LMDB_MAP_BYTES_MAX)) {
-        snprintf(err, eb, "config key storage.map_bytes: must be 1 MiB..1 TiB");
-        return HIE_ECONFIG;
-    }
-    c->log_retain = y->storage.log_retain != NULL ? *y->storage.log_retain
-                                                  : HIE_LOG_RETAIN_DEFAULT;
-    if (rc == 0 && c->log_retain != 0 && (c->log_retain < HIE_LOG_RETAIN_MIN ||
-                                             c->log_retain > HIE_LOG_RETAIN_MAX)) {
+    rc = rc ? rc : num_key(&c->map_bytes, y->storage.map_bytes, HIE_LMDB_MAP_BYTES_DEFAULT,
+        1u << 20, HIE_LMDB_MAP_BYTES_MAX, "1 MiB..1 TiB", "storage.map_bytes", err, eb);
+    rc = rc ? rc : num_key(&c->log_retain, y->storage.log_retain, HIE_LOG_RETAIN_DEFAULT, 0,
+        HIE_LOG_RETAIN_MAX, NULL, "storage.log_retain", err, eb);
+    if (rc == 0 && c->log_retain != 0 && c->log_retain < HIE_LOG_RETAIN_MIN) {
         snprintf(err, eb, "config key storage.log_retain: must be 0 (keep every command) or "
             "100..1000000000");
         return HIE_ECONFIG;

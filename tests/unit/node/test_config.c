@@ -241,6 +241,40 @@ Test(node_config, other_limits_are_range_checked)
     cr_assert_eq(cfg.connections_per_org_max, 8u, "at least 16, but not above the node's");
 }
 
+/* A number is decimal digits and nothing else. libcyaml read "10,000" as 10, "100_000" as
+ * 100, "5s" as 5, "1e6" as 1, "010" as 8 (octal) and "-1" as 2^64-1, silently. */
+Test(node_config, numbers_with_units_separators_signs_or_leading_zeros_are_refused)
+{
+    static const char *const bad[] = {"10,000", "100_000", "5s", "1e6", "010", "-1", "+5",
+        "0x10", "64MiB", " 7", "1.5", "18446744073709551616"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[1024];
+        snprintf(text, sizeof(text), MINIMAL "limits:\n  connections_max: \"%s\"\n", bad[i]);
+        expect_refused(text, "limits.connections_max");
+        cr_assert_not_null(strstr(err, "whole number"), "%s: %s", bad[i], err);
+    }
+    expect_refused(MINIMAL "limits:\n  connections_max: 10,000\n", "limits.connections_max");
+    expect_refused(MINIMAL "delivery:\n  max_attempts: 1,000\n", "delivery.max_attempts");
+    expect_refused(MINIMAL "storage:\n  log_retain: 100_000\n", "storage.log_retain");
+    expect_refused(MINIMAL "storage:\n  map_bytes: 10GiB\n", "storage.map_bytes");
+    expect_refused(MINIMAL "delivery:\n  queue_bytes_max: -1\n", "delivery.queue_bytes_max");
+    expect_refused(MINIMAL "delivery:\n  max_age_ms: 1e9\n", "delivery.max_age_ms");
+    expect_refused(NODE "listen:\n  port: 07443\n" TLS, "listen.port");
+    expect_refused(MINIMAL "operator:\n  http_port: 9090x\n", "operator.http_port");
+    /* the largest 64-bit value parses; it is then out of range, with the value named */
+    expect_refused(MINIMAL "storage:\n  map_bytes: 18446744073709551615\n",
+        "storage.map_bytes");
+    cr_assert_not_null(strstr(err, "18446744073709551615 is outside"), "%s", err);
+    cr_assert_eq(load(MINIMAL "limits:\n  connections_max: \"100\"\n  idle_timeout_ms: 0100\n"),
+        HIE_ECONFIG, "%s", err);
+    cr_assert_eq(load(MINIMAL "limits:\n  connections_max: \"100\"\n"), 0, "%s", err);
+    cr_assert_eq(cfg.connections_max, 100u);
+    cr_assert_eq(load(MINIMAL "storage:\n  log_retain: 0\n  map_bytes: 1048576\n"), 0, "%s",
+        err);
+    cr_assert_eq(cfg.log_retain, 0u);
+    cr_assert_eq(cfg.map_bytes, 1048576u);
+}
+
 /* An explicit 0 is a value like any other, checked against the key's range: it used to stand
  * for the default, so "max_responders: 0" (documented 1..8) quietly became 8. */
 Test(node_config, an_explicit_zero_is_range_checked_not_the_default)

@@ -59,6 +59,7 @@ struct node_import_reader {
     char fingerprint[NODE_IMPORT_FINGERPRINT_HEX_BYTES];
     size_t rec_len;
     bool rec_too_long;
+    bool rec_unbalanced;        /* CSV: a quote never closed; rec is its first line only */
     char rec[NODE_IMPORT_RECORD_BYTES_MAX + 1];
 };
 
@@ -96,6 +97,10 @@ arena_strndup(hie_arena_t *arena, const char *s, size_t len)
     return p;
 }
 
+/* A cell that did not fit the row's arena: not the row's fault, so not a rejected row (the
+ * import stops and a resume reads the row again). */
+static const char import_oom[] = "out of memory";
+
 static int
 row_reject(node_import_row_t *row, const char *reason, const char *field)
 {
@@ -129,13 +134,35 @@ quote_track(int ch, bool field_start, bool *quoted, bool *closing)
     }
 }
 
+/* A quoted field that ran over lines and was never closed (the end of the file, or the size
+ * limit, came first): most likely one stray quote, which would otherwise swallow every row up
+ * to the limit or the end of the file as one rejected record. The record becomes its first
+ * line (rejected) and reading goes on at the next line. Returns whether it rewound. */
+static bool
+record_unbalanced(node_import_reader_t *r, uint64_t nl_offset, uint64_t nl_line,
+    size_t nl_len)
+{
+    if (fseeko(r->f, (off_t)nl_offset, SEEK_SET) != 0) {
+        return false; /* not seekable: the record stays as read */
+    }
+    r->offset = nl_offset;
+    r->line = nl_line;
+    r->rec_len = nl_len;
+    r->rec_too_long = false;
+    r->rec_unbalanced = true;
+    return true;
+}
+
 static int
 record_read(node_import_reader_t *r)
 {
     bool quoted = false, closing = false, field_start = true;
     bool any = false;
+    uint64_t nl_offset = 0, nl_line = 0; /* past the first newline inside quotes */
+    size_t nl_len = 0;
     r->rec_len = 0;
     r->rec_too_long = false;
+    r->rec_unbalanced = false;
     for (;;) {
         int ch = getc_unlocked(r->f);
         if (ch == EOF) {
@@ -157,12 +184,20 @@ record_read(node_import_reader_t *r)
             if (!quoted || r->rec_too_long) {
                 break;
             }
+            if (nl_offset == 0) {
+                nl_offset = r->offset;
+                nl_line = r->line;
+                nl_len = r->rec_len;
+            }
         }
         if (r->rec_len < NODE_IMPORT_RECORD_BYTES_MAX) {
             r->rec[r->rec_len++] = (char)ch;
         } else {
             r->rec_too_long = true;
         }
+    }
+    if (nl_offset != 0 && (r->rec_too_long || (quoted && !closing))) {
+        (void)record_unbalanced(r, nl_offset, nl_line, nl_len);
     }
     if (r->rec_len > 0 && r->rec[r->rec_len - 1] == '\r') {
         r->rec_len--;
@@ -208,7 +243,7 @@ csv_on_field(void *data, size_t len, void *ctx_ptr)
     } else if (memchr(s, '\0', len) != NULL) {
         ctx->error = "contains a NUL byte";
     } else if ((ctx->fields[ctx->fields_count++] = arena_strndup(ctx->arena, s, len)) == NULL) {
-        ctx->error = "out of memory";
+        ctx->error = import_oom;
     }
 }
 
@@ -276,7 +311,7 @@ csv_row_values(node_import_reader_t *r, hie_arena_t *arena, struct row_values *v
     memset(&ctx, 0, sizeof(ctx));
     ctx.arena = arena;
     if (csv_fields(r, &ctx) != 0) {
-        return row_reject(row, ctx.error, NULL);
+        return ctx.error == import_oom ? HIE_ENOMEM : row_reject(row, ctx.error, NULL);
     }
     if (ctx.fields_count != r->columns_count) {
         return row_reject(row, "wrong number of fields for the header", NULL);
@@ -322,7 +357,7 @@ json_value_add(hie_arena_t *arena, int col, json_t *val, struct row_values *v)
     }
     char *copy = arena_strndup(arena, s, len);
     if (copy == NULL) {
-        return "out of memory";
+        return import_oom;
     }
     v->vals[col][v->counts[col]++] = copy;
     return NULL;
@@ -381,7 +416,7 @@ json_row_values(node_import_reader_t *r, hie_arena_t *arena, struct row_values *
         seen[col] = true;
         const char *why = json_member_add(arena, col, val, v);
         if (why != NULL) {
-            rc = row_reject(row, why, column_names[col]);
+            rc = why == import_oom ? HIE_ENOMEM : row_reject(row, why, column_names[col]);
             goto out;
         }
     }
@@ -754,6 +789,10 @@ hie_node__import_next(node_import_reader_t *r, hie_arena_t *arena, node_import_r
     row->end_line = r->line;
     if (r->rec_too_long) {
         return row_reject(row, "record longer than 65536 bytes", NULL);
+    }
+    if (r->rec_unbalanced) {
+        return row_reject(row, "a quoted field is never closed (this line is rejected; the "
+            "next line is read as a new row)", NULL);
     }
     struct row_values v;
     memset(&v, 0, sizeof(v));

@@ -14,7 +14,8 @@
  *
  * Caveats:
  * - CSV records may span lines inside quoted fields; a record's line is the line it starts on.
- *   An unbalanced quote makes the record run to the end of the file or to the size limit.
+ *   A quoted field still open at the end of the file or at the size limit is taken for a
+ *   stray quote: its first line is a rejected row and reading goes on at the next line.
  * - Nothing here validates demographics beyond what the format needs (org_id syntax, a
  *   non-empty MRN, known sex and action words): the node validates and normalizes the rest,
  *   including UTF-8, and answers per row.

@@ -464,6 +464,47 @@ Test(mpi, import_rejects_file_is_checked_before_it_is_emptied, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* --state or --rejects naming the import file itself is refused before anything is written
+ * (the rejects file used to be truncated, the state renamed over the file); a state file saved
+ * for the file before it changed is refused rather than silently started over (every row's id
+ * comes from the file's fingerprint, so the rows already imported were sent again); and a word
+ * too many is a usage error, not dropped. */
+Test(mpi, import_refuses_its_own_file_as_state_or_rejects_and_a_changed_file, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n);
+    char csv[ITEST_PATH + 32], out[16384], before[8192], after[8192];
+    snprintf(csv, sizeof(csv), "%s/extract.csv", n.root);
+    write_extract(csv, 3);
+    file_get(csv, before, sizeof(before));
+    int rc = itest_ctl(&n, out, sizeof(out), "mpi import %s --rejects %s", csv, csv);
+    cr_assert_eq(rc, 2, "refused: %d %s", rc, out);
+    cr_assert(strstr(out, "itself") != NULL, "%s", out);
+    rc = itest_ctl(&n, out, sizeof(out), "mpi import %s --state %s --restart", csv, csv);
+    cr_assert_eq(rc, 2, "refused: %d %s", rc, out);
+    file_get(csv, after, sizeof(after));
+    cr_assert_str_eq(after, before, "the import file is left as it was");
+    cr_assert_eq(itest_db_entries(&n, "mpi_recs"), 0u, "nothing was sent");
+    rc = itest_ctl(&n, out, sizeof(out), "mpi import %s", csv);
+    cr_assert_eq(rc, 1, "one bad row: %d %s", rc, out);
+    cr_assert_eq(itest_db_entries(&n, "mpi_recs"), 6u);
+    FILE *f = fopen(csv, "a"); /* the operator adds a row: another file now */
+    cr_assert_not_null(f);
+    fputs("general-hospital,G-new,Ida,Berg,1970-01-02,female,,,,,,\n", f);
+    fclose(f);
+    rc = itest_ctl(&n, out, sizeof(out), "mpi import %s", csv);
+    cr_assert_eq(rc, 2, "a state file for the file before it changed: %d %s", rc, out);
+    cr_assert(strstr(out, "--restart") != NULL, "%s", out);
+    cr_assert_eq(itest_db_entries(&n, "mpi_recs"), 6u, "nothing was sent again");
+    rc = itest_ctl(&n, out, sizeof(out), "mpi import %s --restart", csv);
+    cr_assert_eq(rc, 1, "restarted: %d %s", rc, out);
+    cr_assert_eq(itest_db_entries(&n, "mpi_recs"), 7u, "%s", out);
+    rc = itest_ctl(&n, out, sizeof(out), "delivery redrive acme 12 13");
+    cr_assert_eq(rc, 2, "a fifth word: %d %s", rc, out);
+    cr_assert(strstr(out, "unexpected argument \"13\"") != NULL, "%s", out);
+    itest_node_cleanup(&n);
+}
+
 /* Rows the node answers UNAVAILABLE (here: no MPI data key; also a batch not committed in
  * time, or a full log) are not rejects: the batch is sent again with backoff, and when the
  * node keeps refusing, the import stops where it was (exit 2), rejecting nothing. They used

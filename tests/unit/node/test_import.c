@@ -141,6 +141,49 @@ Test(node_import, csv_stray_quote_does_not_swallow_the_next_rows)
     cr_assert_eq(hie_node__import_next(reader, arena, &row), HIE_ENOTFOUND);
 }
 
+/* A quote that opens a field and is never closed: the rows after it were one rejected record
+ * up to the end of the file (or 64 KiB of rows at a time). Its first line is now the rejected
+ * row and every row after it is read. */
+static void
+unclosed_quote_case(size_t rows_after)
+{
+    size_t cap = 64 + (rows_after + 2) * 32;
+    char *text = malloc(cap);
+    cr_assert_not_null(text);
+    size_t len = (size_t)snprintf(text, cap, "org_id,mrn,given,family\nh1,M0,\"Bob,Kay\n");
+    for (size_t i = 1; i <= rows_after; i++) {
+        len += (size_t)snprintf(text + len, cap - len, "h1,M%zu,Ann,Lee\n", i);
+    }
+    file_write("q.csv", text, len);
+    free(text);
+    cr_assert_eq(hie_node__import_open(&reader, path, NODE_IMPORT_CSV, err, sizeof(err)), 0,
+        "%s", err);
+    node_import_row_t row;
+    cr_assert_eq(hie_node__import_next(reader, arena, &row), HIE_EINVAL);
+    cr_assert_eq(row.line, 2);
+    cr_assert_eq(row.end_line, 3, "only its own line");
+    cr_assert_not_null(strstr(row.reason, "never closed"), "%s", row.reason);
+    for (size_t i = 1; i <= rows_after; i++) {
+        next_ok(&row);
+        cr_assert_eq(row.line, i + 2);
+        char mrn[32];
+        snprintf(mrn, sizeof(mrn), "M%zu", i);
+        cr_assert_str_eq(row.req->patient->mrn, mrn);
+        hie_arena_reset(arena);
+    }
+    cr_assert_eq(hie_node__import_next(reader, arena, &row), HIE_ENOTFOUND);
+}
+
+Test(node_import, csv_unclosed_quote_rejects_one_line_before_the_end_of_file)
+{
+    unclosed_quote_case(3);
+}
+
+Test(node_import, csv_unclosed_quote_rejects_one_line_before_the_size_limit)
+{
+    unclosed_quote_case(4000); /* about 64 KiB of rows after it */
+}
+
 Test(node_import, csv_header_refusals)
 {
     cr_assert_eq(open_text("m.csv", "org_id,given,family\nh1,A,B\n", NODE_IMPORT_CSV),

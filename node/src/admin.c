@@ -31,6 +31,7 @@ struct node_admin {
     void *rep;
     node_submitter_t sub;
     bool started;
+    bool bound; /* the socket file is ours to remove */
 };
 
 static void
@@ -600,10 +601,18 @@ admin_bind(struct node_admin *a)
     zmq_setsockopt(a->rep, ZMQ_SNDHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(a->rep, ZMQ_LINGER, &linger, sizeof(linger));
     snprintf(ep, sizeof(ep), "ipc://%s", path);
+    struct stat sb;
+    if (lstat(path, &sb) == 0 && !S_ISSOCK(sb.st_mode)) { /* never a file of ours (LOCK,
+                                                          * audit.key) or anyone's */
+        hie_log_error("admin", "operator.admin_socket names a file that is not a socket: "
+            "refusing to replace it", " path=%s", path);
+        return HIE_EDENIED;
+    }
     (void)unlink(path); /* a stale socket from a killed node; the data dir lock protects us */
     mode_t old = umask(0177);
     int rc = zmq_bind(a->rep, ep) == 0 ? 0 : -errno;
     umask(old);
+    a->bound = rc == 0;
     if (rc == 0 && chmod(path, 0600) != 0) {
         rc = -errno;
     }
@@ -651,7 +660,10 @@ hie_node__admin_join(node_admin_t **ap)
         zmq_close(a->rep);
     }
     hie_node__submitter_close(&a->sub);
-    (void)unlink(a->ctx->cfg.admin_socket);
+    struct stat sb;
+    if (a->bound && lstat(a->ctx->cfg.admin_socket, &sb) == 0 && S_ISSOCK(sb.st_mode)) {
+        (void)unlink(a->ctx->cfg.admin_socket); /* ours: bound by this node */
+    }
     hie_mem_free(a, sizeof(*a));
     *ap = NULL;
 }

@@ -57,6 +57,10 @@ batch_prepare(node_ctx_t *ctx, const Hie__V1__MpiFeedRequest *item, const char *
         return item_error(arena, bad, "patient.org_id", "not an organization id");
     }
     int rc = hie_node__state_org_get(ctx->state, org_id, arena, &org);
+    if (rc != 0 && rc != HIE_ENOTFOUND) { /* not the row's fault: the batch is sent again */
+        return item_error(arena, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, "patient.org_id",
+            "the organization registry could not be read");
+    }
     if (rc != 0 || org->status != HIE__V1__ORG_STATUS__ORG_ACTIVE) {
         return item_error(arena, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.org_id",
             rc == 0 ? "organization is suspended" : "organization not registered");

@@ -634,6 +634,25 @@ Test(durability, an_http_port_in_use_is_named_at_start)
     cr_assert(strstr(out, "Address already in use") != NULL, "%s", out);
 }
 
+/* operator.admin_socket naming a file that is not a socket (here a file in the data dir; it
+ * could be LOCK or audit.key): the node refuses to start and leaves the file. It used to
+ * unlink whatever the path named at start, and again at exit. */
+Test(durability, an_admin_socket_path_naming_a_file_is_refused_not_deleted)
+{
+    char out[8192];
+    int rc = itest_sh(out, sizeof(out), "mkdir -m 700 '%s/third' && echo keep > "
+        "'%s/third/victim' && sed -e 's|data_dir: \"[^\"]*\"|data_dir: \"%s/third\"|' "
+        "-e 's|^listen: .*|listen: {address: 127.0.0.1, port: %u}|' "
+        "-e 's|^operator: .*|operator: {http_port: 0, admin_socket: victim}|' '%s' > "
+        "'%s/third.yaml' && timeout 20 '%s' --config '%s/third.yaml'", node.root, node.root,
+        node.root, (unsigned)node.port + 1001u, node.cfg, node.root, HIE_NODE_BIN, node.root);
+    cr_assert_neq(rc, 0, "started with a file for its admin socket: %s", out);
+    cr_assert(strstr(out, "not a socket") != NULL, "%s", out);
+    rc = itest_sh(out, sizeof(out), "cat '%s/third/victim'", node.root);
+    cr_assert_eq(rc, 0, "the file is gone: %s", out);
+    cr_assert_str_eq(out, "keep\n");
+}
+
 /* pki.sh issue --san names the addresses members reach a node by (they check the name they
  * connect to against the certificate); anything but DNS:/IP: entries is refused. */
 Test(durability, pki_issue_san_names_the_node)

@@ -635,6 +635,9 @@ batch_process(hie_cluster_log_t *log, void *router, size_t n)
          * command): nothing was written; refused like a batch the room check turned away */
         hie_log_error("log", "command log full: batch refused", " commands=%zu hint=\"%s\"",
             n, "raise storage.map_bytes and restart");
+        if (log->fsm.prepare != NULL && log->fsm.abandon != NULL) {
+            log->fsm.abandon(log->fsm.ctx); /* before the entries' messages are closed */
+        }
         for (size_t i = 0; i < n; i++) {
             struct pending *p = &log->batch[i];
             reply_send(router, &p->identity, p->token, HIE_ENOSPC, 0, NULL, 0);

@@ -1186,6 +1186,15 @@ fsm_prepare(void *ctx, const hie_cluster_entry_t *entries, size_t n)
     }
 }
 
+/* The batch fsm_prepare handed to the match pool is refused: the pool stops reading it. */
+static void
+fsm_abandon(void *ctx)
+{
+    node_state_t *st = ctx;
+    HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
+    hie_mpi_pool_end(st->mpi_pool);
+}
+
 static int
 fsm_applied_index(void *ctx, uint64_t *out)
 {
@@ -1210,6 +1219,6 @@ hie_node__state_fsm(node_state_t *st)
 {
     HIE_ASSERT(st != NULL && st->magic == STATE_MAGIC);
     hie_cluster_fsm_t fsm = {st, fsm_apply, fsm_applied_index, fsm_fatal, fsm_prepare,
-        fsm_flush, fsm_sync};
+        fsm_flush, fsm_sync, fsm_abandon};
     return fsm;
 }

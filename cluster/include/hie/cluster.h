@@ -79,6 +79,10 @@ typedef struct hie_cluster_fsm {
      * trim at once after a restart instead of after two more state commits, even when every
      * batch is refused for room. Returns 0 or an error (the log then waits for commits). */
     int (*sync)(void *ctx);
+    /* Optional (NULL): the batch prepare was told of will not be applied (the append found
+     * no room after all: refused, nothing written). Ends what prepare started before the
+     * entries go. Log thread. */
+    void (*abandon)(void *ctx);
 } hie_cluster_fsm_t;
 
 typedef struct hie_cluster_log_config {

@@ -92,6 +92,9 @@ struct test_fsm {
     bool leave_open;                        /* apply answers HIE_CLUSTER_APPLIED_OPEN */
     _Atomic uint64_t uncommitted;           /* entries applied since the last flush */
     _Atomic unsigned flushes;               /* flush calls that had something to commit */
+    bool prepared;                          /* prepare told of a batch not yet applied */
+    size_t abandons;                        /* batches abandoned after prepare */
+    const char *prepare_error;              /* the prepare/abandon contract broke */
     bool error;                             /* an invariant broke on the log thread */
     char error_what[160];
     size_t cmd_len[CMDS_MAX + 1];           /* by index */
@@ -123,6 +126,7 @@ fsm_apply(void *ctx, const hie_cluster_entry_t *entries, size_t n, hie_cluster_r
         atomic_store(&f->in_first_apply, false);
     }
     f->batches++;
+    f->prepared = false;
     for (size_t i = 0; i < n; i++) {
         uint64_t index = entries[i].index;
         if (index != f->applied + 1) {
@@ -161,6 +165,29 @@ fsm_apply(void *ctx, const hie_cluster_entry_t *entries, size_t n, hie_cluster_r
         fsm_error(f, "a committing apply after open ones must have flushed them");
     }
     return 0;
+}
+
+/* Every batch prepare is told of is then applied or abandoned, never left (the node's
+ * match pool reads the entries from prepare until apply or abandon). */
+static void
+fsm_prepare(void *ctx, const hie_cluster_entry_t *entries, size_t n)
+{
+    struct test_fsm *f = ctx;
+    if (f->prepared || entries == NULL || n == 0) {
+        f->prepare_error = "prepare before the last prepared batch was applied or abandoned";
+    }
+    f->prepared = true;
+}
+
+static void
+fsm_abandon(void *ctx)
+{
+    struct test_fsm *f = ctx;
+    if (!f->prepared) {
+        f->prepare_error = "abandon without a prepared batch";
+    }
+    f->prepared = false;
+    f->abandons++;
 }
 
 static int
@@ -210,7 +237,8 @@ fsm_new(uint64_t applied)
 static hie_cluster_fsm_t
 fsm_table(struct test_fsm *f)
 {
-    hie_cluster_fsm_t t = {f, fsm_apply, fsm_applied_index, fsm_fatal, NULL, fsm_flush, NULL};
+    hie_cluster_fsm_t t = {f, fsm_apply, fsm_applied_index, fsm_fatal, NULL, fsm_flush, NULL,
+        NULL};
     return t;
 }
 
@@ -955,7 +983,7 @@ Test(cluster_log, open_with_null_fsm_apply_aborts, .signal = SIGABRT)
 {
     hie_cluster_log_config_t cfg = {"/nonexistent/hie-log", zctx, endpoint, MAP_BYTES, NULL,
         NULL, 0};
-    hie_cluster_fsm_t t = {NULL, NULL, fsm_applied_index, fsm_fatal, NULL, NULL, NULL};
+    hie_cluster_fsm_t t = {NULL, NULL, fsm_applied_index, fsm_fatal, NULL, NULL, NULL, NULL};
     hie_cluster_log_t *log = NULL;
     int rc = hie_cluster_log_open(&log, &cfg, &t);
     (void)rc;
@@ -1037,6 +1065,8 @@ Test(cluster_log, a_full_log_refuses_the_batch_instead_of_stopping)
     hie_cluster_log_config_t cfg = log_config();
     cfg.map_bytes = 1u << 20;
     hie_cluster_fsm_t t = fsm_table(f);
+    t.prepare = fsm_prepare;
+    t.abandon = fsm_abandon;
     cr_assert_eq(hie_cluster_log_open(&open_log, &cfg, &t), 0);
     hie_cluster_log_t *log = open_log;
     log_start(log);
@@ -1056,6 +1086,8 @@ Test(cluster_log, a_full_log_refuses_the_batch_instead_of_stopping)
     dealer_close(d);
     log_close(&log);
     cr_assert_eq(f->seen_count, (size_t)refused_at + (rc == 0 ? 1u : 0u));
+    cr_assert_null(f->prepare_error, "%s", f->prepare_error);
+    cr_log_info("batches abandoned after prepare: %zu", f->abandons);
 }
 
 static int

@@ -413,6 +413,7 @@ push_validate(const Hie__V1__PushCommand *p, hie_errinfo_t *info)
     const Hie__V1__QueuedMessage *m = p->message;
     bool repository = m != NULL && m->recipient_org != NULL && m->recipient_org[0] == '\0';
     if (m == NULL || m->message_id == NULL || m->message_id[0] == '\0' ||
+        strlen(m->message_id) > HIE_ORG_ID_BYTES_MAX + 1u + HIE_PROTO_ID_BYTES_MAX ||
         m->sender_org == NULL || m->recipient_org == NULL ||
         (!repository && !hie_proto_org_id_valid(m->recipient_org, strlen(m->recipient_org))) ||
         (repository && p->patient_rec_hash.len != HIE_PROTO_REC_HASH_BYTES) ||
@@ -442,25 +443,44 @@ hashes_ok(const ProtobufCBinaryData *h, size_t n)
     return n <= HIE_SUBSCRIPTION_ROSTER_BATCH_MAX;
 }
 
+/* Notices of an ADT fan-out or of a decided replay: each with its audit record. */
 static int
-adt_validate(const Hie__V1__AdtCommand *c, hie_errinfo_t *info)
+notices_validate(Hie__V1__Notice *const *notices, size_t n, const char *what,
+    hie_errinfo_t *info)
 {
-    if (c->sender_org == NULL || !recipient_ok(c->sender_org) ||
-        c->n_notices > HIE_ADT_NOTICES_MAX) {
-        return hie_errinfo_set(info, HIE_EINVAL, "adt", "invalid");
-    }
-    for (size_t i = 0; i < c->n_notices; i++) {
-        const Hie__V1__Notice *n = c->notices[i];
-        if (n->subscription_id == NULL || n->audit == NULL || (n->message != NULL &&
-            (n->message->recipient_org == NULL || !recipient_ok(n->message->recipient_org)))) {
-            return hie_errinfo_set(info, HIE_EINVAL, "adt.notices", "incomplete");
+    for (size_t i = 0; i < n; i++) {
+        const Hie__V1__Notice *nt = notices[i];
+        if (nt->subscription_id == NULL || nt->audit == NULL || (nt->message != NULL &&
+            (nt->message->recipient_org == NULL || !recipient_ok(nt->message->recipient_org)))) {
+            return hie_errinfo_set(info, HIE_EINVAL, what, "incomplete");
         }
-        int rc = audit_append_validate(n->audit, info);
+        int rc = audit_append_validate(nt->audit, info);
         if (rc != 0) {
             return rc;
         }
     }
     return 0;
+}
+
+static int
+adt_validate(const Hie__V1__AdtCommand *c, hie_errinfo_t *info)
+{
+    if (c->sender_org == NULL || !recipient_ok(c->sender_org) ||
+        c->n_notices > HIE_ADT_NOTICES_MAX || (c->visit_id != NULL && c->visit_id[0] != '\0' &&
+        !hie_proto_id_valid(c->visit_id, strlen(c->visit_id)))) {
+        return hie_errinfo_set(info, HIE_EINVAL, "adt", "invalid");
+    }
+    return notices_validate(c->notices, c->n_notices, "adt.notices", info);
+}
+
+static int
+replay_validate(const Hie__V1__ReplayCommand *c, hie_errinfo_t *info)
+{
+    if (c->subscription_id == NULL || c->n_notices > HIE_REPLAY_NOTICES_MAX ||
+        (!c->decided && c->n_notices > 0)) {
+        return hie_errinfo_set(info, HIE_EINVAL, "replay", "invalid");
+    }
+    return notices_validate(c->notices, c->n_notices, "replay.notices", info);
 }
 
 /* Subscriptions and ADT fan-out. */
@@ -487,8 +507,7 @@ command_validate_adt(const hie_command_t *cmd, hie_errinfo_t *info)
         return cmd->unsubscribe->subscription_id != NULL ? 0
             : hie_errinfo_set(info, HIE_EINVAL, "unsubscribe", "invalid");
     case HIE__V1__COMMAND__BODY_REPLAY:
-        return cmd->replay->subscription_id != NULL ? 0
-            : hie_errinfo_set(info, HIE_EINVAL, "replay", "invalid");
+        return replay_validate(cmd->replay, info);
     case HIE__V1__COMMAND__BODY_RESPONDER:
         return recipient_ok(cmd->responder->org_id) ? 0
             : hie_errinfo_set(info, HIE_EINVAL, "responder.org_id", "invalid");

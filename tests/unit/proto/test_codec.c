@@ -792,3 +792,67 @@ Test(proto_codec, utf8_check_finds_a_bad_byte_at_every_offset)
         }
     }
 }
+
+/* A decided replay's notices are checked as an ADT fan-out's are (each with a well-formed
+ * audit record): they were not, and apply asserted on a notice without one, or read past
+ * subject_keys, at every replay of the log. Push message ids and ADT visit ids are bounded,
+ * as the keys apply writes them under are (over LMDB's 511 bytes: fatal at every replay). */
+Test(proto_codec, replay_notices_and_apply_key_lengths_are_checked)
+{
+    static struct audit_buf ab;
+    audit_buf_init(&ab, "req-1");
+    Hie__V1__Notice nt = HIE__V1__NOTICE__INIT, *nts[1] = {&nt};
+    nt.subscription_id = "sub-1";
+    nt.audit = &ab.ac;
+    Hie__V1__ReplayCommand rp = HIE__V1__REPLAY_COMMAND__INIT;
+    rp.subscription_id = "sub-1";
+    rp.decided = true;
+    rp.n_notices = 1;
+    rp.notices = nts;
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    cmd.requester = "org-a";
+    cmd.request_id = "req-1";
+    cmd.time_ms = 1;
+    cmd.body_case = HIE__V1__COMMAND__BODY_REPLAY;
+    cmd.replay = &rp;
+    expect_valid(&cmd, "a decided replay");
+    nt.audit = NULL;
+    expect_invalid(&cmd, "replay.notices", "a notice without its audit record");
+    nt.audit = &ab.ac;
+    ab.ac.n_subject_keys = 0;
+    expect_invalid(&cmd, "audit_append.subjects", "fewer subject keys than sealed subjects");
+    ab.ac.n_subject_keys = 1;
+    rp.decided = false;
+    expect_invalid(&cmd, "replay", "notices in a replay not decided");
+    rp.decided = true;
+    rp.n_notices = HIE_REPLAY_NOTICES_MAX + 1;
+    expect_invalid(&cmd, "replay", "more notices than a replay takes");
+    rp.n_notices = 1;
+    /* ADT: a visit id of up to 64 id characters */
+    Hie__V1__AdtCommand adt = HIE__V1__ADT_COMMAND__INIT;
+    adt.sender_org = "org-a";
+    adt.visit_id = "V-1";
+    cmd.body_case = HIE__V1__COMMAND__BODY_ADT;
+    cmd.adt = &adt;
+    expect_valid(&cmd, "an ADT event with a visit");
+    static char long_id[200];
+    memset(long_id, 'v', sizeof(long_id) - 1);
+    adt.visit_id = long_id;
+    expect_invalid(&cmd, "adt", "a 199-character visit id");
+    /* push: a message id of org:request id at most */
+    Hie__V1__QueuedMessage m = HIE__V1__QUEUED_MESSAGE__INIT;
+    static uint8_t sealed[64];
+    m.message_id = long_id;
+    m.sender_org = "org-a";
+    m.recipient_org = "org-b";
+    m.sealed_document.data = sealed;
+    m.sealed_document.len = sizeof(sealed);
+    Hie__V1__PushCommand pc = HIE__V1__PUSH_COMMAND__INIT;
+    pc.message = &m;
+    pc.audit = &ab.ac;
+    cmd.body_case = HIE__V1__COMMAND__BODY_PUSH;
+    cmd.push = &pc;
+    expect_invalid(&cmd, "push.message", "a 199-character message id");
+    m.message_id = "org-a:req-1";
+    expect_valid(&cmd, "a push");
+}

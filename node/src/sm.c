@@ -60,6 +60,8 @@ struct node_state {
     hie_mpi_key_t *mpi_key;    /* NULL: no data key configured, MPI exchanges unavailable */
     hie_mpi_pool_t *mpi_pool;  /* the match pool (NULL: none); prepares each batch's feeds */
     size_t batch_pos;          /* apply: the entry of the batch being applied */
+    bool batch_audit_only;     /* apply: every command of the batch so far decoded as an
+                                * audit record (whose reply needs no state commit) */
     int64_t rules_ms;          /* apply: the rules clock, max of the commands' times so far
                                 * (meta "rules_ms", committed with applied_index) */
     int64_t rules_now_ms;      /* apply: the time the command being applied is held to */
@@ -958,6 +960,7 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
         return drc; /* not the command's fault: the node stops and replay decodes it again */
     }
     if (drc != 0) {
+        st->batch_audit_only = false;
         /* every node rejects the same bytes the same way: a recorded result, no change */
         reject(&a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, info.field, "invalid command");
     } else {
@@ -971,6 +974,7 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
          * it): no dedup entry, which would cost two random-key writes per query */
         bool audit = cmd->body_case == HIE__V1__COMMAND__BODY_AUDIT_APPEND ||
                      cmd->body_case == HIE__V1__COMMAND__BODY_AUDIT_BATCH;
+        st->batch_audit_only &= audit; /* as decoded: a oneof's last field on the wire wins */
         rc = rc != 0 ? rc : audit ? HIE_ENOTFOUND : dedup_lookup(&a, out);
         if (rc == HIE_ENOTFOUND) {
             rc = apply_body(&a);
@@ -1006,19 +1010,6 @@ out:
     }
     hie_arena_reset(arena);
     return rc;
-}
-
-/* True when every command of the batch is an audit record, whose reply needs no commit. */
-static bool
-batch_deferrable(const hie_cluster_entry_t *entries, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (!hie_proto_command_has_body(entries[i].cmd, HIE__V1__COMMAND__BODY_AUDIT_BATCH) &&
-            !hie_proto_command_has_body(entries[i].cmd, HIE__V1__COMMAND__BODY_AUDIT_APPEND)) {
-            return false;
-        }
-    }
-    return true;
 }
 
 /* Commits the open transaction (synced) and wakes the readers waiting for it. */
@@ -1061,6 +1052,7 @@ fsm_apply(void *ctx, const hie_cluster_entry_t *entries, size_t n,
         st->open_since_ns = hie_time_mono_ns();
         st->open_commands = 0;
     }
+    st->batch_audit_only = true;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (i > 0) {
             HIE_ASSERT(entries[i].index == entries[i - 1].index + 1);
@@ -1083,7 +1075,7 @@ fsm_apply(void *ctx, const hie_cluster_entry_t *entries, size_t n,
         st->open_commands += n;
         keep = st->defer && st->open_commands < STATE_DEFER_COMMANDS_MAX &&
                hie_time_mono_ns() - st->open_since_ns < STATE_DEFER_NS_MAX &&
-               batch_deferrable(entries, n);
+               st->batch_audit_only;
         rc = keep ? 0 : state_commit(st);
     }
     if (rc != 0 && st->open_txn != NULL) {

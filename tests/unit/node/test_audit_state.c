@@ -392,16 +392,35 @@ Test(node_audit_state, audit_batches_share_a_commit_until_flush_another_command_
     cr_assert_eq(applied, 4u);
     cr_assert_eq(size, 3u * PER_CMD);
 
-    /* a commit open longer than its bound (20 ms) is closed by the next batch */
+    /* an audit batch's bytes followed by another body (a oneof: the last one on the wire
+     * is what decodes and applies) is not an audit record: committed, not left open. Its
+     * raw bytes held an audit field, which was enough to defer the commit. */
     cr_assert_eq(batch_apply(5, 3 * PER_CMD), HIE_CLUSTER_APPLIED_OPEN);
-    usleep(30000);
-    cr_assert_eq(batch_apply(6, 4 * PER_CMD), 0);
+    hie_cluster_entry_t mixed = batch_entry(6, 4 * PER_CMD);
+    uint8_t *buf = hie_mem_alloc(mixed.cmd.len + 2);
+    cr_assert_not_null(buf);
+    memcpy(buf, mixed.cmd.ptr, mixed.cmd.len);
+    buf[mixed.cmd.len] = (uint8_t)(HIE__V1__COMMAND__BODY_ORG_SUSPEND << 3 | 2);
+    buf[mixed.cmd.len + 1] = 0; /* an empty OrgSuspend */
+    hie_mem_free((void *)(uintptr_t)mixed.cmd.ptr, mixed.cmd.len);
+    mixed.cmd = hie_span(buf, mixed.cmd.len + 2);
+    cr_assert_eq(fsm.apply(fsm.ctx, &mixed, 1, &res), 0, "the mixed command is committed");
+    hie_mem_free(res.buf, res.len);
+    hie_mem_free(buf, mixed.cmd.len);
     committed(&applied, &size);
     cr_assert_eq(applied, 6u);
+    cr_assert_eq(size, 4u * PER_CMD, "its audit records were not applied");
+
+    /* a commit open longer than its bound (20 ms) is closed by the next batch */
+    cr_assert_eq(batch_apply(7, 4 * PER_CMD), HIE_CLUSTER_APPLIED_OPEN);
+    usleep(30000);
+    cr_assert_eq(batch_apply(8, 5 * PER_CMD), 0);
+    committed(&applied, &size);
+    cr_assert_eq(applied, 8u);
 
     /* a reader waiting for an index wakes when the flush commits it */
-    cr_assert_eq(batch_apply(7, 5 * PER_CMD), HIE_CLUSTER_APPLIED_OPEN);
-    uint64_t arg[2] = {7, (uint64_t)-1};
+    cr_assert_eq(batch_apply(9, 6 * PER_CMD), HIE_CLUSTER_APPLIED_OPEN);
+    uint64_t arg[2] = {9, (uint64_t)-1};
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, wait_thread, arg), 0);
     usleep(20000);
@@ -409,15 +428,15 @@ Test(node_audit_state, audit_batches_share_a_commit_until_flush_another_command_
     cr_assert_eq(pthread_join(t, NULL), 0);
     cr_assert_eq(*(int *)(arg + 1), 0, "woken by the commit");
     committed(&applied, &size);
-    cr_assert_eq(size, 6u * PER_CMD);
+    cr_assert_eq(size, 7u * PER_CMD);
 
     /* an open commit left at close is dropped, as after a crash: the log replays it */
-    cr_assert_eq(batch_apply(8, 6 * PER_CMD), HIE_CLUSTER_APPLIED_OPEN);
+    cr_assert_eq(batch_apply(10, 7 * PER_CMD), HIE_CLUSTER_APPLIED_OPEN);
     hie_node__state_close(&ctx.state);
     state_open();
     committed(&applied, &size);
-    cr_assert_eq(applied, 7u);
-    cr_assert_eq(size, 6u * PER_CMD);
+    cr_assert_eq(applied, 9u);
+    cr_assert_eq(size, 7u * PER_CMD);
 }
 
 /* The raw keys of audit_patient, in order, into keys (RECORDS of them). */

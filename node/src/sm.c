@@ -891,7 +891,18 @@ dedup_store(struct apply_ctx *a)
     uint8_t key[DEDUP_KEY_BYTES_MAX], tkey[16], ts[8];
     MDB_val k = {dedup_key(key, a->cmd->requester, a->cmd->request_id), key};
     hie_store_be64(ts, (uint64_t)a->cmd->time_ms);
+    /* a review decision's reply names the record by organization and MRN: the reply keeps
+     * it, the stored result does not (an MRN is stored only sealed; a repeat of the request
+     * is answered without it) */
+    Hie__V1__ReviewItem *item = a->res->mpi_review != NULL ? a->res->mpi_review->item : NULL;
+    Hie__V1__PatientId *record = item != NULL ? item->record : NULL;
+    if (item != NULL) {
+        item->record = NULL;
+    }
     int rc = put_msg(a, a->st->dedup, &k, &a->res->base, ts, sizeof(ts));
+    if (item != NULL) {
+        item->record = record;
+    }
     if (rc != 0) {
         return rc;
     }

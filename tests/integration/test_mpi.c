@@ -295,7 +295,7 @@ Test(mpi, review_queue_link_and_keep_apart, .timeout = 120)
     const Hie__V1__FeedAction create = HIE__V1__FEED_ACTION__FEED_CREATE;
     Hie__V1__MpiFeedReply *j = feed_ok(h, "r1", create, "general-hospital", "H-1", &JOHN, NULL,
         a);
-    Hie__V1__MpiFeedReply *r = feed_ok(c, "r2", create, "riverside-clinic", "C-1", &JON_LOOSE,
+    Hie__V1__MpiFeedReply *r = feed_ok(c, "r2", create, "riverside-clinic", "C-77301", &JON_LOOSE,
         NULL, a);
     cr_assert_eq(r->outcome, HIE__V1__FEED_OUTCOME__OUTCOME_REVIEW, "outcome %d p=%f w=%f",
         r->outcome, r->explanation ? r->explanation->probability : -1.0,
@@ -315,18 +315,23 @@ Test(mpi, review_queue_link_and_keep_apart, .timeout = 120)
         "the review listing was not audited");
     cr_assert_geq(l->review_list_reply->n_items, 1u);
     Hie__V1__ReviewItem *it = l->review_list_reply->items[0];
-    cr_assert_str_eq(it->record->mrn, "C-1");
+    cr_assert_str_eq(it->record->mrn, "C-77301");
     cr_assert_eq(it->status, HIE__V1__REVIEW_STATUS__REVIEW_OPEN);
     /* link: C-1 joins the hospital's EUID */
     hie_envelope_t *d = review_call(op, "r6", false, r->review_id, true, a);
     cr_assert_eq(d->body_case, HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE_REPLY, "%s",
         d->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? d->error->message : "");
     cr_assert_str_eq(d->review_decide_reply->euid, j->euid);
+    cr_assert_str_eq(d->review_decide_reply->item->record->mrn, "C-77301", "named in the reply");
+    /* but not stored in the clear: the decision's result is kept for repeats without it */
+    char out[256];
+    cr_assert_eq(itest_sh(out, sizeof(out), "grep -c -a C-77301 '%s/state/data.mdb'",
+        n.data_dir), 1, "the MRN is in the state file in the clear: %s", out);
     expect_error(review_call(op, "r7", false, r->review_id, true, a),
         HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "id");
     hie_envelope_t *p = pix(h, "r8", "general-hospital", "H-1", a);
     cr_assert_eq(p->pix_reply->n_ids, 1u);
-    cr_assert_str_eq(p->pix_reply->ids[0]->mrn, "C-1");
+    cr_assert_str_eq(p->pix_reply->ids[0]->mrn, "C-77301");
     /* keep apart: C-2 stays in its own EUID, and an update does not link it back */
     if (r2->outcome == HIE__V1__FEED_OUTCOME__OUTCOME_REVIEW) {
         hie_envelope_t *k = review_call(op, "r9", false, r2->review_id, false, a);

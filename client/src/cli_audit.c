@@ -71,6 +71,7 @@ struct audit_args {
     bool include_excluded;
     bool summarize;             /* accounting: repeated disclosures summarized (csv, json) */
     bool all;
+    bool partial;               /* verify: a report of some pages only may pass */
     uint32_t page_size;
     const char *page_token;
     enum audit_format format;
@@ -551,6 +552,9 @@ report_new(const struct audit_args *a)
         a->from_ms > 0 ? time_json(a->from_ms) : json_null(), "to",
         a->to_ms > 0 ? time_json(a->to_ms) : json_null(), "include_excluded",
         a->include_excluded);
+    if (query != NULL && a->page_token != NULL) { /* started part way: verify says partial */
+        json_object_set_new(query, "page_token", json_string(a->page_token));
+    }
     return json_pack("{s:s, s:o, s:o, s:o, s:o}", "format", AUDIT_REPORT_FORMAT, "query", query,
         "fetched", time_json(hie_time_wall_ms()), "pages", json_array(), "entries",
         json_array());
@@ -826,6 +830,15 @@ summary_add(void *ctx, const struct row *r)
     }
     json_object_set_new(g, "disclosures",
         json_integer(json_integer_value(json_object_get(g, "disclosures")) + 1));
+    if (r->leaf < jget_u(g, "first_leaf_index")) { /* the first is the oldest, whatever the
+                                                    * order the rows come in */
+        json_t *first = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I}", "first_date",
+            r->date, "action", r->action, "description", r->desc, "reason", r->reason,
+            "directive_id", r->directive_id, "directive_version", r->version, "break_glass",
+            r->break_glass, "first_leaf_index", (json_int_t)r->leaf);
+        sm->failed = first == NULL || json_object_update(g, first) != 0 || sm->failed;
+        json_decref(first);
+    }
     if (r->leaf >= jget_u(g, "last_leaf_index")) { /* leaves grow with the log */
         json_object_set_new(g, "last_date", json_string(r->date));
         json_object_set_new(g, "last_leaf_index", json_integer((json_int_t)r->leaf));
@@ -1034,6 +1047,9 @@ struct verify {
     /* what the report asked (its "query"), each entry checked against it */
     const char *kind, *org_id, *euid;  /* euid: the accounting's patient, from its entries */
     int64_t from_ms, to_ms;
+    bool include_excluded;             /* the accounting asked for TPO disclosures too */
+    bool partial;                      /* pages before or after the saved ones exist */
+    bool partial_ok;                   /* --partial: a partial report may pass */
     uint64_t *keys;                    /* (leaf, subject position) of each entry shown */
     size_t keys_count, keys_cap;
 };
@@ -1064,6 +1080,12 @@ verify_previous(struct verify *v, const char *path)
         if (ex != CLI_EXIT_OK) {
             return ex;
         }
+    }
+    if (note != NULL && note[0] == '\0') {
+        fprintf(stderr, "hie: audit verify: --previous %s is empty (no checkpoint to prove the "
+            "log extends)\n", path);
+        free(note);
+        return CLI_EXIT_USAGE;
     }
     const char *text = note != NULL ? note : stored;
     if (text[0] != '\0') {
@@ -1122,8 +1144,11 @@ identity_check(struct verify *v, size_t p, const json_t *page)
 {
     const json_t *ident = json_object_get(page, "identity");
     size_t n = json_array_size(ident);
-    if (ident == NULL) {
-        return NULL; /* a report saved before identities: one EUID (verify_patient) */
+    if (ident == NULL) { /* an accounting's every page has one; removing it from a page
+                          * would let that page's entries skip the spans */
+        return strcmp(v->kind, "accounting") == 0
+            ? "it has no identity (the patient's EUIDs, signed by the node; a report saved "
+              "before identities must be fetched again)" : NULL;
     }
     if (n == 0 || n > 1 + AUDIT_IDENTITY_SPANS_MAX) {
         return "its identity is empty or too long";
@@ -1351,6 +1376,12 @@ verify_query(struct verify *v, size_t i, const json_t *e, const Hie__V1__AuditRe
             vfail(v, "entry %zu: a disclosure about another patient", i);
             ok = false;
         }
+        if (strcmp(v->kind, "accounting") == 0 && !v->include_excluded &&
+            json_is_true(json_object_get(sub, "accounting_excluded"))) {
+            vfail(v, "entry %zu: a disclosure excluded from the accounting (TPO), in a report "
+                     "that did not ask for excluded ones", i);
+            ok = false;
+        }
         if (!key_note(v, (r->leaf_index << 16) | (jget_u(sub, "position") & 0xffffu))) {
             vfail(v, "out of memory");
             return false;
@@ -1375,7 +1406,9 @@ key_cmp(const void *a, const void *b)
 static void
 verify_once(struct verify *v)
 {
-    qsort(v->keys, v->keys_count, sizeof(*v->keys), key_cmp);
+    if (v->keys_count > 1) {
+        qsort(v->keys, v->keys_count, sizeof(*v->keys), key_cmp);
+    }
     for (size_t i = 1; i < v->keys_count; i++) {
         if (v->keys[i] == v->keys[i - 1]) {
             vfail(v, "leaf %" PRIu64 " (subject %" PRIu64 ") is listed twice",
@@ -1501,8 +1534,15 @@ verify_summary(const struct verify *v, size_t pages_count)
             json_array_size(json_object_get(v->report, "entries")));
         return CLI_EXIT_REPLY;
     }
-    printf("verified %" PRIu64 " entries against checkpoint size %" PRIu64 " (%zu page%s, log ",
-        v->entries_ok, last->size, pages_count, pages_count == 1 ? "" : "s");
+    if (v->partial && !v->partial_ok) {
+        fprintf(stderr, "hie: audit verify: FAILED: the report is partial (fetched without "
+            "--all, or from a --page-token): its %" PRIu64 " entries verify, but not that it "
+            "holds every entry of its period; --partial accepts that\n", v->entries_ok);
+        return CLI_EXIT_REPLY;
+    }
+    printf("verified %" PRIu64 " entries against checkpoint size %" PRIu64 " (%zu page%s, %slog ",
+        v->entries_ok, last->size, pages_count, pages_count == 1 ? "" : "s",
+        v->partial ? "PARTIAL: more pages exist, " : "");
     hie_cli__fputs_safe(stdout, v->vkey.name);
     if (v->have_previous) { /* say whose: the auditor's own, or the one saved in the report */
         printf("; extends %s checkpoint of size %" PRIu64, v->previous_given
@@ -1523,6 +1563,9 @@ verify_query_load(struct verify *v)
     v->kind = jget_s(q, "kind");
     v->org_id = jget_s(q, "org_id");
     v->euid = json_string_value(json_object_get(q, "euid"));
+    v->include_excluded = json_is_true(json_object_get(q, "include_excluded"));
+    v->partial = jget_s(q, "page_token")[0] != '\0' ||
+                 jget_s(v->report, "next_page_token")[0] != '\0';
     if ((strcmp(v->kind, "accounting") != 0 && strcmp(v->kind, "org-access") != 0 &&
          strcmp(v->kind, "break-glass") != 0) ||
         (from != NULL && hie_cli__time_parse(from, &v->from_ms) != 0) ||
@@ -1541,7 +1584,7 @@ audit_verify(const struct audit_args *a)
     memset(&v, 0, sizeof(v));
     if (a->words_count != 2 || a->vkey == NULL) {
         return hie_cli__usage_error("audit verify takes REPORT_FILE --vkey VKEY "
-                                    "[--previous CHECKPOINT_FILE]");
+                                    "[--previous CHECKPOINT_FILE] [--partial]");
     }
     int ex = vkey_load(a->vkey, &v.vkey) != 0 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
     ex = ex != CLI_EXIT_OK ? ex : hie_cli__json_load(a->words[1], AUDIT_REPORT_FILE_BYTES_MAX,
@@ -1561,13 +1604,14 @@ audit_verify(const struct audit_args *a)
         fputs("hie: out of memory\n", stderr);
         ex = CLI_EXIT_CONN;
     }
+    v.partial_ok = a->partial;
+    ex = ex != CLI_EXIT_OK ? ex : verify_query_load(&v); /* the pages are checked against it */
     ex = ex != CLI_EXIT_OK ? ex : verify_previous(&v, a->previous);
     for (size_t p = 0; ex == CLI_EXIT_OK && p < n; p++) {
         verify_page(&v, p);
     }
     if (ex == CLI_EXIT_OK) {
         verify_top(&v, n);
-        ex = verify_query_load(&v);
     }
     if (ex == CLI_EXIT_OK) {
         verify_entries(&v);
@@ -1642,7 +1686,7 @@ static const struct option audit_options[] = {{"mrn", required_argument, NULL, '
     {"all", no_argument, NULL, 'a'}, {"format", required_argument, NULL, 'f'},
     {"out", required_argument, NULL, 'w'}, {"previous", required_argument, NULL, 'P'},
     {"vkey", required_argument, NULL, 'k'}, {"summarize", no_argument, NULL, 'S'},
-    {"json", no_argument, NULL, 'j'},
+    {"json", no_argument, NULL, 'j'}, {"partial", no_argument, NULL, 'Z'},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 static const char *
@@ -1687,6 +1731,7 @@ audit_option(void *ctx, int opt, char *val)
     case 'P': a->previous = val; break;
     case 'k': a->vkey = val; break;
     case 'S': a->summarize = true; break;
+    case 'Z': a->partial = true; break;
     default: HIE_ASSERT(false); /* every option of audit_options has a case */
     }
     if (!ok) {
@@ -1775,7 +1820,7 @@ hie_cli__cmd_audit(struct cli *cli, const struct cli_cmd *cmd, int argc, char **
         ex = ex != CLI_CONTINUE ? ex : report_kind(&a);
         return ex != CLI_CONTINUE ? ex : audit_report(cli, &a);
     } else if (strcmp(action, "verify") == 0) {
-        ex = audit_options_check(&a, action, "kP");
+        ex = audit_options_check(&a, action, "kPZ");
         return ex != CLI_CONTINUE ? ex : audit_verify(&a);
     } else if (strcmp(action, "checkpoint") == 0) {
         ex = audit_options_check(&a, action, "wk");

@@ -359,7 +359,8 @@ cli_help_consent_audit(FILE *f)
           "audit verify needs no connection: it checks every checkpoint's signature with VKEY\n"
           "(the verifier key text NAME+ID+KEY, or a file with it), each entry's inclusion\n"
           "proof, each subject's commitment and the consistency proofs; exit 1 on any failure\n"
-          "(it needs no --ca, --cert or --key).\n",
+          "(it needs no --ca, --cert or --key). A report saved without --all (more pages) or\n"
+          "from a --page-token fails as partial unless --partial is given.\n",
         f);
 }
 

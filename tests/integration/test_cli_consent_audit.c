@@ -824,6 +824,76 @@ Test(audit_cli, documents_are_accounted_to_their_recipients_and_break_glass_quer
     itest_node_cleanup(&n);
 }
 
+/* Copies the report src to dst with key of pages[page] (page -1: of the query) set to val
+ * (NULL: removed). */
+static void
+report_edit(const char *src, const char *dst, int page, const char *key, json_t *val)
+{
+    json_error_t err;
+    json_t *r = json_load_file(src, 0, &err);
+    cr_assert_not_null(r, "%s", err.text);
+    json_t *o = page < 0 ? json_object_get(r, "query")
+                         : json_array_get(json_object_get(r, "pages"), (size_t)page);
+    cr_assert_not_null(o, "no page %d", page);
+    if (val != NULL) {
+        cr_assert_eq(json_object_set_new(o, key, val), 0);
+    } else {
+        cr_assert_eq(json_object_del(o, key), 0, "no %s to remove", key);
+    }
+    cr_assert_eq(json_dump_file(r, dst, JSON_INDENT(1)), 0);
+    json_decref(r);
+}
+
+/* What verify passed before: an accounting page stripped of its identity (its entries then
+ * skipped the spans: another patient's disclosure under a shared EUID passed), an empty
+ * --previous file (the consistency check skipped), a report of some pages only (said to be
+ * verified, period and all), TPO disclosures in an accounting that did not ask for them; and
+ * a report without entries (qsort of nothing, undefined). */
+Test(audit_cli, stripped_partial_and_padded_reports_fail_verification, .timeout = 240)
+{
+    itest_node_t n;
+    char vkey[512], full[ITEST_PATH + 32], paged[ITEST_PATH + 32], part[ITEST_PATH + 32];
+    char bad[ITEST_PATH + 32], empty[ITEST_PATH + 32];
+    setup(&n);
+    feed_linked_patient(&n);
+    pix(&n, HOSPITAL, "treatment", "H-1");
+    pix(&n, HOSPITAL, "emergency", "H-1");
+    pix(&n, HOSPITAL, "treatment", "H-1");
+    node_vkey(&n, vkey, sizeof(vkey));
+    tmp_path(&n, "full.json", full, sizeof(full));
+    tmp_path(&n, "paged.json", paged, sizeof(paged));
+    tmp_path(&n, "part.json", part, sizeof(part));
+    tmp_path(&n, "bad.json", bad, sizeof(bad));
+    tmp_path(&n, "empty.json", empty, sizeof(empty));
+    const char *acct = "audit report accounting --mrn H-1 --org " HOSPITAL " --include-excluded";
+    cr_assert_eq(itest_hie(&n, AUDITOR, out, sizeof(out), "%s --out '%s'", acct, full), 0,
+        "%s", out);
+    cr_assert_eq(itest_hie(&n, AUDITOR, out, sizeof(out), "%s --page-size 1 --all --out '%s'",
+        acct, paged), 0, "%s", out);
+    cr_assert_eq(verify(&n, paged, vkey, NULL), 0, "%s", out);
+    report_edit(paged, bad, 1, "identity", NULL);
+    report_edit(bad, bad, 1, "identity_note", NULL);
+    expect_verify_fails(&n, bad, vkey, "has no identity");
+    cr_assert_eq(verify(&n, full, vkey, "/dev/null"), 2, "an empty --previous: %s", out);
+    cr_assert(strstr(out, "is empty") != NULL, "%s", out);
+    report_edit(full, bad, -1, "include_excluded", json_false());
+    expect_verify_fails(&n, bad, vkey, "excluded from the accounting");
+    /* one page of three, saved without --all */
+    cr_assert_eq(itest_hie(&n, AUDITOR, out, sizeof(out), "%s --page-size 1 --out '%s'", acct,
+        part), 0, "%s", out);
+    cr_assert_eq(verify(&n, part, vkey, NULL), 1, "a partial report: %s", out);
+    cr_assert(strstr(out, "partial") != NULL, "%s", out);
+    cr_assert_eq(itest_sh(out, sizeof(out), "'%s' audit verify '%s' --vkey '%s' --partial",
+        HIE_CLI_BIN, part, vkey), 0, "%s", out);
+    cr_assert(strstr(out, "PARTIAL") != NULL, "%s", out);
+    /* a report without entries */
+    cr_assert_eq(itest_hie(&n, AUDITOR, out, sizeof(out), "audit report break-glass --to "
+        "1970-01-02 --out '%s'", empty), 0, "%s", out);
+    cr_assert_eq(verify(&n, empty, vkey, NULL), 0, "%s", out);
+    cr_assert(strstr(out, "verified 0 entries") != NULL, "%s", out);
+    itest_node_cleanup(&n);
+}
+
 Test(audit_cli, non_auditors_are_forbidden, .timeout = 120)
 {
     itest_node_t n;

@@ -1516,6 +1516,13 @@ verify_said(const struct verify *v)
         fputs(" patient euid=", stdout);
         hie_cli__fputs_safe(stdout, v->euid);
     }
+    const json_t *asked = json_object_get(json_object_get(v->report, "query"), "patient");
+    if (strcmp(v->kind, "accounting") == 0 && json_is_object(asked)) {
+        fputs(" asked_for=", stdout); /* as saved (unsigned): the auditor's own request */
+        hie_cli__fputs_safe(stdout, jget_s(asked, "org_id"));
+        fputs("/", stdout);
+        hie_cli__fputs_safe(stdout, jget_s(asked, "mrn"));
+    }
     if (strcmp(v->kind, "org-access") == 0) {
         fputs(" org=", stdout);
         hie_cli__fputs_safe(stdout, v->org_id);

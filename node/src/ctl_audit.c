@@ -19,6 +19,7 @@
 #include "hie/mpi_store.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <sodium.h>
 #include <inttypes.h>
 #include <stdint.h>
@@ -27,6 +28,7 @@
 #include <sys/stat.h>
 
 #define CTL_NOTE_FILE_BYTES_MAX (HIE_AUDIT_NOTE_BYTES_MAX + 1u)
+#define CTL_ANCHOR_FILE_BYTES_MAX (1024ull * 1024u * 1024u) /* a saved report, as hie reads */
 
 struct verify {
     node_audit_t *au;
@@ -327,19 +329,61 @@ vkey_get(const node_config_t *cfg, const char *vkey_text, hie_audit_vkey_t *out)
     return 0;
 }
 
+/* The --checkpoint anchor: a signed note, or a saved report (hie audit report --out), whose
+ * newest checkpoint is taken, as hie audit verify --previous does. */
 static int
-read_note(const char *path, char *buf, size_t cap, size_t *len)
+read_anchor(const char *path, char *buf, size_t cap, size_t *len)
 {
+    struct stat sb;
     FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "hiectl: %s: %s\n", path, strerror(errno));
-        return -errno;
+    if (f == NULL || fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) ||
+        (uint64_t)sb.st_size > CTL_ANCHOR_FILE_BYTES_MAX) {
+        fprintf(stderr, "hiectl: --checkpoint %s: %s\n", path, f == NULL ? strerror(errno)
+            : "not a regular file of at most 1 GiB");
+        if (f != NULL) {
+            fclose(f);
+        }
+        return HIE_EINVAL;
     }
-    *len = fread(buf, 1, cap, f);
+    int first = getc(f);
+    rewind(f);
+    if (first != '{') {
+        *len = fread(buf, 1, cap, f);
+        fclose(f);
+        if (*len == cap) {
+            fprintf(stderr, "hiectl: --checkpoint %s: too large for a checkpoint\n", path);
+            return HIE_EINVAL;
+        }
+        return 0;
+    }
+    json_error_t err;
+    json_t *report = json_loadf(f, JSON_REJECT_DUPLICATES, &err);
     fclose(f);
-    if (*len == cap) {
-        fprintf(stderr, "hiectl: %s: too large for a checkpoint\n", path);
-        return HIE_ELIMIT;
+    const char *cp = json_string_value(json_object_get(report, "checkpoint"));
+    *len = cp != NULL ? strlen(cp) : 0;
+    if (cp == NULL || *len >= cap) {
+        fprintf(stderr, "hiectl: --checkpoint %s: %s\n", path, report == NULL ? err.text
+            : "a report without a checkpoint");
+        json_decref(report);
+        return HIE_EINVAL;
+    }
+    memcpy(buf, cp, *len);
+    json_decref(report);
+    return 0;
+}
+
+/* The anchor must be a checkpoint of this log signed by its key: anything else is the
+ * operator's mistake (exit 2), not tampering. */
+static int
+anchor_check(const struct verify *v, hie_span_t note, const char *path)
+{
+    hie_audit_checkpoint_t cp;
+    int rc = hie_audit_checkpoint_parse(note, &cp, NULL);
+    rc = rc ? rc : hie_audit_checkpoint_verify(&cp, &v->vkey, v->origin);
+    if (rc != 0) {
+        fprintf(stderr, "hiectl: --checkpoint %s: not a checkpoint of this log signed by its "
+            "key (%s)\n", path, hie_strerror_name(rc));
+        return HIE_EINVAL;
     }
     return 0;
 }
@@ -358,7 +402,8 @@ verify_run(struct verify *v, const hie_mpi_key_t *key, const char *anchor_file)
     if (anchor_file != NULL) {
         char note[CTL_NOTE_FILE_BYTES_MAX];
         size_t len = 0;
-        rc = read_note(anchor_file, note, sizeof(note), &len);
+        rc = read_anchor(anchor_file, note, sizeof(note), &len);
+        rc = rc ? rc : anchor_check(v, hie_span((const uint8_t *)note, len), anchor_file);
         if (rc != 0) {
             return rc;
         }

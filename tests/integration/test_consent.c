@@ -17,6 +17,7 @@
 
 #include <criterion/criterion.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <lmdb.h>
 #include <signal.h>
 #include <sodium.h>
@@ -1850,6 +1851,30 @@ Test(consent, audit_verify_detects_edit_delete_reorder_truncate_and_fork, .timeo
     cr_assert(strstr(out, "forked") != NULL, "%s", out);
     cr_log_info("fork: %s", out);
     cr_assert_eq(verify(&n, NULL, out, sizeof(out)), 0, "its own history verifies: %s", out);
+    /* the anchor as an auditor's saved report holds it (its "checkpoint"): read as such; a
+     * file that is no checkpoint of this log is the operator's mistake (exit 2), not
+     * tampering (it said TAMPERING DETECTED, exit 1) */
+    char report[ITEST_PATH + 16];
+    snprintf(report, sizeof(report), "%s/report.json", n.root);
+    char text[4096];
+    FILE *f = fopen(note, "rb");
+    cr_assert_not_null(f);
+    size_t len = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    json_t *j = json_pack("{s:s, s:s}", "format", "hie-audit-report/1", "checkpoint", text);
+    cr_assert_not_null(j);
+    cr_assert_eq(json_dump_file(j, report, JSON_INDENT(1)), 0);
+    json_decref(j);
+    snprintf(cmd, sizeof(cmd), "--checkpoint '%s'", report);
+    cr_assert_eq(verify(&n, cmd, out, sizeof(out)), 1, "the fork, from a report: %s", out);
+    cr_assert(strstr(out, "forked") != NULL, "%s", out);
+    cr_assert_eq(itest_sh(out, sizeof(out), "echo '{}' > '%s'", report), 0);
+    cr_assert_eq(verify(&n, cmd, out, sizeof(out)), 2, "a report without one: %s", out);
+    cr_assert(strstr(out, "TAMPERING") == NULL, "%s", out);
+    snprintf(cmd, sizeof(cmd), "--checkpoint /dev/null");
+    cr_assert_eq(verify(&n, cmd, out, sizeof(out)), 2, "no checkpoint at all: %s", out);
+    cr_assert(strstr(out, "TAMPERING") == NULL, "%s", out);
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
 }

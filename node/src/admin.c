@@ -339,6 +339,8 @@ admin_consent(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *are
     admin_send_reply(a, &reply);
 }
 
+#define ADMIN_DEAD_LIST_MAX 1000u
+
 struct dead_list {
     hie_arena_t *arena;
     Hie__V1__AdminDeadListReply *out;
@@ -349,6 +351,10 @@ static int
 dead_one(void *ctx, hie_span_t stored, uint64_t seq)
 {
     struct dead_list *dl = ctx;
+    if (dl->out->n_letters == ADMIN_DEAD_LIST_MAX) { /* one more than a reply lists */
+        dl->out->truncated = true;
+        return 1;
+    }
     ProtobufCMessage *m = NULL;
     Hie__V1__DeadLetter *d = hie_arena_alloc(dl->arena, sizeof(*d));
     if (d == NULL || hie_proto_unpack(&hie__v1__queued_message__descriptor, stored, dl->arena,
@@ -401,10 +407,11 @@ admin_dead_list(struct node_admin *a, const Hie__V1__AdminDeadList *q, hie_arena
         return;
     }
     hie__v1__admin_dead_list_reply__init(out);
-    out->letters = hie_arena_alloc(arena, 1001 * sizeof(*out->letters));
+    out->letters = hie_arena_alloc(arena, ADMIN_DEAD_LIST_MAX * sizeof(*out->letters));
     struct dead_list dl = {arena, out, out->letters == NULL ? HIE_ENOMEM : 0};
+    uint64_t from = org != NULL && q->after_seq < UINT64_MAX ? q->after_seq + 1 : 0;
     int rc = dl.rc ? dl.rc : hie_node__queue_dead_scan(hie_node__state_queue(a->ctx->state),
-        txn, org, 1000, dead_one, &dl);
+        txn, org, from, ADMIN_DEAD_LIST_MAX + 1u, dead_one, &dl);
     mdb_txn_abort(txn);
     rc = rc ? rc : dl.rc;
     if (rc != 0) {

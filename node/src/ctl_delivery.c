@@ -13,11 +13,15 @@
 /* ---- delivery: dead letters ------------------------------------------------------------ */
 
 static int
-ctl_dead_list(const struct ctl *c, const char *org, hie_arena_t *arena)
+ctl_dead_list(const struct ctl *c, const char *org, const char *after, hie_arena_t *arena)
 {
     Hie__V1__AdminRequest req = HIE__V1__ADMIN_REQUEST__INIT;
     Hie__V1__AdminDeadList q = HIE__V1__ADMIN_DEAD_LIST__INIT;
     q.org_id = (char *)(uintptr_t)(org != NULL ? org : "");
+    if (after != NULL && !hie_ctl__parse_number(after, UINT64_MAX, &q.after_seq)) {
+        fprintf(stderr, "hiectl: delivery dead: AFTER_SEQ must be a number\n");
+        return 2;
+    }
     req.body_case = HIE__V1__ADMIN_REQUEST__BODY_DEAD_LIST;
     req.dead_list = &q;
     Hie__V1__AdminReply *reply = hie_ctl__call(c, &req, arena);
@@ -32,15 +36,21 @@ ctl_dead_list(const struct ctl *c, const char *org, hie_arena_t *arena)
             (unsigned long)d->seq, d->message_id, d->sender_org, d->attempts, d->reason,
             (long)d->accepted_ms, (long)d->dead_ms, (unsigned long)d->content_bytes);
     }
-    printf("dead_letters=%zu\n", reply->dead_list->n_letters);
+    size_t n = reply->dead_list->n_letters;
+    printf("dead_letters=%zu%s\n", n, reply->dead_list->truncated ? " truncated=true" : "");
+    if (reply->dead_list->truncated && n > 0) { /* the next page: per recipient, by seq */
+        const Hie__V1__DeadLetter *last = reply->dead_list->letters[n - 1];
+        printf("more: hiectl delivery dead %s %lu\n", last->recipient_org,
+            (unsigned long)last->seq);
+    }
     return 0;
 }
 
 int
 hie_ctl__delivery(const struct ctl *c, int argc, char **argv, hie_arena_t *arena)
 {
-    if (argc >= 1 && argc <= 2 && strcmp(argv[0], "dead") == 0) {
-        return ctl_dead_list(c, argc == 2 ? argv[1] : NULL, arena);
+    if (argc >= 1 && argc <= 3 && strcmp(argv[0], "dead") == 0) {
+        return ctl_dead_list(c, argc >= 2 ? argv[1] : NULL, argc == 3 ? argv[2] : NULL, arena);
     }
     bool purge = argc >= 1 && strcmp(argv[0], "purge") == 0;
     if (argc < 2 || argc > 3 || (strcmp(argv[0], "redrive") != 0 && !purge)) {

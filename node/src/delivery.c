@@ -72,7 +72,8 @@ struct receiver {
     struct flight *fl;    /* HIE_DELIVERY_WINDOW_MAX, allocated at the first RECEIVE */
     uint32_t nfl;
     uint64_t last_sent_ns; /* for heartbeats on an idle connection */
-    uint64_t stall_until_ns; /* a dead letter failed to commit: no pump before then */
+    uint64_t stall_until_ns; /* no pump before then (a dead letter failed to commit); set to
+                              * now: pump again at the next tick (a pump left more) */
 };
 
 struct node_delivery {
@@ -462,6 +463,10 @@ pump(struct node_delivery *d, struct receiver *r)
             return; /* full, or the log refuses: the next tick after the stall goes on */
         }
     }
+    /* this call's share done, more perhaps behind (withheld ones, dead-lettered one by
+     * one): the next tick goes on, also with nothing in flight and nothing new pushed (it
+     * stopped here, and the messages behind waited for the next push) */
+    r->stall_until_ns = hie_time_mono_ns();
 }
 
 /* Drops the flights whose message left the queue (acknowledged or dead-lettered). */

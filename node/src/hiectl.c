@@ -67,8 +67,9 @@ hie_ctl__usage(FILE *f)
         "  audit vkey                       the node's checkpoint verifier key (needs --config)\n"
         "  backup DIR                       copy the node's state and log into the new DIR,\n"
         "                                   running or not (needs --config; keys not included)\n"
-        "  delivery dead [ORG]              dead letters: recipient, seq, message id, sender,\n"
-        "                                   attempts, reason (never their content)\n"
+        "  delivery dead [ORG [AFTER_SEQ]]  dead letters: recipient, seq, message id, sender,\n"
+        "                                   attempts, reason (never their content); 1,000 at\n"
+        "                                   most, then a line naming the next page\n"
         "  delivery redrive ORG [SEQ]       send dead letters (all, or SEQ) back to the queue\n"
         "  delivery purge ORG [SEQ]         delete dead letters (all, or SEQ) for good\n"
         "  subscription list [ORG]          ADT subscriptions: id, org, scope, roster size,\n"
@@ -559,6 +560,9 @@ struct ctl_import {
     node_import_state_t st;         /* as of the last acknowledged batch */
     node_import_counts_t pending;   /* rows read since then (rows, rejected locally) */
     FILE *rejects;
+    char *batch_rejects;            /* this batch's lines for the rejects file: written when
+                                     * the batch is saved, so a resumed run adds no copies */
+    size_t batch_rejects_len;
     struct ctl_conn conn;
     hie_arena_t *arena;             /* rows of the current batch */
     Hie__V1__MpiFeedRequest *items[CTL_IMPORT_BATCH_MAX];
@@ -620,12 +624,26 @@ import_reject(struct ctl_import *im, uint64_t line, const char *code, const char
     fprintf(stderr, "hiectl: line %llu rejected: %s%s%s%s%s\n", (unsigned long long)line,
         code != NULL ? code : "", code != NULL ? ": " : "", safe,
         safe_field[0] != '\0' ? " field=" : "", safe_field);
-    if (im->rejects != NULL) {
-        fprintf(im->rejects, "%llu,", (unsigned long long)line);
-        rejects_cell(im->rejects, code != NULL ? code : "LOCAL", ',');
-        rejects_cell(im->rejects, safe_field, ',');
-        rejects_cell(im->rejects, safe, '\n');
+    if (im->rejects == NULL) {
+        return;
     }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL) {
+        return;
+    }
+    fprintf(f, "%llu,", (unsigned long long)line);
+    rejects_cell(f, code != NULL ? code : "LOCAL", ',');
+    rejects_cell(f, safe_field, ',');
+    rejects_cell(f, safe, '\n');
+    char *grown = fclose(f) == 0 ? realloc(im->batch_rejects, im->batch_rejects_len + len) : NULL;
+    if (grown != NULL) {
+        memcpy(grown + im->batch_rejects_len, buf, len);
+        im->batch_rejects = grown;
+        im->batch_rejects_len += len;
+    }
+    free(buf);
 }
 
 static void
@@ -802,9 +820,13 @@ import_flush(struct ctl_import *im)
             hie_strerror(rc));
         return CTL_EXIT_FAIL;
     }
-    if (im->rejects != NULL) {
+    if (im->rejects != NULL && im->batch_rejects_len > 0) {
+        (void)fwrite(im->batch_rejects, 1, im->batch_rejects_len, im->rejects);
         (void)fflush(im->rejects);
     }
+    free(im->batch_rejects);
+    im->batch_rejects = NULL;
+    im->batch_rejects_len = 0;
     im->items_count = 0;
     im->batch_bytes = 0;
     hie_arena_destroy(&im->arena);
@@ -1101,6 +1123,7 @@ import_finish(struct ctl_import *im, int ex)
     ctl_conn_close(&im->conn);
     hie_arena_destroy(&im->arena);
     hie_node__import_destroy(&im->reader);
+    free(im->batch_rejects); /* a batch not saved: a resumed run rejects its rows again */
     if (ex == CTL_EXIT_OK && im->st.counts.rejected > 0) {
         ex = CTL_EXIT_REJECTED;
     }

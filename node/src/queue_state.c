@@ -582,13 +582,13 @@ hie_node__queue_has(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t seq
 }
 
 int
-hie_node__queue_dead_scan(node_queue_t *q, MDB_txn *txn, const char *org, size_t max,
-    int (*fn)(void *ctx, hie_span_t msg, uint64_t seq), void *ctx)
+hie_node__queue_dead_scan(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t from_seq,
+    size_t max, int (*fn)(void *ctx, hie_span_t msg, uint64_t seq), void *ctx)
 {
     HIE_ASSERT(q != NULL && q->magic == QUEUE_MAGIC);
     uint8_t k[QKEY_BYTES_MAX];
     size_t plen = org != NULL ? strlen(org) + 1 : 0;
-    MDB_val key = {org != NULL ? qkey(k, org, 0) : 0, k}, v;
+    MDB_val key = {org != NULL ? qkey(k, org, from_seq) : 0, k}, v;
     MDB_cursor *cur = NULL;
     int rc = mdb_rc(mdb_cursor_open(txn, q->dead, &cur));
     int mrc = rc == 0 ? mdb_cursor_get(cur, &key, &v, org != NULL ? MDB_SET_RANGE : MDB_FIRST)

@@ -970,8 +970,12 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
         hie_arena_reset(arena);
         return drc; /* not the command's fault: the node stops and replay decodes it again */
     }
+    /* audit records are internal (one per exchange, sent once by the worker that decided
+     * it): no dedup entry, which would cost two random-key writes per query */
+    bool audit = drc == 0 && (cmd->body_case == HIE__V1__COMMAND__BODY_AUDIT_APPEND ||
+                              cmd->body_case == HIE__V1__COMMAND__BODY_AUDIT_BATCH);
+    st->batch_audit_only &= audit; /* as decoded: a oneof's last field on the wire wins */
     if (drc != 0) {
-        st->batch_audit_only = false;
         /* every node rejects the same bytes the same way: a recorded result, no change */
         reject(&a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, info.field, "invalid command");
     } else {
@@ -981,11 +985,6 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
          * to its own time, as it was applied then (a log from before replays unchanged) */
         st->rules_now_ms = st->rules_ms >= RULES_CLOCK_SINCE_MS ? st->rules_ms : cmd->time_ms;
         rc = consent_migrate(&a);
-        /* audit records are internal (one per exchange, sent once by the worker that decided
-         * it): no dedup entry, which would cost two random-key writes per query */
-        bool audit = cmd->body_case == HIE__V1__COMMAND__BODY_AUDIT_APPEND ||
-                     cmd->body_case == HIE__V1__COMMAND__BODY_AUDIT_BATCH;
-        st->batch_audit_only &= audit; /* as decoded: a oneof's last field on the wire wins */
         rc = rc != 0 ? rc : audit ? HIE_ENOTFOUND : dedup_lookup(&a, out);
         if (rc == HIE_ENOTFOUND) {
             rc = apply_body(&a);

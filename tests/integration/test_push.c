@@ -617,6 +617,47 @@ Test(push, a_redrive_decides_consent_again, .timeout = 120)
     fx_stop(&n, &a, &h, &c);
 }
 
+/* More than 1,000 dead letters: hiectl lists 1,000, says the list is cut and names the next
+ * page, which lists the rest (it printed dead_letters=1000 as if that were all). And more
+ * than 256 messages withheld at delivery in a row: the pump stopped after 256 (its share of
+ * one call) and, with nothing in flight, waited for the next push to go on. */
+Test(push, a_long_withheld_backlog_drains_and_dead_letters_list_in_pages, .timeout = 240)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, NULL, &a, &h, &c);
+    enum { PUSHES = 1003 };
+    for (int i = 0; i < PUSHES; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "p%d", i);
+        push_ok(h, id, "result", a);
+        hie_arena_reset(a);
+    }
+    struct dir x; /* then the patient's directive: everyone but the clinic */
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, CLINIC, 0);
+    consent_submit_ok(h, "c1", &x, a);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), (uint64_t)PUSHES);
+    uint64_t t0 = hie_time_mono_ns();
+    size_t dead = itest_db_entries_wait(&n, "q_dead", PUSHES, 60000);
+    cr_assert_eq(dead, (size_t)PUSHES, "all withheld at delivery");
+    cr_log_info("withheld in %.1f s", (double)(hie_time_mono_ns() - t0) / 1e9);
+    static char out[512 * 1024];
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "delivery dead"), 0, "%s", out);
+    cr_assert(strstr(out, "dead_letters=1000 truncated=true") != NULL, "%.300s", out);
+    char *more = strstr(out, "more: hiectl delivery dead " CLINIC " ");
+    cr_assert_not_null(more, "the next page is named");
+    unsigned long last = strtoul(more + strlen("more: hiectl delivery dead " CLINIC " "), NULL,
+        10);
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "delivery dead %s %lu", CLINIC, last), 0, "%s",
+        out);
+    cr_assert(strstr(out, "dead_letters=3\n") != NULL, "the rest: %.300s", out);
+    cr_assert(strstr(out, "truncated") == NULL, "%.300s", out);
+    fx_stop(&n, &a, &h, &c);
+}
+
 /* Consent is decided again when a queued message is delivered, as for any message: a
  * directive filed after the pushes and before the clinic reads them withholds every one, also
  * those delivered before and not acknowledged. Each goes to the dead letters (reason consent)

@@ -46,6 +46,9 @@
 #define AUDIT_PAGES_MAX 10000u
 /* A saved report of AUDIT_PAGES_MAX full pages would not fit in memory anyway. */
 #define AUDIT_REPORT_FILE_BYTES_MAX (1024u * 1024u * 1024u)
+/* The replies a report may gather: in JSON (base64, decoded copies) they grow about twice,
+ * and a report past AUDIT_REPORT_FILE_BYTES_MAX could be saved but never verified. */
+#define AUDIT_REPORT_REPLY_BYTES_MAX (AUDIT_REPORT_FILE_BYTES_MAX / 2u)
 #define AUDIT_VKEY_FILE_BYTES_MAX 1024u
 /* The node's page tokens are 32 or 36 hex digits. */
 #define AUDIT_TOKEN_BYTES_MAX 96u
@@ -414,6 +417,7 @@ report_fetch(struct cli *cli, const struct audit_args *a, uint64_t prev_size, js
 {
     char token[AUDIT_TOKEN_BYTES_MAX + 1];
     snprintf(token, sizeof(token), "%s", a->page_token != NULL ? a->page_token : "");
+    uint64_t gathered = 0;
     for (uint32_t page = 0; page < AUDIT_PAGES_MAX; page++) {
         hie_arena_t *arena = NULL;
         hie_envelope_t *reply = NULL;
@@ -432,6 +436,13 @@ report_fetch(struct cli *cli, const struct audit_args *a, uint64_t prev_size, js
             /* hex: it is printed for the next command and saved in the report */
             fputs("hie: audit report failed: the node sent a page token that is not short "
                   "hex\n", stderr);
+            ex = CLI_EXIT_CONN;
+        }
+        gathered += r != NULL ? hie__v1__audit_report_reply__get_packed_size(r) : 0;
+        if (ex == CLI_EXIT_OK && gathered > AUDIT_REPORT_REPLY_BYTES_MAX) {
+            fprintf(stderr, "hie: audit report failed: over %u MiB of replies after %u pages "
+                "(more than audit verify reads): ask for a shorter period\n",
+                AUDIT_REPORT_REPLY_BYTES_MAX >> 20, page + 1);
             ex = CLI_EXIT_CONN;
         }
         ex = ex != CLI_EXIT_OK ? ex : page_add(report, page, r, prev_size);
@@ -1416,18 +1427,25 @@ verify_once(struct verify *v)
         }
     }
     size_t pages = json_array_size(v->pages);
+    uint64_t *have = calloc(pages + 1, sizeof(*have)); /* one pass over the entries */
+    if (have == NULL) {
+        vfail(v, "out of memory");
+        return;
+    }
+    size_t i;
+    const json_t *e;
+    json_array_foreach(json_object_get(v->report, "entries"), i, e) {
+        uint64_t p = jget_u(e, "page");
+        have[p < pages ? p : pages]++; /* a page out of range fails in verify_record */
+    }
     for (size_t p = 0; p < pages; p++) {
-        uint64_t want = jget_u(json_array_get(v->pages, p), "entries_count"), have = 0;
-        size_t i;
-        const json_t *e;
-        json_array_foreach(json_object_get(v->report, "entries"), i, e) {
-            have += jget_u(e, "page") == p;
-        }
-        if (have != want) {
-            vfail(v, "page %zu: %" PRIu64 " entries saved, its reply had %" PRIu64, p, have,
+        uint64_t want = jget_u(json_array_get(v->pages, p), "entries_count");
+        if (have[p] != want) {
+            vfail(v, "page %zu: %" PRIu64 " entries saved, its reply had %" PRIu64, p, have[p],
                 want);
         }
     }
+    free(have);
 }
 
 /* One entry: inclusion of its leaf under its page's root, its record's own leaf index, the

@@ -32,6 +32,7 @@ struct node_admin {
     node_submitter_t sub;
     bool started;
     bool bound; /* the socket file is ours to remove */
+    void *dpush; /* kicks to the delivery thread (a redrive refilled a queue) */
 };
 
 static void
@@ -183,6 +184,10 @@ admin_command(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *are
     }
     hie_log_info("admin", "command applied", " id=%s index=%lu outcome=%s", req->id,
         res->index, res->code ? hie_proto_error_code_name(res->code) : "OK");
+    if (res->code == 0 && cmd->body_case == HIE__V1__COMMAND__BODY_REDRIVE &&
+        res->acknowledged > 0) { /* a receiver with nothing in flight is pumped on a kick */
+        hie_node__delivery_notify(a->dpush, DMSG_KICK, cmd->redrive->recipient_org, 0, 0, 0);
+    }
     if (res->code == 0 && cmd->body_case == HIE__V1__COMMAND__BODY_ORG_SUSPEND) {
         /* its open sessions would go on receiving deliveries and forwarded queries: the
          * registry check runs per request, and a receiving connection sends none */
@@ -566,6 +571,8 @@ admin_thread(void *arg)
     }
     zmq_close(a->rep);
     a->rep = NULL;
+    zmq_close(a->dpush);
+    a->dpush = NULL;
     hie_node__submitter_close(&a->sub);
     return NULL;
 }
@@ -638,7 +645,11 @@ hie_node__admin_start(node_admin_t **out, node_ctx_t *ctx)
     a->ctx = ctx;
     *out = a;
     a->rep = zmq_socket(ctx->zctx, ZMQ_REP);
-    if (a->rep == NULL) {
+    a->dpush = zmq_socket(ctx->zctx, ZMQ_PUSH);
+    int linger = 0;
+    if (a->rep == NULL || a->dpush == NULL ||
+        zmq_setsockopt(a->dpush, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
+        zmq_connect(a->dpush, NODE_EP_DELIVERY) != 0) {
         return -errno;
     }
     int rc = admin_bind(a);
@@ -665,6 +676,9 @@ hie_node__admin_join(node_admin_t **ap)
     }
     if (a->rep != NULL) {
         zmq_close(a->rep);
+    }
+    if (a->dpush != NULL) {
+        zmq_close(a->dpush);
     }
     hie_node__submitter_close(&a->sub);
     struct stat sb;

@@ -53,6 +53,10 @@
 /* A dead letter the log did not take: the recipient's pump waits this long before the message
  * is decided and tried again (the log full, or not answering). */
 #define DEAD_RETRY_NS (1000ull * 1000000ull)
+/* An idle receiver (nothing in flight) is pumped at least this often: what a lost kick (a
+ * full notification queue, a push answered UNAVAILABLE that the log still committed) would
+ * otherwise leave queued until the next push. */
+#define IDLE_PUMP_NS (1000ull * 1000000ull)
 
 /* A message sent and not acknowledged yet. */
 struct flight {
@@ -74,6 +78,7 @@ struct receiver {
     uint64_t last_sent_ns; /* for heartbeats on an idle connection */
     uint64_t stall_until_ns; /* no pump before then (a dead letter failed to commit); set to
                               * now: pump again at the next tick (a pump left more) */
+    uint64_t pumped_ns;      /* the last pump of an idle receiver by the tick */
 };
 
 struct node_delivery {
@@ -423,8 +428,9 @@ withheld_take(struct node_delivery *d, struct receiver *r, struct pump *p, uint3
     struct flight *f = flight_find(r, p->withheld);
     if (f != NULL && done) {
         flight_drop(r, f);
-    } else if (f != NULL) {
-        f->due_ns = hie_time_mono_ns() + backoff_ns(d, f->attempts);
+    } else if (f != NULL) { /* decided again soon: a commit that failed once (the log slow
+                             * or full) is no reason to wait out a delivery backoff */
+        f->due_ns = hie_time_mono_ns() + DEAD_RETRY_NS;
     }
     if (!done) { /* not sent, still queued: decided again once the stall ends (by its
                   * flight's due time when it has one: a rewind would resend those after it) */
@@ -450,7 +456,11 @@ pump(struct node_delivery *d, struct receiver *r)
     }
     for (unsigned i = 0; i < HIE_DELIVERY_WINDOW_MAX && r->conn_id != 0; i++) {
         struct pump p = {.d = d, .r = r};
-        (void)queue_visit(d, r, r->next_seq, r->window - inflight(r), pump_one, &p);
+        if (queue_visit(d, r, r->next_seq, r->window - inflight(r), pump_one, &p) != 0 &&
+            r->stall_until_ns <= hie_time_mono_ns()) { /* not read (a reader slot, memory):
+            * the next tick after the stall tries again, also with nothing in flight */
+            r->stall_until_ns = hie_time_mono_ns() + DEAD_RETRY_NS;
+        }
         if (!withheld_take(d, r, &p, 0) && p.undeliverable == 0) {
             return;
         }
@@ -546,6 +556,7 @@ struct resend {
     uint64_t seq;
     bool found;
     bool give_up;         /* dead-letter it (outside the read transaction) */
+    bool undeliverable;   /* because no frame can carry it */
 };
 
 static int
@@ -570,6 +581,11 @@ resend_one(void *ctx, uint64_t seq, hie_span_t stored)
     }
     rs->p.rc = send_one(&rs->p, seq, stored);
     rs->p.rc = rs->p.rc == HIE_EDENIED ? 0 : rs->p.rc; /* withheld: rs->p.withheld */
+    if (rs->p.rc == HIE_ELIMIT || rs->p.rc == HIE_ECORRUPT) { /* never sendable (a resent
+        * frame grew past the limit): dead-lettered, as the pump does with a first send */
+        rs->give_up = rs->undeliverable = true;
+        rs->p.rc = 0;
+    }
     return 1;
 }
 
@@ -587,24 +603,27 @@ tick_receiver(struct node_delivery *d, struct receiver *r, uint64_t now)
             j++;
             continue;
         }
-        struct resend rs = {{.d = d, .r = r}, f->seq, false, false};
+        struct resend rs = {{.d = d, .r = r}, f->seq, false, false, false};
         uint64_t seq = f->seq;
         uint32_t attempts = f->attempts;
-        (void)queue_visit(d, r, seq, 1, resend_one, &rs.p);
+        int vrc = queue_visit(d, r, seq, 1, resend_one, &rs.p);
         if (withheld_take(d, r, &rs.p, attempts)) {
             continue; /* its flight dropped, or due again: j is the next one either way */
         }
-        bool done = !rs.found;
+        bool done = !rs.found && vrc == 0; /* not found: it left the queue (unless the queue
+                                            * could not be read at all: kept, tried again) */
         if (rs.give_up) {
-            done = dead_letter(d, r, seq, attempts, attempts >= d->ctx->cfg.delivery_max_attempts
-                ? "max-attempts" : "max-age", hie_span(NULL, 0));
+            done = dead_letter(d, r, seq, attempts, rs.undeliverable ? "undeliverable"
+                : attempts >= d->ctx->cfg.delivery_max_attempts ? "max-attempts" : "max-age",
+                hie_span(NULL, 0));
         }
         if (done) {
             flight_drop(r, f);
             continue;
         }
-        if (rs.give_up) { /* not committed: the message stays queued; try again later */
-            f->due_ns = now + backoff_ns(d, f->attempts);
+        if (rs.give_up || !rs.found) { /* not committed, or not read: still queued; again
+                                        * after the stall, not after a delivery backoff */
+            f->due_ns = now + DEAD_RETRY_NS;
             r->stall_until_ns = hie_time_mono_ns() + DEAD_RETRY_NS;
         }
         j++;
@@ -661,6 +680,9 @@ tick(struct node_delivery *d)
         } else if (r->stall_until_ns != 0 && now >= r->stall_until_ns) {
             r->stall_until_ns = 0;
             pump(d, r); /* what a failed dead letter or send held back */
+        } else if (r->stall_until_ns == 0 && now - r->pumped_ns >= IDLE_PUMP_NS) {
+            r->pumped_ns = now;
+            pump(d, r); /* a kick lost: one read of the queue's head a second */
         }
         if (now - r->last_sent_ns >= hb_ns) {
             heartbeat(d, r);

@@ -896,6 +896,22 @@ inflight_release(node_edge_t *e, struct conn *c, const node_req_t *req)
     }
 }
 
+/* A delivery (or heartbeat) to c: queued and written now. */
+static void
+edge_deliver(node_edge_t *e, struct conn *c, node_req_t *req)
+{
+    c->receiving = true;
+    conn_queue(e, c, req->reply_buf, req->reply_len);
+    req->reply_buf = NULL;
+    req->reply_len = 0;
+    hie_node__req_destroy(&req);
+    if (conn_write(e, c)) {
+        conn_update_events(e, c);
+        pending_note(e, c); /* the write may have drained the queue that paused reading:
+                             * frames OpenSSL already holds raise no EPOLLIN */
+    }
+}
+
 static void
 edge_reply(node_edge_t *e, node_req_t *req)
 {
@@ -937,14 +953,7 @@ edge_reply(node_edge_t *e, node_req_t *req)
         return;
     }
     if (req->type == NODE_REQ_DELIVERY) { /* unsolicited: no request, no in-flight slot */
-        c->receiving = true;
-        conn_queue(e, c, req->reply_buf, req->reply_len);
-        req->reply_buf = NULL;
-        req->reply_len = 0;
-        hie_node__req_destroy(&req);
-        if (conn_write(e, c)) {
-            conn_update_events(e, c);
-        }
+        edge_deliver(e, c, req);
         return;
     }
     HIE_ASSERT(c->inflight > 0);

@@ -213,7 +213,7 @@ out_write(const char *path, const char *text)
 /* ---- decoding records and subjects ------------------------------------------------------- */
 
 static const char *const audit_action_names[] = {"unspecified", "pix", "pdq", "record-query",
-    "push", "notify", "report", "retrieve", "review-list"};
+    "push", "notify", "report", "retrieve", "review-list", "query-forward"};
 
 static const char *
 audit_action_name(Hie__V1__AuditAction a)
@@ -693,7 +693,9 @@ csv_description(const json_t *rec, const json_t *sub, char *out, size_t cap)
         {"record-query", "documents", "record query"}, {"push", "documents", "push"},
         {"notify", "notifications", "notification"},
         {"retrieve", "documents", "document retrieval"},
-        {"review-list", "identifiers", "MPI review (operations)"}};
+        {"review-list", "identifiers", "MPI review (operations)"},
+        {"query-forward", "a query about the responder's own identifiers",
+            "record query forwarded to a responder"}};
     const char *action = jget_s(rec, "action"), *what = "data", *label = action;
     for (size_t i = 0; i < HIE_ARRAY_LEN(words); i++) {
         if (strcmp(action, words[i].action) == 0) {

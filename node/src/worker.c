@@ -555,9 +555,77 @@ fwd_waiting_on(const struct worker *w, const char *org)
     return n;
 }
 
+static uint64_t submit_deadline(void);
+static bool audit_flush(struct worker *w);
+
+/* Treatment, payment and operations: exempt from a HIPAA accounting (§164.528(a)(1)). */
+static bool
+purpose_tpo(Hie__V1__PurposeOfUse p)
+{
+    return p == HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT ||
+           p == HIE__V1__PURPOSE_OF_USE__PURPOSE_PAYMENT ||
+           p == HIE__V1__PURPOSE_OF_USE__PURPOSE_OPERATIONS;
+}
+
+/* Sends responder i's forward audit record; [out] *token. */
+static int
+fwd_audit_one(struct worker *w, const struct fwdq *fq, size_t i, const node_who_t *who,
+    uint64_t *token)
+{
+    node_subject_t s = {fq->fwd.euid, {0}, fq->fwd.ids[i], fq->fwd.n_ids[i], NULL, 0};
+    s.decision.decision = HIE_CONSENT_PERMIT;
+    s.decision.reason = "forwarded";
+    s.decision.accounting_excluded = purpose_tpo(who->purpose);
+    node_audit_cmd_t a = {0};
+    bool patient = !fq->retrieve && fq->fwd.euid != NULL; /* a retrieval names a document */
+    hie_node__audit_build(w->ctx, who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_QUERY_FORWARD,
+        HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, &s, patient ? 1 : 0, fq->req->arena, &a);
+    if (a.build_rc != 0) {
+        return a.build_rc;
+    }
+    a.cmd.audit_append->record->recipient_org = (char *)(uintptr_t)fq->fwd.orgs[i];
+    return hie_node__submit_send_by(&w->sub, &a.cmd, submit_deadline(), token);
+}
+
+/* Before a responder is told who asks about which of its patients: its audit record,
+ * committed (a node killed after the forward left none of it). The wakeup's staged records go
+ * first (this waits). A responder whose record is not committed is not asked: an error
+ * source in the reply. */
+static void
+fwd_audit(struct worker *w, struct fwdq *fq, const node_who_t *who)
+{
+    size_t sent = 0, at[NODE_QUERY_RESPONDERS_MAX];
+    uint64_t first = 0, token = 0;
+    int rc = 0;
+    w->stage.stopping = !audit_flush(w) || w->stage.stopping;
+    for (size_t i = 0; rc == 0 && i < fq->fwd.n; i++) {
+        if (fq->status[i] == 0 && (rc = fwd_audit_one(w, fq, i, who, &token)) == 0) {
+            first = sent == 0 ? token : first; /* the submitter's tokens are consecutive */
+            at[sent++] = i;
+        }
+    }
+    hie_command_result_t *res[NODE_QUERY_RESPONDERS_MAX];
+    int rcs[NODE_QUERY_RESPONDERS_MAX];
+    bool ok[NODE_QUERY_RESPONDERS_MAX] = {false};
+    if (sent > 0 && hie_node__submit_collect(&w->sub, first, sent, AUDIT_COMMIT_TIMEOUT_MS,
+            fq->req->arena, res, rcs) == 0) {
+        for (size_t k = 0; k < sent; k++) {
+            ok[at[k]] = rcs[k] == 0 && res[k] != NULL &&
+                        res[k]->code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
+        }
+    }
+    for (size_t i = 0; i < fq->fwd.n; i++) {
+        if (fq->status[i] == 0 && !ok[i]) {
+            hie_log_error("audit", "forward audit record not committed: responder not asked",
+                " org=%s id=%s responder=%s", who->org_id, who->request_id, fq->fwd.orgs[i]);
+            fq->status[i] = HIE__V1__SOURCE_STATUS__SOURCE_ERROR;
+        }
+    }
+}
+
 /* Sends fq's request (q, or a retrieval of document_id) to each of its responders; one with
- * FWD_PER_ORG_MAX requests already waiting on it is an error source at once. Returns how many
- * were sent. */
+ * FWD_PER_ORG_MAX requests already waiting on it is an error source at once, and so is one
+ * whose forward could not be audited. Returns how many were sent. */
 static size_t
 fwd_send(struct worker *w, struct fwdq *fq, node_req_t *req, const node_who_t *who,
     const Hie__V1__RecordQuery *q, const char *document_id)
@@ -573,6 +641,7 @@ fwd_send(struct worker *w, struct fwdq *fq, node_req_t *req, const node_who_t *w
     randombytes_buf(&nonce, sizeof(nonce));
     snprintf(fq->id, sizeof(fq->id), "qf.%u.%lu.%016" PRIx64, w->index,
         (unsigned long)++w->fwd_counter, nonce);
+    fwd_audit(w, fq, who);
     uint64_t wait_ms = w->ctx->cfg.query_responder_timeout_ms;
     fq->deadline_ns = hie_time_mono_ns() + wait_ms * 1000000ull;
     for (size_t i = 0; i < fq->fwd.n; i++) {

@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -410,6 +411,39 @@ Test(query, a_responder_answers_and_both_sources_are_listed, .timeout = 120)
     cr_assert_eq(qr->n_sources, 2u);
     cr_assert_eq(qr->sources[1]->status, HIE__V1__SOURCE_STATUS__SOURCE_OK);
     fx_stop(&n, &a, &h, &c, &s);
+}
+
+/* A forward tells the responder who asks (requester, purpose) about which of its patients:
+ * its audit record is committed before it goes. The node killed (-9) the moment the responder
+ * has the forward, before any answer: after the restart the record is there (there was
+ * none: the query's one record is written when it completes). */
+Test(query, a_forward_is_audited_before_the_responder_sees_it, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    struct inbox in;
+    setup3_responder(&n, &h, &c, &s, &in, a);
+    size_t audits = itest_db_entries_settled(&n, "audit_rec");
+    query_send(c, "q1");
+    Hie__V1__QueryForward *f = forward_wait(s, a);
+    cr_assert_str_eq(f->requester_org, CLINIC);
+    cr_assert_eq(itest_node_stop(&n, SIGKILL), 128 + SIGKILL);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_client_destroy(&s);
+    itest_node_start(&n);
+    cr_assert_eq(itest_db_entries_settled(&n, "audit_rec"), audits + 1u,
+        "the forward's record survived the kill");
+    char out[4096];
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "audit verify"), 0, "%s", out);
+    /* the auditor's view: a forward of the clinic's query to st-mary */
+    itest_register(&n, "state-auditor", "auditor");
+    cr_assert_eq(itest_hie(&n, "state-auditor", out, sizeof(out), "audit report org-access "
+        "--org-id %s --format csv", CLINIC), 0, "%s", out);
+    cr_assert(strstr(out, "," HOSP2 ",treatment,query-forward,") != NULL, "%s", out);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
 }
 
 /* A ResponderRegister under the id of the member's earlier feed is refused as such
@@ -833,8 +867,8 @@ Test(query, a_responder_document_is_retrieved_through_the_broker_with_consent, .
     hie_envelope_t *huge = retrieve_via(c, s, "g3b", HOSP2, "S-5", NULL, a);
     answer_content_bytes = 0;
     expect_error(huge, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "document_id");
-    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audits + 4u, 2000), audits + 4u,
-        "one per completed retrieval");
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audits + 8u, 2000), audits + 8u,
+        "one per forward, committed before it, and one per completed retrieval");
     /* no answer: UNAVAILABLE at the deadline; an organization that is no responder */
     uint64_t t0 = hie_time_mono_ns();
     retrieve_send(c, "g4", "st-mary:lab-77", HOSP2);

@@ -26,9 +26,10 @@
 #include <string.h>
 
 #define POOL_MAGIC 0x504f4f4cu /* "POOL" */
-/* Per thread and batch: 1,024 items of a 2 KB person and 66 candidates x 32 bytes at 1M
- * records; HIE_MPI_CANDIDATES_MAX candidates each would need 48 MB. Past the cap an item is
- * not prepared (apply does it). */
+/* Per thread and batch: 1,024 items of a 2 KB person, the candidate search's two scratch
+ * arrays (2 x 1,152 x 16 bytes, kept until the batch ends) and 66 candidates x 56 bytes at
+ * 1M records: about 45 KB an item. Past the cap the thread stops claiming for the batch, and
+ * what it did not prepare apply does. */
 #define POOL_ARENA_BYTES (64u << 20)
 /* Touched sets: a batch writes about two cache entries per feed (more when it merges) and
  * up to 18 block keys per feed; past half full a set stops telling (apply reads again). The
@@ -183,6 +184,10 @@ pool_run(struct hie_mpi_pool *pool, struct pool_thread *t)
         atomic_store(&pool->item[i].state, ITEM_DONE);
         pthread_cond_broadcast(&pool->done);
         pthread_mutex_unlock(&pool->mu);
+        if (hie_arena_cap_hit(t->arena)) {
+            break; /* full for this batch: every later claim would fail at once and leave its
+                    * item to apply, which the threads with room can still prepare */
+        }
     }
 }
 

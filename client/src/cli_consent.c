@@ -150,7 +150,7 @@ hie_cli__whoami_org(struct cli *cli, char *org, size_t org_bytes)
     req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_UNSPECIFIED; /* allowed for WhoAmI */
     req.body_case = HIE__V1__ENVELOPE__BODY_WHOAMI;
     req.whoami = &body;
-    int ex = hie_cli__exchange(cli, "whoami (for the default --org)", &req, 1,
+    int ex = hie_cli__exchange(cli, "whoami (for the default --org)", &req, HIE_CLI_ID_RANDOM,
         HIE__V1__ENVELOPE__BODY_WHOAMI_REPLY, &arena, &reply);
     if (ex == CLI_EXIT_OK) {
         snprintf(org, org_bytes, "%s", reply->whoami_reply->org_id);

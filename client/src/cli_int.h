@@ -82,6 +82,9 @@ void hie_cli__fputs_safe(FILE *f, const char *s);
 /* Fills env's header: id (--id, with "-SEQ" when seq > 0, or random), purpose and clock.
  * id_buf (at least HIE_PROTO_ID_BYTES_MAX + 1 bytes) must outlive env. Returns CLI_CONTINUE
  * or CLI_EXIT_USAGE. */
+/* seq for a request that is never one of --id's: lookups (WhoAmI), Receive and DeliveryAck
+ * (an acknowledgement under a run's repeated id was answered with an earlier run's result) */
+#define HIE_CLI_ID_RANDOM UINT32_MAX
 int hie_cli__request_init(const struct cli *cli, hie_envelope_t *env, uint32_t seq,
     char *id_buf, size_t id_buf_bytes);
 /* Creates cli->client on first use and connects it; failures are reported on stderr. Returns an

@@ -394,7 +394,7 @@ mpi_org_default(struct cli *cli, struct mpi_args *a)
     if (a->org != NULL) {
         return CLI_EXIT_OK;
     }
-    int ex = hie_cli__request_init(cli, &req, 1, id, sizeof(id));
+    int ex = hie_cli__request_init(cli, &req, HIE_CLI_ID_RANDOM, id, sizeof(id));
     if (ex != CLI_CONTINUE) {
         return ex;
     }
@@ -422,7 +422,7 @@ sex_parse(const char *s, Hie__V1__Sex *out)
         return CLI_CONTINUE;
     }
     for (size_t i = 1; i < HIE_ARRAY_LEN(sex_names); i++) {
-        if (strcasecmp(s, sex_names[i]) == 0 || (s[1] == '\0' && s[0] == sex_names[i][0])) {
+        if (strcasecmp(s, sex_names[i]) == 0 || (s[0] == sex_names[i][0] && s[1] == '\0')) {
             *out = (Hie__V1__Sex)i;
             return CLI_CONTINUE;
         }

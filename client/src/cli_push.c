@@ -250,6 +250,7 @@ struct rx_opts {
     uint32_t count;             /* 0: no limit */
     bool follow;
     bool no_ack;
+    bool discard;               /* --discard-content: acknowledge documents not kept */
     const char *out_dir;
 };
 
@@ -267,7 +268,6 @@ struct rx {
     bool dir_dirty;                             /* files renamed since the last dir fsync */
     enum rx_end end;
     bool quiet;                                 /* RX_LOST only because a wait timed out */
-    uint32_t ids_count;                         /* requests sent: numbers an explicit --id */
     /* this connection, as the node counts it */
     uint64_t queued, got, unacked;
     uint32_t window;
@@ -280,6 +280,7 @@ struct rx {
     uint64_t pending_since_ns;
     /* this run */
     uint64_t printed;
+    uint64_t not_kept;                          /* documents shown, not kept, not acknowledged */
     uint8_t seen[RX_SEEN_MAX][RX_SEEN_HASH_BYTES];
     size_t seen_count, seen_next;
 };
@@ -418,7 +419,7 @@ rx_call(struct rx *rx, Hie__V1__Envelope__BodyCase body_case, void *body,
     char id[HIE_PROTO_ID_BYTES_MAX + 1];
     hie_envelope_t req;
     *arena = NULL;
-    int ex = hie_cli__request_init(rx->cli, &req, ++rx->ids_count, id, sizeof(id));
+    int ex = hie_cli__request_init(rx->cli, &req, HIE_CLI_ID_RANDOM, id, sizeof(id));
     if (ex != CLI_CONTINUE) {
         return ex;
     }
@@ -442,6 +443,8 @@ rx_call(struct rx *rx, Hie__V1__Envelope__BodyCase body_case, void *body,
     return CLI_EXIT_OK;
 }
 
+static int rx_flush(struct rx *rx);
+
 /* Asks for deliveries on this connection (connecting first). Returns an exit code. */
 static int
 rx_start(struct rx *rx)
@@ -450,13 +453,18 @@ rx_start(struct rx *rx)
     hie_arena_t *arena = NULL;
     hie_envelope_t *reply = NULL;
     HIE_ASSERT(rx->inbox_count == 0);
-    HIE_ASSERT(rx->pending_count == 0);
     body.window = rx->window;
     int ex = hie_cli__connect(rx->cli); /* creates the client; reconnects go by send */
     if (ex != CLI_EXIT_OK) {
         /* reported; --follow tries again while the client exists (bad files: it does not) */
         rx->end = rx->cli->client != NULL && rx->o.follow ? RX_LOST : RX_GOING;
         return ex;
+    }
+    /* acknowledgements a lost connection could not send (the node was down): first, on this
+     * connection (seqs are the recipient's, not the connection's) */
+    ex = rx_flush(rx);
+    if (ex != CLI_EXIT_OK || rx->pending_count > 0) {
+        return ex != CLI_EXIT_OK ? ex : CLI_EXIT_CONN;
     }
     ex = rx_call(rx, HIE__V1__ENVELOPE__BODY_RECEIVE, &body,
         HIE__V1__ENVELOPE__BODY_RECEIVE_REPLY, &arena, &reply);
@@ -487,6 +495,11 @@ rx_flush(struct rx *rx)
     if (rx->dir_dirty && fsync(rx->dir_fd) != 0) {
         fprintf(stderr, "hie: receive: fsync %s failed: %s\n", rx->o.out_dir, strerror(errno));
         return CLI_EXIT_USAGE; /* nothing acknowledged: all comes again */
+    }
+    struct stat sb; /* notifications printed into a file: on disk before they are acked */
+    if (fstat(STDOUT_FILENO, &sb) == 0 && S_ISREG(sb.st_mode) && fsync(STDOUT_FILENO) != 0) {
+        fprintf(stderr, "hie: receive: fsync of the output failed: %s\n", strerror(errno));
+        return CLI_EXIT_USAGE;
     }
     rx->dir_dirty = false;
     body.n_seqs = rx->pending_count;
@@ -564,18 +577,8 @@ rx_write(struct rx *rx, const Hie__V1__Delivery *d, const char *name)
 static void
 rx_kv(const char *key, const char *s)
 {
-    bool bare = s[0] != '\0';
-    for (const char *p = s; bare && *p != '\0'; p++) {
-        unsigned char ch = (unsigned char)*p;
-        bare = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-            (ch >= '0' && ch <= '9') || strchr("._:@/,+-", ch) != NULL;
-    }
     printf("%s%s=", strcmp(key, "seq") == 0 ? "" : " ", key); /* seq opens the line */
-    json_t *j = bare ? NULL : hie_cli__jstr(s);
-    char *q = j != NULL ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-    fputs(bare ? s : q != NULL ? q : "\"?\"", stdout);
-    free(q);
-    json_decref(j);
+    hie_cli__kv_value(stdout, s); /* escapes controls, C1 and bidi characters a sender put in */
 }
 
 static json_t *
@@ -672,8 +675,15 @@ rx_handle(struct rx *rx, const Hie__V1__Delivery *d)
         fputs("hie: receive failed: a malformed delivery from the node\n", stderr);
         return CLI_EXIT_CONN;
     }
+    /* a document's content is kept only in --out-dir (the output shows its size): without
+     * it, acknowledging would have the node delete the only copy. A notification is shown
+     * whole. */
+    bool kept = rx->dir_fd >= 0 || rx->o.discard ||
+                strcmp(d->document->content_type, CLI_NOTIFICATION_CONTENT_TYPE) == 0;
     if (rx_seen(rx, d->message_id)) {
-        rx_ack_add(rx, d->seq);
+        if (kept) {
+            rx_ack_add(rx, d->seq);
+        }
         return CLI_EXIT_OK;
     }
     if (rx->dir_fd >= 0) {
@@ -691,7 +701,11 @@ rx_handle(struct rx *rx, const Hie__V1__Delivery *d)
     }
     rx->printed++;
     rx->last_ns = hie_time_mono_ns();
-    rx_ack_add(rx, d->seq);
+    if (kept) {
+        rx_ack_add(rx, d->seq);
+    } else {
+        rx->not_kept++;
+    }
     if (rx->o.count != 0 && rx->printed >= rx->o.count) {
         rx->end = RX_DONE;
     }
@@ -888,7 +902,8 @@ rx_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv, stru
     static const struct option opts[] = {{"window", required_argument, NULL, 'w'},
         {"count", required_argument, NULL, 'n'}, {"follow", no_argument, NULL, 'F'},
         {"out-dir", required_argument, NULL, 'o'}, {"no-ack", no_argument, NULL, 'N'},
-        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"discard-content", no_argument, NULL, 'D'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int opt;
     memset(o, 0, sizeof(*o));
     optind = 0; /* glibc: start over on the subcommand's argv */
@@ -907,6 +922,7 @@ rx_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv, stru
         case 'F': o->follow = true; break;
         case 'o': o->out_dir = optarg; break;
         case 'N': o->no_ack = true; break;
+        case 'D': o->discard = true; break;
         case 'j': cli->json = true; break;
         case 'h':
             printf("usage: hie %s %s\n%s\n", cmd->name, cmd->args, cmd->summary);
@@ -964,6 +980,11 @@ hie_cli__cmd_receive(struct cli *cli, const struct cli_cmd *cmd, int argc, char 
         (void)sigaction(SIGINT, &sa, NULL);
         (void)sigaction(SIGTERM, &sa, NULL);
         ex = rx_run(rx);
+    }
+    if (rx->not_kept > 0) {
+        fprintf(stderr, "hie: receive: %" PRIu64 " document%s shown but not acknowledged: "
+            "their content is kept only with --out-dir DIR (--discard-content acknowledges "
+            "them without it); they come again\n", rx->not_kept, rx->not_kept == 1 ? "" : "s");
     }
     rx_inbox_clear(rx);
     if (rx->dir_fd >= 0) {

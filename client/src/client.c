@@ -24,11 +24,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <sodium.h>
 
 #define CLIENT_MAGIC 0x48434c54u /* "HCLT" */
@@ -240,6 +242,12 @@ ctx_load_files(hie_client_t *c, const hie_client_config_t *cfg)
         return 0;
     }
     HIE_ASSERT(cfg->key_file != NULL);
+    struct stat sb; /* as the node holds its own: a key others can read is not private */
+    if (stat(cfg->key_file, &sb) == 0 && (!S_ISREG(sb.st_mode) || (sb.st_mode & 0077) != 0)) {
+        client_error_set(c, "key file %s must be a regular file only its owner can read "
+            "(chmod 600)", cfg->key_file);
+        return HIE_ETLS;
+    }
     if (SSL_CTX_use_certificate_chain_file(c->ctx, cfg->cert_file) != 1) {
         return ctx_file_error(c, "load certificate", cfg->cert_file);
     }
@@ -250,6 +258,21 @@ ctx_load_files(hie_client_t *c, const hie_client_config_t *cfg)
         return ctx_file_error(c, "key does not match certificate", cfg->cert_file);
     }
     return 0;
+}
+
+/* The node's certificate must say serverAuth: OpenSSL's SSL_SERVER purpose passes one with
+ * no extendedKeyUsage at all (a member's certificate issued with --eku none, say). */
+static int
+ctx_verify_cb(int ok, X509_STORE_CTX *x)
+{
+    X509 *cert = X509_STORE_CTX_get_current_cert(x);
+    if (ok && X509_STORE_CTX_get_error_depth(x) == 0 &&
+        ((X509_get_extension_flags(cert) & EXFLAG_XKUSAGE) == 0 ||
+            (X509_get_extended_key_usage(cert) & XKU_SSL_SERVER) == 0)) {
+        X509_STORE_CTX_set_error(x, X509_V_ERR_INVALID_PURPOSE);
+        return 0;
+    }
+    return ok;
 }
 
 static int
@@ -265,7 +288,7 @@ ctx_create(hie_client_t *c, const hie_client_config_t *cfg)
     if (rc != 0) {
         return rc;
     }
-    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, ctx_verify_cb);
     SSL_CTX_set_verify_depth(c->ctx, HIE_TLS_VERIFY_DEPTH_MAX);
     SSL_CTX_set_max_cert_list(c->ctx, HIE_TLS_CERT_LIST_BYTES_MAX);
     SSL_CTX_set_default_passwd_cb(c->ctx, ctx_no_passphrase);

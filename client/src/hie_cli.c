@@ -59,11 +59,13 @@ static const struct cli_cmd cli_cmds[] = {
         "send one document about one of our patients to another member (or store it in the "
         "HIE's repository); prints its message id",
         hie_cli__cmd_push},
-    {"receive", "[--window N] [--count N] [--follow] [--out-dir DIR] [--no-ack]",
+    {"receive", "[--window N] [--count N] [--follow] [--out-dir DIR] [--no-ack] "
+                "[--discard-content]",
         "take this organization's deliveries: one line each (notifications decoded), "
-        "acknowledged once printed",
+        "acknowledged once printed (a document once written to --out-dir)",
         hie_cli__cmd_receive},
-    {"notifications", "[--window N] [--count N] [--follow] [--out-dir DIR] [--no-ack]",
+    {"notifications", "[--window N] [--count N] [--follow] [--out-dir DIR] [--no-ack] "
+                      "[--discard-content]",
         "the same as receive (one queue holds documents and ADT notifications)",
         hie_cli__cmd_receive},
     {"adt", "a01|a02|a03|a04|a08|a11|a13|a40 --mrn MRN [--visit V] [--class C] [--facility F] "
@@ -382,7 +384,10 @@ cli_help_push(FILE *f)
           "  run is acknowledged silently). Stops after --count deliveries or, without\n"
           "  --follow, when nothing arrives for 2 s; --follow runs until SIGINT or SIGTERM.\n"
           "  --window N: unacknowledged deliveries in flight (default 32); --no-ack: show\n"
-          "  without acknowledging (they come again next time).\n"
+          "  without acknowledging (they come again next time). Without --out-dir a document\n"
+          "  (its content is not printed) is not acknowledged: the node would delete the only\n"
+          "  copy; --discard-content acknowledges it anyway. Output to a file is fsynced\n"
+          "  before its deliveries are acknowledged.\n"
           "  push --repository (instead of --to) stores the document in the HIE's repository,\n"
           "  where record queries (hie query) find it.\n",
         f);
@@ -771,7 +776,7 @@ hie_cli__request_init(const struct cli *cli, hie_envelope_t *env, uint32_t seq, 
     HIE_ASSERT(id_buf_bytes >= HIE_CLIENT_ID_BUF_BYTES);
     HIE_ASSERT(id_buf_bytes > HIE_PROTO_ID_BYTES_MAX);
     hie__v1__envelope__init(env);
-    if (cli->id == NULL) {
+    if (cli->id == NULL || seq == HIE_CLI_ID_RANDOM) {
         hie_client_new_id(id_buf, id_buf_bytes);
     } else if (seq == 0) {
         snprintf(id_buf, id_buf_bytes, "%s", cli->id);
@@ -840,6 +845,11 @@ hie_cli__call(struct cli *cli, const char *what, const hie_envelope_t *req,
             fprintf(stderr, " (timeout %" PRIu32 " ms)", cli->timeout_ms);
         }
         fputc('\n', stderr);
+        if (rc != HIE_EINVAL && rc != HIE_ETLS && req->id != NULL) {
+            /* it may have reached the node and been applied: a new id would do it twice */
+            fprintf(stderr, "hie: the outcome is unknown; the same command with --id %s "
+                "answers what the node did, without doing it again\n", req->id);
+        }
         return rc == HIE_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_CONN;
     }
     HIE_ASSERT(*reply != NULL);

@@ -304,6 +304,14 @@ Test(push_cli, bad_input_is_refused, .timeout = 120)
     rc = itest_hie(&n, CLINIC, out, sizeof(out), "receive");
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert_str_eq(out, "", "nothing was queued: %s", out);
+    /* a member key others can read is refused, as the node refuses its own */
+    char key[ITEST_PATH + 32];
+    snprintf(key, sizeof(key), "%s/open.key", n.root);
+    rc = itest_sh(out, sizeof(out), "cp '%s/certs/%s.key' '%s' && chmod 644 '%s' && '%s' --addr "
+        "127.0.0.1:%u --ca '%s/ca/ca.crt' --cert '%s/certs/%s.crt' --key '%s' ping", n.pki,
+        CLINIC, key, key, HIE_CLI_BIN, n.port, n.pki, n.pki, CLINIC, key);
+    cr_assert_neq(rc, 0, "a key mode 644 was used: %s", out);
+    cr_assert(strstr(out, "chmod 600") != NULL, "%s", out);
     /* offline: no --ca, no certificate; the report file is what fails */
     rc = itest_sh(out, sizeof(out), "env -u HIE_CA '%s' audit verify '%s/none.json' --vkey x",
         HIE_CLI_BIN, n.root);

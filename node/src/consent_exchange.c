@@ -76,6 +76,54 @@ command_wait(node_ctx_t *ctx, node_submitter_t *sub, hie_command_t *cmd, const c
     return 0;
 }
 
+/* The directive's compiled size, and the patient's with it, within what a member may file
+ * (HIE_CONSENT_SUBMIT_COMPILED_BYTES_MAX, HIE_CONSENT_PATIENT_COMPILED_BYTES_MAX). A patient
+ * the MPI does not know yet is refused by apply. */
+static int
+consent_size_check(node_ctx_t *ctx, Hie__V1__ConsentDirective *d,
+    const uint8_t h[HIE_MPI_REC_HASH_BYTES], hie_arena_t *arena, node_mpi_err_t *e)
+{
+    size_t len = 0, total = 0, n = 0;
+    uint8_t *buf = hie_arena_alloc(arena, HIE_CONSENT_COMPILED_BYTES_MAX);
+    hie_span_t *rules = hie_arena_alloc(arena, HIE_CONSENT_DIRECTIVES_MAX * sizeof(*rules));
+    char euid[HIE_MPI_EUID_BYTES];
+    MDB_txn *txn = NULL;
+    d->id = (char *)(uintptr_t)"cns-0"; /* compiled as apply will, with its id and version */
+    d->version = 1;
+    int rc = buf == NULL || rules == NULL ? HIE_ENOMEM
+        : hie_consent_compile(d, buf, HIE_CONSENT_COMPILED_BYTES_MAX, &len, NULL);
+    d->id = (char *)(uintptr_t)"";
+    d->version = 0;
+    if (rc == 0 && len > HIE_CONSENT_SUBMIT_COMPILED_BYTES_MAX) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "directive.provisions",
+            "the directive is too large: at most 16 KiB compiled (fewer provisions or named "
+            "organizations)");
+    }
+    rc = rc ? rc : mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn)
+        ? HIE_ESTORAGE : 0;
+    int frc = rc ? rc : hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state), txn, h, arena,
+        euid);
+    rc = rc ? rc : frc == HIE_ENOTFOUND ? 0 : frc;
+    rc = rc || frc != 0 ? rc : hie_node__consent_rules(hie_node__state_consent(ctx->state),
+        hie_node__state_mpi(ctx->state), txn, euid, NULL, arena, rules,
+        HIE_CONSENT_DIRECTIVES_MAX, &n);
+    for (size_t i = 0; rc == 0 && frc == 0 && i < n; i++) {
+        total += rules[i].len;
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (rc != 0 && rc != HIE_ELIMIT) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL, "try again later");
+    }
+    if (rc == HIE_ELIMIT || total + len > HIE_CONSENT_PATIENT_COMPILED_BYTES_MAX) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "directive",
+            "the patient's directives on file would be too large together (at most 128 KiB "
+            "compiled): revoke ones no longer needed first");
+    }
+    return 0;
+}
+
 int
 hie_node__consent_submit_xchg(node_ctx_t *ctx, node_submitter_t *sub, const char *requester,
     const char *id, const Hie__V1__ConsentSubmitRequest *req, hie_arena_t *arena,
@@ -108,6 +156,10 @@ hie_node__consent_submit_xchg(node_ctx_t *ctx, node_submitter_t *sub, const char
         "directive.patient.mrn", h, e);
     if (rc != 0 || masked == NULL) {
         return rc != 0 ? rc : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "busy");
+    }
+    rc = consent_size_check(ctx, d, h, arena, e);
+    if (rc != 0) {
+        return rc;
     }
     masked[0] = '#';
     sodium_bin2hex(masked + 1, MASKED_MRN_BYTES - 1, h, sizeof(h));

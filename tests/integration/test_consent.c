@@ -169,6 +169,79 @@ two_records(hie_client_t *h, hie_client_t *c, hie_arena_t *a)
     return r1->euid;
 }
 
+/* A directive with kids deny provisions of 32 named organizations each (63-character ids):
+ * about 2.1 KiB compiled a provision. */
+struct big_dir {
+    struct dir x;
+    Hie__V1__ConsentProvision kids[8];
+    Hie__V1__ConsentProvision *kidp[8];
+    Hie__V1__ConsentActor actors[8][32];
+    Hie__V1__ConsentActor *actorp[8][32];
+    char orgs[8][32][64];
+};
+
+static void
+big_dir_init(struct big_dir *b, size_t kids)
+{
+    dir_init(&b->x, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    for (size_t k = 0; k < kids; k++) {
+        hie__v1__consent_provision__init(&b->kids[k]);
+        b->kids[k].type = HIE__V1__PROVISION_TYPE__PROVISION_DENY;
+        for (size_t i = 0; i < 32; i++) {
+            memset(b->orgs[k][i], 'x', 63);
+            b->orgs[k][i][63] = '\0';
+            int w = snprintf(b->orgs[k][i], 16, "o%zu-%zu-", k, i);
+            b->orgs[k][i][w] = 'x'; /* the NUL snprintf wrote */
+            hie__v1__consent_actor__init(&b->actors[k][i]);
+            b->actors[k][i].org_id = b->orgs[k][i];
+            b->actorp[k][i] = &b->actors[k][i];
+        }
+        b->kids[k].n_actors = 32;
+        b->kids[k].actors = b->actorp[k];
+        b->kidp[k] = &b->kids[k];
+    }
+    b->x.root.n_provisions = kids;
+    b->x.root.provisions = b->kidp;
+}
+
+/* What one member may file is bounded by what it costs every decision about the patient: a
+ * directive at most 16 KiB compiled, the patient's together at most 128 KiB. At the old
+ * bounds (64 directives of 132 KiB) each decision took 14 ms, and a record query thousands. */
+Test(consent, directives_too_large_alone_or_together_are_refused, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n, NULL);
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    two_records(h, c, a);
+    static struct big_dir b;
+    big_dir_init(&b, 8); /* about 17 KiB */
+    hie_envelope_t *r = consent_submit(c, "big", &b.x, a);
+    expect_error(r, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "directive.provisions");
+    cr_assert(strstr(r->error->message, "16 KiB") != NULL, "%s", r->error->message);
+    big_dir_init(&b, 7); /* about 15 KiB: eight of them fit in 128 KiB, nine do not */
+    char first[64] = "";
+    for (int i = 0; i < 8; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "b%d", i);
+        Hie__V1__ConsentSubmitReply *sr = consent_submit_ok(c, id, &b.x, a);
+        if (i == 0) {
+            snprintf(first, sizeof(first), "%s", sr->id);
+        }
+    }
+    r = consent_submit(c, "b8", &b.x, a);
+    expect_error(r, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "directive");
+    cr_assert(strstr(r->error->message, "128 KiB") != NULL, "%s", r->error->message);
+    /* a revoked one no longer counts */
+    cr_assert_eq(consent_revoke(c, "rv", first, a)->body_case,
+        HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE_REPLY);
+    consent_submit_ok(c, "b9", &b.x, a);
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(consent, deny_one_org_hides_the_patient_and_revoke_is_immediate, .timeout = 120)
 {
     itest_node_t n;

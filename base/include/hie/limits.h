@@ -226,6 +226,14 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
     (64u + HIE_CONSENT_ID_BYTES_MAX +                                                          \
         HIE_CONSENT_PROVISIONS_MAX *                                                           \
             (56u + HIE_CONSENT_LIST_ITEMS_MAX * (1u + HIE_ORG_ID_BYTES_MAX)))
+/* What a member may file, checked when it submits (apply stores what the limits above allow,
+ * so that an older log replays as it applied). Every decision about the patient reads every
+ * compiled directive on file: at about 1.7 us a KiB, a patient's 64 directives at the
+ * compiled maximum made each decision cost 14 ms, and a record query over a patient's
+ * documents thousands of them. One directive at most 16 KiB compiled (some 250 named
+ * organizations), one patient's together at most 128 KiB (about 0.2 ms a decision). */
+#define HIE_CONSENT_SUBMIT_COMPILED_BYTES_MAX (16u * 1024u)
+#define HIE_CONSENT_PATIENT_COMPILED_BYTES_MAX (128u * 1024u)
 _Static_assert(HIE_CONSENT_PROVISIONS_MAX < 255u, "provision index and parent fit in a byte");
 _Static_assert(HIE_CONSENT_DEPTH_MAX <= HIE_CONSENT_PROVISIONS_MAX, "depth needs provisions");
 _Static_assert(HIE_CONSENT_LIST_ITEMS_MAX <= 255u && HIE_CONSENT_ID_BYTES_MAX <= 255u,

@@ -785,6 +785,28 @@ replay_notices(node_ctx_t *ctx, const node_who_t *who, Hie__V1__ReplayCommand *r
         : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
 }
 
+/* The subscription is the requester's (apply checks again): before the rate gate is charged,
+ * so that requests naming others' or made-up subscriptions cannot use up the gate's shared
+ * slots and hold back other members' replays. */
+static int
+replay_owned(node_ctx_t *ctx, const node_who_t *who, const char *id, hie_arena_t *arena,
+    node_mpi_err_t *e)
+{
+    MDB_txn *txn = NULL;
+    Hie__V1__Subscription *s = NULL;
+    int rc = mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0
+        ? HIE_ESTORAGE : hie_node__subs_get(hie_node__state_subs(ctx->state), txn, id, arena, &s);
+    bool mine = rc == 0 && s->org_id != NULL && strcmp(s->org_id, who->org_id) == 0;
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (rc != 0 && rc != HIE_ENOTFOUND) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL, "try again later");
+    }
+    return mine ? 0 : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "subscription_id",
+        "no such subscription of this organization");
+}
+
 int
 hie_node__replay_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
     const Hie__V1__ReplayRequest *req, hie_arena_t *arena, Hie__V1__ReplayReply **reply,
@@ -800,6 +822,10 @@ hie_node__replay_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *
     }
     if (req->from_event_number == 0 && req->from_ms <= 0) {
         return bad(e, "from_event_number", "give an event number (1..) or a time");
+    }
+    int own = replay_owned(ctx, who, req->subscription_id, arena, e);
+    if (own != 0) {
+        return own;
     }
     if (ctx->replay_gate != NULL &&
         !hie_node__replay_gate_pass(ctx->replay_gate, who->org_id, req->subscription_id)) {

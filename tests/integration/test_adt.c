@@ -688,6 +688,16 @@ Test(adt, replays_of_a_subscription_are_rate_limited, .timeout = 120)
     }
     hie_envelope_t *r = replay(c, "p5", sid, 1, &in, a);
     expect_error(r, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "subscription_id");
+    /* a subscription that is not the requester's is refused before the gate: naming made-up
+     * (or others') ids does not use up the gate's shared slots */
+    for (int i = 0; i < 7; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "x%d", i);
+        r = replay(c, id, "sub-made-up", 1, &in, a);
+        expect_error(r, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "subscription_id");
+        r = replay(h, id, sid, 1, &in, a); /* the clinic's, asked by the hospital */
+        expect_error(r, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "subscription_id");
+    }
     fx_stop(&n, &a, &h, &c);
 }
 

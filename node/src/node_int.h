@@ -867,6 +867,8 @@ typedef struct node_query_fwd {
     const char *unasked[NODE_QUERY_UNASKED_LISTED];
     size_t n_unasked, unasked_total;
     const char *euid;
+    size_t limit;             /* the query's: the responders' entries decided past the
+                               * repository's stop there (each costs a consent decision) */
     node_query_tally_t tally; /* the repository's documents, then the responders' */
 } node_query_fwd_t;
 HIE_MUST_CHECK int hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who,

@@ -491,6 +491,7 @@ hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__R
     memset(&fwd->tally, 0, sizeof(fwd->tally));
     struct query x = {ctx, NULL, arena, who, q, euid, NULL, 0,
         q->limit ? q->limit : QUERY_LIMIT_DEFAULT, NULL, &fwd->tally, NULL, 0, 0, false};
+    fwd->limit = x.cap;
     x.docs = hie_arena_alloc(arena, (x.cap + 1) * sizeof(*x.docs));
     x.ids = hie_arena_alloc(arena, (x.cap + 1) * sizeof(*x.ids));
     if (euid == NULL || x.docs == NULL || x.ids == NULL ||
@@ -625,6 +626,7 @@ hie_node__retrieve_prepare(node_ctx_t *ctx, const node_who_t *who,
     audit->needed = false;
     fwd->n = 0;
     fwd->n_unasked = fwd->unasked_total = 0;
+    fwd->limit = 1;
     Hie__V1__RetrieveReply *out = hie_arena_alloc(arena, sizeof(*out));
     MDB_txn *txn = NULL;
     if (out == NULL || hie_node__state_mpi_key(ctx->state) == NULL) {
@@ -816,6 +818,10 @@ hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,
     for (size_t i = 0; i < fwd->n; i++) {
         total += answers[i] != NULL ? answers[i]->n_documents : 0;
     }
+    /* the query's limit for all sources together: a responder's 1,000 entries past it are
+     * neither decided nor listed (8 responders could make 8,000 decisions for a limit of 10) */
+    size_t cap = fwd->limit > reply->n_documents ? fwd->limit : reply->n_documents;
+    total = total < cap ? total : cap;
     Hie__V1__DocumentEntry **docs = hie_arena_alloc(arena, (total + 1) * sizeof(*docs));
     MDB_txn *txn = NULL;
     if (docs == NULL || mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn)) {

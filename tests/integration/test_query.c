@@ -413,6 +413,39 @@ Test(query, a_responder_answers_and_both_sources_are_listed, .timeout = 120)
     fx_stop(&n, &a, &h, &c, &s);
 }
 
+/* The query's limit holds for every source together: with limit 1 and the repository's one
+ * document, the responder's entries are neither decided nor listed (8 responders' 1,000
+ * entries each were all decided whatever the limit). */
+Test(query, the_limit_covers_the_responders_entries_too, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    struct inbox in;
+    setup3_responder(&n, &h, &c, &s, &in, a);
+    hie_envelope_t req;
+    Hie__V1__RecordQuery q = HIE__V1__RECORD_QUERY__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    req_init(&req, "q1");
+    pid.org_id = MUT(CLINIC);
+    pid.mrn = MUT("C-9");
+    q.patient = &pid;
+    q.limit = 1;
+    req.body_case = HIE__V1__ENVELOPE__BODY_RECORD_QUERY;
+    req.record_query = &q;
+    cr_assert_eq(hie_client_send(c, &req), 0);
+    Hie__V1__QueryForward *f = forward_wait(s, a);
+    answer(s, f->query_id, a);
+    hie_envelope_t *r = NULL;
+    cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    cr_assert_eq(r->record_query_reply->n_documents, 1u, "the limit: %zu documents",
+        r->record_query_reply->n_documents);
+    cr_assert_neq(strcmp(r->record_query_reply->documents[0]->source, HOSP2), 0,
+        "the repository's document, listed first by the scan");
+    fx_stop(&n, &a, &h, &c, &s);
+}
+
 /* A forward tells the responder who asks (requester, purpose) about which of its patients:
  * its audit record is committed before it goes. The node killed (-9) the moment the responder
  * has the forward, before any answer: after the restart the record is there (there was

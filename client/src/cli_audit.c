@@ -694,7 +694,7 @@ csv_description(const json_t *rec, const json_t *sub, char *out, size_t cap)
         {"notify", "notifications", "notification"},
         {"retrieve", "documents", "document retrieval"},
         {"review-list", "identifiers", "MPI review (operations)"},
-        {"query-forward", "identifiers", "a record query forwarded to their holder"}};
+        {"query-forward", "identifiers", "forwarded record query"}};
     const char *action = jget_s(rec, "action"), *what = "data", *label = action;
     for (size_t i = 0; i < HIE_ARRAY_LEN(words); i++) {
         if (strcmp(action, words[i].action) == 0) {

@@ -369,8 +369,9 @@ setup3_responder(itest_node_t *n, hie_client_t **h, hie_client_t **c, hie_client
     responder_on(*s, in, a);
 }
 
+/* The clinic's record query about C-9 (limit 0: the node's default). */
 static void
-query_send(hie_client_t *c, const char *id)
+query_send_limit(hie_client_t *c, const char *id, uint32_t limit)
 {
     hie_envelope_t req;
     Hie__V1__RecordQuery q = HIE__V1__RECORD_QUERY__INIT;
@@ -379,9 +380,16 @@ query_send(hie_client_t *c, const char *id)
     pid.org_id = MUT(CLINIC);
     pid.mrn = MUT("C-9");
     q.patient = &pid;
+    q.limit = limit;
     req.body_case = HIE__V1__ENVELOPE__BODY_RECORD_QUERY;
     req.record_query = &q;
     cr_assert_eq(hie_client_send(c, &req), 0);
+}
+
+static void
+query_send(hie_client_t *c, const char *id)
+{
+    query_send_limit(c, id, 0);
 }
 
 Test(query, a_responder_answers_and_both_sources_are_listed, .timeout = 120)
@@ -423,17 +431,7 @@ Test(query, the_limit_covers_the_responders_entries_too, .timeout = 120)
     hie_client_t *h, *c, *s;
     struct inbox in;
     setup3_responder(&n, &h, &c, &s, &in, a);
-    hie_envelope_t req;
-    Hie__V1__RecordQuery q = HIE__V1__RECORD_QUERY__INIT;
-    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
-    req_init(&req, "q1");
-    pid.org_id = MUT(CLINIC);
-    pid.mrn = MUT("C-9");
-    q.patient = &pid;
-    q.limit = 1;
-    req.body_case = HIE__V1__ENVELOPE__BODY_RECORD_QUERY;
-    req.record_query = &q;
-    cr_assert_eq(hie_client_send(c, &req), 0);
+    query_send_limit(c, "q1", 1);
     Hie__V1__QueryForward *f = forward_wait(s, a);
     answer(s, f->query_id, a);
     hie_envelope_t *r = NULL;

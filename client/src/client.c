@@ -65,6 +65,10 @@ struct hie_client {
     bool ssl_broken;          /* a fatal error happened: no close_notify on close */
     char *host;
     char *server_name;        /* NULL: verify the chain only */
+    /* the TLS context's files, kept to build it again when the CRL file changes */
+    char *ca_file, *cert_file, *key_file, *crl_file;
+    int tls_min_version, tls_max_version;
+    struct stat crl_st;       /* the CRL file as last loaded */
     uint16_t port;
     uint32_t connect_timeout_ms;
     uint32_t frame_bytes_max;
@@ -295,13 +299,25 @@ ctx_create(hie_client_t *c, const hie_client_config_t *cfg)
     return ctx_load_files(c, cfg);
 }
 
+/* A copy of s in *dst (NULL stays NULL); false when out of memory. */
+static bool
+str_keep(char **dst, const char *s)
+{
+    *dst = s != NULL ? hie_mem_strdup(s) : NULL;
+    return s == NULL || *dst != NULL;
+}
+
 static int
 client_strings_copy(hie_client_t *c, const hie_client_config_t *cfg)
 {
     c->host = hie_mem_strdup(cfg->host);
-    if (c->host == NULL) {
+    if (c->host == NULL || !str_keep(&c->ca_file, cfg->ca_file) ||
+        !str_keep(&c->cert_file, cfg->cert_file) || !str_keep(&c->key_file, cfg->key_file) ||
+        !str_keep(&c->crl_file, cfg->crl_file)) {
         return HIE_ENOMEM;
     }
+    c->tls_min_version = cfg->tls_min_version;
+    c->tls_max_version = cfg->tls_max_version;
     if (cfg->server_name != NULL && cfg->server_name[0] != '\0') {
         c->server_name = hie_mem_strdup(cfg->server_name);
         if (c->server_name == NULL) {
@@ -344,6 +360,9 @@ hie_client_create_err(hie_client_t **out, const hie_client_config_t *cfg, char *
     c->frame_bytes_max = cfg->frame_bytes_max != 0 ? cfg->frame_bytes_max
                                                    : HIE_PROTO_FRAME_BYTES_DEFAULT;
     rc = client_strings_copy(c, cfg);
+    if (rc == 0 && c->crl_file != NULL && stat(c->crl_file, &c->crl_st) != 0) {
+        memset(&c->crl_st, 0, sizeof(c->crl_st));
+    }
     if (rc == 0) {
         rc = ctx_create(c, cfg);
     }
@@ -385,6 +404,10 @@ hie_client_destroy(hie_client_t **client)
     SSL_CTX_free(c->ctx);
     hie_mem_strfree(c->host);
     hie_mem_strfree(c->server_name);
+    hie_mem_strfree(c->ca_file);
+    hie_mem_strfree(c->cert_file);
+    hie_mem_strfree(c->key_file);
+    hie_mem_strfree(c->crl_file);
     hie_mem_free(c->rbuf, c->rbuf_bytes);
     c->magic = 0;
     hie_mem_free(c, sizeof(*c));
@@ -583,11 +606,41 @@ ssl_expect_name(SSL *ssl, const char *server_name)
     return SSL_set1_host(ssl, server_name);
 }
 
+/* A CRL file replaced since it was loaded (a renewal, a revocation): the context is built
+ * again with it before the next connection, as the node rereads its own. A long-running
+ * client kept its first CRL: past that CRL's next update every handshake failed, and a node
+ * certificate revoked since was still accepted. One that cannot be loaded (half written)
+ * keeps the previous context; the next connection tries again. */
+static void
+crl_refresh(hie_client_t *c)
+{
+    struct stat st;
+    if (c->crl_file == NULL || stat(c->crl_file, &st) != 0 ||
+        (st.st_mtim.tv_sec == c->crl_st.st_mtim.tv_sec &&
+            st.st_mtim.tv_nsec == c->crl_st.st_mtim.tv_nsec && st.st_size == c->crl_st.st_size &&
+            st.st_ino == c->crl_st.st_ino)) {
+        return;
+    }
+    hie_client_config_t cfg = {c->host, c->port, c->ca_file, c->cert_file, c->key_file,
+        c->server_name, c->connect_timeout_ms, c->frame_bytes_max, c->tls_max_version,
+        c->tls_min_version, c->crl_file};
+    SSL_CTX *old = c->ctx;
+    c->ctx = NULL;
+    if (ctx_create(c, &cfg) != 0) {
+        SSL_CTX_free(c->ctx);
+        c->ctx = old;
+        return;
+    }
+    SSL_CTX_free(old);
+    c->crl_st = st;
+}
+
 static int
 tls_handshake(hie_client_t *c, uint64_t deadline_ns)
 {
     HIE_ASSERT(c->ssl == NULL);
     HIE_ASSERT(c->fd >= 0);
+    crl_refresh(c);
     ERR_clear_error();
     c->ssl = SSL_new(c->ctx);
     if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {

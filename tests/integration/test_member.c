@@ -262,3 +262,37 @@ Test(member, log_lines_carry_org_id_outcome_and_latency_but_no_payload)
     cr_assert(itest_log_contains(&node, "latency_us="));
     cr_assert_not(itest_log_contains(&node, "SECRET-PAYLOAD-123"));
 }
+
+/* The client library rereads a CRL file replaced since it was loaded before its next
+ * connection: the node's certificate revoked after the client started is refused at the
+ * reconnect (it loaded the CRL once, and a long-running member accepted the revoked node, or
+ * failed every handshake past its first CRL's next update). */
+Test(member, a_client_reconnecting_rereads_a_replaced_crl, .timeout = 120)
+{
+    itest_node_t n;
+    char out[4096], ca[ITEST_PATH + 16], cert[ITEST_PATH + 64], key[ITEST_PATH + 64];
+    char crl[ITEST_PATH + 16];
+    itest_node_init(&n, NULL);
+    itest_node_own_pki(&n);
+    itest_node_start(&n);
+    itest_register(&n, "general-hospital", "hospital");
+    snprintf(ca, sizeof(ca), "%s/ca/ca.crt", n.pki);
+    snprintf(cert, sizeof(cert), "%s/certs/general-hospital.crt", n.pki);
+    snprintf(key, sizeof(key), "%s/certs/general-hospital.key", n.pki);
+    snprintf(crl, sizeof(crl), "%s/ca/crl.pem", n.pki);
+    hie_client_config_t cfg = {.host = "127.0.0.1", .port = n.port, .ca_file = ca,
+        .cert_file = cert, .key_file = key, .server_name = "node-1",
+        .connect_timeout_ms = 5000, .crl_file = crl};
+    hie_client_t *c = NULL;
+    cr_assert_eq(hie_client_create(&c, &cfg), 0);
+    cr_assert_eq(itest_ping(c, "p1"), 0, "%s", hie_client_last_error(c));
+    int rc = itest_sh(out, sizeof(out), "bash '%s/deploy/pki.sh' revoke '%s' node-1 2>&1",
+        HIE_SOURCE_DIR, n.pki);
+    cr_assert_eq(rc, 0, "%s", out);
+    hie_client_close(c);
+    cr_assert_neq(itest_ping(c, "p2"), 0, "the revoked node was accepted");
+    cr_assert(strstr(hie_client_last_error(c), "revoked") != NULL, "%s",
+        hie_client_last_error(c));
+    hie_client_destroy(&c);
+    itest_node_cleanup(&n);
+}

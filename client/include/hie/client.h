@@ -50,7 +50,9 @@ typedef struct hie_client_config {
                                 tests can check that the node refuses old versions) */
     int tls_min_version;     /* 0: TLS1_3_VERSION; TLS1_2_VERSION allows TLS 1.2 */
     const char *crl_file;    /* the HIE CA's CRL (PEM): a revoked node certificate fails the
-                                handshake (as the node checks members'); NULL: not checked */
+                                handshake (as the node checks members'); NULL: not checked.
+                                Replaced on disk (a new mtime, size or inode), it is read
+                                again before the next connection */
 } hie_client_config_t;
 
 /* Bytes hie_client_new_id() needs: "c-" + 26 characters + NUL, rounded up. */

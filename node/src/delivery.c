@@ -147,6 +147,31 @@ backoff_ns(struct node_delivery *d, uint32_t attempts)
     return ms * (800u + jitter) * 1000ull;
 }
 
+static void rx_free(struct node_delivery *d, struct receiver *r);
+
+/* The table is full: the receiver longest without a connection (only its unacknowledged
+ * deliveries keep it: a suspended or departed member's stay for good) gives up its slot. Its
+ * messages stay queued; its next RECEIVE starts them from the oldest again. NULL when every
+ * receiver is connected. */
+static struct receiver *
+rx_evict(struct node_delivery *d)
+{
+    struct receiver *old = NULL;
+    for (unsigned i = 0; i < RECEIVERS_MAX; i++) {
+        struct receiver *r = &d->rx[i];
+        if (r->org[0] != '\0' && r->org[0] != RX_GONE && r->conn_id == 0 &&
+            (old == NULL || r->last_sent_ns < old->last_sent_ns)) {
+            old = r;
+        }
+    }
+    if (old != NULL) {
+        hie_log_warn("delivery", "receiver table full: a disconnected receiver's slot reused",
+            " org=%s unacknowledged=%u", old->org, old->nfl);
+        rx_free(d, old);
+    }
+    return old;
+}
+
 static struct receiver *
 rx_find(struct node_delivery *d, const char *org, bool create)
 {
@@ -166,6 +191,7 @@ rx_find(struct node_delivery *d, const char *org, bool create)
             break;
         }
     }
+    reuse = reuse != NULL || !create ? reuse : rx_evict(d);
     if (!create || reuse == NULL) {
         return NULL; /* full: RECEIVERS_MAX recipients receiving at once */
     }

@@ -342,7 +342,7 @@ cli_help_consent_audit(FILE *f)
           "       \"actions\": [identity, query, push, notify],\n"
           "       \"period\": {...}, \"data_period\": {...}, \"provisions\": [P, ...]}\n"
           "  an absent list means no condition; at most 64 provisions, 8 levels, 32 items a list,\n"
-          "  16 KiB compiled (the node refuses more; 128 KiB for a patient's together).\n"
+          "  16 KiB compiled (the node refuses more; 128 KiB for one record's together).\n"
           "  T is UTC: YYYY-MM-DD or YYYY-MM-DDThh:mm:ss[.sss]Z. FILE - reads stdin.\n"
           "\nAUDIT REPORT OPTIONS (auditor role; purpose 'operations' unless --purpose):\n"
           "  accounting --mrn MRN --org ORG | --euid EUID   one patient's disclosures\n"

@@ -76,18 +76,25 @@ command_wait(node_ctx_t *ctx, node_submitter_t *sub, hie_command_t *cmd, const c
     return 0;
 }
 
-/* The directive's compiled size, and the patient's with it, within what a member may file
- * (HIE_CONSENT_SUBMIT_COMPILED_BYTES_MAX, HIE_CONSENT_PATIENT_COMPILED_BYTES_MAX). A patient
- * the MPI does not know yet is refused by apply. */
+/* The directive's compiled size, and with it that of the directives on file on the same
+ * record (the requester's own: only its organization files and revokes there), within what
+ * a member may file (HIE_CONSENT_SUBMIT_COMPILED_BYTES_MAX,
+ * HIE_CONSENT_RECORD_COMPILED_BYTES_MAX). Counted per record, not per patient: another
+ * organization's directives on a linked record cannot use up this one's room (an opt-out
+ * refused because of them). A request id already applied (a retry) is not checked again. */
 static int
-consent_size_check(node_ctx_t *ctx, Hie__V1__ConsentDirective *d,
-    const uint8_t h[HIE_MPI_REC_HASH_BYTES], hie_arena_t *arena, node_mpi_err_t *e)
+consent_size_check(node_ctx_t *ctx, const char *requester, const char *id,
+    Hie__V1__ConsentDirective *d, const uint8_t h[HIE_MPI_REC_HASH_BYTES], hie_arena_t *arena,
+    node_mpi_err_t *e)
 {
     size_t len = 0, total = 0, n = 0;
     uint8_t *buf = hie_arena_alloc(arena, HIE_CONSENT_COMPILED_BYTES_MAX);
     hie_span_t *rules = hie_arena_alloc(arena, HIE_CONSENT_DIRECTIVES_MAX * sizeof(*rules));
-    char euid[HIE_MPI_EUID_BYTES];
-    MDB_txn *txn = NULL;
+    hie_command_result_t *done = NULL;
+    if (hie_node__state_dedup_get(ctx->state, requester, id,
+            HIE__V1__COMMAND__BODY_CONSENT_SUBMIT, arena, &done) == 0) {
+        return 0; /* applied before: its result is answered as it was */
+    }
     d->id = (char *)(uintptr_t)"cns-0"; /* compiled as apply will, with its id and version */
     d->version = 1;
     int rc = buf == NULL || rules == NULL ? HIE_ENOMEM
@@ -99,15 +106,14 @@ consent_size_check(node_ctx_t *ctx, Hie__V1__ConsentDirective *d,
             "the directive is too large: at most 16 KiB compiled (fewer provisions or named "
             "organizations)");
     }
+    MDB_txn *txn = NULL;
     rc = rc ? rc : mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn)
         ? HIE_ESTORAGE : 0;
-    int frc = rc ? rc : hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state), txn, h, arena,
-        euid);
-    rc = rc ? rc : frc == HIE_ENOTFOUND ? 0 : frc;
-    rc = rc || frc != 0 ? rc : hie_node__consent_rules(hie_node__state_consent(ctx->state),
-        hie_node__state_mpi(ctx->state), txn, euid, NULL, arena, rules,
+    hie_mpi_members_t own = {h, 1};
+    rc = rc ? rc : hie_node__consent_rules(hie_node__state_consent(ctx->state),
+        hie_node__state_mpi(ctx->state), txn, "", &own, arena, rules,
         HIE_CONSENT_DIRECTIVES_MAX, &n);
-    for (size_t i = 0; rc == 0 && frc == 0 && i < n; i++) {
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         total += rules[i].len;
     }
     if (txn != NULL) {
@@ -116,9 +122,9 @@ consent_size_check(node_ctx_t *ctx, Hie__V1__ConsentDirective *d,
     if (rc != 0 && rc != HIE_ELIMIT) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL, "try again later");
     }
-    if (rc == HIE_ELIMIT || total + len > HIE_CONSENT_PATIENT_COMPILED_BYTES_MAX) {
+    if (rc == HIE_ELIMIT || total + len > HIE_CONSENT_RECORD_COMPILED_BYTES_MAX) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "directive",
-            "the patient's directives on file would be too large together (at most 128 KiB "
+            "this record's directives on file would be too large together (at most 128 KiB "
             "compiled): revoke ones no longer needed first");
     }
     return 0;
@@ -157,7 +163,7 @@ hie_node__consent_submit_xchg(node_ctx_t *ctx, node_submitter_t *sub, const char
     if (rc != 0 || masked == NULL) {
         return rc != 0 ? rc : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "busy");
     }
-    rc = consent_size_check(ctx, d, h, arena, e);
+    rc = consent_size_check(ctx, requester, id, d, h, arena, e);
     if (rc != 0) {
         return rc;
     }

@@ -231,9 +231,10 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
  * compiled directive on file: at about 1.7 us a KiB, a patient's 64 directives at the
  * compiled maximum made each decision cost 14 ms, and a record query over a patient's
  * documents thousands of them. One directive at most 16 KiB compiled (some 250 named
- * organizations), one patient's together at most 128 KiB (about 0.2 ms a decision). */
+ * organizations), one record's (one organization's) together at most 128 KiB (about 0.2 ms
+ * a decision for each organization that holds a record of the patient). */
 #define HIE_CONSENT_SUBMIT_COMPILED_BYTES_MAX (16u * 1024u)
-#define HIE_CONSENT_PATIENT_COMPILED_BYTES_MAX (128u * 1024u)
+#define HIE_CONSENT_RECORD_COMPILED_BYTES_MAX (128u * 1024u)
 _Static_assert(HIE_CONSENT_PROVISIONS_MAX < 255u, "provision index and parent fit in a byte");
 _Static_assert(HIE_CONSENT_DEPTH_MAX <= HIE_CONSENT_PROVISIONS_MAX, "depth needs provisions");
 _Static_assert(HIE_CONSENT_LIST_ITEMS_MAX <= 255u && HIE_CONSENT_ID_BYTES_MAX <= 255u,

@@ -703,8 +703,10 @@ rx_handle(struct rx *rx, const Hie__V1__Delivery *d)
     rx->last_ns = hie_time_mono_ns();
     if (kept) {
         rx_ack_add(rx, d->seq);
-    } else {
-        rx->not_kept++;
+    } else if (rx->not_kept++ == 0) { /* said at once: with --follow the window fills */
+        fputs("hie: receive: documents are shown but not acknowledged without --out-dir DIR "
+              "(their content is not kept); --discard-content acknowledges them anyway\n",
+            stderr);
     }
     if (rx->o.count != 0 && rx->printed >= rx->o.count) {
         rx->end = RX_DONE;

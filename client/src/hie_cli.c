@@ -846,10 +846,13 @@ hie_cli__call(struct cli *cli, const char *what, const hie_envelope_t *req,
             fprintf(stderr, " (timeout %" PRIu32 " ms)", cli->timeout_ms);
         }
         fputc('\n', stderr);
-        if (rc != HIE_EINVAL && rc != HIE_ETLS && req->id != NULL) {
+        const char *again = cli->id != NULL ? cli->id : req->id; /* --id as given: a
+                                                                  * numbered part adds -N */
+        if (rc != HIE_EINVAL && rc != HIE_ETLS && again != NULL &&
+            req->body_case != HIE__V1__ENVELOPE__BODY_WHOAMI) {
             /* it may have reached the node and been applied: a new id would do it twice */
             fprintf(stderr, "hie: the outcome is unknown; the same command with --id %s "
-                "answers what the node did, without doing it again\n", req->id);
+                "answers what the node did, without doing it again\n", again);
         }
         return rc == HIE_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_CONN;
     }

@@ -403,7 +403,10 @@ admin_dead_list(struct node_admin *a, const Hie__V1__AdminDeadList *q, hie_arena
     Hie__V1__AdminDeadListReply *out = hie_arena_alloc(arena, sizeof(*out));
     MDB_txn *txn = NULL;
     const char *org = q->org_id != NULL && q->org_id[0] != '\0' ? q->org_id : NULL;
-    if (org != NULL && !hie_proto_org_id_valid(org, strlen(org))) {
+    const char *from = org == NULL && q->from_org != NULL && q->from_org[0] != '\0'
+        ? q->from_org : NULL;
+    if ((org != NULL && !hie_proto_org_id_valid(org, strlen(org))) ||
+        (from != NULL && !hie_proto_org_id_valid(from, strlen(from)))) {
         admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "not an organization id",
             "org_id");
         return;
@@ -414,9 +417,10 @@ admin_dead_list(struct node_admin *a, const Hie__V1__AdminDeadList *q, hie_arena
     hie__v1__admin_dead_list_reply__init(out);
     out->letters = hie_arena_alloc(arena, ADMIN_DEAD_LIST_MAX * sizeof(*out->letters));
     struct dead_list dl = {arena, out, out->letters == NULL ? HIE_ENOMEM : 0};
-    uint64_t from = org != NULL && q->after_seq < UINT64_MAX ? q->after_seq + 1 : 0;
+    uint64_t seq = (org != NULL || from != NULL) && q->after_seq < UINT64_MAX
+        ? q->after_seq + 1 : 0;
     int rc = dl.rc ? dl.rc : hie_node__queue_dead_scan(hie_node__state_queue(a->ctx->state),
-        txn, org, from, ADMIN_DEAD_LIST_MAX + 1u, dead_one, &dl);
+        txn, org, from, seq, ADMIN_DEAD_LIST_MAX + 1u, dead_one, &dl);
     mdb_txn_abort(txn);
     rc = rc ? rc : dl.rc;
     if (rc != 0) {

@@ -22,6 +22,10 @@ ctl_dead_list(const struct ctl *c, const char *org, const char *after, hie_arena
         fprintf(stderr, "hiectl: delivery dead: AFTER_SEQ must be a number\n");
         return 2;
     }
+    if (org == NULL && c->org != NULL) { /* every recipient's, from --org and --after on */
+        q.from_org = (char *)(uintptr_t)c->org;
+        q.after_seq = c->after;
+    }
     req.body_case = HIE__V1__ADMIN_REQUEST__BODY_DEAD_LIST;
     req.dead_list = &q;
     Hie__V1__AdminReply *reply = hie_ctl__call(c, &req, arena);
@@ -38,10 +42,11 @@ ctl_dead_list(const struct ctl *c, const char *org, const char *after, hie_arena
     }
     size_t n = reply->dead_list->n_letters;
     printf("dead_letters=%zu%s\n", n, reply->dead_list->truncated ? " truncated=true" : "");
-    if (reply->dead_list->truncated && n > 0) { /* the next page: per recipient, by seq */
+    if (reply->dead_list->truncated && n > 0) { /* the next page, by (recipient, seq) */
         const Hie__V1__DeadLetter *last = reply->dead_list->letters[n - 1];
-        printf("more: hiectl delivery dead %s %lu\n", last->recipient_org,
-            (unsigned long)last->seq);
+        printf(org != NULL ? "more: hiectl delivery dead %s %lu\n"
+                           : "more: hiectl delivery dead --org %s --after %lu\n",
+            last->recipient_org, (unsigned long)last->seq);
     }
     return 0;
 }

@@ -416,11 +416,11 @@ HIE_MUST_CHECK int hie_node__queue_enqueue(node_queue_t *q, node_apply_t *a,
     Hie__V1__QueuedMessage *m, uint64_t *seq);
 /* True when org's queue still holds seq (not acknowledged, not dead-lettered). */
 bool hie_node__queue_has(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t seq);
-/* Calls fn with each dead letter (of org from seq from_seq, or of everyone when org is NULL),
- * at most max; fn returning > 0 stops the scan. */
+/* Calls fn with each dead letter (of org from seq from_seq; or, org NULL, of everyone, from
+ * (from_org, from_seq) when from_org is set), at most max; fn returning > 0 stops it. */
 HIE_MUST_CHECK int hie_node__queue_dead_scan(node_queue_t *q, MDB_txn *txn, const char *org,
-    uint64_t from_seq, size_t max, int (*fn)(void *ctx, hie_span_t msg, uint64_t seq),
-    void *ctx);
+    const char *from_org, uint64_t from_seq, size_t max,
+    int (*fn)(void *ctx, hie_span_t msg, uint64_t seq), void *ctx);
 
 typedef struct node_repo node_repo_t;
 /* The document repository (repo_state.c): repo_doc and repo_rec in the state environment. */

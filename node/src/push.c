@@ -487,7 +487,7 @@ hie_node__redrive_decide(node_ctx_t *ctx, hie_command_t *cmd, hie_arena_t *arena
     int rc = hie_node__state_org_get_in(ctx->state, x.txn, rd->recipient_org, arena, &to);
     x.to = to;
     rc = rc ? rc : hie_node__queue_dead_scan(hie_node__state_queue(ctx->state), x.txn,
-        rd->recipient_org, 0, HIE_DELIVERY_QUEUE_MAX, redrive_one, &x);
+        rd->recipient_org, NULL, 0, HIE_DELIVERY_QUEUE_MAX, redrive_one, &x);
     mdb_txn_abort(x.txn);
     hie_arena_destroy(&x.scratch);
     rd->decided = true;

@@ -582,16 +582,18 @@ hie_node__queue_has(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t seq
 }
 
 int
-hie_node__queue_dead_scan(node_queue_t *q, MDB_txn *txn, const char *org, uint64_t from_seq,
-    size_t max, int (*fn)(void *ctx, hie_span_t msg, uint64_t seq), void *ctx)
+hie_node__queue_dead_scan(node_queue_t *q, MDB_txn *txn, const char *org, const char *from_org,
+    uint64_t from_seq, size_t max, int (*fn)(void *ctx, hie_span_t msg, uint64_t seq),
+    void *ctx)
 {
     HIE_ASSERT(q != NULL && q->magic == QUEUE_MAGIC);
     uint8_t k[QKEY_BYTES_MAX];
     size_t plen = org != NULL ? strlen(org) + 1 : 0;
-    MDB_val key = {org != NULL ? qkey(k, org, from_seq) : 0, k}, v;
+    const char *start = org != NULL ? org : from_org; /* from_org: every recipient from it */
+    MDB_val key = {start != NULL ? qkey(k, start, from_seq) : 0, k}, v;
     MDB_cursor *cur = NULL;
     int rc = mdb_rc(mdb_cursor_open(txn, q->dead, &cur));
-    int mrc = rc == 0 ? mdb_cursor_get(cur, &key, &v, org != NULL ? MDB_SET_RANGE : MDB_FIRST)
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &key, &v, start != NULL ? MDB_SET_RANGE : MDB_FIRST)
                       : 0;
     for (size_t i = 0; rc == 0 && mrc == 0 && i < max; i++) {
         if (org != NULL && (key.mv_size != plen + 8 || memcmp(key.mv_data, k, plen) != 0)) {

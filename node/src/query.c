@@ -734,14 +734,16 @@ entry_permitted(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const node_wh
     return tally_add(tally, &dec) && en->handling != NULL;
 }
 
-/* Appends the permitted documents of one answer; [out] counts. */
+/* Appends the permitted documents of one answer; [out] counts, *cut when the query's limit
+ * left some of its entries out (neither decided nor listed). */
 static int
 answer_add(node_ctx_t *ctx, MDB_txn *txn, const node_who_t *who, const char *source,
     const Hie__V1__QueryAnswer *ans, Hie__V1__RecordQueryReply *r, size_t cap,
-    hie_arena_t *arena, node_query_tally_t *tally)
+    hie_arena_t *arena, node_query_tally_t *tally, bool *cut)
 {
     for (size_t i = 0; i < ans->n_documents && i < QUERY_LIMIT_MAX; i++) {
         Hie__V1__DocumentEntry *en = ans->documents[i];
+        *cut = *cut || r->n_documents == cap;
         if (en->document_id == NULL || en->document_id[0] == '\0' || r->n_documents == cap) {
             continue;
         }
@@ -783,7 +785,7 @@ unasked_add_sources(Hie__V1__RecordQueryReply *r, const node_query_fwd_t *fwd,
 
 static int
 sources_add(Hie__V1__RecordQueryReply *r, const node_query_fwd_t *fwd, const int *status,
-    Hie__V1__QueryAnswer *const *answers, hie_arena_t *arena)
+    Hie__V1__QueryAnswer *const *answers, const bool *cut, hie_arena_t *arena)
 {
     Hie__V1__SourceResult **srcs = hie_arena_alloc(arena, (r->n_sources + fwd->n +
         fwd->n_unasked + 1) * sizeof(*srcs));
@@ -802,7 +804,7 @@ sources_add(Hie__V1__RecordQueryReply *r, const node_query_fwd_t *fwd, const int
         s->detail = (char *)(uintptr_t)(status[i] == HIE__V1__SOURCE_STATUS__SOURCE_TIMEOUT
             ? "no answer before the deadline" : status[i] == HIE__V1__SOURCE_STATUS__SOURCE_ERROR
             ? (answers[i] != NULL && answers[i]->error != NULL ? answers[i]->error : "error")
-            : "");
+            : cut[i] ? "partial: the query's limit was reached before all its entries" : "");
         srcs[r->n_sources++] = s;
     }
     r->sources = srcs;
@@ -830,16 +832,17 @@ hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,
     memcpy(docs, reply->documents, reply->n_documents * sizeof(*docs));
     reply->documents = docs;
     node_query_tally_t tally = fwd->tally;
+    bool cut[NODE_QUERY_RESPONDERS_MAX] = {false};
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < fwd->n; i++) {
         if (answers[i] != NULL && status[i] == HIE__V1__SOURCE_STATUS__SOURCE_OK) {
             rc = answer_add(ctx, txn, who, fwd->orgs[i], answers[i], reply, total, arena,
-                &tally);
+                &tally, &cut[i]);
         }
     }
     mdb_txn_abort(txn);
     qsort(reply->documents, reply->n_documents, sizeof(*reply->documents), cmp_date);
-    rc = rc ? rc : sources_add(reply, fwd, status, answers, arena);
+    rc = rc ? rc : sources_add(reply, fwd, status, answers, cut, arena);
     char **ids = hie_arena_alloc(arena, (reply->n_documents + 1) * sizeof(*ids));
     if (rc != 0 || ids == NULL) {
         return rc != 0 ? rc : HIE_ENOMEM;

@@ -441,6 +441,12 @@ Test(query, the_limit_covers_the_responders_entries_too, .timeout = 120)
         r->record_query_reply->n_documents);
     cr_assert_neq(strcmp(r->record_query_reply->documents[0]->source, HOSP2), 0,
         "the repository's document, listed first by the scan");
+    const Hie__V1__RecordQueryReply *qr = r->record_query_reply;
+    cr_assert_eq(qr->n_sources, 2u);
+    cr_assert_str_eq(qr->sources[1]->source, HOSP2);
+    cr_assert_eq(qr->sources[1]->status, HIE__V1__SOURCE_STATUS__SOURCE_OK);
+    cr_assert(strstr(qr->sources[1]->detail, "partial") != NULL, "the cut is said: '%s'",
+        qr->sources[1]->detail);
     fx_stop(&n, &a, &h, &c, &s);
 }
 

@@ -78,6 +78,13 @@ struct fwdq {
     node_query_fwd_t fwd;
     int status[NODE_QUERY_RESPONDERS_MAX];
     Hie__V1__QueryAnswer *answers[NODE_QUERY_RESPONDERS_MAX];
+    /* Before anyone is asked, each responder's forward audit record is committed: while
+     * auditing, atok[i] != 0 is responder i's record in flight (its answer comes with the
+     * parked requests'), the deadline is the commit's, and no responder has been asked. */
+    bool auditing;
+    uint64_t atok[NODE_QUERY_RESPONDERS_MAX];
+    const Hie__V1__RecordQuery *q;   /* what to forward (req->env); NULL for a retrieval */
+    const char *document_id;         /* a retrieval's document (req->env) */
 };
 #define FWD_MAX 64u
 /* Of a worker's FWD_MAX, at most this many wait for one requester, or on one responder: a
@@ -556,7 +563,6 @@ fwd_waiting_on(const struct worker *w, const char *org)
 }
 
 static uint64_t submit_deadline(void);
-static bool audit_flush(struct worker *w);
 
 /* Treatment, payment and operations: exempt from a HIPAA accounting (§164.528(a)(1)). */
 static bool
@@ -567,7 +573,8 @@ purpose_tpo(Hie__V1__PurposeOfUse p)
            p == HIE__V1__PURPOSE_OF_USE__PURPOSE_OPERATIONS;
 }
 
-/* Sends responder i's forward audit record; [out] *token. */
+/* Sends responder i's forward audit record (answered with the parked requests'); [out]
+ * *token. */
 static int
 fwd_audit_one(struct worker *w, const struct fwdq *fq, size_t i, const node_who_t *who,
     uint64_t *token)
@@ -584,48 +591,95 @@ fwd_audit_one(struct worker *w, const struct fwdq *fq, size_t i, const node_who_
         return a.build_rc;
     }
     a.cmd.audit_append->record->recipient_org = (char *)(uintptr_t)fq->fwd.orgs[i];
-    return hie_node__submit_send_by(&w->sub, &a.cmd, submit_deadline(), token);
+    return hie_node__submit_send_by(&w->audit_sub, &a.cmd, submit_deadline(), token);
 }
 
-/* Before a responder is told who asks about which of its patients: its audit record,
- * committed (a node killed after the forward left none of it). The wakeup's staged records go
- * first (this waits). A responder whose record is not committed is not asked: an error
- * source in the reply. */
 static void
-fwd_audit(struct worker *w, struct fwdq *fq, const node_who_t *who)
+fwd_not_audited(const struct fwdq *fq, size_t i)
 {
-    size_t sent = 0, at[NODE_QUERY_RESPONDERS_MAX];
-    uint64_t first = 0, token = 0;
-    int rc = 0;
-    w->stage.stopping = !audit_flush(w) || w->stage.stopping;
-    for (size_t i = 0; rc == 0 && i < fq->fwd.n; i++) {
-        if (fq->status[i] == 0 && (rc = fwd_audit_one(w, fq, i, who, &token)) == 0) {
-            first = sent == 0 ? token : first; /* the submitter's tokens are consecutive */
-            at[sent++] = i;
-        }
-    }
-    hie_command_result_t *res[NODE_QUERY_RESPONDERS_MAX];
-    int rcs[NODE_QUERY_RESPONDERS_MAX];
-    bool ok[NODE_QUERY_RESPONDERS_MAX] = {false};
-    if (sent > 0 && hie_node__submit_collect(&w->sub, first, sent, AUDIT_COMMIT_TIMEOUT_MS,
-            fq->req->arena, res, rcs) == 0) {
-        for (size_t k = 0; k < sent; k++) {
-            ok[at[k]] = rcs[k] == 0 && res[k] != NULL &&
-                        res[k]->code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED;
-        }
-    }
+    hie_log_error("audit", "forward audit record not committed: responder not asked",
+        " org=%s id=%s responder=%s", fq->req->org_id, fq->req->env->id, fq->fwd.orgs[i]);
+}
+
+/* Asks every responder whose forward audit record was committed (status still 0); the
+ * responders' deadline starts now. Returns how many were asked. */
+static size_t
+fwd_ask(struct worker *w, struct fwdq *fq)
+{
+    const node_req_t *req = fq->req;
+    node_who_t who = {req->org_id, NULL, req->env->purpose, req->env->id, &w->rand};
+    uint64_t wait_ms = w->ctx->cfg.query_responder_timeout_ms;
+    size_t asked = 0;
+    fq->auditing = false;
+    fq->deadline_ns = hie_time_mono_ns() + wait_ms * 1000000ull;
     for (size_t i = 0; i < fq->fwd.n; i++) {
-        if (fq->status[i] == 0 && !ok[i]) {
-            hie_log_error("audit", "forward audit record not committed: responder not asked",
-                " org=%s id=%s responder=%s", who->org_id, who->request_id, fq->fwd.orgs[i]);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if (fq->status[i] != 0) {
+            continue;
+        }
+        asked++;
+        if (hie_node__query_forward_frame(w->ctx, fq->id, &who, fq->q, fq->document_id,
+            fq->fwd.ids[i], fq->fwd.n_ids[i], hie_time_wall_ms() + (int64_t)wait_ms, &buf,
+            &len) == 0) {
+            hie_node__delivery_forward(w->dpush, fq->fwd.orgs[i], buf, len);
+        }
+    }
+    return asked;
+}
+
+/* Ends fq's auditing: the responders whose record is still in flight become error sources
+ * (not asked); the others are asked, or, with none left, the member is answered. */
+static void
+fwd_audited(struct worker *w, struct fwdq *fq)
+{
+    for (size_t i = 0; i < fq->fwd.n; i++) {
+        if (fq->atok[i] != 0) {
+            fwd_not_audited(fq, i);
+            fq->status[i] = HIE__V1__SOURCE_STATUS__SOURCE_ERROR;
+            fq->atok[i] = 0;
+        }
+    }
+    if (fwd_ask(w, fq) == 0) {
+        fwd_finish(w, fq);
+    }
+}
+
+/* A log answer for a forward audit record (tok); returns false when no forward waits on it.
+ * A record not committed makes its responder an error source, not asked. */
+static bool
+fwd_audit_answer(struct worker *w, uint64_t tok, bool ok)
+{
+    for (unsigned k = 0; k < FWD_MAX; k++) {
+        struct fwdq *fq = &w->fwd[k];
+        size_t i = 0, pending = 0;
+        while (fq->req != NULL && fq->auditing && i < fq->fwd.n && fq->atok[i] != tok) {
+            i++;
+        }
+        if (fq->req == NULL || !fq->auditing || i == fq->fwd.n) {
+            continue;
+        }
+        fq->atok[i] = 0;
+        if (!ok) {
+            fwd_not_audited(fq, i);
             fq->status[i] = HIE__V1__SOURCE_STATUS__SOURCE_ERROR;
         }
+        for (size_t j = 0; j < fq->fwd.n; j++) {
+            pending += fq->atok[j] != 0;
+        }
+        if (pending == 0) {
+            fwd_audited(w, fq);
+        }
+        return true;
     }
+    return false;
 }
 
-/* Sends fq's request (q, or a retrieval of document_id) to each of its responders; one with
- * FWD_PER_ORG_MAX requests already waiting on it is an error source at once, and so is one
- * whose forward could not be audited. Returns how many were sent. */
+/* Starts fq's request (q, or a retrieval of document_id): each responder's forward audit
+ * record goes to the log, and the responders are asked once those are committed (fwd_ask: a
+ * node killed after a forward left its record). One with FWD_PER_ORG_MAX requests already
+ * waiting on it is an error source at once, and so is one whose record could not be sent.
+ * Returns how many records were sent (0: the caller answers now). */
 static size_t
 fwd_send(struct worker *w, struct fwdq *fq, node_req_t *req, const node_who_t *who,
     const Hie__V1__RecordQuery *q, const char *document_id)
@@ -635,26 +689,31 @@ fwd_send(struct worker *w, struct fwdq *fq, node_req_t *req, const node_who_t *w
         fq->status[i] = fwd_waiting_on(w, fq->fwd.orgs[i]) >= FWD_PER_ORG_MAX
                             ? HIE__V1__SOURCE_STATUS__SOURCE_ERROR : 0;
         fq->answers[i] = NULL;
+        fq->atok[i] = 0;
     }
     fq->req = req;
+    fq->q = q;
+    fq->document_id = document_id;
+    fq->auditing = true;
+    fq->deadline_ns = submit_deadline() + AUDIT_SUBMIT_MARGIN_NS;
     uint64_t nonce = 0;
     randombytes_buf(&nonce, sizeof(nonce));
     snprintf(fq->id, sizeof(fq->id), "qf.%u.%lu.%016" PRIx64, w->index,
         (unsigned long)++w->fwd_counter, nonce);
-    fwd_audit(w, fq, who);
-    uint64_t wait_ms = w->ctx->cfg.query_responder_timeout_ms;
-    fq->deadline_ns = hie_time_mono_ns() + wait_ms * 1000000ull;
     for (size_t i = 0; i < fq->fwd.n; i++) {
-        uint8_t *buf = NULL;
-        size_t len = 0;
         if (fq->status[i] != 0) {
             continue;
         }
-        sent++;
-        if (hie_node__query_forward_frame(w->ctx, fq->id, who, q, document_id, fq->fwd.ids[i],
-            fq->fwd.n_ids[i], hie_time_wall_ms() + (int64_t)wait_ms, &buf, &len) == 0) {
-            hie_node__delivery_forward(w->dpush, fq->fwd.orgs[i], buf, len);
+        if (fwd_audit_one(w, fq, i, who, &fq->atok[i]) != 0 || fq->atok[i] == 0) {
+            fq->atok[i] = 0;
+            fwd_not_audited(fq, i);
+            fq->status[i] = HIE__V1__SOURCE_STATUS__SOURCE_ERROR;
+            continue;
         }
+        sent++;
+    }
+    if (sent == 0) {
+        fq->auditing = false;
     }
     return sent;
 }
@@ -762,7 +821,7 @@ answer_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena
     while (fq != NULL && i < fq->fwd.n && strcmp(fq->fwd.orgs[i], org->id) != 0) {
         i++;
     }
-    bool waiting = fq != NULL && i < fq->fwd.n && fq->status[i] == 0 &&
+    bool waiting = fq != NULL && !fq->auditing && i < fq->fwd.n && fq->status[i] == 0 &&
                    hie_time_mono_ns() <= fq->deadline_ns;
     if (waiting) {
         fq->answers[i] = bad_field == NULL ? answer_copy(a, fq->req->arena) : NULL;
@@ -784,13 +843,18 @@ answer_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena
     return 0; /* too late, already answered, or not asked: accepted = false */
 }
 
-/* The queries whose deadline passed: their silent responders are marked timeout. */
+/* The queries whose deadline passed: those still auditing ask the responders whose record
+ * was committed; of the others, the silent responders are marked timeout. */
 static void
 fwd_expire(struct worker *w, uint64_t now)
 {
     for (unsigned i = 0; i < FWD_MAX; i++) {
         struct fwdq *fq = &w->fwd[i];
         if (fq->req == NULL || fq->deadline_ns > now) {
+            continue;
+        }
+        if (fq->auditing) {
+            fwd_audited(w, fq);
             continue;
         }
         for (size_t k = 0; k < fq->fwd.n; k++) {
@@ -1400,7 +1464,8 @@ parked_answers(struct worker *w)
         if (r == HIE_ENOMEM) { /* consumed, its result lost: that request fails, not the thread */
             hie_log_error("worker", "an audit answer could not be read", " rc=%s",
                 hie_strerror_name(r));
-            if (!parked_answer(w, tok, &(struct log_answer){false, 0, 0, NULL})) {
+            if (!fwd_audit_answer(w, tok, false) &&
+                !parked_answer(w, tok, &(struct log_answer){false, 0, 0, NULL})) {
                 return false;
             }
             continue;
@@ -1413,7 +1478,8 @@ parked_answers(struct worker *w)
         struct log_answer a = {res != NULL && res->code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED,
             res != NULL ? res->acknowledged : 0, res != NULL ? res->code : 0,
             res != NULL ? res->message : NULL};
-        bool more = parked_answer(w, tok, &a); /* before res (its message) is freed */
+        /* before res (its message) is freed */
+        bool more = fwd_audit_answer(w, tok, a.ok) || parked_answer(w, tok, &a);
         if (res != NULL) {
             hie__v1__command_result__free_unpacked(res, NULL);
         }

@@ -31,7 +31,7 @@ struct y_tls {
 };
 struct y_limits {
     char *frame_bytes_max, *connections_max, *inflight_per_connection_max;
-    char *connections_per_org_max;
+    char *connections_per_org_max, *edge_buffer_bytes_max;
     char *handshake_timeout_ms, *frame_timeout_ms, *idle_timeout_ms;
 };
 struct y_operator { char *http_address; char *http_port; char *admin_socket; };
@@ -88,6 +88,7 @@ static const cyaml_schema_field_t limits_fields[] = {
         connections_per_org_max),
     NUM_FIELD("inflight_per_connection_max", OPT, struct y_limits,
         inflight_per_connection_max),
+    NUM_FIELD("edge_buffer_bytes_max", OPT, struct y_limits, edge_buffer_bytes_max),
     NUM_FIELD("handshake_timeout_ms", OPT, struct y_limits, handshake_timeout_ms),
     NUM_FIELD("frame_timeout_ms", OPT, struct y_limits, frame_timeout_ms),
     NUM_FIELD("idle_timeout_ms", OPT, struct y_limits, idle_timeout_ms),
@@ -319,6 +320,10 @@ fill_limits(node_config_t *c, const struct y_config *y, char *err, size_t eb)
     rc = rc ? rc : limit_u32(&c->inflight_max, l->inflight_per_connection_max,
         HIE_EDGE_INFLIGHT_DEFAULT, 1, HIE_EDGE_INFLIGHT_MAX,
         "limits.inflight_per_connection_max", err, eb);
+    rc = rc ? rc : limit_u32(&c->edge_buffer_bytes_max, l->edge_buffer_bytes_max,
+        HIE_EDGE_BUFFER_BYTES_DEFAULT > 2u * c->frame_bytes_max ? HIE_EDGE_BUFFER_BYTES_DEFAULT
+            : 2u * c->frame_bytes_max, 2u * c->frame_bytes_max, HIE_EDGE_BUFFER_BYTES_MAX,
+        "limits.edge_buffer_bytes_max", err, eb);
     rc = rc ? rc : limit_u32(&c->handshake_timeout_ms, l->handshake_timeout_ms,
         HIE_EDGE_HANDSHAKE_TIMEOUT_MS_DEFAULT, 100, HIE_EDGE_TIMEOUT_MS_MAX,
         "limits.handshake_timeout_ms", err, eb);

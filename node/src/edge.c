@@ -12,8 +12,12 @@
  *
  * Backpressure: a connection with inflight_max requests in flight, HIE_EDGE_INFLIGHT_BYTES_MAX
  * of request frames in flight (or, with any in flight, while the edge's connections together
- * hold HIE_EDGE_INFLIGHT_BYTES_EDGE_MAX), or more than HIE_EDGE_WRITE_BUFFER_BYTES_MAX of
- * unsent replies, is not read until that drains. Each
+ * hold limits.edge_buffer_bytes_max), or more than HIE_EDGE_WRITE_BUFFER_BYTES_MAX of
+ * unsent replies, is not read until that drains. A frame's buffer grows with the bytes that
+ * arrive, not to the length its prefix announces, and past EDGE_RBUF_KEEP_BYTES it counts
+ * against the edge-wide budget too: a connection whose frame needs more while the edge is over
+ * it waits, with the frame's timer running (many connections each sending most of a large
+ * frame cannot hold the node's memory). Each
  * wakeup reads at most EDGE_FRAMES_PER_WAKEUP frames from one connection, so one busy or slow
  * client never stalls the others.
  *
@@ -105,7 +109,8 @@ struct node_edge {
     uint32_t open_count;
     uint32_t handshaking;        /* of open_count, still in their TLS handshake */
     uint64_t inflight_bytes;     /* every connection's, replies to gone ones included */
-    bool budget_wake;            /* fell back under HIE_EDGE_INFLIGHT_BYTES_EDGE_MAX: the
+    uint64_t rbuf_bytes;         /* read buffers over EDGE_RBUF_KEEP_BYTES: frames being read */
+    bool budget_wake;            /* fell back under cfg.edge_buffer_bytes_max: the
                                   * next tick wakes the connections that budget paused */
     uint64_t generation;
     bool draining;
@@ -147,16 +152,54 @@ conn_set_events(node_edge_t *e, struct conn *c, uint32_t events)
     c->events = events;
 }
 
+/* The edge's frame and buffer bytes together are over its budget. */
+static bool
+edge_over_budget(const node_edge_t *e)
+{
+    return e->inflight_bytes + e->rbuf_bytes >= e->ctx->cfg.edge_buffer_bytes_max;
+}
+
+/* The bytes of c's read buffer that count against the edge's budget. */
+static size_t
+rbuf_counted(size_t cap)
+{
+    return cap > EDGE_RBUF_KEEP_BYTES ? cap : 0;
+}
+
+/* c's read buffer is now cap bytes (freed: 0): the edge's count follows; falling back under
+ * the budget wakes the connections it paused. */
+static void
+rbuf_account(node_edge_t *e, struct conn *c, size_t cap)
+{
+    bool over = edge_over_budget(e);
+    HIE_ASSERT(e->rbuf_bytes >= rbuf_counted(c->rcap));
+    e->rbuf_bytes = e->rbuf_bytes - rbuf_counted(c->rcap) + rbuf_counted(cap);
+    atomic_fetch_sub(&e->ctx->metrics.edge_buffer_bytes, rbuf_counted(c->rcap));
+    atomic_fetch_add(&e->ctx->metrics.edge_buffer_bytes, rbuf_counted(cap));
+    c->rcap = cap;
+    e->budget_wake |= over && !edge_over_budget(e);
+}
+
+/* c has read all its buffer holds of a frame that needs more, and growing the buffer past
+ * EDGE_RBUF_KEEP_BYTES would put the edge over its budget. */
+static bool
+rbuf_waits(const node_edge_t *e, const struct conn *c)
+{
+    return c->frame_body_bytes != 0 && c->rlen == c->rcap &&
+           c->rlen < HIE_PROTO_FRAME_HEADER_BYTES + (size_t)c->frame_body_bytes &&
+           c->rcap >= EDGE_RBUF_KEEP_BYTES && edge_over_budget(e);
+}
+
 /* While the registry check of a new connection (C_AUTH) is under way, requests are read
  * already: each request is authorized by its worker anyway, so this saves a round trip. */
 static bool
 conn_read_paused(const node_edge_t *e, const struct conn *c)
 {
-    return c->close_after_flush || e->draining ||
+    return c->close_after_flush || e->draining || rbuf_waits(e, c) ||
            c->inflight >= e->ctx->cfg.inflight_max ||
            c->wq_bytes >= HIE_EDGE_WRITE_BUFFER_BYTES_MAX ||
            (c->inflight > 0 && (c->inflight_bytes >= HIE_EDGE_INFLIGHT_BYTES_MAX ||
-                                   e->inflight_bytes >= HIE_EDGE_INFLIGHT_BYTES_EDGE_MAX));
+                                   e->inflight_bytes >= e->ctx->cfg.edge_buffer_bytes_max));
 }
 
 /* Recomputes which readiness events the connection waits for. */
@@ -220,6 +263,7 @@ conn_close(node_edge_t *e, struct conn *c, const char *why)
         w = next;
     }
     hie_mem_free(c->rbuf, c->rcap);
+    rbuf_account(e, c, 0);
     hie_mem_free(c, sizeof(*c));
     e->open_count--;
     atomic_fetch_sub(&e->ctx->edge_load[e->index], 1);
@@ -347,7 +391,7 @@ frame_done(node_edge_t *e, struct conn *c)
     if (c->rcap > EDGE_RBUF_KEEP_BYTES) {
         hie_mem_free(c->rbuf, c->rcap);
         c->rbuf = NULL;
-        c->rcap = 0;
+        rbuf_account(e, c, 0);
     }
     if (rc != 0) {
         atomic_fetch_add(&e->ctx->metrics.frames_rejected, 1);
@@ -372,6 +416,7 @@ frame_done(node_edge_t *e, struct conn *c)
         if (rc == 0) {
             c->inflight_bytes += in;
             e->inflight_bytes += in;
+            atomic_fetch_add(&e->ctx->metrics.edge_buffer_bytes, in);
         }
     } else {
         rc = HIE_ENOMEM; /* answered as overloaded, not dropped: every request gets a reply */
@@ -386,20 +431,23 @@ frame_done(node_edge_t *e, struct conn *c)
     c->inflight++;
 }
 
-/* Grows rbuf to hold want bytes. The caller checked want against the frame limit. */
+/* Makes room in rbuf for more of a frame of total bytes, which the caller checked against
+ * the frame limit: when it is full, doubled (at least 4 KiB, at most total), not grown to
+ * total at once, so that it holds about what the peer has sent. */
 static int
-rbuf_reserve(struct conn *c, size_t want)
+rbuf_reserve(node_edge_t *e, struct conn *c, size_t total)
 {
-    if (c->rcap >= want) {
+    if (c->rcap >= total || c->rlen < c->rcap) {
         return 0;
     }
-    size_t cap = want < 4096 ? 4096 : want;
+    size_t cap = c->rcap < 2048 ? 4096 : 2 * c->rcap;
+    cap = cap < total ? cap : total;
     uint8_t *nb = hie_mem_realloc(c->rbuf, c->rcap, cap);
     if (nb == NULL) {
         return HIE_ENOMEM;
     }
     c->rbuf = nb;
-    c->rcap = cap;
+    rbuf_account(e, c, cap);
     return 0;
 }
 
@@ -418,8 +466,10 @@ frame_need(node_edge_t *e, struct conn *c, size_t *need)
     }
     size_t total = c->frame_body_bytes == 0 ? HIE_PROTO_FRAME_HEADER_BYTES
         : HIE_PROTO_FRAME_HEADER_BYTES + (size_t)c->frame_body_bytes;
-    *need = total - c->rlen;
-    return rbuf_reserve(c, total);
+    int rc = rbuf_reserve(e, c, total);
+    size_t room = c->rcap - c->rlen, left = total - c->rlen;
+    *need = room < left ? room : left;
+    return rc;
 }
 
 static void
@@ -429,8 +479,13 @@ frame_reject_header(node_edge_t *e, struct conn *c, int rc)
     hie_log_warn("edge", "frame rejected", " conn=%lu org=%s rc=%s reason=\"%s\"", c->id,
         c->org_id, hie_strerror_name(rc), rc == HIE_ELIMIT ? "length over the maximum"
         : rc == HIE_ENOMEM ? "out of memory" : "empty frame");
-    conn_error(e, c, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, rc == HIE_ELIMIT ?
-        "frame larger than the maximum" : "malformed frame", "frame", NULL, true);
+    if (rc == HIE_ENOMEM) { /* the node's trouble, not the member's frame */
+        conn_error(e, c, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "node overloaded, retry later",
+            NULL, NULL, true);
+    } else {
+        conn_error(e, c, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, rc == HIE_ELIMIT ?
+            "frame larger than the maximum" : "malformed frame", "frame", NULL, true);
+    }
     c->rlen = 0;
 }
 
@@ -887,9 +942,12 @@ static void
 inflight_release(node_edge_t *e, struct conn *c, const node_req_t *req)
 {
     HIE_ASSERT(e->inflight_bytes >= req->in_bytes);
-    bool over = e->inflight_bytes >= HIE_EDGE_INFLIGHT_BYTES_EDGE_MAX;
+    bool over = e->inflight_bytes >= e->ctx->cfg.edge_buffer_bytes_max;
+    bool over_all = edge_over_budget(e); /* frames being read wait on this one */
     e->inflight_bytes -= req->in_bytes;
-    e->budget_wake |= over && e->inflight_bytes < HIE_EDGE_INFLIGHT_BYTES_EDGE_MAX;
+    atomic_fetch_sub(&e->ctx->metrics.edge_buffer_bytes, req->in_bytes);
+    e->budget_wake |= (over && e->inflight_bytes < e->ctx->cfg.edge_buffer_bytes_max) ||
+                      (over_all && !edge_over_budget(e));
     if (c != NULL) {
         HIE_ASSERT(c->inflight_bytes >= req->in_bytes);
         c->inflight_bytes -= req->in_bytes;
@@ -1191,7 +1249,7 @@ conn_check_timers(node_edge_t *e, struct conn *c, uint64_t now, int64_t wall_ms)
     }
     if (c->frame_start_ns != 0 && (e->draining || (c->inflight > 0 &&
         (c->inflight_bytes >= HIE_EDGE_INFLIGHT_BYTES_MAX ||
-         e->inflight_bytes >= HIE_EDGE_INFLIGHT_BYTES_EDGE_MAX)))) {
+         e->inflight_bytes >= e->ctx->cfg.edge_buffer_bytes_max)))) {
         /* the node's byte budgets (or its drain) stopped reading: the frame's time is not
          * running (a peer that stops reading its replies gets no such grace) */
         c->frame_start_ns = now;

@@ -104,6 +104,15 @@ out_printf(struct out *o, const char *fmt, ...)
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
 static void
+render_edge_buffers(struct out *o, const node_metrics_t *m, const char *node)
+{
+    out_printf(o, "# HELP hie_edge_buffer_bytes Bytes of member requests the edges hold: read "
+        "and not answered yet, or being read (limits.edge_buffer_bytes_max, per edge thread).\n"
+        "# TYPE hie_edge_buffer_bytes gauge\nhie_edge_buffer_bytes{node=\"%s\"} %lu\n", node,
+        LOAD(m->edge_buffer_bytes));
+}
+
+static void
 render_connections(struct out *o, const node_metrics_t *m, const char *node)
 {
     out_printf(o, "# HELP hie_connections_open Member connections open now.\n"
@@ -267,6 +276,7 @@ hie_node__metrics_render(const node_metrics_t *m, const char *node_id, char **ou
         return HIE_ENOMEM;
     }
     render_connections(&o, m, node_id);
+    render_edge_buffers(&o, m, node_id);
     render_requests(&o, m, node_id);
     render_state(&o, m, node_id);
     if (o.failed) {

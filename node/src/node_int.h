@@ -62,6 +62,7 @@ typedef struct node_config {
     uint32_t connections_max;
     uint32_t connections_per_org_max;
     uint32_t inflight_max;
+    uint32_t edge_buffer_bytes_max; /* per edge thread: request frames read or being read */
     uint32_t handshake_timeout_ms;
     uint32_t frame_timeout_ms;
     uint32_t idle_timeout_ms;
@@ -127,6 +128,7 @@ typedef struct node_metrics {
     _Atomic uint64_t auth_refused_unregistered;
     _Atomic uint64_t auth_refused_suspended;
     _Atomic uint64_t frames_rejected;
+    _Atomic uint64_t edge_buffer_bytes;     /* requests read and not answered, frames being read */
     _Atomic uint64_t sessions_cut;          /* open sessions closed by a reload (revoked...) */
     _Atomic uint64_t requests[REQ_KIND_COUNT][OUT_COUNT];
     _Atomic uint64_t latency_bucket[REQ_KIND_COUNT][NODE_LATENCY_BUCKETS + 1];

@@ -94,6 +94,9 @@ itest_node_write_config(itest_node_t *n)
     if (o->frame_bytes_max) fprintf(f, ", frame_bytes_max: %u", o->frame_bytes_max);
     if (o->inflight_max) fprintf(f, ", inflight_per_connection_max: %u", o->inflight_max);
     if (o->connections_max) fprintf(f, ", connections_max: %u", o->connections_max);
+    if (o->edge_buffer_bytes_max) {
+        fprintf(f, ", edge_buffer_bytes_max: %u", o->edge_buffer_bytes_max);
+    }
     fprintf(f, "}\n");
     fprintf(f, "workers: 2\noperator: {http_address: 127.0.0.1, http_port: %u}\n"
         "log: {level: debug}\n", n->http_port);

@@ -24,6 +24,7 @@ typedef struct itest_opts {
     uint32_t frame_bytes_max;
     uint32_t inflight_max;
     uint32_t connections_max;
+    uint32_t edge_buffer_bytes_max; /* limits.edge_buffer_bytes_max; 0: node default */
     bool tls12;                    /* allow TLS 1.2 */
     bool no_crl;
     bool no_mpi_key;               /* leave mpi.key_file out (MPI unavailable) */

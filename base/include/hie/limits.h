@@ -49,7 +49,10 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
  * the edge-wide one, no connection with a request in flight is read. With 4 MiB frames and 64
  * in flight a connection could otherwise hold 256 MiB, and a thousand of them the machine. */
 #define HIE_EDGE_INFLIGHT_BYTES_MAX (16u * 1024u * 1024u)
-#define HIE_EDGE_INFLIGHT_BYTES_EDGE_MAX (128u * 1024u * 1024u)
+/* The edge-wide one (config limits.edge_buffer_bytes_max, per edge thread) also bounds the
+ * buffers of frames being read; at least two frames of limits.frame_bytes_max. */
+#define HIE_EDGE_BUFFER_BYTES_DEFAULT (128u * 1024u * 1024u)
+#define HIE_EDGE_BUFFER_BYTES_MAX (2048u * 1024u * 1024u)
 /* Time limits (config: limits.*_timeout_ms). A handshake that has not finished, a frame that
  * has started and not finished, or a connection idle for longer is closed. */
 #define HIE_EDGE_HANDSHAKE_TIMEOUT_MS_DEFAULT 10000u

@@ -528,6 +528,12 @@ conn_read(node_edge_t *e, struct conn *c)
                 c->read_wants_write = true;
                 break;
             }
+            if (err == SSL_ERROR_ZERO_RETURN && (c->inflight > 0 || c->wq_head != NULL)) {
+                /* the peer is done sending (half-close), not reading: its requests in flight
+                 * are answered, then the connection closes (a partial frame is dropped) */
+                c->close_after_flush = true;
+                break;
+            }
             conn_close(e, c, err == SSL_ERROR_ZERO_RETURN ? "peer closed" : "read failed");
             return false;
         }

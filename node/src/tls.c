@@ -127,8 +127,11 @@ tls_ctx_options(SSL_CTX *ctx, const node_config_t *cfg, char *err, size_t err_by
         tls_err(err, err_bytes, "cannot set tls 1.2 ciphers", NULL);
         return HIE_ETLS;
     }
+    /* A peer's FIN without close_notify ends its sending like close_notify does, not the
+     * session: the framing tells a truncated request (never served) from a whole one, and
+     * the replies to whole ones still go (edge.c, half-close). */
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
-        SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
+        SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_num_tickets(ctx, 0);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |

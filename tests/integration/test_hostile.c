@@ -543,3 +543,34 @@ Test(edge_budget, partial_frames_stay_within_the_edge_budget, .timeout = 120)
     pinger_check(&p);
     itest_node_cleanup(&node);
 }
+
+/* A member that sends its requests and then half-closes (TLS close_notify, or only the TCP
+ * FIN: shutdown(SHUT_WR)) still gets every reply, then the close. The node closed at once:
+ * the requests were served (a push or a feed applied) and the member never heard so. */
+Test(hostile, a_half_closed_peer_gets_its_replies)
+{
+    for (int round = 0; round < 2; round++) {
+        SSL *ssl = itest_raw_connect(&node, "riverside-clinic");
+        cr_assert_not_null(ssl);
+        size_t len = 0;
+        char id[16];
+        snprintf(id, sizeof(id), "half-%d", round);
+        uint8_t *frame = ping_frame(id, (const uint8_t *)"x", 1, &len);
+        raw_write(ssl, frame, len);
+        hie_mem_free(frame, len);
+        if (round == 0) {
+            cr_assert_geq(SSL_shutdown(ssl), 0); /* close_notify, then the FIN below */
+        }
+        cr_assert_eq(shutdown(SSL_get_fd(ssl), SHUT_WR), 0);
+        hie_arena_t *arena = NULL;
+        cr_assert_eq(hie_arena_create(&arena, 1 << 20), 0);
+        hie_envelope_t *env = NULL;
+        int n = itest_raw_read_frame(ssl, 5000, arena, &env);
+        cr_assert_gt(n, 0, "round %d: no reply (%d)", round, n);
+        cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_PONG, "round %d", round);
+        cr_assert_str_eq(env->correlation_id, id);
+        hie_arena_destroy(&arena);
+        itest_raw_close(ssl);
+    }
+    cr_assert(itest_node_alive(&node), "node died");
+}

@@ -30,6 +30,8 @@
 #define ADT_TEXT_BYTES_MAX 128u
 #define ADT_FILTER_MAX 16u
 #define ADT_COMMAND_TIMEOUT_MS 10000u
+/* How far ahead of the node's clock an event may be dated (clocks differ, not by days). */
+#define ADT_EVENT_AHEAD_MS_MAX (24ll * 3600 * 1000)
 #define NOTIFY_CONTENT_TYPE "application/vnd.hiebroker.notification+protobuf"
 
 static int
@@ -115,7 +117,13 @@ adt_check(const node_who_t *who, const Hie__V1__AdtRequest *r, node_mpi_err_t *e
     if (r->event == HIE__V1__ADT_EVENT__ADT_A40 && !hie_mpi_mrn_valid(r->prior_mrn)) {
         return bad(e, "prior_mrn", "required for A40");
     }
-    return r->event_ms < 0 ? bad(e, "event_ms", "negative") : 0;
+    /* the event's time is the data time consent's periods read: unset (0) matched no period
+     * (a "withhold 2024-2025" deny let through) and a far-future one dodges them */
+    if (r->event_ms <= 0) {
+        return bad(e, "event_ms", "required: when the event happened (EVN-2), ms since 1970");
+    }
+    return r->event_ms > hie_time_wall_ms() + ADT_EVENT_AHEAD_MS_MAX
+        ? bad(e, "event_ms", "more than a day in the future") : 0;
 }
 
 /* ---- step 1: the MPI change ---------------------------------------------------------------- */
@@ -239,6 +247,42 @@ patient_candidates(struct fan *f)
     return rc;
 }
 
+struct cover {
+    const char *id;
+    bool found;
+};
+
+static int
+cover_match(void *vctx, hie_span_t id)
+{
+    struct cover *c = vctx;
+    c->found = c->found || (id.len == strlen(c->id) && memcmp(id.ptr, c->id, id.len) == 0);
+    return 0;
+}
+
+int
+hie_node__notice_covered(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
+    const Hie__V1__Subscription *s, const char *euid, bool *covered)
+{
+    Hie__V1__PatientId **ids = NULL;
+    size_t n = 0;
+    struct cover c = {s->id, false};
+    int rc = hie_mpi_store_euid_ids(hie_node__state_mpi(ctx->state), txn, euid, arena, &ids,
+        &n);
+    for (size_t i = 0; rc == 0 && i < n && !c.found; i++) {
+        if (s->scope == HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_ALL_MY_PATIENTS) {
+            c.found = strcmp(ids[i]->org_id, s->org_id) == 0;
+            continue;
+        }
+        uint8_t h[HIE_MPI_REC_HASH_BYTES];
+        hie_mpi_rec_hash(hie_node__state_mpi_key(ctx->state), ids[i]->org_id, ids[i]->mrn, h);
+        rc = hie_node__subs_for_record(hie_node__state_subs(ctx->state), txn, h, cover_match,
+            &c);
+    }
+    *covered = c.found;
+    return rc == HIE_ENOTFOUND ? 0 : rc;
+}
+
 /* A cancel reaches whoever got the original event of the visit, and of those only the ones
  * that follow the cancel's patient: a visit number keyed against another patient (or reused)
  * must not tell a subscriber about a patient it has nothing to do with. */
@@ -355,10 +399,14 @@ notice_message(struct fan *f, const Hie__V1__Subscription *s, Hie__V1__PatientId
     Hie__V1__QueuedMessage *m = hie_arena_alloc(f->arena, sizeof(*m));
     size_t mid_bytes = 2 * HIE_PROTO_ID_BYTES_MAX + 40;
     char *mid = hie_arena_alloc(f->arena, mid_bytes);
-    if (buf == NULL || m == NULL || mid == NULL) {
+    uint8_t *subject = hie_arena_alloc(f->arena, HIE_MPI_REC_HASH_BYTES);
+    if (buf == NULL || m == NULL || mid == NULL || subject == NULL) {
         return HIE_ENOMEM;
     }
     HIE_ASSERT(protobuf_c_message_pack(&n.base, buf) == len);
+    /* the event's patient as the sender knows it (adt_check: its own org and a valid MRN) */
+    hie_mpi_rec_hash(hie_node__state_mpi_key(f->ctx->state), f->who->org_id, r->patient->mrn,
+        subject);
     d.patient = n_own > 0 ? own[0] : NULL;
     d.content_type = (char *)(uintptr_t)NOTIFY_CONTENT_TYPE;
     d.content = (ProtobufCBinaryData){len, buf};
@@ -372,6 +420,7 @@ notice_message(struct fan *f, const Hie__V1__Subscription *s, Hie__V1__PatientId
     m->sender_org = n.sender_org;
     m->recipient_org = s->org_id;
     m->euid = n.euid;
+    m->subject_rec_hash = (ProtobufCBinaryData){HIE_MPI_REC_HASH_BYTES, subject};
     *out = m;
     return hie_node__doc_seal(f->ctx, &d, mid, f->arena, &m->sealed_document);
 }
@@ -379,8 +428,8 @@ notice_message(struct fan *f, const Hie__V1__Subscription *s, Hie__V1__PatientId
 /* The purpose a notification is decided and audited under: the subscriber's use of it (care
  * coordination: treatment; a payer's: payment), never the sender's, whose emergency is not
  * the subscriber's and must not break the glass for it. */
-static Hie__V1__PurposeOfUse
-notify_purpose(const hie_org_t *org)
+Hie__V1__PurposeOfUse
+hie_node__notify_purpose(const hie_org_t *org)
 {
     bool payer = false;
     for (size_t i = 0; org != NULL && i < org->n_roles; i++) {
@@ -413,7 +462,8 @@ notice_build(struct fan *f, const Hie__V1__Subscription *s, bool cancel)
     if (own == NULL || nt == NULL) {
         return HIE_ENOMEM;
     }
-    node_who_t to = {s->org_id, org, notify_purpose(org), f->who->request_id, f->who->rand};
+    node_who_t to = {s->org_id, org, hie_node__notify_purpose(org), f->who->request_id,
+        f->who->rand};
     node_who_t from = *f->who;
     from.purpose = to.purpose;
     node_subject_t subj = {f->euid, {0}, own, own_ids(f, s->org_id, own), NULL, 0};
@@ -728,13 +778,22 @@ replay_notice(node_ctx_t *ctx, MDB_txn *txn, const node_who_t *to, Hie__V1__Queu
     /* the event's own time (the document's date), as when it was first decided: a directive
      * period about data times reads the event, not when the HIE accepted it */
     Hie__V1__Document *d = NULL;
-    int64_t data_ms = hie_node__doc_unseal(ctx, qm, arena, &d) == 0 ? d->date_ms
-                                                                      : qm->accepted_ms;
-    node_subject_t subj = {qm->euid, {0}, NULL, 0, &qm->message_id, 1};
-    hie_node__consent_decide_doc(ctx, txn, arena, to, qm->euid,
-        HIE__V1__CONSENT_ACTION__CONSENT_ACTION_NOTIFY, 0, HIE_CONSENT_CLASS_ADT_EVENT,
-        data_ms, &subj.decision);
+    bool opened = hie_node__doc_unseal(ctx, qm, arena, &d) == 0;
+    int64_t data_ms = opened ? d->date_ms : qm->accepted_ms;
+    /* the patient as it is now (a merge or unlink since the event moves it), not the EUID the
+     * event had: its consent decides, and its accounting lists the replay */
+    const char *why = NULL;
+    const char *euid = hie_node__notice_euid(ctx, txn, arena, qm, opened ? d : NULL, &why);
+    node_subject_t subj = {euid != NULL ? euid : qm->euid, {0}, NULL, 0, &qm->message_id, 1};
+    if (euid != NULL) {
+        hie_node__consent_decide_doc(ctx, txn, arena, to, euid,
+            HIE__V1__CONSENT_ACTION__CONSENT_ACTION_NOTIFY, 0, HIE_CONSENT_CLASS_ADT_EVENT,
+            data_ms, &subj.decision);
+    } else {
+        subj.decision.reason = why; /* withheld: no longer the subscriber's patient */
+    }
     bool permit = hie_consent_permitted(&subj.decision);
+    qm->euid = permit ? (char *)(uintptr_t)euid : qm->euid;
     subj.n_document_ids = permit;
     int rc = hie_node__audit_body(ctx, to, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_NOTIFY, permit
         ? HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED : HIE__V1__ERROR_CODE__ERROR_CONSENT_DENIED,
@@ -767,7 +826,7 @@ replay_notices(node_ctx_t *ctx, const node_who_t *who, Hie__V1__ReplayCommand *r
     int rc = hie_node__subs_get(subs, txn, rc_->subscription_id, arena, &sub);
     rc = rc == 0 && strcmp(sub->org_id, who->org_id) != 0 ? HIE_ENOTFOUND : rc;
     rc = rc ? rc : hie_node__subs_replay_first(sub, rc_->from_event_number, &first);
-    node_who_t to = {who->org_id, who->org, notify_purpose(who->org), who->request_id,
+    node_who_t to = {who->org_id, who->org, hie_node__notify_purpose(who->org), who->request_id,
         who->rand};
     for (uint64_t ev = first; rc == 0 && ev <= sub->event_number &&
          rc_->n_notices < HIE_REPLAY_NOTICES_MAX; ev++) {

@@ -239,12 +239,13 @@ struct pump {
 };
 
 /* Consent for this delivery as it stands now: a directive filed since the push (or the
- * event) applies from the very next message, as it does for queries. Withheld: the audit
- * record of the refusal is packed for the dead letter that takes the message out of the
- * queue. Returns 0 (permitted), HIE_EDENIED or an error. */
+ * event) applies from the very next message, as it does for queries, and its marks go with
+ * it ([out] *handling). Withheld: the audit record of the refusal is packed for the dead
+ * letter that takes the message out of the queue. Returns 0 (permitted), HIE_EDENIED or an
+ * error. */
 static int
 delivery_consent(struct pump *p, uint64_t seq, const Hie__V1__QueuedMessage *q,
-    const Hie__V1__Document *doc)
+    const Hie__V1__Document *doc, Hie__V1__Handling **handling)
 {
     node_ctx_t *ctx = p->d->ctx;
     hie_org_t *org = NULL;
@@ -260,7 +261,8 @@ delivery_consent(struct pump *p, uint64_t seq, const Hie__V1__QueuedMessage *q,
     Hie__V1__AuditAction action = HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PUSH;
     if (org != NULL && hie_node__queued_decide(ctx, p->txn, p->arena, &to, q, doc, &sub,
             &action)) {
-        return 0;
+        *handling = hie_node__handling(&sub.decision, p->arena);
+        return *handling != NULL ? 0 : HIE_ENOMEM;
     }
     if (org == NULL) { /* deregistered since: fail closed */
         sub.decision.reason = "evaluation-error";
@@ -314,7 +316,8 @@ frame_build(struct pump *p, uint64_t seq, hie_span_t stored, uint8_t **buf, size
     if (rc != 0) {
         return rc == HIE_ENOMEM || hie_arena_cap_hit(arena) ? HIE_ENOMEM : HIE_ECORRUPT;
     }
-    rc = delivery_consent(p, seq, q, (const Hie__V1__Document *)dm);
+    Hie__V1__Handling *handling = NULL;
+    rc = delivery_consent(p, seq, q, (const Hie__V1__Document *)dm, &handling);
     if (rc != 0) {
         sodium_memzero(plain, cap);
         return rc;
@@ -334,7 +337,7 @@ frame_build(struct pump *p, uint64_t seq, hie_span_t stored, uint8_t **buf, size
     dl.redelivery = seq <= r->sent_hw || q->accepted_ms < d->started_ms;
     dl.subscription_id = q->subscription_id;
     dl.event_number = q->event_number;
-    dl.handling = q->handling;
+    dl.handling = handling; /* as decided now: a directive filed since may add marks */
     const struct flight *f = NULL;
     for (uint32_t i = 0; i < r->nfl && f == NULL; i++) {
         f = r->fl[i].seq == seq ? &r->fl[i] : NULL;

@@ -906,6 +906,20 @@ HIE_MUST_CHECK int hie_node__doc_unseal(node_ctx_t *ctx, const Hie__V1__QueuedMe
 bool hie_node__queued_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, node_who_t *to,
     const Hie__V1__QueuedMessage *qm, const Hie__V1__Document *d, node_subject_t *s,
     Hie__V1__AuditAction *action);
+/* A notification's patient now (txn): the EUID of the sender's record of the event's patient,
+ * with the subscriber's record (d's patient) still under it, and still followed by its
+ * subscription. NULL (*why) when either record moved ("unlinked": an unlink, a merge, a
+ * record gone), the subscription ended or no longer holds the patient ("unsubscribed"), or
+ * the state could not be read ("evaluation-error"). A message from before 2026-12-01 has no
+ * sender's record: its subscriber's record names the patient, as before. */
+const char *hie_node__notice_euid(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
+    const Hie__V1__QueuedMessage *qm, const Hie__V1__Document *d, const char **why);
+/* Whether subscription s still follows patient euid (txn): its roster holds one of the
+ * patient's records, or (all my patients) its organization has one. */
+HIE_MUST_CHECK int hie_node__notice_covered(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
+    const Hie__V1__Subscription *s, const char *euid, bool *covered);
+/* The purpose a notification is decided and audited under, from the subscriber's roles. */
+Hie__V1__PurposeOfUse hie_node__notify_purpose(const hie_org_t *org);
 /* Adds the responders' documents (consent per document for the requester) and their source
  * statuses to reply, and builds the query's audit record. status[i] is a SourceStatus. */
 HIE_MUST_CHECK int hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,

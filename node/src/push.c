@@ -391,6 +391,56 @@ queued_euid(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const Hie__V1__Qu
                ? euid : qm->euid;
 }
 
+/* The EUID of record (org, mrn) now, or NULL. */
+static const char *
+rec_euid(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const uint8_t *hash)
+{
+    char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
+    return euid != NULL && hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state), txn, hash,
+        arena, euid) == 0 ? euid : NULL;
+}
+
+/* The notification's patient now (hie_node__notice_euid's rule, before the subscription). */
+static const char *
+notice_patient(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
+    const Hie__V1__QueuedMessage *qm, const Hie__V1__Document *d)
+{
+    if (qm->subject_rec_hash.len != HIE_MPI_REC_HASH_BYTES) {
+        return d != NULL ? queued_euid(ctx, txn, arena, qm, d) : qm->euid;
+    }
+    const char *euid = rec_euid(ctx, txn, arena, qm->subject_rec_hash.data);
+    const Hie__V1__PatientId *own = d != NULL ? d->patient : NULL;
+    if (euid == NULL || own == NULL || own->org_id == NULL || !hie_mpi_mrn_valid(own->mrn)) {
+        return euid; /* no record of the subscriber's named: the subscription followed the EUID */
+    }
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    hie_mpi_rec_hash(hie_node__state_mpi_key(ctx->state), own->org_id, own->mrn, h);
+    const char *mine = rec_euid(ctx, txn, arena, h);
+    return mine != NULL && strcmp(mine, euid) == 0 ? euid : NULL;
+}
+
+const char *
+hie_node__notice_euid(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
+    const Hie__V1__QueuedMessage *qm, const Hie__V1__Document *d, const char **why)
+{
+    const char *euid = notice_patient(ctx, txn, arena, qm, d);
+    if (euid == NULL) {
+        *why = "unlinked";
+        return NULL;
+    }
+    Hie__V1__Subscription *s = NULL;
+    bool covered = false;
+    int rc = hie_node__subs_get(hie_node__state_subs(ctx->state), txn, qm->subscription_id,
+        arena, &s);
+    rc = rc == 0 && strcmp(s->org_id, qm->recipient_org) != 0 ? HIE_ENOTFOUND : rc;
+    rc = rc ? rc : hie_node__notice_covered(ctx, txn, arena, s, euid, &covered);
+    if (rc != 0 || !covered) { /* unsubscribed, or the patient left the roster, since */
+        *why = rc == 0 || rc == HIE_ENOTFOUND ? "unsubscribed" : "evaluation-error";
+        return NULL;
+    }
+    return euid;
+}
+
 bool
 hie_node__queued_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, node_who_t *to,
     const Hie__V1__QueuedMessage *qm, const Hie__V1__Document *d, node_subject_t *s,
@@ -400,13 +450,23 @@ hie_node__queued_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, node_
     uint32_t labels = 0;
     enum hie_consent_class cls = HIE_CONSENT_CLASS_NONE;
     bool notice = qm->subscription_id != NULL && qm->subscription_id[0] != '\0';
-    to->purpose = qm->purpose != 0 ? qm->purpose : HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT;
+    /* a notification's purpose is the subscriber's use of it, from its roles now (a payer's:
+     * payment), as at the fan-out; a push's is the one it was sent for */
+    to->purpose = notice ? hie_node__notify_purpose(to->org)
+                : qm->purpose != 0 ? qm->purpose : HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT;
     *s = (node_subject_t){qm->euid, {0}, NULL, 0, NULL, 0};
     *action = notice ? HIE__V1__AUDIT_ACTION__AUDIT_ACTION_NOTIFY
                      : HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PUSH;
+    const char *why = NULL;
+    const char *euid = d == NULL ? NULL : notice ? hie_node__notice_euid(ctx, txn, arena, qm, d,
+        &why) : queued_euid(ctx, txn, arena, qm, d);
+    if (d != NULL && euid == NULL) {
+        s->decision.reason = why; /* withheld: no longer this subscriber's patient */
+        return false;
+    }
     if (d != NULL && doc_codes(d, &labels, &cls, &e) == 0) {
         /* else: withheld (fail closed), as an evaluation error */
-        s->euid = queued_euid(ctx, txn, arena, qm, d);
+        s->euid = euid;
         hie_node__consent_decide_doc(ctx, txn, arena, to, s->euid, notice
             ? HIE__V1__CONSENT_ACTION__CONSENT_ACTION_NOTIFY
             : HIE__V1__CONSENT_ACTION__CONSENT_ACTION_PUSH, labels, cls, d->date_ms,

@@ -451,7 +451,9 @@ notices_validate(Hie__V1__Notice *const *notices, size_t n, const char *what,
     for (size_t i = 0; i < n; i++) {
         const Hie__V1__Notice *nt = notices[i];
         if (nt->subscription_id == NULL || nt->audit == NULL || (nt->message != NULL &&
-            (nt->message->recipient_org == NULL || !recipient_ok(nt->message->recipient_org)))) {
+            (nt->message->recipient_org == NULL || !recipient_ok(nt->message->recipient_org) ||
+             (nt->message->subject_rec_hash.len != 0 &&
+              nt->message->subject_rec_hash.len != HIE_PROTO_REC_HASH_BYTES)))) {
             return hie_errinfo_set(info, HIE_EINVAL, what, "incomplete");
         }
         int rc = audit_append_validate(nt->audit, info);

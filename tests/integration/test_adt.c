@@ -199,6 +199,7 @@ Test(adt, a_cancel_reaches_whoever_got_any_admission_of_the_visit, .timeout = 12
     r.event = HIE__V1__ADT_EVENT__ADT_A01;
     r.patient = &pid;
     r.encounter = &en;
+    r.event_ms = 1764000000000;
     req.body_case = HIE__V1__ENVELOPE__BODY_ADT;
     req.adt = &r;
     hie_envelope_t *e2 = call(h, &req, a);
@@ -737,4 +738,149 @@ Test(adt, a_subscriber_that_never_acknowledges_does_not_slow_another, .timeout =
     hie_client_destroy(&c);
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
+}
+
+/* A notification waiting for an offline clinic is about the sender's patient (H-1), reached
+ * through the clinic's record (C-9) linked to it. Unlinked meanwhile (C-9 is someone else),
+ * it is withheld at delivery: delivery decided on C-9's new EUID, whose consent is not H-1's,
+ * and delivered H-1's admission to a clinic that no longer has that patient. */
+Test(adt, a_notification_is_withheld_once_the_subscribers_record_is_unlinked, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
+    subscribe_ok(c, "s1", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a);
+    cr_assert_eq(adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V1", a)->notified, 1u);
+    feed_ok(c, "u1", HIE__V1__FEED_ACTION__FEED_UNLINK, CLINIC, "C-9", NULL, NULL, a);
+    struct inbox in;
+    receive_start(c, "r1", &in, a);
+    Hie__V1__Delivery *d = next_delivery(c, &in, 3000, a);
+    cr_assert_null(d, "H-1's admission delivered to the clinic after C-9 was unlinked (%s)",
+        d != NULL ? d->euid : "");
+    cr_assert(itest_log_wait(&n, "reason=unlinked", 5000));
+    fx_stop(&n, &a, &h, &c);
+}
+
+/* A replay decides on the patient as it is now: after an A40 merge moved H-1 under H-2's EUID,
+ * H-2's directive excluding the clinic withholds the replayed admission. The replay decided
+ * on the EUID the event had (no members left: only the implicit policy), queued it and
+ * audited it as permitted. */
+Test(adt, a_replay_decides_on_the_patients_euid_now, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
+    feed_ok(h, "f3", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-2", &MARIA, NULL, a);
+    char sid[64];
+    snprintf(sid, sizeof(sid), "%s", subscribe_ok(c, "s1",
+        HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a));
+    adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V1", a);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(d);
+    cr_assert_eq(ack(c, "k1", &d->seq, 1, &in, a), 1u);
+    feed_ok(h, "m1", HIE__V1__FEED_ACTION__FEED_MERGE, HOSP, "H-2", NULL, "H-1", a);
+    struct dir x;
+    dir_init(&x, HOSP, "H-2", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, CLINIC, 0);
+    consent_submit_ok(h, "c1", &x, a);
+    hie_envelope_t *r = replay(c, "p1", sid, 1, &in, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_REPLAY_REPLY);
+    cr_assert_eq(r->replay_reply->queued, 0u, "replayed against the merged patient's consent");
+    cr_assert_null(next_delivery(c, &in, 1500, a));
+    fx_stop(&n, &a, &h, &c);
+}
+
+/* Unsubscribed while a notification waited: it is not delivered (withheld, audited). It was:
+ * unsubscribe dropped the subscription but not its queued notifications. */
+Test(adt, a_notification_waiting_when_its_subscription_ends_is_not_delivered, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
+    char s[64];
+    snprintf(s, sizeof(s), "%s", subscribe_ok(c, "s1",
+        HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a));
+    cr_assert_eq(adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V1", a)->notified, 1u);
+    hie_envelope_t req;
+    Hie__V1__Unsubscribe u = HIE__V1__UNSUBSCRIBE__INIT;
+    req_init(&req, "u1");
+    u.subscription_id = s;
+    req.body_case = HIE__V1__ENVELOPE__BODY_UNSUBSCRIBE;
+    req.unsubscribe = &u;
+    cr_assert_eq(call(c, &req, a)->body_case, HIE__V1__ENVELOPE__BODY_UNSUBSCRIBE_REPLY);
+    struct inbox in;
+    receive_start(c, "r1", &in, a);
+    Hie__V1__Delivery *d = next_delivery(c, &in, 3000, a);
+    cr_assert_null(d, "delivered after unsubscribe (%s)", d != NULL ? d->subscription_id : "");
+    cr_assert(itest_log_wait(&n, "reason=unsubscribed", 5000));
+    fx_stop(&n, &a, &h, &c);
+}
+
+/* A payer's notification is decided at delivery under payment, as at the fan-out: a payment
+ * restriction filed while it waited withholds it. Delivery decided it under treatment. */
+Test(adt, a_payers_waiting_notification_is_decided_under_payment, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
+    subscribe_ok(c, "s1", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_ALL_MY_PATIENTS, NULL, 0, a);
+    char out[4096];
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "org roles %s --roles payer", CLINIC), 0,
+        "%s", out);
+    struct dir x0;
+    dir_init(&x0, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    consent_submit_ok(h, "c0", &x0, a);
+    cr_assert_eq(adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V1", a)->notified, 1u);
+    struct dir x;
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, NULL, HIE__V1__PURPOSE_OF_USE__PURPOSE_PAYMENT);
+    consent_submit_ok(h, "c1", &x, a);
+    hie_client_destroy(&c);
+    c = itest_client(&n, CLINIC);
+    struct inbox in;
+    receive_start(c, "r1", &in, a);
+    Hie__V1__Delivery *d = next_delivery(c, &in, 3000, a);
+    cr_assert_null(d, "a payer got a notification after a payment restriction");
+    fx_stop(&n, &a, &h, &c);
+}
+
+/* An event without its time (EVN-2), or dated days ahead, is refused: consent's data periods
+ * read it, and an unset time matched none (a deny of a period let through). */
+Test(adt, an_event_needs_its_time, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
+    int64_t times[2] = {0, hie_time_wall_ms() + 3ll * 24 * 3600 * 1000};
+    for (int i = 0; i < 2; i++) {
+        hie_envelope_t req;
+        Hie__V1__AdtRequest r = HIE__V1__ADT_REQUEST__INIT;
+        Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+        Hie__V1__Encounter en = HIE__V1__ENCOUNTER__INIT;
+        char id[8];
+        snprintf(id, sizeof(id), "t%d", i);
+        req_init(&req, id);
+        req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT;
+        pid.org_id = MUT(HOSP);
+        pid.mrn = MUT("H-1");
+        en.visit_id = MUT("V9");
+        r.event = HIE__V1__ADT_EVENT__ADT_A01;
+        r.patient = &pid;
+        r.encounter = &en;
+        r.event_ms = times[i];
+        req.body_case = HIE__V1__ENVELOPE__BODY_ADT;
+        req.adt = &r;
+        hie_envelope_t *e = call(h, &req, a);
+        cr_assert_eq(e->body_case, HIE__V1__ENVELOPE__BODY_ERROR, "time %d", i);
+        cr_assert_eq(e->error->code, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST);
+        cr_assert_str_eq(e->error->field, "event_ms");
+    }
+    fx_stop(&n, &a, &h, &c);
 }

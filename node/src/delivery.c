@@ -238,6 +238,47 @@ struct pump {
     size_t withheld_len;
 };
 
+/* A delivery that consent permits only by breaking the glass (a deny filed since an
+ * emergency push) is a break-glass disclosure of its own: its audit record, flagged, is
+ * committed before the frame goes. Returns 0, or an error (not sent now: tried again). */
+static int
+breakglass_audit(struct pump *p, uint64_t seq, const Hie__V1__QueuedMessage *q, node_who_t *to,
+    node_subject_t *sub, Hie__V1__AuditAction action)
+{
+    node_ctx_t *ctx = p->d->ctx;
+    char rid[HIE_PROTO_ID_BYTES_MAX + 1];
+    snprintf(rid, sizeof(rid), "btg.%016" PRIx64 ".%" PRIu64 ".%" PRIu64,
+        hie_hash_pair(p->r->org, "dead"), seq, (uint64_t)hie_time_wall_ms());
+    to->request_id = rid;
+    sub->document_ids = (char **)(uintptr_t)&q->message_id;
+    sub->n_document_ids = 1;
+    Hie__V1__AuditAppendCommand *ac = NULL;
+    int rc = hie_node__audit_body(ctx, to, action, HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, sub,
+        1, p->arena, &ac);
+    if (rc != 0) {
+        return rc;
+    }
+    ac->record->recipient_org = p->r->org;
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    cmd.requester = ctx->cfg.node_id;
+    cmd.request_id = rid;
+    cmd.time_ms = hie_time_wall_ms();
+    cmd.node_id = ctx->cfg.node_id;
+    cmd.body_case = HIE__V1__COMMAND__BODY_AUDIT_APPEND;
+    cmd.audit_append = ac;
+    hie_command_result_t *res = NULL;
+    rc = hie_node__submit_wait(&p->d->sub, &cmd, DEAD_COMMAND_TIMEOUT_MS, p->arena, &res);
+    rc = rc == 0 && res->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED ? HIE_EUNAVAIL : rc;
+    if (rc != 0) {
+        hie_log_error("delivery", "break-glass audit record not committed: not delivered now",
+            " org=%s seq=%" PRIu64 " rc=%s", p->r->org, seq, hie_strerror_name(rc));
+        return rc;
+    }
+    hie_log_warn("delivery", "delivered by breaking the glass", " org=%s seq=%" PRIu64,
+        p->r->org, seq);
+    return 0;
+}
+
 /* Consent for this delivery as it stands now: a directive filed since the push (or the
  * event) applies from the very next message, as it does for queries, and its marks go with
  * it ([out] *handling). Withheld: the audit record of the refusal is packed for the dead
@@ -261,6 +302,10 @@ delivery_consent(struct pump *p, uint64_t seq, const Hie__V1__QueuedMessage *q,
     Hie__V1__AuditAction action = HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PUSH;
     if (org != NULL && hie_node__queued_decide(ctx, p->txn, p->arena, &to, q, doc, &sub,
             &action)) {
+        rc = sub.decision.break_glass ? breakglass_audit(p, seq, q, &to, &sub, action) : 0;
+        if (rc != 0) {
+            return rc;
+        }
         *handling = hie_node__handling(&sub.decision, p->arena);
         return *handling != NULL ? 0 : HIE_ENOMEM;
     }

@@ -38,9 +38,10 @@ setup(itest_node_t *n)
     itest_register(n, CLINIC, "clinic");
 }
 
+/* A push of content about the hospital's patient mrn to `to`, for purpose. */
 static hie_envelope_t *
-push(hie_client_t *c, const char *id, const char *to, const char *mrn, const char *content,
-    size_t len, const char *label, hie_arena_t *a)
+push_for(hie_client_t *c, const char *id, const char *to, const char *mrn, const char *content,
+    size_t len, const char *label, Hie__V1__PurposeOfUse purpose, hie_arena_t *a)
 {
     hie_envelope_t req;
     Hie__V1__PushRequest p = HIE__V1__PUSH_REQUEST__INIT;
@@ -61,7 +62,16 @@ push(hie_client_t *c, const char *id, const char *to, const char *mrn, const cha
     p.document = &d;
     req.body_case = HIE__V1__ENVELOPE__BODY_PUSH;
     req.push = &p;
+    req.purpose = purpose;
     return call(c, &req, a);
+}
+
+static hie_envelope_t *
+push(hie_client_t *c, const char *id, const char *to, const char *mrn, const char *content,
+    size_t len, const char *label, hie_arena_t *a)
+{
+    return push_for(c, id, to, mrn, content, len, label,
+        HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT, a);
 }
 
 static const char *
@@ -1112,4 +1122,39 @@ Test(push, a_full_queue_refusal_is_not_remembered_for_the_retry, .timeout = 120)
     hie_client_destroy(&h);
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);
+}
+
+/* An emergency push waits for an offline clinic; the patient then denies the clinic. Where
+ * the regime allows break-glass, the delivery breaks the glass: it goes, and it is audited as
+ * a break-glass disclosure of its own (flagged, in the break-glass report). It went with no
+ * record at all: the push's record was an ordinary permit. */
+Test(push, a_delivery_that_breaks_the_glass_is_audited_as_such, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, NULL, &a, &h, &c);
+    hie_client_close(c);
+    const char *text = "emergency: allergy to penicillin";
+    hie_envelope_t *r = push_for(h, "p1", CLINIC, "H-1", text, strlen(text), NULL,
+        HIE__V1__PURPOSE_OF_USE__PURPOSE_EMERGENCY, a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_PUSH_REPLY);
+    struct dir x; /* the patient's directive: everyone but the clinic */
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, CLINIC, 0);
+    consent_submit_ok(h, "c1", &x, a);
+    char out[16384];
+    itest_register(&n, "state-auditor", "auditor");
+    cr_assert_eq(itest_hie(&n, "state-auditor", out, sizeof(out), "audit report break-glass "
+        "--format csv"), 0, "%s", out);
+    cr_assert_null(strstr(out, CLINIC), "no break-glass yet: %s", out);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(d, "the emergency push is delivered (break-glass allowed)");
+    cr_assert_eq(itest_hie(&n, "state-auditor", out, sizeof(out), "audit report break-glass "
+        "--format csv"), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "," CLINIC ","), "the delivery in the report: %s", out);
+    cr_assert(itest_log_contains(&n, "delivered by breaking the glass"));
+    fx_stop(&n, &a, &h, &c);
 }

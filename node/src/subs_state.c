@@ -34,6 +34,10 @@
  * the binaries of 19:00 until then kept one, and a replay must do as they did. */
 #define VISIT_NO_EMPTY_ROW_SINCE_MS 1796067105000ll
 #define UNSUBSCRIBE_DROPS_LOG_SINCE_MS 1796065200000ll
+/* 2026-12-01T03:00Z: a withheld notice is audited even when its subscription ended before
+ * apply (the decision was made), and a replayed notice a full queue did not take is not (it
+ * was recorded as disclosed). */
+#define NOTICE_AUDIT_SINCE_MS 1796094000000ll
 
 struct node_subs {
     uint32_t magic;
@@ -426,7 +430,10 @@ notice_apply(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a,
     Hie__V1__Subscription *sub = NULL;
     int rc = hie_node__subs_get(s, a->txn, n->subscription_id, a->arena, &sub);
     if (rc == HIE_ENOTFOUND) {
-        return 0; /* unsubscribed meanwhile: nothing queued, nothing disclosed */
+        /* unsubscribed meanwhile: nothing queued, nothing disclosed; a refusal is still
+         * recorded (the decision was made and is in the accounting) */
+        return n->message == NULL && a->rules_ms >= NOTICE_AUDIT_SINCE_MS
+            ? hie_node__audit_append(au, a, n->audit) : 0;
     }
     if (rc != 0 || n->message == NULL) {
         return rc != 0 ? rc : hie_node__audit_append(au, a, n->audit); /* withheld */
@@ -578,8 +585,13 @@ replay_decided(node_queue_t *q, node_audit_t *au, node_apply_t *a,
             && m->subscription_id != NULL && strcmp(m->subscription_id, sub->id) == 0) {
             uint64_t seq = 0;
             rc = hie_node__queue_enqueue(q, a, m, &seq);
-            rc = rc == HIE_ELIMIT ? 0 : rc; /* a full queue: not queued, still audited */
+            /* a full queue: not queued, so nothing disclosed and (since the rule) no record */
+            bool dropped = rc == HIE_ELIMIT && a->rules_ms >= NOTICE_AUDIT_SINCE_MS;
+            rc = rc == HIE_ELIMIT ? 0 : rc;
             queued += seq != 0;
+            if (dropped) {
+                continue;
+            }
         }
         rc = rc ? rc : hie_node__audit_append(au, a, rp->notices[i]->audit);
     }

@@ -27,6 +27,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -50,6 +52,9 @@
 /* One accept per wakeup: with EPOLLEXCLUSIVE the next pending connection then wakes an idle
  * edge thread instead of queueing its handshake behind this one. */
 #define EDGE_ACCEPTS_PER_WAKEUP 1u
+/* Connections shed for want of file descriptors: one warning (with the count) at most so
+ * often. */
+#define EDGE_ACCEPT_LOG_NS (10ull * 1000000000ull)
 
 _Static_assert(HIE_EDGE_CONNECTIONS_MAX < (1u << EDGE_SLOT_BITS), "slot bits too few");
 
@@ -91,6 +96,11 @@ struct node_edge {
     pthread_t thread;
     int epfd;
     bool listening;
+    int spare_fd;                /* /dev/null, given up to accept (and shed) one connection
+                                  * when the process is out of file descriptors */
+    uint64_t accept_resume_ns;   /* != 0: the listening socket left out until then */
+    uint64_t accept_shed;        /* connections shed for want of descriptors, not logged yet */
+    uint64_t accept_log_ns;      /* the next warning about it, not before */
     SSL_CTX *ssl_ctx;
     void *replies;               /* PULL, bound NODE_EP_EDGE_REPLIES_FMT */
     void *ctl;                   /* ROUTER, bound NODE_EP_EDGE_CTL_FMT */
@@ -904,6 +914,52 @@ edge_drain_adopt(node_edge_t *e)
     }
 }
 
+/* Out of file descriptors (or kernel memory): the pending connection is accepted with the
+ * spare descriptor and closed at once (the client sees a close, not a hang), and the edge
+ * leaves the listening socket out of its epoll set until the next tick: it stays readable,
+ * and would wake this thread for ever. Said once in EDGE_ACCEPT_LOG_NS. */
+static void
+accept_overloaded(node_edge_t *e, int err)
+{
+    if (e->spare_fd >= 0) {
+        close(e->spare_fd);
+        int fd = accept4(e->ctx->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            close(fd);
+            e->accept_shed++;
+        }
+        e->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    if (e->listening && epoll_ctl(e->epfd, EPOLL_CTL_DEL, e->ctx->listen_fd, NULL) == 0) {
+        e->listening = false;
+        e->accept_resume_ns = hie_time_mono_ns() + (uint64_t)EDGE_TICK_MS * 1000000ull;
+    }
+    uint64_t now = hie_time_mono_ns();
+    if (now >= e->accept_log_ns) {
+        hie_log_warn("edge", "accept failed: connections shed", " errno=%s shed=%" PRIu64
+            " open=%u hint=\"%s\"", strerrorname_np(err), e->accept_shed, e->open_count,
+            "raise the open-file limit (LimitNOFILE, ulimit -n) above limits.connections_max");
+        e->accept_shed = 0;
+        e->accept_log_ns = now + EDGE_ACCEPT_LOG_NS;
+    }
+}
+
+/* The tick after accept_overloaded: the listening socket back in the set. */
+static void
+accept_resume(node_edge_t *e)
+{
+    if (e->accept_resume_ns == 0 || hie_time_mono_ns() < e->accept_resume_ns || e->draining) {
+        return;
+    }
+    e->accept_resume_ns = 0;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &tag_listen};
+    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->ctx->listen_fd, &ev) == 0) {
+        e->listening = true;
+    } else {
+        e->accept_resume_ns = hie_time_mono_ns() + (uint64_t)EDGE_TICK_MS * 1000000ull;
+    }
+}
+
 static void
 edge_accept(node_edge_t *e)
 {
@@ -913,8 +969,11 @@ edge_accept(node_edge_t *e)
         int fd = accept4(e->ctx->listen_fd, (struct sockaddr *)&sa, &salen,
             SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-                hie_log_warn("edge", "accept failed", " errno=%s", strerrorname_np(errno));
+            int err = errno;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+                accept_overloaded(e, err);
+            } else if (err != EAGAIN && err != EINTR && err != ECONNABORTED) {
+                hie_log_warn("edge", "accept failed", " errno=%s", strerrorname_np(err));
             }
             return;
         }
@@ -1298,6 +1357,7 @@ budget_woken(node_edge_t *e)
 static void
 edge_tick(node_edge_t *e)
 {
+    accept_resume(e);
     uint64_t now = hie_time_mono_ns();
     int64_t wall_ms = hie_time_wall_ms();
     for (uint32_t i = 0; i < e->slots_count; i++) {
@@ -1664,6 +1724,7 @@ hie_node__edge_start(node_edge_t **out, node_ctx_t *ctx, unsigned index)
     e->flush = hie_mem_calloc(e->slots_count, sizeof(*e->flush));
     e->to_worker = hie_mem_calloc(ctx->cfg.workers, sizeof(*e->to_worker));
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
+    e->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     *out = e;
@@ -1701,6 +1762,9 @@ hie_node__edge_join(node_edge_t **ep)
     }
     if (e->epfd >= 0) {
         close(e->epfd);
+    }
+    if (e->spare_fd >= 0) {
+        close(e->spare_fd);
     }
     SSL_CTX_free(e->ssl_ctx);
     pthread_mutex_destroy(&e->mu);

@@ -566,6 +566,34 @@ parse_args(int argc, char **argv, const char **config, bool *check_only)
     return 0;
 }
 
+/* Descriptors the node needs besides one per member connection: storage, ZeroMQ's sockets
+ * and mailboxes, the operator's endpoints, TLS files. */
+#define NODE_FDS_BESIDES_CONNECTIONS 512u
+
+/* The open-file limit raised (soft up to hard) to hold limits.connections_max connections;
+ * short of that, said at start: connections past it are shed (edge.c). */
+static void
+nofile_raise(const node_config_t *cfg)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)cfg->connections_max + NODE_FDS_BESIDES_CONNECTIONS;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) {
+        return;
+    }
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        rl.rlim_cur = was;
+    }
+    if (rl.rlim_cur < want) {
+        hie_log_warn("node", "open-file limit below what limits.connections_max needs: "
+            "connections past it are shed", " limit=%lu wanted=%lu connections_max=%u "
+            "hint=\"%s\"", (unsigned long)rl.rlim_cur, (unsigned long)want,
+            cfg->connections_max, "raise LimitNOFILE (systemd) or ulimit -n, or lower "
+            "limits.connections_max");
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -591,6 +619,7 @@ main(int argc, char **argv)
         return 0;
     }
     hie_log_configure(ctx.cfg.log_level, ctx.cfg.log_format);
+    nofile_raise(&ctx.cfg);
     /* decrypted PHI passes through this process's memory: never into a core file */
     struct rlimit no_core = {0, 0};
     if (setrlimit(RLIMIT_CORE, &no_core) != 0) {

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -187,6 +188,10 @@ node_spawn(itest_node_t *n)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() == 1) {
             _exit(126);
+        }
+        if (n->opts.nofile != 0) {
+            struct rlimit rl = {n->opts.nofile, n->opts.nofile};
+            setrlimit(RLIMIT_NOFILE, &rl);
         }
         int fd = open(n->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         dup2(fd, STDERR_FILENO);

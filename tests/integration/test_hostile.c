@@ -574,3 +574,62 @@ Test(hostile, a_half_closed_peer_gets_its_replies)
     }
     cr_assert(itest_node_alive(&node), "node died");
 }
+
+/* CPU seconds the node process has used. */
+static double
+node_cpu_s(void)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)node.pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    unsigned long ut = 0, st = 0;
+    const char *p = strrchr(buf, ')'); /* fields 14 and 15 after "pid (comm) state" */
+    cr_assert_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st),
+        2);
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* A node out of file descriptors (its limit below what connections_max needs, said at start)
+ * sheds the connections past it: no spin on the readable listening socket, a warning now and
+ * then (not one per wakeup), and it serves again once connections go. It spun at 100% of a
+ * core and wrote millions of log lines. */
+Test(edge_fds, out_of_descriptors_connections_are_shed_without_spinning, .timeout = 120)
+{
+    enum { CONNS = 300 };
+    itest_opts_t o = {.nofile = 256};
+    itest_node_init(&node, &o);
+    itest_node_start(&node);
+    itest_register(&node, "general-hospital", "hospital");
+    cr_assert(itest_log_contains(&node, "open-file limit below"));
+    struct pinger p;
+    pinger_start(&p);
+    usleep(300000); /* the pinger's connection first */
+    int fds[CONNS];
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(node.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < CONNS; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_geq(fds[i], 0);
+        (void)connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)); /* shed ones: closed */
+    }
+    double cpu0 = node_cpu_s();
+    sleep(2);
+    double used = node_cpu_s() - cpu0;
+    cr_log_info("node cpu over 2 s with descriptors exhausted: %.2f s", used);
+    cr_assert_lt(used, 1.0, "the node spun: %.2f s of CPU in 2 s", used);
+    int warned = itest_log_count(&node, "accept failed");
+    cr_assert(warned >= 1 && warned <= 3, "%d warnings", warned);
+    for (int i = 0; i < CONNS; i++) {
+        close(fds[i]);
+    }
+    sleep(1);
+    hie_client_t *c = itest_client(&node, "general-hospital");
+    cr_assert_eq(itest_ping(c, NULL), 0, "served again once connections went");
+    hie_client_destroy(&c);
+    pinger_check(&p);
+    itest_node_cleanup(&node);
+}

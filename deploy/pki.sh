@@ -28,7 +28,7 @@ WORK=""
 usage() {
 	cat <<EOF
 usage: $PROG init DIR [--name "HIE Dev CA"]
-       $PROG issue DIR --kind node|member --name NAME [--days N] [--start YYYYMMDDHHMMSSZ] [--end YYYYMMDDHHMMSSZ] [--eku client|server|both|none] [--out-name FILE_STEM] [--san DNS:host,IP:addr]
+       $PROG issue DIR --kind node|member --name NAME [--days N] [--start YYYYMMDDHHMMSSZ] [--end YYYYMMDDHHMMSSZ] [--eku client|server|both|none] [--out-name FILE_STEM] [--san DNS:host,IP:addr] [--key ec|rsa]
        $PROG revoke DIR STEM [--reason REASON]
        $PROG crl DIR [--days N | --until YYYYMMDDHHMMSSZ]
        $PROG help
@@ -44,6 +44,9 @@ usage: $PROG init DIR [--name "HIE Dev CA"]
           member checks the address it connects to against these).
           Validity: --days N from now (default $LEAF_DAYS_DEFAULT), or explicit --start/--end in UTC
           (--start alone lasts --days from the start). Refuses to overwrite STEM.crt/STEM.key.
+          --key: EC P-256 (default) or RSA 3072. A node that must offer the TLS 1.2 ITI-19
+          suites ECDHE-RSA and DHE-RSA (tls.min_version "1.2") needs an RSA certificate;
+          members on TLS 1.3 or ECDSA suites do not.
   revoke  revoke DIR/certs/STEM.crt in the CA database and regenerate DIR/ca/crl.pem.
           REASON: unspecified keyCompromise CACompromise affiliationChanged superseded
           cessationOfOperation certificateHold.
@@ -220,11 +223,16 @@ authorityKeyIdentifier = keyid:always
 EOF
 }
 
-gen_key() { # CADIR OUTFILE WHAT
+gen_key() { # CADIR OUTFILE WHAT [ec|rsa]
 	(
 		umask 077
-		ossl "$1" "generate the $3 key" genpkey -algorithm EC \
-			-pkeyopt ec_paramgen_curve:P-256 -pkeyopt ec_param_enc:named_curve -out "$2"
+		if [[ ${4:-ec} == rsa ]]; then
+			ossl "$1" "generate the $3 key" genpkey -algorithm RSA \
+				-pkeyopt rsa_keygen_bits:3072 -out "$2"
+		else
+			ossl "$1" "generate the $3 key" genpkey -algorithm EC \
+				-pkeyopt ec_paramgen_curve:P-256 -pkeyopt ec_param_enc:named_curve -out "$2"
+		fi
 	)
 	chmod 600 -- "$2"
 }
@@ -342,11 +350,13 @@ check_san() {
 }
 
 cmd_issue() {
-	local dir kind="" name="" days="" start="" end="" eku="" stem="" san="" pos=()
+	local dir kind="" name="" days="" start="" end="" eku="" stem="" san="" key=ec pos=()
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		--san) need_value "$1" $# && san=$2 && shift 2 ;;
 		--san=*) san=${1#*=} && shift ;;
+		--key) need_value "$1" $# && key=$2 && shift 2 ;;
+		--key=*) key=${1#*=} && shift ;;
 		--kind) need_value "$1" $# && kind=$2 && shift 2 ;;
 		--name) need_value "$1" $# && name=$2 && shift 2 ;;
 		--days) need_value "$1" $# && days=$2 && shift 2 ;;
@@ -376,6 +386,7 @@ cmd_issue() {
 	"") bad "issue: missing --kind (node or member)" ;;
 	*) bad "issue: --kind must be node or member, got '$kind'" ;;
 	esac
+	[[ $key == ec || $key == rsa ]] || bad "issue: --key must be ec or rsa, got '$key'"
 	[[ -n $name ]] || bad "issue: missing --name"
 	[[ $name =~ $NAME_RE ]] ||
 		bad "issue: invalid name '$name' (must match $NAME_RE: lowercase letters, digits, '.', '_', '-', at most 63 characters)"
@@ -441,7 +452,7 @@ cmd_issue() {
 		printf 'authorityKeyIdentifier = keyid:always\n'
 	} >"$WORK/ext.cnf"
 
-	gen_key "$CA_DIR" "$WORK/key.pem" "$kind"
+	gen_key "$CA_DIR" "$WORK/key.pem" "$kind" "$key"
 	ossl "$CA_DIR" "create the certificate request" req -new -config openssl.cnf \
 		-key "$WORK/key.pem" -subj "/O=$org/CN=$name" -out "$WORK/req.csr"
 	ossl "$CA_DIR" "sign the $kind certificate" ca -batch -config openssl.cnf -notext \

@@ -214,6 +214,10 @@ ctx_versions(hie_client_t *c, const hie_client_config_t *cfg)
         /* Only for tests of the node's refusal: OpenSSL 3 will not offer TLS 1.1 or older at
          * security level 1 or above, and the test needs the node to see the offer. */
         SSL_CTX_set_security_level(c->ctx, 0);
+    } else if (SSL_CTX_set_cipher_list(c->ctx, HIE_TLS12_CIPHERS) != 1) {
+        /* TLS 1.2 offers (and accepts from a server) the ITI-19 suites only, as the node */
+        client_error_tls(c, "cannot set tls 1.2 ciphers");
+        return HIE_ETLS;
     }
     return 0;
 }

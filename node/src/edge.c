@@ -57,6 +57,8 @@
 #define EDGE_ACCEPT_LOG_NS (10ull * 1000000000ull)
 
 _Static_assert(HIE_EDGE_CONNECTIONS_MAX < (1u << EDGE_SLOT_BITS), "slot bits too few");
+#define EDGE_INDEX_BITS 4u
+_Static_assert(NODE_EDGES_MAX <= (1u << EDGE_INDEX_BITS), "edge index bits too few");
 
 enum conn_state { C_HANDSHAKE, C_AUTH, C_OPEN };
 #define EDGE_HANDSHAKES_MIN 8u /* an edge's share of the handshake cap, at least */
@@ -843,7 +845,10 @@ conn_accept_one(node_edge_t *e, int fd, const struct sockaddr_storage *sa)
         return;
     }
     c->fd = fd;
-    c->id = (++e->generation << EDGE_SLOT_BITS) | slot;
+    /* unique in the node, not only in this edge: the delivery thread tells a member's
+     * connections apart by id (a reconnect onto another edge is a move) */
+    c->id = (++e->generation << (EDGE_SLOT_BITS + EDGE_INDEX_BITS)) |
+            ((uint64_t)e->index << EDGE_SLOT_BITS) | slot;
     c->ssl = SSL_new(e->ssl_ctx); /* takes a reference: a later reload does not affect it */
     c->last_active_ns = hie_time_mono_ns();
     c->hs_deadline_ns = c->last_active_ns +
@@ -1859,6 +1864,10 @@ hie_node__edge_cut_org(node_ctx_t *ctx, const char *org_id)
 int
 hie_node__tls_reload(node_ctx_t *ctx, char *err, size_t err_bytes)
 {
+    /* one reload at a time (hiectl reload, SIGHUP and the CRL watcher run on two threads):
+     * the edges must end on the newest build, not on whichever send came last */
+    static pthread_mutex_t reload_mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&reload_mu);
     SSL_CTX *nctx = NULL;
     int rc = hie_node__tls_ctx_build(&ctx->cfg, &nctx, err, err_bytes);
     if (rc == 0) {
@@ -1874,6 +1883,7 @@ hie_node__tls_reload(node_ctx_t *ctx, char *err, size_t err_bytes)
     }
     atomic_fetch_add(rc == 0 ? &ctx->metrics.tls_reloads_ok : &ctx->metrics.tls_reloads_failed,
         1);
+    pthread_mutex_unlock(&reload_mu);
     return rc;
 }
 

@@ -472,8 +472,12 @@ node_signal_loop(node_ctx_t *ctx, int sfd)
             return;
         }
         if (si.ssi_signo == SIGHUP) {
-            if (tls_reload(ctx, "sighup") && watch) {
-                (void)crl_changed(ctx->cfg.crl_file, &crl); /* loaded: not again */
+            /* the file as it was before the reload read it: a CRL written after is a change
+             * the next check loads (its stat taken after, it would pass as loaded) */
+            struct stat pre;
+            bool seen = watch && stat(ctx->cfg.crl_file, &pre) == 0;
+            if (tls_reload(ctx, "sighup") && seen) {
+                crl = pre;
             }
             continue;
         }

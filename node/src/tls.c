@@ -20,10 +20,6 @@
 
 /* ITI-19 TLS 1.2 suites, plus their ECDSA twins for EC certificates (same key exchange and
  * AEAD; ITI-19 allows stronger equivalents). Nothing without forward secrecy or with CBC. */
-#define TLS12_CIPHERS                                                                          \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"                             \
-    "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:"                                 \
-    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
 
 static void
 tls_err(char *err, size_t err_bytes, const char *what, const char *path)
@@ -123,7 +119,7 @@ tls_ctx_options(SSL_CTX *ctx, const node_config_t *cfg, char *err, size_t err_by
 {
     SSL_CTX_set_min_proto_version(ctx, cfg->tls_min_version);
     SSL_CTX_set_max_proto_version(ctx, 0);
-    if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1) {
+    if (SSL_CTX_set_cipher_list(ctx, HIE_TLS12_CIPHERS) != 1) {
         tls_err(err, err_bytes, "cannot set tls 1.2 ciphers", NULL);
         return HIE_ETLS;
     }
@@ -133,6 +129,7 @@ tls_ctx_options(SSL_CTX *ctx, const node_config_t *cfg, char *err, size_t err_by
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
         SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_num_tickets(ctx, 0);
+    SSL_CTX_set_dh_auto(ctx, 1); /* the DHE-RSA suites (with an RSA certificate) need groups */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
         SSL_MODE_RELEASE_BUFFERS);

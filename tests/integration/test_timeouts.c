@@ -96,3 +96,35 @@ Test(timeouts, tls12_mode_offers_only_iti19_gcm_suites)
     rc = itest_hie(&node, "general-hospital", out, sizeof(out), "whoami");
     cr_assert(strstr(out, "tls=TLSv1.3") != NULL, "%s", out);
 }
+
+/* With an RSA node certificate (pki.sh issue --key rsa) TLS 1.2 negotiates each of the four
+ * ITI-19 suites reference.md N2 lists: ECDHE-RSA and DHE-RSA with AES-GCM. The DHE ones
+ * never could (no DH groups were set). */
+Test(timeouts, tls12_negotiates_each_iti19_suite_with_an_rsa_certificate, .timeout = 120)
+{
+    itest_opts_t o = {.tls12 = true};
+    itest_node_init(&node, &o);
+    itest_node_own_pki(&node);
+    char out[8192];
+    int rc = itest_sh(out, sizeof(out), "cd '%s/certs' && bash '%s/deploy/pki.sh' issue '%s' "
+        "--kind node --name node-1 --key rsa --out-name node-1-rsa && mv node-1-rsa.crt "
+        "node-1.crt && mv node-1-rsa.key node-1.key", node.pki, HIE_SOURCE_DIR, node.pki);
+    cr_assert_eq(rc, 0, "%s", out);
+    itest_node_start(&node);
+    itest_register(&node, "general-hospital", "hospital");
+    static const char *const suites[] = {"ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES256-GCM-SHA384", "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384"};
+    for (size_t i = 0; i < 4; i++) {
+        rc = itest_sh(out, sizeof(out), "echo | timeout 10 openssl s_client -connect "
+            "127.0.0.1:%u -tls1_2 -cipher %s -CAfile '%s/ca/ca.crt' -cert "
+            "'%s/certs/general-hospital.crt' -key '%s/certs/general-hospital.key' 2>&1",
+            node.port, suites[i], node.pki, node.pki, node.pki);
+        char want[96];
+        snprintf(want, sizeof(want), "Cipher is %s", suites[i]);
+        cr_assert(rc == 0 && strstr(out, want) != NULL, "%s: %s", suites[i], out);
+    }
+    /* the member CLI negotiates one of them too (it offers the ITI-19 list only) */
+    rc = itest_hie(&node, "general-hospital", out, sizeof(out), "--tls-max 1.2 whoami");
+    cr_assert(rc == 0 && strstr(out, "tls=TLSv1.2") != NULL && strstr(out, "-RSA-") != NULL,
+        "%s", out);
+}

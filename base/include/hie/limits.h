@@ -59,6 +59,12 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 #define HIE_EDGE_FRAME_TIMEOUT_MS_DEFAULT 30000u
 #define HIE_EDGE_IDLE_TIMEOUT_MS_DEFAULT 300000u
 #define HIE_EDGE_TIMEOUT_MS_MAX 3600000u
+/* TLS 1.2 (where enabled), node and member alike: the IHE ITI-19 AES-GCM suites only
+ * (reference.md N2), and their ECDSA twins for the EC certificates the PKI issues. */
+#define HIE_TLS12_CIPHERS                                                                      \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"                             \
+    "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:"                                 \
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
 /* Certificate chain bytes a peer may send (SSL_CTX_set_max_cert_list). */
 #define HIE_TLS_CERT_LIST_BYTES_MAX (64u * 1024u)
 /* Chain depth we verify: CA -> (intermediate) -> leaf. */

@@ -8,7 +8,8 @@
  * Order of checks on untrusted bytes (style.md 3.7): mutual TLS completes before any
  * application byte is read; then the 4-byte length is checked against the frame limit before
  * the body is buffered; the body is decoded in a capped arena. A malformed frame gets one Error
- * and the connection is closed; nothing is re-synchronized.
+ * and the connection is closed; nothing is re-synchronized. A frame that parses, with a valid
+ * id, and fails a check on its content gets a correlated Error and the connection stays.
  *
  * Backpressure: a connection with inflight_max requests in flight, HIE_EDGE_INFLIGHT_BYTES_MAX
  * of request frames in flight (or, with any in flight, while the edge's connections together
@@ -397,6 +398,10 @@ frame_done(node_edge_t *e, struct conn *c)
         rc = hie_proto_frame_decode(hie_span(c->rbuf, c->rlen), max, arena, &env, &consumed,
             &info);
     }
+    /* a request that parses, with a valid id, and fails a check on its content is answered
+     * like any bad request: correlated, the connection kept (its pipelined requests too) */
+    const char *corr = rc == HIE_EINVAL ? hie_proto_envelope_id(hie_span(c->rbuf +
+        HIE_PROTO_FRAME_HEADER_BYTES, c->rlen - HIE_PROTO_FRAME_HEADER_BYTES), arena) : NULL;
     c->rlen = 0;
     c->frame_body_bytes = 0;
     c->frame_start_ns = 0;
@@ -412,7 +417,7 @@ frame_done(node_edge_t *e, struct conn *c)
             info.reason ? info.reason : "-");
         conn_error(e, c, rc == HIE_ENOMEM ? HIE__V1__ERROR_CODE__ERROR_OVERLOADED
             : HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, info.reason ? info.reason :
-            "malformed envelope", info.field, NULL, true);
+            "malformed envelope", info.field, corr, corr == NULL);
         hie_arena_destroy(&arena);
         return;
     }

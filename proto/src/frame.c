@@ -81,6 +81,18 @@ hie_proto_envelope_decode(hie_span_t body, hie_arena_t *arena, hie_envelope_t **
     return 0;
 }
 
+const char *
+hie_proto_envelope_id(hie_span_t body, hie_arena_t *arena)
+{
+    ProtobufCMessage *msg = NULL;
+    if (hie_proto_unpack_checked(&hie__v1__envelope__descriptor, body, arena, &msg, NULL,
+            "envelope") != 0) {
+        return NULL;
+    }
+    const hie_envelope_t *env = (const hie_envelope_t *)msg;
+    return env->id != NULL && hie_proto_id_valid(env->id, strlen(env->id)) ? env->id : NULL;
+}
+
 static bool
 id_char_ok(unsigned char c)
 {

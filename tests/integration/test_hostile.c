@@ -633,3 +633,33 @@ Test(edge_fds, out_of_descriptors_connections_are_shed_without_spinning, .timeou
     pinger_check(&p);
     itest_node_cleanup(&node);
 }
+
+/* A request that parses and fails a check on its content (a Ping payload over its limit) is
+ * answered BAD_REQUEST with its id as the correlation id, and the connection stays: the
+ * request pipelined behind it is answered too. It got an Error with no correlation id (a
+ * pipelining client could blame another request) and the connection closed. */
+Test(hostile, a_bad_request_that_parses_is_correlated_and_the_connection_stays)
+{
+    SSL *ssl = itest_raw_connect(&node, "riverside-clinic");
+    cr_assert_not_null(ssl);
+    static uint8_t big[HIE_PROTO_PING_PAYLOAD_BYTES_MAX + 1];
+    size_t l1 = 0, l2 = 0;
+    uint8_t *f1 = ping_frame("big-1", big, sizeof(big), &l1);
+    uint8_t *f2 = ping_frame("ok-2", (const uint8_t *)"x", 1, &l2);
+    raw_write(ssl, f1, l1);
+    raw_write(ssl, f2, l2);
+    hie_mem_free(f1, l1);
+    hie_mem_free(f2, l2);
+    hie_arena_t *arena = NULL;
+    cr_assert_eq(hie_arena_create(&arena, 1 << 20), 0);
+    hie_envelope_t *env = NULL;
+    cr_assert_gt(itest_raw_read_frame(ssl, 5000, arena, &env), 0);
+    cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_ERROR);
+    cr_assert_eq(env->error->code, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST);
+    cr_assert_str_eq(env->correlation_id, "big-1");
+    cr_assert_gt(itest_raw_read_frame(ssl, 5000, arena, &env), 0, "the next request answered");
+    cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_PONG);
+    cr_assert_str_eq(env->correlation_id, "ok-2");
+    hie_arena_destroy(&arena);
+    itest_raw_close(ssl);
+}

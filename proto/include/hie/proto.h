@@ -53,6 +53,11 @@ HIE_MUST_CHECK int hie_proto_frame_decode(hie_span_t in, uint32_t frame_bytes_ma
 HIE_MUST_CHECK int hie_proto_envelope_decode(hie_span_t body, hie_arena_t *arena,
     hie_envelope_t **out, hie_errinfo_t *info);
 
+/* The id of body (no prefix) when it unpacks as an Envelope and its id is valid, whatever
+ * else is wrong with it (owned by arena); else NULL. For answering a request that failed
+ * hie_proto_envelope_decode with an Error the member can match to it. */
+const char *hie_proto_envelope_id(hie_span_t body, hie_arena_t *arena);
+
 /* Semantic checks on a decoded request envelope: id present, 1..HIE_PROTO_ID_BYTES_MAX chars of
  * [A-Za-z0-9._:-]; correlation_id empty or the same shape; purpose a known value; a body set
  * and a request kind (not a reply kind); Ping payload within HIE_PROTO_PING_PAYLOAD_BYTES_MAX.

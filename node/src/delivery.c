@@ -646,7 +646,10 @@ resend_one(void *ctx, uint64_t seq, hie_span_t stored)
     ProtobufCMessage *m = NULL;
     bool old = false;
     if (hie_proto_unpack(&hie__v1__queued_message__descriptor, stored, rs->p.arena, &m) == 0) {
-        int64_t age = hie_time_wall_ms() - ((Hie__V1__QueuedMessage *)m)->accepted_ms;
+        const Hie__V1__QueuedMessage *qm = (const Hie__V1__QueuedMessage *)m;
+        /* a redriven message's age runs from its redrive */
+        int64_t age = hie_time_wall_ms() - (qm->redriven_ms > qm->accepted_ms ? qm->redriven_ms
+                                                                              : qm->accepted_ms);
         old = age > 0 && (uint64_t)age > d->ctx->cfg.delivery_max_age_ms;
     }
     if (f->attempts >= d->ctx->cfg.delivery_max_attempts || old) {

@@ -29,6 +29,8 @@
  * redriven since its decision is refused whole (its records would name documents that never
  * left). */
 #define REDRIVE_EXISTS_SINCE_MS 1796083200000ll
+/* 2026-12-01T03:00Z: a redrive stamps redriven_ms, from which delivery.max_age_ms runs. */
+#define REDRIVE_AGE_SINCE_MS 1796094000000ll
 
 /* A redrive unpacks one dead letter at a time into this (reset for each), not into the apply
  * arena: 10,000 dead letters of up to 1 MiB do not fit that, and an apply that fails stops
@@ -462,6 +464,7 @@ apply_redrive(node_queue_t *q, node_audit_t *au, node_apply_t *a)
         m->attempts = 0;
         m->dead_ms = 0;
         m->dead_reason = (char *)(uintptr_t)"";
+        m->redriven_ms = a->rules_ms >= REDRIVE_AGE_SINCE_MS ? a->cmd->time_ms : m->redriven_ms;
         rc = rc ? rc : put_msg(a, q->msg, &to, m);
         qm.bytes += rc == 0 ? protobuf_c_message_get_packed_size(&m->base) : 0;
         qm.next++;

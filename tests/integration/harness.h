@@ -36,6 +36,7 @@ typedef struct itest_opts {
     uint32_t checkpoint_interval_ms; /* 0: 500 ms, so tests see checkpoints quickly */
     uint32_t ack_timeout_ms;       /* delivery.ack_timeout_ms; 0: node default */
     uint32_t max_attempts;         /* delivery.max_attempts; 0: node default */
+    uint32_t max_age_ms;           /* delivery.max_age_ms; 0: node default */
     uint32_t heartbeat_ms;         /* delivery.heartbeat_ms; 0: node default */
     uint32_t retain_events;        /* delivery.retain_events; 0: node default */
     uint32_t responder_timeout_ms; /* query.responder_timeout_ms; 0: node default */

@@ -1158,3 +1158,30 @@ Test(push, a_delivery_that_breaks_the_glass_is_audited_as_such, .timeout = 120)
     cr_assert(itest_log_contains(&n, "delivered by breaking the glass"));
     fx_stop(&n, &a, &h, &c);
 }
+
+/* A message dead-lettered for its age and redriven gets its retries again: its age runs from
+ * the redrive. It ran from the push, so one missed acknowledgement sent it straight back to
+ * the dead letters. */
+Test(push, a_redriven_message_past_its_age_is_retried, .timeout = 180)
+{
+    itest_node_t n;
+    itest_opts_t o = {.ack_timeout_ms = 300, .max_attempts = 8, .max_age_ms = 60000};
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &o, &a, &h, &c);
+    hie_client_close(c);
+    push_ok(h, "p1", "result", a);
+    sleep(61); /* past its age (a minute: the least delivery.max_age_ms takes) while away */
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    cr_assert_not_null(next_delivery(c, &in, 5000, a), "the first send (not acknowledged)");
+    cr_assert(itest_log_wait(&n, "reason=max-age", 5000), "dead-lettered for its age");
+    char out[4096];
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "delivery redrive %s", CLINIC), 0, "%s", out);
+    unsigned got = 0;
+    while (next_delivery(c, &in, 1500, a) != NULL) { /* never acknowledged */
+        got++;
+    }
+    cr_assert_geq(got, 2u, "after the redrive: %u sends before the dead letters again", got);
+    fx_stop(&n, &a, &h, &c);
+}

@@ -414,7 +414,8 @@ notice_message(struct fan *f, const Hie__V1__Subscription *s, Hie__V1__PatientId
     d.class_code = (char *)(uintptr_t)"adt-event";
     d.author_org = n.sender_org;
     d.date_ms = r->event_ms;
-    snprintf(mid, mid_bytes, "%s:%s:%s", f->who->org_id, f->who->request_id, s->id);
+    /* '/' is not in an envelope id: a push's id (org:request_id) can never be a notice's */
+    snprintf(mid, mid_bytes, "%s:%s/%s", f->who->org_id, f->who->request_id, s->id);
     hie__v1__queued_message__init(m);
     m->message_id = mid;
     m->sender_org = n.sender_org;

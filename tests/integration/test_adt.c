@@ -884,3 +884,44 @@ Test(adt, an_event_needs_its_time, .timeout = 120)
     }
     fx_stop(&n, &a, &h, &c);
 }
+
+/* A push cannot take a notification's message id: a push under request id "e1:sub-N" and
+ * the notice of ADT request "e1" for subscription sub-N both reach the clinic, as two
+ * messages. Their ids were equal (org:e1:sub-N), and a recipient drops an id it has seen. */
+Test(adt, a_push_id_never_equals_a_notifications, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
+    char sid[64], pid_s[96];
+    snprintf(sid, sizeof(sid), "%s", subscribe_ok(c, "s1",
+        HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a));
+    cr_assert_eq(adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V1", a)->notified, 1u);
+    snprintf(pid_s, sizeof(pid_s), "e1:%s", sid);
+    hie_envelope_t req;
+    Hie__V1__PushRequest p = HIE__V1__PUSH_REQUEST__INIT;
+    Hie__V1__Document d = HIE__V1__DOCUMENT__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    req_init(&req, pid_s);
+    pid.org_id = MUT(HOSP);
+    pid.mrn = MUT("H-1");
+    d.patient = &pid;
+    d.content_type = MUT("text/plain");
+    d.content = (ProtobufCBinaryData){4, (uint8_t *)"note"};
+    p.recipient_org = MUT(CLINIC);
+    p.document = &d;
+    req.body_case = HIE__V1__ENVELOPE__BODY_PUSH;
+    req.push = &p;
+    cr_assert_eq(call(h, &req, a)->body_case, HIE__V1__ENVELOPE__BODY_PUSH_REPLY);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 2u);
+    char ids[2][160];
+    for (int i = 0; i < 2; i++) {
+        Hie__V1__Delivery *dl = next_delivery(c, &in, 5000, a);
+        cr_assert_not_null(dl, "delivery %d", i);
+        snprintf(ids[i], sizeof(ids[i]), "%s", dl->message_id);
+    }
+    cr_assert_str_neq(ids[0], ids[1], "one id for a notice and a document: %s", ids[0]);
+    fx_stop(&n, &a, &h, &c);
+}

@@ -164,6 +164,14 @@ admin_command(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *are
         admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, info.reason, info.field);
         return;
     }
+    if (cmd->body_case == HIE__V1__COMMAND__BODY_ORG_REGISTER &&
+        strcmp(cmd->org_register->org_id, NODE_REPOSITORY_SOURCE) == 0) {
+        /* the name query replies and audit records give the HIE's own repository */
+        admin_error(a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "the organization id "
+            "'" NODE_REPOSITORY_SOURCE "' is reserved for the HIE's document repository",
+            "org_id");
+        return;
+    }
     int rc = hie_node__state_dedup_get(a->ctx->state, NODE_OPERATOR_ID, req->id,
         (int)cmd->body_case, arena, &res);
     if (rc == 0) {

@@ -918,6 +918,9 @@ const char *hie_node__notice_euid(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *ar
  * patient's records, or (all my patients) its organization has one. */
 HIE_MUST_CHECK int hie_node__notice_covered(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
     const Hie__V1__Subscription *s, const char *euid, bool *covered);
+/* The name the HIE's own document repository goes by in query replies (source) and audit
+ * records (recipient); no organization may be registered under it. */
+#define NODE_REPOSITORY_SOURCE "repository"
 /* The purpose a notification is decided and audited under, from the subscriber's roles. */
 Hie__V1__PurposeOfUse hie_node__notify_purpose(const hie_org_t *org);
 /* Adds the responders' documents (consent per document for the requester) and their source

@@ -235,7 +235,7 @@ push_command(node_ctx_t *ctx, const node_who_t *who, const char *to, Hie__V1__Do
     out->needed = true;
     command_frame(ctx, who, &out->cmd);
     if (rc == 0) {
-        ac->record->recipient_org = (char *)(uintptr_t)(to[0] != '\0' ? to : "repository");
+        ac->record->recipient_org = (char *)(uintptr_t)(to[0] != '\0' ? to : NODE_REPOSITORY_SOURCE);
     }
     if (rc != 0 || !permit) {
         out->cmd.body_case = HIE__V1__COMMAND__BODY_AUDIT_APPEND;

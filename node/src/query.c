@@ -236,7 +236,7 @@ entry_make(hie_arena_t *arena, const Hie__V1__QueuedMessage *m, const Hie__V1__D
     }
     hie__v1__document_entry__init(en);
     en->document_id = dup_str(arena, m->message_id, &ok);
-    en->source = (char *)(uintptr_t)"repository";
+    en->source = (char *)(uintptr_t)NODE_REPOSITORY_SOURCE;
     en->title = dup_str(arena, d->title, &ok);
     en->class_code = dup_str(arena, d->class_code, &ok);
     en->type_code = dup_str(arena, d->type_code, &ok);
@@ -461,7 +461,7 @@ query_reply(const struct query *x, int src_rc)
         return NULL;
     }
     hie__v1__source_result__init(src);
-    src->source = (char *)(uintptr_t)"repository";
+    src->source = (char *)(uintptr_t)NODE_REPOSITORY_SOURCE;
     src->status = src_rc == 0 ? HIE__V1__SOURCE_STATUS__SOURCE_OK
                               : HIE__V1__SOURCE_STATUS__SOURCE_ERROR;
     src->detail = (char *)(uintptr_t)(src_rc != 0 ? "the repository could not be read"
@@ -638,7 +638,7 @@ hie_node__retrieve_prepare(node_ctx_t *ctx, const node_who_t *who,
     if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
     }
-    if (q->source != NULL && q->source[0] != '\0' && strcmp(q->source, "repository") != 0) {
+    if (q->source != NULL && q->source[0] != '\0' && strcmp(q->source, NODE_REPOSITORY_SOURCE) != 0) {
         int frc = retrieve_responder(ctx, txn, who, q->source, arena, fwd, e);
         mdb_txn_abort(txn);
         return frc; /* the worker forwards, then completes with the answer */

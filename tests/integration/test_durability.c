@@ -59,6 +59,11 @@ Test(durability, same_command_id_twice_same_result_applied_once)
     cr_assert_eq(rc, 1, "%s", b);
     cr_assert(strstr(b, "already registered") != NULL, "%s", b);
     cr_assert(strstr(a, "version=1") != NULL, "%s", a);
+    /* the name query replies and audit records give the HIE's own repository is not an
+     * organization's: an org registered as it could not be told from it */
+    rc = itest_ctl(&node, b, sizeof(b), "org register repository --roles hospital");
+    cr_assert_neq(rc, 0, "%s", b);
+    cr_assert(strstr(b, "reserved") != NULL, "%s", b);
 }
 
 Test(durability, same_envelope_id_twice_same_reply)

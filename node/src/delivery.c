@@ -975,7 +975,7 @@ hie_node__delivery_join(node_delivery_t **dp)
     *dp = NULL;
 }
 
-void
+bool
 hie_node__delivery_notify(void *sock, enum node_dmsg_type type, const char *org,
     uint64_t conn_id, uint32_t edge_index, uint32_t n)
 {
@@ -991,7 +991,9 @@ hie_node__delivery_notify(void *sock, enum node_dmsg_type type, const char *org,
         /* the delivery thread is gone (stopping) or far behind: the queue is durable, and the
          * recipient's next RECEIVE or KICK resumes it */
         hie_log_warn("delivery", "notification dropped", " org=%s type=%d", org, (int)type);
+        return false;
     }
+    return true;
 }
 
 void

@@ -599,8 +599,9 @@ HIE_MUST_CHECK int hie_node__delivery_start(node_delivery_t **out, node_ctx_t *c
 void hie_node__delivery_join(node_delivery_t **d);
 /* Hands a frame to org's receiving connection (dropped when it has none). Owns frame. */
 void hie_node__delivery_forward(void *sock, const char *org, uint8_t *frame, size_t len);
-/* Sends one notification on sock (never blocks; a full or closed queue drops it, logged). */
-void hie_node__delivery_notify(void *sock, enum node_dmsg_type type, const char *org,
+/* Sends one notification on sock (never blocks; a full or closed queue drops it, logged):
+ * whether it was queued. */
+bool hie_node__delivery_notify(void *sock, enum node_dmsg_type type, const char *org,
     uint64_t conn_id, uint32_t edge_index, uint32_t n);
 
 /* The audit checkpoint thread (checkpointer.c); not started without a data key. */

@@ -401,8 +401,12 @@ receive_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *aren
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
     }
     uint32_t window = req->env->receive->window;
-    hie_node__delivery_notify(w->dpush, DMSG_RECEIVE, org->id, req->conn_id, req->edge_index,
-        window != 0 ? window : HIE_DELIVERY_WINDOW_DEFAULT);
+    if (!hie_node__delivery_notify(w->dpush, DMSG_RECEIVE, org->id, req->conn_id,
+            req->edge_index, window != 0 ? window : HIE_DELIVERY_WINDOW_DEFAULT)) {
+        /* not taken by the delivery thread (far behind): the member would wait for nothing */
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "the node is busy; send the receive again");
+    }
     req->receiving = true;
     *reply = r;
     return 0;

@@ -414,8 +414,9 @@ notice_message(struct fan *f, const Hie__V1__Subscription *s, Hie__V1__PatientId
     d.class_code = (char *)(uintptr_t)"adt-event";
     d.author_org = n.sender_org;
     d.date_ms = r->event_ms;
-    /* '/' is not in an envelope id: a push's id (org:request_id) can never be a notice's */
-    snprintf(mid, mid_bytes, "%s:%s/%s", f->who->org_id, f->who->request_id, s->id);
+    /* a push's id is org:request_id, and an org id is lowercase: one starting "N:" is never a
+     * push's (org:request:sub-N was, for a push under request id "request:sub-N") */
+    snprintf(mid, mid_bytes, "N:%s:%s:%s", f->who->org_id, f->who->request_id, s->id);
     hie__v1__queued_message__init(m);
     m->message_id = mid;
     m->sender_org = n.sender_org;

@@ -40,7 +40,7 @@ static const struct cli_cmd cli_cmds[] = {
     {"whoami", "", "show the organization, roles and node this certificate reaches", cmd_whoami},
     {"ping", "[--count N] [PAYLOAD]", "send pings and print round-trip times", cmd_ping},
     {"feed", "create|update|merge|unlink [DEMOGRAPHICS]",
-        "send a patient identity feed; prints the EUID, outcome and match explanation",
+        "send a patient identity feed; prints the EUID and the outcome",
         hie_cli__cmd_feed},
     {"pix", "--mrn MRN [--org ORG] [--target-org ORG]...",
         "cross-reference: the EUID and the other organizations' identifiers", hie_cli__cmd_pix},

@@ -109,6 +109,12 @@ hie_node__mpi_feed(node_ctx_t *ctx, node_submitter_t *sub, const char *org_id, c
         return fail_rc(e, HIE_ECORRUPT, "feed result");
     }
     *reply = rc == 0 ? res->mpi_feed : NULL;
+    if (*reply != NULL) {
+        /* whom the record was matched against is another member's patient: its EUID, score
+         * and which fields agreed (phone "exact") answered guesses about patients consent
+         * hides from this member. The operator sees explanations in the review queue. */
+        (*reply)->explanation = NULL;
+    }
     return rc;
 }
 

@@ -466,6 +466,10 @@ HIE_MUST_CHECK int hie_node__subs_apply(node_subs_t *s, node_queue_t *q, node_au
 HIE_MUST_CHECK int hie_node__subs_scan(node_subs_t *s, MDB_txn *txn, const char *org,
     size_t max, hie_arena_t *arena, int (*fn)(void *ctx, const Hie__V1__Subscription *sub),
     void *ctx);
+/* An A40 merge (rules since 2026-12-01T03:00Z): every roster naming the prior record names
+ * the survivor instead, so its subscribers keep hearing of the patient. */
+HIE_MUST_CHECK int hie_node__subs_merge(node_subs_t *s, node_apply_t *a, const uint8_t *prior,
+    const uint8_t *survivor);
 HIE_MUST_CHECK int hie_node__subs_get(node_subs_t *s, MDB_txn *txn, const char *id,
     hie_arena_t *arena, Hie__V1__Subscription **out);
 /* Calls fn with the id of each subscription whose roster holds rec_hash / of org's

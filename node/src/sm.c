@@ -734,6 +734,8 @@ apply_feed(struct apply_ctx *a, hie_mpi_apply_ctx_t *m)
     if (rc == 0 && m->reject.code == 0 && m->merged_prior != NULL) {
         rc = hie_node__consent_merge(a->st->consent, &na, m->merged_prior,
             m->merged_survivor);
+        rc = rc ? rc : hie_node__subs_merge(a->st->subs, &na, m->merged_prior,
+            m->merged_survivor);
     }
     if (rc == 0 && m->reject.code != 0) {
         a->res->mpi_feed = NULL;

@@ -38,6 +38,9 @@
  * apply (the decision was made), and a replayed notice a full queue did not take is not (it
  * was recorded as disclosed). */
 #define NOTICE_AUDIT_SINCE_MS 1796094000000ll
+/* 2026-12-01T03:00Z: an A40 merge moves the prior record's roster entries to the survivor. */
+#define ROSTER_MERGE_SINCE_MS 1796094000000ll
+#define ROSTER_MERGE_SUBS_MAX (HIE_SUBSCRIPTIONS_PER_ORG_MAX * 16u)
 
 struct node_subs {
     uint32_t magic;
@@ -253,6 +256,54 @@ roster_change(node_subs_t *s, node_apply_t *a, Hie__V1__Subscription *sub,
             id));
         rc = rc == HIE_EAGAIN || rc == HIE_ENOTFOUND ? 0 : rc;
         sub->roster_size = add ? sub->roster_size + 1 : sub->roster_size - 1;
+    }
+    return rc;
+}
+
+struct sub_ids {
+    char (*ids)[SUB_ID_BYTES];
+    size_t n;
+};
+
+static int
+sub_ids_add(void *vctx, hie_span_t id)
+{
+    struct sub_ids *x = vctx;
+    if (id.len == 0 || id.len >= SUB_ID_BYTES || x->n == ROSTER_MERGE_SUBS_MAX) {
+        return id.len == 0 || id.len >= SUB_ID_BYTES ? HIE_ECORRUPT : 0;
+    }
+    memcpy(x->ids[x->n], id.ptr, id.len);
+    x->ids[x->n++][id.len] = '\0';
+    return 0;
+}
+
+int
+hie_node__subs_merge(node_subs_t *s, node_apply_t *a, const uint8_t *prior,
+    const uint8_t *survivor)
+{
+    HIE_ASSERT(s != NULL && s->magic == SUBS_MAGIC);
+    if (a->rules_ms < ROSTER_MERGE_SINCE_MS) {
+        return 0;
+    }
+    struct sub_ids x = {hie_arena_alloc(a->arena, ROSTER_MERGE_SUBS_MAX * SUB_ID_BYTES), 0};
+    if (x.ids == NULL) {
+        return HIE_ENOMEM;
+    }
+    /* the ids first: the moves below change the index being read */
+    int rc = dups_each(a->txn, s->rec, hie_span(prior, HIE_PROTO_REC_HASH_BYTES),
+        ROSTER_MERGE_SUBS_MAX, sub_ids_add, &x);
+    ProtobufCBinaryData from = {HIE_PROTO_REC_HASH_BYTES, (uint8_t *)(uintptr_t)prior};
+    ProtobufCBinaryData to = {HIE_PROTO_REC_HASH_BYTES, (uint8_t *)(uintptr_t)survivor};
+    for (size_t i = 0; rc == 0 && i < x.n; i++) {
+        Hie__V1__Subscription *sub = NULL;
+        rc = hie_node__subs_get(s, a->txn, x.ids[i], a->arena, &sub);
+        if (rc == HIE_ENOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        rc = rc ? rc : roster_change(s, a, sub, &from, 1, false);
+        rc = rc ? rc : roster_change(s, a, sub, &to, 1, true);
+        rc = rc ? rc : sub_put(s, a, sub);
     }
     return rc;
 }

@@ -925,3 +925,21 @@ Test(adt, a_push_id_never_equals_a_notifications, .timeout = 120)
     cr_assert_str_neq(ids[0], ids[1], "one id for a notice and a document: %s", ids[0]);
     fx_stop(&n, &a, &h, &c);
 }
+
+/* The clinic merges its record C-9 into C-10 (A40): the roster that named C-9 names C-10 now,
+ * and the clinic still hears of the patient. The roster kept C-9's identity, which no EUID
+ * holds any more: the clinic stopped hearing, silently. */
+Test(adt, a_roster_follows_its_record_into_a_merge, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
+    feed_ok(c, "f3", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-10", &JON, NULL, a);
+    subscribe_ok(c, "s1", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a);
+    cr_assert_eq(adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V1", a)->notified, 1u);
+    feed_ok(c, "m1", HIE__V1__FEED_ACTION__FEED_MERGE, CLINIC, "C-10", NULL, "C-9", a);
+    cr_assert_eq(adt_ok(h, "e2", HIE__V1__ADT_EVENT__ADT_A03, "V1", a)->notified, 1u,
+        "the subscription lost the patient in the merge");
+    fx_stop(&n, &a, &h, &c);
+}

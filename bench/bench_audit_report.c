@@ -13,7 +13,12 @@
  * against the page's signed checkpoint, subject commitment). Baseline in the same run: a raw
  * LMDB cursor scan of the same records (the cost of reading them, without proofs).
  *
- *   bench_audit_report [--smoke] [--disclosures N] [--keep]
+ *   bench_audit_report [--smoke] [--disclosures N] [--subjects K] [--tpo-run N] [--keep]
+ *
+ * --subjects K: each disclosure names K patients (the one reported on first), as a PDQ answer
+ * does; --tpo-run N: the first N are all treatment (excluded), a long run the accounting's
+ * pages skip (both for the regression of 2026-12-01: skipped entries filled the page's
+ * memory, and such an accounting failed for good).
  */
 #include "harness.h"
 #include "node_int.h"
@@ -33,10 +38,13 @@
 #define START_MS 1609459200000ll /* 2021-01-01 */
 #define EUID "E000000000042"
 
+#define SUBJECTS_MAX 50u
+
 struct bench {
     node_ctx_t ctx;
     hie_audit_vkey_t vkey;
-    uint64_t n, excluded;
+    uint64_t n, excluded, tpo_run;
+    unsigned subjects;
 };
 
 static int
@@ -70,18 +78,23 @@ build_one(struct bench *b, uint64_t i, uint8_t **buf, size_t *len)
     hie_arena_t *arena = NULL;
     char id[40];
     snprintf(id, sizeof(id), "r%lu", (unsigned long)i);
-    bool treat = i % 10 < 7;
+    bool treat = i < b->tpo_run || i % 10 < 7;
     node_who_t who = {orgs[i % 4], NULL, treat ? HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT
         : HIE__V1__PURPOSE_OF_USE__PURPOSE_PUBLIC_HEALTH, id, NULL};
-    node_subject_t s = {EUID, {0}, NULL, 0, NULL, 0};
-    s.decision.decision = HIE_CONSENT_PERMIT;
-    s.decision.reason = "consent-permit";
-    s.decision.accounting_excluded = treat;
+    node_subject_t s[SUBJECTS_MAX];
+    char others[SUBJECTS_MAX][24];
+    for (unsigned k = 0; k < b->subjects; k++) {
+        snprintf(others[k], sizeof(others[k]), "E00000001%04u", k);
+        s[k] = (node_subject_t){k == 0 ? EUID : others[k], {0}, NULL, 0, NULL, 0};
+        s[k].decision.decision = HIE_CONSENT_PERMIT;
+        s[k].decision.reason = "consent-permit";
+        s[k].decision.accounting_excluded = treat;
+    }
     node_audit_cmd_t a = {0};
     int rc = hie_arena_create(&arena, 1u << 20);
     if (rc == 0) {
-        hie_node__audit_build(&b->ctx, &who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PIX,
-            HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, &s, 1, arena, &a);
+        hie_node__audit_build(&b->ctx, &who, HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PDQ,
+            HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, s, b->subjects, arena, &a);
         rc = a.build_rc;
     }
     if (rc == 0) { /* spread over six years, in order */
@@ -180,7 +193,7 @@ report_all(struct bench *b, bool include_excluded, struct verify_stats *v)
         node_audit_cmd_t a = {0};
         node_mpi_err_t e = {0};
         uint64_t t0 = hie_time_mono_ns();
-        int rc = hie_arena_create(&arena, 256u << 20);
+        int rc = hie_arena_create(&arena, NODE_EXCHANGE_ARENA_BYTES); /* as a worker's */
         rc = rc ? rc : hie_node__audit_report_prepare(&b->ctx, &who, &q, arena, &r, &a, &e);
         v->report_ns += hie_time_mono_ns() - t0;
         if (rc != 0) {
@@ -244,10 +257,12 @@ main(int argc, char **argv)
 {
     static const struct option lo[] = {{"smoke", no_argument, NULL, 's'},
         {"disclosures", required_argument, NULL, 'n'}, {"keep", no_argument, NULL, 'k'},
+        {"subjects", required_argument, NULL, 'j'}, {"tpo-run", required_argument, NULL, 't'},
         {NULL, 0, NULL, 0}};
     static struct bench b;
     bool keep = false;
     b.n = 1000000;
+    b.subjects = 1;
     for (int ch; (ch = getopt_long(argc, argv, "", lo, NULL)) != -1;) {
         if (ch == 's') {
             b.n = 20000;
@@ -255,10 +270,19 @@ main(int argc, char **argv)
             b.n = strtoull(optarg, NULL, 10);
         } else if (ch == 'k') {
             keep = true;
+        } else if (ch == 'j') {
+            b.subjects = (unsigned)strtoul(optarg, NULL, 10);
+        } else if (ch == 't') {
+            b.tpo_run = strtoull(optarg, NULL, 10);
         } else {
-            fprintf(stderr, "usage: bench_audit_report [--smoke] [--disclosures N] [--keep]\n");
+            fprintf(stderr, "usage: bench_audit_report [--smoke] [--disclosures N] "
+                "[--subjects K] [--tpo-run N] [--keep]\n");
             return 2;
         }
+    }
+    if (b.subjects < 1 || b.subjects > SUBJECTS_MAX) {
+        fprintf(stderr, "bench: --subjects must be 1..%u\n", SUBJECTS_MAX);
+        return 2;
     }
     if (b.n < 100 || b.n > 10000000) {
         fprintf(stderr, "bench: --disclosures must be 100..10000000\n");
@@ -273,8 +297,9 @@ main(int argc, char **argv)
         fprintf(stderr, "bench: setup or load failed: %s\n", hie_strerror(rc));
         return 1;
     }
-    printf("# bench_audit_report disclosures=%lu (one patient, 6 years, %lu TPO-excluded) "
-        "load_s=%.1f\n", (unsigned long)b.n, (unsigned long)b.excluded,
+    printf("# bench_audit_report disclosures=%lu (one patient, 6 years, %lu TPO-excluded, "
+        "%u subjects each) load_s=%.1f\n", (unsigned long)b.n, (unsigned long)b.excluded,
+        b.subjects,
         (double)(hie_time_mono_ns() - t0) / 1e9);
     uint64_t raw_count = 0, raw_ns = raw_scan_ns(&b, &raw_count);
     struct verify_stats acct = {0}, full = {0};

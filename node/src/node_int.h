@@ -923,6 +923,8 @@ const char *hie_node__notice_euid(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *ar
  * patient's records, or (all my patients) its organization has one. */
 HIE_MUST_CHECK int hie_node__notice_covered(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
     const Hie__V1__Subscription *s, const char *euid, bool *covered);
+/* The memory one exchange may use (its reply included): the worker's arena for it. */
+#define NODE_EXCHANGE_ARENA_BYTES (32u * 1024u * 1024u)
 /* The name the HIE's own document repository goes by in query replies (source) and audit
  * records (recipient); no organization may be registered under it. */
 #define NODE_REPOSITORY_SOURCE "repository"

@@ -330,7 +330,6 @@ handle_whoami(struct worker *w, node_req_t *req, hie_org_t *org)
 #define ROLES_PUSH ROLES_FEED
 /* any member may receive what is pushed to it */
 #define ROLES_RECEIVE (ROLES_QUERY | ROLE_BIT(ROLE_AUDITOR) | ROLE_BIT(ROLE_OPERATOR))
-#define MPI_ARENA_BYTES (32u * 1024u * 1024u)
 
 static bool
 org_has_role(const hie_org_t *org, unsigned mask)
@@ -1252,7 +1251,7 @@ handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org, bool *parked)
             "is nearly full; nothing was stored (the operator must raise storage.map_bytes)");
     }
     hie_arena_t *arena = NULL;
-    if (hie_arena_create(&arena, MPI_ARENA_BYTES) != 0) {
+    if (hie_arena_create(&arena, NODE_EXCHANGE_ARENA_BYTES) != 0) {
         return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "out of memory");
     }
     hie_envelope_t reply = HIE__V1__ENVELOPE__INIT;

@@ -15,10 +15,12 @@
  * of request frames in flight (or, with any in flight, while the edge's connections together
  * hold limits.edge_buffer_bytes_max), or more than HIE_EDGE_WRITE_BUFFER_BYTES_MAX of
  * unsent replies, is not read until that drains. A frame's buffer grows with the bytes that
- * arrive, not to the length its prefix announces, and past EDGE_RBUF_KEEP_BYTES it counts
- * against the edge-wide budget too: a connection whose frame needs more while the edge is over
- * it waits, with the frame's timer running (many connections each sending most of a large
- * frame cannot hold the node's memory). Each
+ * arrive, not to the length its prefix announces; to grow past EDGE_RBUF_KEEP_BYTES the frame
+ * is admitted, its whole length counted against the edge-wide budget at once, when that fits
+ * (or when no other frame is admitted): an admitted frame can always finish, so frames never
+ * wait on each other, and many connections each sending most of a large frame cannot hold
+ * the node's memory. One waiting for admission is not read, its frame timer stopped (it holds
+ * EDGE_RBUF_KEEP_BYTES at most); an admitted one that stalls is cut by its timer. Each
  * wakeup reads at most EDGE_FRAMES_PER_WAKEUP frames from one connection, so one busy or slow
  * client never stalls the others.
  *
@@ -73,6 +75,8 @@ struct conn {
     char org_id[HIE_ORG_ID_BYTES_MAX + 1];
     uint8_t *rbuf;
     size_t rlen, rcap;
+    size_t admitted;             /* the frame's whole length, counted in rbuf_bytes once its
+                                  * buffer grew past EDGE_RBUF_KEEP_BYTES; 0: none */
     uint32_t frame_body_bytes;   /* 0 until the 4-byte prefix is read */
     uint64_t frame_start_ns;     /* first byte of the current frame; 0 between frames */
     uint64_t last_active_ns;
@@ -122,7 +126,7 @@ struct node_edge {
     uint32_t open_count;
     uint32_t handshaking;        /* of open_count, still in their TLS handshake */
     uint64_t inflight_bytes;     /* every connection's, replies to gone ones included */
-    uint64_t rbuf_bytes;         /* read buffers over EDGE_RBUF_KEEP_BYTES: frames being read */
+    uint64_t rbuf_bytes;         /* frames being read, admitted past EDGE_RBUF_KEEP_BYTES */
     bool budget_wake;            /* fell back under cfg.edge_buffer_bytes_max: the
                                   * next tick wakes the connections that budget paused */
     uint64_t generation;
@@ -172,35 +176,52 @@ edge_over_budget(const node_edge_t *e)
     return e->inflight_bytes + e->rbuf_bytes >= e->ctx->cfg.edge_buffer_bytes_max;
 }
 
-/* The bytes of c's read buffer that count against the edge's budget. */
+/* The whole length of c's current frame (prefix included); 0 before its prefix. */
 static size_t
-rbuf_counted(size_t cap)
+frame_total(const struct conn *c)
 {
-    return cap > EDGE_RBUF_KEEP_BYTES ? cap : 0;
+    return c->frame_body_bytes == 0 ? 0
+                                    : HIE_PROTO_FRAME_HEADER_BYTES + (size_t)c->frame_body_bytes;
 }
 
-/* c's read buffer is now cap bytes (freed: 0): the edge's count follows; falling back under
- * the budget wakes the connections it paused. */
+/* c's next buffer size for a frame of total bytes: doubled (at least 4 KiB, at most total). */
+static size_t
+rbuf_next_cap(const struct conn *c, size_t total)
+{
+    size_t cap = c->rcap < 2048 ? 4096 : 2 * c->rcap;
+    return cap < total ? cap : total;
+}
+
+/* Counts (admit) or releases c's frame in the edge's budget; falling back under it wakes the
+ * connections it paused. */
 static void
-rbuf_account(node_edge_t *e, struct conn *c, size_t cap)
+rbuf_admit(node_edge_t *e, struct conn *c, bool admit)
 {
     bool over = edge_over_budget(e);
-    HIE_ASSERT(e->rbuf_bytes >= rbuf_counted(c->rcap));
-    e->rbuf_bytes = e->rbuf_bytes - rbuf_counted(c->rcap) + rbuf_counted(cap);
-    atomic_fetch_sub(&e->ctx->metrics.edge_buffer_bytes, rbuf_counted(c->rcap));
-    atomic_fetch_add(&e->ctx->metrics.edge_buffer_bytes, rbuf_counted(cap));
-    c->rcap = cap;
-    e->budget_wake |= over && !edge_over_budget(e);
+    size_t n = admit ? frame_total(c) : c->admitted;
+    HIE_ASSERT(admit ? c->admitted == 0 : e->rbuf_bytes >= n);
+    if (admit) {
+        e->rbuf_bytes += n;
+        atomic_fetch_add(&e->ctx->metrics.edge_buffer_bytes, n);
+    } else {
+        e->rbuf_bytes -= n;
+        atomic_fetch_sub(&e->ctx->metrics.edge_buffer_bytes, n);
+    }
+    c->admitted = admit ? n : 0;
+    /* a release may let a frame waiting for admission in, over the budget or not before */
+    e->budget_wake |= (over && !edge_over_budget(e)) || !admit;
 }
 
-/* c has read all its buffer holds of a frame that needs more, and growing the buffer past
- * EDGE_RBUF_KEEP_BYTES would put the edge over its budget. */
+/* c has read all its buffer holds of a frame that needs more, growing it would pass
+ * EDGE_RBUF_KEEP_BYTES, and the frame is not admitted and does not fit the budget (while
+ * another frame is admitted: one always goes). */
 static bool
 rbuf_waits(const node_edge_t *e, const struct conn *c)
 {
-    return c->frame_body_bytes != 0 && c->rlen == c->rcap &&
-           c->rlen < HIE_PROTO_FRAME_HEADER_BYTES + (size_t)c->frame_body_bytes &&
-           c->rcap >= EDGE_RBUF_KEEP_BYTES && edge_over_budget(e);
+    size_t total = frame_total(c);
+    return total != 0 && c->admitted == 0 && c->rlen == c->rcap && c->rlen < total &&
+           rbuf_next_cap(c, total) > EDGE_RBUF_KEEP_BYTES && e->rbuf_bytes != 0 &&
+           e->inflight_bytes + e->rbuf_bytes + total > e->ctx->cfg.edge_buffer_bytes_max;
 }
 
 /* While the registry check of a new connection (C_AUTH) is under way, requests are read
@@ -276,7 +297,9 @@ conn_close(node_edge_t *e, struct conn *c, const char *why)
         w = next;
     }
     hie_mem_free(c->rbuf, c->rcap);
-    rbuf_account(e, c, 0);
+    if (c->admitted != 0) {
+        rbuf_admit(e, c, false);
+    }
     hie_mem_free(c, sizeof(*c));
     e->open_count--;
     atomic_fetch_sub(&e->ctx->edge_load[e->index], 1);
@@ -405,10 +428,13 @@ frame_done(node_edge_t *e, struct conn *c)
     c->rlen = 0;
     c->frame_body_bytes = 0;
     c->frame_start_ns = 0;
+    if (c->admitted != 0) {
+        rbuf_admit(e, c, false);
+    }
     if (c->rcap > EDGE_RBUF_KEEP_BYTES) {
         hie_mem_free(c->rbuf, c->rcap);
         c->rbuf = NULL;
-        rbuf_account(e, c, 0);
+        c->rcap = 0;
     }
     if (rc != 0) {
         atomic_fetch_add(&e->ctx->metrics.frames_rejected, 1);
@@ -457,14 +483,16 @@ rbuf_reserve(node_edge_t *e, struct conn *c, size_t total)
     if (c->rcap >= total || c->rlen < c->rcap) {
         return 0;
     }
-    size_t cap = c->rcap < 2048 ? 4096 : 2 * c->rcap;
-    cap = cap < total ? cap : total;
+    size_t cap = rbuf_next_cap(c, total);
     uint8_t *nb = hie_mem_realloc(c->rbuf, c->rcap, cap);
     if (nb == NULL) {
         return HIE_ENOMEM;
     }
     c->rbuf = nb;
-    rbuf_account(e, c, cap);
+    c->rcap = cap;
+    if (cap > EDGE_RBUF_KEEP_BYTES && c->admitted == 0 && c->frame_body_bytes != 0) {
+        rbuf_admit(e, c, true); /* conn_read_paused (rbuf_waits) let it */
+    }
     return 0;
 }
 
@@ -1018,11 +1046,11 @@ inflight_release(node_edge_t *e, struct conn *c, const node_req_t *req)
 {
     HIE_ASSERT(e->inflight_bytes >= req->in_bytes);
     bool over = e->inflight_bytes >= e->ctx->cfg.edge_buffer_bytes_max;
-    bool over_all = edge_over_budget(e); /* frames being read wait on this one */
     e->inflight_bytes -= req->in_bytes;
     atomic_fetch_sub(&e->ctx->metrics.edge_buffer_bytes, req->in_bytes);
+    /* frames may wait for admission only while another is admitted (rbuf_waits) */
     e->budget_wake |= (over && e->inflight_bytes < e->ctx->cfg.edge_buffer_bytes_max) ||
-                      (over_all && !edge_over_budget(e));
+                      e->rbuf_bytes != 0;
     if (c != NULL) {
         HIE_ASSERT(c->inflight_bytes >= req->in_bytes);
         c->inflight_bytes -= req->in_bytes;
@@ -1322,7 +1350,7 @@ conn_check_timers(node_edge_t *e, struct conn *c, uint64_t now, int64_t wall_ms)
         conn_close(e, c, "certificate expired");
         return;
     }
-    if (c->frame_start_ns != 0 && (e->draining || (c->inflight > 0 &&
+    if (c->frame_start_ns != 0 && (e->draining || rbuf_waits(e, c) || (c->inflight > 0 &&
         (c->inflight_bytes >= HIE_EDGE_INFLIGHT_BYTES_MAX ||
          e->inflight_bytes >= e->ctx->cfg.edge_buffer_bytes_max)))) {
         /* the node's byte budgets (or its drain) stopped reading: the frame's time is not

@@ -99,6 +99,9 @@ itest_node_write_config(itest_node_t *n)
         fprintf(f, ", edge_buffer_bytes_max: %u", o->edge_buffer_bytes_max);
     }
     fprintf(f, "}\n");
+    if (o->edge_threads) {
+        fprintf(f, "edge_threads: %u\n", o->edge_threads);
+    }
     fprintf(f, "workers: 2\noperator: {http_address: 127.0.0.1, http_port: %u}\n"
         "log: {level: debug}\n", n->http_port);
     if (!o->no_mpi_key) {

@@ -26,6 +26,7 @@ typedef struct itest_opts {
     uint32_t connections_max;
     uint32_t edge_buffer_bytes_max; /* limits.edge_buffer_bytes_max; 0: node default */
     uint32_t nofile;               /* the node's open-file limit (soft and hard); 0: inherited */
+    uint32_t edge_threads;         /* edge_threads; 0: node default */
     bool tls12;                    /* allow TLS 1.2 */
     bool no_crl;
     bool no_mpi_key;               /* leave mpi.key_file out (MPI unavailable) */

@@ -663,3 +663,55 @@ Test(hostile, a_bad_request_that_parses_is_correlated_and_the_connection_stays)
     hie_arena_destroy(&arena);
     itest_raw_close(ssl);
 }
+
+/* Whole large frames arriving together on one edge never wait on each other: a frame is
+ * admitted (its whole length counted) before its buffer grows past 64 KiB, so an admitted one
+ * can always finish, and the rest get in as those leave. Each frame's buffer used to grow
+ * on its own, so two of them could fill the budget between them, stop short of their ends,
+ * and both be cut by the frame timeout. */
+Test(edge_budget, large_frames_on_one_edge_are_all_read, .timeout = 120)
+{
+    /* frames of the largest size: buffers doubling to 512 KiB each fill the 1 MiB budget
+     * between two of them, 4 bytes short of their ends */
+    enum { CONNS = 3, BODY = 512 * 1024, CHUNK = 16384 };
+    itest_opts_t o = {.frame_timeout_ms = 4000, .frame_bytes_max = 512 * 1024,
+        .edge_buffer_bytes_max = 1 << 20, .edge_threads = 1};
+    itest_node_init(&node, &o);
+    itest_node_start(&node);
+    itest_register(&node, "riverside-clinic", "clinic");
+    SSL *c[CONNS];
+    static uint8_t chunk[CHUNK];
+    memset(chunk, 0xff, sizeof(chunk)); /* not protobuf: each is answered "malformed" */
+    for (int i = 0; i < CONNS; i++) {
+        c[i] = itest_raw_connect(&node, "riverside-clinic");
+        cr_assert_not_null(c[i]);
+        uint8_t head[4];
+        hie_store_be32(head, BODY);
+        raw_write(c[i], head, sizeof(head));
+    }
+    uint64_t t0 = hie_time_mono_ns();
+    for (size_t sent = 0; sent < BODY;) { /* interleaved, as concurrent uploads arrive */
+        size_t n = BODY - sent < CHUNK ? BODY - sent : CHUNK;
+        for (int i = 0; i < CONNS; i++) {
+            raw_write(c[i], chunk, n);
+        }
+        sent += n;
+        usleep(5000); /* the node reads each one's piece before the next: they grow together */
+    }
+    for (int i = 0; i < CONNS; i++) {
+        hie_arena_t *arena = NULL;
+        cr_assert_eq(hie_arena_create(&arena, 1 << 20), 0);
+        hie_envelope_t *env = NULL;
+        cr_assert_gt(itest_raw_read_frame(c[i], 15000, arena, &env), 0, "conn %d", i);
+        cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_ERROR);
+        cr_log_info("conn %d: %s (%ld ms)", i, env->error->message,
+            (long)((hie_time_mono_ns() - t0) / 1000000u));
+        cr_assert_null(strstr(env->error->message, "in time"), "conn %d: %s", i,
+            env->error->message);
+        hie_arena_destroy(&arena);
+        itest_raw_close(c[i]);
+    }
+    long ms = (long)((hie_time_mono_ns() - t0) / 1000000u);
+    cr_assert_lt(ms, 3500, "read in %ld ms (the frame timeout is 4000)", ms);
+    itest_node_cleanup(&node);
+}

@@ -64,6 +64,7 @@ struct flight {
     uint64_t due_ns;      /* 0: sent on an earlier connection, not yet sent again */
     uint32_t attempts;
     uint32_t bytes;       /* its delivery frame */
+    bool glass_audited;   /* its break-glass delivery is recorded: a resend is the same one */
 };
 
 struct receiver {
@@ -236,6 +237,7 @@ struct pump {
     uint64_t withheld;      /* a message consent no longer permits: dead-lettered after, */
     uint8_t *withheld_audit; /* with its audit record (packed, hie_mem_alloc) */
     size_t withheld_len;
+    uint64_t glass_seq;     /* the message whose break-glass delivery this visit recorded */
 };
 
 /* A delivery that consent permits only by breaking the glass (a deny filed since an
@@ -302,7 +304,13 @@ delivery_consent(struct pump *p, uint64_t seq, const Hie__V1__QueuedMessage *q,
     Hie__V1__AuditAction action = HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PUSH;
     if (org != NULL && hie_node__queued_decide(ctx, p->txn, p->arena, &to, q, doc, &sub,
             &action)) {
-        rc = sub.decision.break_glass ? breakglass_audit(p, seq, q, &to, &sub, action) : 0;
+        /* a break-glass delivery is recorded once: not when the push already was one, nor
+         * again for a resend of the same message to this receiver */
+        const struct flight *f = flight_find(p->r, seq);
+        bool record = sub.decision.break_glass && !q->break_glass &&
+                      (f == NULL || !f->glass_audited);
+        rc = record ? breakglass_audit(p, seq, q, &to, &sub, action) : 0;
+        p->glass_seq = record && rc == 0 ? seq : p->glass_seq;
         if (rc != 0) {
             return rc;
         }
@@ -417,8 +425,9 @@ send_one(struct pump *p, uint64_t seq, hie_span_t stored)
     if (f == NULL) {
         HIE_ASSERT(r->nfl < HIE_DELIVERY_WINDOW_MAX);
         f = &r->fl[r->nfl++];
-        *f = (struct flight){seq, 0, 0, 0};
+        *f = (struct flight){seq, 0, 0, 0, false};
     }
+    f->glass_audited = f->glass_audited || p->glass_seq == seq;
     f->attempts++;
     f->bytes = bytes;
     f->due_ns = hie_time_mono_ns() + backoff_ns(d, f->attempts);

@@ -257,6 +257,7 @@ push_command(node_ctx_t *ctx, const node_who_t *who, const char *to, Hie__V1__Do
     m->recipient_org = (char *)(uintptr_t)to;
     m->euid = (char *)(uintptr_t)s->euid;
     m->purpose = who->purpose; /* a redrive decides again under it */
+    m->break_glass = s->decision.break_glass; /* so audited with the push */
     if (to[0] != '\0') { /* the repository keeps none: a query decides when it is read */
         m->handling = hie_node__handling(&s->decision, arena);
         if (m->handling == NULL) {

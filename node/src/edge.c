@@ -986,6 +986,9 @@ accept_overloaded(node_edge_t *e, int err)
 static void
 accept_resume(node_edge_t *e)
 {
+    if (e->spare_fd < 0) { /* taken by another thread between its close and reopen */
+        e->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
     if (e->accept_resume_ns == 0 || hie_time_mono_ns() < e->accept_resume_ns || e->draining) {
         return;
     }

@@ -392,41 +392,52 @@ queued_euid(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const Hie__V1__Qu
                ? euid : qm->euid;
 }
 
-/* The EUID of record (org, mrn) now, or NULL. */
-static const char *
-rec_euid(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const uint8_t *hash)
+/* The EUID of record hash now into *out; HIE_ENOTFOUND when no EUID holds it. */
+static int
+rec_euid(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const uint8_t *hash,
+    const char **out)
 {
     char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
-    return euid != NULL && hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state), txn, hash,
-        arena, euid) == 0 ? euid : NULL;
+    int rc = euid == NULL ? HIE_ENOMEM : hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state),
+        txn, hash, arena, euid);
+    *out = rc == 0 ? euid : NULL;
+    return rc;
 }
 
-/* The notification's patient now (hie_node__notice_euid's rule, before the subscription). */
-static const char *
+/* The notification's patient now (hie_node__notice_euid's rule, before the subscription):
+ * 0, HIE_ENOTFOUND (a record moved or went: *out NULL) or a read error. */
+static int
 notice_patient(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
-    const Hie__V1__QueuedMessage *qm, const Hie__V1__Document *d)
+    const Hie__V1__QueuedMessage *qm, const Hie__V1__Document *d, const char **out)
 {
     if (qm->subject_rec_hash.len != HIE_MPI_REC_HASH_BYTES) {
-        return d != NULL ? queued_euid(ctx, txn, arena, qm, d) : qm->euid;
+        *out = d != NULL ? queued_euid(ctx, txn, arena, qm, d) : qm->euid;
+        return 0;
     }
-    const char *euid = rec_euid(ctx, txn, arena, qm->subject_rec_hash.data);
+    const char *euid = NULL, *mine = NULL;
+    int rc = rec_euid(ctx, txn, arena, qm->subject_rec_hash.data, &euid);
     const Hie__V1__PatientId *own = d != NULL ? d->patient : NULL;
-    if (euid == NULL || own == NULL || own->org_id == NULL || !hie_mpi_mrn_valid(own->mrn)) {
-        return euid; /* no record of the subscriber's named: the subscription followed the EUID */
+    *out = NULL;
+    if (rc != 0 || own == NULL || own->org_id == NULL || !hie_mpi_mrn_valid(own->mrn)) {
+        *out = euid; /* no record of the subscriber's named: the subscription followed the EUID */
+        return rc;
     }
     uint8_t h[HIE_MPI_REC_HASH_BYTES];
     hie_mpi_rec_hash(hie_node__state_mpi_key(ctx->state), own->org_id, own->mrn, h);
-    const char *mine = rec_euid(ctx, txn, arena, h);
-    return mine != NULL && strcmp(mine, euid) == 0 ? euid : NULL;
+    rc = rec_euid(ctx, txn, arena, h, &mine);
+    rc = rc == 0 && strcmp(mine, euid) != 0 ? HIE_ENOTFOUND : rc;
+    *out = rc == 0 ? euid : NULL;
+    return rc;
 }
 
 const char *
 hie_node__notice_euid(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
     const Hie__V1__QueuedMessage *qm, const Hie__V1__Document *d, const char **why)
 {
-    const char *euid = notice_patient(ctx, txn, arena, qm, d);
-    if (euid == NULL) {
-        *why = "unlinked";
+    const char *euid = NULL;
+    int prc = notice_patient(ctx, txn, arena, qm, d, &euid);
+    if (prc != 0 || euid == NULL) { /* a read that failed is no evidence of an unlink */
+        *why = prc == HIE_ENOTFOUND || prc == 0 ? "unlinked" : "evaluation-error";
         return NULL;
     }
     Hie__V1__Subscription *s = NULL;

@@ -153,7 +153,9 @@ adt_mpi(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
     }
     f.patient = r->patient;
-    f.demographics = r->demographics;
+    /* an A40 carries the survivor's PID, as every ADT does: the merge takes none (the
+     * survivor's demographics are an A08's to change), and refused them (BAD_REQUEST) */
+    f.demographics = r->event == HIE__V1__ADT_EVENT__ADT_A40 ? NULL : r->demographics;
     if (r->event == HIE__V1__ADT_EVENT__ADT_A40) {
         f.action = HIE__V1__FEED_ACTION__FEED_MERGE;
         f.prior_mrn = r->prior_mrn;

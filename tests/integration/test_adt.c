@@ -943,3 +943,41 @@ Test(adt, a_roster_follows_its_record_into_a_merge, .timeout = 120)
         "the subscription lost the patient in the merge");
     fx_stop(&n, &a, &h, &c);
 }
+
+/* An A40 merge comes with the survivor's PID (demographics), as HL7 sends it: the merge is
+ * made. It was refused BAD_REQUEST "demographics: only for create and update". */
+Test(adt, an_a40_with_the_survivors_demographics_merges, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
+    feed_ok(h, "f3", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-2", &MARIA, NULL, a);
+    hie_envelope_t req;
+    Hie__V1__AdtRequest r = HIE__V1__ADT_REQUEST__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    Hie__V1__Demographics d = HIE__V1__DEMOGRAPHICS__INIT;
+    char *given[1] = {MUT(MARIA.given)}, *family[1] = {MUT(MARIA.family)};
+    req_init(&req, "m40");
+    pid.org_id = MUT(HOSP);
+    pid.mrn = MUT("H-2");
+    d.n_given = d.n_family = 1;
+    d.given = given;
+    d.family = family;
+    d.birth_date = MUT(MARIA.dob);
+    r.event = HIE__V1__ADT_EVENT__ADT_A40;
+    r.patient = &pid;
+    r.demographics = &d;
+    r.prior_mrn = MUT("H-1");
+    r.event_ms = 1764000000000;
+    req.body_case = HIE__V1__ENVELOPE__BODY_ADT;
+    req.adt = &r;
+    hie_envelope_t *e = call(h, &req, a);
+    cr_assert_eq(e->body_case, HIE__V1__ENVELOPE__BODY_ADT_REPLY, "%s",
+        e->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? e->error->message : "");
+    /* H-1 is merged: feeding it again is refused as a retired MRN */
+    hie_envelope_t *f = feed(h, "f4", HIE__V1__FEED_ACTION__FEED_UPDATE, HOSP, "H-1", &JOHN,
+        NULL, a);
+    cr_assert_eq(f->body_case, HIE__V1__ENVELOPE__BODY_ERROR);
+    fx_stop(&n, &a, &h, &c);
+}

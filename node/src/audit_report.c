@@ -348,16 +348,13 @@ scan_one(void *ctx, const uint8_t *val, size_t len, size_t key)
     size_t before = r->out->n_entries;
     r->n_adding = 0;
     r->rc = entry_add(r, leaf, subject);
-    if (r->rc == 0 && r->out->n_entries > before && subject == -2 && !euids_take(r)) {
-        r->out->n_entries = before; /* its patients do not fit the page's audit record */
-        r->more = true;
-        return 1;
-    }
     if (r->rc == 0 && r->out->n_entries > before) {
         /* a page of many large entries (break-glass: up to 64 subjects each) must still fit
-         * one frame: past the budget the entry opens the next page instead */
+         * one frame: past the budget the entry opens the next page instead; and (checked
+         * after, so that an entry left out names nobody) its patients must fit the page's
+         * audit record */
         size_t sz = hie__v1__audit_report_entry__get_packed_size(r->out->entries[before]) + 8;
-        if (before > 0 && r->bytes + sz > r->budget) {
+        if ((before > 0 && r->bytes + sz > r->budget) || (subject == -2 && !euids_take(r))) {
             r->out->n_entries = before;
             r->more = true;
             return 1;

@@ -1038,9 +1038,9 @@ hie_mpi_store_apply_review(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx,
     rc = rc == 0 ? store__put_msg(ctx->txn, s->review, &k, &it->base) : rc;
     rc = rc == 0 ? store__meta_add(s, ctx->txn, "review_open", -1) : rc;
     rc = rc == 0 ? review_open_drop(s, ctx->txn, it) : rc;
-    rc = rc == 0 ? hist_add(s, ctx, rec, prior, HIE__V1__FEED_ACTION__FEED_UNSPECIFIED,
-        cmd->link ? HIE__V1__FEED_OUTCOME__OUTCOME_LINKED : HIE__V1__FEED_OUTCOME__OUTCOME_NEW,
-        it->explanation) : rc;
+    rc = rc == 0 && (!rec->merged || store__rules_ms(ctx) < STORE_MERGED_NO_HIST_SINCE_MS) ?
+        hist_add(s, ctx, rec, prior, 0, cmd->link ? HIE__V1__FEED_OUTCOME__OUTCOME_LINKED
+        : HIE__V1__FEED_OUTCOME__OUTCOME_NEW, it->explanation) : rc; /* action: unspecified */
     Hie__V1__ReviewDecideReply *r = rc == 0 ? hie_arena_alloc(ctx->arena, sizeof(*r)) : NULL;
     rc = rc == 0 && r == NULL ? HIE_ENOMEM : rc;
     rc = rc == 0 ? store__patient_id(s, rec, ctx->arena, &it->record) : rc;

@@ -36,6 +36,10 @@
  * (the prior and the survivor are one person), and an A40 does not fold the prior's other
  * records into the survivor's EUID past a no-link. */
 #define STORE_MERGED_NOLINK_SINCE_MS 1796083200000ll
+/* 2026-12-01T03:00Z: a review decision on a record merged since writes no history event (it
+ * named the survivor's EUID at the merge, stretching the record's last span to the decision:
+ * an accounting then took in another patient's disclosures). */
+#define STORE_MERGED_NO_HIST_SINCE_MS 1796094000000ll
 /* The time a rule's start is compared with: the rules clock, never before the command's own. */
 static inline int64_t
 store__rules_ms(const hie_mpi_apply_ctx_t *ctx)

@@ -720,6 +720,9 @@ merge_records(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFe
     }
     Hie__V1__MpiRecord *s_rec = NULL, *p_rec = NULL;
     int rc = store__rec_get(s, ctx->txn, cmd->rec_hash.data, ctx->arena, &s_rec);
+    if (rc == 0 && s_rec->merged && store__rules_ms(ctx) >= STORE_MERGED_ERRORS_SINCE_MS) {
+        return refuse(ctx, BAD, "patient.mrn", MERGED_MRN);
+    }
     if (rc == HIE_ENOTFOUND || (rc == 0 && s_rec->merged)) {
         return refuse(ctx, NOT_FOUND, "patient.mrn", "no record of this MRN at this organization");
     }
@@ -836,6 +839,9 @@ feed_unlink(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeed
     uint8_t *hashes = NULL;
     size_t n = 0;
     int rc = store__rec_get(s, ctx->txn, cmd->rec_hash.data, ctx->arena, &rec);
+    if (rc == 0 && rec->merged && store__rules_ms(ctx) >= STORE_MERGED_ERRORS_SINCE_MS) {
+        return refuse(ctx, BAD, "patient.mrn", MERGED_MRN);
+    }
     if (rc == HIE_ENOTFOUND || (rc == 0 && rec->merged)) {
         return refuse(ctx, NOT_FOUND, "patient.mrn", "no record of this MRN at this organization");
     }

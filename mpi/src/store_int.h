@@ -40,6 +40,9 @@
  * named the survivor's EUID at the merge, stretching the record's last span to the decision:
  * an accounting then took in another patient's disclosures). */
 #define STORE_MERGED_NO_HIST_SINCE_MS 1796094000000ll
+/* From the same time: an unlink of a merged MRN, or a merge into one, is refused as merged
+ * (BAD_REQUEST, as create and update are), not NOT_FOUND "no record of this MRN". */
+#define STORE_MERGED_ERRORS_SINCE_MS 1796094000000ll
 /* The time a rule's start is compared with: the rules clock, never before the command's own. */
 static inline int64_t
 store__rules_ms(const hie_mpi_apply_ctx_t *ctx)

@@ -124,6 +124,17 @@ Test(mpi, merge_unlink_and_no_link_survives, .timeout = 120)
     hie_envelope_t *again = feed(h, "m6", HIE__V1__FEED_ACTION__FEED_MERGE, "general-hospital",
         "H-1", NULL, "H-2", a);
     expect_error(again, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "prior_mrn");
+    /* the merged MRN exists, retired: an unlink of it, or a merge into it, says so (it was
+     * NOT_FOUND "no record of this MRN") */
+    hie_envelope_t *ul = feed(h, "m6u", HIE__V1__FEED_ACTION__FEED_UNLINK, "general-hospital",
+        "H-2", NULL, NULL, a);
+    expect_error(ul, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "patient.mrn");
+    cr_assert(strstr(ul->error->message, "merged") != NULL, "%s", ul->error->message);
+    feed_ok(h, "m6c", create, "general-hospital", "H-3", &MARIA, NULL, a);
+    hie_envelope_t *into = feed(h, "m6m", HIE__V1__FEED_ACTION__FEED_MERGE,
+        "general-hospital", "H-2", NULL, "H-3", a);
+    expect_error(into, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "patient.mrn");
+    cr_assert(strstr(into->error->message, "merged") != NULL, "%s", into->error->message);
     /* unlink the clinic's record: it gets its own EUID and is never auto-linked back */
     Hie__V1__MpiFeedReply *u = feed_ok(c, "m7", HIE__V1__FEED_ACTION__FEED_UNLINK,
         "riverside-clinic", "C-1", NULL, NULL, a);

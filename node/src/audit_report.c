@@ -315,6 +315,12 @@ static int
 scan_one(void *ctx, const uint8_t *val, size_t len, size_t key)
 {
     struct report *r = ctx;
+    if (key == NODE_AUDIT_SCAN_RESUME) { /* the walk's budget spent between buckets */
+        memcpy(r->last, val, len);
+        r->last_len = len;
+        r->more = true;
+        return 1;
+    }
     r->seen++;
     if (len != 16 && len != 18) {
         r->rc = HIE_ECORRUPT;

@@ -719,8 +719,22 @@ scan_patient(node_audit_t *au, MDB_txn *txn, hie_span_t key, hie_span_t start, s
     for (size_t i = 0; rc == 0 && i < n_runs; i++) {
         rc = mdb_rc(mdb_cursor_open(txn, au->pat, &runs[i].cur));
     }
+    size_t seeks = 0;
     while (rc == 0 && bucket <= size >> PAT_BUCKET_SHIFT) { /* at most size / 4096 + 1 */
         uint64_t next = 0;
+        size_t live = 0;
+        for (size_t i = 0; i < n_runs; i++) {
+            live += !runs[i].done;
+        }
+        if (seeks > 0 && seeks + live > max) {
+            /* the walk's own budget, apart from the entries': in a log of many patients the
+             * buckets between one patient's entries cost a seek per key each */
+            uint8_t resume[PAT_VAL_BYTES] = {0};
+            hie_store_be64(resume + 8, bucket << PAT_BUCKET_SHIFT);
+            (void)fn(ctx, resume, PAT_VAL_BYTES, NODE_AUDIT_SCAN_RESUME);
+            break;
+        }
+        seeks += live;
         rc = scan_bucket(runs, n_runs, bucket, val, &seen, max, fn, ctx, &next);
         HIE_ASSERT(rc != 0 || next > bucket);
         bucket = next;

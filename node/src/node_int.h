@@ -365,6 +365,10 @@ enum node_audit_index { AUDIT_INDEX_PATIENT, AUDIT_INDEX_ORG, AUDIT_INDEX_BREAK_
  * the patient index's walk stops at the bucket of that leaf (the caller takes no leaf at or
  * past it). */
 typedef int (*node_audit_scan_fn)(void *ctx, const uint8_t *val, size_t len, size_t key);
+/* fn's key when the patient index's walk stops for its budget between buckets: val is where
+ * the next page resumes (time 0, the next bucket's first leaf, position 0), matching no entry.
+ * The walk's seeks (one per bucket and key) have a budget of max of their own. */
+#define NODE_AUDIT_SCAN_RESUME SIZE_MAX
 #define NODE_AUDIT_SCAN_KEYS_MAX 130u /* 2 * (1 + HIE_MPI_IDENTITY_SPANS_MAX): audit_report.c */
 HIE_MUST_CHECK int hie_node__audit_scan(node_audit_t *au, MDB_txn *txn,
     enum node_audit_index which, hie_span_t key, hie_span_t start, size_t max,

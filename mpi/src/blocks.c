@@ -15,10 +15,13 @@
  *
  * Order: a block of at most BLOCK_SORTED_MAX records is sorted by record hash, and those are
  * the only blocks a reader sees (every cap is at most HIE_MPI_BLOCK_CAP); a larger one is
- * skipped by every reader, so it is kept in any order and grows by appending: a sorted insert
- * into a 10,000-record block (a common family name's broad key at 1M persons) moved 80 KB per
- * record. When removals bring it back to BLOCK_SORTED_MAX it is sorted again, so what a reader
- * sees never depends on the order the records came in.
+ * skipped by every reader, so it is kept as a hash set (open addressing, linear probing,
+ * backward-shift deletion; an all-zero slot is empty): a sorted insert into a 10,000-record
+ * block (a common family name's broad key at 1M persons) moved 80 KB per record, and an
+ * unsorted one's removal scanned it whole (a member feeding 100,000 alike records made every
+ * later update of one scan 18 such blocks on the log thread). When removals bring it back to
+ * BLOCK_SORTED_MAX it is a sorted array again, so what a reader sees never depends on the
+ * order the records came in.
  *
  * Threads: one writer (the log thread), any number of readers; a rwlock guards the table.
  * Memory: 16 bytes per (record, key) plus the table, about 300 bytes per record.
@@ -64,6 +67,8 @@ static const uint8_t (*block_hashes_c(const struct block *bl))[HIE_MPI_REC_HASH_
     return bl->cap == 0 ? bl->u.one : (const uint8_t (*)[HIE_MPI_REC_HASH_BYTES])bl->u.many;
 }
 
+static size_t block_bytes(const struct block *bl);
+
 int
 store__blocks_create(store_blocks_t **out)
 {
@@ -91,7 +96,7 @@ store__blocks_destroy(store_blocks_t **bp)
     }
     for (size_t i = 0; i < b->cap; i++) {
         if (b->slots[i].cap > 0) {
-            hie_mem_free(b->slots[i].u.many, (size_t)b->slots[i].cap * HIE_MPI_REC_HASH_BYTES);
+            hie_mem_free(b->slots[i].u.many, block_bytes(&b->slots[i]));
         }
     }
     hie_mem_free(b->slots, b->cap * sizeof(*b->slots));
@@ -150,7 +155,7 @@ table_grow(store_blocks_t *b)
         struct block *bl = &b->slots[i];
         if (bl->key != 0 && bl->n == 0) {
             if (bl->cap > 0) {
-                hie_mem_free(bl->u.many, (size_t)bl->cap * HIE_MPI_REC_HASH_BYTES);
+                hie_mem_free(bl->u.many, block_bytes(bl));
             }
         } else if (bl->key != 0) {
             *slot_find(n, ncap, bl->key) = *bl;
@@ -198,34 +203,120 @@ block_reserve(struct block *bl)
     return 0;
 }
 
-#if defined(HIE_DEBUG_ASSERTS) && HIE_DEBUG_ASSERTS
-/* True when hash is in bl, sorted or not (debug builds: a linear scan). */
-static bool
-block_has(const struct block *bl, const uint8_t *hash)
+
+/* ---- a large block: a hash set of cap (a power of two) slots, at most half full, followed by
+ * its occupancy bitmap (cap / 8 bytes: any hash, the all-zero one too, may be a record's) -- */
+
+static size_t
+set_bytes(uint32_t cap)
 {
-    for (uint32_t i = 0; i < bl->n; i++) {
-        if (memcmp(block_hashes_c(bl)[i], hash, HIE_MPI_REC_HASH_BYTES) == 0) {
-            return true;
+    return (size_t)cap * HIE_MPI_REC_HASH_BYTES + cap / 8u;
+}
+
+/* The bytes bl's records take (its array, or its set with the bitmap). */
+static size_t
+block_bytes(const struct block *bl)
+{
+    return bl->cap == 0 ? 0 : bl->n > BLOCK_SORTED_MAX ? set_bytes(bl->cap)
+                                                      : (size_t)bl->cap * HIE_MPI_REC_HASH_BYTES;
+}
+
+static uint8_t *
+set_occ(uint8_t (*t)[HIE_MPI_REC_HASH_BYTES], uint32_t cap)
+{
+    return (uint8_t *)(t + cap);
+}
+
+static bool
+set_used(uint8_t (*t)[HIE_MPI_REC_HASH_BYTES], uint32_t cap, size_t i)
+{
+    return (set_occ(t, cap)[i >> 3] >> (i & 7u)) & 1u;
+}
+
+static void
+set_mark(uint8_t (*t)[HIE_MPI_REC_HASH_BYTES], uint32_t cap, size_t i, bool used)
+{
+    uint8_t bit = (uint8_t)(1u << (i & 7u));
+    set_occ(t, cap)[i >> 3] = used ? (uint8_t)(set_occ(t, cap)[i >> 3] | bit)
+                                   : (uint8_t)(set_occ(t, cap)[i >> 3] & ~bit);
+}
+
+static size_t
+set_home(const uint8_t *hash, uint32_t cap)
+{
+    uint64_t x = hie_load_be64(hash) ^ hie_load_be64(hash + 8);
+    return (size_t)((x * BLOCK_HASH_MUL) >> 32) & (cap - 1u);
+}
+
+/* The slot holding hash, or the free slot where it would go. */
+static size_t
+set_find(uint8_t (*t)[HIE_MPI_REC_HASH_BYTES], uint32_t cap, const uint8_t *hash)
+{
+    size_t i = set_home(hash, cap);
+    while (set_used(t, cap, i) && memcmp(t[i], hash, HIE_MPI_REC_HASH_BYTES) != 0) {
+        i = (i + 1) & (cap - 1u);
+    }
+    return i;
+}
+
+/* bl's records (its n, as a sorted array or a set of its cap) into a new set of ncap slots. */
+static int
+set_rebuild(struct block *bl, uint32_t ncap)
+{
+    uint8_t (*t)[HIE_MPI_REC_HASH_BYTES] = hie_mem_calloc(1, set_bytes(ncap));
+    if (t == NULL) {
+        return HIE_ENOMEM;
+    }
+    bool is_set = bl->n > BLOCK_SORTED_MAX;
+    uint32_t from = is_set ? bl->cap : bl->n;
+    for (uint32_t i = 0; i < from; i++) {
+        if (!is_set || set_used(bl->u.many, bl->cap, i)) {
+            size_t at = set_find(t, ncap, bl->u.many[i]);
+            memcpy(t[at], bl->u.many[i], HIE_MPI_REC_HASH_BYTES);
+            set_mark(t, ncap, at, true);
         }
     }
-    return false;
+    hie_mem_free(bl->u.many, block_bytes(bl));
+    bl->u.many = t;
+    bl->cap = ncap;
+    return 0;
 }
-#endif
 
-/* Adds hash to bl: in its sorted place while bl stays within BLOCK_SORTED_MAX, else at the
- * end. The caller never adds a record twice to one block (store__blocks_change). */
+/* Adds hash to a block of BLOCK_SORTED_MAX records or more: a set from the first one past. */
 static int
-block_insert(struct block *bl, const uint8_t *hash)
+set_insert(struct block *bl, const uint8_t *hash)
 {
-    int rc = block_reserve(bl);
+    HIE_ASSERT(bl->cap > 0); /* over BLOCK_SORTED_MAX records: never the inline one */
+    int rc = 0;
+    if (bl->n == BLOCK_SORTED_MAX) {
+        rc = set_rebuild(bl, 4u * BLOCK_SORTED_MAX);
+    } else if ((bl->n + 1u) * 2u > bl->cap) {
+        HIE_ASSERT(bl->cap <= UINT32_MAX / 2);
+        rc = set_rebuild(bl, bl->cap * 2u);
+    }
     if (rc != 0) {
         return rc;
     }
-    if (bl->n >= BLOCK_SORTED_MAX) { /* over the readers' caps: order does not matter */
-        HIE_DEBUG_ASSERT(!block_has(bl, hash));
-        memcpy(block_hashes(bl)[bl->n], hash, HIE_MPI_REC_HASH_BYTES);
+    size_t at = set_find(bl->u.many, bl->cap, hash);
+    if (!set_used(bl->u.many, bl->cap, at)) { /* else listed already: harmless */
+        memcpy(bl->u.many[at], hash, HIE_MPI_REC_HASH_BYTES);
+        set_mark(bl->u.many, bl->cap, at, true);
         bl->n++;
-        return 0;
+    }
+    return 0;
+}
+
+/* Adds hash to bl: in its sorted place while bl stays within BLOCK_SORTED_MAX, else to its
+ * set. The caller never adds a record twice to one block (store__blocks_change). */
+static int
+block_insert(struct block *bl, const uint8_t *hash)
+{
+    if (bl->n >= BLOCK_SORTED_MAX) { /* over the readers' caps: order does not matter */
+        return set_insert(bl, hash);
+    }
+    int rc = block_reserve(bl);
+    if (rc != 0) {
+        return rc;
     }
     bool found = false;
     uint32_t at = block_pos(bl, hash, &found);
@@ -245,8 +336,9 @@ hash_cmp(const void *a, const void *b)
     return memcmp(a, b, HIE_MPI_REC_HASH_BYTES);
 }
 
-/* Removes hash from bl if it is there; a block brought back to BLOCK_SORTED_MAX is sorted. */
-static void
+/* Removes hash from bl if it is there; a block brought back to BLOCK_SORTED_MAX is a sorted
+ * array again. Returns 0 or HIE_ENOMEM (nothing changed). */
+static int
 block_remove(struct block *bl, const uint8_t *hash)
 {
     uint8_t (*hs)[HIE_MPI_REC_HASH_BYTES] = block_hashes(bl);
@@ -258,18 +350,41 @@ block_remove(struct block *bl, const uint8_t *hash)
                 (size_t)(bl->n - at - 1) * HIE_MPI_REC_HASH_BYTES);
             bl->n--;
         }
-        return;
+        return 0;
     }
-    for (uint32_t i = 0; i < bl->n; i++) { /* unsorted: look, then fill the hole */
-        if (memcmp(hs[i], hash, HIE_MPI_REC_HASH_BYTES) == 0) {
-            memcpy(hs[i], hs[bl->n - 1], HIE_MPI_REC_HASH_BYTES);
-            bl->n--;
-            break;
+    size_t i = set_find(hs, bl->cap, hash), mask = bl->cap - 1u;
+    if (!set_used(hs, bl->cap, i)) {
+        return 0; /* not listed */
+    }
+    uint32_t ncap = 2u * BLOCK_SORTED_MAX; /* the sorted array it becomes at BLOCK_SORTED_MAX */
+    uint8_t (*a)[HIE_MPI_REC_HASH_BYTES] = bl->n == BLOCK_SORTED_MAX + 1u
+        ? hie_mem_alloc((size_t)ncap * HIE_MPI_REC_HASH_BYTES) : NULL;
+    if (bl->n == BLOCK_SORTED_MAX + 1u && a == NULL) {
+        return HIE_ENOMEM;
+    }
+    for (size_t j = (i + 1) & mask; set_used(hs, bl->cap, j); j = (j + 1) & mask) {
+        size_t home = set_home(hs[j], bl->cap); /* j's entry may move to the hole at i */
+        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+            memcpy(hs[i], hs[j], HIE_MPI_REC_HASH_BYTES);
+            i = j;
         }
     }
-    if (bl->n == BLOCK_SORTED_MAX) {
-        qsort(hs, bl->n, HIE_MPI_REC_HASH_BYTES, hash_cmp);
+    set_mark(hs, bl->cap, i, false);
+    if (a != NULL) { /* a sorted array again, for the readers */
+        uint32_t k = 0;
+        for (uint32_t m = 0; m < bl->cap; m++) {
+            if (set_used(hs, bl->cap, m)) {
+                memcpy(a[k++], hs[m], HIE_MPI_REC_HASH_BYTES);
+            }
+        }
+        HIE_ASSERT(k == BLOCK_SORTED_MAX);
+        qsort(a, k, HIE_MPI_REC_HASH_BYTES, hash_cmp);
+        hie_mem_free(bl->u.many, set_bytes(bl->cap));
+        bl->u.many = a;
+        bl->cap = ncap;
     }
+    bl->n--;
+    return 0;
 }
 
 /* True when keys[i] appeared earlier in keys: two keys of one record that hash alike name one
@@ -307,7 +422,7 @@ store__blocks_change(store_blocks_t *b, const uint64_t *keys, size_t n, const ui
             bl->key = keys[i];
             rc = block_insert(bl, hash);
         } else if (bl != NULL && bl->key != 0 && bl->n > 0) {
-            block_remove(bl, hash); /* an emptied block keeps its slot: keys stay findable */
+            rc = block_remove(bl, hash); /* an emptied block keeps its slot: keys findable */
             b->empty += bl->n == 0;
         }
     }

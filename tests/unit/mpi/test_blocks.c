@@ -256,3 +256,54 @@ Test(mpi_blocks, keys_a_record_no_longer_has_do_not_pile_up)
     cr_assert_eq(store__blocks_get(b, k, NULL, false, out, 64, &capped), 0u);
     store__blocks_destroy(&b);
 }
+
+/* A block of 20,000 records (a value shared by that many: a member feeding alike records) is
+ * a hash set: its records come and go in any order, removing one not there changes nothing,
+ * and back at 64 it reads as the sorted 64 left. Its removals scanned it whole (a member's
+ * alike records made every update of one scan 18 such blocks on the log thread). */
+Test(mpi_blocks, a_very_large_block_takes_records_in_and_out_in_any_order)
+{
+    enum { N = 20000, KEEP = 64 };
+    uint64_t seed = test_seed(0x424c4f434b530003ull);
+    test_rng_t r;
+    test_rng_init(&r, seed);
+    static unsigned order[N];
+    for (unsigned i = 0; i < N; i++) {
+        order[i] = i;
+    }
+    for (unsigned i = N - 1; i > 0; i--) {
+        unsigned j = test_rng_below(&r, i + 1), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    store_blocks_t *b = NULL;
+    cr_assert_eq(store__blocks_create(&b), 0);
+    uint64_t key = 7;
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    for (unsigned i = 0; i < N; i++) {
+        hash_of(order[i], h);
+        cr_assert_eq(store__blocks_change(b, &key, 1, h, true), 0);
+    }
+    for (unsigned i = 0; i < N; i += 2) { /* out and in again: the set keeps every one */
+        hash_of(order[i], h);
+        cr_assert_eq(store__blocks_change(b, &key, 1, h, false), 0);
+        cr_assert_eq(store__blocks_change(b, &key, 1, h, false), 0, "not there: harmless");
+        cr_assert_eq(store__blocks_change(b, &key, 1, h, true), 0);
+    }
+    for (unsigned i = 0; i < N; i++) { /* all but the records 0..63, in shuffled order */
+        if (order[i] >= KEEP) {
+            hash_of(order[i], h);
+            cr_assert_eq(store__blocks_change(b, &key, 1, h, false), 0);
+        }
+    }
+    static uint8_t got[KEEP * HIE_MPI_REC_HASH_BYTES], want[KEEP * HIE_MPI_REC_HASH_BYTES];
+    bool capped = true;
+    cr_assert_eq(get(b, key, NULL, got, &capped), (size_t)KEEP, "seed %#lx", seed);
+    cr_assert_not(capped);
+    for (unsigned i = 0; i < KEEP; i++) {
+        hash_of(i, want + i * HIE_MPI_REC_HASH_BYTES);
+    }
+    qsort(want, KEEP, HIE_MPI_REC_HASH_BYTES, cmp16);
+    cr_assert_eq(memcmp(got, want, sizeof(got)), 0, "the 64 left, sorted (seed %#lx)", seed);
+    store__blocks_destroy(&b);
+}

@@ -42,7 +42,7 @@ struct y_consent { char *regime; char *break_glass; char *part2_named_recipient;
 struct y_audit { char *origin; char *checkpoint_interval_ms; };
 struct y_delivery {
     char *ack_timeout_ms, *max_attempts, *heartbeat_ms, *retain_events;
-    char *max_age_ms, *queue_bytes_max;
+    char *max_age_ms, *queue_bytes_max, *repository_bytes_max;
 };
 struct y_query { char *responder_timeout_ms, *max_responders; };
 struct y_config {
@@ -127,6 +127,7 @@ static const cyaml_schema_field_t delivery_fields[] = {
     NUM_FIELD("heartbeat_ms", OPT, struct y_delivery, heartbeat_ms),
     NUM_FIELD("retain_events", OPT, struct y_delivery, retain_events),
     NUM_FIELD("queue_bytes_max", OPT, struct y_delivery, queue_bytes_max),
+    NUM_FIELD("repository_bytes_max", OPT, struct y_delivery, repository_bytes_max),
     CYAML_FIELD_END};
 static const cyaml_schema_field_t query_fields[] = {
     NUM_FIELD("responder_timeout_ms", OPT, struct y_query, responder_timeout_ms),
@@ -448,6 +449,9 @@ fill_consent(node_config_t *c, const struct y_config *y, char *err, size_t eb)
     rc = rc ? rc : num_key(&c->delivery_queue_bytes_max, y->delivery.queue_bytes_max,
         HIE_DELIVERY_QUEUE_BYTES_DEFAULT, 1u << 20, HIE_LMDB_MAP_BYTES_MAX, "1 MiB..1 TiB",
         "delivery.queue_bytes_max", err, eb);
+    rc = rc ? rc : num_key(&c->repository_bytes_max, y->delivery.repository_bytes_max,
+        HIE_REPOSITORY_BYTES_DEFAULT, 1u << 20, HIE_LMDB_MAP_BYTES_MAX, "1 MiB..1 TiB",
+        "delivery.repository_bytes_max", err, eb);
     rc = rc ? rc : limit_u32(&c->delivery_heartbeat_ms, y->delivery.heartbeat_ms,
         HIE_DELIVERY_HEARTBEAT_MS_DEFAULT, 100, HIE_DELIVERY_BACKOFF_MS_MAX,
         "delivery.heartbeat_ms", err, eb);

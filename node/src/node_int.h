@@ -88,6 +88,8 @@ typedef struct node_config {
     uint64_t delivery_max_age_ms;     /* or when it has waited this long */
     uint64_t delivery_queue_bytes_max; /* a push to a recipient whose queue holds this much
                                         * is refused (OVERLOADED) */
+    uint64_t repository_bytes_max;     /* a repository push by an organization that stores
+                                        * this much is refused (OVERLOADED) */
     uint32_t delivery_heartbeat_ms;   /* idle receiving connections get a heartbeat */
     uint32_t delivery_retain_events;  /* notifications a new subscription keeps for replays */
     uint32_t query_responder_timeout_ms; /* how long a record query waits for responders */
@@ -834,6 +836,9 @@ HIE_MUST_CHECK int hie_node__push_prepare(node_ctx_t *ctx, const node_who_t *who
  * than delivery.queue_bytes_max (a soft bound: requests decided at the same time may pass it
  * by a little), else OVERLOADED naming recipient_org. Returns 0 or the error set in e. */
 HIE_MUST_CHECK int hie_node__queue_room(node_ctx_t *ctx, const char *org, node_mpi_err_t *e);
+/* The bytes of documents org stored in the repository (counted since 2026-12-01T03:00Z). */
+HIE_MUST_CHECK int hie_node__repo_bytes(node_repo_t *r, MDB_txn *txn, const char *org,
+    uint64_t *bytes);
 /* Seals a document for a queue: nonce(24) || AEAD(d), AD = message_id, into arena. */
 HIE_MUST_CHECK int hie_node__doc_seal(node_ctx_t *ctx, const Hie__V1__Document *d,
     const char *message_id, hie_arena_t *arena, ProtobufCBinaryData *out);

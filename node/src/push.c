@@ -86,6 +86,33 @@ hie_node__queue_room(node_ctx_t *ctx, const char *to, node_mpi_err_t *e)
     return 0;
 }
 
+/* The author's share of the repository is not full (a soft bound, like a queue's: pushes
+ * decided at the same time may pass it by one each). */
+static int
+repo_room(node_ctx_t *ctx, const char *org, node_mpi_err_t *e)
+{
+    MDB_txn *txn = NULL;
+    uint64_t bytes = 0;
+    int rc = mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0
+        ? HIE_ESTORAGE : hie_node__repo_bytes(hie_node__state_repo(ctx->state), txn, org,
+              &bytes);
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (rc != 0) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
+    }
+    if (bytes >= ctx->cfg.repository_bytes_max && ctx->cfg.repository_bytes_max != 0) {
+        hie_log_warn("push", "organization's share of the repository full", " org=%s "
+            "stored_bytes=%lu hint=\"delivery.repository_bytes_max\"", org,
+            (unsigned long)bytes);
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "recipient_org",
+            "this organization's share of the HIE's repository is full; the operator can "
+            "raise delivery.repository_bytes_max");
+    }
+    return 0;
+}
+
 static int
 push_check(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PushRequest *req,
     hie_arena_t *arena, hie_org_t **recipient, node_mpi_err_t *e)
@@ -95,6 +122,10 @@ push_check(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PushRequest *r
     *recipient = NULL;
     int rc = 0;
     if (to == NULL || to[0] == '\0') {
+        rc = repo_room(ctx, who->org_id, e);
+        if (rc != 0) {
+            return rc;
+        }
         goto document; /* to the HIE's repository */
     }
     if (!hie_proto_org_id_valid(to, strlen(to))) {

@@ -7,6 +7,9 @@
  *   repo_doc  document id -> QueuedMessage (the document sealed with the data key, AD = id)
  *   repo_rec  dupsort: record identity of the author's patient -> document id
  *   repo_resp responder organizations: org -> "" (record queries are forwarded to them)
+ *   repo_bytes author organization -> bytes(8 BE) of its documents stored since
+ *             REPO_BYTES_SINCE_MS (the workers refuse its pushes past
+ *             delivery.repository_bytes_max)
  * Documents are indexed by the author's source record, so they follow the record through
  * links and unlinks: a query about an EUID reads the documents of every source record of it.
  */
@@ -15,10 +18,12 @@
 #include <string.h>
 
 #define REPO_MAGIC 0x5245504fu /* "REPO" */
+/* 2026-12-01T03:00Z: stores count their bytes per author (by the rules clock). */
+#define REPO_BYTES_SINCE_MS 1796094000000ll
 
 struct node_repo {
     uint32_t magic;
-    MDB_dbi doc, rec, resp;
+    MDB_dbi doc, rec, resp, bytes;
 };
 
 static int
@@ -38,7 +43,8 @@ hie_node__repo_open(node_repo_t **out, MDB_env *env)
     }
     r->magic = REPO_MAGIC;
     const node_dbi_spec_t dbis[] = {{"repo_doc", MDB_CREATE, &r->doc},
-        {"repo_rec", MDB_CREATE | MDB_DUPSORT, &r->rec}, {"repo_resp", MDB_CREATE, &r->resp}};
+        {"repo_rec", MDB_CREATE | MDB_DUPSORT, &r->rec}, {"repo_resp", MDB_CREATE, &r->resp},
+        {"repo_bytes", MDB_CREATE, &r->bytes}};
     int rc = hie_node__dbis_open(env, dbis, HIE_ARRAY_LEN(dbis));
     if (rc != 0) {
         hie_node__repo_close(&r);
@@ -76,7 +82,25 @@ hie_node__repo_store(node_repo_t *r, node_apply_t *a, const Hie__V1__QueuedMessa
         MDB_val hk = {rec_hash.len, (void *)(uintptr_t)rec_hash.ptr};
         rc = mdb_rc(mdb_put(a->txn, r->rec, &hk, &k, 0));
     }
+    if (rc == 0 && a->rules_ms >= REPO_BYTES_SINCE_MS && m->sender_org != NULL) {
+        uint64_t had = 0;
+        rc = hie_node__repo_bytes(r, a->txn, m->sender_org, &had);
+        uint8_t b[8];
+        hie_store_be64(b, had + n);
+        MDB_val ok = {strlen(m->sender_org), m->sender_org}, ov = {sizeof(b), b};
+        rc = rc ? rc : mdb_rc(mdb_put(a->txn, r->bytes, &ok, &ov, 0));
+    }
     return rc;
+}
+
+int
+hie_node__repo_bytes(node_repo_t *r, MDB_txn *txn, const char *org, uint64_t *bytes)
+{
+    HIE_ASSERT(r != NULL && r->magic == REPO_MAGIC);
+    MDB_val k = {strlen(org), (void *)(uintptr_t)org}, v;
+    int rc = mdb_rc(mdb_get(txn, r->bytes, &k, &v));
+    *bytes = rc == 0 && v.mv_size == 8 ? hie_load_be64(v.mv_data) : 0;
+    return rc == HIE_ENOTFOUND ? 0 : rc;
 }
 
 int

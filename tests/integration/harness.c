@@ -123,14 +123,17 @@ itest_node_write_config(itest_node_t *n)
             (unsigned long long)o->log_retain);
     }
     if (o->ack_timeout_ms || o->max_attempts || o->heartbeat_ms || o->retain_events ||
-        o->queue_bytes_max || o->max_age_ms) {
+        o->queue_bytes_max || o->max_age_ms || o->repository_bytes_max) {
         fprintf(f, "delivery: {ack_timeout_ms: %u, max_attempts: %u, heartbeat_ms: %u, "
-            "retain_events: %u, queue_bytes_max: %llu, max_age_ms: %u}\n",
+            "retain_events: %u, queue_bytes_max: %llu, max_age_ms: %u, "
+            "repository_bytes_max: %llu}\n",
             o->ack_timeout_ms ? o->ack_timeout_ms : 30000u,
             o->max_attempts ? o->max_attempts : 8u, o->heartbeat_ms ? o->heartbeat_ms : 30000u,
             o->retain_events ? o->retain_events : 10000u,
             (unsigned long long)(o->queue_bytes_max ? o->queue_bytes_max : 1073741824ull),
-            o->max_age_ms ? o->max_age_ms : 604800000u);
+            o->max_age_ms ? o->max_age_ms : 604800000u,
+            (unsigned long long)(o->repository_bytes_max ? o->repository_bytes_max
+                                                         : 1073741824ull));
     }
     fclose(f);
 }

@@ -46,6 +46,7 @@ typedef struct itest_opts {
     uint64_t map_bytes;            /* storage.map_bytes; 0: node default */
     uint64_t log_retain;           /* storage.log_retain; 0: node default (every command) */
     uint64_t queue_bytes_max;      /* delivery.queue_bytes_max; 0: node default */
+    uint64_t repository_bytes_max; /* delivery.repository_bytes_max; 0: node default */
 } itest_opts_t;
 
 typedef struct itest_node {

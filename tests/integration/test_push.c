@@ -1230,3 +1230,45 @@ Test(push, a_break_glass_push_is_one_break_glass_disclosure, .timeout = 120)
     cr_assert_eq(glass_rows(&n), 1, "%u sends, still one break-glass disclosure", sends);
     fx_stop(&n, &a, &h, &c);
 }
+
+/* An organization's documents in the HIE's repository are bounded (delivery.
+ * repository_bytes_max): past its share its repository pushes are refused OVERLOADED, and the
+ * others' still go in. One member could fill the storage every exchange needs: the repository
+ * keeps documents for good and counted none. */
+Test(push, an_organizations_share_of_the_repository_is_bounded, .timeout = 120)
+{
+    itest_node_t n;
+    itest_opts_t o = {.repository_bytes_max = 1u << 20};
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &o, &a, &h, &c);
+    static char doc[600 * 1024];
+    memset(doc, 'x', sizeof(doc));
+    for (int i = 0; i < 2; i++) { /* 1.2 MB: the second passes the share */
+        char id[8];
+        snprintf(id, sizeof(id), "r%d", i);
+        cr_assert_eq(push(h, id, "", "H-1", doc, sizeof(doc), NULL, a)->body_case,
+            HIE__V1__ENVELOPE__BODY_PUSH_REPLY, "%s", id);
+    }
+    expect_error(push(h, "r2", "", "H-1", doc, sizeof(doc), NULL, a),
+        HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "recipient_org");
+    cr_assert(itest_log_contains(&n, "share of the repository full"));
+    /* another organization's share is its own */
+    feed_ok(c, "f9", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-9", &JON, NULL, a);
+    hie_envelope_t req;
+    Hie__V1__PushRequest p = HIE__V1__PUSH_REQUEST__INIT;
+    Hie__V1__Document d = HIE__V1__DOCUMENT__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    req_init(&req, "rc");
+    pid.org_id = MUT(CLINIC);
+    pid.mrn = MUT("C-9");
+    d.patient = &pid;
+    d.content_type = MUT("text/plain");
+    d.content = (ProtobufCBinaryData){4, (uint8_t *)"note"};
+    p.recipient_org = MUT("");
+    p.document = &d;
+    req.body_case = HIE__V1__ENVELOPE__BODY_PUSH;
+    req.push = &p;
+    cr_assert_eq(call(c, &req, a)->body_case, HIE__V1__ENVELOPE__BODY_PUSH_REPLY);
+    fx_stop(&n, &a, &h, &c);
+}

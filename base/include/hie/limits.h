@@ -161,6 +161,10 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
  * delivery.queue_bytes_max): one member offline for weeks must not fill the storage every
  * member's exchanges need (past 90% of it the node refuses all new work). */
 #define HIE_DELIVERY_QUEUE_BYTES_DEFAULT (1024ull * 1024ull * 1024ull)
+/* Bytes of documents one organization may store in the HIE's repository (pushes with no
+ * recipient; delivery.repository_bytes_max): the repository keeps them for good, and one
+ * member must not fill the storage every member's exchanges need. */
+#define HIE_REPOSITORY_BYTES_DEFAULT (1024ull * 1024ull * 1024ull)
 /* Subscriptions: roster MRNs per request, per subscription; subscriptions per organization;
  * notifications one ADT event fans out to (one command). */
 #define HIE_SUBSCRIPTION_ROSTER_BATCH_MAX 1000u

@@ -789,7 +789,7 @@ Test(node_sm, same_commands_in_different_batches_give_identical_databases)
     db_names(ea, names_a, &na);
     db_names(eb, names_b, &nb);
     cr_assert_eq(na, nb);
-    cr_assert_eq(na, 39, "4 node, MPI 9, consent 5, audit 7, queues 4, subs 7, repo 3");
+    cr_assert_eq(na, 40, "4 node, MPI 9, consent 5, audit 7, queues 4, subs 7, repo 4");
     for (size_t i = 0; i < na; i++) {
         cr_assert_str_eq(names_a[i], names_b[i]);
     }

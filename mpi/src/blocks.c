@@ -288,6 +288,10 @@ set_insert(struct block *bl, const uint8_t *hash)
 {
     HIE_ASSERT(bl->cap > 0); /* over BLOCK_SORTED_MAX records: never the inline one */
     int rc = 0;
+    bool listed = false;
+    if (bl->n == BLOCK_SORTED_MAX && (block_pos(bl, hash, &listed), listed)) {
+        return 0; /* listed already (a programmer error): the array stays an array */
+    }
     if (bl->n == BLOCK_SORTED_MAX) {
         rc = set_rebuild(bl, 4u * BLOCK_SORTED_MAX);
     } else if ((bl->n + 1u) * 2u > bl->cap) {

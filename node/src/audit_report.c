@@ -170,6 +170,7 @@ subject_excluded(struct report *r, uint64_t leaf, uint32_t pos, bool *excluded)
 {
     hie_span_t bytes, sealed;
     node_audit_t *au = hie_node__state_audit(r->ctx->state);
+    hie_arena_wipe(r->scratch); /* the subject opened for the entry before */
     hie_arena_reset(r->scratch);
     ProtobufCMessage *m = NULL, *sm = NULL;
     int rc = hie_node__audit_record(au, r->txn, leaf, &bytes);

@@ -69,6 +69,8 @@ struct flight {
 
 struct receiver {
     char org[HIE_ORG_ID_BYTES_MAX + 1]; /* "" = free slot */
+    uint64_t glass_seq;   /* the last message whose break-glass delivery was recorded (its
+                           * flight may not exist yet: the send failed after the record) */
     uint64_t conn_id;
     uint32_t edge_index;
     uint32_t window;
@@ -237,45 +239,58 @@ struct pump {
     uint64_t withheld;      /* a message consent no longer permits: dead-lettered after, */
     uint8_t *withheld_audit; /* with its audit record (packed, hie_mem_alloc) */
     size_t withheld_len;
-    uint64_t glass_seq;     /* the message whose break-glass delivery this visit recorded */
+    Hie__V1__AuditAppendCommand *glass; /* the break-glass record the frame being built needs
+                                         * (p->arena), committed once it is encoded */
 };
 
 /* A delivery that consent permits only by breaking the glass (a deny filed since an
  * emergency push) is a break-glass disclosure of its own: its audit record, flagged, is
  * committed before the frame goes. Returns 0, or an error (not sent now: tried again). */
 static int
-breakglass_audit(struct pump *p, uint64_t seq, const Hie__V1__QueuedMessage *q, node_who_t *to,
+breakglass_build(struct pump *p, uint64_t seq, const Hie__V1__QueuedMessage *q, node_who_t *to,
     node_subject_t *sub, Hie__V1__AuditAction action)
 {
-    node_ctx_t *ctx = p->d->ctx;
-    char rid[HIE_PROTO_ID_BYTES_MAX + 1];
-    snprintf(rid, sizeof(rid), "btg.%016" PRIx64 ".%" PRIu64 ".%" PRIu64,
+    char *rid = hie_arena_alloc(p->arena, HIE_PROTO_ID_BYTES_MAX + 1);
+    if (rid == NULL) {
+        return HIE_ENOMEM;
+    }
+    snprintf(rid, HIE_PROTO_ID_BYTES_MAX + 1, "btg.%016" PRIx64 ".%" PRIu64 ".%" PRIu64,
         hie_hash_pair(p->r->org, "dead"), seq, (uint64_t)hie_time_wall_ms());
     to->request_id = rid;
     sub->document_ids = (char **)(uintptr_t)&q->message_id;
     sub->n_document_ids = 1;
-    Hie__V1__AuditAppendCommand *ac = NULL;
-    int rc = hie_node__audit_body(ctx, to, action, HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED, sub,
-        1, p->arena, &ac);
-    if (rc != 0) {
-        return rc;
+    int rc = hie_node__audit_body(p->d->ctx, to, action, HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED,
+        sub, 1, p->arena, &p->glass);
+    if (rc == 0) {
+        p->glass->record->recipient_org = p->r->org;
     }
-    ac->record->recipient_org = p->r->org;
+    return rc;
+}
+
+/* Commits the break-glass record breakglass_build made, the frame of seq encoded: only a
+ * delivery that can go is recorded. Returns 0, or an error (not sent now: tried again). */
+static int
+breakglass_commit(struct pump *p, uint64_t seq)
+{
+    node_ctx_t *ctx = p->d->ctx;
+    Hie__V1__AuditAppendCommand *ac = p->glass;
+    p->glass = NULL;
     hie_command_t cmd = HIE__V1__COMMAND__INIT;
     cmd.requester = ctx->cfg.node_id;
-    cmd.request_id = rid;
+    cmd.request_id = ac->record->request_id;
     cmd.time_ms = hie_time_wall_ms();
     cmd.node_id = ctx->cfg.node_id;
     cmd.body_case = HIE__V1__COMMAND__BODY_AUDIT_APPEND;
     cmd.audit_append = ac;
     hie_command_result_t *res = NULL;
-    rc = hie_node__submit_wait(&p->d->sub, &cmd, DEAD_COMMAND_TIMEOUT_MS, p->arena, &res);
+    int rc = hie_node__submit_wait(&p->d->sub, &cmd, DEAD_COMMAND_TIMEOUT_MS, p->arena, &res);
     rc = rc == 0 && res->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED ? HIE_EUNAVAIL : rc;
     if (rc != 0) {
         hie_log_error("delivery", "break-glass audit record not committed: not delivered now",
             " org=%s seq=%" PRIu64 " rc=%s", p->r->org, seq, hie_strerror_name(rc));
         return rc;
     }
+    p->r->glass_seq = seq;
     hie_log_warn("delivery", "delivered by breaking the glass", " org=%s seq=%" PRIu64,
         p->r->org, seq);
     return 0;
@@ -308,9 +323,8 @@ delivery_consent(struct pump *p, uint64_t seq, const Hie__V1__QueuedMessage *q,
          * again for a resend of the same message to this receiver */
         const struct flight *f = flight_find(p->r, seq);
         bool record = sub.decision.break_glass && !q->break_glass &&
-                      (f == NULL || !f->glass_audited);
-        rc = record ? breakglass_audit(p, seq, q, &to, &sub, action) : 0;
-        p->glass_seq = record && rc == 0 ? seq : p->glass_seq;
+                      (f == NULL || !f->glass_audited) && p->r->glass_seq != seq;
+        rc = record ? breakglass_build(p, seq, q, &to, &sub, action) : 0;
         if (rc != 0) {
             return rc;
         }
@@ -373,6 +387,7 @@ frame_build(struct pump *p, uint64_t seq, hie_span_t stored, uint8_t **buf, size
     rc = delivery_consent(p, seq, q, (const Hie__V1__Document *)dm, &handling);
     if (rc != 0) {
         sodium_memzero(plain, cap);
+        p->glass = NULL; /* built, not to be committed: nothing goes */
         return rc;
     }
     char id[HIE_PROTO_ID_BYTES_MAX + 1];
@@ -402,6 +417,12 @@ frame_build(struct pump *p, uint64_t seq, hie_span_t stored, uint8_t **buf, size
     env.delivery = &dl;
     rc = hie_proto_frame_encode(&env, d->ctx->cfg.frame_bytes_max, buf, len);
     sodium_memzero(plain, cap);
+    if (rc == 0 && p->glass != NULL && (rc = breakglass_commit(p, seq)) != 0) {
+        hie_mem_free(*buf, *len); /* not recorded: not sent */
+        *buf = NULL;
+        *len = 0;
+    }
+    p->glass = NULL;
     return rc;
 }
 
@@ -427,7 +448,7 @@ send_one(struct pump *p, uint64_t seq, hie_span_t stored)
         f = &r->fl[r->nfl++];
         *f = (struct flight){seq, 0, 0, 0, false};
     }
-    f->glass_audited = f->glass_audited || p->glass_seq == seq;
+    f->glass_audited = f->glass_audited || r->glass_seq == seq;
     f->attempts++;
     f->bytes = bytes;
     f->due_ns = hie_time_mono_ns() + backoff_ns(d, f->attempts);

@@ -517,6 +517,24 @@ frame_need(node_edge_t *e, struct conn *c, size_t *need)
     return rc;
 }
 
+/* The frame being read is dropped (rejected, timed out, or cut by a half-close): its
+ * admission and large buffer go now, not when the connection finally closes. */
+static void
+frame_abandon(node_edge_t *e, struct conn *c)
+{
+    if (c->admitted != 0) {
+        rbuf_admit(e, c, false);
+    }
+    if (c->rcap > EDGE_RBUF_KEEP_BYTES) {
+        hie_mem_free(c->rbuf, c->rcap);
+        c->rbuf = NULL;
+        c->rcap = 0;
+    }
+    c->rlen = 0;
+    c->frame_body_bytes = 0;
+    c->frame_start_ns = 0;
+}
+
 static void
 frame_reject_header(node_edge_t *e, struct conn *c, int rc)
 {
@@ -531,7 +549,7 @@ frame_reject_header(node_edge_t *e, struct conn *c, int rc)
         conn_error(e, c, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, rc == HIE_ELIMIT ?
             "frame larger than the maximum" : "malformed frame", "frame", NULL, true);
     }
-    c->rlen = 0;
+    frame_abandon(e, c);
 }
 
 /* Reads what the connection has, up to EDGE_FRAMES_PER_WAKEUP frames. Returns false if the
@@ -577,6 +595,7 @@ conn_read(node_edge_t *e, struct conn *c)
                 /* the peer is done sending (half-close), not reading: its requests in flight
                  * are answered, then the connection closes (a partial frame is dropped) */
                 c->close_after_flush = true;
+                frame_abandon(e, c);
                 break;
             }
             conn_close(e, c, err == SSL_ERROR_ZERO_RETURN ? "peer closed" : "read failed");
@@ -1364,7 +1383,7 @@ conn_check_timers(node_edge_t *e, struct conn *c, uint64_t now, int64_t wall_ms)
         now - c->frame_start_ns > (uint64_t)cfg->frame_timeout_ms * 1000000ull) {
         hie_log_warn("edge", "frame timeout", " conn=%lu org=%s received=%zu", c->id, c->org_id,
             c->rlen);
-        c->frame_start_ns = 0;
+        frame_abandon(e, c);
         conn_error(e, c, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, "frame not completed in time",
             "frame", NULL, true);
         if (conn_write(e, c)) {

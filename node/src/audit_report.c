@@ -130,36 +130,49 @@ report_euid(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
     return rc == 0 ? 0 : mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
 }
 
-/* Opens subject pos of the record (bytes in arena); [out] *excluded from its flag. */
+/* Opens subject pos of leaf's record rec into arena: [out] *plain (its bytes) and *subject. */
 static int
-subject_open(struct report *r, uint64_t leaf, uint32_t pos, const Hie__V1__AuditRecord *rec,
-    ProtobufCBinaryData *out, bool *excluded)
+subject_decrypt(struct report *r, hie_arena_t *arena, uint64_t leaf, uint32_t pos,
+    const Hie__V1__AuditRecord *rec, ProtobufCBinaryData *plain, Hie__V1__AuditSubject **subject)
 {
     hie_span_t sealed;
-    node_audit_t *au = hie_node__state_audit(r->ctx->state);
-    int rc = hie_node__audit_subject(au, r->txn, leaf, pos, &sealed);
+    int rc = hie_node__audit_subject(hie_node__state_audit(r->ctx->state), r->txn, leaf, pos,
+        &sealed);
     if (rc != 0 || pos >= rec->n_subject_commitments ||
         sealed.len < HIE_MPI_SEAL_NONCE_BYTES + HIE_MPI_SEAL_OVERHEAD_BYTES) {
         return HIE_ECORRUPT;
     }
     size_t cap = sealed.len - HIE_MPI_SEAL_NONCE_BYTES, len = 0;
-    uint8_t *plain = hie_arena_alloc(r->arena, cap);
-    if (plain == NULL) {
+    uint8_t *bytes = hie_arena_alloc(arena, cap);
+    if (bytes == NULL) {
         return HIE_ENOMEM;
     }
     const ProtobufCBinaryData *c = &rec->subject_commitments[pos];
-    rc = hie_mpi_sealer_open(r->opener, sealed, hie_span(c->data, c->len), plain, cap, &len);
+    rc = hie_mpi_sealer_open(r->opener, sealed, hie_span(c->data, c->len), bytes, cap, &len);
     ProtobufCMessage *m = NULL;
-    rc = rc ? rc : hie_proto_unpack(&hie__v1__audit_subject__descriptor, hie_span(plain, len),
-        r->arena, &m);
+    rc = rc ? rc : hie_proto_unpack(&hie__v1__audit_subject__descriptor, hie_span(bytes, len),
+        arena, &m);
     if (rc != 0) { /* the page's memory spent is the node's trouble, not the log's */
-        return hie_arena_cap_hit(r->arena) ? HIE_ENOMEM : HIE_ECORRUPT;
+        return hie_arena_cap_hit(arena) ? HIE_ENOMEM : HIE_ECORRUPT;
     }
-    *excluded = ((Hie__V1__AuditSubject *)m)->accounting_excluded;
-    *out = (ProtobufCBinaryData){len, plain};
-    const char *euid = ((Hie__V1__AuditSubject *)m)->euid;
-    if (r->n_adding < HIE_AUDIT_SUBJECTS_MAX && euid != NULL && euid[0] != '\0') {
-        r->adding[r->n_adding++] = euid;
+    *plain = (ProtobufCBinaryData){len, bytes};
+    *subject = (Hie__V1__AuditSubject *)m;
+    return 0;
+}
+
+/* Opens subject pos of the record (bytes in arena); [out] *excluded from its flag. */
+static int
+subject_open(struct report *r, uint64_t leaf, uint32_t pos, const Hie__V1__AuditRecord *rec,
+    ProtobufCBinaryData *out, bool *excluded)
+{
+    Hie__V1__AuditSubject *sub = NULL;
+    int rc = subject_decrypt(r, r->arena, leaf, pos, rec, out, &sub);
+    if (rc != 0) {
+        return rc;
+    }
+    *excluded = sub->accounting_excluded;
+    if (r->n_adding < HIE_AUDIT_SUBJECTS_MAX && sub->euid != NULL && sub->euid[0] != '\0') {
+        r->adding[r->n_adding++] = sub->euid;
     }
     return 0;
 }
@@ -168,33 +181,22 @@ subject_open(struct report *r, uint64_t leaf, uint32_t pos, const Hie__V1__Audit
 static int
 subject_excluded(struct report *r, uint64_t leaf, uint32_t pos, bool *excluded)
 {
-    hie_span_t bytes, sealed;
-    node_audit_t *au = hie_node__state_audit(r->ctx->state);
+    hie_span_t bytes;
     hie_arena_wipe(r->scratch); /* the subject opened for the entry before */
     hie_arena_reset(r->scratch);
-    ProtobufCMessage *m = NULL, *sm = NULL;
-    int rc = hie_node__audit_record(au, r->txn, leaf, &bytes);
+    ProtobufCMessage *m = NULL;
+    int rc = hie_node__audit_record(hie_node__state_audit(r->ctx->state), r->txn, leaf,
+        &bytes);
     rc = rc ? rc : hie_proto_unpack(&hie__v1__audit_record__descriptor, bytes, r->scratch, &m);
-    rc = rc ? rc : hie_node__audit_subject(au, r->txn, leaf, pos, &sealed);
-    const Hie__V1__AuditRecord *rec = (const Hie__V1__AuditRecord *)m;
-    if (rc != 0 || pos >= rec->n_subject_commitments ||
-        sealed.len < HIE_MPI_SEAL_NONCE_BYTES + HIE_MPI_SEAL_OVERHEAD_BYTES) {
-        return hie_arena_cap_hit(r->scratch) ? HIE_ENOMEM : HIE_ECORRUPT;
-    }
-    size_t cap = sealed.len - HIE_MPI_SEAL_NONCE_BYTES, len = 0;
-    uint8_t *plain = hie_arena_alloc(r->scratch, cap);
-    if (plain == NULL) {
-        return HIE_ENOMEM;
-    }
-    const ProtobufCBinaryData *c = &rec->subject_commitments[pos];
-    rc = hie_mpi_sealer_open(r->opener, sealed, hie_span(c->data, c->len), plain, cap, &len);
-    rc = rc ? rc : hie_proto_unpack(&hie__v1__audit_subject__descriptor, hie_span(plain, len),
-        r->scratch, &sm);
     if (rc != 0) {
         return hie_arena_cap_hit(r->scratch) ? HIE_ENOMEM : HIE_ECORRUPT;
     }
-    *excluded = ((Hie__V1__AuditSubject *)sm)->accounting_excluded;
-    return 0;
+    ProtobufCBinaryData plain;
+    Hie__V1__AuditSubject *sub = NULL;
+    rc = subject_decrypt(r, r->scratch, leaf, pos, (const Hie__V1__AuditRecord *)m, &plain,
+        &sub);
+    *excluded = rc == 0 && sub->accounting_excluded;
+    return rc;
 }
 
 /* Adds the entry of leaf, with the subjects wanted (-1: none; -2: all), unless excluded. */

@@ -404,6 +404,24 @@ req_new(node_edge_t *e, struct conn *c, enum node_req_type type)
 
 /* ---- reading frames ---------------------------------------------------------------------- */
 
+/* The frame being read is done with (read, rejected, timed out, or cut by a half-close): its
+ * admission and large buffer go now, not when the connection finally closes. */
+static void
+frame_abandon(node_edge_t *e, struct conn *c)
+{
+    if (c->admitted != 0) {
+        rbuf_admit(e, c, false);
+    }
+    if (c->rcap > EDGE_RBUF_KEEP_BYTES) {
+        hie_mem_free(c->rbuf, c->rcap);
+        c->rbuf = NULL;
+        c->rcap = 0;
+    }
+    c->rlen = 0;
+    c->frame_body_bytes = 0;
+    c->frame_start_ns = 0;
+}
+
 static void
 frame_done(node_edge_t *e, struct conn *c)
 {
@@ -425,17 +443,7 @@ frame_done(node_edge_t *e, struct conn *c)
      * like any bad request: correlated, the connection kept (its pipelined requests too) */
     const char *corr = rc == HIE_EINVAL ? hie_proto_envelope_id(hie_span(c->rbuf +
         HIE_PROTO_FRAME_HEADER_BYTES, c->rlen - HIE_PROTO_FRAME_HEADER_BYTES), arena) : NULL;
-    c->rlen = 0;
-    c->frame_body_bytes = 0;
-    c->frame_start_ns = 0;
-    if (c->admitted != 0) {
-        rbuf_admit(e, c, false);
-    }
-    if (c->rcap > EDGE_RBUF_KEEP_BYTES) {
-        hie_mem_free(c->rbuf, c->rcap);
-        c->rbuf = NULL;
-        c->rcap = 0;
-    }
+    frame_abandon(e, c); /* read: its buffer and admission go (the envelope is in arena) */
     if (rc != 0) {
         atomic_fetch_add(&e->ctx->metrics.frames_rejected, 1);
         hie_log_warn("edge", "frame rejected", " conn=%lu org=%s rc=%s field=%s reason=\"%s\"",
@@ -515,24 +523,6 @@ frame_need(node_edge_t *e, struct conn *c, size_t *need)
     size_t room = c->rcap - c->rlen, left = total - c->rlen;
     *need = room < left ? room : left;
     return rc;
-}
-
-/* The frame being read is dropped (rejected, timed out, or cut by a half-close): its
- * admission and large buffer go now, not when the connection finally closes. */
-static void
-frame_abandon(node_edge_t *e, struct conn *c)
-{
-    if (c->admitted != 0) {
-        rbuf_admit(e, c, false);
-    }
-    if (c->rcap > EDGE_RBUF_KEEP_BYTES) {
-        hie_mem_free(c->rbuf, c->rcap);
-        c->rbuf = NULL;
-        c->rcap = 0;
-    }
-    c->rlen = 0;
-    c->frame_body_bytes = 0;
-    c->frame_start_ns = 0;
 }
 
 static void

@@ -49,6 +49,8 @@
 #define EDGE_EVENTS_MAX 256
 #define EDGE_SLOT_BITS 20u
 #define EDGE_RBUF_KEEP_BYTES (64u * 1024u)
+/* One organization's admitted frames take at most this part of the edge budget. */
+#define EDGE_ORG_SHARE_DIV 4u
 #define EDGE_ARENA_FIRST_MAX (16u * 1024u) /* the arena's usual first block */
 /* Queued replies merged into one buffer (and so one TLS record) by conn_write, at most. */
 #define EDGE_MERGE_BYTES_MAX (16u * 1024u)
@@ -208,6 +210,10 @@ rbuf_admit(node_edge_t *e, struct conn *c, bool admit)
         atomic_fetch_sub(&e->ctx->metrics.edge_buffer_bytes, n);
     }
     c->admitted = admit ? n : 0;
+    if (c->org_counted && e->ctx->org_conns != NULL) {
+        hie_node__org_conns_admit(e->ctx->org_conns, c->org_id, admit ? (int64_t)n
+                                                                        : -(int64_t)n);
+    }
     /* a release may let a frame waiting for admission in, over the budget or not before */
     e->budget_wake |= (over && !edge_over_budget(e)) || !admit;
 }
@@ -219,9 +225,19 @@ static bool
 rbuf_waits(const node_edge_t *e, const struct conn *c)
 {
     size_t total = frame_total(c);
-    return total != 0 && c->admitted == 0 && c->rlen == c->rcap && c->rlen < total &&
-           rbuf_next_cap(c, total) > EDGE_RBUF_KEEP_BYTES && e->rbuf_bytes != 0 &&
-           e->inflight_bytes + e->rbuf_bytes + total > e->ctx->cfg.edge_buffer_bytes_max;
+    if (total == 0 || c->admitted != 0 || c->rlen != c->rcap || c->rlen >= total ||
+        rbuf_next_cap(c, total) <= EDGE_RBUF_KEEP_BYTES) {
+        return false;
+    }
+    if (e->rbuf_bytes != 0 &&
+        e->inflight_bytes + e->rbuf_bytes + total > e->ctx->cfg.edge_buffer_bytes_max) {
+        return true;
+    }
+    /* an organization's frames take at most a share of the budget (one frame always): many
+     * connections of one member each just past 64 KiB cannot hold it all */
+    uint64_t held = c->org_counted && e->ctx->org_conns != NULL
+        ? hie_node__org_conns_admitted(e->ctx->org_conns, c->org_id) : 0;
+    return held != 0 && held + total > e->ctx->cfg.edge_buffer_bytes_max / EDGE_ORG_SHARE_DIV;
 }
 
 /* While the registry check of a new connection (C_AUTH) is under way, requests are read
@@ -280,6 +296,9 @@ conn_close(node_edge_t *e, struct conn *c, const char *why)
         SSL_free(c->ssl);
     }
     close(c->fd);
+    if (c->admitted != 0) { /* before the give: the organization's count of it goes too */
+        rbuf_admit(e, c, false);
+    }
     if (c->org_counted) {
         hie_node__org_conns_give(e->ctx->org_conns, c->org_id);
     }
@@ -297,9 +316,6 @@ conn_close(node_edge_t *e, struct conn *c, const char *why)
         w = next;
     }
     hie_mem_free(c->rbuf, c->rcap);
-    if (c->admitted != 0) {
-        rbuf_admit(e, c, false);
-    }
     hie_mem_free(c, sizeof(*c));
     e->open_count--;
     atomic_fetch_sub(&e->ctx->edge_load[e->index], 1);
@@ -1937,6 +1953,7 @@ hie_node__tls_reload(node_ctx_t *ctx, char *err, size_t err_bytes)
 struct org_slot {
     char org[HIE_ORG_ID_BYTES_MAX + 1]; /* "" = free */
     uint32_t n;
+    uint64_t admitted;                  /* its connections' admitted frames, bytes */
 };
 
 struct node_org_conns {
@@ -2007,6 +2024,27 @@ hie_node__org_conns_take(node_org_conns_t *oc, const char *org, uint32_t max)
     return ok;
 }
 
+uint64_t
+hie_node__org_conns_admitted(node_org_conns_t *oc, const char *org)
+{
+    pthread_mutex_lock(&oc->mu);
+    const struct org_slot *sl = &oc->slots[org_slot_find(oc, org)];
+    uint64_t n = sl->org[0] != '\0' ? sl->admitted : 0;
+    pthread_mutex_unlock(&oc->mu);
+    return n;
+}
+
+void
+hie_node__org_conns_admit(node_org_conns_t *oc, const char *org, int64_t delta)
+{
+    pthread_mutex_lock(&oc->mu);
+    struct org_slot *sl = &oc->slots[org_slot_find(oc, org)];
+    HIE_ASSERT(sl->org[0] != '\0'); /* an open connection of org holds the slot */
+    HIE_ASSERT(delta >= 0 || sl->admitted >= (uint64_t)-delta);
+    sl->admitted = (uint64_t)((int64_t)sl->admitted + delta);
+    pthread_mutex_unlock(&oc->mu);
+}
+
 void
 hie_node__org_conns_give(node_org_conns_t *oc, const char *org)
 {
@@ -2014,6 +2052,7 @@ hie_node__org_conns_give(node_org_conns_t *oc, const char *org)
     uint32_t i = org_slot_find(oc, org);
     HIE_ASSERT(oc->slots[i].org[0] != '\0' && oc->slots[i].n > 0);
     if (--oc->slots[i].n == 0) { /* free it, shifting back the run that follows */
+        HIE_ASSERT(oc->slots[i].admitted == 0); /* released before the connection's give */
         oc->slots[i].org[0] = '\0';
         for (uint32_t j = (i + 1) & oc->mask; oc->slots[j].org[0] != '\0';
              j = (j + 1) & oc->mask) {
@@ -2022,6 +2061,7 @@ hie_node__org_conns_give(node_org_conns_t *oc, const char *org)
                 oc->slots[i] = oc->slots[j];
                 oc->slots[j].org[0] = '\0';
                 oc->slots[j].n = 0;
+                oc->slots[j].admitted = 0;
                 i = j;
             }
         }

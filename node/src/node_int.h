@@ -569,6 +569,10 @@ void hie_node__org_conns_destroy(node_org_conns_t **oc);
 /* Counts one more connection of org; false (nothing counted) when it holds max already. */
 bool hie_node__org_conns_take(node_org_conns_t *oc, const char *org, uint32_t max);
 void hie_node__org_conns_give(node_org_conns_t *oc, const char *org);
+/* The bytes of large frames org's open connections have admitted (edge.c), node-wide; and
+ * a change of them by delta. */
+uint64_t hie_node__org_conns_admitted(node_org_conns_t *oc, const char *org);
+void hie_node__org_conns_admit(node_org_conns_t *oc, const char *org, int64_t delta);
 typedef struct node_edge node_edge_t;
 /* Opens the member listening socket (ctx->listen_fd). Returns 0 or -errno / HIE_ECONFIG. */
 HIE_MUST_CHECK int hie_node__listen(node_ctx_t *ctx);

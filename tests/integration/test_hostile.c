@@ -715,3 +715,58 @@ Test(edge_budget, large_frames_on_one_edge_are_all_read, .timeout = 120)
     cr_assert_lt(ms, 3500, "read in %ld ms (the frame timeout is 4000)", ms);
     itest_node_cleanup(&node);
 }
+
+/* One organization's large frames take at most a quarter of an edge's budget (one frame
+ * always): a member holding four half-sent frames on one edge leaves room for another
+ * member's upload, which is read at once. Its four frames took the whole budget, and the
+ * other member's upload waited for their frame timeout. */
+Test(edge_budget, one_organization_takes_a_share_of_the_budget, .timeout = 120)
+{
+    enum { HOLD = 4, BODY = 500000, CHUNK = 16384 };
+    itest_opts_t o = {.frame_timeout_ms = 6000, .frame_bytes_max = 512 * 1024,
+        .edge_buffer_bytes_max = 2 << 20, .edge_threads = 1};
+    itest_node_init(&node, &o);
+    itest_node_start(&node);
+    itest_register(&node, "riverside-clinic", "clinic");
+    itest_register(&node, "general-hospital", "hospital");
+    static uint8_t chunk[CHUNK];
+    memset(chunk, 0xff, sizeof(chunk));
+    uint8_t head[4];
+    hie_store_be32(head, BODY);
+    SSL *held[HOLD];
+    for (int i = 0; i < HOLD; i++) { /* most of a frame each, never the end */
+        held[i] = itest_raw_connect(&node, "riverside-clinic");
+        cr_assert_not_null(held[i]);
+        struct timeval tv = {0, 200000};
+        setsockopt(SSL_get_fd(held[i]), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        raw_write(held[i], head, sizeof(head));
+        for (size_t sent = 0; sent + CHUNK < BODY - 100; sent += CHUNK) {
+            if (SSL_write(held[i], chunk, CHUNK) != CHUNK) {
+                break; /* the node stopped reading it: waiting for admission */
+            }
+        }
+    }
+    usleep(300000);
+    SSL *up = itest_raw_connect(&node, "general-hospital");
+    cr_assert_not_null(up);
+    uint64_t t0 = hie_time_mono_ns();
+    raw_write(up, head, sizeof(head));
+    for (size_t sent = 0; sent < BODY; sent += CHUNK) {
+        raw_write(up, chunk, BODY - sent < CHUNK ? BODY - sent : CHUNK);
+    }
+    hie_arena_t *arena = NULL;
+    cr_assert_eq(hie_arena_create(&arena, 1 << 20), 0);
+    hie_envelope_t *env = NULL;
+    cr_assert_gt(itest_raw_read_frame(up, 15000, arena, &env), 0);
+    long ms = (long)((hie_time_mono_ns() - t0) / 1000000u);
+    cr_assert_eq(env->body_case, HIE__V1__ENVELOPE__BODY_ERROR);
+    cr_log_info("the other member's upload answered in %ld ms: %s", ms, env->error->message);
+    cr_assert_null(strstr(env->error->message, "in time"), "%s", env->error->message);
+    cr_assert_lt(ms, 3000, "waited %ld ms for the first member's frames", ms);
+    hie_arena_destroy(&arena);
+    itest_raw_close(up);
+    for (int i = 0; i < HOLD; i++) {
+        itest_raw_close(held[i]);
+    }
+    itest_node_cleanup(&node);
+}

@@ -185,5 +185,6 @@ int hie_cli__cmd_replay(struct cli *cli, const struct cli_cmd *cmd, int argc, ch
 int hie_cli__cmd_query(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
 int hie_cli__cmd_get(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
 int hie_cli__cmd_responder(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
+int hie_cli__cmd_retract(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
 
 #endif

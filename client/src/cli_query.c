@@ -1,6 +1,7 @@
 /*
- * cli_query.c - `hie query`, `hie get` and `hie responder` (issue 5): record queries about a
- * patient, retrieval of one document, and registration as a responder.
+ * cli_query.c - `hie query`, `hie get`, `hie responder` and `hie retract` (issue 5): record
+ * queries about a patient, retrieval of one document, registration as a responder, and
+ * retraction of a document this organization stored in the repository.
  *
  * query: the patient by --mrn (at --org, default this certificate's organization, asked with
  * WhoAmI) or by --euid, with class, type and date filters; prints a summary line, a table of
@@ -585,6 +586,58 @@ hie_cli__cmd_responder(struct cli *cli, const struct cli_cmd *cmd, int argc, cha
         ex = hie_cli__json_emit(json_pack("{s:b}", "enabled", enabled));
     } else if (ex == CLI_EXIT_OK) {
         printf("responder=%s\n", enabled ? "on" : "off");
+    }
+    hie_arena_destroy(&arena);
+    return ex;
+}
+
+/* ---- retract ----------------------------------------------------------------------------- */
+
+int
+hie_cli__cmd_retract(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
+{
+    static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    hie_arena_t *arena = NULL;
+    hie_envelope_t *reply = NULL;
+    hie_envelope_t req = HIE__V1__ENVELOPE__INIT;
+    Hie__V1__RetractRequest body = HIE__V1__RETRACT_REQUEST__INIT;
+    int opt;
+    optind = 0; /* glibc: start over on the subcommand's argv */
+    while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (opt == 'h') {
+            printf("usage: hie %s %s\n%s\n", cmd->name, cmd->args, cmd->summary);
+            return CLI_EXIT_OK;
+        } else if (opt == 'r') {
+            body.reason = optarg;
+        } else if (opt == 'j') {
+            cli->json = true;
+        } else {
+            return hie_cli__getopt_error(opt, argv);
+        }
+    }
+    if (argc - optind != 1) {
+        return hie_cli__usage_error("retract takes one DOCUMENT_ID");
+    }
+    body.document_id = argv[optind];
+    hie_errinfo_t info = {0};
+    if (hie_proto_retract_validate(body.document_id, body.reason, &info) != 0) {
+        return hie_cli__usage_error(strcmp(info.field, "retract.reason") == 0
+            ? "--reason: at most 256 bytes" : "DOCUMENT_ID: 1 to 200 bytes");
+    }
+    req.body_case = HIE__V1__ENVELOPE__BODY_RETRACT;
+    req.retract = &body;
+    int ex = hie_cli__exchange(cli, "retract", &req, 0, HIE__V1__ENVELOPE__BODY_RETRACT_REPLY,
+        &arena, &reply);
+    if (ex == CLI_EXIT_OK) {
+        const Hie__V1__RetractReply *r = reply->retract_reply;
+        if (cli->json) {
+            ex = hie_cli__json_emit(json_pack("{s:s, s:I}", "document_id", r->document_id,
+                "bytes_released", (json_int_t)r->bytes_released));
+        } else {
+            printf("retracted=%s bytes_released=%" PRIu64 "\n", r->document_id,
+                r->bytes_released);
+        }
     }
     hie_arena_destroy(&arena);
     return ex;

@@ -94,6 +94,9 @@ static const struct cli_cmd cli_cmds[] = {
         hie_cli__cmd_get},
     {"responder", "on|off", "register (or not) to answer record queries about our patients",
         hie_cli__cmd_responder},
+    {"retract", "DOCUMENT_ID [--reason TEXT]",
+        "withdraw a document we stored in the HIE's repository (e.g. filed under the wrong "
+        "patient)", hie_cli__cmd_retract},
 };
 
 /* ---- output helpers ---------------------------------------------------------------------- */
@@ -441,7 +444,12 @@ cli_help_query(FILE *f)
           "  column of query): the node asks that member for it and applies consent to what\n"
           "  it returns; no answer before the deadline is UNAVAILABLE (exit 1).\n"
           "RESPONDER on|off registers this organization to answer forwarded record queries\n"
-          "  (answering is done by the member's own system, not by hie).\n",
+          "  (answering is done by the member's own system, not by hie).\n"
+          "RETRACT DOCUMENT_ID (the id push --repository printed): record queries stop\n"
+          "  listing it and get answers NOT_FOUND for it; the id is not used again. Only the\n"
+          "  author can retract (another member's, unknown or already retracted: NOT_FOUND,\n"
+          "  exit 1). --reason (at most 256 bytes) is kept with it. Copies already delivered\n"
+          "  or retrieved are not recalled.\n",
         f);
 }
 

@@ -139,6 +139,7 @@ admin_command_allowed(int body)
     case HIE__V1__COMMAND__BODY_REDRIVE:
     case HIE__V1__COMMAND__BODY_DEAD_PURGE:
     case HIE__V1__COMMAND__BODY_UNSUBSCRIBE:
+    case HIE__V1__COMMAND__BODY_RETRACT:
         return true;
     default:
         return false;
@@ -195,6 +196,11 @@ admin_command(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *are
     if (res->code == 0 && cmd->body_case == HIE__V1__COMMAND__BODY_REDRIVE &&
         res->acknowledged > 0) { /* a receiver with nothing in flight is pumped on a kick */
         hie_node__delivery_notify(a->dpush, DMSG_KICK, cmd->redrive->recipient_org, 0, 0, 0);
+    }
+    if (res->code == 0 && cmd->body_case == HIE__V1__COMMAND__BODY_RETRACT) {
+        hie_log_info("repository", "document retracted by the operator", " id=%s document=%s "
+            "bytes_released=%lu", req->id, cmd->retract->document_id,
+            (unsigned long)res->bytes_released);
     }
     if (res->code == 0 && cmd->body_case == HIE__V1__COMMAND__BODY_ORG_SUSPEND) {
         /* its open sessions would go on receiving deliveries and forwarded queries: the

@@ -81,6 +81,28 @@ hie_ctl__delivery(const struct ctl *c, int argc, char **argv, hie_arena_t *arena
     return hie_ctl__command(c, &cmd, arena);
 }
 
+/* ---- repository ---------------------------------------------------------------------------- */
+
+int
+hie_ctl__repository(const struct ctl *c, int argc, char **argv, hie_arena_t *arena)
+{
+    if (argc != 2 || strcmp(argv[0], "retract") != 0) {
+        hie_ctl__usage(stderr);
+        return 2;
+    }
+    hie_errinfo_t info = {0};
+    if (hie_proto_retract_validate(argv[1], c->reason, &info) != 0) {
+        fprintf(stderr, "hiectl: repository retract: %s: %s\n", info.field, info.reason);
+        return 2;
+    }
+    Hie__V1__RetractCommand rt = HIE__V1__RETRACT_COMMAND__INIT;
+    rt.document_id = argv[1];
+    rt.reason = (char *)(uintptr_t)(c->reason != NULL ? c->reason : "");
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    cmd.body_case = HIE__V1__COMMAND__BODY_RETRACT;
+    cmd.retract = &rt;
+    return hie_ctl__command(c, &cmd, arena);
+}
 
 /* ---- subscriptions ------------------------------------------------------------------------- */
 

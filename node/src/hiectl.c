@@ -73,6 +73,8 @@ hie_ctl__usage(FILE *f)
         "                                   --org ORG --after SEQ)\n"
         "  delivery redrive ORG [SEQ]       send dead letters (all, or SEQ) back to the queue\n"
         "  delivery purge ORG [SEQ]         delete dead letters (all, or SEQ) for good\n"
+        "  repository retract DOC_ID [--reason TEXT]   withdraw any organization's document\n"
+        "                                   from the HIE's repository (queries stop listing it)\n"
         "  subscription list [ORG]          ADT subscriptions: id, org, scope, roster size,\n"
         "                                   event and class filters, last event number, and\n"
         "                                   the messages waiting in the subscriber's queue\n"
@@ -312,6 +314,9 @@ hie_ctl__command(const struct ctl *c, hie_command_t *cmd, hie_arena_t *arena)
     }
     if (cmd->body_case == HIE__V1__COMMAND__BODY_DEAD_PURGE) {
         printf(" purged=%u", r->acknowledged);
+    }
+    if (cmd->body_case == HIE__V1__COMMAND__BODY_RETRACT) {
+        printf(" bytes_released=%lu", (unsigned long)r->bytes_released);
     }
     if (r->message != NULL && r->message[0] != '\0') {
         printf(" note=\"%s\"", r->message);
@@ -1566,6 +1571,8 @@ main(int argc, char **argv)
         rc = ctl_mpi(&c, n_words - 1, words + 1, arena);
     } else if (strcmp(words[0], "delivery") == 0) {
         rc = hie_ctl__delivery(&c, n_words - 1, words + 1, arena);
+    } else if (strcmp(words[0], "repository") == 0) {
+        rc = hie_ctl__repository(&c, n_words - 1, words + 1, arena);
     } else if (strcmp(words[0], "subscription") == 0) {
         rc = hie_ctl__subscription(&c, n_words - 1, words + 1, arena);
     } else if (strcmp(words[0], "audit") == 0) {

@@ -53,6 +53,7 @@ void hie_ctl__text_safe(char *out, size_t out_bytes, const char *s);
 /* hiectl consent ... and hiectl delivery ...: exit codes. */
 int hie_ctl__consent(const struct ctl *c, int argc, char **argv, hie_arena_t *arena);
 int hie_ctl__delivery(const struct ctl *c, int argc, char **argv, hie_arena_t *arena);
+int hie_ctl__repository(const struct ctl *c, int argc, char **argv, hie_arena_t *arena);
 int hie_ctl__subscription(const struct ctl *c, int argc, char **argv, hie_arena_t *arena);
 /* hiectl backup DIR (ctl_backup.c): the node's state and log copied into the new directory
  * dir. Returns the exit code. */

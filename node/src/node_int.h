@@ -446,6 +446,12 @@ HIE_MUST_CHECK int hie_node__repo_each(node_repo_t *r, MDB_txn *txn, const uint8
 
 /* Responder registration (a responder command) and lookup. */
 HIE_MUST_CHECK int hie_node__repo_responder_apply(node_repo_t *r, node_apply_t *a);
+/* Retracts a repository document (RetractCommand): its author or the operator; anything else
+ * is rejected NOT_FOUND. Log thread. */
+HIE_MUST_CHECK int hie_node__repo_retract_apply(node_repo_t *r, node_apply_t *a);
+/* *used when id names a repository document, retracted or not (ids are never used twice). */
+HIE_MUST_CHECK int hie_node__repo_id_used(node_repo_t *r, MDB_txn *txn, const char *id,
+    bool *used);
 bool hie_node__repo_is_responder(node_repo_t *r, MDB_txn *txn, const char *org);
 
 /* One named database of the state environment and where its handle goes. */

@@ -220,10 +220,7 @@ push_id_used(node_queue_t *q, node_repo_t *repo, node_apply_t *a, const char *id
     MDB_val k = {strlen(id), (void *)(uintptr_t)id}, v;
     int rc = mdb_get(a->txn, q->ids, &k, &v);
     if (rc == MDB_NOTFOUND) {
-        hie_span_t stored;
-        rc = hie_node__repo_get(repo, a->txn, id, &stored);
-        *used = rc == 0;
-        return rc == 0 || rc == HIE_ENOTFOUND ? 0 : rc;
+        return hie_node__repo_id_used(repo, a->txn, id, used);
     }
     *used = rc == 0;
     return rc == 0 ? 0 : HIE_ESTORAGE;

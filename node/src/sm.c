@@ -805,6 +805,8 @@ apply_disclosure(struct apply_ctx *a)
         return hie_node__queue_apply(a->st->queue, a->st->audit, a->st->repo, &na);
     case HIE__V1__COMMAND__BODY_RESPONDER:
         return hie_node__repo_responder_apply(a->st->repo, &na);
+    case HIE__V1__COMMAND__BODY_RETRACT:
+        return hie_node__repo_retract_apply(a->st->repo, &na);
     case HIE__V1__COMMAND__BODY_ADT:
     case HIE__V1__COMMAND__BODY_SUBSCRIBE:
     case HIE__V1__COMMAND__BODY_ROSTER:
@@ -836,6 +838,7 @@ apply_body(struct apply_ctx *a)
     case HIE__V1__COMMAND__BODY_UNSUBSCRIBE:
     case HIE__V1__COMMAND__BODY_REPLAY:
     case HIE__V1__COMMAND__BODY_RESPONDER:
+    case HIE__V1__COMMAND__BODY_RETRACT:
         return apply_disclosure(a);
     case HIE__V1__COMMAND__BODY_MPI_FEED:
     case HIE__V1__COMMAND__BODY_MPI_REVIEW:

@@ -361,6 +361,7 @@ mpi_roles(Hie__V1__Envelope__BodyCase body)
     case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT:
         return ROLES_AUDIT;
     case HIE__V1__ENVELOPE__BODY_PUSH:
+    case HIE__V1__ENVELOPE__BODY_RETRACT:
         return ROLES_PUSH;
     case HIE__V1__ENVELOPE__BODY_RECEIVE:
     case HIE__V1__ENVELOPE__BODY_DELIVERY_ACK:
@@ -904,6 +905,46 @@ responder_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *ar
     return 0;
 }
 
+/* The author retracts a document it stored in the repository (apply checks that it is the
+ * author: anything else is NOT_FOUND). */
+static int
+retract_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
+    Hie__V1__RetractReply **reply, node_mpi_err_t *e)
+{
+    Hie__V1__RetractCommand rc_ = HIE__V1__RETRACT_COMMAND__INIT;
+    hie_command_t cmd = HIE__V1__COMMAND__INIT;
+    hie_command_result_t *res = NULL;
+    Hie__V1__RetractReply *r = hie_arena_alloc(arena, sizeof(*r));
+    if (r == NULL) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, NULL, "busy");
+    }
+    rc_.document_id = req->env->retract->document_id;
+    rc_.reason = req->env->retract->reason;
+    cmd.requester = org->id;
+    cmd.request_id = req->env->id;
+    cmd.time_ms = hie_time_wall_ms();
+    cmd.node_id = w->ctx->cfg.node_id;
+    cmd.body_case = HIE__V1__COMMAND__BODY_RETRACT;
+    cmd.retract = &rc_;
+    int rc = hie_node__submit_wait(&w->sub, &cmd, AUDIT_COMMIT_TIMEOUT_MS, arena, &res);
+    if (rc == 0 && res->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
+        return mpi_fail(e, res->code, res->field, res->message);
+    }
+    if (rc != 0) {
+        return mpi_fail(e, rc == HIE_EBUSY ? HIE__V1__ERROR_CODE__ERROR_OVERLOADED
+                                           : HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "not committed; send it again");
+    }
+    hie_log_info("repository", "document retracted by its author",
+        " org=%s id=%s document=%s bytes_released=%" PRIu64, org->id, req->env->id,
+        rc_.document_id, res->bytes_released);
+    hie__v1__retract_reply__init(r);
+    r->document_id = rc_.document_id;
+    r->bytes_released = res->bytes_released;
+    *reply = r;
+    return 0;
+}
+
 /* The delivery exchanges: push, receive, acknowledge, query, retrieve, ADT, subscriptions. */
 static int
 delivery_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
@@ -926,6 +967,8 @@ delivery_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *are
         return answer_run(w, req, org, arena, &reply->query_answer_reply, e);
     case HIE__V1__ENVELOPE__BODY_RESPONDER_REGISTER:
         return responder_run(w, req, org, arena, &reply->responder_register_reply, e);
+    case HIE__V1__ENVELOPE__BODY_RETRACT:
+        return retract_run(w, req, org, arena, &reply->retract_reply, e);
     case HIE__V1__ENVELOPE__BODY_RETRIEVE:
         return retrieve_run(w, req, &who, &reply->retrieve_reply, audit, e);
     case HIE__V1__ENVELOPE__BODY_ADT:
@@ -1227,6 +1270,7 @@ submits_and_waits(Hie__V1__Envelope__BodyCase body)
     case HIE__V1__ENVELOPE__BODY_CONSENT_REVOKE:
     case HIE__V1__ENVELOPE__BODY_REVIEW_DECIDE:
     case HIE__V1__ENVELOPE__BODY_RESPONDER_REGISTER:
+    case HIE__V1__ENVELOPE__BODY_RETRACT:
     case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT: /* waits up to 2 s for the state commit */
         return true;
     default:

@@ -513,6 +513,9 @@ command_validate_adt(const hie_command_t *cmd, hie_errinfo_t *info)
     case HIE__V1__COMMAND__BODY_RESPONDER:
         return recipient_ok(cmd->responder->org_id) ? 0
             : hie_errinfo_set(info, HIE_EINVAL, "responder.org_id", "invalid");
+    case HIE__V1__COMMAND__BODY_RETRACT:
+        return hie_proto_retract_validate(cmd->retract->document_id, cmd->retract->reason,
+            info);
     default:
         return hie_errinfo_set(info, HIE_EINVAL, "command.body", "unknown command");
     }

@@ -96,6 +96,8 @@ static const struct {
     {HIE__V1__ENVELOPE__BODY_QUERY_ANSWER, "query_answer"},
     {HIE__V1__ENVELOPE__BODY_QUERY_ANSWER_REPLY, "query_answer_reply"},
     {HIE__V1__ENVELOPE__BODY_RESPONDER_REGISTER, "responder_register"},
+    {HIE__V1__ENVELOPE__BODY_RETRACT, "retract"},
+    {HIE__V1__ENVELOPE__BODY_RETRACT_REPLY, "retract_reply"},
     {HIE__V1__ENVELOPE__BODY_RESPONDER_REGISTER_REPLY, "responder_register_reply"},
     {HIE__V1__ENVELOPE__BODY_REPLAY, "replay"},
     {HIE__V1__ENVELOPE__BODY_REPLAY_REPLY, "replay_reply"},

@@ -130,6 +130,20 @@ hie_proto_org_id_valid(const char *s, size_t len)
     return true;
 }
 
+int
+hie_proto_retract_validate(const char *document_id, const char *reason, hie_errinfo_t *info)
+{
+    size_t n = document_id != NULL ? strlen(document_id) : 0;
+    if (n == 0 || n > HIE_DOCUMENT_ID_BYTES_MAX) {
+        return hie_errinfo_set(info, HIE_EINVAL, "retract.document_id",
+            "required, at most 200 bytes");
+    }
+    if (reason != NULL && strlen(reason) > HIE_RETRACT_REASON_BYTES_MAX) {
+        return hie_errinfo_set(info, HIE_EINVAL, "retract.reason", "at most 256 bytes");
+    }
+    return 0;
+}
+
 static bool
 purpose_known(Hie__V1__PurposeOfUse p)
 {
@@ -167,6 +181,9 @@ validate_body(const hie_envelope_t *env, hie_errinfo_t *info)
                 "required for this exchange");
         }
         return 0;
+    case HIE__V1__ENVELOPE__BODY_RETRACT:
+        return hie_proto_retract_validate(env->retract->document_id, env->retract->reason,
+            info);
     case HIE__V1__ENVELOPE__BODY_RECEIVE:
         return env->receive->window <= HIE_DELIVERY_WINDOW_MAX ? 0
             : hie_errinfo_set(info, HIE_EINVAL, "receive.window", "at most 256");

@@ -921,3 +921,140 @@ Test(query, a_responder_document_is_retrieved_through_the_broker_with_consent, .
     expect_error(nr, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "source");
     fx_stop(&n, &a, &h, &c, &s);
 }
+
+/* ---- retraction of repository documents ---------------------------------------------------- */
+
+static hie_envelope_t *
+retract(hie_client_t *c, const char *id, const char *doc, const char *reason, hie_arena_t *a)
+{
+    hie_envelope_t req;
+    Hie__V1__RetractRequest q = HIE__V1__RETRACT_REQUEST__INIT;
+    req_init(&req, id);
+    q.document_id = MUT(doc);
+    q.reason = MUT(reason);
+    req.body_case = HIE__V1__ENVELOPE__BODY_RETRACT;
+    req.retract = &q;
+    return call(c, &req, a);
+}
+
+/* The author withdraws a document filed under the wrong patient: record queries stop listing
+ * it, a retrieval is NOT_FOUND, its id stays used, and a restart keeps it so. Another member,
+ * an unknown id and a second retraction get the same NOT_FOUND (nothing says which). Before,
+ * a document stayed in the repository for good: no member or operator could take it out. */
+Test(query, an_author_retracts_its_repository_document_for_good, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = NULL, *c = NULL;
+    setup2(&n, &h, &c, a);
+    store(h, "dA", "discharge-summary", NULL, D2026_01, "discharge A", a);
+    store(h, "dB", "discharge-summary", NULL, D2026_02, "discharge B", a);
+    cr_assert_eq(query(c, "q1", NULL, 0, 0, a)->n_documents, 2u);
+    expect_error(retract(c, "x1", HOSP ":dA", "", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+        "document_id");
+    expect_error(retract(h, "x2", HOSP ":nope", "", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+        "document_id");
+    cr_assert_eq(query(c, "q2", NULL, 0, 0, a)->n_documents, 2u, "refused: nothing changed");
+    hie_envelope_t *r = retract(h, "x4", HOSP ":dA", "filed under the wrong patient", a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RETRACT_REPLY, "%s",
+        r->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? r->error->message : "?");
+    cr_assert_str_eq(r->retract_reply->document_id, HOSP ":dA");
+    cr_assert_gt(r->retract_reply->bytes_released, 11u, "the document and its metadata");
+    Hie__V1__RecordQueryReply *q = query(c, "q3", NULL, 0, 0, a);
+    cr_assert_eq(q->n_documents, 1u);
+    cr_assert_str_eq(q->documents[0]->document_id, HOSP ":dB");
+    expect_error(retrieve(c, "g1", HOSP ":dA", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+        "document_id");
+    expect_error(retract(h, "x5", HOSP ":dA", "", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+        "document_id");
+    cr_assert_eq(retract(h, "x4", HOSP ":dA", "filed under the wrong patient", a)->body_case,
+        HIE__V1__ENVELOPE__BODY_RETRACT_REPLY, "a repeat is answered as the first time");
+    /* the push sent again under its id is a repeat: answered as before, not stored again */
+    store(h, "dA", "discharge-summary", NULL, D2026_01, "discharge A", a);
+    cr_assert_eq(query(c, "q5", NULL, 0, 0, a)->n_documents, 1u, "still retracted");
+    cr_assert(itest_log_contains(&n, "document retracted by its author"));
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    cr_assert_eq(itest_node_stop(&n, SIGTERM), 0);
+    itest_node_start(&n);
+    c = itest_client(&n, CLINIC);
+    h = itest_client(&n, HOSP);
+    q = query(c, "q4", NULL, 0, 0, a);
+    cr_assert_eq(q->n_documents, 1u, "after a restart");
+    expect_error(retrieve(c, "g2", HOSP ":dA", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+        "document_id");
+    fx_stop(&n, &a, &h, &c, NULL);
+}
+
+/* A retraction gives the author's share of the repository (delivery.repository_bytes_max)
+ * back: a member that hit its share can make room. */
+Test(query, a_retraction_gives_the_authors_share_back, .timeout = 120)
+{
+    itest_node_t n;
+    itest_opts_t o = {.repository_bytes_max = 1u << 20};
+    hie_arena_t *a = arena_new();
+    itest_node_init(&n, &o);
+    itest_node_start(&n);
+    itest_register(&n, HOSP, "hospital");
+    hie_client_t *h = itest_client(&n, HOSP), *c = NULL;
+    feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-1", &JOHN, NULL, a);
+    static char doc[600 * 1024];
+    memset(doc, 'x', sizeof(doc) - 1);
+    store(h, "r0", "discharge-summary", NULL, D2026_01, doc, a);
+    store(h, "r1", "discharge-summary", NULL, D2026_01, doc, a);
+    hie_envelope_t req;
+    Hie__V1__PushRequest p = HIE__V1__PUSH_REQUEST__INIT;
+    Hie__V1__Document d = HIE__V1__DOCUMENT__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    req_init(&req, "r2");
+    pid.org_id = MUT(HOSP);
+    pid.mrn = MUT("H-1");
+    d.patient = &pid;
+    d.content_type = MUT("text/plain");
+    d.content = (ProtobufCBinaryData){sizeof(doc) - 1, (uint8_t *)doc};
+    p.recipient_org = MUT("");
+    p.document = &d;
+    req.body_case = HIE__V1__ENVELOPE__BODY_PUSH;
+    req.push = &p;
+    expect_error(call(h, &req, a), HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "recipient_org");
+    hie_envelope_t *r = retract(h, "x1", HOSP ":r0", "", a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RETRACT_REPLY);
+    cr_assert_gt(r->retract_reply->bytes_released, sizeof(doc) - 1);
+    req_init(&req, "r3");
+    req.body_case = HIE__V1__ENVELOPE__BODY_PUSH;
+    req.push = &p;
+    cr_assert_eq(call(h, &req, a)->body_case, HIE__V1__ENVELOPE__BODY_PUSH_REPLY,
+        "room again");
+    fx_stop(&n, &a, &h, &c, NULL);
+}
+
+/* `hie retract` for the author and `hiectl repository retract` for the operator (any
+ * organization's document, with a reason); the CLI exits 1 on NOT_FOUND. */
+Test(query, retraction_from_the_command_lines, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = NULL, *c = NULL;
+    setup2(&n, &h, &c, a);
+    store(h, "dA", "discharge-summary", NULL, D2026_01, "discharge A", a);
+    store(h, "dB", "discharge-summary", NULL, D2026_02, "discharge B", a);
+    char out[4096];
+    cr_assert_eq(itest_hie(&n, CLINIC, out, sizeof(out), "retract %s:dA", HOSP), 1, "%s", out);
+    cr_assert(strstr(out, "NOT_FOUND") != NULL, "%s", out);
+    cr_assert_eq(itest_hie(&n, HOSP, out, sizeof(out), "retract %s:dA --reason 'wrong patient'",
+        HOSP), 0, "%s", out);
+    cr_assert(strstr(out, "retracted=" HOSP ":dA bytes_released=") != NULL, "%s", out);
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "repository retract %s:dB --reason 'court "
+        "order'", HOSP), 0, "%s", out);
+    cr_assert(strstr(out, "applied index=") != NULL && strstr(out, "bytes_released=") != NULL,
+        "%s", out);
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "repository retract %s:dB", HOSP), 1, "%s",
+        out);
+    cr_assert(strstr(out, "NOT_FOUND") != NULL, "%s", out);
+    cr_assert(itest_log_contains(&n, "document retracted by the operator"));
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "repository retract ''"), 2, "%s", out);
+    cr_assert_eq(itest_hie(&n, HOSP, out, sizeof(out), "retract %s:dB --reason %0300d", HOSP,
+        0), 2, "%s", out);
+    cr_assert_eq(query(c, "q1", NULL, 0, 0, a)->n_documents, 0u);
+    fx_stop(&n, &a, &h, &c, NULL);
+}

@@ -165,6 +165,10 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
  * recipient; delivery.repository_bytes_max): the repository keeps them for good, and one
  * member must not fill the storage every member's exchanges need. */
 #define HIE_REPOSITORY_BYTES_DEFAULT (1024ull * 1024ull * 1024ull)
+/* A document id (a push's message id, "<sender org>:<envelope id>") as requests name it, and
+ * the reason an author or the operator gives when retracting a repository document. */
+#define HIE_DOCUMENT_ID_BYTES_MAX 200u
+#define HIE_RETRACT_REASON_BYTES_MAX 256u
 /* Subscriptions: roster MRNs per request, per subscription; subscriptions per organization;
  * notifications one ADT event fans out to (one command). */
 #define HIE_SUBSCRIPTION_ROSTER_BATCH_MAX 1000u

@@ -64,6 +64,12 @@ const char *hie_proto_envelope_id(hie_span_t body, hie_arena_t *arena);
  * Returns 0 or HIE_EINVAL with info naming the field. */
 HIE_MUST_CHECK int hie_proto_envelope_validate(const hie_envelope_t *env, hie_errinfo_t *info);
 
+/* A retraction's fields (RetractRequest or RetractCommand): document_id 1..
+ * HIE_DOCUMENT_ID_BYTES_MAX bytes, reason at most HIE_RETRACT_REASON_BYTES_MAX. 0 or HIE_EINVAL
+ * with info naming the field. */
+HIE_MUST_CHECK int hie_proto_retract_validate(const char *document_id, const char *reason,
+    hie_errinfo_t *info);
+
 /* True when s (len bytes) is a valid envelope id. */
 bool hie_proto_id_valid(const char *s, size_t len);
 /* True when s is a valid organization or node id: [a-z0-9][a-z0-9._-]{0,62}. */

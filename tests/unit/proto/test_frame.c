@@ -463,6 +463,29 @@ Test(proto_frame, ping_payload_over_1_kib_is_einval)
     cr_assert_eq(hie_proto_envelope_validate(&env, NULL), 0, "exactly 1 KiB is allowed");
 }
 
+/* A retraction names a document (1..200 bytes) and gives at most 256 bytes of reason. */
+Test(proto_frame, retract_document_id_and_reason_are_bounded)
+{
+    static char id[HIE_DOCUMENT_ID_BYTES_MAX + 2], reason[HIE_RETRACT_REASON_BYTES_MAX + 2];
+    hie_envelope_t env;
+    Hie__V1__RetractRequest r = HIE__V1__RETRACT_REQUEST__INIT;
+    whoami_env(&env);
+    env.body_case = HIE__V1__ENVELOPE__BODY_RETRACT;
+    env.retract = &r;
+    r.document_id = "";
+    expect_invalid(&env, "retract.document_id");
+    memset(id, 'a', HIE_DOCUMENT_ID_BYTES_MAX + 1);
+    r.document_id = id;
+    expect_invalid(&env, "retract.document_id");
+    id[HIE_DOCUMENT_ID_BYTES_MAX] = '\0';
+    cr_assert_eq(hie_proto_envelope_validate(&env, NULL), 0, "200 bytes");
+    memset(reason, 'r', HIE_RETRACT_REASON_BYTES_MAX + 1);
+    r.reason = reason;
+    expect_invalid(&env, "retract.reason");
+    reason[HIE_RETRACT_REASON_BYTES_MAX] = '\0';
+    cr_assert_eq(hie_proto_envelope_validate(&env, NULL), 0, "256 bytes of reason");
+}
+
 Test(proto_frame, negative_created_ms_is_einval)
 {
     hie_envelope_t env;

@@ -303,3 +303,37 @@ hie_consent_decide(const hie_consent_policy_t *policy, const hie_span_t *compile
     }
     return 0;
 }
+
+int
+hie_consent_data_bounds(const hie_span_t *compiled, size_t n, int64_t *out, size_t cap,
+    size_t *count)
+{
+    HIE_ASSERT(count != NULL && (cap == 0 || out != NULL));
+    HIE_ASSERT(n == 0 || compiled != NULL);
+    *count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (hie_consent_compiled_check(compiled[i]) != 0) {
+            return HIE_ECORRUPT;
+        }
+        const uint8_t *h = compiled[i].ptr;
+        size_t off = HIE_CONSENT__HEADER_BYTES + h[HIE_CONSENT__H_IDLEN];
+        for (unsigned k = 0; k < h[HIE_CONSENT__H_COUNT]; k++) {
+            const uint8_t *p = h + off;
+            int64_t b[2] = {hie_consent__load_i64(p + HIE_CONSENT__P_DATA_START),
+                hie_consent__load_i64(p + HIE_CONSENT__P_DATA_END)};
+            for (unsigned j = 0; j < 2; j++) {
+                if (b[j] != 0 && *count < cap) {
+                    out[*count] = b[j];
+                }
+                *count += b[j] != 0;
+            }
+            size_t orgs = 0;
+            for (unsigned o = 0; o < p[HIE_CONSENT__P_ORGS]; o++) {
+                orgs += 1u + p[HIE_CONSENT__PROV_FIXED_BYTES + orgs];
+            }
+            off += HIE_CONSENT__PROV_FIXED_BYTES + orgs;
+        }
+        HIE_ASSERT(off == compiled[i].len);
+    }
+    return 0;
+}

@@ -244,6 +244,55 @@ Test(query, repository_documents_listed_filtered_and_consent_applied, .timeout =
     fx_stop(&n, &a, &h, &c, NULL);
 }
 
+/* A document without a class or a date (push takes both as optional) could be of any class
+ * and from any time: a patient's deny of imaging reports, or of half a year's data, withholds
+ * it, and a document whose class and date are known is decided on them. Before, a provision
+ * naming a class or a data period never matched such a document, so it was listed. */
+Test(query, a_document_of_unknown_class_or_date_meets_every_deny, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = NULL, *c = NULL;
+    setup2(&n, &h, &c, a);
+    store(h, "dA", "", NULL, D2026_01, "no class", a);
+    store(h, "dB", "lab-report", NULL, 0, "no date", a);
+    store(h, "dC", "lab-report", NULL, D2026_01, "lab", a);
+    cr_assert_eq(query(c, "q1", NULL, 0, 0, a)->n_documents, 3u, "no directive (opt-out)");
+    struct dir x;
+    char *imaging[1] = {MUT("imaging-report")};
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, NULL, 0);
+    x.kid.n_classes = 1;
+    x.kid.classes = imaging;
+    consent_submit_ok(h, "c1", &x, a);
+    Hie__V1__RecordQueryReply *q = query(c, "q2", NULL, 0, 0, a);
+    cr_assert_eq(q->n_documents, 2u, "the document of unknown class is withheld");
+    for (size_t i = 0; i < q->n_documents; i++) {
+        cr_assert_str_neq(q->documents[i]->document_id, HOSP ":dA");
+    }
+    expect_error(retrieve(c, "g1", HOSP ":dA", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+        "document_id");
+    /* a later directive: deny the data of 2025-06..2025-12 (no class condition) */
+    Hie__V1__ConsentPeriod dp = HIE__V1__CONSENT_PERIOD__INIT;
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, NULL, 0);
+    x.d.date_ms = 1700000000001;
+    dp.start_ms = D2025_06;
+    dp.end_ms = D2026_01;
+    x.kid.data_period = &dp;
+    consent_submit_ok(h, "c2", &x, a);
+    q = query(c, "q3", NULL, 0, 0, a);
+    cr_assert_eq(q->n_documents, 2u, "the document of unknown date is withheld");
+    for (size_t i = 0; i < q->n_documents; i++) {
+        cr_assert_str_neq(q->documents[i]->document_id, HOSP ":dB");
+    }
+    expect_error(retrieve(c, "g2", HOSP ":dB", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+        "document_id");
+    cr_assert_eq(retrieve(c, "g3", HOSP ":dA", a)->body_case,
+        HIE__V1__ENVELOPE__BODY_RETRIEVE_REPLY, "its date is outside the denied period");
+    fx_stop(&n, &a, &h, &c, NULL);
+}
+
 /* Forty 1 MiB documents: every one is listed (each is opened on its own, not all at once in
  * the query's memory), and retrieved whole. */
 Test(query, a_patient_with_many_large_documents_is_listed_whole, .timeout = 180)

@@ -283,6 +283,14 @@ typedef struct hie_consent_decision {
     enum hie_consent_label confidentiality; /* high-water mark, U..V (rule 7) */
 } hie_consent_decision_t;
 
+/* The data-period bounds (each non-zero start and end, in provision order) of every provision
+ * of the compiled directives: a decision about data of unknown time is made at each side of
+ * each bound (the decision is constant between them). [out] out: the first cap of them;
+ * *count: how many there are (more than cap: out holds only cap). Returns 0 or HIE_ECORRUPT (a
+ * span fails hie_consent_compiled_check). Any thread. */
+HIE_MUST_CHECK int hie_consent_data_bounds(const hie_span_t *compiled, size_t n, int64_t *out,
+    size_t cap, size_t *count);
+
 /* ---- validation ---------------------------------------------------------------------------- */
 /* Checks d against the directive rules and limits above. Traversal is iterative, and every
  * count and depth is checked before the items it bounds are visited, so a directive with

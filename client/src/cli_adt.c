@@ -808,12 +808,14 @@ hie_cli__cmd_roster(struct cli *cli, const struct cli_cmd *cmd, int argc, char *
 /* ---- notifications (printed by cli_push.c's receive) ------------------------------------- */
 
 /* The subscription and event number: the Delivery's, which the node sets when it numbers the
- * notification (the sealed Notification was built before, and may carry 0); the content's when
- * the delivery has none. */
+ * notification (the sealed Notification was built before, and may carry 0); the content's
+ * number when the delivery has none. A delivery without a subscription is no notification
+ * (hie_cli__is_notification). */
 static const char *
 notification_sub(const Hie__V1__Delivery *d, const Hie__V1__Notification *n)
 {
-    return d->subscription_id[0] != '\0' ? d->subscription_id : n->subscription_id;
+    (void)n;
+    return d->subscription_id;
 }
 
 static uint64_t
@@ -838,7 +840,7 @@ notification_json(const Hie__V1__Delivery *d, const Hie__V1__Notification *n, co
         "kind", "notification", "seq", (json_int_t)d->seq, "message_id",
         hie_cli__jstr(d->message_id), "subscription_id", hie_cli__jstr(notification_sub(d, n)),
         "event_number", (json_int_t)notification_number(d, n), "event", event_name(n->event),
-        "sender_org", hie_cli__jstr(n->sender_org), "euid", hie_cli__jstr(n->euid),
+        "sender_org", hie_cli__jstr(d->sender_org), "euid", hie_cli__jstr(n->euid),
         "patient_ids", ids != NULL ? ids : json_array(), "visit_id",
         hie_cli__jstr(en->visit_id), "patient_class", class_name(en->patient_class),
         "facility", hie_cli__jstr(en->facility), "location", hie_cli__jstr(en->location),
@@ -860,7 +862,7 @@ notification_text(const Hie__V1__Delivery *d, const Hie__V1__Notification *n, co
     snprintf(num, sizeof(num), "%" PRIu64, notification_number(d, n));
     kv("event_number", num);
     kv("event", event_name(n->event));
-    kv("sender", n->sender_org);
+    kv("sender", d->sender_org);
     kv("euid", n->euid);
     fputs(" mrns=", stdout);
     for (size_t i = 0; i < n->n_patient_ids; i++) {
@@ -880,13 +882,51 @@ notification_text(const Hie__V1__Delivery *d, const Hie__V1__Notification *n, co
     fputc('\n', stdout);
 }
 
+/* The content of d as a Notification in arena (NULL: it does not decode, or it names another
+ * sender than the delivery); *why says why not. */
+static const Hie__V1__Notification *
+notification_open(const Hie__V1__Delivery *d, hie_arena_t *arena, const char **why)
+{
+    ProtobufCMessage *m = NULL;
+    hie_errinfo_t info = {NULL, NULL};
+    const ProtobufCBinaryData *c = &d->document->content;
+    *why = NULL;
+    if (hie_proto_unpack_checked(&hie__v1__notification__descriptor,
+            (hie_span_t){c->data, c->len}, arena, &m, &info, "notification") != 0) {
+        *why = info.reason != NULL ? info.reason : "does not decode";
+        return NULL;
+    }
+    const Hie__V1__Notification *n = (const Hie__V1__Notification *)m;
+    if (strcmp(n->sender_org, d->sender_org) != 0) {
+        *why = "it names another sender than the delivery's";
+        return NULL;
+    }
+    return n;
+}
+
+bool
+hie_cli__is_notification(const Hie__V1__Delivery *d)
+{
+    if (d->document == NULL || d->subscription_id[0] == '\0' ||
+        strcmp(d->document->content_type, CLI_NOTIFICATION_CONTENT_TYPE) != 0) {
+        return false;
+    }
+    hie_arena_t *arena = NULL;
+    const char *why = NULL;
+    HIE_ASSERT(d->document->content.len <= HIE_PROTO_FRAME_BYTES_MAX);
+    if (hie_arena_create(&arena, 4u * d->document->content.len + 65536u) != 0) {
+        return false; /* shown as a document, not acknowledged */
+    }
+    bool ok = notification_open(d, arena, &why) != NULL;
+    hie_arena_destroy(&arena);
+    return ok;
+}
+
 int
 hie_cli__notification_print(const struct cli *cli, const Hie__V1__Delivery *d,
     const char *path)
 {
     hie_arena_t *arena = NULL;
-    ProtobufCMessage *m = NULL;
-    hie_errinfo_t info = {NULL, NULL};
     HIE_ASSERT(d->document != NULL);
     const ProtobufCBinaryData *c = &d->document->content;
     HIE_ASSERT(c->len <= HIE_PROTO_FRAME_BYTES_MAX); /* it came in one frame */
@@ -895,15 +935,16 @@ hie_cli__notification_print(const struct cli *cli, const Hie__V1__Delivery *d,
         return CLI_EXIT_CONN;
     }
     int ex = CLI_EXIT_OK;
-    if (hie_proto_unpack_checked(&hie__v1__notification__descriptor,
-            (hie_span_t){c->data, c->len}, arena, &m, &info, "notification") != 0) {
-        fprintf(stderr, "hie: receive: seq %" PRIu64 ": a notification that does not decode "
-            "(%s), shown as a document\n", d->seq, info.reason != NULL ? info.reason : "?");
+    const char *why = NULL;
+    const Hie__V1__Notification *n = notification_open(d, arena, &why);
+    if (n == NULL) {
+        fprintf(stderr, "hie: receive: seq %" PRIu64 ": not a notification (%s), shown as a "
+            "document\n", d->seq, why);
         ex = CLI_CONTINUE;
     } else if (cli->json) {
-        ex = hie_cli__json_emit(notification_json(d, (const Hie__V1__Notification *)m, path));
+        ex = hie_cli__json_emit(notification_json(d, n, path));
     } else {
-        notification_text(d, (const Hie__V1__Notification *)m, path);
+        notification_text(d, n, path);
     }
     hie_arena_destroy(&arena);
     return ex;

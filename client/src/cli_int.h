@@ -173,6 +173,10 @@ struct json_t *hie_cli__handling_json(const Hie__V1__Handling *h);
  * JSON object with --json; path: where --out-dir wrote it, or NULL. Not flushed. Returns an
  * exit code, or CLI_CONTINUE when the content does not decode as a Notification (reported on
  * stderr; the caller prints it as a document). */
+/* True when d is a notification: numbered by the node for a subscription, of the notification
+ * content type, decoding, and naming the delivery's sender (any member may push content of
+ * that type: it is then a document). */
+bool hie_cli__is_notification(const Hie__V1__Delivery *d);
 int hie_cli__notification_print(const struct cli *cli, const Hie__V1__Delivery *d,
     const char *path);
 /* Subcommands in cli_adt.c (see the table in hie_cli.c). */

@@ -614,12 +614,12 @@ rx_json(const Hie__V1__Delivery *d, const char *path)
 
 /* One line per delivery on stdout, flushed. Returns an exit code. */
 static int
-rx_print(const struct rx *rx, const Hie__V1__Delivery *d, const char *path)
+rx_print(const struct rx *rx, const Hie__V1__Delivery *d, const char *path, bool notice)
 {
     const Hie__V1__Document *doc = d->document;
     char seq[24];
     int ex = CLI_CONTINUE;
-    if (strcmp(doc->content_type, CLI_NOTIFICATION_CONTENT_TYPE) == 0) {
+    if (notice) {
         ex = hie_cli__notification_print(rx->cli, d, path); /* CLI_CONTINUE: as a document */
     }
     if (ex == CLI_CONTINUE && rx->cli->json) {
@@ -677,9 +677,9 @@ rx_handle(struct rx *rx, const Hie__V1__Delivery *d)
     }
     /* a document's content is kept only in --out-dir (the output shows its size): without
      * it, acknowledging would have the node delete the only copy. A notification is shown
-     * whole. */
-    bool kept = rx->dir_fd >= 0 || rx->o.discard ||
-                strcmp(d->document->content_type, CLI_NOTIFICATION_CONTENT_TYPE) == 0;
+     * whole; content of that type that is none (hie_cli__is_notification) is a document. */
+    bool notice = hie_cli__is_notification(d);
+    bool kept = rx->dir_fd >= 0 || rx->o.discard || notice;
     if (rx_seen(rx, d->message_id)) {
         if (kept) {
             rx_ack_add(rx, d->seq);
@@ -695,7 +695,7 @@ rx_handle(struct rx *rx, const Hie__V1__Delivery *d)
             return CLI_EXIT_USAGE;
         }
     }
-    int ex = rx_print(rx, d, rx->dir_fd >= 0 ? path : NULL);
+    int ex = rx_print(rx, d, rx->dir_fd >= 0 ? path : NULL, notice);
     if (ex != CLI_EXIT_OK) {
         return ex;
     }

@@ -32,7 +32,6 @@
 #define ADT_COMMAND_TIMEOUT_MS 10000u
 /* How far ahead of the node's clock an event may be dated (clocks differ, not by days). */
 #define ADT_EVENT_AHEAD_MS_MAX (24ll * 3600 * 1000)
-#define NOTIFY_CONTENT_TYPE "application/vnd.hiebroker.notification+protobuf"
 
 static int
 bad(node_mpi_err_t *e, const char *field, const char *message)
@@ -410,7 +409,7 @@ notice_message(struct fan *f, const Hie__V1__Subscription *s, Hie__V1__PatientId
     hie_mpi_rec_hash(hie_node__state_mpi_key(f->ctx->state), f->who->org_id, r->patient->mrn,
         subject);
     d.patient = n_own > 0 ? own[0] : NULL;
-    d.content_type = (char *)(uintptr_t)NOTIFY_CONTENT_TYPE;
+    d.content_type = (char *)(uintptr_t)NODE_NOTIFY_CONTENT_TYPE;
     d.content = (ProtobufCBinaryData){len, buf};
     d.title = (char *)(uintptr_t)event_name(r->event);
     d.class_code = (char *)(uintptr_t)"adt-event";

@@ -947,6 +947,9 @@ HIE_MUST_CHECK int hie_node__notice_covered(node_ctx_t *ctx, MDB_txn *txn, hie_a
 /* The name the HIE's own document repository goes by in query replies (source) and audit
  * records (recipient); no organization may be registered under it. */
 #define NODE_REPOSITORY_SOURCE "repository"
+/* The content type of an ADT notification's document (a Notification); members may not push
+ * documents of this type. */
+#define NODE_NOTIFY_CONTENT_TYPE "application/vnd.hiebroker.notification+protobuf"
 /* The purpose a notification is decided and audited under, from the subscriber's roles. */
 Hie__V1__PurposeOfUse hie_node__notify_purpose(const hie_org_t *org);
 /* Adds the responders' documents (consent per document for the requester) and their source

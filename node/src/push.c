@@ -161,6 +161,11 @@ document:
     if (!text_ok(d->content_type, 128, true)) {
         return bad(e, "document.content_type", "1 to 128 bytes");
     }
+    if (strcmp(d->content_type, NODE_NOTIFY_CONTENT_TYPE) == 0) {
+        /* the broker's own notifications: a member's push of that type would read as an ADT
+         * event another hospital sent */
+        return bad(e, "document.content_type", "reserved for the broker's notifications");
+    }
     if (!text_ok(d->title, PUSH_TEXT_BYTES_MAX, false) || !text_ok(d->type_code, 64, false)) {
         return bad(e, d->title != NULL && strlen(d->title) > PUSH_TEXT_BYTES_MAX
             ? "document.title" : "document.type_code", "too long");

@@ -301,6 +301,13 @@ Test(push_cli, bad_input_is_refused, .timeout = 120)
     cr_assert_eq(rc, 2, "unknown label: %s", out);
     rc = itest_hie(&n, HOSP, out, sizeof(out), "push --to %s --file '%s'", CLINIC, path);
     cr_assert_eq(rc, 2, "no --mrn: %s", out);
+    /* the broker's notification type: a member's push of it read as another hospital's ADT
+     * event at the receiver's `hie receive`, and was acknowledged without being kept */
+    rc = itest_hie(&n, HOSP, out, sizeof(out), "push --to %s --mrn H-1 --file '%s' "
+        "--content-type application/vnd.hiebroker.notification+protobuf", CLINIC, path);
+    cr_assert_eq(rc, 1, "the notification type: %s", out);
+    cr_assert(strstr(out, "BAD_REQUEST") != NULL && strstr(out, "content_type") != NULL, "%s",
+        out);
     rc = itest_hie(&n, CLINIC, out, sizeof(out), "receive");
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert_str_eq(out, "", "nothing was queued: %s", out);

@@ -34,6 +34,12 @@
  * checks before it moves anything, and may not take the patient's EUID past the directives a
  * decision reads. A log from before replays as it applied. */
 #define CONSENT_MERGE_SINCE_MS 1796075100000ll
+/* From 2026-12-01T05:00Z (the rules clock): a revoke of another organization's directive is
+ * NOT_FOUND, as an unknown id (was FORBIDDEN); and "latest wins" ranks a directive by its date but
+ * never later than its submission. A date ahead of the submitting clock (up to
+ * CONSENT_DATE_AHEAD_MS: a date-only entry in a zone ahead of UTC) made it outrank every
+ * directive filed after it within that day, for good. The stated date is kept and listed. */
+#define CONSENT_RANK_AT_SUBMIT_SINCE_MS 1796101200000ll
 /* Ids moved per pass when a merge moves a record's directives (bounded memory). */
 #define CONSENT_MOVE_CHUNK 256u
 /* Ids one record's consent_pat may hold when read: 32 are accepted by submits, but the move
@@ -381,9 +387,17 @@ dir_put(node_consent_t *c, node_apply_t *a, Hie__V1__ConsentDirective *d,
     if (blob == NULL) {
         return HIE_ENOMEM;
     }
+    /* the compiled rule ranks it by its date, at most its submission (the stored directive
+     * keeps the date as given) */
+    int64_t stated = d->date_ms;
+    if (a->rules_ms >= CONSENT_RANK_AT_SUBMIT_SINCE_MS && d->submitted_ms > 0 &&
+        d->date_ms > d->submitted_ms) {
+        d->date_ms = d->submitted_ms;
+    }
     /* validated by the proposer and again in apply: compiling cannot fail but for a bug */
     int rc = hie_consent_compile(d, blob, CONSENT_RULE_BYTES_MAX, &blob_len, NULL);
     HIE_ASSERT(rc == 0);
+    d->date_ms = stated;
     MDB_val k = {strlen(d->id), d->id};
     MDB_val rv = {blob_len, blob};
     rc = mdb_rc(mdb_put(a->txn, c->rule, &k, &rv, 0));
@@ -648,6 +662,12 @@ apply_revoke(node_consent_t *c, node_apply_t *a)
     const char *who = a->cmd->requester;
     bool allowed = strcmp(who, "@operator") == 0 || strcmp(who, d->submitted_by) == 0 ||
                    (d->patient != NULL && strcmp(who, d->patient->org_id) == 0);
+    if (!allowed && a->rules_ms >= CONSENT_RANK_AT_SUBMIT_SINCE_MS) {
+        /* the same answer as an unknown id: ids are log indexes, and FORBIDDEN told any member
+         * which of them are another organization's directives */
+        return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "id",
+            "no consent directive with this id");
+    }
     if (!allowed) {
         return node_apply_reject(a, HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, "id",
             "only the submitting organization or the patient's organization may revoke");

@@ -296,7 +296,13 @@ Test(consent, deny_one_org_hides_the_patient_and_revoke_is_immediate, .timeout =
     cr_assert_eq(consent_list(c, "l2", CLINIC, "C-9", false, a)->n_directives, 0u);
     /* the hospital cannot file or list for the clinic's patient */
     expect_error(consent_submit(h, "c3", &x, a), HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, NULL);
-    expect_error(consent_revoke(h, "c4", cid, a), HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, "id");
+    /* another organization's directive is not found, as an unknown id: ids are log indexes,
+     * and FORBIDDEN told any member which of them are others' directives */
+    hie_envelope_t *r4 = consent_revoke(h, "c4", cid, a), *r5 = consent_revoke(h, "c5",
+        "cns-999999", a);
+    expect_error(r4, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "id");
+    expect_error(r5, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "id");
+    cr_assert_str_eq(r4->error->message, r5->error->message);
     /* every query left one audit record: p0..p5 and q1 */
     cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", 7u, 2000), 7u);
     hie_client_destroy(&h);
@@ -611,6 +617,38 @@ Test(consent, latest_wins_by_date_undated_is_dated_at_submission_future_refused,
     cr_assert_eq(consent_list(c, "l2", CLINIC, "C-9", false, a)->n_directives, 2u);
     expect_error(pix(h, "p3", CLINIC, "C-9", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
         "patient.mrn");
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
+/* A directive dated a few hours ahead of its submission (a date-only entry in a time zone
+ * ahead of UTC is UTC midnight of that day) ranks as of its submission: the patient's deny
+ * filed an hour later, undated, wins. Before, the permit's date outranked every directive
+ * filed after it within the day, and went on winning until revoked. */
+Test(consent, a_directive_dated_ahead_ranks_as_of_its_submission, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n, NULL); /* opt-out */
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    two_records(h, c, a);
+    struct dir x, y;
+    dir_init(&x, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    x.d.date_ms = (int64_t)time(NULL) * 1000 + 3 * 3600000ll;
+    Hie__V1__ConsentSubmitReply *sx = consent_submit_ok(c, "c1", &x, a);
+    dir_init(&y, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_DENY);
+    y.d.date_ms = 0;
+    consent_submit_ok(c, "c2", &y, a);
+    expect_error(pix(h, "p1", CLINIC, "C-9", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+        "patient.mrn");
+    Hie__V1__ConsentListReply *l = consent_list(c, "l1", CLINIC, "C-9", false, a);
+    for (size_t i = 0; i < l->n_directives; i++) {
+        if (strcmp(l->directives[i]->id, sx->id) == 0) {
+            cr_assert_eq(l->directives[i]->date_ms, x.d.date_ms, "the stated date is listed");
+        }
+    }
     hie_client_destroy(&h);
     hie_client_destroy(&c);
     hie_arena_destroy(&a);

@@ -393,8 +393,9 @@ fill_origin(node_config_t *c, const struct y_config *y, char *err, size_t eb)
     snprintf(c->audit_origin, sizeof(c->audit_origin), "%s", y->audit.origin != NULL
         ? y->audit.origin : "");
     for (const char *p = c->audit_origin; *p != '\0'; p++) {
-        if (*p < 0x21 || *p > 0x7e) {
-            snprintf(err, eb, "config key audit.origin: printable ASCII without spaces");
+        /* it names the signing key too (C2SP signed note: no '+' in a key name) */
+        if (*p < 0x21 || *p > 0x7e || *p == '+') {
+            snprintf(err, eb, "config key audit.origin: printable ASCII without spaces or '+'");
             return HIE_ECONFIG;
         }
     }
@@ -463,6 +464,29 @@ fill_consent(node_config_t *c, const struct y_config *y, char *err, size_t eb)
     rc = rc ? rc : limit_u32(&c->query_max_responders, y->query.max_responders,
         NODE_QUERY_RESPONDERS_MAX, 1, NODE_QUERY_RESPONDERS_MAX, "query.max_responders", err, eb);
     return rc;
+}
+
+/* Keys that are each in range but do not work together. */
+static int
+cross_check(const node_config_t *c, char *err, size_t eb)
+{
+    if ((uint64_t)c->delivery_heartbeat_ms * 2u > c->idle_timeout_ms) {
+        /* a receiving connection is kept alive by its heartbeats alone: it was closed as idle
+         * before each one, over and over */
+        snprintf(err, eb, "config keys delivery.heartbeat_ms (%u) and limits.idle_timeout_ms "
+            "(%u): the heartbeat must be at most half the idle timeout",
+            c->delivery_heartbeat_ms, c->idle_timeout_ms);
+        return HIE_ECONFIG;
+    }
+    bool same_host = strcmp(c->http_address, c->listen_address) == 0 ||
+                     strcmp(c->http_address, "0.0.0.0") == 0 ||
+                     strcmp(c->listen_address, "0.0.0.0") == 0;
+    if (c->http_port != 0 && c->http_port == c->listen_port && same_host) {
+        snprintf(err, eb, "config keys operator.http_port and listen.port: both %u on the same "
+            "address", c->listen_port);
+        return HIE_ECONFIG;
+    }
+    return 0;
 }
 
 static int
@@ -551,6 +575,7 @@ hie_node__config_load(node_config_t *cfg, const char *path, char *err, size_t er
     rc = rc ? rc : fill_limits(cfg, y, err, err_bytes);
     rc = rc ? rc : fill_operator(cfg, y, err, err_bytes);
     rc = rc ? rc : fill_consent(cfg, y, err, err_bytes);
+    rc = rc ? rc : cross_check(cfg, err, err_bytes);
     cyaml_free(&ycfg, &top_schema, y, 0);
     return rc;
 }

@@ -52,7 +52,7 @@ Test(timeouts, silent_connection_closed_at_handshake_timeout)
 
 Test(timeouts, idle_session_closed_at_idle_timeout)
 {
-    itest_opts_t o = {.idle_timeout_ms = 800};
+    itest_opts_t o = {.idle_timeout_ms = 800, .heartbeat_ms = 400};
     itest_node_init(&node, &o);
     itest_node_start(&node);
     itest_register(&node, "general-hospital", "hospital");

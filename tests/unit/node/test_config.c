@@ -133,6 +133,7 @@ Test(node_config, every_key_set_is_read)
         "  admin_socket: /tmp/hie-admin-test.sock\n"
         "log:\n  level: debug\n  format: json\n"
         "storage:\n  map_bytes: 1048576\n"
+        "delivery:\n  heartbeat_ms: 2500\n"
         "workers: 64\n",
         dir_get(), dir_get());
     int rc = load(text);
@@ -159,6 +160,7 @@ Test(node_config, every_key_set_is_read)
     cr_assert_eq(cfg.log_format, HIE_LOG_JSON);
     cr_assert_eq(cfg.map_bytes, 1048576);
     cr_assert_eq(cfg.workers, HIE_NODE_WORKERS_MAX);
+    cr_assert_eq(cfg.delivery_heartbeat_ms, 2500);
 }
 
 Test(node_config, frame_bytes_max_at_the_compile_time_maximum_is_accepted)
@@ -477,6 +479,17 @@ Test(node_config, reserved_origin_and_new_bounds_are_checked)
         "audit.origin");
     expect_refused("node:\n  id: accounting-identity\n  data_dir: data\n" LISTEN TLS,
         "audit.origin");
+    /* the origin names the signing key, and a key name has no '+': the node then failed to
+     * start, blaming the key file */
+    expect_refused(NODE LISTEN TLS "audit:\n  origin: hie+prod/audit\n", "audit.origin");
+    /* keys in range that do not work together: a receiver closed as idle before each
+     * heartbeat (it reconnected every few seconds, nothing logged); the metrics endpoint on
+     * the members' port (the node failed at start, after replaying its log) */
+    expect_refused(NODE LISTEN TLS "limits:\n  idle_timeout_ms: 3000\n", "heartbeat_ms");
+    cr_assert_eq(load(NODE LISTEN TLS "limits:\n  idle_timeout_ms: 3000\n"
+        "delivery:\n  heartbeat_ms: 1500\n"), 0, "%s", err);
+    expect_refused(NODE LISTEN TLS "operator:\n  http_port: 7443\n", "http_port");
+    cr_assert_eq(load(NODE LISTEN TLS "operator:\n  http_port: 7444\n"), 0, "%s", err);
     expect_refused(NODE LISTEN TLS "storage:\n  log_retain: 5\n", "storage.log_retain");
     expect_refused(NODE LISTEN TLS "delivery:\n  queue_bytes_max: 1000\n",
         "delivery.queue_bytes_max");

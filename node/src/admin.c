@@ -18,7 +18,9 @@
 #include <pthread.h>
 #include <sodium.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -618,6 +620,25 @@ admin_dir_private(const char *path)
     return 0;
 }
 
+/* True when a process accepts connections on the unix socket at path (a live node's admin
+ * socket; a stale one from a killed node refuses them). */
+static bool
+admin_socket_live(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        return false;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return false;
+    }
+    bool live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return live;
+}
+
 static int
 admin_bind(struct node_admin *a)
 {
@@ -640,7 +661,14 @@ admin_bind(struct node_admin *a)
             "refusing to replace it", " path=%s", path);
         return HIE_EDENIED;
     }
-    (void)unlink(path); /* a stale socket from a killed node; the data dir lock protects us */
+    if (lstat(path, &sb) == 0 && admin_socket_live(path)) {
+        /* another node's (an absolute path shared by two configs): replacing it would take
+         * its operator's commands, and leave it without an admin socket after we stop */
+        hie_log_error("admin", "operator.admin_socket is in use by another running process: "
+            "refusing to replace it", " path=%s", path);
+        return HIE_EBUSY;
+    }
+    (void)unlink(path); /* a stale socket from a killed node */
     mode_t old = umask(0177);
     int rc = zmq_bind(a->rep, ep) == 0 ? 0 : -errno;
     umask(old);

@@ -503,6 +503,27 @@ Test(durability, second_node_on_same_data_dir_is_refused)
     cr_assert(itest_node_alive(&node));
 }
 
+/* A second node whose config names a running node's admin socket (an absolute path copied
+ * between configs) does not start; the running node keeps its socket. Before, it unlinked the
+ * live socket and bound its own: the first node's operator commands went to the second, and
+ * once it stopped the first had no admin socket at all. */
+Test(durability, a_running_nodes_admin_socket_is_not_taken_over)
+{
+    char out[4096];
+    itest_node_t n2;
+    itest_node_init(&n2, NULL);
+    int rc = itest_sh(out, sizeof(out), "sed -i 's|http_port: %u}|http_port: %u, admin_socket: "
+        "\"%s/admin.sock\"}|' '%s' && timeout 20 '%s' --config '%s'", n2.http_port,
+        n2.http_port, node.data_dir, n2.cfg, HIE_NODE_BIN, n2.cfg);
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert(strstr(out, "in use by another running process") != NULL, "%s", out);
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "status"), 0, "%s", out);
+    char port[32];
+    snprintf(port, sizeof(port), "%u", node.port);
+    cr_assert(strstr(out, port) != NULL, "the first node answers: %s", out);
+    itest_node_cleanup(&n2);
+}
+
 Test(durability, admin_socket_is_private)
 {
     char out[1024];

@@ -9,7 +9,8 @@
  * `consent` reads directive files with the member command line's parser (client/src/
  * consent_json.c), so `hie consent submit` and `hiectl consent submit` take the same files.
  *
- * Exit codes: 0 ok, 1 the node refused (error printed), 2 usage, 3 cannot reach the node.
+ * Exit codes: 0 ok, 1 the node refused (error printed), 2 usage, 3 cannot reach the node, 4 no
+ * answer in time (the request may still be carried out: repeat it with --id, printed).
  * `mpi import` differs (its callers script it): 0 every row imported, 1 some rows rejected,
  * 2 usage, file, state or connection failures (progress saved: rerun to resume).
  */
@@ -97,7 +98,8 @@ hie_ctl__usage(FILE *f)
         "again resumes there, and re-sent rows are not applied twice. --restart ignores the\n"
         "state. Rejected rows are listed on stderr and in --rejects (CSV).\n"
         "Exit codes: 0 ok, 1 the node refused (import: some rows rejected), 2 usage (import:\n"
-        "also file, state or connection failures), 3 cannot reach the node.\n");
+        "also file, state or connection failures), 3 cannot reach the node, 4 no answer in\n"
+        "time (the node may still carry the request out: repeat it with the --id printed).\n");
 }
 
 static const char *
@@ -237,6 +239,15 @@ hie_ctl__call(const struct ctl *c, Hie__V1__AdminRequest *req, hie_arena_t *aren
     ctl_conn_init(c, &conn, c->timeout_ms);
     int rc = ctl_conn_call(&conn, req, arena, &reply, err, sizeof(err));
     ctl_conn_close(&conn);
+    if (rc == HIE_ETIMEDOUT && req->id != NULL && req->id[0] != '\0') {
+        /* sent, not answered: the node's admin thread may be busy (mpi train, an import
+         * batch) and take the request later. Not "unreachable": a retry without the same id
+         * would be a second command. */
+        fprintf(stderr, "hiectl: %s; the request (id %s) may still be carried out when the "
+            "node gets to it: repeat the command with --id %s to learn its result\n", err,
+            req->id, req->id);
+        exit(4);
+    }
     if (rc != 0) {
         fprintf(stderr, "hiectl: %s\n", err);
         exit(3);

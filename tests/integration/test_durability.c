@@ -524,6 +524,25 @@ Test(durability, a_running_nodes_admin_socket_is_not_taken_over)
     itest_node_cleanup(&n2);
 }
 
+/* A request the node does not answer in time (its admin thread busy: a node stopped here)
+ * exits 4, not 3 ("cannot reach"), and names its id: repeating it with that id is safe
+ * whether or not the node carried it out. Before, it said only "no answer" and exited 3,
+ * and the id needed to learn the result was never shown. */
+Test(durability, hiectl_names_the_id_of_a_request_not_answered_in_time)
+{
+    char out[4096];
+    cr_assert_eq(kill(node.pid, SIGSTOP), 0);
+    int rc = itest_ctl(&node, out, sizeof(out), "--timeout 300 --id late-1 org register "
+        "late-org --name Late --roles clinic");
+    cr_assert_eq(kill(node.pid, SIGCONT), 0);
+    cr_assert_eq(rc, 4, "%s", out);
+    cr_assert(strstr(out, "repeat the command with --id late-1") != NULL, "%s", out);
+    rc = itest_ctl(&node, out, sizeof(out), "--id late-1 org register late-org --name Late "
+        "--roles clinic");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_eq(itest_ctl(&node, out, sizeof(out), "org show late-org"), 0, "%s", out);
+}
+
 Test(durability, admin_socket_is_private)
 {
     char out[1024];

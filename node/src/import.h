@@ -39,7 +39,7 @@
 #define NODE_IMPORT_VALUES_MAX 8u
 /* Columns of a CSV header: the twelve known ones plus action, with room for none else. */
 #define NODE_IMPORT_COLUMNS_MAX 16u
-/* The fingerprint hashes the file size and at most this many leading bytes. */
+/* The fingerprint hashes the file size and every byte, read in chunks of this size. */
 #define NODE_IMPORT_FINGERPRINT_PREFIX_BYTES (64u * 1024u)
 /* SHA-256 as lowercase hex, plus NUL. */
 #define NODE_IMPORT_FINGERPRINT_HEX_BYTES 65u
@@ -89,8 +89,8 @@ HIE_MUST_CHECK int hie_node__import_open(node_import_reader_t **out, const char 
 /* Closes the file, frees the reader; sets *reader to NULL; NULL-safe. */
 void hie_node__import_destroy(node_import_reader_t **reader);
 
-/* The file's fingerprint: SHA-256 of its size (8 bytes, big-endian) and its first
- * NODE_IMPORT_FINGERPRINT_PREFIX_BYTES, as hex. Borrowed until destroy. */
+/* The file's fingerprint: SHA-256 of its size (8 bytes, big-endian) and all its bytes, as
+ * hex. Borrowed until destroy. */
 const char *hie_node__import_fingerprint(const node_import_reader_t *reader);
 /* File size in bytes when opened. */
 uint64_t hie_node__import_size(const node_import_reader_t *reader);

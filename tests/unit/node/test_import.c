@@ -377,6 +377,27 @@ Test(node_import, fingerprint_changes_with_content)
     cr_assert_eq(strlen(first), 64);
 }
 
+/* An edit past the first 64 KiB that keeps the size is another file too: the fingerprint
+ * covered only the size and the first 64 KiB, so a resumed or repeated import skipped the
+ * fixed row as already imported. */
+Test(node_import, fingerprint_covers_the_whole_file)
+{
+    static char text[200000];
+    char first[NODE_IMPORT_FINGERPRINT_HEX_BYTES];
+    size_t n = (size_t)snprintf(text, sizeof(text), "org_id,mrn,family\n");
+    for (unsigned i = 0; n + 32 < sizeof(text); i++) {
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "h1,M%06u,Smith\n", i);
+    }
+    cr_assert_eq(open_text("big.csv", text, NODE_IMPORT_CSV), 0);
+    snprintf(first, sizeof(first), "%s", hie_node__import_fingerprint(reader));
+    hie_node__import_destroy(&reader);
+    char *late = strstr(text + 150000, "Smith");
+    cr_assert_not_null(late);
+    memcpy(late, "htimS", 5); /* same size, 150 KB in */
+    cr_assert_eq(open_text("big.csv", text, NODE_IMPORT_CSV), 0);
+    cr_assert_str_neq(hie_node__import_fingerprint(reader), first);
+}
+
 Test(node_import, state_file_round_trip)
 {
     node_import_state_t st = {.offset = 123456789012ull, .line = 42, .complete = true,

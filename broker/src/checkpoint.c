@@ -740,13 +740,29 @@ hie_audit_checkpoint_cosign(const hie_audit_signer_t *signer, hie_span_t note, c
 /* ---- accounting identity ----------------------------------------------------------------- */
 
 void
-hie_audit_identity_hash(const char *const *euids, const int64_t *from_ms, const int64_t *to_ms,
-    size_t n, uint8_t out[HIE_AUDIT_HASH_BYTES])
+hie_audit_identity_hash(const char *asked_org, const char *asked_mrn,
+    const char *const *euids, const int64_t *from_ms, const int64_t *to_ms, size_t n,
+    uint8_t out[HIE_AUDIT_HASH_BYTES])
 {
-    static const char head[] = "hiebroker accounting identity v1\n";
+    static const char head1[] = "hiebroker accounting identity v1\n";
+    static const char head2[] = "hiebroker accounting identity v2\n";
     crypto_hash_sha256_state st;
     crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, (const uint8_t *)head, sizeof(head) - 1);
+    if (asked_org == NULL) {
+        crypto_hash_sha256_update(&st, (const uint8_t *)head1, sizeof(head1) - 1);
+    } else {
+        HIE_ASSERT(asked_mrn != NULL);
+        char len[24];
+        size_t lo = strlen(asked_org), lm = strlen(asked_mrn);
+        crypto_hash_sha256_update(&st, (const uint8_t *)head2, sizeof(head2) - 1);
+        int k = snprintf(len, sizeof(len), "%zu:", lo);
+        crypto_hash_sha256_update(&st, (const uint8_t *)len, (size_t)k);
+        crypto_hash_sha256_update(&st, (const uint8_t *)asked_org, lo);
+        k = snprintf(len, sizeof(len), "%zu:", lm);
+        crypto_hash_sha256_update(&st, (const uint8_t *)len, (size_t)k);
+        crypto_hash_sha256_update(&st, (const uint8_t *)asked_mrn, lm);
+        crypto_hash_sha256_update(&st, (const uint8_t *)"\n", 1);
+    }
     for (size_t i = 0; i < n; i++) {
         char line[64];
         int len = snprintf(line, sizeof(line), " %" PRId64 " %" PRId64 "\n", from_ms[i],

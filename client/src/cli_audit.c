@@ -26,6 +26,7 @@
  * (mode 0600) only as the result asked for, never in error lines. Callers: hie_cli.c's table.
  */
 #include "cli_int.h"
+#include "consent_json.h"
 
 #include "hie/audit.h"
 #include "hie/consent.h"
@@ -659,7 +660,9 @@ audit_report(struct cli *cli, const struct audit_args *args)
 /* ---- csv --------------------------------------------------------------------------------- */
 
 /* One field (RFC 4180): quoted when it holds a comma, quote, CR or LF; a leading = + - @ gets
- * a ' first so that a spreadsheet never runs it as a formula (OWASP CSV injection). */
+ * a ' first so that a spreadsheet never runs it as a formula (OWASP CSV injection). Text the
+ * node sent is shown as every other output shows it: a control, escape or bidirectional
+ * character becomes '?' (a hostile node's ESC sequences reached the auditor's terminal). */
 static void
 csv_field(FILE *f, const char *s, bool last)
 {
@@ -671,11 +674,18 @@ csv_field(FILE *f, const char *s, bool last)
     if (formula) {
         fputc('\'', f);
     }
-    for (const char *p = s; *p != '\0'; p++) {
-        if (*p == '"') {
+    for (size_t i = 0; s[i] != '\0';) {
+        bool bad = false;
+        size_t n = hie_text_char(s + i, &bad);
+        if (s[i] == '"') {
             fputc('"', f);
         }
-        fputc(*p, f);
+        if (bad) {
+            fputc('?', f);
+        } else {
+            fwrite(s + i, 1, n, f);
+        }
+        i += n;
     }
     if (quote) {
         fputc('"', f);
@@ -1062,6 +1072,7 @@ struct verify {
     bool include_excluded;             /* the accounting asked for TPO disclosures too */
     bool partial;                      /* pages before or after the saved ones exist */
     bool partial_ok;                   /* --partial: a partial report may pass */
+    bool unbound_warned;               /* said once: the asked patient is not signed */
     uint64_t *keys;                    /* (leaf, subject position) of each entry shown */
     size_t keys_count, keys_cap;
 };
@@ -1151,6 +1162,41 @@ verify_consistency(struct verify *v, size_t p, const json_t *page)
 
 /* An accounting page's identity (the patient's EUIDs and spans) is the one the node signed
  * for the page's tree size, and the same on every page. Returns a static reason or NULL. */
+/* The signed identity hash against the page's spans and, for an accounting asked by
+ * organization + MRN, that patient (the saved query is not signed: without the binding a node
+ * could answer another patient's accounting and every proof would hold). A node from before
+ * the binding signed the spans alone: accepted, with a warning that the patient the MRN named
+ * is not proven. */
+static const char *
+identity_bound(struct verify *v, const hie_audit_checkpoint_t *cp, const char *const *euids,
+    const int64_t *from, const int64_t *to, size_t n)
+{
+    const json_t *q = json_object_get(v->report, "query");
+    const json_t *asked = json_object_get(q, "patient");
+    const char *org = json_is_object(asked) && json_string_value(json_object_get(q, "euid"))
+        == NULL ? json_string_value(json_object_get(asked, "org_id")) : NULL;
+    const char *mrn = org != NULL ? json_string_value(json_object_get(asked, "mrn")) : NULL;
+    uint8_t h[HIE_AUDIT_HASH_BYTES];
+    hie_audit_identity_hash(mrn != NULL ? org : NULL, mrn, euids, from, to, n, h);
+    if (sodium_memcmp(cp->head.root.bytes, h, sizeof(h)) == 0) {
+        return NULL;
+    }
+    if (mrn != NULL) {
+        hie_audit_identity_hash(NULL, NULL, euids, from, to, n, h);
+        if (sodium_memcmp(cp->head.root.bytes, h, sizeof(h)) == 0) {
+            if (!v->unbound_warned) {
+                v->unbound_warned = true;
+                fputs("hie: audit verify: warning: the node did not sign which patient the "
+                      "organization and MRN asked for name (a node from before 2026-12-01): "
+                      "check the EUID printed below against the patient's\n", stderr);
+            }
+            return NULL;
+        }
+    }
+    return mrn != NULL ? "its identity is not the one the node signed for the patient asked "
+                         "for" : "its identity is not the one the node signed";
+}
+
 static const char *
 identity_check(struct verify *v, size_t p, const json_t *page)
 {
@@ -1182,17 +1228,14 @@ identity_check(struct verify *v, size_t p, const json_t *page)
         from[i] = (int64_t)json_integer_value(f);
         to[i] = (int64_t)json_integer_value(t);
     }
-    uint8_t h[HIE_AUDIT_HASH_BYTES];
-    hie_audit_identity_hash(euids, from, to, n, h);
     const char *note = jget_s(page, "identity_note");
     hie_audit_checkpoint_t cp;
     if (hie_audit_checkpoint_parse(hie_span(note, strlen(note)), &cp, NULL) != 0 ||
         hie_audit_checkpoint_verify(&cp, &v->vkey, HIE_AUDIT_IDENTITY_ORIGIN) != 0 ||
-        cp.head.size != v->heads[p].size ||
-        sodium_memcmp(cp.head.root.bytes, h, sizeof(h)) != 0) {
+        cp.head.size != v->heads[p].size) {
         return "its identity is not the one the node signed";
     }
-    return NULL;
+    return identity_bound(v, &cp, euids, from, to, n);
 }
 
 static void
@@ -1562,8 +1605,8 @@ verify_summary(const struct verify *v, size_t pages_count)
     }
     if (v->partial && !v->partial_ok) {
         fprintf(stderr, "hie: audit verify: FAILED: the report is partial (fetched without "
-            "--all, or from a --page-token): its %" PRIu64 " entries verify, but not that it "
-            "holds every entry of its period; --partial accepts that\n", v->entries_ok);
+            "--all, or from a --page-token): its %" PRIu64 " entries verify, but it lacks "
+            "pages of its period; --partial accepts that\n", v->entries_ok);
         return CLI_EXIT_REPLY;
     }
     printf("verified %" PRIu64 " entries against checkpoint size %" PRIu64 " (%zu page%s, %slog ",

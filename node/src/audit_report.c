@@ -526,7 +526,12 @@ report_identity(struct report *r, const char *euid, node_mpi_err_t *e)
     }
     r->out->identity = ptrs;
     r->out->n_identity = k;
-    hie_audit_identity_hash(euids, from, to, k, r->ident_hash);
+    /* asked by organization + MRN: which patient that named is signed too */
+    const Hie__V1__PatientId *asked = r->q->patient;
+    bool by_mrn = (r->q->euid == NULL || r->q->euid[0] == '\0') && asked != NULL &&
+                  asked->org_id != NULL && asked->mrn != NULL && asked->mrn[0] != '\0';
+    hie_audit_identity_hash(by_mrn ? asked->org_id : NULL, by_mrn ? asked->mrn : NULL, euids,
+        from, to, k, r->ident_hash);
     return 0;
 }
 

@@ -397,6 +397,20 @@ query_set(const char *src, const char *dst, const char *key, const char *value)
     json_decref(r);
 }
 
+/* Copies the report src to dst with its query's patient MRN set to mrn. */
+static void
+query_patient_set(const char *src, const char *dst, const char *mrn)
+{
+    json_error_t err;
+    json_t *r = json_load_file(src, 0, &err);
+    cr_assert_not_null(r, "%s", err.text);
+    json_t *p = json_object_get(json_object_get(r, "query"), "patient");
+    cr_assert(json_is_object(p), "the report was not asked by MRN");
+    cr_assert_eq(json_object_set_new(p, "mrn", json_string(mrn)), 0);
+    cr_assert_eq(json_dump_file(r, dst, JSON_INDENT(1)), 0);
+    json_decref(r);
+}
+
 /* Copies the report src to dst with pages[page].prev_tree_size set to 0. */
 static void
 page_unchain(const char *src, const char *dst, size_t page)
@@ -633,6 +647,11 @@ Test(audit_cli, accounting_formats_and_offline_verify, .timeout = 300)
     expect_verify_fails(&n, bad, vkey, "is listed twice");
     entry_unsubject(report, bad, (size_t)e); /* an entry of another patient, made anonymous */
     expect_verify_fails(&n, bad, vkey, "0 subjects where the accounting report lists 1");
+    /* the patient asked for is signed with the identity: a node answering another patient's
+     * accounting (here: the saved request changed to another MRN) fails, although every
+     * entry, proof and the identity's spans verify */
+    query_patient_set(report, bad, "H-2");
+    expect_verify_fails(&n, bad, vkey, "not the one the node signed for the patient asked for");
     query_set(report, bad, "kind", "org-access");
     query_set(bad, bad, "org_id", "someone-else");
     expect_verify_fails(&n, bad, vkey, "an access by another organization");

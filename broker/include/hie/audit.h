@@ -357,9 +357,13 @@ HIE_MUST_CHECK int hie_audit_checkpoint_sign(const hie_audit_signer_t *signer,
  * one of the log's checkpoints. */
 #define HIE_AUDIT_IDENTITY_ORIGIN "hiebroker/accounting-identity"
 /* SHA-256 of "hiebroker accounting identity v1\n" then "<euid> <from_ms> <to_ms>\n" for each
- * span, in order (the current EUID first, 0 0). Any thread. */
-void hie_audit_identity_hash(const char *const *euids, const int64_t *from_ms,
-    const int64_t *to_ms, size_t n, uint8_t out[HIE_AUDIT_HASH_BYTES]);
+ * span, in order (the current EUID first, 0 0). An accounting asked by organization + MRN
+ * (asked_org not NULL) binds them too, so that a node cannot answer for another patient:
+ * "hiebroker accounting identity v2\n", then "<len>:<asked_org><len>:<asked_mrn>\n" (decimal
+ * byte lengths), then the spans. Any thread. */
+void hie_audit_identity_hash(const char *asked_org, const char *asked_mrn,
+    const char *const *euids, const int64_t *from_ms, const int64_t *to_ms, size_t n,
+    uint8_t out[HIE_AUDIT_HASH_BYTES]);
 /* Adds signer's signature line to an existing signed checkpoint note (a cosignature, or the
  * new key's signature during a key rotation): parses note, signs its body and writes the note
  * with the new line appended, and a NUL, into out. Does not check the existing signatures.

@@ -458,6 +458,26 @@ report_scan(struct report *r)
     return rc;
 }
 
+/* r->ident_hash of the reply's identity (spans, n of them); asked by organization + MRN,
+ * which patient that named is signed too. */
+static void
+identity_hash(struct report *r, const Hie__V1__AuditIdentitySpan *spans, size_t n)
+{
+    const char *euids[1 + HIE_MPI_IDENTITY_SPANS_MAX];
+    int64_t from[1 + HIE_MPI_IDENTITY_SPANS_MAX], to[1 + HIE_MPI_IDENTITY_SPANS_MAX];
+    HIE_ASSERT(n <= 1 + HIE_MPI_IDENTITY_SPANS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        euids[i] = spans[i].euid;
+        from[i] = spans[i].from_ms;
+        to[i] = spans[i].to_ms;
+    }
+    const Hie__V1__PatientId *asked = r->q->patient;
+    bool by_mrn = (r->q->euid == NULL || r->q->euid[0] == '\0') && asked != NULL &&
+                  asked->org_id != NULL && asked->mrn != NULL && asked->mrn[0] != '\0';
+    hie_audit_identity_hash(by_mrn ? asked->org_id : NULL, by_mrn ? asked->mrn : NULL, euids,
+        from, to, n, r->ident_hash);
+}
+
 /* The EUIDs an accounting for euid scans (r->idents, euid first) and the reply's identity:
  * euid's spans (hie_mpi_store_identity; an EUID without members, a former one, whole: from 0
  * to 0), then each earlier EUID's. An entry counts only inside its EUID's spans: the asked
@@ -516,22 +536,12 @@ report_identity(struct report *r, const char *euid, node_mpi_err_t *e)
             out[k++].euid = (char *)(uintptr_t)euid;
         }
     }
-    const char *euids[1 + HIE_MPI_IDENTITY_SPANS_MAX];
-    int64_t from[1 + HIE_MPI_IDENTITY_SPANS_MAX], to[1 + HIE_MPI_IDENTITY_SPANS_MAX];
     for (size_t i = 0; i < k; i++) {
         ptrs[i] = &out[i];
-        euids[i] = out[i].euid;
-        from[i] = out[i].from_ms;
-        to[i] = out[i].to_ms;
     }
     r->out->identity = ptrs;
     r->out->n_identity = k;
-    /* asked by organization + MRN: which patient that named is signed too */
-    const Hie__V1__PatientId *asked = r->q->patient;
-    bool by_mrn = (r->q->euid == NULL || r->q->euid[0] == '\0') && asked != NULL &&
-                  asked->org_id != NULL && asked->mrn != NULL && asked->mrn[0] != '\0';
-    hie_audit_identity_hash(by_mrn ? asked->org_id : NULL, by_mrn ? asked->mrn : NULL, euids,
-        from, to, k, r->ident_hash);
+    identity_hash(r, out, k);
     return 0;
 }
 

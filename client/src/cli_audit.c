@@ -1758,6 +1758,28 @@ static const struct option audit_options[] = {{"mrn", required_argument, NULL, '
     {"json", no_argument, NULL, 'j'}, {"partial", no_argument, NULL, 'Z'},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
+bool
+hie_cli__audit_is_verify(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            return i + 1 < argc && strcmp(argv[i + 1], "verify") == 0;
+        }
+        if (a[0] != '-' || a[1] == '\0') {
+            return strcmp(a, "verify") == 0; /* the first word that is no option's value */
+        }
+        size_t n = strcspn(a + 2, "=");
+        for (const struct option *o = audit_options; a[1] == '-' && o->name != NULL; o++) {
+            if (strlen(o->name) == n && strncmp(o->name, a + 2, n) == 0 &&
+                o->has_arg == required_argument && a[2 + n] != '=') {
+                i++; /* its value: "--vkey KEY verify" */
+            }
+        }
+    }
+    return false;
+}
+
 static const char *
 audit_option_name(int opt)
 {

@@ -177,6 +177,9 @@ struct json_t *hie_cli__handling_json(const Hie__V1__Handling *h);
  * content type, decoding, and naming the delivery's sender (any member may push content of
  * that type: it is then a document). */
 bool hie_cli__is_notification(const Hie__V1__Delivery *d);
+/* True when the audit command's words (argv[0] is "audit") ask for verify, whichever options
+ * come before it: verify needs no connection. */
+bool hie_cli__audit_is_verify(int argc, char **argv);
 int hie_cli__notification_print(const struct cli *cli, const Hie__V1__Delivery *d,
     const char *path);
 /* Subcommands in cli_adt.c (see the table in hie_cli.c). */

@@ -1127,14 +1127,12 @@ cli_cmd_find(const char *name)
 static bool
 cli_cmd_offline(const struct cli_cmd *cmd, int argc, char **argv)
 {
-    const char *action = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             return true;
         }
-        action = action == NULL && argv[i][0] != '-' ? argv[i] : action;
     }
-    return strcmp(cmd->name, "audit") == 0 && action != NULL && strcmp(action, "verify") == 0;
+    return strcmp(cmd->name, "audit") == 0 && hie_cli__audit_is_verify(argc, argv);
 }
 
 int

@@ -324,5 +324,10 @@ Test(push_cli, bad_input_is_refused, .timeout = 120)
         HIE_CLI_BIN, n.root);
     cr_assert_eq(rc, 2, "%s", out);
     cr_assert(strstr(out, "no ca file") == NULL, "audit verify asked for a CA: %s", out);
+    /* options before the word: still offline (--vkey's value was taken for the action) */
+    rc = itest_sh(out, sizeof(out), "env -u HIE_CA '%s' audit --vkey x verify '%s/none.json'",
+        HIE_CLI_BIN, n.root);
+    cr_assert_eq(rc, 2, "%s", out);
+    cr_assert(strstr(out, "no ca file") == NULL, "audit verify asked for a CA: %s", out);
     itest_node_cleanup(&n);
 }

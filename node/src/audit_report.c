@@ -478,6 +478,17 @@ identity_hash(struct report *r, const Hie__V1__AuditIdentitySpan *spans, size_t 
         from, to, n, r->ident_hash);
 }
 
+/* A page's entries take at most half a frame (the rest: head, checkpoint, proofs), and of a
+ * frame no bigger than clients take by default: a node configured with a larger
+ * limits.frame_bytes_max sent pages that `hie audit report` refused as too large. */
+static size_t
+report_budget(const node_ctx_t *ctx)
+{
+    uint32_t f = ctx->cfg.frame_bytes_max ? ctx->cfg.frame_bytes_max
+                                          : HIE_PROTO_FRAME_BYTES_DEFAULT;
+    return (f < HIE_PROTO_FRAME_BYTES_DEFAULT ? f : HIE_PROTO_FRAME_BYTES_DEFAULT) / 2;
+}
+
 /* The EUIDs an accounting for euid scans (r->idents, euid first) and the reply's identity:
  * euid's spans (hie_mpi_store_identity; an EUID without members, a former one, whole: from 0
  * to 0), then each earlier EUID's. An entry counts only inside its EUID's spans: the asked
@@ -682,9 +693,7 @@ hie_node__audit_report_prepare(node_ctx_t *ctx, const node_who_t *who,
     euid[0] = '\0';
     struct report r = {ctx, NULL, arena, q, out, 0, 0, q->to_ms, q->page_size ? q->page_size
         : HIE_AUDIT_REPORT_PAGE_DEFAULT, {0}, 0, 0, false, 0, NULL, 0,
-        (ctx->cfg.frame_bytes_max ? ctx->cfg.frame_bytes_max : HIE_PROTO_FRAME_BYTES_DEFAULT)
-        / 2, {NULL}, 0, {NULL}, 0, {{0}}, 0, {0}, NULL}; /* budget: the frame's rest (head,
-                                                      * checkpoint, proof) */
+        report_budget(ctx), {NULL}, 0, {NULL}, 0, {{0}}, 0, {0}, NULL};
     /* every audit record answered so far is durable in the log; wait until its apply is
      * committed too (audit records share state commits, sm.c), so the report includes it */
     if (ctx->log != NULL && hie_node__state_wait_committed(ctx->state,

@@ -898,7 +898,8 @@ newest_checkpoint(node_audit_t *au, MDB_txn *txn, hie_audit_checkpoint_t *cp, un
 }
 
 int
-hie_node__audit_extends_last(node_audit_t *au, MDB_txn *txn, uint64_t *size, unsigned *skipped)
+hie_node__audit_extends_last(node_audit_t *au, MDB_txn *txn, const hie_audit_vkey_t *vkey,
+    const char *origin, uint64_t *size, unsigned *skipped)
 {
     HIE_ASSERT(au != NULL && au->magic == AUDIT_MAGIC);
     hie_audit_checkpoint_t cp;
@@ -909,6 +910,9 @@ hie_node__audit_extends_last(node_audit_t *au, MDB_txn *txn, uint64_t *size, uns
         return 0; /* none yet */
     }
     *size = rc == 0 ? cp.head.size : 0;
+    if (rc == 0 && vkey != NULL && hie_audit_checkpoint_verify(&cp, vkey, origin) != 0) {
+        return HIE_EDENIED;
+    }
     uint64_t have = 0;
     hie_audit_hash_t root;
     rc = rc ? rc : hie_audit_tree_size(au->tree, txn, &have);

@@ -164,10 +164,12 @@ node_audit_extends(node_ctx_t *ctx)
     MDB_txn *txn = NULL;
     uint64_t size = 0;
     unsigned skipped = 0;
+    hie_audit_vkey_t vk;
+    hie_audit_signer_vkey(ctx->audit_signer, &vk);
     int rc = mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0
              ? HIE_ESTORAGE
-             : hie_node__audit_extends_last(hie_node__state_audit(ctx->state), txn, &size,
-                   &skipped);
+             : hie_node__audit_extends_last(hie_node__state_audit(ctx->state), txn,
+                   ctx->audit_key_created ? NULL : &vk, ctx->cfg.audit_origin, &size, &skipped);
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }
@@ -189,7 +191,13 @@ node_audit_extends(node_ctx_t *ctx)
             " checkpoint_size=%lu", size);
         return HIE_ESTATE;
     }
-    if (rc == HIE_ECORRUPT) {
+    if (rc == HIE_EDENIED) {
+        hie_log_error("audit", "the audit log's last checkpoint is not signed by this node's "
+            "audit.key for its audit.origin: the key or the origin was changed, and every "
+            "checkpoint auditors hold would stop verifying (rotating the audit key is not "
+            "supported); put the node's own audit.key back and its audit.origin as it was",
+            " checkpoint_size=%lu origin=%s", size, ctx->cfg.audit_origin);
+    } else if (rc == HIE_ECORRUPT) {
         hie_log_error("audit", "the audit log does not extend the last checkpoint this node "
             "signed: records were cut back or rewritten, or an older copy was restored; not "
             "starting (hiectl audit verify says what changed)", " checkpoint_size=%lu", size);

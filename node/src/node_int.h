@@ -389,9 +389,11 @@ HIE_MUST_CHECK int hie_node__audit_index_count(node_audit_t *au, MDB_txn *txn,
  * its size, and its root at that size. 0 (or no checkpoint yet), HIE_ECORRUPT with *size the
  * checkpoint's size (the tree was cut back or its hashes changed since), HIE_ESTORAGE. A node
  * must not sign a second, conflicting head for a size it signed before. Stored notes that do
- * not parse (kept as given before apply checked them) are passed over: *skipped. */
+ * not parse (kept as given before apply checked them) are passed over: *skipped. With vkey,
+ * HIE_EDENIED when the last checkpoint is not signed by vkey for origin (the node's key or
+ * origin was changed: every checkpoint auditors hold would stop verifying). */
 HIE_MUST_CHECK int hie_node__audit_extends_last(node_audit_t *au, MDB_txn *txn,
-    uint64_t *size, unsigned *skipped);
+    const hie_audit_vkey_t *vkey, const char *origin, uint64_t *size, unsigned *skipped);
 HIE_MUST_CHECK int hie_node__audit_checkpoints(node_audit_t *au, MDB_txn *txn, size_t max,
     int (*fn)(void *ctx, uint64_t size, hie_span_t note), void *ctx);
 struct hie_audit_tree *hie_node__audit_tree(node_audit_t *au);

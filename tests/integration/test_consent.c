@@ -1881,6 +1881,28 @@ Test(consent, a_node_whose_tree_no_longer_extends_its_checkpoint_does_not_start,
     itest_node_cleanup(&n);
 }
 
+/* A node whose audit.key was replaced (another valid key) does not start: every checkpoint
+ * it signed, and auditors hold, would stop verifying. Before, only a key the node had just
+ * made for itself was refused; a key put in by hand started, and hiectl audit verify then
+ * called the whole log tampered. Its own key back, it starts. */
+Test(consent, a_node_whose_audit_key_was_replaced_does_not_start, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    six_records_stopped(&n, a);
+    char out[8192];
+    cr_assert_eq(itest_sh(out, sizeof(out), "cd '%s' && mv audit.key audit.key.own && "
+        "(umask 077; head -c 32 /dev/urandom > audit.key)", n.data_dir), 0, "%s", out);
+    int rc = itest_sh(out, sizeof(out), "timeout 20 '%s' --config '%s'", HIE_NODE_BIN, n.cfg);
+    cr_assert_eq(rc, 1, "refused: %s", out);
+    cr_assert(strstr(out, "not signed by this node's audit.key") != NULL, "%s", out);
+    cr_assert_eq(itest_sh(out, sizeof(out), "cd '%s' && mv audit.key.own audit.key",
+        n.data_dir), 0, "%s", out);
+    itest_node_start(&n);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 /* Writes the newest checkpoint of the other branch (<data_dir>.b) to path. */
 static void
 fork_note(itest_node_t *n, const char *path)

@@ -165,11 +165,14 @@ node_audit_extends(node_ctx_t *ctx)
     uint64_t size = 0;
     unsigned skipped = 0;
     hie_audit_vkey_t vk;
-    hie_audit_signer_vkey(ctx->audit_signer, &vk);
+    bool check_key = ctx->audit_signer != NULL && !ctx->audit_key_created;
+    if (check_key) {
+        hie_audit_signer_vkey(ctx->audit_signer, &vk);
+    }
     int rc = mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0
              ? HIE_ESTORAGE
              : hie_node__audit_extends_last(hie_node__state_audit(ctx->state), txn,
-                   ctx->audit_key_created ? NULL : &vk, ctx->cfg.audit_origin, &size, &skipped);
+                   check_key ? &vk : NULL, ctx->cfg.audit_origin, &size, &skipped);
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }

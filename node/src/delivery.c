@@ -236,6 +236,9 @@ struct pump {
     MDB_txn *txn;           /* queue_visit's read transaction */
     int rc;
     uint64_t undeliverable; /* a message no delivery frame can carry: dead-lettered after */
+    uint64_t exhausted;     /* a message past its attempts or age: dead-lettered after, */
+    const char *exhausted_why; /* "max-attempts" or "max-age", */
+    uint32_t exhausted_attempts; /* after this many */
     uint64_t withheld;      /* a message consent no longer permits: dead-lettered after, */
     uint8_t *withheld_audit; /* with its audit record (packed, hie_mem_alloc) */
     size_t withheld_len;
@@ -458,14 +461,47 @@ send_one(struct pump *p, uint64_t seq, hie_span_t stored)
     return 0;
 }
 
+/* Why a message sent before (flight f) goes to the dead letters instead of again: its
+ * attempts used up, or its age (from its redrive, if redriven) past delivery.max_age_ms; NULL
+ * when it may go. */
+static const char *
+flight_exhausted(struct node_delivery *d, const struct flight *f, hie_span_t stored,
+    hie_arena_t *arena)
+{
+    if (f->attempts >= d->ctx->cfg.delivery_max_attempts) {
+        return "max-attempts";
+    }
+    ProtobufCMessage *m = NULL;
+    if (hie_proto_unpack(&hie__v1__queued_message__descriptor, stored, arena, &m) == 0) {
+        const Hie__V1__QueuedMessage *qm = (const Hie__V1__QueuedMessage *)m;
+        int64_t age = hie_time_wall_ms() - (qm->redriven_ms > qm->accepted_ms ? qm->redriven_ms
+                                                                              : qm->accepted_ms);
+        if (age > 0 && (uint64_t)age > d->ctx->cfg.delivery_max_age_ms) {
+            return "max-age";
+        }
+    }
+    return NULL;
+}
+
 static int
 pump_one(void *ctx, uint64_t seq, hie_span_t stored)
 {
     struct pump *p = ctx;
     struct receiver *r = p->r;
     uint32_t n = inflight(r);
+    const struct flight *f = flight_find(r, seq);
     if (n >= r->window || (n > 0 && inflight_bytes(r) >= HIE_DELIVERY_INFLIGHT_BYTES_MAX) ||
-        (flight_find(r, seq) == NULL && r->nfl == HIE_DELIVERY_WINDOW_MAX)) {
+        (f == NULL && r->nfl == HIE_DELIVERY_WINDOW_MAX)) {
+        return 1;
+    }
+    /* sent on an earlier connection: its limits hold here too (a recipient that drops the
+     * connection before each acknowledgement timeout, e.g. crashing on this message, got it
+     * again and again, never dead-lettered, every message behind it held) */
+    const char *why = f != NULL ? flight_exhausted(p->d, f, stored, p->arena) : NULL;
+    if (why != NULL) {
+        p->exhausted = seq;
+        p->exhausted_why = why;
+        p->exhausted_attempts = f->attempts;
         return 1;
     }
     p->rc = send_one(p, seq, stored);
@@ -565,8 +601,19 @@ pump(struct node_delivery *d, struct receiver *r)
             * the next tick after the stall tries again, also with nothing in flight */
             r->stall_until_ns = hie_time_mono_ns() + DEAD_RETRY_NS;
         }
-        if (!withheld_take(d, r, &p, 0) && p.undeliverable == 0) {
+        if (!withheld_take(d, r, &p, 0) && p.undeliverable == 0 && p.exhausted == 0) {
             return;
+        }
+        if (p.exhausted != 0) {
+            struct flight *f = flight_find(r, p.exhausted);
+            if (dead_letter(d, r, p.exhausted, p.exhausted_attempts, p.exhausted_why,
+                    hie_span(NULL, 0))) {
+                if (f != NULL) {
+                    flight_drop(r, f);
+                }
+            } else {
+                r->stall_until_ns = hie_time_mono_ns() + DEAD_RETRY_NS;
+            }
         }
         if (p.undeliverable != 0 && !dead_letter(d, r, p.undeliverable, 0, "undeliverable",
                 hie_span(NULL, 0))) {
@@ -673,16 +720,7 @@ resend_one(void *ctx, uint64_t seq, hie_span_t stored)
     }
     rs->found = true;
     struct flight *f = flight_find(rs->p.r, seq);
-    ProtobufCMessage *m = NULL;
-    bool old = false;
-    if (hie_proto_unpack(&hie__v1__queued_message__descriptor, stored, rs->p.arena, &m) == 0) {
-        const Hie__V1__QueuedMessage *qm = (const Hie__V1__QueuedMessage *)m;
-        /* a redriven message's age runs from its redrive */
-        int64_t age = hie_time_wall_ms() - (qm->redriven_ms > qm->accepted_ms ? qm->redriven_ms
-                                                                              : qm->accepted_ms);
-        old = age > 0 && (uint64_t)age > d->ctx->cfg.delivery_max_age_ms;
-    }
-    if (f->attempts >= d->ctx->cfg.delivery_max_attempts || old) {
+    if (flight_exhausted(d, f, stored, rs->p.arena) != NULL) {
         rs->give_up = true;
         return 1;
     }

@@ -301,12 +301,13 @@ breakglass_commit(struct pump *p, uint64_t seq)
 
 /* Consent for this delivery as it stands now: a directive filed since the push (or the
  * event) applies from the very next message, as it does for queries, and its marks go with
- * it ([out] *handling). Withheld: the audit record of the refusal is packed for the dead
- * letter that takes the message out of the queue. Returns 0 (permitted), HIE_EDENIED or an
- * error. */
+ * it ([out] *handling), and the patient's EUID it was decided for (*euid: now, not at the
+ * push: an unlink or merge since moves the document to whoever its record belongs to).
+ * Withheld: the audit record of the refusal is packed for the dead letter that takes the
+ * message out of the queue. Returns 0 (permitted), HIE_EDENIED or an error. */
 static int
 delivery_consent(struct pump *p, uint64_t seq, const Hie__V1__QueuedMessage *q,
-    const Hie__V1__Document *doc, Hie__V1__Handling **handling)
+    const Hie__V1__Document *doc, Hie__V1__Handling **handling, const char **euid)
 {
     node_ctx_t *ctx = p->d->ctx;
     hie_org_t *org = NULL;
@@ -332,6 +333,7 @@ delivery_consent(struct pump *p, uint64_t seq, const Hie__V1__QueuedMessage *q,
             return rc;
         }
         *handling = hie_node__handling(&sub.decision, p->arena);
+        *euid = sub.euid != NULL && sub.euid[0] != '\0' ? sub.euid : q->euid;
         return *handling != NULL ? 0 : HIE_ENOMEM;
     }
     if (org == NULL) { /* deregistered since: fail closed */
@@ -387,7 +389,8 @@ frame_build(struct pump *p, uint64_t seq, hie_span_t stored, uint8_t **buf, size
         return rc == HIE_ENOMEM || hie_arena_cap_hit(arena) ? HIE_ENOMEM : HIE_ECORRUPT;
     }
     Hie__V1__Handling *handling = NULL;
-    rc = delivery_consent(p, seq, q, (const Hie__V1__Document *)dm, &handling);
+    const char *euid = q->euid;
+    rc = delivery_consent(p, seq, q, (const Hie__V1__Document *)dm, &handling, &euid);
     if (rc != 0) {
         sodium_memzero(plain, cap);
         p->glass = NULL; /* built, not to be committed: nothing goes */
@@ -401,7 +404,7 @@ frame_build(struct pump *p, uint64_t seq, hie_span_t stored, uint8_t **buf, size
     dl.seq = seq;
     dl.sender_org = q->sender_org;
     dl.document = (Hie__V1__Document *)dm;
-    dl.euid = q->euid;
+    dl.euid = (char *)(uintptr_t)euid; /* the one consent decided for, as audited */
     dl.accepted_ms = q->accepted_ms;
     /* at least once: flagged when it may have been delivered before, also by this node before
      * a restart (as a broker flags what it recovers from disk) */

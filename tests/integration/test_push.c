@@ -378,6 +378,34 @@ Test(push, an_offline_recipient_keeps_its_messages_until_it_reconnects, .timeout
     fx_stop(&n, &a, &h, &c);
 }
 
+/* A delivery names the patient's EUID as consent decided it at the send, not the one stored
+ * at the push: after the hospital unlinks H-1, the old EUID is the clinic's own C-9's, and a
+ * recipient filing by EUID put the document under the wrong patient. */
+Test(push, a_delivery_names_the_patients_euid_at_the_send, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, NULL, &a, &h, &c);
+    Hie__V1__MpiFeedReply *j = feed_ok(c, "f2", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC,
+        "C-9", &JON, NULL, a);
+    char linked[64];
+    snprintf(linked, sizeof(linked), "%s", j->euid);
+    push_ok(h, "p1", "result", a);
+    Hie__V1__MpiFeedReply *u = feed_ok(h, "u1", HIE__V1__FEED_ACTION__FEED_UNLINK, HOSP, "H-1",
+        NULL, NULL, a);
+    cr_assert_str_neq(u->euid, linked, "H-1 has an EUID of its own now");
+    char own[64];
+    snprintf(own, sizeof(own), "%s", u->euid);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "r1", &in, a), 1u);
+    Hie__V1__Delivery *d = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(d);
+    cr_assert_str_eq(d->euid, own, "the document's patient now, not the clinic's C-9 (%s)",
+        linked);
+    fx_stop(&n, &a, &h, &c);
+}
+
 /* A recipient that drops its connection before each acknowledgement timeout (a consumer that
  * crashes on one message and restarts) gets the message max_attempts times in all, then it is
  * dead-lettered (max-attempts) and the message behind it comes. Before, the limit was checked

@@ -136,6 +136,16 @@ tree_value(const struct cprov *cps, unsigned count, uint32_t view_labels)
     return VAL_DENY;
 }
 
+/* Whether the directive with header h decides anything at now. */
+static bool
+in_force(const uint8_t *h, int64_t now)
+{
+    return h[HIE_CONSENT__H_STATUS] == HIE__V1__CONSENT_STATUS__CONSENT_ACTIVE &&
+           (h[HIE_CONSENT__H_FLAGS] & HIE_CONSENT__FLAG_REVOKED) == 0 &&
+           hie_consent__in_period(hie_consent__load_i64(h + HIE_CONSENT__H_START),
+               hie_consent__load_i64(h + HIE_CONSENT__H_END), now);
+}
+
 /* Directive dir (checked) against every view: takes the views where it is applicable and
  * later than the current decider. */
 static void
@@ -143,10 +153,7 @@ directive_apply(struct ctx *x, int dir, hie_span_t c)
 {
     const uint8_t *h = c.ptr;
     int64_t now = x->req->now_ms;
-    if (h[HIE_CONSENT__H_STATUS] != HIE__V1__CONSENT_STATUS__CONSENT_ACTIVE ||
-        (h[HIE_CONSENT__H_FLAGS] & HIE_CONSENT__FLAG_REVOKED) != 0 ||
-        !hie_consent__in_period(hie_consent__load_i64(h + HIE_CONSENT__H_START),
-            hie_consent__load_i64(h + HIE_CONSENT__H_END), now)) {
+    if (!in_force(h, now)) {
         return; /* not in force: never decides anything */
     }
     int64_t date = hie_consent__load_i64(h + HIE_CONSENT__H_DATE);
@@ -262,6 +269,9 @@ implicit_value(const hie_consent_policy_t *policy, const hie_consent_request_t *
     return VAL_DENY;
 }
 
+static void decide_core(const hie_consent_policy_t *policy, const hie_span_t *compiled,
+    size_t n, const hie_consent_request_t *req, hie_consent_decision_t *out);
+
 int
 hie_consent_decide(const hie_consent_policy_t *policy, const hie_span_t *compiled, size_t n,
     const hie_consent_request_t *req, hie_consent_decision_t *out)
@@ -285,6 +295,16 @@ hie_consent_decide(const hie_consent_policy_t *policy, const hie_span_t *compile
             return hie_consent__fail(out, HIE_ECORRUPT);
         }
     }
+    decide_core(policy, compiled, n, req, out);
+    return 0;
+}
+
+/* The decision over checked spans (hie_consent_decide without its checks). */
+static void
+decide_core(const hie_consent_policy_t *policy, const hie_span_t *compiled, size_t n,
+    const hie_consent_request_t *req, hie_consent_decision_t *out)
+{
+    memset(out, 0, sizeof(*out));
     struct ctx x = {.policy = policy, .req = req};
     x.org_len = strlen(req->requester_org_id);
     x.views_mask = 1u | (req->labels & HIE_CONSENT_LABELS_SENSITIVITY);
@@ -301,31 +321,56 @@ hie_consent_decide(const hie_consent_policy_t *policy, const hie_span_t *compile
         HIE_ASSERT(out->obligations == 0);
         HIE_ASSERT(!out->break_glass);
     }
-    return 0;
 }
 
-int
-hie_consent_data_bounds(const hie_span_t *compiled, size_t n, int64_t *out, size_t cap,
-    size_t *count)
+/* ---- documents of unknown class or data time ------------------------------------------- */
+
+/* The axes an unknown class or time is decided over, from the directives in force at now. */
+struct axes {
+    uint32_t classes;                            /* classes some provision names */
+    int64_t bounds[HIE_CONSENT_UNKNOWN_BOUNDS_MAX]; /* distinct data-period bounds, sorted */
+    size_t n_bounds;
+};
+
+/* Adds bound b (non-zero) to the sorted set; false when the set is full. */
+static bool
+bound_add(struct axes *ax, int64_t b)
 {
-    HIE_ASSERT(count != NULL && (cap == 0 || out != NULL));
-    HIE_ASSERT(n == 0 || compiled != NULL);
-    *count = 0;
+    size_t i = 0;
+    while (i < ax->n_bounds && ax->bounds[i] < b) {
+        i++;
+    }
+    if (i < ax->n_bounds && ax->bounds[i] == b) {
+        return true;
+    }
+    if (ax->n_bounds == HIE_CONSENT_UNKNOWN_BOUNDS_MAX) {
+        return false;
+    }
+    memmove(&ax->bounds[i + 1], &ax->bounds[i], (ax->n_bounds - i) * sizeof(ax->bounds[0]));
+    ax->bounds[i] = b;
+    ax->n_bounds++;
+    return true;
+}
+
+/* The classes and bounds of the directives in force (spans checked). 0 or HIE_ELIMIT. */
+static int
+axes_gather(const hie_span_t *compiled, size_t n, int64_t now, struct axes *ax)
+{
+    ax->classes = 0;
+    ax->n_bounds = 0;
     for (size_t i = 0; i < n; i++) {
-        if (hie_consent_compiled_check(compiled[i]) != 0) {
-            return HIE_ECORRUPT;
-        }
         const uint8_t *h = compiled[i].ptr;
+        if (!in_force(h, now)) {
+            continue;
+        }
         size_t off = HIE_CONSENT__HEADER_BYTES + h[HIE_CONSENT__H_IDLEN];
         for (unsigned k = 0; k < h[HIE_CONSENT__H_COUNT]; k++) {
             const uint8_t *p = h + off;
-            int64_t b[2] = {hie_consent__load_i64(p + HIE_CONSENT__P_DATA_START),
-                hie_consent__load_i64(p + HIE_CONSENT__P_DATA_END)};
-            for (unsigned j = 0; j < 2; j++) {
-                if (b[j] != 0 && *count < cap) {
-                    out[*count] = b[j];
-                }
-                *count += b[j] != 0;
+            int64_t ds = hie_consent__load_i64(p + HIE_CONSENT__P_DATA_START);
+            int64_t de = hie_consent__load_i64(p + HIE_CONSENT__P_DATA_END);
+            ax->classes |= hie_load_be32(p + HIE_CONSENT__P_CLASSES);
+            if ((ds != 0 && !bound_add(ax, ds)) || (de != 0 && !bound_add(ax, de))) {
+                return HIE_ELIMIT;
             }
             size_t orgs = 0;
             for (unsigned o = 0; o < p[HIE_CONSENT__P_ORGS]; o++) {
@@ -335,5 +380,98 @@ hie_consent_data_bounds(const hie_span_t *compiled, size_t n, int64_t *out, size
         }
         HIE_ASSERT(off == compiled[i].len);
     }
+    return 0;
+}
+
+static int
+verdict_rank(const hie_consent_decision_t *d)
+{
+    return !hie_consent_permitted(d) ? 2 : d->break_glass ? 1 : 0;
+}
+
+/* Folds candidate d into *out: the most restrictive outcome stands (a deny, then a
+ * break-glass, then a permit), and a permit keeps every candidate's obligations. */
+static void
+verdict_fold(hie_consent_decision_t *out, const hie_consent_decision_t *d)
+{
+    uint32_t obl = out->obligations | d->obligations, refrains = out->refrains | d->refrains;
+    enum hie_consent_label conf = out->confidentiality > d->confidentiality
+        ? out->confidentiality : d->confidentiality;
+    bool excluded = out->accounting_excluded && d->accounting_excluded;
+    if (verdict_rank(d) > verdict_rank(out)) {
+        *out = *d;
+    }
+    if (hie_consent_permitted(out)) {
+        out->obligations = obl;
+        out->refrains = refrains;
+        out->confidentiality = conf;
+        out->accounting_excluded = excluded;
+    }
+}
+
+/* The candidate times: t itself when known; else 1 ms (before every bound), and each side of
+ * every bound (data times are positive: 0 says unknown). */
+static size_t
+times_of(const struct axes *ax, int64_t t, int64_t *out)
+{
+    size_t k = 0;
+    if (t != 0) {
+        out[k++] = t;
+        return k;
+    }
+    out[k++] = 1;
+    for (size_t i = 0; i < ax->n_bounds; i++) {
+        if (ax->bounds[i] - 1 > 1) {
+            out[k++] = ax->bounds[i] - 1;
+        }
+        if (ax->bounds[i] > 1) {
+            out[k++] = ax->bounds[i];
+        }
+    }
+    return k;
+}
+
+int
+hie_consent_decide_unknown(const hie_consent_policy_t *policy, const hie_span_t *compiled,
+    size_t n, const hie_consent_request_t *req, hie_consent_decision_t *out)
+{
+    hie_consent_decision_t d;
+    int rc = hie_consent_decide(policy, compiled, n, req, &d); /* checks everything once */
+    if (rc != 0 || (req->doc_class != HIE_CONSENT_CLASS_NONE && req->data_time_ms != 0)) {
+        *out = d;
+        return rc;
+    }
+    struct axes ax;
+    if (axes_gather(compiled, n, req->now_ms, &ax) != 0) {
+        return hie_consent__fail(out, HIE_ELIMIT);
+    }
+    int64_t times[1 + 2 * HIE_CONSENT_UNKNOWN_BOUNDS_MAX];
+    size_t nt = times_of(&ax, req->data_time_ms, times);
+    /* the classes a provision names, and one that none names (they all decide alike) */
+    uint32_t want = req->doc_class != HIE_CONSENT_CLASS_NONE
+        ? HIE_CONSENT_CLASS_BIT(req->doc_class) : ax.classes;
+    for (unsigned c = 1; req->doc_class == HIE_CONSENT_CLASS_NONE &&
+                         c < HIE_CONSENT_CLASSES_COUNT; c++) {
+        if ((ax.classes & HIE_CONSENT_CLASS_BIT(c)) == 0) {
+            want |= HIE_CONSENT_CLASS_BIT(c);
+            break;
+        }
+    }
+    bool first = true;
+    for (unsigned c = 1; c < HIE_CONSENT_CLASSES_COUNT; c++) {
+        for (size_t i = 0; (want & HIE_CONSENT_CLASS_BIT(c)) != 0 && i < nt; i++) {
+            hie_consent_request_t one = *req;
+            one.doc_class = (enum hie_consent_class)c;
+            one.data_time_ms = times[i];
+            decide_core(policy, compiled, n, &one, &d);
+            if (first) {
+                *out = d;
+                first = false;
+            } else {
+                verdict_fold(out, &d);
+            }
+        }
+    }
+    HIE_ASSERT(!first); /* one class at least: the known one, or a named or unnamed one */
     return 0;
 }

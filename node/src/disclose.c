@@ -54,98 +54,19 @@ roles_mask(const hie_org_t *org)
     return m & HIE_CONSENT_ROLES_KNOWN;
 }
 
-/* A document decision's candidate data times: its own, or (unknown, 0) each side of every
- * data-period bound of the patient's directives, and the earliest time (1 ms). */
-#define DOC_BOUNDS_MAX 32u
-
-static size_t
-doc_times(const hie_span_t *rules, size_t n, int64_t known, int64_t *t, int *rc)
-{
-    int64_t b[DOC_BOUNDS_MAX];
-    size_t nb = 0, k = 0;
-    *rc = 0;
-    if (known != 0) {
-        t[0] = known;
-        return 1;
-    }
-    *rc = hie_consent_data_bounds(rules, n, b, DOC_BOUNDS_MAX, &nb);
-    if (*rc == 0 && nb > DOC_BOUNDS_MAX) {
-        *rc = HIE_ELIMIT; /* fails closed: no decision for data of unknown time */
-    }
-    t[k++] = 1; /* data times are positive: 0 says "unknown" */
-    for (size_t i = 0; *rc == 0 && i < nb; i++) {
-        if (b[i] > 2) {
-            t[k++] = b[i] - 1;
-        }
-        if (b[i] > 1) {
-            t[k++] = b[i];
-        }
-    }
-    return k;
-}
-
-static int
-verdict_rank(const hie_consent_decision_t *d)
-{
-    return !hie_consent_permitted(d) ? 2 : d->break_glass ? 1 : 0;
-}
-
-/* Folds candidate d into *out: the most restrictive outcome stands (a deny, then a
- * break-glass, then a permit), and a permit keeps every candidate's obligations. */
-static void
-verdict_fold(hie_consent_decision_t *out, const hie_consent_decision_t *d)
-{
-    uint32_t obl = out->obligations | d->obligations, refrains = out->refrains | d->refrains;
-    enum hie_consent_label conf = out->confidentiality > d->confidentiality
-        ? out->confidentiality : d->confidentiality;
-    bool excluded = out->accounting_excluded && d->accounting_excluded;
-    if (verdict_rank(d) > verdict_rank(out)) {
-        *out = *d;
-    }
-    if (hie_consent_permitted(out)) {
-        out->obligations = obl;
-        out->refrains = refrains;
-        out->confidentiality = conf;
-        out->accounting_excluded = excluded;
-    }
-}
-
 /* The engine's decision for req. A document whose class or data time is unknown (a push or
  * a stored document without them, a responder's answer) could be of any class and from any
- * time: it is decided for each possible class and at each side of every data-period bound of
- * the directives (the decision is constant between bounds), and the most restrictive outcome
- * stands. Before, a provision naming a class or a data period never matched such a document,
- * so a patient's deny of imaging reports, or of one year's data, let it through. */
+ * time: hie_consent_decide_unknown decides it for each class and data time that could change
+ * it, the most restrictive outcome standing. Before, a provision naming a class or a data
+ * period never matched such a document, so a patient's deny of imaging reports, or of one
+ * year's data, let it through. */
 static int
 decide_rules(const hie_consent_policy_t *pol, const hie_span_t *rules, size_t n,
     const hie_consent_request_t *req, hie_consent_decision_t *out)
 {
     bool doc = req->action != HIE__V1__CONSENT_ACTION__CONSENT_ACTION_IDENTITY;
-    if (!doc || (req->doc_class != HIE_CONSENT_CLASS_NONE && req->data_time_ms != 0)) {
-        return hie_consent_decide(pol, rules, n, req, out);
-    }
-    int64_t times[1 + 2 * DOC_BOUNDS_MAX];
-    int rc = 0;
-    size_t nt = doc_times(rules, n, req->data_time_ms, times, &rc);
-    unsigned c0 = req->doc_class != HIE_CONSENT_CLASS_NONE ? (unsigned)req->doc_class : 1u;
-    unsigned c1 = req->doc_class != HIE_CONSENT_CLASS_NONE ? c0 : HIE_CONSENT_CLASSES_COUNT - 1u;
-    bool first = true;
-    for (unsigned c = c0; rc == 0 && c <= c1; c++) {
-        for (size_t i = 0; rc == 0 && i < nt; i++) {
-            hie_consent_request_t one = *req;
-            hie_consent_decision_t d;
-            one.doc_class = (enum hie_consent_class)c;
-            one.data_time_ms = times[i];
-            rc = hie_consent_decide(pol, rules, n, &one, &d);
-            if (rc == 0 && first) {
-                *out = d;
-                first = false;
-            } else if (rc == 0) {
-                verdict_fold(out, &d);
-            }
-        }
-    }
-    return rc;
+    return doc ? hie_consent_decide_unknown(pol, rules, n, req, out)
+               : hie_consent_decide(pol, rules, n, req, out);
 }
 
 /* The decision for euid, from members (NULL: looked up in txn). */

@@ -236,6 +236,10 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 /* Directives one decision may look at: one patient's directives in force or on file. A
  * decision over more fails closed (DENY, HIE_ELIMIT); the store keeps fewer per patient. */
 #define HIE_CONSENT_DIRECTIVES_MAX 64u
+/* Distinct data-period bounds a decision about a document of unknown date is made around (the
+ * directives in force of one patient); past it the decision fails closed. Each bound costs
+ * two decisions per class considered. */
+#define HIE_CONSENT_UNKNOWN_BOUNDS_MAX 64u
 /* Largest compiled directive: a 64-byte header, the id, and per provision 56 fixed bytes plus
  * a length byte and an org id per actor. About 132 KiB at the worst; a typical directive
  * compiles to a few hundred bytes. hie_consent_compile() never writes more. */

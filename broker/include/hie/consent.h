@@ -284,13 +284,18 @@ typedef struct hie_consent_decision {
     enum hie_consent_label confidentiality; /* high-water mark, U..V (rule 7) */
 } hie_consent_decision_t;
 
-/* The data-period bounds (each non-zero start and end, in provision order) of every provision
- * of the compiled directives: a decision about data of unknown time is made at each side of
- * each bound (the decision is constant between them). [out] out: the first cap of them;
- * *count: how many there are (more than cap: out holds only cap). Returns 0 or HIE_ECORRUPT (a
- * span fails hie_consent_compiled_check). Any thread. */
-HIE_MUST_CHECK int hie_consent_data_bounds(const hie_span_t *compiled, size_t n, int64_t *out,
-    size_t cap, size_t *count);
+/* A decision about a document whose class or data time is unknown (doc_class
+ * HIE_CONSENT_CLASS_NONE, data_time_ms 0: pushed or answered without them): it could be of any
+ * class and from any time, so it is decided for each class some provision of the directives
+ * in force names (and one that none names: they all decide alike) and at each side of every
+ * distinct data-period bound of those directives (the decision is constant between bounds),
+ * and the most restrictive outcome stands: a deny, else a break-glass, else a permit with
+ * every candidate's obligations and refrains. With both known it is hie_consent_decide().
+ * Spans are checked once. HIE_ELIMIT (failing closed) past HIE_CONSENT_UNKNOWN_BOUNDS_MAX
+ * distinct bounds. Other parameters and returns as hie_consent_decide(). */
+HIE_MUST_CHECK int hie_consent_decide_unknown(const hie_consent_policy_t *policy,
+    const hie_span_t *compiled, size_t n, const hie_consent_request_t *req,
+    hie_consent_decision_t *out);
 
 /* ---- validation ---------------------------------------------------------------------------- */
 /* Checks d against the directive rules and limits above. Traversal is iterative, and every

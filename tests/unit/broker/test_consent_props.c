@@ -281,3 +281,76 @@ Test(consent_props, deny_reversed_only_by_matching_next_level)
     cr_log_info("%u cases, seed 0x%" PRIx64 " (%u denies)", cases, seed, denies);
     hie_arena_destroy(&s.arena);
 }
+
+/* A document of unknown class or date (hie_consent_decide_unknown) is decided as its most
+ * restrictive possible value: denied exactly when some concrete class and date would be
+ * denied; else flagged break-glass when some would be; else permitted with every concrete
+ * decision's obligations. Concrete dates: every side of every bound the generator uses. */
+Test(consent_props, unknown_class_or_date_is_decided_as_its_most_restrictive_value)
+{
+    uint64_t seed = test_seed(0x0bca55e5ull);
+    cfx_rng_t r = {seed | 1};
+    struct set s;
+    set_init(&s);
+    const unsigned cases = 2000;
+    unsigned denied = 0, permitted = 0;
+    int64_t times[64];
+    size_t nt = 0;
+    for (int64_t t = 50; t <= 850; t += 50) {
+        times[nt++] = t;
+        if (t % 100 == 0) {
+            times[nt++] = t - 1;
+            times[nt++] = t + 1;
+        }
+    }
+    times[nt++] = 1;
+    for (unsigned i = 0; i < cases; i++) {
+        if (i % 200 == 0) {
+            hie_arena_destroy(&s.arena);
+            set_init(&s);
+        }
+        s.n = cfx_below(&r, DIRS_MAX + 1);
+        for (size_t k = 0; k < s.n; k++) {
+            s.dirs[k] = cfx_random_directive(s.arena, &r, (unsigned)k + 1);
+        }
+        cfx_compile_all(s.dirs, s.n, s.bufs, s.spans);
+        hie_consent_policy_t pol;
+        hie_consent_request_t req;
+        cfx_random_policy(&r, &pol);
+        cfx_random_request(&r, &req);
+        req.action = HIE__V1__CONSENT_ACTION__CONSENT_ACTION_QUERY;
+        unsigned unknown = 1 + cfx_below(&r, 3); /* 1 class, 2 date, 3 both */
+        req.doc_class = (unknown & 1) ? HIE_CONSENT_CLASS_NONE
+                                      : (enum hie_consent_class)(1 + cfx_below(&r, 10));
+        req.data_time_ms = (unknown & 2) ? 0 : times[cfx_below(&r, (uint32_t)nt)];
+        hie_consent_decision_t u, d;
+        cr_assert_eq(hie_consent_decide_unknown(&pol, s.spans, s.n, &req, &u), 0);
+        bool any_deny = false, any_glass = false;
+        uint32_t obl = 0;
+        for (unsigned c = 1; c < HIE_CONSENT_CLASSES_COUNT; c++) {
+            for (size_t t = 0; t < nt; t++) {
+                hie_consent_request_t one = req;
+                one.doc_class = (unknown & 1) ? (enum hie_consent_class)c : req.doc_class;
+                one.data_time_ms = (unknown & 2) ? times[t] : req.data_time_ms;
+                cr_assert_eq(hie_consent_decide(&pol, s.spans, s.n, &one, &d), 0);
+                any_deny |= !hie_consent_permitted(&d);
+                any_glass |= hie_consent_permitted(&d) && d.break_glass;
+                obl |= hie_consent_permitted(&d) ? d.obligations : 0;
+            }
+        }
+        cr_assert_eq(!hie_consent_permitted(&u), any_deny, "case %u (seed 0x%" PRIx64 "): "
+            "unknown %s, some concrete value %s", i, seed,
+            hie_consent_permitted(&u) ? "permitted" : "denied", any_deny ? "denied" : "not");
+        if (!any_deny) {
+            cr_assert_eq(u.break_glass, any_glass, "case %u (seed 0x%" PRIx64 ")", i, seed);
+            cr_assert_eq(u.obligations & obl, obl, "case %u (seed 0x%" PRIx64 "): obligations",
+                i, seed);
+        }
+        denied += any_deny;
+        permitted += !any_deny;
+    }
+    cr_assert_gt(denied, cases / 10);
+    cr_assert_gt(permitted, cases / 10);
+    cr_log_info("%u cases, seed 0x%" PRIx64 " (%u denied)", cases, seed, denied);
+    hie_arena_destroy(&s.arena);
+}

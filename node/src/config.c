@@ -480,7 +480,8 @@ cross_check(const node_config_t *c, char *err, size_t eb)
     }
     bool same_host = strcmp(c->http_address, c->listen_address) == 0 ||
                      strcmp(c->http_address, "0.0.0.0") == 0 ||
-                     strcmp(c->listen_address, "0.0.0.0") == 0;
+                     strcmp(c->listen_address, "0.0.0.0") == 0 ||
+                     strcmp(c->listen_address, "::") == 0; /* dual-stack */
     if (c->http_port != 0 && c->http_port == c->listen_port && same_host) {
         snprintf(err, eb, "config keys operator.http_port and listen.port: both %u on the same "
             "address", c->listen_port);

@@ -32,7 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <zmq.h>
 
 #define CTL_TIMEOUT_MS 15000
@@ -143,6 +145,24 @@ ctl_conn_close(struct ctl_conn *conn)
     }
 }
 
+/* Whether a process accepts connections on the unix socket at path. */
+static bool
+ctl_socket_answers(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        return true; /* zmq says what is wrong with it */
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return true;
+    }
+    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno != ECONNREFUSED;
+    close(fd);
+    return ok;
+}
+
 /* Opens (or, after a timeout, reopens: a REQ socket cannot send twice) the socket. Returns 0,
  * or -1 with a lowercase reason in err. */
 static int
@@ -154,6 +174,12 @@ ctl_conn_open(struct ctl_conn *conn, char *err, size_t err_bytes)
     ctl_conn_close(conn);
     if (stat(conn->path, &sb) != 0) {
         snprintf(err, err_bytes, "cannot reach node: %s: %s", conn->path, strerror(errno));
+        return -1;
+    }
+    if (!ctl_socket_answers(conn->path)) { /* a killed node's socket file: "cannot reach"
+                                            * (3), not "no answer in time" (4) */
+        snprintf(err, err_bytes, "cannot reach node: nothing listens on %s (is the node "
+            "running?)", conn->path);
         return -1;
     }
     snprintf(ep, sizeof(ep), "ipc://%s", conn->path);

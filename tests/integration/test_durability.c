@@ -543,6 +543,17 @@ Test(durability, hiectl_names_the_id_of_a_request_not_answered_in_time)
     cr_assert_eq(itest_ctl(&node, out, sizeof(out), "org show late-org"), 0, "%s", out);
 }
 
+/* A node killed leaves its admin socket file: hiectl says it cannot reach the node (3), not
+ * that the request may still be carried out (4). */
+Test(durability, hiectl_against_a_killed_nodes_socket_cannot_reach_it)
+{
+    char out[4096];
+    cr_assert_eq(itest_node_stop(&node, SIGKILL), 128 + SIGKILL);
+    int rc = itest_ctl(&node, out, sizeof(out), "--timeout 2000 org suspend nobody");
+    cr_assert_eq(rc, 3, "%s", out);
+    cr_assert(strstr(out, "nothing listens") != NULL, "%s", out);
+}
+
 Test(durability, admin_socket_is_private)
 {
     char out[1024];

@@ -489,6 +489,8 @@ Test(node_config, reserved_origin_and_new_bounds_are_checked)
     cr_assert_eq(load(NODE LISTEN TLS "limits:\n  idle_timeout_ms: 3000\n"
         "delivery:\n  heartbeat_ms: 1500\n"), 0, "%s", err);
     expect_refused(NODE LISTEN TLS "operator:\n  http_port: 7443\n", "http_port");
+    expect_refused(NODE "listen:\n  address: \"::\"\n  port: 7443\n" TLS
+        "operator:\n  http_port: 7443\n", "http_port");
     cr_assert_eq(load(NODE LISTEN TLS "operator:\n  http_port: 7444\n"), 0, "%s", err);
     expect_refused(NODE LISTEN TLS "storage:\n  log_retain: 5\n", "storage.log_retain");
     expect_refused(NODE LISTEN TLS "delivery:\n  queue_bytes_max: 1000\n",

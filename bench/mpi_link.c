@@ -10,6 +10,7 @@
 struct cand {
     double w;
     uint32_t cluster;
+    bool conflict; /* the composite's national ids all differ (hie_mpi_ids_conflict) */
 };
 
 static int
@@ -34,6 +35,7 @@ struct linker {
     int32_t *slot; /* cluster -> its entry in cands, or -1 */
     struct cand *cands;
     double *weights;
+    bool *conflict;
 };
 
 static uint32_t
@@ -58,9 +60,10 @@ pair_weight(const bench_link_in_t *in, uint64_t q, size_t j)
     return hie_mpi_weight(in->m, in->tf, &in->p[j], &v, NULL);
 }
 
-/* The composite weight of cluster c for record j (hie/mpi_match.h). */
+/* The composite weight of cluster c for record j (hie/mpi_match.h); *conflict as the index
+ * decides it. */
 static double
-cluster_composite(const struct linker *lk, uint32_t c, size_t j)
+cluster_composite(const struct linker *lk, uint32_t c, size_t j, bool *conflict)
 {
     const bench_link_in_t *in = lk->in;
     hie_mpi_composite_t comp;
@@ -75,7 +78,10 @@ cluster_composite(const struct linker *lk, uint32_t c, size_t j)
         (void)hie_mpi_weight(in->m, in->tf, &in->p[j], &v, ex);
         hie_mpi_composite_add(&comp, ex);
     }
-    return hie_mpi_composite_weight(&comp, NULL);
+    hie_mpi_contribution_t best[HIE_MPI_FIELD_COUNT];
+    double w = hie_mpi_composite_weight(&comp, best);
+    *conflict = hie_mpi_ids_conflict(best);
+    return w;
 }
 
 /* The candidate clusters of record j in lk->cands, best first (mpi_link.h). Returns their
@@ -90,7 +96,7 @@ score_clusters(struct linker *lk, size_t j)
         double w = pair_weight(in, q, j);
         if (lk->slot[c] < 0) {
             lk->slot[c] = (int32_t)nc;
-            lk->cands[nc++] = (struct cand){w, c};
+            lk->cands[nc++] = (struct cand){w, c, false};
         } else if (w > lk->cands[lk->slot[c]].w) {
             lk->cands[lk->slot[c]].w = w;
         }
@@ -103,7 +109,7 @@ score_clusters(struct linker *lk, size_t j)
         if (lk->cands[k].w < HIE_MPI_COMPOSITE_WEIGHT_MIN) {
             break;
         }
-        lk->cands[k].w = cluster_composite(lk, lk->cands[k].cluster, j);
+        lk->cands[k].w = cluster_composite(lk, lk->cands[k].cluster, j, &lk->cands[k].conflict);
     }
     qsort(lk->cands, nc, sizeof(*lk->cands), cmp_cand);
     return nc;
@@ -128,9 +134,10 @@ link_one(struct linker *lk, size_t j, bench_link_out_t *out)
     size_t nc = score_clusters(lk, j);
     for (size_t k = 0; k < nc; k++) {
         lk->weights[k] = lk->cands[k].w;
+        lk->conflict[k] = lk->cands[k].conflict;
     }
     hie_mpi_decision_t d;
-    hie_mpi_decide(lk->in->m, lk->weights, nc, &d);
+    hie_mpi_decide(lk->in->m, lk->weights, lk->conflict, nc, &d);
     if (d.outcome == HIE_MPI_OUTCOME_LINK) {
         uint32_t to = lk->cands[0].cluster;
         lk->parent[j] = to;
@@ -152,9 +159,10 @@ bench_mpi_link(const bench_link_in_t *in, bench_link_out_t *out)
     struct linker lk = {in, malloc(n * sizeof(uint32_t)),
         {malloc(n * sizeof(uint32_t)), malloc(n * sizeof(uint32_t))},
         malloc(n * sizeof(int32_t)), malloc(n * sizeof(struct cand)),
-        malloc(n * sizeof(double))};
+        malloc(n * sizeof(double)), malloc(n + 1)};
     int rc = lk.parent != NULL && lk.mb.head != NULL && lk.mb.next != NULL &&
-        lk.slot != NULL && lk.cands != NULL && lk.weights != NULL ? 0 : -1;
+        lk.slot != NULL && lk.cands != NULL && lk.weights != NULL && lk.conflict != NULL ? 0
+        : -1;
     out->linked = out->review = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         lk.parent[i] = (uint32_t)i;
@@ -174,5 +182,6 @@ bench_mpi_link(const bench_link_in_t *in, bench_link_out_t *out)
     free(lk.slot);
     free(lk.cands);
     free(lk.weights);
+    free(lk.conflict);
     return rc;
 }

@@ -396,9 +396,20 @@ hie_mpi_weight_table(const hie_mpi_weights_t *t, const hie_mpi_vector_t *v,
 
 /* ---- the decision ----------------------------------------------------------------------- */
 
+_Static_assert(COARSE_DIFFERENT == HIE_MPI_CODE_DIFFERENT, "the public level is the code's");
+
+bool
+hie_mpi_ids_conflict(const hie_mpi_contribution_t explain[HIE_MPI_FIELD_COUNT])
+{
+    unsigned dob = explain[HIE_MPI_F_DOB].level;
+    return explain[HIE_MPI_F_NATIONAL_ID].level == HIE_MPI_CODE_DIFFERENT &&
+           (dob == HIE_MPI_DATE_WITHIN_YEAR || dob == HIE_MPI_DATE_WITHIN_DECADE ||
+            dob == HIE_MPI_DATE_DIFFERENT);
+}
+
 void
-hie_mpi_decide(const hie_mpi_model_t *model, const double *weights, size_t count,
-    hie_mpi_decision_t *out)
+hie_mpi_decide(const hie_mpi_model_t *model, const double *weights, const bool *conflict,
+    size_t count, hie_mpi_decision_t *out)
 {
     HIE_ASSERT(model != NULL && out != NULL);
     HIE_ASSERT(weights != NULL || count == 0);
@@ -418,8 +429,12 @@ hie_mpi_decide(const hie_mpi_model_t *model, const double *weights, size_t count
     if (p1 < model->link_probability) {
         return;
     }
+    if (conflict != NULL && conflict[0]) {
+        out->rule = "review: at the link threshold, but the national ids and birth dates differ";
+        return;
+    }
     size_t fold = 0;
-    while (fold + 1 < count &&
+    while (fold + 1 < count && (conflict == NULL || !conflict[fold + 1]) &&
            hie_mpi_probability(model, weights[fold + 1]) >= model->link_probability) {
         HIE_ASSERT(weights[fold + 1] <= weights[fold]);
         fold++;

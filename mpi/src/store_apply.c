@@ -318,17 +318,20 @@ feed_decide(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const uint8_t *self, s
         store__rules_ms(ctx) >= STORE_MERGED_NOLINK_SINCE_MS, ctx->arena, &fd->match);
     double *weights = rc == 0 ? hie_arena_alloc(ctx->arena,
         (fd->match.n + 1) * sizeof(*weights)) : NULL;
-    if (rc == 0 && weights == NULL) {
+    bool *conflict = rc == 0 ? hie_arena_alloc(ctx->arena, fd->match.n + 1) : NULL;
+    if (rc == 0 && (weights == NULL || conflict == NULL)) {
         rc = HIE_ENOMEM;
     }
     if (rc != 0) {
         return rc;
     }
+    bool ids = store__rules_ms(ctx) >= STORE_ID_CONFLICT_SINCE_MS;
     for (size_t i = 0; i < fd->match.n; i++) {
         weights[i] = fd->match.cand[i].weight; /* best first (store__match) */
+        conflict[i] = ids && hie_mpi_ids_conflict(fd->match.cand[i].explain);
     }
     hie_mpi_decision_t d;
-    hie_mpi_decide(&fd->model, weights, fd->match.n, &d);
+    hie_mpi_decide(&fd->model, weights, conflict, fd->match.n, &d);
     fd->cand = fd->match.n > 0 ? &fd->match.cand[0] : NULL;
     fd->rule = d.rule;
     fd->fold_count = d.fold_count;

@@ -43,6 +43,10 @@
 /* From the same time: an unlink of a merged MRN, or a merge into one, is refused as merged
  * (BAD_REQUEST, as create and update are), not NOT_FOUND "no record of this MRN". */
 #define STORE_MERGED_ERRORS_SINCE_MS 1796094000000ll
+/* From 2026-12-01T05:30Z: a candidate whose national ids and birth dates both differ from the
+ * record's (hie_mpi_ids_conflict) is never linked or merged automatically (review at most): a
+ * father and son of one name at one address linked on the strength of the rest. */
+#define STORE_ID_CONFLICT_SINCE_MS 1796103000000ll
 /* The time a rule's start is compared with: the rules clock, never before the command's own. */
 static inline int64_t
 store__rules_ms(const hie_mpi_apply_ctx_t *ctx)

@@ -184,10 +184,25 @@ typedef struct hie_mpi_decision {
  * one command; the ones past the bound stay apart. */
 #define HIE_MPI_FOLD_MAX 8u
 
+/* The level of a code field (postcode, phone, national id) whose two values are present and
+ * more than one edit apart. */
+#define HIE_MPI_CODE_DIFFERENT 3u
+/* True when a candidate's contributions (its EUID's composite) say two people: the national
+ * ids differ (both sides carry one, none of the candidate's within one edit of the record's)
+ * and so do the birth dates (more than a month apart: not a typo). Either alone is a common
+ * clerical error (FEBRL2: 4% of true pairs carry wholly different ids, at F1 0.97 instead of
+ * 0.999 when an id conflict alone sent them to review). */
+bool hie_mpi_ids_conflict(const hie_mpi_contribution_t explain[HIE_MPI_FIELD_COUNT]);
+
 /* Decides as above. [in] weights: count weights (bits), best first (non-increasing, asserted;
- * ties in the caller's deterministic order). [out] out. Pure, any thread. */
-void hie_mpi_decide(const hie_mpi_model_t *model, const double *weights, size_t count,
-    hie_mpi_decision_t *out);
+ * ties in the caller's deterministic order). [in] conflict: NULL, or count flags
+ * (hie_mpi_ids_conflict of each candidate): a conflicting candidate is never linked or merged
+ * automatically, whatever its weight: the best one goes to review instead, and merging stops
+ * before the first conflicting one (a father and son at one address with the same name: their
+ * different national ids and birth dates weighed 14 bits against 32 of the rest). [out] out.
+ * Pure, any thread. */
+void hie_mpi_decide(const hie_mpi_model_t *model, const double *weights, const bool *conflict,
+    size_t count, hie_mpi_decision_t *out);
 
 /* An EUID's composite: a record is compared with every record of a candidate EUID and each
  * field counts with the best level any of them reaches, so a person whose records each kept

@@ -103,35 +103,69 @@ Test(mpi_match, decide_links_merges_reviews_and_keeps_new)
     double prior = -log2(m.lambda / (1.0 - m.lambda));
     double link = prior + 6.0, review = prior + 1.0, low = prior - 3.0; /* p .98, .67, .11 */
     hie_mpi_decision_t d;
-    hie_mpi_decide(&m, NULL, 0, &d);
+    hie_mpi_decide(&m, NULL, NULL, 0, &d);
     cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_NEW);
     cr_assert_str_eq(d.rule, "new: no candidate");
     double w1[] = {low};
-    hie_mpi_decide(&m, w1, 1, &d);
+    hie_mpi_decide(&m, w1, NULL, 1, &d);
     cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_NEW);
     double w2[] = {review, low};
-    hie_mpi_decide(&m, w2, 2, &d);
+    hie_mpi_decide(&m, w2, NULL, 2, &d);
     cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_REVIEW);
     cr_assert_eq(d.fold_count, 0);
     double w3[] = {link + 3, link, low};
-    hie_mpi_decide(&m, w3, 3, &d);
+    hie_mpi_decide(&m, w3, NULL, 3, &d);
     cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_LINK, "%s", d.rule);
     cr_assert_eq(d.fold_count, 1, "the second EUID also reaches the link threshold");
     double w4[] = {prior + 5.0, prior + 3.5}; /* p .97 and .92: 1.5 bits apart */
-    hie_mpi_decide(&m, w4, 2, &d);
+    hie_mpi_decide(&m, w4, NULL, 2, &d);
     cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_REVIEW, "a runner-up within the margin");
     cr_assert_str_eq(d.rule, "review: runner-up within the margin");
     double w5[] = {link + 3, review};
-    hie_mpi_decide(&m, w5, 2, &d);
+    hie_mpi_decide(&m, w5, NULL, 2, &d);
     cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_LINK, "the runner-up is far behind");
     cr_assert_eq(d.fold_count, 0);
     double w6[HIE_MPI_FOLD_MAX + 3];
     for (size_t i = 0; i < HIE_ARRAY_LEN(w6); i++) {
         w6[i] = link + 10 - (double)i * 0.1;
     }
-    hie_mpi_decide(&m, w6, HIE_ARRAY_LEN(w6), &d);
+    hie_mpi_decide(&m, w6, NULL, HIE_ARRAY_LEN(w6), &d);
     cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_LINK);
     cr_assert_eq(d.fold_count, HIE_MPI_FOLD_MAX, "folds are bounded");
+}
+
+/* A candidate whose national ids differ from the record's is never linked or merged on its
+ * weight: the best goes to review, and merging stops before a conflicting one. */
+Test(mpi_match, decide_never_links_across_different_national_ids)
+{
+    hie_mpi_model_t m;
+    hie_mpi_model_default(&m);
+    double prior = -log2(m.lambda / (1.0 - m.lambda));
+    double link = prior + 6.0;
+    hie_mpi_decision_t d;
+    double w[] = {link + 12, link + 11, link + 10};
+    bool best[] = {true, false, false}, second[] = {false, true, false};
+    hie_mpi_decide(&m, w, best, 3, &d);
+    cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_REVIEW, "%s", d.rule);
+    cr_assert_str_eq(d.rule, "review: at the link threshold, but the national ids and birth "
+        "dates differ");
+    hie_mpi_decide(&m, w, second, 3, &d);
+    cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_REVIEW, "a conflicting runner-up within the "
+        "margin: %s", d.rule);
+    double far[] = {link + 12, link, link - 0.5};
+    bool third[] = {false, false, true};
+    hie_mpi_decide(&m, far, third, 3, &d);
+    cr_assert_eq(d.outcome, HIE_MPI_OUTCOME_LINK, "%s", d.rule);
+    cr_assert_eq(d.fold_count, 1, "merging stops before the conflicting third");
+    hie_mpi_contribution_t ex[HIE_MPI_FIELD_COUNT] = {{0, 0.0}};
+    ex[HIE_MPI_F_NATIONAL_ID].level = HIE_MPI_CODE_DIFFERENT;
+    ex[HIE_MPI_F_DOB].level = HIE_MPI_DATE_DIFFERENT;
+    cr_assert(hie_mpi_ids_conflict(ex));
+    ex[HIE_MPI_F_DOB].level = HIE_MPI_DATE_ONE_DIGIT_OFF; /* a typo: one of them may be too */
+    cr_assert_not(hie_mpi_ids_conflict(ex));
+    ex[HIE_MPI_F_DOB].level = HIE_MPI_DATE_WITHIN_DECADE;
+    ex[HIE_MPI_F_NATIONAL_ID].level = 2; /* one edit apart: a typo */
+    cr_assert_not(hie_mpi_ids_conflict(ex));
 }
 
 Test(mpi_match, decide_asserts_best_first, .signal = SIGABRT)
@@ -140,7 +174,7 @@ Test(mpi_match, decide_asserts_best_first, .signal = SIGABRT)
     hie_mpi_model_default(&m);
     double w[] = {40.0, 50.0};
     hie_mpi_decision_t d;
-    hie_mpi_decide(&m, w, 2, &d);
+    hie_mpi_decide(&m, w, NULL, 2, &d);
 }
 
 Test(mpi_match, composite_takes_each_fields_best_and_a_gap_hides_nothing)

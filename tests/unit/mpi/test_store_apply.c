@@ -76,6 +76,9 @@ struct who {
     const char *given, *family, *dob, *street, *city, *postcode, *email;
 };
 
+/* The national id the next feed_cmd sends ("": none). */
+static const char *feed_national = "";
+
 /* The prior MRN of the next merge command feed_cmd builds. */
 static const char *merge_prior;
 
@@ -100,6 +103,7 @@ feed_cmd(Hie__V1__FeedAction action, const char *mrn, const struct who *w)
         d.city = (char *)(uintptr_t)w->city;
         d.postcode = (char *)(uintptr_t)w->postcode;
         d.email = (char *)(uintptr_t)w->email;
+        d.national_id = (char *)(uintptr_t)feed_national;
         req.demographics = &d;
     }
     pid.org_id = (char *)ORG;
@@ -916,6 +920,56 @@ Test(mpi_store_apply, before_the_bound_a_link_into_a_large_euid_applies)
         "stamped before 2026-11-30T19:00Z: linked as it was");
     euid_of("P0", first);
     cr_assert_str_eq(e, first);
+}
+
+/* A father and son of one name at one address (suffixes such as Jr are dropped from names),
+ * their national ids and birth dates different: the son's record waits for review instead of
+ * joining his father's EUID on the strength of the rest. One of the two differing alone is a
+ * clerical error and still links (an id one edit apart; a wholly different id with the same
+ * birth date). A command from before the rule links as it did. */
+Test(mpi_store_apply, different_national_ids_and_birth_dates_are_never_linked_automatically)
+{
+    const struct who father = {"John", "Smith", "1950-03-04", "12 High Street", "Leeds",
+        "LS1 4AB", "smiths@home.example"};
+    const struct who son = {"John", "Smith", "1978-09-12", "12 High Street", "Leeds",
+        "LS1 4AB", "smiths@home.example"};
+    char e1[16], e2[16], e3[16];
+    feed_rules_ms = 1796103000000ll; /* 2026-12-01T05:30Z */
+    feed_national = "123456789";
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "F1", &father, e1),
+        HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    feed_national = "987650001";
+    Hie__V1__FeedOutcome o = feed(HIE__V1__FEED_ACTION__FEED_CREATE, "S1", &son, e2);
+    cr_assert_neq(o, HIE__V1__FEED_OUTCOME__OUTCOME_LINKED, "the son joined his father");
+    cr_assert_str_neq(e1, e2, "the son has an EUID of his own");
+    feed_national = "123456788";
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "T1", &father, e3),
+        HIE__V1__FEED_OUTCOME__OUTCOME_LINKED, "one edit apart: the same person");
+    cr_assert_str_eq(e1, e3);
+    feed_national = "555443333";
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "T2", &father, e3),
+        HIE__V1__FEED_OUTCOME__OUTCOME_LINKED, "another id, the same birth date: linked");
+    cr_assert_str_eq(e1, e3);
+    feed_national = "";
+}
+
+/* The same father and son, fed before the rule: linked, as it applied then (a log replays as
+ * it applied). */
+Test(mpi_store_apply, before_the_rule_different_ids_and_birth_dates_linked)
+{
+    const struct who father = {"John", "Smith", "1950-03-04", "12 High Street", "Leeds",
+        "LS1 4AB", "smiths@home.example"};
+    const struct who son = {"John", "Smith", "1978-09-12", "12 High Street", "Leeds",
+        "LS1 4AB", "smiths@home.example"};
+    char e1[16], e2[16];
+    feed_national = "123456789";
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "F1", &father, e1),
+        HIE__V1__FEED_OUTCOME__OUTCOME_NEW);
+    feed_national = "987650001";
+    cr_assert_eq(feed(HIE__V1__FEED_ACTION__FEED_CREATE, "S1", &son, e2),
+        HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
+    cr_assert_str_eq(e1, e2);
+    feed_national = "";
 }
 
 /* Applies cmd's review decision at feed_time_ms; returns the refusal code (0: applied). */

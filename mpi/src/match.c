@@ -776,8 +776,28 @@ tf_grow(hie_mpi_tf_t *tf)
     return 0;
 }
 
+/* Empties slot s (its count is 0) by backward shift: each later slot of the run that may
+ * move back over the hole does, so lookups never meet a hole before their value. */
+static void
+tf_remove(hie_mpi_tf_t *tf, struct tf_slot *s)
+{
+    size_t mask = tf->cap - 1, i = (size_t)(s - tf->slots);
+    HIE_ASSERT(s->hash != 0 && s->count == 0);
+    for (size_t j = (i + 1) & mask; tf->slots[j].hash != 0; j = (j + 1) & mask) {
+        size_t home = tf->slots[j].hash & mask;
+        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            tf->slots[i] = tf->slots[j];
+            i = j;
+        }
+    }
+    tf->slots[i] = (struct tf_slot){0, 0};
+    tf->used--;
+}
+
 /* One more (delta 1) or one fewer (-1) value of slot hash in field f. A value counted down to
- * 0 keeps its slot (the table never deletes: it holds the distinct values ever counted). */
+ * 0 leaves the table (it held every distinct value ever counted: a member renaming one record
+ * again and again grew it, and its rehashes on the log thread, until a restart). */
 static int
 tf_slot_count(hie_mpi_tf_t *tf, enum hie_mpi_field f, uint64_t hash, int delta)
 {
@@ -799,6 +819,9 @@ tf_slot_count(hie_mpi_tf_t *tf, enum hie_mpi_field f, uint64_t hash, int delta)
     }
     s->count = delta < 0 ? s->count - 1 : s->count + 1;
     *total = delta < 0 ? *total - 1 : *total + 1;
+    if (s->count == 0) {
+        tf_remove(tf, s);
+    }
     return 0;
 }
 
@@ -839,6 +862,14 @@ tf_key_slot(enum hie_mpi_field f, uint64_t key)
 {
     uint64_t h = key ^ ((uint64_t)f + 1u) * 0x9e3779b97f4a7c15ull;
     return h == 0 ? 1 : h;
+}
+
+size_t
+hie_mpi__tf_used(const hie_mpi_tf_t *tf, size_t *capacity)
+{
+    HIE_ASSERT(tf != NULL && capacity != NULL);
+    *capacity = tf->cap;
+    return tf->used;
 }
 
 int

@@ -38,5 +38,7 @@ int hie_mpi__tf_count(hie_mpi_tf_t *tf, enum hie_mpi_field f, uint64_t key, int 
  * how many records field f counts. */
 double hie_mpi__tf_key_frequency(const hie_mpi_tf_t *tf, enum hie_mpi_field f, uint64_t key,
     uint64_t *total);
+/* Distinct values counted now (slots in use), and the table's capacity (tests). */
+size_t hie_mpi__tf_used(const hie_mpi_tf_t *tf, size_t *capacity);
 
 #endif

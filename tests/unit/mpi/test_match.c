@@ -4,6 +4,7 @@
  * known parameters, blocking keys.
  */
 #include "hie/mpi.h"
+#include "../test_util.h"
 
 #include "../../../mpi/src/mpi_int.h"
 
@@ -538,4 +539,51 @@ Test(mpi_match, block_keys_bytes_are_fixed)
     uint64_t digest = hie_load_be64(d);
     cr_log_info("block keys digest 0x%016llx", (unsigned long long)digest);
     cr_assert_eq(digest, 0x5e85b4196cdfe131ull, "the block keys changed");
+}
+
+/* A name counted down to 0 leaves the table, and the others stay found (a slot emptied in the
+ * middle of a probe run must not hide the values after it): a member renaming one record
+ * again and again kept every name it ever had, growing the table until a restart. Random
+ * adds and removes against a reference count, seeded. */
+Test(mpi_match, term_frequency_slots_counted_to_zero_are_freed)
+{
+    enum { KEYS = 512, STEPS = 200000 };
+    static uint32_t ref[KEYS];
+    hie_mpi_tf_t *tf = NULL;
+    cr_assert_eq(hie_mpi_tf_create(&tf, 4), 0);
+    uint64_t seed = test_seed(0x7f5eedull), s = seed;
+    size_t cap_seen = 0, distinct = 0;
+    for (unsigned i = 0; i < STEPS; i++) {
+        uint64_t r = rng(&s);
+        unsigned k = (unsigned)(r % KEYS);
+        int delta = ref[k] > 0 && (r >> 32) % 2 == 0 ? -1 : 1;
+        uint64_t key = (uint64_t)k * 0x9e3779b1u + 1; /* clustered probe runs */
+        cr_assert_eq(hie_mpi__tf_count(tf, HIE_MPI_F_GIVEN, key, delta), 0, "seed 0x%" PRIx64,
+            seed);
+        distinct += delta > 0 && ref[k] == 0;
+        distinct -= delta < 0 && ref[k] == 1;
+        ref[k] += (uint32_t)delta;
+        size_t cap = 0;
+        cr_assert_eq(hie_mpi__tf_used(tf, &cap), distinct, "seed 0x%" PRIx64, seed);
+        cap_seen = cap > cap_seen ? cap : cap_seen;
+    }
+    uint64_t total = 0;
+    for (unsigned k = 0; k < KEYS; k++) {
+        double f = hie_mpi__tf_key_frequency(tf, HIE_MPI_F_GIVEN, (uint64_t)k * 0x9e3779b1u + 1,
+            &total);
+        cr_assert_float_eq(f * (double)total, (double)ref[k], 1e-6, "key %u (seed 0x%" PRIx64
+            ")", k, seed);
+    }
+    cr_assert_leq(cap_seen, 4u * KEYS, "the table stays sized to what it holds");
+    /* one record renamed 20,000 times: one name counted at a time */
+    for (uint64_t n = 1; n <= 20000; n++) {
+        cr_assert_eq(hie_mpi__tf_count(tf, HIE_MPI_F_FAMILY, n * 0x10001u + 7, 1), 0);
+        if (n > 1) {
+            cr_assert_eq(hie_mpi__tf_count(tf, HIE_MPI_F_FAMILY, (n - 1) * 0x10001u + 7, -1), 0);
+        }
+    }
+    size_t cap = 0;
+    cr_assert_eq(hie_mpi__tf_used(tf, &cap), distinct + 1);
+    cr_assert_leq(cap, 4u * KEYS, "renames do not grow it");
+    hie_mpi_tf_destroy(&tf);
 }

@@ -998,6 +998,13 @@ import_state_apply(struct ctl_import *im, bool restart)
             im->state_path, hie_strerror(rc));
         return CTL_EXIT_FAIL;
     }
+    if (saved.version == 1) { /* saved before fingerprints covered the whole file: the rows
+                               * it sent carry ids from the old one; go on with it */
+        hie_node__import_fingerprint_use(im->reader, 1);
+        fp = hie_node__import_fingerprint(im->reader);
+        memcpy(im->st.fingerprint, fp, sizeof(im->st.fingerprint));
+        im->st.version = 1;
+    }
     if (strcmp(saved.fingerprint, fp) != 0) { /* each row's id comes from the fingerprint:
                                                 * starting over would send the rows already
                                                 * imported again, under new ids */

@@ -28,7 +28,9 @@
 #include <unistd.h>
 
 #define READER_MAGIC 0x494d5052u /* "IMPR" */
-#define STATE_VERSION 1
+/* State files: 2 since 2026-12-01 (the fingerprint covers the whole file); 1 before (the size
+ * and the first 64 KiB), still resumed with that fingerprint. */
+#define STATE_VERSION 2
 
 enum column {
     COL_ORG_ID, COL_MRN, COL_GIVEN, COL_FAMILY, COL_BIRTH_DATE, COL_SEX, COL_ADDRESS, COL_CITY,
@@ -56,7 +58,8 @@ struct node_import_reader {
     bool csv_ready;
     int columns[NODE_IMPORT_COLUMNS_MAX]; /* CSV: enum column of each header position */
     size_t columns_count;
-    char fingerprint[NODE_IMPORT_FINGERPRINT_HEX_BYTES];
+    char fingerprint[NODE_IMPORT_FINGERPRINT_HEX_BYTES];    /* the one in use */
+    char fingerprints[2][NODE_IMPORT_FINGERPRINT_HEX_BYTES]; /* versions 1 and 2 */
     size_t rec_len;
     bool rec_too_long;
     bool rec_unbalanced;        /* CSV: a quote never closed; rec is its first line only */
@@ -560,16 +563,25 @@ reader_fingerprint(node_import_reader_t *r)
     }
     crypto_hash_sha256_init(&st);
     crypto_hash_sha256_update(&st, size_be, sizeof(size_be));
+    crypto_hash_sha256_state v1 = st; /* version 1: the size and the first chunk only */
     size_t got = 0;
+    bool first = true;
     do {
         got = fread(chunk, 1, NODE_IMPORT_FINGERPRINT_PREFIX_BYTES, r->f);
         crypto_hash_sha256_update(&st, chunk, got);
+        if (first) {
+            crypto_hash_sha256_update(&v1, chunk, got);
+            crypto_hash_sha256_final(&v1, hash);
+            sodium_bin2hex(r->fingerprints[0], sizeof(r->fingerprints[0]), hash, sizeof(hash));
+            first = false;
+        }
     } while (got == NODE_IMPORT_FINGERPRINT_PREFIX_BYTES);
     if (ferror(r->f)) {
         return -EIO;
     }
     crypto_hash_sha256_final(&st, hash);
-    sodium_bin2hex(r->fingerprint, sizeof(r->fingerprint), hash, sizeof(hash));
+    sodium_bin2hex(r->fingerprints[1], sizeof(r->fingerprints[1]), hash, sizeof(hash));
+    memcpy(r->fingerprint, r->fingerprints[1], sizeof(r->fingerprint));
     rewind(r->f);
     return 0;
 }
@@ -748,6 +760,13 @@ hie_node__import_fingerprint(const node_import_reader_t *r)
     return r->fingerprint;
 }
 
+void
+hie_node__import_fingerprint_use(node_import_reader_t *r, uint32_t version)
+{
+    HIE_ASSERT(r != NULL && r->magic == READER_MAGIC && (version == 1 || version == 2));
+    memcpy(r->fingerprint, r->fingerprints[version - 1], sizeof(r->fingerprint));
+}
+
 uint64_t
 hie_node__import_size(const node_import_reader_t *r)
 {
@@ -822,7 +841,8 @@ state_to_json(const node_import_state_t *st)
 {
     const node_import_counts_t *c = &st->counts;
     return json_pack("{s:i, s:s, s:I, s:I, s:b, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
-        "version", STATE_VERSION, "fingerprint", st->fingerprint, "offset",
+        "version", st->version == 1 ? 1 : STATE_VERSION, "fingerprint", st->fingerprint,
+        "offset",
         (json_int_t)st->offset, "line", (json_int_t)st->line, "complete", st->complete,
         "counts", "rows", (json_int_t)c->rows, "imported", (json_int_t)c->imported,
         "rejected", (json_int_t)c->rejected, "new", (json_int_t)c->created, "linked",
@@ -904,12 +924,14 @@ state_from_json(json_t *obj, node_import_state_t *st)
             return HIE_ECORRUPT;
         }
     }
-    if (version != STATE_VERSION || strlen(fp) != NODE_IMPORT_FINGERPRINT_HEX_BYTES - 1 ||
+    if ((version != STATE_VERSION && version != 1) ||
+        strlen(fp) != NODE_IMPORT_FINGERPRINT_HEX_BYTES - 1 ||
         strspn(fp, "0123456789abcdef") != NODE_IMPORT_FINGERPRINT_HEX_BYTES - 1 || v[1] < 1) {
         return HIE_ECORRUPT;
     }
     memset(st, 0, sizeof(*st));
     memcpy(st->fingerprint, fp, NODE_IMPORT_FINGERPRINT_HEX_BYTES);
+    st->version = (uint32_t)version;
     st->offset = (uint64_t)v[0];
     st->line = (uint64_t)v[1];
     st->complete = complete != 0;

@@ -73,6 +73,8 @@ typedef struct node_import_counts {
 
 /* Where an import stands after its last fully acknowledged batch. */
 typedef struct node_import_state {
+    uint32_t version;   /* of the fingerprint: 2 (the whole file); 1 in a state file written
+                         * before 2026-12-01 (the size and the first 64 KiB) */
     char fingerprint[NODE_IMPORT_FINGERPRINT_HEX_BYTES];
     uint64_t offset;    /* next record starts here */
     uint64_t line;      /* ... on this line */
@@ -90,8 +92,11 @@ HIE_MUST_CHECK int hie_node__import_open(node_import_reader_t **out, const char 
 void hie_node__import_destroy(node_import_reader_t **reader);
 
 /* The file's fingerprint: SHA-256 of its size (8 bytes, big-endian) and all its bytes, as
- * hex. Borrowed until destroy. */
+ * hex; or, after hie_node__import_fingerprint_use(reader, 1), version 1's (the size and the
+ * first NODE_IMPORT_FINGERPRINT_PREFIX_BYTES: a state file from before resumes with the ids it
+ * gave its rows). Borrowed until destroy. */
 const char *hie_node__import_fingerprint(const node_import_reader_t *reader);
+void hie_node__import_fingerprint_use(node_import_reader_t *reader, uint32_t version);
 /* File size in bytes when opened. */
 uint64_t hie_node__import_size(const node_import_reader_t *reader);
 

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -400,8 +401,8 @@ Test(node_import, fingerprint_covers_the_whole_file)
 
 Test(node_import, state_file_round_trip)
 {
-    node_import_state_t st = {.offset = 123456789012ull, .line = 42, .complete = true,
-        .counts = {10, 7, 3, 4, 2, 1, 0}};
+    node_import_state_t st = {.version = 2, .offset = 123456789012ull, .line = 42,
+        .complete = true, .counts = {10, 7, 3, 4, 2, 1, 0}};
     memset(st.fingerprint, 'a', 64);
     char state_path[256];
     snprintf(state_path, sizeof(state_path), "%s/x.hieimport", dir);
@@ -412,6 +413,47 @@ Test(node_import, state_file_round_trip)
     cr_assert_eq(memcmp(&back, &st, sizeof(st)), 0);
     test_write_text(dir, "x.hieimport", "{\"version\":1}");
     cr_assert_eq(hie_node__import_state_load(state_path, &back), HIE_ECORRUPT);
+}
+
+/* A state file from before fingerprints covered the whole file (version 1: the size and the
+ * first 64 KiB) still loads, and the reader gives that fingerprint on request, so a half-done
+ * import resumes with the row ids it already sent instead of being refused as another file. */
+Test(node_import, a_version_1_state_file_resumes_with_its_fingerprint)
+{
+    static char text[100000];
+    size_t n = (size_t)snprintf(text, sizeof(text), "org_id,mrn\n");
+    for (unsigned i = 0; n + 16 < sizeof(text); i++) {
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "h1,M%07u\n", i);
+    }
+    cr_assert_eq(open_text("v1.csv", text, NODE_IMPORT_CSV), 0);
+    uint8_t size_be[8], hash[crypto_hash_sha256_BYTES];
+    char want[NODE_IMPORT_FINGERPRINT_HEX_BYTES], whole[NODE_IMPORT_FINGERPRINT_HEX_BYTES];
+    for (unsigned i = 0; i < 8; i++) {
+        size_be[i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+    }
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, size_be, 8);
+    crypto_hash_sha256_update(&st, (const uint8_t *)text, NODE_IMPORT_FINGERPRINT_PREFIX_BYTES);
+    crypto_hash_sha256_final(&st, hash);
+    sodium_bin2hex(want, sizeof(want), hash, sizeof(hash));
+    snprintf(whole, sizeof(whole), "%s", hie_node__import_fingerprint(reader));
+    cr_assert_str_neq(whole, want, "the whole file's by default");
+    hie_node__import_fingerprint_use(reader, 1);
+    cr_assert_str_eq(hie_node__import_fingerprint(reader), want);
+    char state_path[256], json[256];
+    snprintf(state_path, sizeof(state_path), "%s/v1.hieimport", dir);
+    snprintf(json, sizeof(json), "{\"version\":1,\"fingerprint\":\"%s\",\"offset\":11,"
+        "\"line\":2,\"complete\":false,\"counts\":{\"rows\":0,\"imported\":0,"
+        "\"rejected\":0,\"new\":0,\"linked\":0,\"review\":0,\"updated\":0}}", want);
+    test_write_text(dir, "v1.hieimport", json);
+    node_import_state_t back;
+    cr_assert_eq(hie_node__import_state_load(state_path, &back), 0);
+    cr_assert_eq(back.version, 1u);
+    cr_assert_str_eq(back.fingerprint, want);
+    cr_assert_eq(hie_node__import_state_save(state_path, &back), 0);
+    cr_assert_eq(hie_node__import_state_load(state_path, &back), 0);
+    cr_assert_eq(back.version, 1u, "saved again as version 1");
 }
 
 /* The progress file may sit in a shared folder: one that is not ours alone (writable by the

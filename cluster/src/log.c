@@ -284,6 +284,12 @@ log_replay_batch(hie_cluster_log_t *log, uint64_t first, uint64_t last, uint64_t
             log->fsm.prepare(log->fsm.ctx, log->entries, n);
         }
         rc = log_apply(log, n);
+        if (rc != 0 && log->fsm.fatal != NULL) {
+            /* as on the log thread: the state would diverge. Returned, it read as a stop
+             * request (HIE_EUNAVAIL: a command needing the data key the node lacks) and the
+             * node exited 0, or as "cannot open command log" without the apply's hint */
+            log->fsm.fatal(log->fsm.ctx, rc, "replay: apply");
+        }
     }
     for (size_t i = 0; i < n; i++) {
         hie_mem_free(log->results[i].buf, log->results[i].len);

@@ -554,6 +554,27 @@ Test(durability, hiectl_against_a_killed_nodes_socket_cannot_reach_it)
     cr_assert(strstr(out, "nothing listens") != NULL, "%s", out);
 }
 
+/* A log that holds a command needing the data key, replayed by a node started without the
+ * key: the node stops with an error (exit 70, as when apply fails on the log thread), and says
+ * why. Before, the failure read as a stop request: "stopped during replay: the rest replays at
+ * the next start", exit 0, so systemd neither restarted it nor marked it failed. */
+Test(durability, a_replay_needing_the_missing_data_key_fails_the_start)
+{
+    char out[8192];
+    itest_register(&node, "general-hospital", "hospital");
+    int rc = itest_hie(&node, "general-hospital", out, sizeof(out), "feed create --mrn H-1 "
+        "--given Ann --family Lee --birth-date 1970-01-02");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_eq(itest_node_stop(&node, SIGTERM), 0);
+    node.opts.no_mpi_key = true;
+    itest_node_write_config(&node);
+    rc = itest_sh(out, sizeof(out), "rm -rf '%s/state' && timeout 20 '%s' --config '%s'",
+        node.data_dir, HIE_NODE_BIN, node.cfg);
+    cr_assert_eq(rc, 70, "%s", out);
+    cr_assert(strstr(out, "needs the data key") != NULL, "%s", out);
+    cr_assert(strstr(out, "stopped during replay") == NULL, "%s", out);
+}
+
 Test(durability, admin_socket_is_private)
 {
     char out[1024];

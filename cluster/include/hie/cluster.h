@@ -106,8 +106,9 @@ typedef struct hie_cluster_log_config {
  * fsm->apply on the calling thread, so the state is current before anything is served.
  * [out] *out owned by the caller (hie_cluster_log_destroy). The fsm table is copied.
  * Returns 0, HIE_ESTORAGE (LMDB failure; logged by the caller), HIE_ECORRUPT (an entry or the
- * applied index is inconsistent with the log), HIE_ENOMEM, HIE_EUNAVAIL (cfg->interrupted
- * stopped the replay), or an fsm->apply error. */
+ * applied index is inconsistent with the log), HIE_ENOMEM, or HIE_EUNAVAIL (cfg->interrupted
+ * stopped the replay). An fsm->apply failure during replay calls fsm->fatal, as on the log
+ * thread. */
 HIE_MUST_CHECK int hie_cluster_log_open(hie_cluster_log_t **out,
     const hie_cluster_log_config_t *cfg, const hie_cluster_fsm_t *fsm);
 

@@ -818,6 +818,14 @@ notification_sub(const Hie__V1__Delivery *d, const Hie__V1__Notification *n)
     return d->subscription_id;
 }
 
+/* The patient's EUID: the Delivery's (the one consent was decided for at the send, after any
+ * merge or unlink since the event), the content's when the delivery has none. */
+static const char *
+notification_euid(const Hie__V1__Delivery *d, const Hie__V1__Notification *n)
+{
+    return d->euid[0] != '\0' ? d->euid : n->euid;
+}
+
 static uint64_t
 notification_number(const Hie__V1__Delivery *d, const Hie__V1__Notification *n)
 {
@@ -840,7 +848,7 @@ notification_json(const Hie__V1__Delivery *d, const Hie__V1__Notification *n, co
         "kind", "notification", "seq", (json_int_t)d->seq, "message_id",
         hie_cli__jstr(d->message_id), "subscription_id", hie_cli__jstr(notification_sub(d, n)),
         "event_number", (json_int_t)notification_number(d, n), "event", event_name(n->event),
-        "sender_org", hie_cli__jstr(d->sender_org), "euid", hie_cli__jstr(n->euid),
+        "sender_org", hie_cli__jstr(d->sender_org), "euid", hie_cli__jstr(notification_euid(d, n)),
         "patient_ids", ids != NULL ? ids : json_array(), "visit_id",
         hie_cli__jstr(en->visit_id), "patient_class", class_name(en->patient_class),
         "facility", hie_cli__jstr(en->facility), "location", hie_cli__jstr(en->location),
@@ -863,7 +871,7 @@ notification_text(const Hie__V1__Delivery *d, const Hie__V1__Notification *n, co
     kv("event_number", num);
     kv("event", event_name(n->event));
     kv("sender", d->sender_org);
-    kv("euid", n->euid);
+    kv("euid", notification_euid(d, n));
     fputs(" mrns=", stdout);
     for (size_t i = 0; i < n->n_patient_ids; i++) {
         fputs(i > 0 ? "," : "", stdout);

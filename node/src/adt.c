@@ -192,6 +192,7 @@ struct fan {
     size_t n_notices;
     uint32_t notified, withheld;
     bool capped;                 /* more candidates than HIE_ADT_NOTICES_MAX (logged once) */
+    int64_t made_ms;             /* when this fan-out was made: part of its message ids */
 };
 
 static int
@@ -398,7 +399,7 @@ notice_message(struct fan *f, const Hie__V1__Subscription *s, Hie__V1__PatientId
     size_t len = protobuf_c_message_get_packed_size(&n.base);
     uint8_t *buf = hie_arena_alloc(f->arena, len + 1);
     Hie__V1__QueuedMessage *m = hie_arena_alloc(f->arena, sizeof(*m));
-    size_t mid_bytes = 2 * HIE_PROTO_ID_BYTES_MAX + 40;
+    size_t mid_bytes = 2 * HIE_PROTO_ID_BYTES_MAX + 64;
     char *mid = hie_arena_alloc(f->arena, mid_bytes);
     uint8_t *subject = hie_arena_alloc(f->arena, HIE_MPI_REC_HASH_BYTES);
     if (buf == NULL || m == NULL || mid == NULL || subject == NULL) {
@@ -416,8 +417,12 @@ notice_message(struct fan *f, const Hie__V1__Subscription *s, Hie__V1__PatientId
     d.author_org = n.sender_org;
     d.date_ms = r->event_ms;
     /* a push's id is org:request_id, and an org id is lowercase: one starting "N:" is never a
-     * push's (org:request:sub-N was, for a push under request id "request:sub-N") */
-    snprintf(mid, mid_bytes, "N:%s:%s:%s", f->who->org_id, f->who->request_id, s->id);
+     * push's (org:request:sub-N was, for a push under request id "request:sub-N"). The time
+     * the fan-out was made (hex ms) keeps it unique when the sender reuses a request id after
+     * the 7 days repeats are answered for: the same id again read as a redelivery of the old
+     * notification and was dropped by the subscriber. */
+    snprintf(mid, mid_bytes, "N:%s:%s:%s:%" PRIx64, f->who->org_id, f->who->request_id, s->id,
+        (uint64_t)f->made_ms);
     hie__v1__queued_message__init(m);
     m->message_id = mid;
     m->sender_org = n.sender_org;
@@ -578,7 +583,8 @@ hie_node__adt_prepare(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *
     if (rc != 0) {
         return rc;
     }
-    struct fan f = {ctx, NULL, arena, req, who, euid, NULL, 0, NULL, 0, NULL, 0, 0, 0, false};
+    struct fan f = {ctx, NULL, arena, req, who, euid, NULL, 0, NULL, 0, NULL, 0, 0, 0, false,
+        hie_time_wall_ms()};
     if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &f.txn) != 0) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
     }

@@ -383,6 +383,43 @@ members_nolink(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const uint8_t *a, s
 static int euid_fold(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const char *from,
     const char *to, Hie__V1__FeedAction action);
 
+/* Records of each EUID that euids_conflict compares (their first, in member order). */
+#define FOLD_CONFLICT_RECORDS_MAX 16u
+
+/* True when a record of one EUID (ha, na) and one of the other (hb, nb) carry national ids
+ * and birth dates that both differ (hie_mpi_ids_conflict): two people, whatever a third
+ * record matching both says. A record too sparse to tell them apart (no id, no birth date)
+ * merged a father's and his son's EUIDs, the son kept apart by review a moment before. */
+static bool
+euids_conflict(hie_mpi_store_t *s, const uint8_t *ha, size_t na, const uint8_t *hb, size_t nb)
+{
+    static hie_mpi_person_t pa, pb; /* log thread only */
+    char euid[HIE_MPI_EUID_BYTES];
+    bool merged = false, conflict = false;
+    for (size_t i = 0; !conflict && i < na && i < FOLD_CONFLICT_RECORDS_MAX; i++) {
+        if (store__people_get(s->people, ha + i * HIE_MPI_REC_HASH_BYTES, true, euid, &merged,
+                &pa, NULL) != 0 || merged) {
+            continue;
+        }
+        for (size_t j = 0; !conflict && j < nb && j < FOLD_CONFLICT_RECORDS_MAX; j++) {
+            if (store__people_get(s->people, hb + j * HIE_MPI_REC_HASH_BYTES, true, euid,
+                    &merged, &pb, NULL) != 0 || merged) {
+                continue;
+            }
+            hie_mpi_vector_t v;
+            hie_mpi_contribution_t ex[HIE_MPI_FIELD_COUNT] = {{0, 0.0}};
+            hie_mpi_compare(&pa, &pb, &v);
+            for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
+                ex[f].level = v.level[f];
+            }
+            conflict = hie_mpi_ids_conflict(ex);
+        }
+    }
+    sodium_memzero(&pa, sizeof(pa));
+    sodium_memzero(&pb, sizeof(pb));
+    return conflict;
+}
+
 /* After the record joined to (its best EUID), merges into it the other EUIDs the decision
  * folds, each unless a manual no-link separates a record of it from one of to (the new record
  * included) or either is larger than STORE_FOLD_MEMBERS_MAX: those stay apart. */
@@ -401,7 +438,9 @@ feed_fold(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const struct feed *fd, c
         rc = store__members_w(s, ctx->txn, to, ctx->arena, &ha, &na);
         rc = rc == 0 ? store__members_w(s, ctx->txn, from, ctx->arena, &hb, &nb) : rc;
         if (rc != 0 || na > STORE_FOLD_MEMBERS_MAX || nb > STORE_FOLD_MEMBERS_MAX ||
-            members_nolink(s, ctx, ha, na, hb, nb)) {
+            members_nolink(s, ctx, ha, na, hb, nb) ||
+            (store__rules_ms(ctx) >= STORE_ID_CONFLICT_SINCE_MS &&
+             euids_conflict(s, ha, na, hb, nb))) {
             continue;
         }
         rc = euid_fold(s, ctx, from, to, action);

@@ -898,7 +898,8 @@ hie_node__replay_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *
     if (ctx->replay_gate != NULL &&
         !hie_node__replay_gate_pass(ctx->replay_gate, who->org_id, req->subscription_id)) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "subscription_id",
-            "at most 5 replays of a subscription in 10 seconds; retry later");
+            "at most 5 replays of a subscription, and 10 of an organization's, in 10 seconds; "
+            "retry later");
     }
     /* the subscriber's own queue: a replay queues up to 1,000 notifications into it */
     int room = hie_node__queue_room(ctx, who->org_id, e);
@@ -962,23 +963,36 @@ hie_node__replay_gate_destroy(node_replay_gate_t **g)
     }
 }
 
+/* The gate's slot of (org, subscription), or of org's share (subscription NULL). */
+static unsigned
+gate_slot(const node_replay_gate_t *g, const char *org, const char *subscription_id)
+{
+    uint8_t in[2 * (HIE_ORG_ID_BYTES_MAX + 1) + 64], h[crypto_shorthash_BYTES];
+    int n = snprintf((char *)in, sizeof(in), "%s%c%s%c", org, 0,
+        subscription_id != NULL ? subscription_id : "", subscription_id != NULL ? 0 : 1);
+    crypto_shorthash(h, in, n > 0 && (size_t)n < sizeof(in) ? (size_t)n : sizeof(in) - 1,
+        g->hash_key);
+    return (unsigned)(hie_load_be64(h) % REPLAY_GATE_SLOTS);
+}
+
 bool
 hie_node__replay_gate_pass(node_replay_gate_t *g, const char *org,
     const char *subscription_id)
 {
-    uint8_t in[2 * (HIE_ORG_ID_BYTES_MAX + 1) + 64], h[crypto_shorthash_BYTES];
-    int n = snprintf((char *)in, sizeof(in), "%s%c%s", org, 0, subscription_id);
-    crypto_shorthash(h, in, n > 0 && (size_t)n < sizeof(in) ? (size_t)n : sizeof(in) - 1,
-        g->hash_key);
+    unsigned i = gate_slot(g, org, subscription_id), j = gate_slot(g, org, NULL);
     uint64_t now = hie_time_mono_ns(), window = (uint64_t)HIE_REPLAY_WINDOW_MS * 1000000ull;
-    unsigned i = (unsigned)(hie_load_be64(h) % REPLAY_GATE_SLOTS);
     pthread_mutex_lock(&g->mu);
-    if (g->slot[i].window_ns == 0 || now - g->slot[i].window_ns >= window) {
-        g->slot[i].window_ns = now;
-        g->slot[i].count = 0;
+    for (unsigned k = 0; k < 2; k++) {
+        unsigned s = k == 0 ? i : j;
+        if (g->slot[s].window_ns == 0 || now - g->slot[s].window_ns >= window) {
+            g->slot[s].window_ns = now;
+            g->slot[s].count = 0;
+        }
     }
-    bool pass = g->slot[i].count < HIE_REPLAYS_PER_WINDOW;
+    bool pass = g->slot[i].count < HIE_REPLAYS_PER_WINDOW &&
+                g->slot[j].count < HIE_REPLAYS_PER_ORG_WINDOW;
     g->slot[i].count += pass;
+    g->slot[j].count += pass && j != i;
     pthread_mutex_unlock(&g->mu);
     return pass;
 }

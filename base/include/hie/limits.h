@@ -185,8 +185,11 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 /* Notifications one replay queues again, each decided and audited anew (replay again from
  * the next event number for more). */
 #define HIE_REPLAY_NOTICES_MAX 1000u
-/* Replays one subscription may ask for in a window (node-wide). */
+/* Replays one subscription may ask for in a window (node-wide), and one organization for all
+ * of its subscriptions (up to 64 of them each allowed the per-subscription share: 32,000 audit
+ * records a second of notices a replay withholds and still audits). */
 #define HIE_REPLAYS_PER_WINDOW 5u
+#define HIE_REPLAYS_PER_ORG_WINDOW 10u
 #define HIE_REPLAY_WINDOW_MS 10000u
 /* Dead letters one redrive decides: every one a redrive may move (HIE_DELIVERY_REDRIVE_MAX),
  * so letters consent withholds at the head cannot keep the rest from being decided. */

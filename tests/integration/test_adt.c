@@ -702,6 +702,36 @@ Test(adt, replays_of_a_subscription_are_rate_limited, .timeout = 120)
     fx_stop(&n, &a, &h, &c);
 }
 
+/* An organization's subscriptions share a budget of 10 replays in 10 seconds: each of its up
+ * to 64 subscriptions had 5 of its own, and a replay whose notices are withheld still audits
+ * each (32,000 audit records a second from one member). */
+Test(adt, replays_of_an_organization_are_rate_limited_together, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
+    char sid[3][64];
+    for (int k = 0; k < 3; k++) {
+        char id[8];
+        snprintf(id, sizeof(id), "s%d", k);
+        snprintf(sid[k], sizeof(sid[k]), "%s", subscribe_ok(c, id,
+            HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a));
+    }
+    adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V1", a);
+    struct inbox in;
+    memset(&in, 0, sizeof(in));
+    for (int i = 0; i < 10; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "p%d", i);
+        hie_envelope_t *r = replay(c, id, sid[i / 5], 1, &in, a);
+        cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_REPLAY_REPLY, "replay %d", i);
+    }
+    hie_envelope_t *r = replay(c, "p10", sid[2], 1, &in, a);
+    expect_error(r, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "subscription_id");
+    fx_stop(&n, &a, &h, &c);
+}
+
 Test(adt, a_subscriber_that_never_acknowledges_does_not_slow_another, .timeout = 120)
 {
     itest_node_t n;

@@ -65,6 +65,8 @@ struct flight {
     uint32_t attempts;
     uint32_t bytes;       /* its delivery frame */
     bool glass_audited;   /* its break-glass delivery is recorded: a resend is the same one */
+    bool uncharged;       /* its next send (on a new connection) is no attempt: not the
+                           * oldest in flight, so no reason to think it was read */
 };
 
 struct receiver {
@@ -452,16 +454,28 @@ send_one(struct pump *p, uint64_t seq, hie_span_t stored)
     if (f == NULL) {
         HIE_ASSERT(r->nfl < HIE_DELIVERY_WINDOW_MAX);
         f = &r->fl[r->nfl++];
-        *f = (struct flight){seq, 0, 0, 0, false};
+        *f = (struct flight){seq, 0, 0, 0, false, false};
     }
     f->glass_audited = f->glass_audited || r->glass_seq == seq;
-    f->attempts++;
+    f->attempts += f->uncharged ? 0u : 1u;
+    f->uncharged = false;
     f->bytes = bytes;
     f->due_ns = hie_time_mono_ns() + backoff_ns(d, f->attempts);
     r->last_sent_ns = hie_time_mono_ns();
     r->sent_hw = seq > r->sent_hw ? seq : r->sent_hw;
     d->sent++;
     return 0;
+}
+
+/* The lowest seq in flight (0: none). */
+static uint64_t
+flights_oldest(const struct receiver *r)
+{
+    uint64_t m = 0;
+    for (uint32_t i = 0; i < r->nfl; i++) {
+        m = m == 0 || r->fl[i].seq < m ? r->fl[i].seq : m;
+    }
+    return m;
 }
 
 /* Why a message sent before (flight f) goes to the dead letters instead of again: its
@@ -497,10 +511,13 @@ pump_one(void *ctx, uint64_t seq, hie_span_t stored)
         (f == NULL && r->nfl == HIE_DELIVERY_WINDOW_MAX)) {
         return 1;
     }
-    /* sent on an earlier connection: its limits hold here too (a recipient that drops the
-     * connection before each acknowledgement timeout, e.g. crashing on this message, got it
-     * again and again, never dead-lettered, every message behind it held) */
-    const char *why = f != NULL ? flight_exhausted(p->d, f, stored, p->arena) : NULL;
+    /* sent on an earlier connection, the oldest in flight: its attempt limit holds here too (a
+     * recipient that drops the connection before each acknowledgement timeout, e.g. crashing
+     * on this message, got it again and again, never dead-lettered, every message behind it
+     * held). Its age is not checked here: time offline counts for no message. */
+    const char *why = f != NULL && !f->uncharged &&
+                      f->attempts >= p->d->ctx->cfg.delivery_max_attempts ? "max-attempts"
+                                                                          : NULL;
     if (why != NULL) {
         p->exhausted = seq;
         p->exhausted_why = why;
@@ -911,6 +928,10 @@ on_message(struct node_delivery *d, const node_dmsg_t *m)
         r->last_sent_ns = hie_time_mono_ns();
         for (uint32_t i = 0; i < r->nfl; i++) {
             r->fl[i].due_ns = 0; /* to be sent again, attempts kept */
+            /* the oldest is the one an in-order consumer may have failed on (and dropped
+             * the connection for): its resend is an attempt; the others' are not (a consumer
+             * crashing on one message dead-lettered the whole window behind it) */
+            r->fl[i].uncharged = r->fl[i].seq != flights_oldest(r);
         }
         break;
     case DMSG_ACKED:

@@ -409,8 +409,9 @@ verdict_fold(hie_consent_decision_t *out, const hie_consent_decision_t *d)
     }
 }
 
-/* The candidate times: t itself when known; else 1 ms (before every bound), and each side of
- * every bound (data times are positive: 0 says unknown). */
+/* The candidate times: t itself when known; else 1 ms (data times are positive: 0 says
+ * unknown) and every bound: periods are [start, end), so every decision is constant from one
+ * bound up to the next. */
 static size_t
 times_of(const struct axes *ax, int64_t t, int64_t *out)
 {
@@ -421,9 +422,6 @@ times_of(const struct axes *ax, int64_t t, int64_t *out)
     }
     out[k++] = 1;
     for (size_t i = 0; i < ax->n_bounds; i++) {
-        if (ax->bounds[i] - 1 > 1) {
-            out[k++] = ax->bounds[i] - 1;
-        }
         if (ax->bounds[i] > 1) {
             out[k++] = ax->bounds[i];
         }
@@ -445,7 +443,7 @@ hie_consent_decide_unknown(const hie_consent_policy_t *policy, const hie_span_t 
     if (axes_gather(compiled, n, req->now_ms, &ax) != 0) {
         return hie_consent__fail(out, HIE_ELIMIT);
     }
-    int64_t times[1 + 2 * HIE_CONSENT_UNKNOWN_BOUNDS_MAX];
+    int64_t times[1 + HIE_CONSENT_UNKNOWN_BOUNDS_MAX];
     size_t nt = times_of(&ax, req->data_time_ms, times);
     /* the classes a provision names, and one that none names (they all decide alike) */
     uint32_t want = req->doc_class != HIE_CONSENT_CLASS_NONE

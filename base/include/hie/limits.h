@@ -241,7 +241,7 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 #define HIE_CONSENT_DIRECTIVES_MAX 64u
 /* Distinct data-period bounds a decision about a document of unknown date is made around (the
  * directives in force of one patient); past it the decision fails closed. Each bound costs
- * two decisions per class considered. */
+ * one decision per class considered. */
 #define HIE_CONSENT_UNKNOWN_BOUNDS_MAX 64u
 /* Largest compiled directive: a 64-byte header, the id, and per provision 56 fixed bytes plus
  * a length byte and an org id per actor. About 132 KiB at the worst; a typical directive

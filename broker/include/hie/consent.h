@@ -287,8 +287,9 @@ typedef struct hie_consent_decision {
 /* A decision about a document whose class or data time is unknown (doc_class
  * HIE_CONSENT_CLASS_NONE, data_time_ms 0: pushed or answered without them): it could be of any
  * class and from any time, so it is decided for each class some provision of the directives
- * in force names (and one that none names: they all decide alike) and at each side of every
- * distinct data-period bound of those directives (the decision is constant between bounds),
+ * in force names (and one that none names: they all decide alike), at 1 ms and at every
+ * distinct data-period bound of those directives (periods are [start, end): the decision is
+ * constant from one bound up to the next),
  * and the most restrictive outcome stands: a deny, else a break-glass, else a permit with
  * every candidate's obligations and refrains. With both known it is hie_consent_decide().
  * Spans are checked once. HIE_ELIMIT (failing closed) past HIE_CONSENT_UNKNOWN_BOUNDS_MAX

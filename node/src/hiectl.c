@@ -180,7 +180,7 @@ ctl_conn_open(struct ctl_conn *conn, char *err, size_t err_bytes)
                                             * (3), not "no answer in time" (4) */
         snprintf(err, err_bytes, "cannot reach node: nothing listens on %s (is the node "
             "running?)", conn->path);
-        return -1;
+        return HIE_EUNAVAIL; /* an import retries: the node may be restarting */
     }
     snprintf(ep, sizeof(ep), "ipc://%s", conn->path);
     conn->zctx = zmq_ctx_new();
@@ -199,7 +199,8 @@ ctl_conn_open(struct ctl_conn *conn, char *err, size_t err_bytes)
 
 /* Sends req and decodes the reply into arena. Returns 0 (the reply may carry an Error),
  * HIE_ETIMEDOUT (the socket is reopened for the next call; the node may have acted),
- * HIE_EPROTO (malformed reply) or -1 (cannot send or reopen); err says why. */
+ * HIE_EPROTO (malformed reply), HIE_EUNAVAIL (its socket file is there but nothing listens:
+ * a node killed, perhaps restarting) or -1 (cannot send or reopen); err says why. */
 static int
 ctl_conn_call(struct ctl_conn *conn, Hie__V1__AdminRequest *req, hie_arena_t *arena,
     Hie__V1__AdminReply **reply, char *err, size_t err_bytes)
@@ -207,8 +208,9 @@ ctl_conn_call(struct ctl_conn *conn, Hie__V1__AdminRequest *req, hie_arena_t *ar
     uint8_t *buf = NULL;
     size_t len = 0;
     *reply = NULL;
-    if (conn->sock == NULL && ctl_conn_open(conn, err, err_bytes) != 0) {
-        return -1;
+    int orc = conn->sock == NULL ? ctl_conn_open(conn, err, err_bytes) : 0;
+    if (orc != 0) {
+        return orc == HIE_EUNAVAIL ? orc : -1;
     }
     if (hie_proto_pack(&req->base, HIE_ADMIN_MSG_BYTES_MAX, &buf, &len) != 0) {
         snprintf(err, err_bytes, "request larger than %u bytes", HIE_ADMIN_MSG_BYTES_MAX);
@@ -782,7 +784,8 @@ import_send(struct ctl_import *im, size_t from, size_t count, hie_arena_t *arena
         Hie__V1__ErrorCode code = rc == 0 && (*reply)->error != NULL ? (*reply)->error->code
                                                                        : 0;
         bool rows = rc == 0 && code == 0 && batch_transient((*reply)->mpi_feed_batch);
-        bool transient = rc == HIE_ETIMEDOUT || code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED ||
+        bool transient = rc == HIE_ETIMEDOUT || rc == HIE_EUNAVAIL ||
+                         code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED ||
                          code == HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE || rows;
         if (!transient) {
             if (rc == 0) {

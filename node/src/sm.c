@@ -981,7 +981,15 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
                               cmd->body_case == HIE__V1__COMMAND__BODY_AUDIT_BATCH);
     st->batch_audit_only &= audit; /* as decoded: a oneof's last field on the wire wins */
     if (drc != 0) {
-        /* every node rejects the same bytes the same way: a recorded result, no change */
+        /* every node rejects the same bytes the same way: a recorded result, no change. The
+         * node's own submitters check what they send, so this is a log entry damaged on disk
+         * (or from a binary with other rules): said, never silent (a flipped byte in a
+         * registration made the organization vanish at the next replay without a word) */
+        hie_log_error("sm", "a logged command does not decode or validate: recorded as refused, "
+            "nothing applied", " index=%lu field=%s reason=\"%s\" hint=\"%s\"",
+            (unsigned long)e->index, info.field != NULL ? info.field : "-",
+            info.reason != NULL ? info.reason : "-", "the log file may be damaged: compare "
+            "with a backup (hiectl backup) before going on");
         reject(&a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, info.field, "invalid command");
     } else {
         a.cmd = cmd;

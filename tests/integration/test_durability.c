@@ -575,6 +575,22 @@ Test(durability, a_replay_needing_the_missing_data_key_fails_the_start)
     cr_assert(strstr(out, "stopped during replay") == NULL, "%s", out);
 }
 
+/* A log entry damaged on disk (one byte: the organization id no longer valid) replays as a
+ * refused command, and the node says so, naming the index. Before, the registration just
+ * vanished at the replay, without a word. */
+Test(durability, a_damaged_log_entry_is_reported_at_replay)
+{
+    char out[8192];
+    itest_register(&node, "charlie-clinic", "clinic");
+    cr_assert_eq(itest_node_stop(&node, SIGTERM), 0);
+    int rc = itest_sh(out, sizeof(out), "sed -i 's/charlie-clinic/Charlie-clinic/' "
+        "'%s/log/data.mdb' && rm -rf '%s/state'", node.data_dir, node.data_dir);
+    cr_assert_eq(rc, 0, "%s", out);
+    itest_node_start(&node);
+    cr_assert(itest_log_wait(&node, "a logged command does not decode or validate", 5000));
+    cr_assert_neq(itest_ctl(&node, out, sizeof(out), "org show charlie-clinic"), 0, "%s", out);
+}
+
 Test(durability, admin_socket_is_private)
 {
     char out[1024];

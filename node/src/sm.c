@@ -955,6 +955,20 @@ dedup_other_kind(struct apply_ctx *a, const hie_cluster_result_t *out)
     return kind != 0 && kind != (uint32_t)a->cmd->body_case;
 }
 
+/* A logged command that does not decode or validate. The node's own submitters check what
+ * they send, so it is an entry damaged on disk (or from a binary with other rules): said,
+ * never silent (a flipped byte in a registration made the organization vanish at the next
+ * replay without a word). */
+static void
+invalid_logged(uint64_t index, const hie_errinfo_t *info)
+{
+    hie_log_error("sm", "a logged command does not decode or validate: recorded as refused, "
+        "nothing applied", " index=%lu field=%s reason=\"%s\" hint=\"%s\"",
+        (unsigned long)index, info->field != NULL ? info->field : "-",
+        info->reason != NULL ? info->reason : "-", "the log file may be damaged: compare "
+        "with a backup (hiectl backup) before going on");
+}
+
 static int
 apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
     hie_cluster_result_t *out)
@@ -981,15 +995,7 @@ apply_one(node_state_t *st, MDB_txn *txn, const hie_cluster_entry_t *e,
                               cmd->body_case == HIE__V1__COMMAND__BODY_AUDIT_BATCH);
     st->batch_audit_only &= audit; /* as decoded: a oneof's last field on the wire wins */
     if (drc != 0) {
-        /* every node rejects the same bytes the same way: a recorded result, no change. The
-         * node's own submitters check what they send, so this is a log entry damaged on disk
-         * (or from a binary with other rules): said, never silent (a flipped byte in a
-         * registration made the organization vanish at the next replay without a word) */
-        hie_log_error("sm", "a logged command does not decode or validate: recorded as refused, "
-            "nothing applied", " index=%lu field=%s reason=\"%s\" hint=\"%s\"",
-            (unsigned long)e->index, info.field != NULL ? info.field : "-",
-            info.reason != NULL ? info.reason : "-", "the log file may be damaged: compare "
-            "with a backup (hiectl backup) before going on");
+        invalid_logged(e->index, &info); /* every node refuses the same bytes alike */
         reject(&a, HIE__V1__ERROR_CODE__ERROR_BAD_REQUEST, info.field, "invalid command");
     } else {
         a.cmd = cmd;

@@ -84,10 +84,10 @@
  * earlier in the array. date_ms is when the patient agreed; the node dates an undated directive
  * at its submission, refuses one dated more than a day after it, and compiles one dated after
  * its submission with its submission time as date_ms (consent_state.c; directives compiled
- * since 2026-12-01T05:00Z), so no directive can outrank the ones filed after it. An expired or not-yet-valid directive is simply not
- * applicable: it never permits. With none applicable the implicit policy decides the view: OPT_IN denies
- * ("implicit-opt-in"); OPT_OUT permits when the purpose is in policy.opt_out_purposes and
- * denies otherwise ("implicit-opt-out").
+ * since 2026-12-01T05:00Z), so no directive can outrank the ones filed after it. An expired or
+ * not-yet-valid directive is simply not applicable: it never permits. With none applicable the
+ * implicit policy decides the view: OPT_IN denies ("implicit-opt-in"); OPT_OUT permits when
+ * the purpose is in policy.opt_out_purposes and denies otherwise ("implicit-opt-out").
  *
  * Provision tree (within the winning directive). The value of a provision is its own type
  * when none of its children matches the view; otherwise it is DENY when any matching child's

@@ -869,6 +869,29 @@ fwd_expire(struct worker *w, uint64_t now)
     }
 }
 
+/* Submits cmd (its body set) as org's request and waits for its result (*res). A refusal by
+ * apply is answered in its words (sending it again would not help); a command not committed
+ * in time is OVERLOADED or UNAVAILABLE. */
+static int
+member_command(struct worker *w, node_req_t *req, hie_org_t *org, hie_command_t *cmd,
+    hie_arena_t *arena, hie_command_result_t **res, node_mpi_err_t *e)
+{
+    cmd->requester = org->id;
+    cmd->request_id = req->env->id;
+    cmd->time_ms = hie_time_wall_ms();
+    cmd->node_id = w->ctx->cfg.node_id;
+    int rc = hie_node__submit_wait(&w->sub, cmd, AUDIT_COMMIT_TIMEOUT_MS, arena, res);
+    if (rc == 0 && (*res)->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
+        return mpi_fail(e, (*res)->code, (*res)->field, (*res)->message);
+    }
+    if (rc != 0) {
+        return mpi_fail(e, rc == HIE_EBUSY ? HIE__V1__ERROR_CODE__ERROR_OVERLOADED
+                                           : HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
+            "not committed; send it again");
+    }
+    return 0;
+}
+
 static int
 responder_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *arena,
     Hie__V1__ResponderRegisterReply **reply, node_mpi_err_t *e)
@@ -882,22 +905,11 @@ responder_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *ar
     }
     rc_.org_id = org->id;
     rc_.enabled = req->env->responder_register->enabled;
-    cmd.requester = org->id;
-    cmd.request_id = req->env->id;
-    cmd.time_ms = hie_time_wall_ms();
-    cmd.node_id = w->ctx->cfg.node_id;
     cmd.body_case = HIE__V1__COMMAND__BODY_RESPONDER;
     cmd.responder = &rc_;
-    int rc = hie_node__submit_wait(&w->sub, &cmd, AUDIT_COMMIT_TIMEOUT_MS, arena, &res);
-    if (rc == 0 && res->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
-        /* refused by apply (the id of another kind of request): sending it again would not
-         * help, say why */
-        return mpi_fail(e, res->code, res->field, res->message);
-    }
+    int rc = member_command(w, req, org, &cmd, arena, &res, e);
     if (rc != 0) {
-        return mpi_fail(e, rc == HIE_EBUSY ? HIE__V1__ERROR_CODE__ERROR_OVERLOADED
-                                           : HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
-            "not committed; send it again");
+        return rc;
     }
     hie__v1__responder_register_reply__init(r);
     r->enabled = rc_.enabled;
@@ -920,20 +932,11 @@ retract_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *aren
     }
     rc_.document_id = req->env->retract->document_id;
     rc_.reason = req->env->retract->reason;
-    cmd.requester = org->id;
-    cmd.request_id = req->env->id;
-    cmd.time_ms = hie_time_wall_ms();
-    cmd.node_id = w->ctx->cfg.node_id;
     cmd.body_case = HIE__V1__COMMAND__BODY_RETRACT;
     cmd.retract = &rc_;
-    int rc = hie_node__submit_wait(&w->sub, &cmd, AUDIT_COMMIT_TIMEOUT_MS, arena, &res);
-    if (rc == 0 && res->code != HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
-        return mpi_fail(e, res->code, res->field, res->message);
-    }
+    int rc = member_command(w, req, org, &cmd, arena, &res, e);
     if (rc != 0) {
-        return mpi_fail(e, rc == HIE_EBUSY ? HIE__V1__ERROR_CODE__ERROR_OVERLOADED
-                                           : HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE, NULL,
-            "not committed; send it again");
+        return rc;
     }
     hie_log_info("repository", "document retracted by its author",
         " org=%s id=%s document=%s bytes_released=%" PRIu64, org->id, req->env->id,

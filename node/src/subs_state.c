@@ -10,6 +10,10 @@
  *   sub_rec     dupsort: record identity -> subscription id   (roster: the subscriber's MRNs)
  *   sub_roster  dupsort: subscription id -> record identity   (to undo sub_rec)
  *   adt_visit   sender || 0 || visit id || 0 || event -> subscription ids notified, 0-separated
+ *   adt_visit_at  the same key -> the rules-clock time (8 BE) it was last written (since
+ *               VISIT_PRUNE_SINCE_MS)
+ *   adt_visit_t time (8 BE) || the same key -> "" (oldest first: rows past
+ *               HIE_ADT_VISIT_RETAIN_MS are deleted, a few per ADT apply)
  *   sub_log     subscription id || 0 || event number(8 BE) -> the notification as queued
  *               (retained for replays: the last HIE_SUBSCRIPTION_RETAIN_MAX per subscription)
  * Rosters hold keyed record identities of the subscriber's own MRNs (no plaintext MRN): a
@@ -41,10 +45,14 @@
 /* 2026-12-01T03:00Z: an A40 merge moves the prior record's roster entries to the survivor. */
 #define ROSTER_MERGE_SINCE_MS 1796094000000ll
 #define ROSTER_MERGE_SUBS_MAX (HIE_SUBSCRIPTIONS_PER_ORG_MAX * 16u)
+/* 2026-12-01T06:00Z: visit rows are stamped and deleted once older than
+ * HIE_ADT_VISIT_RETAIN_MS (they were kept for good: one per notified visit, from normal
+ * traffic). Rows written before stay. */
+#define VISIT_PRUNE_SINCE_MS 1796104800000ll
 
 struct node_subs {
     uint32_t magic;
-    MDB_dbi subs, by_org, all, rec, roster, visit, log;
+    MDB_dbi subs, by_org, all, rec, roster, visit, log, visit_at, visit_t;
 };
 
 static int
@@ -67,7 +75,8 @@ hie_node__subs_open(node_subs_t **out, MDB_env *env)
     const node_dbi_spec_t dbis[] = {{"subs", MDB_CREATE, &s->subs},
         {"sub_org", dup, &s->by_org}, {"sub_all", dup, &s->all}, {"sub_rec", dup, &s->rec},
         {"sub_roster", dup, &s->roster}, {"adt_visit", MDB_CREATE, &s->visit},
-        {"sub_log", MDB_CREATE, &s->log}};
+        {"sub_log", MDB_CREATE, &s->log}, {"adt_visit_at", MDB_CREATE, &s->visit_at},
+        {"adt_visit_t", MDB_CREATE, &s->visit_t}};
     int rc = hie_node__dbis_open(env, dbis, HIE_ARRAY_LEN(dbis));
     if (rc != 0) {
         hie_node__subs_close(&s);
@@ -539,6 +548,56 @@ visit_merge(node_subs_t *s, node_apply_t *a, MDB_val *key, char *ids, size_t *id
     return 0;
 }
 
+/* Stamps visit row key with the rules clock: its time index entry moves to now. */
+static int
+visit_stamp(node_subs_t *s, node_apply_t *a, MDB_val *key)
+{
+    uint8_t tk[8 + VISIT_KEY_BYTES], now[8];
+    HIE_ASSERT(key->mv_size <= VISIT_KEY_BYTES);
+    MDB_val v, t = {8 + key->mv_size, tk};
+    int rc = mdb_rc(mdb_get(a->txn, s->visit_at, key, &v));
+    memcpy(tk + 8, key->mv_data, key->mv_size);
+    if (rc == 0 && v.mv_size == 8) { /* its older entry in the time index goes */
+        memcpy(tk, v.mv_data, 8);
+        int drc = mdb_del(a->txn, s->visit_t, &t, NULL);
+        rc = drc == 0 || drc == MDB_NOTFOUND ? 0 : HIE_ESTORAGE;
+    }
+    rc = rc == HIE_ENOTFOUND ? 0 : rc;
+    hie_store_be64(now, (uint64_t)a->rules_ms);
+    memcpy(tk, now, 8);
+    MDB_val nv = {8, now}, empty = {0, (void *)(uintptr_t)""};
+    rc = rc ? rc : mdb_rc(mdb_put(a->txn, s->visit_at, key, &nv, 0));
+    return rc ? rc : mdb_rc(mdb_put(a->txn, s->visit_t, &t, &empty, 0));
+}
+
+/* Deletes up to HIE_ADT_VISIT_PRUNE_PER_APPLY visit rows last written more than
+ * HIE_ADT_VISIT_RETAIN_MS before the rules clock, oldest first. */
+static int
+visit_prune(node_subs_t *s, node_apply_t *a)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc = mdb_rc(mdb_cursor_open(a->txn, s->visit_t, &cur));
+    int64_t before = a->rules_ms - (int64_t)HIE_ADT_VISIT_RETAIN_MS;
+    for (unsigned i = 0; rc == 0 && i < HIE_ADT_VISIT_PRUNE_PER_APPLY; i++) {
+        int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        if (mrc == MDB_NOTFOUND || (mrc == 0 && (k.mv_size <= 8 ||
+                (int64_t)hie_load_be64(k.mv_data) >= before))) {
+            break;
+        }
+        rc = mdb_rc(mrc);
+        MDB_val vk = {k.mv_size - 8, (uint8_t *)k.mv_data + 8};
+        int d1 = rc == 0 ? mdb_del(a->txn, s->visit, &vk, NULL) : 0;
+        int d2 = rc == 0 ? mdb_del(a->txn, s->visit_at, &vk, NULL) : 0;
+        rc = rc ? rc : (d1 != 0 && d1 != MDB_NOTFOUND) || (d2 != 0 && d2 != MDB_NOTFOUND)
+            ? HIE_ESTORAGE : mdb_rc(mdb_cursor_del(cur, 0));
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc;
+}
+
 static int
 apply_adt(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a)
 {
@@ -571,8 +630,10 @@ apply_adt(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a)
         bool keep_empty = a->rules_ms < VISIT_NO_EMPTY_ROW_SINCE_MS;
         if (rc == 0 && (keep_empty || ids_len > 0)) { /* no row for a visit nobody got */
             rc = mdb_rc(mdb_put(a->txn, s->visit, &key, &v, 0)); /* for the cancel */
+            rc = rc == 0 && a->rules_ms >= VISIT_PRUNE_SINCE_MS ? visit_stamp(s, a, &key) : rc;
         }
     }
+    rc = rc == 0 && a->rules_ms >= VISIT_PRUNE_SINCE_MS ? visit_prune(s, a) : rc;
     a->res->acknowledged = queued;
     return rc;
 }

@@ -175,6 +175,10 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 #define HIE_SUBSCRIPTION_ROSTER_MAX 100000u
 #define HIE_SUBSCRIPTIONS_PER_ORG_MAX 64u
 #define HIE_ADT_NOTICES_MAX 1024u
+/* How long a visit's recipients are kept for its cancel (A11, A13): a cancel after it reaches
+ * no one. Rows older go, a few with each ADT event applied. */
+#define HIE_ADT_VISIT_RETAIN_MS (400ull * 24ull * 3600ull * 1000ull)
+#define HIE_ADT_VISIT_PRUNE_PER_APPLY 4u
 /* Notifications kept per subscription for replays (older ones are forgotten). */
 #define HIE_SUBSCRIPTION_RETAIN_MAX 10000u /* default of delivery.retain_events */
 #define HIE_SUBSCRIPTION_RETAIN_LIMIT 100000u /* its largest value */

@@ -789,7 +789,7 @@ Test(node_sm, same_commands_in_different_batches_give_identical_databases)
     db_names(ea, names_a, &na);
     db_names(eb, names_b, &nb);
     cr_assert_eq(na, nb);
-    cr_assert_eq(na, 40, "4 node, MPI 9, consent 5, audit 7, queues 4, subs 7, repo 4");
+    cr_assert_eq(na, 42, "4 node, MPI 9, consent 5, audit 7, queues 4, subs 9, repo 4");
     for (size_t i = 0; i < na; i++) {
         cr_assert_str_eq(names_a[i], names_b[i]);
     }
@@ -1336,12 +1336,79 @@ Test(node_sm, exchanges_in_different_batches_give_identical_state)
     }
     static const char *const dbs[] = {"consent_dir", "consent_rule", "consent_pat", "consent_hist",
         HIE_AUDIT_TREE_DB_NAME, "audit_rec", "audit_subj", "audit_patient", "audit_org", "q_msg",
-        "q_meta", "q_dead", "subs", "sub_org", "sub_all", "adt_visit", "sub_log", "repo_doc",
-        "repo_rec", "dedup", "mpi_recs"};
+        "q_meta", "q_dead", "subs", "sub_org", "sub_all", "adt_visit", "adt_visit_at",
+        "adt_visit_t", "sub_log", "repo_doc", "repo_rec", "dedup", "mpi_recs"};
     for (size_t i = 0; i < HIE_ARRAY_LEN(dbs); i++) {
         size_t n = db_compare(hie_node__state_env(a), hie_node__state_env(b), dbs[i]);
         cr_assert(n > 0 || strcmp(dbs[i], "q_dead") == 0, "%s is empty", dbs[i]);
     }
+    for (size_t i = 0; i < x.n; i++) {
+        hie_mem_free(x.cmds[i], x.lens[i]);
+    }
+}
+
+/* An admission to visit vid of patient p, applied with command time t. */
+static void
+ex_admit(struct ex *x, unsigned p, const char *vid, const char *rid, int64_t t)
+{
+    char mrn[16];
+    snprintf(mrn, sizeof(mrn), "h-%u", p);
+    Hie__V1__AdtRequest req = HIE__V1__ADT_REQUEST__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    Hie__V1__Encounter en = HIE__V1__ENCOUNTER__INIT;
+    pid.org_id = "org-h";
+    pid.mrn = mrn;
+    en.visit_id = (char *)(uintptr_t)vid;
+    en.patient_class = HIE__V1__PATIENT_CLASS__PATIENT_CLASS_INPATIENT;
+    req.event = HIE__V1__ADT_EVENT__ADT_A01;
+    req.patient = &pid;
+    req.encounter = &en;
+    req.event_ms = T0;
+    Hie__V1__AdtReply *reply = NULL;
+    node_audit_cmd_t audit = {0};
+    node_mpi_err_t e = {0};
+    cr_assert_eq(hie_node__adt_prepare(&x->ctx, NULL, ex_who(x, "org-h", rid), &req, arena,
+        &reply, &audit, &e), 0, "adt: %s", e.message);
+    cr_assert_eq(reply->notified, 1u);
+    audit.cmd.time_ms = t;
+    ex_keep(x, &audit.cmd);
+}
+
+/* A visit's recipients are kept for its cancel HIE_ADT_VISIT_RETAIN_MS, then deleted by a
+ * later ADT event's apply; an admission of the visit again keeps it longer. Before, every
+ * notified visit kept its row for good (normal traffic grew the state without bound). */
+Test(node_sm, visit_rows_past_their_retention_are_deleted)
+{
+    static struct ex x;
+    memset(&x, 0, sizeof(x));
+    test_rng_init(&x.rng, 1);
+    node_state_t *a = state_open(0);
+    char key_path[192];
+    snprintf(key_path, sizeof(key_path), "%s/mpi.key", tmp_dir);
+    cr_assert_eq(hie_mpi_key_generate(key_path), 0);
+    cr_assert_eq(hie_node__state_mpi_key_load(a, key_path, 2), 0);
+    x.ctx.state = a;
+    snprintf(x.ctx.cfg.node_id, sizeof(x.ctx.cfg.node_id), "node-1");
+    hie_consent_policy_init(&x.ctx.consent_policy);
+    x.ctx.consent_policy.regime = HIE_CONSENT_OPT_OUT;
+    ex_org(&x, "org-h", HIE__V1__ROLE__ROLE_HOSPITAL);
+    ex_org(&x, "org-c", HIE__V1__ROLE__ROLE_CLINIC);
+    for (unsigned p = 0; p < 2; p++) {
+        ex_feed(&x, "org-h", p);
+        ex_feed(&x, "org-c", p);
+    }
+    ex_subscribe(&x, "org-c");
+    const int64_t t1 = 1796104800000ll, day = 24ll * 3600 * 1000; /* 2026-12-01T06:00Z */
+    ex_admit(&x, 0, "V0", "a-1", t1);
+    ex_admit(&x, 1, "V1", "a-2", t1 + 100 * day);
+    cr_assert_eq(db_entries(a, "adt_visit"), 2u);
+    ex_admit(&x, 1, "V1", "a-3", t1 + 350 * day); /* V1 again: kept from now */
+    ex_admit(&x, 0, "V2", "a-4", t1 + 401 * day);
+    cr_assert_eq(db_entries(a, "adt_visit"), 2u, "V0 past its retention, V1 and V2 kept");
+    cr_assert_eq(db_entries(a, "adt_visit_t"), 2u);
+    cr_assert_eq(db_entries(a, "adt_visit_at"), 2u);
+    ex_admit(&x, 0, "V3", "a-5", t1 + 900 * day);
+    cr_assert_eq(db_entries(a, "adt_visit"), 1u, "only V3");
     for (size_t i = 0; i < x.n; i++) {
         hie_mem_free(x.cmds[i], x.lens[i]);
     }

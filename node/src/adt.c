@@ -285,9 +285,41 @@ hie_node__notice_covered(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
     return rc == HIE_ENOTFOUND ? 0 : rc;
 }
 
-/* A cancel reaches whoever got the original event of the visit, and of those only the ones
- * that follow the cancel's patient: a visit number keyed against another patient (or reused)
- * must not tell a subscriber about a patient it has nothing to do with. */
+/* A cancel's scan of its visit's rows: the cancel's patient as the record it lives on as. */
+struct cancel_scan {
+    struct fan *f;
+    uint8_t subject[HIE_MPI_REC_HASH_BYTES];
+    bool known;
+};
+
+/* A row of the visit: its recipients are candidates when it is about the cancel's patient
+ * (after A40 merges, the same record), or names no patient (a row from before rows did). */
+static int
+cancel_row(void *ctx, hie_span_t patient, hie_span_t ids)
+{
+    struct cancel_scan *cs = ctx;
+    struct fan *f = cs->f;
+    if (patient.len != 0) {
+        uint8_t lives_on[HIE_MPI_REC_HASH_BYTES];
+        int rc = cs->known ? hie_mpi_store_surviving(hie_node__state_mpi(f->ctx->state),
+            f->txn, patient.ptr, f->arena, lives_on) : HIE_ENOTFOUND;
+        if (rc != 0 || memcmp(lives_on, cs->subject, sizeof(lives_on)) != 0) {
+            return rc == 0 || rc == HIE_ENOTFOUND ? 0 : rc;
+        }
+    }
+    int rc = 0;
+    for (size_t o = 0; rc == 0 && o < ids.len;) {
+        size_t l = strnlen((const char *)ids.ptr + o, ids.len - o);
+        rc = cand_add(f, hie_span(ids.ptr + o, l));
+        o += l + 1;
+    }
+    return rc;
+}
+
+/* A cancel reaches whoever got the original event of the visit about the same patient, and
+ * of those only the ones that follow the cancel's patient: a visit number keyed against
+ * another patient (or reused) must not tell a subscriber about a patient it has nothing to do
+ * with. */
 static int
 cancel_candidates(struct fan *f)
 {
@@ -301,16 +333,16 @@ cancel_candidates(struct fan *f)
     f->n_cand = 0;
     const Hie__V1__AdtRequest *r = f->r;
     node_subs_t *subs = hie_node__state_subs(f->ctx->state);
+    struct cancel_scan cs = {f, {0}, false};
+    uint8_t h[HIE_MPI_REC_HASH_BYTES];
+    hie_mpi_rec_hash(hie_node__state_mpi_key(f->ctx->state), f->who->org_id, r->patient->mrn, h);
+    int src = hie_mpi_store_surviving(hie_node__state_mpi(f->ctx->state), f->txn, h, f->arena,
+        cs.subject);
+    cs.known = src == 0;
+    rc = src == 0 || src == HIE_ENOTFOUND ? 0 : src;
     for (int k = 0; rc == 0 && cancelled_event(r->event, k) != 0; k++) {
-        hie_span_t got;
-        rc = hie_node__subs_visit(subs, f->txn, f->who->org_id, r->encounter->visit_id,
-            cancelled_event(r->event, k), &got);
-        for (size_t o = 0; rc == 0 && o < got.len;) {
-            size_t l = strnlen((const char *)got.ptr + o, got.len - o);
-            rc = cand_add(f, hie_span(got.ptr + o, l));
-            o += l + 1;
-        }
-        rc = rc == HIE_ENOTFOUND ? 0 : rc;
+        rc = hie_node__subs_visit_each(subs, f->txn, f->who->org_id, r->encounter->visit_id,
+            cancelled_event(r->event, k), cancel_row, &cs);
     }
     size_t kept = 0;
     for (size_t i = 0; rc == 0 && i < f->n_cand; i++) {

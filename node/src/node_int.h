@@ -500,9 +500,12 @@ HIE_MUST_CHECK int hie_node__subs_replay_first(const Hie__V1__Subscription *sub,
 HIE_MUST_CHECK int hie_node__subs_retained(node_subs_t *s, MDB_txn *txn,
     const Hie__V1__Subscription *sub, uint64_t event, hie_arena_t *arena,
     Hie__V1__QueuedMessage **out);
-/* The subscription ids (0-separated, txn memory) that got sender's visit's event; ENOTFOUND. */
-HIE_MUST_CHECK int hie_node__subs_visit(node_subs_t *s, MDB_txn *txn, const char *sender,
-    const char *visit, int event, hie_span_t *ids);
+/* Calls fn with each row of sender's visit's event: the patient it is about (the sender's
+ * record, 16 bytes; empty for a row from before rows named it) and the subscription ids that
+ * got it (0-separated, txn memory). fn returns 0, 1 (stop) or an error. */
+HIE_MUST_CHECK int hie_node__subs_visit_each(node_subs_t *s, MDB_txn *txn, const char *sender,
+    const char *visit, int event, int (*fn)(void *ctx, hie_span_t patient, hie_span_t ids),
+    void *ctx);
 
 /* ---- requests between edge and workers (edge.c, worker.c) --------------------------------- */
 /* NODE_REQ_DELIVERY: a frame the delivery thread sends on conn_id (no request, no in-flight

@@ -9,7 +9,8 @@
  *   sub_all     dupsort: org -> subscription id          (scope ALL_MY_PATIENTS)
  *   sub_rec     dupsort: record identity -> subscription id   (roster: the subscriber's MRNs)
  *   sub_roster  dupsort: subscription id -> record identity   (to undo sub_rec)
- *   adt_visit   sender || 0 || visit id || 0 || event -> subscription ids notified, 0-separated
+ *   adt_visit   sender || 0 || visit id || 0 || event [|| the sender's record of the patient
+ *               (16), since VISIT_PATIENT_SINCE_MS] -> subscription ids notified, 0-separated
  *   adt_visit_at  the same key -> the rules-clock time (8 BE) it was last written (since
  *               VISIT_PRUNE_SINCE_MS)
  *   adt_visit_t time (8 BE) || the same key -> "" (oldest first: rows past
@@ -27,7 +28,7 @@
 
 #define SUBS_MAGIC 0x53554253u /* "SUBS" */
 #define SUB_ID_BYTES 32u
-#define VISIT_KEY_BYTES (2u * HIE_ORG_ID_BYTES_MAX + 8u)
+#define VISIT_KEY_BYTES (2u * HIE_ORG_ID_BYTES_MAX + 8u + HIE_PROTO_REC_HASH_BYTES)
 #define VISIT_VAL_BYTES_MAX (HIE_ADT_NOTICES_MAX * SUB_ID_BYTES)
 /* 2026-11-30T19:00Z: for commands stamped since (their own clock: an older log replays as it
  * applied), a visit's recipients are merged, not replaced (and a visit nobody got keeps no
@@ -49,6 +50,11 @@
  * HIE_ADT_VISIT_RETAIN_MS (they were kept for good: one per notified visit, from normal
  * traffic). Rows written before stay. */
 #define VISIT_PRUNE_SINCE_MS 1796104800000ll
+/* From the same time a visit row names the patient (the sender's record) in its key: a cancel
+ * of a visit reaches only whoever got the original about the same patient (after A40 merges:
+ * the record it lives on as). A visit id reused for another patient reached a subscriber who
+ * follows both with a cancel for an admission it never got. */
+#define VISIT_PATIENT_SINCE_MS 1796104800000ll
 
 struct node_subs {
     uint32_t magic;
@@ -197,15 +203,33 @@ visit_key(uint8_t *k, const char *sender, const char *visit, int event)
 }
 
 int
-hie_node__subs_visit(node_subs_t *s, MDB_txn *txn, const char *sender, const char *visit,
-    int event, hie_span_t *ids)
+hie_node__subs_visit_each(node_subs_t *s, MDB_txn *txn, const char *sender, const char *visit,
+    int event, int (*fn)(void *ctx, hie_span_t patient, hie_span_t ids), void *ctx)
 {
     HIE_ASSERT(s != NULL && s->magic == SUBS_MAGIC);
     uint8_t k[VISIT_KEY_BYTES];
-    MDB_val key = {visit_key(k, sender, visit, event), k}, v;
-    int rc = mdb_rc(mdb_get(txn, s->visit, &key, &v));
-    *ids = rc == 0 ? hie_span(v.mv_data, v.mv_size) : hie_span(NULL, 0);
-    return rc;
+    size_t n = visit_key(k, sender, visit, event);
+    MDB_val key = {n, k}, v;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_rc(mdb_cursor_open(txn, s->visit, &cur));
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE) : MDB_NOTFOUND;
+    /* the row without a patient (before VISIT_PATIENT_SINCE_MS), then one per patient */
+    for (unsigned i = 0; rc == 0 && mrc == 0 && i < 1 + HIE_ADT_NOTICES_MAX; i++) {
+        if (key.mv_size < n || memcmp(key.mv_data, k, n) != 0 ||
+            (key.mv_size != n && key.mv_size != n + HIE_PROTO_REC_HASH_BYTES)) {
+            break;
+        }
+        rc = fn(ctx, hie_span((const uint8_t *)key.mv_data + n, key.mv_size - n),
+            hie_span(v.mv_data, v.mv_size));
+        mrc = rc == 0 ? mdb_cursor_get(cur, &key, &v, MDB_NEXT) : 0;
+    }
+    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND) {
+        rc = HIE_ESTORAGE;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc > 0 ? 0 : rc;
 }
 
 /* ---- apply ---------------------------------------------------------------------------------- */
@@ -598,6 +622,20 @@ visit_prune(node_subs_t *s, node_apply_t *a)
     return rc;
 }
 
+/* The sender's record of the event's patient, as its queued notices carry it (NULL: none
+ * was queued, or from before they did). */
+static const uint8_t *
+adt_subject(const Hie__V1__AdtCommand *c)
+{
+    for (size_t i = 0; i < c->n_notices; i++) {
+        const Hie__V1__QueuedMessage *m = c->notices[i]->message;
+        if (m != NULL && m->subject_rec_hash.len == HIE_PROTO_REC_HASH_BYTES) {
+            return m->subject_rec_hash.data;
+        }
+    }
+    return NULL;
+}
+
 static int
 apply_adt(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a)
 {
@@ -623,6 +661,11 @@ apply_adt(node_subs_t *s, node_queue_t *q, node_audit_t *au, node_apply_t *a)
     if (rc == 0 && original && c->visit_id != NULL && c->visit_id[0] != '\0') {
         uint8_t k[VISIT_KEY_BYTES];
         MDB_val key = {visit_key(k, c->sender_org, c->visit_id, c->event), k};
+        const uint8_t *patient = a->rules_ms >= VISIT_PATIENT_SINCE_MS ? adt_subject(c) : NULL;
+        if (patient != NULL) {
+            memcpy(k + key.mv_size, patient, HIE_PROTO_REC_HASH_BYTES);
+            key.mv_size += HIE_PROTO_REC_HASH_BYTES;
+        }
         if (a->rules_ms >= VISIT_MERGE_SINCE_MS) {
             rc = visit_merge(s, a, &key, ids, &ids_len);
         }

@@ -163,6 +163,61 @@ Test(adt, a_cancel_naming_another_patient_does_not_reach_the_visits_subscriber,
     fx_stop(&n, &a, &h, &c);
 }
 
+/* The same with a subscriber that follows both patients (all of its patients): the cancel
+ * of the second patient's visit does not reach it, since it got the visit's admission about
+ * the first. Before, rows named no patient: it got a cancel for an admission it never had. */
+Test(adt, a_cancel_reaches_only_who_got_the_original_about_the_same_patient, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
+    feed_ok(h, "f3", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-2", &MARIA, NULL, a);
+    feed_ok(c, "f4", HIE__V1__FEED_ACTION__FEED_CREATE, CLINIC, "C-10", &MARIA, NULL, a);
+    subscribe_ok(c, "s1", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_ALL_MY_PATIENTS, NULL, 0, a);
+    cr_assert_eq(adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V500", a)->notified, 1u);
+    hie_envelope_t *r = adt(h, "e2", HIE__V1__ADT_EVENT__ADT_A11, "H-2", "V500", a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_ADT_REPLY);
+    cr_assert_eq(r->adt_reply->notified, 0u, "a cancel about Maria for John's admission");
+    cr_assert_eq(adt_ok(h, "e3", HIE__V1__ADT_EVENT__ADT_A11, "V500", a)->notified, 1u,
+        "John's own cancel still reaches it");
+    fx_stop(&n, &a, &h, &c);
+}
+
+/* A40 between an admission and its cancel: the hospital merges H-1 (the admission's) into
+ * H-3, and cancels the visit under H-3. The clinic that got the admission gets the cancel:
+ * the visit's row names H-1, which lives on as H-3. */
+Test(adt, a_cancel_after_an_a40_reaches_who_got_the_merged_records_admission, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
+    subscribe_ok(c, "s1", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a);
+    cr_assert_eq(adt_ok(h, "e1", HIE__V1__ADT_EVENT__ADT_A01, "V600", a)->notified, 1u);
+    feed_ok(h, "f3", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-3", &JOHN, NULL, a);
+    hie_envelope_t req;
+    Hie__V1__AdtRequest r = HIE__V1__ADT_REQUEST__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    req_init(&req, "m40");
+    pid.org_id = MUT(HOSP);
+    pid.mrn = MUT("H-3");
+    r.event = HIE__V1__ADT_EVENT__ADT_A40;
+    r.patient = &pid;
+    r.prior_mrn = MUT("H-1");
+    r.event_ms = 1764000000000;
+    req.body_case = HIE__V1__ENVELOPE__BODY_ADT;
+    req.adt = &r;
+    hie_envelope_t *e = call(h, &req, a);
+    cr_assert_eq(e->body_case, HIE__V1__ENVELOPE__BODY_ADT_REPLY, "%s",
+        e->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? e->error->message : "");
+    hie_envelope_t *x = adt(h, "e2", HIE__V1__ADT_EVENT__ADT_A11, "H-3", "V600", a);
+    cr_assert_eq(x->body_case, HIE__V1__ENVELOPE__BODY_ADT_REPLY, "%s",
+        x->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? x->error->message : "");
+    cr_assert_eq(x->adt_reply->notified, 1u, "the cancel reaches the admission's subscriber");
+    fx_stop(&n, &a, &h, &c);
+}
+
 /* A repeated admission of a visit adds its recipients to the first one's: a clinic that got
  * the first (its filter: inpatients) and not the second (the class corrected to outpatient)
  * still gets the cancel. The second replaced the list, and the cancel reached nobody. */

@@ -383,40 +383,54 @@ members_nolink(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const uint8_t *a, s
 static int euid_fold(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const char *from,
     const char *to, Hie__V1__FeedAction action);
 
-/* Records of each EUID that euids_conflict compares (their first, in member order). */
-#define FOLD_CONFLICT_RECORDS_MAX 16u
-
-/* True when a record of one EUID (ha, na) and one of the other (hb, nb) carry national ids
- * and birth dates that both differ (hie_mpi_ids_conflict): two people, whatever a third
- * record matching both says. A record too sparse to tell them apart (no id, no birth date)
- * merged a father's and his son's EUIDs, the son kept apart by review a moment before. */
-static bool
-euids_conflict(hie_mpi_store_t *s, const uint8_t *ha, size_t na, const uint8_t *hb, size_t nb)
+/* The people of n records (hashes), in out (up to STORE_FOLD_MEMBERS_MAX; merged or missing
+ * ones left out): self, when among them, as fed now (fd->p: the cache still has its form from
+ * before an update). Returns how many. */
+static size_t
+fold_people(hie_mpi_store_t *s, const uint8_t *hashes, size_t n, const uint8_t *self,
+    const hie_mpi_person_t *fed, hie_mpi_person_t *out)
 {
-    static hie_mpi_person_t pa, pb; /* log thread only */
     char euid[HIE_MPI_EUID_BYTES];
-    bool merged = false, conflict = false;
-    for (size_t i = 0; !conflict && i < na && i < FOLD_CONFLICT_RECORDS_MAX; i++) {
-        if (store__people_get(s->people, ha + i * HIE_MPI_REC_HASH_BYTES, true, euid, &merged,
-                &pa, NULL) != 0 || merged) {
-            continue;
+    bool merged = false;
+    size_t k = 0;
+    for (size_t i = 0; i < n && i < STORE_FOLD_MEMBERS_MAX; i++) {
+        const uint8_t *h = hashes + i * HIE_MPI_REC_HASH_BYTES;
+        if (self != NULL && memcmp(h, self, HIE_MPI_REC_HASH_BYTES) == 0) {
+            out[k++] = *fed;
+        } else if (store__people_get(s->people, h, true, euid, &merged, &out[k], NULL) == 0 &&
+                   !merged) {
+            k++;
         }
-        for (size_t j = 0; !conflict && j < nb && j < FOLD_CONFLICT_RECORDS_MAX; j++) {
-            if (store__people_get(s->people, hb + j * HIE_MPI_REC_HASH_BYTES, true, euid,
-                    &merged, &pb, NULL) != 0 || merged) {
-                continue;
-            }
+    }
+    return k;
+}
+
+/* True when a record of one EUID (ha, na) and one of the other (hb, nb), every one of them
+ * (a fold takes EUIDs of at most STORE_FOLD_MEMBERS_MAX), carry national ids and birth dates
+ * that both differ (hie_mpi_ids_conflict): two people, whatever a third record matching both
+ * says. A record too sparse to tell them apart (no id, no birth date) merged a father's and
+ * his son's EUIDs, the son kept apart by review a moment before. */
+static bool
+euids_conflict(hie_mpi_store_t *s, const struct feed *fd, const uint8_t *self,
+    const uint8_t *ha, size_t na, const uint8_t *hb, size_t nb)
+{
+    static hie_mpi_person_t pa[STORE_FOLD_MEMBERS_MAX], pb[STORE_FOLD_MEMBERS_MAX]; /* log thread */
+    size_t ka = fold_people(s, ha, na, self, &fd->p, pa);
+    size_t kb = fold_people(s, hb, nb, self, &fd->p, pb);
+    bool conflict = false;
+    for (size_t i = 0; !conflict && i < ka; i++) {
+        for (size_t j = 0; !conflict && j < kb; j++) {
             hie_mpi_vector_t v;
             hie_mpi_contribution_t ex[HIE_MPI_FIELD_COUNT] = {{0, 0.0}};
-            hie_mpi_compare(&pa, &pb, &v);
+            hie_mpi_compare(&pa[i], &pb[j], &v);
             for (unsigned f = 0; f < HIE_MPI_FIELD_COUNT; f++) {
                 ex[f].level = v.level[f];
             }
             conflict = hie_mpi_ids_conflict(ex);
         }
     }
-    sodium_memzero(&pa, sizeof(pa));
-    sodium_memzero(&pb, sizeof(pb));
+    sodium_memzero(pa, ka * sizeof(pa[0]));
+    sodium_memzero(pb, kb * sizeof(pb[0]));
     return conflict;
 }
 
@@ -425,7 +439,7 @@ euids_conflict(hie_mpi_store_t *s, const uint8_t *ha, size_t na, const uint8_t *
  * included) or either is larger than STORE_FOLD_MEMBERS_MAX: those stay apart. */
 static int
 feed_fold(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const struct feed *fd, const char *to,
-    Hie__V1__FeedAction action)
+    const uint8_t *self, Hie__V1__FeedAction action)
 {
     int rc = 0;
     HIE_ASSERT(fd->outcome == HIE__V1__FEED_OUTCOME__OUTCOME_LINKED);
@@ -439,8 +453,8 @@ feed_fold(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const struct feed *fd, c
         rc = rc == 0 ? store__members_w(s, ctx->txn, from, ctx->arena, &hb, &nb) : rc;
         if (rc != 0 || na > STORE_FOLD_MEMBERS_MAX || nb > STORE_FOLD_MEMBERS_MAX ||
             members_nolink(s, ctx, ha, na, hb, nb) ||
-            (store__rules_ms(ctx) >= STORE_ID_CONFLICT_SINCE_MS &&
-             euids_conflict(s, ha, na, hb, nb))) {
+            (store__rules_ms(ctx) >= STORE_FOLD_CONFLICT_SINCE_MS &&
+             euids_conflict(s, fd, self, ha, na, hb, nb))) {
             continue;
         }
         rc = euid_fold(s, ctx, from, to, action);
@@ -615,7 +629,8 @@ feed_create(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, const Hie__V1__MpiFeed
     rc = rc == 0 ? blocks_change(s, ctx->txn, rec, true) : rc;
     rc = rc == 0 ? store__tf_change(s, rec, 1) : rc;
     rc = rc == 0 ? member_add(s, ctx->txn, rec->euid, rec->rec_hash.data) : rc;
-    rc = rc == 0 && linked ? feed_fold(s, ctx, fd, rec->euid, cmd->action) : rc;
+    rc = rc == 0 && linked ? feed_fold(s, ctx, fd, rec->euid, rec->rec_hash.data, cmd->action)
+                           : rc;
     rc = rc == 0 ? store__meta_add(s, ctx->txn, "records", 1) : rc;
     return rc == 0 ? feed_finish(s, ctx, cmd, fd, rec, NULL, reply) : rc;
 }
@@ -643,7 +658,8 @@ feed_rematch(hie_mpi_store_t *s, hie_mpi_apply_ctx_t *ctx, struct feed *fd,
         rec->euid = (char *)(uintptr_t)fd->cand->euid;
         rec->origin = HIE__V1__LINK_ORIGIN__LINK_AUTO;
         rc = rc == 0 ? member_add(s, ctx->txn, rec->euid, rec->rec_hash.data) : rc;
-        rc = rc == 0 ? feed_fold(s, ctx, fd, rec->euid, HIE__V1__FEED_ACTION__FEED_UPDATE) : rc;
+        rc = rc == 0 ? feed_fold(s, ctx, fd, rec->euid, rec->rec_hash.data,
+            HIE__V1__FEED_ACTION__FEED_UPDATE) : rc;
     } else if (fd->outcome == HIE__V1__FEED_OUTCOME__OUTCOME_NEW) {
         fd->outcome = HIE__V1__FEED_OUTCOME__OUTCOME_UPDATED;
     }

@@ -47,6 +47,11 @@
  * record's (hie_mpi_ids_conflict) is never linked or merged automatically (review at most): a
  * father and son of one name at one address linked on the strength of the rest. */
 #define STORE_ID_CONFLICT_SINCE_MS 1796103000000ll
+/* From 2026-12-01T07:00Z: a fold also skips an EUID whose records, every one, conflict so with
+ * one of the best EUID's (the record itself as fed, not as cached before an update): a sparse
+ * record matching a father and his son kept apart merged them. Later than the binaries of the
+ * rule above, which folded without it. */
+#define STORE_FOLD_CONFLICT_SINCE_MS 1796108400000ll
 /* The time a rule's start is compared with: the rules clock, never before the command's own. */
 static inline int64_t
 store__rules_ms(const hie_mpi_apply_ctx_t *ctx)

@@ -965,7 +965,7 @@ Test(mpi_store_apply, a_sparse_record_does_not_merge_conflicting_euids)
     const struct who sparse = {"John", "Smith", "", "12 High Street", "Leeds", "LS1 4AB",
         "smiths@home.example"};
     char e1[16], e2[16], e3[16], f_now[16], s_now[16];
-    feed_rules_ms = 1796103000000ll; /* 2026-12-01T05:30Z */
+    feed_rules_ms = 1796108400000ll; /* 2026-12-01T07:00Z */
     feed_national = "123456789";
     (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "F1", &father, e1);
     feed_national = "987650001";
@@ -976,6 +976,30 @@ Test(mpi_store_apply, a_sparse_record_does_not_merge_conflicting_euids)
     euid_of("F1", f_now);
     euid_of("S1", s_now);
     cr_assert_str_neq(f_now, s_now, "father and son merged through a sparse record");
+}
+
+/* The same before the fold rule (2026-12-01T07:00Z; the decision rule on): the sparse record
+ * folds them, as binaries of that time applied it. */
+Test(mpi_store_apply, before_the_fold_rule_a_sparse_record_merges_them)
+{
+    const struct who father = {"John", "Smith", "1950-03-04", "12 High Street", "Leeds",
+        "LS1 4AB", "smiths@home.example"};
+    const struct who son = {"John", "Smith", "1978-09-12", "12 High Street", "Leeds",
+        "LS1 4AB", "smiths@home.example"};
+    const struct who sparse = {"John", "Smith", "", "12 High Street", "Leeds", "LS1 4AB",
+        "smiths@home.example"};
+    char e1[16], e2[16], e3[16], f_now[16], s_now[16];
+    feed_rules_ms = 1796103000000ll; /* 2026-12-01T05:30Z */
+    feed_national = "123456789";
+    (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "F1", &father, e1);
+    feed_national = "987650001";
+    (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "S1", &son, e2);
+    cr_assert_str_neq(e1, e2);
+    feed_national = "";
+    (void)feed(HIE__V1__FEED_ACTION__FEED_CREATE, "X1", &sparse, e3);
+    euid_of("F1", f_now);
+    euid_of("S1", s_now);
+    cr_assert_str_eq(f_now, s_now, "folded, as before the rule");
 }
 
 /* The same father and son, fed before the rule: linked, as it applied then (a log replays as

@@ -963,13 +963,19 @@ hie_node__replay_xchg(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *
  * in a slot within a window share its budget: a collision never resets one (fails closed). */
 #define REPLAY_GATE_SLOTS 1024u
 
+/* One budget: whose it is (its key's hash: a slot another key took is that key's from then
+ * on), its window's start and its count. */
+struct gate_slot {
+    uint64_t tag;
+    uint64_t window_ns;
+    uint32_t count;
+};
+
 struct node_replay_gate {
     pthread_mutex_t mu;
     uint8_t hash_key[crypto_shorthash_KEYBYTES];
-    struct {
-        uint64_t window_ns;
-        uint32_t count;
-    } slot[REPLAY_GATE_SLOTS];
+    struct gate_slot sub[REPLAY_GATE_SLOTS]; /* per (organization, subscription) */
+    struct gate_slot org[REPLAY_GATE_SLOTS]; /* per organization */
 };
 
 int
@@ -995,36 +1001,42 @@ hie_node__replay_gate_destroy(node_replay_gate_t **g)
     }
 }
 
-/* The gate's slot of (org, subscription), or of org's share (subscription NULL). */
-static unsigned
-gate_slot(const node_replay_gate_t *g, const char *org, const char *subscription_id)
+/* The hash of (org, subscription), or of org's share (subscription NULL). */
+static uint64_t
+gate_hash(const node_replay_gate_t *g, const char *org, const char *subscription_id)
 {
     uint8_t in[2 * (HIE_ORG_ID_BYTES_MAX + 1) + 64], h[crypto_shorthash_BYTES];
     int n = snprintf((char *)in, sizeof(in), "%s%c%s%c", org, 0,
         subscription_id != NULL ? subscription_id : "", subscription_id != NULL ? 0 : 1);
     crypto_shorthash(h, in, n > 0 && (size_t)n < sizeof(in) ? (size_t)n : sizeof(in) - 1,
         g->hash_key);
-    return (unsigned)(hie_load_be64(h) % REPLAY_GATE_SLOTS);
+    return hie_load_be64(h);
+}
+
+/* The slot of hash h in table t, its window current (a new one, or another key's taken over:
+ * two keys never share a count). */
+static struct gate_slot *
+gate_take(struct gate_slot *t, uint64_t h, uint64_t now, uint64_t window)
+{
+    struct gate_slot *sl = &t[h % REPLAY_GATE_SLOTS];
+    if (sl->tag != h || sl->window_ns == 0 || now - sl->window_ns >= window) {
+        *sl = (struct gate_slot){h, now, 0};
+    }
+    return sl;
 }
 
 bool
 hie_node__replay_gate_pass(node_replay_gate_t *g, const char *org,
     const char *subscription_id)
 {
-    unsigned i = gate_slot(g, org, subscription_id), j = gate_slot(g, org, NULL);
+    uint64_t hs = gate_hash(g, org, subscription_id), ho = gate_hash(g, org, NULL);
     uint64_t now = hie_time_mono_ns(), window = (uint64_t)HIE_REPLAY_WINDOW_MS * 1000000ull;
     pthread_mutex_lock(&g->mu);
-    for (unsigned k = 0; k < 2; k++) {
-        unsigned s = k == 0 ? i : j;
-        if (g->slot[s].window_ns == 0 || now - g->slot[s].window_ns >= window) {
-            g->slot[s].window_ns = now;
-            g->slot[s].count = 0;
-        }
-    }
-    bool pass = g->slot[i].count < HIE_REPLAYS_PER_WINDOW &&
-                g->slot[j].count < HIE_REPLAYS_PER_ORG_WINDOW;
-    g->slot[i].count += pass;
-    g->slot[j].count += pass && j != i;
+    struct gate_slot *ss = gate_take(g->sub, hs, now, window);
+    struct gate_slot *so = gate_take(g->org, ho, now, window);
+    bool pass = ss->count < HIE_REPLAYS_PER_WINDOW && so->count < HIE_REPLAYS_PER_ORG_WINDOW;
+    ss->count += pass;
+    so->count += pass;
     pthread_mutex_unlock(&g->mu);
     return pass;
 }

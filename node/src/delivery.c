@@ -418,7 +418,7 @@ frame_build(struct pump *p, uint64_t seq, hie_span_t stored, uint8_t **buf, size
     for (uint32_t i = 0; i < r->nfl && f == NULL; i++) {
         f = r->fl[i].seq == seq ? &r->fl[i] : NULL;
     }
-    dl.attempt = f != NULL ? f->attempts + 1 : 1;
+    dl.attempt = f != NULL ? f->attempts + (f->uncharged ? 0u : 1u) : 1; /* as send_one counts */
     env.id = id;
     env.handled_ms = hie_time_wall_ms();
     env.body_case = HIE__V1__ENVELOPE__BODY_DELIVERY;

@@ -164,7 +164,8 @@ ctl_socket_answers(const char *path)
 }
 
 /* Opens (or, after a timeout, reopens: a REQ socket cannot send twice) the socket. Returns 0,
- * or -1 with a lowercase reason in err. */
+ * HIE_ENOTFOUND (no socket file), HIE_EUNAVAIL (nothing listens on it) or -1, with a lowercase
+ * reason in err. */
 static int
 ctl_conn_open(struct ctl_conn *conn, char *err, size_t err_bytes)
 {
@@ -174,7 +175,7 @@ ctl_conn_open(struct ctl_conn *conn, char *err, size_t err_bytes)
     ctl_conn_close(conn);
     if (stat(conn->path, &sb) != 0) {
         snprintf(err, err_bytes, "cannot reach node: %s: %s", conn->path, strerror(errno));
-        return -1;
+        return HIE_ENOTFOUND; /* a node stopped removes it (an import retries: restarting) */
     }
     if (!ctl_socket_answers(conn->path)) { /* a killed node's socket file: "cannot reach"
                                             * (3), not "no answer in time" (4) */
@@ -200,7 +201,8 @@ ctl_conn_open(struct ctl_conn *conn, char *err, size_t err_bytes)
 /* Sends req and decodes the reply into arena. Returns 0 (the reply may carry an Error),
  * HIE_ETIMEDOUT (the socket is reopened for the next call; the node may have acted),
  * HIE_EPROTO (malformed reply), HIE_EUNAVAIL (its socket file is there but nothing listens:
- * a node killed, perhaps restarting) or -1 (cannot send or reopen); err says why. */
+ * a node killed, perhaps restarting), HIE_ENOTFOUND (no socket file: a node stopped) or -1
+ * (cannot send or reopen); err says why. */
 static int
 ctl_conn_call(struct ctl_conn *conn, Hie__V1__AdminRequest *req, hie_arena_t *arena,
     Hie__V1__AdminReply **reply, char *err, size_t err_bytes)
@@ -210,7 +212,7 @@ ctl_conn_call(struct ctl_conn *conn, Hie__V1__AdminRequest *req, hie_arena_t *ar
     *reply = NULL;
     int orc = conn->sock == NULL ? ctl_conn_open(conn, err, err_bytes) : 0;
     if (orc != 0) {
-        return orc == HIE_EUNAVAIL ? orc : -1;
+        return orc == HIE_EUNAVAIL || orc == HIE_ENOTFOUND ? orc : -1;
     }
     if (hie_proto_pack(&req->base, HIE_ADMIN_MSG_BYTES_MAX, &buf, &len) != 0) {
         snprintf(err, err_bytes, "request larger than %u bytes", HIE_ADMIN_MSG_BYTES_MAX);
@@ -600,6 +602,8 @@ enum ctl_exit { CTL_EXIT_OK = 0, CTL_EXIT_REJECTED = 1, CTL_EXIT_FAIL = 2 };
 struct ctl_import {
     const struct ctl *c;
     const char *file;
+    bool answered;                  /* the node answered a batch: a socket gone since is a
+                                     * node restarting, retried */
     char state_path[NODE_PATH_MAX];
     node_import_reader_t *reader;
     node_import_state_t st;         /* as of the last acknowledged batch */
@@ -785,8 +789,10 @@ import_send(struct ctl_import *im, size_t from, size_t count, hie_arena_t *arena
                                                                        : 0;
         bool rows = rc == 0 && code == 0 && batch_transient((*reply)->mpi_feed_batch);
         bool transient = rc == HIE_ETIMEDOUT || rc == HIE_EUNAVAIL ||
+                         (rc == HIE_ENOTFOUND && im->answered) ||
                          code == HIE__V1__ERROR_CODE__ERROR_OVERLOADED ||
                          code == HIE__V1__ERROR_CODE__ERROR_UNAVAILABLE || rows;
+        im->answered |= rc == 0;
         if (!transient) {
             if (rc == 0) {
                 return 0;

@@ -960,7 +960,10 @@ opts_parse(int argc, char **argv, struct opts *o)
         {"workers", required_argument, NULL, 'w'}, {"keep", no_argument, NULL, 'k'},
         {"ack-batch", required_argument, NULL, 'a'}, {"settle", no_argument, NULL, 'z'},
         {NULL, 0, NULL, 0}};
-    *o = (struct opts){100, 200, 120, 100, 200, 3, 2, 1, false, false, false};
+    /* 60 subscribers: one patient's records at more than 64 organizations no longer link
+     * into one EUID by themselves (STORE_AUTO_LINK_MEMBERS_MAX: the 65th waits for review),
+     * so the fan-out of one event reaches at most 63 clinics without an operator's links */
+    *o = (struct opts){60, 200, 120, 100, 200, 3, 2, 1, false, false, false};
     for (int ch; (ch = getopt_long(argc, argv, "", lo, NULL)) != -1;) {
         unsigned v = optarg != NULL ? (unsigned)strtoul(optarg, NULL, 10) : 0;
         switch (ch) {

@@ -227,3 +227,41 @@ store__identity(hie_mpi_store_t *s, MDB_txn *txn, const char *euid, bool writer,
     *n = rc == 0 ? *n : 0;
     return rc;
 }
+
+int
+hie_mpi_store_merged_into(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *rec_hash,
+    hie_arena_t *arena, const uint8_t **hashes, size_t *n)
+{
+    HIE_ASSERT(s != NULL && s->magic == STORE_MAGIC && rec_hash != NULL && hashes != NULL);
+    *hashes = NULL;
+    *n = 0;
+    if (!hie_mpi_store_ready(s)) {
+        return HIE_EUNAVAIL;
+    }
+    uint8_t *out = hie_arena_alloc(arena, HIE_MPI_MERGED_INTO_MAX * HIE_MPI_REC_HASH_BYTES);
+    if (out == NULL) {
+        return HIE_ENOMEM;
+    }
+    MDB_cursor *cur = NULL;
+    int rc = store__rc(mdb_cursor_open(txn, s->merged, &cur));
+    /* breadth first: the records merged into rec_hash, then those merged into them */
+    for (size_t i = 0; rc == 0 && i <= *n; i++) {
+        const uint8_t *from = i == 0 ? rec_hash : out + (i - 1) * HIE_MPI_REC_HASH_BYTES;
+        MDB_val k = {HIE_MPI_REC_HASH_BYTES, (void *)(uintptr_t)from}, v;
+        int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+        while (rc == 0 && mrc == 0) {
+            if (v.mv_size != HIE_MPI_REC_HASH_BYTES || *n == HIE_MPI_MERGED_INTO_MAX) {
+                rc = v.mv_size != HIE_MPI_REC_HASH_BYTES ? HIE_ECORRUPT : HIE_ELIMIT;
+                break;
+            }
+            memcpy(out + (*n)++ * HIE_MPI_REC_HASH_BYTES, v.mv_data, HIE_MPI_REC_HASH_BYTES);
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP);
+        }
+        rc = rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND ? HIE_ESTORAGE : rc;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    *hashes = out;
+    return rc;
+}

@@ -102,10 +102,13 @@ doc_labels(const Hie__V1__Document *d, uint32_t *labels, enum hie_consent_class 
             known = false;
         }
     }
+    /* a class the engine does not know (a responder's own code for it) could be one a
+     * directive denies: decided as unknown, i.e. as every class (it was OTHER, and a deny of
+     * imaging reports let a responder's "Imaging" entry through) */
     *cls = HIE_CONSENT_CLASS_NONE;
     if (d->class_code != NULL && d->class_code[0] != '\0' &&
         hie_consent_class_parse(d->class_code, strlen(d->class_code), cls) != 0) {
-        *cls = HIE_CONSENT_CLASS_OTHER;
+        *cls = HIE_CONSENT_CLASS_NONE;
     }
     return known;
 }
@@ -342,6 +345,26 @@ query_check(const Hie__V1__RecordQuery *q, node_mpi_err_t *e)
     return 0;
 }
 
+/* The documents of source record h and of every record merged (A40) into it: they stay
+ * filed under the record they were pushed for, which a merge takes out of the EUID's
+ * members (they were left out of every query after the merge, though retrievable by id). */
+static int
+query_record(struct query *x, const uint8_t *h)
+{
+    node_repo_t *repo = hie_node__state_repo(x->ctx->state);
+    const uint8_t *merged = NULL;
+    size_t n = 0;
+    int rc = hie_node__repo_each(repo, x->txn, h, QUERY_SCAN_MAX, query_one, x);
+    int mrc = rc == 0 ? hie_mpi_store_merged_into(hie_node__state_mpi(x->ctx->state), x->txn,
+        h, x->arena, &merged, &n) : 0;
+    rc = rc ? rc : mrc == HIE_ELIMIT ? 0 : mrc; /* the first 64 merged records */
+    for (size_t i = 0; rc == 0 && i < n && x->n < x->cap && !x->partial; i++) {
+        rc = hie_node__repo_each(repo, x->txn, merged + i * HIE_MPI_REC_HASH_BYTES,
+            QUERY_SCAN_MAX, query_one, x);
+    }
+    return rc;
+}
+
 /* Every document of every source record of the EUID. */
 static int
 query_scan(struct query *x)
@@ -352,8 +375,7 @@ query_scan(struct query *x)
         x->arena, &members, &count);
     rc = rc ? rc : hie_arena_create(&x->scratch, QUERY_SCRATCH_BYTES);
     for (size_t i = 0; rc == 0 && i < count && x->n < x->cap && !x->partial; i++) {
-        rc = hie_node__repo_each(hie_node__state_repo(x->ctx->state), x->txn,
-            members + i * HIE_MPI_REC_HASH_BYTES, QUERY_SCAN_MAX, query_one, x);
+        rc = query_record(x, members + i * HIE_MPI_REC_HASH_BYTES);
     }
     hie_arena_destroy(&x->scratch);
     qsort(x->docs, x->n, sizeof(*x->docs), cmp_date);
@@ -465,8 +487,9 @@ query_reply(const struct query *x, int src_rc)
     src->status = src_rc == 0 ? HIE__V1__SOURCE_STATUS__SOURCE_OK
                               : HIE__V1__SOURCE_STATUS__SOURCE_ERROR;
     src->detail = (char *)(uintptr_t)(src_rc != 0 ? "the repository could not be read"
-        : x->partial ? "partial: the repository holds more of this patient's documents than "
-                       "one query opens (10,000, or 64 MiB)"
+        : x->partial && x->tally->withheld == 0 /* else it could count what consent hides */
+            ? "partial: the repository holds more of this patient's documents than one query "
+              "opens (10,000, or 64 MiB)"
         : "");
     srcs[0] = src;
     hie__v1__record_query_reply__init(out);

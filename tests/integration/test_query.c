@@ -195,6 +195,19 @@ Test(query, a_query_reads_a_bounded_part_of_the_repository_and_says_so, .timeout
     cr_assert(strstr(r->sources[0]->detail, "partial") != NULL);
     r = query(c, "q3", "lab-report", 0, 0, a); /* and the same again: a bound, not a state */
     cr_assert_eq(r->n_documents, 64u);
+    /* consent withholds them all: no "partial" either, which would tell that the patient has
+     * 64 MiB of documents the clinic may not see (what consent hides must look absent) */
+    struct dir x;
+    char *labs[1] = {MUT("lab-report")};
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, NULL, 0);
+    x.kid.n_classes = 1;
+    x.kid.classes = labs;
+    consent_submit_ok(h, "c1", &x, a);
+    r = query(c, "q4", NULL, 0, 0, a);
+    cr_assert_eq(r->n_documents, 0u);
+    cr_assert_str_eq(r->sources[0]->detail, "", "withheld, and said so: %s",
+        r->sources[0]->detail);
     fx_stop(&n, &a, &h, &c, NULL);
 }
 
@@ -467,6 +480,60 @@ Test(query, a_responder_answers_and_both_sources_are_listed, .timeout = 120)
     cr_assert_str_eq(qr->documents[0]->source, HOSP2);
     cr_assert_eq(qr->n_sources, 2u);
     cr_assert_eq(qr->sources[1]->status, HIE__V1__SOURCE_STATUS__SOURCE_OK);
+    fx_stop(&n, &a, &h, &c, &s);
+}
+
+/* A responder's entry whose class the consent engine does not know (its own code for an
+ * imaging report) is decided as any class: the patient's deny of imaging reports withholds
+ * it, as it does the entry named with the vocabulary's code. Before, an unknown class was
+ * decided as "other" and the entry was listed. */
+Test(query, a_responders_entry_of_an_unknown_class_meets_a_class_deny, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    struct inbox in;
+    setup3_responder(&n, &h, &c, &s, &in, a);
+    struct dir x;
+    char *imaging[1] = {MUT("imaging-report")};
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, NULL, 0);
+    x.kid.n_classes = 1;
+    x.kid.classes = imaging;
+    consent_submit_ok(h, "c1", &x, a);
+    query_send(c, "q1");
+    Hie__V1__QueryForward *f = forward_wait(s, a);
+    hie_envelope_t req;
+    Hie__V1__QueryAnswer qa = HIE__V1__QUERY_ANSWER__INIT;
+    Hie__V1__DocumentEntry e1 = HIE__V1__DOCUMENT_ENTRY__INIT, e2 = HIE__V1__DOCUMENT_ENTRY__INIT;
+    Hie__V1__DocumentEntry e3 = HIE__V1__DOCUMENT_ENTRY__INIT, *docs[3] = {&e1, &e2, &e3};
+    req_init(&req, "ans1");
+    e1.document_id = MUT("st-mary:img-1");
+    e1.class_code = MUT("imaging-report");
+    e2.document_id = MUT("st-mary:img-2");
+    e2.class_code = MUT("LOINC:18748-4");
+    e3.document_id = MUT("st-mary:lab-1");
+    e3.class_code = MUT("lab-report");
+    e1.date_ms = e2.date_ms = e3.date_ms = D2026_02;
+    qa.query_id = f->query_id;
+    qa.n_documents = 3;
+    qa.documents = docs;
+    req.body_case = HIE__V1__ENVELOPE__BODY_QUERY_ANSWER;
+    req.query_answer = &qa;
+    cr_assert_eq(call(s, &req, a)->body_case, HIE__V1__ENVELOPE__BODY_QUERY_ANSWER_REPLY);
+    hie_envelope_t *r = NULL;
+    cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    Hie__V1__RecordQueryReply *qr = r->record_query_reply;
+    for (size_t i = 0; i < qr->n_documents; i++) {
+        cr_assert(strstr(qr->documents[i]->document_id, "img") == NULL, "listed: %s",
+            qr->documents[i]->document_id);
+    }
+    bool lab = false;
+    for (size_t i = 0; i < qr->n_documents; i++) {
+        lab |= strcmp(qr->documents[i]->document_id, "st-mary:lab-1") == 0;
+    }
+    cr_assert(lab, "the lab report is listed");
     fx_stop(&n, &a, &h, &c, &s);
 }
 
@@ -969,6 +1036,25 @@ Test(query, a_responder_document_is_retrieved_through_the_broker_with_consent, .
     cr_assert_eq(hie_client_recv(c, 5000, a, &nr), 0);
     expect_error(nr, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "source");
     fx_stop(&n, &a, &h, &c, &s);
+}
+
+/* A merged (A40) record's documents stay listed: they are filed under the record they were
+ * pushed for, which the merge takes out of the EUID's members. Before, every document of the
+ * prior MRN was left out of every query after the merge (retrievable by id all the same). */
+Test(query, documents_of_a_merged_record_are_still_listed, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = NULL, *c = NULL;
+    setup2(&n, &h, &c, a);
+    store(h, "dA", "discharge-summary", NULL, D2026_01, "discharge A", a);
+    cr_assert_eq(query(c, "q1", NULL, 0, 0, a)->n_documents, 1u);
+    feed_ok(h, "f3", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-2", &JOHN, NULL, a);
+    feed_ok(h, "m1", HIE__V1__FEED_ACTION__FEED_MERGE, HOSP, "H-2", NULL, "H-1", a);
+    Hie__V1__RecordQueryReply *q = query(c, "q2", NULL, 0, 0, a);
+    cr_assert_eq(q->n_documents, 1u, "the merged record's document is still the patient's");
+    cr_assert_str_eq(q->documents[0]->document_id, HOSP ":dA");
+    fx_stop(&n, &a, &h, &c, NULL);
 }
 
 /* ---- retraction of repository documents ---------------------------------------------------- */

@@ -274,6 +274,14 @@ HIE_MUST_CHECK int hie_mpi_store_euid_members(hie_mpi_store_t *store, MDB_txn *t
  * HIE_MPI_EUID_MEMBERS_MAX). Returns 0, HIE_EUNAVAIL or a storage error. */
 HIE_MUST_CHECK int hie_mpi_store_euid_ids(hie_mpi_store_t *store, MDB_txn *txn,
     const char *euid, hie_arena_t *arena, Hie__V1__PatientId ***ids, size_t *n);
+/* The records merged (A40) into rec_hash, and those merged into them, breadth first (at most
+ * HIE_MPI_MERGED_INTO_MAX, n * 16 bytes in arena). A merged record keeps what was filed
+ * under it (repository documents): a query about the patient reads them there. Returns 0,
+ * HIE_ELIMIT (more: the first HIE_MPI_MERGED_INTO_MAX are given), HIE_EUNAVAIL, HIE_ENOMEM or
+ * a storage error. Any thread. */
+#define HIE_MPI_MERGED_INTO_MAX 64u
+HIE_MUST_CHECK int hie_mpi_store_merged_into(hie_mpi_store_t *store, MDB_txn *txn,
+    const uint8_t *rec_hash, hie_arena_t *arena, const uint8_t **hashes, size_t *n);
 /* The current model (the default one before any training). */
 HIE_MUST_CHECK int hie_mpi_store_model(hie_mpi_store_t *store, MDB_txn *txn,
     hie_mpi_model_t *model);

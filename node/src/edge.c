@@ -476,7 +476,9 @@ frame_done(node_edge_t *e, struct conn *c)
     if (req != NULL) {
         req->arena = arena;
         req->env = env;
-        req->in_bytes = (uint32_t)consumed; /* a frame: at most 16 MiB */
+        /* what it holds: its decoded form, when larger than its frame (at most 3 frames) */
+        size_t held = hie_arena_used_bytes(arena);
+        req->in_bytes = (uint32_t)(held > consumed ? held : consumed);
         arena = NULL;
         uint32_t in = req->in_bytes;
         rc = edge_post(e, &req);

@@ -259,10 +259,11 @@ hie_proto_unpack(const ProtobufCMessageDescriptor *desc, hie_span_t in, hie_aren
     return 0;
 }
 
-void
+size_t
 hie_proto_strip_unknown(ProtobufCMessage *m)
 {
     HIE_ASSERT(m != NULL);
+    size_t stripped = m->n_unknown_fields;
     m->n_unknown_fields = 0;
     m->unknown_fields = NULL; /* arena memory: nothing to free */
     const ProtobufCMessageDescriptor *d = m->descriptor;
@@ -277,7 +278,7 @@ hie_proto_strip_unknown(ProtobufCMessage *m)
             ProtobufCMessage **arr = *(ProtobufCMessage ***)(void *)(base + f->offset);
             for (size_t k = 0; k < n; k++) {
                 if (arr[k] != NULL) {
-                    hie_proto_strip_unknown(arr[k]);
+                    stripped += hie_proto_strip_unknown(arr[k]);
                 }
             }
             continue;
@@ -288,9 +289,10 @@ hie_proto_strip_unknown(ProtobufCMessage *m)
         }
         ProtobufCMessage *sub = *(ProtobufCMessage **)(void *)(base + f->offset);
         if (sub != NULL) {
-            hie_proto_strip_unknown(sub);
+            stripped += hie_proto_strip_unknown(sub);
         }
     }
+    return stripped;
 }
 
 int

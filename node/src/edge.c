@@ -89,6 +89,7 @@ struct conn {
     uint32_t inflight;
     uint64_t inflight_bytes;     /* request frames read and not answered yet */
     bool close_after_flush;
+    bool cut;                    /* its organization suspended: no reply goes out any more */
     bool read_wants_write;       /* SSL_read asked for writability */
     bool write_wants_read;
     bool in_pending;             /* listed in edge->pending */
@@ -1103,6 +1104,17 @@ edge_deliver(node_edge_t *e, struct conn *c, node_req_t *req)
     }
 }
 
+/* Written once the drain has queued every reply it brought (edge_flush_replies). */
+static void
+flush_note(node_edge_t *e, struct conn *c)
+{
+    if (!c->in_flush) {
+        HIE_ASSERT(e->flush_count < e->slots_count);
+        e->flush[e->flush_count++] = c->id;
+        c->in_flush = true;
+    }
+}
+
 static void
 edge_reply(node_edge_t *e, node_req_t *req)
 {
@@ -1139,8 +1151,14 @@ edge_reply(node_edge_t *e, node_req_t *req)
         return;
     }
     c->receiving = c->receiving || req->receiving;
-    if (req->type == NODE_REQ_DELIVERY && c->close_after_flush) {
-        hie_node__req_destroy(&req); /* closing (suspended, refused, timed out): none goes out */
+    if (c->cut || (req->type == NODE_REQ_DELIVERY && c->close_after_flush)) {
+        /* suspended since it asked, or closing (refused, timed out): not one more byte */
+        if (req->type != NODE_REQ_DELIVERY) {
+            HIE_ASSERT(c->inflight > 0);
+            c->inflight--;
+        }
+        hie_node__req_destroy(&req);
+        flush_note(e, c); /* closes it once nothing is in flight */
         return;
     }
     if (req->type == NODE_REQ_DELIVERY) { /* unsolicited: no request, no in-flight slot */
@@ -1160,11 +1178,7 @@ edge_reply(node_edge_t *e, node_req_t *req)
         c->close_after_flush = true;
     }
     hie_node__req_destroy(&req);
-    if (!c->in_flush) { /* written once the drain has queued every reply it brought */
-        HIE_ASSERT(e->flush_count < e->slots_count);
-        e->flush[e->flush_count++] = c->id;
-        c->in_flush = true;
-    }
+    flush_note(e, c);
 }
 
 /* Writes what the drain queued, each connection's replies together (conn_write merges them
@@ -1273,6 +1287,7 @@ edge_cut_org(node_edge_t *e, const char *org)
         atomic_fetch_add(&e->ctx->metrics.sessions_cut, 1);
         hie_log_warn("edge", "session cut: organization suspended", " conn=%lu org=%s", c->id,
             c->org_id);
+        c->cut = true; /* replies to requests in flight (a forwarded query's) are dropped */
         if (c->wq_bytes > 0) { /* deliveries still unread: not one more byte of them */
             conn_close(e, c, "organization suspended");
             continue;

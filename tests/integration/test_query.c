@@ -1193,3 +1193,30 @@ Test(query, retraction_from_the_command_lines, .timeout = 120)
     cr_assert_eq(query(c, "q1", NULL, 0, 0, a)->n_documents, 0u);
     fx_stop(&n, &a, &h, &c, NULL);
 }
+
+/* A requester suspended while its query waits on a responder gets the suspension notice and
+ * nothing more: the answer the responder gives afterwards does not go out on the cut session
+ * (it did, before the connection closed), and the session closes. */
+Test(query, a_requester_suspended_during_its_query_gets_no_answer, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    struct inbox in;
+    setup3_responder(&n, &h, &c, &s, &in, a);
+    query_send(c, "q1");
+    Hie__V1__QueryForward *f = forward_wait(s, a);
+    char out[1024];
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "org suspend " CLINIC), 0, "%s", out);
+    cr_assert(itest_log_wait(&n, "session cut: organization suspended", 5000));
+    answer(s, f->query_id, a);
+    hie_envelope_t *r = NULL;
+    cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0, "the suspension notice");
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_ERROR);
+    cr_assert_eq(r->error->code, HIE__V1__ERROR_CODE__ERROR_UNAUTHENTICATED);
+    r = NULL;
+    int rc = hie_client_recv(c, 3000, a, &r);
+    cr_assert(rc != 0, "no more after the notice: %d %d", rc,
+        r != NULL ? (int)r->body_case : -1);
+    fx_stop(&n, &a, &h, &c, &s);
+}

@@ -99,6 +99,7 @@ struct worker {
     void *push[NODE_EDGES_MAX]; /* one per edge thread: replies go back to the request's edge */
     uint64_t counter;
     struct cache_entry *cache; /* direct-mapped, HIE_NODE_REPLY_CACHE_ENTRIES */
+    size_t cache_bytes;        /* frames it holds, at most HIE_NODE_REPLY_CACHE_BYTES_MAX */
     node_submitter_t sub;      /* commands to the log (feeds, review decisions) */
     node_submitter_t audit_sub; /* audit records, committed asynchronously */
     void *dpush;               /* notifications to the delivery thread */
@@ -181,12 +182,19 @@ cache_put(struct worker *w, node_req_t *req)
         return;
     }
     struct cache_entry *e = cache_slot(w, req);
+    hie_mem_free(e->frame, e->len); /* the slot's earlier reply goes in any case */
+    w->cache_bytes -= e->len;
+    e->frame = NULL;
+    e->len = 0;
+    if (w->cache_bytes + req->reply_len > HIE_NODE_REPLY_CACHE_BYTES_MAX) {
+        return; /* a repeat is answered afresh: the cache only spares reads their work */
+    }
     uint8_t *copy = hie_mem_alloc(req->reply_len);
     if (copy == NULL) {
         return; /* the cache is an optimization of idempotency for reads only */
     }
     memcpy(copy, req->reply_buf, req->reply_len);
-    hie_mem_free(e->frame, e->len);
+    w->cache_bytes += req->reply_len;
     cache_id_copy(e->org_id, sizeof(e->org_id), req->org_id);
     cache_id_copy(e->id, sizeof(e->id), req->env->id);
     e->body_case = (int)req->env->body_case;

@@ -78,6 +78,8 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 #define HIE_NODE_WORKER_QUEUE_MAX 4096u
 /* Replies a worker remembers for idempotent repeats of read-only requests. */
 #define HIE_NODE_REPLY_CACHE_ENTRIES 8192u
+/* Bytes of those replies one worker holds (8192 of 64 KiB would be 512 MiB). */
+#define HIE_NODE_REPLY_CACHE_BYTES_MAX (16u * 1024u * 1024u)
 
 /* Commands in one group commit / apply batch. Bounds one LMDB write txn. */
 #define HIE_LOG_BATCH_COMMANDS_MAX 1024u

@@ -263,7 +263,7 @@ size_t
 hie_proto_strip_unknown(ProtobufCMessage *m)
 {
     HIE_ASSERT(m != NULL);
-    size_t stripped = m->n_unknown_fields;
+    size_t most = m->n_unknown_fields;
     m->n_unknown_fields = 0;
     m->unknown_fields = NULL; /* arena memory: nothing to free */
     const ProtobufCMessageDescriptor *d = m->descriptor;
@@ -278,7 +278,8 @@ hie_proto_strip_unknown(ProtobufCMessage *m)
             ProtobufCMessage **arr = *(ProtobufCMessage ***)(void *)(base + f->offset);
             for (size_t k = 0; k < n; k++) {
                 if (arr[k] != NULL) {
-                    stripped += hie_proto_strip_unknown(arr[k]);
+                    size_t s = hie_proto_strip_unknown(arr[k]);
+                    most = s > most ? s : most;
                 }
             }
             continue;
@@ -289,10 +290,11 @@ hie_proto_strip_unknown(ProtobufCMessage *m)
         }
         ProtobufCMessage *sub = *(ProtobufCMessage **)(void *)(base + f->offset);
         if (sub != NULL) {
-            stripped += hie_proto_strip_unknown(sub);
+            size_t s = hie_proto_strip_unknown(sub);
+            most = s > most ? s : most;
         }
     }
-    return stripped;
+    return most;
 }
 
 int

@@ -76,11 +76,11 @@ hie_proto_envelope_decode(hie_span_t body, hie_arena_t *arena, hie_envelope_t **
     if (rc != 0) {
         return rc;
     }
-    /* a newer member's few extra fields are dropped; a request padded with thousands (each
+    /* a newer member's few extra fields are dropped; a message padded with thousands (each
      * kept by protobuf-c in the request's memory, ~40 times its wire bytes) is refused */
     if (hie_proto_strip_unknown(msg) > HIE_PROTO_UNKNOWN_FIELDS_MAX) {
         return hie_errinfo_set(info, HIE_EINVAL, "envelope",
-            "more fields this node does not know than it takes (64)");
+            "more fields this node does not know in one message than it takes (64)");
     }
     *out = env;
     return 0;

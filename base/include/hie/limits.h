@@ -24,7 +24,8 @@ _Static_assert(HIE_ARENA_BYTES_MAX >= 2u * HIE_PROTO_FRAME_BYTES_MAX,
 /* Envelope id (idempotency key) and correlation id: 1..64 printable ASCII [A-Za-z0-9._:-].
  * Long enough for a UUID or a ULID with a prefix; short enough to log and index cheaply. */
 #define HIE_PROTO_ID_BYTES_MAX 64u
-/* Fields a request may carry that this node does not know (a newer member's), in all. */
+/* Fields one message of a request may carry that this node does not know (a newer member's);
+ * the memory they take in all is charged to the request (its decoded bytes). */
 #define HIE_PROTO_UNKNOWN_FIELDS_MAX 64u
 /* Organization and node ids: [a-z0-9][a-z0-9._-]{0,62}, the certificate CN. */
 #define HIE_ORG_ID_BYTES_MAX 63u

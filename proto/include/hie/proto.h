@@ -130,8 +130,8 @@ HIE_MUST_CHECK int hie_proto_unpack_checked(const ProtobufCMessageDescriptor *de
 /* Drops the fields m (and every message it holds) carries that this version does not know,
  * so what a member sends is stored and passed on as the fields it declares and nothing else
  * (protobuf-c would otherwise pack them back in, opaque). For arena-unpacked messages: frees
- * nothing. Recursion is bounded by the nesting the wire check allows. Returns how many it
- * dropped. */
+ * nothing. Recursion is bounded by the nesting the wire check allows. Returns the most it
+ * dropped from any one message (a newer member's field in each of 1,000 entries is 1). */
 size_t hie_proto_strip_unknown(ProtobufCMessage *m);
 
 /* A ProtobufCAllocator that allocates from arena and frees nothing. */

@@ -881,3 +881,43 @@ Test(proto_frame, a_request_padded_with_unknown_fields_is_refused)
         hie_arena_destroy(&a);
     }
 }
+
+/* The limit is on one message: a newer responder's one extra field in each of 100 entries of
+ * an answer is dropped, not counted as 100 against the request (it was refused). */
+Test(proto_frame, one_unknown_field_in_each_of_many_entries_is_dropped)
+{
+    enum { ENTRIES = 100 };
+    static Hie__V1__DocumentEntry en[ENTRIES];
+    static Hie__V1__DocumentEntry *docs[ENTRIES];
+    static uint8_t one = 1;
+    ProtobufCMessageUnknownField uf = {.tag = 99, .wire_type = PROTOBUF_C_WIRE_TYPE_VARINT,
+        .len = 1, .data = &one};
+    for (unsigned i = 0; i < ENTRIES; i++) {
+        hie__v1__document_entry__init(&en[i]);
+        en[i].document_id = "st-mary:lab-77";
+        en[i].base.n_unknown_fields = 1;
+        en[i].base.unknown_fields = &uf;
+        docs[i] = &en[i];
+    }
+    Hie__V1__QueryAnswer qa = HIE__V1__QUERY_ANSWER__INIT;
+    qa.query_id = "q.0123456789abcdef";
+    qa.n_documents = ENTRIES;
+    qa.documents = docs;
+    hie_envelope_t env;
+    ping_env(&env, NULL, 0);
+    env.body_case = HIE__V1__ENVELOPE__BODY_QUERY_ANSWER;
+    env.query_answer = &qa;
+    static uint8_t buf[16384];
+    size_t len = protobuf_c_message_get_packed_size(&env.base);
+    cr_assert_lt(len, sizeof(buf));
+    cr_assert_eq(protobuf_c_message_pack(&env.base, buf), len);
+    hie_arena_t *a = NULL;
+    cr_assert_eq(hie_arena_create(&a, 1u << 20), 0);
+    hie_envelope_t *out = NULL;
+    hie_errinfo_t info = {0};
+    int rc = hie_proto_envelope_decode(hie_span(buf, len), a, &out, &info);
+    cr_assert_eq(rc, 0, "%s", info.reason != NULL ? info.reason : "-");
+    cr_assert_eq(out->query_answer->n_documents, (size_t)ENTRIES);
+    cr_assert_eq(out->query_answer->documents[99]->base.n_unknown_fields, 0u, "dropped");
+    hie_arena_destroy(&a);
+}

@@ -1288,6 +1288,7 @@ edge_cut_org(node_edge_t *e, const char *org)
         hie_log_warn("edge", "session cut: organization suspended", " conn=%lu org=%s", c->id,
             c->org_id);
         c->cut = true; /* replies to requests in flight (a forwarded query's) are dropped */
+        frame_abandon(e, c); /* a frame half read: no "not completed in time" later either */
         if (c->wq_bytes > 0) { /* deliveries still unread: not one more byte of them */
             conn_close(e, c, "organization suspended");
             continue;

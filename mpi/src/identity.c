@@ -238,10 +238,7 @@ hie_mpi_store_merged_into(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *rec_h
     if (!hie_mpi_store_ready(s)) {
         return HIE_EUNAVAIL;
     }
-    uint8_t *out = hie_arena_alloc(arena, HIE_MPI_MERGED_INTO_MAX * HIE_MPI_REC_HASH_BYTES);
-    if (out == NULL) {
-        return HIE_ENOMEM;
-    }
+    uint8_t *out = NULL; /* taken at the first merged record: most records have none */
     MDB_cursor *cur = NULL;
     int rc = store__rc(mdb_cursor_open(txn, s->merged, &cur));
     /* breadth first: the records merged into rec_hash, then those merged into them */
@@ -252,6 +249,12 @@ hie_mpi_store_merged_into(hie_mpi_store_t *s, MDB_txn *txn, const uint8_t *rec_h
         while (rc == 0 && mrc == 0) {
             if (v.mv_size != HIE_MPI_REC_HASH_BYTES || *n == HIE_MPI_MERGED_INTO_MAX) {
                 rc = v.mv_size != HIE_MPI_REC_HASH_BYTES ? HIE_ECORRUPT : HIE_ELIMIT;
+                break;
+            }
+            out = out != NULL ? out
+                : hie_arena_alloc(arena, HIE_MPI_MERGED_INTO_MAX * HIE_MPI_REC_HASH_BYTES);
+            if (out == NULL) {
+                rc = HIE_ENOMEM;
                 break;
             }
             memcpy(out + (*n)++ * HIE_MPI_REC_HASH_BYTES, v.mv_data, HIE_MPI_REC_HASH_BYTES);

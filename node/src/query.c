@@ -45,6 +45,7 @@ struct query {
     size_t scanned;             /* documents looked at, and their sealed bytes: bounded per */
     uint64_t scanned_bytes;     /* query (QUERY_SCAN_MAX, QUERY_SCAN_BYTES_MAX) */
     bool partial;               /* stopped at those bounds: the repository holds more */
+    bool merged_cut;            /* a record had more merged (A40) records than it reads */
 };
 
 static int
@@ -362,6 +363,9 @@ query_record(struct query *x, const uint8_t *h)
         rc = hie_node__repo_each(repo, x->txn, merged + i * HIE_MPI_REC_HASH_BYTES,
             QUERY_SCAN_MAX, query_one, x);
     }
+    if (rc == 0 && mrc == HIE_ELIMIT) {
+        x->merged_cut = true; /* more merged records than one query reads: it says so */
+    }
     return rc;
 }
 
@@ -487,9 +491,12 @@ query_reply(const struct query *x, int src_rc)
     src->status = src_rc == 0 ? HIE__V1__SOURCE_STATUS__SOURCE_OK
                               : HIE__V1__SOURCE_STATUS__SOURCE_ERROR;
     src->detail = (char *)(uintptr_t)(src_rc != 0 ? "the repository could not be read"
-        : x->partial && x->tally->withheld == 0 /* else it could count what consent hides */
-            ? "partial: the repository holds more of this patient's documents than one query "
-              "opens (10,000, or 64 MiB)"
+        : (x->partial || x->merged_cut) && x->tally->withheld == 0 /* else it could count what
+                                                                 * consent hides */
+            ? x->partial ? "partial: the repository holds more of this patient's documents "
+                           "than one query opens (10,000, or 64 MiB)"
+                         : "partial: a record of the patient has more records merged into it "
+                           "than one query reads (64)"
         : "");
     srcs[0] = src;
     hie__v1__record_query_reply__init(out);
@@ -513,7 +520,7 @@ hie_node__query_prepare(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__R
     char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
     memset(&fwd->tally, 0, sizeof(fwd->tally));
     struct query x = {ctx, NULL, arena, who, q, euid, NULL, 0,
-        q->limit ? q->limit : QUERY_LIMIT_DEFAULT, NULL, &fwd->tally, NULL, 0, 0, false};
+        q->limit ? q->limit : QUERY_LIMIT_DEFAULT, NULL, &fwd->tally, NULL, 0, 0, false, false};
     fwd->limit = x.cap;
     x.docs = hie_arena_alloc(arena, (x.cap + 1) * sizeof(*x.docs));
     x.ids = hie_arena_alloc(arena, (x.cap + 1) * sizeof(*x.ids));

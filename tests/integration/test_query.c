@@ -1220,3 +1220,31 @@ Test(query, a_requester_suspended_during_its_query_gets_no_answer, .timeout = 12
         r != NULL ? (int)r->body_case : -1);
     fx_stop(&n, &a, &h, &c, &s);
 }
+
+/* A record with more records merged into it than one query reads (64) lists the documents of
+ * the first 64, and the repository's source says the answer is partial (it said nothing: the
+ * 65th record's documents were left out in silence). */
+Test(query, more_merged_records_than_a_query_reads_is_partial, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = NULL, *c = NULL;
+    setup2(&n, &h, &c, a);
+    store(h, "dA", "discharge-summary", NULL, D2026_01, "discharge A", a);
+    Hie__V1__RecordQueryReply *q = query(c, "q1", NULL, 0, 0, a);
+    cr_assert_str_eq(q->sources[0]->detail, "");
+    for (unsigned i = 0; i < 65; i++) { /* HIE_MPI_MERGED_INTO_MAX + 1 */
+        char mrn[16], cid[16], mid[16];
+        snprintf(mrn, sizeof(mrn), "H-m%u", i);
+        snprintf(cid, sizeof(cid), "fc%u", i);
+        snprintf(mid, sizeof(mid), "fm%u", i);
+        feed_ok(h, cid, HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, mrn, &JOHN, NULL, a);
+        feed_ok(h, mid, HIE__V1__FEED_ACTION__FEED_MERGE, HOSP, "H-1", NULL, mrn, a);
+        hie_arena_reset(a);
+    }
+    q = query(c, "q2", NULL, 0, 0, a);
+    cr_assert_eq(q->n_documents, 1u);
+    cr_assert_str_eq(q->sources[0]->detail, "partial: a record of the patient has more records "
+        "merged into it than one query reads (64)");
+    fx_stop(&n, &a, &h, &c, NULL);
+}

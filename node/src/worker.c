@@ -30,6 +30,8 @@
 #include <zmq.h>
 
 #define WORKER_CACHE_REPLY_BYTES_MAX (64u * 1024u)
+_Static_assert(WORKER_CACHE_REPLY_BYTES_MAX <= HIE_NODE_REPLY_CACHE_BYTES_MAX,
+    "one reply fits the cache once every other is gone");
 #define WORKER_AUTH_ARENA_BYTES (64u * 1024u)
 #define AUDIT_COMMIT_TIMEOUT_MS 10000u
 /* A parked request's command must reach the log this long before the request gives up on
@@ -100,6 +102,7 @@ struct worker {
     uint64_t counter;
     struct cache_entry *cache; /* direct-mapped, HIE_NODE_REPLY_CACHE_ENTRIES */
     size_t cache_bytes;        /* frames it holds, at most HIE_NODE_REPLY_CACHE_BYTES_MAX */
+    uint32_t cache_hand;       /* the next slot emptied when they would be more */
     node_submitter_t sub;      /* commands to the log (feeds, review decisions) */
     node_submitter_t audit_sub; /* audit records, committed asynchronously */
     void *dpush;               /* notifications to the delivery thread */
@@ -186,8 +189,14 @@ cache_put(struct worker *w, node_req_t *req)
     w->cache_bytes -= e->len;
     e->frame = NULL;
     e->len = 0;
-    if (w->cache_bytes + req->reply_len > HIE_NODE_REPLY_CACHE_BYTES_MAX) {
-        return; /* a repeat is answered afresh: the cache only spares reads their work */
+    while (w->cache_bytes + req->reply_len > HIE_NODE_REPLY_CACHE_BYTES_MAX) {
+        /* over its bytes: others go, a clock hand's turn (within one lap: a reply fits) */
+        struct cache_entry *old = &w->cache[w->cache_hand];
+        w->cache_hand = (w->cache_hand + 1u) % HIE_NODE_REPLY_CACHE_ENTRIES;
+        hie_mem_free(old->frame, old->len);
+        w->cache_bytes -= old->len;
+        old->frame = NULL;
+        old->len = 0;
     }
     uint8_t *copy = hie_mem_alloc(req->reply_len);
     if (copy == NULL) {

@@ -382,7 +382,8 @@ cli_help_push(FILE *f)
           "  above; --date (the document's own) is a UTC date as T above.\n"
           "\nRECEIVE: one line per delivery (seq, message_id, sender, patient_org, mrn, euid,\n"
           "  title, class, bytes, redelivery, file), or JSON lines with --json. --out-dir DIR\n"
-          "  writes each document to DIR/<seq>-<message id>.<ext> (mode 0600) before printing;\n"
+          "  writes each document to DIR/<seq>-<message id>.<ext> (mode 0600; characters of the\n"
+          "  id outside A-Za-z0-9._- become _; <ext> by content type) before printing;\n"
           "  a delivery is acknowledged only after it was written and printed (at least once:\n"
           "  a message may be shown again, flagged redelivery=yes; one already shown in this\n"
           "  run is acknowledged silently). Stops after --count deliveries or, without\n"
@@ -754,14 +755,20 @@ cli_config_finish(struct cli *cli, bool offline)
     return CLI_CONTINUE;
 }
 
-/* Parses a subcommand's options when it has none but -h. Returns CLI_CONTINUE or exit code. */
+/* Parses a subcommand's options when it has none but -h and --json (which may also follow
+ * the command). Returns CLI_CONTINUE or exit code. */
 static int
-cli_sub_no_options(const struct cli_cmd *cmd, int argc, char **argv)
+cli_sub_no_options(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
+        {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
     int opt;
     optind = 0; /* glibc: start over on the subcommand's argv */
     while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (opt == 'j') {
+            cli->json = true;
+            continue;
+        }
         if (opt == 'h') {
             printf("usage: hie %s %s\n%s\n", cmd->name, cmd->args, cmd->summary);
             return CLI_EXIT_OK;
@@ -940,7 +947,7 @@ cmd_whoami(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     Hie__V1__WhoAmIRequest body;
     hie_envelope_t req;
     char id[HIE_PROTO_ID_BYTES_MAX + 1];
-    int ex = cli_sub_no_options(cmd, argc, argv);
+    int ex = cli_sub_no_options(cli, cmd, argc, argv);
     if (ex != CLI_CONTINUE) {
         return ex;
     }
@@ -975,18 +982,20 @@ struct ping_stats {
 };
 
 static int
-ping_parse(const struct cli_cmd *cmd, int argc, char **argv, uint32_t *count,
+ping_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv, uint32_t *count,
     const char **payload)
 {
     static const struct option opts[] = {
         {"count", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
     int opt;
     optind = 0; /* glibc: start over on the subcommand's argv */
     while ((opt = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
         if (opt == 'h') {
             printf("usage: hie %s %s\n%s\n", cmd->name, cmd->args, cmd->summary);
             return CLI_EXIT_OK;
+        } else if (opt == 'j') {
+            cli->json = true;
         } else if (opt == 'c') {
             if (hie_cli__parse_u32(optarg, 1, CLI_PING_COUNT_MAX, count) != 0) {
                 return hie_cli__usage_error("--count must be 1..%u", CLI_PING_COUNT_MAX);
@@ -1094,7 +1103,7 @@ cmd_ping(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     struct ping_stats st = {0, 0, 0, 0, 0};
     uint32_t count = 1;
     const char *payload = NULL;
-    int ex = ping_parse(cmd, argc, argv, &count, &payload);
+    int ex = ping_parse(cli, cmd, argc, argv, &count, &payload);
     if (ex != CLI_CONTINUE) {
         return ex;
     }

@@ -49,6 +49,9 @@ Test(member, whoami_returns_org_and_roles)
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert(strstr(out, "\"org_id\":\"general-hospital\"") != NULL, "%s", out);
     cr_assert(strstr(out, "\"hospital\"") != NULL, "%s", out);
+    rc = itest_hie(&node, "general-hospital", out, sizeof(out), "whoami --json");
+    cr_assert_eq(rc, 0, "--json may follow the command too: %s", out);
+    cr_assert(strstr(out, "\"org_id\":\"general-hospital\"") != NULL, "%s", out);
 }
 
 Test(member, ping_answers)
@@ -57,6 +60,9 @@ Test(member, ping_answers)
     int rc = itest_hie(&node, "general-hospital", out, sizeof(out), "ping --count 3 hello");
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert(strstr(out, "node=node-1") != NULL, "%s", out);
+    rc = itest_hie(&node, "general-hospital", out, sizeof(out), "ping --json");
+    cr_assert_eq(rc, 0, "--json may follow the command too: %s", out);
+    cr_assert(strstr(out, "\"node_id\":\"node-1\"") != NULL, "%s", out);
 }
 
 /* Each refused case: the CLI fails, and the node logs why. */

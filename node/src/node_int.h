@@ -957,6 +957,10 @@ HIE_MUST_CHECK int hie_node__notice_covered(node_ctx_t *ctx, MDB_txn *txn, hie_a
 #define NODE_NOTIFY_CONTENT_TYPE "application/vnd.hiebroker.notification+protobuf"
 /* The purpose a notification is decided and audited under, from the subscriber's roles. */
 Hie__V1__PurposeOfUse hie_node__notify_purpose(const hie_org_t *org);
+/* Whether org treats patients (hospital, clinic): only such an organization declares
+ * emergency treatment (break-glass) or receives a push under it (reference: the right to
+ * declare break-glass is decided outside consent; here by the registry's roles). */
+bool hie_node__org_treats(const hie_org_t *org);
 /* Adds the responders' documents (consent per document for the requester) and their source
  * statuses to reply, and builds the query's audit record. status[i] is a SourceStatus. */
 HIE_MUST_CHECK int hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,

@@ -140,6 +140,11 @@ push_check(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__PushRequest *r
     if (rc != 0) {
         return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_INTERNAL, NULL, "internal error");
     }
+    if (who->purpose == HIE__V1__PURPOSE_OF_USE__PURPOSE_EMERGENCY &&
+        !hie_node__org_treats(*recipient)) {
+        return mpi_fail(e, HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, "purpose", "emergency "
+            "treatment (break-glass) reaches only a hospital or a clinic");
+    }
     rc = hie_node__queue_room(ctx, to, e);
     if (rc != 0) {
         return rc;

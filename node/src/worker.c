@@ -359,6 +359,12 @@ org_has_role(const hie_org_t *org, unsigned mask)
     return false;
 }
 
+bool
+hie_node__org_treats(const hie_org_t *org)
+{
+    return org != NULL && org_has_role(org, ROLE_BIT(ROLE_HOSPITAL) | ROLE_BIT(ROLE_CLINIC));
+}
+
 static unsigned
 mpi_roles(Hie__V1__Envelope__BodyCase body)
 {
@@ -1309,6 +1315,11 @@ handle_mpi(struct worker *w, node_req_t *req, hie_org_t *org, bool *parked)
     if (!org_has_role(org, roles)) {
         return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_FORBIDDEN,
             "the organization's roles do not allow this exchange");
+    }
+    if (req->env->purpose == HIE__V1__PURPOSE_OF_USE__PURPOSE_EMERGENCY &&
+        !hie_node__org_treats(org)) {
+        return reply_error_field(w, req, HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, "emergency "
+            "treatment (break-glass) is declared only by a hospital or a clinic", "purpose");
     }
     if (storage_low(w) && (!storage_neutral(req->env->body_case) || w->storage_full)) {
         return reply_error(w, req, HIE__V1__ERROR_CODE__ERROR_OVERLOADED, "the node's storage "

@@ -1523,6 +1523,13 @@ prop_query(itest_node_t *n, struct model *m, struct prop_clients *pc, test_rng_t
     Hie__V1__PurposeOfUse p = PROP_PURPOSES[test_rng_below(rng, 3)];
     char id[16];
     snprintf(id, sizeof(id), "q%d", step);
+    if (PROP_ROLES[o] == HIE__V1__ROLE__ROLE_PAYER &&
+        p == HIE__V1__PURPOSE_OF_USE__PURPOSE_EMERGENCY) {
+        /* only a treating organization declares it: refused before consent, not audited */
+        expect_error(pix_for(pc->org[o], id, CLINIC, PROP_MRN[pat], p, a),
+            HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, "purpose");
+        return;
+    }
     bool want = prop_expected(m, pat, o, p);
     hie_envelope_t *r = pix_for(pc->org[o], id, CLINIC, PROP_MRN[pat], p, a);
     if (want) {

@@ -1338,3 +1338,38 @@ Test(push, an_organizations_share_of_the_repository_is_bounded, .timeout = 120)
     cr_assert_eq(call(c, &req, a)->body_case, HIE__V1__ENVELOPE__BODY_PUSH_REPLY);
     fx_stop(&n, &a, &h, &c);
 }
+
+/* Emergency treatment (break-glass) is declared only by a treating organization and reaches
+ * only one: a lab may not declare it (FORBIDDEN, nothing audited as break-glass), and a
+ * hospital may not push under it to a payer. Before, any member broke the glass by saying
+ * so, and a payer received a hospital's emergency push past the patient's deny. */
+Test(push, only_a_treating_organization_breaks_the_glass, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, NULL, &a, &h, &c);
+    itest_register(&n, "unregistered-lab", "payer");
+    itest_register(&n, "suspended-clinic", "lab"); /* a certificate of the test PKI, as a lab */
+    const char *text = "emergency: allergy to penicillin";
+    expect_error(push_for(h, "p1", "unregistered-lab", "H-1", text, strlen(text), NULL,
+        HIE__V1__PURPOSE_OF_USE__PURPOSE_EMERGENCY, a), HIE__V1__ERROR_CODE__ERROR_FORBIDDEN,
+        "purpose");
+    cr_assert_eq(push_for(h, "p2", CLINIC, "H-1", text, strlen(text), NULL,
+        HIE__V1__PURPOSE_OF_USE__PURPOSE_EMERGENCY, a)->body_case,
+        HIE__V1__ENVELOPE__BODY_PUSH_REPLY, "to a clinic it goes");
+    hie_client_t *lab = itest_client(&n, "suspended-clinic");
+    hie_envelope_t req;
+    Hie__V1__PixQuery q = HIE__V1__PIX_QUERY__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    req_init(&req, "x1");
+    req.purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_EMERGENCY;
+    pid.org_id = MUT(HOSP);
+    pid.mrn = MUT("H-1");
+    q.patient = &pid;
+    req.body_case = HIE__V1__ENVELOPE__BODY_PIX_QUERY;
+    req.pix_query = &q;
+    expect_error(call(lab, &req, a), HIE__V1__ERROR_CODE__ERROR_FORBIDDEN, "purpose");
+    hie_client_destroy(&lab);
+    fx_stop(&n, &a, &h, &c);
+}

@@ -1178,8 +1178,15 @@ identity_bound(struct verify *v, const hie_audit_checkpoint_t *cp, const char *c
 {
     const json_t *q = json_object_get(v->report, "query");
     const json_t *asked = json_object_get(q, "patient");
-    const char *org = json_is_object(asked) && json_string_value(json_object_get(q, "euid"))
-        == NULL ? json_string_value(json_object_get(asked, "org_id")) : NULL;
+    const char *asked_euid = json_string_value(json_object_get(q, "euid"));
+    if (asked_euid != NULL && json_is_object(asked)) {
+        return "its query names both a patient and an EUID (no client asks so)";
+    }
+    if (asked_euid != NULL && strcmp(asked_euid, euids[0]) != 0) {
+        return "its identity is another EUID's than the one asked for";
+    }
+    const char *org = json_is_object(asked) ? json_string_value(json_object_get(asked, "org_id"))
+                                          : NULL;
     const char *mrn = org != NULL ? json_string_value(json_object_get(asked, "mrn")) : NULL;
     uint8_t h[HIE_AUDIT_HASH_BYTES];
     hie_audit_identity_hash(mrn != NULL ? org : NULL, mrn, euids, from, to, n, h);

@@ -913,6 +913,43 @@ Test(audit_cli, stripped_partial_and_padded_reports_fail_verification, .timeout 
     itest_node_cleanup(&n);
 }
 
+/* An accounting asked by EUID is of that EUID: a report whose query was relabelled with another
+ * EUID, or given a patient besides its EUID (which then printed as the patient asked for),
+ * fails. Before, both verified: the identity was checked against the EUID per entry only, and
+ * the patient was not bound when an EUID was present. */
+Test(audit_cli, an_accounting_relabelled_with_another_patient_fails_verification,
+    .timeout = 240)
+{
+    itest_node_t n;
+    char vkey[512], full[ITEST_PATH + 32], bad[ITEST_PATH + 32];
+    setup(&n);
+    feed_linked_patient(&n);
+    pix(&n, HOSPITAL, "treatment", "H-1");
+    node_vkey(&n, vkey, sizeof(vkey));
+    tmp_path(&n, "mrn.json", full, sizeof(full));
+    tmp_path(&n, "bad.json", bad, sizeof(bad));
+    cr_assert_eq(itest_hie(&n, AUDITOR, out, sizeof(out), "audit report accounting --mrn H-1 "
+        "--org " HOSPITAL " --include-excluded --out '%s'", full), 0, "%s", out);
+    json_error_t err;
+    json_t *r = json_load_file(full, 0, &err);
+    cr_assert_not_null(r, "%s", err.text);
+    char euid[80];
+    snprintf(euid, sizeof(euid), "%s", json_string_value(json_object_get(json_array_get(
+        json_object_get(json_array_get(json_object_get(r, "pages"), 0), "identity"), 0),
+        "euid")));
+    json_decref(r);
+    tmp_path(&n, "euid.json", full, sizeof(full));
+    cr_assert_eq(itest_hie(&n, AUDITOR, out, sizeof(out), "audit report accounting --euid %s "
+        "--include-excluded --out '%s'", euid, full), 0, "%s", out);
+    cr_assert_eq(verify(&n, full, vkey, NULL), 0, "%s", out);
+    report_edit(full, bad, -1, "patient", json_pack("{s:s, s:s}", "org_id", CLINIC, "mrn",
+        "C-404"));
+    expect_verify_fails(&n, bad, vkey, "names both a patient and an EUID");
+    report_edit(full, bad, -1, "euid", json_string("E0000000000000000000000000"));
+    expect_verify_fails(&n, bad, vkey, "another EUID's than the one asked for");
+    itest_node_cleanup(&n);
+}
+
 Test(audit_cli, non_auditors_are_forbidden, .timeout = 120)
 {
     itest_node_t n;

@@ -815,7 +815,7 @@ unasked_add_sources(Hie__V1__RecordQueryReply *r, const node_query_fwd_t *fwd,
 
 static int
 sources_add(Hie__V1__RecordQueryReply *r, const node_query_fwd_t *fwd, const int *status,
-    Hie__V1__QueryAnswer *const *answers, const bool *cut, hie_arena_t *arena)
+    const bool *cut, bool withheld, hie_arena_t *arena)
 {
     Hie__V1__SourceResult **srcs = hie_arena_alloc(arena, (r->n_sources + fwd->n +
         fwd->n_unasked + 1) * sizeof(*srcs));
@@ -833,8 +833,9 @@ sources_add(Hie__V1__RecordQueryReply *r, const node_query_fwd_t *fwd, const int
         s->status = (Hie__V1__SourceStatus)status[i];
         s->detail = (char *)(uintptr_t)(status[i] == HIE__V1__SOURCE_STATUS__SOURCE_TIMEOUT
             ? "no answer before the deadline" : status[i] == HIE__V1__SOURCE_STATUS__SOURCE_ERROR
-            ? (answers[i] != NULL && answers[i]->error != NULL ? answers[i]->error : "error")
-            : cut[i] ? "partial: the query's limit was reached before all its entries" : "");
+            ? "the source could not answer" /* its own words are not decided by consent */
+            : cut[i] && !withheld /* else it could count what consent hides */
+            ? "partial: the query's limit was reached before all its entries" : "");
         srcs[r->n_sources++] = s;
     }
     r->sources = srcs;
@@ -872,7 +873,7 @@ hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,
     }
     mdb_txn_abort(txn);
     qsort(reply->documents, reply->n_documents, sizeof(*reply->documents), cmp_date);
-    rc = rc ? rc : sources_add(reply, fwd, status, answers, cut, arena);
+    rc = rc ? rc : sources_add(reply, fwd, status, cut, tally.withheld > 0, arena);
     char **ids = hie_arena_alloc(arena, (reply->n_documents + 1) * sizeof(*ids));
     if (rc != 0 || ids == NULL) {
         return rc != 0 ? rc : HIE_ENOMEM;

@@ -1248,3 +1248,64 @@ Test(query, more_merged_records_than_a_query_reads_is_partial, .timeout = 120)
         "merged into it than one query reads (64)");
     fx_stop(&n, &a, &h, &c, NULL);
 }
+
+/* A responder's own words are not passed on (consent decides none of them): its error shows
+ * as "the source could not answer". And a source cut at the query's limit is not said to be
+ * partial when consent withheld any of its entries: the note, against the same query without
+ * the withheld entry, told that hidden entries exist. */
+Test(query, a_responders_error_text_and_a_partial_note_over_withheld_entries_are_not_passed_on,
+    .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    struct inbox in;
+    setup3_responder(&n, &h, &c, &s, &in, a);
+    struct dir x;
+    char *imaging[1] = {MUT("imaging-report")};
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, NULL, 0);
+    x.kid.n_classes = 1;
+    x.kid.classes = imaging;
+    consent_submit_ok(h, "c1", &x, a);
+    query_send_limit(c, "q1", 2);
+    Hie__V1__QueryForward *f = forward_wait(s, a);
+    hie_envelope_t req;
+    Hie__V1__QueryAnswer qa = HIE__V1__QUERY_ANSWER__INIT;
+    Hie__V1__DocumentEntry e1 = HIE__V1__DOCUMENT_ENTRY__INIT, e2 = HIE__V1__DOCUMENT_ENTRY__INIT;
+    Hie__V1__DocumentEntry e3 = HIE__V1__DOCUMENT_ENTRY__INIT, *docs[3] = {&e1, &e2, &e3};
+    req_init(&req, "ans1");
+    e1.document_id = MUT("st-mary:img-1");
+    e1.class_code = MUT("imaging-report");
+    e2.document_id = MUT("st-mary:lab-1");
+    e3.document_id = MUT("st-mary:lab-2");
+    e2.class_code = e3.class_code = MUT("lab-report");
+    e1.date_ms = e2.date_ms = e3.date_ms = D2026_02;
+    qa.query_id = f->query_id;
+    qa.n_documents = 3;
+    qa.documents = docs;
+    req.body_case = HIE__V1__ENVELOPE__BODY_QUERY_ANSWER;
+    req.query_answer = &qa;
+    cr_assert_eq(call(s, &req, a)->body_case, HIE__V1__ENVELOPE__BODY_QUERY_ANSWER_REPLY);
+    hie_envelope_t *r = NULL;
+    cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    Hie__V1__RecordQueryReply *qr = r->record_query_reply;
+    cr_assert_eq(qr->n_sources, 2u);
+    cr_assert_str_eq(qr->sources[1]->detail, "", "no note over a withheld entry");
+    query_send(c, "q2");
+    f = forward_wait(s, a);
+    Hie__V1__QueryAnswer err = HIE__V1__QUERY_ANSWER__INIT;
+    req_init(&req, "ans2");
+    err.query_id = f->query_id;
+    err.error = MUT("HIV result restricted");
+    req.body_case = HIE__V1__ENVELOPE__BODY_QUERY_ANSWER;
+    req.query_answer = &err;
+    cr_assert_eq(call(s, &req, a)->body_case, HIE__V1__ENVELOPE__BODY_QUERY_ANSWER_REPLY);
+    cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    qr = r->record_query_reply;
+    cr_assert_eq(qr->sources[1]->status, HIE__V1__SOURCE_STATUS__SOURCE_ERROR);
+    cr_assert_str_eq(qr->sources[1]->detail, "the source could not answer");
+    fx_stop(&n, &a, &h, &c, &s);
+}

@@ -246,6 +246,8 @@ struct pump {
     size_t withheld_len;
     Hie__V1__AuditAppendCommand *glass; /* the break-glass record the frame being built needs
                                          * (p->arena), committed once it is encoded */
+    bool waited;            /* a break-glass record was committed: the visit ends, and the next
+                             * one reads anew (a revoke acknowledged meanwhile counts) */
 };
 
 /* A delivery that consent permits only by breaking the glass (a deny filed since an
@@ -430,6 +432,7 @@ frame_build(struct pump *p, uint64_t seq, hie_span_t stored, uint8_t **buf, size
         *buf = NULL;
         *len = 0;
     }
+    p->waited = p->waited || p->glass != NULL;
     p->glass = NULL;
     return rc;
 }
@@ -545,7 +548,7 @@ pump_one(void *ctx, uint64_t seq, hie_span_t stored)
         return 1;
     }
     r->next_seq = seq + 1;
-    return 0;
+    return p->waited ? 1 : 0; /* the snapshot is as old as the commit it waited for */
 }
 
 /* Runs fn over r's queue from seq (at most max entries) in a read transaction. */
@@ -621,7 +624,8 @@ pump(struct node_delivery *d, struct receiver *r)
             * the next tick after the stall tries again, also with nothing in flight */
             r->stall_until_ns = hie_time_mono_ns() + DEAD_RETRY_NS;
         }
-        if (!withheld_take(d, r, &p, 0) && p.undeliverable == 0 && p.exhausted == 0) {
+        if (!withheld_take(d, r, &p, 0) && p.undeliverable == 0 && p.exhausted == 0 &&
+            !p.waited) {
             return;
         }
         if (p.exhausted != 0) {

@@ -773,3 +773,42 @@ hie_audit_identity_hash(const char *asked_org, const char *asked_mrn,
     }
     crypto_hash_sha256_final(&st, out);
 }
+
+/* ---- report pages ------------------------------------------------------------------------ */
+
+static void
+page_hash_str(crypto_hash_sha256_state *st, const char *s)
+{
+    char len[24];
+    size_t n = strlen(s);
+    int k = snprintf(len, sizeof(len), "%zu:", n);
+    crypto_hash_sha256_update(st, (const uint8_t *)len, (size_t)k);
+    crypto_hash_sha256_update(st, (const uint8_t *)s, n);
+    crypto_hash_sha256_update(st, (const uint8_t *)"\n", 1);
+}
+
+void
+hie_audit_page_hash(int kind, const char *token_in, const char *token_out,
+    const hie_audit_page_entry_t *entries, size_t n, uint8_t out[HIE_AUDIT_HASH_BYTES])
+{
+    static const char head[] = "hiebroker report page v1\n";
+    HIE_ASSERT(token_in != NULL && token_out != NULL && (n == 0 || entries != NULL));
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, (const uint8_t *)head, sizeof(head) - 1);
+    char line[32];
+    int k = snprintf(line, sizeof(line), "%d\n", kind);
+    crypto_hash_sha256_update(&st, (const uint8_t *)line, (size_t)k);
+    page_hash_str(&st, token_in);
+    page_hash_str(&st, token_out);
+    for (size_t i = 0; i < n; i++) {
+        k = snprintf(line, sizeof(line), "%" PRIu64, entries[i].leaf);
+        crypto_hash_sha256_update(&st, (const uint8_t *)line, (size_t)k);
+        for (size_t p = 0; p < entries[i].n_positions; p++) {
+            k = snprintf(line, sizeof(line), " %" PRIu32, entries[i].positions[p]);
+            crypto_hash_sha256_update(&st, (const uint8_t *)line, (size_t)k);
+        }
+        crypto_hash_sha256_update(&st, (const uint8_t *)"\n", 1);
+    }
+    crypto_hash_sha256_final(&st, out);
+}

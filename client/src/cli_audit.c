@@ -345,7 +345,8 @@ entry_json(const Hie__V1__AuditReportEntry *en, uint32_t page, hie_arena_t *aren
 /* Adds one reply page to the report: its head and proofs to "pages", its entries to
  * "entries", and the newest head at the top level. Returns an exit code. */
 static int
-page_add(json_t *report, uint32_t page, const Hie__V1__AuditReportReply *r, uint64_t prev_size)
+page_add(json_t *report, uint32_t page, const Hie__V1__AuditReportReply *r, uint64_t prev_size,
+    const char *token_in)
 {
     hie_arena_t *arena = NULL;
     json_t *entries = json_object_get(report, "entries");
@@ -354,6 +355,11 @@ page_add(json_t *report, uint32_t page, const Hie__V1__AuditReportReply *r, uint
         hie_cli__jstr(r->checkpoint), "prev_tree_size", (json_int_t)prev_size,
         "consistency_proof", b64_array(r->consistency_proof, r->n_consistency_proof),
         "entries_count", (json_int_t)r->n_entries);
+    if (pj != NULL) { /* what the page note signs: the tokens that chain the pages */
+        json_object_set_new(pj, "page_token", json_string(token_in));
+        json_object_set_new(pj, "next_page_token", hie_cli__jstr(r->next_page_token));
+        json_object_set_new(pj, "page_note", hie_cli__jstr(r->page_note));
+    }
     int ex = pj == NULL || hie_arena_create(&arena, AUDIT_DECODE_ARENA_BYTES) != 0
         ? CLI_EXIT_CONN : CLI_EXIT_OK;
     json_t *ident = r->n_identity > 0 && ex == CLI_EXIT_OK ? json_array() : NULL;
@@ -446,7 +452,7 @@ report_fetch(struct cli *cli, const struct audit_args *a, uint64_t prev_size, js
                 AUDIT_REPORT_REPLY_BYTES_MAX >> 20, page + 1);
             ex = CLI_EXIT_CONN;
         }
-        ex = ex != CLI_EXIT_OK ? ex : page_add(report, page, r, prev_size);
+        ex = ex != CLI_EXIT_OK ? ex : page_add(report, page, r, prev_size, token);
         if (ex == CLI_EXIT_OK) {
             snprintf(token, sizeof(token), "%s", r->next_page_token);
             prev_size = r->tree_size; /* the next page proves it extends this one */
@@ -1254,6 +1260,91 @@ identity_check(struct verify *v, size_t p, const json_t *page)
     return identity_bound(v, &cp, euids, from, to, n);
 }
 
+/* The page's entries (leaf, subject positions) in saved order, into es and pos (calloc'd:
+ * the caller frees both). Returns a static reason or NULL. */
+static const char *
+page_entries(const struct verify *v, size_t p, hie_audit_page_entry_t **es, size_t *n,
+    uint32_t **pos)
+{
+    size_t i, count = 0, k = 0;
+    const json_t *e;
+    json_array_foreach(json_object_get(v->report, "entries"), i, e) {
+        count += jget_u(e, "page") == p;
+    }
+    *es = calloc(count + 1, sizeof(**es));
+    *pos = calloc(count * HIE_AUDIT_SUBJECTS_MAX + 1, sizeof(**pos));
+    *n = 0;
+    if (*es == NULL || *pos == NULL) {
+        return "out of memory";
+    }
+    json_array_foreach(json_object_get(v->report, "entries"), i, e) {
+        const json_t *subs = json_object_get(e, "subjects");
+        if (jget_u(e, "page") != p) {
+            continue;
+        }
+        if (json_array_size(subs) > HIE_AUDIT_SUBJECTS_MAX) {
+            return "an entry lists more subjects than a record has";
+        }
+        hie_audit_page_entry_t *pe = &(*es)[(*n)++];
+        pe->leaf = jget_u(e, "leaf_index");
+        pe->positions = *pos + k;
+        for (size_t s = 0; s < json_array_size(subs); s++) {
+            (*pos)[k++] = (uint32_t)jget_u(json_array_get(subs, s), "position");
+            pe->n_positions++;
+        }
+    }
+    return NULL;
+}
+
+static int
+kind_number(const char *name)
+{
+    return strcmp(name, "accounting") == 0 ? HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ACCOUNTING
+        : strcmp(name, "org-access") == 0  ? HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_ORG_ACCESS
+                                           : HIE__V1__AUDIT_REPORT_KIND__AUDIT_REPORT_BREAK_GLASS;
+}
+
+/* The page note: the node's signature of what page p holds and of the page tokens that chain
+ * it to the pages before and after (so none was taken out, and a part is not the whole).
+ * Returns a static reason or NULL. */
+static const char *
+page_note_check(struct verify *v, size_t p, const json_t *page)
+{
+    const char *note = jget_s(page, "page_note");
+    const char *in = jget_s(page, "page_token"), *out = jget_s(page, "next_page_token");
+    const char *want = p == 0 ? jget_s(json_object_get(v->report, "query"), "page_token")
+                              : jget_s(json_array_get(v->pages, p - 1), "next_page_token");
+    if (note[0] == '\0') {
+        return "it has no page note (the node's signature of what it holds; a report saved "
+               "before 2026-12-01T08:00Z must be fetched again)";
+    }
+    if (strcmp(in, want) != 0) {
+        return "it does not start where the page before it ended (a page taken out)";
+    }
+    if (p + 1 == json_array_size(v->pages) &&
+        strcmp(out, jget_s(v->report, "next_page_token")) != 0) {
+        return "its next page token differs from the report's";
+    }
+    hie_audit_page_entry_t *es = NULL;
+    uint32_t *pos = NULL;
+    size_t n = 0;
+    const char *why = page_entries(v, p, &es, &n, &pos);
+    hie_audit_checkpoint_t cp;
+    uint8_t h[HIE_AUDIT_HASH_BYTES];
+    if (why == NULL) {
+        hie_audit_page_hash(kind_number(v->kind), in, out, es, n, h);
+        why = hie_audit_checkpoint_parse(hie_span(note, strlen(note)), &cp, NULL) != 0 ||
+            hie_audit_checkpoint_verify(&cp, &v->vkey, HIE_AUDIT_PAGE_ORIGIN) != 0 ||
+            cp.head.size != v->heads[p].size ||
+            sodium_memcmp(cp.head.root.bytes, h, sizeof(h)) != 0
+            ? "what it holds is not what the node signed (an entry taken out, added or "
+              "altered, or its page tokens)" : NULL;
+    }
+    free(es);
+    free(pos);
+    return why;
+}
+
 static void
 verify_page(struct verify *v, size_t p)
 {
@@ -1277,6 +1368,10 @@ verify_page(struct verify *v, size_t p)
     if (why != NULL) {
         vfail(v, "page %zu: %s", p, why);
         return;
+    }
+    why = page_note_check(v, p, page);
+    if (why != NULL) { /* its entries are still checked: each says what is wrong with it */
+        vfail(v, "page %zu: %s", p, why);
     }
     v->head_ok[p] = true;
     verify_consistency(v, p, page);

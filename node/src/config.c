@@ -402,11 +402,12 @@ fill_origin(node_config_t *c, const struct y_config *y, char *err, size_t eb)
     if (c->audit_origin[0] == '\0') {
         snprintf(c->audit_origin, sizeof(c->audit_origin), "hiebroker/%s", c->node_id);
     }
-    if (strcmp(c->audit_origin, HIE_AUDIT_IDENTITY_ORIGIN) == 0) {
-        /* the node signs accountings' identities under that origin with the same key: a
-         * checkpoint of the log must never be one of them */
+    if (strcmp(c->audit_origin, HIE_AUDIT_IDENTITY_ORIGIN) == 0 ||
+        strcmp(c->audit_origin, HIE_AUDIT_PAGE_ORIGIN) == 0) {
+        /* the node signs accountings' identities and report pages under those origins with
+         * the same key: a checkpoint of the log must never be one of them */
         snprintf(err, eb, "config key audit.origin: \"%s\" is reserved (choose another "
-            "origin, or another node.id)", HIE_AUDIT_IDENTITY_ORIGIN);
+            "origin, or another node.id)", c->audit_origin);
         return HIE_ECONFIG;
     }
     return 0;

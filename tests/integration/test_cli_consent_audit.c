@@ -950,6 +950,81 @@ Test(audit_cli, an_accounting_relabelled_with_another_patient_fails_verification
     itest_node_cleanup(&n);
 }
 
+/* Copies the paged report src to dst without page `page`: its entries go, later entries' page
+ * numbers move down, and the top level takes the new last page's head. With drop_entry set,
+ * only page `page`'s first entry goes instead, and its page's count with it. */
+static void
+report_cut(const char *src, const char *dst, size_t page, bool drop_entry)
+{
+    json_error_t err;
+    json_t *r = json_load_file(src, 0, &err);
+    cr_assert_not_null(r, "%s", err.text);
+    json_t *pages = json_object_get(r, "pages"), *entries = json_object_get(r, "entries");
+    for (size_t i = 0; i < json_array_size(entries);) {
+        json_t *e = json_array_get(entries, i);
+        size_t p = (size_t)json_integer_value(json_object_get(e, "page"));
+        if (p == page) {
+            json_array_remove(entries, i);
+            if (drop_entry) {
+                break;
+            }
+            continue;
+        }
+        if (p > page && !drop_entry) {
+            json_object_set_new(e, "page", json_integer((json_int_t)p - 1));
+        }
+        i++;
+    }
+    if (drop_entry) {
+        json_t *pg = json_array_get(pages, page);
+        json_int_t c = json_integer_value(json_object_get(pg, "entries_count"));
+        json_object_set_new(pg, "entries_count", json_integer(c - 1));
+    } else {
+        json_array_remove(pages, page);
+        json_t *last = json_array_get(pages, json_array_size(pages) - 1);
+        json_object_set(r, "tree_size", json_object_get(last, "tree_size"));
+        json_object_set(r, "root", json_object_get(last, "root"));
+        json_object_set(r, "checkpoint", json_object_get(last, "checkpoint"));
+    }
+    cr_assert_eq(json_dump_file(r, dst, JSON_INDENT(1)), 0);
+    json_decref(r);
+}
+
+/* Whoever holds a saved report cannot take out an entry, a middle page or the last pages
+ * unseen: each page's entries and the page tokens that chain the pages are signed (the page
+ * note). Before, the counts and tokens were the client's own, and each cut verified whole. */
+Test(audit_cli, a_saved_report_with_an_entry_or_a_page_taken_out_fails_verification,
+    .timeout = 240)
+{
+    itest_node_t n;
+    char vkey[512], paged[ITEST_PATH + 32], bad[ITEST_PATH + 32];
+    setup(&n);
+    feed_linked_patient(&n);
+    pix(&n, HOSPITAL, "treatment", "H-1");
+    pix(&n, HOSPITAL, "treatment", "H-1");
+    pix(&n, HOSPITAL, "treatment", "H-1");
+    node_vkey(&n, vkey, sizeof(vkey));
+    tmp_path(&n, "paged.json", paged, sizeof(paged));
+    tmp_path(&n, "bad.json", bad, sizeof(bad));
+    cr_assert_eq(itest_hie(&n, AUDITOR, out, sizeof(out), "audit report accounting --mrn H-1 "
+        "--org " HOSPITAL " --include-excluded --page-size 1 --all --out '%s'", paged), 0,
+        "%s", out);
+    cr_assert_eq(verify(&n, paged, vkey, NULL), 0, "%s", out);
+    report_cut(paged, bad, 1, true);
+    expect_verify_fails(&n, bad, vkey, "page 1: what it holds is not what the node signed");
+    report_cut(paged, bad, 1, false);
+    expect_verify_fails(&n, bad, vkey, "page 1: it does not start where the page before it "
+        "ended");
+    json_error_t err;
+    json_t *r = json_load_file(paged, 0, &err);
+    size_t pages = json_array_size(json_object_get(r, "pages"));
+    json_decref(r);
+    cr_assert_geq(pages, 3u);
+    report_cut(paged, bad, pages - 1, false);
+    expect_verify_fails(&n, bad, vkey, "its next page token differs from the report's");
+    itest_node_cleanup(&n);
+}
+
 Test(audit_cli, non_auditors_are_forbidden, .timeout = 120)
 {
     itest_node_t n;

@@ -364,6 +364,22 @@ HIE_MUST_CHECK int hie_audit_checkpoint_sign(const hie_audit_signer_t *signer,
 void hie_audit_identity_hash(const char *asked_org, const char *asked_mrn,
     const char *const *euids, const int64_t *from_ms, const int64_t *to_ms, size_t n,
     uint8_t out[HIE_AUDIT_HASH_BYTES]);
+/* What one page of a disclosure report holds is signed as a checkpoint note of this origin, for
+ * the page's tree size, whose root is hie_audit_page_hash of the page: the entries, and the
+ * page tokens that chain the pages, are the node's word, so whoever holds a saved report can
+ * neither take an entry or a page out nor call a part the whole. */
+#define HIE_AUDIT_PAGE_ORIGIN "hiebroker/report-page"
+typedef struct hie_audit_page_entry {
+    uint64_t leaf;               /* its leaf index */
+    const uint32_t *positions;   /* the subjects listed (their positions in the record) */
+    size_t n_positions;
+} hie_audit_page_entry_t;
+/* SHA-256 of "hiebroker report page v1\n", "<kind>\n" (AuditReportKind's number), then
+ * "<len>:<token_in>\n" and "<len>:<token_out>\n" (the page token asked with, "" for the
+ * first page, and the one the page answered, "" for the last), then "<leaf>[ <pos>]...\n"
+ * for each entry in order. Any thread. */
+void hie_audit_page_hash(int kind, const char *token_in, const char *token_out,
+    const hie_audit_page_entry_t *entries, size_t n, uint8_t out[HIE_AUDIT_HASH_BYTES]);
 /* Adds signer's signature line to an existing signed checkpoint note (a cosignature, or the
  * new key's signature during a key rotation): parses note, signs its body and writes the note
  * with the new line appended, and a NUL, into out. Does not check the existing signatures.

@@ -479,6 +479,8 @@ Test(node_config, reserved_origin_and_new_bounds_are_checked)
         "audit.origin");
     expect_refused("node:\n  id: accounting-identity\n  data_dir: data\n" LISTEN TLS,
         "audit.origin");
+    expect_refused(NODE LISTEN TLS "audit:\n  origin: hiebroker/report-page\n", "audit.origin");
+    expect_refused("node:\n  id: report-page\n  data_dir: data\n" LISTEN TLS, "audit.origin");
     /* the origin names the signing key, and a key name has no '+': the node then failed to
      * start, blaming the key file */
     expect_refused(NODE LISTEN TLS "audit:\n  origin: hie+prod/audit\n", "audit.origin");

@@ -427,12 +427,13 @@ frame_build(struct pump *p, uint64_t seq, hie_span_t stored, uint8_t **buf, size
     env.delivery = &dl;
     rc = hie_proto_frame_encode(&env, d->ctx->cfg.frame_bytes_max, buf, len);
     sodium_memzero(plain, cap);
-    if (rc == 0 && p->glass != NULL && (rc = breakglass_commit(p, seq)) != 0) {
+    bool glass = p->glass != NULL; /* breakglass_commit takes it */
+    if (rc == 0 && glass && (rc = breakglass_commit(p, seq)) != 0) {
         hie_mem_free(*buf, *len); /* not recorded: not sent */
         *buf = NULL;
         *len = 0;
     }
-    p->waited = p->waited || p->glass != NULL;
+    p->waited = p->waited || (glass && rc == 0);
     p->glass = NULL;
     return rc;
 }

@@ -507,6 +507,11 @@ hie_node__queued_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, node_
      * payment), as at the fan-out; a push's is the one it was sent for */
     to->purpose = notice ? hie_node__notify_purpose(to->org)
                 : qm->purpose != 0 ? qm->purpose : HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT;
+    if (to->purpose == HIE__V1__PURPOSE_OF_USE__PURPOSE_EMERGENCY &&
+        !hie_node__org_treats(to->org)) {
+        /* queued before the rule, or its recipient no longer treats patients: no break-glass */
+        to->purpose = HIE__V1__PURPOSE_OF_USE__PURPOSE_TREATMENT;
+    }
     *s = (node_subject_t){qm->euid, {0}, NULL, 0, NULL, 0};
     *action = notice ? HIE__V1__AUDIT_ACTION__AUDIT_ACTION_NOTIFY
                      : HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PUSH;

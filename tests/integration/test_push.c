@@ -1373,3 +1373,32 @@ Test(push, only_a_treating_organization_breaks_the_glass, .timeout = 120)
     hie_client_destroy(&lab);
     fx_stop(&n, &a, &h, &c);
 }
+
+/* A message queued under emergency treatment whose recipient no longer treats patients (its
+ * roles changed since; or queued before the rule) is decided under treatment at delivery: the
+ * patient's deny withholds it. Before, the stored purpose broke the glass for a payer. */
+Test(push, a_queued_emergency_push_does_not_break_the_glass_for_a_recipient_turned_payer,
+    .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, NULL, &a, &h, &c);
+    hie_client_close(c);
+    const char *text = "emergency: allergy to penicillin";
+    cr_assert_eq(push_for(h, "p1", CLINIC, "H-1", text, strlen(text), NULL,
+        HIE__V1__PURPOSE_OF_USE__PURPOSE_EMERGENCY, a)->body_case,
+        HIE__V1__ENVELOPE__BODY_PUSH_REPLY);
+    char out[4096];
+    cr_assert_eq(itest_ctl(&n, out, sizeof(out), "org roles " CLINIC " --roles payer"), 0,
+        "%s", out);
+    struct dir x; /* the patient's directive: everyone but the clinic */
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, CLINIC, 0);
+    consent_submit_ok(h, "c1", &x, a);
+    struct inbox in;
+    receive_start(c, "r1", &in, a);
+    cr_assert_null(next_delivery(c, &in, 2000, a), "withheld, not delivered by break-glass");
+    cr_assert(!itest_log_contains(&n, "delivered by breaking the glass"));
+    fx_stop(&n, &a, &h, &c);
+}

@@ -788,19 +788,23 @@ page_hash_str(crypto_hash_sha256_state *st, const char *s)
 }
 
 void
-hie_audit_page_hash(int kind, const char *token_in, const char *token_out,
-    const hie_audit_page_entry_t *entries, size_t n, uint8_t out[HIE_AUDIT_HASH_BYTES])
+hie_audit_page_hash(const hie_audit_page_query_t *q, const hie_audit_page_entry_t *entries,
+    size_t n, uint8_t out[HIE_AUDIT_HASH_BYTES])
 {
     static const char head[] = "hiebroker report page v1\n";
-    HIE_ASSERT(token_in != NULL && token_out != NULL && (n == 0 || entries != NULL));
+    HIE_ASSERT(q != NULL && (n == 0 || entries != NULL));
     crypto_hash_sha256_state st;
     crypto_hash_sha256_init(&st);
     crypto_hash_sha256_update(&st, (const uint8_t *)head, sizeof(head) - 1);
-    char line[32];
-    int k = snprintf(line, sizeof(line), "%d\n", kind);
+    char line[80];
+    int k = snprintf(line, sizeof(line), "%d %" PRId64 " %" PRId64 " %d\n", q->kind, q->from_ms,
+        q->to_ms, q->include_excluded ? 1 : 0);
     crypto_hash_sha256_update(&st, (const uint8_t *)line, (size_t)k);
-    page_hash_str(&st, token_in);
-    page_hash_str(&st, token_out);
+    const char *strs[] = {q->patient_org, q->patient_mrn, q->euid, q->org_id, q->token_in,
+        q->token_out};
+    for (size_t i = 0; i < HIE_ARRAY_LEN(strs); i++) {
+        page_hash_str(&st, strs[i] != NULL ? strs[i] : "");
+    }
     for (size_t i = 0; i < n; i++) {
         k = snprintf(line, sizeof(line), "%" PRIu64, entries[i].leaf);
         crypto_hash_sha256_update(&st, (const uint8_t *)line, (size_t)k);

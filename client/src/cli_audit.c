@@ -1081,6 +1081,8 @@ struct verify {
     bool unbound_warned;               /* said once: the asked patient is not signed */
     uint64_t *keys;                    /* (leaf, subject position) of each entry shown */
     size_t keys_count, keys_cap;
+    size_t *by_page;                   /* entry indexes, grouped by page in saved order, */
+    size_t *page_off;                  /* page p's from page_off[p] to page_off[p + 1] */
 };
 
 static void HIE_PRINTF(2, 3)
@@ -1266,22 +1268,17 @@ static const char *
 page_entries(const struct verify *v, size_t p, hie_audit_page_entry_t **es, size_t *n,
     uint32_t **pos)
 {
-    size_t i, count = 0, k = 0;
-    const json_t *e;
-    json_array_foreach(json_object_get(v->report, "entries"), i, e) {
-        count += jget_u(e, "page") == p;
-    }
+    size_t count = v->page_off[p + 1] - v->page_off[p], k = 0;
+    const json_t *entries = json_object_get(v->report, "entries");
     *es = calloc(count + 1, sizeof(**es));
     *pos = calloc(count * HIE_AUDIT_SUBJECTS_MAX + 1, sizeof(**pos));
     *n = 0;
     if (*es == NULL || *pos == NULL) {
         return "out of memory";
     }
-    json_array_foreach(json_object_get(v->report, "entries"), i, e) {
+    for (size_t i = v->page_off[p]; i < v->page_off[p + 1]; i++) {
+        const json_t *e = json_array_get(entries, v->by_page[i]);
         const json_t *subs = json_object_get(e, "subjects");
-        if (jget_u(e, "page") != p) {
-            continue;
-        }
         if (json_array_size(subs) > HIE_AUDIT_SUBJECTS_MAX) {
             return "an entry lists more subjects than a record has";
         }
@@ -1294,6 +1291,41 @@ page_entries(const struct verify *v, size_t p, hie_audit_page_entry_t **es, size
         }
     }
     return NULL;
+}
+
+/* v->by_page and v->page_off over the saved entries (one pass each, not one per page: a file
+ * of many pages and entries is read in linear time). Entries of no saved page are left out
+ * here (verify_record fails them). Returns 0 or -1 (memory). */
+static int
+verify_index(struct verify *v, size_t pages)
+{
+    const json_t *entries = json_object_get(v->report, "entries");
+    size_t n = json_array_size(entries), i;
+    const json_t *e;
+    v->page_off = calloc(pages + 2, sizeof(*v->page_off));
+    v->by_page = calloc(n + 1, sizeof(*v->by_page));
+    if (v->page_off == NULL || v->by_page == NULL) {
+        return -1;
+    }
+    json_array_foreach(entries, i, e) {
+        uint64_t p = jget_u(e, "page");
+        v->page_off[(p < pages ? p : pages) + 1]++; /* counts, past the end for no page */
+    }
+    for (size_t p = 0; p < pages; p++) {
+        v->page_off[p + 1] += v->page_off[p];
+    }
+    size_t *fill = calloc(pages + 1, sizeof(*fill));
+    if (fill == NULL) {
+        return -1;
+    }
+    json_array_foreach(entries, i, e) {
+        uint64_t p = jget_u(e, "page");
+        if (p < pages) {
+            v->by_page[v->page_off[p] + fill[p]++] = i;
+        }
+    }
+    free(fill);
+    return 0;
 }
 
 static int
@@ -1332,7 +1364,13 @@ page_note_check(struct verify *v, size_t p, const json_t *page)
     hie_audit_checkpoint_t cp;
     uint8_t h[HIE_AUDIT_HASH_BYTES];
     if (why == NULL) {
-        hie_audit_page_hash(kind_number(v->kind), in, out, es, n, h);
+        const json_t *q = json_object_get(v->report, "query");
+        const json_t *pt = json_object_get(q, "patient");
+        hie_audit_page_query_t pq = {kind_number(v->kind), json_string_value(json_object_get(pt,
+            "org_id")), json_string_value(json_object_get(pt, "mrn")), v->euid,
+            json_string_value(json_object_get(q, "org_id")), v->from_ms > 0 ? v->from_ms : 0,
+            v->to_ms > 0 ? v->to_ms : 0, v->include_excluded, in, out};
+        hie_audit_page_hash(&pq, es, n, h);
         why = hie_audit_checkpoint_parse(hie_span(note, strlen(note)), &cp, NULL) != 0 ||
             hie_audit_checkpoint_verify(&cp, &v->vkey, HIE_AUDIT_PAGE_ORIGIN) != 0 ||
             cp.head.size != v->heads[p].size ||
@@ -1787,6 +1825,10 @@ audit_verify(const struct audit_args *a)
     v.partial_ok = a->partial;
     ex = ex != CLI_EXIT_OK ? ex : verify_query_load(&v); /* the pages are checked against it */
     ex = ex != CLI_EXIT_OK ? ex : verify_previous(&v, a->previous);
+    if (ex == CLI_EXIT_OK && verify_index(&v, n) != 0) {
+        fputs("hie: out of memory\n", stderr);
+        ex = CLI_EXIT_CONN;
+    }
     for (size_t p = 0; ex == CLI_EXIT_OK && p < n; p++) {
         verify_page(&v, p);
     }
@@ -1802,6 +1844,8 @@ audit_verify(const struct audit_args *a)
     free(v.heads);
     free(v.head_ok);
     free(v.keys);
+    free(v.by_page);
+    free(v.page_off);
     json_decref(report);
     return ex;
 }

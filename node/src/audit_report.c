@@ -588,9 +588,13 @@ page_sign(struct report *r, uint64_t size)
         es[i] = (hie_audit_page_entry_t){o->entries[i]->leaf_index,
             o->entries[i]->subject_positions, o->entries[i]->n_subject_positions};
     }
+    const Hie__V1__AuditReportRequest *q = r->q;
+    hie_audit_page_query_t pq = {(int)q->kind, q->patient != NULL ? q->patient->org_id : NULL,
+        q->patient != NULL ? q->patient->mrn : NULL, q->euid, q->org_id,
+        q->from_ms > 0 ? q->from_ms : 0, q->to_ms > 0 ? q->to_ms : 0, q->include_excluded,
+        q->page_token, o->next_page_token};
     hie_audit_tree_head_t ph = {size, {{0}}};
-    hie_audit_page_hash((int)r->q->kind, r->q->page_token != NULL ? r->q->page_token : "",
-        o->next_page_token != NULL ? o->next_page_token : "", es, o->n_entries, ph.root.bytes);
+    hie_audit_page_hash(&pq, es, o->n_entries, ph.root.bytes);
     size_t len = 0;
     int rc = hie_audit_checkpoint_sign(r->ctx->audit_signer, HIE_AUDIT_PAGE_ORIGIN, &ph, note,
         NOTE_MAX, &len);

@@ -1022,6 +1022,15 @@ Test(audit_cli, a_saved_report_with_an_entry_or_a_page_taken_out_fails_verificat
     cr_assert_geq(pages, 3u);
     report_cut(paged, bad, pages - 1, false);
     expect_verify_fails(&n, bad, vkey, "its next page token differs from the report's");
+    /* a report of a narrower period (or without --include-excluded) passed off as the one asked:
+     * the query is signed with each page too */
+    cr_assert_eq(itest_hie(&n, AUDITOR, out, sizeof(out), "audit report accounting --mrn H-1 "
+        "--org " HOSPITAL " --to 2099-01-01 --out '%s'", paged), 0, "%s", out);
+    cr_assert_eq(verify(&n, paged, vkey, NULL), 0, "%s", out);
+    report_edit(paged, bad, -1, "to", json_null());
+    expect_verify_fails(&n, bad, vkey, "page 0: what it holds is not what the node signed");
+    report_edit(paged, bad, -1, "include_excluded", json_true());
+    expect_verify_fails(&n, bad, vkey, "page 0: what it holds is not what the node signed");
     itest_node_cleanup(&n);
 }
 

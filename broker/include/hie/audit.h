@@ -374,12 +374,20 @@ typedef struct hie_audit_page_entry {
     const uint32_t *positions;   /* the subjects listed (their positions in the record) */
     size_t n_positions;
 } hie_audit_page_entry_t;
-/* SHA-256 of "hiebroker report page v1\n", "<kind>\n" (AuditReportKind's number), then
- * "<len>:<token_in>\n" and "<len>:<token_out>\n" (the page token asked with, "" for the
- * first page, and the one the page answered, "" for the last), then "<leaf>[ <pos>]...\n"
- * for each entry in order. Any thread. */
-void hie_audit_page_hash(int kind, const char *token_in, const char *token_out,
-    const hie_audit_page_entry_t *entries, size_t n, uint8_t out[HIE_AUDIT_HASH_BYTES]);
+/* The report asked for, as the page signs it (absent strings as "", absent times as 0). */
+typedef struct hie_audit_page_query {
+    int kind;                    /* AuditReportKind's number */
+    const char *patient_org, *patient_mrn, *euid, *org_id;
+    int64_t from_ms, to_ms;
+    bool include_excluded;
+    const char *token_in;        /* the page token asked with: "" for the first page */
+    const char *token_out;       /* the one the page answered: "" for the last */
+} hie_audit_page_query_t;
+/* SHA-256 of "hiebroker report page v1\n", "<kind> <from_ms> <to_ms> <include_excluded 0|1>\n",
+ * then "<len>:<s>\n" for patient_org, patient_mrn, euid, org_id, token_in and token_out (decimal
+ * byte lengths), then "<leaf>[ <pos>]...\n" for each entry in order. Any thread. */
+void hie_audit_page_hash(const hie_audit_page_query_t *q, const hie_audit_page_entry_t *entries,
+    size_t n, uint8_t out[HIE_AUDIT_HASH_BYTES]);
 /* Adds signer's signature line to an existing signed checkpoint note (a cosignature, or the
  * new key's signature during a key rotation): parses note, signs its body and writes the note
  * with the new line appended, and a NUL, into out. Does not check the existing signatures.

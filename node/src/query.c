@@ -764,17 +764,30 @@ entry_permitted(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const node_wh
     return tally_add(tally, &dec) && en->handling != NULL;
 }
 
+/* Entries past the query's limit decided to tell whether it left out one it would have listed. */
+#define QUERY_CUT_PROBE_MAX 16u
+
 /* Appends the permitted documents of one answer; [out] counts, *cut when the query's limit
- * left some of its entries out (neither decided nor listed). */
+ * left out an entry consent permits (one of the next QUERY_CUT_PROBE_MAX past it: whether
+ * withheld ones are there is not told, nor counted in the audit record's tally). */
 static int
 answer_add(node_ctx_t *ctx, MDB_txn *txn, const node_who_t *who, const char *source,
     const Hie__V1__QueryAnswer *ans, Hie__V1__RecordQueryReply *r, size_t cap,
     hie_arena_t *arena, node_query_tally_t *tally, bool *cut)
 {
-    for (size_t i = 0; i < ans->n_documents && i < QUERY_LIMIT_MAX; i++) {
+    size_t probed = 0;
+    for (size_t i = 0; i < ans->n_documents && i < QUERY_LIMIT_MAX && !*cut; i++) {
         Hie__V1__DocumentEntry *en = ans->documents[i];
-        *cut = *cut || r->n_documents == cap;
-        if (en->document_id == NULL || en->document_id[0] == '\0' || r->n_documents == cap) {
+        if (en->document_id == NULL || en->document_id[0] == '\0') {
+            continue;
+        }
+        if (r->n_documents == cap) {
+            if (probed++ == QUERY_CUT_PROBE_MAX) {
+                break;
+            }
+            node_query_tally_t scratch;
+            memset(&scratch, 0, sizeof(scratch));
+            *cut = entry_permitted(ctx, txn, arena, who, r->euid, en, &scratch);
             continue;
         }
         if (!entry_permitted(ctx, txn, arena, who, r->euid, en, tally)) {
@@ -815,7 +828,7 @@ unasked_add_sources(Hie__V1__RecordQueryReply *r, const node_query_fwd_t *fwd,
 
 static int
 sources_add(Hie__V1__RecordQueryReply *r, const node_query_fwd_t *fwd, const int *status,
-    const bool *cut, bool withheld, hie_arena_t *arena)
+    const bool *cut, hie_arena_t *arena)
 {
     Hie__V1__SourceResult **srcs = hie_arena_alloc(arena, (r->n_sources + fwd->n +
         fwd->n_unasked + 1) * sizeof(*srcs));
@@ -834,8 +847,7 @@ sources_add(Hie__V1__RecordQueryReply *r, const node_query_fwd_t *fwd, const int
         s->detail = (char *)(uintptr_t)(status[i] == HIE__V1__SOURCE_STATUS__SOURCE_TIMEOUT
             ? "no answer before the deadline" : status[i] == HIE__V1__SOURCE_STATUS__SOURCE_ERROR
             ? "the source could not answer" /* its own words are not decided by consent */
-            : cut[i] && !withheld /* else it could count what consent hides */
-            ? "partial: the query's limit was reached before all its entries" : "");
+            : cut[i] ? "partial: the query's limit was reached before all its entries" : "");
         srcs[r->n_sources++] = s;
     }
     r->sources = srcs;
@@ -873,7 +885,7 @@ hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,
     }
     mdb_txn_abort(txn);
     qsort(reply->documents, reply->n_documents, sizeof(*reply->documents), cmp_date);
-    rc = rc ? rc : sources_add(reply, fwd, status, cut, tally.withheld > 0, arena);
+    rc = rc ? rc : sources_add(reply, fwd, status, cut, arena);
     char **ids = hie_arena_alloc(arena, (reply->n_documents + 1) * sizeof(*ids));
     if (rc != 0 || ids == NULL) {
         return rc != 0 ? rc : HIE_ENOMEM;

@@ -1250,9 +1250,9 @@ Test(query, more_merged_records_than_a_query_reads_is_partial, .timeout = 120)
 }
 
 /* A responder's own words are not passed on (consent decides none of them): its error shows
- * as "the source could not answer". And a source cut at the query's limit is not said to be
- * partial when consent withheld any of its entries: the note, against the same query without
- * the withheld entry, told that hidden entries exist. */
+ * as "the source could not answer". And a source cut at the query's limit is said to be
+ * partial only when an entry consent permits was left out: before, an entry past the limit
+ * that consent withholds made the note, which the same query without it did not get. */
 Test(query, a_responders_error_text_and_a_partial_note_over_withheld_entries_are_not_passed_on,
     .timeout = 120)
 {
@@ -1282,8 +1282,9 @@ Test(query, a_responders_error_text_and_a_partial_note_over_withheld_entries_are
     e2.class_code = e3.class_code = MUT("lab-report");
     e1.date_ms = e2.date_ms = e3.date_ms = D2026_02;
     qa.query_id = f->query_id;
-    qa.n_documents = 3;
-    qa.documents = docs;
+    Hie__V1__DocumentEntry *lab_img[2] = {&e2, &e1}; /* the withheld one past the limit */
+    qa.n_documents = 2;
+    qa.documents = lab_img;
     req.body_case = HIE__V1__ENVELOPE__BODY_QUERY_ANSWER;
     req.query_answer = &qa;
     cr_assert_eq(call(s, &req, a)->body_case, HIE__V1__ENVELOPE__BODY_QUERY_ANSWER_REPLY);
@@ -1293,6 +1294,19 @@ Test(query, a_responders_error_text_and_a_partial_note_over_withheld_entries_are
     Hie__V1__RecordQueryReply *qr = r->record_query_reply;
     cr_assert_eq(qr->n_sources, 2u);
     cr_assert_str_eq(qr->sources[1]->detail, "", "no note over a withheld entry");
+    query_send_limit(c, "q3", 2); /* a permitted one past the limit: said */
+    f = forward_wait(s, a);
+    req_init(&req, "ans3");
+    qa.query_id = f->query_id;
+    qa.n_documents = 3;
+    qa.documents = docs;
+    req.body_case = HIE__V1__ENVELOPE__BODY_QUERY_ANSWER;
+    req.query_answer = &qa;
+    cr_assert_eq(call(s, &req, a)->body_case, HIE__V1__ENVELOPE__BODY_QUERY_ANSWER_REPLY);
+    cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    cr_assert_str_eq(r->record_query_reply->sources[1]->detail,
+        "partial: the query's limit was reached before all its entries");
     query_send(c, "q2");
     f = forward_wait(s, a);
     Hie__V1__QueryAnswer err = HIE__V1__QUERY_ANSWER__INIT;

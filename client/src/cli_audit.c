@@ -1078,7 +1078,6 @@ struct verify {
     bool include_excluded;             /* the accounting asked for TPO disclosures too */
     bool partial;                      /* pages before or after the saved ones exist */
     bool partial_ok;                   /* --partial: a partial report may pass */
-    bool unbound_warned;               /* said once: the asked patient is not signed */
     uint64_t *keys;                    /* (leaf, subject position) of each entry shown */
     size_t keys_count, keys_cap;
     size_t *by_page;                   /* entry indexes, grouped by page in saved order, */
@@ -1170,16 +1169,12 @@ verify_consistency(struct verify *v, size_t p, const json_t *page)
 
 /* An accounting page's identity (the patient's EUIDs and spans) is the one the node signed
  * for the page's tree size, and the same on every page. Returns a static reason or NULL. */
-/* Reports fetched since (the saved "fetched" time, written by the auditor's client, not by the
- * node) must bind an accounting's patient asked by MRN; before, nodes signed the spans alone. */
-#define AUDIT_IDENTITY_BOUND_SINCE_MS 1796103000000ll /* 2026-12-01T05:30Z */
-
 /* The signed identity hash against the page's spans and, for an accounting asked by
  * organization + MRN, that patient (the saved query is not signed: without the binding a node
- * could answer another patient's accounting and every proof would hold). A report fetched
- * before nodes bound it, whose node signed the spans alone, is accepted with a warning that
- * the patient the MRN named is not proven; one fetched since fails (any node could sign the
- * spans alone to answer for another patient). */
+ * could answer another patient's accounting and every proof would hold). One signed by a
+ * node from before 2026-12-01T05:30Z, without the patient, fails: it was accepted with a
+ * warning when the saved "fetched" time (the file's own, which its holder could set back)
+ * was older; such a report has no page notes either and must be fetched again. */
 static const char *
 identity_bound(struct verify *v, const hie_audit_checkpoint_t *cp, const char *const *euids,
     const int64_t *from, const int64_t *to, size_t n)
@@ -1200,22 +1195,6 @@ identity_bound(struct verify *v, const hie_audit_checkpoint_t *cp, const char *c
     hie_audit_identity_hash(mrn != NULL ? org : NULL, mrn, euids, from, to, n, h);
     if (sodium_memcmp(cp->head.root.bytes, h, sizeof(h)) == 0) {
         return NULL;
-    }
-    int64_t fetched = 0;
-    const char *ft = json_string_value(json_object_get(v->report, "fetched"));
-    bool before = ft != NULL && hie_cli__time_parse(ft, &fetched) == 0 &&
-                  fetched < AUDIT_IDENTITY_BOUND_SINCE_MS;
-    if (mrn != NULL && before) { /* saved by this client before nodes bound the patient */
-        hie_audit_identity_hash(NULL, NULL, euids, from, to, n, h);
-        if (sodium_memcmp(cp->head.root.bytes, h, sizeof(h)) == 0) {
-            if (!v->unbound_warned) {
-                v->unbound_warned = true;
-                fputs("hie: audit verify: warning: the node did not sign which patient the "
-                      "organization and MRN asked for name (a node from before 2026-12-01): "
-                      "check the EUID printed below against the patient's\n", stderr);
-            }
-            return NULL;
-        }
     }
     return mrn != NULL ? "its identity is not the one the node signed for the patient asked "
                          "for" : "its identity is not the one the node signed";

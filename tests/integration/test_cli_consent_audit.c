@@ -947,6 +947,18 @@ Test(audit_cli, an_accounting_relabelled_with_another_patient_fails_verification
     expect_verify_fails(&n, bad, vkey, "names both a patient and an EUID");
     report_edit(full, bad, -1, "euid", json_string("E0000000000000000000000000"));
     expect_verify_fails(&n, bad, vkey, "another EUID's than the one asked for");
+    /* the EUID's report (signed without a patient, as nodes before 05:30Z signed every one)
+     * passed off as one asked by MRN, its saved time set back to before that: it passed with a
+     * warning */
+    report_edit(full, bad, -1, "euid", json_null());
+    report_edit(bad, bad, -1, "patient", json_pack("{s:s, s:s}", "org_id", HOSPITAL, "mrn",
+        "H-1"));
+    json_t *r2 = json_load_file(bad, 0, &err);
+    cr_assert_not_null(r2);
+    json_object_set_new(r2, "fetched", json_string("2026-01-01T00:00:00Z"));
+    cr_assert_eq(json_dump_file(r2, bad, JSON_INDENT(1)), 0);
+    json_decref(r2);
+    expect_verify_fails(&n, bad, vkey, "not the one the node signed for the patient asked for");
     itest_node_cleanup(&n);
 }
 

@@ -262,6 +262,13 @@ feed_seal(const hie_mpi_key_t *key, const Hie__V1__MpiFeedRequest *req, hie_aren
     cmd->nonce.len = HIE_MPI_SEAL_NONCE_BYTES;
     cmd->sealed.data = sealed;
     cmd->sealed.len = n + HIE_MPI_SEAL_OVERHEAD_BYTES;
+    uint8_t *id = hie_arena_alloc(arena, 16);
+    if (id == NULL) {
+        return HIE_ENOMEM;
+    }
+    hie_mpi_key_id(key, id);
+    cmd->key_id.data = id;
+    cmd->key_id.len = 16;
     return rc;
 }
 

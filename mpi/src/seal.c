@@ -205,6 +205,20 @@ hie_mpi_key_index_secret(const hie_mpi_key_t *k, uint8_t out[16])
     memcpy(out, k->s->index, 16);
 }
 
+void
+hie_mpi_key_id(const hie_mpi_key_t *k, uint8_t out[16])
+{
+    static const char tag[] = "hie-mpi-key-id-v1";
+    uint8_t secret[16];
+    crypto_generichash_state h;
+    hie_mpi_key_index_secret(k, secret);
+    crypto_generichash_init(&h, NULL, 0, 16);
+    crypto_generichash_update(&h, (const uint8_t *)tag, sizeof(tag) - 1);
+    crypto_generichash_update(&h, secret, sizeof(secret));
+    crypto_generichash_final(&h, out, 16);
+    sodium_memzero(secret, sizeof(secret));
+}
+
 /* ---- sealers: XAES-256-GCM for many small values on one thread ----------------------------- */
 
 /* Seals under one nonce prefix before a new one is drawn: the GCM nonces under one subkey are

@@ -529,8 +529,8 @@ node_run(node_ctx_t *ctx, int sfd)
     return rc == 0 || ctx->replay_stopped ? 0 : 1;
 }
 
-/* --check-config loads the MPI data key as the start would (mode, owner, size), then wipes
- * it; whether it is the key the state was written with is checked at the start only. */
+/* --check-config loads the MPI data key as the start would (mode, owner, size), checks that
+ * it is the key the data directory's state was written with (read-only), then wipes it. */
 static int
 check_mpi_key(const node_config_t *cfg)
 {
@@ -539,13 +539,19 @@ check_mpi_key(const node_config_t *cfg)
     }
     hie_mpi_key_t *key = NULL;
     int rc = hie_mpi_key_load(&key, cfg->mpi_key_file);
-    hie_mpi_key_destroy(&key);
     if (rc != 0) {
         fprintf(stderr, "hie-node: config key mpi.key_file: cannot load %s: %s (32 random "
             "bytes, a regular file with mode 0600 owned by the node's user)\n",
             cfg->mpi_key_file, hie_strerror(rc));
     }
-    return rc;
+    int src = rc == 0 ? hie_node__state_key_check_ro(cfg->data_dir, key) : 0;
+    hie_mpi_key_destroy(&key);
+    if (src != 0) {
+        fprintf(stderr, "hie-node: config key mpi.key_file: %s %s\n", cfg->mpi_key_file,
+            src == HIE_ECONFIG ? "is not the key this node's state was written with"
+                               : "could not be checked against the state");
+    }
+    return rc != 0 ? rc : src;
 }
 
 static int

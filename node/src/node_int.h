@@ -179,6 +179,12 @@ HIE_MUST_CHECK int hie_node__tls_peer_id(SSL *ssl, char *out, size_t out_bytes);
 
 /* ---- state (sm.c): LMDB state, the state machine and its readers -------------------------- */
 typedef struct node_state node_state_t;
+/* Whether key is the one the state in data_dir was written with, read-only (--check-config,
+ * beside a running node): 0 (it is, or no state or id yet), HIE_ECONFIG (another key), or
+ * a storage error. */
+struct hie_mpi_key;
+HIE_MUST_CHECK int hie_node__state_key_check_ro(const char *data_dir,
+    const struct hie_mpi_key *key);
 HIE_MUST_CHECK int hie_node__state_open(node_state_t **out, const char *data_dir,
     uint64_t map_bytes, const char *node_id, node_metrics_t *metrics);
 void hie_node__state_close(node_state_t **st);

@@ -58,6 +58,7 @@ struct node_state {
     node_metrics_t *metrics;
     hie_mpi_store_t *mpi;      /* the MPI's databases in the same environment */
     hie_mpi_key_t *mpi_key;    /* NULL: no data key configured, MPI exchanges unavailable */
+    uint8_t mpi_key_id[16];    /* hie_mpi_key_id of mpi_key */
     hie_mpi_pool_t *mpi_pool;  /* the match pool (NULL: none); prepares each batch's feeds */
     size_t batch_pos;          /* apply: the entry of the batch being applied */
     bool batch_audit_only;     /* apply: every command of the batch so far decoded as an
@@ -267,21 +268,15 @@ hie_node__state_close(node_state_t **stp)
 static int
 key_id_check(node_state_t *st)
 {
-    uint8_t secret[16], id[16];
-    static const char tag[] = "hie-mpi-key-id-v1";
-    crypto_generichash_state h;
-    hie_mpi_key_index_secret(st->mpi_key, secret);
-    crypto_generichash_init(&h, NULL, 0, sizeof(id));
-    crypto_generichash_update(&h, (const uint8_t *)tag, sizeof(tag) - 1);
-    crypto_generichash_update(&h, secret, sizeof(secret));
-    crypto_generichash_final(&h, id, sizeof(id));
-    sodium_memzero(secret, sizeof(secret));
+    uint8_t *id = st->mpi_key_id;
+    const size_t id_len = sizeof(st->mpi_key_id);
+    hie_mpi_key_id(st->mpi_key, id);
     MDB_txn *txn = NULL;
     MDB_val k = {sizeof("mpi_key_id") - 1, (void *)(uintptr_t)"mpi_key_id"}, v;
     int rc = mdb_rc(mdb_txn_begin(st->env, NULL, 0, &txn));
     int grc = rc == 0 ? mdb_get(txn, st->meta, &k, &v) : 0;
     if (rc == 0 && grc == MDB_NOTFOUND) { /* the first load (or a state from before ids) */
-        MDB_val nv = {sizeof(id), id};
+        MDB_val nv = {id_len, id};
         rc = mdb_rc(mdb_put(txn, st->meta, &k, &nv, 0));
         if (rc != 0) { /* a full map: the write transaction must not stay open */
             mdb_txn_abort(txn);
@@ -290,13 +285,50 @@ key_id_check(node_state_t *st)
         return mdb_rc(mdb_txn_commit(txn)); /* a failed commit frees the transaction */
     }
     if (rc == 0 && grc == 0) {
-        rc = v.mv_size == sizeof(id) && sodium_memcmp(v.mv_data, id, sizeof(id)) == 0
+        rc = v.mv_size == id_len && sodium_memcmp(v.mv_data, id, id_len) == 0
             ? 0 : HIE_ECONFIG;
     } else if (rc == 0) {
         rc = HIE_ESTORAGE;
     }
     if (txn != NULL) {
         mdb_txn_abort(txn);
+    }
+    return rc;
+}
+
+int
+hie_node__state_key_check_ro(const char *data_dir, const hie_mpi_key_t *key)
+{
+    char dir[NODE_PATH_MAX + 16];
+    snprintf(dir, sizeof(dir), "%s/state/data.mdb", data_dir);
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        return 0; /* no state yet: the first start writes the key's id */
+    }
+    snprintf(dir, sizeof(dir), "%s/state", data_dir);
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi meta;
+    MDB_val k = {sizeof("mpi_key_id") - 1, (void *)(uintptr_t)"mpi_key_id"}, v;
+    uint8_t id[16];
+    hie_mpi_key_id(key, id);
+    int rc = mdb_rc(mdb_env_create(&env));
+    rc = rc ? rc : mdb_rc(mdb_env_set_maxdbs(env, 64));
+    rc = rc ? rc : mdb_rc(mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600));
+    rc = rc ? rc : mdb_rc(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn));
+    rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "meta", 0, &meta));
+    int grc = rc == 0 ? mdb_get(txn, meta, &k, &v) : 0;
+    if (rc == 0 && grc == 0) {
+        rc = v.mv_size == sizeof(id) && sodium_memcmp(v.mv_data, id, sizeof(id)) == 0
+            ? 0 : HIE_ECONFIG;
+    } else if (rc == 0 && grc != MDB_NOTFOUND) {
+        rc = HIE_ESTORAGE;
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    if (env != NULL) {
+        mdb_env_close(env);
     }
     return rc;
 }
@@ -713,6 +745,14 @@ static int
 apply_feed(struct apply_ctx *a, hie_mpi_apply_ctx_t *m)
 {
     const Hie__V1__MpiFeedCommand *f = a->cmd->mpi_feed;
+    if (f->key_id.len != 0 && (f->key_id.len != sizeof(a->st->mpi_key_id) ||
+        sodium_memcmp(f->key_id.data, a->st->mpi_key_id, sizeof(a->st->mpi_key_id)) != 0)) {
+        /* sealed under another data key: every feed would be refused as unreadable, and the
+         * index rebuilt empty (a state rebuilt from the log with the wrong key file) */
+        hie_log_error("sm", "the log holds a feed sealed under another data key", " index=%lu "
+            "hint=\"start with the mpi.key the log was written with\"", a->index);
+        return HIE_ECONFIG;
+    }
     node_apply_t na = {a->txn, a->arena, a->cmd, a->index, a->res, a->st->mpi, a->st->mpi_key,
         a->st->rules_now_ms};
     bool merge = f->action == HIE__V1__FEED_ACTION__FEED_MERGE &&

@@ -575,6 +575,29 @@ Test(durability, a_replay_needing_the_missing_data_key_fails_the_start)
     cr_assert(strstr(out, "stopped during replay") == NULL, "%s", out);
 }
 
+/* Another data key file: --check-config says it is not the state's key (it said "ok"), and a
+ * state rebuilt from the log with it stops at the first feed, saying why (exit 70). Before,
+ * every feed was refused as unreadable and the node served an empty index: the patients, and
+ * what was fed after under the wrong key, were lost. */
+Test(durability, a_state_rebuilt_under_another_data_key_stops)
+{
+    char out[8192];
+    itest_register(&node, "general-hospital", "hospital");
+    int rc = itest_hie(&node, "general-hospital", out, sizeof(out), "feed create --mrn H-1 "
+        "--given Ann --family Lee --birth-date 1970-01-02");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_eq(itest_node_stop(&node, SIGTERM), 0);
+    rc = itest_sh(out, sizeof(out), "(umask 077; head -c 32 /dev/urandom > '%s') && '%s' "
+        "--config '%s' --check-config", node.mpi_key, HIE_NODE_BIN, node.cfg);
+    cr_assert_neq(rc, 0, "--check-config passed another key: %s", out);
+    cr_assert(strstr(out, "is not the key this node's state was written with") != NULL, "%s",
+        out);
+    rc = itest_sh(out, sizeof(out), "rm -rf '%s/state' && timeout 20 '%s' --config '%s'",
+        node.data_dir, HIE_NODE_BIN, node.cfg);
+    cr_assert_eq(rc, 70, "%s", out);
+    cr_assert(strstr(out, "sealed under another data key") != NULL, "%s", out);
+}
+
 /* A log entry damaged on disk (one byte: the organization id no longer valid) replays as a
  * refused command, and the node says so, naming the index. Before, the registration just
  * vanished at the replay, without a word. */

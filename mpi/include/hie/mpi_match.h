@@ -471,5 +471,10 @@ HIE_MUST_CHECK int hie_mpi_sealer_open(hie_mpi_sealer_t *s, hie_span_t box, hie_
     uint8_t *out, size_t out_bytes, size_t *out_len);
 /* The 16-byte secret for blocking and index keys (hie_mpi_block_keys). */
 void hie_mpi_key_index_secret(const hie_mpi_key_t *key, uint8_t out[16]);
+/* The key's 16-byte id (a keyed hash, telling nothing of the key): the state keeps the id of
+ * the key it was written with, and each feed command carries the id of the key it was sealed
+ * under, so a state rebuilt from the log under another key stops instead of dropping every
+ * feed as unreadable. */
+void hie_mpi_key_id(const hie_mpi_key_t *key, uint8_t out[16]);
 
 #endif

@@ -312,8 +312,12 @@ log_replay(hie_cluster_log_t *log)
     if (rc != 0) {
         return rc;
     }
-    if (applied > last) {
-        return HIE_ECORRUPT; /* the state claims entries the log does not have */
+    if (applied > last) { /* the state claims entries the log does not have */
+        hie_log_error("log", "the state is ahead of the log", " applied_index=%lu "
+            "last_index=%lu hint=\"%s\"", (unsigned long)applied, (unsigned long)last,
+            "the log is missing or older than the state (a log from a backup older than the "
+            "state?): put back the log that belongs with it, or restore both from one backup");
+        return HIE_ECORRUPT;
     }
     if (last > 0 && applied + 1 < first) {
         hie_log_error("log", "the state is behind the log's first entry", " applied_index=%lu "

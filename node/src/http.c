@@ -126,6 +126,26 @@ http_respond(struct MHD_Connection *conn, unsigned status, const char *type, cha
     return ret;
 }
 
+/* Whether the state's or the log's map is past HIE_STORAGE_REFUSE_PCT: the workers refuse
+ * new work, so the node is not serving as a load balancer means it. */
+static bool
+storage_refusing(const node_metrics_t *m)
+{
+    bool past = false;
+    /* the high-water mark first; the free list (a walk) only when that is past the line */
+    for (int exact = 0; exact < 2 && (exact == 0 || past); exact++) {
+        uint64_t used[2] = {0, 0}, map[2] = {0, 0};
+        if (m->state_env == NULL || m->log == NULL ||
+            hie_cluster_lmdb_usage(m->state_env, exact, &used[0], &map[0]) != 0 ||
+            hie_cluster_log_usage(m->log, exact, &used[1], &map[1]) != 0) {
+            return false;
+        }
+        past = used[0] * 100u > map[0] * HIE_STORAGE_REFUSE_PCT ||
+               used[1] * 100u > map[1] * HIE_STORAGE_REFUSE_PCT;
+    }
+    return past;
+}
+
 static enum MHD_Result
 http_handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
     const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -155,6 +175,12 @@ http_handler(void *cls, struct MHD_Connection *conn, const char *url, const char
             static char early[] = "crl not valid yet (its lastUpdate is ahead of this node's "
                                   "clock): every member is refused\n";
             return http_respond(conn, 503, "text/plain", early, sizeof(early) - 1,
+                MHD_RESPMEM_PERSISTENT);
+        }
+        if (ready && storage_refusing(&h->ctx->metrics)) {
+            static char full[] = "storage nearly full: new work is refused (raise "
+                                 "storage.map_bytes and restart)\n";
+            return http_respond(conn, 503, "text/plain", full, sizeof(full) - 1,
                 MHD_RESPMEM_PERSISTENT);
         }
         return ready ? http_respond(conn, 200, "text/plain", (char *)(uintptr_t)"ok\n", 3,

@@ -606,6 +606,9 @@ Test(push, a_full_storage_refuses_pushes_and_the_node_keeps_serving, .timeout = 
     cr_assert_eq(itest_http_get(&n, "/metrics", out, sizeof(out)), 200);
     cr_assert(strstr(out, "hie_storage_used_bytes{node=\"node-1\",db=\"log\"}") != NULL);
     cr_assert(itest_log_contains(&n, "storage nearly full"));
+    /* and /healthz says so: a load balancer reading 200 sent it work it refused */
+    cr_assert_eq(itest_http_get(&n, "/healthz", out, sizeof(out)), 503, "%s", out);
+    cr_assert(strstr(out, "storage nearly full") != NULL, "%s", out);
     hie_client_destroy(&h);
     hie_arena_destroy(&a);
     itest_node_cleanup(&n);

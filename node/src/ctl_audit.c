@@ -321,7 +321,8 @@ vkey_get(const node_config_t *cfg, const char *vkey_text, hie_audit_vkey_t *out)
     hie_audit_signer_t *s = NULL;
     int rc = hie_audit_signer_load(&s, path, cfg->audit_origin);
     if (rc != 0) {
-        fprintf(stderr, "hiectl: cannot load %s: %s\n", path, hie_strerror(rc));
+        fprintf(stderr, "hiectl: cannot load %s: %s (a backup holds no key: give --vkey, from "
+            "hiectl audit vkey)\n", path, hie_strerror(rc));
         return rc;
     }
     hie_audit_signer_vkey(s, out);

@@ -64,9 +64,10 @@ hie_ctl__usage(FILE *f)
         "  mpi history ORG MRN              every link decision about one record, with its score\n"
         "  mpi review list [--after ID] [--limit N] [--all]   possible matches to decide\n"
         "  mpi review link ID | apart ID    decide a review item\n"
-        "  audit verify [--vkey VKEY] [--checkpoint FILE]   check the audit log on the node's\n"
-        "                                   files (node stopped): every record, hash and\n"
-        "                                   checkpoint; exit 1 if tampered (needs --config)\n"
+        "  audit verify [--vkey VKEY] [--checkpoint FILE] [--data-dir DIR]   check the audit\n"
+        "                                   log on the node's files (or a backup's, DIR, with\n"
+        "                                   --vkey): every record, hash and checkpoint; exit 1\n"
+        "                                   if tampered (needs --config)\n"
         "  audit vkey                       the node's checkpoint verifier key (needs --config)\n"
         "  backup DIR                       copy the node's state and log into the new DIR,\n"
         "                                   running or not (needs --config; keys not included)\n"
@@ -1571,6 +1572,13 @@ ctl_audit(const struct ctl *c, int argc, char **argv)
     if (hie_node__config_load(&cfg, c->config, err, sizeof(err)) != 0) {
         fprintf(stderr, "hiectl: %s\n", err);
         return 2;
+    }
+    if (c->data_dir != NULL) { /* a backup's copy (hiectl backup DIR), not the node's own */
+        if (strlen(c->data_dir) >= sizeof(cfg.data_dir)) {
+            fprintf(stderr, "hiectl: --data-dir: path too long\n");
+            return 2;
+        }
+        snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", c->data_dir);
     }
     if (strcmp(argv[0], "vkey") == 0) {
         return hie_node__ctl_audit_vkey(&cfg);

@@ -921,6 +921,17 @@ Test(durability, a_backup_of_a_running_node_restores)
     snprintf(f, sizeof(f), "%s/state/data.mdb", bk);
     cr_assert_eq(stat(f, &st), 0);
     cr_assert_eq(st.st_mode & 0777, 0600u, "the copy is private");
+    /* the copy verified where it lies (--data-dir; it was ignored, and the node's own files
+     * verified instead): it holds no key, so the verifier key is given */
+    rc = itest_ctl(&node, out, sizeof(out), "audit verify --data-dir '%s'", bk);
+    cr_assert_neq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "a backup holds no key") != NULL, "%s", out);
+    char vkey[512];
+    cr_assert_eq(itest_ctl(&node, vkey, sizeof(vkey), "audit vkey"), 0, "%s", vkey);
+    vkey[strcspn(vkey, "\n")] = '\0';
+    rc = itest_ctl(&node, out, sizeof(out), "audit verify --data-dir '%s' --vkey '%s'", bk,
+        vkey);
+    cr_assert_eq(rc, 0, "the backup's audit log verifies: %s", out);
     rc = itest_ctl(&node, out, sizeof(out), "org register later --roles clinic");
     cr_assert_eq(rc, 0, "%s", out);
     rc = itest_ctl(&node, out, sizeof(out), "backup '%s'", bk);

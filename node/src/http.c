@@ -131,6 +131,15 @@ http_respond(struct MHD_Connection *conn, unsigned status, const char *type, cha
 static bool
 storage_refusing(const node_metrics_t *m)
 {
+    /* looked at every 250 ms at most, as the workers do: a probe every second must not walk
+     * the free list each time once the high-water mark passed the line */
+    static _Atomic uint64_t checked_ns;
+    static _Atomic bool last;
+    uint64_t now = hie_time_mono_ns(), then = atomic_load(&checked_ns);
+    if (then != 0 && now - then < 250000000ull) {
+        return atomic_load(&last);
+    }
+    atomic_store(&checked_ns, now);
     bool past = false;
     /* the high-water mark first; the free list (a walk) only when that is past the line */
     for (int exact = 0; exact < 2 && (exact == 0 || past); exact++) {
@@ -143,6 +152,7 @@ storage_refusing(const node_metrics_t *m)
         past = used[0] * 100u > map[0] * HIE_STORAGE_REFUSE_PCT ||
                used[1] * 100u > map[1] * HIE_STORAGE_REFUSE_PCT;
     }
+    atomic_store(&last, past);
     return past;
 }
 

@@ -303,8 +303,13 @@ hie_node__state_key_check_ro(const char *data_dir, const hie_mpi_key_t *key)
     snprintf(dir, sizeof(dir), "%s/state/data.mdb", data_dir);
     struct stat sb;
     if (stat(dir, &sb) != 0) {
-        return 0; /* no state yet: the first start writes the key's id */
+        return errno == ENOENT ? 0 : -errno; /* none yet: the first start writes the id */
     }
+    /* no lock file: no process has the state open, and none is made (LMDB creates it even
+     * read-only: one made by root here would lock the node's user out) */
+    snprintf(dir, sizeof(dir), "%s/state/lock.mdb", data_dir);
+    unsigned flags = MDB_RDONLY | MDB_NOTLS | (stat(dir, &sb) != 0 && errno == ENOENT
+                                                  ? MDB_NOLOCK : 0u);
     snprintf(dir, sizeof(dir), "%s/state", data_dir);
     MDB_env *env = NULL;
     MDB_txn *txn = NULL;
@@ -314,7 +319,7 @@ hie_node__state_key_check_ro(const char *data_dir, const hie_mpi_key_t *key)
     hie_mpi_key_id(key, id);
     int rc = mdb_rc(mdb_env_create(&env));
     rc = rc ? rc : mdb_rc(mdb_env_set_maxdbs(env, 64));
-    rc = rc ? rc : mdb_rc(mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600));
+    rc = rc ? rc : mdb_rc(mdb_env_open(env, dir, flags, 0600));
     rc = rc ? rc : mdb_rc(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn));
     rc = rc ? rc : mdb_rc(mdb_dbi_open(txn, "meta", 0, &meta));
     int grc = rc == 0 ? mdb_get(txn, meta, &k, &v) : 0;
@@ -750,7 +755,8 @@ apply_feed(struct apply_ctx *a, hie_mpi_apply_ctx_t *m)
         /* sealed under another data key: every feed would be refused as unreadable, and the
          * index rebuilt empty (a state rebuilt from the log with the wrong key file) */
         hie_log_error("sm", "the log holds a feed sealed under another data key", " index=%lu "
-            "hint=\"start with the mpi.key the log was written with\"", a->index);
+            "hint=\"remove state/ (it now holds this key's id) and start with the mpi.key the "
+            "log was written with\"", a->index);
         return HIE_ECONFIG;
     }
     node_apply_t na = {a->txn, a->arena, a->cmd, a->index, a->res, a->st->mpi, a->st->mpi_key,

@@ -859,6 +859,26 @@ hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,
     Hie__V1__RecordQueryReply *reply, const node_query_fwd_t *fwd, const int *status,
     Hie__V1__QueryAnswer *const *answers, hie_arena_t *arena, node_audit_cmd_t *audit)
 {
+    MDB_txn *txn = NULL;
+    if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0) {
+        return HIE_ENOMEM;
+    }
+    node_query_tally_t tally = fwd->tally;
+    /* the repository's documents were decided when the query came; decided again now, after
+     * the wait for the responders: a revoke acknowledged meanwhile counts for them too */
+    size_t kept = 0;
+    for (size_t i = 0; i < reply->n_documents; i++) {
+        Hie__V1__DocumentEntry *en = reply->documents[i];
+        node_query_tally_t again;
+        memset(&again, 0, sizeof(again));
+        if (entry_permitted(ctx, txn, arena, who, reply->euid, en, &again)) {
+            reply->documents[kept++] = en;
+        } else {
+            tally.withheld++;
+            tally.deny = again.withheld > 0 ? again.deny : tally.deny;
+        }
+    }
+    reply->n_documents = kept;
     size_t total = reply->n_documents;
     for (size_t i = 0; i < fwd->n; i++) {
         total += answers[i] != NULL ? answers[i]->n_documents : 0;
@@ -868,13 +888,12 @@ hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,
     size_t cap = fwd->limit > reply->n_documents ? fwd->limit : reply->n_documents;
     total = total < cap ? total : cap;
     Hie__V1__DocumentEntry **docs = hie_arena_alloc(arena, (total + 1) * sizeof(*docs));
-    MDB_txn *txn = NULL;
-    if (docs == NULL || mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn)) {
+    if (docs == NULL) {
+        mdb_txn_abort(txn);
         return HIE_ENOMEM;
     }
     memcpy(docs, reply->documents, reply->n_documents * sizeof(*docs));
     reply->documents = docs;
-    node_query_tally_t tally = fwd->tally;
     bool cut[NODE_QUERY_RESPONDERS_MAX] = {false};
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < fwd->n; i++) {

@@ -1323,3 +1323,31 @@ Test(query, a_responders_error_text_and_a_partial_note_over_withheld_entries_are
     cr_assert_str_eq(qr->sources[1]->detail, "the source could not answer");
     fx_stop(&n, &a, &h, &c, &s);
 }
+
+/* A record query waiting on a responder decides the repository's documents again when it
+ * completes: a deny the patient filed (and was acknowledged) during the wait withholds them.
+ * They were decided once, when the query came, and went out after the deny. */
+Test(query, a_deny_filed_while_a_query_waits_on_a_responder_counts, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    struct inbox in;
+    setup3_responder(&n, &h, &c, &s, &in, a);
+    query_send(c, "q1");
+    Hie__V1__QueryForward *f = forward_wait(s, a);
+    struct dir x; /* everyone but the clinic */
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, CLINIC, 0);
+    consent_submit_ok(h, "c1", &x, a);
+    answer(s, f->query_id, a);
+    hie_envelope_t *r = NULL;
+    cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    Hie__V1__RecordQueryReply *qr = r->record_query_reply;
+    for (size_t i = 0; i < qr->n_documents; i++) {
+        cr_assert(strcmp(qr->documents[i]->source, "repository") != 0,
+            "the repository's %s went out after the deny", qr->documents[i]->document_id);
+    }
+    fx_stop(&n, &a, &h, &c, &s);
+}

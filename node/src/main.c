@@ -106,8 +106,8 @@ node_audit_key(node_ctx_t *ctx)
         }
         close(fd);
         ctx->audit_key_created = true;
-        hie_log_info("audit", "audit signing key created (kept if this state holds no "
-            "checkpoint of another key: checked once the state is open)", " file=%s", path);
+        hie_log_info("audit", "audit signing key created (removed again if the state's audit log already "
+            "holds checkpoints: a state restored without its key)", " file=%s", path);
     } else if (rc != -EEXIST) {
         hie_log_error("audit", "cannot create the audit signing key", " file=%s rc=%s", path,
             hie_strerror_name(rc));

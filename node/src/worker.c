@@ -178,10 +178,34 @@ cache_get(struct worker *w, node_req_t *req)
     return true;
 }
 
+/* Whether a repeat of req's id may get its reply from the cache. Not a Receive: repeated on a
+ * new connection (the client retries with the same id), it must move the deliveries there.
+ * Not a read that discloses and is audited (PIX, PDQ, record query, retrieval, audit report,
+ * review list): a repeat is another message that discloses, so it is decided again on the
+ * state as it is then, and audited again. Replayed, a reply decided before a deny or a revoke
+ * went out after it (the member only had to send the id again), unaudited. Nothing is applied
+ * by these reads, so deciding a repeat afresh applies nothing twice. */
+static bool
+cache_kind(const node_req_t *req)
+{
+    switch (req->env->body_case) {
+    case HIE__V1__ENVELOPE__BODY_RECEIVE:
+    case HIE__V1__ENVELOPE__BODY_PIX_QUERY:
+    case HIE__V1__ENVELOPE__BODY_PDQ_QUERY:
+    case HIE__V1__ENVELOPE__BODY_RECORD_QUERY:
+    case HIE__V1__ENVELOPE__BODY_RETRIEVE:
+    case HIE__V1__ENVELOPE__BODY_AUDIT_REPORT:
+    case HIE__V1__ENVELOPE__BODY_REVIEW_LIST:
+        return false;
+    default:
+        return true;
+    }
+}
+
 static void
 cache_put(struct worker *w, node_req_t *req)
 {
-    if (req->reply_len > WORKER_CACHE_REPLY_BYTES_MAX) {
+    if (req->reply_len > WORKER_CACHE_REPLY_BYTES_MAX || !cache_kind(req)) {
         return;
     }
     struct cache_entry *e = cache_slot(w, req);
@@ -1398,9 +1422,7 @@ handle_envelope(struct worker *w, node_req_t *req)
     hie_org_t *org = NULL;
     bool cached = false, parked = false;
     Hie__V1__ErrorCode code = authorize_org(w, req, &org);
-    /* a Receive is never answered from the cache: repeated on a new connection (the client
-     * retries with the same id), it must move the deliveries there */
-    bool cacheable = req->env->body_case != HIE__V1__ENVELOPE__BODY_RECEIVE;
+    bool cacheable = cache_kind(req);
     if (code == HIE__V1__ERROR_CODE__ERROR_UNSPECIFIED) {
         cached = cacheable && cache_get(w, req);
         if (!cached && req->env->body_case == HIE__V1__ENVELOPE__BODY_PING) {

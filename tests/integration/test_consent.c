@@ -581,6 +581,46 @@ Test(consent, record_query_hides_a_patient_as_pix_does, .timeout = 120)
     itest_node_cleanup(&n);
 }
 
+/* A repeated id is another message that discloses: decided again, on the consent on file
+ * then, and audited again. The workers' reply cache served the first answer to a repeat of
+ * its id, after a deny was filed and acknowledged, with no record of that disclosure. */
+Test(consent, a_repeated_query_id_is_decided_again_after_a_deny, .timeout = 120)
+{
+    itest_node_t n;
+    setup(&n, NULL); /* opt-out: treatment permitted when no consent is on file */
+    hie_arena_t *a = arena_new();
+    hie_client_t *h = itest_client(&n, HOSP), *c = itest_client(&n, CLINIC);
+    two_records(h, c, a);
+    cr_assert_eq(pix(h, "r1", CLINIC, "C-9", a)->pix_reply->n_ids, 1u);
+    hie_envelope_t *q = pdq(h, "r2", "John", "Smithson", "1970-03-02", a);
+    cr_assert_eq(q->pdq_reply->n_candidates, 1u);
+    hie_envelope_t *rq = record_query(h, "r3", CLINIC, "C-9", NULL, a);
+    cr_assert_eq(rq->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    size_t audits = itest_db_entries_settled(&n, "audit_rec");
+    struct dir x;
+    dir_init(&x, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, HOSP, 0);
+    consent_submit_ok(c, "c1", &x, a);
+    /* the same three ids again: the deny decides them, as any new message */
+    expect_error(pix(h, "r1", CLINIC, "C-9", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
+        "patient.mrn");
+    q = pdq(h, "r2", "John", "Smithson", "1970-03-02", a);
+    cr_assert_eq(q->body_case, HIE__V1__ENVELOPE__BODY_PDQ_REPLY);
+    cr_assert(q->pdq_reply->no_match, "the repeated PDQ still named the patient");
+    expect_error(record_query(h, "r3", CLINIC, "C-9", NULL, a),
+        HIE__V1__ERROR_CODE__ERROR_NOT_FOUND, "patient.mrn");
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audits + 3, 2000), audits + 3,
+        "each repeat left its own audit record");
+    /* what is not decided by consent still answers a repeat with the original reply */
+    cr_assert(itest_log_contains(&n, "id=c1 type=consent_submit outcome=OK repeat=0"));
+    consent_submit_ok(c, "c1", &x, a);
+    cr_assert(itest_log_wait(&n, "id=c1 type=consent_submit outcome=OK repeat=1", 2000));
+    hie_client_destroy(&h);
+    hie_client_destroy(&c);
+    hie_arena_destroy(&a);
+    itest_node_cleanup(&n);
+}
+
 Test(consent, latest_wins_by_date_undated_is_dated_at_submission_future_refused,
     .timeout = 120)
 {

@@ -141,6 +141,21 @@ patient_euid(node_ctx_t *ctx, const char *org, const char *mrn, hie_arena_t *are
     return rc;
 }
 
+/* A command's own dedup key, derived from the envelope id: prefix, then a hash of the id.
+ * The fan-out's is "adt.", the MPI change's "adtf." (since 2026-12-01; before, the envelope
+ * id itself, which an MpiFeed of the same id shared: the ADT took that feed's result for its
+ * patient, or the feed the ADT's). */
+static void
+derived_request_id(const char *prefix, const char *env_id, char out[HIE_PROTO_ID_BYTES_MAX + 1])
+{
+    uint8_t h[16];
+    size_t n = strlen(prefix);
+    HIE_ASSERT(n + 2u * sizeof(h) <= HIE_PROTO_ID_BYTES_MAX);
+    crypto_generichash(h, sizeof(h), (const uint8_t *)env_id, strlen(env_id), NULL, 0);
+    memcpy(out, prefix, n);
+    sodium_bin2hex(out + n, HIE_PROTO_ID_BYTES_MAX + 1 - n, h, sizeof(h));
+}
+
 /* A08 update, A40 merge, A01/A04 with demographics: create or update. */
 static int
 adt_mpi(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
@@ -168,7 +183,9 @@ adt_mpi(node_ctx_t *ctx, node_submitter_t *sub, const node_who_t *who,
         return 0; /* no MPI change */
     }
     Hie__V1__MpiFeedReply *fr = NULL;
-    rc = hie_node__mpi_feed(ctx, sub, who->org_id, who->request_id, &f, arena, &fr, e);
+    char fid[HIE_PROTO_ID_BYTES_MAX + 1];
+    derived_request_id("adtf.", who->request_id, fid);
+    rc = hie_node__mpi_feed(ctx, sub, who->org_id, fid, &f, arena, &fr, e);
     if (rc == 0) {
         snprintf(euid, HIE_MPI_EUID_BYTES, "%s", fr->euid);
     }
@@ -555,17 +572,6 @@ fan_out(struct fan *f)
     return rc;
 }
 
-/* The fan-out command's own dedup key, derived from the envelope id (the MPI change, if any,
- * used the envelope id itself). */
-static void
-fan_request_id(const char *env_id, char out[HIE_PROTO_ID_BYTES_MAX + 1])
-{
-    uint8_t h[16];
-    crypto_generichash(h, sizeof(h), (const uint8_t *)env_id, strlen(env_id), NULL, 0);
-    memcpy(out, "adt.", 4);
-    sodium_bin2hex(out + 4, HIE_PROTO_ID_BYTES_MAX + 1 - 4, h, sizeof(h));
-}
-
 static int
 adt_command(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__AdtRequest *r,
     struct fan *f, hie_arena_t *arena, node_audit_cmd_t *audit)
@@ -581,7 +587,7 @@ adt_command(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__AdtRequest *r
     c->visit_id = r->encounter != NULL ? r->encounter->visit_id : (char *)(uintptr_t)"";
     c->n_notices = f->n_notices;
     c->notices = f->notices;
-    fan_request_id(who->request_id, rid);
+    derived_request_id("adt.", who->request_id, rid);
     hie__v1__command__init(&audit->cmd);
     audit->cmd.requester = (char *)(uintptr_t)who->org_id;
     audit->cmd.request_id = rid;

@@ -1071,3 +1071,58 @@ Test(adt, an_a40_with_the_survivors_demographics_merges, .timeout = 120)
     cr_assert_eq(f->body_case, HIE__V1__ENVELOPE__BODY_ERROR);
     fx_stop(&n, &a, &h, &c);
 }
+
+/* An ADT's patient update has a dedup key of its own: sent under the id of an earlier MpiFeed
+ * (of another patient), the admission was answered with that feed's EUID and notified that
+ * patient's subscribers, and John's clinic heard nothing. */
+Test(adt, an_admission_under_an_earlier_feeds_id_updates_its_own_patient, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a;
+    hie_client_t *h, *c;
+    fx_start(&n, &a, &h, &c);
+    char john[64];
+    snprintf(john, sizeof(john), "%s", feed_ok(h, "f1", HIE__V1__FEED_ACTION__FEED_UPDATE, HOSP,
+        "H-1", &JOHN, NULL, a)->euid);
+    feed_ok(h, "x1", HIE__V1__FEED_ACTION__FEED_CREATE, HOSP, "H-2", &MARIA, NULL, a);
+    subscribe_ok(c, "s1", HIE__V1__SUBSCRIPTION_SCOPE__SCOPE_PATIENTS, "C-9", 0, a);
+    hie_envelope_t req;
+    Hie__V1__AdtRequest r = HIE__V1__ADT_REQUEST__INIT;
+    Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
+    Hie__V1__Demographics d = HIE__V1__DEMOGRAPHICS__INIT;
+    Hie__V1__Encounter en = HIE__V1__ENCOUNTER__INIT;
+    char *given[1] = {MUT(JOHN.given)}, *family[1] = {MUT(JOHN.family)};
+    req_init(&req, "x1");
+    pid.org_id = MUT(HOSP);
+    pid.mrn = MUT("H-1");
+    d.n_given = d.n_family = 1;
+    d.given = given;
+    d.family = family;
+    d.birth_date = MUT(JOHN.dob);
+    en.visit_id = MUT("V900");
+    en.patient_class = HIE__V1__PATIENT_CLASS__PATIENT_CLASS_INPATIENT;
+    r.event = HIE__V1__ADT_EVENT__ADT_A01;
+    r.patient = &pid;
+    r.demographics = &d;
+    r.encounter = &en;
+    r.event_ms = 1764000000000;
+    req.body_case = HIE__V1__ENVELOPE__BODY_ADT;
+    req.adt = &r;
+    hie_envelope_t *e = call(h, &req, a);
+    cr_assert_eq(e->body_case, HIE__V1__ENVELOPE__BODY_ADT_REPLY, "%s",
+        e->body_case == HIE__V1__ENVELOPE__BODY_ERROR ? e->error->message : "");
+    cr_assert_str_eq(e->adt_reply->euid, john, "the admission answered for another patient");
+    cr_assert_eq(e->adt_reply->notified, 1u, "John's clinic was not notified");
+    /* sent again, the ADT is a repeat of itself: nothing fed or notified twice */
+    e = call(h, &req, a);
+    cr_assert_eq(e->body_case, HIE__V1__ENVELOPE__BODY_ADT_REPLY);
+    cr_assert_str_eq(e->adt_reply->euid, john);
+    struct inbox in;
+    cr_assert_eq(receive_start(c, "rc", &in, a), 1u, "one notice queued for the clinic");
+    Hie__V1__Delivery *dl = next_delivery(c, &in, 5000, a);
+    cr_assert_not_null(dl);
+    Hie__V1__Notification *nt = notification(dl);
+    cr_assert_str_eq(nt->euid, john);
+    hie__v1__notification__free_unpacked(nt, NULL);
+    fx_stop(&n, &a, &h, &c);
+}

@@ -968,10 +968,14 @@ Hie__V1__PurposeOfUse hie_node__notify_purpose(const hie_org_t *org);
  * declare break-glass is decided outside consent; here by the registry's roles). */
 bool hie_node__org_treats(const hie_org_t *org);
 /* Adds the responders' documents (consent per document for the requester) and their source
- * statuses to reply, and builds the query's audit record. status[i] is a SourceStatus. */
+ * statuses to reply, and builds the query's audit record. status[i] is a SourceStatus. The
+ * patient's identity (q's) and the repository's documents are decided again first: hidden
+ * since the query came, reply is emptied (the requester's own MRN, an EUID) or e holds the
+ * unknown MRN's NOT_FOUND (returned), with the denial's record in audit either way. */
 HIE_MUST_CHECK int hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,
-    Hie__V1__RecordQueryReply *reply, const node_query_fwd_t *fwd, const int *status,
-    Hie__V1__QueryAnswer *const *answers, hie_arena_t *arena, node_audit_cmd_t *audit);
+    const Hie__V1__RecordQuery *q, Hie__V1__RecordQueryReply *reply,
+    const node_query_fwd_t *fwd, const int *status, Hie__V1__QueryAnswer *const *answers,
+    hie_arena_t *arena, node_audit_cmd_t *audit, node_mpi_err_t *e);
 /* Retrieval of one document: from the repository (*reply and *audit set); or, when q->source
  * names a registered responder, fwd names it (n = 1) and *reply stays NULL: the worker forwards
  * the retrieval and completes it with hie_node__retrieve_complete. */

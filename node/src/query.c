@@ -854,14 +854,38 @@ sources_add(Hie__V1__RecordQueryReply *r, const node_query_fwd_t *fwd, const int
     return unasked_add_sources(r, fwd, srcs, arena);
 }
 
+/* The patient hidden from the requester since the query came (a deny filed and acknowledged
+ * during the wait for the responders): answered as query_hidden answers, no documents and no
+ * sources but the repository's, after the denial's record. Returns 0 (the reply, emptied) or
+ * the unknown MRN's error in e. */
+static int
+complete_hidden(Hie__V1__RecordQueryReply *reply, int rc)
+{
+    reply->n_documents = 0;
+    reply->n_sources = reply->n_sources > 0 ? 1 : 0;
+    if (reply->n_sources > 0) {
+        reply->sources[0]->status = HIE__V1__SOURCE_STATUS__SOURCE_OK;
+        reply->sources[0]->detail = (char *)(uintptr_t)"";
+    }
+    return rc;
+}
+
 int
-hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who,
+hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__RecordQuery *q,
     Hie__V1__RecordQueryReply *reply, const node_query_fwd_t *fwd, const int *status,
-    Hie__V1__QueryAnswer *const *answers, hie_arena_t *arena, node_audit_cmd_t *audit)
+    Hie__V1__QueryAnswer *const *answers, hie_arena_t *arena, node_audit_cmd_t *audit,
+    node_mpi_err_t *e)
 {
     MDB_txn *txn = NULL;
     if (mdb_txn_begin(hie_node__state_env(ctx->state), NULL, MDB_RDONLY, &txn) != 0) {
         return HIE_ENOMEM;
+    }
+    /* the patient's identity was decided when the query came; decided again now, as its
+     * documents are: the EUID and the responders' names went out after a deny */
+    int hrc = 0;
+    if (query_hidden(ctx, who, q, txn, arena, reply->euid, audit, &hrc, e)) {
+        mdb_txn_abort(txn);
+        return complete_hidden(reply, hrc);
     }
     node_query_tally_t tally = fwd->tally;
     /* the repository's documents were decided when the query came; decided again now, after

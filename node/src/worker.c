@@ -549,12 +549,19 @@ fwd_finish(struct worker *w, struct fwdq *fq)
     }
     fq->req = NULL;
     node_who_t who = {req->org_id, org, req->env->purpose, req->env->id, &w->rand};
-    rc = rc ? rc : hie_node__query_complete(w->ctx, &who, fq->reply, &fq->fwd, fq->status,
-        fq->answers, req->arena, &audit);
+    node_mpi_err_t e = {0};
+    rc = rc ? rc : hie_node__query_complete(w->ctx, &who, req->env->record_query, fq->reply,
+        &fq->fwd, fq->status, fq->answers, req->arena, &audit, &e);
     hie_envelope_t reply = HIE__V1__ENVELOPE__INIT;
     reply.body_case = HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY;
     reply.record_query_reply = fq->reply;
-    if (rc == 0 && reply_pack(w, req, &reply) == 0 && audit_park(w, req, &audit, code)) {
+    if (rc != 0 && e.code != 0 && audit.needed) {
+        /* hidden since the query came: the unknown MRN's answer, after the denial's record */
+        code = reply_error_field(w, req, e.code, e.message, e.field);
+        if (audit_park(w, req, &audit, code)) {
+            return;
+        }
+    } else if (rc == 0 && reply_pack(w, req, &reply) == 0 && audit_park(w, req, &audit, code)) {
         return; /* sent once its audit record is committed */
     }
     reply_drop(req);

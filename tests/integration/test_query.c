@@ -431,16 +431,16 @@ setup3_responder(itest_node_t *n, hie_client_t **h, hie_client_t **c, hie_client
     responder_on(*s, in, a);
 }
 
-/* The clinic's record query about C-9 (limit 0: the node's default). */
+/* A record query about the clinic's mrn (limit 0: the node's default). */
 static void
-query_send_limit(hie_client_t *c, const char *id, uint32_t limit)
+query_send_mrn_limit(hie_client_t *c, const char *id, const char *mrn, uint32_t limit)
 {
     hie_envelope_t req;
     Hie__V1__RecordQuery q = HIE__V1__RECORD_QUERY__INIT;
     Hie__V1__PatientId pid = HIE__V1__PATIENT_ID__INIT;
     req_init(&req, id);
     pid.org_id = MUT(CLINIC);
-    pid.mrn = MUT("C-9");
+    pid.mrn = MUT(mrn);
     q.patient = &pid;
     q.limit = limit;
     req.body_case = HIE__V1__ENVELOPE__BODY_RECORD_QUERY;
@@ -448,10 +448,23 @@ query_send_limit(hie_client_t *c, const char *id, uint32_t limit)
     cr_assert_eq(hie_client_send(c, &req), 0);
 }
 
+/* The record query about C-9. */
+static void
+query_send_limit(hie_client_t *c, const char *id, uint32_t limit)
+{
+    query_send_mrn_limit(c, id, "C-9", limit);
+}
+
 static void
 query_send(hie_client_t *c, const char *id)
 {
     query_send_limit(c, id, 0);
+}
+
+static void
+query_send_mrn(hie_client_t *c, const char *id, const char *mrn)
+{
+    query_send_mrn_limit(c, id, mrn, 0);
 }
 
 Test(query, a_responder_answers_and_both_sources_are_listed, .timeout = 120)
@@ -1349,5 +1362,45 @@ Test(query, a_deny_filed_while_a_query_waits_on_a_responder_counts, .timeout = 1
         cr_assert(strcmp(qr->documents[i]->source, "repository") != 0,
             "the repository's %s went out after the deny", qr->documents[i]->document_id);
     }
+    /* the patient is hidden from the clinic now: its own MRN answers as one without records
+     * (the identity is decided again too: the responder was named after the deny) */
+    cr_assert_eq(qr->n_documents, 0u);
+    cr_assert_eq(qr->n_sources, 1u, "a source named after the deny");
+    cr_assert_str_eq(qr->sources[0]->source, "repository");
+    fx_stop(&n, &a, &h, &c, &s);
+}
+
+/* The same for another organization's MRN: a patient hidden from the requester while its
+ * query waited on a responder is answered NOT_FOUND in the unknown MRN's words, and the
+ * denial is audited. The EUID and the responder's name went out after the deny. */
+Test(query, a_patient_hidden_while_a_query_waits_is_not_found, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    struct inbox in;
+    setup3_responder(&n, &h, &c, &s, &in, a);
+    query_send(h, "q1"); /* the hospital asks about the clinic's C-9 */
+    Hie__V1__QueryForward *f = forward_wait(s, a);
+    size_t audits = itest_db_entries_settled(&n, "audit_rec");
+    struct dir x; /* the clinic's patient: everyone but the general hospital */
+    dir_init(&x, CLINIC, "C-9", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, HOSP, 0);
+    consent_submit_ok(c, "c1", &x, a);
+    answer(s, f->query_id, a);
+    hie_envelope_t *r = NULL;
+    cr_assert_eq(hie_client_recv(h, 5000, a, &r), 0);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_ERROR, "the query answered after the "
+        "deny (%zu documents)", r->body_case == HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY
+        ? r->record_query_reply->n_documents : 0u);
+    cr_assert_eq(r->error->code, HIE__V1__ERROR_CODE__ERROR_NOT_FOUND);
+    cr_assert_str_eq(r->error->field, "patient.mrn");
+    query_send_mrn(h, "q2", "C-404");
+    hie_envelope_t *absent = NULL;
+    cr_assert_eq(hie_client_recv(h, 5000, a, &absent), 0);
+    cr_assert_eq(absent->body_case, HIE__V1__ENVELOPE__BODY_ERROR);
+    cr_assert_str_eq(r->error->message, absent->error->message, "indistinguishable");
+    cr_assert_eq(itest_db_entries_wait(&n, "audit_rec", audits + 2, 2000), audits + 2,
+        "the hidden one audited (its denial) as the unknown one is");
     fx_stop(&n, &a, &h, &c, &s);
 }

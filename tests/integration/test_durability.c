@@ -832,7 +832,14 @@ Test(durability, kill_9_mid_burst_loses_no_acknowledged_command)
         "--roles clinic >/dev/null 2>&1 && echo w$w-o$i >> ack.$w; done ) >/dev/null 2>&1 & "
         "done; echo started", node.root, HIE_CTL_BIN, node.cfg);
     cr_assert_eq(rc, 0, "%s", out);
-    usleep(400000u + (unsigned)(rand() % 600) * 1000u);
+    /* the kill lands mid-burst: once the first registration was acknowledged (a loaded
+     * machine took over a second to start four hiectl processes under ASan: the kill came
+     * before any, and the test failed), then after a seeded delay */
+    rc = itest_sh(out, sizeof(out), "cd '%s' && for i in $(seq 1 200); do "
+        "[ -n \"$(cat ack.* 2>/dev/null)\" ] && break; sleep 0.05; done; cat ack.* | wc -l",
+        node.root);
+    cr_assert_eq(rc, 0, "%s", out);
+    usleep((unsigned)(rand() % 600) * 1000u);
     cr_assert_eq(itest_node_stop(&node, SIGKILL), 128 + SIGKILL);
     rc = itest_sh(out, sizeof(out), "cd '%s' && touch stop && sleep 2.5 && cat ack.* | sort -u "
         "> acked && wc -l < acked", node.root);

@@ -201,7 +201,8 @@ admin_command(struct node_admin *a, Hie__V1__AdminRequest *req, hie_arena_t *are
     }
     if (res->code == 0 && cmd->body_case == HIE__V1__COMMAND__BODY_RETRACT) {
         hie_log_info("repository", "document retracted by the operator", " id=%s document=%s "
-            "bytes_released=%lu", req->id, cmd->retract->document_id,
+            "bytes_released=%lu", req->id, res->document_id != NULL &&
+            res->document_id[0] != '\0' ? res->document_id : cmd->retract->document_id,
             (unsigned long)res->bytes_released);
     }
     if (res->code == 0 && cmd->body_case == HIE__V1__COMMAND__BODY_ORG_SUSPEND) {

@@ -358,7 +358,9 @@ hie_ctl__command(const struct ctl *c, hie_command_t *cmd, hie_arena_t *arena)
         printf(" purged=%u", r->acknowledged);
     }
     if (cmd->body_case == HIE__V1__COMMAND__BODY_RETRACT) {
-        printf(" bytes_released=%lu", (unsigned long)r->bytes_released);
+        printf(" document=%s bytes_released=%lu", r->document_id != NULL &&
+            r->document_id[0] != '\0' ? r->document_id : cmd->retract->document_id,
+            (unsigned long)r->bytes_released);
     }
     if (r->message != NULL && r->message[0] != '\0') {
         printf(" note=\"%s\"", r->message);

@@ -386,12 +386,22 @@ query_scan(struct query *x)
     return rc;
 }
 
+/* Whether responder org_id may be asked: active, and the patient's consent lets it know of
+ * the patient (the forward tells it who asks about its patient, and why). A responder the
+ * patient excluded was asked all the same, and learnt of the requester's care of them. */
 static bool
-org_active(struct query *x, const char *org_id)
+responder_may_ask(struct query *x, const char *org_id)
 {
     hie_org_t *org = NULL;
-    return hie_node__state_org_get_in(x->ctx->state, x->txn, org_id, x->arena, &org) == 0 &&
-           org->status == HIE__V1__ORG_STATUS__ORG_ACTIVE;
+    if (hie_node__state_org_get_in(x->ctx->state, x->txn, org_id, x->arena, &org) != 0 ||
+        org->status != HIE__V1__ORG_STATUS__ORG_ACTIVE) {
+        return false;
+    }
+    node_who_t to = {org_id, org, x->who->purpose, x->who->request_id, x->who->rand};
+    hie_consent_decision_t dec;
+    hie_node__consent_decide(x->ctx, x->txn, x->arena, &to, x->euid,
+        HIE__V1__CONSENT_ACTION__CONSENT_ACTION_IDENTITY, 0, &dec);
+    return hie_consent_permitted(&dec);
 }
 
 /* Notes a responder the query will not ask, once. */
@@ -428,8 +438,8 @@ query_responders(struct query *x, node_query_fwd_t *fwd)
         }
         if (k == fwd->n && (strcmp(org, x->who->org_id) == 0
             || !hie_node__repo_is_responder(hie_node__state_repo(x->ctx->state), x->txn, org)
-            || !org_active(x, org))) {
-            continue; /* a suspended responder is not told who asks about whom */
+            || !responder_may_ask(x, org))) {
+            continue; /* a suspended or excluded responder is not told who asks about whom */
         }
         if (k == fwd->n && k == max) {
             unasked_add(fwd, org);
@@ -854,6 +864,28 @@ sources_add(Hie__V1__RecordQueryReply *r, const node_query_fwd_t *fwd, const int
     return unasked_add_sources(r, fwd, srcs, arena);
 }
 
+/* The repository's documents were decided when the query came; decided again when it
+ * completes, after the wait for the responders: a revoke acknowledged meanwhile counts for
+ * them too. */
+static void
+repo_decide_again(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const node_who_t *who,
+    Hie__V1__RecordQueryReply *reply, node_query_tally_t *tally)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < reply->n_documents; i++) {
+        Hie__V1__DocumentEntry *en = reply->documents[i];
+        node_query_tally_t again;
+        memset(&again, 0, sizeof(again));
+        if (entry_permitted(ctx, txn, arena, who, reply->euid, en, &again)) {
+            reply->documents[kept++] = en;
+        } else {
+            tally->withheld++;
+            tally->deny = again.withheld > 0 ? again.deny : tally->deny;
+        }
+    }
+    reply->n_documents = kept;
+}
+
 /* The patient hidden from the requester since the query came (a deny filed and acknowledged
  * during the wait for the responders): answered as query_hidden answers, no documents and no
  * sources but the repository's, after the denial's record. Returns 0 (the reply, emptied) or
@@ -888,21 +920,7 @@ hie_node__query_complete(node_ctx_t *ctx, const node_who_t *who, const Hie__V1__
         return complete_hidden(reply, hrc);
     }
     node_query_tally_t tally = fwd->tally;
-    /* the repository's documents were decided when the query came; decided again now, after
-     * the wait for the responders: a revoke acknowledged meanwhile counts for them too */
-    size_t kept = 0;
-    for (size_t i = 0; i < reply->n_documents; i++) {
-        Hie__V1__DocumentEntry *en = reply->documents[i];
-        node_query_tally_t again;
-        memset(&again, 0, sizeof(again));
-        if (entry_permitted(ctx, txn, arena, who, reply->euid, en, &again)) {
-            reply->documents[kept++] = en;
-        } else {
-            tally.withheld++;
-            tally.deny = again.withheld > 0 ? again.deny : tally.deny;
-        }
-    }
-    reply->n_documents = kept;
+    repo_decide_again(ctx, txn, arena, who, reply, &tally);
     size_t total = reply->n_documents;
     for (size_t i = 0; i < fwd->n; i++) {
         total += answers[i] != NULL ? answers[i]->n_documents : 0;

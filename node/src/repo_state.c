@@ -175,6 +175,7 @@ hie_node__repo_responder_apply(node_repo_t *r, node_apply_t *a)
     }
     MDB_val k = {strlen(c->org_id), c->org_id}, v = {0, (void *)(uintptr_t)""};
     int rc = c->enabled ? mdb_put(a->txn, r->resp, &k, &v, 0) : mdb_del(a->txn, r->resp, &k, NULL);
+    a->res->responder = c->enabled ? 2u : 1u;
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : HIE_ESTORAGE;
 }
 
@@ -261,5 +262,6 @@ hie_node__repo_retract_apply(node_repo_t *r, node_apply_t *a)
     rc = bytes_release(r, a, m, n, &released);
     rc = rc ? rc : tombstone_put(r, a, &k, m);
     a->res->bytes_released = rc == 0 ? released : 0;
+    a->res->document_id = c->document_id;
     return rc;
 }

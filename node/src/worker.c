@@ -966,7 +966,8 @@ responder_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *ar
         return rc;
     }
     hie__v1__responder_register_reply__init(r);
-    r->enabled = rc_.enabled;
+    /* what the original command did (a repeat under another setting changed nothing) */
+    r->enabled = res->responder != 0 ? res->responder == 2u : rc_.enabled;
     *reply = r;
     return 0;
 }
@@ -992,11 +993,14 @@ retract_run(struct worker *w, node_req_t *req, hie_org_t *org, hie_arena_t *aren
     if (rc != 0) {
         return rc;
     }
+    /* the document the original command retracted: a repeat of its id retracted nothing */
+    const char *doc = res->document_id != NULL && res->document_id[0] != '\0'
+        ? res->document_id : rc_.document_id;
     hie_log_info("repository", "document retracted by its author",
-        " org=%s id=%s document=%s bytes_released=%" PRIu64, org->id, req->env->id,
-        rc_.document_id, res->bytes_released);
+        " org=%s id=%s document=%s bytes_released=%" PRIu64, org->id, req->env->id, doc,
+        res->bytes_released);
     hie__v1__retract_reply__init(r);
-    r->document_id = rc_.document_id;
+    r->document_id = (char *)(uintptr_t)doc;
     r->bytes_released = res->bytes_released;
     *reply = r;
     return 0;

@@ -685,6 +685,32 @@ Test(query, a_suspended_responder_is_not_asked, .timeout = 120)
     fx_stop(&n, &a, &h, &c, &s);
 }
 
+/* A responder the patient's consent excludes is not asked either: the forward told it which
+ * member asks about its patient, and why. The reply comes at once, as if it held nothing. */
+Test(query, a_responder_the_patient_excluded_is_not_asked, .timeout = 120)
+{
+    itest_node_t n;
+    hie_arena_t *a = arena_new();
+    hie_client_t *h, *c, *s;
+    struct inbox in;
+    setup3_responder(&n, &h, &c, &s, &in, a);
+    struct dir x; /* everyone but st-mary, the responder */
+    dir_init(&x, HOSP, "H-1", HIE__V1__PROVISION_TYPE__PROVISION_PERMIT);
+    dir_except(&x, HOSP2, 0);
+    consent_submit_ok(h, "c1", &x, a);
+    uint64_t t0 = hie_time_mono_ns();
+    query_send(c, "q1");
+    hie_envelope_t *r = NULL;
+    cr_assert_eq(hie_client_recv(c, 5000, a, &r), 0);
+    uint64_t ms = (hie_time_mono_ns() - t0) / 1000000u;
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RECORD_QUERY_REPLY);
+    cr_assert_eq(r->record_query_reply->n_sources, 1u, "the repository alone");
+    cr_assert(ms < 650, "waited for the excluded responder: %lu ms", ms);
+    hie_envelope_t *env = NULL;
+    cr_assert_eq(hie_client_recv(s, 300, a, &env), HIE_ETIMEDOUT, "the responder was asked");
+    fx_stop(&n, &a, &h, &c, &s);
+}
+
 /* A responder's answer over a member document's limits (here a 4 KiB title) is refused and
  * not passed on: the requester sees that source as an error, at once, not the bytes. */
 Test(query, an_answer_over_the_limits_is_refused_and_its_source_is_an_error, .timeout = 120)
@@ -1131,6 +1157,13 @@ Test(query, an_author_retracts_its_repository_document_for_good, .timeout = 120)
     cr_assert_eq(q->n_documents, 1u, "after a restart");
     expect_error(retrieve(c, "g2", HOSP ":dA", a), HIE__V1__ERROR_CODE__ERROR_NOT_FOUND,
         "document_id");
+    /* the first retraction's id with the other document (no reply cache after the restart):
+     * a repeat, answered as the first time; it named dB "retracted", and dB stayed listed */
+    r = retract(h, "x4", HOSP ":dB", "", a);
+    cr_assert_eq(r->body_case, HIE__V1__ENVELOPE__BODY_RETRACT_REPLY);
+    cr_assert_str_eq(r->retract_reply->document_id, HOSP ":dA", "the reply names what the "
+        "repeat asked, not what was retracted");
+    cr_assert_eq(query(c, "q6", NULL, 0, 0, a)->n_documents, 1u, "dB is not retracted");
     fx_stop(&n, &a, &h, &c, NULL);
 }
 

@@ -416,21 +416,30 @@ struct redrive {
     uint32_t withheld;
 };
 
-/* The patient's EUID now (a link or unlink since the push moves it), else the one queued. */
+/* The patient's EUID now (a link or unlink since the push moves it), else the one queued (a
+ * document without a patient, a record no EUID holds). NULL, *why "evaluation-error", when it
+ * cannot be read: the message is withheld (fail closed). It fell back to the queued EUID on
+ * any error, and consent was decided on the directives of whoever that EUID is now. */
 static const char *
 queued_euid(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, const Hie__V1__QueuedMessage *qm,
-    const Hie__V1__Document *d)
+    const Hie__V1__Document *d, const char **why)
 {
-    char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
-    if (euid == NULL || d->patient == NULL || d->patient->org_id == NULL ||
+    if (d->patient == NULL || d->patient->org_id == NULL ||
         !hie_mpi_mrn_valid(d->patient->mrn)) {
         return qm->euid;
     }
+    char *euid = hie_arena_alloc(arena, HIE_MPI_EUID_BYTES);
     uint8_t h[HIE_MPI_REC_HASH_BYTES];
     hie_mpi_rec_hash(hie_node__state_mpi_key(ctx->state), d->patient->org_id, d->patient->mrn,
         h);
-    return hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state), txn, h, arena, euid) == 0
-               ? euid : qm->euid;
+    int rc = euid == NULL ? HIE_ENOMEM
+                          : hie_mpi_store_euid_of(hie_node__state_mpi(ctx->state), txn, h,
+                                arena, euid);
+    if (rc == 0 || rc == HIE_ENOTFOUND) {
+        return rc == 0 ? euid : qm->euid;
+    }
+    *why = "evaluation-error";
+    return NULL;
 }
 
 /* The EUID of record hash now into *out; HIE_ENOTFOUND when no EUID holds it. */
@@ -452,8 +461,9 @@ notice_patient(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena,
     const Hie__V1__QueuedMessage *qm, const Hie__V1__Document *d, const char **out)
 {
     if (qm->subject_rec_hash.len != HIE_MPI_REC_HASH_BYTES) {
-        *out = d != NULL ? queued_euid(ctx, txn, arena, qm, d) : qm->euid;
-        return 0;
+        const char *why = NULL;
+        *out = d != NULL ? queued_euid(ctx, txn, arena, qm, d, &why) : qm->euid;
+        return *out != NULL ? 0 : HIE_ESTORAGE;
     }
     const char *euid = NULL, *mine = NULL;
     int rc = rec_euid(ctx, txn, arena, qm->subject_rec_hash.data, &euid);
@@ -517,7 +527,7 @@ hie_node__queued_decide(node_ctx_t *ctx, MDB_txn *txn, hie_arena_t *arena, node_
                      : HIE__V1__AUDIT_ACTION__AUDIT_ACTION_PUSH;
     const char *why = NULL;
     const char *euid = d == NULL ? NULL : notice ? hie_node__notice_euid(ctx, txn, arena, qm, d,
-        &why) : queued_euid(ctx, txn, arena, qm, d);
+        &why) : queued_euid(ctx, txn, arena, qm, d, &why);
     if (d != NULL && euid == NULL) {
         s->decision.reason = why; /* withheld: no longer this subscriber's patient */
         return false;

@@ -604,7 +604,8 @@ hie_audit_signer_load(hie_audit_signer_t **out, const char *path, const char *na
         return HIE_ENOMEM;
     }
     uint8_t seed[HIE_AUDIT_KEY_SEED_BYTES];
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO is refused below (not a regular file), not waited on for a writer */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
         return -errno; /* a symlink: -ELOOP */
     }

@@ -92,7 +92,8 @@ hie_mpi_key_load(hie_mpi_key_t **out, const char *path)
         return HIE_ENOMEM;
     }
     uint8_t master[HIE_MPI_KEY_BYTES];
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO is refused below (not a regular file), not waited on for a writer */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
         return -errno;
     }

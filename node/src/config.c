@@ -189,11 +189,18 @@ set_path(char *dst, size_t cap, const char *base_dir, const char *p, const char 
     return 0;
 }
 
+/* A file the node reads at start (and again on reload): readable and regular. A FIFO there
+ * hung the check and the start (signals blocked by then: only SIGKILL stopped it). */
 static int
 check_file(const char *path, const char *key, char *err, size_t err_bytes)
 {
+    struct stat sb;
     if (access(path, R_OK) != 0) {
         snprintf(err, err_bytes, "config key %s: cannot read %s: %s", key, path, strerror(errno));
+        return HIE_ECONFIG;
+    }
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        snprintf(err, err_bytes, "config key %s: %s is not a regular file", key, path);
         return HIE_ECONFIG;
     }
     return 0;

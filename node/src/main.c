@@ -530,8 +530,8 @@ node_run(node_ctx_t *ctx, int sfd)
     return rc == 0 || ctx->replay_stopped ? 0 : 1;
 }
 
-/* --check-config loads the MPI data key as the start would (mode, owner, size), checks that
- * it is the key the data directory's state was written with (read-only), then wipes it. */
+/* --check-config loads the MPI data key as the start would (regular file, mode, size), checks
+ * that it is the key the data directory's state was written with (read-only), then wipes it. */
 static int
 check_mpi_key(const node_config_t *cfg)
 {

@@ -108,6 +108,17 @@ load_signer_from_seed(const uint8_t seed[32], const char *file, const char *name
     cr_assert_eq(hie_audit_signer_load(out, path, name), 0);
 }
 
+/* A signing key that is a FIFO is refused at once (the start waited for a writer). */
+Test(checkpoint, a_fifo_key_is_refused, .timeout = 10)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/fifo.key", tmpdir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    hie_audit_signer_t *s = NULL;
+    cr_assert_eq(hie_audit_signer_load(&s, path, ORIGIN), HIE_EDENIED);
+    cr_assert_null(s);
+}
+
 Test(checkpoint, sign_parse_verify_round_trip)
 {
     char note[HIE_AUDIT_NOTE_SIGNED_BYTES_MAX];

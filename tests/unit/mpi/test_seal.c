@@ -74,7 +74,7 @@ Test(mpi_seal, generated_key_is_private_and_never_overwritten)
     hie_mpi_key_destroy(&k); /* NULL-safe */
 }
 
-Test(mpi_seal, key_file_readable_by_others_or_of_wrong_size_is_refused)
+Test(mpi_seal, key_file_readable_by_others_or_of_wrong_size_is_refused, .timeout = 10)
 {
     hie_mpi_key_t *k = fresh_key();
     hie_mpi_key_destroy(&k);
@@ -93,6 +93,11 @@ Test(mpi_seal, key_file_readable_by_others_or_of_wrong_size_is_refused)
     char missing[160];
     snprintf(missing, sizeof(missing), "%s/missing.key", dir);
     cr_assert_eq(hie_mpi_key_load(&k, missing), -ENOENT);
+    /* a FIFO is refused at once: the load waited for a writer (--check-config hung) */
+    char fifo[160];
+    snprintf(fifo, sizeof(fifo), "%s/fifo.key", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    cr_assert_eq(hie_mpi_key_load(&k, fifo), HIE_EDENIED);
 }
 
 Test(mpi_seal, round_trip_tamper_and_slot_binding)

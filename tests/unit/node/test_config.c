@@ -503,3 +503,16 @@ Test(node_config, reserved_origin_and_new_bounds_are_checked)
     cr_assert_eq(cfg.log_retain, 100000u);
     cr_assert_eq(cfg.delivery_queue_bytes_max, HIE_DELIVERY_QUEUE_BYTES_DEFAULT);
 }
+
+/* A CRL (or any file the node reads at start) that is a FIFO is refused by the check: the
+ * start waited for a writer, with signals blocked (only SIGKILL stopped it). */
+Test(node_config, a_fifo_in_place_of_a_file_is_refused, .timeout = 10)
+{
+    char fifo[256];
+    snprintf(fifo, sizeof(fifo), "%s/fifo.pem", dir_get());
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    expect_refused(MINIMAL "  crl_file: fifo.pem\n", "tls.crl_file");
+    cr_assert_not_null(strstr(err, "not a regular file"), "%s", err);
+    expect_refused(NODE LISTEN "tls:\n  ca_file: fifo.pem\n  cert_file: node.pem\n"
+        "  key_file: node.key\n", "tls.ca_file");
+}

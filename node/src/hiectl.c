@@ -1580,6 +1580,14 @@ ctl_audit(const struct ctl *c, int argc, char **argv)
             fprintf(stderr, "hiectl: --data-dir: path too long\n");
             return 2;
         }
+        if (strcmp(argv[0], "verify") == 0 && c->vkey == NULL) {
+            /* the key that checks a copy is never one found in it: a forged copy with its
+             * own key beside it (or the node's, copied in) verified */
+            fprintf(stderr, "hiectl: audit verify --data-dir needs --vkey: the node's verifier "
+                "key, from hiectl audit vkey on the node (a key file in the copy is never "
+                "used)\n");
+            return 2;
+        }
         snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", c->data_dir);
     }
     if (strcmp(argv[0], "vkey") == 0) {

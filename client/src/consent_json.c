@@ -393,6 +393,11 @@ time_field(struct dparse *dp, json_t *obj, const char *path, const char *key, in
     if (!json_is_string(v) || hie_consent_json_time_parse(json_string_value(v), ms) != 0) {
         return dp_fail(dp, p, "not a UTC date (YYYY-MM-DD) or date-time (YYYY-MM-DDThh:mm:ssZ)");
     }
+    if (*ms <= 0) {
+        /* 0 is "no bound" on the wire: 1970-01-01 as an end made a provision without one */
+        *ms = 0;
+        return dp_fail(dp, p, "must be after 1970-01-01T00:00:00Z");
+    }
     return 0;
 }
 

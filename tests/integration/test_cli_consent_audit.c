@@ -234,6 +234,10 @@ Test(consent_cli, malformed_directives_refused_with_the_field_named, .timeout = 
     expect_refused(&n, "{\"status\":\"active\",\"period\":{\"start\":\"2027-01-01\","
                        "\"end\":\"2026-01-01\"},\"provision\":{\"type\":\"deny\"}}",
         "period", "start must be before end");
+    /* the epoch is 0, "no bound": as an end it made a provision without one */
+    expect_refused(&n, "{\"status\":\"active\",\"provision\":{\"type\":\"deny\","
+                       "\"period\":{\"end\":\"1970-01-01\"}}}",
+        "provision.period.end", "after 1970-01-01");
     expect_refused(&n, "{\"status\":\"active\",\"provision\":{\"type\":\"deny\",\"provisions\":"
                        "[{\"type\":\"permit\"},{\"period\":{\"start\":\"2026-02-01T00:00:00Z\","
                        "\"end\":\"2026-01-01\"}}]}}",

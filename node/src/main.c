@@ -555,6 +555,34 @@ check_mpi_key(const node_config_t *cfg)
     return rc != 0 ? rc : src;
 }
 
+/* --check-config builds the TLS context as the start does (certificate, key, CA, CRL): a
+ * key of another certificate, or a CRL that is not one, passed the check and failed the start
+ * (after it had made audit.key). A CRL outside its validity window is said, not refused: the
+ * start serves with it, and refuses every member until a valid one is published. */
+static int
+check_tls(const node_config_t *cfg)
+{
+    SSL_CTX *sctx = NULL;
+    char err[512] = "";
+    if (OPENSSL_init_ssl(0, NULL) != 1 || hie_node__tls_ctx_build(cfg, &sctx, err,
+        sizeof(err)) != 0) {
+        fprintf(stderr, "hie-node: tls: %s\n", err[0] != '\0' ? err : "cannot build the context");
+        return 1;
+    }
+    SSL_CTX_free(sctx);
+    if (cfg->crl_file[0] != '\0') {
+        node_crl_window_t w = hie_node__crl_window(cfg->crl_file);
+        int64_t now = hie_time_wall_ms();
+        if ((w.next_update_ms != 0 && now >= w.next_update_ms) ||
+            (w.last_update_ms != 0 && now < w.last_update_ms)) {
+            fprintf(stderr, "hie-node: warning: tls.crl_file %s is %s: every member's "
+                "certificate is refused until a valid CRL is published\n", cfg->crl_file,
+                now >= w.next_update_ms && w.next_update_ms != 0 ? "expired" : "not valid yet");
+        }
+    }
+    return 0;
+}
+
 static int
 parse_args(int argc, char **argv, const char **config, bool *check_only)
 {
@@ -633,7 +661,7 @@ main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
-        if (check_mpi_key(&ctx.cfg) != 0) {
+        if (check_mpi_key(&ctx.cfg) != 0 || check_tls(&ctx.cfg) != 0) {
             return 1;
         }
         printf("config ok: node=%s listen=%s:%u data_dir=%s\n", ctx.cfg.node_id,

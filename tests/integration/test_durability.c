@@ -814,6 +814,19 @@ Test(durability, check_config_loads_the_mpi_data_key)
         node.mpi_key, node.mpi_key, node.cfg, node.cfg, HIE_NODE_BIN, node.cfg);
     cr_assert_neq(rc, 0, "a 31-byte key passed: %s", out);
     cr_assert(strstr(out, "mpi.key_file") != NULL, "%s", out);
+    /* and builds the TLS context: the key of another certificate, or a CRL that is not one,
+     * passed the check and failed the start */
+    rc = itest_sh(out, sizeof(out), "sed 's|certs/node-1.key|certs/general-hospital.key|' '%s' "
+        "> '%s.tls' && '%s' --config '%s.tls' --check-config", node.cfg, node.cfg, HIE_NODE_BIN,
+        node.cfg);
+    cr_assert_neq(rc, 0, "another certificate's key passed: %s", out);
+    cr_assert(strstr(out, "tls") != NULL, "%s", out);
+    rc = itest_sh(out, sizeof(out), "echo garbage > '%s/bad-crl.pem' && sed "
+        "'s|^  crl_file: .*|  crl_file: %s/bad-crl.pem|' '%s' > '%s.crl' && grep -q bad-crl "
+        "'%s.crl' && '%s' --config '%s.crl' --check-config", node.root, node.root, node.cfg,
+        node.cfg, node.cfg, HIE_NODE_BIN, node.cfg);
+    cr_assert_neq(rc, 0, "a CRL that is not one passed: %s", out);
+    cr_assert(strstr(out, "tls") != NULL, "%s", out);
 }
 
 /* F2-style: commands acknowledged while four clients register concurrently all survive a

@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config git
   libzmq3-dev liblmdb-dev lmdb-utils libprotobuf-c-dev protobuf-c-compiler
-  libssl-dev openssl libsodium-dev libcyaml-dev libmicrohttpd-dev libjansson-dev
+  libssl-dev openssl libsodium-dev libcyaml-dev libyaml-dev libmicrohttpd-dev libjansson-dev
   libcriterion-dev libutf8proc-dev libcsv-dev curl procps iproute2
 )
 missing=()

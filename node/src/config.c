@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <yaml.h>
 
 struct y_node { char *id; char *data_dir; };
 struct y_listen { char *address; char *port; };
@@ -545,6 +546,57 @@ fill_operator(node_config_t *c, const struct y_config *y, char *err, size_t eb)
     return rc;
 }
 
+/* One libyaml event pass over the file before libcyaml reads it: a value holding a NUL byte
+ * ("node-1\0evil": libcyaml keeps it as "node-1", a key file's path cut short alike) and a
+ * second document (libcyaml reads the first only, and the rest was ignored in silence) are
+ * refused. Syntax errors are left to libcyaml, which names the line. The file is at most
+ * HIE_CONFIG_FILE_BYTES_MAX: its events are too. */
+static int
+yaml_precheck(const char *path, char *err, size_t err_bytes)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, err_bytes, "cannot read config %s: %s", path, strerror(errno));
+        return HIE_ECONFIG;
+    }
+    yaml_parser_t p;
+    int rc = yaml_parser_initialize(&p) ? 0 : HIE_ENOMEM;
+    if (rc == 0) {
+        yaml_parser_set_input_file(&p, f);
+    }
+    for (unsigned docs = 0; rc == 0;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev)) {
+            break; /* libcyaml reports it */
+        }
+        yaml_event_type_t t = ev.type;
+        unsigned long line = (unsigned long)ev.start_mark.line + 1;
+        if (t == YAML_DOCUMENT_START_EVENT && ++docs > 1) {
+            snprintf(err, err_bytes, "config %s: line %lu: a second YAML document (one only)",
+                path, line);
+            rc = HIE_ECONFIG;
+        } else if (t == YAML_SCALAR_EVENT &&
+                   memchr(ev.data.scalar.value, 0, ev.data.scalar.length) != NULL) {
+            snprintf(err, err_bytes, "config %s: line %lu: a value holds a NUL byte", path,
+                line);
+            rc = HIE_ECONFIG;
+        }
+        yaml_event_delete(&ev);
+        if (t == YAML_STREAM_END_EVENT) {
+            break;
+        }
+    }
+    if (rc != HIE_ENOMEM) {
+        yaml_parser_delete(&p);
+    }
+    fclose(f);
+    if (rc == HIE_ENOMEM) {
+        snprintf(err, err_bytes, "config %s: out of memory", path);
+        rc = HIE_ECONFIG;
+    }
+    return rc;
+}
+
 int
 hie_node__config_load(node_config_t *cfg, const char *path, char *err, size_t err_bytes)
 {
@@ -559,6 +611,9 @@ hie_node__config_load(node_config_t *cfg, const char *path, char *err, size_t er
     }
     if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > HIE_CONFIG_FILE_BYTES_MAX) {
         snprintf(err, err_bytes, "config %s: not a regular file of at most 256 KiB", path);
+        return HIE_ECONFIG;
+    }
+    if (yaml_precheck(path, err, err_bytes) != 0) {
         return HIE_ECONFIG;
     }
     char errbuf[1024] = "";

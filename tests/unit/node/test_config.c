@@ -516,3 +516,19 @@ Test(node_config, a_fifo_in_place_of_a_file_is_refused, .timeout = 10)
     expect_refused(NODE LISTEN "tls:\n  ca_file: fifo.pem\n  cert_file: node.pem\n"
         "  key_file: node.key\n", "tls.ca_file");
 }
+
+/* A value holding a NUL byte is refused (libcyaml kept "node-1" of "node-1\0evil", and a key
+ * file's path cut short alike), and so is a second YAML document (never read: its keys were
+ * ignored in silence). */
+Test(node_config, a_nul_in_a_value_or_a_second_document_is_refused)
+{
+    int rc = load("node:\n  id: \"node-1\\0evil\"\n  data_dir: data\n" LISTEN TLS);
+    cr_assert_eq(rc, HIE_ECONFIG, "a NUL in node.id passed: %s", err);
+    cr_assert_not_null(strstr(err, "NUL"), "%s", err);
+    cr_assert_not_null(strstr(err, "line 2"), "%s", err);
+    rc = load(MINIMAL "---\nnode:\n  id: other\n");
+    cr_assert_eq(rc, HIE_ECONFIG, "a second document passed: %s", err);
+    cr_assert_not_null(strstr(err, "second YAML document"), "%s", err);
+    cr_assert_eq(load(MINIMAL), 0, "%s", err);
+    cr_assert_eq(load("---\n" MINIMAL), 0, "one document with its marker: %s", err);
+}
